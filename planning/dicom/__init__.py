@@ -1,0 +1,1 @@
+"""DICOM input: fast header reading, folder scanning, series loading."""

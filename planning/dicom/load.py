@@ -1,0 +1,284 @@
+"""Loading a CT or MR series into a `Volume` with exact patient geometry.
+
+Planes are ordered by position along the slice normal, the rescale (slope/intercept) is applied
+(HU for CT), the spacing is computed from the positions and checked between every pair of
+neighbours. Missing slices, irregular spacing and gantry tilt are resampled onto a regular grid
+with a warning saying so; duplicated slices are dropped when identical and refused otherwise.
+Enhanced multi-frame CT/MR take their geometry from the functional groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from planning.dicom.headers import Header, read_dataset, read_header
+from planning.dicom.pixels import (
+    check_grayscale,
+    decode_frames,
+    frame_bytes,
+    read_native_frames,
+    rescaled_dtype,
+    stored_dtype,
+)
+from planning.dicom.scan import ENHANCED_IMAGE_CLASSES, ImageSeries, group_series
+from planning.dicom.stack import StackPlan, plan_stack, resample_stack, source_plane_at
+from planning.errors import Cancelled, DicomReadError, SeriesError
+from planning.volume import SliceRef, Volume
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class _Plane:
+    """One 2D image of the stack: a whole file, or one frame of a multi-frame file."""
+
+    header: Header
+    frame: int | None  # 0-based frame index in a multi-frame file; None for single-frame
+    position: np.ndarray  # ImagePositionPatient, LPS mm
+    slope: float
+    intercept: float
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+def load_series(
+    series: ImageSeries,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel=None,
+) -> Volume:
+    """Load one scanned series (see `planning.dicom.scan.scan`) into a `Volume`.
+
+    Raises:
+        SeriesError: the images cannot form one volume (different sizes, conflicting duplicates).
+        DicomReadError: a file is damaged (truncated or undecodable pixel data), named in the error.
+        Cancelled: `cancel` (a threading.Event) was set.
+    """
+    headers = series.headers
+    for header in headers:
+        check_grayscale(header)
+    sizes = {(h.get("Rows"), h.get("Columns")) for h in headers}
+    if len(sizes) > 1:
+        raise SeriesError(f"series {series.key} mixes image sizes {sorted(sizes)}; scan splits such series")
+    planes, orientation, pixel_spacing, fallback_z = _planes(headers)
+    rows, columns = int(headers[0]["Rows"]), int(headers[0]["Columns"])
+    plan = plan_stack(
+        np.array([p.position for p in planes]), orientation, pixel_spacing, (rows, columns), fallback_z
+    )
+    stored = stored_dtype(headers[0])
+    bits_stored = int(headers[0].get("BitsStored", stored.itemsize * 8))
+    dtype = rescaled_dtype([(p.slope, p.intercept) for p in planes], stored, bits_stored)
+    ordered = [planes[i] for i in plan.order]
+    array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
+    _check_duplicates(planes, plan, array)
+    warnings = list(plan.warnings)
+    if plan.duplicates:
+        warnings.append(
+            f"{len(plan.duplicates)} duplicated slice(s) with identical pixels dropped: "
+            + ", ".join(planes[dropped].header.path.name for _, dropped in plan.duplicates[:5])
+        )
+    if plan.resampled:
+        array = resample_stack(array, plan)
+    slices = []
+    for k in range(plan.grid.shape[0]):
+        source = source_plane_at(plan, k) if plan.resampled else k
+        slices.append(None if source is None else _slice_ref(ordered[source]))
+    for warning in warnings:
+        log.warning("%s: %s", series.key, warning)
+    return Volume(
+        array=array,
+        grid=plan.grid,
+        modality=series.modality,
+        identity=series.identity,
+        slices=slices,
+        warnings=warnings,
+    )
+
+
+def load_files(paths, **kwargs) -> Volume:
+    """Load the single image series made of `paths` (files) into a `Volume`."""
+    series = group_series([read_header(p) for p in paths])
+    if len(series) != 1:
+        raise SeriesError(
+            f"these {len(paths)} files hold {len(series)} volumes, not one: "
+            + "; ".join(s.describe() for s in series)
+        )
+    return load_series(series[0], **kwargs)
+
+
+# -- planes ---------------------------------------------------------------------------------
+
+
+def _planes(headers: list[Header]) -> tuple[list[_Plane], np.ndarray, tuple[float, float], float | None]:
+    """Every plane of the series with its position, plus orientation and pixel spacing."""
+    first = headers[0]
+    if str(first.get("SOPClassUID", "")) in ENHANCED_IMAGE_CLASSES:
+        if len(headers) != 1:
+            raise SeriesError(f"series of {len(headers)} enhanced multi-frame files: load them one by one")
+        return _enhanced_planes(first)
+    orientation = _orientation(first)
+    for header in headers[1:]:
+        if not np.allclose(_orientation(header), orientation, atol=1e-3):
+            raise SeriesError(f"{header.path.name}: orientation differs from {first.path.name}")
+    spacing = first.get("PixelSpacing")
+    pixel_spacing = (float(spacing[1]), float(spacing[0])) if isinstance(spacing, list) else (1.0, 1.0)
+    fallback_z = _float(first.get("SpacingBetweenSlices")) or _float(first.get("SliceThickness"))
+    normal = np.cross(orientation[:3], orientation[3:])
+    planes = []
+    for header in headers:
+        position = header.get("ImagePositionPatient")
+        if not (isinstance(position, list) and len(position) == 3):
+            if len(headers) > 1:
+                raise DicomReadError(f"{header.path.name}: no ImagePositionPatient, cannot place the slice")
+            position = [0.0, 0.0, 0.0]
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        step = fallback_z or 1.0
+        for frame in range(frames):
+            planes.append(
+                _Plane(
+                    header=header,
+                    frame=frame if frames > 1 else None,
+                    position=np.asarray(position, float) + frame * step * normal,
+                    slope=_float(header.get("RescaleSlope"), 1.0),
+                    intercept=_float(header.get("RescaleIntercept"), 0.0),
+                    sop_class_uid=str(header.get("SOPClassUID", "")),
+                    sop_instance_uid=str(header.get("SOPInstanceUID", "")),
+                )
+            )
+    return planes, orientation, pixel_spacing, fallback_z
+
+
+def _enhanced_planes(header: Header):
+    """Planes of an enhanced multi-frame CT/MR from its shared and per-frame functional groups."""
+    dataset = read_dataset(header.path)
+    shared = dataset.get("SharedFunctionalGroupsSequence", [None])[0]
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence", [])
+    if len(per_frame) != int(dataset.get("NumberOfFrames", 0)):
+        raise DicomReadError(f"{header.path.name}: per-frame functional groups do not match NumberOfFrames")
+
+    def group(frame_item, sequence: str, keyword: str, default=None):
+        for item in (frame_item, shared):
+            if item is not None and sequence in item and keyword in item[sequence][0]:
+                return item[sequence][0][keyword].value
+        return default
+
+    orientation = group(per_frame[0], "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = group(per_frame[0], "PixelMeasuresSequence", "PixelSpacing")
+    if orientation is None or spacing is None:
+        raise DicomReadError(f"{header.path.name}: enhanced image without plane orientation or pixel spacing")
+    thickness = _float(group(per_frame[0], "PixelMeasuresSequence", "SpacingBetweenSlices")) or _float(
+        group(per_frame[0], "PixelMeasuresSequence", "SliceThickness")
+    )
+    planes = []
+    for index, item in enumerate(per_frame):
+        position = group(item, "PlanePositionSequence", "ImagePositionPatient")
+        if position is None:
+            raise DicomReadError(f"{header.path.name}: frame {index + 1} has no ImagePositionPatient")
+        frame_orientation = group(item, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if not np.allclose(np.asarray(frame_orientation, float), np.asarray(orientation, float), atol=1e-3):
+            raise SeriesError(f"{header.path.name}: frame {index + 1} has another orientation")
+        planes.append(
+            _Plane(
+                header=header,
+                frame=index,
+                position=np.asarray(position, float),
+                slope=_float(group(item, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+                intercept=_float(group(item, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+                sop_class_uid=str(header.get("SOPClassUID", "")),
+                sop_instance_uid=str(header.get("SOPInstanceUID", "")),
+            )
+        )
+    pixel_spacing = (float(spacing[1]), float(spacing[0]))
+    return planes, np.asarray(orientation, float), pixel_spacing, thickness
+
+
+def _orientation(header: Header) -> np.ndarray:
+    orientation = header.get("ImageOrientationPatient")
+    if isinstance(orientation, list) and len(orientation) == 6:
+        return np.asarray(orientation, dtype=float)
+    return np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def _float(value, default: float | None = None) -> float | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return default if value is None or value == "" else float(value)
+
+
+# -- pixels ---------------------------------------------------------------------------------
+
+
+def _read_planes(
+    planes: list[_Plane],
+    dtype: np.dtype,
+    shape_yx: tuple[int, int],
+    on_progress: ProgressCallback | None,
+    cancel,
+) -> np.ndarray:
+    """Read and rescale every plane, in order, into one (planes, rows, columns) array."""
+    array = np.empty((len(planes), *shape_yx), dtype)
+    scratch = np.empty(shape_yx[0] * shape_yx[1], stored_dtype(planes[0].header))
+    decoded: dict[object, np.ndarray] = {}  # multi-frame and compressed files, decoded once
+    for k, plane in enumerate(planes):
+        if k % 16 == 0:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("loading cancelled")
+            if on_progress is not None:
+                on_progress("Loading slices", k, len(planes))
+        header = plane.header
+        target = array[k]
+        if header.pixel_offset is not None and plane.frame is None:
+            if header.pixel_length is not None and header.pixel_length < frame_bytes(header):
+                raise DicomReadError(
+                    f"{header.path.name}: pixel data truncated, {header.pixel_length} of "
+                    f"{frame_bytes(header)} bytes"
+                )
+            read_native_frames(header, target[np.newaxis], scratch)
+        else:
+            if header.path not in decoded:
+                decoded.clear()
+                decoded[header.path] = decode_frames(header)
+            frames = decoded[header.path]
+            if frames.shape[1:] != shape_yx:
+                raise DicomReadError(
+                    f"{header.path.name}: decoded frames of size {frames.shape[1:]}, expected {shape_yx}"
+                )
+            target[...] = frames[plane.frame or 0]
+        if plane.slope != 1.0 or plane.intercept != 0.0:
+            if dtype.kind == "f":
+                target *= dtype.type(plane.slope)
+                target += dtype.type(plane.intercept)
+            else:
+                target += dtype.type(plane.intercept)
+    if on_progress is not None:
+        on_progress("Loading slices", len(planes), len(planes))
+    return array
+
+
+def _check_duplicates(planes: list[_Plane], plan: StackPlan, array: np.ndarray) -> None:
+    """Refuse duplicated positions whose pixels differ (which one is right cannot be known)."""
+    if not plan.duplicates:
+        return
+    row_of = {index: k for k, index in enumerate(plan.order)}
+    for kept, dropped in plan.duplicates:
+        other = _read_planes([planes[dropped]], array.dtype, array.shape[1:], None, None)[0]
+        if not np.array_equal(other, array[row_of[kept]]):
+            raise SeriesError(
+                f"{planes[kept].header.path.name} and {planes[dropped].header.path.name} are two "
+                f"different images at the same position {np.round(planes[kept].position, 2).tolist()} mm"
+            )
+
+
+def _slice_ref(plane: _Plane) -> SliceRef:
+    return SliceRef(
+        sop_class_uid=plane.sop_class_uid,
+        sop_instance_uid=plane.sop_instance_uid,
+        position_xyz=tuple(float(v) for v in plane.position),
+        frame=None if plane.frame is None else plane.frame + 1,
+    )

@@ -1,0 +1,120 @@
+"""Pixel data: stored values of DICOM frames, and the rescale to physical values.
+
+Native little-endian pixel data is read straight from the file at the offset the header walker
+found; everything else (JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE, deflated, big endian)
+is decoded by pydicom's pixel-data plugins (pylibjpeg, pyjpegls, GDCM). Either way the values are
+the stored values, masked to BitsStored and sign-extended as the header says, so both paths
+agree to the bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydicom.uid import UID
+
+from planning.dicom.headers import Header, read_dataset
+from planning.errors import DicomReadError
+
+
+def stored_dtype(header: Header) -> np.dtype:
+    """numpy dtype of the stored pixel values (little endian)."""
+    bits = int(header["BitsAllocated"])
+    signed = int(header.get("PixelRepresentation", 0)) == 1
+    if bits not in (8, 16, 32):
+        raise DicomReadError(f"{header.path.name}: {bits}-bit pixels are not supported")
+    return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def check_grayscale(header: Header) -> None:
+    """Raise unless the image is single-sample grayscale (what a CT or MR volume holds)."""
+    samples = int(header.get("SamplesPerPixel", 1))
+    if samples != 1:
+        photometric = header.get("PhotometricInterpretation", "?")
+        raise DicomReadError(
+            f"{header.path.name}: colour image ({photometric}, {samples} samples per pixel) "
+            "cannot be a CT or MR volume"
+        )
+
+
+def frame_bytes(header: Header) -> int:
+    """Bytes of one uncompressed frame."""
+    return int(header["Rows"]) * int(header["Columns"]) * stored_dtype(header).itemsize
+
+
+def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
+    """Read all frames of a native-encoded file into `out` (frames, rows, columns).
+
+    `out` may have any numeric dtype; values are converted by assignment. `scratch` is a
+    reusable buffer of the stored dtype and at least the size of `out`.
+    """
+    dtype = stored_dtype(header)
+    count = out.size
+    needed = count * dtype.itemsize
+    available = min(header.pixel_length or 0, max(header.file_size - (header.pixel_offset or 0), 0))
+    if available < needed:
+        raise DicomReadError(f"{header.path.name}: pixel data truncated, {available} of {needed} bytes")
+    if scratch is None or scratch.size < count or scratch.dtype != dtype:
+        scratch = np.empty(count, dtype)
+    raw = scratch[:count]
+    with open(header.path, "rb") as stream:
+        stream.seek(header.pixel_offset)
+        got = stream.readinto(memoryview(raw).cast("B"))
+    if got < needed:
+        raise DicomReadError(f"{header.path.name}: pixel data truncated, {got} of {needed} bytes")
+    out.reshape(-1)[...] = mask_to_bits_stored(raw, header)
+
+
+def decode_frames(header: Header) -> np.ndarray:
+    """All frames of a file as stored values, shape (frames, rows, columns), via pydicom."""
+    dataset = read_dataset(header.path, pixels=True)
+    if "PixelData" not in dataset:
+        raise DicomReadError(f"{header.path.name}: the file has no pixel data")
+    syntax = UID(header.transfer_syntax or dataset.file_meta.get("TransferSyntaxUID", ""))
+    try:
+        frames = dataset.pixel_array
+    except Exception as error:  # decoders raise anything from ValueError to RuntimeError
+        raise DicomReadError(
+            f"{header.path.name}: cannot decode {syntax.name or syntax} pixel data ({error})"
+        ) from error
+    frames = np.asarray(frames)
+    if frames.ndim == 2:
+        frames = frames[np.newaxis]
+    if frames.ndim != 3:
+        raise DicomReadError(f"{header.path.name}: pixel data of shape {frames.shape} is not grayscale")
+    return mask_to_bits_stored(frames, header)
+
+
+def mask_to_bits_stored(values: np.ndarray, header: Header) -> np.ndarray:
+    """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed)."""
+    allocated = values.dtype.itemsize * 8
+    stored = int(header.get("BitsStored", allocated))
+    if stored >= allocated:
+        return values
+    if values.dtype.kind == "u":
+        return values & values.dtype.type((1 << stored) - 1)
+    shift = values.dtype.type(allocated - stored)
+    return (values << shift) >> shift
+
+
+def rescaled_dtype(
+    headers_rescale: list[tuple[float, float]], stored: np.dtype, bits_stored: int
+) -> np.dtype:
+    """The narrowest dtype that holds every rescaled value exactly.
+
+    Integer rescale (slope 1, integer intercepts) keeps integers: CT stays int16 HU when it
+    fits; anything else becomes float32.
+    """
+    slopes = {slope for slope, _ in headers_rescale}
+    intercepts = {intercept for _, intercept in headers_rescale}
+    if slopes != {1.0} or any(i != round(i) for i in intercepts):
+        return np.dtype(np.float32)
+    if stored.kind == "u":
+        low, high = 0, (1 << bits_stored) - 1
+    else:
+        low, high = -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    low, high = low + min(intercepts), high + max(intercepts)
+    for candidate in (np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(candidate)
+        if info.min <= low and high <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.float64)

@@ -1,0 +1,405 @@
+"""Scanning folders: what patients, studies, series and RT objects a set of files holds.
+
+Only headers are read (see `planning.dicom.headers`). Image files are grouped into loadable
+series (`ImageSeries`), one per volume: a DICOM series that mixes orientations, image sizes,
+echoes or repeated acquisitions is split. Non-image objects (RTSTRUCT, RTDOSE, RTPLAN, SEG, REG)
+are listed with what they reference. Files that are not DICOM, or are unreadable, are reported as
+`FileProblem` and never stop the scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planning.dicom.headers import Header, read_dataset, read_header
+from planning.errors import Cancelled, DelineoError
+from planning.volume import DicomIdentity
+
+log = logging.getLogger(__name__)
+
+#: Non-image storage classes Delineo lists, by SOP Class UID.
+RT_OBJECT_KINDS = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",
+    "1.2.840.10008.5.1.4.1.1.481.8": "RTPLAN",
+    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
+    "1.2.840.10008.5.1.4.1.1.66.1": "REG",
+    "1.2.840.10008.5.1.4.1.1.66.3": "REG",
+}
+#: Multi-frame storage classes whose geometry is in per-frame functional groups.
+ENHANCED_IMAGE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR
+}
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file the scan could not use, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class ImageSeries:
+    """One loadable volume: image files of one series sharing orientation, size and echo.
+
+    Attributes:
+        key: unique name of the loadable: the SeriesInstanceUID, plus a suffix when the series
+            was split.
+        identity: patient / study / series / frame-of-reference identity.
+        modality: DICOM modality.
+        headers: the files' headers, in no particular order (the loader sorts by position).
+        split_note: why this part was split from its series ("" when it was not).
+    """
+
+    key: str
+    identity: DicomIdentity
+    modality: str
+    headers: list[Header]
+    split_note: str = ""
+
+    @property
+    def rows(self) -> int:
+        return int(self.headers[0].get("Rows", 0))
+
+    @property
+    def columns(self) -> int:
+        return int(self.headers[0].get("Columns", 0))
+
+    @property
+    def number_of_images(self) -> int:
+        return sum(int(h.get("NumberOfFrames", 1) or 1) for h in self.headers)
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float] | None:
+        """(row spacing, column spacing) in mm as the first file states it."""
+        spacing = self.headers[0].get("PixelSpacing")
+        return tuple(spacing) if isinstance(spacing, list) and len(spacing) == 2 else None
+
+    @property
+    def description(self) -> str:
+        return self.identity.series_description
+
+    def describe(self) -> str:
+        """One line a user reads: modality, size, spacing, description."""
+        spacing = self.pixel_spacing
+        spacing_text = f", {spacing[1]:.3g}×{spacing[0]:.3g} mm pixels" if spacing else ""
+        thickness = self.headers[0].get("SliceThickness")
+        thickness_text = f", {thickness:.3g} mm slices" if isinstance(thickness, float) else ""
+        note = f" [{self.split_note}]" if self.split_note else ""
+        return (
+            f"{self.modality or '?'} {self.columns}×{self.rows}×{self.number_of_images}"
+            f"{spacing_text}{thickness_text} — {self.description or 'no description'}{note}"
+        )
+
+
+@dataclass
+class RTObject:
+    """A non-image DICOM object and what it references.
+
+    Attributes:
+        kind: "RTSTRUCT", "RTDOSE", "RTPLAN", "SEG" or "REG".
+        path: the file.
+        identity: patient / study / its own series, and its frame of reference.
+        sop_instance_uid: its own SOP Instance UID.
+        label: StructureSetLabel, RTPlanLabel, content label or series description.
+        referenced_series_uids: image series it refers to.
+        referenced_instance_uids: other objects it refers to (plan → structure set, dose → plan).
+        frames_of_reference: every frame of reference it refers to.
+        items: ROI names (RTSTRUCT), segment labels (SEG) or beam names (RTPLAN).
+    """
+
+    kind: str
+    path: Path
+    identity: DicomIdentity
+    sop_instance_uid: str
+    label: str = ""
+    referenced_series_uids: list[str] = field(default_factory=list)
+    referenced_instance_uids: list[str] = field(default_factory=list)
+    frames_of_reference: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        refs = ", ".join(self.referenced_series_uids) or "no image series"
+        items = f"; {len(self.items)} items: {', '.join(self.items[:8])}" if self.items else ""
+        more = "…" if len(self.items) > 8 else ""
+        return f"{self.kind} '{self.label or self.path.name}' → series {refs}{items}{more}"
+
+
+@dataclass
+class Study:
+    instance_uid: str
+    description: str
+    date: str
+    series: list[ImageSeries] = field(default_factory=list)
+    rt_objects: list[RTObject] = field(default_factory=list)
+
+
+@dataclass
+class Patient:
+    patient_id: str
+    name: str
+    studies: list[Study] = field(default_factory=list)
+
+
+@dataclass
+class ScanResult:
+    """Everything a scan found."""
+
+    series: list[ImageSeries] = field(default_factory=list)
+    rt_objects: list[RTObject] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    def patients(self) -> list[Patient]:
+        """Series and RT objects arranged as patients → studies."""
+        patients: dict[str, Patient] = {}
+        studies: dict[tuple[str, str], Study] = {}
+        for item in [*self.series, *self.rt_objects]:
+            identity = item.identity
+            patient = patients.setdefault(
+                identity.patient_id, Patient(identity.patient_id, identity.patient_name)
+            )
+            study_key = (identity.patient_id, identity.study_instance_uid)
+            if study_key not in studies:
+                studies[study_key] = Study(
+                    identity.study_instance_uid, identity.study_description, identity.study_date
+                )
+                patient.studies.append(studies[study_key])
+            target = studies[study_key]
+            (target.series if isinstance(item, ImageSeries) else target.rt_objects).append(item)
+        return list(patients.values())
+
+    def find_series(self, key: str) -> ImageSeries:
+        """The loadable series whose key (or SeriesInstanceUID) is `key`."""
+        matches = [s for s in self.series if key in (s.key, s.identity.series_instance_uid)]
+        if len(matches) != 1:
+            known = ", ".join(s.key for s in self.series) or "none"
+            problem = "is split into several volumes" if matches else "is not among the scanned"
+            raise DelineoError(f"series {key} {problem}; loadable series: {known}")
+        return matches[0]
+
+
+def scan(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    cancel=None,
+) -> ScanResult:
+    """Scan a folder (recursively), a file, or a list of files and folders.
+
+    Args:
+        paths: what to scan.
+        on_progress: called as (stage, files done, files total) every 64 files.
+        cancel: a `threading.Event`; when set, the scan raises `Cancelled`.
+    """
+    files = _list_files(paths)
+    result = ScanResult()
+    image_headers: list[Header] = []
+    for done, path in enumerate(files):
+        if done % 64 == 0:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("scan cancelled")
+            if on_progress is not None:
+                on_progress("Reading headers", done, len(files))
+        try:
+            header = read_header(path)
+        except DelineoError as error:
+            result.problems.append(FileProblem(path, str(error)))
+            continue
+        sop_class = str(header.get("SOPClassUID", ""))
+        if sop_class in RT_OBJECT_KINDS:
+            try:
+                result.rt_objects.append(_rt_object(header, RT_OBJECT_KINDS[sop_class]))
+            except DelineoError as error:
+                result.problems.append(FileProblem(path, str(error)))
+        elif "Rows" in header.values and "Columns" in header.values:
+            image_headers.append(header)
+        else:
+            kind = header.get("Modality") or sop_class or "unknown"
+            result.problems.append(FileProblem(path, f"DICOM object of type {kind} has no image"))
+    if on_progress is not None:
+        on_progress("Reading headers", len(files), len(files))
+    result.series = group_series(image_headers)
+    return result
+
+
+def _list_files(paths) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                files.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DelineoError(f"{path}: no such file or folder")
+    return files
+
+
+# -- grouping into loadable series ----------------------------------------------------------
+
+
+def identity_of(header: Header) -> DicomIdentity:
+    """The `DicomIdentity` a header states."""
+
+    def text(keyword: str) -> str:
+        value = header.get(keyword, "")
+        return "\\".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return DicomIdentity(
+        patient_id=text("PatientID"),
+        patient_name=text("PatientName"),
+        patient_birth_date=text("PatientBirthDate"),
+        patient_sex=text("PatientSex"),
+        study_instance_uid=text("StudyInstanceUID"),
+        study_id=text("StudyID"),
+        study_date=text("StudyDate"),
+        study_time=text("StudyTime"),
+        study_description=text("StudyDescription"),
+        accession_number=text("AccessionNumber"),
+        referring_physician_name=text("ReferringPhysicianName"),
+        series_instance_uid=text("SeriesInstanceUID"),
+        series_number=text("SeriesNumber"),
+        series_description=text("SeriesDescription"),
+        frame_of_reference_uid=text("FrameOfReferenceUID"),
+        manufacturer=text("Manufacturer"),
+    )
+
+
+def group_series(headers: list[Header]) -> list[ImageSeries]:
+    """Group image headers into loadable series, splitting series that mix what a volume can't.
+
+    A series is split by image orientation, image size, echo number and temporal position; it is
+    split by acquisition number only where acquisitions repeat the same slice positions (scanners
+    that number every slice's acquisition separately stay one volume).
+    """
+    by_series: dict[str, list[Header]] = defaultdict(list)
+    for header in headers:
+        by_series[str(header.get("SeriesInstanceUID", "")) or f"(no series UID) {header.path.parent}"].append(
+            header
+        )
+    loadables: list[ImageSeries] = []
+    for series_uid, members in by_series.items():
+        parts = _split(members)
+        for index, (note, part) in enumerate(parts):
+            key = series_uid if len(parts) == 1 else f"{series_uid}#{index + 1}"
+            loadables.append(
+                ImageSeries(
+                    key=key,
+                    identity=identity_of(part[0]),
+                    modality=str(part[0].get("Modality", "")),
+                    headers=part,
+                    split_note=note if len(parts) > 1 else "",
+                )
+            )
+    return loadables
+
+
+def _split(headers: list[Header]) -> list[tuple[str, list[Header]]]:
+    groups: dict[tuple, list[Header]] = defaultdict(list)
+    for header in headers:
+        groups[_volume_key(header)].append(header)
+    parts: list[tuple[str, list[Header]]] = []
+    for key, members in groups.items():
+        note = _describe_key(key) if len(groups) > 1 else ""
+        for acquisition, part in _split_repeated_acquisitions(members):
+            acquisition_note = f"acquisition {acquisition}" if acquisition is not None else ""
+            parts.append((", ".join(n for n in (note, acquisition_note) if n), part))
+    return parts
+
+
+def _volume_key(header: Header) -> tuple:
+    orientation = header.get("ImageOrientationPatient")
+    orientation = tuple(round(float(v), 3) for v in orientation) if isinstance(orientation, list) else None
+    return (
+        orientation,
+        (header.get("Rows"), header.get("Columns")),
+        header.get("EchoNumbers"),
+        header.get("TemporalPositionIdentifier"),
+    )
+
+
+def _describe_key(key: tuple) -> str:
+    orientation, (rows, columns), echo, temporal = key
+    words = [f"{columns}×{rows}"]
+    if orientation is not None:
+        words.append("orientation " + " ".join(f"{v:g}" for v in orientation))
+    if echo is not None:
+        words.append(f"echo {echo}")
+    if temporal is not None:
+        words.append(f"time point {temporal}")
+    return ", ".join(words)
+
+
+def _split_repeated_acquisitions(headers: list[Header]) -> list[tuple[object, list[Header]]]:
+    positions = [tuple(h.get("ImagePositionPatient") or ()) for h in headers]
+    acquisitions = [h.get("AcquisitionNumber") for h in headers]
+    repeated = len(set(positions)) < len(positions)
+    if not repeated or len(set(acquisitions)) < 2:
+        return [(None, headers)]
+    by_acquisition: dict[object, list[Header]] = defaultdict(list)
+    for header, acquisition in zip(headers, acquisitions, strict=True):
+        by_acquisition[acquisition].append(header)
+    return sorted(by_acquisition.items(), key=lambda item: str(item[0]))
+
+
+# -- RT objects -----------------------------------------------------------------------------
+
+
+def _rt_object(header: Header, kind: str) -> RTObject:
+    dataset = read_dataset(header.path)
+    identity = identity_of(header)
+    obj = RTObject(
+        kind=kind,
+        path=header.path,
+        identity=identity,
+        sop_instance_uid=str(header.get("SOPInstanceUID", "")),
+    )
+    frames = {identity.frame_of_reference_uid} - {""}
+    for item in _walk_items(dataset):
+        for keyword, target in (
+            ("SeriesInstanceUID", obj.referenced_series_uids),
+            ("ReferencedSOPInstanceUID", obj.referenced_instance_uids),
+        ):
+            value = item.get(keyword)
+            if value and item is not dataset and str(value) not in target:
+                target.append(str(value))
+        if item.get("FrameOfReferenceUID"):
+            frames.add(str(item.FrameOfReferenceUID))
+    obj.frames_of_reference = sorted(frames)
+    if kind == "RTSTRUCT":
+        obj.label = str(dataset.get("StructureSetLabel", ""))
+        obj.items = [str(roi.get("ROIName", "")) for roi in dataset.get("StructureSetROISequence", [])]
+        obj.referenced_instance_uids = []  # its images are named by their series
+    elif kind == "RTPLAN":
+        obj.label = str(dataset.get("RTPlanLabel", ""))
+        obj.items = [str(beam.get("BeamName", "")) for beam in dataset.get("BeamSequence", [])]
+    elif kind == "SEG":
+        obj.label = str(dataset.get("ContentLabel", ""))
+        obj.items = [str(s.get("SegmentLabel", "")) for s in dataset.get("SegmentSequence", [])]
+        obj.referenced_instance_uids = []
+    else:
+        obj.label = str(dataset.get("SeriesDescription", ""))
+    return obj
+
+
+def _walk_items(dataset):
+    """The dataset and every item of every sequence in it, depth first."""
+    yield dataset
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _walk_items(item)

@@ -1,0 +1,218 @@
+"""Geometry of a stack of image planes: order, spacing, missing slices and gantry tilt.
+
+Given each plane's ImagePositionPatient and the shared orientation, `plan_stack` sorts the planes
+along the slice normal (never by InstanceNumber or file name), checks the spacing between every
+pair of neighbours, and says what regular grid the volume is built on and whether the planes
+must be resampled onto it (missing slices, irregular spacing, gantry tilt). `resample_stack`
+does that resampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from planning.errors import SeriesError
+from planning.geometry import Grid
+
+#: Two planes closer than this along the normal are the same slice position (mm).
+DUPLICATE_TOLERANCE_MM = 0.01
+#: Relative deviation from the nominal step, of each step and of each position from the regular
+#: grid, still considered regular (positions rounded in the header jitter by about 1 %).
+SPACING_TOLERANCE = 0.05
+#: In-plane drift per unit of through-plane distance above which the stack is sheared (tilt).
+TILT_THRESHOLD_DEGREES = 1.0
+#: Drift below the tilt threshold but above this many mm is reported and left as is.
+DRIFT_REPORT_MM = 0.1
+
+
+@dataclass
+class StackPlan:
+    """How a stack of planes becomes a regular volume.
+
+    Attributes:
+        order: plane indices sorted along the slice normal, duplicates removed.
+        duplicates: pairs (kept plane, dropped plane) that share a position.
+        grid: the regular output grid.
+        source_along_mm: position along the normal (relative to the first plane) of each
+            ordered plane.
+        shifts_xy_mm: in-plane offset (along the row and column directions) of each ordered
+            plane from the grid; all zero unless the stack is sheared.
+        resample_z: True when grid planes do not coincide one-to-one with source planes.
+        warnings: what had to be corrected, in words.
+    """
+
+    order: list[int]
+    duplicates: list[tuple[int, int]]
+    grid: Grid
+    source_along_mm: np.ndarray
+    shifts_xy_mm: np.ndarray
+    resample_z: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def resampled(self) -> bool:
+        return self.resample_z or bool(np.any(self.shifts_xy_mm))
+
+
+def plan_stack(
+    positions: np.ndarray,
+    orientation: np.ndarray,
+    pixel_spacing_xy: tuple[float, float],
+    shape_yx: tuple[int, int],
+    fallback_spacing_z: float | None,
+) -> StackPlan:
+    """Work out the regular grid for planes at `positions` (N, 3) LPS mm.
+
+    Args:
+        orientation: ImageOrientationPatient, six direction cosines (row then column).
+        pixel_spacing_xy: column and row spacing in mm.
+        shape_yx: rows and columns of every plane.
+        fallback_spacing_z: slice spacing to use for a single plane (SpacingBetweenSlices or
+            SliceThickness), None when unknown.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    row_dir, col_dir = _unit(orientation[:3]), _unit(orientation[3:6])
+    if abs(float(row_dir @ col_dir)) > 1e-3:
+        raise SeriesError("ImageOrientationPatient row and column directions are not perpendicular")
+    normal = np.cross(row_dir, col_dir)
+    direction = np.column_stack([row_dir, col_dir, normal])
+    along = (positions - positions[0]) @ normal
+    order = [int(i) for i in np.argsort(along, kind="stable")]
+    kept, duplicates = [order[0]], []
+    for index in order[1:]:
+        if along[index] - along[kept[-1]] < DUPLICATE_TOLERANCE_MM:
+            duplicates.append((kept[-1], index))
+        else:
+            kept.append(index)
+    origin = positions[kept[0]]
+    along = along[kept] - along[kept[0]]
+    offsets = positions[kept] - origin - np.outer(along, normal)
+    shifts = np.column_stack([offsets @ row_dir, offsets @ col_dir])
+    warnings: list[str] = []
+
+    if len(kept) == 1:
+        spacing_z = fallback_spacing_z if fallback_spacing_z and fallback_spacing_z > 0 else 1.0
+        grid = Grid((1, *shape_yx), (*pixel_spacing_xy, spacing_z), tuple(origin), direction)
+        return StackPlan(kept, duplicates, grid, along, np.zeros_like(shifts), False, warnings)
+
+    shifts = _check_tilt(along, shifts, warnings)
+    steps = np.diff(along)
+    mean_step = float(along[-1] / (len(kept) - 1))
+    off_grid = np.abs(along - mean_step * np.arange(len(kept)))
+    regular = bool(
+        np.all(np.abs(steps - mean_step) <= SPACING_TOLERANCE * mean_step)
+        and np.all(off_grid <= SPACING_TOLERANCE * mean_step)
+    )
+    if regular:
+        spacing_z = mean_step
+        count = len(kept)
+    else:
+        spacing_z = _nominal_step(steps)
+        count = int(round(along[-1] / spacing_z)) + 1
+        warnings.append(_describe_irregular(steps, along, spacing_z, count - len(kept)))
+    grid = Grid((count, *shape_yx), (*pixel_spacing_xy, spacing_z), tuple(origin), direction)
+    return StackPlan(kept, duplicates, grid, along, shifts, not regular, warnings)
+
+
+def resample_stack(planes: np.ndarray, plan: StackPlan) -> np.ndarray:
+    """Resample ordered planes (N, rows, columns) onto `plan.grid` by linear interpolation.
+
+    In-plane shifts (gantry tilt) are undone plane by plane; then grid planes between two source
+    planes are interpolated linearly along the normal. Integer inputs are rounded back to their
+    dtype; voxels shifted in from outside the field take the image's minimum.
+    """
+    dtype = planes.dtype
+    outside = float(planes.min())
+    if np.any(plan.shifts_xy_mm):
+        spacing_xy = np.asarray(plan.grid.spacing_xyz[:2])
+        shifted = np.empty(planes.shape, np.float32)
+        for k, (shift_x, shift_y) in enumerate(plan.shifts_xy_mm / spacing_xy):
+            ndimage.shift(
+                planes[k].astype(np.float32),
+                (shift_y, shift_x),
+                output=shifted[k],
+                order=1,
+                mode="constant",
+                cval=outside,
+            )
+        planes = shifted
+    if plan.resample_z:
+        targets = np.arange(plan.grid.shape[0]) * plan.grid.spacing_xyz[2]
+        upper = np.clip(np.searchsorted(plan.source_along_mm, targets, side="right"), 1, len(planes) - 1)
+        lower = upper - 1
+        span = plan.source_along_mm[upper] - plan.source_along_mm[lower]
+        weight = np.clip((targets - plan.source_along_mm[lower]) / span, 0.0, 1.0)
+        out = np.empty((len(targets), *planes.shape[1:]), np.float32)
+        for k in range(len(targets)):
+            out[k] = (1.0 - weight[k]) * planes[lower[k]] + weight[k] * planes[upper[k]]
+        planes = out
+    if np.issubdtype(dtype, np.integer) and planes.dtype != dtype:
+        info = np.iinfo(dtype)
+        planes = np.clip(np.rint(planes), info.min, info.max).astype(dtype)
+    return planes
+
+
+def source_plane_at(plan: StackPlan, k: int) -> int | None:
+    """Index into `plan.order` of the source plane lying on grid plane k, or None."""
+    target = k * plan.grid.spacing_xyz[2]
+    nearest = int(np.argmin(np.abs(plan.source_along_mm - target)))
+    on_plane = abs(plan.source_along_mm[nearest] - target) < DUPLICATE_TOLERANCE_MM
+    return nearest if on_plane and not np.any(plan.shifts_xy_mm[nearest]) else None
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float64)
+    norm = np.linalg.norm(vector)
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise SeriesError(f"ImageOrientationPatient holds a zero direction: {vector.tolist()}")
+    return vector / norm
+
+
+def _check_tilt(along: np.ndarray, shifts: np.ndarray, warnings: list[str]) -> np.ndarray:
+    """Return the in-plane shifts to undo: all of them for a tilted stack, none otherwise."""
+    drift = float(np.linalg.norm(shifts, axis=1).max())
+    if drift == 0.0:
+        return shifts
+    angle = float(np.degrees(np.arctan2(np.linalg.norm(shifts[-1]), along[-1])))
+    if angle > TILT_THRESHOLD_DEGREES:
+        warnings.append(
+            f"gantry tilt of {angle:.1f}° detected (slices shifted in-plane by up to {drift:.1f} mm); "
+            "the sheared stack was resampled onto a regular grid perpendicular to the slices "
+            "by linear interpolation"
+        )
+        return shifts
+    if drift > DRIFT_REPORT_MM:
+        warnings.append(
+            f"slice positions drift in-plane by up to {drift:.2f} mm ({angle:.2f}°) across the "
+            f"stack, below the {TILT_THRESHOLD_DEGREES:g}° gantry-tilt threshold; kept as a "
+            "regular stack along the slice normal"
+        )
+    return np.zeros_like(shifts)
+
+
+def _nominal_step(steps: np.ndarray) -> float:
+    """The regular step of an irregular stack: the smallest step most others are multiples of."""
+    smallest = float(steps.min())
+    multiples = steps / smallest
+    if np.all(np.abs(multiples - np.rint(multiples)) <= 0.05):
+        return float(np.mean(steps[np.rint(multiples) == 1]))
+    return float(np.median(steps))
+
+
+def _describe_irregular(steps: np.ndarray, along: np.ndarray, spacing: float, added: int) -> str:
+    gaps = [
+        f"{steps[i]:.2f} mm after {along[i]:.2f} mm"
+        for i in np.flatnonzero(np.abs(steps - spacing) > SPACING_TOLERANCE * spacing)[:5]
+    ]
+    missing = f"about {added} slice(s) missing; " if added > 0 else ""
+    return (
+        f"irregular slice spacing: expected {spacing:.3g} mm, found gaps of {', '.join(gaps)} "
+        f"(positions along the slice normal from the first slice); {missing}resampled to a "
+        f"regular {spacing:.3g} mm grid by linear interpolation between neighbouring slices"
+    )

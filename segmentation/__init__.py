@@ -1,0 +1,1 @@
+"""Auto-segmentation: inference engine, built-in models, training. torch is imported lazily."""

@@ -1,0 +1,116 @@
+"""Write synthetic CT series as real DICOM files, for tests of loading and export.
+
+`write_ct_series` makes one file per slice with the attributes a scanner writes; arguments let a
+test break the series in specific ways (positions, sizes, tilt, UIDs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+
+def ct_phantom(shape_zyx=(12, 40, 48), seed: int = 0) -> np.ndarray:
+    """A small CT-like int16 HU volume: air around a water ellipse with a bone rod and noise."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape_zyx)
+    cy, cx = (shape_zyx[1] - 1) / 2, (shape_zyx[2] - 1) / 2
+    body = ((y - cy) / (0.4 * shape_zyx[1])) ** 2 + ((x - cx) / (0.45 * shape_zyx[2])) ** 2 <= 1
+    hu = np.where(body, 20, -1000).astype(np.int16)
+    bone = ((y - cy) ** 2 + (x - cx - 3) ** 2) <= 9
+    hu[bone] = 700
+    hu += (rng.normal(0, 10, shape_zyx) + z).astype(np.int16)
+    return np.clip(hu, -1024, 3071)  # what 12-bit storage with intercept -1024 can hold
+
+
+def write_ct_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    spacing_xyz=(0.9, 0.9, 2.5),
+    origin_xyz=(-20.0, -18.0, -15.0),
+    orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    positions: Sequence[Sequence[float]] | None = None,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    file_names: Sequence[str] | None = None,
+    instance_numbers: Sequence[int] | None = None,
+    implicit_vr: bool = False,
+    patient_id: str = "DELINEO-TEST",
+    series_description: str = "synthetic CT",
+) -> list[Path]:
+    """Write `hu` (z, y, x) as a CT series, one slice per file; return the paths in z order.
+
+    Slice k lies at ``positions[k]`` if given, else at origin + k·spacing_z along the normal.
+    Stored as unsigned 12-bit values with RescaleIntercept −1024, as most CT scanners do.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study_uid = study_uid or generate_uid()
+    frame_of_reference_uid = frame_of_reference_uid or generate_uid()
+    row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    normal = np.cross(row, col)
+    paths = []
+    for k in range(hu.shape[0]):
+        position = (
+            positions[k] if positions is not None else np.asarray(origin_xyz) + k * spacing_xyz[2] * normal
+        )
+        name = file_names[k] if file_names is not None else f"CT{k:04d}.dcm"
+        number = instance_numbers[k] if instance_numbers is not None else k + 1
+        path = folder / name
+        dataset = _ct_slice(hu[k], position, orientation, spacing_xyz, implicit_vr)
+        dataset.SeriesInstanceUID = series_uid
+        dataset.StudyInstanceUID = study_uid
+        dataset.FrameOfReferenceUID = frame_of_reference_uid
+        dataset.InstanceNumber = number
+        dataset.PatientID = patient_id
+        dataset.SeriesDescription = series_description
+        dataset.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _ct_slice(hu2d, position, orientation, spacing_xyz, implicit_vr: bool) -> FileDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit_vr else ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.Manufacturer = "Delineo test factory"
+    ds.PatientName = "Test^Phantom"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImagePositionPatient = [f"{v:.6g}" for v in position]
+    ds.ImageOrientationPatient = [f"{v:.6g}" for v in orientation]
+    ds.PixelSpacing = [f"{spacing_xyz[1]:.6g}", f"{spacing_xyz[0]:.6g}"]
+    ds.SliceThickness = f"{spacing_xyz[2]:.6g}"
+    ds.KVP = "120"
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = hu2d.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = "-1024"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "HU"
+    stored = np.clip(hu2d.astype(np.int32) + 1024, 0, 4095).astype("<u2")
+    ds.PixelData = stored.tobytes()
+    return ds

@@ -1,0 +1,1 @@
+"""Delineo's desktop workstation (PyQt6 + VTK) and its command line."""

@@ -1,0 +1,56 @@
+"""The `delineo` command line.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``, which adds its parser
+and sets ``handler`` (a function taking the parsed arguments and returning an exit code).
+Heavy imports (torch, Qt, VTK) happen inside handlers, so ``delineo --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from importlib.metadata import version
+
+from planning.errors import Cancelled, DelineoError
+
+#: Modules under workstation.cli that provide sub-commands, in the order --help lists them.
+COMMAND_MODULES = ("info", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="delineo",
+        description="Delineo: contouring, auto-segmentation, 3D planning and RTSTRUCT export.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
+    parser.add_argument("--version", action="version", version=f"delineo {version('delineo')}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"workstation.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except Cancelled as error:
+        print(f"delineo: cancelled: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("delineo: interrupted", file=sys.stderr)
+        return 130
+    except DelineoError as error:
+        print(f"delineo: error: {error}", file=sys.stderr)
+        return 1
