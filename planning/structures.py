@@ -1,0 +1,387 @@
+"""Structures (ROIs) and structure sets: what oncologists draw and what RTSTRUCT carries.
+
+A structure's geometry is a `Mask`: a boolean array on the image grid, stored cropped to its
+bounding box, so a 512×512×600 CT with 100+ structures stays within a few GB. Imported planar
+contours are kept as they were read (`Structure.contours`) until the mask is edited, so an
+unedited structure can be written back losslessly.
+
+A `StructureSet` emits psygnal events when structures are added, removed or edited; an edit
+carries the changed bounding box so views redraw only that region.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from psygnal import Signal
+
+from planning.errors import GeometryError
+from planning.geometry import Grid
+
+#: A region of the grid as (z, y, x) slices.
+Box = tuple[slice, slice, slice]
+
+
+class RoiType(StrEnum):
+    """RT ROI Interpreted Type (DICOM PS3.3 C.8.8.8), the terms TPSs act on."""
+
+    EXTERNAL = "EXTERNAL"
+    PTV = "PTV"
+    CTV = "CTV"
+    GTV = "GTV"
+    ORGAN = "ORGAN"
+    AVOIDANCE = "AVOIDANCE"
+    CAVITY = "CAVITY"
+    CONTROL = "CONTROL"
+    TREATED_VOLUME = "TREATED_VOLUME"
+    IRRAD_VOLUME = "IRRAD_VOLUME"
+    BOLUS = "BOLUS"
+    SUPPORT = "SUPPORT"
+    FIXATION = "FIXATION"
+    DOSE_REGION = "DOSE_REGION"
+    CONTRAST_AGENT = "CONTRAST_AGENT"
+    MARKER = "MARKER"
+    REGISTRATION = "REGISTRATION"
+    ISOCENTER = "ISOCENTER"
+
+
+class GenerationAlgorithm(StrEnum):
+    """ROI Generation Algorithm: who made the geometry."""
+
+    AUTOMATIC = "AUTOMATIC"
+    SEMIAUTOMATIC = "SEMIAUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+class Mask:
+    """A binary mask on a grid, stored as the array of its bounding box.
+
+    Attributes:
+        grid: the full image grid.
+        offset: (z, y, x) index of the stored array's first voxel in the grid.
+        array: bool array of the bounding box, indexed (z, y, x).
+    """
+
+    __slots__ = ("grid", "offset", "array")
+
+    def __init__(self, grid: Grid, array: np.ndarray | None = None, offset=(0, 0, 0)):
+        self.grid = grid
+        if array is None:
+            array = np.zeros((0, 0, 0), bool)
+        array = np.asarray(array, dtype=bool)
+        offset = tuple(int(o) for o in offset)
+        end = [o + n for o, n in zip(offset, array.shape, strict=True)]
+        if array.size and (min(offset) < 0 or any(e > n for e, n in zip(end, grid.shape, strict=True))):
+            raise GeometryError(f"mask box at {offset} of shape {array.shape} leaves the grid {grid.shape}")
+        self.offset, self.array = offset, array
+
+    @classmethod
+    def from_full(cls, grid: Grid, full: np.ndarray) -> Mask:
+        """A mask from a full-grid boolean array (cropped to its content)."""
+        if tuple(full.shape) != grid.shape:
+            raise GeometryError(f"mask of shape {full.shape} does not fit grid {grid.shape}")
+        box = bounding_box(full)
+        if box is None:
+            return cls(grid)
+        return cls(grid, full[box].copy(), tuple(s.start for s in box))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def box(self) -> Box | None:
+        """The stored region as slices of the full grid, None when empty."""
+        if self.array.size == 0:
+            return None
+        return tuple(slice(o, o + n) for o, n in zip(self.offset, self.array.shape, strict=True))
+
+    @property
+    def voxel_count(self) -> int:
+        return int(np.count_nonzero(self.array))
+
+    @property
+    def is_empty(self) -> bool:
+        return self.voxel_count == 0
+
+    @property
+    def volume_cc(self) -> float:
+        return self.voxel_count * self.grid.voxel_volume_cc
+
+    def full(self) -> np.ndarray:
+        """The mask on the whole grid (allocates a full-size bool array)."""
+        full = np.zeros(self.grid.shape, bool)
+        if self.box is not None:
+            full[self.box] = self.array
+        return full
+
+    def region(self, box: Box) -> np.ndarray:
+        """The mask inside `box` (slices of the full grid) as a new bool array."""
+        out = np.zeros(tuple(s.stop - s.start for s in box), bool)
+        if self.box is None:
+            return out
+        lo = [max(a.start, b.start) for a, b in zip(box, self.box, strict=True)]
+        hi = [min(a.stop, b.stop) for a, b in zip(box, self.box, strict=True)]
+        if any(h <= low for low, h in zip(lo, hi, strict=True)):
+            return out
+        target = tuple(slice(low - b.start, h - b.start) for low, h, b in zip(lo, hi, box, strict=True))
+        source = tuple(slice(low - o, h - o) for low, h, o in zip(lo, hi, self.offset, strict=True))
+        out[target] = self.array[source]
+        return out
+
+    def slice_z(self, k: int) -> np.ndarray:
+        """Axial plane k of the mask as a full (rows, columns) bool array."""
+        ny, nx = self.grid.shape[1:]
+        return self.region((slice(k, k + 1), slice(0, ny), slice(0, nx)))[0]
+
+    # -- editing ------------------------------------------------------------------------------
+
+    def replace_region(self, box: Box, values: np.ndarray) -> None:
+        """Set the mask inside `box` to `values` (bool, the box's shape); keeps the box tight."""
+        current = self.box
+        if current is None:
+            union = box
+        else:
+            union = tuple(
+                slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(current, box, strict=True)
+            )
+        merged = self.region(union)
+        merged[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union, strict=True))] = (
+            values
+        )
+        inner = bounding_box(merged)
+        if inner is None:
+            self.offset, self.array = (0, 0, 0), np.zeros((0, 0, 0), bool)
+            return
+        self.offset = tuple(u.start + i.start for u, i in zip(union, inner, strict=True))
+        self.array = merged[inner].copy()
+
+    def copy(self) -> Mask:
+        return Mask(self.grid, self.array.copy(), self.offset)
+
+
+def bounding_box(mask: np.ndarray) -> Box | None:
+    """Tightest (z, y, x) slices holding every True voxel, None when there is none."""
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+@dataclass
+class PlanarContour:
+    """One contour as a structure set stores it: points in LPS mm on one image plane.
+
+    Attributes:
+        points: (N, 3) LPS mm.
+        geometric_type: "CLOSED_PLANAR", "OPEN_PLANAR" or "POINT".
+        image_uid: SOP Instance UID of the image it lies on ("" when not referenced).
+    """
+
+    points: np.ndarray
+    geometric_type: str = "CLOSED_PLANAR"
+    image_uid: str = ""
+
+
+@dataclass(eq=False)
+class Structure:
+    """A named region of interest.
+
+    Attributes:
+        name: ROI name (TG-263 where possible).
+        mask: geometry on the image grid.
+        color: display colour (r, g, b), 0–255.
+        roi_type: RT ROI Interpreted Type.
+        algorithm: who made it (AUTOMATIC for model output).
+        number: ROI Number, unique in its structure set (assigned when added).
+        description: free text; derived structures record their recipe here too.
+        contours: planar contours as imported, kept until the mask is edited; None otherwise.
+        markers: POINT and OPEN_PLANAR items read from an RTSTRUCT (never rasterised).
+        recipe: how a derived structure is rebuilt from others (see planning margins), or None.
+        visible: display state (the GUI's; stored so sessions restore it).
+    """
+
+    name: str
+    mask: Mask
+    color: tuple[int, int, int] = (255, 0, 0)
+    roi_type: RoiType = RoiType.ORGAN
+    algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL
+    number: int = 0
+    description: str = ""
+    contours: list[PlanarContour] | None = None
+    markers: list[PlanarContour] = field(default_factory=list)
+    recipe: dict | None = None
+    visible: bool = True
+
+    def __post_init__(self) -> None:
+        self.roi_type = RoiType(self.roi_type)
+        self.algorithm = GenerationAlgorithm(self.algorithm)
+        color = tuple(int(c) for c in self.color)
+        if len(color) != 3 or not all(0 <= c <= 255 for c in color):
+            raise ValueError(
+                f"structure {self.name!r}: colour must be three integers 0–255, got {self.color}"
+            )
+        self.color = color
+        if not self.name or not self.name.strip():
+            raise ValueError("a structure needs a non-empty name")
+
+    @property
+    def volume_cc(self) -> float:
+        return self.mask.volume_cc
+
+
+class StructureSet:
+    """The structures drawn on one image grid, with unique names and ROI numbers.
+
+    Events (psygnal): `added(structure)`, `removed(structure)`, `changed(structure, box)` where
+    box is the edited region (z, y, x slices) or None for a non-geometric change (name, colour).
+    """
+
+    added = Signal(object)
+    removed = Signal(object)
+    changed = Signal(object, object)
+
+    def __init__(self, grid: Grid, frame_of_reference_uid: str = "", label: str = "Delineo"):
+        self.grid = grid
+        self.frame_of_reference_uid = frame_of_reference_uid
+        self.label = label
+        self._structures: list[Structure] = []
+
+    # -- access -------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Structure]:
+        return iter(list(self._structures))
+
+    def __len__(self) -> int:
+        return len(self._structures)
+
+    def __contains__(self, name: str) -> bool:
+        return any(s.name == name for s in self._structures)
+
+    def __getitem__(self, name: str) -> Structure:
+        for structure in self._structures:
+            if structure.name == name:
+                return structure
+        raise KeyError(f"no structure named {name!r}; structures: {', '.join(self.names()) or 'none'}")
+
+    def names(self) -> list[str]:
+        return [s.name for s in self._structures]
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def add(self, structure: Structure, *, rename: bool = True) -> Structure:
+        """Add a structure; give it a free ROI number and, if `rename`, a unique name."""
+        if structure.mask.grid is not self.grid and not structure.mask.grid.same_as(self.grid):
+            raise GeometryError(f"structure {structure.name!r} is on another grid than this structure set")
+        if structure.name in self:
+            if not rename:
+                raise ValueError(f"a structure named {structure.name!r} already exists")
+            structure.name = self.unique_name(structure.name)
+        used = {s.number for s in self._structures}
+        if structure.number <= 0 or structure.number in used:
+            structure.number = next(n for n in itertools.count(1) if n not in used)
+        self._structures.append(structure)
+        self.added.emit(structure)
+        return structure
+
+    def remove(self, name: str) -> Structure:
+        structure = self[name]
+        self._structures.remove(structure)
+        self.removed.emit(structure)
+        return structure
+
+    def unique_name(self, name: str) -> str:
+        """`name`, or `name_2`, `name_3`… whichever is not taken."""
+        if name not in self:
+            return name
+        return next(f"{name}_{n}" for n in itertools.count(2) if f"{name}_{n}" not in self)
+
+    def edit_mask(self, name: str, box: Box, values: np.ndarray) -> np.ndarray:
+        """Replace a structure's mask inside `box`; return the previous values there (for undo).
+
+        Editing drops the imported planar contours and marks the structure SEMIAUTOMATIC if it
+        was AUTOMATIC (a model's contour a person changed).
+        """
+        structure = self[name]
+        before = structure.mask.region(box)
+        structure.mask.replace_region(box, values)
+        structure.contours = None
+        if structure.algorithm == GenerationAlgorithm.AUTOMATIC:
+            structure.algorithm = GenerationAlgorithm.SEMIAUTOMATIC
+        self.changed.emit(structure, box)
+        return before
+
+    def set_mask(self, name: str, mask: Mask) -> None:
+        """Replace a structure's whole geometry."""
+        structure = self[name]
+        old_box, structure.mask = structure.mask.box, mask
+        structure.contours = None
+        self.changed.emit(structure, _union_box(old_box, mask.box))
+
+    def notify(self, structure: Structure) -> None:
+        """Tell listeners a structure's attributes (name, colour, visibility…) changed."""
+        self.changed.emit(structure, None)
+
+    # -- label maps ---------------------------------------------------------------------------
+
+    def to_label_map(self, names: list[str] | None = None) -> np.ndarray:
+        """uint16 label map (z, y, x): structure i of `names` (default: all, in order) → i + 1.
+
+        Where structures overlap, the later one wins; use per-structure masks when that matters.
+        """
+        names = self.names() if names is None else names
+        dtype = np.uint8 if len(names) < 256 else np.uint16
+        labels = np.zeros(self.grid.shape, dtype)
+        for value, name in enumerate(names, start=1):
+            mask = self[name].mask
+            if mask.box is not None:
+                labels[mask.box][mask.array] = value
+        return labels
+
+    @classmethod
+    def from_label_map(
+        cls,
+        grid: Grid,
+        labels: np.ndarray,
+        names: dict[int, str] | None = None,
+        *,
+        frame_of_reference_uid: str = "",
+        algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL,
+    ) -> StructureSet:
+        """One structure per non-zero label value (named `names[value]`, else "Label_<value>")."""
+        from planning.tg263 import style_for
+
+        if tuple(labels.shape) != grid.shape:
+            raise GeometryError(f"label map of shape {labels.shape} does not fit grid {grid.shape}")
+        structure_set = cls(grid, frame_of_reference_uid)
+        values = [int(v) for v in np.unique(labels) if v != 0]
+        boxes = _label_boxes(labels, values)
+        for value in values:
+            box = boxes[value]
+            name = (names or {}).get(value, f"Label_{value}")
+            color, roi_type = style_for(name)
+            mask = Mask(grid, labels[box] == value, tuple(s.start for s in box))
+            structure_set.add(Structure(name, mask, color, roi_type, algorithm, number=value))
+        return structure_set
+
+
+def _label_boxes(labels: np.ndarray, values: list[int]) -> dict[int, Box]:
+    """Bounding box of every label value in one pass (scipy's find_objects)."""
+    from scipy import ndimage
+
+    if not values:
+        return {}
+    objects = ndimage.find_objects(labels, max_label=max(values))
+    return {value: objects[value - 1] for value in values}
+
+
+def _union_box(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return a or b
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from planning.errors import GeometryError
+from planning.geometry import Grid
+from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
+from planning.tg263 import style_for
+
+GRID = Grid((10, 20, 30), (1.0, 1.0, 2.0))
+
+
+def ball(center=(5, 10, 15), radius=4):
+    z, y, x = np.indices(GRID.shape)
+    return (z - center[0]) ** 2 + (y - center[1]) ** 2 + (x - center[2]) ** 2 <= radius**2
+
+
+def test_mask_is_stored_cropped_and_restores_exactly():
+    full = ball()
+    mask = Mask.from_full(GRID, full)
+    assert mask.array.shape == (9, 9, 9)
+    assert mask.offset == (1, 6, 11)
+    np.testing.assert_array_equal(mask.full(), full)
+    assert mask.volume_cc == pytest.approx(full.sum() * 2.0 / 1000)
+    np.testing.assert_array_equal(mask.slice_z(5), full[5])
+    assert not Mask.from_full(GRID, np.zeros(GRID.shape, bool)).box
+
+
+def test_replace_region_grows_and_shrinks_the_box():
+    mask = Mask.from_full(GRID, ball())
+    box = (slice(0, 2), slice(0, 3), slice(0, 3))
+    mask.replace_region(box, np.ones((2, 3, 3), bool))
+    assert mask.offset == (0, 0, 0)
+    expected = ball()
+    expected[box] = True
+    np.testing.assert_array_equal(mask.full(), expected)
+    mask.replace_region((slice(0, 10), slice(0, 20), slice(0, 30)), np.zeros(GRID.shape, bool))
+    assert mask.is_empty and mask.box is None
+
+
+def test_mask_outside_grid_is_refused():
+    with pytest.raises(GeometryError):
+        Mask(GRID, np.ones((2, 2, 2), bool), offset=(9, 0, 0))
+
+
+def test_structure_set_numbers_names_and_events():
+    structure_set = StructureSet(GRID, "1.2.3")
+    events = []
+    structure_set.added.connect(lambda s: events.append(("added", s.name)))
+    structure_set.changed.connect(lambda s, box: events.append(("changed", s.name, box)))
+    first = structure_set.add(
+        Structure(
+            "GTV", Mask.from_full(GRID, ball()), roi_type=RoiType.GTV, algorithm=GenerationAlgorithm.AUTOMATIC
+        )
+    )
+    second = structure_set.add(Structure("GTV", Mask(GRID)))
+    assert (first.number, second.number) == (1, 2)
+    assert second.name == "GTV_2"
+    box = (slice(0, 1), slice(0, 2), slice(0, 2))
+    before = structure_set.edit_mask("GTV", box, np.ones((1, 2, 2), bool))
+    assert not before.any()
+    assert first.algorithm == GenerationAlgorithm.SEMIAUTOMATIC  # a person edited a model contour
+    assert events[-1] == ("changed", "GTV", box)
+    with pytest.raises(KeyError, match="no structure named 'Liver'"):
+        structure_set["Liver"]
+
+
+def test_label_map_round_trip_with_tg263_styles():
+    labels = np.zeros(GRID.shape, np.uint8)
+    labels[ball()] = 3
+    labels[0:2, 0:4, 0:4] = 7
+    structure_set = StructureSet.from_label_map(GRID, labels, {3: "Heart", 7: "PTV_High"})
+    assert structure_set.names() == ["Heart", "PTV_High"]
+    assert structure_set["Heart"].color == (255, 0, 0)
+    assert structure_set["PTV_High"].roi_type == RoiType.PTV
+    assert structure_set["Heart"].number == 3
+    np.testing.assert_array_equal(structure_set.to_label_map() == 1, labels == 3)
+
+
+def test_style_for_unknown_name_is_stable():
+    assert style_for("MyThing") == style_for("MyThing")
+    assert style_for("BODY")[1] == RoiType.EXTERNAL
+    with pytest.raises(ValueError, match="colour"):
+        Structure("x", Mask(GRID), color=(300, 0, 0))
