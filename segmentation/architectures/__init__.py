@@ -1,0 +1,1 @@
+"""Delineo's own network architectures; each module registers itself with `segmentation.networks`."""
