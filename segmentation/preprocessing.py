@@ -1,6 +1,7 @@
 """Intensity normalisation shared by training and inference, described in model manifests.
 
-Works on numpy arrays and on torch tensors alike (the engine normalises on the device).
+`normalize` works on numpy arrays and on torch tensors alike (the engine normalises on the device);
+`resample` (torch) is the one spacing change used for training inputs and for inference.
 A manifest's ``"normalization"`` is one of:
 
 - ``{"type": "ct", "clip": [low, high], "mean": m, "std": s}``: HU clipped, then (x − m) / s;
@@ -27,3 +28,55 @@ def normalize(image, spec: dict):
     if kind == "none":
         return image * 1.0
     raise ValueError(f"unknown normalization type {kind!r}; expected ct, zscore or none")
+
+
+def resample(image, spacing_from_zyx, spacing_to_zyx, mode: str = "trilinear", size_zyx=None):
+    """`image` (torch tensor (..., Z, Y, X)) resampled from one voxel spacing to another (mm).
+
+    The first voxel's centre stays where it is (the grid origin is unchanged): output voxel i
+    samples the input at index ``i * spacing_to / spacing_from`` along each axis, clamped to the
+    input's edge. The output shape is ``round(Z * spacing_from / spacing_to)`` per axis, or
+    `size_zyx` when given (use it to go back exactly: ``resample(p, to, from, size_zyx=original)``).
+    ``"trilinear"`` returns float32 (float64 input stays float64); ``"nearest"`` keeps the dtype
+    (label maps). Separable, so memory stays a few copies of the larger of input and output, and
+    it runs on the tensor's device. Leading dimensions (channels) are resampled alike.
+    """
+    import torch
+
+    if mode not in ("trilinear", "nearest"):
+        raise ValueError(f"unknown resampling mode {mode!r}; expected trilinear or nearest")
+    if image.ndim < 3:
+        raise ValueError(f"resample needs a (..., Z, Y, X) tensor, got shape {tuple(image.shape)}")
+    spacing_from = [float(s) for s in spacing_from_zyx]
+    spacing_to = [float(s) for s in spacing_to_zyx]
+    if len(spacing_from) != 3 or len(spacing_to) != 3 or min(spacing_from + spacing_to) <= 0:
+        raise ValueError(
+            f"spacings must be 3 positive values (z, y, x), got {spacing_from} and {spacing_to} mm"
+        )
+    shape_in = image.shape[-3:]
+    if size_zyx is None:
+        size_zyx = [
+            max(1, round(n * a / b)) for n, a, b in zip(shape_in, spacing_from, spacing_to, strict=True)
+        ]
+    if mode == "trilinear" and not image.is_floating_point():
+        image = image.float()
+    out = image
+    for axis, (n_in, n_out, a, b) in enumerate(
+        zip(shape_in, size_zyx, spacing_from, spacing_to, strict=True)
+    ):
+        dim = image.ndim - 3 + axis
+        if n_in == int(n_out) and a == b:
+            continue
+        position = torch.arange(int(n_out), device=image.device, dtype=torch.float64) * (b / a)
+        position = position.clamp(0, n_in - 1)
+        if mode == "nearest":
+            out = out.index_select(dim, torch.floor(position + 0.5).long().clamp(max=n_in - 1))
+            continue
+        low = position.floor().long()
+        high = (low + 1).clamp(max=n_in - 1)
+        view = [1] * out.ndim
+        view[dim] = -1
+        weight = (position - low).to(out.dtype).view(view)
+        below = out.index_select(dim, low)
+        out = below.add_(weight * (out.index_select(dim, high) - below))
+    return out
