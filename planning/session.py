@@ -1,0 +1,385 @@
+"""Saving and restoring a contouring session without Qt: image reference, structures, history, view.
+
+A session is a folder or a single archive (a zip whose name ends in ``.delineo`` or ``.zip``):
+
+- ``session.json``: format version, the image reference (where the image is and what grid it
+  must have), every structure's attributes (name, colour, type, algorithm, number, description,
+  recipe, visibility), the edit history and the view state as plain data;
+- ``structures.npz`` (compressed): each mask's bounding-box array, bit-packed, plus the imported
+  planar contours and markers still attached to unedited structures;
+- ``history.npz`` (compressed): the arrays the history refers to.
+
+The history and view state are opaque to this module: any JSON-able data whose leaves may also be
+numpy arrays (stored in ``history.npz``). Writes are atomic: a crash while saving leaves the
+previous file whole, which is what autosave relies on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from planning.errors import Cancelled, FormatError, GeometryError
+from planning.geometry import Grid
+from planning.structures import Mask, PlanarContour, Structure, StructureSet
+
+FORMAT_NAME = "delineo-session"
+FORMAT_VERSION = 1
+ARCHIVE_SUFFIXES = (".delineo", ".zip")
+
+
+@dataclass
+class ImageReference:
+    """Where the session's image comes from and the grid it must load onto.
+
+    Attributes:
+        kind: "dicom" (a folder or file of a DICOM series), "file" (NIfTI/NRRD/MHA) or "sample"
+            (the built-in sample patient, made by code).
+        path: absolute path of the folder or file ("" for the sample).
+        series_uid: SeriesInstanceUID (or loadable key) to pick in the folder.
+        frame_of_reference_uid: the image's frame of reference.
+        patient_id, patient_name, description: shown to the user when restoring.
+        shape, spacing_xyz, origin_xyz, direction: the grid (see `planning.geometry`).
+    """
+
+    kind: str
+    path: str
+    shape: tuple[int, int, int]
+    spacing_xyz: tuple[float, float, float]
+    origin_xyz: tuple[float, float, float]
+    direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    series_uid: str = ""
+    frame_of_reference_uid: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    description: str = ""
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.shape, self.spacing_xyz, self.origin_xyz, np.reshape(self.direction, (3, 3)))
+
+    @classmethod
+    def for_volume(cls, volume, kind: str, path: str | os.PathLike = "") -> ImageReference:
+        """The reference of a loaded `planning.volume.Volume` read from `path`."""
+        grid, identity = volume.grid, volume.identity
+        return cls(
+            kind=kind,
+            path=str(Path(path).resolve()) if str(path) else "",
+            shape=grid.shape,
+            spacing_xyz=grid.spacing_xyz,
+            origin_xyz=grid.origin_xyz,
+            direction=tuple(float(v) for v in grid.direction.ravel()),
+            series_uid=identity.series_instance_uid,
+            frame_of_reference_uid=identity.frame_of_reference_uid,
+            patient_id=identity.patient_id,
+            patient_name=identity.patient_name,
+            description=identity.series_description,
+        )
+
+
+@dataclass
+class Session:
+    """Everything needed to put a user back where they were.
+
+    Attributes:
+        image: the image reference.
+        structures: the structure set (on `image.grid`).
+        history: the edit history as plain data (list of JSON-able dicts; arrays allowed).
+        view: view state as plain data (slice positions, window/level, zoom, layout...).
+        saved_at: ISO time of the save (filled in by `save_session`).
+    """
+
+    image: ImageReference
+    structures: StructureSet
+    history: list = field(default_factory=list)
+    view: dict = field(default_factory=dict)
+    saved_at: str = ""
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+
+def save_session(
+    session: Session,
+    path: str | os.PathLike,
+    *,
+    on_progress: ProgressCallback = _no_progress,
+    cancel=None,
+) -> Path:
+    """Write `session` to a folder, or to an archive when `path` ends in .delineo or .zip.
+
+    The write is atomic: the previous session at `path` stays whole until the new one is
+    complete. Returns the path written.
+    """
+    path = Path(path)
+    session.saved_at = datetime.now().isoformat(timespec="seconds")
+    files = _encode(session, on_progress, cancel)
+    if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        _write_archive(path, files)
+    else:
+        _write_folder(path, files)
+    on_progress("Saving session", 1, 1)
+    return path
+
+
+def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str, bytes]:
+    structures, mask_arrays = [], {}
+    items = list(session.structures)
+    for index, structure in enumerate(items):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("saving the session was cancelled")
+        on_progress("Saving structures", index, len(items))
+        mask = structure.mask
+        key = f"s{index}"
+        mask_arrays[f"{key}_mask"] = np.packbits(mask.array, axis=None)
+        record = {
+            "key": key,
+            "name": structure.name,
+            "color": list(structure.color),
+            "roi_type": str(structure.roi_type),
+            "algorithm": str(structure.algorithm),
+            "number": structure.number,
+            "description": structure.description,
+            "recipe": structure.recipe,
+            "visible": structure.visible,
+            "offset": list(mask.offset),
+            "shape": list(mask.array.shape),
+            "contours": _pack_contours(structure.contours, f"{key}_contours", mask_arrays),
+            "markers": _pack_contours(structure.markers, f"{key}_markers", mask_arrays),
+        }
+        structures.append(record)
+    history_arrays: dict[str, np.ndarray] = {}
+    history = _to_plain(session.history, history_arrays)
+    document = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "saved_at": session.saved_at,
+        "image": _reference_to_plain(session.image),
+        "structure_set": {
+            "label": session.structures.label,
+            "frame_of_reference_uid": session.structures.frame_of_reference_uid,
+        },
+        "structures": structures,
+        "history": history,
+        "view": _to_plain(session.view, history_arrays),
+    }
+    return {
+        "session.json": json.dumps(document, indent=1).encode("utf-8"),
+        "structures.npz": _npz_bytes(mask_arrays),
+        "history.npz": _npz_bytes(history_arrays),
+    }
+
+
+def _pack_contours(contours: list[PlanarContour] | None, key: str, arrays: dict) -> dict | None:
+    if contours is None:
+        return None
+    if not contours:
+        return {"key": None, "types": [], "uids": []}
+    arrays[f"{key}_points"] = np.concatenate(
+        [np.asarray(c.points, np.float64).reshape(-1, 3) for c in contours]
+    )
+    arrays[f"{key}_counts"] = np.array([len(np.asarray(c.points).reshape(-1, 3)) for c in contours], np.int64)
+    return {
+        "key": key,
+        "types": [c.geometric_type for c in contours],
+        "uids": [c.image_uid for c in contours],
+    }
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _reference_to_plain(reference: ImageReference) -> dict:
+    plain = asdict(reference)
+    for key in ("shape", "spacing_xyz", "origin_xyz", "direction"):
+        plain[key] = [float(v) if key != "shape" else int(v) for v in plain[key]]
+    return plain
+
+
+def _to_plain(value, arrays: dict[str, np.ndarray]):
+    """JSON-able copy of `value`; numpy arrays go into `arrays` and are replaced by references."""
+    if isinstance(value, np.ndarray):
+        key = f"a{len(arrays)}"
+        if value.dtype == bool:
+            arrays[key] = np.packbits(value, axis=None)
+            return {"__array__": key, "bool_shape": list(value.shape)}
+        arrays[key] = value
+        return {"__array__": key}
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v, arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v, arrays) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, slice):
+        return {"__slice__": [value.start, value.stop]}
+    return value
+
+
+def _write_archive(path: Path, files: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+            # npz members are compressed already; the JSON is small.
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_folder(path: Path, files: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for name, data in files.items():
+            (temporary / name).write_bytes(data)
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+        temporary.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def load_session(path: str | os.PathLike) -> Session:
+    """Read a session folder or archive written by `save_session`.
+
+    Raises:
+        FormatError: the path is not a Delineo session, or is damaged (named in the message).
+    """
+    path = Path(path)
+    files = _read_files(path)
+    try:
+        document = json.loads(files["session.json"].decode("utf-8"))
+    except (KeyError, ValueError) as error:
+        raise FormatError(f"{path}: not a Delineo session (no readable session.json)") from error
+    if document.get("format") != FORMAT_NAME:
+        raise FormatError(f"{path}: not a Delineo session (format {document.get('format')!r})")
+    if int(document.get("version", 0)) > FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: session format version {document['version']} is newer than this Delineo "
+            f"reads ({FORMAT_VERSION}); update Delineo"
+        )
+    try:
+        mask_arrays = _npz(files.get("structures.npz"))
+        history_arrays = _npz(files.get("history.npz"))
+        reference = _reference_from_plain(document["image"])
+        grid = reference.grid
+        info = document.get("structure_set", {})
+        structures = StructureSet(grid, info.get("frame_of_reference_uid", ""), info.get("label", "Delineo"))
+        for record in document["structures"]:
+            structures.add(_structure_from_record(record, grid, mask_arrays), rename=False)
+        history = _from_plain(document.get("history", []), history_arrays)
+        view = _from_plain(document.get("view", {}), history_arrays)
+    except (KeyError, ValueError, TypeError, GeometryError) as error:
+        raise FormatError(f"{path}: damaged Delineo session ({error})") from error
+    return Session(reference, structures, history, view, document.get("saved_at", ""))
+
+
+def _read_files(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    if not path.exists():
+        old = path.with_name(path.name + ".old")
+        if old.is_dir():  # a crash between the two renames of a folder save
+            return _read_files(old)
+        raise FormatError(f"{path}: no such session")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except zipfile.BadZipFile as error:
+        raise FormatError(f"{path}: not a Delineo session archive ({error})") from error
+
+
+def _npz(data: bytes | None) -> dict[str, np.ndarray]:
+    if not data:
+        return {}
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def _reference_from_plain(plain: dict) -> ImageReference:
+    values = dict(plain)
+    values["shape"] = tuple(int(v) for v in values["shape"])
+    for key in ("spacing_xyz", "origin_xyz", "direction"):
+        values[key] = tuple(float(v) for v in values[key])
+    return ImageReference(**values)
+
+
+def _structure_from_record(record: dict, grid: Grid, arrays: dict[str, np.ndarray]) -> Structure:
+    shape = tuple(int(v) for v in record["shape"])
+    count = int(np.prod(shape))
+    bits = np.unpackbits(arrays[f"{record['key']}_mask"], count=count).astype(bool)
+    mask = Mask(grid, bits.reshape(shape), tuple(record["offset"]))
+    return Structure(
+        name=record["name"],
+        mask=mask,
+        color=tuple(record["color"]),
+        roi_type=record["roi_type"],
+        algorithm=record["algorithm"],
+        number=int(record["number"]),
+        description=record.get("description", ""),
+        contours=_unpack_contours(record.get("contours"), arrays),
+        markers=_unpack_contours(record.get("markers"), arrays) or [],
+        recipe=record.get("recipe"),
+        visible=bool(record.get("visible", True)),
+    )
+
+
+def _unpack_contours(packed: dict | None, arrays: dict[str, np.ndarray]) -> list[PlanarContour] | None:
+    if packed is None:
+        return None
+    if packed["key"] is None:
+        return []
+    points = arrays[f"{packed['key']}_points"]
+    counts = arrays[f"{packed['key']}_counts"]
+    pieces = np.split(points, np.cumsum(counts)[:-1])
+    return [
+        PlanarContour(piece, kind, uid)
+        for piece, kind, uid in zip(pieces, packed["types"], packed["uids"], strict=True)
+    ]
+
+
+def _from_plain(value, arrays: dict[str, np.ndarray]):
+    if isinstance(value, dict):
+        if "__array__" in value:
+            data = arrays[value["__array__"]]
+            if "bool_shape" in value:
+                shape = tuple(value["bool_shape"])
+                return np.unpackbits(data, count=int(np.prod(shape))).astype(bool).reshape(shape)
+            return data
+        if "__slice__" in value:
+            return slice(*value["__slice__"])
+        return {k: _from_plain(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_plain(v, arrays) for v in value]
+    return value

@@ -1,0 +1,183 @@
+"""The case being contoured: image, structures, their undo history and the image's origin (Qt-free).
+
+All edits go through a `Case` so each one lands on the one undo stack: tools call `edit_region`,
+`Stroke`, `add_structure`, `replace_mask`, `set_properties` or `remove_structure`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planning.session import ImageReference, Session
+from planning.structures import Box, GenerationAlgorithm, Mask, Structure, StructureSet
+from planning.tg263 import style_for
+from planning.volume import Volume
+from workstation.app.history import (
+    AddStructure,
+    ChangeProperties,
+    Command,
+    Macro,
+    MaskEdit,
+    RemoveStructure,
+    ReplaceMask,
+    UndoStack,
+)
+
+
+class Case:
+    """A loaded image with its structure set and edit history.
+
+    Attributes:
+        volume: the image.
+        structures: its structures (events drive the views).
+        reference: where the image came from (for sessions).
+        history: the undo stack of every edit.
+    """
+
+    def __init__(self, volume: Volume, structures: StructureSet | None, reference: ImageReference):
+        self.volume = volume
+        if structures is None:
+            structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+        self.structures = structures
+        self.reference = reference
+        self.history = UndoStack(structures)
+
+    @property
+    def grid(self):
+        return self.volume.grid
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    def edit_region(self, label: str, name: str, box: Box, values: np.ndarray) -> bool:
+        """Set structure `name` to `values` inside `box` as one undo step; False if nothing changed."""
+        structure = self.structures[name]
+        algorithm, contours = structure.algorithm, structure.contours
+        before = structure.mask.region(box)
+        if np.array_equal(before, values):
+            return False
+        self.structures.edit_mask(name, box, values)
+        self.history.push(MaskEdit(label, name, box, before, values, algorithm, contours))
+        return True
+
+    def stroke(self, label: str, name: str) -> Stroke:
+        """Start a multi-step edit (a brush drag) that becomes one undo step when finished."""
+        return Stroke(self, label, name)
+
+    def new_structure(
+        self,
+        name: str,
+        *,
+        label: str = "New structure",
+        mask: Mask | None = None,
+        algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL,
+        **attributes,
+    ) -> Structure:
+        """Add a structure named `name` (made unique) with its TG-263 colour and type."""
+        color, roi_type = style_for(name)
+        attributes.setdefault("color", color)
+        attributes.setdefault("roi_type", roi_type)
+        structure = Structure(
+            self.structures.unique_name(name), mask or Mask(self.grid), algorithm=algorithm, **attributes
+        )
+        return self.add_structure(structure, label=label)
+
+    def add_structure(self, structure: Structure, *, label: str = "Add structure") -> Structure:
+        self.structures.add(structure)
+        self.history.push(AddStructure(f"{label} {structure.name}", structure))
+        return structure
+
+    def add_structures(self, structures: list[Structure], label: str) -> None:
+        """Add several structures as one undo step."""
+        commands: list[Command] = []
+        for structure in structures:
+            self.structures.add(structure)
+            commands.append(AddStructure(f"Add {structure.name}", structure))
+        if commands:
+            self.history.push(Macro(label, commands))
+
+    def remove_structure(self, name: str) -> None:
+        index = self.structures.names().index(name)
+        structure = self.structures.remove(name)
+        self.history.push(RemoveStructure(f"Delete {name}", structure, index))
+
+    def replace_mask(
+        self, label: str, name: str, mask: Mask, algorithm: GenerationAlgorithm | None = None
+    ) -> None:
+        """Replace a structure's whole geometry as one undo step."""
+        structure = self.structures[name]
+        before, contours, previous = structure.mask, structure.contours, structure.algorithm
+        self.structures.set_mask(name, mask)
+        if algorithm is not None and algorithm != previous:
+            structure.algorithm = algorithm
+            self.structures.notify(structure)
+        self.history.push(ReplaceMask(label, name, before, mask, contours, previous, algorithm))
+
+    def set_properties(self, target: str, label: str | None = None, **changes) -> None:
+        """Change name, color, roi_type, description, algorithm or recipe of structure `target`."""
+        structure = self.structures[target]
+        before = {key: getattr(structure, key) for key in changes}
+        before["name"] = structure.name
+        after = {**before, **changes}
+        if after == before:
+            return
+        command = ChangeProperties(label or f"Edit {target}", before, after)
+        command.redo(self.structures)
+        self.history.push(command)
+
+    def set_visible(self, name: str, visible: bool) -> None:
+        """Show or hide a structure (display state: not an undo step)."""
+        structure = self.structures[name]
+        if structure.visible != visible:
+            structure.visible = visible
+            self.structures.notify(structure)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def to_session(self, view: dict) -> Session:
+        return Session(self.reference, self.structures, [self.history.to_plain()], view)
+
+    @classmethod
+    def from_session(cls, session: Session, volume: Volume) -> Case:
+        case = cls(volume, session.structures, session.image)
+        if session.history:
+            case.history.restore(session.history[0])
+        return case
+
+
+class Stroke:
+    """A brush drag: each dab is applied at once, the whole drag is one undo step on `finish`."""
+
+    def __init__(self, case: Case, label: str, name: str):
+        self.case, self.label, self.name = case, label, name
+        structure = case.structures[name]
+        self._algorithm, self._contours = structure.algorithm, structure.contours
+        self._dabs: list[tuple[Box, np.ndarray]] = []
+
+    def apply(self, box: Box, values: np.ndarray) -> None:
+        before = self.case.structures[self.name].mask.region(box)
+        if np.array_equal(before, values):
+            return
+        self.case.structures.edit_mask(self.name, box, values)
+        self._dabs.append((box, before))
+
+    def finish(self) -> bool:
+        """Push the stroke as one step; False when it changed nothing."""
+        if not self._dabs:
+            return False
+        union = tuple(
+            slice(min(b[a].start for b, _ in self._dabs), max(b[a].stop for b, _ in self._dabs))
+            for a in range(3)
+        )
+        after = self.case.structures[self.name].mask.region(union)
+        before = after.copy()
+        for box, values in reversed(self._dabs):
+            before[
+                tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union, strict=True))
+            ] = values
+        self._dabs.clear()
+        if np.array_equal(before, after):
+            return False
+        self.case.history.push(
+            MaskEdit(self.label, self.name, union, before, after, self._algorithm, self._contours)
+        )
+        return True
