@@ -1,0 +1,1 @@
+"""DICOM RT Structure Sets: contours from masks, writing, reading and conformance checks."""

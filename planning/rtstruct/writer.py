@@ -1,0 +1,446 @@
+"""Writing a `StructureSet` as a DICOM RT Structure Set that treatment planning systems accept.
+
+What the file carries (see ``shared/guides/rtstruct.md`` for why each rule matters):
+
+- patient, study and frame of reference copied from the images (`Volume.identity`); the images
+  are referenced, never rewritten; the full ReferencedFrameOfReference → Study → Series →
+  ContourImage chain lists every image of the series;
+- one CLOSED_PLANAR contour per boundary per image, each with its image reference, traced at
+  sub-voxel accuracy (`planning.rtstruct.contours`) and placed in the plane of its own image
+  (oblique series included); holes as separate contours for even-odd filling, or keyholes;
+- unique ROI numbers and names (case-insensitively: some planning systems ignore case), colours,
+  one RT ROI Observations item per ROI with its interpreted type, the generation algorithm;
+- DS values of at most 16 characters (coordinates to 1 µm), every Type 2 attribute present,
+  provenance (Manufacturer "Delineo", software version, date and time, label).
+
+Planes of the volume that were interpolated on loading (`Volume.slices[k] is None`: a missing
+slice or a resampled stack) have no image to reference, so nothing is written on them; the
+planning system rebuilds the structure between the neighbouring images, as it does between
+any two contoured slices. A warning says which structures had voxels only there.
+
+Structures imported from an RTSTRUCT and never edited are written from their kept contours, so
+an import → export round trip changes no coordinate by more than the 1 µm rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from planning.errors import Cancelled, FormatError, GeometryError
+from planning.rtstruct import contours as planar
+from planning.structures import PlanarContour, RoiType, Structure, StructureSet
+from planning.volume import SliceRef, Volume
+
+log = logging.getLogger(__name__)
+
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+#: The SOP class named by RTReferencedStudySequence (Detached Study Management, as PS3.3 notes).
+STUDY_REFERENCE_CLASS = "1.2.840.10008.3.1.2.3.1"
+#: Islands (and holes) enclosing less than this are dropped by default, in mm².
+DEFAULT_MIN_ISLAND_MM2 = 1.0
+#: Coordinates are written with this many decimals (mm): 1 µm, at most 16 characters.
+DECIMALS = 3
+
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+_ProgressCallback = Callable[[str, int, int], None]
+
+
+def write_rtstruct(
+    structure_set: StructureSet,
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    simplify_mm: float = 0.0,
+    keyhole: bool = False,
+    min_island_mm2: float = DEFAULT_MIN_ISLAND_MM2,
+    label: str | None = None,
+    series_description: str = "Delineo structures",
+    on_progress: _ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[str]:
+    """Write `structure_set`, drawn on `volume`, as an RTSTRUCT file referencing its images.
+
+    Args:
+        structure_set: the structures; their grid must be the volume's.
+        volume: the image series as loaded from DICOM (its identity and slice references).
+        path: the file to write.
+        simplify_mm: Douglas–Peucker tolerance in mm (0: keep every boundary vertex).
+        keyhole: join holes to their outer boundary (for systems that do not fill even-odd).
+        min_island_mm2: islands and holes enclosing less than this are dropped, with a warning.
+        label: StructureSetLabel (16 characters at most); default: the structure set's label.
+        series_description: SeriesDescription of the new RTSTRUCT series.
+        on_progress: called as (stage, structures done, structures total).
+        cancel: when set, writing stops between structures with `Cancelled`.
+
+    Returns:
+        What the writer had to change or leave out, in words (also logged).
+
+    Raises:
+        GeometryError: the volume was not loaded from DICOM, or the structures belong to another
+            grid or frame of reference.
+        FormatError: the file cannot be written.
+    """
+    _check_inputs(structure_set, volume)
+    warnings: list[str] = []
+    rois = _roi_identities(list(structure_set), warnings)
+    planes = _Planes(volume)
+    roi_contours = []
+    for done, (structure, (number, name)) in enumerate(zip(structure_set, rois, strict=True)):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("RTSTRUCT export cancelled")
+        if on_progress is not None:
+            on_progress("Writing RTSTRUCT", done, len(rois))
+        if structure.contours is not None:
+            items = _kept_contours(structure, name, planes, warnings)
+        else:
+            items = _traced_contours(structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings)
+        items += [planes.contour_item(marker) for marker in structure.markers]
+        roi_contours.append(_roi_contour(structure, number, items))
+        if not items:
+            warnings.append(f"{name}: empty, written without contours")
+    if on_progress is not None:
+        on_progress("Writing RTSTRUCT", len(rois), len(rois))
+    externals = [
+        name for s, (_, name) in zip(structure_set, rois, strict=True) if s.roi_type == RoiType.EXTERNAL
+    ]
+    if len(externals) > 1:
+        warnings.append(
+            f"{len(externals)} structures are of type EXTERNAL ({', '.join(externals)}); most planning "
+            "systems accept only one body outline"
+        )
+    dataset = _dataset(structure_set, volume, label, series_description)
+    dataset.StructureSetROISequence = Sequence(
+        [_structure_set_roi(s, n, name, volume) for s, (n, name) in zip(structure_set, rois, strict=True)]
+    )
+    dataset.ROIContourSequence = Sequence(roi_contours)
+    dataset.RTROIObservationsSequence = Sequence(
+        [_observation(i + 1, s, n) for i, (s, (n, _)) in enumerate(zip(structure_set, rois, strict=True))]
+    )
+    _save(dataset, Path(path))
+    for warning in warnings:
+        log.warning("%s: %s", Path(path).name, warning)
+    return warnings
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:
+    if not any(volume.slices):
+        raise GeometryError(
+            "the volume was not loaded from a DICOM series, so an RTSTRUCT would have no images to "
+            "reference; load the DICOM series the structures were drawn on"
+        )
+    if not volume.frame_of_reference_uid:
+        raise GeometryError("the image series has no FrameOfReferenceUID; an RTSTRUCT cannot refer to it")
+    if not structure_set.grid.same_as(volume.grid):
+        raise GeometryError(
+            f"the structures are on a {structure_set.grid.shape} grid that is not the image grid "
+            f"{volume.grid.shape}; resample them onto the images first"
+        )
+    own = structure_set.frame_of_reference_uid
+    if own and own != volume.frame_of_reference_uid:
+        raise GeometryError(
+            f"the structures belong to frame of reference {own}, the images to "
+            f"{volume.frame_of_reference_uid}: an RTSTRUCT may refer to one frame of reference only"
+        )
+
+
+def _roi_identities(structures: list[Structure], warnings: list[str]) -> list[tuple[int, str]]:
+    """Unique ROI numbers and names (LO: at most 64 characters, unique ignoring case)."""
+    used_numbers: set[int] = set()
+    used_names: set[str] = set()
+    result = []
+    for structure in structures:
+        number = structure.number
+        if number <= 0 or number in used_numbers:
+            number = max(used_numbers | {0}) + 1
+        used_numbers.add(number)
+        name = " ".join(structure.name.replace("\\", "/").split())[:64]
+        candidate, suffix = name, 2
+        while candidate.upper() in used_names:
+            tail = f"_{suffix}"
+            candidate, suffix = name[: 64 - len(tail)] + tail, suffix + 1
+        if candidate != structure.name:
+            warnings.append(
+                f"ROI name {structure.name!r} written as {candidate!r} (unique, at most 64 characters)"
+            )
+        used_names.add(candidate.upper())
+        result.append((number, candidate))
+    return result
+
+
+class _Planes:
+    """The volume's image planes: where contour points go and which image they reference."""
+
+    def __init__(self, volume: Volume):
+        grid = volume.grid
+        self.grid = grid
+        self.slices = volume.slices
+        self.row_step = grid.direction[:, 0] * grid.spacing_xyz[0]  # one column along a row
+        self.column_step = grid.direction[:, 1] * grid.spacing_xyz[1]  # one row down a column
+        self.normal = grid.direction[:, 2]
+        origins = grid.slice_position(np.arange(grid.shape[0]))
+        for k, ref in enumerate(self.slices):
+            if ref is not None:  # the image's own position: points lie exactly in its plane
+                origins[k] = ref.position_xyz
+        self.origins = origins
+        self.by_uid = {(ref.sop_instance_uid, ref.frame): k for k, ref in enumerate(self.slices) if ref}
+
+    def to_patient(self, k: int, uv: np.ndarray) -> np.ndarray:
+        """(N, 2) in-plane indices (u, v) on plane k → (N, 3) LPS mm."""
+        return self.origins[k] + uv[:, :1] * self.row_step + uv[:, 1:2] * self.column_step
+
+    def plane_of(self, points: np.ndarray) -> tuple[int, float]:
+        """Nearest plane to LPS points, and their largest distance from it in mm."""
+        k = int(np.clip(np.rint(self.grid.patient_to_index(points)[:, 2].mean()), 0, len(self.origins) - 1))
+        distance = np.abs((points - self.origins[k]) @ self.normal)
+        return k, float(distance.max())
+
+    def contour_item(self, contour: PlanarContour, k: int | None = None) -> Dataset:
+        if k is None:
+            k, _ = self.plane_of(contour.points)
+        return _contour_item(contour.points, contour.geometric_type, self.slices[k])
+
+
+def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[Dataset]:
+    """An unedited imported structure: its own contours, each matched to its image."""
+    items, unplaced = [], 0
+    for contour in structure.contours or []:
+        k, distance = planes.plane_of(contour.points)
+        ref = planes.slices[k]
+        if ref is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
+            unplaced += 1
+            continue
+        items.append(_contour_item(contour.points, contour.geometric_type, ref))
+    if unplaced:
+        warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
+    return items
+
+
+def _traced_contours(
+    structure: Structure,
+    name: str,
+    planes: _Planes,
+    simplify_mm: float,
+    keyhole: bool,
+    min_island_mm2: float,
+    warnings: list[str],
+) -> list[Dataset]:
+    mask = structure.mask
+    if mask.is_empty:
+        return []
+    spacing_xy = planes.grid.spacing_xyz[:2]
+    loops = planar.trace(mask.array, mask.offset)
+    small = planar.small_loops(loops, min_area_mm2=min_island_mm2, spacing_xy=spacing_xy)
+    if small.any():
+        areas = loops.areas()
+        islands, holes = small & (areas > 0), small & (areas < 0)
+        where = _describe_planes(planes, sorted(set(loops.planes[small].tolist())))
+        parts = []
+        if islands.any():
+            parts.append(f"{int(islands.sum())} island(s) dropped")
+        if holes.any():
+            parts.append(f"{int(holes.sum())} hole(s) filled")
+        warnings.append(f"{name}: {' and '.join(parts)}, each under {min_island_mm2:g} mm² ({where})")
+        loops = loops.select(~small)
+    loops = planar.simplify(loops, simplify_mm, spacing_xy)
+    if keyhole:
+        loops, unjoined = planar.keyhole(loops)
+        if unjoined:
+            warnings.append(
+                f"{name}: {unjoined} hole(s) could not be keyholed and were written as separate contours"
+            )
+    without_image = [k for k in sorted(set(loops.planes.tolist())) if planes.slices[k] is None]
+    if without_image:
+        on_images = [k for k in set(loops.planes.tolist()) if planes.slices[k] is not None]
+        what = "all its voxels are" if not on_images else f"{len(without_image)} plane(s) are"
+        where = _describe_planes(planes, without_image)
+        warnings.append(
+            f"{name}: {what} on interpolated planes with no source image ({where}); "
+            "contours are written on the original images only"
+        )
+    items = []
+    for i in range(len(loops)):
+        k = int(loops.planes[i])
+        if planes.slices[k] is not None:
+            items.append(
+                _contour_item(planes.to_patient(k, loops.loop(i)), "CLOSED_PLANAR", planes.slices[k])
+            )
+    return items
+
+
+def _describe_planes(planes: _Planes, ks: list[int]) -> str:
+    shown = ", ".join(f"{k + 1}" for k in ks[:6]) + ("…" if len(ks) > 6 else "")
+    return f"slice{'s' if len(ks) > 1 else ''} {shown} of {len(planes.slices)}"
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+def format_ds(values: np.ndarray) -> bytes:
+    """A DS value (backslash-separated decimals, each ≤ 16 characters), padded to even length."""
+    values = np.asarray(values, np.float64).ravel()
+    if values.size and (not np.all(np.isfinite(values)) or np.abs(values).max() >= 1e11):
+        raise FormatError("coordinates must be finite and below 10¹¹ mm to be written as DICOM DS")
+    values = np.round(values, DECIMALS) + 0.0  # no "-0.000"
+    data = (f"%.{DECIMALS}f\\" * values.size % tuple(values.tolist()))[:-1].encode("ascii")
+    return data + b" " if len(data) % 2 else data
+
+
+def _contour_item(points: np.ndarray, geometric_type: str, ref: SliceRef) -> Dataset:
+    item = Dataset()
+    image = Dataset()
+    image.ReferencedSOPClassUID = ref.sop_class_uid
+    image.ReferencedSOPInstanceUID = ref.sop_instance_uid
+    if ref.frame is not None:
+        image.ReferencedFrameNumber = ref.frame
+    item.ContourImageSequence = Sequence([image])
+    item.ContourGeometricType = geometric_type
+    item.NumberOfContourPoints = len(points)
+    data = format_ds(points)
+    item[_CONTOUR_DATA] = RawDataElement(_CONTOUR_DATA, "DS", len(data), data, 0, False, True)
+    return item
+
+
+def _roi_contour(structure: Structure, number: int, items: list[Dataset]) -> Dataset:
+    roi = Dataset()
+    roi.ROIDisplayColor = list(structure.color)
+    if items:
+        for index, item in enumerate(items, start=1):
+            item.ContourNumber = index
+        roi.ContourSequence = Sequence(items)
+    roi.ReferencedROINumber = number
+    return roi
+
+
+def _structure_set_roi(structure: Structure, number: int, name: str, volume: Volume) -> Dataset:
+    item = Dataset()
+    item.ROINumber = number
+    item.ReferencedFrameOfReferenceUID = volume.frame_of_reference_uid
+    item.ROIName = name
+    if structure.description:
+        item.ROIDescription = structure.description[:1024]
+    item.ROIGenerationAlgorithm = structure.algorithm.value
+    return item
+
+
+def _observation(index: int, structure: Structure, number: int) -> Dataset:
+    item = Dataset()
+    item.ObservationNumber = index
+    item.ReferencedROINumber = number
+    item.RTROIInterpretedType = structure.roi_type.value
+    item.ROIInterpreter = ""
+    return item
+
+
+def _dataset(
+    structure_set: StructureSet, volume: Volume, label: str | None, series_description: str
+) -> Dataset:
+    identity = volume.identity
+    now = datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds = Dataset()
+    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
+    ds.SOPInstanceUID = generate_uid()
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    # Patient and study: copied from the images.
+    ds.PatientName = identity.patient_name
+    ds.PatientID = identity.patient_id
+    ds.PatientBirthDate = identity.patient_birth_date
+    ds.PatientSex = identity.patient_sex
+    ds.StudyInstanceUID = identity.study_instance_uid
+    ds.StudyDate = identity.study_date
+    ds.StudyTime = identity.study_time
+    ds.ReferringPhysicianName = identity.referring_physician_name
+    ds.StudyID = identity.study_id
+    ds.AccessionNumber = identity.accession_number
+    if identity.study_description:
+        ds.StudyDescription = identity.study_description
+    # RT series and equipment: the new object's own.
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 1
+    ds.SeriesDate, ds.SeriesTime = date, time
+    ds.SeriesDescription = series_description[:64]
+    ds.OperatorsName = ""
+    ds.Manufacturer = "Delineo"
+    ds.ManufacturerModelName = "Delineo"
+    ds.SoftwareVersions = _software_version()
+    ds.InstanceNumber = 1
+    # Frame of reference: the images' (PositionReferenceIndicator is Type 2, not known here).
+    ds.FrameOfReferenceUID = volume.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    # Structure set.
+    full_label = label or structure_set.label or "Delineo"
+    ds.StructureSetLabel = full_label[:16]
+    ds.StructureSetName = full_label[:64]
+    ds.StructureSetDate, ds.StructureSetTime = date, time
+    ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
+    ds.ApprovalStatus = "UNAPPROVED"
+    texts = [identity.patient_name, identity.study_description, full_label, series_description]
+    texts += [s.name + s.description for s in structure_set]
+    if not all(text.isascii() for text in texts):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
+def _referenced_frame(volume: Volume) -> Dataset:
+    images = []
+    seen = set()
+    for ref in volume.slices:
+        if ref is None or (ref.sop_instance_uid, ref.frame) in seen:
+            continue
+        seen.add((ref.sop_instance_uid, ref.frame))
+        image = Dataset()
+        image.ReferencedSOPClassUID = ref.sop_class_uid
+        image.ReferencedSOPInstanceUID = ref.sop_instance_uid
+        if ref.frame is not None:
+            image.ReferencedFrameNumber = ref.frame
+        images.append(image)
+    series = Dataset()
+    series.SeriesInstanceUID = volume.identity.series_instance_uid
+    series.ContourImageSequence = Sequence(images)
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_REFERENCE_CLASS
+    study.ReferencedSOPInstanceUID = volume.identity.study_instance_uid
+    study.RTReferencedSeriesSequence = Sequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = volume.frame_of_reference_uid
+    frame.RTReferencedStudySequence = Sequence([study])
+    return frame
+
+
+def _software_version() -> str:
+    try:
+        return f"Delineo {version('delineo')}"
+    except PackageNotFoundError:
+        return "Delineo"
+
+
+def _save(dataset: Dataset, path: Path) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "DELINEO"
+    dataset.file_meta = meta
+    dataset.preamble = b"\0" * 128
+    try:
+        dataset.save_as(path, enforce_file_format=True)
+    except OSError as error:
+        raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
