@@ -141,6 +141,32 @@ class Orientation:
             col = self.shape[2] - 1 - col
         return float(zyx[self.normal_axis]), float(row), float(col)
 
+    def plane_to_box(self, index: int, row0: int, col0: int, plane: np.ndarray):
+        """Inverse of `mask_region`: a display plane at (row0, col0) on slice `index` as a
+        (z, y, x) box of the volume and the values to put there (3D, one voxel thick)."""
+        rows, cols = plane.shape
+        if self.flip_rows:
+            plane = plane[::-1, :]
+            row0 = self.shape[1] - row0 - rows
+        if self.flip_cols:
+            plane = plane[:, ::-1]
+            col0 = self.shape[2] - col0 - cols
+        if self.row_axis > self.col_axis:
+            plane = plane.T
+        box = [slice(0, 0)] * 3
+        box[self.normal_axis] = slice(index, index + 1)
+        box[self.row_axis] = slice(row0, row0 + rows)
+        box[self.col_axis] = slice(col0, col0 + cols)
+        return tuple(box), np.expand_dims(np.ascontiguousarray(plane), self.normal_axis)
+
+    def full_plane_box(self, index: int):
+        """The (z, y, x) box of the whole slice `index`."""
+        box = [slice(0, 0)] * 3
+        box[self.normal_axis] = slice(index, index + 1)
+        box[self.row_axis] = slice(0, self.shape[1])
+        box[self.col_axis] = slice(0, self.shape[2])
+        return tuple(box)
+
     def display_box(self, box) -> tuple[int, int, int, int] | None:
         """Display (row0, row1, col0, col1) covered by a (z, y, x) box, ends exclusive."""
         rows, cols = box[self.row_axis], box[self.col_axis]

@@ -16,13 +16,14 @@ from importlib.metadata import version
 from planning.errors import Cancelled, DelineoError
 
 #: Modules under workstation.cli that provide sub-commands, in the order --help lists them.
-COMMAND_MODULES = ("info", "convert")
+COMMAND_MODULES = ("open", "info", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="delineo",
-        description="Delineo: contouring, auto-segmentation, 3D planning and RTSTRUCT export.",
+        description="Delineo: contouring, auto-segmentation, 3D planning and RTSTRUCT export. "
+        "Without a command, opens the workstation window.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     parser.add_argument("--version", action="version", version=f"delineo {version('delineo')}")
@@ -30,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"workstation.cli.{name}").register(subparsers)
     return parser
+
+
+def open_workstation(args) -> int:
+    """No sub-command: open the main window (the recent case, or the built-in sample patient)."""
+    from workstation.app.launch import run
+
+    return run([])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 0
+        handler = open_workstation
     try:
         return int(handler(args) or 0)
     except Cancelled as error:

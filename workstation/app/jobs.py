@@ -1,0 +1,173 @@
+"""Slow work off the GUI thread: superqt workers with progress, Cancel and error reporting.
+
+Every slow job (loading, scanning, auto-segmentation, interpolation, margins, export, session
+saves) runs through `JobRunner.run(title, function, on_done)`. `function(on_progress, cancel)`
+runs in a worker thread and calls the domain's usual progress callback; progress reaches the
+status bar on the GUI thread through a queued Qt signal; Cancel sets the `threading.Event` the
+domain code checks. Results and errors come back on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from superqt.utils import create_worker
+
+from planning.errors import Cancelled, DelineoError
+
+log = logging.getLogger(__name__)
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued connection)."""
+
+    progress = pyqtSignal(str, float, float)
+
+
+@dataclass(eq=False)
+class Job:
+    """A running job: its title, cancel flag and latest progress."""
+
+    title: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stage: str = ""
+    done: float = 0.0
+    total: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    worker: object = None
+    relay: _Relay | None = None
+
+
+class JobRunner(QObject):
+    """Runs jobs in worker threads; `busy_changed(bool)` when the first starts / the last ends."""
+
+    busy_changed = pyqtSignal(bool)
+    progressed = pyqtSignal(object)  # the Job
+    failed = pyqtSignal(str, str)  # title, message
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.jobs: list[Job] = []
+        self.errors: list[str] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def run(
+        self,
+        title: str,
+        function: Callable,
+        on_done: Callable | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> Job:
+        """Start `function(on_progress, cancel)` in a worker; `on_done(result)` on the GUI thread."""
+        job = Job(title)
+        job.relay = _Relay()
+        job.relay.progress.connect(lambda stage, done, total: self._on_progress(job, stage, done, total))
+
+        def report(stage: str, done: float, total: float) -> None:
+            job.relay.progress.emit(str(stage), float(done), float(total))
+
+        worker = create_worker(function, report, job.cancel, _start_thread=False)
+        job.worker = worker
+        worker.returned.connect(lambda result: self._finish(job, on_done, result))
+        worker.errored.connect(lambda error: self._fail(job, on_error, error))
+        self.jobs.append(job)
+        if len(self.jobs) == 1:
+            self.busy_changed.emit(True)
+        self.progressed.emit(job)
+        log.debug("job started: %s", title)
+        worker.start()
+        return job
+
+    def cancel_all(self) -> None:
+        for job in self.jobs:
+            job.cancel.set()
+
+    def _on_progress(self, job: Job, stage: str, done: float, total: float) -> None:
+        job.stage, job.done, job.total = stage, done, total
+        self.progressed.emit(job)
+
+    def _end(self, job: Job) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        self.progressed.emit(job)
+        if not self.jobs:
+            self.busy_changed.emit(False)
+
+    def _finish(self, job: Job, on_done, result) -> None:
+        log.debug("job done in %.2f s: %s", time.monotonic() - job.started, job.title)
+        try:
+            if on_done is not None:
+                on_done(result)
+        except Exception as error:  # an error applying the result is reported like any other
+            self._report(job, error)
+        finally:
+            self._end(job)
+
+    def _fail(self, job: Job, on_error, error: Exception) -> None:
+        try:
+            if isinstance(error, Cancelled):
+                self.failed.emit(job.title, "cancelled")
+            elif on_error is not None:
+                on_error(error)
+            else:
+                self._report(job, error)
+        finally:
+            self._end(job)
+
+    def _report(self, job: Job, error: Exception) -> None:
+        if isinstance(error, DelineoError):
+            message = str(error)
+        else:
+            message = f"{type(error).__name__}: {error}"
+            log.error("%s failed:\n%s", job.title, "".join(traceback.format_exception(error)))
+        self.errors.append(f"{job.title}: {message}")
+        self.failed.emit(job.title, message)
+
+
+class ProgressPanel(QWidget):
+    """Status-bar widget: the running job's stage, a progress bar and a Cancel button."""
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runner = runner
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel(self)
+        self.bar = QProgressBar(self)
+        self.bar.setFixedWidth(180)
+        self.bar.setTextVisible(True)
+        self.cancel = QPushButton("Cancel", self)
+        self.cancel.clicked.connect(self._cancel)
+        for widget in (self.label, self.bar, self.cancel):
+            layout.addWidget(widget)
+        runner.progressed.connect(self._refresh)
+        self.setVisible(False)
+
+    def _refresh(self, _job=None) -> None:
+        jobs = self.runner.jobs
+        self.setVisible(bool(jobs))
+        if not jobs:
+            return
+        job = jobs[-1]
+        more = f" (+{len(jobs) - 1})" if len(jobs) > 1 else ""
+        self.label.setText(f"{job.title}{more}: {job.stage}" if job.stage else f"{job.title}{more}")
+        if job.total > 0:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * min(job.done / job.total, 1.0)))
+        else:
+            self.bar.setRange(0, 0)  # busy indicator
+
+    def _cancel(self) -> None:
+        if self.runner.jobs:
+            self.runner.jobs[-1].cancel.set()
+            self.label.setText(f"{self.runner.jobs[-1].title}: cancelling…")

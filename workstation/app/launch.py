@@ -1,0 +1,94 @@
+"""Starting the workstation: application, settings, data folder, first case, screenshot mode.
+
+Nothing here runs at import. `run` is what `delineo` and `delineo open PATH` call.
+
+Environment:
+    DELINEO_CONFIG_DIR: keep settings (delineo.ini) and autosaves in this folder instead of the
+        user's usual configuration and data folders (tests, portable installs).
+    DELINEO_SCREENSHOT: a .png path; see `screenshot_when_ready`.
+    DELINEO_AUTOSAVE_S: seconds between autosaves (default 30).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PyQt6.QtCore import QSettings, QStandardPaths, QTimer
+from PyQt6.QtWidgets import QApplication
+
+log = logging.getLogger(__name__)
+SCREENSHOT_TIMEOUT_S = 600
+
+
+def settings_and_data_dir() -> tuple[QSettings, Path]:
+    """The QSettings and the autosave folder to use (see DELINEO_CONFIG_DIR)."""
+    folder = os.environ.get("DELINEO_CONFIG_DIR")
+    if folder:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return QSettings(str(folder / "delineo.ini"), QSettings.Format.IniFormat), folder
+    data = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation))
+    return QSettings("Delineo", "Delineo"), data
+
+
+def run(paths: list[str] | None = None) -> int:
+    """Open the main window (with `paths`, the recent case, or the sample patient); run the app."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Delineo")
+    app.setOrganizationName("Delineo")
+    from workstation.app.main_window import MainWindow
+
+    settings, data_dir = settings_and_data_dir()
+    interval = float(os.environ.get("DELINEO_AUTOSAVE_S", "30"))
+    window = MainWindow(settings, data_dir, autosave_interval_s=interval)
+    window.setAcceptDrops(True)
+    window.show()
+    screenshot = screenshot_when_ready(window, app)
+    open_first_case(window, paths or [], interactive=not screenshot)
+    return app.exec()
+
+
+def open_first_case(window, paths: list[str], *, interactive: bool = True) -> None:
+    """What the window shows first: a crash recovery (asked), the given path, the most recent
+    case, or else the built-in sample patient."""
+    if interactive and not paths and window.offer_recovery():
+        return
+    if paths:
+        window.open_path(paths[0])
+        return
+    recent = next((p for p in window.recent() if Path(p).exists()), None)
+    if recent is not None:
+        window.open_path(recent)
+    else:
+        window.open_sample()
+
+
+def screenshot_when_ready(window, app) -> bool:
+    """With DELINEO_SCREENSHOT=/path/file.png set: once the case is loaded and every view is
+    rendered, save a screenshot of the main window there and quit with status 0 (1 if loading
+    failed or took over SCREENSHOT_TIMEOUT_S). Returns whether screenshot mode is on."""
+    path = os.environ.get("DELINEO_SCREENSHOT")
+    if not path:
+        return False
+    waited = {"s": 0.0}
+
+    def ready() -> bool:
+        return window.case is not None and not window.jobs.busy and window.view3d.is_ready()
+
+    def check() -> None:
+        failed = window.case is None and not window.jobs.busy and window.jobs.errors
+        if ready() or failed or waited["s"] > SCREENSHOT_TIMEOUT_S:
+            app.processEvents()
+            window.grab().save(path)
+            for error in window.jobs.errors:
+                print(f"delineo: error: {error}", file=sys.stderr)
+            app.exit(0 if ready() else 1)
+            return
+        waited["s"] += 0.2
+        QTimer.singleShot(200, check)
+
+    QTimer.singleShot(500, check)
+    return True

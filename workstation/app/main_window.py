@@ -1,0 +1,735 @@
+"""The Delineo main window: patient browser, four views, structure table, tools, jobs, sessions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planning.dicom.load import load_series
+from planning.dicom.scan import scan
+from planning.errors import DelineoError
+from planning.imageio import is_image_file, read_image_file
+from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session, save_session
+from planning.structures import StructureSet
+from workstation.app import services
+from workstation.app.autosave import Autosaver, recoverable
+from workstation.app.browser import PatientBrowser, referencing
+from workstation.app.case import Case
+from workstation.app.jobs import JobRunner, ProgressPanel
+from workstation.app.slice_view import SliceView
+from workstation.app.slicing import VIEWS
+from workstation.app.structure_table import StructureTable
+from workstation.app.three_d import make_3d_view
+from workstation.app.tools.base import ToolContext, ToolManager
+from workstation.app.tools.brush import BrushTool, EraserTool
+from workstation.app.tools.draw import DrawTool
+from workstation.app.tools.region import EraseRegionTool, FillTool
+from workstation.app.view_grid import ViewGrid
+from workstation.app.viewstate import ViewState
+from workstation.app.windowing import PRESETS, Window, auto_window
+
+log = logging.getLogger(__name__)
+MAX_RECENT = 10
+
+
+class MainWindow(QMainWindow):
+    """The workstation window.
+
+    Args:
+        settings: where preferences, tool settings and recent files are kept (passed in).
+        data_dir: where autosaves go.
+        autosave_interval_s: seconds between autosaves of a changed case.
+    """
+
+    #: Emitted when a case is shown (after loading, recovery or session restore).
+    case_changed = pyqtSignal()
+
+    def __init__(self, settings: QSettings, data_dir: Path, *, autosave_interval_s: float = 30.0):
+        super().__init__()
+        self.settings = settings
+        self.data_dir = Path(data_dir)
+        self.case: Case | None = None
+        self.state: ViewState | None = None
+        self.view_generation = 0
+        self._saved_generation: int | None = None
+        self.session_path: Path | None = None
+        self.setWindowTitle("Delineo")
+        self.resize(1500, 950)
+
+        self.jobs = JobRunner(self)
+        self.jobs.failed.connect(self._on_job_failed)
+        self.views = {name: SliceView(name) for name in VIEWS}
+        self.view3d = make_3d_view(self)
+        self.grid = ViewGrid({**self.views, "3d": self.view3d}, self)
+        self.grid.layout_changed.connect(lambda _: self._view_changed())
+        self.setCentralWidget(self.grid)
+
+        context = ToolContext(
+            settings=settings,
+            case=lambda: self.case,
+            active_structure=lambda: self.table.active_name(),
+            message=lambda text: self.statusBar().showMessage(text, 6000),
+            run_job=self.jobs.run,
+            views=lambda: list(self.views.values()),
+        )
+        self.tools = ToolManager(context, self._make_tools(context), self)
+        for view in self.views.values():
+            view.tools = self.tools
+            view.active_structure = lambda: self.table.active_name()
+            view.hovered.connect(self._on_hover)
+
+        self._build_docks()
+        self._build_actions()
+        self._build_status_bar()
+        self.tools.active_changed.connect(self._on_tool_changed)
+        self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
+        self._restore_window_settings()
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _make_tools(self, context: ToolContext) -> list:
+        tools = [
+            BrushTool(context),
+            EraserTool(context),
+            DrawTool(context),
+            FillTool(context),
+            EraseRegionTool(context),
+        ]
+        return tools
+
+    def _build_docks(self) -> None:
+        self.browser = PatientBrowser(self)
+        self.browser.series_activated.connect(self.load_series)
+        browser_dock = QDockWidget("Patients", self)
+        browser_dock.setObjectName("patients")
+        browser_dock.setWidget(self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, browser_dock)
+        self.browser_dock = browser_dock
+
+        panel = QWidget(self)
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.table = StructureTable(panel)
+        self.table.active_changed.connect(self._on_active_structure)
+        layout.addWidget(self.table, 1)
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add", panel)
+        self.add_button.setToolTip("Add an empty structure to draw in")
+        self.add_button.clicked.connect(lambda: self.add_structure())
+        self.delete_button = QPushButton("Delete", panel)
+        self.delete_button.clicked.connect(self.delete_structure)
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.delete_button)
+        layout.addLayout(buttons)
+        dock = QDockWidget("Structures", self)
+        dock.setObjectName("structures")
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.structures_dock = dock
+
+        self.tool_options = QStackedWidget(self)
+        self._tool_pages = {
+            None: QLabel(
+                "Navigate: left-click moves the crosshair.\n"
+                "Wheel scrolls, Ctrl+wheel zooms, right-drag sets\n"
+                "window/level, middle-drag pans.",
+                self,
+            )
+        }
+        self.tool_options.addWidget(self._tool_pages[None])
+        for key, tool in self.tools.tools.items():
+            page = tool.options(self.tool_options) or QLabel(tool.tip, self)
+            self._tool_pages[key] = page
+            self.tool_options.addWidget(page)
+        options_dock = QDockWidget("Tool settings", self)
+        options_dock.setObjectName("tool-settings")
+        options_dock.setWidget(self.tool_options)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, options_dock)
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        return action
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(
+            self._action("&Open folder…", self._ask_open_folder, QKeySequence.StandardKey.Open)
+        )
+        file_menu.addAction(self._action("Open &image file…", self._ask_open_file))
+        file_menu.addAction(self._action("Open &sample patient", self.open_sample))
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("Open s&ession…", self._ask_open_session))
+        file_menu.addAction(self._action("&Save session", self.save_session, QKeySequence.StandardKey.Save))
+        file_menu.addAction(self._action("Save session &as…", self._ask_save_session_as))
+        file_menu.addSeparator()
+        self.export_action = self._action("&Export RTSTRUCT…", self.export_rtstruct, "Ctrl+E")
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        edit_menu = menu.addMenu("&Edit")
+        self.undo_action = self._action("&Undo", self.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("&Redo", self.redo, QKeySequence.StandardKey.Redo)
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+
+        view_menu = menu.addMenu("&View")
+        for name in ("axial", "coronal", "sagittal", "3d"):
+            view_menu.addAction(self._action(f"Maximise {name}", lambda _=False, n=name: self.grid.toggle(n)))
+        view_menu.addAction(self._action("Four views", lambda: self.grid.maximise(None)))
+        view_menu.addSeparator()
+        window_menu = view_menu.addMenu("Window/level preset")
+        for index, name in enumerate(PRESETS):
+            window_menu.addAction(
+                self._action(name, lambda _=False, n=name: self.set_preset(n), f"F{index + 1}")
+            )
+        view_menu.addAction(self._action("Reset zoom", self.reset_views, "Ctrl+0"))
+        view_menu.addSeparator()
+        view_menu.addAction(self.browser_dock.toggleViewAction())
+        view_menu.addAction(self.structures_dock.toggleViewAction())
+
+        structures_menu = menu.addMenu("&Structures")
+        structures_menu.addAction(self._action("&Add structure", lambda: self.add_structure(), "Ctrl+N"))
+        structures_menu.addAction(self._action("&Delete structure", self.delete_structure))
+        self.interpolate_action = self._action("&Interpolate between slices", self.interpolate, "Ctrl+I")
+        structures_menu.addAction(self.interpolate_action)
+        self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
+        structures_menu.addAction(self.margins_action)
+        structures_menu.addSeparator()
+        self.autoseg_action = self._action("A&uto-segmentation…", self.open_autoseg, "Ctrl+Shift+A")
+        structures_menu.addAction(self.autoseg_action)
+
+        toolbar = QToolBar("Tools", self)
+        toolbar.setObjectName("tools")
+        self.addToolBar(toolbar)
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.tool_actions: dict[str | None, QAction] = {}
+        navigate = QAction("Navigate", self, checkable=True, checked=True)
+        navigate.setShortcut(QKeySequence("N"))
+        navigate.setToolTip("Navigate (N): click to move the crosshair")
+        navigate.triggered.connect(lambda: self.tools.activate(None))
+        self.tool_actions[None] = navigate
+        for key, tool in self.tools.tools.items():
+            action = QAction(tool.title, self, checkable=True)
+            if tool.shortcut:
+                action.setShortcut(QKeySequence(tool.shortcut))
+            action.setToolTip(f"{tool.title} ({tool.shortcut}): {tool.tip}" if tool.shortcut else tool.tip)
+            action.triggered.connect(lambda _=False, k=key: self.tools.activate(k))
+            self.tool_actions[key] = action
+        for action in self.tool_actions.values():
+            group.addAction(action)
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.undo_action)
+        toolbar.addAction(self.redo_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.interpolate_action)
+        toolbar.addAction(self.margins_action)
+        toolbar.addAction(self.autoseg_action)
+        toolbar.addSeparator()
+        toolbar.addWidget(QLabel(" Window ", self))
+        self.preset_box = QComboBox(self)
+        self.preset_box.addItems(["Custom", *PRESETS])
+        self.preset_box.textActivated.connect(self.set_preset)
+        toolbar.addWidget(self.preset_box)
+        self._update_actions()
+
+    def _build_status_bar(self) -> None:
+        self.hover_label = QLabel("", self)
+        self.hover_label.setMinimumWidth(420)
+        self.statusBar().addWidget(self.hover_label, 1)
+        self.progress_panel = ProgressPanel(self.jobs, self)
+        self.statusBar().addPermanentWidget(self.progress_panel)
+
+    def _restore_window_settings(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+    # -- case ----------------------------------------------------------------------------------
+
+    def set_case(self, case: Case, view: dict | None = None) -> None:
+        """Show `case` in every view (and restore a saved view state)."""
+        if self.case is not None:
+            self.case.history.changed.disconnect(self._update_actions)
+        self.case = case
+        self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
+        self.state.window_changed.connect(self._on_window_changed)
+        self.state.cursor_changed.connect(self._view_changed)
+        target = _initial_cursor(case)
+        if target is not None:
+            self.state.set_cursor(target)
+        for slice_view in self.views.values():
+            slice_view.set_case(case, self.state)
+        self.table.set_case(case)
+        self.view3d.show_case(case)
+        case.history.changed.connect(self._update_actions)
+        self._saved_generation = case.history.generation
+        if view:
+            self.restore_view_state(view)
+        self._on_window_changed()
+        self._update_actions()
+        identity = case.volume.identity
+        title = " — ".join(
+            x
+            for x in (
+                identity.patient_name.replace("^", " "),
+                identity.patient_id,
+                identity.series_description,
+            )
+            if x
+        )
+        self.setWindowTitle(f"Delineo — {title}" if title else "Delineo")
+        self.case_changed.emit()
+
+    def case_description(self) -> str:
+        if self.case is None:
+            return ""
+        identity = self.case.volume.identity
+        return f"{identity.patient_name or identity.patient_id} {identity.series_description}".strip()
+
+    @property
+    def dirty(self) -> bool:
+        return self.case is not None and self.case.history.generation != self._saved_generation
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open_path(self, path: str | Path) -> None:
+        """Open a session, an image file, or a folder (scanned; a single series loads at once)."""
+        path = Path(path)
+        if _is_session(path):
+            self.open_session(path)
+        elif path.is_file() and is_image_file(path):
+            self._remember(path)
+            self.jobs.run(
+                f"Loading {path.name}",
+                lambda p, c: read_image_file(path),
+                lambda volume: self._show_volume(volume, "file", path, None),
+            )
+        else:
+            self.open_folder(path)
+
+    def open_folder(self, path: str | Path, auto_load: bool = True) -> None:
+        path = Path(path)
+        self._remember(path)
+
+        def done(result):
+            self.browser.show_scan(result, str(path))
+            self.browser_dock.show()
+            loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
+            if auto_load and len(loadable) == 1:
+                self.load_series(result, loadable[0])
+            elif not result.series:
+                self.statusBar().showMessage(f"No image series found in {path}", 8000)
+
+        self.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
+
+    def load_series(self, scan_result, series) -> None:
+        """Load an image series and the RTSTRUCTs (and RTDOSE, when supported) referencing it."""
+        structure_files = referencing(scan_result, series, "RTSTRUCT")
+        source = Path(series.headers[0].path).parent
+
+        def work(on_progress, cancel):
+            volume = load_series(series, on_progress=on_progress, cancel=cancel)
+            sets, problems = [], []
+            for obj in structure_files:
+                on_progress(f"Reading {obj.path.name}", 0, 1)
+                try:
+                    sets.append(services.load_rtstruct(obj.path, volume))
+                except DelineoError as error:
+                    problems.append(str(error))
+            return volume, sets, problems
+
+        def done(result):
+            volume, sets, problems = result
+            self._show_volume(volume, "dicom", source, sets)
+            for problem in problems:
+                self._on_job_failed("Reading structures", problem)
+
+        self.jobs.run(f"Loading {series.description or series.modality}", work, done)
+
+    def open_sample(self) -> None:
+        """Load the built-in sample patient (a thorax phantom with its structures)."""
+        from planning.sample_patient import make_sample_patient
+
+        def done(sample):
+            self._show_volume(sample.volume, "sample", "", [sample.structures])
+
+        self.jobs.run("Making the sample patient", lambda p, c: make_sample_patient(), done)
+
+    def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
+        structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+        for loaded in structure_sets or []:
+            for structure in loaded:
+                structures.add(structure)
+            structures.label = loaded.label or structures.label
+        for warning in volume.warnings:
+            self.statusBar().showMessage(warning, 8000)
+        self.session_path = None
+        self.set_case(Case(volume, structures, ImageReference.for_volume(volume, kind, path)))
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def view_state(self) -> dict:
+        state = {
+            "views": {name: view.view_state() for name, view in self.views.items()},
+            "maximised": self.grid.maximised,
+            "active_structure": self.table.active_name(),
+            "tool": self.tools.active.key if self.tools.active else None,
+        }
+        if self.state is not None:
+            state.update(self.state.to_plain())
+        return state
+
+    def restore_view_state(self, plain: dict) -> None:
+        if self.state is not None:
+            self.state.restore(plain)
+        for name, view_plain in plain.get("views", {}).items():
+            if name in self.views:
+                self.views[name].restore_view_state(view_plain)
+        self.grid.maximise(plain.get("maximised"))
+        if plain.get("active_structure"):
+            self.table.select(plain["active_structure"])
+
+    def _view_changed(self) -> None:
+        self.view_generation += 1
+
+    def save_session(self) -> None:
+        if self.session_path is None:
+            self._ask_save_session_as()
+        else:
+            self.save_session_to(self.session_path)
+
+    def save_session_to(self, path: str | Path) -> None:
+        """Save the session (folder, or archive for .delineo/.zip) in a worker."""
+        if self.case is None:
+            return
+        from workstation.app.autosave import snapshot, write_snapshot
+
+        path = Path(path)
+        taken = snapshot((self.case, self.view_state()))
+        generation = self.case.history.generation
+
+        def done(written):
+            self.session_path = Path(written)
+            self._saved_generation = generation
+            self._remember(written)
+            self.statusBar().showMessage(f"Session saved to {written}", 6000)
+
+        self.jobs.run("Saving session", lambda p, c: write_snapshot(taken, path, p, c), done)
+
+    def open_session(self, path: str | Path) -> None:
+        """Restore a saved session: its image is loaded again from where it was."""
+        path = Path(path)
+        self._remember(path)
+
+        def work(on_progress, cancel):
+            session = load_session(path)
+            return session, _load_reference(session.image, on_progress, cancel)
+
+        def done(result):
+            self.restore_session(*result)
+            self.session_path = path
+
+        self.jobs.run(f"Opening session {path.name}", work, done)
+
+    def restore_session(self, session: Session, volume) -> None:
+        if not session.image.grid.same_as(volume.grid):
+            raise DelineoError(
+                f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
+                f"({volume.grid.shape} vs {session.image.shape})"
+            )
+        case = Case.from_session(session, volume)
+        self.set_case(case, session.view)
+
+    def recover(self, entry) -> None:
+        """Restore a crashed session's autosave, then remove it."""
+
+        def work(on_progress, cancel):
+            session = entry.load()
+            return session, _load_reference(session.image, on_progress, cancel)
+
+        def done(result):
+            self.restore_session(*result)
+            self._saved_generation = None  # recovered work is unsaved work
+            entry.discard()
+            self.statusBar().showMessage(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
+
+        self.jobs.run("Recovering autosaved session", work, done)
+
+    def offer_recovery(self, automatic: bool = False) -> bool:
+        """Offer to recover the newest autosave a crash left behind; True when recovering."""
+        found = recoverable(self.data_dir)
+        if not found:
+            return False
+        entry = found[0]
+        if not automatic:
+            answer = QMessageBox.question(
+                self,
+                "Recover unsaved work?",
+                f"Delineo did not close normally. Recover the work autosaved for "
+                f"{entry.description or 'the last case'}?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                entry.discard()
+                return False
+        self.recover(entry)
+        return True
+
+    # -- editing -------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        if self.case is not None and self.case.history.can_undo:
+            command = self.case.history.undo()
+            self.statusBar().showMessage(f"Undid: {command.label}", 4000)
+
+    def redo(self) -> None:
+        if self.case is not None and self.case.history.can_redo:
+            command = self.case.history.redo()
+            self.statusBar().showMessage(f"Redid: {command.label}", 4000)
+
+    def add_structure(self, name: str = "Structure") -> str | None:
+        if self.case is None:
+            return None
+        structure = self.case.new_structure(name)
+        self.table.select(structure.name)
+        return structure.name
+
+    def delete_structure(self) -> None:
+        name = self.table.active_name()
+        if self.case is not None and name is not None:
+            self.case.remove_structure(name)
+
+    def interpolate(self) -> None:
+        services.interpolate_active(self)
+
+    def open_margins(self) -> None:
+        services.open_margins_dialog(self)
+
+    def open_autoseg(self) -> None:
+        services.open_autoseg_dialog(self)
+
+    def export_rtstruct(self) -> None:
+        services.open_export_dialog(self)
+
+    # -- window/level, views -------------------------------------------------------------------
+
+    def set_preset(self, name: str) -> None:
+        if name in PRESETS and self.state is not None:
+            self.state.set_window(Window(*PRESETS[name]))
+
+    def reset_views(self) -> None:
+        for view in self.views.values():
+            view.reset_view()
+
+    def _on_window_changed(self) -> None:
+        window = self.state.window
+        match = next(
+            (n for n, (w, level) in PRESETS.items() if (w, level) == (window.width, window.level)), "Custom"
+        )
+        self.preset_box.setCurrentText(match)
+        self._view_changed()
+
+    def _on_hover(self, view: SliceView, zyx) -> None:
+        if zyx is None or self.case is None:
+            self.hover_label.setText("")
+            return
+        voxel = tuple(int(v) for v in np.rint(zyx))
+        value = self.case.volume.array[voxel]
+        point = self.case.grid.index_to_patient(np.asarray(zyx, float)[::-1])
+        unit = " HU" if self.case.volume.modality == "CT" else ""
+        inside = [
+            s.name
+            for s in self.case.structures
+            if s.visible
+            and s.mask.box is not None
+            and s.mask.region(tuple(slice(v, v + 1) for v in voxel))[0, 0, 0]
+        ]
+        self.hover_label.setText(
+            f"{value:g}{unit}   x {point[0]:.1f}  y {point[1]:.1f}  z {point[2]:.1f} mm (LPS)   "
+            f"voxel ({voxel[2]}, {voxel[1]}, {voxel[0]})" + (f"   in {', '.join(inside)}" if inside else "")
+        )
+
+    def _on_active_structure(self, name) -> None:
+        for view in self.views.values():
+            view.update()
+
+    def _on_tool_changed(self, tool) -> None:
+        key = tool.key if tool is not None else None
+        self.tool_options.setCurrentWidget(self._tool_pages[key])
+        self.tool_actions[key].setChecked(True)
+
+    def _update_actions(self) -> None:
+        history = self.case.history if self.case is not None else None
+        self.undo_action.setEnabled(bool(history and history.can_undo))
+        self.redo_action.setEnabled(bool(history and history.can_redo))
+        self.undo_action.setText(f"&Undo {history.undo_text}" if history and history.can_undo else "&Undo")
+        self.redo_action.setText(f"&Redo {history.redo_text}" if history and history.can_redo else "&Redo")
+        has_case = self.case is not None
+        for action in (self.export_action, self.interpolate_action, self.margins_action, self.autoseg_action):
+            action.setEnabled(has_case)
+
+    def _on_job_failed(self, title: str, message: str) -> None:
+        if message == "cancelled":
+            self.statusBar().showMessage(f"{title}: cancelled", 6000)
+            return
+        self.statusBar().showMessage(f"{title}: {message}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        tool = self.tools.active
+        view = next((v for v in self.views.values() if v.underMouse()), None)
+        if tool is not None and view is not None and tool.key_pressed(view, event.key()):
+            return
+        super().keyPressEvent(event)
+
+    # -- recent files and dialogs --------------------------------------------------------------
+
+    def _remember(self, path) -> None:
+        text = str(Path(path).resolve())
+        recent = [p for p in self.recent() if p != text]
+        self.settings.setValue("recent", [text, *recent][:MAX_RECENT])
+
+    def recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent():
+            self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.open_path(p)))
+        if not self.recent():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _ask_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")
+        if folder:
+            self.open_folder(folder)
+
+    def _ask_open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Open an image",
+            "",
+            "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)",
+        )
+        if path:
+            self.open_path(path)
+
+    def _ask_open_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a session", "", "Delineo sessions (*.delineo *.zip)"
+        )
+        if path:
+            self.open_session(path)
+
+    def _ask_save_session_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the session", "", "Delineo sessions (*.delineo)")
+        if path:
+            if not path.lower().endswith(ARCHIVE_SUFFIXES):
+                path += ".delineo"
+            self.save_session_to(path)
+
+    # -- drag and drop, closing ----------------------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(urls[0])
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.jobs.cancel_all()
+        if self.dirty:
+            # Unsaved work stays in the autosave and is offered for recovery next time.
+            from workstation.app.autosave import snapshot, write_snapshot
+
+            self.autosaver.timer.stop()
+            self.autosaver.folder.mkdir(parents=True, exist_ok=True)
+            write_snapshot(snapshot((self.case, self.view_state())), self.autosaver.path)
+            owner = {"pid": 0, "description": f"{self.case_description()} (unsaved at exit)"}
+            (self.autosaver.folder / "owner.json").write_text(json.dumps(owner))
+        else:
+            self.autosaver.discard()
+        super().closeEvent(event)
+
+    def wait_idle_then(self, callback, poll_ms: int = 100) -> None:
+        """Call `callback` once no job is running (used by the screenshot mode)."""
+        if self.jobs.busy:
+            QTimer.singleShot(poll_ms, lambda: self.wait_idle_then(callback, poll_ms))
+        else:
+            callback()
+
+
+def _initial_cursor(case: Case):
+    """Start on the centre of the target (GTV/PTV...) when there is one, else the volume centre."""
+    for structure in case.structures:
+        if structure.roi_type.value in ("GTV", "CTV", "PTV") and structure.mask.box is not None:
+            return [(s.start + s.stop - 1) / 2 for s in structure.mask.box]
+    return None
+
+
+def _is_session(path: Path) -> bool:
+    return (path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)) or (
+        path.is_dir() and (path / "session.json").exists()
+    )
+
+
+def _load_reference(reference: ImageReference, on_progress, cancel):
+    """Load the image a session refers to."""
+    if reference.kind == "sample":
+        from planning.sample_patient import make_sample_patient
+
+        return make_sample_patient(reference.shape).volume
+    path = Path(reference.path)
+    if not path.exists():
+        raise DelineoError(f"the session's image {path} is no longer there")
+    if reference.kind == "file":
+        return read_image_file(path)
+    found = scan(path, on_progress=on_progress, cancel=cancel)
+    return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
+
+
+def save_session_now(window: MainWindow, path: Path) -> Path:
+    """Save synchronously (tests, exit paths)."""
+    return save_session(window.case.to_session(window.view_state()), path)

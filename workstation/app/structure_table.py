@@ -1,0 +1,256 @@
+"""The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc.
+
+The table follows the structure set's events (added / removed / changed) and writes user edits
+back through the `Case` (one undo step each); its own updates run under a signal blocker so they
+are not mistaken for user edits.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QColorDialog,
+    QComboBox,
+    QCompleter,
+    QHeaderView,
+    QLineEdit,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from planning.structures import RoiType
+from planning.tg263 import standard_structures
+
+VISIBLE, COLOR, NAME, TYPE, VOLUME = range(5)
+HEADERS = ("", "", "Name", "Type", "Volume (cc)")
+
+
+def name_advice(name: str) -> str:
+    """'' for a TG-263 name, otherwise a hint with the closest standard names."""
+    standard = standard_structures()
+    if name in standard or name.upper().startswith(("PTV", "CTV", "GTV", "ITV")):
+        return ""
+    close = difflib.get_close_matches(name, list(standard), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"'{name}' is not a TG-263 standard name{hint}"
+
+
+class _NameDelegate(QStyledItemDelegate):
+    """Name editor completing TG-263 standard names."""
+
+    def createEditor(self, parent, option, index):  # noqa: N802
+        editor = QLineEdit(parent)
+        completer = QCompleter(sorted(standard_structures()), editor)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        editor.setCompleter(completer)
+        return editor
+
+
+class _TypeDelegate(QStyledItemDelegate):
+    def createEditor(self, parent, option, index):  # noqa: N802
+        combo = QComboBox(parent)
+        combo.addItems([t.value for t in RoiType])
+        return combo
+
+    def setEditorData(self, editor, index):  # noqa: N802
+        editor.setCurrentText(index.data())
+
+    def setModelData(self, editor, model, index):  # noqa: N802
+        model.setData(index, editor.currentText())
+
+
+class StructureTable(QTableWidget):
+    """Rows = structures of the current case, in structure-set order."""
+
+    #: The selected structure's name (None when nothing is selected).
+    active_changed = pyqtSignal(object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, len(HEADERS), parent)
+        self.case = None
+        self.setHorizontalHeaderLabels(HEADERS)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        for column in (VISIBLE, COLOR, TYPE, VOLUME):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setVisible(False)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
+        self.setItemDelegateForColumn(NAME, _NameDelegate(self))
+        self.setItemDelegateForColumn(TYPE, _TypeDelegate(self))
+        self._volume_timer = QTimer(self, singleShot=True, interval=250)
+        self._volume_timer.timeout.connect(self._refresh_volumes)
+        self._stale_volumes: set[int] = set()
+        self.itemChanged.connect(self._on_item_changed)
+        self.cellDoubleClicked.connect(self._on_double_click)
+        self.itemSelectionChanged.connect(lambda: self.active_changed.emit(self.active_name()))
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def set_case(self, case) -> None:
+        if self.case is not None:
+            self.case.structures.added.disconnect(self._on_added)
+            self.case.structures.removed.disconnect(self._on_removed)
+            self.case.structures.changed.disconnect(self._on_changed)
+        self.case = case
+        self._rebuild()
+        if case is not None:
+            case.structures.added.connect(self._on_added)
+            case.structures.removed.connect(self._on_removed)
+            case.structures.changed.connect(self._on_changed)
+            if len(case.structures):
+                self.selectRow(0)
+
+    def active_name(self) -> str | None:
+        rows = self.selectionModel().selectedRows() if self.selectionModel() else []
+        if not rows or self.case is None:
+            return None
+        item = self.item(rows[0].row(), NAME)
+        return item.data(Qt.ItemDataRole.UserRole) if item else None
+
+    def select(self, name: str) -> None:
+        for row in range(self.rowCount()):
+            if self.item(row, NAME).data(Qt.ItemDataRole.UserRole) == name:
+                self.selectRow(row)
+                return
+
+    def _rebuild(self) -> None:
+        with QSignalBlocker(self):
+            self.setRowCount(0)
+            if self.case is None:
+                return
+            for structure in self.case.structures:
+                self._insert(self.rowCount(), structure)
+        self.active_changed.emit(self.active_name())
+
+    def _insert(self, row: int, structure) -> None:
+        self.insertRow(row)
+        visible = QTableWidgetItem()
+        visible.setFlags(
+            Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        )
+        self.setItem(row, VISIBLE, visible)
+        color = QTableWidgetItem()
+        color.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        color.setToolTip("Double-click to change the colour")
+        self.setItem(row, COLOR, color)
+        name = QTableWidgetItem()
+        self.setItem(row, NAME, name)
+        kind = QTableWidgetItem()
+        self.setItem(row, TYPE, kind)
+        volume = QTableWidgetItem()
+        volume.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        volume.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.setItem(row, VOLUME, volume)
+        self._fill(row, structure, volume=True)
+
+    def _fill(self, row: int, structure, volume: bool) -> None:
+        with QSignalBlocker(self):
+            self.item(row, VISIBLE).setCheckState(
+                Qt.CheckState.Checked if structure.visible else Qt.CheckState.Unchecked
+            )
+            self.item(row, COLOR).setBackground(QBrush(QColor(*structure.color)))
+            name = self.item(row, NAME)
+            name.setText(structure.name)
+            name.setData(Qt.ItemDataRole.UserRole, structure.name)
+            advice = name_advice(structure.name)
+            history = self.case.history.history_of(structure.name)[-8:]
+            lines = [f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
+            lines += [advice] if advice else []
+            lines += [f"• {c.label}" for c in history]
+            name.setToolTip("\n".join(lines))
+            name.setForeground(QBrush(QColor(200, 120, 0) if advice else self.palette().text().color()))
+            self.item(row, TYPE).setText(structure.roi_type.value)
+            if volume:
+                self.item(row, VOLUME).setText(f"{structure.volume_cc:.2f}")
+
+    def _row_of(self, structure) -> int | None:
+        for row in range(self.rowCount()):
+            if self.item(row, NAME).data(Qt.ItemDataRole.UserRole) == structure.name:
+                return row
+        names = self.case.structures.names()
+        # After a rename the row still carries the old name: find it by position.
+        if structure.name in names:
+            index = names.index(structure.name)
+            if index < self.rowCount():
+                return index
+        return None
+
+    # -- structure-set events ------------------------------------------------------------------
+
+    def _on_added(self, structure) -> None:
+        index = self.case.structures.names().index(structure.name)
+        with QSignalBlocker(self):
+            self._insert(index, structure)
+        self.selectRow(index)
+
+    def _on_removed(self, structure) -> None:
+        for row in range(self.rowCount()):
+            if self.item(row, NAME).data(Qt.ItemDataRole.UserRole) == structure.name:
+                self.removeRow(row)
+                break
+        self.active_changed.emit(self.active_name())
+
+    def _on_changed(self, structure, box) -> None:
+        row = self._row_of(structure)
+        if row is None:
+            return
+        self._fill(row, structure, volume=False)
+        if box is not None:
+            self._stale_volumes.add(id(structure))
+            self._volume_timer.start()
+        if row in [r.row() for r in self.selectionModel().selectedRows()]:
+            self.active_changed.emit(structure.name)
+
+    def _refresh_volumes(self) -> None:
+        if self.case is None:
+            return
+        for row, structure in enumerate(self.case.structures):
+            if id(structure) in self._stale_volumes and row < self.rowCount():
+                with QSignalBlocker(self):
+                    self.item(row, VOLUME).setText(f"{structure.volume_cc:.2f}")
+        self._stale_volumes.clear()
+
+    # -- user edits ----------------------------------------------------------------------------
+
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        row, column = item.row(), item.column()
+        name = self.item(row, NAME).data(Qt.ItemDataRole.UserRole)
+        if self.case is None or name not in self.case.structures:
+            return
+        structure = self.case.structures[name]
+        try:
+            if column == VISIBLE:
+                self.case.set_visible(name, item.checkState() == Qt.CheckState.Checked)
+            elif column == NAME:
+                new = item.text().strip()
+                if new and new != name:
+                    if new in self.case.structures:
+                        raise ValueError(f"a structure named {new!r} already exists")
+                    self.case.set_properties(name, f"Rename {name} → {new}", name=new)
+            elif column == TYPE:
+                self.case.set_properties(name, f"Type of {name}", roi_type=RoiType(item.text()))
+        except ValueError as error:
+            self.window().statusBar().showMessage(str(error), 5000)
+        self._fill(row, structure, volume=False)
+
+    def _on_double_click(self, row: int, column: int) -> None:
+        if column != COLOR or self.case is None:
+            return
+        name = self.item(row, NAME).data(Qt.ItemDataRole.UserRole)
+        structure = self.case.structures[name]
+        color = QColorDialog.getColor(QColor(*structure.color), self, f"Colour of {name}")
+        if color.isValid():
+            self.case.set_properties(
+                name, f"Colour of {name}", color=(color.red(), color.green(), color.blue())
+            )

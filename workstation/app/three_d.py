@@ -1,0 +1,32 @@
+"""The 3D slot of the view grid: the surface view from `workstation.view3d` when it is installed,
+else a placeholder that says so."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QLabel, QWidget
+
+from workstation.app import services
+
+
+class Placeholder3D(QLabel):
+    """Stands in for the 3D view while `workstation.view3d` is not available."""
+
+    def __init__(self, reason: str, parent: QWidget | None = None):
+        super().__init__(f"3D view not available\n{reason}", parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet("background: black; color: #909090;")
+        self.setWordWrap(True)
+
+    def show_case(self, case) -> None:
+        pass
+
+    def is_ready(self) -> bool:
+        return True
+
+
+def make_3d_view(parent: QWidget) -> QWidget:
+    try:
+        return services.make_view3d(parent)
+    except services.Unavailable as error:
+        return Placeholder3D(str(error), parent)

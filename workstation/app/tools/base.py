@@ -1,0 +1,143 @@
+"""Contouring tools: what the left mouse button does in a 2D view.
+
+A tool receives `ViewEvent`s (voxel coordinates, slice, modifiers) from a `SliceView`, edits the
+case through `Case` (so every edit is one undo step) and may draw a preview. Its settings (brush
+size in mm, HU range, 2D/3D...) live in the `QSettings` passed to the main window, under
+``tools/<key>/<name>``, so they are remembered between runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PyQt6.QtCore import QObject, QSettings, pyqtSignal
+from PyQt6.QtGui import QPainter
+from PyQt6.QtWidgets import QWidget
+
+if TYPE_CHECKING:
+    from workstation.app.case import Case
+    from workstation.app.slice_view import SliceView, ViewEvent
+
+
+@dataclass
+class ToolContext:
+    """What tools need from the window, passed in (no globals).
+
+    Attributes:
+        settings: where tool settings are remembered.
+        case: returns the current `Case` (or None).
+        active_structure: returns the name of the structure being edited (or None).
+        message: shows a short message to the user (status bar).
+        run_job: runs a slow function in a worker: run_job(title, function, on_done) where
+            function(on_progress, cancel) returns the result handed to on_done on the GUI thread.
+        views: returns the 2D views (to repaint previews).
+    """
+
+    settings: QSettings
+    case: Any
+    active_structure: Any
+    message: Any = print
+    run_job: Any = None
+    views: Any = field(default=lambda: [])
+
+
+class Tool:
+    """Base class: a left-button interaction in the 2D views with remembered settings."""
+
+    key = "tool"
+    title = "Tool"
+    shortcut = ""
+    tip = ""
+    #: Default settings; their types decide how QSettings values are read back.
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, context: ToolContext):
+        self.context = context
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def setting(self, name: str):
+        default = self.defaults[name]
+        value = self.context.settings.value(f"tools/{self.key}/{name}", default, type=type(default))
+        return value
+
+    def set_setting(self, name: str, value) -> None:
+        self.context.settings.setValue(f"tools/{self.key}/{name}", value)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def case(self) -> Case | None:
+        return self.context.case()
+
+    def target(self) -> str | None:
+        """The structure to edit, or None with a message telling the user what to do."""
+        name = self.context.active_structure()
+        if self.case() is None:
+            return None
+        if name is None or name not in self.case().structures:
+            self.context.message("Select a structure in the structure table (or add one) first.")
+            return None
+        return name
+
+    # -- events (return True from press to receive move/release) ------------------------------
+
+    def activate(self) -> None:
+        """Called when the tool becomes active."""
+
+    def deactivate(self) -> None:
+        """Called when another tool becomes active."""
+
+    def press(self, view: SliceView, event: ViewEvent) -> bool:
+        return False
+
+    def move(self, view: SliceView, event: ViewEvent) -> None:
+        pass
+
+    def release(self, view: SliceView, event: ViewEvent) -> None:
+        pass
+
+    def double_click(self, view: SliceView, event: ViewEvent) -> None:
+        pass
+
+    def hover(self, view: SliceView, event: ViewEvent) -> None:
+        pass
+
+    def leave(self, view: SliceView) -> None:
+        pass
+
+    def key_pressed(self, view: SliceView, key: int) -> bool:
+        """A key pressed over a view; True when the tool used it."""
+        return False
+
+    def paint(self, view: SliceView, painter: QPainter) -> None:
+        """Draw a preview (brush outline, polygon in progress) in widget coordinates."""
+
+    def options(self, parent: QWidget) -> QWidget | None:
+        """A widget with this tool's settings (bound to QSettings), or None."""
+        return None
+
+
+class ToolManager(QObject):
+    """The tools and which one is active (None = navigate: left click moves the crosshair)."""
+
+    active_changed = pyqtSignal(object)
+
+    def __init__(self, context: ToolContext, tools: list[Tool], parent: QObject | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.tools = {tool.key: tool for tool in tools}
+        self.active: Tool | None = None
+
+    def activate(self, key: str | None) -> None:
+        tool = self.tools.get(key) if key else None
+        if tool is self.active:
+            return
+        if self.active is not None:
+            self.active.deactivate()
+        self.active = tool
+        if tool is not None:
+            tool.activate()
+        self.active_changed.emit(tool)
+        for view in self.context.views():
+            view.update()

@@ -1,0 +1,190 @@
+"""Brush and eraser: a disk on the view's slice or a sphere in 3D, sized in mm, optionally limited
+to an HU range (paint only voxels whose value lies in [min, max])."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PyQt6.QtCore import QPointF, QRectF, Qt
+from PyQt6.QtGui import QColor, QPainter, QPen
+from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+
+from workstation.app.tools.base import Tool
+
+
+def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: int | None):
+    """Box and bool values of the voxels whose centres lie within `radius_mm` of `centre_zyx`.
+
+    `flat_axis` keeps the ball to one plane (a 2D disk on the slice through the centre).
+    Returns None when the ball misses the grid.
+    """
+    spacing = np.asarray(grid_spacing_zyx, float)
+    centre = np.asarray(centre_zyx, float)
+    reach = radius_mm / spacing
+    low = np.floor(centre - reach).astype(int)
+    high = np.ceil(centre + reach).astype(int) + 1
+    if flat_axis is not None:
+        low[flat_axis] = int(round(centre[flat_axis]))
+        high[flat_axis] = low[flat_axis] + 1
+    low = np.maximum(low, 0)
+    high = np.minimum(high, shape_zyx)
+    if np.any(high <= low):
+        return None
+    axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(low, high, centre, spacing, strict=True)]
+    if flat_axis is not None:
+        axes[flat_axis] = np.zeros(1)
+    distance2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
+    inside = distance2 <= radius_mm**2
+    if not inside.any():  # smaller than a voxel: take the voxel under the centre
+        inside[tuple(np.clip(np.rint(centre).astype(int) - low, 0, np.asarray(inside.shape) - 1))] = True
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True)), inside
+
+
+class BrushTool(Tool):
+    key = "brush"
+    title = "Brush"
+    shortcut = "B"
+    tip = "Paint the selected structure (Ctrl: erase; [ and ]: size)"
+    erase = False
+    defaults = {"radius_mm": 5.0, "sphere": False, "hu_limit": False, "hu_min": -200, "hu_max": 300}
+
+    def __init__(self, context):
+        super().__init__(context)
+        self._stroke = None
+        self._last: np.ndarray | None = None
+        self._pointer: tuple | None = None  # (view, widget pos)
+        self._erasing = self.erase
+
+    # -- painting ------------------------------------------------------------------------------
+
+    def press(self, view, event) -> bool:
+        name = self.target()
+        if name is None or not view.inside(event.zyx):
+            return False
+        self._erasing = self.erase != bool(event.modifiers & Qt.KeyboardModifier.ControlModifier)
+        label = f"{'Erase' if self._erasing else 'Paint'} {name}"
+        self._stroke = self.case().stroke(label, name)
+        self._last = None
+        self._dab(view, event.zyx)
+        return True
+
+    def move(self, view, event) -> None:
+        self._pointer = (view, event.pos)
+        if self._stroke is not None:
+            self._dab(view, event.zyx)
+        view.update()
+
+    def release(self, view, event) -> None:
+        if self._stroke is not None:
+            self._stroke.finish()
+        self._stroke, self._last = None, None
+
+    def deactivate(self) -> None:
+        if self._stroke is not None:
+            self._stroke.finish()
+        self._stroke = None
+
+    def _dab(self, view, zyx: np.ndarray) -> None:
+        case = self.case()
+        radius = float(self.setting("radius_mm"))
+        spacing = np.asarray(case.grid.spacing_zyx)
+        centre = np.asarray(zyx, float)
+        flat = None if self.setting("sphere") else view.orientation.normal_axis
+        if flat is not None:
+            centre[flat] = view.slice_index
+        # Fill the gap since the last dab so fast drags leave no holes.
+        if self._last is None:
+            centres = [centre]
+        else:
+            distance = float(np.linalg.norm((centre - self._last) * spacing))
+            steps = max(1, math.ceil(distance / max(radius * 0.5, 0.5 * spacing.min())))
+            centres = [self._last + (centre - self._last) * (i / steps) for i in range(1, steps + 1)]
+        self._last = centre
+        for point in centres:
+            self._apply(case, point, radius, flat)
+
+    def _apply(self, case, centre, radius: float, flat) -> None:
+        found = ball(case.grid.spacing_zyx, centre, radius, case.grid.shape, flat)
+        if found is None:
+            return
+        box, inside = found
+        if self.setting("hu_limit"):
+            values = case.volume.array[box]
+            inside &= (values >= self.setting("hu_min")) & (values <= self.setting("hu_max"))
+        current = case.structures[self._stroke.name].mask.region(box)
+        updated = (current & ~inside) if self._erasing else (current | inside)
+        self._stroke.apply(box, updated)
+
+    # -- preview and keys ----------------------------------------------------------------------
+
+    def hover(self, view, event) -> None:
+        self._pointer = (view, event.pos)
+        view.update()
+
+    def leave(self, view) -> None:
+        self._pointer = None
+        view.update()
+
+    def key_pressed(self, view, key: int) -> bool:
+        radius = float(self.setting("radius_mm"))
+        if key == Qt.Key.Key_BracketRight:
+            self.set_setting("radius_mm", min(radius * 1.25, 100.0))
+        elif key == Qt.Key.Key_BracketLeft:
+            self.set_setting("radius_mm", max(radius / 1.25, 0.5))
+        else:
+            return False
+        view.update()
+        return True
+
+    def paint(self, view, painter: QPainter) -> None:
+        if self._pointer is None or self._pointer[0] is not view:
+            return
+        radius_px = float(self.setting("radius_mm")) * view.px_per_mm()
+        color = QColor(255, 90, 90) if self.erase else QColor(120, 255, 120)
+        pen = QPen(color, 1.2)
+        if self.setting("sphere"):
+            pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        centre: QPointF = self._pointer[1]
+        painter.drawEllipse(
+            QRectF(centre.x() - radius_px, centre.y() - radius_px, 2 * radius_px, 2 * radius_px)
+        )
+
+    def options(self, parent) -> QWidget:
+        widget = QWidget(parent)
+        form = QFormLayout(widget)
+        size = QDoubleSpinBox(widget)
+        size.setRange(0.5, 100.0)
+        size.setSingleStep(0.5)
+        size.setSuffix(" mm")
+        size.setValue(float(self.setting("radius_mm")))
+        size.valueChanged.connect(lambda v: self.set_setting("radius_mm", float(v)))
+        form.addRow("Radius", size)
+        sphere = QCheckBox("3D sphere (all slices within the radius)", widget)
+        sphere.setChecked(bool(self.setting("sphere")))
+        sphere.toggled.connect(lambda v: self.set_setting("sphere", bool(v)))
+        form.addRow(sphere)
+        limit = QCheckBox("Only voxels in HU range", widget)
+        limit.setChecked(bool(self.setting("hu_limit")))
+        limit.toggled.connect(lambda v: self.set_setting("hu_limit", bool(v)))
+        form.addRow(limit)
+        row = QHBoxLayout()
+        for key in ("hu_min", "hu_max"):
+            spin = QSpinBox(widget)
+            spin.setRange(-1024, 4000)
+            spin.setValue(int(self.setting(key)))
+            spin.valueChanged.connect(lambda v, k=key: self.set_setting(k, int(v)))
+            row.addWidget(spin)
+        form.addRow("HU min / max", row)
+        widget.radius_box = size  # for tests and the [ ] keys
+        return widget
+
+
+class EraserTool(BrushTool):
+    key = "eraser"
+    title = "Eraser"
+    shortcut = "E"
+    tip = "Erase from the selected structure (Ctrl: paint; [ and ]: size)"
+    erase = True
