@@ -112,6 +112,30 @@ class Case:
             self.structures.notify(structure)
         self.history.push(ReplaceMask(label, name, before, mask, contours, previous, algorithm))
 
+    def derive_into(self, name: str, mask: Mask, recipe: dict | None, label: str, **attributes) -> Structure:
+        """Put a derived geometry (margin, Boolean...) into structure `name`, new or existing,
+        recording its recipe; one undo step."""
+        if name not in self.structures:
+            return self.new_structure(
+                name,
+                label=label,
+                mask=mask,
+                recipe=recipe,
+                algorithm=GenerationAlgorithm.SEMIAUTOMATIC,
+                **attributes,
+            )
+        structure = self.structures[name]
+        before, contours, previous = structure.mask, structure.contours, structure.algorithm
+        self.structures.set_mask(name, mask)
+        properties = ChangeProperties(
+            "recipe", {"name": name, "recipe": structure.recipe}, {"name": name, "recipe": recipe}
+        )
+        properties.redo(self.structures)
+        self.history.push(
+            Macro(label, [ReplaceMask(label, name, before, mask, contours, previous), properties])
+        )
+        return structure
+
     def set_properties(self, target: str, label: str | None = None, **changes) -> None:
         """Change name, color, roi_type, description, algorithm or recipe of structure `target`."""
         structure = self.structures[target]

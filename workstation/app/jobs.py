@@ -115,14 +115,21 @@ class JobRunner(QObject):
 
     def _fail(self, job: Job, on_error, error: Exception) -> None:
         try:
-            if isinstance(error, Cancelled):
-                self.failed.emit(job.title, "cancelled")
-            elif on_error is not None:
+            if on_error is not None:
                 on_error(error)
+            elif isinstance(error, Cancelled):
+                self.failed.emit(job.title, "cancelled")
             else:
                 self._report(job, error)
         finally:
             self._end(job)
+
+    def report(self, job: Job, error: Exception) -> None:
+        """Show an error the usual way (on_error handlers call this for what they don't handle)."""
+        if isinstance(error, Cancelled):
+            self.failed.emit(job.title, "cancelled")
+        else:
+            self._report(job, error)
 
     def _report(self, job: Job, error: Exception) -> None:
         if isinstance(error, DelineoError):

@@ -32,8 +32,11 @@ from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_ses
 from planning.structures import StructureSet
 from workstation.app import services
 from workstation.app.autosave import Autosaver, recoverable
+from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.browser import PatientBrowser, referencing
 from workstation.app.case import Case
+from workstation.app.derive_dialog import DeriveDialog
+from workstation.app.export_dialog import ExportDialog
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
@@ -72,6 +75,8 @@ class MainWindow(QMainWindow):
         self.view_generation = 0
         self._saved_generation: int | None = None
         self.session_path: Path | None = None
+        self.autoseg_dialog: AutoSegDialog | None = None
+        self.last_dialog = None
         self.setWindowTitle("Delineo")
         self.resize(1500, 950)
 
@@ -284,6 +289,9 @@ class MainWindow(QMainWindow):
         if self.case is not None:
             self.case.history.changed.disconnect(self._update_actions)
         self.case = case
+        if self.autoseg_dialog is not None:
+            self.autoseg_dialog.close()
+            self.autoseg_dialog = None
         self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
         self.state.window_changed.connect(self._on_window_changed)
         self.state.cursor_changed.connect(self._view_changed)
@@ -533,16 +541,52 @@ class MainWindow(QMainWindow):
             self.case.remove_structure(name)
 
     def interpolate(self) -> None:
-        services.interpolate_active(self)
+        """Fill the slices between the contoured slices of the selected structure (worker)."""
+        name = self.table.active_name()
+        if self.case is None or name is None:
+            self.statusBar().showMessage("Select the structure to interpolate first.", 6000)
+            return
+        case, mask = self.case, self.case.structures[name].mask
+
+        def done(result):
+            if name in case.structures and case.structures[name].mask is mask:
+                case.replace_mask(f"Interpolate {name}", name, result)
+            else:
+                self.statusBar().showMessage(f"{name} changed during interpolation; not applied.", 8000)
+
+        self.jobs.run(
+            f"Interpolating {name}",
+            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel),
+            done,
+        )
 
     def open_margins(self) -> None:
-        services.open_margins_dialog(self)
+        if self.case is not None and len(self.case.structures):
+            self._show_dialog(DeriveDialog(self))
 
     def open_autoseg(self) -> None:
-        services.open_autoseg_dialog(self)
+        if self.case is None:
+            return
+        if self.autoseg_dialog is None:
+            try:
+                self.autoseg_dialog = AutoSegDialog(self)
+            except DelineoError as error:
+                self._on_job_failed("Auto-segmentation", str(error))
+                return
+        self._show_dialog(self.autoseg_dialog)
 
-    def export_rtstruct(self) -> None:
-        services.open_export_dialog(self)
+    def export_rtstruct(self) -> ExportDialog | None:
+        if self.case is None:
+            return None
+        dialog = ExportDialog(self)
+        self._show_dialog(dialog)
+        dialog.run_check()
+        return dialog
+
+    def _show_dialog(self, dialog) -> None:
+        self.last_dialog = dialog
+        dialog.show()
+        dialog.raise_()
 
     # -- window/level, views -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 
 from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor
+from PyQt6.QtGui import QBrush, QColor, QIcon, QPixmap
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -159,7 +159,9 @@ class StructureTable(QTableWidget):
             self.item(row, VISIBLE).setCheckState(
                 Qt.CheckState.Checked if structure.visible else Qt.CheckState.Unchecked
             )
-            self.item(row, COLOR).setBackground(QBrush(QColor(*structure.color)))
+            swatch = QPixmap(14, 14)
+            swatch.fill(QColor(*structure.color))
+            self.item(row, COLOR).setIcon(QIcon(swatch))
             name = self.item(row, NAME)
             name.setText(structure.name)
             name.setData(Qt.ItemDataRole.UserRole, structure.name)

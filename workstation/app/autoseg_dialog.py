@@ -1,0 +1,237 @@
+"""Auto-segmentation: choose a model and its structures, run it in a worker, review the results.
+
+The window stays usable while the model runs (progress bar and Cancel here and in the status
+bar). Results arrive as new AUTOMATIC structures, added in one undo step and shown in every view;
+each can then be accepted (kept) or rejected (deleted, itself an undo step), one by one or all.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planning.errors import Cancelled
+from planning.structures import GenerationAlgorithm
+from workstation.app import services
+
+
+class AutoSegDialog(QDialog):
+    """Runs a segmentation model on the current case (non-modal)."""
+
+    #: Emitted when results have been added (their names).
+    results_arrived = pyqtSignal(list)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.setWindowTitle("Auto-segmentation")
+        self.setModal(False)
+        self.resize(520, 600)
+        self.job = None
+        self.pending: list[str] = []
+        self.models = services.models()
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.model_box = QComboBox(self)
+        for model in self.models:
+            self.model_box.addItem(model.title, model.name)
+        self.model_box.currentIndexChanged.connect(self._fill_structures)
+        form.addRow("Model", self.model_box)
+        self.description = QLabel(self)
+        self.description.setWordWrap(True)
+        form.addRow(self.description)
+        layout.addLayout(form)
+        self.structure_list = QListWidget(self)
+        layout.addWidget(QLabel("Structures to contour", self))
+        layout.addWidget(self.structure_list, 1)
+
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run", self)
+        self.run_button.clicked.connect(self.run)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.stage = QLabel("", self)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.run_button)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.stage)
+
+        layout.addWidget(QLabel("Results (accept or reject each)", self))
+        self.results = QTableWidget(0, 3, self)
+        self.results.setHorizontalHeaderLabels(["Structure", "Volume (cc)", ""])
+        self.results.horizontalHeader().setStretchLastSection(True)
+        self.results.verticalHeader().setVisible(False)
+        layout.addWidget(self.results, 1)
+        all_row = QHBoxLayout()
+        self.accept_all_button = QPushButton("Accept all", self)
+        self.accept_all_button.clicked.connect(self.accept_all)
+        self.reject_all_button = QPushButton("Reject all", self)
+        self.reject_all_button.clicked.connect(self.reject_all)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.close)
+        all_row.addWidget(self.accept_all_button)
+        all_row.addWidget(self.reject_all_button)
+        all_row.addStretch(1)
+        all_row.addWidget(close)
+        layout.addLayout(all_row)
+        window.jobs.progressed.connect(self._on_progress)
+        self._fill_structures()
+
+    def _model(self):
+        return self.models[self.model_box.currentIndex()] if self.models else None
+
+    def _fill_structures(self) -> None:
+        self.structure_list.clear()
+        model = self._model()
+        if model is None:
+            self.description.setText("No segmentation model is installed.")
+            self.run_button.setEnabled(False)
+            return
+        self.description.setText(model.description)
+        for name in model.structures:
+            item = QListWidgetItem(name)
+            item.setCheckState(Qt.CheckState.Checked)
+            self.structure_list.addItem(item)
+
+    def selected_structures(self) -> list[str]:
+        return [
+            self.structure_list.item(i).text()
+            for i in range(self.structure_list.count())
+            if self.structure_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        model, names = self._model(), self.selected_structures()
+        case = self.window_.case
+        if model is None or case is None or not names:
+            return
+        volume = case.volume
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+
+        def work(on_progress, cancel):
+            return services.segment(volume, model.name, names, on_progress=on_progress, cancel=cancel)
+
+        def finished(_=None):
+            self.job = None
+            self.run_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+
+        def done(structure_set):
+            finished()
+            self._receive(structure_set, model.title)
+
+        def failed(error):
+            finished()
+            self.stage.setText("Cancelled." if isinstance(error, Cancelled) else f"Failed: {error}")
+            self.window_.jobs.report(job, error)
+
+        job = self.window_.jobs.run(f"Auto-segmentation ({model.title})", work, done, failed)
+        self.job = job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+            self.stage.setText("Cancelling…")
+
+    def _on_progress(self, job) -> None:
+        if job is not self.job:
+            return
+        if job.total > 0:
+            self.progress.setValue(int(1000 * min(job.done / job.total, 1.0)))
+        self.stage.setText(job.stage)
+        if job not in self.window_.jobs.jobs and job.cancel.is_set():
+            self.stage.setText("Cancelled.")
+
+    def _receive(self, structure_set, title: str) -> None:
+        case = self.window_.case
+        new = []
+        for structure in structure_set:
+            if structure.mask.is_empty:
+                continue
+            structure.algorithm = GenerationAlgorithm.AUTOMATIC
+            structure.number = 0
+            new.append(structure)
+        case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
+        self.progress.setValue(1000)
+        self.stage.setText(f"{len(new)} structures added; accept or reject each.")
+        for structure in new:
+            self._add_result_row(structure.name, structure.volume_cc)
+        self.pending.extend(s.name for s in new)
+        self.results_arrived.emit([s.name for s in new])
+
+    def _add_result_row(self, name: str, volume_cc: float) -> None:
+        row = self.results.rowCount()
+        self.results.insertRow(row)
+        item = QTableWidgetItem(name)
+        item.setData(Qt.ItemDataRole.UserRole, name)
+        self.results.setItem(row, 0, item)
+        self.results.setItem(row, 1, QTableWidgetItem(f"{volume_cc:.1f}"))
+        buttons = QWidget(self.results)
+        layout = QHBoxLayout(buttons)
+        layout.setContentsMargins(0, 0, 0, 0)
+        accept = QPushButton("Accept", buttons)
+        accept.clicked.connect(lambda: self.accept_result(name))
+        reject = QPushButton("Reject", buttons)
+        reject.clicked.connect(lambda: self.reject_result(name))
+        layout.addWidget(accept)
+        layout.addWidget(reject)
+        self.results.setCellWidget(row, 2, buttons)
+
+    # -- review --------------------------------------------------------------------------------
+
+    def accept_result(self, name: str) -> None:
+        """Keep an auto-contour (it stays AUTOMATIC until someone edits it)."""
+        if name in self.pending:
+            self.pending.remove(name)
+            self._mark(name, "accepted")
+
+    def reject_result(self, name: str) -> None:
+        """Delete an auto-contour (undoable)."""
+        if name in self.pending:
+            self.pending.remove(name)
+            case = self.window_.case
+            if name in case.structures:
+                case.remove_structure(name)
+            self._mark(name, "rejected")
+
+    def accept_all(self) -> None:
+        for name in list(self.pending):
+            self.accept_result(name)
+
+    def reject_all(self) -> None:
+        for name in list(self.pending):
+            self.reject_result(name)
+
+    def _mark(self, name: str, state: str) -> None:
+        for row in range(self.results.rowCount()):
+            if self.results.item(row, 0).data(Qt.ItemDataRole.UserRole) == name:
+                label = QLabel(state, self.results)
+                label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.results.setCellWidget(row, 2, label)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.cancel()
+        super().closeEvent(event)

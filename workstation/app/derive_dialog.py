@@ -1,0 +1,200 @@
+"""Margins and Booleans: grow/shrink (uniform or six directions in mm), rings, union,
+intersection, subtraction, XOR, fill holes, small islands; optionally kept inside a structure.
+
+The dialog only builds a recipe (plain data); `services.derive` computes it with planning's
+margin and Boolean functions in a worker, and the result lands in a new or existing structure as
+one undo step, with its recipe recorded so it can be rebuilt when its sources change.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation.app import services
+
+OPERATIONS = {
+    "Expand (margin)": "expand",
+    "Shrink (margin)": "shrink",
+    "Ring": "ring",
+    "Union A ∪ B": "union",
+    "Intersection A ∩ B": "intersect",
+    "Subtract A − B": "subtract",
+    "XOR A ⊕ B": "xor",
+    "Fill holes": "fill_holes",
+    "Remove islands smaller than": "remove_islands",
+    "Keep largest piece": "keep_largest",
+}
+TWO_SOURCES = {"union", "intersect", "subtract", "xor"}
+MARGIN_OPS = {"expand", "shrink"}
+DIRECTIONS = ("right", "left", "anterior", "posterior", "superior", "inferior")
+
+
+def _mm_box(parent, value: float = 5.0, maximum: float = 100.0) -> QDoubleSpinBox:
+    box = QDoubleSpinBox(parent)
+    box.setRange(0.0, maximum)
+    box.setSingleStep(0.5)
+    box.setDecimals(1)
+    box.setSuffix(" mm")
+    box.setValue(value)
+    return box
+
+
+class DeriveDialog(QDialog):
+    """Build a derived structure from existing ones."""
+
+    derived = pyqtSignal(str)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.case = window.case
+        self.setWindowTitle("Margins and Booleans")
+        names = self.case.structures.names()
+        active = window.table.active_name()
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.operation = QComboBox(self)
+        self.operation.addItems(list(OPERATIONS))
+        form.addRow("Operation", self.operation)
+        self.source_a = QComboBox(self)
+        self.source_a.addItems(names)
+        if active:
+            self.source_a.setCurrentText(active)
+        form.addRow("Structure A", self.source_a)
+        self.source_b = QComboBox(self)
+        self.source_b.addItems(names)
+        form.addRow("Structure B", self.source_b)
+
+        self.margin = _mm_box(self)
+        form.addRow("Margin", self.margin)
+        self.per_direction = QCheckBox("Different margin per direction", self)
+        form.addRow(self.per_direction)
+        self.directions = QWidget(self)
+        grid = QGridLayout(self.directions)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.direction_boxes = {}
+        for i, direction in enumerate(DIRECTIONS):
+            box = _mm_box(self.directions)
+            self.direction_boxes[direction] = box
+            grid.addWidget(QLabel(direction.capitalize(), self.directions), i // 2, (i % 2) * 2)
+            grid.addWidget(box, i // 2, (i % 2) * 2 + 1)
+        form.addRow(self.directions)
+        self.inner = QDoubleSpinBox(self)
+        self.inner.setRange(-100, 100)
+        self.inner.setSuffix(" mm")
+        self.inner.setValue(2.0)
+        self.outer = QDoubleSpinBox(self)
+        self.outer.setRange(-100, 200)
+        self.outer.setSuffix(" mm")
+        self.outer.setValue(20.0)
+        form.addRow("Ring from", self.inner)
+        form.addRow("Ring to", self.outer)
+        self.island_cc = QDoubleSpinBox(self)
+        self.island_cc.setRange(0.0, 1000.0)
+        self.island_cc.setDecimals(2)
+        self.island_cc.setSuffix(" cc")
+        self.island_cc.setValue(0.1)
+        form.addRow("Islands under", self.island_cc)
+        self.within = QComboBox(self)
+        self.within.addItem("(nowhere)")
+        self.within.addItems(names)
+        external = next((s.name for s in self.case.structures if s.roi_type.value == "EXTERNAL"), None)
+        if external:
+            self.within.setCurrentText(external)
+        form.addRow("Keep inside", self.within)
+        self.output = QLineEdit(self)
+        self.output.setPlaceholderText("name of the new (or an existing) structure")
+        form.addRow("Result into", self.output)
+        layout.addLayout(form)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.accepted.connect(self.compute)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        for signal in (
+            self.operation.currentIndexChanged,
+            self.per_direction.toggled,
+            self.source_a.currentIndexChanged,
+        ):
+            signal.connect(self._refresh)
+        self._refresh()
+
+    def _refresh(self, *args) -> None:
+        op = OPERATIONS[self.operation.currentText()]
+        self.source_b.setEnabled(op in TWO_SOURCES)
+        self.margin.setEnabled(op in MARGIN_OPS and not self.per_direction.isChecked())
+        self.per_direction.setEnabled(op in MARGIN_OPS)
+        self.directions.setVisible(op in MARGIN_OPS and self.per_direction.isChecked())
+        self.inner.setEnabled(op == "ring")
+        self.outer.setEnabled(op == "ring")
+        self.island_cc.setEnabled(op == "remove_islands")
+        self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
+
+    def recipe(self) -> dict:
+        """The operation as plain data (what the result structure records)."""
+        op = OPERATIONS[self.operation.currentText()]
+        recipe: dict = {"op": op, "source": self.source_a.currentText()}
+        if op in TWO_SOURCES:
+            recipe = {"op": op, "sources": [self.source_a.currentText(), self.source_b.currentText()]}
+        elif op in MARGIN_OPS:
+            if self.per_direction.isChecked():
+                recipe["margins"] = {d: box.value() for d, box in self.direction_boxes.items()}
+            else:
+                recipe["margins"] = self.margin.value()
+        elif op == "ring":
+            recipe.update(inner_mm=self.inner.value(), outer_mm=self.outer.value())
+        elif op == "remove_islands":
+            recipe["min_cc"] = self.island_cc.value()
+        if self.within.currentIndex() > 0:
+            recipe["within"] = self.within.currentText()
+        return recipe
+
+    def output_name(self) -> str:
+        return self.output.text().strip() or self.output.placeholderText()
+
+    def compute(self) -> None:
+        """Compute the recipe in a worker; the result goes into `output_name()` (one undo step)."""
+        recipe, name = self.recipe(), self.output_name()
+        case = self.case
+        structures = {s.name: s for s in case.structures}
+
+        def done(mask):
+            case.derive_into(name, mask, recipe, f"{self.operation.currentText().split(' (')[0]} → {name}")
+            self.window_.table.select(name)
+            self.derived.emit(name)
+
+        self.window_.jobs.run(
+            f"Computing {name}",
+            lambda on_progress, cancel: services.derive(
+                recipe, structures, on_progress=on_progress, cancel=cancel
+            ),
+            done,
+        )
+        self.accept()
+
+
+def _suggest_name(op: str, source: str, margin_mm: float) -> str:
+    if op == "expand" and source.upper().startswith("CTV"):
+        return "PTV" + source[3:]
+    if op == "expand" and source.upper().startswith("GTV"):
+        return "CTV" + source[3:]
+    if op == "expand":
+        return f"{source}_PRV{int(round(margin_mm)):02d}"
+    if op == "ring":
+        return f"{source}_Ring"
+    return f"{source}_{op}"

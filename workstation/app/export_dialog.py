@@ -1,0 +1,206 @@
+"""RTSTRUCT export: choose structures and options, see the conformance check, then write.
+
+The check runs first, in a worker: the RTSTRUCT is written to a temporary file and checked the way
+a planning system would read it (`services.check_rtstruct`); the findings and the writer's own
+warnings are listed. "Write" then puts exactly that checked file at the chosen path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QColor
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from planning.structures import StructureSet
+from workstation.app import services
+
+
+class ExportDialog(QDialog):
+    """Export the case's structures as an RTSTRUCT, with the check shown before writing."""
+
+    #: Emitted with the written path.
+    written = pyqtSignal(str)
+    checked = pyqtSignal()
+
+    def __init__(self, window, path: str | Path | None = None):
+        super().__init__(window)
+        self.window_ = window
+        self.case = window.case
+        self.setWindowTitle("Export RTSTRUCT")
+        self.resize(620, 560)
+        self._checked_file: Path | None = None
+        self._temp = Path(tempfile.mkdtemp(prefix="delineo-export-"))
+        self.findings: list[tuple[str, str]] = []
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.path_edit = QLineEdit(str(path or self._default_path()), self)
+        browse = QPushButton("…", self)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit, 1)
+        row.addWidget(browse)
+        form.addRow("File", row)
+        self.label_edit = QLineEdit((self.case.structures.label or "Delineo")[:16], self)
+        self.label_edit.setMaxLength(16)
+        form.addRow("Structure set label", self.label_edit)
+        self.simplify = QDoubleSpinBox(self)
+        self.simplify.setRange(0.0, 2.0)
+        self.simplify.setSingleStep(0.1)
+        self.simplify.setSuffix(" mm")
+        self.simplify.setToolTip("Douglas–Peucker tolerance (0 keeps every boundary vertex)")
+        form.addRow("Simplify contours", self.simplify)
+        self.keyhole = QCheckBox(
+            "Keyhole holes into their outer contour (for systems without even-odd filling)"
+        )
+        form.addRow(self.keyhole)
+        layout.addLayout(form)
+
+        self.structure_list = QListWidget(self)
+        for structure in self.case.structures:
+            item = QListWidgetItem(
+                f"{structure.name}  ({structure.roi_type.value}, {structure.volume_cc:.1f} cc)"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, structure.name)
+            item.setCheckState(
+                Qt.CheckState.Checked if not structure.mask.is_empty else Qt.CheckState.Unchecked
+            )
+            self.structure_list.addItem(item)
+        layout.addWidget(self.structure_list, 1)
+
+        self.report = QListWidget(self)
+        layout.addWidget(self.report, 1)
+        buttons = QHBoxLayout()
+        self.check_button = QPushButton("Check", self)
+        self.check_button.clicked.connect(self.run_check)
+        self.write_button = QPushButton("Write", self)
+        self.write_button.setEnabled(False)
+        self.write_button.clicked.connect(self.write)
+        close = QPushButton("Close", self)
+        close.clicked.connect(self.reject)
+        buttons.addWidget(self.check_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.write_button)
+        buttons.addWidget(close)
+        layout.addLayout(buttons)
+        for widget in (self.simplify, self.keyhole, self.label_edit, self.structure_list):
+            signal = (
+                getattr(widget, "valueChanged", None)
+                or getattr(widget, "toggled", None)
+                or getattr(widget, "textChanged", None)
+                or widget.itemChanged
+            )
+            signal.connect(self._invalidate)
+
+    def _default_path(self) -> Path:
+        reference = self.case.reference
+        folder = Path(reference.path) if reference.path else Path.home()
+        folder = folder if folder.is_dir() else folder.parent
+        stamp = datetime.now().strftime("%Y%m%d-%H%M")
+        return (
+            folder.parent / f"RS_Delineo_{stamp}.dcm"
+            if reference.kind == "dicom"
+            else folder / f"RS_{stamp}.dcm"
+        )
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Write RTSTRUCT", self.path_edit.text(), "DICOM (*.dcm)")
+        if path:
+            self.path_edit.setText(path)
+
+    def selected_names(self) -> list[str]:
+        return [
+            self.structure_list.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.structure_list.count())
+            if self.structure_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def _invalidate(self, *args) -> None:
+        self._checked_file = None
+        self.write_button.setEnabled(False)
+
+    # -- check and write -----------------------------------------------------------------------
+
+    def run_check(self) -> None:
+        """Write to a temporary file and check it, in a worker; findings land in the report."""
+        names = self.selected_names()
+        source = self.case.structures
+        subset = StructureSet(source.grid, source.frame_of_reference_uid, self.label_edit.text() or "Delineo")
+        subset._structures = [source[name] for name in names]  # a view: no copy, no events
+        volume = self.case.volume
+        options = {
+            "simplify_mm": self.simplify.value(),
+            "keyhole": self.keyhole.isChecked(),
+            "label": self.label_edit.text() or None,
+        }
+        target = self._temp / f"check-{len(list(self._temp.iterdir()))}.dcm"
+        self.report.clear()
+        self.report.addItem("Checking…")
+        self.check_button.setEnabled(False)
+
+        def work(on_progress, cancel):
+            warnings = services.write_rtstruct(
+                subset, volume, target, on_progress=on_progress, cancel=cancel, **options
+            )
+            on_progress("Checking the RTSTRUCT", 0, 1)
+            findings = [("warning", w) for w in warnings] + services.check_rtstruct(target, volume)
+            return target, findings
+
+        def done(result):
+            self._checked_file, self.findings = result
+            self._show_findings()
+            self.check_button.setEnabled(True)
+            self.write_button.setEnabled(not any(level == "error" for level, _ in self.findings))
+            self.checked.emit()
+
+        def failed(error):
+            self.report.clear()
+            self._add_finding("error", str(error))
+            self.check_button.setEnabled(True)
+
+        self.window_.jobs.run("Checking RTSTRUCT export", work, done, failed)
+
+    def _show_findings(self) -> None:
+        self.report.clear()
+        if not self.findings:
+            self._add_finding("ok", "No conformance problems found. Ready to write.")
+        for level, text in self.findings:
+            self._add_finding(level, text)
+
+    def _add_finding(self, level: str, text: str) -> None:
+        colours = {"error": QColor(200, 30, 30), "warning": QColor(190, 120, 0), "ok": QColor(0, 130, 0)}
+        item = QListWidgetItem(f"{level.upper()}: {text}" if level != "ok" else text)
+        item.setForeground(colours.get(level, QColor(60, 60, 60)))
+        self.report.addItem(item)
+
+    def write(self) -> None:
+        """Put the checked file at the chosen path."""
+        if self._checked_file is None:
+            return
+        target = Path(self.path_edit.text()).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._checked_file, target)
+        self.window_.statusBar().showMessage(f"RTSTRUCT written to {target}", 8000)
+        self.written.emit(str(target))
+        self.accept()
+
+    def done(self, result: int) -> None:
+        shutil.rmtree(self._temp, ignore_errors=True)
+        super().done(result)
