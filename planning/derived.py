@@ -1,0 +1,270 @@
+"""Derived structures: a structure made from others by margins and Booleans, which remembers how.
+
+A recipe is a JSON-able dict (an expression tree); an operand is a structure name or a nested
+recipe:
+
+    {"op": "expand", "source": "CTV", "margins": {"right": 5, ...} | 5, "within": "BODY"}
+    {"op": "shrink", "source": "BODY", "margins": 5}
+    {"op": "ring", "source": "PTV", "inner_mm": 2, "outer_mm": 20, "within": "BODY"}
+    {"op": "union" | "intersect" | "xor", "sources": ["A", "B", ...]}
+    {"op": "subtract", "source": "PTV", "minus": ["Rectum", ...]}
+    {"op": "fill_holes", "source": "A", "per_slice": false}
+    {"op": "remove_islands", "source": "A", "min_cc": 0.1}
+    {"op": "keep_largest", "source": "A", "count": 1}
+
+The recipe is stored in `Structure.recipe` and summarised in `Structure.description`, followed
+by the compact JSON, so the RTSTRUCT's ROI Description carries it and a structure read back can
+be rebuilt (`recipe_from_description`). When a source changes, `stale` lists the derived
+structures built from an older version of it and `rebuild` recomputes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+
+from planning import booleans, margins
+from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
+
+Progress = Callable[[str, float, float], None]
+
+#: Marks the JSON recipe inside an ROI description.
+RECIPE_TAG = "delineo-recipe:"
+#: RT ROI Description is ST: at most 1024 characters.
+_DESCRIPTION_LIMIT = 1024
+
+_SYMBOLS = {"union": " ∪ ", "intersect": " ∩ ", "xor": " ⊕ "}
+
+
+def evaluate(
+    recipe: dict | str,
+    structures: Mapping[str, Structure | Mask],
+    *,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Mask:
+    """The mask a recipe (or a structure name) describes, from the named structures."""
+    if isinstance(recipe, str):
+        if recipe not in structures:
+            raise KeyError(f"recipe source {recipe!r} is not among the structures ({', '.join(structures)})")
+        found = structures[recipe]
+        return found.mask if isinstance(found, Structure) else found
+    op = recipe.get("op")
+
+    def sub(operand):
+        return evaluate(operand, structures, on_progress=on_progress, cancel=cancel)
+
+    within = sub(recipe["within"]) if recipe.get("within") is not None else None
+    if op == "expand":
+        return margins.expand(
+            sub(recipe["source"]), _margins(recipe), within=within, on_progress=on_progress, cancel=cancel
+        )
+    if op == "shrink":
+        return booleans.intersect(
+            *[
+                margins.shrink(
+                    sub(recipe["source"]), _margins(recipe), on_progress=on_progress, cancel=cancel
+                ),
+                *([within] if within is not None else []),
+            ]
+        )
+    if op == "ring":
+        return margins.ring(
+            sub(recipe["source"]),
+            float(recipe["inner_mm"]),
+            float(recipe["outer_mm"]),
+            within=within,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
+    if op in ("union", "intersect", "xor"):
+        masks = [sub(s) for s in recipe["sources"]]
+        if op == "xor":
+            result = masks[0]
+            for other in masks[1:]:
+                result = booleans.xor(result, other)
+            return result
+        return getattr(booleans, op)(*masks)
+    if op == "subtract":
+        return booleans.subtract(sub(recipe["source"]), *[sub(s) for s in recipe["minus"]])
+    if op == "fill_holes":
+        return booleans.fill_holes(sub(recipe["source"]), per_slice=bool(recipe.get("per_slice", False)))
+    if op == "remove_islands":
+        return booleans.remove_islands(sub(recipe["source"]), float(recipe["min_cc"]))
+    if op == "keep_largest":
+        return booleans.keep_largest(sub(recipe["source"]), int(recipe.get("count", 1)))
+    raise ValueError(f"unknown recipe operation {op!r} in {recipe}")
+
+
+def sources(recipe: dict | str) -> set[str]:
+    """Names of the structures a recipe reads."""
+    if isinstance(recipe, str):
+        return {recipe}
+    names: set[str] = set()
+    for key in ("source", "within"):
+        if recipe.get(key) is not None:
+            names |= sources(recipe[key])
+    for key in ("sources", "minus"):
+        for operand in recipe.get(key, []):
+            names |= sources(operand)
+    return names
+
+
+def describe(recipe: dict | str) -> str:
+    """A short human summary, e.g. "(CTV + 5 mm) ∩ BODY" or "PTV − Rectum"."""
+    if isinstance(recipe, str):
+        return recipe
+    op = recipe["op"]
+    if op in ("expand", "shrink"):
+        sign = "+" if op == "expand" else "−"
+        text = f"({describe(recipe['source'])} {sign} {margins.Margins.of(recipe['margins']).describe()})"
+    elif op == "ring":
+        text = f"ring({describe(recipe['source'])}, {recipe['inner_mm']:g}–{recipe['outer_mm']:g} mm)"
+    elif op in _SYMBOLS:
+        text = "(" + _SYMBOLS[op].join(describe(s) for s in recipe["sources"]) + ")"
+    elif op == "subtract":
+        text = "(" + " − ".join([describe(recipe["source"]), *[describe(s) for s in recipe["minus"]]]) + ")"
+    elif op == "fill_holes":
+        text = f"fill holes({describe(recipe['source'])})"
+    elif op == "remove_islands":
+        text = f"remove islands < {recipe['min_cc']:g} cc({describe(recipe['source'])})"
+    elif op == "keep_largest":
+        text = f"largest {recipe.get('count', 1)}({describe(recipe['source'])})"
+    else:
+        text = op
+    if recipe.get("within") is not None:
+        text = f"({text} ∩ {describe(recipe['within'])})"
+    return text
+
+
+def description_for(recipe: dict) -> str:
+    """The ROI description of a derived structure: summary, then the recipe as compact JSON."""
+    summary = f"Derived: {_strip(describe(recipe))}"
+    full = f"{summary} {RECIPE_TAG}{json.dumps(recipe, separators=(',', ':'), ensure_ascii=False)}"
+    return full if len(full) <= _DESCRIPTION_LIMIT else summary[:_DESCRIPTION_LIMIT]
+
+
+def recipe_from_description(description: str) -> dict | None:
+    """The recipe embedded in an ROI description by `description_for`, or None."""
+    at = description.find(RECIPE_TAG)
+    if at < 0:
+        return None
+    try:
+        recipe = json.loads(description[at + len(RECIPE_TAG) :])
+    except json.JSONDecodeError:
+        return None
+    return recipe if isinstance(recipe, dict) else None
+
+
+def derive(
+    recipe: dict,
+    structures: Mapping[str, Structure | Mask] | StructureSet,
+    *,
+    name: str,
+    within: Mask | None = None,
+    roi_type: RoiType | str | None = None,
+    color: tuple[int, int, int] | None = None,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Structure:
+    """A new Structure built from `recipe`; `within` (a Mask) further limits it without being
+    part of the recipe (use a "within" key to record the limit)."""
+    from planning.tg263 import style_for
+
+    table = _table(structures)
+    mask = evaluate(recipe, table, on_progress=on_progress, cancel=cancel)
+    if within is not None:
+        mask = booleans.intersect(mask, within)
+    style_color, style_type = style_for(name)
+    stored = dict(recipe)
+    stored["built_from"] = fingerprints(table, sources(recipe))
+    return Structure(
+        name,
+        mask,
+        color or style_color,
+        roi_type or style_type,
+        GenerationAlgorithm.AUTOMATIC,
+        description=description_for(recipe),
+        recipe=stored,
+    )
+
+
+def fingerprints(structures: Mapping[str, Structure | Mask], names) -> dict[str, str]:
+    """A short digest of each named structure's geometry (to tell when a source changed)."""
+    out = {}
+    for name in sorted(names):
+        found = structures[name]
+        mask = found.mask if isinstance(found, Structure) else found
+        digest = hashlib.sha1(repr(mask.offset).encode() + repr(mask.array.shape).encode())
+        digest.update(mask.array.tobytes())
+        out[name] = digest.hexdigest()[:16]
+    return out
+
+
+def stale(structure_set: StructureSet) -> list[str]:
+    """Derived structures whose sources have changed (or vanished) since they were built."""
+    table = _table(structure_set)
+    out = []
+    for structure in structure_set:
+        recipe = structure.recipe
+        if not recipe or "op" not in recipe:
+            continue
+        names = sources(recipe)
+        built = recipe.get("built_from", {})
+        if any(n not in table for n in names) or fingerprints(table, names) != built:
+            out.append(structure.name)
+    return out
+
+
+def rebuild(
+    structure_set: StructureSet,
+    names: list[str] | None = None,
+    *,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> list[str]:
+    """Recompute derived structures (default: the stale ones), sources before dependents; returns
+    the names rebuilt. A structure whose sources are missing raises KeyError naming them."""
+    names = stale(structure_set) if names is None else list(names)
+    order = _dependency_order(structure_set, names)
+    for name in order:
+        structure = structure_set[name]
+        recipe = {k: v for k, v in structure.recipe.items() if k != "built_from"}
+        table = _table(structure_set)
+        mask = evaluate(recipe, table, on_progress=on_progress, cancel=cancel)
+        structure_set.set_mask(name, mask)
+        structure.recipe = {**recipe, "built_from": fingerprints(_table(structure_set), sources(recipe))}
+        structure.description = description_for(recipe)
+    return order
+
+
+def _dependency_order(structure_set: StructureSet, names: list[str]) -> list[str]:
+    pending, order = set(names), []
+    while pending:
+        ready = [
+            n
+            for n in sorted(pending)
+            if not (sources({k: v for k, v in structure_set[n].recipe.items()}) & (pending - {n}))
+        ]
+        if not ready:
+            raise ValueError(f"derived structures depend on each other in a cycle: {sorted(pending)}")
+        order += ready
+        pending -= set(ready)
+    return order
+
+
+def _table(structures) -> dict[str, Structure | Mask]:
+    if isinstance(structures, StructureSet):
+        return {s.name: s for s in structures}
+    return dict(structures)
+
+
+def _margins(recipe: dict) -> margins.Margins:
+    return margins.Margins.of(recipe["margins"])
+
+
+def _strip(text: str) -> str:
+    """Drop one pair of outer parentheses."""
+    return text[1:-1] if text.startswith("(") and text.endswith(")") else text

@@ -1,0 +1,125 @@
+"""Margins in mm: analytic spheres and boxes, directions through the direction matrix, limits."""
+
+import numpy as np
+import pytest
+
+from planning.geometry import Grid
+from planning.margins import Margins, expand, prv, ring, shrink
+from planning.structures import Mask, Structure
+
+
+def _points(grid):
+    z, y, x = np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij")
+    index = np.stack([x, y, z], -1).reshape(-1, 3).astype(float)
+    return grid.index_to_patient(index).reshape(*grid.shape, 3)
+
+
+def sphere(grid, radius_mm, centre=(0, 0, 0)):
+    p = _points(grid)
+    return Mask.from_full(grid, ((p - np.asarray(centre)) ** 2).sum(-1) <= radius_mm**2)
+
+
+def box(grid, lo_mm, hi_mm):
+    p = _points(grid)
+    return Mask.from_full(grid, np.all((p >= lo_mm) & (p <= hi_mm), axis=-1))
+
+
+GRID_113 = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
+
+
+@pytest.mark.parametrize("radius, margin", [(20, 3), (20, 7), (20, 15), (30, 3), (30, 7), (30, 15)])
+def test_sphere_expansion_matches_analytic_volume_on_1x1x3_grid(radius, margin):
+    centre = (0.3, -0.4, 1.1)
+    grown = expand(sphere(GRID_113, radius, centre), margin)
+    analytic_cc = 4 / 3 * np.pi * (radius + margin) ** 3 / 1000
+    assert grown.volume_cc == pytest.approx(analytic_cc, rel=0.01)
+
+
+@pytest.mark.parametrize("margin", [3, 7, 15])
+def test_small_sphere_is_limited_by_slice_spacing(margin):
+    # A 10 mm sphere on 3 mm slices: where its poles lie between slices is lost in the mask (up to
+    # 3 mm); this centre puts both poles 2.1 and 2.9 mm past the last slice, the worst case.
+    grown = expand(sphere(GRID_113, 10, (0.3, -0.4, 1.1)), margin)
+    assert grown.volume_cc == pytest.approx(4 / 3 * np.pi * (10 + margin) ** 3 / 1000, rel=0.03)
+
+
+def test_sphere_on_isotropic_grid_within_half_percent():
+    grid = Grid((70, 70, 70), (1.0, 1.0, 1.0), (-35.0, -35.0, -35.0))
+    grown = expand(sphere(grid, 10, (0.2, 0.1, -0.3)), 3)
+    assert grown.volume_cc == pytest.approx(4 / 3 * np.pi * 13**3 / 1000, rel=0.005)
+
+
+def test_contraction_of_sphere():
+    shrunk = shrink(sphere(GRID_113, 30, (0.3, -0.4, 1.1)), 10)
+    assert shrunk.volume_cc == pytest.approx(4 / 3 * np.pi * 20**3 / 1000, rel=0.01)
+
+
+def _extent_mm(mask):
+    p = _points(mask.grid)[mask.full()]
+    return p.min(0), p.max(0)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_anisotropic_box_expansion_gives_expected_box(flip):
+    direction = np.diag([1.0, -1.0, -1.0]) if flip else np.eye(3)
+    origin = (-40.0, 40.0, 60.0) if flip else (-40.0, -40.0, -60.0)
+    grid = Grid((40, 80, 80), (1.0, 1.0, 3.0), origin, direction)
+    lo, hi = np.array([-10.0, -8.0, -12.0]), np.array([12.0, 6.0, 15.0])
+    margins = Margins(right=2, left=7, anterior=4, posterior=0, superior=9, inferior=3)
+    grown = expand(box(grid, lo, hi), margins)
+    expected = box(grid, lo - [2, 4, 3], hi + [7, 0, 9])
+    got_lo, got_hi = _extent_mm(grown)
+    exp_lo, exp_hi = _extent_mm(expected)
+    spacing = np.array(grid.spacing_xyz)
+    assert np.all(np.abs(got_lo - exp_lo) <= spacing + 1e-6)
+    assert np.all(np.abs(got_hi - exp_hi) <= spacing + 1e-6)
+    # the faces are flat: over the original box, each face slab is covered up to its last voxel
+    full = grown.full()
+    for axis in range(3):
+        slab_lo, slab_hi = lo.copy(), hi.copy()
+        slab_lo[axis], slab_hi[axis] = exp_lo[axis] + spacing[axis], exp_hi[axis] - spacing[axis]
+        assert np.all(full[box(grid, slab_lo, slab_hi).full()])
+    # directions are patient directions: superior grew 9 mm, inferior 3 mm (not swapped by the flip)
+    assert got_hi[2] > hi[2] + 6 and got_lo[2] > lo[2] - 6
+
+
+def test_directional_margin_edges_are_rounded_not_square():
+    grid = Grid((30, 60, 60), (1.0, 1.0, 1.0), (-30.0, -30.0, -15.0))
+    grown = expand(box(grid, [-5, -5, -5], [5, 5, 5]), 8)
+    full = grown.full()
+    p = _points(grid)
+    corner = np.argmin(((p - [12.9, 12.9, 0]) ** 2).sum(-1))  # 8 mm diagonally from the edge: out
+    assert not full.ravel()[corner]
+    assert full.ravel()[np.argmin(((p - [12.9, 0, 0]) ** 2).sum(-1))]
+
+
+def test_margin_limited_to_body_never_leaves_it():
+    grid = Grid((30, 80, 80), (1.0, 1.0, 2.5), (-40.0, -40.0, -37.5))
+    body = sphere(grid, 30)
+    target = sphere(grid, 8, (20, 0, 0))  # near the body's edge
+    grown = expand(target, 15, within=body)
+    assert not np.any(grown.full() & ~body.full())
+    assert grown.volume_cc < expand(target, 15).volume_cc
+
+
+def test_ring_and_prv():
+    grid = Grid((40, 80, 80), (1.0, 1.0, 1.0), (-40.0, -40.0, -20.0))
+    organ = Structure("SpinalCord", sphere(grid, 5))
+    shell = ring(organ.mask, 2, 6)
+    assert not np.any(shell.full() & expand(organ.mask, 1.5).full())
+    analytic = 4 / 3 * np.pi * (11**3 - 7**3) / 1000
+    assert shell.volume_cc == pytest.approx(analytic, rel=0.05)
+    cord_prv = prv(organ, 5)
+    assert cord_prv.name == "SpinalCord_PRV05"
+    assert cord_prv.recipe["op"] == "expand"
+    assert cord_prv.volume_cc == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.05)
+
+
+def test_empty_and_zero_margins():
+    grid = Grid((5, 5, 5), (1.0, 1.0, 1.0))
+    empty = Mask(grid)
+    assert expand(empty, 5).is_empty and shrink(empty, 5).is_empty
+    one = sphere(grid, 0.5, (2, 2, 2))
+    assert expand(one, 0).voxel_count == one.voxel_count
+    with pytest.raises(ValueError):
+        Margins(right=-1)
