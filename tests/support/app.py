@@ -1,0 +1,127 @@
+"""Helpers for tests that drive the real workstation window (pytest-qt, under Xvfb).
+
+Import the fixtures into a test module with ``from support.app import window, settings_path``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtGui import QMouseEvent, QWheelEvent
+from PyQt6.QtWidgets import QApplication
+
+WINDOW_SIZE = (1280, 860)
+
+
+@pytest.fixture
+def settings_path(tmp_path):
+    return tmp_path / "delineo.ini"
+
+
+def make_window(qtbot, settings_path, data_dir, **kwargs):
+    from workstation.app.main_window import MainWindow
+
+    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+    window = MainWindow(
+        settings, data_dir, autosave_interval_s=kwargs.pop("autosave_interval_s", 3600), **kwargs
+    )
+    qtbot.addWidget(window)
+    window.resize(*WINDOW_SIZE)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+@pytest.fixture
+def window(qtbot, settings_path, tmp_path):
+    win = make_window(qtbot, settings_path, tmp_path / "data")
+    yield win
+    win.jobs.cancel_all()
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=60_000)
+
+
+def wait_idle(qtbot, window, timeout_ms: int = 120_000) -> None:
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=timeout_ms)
+    QApplication.processEvents()
+
+
+def show_sample(window, shape=(40, 128, 128)):
+    """Put a small sample patient in the window directly (fast; the real loader is tested too)."""
+    from planning.sample_patient import make_sample_patient
+    from planning.session import ImageReference
+    from workstation.app.case import Case
+
+    sample = make_sample_patient(shape)
+    case = Case(sample.volume, sample.structures, ImageReference.for_volume(sample.volume, "sample"))
+    window.set_case(case)
+    QApplication.processEvents()
+    return case
+
+
+def grab(widget) -> np.ndarray:
+    """The widget as rendered now: (height, width, 3) uint8 RGB."""
+    widget.repaint()
+    image = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
+    width, height = image.width(), image.height()
+    buffer = image.constBits()
+    buffer.setsize(image.sizeInBytes())
+    rows = np.frombuffer(buffer, np.uint8).reshape(height, image.bytesPerLine())
+    return rows[:, : width * 3].reshape(height, width, 3).copy()
+
+
+def widget_point(view, zyx) -> QPoint:
+    point = view.voxel_to_widget(np.asarray(zyx, float))
+    return QPoint(int(round(point.x())), int(round(point.y())))
+
+
+def send_mouse(
+    widget,
+    kind,
+    pos,
+    button=Qt.MouseButton.LeftButton,
+    buttons=None,
+    modifiers=Qt.KeyboardModifier.NoModifier,
+) -> None:
+    pos = QPointF(pos)
+    if buttons is None:
+        buttons = button if kind != QEvent.Type.MouseButtonRelease else Qt.MouseButton.NoButton
+    event = QMouseEvent(kind, pos, widget.mapToGlobal(pos), button, buttons, modifiers)
+    QApplication.sendEvent(widget, event)
+
+
+def drag(widget, points, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """Press at the first point, move through the others, release at the last."""
+    send_mouse(widget, QEvent.Type.MouseButtonPress, points[0], button, modifiers=modifiers)
+    for point in points[1:]:
+        send_mouse(
+            widget, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton, buttons=button, modifiers=modifiers
+        )
+    send_mouse(widget, QEvent.Type.MouseButtonRelease, points[-1], button, modifiers=modifiers)
+
+
+def click(widget, point, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    drag(widget, [point], modifiers=modifiers)
+
+
+def wheel(widget, pos, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    pos = QPointF(pos)
+    event = QWheelEvent(
+        pos,
+        widget.mapToGlobal(pos),
+        QPoint(0, 0),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        modifiers,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def colour_near(image: np.ndarray, point: QPoint, colour, radius: int = 2, tolerance: int = 40) -> bool:
+    """Whether a pixel of `colour` lies within `radius` px of `point` in a grabbed image."""
+    y0, x0 = point.y(), point.x()
+    patch = image[max(0, y0 - radius) : y0 + radius + 1, max(0, x0 - radius) : x0 + radius + 1].astype(int)
+    distance = np.abs(patch - np.asarray(colour, int)).max(axis=-1)
+    return bool((distance <= tolerance).any())

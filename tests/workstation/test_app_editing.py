@@ -1,0 +1,205 @@
+"""Contouring in the real window: every tool, one undo stack, remembered settings, the table."""
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt
+from support.app import click, drag, grab, make_window, settings_path, show_sample, widget_point, window  # noqa: F401
+
+from planning.structures import GenerationAlgorithm, RoiType
+
+pytestmark = pytest.mark.gui
+
+
+def _new_empty(window, name="Test"):
+    created = window.add_structure(name)
+    assert window.table.active_name() == created
+    return created
+
+
+def _masks(case):
+    return {s.name: s.mask.full() for s in case.structures}
+
+
+def test_brush_2d_paints_a_disk_of_the_set_size_and_undo_restores(window):
+    case = show_sample(window)
+    before = _masks(case)
+    name = _new_empty(window)
+    window.tools.activate("brush")
+    window.tools.tools["brush"].set_setting("radius_mm", 10.0)
+    view = window.views["axial"]
+    k = view.slice_index
+    centre = np.array([k, 64, 40])
+    point = widget_point(view, centre)
+    before_pixel = grab(view)[point.y(), point.x()].astype(float)
+    click(view, widget_point(view, centre))
+    painted = case.structures[name].mask.full()
+    assert painted.sum() > 0 and np.all(np.argwhere(painted)[:, 0] == k)  # 2D: one slice only
+    area_mm2 = painted.sum() * case.grid.spacing_xyz[0] * case.grid.spacing_xyz[1]
+    assert area_mm2 == pytest.approx(np.pi * 10.0**2, rel=0.15)
+    # The painted voxels are drawn at once: a 25 % fill of the structure colour over the image.
+    after_pixel = grab(view)[point.y(), point.x()].astype(float)
+    expected = 0.75 * before_pixel + 0.25 * np.asarray(case.structures[name].color)
+    assert np.abs(after_pixel - expected).max() <= 8  # 8-bit premultiplied rounding
+    # A drag is one stroke and one undo step.
+    steps = len(case.history.commands)
+    drag(
+        view,
+        [widget_point(view, (k, 30, 30)), widget_point(view, (k, 30, 60)), widget_point(view, (k, 50, 60))],
+    )
+    assert len(case.history.commands) == steps + 1
+    stroke = case.structures[name].mask.full()
+    assert stroke[k, 30, 45] and stroke[k, 40, 60]  # continuous along the path
+    window.undo()
+    assert np.array_equal(case.structures[name].mask.full(), painted)
+    window.redo()
+    assert np.array_equal(case.structures[name].mask.full(), stroke)
+    window.undo()
+    window.undo()
+    window.undo()  # the new structure itself
+    assert _masks(case).keys() == before.keys()
+
+
+def test_eraser_sphere_and_hu_limited_brush(window):
+    case = show_sample(window)
+    view = window.views["axial"]
+    window.table.select("Heart")
+    heart_before = case.structures["Heart"].mask.full()
+    centre = np.argwhere(heart_before).mean(axis=0).round().astype(int)
+    window.state.set_cursor(centre)
+    eraser = window.tools.tools["eraser"]
+    eraser.set_setting("radius_mm", 12.0)
+    eraser.set_setting("sphere", True)
+    window.tools.activate("eraser")
+    click(view, widget_point(view, centre))
+    removed = heart_before & ~case.structures["Heart"].mask.full()
+    slices = np.unique(np.argwhere(removed)[:, 0])
+    assert len(slices) > 1  # a sphere reaches the neighbouring slices
+    volume_mm3 = removed.sum() * np.prod(case.grid.spacing_xyz)
+    assert volume_mm3 == pytest.approx(4 / 3 * np.pi * 12.0**3, rel=0.25)
+    assert case.structures["Heart"].algorithm == GenerationAlgorithm.MANUAL
+    # Brush limited to an HU range paints only lung-density voxels.
+    name = _new_empty(window, "LungPatch")
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 30.0)
+    brush.set_setting("sphere", False)
+    brush.set_setting("hu_limit", True)
+    brush.set_setting("hu_min", -1000)
+    brush.set_setting("hu_max", -500)
+    window.tools.activate("brush")
+    lung_centre = np.argwhere(case.structures["Lung_R"].mask.full()).mean(axis=0).round().astype(int)
+    window.state.set_cursor(lung_centre)
+    click(view, widget_point(view, lung_centre))
+    patch = case.structures[name].mask.full()
+    assert patch.sum() > 100
+    assert case.volume.array[patch].max() <= -500
+
+
+def test_draw_polygon_fill_and_erase_piece(window, qtbot):
+    case = show_sample(window)
+    view = window.views["axial"]
+    k = view.slice_index
+    name = _new_empty(window, "Poly")
+    window.tools.activate("draw")
+    corners = [(k, 20, 20), (k, 20, 50), (k, 50, 50), (k, 50, 20)]
+    for corner in corners:
+        click(view, widget_point(view, corner))
+    click(view, widget_point(view, corners[0]))  # clicking the first vertex closes the polygon
+    square = case.structures[name].mask.full()
+    # Voxel centres inside the polygon (clicks land within a pixel of the corner voxel centres).
+    assert square[k, 21:50, 21:50].all() and 29 * 29 <= square[k].sum() <= 31 * 31
+    assert not square[k, :19].any() and not square[k, 52:].any()
+    # A freehand drag draws a ring outline with the brush; Fill fills its inside.
+    ring_name = _new_empty(window, "Ring")
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 2.0)
+    brush.set_setting("hu_limit", False)
+    brush.set_setting("sphere", False)
+    window.tools.activate("brush")
+    angles = np.linspace(0, 2 * np.pi, 60)
+    path = [widget_point(view, (k, 90 + 15 * np.sin(a), 90 + 15 * np.cos(a))) for a in angles]
+    drag(view, path)
+    ring = case.structures[ring_name].mask.full()[k]
+    assert not ring[90, 90]
+    window.tools.activate("fill")
+    click(view, widget_point(view, (k, 90, 90)))
+    filled = case.structures[ring_name].mask.full()[k]
+    assert filled[90, 90] and filled.sum() > ring.sum() + 300
+    # Clicking outside the ring would leak to the border: nothing happens.
+    click(view, widget_point(view, (k, 5, 5)))
+    assert np.array_equal(case.structures[ring_name].mask.full()[k], filled)
+    # Erase piece removes the clicked connected piece only.
+    window.table.select(name)
+    window.tools.activate("erase_region")
+    case.edit_region(
+        "second piece", name, (slice(k, k + 1), slice(60, 70), slice(60, 70)), np.ones((1, 10, 10), bool)
+    )
+    click(view, widget_point(view, (k, 30, 30)))
+    left = case.structures[name].mask.full()
+    assert left[k, 65, 65] and not left[k, 30, 30] and left.sum() == 100
+
+
+def test_one_undo_stack_of_at_least_50_steps(window):
+    case = show_sample(window)
+    name = _new_empty(window, "Steps")
+    view = window.views["axial"]
+    k = view.slice_index
+    window.tools.tools["brush"].set_setting("radius_mm", 2.0)
+    window.tools.tools["brush"].set_setting("hu_limit", False)
+    window.tools.activate("brush")
+    states = [case.structures[name].mask.full()]
+    for i in range(60):
+        click(view, widget_point(view, (k, 10 + i, 10 + i)))
+        states.append(case.structures[name].mask.full())
+    case.set_properties(name, color=(10, 20, 30))
+    window.undo()
+    assert case.structures[name].color != (10, 20, 30)
+    for i in range(55):
+        window.undo()
+        assert np.array_equal(case.structures[name].mask.full(), states[-2 - i])
+    for _ in range(55):
+        window.redo()
+    assert np.array_equal(case.structures[name].mask.full(), states[-1])
+    assert window.undo_action.isEnabled() and window.undo_action.text().startswith("&Undo Paint")
+
+
+def test_tool_settings_are_remembered(qtbot, settings_path, tmp_path):
+    first = make_window(qtbot, settings_path, tmp_path / "d1")
+    first.tools.tools["brush"].set_setting("radius_mm", 7.5)
+    first.tools.tools["eraser"].set_setting("sphere", True)
+    first.settings.sync()
+    first.close()
+    second = make_window(qtbot, settings_path, tmp_path / "d2")
+    assert second.tools.tools["brush"].setting("radius_mm") == pytest.approx(7.5)
+    assert second.tools.tools["eraser"].setting("sphere") is True
+    assert second._tool_pages["brush"].radius_box.value() == pytest.approx(7.5)
+    second.close()
+
+
+def test_structure_table_edits_are_undoable(window):
+    case = show_sample(window)
+    table = window.table
+    names = [table.item(r, 2).text() for r in range(table.rowCount())]
+    assert names == case.structures.names()
+    volumes = [float(table.item(r, 4).text()) for r in range(table.rowCount())]
+    assert volumes == pytest.approx([s.volume_cc for s in case.structures], abs=0.01)
+    row = names.index("GTV")
+    table.item(row, 2).setText("GTV_Primary")
+    assert "GTV_Primary" in case.structures and "GTV" not in case.structures
+    table.item(row, 3).setText("CTV")
+    assert case.structures["GTV_Primary"].roi_type == RoiType.CTV
+    window.undo()
+    window.undo()
+    assert case.structures["GTV"].roi_type == RoiType.GTV
+    assert table.item(row, 2).text() == "GTV"
+    from workstation.app.structure_table import name_advice
+
+    assert name_advice("Lung_L") == ""
+    assert "Lung_L" in name_advice("Lung_Left")
+    table.item(row, 0).setCheckState(Qt.CheckState.Unchecked)
+    assert not case.structures["GTV"].visible
+    # Deleting and undoing brings a structure back in its place.
+    table.select("Heart")
+    window.delete_structure()
+    assert "Heart" not in case.structures
+    window.undo()
+    assert case.structures.names().index("Heart") == names.index("Heart")

@@ -1,0 +1,198 @@
+"""The 2D views of the real main window: orientation, overlays, window/level, navigation."""
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QPoint, Qt
+from support.app import (
+    click,
+    colour_near,
+    drag,
+    grab,
+    show_sample,
+    wait_idle,
+    wheel,
+    widget_point,
+)  # noqa: F401
+from support.data import data_path
+
+from planning.geometry import Grid
+from planning.session import ImageReference
+from planning.structures import Mask, Structure, StructureSet
+from planning.volume import Volume
+from workstation.app.case import Case
+from workstation.app.windowing import PRESETS, Window
+
+pytestmark = pytest.mark.gui
+
+
+def _centroid(mask_full: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask_full).mean(axis=0)
+
+
+def test_radiological_orientation_of_all_views(window):
+    case = show_sample(window)
+    gtv = case.structures["GTV"].mask.full()
+    centre = _centroid(gtv)  # the tumour is in the patient's right lung, superior of the centre
+    window.state.set_cursor(centre)
+    axial, coronal, sagittal = (window.views[v] for v in ("axial", "coronal", "sagittal"))
+    assert axial.orientation.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert coronal.orientation.labels == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+    assert sagittal.orientation.labels == {"left": "A", "right": "P", "top": "S", "bottom": "I"}
+    # Patient right (x < 0 in LPS) is drawn on the left of the axial and coronal views.
+    point = case.grid.index_to_patient(centre[::-1])
+    assert point[0] < 0
+    for view in (axial, coronal):
+        assert widget_point(view, centre).x() < view.width() / 2 - 10
+    # Superior (z > 0) is drawn in the upper half of the coronal and sagittal views.
+    assert point[2] > 0
+    for view in (coronal, sagittal):
+        assert widget_point(view, centre).y() < view.height() / 2
+    # The heart is anterior (y < 0): upper half of the axial view, left half of the sagittal.
+    heart = _centroid(case.structures["Heart"].mask.full())
+    window.state.set_cursor(heart)
+    assert widget_point(axial, heart).y() < axial.height() / 2
+    assert widget_point(sagittal, heart).x() < sagittal.width() / 2
+
+
+def test_gtv_outline_is_drawn_where_the_gtv_is(window, qtbot):
+    window.open_folder(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    case = window.case
+    assert case is not None and "GTV-1" in case.structures
+    gtv = case.structures["GTV-1"]
+    view = window.views["axial"]
+    k = window.views["axial"].slice_index
+    plane = gtv.mask.slice_z(k)
+    assert plane.any(), "the window starts on the target"
+    image = grab(view)
+    colour = gtv.color
+    # Voxels on the GTV's boundary have its outline drawn within 2 px ...
+    edge = plane & ~np.pad(plane, 1)[2:, 1:-1] | plane & ~np.pad(plane, 1)[:-2, 1:-1]
+    edge_points = np.argwhere(edge)[::7]
+    hits = [colour_near(image, widget_point(view, (k, r, c)), colour) for r, c in edge_points]
+    assert np.mean(hits) > 0.95
+    # ... and nowhere far from it: no GTV-coloured pixels 10 voxels outside.
+    from scipy import ndimage
+
+    far = ~ndimage.binary_dilation(plane, iterations=10)
+    far_points = np.argwhere(far)[::97]
+    misses = [
+        colour_near(image, widget_point(view, (k, r, c)), colour, radius=0, tolerance=30)
+        for r, c in far_points
+    ]
+    assert not any(misses)
+    # Hiding the structure removes its outline.
+    case.set_visible("GTV-1", False)
+    image = grab(view)
+    hits = [colour_near(image, widget_point(view, (k, r, c)), colour, tolerance=30) for r, c in edge_points]
+    assert np.mean(hits) < 0.2
+
+
+def test_window_level_changes_the_pixels(window):
+    case = show_sample(window)
+    view = window.views["axial"]
+    for name in case.structures.names():
+        case.set_visible(name, False)
+    window.state.set_cursor(_centroid(case.structures["Lung_R"].mask.full()))
+    lung = widget_point(view, _centroid(case.structures["Lung_R"].mask.full()))
+    window.set_preset("Soft tissue")
+    soft = grab(view)[lung.y(), lung.x()].astype(int)
+    window.set_preset("Lung")
+    lung_window = grab(view)[lung.y(), lung.x()].astype(int)
+    # Lung (-840 HU) is black in a soft-tissue window and mid-grey in a lung window.
+    assert soft.max() < 30
+    assert 40 < lung_window.mean() < 160
+    assert window.preset_box.currentText() == "Lung"
+    # Right-drag changes width and level.
+    before = window.state.window
+    drag(view, [QPoint(300, 300), QPoint(360, 330)], button=Qt.MouseButton.RightButton)
+    after = window.state.window
+    assert after.width > before.width and after.level > before.level
+    assert window.preset_box.currentText() == "Custom"
+
+
+def test_every_window_preset_exists():
+    assert set(PRESETS) == {"Soft tissue", "Lung", "Bone", "Brain", "Liver", "Mediastinum"}
+    assert Window(*PRESETS["Lung"]).low == -1350
+
+
+def test_wheel_scroll_zoom_and_linked_crosshair(window):
+    case = show_sample(window)
+    axial, coronal = window.views["axial"], window.views["coronal"]
+    start = axial.slice_index
+    centre = QPoint(axial.width() // 2, axial.height() // 2)
+    wheel(axial, centre, 3)
+    assert axial.slice_index == start + 3
+    wheel(axial, centre, -5)
+    assert axial.slice_index == start - 2
+    # Clicking in the axial view moves the coronal and sagittal slices there.
+    target = np.array([axial.slice_index, 40, 90])
+    click(axial, widget_point(axial, target))
+    assert coronal.slice_index == 40 and window.views["sagittal"].slice_index == 90
+    # Ctrl+wheel zooms about the pointer: the voxel under it stays under it.
+    before = axial.widget_to_display(centre)
+    wheel(axial, centre, 2, Qt.KeyboardModifier.ControlModifier)
+    assert axial.zoom > 1.2
+    assert np.allclose(axial.widget_to_display(centre), before, atol=1e-6)
+    # Middle-drag pans.
+    pan = axial.pan
+    drag(axial, [QPoint(100, 100), QPoint(140, 120)], button=Qt.MouseButton.MiddleButton)
+    assert (axial.pan - pan).x() == pytest.approx(40) and (axial.pan - pan).y() == pytest.approx(20)
+    assert case is window.case
+
+
+def test_hover_shows_hu_and_patient_coordinates(window):
+    case = show_sample(window)
+    view = window.views["axial"]
+    zyx = np.array([view.slice_index, 64, 64])
+    from PyQt6.QtCore import QEvent
+    from support.app import send_mouse
+
+
+    send_mouse(view, QEvent.Type.MouseMove, widget_point(view, zyx), Qt.MouseButton.NoButton)
+    text = window.hover_label.text()
+    hu = case.volume.array[tuple(zyx)]
+    x, y, z = case.grid.index_to_patient(zyx[::-1].astype(float))
+    assert text.startswith(f"{hu:g} HU")
+    import re
+
+    shown = [float(v) for v in re.search(r"x (\S+)\s+y (\S+)\s+z (\S+) mm", text).groups()]
+    # Continuous position of the pointer: within half a voxel of the voxel's centre.
+    assert np.allclose(shown, (x, y, z), atol=0.5 * max(case.grid.spacing_xyz) + 0.05)
+    assert f"voxel ({zyx[2]}, {zyx[1]}, {zyx[0]})" in text
+
+
+def test_maximise_one_view_and_restore(window, qtbot):
+    show_sample(window)
+    window.grid.maximise("coronal")
+    assert window.grid.frames["coronal"].isVisible()
+    assert not window.grid.frames["axial"].isVisible() and not window.grid.frames["3d"].isVisible()
+    qtbot.waitUntil(lambda: window.views["coronal"].width() > 0.9 * window.grid.width())
+    window.grid.toggle("coronal")
+    assert all(frame.isVisible() for frame in window.grid.frames.values())
+
+
+def test_true_geometry_anisotropic_and_oblique(window):
+    # 2×1 mm pixels and 4 mm slices, rotated 30° about the patient's z axis.
+    angle = np.radians(30)
+    direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    grid = Grid((10, 40, 30), (2.0, 1.0, 4.0), (0, 0, 0), direction)
+    volume = Volume(np.zeros(grid.shape, np.int16), grid, "CT")
+    box = np.zeros(grid.shape, bool)
+    box[3:7, 10:30, 5:25] = True
+    structures = StructureSet(grid)
+    structures.add(Structure("Box", Mask.from_full(grid, box)))
+    window.set_case(Case(volume, structures, ImageReference.for_volume(volume, "file", "")))
+    axial, coronal = window.views["axial"], window.views["coronal"]
+    assert axial.orientation.oblique
+    assert axial.orientation.labels["right"] == "LP"  # columns run 30° from left towards posterior
+    # The box is 40 mm wide (20 columns × 2 mm) and 20 mm tall (20 rows × 1 mm) on screen.
+    left, right = axial.voxel_to_widget((5, 20, 4.5)), axial.voxel_to_widget((5, 20, 24.5))
+    top, bottom = axial.voxel_to_widget((5, 9.5, 15)), axial.voxel_to_widget((5, 29.5, 15))
+    assert (right.x() - left.x()) / (bottom.y() - top.y()) == pytest.approx(2.0, rel=1e-6)
+    # Coronal rows are 4 mm slices: a slice is 4× as tall as a 1 mm... column is 2 mm wide.
+    o = coronal.orientation
+    assert (o.row_mm, o.col_mm) == (4.0, 2.0)
+    # Hover reports true patient coordinates (the rotation included).
+    point = grid.index_to_patient(np.array([24.0, 29.0, 6.0]))
+    assert point[1] == pytest.approx(24 * 2 * np.sin(angle) + 29 * np.cos(angle))
