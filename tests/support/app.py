@@ -1,22 +1,16 @@
 """Helpers for tests that drive the real workstation window (pytest-qt, under Xvfb).
 
-Import the fixtures into a test module with ``from support.app import window, settings_path``.
+Each test module defines its own small fixtures with `open_window` and `close_window`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 
 WINDOW_SIZE = (1280, 860)
-
-
-@pytest.fixture
-def settings_path(tmp_path):
-    return tmp_path / "delineo.ini"
 
 
 def make_window(qtbot, settings_path, data_dir, **kwargs):
@@ -33,12 +27,15 @@ def make_window(qtbot, settings_path, data_dir, **kwargs):
     return window
 
 
-@pytest.fixture
-def window(qtbot, settings_path, tmp_path):
-    win = make_window(qtbot, settings_path, tmp_path / "data")
-    yield win
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=60_000)
+def open_window(qtbot, tmp_path):
+    """A main window with its own settings file and data folder under `tmp_path`."""
+    return make_window(qtbot, tmp_path / "delineo.ini", tmp_path / "data")
+
+
+def close_window(qtbot, window) -> None:
+    """Cancel what is running and wait for the workers to stop."""
+    window.jobs.cancel_all()
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)
 
 
 def wait_idle(qtbot, window, timeout_ms: int = 120_000) -> None:

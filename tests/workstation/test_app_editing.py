@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
-from support.app import click, drag, grab, make_window, settings_path, show_sample, widget_point, window  # noqa: F401
+from support.app import click, close_window, drag, grab, make_window, open_window, show_sample, widget_point
 
 from planning.structures import GenerationAlgorithm, RoiType
 
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = open_window(qtbot, tmp_path)
+    yield win
+    close_window(qtbot, win)
 
 
 def _new_empty(window, name="Test"):
@@ -162,7 +169,8 @@ def test_one_undo_stack_of_at_least_50_steps(window):
     assert window.undo_action.isEnabled() and window.undo_action.text().startswith("&Undo Paint")
 
 
-def test_tool_settings_are_remembered(qtbot, settings_path, tmp_path):
+def test_tool_settings_are_remembered(qtbot, tmp_path):
+    settings_path = tmp_path / "delineo.ini"
     first = make_window(qtbot, settings_path, tmp_path / "d1")
     first.tools.tools["brush"].set_setting("radius_mm", 7.5)
     first.tools.tools["eraser"].set_setting("sphere", True)

@@ -5,14 +5,16 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from support.app import (
     click,
+    close_window,
     colour_near,
     drag,
     grab,
+    open_window,
     show_sample,
     wait_idle,
     wheel,
     widget_point,
-)  # noqa: F401
+)
 from support.data import data_path
 
 from planning.geometry import Grid
@@ -23,6 +25,13 @@ from workstation.app.case import Case
 from workstation.app.windowing import PRESETS, Window
 
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = open_window(qtbot, tmp_path)
+    yield win
+    close_window(qtbot, win)
 
 
 def _centroid(mask_full: np.ndarray) -> np.ndarray:
@@ -147,7 +156,6 @@ def test_hover_shows_hu_and_patient_coordinates(window):
     zyx = np.array([view.slice_index, 64, 64])
     from PyQt6.QtCore import QEvent
     from support.app import send_mouse
-
 
     send_mouse(view, QEvent.Type.MouseMove, widget_point(view, zyx), Qt.MouseButton.NoButton)
     text = window.hover_label.text()
