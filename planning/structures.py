@@ -251,6 +251,8 @@ class StructureSet:
         self.grid = grid
         self.frame_of_reference_uid = frame_of_reference_uid
         self.label = label
+        #: What reading the structures had to correct or leave out, in words (like Volume.warnings).
+        self.warnings: list[str] = []
         self._structures: list[Structure] = []
 
     # -- access -------------------------------------------------------------------------------

@@ -138,14 +138,32 @@ def write_rtstruct(
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:
+def check_references(volume: Volume, what: str = "an RTSTRUCT") -> None:
+    """Raise unless `volume` came from DICOM images that an object can reference by UID."""
     if not any(volume.slices):
         raise GeometryError(
-            "the volume was not loaded from a DICOM series, so an RTSTRUCT would have no images to "
+            f"the volume was not loaded from a DICOM series, so {what} would have no images to "
             "reference; load the DICOM series the structures were drawn on"
         )
-    if not volume.frame_of_reference_uid:
-        raise GeometryError("the image series has no FrameOfReferenceUID; an RTSTRUCT cannot refer to it")
+    missing = [
+        keyword
+        for keyword, uid in (
+            ("FrameOfReferenceUID", volume.frame_of_reference_uid),
+            ("StudyInstanceUID", volume.identity.study_instance_uid),
+            ("SeriesInstanceUID", volume.identity.series_instance_uid),
+            ("SOPInstanceUID", all(ref.sop_instance_uid for ref in volume.slices if ref is not None)),
+        )
+        if not uid
+    ]
+    if missing:
+        raise GeometryError(
+            f"the images lack {', '.join(missing)} (removed by anonymisation?), so {what} cannot "
+            "reference them; export from a series that keeps its UIDs"
+        )
+
+
+def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:
+    check_references(volume)
     if not structure_set.grid.same_as(volume.grid):
         raise GeometryError(
             f"the structures are on a {structure_set.grid.shape} grid that is not the image grid "
