@@ -1,0 +1,115 @@
+"""Qt-free sessions: structures, contours, history arrays and view state survive a round trip."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from planning.errors import FormatError
+from planning.geometry import Grid
+from planning.session import ImageReference, Session, load_session, save_session
+from planning.structures import Mask, PlanarContour, RoiType, Structure, StructureSet
+
+
+def _session() -> Session:
+    grid = Grid((6, 20, 30), (0.8, 0.9, 2.5), (10.0, -5.0, 3.0))
+    structures = StructureSet(grid, "1.2.3", "Plan A")
+    ball = np.zeros(grid.shape, bool)
+    ball[1:5, 4:15, 6:20] = True
+    ball[2:4, 7:10, 9:12] = False  # a hole
+    structures.add(Structure("GTV", Mask.from_full(grid, ball), (255, 0, 0), RoiType.GTV, recipe={"op": "x"}))
+    contour = PlanarContour(np.array([[0, 0, 3.0], [5, 0, 3.0], [5, 5, 3.0]]), "CLOSED_PLANAR", "1.2.3.4")
+    structures.add(Structure("Imported", Mask(grid), (0, 0, 255), contours=[contour], visible=False))
+    reference = ImageReference(
+        "dicom",
+        "/data/ct",
+        grid.shape,
+        grid.spacing_xyz,
+        grid.origin_xyz,
+        series_uid="1.2.3.9",
+        frame_of_reference_uid="1.2.3",
+    )
+    history = [
+        {
+            "commands": [
+                {
+                    "kind": "mask_edit",
+                    "before": np.ones((2, 3, 4), bool),
+                    "values": np.arange(5, dtype=np.int16),
+                    "box": [slice(1, 3)],
+                }
+            ],
+            "index": 1,
+        }
+    ]
+    return Session(reference, structures, history, {"cursor_zyx": [1.0, 2.0, 3.0], "maximised": None})
+
+
+@pytest.mark.parametrize("name", ["case.delineo", "case-folder"])
+def test_round_trip(tmp_path, name):
+    session = _session()
+    path = save_session(session, tmp_path / name)
+    loaded = load_session(path)
+    assert loaded.image == session.image
+    assert loaded.image.grid.same_as(session.structures.grid)
+    assert loaded.structures.names() == ["GTV", "Imported"]
+    assert loaded.structures.label == "Plan A" and loaded.structures.frame_of_reference_uid == "1.2.3"
+    for original in session.structures:
+        copy = loaded.structures[original.name]
+        assert np.array_equal(copy.mask.full(), original.mask.full())
+        assert (copy.color, copy.roi_type, copy.recipe, copy.visible, copy.number) == (
+            original.color,
+            original.roi_type,
+            original.recipe,
+            original.visible,
+            original.number,
+        )
+    contour = loaded.structures["Imported"].contours[0]
+    assert np.array_equal(contour.points, session.structures["Imported"].contours[0].points)
+    assert contour.image_uid == "1.2.3.4" and loaded.structures["GTV"].contours is None
+    command = loaded.history[0]["commands"][0]
+    assert (
+        command["before"].dtype == bool and command["before"].shape == (2, 3, 4) and command["before"].all()
+    )
+    assert np.array_equal(command["values"], np.arange(5)) and command["box"] == [slice(1, 3)]
+    assert loaded.view == {"cursor_zyx": [1.0, 2.0, 3.0], "maximised": None}
+    assert loaded.saved_at
+
+
+def test_masks_are_stored_cropped_and_bit_packed(tmp_path):
+    session = _session()
+    path = save_session(session, tmp_path / "s.delineo")
+    with zipfile.ZipFile(path) as archive:
+        document = json.loads(archive.read("session.json"))
+        masks = archive.getinfo("structures.npz").file_size
+    assert document["structures"][0]["shape"] == [4, 11, 14]
+    assert masks < 2000
+
+
+def test_saving_over_a_session_is_atomic(tmp_path, monkeypatch):
+    path = save_session(_session(), tmp_path / "s.delineo")
+    before = path.read_bytes()
+    import planning.session as module
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "_npz_bytes", broken)
+    with pytest.raises(OSError):
+        save_session(_session(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.delineo"]
+
+
+def test_damaged_or_foreign_files_give_clear_errors(tmp_path):
+    (tmp_path / "x.delineo").write_bytes(b"not a zip")
+    with pytest.raises(FormatError, match="x.delineo: not a Delineo session archive"):
+        load_session(tmp_path / "x.delineo")
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "session.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(FormatError, match="not a Delineo session"):
+        load_session(folder)
+    with pytest.raises(FormatError, match="no such session"):
+        load_session(tmp_path / "missing.delineo")

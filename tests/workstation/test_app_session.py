@@ -1,0 +1,158 @@
+"""Sessions, autosave and crash recovery with the real window (a killed process included)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from support.app import close_window, make_window, open_window, show_sample, wait_idle
+
+from workstation.app.autosave import recoverable
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = open_window(qtbot, tmp_path)
+    yield win
+    close_window(qtbot, win)
+
+
+def _paint(case, name="GTV"):
+    k = int(case.structures[name].mask.offset[0]) + 2
+    box = (slice(k, k + 1), slice(10, 20), slice(10, 20))
+    case.edit_region("Paint test", name, box, np.ones((1, 10, 10), bool))
+    return box
+
+
+@pytest.mark.parametrize("kind", ["archive", "folder"])
+def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
+    case = show_sample(window)
+    box = _paint(case)
+    case.set_properties("Heart", color=(1, 2, 3))
+    case.set_properties("GTV", recipe={"op": "expand", "source": "Heart", "margins": 5.0})
+    window.state.set_cursor([20, 30, 40])
+    window.set_preset("Lung")
+    window.views["axial"].set_zoom(2.0)
+    window.grid.maximise("sagittal")
+    window.table.select("Heart")
+    expected = {s.name: (s.mask.full(), s.color, s.roi_type, s.recipe) for s in case.structures}
+    path = tmp_path / ("case.delineo" if kind == "archive" else "case-session")
+    window.save_session_to(path)
+    wait_idle(qtbot, window)
+    assert path.exists() and not window.dirty
+
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
+    other.open_path(path)
+    wait_idle(qtbot, other)
+    restored = other.case
+    assert restored is not None and restored.structures.names() == list(expected)
+    for structure in restored.structures:
+        full, color, roi_type, recipe = expected[structure.name]
+        assert np.array_equal(structure.mask.full(), full)
+        assert (structure.color, structure.roi_type, structure.recipe) == (color, roi_type, recipe)
+    assert np.allclose(other.state.cursor, [20, 30, 40])
+    assert other.preset_box.currentText() == "Lung"
+    assert other.views["axial"].zoom == pytest.approx(2.0)
+    assert other.grid.maximised == "sagittal"
+    assert other.table.active_name() == "Heart"
+    # The history came back too: undo goes on where the first window stopped.
+    assert other.case.history.undo_text == "Edit GTV"
+    other.undo()
+    other.undo()
+    other.undo()
+    assert not other.case.structures["GTV"].mask.region(box).any()
+    close_window(qtbot, other)
+
+
+def test_default_autosave_interval_loses_at_most_a_minute(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+
+    from workstation.app.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), tmp_path)
+    qtbot.addWidget(window)
+    assert window.autosaver.timer.interval() <= 60_000
+    assert window.autosaver.timer.isActive()
+
+
+CRASHING_SESSION = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from PyQt6.QtCore import QSettings, QTimer
+    from PyQt6.QtWidgets import QApplication
+    app = QApplication([])
+    from planning.sample_patient import make_sample_patient
+    from planning.session import ImageReference
+    from workstation.app.case import Case
+    from workstation.app.main_window import MainWindow
+    ini, data = sys.argv[1], sys.argv[2]
+    window = MainWindow(QSettings(ini, QSettings.Format.IniFormat), Path(data), autosave_interval_s=0.3)
+    window.show()
+    sample = make_sample_patient((40, 128, 128))
+    case = Case(sample.volume, sample.structures, ImageReference.for_volume(sample.volume, "sample"))
+    window.set_case(case)
+    case.edit_region("Paint before the crash", "GTV", (slice(20, 21), slice(10, 20), slice(10, 20)),
+                     np.ones((1, 10, 10), bool))
+    case.new_structure("Drawn_before_crash")
+    def report():
+        if window.autosaver._saved_generation is not None:
+            print("AUTOSAVED", window.autosaver.path, flush=True)
+        else:
+            QTimer.singleShot(100, report)
+    QTimer.singleShot(100, report)
+    app.exec()
+    """
+)
+
+
+def test_killed_process_is_recovered_from_autosave(qtbot, tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SESSION, str(tmp_path / "crash.ini"), str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("AUTOSAVED"), process.stderr.read() if process.poll() is not None else line
+    finally:
+        process.kill()  # SIGKILL: no clean-up code runs, like a crash
+        process.wait(timeout=30)
+    found = recoverable(data)
+    assert len(found) == 1
+    window = make_window(qtbot, tmp_path / "next.ini", data)
+    assert window.offer_recovery(automatic=True)
+    wait_idle(qtbot, window)
+    case = window.case
+    assert case is not None and "Drawn_before_crash" in case.structures
+    assert case.structures["GTV"].mask.region((slice(20, 21), slice(10, 20), slice(10, 20))).all()
+    assert window.dirty  # recovered work still has to be saved
+    assert recoverable(data) == []  # the autosave was consumed
+    window.undo()
+    window.undo()
+    assert "Drawn_before_crash" not in case.structures
+    assert not case.structures["GTV"].mask.region((slice(20, 21), slice(10, 20), slice(10, 20))).all()
+    close_window(qtbot, window)
+
+
+def test_clean_exit_with_unsaved_work_offers_it_next_time(qtbot, tmp_path):
+    data = tmp_path / "data"
+    first = make_window(qtbot, tmp_path / "a.ini", data)
+    case = show_sample(first)
+    _paint(case)
+    first.close()
+    found = recoverable(data)
+    assert len(found) == 1 and "unsaved at exit" in found[0].description
+    saved = make_window(qtbot, tmp_path / "b.ini", tmp_path / "data2")
+    show_sample(saved)
+    saved.close()
+    assert recoverable(tmp_path / "data2") == []  # nothing changed: nothing kept
