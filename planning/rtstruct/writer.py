@@ -444,9 +444,9 @@ def _referenced_frame(volume: Volume) -> Dataset:
 
 def _software_version() -> str:
     try:
-        return f"Delineo {version('delineo')}"
+        return version("delineo")
     except PackageNotFoundError:
-        return "Delineo"
+        return "unknown"
 
 
 def _save(dataset: Dataset, path: Path) -> None:
