@@ -16,7 +16,7 @@ from importlib.metadata import version
 from planning.errors import Cancelled, DelineoError
 
 #: Modules under workstation.cli that provide sub-commands, in the order --help lists them.
-COMMAND_MODULES = ("open", "info", "convert")
+COMMAND_MODULES = ("open", "info", "convert", "compare", "dvh", "rtstruct")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,226 @@
+"""Comparison of two structure sets on one image (auto vs expert, two observers): a per-structure
+table of `planning.metrics` as CSV and as an HTML page with embedded plots.
+
+Structures are paired by name (exactly, then ignoring case, spaces and underscores); structures
+found in only one set are listed as unmatched. Distances are mm, volumes cc; `inf` means one of
+the pair is empty (see planning.metrics).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from planning.errors import Cancelled, GeometryError
+from planning.metrics import Comparison, compare
+from planning.structures import StructureSet
+
+Progress = Callable[[str, float, float], None]
+
+#: CSV/HTML columns: (Comparison field, heading, number format).
+COLUMNS = [
+    ("reference_cc", "Reference (cc)", "{:.2f}"),
+    ("test_cc", "Test (cc)", "{:.2f}"),
+    ("volume_difference_cc", "ΔV (cc)", "{:+.2f}"),
+    ("relative_volume_difference", "ΔV (%)", "{:+.1%}"),
+    ("dice", "Dice", "{:.3f}"),
+    ("jaccard", "Jaccard", "{:.3f}"),
+    ("sensitivity", "Sensitivity", "{:.3f}"),
+    ("precision", "Precision", "{:.3f}"),
+    ("hausdorff_mm", "HD (mm)", "{:.1f}"),
+    ("hd95_mm", "HD95 (mm)", "{:.1f}"),
+    ("mean_surface_distance_mm", "MSD (mm)", "{:.2f}"),
+    ("surface_dice", "Surface Dice", "{:.3f}"),
+    ("added_path_length_mm", "APL (mm)", "{:.0f}"),
+    ("centroid_distance_mm", "Centroid Δ (mm)", "{:.1f}"),
+]
+
+
+@dataclass
+class SetComparison:
+    """Result of comparing a test structure set against a reference one."""
+
+    reference_label: str
+    test_label: str
+    tolerance_mm: float
+    rows: list[tuple[str, str, Comparison]] = field(default_factory=list)  # (ref name, test name, metrics)
+    only_reference: list[str] = field(default_factory=list)
+    only_test: list[str] = field(default_factory=list)
+
+
+def compare_sets(
+    reference: StructureSet,
+    test: StructureSet,
+    *,
+    tolerance_mm: float = 2.0,
+    names: list[str] | None = None,
+    reference_label: str = "reference",
+    test_label: str = "test",
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> SetComparison:
+    """Pair structures by name and compute every metric for each pair."""
+    if not reference.grid.same_as(test.grid):
+        raise GeometryError("the two structure sets are on different image grids")
+    pairs, only_reference, only_test = match_names(reference.names(), test.names())
+    if names is not None:
+        wanted = {_key(n) for n in names}
+        pairs = [(a, b) for a, b in pairs if _key(a) in wanted or _key(b) in wanted]
+    result = SetComparison(reference_label, test_label, tolerance_mm, [], only_reference, only_test)
+    for n, (a, b) in enumerate(pairs):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("comparison cancelled")
+        result.rows.append((a, b, compare(reference[a].mask, test[b].mask, tolerance_mm=tolerance_mm)))
+        if on_progress is not None:
+            on_progress("Comparing structures", n + 1, len(pairs))
+    return result
+
+
+def match_names(reference: list[str], test: list[str]):
+    """(pairs, only in reference, only in test); exact matches first, then normalised names."""
+    pairs, left = [], list(test)
+    unmatched = []
+    for name in reference:
+        if name in left:
+            pairs.append((name, name))
+            left.remove(name)
+        else:
+            unmatched.append(name)
+    only_reference = []
+    for name in unmatched:
+        found = next((t for t in left if _key(t) == _key(name)), None)
+        if found is None:
+            only_reference.append(name)
+        else:
+            pairs.append((name, found))
+            left.remove(found)
+    return pairs, only_reference, left
+
+
+def _key(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def write_csv(result: SetComparison, path: str | Path) -> None:
+    """One row per structure pair; numbers unformatted (inf where a structure is empty)."""
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["reference_structure", "test_structure", *[c[0] for c in COLUMNS], "tolerance_mm"])
+        for a, b, metrics in result.rows:
+            values = metrics.as_dict()
+            writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm])
+
+
+def write_html(result: SetComparison, path: str | Path, *, title: str = "Structure comparison") -> None:
+    """A self-contained HTML page: summary, per-structure table, plots (PNG embedded)."""
+    Path(path).write_text(render_html(result, title=title), encoding="utf-8")
+
+
+def render_html(result: SetComparison, *, title: str = "Structure comparison") -> str:
+    rows_html = []
+    for a, b, metrics in result.rows:
+        values = metrics.as_dict()
+        label = html.escape(a if a == b else f"{a} ↔ {b}")
+        cells = "".join(f"<td>{_format(fmt, values[key])}</td>" for key, _, fmt in COLUMNS)
+        rows_html.append(f"<tr><th>{label}</th>{cells}</tr>")
+    headings = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
+    unmatched = ""
+    if result.only_reference or result.only_test:
+        unmatched = (
+            "<p><b>Unmatched.</b> Only in reference: "
+            f"{html.escape(', '.join(result.only_reference) or 'none')}; only in test: "
+            f"{html.escape(', '.join(result.only_test) or 'none')}.</p>"
+        )
+    plots = "".join(
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' for alt, data in _plots(result)
+    )
+    dice_values = [m.dice for _, _, m in result.rows]
+    summary = (
+        f"{len(result.rows)} structures compared; mean Dice {sum(dice_values) / len(dice_values):.3f}"
+        if dice_values
+        else "no structure in common"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+tr th:first-child {{ text-align: left; }}
+thead th {{ background: #eee; }}
+img {{ max-width: 48%; margin: 0.5em 1% 0 0; }}
+.note {{ color: #555; font-size: 0.85em; max-width: 60em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Reference: <b>{html.escape(result.reference_label)}</b> &nbsp;
+Test: <b>{html.escape(result.test_label)}</b> &nbsp;
+Surface tolerance: {result.tolerance_mm:g} mm &nbsp; {html.escape(summary)}</p>
+{unmatched}
+<table><thead><tr><th>Structure</th>{headings}</tr></thead><tbody>
+{"".join(rows_html)}
+</tbody></table>
+<div>{plots}</div>
+<p class="note">Dice, Jaccard, sensitivity (reference covered) and precision (test inside reference)
+from voxel counts. Surface metrics follow DeepMind's surface-distance (area-weighted surface
+elements): HD = Hausdorff, HD95 = 95th percentile, MSD = mean of the two directed mean surface
+distances, surface Dice at the tolerance. APL = added path length: reference contour length, plane
+by plane, farther than the tolerance from the test contour (what must be drawn). "inf" means one
+structure of the pair is empty. Generated by Delineo on {datetime.now():%Y-%m-%d %H:%M}.</p>
+</body></html>
+"""
+
+
+def _plots(result: SetComparison) -> list[tuple[str, str]]:
+    """(alt text, base64 PNG) of bar charts of Dice / surface Dice and HD95 / MSD."""
+    if not result.rows:
+        return []
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [a for a, _, _ in result.rows]
+    out = []
+    for alt, series, ylabel in (
+        ("Overlap", [("Dice", "dice"), (f"Surface Dice {result.tolerance_mm:g} mm", "surface_dice")], ""),
+        ("Distances", [("HD95", "hd95_mm"), ("MSD", "mean_surface_distance_mm")], "mm"),
+    ):
+        figure = Figure(figsize=(7, 0.4 * len(names) + 1.5), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        height = 0.8 / len(series)
+        for i, (label, key) in enumerate(series):
+            values = [getattr(m, key) for _, _, m in result.rows]
+            shown = [v if math.isfinite(v) else 0.0 for v in values]
+            positions = [k + i * height for k in range(len(names))]
+            axes.barh(positions, shown, height=height, label=label)
+        axes.set_yticks([k + 0.4 - height / 2 for k in range(len(names))], names)
+        axes.invert_yaxis()
+        axes.set_xlabel(ylabel or "fraction")
+        if not ylabel:
+            axes.set_xlim(0, 1)
+        axes.legend(fontsize="small", loc="lower right")
+        axes.set_title(alt)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        out.append((alt, base64.b64encode(buffer.getvalue()).decode("ascii")))
+    return out
+
+
+def _format(fmt: str, value: float) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return fmt.format(value)
+
+
+def _plain(value: float) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.6g}"

@@ -1,0 +1,166 @@
+"""RT Dose: reading a DICOM RTDOSE into a dose grid in Gy.
+
+The dose at voxel k of frame f is `PixelData × DoseGridScaling`. Frames lie at
+`ImagePositionPatient + GridFrameOffsetVector[f] × normal`, normal = row × column direction; the
+offsets are relative to the first frame when the first is 0 (the usual form) and absolute
+positions along the normal otherwise (the older form, allowed for axial grids). Offsets may
+decrease (the grid then runs against the normal). Unevenly spaced frames are resampled linearly
+onto the smallest spacing, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from planning.dicom.headers import read_dataset
+from planning.errors import DicomReadError
+from planning.geometry import Grid
+
+log = logging.getLogger(__name__)
+
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
+#: Frame spacings that differ by less than this (mm) count as uniform.
+_UNIFORM_TOLERANCE_MM = 0.01
+
+
+@dataclass
+class Dose:
+    """A dose distribution on a grid.
+
+    Attributes:
+        array: float32 (z, y, x), in `units` (Gy for "GY", fraction for "RELATIVE").
+        grid: where the voxels are (LPS mm).
+        units: DoseUnits, "GY" or "RELATIVE".
+        dose_type: DoseType: "PHYSICAL", "EFFECTIVE" or "ERROR".
+        summation_type: DoseSummationType: "PLAN", "FRACTION", "BEAM", "MULTI_PLAN", ...
+        frame_of_reference_uid: the patient space the grid is in.
+        sop_instance_uid: the RTDOSE's own UID ("" when not from a file).
+        referenced_plan_uid: the RT Plan it was computed for ("" when not given).
+        warnings: what reading had to correct.
+    """
+
+    array: np.ndarray
+    grid: Grid
+    units: str = "GY"
+    dose_type: str = "PHYSICAL"
+    summation_type: str = ""
+    frame_of_reference_uid: str = ""
+    sop_instance_uid: str = ""
+    referenced_plan_uid: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def max(self) -> float:
+        return float(self.array.max()) if self.array.size else 0.0
+
+    @property
+    def unit_label(self) -> str:
+        return "Gy" if self.units == "GY" else "relative"
+
+    def sample(self, index_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Trilinear dose at continuous voxel indices (N, 3) in (x, y, z) order.
+
+        Returns (dose, inside): points more than half a voxel beyond the grid are outside and get
+        dose 0; within that half voxel the edge value is used.
+        """
+        index_xyz = np.asarray(index_xyz, dtype=np.float64)
+        shape_xyz = np.array(self.grid.shape[::-1])
+        inside = np.all((index_xyz >= -0.5) & (index_xyz <= shape_xyz - 0.5), axis=1)
+        dose = np.zeros(len(index_xyz), np.float64)
+        if inside.any():
+            coordinates = index_xyz[inside][:, ::-1].T  # (z, y, x) rows for map_coordinates
+            dose[inside] = ndimage.map_coordinates(self.array, coordinates, order=1, mode="nearest")
+        return dose, inside
+
+
+def load_dose(path: str | os.PathLike) -> Dose:
+    """Read an RTDOSE file (dose grid scaling, frame offsets, units, type)."""
+    path = Path(path)
+    dataset = read_dataset(path, pixels=True)
+    if str(dataset.get("SOPClassUID", "")) != RT_DOSE_STORAGE and dataset.get("Modality") != "RTDOSE":
+        raise DicomReadError(f"{path.name}: not an RT Dose (modality {dataset.get('Modality', 'unknown')})")
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "PixelData"):
+        if keyword not in dataset:
+            raise DicomReadError(f"{path.name}: RT Dose without {keyword}")
+    warnings: list[str] = []
+    scaling = float(dataset.get("DoseGridScaling", 1.0) or 1.0)
+    if "DoseGridScaling" not in dataset:
+        warnings.append(f"{path.name}: no DoseGridScaling; the stored values are taken as doses")
+    try:
+        pixels = dataset.pixel_array
+    except Exception as error:  # pydicom raises many types on damaged pixel data
+        raise DicomReadError(f"{path.name}: dose pixel data cannot be decoded ({error})") from error
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    pixels = np.asarray(pixels).reshape(frames, int(dataset.Rows), int(dataset.Columns))
+    array = (pixels.astype(np.float64) * scaling).astype(np.float32)
+
+    orientation = np.array([float(v) for v in dataset.ImageOrientationPatient])
+    row, column = orientation[:3], orientation[3:]
+    normal = np.cross(row, column)
+    position = np.array([float(v) for v in dataset.ImagePositionPatient])
+    spacing_row, spacing_column = (float(v) for v in dataset.PixelSpacing)
+    offsets = _frame_offsets(dataset, frames, position, normal, path.name, warnings)
+    step = float(np.median(np.diff(offsets))) if frames > 1 else float(dataset.get("SliceThickness") or 1.0)
+    if frames > 1 and np.ptp(np.diff(offsets)) > _UNIFORM_TOLERANCE_MM:
+        step = float(np.min(np.abs(np.diff(offsets)))) * np.sign(step)
+        array, offsets = _resample_frames(array, offsets, step)
+        warnings.append(f"{path.name}: dose frames are unevenly spaced; resampled every {abs(step):g} mm")
+    direction = np.column_stack([row, column, normal * (1.0 if step >= 0 else -1.0)])
+    origin = position + offsets[0] * normal
+    grid = Grid(array.shape, (spacing_column, spacing_row, abs(step)), tuple(origin), direction)
+    units = str(dataset.get("DoseUnits", "GY") or "GY").strip().upper()
+    for text in warnings:
+        log.warning(text)
+    return Dose(
+        array=array,
+        grid=grid,
+        units=units,
+        dose_type=str(dataset.get("DoseType", "") or "").strip().upper(),
+        summation_type=str(dataset.get("DoseSummationType", "") or "").strip().upper(),
+        frame_of_reference_uid=str(dataset.get("FrameOfReferenceUID", "") or ""),
+        sop_instance_uid=str(dataset.get("SOPInstanceUID", "") or ""),
+        referenced_plan_uid=_referenced_plan(dataset),
+        warnings=warnings,
+    )
+
+
+def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:
+    if frames == 1:
+        return np.zeros(1)
+    values = dataset.get("GridFrameOffsetVector")
+    if values is None or len(values) != frames:
+        raise DicomReadError(f"{name}: GridFrameOffsetVector does not give one offset per frame ({frames})")
+    offsets = np.array([float(v) for v in values])
+    if offsets[0] != 0.0:
+        # absolute positions along the normal (older form): make them relative to the first frame
+        along = float(position @ normal)
+        if abs(offsets[0] - along) > _UNIFORM_TOLERANCE_MM:
+            warnings.append(
+                f"{name}: the first grid frame offset ({offsets[0]:g}) is neither 0 nor the position "
+                f"of the first frame ({along:g}); offsets are taken relative to it"
+            )
+        offsets = offsets - offsets[0]
+    return offsets
+
+
+def _resample_frames(array: np.ndarray, offsets: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(offsets * np.sign(step))
+    offsets, array = offsets[order], array[order]
+    count = int(np.floor((offsets[-1] - offsets[0]) / step + 1e-6)) + 1
+    wanted = offsets[0] + step * np.arange(count)
+    position = np.interp(wanted, offsets, np.arange(len(offsets)))
+    lower = np.clip(np.floor(position).astype(int), 0, len(offsets) - 2)
+    weight = (position - lower)[:, None, None].astype(np.float32)
+    resampled = array[lower] * (1 - weight) + array[lower + 1] * weight
+    return resampled.astype(np.float32), wanted
+
+
+def _referenced_plan(dataset) -> str:
+    plans = dataset.get("ReferencedRTPlanSequence", [])
+    return str(plans[0].get("ReferencedSOPInstanceUID", "")) if plans else ""

@@ -1,0 +1,91 @@
+"""Booleans and clean-up on cropped masks."""
+
+import numpy as np
+import pytest
+
+from planning import booleans
+from planning.geometry import Grid
+from planning.structures import Mask
+
+GRID = Grid((20, 30, 30), (1.0, 1.0, 2.0))
+
+
+def block(z, y, x):
+    full = np.zeros(GRID.shape, bool)
+    full[z, y, x] = True
+    return Mask.from_full(GRID, full)
+
+
+A = block(slice(2, 10), slice(5, 15), slice(5, 15))
+B = block(slice(6, 14), slice(10, 20), slice(10, 20))
+
+
+def test_set_operations_match_numpy():
+    a, b = A.full(), B.full()
+    assert np.array_equal(booleans.union(A, B).full(), a | b)
+    assert np.array_equal(booleans.intersect(A, B).full(), a & b)
+    assert np.array_equal(booleans.subtract(A, B).full(), a & ~b)
+    assert np.array_equal(booleans.xor(A, B).full(), a ^ b)
+    far = block(slice(15, 18), slice(25, 28), slice(25, 28))
+    assert booleans.intersect(A, far).is_empty
+    assert booleans.intersect(A, Mask(GRID)).is_empty
+    assert booleans.union(Mask(GRID), A).voxel_count == A.voxel_count
+
+
+def test_results_are_cropped_and_new():
+    result = booleans.intersect(A, B)
+    assert result.array.shape == (4, 5, 5) and result.offset == (6, 10, 10)
+    assert result is not A and booleans.subtract(A).array is not A.array
+
+
+def test_crop_to_planes():
+    cropped = booleans.crop_to_planes(A, 4, 5)
+    assert cropped.voxel_count == 2 * 100
+    assert cropped.offset[0] == 4
+
+
+def test_fill_holes_3d_and_per_slice():
+    shell = booleans.subtract(
+        block(slice(2, 12), slice(5, 15), slice(5, 15)), block(slice(4, 10), slice(7, 13), slice(7, 13))
+    )
+    assert booleans.fill_holes(shell).voxel_count == 10 * 100
+    tube = booleans.subtract(A, block(slice(0, 20), slice(8, 12), slice(8, 12)))  # open at both ends
+    assert booleans.fill_holes(tube).voxel_count == tube.voxel_count
+    assert booleans.fill_holes(tube, per_slice=True).voxel_count == A.voxel_count
+
+
+def test_islands():
+    big = block(slice(2, 10), slice(5, 15), slice(5, 15))  # 800 voxels = 1.6 cc
+    small = block(slice(15, 17), slice(25, 27), slice(25, 27))  # 8 voxels = 0.016 cc
+    both = booleans.union(big, small)
+    assert booleans.island_volumes_cc(both) == pytest.approx([1.6, 0.016])
+    assert booleans.remove_islands(both, 0.1).voxel_count == 800
+    assert booleans.remove_islands(both, 5).is_empty
+    assert booleans.keep_largest(both).voxel_count == 800
+    assert booleans.keep_largest(both, 2).voxel_count == 808
+
+
+def test_derived_recipe_round_trip_and_rebuild():
+    from planning.derived import describe, rebuild, recipe_from_description, stale
+    from planning.structures import Structure, StructureSet
+
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("CTV", A.copy()))
+    structure_set.add(Structure("Rectum", B.copy()))
+    from planning.derived import derive
+
+    recipe = {
+        "op": "subtract",
+        "source": {"op": "expand", "source": "CTV", "margins": 2},
+        "minus": ["Rectum"],
+    }
+    ptv = structure_set.add(derive(recipe, structure_set, name="PTV_Eval"))
+    assert describe(recipe) == "((CTV + 2 mm) − Rectum)"
+    assert recipe_from_description(ptv.description) == recipe
+    assert not (ptv.mask.full() & B.full()).any()
+    assert stale(structure_set) == []
+    structure_set.set_mask("Rectum", Mask(GRID))
+    assert stale(structure_set) == ["PTV_Eval"]
+    before = ptv.volume_cc
+    assert rebuild(structure_set) == ["PTV_Eval"]
+    assert structure_set["PTV_Eval"].volume_cc > before and stale(structure_set) == []

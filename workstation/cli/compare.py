@@ -1,0 +1,73 @@
+"""`delineo compare A B --series DICOM_FOLDER --out report.html`: compare two structure sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from planning.errors import DelineoError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare two structure sets (Dice, HD95, surface Dice, APL…) as an HTML/CSV report",
+        description="Compare test structures B against reference structures A on the same image. "
+        "A and B are RTSTRUCT files (or folders holding one), DICOM-SEG files or label maps "
+        "(NIfTI/NRRD/MHA). Structures are paired by name.",
+    )
+    parser.add_argument("reference", type=Path, help="reference structures (A), e.g. the expert's")
+    parser.add_argument("test", type=Path, help="test structures (B), e.g. the auto-contours")
+    parser.add_argument(
+        "--series", type=Path, help="the image (DICOM folder or image file); optional for label maps"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="HTML report to write")
+    parser.add_argument("--csv", type=Path, help="also write the table as CSV (default: next to --out)")
+    parser.add_argument("--tolerance", type=float, default=2.0, help="surface Dice / APL tolerance, mm")
+    parser.add_argument("--names", nargs="+", help="only these structures")
+    parser.add_argument(
+        "--labels", type=Path, help="label value → name file for label maps (JSON or 'value name' lines)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from planning.compare_report import compare_sets, write_csv, write_html
+    from planning.imageio import is_image_file, load_volume, read_image_file
+    from planning.structure_io import load_structures, read_names_file
+    from workstation.cli.progress import ProgressBar
+
+    if args.series is not None:
+        volume = load_volume(args.series)
+    elif args.reference.is_file() and is_image_file(args.reference):
+        volume = read_image_file(args.reference)
+    else:
+        raise DelineoError("--series is needed: RTSTRUCT and SEG structures are read onto their image series")
+    names = read_names_file(args.labels) if args.labels else None
+    reference = load_structures(args.reference, volume, names)
+    test = load_structures(args.test, volume, names)
+    progress = ProgressBar()
+    try:
+        result = compare_sets(
+            reference,
+            test,
+            tolerance_mm=args.tolerance,
+            names=args.names,
+            reference_label=args.reference.name,
+            test_label=args.test.name,
+            on_progress=progress,
+        )
+    finally:
+        progress.close()
+    write_html(result, args.out, title=f"{args.test.name} vs {args.reference.name}")
+    csv_path = args.csv or args.out.with_suffix(".csv")
+    write_csv(result, csv_path)
+    for a, b, m in result.rows:
+        label = a if a == b else f"{a} ↔ {b}"
+        print(
+            f"{label:<28} Dice {m.dice:.3f}  HD95 {m.hd95_mm:6.1f} mm  surface Dice {m.surface_dice:.3f}  "
+            f"APL {m.added_path_length_mm:7.0f} mm"
+        )
+    if result.only_reference or result.only_test:
+        print(f"unmatched: reference {result.only_reference or '-'}, test {result.only_test or '-'}")
+    print(f"wrote {args.out} and {csv_path}")
+    return 0

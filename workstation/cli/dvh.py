@@ -1,0 +1,134 @@
+"""`delineo dvh RTDOSE RTSTRUCT [--series DICOM_FOLDER] --out dvh.csv`: DVH statistics per structure.
+
+Without --series the DVH is computed from the RTSTRUCT's planar contours directly on the dose grid
+(no CT needed: an RTSTRUCT often travels without all its images). With --series the structures are
+read onto the images; unedited ones still use their planar contours.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from planning.errors import DelineoError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "dvh",
+        help="dose-volume histograms and DVH metrics per structure (CSV, optional plot)",
+        description="Cumulative DVH metrics (volume, Dmean, Dmin, Dmax, D_x%%, D_xcc, V_xGy) for "
+        "each structure of an RTSTRUCT on an RTDOSE. Small structures are sampled below the dose "
+        "voxel size.",
+    )
+    parser.add_argument("dose", type=Path, help="the RTDOSE file")
+    parser.add_argument("structures", type=Path, help="the RTSTRUCT file (or a label map with --series)")
+    parser.add_argument(
+        "--series", type=Path, help="the image series the structures were drawn on (optional)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="CSV of metrics, one row per structure")
+    parser.add_argument("--curves", type=Path, help="also write the cumulative DVH curves as CSV")
+    parser.add_argument("--plot", type=Path, help="also draw the cumulative DVHs (PNG, SVG or PDF)")
+    parser.add_argument("--names", nargs="+", help="only these structures")
+    parser.add_argument(
+        "--levels", nargs="+", type=float, default=[], metavar="GY", help="V_x doses to report, e.g. 10 20"
+    )
+    parser.add_argument(
+        "--percents", nargs="+", type=float, default=[98, 95, 50, 2], metavar="P", help="D_x%% to report"
+    )
+    parser.add_argument("--cc", nargs="+", type=float, default=[], metavar="CC", help="D_xcc to report")
+    parser.add_argument(
+        "--factor", default="auto", help="in-plane samples per dose voxel (1, 2, 4, 8 or auto)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from planning.dose import load_dose
+    from planning.dvh import compute_dvh, plot_dvhs
+
+    dose = load_dose(args.dose)
+    structures = _structures(args)
+    if args.names:
+        wanted = set(args.names)
+        missing = wanted - {name for name, _, _ in structures}
+        if missing:
+            raise DelineoError(f"{args.structures.name}: no structure named {', '.join(sorted(missing))}")
+        structures = [s for s in structures if s[0] in wanted]
+    factor = args.factor if args.factor == "auto" else int(args.factor)
+    dvhs, colors = [], {}
+    for name, geometry, color in structures:
+        dvh = compute_dvh(dose, geometry, name=name, factor=factor)
+        if dvh.is_empty:
+            print(f"{name}: no volume (no closed contours), skipped")
+            continue
+        dvhs.append(dvh)
+        if color:
+            colors[name] = color
+    unit = dose.unit_label
+    header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
+    header += [f"D{p:g}%_{unit}" for p in args.percents] + [f"D{c:g}cc_{unit}" for c in args.cc]
+    header += [f"V{level:g}{unit}_cc" for level in args.levels] + [
+        f"V{level:g}{unit}_%" for level in args.levels
+    ]
+    header += ["sampling", "warnings"]
+    with open(args.out, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        for dvh in dvhs:
+            row = [dvh.name, dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
+            row += [dvh.d_percent(p) for p in args.percents] + [dvh.d_cc(c) for c in args.cc]
+            row += [dvh.v_gy(level) for level in args.levels] + [
+                dvh.v_percent(level) for level in args.levels
+            ]
+            writer.writerow([row[0], *[f"{v:.4f}" for v in row[1:]], dvh.sampling, " | ".join(dvh.warnings)])
+    for dvh in dvhs:
+        print(
+            f"{dvh.name:<20} {dvh.volume_cc:9.2f} cc  Dmean {dvh.mean:7.3f}  Dmax {dvh.max:7.3f}  "
+            f"D95% {dvh.d_percent(95):7.3f} {unit}"
+        )
+        for text in dvh.warnings:
+            print(f"  warning: {text}")
+    if args.curves:
+        _write_curves(dvhs, args.curves, unit)
+    if args.plot:
+        plot_dvhs(dvhs, colors=colors).savefig(args.plot)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _structures(args) -> list[tuple[str, object, tuple[int, int, int] | None]]:
+    """(name, geometry for compute_dvh, colour) per structure."""
+    if args.series is not None:
+        from planning.imageio import load_volume
+        from planning.structure_io import load_structures
+
+        volume = load_volume(args.series)
+        structure_set = load_structures(args.structures, volume)
+        return [(s.name, s, s.color) for s in structure_set]
+    from planning.dicom.headers import read_dataset
+    from planning.rtstruct.reader import parse_rois
+
+    dataset = read_dataset(args.structures)
+    if dataset.get("Modality") != "RTSTRUCT":
+        raise DelineoError(
+            f"{args.structures.name}: without --series the structures must be an RTSTRUCT "
+            f"(this is {dataset.get('Modality', 'not DICOM RT')})"
+        )
+    rois, problems = parse_rois(dataset)
+    for problem in problems:
+        log.warning("%s: %s", args.structures.name, problem)
+    return [(r.name, r.contours, r.color) for r in rois]
+
+
+def _write_curves(dvhs, path: Path, unit: str) -> None:
+    """Long format: structure, dose, cumulative volume in cc and %."""
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%"])
+        for dvh in dvhs:
+            for dose, cc in zip(dvh.bin_edges, dvh.cumulative(), strict=True):
+                writer.writerow([dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}"])
