@@ -102,6 +102,7 @@ def match_names(reference: list[str], test: list[str]):
         else:
             pairs.append((name, found))
             left.remove(found)
+    pairs.sort(key=lambda pair: reference.index(pair[0]))  # in the reference's order
     return pairs, only_reference, left
 
 

@@ -1,0 +1,56 @@
+"""Structure-set comparison report: pairing, CSV and HTML."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from planning.compare_report import compare_sets, match_names, render_html, write_csv
+from planning.geometry import Grid
+from planning.structures import StructureSet
+
+GRID = Grid((20, 40, 40), (1.0, 1.0, 2.0))
+
+
+def label_set(shift: int, names: dict[int, str]) -> StructureSet:
+    labels = np.zeros(GRID.shape, np.uint8)
+    labels[5:15, 10:25, 10 + shift : 25 + shift] = 1
+    labels[5:10, 28:35, 28:35] = 2
+    if 3 in names:
+        labels[16:18, 2:5, 2:5] = 3
+    return StructureSet.from_label_map(GRID, labels, names)
+
+
+def test_pairs_by_name_and_reports_unmatched():
+    pairs, only_a, only_b = match_names(["Liver", "Spinal Cord", "GTV"], ["spinal_cord", "Liver", "Heart"])
+    assert pairs == [("Liver", "Liver"), ("Spinal Cord", "spinal_cord")]
+    assert only_a == ["GTV"] and only_b == ["Heart"]
+
+
+def test_report_values_csv_and_html(tmp_path):
+    reference = label_set(0, {1: "Liver", 2: "Kidney_L", 3: "GTV"})
+    test = label_set(3, {1: "liver", 2: "Kidney_L"})
+    result = compare_sets(reference, test, tolerance_mm=1.0, reference_label="expert", test_label="model")
+    by_name = {a: m for a, _, m in result.rows}
+    assert by_name["Kidney_L"].dice == 1.0 and by_name["Kidney_L"].hausdorff_mm == 0.0
+    assert by_name["Liver"].dice == pytest.approx(2 * 12 / 30)
+    assert by_name["Liver"].hausdorff_mm == pytest.approx(3.0)
+    assert result.only_reference == ["GTV"]
+    write_csv(result, tmp_path / "table.csv")
+    rows = list(csv.DictReader(open(tmp_path / "table.csv", encoding="utf-8")))
+    assert [r["reference_structure"] for r in rows] == ["Liver", "Kidney_L"]
+    assert float(rows[0]["dice"]) == pytest.approx(0.8) and rows[0]["test_structure"] == "liver"
+    page = render_html(result)
+    assert page.count("data:image/png;base64,") == 2
+    assert "Only in reference: GTV" in page and "Liver ↔ liver" in page and "0.800" in page
+
+
+def test_empty_structure_shows_inf_not_nan(tmp_path):
+    reference = label_set(0, {1: "Liver", 2: "Kidney_L"})
+    test = label_set(0, {1: "Liver", 2: "Kidney_L"})
+    test.set_mask("Kidney_L", type(test["Kidney_L"].mask)(GRID))
+    result = compare_sets(reference, test)
+    kidney = {a: m for a, _, m in result.rows}["Kidney_L"]
+    assert math.isinf(kidney.hd95_mm) and kidney.dice == 0.0
+    assert "nan" not in render_html(result).lower()

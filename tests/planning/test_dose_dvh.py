@@ -1,0 +1,127 @@
+"""RTDOSE import and DVHs: analytic dose gradients and dicompyler-core's reference values."""
+
+import json
+
+import numpy as np
+import pytest
+from support.data import data_path
+
+from planning.dose import Dose, load_dose
+from planning.dvh import compute_dvh
+from planning.geometry import Grid
+from planning.structures import Mask, PlanarContour
+
+
+def gradient_dose(slope_gy_per_mm=0.5):
+    """Dose rising linearly along patient x on a coarse 4 × 4 × 3 mm grid."""
+    grid = Grid((20, 20, 20), (4.0, 4.0, 3.0), (-40.0, -40.0, -30.0))
+    x = grid.index_to_patient(np.column_stack([np.arange(20), np.zeros(20), np.zeros(20)]))[:, 0]
+    array = np.broadcast_to(slope_gy_per_mm * (x + 40.0), grid.shape).astype(np.float32)
+    return Dose(np.ascontiguousarray(array), grid), slope_gy_per_mm
+
+
+def box_contours(x0, x1, y0, y1, planes):
+    return [
+        PlanarContour(np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]], float)) for z in planes
+    ]
+
+
+@pytest.mark.parametrize("width_mm", [5.3, 30.0])
+def test_linear_gradient_dvh_is_exact(width_mm):
+    dose, slope = gradient_dose()
+    x0 = -7.1
+    x1 = x0 + width_mm
+    dvh = compute_dvh(dose, box_contours(x0, x1, -5.0, 5.0, [-3.0, 0.0, 3.0]), name="box")
+    true = lambda x: slope * (x + 40.0)  # noqa: E731
+    # the box's faces are resolved to one sample (4 mm / 8 for the small box, 4 mm / 2 for the wide)
+    sample_mm = 0.5 if width_mm < 10 else 2.0
+    assert dvh.volume_cc == pytest.approx(width_mm * 10 * 9 / 1000, abs=sample_mm * 10 * 9 / 1000)
+    assert dvh.mean == pytest.approx(true((x0 + x1) / 2), abs=slope * sample_mm / 2)
+    # uniform distribution of dose between the box's two faces
+    for p in (95, 50, 5):
+        assert dvh.d_percent(p) == pytest.approx(true(x1 - p / 100 * width_mm), abs=slope * sample_mm)
+    assert dvh.max == pytest.approx(true(x1), abs=slope * sample_mm)
+    assert dvh.v_gy(true(x0 + 0.25 * width_mm)) == pytest.approx(
+        0.75 * dvh.volume_cc, abs=dvh.volume_cc * sample_mm / width_mm
+    )
+    if width_mm < 10:
+        assert any("dose voxels" in w for w in dvh.warnings)
+
+
+def test_mask_path_agrees_with_contour_path():
+    dose, slope = gradient_dose()
+    image = Grid((30, 80, 80), (1.0, 1.0, 1.0), (-40.0, -40.0, -15.0))
+    p = image.index_to_patient(np.argwhere(np.ones(image.shape, bool))[:, ::-1].astype(float))
+    inside = ((p[:, 0] >= -7) & (p[:, 0] <= 8) & (np.abs(p[:, 1]) <= 5) & (np.abs(p[:, 2]) <= 4)).reshape(
+        image.shape
+    )
+    dvh = compute_dvh(dose, Mask.from_full(image, inside), name="box")
+    assert dvh.volume_cc == pytest.approx(inside.sum() / 1000, rel=0.02)
+    assert dvh.mean == pytest.approx(slope * (0.5 + 40.0), rel=0.01)
+
+
+def test_dvh_curves_are_consistent():
+    dose, _ = gradient_dose()
+    dvh = compute_dvh(dose, box_contours(-10, 10, -5, 5, [0.0, 3.0]), name="box")
+    cumulative = dvh.cumulative()
+    assert cumulative[0] == pytest.approx(dvh.volume_cc) and np.all(np.diff(cumulative) <= 1e-12)
+    assert dvh.differential().sum() == pytest.approx(dvh.volume_cc)
+    assert dvh.d_cc(dvh.volume_cc * 2) == 0.0 and dvh.v_gy(1e6) == 0.0
+
+
+BREAST = ("dicom", "dicompyler-breast")
+
+
+@pytest.fixture(scope="module")
+def breast():
+    from planning.dicom.headers import read_dataset
+    from planning.rtstruct.reader import parse_rois
+
+    folder = data_path(*BREAST)
+    dose = load_dose(folder / "rtdose.dcm")
+    rois, _ = parse_rois(read_dataset(folder / "rtss.dcm"))
+    reference = json.loads((folder / "dvh_reference.json").read_text())
+    return dose, {r.name: r.contours for r in rois if r.contours}, reference
+
+
+def test_rtdose_import(breast):
+    dose, _, _ = breast
+    assert dose.grid.shape == (98, 129, 194)
+    assert dose.grid.spacing_xyz == (2.5, 2.5, 3.0)
+    assert dose.units == "GY" and dose.dose_type == "PHYSICAL" and dose.summation_type == "PLAN"
+    assert dose.max == pytest.approx(14.68, abs=0.01)
+
+
+def _close(ours, theirs, unit_tolerance):
+    return abs(ours - theirs) <= max(0.01 * abs(theirs), unit_tolerance)
+
+
+@pytest.mark.parametrize("name", ["BODY", "Breast", "Heart", "Lt Lung", "Tumor Bed", "Tumor Bed Block"])
+def test_structures_of_5cc_or_more_match_dicompyler(breast, name):
+    dose, contours, reference = breast
+    expected = reference["no_interpolation"][name]
+    dvh = compute_dvh(dose, contours[name], name=name)
+    assert _close(dvh.mean, expected["Dmean_Gy"], 0.1)
+    assert _close(dvh.max, expected["Dmax_Gy"], 0.1)
+    assert _close(dvh.d_percent(95), expected["D95_Gy"], 0.1)
+    assert _close(dvh.v_gy(10), expected["V10Gy_cc"], 0.1)
+    assert dvh.volume_cc == pytest.approx(expected["volume_cc"], rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["Scar", "Nodes", "Borders"])
+def test_small_structures_are_sampled_below_the_voxel_size(breast, name):
+    dose, contours, reference = breast
+    fine, finer = (compute_dvh(dose, contours[name], name=name, factor=f) for f in (4, 8))
+    assert any("dose voxels" in w for w in fine.warnings)
+    # converged: halving the sample spacing changes Dmean by < 1 %
+    assert finer.mean == pytest.approx(fine.mean, rel=0.01)
+    plain = compute_dvh(dose, contours[name], name=name, factor=1)
+    assert plain.volume_cc == pytest.approx(reference["no_interpolation"][name]["volume_cc"], rel=0.01)
+
+
+def test_scar_maximum_is_found_only_with_sub_voxel_sampling(breast):
+    dose, contours, reference = breast
+    plain, sampled = (compute_dvh(dose, contours["Scar"], factor=f) for f in (1, "auto"))
+    assert plain.max == pytest.approx(reference["no_interpolation"]["Scar"]["Dmax_Gy"], abs=0.05)
+    interpolated = reference["interpolated_small_structures"]["Scar"]["Dmax_Gy"]
+    assert abs(sampled.max - interpolated) < abs(plain.max - interpolated)

@@ -1,0 +1,74 @@
+"""`delineo compare` and `delineo dvh` on real and generated files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from support.data import data_path
+
+from workstation.cli import main
+
+
+def _label_map(path, shift):
+    labels = np.zeros((12, 40, 40), np.uint8)
+    labels[2:10, 10:25, 10 + shift : 25 + shift] = 1
+    labels[3:6, 28:35, 28:35] = 2
+    image = sitk.GetImageFromArray(labels)
+    image.SetSpacing((1.0, 1.0, 2.5))
+    sitk.WriteImage(image, str(path))
+
+
+def test_compare_label_maps_without_series(tmp_path, capsys):
+    _label_map(tmp_path / "a.nii.gz", 0)
+    _label_map(tmp_path / "b.nii.gz", 2)
+    out = tmp_path / "report.html"
+    assert main(["compare", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8")))
+    dice = {r["reference_structure"]: float(r["dice"]) for r in rows}
+    assert dice["Label_2"] == 1.0 and dice["Label_1"] == pytest.approx(2 * 13 / 30)
+    assert "data:image/png" in out.read_text(encoding="utf-8")
+    assert "Dice" in capsys.readouterr().out
+
+
+def test_compare_rtstruct_with_itself_on_its_series(tmp_path):
+    folder = data_path("dicom", "varian-visible-human")
+    rtstruct = next(folder.glob("RS*.dcm"))
+    out = tmp_path / "same.html"
+    assert main(["compare", str(rtstruct), str(rtstruct), "--series", str(folder), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"), encoding="utf-8")))
+    assert {r["reference_structure"] for r in rows} >= {"BODY", "SpinalCord"}
+    assert all(float(r["dice"]) == 1.0 and float(r["hausdorff_mm"]) == 0.0 for r in rows)
+
+
+def test_dvh_from_planar_contours_without_ct(tmp_path, capsys):
+    folder = data_path("dicom", "dicompyler-breast")
+    out, curves, plot = tmp_path / "dvh.csv", tmp_path / "curves.csv", tmp_path / "dvh.png"
+    args = ["dvh", str(folder / "rtdose.dcm"), str(folder / "rtss.dcm"), "--out", str(out)]
+    assert main([*args, "--levels", "10", "--curves", str(curves), "--plot", str(plot)]) == 0
+    rows = {r["structure"]: r for r in csv.DictReader(open(out, encoding="utf-8"))}
+    reference = json.loads((folder / "dvh_reference.json").read_text())["no_interpolation"]
+    for name in ("Breast", "Heart", "Tumor Bed"):
+        assert float(rows[name]["Dmean_Gy"]) == pytest.approx(reference[name]["Dmean_Gy"], rel=0.01)
+        assert float(rows[name]["V10Gy_cc"]) == pytest.approx(reference[name]["V10Gy_cc"], rel=0.01, abs=0.1)
+    assert "dose voxels" in rows["Scar"]["warnings"]
+    assert "Areola" not in rows  # no contours
+    assert plot.stat().st_size > 10_000 and curves.read_text().count("\n") > 1000
+    assert "Tumor Bed" in capsys.readouterr().out
+
+
+def test_dvh_unknown_structure_is_a_clear_error(tmp_path, capsys):
+    folder = data_path("dicom", "dicompyler-breast")
+    code = main(
+        [
+            "dvh",
+            str(folder / "rtdose.dcm"),
+            str(folder / "rtss.dcm"),
+            "--out",
+            str(tmp_path / "x.csv"),
+            "--names",
+            "Liver",
+        ]
+    )
+    assert code == 1 and "no structure named Liver" in capsys.readouterr().err
