@@ -112,28 +112,33 @@ class Case:
             self.structures.notify(structure)
         self.history.push(ReplaceMask(label, name, before, mask, contours, previous, algorithm))
 
-    def derive_into(self, name: str, mask: Mask, recipe: dict | None, label: str, **attributes) -> Structure:
-        """Put a derived geometry (margin, Boolean...) into structure `name`, new or existing,
-        recording its recipe; one undo step."""
+    def derive_into(self, name: str, derived: Structure, label: str) -> Structure:
+        """Put a derived structure (margin, Boolean...: geometry, recipe, description) into
+        structure `name`, new or existing; one undo step."""
         if name not in self.structures:
-            return self.new_structure(
-                name,
-                label=label,
-                mask=mask,
-                recipe=recipe,
-                algorithm=GenerationAlgorithm.SEMIAUTOMATIC,
-                **attributes,
-            )
+            derived.name = self.structures.unique_name(name)
+            return self.add_structure(derived, label=label)
         structure = self.structures[name]
         before, contours, previous = structure.mask, structure.contours, structure.algorithm
-        self.structures.set_mask(name, mask)
+        self.structures.set_mask(name, derived.mask)
         properties = ChangeProperties(
-            "recipe", {"name": name, "recipe": structure.recipe}, {"name": name, "recipe": recipe}
+            "recipe",
+            {
+                "name": name,
+                "recipe": structure.recipe,
+                "description": structure.description,
+                "algorithm": previous,
+            },
+            {
+                "name": name,
+                "recipe": derived.recipe,
+                "description": derived.description,
+                "algorithm": derived.algorithm,
+            },
         )
         properties.redo(self.structures)
-        self.history.push(
-            Macro(label, [ReplaceMask(label, name, before, mask, contours, previous), properties])
-        )
+        replace = ReplaceMask(label, name, before, derived.mask, contours, previous)
+        self.history.push(Macro(label, [replace, properties]))
         return structure
 
     def set_properties(self, target: str, label: str | None = None, **changes) -> None:

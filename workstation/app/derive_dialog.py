@@ -146,11 +146,14 @@ class DeriveDialog(QDialog):
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
 
     def recipe(self) -> dict:
-        """The operation as plain data (what the result structure records)."""
+        """The operation as plain data, in `planning.derived`'s recipe format."""
         op = OPERATIONS[self.operation.currentText()]
-        recipe: dict = {"op": op, "source": self.source_a.currentText()}
-        if op in TWO_SOURCES:
-            recipe = {"op": op, "sources": [self.source_a.currentText(), self.source_b.currentText()]}
+        a, b = self.source_a.currentText(), self.source_b.currentText()
+        recipe: dict = {"op": op, "source": a}
+        if op == "subtract":
+            recipe["minus"] = [b]
+        elif op in TWO_SOURCES:
+            recipe = {"op": op, "sources": [a, b]}
         elif op in MARGIN_OPS:
             if self.per_direction.isChecked():
                 recipe["margins"] = {d: box.value() for d, box in self.direction_boxes.items()}

@@ -12,8 +12,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from PyQt6.QtCore import QPointF
-from PyQt6.QtGui import QImage, QPolygonF
+from PyQt6 import sip
+from PyQt6.QtCore import QLineF
+from PyQt6.QtGui import QImage
 
 from planning.structures import Structure
 from workstation.app.slicing import Orientation
@@ -30,25 +31,25 @@ class Overlay:
     Attributes:
         image: premultiplied ARGB fill of the mask's box on this slice.
         row0, col0: display position of the image's top-left pixel.
-        lines: outline as point pairs (QPolygonF for QPainter.drawLines), display coordinates.
+        lines: outline segments (sip.array of QLineF for QPainter.drawLines), display coordinates.
     """
 
     image: QImage
     row0: int
     col0: int
-    lines: QPolygonF
+    lines: object
     buffer: np.ndarray  # keeps the QImage's pixels alive
 
 
-def polygon_from_array(points: np.ndarray) -> QPolygonF:
-    """A QPolygonF holding (n, 2) float (x, y) points, filled through its buffer (no Python loop)."""
-    polygon = QPolygonF()
-    polygon.fill(QPointF(), len(points))
-    if len(points):
-        buffer = polygon.data()
-        buffer.setsize(len(points) * 16)
-        np.frombuffer(buffer, np.float64).reshape(-1, 2)[:] = points
-    return polygon
+def lines_from_array(segments: np.ndarray):
+    """A sip.array of QLineF from (2n, 2) (x, y) point pairs, filled through its buffer: what
+    QPainter.drawLines takes without converting point by point."""
+    count = len(segments) // 2
+    lines = sip.array(QLineF, count)
+    if count:
+        buffer = sip.voidptr(lines, count * 32)
+        np.frombuffer(buffer, np.float64)[:] = segments.ravel()
+    return lines
 
 
 def outline_segments(plane: np.ndarray) -> np.ndarray:
@@ -56,35 +57,28 @@ def outline_segments(plane: np.ndarray) -> np.ndarray:
 
     Pixel (r, c) covers x ∈ [c, c+1), y ∈ [r, r+1).
     """
-    padded = np.pad(plane, 1)
-    pieces = []
-    # Horizontal edges at y = r between padded rows r and r+1, i.e. between plane rows r-1 and r.
+    height, width = plane.shape
+    padded = np.zeros((height + 2, width + 2), bool)
+    padded[1:-1, 1:-1] = plane
+    # Horizontal edges at y = r lie between plane rows r-1 and r (padded rows r and r+1).
     horizontal = padded[1:, 1:-1] != padded[:-1, 1:-1]
-    pieces.append(_runs(horizontal, transpose=False))
     vertical = padded[1:-1, 1:] != padded[1:-1, :-1]
-    pieces.append(_runs(vertical.T, transpose=True))
-    return np.concatenate(pieces) if pieces else np.zeros((0, 2))
+    return np.concatenate([_runs(horizontal, transpose=False), _runs(vertical.T, transpose=True)])
 
 
 def _runs(edges: np.ndarray, transpose: bool) -> np.ndarray:
     """Merge runs of True along axis 1 of `edges` into segments (2n, 2) in (x, y) order."""
-    flags = np.zeros((edges.shape[0], edges.shape[1] + 2), np.int8)
+    rows, length = edges.shape
+    flags = np.zeros((rows, length + 2), bool)
     flags[:, 1:-1] = edges
-    steps = np.diff(flags, axis=1)
-    start_rows, starts = np.nonzero(steps == 1)
-    _, stops = np.nonzero(steps == -1)
-    count = len(starts)
-    segments = np.empty((2 * count, 2), np.float64)
+    changes = np.flatnonzero(flags[:, 1:] != flags[:, :-1])
+    # In row-major order every run's start is followed by its stop, in the same row.
+    row, position = np.divmod(changes, length + 1)
+    segments = np.empty((len(changes), 2), np.float64)
     if transpose:  # rows of `edges` are x positions, its columns run along y
-        segments[0::2, 0] = start_rows
-        segments[1::2, 0] = start_rows
-        segments[0::2, 1] = starts
-        segments[1::2, 1] = stops
+        segments[:, 0], segments[:, 1] = row, position
     else:
-        segments[0::2, 1] = start_rows
-        segments[1::2, 1] = start_rows
-        segments[0::2, 0] = starts
-        segments[1::2, 0] = stops
+        segments[:, 0], segments[:, 1] = position, row
     return segments
 
 
@@ -101,7 +95,7 @@ def build_overlay(
     segments = outline_segments(plane)
     segments[:, 0] += col0
     segments[:, 1] += row0
-    return Overlay(image, row0, col0, polygon_from_array(segments), pixels)
+    return Overlay(image, row0, col0, lines_from_array(segments), pixels)
 
 
 class OverlayCache:

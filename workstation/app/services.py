@@ -37,15 +37,16 @@ def available(name: str) -> bool:
 
 
 def load_rtstruct(path, volume, on_progress=None, cancel=None):
-    """Read an RTSTRUCT onto `volume`'s grid as a StructureSet (warnings in `.warnings`)."""
-    reader = _module("planning.rtstruct.reader", "Reading RTSTRUCT files")
-    return reader.read_rtstruct(path, volume, on_progress=on_progress, cancel=cancel)
+    """Read an RTSTRUCT (or DICOM-SEG) onto `volume`'s grid as a StructureSet (warnings in
+    `.warnings`)."""
+    structure_io = _module("planning.structure_io", "Reading structure sets")
+    return structure_io.load_structures(path, volume, on_progress=on_progress, cancel=cancel)
 
 
 def write_rtstruct(structure_set, volume, path, **options) -> list[str]:
     """Write an RTSTRUCT; returns the writer's warnings."""
-    writer = _module("planning.rtstruct.writer", "RTSTRUCT export")
-    return writer.write_rtstruct(structure_set, volume, path, **options)
+    structure_io = _module("planning.structure_io", "RTSTRUCT export")
+    return structure_io.save_structures(structure_set, volume, path, kind="rtstruct", **options)
 
 
 def check_rtstruct(path, volume) -> list[tuple[str, str]]:
@@ -65,53 +66,30 @@ def union(*masks: Mask) -> Mask:
     return _module("planning.booleans", "Booleans").union(*masks)
 
 
-def derive(recipe: dict, structures: dict, on_progress=None, cancel=None) -> Mask:
-    """Compute a derived structure's mask from its recipe (see `derive_dialog`)."""
-    margins = _module("planning.margins", "Margins")
-    booleans = _module("planning.booleans", "Booleans")
-    op = recipe["op"]
-    kwargs = {"on_progress": on_progress, "cancel": cancel}
-
-    def mask(name: str) -> Mask:
-        if name not in structures:
-            raise DelineoError(f"the recipe needs structure {name!r}, which does not exist")
-        return structures[name].mask
-
-    within = mask(recipe["within"]) if recipe.get("within") else None
-    if op == "expand":
-        return margins.expand(
-            mask(recipe["source"]), _margins(margins, recipe["margins"]), within=within, **kwargs
-        )
-    if op == "shrink":
-        result = margins.shrink(mask(recipe["source"]), _margins(margins, recipe["margins"]), **kwargs)
-    elif op == "ring":
-        return margins.ring(
-            mask(recipe["source"]), recipe["inner_mm"], recipe["outer_mm"], within=within, **kwargs
-        )
-    elif op in ("union", "intersect", "xor"):
-        result = getattr(booleans, op)(*(mask(name) for name in recipe["sources"]))
-    elif op == "subtract":
-        first, *others = recipe["sources"]
-        result = booleans.subtract(mask(first), *(mask(name) for name in others))
-    elif op == "fill_holes":
-        result = booleans.fill_holes(mask(recipe["source"]))
-    elif op == "remove_islands":
-        result = booleans.remove_islands(mask(recipe["source"]), recipe["min_cc"])
-    elif op == "keep_largest":
-        result = booleans.keep_largest(mask(recipe["source"]))
-    else:
-        raise DelineoError(f"unknown operation {op!r}")
-    return booleans.intersect(result, within) if within is not None else result
+def derive(recipe: dict, structures, *, name: str, on_progress=None, cancel=None):
+    """A derived Structure (margins, Booleans...) named `name`, built from `recipe` (the format of
+    `planning.derived`), carrying its recipe and description."""
+    derived = _module("planning.derived", "Margins and Booleans")
+    return derived.derive(recipe, structures, name=name, on_progress=on_progress, cancel=cancel)
 
 
-def _margins(margins_module, value):
-    return margins_module.Margins(**value) if isinstance(value, dict) else float(value)
+def describe_recipe(recipe: dict) -> str:
+    return _module("planning.derived", "Margins and Booleans").describe(recipe)
 
 
 def interpolate(mask: Mask, on_progress=None, cancel=None) -> Mask:
     """Fill the slices between contoured slices of a structure."""
     module = _module("planning.interpolation", "Slice interpolation")
     return module.interpolate(mask, on_progress=on_progress, cancel=cancel)
+
+
+def stale_structures(structure_set) -> list[str]:
+    """Derived structures whose sources changed since they were built."""
+    try:
+        derived = importlib.import_module("planning.derived")
+    except ImportError:
+        return []
+    return derived.stale(structure_set)
 
 
 # -- segmentation ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
+from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QRegion, QTransform
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from workstation.app.case import Case
@@ -74,6 +74,10 @@ class SliceView(QWidget):
         self._mapper: GreyMapper | None = None
         self._grey: tuple | None = None  # (key, QImage, buffer)
         self._overlays: OverlayCache | None = None
+        self._base: tuple | None = None  # (key, QImage) of image + overlays
+        self._scene_generation = 0
+        self._drawn_cross: QPointF | None = None
+        self._last_index = -1
         self._drag: tuple | None = None
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.WheelFocus)
@@ -90,9 +94,9 @@ class SliceView(QWidget):
             self.case.structures.added.disconnect(self._on_structure_added)
         if self.state is not None:
             self.state.cursor_changed.disconnect(self._on_cursor)
-            self.state.window_changed.disconnect(self._on_cursor)
+            self.state.window_changed.disconnect(self._on_window)
         self.case, self.state = case, state
-        self._grey = None
+        self._grey = self._base = None
         if case is None:
             self.orientation = self._overlays = self._mapper = None
             self.update()
@@ -105,7 +109,7 @@ class SliceView(QWidget):
         case.structures.removed.connect(self._on_structure_removed)
         case.structures.added.connect(self._on_structure_added)
         state.cursor_changed.connect(self._on_cursor)
-        state.window_changed.connect(self._on_cursor)
+        state.window_changed.connect(self._on_window)
         self.reset_view()
 
     @property
@@ -192,31 +196,56 @@ class SliceView(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
-        painter.fillRect(self.rect(), Qt.GlobalColor.black)
         if self.case is None:
+            painter.fillRect(self.rect(), Qt.GlobalColor.black)
             painter.setPen(TEXT_COLOR)
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No image")
             painter.end()
             return
-        index = self.slice_index
-        ox, oy, sx, sy = self._geometry()
-        transform = QTransform(sx, 0, 0, sy, ox, oy)
-        painter.setTransform(transform)
-        image = self._grey_image(index, self.state.window)
-        o = self.orientation
-        if self.smooth and sx > 1.2:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        painter.drawImage(QRectF(0, 0, o.shape[2], o.shape[1]), image)
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-        self._paint_overlays(painter, index)
-        painter.resetTransform()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.drawImage(0, 0, self._base_layer())
         if self.show_crosshair:
             self._paint_crosshair(painter)
         if self.tools is not None and self.tools.active is not None:
             self.tools.active.paint(self, painter)
-        self._paint_annotations(painter, index)
+        self._paint_annotations(painter, self.slice_index)
         painter.end()
+
+    def _base_layer(self) -> QImage:
+        """Image and overlays of the current slice, re-rendered only when they change (a
+        crosshair move in a sibling view just blits this)."""
+        key = (
+            self.slice_index,
+            self.state.window,
+            self.zoom,
+            self.pan.x(),
+            self.pan.y(),
+            self.width(),
+            self.height(),
+            self._scene_generation,
+            self.active_structure(),
+        )
+        if self._base is not None and self._base[0] == key:
+            return self._base[1]
+        ratio = self.devicePixelRatioF()
+        image = QImage(int(self.width() * ratio), int(self.height() * ratio), QImage.Format.Format_RGB32)
+        image.setDevicePixelRatio(ratio)
+        image.fill(Qt.GlobalColor.black)
+        painter = QPainter(image)
+        index = self.slice_index
+        ox, oy, sx, sy = self._geometry()
+        painter.setTransform(QTransform(sx, 0, 0, sy, ox, oy))
+        o = self.orientation
+        if self.smooth and sx > 1.2:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawImage(QRectF(0, 0, o.shape[2], o.shape[1]), self._grey_image(index, self.state.window))
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        self._paint_overlays(painter, index)
+        painter.end()
+        self._base = (key, image)
+        return image
+
+    def _changed_scene(self) -> None:
+        self._scene_generation += 1
 
     def _grey_image(self, index: int, window: Window) -> QImage:
         key = (index, window)
@@ -237,16 +266,16 @@ class SliceView(QWidget):
             if overlay is None:
                 continue
             painter.drawImage(QPointF(overlay.col0, overlay.row0), overlay.image)
-            pen = QPen(QColor(*structure.color), 2.5 if structure.name == active else 1.5)
+            # Integer cosmetic widths keep Qt on its fast line path.
+            pen = QPen(QColor(*structure.color), 2 if structure.name == active else 1)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.drawLines(overlay.lines)
 
     def _paint_crosshair(self, painter: QPainter) -> None:
         centre = self.voxel_to_widget(self.state.cursor)
-        pen = QPen(CROSSHAIR_COLOR, 1)
-        pen.setStyle(Qt.PenStyle.DashLine)
-        painter.setPen(pen)
+        self._drawn_cross = centre
+        painter.setPen(QPen(CROSSHAIR_COLOR, 1))
         gap = 12
         x, y = centre.x(), centre.y()
         painter.drawLine(QPointF(0, y), QPointF(x - gap, y))
@@ -314,17 +343,35 @@ class SliceView(QWidget):
 
     # -- events from the model -----------------------------------------------------------------
 
-    def _on_cursor(self) -> None:
+    def _on_window(self) -> None:
         self.update()
 
+    def _on_cursor(self) -> None:
+        index = self.slice_index
+        if index != self._last_index or self._drawn_cross is None:
+            self._last_index = index
+            self.update()
+            return
+        # Same slice: only the crosshair moved; repaint the strips it leaves and enters.
+        old, new = self._drawn_cross, self.voxel_to_widget(self.state.cursor)
+        width, height = self.width(), self.height()
+        region = QRegion()
+        for point in (old, new):
+            region += QRect(0, int(point.y()) - 2, width, 5)
+            region += QRect(int(point.x()) - 2, 0, 5, height)
+        self.update(region)
+
     def _on_structure_added(self, structure) -> None:
+        self._changed_scene()
         self.update()
 
     def _on_structure_removed(self, structure) -> None:
         self._overlays.invalidate(structure)
+        self._changed_scene()
         self.update()
 
     def _on_structure_changed(self, structure, box) -> None:
+        self._changed_scene()
         if box is None:
             self._overlays.invalidate(structure)
             self.update()

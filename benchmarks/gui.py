@@ -1,0 +1,293 @@
+"""Workstation responsiveness: 2D scrolling with structure overlays, 3D rotation, memory.
+
+Run under a display (``xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/gui.py``).
+
+1. Scrolling: the real main window (four views, 1600×1000) shows `pancreas-ct-134` (512×512×134
+   CT) with 20 structures; the axial view scrolls through every slice, twice (first visit: the
+   overlays of each slice are built; second: they come from the cache). A frame is "move the
+   crosshair one slice, then paint everything that changed" (the axial view with its image and
+   20 overlays, and the crosshair lines in the other two views). Printed: median and 95th
+   percentile time per frame. Target: median ≤ 16 ms.
+   The same slices are also drawn by the usual VTK pipeline (vtkImageReslice →
+   vtkImageMapToWindowLevelColors → vtkImageActor for the CT, plus one coloured vtkImageActor per
+   structure, as VTK-based viewers overlay label maps), in a render window of the axial view's
+   size, for comparison.
+2. 3D: the window's 3D view with 30 structure surfaces (from the pancreas structures plus
+   generated organs), the camera rotating 3° per frame: frames per second. Target ≥ 20.
+3. Memory: a generated 512×512×600 CT with 120 structures loaded in the window and scrolled;
+   peak resident memory of the process.
+
+    python benchmarks/gui.py [--data ../shared/data] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def resident_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_structures(grid, count: int, seed: int = 1):
+    """`count` ellipsoidal organs of 1 cm to 20 cm, plus a body outline, as cropped Masks."""
+    from planning.structures import Mask, Structure, StructureSet
+    from planning.tg263 import style_for
+
+    rng = np.random.default_rng(seed)
+    structures = StructureSet(grid)
+    nz, ny, nx = grid.shape
+    sz, sy, sx = grid.spacing_zyx
+    zz = np.arange(nz)[:, None, None] * sz
+    yy = np.arange(ny)[None, :, None] * sy
+    xx = np.arange(nx)[None, None, :] * sx
+    body = ((yy - ny * sy / 2) / (0.42 * ny * sy)) ** 2 + ((xx - nx * sx / 2) / (0.46 * nx * sx)) ** 2 <= 1
+    structures.add(
+        Structure(
+            "External", Mask.from_full(grid, np.broadcast_to(body, grid.shape).copy()), *style_for("External")
+        )
+    )
+    for index in range(count - 1):
+        radius = rng.uniform(10, 100, 3)
+        centre = rng.uniform(0.25, 0.75, 3) * np.array([nz * sz, ny * sy, nx * sx])
+        lo = np.maximum(((centre - radius) / (sz, sy, sx)).astype(int), 0)
+        hi = np.minimum(((centre + radius) / (sz, sy, sx)).astype(int) + 1, grid.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        inside = (
+            ((zz[box[0]] - centre[0]) / radius[0]) ** 2
+            + ((yy[:, box[1]] - centre[1]) / radius[1]) ** 2
+            + ((xx[:, :, box[2]] - centre[2]) / radius[2]) ** 2
+        ) <= 1
+        name = f"Organ_{index + 1:03d}"
+        structures.add(Structure(name, Mask(grid, inside, tuple(lo)), style_for(name)[0]))
+    return structures
+
+
+def make_window(volume, structures, size=(1600, 1000)):
+    from PyQt6.QtCore import QSettings
+
+    from planning.session import ImageReference
+    from workstation.app.case import Case
+    from workstation.app.main_window import MainWindow
+
+    folder = Path(tempfile.mkdtemp(prefix="delineo-bench-"))
+    window = MainWindow(
+        QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat), folder, autosave_interval_s=3600
+    )
+    window.resize(*size)
+    window.show()
+    window.set_case(Case(volume, structures, ImageReference.for_volume(volume, "dicom", "")))
+    return window
+
+
+def wait_idle(app, window, timeout_s: float = 600) -> None:
+    start = time.monotonic()
+    while window.jobs.busy and time.monotonic() - start < timeout_s:
+        app.processEvents()
+        time.sleep(0.01)
+    app.processEvents()
+
+
+def scroll_frames(app, view, slices, cpu: list | None = None) -> list[float]:
+    """Wall-clock ms per frame (and, into `cpu`, this process's CPU ms per frame)."""
+    times = []
+    for k in slices:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        view.set_slice(k)
+        app.processEvents()  # paints the scrolled view and the crosshairs of the others
+        times.append((time.perf_counter() - start) * 1000)
+        if cpu is not None:
+            cpu.append((time.process_time() - start_cpu) * 1000)
+    return times
+
+
+def vtk_peer_frames(volume, structures, size, window_level=(400, 40)) -> list[float]:
+    """The same scroll drawn with vtkImageReslice + vtkImageActor layers (off-screen window)."""
+    import vtk
+    from vtk.util import numpy_support
+
+    def image_data(array, spacing):
+        data = vtk.vtkImageData()
+        data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+        data.SetSpacing(*spacing)
+        scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=False)
+        data.GetPointData().SetScalars(scalars)
+        data._keep = array
+        return data
+
+    spacing = volume.grid.spacing_xyz
+    renderer = vtk.vtkRenderer()
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(*size)
+    window.AddRenderer(renderer)
+    reslices = []
+
+    def layer(data, lookup=None):
+        reslice = vtk.vtkImageReslice()
+        reslice.SetInputData(data)
+        reslice.SetOutputDimensionality(2)
+        axes = vtk.vtkMatrix4x4()
+        reslice.SetResliceAxes(axes)
+        if lookup is None:
+            colours = vtk.vtkImageMapToWindowLevelColors()
+            colours.SetWindow(window_level[0])
+            colours.SetLevel(window_level[1])
+        else:
+            colours = vtk.vtkImageMapToColors()
+            colours.SetLookupTable(lookup)
+        colours.SetInputConnection(reslice.GetOutputPort())
+        actor = vtk.vtkImageActor()
+        actor.GetMapper().SetInputConnection(colours.GetOutputPort())
+        renderer.AddActor(actor)
+        reslices.append((reslice, axes))
+
+    layer(image_data(volume.array, spacing))
+    # Label maps as VTK viewers hold them: one full-size uint8 volume per structure.
+    for structure in list(structures)[:20]:
+        lookup = vtk.vtkLookupTable()
+        lookup.SetNumberOfTableValues(2)
+        lookup.SetTableValue(0, 0, 0, 0, 0)
+        lookup.SetTableValue(1, *(c / 255 for c in structure.color), 0.3)
+        lookup.Build()
+        layer(image_data(structure.mask.full().astype(np.uint8), spacing), lookup)
+    renderer.ResetCamera()
+    times = []
+    for k in range(volume.grid.shape[0]):
+        start = time.perf_counter()
+        for _, axes in reslices:
+            axes.SetElement(2, 3, k * spacing[2])
+            axes.Modified()
+        window.Render()
+        times.append((time.perf_counter() - start) * 1000)
+    window.Finalize()
+    return times
+
+
+def describe(times: list[float]) -> str:
+    return f"median {statistics.median(times):6.1f} ms, p95 {np.percentile(times, 95):6.1f} ms"
+
+
+def bench_scroll(app, data: Path) -> None:
+    from planning.imageio import load_volume
+
+    volume = load_volume(data / "dicom" / "pancreas-ct-134")
+    structures = synthetic_structures(volume.grid, 20)
+    window = make_window(volume, structures)
+    wait_idle(app, window)
+    view = window.views["axial"]
+    print(
+        f"CT {volume.grid.shape[::-1]} {volume.array.dtype}, 20 structures; axial view "
+        f"{view.width()}×{view.height()} px in a {window.width()}×{window.height()} window"
+    )
+    slices = list(range(volume.grid.shape[0]))
+    cpu_first, cpu_second = [], []
+    first = scroll_frames(app, view, slices, cpu_first)
+    second = scroll_frames(app, view, slices[::-1], cpu_second)
+    print(
+        f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+        "(wall times include waiting for them)"
+    )
+    print(f"  Delineo scroll, first visit of each slice: {describe(first)}; CPU {describe(cpu_first)}")
+    print(f"  Delineo scroll, slices visited before:     {describe(second)}; CPU {describe(cpu_second)}")
+    window.close()
+    peer = vtk_peer_frames(volume, structures, (view.width(), view.height()))
+    print(f"  VTK reslice + 21 image actors (peer):      {describe(peer)}")
+    print(
+        "  ratio peer / Delineo (first visit, median): "
+        f"{statistics.median(peer) / statistics.median(first):.1f}×"
+    )
+    target = "met" if statistics.median(first) <= 16 else "NOT met"
+    print(f"  target ≤ 16 ms per frame: {target}")
+
+
+def bench_3d(app, data: Path) -> None:
+    from planning.imageio import load_volume
+
+    volume = load_volume(data / "dicom" / "pancreas-ct-134")
+    structures = synthetic_structures(volume.grid, 30, seed=3)
+    window = make_window(volume, structures)
+    wait_idle(app, window)
+    view3d = window.view3d
+    if not hasattr(view3d, "rotate"):
+        print(f"3D: no 3D view in this build ({type(view3d).__name__}); not measured")
+        window.close()
+        return
+    window.grid.maximise(None)
+    app.processEvents()
+    frames = 90
+    start = time.perf_counter()
+    for _ in range(frames):
+        view3d.rotate(3.0)
+        app.processEvents()
+    elapsed = time.perf_counter() - start
+    width, height = view3d.width(), view3d.height()
+    print(
+        f"3D: 30 surfaces in a {width}×{height} px view: {frames / elapsed:.1f} frames/s "
+        f"(target ≥ 20: {'met' if frames / elapsed >= 20 else 'NOT met'})"
+    )
+    window.close()
+
+
+def bench_memory(app) -> None:
+    from planning.geometry import Grid
+    from planning.volume import Volume
+
+    before = resident_mb()
+    grid = Grid((600, 512, 512), (0.8, 0.8, 1.0))
+    rng = np.random.default_rng(0)
+    array = rng.integers(-1000, 1000, grid.shape, dtype=np.int16)
+    volume = Volume(array, grid, "CT")
+    structures = synthetic_structures(grid, 120, seed=5)
+    mask_mb = sum(s.mask.array.nbytes for s in structures) / 2**20
+    window = make_window(volume, structures)
+    wait_idle(app, window)
+    view = window.views["axial"]
+    scroll_frames(app, view, range(0, 600, 3))
+    print(
+        f"Memory: 512×512×600 CT ({array.nbytes / 2**20:.0f} MB) + 120 structures (cropped masks "
+        f"{mask_mb:.0f} MB; full-size masks would take {120 * np.prod(grid.shape) / 2**30:.1f} GB): "
+        f"resident {resident_mb():.0f} MB (was {before:.0f} MB before), peak {peak_mb():.0f} MB"
+    )
+    window.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("DELINEO_DATA", REPOSITORY.parent / "shared" / "data")),
+    )
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv[:1])
+    bench_scroll(app, args.data)
+    bench_3d(app, args.data)
+    if not args.skip_memory:
+        bench_memory(app)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
