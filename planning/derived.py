@@ -7,7 +7,7 @@ recipe:
     {"op": "shrink", "source": "BODY", "margins": 5}
     {"op": "ring", "source": "PTV", "inner_mm": 2, "outer_mm": 20, "within": "BODY"}
     {"op": "union" | "intersect" | "xor", "sources": ["A", "B", ...]}
-    {"op": "subtract", "source": "PTV", "minus": ["Rectum", ...]}
+    {"op": "subtract", "source": "PTV", "minus": ["Rectum", ...]}   (or "sources": [first, *minus])
     {"op": "fill_holes", "source": "A", "per_slice": false}
     {"op": "remove_islands", "source": "A", "min_cc": 0.1}
     {"op": "keep_largest", "source": "A", "count": 1}
@@ -88,6 +88,9 @@ def evaluate(
             return result
         return getattr(booleans, op)(*masks)
     if op == "subtract":
+        if "sources" in recipe:  # the GUI's form: first minus the others
+            first, *others = recipe["sources"]
+            return booleans.subtract(sub(first), *[sub(s) for s in others])
         return booleans.subtract(sub(recipe["source"]), *[sub(s) for s in recipe["minus"]])
     if op == "fill_holes":
         return booleans.fill_holes(sub(recipe["source"]), per_slice=bool(recipe.get("per_slice", False)))
@@ -125,7 +128,8 @@ def describe(recipe: dict | str) -> str:
     elif op in _SYMBOLS:
         text = "(" + _SYMBOLS[op].join(describe(s) for s in recipe["sources"]) + ")"
     elif op == "subtract":
-        text = "(" + " − ".join([describe(recipe["source"]), *[describe(s) for s in recipe["minus"]]]) + ")"
+        operands = recipe["sources"] if "sources" in recipe else [recipe["source"], *recipe["minus"]]
+        text = "(" + " − ".join(describe(s) for s in operands) + ")"
     elif op == "fill_holes":
         text = f"fill holes({describe(recipe['source'])})"
     elif op == "remove_islands":
