@@ -185,7 +185,12 @@ class ExportDialog(QDialog):
             self._add_finding(level, text)
 
     def _add_finding(self, level: str, text: str) -> None:
-        colours = {"error": QColor(200, 30, 30), "warning": QColor(190, 120, 0), "ok": QColor(0, 130, 0)}
+        colours = {
+            "error": QColor(200, 30, 30),
+            "warning": QColor(190, 120, 0),
+            "ok": QColor(0, 130, 0),
+            "note": QColor(70, 70, 140),
+        }
         item = QListWidgetItem(f"{level.upper()}: {text}" if level != "ok" else text)
         item.setForeground(colours.get(level, QColor(60, 60, 60)))
         self.report.addItem(item)

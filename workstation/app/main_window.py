@@ -36,6 +36,7 @@ from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.browser import PatientBrowser, referencing
 from workstation.app.case import Case
 from workstation.app.derive_dialog import DeriveDialog
+from workstation.app.dose_layer import DoseLayer
 from workstation.app.export_dialog import ExportDialog
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.slice_view import SliceView
@@ -76,6 +77,8 @@ class MainWindow(QMainWindow):
         self._saved_generation: int | None = None
         self.session_path: Path | None = None
         self.autoseg_dialog: AutoSegDialog | None = None
+        self.dose_layer: DoseLayer | None = None
+        self.dose_path: str | None = None
         self.last_dialog = None
         self.setWindowTitle("Delineo")
         self.resize(1500, 950)
@@ -216,6 +219,10 @@ class MainWindow(QMainWindow):
                 self._action(name, lambda _=False, n=name: self.set_preset(n), f"F{index + 1}")
             )
         view_menu.addAction(self._action("Reset zoom", self.reset_views, "Ctrl+0"))
+        self.show_dose_action = QAction("Show dose", self, checkable=True, checked=True)
+        self.show_dose_action.setEnabled(False)
+        self.show_dose_action.toggled.connect(self._toggle_dose)
+        view_menu.addAction(self.show_dose_action)
         view_menu.addSeparator()
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.structures_dock.toggleViewAction())
@@ -289,6 +296,9 @@ class MainWindow(QMainWindow):
         if self.case is not None:
             self.case.history.changed.disconnect(self._update_actions)
         self.case = case
+        self.dose_layer, self.dose_path = None, None
+        for slice_view in self.views.values():
+            slice_view.dose_layer = None
         if self.autoseg_dialog is not None:
             self.autoseg_dialog.close()
             self.autoseg_dialog = None
@@ -320,6 +330,25 @@ class MainWindow(QMainWindow):
         )
         self.setWindowTitle(f"Delineo — {title}" if title else "Delineo")
         self.case_changed.emit()
+
+    def set_dose(self, dose, path=None) -> None:
+        """Show a dose distribution (a `planning.dose.Dose`) as a colour wash in the 2D views."""
+        if self.case is None:
+            return
+        own = self.case.volume.frame_of_reference_uid
+        if dose.frame_of_reference_uid and own and dose.frame_of_reference_uid != own:
+            self._on_job_failed("Dose", f"{path or 'the dose'} belongs to another frame of reference")
+            return
+        self.dose_path = str(path) if path else None
+        self.dose_layer = DoseLayer(dose, self.case.grid)
+        for view in self.views.values():
+            view.set_dose(self.dose_layer if self.show_dose_action.isChecked() else None)
+        self.show_dose_action.setEnabled(True)
+        self.statusBar().showMessage(f"Dose: maximum {dose.max:.2f} {dose.unit_label}", 8000)
+
+    def _toggle_dose(self, shown: bool) -> None:
+        for view in self.views.values():
+            view.set_dose(self.dose_layer if shown else None)
 
     def case_description(self) -> str:
         if self.case is None:
@@ -366,24 +395,38 @@ class MainWindow(QMainWindow):
     def load_series(self, scan_result, series) -> None:
         """Load an image series and the RTSTRUCTs (and RTDOSE, when supported) referencing it."""
         structure_files = referencing(scan_result, series, "RTSTRUCT")
+        dose_files = referencing(scan_result, series, "RTDOSE")
         source = Path(series.headers[0].path).parent
 
         def work(on_progress, cancel):
             volume = load_series(series, on_progress=on_progress, cancel=cancel)
-            sets, problems = [], []
+            sets, problems, dose = [], [], None
             for obj in structure_files:
                 on_progress(f"Reading {obj.path.name}", 0, 1)
                 try:
                     sets.append(services.load_rtstruct(obj.path, volume))
                 except DelineoError as error:
                     problems.append(str(error))
-            return volume, sets, problems
+            for obj in dose_files[:1]:
+                on_progress(f"Reading {obj.path.name}", 0, 1)
+                try:
+                    dose = (services.load_dose(obj.path), obj.path)
+                except DelineoError as error:
+                    problems.append(str(error))
+            return volume, sets, problems, dose
 
         def done(result):
-            volume, sets, problems = result
+            volume, sets, problems, dose = result
             self._show_volume(volume, "dicom", source, sets)
+            if dose is not None:
+                self.set_dose(*dose)
+            warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
+            if warnings:
+                self.statusBar().showMessage(
+                    f"{len(warnings)} note(s) on the structures: {warnings[0]}", 15000
+                )
             for problem in problems:
-                self._on_job_failed("Reading structures", problem)
+                self._on_job_failed("Reading RT objects", problem)
 
         self.jobs.run(f"Loading {series.description or series.modality}", work, done)
 
@@ -415,6 +458,7 @@ class MainWindow(QMainWindow):
             "maximised": self.grid.maximised,
             "active_structure": self.table.active_name(),
             "tool": self.tools.active.key if self.tools.active else None,
+            "dose": self.dose_path,
         }
         if self.state is not None:
             state.update(self.state.to_plain())
@@ -427,6 +471,11 @@ class MainWindow(QMainWindow):
             if name in self.views:
                 self.views[name].restore_view_state(view_plain)
         self.grid.maximise(plain.get("maximised"))
+        if plain.get("dose") and Path(plain["dose"]).exists():
+            path = plain["dose"]
+            self.jobs.run(
+                "Reading dose", lambda p, c: services.load_dose(path), lambda d: self.set_dose(d, path)
+            )
         if plain.get("active_structure"):
             self.table.select(plain["active_structure"])
 

@@ -40,7 +40,9 @@ def load_rtstruct(path, volume, on_progress=None, cancel=None):
     """Read an RTSTRUCT (or DICOM-SEG) onto `volume`'s grid as a StructureSet (warnings in
     `.warnings`)."""
     structure_io = _module("planning.structure_io", "Reading structure sets")
-    return structure_io.load_structures(path, volume, on_progress=on_progress, cancel=cancel)
+    return structure_io.load_structures(
+        path, volume, on_progress=on_progress, cancel=cancel, allow_missing_images=True
+    )
 
 
 def write_rtstruct(structure_set, volume, path, **options) -> list[str]:
@@ -50,13 +52,22 @@ def write_rtstruct(structure_set, volume, path, **options) -> list[str]:
 
 
 def check_rtstruct(path, volume) -> list[tuple[str, str]]:
-    """Conformance findings for an RTSTRUCT file as (level, text), level "error" or "warning"."""
-    try:
-        checker = importlib.import_module("planning.rtstruct.check")
-    except ImportError:
-        return [("warning", "the RTSTRUCT conformance checker (planning.rtstruct.check) is not built yet")]
-    findings = checker.check_rtstruct(path, volume=volume)
-    return [(str(getattr(f, "level", "warning")).lower(), str(getattr(f, "message", f))) for f in findings]
+    """Conformance findings for an RTSTRUCT file as (severity, text): "error", "warning", "note"."""
+    check = _module("planning.rtstruct.check", "The RTSTRUCT conformance check")
+    report = check.check_rtstruct(path, volume)
+    return [(f.severity, f"{f.roi}: {f.message}" if f.roi else f.message) for f in report.findings]
+
+
+def name_advice(name: str) -> str:
+    """'' for a TG-263 name, else what is wrong with it and the standard names probably meant."""
+    from planning.tg263 import check_name
+
+    return check_name(name).message
+
+
+def load_dose(path):
+    """An RTDOSE file as a `planning.dose.Dose`."""
+    return _module("planning.dose", "RTDOSE display").load_dose(path)
 
 
 # -- structure tools -----------------------------------------------------------------------------

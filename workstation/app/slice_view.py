@@ -70,6 +70,7 @@ class SliceView(QWidget):
         self.zoom = 1.0
         self.pan = QPointF(0.0, 0.0)
         self.smooth = True
+        self.dose_layer = None  # a DoseLayer drawn under the structures, or None
         self.show_crosshair = True
         self._mapper: GreyMapper | None = None
         self._grey: tuple | None = None  # (key, QImage, buffer)
@@ -86,6 +87,11 @@ class SliceView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
     # -- content -------------------------------------------------------------------------------
+
+    def set_dose(self, layer) -> None:
+        """Show a `DoseLayer` under the structures (None hides the dose)."""
+        self.dose_layer = layer
+        self.update()
 
     def set_case(self, case: Case | None, state: ViewState | None) -> None:
         if self.case is not None:
@@ -223,6 +229,8 @@ class SliceView(QWidget):
             self.height(),
             self._scene_generation,
             self.active_structure(),
+            id(self.dose_layer),
+            self.smooth,
         )
         if self._base is not None and self._base[0] == key:
             return self._base[1]
@@ -238,6 +246,8 @@ class SliceView(QWidget):
         if self.smooth and sx > 1.2:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         painter.drawImage(QRectF(0, 0, o.shape[2], o.shape[1]), self._grey_image(index, self.state.window))
+        if self.dose_layer is not None:
+            painter.drawImage(QRectF(0, 0, o.shape[2], o.shape[1]), self.dose_layer.image(o, index))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         self._paint_overlays(painter, index)
         painter.end()

@@ -7,8 +7,6 @@ are not mistaken for user edits.
 
 from __future__ import annotations
 
-import difflib
-
 from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor, QIcon, QPixmap
 from PyQt6.QtWidgets import (
@@ -26,19 +24,15 @@ from PyQt6.QtWidgets import (
 
 from planning.structures import RoiType
 from planning.tg263 import standard_structures
+from workstation.app import services
 
 VISIBLE, COLOR, NAME, TYPE, VOLUME = range(5)
 HEADERS = ("", "", "Name", "Type", "Volume (cc)")
 
 
 def name_advice(name: str) -> str:
-    """'' for a TG-263 name, otherwise a hint with the closest standard names."""
-    standard = standard_structures()
-    if name in standard or name.upper().startswith(("PTV", "CTV", "GTV", "ITV")):
-        return ""
-    close = difflib.get_close_matches(name, list(standard), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return f"'{name}' is not a TG-263 standard name{hint}"
+    """'' for a TG-263 name, otherwise what is wrong with it and the names probably meant."""
+    return services.name_advice(name)
 
 
 class _NameDelegate(QStyledItemDelegate):
