@@ -132,7 +132,7 @@ class AutoSegDialog(QDialog):
         self.progress.setValue(0)
 
         def work(on_progress, cancel):
-            return services.segment(volume, model.name, names, on_progress=on_progress, cancel=cancel)
+            return services.segment(volume, model, names, on_progress=on_progress, cancel=cancel)
 
         def finished(_=None):
             self.job = None

@@ -175,16 +175,17 @@ class DeriveDialog(QDialog):
         recipe, name = self.recipe(), self.output_name()
         case = self.case
         structures = {s.name: s for s in case.structures}
+        label = f"{self.operation.currentText().split(' (')[0]} → {name}"
 
-        def done(mask):
-            case.derive_into(name, mask, recipe, f"{self.operation.currentText().split(' (')[0]} → {name}")
+        def done(structure):
+            case.derive_into(name, structure, label)
             self.window_.table.select(name)
             self.derived.emit(name)
 
         self.window_.jobs.run(
             f"Computing {name}",
             lambda on_progress, cancel: services.derive(
-                recipe, structures, on_progress=on_progress, cancel=cancel
+                recipe, structures, name=name, on_progress=on_progress, cancel=cancel
             ),
             done,
         )

@@ -108,34 +108,48 @@ def stale_structures(structure_set) -> list[str]:
 
 @dataclass
 class ModelInfo:
-    """A segmentation model as the dialog lists it."""
+    """A segmentation model as the dialog lists it; `model` runs it (and stays loaded)."""
 
     name: str
     title: str
     structures: list[str] = field(default_factory=list)
     description: str = ""
+    model: object = None
 
 
 def models() -> list[ModelInfo]:
-    """Installed segmentation models (the rule-based one first)."""
-    registry = _module("segmentation.registry", "Auto-segmentation")
+    """Installed segmentation models: the registry's, or at least the rule-based CT model."""
+    try:
+        registry = importlib.import_module("segmentation.registry")
+    except ImportError:
+        registry = None
     found = []
-    for model in registry.list_models():
-        found.append(
-            ModelInfo(
-                name=model.name,
-                title=getattr(model, "title", model.name),
-                structures=list(model.structures),
-                description=getattr(model, "description", ""),
-            )
-        )
-    return found
+    if registry is not None:
+        lister = getattr(registry, "list_models", None) or getattr(registry, "available_models", None)
+        found = list(lister()) if lister else []
+    if not found:
+        rules = _module("segmentation.rules", "Auto-segmentation")
+        found = [rules.RuleModel()]
+    return [_info(model) for model in found]
 
 
-def segment(volume, model: str, structures: list[str], on_progress=None, cancel=None):
+def _info(model) -> ModelInfo:
+    outputs = getattr(model, "outputs", None) or []
+    names = [o.name for o in outputs] or list(getattr(model, "structures", []))
+    title = getattr(model, "title", None) or model.name
+    version = getattr(model, "version", "")
+    return ModelInfo(
+        model.name, f"{title} {version}".strip(), names, getattr(model, "description", ""), model
+    )
+
+
+def segment(volume, model: ModelInfo, structures: list[str], on_progress=None, cancel=None):
     """Run a model on `volume`; returns a StructureSet of AUTOMATIC structures."""
-    registry = _module("segmentation.registry", "Auto-segmentation")
-    return registry.segment(volume, model, structures=structures, on_progress=on_progress, cancel=cancel)
+    runner = model.model
+    if not hasattr(runner, "predict"):  # a registry entry that names a model to load
+        registry = _module("segmentation.registry", "Auto-segmentation")
+        runner = model.model = registry.load_model(model.name)
+    return runner.predict(volume, structures=structures, on_progress=on_progress, cancel=cancel)
 
 
 def seeded(volume, inside, outside, on_progress=None, cancel=None) -> Mask:

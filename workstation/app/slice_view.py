@@ -268,16 +268,18 @@ class SliceView(QWidget):
         return self._grey[1]
 
     def _paint_overlays(self, painter: QPainter, index: int) -> None:
+        """All fills first, then all outlines (the selected structure's last and thicker), so no
+        outline is tinted by another structure's fill."""
         active = self.active_structure()
+        shown = []
         for structure in self.case.structures:
-            if not structure.visible:
-                continue
-            overlay = self._overlays.get(structure, index)
-            if overlay is None:
-                continue
-            painter.drawImage(QPointF(overlay.col0, overlay.row0), overlay.image)
+            overlay = self._overlays.get(structure, index) if structure.visible else None
+            if overlay is not None:
+                painter.drawImage(QPointF(overlay.col0, overlay.row0), overlay.image)
+                shown.append((structure.name == active, structure, overlay))
+        for is_active, structure, overlay in sorted(shown, key=lambda item: item[0]):
             # Integer cosmetic widths keep Qt on its fast line path.
-            pen = QPen(QColor(*structure.color), 2 if structure.name == active else 1)
+            pen = QPen(QColor(*structure.color), 2 if is_active else 1)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.drawLines(overlay.lines)
