@@ -1,0 +1,229 @@
+"""Labelled cases for training: readers for OpenKBP and for a clinic's own cases, and their
+preparation on the model's grid with the shared preprocessing (`segmentation.preprocessing`).
+
+A case holds its CT in HU (int16, (z, y, x), index axes growing toward the patient's left,
+posterior and superior: "LPS", how DICOM CT loads) and its structures as a bit field: bit k set ⇔ the
+voxel is inside output structure k (structures may overlap). `labelled[k]` says whether structure
+k was delineated for this case at all; an undelineated structure is left out of the loss rather
+than taught as empty (OpenKBP contours the oesophagus in only a third of its patients).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from planning.errors import DelineoError
+
+log = logging.getLogger(__name__)
+
+#: OpenKBP's bit order (its README) → Delineo's TG-263 output names.
+OPENKBP_NAMES = {
+    "Brainstem": "Brainstem",
+    "SpinalCord": "SpinalCord",
+    "RightParotid": "Parotid_R",
+    "LeftParotid": "Parotid_L",
+    "Esophagus": "Esophagus",
+    "Larynx": "Larynx",
+    "Mandible": "Bone_Mandible",
+    "PTV56": "PTV56",
+    "PTV63": "PTV63",
+    "PTV70": "PTV70",
+}
+OPENKBP_BITS = list(OPENKBP_NAMES)
+
+#: HU of voxels outside the patient / scanned field.
+AIR_HU = -1024
+
+
+@dataclass
+class Case:
+    """One labelled case.
+
+    Attributes:
+        name: identifier (file or folder name).
+        image_hu: CT in HU, int16 (z, y, x).
+        labels: bit field (z, y, x), unsigned; bit k ⇔ inside structure k.
+        labelled: bool (K,): structure k was delineated for this case.
+        spacing_zyx: voxel size in mm.
+    """
+
+    name: str
+    image_hu: np.ndarray
+    labels: np.ndarray
+    labelled: np.ndarray
+    spacing_zyx: tuple[float, float, float]
+
+    def mask(self, k: int) -> np.ndarray:
+        """Boolean mask of structure k."""
+        return ((self.labels >> k) & 1).astype(bool)
+
+
+def label_dtype(n_structures: int):
+    if n_structures > 32:
+        raise ValueError(f"at most 32 output structures are supported, got {n_structures}")
+    return np.uint16 if n_structures <= 16 else np.uint32
+
+
+def openkbp_case_names(folder: str | Path) -> list[str]:
+    """The patients of an OpenKBP split folder, in a stable order (pt_1, pt_2, ..., by number)."""
+    names = [p.stem for p in Path(folder).glob("pt_*.npz")]
+    return sorted(names, key=lambda n: int(n.split("_")[1]))
+
+
+def read_openkbp(folder: str | Path, name: str, structures: list[str]) -> Case:
+    """One OpenKBP patient (``pt_N.npz``) with its structures mapped to `structures` (TG-263 names).
+
+    OARs missing from the patient are unlabelled; a missing PTV is labelled empty (the plan has no
+    such dose level, which is an answer, not a gap). OpenKBP's z index grows toward the feet; the
+    case is flipped to LPS.
+    """
+    path = Path(folder) / f"{name}.npz"
+    try:
+        with np.load(path) as data:
+            image = data["ct_hu"].astype(np.int16)
+            bits = data["structures"].astype(np.uint16)
+            spacing = tuple(float(s) for s in data["spacing_zyx"])
+    except (OSError, KeyError, ValueError) as error:
+        raise DelineoError(f"{path}: not a readable OpenKBP case ({error})") from error
+    labels = np.zeros(image.shape, label_dtype(len(structures)))
+    labelled = np.zeros(len(structures), bool)
+    by_name = {tg263: bit for bit, tg263 in enumerate(OPENKBP_NAMES.values())}
+    for k, structure in enumerate(structures):
+        if structure not in by_name:
+            raise DelineoError(f"{structure!r} is not an OpenKBP structure ({', '.join(by_name)})")
+        mask = (bits >> by_name[structure]) & 1
+        labels |= mask.astype(labels.dtype) << k
+        labelled[k] = bool(mask.any()) or structure.startswith("PTV")
+    return Case(
+        name, np.ascontiguousarray(image[::-1]), np.ascontiguousarray(labels[::-1]), labelled, spacing
+    )
+
+
+def to_lps(array: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """`array` (z, y, x) with index axes along `direction` (columns: LPS unit vectors of the x, y,
+    z index axes) permuted and flipped so its x, y, z indices grow toward L, P, S. Oblique axes
+    follow their nearest patient axis."""
+    direction = np.asarray(direction, float)
+    lps_axis = np.abs(direction).argmax(0)  # for index axis x, y, z: which LPS axis it follows
+    if sorted(lps_axis) != [0, 1, 2]:
+        raise DelineoError(f"cannot orient an image with direction {direction.tolist()}")
+    sign = np.sign(direction[lps_axis, [0, 1, 2]])
+    # array axis of index axis a is 2 − a; new array axis of LPS axis b is 2 − b
+    order = [2 - int(np.flatnonzero(lps_axis == 2 - axis)[0]) for axis in range(3)]
+    array = np.transpose(array, order)
+    flips = tuple(axis for axis in range(3) if sign[lps_axis == 2 - axis][0] < 0)
+    return np.flip(array, flips) if flips else array
+
+
+def read_mask_folder(folder: str | Path, structures: list[str]) -> Case:
+    """A clinic's labelled case: a folder with ``image.<ext>`` (CT; NIfTI, NRRD, MHA or a DICOM
+    sub-folder ``image/``) and one mask file per delineated structure named after it
+    (``Parotid_L.nii.gz``; non-zero = inside), all on the image's grid. This is the layout
+    ``delineo segment --out FOLDER`` writes, so corrected auto-contours can be trained on.
+    Structures without a file are unlabelled for this case.
+    """
+    from planning.imageio import IMAGE_SUFFIXES, is_image_file, load_volume
+
+    folder = Path(folder)
+    images = [p for p in folder.iterdir() if p.name.lower().startswith("image") and is_image_file(p)]
+    if (folder / "image").is_dir():
+        images.append(folder / "image")
+    if len(images) != 1:
+        raise DelineoError(f"{folder}: expected one image (image.nii.gz, image.nrrd, ... or image/)")
+    volume = load_volume(images[0])
+    masks = {}
+    for path in folder.iterdir():
+        if is_image_file(path) and path not in images:
+            stem = path.name
+            for suffix in IMAGE_SUFFIXES:
+                if stem.lower().endswith(suffix):
+                    stem = stem[: -len(suffix)]
+                    break
+            masks[stem] = path
+    image = to_lps(np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16), volume.grid.direction)
+    labels = np.zeros(image.shape, label_dtype(len(structures)))
+    labelled = np.zeros(len(structures), bool)
+    for k, structure in enumerate(structures):
+        if structure not in masks:
+            continue
+        mask_volume = load_volume(masks[structure])
+        if mask_volume.array.shape != volume.array.shape or not np.allclose(
+            mask_volume.grid.spacing_xyz, volume.grid.spacing_xyz, atol=1e-3
+        ):
+            raise DelineoError(f"{masks[structure]}: not on the grid of {images[0].name}")
+        labels |= (to_lps(mask_volume.array, volume.grid.direction) != 0).astype(labels.dtype) << k
+        labelled[k] = True
+    unknown = sorted(set(masks) - set(structures))
+    if unknown:
+        log.info("%s: ignoring masks not among the model's structures: %s", folder.name, ", ".join(unknown))
+    lps_axis = np.abs(np.asarray(volume.grid.direction)).argmax(0)
+    spacing_lps = [0.0, 0.0, 0.0]
+    for axis in range(3):
+        spacing_lps[lps_axis[axis]] = float(volume.grid.spacing_xyz[axis])
+    spacing = tuple(reversed(spacing_lps))
+    return Case(folder.name, np.ascontiguousarray(image), labels, labelled, spacing)
+
+
+def prepare(case: Case, spacing_zyx, body_threshold_hu: float = -500.0, margin_mm: float = 20.0) -> Case:
+    """`case` resampled to the model's voxel size with `segmentation.preprocessing.resample`
+    (CT trilinear, labels nearest) and cropped to the patient (voxels above
+    `body_threshold_hu`) plus `margin_mm`, so that thousands of cases fit in memory.
+    """
+    import torch
+
+    from segmentation.preprocessing import resample
+
+    image = resample(torch.from_numpy(case.image_hu), case.spacing_zyx, spacing_zyx, "trilinear")
+    image = image.round_().clamp_(-32768, 32767).to(torch.int16).numpy()
+    labels = resample(
+        torch.from_numpy(case.labels.astype(np.int64)), case.spacing_zyx, spacing_zyx, "nearest"
+    )
+    labels = labels.numpy().astype(case.labels.dtype)
+    inside = np.argwhere(image > body_threshold_hu)
+    if inside.size:
+        margin = np.ceil(margin_mm / np.asarray(spacing_zyx, float)).astype(int)
+        low = np.maximum(inside.min(0) - margin, 0)
+        high = np.minimum(inside.max(0) + margin + 1, image.shape)
+        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        image, labels = image[box], labels[box]
+    spacing = tuple(float(s) for s in spacing_zyx)
+    return Case(case.name, np.ascontiguousarray(image), np.ascontiguousarray(labels), case.labelled, spacing)
+
+
+def load_cases(sources: list[tuple[str, Path, str]], structures: list[str], spacing_zyx) -> list[Case]:
+    """Read and prepare cases. Each source is (kind, folder, name): kind "openkbp" (folder of
+    ``pt_N.npz``, name the patient) or "folder" (`read_mask_folder`, folder the case itself)."""
+    cases = []
+    for kind, folder, name in sources:
+        if kind == "openkbp":
+            case = read_openkbp(folder, name, structures)
+        elif kind == "folder":
+            case = read_mask_folder(folder, structures)
+        else:
+            raise ValueError(f"unknown case source kind {kind!r}")
+        cases.append(prepare(case, spacing_zyx))
+    return cases
+
+
+def discover(path: str | Path) -> list[tuple[str, Path, str]]:
+    """Case sources under `path`: an OpenKBP split folder (``pt_*.npz``) or a folder of case
+    folders (one per patient, `read_mask_folder` layout)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DelineoError(f"{path}: not a folder of training cases")
+    names = openkbp_case_names(path)
+    if names:
+        return [("openkbp", path, name) for name in names]
+    cases = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not cases:
+        raise DelineoError(f"{path}: no cases (pt_*.npz files or case folders) found")
+    return [("folder", case, case.name) for case in cases]
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n")

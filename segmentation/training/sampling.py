@@ -1,0 +1,138 @@
+"""Training patches: class-balanced centres, spatial and intensity augmentation.
+
+Most patches are centred near a voxel of a randomly chosen structure of the case (so small organs
+such as the oesophagus and larynx are seen as often as the mandible), the rest anywhere in the
+patient. Each patch is read with one trilinear `grid_sample` that applies an in-plane rotation, an
+isotropic scaling and an optional left–right mirror (which swaps the ``_L``/``_R`` structures, so
+that left stays left). Labels are interpolated too: the targets are soft at the edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from segmentation.preprocessing import normalize
+from segmentation.training.data import AIR_HU, Case
+
+
+@dataclass
+class Augmentation:
+    rotation_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.15)
+    mirror_probability: float = 0.5
+    intensity_scale: tuple[float, float] = (0.9, 1.1)
+    intensity_shift: float = 0.1
+    noise_std: float = 0.05
+
+
+def mirror_permutation(structures: list[str]) -> list[int]:
+    """Channel order after a left–right mirror: ``X_L`` ↔ ``X_R`` (TG-263 laterality suffixes)."""
+    index = {name: k for k, name in enumerate(structures)}
+    order = []
+    for name in structures:
+        partner = {"_L": "_R", "_R": "_L"}.get(name[-2:])
+        order.append(index.get(name[:-2] + partner, index[name]) if partner else index[name])
+    return order
+
+
+class PatchSampler:
+    """Draws (image, target, labelled) batches from prepared cases."""
+
+    def __init__(
+        self,
+        cases: list[Case],
+        structures: list[str],
+        patch_zyx,
+        normalization: dict,
+        foreground_fraction: float = 0.7,
+        augmentation: Augmentation | None = None,
+        points_per_structure: int = 3000,
+    ):
+        self.cases = cases
+        self.structures = structures
+        self.patch = tuple(int(n) for n in patch_zyx)
+        self.normalization = normalization
+        self.foreground_fraction = foreground_fraction
+        self.augmentation = augmentation or Augmentation()
+        self.mirror = mirror_permutation(structures)
+        seed = np.random.default_rng(0)
+        self.points = []
+        for case in cases:
+            points = {}
+            for k in range(len(structures)):
+                if case.labelled[k]:
+                    where = np.argwhere(case.mask(k))
+                    if len(where):
+                        pick = seed.choice(len(where), min(len(where), points_per_structure), replace=False)
+                        points[k] = where[pick].astype(np.int16)
+            self.points.append(points)
+
+    def batch(self, rng: np.random.Generator, size: int):
+        """(image (B, 1, Z, Y, X) normalised, target (B, K, Z, Y, X) in [0, 1], labelled (B, K))."""
+        samples = [self.sample(rng) for _ in range(size)]
+        images, targets, labelled = zip(*samples, strict=True)
+        return torch.stack(images), torch.stack(targets), torch.stack(labelled)
+
+    def sample(self, rng: np.random.Generator):
+        index = int(rng.integers(len(self.cases)))
+        case, points = self.cases[index], self.points[index]
+        patch = np.asarray(self.patch, float)
+        if points and rng.random() < self.foreground_fraction:
+            k = list(points)[int(rng.integers(len(points)))]
+            centre = points[k][int(rng.integers(len(points[k])))].astype(float)
+            centre += rng.uniform(-0.3, 0.3, 3) * patch
+        else:
+            centre = rng.uniform(0, 1, 3) * (np.asarray(case.image_hu.shape) - 1)
+        aug = self.augmentation
+        angle = math.radians(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
+        scale = rng.uniform(*aug.scale)
+        mirror = rng.random() < aug.mirror_probability
+        # patch voxel offsets (z, y, x) → case voxel offsets: in-plane rotation, scaling, mirror
+        matrix = np.diag([scale, scale, scale])
+        cos, sin = math.cos(angle), math.sin(angle)
+        matrix[1:, 1:] = scale * np.array([[cos, -sin], [sin, cos]])
+        if mirror:
+            matrix[:, 2] *= -1
+        image, target = self._read(case, centre, matrix)
+        if mirror:
+            target = target[self.mirror]
+        image = normalize(image, self.normalization)
+        image = image * rng.uniform(*aug.intensity_scale) + rng.uniform(
+            -aug.intensity_shift, aug.intensity_shift
+        )
+        if aug.noise_std > 0 and rng.random() < 0.3:
+            image = image + torch.randn(image.shape, generator=_generator(rng)) * aug.noise_std
+        labelled = torch.from_numpy(case.labelled[self.mirror] if mirror else case.labelled.copy())
+        return image[None].float(), target.float(), labelled
+
+    def _read(self, case: Case, centre: np.ndarray, matrix: np.ndarray):
+        """HU image (Z, Y, X) and soft targets (K, Z, Y, X) sampled on the transformed patch."""
+        axes = [np.arange(n) - (n - 1) / 2 for n in self.patch]
+        corners = np.array(np.meshgrid(*[[a[0], a[-1]] for a in axes], indexing="ij")).reshape(3, -1)
+        reach = matrix @ corners + centre[:, None]
+        shape = np.asarray(case.image_hu.shape)
+        low = np.clip(np.floor(reach.min(1)).astype(int), 0, shape - 1)
+        high = np.clip(np.ceil(reach.max(1)).astype(int) + 1, low + 2, shape)
+        low = np.minimum(low, high - 2)
+        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        block_hu = case.image_hu[box].astype(np.float32) - AIR_HU  # air → 0 = the padding value
+        bits = case.labels[box]
+        channels = np.arange(len(self.structures), dtype=bits.dtype)
+        block_labels = ((bits[None] >> channels[:, None, None, None]) & 1).astype(np.float32)
+        block = torch.from_numpy(np.concatenate([block_hu[None], block_labels]))[None]
+        # sampling positions in block voxel indices, then normalised to [-1, 1] as (x, y, z)
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) @ matrix.T + centre - low
+        size = np.asarray(block.shape[2:], float)
+        grid = 2 * grid / np.maximum(size - 1, 1) - 1
+        grid = torch.from_numpy(grid[:, ::-1].astype(np.float32).copy()).reshape(1, *self.patch, 3)
+        sampled = F.grid_sample(block, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        return sampled[0] + AIR_HU, sampled[1:]
+
+
+def _generator(rng: np.random.Generator) -> torch.Generator:
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))

@@ -1,0 +1,370 @@
+"""Training loop: masked Dice + BCE, warm-up and polynomial learning-rate decay, checkpoints
+that resume exactly, model selection on held-out training cases, export as a model folder.
+
+A run folder holds ``config.json``, ``checkpoint.pt`` (latest; state dicts only, loaded with
+``weights_only=True``), ``best.safetensors`` (the weights that scored best on the held-out cases),
+and ``log.jsonl`` (one line per logged iteration or evaluation). Each iteration draws its batch
+from a generator seeded with (seed, iteration), so a resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from planning.errors import Cancelled, DelineoError
+from segmentation.networks import build_network
+from segmentation.training.data import Case, load_cases
+from segmentation.training.inference import predict_probabilities
+from segmentation.training.metrics import dice
+from segmentation.training.sampling import Augmentation, PatchSampler
+
+log = logging.getLogger(__name__)
+
+HEAD_NECK_STRUCTURES = [
+    "Brainstem",
+    "SpinalCord",
+    "Parotid_L",
+    "Parotid_R",
+    "Esophagus",
+    "Larynx",
+    "Bone_Mandible",
+    "PTV56",
+    "PTV63",
+    "PTV70",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as the run's ``config.json``)."""
+
+    structures: list[str] = field(default_factory=lambda: list(HEAD_NECK_STRUCTURES))
+    spacing_zyx: tuple[float, float, float] = (2.5, 4.0, 4.0)
+    normalization: dict = field(
+        default_factory=lambda: {"type": "ct", "clip": [-400.0, 1200.0], "mean": 50.0, "std": 250.0}
+    )
+    architecture: str = "delineo_unet3d"
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    strides_zyx: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+    norm: str = "batch"
+    deep_supervision: int = 2
+    #: tile size at inference (batch-normalised networks take larger tiles than they train on)
+    inference_patch_zyx: tuple[int, int, int] = (96, 128, 128)
+    patch_zyx: tuple[int, int, int] = (32, 96, 96)
+    batch_size: int = 2
+    iterations: int = 3000
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    foreground_fraction: float = 0.7
+    augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
+    seed: int = 0
+    threads: int = 2
+    #: channels-last memory layout (faster 3D convolutions on CPU with oneDNN)
+    channels_last: bool = True
+    log_every: int = 10
+    checkpoint_every: int = 50
+    evaluate_every: int = 250
+    overlap: float = 0.5
+    #: structures whose mean held-out Dice picks the best weights (all when empty)
+    selection_structures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, path: Path) -> TrainConfig:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def architecture_params(self) -> dict:
+        return {
+            "in_channels": 1,
+            "out_channels": len(self.structures),
+            "channels": list(self.channels),
+            "strides_zyx": [list(s) for s in self.strides_zyx],
+            "norm": self.norm,
+            "deep_supervision": self.deep_supervision,
+        }
+
+    def manifest_core(self) -> dict:
+        """The manifest fields that describe what training did (preprocessing, network, inference)."""
+        return {
+            "modality": "CT",
+            "architecture": {"name": self.architecture, "params": self.architecture_params()},
+            "preprocessing": {
+                "spacing_xyz": list(reversed(self.spacing_zyx)),
+                "normalization": self.normalization,
+                "crop": "body",
+                "orientation": "LPS",
+            },
+            "inference": {
+                "patch_size_zyx": list(self.inference_patch_zyx),
+                "overlap": self.overlap,
+                "size_divisor": 16,
+                "mirror_axes_zyx": [],
+                "activation": "sigmoid",
+                "threshold": 0.5,
+            },
+        }
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy + soft Dice (per structure over the batch), counting only the
+    structures delineated in each case."""
+    weight = labelled.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3, 4))
+    bce = (bce * weight).sum() / weight.sum().clamp(min=1)
+    probability = torch.sigmoid(logits)
+    w = weight[:, :, None, None, None]
+    intersection = (probability * target * w).sum(dim=(0, 2, 3, 4))
+    denominator = ((probability + target) * w).sum(dim=(0, 2, 3, 4))
+    soft_dice = (2 * intersection + 1) / (denominator + 1)
+    present = labelled.any(0)
+    dice_loss = (1 - soft_dice[present]).mean() if present.any() else logits.sum() * 0
+    return bce + dice_loss
+
+
+def deep_supervision_loss(levels: list[torch.Tensor], target: torch.Tensor, labelled: torch.Tensor):
+    """`masked_loss` at full resolution plus, with weights halving per level, at the coarser
+    deep-supervision outputs against area-averaged targets."""
+    total, weights = 0.0, 0.0
+    for depth, logits in enumerate(levels):
+        scaled = target if depth == 0 else F.adaptive_avg_pool3d(target, logits.shape[2:])
+        weight = 0.5**depth
+        total = total + weight * masked_loss(logits, scaled, labelled)
+        weights += weight
+    return total / weights
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    if iteration < config.warmup:
+        return config.learning_rate * (iteration + 1) / config.warmup
+    progress = (iteration - config.warmup) / max(1, config.iterations - config.warmup)
+    return config.learning_rate * (1 - min(progress, 1.0)) ** 0.9
+
+
+class Trainer:
+    """Trains `config` on `train_cases`, picks weights on `holdout` (raw cases on their own grid)."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, train_cases: list[Case], holdout: list[Case]):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.net = build_network(config.architecture, config.architecture_params())
+        self.memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.sampler = PatchSampler(
+            train_cases,
+            config.structures,
+            config.patch_zyx,
+            config.normalization,
+            config.foreground_fraction,
+            Augmentation(**config.augmentation),
+        )
+        self.holdout = holdout
+        self.iteration = 0
+        self.best_score = -1.0
+        self.history: list[dict] = []
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "best_score": self.best_score,
+        }
+        partial = self.checkpoint_path.with_suffix(".partial")
+        torch.save(state, partial)
+        os.replace(partial, self.checkpoint_path)
+
+    def resume(self) -> bool:
+        """Continue from the run folder's checkpoint; False when there is none."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=True)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.best_score = float(state["best_score"])
+        log.info("resumed %s at iteration %d", self.run_dir, self.iteration)
+        return True
+
+    def step(self) -> float:
+        config = self.config
+        rng = np.random.default_rng([config.seed, self.iteration])
+        torch.manual_seed(config.seed * 1_000_003 + self.iteration)
+        image, target, labelled = self.sampler.batch(rng, config.batch_size)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.iteration)
+        self.net.train()
+        levels = self.net.forward_levels(image.to(memory_format=self.memory_format))
+        loss = deep_supervision_loss(levels, target, labelled)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
+        self.optimizer.step()
+        self.iteration += 1
+        return float(loss.detach())
+
+    def evaluate(self) -> dict:
+        """Mean Dice per structure on the held-out cases (cases where it is delineated)."""
+        self.net.eval()
+        manifest = self.config.manifest_core()
+        scores: dict[str, list[float]] = {name: [] for name in self.config.structures}
+        for case in self.holdout:
+            probabilities = predict_probabilities(self.net, case.image_hu, case.spacing_zyx, manifest)
+            predicted = (probabilities > 0.5).numpy()
+            for k, name in enumerate(self.config.structures):
+                reference = case.mask(k)
+                if case.labelled[k] and reference.any():
+                    scores[name].append(dice(predicted[k], reference))
+        return {name: float(np.mean(v)) for name, v in scores.items() if v}
+
+    def selection_score(self, scores: dict) -> float:
+        names = self.config.selection_structures or list(scores)
+        values = [scores[n] for n in names if n in scores]
+        return float(np.mean(values)) if values else 0.0
+
+    def run(self, on_progress=None, cancel: threading.Event | None = None) -> None:
+        config = self.config
+        logfile = (self.run_dir / "log.jsonl").open("a")
+        started, losses = time.monotonic(), []
+        try:
+            while self.iteration < config.iterations:
+                if cancel is not None and cancel.is_set():
+                    self.save_checkpoint()
+                    raise Cancelled(f"training stopped at iteration {self.iteration}; run again to resume")
+                losses.append(self.step())
+                if self.iteration % config.log_every == 0:
+                    entry = {
+                        "iteration": self.iteration,
+                        "loss": float(np.mean(losses)),
+                        "lr": learning_rate(config, self.iteration - 1),
+                        "seconds": round(time.monotonic() - started, 1),
+                    }
+                    logfile.write(json.dumps(entry) + "\n")
+                    logfile.flush()
+                    log.info("iteration %(iteration)d loss %(loss).4f", entry)
+                    losses = []
+                if self.holdout and (
+                    self.iteration % config.evaluate_every == 0 or self.iteration == config.iterations
+                ):
+                    scores = self.evaluate()
+                    score = self.selection_score(scores)
+                    entry = {"iteration": self.iteration, "holdout_dice": scores, "score": score}
+                    logfile.write(json.dumps(entry) + "\n")
+                    logfile.flush()
+                    log.info("iteration %d held-out score %.4f %s", self.iteration, score, scores)
+                    if score > self.best_score:
+                        self.best_score = score
+                        save_weights(self.net, self.run_dir / "best.safetensors")
+                if self.iteration % config.checkpoint_every == 0 or self.iteration == config.iterations:
+                    self.save_checkpoint()
+                if on_progress is not None:
+                    on_progress("training", self.iteration, config.iterations)
+        finally:
+            logfile.close()
+        if not self.holdout:
+            save_weights(self.net, self.run_dir / "best.safetensors")
+
+
+def save_weights(net, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    partial = path.with_suffix(".partial")
+    save_file(state, str(partial))
+    os.replace(partial, path)
+
+
+def split_holdout(sources: list, count: int, seed: int) -> tuple[list, list]:
+    """(training, held-out) sources: `count` cases picked at random (seeded) for model selection."""
+    if count <= 0:
+        return list(sources), []
+    if count >= len(sources):
+        raise DelineoError(f"cannot hold out {count} of {len(sources)} cases for model selection")
+    picked = set(np.random.default_rng(seed).choice(len(sources), count, replace=False).tolist())
+    training = [s for i, s in enumerate(sources) if i not in picked]
+    return training, [s for i, s in enumerate(sources) if i in picked]
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count: int) -> Trainer:
+    """A Trainer for `run_dir`: a new run saves `config`; an existing one keeps its own config."""
+    from segmentation.training.data import read_mask_folder, read_openkbp
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        config = TrainConfig.from_json(config_path)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(asdict(config), indent=2) + "\n")
+    training, held_out = split_holdout(sources, holdout_count, config.seed)
+    (run_dir / "split.json").write_text(
+        json.dumps({"training": [s[2] for s in training], "holdout": [s[2] for s in held_out]}, indent=2)
+    )
+    log.info("reading %d training and %d held-out cases", len(training), len(held_out))
+    train_cases = load_cases(training, config.structures, config.spacing_zyx)
+    holdout = [
+        read_openkbp(folder, name, config.structures)
+        if kind == "openkbp"
+        else read_mask_folder(folder, config.structures)
+        for kind, folder, name in held_out
+    ]
+    trainer = Trainer(config, run_dir, train_cases, holdout)
+    trainer.resume()
+    return trainer
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export_model(run_dir: Path, folder: Path, name: str, version: str, description: str) -> Path:
+    """Write a model folder (manifest.json + weights.safetensors) from a run's best weights."""
+    import shutil
+
+    from planning.tg263 import style_for
+
+    run_dir, folder = Path(run_dir), Path(folder)
+    config = TrainConfig.from_json(run_dir / "config.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "weights.safetensors"
+    shutil.copyfile(run_dir / "best.safetensors", weights)
+    outputs = []
+    for channel, structure in enumerate(config.structures):
+        color, roi_type = style_for(structure)
+        outputs.append({"channel": channel, "name": structure, "type": roi_type.value, "color": list(color)})
+    manifest = {
+        "name": name,
+        "version": version,
+        "description": description,
+        **config.manifest_core(),
+        "weights": {"file": weights.name, "sha256": sha256(weights)},
+        "outputs": outputs,
+        "card": "MODEL_CARD.md",
+    }
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

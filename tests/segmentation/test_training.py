@@ -1,0 +1,288 @@
+"""Training the project's own models: shared resampling, case readers, sampling, loss, metrics,
+a few real iterations with checkpoint/resume and export, and the built-in head-and-neck model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from support.data import data_path
+
+from planning.geometry import Grid
+from planning.imageio import save_volume
+from planning.volume import Volume
+from segmentation.networks import build_network
+from segmentation.preprocessing import resample
+from segmentation.training.data import discover, prepare, read_mask_folder, read_openkbp, to_lps
+from segmentation.training.metrics import dice, hd95
+from segmentation.training.sampling import Augmentation, PatchSampler, mirror_permutation
+from segmentation.training.trainer import (
+    HEAD_NECK_STRUCTURES,
+    TrainConfig,
+    export_model,
+    masked_loss,
+    prepare_run,
+    sha256,
+)
+
+# ---------------------------------------------------------------- resampling (shared with inference)
+
+
+def _linear_field(shape, spacing):
+    z, y, x = torch.meshgrid(
+        *[torch.arange(n, dtype=torch.float64) * s for n, s in zip(shape, spacing, strict=True)],
+        indexing="ij",
+    )
+    return 2.0 * z - 3.0 * y + 0.5 * x
+
+
+def test_resample_trilinear_is_exact_on_a_linear_field_and_keeps_the_origin():
+    source_spacing, target_spacing = (2.5, 3.9, 4.1), (3.0, 4.0, 2.0)
+    image = _linear_field((20, 24, 22), source_spacing)
+    result = resample(image, source_spacing, target_spacing)
+    assert tuple(result.shape) == (round(20 * 2.5 / 3), round(24 * 3.9 / 4), round(22 * 4.1 / 2))
+    expected = _linear_field(result.shape, target_spacing)
+    # positions inside the source's extent (beyond it the edge value is repeated)
+    inside = [
+        int((n - 1) * a / b) + 1 for n, a, b in zip(image.shape, source_spacing, target_spacing, strict=True)
+    ]
+    error = (result - expected)[: inside[0], : inside[1], : inside[2]].abs().max()
+    assert float(error) < 1e-9
+    assert float(result[0, 0, 0]) == float(image[0, 0, 0])
+
+
+def test_resample_nearest_keeps_labels_and_dtype_and_goes_back_exactly():
+    labels = torch.zeros((10, 12, 14), dtype=torch.int16)
+    labels[3:7, 4:9, 2:12] = 5
+    up = resample(labels, (2.0, 2.0, 2.0), (1.0, 1.0, 1.0), "nearest")
+    assert up.dtype == torch.int16 and set(up.unique().tolist()) == {0, 5}
+    assert tuple(up.shape) == (20, 24, 28)
+    back = resample(up, (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), "nearest", size_zyx=labels.shape)
+    assert torch.equal(back, labels)
+
+
+def test_resample_handles_channels_and_rejects_bad_input():
+    stack = torch.rand(3, 8, 9, 10)
+    result = resample(stack, (1, 1, 1), (2, 2, 2))
+    assert tuple(result.shape) == (3, 4, 4, 5)
+    assert torch.allclose(result[1], resample(stack[1], (1, 1, 1), (2, 2, 2)))
+    with pytest.raises(ValueError, match="mode"):
+        resample(stack, (1, 1, 1), (2, 2, 2), "cubic")
+    with pytest.raises(ValueError, match="positive"):
+        resample(stack, (1, 0, 1), (2, 2, 2))
+
+
+# ---------------------------------------------------------------- readers
+
+
+def test_to_lps_flips_and_permutes_index_axes():
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    assert np.array_equal(to_lps(array, np.diag([1.0, 1.0, -1.0])), array[::-1])
+    assert np.array_equal(to_lps(array, np.diag([-1.0, 1.0, 1.0])), array[:, :, ::-1])
+    sagittal = np.zeros((3, 3))
+    sagittal[2, 0] = sagittal[1, 1] = sagittal[0, 2] = 1.0  # x index → superior, z index → left
+    oriented = to_lps(array, sagittal)
+    assert oriented.shape == (4, 3, 2)
+    assert oriented[1, 2, 0] == array[0, 2, 1]
+
+
+def test_openkbp_case_is_flipped_to_lps_with_tg263_laterality():
+    folder = data_path("openkbp", "train")
+    structures = list(HEAD_NECK_STRUCTURES)
+    case = read_openkbp(folder, "pt_1", structures)
+    with np.load(folder / "pt_1.npz") as raw:
+        bits = raw["structures"]
+    # OpenKBP bit 3 is LeftParotid; its z index 0 is the most superior slice
+    assert np.array_equal(case.mask(structures.index("Parotid_L")), ((bits >> 3) & 1).astype(bool)[::-1])
+    left = np.argwhere(case.mask(structures.index("Parotid_L")))[:, 2].mean()
+    right = np.argwhere(case.mask(structures.index("Parotid_R")))[:, 2].mean()
+    assert left > right  # x index grows toward the patient's left
+    brainstem = np.argwhere(case.mask(structures.index("Brainstem")))[:, 0].mean()
+    cord = np.argwhere(case.mask(structures.index("SpinalCord")))[:, 0].mean()
+    assert brainstem > cord  # z index grows toward the head
+    index = json.loads((folder / "index.json").read_text())["pt_1"]
+    assert case.labelled[structures.index("Esophagus")] == ("Esophagus" in index)
+    assert case.labelled[structures.index("PTV63")]  # a missing PTV is an answer: labelled empty
+
+
+def _sphere(shape, centre, radius_vox):
+    zz, yy, xx = np.indices(shape)
+    return ((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) <= radius_vox**2
+
+
+def _write_case(folder, seed, with_right=True):
+    """A synthetic CT (soft-tissue body, two bright 'organs') in the mask-folder layout."""
+    rng = np.random.default_rng(seed)
+    shape = (20, 32, 32)
+    image = np.full(shape, -1000.0, np.float32)
+    image[2:18, 4:28, 4:28] = 20 + rng.normal(0, 5, (16, 24, 24))
+    left = _sphere(shape, (6, 16, 22), 3.5)
+    right = _sphere(shape, (6, 16, 10), 3.5)
+    image[left] = 300
+    image[right] = 200
+    grid = Grid(shape, (4.0, 4.0, 2.5), (0.0, 0.0, 0.0), np.diag([1.0, 1.0, -1.0]))
+    folder.mkdir(parents=True)
+    save_volume(Volume(image, grid, "CT"), folder / "image.nii.gz")
+    save_volume(Volume(left.astype(np.uint8), grid), folder / "Parotid_L.nii.gz")
+    if with_right:
+        save_volume(Volume(right.astype(np.uint8), grid), folder / "Parotid_R.nii.gz")
+    save_volume(Volume(left.astype(np.uint8), grid), folder / "Unrelated.nii.gz")
+    return left, right
+
+
+def test_mask_folder_case_reads_lps_image_and_marks_missing_structures_unlabelled(tmp_path):
+    _write_case(tmp_path / "case1", seed=0, with_right=False)
+    case = read_mask_folder(tmp_path / "case1", ["Parotid_L", "Parotid_R"])
+    assert case.image_hu.dtype == np.int16 and case.spacing_zyx == (2.5, 4.0, 4.0)
+    assert list(case.labelled) == [True, False]
+    # the file's z index grows toward the feet: in the LPS case the organ at z 6 of 20 is at z 13
+    assert np.argwhere(case.mask(0))[:, 0].mean() == pytest.approx(13.0)
+    assert np.all(case.image_hu[case.mask(0)] == 300)  # the left organ, on the left
+    assert [s[0] for s in discover(tmp_path)] == ["folder"]
+
+
+def test_prepare_resamples_and_crops_to_the_patient():
+    case = read_openkbp(data_path("openkbp", "train"), "pt_2", list(HEAD_NECK_STRUCTURES))
+    prepared = prepare(case, (3.0, 5.0, 5.0))
+    extent = np.asarray(prepared.image_hu.shape) * (3.0, 5.0, 5.0)
+    assert np.all(extent <= np.asarray(case.image_hu.shape) * np.asarray(case.spacing_zyx) + 5)
+    for k in range(len(HEAD_NECK_STRUCTURES)):
+        volume_before = case.mask(k).sum() * np.prod(case.spacing_zyx)
+        volume_after = prepared.mask(k).sum() * 75.0
+        assert volume_after == pytest.approx(volume_before, rel=0.2, abs=500)
+
+
+# ---------------------------------------------------------------- sampling, loss, metrics
+
+
+def test_mirror_swaps_laterality():
+    names = ["Brainstem", "Parotid_L", "Parotid_R", "Lens_L"]
+    assert mirror_permutation(names) == [0, 2, 1, 3]
+
+
+def test_patches_keep_image_and_labels_aligned_and_mirror_swaps_sides(tmp_path):
+    left, right = _write_case(tmp_path / "c", seed=1)
+    structures = ["Parotid_L", "Parotid_R"]
+    case = prepare(read_mask_folder(tmp_path / "c", structures), (2.5, 4.0, 4.0))
+    augmentation = Augmentation(rotation_deg=0, scale=(1, 1), mirror_probability=1.0, intensity_shift=0)
+    augmentation.intensity_scale = (1.0, 1.0)
+    augmentation.noise_std = 0.0
+    sampler = PatchSampler([case], structures, (8, 16, 16), {"type": "none"}, 1.0, augmentation)
+    image, target, labelled = sampler.batch(np.random.default_rng(3), 4)
+    assert image.shape == (4, 1, 8, 16, 16) and target.shape == (4, 2, 8, 16, 16)
+    assert labelled.all()
+    # mirrored left-right with the _L/_R channels swapped: Parotid_L is still the organ toward
+    # the patient's left (higher x), and it is now the mirror image of the right one (200 HU)
+    inside_left, inside_right = target[:, 0] > 0.99, target[:, 1] > 0.99
+    assert inside_left.any() and inside_right.any()
+    assert torch.allclose(image[:, 0][inside_left], torch.tensor(200.0), atol=0.01)
+    assert torch.allclose(image[:, 0][inside_right], torch.tensor(300.0), atol=0.01)
+    for b in range(4):
+        if inside_left[b].any() and inside_right[b].any():
+            assert (
+                torch.nonzero(inside_left[b])[:, 2].float().mean()
+                > torch.nonzero(inside_right[b])[:, 2].float().mean()
+            )
+
+
+def test_loss_ignores_unlabelled_structures():
+    logits = torch.zeros((2, 3, 4, 8, 8), requires_grad=True)
+    target = torch.zeros((2, 3, 4, 8, 8))
+    target[:, :, 1:3, 2:6, 2:6] = 1
+    labelled = torch.tensor([[True, False, True], [True, False, False]])
+    masked_loss(logits, target, labelled).backward()
+    assert logits.grad[:, 1].abs().max() == 0
+    assert logits.grad[1, 2].abs().max() == 0
+    assert logits.grad[0, 2].abs().max() > 0 and logits.grad[:, 0].abs().max() > 0
+
+
+def test_dice_and_hd95_on_shifted_spheres():
+    shape = (40, 40, 40)
+    a = _sphere(shape, (20, 20, 20), 8)
+    b = _sphere(shape, (20, 20, 23), 8)
+    assert dice(a, a) == 1.0 and dice(a, np.zeros_like(a)) == 0.0
+    assert dice(np.zeros_like(a), np.zeros_like(a)) == 1.0
+    assert 0.6 < dice(a, b) < 0.85
+    # shifting by 3 voxels of 2 mm along x: most surface points move ~6 mm or less
+    distance = hd95(a, b, (1.0, 1.0, 2.0))
+    assert 3.0 < distance <= 6.0
+    assert hd95(a, a, (1.0, 1.0, 1.0)) == 0.0
+    assert hd95(a, np.zeros_like(a), (1.0, 1.0, 1.0)) == float("inf")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_hd95_agrees_with_deepmind_surface_distance():
+    surface_distance = pytest.importorskip("surface_distance")
+    shape = (30, 40, 40)
+    a = _sphere(shape, (15, 20, 20), 9)
+    b = _sphere(shape, (16, 18, 22), 7)
+    spacing = (2.5, 4.0, 4.0)
+    theirs = surface_distance.compute_robust_hausdorff(
+        surface_distance.compute_surface_distances(a, b, spacing), 95
+    )
+    assert hd95(a, b, spacing) == pytest.approx(theirs, abs=max(spacing))
+
+
+# ---------------------------------------------------------------- training, resume, export
+
+
+TINY = {
+    "structures": ["Parotid_L", "Parotid_R"],
+    "channels": [4, 8, 16],
+    "strides_zyx": [[1, 2, 2], [2, 2, 2]],
+    "patch_zyx": [8, 16, 16],
+    "inference_patch_zyx": [16, 32, 32],
+    "batch_size": 2,
+    "iterations": 4,
+    "threads": 1,
+    "checkpoint_every": 2,
+    "evaluate_every": 2,
+    "deep_supervision": 1,
+}
+
+
+@pytest.fixture
+def tiny_cases(tmp_path):
+    for i in range(3):
+        _write_case(tmp_path / "cases" / f"case{i}", seed=i)
+    return tmp_path / "cases"
+
+
+def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_cases):
+    sources = discover(tiny_cases)
+    straight = prepare_run(TrainConfig(**TINY), tmp_path / "straight", sources, holdout_count=1)
+    straight.run()
+    assert straight.iteration == 4
+    log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log if "holdout_dice" in e] == [2, 4]
+
+    interrupted = prepare_run(TrainConfig(**{**TINY, "iterations": 2}), tmp_path / "resumed", sources, 1)
+    interrupted.run()
+    config = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    config["iterations"] = 4
+    (tmp_path / "resumed" / "config.json").write_text(json.dumps(config))
+    resumed = prepare_run(TrainConfig(), tmp_path / "resumed", sources, 1)
+    assert resumed.iteration == 2
+    resumed.run()
+    for name, value in straight.net.state_dict().items():
+        assert torch.allclose(value, resumed.net.state_dict()[name], atol=1e-6), name
+
+    manifest_path = export_model(tmp_path / "straight", tmp_path / "model", "tiny", "0.1", "test model")
+    manifest = json.loads(manifest_path.read_text())
+    weights = tmp_path / "model" / manifest["weights"]["file"]
+    assert manifest["weights"]["sha256"] == sha256(weights)
+    assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
+    assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
+    net = _load(manifest, weights)
+    x = torch.zeros((1, 1, 11, 21, 30))
+    assert net(x).shape == (1, 2, 11, 21, 30)
+
+
+def _load(manifest: dict, weights) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    net = build_network(manifest["architecture"]["name"], manifest["architecture"]["params"])
+    net.load_state_dict(load_file(str(weights)), strict=True)
+    return net.eval()

@@ -1,0 +1,74 @@
+"""`delineo train DATA --run RUN`: train a segmentation model on labelled cases, resumably.
+
+DATA is an OpenKBP split folder (``pt_*.npz``) or a folder of case folders, each holding
+``image.nii.gz`` (or ``image.nrrd``, ``image/`` DICOM, ...) and one mask file per delineated
+structure named after it (the layout ``delineo segment --out FOLDER`` writes). Running the same
+command again continues from RUN's checkpoint; ``--export`` writes a model folder
+(manifest.json + weights.safetensors) from the run's best weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a segmentation model on labelled cases (resumes an interrupted run)",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("data", type=Path, help="OpenKBP split folder or folder of case folders")
+    parser.add_argument("--run", type=Path, required=True, help="run folder: config, checkpoints, logs")
+    parser.add_argument(
+        "--structures",
+        nargs="+",
+        help="output structure names, in channel order (default: the head-and-neck set)",
+    )
+    parser.add_argument("--config", type=Path, help="JSON file overriding TrainConfig fields")
+    parser.add_argument("--iterations", type=int, help="number of training iterations")
+    parser.add_argument("--holdout", type=int, default=12, help="cases held out to pick the weights")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default 2)")
+    parser.add_argument("--export", type=Path, help="after training, write a model folder here")
+    parser.add_argument("--name", default="custom_model", help="model name written by --export")
+    parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version")
+    parser.add_argument("--description", default="", help="one-line description for --export")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    # Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads slow training
+    # several-fold. Must be set before torch starts its thread pool.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from dataclasses import fields
+
+    from planning.errors import DelineoError
+    from segmentation.training.data import discover
+    from segmentation.training.trainer import TrainConfig, export_model, prepare_run
+
+    from .progress import ProgressBar
+
+    overrides = json.loads(args.config.read_text()) if args.config else {}
+    known = {f.name for f in fields(TrainConfig)}
+    if set(overrides) - known:
+        raise DelineoError(f"{args.config}: unknown settings {', '.join(sorted(set(overrides) - known))}")
+    if args.structures:
+        overrides["structures"] = args.structures
+    if args.iterations:
+        overrides["iterations"] = args.iterations
+    if args.threads:
+        overrides["threads"] = args.threads
+    config = TrainConfig(**overrides)
+    trainer = prepare_run(config, args.run, discover(args.data), args.holdout)
+    progress = ProgressBar()
+    try:
+        trainer.run(on_progress=progress)
+    finally:
+        progress.close()
+    print(f"trained {trainer.iteration} iterations; run folder {args.run}")
+    if args.export:
+        path = export_model(args.run, args.export, args.name, args.model_version, args.description)
+        print(f"model written to {path.parent}")
+    return 0
