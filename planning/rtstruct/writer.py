@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -37,7 +38,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
 from planning.errors import Cancelled, FormatError, GeometryError
 from planning.rtstruct import contours as planar
@@ -54,7 +55,9 @@ DEFAULT_MIN_ISLAND_MM2 = 1.0
 #: Coordinates are written with this many decimals (mm): 1 µm, at most 16 characters.
 DECIMALS = 3
 
-_CONTOUR_DATA = Tag(0x3006, 0x0050)
+_CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
+#: A contour as written: LPS points (N, 3), geometric type, the image it lies on.
+_Contour = tuple[np.ndarray, str, SliceRef]
 _ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -107,7 +110,7 @@ def write_rtstruct(
             items = _kept_contours(structure, name, planes, warnings)
         else:
             items = _traced_contours(structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings)
-        items += [planes.contour_item(marker) for marker in structure.markers]
+        items += [item for item in map(planes.marker, structure.markers) if item is not None]
         roi_contours.append(_roi_contour(structure, number, items))
         if not items:
             warnings.append(f"{name}: empty, written without contours")
@@ -228,13 +231,13 @@ class _Planes:
         distance = np.abs((points - self.origins[k]) @ self.normal)
         return k, float(distance.max())
 
-    def contour_item(self, contour: PlanarContour, k: int | None = None) -> Dataset:
-        if k is None:
-            k, _ = self.plane_of(contour.points)
-        return _contour_item(contour.points, contour.geometric_type, self.slices[k])
+    def marker(self, contour: PlanarContour) -> _Contour | None:
+        k, _ = self.plane_of(contour.points)
+        ref = self.slices[k]
+        return None if ref is None else (contour.points, contour.geometric_type, ref)
 
 
-def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[Dataset]:
+def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
     """An unedited imported structure: its own contours, each matched to its image."""
     items, unplaced = [], 0
     for contour in structure.contours or []:
@@ -243,7 +246,7 @@ def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: l
         if ref is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
             unplaced += 1
             continue
-        items.append(_contour_item(contour.points, contour.geometric_type, ref))
+        items.append((contour.points, contour.geometric_type, ref))
     if unplaced:
         warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
     return items
@@ -257,7 +260,7 @@ def _traced_contours(
     keyhole: bool,
     min_island_mm2: float,
     warnings: list[str],
-) -> list[Dataset]:
+) -> list[_Contour]:
     mask = structure.mask
     if mask.is_empty:
         return []
@@ -295,9 +298,7 @@ def _traced_contours(
     for i in range(len(loops)):
         k = int(loops.planes[i])
         if planes.slices[k] is not None:
-            items.append(
-                _contour_item(planes.to_patient(k, loops.loop(i)), "CLOSED_PLANAR", planes.slices[k])
-            )
+            items.append((planes.to_patient(k, loops.loop(i)), "CLOSED_PLANAR", planes.slices[k]))
     return items
 
 
@@ -319,30 +320,51 @@ def format_ds(values: np.ndarray) -> bytes:
     return data + b" " if len(data) % 2 else data
 
 
-def _contour_item(points: np.ndarray, geometric_type: str, ref: SliceRef) -> Dataset:
-    item = Dataset()
-    image = Dataset()
-    image.ReferencedSOPClassUID = ref.sop_class_uid
-    image.ReferencedSOPInstanceUID = ref.sop_instance_uid
-    if ref.frame is not None:
-        image.ReferencedFrameNumber = ref.frame
-    item.ContourImageSequence = Sequence([image])
-    item.ContourGeometricType = geometric_type
-    item.NumberOfContourPoints = len(points)
-    data = format_ds(points)
-    item[_CONTOUR_DATA] = RawDataElement(_CONTOUR_DATA, "DS", len(data), data, 0, False, True)
-    return item
-
-
-def _roi_contour(structure: Structure, number: int, items: list[Dataset]) -> Dataset:
+def _roi_contour(structure: Structure, number: int, contours: list[_Contour]) -> Dataset:
     roi = Dataset()
     roi.ROIDisplayColor = list(structure.color)
-    if items:
-        for index, item in enumerate(items, start=1):
-            item.ContourNumber = index
-        roi.ContourSequence = Sequence(items)
+    if contours:
+        value = b"".join(_contour_item(index, *contour) for index, contour in enumerate(contours, start=1))
+        roi[_CONTOUR_SEQUENCE] = RawDataElement(_CONTOUR_SEQUENCE, "SQ", len(value), value, 0, True, True)
     roi.ReferencedROINumber = number
     return roi
+
+
+# The contour items, thousands per file, are encoded here directly (implicit VR little endian):
+# building them as pydicom datasets would take most of the export time.
+
+
+def _contour_item(number: int, points: np.ndarray, geometric_type: str, ref: SliceRef) -> bytes:
+    """One ContourSequence item: its image reference, type, point count, number and points."""
+    image = _element(0x00081150, _uid(ref.sop_class_uid)) + _element(0x00081155, _uid(ref.sop_instance_uid))
+    if ref.frame is not None:
+        image += _element(0x00081160, _text(str(ref.frame)))
+    body = (
+        _element(0x30060016, _item(image))
+        + _element(0x30060042, _text(geometric_type))
+        + _element(0x30060046, _text(str(len(points))))
+        + _element(0x30060048, _text(str(number)))
+        + _element(0x30060050, format_ds(points))
+    )
+    return _item(body)
+
+
+def _element(tag: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+
+def _item(value: bytes) -> bytes:
+    return struct.pack("<HHI", 0xFFFE, 0xE000, len(value)) + value
+
+
+def _uid(uid: str) -> bytes:
+    data = uid.encode("ascii")
+    return data + b"\0" if len(data) % 2 else data
+
+
+def _text(text: str) -> bytes:
+    data = text.encode("ascii")
+    return data + b" " if len(data) % 2 else data
 
 
 def _structure_set_roi(structure: Structure, number: int, name: str, volume: Volume) -> Dataset:
@@ -453,12 +475,24 @@ def _save(dataset: Dataset, path: Path) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian  # 4-byte lengths: no 64 kB limit on ContourData
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "DELINEO"
     dataset.file_meta = meta
     dataset.preamble = b"\0" * 128
+    _declare_encoding(dataset)
     try:
         dataset.save_as(path, enforce_file_format=True)
     except OSError as error:
         raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
+
+
+def _declare_encoding(dataset: Dataset) -> None:
+    """Declare every dataset as already implicit VR little endian in its character set, so pydicom
+    writes the raw contour items as they are instead of parsing them back."""
+    dataset.set_original_encoding(True, True, dataset._character_set)
+    for tag in dataset.keys():
+        element = dataset.get_item(tag)  # never parses a raw element
+        if not isinstance(element, RawDataElement) and element.VR == "SQ":
+            for item in element.value:
+                _declare_encoding(item)

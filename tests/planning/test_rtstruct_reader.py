@@ -1,0 +1,158 @@
+"""Reading RTSTRUCTs that planning systems wrote, checked against plastimatch and reference masks."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.data import data_path
+from support.rtstruct_checks import (
+    copy_with_uids,
+    dciodvfy_errors,
+    dice,
+    hd95_mm,
+    on_volume_grid,
+    plastimatch_masks,
+)
+
+from planning.errors import DicomReadError, GeometryError
+from planning.imageio import load_volume, read_image_file
+from planning.rtstruct.reader import read_rtstruct
+from planning.rtstruct.writer import write_rtstruct
+from planning.structure_io import labels_on_grid, load_structures
+
+
+def _images_only(folder: Path, target: Path, pattern: str) -> Path:
+    """A folder of links to the image files alone (some sample folders also hold RT objects)."""
+    target.mkdir()
+    for path in folder.glob(pattern):
+        (target / path.name).symlink_to(path)
+    return target
+
+
+@pytest.fixture(scope="module")
+def varian():
+    folder = data_path("dicom", "varian-visible-human")
+    return folder, next(folder.glob("RS.*.dcm")), load_volume(folder)
+
+
+@pytest.fixture(scope="module")
+def mim(tmp_path_factory):
+    folder = _images_only(
+        data_path("dicom", "rt-utils", "mock_data"), tmp_path_factory.mktemp("x") / "ct", "ct_*.dcm"
+    )
+    return folder, load_volume(folder)
+
+
+def _agrees_with_plastimatch(rtstruct, series, volume, out) -> dict[str, float]:
+    ours = read_rtstruct(rtstruct, volume)
+    theirs = plastimatch_masks(rtstruct, series, out)
+    scores = {}
+    for structure in ours:
+        other = on_volume_grid(theirs[structure.name.replace(" ", "_")], volume)
+        scores[structure.name] = dice(structure.mask.full(), other)
+        if structure.volume_cc >= 1.0:
+            assert scores[structure.name] >= 0.98, (structure.name, scores[structure.name])
+    return scores
+
+
+def test_varian_file_matches_plastimatch_and_the_reference_mask(varian, tmp_path):
+    folder, rtstruct, volume = varian
+    scores = _agrees_with_plastimatch(rtstruct, folder, volume, tmp_path)
+    assert scores["BODY"] >= 0.999
+    structures = read_rtstruct(rtstruct, volume)
+    assert structures.names() == ["BODY", "SpinalCord"]
+    body = structures["BODY"]
+    assert body.roi_type.value == "EXTERNAL" and body.color == (0, 255, 0) and body.number == 13
+    assert len(body.contours) == 4 and all(c.image_uid for c in body.contours)
+    reference = read_image_file(folder / "Mask.nii.gz")  # 1 = SpinalCord, 2 = BODY outside the cord
+    labels = labels_on_grid(reference.array.astype(np.uint8), reference.grid, volume.grid)
+    assert dice(body.mask.full(), labels >= 1) >= 0.99
+
+
+def test_mim_file_with_a_hole_matches_plastimatch(mim, tmp_path):
+    folder, volume = mim
+    rtstruct = data_path("dicom", "rt-utils", "mock_data", "rt.dcm")
+    scores = _agrees_with_plastimatch(rtstruct, folder, volume, tmp_path)
+    assert scores == {"ROI-1": pytest.approx(1.0, abs=0.02)}
+    structures = read_rtstruct(rtstruct, volume)
+    mask = structures["ROI-1"].mask.full()
+    hole, solid = np.rint(
+        volume.grid.patient_to_index(np.array([[-40.0, -40.0, 60.0], [-49.0, -49.0, 60.0]]))
+    )
+    assert not mask[int(hole[2]), int(hole[1]), int(hole[0])]  # the inner contour is a hole
+    assert mask[int(solid[2]), int(solid[1]), int(solid[0])]
+    # The file invents a frame of reference UID but references the loaded images one by one.
+    assert any("frame of reference" in w for w in structures.warnings)
+
+
+def test_cerr_file_without_image_references_is_placed_by_position(tmp_path):
+    folder = _images_only(data_path("dicom", "ibsi1-lung-ct", "image"), tmp_path / "ct", "DCM_IMG_*.dcm")
+    volume = load_volume(folder)
+    rtstruct = data_path("dicom", "ibsi1-lung-ct", "RS.dcm")
+    scores = _agrees_with_plastimatch(rtstruct, folder, volume, tmp_path / "pm")
+    assert scores["GTV-1"] >= 0.99
+    gtv = read_rtstruct(rtstruct, volume)["GTV-1"]
+    assert not any(c.image_uid for c in gtv.contours) and gtv.roi_type.value == "GTV"
+    assert 300 < gtv.volume_cc < 400
+
+
+def test_broken_rt_utils_files_give_clear_errors(mim):
+    folder, volume = mim
+    broken = data_path("dicom", "rt-utils", "mock_data")
+    for name in ("invalid_reference_rt.dcm", "non_existent_reference_rt.dcm"):
+        with pytest.raises(GeometryError) as error:
+            read_rtstruct(broken / name, volume)
+        message = str(error.value)
+        assert name in message and "not loaded" in message and "ROI-1" in message
+        assert "load the complete image series" in message
+        partial = read_rtstruct(broken / name, volume, allow_missing_images=True)
+        assert len(partial) == 4 and any("left out" in w for w in partial.warnings)
+    with pytest.raises(DicomReadError, match="not an RT Structure Set"):
+        read_rtstruct(broken / "ct_1.dcm", volume)
+
+
+def test_structures_of_another_frame_of_reference_are_refused(varian, mim):
+    _, _, varian_volume = varian
+    with pytest.raises(GeometryError, match="frame of reference"):
+        read_rtstruct(data_path("dicom", "rt-utils", "mock_data", "rt.dcm"), varian_volume)
+
+
+def test_unedited_import_is_written_back_losslessly(varian, tmp_path):
+    folder, rtstruct, volume = varian
+    structures = read_rtstruct(rtstruct, volume)
+    path = tmp_path / "again.dcm"
+    write_rtstruct(structures, volume, path)
+    assert dciodvfy_errors(path) == []
+    again = read_rtstruct(path, volume)
+    for before in structures:
+        after = again[before.name]
+        np.testing.assert_array_equal(after.mask.full(), before.mask.full())
+        assert len(after.contours) == len(before.contours)
+        for a, b in zip(after.contours, before.contours, strict=True):
+            np.testing.assert_allclose(a.points, b.points, atol=5e-4)  # DS rounding to 1 µm only
+    assert again["BODY"].roi_type == structures["BODY"].roi_type
+
+
+def test_totalsegmentator_labels_round_trip(tmp_path):
+    """31 model labels (NIfTI with a flipped y axis) → RTSTRUCT → masks, by Delineo and plastimatch."""
+    example = data_path("dicom", "totalseg-example")
+    with pytest.raises(GeometryError, match="SOPInstanceUID"):  # the example CT was stripped of UIDs
+        volume = load_volume(example / "ct")
+        write_rtstruct(load_structures(example / "labels.nii.gz", volume), volume, tmp_path / "no.dcm")
+    series = copy_with_uids(example / "ct", tmp_path / "ct")
+    volume = load_volume(series)
+    labels = load_structures(example / "labels.nii.gz", volume)
+    assert len(labels) == 31 and "liver" in labels
+    path = tmp_path / "totalseg.dcm"
+    write_rtstruct(labels, volume, path)
+    assert dciodvfy_errors(path) == []
+    back = read_rtstruct(path, volume)
+    theirs = plastimatch_masks(path, series, tmp_path / "pm")
+    half_diagonal = 0.5 * float(np.linalg.norm(volume.grid.spacing_xyz))
+    for structure in labels:
+        mask = structure.mask.full()
+        got = back[structure.name].mask.full()
+        if structure.volume_cc >= 1.0:
+            assert dice(got, mask) >= 0.99, structure.name
+            assert hd95_mm(got, mask, volume.grid.spacing_zyx) <= half_diagonal, structure.name
+        assert dice(on_volume_grid(theirs[structure.name], volume), got) >= 0.98, structure.name

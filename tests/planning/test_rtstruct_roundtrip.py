@@ -1,0 +1,358 @@
+"""Mask → RTSTRUCT → mask on analytic shapes, checked by dciodvfy, plastimatch and the analytic truth.
+
+Every kind of file the writer produces (plain, keyhole, simplified, with holes, oblique, MR,
+interpolated planes) goes through dciodvfy. Volumes are compared with the analytic volume, and
+plastimatch (`--xor-contours`) rasterises Delineo's files independently.
+"""
+
+import threading
+
+import numpy as np
+import pydicom
+import pytest
+from support.dicom_factory import ct_phantom, write_ct_series
+from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_grid, plastimatch_masks
+
+from planning.errors import Cancelled, GeometryError
+from planning.geometry import Grid
+from planning.imageio import load_volume
+from planning.rtstruct.reader import read_rtstruct
+from planning.rtstruct.writer import write_rtstruct
+from planning.structures import GenerationAlgorithm, Mask, PlanarContour, RoiType, Structure, StructureSet
+
+SHAPE = (36, 72, 80)
+SPACING = (0.9, 0.9, 2.0)
+ORIGIN = (-36.0, -32.0, -35.0)
+
+
+def analytic_shapes(grid: Grid) -> dict[str, tuple[np.ndarray, float | None]]:
+    """Name → (mask sampled at voxel centres, analytic volume in cc or None)."""
+    k, j, i = np.indices(grid.shape)
+    x, y, z = np.moveaxis(grid.index_to_patient(np.stack([i, j, k], axis=-1).astype(float)), -1, 0)
+    r = np.sqrt(x**2 + y**2 + z**2)
+    shapes = {
+        "Sphere": (r <= 16.0, 4 / 3 * np.pi * 16.0**3 / 1000),
+        # Faces half-way between voxel centres: the sampled box is exact (33 × 27 × 10 voxels).
+        "Box": (
+            (np.abs(x + 0.45) < 14.85) & (np.abs(y + 0.05) < 12.15) & (np.abs(z) < 10),
+            29.7 * 24.3 * 20 / 1000,
+        ),
+        # Axis along x: the 6 mm tube is sampled by 0.9 mm pixels, not only by 2 mm slices.
+        "Torus": ((np.sqrt(y**2 + z**2) - 18.0) ** 2 + x**2 <= 6.0**2, 2 * np.pi**2 * 18 * 36 / 1000),
+        "FlatRing": ((np.sqrt(x**2 + y**2) - 18.0) ** 2 + z**2 <= 6.0**2, None),  # a hole on every slice
+        "Shell": ((r <= 18.0) & (r > 10.0), 4 / 3 * np.pi * (18.0**3 - 10.0**3) / 1000),
+        "TwoIslands": (
+            (np.sqrt((x + 18) ** 2 + y**2 + z**2) <= 9) | (np.sqrt((x - 18) ** 2 + y**2 + z**2) <= 9),
+            None,
+        ),
+    }
+    island = r <= 12.0
+    island[30, 60, 70] = True  # a one-voxel island far from the sphere
+    shapes["OneVoxelIsland"] = (island, None)
+    edge = np.zeros(grid.shape, bool)
+    edge[:8, 10:40, :12] = True  # touches the first slice and the first column
+    shapes["EdgeBox"] = (edge, None)
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ct")
+    write_ct_series(folder, ct_phantom(SHAPE), spacing_xyz=SPACING, origin_xyz=ORIGIN)
+    volume = load_volume(folder)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Phantom")
+    truth = analytic_shapes(volume.grid)
+    for name, (mask, _) in truth.items():
+        structures.add(
+            Structure(name, Mask.from_full(volume.grid, mask), algorithm=GenerationAlgorithm.AUTOMATIC)
+        )
+    return folder, volume, structures, truth, tmp_path_factory.mktemp("out")
+
+
+def contour_volume_cc(path, name: str, spacing_z: float) -> float:
+    """Volume a planning system computes from the contours: signed areas × slice spacing."""
+    dataset = pydicom.dcmread(path)
+    number = next(r.ROINumber for r in dataset.StructureSetROISequence if r.ROIName == name)
+    roi = next(r for r in dataset.ROIContourSequence if r.ReferencedROINumber == number)
+    total = 0.0
+    for contour in roi.ContourSequence:
+        points = np.asarray(contour.ContourData, float).reshape(-1, 3)[:, :2]
+        x, y = points[:, 0], points[:, 1]
+        total += 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    return abs(total) * spacing_z / 1000
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [("plain", {}), ("keyhole", {"keyhole": True}), ("simplified", {"simplify_mm": 0.3})],
+)
+def test_round_trip_on_analytic_shapes(case, kind, options):
+    folder, volume, structures, truth, out = case
+    path = out / f"{kind}.dcm"
+    warnings = write_rtstruct(structures, volume, path, **options)
+    assert dciodvfy_errors(path) == []
+    assert any("OneVoxelIsland" in w and "island" in w for w in warnings)  # dropped and named
+    back = read_rtstruct(path, volume)
+    assert back.names() == structures.names()
+    half_diagonal = 0.5 * float(np.linalg.norm(SPACING))
+    for name, (mask, true_cc) in truth.items():
+        got = back[name].mask.full()
+        assert dice(got, mask) >= 0.99, name
+        assert hd95_mm(got, mask, volume.grid.spacing_zyx) <= half_diagonal, name
+        if kind != "simplified" and name != "OneVoxelIsland":
+            np.testing.assert_array_equal(got, mask, err_msg=name)  # exact, not just close
+        if true_cc is not None and true_cc >= 10:
+            assert back[name].volume_cc == pytest.approx(true_cc, rel=0.01), name
+            assert contour_volume_cc(path, name, SPACING[2]) == pytest.approx(true_cc, rel=0.01), name
+
+
+def test_plastimatch_reads_delineo_files_like_delineo(case):
+    folder, volume, structures, truth, out = case
+    for kind, options in (("pm_plain", {}), ("pm_keyhole", {"keyhole": True})):
+        path = out / f"{kind}.dcm"
+        write_rtstruct(structures, volume, path, **options)
+        ours = read_rtstruct(path, volume)
+        theirs = plastimatch_masks(path, folder, out / kind)
+        for structure in ours:
+            other = on_volume_grid(theirs[structure.name], volume)
+            assert dice(structure.mask.full(), other) >= 0.98, (kind, structure.name)
+
+
+def test_file_content_follows_the_planning_system_rules(case):
+    folder, volume, structures, truth, out = case
+    structures["Sphere"].roi_type = RoiType.GTV
+    path = out / "rules.dcm"
+    write_rtstruct(structures, volume, path, min_island_mm2=0.0, label="A label longer than 16")
+    ds = pydicom.dcmread(path)
+    image = pydicom.dcmread(sorted(folder.iterdir())[0])
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyID", "FrameOfReferenceUID"):
+        assert ds.get(keyword) == image.get(keyword), keyword
+    assert ds.Manufacturer == "Delineo" and ds.SoftwareVersions and ds.StructureSetDate
+    assert ds.StructureSetLabel == "A label longer t" and ds.StructureSetName == "A label longer than 16"
+    assert ds.SOPInstanceUID != image.SOPInstanceUID and ds.SeriesInstanceUID != image.SeriesInstanceUID
+    chain = (
+        ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    )
+    assert chain.SeriesInstanceUID == image.SeriesInstanceUID
+    listed = {item.ReferencedSOPInstanceUID for item in chain.ContourImageSequence}
+    assert listed == {ref.sop_instance_uid for ref in volume.slices}
+    numbers = [roi.ROINumber for roi in ds.StructureSetROISequence]
+    assert len(set(numbers)) == len(numbers) == len(structures)
+    assert [o.ReferencedROINumber for o in ds.RTROIObservationsSequence] == numbers
+    types = {o.ReferencedROINumber: o.RTROIInterpretedType for o in ds.RTROIObservationsSequence}
+    assert types[numbers[0]] == "GTV" and all(types.values())
+    assert {roi.ROIGenerationAlgorithm for roi in ds.StructureSetROISequence} == {"AUTOMATIC"}
+    position_of = {ref.sop_instance_uid: ref.position_xyz[2] for ref in volume.slices}
+    for roi in ds.ROIContourSequence:
+        assert len(roi.ROIDisplayColor) == 3
+        for contour in roi.ContourSequence:
+            raw = contour.get_item(0x30060050).value
+            assert max(len(v.strip()) for v in raw.split(b"\\")) <= 16
+            points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+            assert contour.NumberOfContourPoints == len(points) >= 3
+            assert not np.allclose(points[0], points[-1])
+            assert contour.ContourGeometricType == "CLOSED_PLANAR"
+            uid = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
+            np.testing.assert_allclose(points[:, 2], position_of[uid], atol=1e-3)
+    # Holes: the shell's middle planes hold an outer contour and a hole, filled even-odd.
+    shell = next(r for r in ds.ROIContourSequence if r.ReferencedROINumber == structures["Shell"].number)
+    per_image = {}
+    for contour in shell.ContourSequence:
+        uid = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
+        per_image[uid] = per_image.get(uid, 0) + 1
+    assert max(per_image.values()) == 2
+
+
+def test_names_are_made_unique_ignoring_case_and_numbers_kept(case):
+    folder, volume, structures, truth, out = case
+    grid = volume.grid
+    twins = StructureSet(grid, volume.frame_of_reference_uid)
+    twins.add(Structure("Liver", structures["Sphere"].mask.copy()))
+    twins.add(Structure("LIVER", structures["Box"].mask.copy()))
+    twins.add(Structure("Body", structures["Box"].mask.copy(), roi_type=RoiType.EXTERNAL))
+    twins.add(Structure("External", structures["Box"].mask.copy(), roi_type=RoiType.EXTERNAL))
+    twins.add(Structure("Nothing", Mask(grid)))
+    path = out / "twins.dcm"
+    warnings = write_rtstruct(twins, volume, path)
+    names = [roi.ROIName for roi in pydicom.dcmread(path).StructureSetROISequence]
+    assert names == ["Liver", "LIVER_2", "Body", "External", "Nothing"]
+    assert any("EXTERNAL" in w for w in warnings) and any("Nothing: empty" in w for w in warnings)
+    assert dciodvfy_errors(path) == []
+    back = read_rtstruct(path, volume)
+    assert back["Nothing"].mask.is_empty and back["LIVER_2"].volume_cc == pytest.approx(
+        twins["LIVER"].volume_cc
+    )
+
+
+def test_markers_are_written_and_read_back_without_filling(case):
+    folder, volume, structures, truth, out = case
+    grid = volume.grid
+    markers = StructureSet(grid, volume.frame_of_reference_uid)
+    point = grid.index_to_patient(np.array([[40.0, 36.0, 18.0]]))
+    markers.add(
+        Structure(
+            "Iso",
+            Mask(grid),
+            roi_type=RoiType.ISOCENTER,
+            markers=[PlanarContour(point, "POINT")],
+        )
+    )
+    path = out / "marker.dcm"
+    write_rtstruct(markers, volume, path)
+    assert dciodvfy_errors(path) == []
+    back = read_rtstruct(path, volume)["Iso"]
+    assert back.mask.is_empty and back.roi_type == RoiType.ISOCENTER
+    assert len(back.markers) == 1 and back.markers[0].geometric_type == "POINT"
+    np.testing.assert_allclose(back.markers[0].points, point, atol=1e-3)
+
+
+def test_progress_and_cancel(case):
+    folder, volume, structures, truth, out = case
+    calls = []
+    write_rtstruct(structures, volume, out / "progress.dcm", on_progress=lambda *a: calls.append(a))
+    assert calls[0] == ("Writing RTSTRUCT", 0, len(structures)) and calls[-1][1] == len(structures)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        write_rtstruct(structures, volume, out / "cancelled.dcm", cancel=cancel)
+    assert not (out / "cancelled.dcm").exists()
+
+
+def test_refuses_volumes_it_cannot_reference(case, tmp_path):
+    folder, volume, structures, truth, out = case
+    from planning.volume import Volume
+
+    bare = Volume(volume.array, volume.grid)  # e.g. a NIfTI: no images to reference
+    with pytest.raises(GeometryError, match="not loaded from a DICOM series"):
+        write_rtstruct(structures, bare, tmp_path / "x.dcm")
+    other = StructureSet(volume.grid.with_shape((10, 10, 10)), volume.frame_of_reference_uid)
+    with pytest.raises(GeometryError, match="not the image grid"):
+        write_rtstruct(other, volume, tmp_path / "x.dcm")
+    foreign = StructureSet(volume.grid, "1.2.3.4")
+    with pytest.raises(GeometryError, match="one frame of reference"):
+        write_rtstruct(foreign, volume, tmp_path / "x.dcm")
+
+
+def _rotation(degrees_x: float, degrees_y: float, degrees_z: float) -> np.ndarray:
+    ax, ay, az = np.radians([degrees_x, degrees_y, degrees_z])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def test_oblique_series_contours_lie_in_each_image_plane(tmp_path):
+    rotation = _rotation(20, -15, 30)
+    orientation = (*rotation[:, 0], *rotation[:, 1])
+    folder = tmp_path / "oblique"
+    write_ct_series(folder, ct_phantom((16, 40, 44)), spacing_xyz=(1.1, 1.1, 2.5), orientation=orientation)
+    volume = load_volume(folder)
+    assert not np.allclose(volume.grid.direction, np.eye(3))
+    grid = volume.grid
+    k, j, i = np.indices(grid.shape)
+    centre = grid.index_to_patient(np.array([22.0, 20.0, 8.0]))
+    points = grid.index_to_patient(np.stack([i, j, k], axis=-1).astype(float)) - centre
+    r = np.linalg.norm(points, axis=-1)
+    structures = StructureSet(grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Shell", Mask.from_full(grid, (r <= 14) & (r > 6))))
+    path = tmp_path / "oblique.dcm"
+    write_rtstruct(structures, volume, path)
+    assert dciodvfy_errors(path) == []
+    np.testing.assert_array_equal(read_rtstruct(path, volume)["Shell"].mask.full(), (r <= 14) & (r > 6))
+    # Independently of Delineo's geometry code: each contour lies in the plane its image's header
+    # defines, and filling it on that image (matplotlib, even-odd) gives the voxels back.
+    from matplotlib.path import Path as PolygonPath
+
+    images = {}
+    for file in folder.iterdir():
+        header = pydicom.dcmread(file, stop_before_pixels=True)
+        images[header.SOPInstanceUID] = header
+    order = sorted(
+        images,
+        key=lambda uid: float(
+            np.dot(
+                np.asarray(images[uid].ImagePositionPatient, float), np.cross(rotation[:, 0], rotation[:, 1])
+            )
+        ),
+    )
+    filled = {uid: np.zeros(grid.shape[1:], bool) for uid in images}
+    for contour in pydicom.dcmread(path).ROIContourSequence[0].ContourSequence:
+        header = images[contour.ContourImageSequence[0].ReferencedSOPInstanceUID]
+        origin = np.asarray(header.ImagePositionPatient, float)
+        row, column = np.asarray(header.ImageOrientationPatient, float).reshape(2, 3)
+        data = np.asarray(contour.ContourData, float).reshape(-1, 3) - origin
+        assert np.abs(data @ np.cross(row, column)).max() < 1e-3
+        u = data @ row / float(header.PixelSpacing[1])
+        v = data @ column / float(header.PixelSpacing[0])
+        rows, columns = np.mgrid[: header.Rows, : header.Columns]
+        inside = PolygonPath(np.stack([u, v], axis=1)).contains_points(
+            np.stack([columns.ravel(), rows.ravel()], 1)
+        )
+        filled[contour.ContourImageSequence[0].ReferencedSOPInstanceUID] ^= inside.reshape(
+            header.Rows, header.Columns
+        )
+    stacked = np.stack([filled[uid] for uid in order])
+    np.testing.assert_array_equal(stacked, (r <= 14) & (r > 6))
+
+
+def test_mr_series_with_empty_type2_attributes(tmp_path):
+    folder = tmp_path / "mr"
+    paths = write_ct_series(folder, ct_phantom((8, 32, 32)), spacing_xyz=(0.8, 0.8, 3.0))
+    for path in paths:  # turn the CT into an MR as a scanner that leaves Type 2 values empty writes it
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.Modality = "MR"
+        for keyword in (
+            "KVP",
+            "RescaleType",
+            "StudyID",
+            "AccessionNumber",
+            "ReferringPhysicianName",
+            "PatientSex",
+        ):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.PatientName = "Müller^Jürgen"
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.save_as(path)
+    volume = load_volume(folder)
+    assert volume.modality == "MR"
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    box = np.zeros(volume.grid.shape, bool)
+    box[2:6, 8:20, 10:24] = True
+    structures.add(Structure("Brain", Mask.from_full(volume.grid, box)))
+    path = tmp_path / "mr.dcm"
+    write_rtstruct(structures, volume, path)
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert ds.StudyID == "" and ds.AccessionNumber == "" and ds.ReferringPhysicianName == ""
+    assert str(ds.PatientName) == "Müller^Jürgen" and ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.ROIContourSequence[0].ContourSequence[0].ContourImageSequence[0].ReferencedSOPClassUID == (
+        "1.2.840.10008.5.1.4.1.1.4"
+    )
+    np.testing.assert_array_equal(read_rtstruct(path, volume)["Brain"].mask.full(), box)
+
+
+def test_interpolated_planes_get_no_contours_and_are_rebuilt_on_reading(tmp_path):
+    folder = tmp_path / "gap"
+    hu = ct_phantom((12, 40, 40))
+    positions = [(-20.0, -18.0, -15.0 + 2.5 * k) for k in range(12) if k != 6]  # slice 6 missing
+    write_ct_series(
+        folder, hu[[k for k in range(12) if k != 6]], positions=positions, spacing_xyz=(1.0, 1.0, 2.5)
+    )
+    volume = load_volume(folder)
+    assert volume.slices[6] is None and volume.grid.shape[0] == 12
+    grid = volume.grid
+    k, j, i = np.indices(grid.shape)
+    ball = (i - 20) ** 2 + (j - 20) ** 2 + ((k - 6) * 2.5) ** 2 <= 144
+    structures = StructureSet(grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Ball", Mask.from_full(grid, ball)))
+    path = tmp_path / "gap.dcm"
+    warnings = write_rtstruct(structures, volume, path)
+    assert any("interpolated planes" in w for w in warnings)
+    assert dciodvfy_errors(path) == []
+    back = read_rtstruct(path, volume)["Ball"].mask.full()
+    np.testing.assert_array_equal(
+        back[[k for k in range(12) if k != 6]], ball[[k for k in range(12) if k != 6]]
+    )
+    assert dice(back[6], ball[6]) >= 0.95  # rebuilt between the neighbouring images
