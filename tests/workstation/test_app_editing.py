@@ -211,3 +211,38 @@ def test_structure_table_edits_are_undoable(window):
     assert "Heart" not in case.structures
     window.undo()
     assert case.structures.names().index("Heart") == names.index("Heart")
+
+
+def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText("GTV")
+    dialog.margin.setValue(8.0)
+    dialog.within.setCurrentText("Lung_R")
+    dialog.output.setText("PTV")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    ptv = case.structures["PTV"]
+    assert ptv.recipe["op"] == "expand" and "GTV" in ptv.description
+    first = ptv.mask.full()
+    assert not (first & ~case.structures["Lung_R"].mask.full()).any()
+    assert first.sum() > case.structures["GTV"].mask.full().sum()
+    # Editing the source marks the PTV stale; rebuilding follows the new GTV (one undo step).
+    gtv = case.structures["GTV"].mask
+    k = gtv.offset[0] + gtv.array.shape[0] // 2
+    block = (slice(k, k + 1), slice(59, 63), slice(30, 34))  # in the right lung, beside the GTV
+    case.edit_region("grow GTV", "GTV", block, np.ones((1, 4, 4), bool))
+    qtbot.waitUntil(lambda: window.stale == ["PTV"], timeout=20_000)
+    assert window.table.item(case.structures.names().index("PTV"), 2).text().endswith("⟳")
+    window.rebuild_stale()
+    wait_idle(qtbot, window)
+    rebuilt = case.structures["PTV"].mask.full()
+    assert rebuilt[block].all() and (rebuilt & ~first).sum() > 16
+    qtbot.waitUntil(lambda: window.stale == [], timeout=20_000)
+    window.undo()
+    assert np.array_equal(case.structures["PTV"].mask.full(), first)

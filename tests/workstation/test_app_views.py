@@ -204,3 +204,37 @@ def test_true_geometry_anisotropic_and_oblique(window):
     # Hover reports true patient coordinates (the rotation included).
     point = grid.index_to_patient(np.array([24.0, 29.0, 6.0]))
     assert point[1] == pytest.approx(24 * 2 * np.sin(angle) + 29 * np.cos(angle))
+
+
+def test_dose_wash_follows_the_dose(window):
+    from planning.dose import Dose
+
+    case = show_sample(window)
+    for name in case.structures.names():
+        case.set_visible(name, False)
+    # A dose grid twice as coarse, rising linearly from 0 Gy (patient right) to 60 Gy (left).
+    grid = case.grid
+    dose_grid = Grid((20, 64, 64), tuple(2 * s for s in grid.spacing_xyz), grid.origin_xyz, grid.direction)
+    ramp = np.linspace(0, 60, 64, dtype=np.float32)
+    dose = Dose(
+        np.broadcast_to(ramp, dose_grid.shape).copy(),
+        dose_grid,
+        frame_of_reference_uid=case.volume.frame_of_reference_uid,
+    )
+    view = window.views["axial"]
+    k = view.slice_index
+    plain = grab(view)
+    window.set_dose(dose)
+    washed = grab(view)
+    right, left = widget_point(view, (k, 64, 10)), widget_point(view, (k, 64, 120))
+    low = washed[right.y(), right.x()].astype(int) - plain[right.y(), right.x()].astype(int)
+    high = washed[left.y(), left.x()].astype(int) - plain[left.y(), left.x()].astype(int)
+    assert np.abs(low).max() <= 2  # under 10 % of the maximum: not drawn
+    assert high[0] > 40 and high[0] > high[2]  # near the maximum: red
+    layer = window.dose_layer
+    values = layer.values(view.orientation, k)
+    x_mm = grid.index_to_patient(np.array([[c, 64.0, k] for c in (10.0, 120.0)]))[:, 0]
+    expected = 60 * (x_mm - dose_grid.origin_xyz[0]) / (63 * dose_grid.spacing_xyz[0])
+    assert values[64, [10, 120]] == pytest.approx(np.clip(expected, 0, 60), abs=0.5)
+    window.show_dose_action.setChecked(False)
+    assert np.array_equal(grab(view), plain)

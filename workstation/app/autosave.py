@@ -158,7 +158,7 @@ class Autosaver(QObject):
             log.error("autosave failed: %s", error)
 
         self.window.jobs.run(
-            "Autosave", lambda on_progress, cancel: write_snapshot(taken, self.path), done, failed
+            "Autosave", lambda on_progress, cancel: write_snapshot(taken, self.path), done, failed, quiet=True
         )
 
     def discard(self) -> None:

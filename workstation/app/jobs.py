@@ -43,6 +43,8 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     worker: object = None
     relay: _Relay | None = None
+    #: Background housekeeping (autosave, checks) not shown in the progress panel.
+    quiet: bool = False
 
 
 class JobRunner(QObject):
@@ -67,9 +69,12 @@ class JobRunner(QObject):
         function: Callable,
         on_done: Callable | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        *,
+        quiet: bool = False,
     ) -> Job:
-        """Start `function(on_progress, cancel)` in a worker; `on_done(result)` on the GUI thread."""
-        job = Job(title)
+        """Start `function(on_progress, cancel)` in a worker; `on_done(result)` on the GUI thread.
+        A `quiet` job is background housekeeping the progress panel does not show."""
+        job = Job(title, quiet=quiet)
         job.relay = _Relay()
         job.relay.progress.connect(lambda stage, done, total: self._on_progress(job, stage, done, total))
 
@@ -161,7 +166,7 @@ class ProgressPanel(QWidget):
         self.setVisible(False)
 
     def _refresh(self, _job=None) -> None:
-        jobs = self.runner.jobs
+        jobs = [job for job in self.runner.jobs if not job.quiet]
         self.setVisible(bool(jobs))
         if not jobs:
             return
@@ -175,6 +180,7 @@ class ProgressPanel(QWidget):
             self.bar.setRange(0, 0)  # busy indicator
 
     def _cancel(self) -> None:
-        if self.runner.jobs:
-            self.runner.jobs[-1].cancel.set()
-            self.label.setText(f"{self.runner.jobs[-1].title}: cancelling…")
+        shown = [job for job in self.runner.jobs if not job.quiet]
+        if shown:
+            shown[-1].cancel.set()
+            self.label.setText(f"{shown[-1].title}: cancelling…")

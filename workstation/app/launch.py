@@ -44,7 +44,6 @@ def run(paths: list[str] | None = None) -> int:
     settings, data_dir = settings_and_data_dir()
     interval = float(os.environ.get("DELINEO_AUTOSAVE_S", "30"))
     window = MainWindow(settings, data_dir, autosave_interval_s=interval)
-    window.setAcceptDrops(True)
     window.show()
     screenshot = screenshot_when_ready(window, app)
     open_first_case(window, paths or [], interactive=not screenshot)

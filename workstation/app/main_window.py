@@ -53,6 +53,21 @@ from workstation.app.windowing import PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 10
+HELP_TEXT = """Views
+  Wheel, Up/Down, PgUp/PgDn: scroll slices     Ctrl+wheel, +/-: zoom     R / Ctrl+0: reset zoom
+  Right-drag: window/level (horizontal = width, vertical = level)     F1–F6: window presets
+  Middle-drag or Shift+left-drag: pan     Left click (Navigate): move the linked crosshair
+  Double-click a view's title bar: maximise / restore it
+
+Tools (on the selected structure)
+  B brush, E eraser ([ and ] change the size; Ctrl swaps paint/erase), D draw (drag: freehand;
+  clicks: polygon, double-click or Enter closes, Esc cancels, Ctrl subtracts), F fill,
+  X erase a connected piece, S seeded delineation (click inside; Ctrl+click outside), N navigate
+
+Edit
+  Ctrl+Z / Ctrl+Shift+Z: undo / redo any edit     Ctrl+I: interpolate     Ctrl+M: margins, Booleans
+  Ctrl+Shift+A: auto-segmentation     Ctrl+E: export RTSTRUCT     Ctrl+S: save the session
+"""
 
 
 class MainWindow(QMainWindow):
@@ -110,6 +125,10 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.tools.active_changed.connect(self._on_tool_changed)
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
+        self.stale: list[str] = []
+        self._stale_timer = QTimer(self, singleShot=True, interval=1500)
+        self._stale_timer.timeout.connect(self._check_stale)
+        self.setAcceptDrops(True)
         self._restore_window_settings()
 
     # -- construction --------------------------------------------------------------------------
@@ -234,9 +253,17 @@ class MainWindow(QMainWindow):
         structures_menu.addAction(self.interpolate_action)
         self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
         structures_menu.addAction(self.margins_action)
+        self.rebuild_action = self._action("Re&build derived structures", self.rebuild_stale)
+        self.rebuild_action.setStatusTip("Recompute margins and Booleans whose source structures changed")
+        structures_menu.addAction(self.rebuild_action)
         structures_menu.addSeparator()
         self.autoseg_action = self._action("A&uto-segmentation…", self.open_autoseg, "Ctrl+Shift+A")
         structures_menu.addAction(self.autoseg_action)
+
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(
+            self._action("&Mouse and keys", self._show_help, QKeySequence.StandardKey.HelpContents)
+        )
 
         toolbar = QToolBar("Tools", self)
         toolbar.setObjectName("tools")
@@ -295,6 +322,7 @@ class MainWindow(QMainWindow):
         """Show `case` in every view (and restore a saved view state)."""
         if self.case is not None:
             self.case.history.changed.disconnect(self._update_actions)
+            self.case.history.changed.disconnect(self._schedule_stale_check)
         self.case = case
         self.dose_layer, self.dose_path = None, None
         for slice_view in self.views.values():
@@ -313,6 +341,7 @@ class MainWindow(QMainWindow):
         self.table.set_case(case)
         self.view3d.show_case(case)
         case.history.changed.connect(self._update_actions)
+        case.history.changed.connect(self._schedule_stale_check)
         self._saved_generation = case.history.generation
         if view:
             self.restore_view_state(view)
@@ -609,6 +638,56 @@ class MainWindow(QMainWindow):
             done,
         )
 
+    def _schedule_stale_check(self) -> None:
+        self._stale_timer.start()
+
+    def _check_stale(self) -> None:
+        """Find derived structures whose sources changed (in a quiet worker: it hashes masks)."""
+        case = self.case
+        if case is None or not any(s.recipe for s in case.structures):
+            self._show_stale([])
+            return
+        from workstation.app.autosave import snapshot
+
+        copy = snapshot((case, {}))[1]
+
+        def done(names):
+            if case is self.case:
+                self._show_stale(names)
+
+        self.jobs.run(
+            "Checking derived structures", lambda p, c: services.stale_structures(copy), done, quiet=True
+        )
+
+    def _show_stale(self, names: list[str]) -> None:
+        self.stale = list(names)
+        self.table.set_stale(self.stale)
+        self.rebuild_action.setEnabled(bool(self.stale))
+        if self.stale:
+            self.statusBar().showMessage(
+                f"Sources changed for {', '.join(self.stale)}: Structures ▸ Rebuild derived structures", 10000
+            )
+
+    def rebuild_stale(self) -> None:
+        """Recompute the stale derived structures (worker), each as an undo step."""
+        case, names = self.case, list(self.stale)
+        if case is None or not names:
+            return
+        from workstation.app.autosave import snapshot
+
+        copy = snapshot((case, {}))[1]
+
+        def done(structures):
+            for structure in structures:
+                if structure.name in case.structures:
+                    case.derive_into(structure.name, structure, f"Rebuild {structure.name}")
+
+        self.jobs.run(
+            "Rebuilding derived structures",
+            lambda p, c: services.rebuild(copy, names, on_progress=p, cancel=c),
+            done,
+        )
+
     def open_margins(self) -> None:
         if self.case is not None and len(self.case.structures):
             self._show_dialog(DeriveDialog(self))
@@ -728,6 +807,9 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.open_path(p)))
         if not self.recent():
             self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _show_help(self) -> None:
+        QMessageBox.information(self, "Mouse and keys", HELP_TEXT)
 
     def _ask_open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")

@@ -85,6 +85,7 @@ class StructureTable(QTableWidget):
         self._volume_timer = QTimer(self, singleShot=True, interval=250)
         self._volume_timer.timeout.connect(self._refresh_volumes)
         self._stale_volumes: set[int] = set()
+        self._stale: set[str] = set()
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
         self.itemSelectionChanged.connect(lambda: self.active_changed.emit(self.active_name()))
@@ -104,6 +105,15 @@ class StructureTable(QTableWidget):
             case.structures.changed.connect(self._on_changed)
             if len(case.structures):
                 self.selectRow(0)
+
+    def set_stale(self, names: list[str]) -> None:
+        """Mark derived structures whose sources changed since they were built."""
+        self._stale = set(names)
+        if self.case is None:
+            return
+        for row, structure in enumerate(self.case.structures):
+            if row < self.rowCount():
+                self._fill(row, structure, volume=False)
 
     def active_name(self) -> str | None:
         rows = self.selectionModel().selectedRows() if self.selectionModel() else []
@@ -157,9 +167,14 @@ class StructureTable(QTableWidget):
             swatch.fill(QColor(*structure.color))
             self.item(row, COLOR).setIcon(QIcon(swatch))
             name = self.item(row, NAME)
-            name.setText(structure.name)
+            stale = structure.name in self._stale
+            name.setText(f"{structure.name}  ⟳" if stale else structure.name)
             name.setData(Qt.ItemDataRole.UserRole, structure.name)
             advice = name_advice(structure.name)
+            if stale:
+                advice = (
+                    "sources changed since it was built: Structures ▸ Rebuild derived structures. " + advice
+                )
             history = self.case.history.history_of(structure.name)[-8:]
             lines = [f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
             lines += [advice] if advice else []
@@ -229,7 +244,7 @@ class StructureTable(QTableWidget):
             if column == VISIBLE:
                 self.case.set_visible(name, item.checkState() == Qt.CheckState.Checked)
             elif column == NAME:
-                new = item.text().strip()
+                new = item.text().replace("⟳", "").strip()
                 if new and new != name:
                     if new in self.case.structures:
                         raise ValueError(f"a structure named {new!r} already exists")
