@@ -81,10 +81,18 @@ class JobRunner(QObject):
         def report(stage: str, done: float, total: float) -> None:
             job.relay.progress.emit(str(stage), float(done), float(total))
 
-        worker = create_worker(function, report, job.cancel, _start_thread=False)
+        # Connecting "errored" here (not afterwards) stops superqt from re-raising the error.
+        worker = create_worker(
+            function,
+            report,
+            job.cancel,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result: self._finish(job, on_done, result),
+                "errored": lambda error: self._fail(job, on_error, error),
+            },
+        )
         job.worker = worker
-        worker.returned.connect(lambda result: self._finish(job, on_done, result))
-        worker.errored.connect(lambda error: self._fail(job, on_error, error))
         self.jobs.append(job)
         if len(self.jobs) == 1:
             self.busy_changed.emit(True)

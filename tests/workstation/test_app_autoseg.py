@@ -1,0 +1,87 @@
+"""Auto-segmentation from the window: a worker with progress and Cancel, the GUI stays responsive."""
+
+import time
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QTimer
+from support.app import close_window, open_window, show_sample, wait_idle
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = open_window(qtbot, tmp_path)
+    yield win
+    close_window(qtbot, win)
+
+
+def test_window_stays_responsive_and_progress_reaches_the_end(window, qtbot):
+    case = show_sample(window, shape=(60, 192, 192))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    stages, values = [], []
+    window.jobs.progressed.connect(
+        lambda job: (stages.append(job.stage), values.append(dialog.progress.value()))
+    )
+    gaps, last = [], [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer(interval=10)
+    timer.timeout.connect(tick)
+    timer.start()
+    before = set(case.structures.names())
+    dialog.run_button.click()
+    assert not dialog.run_button.isEnabled() and dialog.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(dialog.pending) or not window.jobs.busy, timeout=120_000)
+    timer.stop()
+    wait_idle(qtbot, window)
+    assert dialog.pending, window.jobs.errors
+    # The event loop kept running while the model worked (a frozen window would show long gaps).
+    assert len(gaps) > 20 and max(gaps) < 0.5
+    assert dialog.progress.value() == 1000 and len(set(stages)) >= 2
+    added = set(case.structures.names()) - before
+    assert added == set(dialog.pending)
+    # One undo step removes everything the model added.
+    window.undo()
+    assert set(case.structures.names()) == before
+
+
+def test_cancel_stops_the_model_and_adds_nothing(window, qtbot):
+    case = show_sample(window, shape=(60, 192, 192))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    before = case.structures.names()
+    dialog.run_button.click()
+    start = time.perf_counter()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=30_000)
+    assert time.perf_counter() - start < 5
+    assert case.structures.names() == before and not dialog.pending
+    assert dialog.stage.text() == "Cancelled." and dialog.run_button.isEnabled()
+    assert not window.jobs.errors
+    # It runs again after a cancel.
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert dialog.pending
+    assert np.all([case.structures[n].algorithm.value == "AUTOMATIC" for n in dialog.pending])
+
+
+def test_errors_are_reported_in_words_and_the_window_carries_on(window, qtbot, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "CT1.dcm").write_bytes(b"DICM" * 10)
+    window.open_path(broken)
+    wait_idle(qtbot, window)
+    assert window.case is None
+    assert "No image series found" in window.statusBar().currentMessage()
+    window.open_session(tmp_path / "missing.delineo")
+    wait_idle(qtbot, window)
+    assert window.jobs.errors and "missing.delineo: no such session" in window.jobs.errors[-1]
+    show_sample(window)
+    assert window.case is not None
