@@ -102,8 +102,7 @@ def snapshot(session_source) -> tuple:
             ),
             rename=False,
         )
-    history = case.history
-    commands, index = list(history._commands), history._index
+    commands, index = case.history.snapshot()
     return case.reference, copy, commands, index, view
 
 

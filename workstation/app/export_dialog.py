@@ -143,7 +143,8 @@ class ExportDialog(QDialog):
         names = self.selected_names()
         source = self.case.structures
         subset = StructureSet(source.grid, source.frame_of_reference_uid, self.label_edit.text() or "Delineo")
-        subset._structures = [source[name] for name in names]  # a view: no copy, no events
+        for name in names:
+            subset.add(source[name], rename=False)  # the same objects: nothing is copied
         volume = self.case.volume
         options = {
             "simplify_mm": self.simplify.value(),

@@ -480,6 +480,10 @@ class UndoStack:
         """Applied commands, oldest first (the redoable ones are not included)."""
         return self._commands[: self._index]
 
+    def snapshot(self) -> tuple[list[Command], int]:
+        """The commands (redoable ones included) and the current position, for a background save."""
+        return list(self._commands), self._index
+
     def history_of(self, name: str) -> list[Command]:
         """The applied commands that touched structure `name`, oldest first."""
         return [c for c in self.commands if name in c.names]

@@ -28,7 +28,7 @@ from planning.dicom.load import load_series
 from planning.dicom.scan import scan
 from planning.errors import DelineoError
 from planning.imageio import is_image_file, read_image_file
-from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session, save_session
+from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
 from planning.structures import StructureSet
 from workstation.app import services
 from workstation.app.autosave import Autosaver, recoverable
@@ -903,8 +903,3 @@ def _load_reference(reference: ImageReference, on_progress, cancel):
         return read_image_file(path)
     found = scan(path, on_progress=on_progress, cancel=cancel)
     return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
-
-
-def save_session_now(window: MainWindow, path: Path) -> Path:
-    """Save synchronously (tests, exit paths)."""
-    return save_session(window.case.to_session(window.view_state()), path)

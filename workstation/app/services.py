@@ -25,14 +25,6 @@ def _module(name: str, feature: str):
         raise Unavailable(f"{feature} is not available in this build ({name}: {error})") from error
 
 
-def available(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
-
-
 # -- structures in and out ------------------------------------------------------------------------
 
 
