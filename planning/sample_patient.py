@@ -116,6 +116,7 @@ def make_sample_patient(shape_zyx: tuple[int, int, int] = (80, 256, 256), seed: 
     bones = vertebra | lamina | sternum | ribs
     tumour = ellipsoid(-82.0, 12.0, 22.0, 16.0, 14.0, 15.0)
     tumour |= ellipsoid(-92.0, 4.0, 24.0, 8.0, 8.0, 9.0)
+    lung_r &= ~tumour
 
     # Couch: carbon-fibre top and bottom skins around a foam core, below (posterior to) the body.
     couch_top = 115.0 + 8.0
@@ -154,7 +155,7 @@ def make_sample_patient(shape_zyx: tuple[int, int, int] = (80, 256, 256), seed: 
         "Lung_L": lung_l,
         "Heart": heart & inner,
         "SpinalCord": np.asarray(cord),
-        "Bones": bones,
+        "Bone": bones,
         "GTV": tumour,
     }
     for name, full in truth.items():

@@ -12,7 +12,7 @@ def test_sample_patient_anatomy_and_hu():
     assert volume.modality == "CT" and volume.array.dtype == np.int16
     assert volume.identity.patient_id == SAMPLE_PATIENT_ID
     assert len(volume.slices) == 40 and all(s.sop_instance_uid for s in volume.slices)
-    assert set(structures.names()) == {"External", "Lung_R", "Lung_L", "Heart", "SpinalCord", "Bones", "GTV"}
+    assert set(structures.names()) == {"External", "Lung_R", "Lung_L", "Heart", "SpinalCord", "Bone", "GTV"}
     assert structures["External"].roi_type == RoiType.EXTERNAL and structures["GTV"].roi_type == RoiType.GTV
 
     def median_hu(name):
@@ -20,7 +20,7 @@ def test_sample_patient_anatomy_and_hu():
 
     assert -900 < median_hu("Lung_L") < -780
     assert 20 < median_hu("Heart") < 60 and 20 < median_hu("GTV") < 60
-    assert median_hu("Bones") > 300
+    assert median_hu("Bone") > 300
     outside = ~structures["External"].mask.full()
     assert np.median(volume.array[outside]) < -950  # air (the couch is a thin part of it)
     # Patient right lung at x < 0 (LPS), heart anterior-left, tumour in the right lung.
@@ -32,6 +32,10 @@ def test_sample_patient_anatomy_and_hu():
     assert centre("Lung_R")[0] < 0 < centre("Lung_L")[0]
     assert centre("Heart")[0] > 0 and centre("Heart")[1] < centre("SpinalCord")[1]
     assert centre("GTV")[0] < 0
+    assert not (structures["GTV"].mask.full() & structures["Lung_R"].mask.full()).any()
+    from planning.tg263 import check_name
+
+    assert all(check_name(name).standard for name in structures.names())
     assert 10 < structures["GTV"].volume_cc < 25
 
 
