@@ -57,7 +57,7 @@ DECIMALS = 3
 
 _CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
 #: A contour as written: LPS points (N, 3), geometric type, the image it lies on.
-_Contour = tuple[np.ndarray, str, SliceRef]
+_Contour = tuple[bytes, int, str, SliceRef]  # ContourData (DS), number of points, type, image
 _ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -221,8 +221,8 @@ class _Planes:
         self.origins = origins
         self.by_uid = {(ref.sop_instance_uid, ref.frame): k for k, ref in enumerate(self.slices) if ref}
 
-    def to_patient(self, k: int, uv: np.ndarray) -> np.ndarray:
-        """(N, 2) in-plane indices (u, v) on plane k → (N, 3) LPS mm."""
+    def to_patient(self, k: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        """(N, 2) in-plane indices (u, v) on planes k (N,) → (N, 3) LPS mm."""
         return self.origins[k] + uv[:, :1] * self.row_step + uv[:, 1:2] * self.column_step
 
     def plane_of(self, points: np.ndarray) -> tuple[int, float]:
@@ -234,7 +234,11 @@ class _Planes:
     def marker(self, contour: PlanarContour) -> _Contour | None:
         k, _ = self.plane_of(contour.points)
         ref = self.slices[k]
-        return None if ref is None else (contour.points, contour.geometric_type, ref)
+        return (
+            None
+            if ref is None
+            else (format_ds(contour.points), len(contour.points), contour.geometric_type, ref)
+        )
 
 
 def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
@@ -246,7 +250,7 @@ def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: l
         if ref is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
             unplaced += 1
             continue
-        items.append((contour.points, contour.geometric_type, ref))
+        items.append((format_ds(contour.points), len(contour.points), contour.geometric_type, ref))
     if unplaced:
         warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
     return items
@@ -294,12 +298,18 @@ def _traced_contours(
             f"{name}: {what} on interpolated planes with no source image ({where}); "
             "contours are written on the original images only"
         )
-    items = []
-    for i in range(len(loops)):
-        k = int(loops.planes[i])
-        if planes.slices[k] is not None:
-            items.append((planes.to_patient(k, loops.loop(i)), "CLOSED_PLANAR", planes.slices[k]))
-    return items
+    on_image = np.array([planes.slices[k] is not None for k in loops.planes.tolist()], bool)
+    loops = loops.select(on_image)
+    if not len(loops):
+        return []
+    plane_of_point = np.repeat(loops.planes, loops.sizes())
+    points = planes.to_patient(plane_of_point, loops.points)
+    data = format_ds_many(points, loops.starts)
+    sizes = loops.sizes().tolist()
+    return [
+        (values, size, "CLOSED_PLANAR", planes.slices[k])
+        for values, size, k in zip(data, sizes, loops.planes.tolist(), strict=True)
+    ]
 
 
 def _describe_planes(planes: _Planes, ks: list[int]) -> str:
@@ -312,12 +322,26 @@ def _describe_planes(planes: _Planes, ks: list[int]) -> str:
 
 def format_ds(values: np.ndarray) -> bytes:
     """A DS value (backslash-separated decimals, each ≤ 16 characters), padded to even length."""
-    values = np.asarray(values, np.float64).ravel()
+    return format_ds_many(np.asarray(values, np.float64).reshape(-1, 3), np.array([0, len(values)]))[0]
+
+
+def format_ds_many(points: np.ndarray, starts: np.ndarray) -> list[bytes]:
+    """ContourData values of many contours at once: points (N, 3) LPS mm, contour i being
+    points[starts[i]:starts[i + 1]]. Coordinates to 1 µm: at most 16 characters for |x| < 10¹¹ mm."""
+    values = np.asarray(points, np.float64)
     if values.size and (not np.all(np.isfinite(values)) or np.abs(values).max() >= 1e11):
         raise FormatError("coordinates must be finite and below 10¹¹ mm to be written as DICOM DS")
     values = np.round(values, DECIMALS) + 0.0  # no "-0.000"
-    data = (f"%.{DECIMALS}f\\" * values.size % tuple(values.tolist()))[:-1].encode("ascii")
-    return data + b" " if len(data) % 2 else data
+    number = f"%.{DECIMALS}f"
+    one_point = f"{number}\\{number}\\{number}"
+    # One formatting pass for all contours; "|" separates contours, "\\" the numbers of one.
+    pattern = "|".join("\\".join([one_point] * int(n)) for n in np.diff(starts))
+    text = pattern % tuple(values.ravel().tolist())
+    result = []
+    for piece in text.split("|"):
+        data = piece.encode("ascii")
+        result.append(data + b" " if len(data) % 2 else data)
+    return result
 
 
 def _roi_contour(structure: Structure, number: int, contours: list[_Contour]) -> Dataset:
@@ -334,7 +358,7 @@ def _roi_contour(structure: Structure, number: int, contours: list[_Contour]) ->
 # building them as pydicom datasets would take most of the export time.
 
 
-def _contour_item(number: int, points: np.ndarray, geometric_type: str, ref: SliceRef) -> bytes:
+def _contour_item(number: int, data: bytes, count: int, geometric_type: str, ref: SliceRef) -> bytes:
     """One ContourSequence item: its image reference, type, point count, number and points."""
     image = _element(0x00081150, _uid(ref.sop_class_uid)) + _element(0x00081155, _uid(ref.sop_instance_uid))
     if ref.frame is not None:
@@ -342,9 +366,9 @@ def _contour_item(number: int, points: np.ndarray, geometric_type: str, ref: Sli
     body = (
         _element(0x30060016, _item(image))
         + _element(0x30060042, _text(geometric_type))
-        + _element(0x30060046, _text(str(len(points))))
+        + _element(0x30060046, _text(str(count)))
         + _element(0x30060048, _text(str(number)))
-        + _element(0x30060050, format_ds(points))
+        + _element(0x30060050, data)
     )
     return _item(body)
 
