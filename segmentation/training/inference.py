@@ -75,7 +75,9 @@ def predict_probabilities(net, image_hu: np.ndarray, spacing_zyx, manifest: dict
     """Sigmoid probabilities (K, Z, Y, X) on the grid of `image_hu` (HU, (z, y, x), `spacing_zyx` mm)."""
     pre, inf = manifest["preprocessing"], manifest["inference"]
     model_spacing = list(reversed(pre["spacing_xyz"]))
-    image = resample(torch.from_numpy(np.asarray(image_hu)), spacing_zyx, model_spacing, "trilinear")
+    image = resample(
+        torch.from_numpy(np.ascontiguousarray(image_hu)), spacing_zyx, model_spacing, "trilinear"
+    )
     if pre.get("crop", "body") == "body":
         box = body_box(image, model_spacing)
     else:

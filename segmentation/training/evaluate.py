@@ -1,0 +1,183 @@
+"""Accuracy of a model folder on OpenKBP patients: Dice and HD95 per structure, as in a model card.
+
+Each patient goes through the inference engine exactly as a user's CT would
+(`segmentation.engine.model.from_manifest(...).predict(volume)`: body crop, reorientation,
+`segmentation.preprocessing` resampling and normalisation, sliding window, back to the original
+grid), or with ``engine=False`` through the training-time evaluation
+(`segmentation.training.inference`), which follows the same manifest; comparing the two checks
+that training evaluates what users get.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planning.geometry import Grid
+from planning.volume import Volume
+from segmentation.training.data import OPENKBP_NAMES, openkbp_case_names
+from segmentation.training.metrics import dice, hd95
+
+log = logging.getLogger(__name__)
+
+#: Contours smaller than this on a patient without the structure count as a false detection.
+FALSE_POSITIVE_CC = 1.0
+
+
+@dataclass
+class CaseResult:
+    name: str
+    seconds: float
+    dice: dict[str, float] = field(default_factory=dict)
+    hd95_mm: dict[str, float] = field(default_factory=dict)
+    #: structures absent from the patient's reference → predicted volume in cc
+    absent_predicted_cc: dict[str, float] = field(default_factory=dict)
+
+
+def openkbp_volume(path: Path) -> tuple[Volume, dict[str, np.ndarray]]:
+    """An OpenKBP patient as a CT `Volume` (origin 0, z toward the feet: direction diag(1, 1, −1))
+    and its reference masks by TG-263 name (absent structures left out)."""
+    with np.load(path) as data:
+        image = data["ct_hu"].astype(np.int16)
+        bits = data["structures"]
+        spacing_zyx = [float(s) for s in data["spacing_zyx"]]
+    grid = Grid(image.shape, tuple(reversed(spacing_zyx)), (0.0, 0.0, 0.0), np.diag([1.0, 1.0, -1.0]))
+    masks = {}
+    for bit, name in enumerate(OPENKBP_NAMES.values()):
+        mask = ((bits >> bit) & 1).astype(bool)
+        if mask.any():
+            masks[name] = mask
+    return Volume(image, grid, "CT"), masks
+
+
+def predict_masks(model_folder: Path, volume: Volume, engine: bool) -> dict[str, np.ndarray]:
+    """Masks by structure name on the volume's grid."""
+    if engine:
+        model = _engine_model(model_folder)
+        structures = model.predict(volume, device="cpu")
+        return {s.name: s.mask.full() for s in structures}
+    from segmentation.training.data import to_lps
+    from segmentation.training.inference import predict_probabilities
+
+    manifest, net = _own_model(model_folder)
+    image = to_lps(volume.array, volume.grid.direction)
+    probabilities = predict_probabilities(net, image, volume.grid.spacing_zyx, manifest)
+    masks = {}
+    for output in manifest["outputs"]:
+        above = (probabilities[output["channel"]] > manifest["inference"]["threshold"]).numpy()
+        masks[output["name"]] = _from_lps(above, volume.grid.direction)
+    return masks
+
+
+_CACHE: dict = {}
+
+
+def _engine_model(folder: Path):
+    key = ("engine", str(folder))
+    if key not in _CACHE:
+        from segmentation.engine.manifest import read_manifest
+        from segmentation.engine.model import from_manifest
+
+        _CACHE[key] = from_manifest(read_manifest(folder))
+    return _CACHE[key]
+
+
+def _own_model(folder: Path):
+    key = ("own", str(folder))
+    if key not in _CACHE:
+        from safetensors.torch import load_file
+
+        from segmentation.networks import build_network
+
+        manifest = json.loads((folder / "manifest.json").read_text())
+        net = build_network(manifest["architecture"]["name"], manifest["architecture"]["params"])
+        net.load_state_dict(load_file(str(folder / manifest["weights"]["file"])), strict=True)
+        _CACHE[key] = (manifest, net.eval())
+    return _CACHE[key]
+
+
+def _from_lps(array: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Inverse of `to_lps` for the axis-aligned directions used here (flips only)."""
+    direction = np.asarray(direction)
+    if not np.allclose(np.abs(direction), np.eye(3)):
+        raise ValueError("only axis-aligned, unpermuted directions are supported here")
+    flips = tuple(2 - axis for axis in range(3) if direction[axis, axis] < 0)
+    return np.flip(array, flips) if flips else array
+
+
+def evaluate(
+    model_folder: str | Path, split_folder: str | Path, engine: bool = True, limit: int | None = None
+):
+    """Per-patient results of `model_folder` on every ``pt_*.npz`` of `split_folder`."""
+    model_folder, split_folder = Path(model_folder), Path(split_folder)
+    results = []
+    names = openkbp_case_names(split_folder)[:limit]
+    for i, name in enumerate(names, start=1):
+        volume, reference = openkbp_volume(split_folder / f"{name}.npz")
+        started = time.perf_counter()
+        predicted = predict_masks(model_folder, volume, engine)
+        result = CaseResult(name, time.perf_counter() - started)
+        voxel_cc = float(np.prod(volume.grid.spacing_xyz)) / 1000.0
+        for structure, mask in predicted.items():
+            if structure in reference:
+                result.dice[structure] = dice(mask, reference[structure])
+                result.hd95_mm[structure] = hd95(mask, reference[structure], volume.grid.spacing_zyx)
+            else:
+                result.absent_predicted_cc[structure] = float(mask.sum()) * voxel_cc
+        log.info("%d/%d %s %.1f s: %s", i, len(names), name, result.seconds, _short(result.dice))
+        results.append(result)
+    return results
+
+
+def _short(values: dict) -> str:
+    return " ".join(f"{k}={v:.2f}" for k, v in values.items())
+
+
+def summary_table(results: list[CaseResult], structures: list[str], organs: list[str]) -> str:
+    """Markdown table: per structure, cases, Dice mean ± sd (median), HD95 median (mean) in mm."""
+    lines = [
+        "| Structure | Patients | Dice mean ± SD | Dice median | Dice min | HD95 mm median | HD95 mm mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    means = {}
+    for structure in structures:
+        scores = np.array([r.dice[structure] for r in results if structure in r.dice])
+        distances = np.array([r.hd95_mm[structure] for r in results if structure in r.hd95_mm])
+        if not len(scores):
+            continue
+        means[structure] = float(scores.mean())
+        finite = distances[np.isfinite(distances)]
+        missed = len(distances) - len(finite)
+        hd_median = f"{np.median(finite):.1f}" if len(finite) else "–"
+        hd_mean = (f"{finite.mean():.1f}" if len(finite) else "–") + (f" ({missed} missed)" if missed else "")
+        lines.append(
+            f"| {structure} | {len(scores)} | {scores.mean():.3f} ± {scores.std():.3f} | "
+            f"{np.median(scores):.3f} | {scores.min():.3f} | {hd_median} | {hd_mean} |"
+        )
+    organ_means = [means[s] for s in organs if s in means]
+    lines.append("")
+    lines.append(f"Mean Dice over the {len(organ_means)} organs at risk: {np.mean(organ_means):.3f}")
+    absent = {}
+    for r in results:
+        for structure, cc in r.absent_predicted_cc.items():
+            count, hits = absent.get(structure, (0, 0))
+            absent[structure] = (count + 1, hits + (cc >= FALSE_POSITIVE_CC))
+    for structure in structures:
+        if structure in absent:
+            count, hits = absent[structure]
+            lines.append(
+                f"{structure}: absent from {count} patients' references; "
+                f"drawn (≥ {FALSE_POSITIVE_CC:g} cc) on {hits} of them"
+            )
+    seconds = np.array([r.seconds for r in results])
+    lines.append(f"Inference per patient: median {np.median(seconds):.1f} s (CPU)")
+    return "\n".join(lines)
+
+
+def save_results(results: list[CaseResult], path: Path) -> None:
+    path.write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
