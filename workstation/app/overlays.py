@@ -29,16 +29,16 @@ class Overlay:
     """One structure on one slice, in display pixel units (column = x, row = y).
 
     Attributes:
-        image: premultiplied ARGB fill of the mask's box on this slice.
+        image: premultiplied ARGB fill of the mask's box on this slice (None: outline only).
         row0, col0: display position of the image's top-left pixel.
         lines: outline segments (sip.array of QLineF for QPainter.drawLines), display coordinates.
     """
 
-    image: QImage
+    image: QImage | None
     row0: int
     col0: int
     lines: object
-    buffer: np.ndarray  # keeps the QImage's pixels alive
+    buffer: np.ndarray | None  # keeps the QImage's pixels alive
 
 
 def lines_from_array(segments: np.ndarray):
@@ -86,12 +86,13 @@ def build_overlay(
     plane: np.ndarray, row0: int, col0: int, color: tuple[int, int, int], alpha: float = FILL_ALPHA
 ) -> Overlay:
     """The fill image and outline of a bool plane placed at display (row0, col0)."""
-    r, g, b = color
-    a = alpha
-    fill = (int(255 * a) << 24) | (int(r * a) << 16) | (int(g * a) << 8) | int(b * a)
-    pixels = np.where(plane, np.uint32(fill), np.uint32(0)).astype(np.uint32)
-    height, width = pixels.shape
-    image = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_ARGB32_Premultiplied)
+    image, pixels = None, None
+    if alpha > 0:
+        r, g, b = color
+        fill = (int(255 * alpha) << 24) | (int(r * alpha) << 16) | (int(g * alpha) << 8) | int(b * alpha)
+        pixels = np.where(plane, np.uint32(fill), np.uint32(0))
+        height, width = pixels.shape
+        image = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_ARGB32_Premultiplied)
     segments = outline_segments(plane)
     segments[:, 0] += col0
     segments[:, 1] += row0

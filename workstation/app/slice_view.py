@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QRegion, QTransform
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
@@ -213,12 +213,11 @@ class SliceView(QWidget):
             self._paint_crosshair(painter)
         if self.tools is not None and self.tools.active is not None:
             self.tools.active.paint(self, painter)
-        self._paint_annotations(painter, self.slice_index)
         painter.end()
 
     def _base_layer(self) -> QImage:
-        """Image and overlays of the current slice, re-rendered only when they change (a
-        crosshair move in a sibling view just blits this)."""
+        """Image, overlays and annotations of the current slice, re-rendered only when they
+        change (a crosshair move in a sibling view just blits this)."""
         key = (
             self.slice_index,
             self.state.window,
@@ -250,6 +249,8 @@ class SliceView(QWidget):
             painter.drawImage(QRectF(0, 0, o.shape[2], o.shape[1]), self.dose_layer.image(o, index))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         self._paint_overlays(painter, index)
+        painter.resetTransform()
+        self._paint_annotations(painter, index)  # depend only on what the key holds
         painter.end()
         self._base = (key, image)
         return image
@@ -275,7 +276,8 @@ class SliceView(QWidget):
         for structure in self.case.structures:
             overlay = self._overlays.get(structure, index) if structure.visible else None
             if overlay is not None:
-                painter.drawImage(QPointF(overlay.col0, overlay.row0), overlay.image)
+                if overlay.image is not None:
+                    painter.drawImage(QPointF(overlay.col0, overlay.row0), overlay.image)
                 shown.append((structure.name == active, structure, overlay))
         for is_active, structure, overlay in sorted(shown, key=lambda item: item[0]):
             # Integer cosmetic widths keep Qt on its fast line path.
@@ -302,7 +304,9 @@ class SliceView(QWidget):
         painter.setFont(font)
         metrics = painter.fontMetrics()
         width, height = self.width(), self.height()
-        position = self.case.grid.index_to_patient(np.asarray(self.state.cursor)[::-1])
+        # The slice's position at its centre (for oblique images it varies across the slice).
+        centre = o.to_voxel(index, (o.shape[1] - 1) / 2, (o.shape[2] - 1) / 2)
+        position = self.case.grid.index_to_patient(centre[::-1])
         axis_mm = {"axial": ("z", position[2]), "coronal": ("y", position[1]), "sagittal": ("x", position[0])}
         letter, mm = axis_mm[self.view]
         oblique = "  (oblique)" if o.oblique else ""
@@ -355,14 +359,24 @@ class SliceView(QWidget):
 
     # -- events from the model -----------------------------------------------------------------
 
+    def _prefetch(self, shown: int, index: int) -> None:
+        if self.case is None or self.slice_index != shown or not 0 <= index < self.orientation.n_slices:
+            return
+        for structure in self.case.structures:
+            if structure.visible:
+                self._overlays.get(structure, index)
+
     def _on_window(self) -> None:
         self.update()
 
     def _on_cursor(self) -> None:
         index = self.slice_index
         if index != self._last_index or self._drawn_cross is None:
+            step = 1 if index > self._last_index else -1
             self._last_index = index
             self.update()
+            # Build the next slice's overlays while the user is between two wheel steps.
+            QTimer.singleShot(0, lambda: self._prefetch(index, index + step))
             return
         # Same slice: only the crosshair moved; repaint the strips it leaves and enters.
         old, new = self._drawn_cross, self.voxel_to_widget(self.state.cursor)
