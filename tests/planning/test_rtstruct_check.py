@@ -1,0 +1,99 @@
+"""The conformance report: Delineo's files are clean, and each known TPS trap is named."""
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from support.data import data_path
+from support.dicom_factory import ct_phantom, write_ct_series
+from support.rtstruct_checks import require
+
+from planning.imageio import load_volume
+from planning.rtstruct.check import ERROR, NOTE, WARNING, check_rtstruct
+from planning.rtstruct.writer import write_rtstruct
+from planning.structures import Mask, Structure, StructureSet
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ct")
+    write_ct_series(folder, ct_phantom((8, 32, 32)))
+    volume = load_volume(folder)
+    grid = volume.grid
+    z, y, x = np.indices(grid.shape)
+    structures = StructureSet(grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Parotid_L", Mask.from_full(grid, (y - 16) ** 2 + (x - 16) ** 2 <= 49)))
+    structures.add(Structure("Lt Lung", Mask.from_full(grid, (y - 10) ** 2 + (x - 10) ** 2 <= 16)))
+    path = tmp_path_factory.mktemp("rs") / "rs.dcm"
+    write_rtstruct(structures, volume, path)
+    return path, volume
+
+
+def messages(report, severity):
+    return " | ".join(f.message for f in report.findings if f.severity == severity)
+
+
+def test_delineo_file_has_no_errors_or_warnings(written):
+    path, volume = written
+    report = check_rtstruct(path, volume)
+    assert report.errors == [] and report.warnings == []
+    assert "Lung_L" in messages(report, NOTE)  # only the naming note
+    assert "no conformance problems found" in report.text()
+
+
+def test_each_trap_is_reported_in_words(written, tmp_path):
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    del ds.OperatorsName
+    del ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence
+    ds.StructureSetROISequence[1].ROIName = "Parotid_L"  # duplicate name
+    ds.RTROIObservationsSequence[0].RTROIInterpretedType = ""
+    contours = ds.ROIContourSequence[0].ContourSequence
+    contours[0].NumberOfContourPoints = 99
+    data = np.asarray(contours[1].ContourData, float).reshape(-1, 3)
+    data[0, 2] += 0.7  # not planar any more
+    contours[1].ContourData = [f"{v:.3f}" for v in data.ravel()]
+    raw = b"-12.3456789012345678\\" + contours[2].get_item(0x30060050).value.split(b"\\", 1)[1]
+    contours[2][0x30060050] = RawDataElement(pydicom.tag.Tag(0x30060050), "DS", len(raw), raw, 0, True, True)
+    short = Dataset()
+    short.ContourGeometricType = "CLOSED_PLANAR"
+    short.NumberOfContourPoints = 2
+    short.ContourData = [0, 0, -15, 1, 1, -15]
+    contours.append(short)
+    broken = tmp_path / "broken.dcm"
+    ds.save_as(broken)
+    report = check_rtstruct(broken, volume, run_dciodvfy=False)
+    errors, warnings = messages(report, ERROR), messages(report, WARNING)
+    assert "'Parotid_L' is used 2 times" in errors
+    assert "NumberOfContourPoints" in errors
+    assert "not planar" in errors
+    assert "longer than 16 characters" in errors and "Eclipse" in errors
+    assert "fewer than 3 points" in errors
+    assert "OperatorsName" in warnings and "Type 2" in warnings
+    assert "RTReferencedStudySequence" in warnings
+    assert "RT ROI Interpreted Type is empty" in warnings and "RayStation" in warnings
+    text = report.text()
+    assert text.splitlines()[1].startswith("Result:") and "refuse" in text
+
+
+def test_real_files_without_image_references_or_study_chain(tmp_path):
+    cerr = check_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), run_dciodvfy=False)
+    assert "name no image" in messages(cerr, WARNING) and "repeated at the end" in messages(cerr, WARNING)
+    mim = check_rtstruct(
+        data_path("dicom", "rt-utils", "mock_data", "non_existent_reference_rt.dcm"), run_dciodvfy=False
+    )
+    assert "RTReferencedStudySequence" in messages(mim, WARNING)
+
+
+def test_dciodvfy_findings_are_included():
+    require("dciodvfy")
+    cerr = check_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"))
+    assert any(f.message.startswith("dciodvfy: Missing attribute") for f in cerr.errors)
+
+
+def test_a_file_that_is_not_an_rtstruct(tmp_path):
+    report = check_rtstruct(data_path("dicom", "rt-utils", "mock_data", "ct_1.dcm"), run_dciodvfy=False)
+    assert report.errors and "not an RT Structure Set" in report.errors[0].message
+    (tmp_path / "x.dcm").write_text("hello")
+    assert "not a DICOM file" in check_rtstruct(tmp_path / "x.dcm").errors[0].message
