@@ -67,7 +67,7 @@ class Case:
         self,
         name: str,
         *,
-        label: str = "New structure",
+        label: str | None = None,
         mask: Mask | None = None,
         algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL,
         **attributes,
@@ -81,9 +81,10 @@ class Case:
         )
         return self.add_structure(structure, label=label)
 
-    def add_structure(self, structure: Structure, *, label: str = "Add structure") -> Structure:
+    def add_structure(self, structure: Structure, *, label: str | None = None) -> Structure:
+        """Add a structure (its name made unique) as one undo step named `label`."""
         self.structures.add(structure)
-        self.history.push(AddStructure(f"{label} {structure.name}", structure))
+        self.history.push(AddStructure(label or f"New structure {structure.name}", structure))
         return structure
 
     def add_structures(self, structures: list[Structure], label: str) -> None:
