@@ -29,7 +29,7 @@ from pydicom.dataelem import RawDataElement
 
 from planning.dicom.headers import read_dataset
 from planning.errors import DicomReadError
-from planning.rtstruct.reader import parse_rois
+from planning.rtstruct.reader import CLOSED_TYPES, parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import RoiType
 from planning.tg263 import check_name
@@ -280,7 +280,7 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
                 counts["no-reference"] += 1
             elif chain and contour.image_uid not in chain:
                 counts["image not listed in the referenced series"] += 1
-            if kind != "CLOSED_PLANAR":
+            if kind not in CLOSED_TYPES:
                 continue
             if len(points) < 3:
                 counts["closed contours with fewer than 3 points (they crash rasterisers, rt-utils #87)"] += 1

@@ -47,6 +47,8 @@ from planning.volume import Volume
 log = logging.getLogger(__name__)
 
 _CONTOUR_DATA = 0x30060050
+#: Geometric types that enclose an area (CLOSEDPLANAR_XOR states the even-odd rule applied anyway).
+CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
 #: Contours farther than this from their image plane (mm) are reported.
 OFF_PLANE_REPORT_MM = 0.05
 _ProgressCallback = Callable[[str, int, int], None]
@@ -256,7 +258,7 @@ def _place(record: RoiRecord, placer: _Placer) -> _Placed:
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
             placed.mismatched += 1
-        if contour.geometric_type != "CLOSED_PLANAR":
+        if contour.geometric_type not in CLOSED_TYPES:
             placed.markers.append(contour)
             continue
         if len(contour.points) < 3:

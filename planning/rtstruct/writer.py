@@ -250,7 +250,7 @@ def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: l
         if ref is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
             unplaced += 1
             continue
-        items.append((format_ds(contour.points), len(contour.points), contour.geometric_type, ref))
+        items.append((format_ds(contour.points), len(contour.points), "CLOSED_PLANAR", ref))
     if unplaced:
         warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
     return items
