@@ -1,1 +1,12 @@
-"""DICOM RT Structure Sets: contours from masks, writing, reading and conformance checks."""
+"""DICOM RT Structure Sets: contours from masks, writing, reading and conformance checks.
+
+`write_rtstruct` (`planning.rtstruct.writer`), `read_rtstruct` (`planning.rtstruct.reader`) and
+`check_rtstruct` (`planning.rtstruct.check`); `planning.structure_io` chooses between RTSTRUCT,
+DICOM-SEG and label maps by file.
+"""
+
+from planning.rtstruct.check import ConformanceReport, Finding, check_rtstruct
+from planning.rtstruct.reader import read_rtstruct
+from planning.rtstruct.writer import write_rtstruct
+
+__all__ = ["ConformanceReport", "Finding", "check_rtstruct", "read_rtstruct", "write_rtstruct"]

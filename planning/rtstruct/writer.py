@@ -219,7 +219,6 @@ class _Planes:
             if ref is not None:  # the image's own position: points lie exactly in its plane
                 origins[k] = ref.position_xyz
         self.origins = origins
-        self.by_uid = {(ref.sop_instance_uid, ref.frame): k for k, ref in enumerate(self.slices) if ref}
 
     def to_patient(self, k: np.ndarray, uv: np.ndarray) -> np.ndarray:
         """(N, 2) in-plane indices (u, v) on planes k (N,) → (N, 3) LPS mm."""
