@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QSettings, Qt, QThreadPool, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -855,6 +855,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.jobs.cancel_all()
+        QThreadPool.globalInstance().waitForDone(10_000)  # jobs stop at their next cancel check
         if self.dirty:
             # Unsaved work stays in the autosave and is offered for recovery next time.
             from workstation.app.autosave import snapshot, write_snapshot
