@@ -242,6 +242,29 @@ def voxel_boundary(mask: np.ndarray, offset_zyx, grid: Grid, name: str = "voxels
     return Surface(name, points, triangles)
 
 
+def voxelize(surface: Surface, grid: Grid, box=None) -> np.ndarray:
+    """Voxels of `grid` (within `box`, (z, y, x) slices; default all) whose centre lies inside a
+    closed surface, as a bool array of the box's shape. Scan conversion in index space, so
+    oblique and flipped grids are handled."""
+    from vtkmodules.vtkImagingStencil import vtkImageStencilToImage, vtkPolyDataToImageStencil
+
+    box = box or tuple(slice(0, n) for n in grid.shape)
+    shape = tuple(s.stop - s.start for s in box)
+    indices = grid.patient_to_index(surface.points) - [s.start for s in box[::-1]]
+    stencil = vtkPolyDataToImageStencil()
+    stencil.SetInputData(polydata_from_arrays(indices, surface.triangles))
+    stencil.SetOutputOrigin(0, 0, 0)
+    stencil.SetOutputSpacing(1, 1, 1)
+    stencil.SetOutputWholeExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
+    to_image = vtkImageStencilToImage()
+    to_image.SetInputConnection(stencil.GetOutputPort())
+    to_image.SetInsideValue(1)
+    to_image.SetOutsideValue(0)
+    to_image.SetOutputScalarTypeToUnsignedChar()
+    to_image.Update()
+    return vtk_to_numpy(to_image.GetOutput().GetPointData().GetScalars()).reshape(shape).astype(bool)
+
+
 def disjoint_layers(structures: list[Structure]) -> list[list[Structure]]:
     """Group structures into layers in which no two share a voxel (first fit, in the given
     order): each layer can be meshed as one label map."""

@@ -1,0 +1,97 @@
+"""Mesh files read back by VTK's own readers; the 3D-printing check repairs what it must."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkIOGeometry import vtkOBJReader, vtkSTLReader
+from vtkmodules.vtkIOPLY import vtkPLYReader
+from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
+
+from planning.errors import FormatError
+from planning.geometry import Grid
+from planning.measurements import mesh_volume_cc
+from planning.mesh_export import export_surfaces, printable
+from planning.surfaces import Surface, surfaces_from_label_map
+
+GRID = Grid((30, 40, 40), (1.0, 1.0, 1.5), (-20.0, 5.0, 60.0))
+
+
+@pytest.fixture(scope="module")
+def surfaces() -> list[Surface]:
+    labels = np.zeros(GRID.shape, np.uint8)
+    z, y, x = np.indices(GRID.shape)
+    labels[(z - 15) ** 2 + (y - 20) ** 2 + (x - 12) ** 2 <= 64] = 1
+    labels[5:25, 8:30, 24:34] = 2
+    return list(
+        surfaces_from_label_map(
+            labels, GRID, {1: "GTV 1", 2: "Liver/left"}, {1: (255, 0, 0), 2: (0, 128, 255)}
+        ).values()
+    )
+
+
+def read(reader, path):
+    reader.SetFileName(str(path))
+    reader.Update()
+    return reader.GetOutput()
+
+
+@pytest.mark.parametrize(
+    "fmt, reader", [("stl", vtkSTLReader), ("ply", vtkPLYReader), ("vtp", vtkXMLPolyDataReader)]
+)
+def test_one_file_per_structure_read_back(tmp_path, surfaces, fmt, reader):
+    export = export_surfaces(surfaces, tmp_path, fmt)
+    assert [p.name for p in export.files] == [f"GTV_1.{fmt}", f"Liver_left.{fmt}"]
+    for surface, path in zip(surfaces, export.files, strict=True):
+        mesh = read(reader(), path)
+        assert mesh.GetNumberOfPolys() == len(surface.triangles)
+        assert np.allclose(
+            mesh.GetBounds(), np.stack([surface.points.min(0), surface.points.max(0)], 1).ravel(), atol=1e-3
+        )
+        if fmt == "ply":
+            colours = vtk_to_numpy(mesh.GetPointData().GetScalars())
+            assert np.all(colours == surface.color)
+        if fmt == "vtp":
+            assert mesh.GetFieldData().GetAbstractArray("Name").GetValue(0) == surface.name
+            assert mesh.GetPointData().GetNormals() is not None
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_obj_scene_with_colours_and_ras(tmp_path, surfaces):
+    export = export_surfaces(surfaces, tmp_path, "obj", coordinates="RAS")
+    obj, mtl = export.files
+    assert (obj.name, mtl.name) == ("surfaces.obj", "surfaces.mtl")
+    text = mtl.read_text()
+    assert "newmtl GTV_1\nKa 0 0 0\nKd 1.0000 0.0000 0.0000" in text and "Kd 0.0000 0.5020 1.0000" in text
+    assert "usemtl Liver_left" in obj.read_text()
+    mesh = read(vtkOBJReader(), obj)
+    assert mesh.GetNumberOfPolys() == sum(len(s.triangles) for s in surfaces)
+    lps = np.concatenate([s.points for s in surfaces])
+    x_min, x_max = mesh.GetBounds()[:2]
+    assert x_min == pytest.approx(-lps[:, 0].max(), abs=1e-3) and x_max == pytest.approx(
+        -lps[:, 0].min(), abs=1e-3
+    )
+
+
+def test_printing_keeps_watertight_meshes_and_reports_volume(tmp_path, surfaces):
+    export = export_surfaces(surfaces, tmp_path, "stl", for_printing=True)
+    for check, surface in zip(export.checks, surfaces, strict=True):
+        assert not check.repaired and check.shells == 1
+        assert check.volume_cc == pytest.approx(mesh_volume_cc(surface))
+    assert export.checks[1].volume_cc == pytest.approx(20 * 22 * 10 * 1.5 / 1000, rel=0.03)
+
+
+def test_printing_rebuilds_a_broken_mesh(surfaces):
+    ball = surfaces[0]
+    broken = Surface(ball.name, ball.points, ball.triangles[5:], ball.color)  # holes
+    assert not broken.topology().closed
+    fixed, check = printable(broken, repair_spacing_mm=0.5)
+    assert check.repaired and "open edges" in check.found
+    assert fixed.topology().watertight and check.shells == 1
+    assert check.volume_cc == pytest.approx(mesh_volume_cc(ball), rel=0.05)
+
+
+def test_unknown_format_is_refused(tmp_path, surfaces):
+    with pytest.raises(FormatError, match="3mf"):
+        export_surfaces(surfaces, tmp_path, "3mf")

@@ -1,0 +1,120 @@
+"""Virtual resection against analytic volumes."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from planning.errors import GeometryError
+from planning.geometry import Grid
+from planning.resection import CutSheet, cut_inside, cut_with_sheet, resect_with_margin
+from planning.structures import GenerationAlgorithm, Mask, Structure
+from planning.surfaces import surfaces_from_label_map
+
+GRID = Grid((100, 110, 110), (1.0, 1.0, 1.0), (-55.0, -55.0, -50.0))
+
+
+def voxel_points() -> np.ndarray:
+    z, y, x = np.indices(GRID.shape)
+    return GRID.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float)).reshape(*GRID.shape, 3)
+
+
+POINTS = voxel_points()
+
+
+def structure(name: str, inside: np.ndarray, color=(200, 120, 40)) -> Structure:
+    return Structure(name, Mask.from_full(GRID, inside), color)
+
+
+def box_below_plane_mm3(low, high, normal, d) -> float:
+    """Exact volume of the box [low, high] ∩ {x : normal · x ≤ d} for a normal with positive
+    components (inclusion–exclusion over the box corners)."""
+    n = np.asarray(normal, float)
+    size = np.asarray(high, float) - np.asarray(low, float)
+    d = d - n @ np.asarray(low, float)
+    total = 0.0
+    for corner in itertools.product((0, 1), repeat=3):
+        reach = d - n @ (np.array(corner) * size)
+        total += (-1) ** sum(corner) * max(reach, 0.0) ** 3
+    return total / (6 * np.prod(n))
+
+
+def test_plane_resection_of_a_box_matches_the_analytic_remnant():
+    low, high = np.array([-30.5, -20.5, -10.5]), np.array([29.5, 24.5, 19.5])  # voxel faces
+    box = np.all((POINTS >= low) & (POINTS <= high), axis=-1)
+    organ = structure("Box", box)
+    normal = np.array([0.7, 0.5, 0.3])
+    normal /= np.linalg.norm(normal)
+    origin = np.array([3.3, -1.7, 2.1])
+    result = cut_with_sheet(organ, CutSheet(tuple(origin), tuple(normal)))
+    box_mm3 = np.prod(high - low)
+    remnant_mm3 = box_below_plane_mm3(low, high, normal, normal @ origin)
+    assert result.organ_cc == pytest.approx(box_mm3 / 1000)
+    assert result.remnant_cc == pytest.approx(remnant_mm3 / 1000, rel=0.01)
+    assert result.resected_cc == pytest.approx((box_mm3 - remnant_mm3) / 1000, rel=0.01)
+    assert result.remnant_percent + result.resected_percent == pytest.approx(100)
+    # the new structures: disjoint, together the organ, on the right sides of the plane
+    resected, remnant = result.resected.mask.full(), result.remnant.mask.full()
+    assert not np.any(resected & remnant) and np.array_equal(resected | remnant, box)
+    assert np.all((POINTS[resected] - origin) @ normal > 0)
+    assert result.remnant.algorithm == GenerationAlgorithm.SEMIAUTOMATIC
+    assert result.remnant.name == "Box_remnant" and result.resected.name == "Box_resected"
+
+
+def test_safety_margin_resection_of_a_sphere_in_a_sphere():
+    centre = np.array([2.0, -3.0, 1.0])
+    distance = np.linalg.norm(POINTS - centre, axis=-1)
+    organ = structure("Liver", distance <= 45.0)
+    tumour = structure("GTV", np.linalg.norm(POINTS - (centre + [6.0, 0, 0]), axis=-1) <= 12.0)
+    result = resect_with_margin(organ, tumour, 10.0, [tumour])
+    remnant_analytic = 4 / 3 * np.pi * (45.0**3 - 22.0**3) / 1000
+    assert result.remnant_cc == pytest.approx(remnant_analytic, rel=0.02)
+    assert result.resected_cc == pytest.approx(4 / 3 * np.pi * 22.0**3 / 1000, rel=0.03)
+    assert result.reached == []  # the tumour itself is not reported
+
+
+def test_resection_reports_the_structures_it_reaches():
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 40.0)
+    vessel = structure(
+        "Vein", (np.hypot(POINTS[..., 1], POINTS[..., 2]) <= 3.0) & (np.abs(POINTS[..., 0]) < 50)
+    )
+    duct = structure("Duct", np.linalg.norm(POINTS - [25.0, 0.0, 10.0], axis=-1) <= 4.0)
+    far = structure("Kidney", np.linalg.norm(POINTS - [-30.0, 0.0, 20.0], axis=-1) <= 5.0)
+    result = cut_with_sheet(organ, CutSheet((10.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [organ, vessel, duct, far])
+    reached = {r.name: r for r in result.reached}
+    assert set(reached) == {"Vein", "Duct"}
+    assert reached["Vein"].crossed and 0.2 < reached["Vein"].fraction < 0.5
+    assert not reached["Duct"].crossed and reached["Duct"].fraction == 1.0
+    assert "Vein: crossed" in result.summary()
+
+
+def test_a_bent_sheet_moves_the_cut_through_its_control_point():
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 40.0)
+    flat = cut_with_sheet(organ, CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)))
+    bent_sheet = CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), [[15.0, 0.0, 0.0]])
+    assert bent_sheet.height([[15.0, 0.0, 0.0]])[0] == pytest.approx(0.0, abs=1e-6)
+    assert bent_sheet.height([[14.0, 0.0, 0.0]])[0] < 0 < bent_sheet.height([[16.0, 0.0, 0.0]])[0]
+    bent = cut_with_sheet(organ, bent_sheet)
+    assert bent.resected_cc < flat.resected_cc
+    assert bent.resected_cc + bent.remnant_cc == pytest.approx(organ.volume_cc)
+
+
+def test_cut_inside_a_closed_surface():
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 40.0)
+    ball = np.linalg.norm(POINTS - [30.0, 0.0, 0.0], axis=-1) <= 15.0
+    surface = surfaces_from_label_map(ball.astype(np.uint8), GRID)[1]
+    result = cut_inside(organ, surface)
+    assert result.resected_cc == pytest.approx(np.count_nonzero(ball & organ.mask.full()) / 1000, rel=0.05)
+
+
+def test_errors_name_the_structures():
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 20.0)
+    far = structure("GTV", np.linalg.norm(POINTS - [45.0, 45.0, 0.0], axis=-1) <= 3.0)
+    with pytest.raises(GeometryError, match="GTV"):
+        resect_with_margin(organ, far, 5.0)
+    with pytest.raises(GeometryError, match="Empty"):
+        cut_with_sheet(Structure("Empty", Mask(GRID)), CutSheet((0, 0, 0), (1, 0, 0)))
+    with pytest.raises(ValueError):
+        CutSheet((0, 0, 0), (0, 0, 0))
