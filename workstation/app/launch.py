@@ -36,6 +36,9 @@ def settings_and_data_dir() -> tuple[QSettings, Path]:
 
 def run(paths: list[str] | None = None) -> int:
     """Open the main window (with `paths`, the recent case, or the sample patient); run the app."""
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if os.environ.get("DELINEO_SCREENSHOT") and headless and sys.platform.startswith("linux"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Delineo")
     app.setOrganizationName("Delineo")

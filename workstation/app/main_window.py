@@ -333,12 +333,14 @@ class MainWindow(QMainWindow):
         self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
         self.state.window_changed.connect(self._on_window_changed)
         self.state.cursor_changed.connect(self._view_changed)
-        target = _initial_cursor(case)
+        target = _initial_target(case)
         if target is not None:
-            self.state.set_cursor(target)
+            self.state.set_cursor([(s.start + s.stop - 1) / 2 for s in target.mask.box])
         for slice_view in self.views.values():
             slice_view.set_case(case, self.state)
         self.table.set_case(case)
+        if target is not None:
+            self.table.select(target.name)
         self.view3d.show_case(case)
         case.history.changed.connect(self._update_actions)
         case.history.changed.connect(self._schedule_stale_check)
@@ -877,11 +879,11 @@ class MainWindow(QMainWindow):
             callback()
 
 
-def _initial_cursor(case: Case):
-    """Start on the centre of the target (GTV/PTV...) when there is one, else the volume centre."""
+def _initial_target(case: Case):
+    """The first target (GTV/CTV/PTV) with voxels: the views start on it, the table selects it."""
     for structure in case.structures:
         if structure.roi_type.value in ("GTV", "CTV", "PTV") and structure.mask.box is not None:
-            return [(s.start + s.stop - 1) / 2 for s in structure.mask.box]
+            return structure
     return None
 
 
