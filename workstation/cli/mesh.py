@@ -1,0 +1,124 @@
+"""`delineo mesh LABELS_OR_RTSTRUCT [--series DICOM] --out DIR --format stl|obj|ply|vtp`: one
+closed surface mesh per structure, in patient millimetres.
+
+A label map (NIfTI, NRRD, MHA) is meshed on its own grid; with --series, structures (a label map,
+an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from planning.errors import DelineoError, FormatError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "mesh",
+        help="surface meshes of structures (STL, OBJ, PLY, VTP), e.g. for 3D printing",
+        description="One closed, manifold, smoothed and simplified surface per structure, in patient "
+        "millimetres (DICOM LPS unless --ras), all structures of a label map built in one pass.",
+    )
+    parser.add_argument("source", type=Path, help="a label map file, or an RTSTRUCT / SEG with --series")
+    parser.add_argument("--series", type=Path, help="the image series the structures belong to")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the mesh files")
+    parser.add_argument("--format", default="stl", choices=("stl", "obj", "ply", "vtp"), help="file format")
+    parser.add_argument("--names", nargs="+", help="only these structures")
+    parser.add_argument("--label-names", type=Path, help="JSON of label value → name, for a label map")
+    parser.add_argument(
+        "--print",
+        action="store_true",
+        help="3D printing: check every mesh is a closed solid (rebuild if not)",
+    )
+    parser.add_argument("--ras", action="store_true", help="write RAS coordinates (x and y negated)")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.25, metavar="MM", help="simplification error bound (0: none)"
+    )
+    parser.add_argument(
+        "--smoothing", type=int, default=20, metavar="N", help="smoothing iterations (0: none)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from planning.measurements import mesh_area_cm2, mesh_volume_cc
+    from planning.mesh_export import export_surfaces
+    from planning.surfaces import SurfaceOptions
+    from workstation.cli.progress import ProgressBar
+
+    options = SurfaceOptions(smoothing_iterations=args.smoothing, decimation_tolerance_mm=args.tolerance)
+    progress = ProgressBar()
+    try:
+        surfaces = _surfaces(args, options, progress)
+        if args.names:
+            missing = set(args.names) - {s.name for s in surfaces}
+            if missing:
+                raise DelineoError(f"{args.source.name}: no structure named {', '.join(sorted(missing))}")
+            surfaces = [s for s in surfaces if s.name in set(args.names)]
+        if not surfaces:
+            raise DelineoError(f"{args.source.name}: no non-empty structure to mesh")
+        export = export_surfaces(
+            surfaces,
+            args.out,
+            args.format,
+            coordinates="RAS" if args.ras else "LPS",
+            for_printing=args.print,
+            on_progress=progress,
+        )
+    finally:
+        progress.close()
+    checks = {c.name: c for c in export.checks}
+    print(f"{'structure':<32} {'triangles':>9} {'volume cc':>10} {'area cm²':>9}")
+    for surface in surfaces:
+        check = checks.get(surface.name)
+        note = (
+            ""
+            if check is None
+            else ("  rebuilt: " + check.found if check.repaired else f"  {check.shells} shell(s)")
+        )
+        print(
+            f"{surface.name:<32} {len(surface.triangles):>9} {mesh_volume_cc(surface):>10.2f} "
+            f"{mesh_area_cm2(surface):>9.2f}{note}"
+        )
+    print(f"wrote {len(export.files)} file(s) to {args.out}")
+    return 0
+
+
+def _surfaces(args, options, progress) -> list:
+    from planning.surfaces import build_surfaces, surfaces_from_label_map
+
+    names = _label_names(args.label_names)
+    if args.series is None:
+        from planning.imageio import is_image_file, read_image_file
+
+        if not is_image_file(args.source):
+            raise DelineoError(
+                f"{args.source.name}: an RTSTRUCT or SEG needs --series, the images it was drawn on"
+            )
+        labels = read_image_file(args.source)
+        if labels.array.dtype.kind not in "iub":
+            raise FormatError(
+                f"{args.source.name}: a label map holds integers, not {labels.array.dtype} values"
+            )
+        meshes = surfaces_from_label_map(
+            labels.array, labels.grid, names, options=options, on_progress=progress
+        )
+        return list(meshes.values())
+    from planning.imageio import load_volume
+    from planning.structure_io import load_structures
+
+    volume = load_volume(args.series, on_progress=progress)
+    structures = load_structures(args.source, volume, names)
+    for warning in getattr(structures, "warnings", []):
+        print(f"warning: {warning}")
+    return list(build_surfaces(structures, options, on_progress=progress).values())
+
+
+def _label_names(path: Path | None) -> dict[int, str] | None:
+    if path is None:
+        return None
+    try:
+        return {int(value): str(name) for value, name in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError) as error:
+        raise FormatError(f"{path.name}: not a JSON object of label value → name ({error})") from error
