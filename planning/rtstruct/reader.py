@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from scipy import ndimage
 
 from planning.dicom.headers import read_dataset
@@ -46,7 +48,19 @@ from planning.volume import Volume
 
 log = logging.getLogger(__name__)
 
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+_ROI_CONTOUR_SEQUENCE = 0x30060039
+_CONTOUR_SEQUENCE = 0x30060040
+_CONTOUR_IMAGE_SEQUENCE = 0x30060016
+_SEQUENCE_TAGS = {_CONTOUR_SEQUENCE, _CONTOUR_IMAGE_SEQUENCE}  # the sequences inside ROI contours
+_REFERENCED_SOP_INSTANCE = 0x00081155
+_GEOMETRIC_TYPE = 0x30060042
+_POINT_COUNT = 0x30060046
 _CONTOUR_DATA = 0x30060050
+_DISPLAY_COLOR = 0x3006002A
+_REFERENCED_ROI_NUMBER = 0x30060084
 #: Geometric types that enclose an area (CLOSEDPLANAR_XOR states the even-odd rule applied anyway).
 CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
 #: Contours farther than this from their image plane (mm) are reported.
@@ -98,24 +112,18 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
         number = _int(item.get("ReferencedROINumber"))
         if number in records:
             records[number].interpreted_type = str(item.get("RTROIInterpretedType", "") or "").strip().upper()
-    for roi in dataset.get("ROIContourSequence", []):
-        number = _int(roi.get("ReferencedROINumber"))
+    for number, color, contours in _roi_contours(dataset):
         if number not in records:
             problems.append(f"contours refer to ROI number {number}, which the structure set does not list")
             if number is None:
                 continue
             records[number] = RoiRecord(number=number, name=f"ROI_{number}")
         record = records[number]
-        record.color = _color(roi.get("ROIDisplayColor"))
-        for contour in roi.get("ContourSequence", []):
-            points = _contour_points(contour)
-            images = contour.get("ContourImageSequence", [])
-            uid = str(images[0].get("ReferencedSOPInstanceUID", "")) if images else ""
-            kind = (
-                str(contour.get("ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").strip().upper()
-            )
+        record.color = color
+        all_points = _points(contour[0] for contour in contours)
+        for points, (_, kind, uid, declared) in zip(all_points, contours, strict=True):
             record.contours.append(PlanarContour(points, kind, uid))
-            record.declared_points.append(_int(contour.get("NumberOfContourPoints")))
+            record.declared_points.append(declared)
     return list(records.values()), problems
 
 
@@ -441,21 +449,138 @@ def _signed_distance(plane: np.ndarray, sampling) -> np.ndarray:
 # -- values ---------------------------------------------------------------------------------
 
 
-def _contour_points(contour) -> np.ndarray:
-    """ContourData as (N, 3) floats, parsed straight from the raw bytes when possible."""
-    if _CONTOUR_DATA not in contour:
-        return np.zeros((0, 3))
-    element = contour.get_item(_CONTOUR_DATA)
-    value = element.value
-    try:
-        if isinstance(value, bytes):
-            values = np.array(value.split(b"\\")).astype(np.float64) if value.strip() else np.zeros(0)
+#: A contour item as read: ContourData (raw DS bytes or numbers), type, image UID, declared count.
+_Item = tuple[bytes | list, str, str, int | None]
+
+
+def _roi_contours(dataset) -> list[tuple[int | None, tuple[int, int, int] | None, list[_Item]]]:
+    """(ROI number, colour, contour items) of each ROIContourSequence item, in file order.
+
+    The sequence is walked straight from its bytes when the file is little endian (thousands of
+    items: pydicom's datasets would take most of the reading time); otherwise through pydicom.
+    """
+    if _ROI_CONTOUR_SEQUENCE not in dataset:
+        return []
+    element = dataset.get_item(_ROI_CONTOUR_SEQUENCE)
+    if isinstance(element, RawDataElement) and element.is_little_endian and isinstance(element.value, bytes):
+        try:
+            items, _ = _parse_sequence(element.value, 0, len(element.value), not element.is_implicit_VR)
+            return [_roi_from_raw(item) for item in items]
+        except (ValueError, struct.error, UnicodeDecodeError):
+            pass  # not the plain encoding the walker knows: pydicom reads it
+    result = []
+    for roi in dataset.ROIContourSequence:
+        contours = []
+        for contour in roi.get("ContourSequence", []):
+            images = contour.get("ContourImageSequence", [])
+            data = contour.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in contour else None
+            value = (
+                data.value
+                if isinstance(data, RawDataElement)
+                else (list(contour.ContourData) if data else b"")
+            )
+            contours.append(
+                (
+                    value if value is not None else b"",
+                    str(contour.get("ContourGeometricType", "") or "CLOSED_PLANAR").strip().upper(),
+                    str(images[0].get("ReferencedSOPInstanceUID", "")) if images else "",
+                    _int(contour.get("NumberOfContourPoints")),
+                )
+            )
+        result.append((_int(roi.get("ReferencedROINumber")), _color(roi.get("ROIDisplayColor")), contours))
+    return result
+
+
+def _roi_from_raw(item: dict) -> tuple[int | None, tuple[int, int, int] | None, list[_Item]]:
+    contours = []
+    for contour in item.get(_CONTOUR_SEQUENCE, []):
+        images = contour.get(_CONTOUR_IMAGE_SEQUENCE, [])
+        uid = _ascii(images[0].get(_REFERENCED_SOP_INSTANCE, b"")) if images else ""
+        kind = _ascii(contour.get(_GEOMETRIC_TYPE, b"")).upper() or "CLOSED_PLANAR"
+        contours.append(
+            (contour.get(_CONTOUR_DATA, b""), kind, uid, _int(_ascii(contour.get(_POINT_COUNT, b""))))
+        )
+    color = item.get(_DISPLAY_COLOR)
+    return (
+        _int(_ascii(item.get(_REFERENCED_ROI_NUMBER, b""))),
+        _color(_ascii(color).split("\\")) if color is not None else None,
+        contours,
+    )
+
+
+def _parse_sequence(data: bytes, position: int, length: int, explicit: bool) -> tuple[list[dict], int]:
+    """The items of a sequence value (little endian): each {tag: bytes, or list of items}."""
+    end = len(data) if length == _UNDEFINED else position + length
+    items = []
+    while position + 8 <= end:
+        group, element, item_length = struct.unpack_from("<HHI", data, position)
+        position += 8
+        tag = group << 16 | element
+        if tag == _SEQUENCE_END:
+            break
+        if tag != _ITEM:
+            raise ValueError(f"unexpected tag {tag:08X} in a sequence")
+        item_end = end if item_length == _UNDEFINED else position + item_length
+        item, position = _parse_item(data, position, item_end, explicit)
+        items.append(item)
+    return items, position
+
+
+def _parse_item(data: bytes, position: int, end: int, explicit: bool) -> tuple[dict, int]:
+    elements: dict = {}
+    while position + 8 <= end:
+        group, element = struct.unpack_from("<HH", data, position)
+        tag = group << 16 | element
+        if tag == _ITEM_END:
+            return elements, position + 8
+        if explicit:
+            vr = data[position + 4 : position + 6]
+            if vr in _LONG_VRS:
+                length = struct.unpack_from("<I", data, position + 8)[0]
+                position += 12
+            else:
+                length = struct.unpack_from("<H", data, position + 6)[0]
+                position += 8
+            sequence = vr == b"SQ"
         else:
-            values = np.asarray(contour.ContourData if value is not None else [], np.float64)
-    except ValueError as error:
-        raise DicomReadError(f"ContourData holds a value that is not a number ({error})") from error
-    usable = len(values) // 3 * 3
-    return values[:usable].reshape(-1, 3)
+            length = struct.unpack_from("<I", data, position + 4)[0]
+            position += 8
+            sequence = tag in _SEQUENCE_TAGS
+        if sequence:
+            elements[tag], position = _parse_sequence(data, position, length, explicit)
+        elif length == _UNDEFINED:
+            raise ValueError(f"element {tag:08X} of undefined length")
+        else:
+            elements[tag] = data[position : position + length]
+            position += length
+    return elements, position
+
+
+def _points(values) -> list[np.ndarray]:
+    """ContourData of many contours as (N, 3) float arrays, converted in one pass."""
+    values = list(values)
+    texts = [v for v in values if isinstance(v, bytes)]
+    numbers = []
+    if texts:
+        joined = b"\\".join(v.strip(b" \0") for v in texts)
+        try:
+            numbers = np.array(joined.split(b"\\"), dtype=np.float64) if joined else np.zeros(0)
+        except ValueError as error:
+            raise DicomReadError(f"ContourData holds a value that is not a number ({error})") from error
+    result, start = [], 0
+    for value in values:
+        if isinstance(value, bytes):
+            stripped = value.strip(b" \0")
+            count = stripped.count(b"\\") + 1 if stripped else 0
+            flat, start = numbers[start : start + count], start + count
+        else:
+            flat = np.asarray(value, np.float64)
+        result.append(flat[: len(flat) // 3 * 3].reshape(-1, 3))
+    return result
+
+
+def _ascii(value: bytes) -> str:
+    return value.decode("ascii").strip(" \0")
 
 
 def _int(value) -> int | None:

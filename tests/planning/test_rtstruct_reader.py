@@ -156,3 +156,24 @@ def test_totalsegmentator_labels_round_trip(tmp_path):
             assert dice(got, mask) >= 0.99, structure.name
             assert hd95_mm(got, mask, volume.grid.spacing_zyx) <= half_diagonal, structure.name
         assert dice(on_volume_grid(theirs[structure.name], volume), got) >= 0.98, structure.name
+
+
+def test_explicit_vr_and_undefined_length_encodings_read_the_same(varian, tmp_path):
+    """The fast sequence walker and pydicom agree whatever the encoding of the file."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder, rtstruct, volume = varian
+    reference = read_rtstruct(rtstruct, volume)
+    dataset = pydicom.dcmread(rtstruct)
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    explicit = tmp_path / "explicit.dcm"
+    dataset.save_as(explicit, enforce_file_format=True)
+    dataset.ROIContourSequence.is_undefined_length = True
+    undefined = tmp_path / "undefined.dcm"
+    dataset.save_as(undefined, enforce_file_format=True)
+    for path in (explicit, undefined):
+        again = read_rtstruct(path, volume)
+        for structure in reference:
+            np.testing.assert_array_equal(again[structure.name].mask.full(), structure.mask.full())
+            assert again[structure.name].color == structure.color
