@@ -1,0 +1,10 @@
+"""The inference engine: model folders in, StructureSets out.
+
+- `manifest`: the declarative model description (JSON/TOML), validated with clear errors;
+- `model`: weights checked (sha256) and loaded safely, networks kept loaded per device;
+- `pipeline`: crop, reorient, resample and normalise on the device, sliding window with Gaussian
+  blending, back to the original grid in bounded memory, cancel and progress;
+- `device`: CUDA > MPS > CPU unless told otherwise, autocast, out-of-memory handling.
+
+Nothing here imports torch at import time.
+"""

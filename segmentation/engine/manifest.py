@@ -1,0 +1,250 @@
+"""Model manifests: the declarative description of a model folder (JSON or TOML).
+
+A model folder holds ``manifest.json`` (or ``manifest.toml``), the weights and a model card.
+`read_manifest` parses and validates it; every problem is a `ManifestError` naming the file and
+the field. The format is described in ``docs`` and in ``/work/notes/contract-models.md``:
+name, version, description, modality, architecture, weights (file + sha256), preprocessing
+(spacing_xyz in mm, normalization, crop, orientation), inference (patch size, overlap, mirroring,
+activation, threshold) and outputs (channel, TG-263 name, RT ROI interpreted type, colour).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from planning.errors import DelineoError
+from planning.structures import RoiType
+
+#: File names a model folder's manifest may have, in the order they are looked for.
+MANIFEST_NAMES = ("manifest.json", "manifest.toml")
+#: Orientation letters: the patient direction toward which an array index grows.
+_AXIS_LETTERS = {"L": (0, 1), "R": (0, -1), "P": (1, 1), "A": (1, -1), "S": (2, 1), "I": (2, -1)}
+
+
+class ManifestError(DelineoError):
+    """A model manifest is missing, unreadable or describes an impossible model."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One structure a model draws: network channel, name, RT ROI interpreted type, colour."""
+
+    channel: int
+    name: str
+    roi_type: RoiType
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated model manifest.
+
+    Attributes:
+        folder: the model folder (weights and card paths are relative to it).
+        spacing_xyz: voxel size in mm the network works at.
+        orientation: three letters, the patient directions the network's x, y, z indices grow
+            toward ("LPS": left, posterior, superior — how DICOM CT loads).
+        patch_size_zyx: network input size in voxels.
+        overlap: fraction of the patch shared by neighbouring tiles (0 ≤ overlap < 1).
+        size_divisor: input sizes the network accepts are multiples of this (smaller tiles).
+        activation: "sigmoid" (channel k ⇒ outputs[k], may overlap) or "softmax" (channel 0
+            background, argmax labels).
+    """
+
+    folder: Path
+    path: Path
+    name: str
+    version: str
+    description: str
+    modality: str
+    architecture: str
+    architecture_params: dict
+    weights_file: str
+    weights_sha256: str
+    spacing_xyz: tuple[float, float, float]
+    normalization: dict
+    crop: str
+    orientation: str
+    normalize_before_resample: bool
+    patch_size_zyx: tuple[int, int, int]
+    overlap: float
+    size_divisor: int
+    mirror_axes_zyx: tuple[int, ...]
+    activation: str
+    threshold: float
+    outputs: tuple[OutputSpec, ...]
+    card: str
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.weights_file
+
+    @property
+    def card_path(self) -> Path | None:
+        return self.folder / self.card if self.card else None
+
+    @property
+    def structure_names(self) -> list[str]:
+        return [output.name for output in self.outputs]
+
+
+def find_manifest(folder: str | Path) -> Path | None:
+    """The manifest file of a model folder, None when it has none."""
+    folder = Path(folder)
+    for name in MANIFEST_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Parse and validate a manifest file (or the manifest of a model folder)."""
+    path = Path(path)
+    if path.is_dir():
+        found = find_manifest(path)
+        if found is None:
+            raise ManifestError(f"{path}: no {' or '.join(MANIFEST_NAMES)} in this model folder")
+        path = found
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ManifestError(f"{path}: cannot be read as a model manifest ({error})") from error
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest is a JSON/TOML object, not {type(data).__name__}")
+    return _Validator(path, data).manifest()
+
+
+class _Validator:
+    """Reads fields with clear errors: "<file>: field 'a.b' must be ..."."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = path, data
+
+    def fail(self, field: str, problem: str):
+        raise ManifestError(f"{self.path}: field {field!r} {problem}")
+
+    def get(self, field: str, kind, default=...):
+        value = self.data
+        for part in field.split("."):
+            if not isinstance(value, dict) or part not in value:
+                if default is ...:
+                    self.fail(field, "is missing")
+                return default
+            value = value[part]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            self.fail(field, f"must be {getattr(kind, '__name__', kind)}, got {value!r}")
+        return value
+
+    def numbers(self, field: str, count: int, kind, default=...) -> tuple:
+        values = self.get(field, list, default)
+        if values is default and default is not ...:
+            return tuple(default)
+        ok = len(values) == count and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+        )
+        if not ok or (kind is int and not all(float(v).is_integer() for v in values)):
+            self.fail(field, f"must be {count} positive {kind.__name__}s, got {values!r}")
+        return tuple(kind(v) for v in values)
+
+    def manifest(self) -> Manifest:
+        activation = self.get("inference.activation", str)
+        if activation not in ("sigmoid", "softmax"):
+            self.fail("inference.activation", f"must be 'sigmoid' or 'softmax', got {activation!r}")
+        overlap = self.get("inference.overlap", float, 0.5)
+        if not 0.0 <= overlap < 1.0:
+            self.fail("inference.overlap", f"must be in [0, 1), got {overlap}")
+        mirror = tuple(self.get("inference.mirror_axes_zyx", list, []))
+        if any(a not in (0, 1, 2) for a in mirror) or len(set(mirror)) != len(mirror):
+            self.fail("inference.mirror_axes_zyx", f"must list distinct axes among 0, 1, 2, got {mirror}")
+        crop = self.get("preprocessing.crop", str, "body")
+        if crop not in ("body", "none"):
+            self.fail("preprocessing.crop", f"must be 'body' or 'none', got {crop!r}")
+        orientation = self.get("preprocessing.orientation", str, "LPS").upper()
+        if not _valid_orientation(orientation):
+            self.fail("preprocessing.orientation", f"must be three letters like 'LPS', got {orientation!r}")
+        normalization = self.get("preprocessing.normalization", dict)
+        if normalization.get("type") not in ("ct", "zscore", "none"):
+            self.fail("preprocessing.normalization.type", "must be 'ct', 'zscore' or 'none'")
+        if normalization["type"] == "ct":
+            for key in ("clip", "mean", "std"):
+                if key not in normalization:
+                    self.fail(f"preprocessing.normalization.{key}", "is missing (needed by type 'ct')")
+        sha = self.get("weights.sha256", str).lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            self.fail("weights.sha256", f"must be 64 hexadecimal digits, got {sha!r}")
+        outputs = self.outputs(activation)
+        return Manifest(
+            folder=self.path.parent,
+            path=self.path,
+            name=self.get("name", str),
+            version=str(self.get("version", str, "")),
+            description=self.get("description", str, ""),
+            modality=self.get("modality", str, "CT").upper(),
+            architecture=self.get("architecture.name", str),
+            architecture_params=self.get("architecture.params", dict, {}),
+            weights_file=self.get("weights.file", str),
+            weights_sha256=sha,
+            spacing_xyz=self.numbers("preprocessing.spacing_xyz", 3, float),
+            normalization=normalization,
+            crop=crop,
+            orientation=orientation,
+            normalize_before_resample=self.get("preprocessing.normalize_before_resample", bool, False),
+            patch_size_zyx=self.numbers("inference.patch_size_zyx", 3, int),
+            overlap=overlap,
+            size_divisor=int(self.get("inference.size_divisor", int, 16)),
+            mirror_axes_zyx=mirror,
+            activation=activation,
+            threshold=self.get("inference.threshold", float, 0.5),
+            outputs=outputs,
+            card=self.get("card", str, ""),
+        )
+
+    def outputs(self, activation: str) -> tuple[OutputSpec, ...]:
+        from planning.tg263 import style_for
+
+        entries = self.get("outputs", list)
+        if not entries:
+            self.fail("outputs", "must list at least one structure")
+        outputs, names, channels = [], set(), set()
+        first_channel = 0 if activation == "sigmoid" else 1
+        for i, entry in enumerate(entries):
+            field = f"outputs[{i}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+                self.fail(field, "must be an object with a non-empty 'name'")
+            channel = entry.get("channel", i + first_channel)
+            if not isinstance(channel, int) or isinstance(channel, bool) or channel < first_channel:
+                self.fail(f"{field}.channel", f"must be an integer ≥ {first_channel} for {activation}")
+            if entry["name"] in names or channel in channels:
+                self.fail(field, f"repeats name {entry['name']!r} or channel {channel}")
+            names.add(entry["name"])
+            channels.add(channel)
+            default_color, default_type = style_for(entry["name"])
+            try:
+                roi_type = RoiType(entry.get("type", default_type))
+            except ValueError:
+                self.fail(f"{field}.type", f"is not an RT ROI interpreted type: {entry.get('type')!r}")
+            color = entry.get("color", default_color)
+            if not (
+                isinstance(color, (list, tuple))
+                and len(color) == 3
+                and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+            ):
+                self.fail(f"{field}.color", f"must be three integers 0–255, got {color!r}")
+            outputs.append(OutputSpec(channel, entry["name"], roi_type, tuple(color)))
+        return tuple(outputs)
+
+
+def _valid_orientation(letters: str) -> bool:
+    axes = [_AXIS_LETTERS.get(c, (None, 0))[0] for c in letters]
+    return len(letters) == 3 and None not in axes and sorted(axes) == [0, 1, 2]
+
+
+def orientation_axes(letters: str) -> list[tuple[int, int]]:
+    """For each array axis (x, y, z) of `letters`, the LPS axis it follows and its sign."""
+    return [_AXIS_LETTERS[c] for c in letters.upper()]

@@ -1,0 +1,210 @@
+"""Models backed by networks: weights checked and loaded safely, kept loaded between runs.
+
+`NetworkModel` is what `segmentation.registry` hands out for a Delineo model folder (manifest +
+safetensors) and for an nnU-Net folder (`segmentation.nnunet`). Its networks are built once and
+kept per device, so the second run on a CT pays no loading time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from planning.errors import DelineoError
+from planning.structures import StructureSet
+from planning.volume import Volume
+from segmentation.engine import device as devices
+from segmentation.engine.manifest import Manifest, OutputSpec
+from segmentation.engine.pipeline import Recipe, RunInfo, run
+
+log = logging.getLogger(__name__)
+
+
+class WeightsError(DelineoError):
+    """A weights file is missing, altered (sha256) or does not fit its network."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path, sha256: str | None = None) -> dict:
+    """Tensors of a weights file: safetensors, or a state dict read with ``weights_only=True``
+    (never unpickled code). With `sha256`, the file must have that digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if sha256 is not None:
+        actual = sha256_of(path)
+        if actual != sha256.lower():
+            raise WeightsError(
+                f"{path.name}: sha256 is {actual}, the manifest pins {sha256}: file altered or replaced"
+            )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and torch raise many kinds
+        raise WeightsError(f"{path.name}: cannot be read as weights ({error})") from error
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path.name}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_into(network, state: dict, source: str):
+    """Load `state` into `network` strictly; a clear error when names or shapes differ."""
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[:3]
+        raise WeightsError(f"{source}: weights do not fit the network ({' '.join(first)})") from error
+    return network.eval()
+
+
+class NetworkModel:
+    """A model made of networks and a `Recipe`; the common interface of every Delineo model:
+    ``name``, ``version``, ``description``, ``modality``, ``outputs`` and ``predict``."""
+
+    def __init__(
+        self,
+        name: str,
+        recipe: Recipe,
+        build_networks: Callable[[], list],
+        *,
+        version: str = "",
+        description: str = "",
+        source: Path | None = None,
+        kind: str = "network",
+    ):
+        self.name, self.version, self.description = name, version, description
+        self.recipe, self.source, self.kind = recipe, source, kind
+        self._build_networks = build_networks
+        self._networks: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self.last_run: RunInfo | None = None
+
+    @property
+    def modality(self) -> str:
+        return self.recipe.modality
+
+    @property
+    def outputs(self) -> tuple[OutputSpec, ...]:
+        return self.recipe.outputs
+
+    def networks_on(self, device) -> list:
+        """The networks on `device`, built and moved there once."""
+        key = str(device)
+        with self._lock:
+            if key not in self._networks:
+                cpu = self._networks.get("cpu") or self._build_networks()
+                self._networks.setdefault("cpu", cpu)
+                if key != "cpu":
+                    import copy
+
+                    self._networks[key] = [copy.deepcopy(net).to(device).eval() for net in cpu]
+            return self._networks[key]
+
+    def release(self, device=None) -> None:
+        """Forget the networks on a device (all devices when None) and free its memory."""
+        with self._lock:
+            keys = list(self._networks) if device is None else [str(device)]
+            for key in keys:
+                self._networks.pop(key, None)
+        if device is not None:
+            devices.free_memory(device)
+
+    def predict(
+        self,
+        volume: Volume,
+        *,
+        structures: list[str] | None = None,
+        device: str | None = None,
+        on_progress: Callable[[str, float, float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StructureSet:
+        """Segment `volume`: a StructureSet of AUTOMATIC structures on its grid."""
+        target = devices.choose_device(device)
+        info = RunInfo()
+        try:
+            return run(
+                volume,
+                self.recipe,
+                self.networks_on,
+                target,
+                structures=structures,
+                on_progress=on_progress,
+                cancel=cancel,
+                info=info,
+            )
+        finally:
+            self.last_run = info
+
+
+def from_manifest(manifest: Manifest) -> NetworkModel:
+    """A `NetworkModel` for a Delineo model folder (weights loaded on first use)."""
+    from segmentation import preprocessing
+    from segmentation.engine.resample import linear_map
+
+    norm = manifest.normalization
+    target = tuple(manifest.spacing_xyz[::-1])
+
+    def prepare(image, spacing_zyx):
+        if manifest.normalize_before_resample:
+            return preprocessing.resample(preprocessing.normalize(image, norm), spacing_zyx, target)
+        return preprocessing.normalize(preprocessing.resample(image, spacing_zyx, target), norm)
+
+    def back_maps(model_shape, original_shape, model_spacing, original_spacing):
+        return [
+            linear_map(n_model, n_original, original / model)
+            for n_model, n_original, model, original in zip(
+                model_shape, original_shape, model_spacing, original_spacing, strict=True
+            )
+        ]
+
+    def build():
+        from segmentation.networks import build_network
+
+        state = read_state_dict(manifest.weights_path, manifest.weights_sha256)
+        try:
+            network = build_network(manifest.architecture, manifest.architecture_params)
+        except (TypeError, ValueError) as error:
+            raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error
+        return [load_into(network, state, manifest.weights_path.name)]
+
+    recipe = Recipe(
+        outputs=manifest.outputs,
+        activation=manifest.activation,
+        threshold=manifest.threshold,
+        patch_zyx=manifest.patch_size_zyx,
+        overlap=manifest.overlap,
+        mirror_axes=manifest.mirror_axes_zyx,
+        size_divisor=(manifest.size_divisor,) * 3,
+        orientation=manifest.orientation,
+        transpose=(0, 1, 2),
+        crop=manifest.crop,
+        modality=manifest.modality,
+        prepare=prepare,
+        back_maps=back_maps,
+        model_spacing=lambda spacing: target,
+        activation_first=True,
+    )
+    return NetworkModel(
+        manifest.name,
+        recipe,
+        build,
+        version=manifest.version,
+        description=manifest.description,
+        source=manifest.folder,
+        kind="delineo",
+    )

@@ -1,0 +1,121 @@
+"""Sliding-window inference: tile positions, Gaussian blending, progress, cancel.
+
+Tiles are placed like nnU-Net (`tile_starts`) and each tile's logits are weighted by a Gaussian
+(σ = patch/8, so tile borders count little). Both the Gaussian and the sum of the weights of all
+tiles at a voxel are separable (products of 1D profiles), so each tile's weight divided by that
+sum is computed from 1D arrays before accumulating: the float16 accumulator holds blended logits
+directly (nnU-Net sums tiny weighted values in float16, which underflow at the image's corners).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from planning.errors import Cancelled
+
+
+def tile_starts(size: int, patch: int, step_fraction: float) -> list[int]:
+    """Start indices of tiles of `patch` voxels covering `size` with steps ≤ patch·step_fraction."""
+    if size <= patch:
+        return [0]
+    count = int(np.ceil((size - patch) / (patch * step_fraction))) + 1
+    step = (size - patch) / (count - 1)
+    return [int(np.round(step * i)) for i in range(count)]
+
+
+def gaussian_1d(patch: int, sigma_scale: float = 1.0 / 8) -> np.ndarray:
+    """nnU-Net's importance weights along one axis (peak 1 at patch // 2)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    delta = np.zeros(patch)
+    delta[patch // 2] = 1.0
+    weights = gaussian_filter1d(delta, patch * sigma_scale, mode="constant", cval=0.0)
+    weights /= weights.max()
+    return np.maximum(weights, weights[weights > 0].min())
+
+
+@dataclass
+class Accumulated:
+    """Blended logits (K, Z, Y, X) float16 and the number of tiles run."""
+
+    logits: object  # torch tensor
+    tiles: int
+
+    def slab(self, start: int, stop: int):
+        """Blended logits of planes [start, stop) as float32 (K, n, Y, X)."""
+        return self.logits[:, start:stop].float()
+
+
+def sliding_window(
+    image,
+    predict: Callable,
+    channels: int,
+    patch_zyx: tuple[int, int, int],
+    overlap: float,
+    *,
+    on_progress: Callable[[str, float, float], None],
+    cancel: threading.Event | None,
+    stage: str = "Segmenting",
+) -> Accumulated:
+    """Run `predict` (B,1,pz,py,px) → (B,K,pz,py,px) over `image` (Z, Y, X, at least the patch)."""
+    import torch
+
+    shape = tuple(image.shape)
+    starts = [tile_starts(n, p, 1.0 - overlap) for n, p in zip(shape, patch_zyx, strict=True)]
+    # Per axis and tile start: the Gaussian over the tile divided by the axis' summed weights.
+    profiles = []
+    for n, p, axis_starts in zip(shape, patch_zyx, starts, strict=True):
+        g = gaussian_1d(p)
+        total = np.zeros(n)
+        for s in axis_starts:
+            total[s : s + p] += g
+        profiles.append({s: torch.as_tensor(g / total[s : s + p], dtype=torch.float32) for s in axis_starts})
+    device = image.device
+    logits = torch.zeros((channels, *shape), dtype=torch.float16, device=device)
+    tiles = list(itertools.product(*starts))
+    on_progress(stage, 0, len(tiles))
+    with torch.inference_mode(), _cancel_hooks(predict, cancel):
+        for done, (z, y, x) in enumerate(tiles, start=1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("segmentation cancelled")
+            box = (slice(z, z + patch_zyx[0]), slice(y, y + patch_zyx[1]), slice(x, x + patch_zyx[2]))
+            out = predict(image[box][None, None].contiguous())
+            if out.shape[1] != channels:
+                raise ValueError(
+                    f"the network returned {out.shape[1]} channels, the model declares {channels}"
+                )
+            weight = (
+                profiles[0][z].to(device)[:, None, None]
+                * profiles[1][y].to(device)[None, :, None]
+                * profiles[2][x].to(device)[None, None, :]
+            )
+            logits[(slice(None), *box)] += (out[0].float() * weight).to(torch.float16)
+            on_progress(stage, done, len(tiles))
+    return Accumulated(logits, tiles=len(tiles))
+
+
+@contextlib.contextmanager
+def _cancel_hooks(predict, cancel: threading.Event | None):
+    """Check `cancel` before every layer of the networks behind `predict` (a tile on a CPU can
+    take seconds; this keeps the reaction to a cancel within one layer)."""
+    modules = getattr(predict, "networks", [])
+    if cancel is None or not modules:
+        yield
+        return
+
+    def check(module, inputs):
+        if cancel.is_set():
+            raise Cancelled("segmentation cancelled")
+
+    handles = [m.register_forward_pre_hook(check) for net in modules for m in net.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

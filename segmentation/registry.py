@@ -1,0 +1,220 @@
+"""Finding models: built-in ones, the user's folders, nnU-Net results, TotalSegmentator's weights.
+
+Where models are looked for (nothing is ever downloaded):
+
+- built-in: the rule-based ``ct_rules`` and ``resources/models/<folder>/manifest.json``;
+- the user's model folders: ``$DELINEO_MODELS`` (paths separated by ``os.pathsep``) and
+  ``~/.delineo/models``; each holds Delineo model folders (manifest + weights) or nnU-Net folders;
+- nnU-Net results: ``$nnUNet_results/DatasetXXX_Name/Trainer__Plans__configuration``;
+- TotalSegmentator's weights where it installs them: ``$TOTALSEG_HOME_DIR/nnunet/results`` or
+  ``~/.totalsegmentator/nnunet/results``.
+
+`load_model` keeps what it loads: the next run with the same model reuses the loaded networks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from planning.errors import DelineoError
+from segmentation.engine.manifest import find_manifest, read_manifest
+
+log = logging.getLogger(__name__)
+
+#: How many loaded models stay in memory (least recently used ones are dropped).
+CACHE_SIZE = 3
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model that can be loaded, described without loading it.
+
+    Attributes:
+        kind: "rules", "delineo" (manifest folder) or "nnunet".
+        origin: "built-in", "user", "nnU-Net" or "TotalSegmentator".
+    """
+
+    name: str
+    kind: str
+    origin: str
+    path: Path | None
+    description: str
+    modality: str
+    structures: tuple[str, ...]
+
+
+def search_roots() -> list[tuple[str, Path]]:
+    """(origin, folder) pairs searched for models, existing ones only."""
+    roots: list[tuple[str, Path]] = []
+    for part in os.environ.get("DELINEO_MODELS", "").split(os.pathsep):
+        if part:
+            roots.append(("user", Path(part).expanduser()))
+    roots.append(("user", Path.home() / ".delineo" / "models"))
+    if os.environ.get("nnUNet_results"):
+        roots.append(("nnU-Net", Path(os.environ["nnUNet_results"]).expanduser()))
+    totalseg = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator")).expanduser()
+    roots.append(("TotalSegmentator", totalseg / "nnunet" / "results"))
+    return [(origin, path) for origin, path in roots if path.is_dir()]
+
+
+def builtin_folder() -> Path | None:
+    """The folder of built-in models inside the installed resources (None if absent)."""
+    from resources import resource
+
+    folder = Path(str(resource("models")))
+    return folder if folder.is_dir() else None
+
+
+def list_models() -> list[ModelEntry]:
+    """Every model Delineo can find, built-in ones first; unreadable folders are logged, skipped."""
+    from segmentation.rules import RuleModel
+
+    rules = RuleModel()
+    entries = [
+        ModelEntry(
+            rules.name,
+            "rules",
+            "built-in",
+            None,
+            rules.description,
+            rules.modality,
+            tuple(o.name for o in rules.outputs),
+        )
+    ]
+    folders: list[tuple[str, Path]] = []
+    builtin = builtin_folder()
+    if builtin is not None:
+        folders += [("built-in", p) for p in sorted(builtin.iterdir()) if p.is_dir()]
+    for origin, root in search_roots():
+        folders += [(origin, p) for p in _candidate_folders(root)]
+    seen = {e.name for e in entries}
+    for origin, folder in folders:
+        try:
+            entry = describe_folder(folder, origin)
+        except DelineoError as error:
+            log.warning("skipping model folder %s: %s", folder, error)
+            continue
+        if entry is not None and entry.name not in seen:
+            seen.add(entry.name)
+            entries.append(entry)
+    return entries
+
+
+def _candidate_folders(root: Path) -> list[Path]:
+    """Model folders directly under `root`, and nnU-Net's Dataset*/Trainer__Plans__config ones."""
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if find_manifest(child) or (child / "plans.json").is_file():
+            found.append(child)
+        else:
+            found += sorted(p for p in child.iterdir() if p.is_dir() and (p / "plans.json").is_file())
+    return found
+
+
+def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
+    """A `ModelEntry` for a Delineo or nnU-Net model folder, None if it is neither."""
+    folder = Path(folder)
+    if find_manifest(folder):
+        manifest = read_manifest(folder)
+        return ModelEntry(
+            manifest.name,
+            "delineo",
+            origin,
+            folder,
+            manifest.description,
+            manifest.modality,
+            tuple(manifest.structure_names),
+        )
+    from segmentation import nnunet
+
+    if nnunet.is_nnunet_folder(folder):
+        try:
+            dataset = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DelineoError(f"{folder / 'dataset.json'}: cannot be read ({error})") from error
+        labels = dataset.get("labels", {})
+        names = tuple(
+            nnunet.structure_name(k) for k, v in labels.items() if v not in (0, [0]) and k != "ignore"
+        )
+        name = nnunet.default_name(folder)
+        return ModelEntry(name, "nnunet", origin, folder, str(dataset.get("name") or name), "", names)
+    return None
+
+
+def find_model(name_or_path: str) -> ModelEntry:
+    """The model called `name_or_path`, or the model folder at that path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        entry = describe_folder(path)
+        if entry is None:
+            raise DelineoError(f"{path}: not a model folder (no manifest.json, not an nnU-Net folder)")
+        return entry
+    entries = list_models()
+    for entry in entries:
+        if entry.name == name_or_path:
+            return entry
+    matches = [e for e in entries if e.name.lower().startswith(name_or_path.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(e.name for e in entries)
+    raise DelineoError(f"no model named {name_or_path!r}; available: {names}")
+
+
+_CACHE: OrderedDict[tuple, object] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(name_or_path: str, **options):
+    """The model (rules, Delineo or nnU-Net) ready to ``predict``; kept loaded for the next call.
+
+    `options` go to `segmentation.nnunet.read_nnunet_folder` for nnU-Net folders (folds,
+    mirroring, crop).
+    """
+    entry = find_model(name_or_path)
+    key = (entry.kind, str(entry.path), entry.name, tuple(sorted(options.items(), key=str)))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    model = _load(entry, options)
+    with _CACHE_LOCK:
+        _CACHE[key] = model
+        while len(_CACHE) > CACHE_SIZE:
+            _, dropped = _CACHE.popitem(last=False)
+            release = getattr(dropped, "release", None)
+            if release is not None:
+                release()
+    return model
+
+
+def _load(entry: ModelEntry, options: dict):
+    if entry.kind == "rules":
+        from segmentation.rules import RuleModel
+
+        return RuleModel()
+    if entry.kind == "delineo":
+        from segmentation.engine.model import from_manifest
+
+        if options:
+            raise DelineoError(f"options {sorted(options)} apply to nnU-Net models only")
+        return from_manifest(read_manifest(entry.path))
+    from segmentation.nnunet import read_nnunet_folder
+
+    return read_nnunet_folder(entry.path, name=entry.name, **options)
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (frees their memory)."""
+    with _CACHE_LOCK:
+        models = list(_CACHE.values())
+        _CACHE.clear()
+    for model in models:
+        release = getattr(model, "release", None)
+        if release is not None:
+            release()

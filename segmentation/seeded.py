@@ -1,0 +1,172 @@
+"""Seeded lesion delineation: a click inside a tumour (optionally clicks outside) → a 3D mask.
+
+Intensity alone rarely separates a tumour from what touches it (chest wall, pleural effusion,
+atelectasis and tumour are all 0–80 HU). Shape does: where two soft-tissue regions meet, the
+region they form narrows. So the lesion is the catchment basin of the click in a watershed of
+the distance to the edge of the soft-tissue region:
+
+1. a box of `roi_mm` around the clicks is reduced to about 2 mm voxels and smoothed (σ 1 mm);
+2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click;
+3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
+   watershed, dynamics below `level_mm` merged): the click's basin is the lesion. Clicks outside
+   it seed competing basins, so a region still joined to the lesion is cut where it narrows;
+4. holes in each slice (air bronchograms, necrosis) are filled, and the surface is placed at full
+   resolution within one reduced voxel of the reduced result.
+
+About a second on a CPU for a 10 cm lesion (the work is bounded by the box, not the image).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from planning.errors import Cancelled, DelineoError
+from planning.structures import Mask
+from planning.volume import Volume
+from segmentation.rules import morphology as morph
+
+Point = tuple[int, int, int]
+
+
+def delineate(
+    volume: Volume,
+    inside: Point | Sequence[Point],
+    outside: Sequence[Point] = (),
+    *,
+    roi_mm: float = 90.0,
+    level_mm: float = 2.0,
+    on_progress: Callable[[str, float, float], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Mask:
+    """The lesion around voxel(s) `inside` ((z, y, x) indices), not reaching voxels `outside`."""
+    inside = _points(inside, volume, "inside")
+    outside = _points(outside, volume, "outside")
+    if not inside:
+        raise DelineoError("seeded delineation needs at least one click inside the lesion")
+    on_progress = on_progress or (lambda stage, done, total: None)
+    stage = "Delineating lesion"
+    on_progress(stage, 0, 3)
+    spacing = np.asarray(volume.grid.spacing_zyx, float)
+    box = _roi(inside, volume.shape, spacing, roi_mm)
+    origin = np.array([s.start for s in box])
+    factors = tuple(max(1, int(round(2.0 / s))) for s in spacing)
+    low_spacing = spacing * factors
+    hu = volume.array[box]
+    low = _smooth(morph.block_mean(hu, factors), low_spacing)
+    to_low = [tuple((np.asarray(p) - origin) // factors) for p in inside + outside]
+    seeds_in, seeds_out = to_low[: len(inside)], to_low[len(inside) :]
+    window = _window(low, seeds_in)
+    lesion_like = (low > window[0]) & (low < window[1])
+    _check(cancel)
+    on_progress(stage, 1, 3)
+
+    lesion = _basins(lesion_like, low_spacing, seeds_in, seeds_out, level_mm)
+    _check(cancel)
+    on_progress(stage, 2, 3)
+
+    lesion = morph.fill_holes_in_plane(morph.closing(lesion, (0, 1, 1)))
+    lesion = _component_of(lesion, seeds_in)
+    core = morph.block_expand(morph.erode(lesion, (0, 1, 1)), factors, hu.shape)
+    near = morph.block_expand(morph.dilate(lesion, (0, 1, 1)), factors, hu.shape)
+    full_smooth = _smooth(hu.astype(np.float32), spacing)
+    full = core | (near & (full_smooth > window[0]) & (full_smooth < window[1]))
+    full = morph.fill_holes_in_plane(full)
+    on_progress(stage, 3, 3)
+    return _mask(volume, full, origin)
+
+
+def _mask(volume: Volume, array: np.ndarray, origin: np.ndarray) -> Mask:
+    from planning.structures import bounding_box
+
+    inner = bounding_box(array)
+    if inner is None:
+        return Mask(volume.grid)
+    offset = tuple(int(o + s.start) for o, s in zip(origin, inner, strict=True))
+    return Mask(volume.grid, np.ascontiguousarray(array[inner]), offset)
+
+
+def _points(points, volume: Volume, what: str) -> list[Point]:
+    array = np.asarray(points, dtype=float).reshape(-1, 3) if len(points) else np.zeros((0, 3))
+    result = []
+    for point in np.round(array).astype(int):
+        if np.any(point < 0) or np.any(point >= volume.shape):
+            raise DelineoError(f"the {what} click {tuple(point)} lies outside the image {volume.shape}")
+        result.append(tuple(int(v) for v in point))
+    return result
+
+
+def _roi(points, shape, spacing, roi_mm) -> tuple[slice, slice, slice]:
+    points = np.asarray(points)
+    reach = np.ceil(roi_mm / spacing).astype(int)
+    low = np.maximum(points.min(axis=0) - reach, 0)
+    high = np.minimum(points.max(axis=0) + reach + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+
+
+def _smooth(array: np.ndarray, spacing, sigma_mm: float = 1.0) -> np.ndarray:
+    image = sitk.GetImageFromArray(array.astype(np.float32, copy=False))
+    image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma_mm))
+
+
+def _window(low: np.ndarray, seeds) -> tuple[float, float]:
+    """Lesion-like intensities: the median around the clicks ± max(3 σ, 100 HU)."""
+    samples = np.concatenate(
+        [
+            low[max(z - 1, 0) : z + 2, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].ravel()
+            for z, y, x in seeds
+        ]
+    )
+    centre, spread = float(np.median(samples)), float(samples.std())
+    half = max(3.0 * spread, 100.0)
+    return centre - half, centre + half
+
+
+def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
+    """The watershed basins (of the distance to the region's edge) holding the inside clicks."""
+    region = sitk.GetImageFromArray(lesion_like.astype(np.uint8))
+    region.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    depth = sitk.SignedMaurerDistanceMap(
+        region, insideIsPositive=True, squaredDistance=False, useImageSpacing=True
+    )
+    relief = sitk.InvertIntensity(sitk.Cast(sitk.Clamp(depth, lowerBound=0.0), sitk.sitkFloat32), maximum=0.0)
+    basins = sitk.GetArrayFromImage(
+        sitk.MorphologicalWatershed(relief, level=level_mm, markWatershedLine=False)
+    )
+    chosen = {int(basins[p]) for p in seeds_in}
+    lesion = np.isin(basins, list(chosen)) & lesion_like
+    if any(int(basins[p]) in chosen for p in seeds_out):
+        markers = np.zeros(lesion_like.shape, np.uint8)
+        markers[lesion_like & ~lesion] = 2
+        for p in seeds_out:
+            markers[_ball(markers.shape, p, 1)] = 2
+        for p in seeds_in:
+            markers[_ball(markers.shape, p, 1)] = 1
+        marker_image = sitk.GetImageFromArray(markers)
+        marker_image.CopyInformation(relief)
+        split = sitk.MorphologicalWatershedFromMarkers(relief, marker_image, markWatershedLine=False)
+        lesion = (sitk.GetArrayFromImage(split) == 1) & lesion_like
+    return lesion
+
+
+def _ball(shape, centre, radius: int) -> tuple[slice, slice, slice]:
+    return tuple(
+        slice(max(c - radius, 0), min(c + radius + 1, n)) for c, n in zip(centre, shape, strict=True)
+    )
+
+
+def _component_of(mask: np.ndarray, seeds) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    labels, _ = ndi.label(mask)
+    keep = {int(labels[p]) for p in seeds} - {0}
+    return np.isin(labels, list(keep)) if keep else mask
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("seeded delineation cancelled")

@@ -1,0 +1,45 @@
+"""`delineo models`: the segmentation models Delineo can find, and the structures each draws."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list segmentation models and their structures")
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from segmentation.registry import list_models, search_roots
+
+    entries = list_models()
+    if args.json:
+        rows = [
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "origin": e.origin,
+                "path": str(e.path) if e.path else None,
+                "modality": e.modality,
+                "description": e.description,
+                "structures": list(e.structures),
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=1))
+        return 0
+    for entry in entries:
+        what = ", ".join(part for part in (entry.origin, entry.kind, entry.modality) if part)
+        where = f"  [{entry.path}]" if entry.path else ""
+        print(f"{entry.name}  ({what}){where}")
+        if entry.description:
+            print(f"    {entry.description}")
+        print(f"    structures: {', '.join(entry.structures)}")
+    roots = ", ".join(str(path) for _, path in search_roots()) or "none found"
+    print(
+        f"searched: built-in models, $DELINEO_MODELS, ~/.delineo/models, $nnUNet_results, "
+        f"TotalSegmentator's folder ({roots})"
+    )
+    return 0

@@ -1,0 +1,116 @@
+"""`delineo segment INPUT --model NAME --out OUT`: auto-segmentation from the command line.
+
+OUT is chosen by its form: ``*.dcm`` an RTSTRUCT referencing the input series (DICOM input),
+``*.nii.gz`` / ``*.nrrd`` / ``*.mha`` one label map (overlaps lost, with a warning), anything else
+a folder with one mask file per structure named after it (structures may overlap).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from planning.errors import DelineoError
+from workstation.cli.progress import ProgressBar
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="auto-segment a CT/MR with a model and save RTSTRUCT, label map or masks"
+    )
+    parser.add_argument("input", type=Path, help="DICOM folder or file, or an image file")
+    parser.add_argument("--model", required=True, help="model name (see `delineo models`) or model folder")
+    parser.add_argument("--structures", nargs="+", metavar="NAME", help="only these structures")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="where to run (default: CUDA, else MPS, else CPU)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="RTSTRUCT (.dcm), label map (.nii.gz/.nrrd/.mha) or a folder of masks",
+    )
+    parser.add_argument("--series", help="SeriesInstanceUID when the input folder holds several")
+    parser.add_argument("--folds", nargs="+", help="nnU-Net models: folds to ensemble (default: all)")
+    parser.add_argument("--mirroring", action="store_true", help="nnU-Net models: test-time mirroring")
+    parser.add_argument(
+        "--mask-format",
+        default=".nii.gz",
+        choices=[".nii.gz", ".nrrd", ".mha"],
+        help="file type of the per-structure masks (folder output)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from planning.imageio import load_volume
+    from segmentation.registry import find_model, load_model
+
+    entry = find_model(args.model)
+    options = {}
+    if entry.kind == "nnunet":
+        if args.folds:
+            options["folds"] = [f if f == "all" else int(f) for f in args.folds]
+        if args.mirroring:
+            options["mirroring"] = True
+    elif args.folds or args.mirroring:
+        raise DelineoError("--folds and --mirroring apply to nnU-Net models only")
+    progress = ProgressBar()
+    cancel = threading.Event()
+    started = time.perf_counter()
+    try:
+        volume = load_volume(args.input, series=args.series, on_progress=progress)
+        model = load_model(entry.path and str(entry.path) or entry.name, **options)
+        structures = model.predict(
+            volume,
+            structures=args.structures,
+            device=None if args.device == "auto" else args.device,
+            on_progress=progress,
+            cancel=cancel,
+        )
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        progress.close()
+    run_info = getattr(model, "last_run", None)
+    for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
+        print(f"warning: {warning}")
+    for warning in save(structures, volume, args.out, args.mask_format):
+        print(f"warning: {warning}")
+    seconds = time.perf_counter() - started
+    device = f" on {run_info.device}" if run_info and run_info.device else ""
+    print(f"{model.name}: {len(structures)} structure(s){device} in {seconds:.1f} s → {args.out}")
+    for structure in structures:
+        print(f"  {structure.name:<24} {structure.volume_cc:10.1f} cc")
+    return 0
+
+
+def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[str]:
+    """Write the structures as `out` says (see the module docstring); returns the warnings."""
+    from planning.imageio import is_image_file, save_volume
+    from planning.structure_io import save_structures
+
+    name = out.name.lower()
+    if name.endswith(".dcm"):
+        if not volume.slices:
+            raise DelineoError(
+                f"{out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
+            )
+        save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
+        return []
+    if is_image_file(out):
+        return save_structures(structures, volume, out, kind="labelmap")
+    out.mkdir(parents=True, exist_ok=True)
+    for structure in structures:
+        mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
+        save_volume(mask, out / f"{_file_name(structure.name)}{mask_format}")
+    return []
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
