@@ -152,3 +152,27 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     again.undo()  # undoes the CTV
     assert "CTV" not in again.case.structures
     close_window(qtbot, again)
+
+
+def test_seeded_tumour_delineation_with_clicks(window, qtbot):
+    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    case = window.case
+    expert = case.structures["GTV-1"].mask.full()
+    view = window.views["axial"]
+    centre = np.argwhere(expert).mean(axis=0).round().astype(int)
+    window.state.set_cursor(centre)
+    window.tools.activate("seeded")
+    click(view, widget_point(view, centre))
+    wait_idle(qtbot, window)
+    assert "GTV" in case.structures  # a new structure: the expert GTV-1 is left alone
+    assert np.array_equal(case.structures["GTV-1"].mask.full(), expert)
+    first = case.structures["GTV"].mask.full()
+    assert dice(first, expert) > 0.7, dice(first, expert)
+    assert case.structures["GTV"].algorithm == GenerationAlgorithm.SEMIAUTOMATIC
+    # The seeds are drawn on the slice; Esc starts over, undo removes the result.
+    tool = window.tools.active
+    assert len(tool.inside) == 1
+    window.undo()
+    assert case.structures["GTV"].mask.is_empty
+    print(f"seeded delineation, one click: Dice {dice(first, expert):.2f} against the expert GTV")

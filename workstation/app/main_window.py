@@ -47,6 +47,7 @@ from workstation.app.tools.base import ToolContext, ToolManager
 from workstation.app.tools.brush import BrushTool, EraserTool
 from workstation.app.tools.draw import DrawTool
 from workstation.app.tools.region import EraseRegionTool, FillTool
+from workstation.app.tools.seeded import SeededTool
 from workstation.app.view_grid import ViewGrid
 from workstation.app.viewstate import ViewState
 from workstation.app.windowing import PRESETS, Window, auto_window
@@ -134,14 +135,14 @@ class MainWindow(QMainWindow):
     # -- construction --------------------------------------------------------------------------
 
     def _make_tools(self, context: ToolContext) -> list:
-        tools = [
+        return [
             BrushTool(context),
             EraserTool(context),
             DrawTool(context),
             FillTool(context),
             EraseRegionTool(context),
+            SeededTool(context),
         ]
-        return tools
 
     def _build_docks(self) -> None:
         self.browser = PatientBrowser(self)

@@ -1,8 +1,8 @@
 """Seeded tumour delineation: click inside a lesion (Ctrl+click outside it to refine).
 
 Each click re-runs the seeded segmentation (`services.seeded`, in a worker) with all the clicks so
-far; the result replaces the previous one in the target structure — the selected structure, or a
-new GTV when none is selected — as one undo step per click. Esc or switching tools starts over.
+far; the result replaces the previous one in the target structure — the selected structure when it
+is empty, else a new GTV — as one undo step per click. Esc or switching tools starts over.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ class SeededTool(Tool):
             return False
         name = self.context.active_structure()
         if self.target_name is None or self.target_name not in case.structures:
-            if name is None or name not in case.structures:
-                name = case.new_structure("GTV", label="Seeded delineation").name
+            # Into the selected structure when it is still empty, else into a new GTV: a click
+            # never silently rewrites a structure someone drew.
+            if name is None or name not in case.structures or not case.structures[name].mask.is_empty:
+                name = case.new_structure("GTV", label="New structure GTV (seeded)").name
             self.target_name = name
             self._base = case.structures[name].mask
         (self.outside if outside else self.inside).append(point)
@@ -110,7 +112,8 @@ class SeededTool(Tool):
         text = QLabel(
             "Click inside the lesion: it is delineated in 3D in about a second.\n"
             "Ctrl+click outside it (e.g. on effusion or chest wall) to refine.\n"
-            "The result goes into the selected structure (or a new GTV). Esc: start over.",
+            "The result goes into the selected structure if it is empty, else into a new GTV.\n"
+            "Esc: start over.",
             widget,
         )
         text.setWordWrap(True)
