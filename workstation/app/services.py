@@ -175,4 +175,7 @@ def seeded(volume, inside, outside, on_progress=None, cancel=None) -> Mask:
 def make_view3d(parent):
     """The 3D view widget of `workstation.view3d`."""
     module = _module("workstation.view3d", "The 3D view")
-    return module.View3D(parent)
+    widget = getattr(module, "View3D", None)
+    if widget is None:
+        raise Unavailable("the 3D view (workstation.view3d) is not built yet")
+    return widget(parent)
