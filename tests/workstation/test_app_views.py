@@ -238,3 +238,28 @@ def test_dose_wash_follows_the_dose(window):
     assert values[64, [10, 120]] == pytest.approx(np.clip(expected, 0, 60), abs=0.5)
     window.show_dose_action.setChecked(False)
     assert np.array_equal(grab(view), plain)
+
+
+def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtbot):
+    window.open_folder(data_path("dicom", "ibsi1-lung-ct"), auto_load=False)
+    wait_idle(qtbot, window)
+    assert window.case is None
+    browser = window.browser
+    items = browser.series_items()
+    assert len(items) == 1 and items[0].text(0).startswith("CT")
+    texts = []
+    for i in range(browser.topLevelItemCount()):
+        top = browser.topLevelItem(i)
+        texts.append(top.text(0))
+        for j in range(top.childCount()):
+            study = top.child(j)
+            texts += [study.child(k).text(0) for k in range(study.childCount())]
+    assert any(t.startswith("RTSTRUCT") for t in texts)
+    browser.scrollToItem(items[0])
+    rect = browser.visualItemRect(items[0])
+    qtbot.mousePress(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseRelease(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    wait_idle(qtbot, window)
+    assert window.case is not None and window.case.structures.names() == ["GTV-1"]
+    assert str(data_path("dicom", "ibsi1-lung-ct").resolve()) in window.recent()
