@@ -260,9 +260,7 @@ def test_oblique_series_contours_lie_in_each_image_plane(tmp_path):
     assert dciodvfy_errors(path) == []
     np.testing.assert_array_equal(read_rtstruct(path, volume)["Shell"].mask.full(), (r <= 14) & (r > 6))
     # Independently of Delineo's geometry code: each contour lies in the plane its image's header
-    # defines, and filling it on that image (matplotlib, even-odd) gives the voxels back.
-    from matplotlib.path import Path as PolygonPath
-
+    # defines, and filling it on that image (ray casting, even-odd) gives the voxels back.
     images = {}
     for file in folder.iterdir():
         header = pydicom.dcmread(file, stop_before_pixels=True)
@@ -284,15 +282,24 @@ def test_oblique_series_contours_lie_in_each_image_plane(tmp_path):
         assert np.abs(data @ np.cross(row, column)).max() < 1e-3
         u = data @ row / float(header.PixelSpacing[1])
         v = data @ column / float(header.PixelSpacing[0])
-        rows, columns = np.mgrid[: header.Rows, : header.Columns]
-        inside = PolygonPath(np.stack([u, v], axis=1)).contains_points(
-            np.stack([columns.ravel(), rows.ravel()], 1)
-        )
-        filled[contour.ContourImageSequence[0].ReferencedSOPInstanceUID] ^= inside.reshape(
-            header.Rows, header.Columns
+        filled[contour.ContourImageSequence[0].ReferencedSOPInstanceUID] ^= _ray_cast(
+            u, v, header.Rows, header.Columns
         )
     stacked = np.stack([filled[uid] for uid in order])
     np.testing.assert_array_equal(stacked, (r <= 14) & (r > 6))
+
+
+def _ray_cast(u: np.ndarray, v: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Pixel centres inside polygon (u, v) by counting edge crossings of a ray towards +u."""
+    centre_v, centre_u = np.mgrid[:rows, :columns].astype(float)
+    inside = np.zeros((rows, columns), bool)
+    for u0, v0, u1, v1 in zip(u, v, np.roll(u, -1), np.roll(v, -1), strict=True):
+        if v0 == v1:
+            continue
+        spans = (centre_v >= min(v0, v1)) & (centre_v < max(v0, v1))
+        crossing = u0 + (centre_v - v0) * (u1 - u0) / (v1 - v0)
+        inside ^= spans & (crossing > centre_u)
+    return inside
 
 
 def test_mr_series_with_empty_type2_attributes(tmp_path):
