@@ -263,3 +263,22 @@ def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtb
     wait_idle(qtbot, window)
     assert window.case is not None and window.case.structures.names() == ["GTV-1"]
     assert str(data_path("dicom", "ibsi1-lung-ct").resolve()) in window.recent()
+
+
+def test_a_folder_dropped_on_the_window_opens(window, qtbot):
+    from PyQt6.QtCore import QMimeData, QPointF, QUrl
+    from PyQt6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(data_path("dicom", "ibsi1-lung-ct")))])
+    event = QDropEvent(
+        QPointF(200, 200),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    assert window.acceptDrops()
+    window.dropEvent(event)  # Qt delivers drops only during a real drag; the handler is what we own
+    wait_idle(qtbot, window)
+    assert window.case is not None and window.case.volume.grid.shape == (60, 201, 204)
