@@ -1,0 +1,206 @@
+"""The 3D view in a real window (pytest-xvfb): surfaces appear where their structures are, follow
+structure-set events, volume rendering shows the CT, measurements and snapshots work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planning.geometry import Grid
+from planning.measurements import minimum_distance
+from planning.structures import Mask, RoiType, Structure, StructureSet
+from planning.volume import Volume
+
+pytestmark = pytest.mark.gui
+
+LIVER, KIDNEY, SPLEEN = (200, 60, 40), (40, 90, 230), (40, 200, 60)
+# an anisotropic grid whose row axis is flipped, like many NIfTI files
+GRID = Grid((36, 64, 72), (1.0, 1.0, 2.0), (-36.0, 32.0, -30.0), np.diag([1.0, -1.0, 1.0]))
+
+
+def ball(centre_lps, radius_mm) -> np.ndarray:
+    z, y, x = np.indices(GRID.shape)
+    points = GRID.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float))
+    return (np.linalg.norm(points - np.asarray(centre_lps), axis=1) <= radius_mm).reshape(GRID.shape)
+
+
+LIVER_CENTRE, KIDNEY_CENTRE = np.array([14.0, 0.0, 5.0]), np.array([-16.0, 0.0, 5.0])
+
+
+@pytest.fixture
+def volume() -> Volume:
+    ct = np.full(GRID.shape, -1000, np.int16)
+    ct[ball([0.0, 0.0, 5.0], 30)] = 40
+    ct[ball([0.0, 20.0, 5.0], 6)] = 900  # a "vertebra", posterior
+    return Volume(ct, GRID, modality="CT")
+
+
+@pytest.fixture
+def structures() -> StructureSet:
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("Liver", Mask.from_full(GRID, ball(LIVER_CENTRE, 10)), LIVER))
+    structure_set.add(Structure("Kidney_R", Mask.from_full(GRID, ball(KIDNEY_CENTRE, 8)), KIDNEY))
+    return structure_set
+
+
+@pytest.fixture
+def view(qtbot):
+    from workstation.view3d import View3D
+
+    widget = View3D(debounce_ms=50)
+    qtbot.addWidget(widget)
+    widget.resize(520, 420)
+    widget.show()
+    qtbot.waitExposed(widget)
+    yield widget
+    widget.shutdown()
+
+
+def colour_at(view, point_lps, size=2) -> np.ndarray:
+    image = view.render_image()
+    column, row = (int(round(v)) for v in view.display_position(point_lps))
+    return image[row - size : row + size + 1, column - size : column + size + 1].reshape(-1, 3).mean(axis=0)
+
+
+def looks_like(pixel, colour) -> bool:
+    """The pixel is lit `colour`: its channels rank as the colour's do, clearly."""
+    order = np.argsort(colour)
+    return pixel[order[2]] > pixel[order[0]] + 40 and pixel.max() > 60
+
+
+def ready(qtbot, view):
+    qtbot.waitUntil(view.is_ready, timeout=30000)
+
+
+def test_surfaces_appear_where_the_structures_are(qtbot, view, volume, structures):
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    assert view.surface("Liver") is not None and view.surface("Kidney_R") is not None
+    assert looks_like(colour_at(view, LIVER_CENTRE), LIVER)
+    assert looks_like(colour_at(view, KIDNEY_CENTRE), KIDNEY)
+    # anterior view: the patient's left (+x, the liver here) is on the screen's right
+    assert view.display_position(LIVER_CENTRE)[0] > view.display_position(KIDNEY_CENTRE)[0]
+    background = colour_at(view, [0.0, 0.0, 40.0])  # above both, nothing there
+    assert not looks_like(background, LIVER) and not looks_like(background, KIDNEY)
+
+
+def test_surfaces_follow_structure_set_events(qtbot, view, volume, structures):
+    view.show_case(type("Case", (), {"volume": volume, "structures": structures})())
+    ready(qtbot, view)
+    spleen_centre = np.array([0.0, -10.0, -15.0])
+    structures.add(Structure("Spleen", Mask.from_full(GRID, ball(spleen_centre, 7)), SPLEEN))
+    ready(qtbot, view)
+    assert looks_like(colour_at(view, spleen_centre), SPLEEN)
+    # an edit: the liver loses its upper half; its surface is rebuilt
+    before = view.surface("Liver")
+    z_index = int(round(GRID.patient_to_index(LIVER_CENTRE)[2]))
+    box = (slice(z_index, GRID.shape[0]), slice(0, GRID.shape[1]), slice(0, GRID.shape[2]))
+    structures.edit_mask("Liver", box, np.zeros(tuple(s.stop - s.start for s in box), bool))
+    ready(qtbot, view)
+    after = view.surface("Liver")
+    assert after is not before and after.points[:, 2].max() < LIVER_CENTRE[2] + 1.5
+    # a colour change restyles without rebuilding; hiding hides
+    structures["Kidney_R"].color = SPLEEN
+    structures.notify(structures["Kidney_R"])
+    assert looks_like(colour_at(view, KIDNEY_CENTRE), SPLEEN)
+    structures["Kidney_R"].visible = False
+    structures.notify(structures["Kidney_R"])
+    assert not looks_like(colour_at(view, KIDNEY_CENTRE), SPLEEN)
+    structures.remove("Spleen")
+    assert view.surface("Spleen") is None
+    assert not looks_like(colour_at(view, spleen_centre), SPLEEN)
+
+
+def test_volume_rendering_presets(qtbot, view, volume):
+    view.resize(300, 260)  # software ray casting under Xvfb: keep the window small
+    qtbot.wait(50)
+    view.set_volume(volume)
+    vertebra = [0.0, 20.0, 5.0]
+    view.set_view("posterior")
+    dark = colour_at(view, vertebra, size=3)
+    view.set_volume_rendering("bone")
+    bright = colour_at(view, vertebra, size=3)
+    assert bright.mean() > dark.mean() + 60
+    for name in ("soft tissue", "ct angiography", "lung"):
+        view.set_volume_rendering(name)
+        assert view.volume_rendering == name
+    view.set_volume_rendering(None)
+    assert abs(colour_at(view, vertebra, size=3).mean() - dark.mean()) < 10
+    with pytest.raises(ValueError, match="presets"):
+        view.set_volume_rendering("MIP")
+
+
+def test_measurements(qtbot, view, volume, structures):
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    assert view.add_ruler([0, 0, 0], [30, 40, 0]) == pytest.approx(50.0)
+    assert view.add_angle([10, 0, 0], [0, 0, 0], [0, 0, 10]) == pytest.approx(90.0)
+    assert [kind for kind, _ in view.measurements()] == ["ruler", "angle"]
+    with qtbot.waitSignal(view.measured, timeout=20000) as signal:
+        view.show_minimum_distance("Liver", "Kidney_R")
+    gap = np.linalg.norm(LIVER_CENTRE - KIDNEY_CENTRE) - 10 - 8  # 12 mm between the balls
+    expected = minimum_distance(view.surface("Liver"), view.surface("Kidney_R")).distance_mm
+    assert signal.args == ["distance", pytest.approx(expected)]
+    assert expected == pytest.approx(gap, abs=1.0)  # 2 mm slices: the balls' meshes are coarse
+    with qtbot.waitSignal(view.surfaces_changed, timeout=100, raising=False):
+        view.show_margin_map("Liver", "Kidney_R", max_mm=20)
+    qtbot.waitUntil(lambda: view.margin_values("Liver") is not None, timeout=20000)
+    margins = view.margin_values("Liver")
+    assert margins.min() == pytest.approx(expected, abs=0.3) and margins.max() > gap + 15
+    view.clear_margin_map("Liver")
+    assert view.margin_values("Liver") is None
+    view.clear_measurements()
+    assert view.measurements() == []
+
+
+def test_ruler_placed_with_clicks_snaps_onto_surfaces(qtbot, view, volume, structures):
+    view.set_structures(structures)
+    ready(qtbot, view)
+    view.set_ruler_enabled(True)
+    interactor = view._vtk
+    height = interactor.GetRenderWindow().GetSize()[1]
+    for centre in (LIVER_CENTRE, KIDNEY_CENTRE):
+        column, row = view.display_position(centre)
+        for event in ("MouseMoveEvent", "LeftButtonPressEvent", "LeftButtonReleaseEvent"):
+            interactor.SetEventInformation(int(column), int(height - 1 - row))
+            interactor.InvokeEvent(event)
+    ((kind, length),) = view.measurements()
+    representation = view._rulers[0].GetRepresentation()
+    ends = [[0.0] * 3, [0.0] * 3]
+    representation.GetPoint1WorldPosition(ends[0])
+    representation.GetPoint2WorldPosition(ends[1])
+    # each end sits on the front (anterior, −y) of its ball's surface, not at the clicked depth
+    for end, centre, radius in zip(ends, (LIVER_CENTRE, KIDNEY_CENTRE), (10.0, 8.0), strict=True):
+        assert np.linalg.norm(np.asarray(end) - centre) == pytest.approx(radius, abs=0.8)
+        assert end[1] < centre[1] - 0.5 * radius
+    assert kind == "ruler" and length == pytest.approx(np.linalg.norm(np.subtract(*ends)))
+
+
+def test_snapshot_at_a_chosen_resolution(qtbot, view, volume, structures, tmp_path):
+    from PyQt6.QtGui import QImage
+
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    path = view.snapshot(tmp_path / "shot.png", (2 * width, 2 * height))
+    image = QImage(str(path))
+    assert (image.width(), image.height()) == (2 * width, 2 * height)
+    column, row = view.display_position(LIVER_CENTRE)
+    pixel = image.pixelColor(int(2 * column), int(2 * row))
+    assert looks_like(np.array([pixel.red(), pixel.green(), pixel.blue()]), LIVER)
+    wide = QImage(str(view.snapshot(tmp_path / "wide.png", (800, 300))))
+    assert (wide.width(), wide.height()) == (800, 300)
+
+
+def test_external_is_see_through_and_overlaps_are_fine(qtbot, view, volume, structures):
+    body = Structure(
+        "BODY", Mask.from_full(GRID, ball([0.0, 0.0, 5.0], 30)), (120, 120, 120), RoiType.EXTERNAL
+    )
+    structures.add(body)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    assert view.surface("BODY") is not None
+    assert looks_like(colour_at(view, LIVER_CENTRE), LIVER)  # seen through the body

@@ -1,0 +1,769 @@
+"""`View3D`: the 3D view of a case — structure surfaces, CT volume rendering, measurements.
+
+Surfaces follow a `StructureSet`: its `added`, `removed` and `changed` events rebuild, drop or
+restyle the structure's surface. Geometry edits are gathered for a short while (a brush stroke
+sends many) and rebuilt in a worker thread (superqt), never on the GUI thread; a result that an
+edit has overtaken is dropped. Everything is in patient LPS millimetres, so measurements are in mm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401  (GPU volume mapper factories)
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction
+from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar, QVBoxLayout, QWidget
+from superqt.utils import create_worker
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkInteractionWidgets import (
+    vtkAngleRepresentation3D,
+    vtkAngleWidget,
+    vtkDistanceRepresentation3D,
+    vtkDistanceWidget,
+    vtkOrientationMarkerWidget,
+    vtkPointHandleRepresentation3D,
+    vtkPolygonalSurfacePointPlacer,
+)
+from vtkmodules.vtkIOImage import vtkPNGWriter
+from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor, vtkScalarBarActor
+from vtkmodules.vtkRenderingCore import vtkRenderer
+
+from planning.measurements import ClosestPoints, angle_deg, minimum_distance, ruler_mm, surface_distances
+from planning.structures import RoiType, Structure, StructureSet
+from planning.surfaces import Surface, SurfaceOptions, build_surfaces
+from planning.volume import Volume
+from workstation.view3d import scene
+from workstation.view3d.presets import PRESETS, preset
+
+log = logging.getLogger(__name__)
+
+#: Opacity of the body outline, so what is inside stays visible.
+EXTERNAL_OPACITY = 0.15
+
+#: Camera directions: where the camera looks from (LPS), and which way is up.
+VIEWS = {
+    "anterior": ((0, -1, 0), (0, 0, 1)),
+    "posterior": ((0, 1, 0), (0, 0, 1)),
+    "left": ((1, 0, 0), (0, 0, 1)),
+    "right": ((-1, 0, 0), (0, 0, 1)),
+    "superior": ((0, 0, 1), (0, -1, 0)),
+    "inferior": ((0, 0, -1), (0, -1, 0)),
+}
+
+
+class View3D(QWidget):
+    """3D view of a volume and its structures.
+
+    Signals:
+        surfaces_changed(): surfaces were built, rebuilt or removed.
+        measured(kind, value): "ruler" (mm), "angle" (degrees) or "distance" (mm) after a
+            measurement changes.
+        building(stage, done, total): progress of a surface build.
+        failed(message): a background job failed.
+    """
+
+    surfaces_changed = pyqtSignal()
+    measured = pyqtSignal(str, float)
+    building = pyqtSignal(str, float, float)
+    failed = pyqtSignal(str)
+    _structure_event = pyqtSignal(str, object, object)  # psygnal → GUI thread
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        options: SurfaceOptions | None = None,
+        toolbar: bool = True,
+        debounce_ms: int = 250,
+    ):
+        super().__init__(parent)
+        self.options = options or SurfaceOptions()
+        self._vtk = QVTKRenderWindowInteractor(self)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.05, 0.06, 0.08)
+        self.renderer.SetBackground2(0.22, 0.24, 0.3)
+        self.renderer.GradientBackgroundOn()
+        self._vtk.GetRenderWindow().AddRenderer(self.renderer)
+        self._vtk.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self._status = QLabel("")
+        if toolbar:
+            layout.addWidget(self._make_toolbar())
+        layout.addWidget(self._vtk, 1)
+        self.building.connect(self._show_progress)
+
+        self._volume: Volume | None = None
+        self._volume_actor = None
+        self._preset: str | None = None
+        self._structures: StructureSet | None = None
+        self._actors: dict[Structure, object] = {}
+        self._surfaces: dict[Structure, Surface] = {}
+        self._generation: dict[Structure, int] = {}
+        self._pending: set[Structure] = set()
+        self._workers: list = []
+        self._build_worker = None
+        self._cancel = threading.Event()
+        self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
+        self._scalar_bar = None
+        self._overlay: list = []
+        self._rulers: list = []
+        self._angles: list = []
+        self._placer = vtkPolygonalSurfacePointPlacer()
+        self._started = False
+        self._camera_set = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(debounce_ms)
+        self._timer.timeout.connect(self._start_build)
+        self._structure_event.connect(self._on_structure_event)
+        self._orientation = self._orientation_marker()
+
+    # -- data ------------------------------------------------------------------------------
+
+    def show_case(self, case) -> None:
+        """Show a workstation case: its volume and its structures."""
+        self.set_volume(case.volume)
+        self.set_structures(case.structures)
+
+    def set_volume(self, volume: Volume | None) -> None:
+        """The image to volume-render (and to frame the camera on). None clears it."""
+        self._volume = volume
+        self._remove_volume_actor()
+        if volume is not None and self._preset is not None:
+            self._add_volume_actor()
+        if volume is not None and not self._camera_set:
+            self.set_view("anterior")
+        self._render()
+
+    def set_structures(self, structures: StructureSet | None) -> None:
+        """Follow a structure set: build every surface (in one pass, in the background) and keep
+        them in step with its events. None clears the view's surfaces."""
+        if self._structures is structures:
+            return
+        self._disconnect()
+        self._cancel.set()
+        for actor in self._actors.values():
+            self.renderer.RemoveActor(actor)
+        self._actors.clear()
+        self._surfaces.clear()
+        self._generation.clear()
+        self._pending.clear()
+        self._margin_maps.clear()
+        self._clear_overlay()
+        self._structures = structures
+        if structures is not None:
+            structures.added.connect(self._on_added)
+            structures.removed.connect(self._on_removed)
+            structures.changed.connect(self._on_changed)
+            for structure in structures:
+                self._generation[structure] = 0
+                self._pending.add(structure)
+            self._start_build()
+        self._render()
+        self.surfaces_changed.emit()
+
+    def surface(self, name: str) -> Surface | None:
+        """The current surface of structure `name` (None while not built or empty)."""
+        structure = self._by_name(name)
+        return None if structure is None else self._surfaces.get(structure)
+
+    def is_ready(self) -> bool:
+        """No surface build running or waiting."""
+        return self._build_worker is None and not self._pending and not self._timer.isActive()
+
+    # -- display ---------------------------------------------------------------------------
+
+    def set_volume_rendering(self, name: str | None) -> None:
+        """Volume-render the CT with a preset ("bone", "soft tissue", "ct angiography", "lung"),
+        or stop (None)."""
+        if name is not None:
+            preset(name)
+            name = name.lower()
+        self._preset = name
+        if name is None:
+            self._remove_volume_actor()
+        elif self._volume_actor is not None:
+            self._volume_actor.SetProperty(preset(name).volume_property())
+        elif self._volume is not None:
+            self._add_volume_actor()
+        if hasattr(self, "_preset_box"):
+            self._preset_box.blockSignals(True)
+            self._preset_box.setCurrentIndex(0 if name is None else list(PRESETS).index(name) + 1)
+            self._preset_box.blockSignals(False)
+        self._render()
+
+    @property
+    def volume_rendering(self) -> str | None:
+        return self._preset
+
+    def set_opacity(self, name: str, opacity: float) -> None:
+        """Opacity (0–1) of a structure's surface."""
+        actor = self._actors.get(self._by_name(name))
+        if actor is not None:
+            actor.GetProperty().SetOpacity(float(opacity))
+            self._render()
+
+    def set_view(self, direction: str = "anterior") -> None:
+        """Look at everything from a patient direction (anterior, posterior, left, right,
+        superior, inferior)."""
+        if direction not in VIEWS:
+            raise ValueError(f"unknown view {direction!r}; views: {', '.join(VIEWS)}")
+        bounds = self._scene_bounds()
+        if bounds is None:
+            return
+        centre = (bounds[:, 0] + bounds[:, 1]) / 2
+        size = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) or 100.0
+        where, up = VIEWS[direction]
+        camera = self.renderer.GetActiveCamera()
+        camera.SetFocalPoint(*centre)
+        camera.SetPosition(*(centre + np.asarray(where, float) * size * 2))
+        camera.SetViewUp(*up)
+        self.renderer.ResetCamera(bounds.ravel())
+        self._camera_set = True
+        self._render()
+
+    def reset_camera(self) -> None:
+        self.set_view("anterior")
+
+    # -- measurements ------------------------------------------------------------------------
+
+    def set_ruler_enabled(self, enabled: bool) -> None:
+        """Let the user place a ruler with two clicks (points snap onto surfaces)."""
+        self._toggle_tool(self._rulers, enabled, self._new_ruler)
+
+    def set_angle_enabled(self, enabled: bool) -> None:
+        """Let the user place an angle with three clicks (points snap onto surfaces)."""
+        self._toggle_tool(self._angles, enabled, self._new_angle)
+
+    def add_ruler(self, start, end) -> float:
+        """Place a ruler between two LPS points (mm); returns its length in mm."""
+        widget = self._new_ruler(snap=False)
+        representation = widget.GetRepresentation()
+        representation.SetPoint1WorldPosition(list(map(float, start)))
+        representation.SetPoint2WorldPosition(list(map(float, end)))
+        widget.SetWidgetStateToManipulate()
+        widget.On()
+        self._render()
+        length = _ruler_mm(widget)
+        self.measured.emit("ruler", length)
+        return length
+
+    def add_angle(self, first, vertex, second) -> float:
+        """Place an angle at `vertex` between rays to `first` and `second`; returns degrees."""
+        widget = self._new_angle(snap=False)
+        representation = widget.GetRepresentation()
+        representation.SetPoint1WorldPosition(list(map(float, first)))
+        representation.SetCenterWorldPosition(list(map(float, vertex)))
+        representation.SetPoint2WorldPosition(list(map(float, second)))
+        widget.SetWidgetStateToManipulate()
+        widget.On()
+        self._render()
+        angle = _angle_deg(widget)
+        self.measured.emit("angle", angle)
+        return angle
+
+    def measurements(self) -> list[tuple[str, float]]:
+        """Every placed ruler (mm) and angle (degrees)."""
+        result = [("ruler", w.GetRepresentation().GetDistance()) for w in self._rulers if _placed(w)]
+        result += [
+            ("angle", float(np.degrees(w.GetRepresentation().GetAngle()))) for w in self._angles if _placed(w)
+        ]
+        return result
+
+    def clear_measurements(self) -> None:
+        """Remove rulers, angles and the minimum-distance display."""
+        for widget in self._rulers + self._angles:
+            widget.Off()
+            widget.SetInteractor(None)
+        self._rulers.clear()
+        self._angles.clear()
+        self._clear_overlay()
+        self._render()
+
+    def show_minimum_distance(self, first: str, second: str) -> None:
+        """Compute (in the background) and draw the shortest segment between two structures;
+        `measured("distance", mm)` follows."""
+        a, b = self._require_surface(first), self._require_surface(second)
+        self._run(
+            minimum_distance,
+            (a, b),
+            lambda closest: self._draw_distance(closest, first, second),
+        )
+
+    def show_margin_map(self, name: str, to: str, max_mm: float = 20.0) -> None:
+        """Colour structure `name` by each point's distance to structure `to` (red: touching or
+        inside, green: `max_mm` or more), computed in the background."""
+        structure, target = self._by_name(name), self._by_name(to)
+        surface, other = self._require_surface(name), self._require_surface(to)
+        self._margin_maps[structure] = (target, max_mm)
+        self._run(
+            surface_distances,
+            (surface, other),
+            lambda values: self._apply_margin_map(structure, surface, values, to, max_mm),
+            signed=True,
+        )
+
+    def clear_margin_map(self, name: str) -> None:
+        structure = self._by_name(name)
+        self._margin_maps.pop(structure, None)
+        actor = self._actors.get(structure)
+        if actor is not None:
+            scene.show_scalars(actor, None)
+        if not self._margin_maps and self._scalar_bar is not None:
+            self.renderer.RemoveViewProp(self._scalar_bar)
+            self._scalar_bar = None
+        self._render()
+
+    def margin_values(self, name: str) -> np.ndarray | None:
+        """The distances (mm) shown on structure `name`'s surface, if a margin map is on."""
+        actor = self._actors.get(self._by_name(name))
+        if actor is None:
+            return None
+        scalars = actor.GetMapper().GetInput().GetPointData().GetScalars()
+        if scalars is None:
+            return None
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        return vtk_to_numpy(scalars).copy()
+
+    # -- output --------------------------------------------------------------------------------
+
+    def snapshot(self, path: str | Path, size: tuple[int, int] | None = None) -> Path:
+        """Save the view as a PNG of `size` (width, height) pixels (default: the view's size),
+        rendered off-screen with the same camera. Returns the path."""
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+
+        path = Path(path)
+        if size is None:
+            size = tuple(self._vtk.GetRenderWindow().GetSize())
+        width, height = (int(v) for v in size)
+        if width < 1 or height < 1 or width * height > 16384**2:
+            raise ValueError(f"a snapshot needs a size between 1×1 and 16384×16384, not {width}×{height}")
+        pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays())
+        image = vtkImageData()
+        image.SetDimensions(width, height, 1)
+        image.GetPointData().SetScalars(
+            numpy_to_vtk(np.ascontiguousarray(pixels[::-1]).reshape(-1, 3), deep=True)
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = vtkPNGWriter()
+        writer.SetFileName(str(path))
+        writer.SetInputData(image)
+        writer.Write()
+        if writer.GetErrorCode():
+            raise OSError(f"{path}: the snapshot could not be written")
+        return path
+
+    def render_image(self) -> np.ndarray:
+        """The view's current pixels, (height, width, 3), top row first."""
+        self._render(force=True)
+        return scene.window_pixels(self._vtk.GetRenderWindow())
+
+    def display_position(self, point_lps) -> tuple[float, float]:
+        """Where an LPS point appears in `render_image()` (column, row from the top)."""
+        renderer = self.renderer
+        renderer.SetWorldPoint(*map(float, point_lps), 1.0)
+        renderer.WorldToDisplay()
+        x, y, _ = renderer.GetDisplayPoint()
+        height = self._vtk.GetRenderWindow().GetSize()[1]
+        return x, height - 1 - y
+
+    # -- Qt ------------------------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        if not self._started:
+            self._vtk.Initialize()
+            self._orientation.SetInteractor(self._vtk)
+            self._orientation.SetEnabled(1)
+            self._orientation.InteractiveOff()
+            self._started = True
+        self._render()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop background work, let go of the structure set and release the render window."""
+        self._timer.stop()
+        self._cancel.set()
+        self._disconnect()
+        for worker in list(self._workers):
+            worker.quit()
+        self._vtk.GetRenderWindow().Finalize()
+
+    # -- structure events ---------------------------------------------------------------------
+
+    def _on_added(self, structure) -> None:
+        self._structure_event.emit("added", structure, None)
+
+    def _on_removed(self, structure) -> None:
+        self._structure_event.emit("removed", structure, None)
+
+    def _on_changed(self, structure, box) -> None:
+        self._structure_event.emit("changed", structure, box)
+
+    def _on_structure_event(self, kind: str, structure, box) -> None:
+        if kind == "removed":
+            self._drop(structure)
+        elif kind == "changed" and box is None:
+            self._restyle(structure)
+        else:
+            self._generation[structure] = self._generation.get(structure, 0) + 1
+            self._pending.add(structure)
+            self._timer.start()
+
+    def _disconnect(self) -> None:
+        if self._structures is not None:
+            for signal, slot in (
+                (self._structures.added, self._on_added),
+                (self._structures.removed, self._on_removed),
+                (self._structures.changed, self._on_changed),
+            ):
+                signal.disconnect(slot)
+
+    # -- surface building ------------------------------------------------------------------
+
+    def _start_build(self) -> None:
+        if self._build_worker is not None or not self._pending or self._structures is None:
+            return
+        present = set(self._structures)
+        todo = [s for s in self._structures if s in self._pending and s in present]
+        self._pending.clear()
+        if not todo:
+            return
+        # copies: the worker must not see masks the GUI thread edits meanwhile
+        copies = [Structure(s.name, s.mask.copy(), s.color, s.roi_type, s.algorithm) for s in todo]
+        generations = [self._generation.get(s, 0) for s in todo]
+        self._cancel = threading.Event()
+        cancel = self._cancel
+
+        def job():
+            return build_surfaces(copies, self.options, on_progress=self.building.emit, cancel=cancel)
+
+        worker = create_worker(job, _start_thread=False)
+        worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self._on_build_finished(worker))
+        self._build_worker = worker
+        self._keep(worker)
+        worker.start()
+
+    def _on_built(self, todo, generations, copies, surfaces) -> None:
+        if self._structures is None:
+            return
+        present = set(self._structures)
+        for structure, generation, copy in zip(todo, generations, copies, strict=True):
+            if structure not in present or self._generation.get(structure, 0) != generation:
+                continue  # removed or edited since: a newer build follows
+            surface = surfaces.get(copy.name)
+            self._replace_actor(structure, surface)
+        self._render()
+        self.surfaces_changed.emit()
+
+    def _on_build_finished(self, worker) -> None:
+        if self._build_worker is worker:
+            self._build_worker = None
+        self._show_progress("", 1, 1)
+        if self._pending:
+            self._timer.start()
+
+    def _replace_actor(self, structure: Structure, surface: Surface | None) -> None:
+        old = self._actors.pop(structure, None)
+        if old is not None:
+            self.renderer.RemoveActor(old)
+            self._placer.RemoveViewProp(old)
+        self._surfaces.pop(structure, None)
+        if surface is None or surface.is_empty:
+            return
+        actor = scene.surface_actor(surface)
+        self._actors[structure] = actor
+        self._surfaces[structure] = surface
+        self.renderer.AddActor(actor)
+        self._placer.AddProp(actor)
+        self._restyle(structure, render=False)
+        if structure in self._margin_maps:
+            target, max_mm = self._margin_maps[structure]
+            self.show_margin_map(structure.name, target.name, max_mm)
+        if not self._camera_set:
+            self.set_view("anterior")
+
+    def _restyle(self, structure: Structure, render: bool = True) -> None:
+        actor = self._actors.get(structure)
+        if actor is None:
+            return
+        opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
+        scene.style_actor(actor, structure.color, opacity)
+        actor.SetVisibility(bool(structure.visible))
+        if render:
+            self._render()
+
+    def _drop(self, structure: Structure) -> None:
+        self._pending.discard(structure)
+        self._generation.pop(structure, None)
+        self._margin_maps.pop(structure, None)
+        self._replace_actor(structure, None)
+        self._render()
+        self.surfaces_changed.emit()
+
+    # -- background jobs ---------------------------------------------------------------------
+
+    def _run(self, function, args, on_result, **kwargs) -> None:
+        worker = create_worker(function, *args, _start_thread=False, **kwargs)
+        worker.returned.connect(on_result)
+        worker.errored.connect(self._on_error)
+        self._keep(worker)
+        worker.start()
+
+    def _keep(self, worker) -> None:
+        self._workers.append(worker)
+        worker.finished.connect(lambda: self._workers.remove(worker) if worker in self._workers else None)
+
+    def _on_error(self, error: Exception) -> None:
+        from planning.errors import Cancelled
+
+        if isinstance(error, Cancelled):
+            return
+        log.error("3D view: %s", error, exc_info=error)
+        self.failed.emit(str(error))
+
+    # -- overlays -------------------------------------------------------------------------------
+
+    def _draw_distance(self, closest: ClosestPoints, first: str, second: str) -> None:
+        self._clear_overlay()
+        bounds = self._scene_bounds()
+        scale = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) if bounds is not None else 100.0
+        text = f"{closest.distance_mm:.1f} mm" + (" (overlap)" if closest.overlapping else "")
+        self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text, scale)
+        for prop in self._overlay:
+            self.renderer.AddViewProp(prop)
+        self._last_distance = (first, second, closest)
+        self._render()
+        self.measured.emit("distance", closest.distance_mm)
+
+    def _clear_overlay(self) -> None:
+        for prop in self._overlay:
+            self.renderer.RemoveViewProp(prop)
+        self._overlay = []
+
+    def _apply_margin_map(self, structure, surface, values, to: str, max_mm: float) -> None:
+        actor = self._actors.get(structure)
+        if (
+            actor is None
+            or self._surfaces.get(structure) is not surface
+            or structure not in self._margin_maps
+        ):
+            return
+        table = scene.margin_lookup_table(max_mm)
+        scene.show_scalars(actor, values, table)
+        if self._scalar_bar is None:
+            self._scalar_bar = vtkScalarBarActor()
+            self._scalar_bar.SetNumberOfLabels(5)
+            self._scalar_bar.SetMaximumWidthInPixels(90)
+            self.renderer.AddViewProp(self._scalar_bar)
+        self._scalar_bar.SetLookupTable(table)
+        self._scalar_bar.SetTitle(f"mm to {to}")
+        self._render()
+
+    def _measurement_overlays(self) -> list:
+        props = []
+        for widget in self._rulers:
+            if _placed(widget):
+                r = widget.GetRepresentation()
+                p, q = _world(r.GetPoint1WorldPosition), _world(r.GetPoint2WorldPosition)
+                props += scene.distance_overlay(p, q, f"{_ruler_mm(widget):.1f} mm", self._scale())
+        for widget in self._angles:
+            if _placed(widget):
+                r = widget.GetRepresentation()
+                vertex = _world(r.GetCenterWorldPosition)
+                label = f"{_angle_deg(widget):.1f}°"
+                props += scene.distance_overlay(
+                    vertex, _world(r.GetPoint1WorldPosition), label, self._scale()
+                )
+                props += scene.distance_overlay(vertex, _world(r.GetPoint2WorldPosition), "", self._scale())
+        return props
+
+    # -- tools ----------------------------------------------------------------------------------
+
+    def _toggle_tool(self, widgets: list, enabled: bool, make) -> None:
+        if enabled:
+            widget = make()
+            widget.On()
+        else:
+            for widget in widgets:
+                if not _placed(widget):
+                    widget.Off()
+        self._render()
+
+    def _new_ruler(self, snap: bool = True):
+        representation = vtkDistanceRepresentation3D()
+        self._set_handles(representation, snap, ("Point1", "Point2"))
+        representation.SetLabelFormat("%-#6.1f mm")
+        widget = vtkDistanceWidget()
+        widget.SetInteractor(self._vtk)
+        widget.SetRepresentation(representation)
+        widget.AddObserver(
+            "EndInteractionEvent", lambda *_: self.measured.emit("ruler", representation.GetDistance())
+        )
+        self._rulers.append(widget)
+        return widget
+
+    def _new_angle(self, snap: bool = True):
+        representation = vtkAngleRepresentation3D()
+        self._set_handles(representation, snap, ("Point1", "Center", "Point2"))
+        widget = vtkAngleWidget()
+        widget.SetInteractor(self._vtk)
+        widget.SetRepresentation(representation)
+        widget.AddObserver("EndInteractionEvent", lambda *_: self.measured.emit("angle", _angle_deg(widget)))
+        self._angles.append(widget)
+        return widget
+
+    def _set_handles(self, representation, snap: bool, names) -> None:
+        """Give a ruler or angle its handles; with `snap`, their points go onto the surfaces."""
+        handle = vtkPointHandleRepresentation3D()
+        handle.GetProperty().SetColor(1.0, 0.9, 0.1)
+        representation.SetHandleRepresentation(handle)
+        representation.InstantiateHandleRepresentation()
+        if snap:  # the copies made from the prototype do not keep its point placer
+            for name in names:
+                getattr(representation, f"Get{name}Representation")().SetPointPlacer(self._placer)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _by_name(self, name: str) -> Structure | None:
+        if self._structures is None or name not in self._structures:
+            return None
+        return self._structures[name]
+
+    def _require_surface(self, name: str) -> Surface:
+        surface = self.surface(name)
+        if surface is None:
+            raise ValueError(f"structure {name!r} has no surface (yet)")
+        return surface
+
+    def _scene_bounds(self) -> np.ndarray | None:
+        """(3, 2) LPS bounds of the surfaces and the volume, or None when empty."""
+        boxes = [np.stack([s.points.min(0), s.points.max(0)], 1) for s in self._surfaces.values()]
+        if self._volume is not None:
+            grid = self._volume.grid
+            corners = (
+                np.array(np.meshgrid(*[[0, n - 1] for n in grid.shape[::-1]], indexing="ij")).reshape(3, -1).T
+            )
+            points = grid.index_to_patient(corners.astype(float))
+            boxes.append(np.stack([points.min(0), points.max(0)], 1))
+        if not boxes:
+            return None
+        stacked = np.stack(boxes)
+        return np.stack([stacked[:, :, 0].min(0), stacked[:, :, 1].max(0)], 1)
+
+    def _scale(self) -> float:
+        bounds = self._scene_bounds()
+        return float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) if bounds is not None else 100.0
+
+    def _add_volume_actor(self) -> None:
+        self._volume_actor, _ = scene.volume_prop(self._volume, preset(self._preset).volume_property())
+        self.renderer.AddVolume(self._volume_actor)
+
+    def _remove_volume_actor(self) -> None:
+        if self._volume_actor is not None:
+            self.renderer.RemoveVolume(self._volume_actor)
+            self._volume_actor = None
+
+    def _render(self, force: bool = False) -> None:
+        if self._started or force:
+            self.renderer.ResetCameraClippingRange()
+            self._vtk.GetRenderWindow().Render()
+
+    def _orientation_marker(self) -> vtkOrientationMarkerWidget:
+        cube = vtkAnnotatedCubeActor()
+        # LPS world: +x is the patient's left, +y posterior, +z superior
+        cube.SetXPlusFaceText("L")
+        cube.SetXMinusFaceText("R")
+        cube.SetYPlusFaceText("P")
+        cube.SetYMinusFaceText("A")
+        cube.SetZPlusFaceText("S")
+        cube.SetZMinusFaceText("I")
+        cube.SetFaceTextScale(0.6)
+        cube.GetCubeProperty().SetColor(0.25, 0.3, 0.4)
+        marker = vtkOrientationMarkerWidget()
+        marker.SetOrientationMarker(cube)
+        marker.SetViewport(0.0, 0.0, 0.14, 0.14)
+        return marker
+
+    def _make_toolbar(self) -> QToolBar:
+        bar = QToolBar(self)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.addWidget(QLabel(" Volume: "))
+        self._preset_box = QComboBox(bar)
+        self._preset_box.addItems(["Off"] + [p.label for p in PRESETS.values()])
+        self._preset_box.currentIndexChanged.connect(
+            lambda i: self.set_volume_rendering(None if i == 0 else list(PRESETS)[i - 1])
+        )
+        bar.addWidget(self._preset_box)
+        bar.addSeparator()
+        for label, slot in (("Ruler", self.set_ruler_enabled), ("Angle", self.set_angle_enabled)):
+            action = QAction(label, bar)
+            action.setToolTip(f"Place a {label.lower()}: click on surfaces")
+            action.triggered.connect(lambda _=False, slot=slot: slot(True))
+            bar.addAction(action)
+        clear = QAction("Clear", bar)
+        clear.setToolTip("Remove rulers, angles and distances")
+        clear.triggered.connect(self.clear_measurements)
+        bar.addAction(clear)
+        bar.addSeparator()
+        for view in ("anterior", "left", "superior"):
+            action = QAction(view[0].upper(), bar)
+            action.setToolTip(f"View from {view}")
+            action.triggered.connect(lambda _=False, v=view: self.set_view(v))
+            bar.addAction(action)
+        shot = QAction("Snapshot…", bar)
+        shot.triggered.connect(self._ask_snapshot)
+        bar.addAction(shot)
+        bar.addWidget(self._status)
+        return bar
+
+    def _ask_snapshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save 3D snapshot", "snapshot.png", "PNG images (*.png)")
+        if path:
+            self.snapshot(path, (1920, 1080))
+
+    def _show_progress(self, stage: str, done: float, total: float) -> None:
+        self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
+
+
+def _placed(widget) -> bool:
+    """Whether a ruler or angle widget has all its points (its Manipulate state)."""
+    return widget.GetWidgetState() == vtkDistanceWidget.Manipulate
+
+
+def _world(getter) -> list[float]:
+    """A world position from a VTK getter, whichever of its two signatures it has."""
+    point = [0.0, 0.0, 0.0]
+    getter(point)
+    return point
+
+
+def _ruler_mm(widget) -> float:
+    r = widget.GetRepresentation()
+    return ruler_mm(_world(r.GetPoint1WorldPosition), _world(r.GetPoint2WorldPosition))
+
+
+def _angle_deg(widget) -> float:
+    r = widget.GetRepresentation()
+    try:
+        return angle_deg(
+            _world(r.GetPoint1WorldPosition),
+            _world(r.GetCenterWorldPosition),
+            _world(r.GetPoint2WorldPosition),
+        )
+    except ValueError:
+        return 0.0
