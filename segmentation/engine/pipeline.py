@@ -146,31 +146,33 @@ def run(
                 volume, recipe, networks_on(device), device, box, patch, wanted, on_progress, cancel, info
             )
             break
-        except Cancelled:
+        except Exception as error:
             devices.free_memory(device)
-            raise
-        except Exception as error:  # out of memory: smaller tiles, then the CPU
-            if not devices.is_out_of_memory(error) or device.type == "cpu":
-                devices.free_memory(device)
-                if devices.is_out_of_memory(error):
-                    raise DelineoError(
-                        f"not enough memory to segment an image of {volume.shape} voxels"
-                    ) from error
+            if isinstance(error, Cancelled) or not devices.is_out_of_memory(error):
                 raise
-            devices.free_memory(device)
-            smaller = _smaller_patch(patch, recipe.size_divisor)
-            if smaller is not None:
-                message = f"{device.type} out of memory with tiles {patch}; retrying with tiles {smaller}"
-                patch = smaller
-            else:
-                import torch
-
-                message = f"{device.type} out of memory even with small tiles; continuing on the CPU (slower)"
-                device, patch = torch.device("cpu"), tuple(recipe.patch_zyx)
-            log.warning(message)
-            info.warnings.append(message)
+            device, patch = _after_out_of_memory(device, patch, recipe, volume, info, error)
+    if device.type != "cpu":
+        devices.free_memory(device)  # the networks stay; their activations' cache goes
     info.seconds["total"] = time.perf_counter() - started
     return result
+
+
+def _after_out_of_memory(device, patch, recipe, volume, info, error):
+    """Smaller tiles; when none are left, the CPU (from a GPU) or a clear error (on the CPU)."""
+    import torch
+
+    smaller = _smaller_patch(patch, recipe.size_divisor)
+    if smaller is not None:
+        message = f"{device.type} out of memory with tiles {patch}; retrying with tiles {smaller}"
+        patch = smaller
+    elif device.type != "cpu":
+        message = f"{device.type} out of memory even with small tiles; continuing on the CPU (slower)"
+        device, patch = torch.device("cpu"), tuple(recipe.patch_zyx)
+    else:
+        raise DelineoError(f"not enough memory to segment an image of {volume.shape} voxels") from error
+    log.warning(message)
+    info.warnings.append(message)
+    return device, patch
 
 
 def _select_outputs(recipe: Recipe, structures: list[str] | None) -> list[OutputSpec]:

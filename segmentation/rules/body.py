@@ -112,9 +112,7 @@ def _refine_surface(body_low: np.ndarray, hu: np.ndarray, factors, skin_hu: floa
     shape = hu.shape
     core = morph.block_expand(morph.erode(body_low, (1, 1, 1)), factors, shape)
     near = morph.block_expand(morph.dilate(body_low, (1, 1, 1)), factors, shape)
-    body = core | (near & (hu > skin_hu))
-    # Internal air within the surface band (skin folds, a gas bubble touching the core's edge).
-    return morph.fill_holes_in_plane(body)
+    return core | (near & (hu > skin_hu))
 
 
 def body_box(hu: np.ndarray, spacing_zyx, margin_mm: float = 10.0) -> tuple[slice, slice, slice] | None:

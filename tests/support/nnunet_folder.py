@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: A small network: 4 stages, 8 → 64 features (plumbing tests).
+#: A small network: 4 stages, 4 → 32 features (plumbing tests).
 TINY = {
-    "features": [8, 16, 32, 64],
-    "patch": [32, 48, 40],
+    "features": [4, 8, 16, 32],
+    "patch": [16, 32, 32],
     "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
 }
 #: nnU-Net's 3d_fullres network for a CT at 1.5 mm: 6 stages, 32 → 320 features, 128³ patch.

@@ -1,0 +1,213 @@
+"""The inference engine with tiny known-answer models: geometry, outputs, progress, cancel,
+memory errors, weights safety, the model cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from support.segmentation_models import dice, phantom, write_model
+
+from planning.errors import Cancelled, DelineoError
+from planning.structures import GenerationAlgorithm, RoiType
+from segmentation.engine.manifest import ManifestError, read_manifest
+from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run faster on one thread (and the test machine's cores are shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sigmoid_model(tmp_path):
+    folder = write_model(tmp_path / "thresholds", [100.0, 500.0], names=["Spheres", "Dense"])
+    return from_manifest(read_manifest(folder))
+
+
+def test_sigmoid_model_draws_overlapping_structures_on_the_original_grid(sigmoid_model):
+    volume, truth = phantom()
+    result = sigmoid_model.predict(volume, device="cpu")
+    assert result.grid is volume.grid
+    assert result.names() == ["Spheres", "Dense"]
+    spheres, dense = result["Spheres"], result["Dense"]
+    assert spheres.algorithm == GenerationAlgorithm.AUTOMATIC
+    assert dice(spheres.mask.full(), truth["big"] | truth["small"]) > 0.9
+    assert dice(dense.mask.full(), truth["small"]) > 0.85
+    # Overlap is kept: every Dense voxel is also a Spheres voxel.
+    assert np.count_nonzero(dense.mask.full() & ~spheres.mask.full()) == 0
+    assert not spheres.mask.full()[~truth["body"]].any()
+
+
+def test_softmax_model_gives_labels_and_types_from_names(tmp_path):
+    folder = write_model(tmp_path / "labels", [100.0, 500.0], activation="softmax", names=["GTV", "Bones"])
+    model = from_manifest(read_manifest(folder))
+    volume, truth = phantom()
+    result = model.predict(volume, device="cpu")
+    assert result["GTV"].roi_type == RoiType.GTV
+    gtv, bones = result["GTV"].mask.full(), result["Bones"].mask.full()
+    assert not (gtv & bones).any()
+    assert dice(bones, truth["small"]) > 0.85
+    assert dice(gtv, truth["big"]) > 0.85
+
+
+def test_structures_option_and_unknown_names(sigmoid_model):
+    volume, _ = phantom()
+    assert sigmoid_model.predict(volume, structures=["Dense"], device="cpu").names() == ["Dense"]
+    with pytest.raises(DelineoError, match="no structure 'Liver'"):
+        sigmoid_model.predict(volume, structures=["Liver"], device="cpu")
+
+
+def test_crop_to_body_gives_the_same_answer_with_fewer_tiles(tmp_path):
+    volume, truth = phantom(shape=(24, 160, 160))
+    results = {}
+    for crop in ("body", "none"):
+        model = from_manifest(read_manifest(write_model(tmp_path / crop, [100.0], crop=crop)))
+        results[crop] = model.predict(volume, device="cpu")["Region_0"].mask.full()
+        results[crop + "_tiles"] = model.last_run.tiles
+    assert results["body_tiles"] < results["none_tiles"]
+    assert dice(results["body"], results["none"]) > 0.99
+
+
+@pytest.mark.parametrize("direction", [np.diag([1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])])
+def test_flipped_grids_come_back_where_they_belong(tmp_path, direction):
+    model = from_manifest(read_manifest(write_model(tmp_path / "m", [500.0], orientation="LPI")))
+    volume, truth = phantom(direction=direction)
+    mask = model.predict(volume, device="cpu")["Region_0"].mask.full()
+    assert dice(mask, truth["small"]) > 0.85
+
+
+def test_progress_reaches_every_stage_total(sigmoid_model):
+    volume, _ = phantom()
+    calls = []
+    sigmoid_model.predict(volume, device="cpu", on_progress=lambda *a: calls.append(a))
+    stages = {}
+    for stage, done, total in calls:
+        assert 0 <= done <= total
+        stages[stage] = (done, total)
+    assert set(stages) == {"Preparing image", "Segmenting", "Building structures"}
+    assert all(done == total for done, total in stages.values())
+    assert calls[-1][1] == calls[-1][2]
+
+
+def test_cancel_stops_within_two_seconds_even_inside_a_slow_tile(tmp_path):
+    # 8 layers × 0.5 s: one tile takes 4 s; cancel must not wait for it.
+    folder = write_model(tmp_path / "slow", [100.0], params={"delay_s": 0.5, "layers": 8})
+    model = from_manifest(read_manifest(folder))
+    volume, _ = phantom()
+    cancel = threading.Event()
+    timer = threading.Timer(1.0, cancel.set)
+    started = time.perf_counter()
+    timer.start()
+    with pytest.raises(Cancelled):
+        model.predict(volume, device="cpu", cancel=cancel)
+    assert time.perf_counter() - started - 1.0 < 2.0
+
+
+def test_out_of_memory_retries_with_smaller_tiles(tmp_path, caplog):
+    folder = write_model(tmp_path / "oom", [100.0, 500.0], params={"fail_above": 16 * 16 * 16})
+    model = from_manifest(read_manifest(folder))
+    volume, truth = phantom()
+    result = model.predict(volume, device="cpu")
+    assert model.last_run.patch_zyx == (16, 16, 16)
+    assert any("retrying with tiles" in w for w in model.last_run.warnings)
+    assert dice(result["Region_1"].mask.full(), truth["small"]) > 0.85
+
+
+def test_out_of_memory_with_the_smallest_tiles_is_a_clear_error(tmp_path):
+    folder = write_model(tmp_path / "oom", [100.0], params={"fail_above": 8})
+    model = from_manifest(read_manifest(folder))
+    with pytest.raises(DelineoError, match="not enough memory"):
+        model.predict(phantom()[0], device="cpu")
+
+
+def test_networks_are_built_once_and_reused(sigmoid_model, monkeypatch):
+    builds = []
+    original = sigmoid_model._build_networks
+    sigmoid_model._build_networks = lambda: builds.append(1) or original()
+    volume, _ = phantom()
+    sigmoid_model.predict(volume, device="cpu")
+    sigmoid_model.predict(volume, device="cpu")
+    assert len(builds) == 1
+
+
+def test_altered_weights_are_refused(tmp_path):
+    folder = write_model(tmp_path / "m", [100.0])
+    data = bytearray((folder / "weights.safetensors").read_bytes())
+    data[-1] ^= 1
+    (folder / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        from_manifest(read_manifest(folder)).predict(phantom()[0], device="cpu")
+
+
+def test_state_dicts_load_without_unpickling_code(tmp_path):
+    import torch
+
+    torch.save({"head.weight": torch.ones(2, 1, 1, 1, 1)}, tmp_path / "ok.pt")
+    assert read_state_dict(tmp_path / "ok.pt")["head.weight"].shape == (2, 1, 1, 1, 1)
+    import argparse
+
+    torch.save({"payload": argparse.Namespace(run="code")}, tmp_path / "code.pt")  # any object
+    with pytest.raises(WeightsError, match="cannot be read as weights"):
+        read_state_dict(tmp_path / "code.pt")
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda m: m["inference"].update(activation="relu"), "inference.activation"),
+        (lambda m: m["weights"].update(sha256="abc"), "weights.sha256"),
+        (lambda m: m["preprocessing"].pop("spacing_xyz"), "preprocessing.spacing_xyz"),
+        (lambda m: m["preprocessing"].update(orientation="LLS"), "preprocessing.orientation"),
+        (lambda m: m["outputs"].append({"channel": 0, "name": "Again"}), "outputs[1]"),
+        (lambda m: m["outputs"][0].update(color=[300, 0, 0]), "outputs[0].color"),
+    ],
+)
+def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):
+    folder = write_model(tmp_path / "m", [100.0])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError) as error:
+        read_manifest(folder)
+    assert "manifest.json" in str(error.value) and repr(field) in str(error.value)
+
+
+def test_toml_manifests_are_read_too(tmp_path):
+    folder = write_model(tmp_path / "m", [100.0])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").unlink()
+    lines = [
+        f'name = "{manifest["name"]}"',
+        '[architecture]\nname = "test_pointwise"\nparams = { channels = 1 }',
+        f'[weights]\nfile = "weights.safetensors"\nsha256 = "{manifest["weights"]["sha256"]}"',
+        "[preprocessing]\nspacing_xyz = [2.0, 2.0, 3.0]",
+        'normalization = { type = "ct", clip = [-1000, 1000], mean = 0.0, std = 1000.0 }',
+        '[inference]\npatch_size_zyx = [16, 32, 32]\nactivation = "sigmoid"',
+        '[[outputs]]\nname = "Region_0"',
+    ]
+    (folder / "manifest.toml").write_text("\n".join(lines))
+    manifest = read_manifest(folder)
+    assert manifest.patch_size_zyx == (16, 32, 32) and manifest.structure_names == ["Region_0"]
+
+
+def test_importing_the_packages_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, segmentation, segmentation.registry, segmentation.engine.pipeline, segmentation.nnunet, "
+        "segmentation.seeded, segmentation.rules, workstation.cli; "
+        "from workstation.cli import build_parser; build_parser(); "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,167 @@
+"""nnU-Net v2 model folders through Delineo's engine, compared with nnunetv2's own predictor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from support.nnunet_folder import write_nnunet_folder
+
+from planning.geometry import Grid
+from planning.volume import Volume
+from segmentation import registry
+from segmentation.engine.model import WeightsError
+from segmentation.nnunet import NnUNetError, read_nnunet_folder, structure_name
+
+LABELS = ["liver", "kidney_left", "Spleen"]
+SPACING_XYZ = (1.2, 1.1, 3.0)
+
+
+def ct_volume(shape=(40, 70, 64)) -> Volume:
+    """A body (ellipse) with smooth structure and noise, air around: no exact zeros."""
+    rng = np.random.default_rng(1)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    body = ((y - shape[1] / 2) / (shape[1] * 0.42)) ** 2 + ((x - shape[2] / 2) / (shape[2] * 0.44)) ** 2 < 1
+    hu = -1000 + 1040 * body + 300 * np.sin(z / 5.0) * np.cos(x / 7.0) + rng.normal(0, 20, shape)
+    hu = np.where(hu == 0, 1, hu).astype(np.int16)
+    return Volume(hu, Grid(shape, SPACING_XYZ), modality="CT")
+
+
+def labels_of(structures, model) -> np.ndarray:
+    channel = {o.name: o.channel for o in model.outputs}
+    labels = np.zeros(structures.grid.shape, np.uint8)
+    for structure in structures:
+        labels[structure.mask.full()] = channel[structure.name]
+    return labels
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run faster on one thread (and the test machine's cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_nnunet_folder(tmp_path_factory.mktemp("nnunet"), LABELS, folds=(0, 1))
+
+
+def nnunet_prediction(folder, volume: Volume, folds) -> np.ndarray:
+    """nnunetv2's own prediction (no mirroring, step 0.5, Gaussian): the reference."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        allow_tqdm=False,
+    )
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=folds)
+    return predictor.predict_single_npy_array(
+        volume.array[None].astype(np.float32), {"spacing": list(volume.grid.spacing_zyx)}
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(folder):
+    return nnunet_prediction(folder, ct_volume(), (0, 1))
+
+
+def test_labels_equal_nnunet_predictor(folder, reference):
+    model = read_nnunet_folder(folder, crop="none")
+    volume = ct_volume()
+    labels = labels_of(model.predict(volume, device="cpu"), model)
+    agreement = float(np.mean(labels == reference))
+    print(f"agreement with nnUNetPredictor: {agreement:.5f}")
+    assert agreement >= 0.999
+    assert len(np.unique(reference)) == 4  # every label occurs: the comparison is not trivial
+    assert [o.name for o in model.outputs] == ["Liver", "Kidney_L", "Spleen"]
+
+
+def test_body_crop_changes_nothing_inside_the_patient(folder, reference):
+    model = read_nnunet_folder(folder)  # crop="body" by default for CT
+    volume = ct_volume()
+    labels = labels_of(model.predict(volume, device="cpu"), model)
+    body = volume.array > -500
+    assert float(np.mean(labels[body] == reference[body])) >= 0.995
+
+
+def test_old_plans_format_builds_the_same_network(tmp_path, folder):
+    old = write_nnunet_folder(tmp_path, LABELS, folds=(0,), old_plans_format=True)
+    new_model = read_nnunet_folder(folder, folds=[0], crop="none")
+    old_model = read_nnunet_folder(old, crop="none")
+    volume = ct_volume((20, 48, 40))
+    a = labels_of(new_model.predict(volume, device="cpu"), new_model)
+    b = labels_of(old_model.predict(volume, device="cpu"), old_model)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_region_models_give_overlapping_structures(tmp_path):
+    folder = write_nnunet_folder(tmp_path, ["whole", "core"], regions=True, seed=3)
+    model = read_nnunet_folder(folder, crop="none")
+    assert model.recipe.activation == "sigmoid"
+    volume = ct_volume((24, 64, 56))
+    structures = model.predict(volume, device="cpu")
+    assert structures.names() == ["whole", "core"]
+    # nnU-Net writes regions in order, later ones over earlier ones: compare on that label map.
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[structures["whole"].mask.full()] = 1
+    labels[structures["core"].mask.full()] = 2
+    reference = nnunet_prediction(folder, volume, (0,))
+    assert len(np.unique(reference)) > 1
+    assert float(np.mean(labels == reference)) >= 0.999
+
+
+def test_checkpoints_holding_code_are_refused(tmp_path):
+    import argparse
+
+    folder = write_nnunet_folder(tmp_path, LABELS)
+    checkpoint = folder / "fold_0" / "checkpoint_final.pth"
+    state = torch.load(checkpoint, weights_only=False)
+    state["init_args"]["trap"] = argparse.Namespace(run="code")
+    torch.save(state, checkpoint)
+    with pytest.raises(WeightsError, match="cannot be read safely"):
+        read_nnunet_folder(folder).predict(ct_volume((20, 48, 40)), device="cpu")
+
+
+def test_unknown_network_classes_are_refused(tmp_path):
+    folder = write_nnunet_folder(tmp_path, LABELS)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = "os.system"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(NnUNetError, match="not supported"):
+        read_nnunet_folder(folder).predict(ct_volume((20, 48, 40)), device="cpu")
+
+
+def test_label_names_become_tg263_names():
+    assert structure_name("kidney_left") == "Kidney_L"
+    assert structure_name("urinary_bladder") == "Bladder"
+    assert structure_name("spinal_cord") == "SpinalCord"
+    assert structure_name("adrenal_gland_left") == "adrenal_gland_left"
+
+
+def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatch):
+    write_nnunet_folder(tmp_path / "results", LABELS)
+    home = tmp_path / "totalseg"
+    total = write_nnunet_folder(home / "nnunet" / "results", ["spleen"])
+    renamed = total.parent.parent / "Dataset291_TotalSegmentator_part1_organs_1559subj"
+    total.parent.rename(renamed)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    entries = {e.name: e for e in registry.list_models()}
+    assert entries["Dataset999_Test/3d_fullres"].origin == "nnU-Net"
+    assert entries["Dataset999_Test/3d_fullres"].structures == ("Liver", "Kidney_L", "Spleen")
+    name = "Dataset291_TotalSegmentator_part1_organs_1559subj/3d_fullres"
+    assert entries[name].origin == "TotalSegmentator"
+    registry.clear_cache()
+    model = registry.load_model("Dataset291")
+    assert model.recipe.orientation == "RAS"  # TotalSegmentator works on canonical RAS arrays
+    assert registry.load_model("Dataset291") is model  # kept loaded

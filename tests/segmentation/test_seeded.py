@@ -1,0 +1,67 @@
+"""Seeded lesion delineation: synthetic lesions with known answers, and a real lung tumour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.data import data_path
+from support.segmentation_models import dice
+
+from planning.errors import DelineoError
+from planning.geometry import Grid
+from planning.imageio import load_volume
+from planning.rtstruct.reader import read_rtstruct
+from planning.volume import Volume
+from segmentation.seeded import delineate
+
+
+def lesion_scene(shape=(40, 96, 96), spacing=(1.0, 1.0, 2.0)):
+    """Lung (−850 HU) holding a 15 mm tumour (40 HU) that touches the chest wall (40 HU) over a
+    small patch, and a 12 mm nodule of the same density joined to it over a wide neck."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    sz, sy, sx = spacing[2], spacing[1], spacing[0]
+
+    def ball(c, r):
+        return ((z - c[0]) * sz) ** 2 + ((y - c[1]) * sy) ** 2 + ((x - c[2]) * sx) ** 2 <= r * r
+
+    wall = x * sx < 12
+    tumour = ball((20, 48, 28), 15.0)
+    nodule = ball((20, 48, 52), 12.0)
+    hu = np.full(shape, -850.0)
+    hu[wall | tumour | nodule] = 40
+    hu += rng.normal(0, 25, shape)
+    return Volume(hu.astype(np.int16), Grid(shape, spacing), modality="CT"), tumour, nodule
+
+
+def test_a_click_gives_the_tumour_without_the_chest_wall():
+    volume, tumour, nodule = lesion_scene()
+    mask = delineate(volume, (20, 48, 28)).full()
+    assert not mask[:, :, :8].any()  # the chest wall beyond the contact is not taken
+    assert dice(mask, tumour) > 0.85 or dice(mask, tumour | nodule) > 0.85
+
+
+def test_a_click_outside_cuts_off_what_is_joined_to_the_lesion():
+    volume, tumour, nodule = lesion_scene()
+    mask = delineate(volume, (20, 48, 28), [(20, 48, 55)]).full()
+    assert dice(mask, tumour) > 0.85
+    assert np.count_nonzero(mask & nodule & ~tumour) < 0.1 * np.count_nonzero(nodule & ~tumour)
+
+
+def test_clicks_outside_the_image_are_refused():
+    volume, _, _ = lesion_scene((8, 32, 32))
+    with pytest.raises(DelineoError, match="outside the image"):
+        delineate(volume, (8, 5, 5))
+
+
+def test_lung_tumour_against_the_expert_gtv():
+    """IBSI-1 lung CT: a large tumour on the chest wall, effusion and liver dome below it.
+    Clicks as a user makes them, picked on the images (without the expert contour): inside the
+    tumour at its middle slice; outside in the effusion under it and in the liver dome."""
+    volume = load_volume(data_path("dicom", "ibsi1-lung-ct", "image"))
+    expert = read_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), volume)["GTV-1"].mask.full()
+    mask = delineate(volume, (27, 105, 105), [(17, 150, 110), (14, 100, 90)])
+    score = dice(mask.full(), expert)
+    expert_cc = expert.sum() * volume.grid.voxel_volume_cc
+    print(f"IBSI-1 GTV Dice: {score:.3f} ({mask.volume_cc:.0f} cc vs {expert_cc:.0f} cc)")
+    assert score >= 0.70

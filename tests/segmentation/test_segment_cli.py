@@ -1,0 +1,77 @@
+"""`delineo segment` and `delineo models` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import SimpleITK as sitk
+from support.dicom_factory import write_ct_series
+from support.segmentation_models import dice, phantom, write_model
+
+from planning.imageio import load_volume
+from planning.rtstruct.reader import read_rtstruct
+from segmentation import registry
+from workstation.cli import main
+
+
+def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
+    volume, truth = phantom()
+    write_ct_series(tmp_path / "ct", volume.array, spacing_xyz=volume.grid.spacing_xyz)
+    out = tmp_path / "rules.dcm"
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "ct"),
+                "--model",
+                "ct_rules",
+                "--structures",
+                "External",
+                "Bones",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr()
+    assert "External" in printed.out and "100.0%" in printed.err  # the progress bar finished
+    loaded = load_volume(tmp_path / "ct")
+    structures = read_rtstruct(out, loaded)
+    assert structures.names() == ["External", "Bones"]
+    assert dice(structures["External"].mask.full(), truth["body"]) > 0.97
+    assert dice(structures["Bones"].mask.full(), truth["small"]) > 0.8  # the 800 HU sphere
+
+
+def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, capsys):
+    models = tmp_path / "models"
+    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
+    monkeypatch.setenv("DELINEO_MODELS", str(models))
+    registry.clear_cache()
+    volume, truth = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "masks")]) == 0
+    spheres = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks" / "Spheres.nii.gz"))) > 0
+    dense = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks" / "Dense.nii.gz"))) > 0
+    assert dense.any() and not (dense & ~spheres).any()  # overlapping structures both kept
+    assert dice(spheres, truth["big"] | truth["small"]) > 0.9
+    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "labels.nii.gz")]) == 0
+    assert json.loads((tmp_path / "labels.json").read_text()) == {"1": "Spheres", "2": "Dense"}
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz")))
+    np.testing.assert_array_equal(labels == 2, dense)
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "ct_rules" in listing and "spheres  (user, delineo, CT)" in listing
+    assert "structures: Spheres, Dense" in listing
+
+
+def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsys):
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    assert main(["segment", str(image), "--model", "ct_rules", "--out", str(tmp_path / "x.dcm")]) == 1
+    assert "an RTSTRUCT needs DICOM images" in capsys.readouterr().err
+    assert main(["segment", str(image), "--model", "no_such_model", "--out", str(tmp_path / "x")]) == 1
+    assert "no model named 'no_such_model'; available: ct_rules" in capsys.readouterr().err
