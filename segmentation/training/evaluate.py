@@ -1,7 +1,7 @@
 """Accuracy of a model folder on OpenKBP patients: Dice and HD95 per structure, as in a model card.
 
 Each patient goes through the inference engine exactly as a user's CT would
-(`segmentation.engine.model.from_manifest(...).predict(volume)`: body crop, reorientation,
+(`segmentation.registry.load_model(folder).predict(volume)`: body crop, reorientation,
 `segmentation.preprocessing` resampling and normalisation, sliding window, back to the original
 grid), or with ``engine=False`` through the training-time evaluation
 (`segmentation.training.inference`), which follows the same manifest; comparing the two checks
@@ -78,13 +78,9 @@ _CACHE: dict = {}
 
 
 def _engine_model(folder: Path):
-    key = ("engine", str(folder))
-    if key not in _CACHE:
-        from segmentation.engine.manifest import read_manifest
-        from segmentation.engine.model import from_manifest
+    from segmentation.registry import load_model
 
-        _CACHE[key] = from_manifest(read_manifest(folder))
-    return _CACHE[key]
+    return load_model(str(folder))
 
 
 def _own_model(folder: Path):

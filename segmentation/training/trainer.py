@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -63,9 +64,11 @@ class TrainConfig:
     patch_zyx: tuple[int, int, int] = (32, 96, 96)
     batch_size: int = 2
     iterations: int = 3000
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
     weight_decay: float = 1e-4
     warmup: int = 50
+    #: initial foreground probability of every output
+    output_prior: float = 0.05
     foreground_fraction: float = 0.7
     augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
     seed: int = 0
@@ -116,8 +119,11 @@ class TrainConfig:
 
 
 def masked_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy + soft Dice (per structure over the batch), counting only the
-    structures delineated in each case."""
+    """Binary cross-entropy + soft Dice, counting only the structures delineated in each case.
+
+    The Dice term is per structure over the whole batch, for the structures with voxels in the
+    batch (an absent structure's Dice is 0 or 1 by convention and only adds noise; cross-entropy
+    already teaches "nothing here")."""
     weight = labelled.float()
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3, 4))
     bce = (bce * weight).sum() / weight.sum().clamp(min=1)
@@ -126,7 +132,7 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tens
     intersection = (probability * target * w).sum(dim=(0, 2, 3, 4))
     denominator = ((probability + target) * w).sum(dim=(0, 2, 3, 4))
     soft_dice = (2 * intersection + 1) / (denominator + 1)
-    present = labelled.any(0)
+    present = labelled.any(0) & ((target * w).sum(dim=(0, 2, 3, 4)) > 0)
     dice_loss = (1 - soft_dice[present]).mean() if present.any() else logits.sum() * 0
     return bce + dice_loss
 
@@ -150,6 +156,15 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
     return config.learning_rate * (1 - min(progress, 1.0)) ** 0.9
 
 
+def _initialise_output_bias(net, prior: float) -> None:
+    """Output layers start predicting `prior` everywhere instead of 0.5: training then skips the
+    long phase in which cross-entropy only pushes every logit down (RetinaNet's prior init)."""
+    bias = math.log(prior / (1 - prior))
+    for name, module in net.named_modules():
+        if name == "head" or name.startswith("deep_heads."):
+            torch.nn.init.constant_(module.bias, bias)
+
+
 class Trainer:
     """Trains `config` on `train_cases`, picks weights on `holdout` (raw cases on their own grid)."""
 
@@ -159,6 +174,7 @@ class Trainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.net = build_network(config.architecture, config.architecture_params())
+        _initialise_output_bias(self.net, config.output_prior)
         self.memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.AdamW(
