@@ -103,16 +103,22 @@ class SurfaceOptions:
         decimation_tolerance_mm: largest distance a simplified vertex may move away from the
             planes of the triangles it replaces (0: no simplification).
         normals: compute vertex normals.
+        patch_triangles: simplify at most this many triangles at a time (a shared boundary
+            larger than this is cut into parts whose seams stay unsimplified); bounds how long
+            the simplifier holds Python's GIL, so a GUI stays responsive.
     """
 
     smoothing_iterations: int = 20
     smoothing_pass_band: float = 0.01
     decimation_tolerance_mm: float = 0.25
     normals: bool = True
+    patch_triangles: int = 20000
 
     def __post_init__(self) -> None:
         if self.smoothing_iterations < 0 or not 0 < self.smoothing_pass_band <= 2:
             raise ValueError("smoothing needs iterations ≥ 0 and a pass band in (0, 2]")
+        if self.patch_triangles < 100:
+            raise ValueError("patches must be allowed at least 100 triangles")
         if self.decimation_tolerance_mm < 0:
             raise ValueError("the decimation tolerance is a distance in mm, ≥ 0")
 
@@ -396,30 +402,18 @@ def _mesh_well_composed(labels, offset_zyx, grid, options, progress, cancel):
         points = _smooth(points, quads, options)
     _check(cancel)
     triangles, pairs = _triangulate(points, quads, pairs)
-    patches = _patches(triangles, pairs)
+    patches = _patches(triangles, pairs, points, options.patch_triangles)
     simplified = _simplify_patches(points, triangles, patches, options, progress, cancel)
     # scaled index of the padded array → patient: origin + D (spacing * (index + offset))
     matrix = grid.direction
     translation = np.asarray(grid.origin_xyz) + matrix @ (spacing * np.asarray(offset_zyx[::-1], float))
     mirrored = np.linalg.det(matrix) < 0
     meshes = {}
-    values = sorted({int(v) for pair in patches for v in pair if v})
+    values = sorted({int(v) for key in patches for v in key[:2] if v})
     for done, value in enumerate(values):
         progress("Assembling surfaces", done, len(values))
         _check(cancel)
         local_points, local_triangles = _assemble(value, points, simplified)
-        topology = mesh_topology(local_triangles, len(local_points))
-        if options.decimation_tolerance_mm and not topology.watertight:
-            log.info(
-                "label %d: simplified surface is %s; using the unsimplified one", value, topology.describe()
-            )
-            unsimplified = {
-                pair: _unsimplified(triangles[rows]) for pair, rows in patches.items() if value in pair
-            }
-            local_points, local_triangles = _assemble(value, points, unsimplified)
-            topology = mesh_topology(local_triangles, len(local_points))
-        if not topology.watertight:
-            log.warning("label %d: surface is %s", value, topology.describe())
         patient = local_points @ matrix.T + translation
         if mirrored:
             local_triangles = local_triangles[:, ::-1]
@@ -488,16 +482,30 @@ def _triangulate(points: np.ndarray, quads: np.ndarray, pairs: np.ndarray):
     return triangles, np.repeat(pairs, 2, axis=0)
 
 
-def _patches(triangles: np.ndarray, pairs: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-    """Row indices of the triangles of each label pair (label, neighbour-or-background)."""
+def _patches(triangles: np.ndarray, pairs: np.ndarray, points: np.ndarray, largest: int) -> dict:
+    """Row indices of the triangles of each label pair, keyed (label, neighbour or 0, part).
+
+    A pair with more than `largest` triangles is cut into parts (slabs along its longest extent)
+    so that no single simplification call runs long: the simplifier holds Python's GIL, and a
+    GUI thread waiting on it would freeze.
+    """
     key = pairs[:, 0] * (int(pairs.max()) + 1) + pairs[:, 1]
     order = np.argsort(key, kind="stable")
     starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
     ends = np.r_[starts[1:], len(order)]
-    return {
-        (int(pairs[order[a], 0]), int(pairs[order[a], 1])): order[a:b]
-        for a, b in zip(starts, ends, strict=True)
-    }
+    patches = {}
+    for a, b in zip(starts, ends, strict=True):
+        rows = order[a:b]
+        pair = (int(pairs[rows[0], 0]), int(pairs[rows[0], 1]))
+        parts = -(-len(rows) // largest)
+        if parts == 1:
+            patches[(*pair, 0)] = rows
+            continue
+        centres = points[triangles[rows]].mean(axis=1)
+        axis = int(np.argmax(np.ptp(centres, axis=0)))
+        for part, chunk in enumerate(np.array_split(rows[np.argsort(centres[:, axis])], parts)):
+            patches[(*pair, part)] = chunk
+    return patches
 
 
 @dataclass
@@ -601,7 +609,7 @@ def _assemble(value: int, points: np.ndarray, patches: dict) -> tuple[np.ndarray
     """The closed surface of label `value` from its patches, outward oriented, compacted."""
     shared_ids, inner_blocks, triangle_blocks = [], [], []
     inner_count = 0
-    for (first, second), patch in patches.items():
+    for (first, second, _), patch in patches.items():
         if value not in (first, second):
             continue
         n_rim = len(patch.rim)

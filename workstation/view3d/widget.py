@@ -33,6 +33,7 @@ from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor, vtkScalarBarActor
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
+from planning.errors import Cancelled
 from planning.measurements import ClosestPoints, angle_deg, minimum_distance, ruler_mm, surface_distances
 from planning.structures import RoiType, Structure, StructureSet
 from planning.surfaces import Surface, SurfaceOptions, build_surfaces
@@ -117,6 +118,7 @@ class View3D(QWidget):
         self._angles: list = []
         self._placer = vtkPolygonalSurfacePointPlacer()
         self._started = False
+        self._closed = False
         self._camera_set = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -124,6 +126,10 @@ class View3D(QWidget):
         self._timer.timeout.connect(self._start_build)
         self._structure_event.connect(self._on_structure_event)
         self._orientation = self._orientation_marker()
+        self._render_timer = QTimer(self)  # renders requested in one event-loop turn: one render
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(lambda: self._render(force=True))
 
     # -- data ------------------------------------------------------------------------------
 
@@ -175,8 +181,16 @@ class View3D(QWidget):
         return None if structure is None else self._surfaces.get(structure)
 
     def is_ready(self) -> bool:
-        """No surface build running or waiting."""
+        """No surface build running or waiting (always true once shut down)."""
+        if self._closed:
+            return True
         return self._build_worker is None and not self._pending and not self._timer.isActive()
+
+    def cancel_builds(self) -> None:
+        """Stop the running surface build at its next check and drop the waiting ones."""
+        self._timer.stop()
+        self._pending.clear()
+        self._cancel.set()
 
     # -- display ---------------------------------------------------------------------------
 
@@ -394,12 +408,16 @@ class View3D(QWidget):
 
     def shutdown(self) -> None:
         """Stop background work, let go of the structure set and release the render window."""
-        self._timer.stop()
-        self._cancel.set()
+        if self._closed:
+            return
+        self._closed = True
+        self._render_timer.stop()
+        self.cancel_builds()
         self._disconnect()
+        self._structures = None
         for worker in list(self._workers):
             worker.quit()
-        self._vtk.GetRenderWindow().Finalize()
+        self._vtk.Finalize()
 
     # -- structure events ---------------------------------------------------------------------
 
@@ -447,10 +465,15 @@ class View3D(QWidget):
         self._cancel = threading.Event()
         cancel = self._cancel
 
-        def job():
-            return build_surfaces(copies, self.options, on_progress=self.building.emit, cancel=cancel)
+        options, progress = self.options, self.building.emit
 
-        worker = create_worker(job, _start_thread=False)
+        def job():
+            try:
+                return build_surfaces(copies, options, on_progress=progress, cancel=cancel)
+            except Cancelled:
+                return None
+
+        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
         worker.errored.connect(self._on_error)
         worker.finished.connect(lambda: self._on_build_finished(worker))
@@ -459,7 +482,7 @@ class View3D(QWidget):
         worker.start()
 
     def _on_built(self, todo, generations, copies, surfaces) -> None:
-        if self._structures is None:
+        if self._structures is None or surfaces is None:
             return
         present = set(self._structures)
         for structure, generation, copy in zip(todo, generations, copies, strict=True):
@@ -518,7 +541,7 @@ class View3D(QWidget):
     # -- background jobs ---------------------------------------------------------------------
 
     def _run(self, function, args, on_result, **kwargs) -> None:
-        worker = create_worker(function, *args, _start_thread=False, **kwargs)
+        worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         worker.returned.connect(on_result)
         worker.errored.connect(self._on_error)
         self._keep(worker)
@@ -529,8 +552,6 @@ class View3D(QWidget):
         worker.finished.connect(lambda: self._workers.remove(worker) if worker in self._workers else None)
 
     def _on_error(self, error: Exception) -> None:
-        from planning.errors import Cancelled
-
         if isinstance(error, Cancelled):
             return
         log.error("3D view: %s", error, exc_info=error)
@@ -679,9 +700,16 @@ class View3D(QWidget):
             self._volume_actor = None
 
     def _render(self, force: bool = False) -> None:
-        if self._started or force:
+        """Render now (`force`), or soon, once for all the requests made meanwhile. Nothing is
+        rendered while the view is hidden or shut down (its window may be gone)."""
+        if self._closed or not self._started or not self.isVisible():
+            return
+        if force:
+            self._render_timer.stop()
             self.renderer.ResetCameraClippingRange()
             self._vtk.GetRenderWindow().Render()
+        else:
+            self._render_timer.start()
 
     def _orientation_marker(self) -> vtkOrientationMarkerWidget:
         cube = vtkAnnotatedCubeActor()
