@@ -48,7 +48,7 @@ def sample(app) -> None:
     wait(app, window)
     window.table.select("GTV")
     wait(app, window)
-    window.grab().save(str(HERE / "screenshot-sample.png"))
+    window.screenshot().save(str(HERE / "screenshot-sample.png"))
     window.close()
 
 
@@ -75,7 +75,7 @@ def lung(app, data: Path) -> None:
     window.table.select("GTV-1")
     window.set_preset("Lung")
     wait(app, window)
-    window.grab().save(str(HERE / "screenshot-lung-ct.png"))
+    window.screenshot().save(str(HERE / "screenshot-lung-ct.png"))
     window.close()
 
 

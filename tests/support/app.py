@@ -33,9 +33,9 @@ def open_window(qtbot, tmp_path):
 
 
 def close_window(qtbot, window) -> None:
-    """Cancel what is running and wait for the workers to stop."""
+    """Cancel what is running, let the 3D view finish its surfaces, wait for the workers."""
     window.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.jobs.busy and window.view3d.is_ready(), timeout=120_000)
 
 
 def wait_idle(qtbot, window, timeout_ms: int = 120_000) -> None:

@@ -84,7 +84,7 @@ def screenshot_when_ready(window, app) -> bool:
         failed = window.case is None and not window.jobs.busy and window.jobs.errors
         if ready() or failed or waited["s"] > SCREENSHOT_TIMEOUT_S:
             app.processEvents()
-            window.grab().save(path)
+            window.screenshot().save(path)
             for error in window.jobs.errors:
                 print(f"delineo: error: {error}", file=sys.stderr)
             app.exit(0 if ready() else 1)

@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QSettings, Qt, QThreadPool, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
+from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QThreadPool, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
 from PyQt6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QFileDialog,
@@ -23,6 +24,7 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.dicom.load import load_series
 from planning.dicom.scan import scan
@@ -130,6 +132,7 @@ class MainWindow(QMainWindow):
         self._stale_timer = QTimer(self, singleShot=True, interval=1500)
         self._stale_timer.timeout.connect(self._check_stale)
         self.setAcceptDrops(True)
+        self.resizeDocks([self.browser_dock, self.structures_dock], [220, 330], Qt.Orientation.Horizontal)
         self._restore_window_settings()
 
     # -- construction --------------------------------------------------------------------------
@@ -858,7 +861,13 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.jobs.cancel_all()
-        QThreadPool.globalInstance().waitForDone(10_000)  # jobs stop at their next cancel check
+        cancel_3d = getattr(self.view3d, "cancel_builds", None)
+        if cancel_3d is not None:
+            cancel_3d()
+        # Workers (ours and the 3D view's) stop at their next cancel check; their results, queued
+        # for this thread, are delivered now, while every view still exists.
+        QThreadPool.globalInstance().waitForDone(10_000)
+        QApplication.processEvents()
         if self.dirty:
             # Unsaved work stays in the autosave and is offered for recovery next time.
             from workstation.app.autosave import snapshot, write_snapshot
@@ -870,7 +879,25 @@ class MainWindow(QMainWindow):
             (self.autosaver.folder / "owner.json").write_text(json.dumps(owner))
         else:
             self.autosaver.discard()
+        shutdown = getattr(self.view3d, "shutdown", None)
+        if shutdown is not None:
+            shutdown()  # stops its surface builds and releases its render window
         super().closeEvent(event)
+
+    def screenshot(self) -> QImage:
+        """The window as shown, the 3D view's OpenGL pixels included (`grab` alone misses them)."""
+        image = self.grab().toImage()
+        render = getattr(self.view3d, "render_image", None)
+        canvas = self.view3d.findChild(QVTKRenderWindowInteractor) if render else None
+        if canvas is not None and canvas.isVisible():
+            pixels = np.ascontiguousarray(render())
+            height, width = pixels.shape[:2]
+            picture = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+            painter = QPainter(image)
+            target = QRect(canvas.mapTo(self, QPoint(0, 0)), canvas.size())
+            painter.drawImage(target, picture)
+            painter.end()
+        return image
 
     def wait_idle_then(self, callback, poll_ms: int = 100) -> None:
         """Call `callback` once no job is running (used by the screenshot mode)."""

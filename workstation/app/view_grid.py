@@ -8,6 +8,7 @@ from PyQt6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QStyle,
     QToolButton,
     QVBoxLayout,
@@ -72,6 +73,11 @@ class ViewGrid(QWidget):
             row, column = POSITIONS[key]
             grid.addWidget(frame, row, column)
             frame.maximise_requested.connect(self.toggle)
+            # Equal quarters whatever the views' own size hints (a toolbar's width, say).
+            frame.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        for index in (0, 1):
+            grid.setRowStretch(index, 1)
+            grid.setColumnStretch(index, 1)
         self.maximised: str | None = None
 
     def toggle(self, key: str) -> None:
@@ -81,6 +87,10 @@ class ViewGrid(QWidget):
         self.maximised = key
         for name, frame in self.frames.items():
             frame.setVisible(key is None or name == key)
+        grid = self.layout()
+        for index in (0, 1):
+            grid.setRowStretch(index, 1 if key is None or POSITIONS[key][0] == index else 0)
+            grid.setColumnStretch(index, 1 if key is None or POSITIONS[key][1] == index else 0)
         self.layout_changed.emit(key)
 
     def set_view(self, key: str, widget: QWidget) -> None:
