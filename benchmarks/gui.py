@@ -265,7 +265,8 @@ def bench_3d(app, data: Path) -> None:
     count = sum(s is not None for s in surfaces)
     print(
         f"3D: {count} surfaces ({triangles} triangles, built in {built:.1f} s in workers) in a "
-        f"{width}×{height} px view: {fps:.1f} frames/s median ({1000 * statistics.median(times):.1f} ms/frame, "
+        f"{width}×{height} px view: {fps:.1f} frames/s median "
+        f"({1000 * statistics.median(times):.1f} ms/frame, "
         f"p95 {1000 * np.percentile(times, 95):.1f} ms); target ≥ 20: {'met' if fps >= 20 else 'NOT met'}"
     )
     print(
