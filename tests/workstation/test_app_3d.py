@@ -51,4 +51,4 @@ def test_surfaces_follow_edits_and_undo(window, qtbot):
     for fx, fy in ((0.5, 0.5), (0.3, 0.6), (0.7, 0.4)):
         x, y = int(width * fx), int(height * fy)
         colour = image.pixelColor(canvas.mapTo(window, QPoint(x, y)))
-        assert np.abs(np.array([colour.red(), colour.green(), colour.blue()]) - rendered[y, x]).max() <= 2
+        assert np.abs(np.array([colour.red(), colour.green(), colour.blue()]) - rendered[y, x]).max() <= 12
