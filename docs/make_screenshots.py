@@ -30,6 +30,15 @@ def wait(app, window, timeout_s: float = 600) -> None:
         time.sleep(0.02)
 
 
+def look_inside(app, window, translucent: dict[str, float], zoom: float = 1.0) -> None:
+    """Make the named surfaces translucent in the 3D view so the target inside shows."""
+    for name, opacity in translucent.items():
+        window.view3d.set_opacity(name, opacity)
+    window.view3d.renderer.GetActiveCamera().Zoom(zoom)
+    window.view3d.render_image()  # renders now
+    wait(app, window)
+
+
 def new_window():
     from PyQt6.QtCore import QSettings
 
@@ -48,6 +57,7 @@ def sample(app) -> None:
     wait(app, window)
     window.table.select("GTV")
     wait(app, window)
+    look_inside(app, window, {"Lung_R": 0.3, "Lung_L": 0.3, "Bone": 0.45}, zoom=1.6)
     window.screenshot().save(str(HERE / "screenshot-sample.png"))
     window.close()
 
@@ -75,6 +85,7 @@ def lung(app, data: Path) -> None:
     window.table.select("GTV-1")
     window.set_preset("Lung")
     wait(app, window)
+    look_inside(app, window, {"Lung_R": 0.3}, zoom=1.3)
     window.screenshot().save(str(HERE / "screenshot-lung-ct.png"))
     window.close()
 
