@@ -242,7 +242,7 @@ def bench_3d(app, data: Path) -> None:
     triangles = sum(len(s.triangles) for s in surfaces if s is not None and hasattr(s, "triangles"))
     render_window = canvas.GetRenderWindow()
     camera = view3d.renderer.GetActiveCamera()
-    frames = 90
+    frames = 40
     times = []
     for _ in range(frames):
         begin = time.perf_counter()
