@@ -11,12 +11,14 @@ meet without gaps or overlaps. The steps:
    the two labels it separates;
 3. windowed-sinc smoothing (`vtkWindowedSincPolyDataFilter`, Slicer's default pass band) of the
    whole multi-label mesh; edges where three regions meet are smoothed along themselves;
-4. the mesh is cut into patches, one per pair of touching labels; each patch is simplified once
-   (quadric edge collapse with an error bound in mm, the patch's rim kept) and every structure's
-   surface is assembled from its patches, oriented outward;
+4. the mesh is cut into patches, one per pair of touching labels (large ones into parts); each
+   patch is simplified once by quadric edge collapse (pyfqmr) with an error bound in mm, its rim,
+   the points it shares with other patches, held in place; a simplified patch is kept only if
+   no edge is shared by more than two of its triangles and its rim is intact, so the structures'
+   surfaces, assembled from their patches and oriented outward, stay closed and manifold;
 5. points are mapped to patient coordinates (LPS mm) through the grid's direction matrix, so the
-   meshes sit exactly on the image; vertex normals are computed; every mesh's topology is checked
-   and a structure whose simplified mesh is not watertight is rebuilt without simplification.
+   meshes sit exactly on the image (a mirrored grid reverses the triangles' winding), and vertex
+   normals are computed.
 
 Structures of a `StructureSet` may overlap (a PTV over an organ, BODY around everything): they are
 sorted into layers of mutually disjoint structures and each layer is meshed in one pass.
