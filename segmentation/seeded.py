@@ -8,10 +8,12 @@ the distance to the edge of the soft-tissue region:
 1. a box of `roi_mm` around the clicks is reduced to about 2 mm voxels and smoothed (σ 1 mm);
 2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click;
 3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
-   watershed, dynamics below `level_mm` merged): the click's basin is the lesion. Clicks outside
-   it seed competing basins, so a region still joined to the lesion is cut where it narrows;
-4. holes in each slice (air bronchograms, necrosis) are filled, and the surface is placed at full
-   resolution within one reduced voxel of the reduced result.
+   watershed, dynamics below `level_mm` merged): the click's basin is the lesion. An outside
+   click touching it seeds a competing flood (from the largest ball around each click), so a
+   region still joined to the lesion is cut where the region narrows between the clicks; a
+   click in a broad continuation of the lesion removes only its own surroundings;
+4. holes in each slice (air bronchograms, necrosis) are filled, except holes holding an outside
+   click, and the surface is placed at full resolution within one reduced voxel.
 
 About a second on a CPU for a 10 cm lesion (the work is bounded by the box, not the image).
 """
@@ -68,13 +70,13 @@ def delineate(
     _check(cancel)
     on_progress(stage, 2, 3)
 
-    lesion = morph.fill_holes_in_plane(morph.closing(lesion, (0, 1, 1)))
+    lesion = _fill_holes_except(morph.closing(lesion, (0, 1, 1)), seeds_out)
     lesion = _component_of(lesion, seeds_in)
     core = morph.block_expand(morph.erode(lesion, (0, 1, 1)), factors, hu.shape)
     near = morph.block_expand(morph.dilate(lesion, (0, 1, 1)), factors, hu.shape)
     full_smooth = _smooth(hu.astype(np.float32), spacing)
     full = core | (near & (full_smooth > window[0]) & (full_smooth < window[1]))
-    full = morph.fill_holes_in_plane(full)
+    full = _fill_holes_except(full, [tuple(np.asarray(p) - origin) for p in outside])
     on_progress(stage, 3, 3)
     return _mask(volume, full, origin)
 
@@ -127,36 +129,58 @@ def _window(low: np.ndarray, seeds) -> tuple[float, float]:
 
 
 def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
-    """The watershed basins (of the distance to the region's edge) holding the inside clicks."""
+    """The watershed basins (of the distance to the region's edge) holding the inside clicks.
+
+    Outside clicks in them split them: a marker-based watershed of the same relief, seeded by
+    the largest ball inside the region at each click (inside → lesion, outside → not), so a
+    click claims its whole neighbourhood and the cut falls where the region narrows between.
+    """
     region = sitk.GetImageFromArray(lesion_like.astype(np.uint8))
     region.SetSpacing(tuple(float(s) for s in spacing[::-1]))
     depth = sitk.SignedMaurerDistanceMap(
         region, insideIsPositive=True, squaredDistance=False, useImageSpacing=True
     )
     relief = sitk.InvertIntensity(sitk.Cast(sitk.Clamp(depth, lowerBound=0.0), sitk.sitkFloat32), maximum=0.0)
-    basins = sitk.GetArrayFromImage(
+    labels = sitk.GetArrayFromImage(
         sitk.MorphologicalWatershed(relief, level=level_mm, markWatershedLine=False)
     )
-    chosen = {int(basins[p]) for p in seeds_in}
-    lesion = np.isin(basins, list(chosen)) & lesion_like
-    if any(int(basins[p]) in chosen for p in seeds_out):
-        markers = np.zeros(lesion_like.shape, np.uint8)
-        markers[lesion_like & ~lesion] = 2
-        for p in seeds_out:
-            markers[_ball(markers.shape, p, 1)] = 2
-        for p in seeds_in:
-            markers[_ball(markers.shape, p, 1)] = 1
-        marker_image = sitk.GetImageFromArray(markers)
-        marker_image.CopyInformation(relief)
-        split = sitk.MorphologicalWatershedFromMarkers(relief, marker_image, markWatershedLine=False)
-        lesion = (sitk.GetArrayFromImage(split) == 1) & lesion_like
-    return lesion
+    chosen = {int(labels[p]) for p in seeds_in}
+    lesion = np.isin(labels, list(chosen)) & lesion_like
+    distance = sitk.GetArrayFromImage(depth)
+    balls = [_inscribed_ball(lesion_like.shape, p, float(distance[p]), spacing) for p in seeds_out]
+    if not any((ball & lesion).any() for ball in balls):
+        return lesion
+    markers = np.zeros(lesion_like.shape, np.uint8)
+    markers[lesion_like & ~lesion] = 2
+    for ball in balls:
+        markers[ball] = 2
+    for seed in seeds_in:
+        markers[_inscribed_ball(lesion_like.shape, seed, float(distance[seed]), spacing)] = 1
+    markers[~lesion_like] = 0
+    marker_image = sitk.GetImageFromArray(markers)
+    marker_image.CopyInformation(relief)
+    split = sitk.MorphologicalWatershedFromMarkers(relief, marker_image, markWatershedLine=False)
+    return (sitk.GetArrayFromImage(split) == 1) & lesion_like
 
 
-def _ball(shape, centre, radius: int) -> tuple[slice, slice, slice]:
-    return tuple(
-        slice(max(c - radius, 0), min(c + radius + 1, n)) for c, n in zip(centre, shape, strict=True)
-    )
+def _inscribed_ball(shape, centre, radius_mm: float, spacing) -> np.ndarray:
+    """Voxels within 0.8 × `radius_mm` of `centre` (at least the centre itself)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    squared = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True))
+    return squared <= max(0.8 * radius_mm, 1e-6) ** 2
+
+
+def _fill_holes_except(mask: np.ndarray, seeds_out) -> np.ndarray:
+    """Holes filled slice by slice, except holes holding an outside click (and the clicks)."""
+    filled = morph.fill_holes_in_plane(mask)
+    for z, y, x in seeds_out:
+        if filled[z, y, x] and not mask[z, y, x]:
+            from scipy import ndimage as ndi
+
+            holes, _ = ndi.label(filled[z] & ~mask[z])
+            filled[z][holes == holes[y, x]] = False
+        filled[z, y, x] = False
+    return filled
 
 
 def _component_of(mask: np.ndarray, seeds) -> np.ndarray:

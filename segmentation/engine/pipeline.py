@@ -30,7 +30,6 @@ from planning.volume import Volume
 from segmentation.engine import device as devices
 from segmentation.engine.manifest import OutputSpec
 from segmentation.engine.orientation import Reorientation
-from segmentation.engine.resample import AxisMap
 from segmentation.engine.tiling import sliding_window
 
 log = logging.getLogger(__name__)
@@ -298,90 +297,136 @@ def _back_to_grid(
     on_progress,
     cancel,
 ) -> StructureSet:
-    """Planes of the model grid → labels on the original grid, chunk by chunk along model z."""
-    import torch
+    """Model-grid logits → structures on the original grid, each computed only in its region.
 
+    Linear interpolation is a weighted mean: where every model voxel around a point is below a
+    sigmoid threshold (or has background as its argmax), so is the interpolated value. So each
+    structure (all foreground, for softmax) is found on the model grid first, and only the
+    original voxels whose interpolation touches that region are computed, a chunk of planes at a
+    time: memory and time follow the structures' size, not the image's.
+    """
     model_shape = tuple(s.stop - s.start for s in unpad)
     maps = recipe.back_maps(model_shape, cropped_shape, model_spacing, spacing)
-    channels = [o.channel for o in wanted] if recipe.activation == "sigmoid" else list(range(recipe.channels))
-    plane_bytes = len(channels) * cropped_shape[1] * cropped_shape[2] * 4 * 3
-    step = max(1, int(_CHUNK_BYTES // max(plane_bytes, 1)))
-    # Results in model orientation (transposed): labels (softmax) or one bit per output (sigmoid).
-    if recipe.activation == "softmax":
-        store = np.zeros(cropped_shape, np.uint8 if recipe.channels <= 256 else np.uint16)
-    else:
-        store = np.zeros(cropped_shape, _bit_dtype(len(wanted)))
-    chunks = list(range(0, cropped_shape[0], step))
+    logits = accumulated.logits[(slice(None), *unpad)]
+    result = StructureSet(volume.grid, volume.frame_of_reference_uid, label="Delineo auto")
+    origin = np.array([s.start for s in box])
     stage = "Building structures"
-    on_progress(stage, 0, len(chunks))
-    with torch.inference_mode():
-        for done, start in enumerate(chunks, start=1):
-            _check_cancel(cancel)
-            stop = min(start + step, cropped_shape[0])
-            z_map: AxisMap = maps[0].rows(start, stop)
-            lo, hi = maps[0].source_range(start, stop)
-            slab = accumulated.slab(unpad[0].start + lo, unpad[0].start + hi)
-            slab = slab[:, :, unpad[1], unpad[2]]
-            if recipe.activation == "sigmoid":
-                slab = slab[channels]
-            if recipe.activation_first:
-                slab = torch.sigmoid(slab) if recipe.activation == "sigmoid" else torch.softmax(slab, 0)
-            slab = z_map.apply(slab, 1)
-            slab = maps[1].apply(slab, 2)
-            slab = maps[2].apply(slab, 3)
-            if recipe.activation == "softmax":
-                store[start:stop] = (
-                    slab.argmax(0).to(torch.uint8 if store.dtype == np.uint8 else torch.int32).cpu().numpy()
-                )
-            else:
-                cut = (
-                    recipe.threshold
-                    if recipe.activation_first
-                    else float(np.log(recipe.threshold / (1 - recipe.threshold)))
-                )
-                bits = np.zeros((stop - start, *cropped_shape[1:]), store.dtype)
-                above = (slab >= cut).cpu().numpy()
-                for k in range(len(wanted)):
-                    bits |= above[k].astype(store.dtype) << np.array(k, store.dtype)
-                store[start:stop] = bits
-            del slab
-            on_progress(stage, done, len(chunks))
+    if recipe.activation == "softmax":
+        jobs = [(list(range(recipe.channels)), lambda slab: slab.argmax(0) != 0)]
+    else:
+        cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
+        jobs = [([o.channel], lambda slab, cut=cut: slab[0] >= cut) for o in wanted]
+    on_progress(stage, 0, len(jobs))
+    for done, (channels, inside) in enumerate(jobs, start=1):
+        _check_cancel(cancel)
+        region = _model_region(logits, channels, inside)
+        if region is None:
+            crops = {}
+        else:
+            labels, start = _resample_region(logits, channels, region, maps, recipe, cancel)
+            crops = _crops(labels, start, recipe, wanted, channels)
+        for output in (
+            wanted if recipe.activation == "softmax" else [o for o in wanted if o.channel == channels[0]]
+        ):
+            array, offset = crops.get(output.channel, (np.zeros((0, 0, 0), bool), (0, 0, 0)))
+            if array.size:
+                array, offset = _to_volume(array, offset, recipe.transpose, orient, cropped_shape)
+                offset = tuple(int(o) for o in origin + offset)
+            mask = Mask(volume.grid, array, offset)
+            result.add(
+                Structure(output.name, mask, output.color, output.roi_type, GenerationAlgorithm.AUTOMATIC)
+            )
+        on_progress(stage, done, len(jobs))
     accumulated.logits = None
-    return _structure_set(volume, recipe, store, wanted, orient, box)
-
-
-def _bit_dtype(count: int):
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if count <= np.iinfo(dtype).bits:
-            return dtype
-    raise DelineoError(f"a model may draw at most 64 overlapping structures at once, not {count}")
-
-
-def _structure_set(volume, recipe, store, wanted, orient, box) -> StructureSet:
-    """Masks from the stored labels/bits, cropped per structure, placed on the volume's grid."""
-    inverse = np.argsort(recipe.transpose)
-    store = orient.backward(np.transpose(store, inverse))
-    grid = volume.grid
-    result = StructureSet(grid, volume.frame_of_reference_uid, label="Delineo auto")
-    origin = [s.start for s in box]
-    for k, output in enumerate(wanted):
-        if recipe.activation == "softmax":
-            mask = store == output.channel
-        else:
-            mask = (store >> np.array(k, store.dtype)) & np.array(1, store.dtype)
-            mask = mask.astype(bool)
-        inner = bounding_box(mask)
-        if inner is None:
-            array, offset = np.zeros((0, 0, 0), bool), (0, 0, 0)
-        else:
-            array = np.ascontiguousarray(mask[inner])
-            offset = tuple(o + s.start for o, s in zip(origin, inner, strict=True))
-        structure = Structure(
-            output.name,
-            Mask(grid, array, offset),
-            output.color,
-            output.roi_type,
-            GenerationAlgorithm.AUTOMATIC,
-        )
-        result.add(structure)
     return result
+
+
+def _model_region(logits, channels, inside, chunk: int = 16) -> tuple[slice, slice, slice] | None:
+    """Bounding box (model grid) of the voxels where `inside(slab)` holds."""
+    import torch
+
+    hits = [np.zeros(n, bool) for n in logits.shape[1:]]
+    with torch.inference_mode():
+        for start in range(0, logits.shape[1], chunk):
+            found = inside(logits[channels, start : start + chunk].float())
+            rows_zy = found.any(2)
+            hits[0][start : start + found.shape[0]] = rows_zy.any(1).cpu().numpy()
+            hits[1] |= rows_zy.any(0).cpu().numpy()
+            hits[2] |= found.any(1).any(0).cpu().numpy()
+    if not hits[0].any():
+        return None
+    region = []
+    for axis_hits in hits:
+        where = np.flatnonzero(axis_hits)
+        region.append(slice(int(where[0]), int(where[-1]) + 1))
+    return tuple(region)
+
+
+def _resample_region(logits, channels, region, maps, recipe, cancel):
+    """Labels (softmax: uint8/16 argmax; sigmoid: bool) on the original voxels that `region`
+    reaches, and the (transposed-model) index of their first voxel."""
+    import torch
+
+    rows = []
+    for axis_map, part in zip(maps, region, strict=True):
+        reach = np.flatnonzero((axis_map.first < part.stop) & (axis_map.stop > part.start))
+        rows.append((int(reach[0]), int(reach[-1]) + 1))
+    sub = [m.rows(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
+    sources = [m.source_range(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
+    plane = len(channels) * (rows[1][1] - rows[1][0]) * (rows[2][1] - rows[2][0]) * 4 * 3
+    step = max(1, int(_CHUNK_BYTES // max(plane, 1)))
+    softmax = recipe.activation == "softmax"
+    shape = (rows[0][1] - rows[0][0], rows[1][1] - rows[1][0], rows[2][1] - rows[2][0])
+    labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
+    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
+    with torch.inference_mode():
+        for start in range(rows[0][0], rows[0][1], step):
+            _check_cancel(cancel)
+            stop = min(start + step, rows[0][1])
+            lo, hi = maps[0].source_range(start, stop)
+            slab = logits[
+                channels, lo:hi, sources[0][0] : sources[0][1], sources[1][0] : sources[1][1]
+            ].float()
+            if recipe.activation_first:
+                slab = torch.softmax(slab, 0) if softmax else torch.sigmoid(slab)
+            slab = maps[0].rows(start, stop).apply(slab, 1)
+            slab = sub[1].apply(sub[0].apply(slab, 2), 3)
+            if softmax:
+                labels[start - rows[0][0] : stop - rows[0][0]] = slab.argmax(0).cpu().numpy()
+            else:
+                threshold = recipe.threshold if recipe.activation_first else cut
+                labels[start - rows[0][0] : stop - rows[0][0]] = (slab[0] >= threshold).cpu().numpy()
+    return labels, np.array([a for a, _ in rows])
+
+
+def _crops(labels, start, recipe, wanted, channels) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """channel → (mask cropped to its bounding box, index of its first voxel)."""
+    from scipy import ndimage as ndi
+
+    if recipe.activation != "softmax":
+        inner = bounding_box(labels)
+        if inner is None:
+            return {}
+        return {channels[0]: (np.ascontiguousarray(labels[inner]), start + [s.start for s in inner])}
+    values = [o.channel for o in wanted]
+    objects = ndi.find_objects(labels, max_label=max(values))
+    crops = {}
+    for value in values:
+        inner = objects[value - 1]
+        if inner is not None:
+            crops[value] = (labels[inner] == value, start + [s.start for s in inner])
+    return crops
+
+
+def _to_volume(array, start, transpose, orient: Reorientation, cropped_shape):
+    """A box of the transposed model-oriented crop → the same box in the volume's axis order."""
+    inverse = np.argsort(transpose)
+    array = np.transpose(array, inverse)
+    start = np.asarray(start)[inverse]
+    shape = np.asarray(cropped_shape)[inverse]
+    for k in range(3):
+        if orient.flip[k]:
+            array = np.flip(array, k)
+            start[k] = shape[k] - start[k] - array.shape[k]
+    back = np.argsort(orient.order)
+    return np.ascontiguousarray(np.transpose(array, back)), start[back]
