@@ -70,13 +70,18 @@ def resample(image, spacing_from_zyx, spacing_to_zyx, mode: str = "trilinear", s
         position = torch.arange(int(n_out), device=image.device, dtype=torch.float64) * (b / a)
         position = position.clamp(0, n_in - 1)
         if mode == "nearest":
-            out = out.index_select(dim, torch.floor(position + 0.5).long().clamp(max=n_in - 1))
+            out = _take(out, dim, torch.floor(position + 0.5).long().clamp(max=n_in - 1))
             continue
         low = position.floor().long()
         high = (low + 1).clamp(max=n_in - 1)
         view = [1] * out.ndim
         view[dim] = -1
         weight = (position - low).to(out.dtype).view(view)
-        below = out.index_select(dim, low)
-        out = below.add_(weight * (out.index_select(dim, high) - below))
+        below = _take(out, dim, low)
+        out = below.add_(weight * (_take(out, dim, high) - below))
     return out
+
+
+def _take(tensor, dim: int, index):
+    """`tensor.index_select(dim, index)` by advanced indexing (several times faster on CPUs)."""
+    return tensor[(slice(None),) * dim + (index,)]
