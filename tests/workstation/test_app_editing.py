@@ -246,3 +246,37 @@ def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
     qtbot.waitUntil(lambda: window.stale == [], timeout=20_000)
     window.undo()
     assert np.array_equal(case.structures["PTV"].mask.full(), first)
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        ("Subtract A − B", lambda a, b: a & ~b),
+        ("Union A ∪ B", lambda a, b: a | b),
+        ("Intersection A ∩ B", lambda a, b: a & b),
+        ("XOR A ⊕ B", lambda a, b: a ^ b),
+    ],
+)
+def test_booleans_from_the_dialog(window, qtbot, operation, expected):
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    heart = case.structures["Heart"].mask.full()
+    # A test ball overlapping the heart.
+    ball = np.zeros(case.grid.shape, bool)
+    centre = np.argwhere(heart).mean(axis=0).astype(int)
+    ball[tuple(slice(c - 4, c + 6) for c in centre)] = True
+    from planning.structures import Mask
+
+    case.new_structure("Ball", mask=Mask.from_full(case.grid, ball))
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText(operation)
+    dialog.source_a.setCurrentText("Heart")
+    dialog.source_b.setCurrentText("Ball")
+    dialog.within.setCurrentIndex(0)
+    dialog.output.setText("Result")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    assert np.array_equal(case.structures["Result"].mask.full(), expected(heart, ball))
