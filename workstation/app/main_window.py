@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         self.jobs.failed.connect(self._on_job_failed)
         self.views = {name: SliceView(name) for name in VIEWS}
         self.view3d = make_3d_view(self)
+        if hasattr(self.view3d, "failed"):
+            self.view3d.failed.connect(lambda message: self._on_job_failed("3D view", message))
         self.grid = ViewGrid({**self.views, "3d": self.view3d}, self)
         self.grid.layout_changed.connect(lambda _: self._view_changed())
         self.setCentralWidget(self.grid)

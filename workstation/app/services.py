@@ -15,7 +15,7 @@ from planning.structures import Mask
 
 
 class Unavailable(DelineoError):
-    """A feature whose implementation is not installed or not built yet."""
+    """A feature whose implementation cannot be imported here."""
 
 
 def _module(name: str, feature: str):
@@ -177,5 +177,5 @@ def make_view3d(parent):
     module = _module("workstation.view3d", "The 3D view")
     widget = getattr(module, "View3D", None)
     if widget is None:
-        raise Unavailable("the 3D view (workstation.view3d) is not built yet")
+        raise Unavailable("this build of workstation.view3d has no View3D widget")
     return widget(parent)

@@ -1,5 +1,5 @@
-"""The 3D slot of the view grid: the surface view from `workstation.view3d` when it is installed,
-else a placeholder that says so."""
+"""The 3D slot of the view grid: `workstation.view3d.View3D`, or, where it cannot be created
+(VTK's OpenGL modules missing), a label that says why, so the 2D workstation still runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from workstation.app import services
 
 
 class Placeholder3D(QLabel):
-    """Stands in for the 3D view while `workstation.view3d` is not available."""
+    """Stands in for the 3D view where it cannot be created."""
 
     def __init__(self, reason: str, parent: QWidget | None = None):
         super().__init__(f"3D view not available\n{reason}", parent)
