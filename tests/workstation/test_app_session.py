@@ -39,6 +39,7 @@ def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
     window.views["axial"].set_zoom(2.0)
     window.grid.maximise("sagittal")
     window.table.select("Heart")
+    window.tools.activate("brush")
     expected = {s.name: (s.mask.full(), s.color, s.roi_type, s.recipe) for s in case.structures}
     path = tmp_path / ("case.delineo" if kind == "archive" else "case-session")
     window.save_session_to(path)
@@ -59,6 +60,7 @@ def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
     assert other.views["axial"].zoom == pytest.approx(2.0)
     assert other.grid.maximised == "sagittal"
     assert other.table.active_name() == "Heart"
+    assert other.tools.active.key == "brush" and other.tool_actions["brush"].isChecked()
     # The history came back too: undo goes on where the first window stopped.
     assert other.case.history.undo_text == "Edit GTV"
     other.undo()

@@ -515,6 +515,8 @@ class MainWindow(QMainWindow):
             )
         if plain.get("active_structure"):
             self.table.select(plain["active_structure"])
+        if plain.get("tool") in self.tools.tools:
+            self.tools.activate(plain["tool"])
 
     def _view_changed(self) -> None:
         self.view_generation += 1
