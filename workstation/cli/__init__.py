@@ -16,7 +16,18 @@ from importlib.metadata import version
 from planning.errors import Cancelled, DelineoError
 
 #: Modules under workstation.cli that provide sub-commands, in the order --help lists them.
-COMMAND_MODULES = ("open", "info", "convert", "compare", "dvh", "rtstruct", "train", "segment", "models", "mesh")
+COMMAND_MODULES = (
+    "open",
+    "info",
+    "convert",
+    "compare",
+    "dvh",
+    "rtstruct",
+    "train",
+    "segment",
+    "models",
+    "mesh",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
