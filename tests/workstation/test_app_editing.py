@@ -280,3 +280,48 @@ def test_booleans_from_the_dialog(window, qtbot, operation, expected):
     dialog.compute()
     wait_idle(qtbot, window)
     assert np.array_equal(case.structures["Result"].mask.full(), expected(heart, ball))
+
+
+def test_brush_on_a_huge_structure_edits_once_at_the_end_of_the_stroke(window, monkeypatch):
+    from planning.geometry import Grid
+    from planning.session import ImageReference
+    from planning.structures import Mask, Structure, StructureSet
+    from planning.volume import Volume
+    from workstation.app.case import Case
+    from workstation.app.tools import brush as brush_module
+
+    grid = Grid((40, 256, 256), (1.0, 1.0, 2.0))
+    volume = Volume(np.zeros(grid.shape, np.int16), grid, "CT")
+    structures = StructureSet(grid)
+    body = np.zeros(grid.shape, bool)
+    body[:, 20:236, 20:236] = True
+    structures.add(Structure("Body", Mask.from_full(grid, body), roi_type="EXTERNAL"))
+    case = Case(volume, structures, ImageReference.for_volume(volume, "file", ""))
+    window.set_case(case)
+    monkeypatch.setattr(brush_module, "LIVE_EDIT_VOXELS", 1_000_000)  # this body counts as huge
+    window.table.select("Body")
+    eraser = window.tools.tools["eraser"]
+    eraser.set_setting("radius_mm", 6.0)
+    eraser.set_setting("sphere", False)
+    window.tools.activate("eraser")
+    view = window.views["axial"]
+    k = view.slice_index
+    from PyQt6.QtCore import QEvent
+    from support.app import send_mouse
+
+    points = [widget_point(view, (k, 100, x)) for x in range(60, 180, 10)]
+    send_mouse(view, QEvent.Type.MouseButtonPress, points[0])
+    for point in points[1:]:
+        send_mouse(
+            view, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton, buttons=Qt.MouseButton.LeftButton
+        )
+    assert case.structures["Body"].mask.full()[k, 100, 100]  # not yet: the stroke is previewed
+    preview = grab(view)
+    send_mouse(view, QEvent.Type.MouseButtonRelease, points[-1])
+    after = case.structures["Body"].mask.full()
+    assert not after[k, 100, 60:170].any() and after[k, 90, 100] and after[k, 110, 100]
+    assert len(case.history.commands) == 1 and case.history.undo_text == "Erase Body"
+    spot = widget_point(view, (k, 100, 120))
+    assert preview[spot.y(), spot.x()][0] > preview[spot.y(), spot.x()][2]  # the red eraser trail
+    window.undo()
+    assert np.array_equal(case.structures["Body"].mask.full(), body)
