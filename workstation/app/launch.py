@@ -56,7 +56,7 @@ def run(paths: list[str] | None = None) -> int:
 def open_first_case(window, paths: list[str], *, interactive: bool = True) -> None:
     """What the window shows first: a crash recovery (asked), the given path, the most recent
     case, or else the built-in sample patient."""
-    if interactive and not paths and window.offer_recovery():
+    if interactive and window.offer_recovery():
         return
     if paths:
         window.open_path(paths[0])
