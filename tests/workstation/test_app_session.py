@@ -158,3 +158,24 @@ def test_clean_exit_with_unsaved_work_offers_it_next_time(qtbot, tmp_path):
     show_sample(saved)
     saved.close()
     assert recoverable(tmp_path / "data2") == []  # nothing changed: nothing kept
+
+
+def test_first_case_is_the_sample_then_the_most_recent_data(qtbot, tmp_path):
+    from support.data import data_path
+
+    from planning.sample_patient import SAMPLE_PATIENT_ID
+    from workstation.app.launch import open_first_case
+
+    first = make_window(qtbot, tmp_path / "s.ini", tmp_path / "data")
+    open_first_case(first, [], interactive=False)
+    wait_idle(qtbot, first)
+    assert first.case.volume.identity.patient_id == SAMPLE_PATIENT_ID
+    first.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, first)
+    close_window(qtbot, first)
+    first.close()
+    second = make_window(qtbot, tmp_path / "s.ini", tmp_path / "data")
+    open_first_case(second, [], interactive=False)
+    wait_idle(qtbot, second)
+    assert second.case.volume.grid.shape == (60, 201, 204)  # the most recent data, not the sample
+    close_window(qtbot, second)
