@@ -1,9 +1,11 @@
 """The 3D slot of the view grid: `workstation.view3d.View3D`, or, where it cannot be created
-(VTK's OpenGL modules missing), a label that says why, so the 2D workstation still runs."""
+(no OpenGL display, VTK's OpenGL modules missing), a label that says why, so the 2D
+workstation still runs."""
 
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QLabel, QWidget
 
 from workstation.app import services
@@ -26,6 +28,8 @@ class Placeholder3D(QLabel):
 
 
 def make_3d_view(parent: QWidget) -> QWidget:
+    if QGuiApplication.platformName() in ("offscreen", "minimal"):
+        return Placeholder3D("no OpenGL display (Qt platform 'offscreen'); run under X or Xvfb", parent)
     try:
         return services.make_view3d(parent)
     except services.Unavailable as error:
