@@ -14,7 +14,8 @@ simplified, outward-normal meshes in patient mm three ways, in the same run:
 - skimage: per label (cropped the same way) `skimage.measure.marching_cubes`, then the same VTK
   simplification, smoothing and normals.
 
-Prints times, triangle counts and the ratios. `--check` also measures every Delineo mesh: closed
+Prints times (wall-clock and CPU seconds: the ratios use CPU time, which a shared machine's load
+does not change), triangle counts and the ratios. `--check` also measures every Delineo mesh: closed
 and manifold, enclosed volume against the voxel volume, symmetric Hausdorff distance to the exact
 voxel boundary. `--labels FILE` runs on a label map file instead (e.g. the TotalSegmentator
 example's labels.nii.gz).
@@ -172,10 +173,21 @@ def _boxes(labels):
     return {v + 1: box for v, box in enumerate(ndimage.find_objects(labels)) if box is not None}
 
 
+class Clock:
+    """Wall-clock and CPU seconds (this process, all threads) since creation. The CPU time is
+    what the ratios use: on a shared machine the wall time depends on everyone else's load."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def run_slicer(labels, grid, decimation, full_extent=False):
     times = dict(contour=0.0, decimate=0.0, smooth=0.0, normals=0.0)
     triangles = 0
-    start_all = time.perf_counter()
+    clock = Clock()
     for value, box in _boxes(labels).items():
         if full_extent:
             box = tuple(slice(0, n) for n in labels.shape)
@@ -191,7 +203,7 @@ def run_slicer(labels, grid, decimation, full_extent=False):
         times["contour"] += time.perf_counter() - start
         mesh = _slicer_post(contour.GetOutput(), _index_to_patient(grid, offset), decimation, times)
         triangles += mesh.GetNumberOfPolys()
-    return time.perf_counter() - start_all, triangles, times
+    return clock.read(), triangles, times
 
 
 def run_skimage(labels, grid, decimation):
@@ -199,7 +211,7 @@ def run_skimage(labels, grid, decimation):
 
     times = dict(contour=0.0, decimate=0.0, smooth=0.0, normals=0.0)
     triangles = 0
-    start_all = time.perf_counter()
+    clock = Clock()
     for value, box in _boxes(labels).items():
         sub = np.pad(labels[box] == value, 1).astype(np.float32)
         offset = [s.start - 1 for s in box]
@@ -214,7 +226,7 @@ def run_skimage(labels, grid, decimation):
             times,
         )
         triangles += mesh.GetNumberOfPolys()
-    return time.perf_counter() - start_all, triangles, times
+    return clock.read(), triangles, times
 
 
 def run_delineo(labels, grid):
@@ -227,9 +239,9 @@ def run_delineo(labels, grid):
             stages[state["stage"]] = stages.get(state["stage"], 0.0) + now - state["since"]
         state["stage"], state["since"] = stage, now
 
-    start = time.perf_counter()
+    clock = Clock()
     surfaces = surfaces_from_label_map(labels, grid, on_progress=on_progress)
-    seconds = time.perf_counter() - start
+    seconds = clock.read()
     on_progress(None, 0, 0)
     return seconds, sum(len(s.triangles) for s in surfaces.values()), stages, surfaces
 
@@ -301,23 +313,32 @@ def main(argv=None) -> None:
     sx, sy, sz = grid.spacing_xyz
     print(f"{n_labels} structures on {x}×{y}×{z} voxels of {sx:g}×{sy:g}×{sz:g} mm")
 
+    print("times: wall-clock s / CPU s of this process; ratios on CPU time (see Clock)")
     seconds, triangles, stages, surfaces = run_delineo(labels, grid)
-    print(f"delineo   {seconds:7.1f} s  {triangles:9d} triangles  " + _stages(stages))
+    print(
+        f"{'delineo':28s} {seconds[0]:7.1f} / {seconds[1]:7.1f} s  {triangles:9d} triangles  "
+        + _stages(stages)
+    )
     results = {}
     if not args.skip_peers:
-        for name, run in (("slicer", run_slicer), ("skimage", run_skimage)):
-            peer_seconds, peer_triangles, times = run(labels, grid, args.decimation)
-            results[name] = peer_seconds
-            print(f"{name:9s} {peer_seconds:7.1f} s  {peer_triangles:9d} triangles  " + _stages(times))
+        peers = [("slicer", lambda: run_slicer(labels, grid, args.decimation))]
+        peers.append(("skimage", lambda: run_skimage(labels, grid, args.decimation)))
         if args.slicer_full_extent:
-            peer_seconds, peer_triangles, times = run_slicer(labels, grid, args.decimation, full_extent=True)
-            results["slicer (whole map per label)"] = peer_seconds
+            peers.append(
+                ("slicer, whole map per label", lambda: run_slicer(labels, grid, args.decimation, True))
+            )
+        for name, run in peers:
+            peer_seconds, peer_triangles, times = run()
+            results[name] = peer_seconds
             print(
-                f"slicer, whole map per label {peer_seconds:7.1f} s  {peer_triangles:9d} triangles  "
-                + _stages(times)
+                f"{name:28s} {peer_seconds[0]:7.1f} / {peer_seconds[1]:7.1f} s  "
+                f"{peer_triangles:9d} triangles  " + _stages(times)
             )
         for name, peer_seconds in results.items():
-            print(f"ratio {name} / delineo: {peer_seconds / seconds:.2f}×")
+            print(
+                f"ratio {name} / delineo: {peer_seconds[1] / seconds[1]:.2f}× CPU time "
+                f"({peer_seconds[0] / seconds[0]:.2f}× wall-clock)"
+            )
     if args.check:
         check(labels, grid, surfaces)
 
