@@ -567,7 +567,6 @@ class View3D(QWidget):
         self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text, scale)
         for prop in self._overlay:
             self.renderer.AddViewProp(prop)
-        self._last_distance = (first, second, closest)
         self._render()
         self.measured.emit("distance", closest.distance_mm)
 
