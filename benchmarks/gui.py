@@ -209,6 +209,14 @@ def bench_scroll(app, data: Path) -> None:
     )
     print(f"  Delineo scroll, first visit of each slice: {describe(first)}; CPU {describe(cpu_first)}")
     print(f"  Delineo scroll, slices visited before:     {describe(second)}; CPU {describe(cpu_second)}")
+    window.grid.maximise("axial")
+    wait_idle(app, window)
+    cpu_big = []
+    big = scroll_frames(app, view, slices, cpu_big)
+    print(
+        f"  Delineo scroll, axial view maximised ({view.width()}×{view.height()} px, smooth zoom): "
+        f"{describe(big)}; CPU {describe(cpu_big)}"
+    )
     window.close()
     peer = vtk_peer_frames(volume, structures, (view.width(), view.height()))
     print(f"  VTK reslice + 21 image actors (peer):      {describe(peer)}")
