@@ -179,3 +179,25 @@ def test_first_case_is_the_sample_then_the_most_recent_data(qtbot, tmp_path):
     wait_idle(qtbot, second)
     assert second.case.volume.grid.shape == (60, 201, 204)  # the most recent data, not the sample
     close_window(qtbot, second)
+
+
+def test_session_of_a_nifti_image(window, qtbot, tmp_path):
+    from planning.imageio import save_volume
+    from planning.sample_patient import make_sample_patient
+
+    image = tmp_path / "ct.nii.gz"
+    save_volume(make_sample_patient((20, 64, 64)).volume, image)
+    window.open_path(image)
+    wait_idle(qtbot, window)
+    assert window.case.reference.kind == "file" and window.case.grid.shape == (20, 64, 64)
+    name = window.add_structure("Drawn")
+    window.case.edit_region(
+        "paint", name, (slice(5, 6), slice(10, 20), slice(10, 20)), np.ones((1, 10, 10), bool)
+    )
+    window.save_session_to(tmp_path / "nifti.delineo")
+    wait_idle(qtbot, window)
+    other = make_window(qtbot, tmp_path / "o.ini", tmp_path / "o")
+    other.open_path(tmp_path / "nifti.delineo")
+    wait_idle(qtbot, other)
+    assert other.case.structures[name].mask.voxel_count == 100
+    close_window(qtbot, other)
