@@ -139,24 +139,45 @@ class Mask:
     # -- editing ------------------------------------------------------------------------------
 
     def replace_region(self, box: Box, values: np.ndarray) -> None:
-        """Set the mask inside `box` to `values` (bool, the box's shape); keeps the box tight."""
+        """Set the mask inside `box` to `values` (bool, the box's shape); keeps the box tight.
+
+        An edit inside the stored box is written in place, and the box is only recomputed when
+        the edit may have emptied one of its faces, so brush strokes on a large structure cost
+        the size of the stroke, not of the structure.
+        """
         current = self.box
-        if current is None:
-            union = box
-        else:
-            union = tuple(
-                slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(current, box, strict=True)
+        if current is not None and all(
+            c.start <= b.start and b.stop <= c.stop for b, c in zip(box, current, strict=True)
+        ):
+            local = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, self.offset, strict=True))
+            self.array[local] = values
+            touches_face = any(
+                b.start == c.start or b.stop == c.stop for b, c in zip(box, current, strict=True)
             )
+            if touches_face and not values.all():
+                self._shrink_to_content()
+            return
+        union = box if current is None else _union_box(current, box)
         merged = self.region(union)
         merged[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union, strict=True))] = (
             values
         )
-        inner = bounding_box(merged)
-        if inner is None:
+        self.offset, self.array = tuple(u.start for u in union), merged
+        self._shrink_to_content()
+
+    def _shrink_to_content(self) -> None:
+        """Drop empty outer planes, looking only as far in as the first plane with content."""
+        if not self.array.any():
             self.offset, self.array = (0, 0, 0), np.zeros((0, 0, 0), bool)
             return
-        self.offset = tuple(u.start + i.start for u, i in zip(union, inner, strict=True))
-        self.array = merged[inner].copy()
+        box = []
+        for axis, size in enumerate(self.array.shape):
+            low = next(i for i in range(size) if self.array.take(i, axis).any())
+            high = next(i for i in range(size - 1, low - 1, -1) if self.array.take(i, axis).any())
+            box.append(slice(low, high + 1))
+        if any(b.start > 0 or b.stop < n for b, n in zip(box, self.array.shape, strict=True)):
+            self.offset = tuple(o + b.start for o, b in zip(self.offset, box, strict=True))
+            self.array = self.array[tuple(box)].copy()
 
     def copy(self) -> Mask:
         return Mask(self.grid, self.array.copy(), self.offset)

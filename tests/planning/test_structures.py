@@ -81,3 +81,19 @@ def test_style_for_unknown_name_is_stable():
     assert style_for("BODY")[1] == RoiType.EXTERNAL
     with pytest.raises(ValueError, match="colour"):
         Structure("x", Mask(GRID), color=(300, 0, 0))
+
+
+def test_edits_inside_the_box_keep_it_tight():
+    mask = Mask.from_full(GRID, ball())
+    expected = ball()
+    # erase the whole top plane of the box: the box must shrink
+    top = (slice(1, 2), slice(0, 20), slice(0, 30))
+    mask.replace_region(top, np.zeros((1, 20, 30), bool))
+    expected[top] = False
+    assert mask.offset[0] == 2
+    # paint strictly inside: the box stays, content is exact
+    inner = (slice(4, 6), slice(9, 11), slice(14, 16))
+    mask.replace_region(inner, np.zeros((2, 2, 2), bool))
+    expected[inner] = False
+    np.testing.assert_array_equal(mask.full(), expected)
+    assert mask.box == (slice(2, 10), slice(6, 15), slice(11, 20))
