@@ -1,10 +1,12 @@
 """Training patches: class-balanced centres, spatial and intensity augmentation.
 
-Most patches are centred near a voxel of a randomly chosen structure of the case (so small organs
-such as the oesophagus and larynx are seen as often as the mandible), the rest anywhere in the
-patient. Each patch is read with one trilinear `grid_sample` that applies an in-plane rotation, an
-isotropic scaling and an optional left–right mirror (which swaps the ``_L``/``_R`` structures, so
-that left stays left). Labels are interpolated too: the targets are soft at the edges.
+Most patches are centred near a voxel of a structure, the rest anywhere in a patient. With
+``balanced=True`` the structure is drawn first, uniformly, then a case that has it: structures
+delineated in few cases (OpenKBP's oesophagus: a third of the patients) are then seen as often
+as the others. Otherwise the case is drawn first, then one of its structures. Each patch is read
+with one trilinear `grid_sample` that applies an in-plane rotation, an isotropic scaling and an
+optional left–right mirror (which swaps the ``_L``/``_R`` structures, so that left stays left).
+Labels are interpolated too: the targets are soft at the edges.
 """
 
 from __future__ import annotations
@@ -71,23 +73,37 @@ class PatchSampler:
                         pick = seed.choice(len(where), min(len(where), points_per_structure), replace=False)
                         points[k] = where[pick].astype(np.int16)
             self.points.append(points)
+        #: structure → the cases that have it
+        self.having = {
+            k: [i for i, points in enumerate(self.points) if k in points]
+            for k in range(len(structures))
+            if any(k in points for points in self.points)
+        }
 
-    def batch(self, rng: np.random.Generator, size: int):
+    def batch(self, rng: np.random.Generator, size: int, balanced: bool = True):
         """(image (B, 1, Z, Y, X) normalised, target (B, K, Z, Y, X) in [0, 1], labelled (B, K))."""
-        samples = [self.sample(rng) for _ in range(size)]
+        samples = [self.sample(rng, balanced) for _ in range(size)]
         images, targets, labelled = zip(*samples, strict=True)
         return torch.stack(images), torch.stack(targets), torch.stack(labelled)
 
-    def sample(self, rng: np.random.Generator):
+    def sample(self, rng: np.random.Generator, balanced: bool = True):
         index = int(rng.integers(len(self.cases)))
-        case, points = self.cases[index], self.points[index]
         patch = np.asarray(self.patch, float)
-        if points and rng.random() < self.foreground_fraction:
-            k = list(points)[int(rng.integers(len(points)))]
-            centre = points[k][int(rng.integers(len(points[k])))].astype(float)
-            centre += rng.uniform(-0.3, 0.3, 3) * patch
+        foreground = rng.random() < self.foreground_fraction
+        if foreground and balanced and self.having:
+            k = list(self.having)[int(rng.integers(len(self.having)))]
+            index = self.having[k][int(rng.integers(len(self.having[k])))]
+        elif foreground and self.points[index]:
+            k = list(self.points[index])[int(rng.integers(len(self.points[index])))]
         else:
-            centre = rng.uniform(0, 1, 3) * (np.asarray(case.image_hu.shape) - 1)
+            k = None
+        if k is None:
+            centre = rng.uniform(0, 1, 3) * (np.asarray(self.cases[index].image_hu.shape) - 1)
+        else:
+            points = self.points[index][k]
+            centre = points[int(rng.integers(len(points)))].astype(float)
+            centre += rng.uniform(-0.3, 0.3, 3) * patch
+        case = self.cases[index]
         aug = self.augmentation
         angle = math.radians(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
         scale = rng.uniform(*aug.scale)

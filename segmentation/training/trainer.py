@@ -70,6 +70,10 @@ class TrainConfig:
     #: initial foreground probability of every output
     output_prior: float = 0.05
     foreground_fraction: float = 0.7
+    #: from this iteration on, foreground patches draw the structure first, then a case that has
+    #: it (structures delineated in few cases are seen as often as the others); before it, the
+    #: case first, then one of its structures
+    structure_balanced_from: int = 0
     augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
     seed: int = 0
     threads: int = 2
@@ -224,7 +228,8 @@ class Trainer:
         config = self.config
         rng = np.random.default_rng([config.seed, self.iteration])
         torch.manual_seed(config.seed * 1_000_003 + self.iteration)
-        image, target, labelled = self.sampler.batch(rng, config.batch_size)
+        balanced = self.iteration >= config.structure_balanced_from
+        image, target, labelled = self.sampler.batch(rng, config.batch_size, balanced)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.iteration)
         self.net.train()
