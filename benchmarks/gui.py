@@ -13,7 +13,9 @@ Run under a display (``xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks
    structure, as VTK-based viewers overlay label maps), in a render window of the axial view's
    size, for comparison.
 2. 3D: the window's 3D view with 30 structure surfaces (from the pancreas structures plus
-   generated organs), the camera rotating 3° per frame: frames per second. Target ≥ 20.
+   generated organs), rotated by a real trackball drag (mouse press, 40 moves, release sent to
+   its interactor; while the camera moves the view draws each surface's coarse mesh):
+   frames per second during the drag, and at full detail. Target ≥ 20 while rotating.
 3. Memory: a generated 512×512×600 CT with 120 structures loaded in the window and scrolled;
    peak resident memory of the process.
 
@@ -232,6 +234,7 @@ def bench_3d(app, data: Path) -> None:
     from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
     from planning.imageio import load_volume
+    from workstation.view3d.widget import INTERACTIVE_TRIANGLES
 
     volume = load_volume(data / "dicom" / "pancreas-ct-134")
     structures = synthetic_structures(volume.grid, 30, seed=3)
@@ -250,17 +253,29 @@ def bench_3d(app, data: Path) -> None:
     surfaces = [view3d.surface(s.name) for s in structures]
     triangles = sum(len(s.triangles) for s in surfaces if s is not None and hasattr(s, "triangles"))
     render_window = canvas.GetRenderWindow()
-    camera = view3d.renderer.GetActiveCamera()
+    interactor = render_window.GetInteractor()
     frames = 40
+    width, height = render_window.GetSize()
+    x, y = width // 2, height // 2
+    # a real trackball drag: press, 40 mouse moves (each one rotation + render), release
+    interactor.SetEventInformationFlipY(x, y, 0, 0)
+    interactor.LeftButtonPressEvent()
     times = []
-    for _ in range(frames):
+    for frame in range(frames):
         begin = time.perf_counter()
-        camera.Azimuth(4.0)  # what a trackball drag does, then one render
-        view3d.renderer.ResetCameraClippingRange()
-        render_window.Render()
+        interactor.SetEventInformationFlipY(x + 4 * (frame + 1), y, 0, 0)
+        interactor.MouseMoveEvent()
         app.processEvents()
         times.append(time.perf_counter() - begin)
-    width, height = render_window.GetSize()
+    interactor.LeftButtonReleaseEvent()
+    still = []
+    camera = view3d.renderer.GetActiveCamera()
+    for _ in range(10):  # full detail, camera turned programmatically
+        begin = time.perf_counter()
+        camera.Azimuth(4.0)
+        view3d.renderer.ResetCameraClippingRange()
+        render_window.Render()
+        still.append(time.perf_counter() - begin)
     floor = _render_floor((width, height))
     renderer_name = next(
         (
@@ -276,8 +291,10 @@ def bench_3d(app, data: Path) -> None:
         f"3D: {count} surfaces ({triangles} triangles, built in {built:.1f} s in workers) in a "
         f"{width}×{height} px view: {fps:.1f} frames/s median "
         f"({1000 * statistics.median(times):.1f} ms/frame, "
-        f"p95 {1000 * np.percentile(times, 95):.1f} ms); target ≥ 20: {'met' if fps >= 20 else 'NOT met'}"
+        f"p95 {1000 * np.percentile(times, 95):.1f} ms) while dragging (coarse meshes of ≤ "
+        f"{INTERACTIVE_TRIANGLES} triangles each); target ≥ 20: {'met' if fps >= 20 else 'NOT met'}"
     )
+    print(f"  full detail at rest: {1 / statistics.median(still):.1f} frames/s")
     print(
         f"  OpenGL renderer: {renderer_name}; on it one 8k-triangle sphere alone renders at "
         f"{1000 / floor:.1f} frames/s ({floor:.1f} ms/frame) in a window of the same size"

@@ -87,6 +87,20 @@ class Surface:
             polydata.GetPointData().SetNormals(normals)
         return polydata
 
+    def level_of_detail(self, max_triangles: int) -> Surface:
+        """A coarser copy of at most about `max_triangles` triangles, for display while the
+        camera moves (quadric edge collapse); not guaranteed closed. Self when already small."""
+        if len(self.triangles) <= max_triangles:
+            return self
+        import pyfqmr
+
+        simplifier = pyfqmr.Simplify()
+        simplifier.setMesh(self.points, self.triangles.astype(np.int32))
+        simplifier.simplify_mesh(target_count=int(max_triangles), aggressiveness=7, verbose=False)
+        points, triangles, _ = simplifier.getMesh()
+        points, triangles = np.asarray(points, np.float64), np.asarray(triangles, np.int64)
+        return Surface(self.name, points, triangles, self.color, vertex_normals(points, triangles))
+
     @classmethod
     def from_polydata(cls, polydata: vtkPolyData, name: str, color=(255, 0, 0)) -> Surface:
         """A surface from a vtkPolyData made of triangles (other cells are ignored)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Opacity of the body outline, so what is inside stays visible.
 EXTERNAL_OPACITY = 0.15
+#: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
+#: rotation stays fluid with dozens of surfaces, even on software OpenGL.
+INTERACTIVE_TRIANGLES = 1500
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.
 VIEWS = {
@@ -90,7 +94,19 @@ class View3D(QWidget):
         self.renderer.SetBackground2(0.22, 0.24, 0.3)
         self.renderer.GradientBackgroundOn()
         self._vtk.GetRenderWindow().AddRenderer(self.renderer)
-        self._vtk.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        # no multisampling (it costs 3–4× per frame on software OpenGL); FXAA smooths edges at
+        # rest and is switched off while the camera moves
+        self._vtk.GetRenderWindow().SetMultiSamples(0)
+        self.renderer.UseFXAAOn()
+        style = vtkInteractorStyleTrackballCamera()
+        me = weakref.ref(self)  # VTK keeps the observers: they must not keep the view alive
+        style.AddObserver(
+            "StartInteractionEvent", lambda *_: (view := me()) and view._use_coarse_surfaces(True)
+        )
+        style.AddObserver(
+            "EndInteractionEvent", lambda *_: (view := me()) and view._use_coarse_surfaces(False)
+        )
+        self._vtk.SetInteractorStyle(style)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -105,6 +121,7 @@ class View3D(QWidget):
         self._preset: str | None = None
         self._structures: StructureSet | None = None
         self._actors: dict[Structure, object] = {}
+        self._mappers: dict[Structure, tuple] = {}  # (full, coarse) for interactive level of detail
         self._surfaces: dict[Structure, Surface] = {}
         self._generation: dict[Structure, int] = {}
         self._pending: set[Structure] = set()
@@ -469,9 +486,13 @@ class View3D(QWidget):
 
         def job():
             try:
-                return build_surfaces(copies, options, on_progress=progress, cancel=cancel)
+                surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
             except Cancelled:
                 return None
+            return {
+                name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
+                for name, surface in surfaces.items()
+            }
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
@@ -488,8 +509,8 @@ class View3D(QWidget):
         for structure, generation, copy in zip(todo, generations, copies, strict=True):
             if structure not in present or self._generation.get(structure, 0) != generation:
                 continue  # removed or edited since: a newer build follows
-            surface = surfaces.get(copy.name)
-            self._replace_actor(structure, surface)
+            surface, coarse = surfaces.get(copy.name, (None, None))
+            self._replace_actor(structure, surface, coarse)
         self._render()
         self.surfaces_changed.emit()
 
@@ -500,7 +521,10 @@ class View3D(QWidget):
         if self._pending:
             self._timer.start()
 
-    def _replace_actor(self, structure: Structure, surface: Surface | None) -> None:
+    def _replace_actor(
+        self, structure: Structure, surface: Surface | None, coarse: Surface | None = None
+    ) -> None:
+        self._mappers.pop(structure, None)
         old = self._actors.pop(structure, None)
         if old is not None:
             self.renderer.RemoveActor(old)
@@ -510,6 +534,8 @@ class View3D(QWidget):
             return
         actor = scene.surface_actor(surface)
         self._actors[structure] = actor
+        if coarse is not None and coarse is not surface:
+            self._mappers[structure] = (actor.GetMapper(), scene.surface_actor(coarse).GetMapper())
         self._surfaces[structure] = surface
         self.renderer.AddActor(actor)
         self._placer.AddProp(actor)
@@ -519,6 +545,17 @@ class View3D(QWidget):
             self.show_margin_map(structure.name, target.name, max_mm)
         if not self._camera_set:
             self.set_view("anterior")
+
+    def _use_coarse_surfaces(self, coarse: bool) -> None:
+        """Swap every surface to its coarse mesh (and drop anti-aliasing) while the camera moves,
+        back when it stops (surfaces showing a margin map keep their full mesh and colours)."""
+        self.renderer.SetUseFXAA(not coarse)
+        for structure, (full, low) in self._mappers.items():
+            actor = self._actors.get(structure)
+            if actor is not None and structure not in self._margin_maps:
+                actor.SetMapper(low if coarse else full)
+        if not coarse:
+            self._render()
 
     def _restyle(self, structure: Structure, render: bool = True) -> None:
         actor = self._actors.get(structure)
