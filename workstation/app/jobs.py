@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from PyQt6 import sip
 from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 from superqt.utils import create_worker
@@ -58,6 +59,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.jobs: list[Job] = []
         self.errors: list[str] = []
+        self._closed = False
 
     @property
     def busy(self) -> bool:
@@ -105,7 +107,17 @@ class JobRunner(QObject):
         for job in self.jobs:
             job.cancel.set()
 
+    def close(self) -> None:
+        """Cancel every job and drop results that arrive later (their window is gone)."""
+        self.cancel_all()
+        self._closed = True
+
+    def _gone(self) -> bool:
+        return self._closed or sip.isdeleted(self)
+
     def _on_progress(self, job: Job, stage: str, done: float, total: float) -> None:
+        if self._gone():
+            return
         job.stage, job.done, job.total = stage, done, total
         self.progressed.emit(job)
 
@@ -117,6 +129,8 @@ class JobRunner(QObject):
             self.busy_changed.emit(False)
 
     def _finish(self, job: Job, on_done, result) -> None:
+        if self._gone():
+            return
         log.debug("job done in %.2f s: %s", time.monotonic() - job.started, job.title)
         try:
             if on_done is not None:
@@ -127,6 +141,8 @@ class JobRunner(QObject):
             self._end(job)
 
     def _fail(self, job: Job, on_error, error: Exception) -> None:
+        if self._gone():
+            return
         try:
             if on_error is not None:
                 on_error(error)

@@ -886,6 +886,7 @@ class MainWindow(QMainWindow):
         shutdown = getattr(self.view3d, "shutdown", None)
         if shutdown is not None:
             shutdown()  # stops its surface builds and releases its render window
+        self.jobs.close()
         super().closeEvent(event)
 
     def screenshot(self) -> QImage:
