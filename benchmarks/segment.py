@@ -6,7 +6,7 @@ promises (bounded memory, quick cancel, seconds-fast rules and seeded delineatio
 
 nnunet: a real abdominal CT (pancreas-ct-134) resampled to 256×256×150 goes through an nnU-Net
 v2 folder holding a 3d_fullres-sized network with random weights (6 stages, 32→320 features,
-128³ patch, 3 mm spacing as in TotalSegmentator's 3 mm model), once by nnunetv2's
+128³ patch, 3 mm spacing and 117 classes as TotalSegmentator's 3 mm model), once by nnunetv2's
 ``nnUNetPredictor.predict_single_npy_array`` and once by Delineo, same settings (1 fold, no
 mirroring, tile step 0.5, Gaussian), each in its own process so that peak memory (max RSS) is
 its own. Delineo runs twice: as a user gets it (crop to the body) and with ``crop="none"``
@@ -134,14 +134,14 @@ def bench_nnunet(args) -> None:
     from support.nnunet_folder import FULLRES, write_nnunet_folder
 
     work = Path(tempfile.mkdtemp(prefix="delineo-bench-"))
-    labels = ["liver", "spleen", "kidney_right", "kidney_left", "pancreas"]
+    labels = [f"structure_{i}" for i in range(1, args.classes + 1)]
     folder = write_nnunet_folder(work, labels, size=FULLRES, spacing_zyx=(3.0, 3.0, 3.0), logit_scale=1.0)
     ct, spacing = benchmark_ct(work)
     body = np.load(ct) > -500
     print(
         f"CT 256×256×150 (pancreas-ct-134 resampled, {spacing[2]:.2f}×{spacing[1]:.2f}×{spacing[0]:.2f} mm), "
-        f"nnU-Net 3d_fullres-sized network (6 stages, 32→320 features, patch 128³, 3 mm), random weights, "
-        f"CPU, threads: {args.threads or 'torch default'}"
+        f"nnU-Net 3d_fullres-sized network (6 stages, 32→320 features, patch 128³, 3 mm, "
+        f"{args.classes} classes + background), random weights, CPU, threads: {args.threads or 'default'}"
     )
     results = {}
     for kind in ("nnunet", "delineo", "delineo-nocrop"):
@@ -314,6 +314,12 @@ def main() -> None:
     )
     parser.add_argument("parts", nargs="*", help=f"what to run: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--threads", type=int, help="torch threads for the nnunet part (both predictors)")
+    parser.add_argument(
+        "--classes",
+        type=int,
+        default=117,
+        help="nnunet part: output classes (117: like TotalSegmentator's 3 mm model)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     unknown = [p for p in args.parts if p not in PARTS]

@@ -2,10 +2,19 @@
 
 A model folder holds ``manifest.json`` (or ``manifest.toml``), the weights and a model card.
 `read_manifest` parses and validates it; every problem is a `ManifestError` naming the file and
-the field. The format is described in ``docs`` and in ``/work/notes/contract-models.md``:
-name, version, description, modality, architecture, weights (file + sha256), preprocessing
-(spacing_xyz in mm, normalization, crop, orientation), inference (patch size, overlap, mirroring,
-activation, threshold) and outputs (channel, TG-263 name, RT ROI interpreted type, colour).
+the field. Fields (optional ones with their default):
+
+- ``name``, ``version`` (""), ``description`` (""), ``modality`` ("CT"), ``card`` ("");
+- ``architecture``: ``name`` registered in `segmentation.networks`, ``params`` ({});
+- ``weights``: ``file`` (.safetensors, or a state dict read with weights_only), ``sha256``;
+- ``preprocessing``: ``spacing_xyz`` (mm), ``normalization`` (see `segmentation.preprocessing`),
+  ``crop`` ("body" | "none"; "body"), ``orientation`` (three letters, "LPS"),
+  ``normalize_before_resample`` (false);
+- ``inference``: ``patch_size_zyx``, ``overlap`` (0.5), ``mirror_axes_zyx`` ([]),
+  ``activation`` ("sigmoid": channel k ⇒ output k, overlaps allowed | "softmax": channel 0 is
+  background), ``threshold`` (0.5), ``size_divisor`` (16);
+- ``outputs``: ``[{channel, name, type, color}]`` — type (RT ROI interpreted type) and colour
+  default to the TG-263 table's for the name.
 """
 
 from __future__ import annotations

@@ -8,14 +8,16 @@ The steps, each on the chosen device:
 3. resample to the model's spacing and normalise the intensities (model-specific `Recipe`);
 4. sliding window with Gaussian blending, mirroring and fold ensembling, float16 accumulation,
    autocast on GPUs, a cancel check before every layer;
-5. back to the original grid plane by plane (separable linear maps: only the planes a chunk needs
-   are touched), sigmoid thresholds or softmax argmax, masks cropped per structure.
+5. back to the original grid with separable linear maps, each structure (softmax: all
+   foreground) only in the region it occupies on the model grid, a chunk of planes at a time;
+   sigmoid thresholds or softmax argmax; masks stored cropped to each structure.
 
 A GPU running out of memory retries with smaller tiles, then falls back to the CPU with a warning.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -98,7 +100,7 @@ class Predictor:
         self.networks = networks
         self.device = device
         axes = [a + 2 for a in mirror_axes]
-        self.flips = [()] + [c for n in range(1, len(axes) + 1) for c in _combinations(axes, n)]
+        self.flips = [()] + [c for n in range(1, len(axes) + 1) for c in itertools.combinations(axes, n)]
 
     def __call__(self, tile):
         total = None
@@ -111,12 +113,6 @@ class Predictor:
                     out = (out.flip(dims) if dims else out).float()
                     total = out if total is None else total.add_(out)
         return total / (len(self.networks) * len(self.flips))
-
-
-def _combinations(items, n):
-    import itertools
-
-    return list(itertools.combinations(items, n))
 
 
 def run(
@@ -371,6 +367,10 @@ def _resample_region(logits, channels, region, maps, recipe, cancel):
     for axis_map, part in zip(maps, region, strict=True):
         reach = np.flatnonzero((axis_map.first < part.stop) & (axis_map.stop > part.start))
         rows.append((int(reach[0]), int(reach[-1]) + 1))
+    if all(int((m.stop - m.first).max()) <= 2 for m in maps):
+        return _decide_by_corners(logits, channels, rows, maps, recipe, cancel), np.array(
+            [a for a, _ in rows]
+        )
     sub = [m.rows(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
     sources = [m.source_range(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
     plane = len(channels) * (rows[1][1] - rows[1][0]) * (rows[2][1] - rows[2][0]) * 4 * 3
@@ -397,6 +397,73 @@ def _resample_region(logits, channels, region, maps, recipe, cancel):
                 threshold = recipe.threshold if recipe.activation_first else cut
                 labels[start - rows[0][0] : stop - rows[0][0]] = (slab[0] >= threshold).cpu().numpy()
     return labels, np.array([a for a, _ in rows])
+
+
+def _decide_by_corners(logits, channels, rows, maps, recipe, cancel, batch: int = 2**18) -> np.ndarray:
+    """Labels on original voxels [rows) for two-tap (linear, nearest) maps, interpolating only
+    where the model voxels around a point disagree.
+
+    A point whose (up to) eight surrounding model voxels share one decision (argmax, or side of
+    the threshold) has that decision after interpolation too (a weighted mean of values that all
+    favour it); only the others, near boundaries, are interpolated over every channel.
+    """
+    import torch
+
+    softmax = recipe.activation == "softmax"
+    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
+    threshold = recipe.threshold if recipe.activation_first else cut
+    sources = [m.source_range(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
+    picked = slice(None) if channels == list(range(logits.shape[0])) else channels
+    box = logits[(picked, *(slice(lo, hi) for lo, hi in sources))]
+    device = box.device
+    taps = [_taps(m, a, b, lo, device) for m, (a, b), (lo, _) in zip(maps, rows, sources, strict=True)]
+    decision = torch.empty(box.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=device)
+    for start in range(0, box.shape[1], 16):
+        slab = box[:, start : start + 16].float()
+        decision[start : start + 16] = slab.argmax(0) if softmax else slab[0] >= cut
+    shape = [b - a for a, b in rows]
+    labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
+    step = max(1, (16 * 2**20) // max(shape[1] * shape[2], 1))
+    corners = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    with torch.inference_mode():
+        for start in range(0, shape[0], step):
+            _check_cancel(cancel)
+            stop = min(start + step, shape[0])
+            z = [t[start:stop] for t in taps[0]]
+            y, x = taps[1], taps[2]
+            first = decision[z[0][:, None, None], y[0][None, :, None], x[0][None, None, :]]
+            uniform = torch.ones_like(first, dtype=torch.bool)
+            for a, b, c in corners[1:]:
+                uniform &= decision[z[a][:, None, None], y[b][None, :, None], x[c][None, None, :]] == first
+            out = first.clone()
+            where = torch.nonzero(~uniform, as_tuple=True)
+            for lo in range(0, where[0].numel(), batch):
+                iz, iy, ix = (w[lo : lo + batch] for w in where)
+                total = 0
+                for a, b, c in corners:
+                    values = box[:, z[a][iz], y[b][iy], x[c][ix]].float()
+                    if recipe.activation_first:
+                        values = torch.softmax(values, 0) if softmax else torch.sigmoid(values)
+                    total = total + values * (z[2 + a][iz] * y[2 + b][iy] * x[2 + c][ix])
+                out[iz, iy, ix] = total.argmax(0).to(out.dtype) if softmax else total[0] >= threshold
+            labels[start:stop] = out.cpu().numpy()
+    return labels
+
+
+def _taps(axis_map, start: int, stop: int, offset: int, device):
+    """(first index, second index, first weight, second weight) of outputs [start, stop) of a
+    two-tap map, indices relative to `offset`; a second tap of weight 0 repeats the first."""
+    import torch
+
+    rows = np.arange(start, stop)
+    first = axis_map.first[start:stop]
+    second = np.minimum(first + 1, axis_map.n_in - 1)
+    w1 = axis_map.matrix[rows, first]
+    w2 = np.where(second > first, axis_map.matrix[rows, second], 0.0)
+    second = np.where(w2 != 0, second, first)
+    index = [torch.as_tensor(v - offset, dtype=torch.long, device=device) for v in (first, second)]
+    weight = [torch.as_tensor(v, dtype=torch.float32, device=device) for v in (w1, w2)]
+    return (*index, *weight)
 
 
 def _crops(labels, start, recipe, wanted, channels) -> dict[int, tuple[np.ndarray, np.ndarray]]:

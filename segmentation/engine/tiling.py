@@ -95,7 +95,7 @@ def sliding_window(
                 * profiles[1][y].to(device)[None, :, None]
                 * profiles[2][x].to(device)[None, None, :]
             )
-            logits[(slice(None), *box)] += (out[0].float() * weight).to(torch.float16)
+            logits[(slice(None), *box)] += out[0].float().mul_(weight)  # in place: no extra copies
             on_progress(stage, done, len(tiles))
     return Accumulated(logits, tiles=len(tiles))
 

@@ -211,3 +211,26 @@ def test_importing_the_packages_does_not_import_torch():
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_an_accelerator_out_of_memory_ends_on_the_cpu_with_a_message(tmp_path, caplog):
+    """No GPU here: a stand-in device whose networks always run out of memory."""
+    import torch
+
+    from segmentation.engine.pipeline import RunInfo, run
+
+    model = from_manifest(read_manifest(write_model(tmp_path / "m", [500.0])))
+    accelerator = torch.device("meta")
+
+    def networks_on(device):
+        if device.type == "meta":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return model.networks_on(device)
+
+    volume, truth = phantom()
+    info = RunInfo()
+    result = run(volume, model.recipe, networks_on, accelerator, info=info)
+    assert info.device == "cpu"
+    assert "continuing on the CPU" in info.warnings[-1] and "continuing on the CPU" in caplog.text
+    assert any("retrying with tiles" in w for w in info.warnings[:-1])
+    assert dice(result["Region_0"].mask.full(), truth["small"]) > 0.85
