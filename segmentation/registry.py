@@ -143,7 +143,9 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
             nnunet.structure_name(k) for k, v in labels.items() if v not in (0, [0]) and k != "ignore"
         )
         name = nnunet.default_name(folder)
-        return ModelEntry(name, "nnunet", origin, folder, str(dataset.get("name") or name), "", names)
+        channels = dataset.get("channel_names") or dataset.get("modality") or {}
+        modality = str(next(iter(channels.values()), "")).upper() if len(channels) == 1 else ""
+        return ModelEntry(name, "nnunet", origin, folder, str(dataset.get("name") or name), modality, names)
     return None
 
 
@@ -177,7 +179,7 @@ def load_model(name_or_path: str, **options):
     mirroring, crop).
     """
     entry = find_model(name_or_path)
-    key = (entry.kind, str(entry.path), entry.name, tuple(sorted(options.items(), key=str)))
+    key = (entry.kind, str(entry.path), entry.name, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)

@@ -158,6 +158,7 @@ def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatc
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     entries = {e.name: e for e in registry.list_models()}
     assert entries["Dataset999_Test/3d_fullres"].origin == "nnU-Net"
+    assert entries["Dataset999_Test/3d_fullres"].modality == "CT"
     assert entries["Dataset999_Test/3d_fullres"].structures == ("Liver", "Kidney_L", "Spleen")
     name = "Dataset291_TotalSegmentator_part1_organs_1559subj/3d_fullres"
     assert entries[name].origin == "TotalSegmentator"
@@ -165,3 +166,4 @@ def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatc
     model = registry.load_model("Dataset291")
     assert model.recipe.orientation == "RAS"  # TotalSegmentator works on canonical RAS arrays
     assert registry.load_model("Dataset291") is model  # kept loaded
+    assert registry.load_model("Dataset291", folds=[0]) is not model  # other options, other model
