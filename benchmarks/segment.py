@@ -89,21 +89,15 @@ def child(kind: str, folder: str, ct: str, spacing: str, out: str, threads: int 
     spacing_zyx = json.loads(spacing)
     started = time.perf_counter()
     if kind == "nnunet":
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from support.nnunet_folder import nnunet_predictor
 
-        predictor = nnUNetPredictor(
-            tile_step_size=0.5,
-            use_gaussian=True,
-            use_mirroring=False,
-            device=torch.device("cpu"),
-            verbose=False,
-            allow_tqdm=False,
-        )
-        predictor.initialize_from_trained_model_folder(folder, use_folds=(0,))
+        predictor = nnunet_predictor(Path(folder), folds=(0,))
         loaded = time.perf_counter()
         labels = predictor.predict_single_npy_array(array[None], {"spacing": spacing_zyx})
         info = {}
     else:
+        from support.nnunet_folder import label_map
+
         from planning.geometry import Grid
         from planning.volume import Volume
         from segmentation.nnunet import read_nnunet_folder
@@ -112,11 +106,7 @@ def child(kind: str, folder: str, ct: str, spacing: str, out: str, threads: int 
         model.networks_on(torch.device("cpu"))
         loaded = time.perf_counter()
         volume = Volume(array.astype(np.int16), Grid(array.shape, tuple(spacing_zyx[::-1])), modality="CT")
-        structures = model.predict(volume, device="cpu")
-        channel = {o.name: o.channel for o in model.outputs}
-        labels = np.zeros(array.shape, np.uint8)
-        for structure in structures:
-            labels[structure.mask.full()] = channel[structure.name]
+        labels = label_map(model.predict(volume, device="cpu"), model.outputs)
         info = {
             "tiles": model.last_run.tiles,
             "stages": {k: round(v, 1) for k, v in model.last_run.seconds.items()},

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from planning.geometry import Grid
+from planning.structures import bounding_box
 from segmentation.rules import morphology as morph
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,11 @@ def lung_masks(
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    box = []
-    for axis in range(3):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    """The mask's bounding box grown by `margin` voxels (within the array)."""
+    return tuple(
+        slice(max(s.start - margin, 0), min(s.stop + margin, n))
+        for s, n in zip(bounding_box(mask), mask.shape, strict=True)
+    )
 
 
 def _trachea_seed(hu, lungs, spacing, superior_high: bool) -> tuple[int, int, int] | None:

@@ -9,23 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from support.segmentation_models import dice, phantom, write_model
+from support.segmentation_models import dice, one_thread, phantom, write_model  # noqa: F401
 
 from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, RoiType
 from segmentation.engine.manifest import ManifestError, read_manifest
 from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread (and the test machine's cores are shared)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

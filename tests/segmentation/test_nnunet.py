@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from support.nnunet_folder import write_nnunet_folder
+from support.nnunet_folder import label_map, nnunet_predictor, write_nnunet_folder
+from support.segmentation_models import one_thread  # noqa: F401  (fixture)
 
 from planning.geometry import Grid
 from planning.volume import Volume
@@ -30,20 +31,10 @@ def ct_volume(shape=(40, 70, 64)) -> Volume:
 
 
 def labels_of(structures, model) -> np.ndarray:
-    channel = {o.name: o.channel for o in model.outputs}
-    labels = np.zeros(structures.grid.shape, np.uint8)
-    for structure in structures:
-        labels[structure.mask.full()] = channel[structure.name]
-    return labels
+    return label_map(structures, model.outputs)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread (and the test machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +43,8 @@ def folder(tmp_path_factory):
 
 
 def nnunet_prediction(folder, volume: Volume, folds) -> np.ndarray:
-    """nnunetv2's own prediction (no mirroring, step 0.5, Gaussian): the reference."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=False,
-        device=torch.device("cpu"),
-        verbose=False,
-        allow_tqdm=False,
-    )
-    predictor.initialize_from_trained_model_folder(str(folder), use_folds=folds)
-    return predictor.predict_single_npy_array(
+    """nnunetv2's own prediction: the reference."""
+    return nnunet_predictor(folder, folds).predict_single_npy_array(
         volume.array[None].astype(np.float32), {"spacing": list(volume.grid.spacing_zyx)}
     )
 

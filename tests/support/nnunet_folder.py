@@ -185,3 +185,30 @@ def write_nnunet_folder(
         (folder / f"fold_{fold}").mkdir(exist_ok=True)
         torch.save(checkpoint, folder / f"fold_{fold}" / "checkpoint_final.pth")
     return folder
+
+
+def nnunet_predictor(folder: Path, folds=(0,)):
+    """nnunetv2's own predictor on the CPU with the settings the engine is compared at: tile step
+    0.5, Gaussian blending, no mirroring."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        allow_tqdm=False,
+    )
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=tuple(folds))
+    return predictor
+
+
+def label_map(structures, outputs) -> np.ndarray:
+    """A structure set from an nnU-Net model as nnU-Net's label map (values = channels)."""
+    channel = {o.name: o.channel for o in outputs}
+    labels = np.zeros(structures.grid.shape, np.uint8)
+    for structure in structures:
+        labels[structure.mask.full()] = channel[structure.name]
+    return labels

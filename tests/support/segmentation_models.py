@@ -14,10 +14,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from planning.geometry import Grid
 from planning.volume import Volume
 from segmentation.networks import register
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread (and the test machine's cores are shared)."""
+    torch = _torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _torch():
