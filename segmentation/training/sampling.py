@@ -80,18 +80,26 @@ class PatchSampler:
             if any(k in points for points in self.points)
         }
 
-    def batch(self, rng: np.random.Generator, size: int, balanced: bool = True):
-        """(image (B, 1, Z, Y, X) normalised, target (B, K, Z, Y, X) in [0, 1], labelled (B, K))."""
-        samples = [self.sample(rng, balanced) for _ in range(size)]
+    def batch(self, rng: np.random.Generator, size: int, balanced: bool = True, weights: dict | None = None):
+        """(image (B, 1, Z, Y, X) normalised, target (B, K, Z, Y, X) in [0, 1], labelled (B, K)).
+
+        weights: structure index → relative frequency as a patch centre in balanced sampling
+        (default: all equal)."""
+        samples = [self.sample(rng, balanced, weights) for _ in range(size)]
         images, targets, labelled = zip(*samples, strict=True)
         return torch.stack(images), torch.stack(targets), torch.stack(labelled)
 
-    def sample(self, rng: np.random.Generator, balanced: bool = True):
+    def sample(self, rng: np.random.Generator, balanced: bool = True, weights: dict | None = None):
         index = int(rng.integers(len(self.cases)))
         patch = np.asarray(self.patch, float)
         foreground = rng.random() < self.foreground_fraction
         if foreground and balanced and self.having:
-            k = list(self.having)[int(rng.integers(len(self.having)))]
+            candidates = list(self.having)
+            if weights:
+                p = np.array([float(weights.get(k, 1.0)) for k in candidates])
+                k = candidates[int(rng.choice(len(candidates), p=p / p.sum()))]
+            else:
+                k = candidates[int(rng.integers(len(candidates)))]
             index = self.having[k][int(rng.integers(len(self.having[k])))]
         elif foreground and self.points[index]:
             k = list(self.points[index])[int(rng.integers(len(self.points[index])))]

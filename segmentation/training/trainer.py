@@ -74,6 +74,11 @@ class TrainConfig:
     #: it (structures delineated in few cases are seen as often as the others); before it, the
     #: case first, then one of its structures
     structure_balanced_from: int = 0
+    #: later phases of training, each ``{"from": iteration, "structure_weights": {name: w},
+    #: "pos_weight": {name: w}}``: from that iteration, balanced sampling draws structure `name`
+    #: w times as often as the others, and its cross-entropy counts its voxels w times (for
+    #: small, rarely delineated structures that stay unlearnt)
+    phases: list[dict] = field(default_factory=list)
     augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
     seed: int = 0
     threads: int = 2
@@ -122,14 +127,19 @@ class TrainConfig:
         }
 
 
-def masked_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+def masked_loss(
+    logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy + soft Dice, counting only the structures delineated in each case.
 
     The Dice term is per structure over the whole batch, for the structures with voxels in the
     batch (an absent structure's Dice is 0 or 1 by convention and only adds noise; cross-entropy
     already teaches "nothing here")."""
     weight = labelled.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3, 4))
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(logits.dtype)[None, :, None, None, None]
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pos_weight)
+    bce = bce.mean(dim=(2, 3, 4))
     bce = (bce * weight).sum() / weight.sum().clamp(min=1)
     probability = torch.sigmoid(logits)
     w = weight[:, :, None, None, None]
@@ -141,14 +151,19 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tens
     return bce + dice_loss
 
 
-def deep_supervision_loss(levels: list[torch.Tensor], target: torch.Tensor, labelled: torch.Tensor):
+def deep_supervision_loss(
+    levels: list[torch.Tensor],
+    target: torch.Tensor,
+    labelled: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+):
     """`masked_loss` at full resolution plus, with weights halving per level, at the coarser
     deep-supervision outputs against area-averaged targets."""
     total, weights = 0.0, 0.0
     for depth, logits in enumerate(levels):
         scaled = target if depth == 0 else F.adaptive_avg_pool3d(target, logits.shape[2:])
         weight = 0.5**depth
-        total = total + weight * masked_loss(logits, scaled, labelled)
+        total = total + weight * masked_loss(logits, scaled, labelled, pos_weight)
         weights += weight
     return total / weights
 
@@ -229,18 +244,34 @@ class Trainer:
         rng = np.random.default_rng([config.seed, self.iteration])
         torch.manual_seed(config.seed * 1_000_003 + self.iteration)
         balanced = self.iteration >= config.structure_balanced_from
-        image, target, labelled = self.sampler.batch(rng, config.batch_size, balanced)
+        phase = self.phase()
+        index = {name: k for k, name in enumerate(config.structures)}
+        weights = {index[n]: float(w) for n, w in phase.get("structure_weights", {}).items()}
+        pos_weight = None
+        if phase.get("pos_weight"):
+            pos_weight = torch.ones(len(config.structures))
+            for name, value in phase["pos_weight"].items():
+                pos_weight[index[name]] = float(value)
+        image, target, labelled = self.sampler.batch(rng, config.batch_size, balanced, weights)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.iteration)
         self.net.train()
         levels = self.net.forward_levels(image.to(memory_format=self.memory_format))
-        loss = deep_supervision_loss(levels, target, labelled)
+        loss = deep_supervision_loss(levels, target, labelled, pos_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
         self.iteration += 1
         return float(loss.detach())
+
+    def phase(self) -> dict:
+        """The training phase in force at this iteration ({} before the first)."""
+        active = {}
+        for phase in sorted(self.config.phases, key=lambda p: p["from"]):
+            if self.iteration >= phase["from"]:
+                active = phase
+        return active
 
     def evaluate(self) -> dict:
         """Mean Dice per structure on the held-out cases (cases where it is delineated)."""
