@@ -74,10 +74,12 @@ class TrainConfig:
     #: it (structures delineated in few cases are seen as often as the others); before it, the
     #: case first, then one of its structures
     structure_balanced_from: int = 0
-    #: later phases of training, each ``{"from": iteration, "structure_weights": {name: w},
-    #: "pos_weight": {name: w}}``: from that iteration, balanced sampling draws structure `name`
-    #: w times as often as the others, and its cross-entropy counts its voxels w times (for
-    #: small, rarely delineated structures that stay unlearnt)
+    #: later phases of training, each ``{"from": iteration, ...}`` with optional keys
+    #: "structure_weights" {name: w}: balanced sampling draws structure `name` w times as often;
+    #: "pos_weight" {name: w}: its cross-entropy counts its voxels w times;
+    #: "learning_rate": a warm restart of the decay at this value;
+    #: "reinitialise" [names]: those outputs restart from the prior (an output whose logits
+    #: saturated at "never" gets no gradient from the Dice term)
     phases: list[dict] = field(default_factory=list)
     augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
     seed: int = 0
@@ -169,19 +171,33 @@ def deep_supervision_loss(
 
 
 def learning_rate(config: TrainConfig, iteration: int) -> float:
-    if iteration < config.warmup:
-        return config.learning_rate * (iteration + 1) / config.warmup
-    progress = (iteration - config.warmup) / max(1, config.iterations - config.warmup)
-    return config.learning_rate * (1 - min(progress, 1.0)) ** 0.9
+    """Linear warm-up, then polynomial decay to 0; a phase with a ``"learning_rate"`` restarts the
+    decay from that value at its first iteration (the previous decay ends there)."""
+    restarts = sorted((p["from"], float(p["learning_rate"])) for p in config.phases if "learning_rate" in p)
+    start, peak, warmup = 0, config.learning_rate, config.warmup
+    for first, value in restarts:
+        if iteration >= first:
+            start, peak, warmup = first, value, 0
+    end = next((first for first, _ in restarts if first > start), config.iterations)
+    if iteration - start < warmup:
+        return peak * (iteration - start + 1) / warmup
+    progress = (iteration - start - warmup) / max(1, end - start - warmup)
+    return peak * (1 - min(progress, 1.0)) ** 0.9
 
 
-def _initialise_output_bias(net, prior: float) -> None:
+def _initialise_output_bias(net, prior: float, channels: list[int] | None = None) -> None:
     """Output layers start predicting `prior` everywhere instead of 0.5: training then skips the
-    long phase in which cross-entropy only pushes every logit down (RetinaNet's prior init)."""
+    long phase in which cross-entropy only pushes every logit down (RetinaNet's prior init).
+    With `channels`, only those outputs are reset (weights zeroed, bias at the prior)."""
     bias = math.log(prior / (1 - prior))
-    for name, module in net.named_modules():
-        if name == "head" or name.startswith("deep_heads."):
-            torch.nn.init.constant_(module.bias, bias)
+    with torch.no_grad():
+        for name, module in net.named_modules():
+            if name == "head" or name.startswith("deep_heads."):
+                if channels is None:
+                    module.bias.fill_(bias)
+                else:
+                    module.weight[channels] = 0.0
+                    module.bias[channels] = bias
 
 
 class Trainer:
@@ -245,6 +261,9 @@ class Trainer:
         torch.manual_seed(config.seed * 1_000_003 + self.iteration)
         balanced = self.iteration >= config.structure_balanced_from
         phase = self.phase()
+        if phase.get("from") == self.iteration and phase.get("reinitialise"):
+            channels = [config.structures.index(name) for name in phase["reinitialise"]]
+            _initialise_output_bias(self.net, config.output_prior, channels)
         index = {name: k for k, name in enumerate(config.structures)}
         weights = {index[n]: float(w) for n, w in phase.get("structure_weights", {}).items()}
         pos_weight = None
