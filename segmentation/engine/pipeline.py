@@ -358,96 +358,102 @@ def _model_region(logits, channels, inside, chunk: int = 16) -> tuple[slice, sli
     return tuple(region)
 
 
-def _resample_region(logits, channels, region, maps, recipe, cancel):
+def _resample_region(logits, channels, region, maps, recipe, cancel, batch: int = 2**18):
     """Labels (softmax: uint8/16 argmax; sigmoid: bool) on the original voxels that `region`
-    reaches, and the (transposed-model) index of their first voxel."""
+    reaches, and the (transposed-model) index of their first voxel.
+
+    With two-tap maps (linear, nearest), a point whose (up to) eight surrounding model voxels
+    share one decision (argmax, or side of the threshold) keeps it after interpolation (a
+    weighted mean of values that all favour it): where most points of a chunk of planes are
+    such, only the others, near boundaries, are interpolated over every channel; otherwise the
+    whole chunk is (separable maps).
+    """
     import torch
 
     rows = []
     for axis_map, part in zip(maps, region, strict=True):
         reach = np.flatnonzero((axis_map.first < part.stop) & (axis_map.stop > part.start))
         rows.append((int(reach[0]), int(reach[-1]) + 1))
-    if all(int((m.stop - m.first).max()) <= 2 for m in maps):
-        return _decide_by_corners(logits, channels, rows, maps, recipe, cancel), np.array(
-            [a for a, _ in rows]
-        )
-    sub = [m.rows(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
-    sources = [m.source_range(a, b) for m, (a, b) in zip(maps[1:], rows[1:], strict=True)]
-    plane = len(channels) * (rows[1][1] - rows[1][0]) * (rows[2][1] - rows[2][0]) * 4 * 3
-    step = max(1, int(_CHUNK_BYTES // max(plane, 1)))
-    softmax = recipe.activation == "softmax"
-    shape = (rows[0][1] - rows[0][0], rows[1][1] - rows[1][0], rows[2][1] - rows[2][0])
-    labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
-    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
-    with torch.inference_mode():
-        for start in range(rows[0][0], rows[0][1], step):
-            _check_cancel(cancel)
-            stop = min(start + step, rows[0][1])
-            lo, hi = maps[0].source_range(start, stop)
-            slab = logits[
-                channels, lo:hi, sources[0][0] : sources[0][1], sources[1][0] : sources[1][1]
-            ].float()
-            if recipe.activation_first:
-                slab = torch.softmax(slab, 0) if softmax else torch.sigmoid(slab)
-            slab = maps[0].rows(start, stop).apply(slab, 1)
-            slab = sub[1].apply(sub[0].apply(slab, 2), 3)
-            if softmax:
-                labels[start - rows[0][0] : stop - rows[0][0]] = slab.argmax(0).cpu().numpy()
-            else:
-                threshold = recipe.threshold if recipe.activation_first else cut
-                labels[start - rows[0][0] : stop - rows[0][0]] = (slab[0] >= threshold).cpu().numpy()
-    return labels, np.array([a for a, _ in rows])
-
-
-def _decide_by_corners(logits, channels, rows, maps, recipe, cancel, batch: int = 2**18) -> np.ndarray:
-    """Labels on original voxels [rows) for two-tap (linear, nearest) maps, interpolating only
-    where the model voxels around a point disagree.
-
-    A point whose (up to) eight surrounding model voxels share one decision (argmax, or side of
-    the threshold) has that decision after interpolation too (a weighted mean of values that all
-    favour it); only the others, near boundaries, are interpolated over every channel.
-    """
-    import torch
-
+    sources = [m.source_range(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
+    submaps = [m.rows(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
+    picked = slice(None) if channels == list(range(logits.shape[0])) else channels
+    box = logits[(picked, *(slice(lo, hi) for lo, hi in sources))]
     softmax = recipe.activation == "softmax"
     cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
     threshold = recipe.threshold if recipe.activation_first else cut
-    sources = [m.source_range(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
-    picked = slice(None) if channels == list(range(logits.shape[0])) else channels
-    box = logits[(picked, *(slice(lo, hi) for lo, hi in sources))]
-    device = box.device
-    taps = [_taps(m, a, b, lo, device) for m, (a, b), (lo, _) in zip(maps, rows, sources, strict=True)]
-    decision = torch.empty(box.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=device)
-    for start in range(0, box.shape[1], 16):
-        slab = box[:, start : start + 16].float()
-        decision[start : start + 16] = slab.argmax(0) if softmax else slab[0] >= cut
     shape = [b - a for a, b in rows]
     labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
-    step = max(1, (16 * 2**20) // max(shape[1] * shape[2], 1))
-    corners = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    step = max(1, int(_CHUNK_BYTES // max(len(channels) * shape[1] * shape[2] * 4 * 3, 1)))
+    corners = (
+        _Corners(box, maps, rows, sources, softmax, cut)
+        if all(int((m.stop - m.first).max()) <= 2 for m in maps)
+        else None
+    )
     with torch.inference_mode():
         for start in range(0, shape[0], step):
             _check_cancel(cancel)
             stop = min(start + step, shape[0])
-            z = [t[start:stop] for t in taps[0]]
-            y, x = taps[1], taps[2]
-            first = decision[z[0][:, None, None], y[0][None, :, None], x[0][None, None, :]]
-            uniform = torch.ones_like(first, dtype=torch.bool)
-            for a, b, c in corners[1:]:
-                uniform &= decision[z[a][:, None, None], y[b][None, :, None], x[c][None, None, :]] == first
-            out = first.clone()
-            where = torch.nonzero(~uniform, as_tuple=True)
-            for lo in range(0, where[0].numel(), batch):
-                iz, iy, ix = (w[lo : lo + batch] for w in where)
-                total = 0
-                for a, b, c in corners:
-                    values = box[:, z[a][iz], y[b][iy], x[c][ix]].float()
-                    if recipe.activation_first:
-                        values = torch.softmax(values, 0) if softmax else torch.sigmoid(values)
-                    total = total + values * (z[2 + a][iz] * y[2 + b][iy] * x[2 + c][ix])
-                out[iz, iy, ix] = total.argmax(0).to(out.dtype) if softmax else total[0] >= threshold
-            labels[start:stop] = out.cpu().numpy()
-    return labels
+            if corners is not None:
+                out = corners.decide(start, stop, recipe.activation_first, threshold, batch)
+                if out is not None:
+                    labels[start:stop] = out.cpu().numpy()
+                    continue
+            lo, hi = submaps[0].source_range(start, stop)
+            slab = box[:, lo:hi].float()
+            if recipe.activation_first:
+                slab = torch.softmax(slab, 0) if softmax else torch.sigmoid(slab)
+            slab = submaps[0].rows(start, stop).apply(slab, 1)
+            slab = submaps[2].apply(submaps[1].apply(slab, 2), 3)
+            decided = slab.argmax(0) if softmax else slab[0] >= threshold
+            labels[start:stop] = decided.cpu().numpy()
+    return labels, np.array([a for a, _ in rows])
+
+
+class _Corners:
+    """The model-grid decision of every voxel of a box, and the eight corners (two taps per
+    axis) around each original voxel, for deciding points without interpolating them."""
+
+    def __init__(self, box, maps, rows, sources, softmax: bool, cut: float):
+        import torch
+
+        self.box, self.softmax = box, softmax
+        device = box.device
+        self.taps = [
+            _taps(m, a, b, lo, device) for m, (a, b), (lo, _) in zip(maps, rows, sources, strict=True)
+        ]
+        self.decision = torch.empty(
+            box.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=device
+        )
+        for start in range(0, box.shape[1], 16):
+            slab = box[:, start : start + 16].float()
+            self.decision[start : start + 16] = slab.argmax(0) if softmax else slab[0] >= cut
+
+    def decide(self, start, stop, activation_first, threshold, batch, most: float = 0.8):
+        """Decisions for original planes [start, stop), or None when under `most` of the points
+        are settled by their corners (interpolating the whole chunk is then cheaper)."""
+        import torch
+
+        z = [t[start:stop] for t in self.taps[0]]
+        y, x = self.taps[1], self.taps[2]
+        corners = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+        first = self.decision[z[0][:, None, None], y[0][None, :, None], x[0][None, None, :]]
+        uniform = torch.ones_like(first, dtype=torch.bool)
+        for a, b, c in corners[1:]:
+            uniform &= self.decision[z[a][:, None, None], y[b][None, :, None], x[c][None, None, :]] == first
+        if float(uniform.float().mean()) < most:
+            return None
+        out = first.clone()
+        where = torch.nonzero(~uniform, as_tuple=True)
+        for lo in range(0, where[0].numel(), batch):
+            iz, iy, ix = (w[lo : lo + batch] for w in where)
+            total = 0
+            for a, b, c in corners:
+                values = self.box[:, z[a][iz], y[b][iy], x[c][ix]].float()
+                if activation_first:
+                    values = torch.softmax(values, 0) if self.softmax else torch.sigmoid(values)
+                total = total + values * (z[2 + a][iz] * y[2 + b][iy] * x[2 + c][ix])
+            out[iz, iy, ix] = total.argmax(0).to(out.dtype) if self.softmax else total[0] >= threshold
+        return out
 
 
 def _taps(axis_map, start: int, stop: int, offset: int, device):
