@@ -22,7 +22,7 @@ def _output(channel: int, name: str, roi_type: RoiType | None = None) -> OutputS
 
 
 class RuleModel:
-    """External, Lung_L, Lung_R and Bones from thresholds and morphology (CT only)."""
+    """External, Lung_L, Lung_R and Bone (TG-263: all bones) from thresholds and morphology (CT only)."""
 
     name = "ct_rules"
     version = "1.0"
@@ -34,7 +34,7 @@ class RuleModel:
         _output(0, "External", RoiType.EXTERNAL),
         _output(1, "Lung_L"),
         _output(2, "Lung_R"),
-        _output(3, "Bones"),
+        _output(3, "Bone"),
     )
 
     def __init__(self):
@@ -68,7 +68,7 @@ class RuleModel:
         hu, spacing = volume.array, volume.grid.spacing_zyx
         steps = (
             1
-            + any(s in wanted for s in ("Lung_L", "Lung_R", "Bones"))
+            + any(s in wanted for s in ("Lung_L", "Lung_R", "Bone"))
             + any(s in wanted for s in ("Lung_L", "Lung_R"))
         )
         stage = "Rule-based contours"
@@ -77,12 +77,12 @@ class RuleModel:
         masks["External"] = body = body_mask(hu, spacing)
         done = 1
         _step(on_progress, stage, done, steps, cancel)
-        if any(s in wanted for s in ("Lung_L", "Lung_R", "Bones")):
-            masks["Bones"] = bone_mask(hu, spacing, body)
+        if any(s in wanted for s in ("Lung_L", "Lung_R", "Bone")):
+            masks["Bone"] = bone_mask(hu, spacing, body)
             done += 1
             _step(on_progress, stage, done, steps, cancel)
         if any(s in wanted for s in ("Lung_L", "Lung_R")):
-            masks.update(lung_masks(hu, volume.grid, body, masks["Bones"]))
+            masks.update(lung_masks(hu, volume.grid, body, masks["Bone"]))
             done += 1
             _step(on_progress, stage, done, steps, cancel)
         result = StructureSet(volume.grid, volume.frame_of_reference_uid, label="Delineo rules")

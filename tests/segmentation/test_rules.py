@@ -86,7 +86,7 @@ def test_lungs_are_split_left_right_without_the_airway(synthetic):
 
 def test_bones(synthetic):
     result, truth = synthetic
-    assert dice(result["Bones"].mask.full(), truth["bones"]) > 0.85
+    assert dice(result["Bone"].mask.full(), truth["bones"]) > 0.85
 
 
 def test_progress_and_structure_choice():

@@ -28,7 +28,7 @@ def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
                 "ct_rules",
                 "--structures",
                 "External",
-                "Bones",
+                "Bone",
                 "--out",
                 str(out),
             ]
@@ -39,9 +39,9 @@ def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
     assert "External" in printed.out and "100.0%" in printed.err  # the progress bar finished
     loaded = load_volume(tmp_path / "ct")
     structures = read_rtstruct(out, loaded)
-    assert structures.names() == ["External", "Bones"]
+    assert structures.names() == ["External", "Bone"]
     assert dice(structures["External"].mask.full(), truth["body"]) > 0.97
-    assert dice(structures["Bones"].mask.full(), truth["small"]) > 0.8  # the 800 HU sphere
+    assert dice(structures["Bone"].mask.full(), truth["small"]) > 0.8  # the 800 HU sphere
 
 
 def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, capsys):

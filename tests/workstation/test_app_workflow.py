@@ -53,7 +53,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     dialog.reject_all()
     assert set(case.structures.names()) == {"GTV-1", "External", "Lung_R"}
     window.undo()  # the rejection is an undo step like any other
-    assert set(case.structures.names()) == {"GTV-1", "External", "Lung_R", "Bones"}
+    assert set(case.structures.names()) == {"GTV-1", "External", "Lung_R", "Bone"}
     window.redo()
     body = case.structures["External"].mask.full()
     assert (gtv & body).sum() / gtv.sum() > 0.99  # the tumour is inside the body
