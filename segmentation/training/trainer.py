@@ -412,8 +412,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_model(run_dir: Path, folder: Path, name: str, version: str, description: str) -> Path:
-    """Write a model folder (manifest.json + weights.safetensors) from a run's best weights."""
+def export_model(
+    run_dir: Path, folder: Path, name: str, version: str, description: str, omit: tuple[str, ...] = ()
+) -> Path:
+    """Write a model folder (manifest.json + weights.safetensors) from a run's best weights.
+
+    `omit`: structures the network was trained on but that are not good enough to offer; their
+    channels are computed and ignored (the model draws the others)."""
     import shutil
 
     from planning.tg263 import style_for
@@ -423,8 +428,13 @@ def export_model(run_dir: Path, folder: Path, name: str, version: str, descripti
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "weights.safetensors"
     shutil.copyfile(run_dir / "best.safetensors", weights)
+    unknown = set(omit) - set(config.structures)
+    if unknown:
+        raise DelineoError(f"cannot omit {', '.join(sorted(unknown))}: not trained in {run_dir}")
     outputs = []
     for channel, structure in enumerate(config.structures):
+        if structure in omit:
+            continue
         color, roi_type = style_for(structure)
         outputs.append({"channel": channel, "name": structure, "type": roi_type.value, "color": list(color)})
     manifest = {

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="custom_model", help="model name written by --export")
     parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version")
     parser.add_argument("--description", default="", help="one-line description for --export")
+    parser.add_argument(
+        "--omit", nargs="+", default=[], help="trained structures left out of the exported model"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,6 +72,8 @@ def run(args) -> int:
         progress.close()
     print(f"trained {trainer.iteration} iterations; run folder {args.run}")
     if args.export:
-        path = export_model(args.run, args.export, args.name, args.model_version, args.description)
+        path = export_model(
+            args.run, args.export, args.name, args.model_version, args.description, tuple(args.omit)
+        )
         print(f"model written to {path.parent}")
     return 0
