@@ -13,7 +13,8 @@ the distance to the edge of the soft-tissue region:
    region still joined to the lesion is cut where the region narrows between the clicks; a
    click in a broad continuation of the lesion removes only its own surroundings;
 4. holes in each slice (air bronchograms, necrosis) are filled, except holes holding an outside
-   click, and the surface is placed at full resolution within one reduced voxel.
+   click, the surface is placed at full resolution within one reduced voxel, and the connected
+   piece holding the inside click(s) is kept.
 
 About a second on a CPU for a 10 cm lesion (the work is bounded by the box, not the image).
 """
@@ -77,6 +78,8 @@ def delineate(
     full_smooth = _smooth(hu.astype(np.float32), spacing)
     full = core | (near & (full_smooth > window[0]) & (full_smooth < window[1]))
     full = _fill_holes_except(full, [tuple(np.asarray(p) - origin) for p in outside])
+    # The refinement can leave specks of lesion-like voxels beside the lesion: keep its own piece.
+    full = _component_of(full, [tuple(np.asarray(p) - origin) for p in inside])
     on_progress(stage, 3, 3)
     return _mask(volume, full, origin)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from support.data import data_path
 from support.segmentation_models import dice
 
@@ -65,3 +66,4 @@ def test_lung_tumour_against_the_expert_gtv():
     expert_cc = expert.sum() * volume.grid.voxel_volume_cc
     print(f"IBSI-1 GTV Dice: {score:.3f} ({mask.volume_cc:.0f} cc vs {expert_cc:.0f} cc)")
     assert score >= 0.70
+    assert ndi.label(mask.full())[1] == 1  # one piece: no specks beside the tumour
