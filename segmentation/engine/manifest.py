@@ -13,8 +13,9 @@ the field. Fields (optional ones with their default):
 - ``inference``: ``patch_size_zyx``, ``overlap`` (0.5), ``mirror_axes_zyx`` ([]),
   ``activation`` ("sigmoid": channel k ⇒ output k, overlaps allowed | "softmax": channel 0 is
   background), ``threshold`` (0.5), ``size_divisor`` (16);
-- ``outputs``: ``[{channel, name, type, color}]`` — type (RT ROI interpreted type) and colour
-  default to the TG-263 table's for the name.
+- ``outputs``: ``[{channel, name, type, color, keep_largest}]`` — type (RT ROI interpreted type)
+  and colour default to the TG-263 table's for the name; ``keep_largest`` (false): keep only the
+  largest connected piece (an organ that is one piece: stray islands far from it are dropped).
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ class ManifestError(DelineoError):
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One structure a model draws: network channel, name, RT ROI interpreted type, colour."""
+    """One structure a model draws: network channel, name, RT ROI interpreted type, colour, and
+    whether only its largest connected piece is kept."""
 
     channel: int
     name: str
     roi_type: RoiType
     color: tuple[int, int, int]
+    keep_largest: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,10 @@ class _Validator:
                 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
             ):
                 self.fail(f"{field}.color", f"must be three integers 0–255, got {color!r}")
-            outputs.append(OutputSpec(channel, entry["name"], roi_type, tuple(color)))
+            keep_largest = entry.get("keep_largest", False)
+            if not isinstance(keep_largest, bool):
+                self.fail(f"{field}.keep_largest", f"must be true or false, got {keep_largest!r}")
+            outputs.append(OutputSpec(channel, entry["name"], roi_type, tuple(color), keep_largest))
         return tuple(outputs)
 
 

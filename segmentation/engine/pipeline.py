@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from planning.booleans import keep_largest
 from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, Mask, Structure, StructureSet, bounding_box
 from planning.volume import Volume
@@ -329,6 +330,8 @@ def _back_to_grid(
                 array, offset = _to_volume(array, offset, recipe.transpose, orient, cropped_shape)
                 offset = tuple(int(o) for o in origin + offset)
             mask = Mask(volume.grid, array, offset)
+            if output.keep_largest:
+                mask = keep_largest(mask)
             result.add(
                 Structure(output.name, mask, output.color, output.roi_type, GenerationAlgorithm.AUTOMATIC)
             )

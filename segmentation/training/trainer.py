@@ -418,9 +418,11 @@ def export_model(
     """Write a model folder (manifest.json + weights.safetensors) from a run's best weights.
 
     `omit`: structures the network was trained on but that are not good enough to offer; their
-    channels are computed and ignored (the model draws the others)."""
+    channels are computed and ignored (the model draws the others). Organs keep only their
+    largest connected piece; targets may be several (nodal volumes)."""
     import shutil
 
+    from planning.structures import RoiType
     from planning.tg263 import style_for
 
     run_dir, folder = Path(run_dir), Path(folder)
@@ -436,7 +438,15 @@ def export_model(
         if structure in omit:
             continue
         color, roi_type = style_for(structure)
-        outputs.append({"channel": channel, "name": structure, "type": roi_type.value, "color": list(color)})
+        outputs.append(
+            {
+                "channel": channel,
+                "name": structure,
+                "type": roi_type.value,
+                "color": list(color),
+                "keep_largest": roi_type == RoiType.ORGAN,
+            }
+        )
     manifest = {
         "name": name,
         "version": version,

@@ -39,6 +39,26 @@ def test_sigmoid_model_draws_overlapping_structures_on_the_original_grid(sigmoid
     assert not spheres.mask.full()[~truth["body"]].any()
 
 
+def test_keep_largest_drops_the_other_pieces_of_an_organ(tmp_path):
+    folder = write_model(tmp_path / "m", [100.0], names=["Spheres"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["outputs"][0]["keep_largest"] = True
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    volume, truth = phantom()
+    volume.array[truth["small"]] = 40
+    speck = np.zeros_like(truth["big"])
+    speck[12:16, 50:54, 30:34] = True  # a 10 × 4 × 4 mm island in the body, far from "big"
+    assert truth["body"][speck].all() and not (truth["big"] & speck).any()
+    volume.array[speck] = 300
+    model = from_manifest(read_manifest(folder))
+    kept = model.predict(volume, device="cpu")["Spheres"].mask.full()
+    assert dice(kept, truth["big"]) > 0.9 and not kept[speck].any()
+    manifest["outputs"][0]["keep_largest"] = False
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    everything = from_manifest(read_manifest(folder)).predict(volume, device="cpu")["Spheres"].mask.full()
+    assert everything[speck].any()
+
+
 def test_softmax_model_gives_labels_and_types_from_names(tmp_path):
     folder = write_model(tmp_path / "labels", [100.0, 500.0], activation="softmax", names=["GTV", "Bones"])
     model = from_manifest(read_manifest(folder))
@@ -161,6 +181,7 @@ def test_state_dicts_load_without_unpickling_code(tmp_path):
         (lambda m: m["preprocessing"].update(orientation="LLS"), "preprocessing.orientation"),
         (lambda m: m["outputs"].append({"channel": 0, "name": "Again"}), "outputs[1]"),
         (lambda m: m["outputs"][0].update(color=[300, 0, 0]), "outputs[0].color"),
+        (lambda m: m["outputs"][0].update(keep_largest="yes"), "outputs[0].keep_largest"),
     ],
 )
 def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):
