@@ -136,33 +136,14 @@ def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface
 
 def _revoxelised(surface: Surface, spacing_mm: float) -> Surface:
     """Voxelise a (possibly leaky) surface by scan conversion and mesh the voxels again."""
-    from vtkmodules.util.numpy_support import vtk_to_numpy
-    from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkImagingStencil import vtkImageStencilToImage, vtkPolyDataToImageStencil
-
     from planning.geometry import Grid
-    from planning.surfaces import surfaces_from_label_map
+    from planning.surfaces import surfaces_from_label_map, voxelize
 
     low = surface.points.min(axis=0) - 2 * spacing_mm
     high = surface.points.max(axis=0) + 2 * spacing_mm
-    dims = np.ceil((high - low) / spacing_mm).astype(int) + 1
-    reference = vtkImageData()
-    reference.SetOrigin(*low)
-    reference.SetSpacing(spacing_mm, spacing_mm, spacing_mm)
-    reference.SetDimensions(*dims)
-    stencil = vtkPolyDataToImageStencil()
-    stencil.SetInputData(surface.to_polydata())
-    stencil.SetOutputOrigin(*low)
-    stencil.SetOutputSpacing(spacing_mm, spacing_mm, spacing_mm)
-    stencil.SetOutputWholeExtent(0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1)
-    to_image = vtkImageStencilToImage()
-    to_image.SetInputConnection(stencil.GetOutputPort())
-    to_image.SetInsideValue(1)
-    to_image.SetOutsideValue(0)
-    to_image.SetOutputScalarTypeToUnsignedChar()
-    to_image.Update()
-    mask = vtk_to_numpy(to_image.GetOutput().GetPointData().GetScalars()).reshape(dims[::-1])
-    grid = Grid(mask.shape, (spacing_mm,) * 3, tuple(low))
+    dims_xyz = np.ceil((high - low) / spacing_mm).astype(int) + 1
+    grid = Grid(tuple(int(n) for n in dims_xyz[::-1]), (spacing_mm,) * 3, tuple(low))
+    mask = voxelize(surface, grid).astype(np.uint8)
     meshes = surfaces_from_label_map(mask, grid, {1: surface.name}, {1: surface.color})
     if 1 not in meshes:
         raise FormatError(f"{surface.name}: the mesh encloses no volume and cannot be printed")
