@@ -33,9 +33,19 @@ def open_window(qtbot, tmp_path):
 
 
 def close_window(qtbot, window) -> None:
-    """Cancel what is running, let the 3D view finish its surfaces, wait for the workers."""
+    """Cancel what is running (jobs and 3D surface builds) and wait for the workers to stop."""
     window.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not window.jobs.busy and window.view3d.is_ready(), timeout=120_000)
+    cancel_builds = getattr(window.view3d, "cancel_builds", None)  # absent on the placeholder
+    if cancel_builds is not None:
+        cancel_builds()
+
+    def stopped() -> None:
+        running = [job.title for job in window.jobs.jobs]
+        assert not running and window.view3d.is_ready(), (
+            f"still running after cancel: jobs {running}, 3D view ready: {window.view3d.is_ready()}"
+        )
+
+    qtbot.waitUntil(stopped, timeout=120_000)
 
 
 def wait_idle(qtbot, window, timeout_ms: int = 120_000) -> None:

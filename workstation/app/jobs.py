@@ -121,15 +121,20 @@ class JobRunner(QObject):
         job.stage, job.done, job.total = stage, done, total
         self.progressed.emit(job)
 
-    def _end(self, job: Job) -> None:
+    def _forget(self, job: Job) -> None:
+        """Drop a job that ended after the window closed (no signals: their receivers are gone)."""
         if job in self.jobs:
             self.jobs.remove(job)
+
+    def _end(self, job: Job) -> None:
+        self._forget(job)
         self.progressed.emit(job)
         if not self.jobs:
             self.busy_changed.emit(False)
 
     def _finish(self, job: Job, on_done, result) -> None:
         if self._gone():
+            self._forget(job)
             return
         log.debug("job done in %.2f s: %s", time.monotonic() - job.started, job.title)
         try:
@@ -142,6 +147,7 @@ class JobRunner(QObject):
 
     def _fail(self, job: Job, on_error, error: Exception) -> None:
         if self._gone():
+            self._forget(job)
             return
         try:
             if on_error is not None:
