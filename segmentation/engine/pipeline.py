@@ -130,8 +130,8 @@ def run(
     """Segment `volume`; `networks_on(device)` gives the networks (eval mode) on a device."""
     on_progress = on_progress or _no_progress
     info = info if info is not None else RunInfo()
-    wanted = _select_outputs(recipe, structures)
-    _check_modality(volume, recipe)
+    wanted = select_outputs(recipe.outputs, structures)
+    check_modality(volume, recipe.modality)
     started = time.perf_counter()
     box = _crop_box(volume, recipe)
     info.seconds["crop"] = time.perf_counter() - started
@@ -171,21 +171,23 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error):
     return device, patch
 
 
-def _select_outputs(recipe: Recipe, structures: list[str] | None) -> list[OutputSpec]:
+def select_outputs(outputs, structures: list[str] | None, model: str = "the model") -> list[OutputSpec]:
+    """The outputs named in `structures` (all when None), or an error naming the unknown ones."""
     if not structures:
-        return list(recipe.outputs)
-    names = {o.name: o for o in recipe.outputs}
+        return list(outputs)
+    names = {o.name: o for o in outputs}
     missing = [s for s in structures if s not in names]
     if missing:
         raise DelineoError(
-            f"the model has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(names)}"
+            f"{model} has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(names)}"
         )
     return [names[s] for s in structures]
 
 
-def _check_modality(volume: Volume, recipe: Recipe) -> None:
-    if volume.modality and recipe.modality and volume.modality.upper() != recipe.modality.upper():
-        raise DelineoError(f"the model segments {recipe.modality} images; this image is {volume.modality}")
+def check_modality(volume: Volume, modality: str, model: str = "the model") -> None:
+    """An error when `volume` is of another modality than the model segments."""
+    if volume.modality and modality and volume.modality.upper() != modality.upper():
+        raise DelineoError(f"{model} segments {modality} images; this image is {volume.modality}")
 
 
 def _crop_box(volume: Volume, recipe: Recipe) -> tuple[slice, slice, slice]:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planning.errors import Cancelled, DelineoError
+from planning.errors import Cancelled
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
 from segmentation.engine.manifest import OutputSpec
-from segmentation.engine.pipeline import RunInfo
+from segmentation.engine.pipeline import RunInfo, check_modality, select_outputs
 
 
 def _output(channel: int, name: str, roi_type: RoiType | None = None) -> OutputSpec:
@@ -54,15 +54,8 @@ class RuleModel:
         from segmentation.rules.bones import bone_mask
         from segmentation.rules.lungs import lung_masks
 
-        names = [o.name for o in self.outputs]
-        wanted = structures or names
-        unknown = [s for s in wanted if s not in names]
-        if unknown:
-            raise DelineoError(
-                f"{self.name} has no structure {', '.join(map(repr, unknown))}; it draws {names}"
-            )
-        if volume.modality and volume.modality.upper() != "CT":
-            raise DelineoError(f"{self.name} works on CT images; this image is {volume.modality}")
+        wanted = [o.name for o in select_outputs(self.outputs, structures, self.name)]
+        check_modality(volume, self.modality, self.name)
         on_progress = on_progress or (lambda stage, done, total: None)
         info, started = RunInfo(device="cpu"), time.perf_counter()
         hu, spacing = volume.array, volume.grid.spacing_zyx
