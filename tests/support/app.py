@@ -1,6 +1,6 @@
 """Helpers for tests that drive the real workstation window (pytest-qt, under Xvfb).
 
-Each test module defines its own small fixtures with `open_window` and `close_window`.
+The `window` fixture (tests/workstation/conftest.py) is built from `open_window` and `close_window`.
 """
 
 from __future__ import annotations

@@ -2,16 +2,9 @@
 
 import numpy as np
 import pytest
-from support.app import close_window, open_window, show_sample, wait_idle
+from support.app import show_sample, wait_idle
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def _wait_3d(qtbot, window):

@@ -5,16 +5,9 @@ import time
 import numpy as np
 import pytest
 from PyQt6.QtCore import QTimer
-from support.app import close_window, open_window, show_sample, wait_idle
+from support.app import show_sample, wait_idle
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def test_window_stays_responsive_and_progress_reaches_the_end(window, qtbot):

@@ -3,18 +3,11 @@
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
-from support.app import click, close_window, drag, grab, make_window, open_window, show_sample, widget_point
+from support.app import click, drag, grab, make_window, show_sample, widget_point
 
 from planning.structures import GenerationAlgorithm, RoiType
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def _new_empty(window, name="Test"):

@@ -7,18 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from support.app import close_window, make_window, open_window, show_sample, wait_idle
+from support.app import close_window, make_window, show_sample, wait_idle
 
 from workstation.app.autosave import recoverable
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def _paint(case, name="GTV"):

@@ -5,11 +5,9 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from support.app import (
     click,
-    close_window,
     colour_near,
     drag,
     grab,
-    open_window,
     show_sample,
     wait_idle,
     wheel,
@@ -25,13 +23,6 @@ from workstation.app.case import Case
 from workstation.app.windowing import PRESETS, Window
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def _centroid(mask_full: np.ndarray) -> np.ndarray:

@@ -3,20 +3,13 @@ open, auto-segment, paint and undo, interpolate, margins, export and read back, 
 
 import numpy as np
 import pytest
-from support.app import click, close_window, grab, make_window, open_window, wait_idle, widget_point
+from support.app import click, close_window, grab, make_window, wait_idle, widget_point
 from support.data import data_path
 
 from planning.structure_io import load_structures
 from planning.structures import GenerationAlgorithm
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = open_window(qtbot, tmp_path)
-    yield win
-    close_window(qtbot, win)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
