@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 
+from segmentation.engine.tiling import tile_starts
 from segmentation.preprocessing import normalize, resample
 from segmentation.training.data import AIR_HU
 
@@ -39,13 +40,6 @@ def gaussian_weights(patch_zyx, sigma_fraction: float = 0.125) -> torch.Tensor:
     return (weights / weights.max()).clamp_(min=1e-3)
 
 
-def window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    if size <= patch:
-        return [0]
-    count = math.ceil((size - patch) / (patch * (1 - overlap))) + 1
-    return [round(i * (size - patch) / (count - 1)) for i in range(count)]
-
-
 @torch.no_grad()
 def sliding_window(net, image: torch.Tensor, patch_zyx, overlap: float, pad_value: float) -> torch.Tensor:
     """Logits blended over overlapping patches: image (Z, Y, X) normalised → (K, Z, Y, X)."""
@@ -58,9 +52,10 @@ def sliding_window(net, image: torch.Tensor, patch_zyx, overlap: float, pad_valu
     weights = gaussian_weights(patch_zyx)
     total = None
     norm = torch.zeros(padded_size)
-    for z in window_starts(padded_size[0], patch_zyx[0], overlap):
-        for y in window_starts(padded_size[1], patch_zyx[1], overlap):
-            for x in window_starts(padded_size[2], patch_zyx[2], overlap):
+    step = 1 - overlap
+    for z in tile_starts(padded_size[0], patch_zyx[0], step):
+        for y in tile_starts(padded_size[1], patch_zyx[1], step):
+            for x in tile_starts(padded_size[2], patch_zyx[2], step):
                 box = (slice(z, z + patch_zyx[0]), slice(y, y + patch_zyx[1]), slice(x, x + patch_zyx[2]))
                 logits = net(image[box][None, None])[0]
                 if total is None:
