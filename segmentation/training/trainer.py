@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from planning.errors import Cancelled, DelineoError
+from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.training.data import Case, load_cases
 from segmentation.training.inference import predict_probabilities
@@ -402,16 +403,6 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
     return trainer
 
 
-def sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_model(
     run_dir: Path, folder: Path, name: str, version: str, description: str, omit: tuple[str, ...] = ()
 ) -> Path:
@@ -452,7 +443,7 @@ def export_model(
         "version": version,
         "description": description,
         **config.manifest_core(),
-        "weights": {"file": weights.name, "sha256": sha256(weights)},
+        "weights": {"file": weights.name, "sha256": sha256_of(weights)},
         "outputs": outputs,
         "card": "MODEL_CARD.md",
     }

@@ -13,6 +13,7 @@ from support.data import data_path
 from planning.geometry import Grid
 from planning.imageio import load_volume, save_volume
 from planning.volume import Volume
+from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.preprocessing import resample
 from segmentation.training.data import discover, prepare, read_mask_folder, read_openkbp, to_lps
@@ -26,7 +27,6 @@ from segmentation.training.trainer import (
     learning_rate,
     masked_loss,
     prepare_run,
-    sha256,
 )
 
 # ---------------------------------------------------------------- resampling (shared with inference)
@@ -322,7 +322,7 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     manifest_path = export_model(tmp_path / "straight", tmp_path / "model", "tiny", "0.1", "test model")
     manifest = json.loads(manifest_path.read_text())
     weights = tmp_path / "model" / manifest["weights"]["file"]
-    assert manifest["weights"]["sha256"] == sha256(weights)
+    assert manifest["weights"]["sha256"] == sha256_of(weights)
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
     net = _load(manifest, weights)
