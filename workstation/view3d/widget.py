@@ -260,9 +260,6 @@ class View3D(QWidget):
         self._camera_set = True
         self._render()
 
-    def reset_camera(self) -> None:
-        self.set_view("anterior")
-
     # -- measurements ------------------------------------------------------------------------
 
     def set_ruler_enabled(self, enabled: bool) -> None:
