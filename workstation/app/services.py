@@ -119,47 +119,27 @@ def rebuild(structure_set, names: list[str], on_progress=None, cancel=None) -> l
 
 @dataclass
 class ModelInfo:
-    """A segmentation model as the dialog lists it; `model` runs it (and stays loaded)."""
+    """A segmentation model as the dialog lists it (`segmentation.registry` loads and keeps it)."""
 
     name: str
     title: str
     structures: list[str] = field(default_factory=list)
     description: str = ""
-    model: object = None
 
 
 def models() -> list[ModelInfo]:
-    """Installed segmentation models: the registry's, or at least the rule-based CT model."""
-    try:
-        registry = importlib.import_module("segmentation.registry")
-    except ImportError:
-        registry = None
-    found = []
-    if registry is not None:
-        lister = getattr(registry, "list_models", None) or getattr(registry, "available_models", None)
-        found = list(lister()) if lister else []
-    if not found:
-        rules = _module("segmentation.rules", "Auto-segmentation")
-        found = [rules.RuleModel()]
-    return [_info(model) for model in found]
-
-
-def _info(model) -> ModelInfo:
-    outputs = getattr(model, "outputs", None) or []
-    names = [o.name for o in outputs] or list(getattr(model, "structures", []))
-    title = getattr(model, "title", None) or model.name
-    version = getattr(model, "version", "")
-    return ModelInfo(
-        model.name, f"{title} {version}".strip(), names, getattr(model, "description", ""), model
-    )
+    """Installed segmentation models (the built-in ones, the user's, nnU-Net's)."""
+    registry = _module("segmentation.registry", "Auto-segmentation")
+    return [
+        ModelInfo(entry.name, entry.name, list(entry.structures), entry.description)
+        for entry in registry.list_models()
+    ]
 
 
 def segment(volume, model: ModelInfo, structures: list[str], on_progress=None, cancel=None):
     """Run a model on `volume`; returns a StructureSet of AUTOMATIC structures."""
-    runner = model.model
-    if not hasattr(runner, "predict"):  # a registry entry that names a model to load
-        registry = _module("segmentation.registry", "Auto-segmentation")
-        runner = model.model = registry.load_model(model.name)
+    registry = _module("segmentation.registry", "Auto-segmentation")
+    runner = registry.load_model(model.name)
     return runner.predict(volume, structures=structures, on_progress=on_progress, cancel=cancel)
 
 
@@ -174,8 +154,4 @@ def seeded(volume, inside, outside, on_progress=None, cancel=None) -> Mask:
 
 def make_view3d(parent):
     """The 3D view widget of `workstation.view3d`."""
-    module = _module("workstation.view3d", "The 3D view")
-    widget = getattr(module, "View3D", None)
-    if widget is None:
-        raise Unavailable("this build of workstation.view3d has no View3D widget")
-    return widget(parent)
+    return _module("workstation.view3d", "The 3D view").View3D(parent)
