@@ -1,0 +1,96 @@
+"""Accuracy of sphere expansions on a 1×1×3 mm grid, and the accuracy no method can exceed.
+
+For each sphere radius r and margin m, spheres are voxelised (a voxel is inside when its centre
+is) at `--centres` random sub-voxel centres, expanded with `planning.margins.expand`, and the
+expanded volume is compared with the analytic volume 4/3·π·(r + m)³. Prints the mean, smallest
+and largest relative error over the centres.
+
+It then prints a lower bound that holds for every margin algorithm: spheres of different radii
+(both ≥ 10 mm) whose voxelisations on this grid are identical. An algorithm sees the same mask
+for both and gives one answer, while their analytic expanded volumes differ; one of the two is
+then off by at least half that difference.
+
+    python benchmarks/margins.py [--centres 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+import numpy as np
+
+from planning.geometry import Grid
+from planning.margins import expand
+from planning.structures import Mask
+
+GRID = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
+RADII_MM = (10, 15, 20, 30)
+MARGINS_MM = (3, 7, 15)
+
+
+def sphere(grid: Grid, radius_mm: float, centre_xyz) -> Mask:
+    z, y, x = np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij")
+    points = grid.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float))
+    inside = ((points - np.asarray(centre_xyz)) ** 2).sum(-1) <= radius_mm**2
+    return Mask.from_full(grid, inside.reshape(grid.shape))
+
+
+def analytic_cc(radius_mm: float) -> float:
+    return 4 / 3 * np.pi * radius_mm**3 / 1000
+
+
+def expansion_errors(centres: list) -> None:
+    print("radius mm  margin mm  error: mean    min      max   (over sub-voxel centres)")
+    for radius in RADII_MM:
+        spheres = [sphere(GRID, radius, c) for c in centres]
+        for margin in MARGINS_MM:
+            errors = [100 * (expand(s, margin).volume_cc / analytic_cc(radius + margin) - 1) for s in spheres]
+            print(
+                f"{radius:9d}  {margin:9d}  {np.mean(errors):+10.2f}% "
+                f"{min(errors):+7.2f}% {max(errors):+7.2f}%"
+            )
+
+
+def indistinguishable_radii(radius_mm: float, step_mm: float = 0.01, span_mm: float = 1.0):
+    """(r1, r2): the most different radii in [radius, radius + span] whose centred spheres have the
+    same voxels on the benchmark grid's spacing (a grid-aligned centre)."""
+    h = np.asarray(GRID.spacing_zyx)
+    reach = np.ceil((radius_mm + span_mm) / h).astype(int)
+    axes = [np.arange(-n, n + 1) * s for n, s in zip(reach, h, strict=True)]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    distance_sq = x**2 + y**2 + z**2
+    first_of_mask: dict[str, float] = {}
+    best = (radius_mm, radius_mm)
+    for r in np.arange(radius_mm, radius_mm + span_mm + step_mm / 2, step_mm):
+        key = hashlib.sha1(np.packbits(distance_sq <= r * r).tobytes()).hexdigest()
+        r0 = first_of_mask.setdefault(key, float(r))
+        if r - r0 > best[1] - best[0]:
+            best = (r0, float(r))
+    return best
+
+
+def lower_bounds() -> None:
+    print("\nspheres with identical voxels (grid-aligned centre): no method can tell them apart")
+    for radius in RADII_MM:
+        r1, r2 = indistinguishable_radii(radius)
+        bounds = []
+        for margin in MARGINS_MM:
+            spread = analytic_cc(r2 + margin) / analytic_cc(r1 + margin) - 1
+            bounds.append(f"m={margin}: ≥{100 * spread / (2 + spread):.2f}%")
+        print(f"r {r1:.2f} and {r2:.2f} mm → worst-case error of any method " + ", ".join(bounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--centres", type=int, default=8, help="random sub-voxel sphere centres")
+    args = parser.parse_args()
+    rng = np.random.default_rng(5)
+    centres = [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
+    print(f"grid spacing (x, y, z) = {GRID.spacing_xyz} mm; {args.centres} centres within ±1.5 mm")
+    expansion_errors(centres)
+    lower_bounds()
+
+
+if __name__ == "__main__":
+    main()
