@@ -6,10 +6,7 @@ against the OpenKBP contours. Prints the markdown table of MODEL_CARD.md and the
 check (mean Dice over the 7 organs at risk ≥ 0.75, none below 0.60).
 
     python benchmarks/head_neck_validation.py [--data ../shared/data] [--model resources/models/head_neck]
-        [--own-inference] [--limit N] [--json results.json]
-
-``--own-inference`` uses the training-time evaluation path instead of the engine (to check that
-both give the same answer).
+        [--limit N] [--json results.json]
 """
 
 from __future__ import annotations
@@ -28,9 +25,6 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared" / "data")
     parser.add_argument("--model", type=Path, default=REPOSITORY / "resources" / "models" / "head_neck")
     parser.add_argument("--split", default="validation")
-    parser.add_argument(
-        "--own-inference", action="store_true", help="training-time inference, not the engine"
-    )
     parser.add_argument("--limit", type=int, help="only the first N patients")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write per-patient results here")
@@ -43,11 +37,10 @@ def main() -> int:
     from segmentation.training.evaluate import evaluate, save_results, summary_table
 
     torch.set_num_threads(args.threads)
-    results = evaluate(args.model, args.data / "openkbp" / args.split, not args.own_inference, args.limit)
+    results = evaluate(args.model, args.data / "openkbp" / args.split, args.limit)
     if args.json:
         save_results(results, args.json)
-    path = "training-time inference" if args.own_inference else "inference engine"
-    print(f"\n{args.model.name} on OpenKBP {args.split} ({len(results)} patients, {path})\n")
+    print(f"\n{args.model.name} on OpenKBP {args.split} ({len(results)} patients, inference engine)\n")
     print(summary_table(results, ORGANS + TARGETS, ORGANS))
     means = {s: np.mean([r.dice[s] for r in results if s in r.dice]) for s in ORGANS}
     mean = float(np.mean(list(means.values())))

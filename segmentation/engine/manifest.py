@@ -127,14 +127,21 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: cannot be read as a model manifest ({error})") from error
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a JSON/TOML object, not {type(data).__name__}")
-    return _Validator(path, data).manifest()
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: dict, path: Path, *, weights: bool = True) -> Manifest:
+    """Validate manifest `data` read from `path` (named in errors; the model folder is its parent).
+    ``weights=False`` accepts a manifest without a weights entry: networks given in memory, as in
+    training-time evaluation."""
+    return _Validator(Path(path), data, weights).manifest()
 
 
 class _Validator:
     """Reads fields with clear errors: "<file>: field 'a.b' must be ..."."""
 
-    def __init__(self, path: Path, data: dict):
-        self.path, self.data = path, data
+    def __init__(self, path: Path, data: dict, weights: bool = True):
+        self.path, self.data, self.weights = path, data, weights
 
     def fail(self, field: str, problem: str):
         raise ManifestError(f"{self.path}: field {field!r} {problem}")
@@ -187,8 +194,8 @@ class _Validator:
             for key in ("clip", "mean", "std"):
                 if key not in normalization:
                     self.fail(f"preprocessing.normalization.{key}", "is missing (needed by type 'ct')")
-        sha = self.get("weights.sha256", str).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        sha = self.get("weights.sha256", str, ... if self.weights else "").lower()
+        if (self.weights or sha) and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             self.fail("weights.sha256", f"must be 64 hexadecimal digits, got {sha!r}")
         outputs = self.outputs(activation)
         return Manifest(
@@ -200,7 +207,7 @@ class _Validator:
             modality=self.get("modality", str, "CT").upper(),
             architecture=self.get("architecture.name", str),
             architecture_params=self.get("architecture.params", dict, {}),
-            weights_file=self.get("weights.file", str),
+            weights_file=self.get("weights.file", str, ... if self.weights else ""),
             weights_sha256=sha,
             spacing_xyz=self.numbers("preprocessing.spacing_xyz", 3, float),
             normalization=normalization,

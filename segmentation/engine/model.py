@@ -151,8 +151,9 @@ class NetworkModel:
             self.last_run = info
 
 
-def from_manifest(manifest: Manifest) -> NetworkModel:
-    """A `NetworkModel` for a Delineo model folder (weights loaded on first use)."""
+def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkModel:
+    """A `NetworkModel` for a Delineo model folder: its weights are loaded on first use, or
+    `networks` (already built, in eval mode: a network being trained) are used as they are."""
     from segmentation import preprocessing
     from segmentation.engine.resample import linear_map
 
@@ -202,7 +203,7 @@ def from_manifest(manifest: Manifest) -> NetworkModel:
     return NetworkModel(
         manifest.name,
         recipe,
-        build,
+        build if networks is None else lambda: networks,
         version=manifest.version,
         description=manifest.description,
         source=manifest.folder,

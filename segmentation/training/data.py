@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from planning.errors import DelineoError
+from planning.geometry import Grid
+from planning.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ class Case:
     def mask(self, k: int) -> np.ndarray:
         """Boolean mask of structure k."""
         return ((self.labels >> k) & 1).astype(bool)
+
+    def volume(self) -> Volume:
+        """The CT as a `Volume` (origin 0, index axes along L, P, S), for the inference engine."""
+        grid = Grid(self.image_hu.shape, tuple(reversed(self.spacing_zyx)))
+        return Volume(self.image_hu, grid, "CT")
 
 
 def label_dtype(n_structures: int):

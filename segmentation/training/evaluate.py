@@ -3,9 +3,7 @@
 Each patient goes through the inference engine exactly as a user's CT would
 (`segmentation.registry.load_model(folder).predict(volume)`: body crop, reorientation,
 `segmentation.preprocessing` resampling and normalisation, sliding window, back to the original
-grid), or with ``engine=False`` through the training-time evaluation
-(`segmentation.training.inference`), which follows the same manifest; comparing the two checks
-that training evaluates what users get.
+grid). Training picks its weights through the same engine (`Trainer.evaluate`).
 """
 
 from __future__ import annotations
@@ -55,60 +53,15 @@ def openkbp_volume(path: Path) -> tuple[Volume, dict[str, np.ndarray]]:
     return Volume(image, grid, "CT"), masks
 
 
-def predict_masks(model_folder: Path, volume: Volume, engine: bool) -> dict[str, np.ndarray]:
+def predict_masks(model_folder: Path, volume: Volume) -> dict[str, np.ndarray]:
     """Masks by structure name on the volume's grid."""
-    if engine:
-        model = _engine_model(model_folder)
-        structures = model.predict(volume, device="cpu")
-        return {s.name: s.mask.full() for s in structures}
-    from segmentation.training.data import to_lps
-    from segmentation.training.inference import predict_probabilities
-
-    manifest, net = _own_model(model_folder)
-    image = to_lps(volume.array, volume.grid.direction)
-    probabilities = predict_probabilities(net, image, volume.grid.spacing_zyx, manifest)
-    masks = {}
-    for output in manifest["outputs"]:
-        above = (probabilities[output["channel"]] > manifest["inference"]["threshold"]).numpy()
-        masks[output["name"]] = _from_lps(above, volume.grid.direction)
-    return masks
-
-
-_CACHE: dict = {}
-
-
-def _engine_model(folder: Path):
     from segmentation.registry import load_model
 
-    return load_model(str(folder))
+    structures = load_model(str(model_folder)).predict(volume, device="cpu")
+    return {s.name: s.mask.full() for s in structures}
 
 
-def _own_model(folder: Path):
-    key = ("own", str(folder))
-    if key not in _CACHE:
-        from safetensors.torch import load_file
-
-        from segmentation.networks import build_network
-
-        manifest = json.loads((folder / "manifest.json").read_text())
-        net = build_network(manifest["architecture"]["name"], manifest["architecture"]["params"])
-        net.load_state_dict(load_file(str(folder / manifest["weights"]["file"])), strict=True)
-        _CACHE[key] = (manifest, net.eval())
-    return _CACHE[key]
-
-
-def _from_lps(array: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Inverse of `to_lps` for the axis-aligned directions used here (flips only)."""
-    direction = np.asarray(direction)
-    if not np.allclose(np.abs(direction), np.eye(3)):
-        raise ValueError("only axis-aligned, unpermuted directions are supported here")
-    flips = tuple(2 - axis for axis in range(3) if direction[axis, axis] < 0)
-    return np.flip(array, flips) if flips else array
-
-
-def evaluate(
-    model_folder: str | Path, split_folder: str | Path, engine: bool = True, limit: int | None = None
-):
+def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | None = None):
     """Per-patient results of `model_folder` on every ``pt_*.npz`` of `split_folder`."""
     model_folder, split_folder = Path(model_folder), Path(split_folder)
     results = []
@@ -116,7 +69,7 @@ def evaluate(
     for i, name in enumerate(names, start=1):
         volume, reference = openkbp_volume(split_folder / f"{name}.npz")
         started = time.perf_counter()
-        predicted = predict_masks(model_folder, volume, engine)
+        predicted = predict_masks(model_folder, volume)
         result = CaseResult(name, time.perf_counter() - started)
         voxel_cc = float(np.prod(volume.grid.spacing_xyz)) / 1000.0
         for structure, mask in predicted.items():

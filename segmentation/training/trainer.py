@@ -26,7 +26,6 @@ from planning.errors import Cancelled, DelineoError
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.training.data import Case, load_cases
-from segmentation.training.inference import predict_probabilities
 from segmentation.training.metrics import dice
 from segmentation.training.sampling import Augmentation, PatchSampler
 
@@ -107,6 +106,28 @@ class TrainConfig:
             "norm": self.norm,
             "deep_supervision": self.deep_supervision,
         }
+
+    def outputs(self, omit: tuple[str, ...] = ()) -> list[dict]:
+        """The manifest's output entries: one per structure not in `omit`, styled the TG-263
+        way; organs keep only their largest connected piece, targets may be several (nodes)."""
+        from planning.structures import RoiType
+        from planning.tg263 import style_for
+
+        outputs = []
+        for channel, structure in enumerate(self.structures):
+            if structure in omit:
+                continue
+            color, roi_type = style_for(structure)
+            outputs.append(
+                {
+                    "channel": channel,
+                    "name": structure,
+                    "type": roi_type.value,
+                    "color": list(color),
+                    "keep_largest": roi_type == RoiType.ORGAN,
+                }
+            )
+        return outputs
 
     def manifest_core(self) -> dict:
         """The manifest fields that describe what training did (preprocessing, network, inference)."""
@@ -294,17 +315,23 @@ class Trainer:
         return active
 
     def evaluate(self) -> dict:
-        """Mean Dice per structure on the held-out cases (cases where it is delineated)."""
+        """Mean Dice per structure on the held-out cases (cases where it is delineated), each
+        segmented by the inference engine with the network as it is now, as a user's CT would be."""
+        from segmentation.engine.manifest import parse_manifest
+        from segmentation.engine.model import from_manifest
+
         self.net.eval()
-        manifest = self.config.manifest_core()
+        data = {"name": self.run_dir.name, **self.config.manifest_core(), "outputs": self.config.outputs()}
+        manifest = parse_manifest(data, self.run_dir / "manifest.json", weights=False)
+        model = from_manifest(manifest, networks=[self.net])
         scores: dict[str, list[float]] = {name: [] for name in self.config.structures}
         for case in self.holdout:
-            probabilities = predict_probabilities(self.net, case.image_hu, case.spacing_zyx, manifest)
-            predicted = (probabilities > 0.5).numpy()
+            predicted = model.predict(case.volume(), device="cpu")
             for k, name in enumerate(self.config.structures):
                 reference = case.mask(k)
                 if case.labelled[k] and reference.any():
-                    scores[name].append(dice(predicted[k], reference))
+                    mask = predicted[name].mask.full() if name in predicted else np.zeros_like(reference)
+                    scores[name].append(dice(mask, reference))
         return {name: float(np.mean(v)) for name, v in scores.items() if v}
 
     def selection_score(self, scores: dict) -> float:
@@ -409,12 +436,8 @@ def export_model(
     """Write a model folder (manifest.json + weights.safetensors) from a run's best weights.
 
     `omit`: structures the network was trained on but that are not good enough to offer; their
-    channels are computed and ignored (the model draws the others). Organs keep only their
-    largest connected piece; targets may be several (nodal volumes)."""
+    channels are computed and ignored (the model draws the others)."""
     import shutil
-
-    from planning.structures import RoiType
-    from planning.tg263 import style_for
 
     run_dir, folder = Path(run_dir), Path(folder)
     config = TrainConfig.from_json(run_dir / "config.json")
@@ -424,27 +447,13 @@ def export_model(
     unknown = set(omit) - set(config.structures)
     if unknown:
         raise DelineoError(f"cannot omit {', '.join(sorted(unknown))}: not trained in {run_dir}")
-    outputs = []
-    for channel, structure in enumerate(config.structures):
-        if structure in omit:
-            continue
-        color, roi_type = style_for(structure)
-        outputs.append(
-            {
-                "channel": channel,
-                "name": structure,
-                "type": roi_type.value,
-                "color": list(color),
-                "keep_largest": roi_type == RoiType.ORGAN,
-            }
-        )
     manifest = {
         "name": name,
         "version": version,
         "description": description,
         **config.manifest_core(),
         "weights": {"file": weights.name, "sha256": sha256_of(weights)},
-        "outputs": outputs,
+        "outputs": config.outputs(omit),
         "card": "MODEL_CARD.md",
     }
     path = folder / "manifest.json"

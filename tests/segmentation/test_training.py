@@ -337,6 +337,18 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     assert structures.names() == ["Parotid_L", "Parotid_R"]
     assert all(s.mask.grid.shape == volume.grid.shape for s in structures)
 
+    # model selection scores exactly what the exported model draws through the engine
+    from safetensors.torch import load_file
+
+    straight.net.load_state_dict(load_file(str(tmp_path / "straight" / "best.safetensors")))
+    scores = straight.evaluate()
+    held_out = straight.holdout[0]
+    drawn = load_model(str(tmp_path / "model")).predict(held_out.volume(), device="cpu")
+    for k, name in enumerate(TINY["structures"]):
+        reference = held_out.mask(k)
+        mask = drawn[name].mask.full() if name in drawn else np.zeros_like(reference)
+        assert scores[name] == pytest.approx(dice(mask, reference))
+
 
 def _load(manifest: dict, weights) -> torch.nn.Module:
     from safetensors.torch import load_file
