@@ -199,6 +199,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         back_maps=back_maps,
         model_spacing=lambda spacing: target,
         activation_first=True,
+        network_channels=manifest.architecture_params.get("out_channels"),
     )
     return NetworkModel(
         manifest.name,

@@ -57,6 +57,9 @@ class Recipe:
         model_spacing: (spacing_zyx of the input in model orientation) → the model grid spacing.
         activation_first: apply sigmoid/softmax on the model grid (Delineo: probabilities go
             back) or after going back (nnU-Net: logits go back).
+        network_channels: how many channels the network returns, when it computes more than
+            the outputs use (a structure trained but not offered); default: up to the highest
+            output channel.
     """
 
     outputs: tuple[OutputSpec, ...]
@@ -76,11 +79,11 @@ class Recipe:
     activation_first: bool
     pad_value: str = "min"  # "min": the normalised image's minimum (air); or "zero"
     nonzero_crop: bool = False
+    network_channels: int | None = None
 
     @property
     def channels(self) -> int:
-        top = max(o.channel for o in self.outputs)
-        return top + 1
+        return self.network_channels or max(o.channel for o in self.outputs) + 1
 
 
 @dataclass
