@@ -431,22 +431,32 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
 
 
 def export_model(
-    run_dir: Path, folder: Path, name: str, version: str, description: str, omit: tuple[str, ...] = ()
+    run_dir: Path,
+    folder: Path,
+    name: str,
+    version: str,
+    description: str,
+    omit: tuple[str, ...] = (),
+    half: bool = False,
 ) -> Path:
     """Write a model folder (manifest.json + weights.safetensors) from a run's best weights.
 
     `omit`: structures the network was trained on but that are not good enough to offer; their
-    channels are computed and ignored (the model draws the others)."""
-    import shutil
+    channels are computed and ignored (the model draws the others). `half`: store floating-point
+    weights as float16 (half the file; the network still computes in float32)."""
+    from safetensors.torch import load_file, save_file
 
     run_dir, folder = Path(run_dir), Path(folder)
     config = TrainConfig.from_json(run_dir / "config.json")
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "weights.safetensors"
-    shutil.copyfile(run_dir / "best.safetensors", weights)
     unknown = set(omit) - set(config.structures)
     if unknown:
         raise DelineoError(f"cannot omit {', '.join(sorted(unknown))}: not trained in {run_dir}")
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "weights.safetensors"
+    state = load_file(str(run_dir / "best.safetensors"))
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(weights))
     manifest = {
         "name": name,
         "version": version,

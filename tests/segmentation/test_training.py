@@ -365,13 +365,29 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
     config.write_text(json.dumps({**TINY, "iterations": 2, "evaluate_every": 100}))
     arguments = ["train", str(tiny_cases), "--run", str(tmp_path / "run"), "--config", str(config)]
     arguments += ["--holdout", "1", "--export", str(tmp_path / "model"), "--name", "tiny_cli"]
-    arguments += ["--omit", "Parotid_R"]
+    arguments += ["--omit", "Parotid_R", "--half-weights"]
     assert main(arguments) == 0
     assert "trained 2 iterations" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["name"] == "tiny_cli" and manifest["preprocessing"]["spacing_xyz"] == [4.0, 4.0, 2.5]
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L"]  # omitted: trained, not offered
     assert json.loads((tmp_path / "run" / "split.json").read_text())["holdout"] != []
+
+    # float16 weights: half the file, the same contours as the float32 export
+    from safetensors.torch import load_file
+
+    from segmentation.registry import load_model
+
+    full = export_model(tmp_path / "run", tmp_path / "full", "tiny_full", "1", "", ("Parotid_R",)).parent
+    half = tmp_path / "model"
+    assert {t.dtype for t in load_file(str(half / "weights.safetensors")).values()} >= {torch.float16}
+    assert (half / "weights.safetensors").stat().st_size < 0.6 * (full / "weights.safetensors").stat().st_size
+    volume = load_volume(tiny_cases / "case0" / "image.nii.gz")
+    drawn = [
+        load_model(str(folder)).predict(volume, device="cpu")["Parotid_L"].mask.full()
+        for folder in (half, full)
+    ]
+    assert (drawn[0] == drawn[1]).mean() >= 0.999
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"no_such_setting": 1}))
     assert main(["train", str(tiny_cases), "--run", str(tmp_path / "other"), "--config", str(bad)]) == 1

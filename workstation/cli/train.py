@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version")
     parser.add_argument("--description", default="", help="one-line description for --export")
     parser.add_argument(
+        "--half-weights", action="store_true", help="--export stores the weights as float16 (half the size)"
+    )
+    parser.add_argument(
         "--omit", nargs="+", default=[], help="trained structures left out of the exported model"
     )
     parser.set_defaults(handler=run)
@@ -73,7 +76,13 @@ def run(args) -> int:
     print(f"trained {trainer.iteration} iterations; run folder {args.run}")
     if args.export:
         path = export_model(
-            args.run, args.export, args.name, args.model_version, args.description, tuple(args.omit)
+            args.run,
+            args.export,
+            args.name,
+            args.model_version,
+            args.description,
+            tuple(args.omit),
+            args.half_weights,
         )
         print(f"model written to {path.parent}")
     return 0
