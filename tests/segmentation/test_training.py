@@ -400,11 +400,11 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
 def test_builtin_head_neck_model_segments_a_validation_patient():
     """One OpenKBP validation patient (never trained on): every organ the model offers is drawn
     in the right place. The thresholds guard against regressions of this model (validation mean
-    Dice 0.665 over its six organs, MODEL_CARD.md); they are not the project's accuracy target."""
+    Dice 0.645 over its seven organs, MODEL_CARD.md); they are not the project's accuracy target."""
     from segmentation.registry import find_model, load_model
 
     entry = find_model("head_neck_openkbp")
-    organs = ["Brainstem", "SpinalCord", "Parotid_L", "Parotid_R", "Larynx", "Bone_Mandible"]
+    organs = ["Brainstem", "SpinalCord", "Parotid_L", "Parotid_R", "Esophagus", "Larynx", "Bone_Mandible"]
     assert entry.origin == "built-in" and list(entry.structures) == organs + ["PTV56", "PTV63", "PTV70"]
     volume, reference = openkbp_volume(data_path("openkbp", "validation") / "pt_201.npz")
     structures = load_model("head_neck_openkbp").predict(volume, device="cpu")
