@@ -330,8 +330,7 @@ class Trainer:
             for k, name in enumerate(self.config.structures):
                 reference = case.mask(k)
                 if case.labelled[k] and reference.any():
-                    mask = predicted[name].mask.full() if name in predicted else np.zeros_like(reference)
-                    scores[name].append(dice(mask, reference))
+                    scores[name].append(dice(predicted[name].mask.full(), reference))
         return {name: float(np.mean(v)) for name, v in scores.items() if v}
 
     def selection_score(self, scores: dict) -> float:
