@@ -10,7 +10,8 @@ the field. Fields (optional ones with their default):
 - ``preprocessing``: ``spacing_xyz`` (mm), ``normalization`` (see `segmentation.preprocessing`),
   ``crop`` ("body" | "none"; "body"), ``orientation`` (three letters, "LPS"),
   ``normalize_before_resample`` (false);
-- ``inference``: ``patch_size_zyx``, ``overlap`` (0.5), ``mirror_axes_zyx`` ([]),
+- ``inference``: ``patch_size_zyx``, ``overlap`` (0.5), ``mirror_axes_zyx`` ([]: test-time
+  mirroring, averaged; along the left–right axis the ``X_L``/``X_R`` outputs swap back),
   ``activation`` ("sigmoid": channel k ⇒ output k, overlaps allowed | "softmax": channel 0 is
   background), ``threshold`` (0.5), ``size_divisor`` (16);
 - ``outputs``: ``[{channel, name, type, color, keep_largest}]`` — type (RT ROI interpreted type)
@@ -270,3 +271,20 @@ def _valid_orientation(letters: str) -> bool:
 def orientation_axes(letters: str) -> list[tuple[int, int]]:
     """For each array axis (x, y, z) of `letters`, the LPS axis it follows and its sign."""
     return [_AXIS_LETTERS[c] for c in letters.upper()]
+
+
+def lateral_axis_zyx(letters: str) -> int:
+    """The array axis (0 z, 1 y, 2 x) that runs left–right in orientation `letters`."""
+    lps_axes = [lps for lps, _sign in orientation_axes(letters)]
+    return 2 - lps_axes.index(0)
+
+
+def mirror_permutation(names: list[str | None]) -> list[int]:
+    """Channel order after a left–right mirror: ``X_L`` ↔ ``X_R`` (TG-263 laterality suffixes);
+    `names` per channel, None for a channel without one; unpaired channels stay in place."""
+    index = {name: k for k, name in enumerate(names) if name}
+    order = []
+    for k, name in enumerate(names):
+        partner = {"_L": "_R", "_R": "_L"}.get((name or "")[-2:])
+        order.append(index.get(name[:-2] + partner, k) if partner else k)
+    return order

@@ -17,7 +17,7 @@ from planning.errors import DelineoError
 from planning.structures import StructureSet
 from planning.volume import Volume
 from segmentation.engine import device as devices
-from segmentation.engine.manifest import Manifest, OutputSpec
+from segmentation.engine.manifest import Manifest, OutputSpec, lateral_axis_zyx, mirror_permutation
 from segmentation.engine.pipeline import Recipe, RunInfo, run
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         model_spacing=lambda spacing: target,
         activation_first=True,
         network_channels=manifest.architecture_params.get("out_channels"),
+        lateral_mirror=_lateral_mirror(manifest),
     )
     return NetworkModel(
         manifest.name,
@@ -210,3 +211,13 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         source=manifest.folder,
         kind="delineo",
     )
+
+
+def _lateral_mirror(manifest: Manifest) -> tuple[int, tuple[int, ...]]:
+    """The left–right array axis and the channel order after mirroring along it (`Recipe`)."""
+    highest = max(o.channel for o in manifest.outputs)
+    channels = manifest.architecture_params.get("out_channels") or highest + 1
+    names: list[str | None] = [None] * channels
+    for output in manifest.outputs:
+        names[output.channel] = output.name
+    return lateral_axis_zyx(manifest.orientation), tuple(mirror_permutation(names))

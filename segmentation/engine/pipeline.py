@@ -60,6 +60,10 @@ class Recipe:
         network_channels: how many channels the network returns, when it computes more than
             the outputs use (a structure trained but not offered); default: up to the highest
             output channel.
+        lateral_mirror: (array axis running left–right in model orientation, network channel
+            order after flipping it): a mirrored left parotid is the right one, so mirroring along
+            that axis swaps the ``_L``/``_R`` channels back. None: flips keep the channels (as
+            nnU-Net does).
     """
 
     outputs: tuple[OutputSpec, ...]
@@ -80,6 +84,7 @@ class Recipe:
     pad_value: str = "min"  # "min": the normalised image's minimum (air); or "zero"
     nonzero_crop: bool = False
     network_channels: int | None = None
+    lateral_mirror: tuple[int, tuple[int, ...]] | None = None
 
     @property
     def channels(self) -> int:
@@ -98,13 +103,18 @@ class RunInfo:
 
 
 class Predictor:
-    """Callable tile → logits: folds × mirrorings averaged, under autocast on GPUs."""
+    """Callable tile → logits: folds × mirrorings averaged, under autocast on GPUs.
 
-    def __init__(self, networks: list, mirror_axes: tuple[int, ...], device):
+    `lateral_mirror`: see `Recipe.lateral_mirror`."""
+
+    def __init__(self, networks: list, mirror_axes: tuple[int, ...], device, lateral_mirror=None):
         self.networks = networks
         self.device = device
         axes = [a + 2 for a in mirror_axes]
         self.flips = [()] + [c for n in range(1, len(axes) + 1) for c in itertools.combinations(axes, n)]
+        self.lateral_dim, self.swapped = (None, None)
+        if lateral_mirror is not None:
+            self.lateral_dim, self.swapped = lateral_mirror[0] + 2, list(lateral_mirror[1])
 
     def __call__(self, tile):
         total = None
@@ -114,7 +124,11 @@ class Predictor:
                     out = net(tile.flip(dims) if dims else tile)
                     if isinstance(out, (list, tuple)):
                         out = out[0]
-                    out = (out.flip(dims) if dims else out).float()
+                    if dims:
+                        out = out.flip(dims)
+                        if self.lateral_dim in dims:
+                            out = out[:, self.swapped]
+                    out = out.float()
                     total = out if total is None else total.add_(out)
         return total / (len(self.networks) * len(self.flips))
 
@@ -236,7 +250,7 @@ def _run_on(volume, recipe, networks, device, box, patch, wanted, on_progress, c
     info.seconds["prepare"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    predictor = Predictor(networks, recipe.mirror_axes, device)
+    predictor = Predictor(networks, recipe.mirror_axes, device, recipe.lateral_mirror)
     accumulated = sliding_window(
         image, predictor, recipe.channels, patch, recipe.overlap, on_progress=on_progress, cancel=cancel
     )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from segmentation.engine.manifest import mirror_permutation
 from segmentation.preprocessing import normalize
 from segmentation.training.data import AIR_HU, Case
 
@@ -30,16 +31,6 @@ class Augmentation:
     intensity_scale: tuple[float, float] = (0.9, 1.1)
     intensity_shift: float = 0.1
     noise_std: float = 0.05
-
-
-def mirror_permutation(structures: list[str]) -> list[int]:
-    """Channel order after a left–right mirror: ``X_L`` ↔ ``X_R`` (TG-263 laterality suffixes)."""
-    index = {name: k for k, name in enumerate(structures)}
-    order = []
-    for name in structures:
-        partner = {"_L": "_R", "_R": "_L"}.get(name[-2:])
-        order.append(index.get(name[:-2] + partner, index[name]) if partner else index[name])
-    return order
 
 
 class PatchSampler:

@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from planning.errors import Cancelled, DelineoError
+from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.training.data import Case, load_cases
@@ -129,6 +130,10 @@ class TrainConfig:
             )
         return outputs
 
+    @property
+    def mirrors_in_training(self) -> bool:
+        return Augmentation(**self.augmentation).mirror_probability > 0
+
     def manifest_core(self) -> dict:
         """The manifest fields that describe what training did (preprocessing, network, inference)."""
         return {
@@ -144,7 +149,8 @@ class TrainConfig:
                 "patch_size_zyx": list(self.inference_patch_zyx),
                 "overlap": self.overlap,
                 "size_divisor": 16,
-                "mirror_axes_zyx": [],
+                # test-time mirroring along the axis the training mirrored (left–right)
+                "mirror_axes_zyx": [lateral_axis_zyx("LPS")] if self.mirrors_in_training else [],
                 "activation": "sigmoid",
                 "threshold": 0.5,
             },

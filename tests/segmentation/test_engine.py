@@ -13,8 +13,9 @@ from support.segmentation_models import dice, one_thread, phantom, write_model  
 
 from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, RoiType
-from segmentation.engine.manifest import ManifestError, read_manifest
+from segmentation.engine.manifest import ManifestError, mirror_permutation, read_manifest
 from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
+from segmentation.engine.pipeline import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,6 +96,36 @@ def test_flipped_grids_come_back_where_they_belong(tmp_path, direction):
     volume, truth = phantom(direction=direction)
     mask = model.predict(volume, device="cpu")["Region_0"].mask.full()
     assert dice(mask, truth["small"]) > 0.85
+
+
+def test_mirror_swaps_laterality():
+    names = ["Brainstem", "Parotid_L", "Parotid_R", "Lens_L", None]
+    assert mirror_permutation(names) == [0, 2, 1, 3, 4]
+
+
+@pytest.mark.parametrize(("orientation", "axis"), [("LPS", 2), ("RAI", 2), ("PLS", 1), ("PSL", 0)])
+def test_the_left_right_axis_and_lateral_channels_come_from_the_manifest(tmp_path, orientation, axis):
+    names = ["Parotid_R", "Brainstem", "Parotid_L"]
+    folder = write_model(tmp_path / "m", [0.0, 100.0, 200.0], names=names, orientation=orientation)
+    assert from_manifest(read_manifest(folder)).recipe.lateral_mirror == (axis, (2, 1, 0))
+
+
+def test_test_time_mirroring_keeps_left_structures_on_the_left():
+    """A network that knows left from right (channel 0 the tile's left half, toward +x in LPS;
+    channel 1 its right half): mirrored, its left channel marks the right half, so averaging the
+    mirrored pass is only right when the _L/_R channels are swapped back."""
+    import torch
+
+    class Sided(torch.nn.Module):
+        def forward(self, x):
+            left = (torch.arange(x.shape[-1]) >= x.shape[-1] // 2).to(x.dtype).expand_as(x)
+            return torch.cat([left, 1 - left, x], 1)
+
+    tile = torch.rand((1, 1, 4, 6, 8))
+    swapped = Predictor([Sided()], (2,), torch.device("cpu"), lateral_mirror=(2, (1, 0, 2)))(tile)
+    assert torch.allclose(swapped, Sided()(tile))
+    unswapped = Predictor([Sided()], (2,), torch.device("cpu"))(tile)
+    assert torch.allclose(unswapped[:, :2], torch.full_like(unswapped[:, :2], 0.5))
 
 
 def test_progress_reaches_every_stage_total(sigmoid_model):

@@ -19,7 +19,7 @@ from segmentation.preprocessing import resample
 from segmentation.training.data import discover, prepare, read_mask_folder, read_openkbp, to_lps
 from segmentation.training.evaluate import openkbp_volume
 from segmentation.training.metrics import dice, hd95
-from segmentation.training.sampling import Augmentation, PatchSampler, mirror_permutation
+from segmentation.training.sampling import Augmentation, PatchSampler
 from segmentation.training.trainer import (
     HEAD_NECK_STRUCTURES,
     TrainConfig,
@@ -157,11 +157,6 @@ def test_prepare_resamples_and_crops_to_the_patient():
 
 
 # ---------------------------------------------------------------- sampling, loss, metrics
-
-
-def test_mirror_swaps_laterality():
-    names = ["Brainstem", "Parotid_L", "Parotid_R", "Lens_L"]
-    assert mirror_permutation(names) == [0, 2, 1, 3]
 
 
 def test_patches_keep_image_and_labels_aligned_and_mirror_swaps_sides(tmp_path):
@@ -325,6 +320,7 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     assert manifest["weights"]["sha256"] == sha256_of(weights)
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
+    assert manifest["inference"]["mirror_axes_zyx"] == [2]  # trained with left–right mirroring
     net = _load(manifest, weights)
     x = torch.zeros((1, 1, 11, 21, 30))
     assert net(x).shape == (1, 2, 11, 21, 30)
