@@ -395,7 +395,7 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
 def test_builtin_head_neck_model_segments_a_validation_patient():
     """One OpenKBP validation patient (never trained on): every organ the model offers is drawn
     in the right place. The thresholds guard against regressions of this model (validation mean
-    Dice 0.645 over its seven organs, MODEL_CARD.md); they are not the project's accuracy target."""
+    Dice 0.665 over its seven organs, MODEL_CARD.md); they are not the project's accuracy target."""
     from segmentation.registry import find_model, load_model
 
     entry = find_model("head_neck_openkbp")
@@ -405,7 +405,7 @@ def test_builtin_head_neck_model_segments_a_validation_patient():
     structures = load_model("head_neck_openkbp").predict(volume, device="cpu")
     scores = {s.name: dice(s.mask.full(), reference[s.name]) for s in structures if s.name in reference}
     assert all(organ in scores for organ in organs)
-    assert np.mean([scores[o] for o in organs]) >= 0.65, scores
+    assert np.mean([scores[o] for o in organs]) >= 0.70, scores
     assert min(scores[o] for o in organs) >= 0.5, scores
     # laterality on the patient's own grid: x index grows toward the patient's left
     left = np.argwhere(structures["Parotid_L"].mask.full())[:, 2].mean()
