@@ -7,6 +7,7 @@ kept per device, so the second run on a CT pays no loading time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -200,11 +201,10 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         model_spacing=lambda spacing: target,
         activation_first=True,
         network_channels=manifest.architecture_params.get("out_channels"),
-        lateral_mirror=_lateral_mirror(manifest),
     )
     return NetworkModel(
         manifest.name,
-        recipe,
+        dataclasses.replace(recipe, lateral_mirror=_lateral_mirror(recipe)),
         build if networks is None else lambda: networks,
         version=manifest.version,
         description=manifest.description,
@@ -213,11 +213,9 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
     )
 
 
-def _lateral_mirror(manifest: Manifest) -> tuple[int, tuple[int, ...]]:
+def _lateral_mirror(recipe: Recipe) -> tuple[int, tuple[int, ...]]:
     """The left–right array axis and the channel order after mirroring along it (`Recipe`)."""
-    highest = max(o.channel for o in manifest.outputs)
-    channels = manifest.architecture_params.get("out_channels") or highest + 1
-    names: list[str | None] = [None] * channels
-    for output in manifest.outputs:
+    names: list[str | None] = [None] * recipe.channels
+    for output in recipe.outputs:
         names[output.channel] = output.name
-    return lateral_axis_zyx(manifest.orientation), tuple(mirror_permutation(names))
+    return lateral_axis_zyx(recipe.orientation), tuple(mirror_permutation(names))
