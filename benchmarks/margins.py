@@ -1,9 +1,12 @@
-"""Accuracy of sphere expansions on a 1×1×3 mm grid, and the accuracy no method can exceed.
+"""Accuracy of sphere expansions and contractions on a 1×1×3 mm grid, and the accuracy no method
+can exceed.
 
 For each sphere radius r and margin m, spheres are voxelised (a voxel is inside when its centre
-is) at `--centres` random sub-voxel centres, expanded with `planning.margins.expand`, and the
-expanded volume is compared with the analytic volume 4/3·π·(r + m)³. Prints the mean, smallest
-and largest relative error over the centres.
+is) at `--centres` random sub-voxel centres, expanded with `planning.margins.expand` (contracted
+with `shrink`), and the volume is compared with the analytic volume 4/3·π·(r ± m)³. Prints the
+mean, smallest and largest relative error over the centres. Margins that are not a multiple of
+the 3 mm slice spacing (5, 7, 10 mm) are the telling ones: a method that misplaces the surface
+between slices gains or loses whole slices there.
 
 It then prints a lower bound that holds for every margin algorithm: spheres of different radii
 (both ≥ 10 mm) whose voxelisations on this grid are identical. An algorithm sees the same mask
@@ -21,12 +24,13 @@ import hashlib
 import numpy as np
 
 from planning.geometry import Grid
-from planning.margins import expand
+from planning.margins import expand, shrink
 from planning.structures import Mask
 
 GRID = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
 RADII_MM = (10, 15, 20, 30)
-MARGINS_MM = (3, 7, 15)
+MARGINS_MM = (3, 5, 7, 10, 15)
+CONTRACTIONS_MM = ((20, (3, 5, 10)), (30, (3, 5, 10)))
 
 
 def sphere(grid: Grid, radius_mm: float, centre_xyz) -> Mask:
@@ -46,10 +50,20 @@ def expansion_errors(centres: list) -> None:
         spheres = [sphere(GRID, radius, c) for c in centres]
         for margin in MARGINS_MM:
             errors = [100 * (expand(s, margin).volume_cc / analytic_cc(radius + margin) - 1) for s in spheres]
-            print(
-                f"{radius:9d}  {margin:9d}  {np.mean(errors):+10.2f}% "
-                f"{min(errors):+7.2f}% {max(errors):+7.2f}%"
-            )
+            _print_row(radius, margin, errors)
+
+
+def contraction_errors(centres: list) -> None:
+    print("\ncontraction\nradius mm  margin mm  error: mean    min      max")
+    for radius, margins in CONTRACTIONS_MM:
+        spheres = [sphere(GRID, radius, c) for c in centres]
+        for margin in margins:
+            errors = [100 * (shrink(s, margin).volume_cc / analytic_cc(radius - margin) - 1) for s in spheres]
+            _print_row(radius, margin, errors)
+
+
+def _print_row(radius: float, margin: float, errors: list[float]) -> None:
+    print(f"{radius:9d}  {margin:9d}  {np.mean(errors):+10.2f}% {min(errors):+7.2f}% {max(errors):+7.2f}%")
 
 
 def indistinguishable_radii(radius_mm: float, step_mm: float = 0.01, span_mm: float = 1.0):
@@ -89,6 +103,7 @@ def main() -> None:
     centres = [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
     print(f"grid spacing (x, y, z) = {GRID.spacing_xyz} mm; {args.centres} centres within ±1.5 mm")
     expansion_errors(centres)
+    contraction_errors(centres)
     lower_bounds()
 
 

@@ -27,7 +27,8 @@ def box(grid, lo_mm, hi_mm):
 GRID_113 = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
 
 
-@pytest.mark.parametrize("radius, margin", [(20, 3), (20, 7), (20, 15), (30, 3), (30, 7), (30, 15)])
+@pytest.mark.parametrize("radius", [20, 30])
+@pytest.mark.parametrize("margin", [3, 5, 7, 10, 15])
 def test_sphere_expansion_matches_analytic_volume_on_1x1x3_grid(radius, margin):
     centre = (0.3, -0.4, 1.1)
     grown = expand(sphere(GRID_113, radius, centre), margin)
@@ -49,9 +50,23 @@ def test_sphere_on_isotropic_grid_within_half_percent():
     assert grown.volume_cc == pytest.approx(4 / 3 * np.pi * 13**3 / 1000, rel=0.005)
 
 
-def test_contraction_of_sphere():
-    shrunk = shrink(sphere(GRID_113, 30, (0.3, -0.4, 1.1)), 10)
-    assert shrunk.volume_cc == pytest.approx(4 / 3 * np.pi * 20**3 / 1000, rel=0.01)
+@pytest.mark.parametrize("margin", [3, 5, 10])
+def test_contraction_of_sphere(margin):
+    shrunk = shrink(sphere(GRID_113, 30, (0.3, -0.4, 1.1)), margin)
+    assert shrunk.volume_cc == pytest.approx(4 / 3 * np.pi * (30 - margin) ** 3 / 1000, rel=0.015)
+
+
+@pytest.mark.parametrize("margin, slices", [(1, 0), (2, 1), (4.5, 2), (5, 2), (7, 2), (8, 3)])
+def test_flat_end_grows_by_the_slab_convention(margin, slices):
+    # a cylinder contoured on 3 mm slices stands for slabs ±1.5 mm around them: a margin adds
+    # the slices whose centres lie within 1.5 mm + margin of the last one (5 mm: two slices)
+    grid = Grid((30, 40, 40), (1.0, 1.0, 3.0), (-20.0, -20.0, -45.0))
+    p = _points(grid)
+    cylinder = Mask.from_full(grid, (p[..., 0] ** 2 + p[..., 1] ** 2 <= 64) & (np.abs(p[..., 2]) <= 9.1))
+    grown = expand(cylinder, margin).full().any(axis=(1, 2))
+    assert grown.sum() == cylinder.full().any(axis=(1, 2)).sum() + 2 * slices
+    shrunk = shrink(expand(cylinder, margin), margin).full().any(axis=(1, 2))
+    assert shrunk.sum() == cylinder.full().any(axis=(1, 2)).sum()
 
 
 def _extent_mm(mask):
