@@ -13,7 +13,12 @@ Two sources of geometry:
 - **planar contours** (`Structure.contours` or an RTSTRUCT read without its images): each
   contour plane is a slab one plane spacing thick centred on it (the convention of treatment
   planning systems and of dicompyler-core); inside means inside an odd number of the plane's
-  contours (holes). No CT is needed. The planes must be parallel to the dose frames.
+  contours (holes). No CT is needed. The planes must be parallel to the dose frames. Where the
+  structure ends (no plane one spacing further), the slab reaches `end_cap_mm` past the last
+  plane: half a spacing by default. dicompyler-core's "interpolation between planes" repeats the
+  nearest plane on a finer grid from the first plane to the last, which amounts to an end cap of
+  a sixth of the spacing; that, not the interpolation, is what makes its small-structure DVHs
+  differ from the slab convention.
 - **a mask** on the image grid: samples take the value of the image voxel they fall in.
 
 Metrics come from the samples themselves, not from histogram bins: D_x% is the lowest dose in
@@ -166,6 +171,7 @@ def compute_dvh(
     name: str | None = None,
     factor: int | str = "auto",
     slice_thickness_mm: float | None = None,
+    end_cap_mm: float | None = None,
     bin_width: float = 0.01,
     cancel: threading.Event | None = None,
 ) -> DVH:
@@ -179,6 +185,8 @@ def compute_dvh(
         factor: in-plane samples per dose voxel along x and y (1, 2, 4, 8) or "auto".
         slice_thickness_mm: thickness of each contour plane (default: the median spacing of the
             structure's planes; a single plane gets the dose frame spacing).
+        end_cap_mm: how far the structure reaches past its first and last contour planes (> 0;
+            default: half the plane thickness). Planar contours only.
         bin_width: histogram bin width.
         cancel: checked between planes.
     """
@@ -195,7 +203,7 @@ def compute_dvh(
     )
     if closed is not None:
         doses, volumes, sampling, warnings = _sample_contours(
-            dose, closed, factor, slice_thickness_mm, name, cancel
+            dose, closed, factor, slice_thickness_mm, end_cap_mm, name, cancel
         )
     else:
         doses, volumes, sampling, warnings = _sample_mask(dose, geometry, factor, name, cancel)
@@ -237,7 +245,7 @@ def _outside_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list
     return [f"{name}: {outside_cc:.3g} cc lies outside the dose grid and is counted with dose 0"]
 
 
-def _sample_contours(dose, contours, factor, thickness, name, cancel):
+def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     grid = dose.grid
     planes = _planes(grid, contours, name)
     positions = np.array(sorted(planes))
@@ -247,17 +255,19 @@ def _sample_contours(dose, contours, factor, thickness, name, cancel):
         thickness_index = float(np.median(np.diff(positions)))
     else:
         thickness_index = 1.0
-    voxel_area_index = 1.0
+    if end_cap is not None and not end_cap > 0:
+        raise ValueError(f"the end cap must be > 0 mm, got {end_cap}")
+    cap_index = thickness_index / 2 if end_cap is None else float(end_cap) / grid.spacing_xyz[2]
+    plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else thickness_index
     areas = {z: abs(_polygon_area_even_odd(planes[z])) for z in positions}
-    volume_index = sum(areas.values()) * thickness_index * voxel_area_index
+    volume_index = sum(areas.values()) * thickness_index
     f = _choose_factor(factor, volume_index)
     sub_planes = (
         1
         if f == 1
         else max(1, int(math.ceil(thickness_index * grid.spacing_xyz[2] * f / grid.spacing_xyz[0])))
     )
-    sample_volume_cc = grid.voxel_volume_cc * thickness_index / (f * f * sub_planes)
-    doses, inside_flags = [], []
+    doses, inside_flags, volumes = [], [], []
     for z in positions:
         if cancel is not None and cancel.is_set():
             raise Cancelled("DVH computation cancelled")
@@ -267,18 +277,26 @@ def _sample_contours(dose, contours, factor, thickness, name, cancel):
             continue
         rows, columns = np.nonzero(inside)
         points = np.column_stack([xs[columns], ys[rows]])
+        below, above = (
+            thickness_index / 2 if np.any(np.abs(positions - (z + step)) < 0.25 * abs(step)) else cap_index
+            for step in (-plane_step, plane_step)
+        )
         for j in range(sub_planes):
-            dz = thickness_index * ((j + 0.5) / sub_planes - 0.5)
+            dz = -below + (below + above) * (j + 0.5) / sub_planes
             index = np.column_stack([points, np.full(len(points), z + dz)])
             values, ok = dose.sample(index)
             doses.append(values)
             inside_flags.append(ok)
+            volumes.append(
+                np.full(len(values), grid.voxel_volume_cc * (below + above) / (f * f * sub_planes))
+            )
     doses = np.concatenate(doses) if doses else np.zeros(0)
     inside = np.concatenate(inside_flags) if inside_flags else np.zeros(0, bool)
-    volumes = np.full(doses.shape, sample_volume_cc)
+    volumes = np.concatenate(volumes) if volumes else np.zeros(0)
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
     sampling = (
-        f"planar contours, {len(positions)} planes {thickness_index * grid.spacing_xyz[2]:.3g} mm thick; "
+        f"planar contours, {len(positions)} planes {thickness_index * grid.spacing_xyz[2]:.3g} mm thick, "
+        f"ends {cap_index * grid.spacing_xyz[2]:.3g} mm past the last planes; "
         f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {sub_planes} per plane"
     )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)

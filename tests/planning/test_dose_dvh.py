@@ -131,18 +131,38 @@ def _polygon_area_mm2(xy: np.ndarray) -> float:
 #: at its upsampled pixels' centres, from `benchmarks/dvh_reference_dicompyler.py`. The shipped
 #: "interpolated" reference has the dose ≈0.94 mm off the contours (dicompyler-core PR #192); on
 #: the Scar's steep gradient that moves Dmean from 6.30 to 7.72 Gy.
-DICOMPYLER_CORRECTED_SCAR = {"Dmean_Gy": 6.30, "Dmax_Gy": 12.23, "V10Gy_cc": 0.023}
+DICOMPYLER_CORRECTED_SCAR = {"Dmean_Gy": 6.30, "Dmax_Gy": 12.23, "D95_Gy": 2.54, "V10Gy_cc": 0.023}
+
+
+def _metrics(dvh):
+    return {"Dmean_Gy": dvh.mean, "Dmax_Gy": dvh.max, "D95_Gy": dvh.d_percent(95), "V10Gy_cc": dvh.v_gy(10)}
 
 
 def test_small_structure_dvh_is_closer_to_corrected_dicompyler_than_to_plain(breast):
     dose, contours, reference = breast
-    scar = compute_dvh(dose, contours["Scar"], name="Scar")
-    ours = {"Dmean_Gy": scar.mean, "Dmax_Gy": scar.max, "V10Gy_cc": scar.v_gy(10)}
+    ours = _metrics(compute_dvh(dose, contours["Scar"], name="Scar"))
     plain = reference["no_interpolation"]["Scar"]
-    for key, corrected in DICOMPYLER_CORRECTED_SCAR.items():
+    for key in ("Dmean_Gy", "Dmax_Gy", "V10Gy_cc"):
+        corrected = DICOMPYLER_CORRECTED_SCAR[key]
         assert abs(ours[key] - corrected) < abs(ours[key] - plain[key]), key
-    assert scar.max == pytest.approx(DICOMPYLER_CORRECTED_SCAR["Dmax_Gy"], abs=0.1)
-    assert scar.mean == pytest.approx(DICOMPYLER_CORRECTED_SCAR["Dmean_Gy"], rel=0.03)
+    assert ours["Dmax_Gy"] == pytest.approx(DICOMPYLER_CORRECTED_SCAR["Dmax_Gy"], abs=0.1)
+    assert ours["Dmean_Gy"] == pytest.approx(DICOMPYLER_CORRECTED_SCAR["Dmean_Gy"], rel=0.03)
+
+
+@pytest.mark.parametrize("name", ["Scar", "Nodes", "Borders"])
+def test_dicompyler_interpolation_is_an_end_cap_of_a_sixth_of_the_plane_spacing(breast, name):
+    # dicompyler-core repeats the nearest plane between the first and the last (no shape
+    # interpolation): with the same end cap, the volumes and the Scar's DVH agree with it
+    dose, contours, reference = breast
+    capped = compute_dvh(dose, contours[name], name=name, end_cap_mm=3.0 / 6)
+    shipped = reference["interpolated_small_structures"][name]
+    assert capped.volume_cc == pytest.approx(shipped["volume_cc"], rel=0.01)
+    if name == "Scar":
+        plain = reference["no_interpolation"]["Scar"]
+        for key, value in _metrics(capped).items():
+            corrected = DICOMPYLER_CORRECTED_SCAR[key]
+            assert abs(value - corrected) < abs(value - plain[key]), key
+            assert value == pytest.approx(corrected, abs=0.1), key
 
 
 def test_scar_maximum_is_found_only_with_sub_voxel_sampling(breast):

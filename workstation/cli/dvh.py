@@ -43,6 +43,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--factor", default="auto", help="in-plane samples per dose voxel (1, 2, 4, 8 or auto)"
     )
+    parser.add_argument(
+        "--end-cap",
+        type=float,
+        metavar="MM",
+        help="how far structures reach past their first and last contour planes (default: half "
+        "the plane spacing, the slab convention; dicompyler-core's interpolation: a sixth of it)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -61,7 +68,7 @@ def run(args) -> int:
     factor = args.factor if args.factor == "auto" else int(args.factor)
     dvhs, colors = [], {}
     for name, geometry, color in structures:
-        dvh = compute_dvh(dose, geometry, name=name, factor=factor)
+        dvh = compute_dvh(dose, geometry, name=name, factor=factor, end_cap_mm=args.end_cap)
         if dvh.is_empty:
             print(f"{name}: no volume (no closed contours), skipped")
             continue
