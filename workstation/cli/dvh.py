@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "dvh",
         help="dose-volume histograms and DVH metrics per structure (CSV, optional plot)",
-        description="Cumulative DVH metrics (volume, Dmean, Dmin, Dmax, D_x%%, D_xcc, V_xGy) for "
+        description="Cumulative DVH metrics (volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_xGy) for "
         "each structure of an RTSTRUCT on an RTDOSE. Small structures are sampled below the dose "
         "voxel size.",
     )
