@@ -249,16 +249,11 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     grid = dose.grid
     planes = _planes(grid, contours, name)
     positions = np.array(sorted(planes))
-    if thickness is not None:
-        thickness_index = float(thickness) / grid.spacing_xyz[2]
-    elif len(positions) > 1:
-        thickness_index = float(np.median(np.diff(positions)))
-    else:
-        thickness_index = 1.0
+    plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
+    thickness_index = plane_step if thickness is None else float(thickness) / grid.spacing_xyz[2]
     if end_cap is not None and not end_cap > 0:
         raise ValueError(f"the end cap must be > 0 mm, got {end_cap}")
     cap_index = thickness_index / 2 if end_cap is None else float(end_cap) / grid.spacing_xyz[2]
-    plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else thickness_index
     areas = {z: abs(_polygon_area_even_odd(planes[z])) for z in positions}
     volume_index = sum(areas.values()) * thickness_index
     f = _choose_factor(factor, volume_index)

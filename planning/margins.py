@@ -268,7 +268,12 @@ class _BoundaryPoints(NamedTuple):
 
 def _boundary_points(mask: np.ndarray, spacing_zyx, cancel) -> list[_BoundaryPoints]:
     """The surface of `mask` as points on grid edges, for array axes z, y, x (see the module doc)."""
-    return [_between_slices(mask, spacing_zyx, cancel)] + [_within_slices(mask, axis) for axis in (1, 2)]
+    smooth = ndimage.gaussian_filter(
+        mask.astype(np.float32), (0, _INPLANE_SIGMA_PX, _INPLANE_SIGMA_PX), mode="constant"
+    )
+    return [_between_slices(mask, spacing_zyx, cancel)] + [
+        _within_slices(mask, smooth, axis) for axis in (1, 2)
+    ]
 
 
 def _crossing_edges(mask: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
@@ -279,14 +284,11 @@ def _crossing_edges(mask: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
     return tuple(lower)
 
 
-def _within_slices(mask: np.ndarray, axis: int) -> _BoundaryPoints:
-    """Edges along in-plane `axis`: the 0.5 crossing of the slice-wise smoothed mask, or half-way
-    where the smoothed values do not straddle 0.5 (structures a pixel or two thin)."""
+def _within_slices(mask: np.ndarray, smooth: np.ndarray, axis: int) -> _BoundaryPoints:
+    """Edges along in-plane `axis`: the 0.5 crossing of `smooth` (the mask smoothed slice by
+    slice), or half-way where it does not straddle 0.5 (structures a pixel or two thin)."""
     lower = _crossing_edges(mask, axis)
     upper = tuple(index + 1 if i == axis else index for i, index in enumerate(lower))
-    smooth = ndimage.gaussian_filter(
-        mask.astype(np.float32), (0, _INPLANE_SIGMA_PX, _INPLANE_SIGMA_PX), mode="constant"
-    )
     below, above = smooth[lower] - 0.5, smooth[upper] - 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
         straddles = (below * above <= 0) & (below != above)
