@@ -64,7 +64,15 @@ def read_state_dict(path: Path, sha256: str | None = None) -> dict:
 
 
 def load_into(network, state: dict, source: str):
-    """Load `state` into `network` strictly; a clear error when names or shapes differ."""
+    """Load `state` into `network` strictly; a clear error when names or shapes differ or when a
+    tensor holds infinities or NaN (a damaged file, or one cast to a type too small for it)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            bad = int((~tensor.isfinite()).sum())
+            raise WeightsError(
+                f"{source}: {name} holds {bad} non-finite value(s) (inf or NaN) of {tensor.numel()}: "
+                "the weights are damaged (a float16 copy of values beyond its range turns them into inf)"
+            )
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

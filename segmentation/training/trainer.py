@@ -448,7 +448,8 @@ def export_model(
 
     `omit`: structures the network was trained on but that are not good enough to offer; their
     channels are computed and ignored (the model draws the others). `half`: store floating-point
-    weights as float16 (half the file; the network still computes in float32)."""
+    weights as float16 (half the file; the network still computes in float32), except tensors
+    beyond float16's range (batch-norm running variances reach 10⁶), which stay float32."""
     from safetensors.torch import load_file, save_file
 
     run_dir, folder = Path(run_dir), Path(folder)
@@ -460,7 +461,7 @@ def export_model(
     weights = folder / "weights.safetensors"
     state = load_file(str(run_dir / "best.safetensors"))
     if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        state = {k: _half_if_in_range(v) for k, v in state.items()}
     save_file(state, str(weights))
     manifest = {
         "name": name,
@@ -474,3 +475,11 @@ def export_model(
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def _half_if_in_range(tensor):
+    """`tensor` as float16 when it is floating point and every value fits float16 (|v| ≤ 65504);
+    otherwise unchanged: a cast would turn large values into infinities."""
+    if tensor.is_floating_point() and tensor.abs().max() <= torch.finfo(torch.float16).max:
+        return tensor.half()
+    return tensor

@@ -191,6 +191,18 @@ def test_altered_weights_are_refused(tmp_path):
         from_manifest(read_manifest(folder)).predict(phantom()[0], device="cpu")
 
 
+def test_weights_holding_infinities_are_refused():
+    import torch
+
+    from segmentation.engine.model import load_into
+
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    state["1.running_var"][1] = float("inf")
+    with pytest.raises(WeightsError, match=r"1\.running_var holds 1 non-finite value"):
+        load_into(network, state, "weights.safetensors")
+
+
 def test_state_dicts_load_without_unpickling_code(tmp_path):
     import torch
 
