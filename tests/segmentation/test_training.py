@@ -389,7 +389,7 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
 
     state = load_file(str(tmp_path / "run" / "best.safetensors"))
     variance = next(k for k in state if k.endswith("running_var"))
-    state[variance] = state[variance] * 0 + 1e6
+    state[variance] = torch.full_like(state[variance], 1e6)
     save_file(state, str(tmp_path / "run" / "best.safetensors"))
     wide = export_model(tmp_path / "run", tmp_path / "wide", "tiny_wide", "1", "", half=True).parent
     stored = load_file(str(wide / "weights.safetensors"))
