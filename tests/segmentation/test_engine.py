@@ -15,7 +15,7 @@ from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, RoiType
 from segmentation.engine.manifest import ManifestError, mirror_permutation, read_manifest
 from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
-from segmentation.engine.pipeline import Predictor
+from segmentation.engine.pipeline import Predictor, argmax_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,6 +108,16 @@ def test_the_left_right_axis_and_lateral_channels_come_from_the_manifest(tmp_pat
     names = ["Parotid_R", "Brainstem", "Parotid_L"]
     folder = write_model(tmp_path / "m", [0.0, 100.0, 200.0], names=names, orientation=orientation)
     assert from_manifest(read_manifest(folder)).recipe.lateral_mirror == (axis, (2, 1, 0))
+
+
+def test_argmax_over_channels_equals_torch_argmax_ties_included():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (7, 3, 5, 6), generator=generator).float()  # many ties
+    logits[:, 0, 0, 0] = 2.0  # a voxel where every channel ties
+    assert torch.equal(argmax_channels(logits).long(), logits.argmax(0))
+    assert int(argmax_channels(logits)[0, 0, 0]) == 0
 
 
 def test_test_time_mirroring_keeps_left_structures_on_the_left():
