@@ -231,6 +231,12 @@ def test_dose_wash_follows_the_dose(window):
     assert np.array_equal(grab(view), plain)
 
 
+def test_the_patient_panel_says_the_sample_patient_is_open(window, qtbot):
+    window.open_sample()
+    qtbot.waitUntil(lambda: window.browser.topLevelItemCount() == 1, timeout=60_000)
+    assert window.browser.topLevelItem(0).text(0).startswith("Sample patient")
+
+
 def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtbot):
     window.open_folder(data_path("dicom", "ibsi1-lung-ct"), auto_load=False)
     wait_idle(qtbot, window)

@@ -52,6 +52,14 @@ class PatientBrowser(QTreeWidget):
         if not scan.series and not scan.rt_objects:
             QTreeWidgetItem(self, [f"No DICOM found in {source}", ""])
 
+    def show_note(self, title: str, details: str) -> None:
+        """One line in place of a scan, e.g. which built-in patient is open."""
+        self.clear()
+        self.scan = None
+        item = QTreeWidgetItem(self, [title, details])
+        for column in (0, 1):
+            item.setToolTip(column, details)
+
     def series_items(self) -> list[QTreeWidgetItem]:
         found = []
 

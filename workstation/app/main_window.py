@@ -473,6 +473,9 @@ class MainWindow(QMainWindow):
 
         def done(sample):
             self._show_volume(sample.volume, "sample", "", [sample.structures])
+            if self.browser.scan is None:  # keep a folder's listing; else say what is open
+                hint = "Synthetic thorax; File ▸ Open folder… loads DICOM"
+                self.browser.show_note("Sample patient (phantom)", hint)
 
         self.jobs.run("Making the sample patient", lambda p, c: make_sample_patient(), done)
 
