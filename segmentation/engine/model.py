@@ -67,8 +67,8 @@ def load_into(network, state: dict, source: str):
     """Load `state` into `network` strictly; a clear error when names or shapes differ or when a
     tensor holds infinities or NaN (a damaged file, or one cast to a type too small for it)."""
     for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-            bad = int((~tensor.isfinite()).sum())
+        bad = int((~tensor.isfinite()).sum()) if tensor.is_floating_point() else 0
+        if bad:
             raise WeightsError(
                 f"{source}: {name} holds {bad} non-finite value(s) (inf or NaN) of {tensor.numel()}: "
                 "the weights are damaged (a float16 copy of values beyond its range turns them into inf)"
