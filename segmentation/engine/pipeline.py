@@ -329,18 +329,17 @@ def _back_to_grid(
     origin = np.array([s.start for s in box])
     stage = "Building structures"
     if recipe.activation == "softmax":
-        jobs = [(list(range(recipe.channels)), lambda slab: slab[1:].amax(0) > slab[0])]  # argmax ≠ 0
+        jobs = [list(range(recipe.channels))]
     else:
-        cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
-        jobs = [([o.channel], lambda slab, cut=cut: slab[0] >= cut) for o in wanted]
+        jobs = [[o.channel] for o in wanted]
     on_progress(stage, 0, len(jobs))
-    for done, (channels, inside) in enumerate(jobs, start=1):
+    for done, channels in enumerate(jobs, start=1):
         _check_cancel(cancel)
-        region = _model_region(logits, channels, inside)
+        decision, region = _model_decision(logits, channels, recipe)
         if region is None:
             crops = {}
         else:
-            labels, start = _resample_region(logits, channels, region, maps, recipe, cancel)
+            labels, start = _resample_region(logits, channels, region, decision, maps, recipe, cancel)
             crops = _crops(labels, start, recipe, wanted, channels)
         for output in (
             wanted if recipe.activation == "softmax" else [o for o in wanted if o.channel == channels[0]]
@@ -360,28 +359,37 @@ def _back_to_grid(
     return result
 
 
-def _model_region(logits, channels, inside, chunk: int = 16) -> tuple[slice, slice, slice] | None:
-    """Bounding box (model grid) of the voxels where `inside(slab)` holds."""
+def _model_decision(logits, channels, recipe, chunk: int = 16):
+    """The decision of every model voxel (softmax: argmax label, int16; sigmoid: logit ≥ the
+    threshold's logit, bool) and the bounding box (model grid) of its foreground, or None."""
     import torch
 
+    softmax = recipe.activation == "softmax"
+    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
+    decision = torch.empty(
+        logits.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=logits.device
+    )
     hits = [np.zeros(n, bool) for n in logits.shape[1:]]
     with torch.inference_mode():
         for start in range(0, logits.shape[1], chunk):
-            found = inside(logits[channels, start : start + chunk].float())
+            slab = logits[channels, start : start + chunk].float()
+            decided = argmax_channels(slab) if softmax else slab[0] >= cut
+            decision[start : start + chunk] = decided
+            found = decided != 0 if softmax else decided
             rows_zy = found.any(2)
             hits[0][start : start + found.shape[0]] = rows_zy.any(1).cpu().numpy()
             hits[1] |= rows_zy.any(0).cpu().numpy()
             hits[2] |= found.any(1).any(0).cpu().numpy()
     if not hits[0].any():
-        return None
+        return decision, None
     region = []
     for axis_hits in hits:
         where = np.flatnonzero(axis_hits)
         region.append(slice(int(where[0]), int(where[-1]) + 1))
-    return tuple(region)
+    return decision, tuple(region)
 
 
-def _resample_region(logits, channels, region, maps, recipe, cancel, batch: int = 2**18):
+def _resample_region(logits, channels, region, decision, maps, recipe, cancel, batch: int = 2**18):
     """Labels (softmax: uint8/16 argmax; sigmoid: bool) on the original voxels that `region`
     reaches, and the (transposed-model) index of their first voxel.
 
@@ -408,7 +416,7 @@ def _resample_region(logits, channels, region, maps, recipe, cancel, batch: int 
     labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
     step = max(1, int(_CHUNK_BYTES // max(len(channels) * shape[1] * shape[2] * 4 * 3, 1)))
     corners = (
-        _Corners(box, maps, rows, sources, softmax, cut)
+        _Corners(box, decision[tuple(slice(lo, hi) for lo, hi in sources)], maps, rows, sources, softmax)
         if all(int((m.stop - m.first).max()) <= 2 for m in maps)
         else None
     )
@@ -436,20 +444,11 @@ class _Corners:
     """The model-grid decision of every voxel of a box, and the eight corners (two taps per
     axis) around each original voxel, for deciding points without interpolating them."""
 
-    def __init__(self, box, maps, rows, sources, softmax: bool, cut: float):
-        import torch
-
-        self.box, self.softmax = box, softmax
-        device = box.device
+    def __init__(self, box, decision, maps, rows, sources, softmax: bool):
+        self.box, self.decision, self.softmax = box, decision, softmax
         self.taps = [
-            _taps(m, a, b, lo, device) for m, (a, b), (lo, _) in zip(maps, rows, sources, strict=True)
+            _taps(m, a, b, lo, box.device) for m, (a, b), (lo, _) in zip(maps, rows, sources, strict=True)
         ]
-        self.decision = torch.empty(
-            box.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=device
-        )
-        for start in range(0, box.shape[1], 16):
-            slab = box[:, start : start + 16].float()
-            self.decision[start : start + 16] = argmax_channels(slab) if softmax else slab[0] >= cut
 
     def decide(self, start, stop, activation_first, threshold, batch, most: float = 0.8):
         """Decisions for original planes [start, stop), or None when under `most` of the points

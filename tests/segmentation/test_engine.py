@@ -120,6 +120,54 @@ def test_argmax_over_channels_equals_torch_argmax_ties_included():
     assert int(argmax_channels(logits)[0, 0, 0]) == 0
 
 
+@pytest.mark.parametrize(
+    "activation, activation_first, channels",
+    [("softmax", False, [0, 1, 2, 3]), ("softmax", True, [0, 1, 2, 3]), ("sigmoid", True, [2])],
+)
+def test_points_settled_by_their_corners_get_the_interpolated_label(
+    monkeypatch, activation, activation_first, channels
+):
+    """Going back to the original grid, points whose eight model-grid neighbours agree skip the
+    interpolation: every label must equal interpolating every point, then deciding."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from segmentation.engine import pipeline
+    from segmentation.engine.resample import zoom_map
+
+    settled = []
+    decide = pipeline._Corners.decide
+
+    def recorded_decide(*args, **kwargs):
+        settled.append(decide(*args, **kwargs))
+        return settled[-1]
+
+    monkeypatch.setattr(pipeline._Corners, "decide", recorded_decide)
+    coarse = torch.randn(4, 1, 2, 2, 2, generator=torch.Generator().manual_seed(1))
+    logits = 4 * torch.nn.functional.interpolate(coarse, size=(16, 20, 20), mode="trilinear")[:, 0]
+    maps = [zoom_map(16, 37, 1), zoom_map(20, 47, 1), zoom_map(20, 29, 1)]
+    recipe = SimpleNamespace(
+        activation=activation, activation_first=activation_first, threshold=0.5, channels=4
+    )
+
+    decision, region = pipeline._model_decision(logits, channels, recipe)
+    labels, start = pipeline._resample_region(logits, channels, region, decision, maps, recipe, None)
+
+    values = logits[channels]
+    if activation_first:
+        values = torch.softmax(values, 0) if activation == "softmax" else torch.sigmoid(values)
+    for dim, axis_map in enumerate(maps, start=1):
+        values = axis_map.apply(values, dim)
+    expected = (
+        values.argmax(0) if activation == "softmax" else values[0] >= (0.5 if activation_first else 0.0)
+    ).numpy()
+    box = tuple(slice(a, a + n) for a, n in zip(start, labels.shape, strict=True))
+    assert any(out is not None for out in settled)  # the shortcut ran
+    np.testing.assert_array_equal(labels, expected[box])
+    assert np.count_nonzero(labels) == np.count_nonzero(expected)  # nothing outside the box
+
+
 def test_test_time_mirroring_keeps_left_structures_on_the_left():
     """A network that knows left from right (channel 0 the tile's left half, toward +x in LPS;
     channel 1 its right half): mirrored, its left channel marks the right half, so averaging the
