@@ -122,7 +122,12 @@ def test_argmax_over_channels_equals_torch_argmax_ties_included():
 
 @pytest.mark.parametrize(
     "activation, activation_first, channels",
-    [("softmax", False, [0, 1, 2, 3]), ("softmax", True, [0, 1, 2, 3]), ("sigmoid", True, [2])],
+    [
+        ("softmax", False, [0, 1, 2, 3]),
+        ("softmax", True, [0, 1, 2, 3]),
+        ("sigmoid", False, [2]),
+        ("sigmoid", True, [2]),
+    ],
 )
 def test_points_settled_by_their_corners_get_the_interpolated_label(
     monkeypatch, activation, activation_first, channels
