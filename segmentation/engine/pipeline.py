@@ -365,7 +365,7 @@ def _model_decision(logits, channels, recipe, chunk: int = 16):
     import torch
 
     softmax = recipe.activation == "softmax"
-    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
+    cut = _logit(recipe.threshold)
     decision = torch.empty(
         logits.shape[1:], dtype=torch.int16 if softmax else torch.bool, device=logits.device
     )
@@ -410,8 +410,7 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
     picked = slice(None) if channels == list(range(logits.shape[0])) else channels
     box = logits[(picked, *(slice(lo, hi) for lo, hi in sources))]
     softmax = recipe.activation == "softmax"
-    cut = float(np.log(recipe.threshold / (1 - recipe.threshold)))
-    threshold = recipe.threshold if recipe.activation_first else cut
+    threshold = recipe.threshold if recipe.activation_first else _logit(recipe.threshold)
     shape = [b - a for a, b in rows]
     labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
     step = max(1, int(_CHUNK_BYTES // max(len(channels) * shape[1] * shape[2] * 4 * 3, 1)))
@@ -490,6 +489,11 @@ def argmax_channels(slab):
         labels.masked_fill_(slab[channel] > best, channel)
         torch.maximum(best, slab[channel], out=best)
     return labels
+
+
+def _logit(probability: float) -> float:
+    """The logit at which a sigmoid reaches `probability`: thresholds applied to raw logits."""
+    return float(np.log(probability / (1 - probability)))
 
 
 def _taps(axis_map, start: int, stop: int, offset: int, device):
