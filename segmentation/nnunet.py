@@ -160,11 +160,14 @@ def read_nnunet_folder(
     )
 
     def build() -> list:
+        from segmentation.engine.head import split_unet
+
         networks = []
         for file in checkpoints:
             state = read_checkpoint(file)
             network = build_network(architecture, 1, recipe.channels, path)
-            networks.append(load_into(network, state["network_weights"], str(file)))
+            # split: the engine may blend features and apply the last layer once (head.py)
+            networks.append(split_unet(load_into(network, state["network_weights"], str(file))))
         return networks
 
     model = NetworkModel(

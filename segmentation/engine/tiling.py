@@ -5,6 +5,8 @@ Tiles are placed like nnU-Net (`tile_starts`) and each tile's logits are weighte
 tiles at a voxel are separable (products of 1D profiles), so each tile's weight divided by that
 sum is computed from 1D arrays before accumulating: the float16 accumulator holds blended logits
 directly (nnU-Net sums tiny weighted values in float16, which underflow at the image's corners).
+With a deferred pointwise head (`head.py`), tiles give features, blended in float32, and the
+head makes the logits once at the end.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def sliding_window(
     on_progress: Callable[[str, float, float], None],
     cancel: threading.Event | None,
     stage: str = "Segmenting",
+    head=None,
 ) -> Accumulated:
-    """Run `predict` (B,1,pz,py,px) → (B,K,pz,py,px) over `image` (Z, Y, X, at least the patch)."""
+    """Run `predict` (B,1,pz,py,px) → (B,K,pz,py,px) over `image` (Z, Y, X, at least the patch);
+    with `head` (a `BlendedHead`), `predict` gives K features and the head turns their blend
+    into logits."""
     import torch
 
     shape = tuple(image.shape)
@@ -77,7 +82,9 @@ def sliding_window(
             total[s : s + p] += g
         profiles.append({s: torch.as_tensor(g / total[s : s + p], dtype=torch.float32) for s in axis_starts})
     device = image.device
-    logits = torch.zeros((channels, *shape), dtype=torch.float16, device=device)
+    blended = torch.zeros(
+        (channels, *shape), dtype=torch.float16 if head is None else torch.float32, device=device
+    )
     tiles = list(itertools.product(*starts))
     on_progress(stage, 0, len(tiles))
     with torch.inference_mode(), _cancel_hooks(predict, cancel):
@@ -95,15 +102,19 @@ def sliding_window(
                 * profiles[1][y].to(device)[None, :, None]
                 * profiles[2][x].to(device)[None, None, :]
             )
-            _blend_into(logits[(slice(None), *box)], out[0], weight)
+            _blend_into(blended[(slice(None), *box)], out[0], weight)
             on_progress(stage, done, len(tiles))
+        logits = blended if head is None else head.apply(blended)
     return Accumulated(logits, tiles=len(tiles))
 
 
 def _blend_into(target, tile_logits, weight, channels_at_once: int = 4) -> None:
-    """``target += tile_logits * weight`` for a float16 `target` (K, z, y, x), a few channels at a
-    time in float32: no float32 copy of the whole tile, and 1.7× faster on CPUs than letting
-    torch promote the float16 slice in one go."""
+    """``target += tile_logits * weight`` for a `target` (K, z, y, x); a float16 one a few
+    channels at a time in float32: no float32 copy of the whole tile, and 1.7× faster on CPUs
+    than letting torch promote the float16 slice in one go."""
+    if target.dtype == tile_logits.dtype:
+        target.addcmul_(tile_logits, weight)
+        return
     for k in range(0, target.shape[0], channels_at_once):
         part = target[k : k + channels_at_once]
         part.copy_(part.float().addcmul_(tile_logits[k : k + channels_at_once].float(), weight))

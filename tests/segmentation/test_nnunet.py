@@ -65,6 +65,25 @@ def test_labels_equal_nnunet_predictor(folder, reference):
     assert [o.name for o in model.outputs] == ["Liver", "Kidney_L", "Spleen"]
 
 
+def test_more_classes_than_features_still_equal_nnunet_predictor(tmp_path):
+    """Nine labels from two folds of 4 features each: the engine blends the features and applies
+    the last layers once (engine/head.py); the labels are still nnU-Net's."""
+    from segmentation.engine.pipeline import Predictor
+
+    labels = [f"organ_{k}" for k in range(1, 10)]
+    folder = write_nnunet_folder(tmp_path, labels, folds=(0, 1), seed=5)
+    model = read_nnunet_folder(folder, crop="none")
+    cpu = torch.device("cpu")
+    assert Predictor(model.networks_on(cpu), (), cpu).head is not None  # features are blended
+    volume = ct_volume()
+    ours = labels_of(model.predict(volume, device="cpu"), model)
+    reference = nnunet_prediction(folder, volume, (0, 1))
+    agreement = float(np.mean(ours == reference))
+    print(f"agreement with nnUNetPredictor: {agreement:.5f}")
+    assert len(np.unique(reference)) >= 5
+    assert agreement >= 0.999
+
+
 def test_body_crop_changes_nothing_inside_the_patient(folder, reference):
     model = read_nnunet_folder(folder)  # crop="body" by default for CT
     volume = ct_volume()
