@@ -17,9 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Target size (bytes) of the float32 logits computed at once by `BlendedHead.apply`.
-_CHUNK_BYTES = 192 * 2**20
-
 
 class SplitNetwork(nn.Module):
     """A network as `trunk` (input → last features) and `head` (its pointwise last layer);
@@ -60,11 +57,16 @@ class BlendedHead:
     side by side (C features of network 1, then of network 2, ...): each network's weights
     divided by the number of networks, as averaging their logits would."""
 
-    def __init__(self, networks: list[SplitNetwork]):
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias  # (K, ΣC), (K,) float32
+
+    @classmethod
+    def of(cls, networks: list[SplitNetwork]) -> BlendedHead:
         count = len(networks)
-        self.weight = torch.cat([n.head.weight.detach().flatten(1) for n in networks], 1) / count  # (K, ΣC)
+        weight = torch.cat([n.head.weight.detach().flatten(1) for n in networks], 1) / count
         biases = [n.head.bias.detach() for n in networks if n.head.bias is not None]
-        self.bias = sum(biases) / count if biases else torch.zeros(self.weight.shape[0])
+        bias = sum(biases) / count if biases else torch.zeros(weight.shape[0])
+        return cls(weight.float(), bias.float())
 
     @property
     def in_channels(self) -> int:
@@ -74,19 +76,16 @@ class BlendedHead:
     def out_channels(self) -> int:
         return self.weight.shape[0]
 
-    def apply(self, features):
-        """Logits (K, Z, Y, X) float16 from blended features (ΣC, Z, Y, X), a chunk of planes at
-        a time in float32."""
-        shape = features.shape[1:]
-        logits = torch.empty((self.out_channels, *shape), dtype=torch.float16, device=features.device)
-        weight = self.weight.to(features.device, torch.float32)
-        bias = self.bias.to(features.device, torch.float32)[:, None]
-        planes = max(1, _CHUNK_BYTES // max(self.out_channels * shape[1] * shape[2] * 4, 1))
-        for start in range(0, shape[0], planes):
-            part = features[:, start : start + planes].float()
-            values = torch.addmm(bias, weight, part.reshape(part.shape[0], -1))
-            logits[:, start : start + planes] = values.reshape(self.out_channels, *part.shape[1:])
-        return logits
+    def rows(self, channels: list[int]) -> BlendedHead:
+        """The head making only the logits of `channels`."""
+        return BlendedHead(self.weight[channels], self.bias[channels])
+
+    def __call__(self, features):
+        """Logits (K, ...) float32 of features (ΣC, ...)."""
+        weight = self.weight.to(features.device)
+        bias = self.bias.to(features.device)[:, None]
+        flat = features.float().reshape(features.shape[0], -1)
+        return torch.addmm(bias, weight, flat).reshape(self.out_channels, *features.shape[1:])
 
 
 def deferred_head(networks: list) -> BlendedHead | None:
@@ -94,5 +93,5 @@ def deferred_head(networks: list) -> BlendedHead | None:
     together are fewer than the outputs; otherwise None (blend logits)."""
     if not networks or not all(isinstance(n, SplitNetwork) for n in networks):
         return None
-    head = BlendedHead(networks)
+    head = BlendedHead.of(networks)
     return head if head.in_channels < head.out_channels else None

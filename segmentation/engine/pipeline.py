@@ -353,7 +353,7 @@ def _back_to_grid(
     """
     model_shape = tuple(s.stop - s.start for s in unpad)
     maps = recipe.back_maps(model_shape, cropped_shape, model_spacing, spacing)
-    logits = accumulated.logits[(slice(None), *unpad)]
+    logits = accumulated.crop(unpad)
     result = StructureSet(volume.grid, volume.frame_of_reference_uid, label="Delineo auto")
     origin = np.array([s.start for s in box])
     stage = "Building structures"
@@ -384,13 +384,14 @@ def _back_to_grid(
                 Structure(output.name, mask, output.color, output.roi_type, GenerationAlgorithm.AUTOMATIC)
             )
         on_progress(stage, done, len(jobs))
-    accumulated.logits = None
+    accumulated.values = None
     return result
 
 
 def _model_decision(logits, channels, recipe, chunk: int = 16):
     """The decision of every model voxel (softmax: argmax label, int16; sigmoid: logit ≥ the
-    threshold's logit, bool) and the bounding box (model grid) of its foreground, or None."""
+    threshold's logit, bool) and the bounding box (model grid) of its foreground, or None.
+    `logits`: an `Accumulated`."""
     import torch
 
     softmax = recipe.activation == "softmax"
@@ -401,7 +402,7 @@ def _model_decision(logits, channels, recipe, chunk: int = 16):
     hits = [np.zeros(n, bool) for n in logits.shape[1:]]
     with torch.inference_mode():
         for start in range(0, logits.shape[1], chunk):
-            slab = logits[channels, start : start + chunk].float()
+            slab = logits.planes(start, start + chunk, channels)
             decided = argmax_channels(slab) if softmax else slab[0] >= cut
             decision[start : start + chunk] = decided
             found = decided != 0 if softmax else decided
@@ -436,8 +437,8 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
         rows.append((int(reach[0]), int(reach[-1]) + 1))
     sources = [m.source_range(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
     submaps = [m.rows(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
-    picked = slice(None) if channels == list(range(logits.shape[0])) else channels
-    box = logits[(picked, *(slice(lo, hi) for lo, hi in sources))]
+    picked = None if channels == list(range(logits.shape[0])) else channels
+    box = logits.crop(tuple(slice(lo, hi) for lo, hi in sources), picked)
     softmax = recipe.activation == "softmax"
     threshold = recipe.threshold if recipe.activation_first else _logit(recipe.threshold)
     shape = [b - a for a, b in rows]
@@ -458,11 +459,13 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
                     labels[start:stop] = out.cpu().numpy()
                     continue
             lo, hi = submaps[0].source_range(start, stop)
-            slab = box[:, lo:hi].float()
-            if recipe.activation_first:
+            z_map = submaps[0].rows(start, stop)
+            if recipe.activation_first:  # probabilities go back: not linear in the logits
+                slab = box.planes(lo, hi)
                 slab = torch.softmax(slab, 0) if softmax else torch.sigmoid(slab)
-            slab = submaps[0].rows(start, stop).apply(slab, 1)
-            slab = submaps[2].apply(submaps[1].apply(slab, 2), 3)
+                slab = submaps[2].apply(submaps[1].apply(z_map.apply(slab, 1), 2), 3)
+            else:
+                slab = box.mapped(lo, hi, (z_map, submaps[1], submaps[2]))
             decided = argmax_channels(slab) if softmax else slab[0] >= threshold
             labels[start:stop] = decided.cpu().numpy()
     return labels, np.array([a for a, _ in rows])
@@ -498,7 +501,7 @@ class _Corners:
             iz, iy, ix = (w[lo : lo + batch] for w in where)
             total = 0
             for a, b, c in corners:
-                values = self.box[:, z[a][iz], y[b][iy], x[c][ix]].float()
+                values = self.box.points(z[a][iz], y[b][iy], x[c][ix])
                 if activation_first:
                     values = torch.softmax(values, 0) if self.softmax else torch.sigmoid(values)
                 total = total + values * (z[2 + a][iz] * y[2 + b][iy] * x[2 + c][ix])

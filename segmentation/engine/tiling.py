@@ -6,7 +6,7 @@ tiles at a voxel are separable (products of 1D profiles), so each tile's weight 
 sum is computed from 1D arrays before accumulating: the float16 accumulator holds blended logits
 directly (nnU-Net sums tiny weighted values in float16, which underflow at the image's corners).
 With a deferred pointwise head (`head.py`), tiles give features, blended in float32, and the
-head makes the logits once at the end.
+head makes logits of them as they are read.
 """
 
 from __future__ import annotations
@@ -44,14 +44,54 @@ def gaussian_1d(patch: int, sigma_scale: float = 1.0 / 8) -> np.ndarray:
 
 @dataclass
 class Accumulated:
-    """Blended logits (K, Z, Y, X) float16 and the number of tiles run."""
+    """Blended network outputs on the model grid, read as float32 logits, and the tiles run.
 
-    logits: object  # torch tensor
+    `values` are logits (K, Z, Y, X) float16, or features (C, Z, Y, X) float32 with the `head`
+    (`head.BlendedHead`) that makes logits of them as they are read: the K logit channels are
+    then never stored whole.
+    """
+
+    values: object  # torch tensor
     tiles: int
+    head: object = None
 
-    def slab(self, start: int, stop: int):
-        """Blended logits of planes [start, stop) as float32 (K, n, Y, X)."""
-        return self.logits[:, start:stop].float()
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(K, Z, Y, X) of the logits."""
+        channels = self.values.shape[0] if self.head is None else self.head.out_channels
+        return (channels, *self.values.shape[1:])
+
+    @property
+    def device(self):
+        return self.values.device
+
+    def crop(self, box: tuple[slice, ...], channels: list[int] | None = None) -> Accumulated:
+        """The logits of `channels` (all when None) in `box` (Z, Y, X slices)."""
+        if self.head is None:
+            return Accumulated(self.values[(slice(None) if channels is None else channels, *box)], self.tiles)
+        head = self.head if channels is None else self.head.rows(channels)
+        return Accumulated(self.values[(slice(None), *box)], self.tiles, head)
+
+    def planes(self, start: int, stop: int, channels: list[int] | None = None):
+        """Logits of planes [start, stop) (k, n, Y, X) float32, of `channels` (all when None)."""
+        if self.head is None:
+            return self.values[slice(None) if channels is None else channels, start:stop].float()
+        head = self.head if channels is None else self.head.rows(channels)
+        return head(self.values[:, start:stop])
+
+    def points(self, z, y, x):
+        """Logits (K, n) float32 at the voxels of index tensors `z`, `y`, `x` (n each)."""
+        values = self.values[:, z, y, x].float()
+        return values if self.head is None else self.head(values)
+
+    def mapped(self, start: int, stop: int, maps):
+        """Logits (K, n, y, x) float32 resampled by `maps` (AxisMaps for z, y, x) from model planes
+        [start, stop). Features fewer than the logits are resampled before the head: both are
+        linear, and each map's weights sum to one, so the bias passes through unchanged."""
+        features_first = self.head is not None and self.head.in_channels < self.head.out_channels
+        values = self.values[:, start:stop].float() if features_first else self.planes(start, stop)
+        values = maps[2].apply(maps[1].apply(maps[0].apply(values, 1), 2), 3)
+        return self.head(values) if features_first else values
 
 
 def sliding_window(
@@ -67,8 +107,8 @@ def sliding_window(
     head=None,
 ) -> Accumulated:
     """Run `predict` (B,1,pz,py,px) → (B,K,pz,py,px) over `image` (Z, Y, X, at least the patch);
-    with `head` (a `BlendedHead`), `predict` gives K features and the head turns their blend
-    into logits."""
+    with `head` (a `BlendedHead`), `predict` gives C features, blended as they are, and the head
+    makes logits of them when they are read."""
     import torch
 
     shape = tuple(image.shape)
@@ -104,8 +144,7 @@ def sliding_window(
             )
             _blend_into(blended[(slice(None), *box)], out[0], weight)
             on_progress(stage, done, len(tiles))
-        logits = blended if head is None else head.apply(blended)
-    return Accumulated(logits, tiles=len(tiles))
+    return Accumulated(blended, len(tiles), head)
 
 
 def _blend_into(target, tile_logits, weight, channels_at_once: int = 4) -> None:

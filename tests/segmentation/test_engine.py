@@ -121,43 +121,57 @@ def test_argmax_over_channels_equals_torch_argmax_ties_included():
 
 
 @pytest.mark.parametrize(
-    "activation, activation_first, channels",
+    "activation, activation_first, channels, stored, shortcut",
     [
-        ("softmax", False, [0, 1, 2, 3]),
-        ("softmax", True, [0, 1, 2, 3]),
-        ("sigmoid", False, [2]),
-        ("sigmoid", True, [2]),
+        ("softmax", False, [0, 1, 2, 3], "logits", True),
+        ("softmax", True, [0, 1, 2, 3], "logits", True),
+        ("sigmoid", False, [2], "logits", True),
+        ("sigmoid", True, [2], "logits", True),
+        ("softmax", False, [0, 1, 2, 3], "features", True),
+        ("sigmoid", False, [2], "features", True),
+        ("softmax", False, [0, 1, 2, 3], "features", False),
+        ("sigmoid", False, [2], "features", False),
     ],
 )
 def test_points_settled_by_their_corners_get_the_interpolated_label(
-    monkeypatch, activation, activation_first, channels
+    monkeypatch, activation, activation_first, channels, stored, shortcut
 ):
     """Going back to the original grid, points whose eight model-grid neighbours agree skip the
-    interpolation: every label must equal interpolating every point, then deciding."""
+    interpolation: every label must equal interpolating every point, then deciding. "features":
+    the blend holds 2 features and a pointwise head makes the 4 logits as they are read. Without
+    the shortcut, every chunk of planes is interpolated whole."""
     from types import SimpleNamespace
 
     import torch
 
     from segmentation.engine import pipeline
+    from segmentation.engine.head import BlendedHead
     from segmentation.engine.resample import zoom_map
+    from segmentation.engine.tiling import Accumulated
 
     settled = []
     decide = pipeline._Corners.decide
 
     def recorded_decide(*args, **kwargs):
-        settled.append(decide(*args, **kwargs))
+        settled.append(decide(*args, **kwargs) if shortcut else None)
         return settled[-1]
 
     monkeypatch.setattr(pipeline._Corners, "decide", recorded_decide)
-    coarse = torch.randn(4, 1, 2, 2, 2, generator=torch.Generator().manual_seed(1))
-    logits = 4 * torch.nn.functional.interpolate(coarse, size=(16, 20, 20), mode="trilinear")[:, 0]
+    generator = torch.Generator().manual_seed(1)
+    coarse = torch.randn(4 if stored == "logits" else 2, 1, 2, 2, 2, generator=generator)
+    values = 4 * torch.nn.functional.interpolate(coarse, size=(16, 20, 20), mode="trilinear")[:, 0]
+    if stored == "logits":
+        logits, accumulated = values, Accumulated(values, tiles=1)
+    else:
+        head = BlendedHead(torch.randn(4, 2, generator=generator), torch.randn(4, generator=generator))
+        logits, accumulated = head(values), Accumulated(values, tiles=1, head=head)
     maps = [zoom_map(16, 37, 1), zoom_map(20, 47, 1), zoom_map(20, 29, 1)]
     recipe = SimpleNamespace(
         activation=activation, activation_first=activation_first, threshold=0.5, channels=4
     )
 
-    decision, region = pipeline._model_decision(logits, channels, recipe)
-    labels, start = pipeline._resample_region(logits, channels, region, decision, maps, recipe, None)
+    decision, region = pipeline._model_decision(accumulated, channels, recipe)
+    labels, start = pipeline._resample_region(accumulated, channels, region, decision, maps, recipe, None)
 
     values = logits[channels]
     if activation_first:
@@ -168,7 +182,7 @@ def test_points_settled_by_their_corners_get_the_interpolated_label(
         values.argmax(0) if activation == "softmax" else values[0] >= (0.5 if activation_first else 0.0)
     ).numpy()
     box = tuple(slice(a, a + n) for a, n in zip(start, labels.shape, strict=True))
-    assert any(out is not None for out in settled)  # the shortcut ran
+    assert any(out is not None for out in settled) == shortcut  # the shortcut ran, or not
     np.testing.assert_array_equal(labels, expected[box])
     assert np.count_nonzero(labels) == np.count_nonzero(expected)  # nothing outside the box
 

@@ -95,4 +95,4 @@ def test_blending_is_a_weighted_mean_even_in_the_corners():
     accumulated = sliding_window(
         image, constant, 2, (16, 24, 20), 0.5, on_progress=lambda *a: None, cancel=None
     )
-    np.testing.assert_allclose(accumulated.slab(0, 37).numpy(), 3.0, rtol=3e-3)  # float16 sums
+    np.testing.assert_allclose(accumulated.planes(0, 37).numpy(), 3.0, rtol=3e-3)  # float16 sums
