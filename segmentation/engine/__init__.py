@@ -4,7 +4,10 @@
 - `model`: weights checked (sha256) and loaded safely, networks kept loaded per device;
 - `pipeline`: crop, reorient, resample and normalise on the device, sliding window with Gaussian
   blending, back to the original grid in bounded memory, cancel and progress;
+- `head`: networks ending in a pointwise layer with more outputs than features: features are
+  blended and that layer applied where logits are read;
 - `device`: CUDA > MPS > CPU unless told otherwise, autocast, out-of-memory handling.
 
-Nothing here imports torch at import time.
+Importing the package does not import torch (`head`, which needs it, is imported when a model
+runs).
 """

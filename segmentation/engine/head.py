@@ -2,11 +2,12 @@
 
 A network whose last layer is a 1×1×1 convolution gives logits that are a linear function of its
 last features, and Gaussian blending (with the averaging over mirrorings and folds) is linear
-too. Blending the features and applying the last layer once to the blended volume therefore gives
-the logits that blending the logits gives. When the features are fewer than the outputs, this
-is less work and memory: nnU-Net's 3d_fullres network for TotalSegmentator's 117 classes has 32
-features and 118 outputs; on a CPU its last layer over a 128³ tile takes 1.5 s and blending the
-118 channels 0.8 s, blending the 32 features 0.04 s.
+too. Blending the features and applying the last layer to the blend where logits are read
+therefore gives the logits that blending the logits gives. When the features are fewer than the
+outputs, this is less work and memory: nnU-Net's 3d_fullres network for TotalSegmentator's 117
+classes has 32 features and 118 outputs; on a CPU its last layer over a 128³ tile takes 1.5 s
+and blending the 118 channels 0.8 s, blending the 32 features 0.04 s; and no volume of 118
+channels is ever stored (`tiling.Accumulated`).
 
 Only used when no output channels are swapped after a mirroring (`Recipe.lateral_mirror` is
 None), where every pass shares one last layer.

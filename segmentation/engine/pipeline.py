@@ -6,8 +6,8 @@ The steps, each on the chosen device:
    for nnU-Net models, to the non-zero region as nnU-Net does;
 2. reorient to the model's orientation (views, no copy);
 3. resample to the model's spacing and normalise the intensities (model-specific `Recipe`);
-4. sliding window with Gaussian blending, mirroring and fold ensembling, float16 accumulation,
-   autocast on GPUs, a cancel check before every layer;
+4. sliding window with Gaussian blending, mirroring and fold ensembling, float16 accumulation
+   (or float32 features, `head.py`), autocast on GPUs, a cancel check before every layer;
 5. back to the original grid with separable linear maps, each structure (softmax: all
    foreground) only in the region it occupies on the model grid, a chunk of planes at a time;
    sigmoid thresholds or softmax argmax; masks stored cropped to each structure.
