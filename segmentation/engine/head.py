@@ -34,7 +34,8 @@ class SplitNetwork(nn.Module):
 def split_unet(network: nn.Module) -> nn.Module:
     """A dynamic-network-architectures U-Net without deep supervision (PlainConvUNet,
     ResidualEncoderUNet: the decoder's last ``seg_layers`` entry makes the logits) as a
-    `SplitNetwork`; any other network is returned as it is."""
+    `SplitNetwork` (the network itself becomes its trunk: that entry is replaced by an
+    identity); any other network is returned as it is."""
     decoder = getattr(network, "decoder", None)
     layers = getattr(decoder, "seg_layers", None)
     if layers is None or getattr(decoder, "deep_supervision", True) or not _is_pointwise(layers[-1]):

@@ -17,6 +17,7 @@ A GPU running out of memory retries with smaller tiles, then falls back to the C
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -437,9 +438,10 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
         rows.append((int(reach[0]), int(reach[-1]) + 1))
     sources = [m.source_range(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
     submaps = [m.rows(a, b) for m, (a, b) in zip(maps, rows, strict=True)]
-    picked = None if channels == list(range(logits.shape[0])) else channels
-    box = logits.crop(tuple(slice(lo, hi) for lo, hi in sources), picked)
+    box = logits.crop(tuple(slice(lo, hi) for lo, hi in sources), channels)
     softmax = recipe.activation == "softmax"
+    # probabilities go back (not linear in the logits), or logits
+    activation = functools.partial(_probabilities, softmax=softmax) if recipe.activation_first else None
     threshold = recipe.threshold if recipe.activation_first else _logit(recipe.threshold)
     shape = [b - a for a, b in rows]
     labels = np.zeros(shape, (np.uint8 if recipe.channels <= 256 else np.uint16) if softmax else bool)
@@ -459,13 +461,7 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
                     labels[start:stop] = out.cpu().numpy()
                     continue
             lo, hi = submaps[0].source_range(start, stop)
-            z_map = submaps[0].rows(start, stop)
-            if recipe.activation_first:  # probabilities go back: not linear in the logits
-                slab = box.planes(lo, hi)
-                slab = torch.softmax(slab, 0) if softmax else torch.sigmoid(slab)
-                slab = submaps[2].apply(submaps[1].apply(z_map.apply(slab, 1), 2), 3)
-            else:
-                slab = box.mapped(lo, hi, (z_map, submaps[1], submaps[2]))
+            slab = box.mapped(lo, hi, (submaps[0].rows(start, stop), submaps[1], submaps[2]), activation)
             decided = argmax_channels(slab) if softmax else slab[0] >= threshold
             labels[start:stop] = decided.cpu().numpy()
     return labels, np.array([a for a, _ in rows])
@@ -503,7 +499,7 @@ class _Corners:
             for a, b, c in corners:
                 values = self.box.points(z[a][iz], y[b][iy], x[c][ix])
                 if activation_first:
-                    values = torch.softmax(values, 0) if self.softmax else torch.sigmoid(values)
+                    values = _probabilities(values, self.softmax)
                 total = total + values * (z[2 + a][iz] * y[2 + b][iy] * x[2 + c][ix])
             out[iz, iy, ix] = total.argmax(0).to(out.dtype) if self.softmax else total[0] >= threshold
         return out
@@ -521,6 +517,13 @@ def argmax_channels(slab):
         labels.masked_fill_(slab[channel] > best, channel)
         torch.maximum(best, slab[channel], out=best)
     return labels
+
+
+def _probabilities(logits, softmax: bool):
+    """Softmax over the channels (first axis) or sigmoid of each channel."""
+    import torch
+
+    return torch.softmax(logits, 0) if softmax else torch.sigmoid(logits)
 
 
 def _logit(probability: float) -> float:

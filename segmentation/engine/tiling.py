@@ -67,6 +67,7 @@ class Accumulated:
 
     def crop(self, box: tuple[slice, ...], channels: list[int] | None = None) -> Accumulated:
         """The logits of `channels` (all when None) in `box` (Z, Y, X slices)."""
+        channels = self._subset(channels)
         if self.head is None:
             return Accumulated(self.values[(slice(None) if channels is None else channels, *box)], self.tiles)
         head = self.head if channels is None else self.head.rows(channels)
@@ -74,6 +75,7 @@ class Accumulated:
 
     def planes(self, start: int, stop: int, channels: list[int] | None = None):
         """Logits of planes [start, stop) (k, n, Y, X) float32, of `channels` (all when None)."""
+        channels = self._subset(channels)
         if self.head is None:
             return self.values[slice(None) if channels is None else channels, start:stop].float()
         head = self.head if channels is None else self.head.rows(channels)
@@ -84,14 +86,23 @@ class Accumulated:
         values = self.values[:, z, y, x].float()
         return values if self.head is None else self.head(values)
 
-    def mapped(self, start: int, stop: int, maps):
+    def mapped(self, start: int, stop: int, maps, activation: Callable | None = None):
         """Logits (K, n, y, x) float32 resampled by `maps` (AxisMaps for z, y, x) from model planes
-        [start, stop). Features fewer than the logits are resampled before the head: both are
-        linear, and each map's weights sum to one, so the bias passes through unchanged."""
-        features_first = self.head is not None and self.head.in_channels < self.head.out_channels
+        [start, stop), or with `activation` the resampled probabilities. Features fewer than the
+        logits are resampled before the head: both are linear, and each map's weights sum to
+        one, so the bias passes through unchanged (an activation is not linear: logits first)."""
+        features_first = (
+            activation is None and self.head is not None and self.head.in_channels < self.head.out_channels
+        )
         values = self.values[:, start:stop].float() if features_first else self.planes(start, stop)
+        if activation is not None:
+            values = activation(values)
         values = maps[2].apply(maps[1].apply(maps[0].apply(values, 1), 2), 3)
         return self.head(values) if features_first else values
+
+    def _subset(self, channels: list[int] | None) -> list[int] | None:
+        """`channels`, or None when they are all of them in order (a view instead of a copy)."""
+        return None if channels is None or list(channels) == list(range(self.shape[0])) else channels
 
 
 def sliding_window(

@@ -131,6 +131,8 @@ def test_argmax_over_channels_equals_torch_argmax_ties_included():
         ("sigmoid", False, [2], "features", True),
         ("softmax", False, [0, 1, 2, 3], "features", False),
         ("sigmoid", False, [2], "features", False),
+        ("softmax", True, [0, 1, 2, 3], "logits", False),
+        ("sigmoid", True, [2], "logits", False),
     ],
 )
 def test_points_settled_by_their_corners_get_the_interpolated_label(
