@@ -2,11 +2,13 @@
 can exceed.
 
 For each sphere radius r and margin m, spheres are voxelised (a voxel is inside when its centre
-is) at `--centres` random sub-voxel centres, expanded with `planning.margins.expand` (contracted
+is) at four grid-aligned centres (on a voxel centre, and half a pixel and/or half a slice off it)
+and `--centres` random sub-voxel centres, expanded with `planning.margins.expand` (contracted
 with `shrink`), and the volume is compared with the analytic volume 4/3·π·(r ± m)³. Prints the
 mean, smallest and largest relative error over the centres, and, for expansions, the error of the
 exact voxel answer (the expanded sphere itself voxelised at the same centre: what a perfect
-method would return on this grid) and how far ours is from it. Margins that are not a multiple of
+method would return on this grid) and how far ours is from it, then both errors for the sphere
+centred on a voxel. Margins that are not a multiple of
 the 3 mm slice spacing (5, 7, 10 mm) are the telling ones: a method that misplaces the surface
 between slices gains or loses whole slices there.
 
@@ -31,6 +33,8 @@ from planning.structures import Mask
 
 GRID = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
 RADII_MM = (10, 15, 20, 30)
+#: (x, y, z) mm from a voxel centre: on it, half a pixel off, half a slice off, both
+ALIGNED_CENTRES = [(0.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.0, 0.0, 1.5), (0.5, 0.5, 1.5)]
 MARGINS_MM = (3, 5, 7, 10, 15)
 CONTRACTIONS_MM = ((20, (3, 5, 10)), (30, (3, 5, 10)))
 
@@ -49,7 +53,7 @@ def analytic_cc(radius_mm: float) -> float:
 def expansion_errors(centres: list) -> None:
     print(
         "radius mm  margin mm  error: mean    min      max   (over sub-voxel centres)"
-        "   exact voxels: worst   ours − exact: worst"
+        "   exact voxels: worst   ours − exact: worst   voxel-centred: ours  exact"
     )
     for radius in RADII_MM:
         spheres = [sphere(GRID, radius, c) for c in centres]
@@ -74,6 +78,7 @@ def _print_row(radius: float, margin: float, errors: list[float], exact: list[fl
     if exact is not None:
         gaps = [e - x for e, x in zip(errors, exact, strict=True)]
         row += f"   {max(exact, key=abs):+17.2f}%   {max(gaps, key=abs):+17.2f}%"
+        row += f"   {errors[0]:+17.2f}%  {exact[0]:+.2f}%"  # centres[0] is on a voxel centre
     print(row)
 
 
@@ -108,11 +113,16 @@ def lower_bounds() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--centres", type=int, default=8, help="random sub-voxel sphere centres")
+    parser.add_argument(
+        "--centres", type=int, default=8, help="random sub-voxel sphere centres, besides the aligned ones"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(5)
-    centres = [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
-    print(f"grid spacing (x, y, z) = {GRID.spacing_xyz} mm; {args.centres} centres within ±1.5 mm")
+    centres = ALIGNED_CENTRES + [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
+    print(
+        f"grid spacing (x, y, z) = {GRID.spacing_xyz} mm; {len(ALIGNED_CENTRES)} grid-aligned centres "
+        f"and {args.centres} random ones within ±1.5 mm"
+    )
     expansion_errors(centres)
     contraction_errors(centres)
     lower_bounds()

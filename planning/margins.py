@@ -22,7 +22,7 @@ distance (exact, in mm, or in the octant-ellipsoid gauge for six margins) to the
 point is within the margin; the distances are computed by separable minimum convolutions.
 Rounding margins to whole voxels (a cubic or cross-shaped structuring element) is what this
 avoids. Spheres of 10–30 mm grown by 3–15 mm match the analytic volume within 1 % on a 1 mm grid;
-on 1×1×3 mm slices within 0.8 % from 20 mm, within ≈2 % at 10–15 mm (`benchmarks/margins.py`):
+on 1×1×3 mm slices within 0.93 % from 20 mm, within 3.5 % at 10–15 mm (`benchmarks/margins.py`):
 where a small sphere's pole lies between two slices is not in the mask, and no method recovers it.
 
 Contraction is expansion of the complement (with the margins mirrored), its distances blended
@@ -64,7 +64,8 @@ _END_FRACTION = 0.5
 #: same distance away and the nearest of them is biased short by their scatter: 20 mm spheres
 #: contract 2–6 % too much. Blending in, with this weight, the distance to the outside voxel
 #: centres (biased long by half a voxel) leaves 20–30 mm spheres contracted by 3–10 mm within 2 %
-#: on average (worst 2.7 %) on 1 mm and 1×1×3 mm grids.
+#: on average (worst 2.7 % at random centres, 3.3 % at grid-aligned ones on 1×1×3 mm) on 1 mm and
+#: 1×1×3 mm grids.
 _CONTRACTION_CENTRE_WEIGHT = 0.3
 
 #: Index axes whose direction deviates from a patient axis by more than this are "oblique".
