@@ -43,7 +43,7 @@ ENHANCED_IMAGE_CLASSES = {
 
 @dataclass(frozen=True)
 class FileProblem:
-    """A file the scan could not use, and why."""
+    """A file the scan could not use, and why (`reason` starts with the file's name)."""
 
     path: Path
     reason: str
@@ -226,7 +226,8 @@ def scan(
             image_headers.append(header)
         else:
             kind = header.get("Modality") or sop_class or "unknown"
-            result.problems.append(FileProblem(path, f"DICOM object of type {kind} has no image"))
+            reason = f"{path.name}: DICOM object of type {kind} has no image"
+            result.problems.append(FileProblem(path, reason))
     if on_progress is not None:
         on_progress("Reading headers", len(files), len(files))
     result.series = group_series(image_headers)

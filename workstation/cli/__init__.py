@@ -72,3 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except DelineoError as error:
         print(f"delineo: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a file the checks up front could not foresee (disk full, removed…)
+        logging.getLogger(__name__).debug("I/O error", exc_info=True)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"delineo: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1

@@ -34,8 +34,12 @@ def run(args) -> int:
     from planning.compare_report import compare_sets, write_csv, write_html
     from planning.imageio import is_image_file, load_volume, read_image_file
     from planning.structure_io import load_structures, read_names_file
+    from workstation.cli.outputs import check_output_file
     from workstation.cli.progress import ProgressBar
 
+    csv_path = args.csv or args.out.with_suffix(".csv")
+    for path in (args.out, csv_path):
+        check_output_file(path)
     if args.series is not None:
         volume = load_volume(args.series)
     elif args.reference.is_file() and is_image_file(args.reference):
@@ -59,7 +63,6 @@ def run(args) -> int:
     finally:
         progress.close()
     write_html(result, args.out, title=f"{args.test.name} vs {args.reference.name}")
-    csv_path = args.csv or args.out.with_suffix(".csv")
     write_csv(result, csv_path)
     for a, b, m in result.rows:
         label = a if a == b else f"{a} ↔ {b}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from planning.imageio import load_volume, save_volume
+from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
 
 
@@ -17,6 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_output_file(args.output)
     progress = ProgressBar()
     try:
         volume = load_volume(args.source, series=args.series, on_progress=progress)

@@ -56,6 +56,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from planning.dose import load_dose
     from planning.dvh import compute_dvh, plot_dvhs
+    from workstation.cli.outputs import check_output_file
+
+    for path in (args.out, args.curves, args.plot):
+        check_output_file(path)
 
     dose = load_dose(args.dose)
     structures = _structures(args)

@@ -45,8 +45,10 @@ def run(args) -> int:
     from planning.measurements import mesh_area_cm2, mesh_volume_cc
     from planning.mesh_export import export_surfaces
     from planning.surfaces import SurfaceOptions
+    from workstation.cli.outputs import check_output_folder
     from workstation.cli.progress import ProgressBar
 
+    check_output_folder(args.out)
     options = SurfaceOptions(smoothing_iterations=args.smoothing, decimation_tolerance_mm=args.tolerance)
     progress = ProgressBar()
     try:

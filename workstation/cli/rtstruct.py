@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
 
 
@@ -94,6 +95,7 @@ def run_export(args) -> int:
     from planning.structures import GenerationAlgorithm
     from planning.tg263 import check_name
 
+    check_output_file(args.out)
     volume = _load_series(args)
     names = read_names_file(args.names) if args.names else None
     structures = load_structures(args.labels, volume, names, algorithm=GenerationAlgorithm(args.algorithm))
@@ -123,6 +125,7 @@ def run_import(args) -> int:
     from planning.rtstruct.reader import read_rtstruct
     from planning.structure_io import save_structures
 
+    check_output_file(args.out)
     volume = _load_series(args)
     progress = ProgressBar()
     try:

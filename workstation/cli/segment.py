@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from planning.errors import DelineoError
+from workstation.cli.outputs import check_output_file, check_output_folder
 from workstation.cli.progress import ProgressBar
 
 
@@ -47,9 +48,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from planning.imageio import load_volume
+    from planning.imageio import is_image_file, load_volume
     from segmentation.registry import find_model, load_model
 
+    if args.out.name.lower().endswith(".dcm") or is_image_file(args.out):
+        check_output_file(args.out)
+    else:
+        check_output_folder(args.out)
     entry = find_model(args.model)
     options = {}
     if entry.kind == "nnunet":
@@ -64,6 +69,7 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         volume = load_volume(args.input, series=args.series, on_progress=progress)
+        _check_rtstruct_input(args.out, volume)
         model = load_model(entry.path and str(entry.path) or entry.name, **options)
         structures = model.predict(
             volume,
@@ -95,12 +101,8 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
     from planning.imageio import is_image_file, save_volume
     from planning.structure_io import save_structures
 
-    name = out.name.lower()
-    if name.endswith(".dcm"):
-        if not volume.slices:
-            raise DelineoError(
-                f"{out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
-            )
+    if out.name.lower().endswith(".dcm"):
+        _check_rtstruct_input(out, volume)
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
         return []
     if is_image_file(out):
@@ -110,6 +112,11 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
         mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
         save_volume(mask, out / f"{_file_name(structure.name)}{mask_format}")
     return []
+
+
+def _check_rtstruct_input(out: Path, volume) -> None:
+    if out.name.lower().endswith(".dcm") and not volume.slices:
+        raise DelineoError(f"{out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks")
 
 
 def _file_name(name: str) -> str:

@@ -54,7 +54,12 @@ def run(args) -> int:
     from segmentation.training.data import discover
     from segmentation.training.trainer import TrainConfig, export_model, prepare_run
 
+    from .outputs import check_output_folder
     from .progress import ProgressBar
+
+    check_output_folder(args.run)
+    if args.export:
+        check_output_folder(args.export)
 
     overrides = json.loads(args.config.read_text()) if args.config else {}
     known = {f.name for f in fields(TrainConfig)}
