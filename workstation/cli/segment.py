@@ -48,13 +48,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from planning.imageio import is_image_file, load_volume
+    from planning.imageio import load_volume
     from segmentation.registry import find_model, load_model
 
-    if args.out.name.lower().endswith(".dcm") or is_image_file(args.out):
-        check_output_file(args.out)
-    else:
+    if _output_kind(args.out) == "masks":
         check_output_folder(args.out)
+    else:
+        check_output_file(args.out)
     entry = find_model(args.model)
     options = {}
     if entry.kind == "nnunet":
@@ -98,14 +98,15 @@ def run(args) -> int:
 
 def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[str]:
     """Write the structures as `out` says (see the module docstring); returns the warnings."""
-    from planning.imageio import is_image_file, save_volume
+    from planning.imageio import save_volume
     from planning.structure_io import save_structures
 
-    if out.name.lower().endswith(".dcm"):
+    kind = _output_kind(out)
+    if kind == "rtstruct":
         _check_rtstruct_input(out, volume)
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
         return []
-    if is_image_file(out):
+    if kind == "labelmap":
         return save_structures(structures, volume, out, kind="labelmap")
     out.mkdir(parents=True, exist_ok=True)
     for structure in structures:
@@ -114,8 +115,17 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
     return []
 
 
+def _output_kind(out: Path) -> str:
+    """What OUT is, from its form: "rtstruct", "labelmap", or "masks" (a folder)."""
+    from planning.imageio import is_image_file
+
+    if out.name.lower().endswith(".dcm"):
+        return "rtstruct"
+    return "labelmap" if is_image_file(out) else "masks"
+
+
 def _check_rtstruct_input(out: Path, volume) -> None:
-    if out.name.lower().endswith(".dcm") and not volume.slices:
+    if _output_kind(out) == "rtstruct" and not volume.slices:
         raise DelineoError(f"{out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks")
 
 
