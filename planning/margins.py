@@ -65,8 +65,8 @@ _END_FRACTION = 0.5
 #: same distance away and the nearest of them is biased short by their scatter: 20 mm spheres
 #: contract 2–6 % too much. Blending in, with this weight, the distance to the outside voxel
 #: centres (biased long by half a voxel) leaves 20–30 mm spheres contracted by 3–10 mm within 2 %
-#: on average (worst 2.7 % at random centres, 3.3 % at grid-aligned ones on 1×1×3 mm) on 1 mm and
-#: 1×1×3 mm grids.
+#: on average on 1 mm and 1×1×3 mm grids (worst 2.7 % at random centres, 3.3 % at grid-aligned
+#: ones on 1×1×3 mm).
 _CONTRACTION_CENTRE_WEIGHT = 0.3
 
 #: Index axes whose direction deviates from a patient axis by more than this are "oblique".
