@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from planning.dicom.headers import read_dataset
-from planning.errors import DicomReadError
+from planning.errors import DicomReadError, GeometryError
 from planning.geometry import Grid
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,18 @@ class Dose:
     sop_instance_uid: str = ""
     referenced_plan_uid: str = ""
     warnings: list[str] = field(default_factory=list)
+
+    def check_same_frame(self, frames, what: str, name: str = "the dose") -> None:
+        """Refuse images or structures (`what`, e.g. "RS.dcm") stated to be in other frames of
+        reference than this dose (called `name` in the message): a DVH or a dose wash would read
+        dose at unrelated positions. Unstated (empty) UIDs on either side pass."""
+        stated = {str(f) for f in frames if f}
+        if self.frame_of_reference_uid and stated and self.frame_of_reference_uid not in stated:
+            raise GeometryError(
+                f"{name} is in frame of reference {self.frame_of_reference_uid}, {what} in "
+                f"{', '.join(sorted(stated))}: different patient coordinate systems; use the dose computed "
+                "for these images and structures"
+            )
 
     @property
     def max(self) -> float:

@@ -289,10 +289,8 @@ def _place(record: RoiRecord, placer: _Placer) -> _Placed:
     return placed
 
 
-def _check_frame_of_reference(
-    path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: _Placer, warnings: list[str]
-) -> None:
-    """Refuse another frame of reference, unless the contours reference the loaded images."""
+def stated_frames(dataset) -> set[str]:
+    """The frames of reference an RTSTRUCT dataset says its structures are in."""
     frames = {
         str(item.get("FrameOfReferenceUID", ""))
         for item in dataset.get("ReferencedFrameOfReferenceSequence", [])
@@ -302,6 +300,14 @@ def _check_frame_of_reference(
         for item in dataset.get("StructureSetROISequence", [])
     }
     frames.discard("")
+    return frames
+
+
+def _check_frame_of_reference(
+    path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: _Placer, warnings: list[str]
+) -> None:
+    """Refuse another frame of reference, unless the contours reference the loaded images."""
+    frames = stated_frames(dataset)
     own = volume.frame_of_reference_uid
     referenced = {c.image_uid for r in records for c in r.contours if c.image_uid}
     loaded = referenced & set(placer.uids)

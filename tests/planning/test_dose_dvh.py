@@ -171,3 +171,16 @@ def test_scar_maximum_is_found_only_with_sub_voxel_sampling(breast):
     assert plain.max == pytest.approx(reference["no_interpolation"]["Scar"]["Dmax_Gy"], abs=0.05)
     interpolated = reference["interpolated_small_structures"]["Scar"]["Dmax_Gy"]
     assert abs(sampled.max - interpolated) < abs(plain.max - interpolated)
+
+
+def test_a_dose_refuses_structures_in_another_frame_of_reference():
+    from planning.errors import GeometryError
+
+    grid = Grid((2, 2, 2), (1.0, 1.0, 1.0))
+    dose = Dose(np.zeros((2, 2, 2), np.float32), grid, frame_of_reference_uid="1.2.3")
+    dose.check_same_frame({"1.2.3"}, "RS.dcm")
+    dose.check_same_frame({"", "1.2.3"}, "RS.dcm")
+    dose.check_same_frame(set(), "RS.dcm")  # nothing stated: nothing to contradict
+    with pytest.raises(GeometryError, match=r"RD.dcm is in frame of reference 1.2.3, RS.dcm in 9.9"):
+        dose.check_same_frame({"9.9"}, "RS.dcm", "RD.dcm")
+    Dose(dose.array, dose.grid).check_same_frame({"9.9"}, "RS.dcm")  # the dose states none

@@ -231,6 +231,17 @@ def test_dose_wash_follows_the_dose(window):
     assert np.array_equal(grab(view), plain)
 
 
+def test_a_dose_of_another_frame_of_reference_is_refused(window):
+    from planning.dose import Dose
+
+    case = show_sample(window)
+    dose = Dose(np.ones(case.grid.shape, np.float32), case.grid, frame_of_reference_uid="9.9.9")
+    window.set_dose(dose, "RD.other.dcm")
+    assert window.dose_layer is None
+    message = window.statusBar().currentMessage()
+    assert "RD.other.dcm is in frame of reference 9.9.9, the loaded images in" in message
+
+
 def test_the_patient_panel_says_the_sample_patient_is_open(window, qtbot):
     window.open_sample()
     qtbot.waitUntil(lambda: window.browser.topLevelItemCount() == 1, timeout=60_000)

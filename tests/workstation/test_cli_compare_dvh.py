@@ -72,3 +72,16 @@ def test_dvh_unknown_structure_is_a_clear_error(tmp_path, capsys):
         ]
     )
     assert code == 1 and "no structure named Liver" in capsys.readouterr().err
+
+
+def test_dvh_refuses_a_dose_of_another_patient(tmp_path, capsys):
+    # the breast plan's dose with the lung CT's structures: with or without the CT series
+    dose = data_path("dicom", "dicompyler-breast", "rtdose.dcm")
+    lung = data_path("dicom", "ibsi1-lung-ct")
+    out = tmp_path / "dvh.csv"
+    for series in ([], ["--series", str(lung)]):
+        assert main(["dvh", str(dose), str(lung / "RS.dcm"), *series, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert "delineo: error: rtdose.dcm is in frame of reference 2.16.840.1.113662.2.12.0.3057" in err
+        assert "RS.dcm" in err and "different patient coordinate systems" in err
+    assert not out.exists()

@@ -28,7 +28,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.dicom.load import load_series
 from planning.dicom.scan import scan
-from planning.errors import DelineoError
+from planning.errors import DelineoError, GeometryError
 from planning.imageio import is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
 from planning.structures import StructureSet
@@ -372,9 +372,11 @@ class MainWindow(QMainWindow):
         """Show a dose distribution (a `planning.dose.Dose`) as a colour wash in the 2D views."""
         if self.case is None:
             return
-        own = self.case.volume.frame_of_reference_uid
-        if dose.frame_of_reference_uid and own and dose.frame_of_reference_uid != own:
-            self._on_job_failed("Dose", f"{path or 'the dose'} belongs to another frame of reference")
+        name = Path(path).name if path else "the dose"
+        try:
+            dose.check_same_frame([self.case.volume.frame_of_reference_uid], "the loaded images", name)
+        except GeometryError as error:
+            self._on_job_failed("Dose", str(error))
             return
         self.dose_path = str(path) if path else None
         self.dose_layer = DoseLayer(dose, self.case.grid)

@@ -62,7 +62,8 @@ def run(args) -> int:
         check_output_file(path)
 
     dose = load_dose(args.dose)
-    structures = _structures(args)
+    structures, frames, where = _structures(args)
+    dose.check_same_frame(frames, where, args.dose.name)
     if args.names:
         wanted = set(args.names)
         missing = wanted - {name for name, _, _ in structures}
@@ -111,17 +112,19 @@ def run(args) -> int:
     return 0
 
 
-def _structures(args) -> list[tuple[str, object, tuple[int, int, int] | None]]:
-    """(name, geometry for compute_dvh, colour) per structure."""
+def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | None]], set[str], str]:
+    """(name, geometry for compute_dvh, colour) per structure; the frames of reference they are
+    stated to be in, and what states it (for an error message)."""
     if args.series is not None:
         from planning.imageio import load_volume
         from planning.structure_io import load_structures
 
         volume = load_volume(args.series)
         structure_set = load_structures(args.structures, volume)
-        return [(s.name, s, s.color) for s in structure_set]
+        where = f"{args.structures.name} (on the images in {args.series.name})"
+        return [(s.name, s, s.color) for s in structure_set], {volume.frame_of_reference_uid}, where
     from planning.dicom.headers import read_dataset
-    from planning.rtstruct.reader import parse_rois
+    from planning.rtstruct.reader import parse_rois, stated_frames
 
     dataset = read_dataset(args.structures)
     if dataset.get("Modality") != "RTSTRUCT":
@@ -132,7 +135,7 @@ def _structures(args) -> list[tuple[str, object, tuple[int, int, int] | None]]:
     rois, problems = parse_rois(dataset)
     for problem in problems:
         log.warning("%s: %s", args.structures.name, problem)
-    return [(r.name, r.contours, r.color) for r in rois]
+    return [(r.name, r.contours, r.color) for r in rois], stated_frames(dataset), args.structures.name
 
 
 def _write_curves(dvhs, path: Path, unit: str) -> None:
