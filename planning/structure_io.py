@@ -225,7 +225,34 @@ def _on_grid(labels: Volume, volume: Volume, path: Path, warnings: list[str]) ->
         )
     if overlap < 0.999:
         warnings.append(f"label map covers {overlap:.0%} of the images; the rest has no structures")
+    outside = _labelled_outside(array, source, target)
+    if outside:
+        warnings.append(
+            f"{outside} labelled voxels ({outside * source.voxel_volume_cc:.3g} cc) lie beyond the images "
+            "and are left out"
+        )
     return labels_on_grid(array, source, target)
+
+
+def _labelled_outside(array: np.ndarray, source: Grid, target: Grid) -> int:
+    """How many labelled (non-zero) voxels of `array` on `source` have centres beyond `target`
+    (none when the source grid lies within the target; else counted a slice at a time)."""
+
+    def beyond(index_xyz: np.ndarray) -> np.ndarray:
+        on_target = target.patient_to_index(source.index_to_patient(index_xyz))
+        upper = np.asarray(target.shape[::-1]) - 0.5
+        return ~np.all((on_target >= -0.5) & (on_target <= upper), axis=1)
+
+    ends = [(0, n - 1) for n in source.shape[::-1]]
+    corners = np.array([[x, y, z] for x in ends[0] for y in ends[1] for z in ends[2]], float)
+    if not beyond(corners).any():
+        return 0
+    count = 0
+    for z, plane in enumerate(array):
+        yx = np.argwhere(plane)
+        if len(yx):
+            count += int(np.count_nonzero(beyond(np.column_stack([yx[:, 1], yx[:, 0], np.full(len(yx), z)]))))
+    return count
 
 
 def labels_on_grid(array: np.ndarray, source: Grid, target: Grid) -> np.ndarray:

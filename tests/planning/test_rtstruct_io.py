@@ -62,6 +62,22 @@ def test_label_map_on_another_grid_is_resampled_with_a_warning(ct, tmp_path):
     np.testing.assert_array_equal(structures["Liver"].mask.full(), expected)
 
 
+def test_labels_beyond_the_images_are_counted_in_a_warning(ct, tmp_path):
+    folder, volume = ct
+    taller = np.zeros((9, 24, 28), np.uint8)  # three more 2 mm slices above the CT's six
+    taller[4:8, 5:10, 5:10] = 1  # slices 6 and 7 lie beyond the CT: 2 × 25 voxels
+    image = sitk.GetImageFromArray(taller)
+    image.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(image, str(tmp_path / "taller.nii.gz"))
+    structures = load_structures(tmp_path / "taller.nii.gz", volume)
+    assert structures.warnings == ["50 labelled voxels (0.1 cc) lie beyond the images and are left out"]
+    assert structures["Label_1"].mask.full().sum() == 50
+    image = sitk.GetImageFromArray(taller[:6])  # the same grid as the CT: nothing to count
+    image.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(image, str(tmp_path / "same.nii.gz"))
+    assert load_structures(tmp_path / "same.nii.gz", volume).warnings == []
+
+
 def test_names_from_a_list_or_a_sidecar_and_a_label_map_round_trip(ct, tmp_path):
     folder, volume = ct
     labels = labels_on(volume)
