@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 #: Target size (bytes) of the float32 block processed at once when going back to the grid.
 _CHUNK_BYTES = 192 * 2**20
 
+#: A CT in Hounsfield units has air (−1000 HU, around and inside the patient) below the first and
+#: tissue or bone above the 99th percentile of its values; one without both is likely rescaled.
+_AIR_AT_MOST_HU = -500.0
+_TISSUE_AT_LEAST_HU = 0.0
+
 
 def _no_progress(stage: str, done: float, total: float) -> None:
     """The default progress callback: ignore."""
@@ -172,7 +177,7 @@ def run(
     on_progress = on_progress or _no_progress
     info = info if info is not None else RunInfo()
     wanted = select_outputs(recipe.outputs, structures)
-    check_modality(volume, recipe.modality)
+    info.warnings += check_modality(volume, recipe.modality)
     started = time.perf_counter()
     box = _crop_box(volume, recipe)
     info.seconds["crop"] = time.perf_counter() - started
@@ -225,10 +230,23 @@ def select_outputs(outputs, structures: list[str] | None, model: str = "the mode
     return [names[s] for s in structures]
 
 
-def check_modality(volume: Volume, modality: str, model: str = "the model") -> None:
-    """An error when `volume` is of another modality than the model segments."""
+def check_modality(volume: Volume, modality: str, model: str = "the model") -> list[str]:
+    """An error when `volume` is of another modality than the model segments; a warning (returned,
+    for the run's `warnings`) when a CT's values do not look like Hounsfield units (an image file,
+    which states no modality, rescaled or stored without its rescale)."""
     if volume.modality and modality and volume.modality.upper() != modality.upper():
         raise DelineoError(f"{model} segments {modality} images; this image is {volume.modality}")
+    if modality.upper() != "CT" or not volume.array.size:
+        return []
+    step = max(1, round((volume.array.size / 2_000_000) ** (1 / 3)))  # a sample of ~2 M voxels
+    low, high = np.percentile(volume.array[::step, ::step, ::step], [1, 99])
+    if low <= _AIR_AT_MOST_HU and high >= _TISSUE_AT_LEAST_HU:
+        return []
+    message = (
+        f"{model} expects a CT in Hounsfield units (air −1000, water 0), but this image's values run "
+        f"from {low:g} to {high:g} (1st–99th percentile): if it was rescaled, the contours will be wrong"
+    )
+    return [message]
 
 
 def _crop_box(volume: Volume, recipe: Recipe) -> tuple[slice, slice, slice]:

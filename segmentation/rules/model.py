@@ -55,9 +55,9 @@ class RuleModel:
         from segmentation.rules.lungs import lung_masks
 
         wanted = [o.name for o in select_outputs(self.outputs, structures, self.name)]
-        check_modality(volume, self.modality, self.name)
+        warnings = check_modality(volume, self.modality, self.name)
         on_progress = on_progress or (lambda stage, done, total: None)
-        info, started = RunInfo(device="cpu"), time.perf_counter()
+        info, started = RunInfo(device="cpu", warnings=warnings), time.perf_counter()
         hu, spacing = volume.array, volume.grid.spacing_zyx
         steps = (
             1

@@ -97,6 +97,17 @@ def test_progress_and_structure_choice():
     assert calls[-1][1] == calls[-1][2]
 
 
+def test_an_image_not_in_hounsfield_units_is_warned_about():
+    volume, _ = thorax((24, 128, 128))
+    model = RuleModel()
+    model.predict(volume, structures=["External"])
+    assert model.last_run.warnings == []
+    stored = Volume((volume.array + 1024).astype(np.int16), volume.grid)  # no rescale, no modality
+    model.predict(stored, structures=["External"])
+    [warning] = model.last_run.warnings
+    assert "expects a CT in Hounsfield units" in warning and "(1st–99th percentile)" in warning
+
+
 def outside_air(volume: Volume, corner_zyx) -> np.ndarray:
     """The air around the patient: the 3D region below −500 HU holding a corner voxel."""
     from scipy import ndimage as ndi

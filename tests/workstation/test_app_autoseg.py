@@ -65,6 +65,18 @@ def test_cancel_stops_the_model_and_adds_nothing(window, qtbot):
     assert np.all([case.structures[n].algorithm.value == "AUTOMATIC" for n in dialog.pending])
 
 
+def test_a_run_warning_is_shown_with_the_results(window, qtbot):
+    case = show_sample(window, shape=(40, 128, 128))
+    case.volume.array += 1024  # stored without its rescale: no air at −1000
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert dialog.pending, window.jobs.errors
+    assert "Warning: ct_rules expects a CT in Hounsfield units" in dialog.stage.text()
+    assert "expects a CT in Hounsfield units" in window.statusBar().currentMessage()
+
+
 def test_errors_are_reported_in_words_and_the_window_carries_on(window, qtbot, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -66,6 +66,7 @@ class AutoSegDialog(QDialog):
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1000)
         self.stage = QLabel("", self)
+        self.stage.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -177,6 +178,9 @@ class AutoSegDialog(QDialog):
         case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
         self.progress.setValue(1000)
         self.stage.setText(f"{len(new)} structures added; accept or reject each.")
+        if structure_set.warnings:
+            self.stage.setText(f"{self.stage.text()}\nWarning: {structure_set.warnings[0]}")
+            self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)
         for structure in new:
             self._add_result_row(structure.name, structure.volume_cc)
         self.pending.extend(s.name for s in new)

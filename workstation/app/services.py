@@ -137,10 +137,15 @@ def models() -> list[ModelInfo]:
 
 
 def segment(volume, model: ModelInfo, structures: list[str], on_progress=None, cancel=None):
-    """Run a model on `volume`; returns a StructureSet of AUTOMATIC structures."""
+    """Run a model on `volume`; returns a StructureSet of AUTOMATIC structures, with what the run
+    warned about (an image that does not look like the model's input, a GPU that ran out of
+    memory) in its `warnings`."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     runner = registry.load_model(model.name)
-    return runner.predict(volume, structures=structures, on_progress=on_progress, cancel=cancel)
+    structure_set = runner.predict(volume, structures=structures, on_progress=on_progress, cancel=cancel)
+    run = getattr(runner, "last_run", None)
+    structure_set.warnings = [*structure_set.warnings, *(run.warnings if run else [])]
+    return structure_set
 
 
 def seeded(volume, inside, outside, on_progress=None, cancel=None) -> Mask:
