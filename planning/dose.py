@@ -127,19 +127,49 @@ def load_dose(path: str | os.PathLike) -> Dose:
     origin = position + offsets[0] * normal
     grid = Grid(array.shape, (spacing_column, spacing_row, abs(step)), tuple(origin), direction)
     units = str(dataset.get("DoseUnits", "GY") or "GY").strip().upper()
+    dose_type = str(dataset.get("DoseType", "") or "").strip().upper()
+    summation_type = str(dataset.get("DoseSummationType", "") or "").strip().upper()
+    warnings += _partial_dose_warnings(path.name, dose_type, summation_type)
     for text in warnings:
         log.warning(text)
     return Dose(
         array=array,
         grid=grid,
         units=units,
-        dose_type=str(dataset.get("DoseType", "") or "").strip().upper(),
-        summation_type=str(dataset.get("DoseSummationType", "") or "").strip().upper(),
+        dose_type=dose_type,
+        summation_type=summation_type,
         frame_of_reference_uid=str(dataset.get("FrameOfReferenceUID", "") or ""),
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "") or ""),
         referenced_plan_uid=_referenced_plan(dataset),
         warnings=warnings,
     )
+
+
+#: DoseSummationType values of a dose that is only part of the plan's, and what it is part by.
+_PARTIAL_SUMMATIONS = {
+    "FRACTION": "fraction",
+    "FRACTION_SESSION": "fraction",
+    "BEAM": "beam",
+    "BEAM_SESSION": "beam",
+    "BRACHY": "brachytherapy application",
+    "BRACHY_SESSION": "brachytherapy application",
+    "CONTROL_POINT": "control point",
+}
+
+
+def _partial_dose_warnings(name: str, dose_type: str, summation_type: str) -> list[str]:
+    """Say so when a file holds less than the plan's dose, or a dose difference: its DVH values
+    (D95, V20Gy, …) are not the plan's."""
+    warnings = []
+    if summation_type in _PARTIAL_SUMMATIONS:
+        part = _PARTIAL_SUMMATIONS[summation_type]
+        warnings.append(
+            f"{name}: the dose of one {part} (DoseSummationType {summation_type}), not of the whole "
+            f"plan: DVH values are per {part}"
+        )
+    if dose_type == "ERROR":
+        warnings.append(f"{name}: a dose difference (DoseType ERROR), not a dose")
+    return warnings
 
 
 def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:

@@ -92,6 +92,21 @@ def test_rtdose_import(breast):
     assert dose.max == pytest.approx(14.68, abs=0.01)
 
 
+def test_a_beam_dose_or_a_dose_difference_is_named_as_such(breast, tmp_path):
+    import pydicom
+
+    assert breast[0].warnings == []  # a plan dose
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    dataset.DoseSummationType, dataset.DoseType = "BEAM", "ERROR"
+    dataset.save_as(tmp_path / "RD.beam.dcm")
+    warnings = load_dose(tmp_path / "RD.beam.dcm").warnings
+    assert warnings == [
+        "RD.beam.dcm: the dose of one beam (DoseSummationType BEAM), not of the whole plan: "
+        "DVH values are per beam",
+        "RD.beam.dcm: a dose difference (DoseType ERROR), not a dose",
+    ]
+
+
 def _close(ours, theirs, unit_tolerance):
     return abs(ours - theirs) <= max(0.01 * abs(theirs), unit_tolerance)
 

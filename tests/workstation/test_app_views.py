@@ -231,6 +231,18 @@ def test_dose_wash_follows_the_dose(window):
     assert np.array_equal(grab(view), plain)
 
 
+def test_what_is_odd_about_a_dose_is_said_with_it(window):
+    from planning.dose import Dose
+
+    case = show_sample(window)
+    frame = case.volume.frame_of_reference_uid
+    dose = Dose(np.ones(case.grid.shape, np.float32), case.grid, frame_of_reference_uid=frame)
+    dose.warnings = ["RD.dcm: the dose of one beam (DoseSummationType BEAM), not of the whole plan"]
+    window.set_dose(dose, "RD.dcm")
+    assert window.dose_layer is not None
+    assert "the dose of one beam" in window.statusBar().currentMessage()
+
+
 def test_a_dose_of_another_frame_of_reference_is_refused(window):
     from planning.dose import Dose
 

@@ -383,7 +383,8 @@ class MainWindow(QMainWindow):
         for view in self.views.values():
             view.set_dose(self.dose_layer if self.show_dose_action.isChecked() else None)
         self.show_dose_action.setEnabled(True)
-        self.statusBar().showMessage(f"Dose: maximum {dose.max:.2f} {dose.unit_label}", 8000)
+        note = f"; {dose.warnings[0]}" if dose.warnings else ""
+        self.statusBar().showMessage(f"Dose: maximum {dose.max:.2f} {dose.unit_label}{note}", 15000)
 
     def _toggle_dose(self, shown: bool) -> None:
         for view in self.views.values():
