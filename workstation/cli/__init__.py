@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except DelineoError as error:
         print(f"delineo: error: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # a value the domain refuses (its message says which and why)
+        logging.getLogger(__name__).debug("refused value", exc_info=True)
+        print(f"delineo: error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # a file the checks up front could not foresee (disk full, removed…)
         logging.getLogger(__name__).debug("I/O error", exc_info=True)
         where = f"{error.filename}: " if error.filename else ""

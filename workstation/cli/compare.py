@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from planning.errors import DelineoError
+from workstation.cli.numbers import positive
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="HTML report to write")
     parser.add_argument("--csv", type=Path, help="also write the table as CSV (default: next to --out)")
-    parser.add_argument("--tolerance", type=float, default=2.0, help="surface Dice / APL tolerance, mm")
+    parser.add_argument("--tolerance", type=positive, default=2.0, help="surface Dice / APL tolerance, mm")
     parser.add_argument("--names", nargs="+", help="only these structures")
     parser.add_argument(
         "--labels", type=Path, help="label value → name file for label maps (JSON or 'value name' lines)"

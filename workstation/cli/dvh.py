@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from planning.errors import DelineoError
+from workstation.cli.numbers import non_negative, percent, positive
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,18 @@ def register(subparsers) -> None:
     parser.add_argument("--plot", type=Path, help="also draw the cumulative DVHs (PNG, SVG or PDF)")
     parser.add_argument("--names", nargs="+", help="only these structures")
     parser.add_argument(
-        "--levels", nargs="+", type=float, default=[], metavar="GY", help="V_x doses to report, e.g. 10 20"
+        "--levels", nargs="+", type=non_negative, default=[], metavar="GY", help="V_x doses, e.g. 10 20"
     )
     parser.add_argument(
-        "--percents", nargs="+", type=float, default=[98, 95, 50, 2], metavar="P", help="D_x%% to report"
+        "--percents", nargs="+", type=percent, default=[98, 95, 50, 2], metavar="P", help="D_x%% to report"
     )
-    parser.add_argument("--cc", nargs="+", type=float, default=[], metavar="CC", help="D_xcc to report")
+    parser.add_argument("--cc", nargs="+", type=positive, default=[], metavar="CC", help="D_xcc to report")
     parser.add_argument(
         "--factor", default="auto", help="in-plane samples per dose voxel (1, 2, 4, 8 or auto)"
     )
     parser.add_argument(
         "--end-cap",
-        type=float,
+        type=positive,
         metavar="MM",
         help="how far structures reach past their first and last contour planes (default: half "
         "the plane spacing, the slab convention; dicompyler-core's interpolation: a sixth of it)",

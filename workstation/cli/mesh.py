@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from planning.errors import DelineoError, FormatError
+from workstation.cli.numbers import count, non_negative
 
 
 def register(subparsers) -> None:
@@ -33,10 +34,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--ras", action="store_true", help="write RAS coordinates (x and y negated)")
     parser.add_argument(
-        "--tolerance", type=float, default=0.25, metavar="MM", help="simplification error bound (0: none)"
+        "--tolerance", type=non_negative, default=0.25, metavar="MM", help="simplification bound (0: none)"
     )
     parser.add_argument(
-        "--smoothing", type=int, default=20, metavar="N", help="smoothing iterations (0: none)"
+        "--smoothing", type=count, default=20, metavar="N", help="smoothing iterations (0: none)"
     )
     parser.set_defaults(handler=run)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workstation.cli.numbers import non_negative
 from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
 
@@ -33,14 +34,14 @@ def register(subparsers) -> None:
         "--out", type=Path, required=True, help="RTSTRUCT file to write (.dcm; .seg.dcm: DICOM-SEG)"
     )
     export.add_argument(
-        "--simplify-mm", type=float, default=0.0, help="contour simplification tolerance (mm)"
+        "--simplify-mm", type=non_negative, default=0.0, help="contour simplification tolerance (mm)"
     )
     export.add_argument(
         "--keyhole", action="store_true", help="join holes to their outline (keyhole contours)"
     )
     export.add_argument(
         "--min-island-mm2",
-        type=float,
+        type=non_negative,
         default=None,
         help="drop islands and holes smaller than this (mm², default 1)",
     )

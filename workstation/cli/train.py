@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from workstation.cli.numbers import count, positive_count
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -28,9 +30,9 @@ def register(subparsers) -> None:
         help="output structure names, in channel order (default: the head-and-neck set)",
     )
     parser.add_argument("--config", type=Path, help="JSON file overriding TrainConfig fields")
-    parser.add_argument("--iterations", type=int, help="number of training iterations")
-    parser.add_argument("--holdout", type=int, default=12, help="cases held out to pick the weights")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default 2)")
+    parser.add_argument("--iterations", type=positive_count, help="number of training iterations")
+    parser.add_argument("--holdout", type=count, default=12, help="cases held out to pick the weights")
+    parser.add_argument("--threads", type=positive_count, help="CPU threads for torch (default 2)")
     parser.add_argument("--export", type=Path, help="after training, write a model folder here")
     parser.add_argument("--name", default="custom_model", help="model name written by --export")
     parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version")
