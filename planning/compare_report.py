@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from planning.errors import Cancelled, GeometryError
+from planning.errors import Cancelled, DelineoError, GeometryError
 from planning.metrics import Comparison, compare
 from planning.structures import StructureSet
 
@@ -72,6 +72,13 @@ def compare_sets(
         raise GeometryError("the two structure sets are on different image grids")
     pairs, only_reference, only_test = match_names(reference.names(), test.names())
     if names is not None:
+        paired = {_key(n) for pair in pairs for n in pair}
+        missing = [n for n in names if _key(n) not in paired]
+        if missing:
+            raise DelineoError(
+                f"no structure pair named {', '.join(map(repr, missing))}; the pairs are "
+                f"{', '.join(a if a == b else f'{a} ↔ {b}' for a, b in pairs) or 'none'}"
+            )
         wanted = {_key(n) for n in names}
         pairs = [(a, b) for a, b in pairs if _key(a) in wanted or _key(b) in wanted]
     result = SetComparison(reference_label, test_label, tolerance_mm, [], only_reference, only_test)

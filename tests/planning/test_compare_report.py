@@ -54,3 +54,13 @@ def test_empty_structure_shows_inf_not_nan(tmp_path):
     kidney = {a: m for a, _, m in result.rows}["Kidney_L"]
     assert math.isinf(kidney.hd95_mm) and kidney.dice == 0.0
     assert "nan" not in render_html(result).lower()
+
+
+def test_chosen_names_are_compared_and_unknown_ones_refused():
+    from planning.errors import DelineoError
+
+    reference = label_set(0, {1: "Liver", 2: "Kidney_L", 3: "GTV"})
+    test = label_set(3, {1: "liver", 2: "Kidney_L"})
+    assert [a for a, _, _ in compare_sets(reference, test, names=["LIVER"]).rows] == ["Liver"]
+    with pytest.raises(DelineoError, match=r"no structure pair named 'GTV', 'Heart'; the pairs are Liver ↔"):
+        compare_sets(reference, test, names=["Liver", "GTV", "Heart"])  # GTV is only in the reference
