@@ -237,21 +237,16 @@ def _on_grid(labels: Volume, volume: Volume, path: Path, warnings: list[str]) ->
 def _labelled_outside(array: np.ndarray, source: Grid, target: Grid) -> int:
     """How many labelled (non-zero) voxels of `array` on `source` have centres beyond `target`
     (none when the source grid lies within the target; else counted a slice at a time)."""
-
-    def beyond(index_xyz: np.ndarray) -> np.ndarray:
-        on_target = target.patient_to_index(source.index_to_patient(index_xyz))
-        upper = np.asarray(target.shape[::-1]) - 0.5
-        return ~np.all((on_target >= -0.5) & (on_target <= upper), axis=1)
-
     ends = [(0, n - 1) for n in source.shape[::-1]]
     corners = np.array([[x, y, z] for x in ends[0] for y in ends[1] for z in ends[2]], float)
-    if not beyond(corners).any():
+    if _centres_within(corners, source, target).all():
         return 0
     count = 0
     for z, plane in enumerate(array):
         yx = np.argwhere(plane)
         if len(yx):
-            count += int(np.count_nonzero(beyond(np.column_stack([yx[:, 1], yx[:, 0], np.full(len(yx), z)]))))
+            index_xyz = np.column_stack([yx[:, 1], yx[:, 0], np.full(len(yx), z)])
+            count += int(np.count_nonzero(~_centres_within(index_xyz, source, target)))
     return count
 
 
@@ -322,9 +317,14 @@ def _overlap_fraction(source, target) -> float:
     """Fraction of the target's voxel centres (sampled) inside the source grid."""
     samples = [np.linspace(0, n - 1, min(n, 16)) for n in target.shape[::-1]]
     index_xyz = np.stack(np.meshgrid(*samples, indexing="ij"), axis=-1).reshape(-1, 3)
-    inside = source.patient_to_index(target.index_to_patient(index_xyz))
-    upper = np.asarray(source.shape[::-1]) - 0.5
-    return float(np.mean(np.all((inside >= -0.5) & (inside <= upper), axis=1)))
+    return float(np.mean(_centres_within(index_xyz, target, source)))
+
+
+def _centres_within(index_xyz: np.ndarray, grid: Grid, other: Grid) -> np.ndarray:
+    """Whether each voxel centre (x, y, z index rows on `grid`) lies within `other`'s voxels."""
+    on_other = other.patient_to_index(grid.index_to_patient(index_xyz))
+    upper = np.asarray(other.shape[::-1]) - 0.5
+    return np.all((on_other >= -0.5) & (on_other <= upper), axis=1)
 
 
 def _describe(grid) -> str:

@@ -69,7 +69,10 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         volume = load_volume(args.input, series=args.series, on_progress=progress)
-        _check_rtstruct_input(args.out, volume)
+        if _output_kind(args.out) == "rtstruct" and not volume.slices:
+            raise DelineoError(
+                f"{args.out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
+            )
         model = load_model(entry.path and str(entry.path) or entry.name, **options)
         structures = model.predict(
             volume,
@@ -103,7 +106,6 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
 
     kind = _output_kind(out)
     if kind == "rtstruct":
-        _check_rtstruct_input(out, volume)
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
         return []
     if kind == "labelmap":
@@ -122,11 +124,6 @@ def _output_kind(out: Path) -> str:
     if out.name.lower().endswith(".dcm"):
         return "rtstruct"
     return "labelmap" if is_image_file(out) else "masks"
-
-
-def _check_rtstruct_input(out: Path, volume) -> None:
-    if _output_kind(out) == "rtstruct" and not volume.slices:
-        raise DelineoError(f"{out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks")
 
 
 def _file_name(name: str) -> str:
