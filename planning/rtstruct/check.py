@@ -29,7 +29,7 @@ from pydicom.dataelem import RawDataElement
 
 from planning.dicom.headers import read_dataset
 from planning.errors import DicomReadError
-from planning.rtstruct.reader import CLOSED_TYPES, parse_rois
+from planning.rtstruct.reader import CLOSED_TYPES, ImagePlanes, parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import RoiType
 from planning.tg263 import check_name
@@ -359,23 +359,37 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
             f"the images are in frame of reference {own}, the structure set in {', '.join(sorted(frames))}",
         )
     planes = {ref.sop_instance_uid: ref for ref in volume.slices if ref is not None}
+    by_position = ImagePlanes(volume)
     normal = volume.grid.slice_normal
+    half_slice = 0.5 * volume.grid.spacing_xyz[2]
     for record in records:
-        missing, off = 0, 0.0
+        missing, beyond, between, off = 0, 0, 0, 0.0
         for contour in record.contours:
             ref = planes.get(contour.image_uid)
             if contour.image_uid and ref is None:
                 missing += 1
             elif ref is not None and len(contour.points):
                 off = max(off, float(np.abs((contour.points - ref.position_xyz) @ normal).max()))
+            elif len(contour.points) and np.isfinite(contour.points).all():
+                k, _, distance = by_position.place(contour)
+                if not 0 <= k < volume.grid.shape[0]:
+                    beyond += 1
+                elif distance > half_slice:
+                    between += 1
+                else:
+                    off = max(off, distance)
         if missing:
             report.add(
                 ERROR, f"{missing} contour(s) lie on images that are not in the loaded series", record.name
             )
+        if beyond:
+            report.add(ERROR, f"{beyond} contour(s) lie beyond the loaded images", record.name)
+        if between:
+            report.add(ERROR, f"{between} contour(s) lie on no loaded image plane", record.name)
         if off > PLANARITY_TOLERANCE_MM:
             report.add(
-                ERROR if off > 0.5 * volume.grid.spacing_xyz[2] else WARNING,
-                f"contours lie up to {off:.3f} mm off the plane of the image they reference",
+                ERROR if off > half_slice else WARNING,
+                f"contours lie up to {off:.3f} mm off the plane of their image",
                 record.name,
             )
 

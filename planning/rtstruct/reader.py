@@ -11,8 +11,10 @@ items are kept as markers, never filled. The contours themselves are kept on eac
 Planes of the volume with no source image (interpolated on loading) get the shape interpolated
 between the neighbouring images, as a planning system does between contoured slices.
 
-An RTSTRUCT of another frame of reference, or with contours on images that are not loaded, is
-refused with an error naming what is missing. One exception: a file whose frame of reference
+An RTSTRUCT of another frame of reference, or with contours on images that are not loaded (or
+on no image plane: between the slices, or not planar), is refused with an error naming what is
+wrong. Contours with fewer than 3 points or coordinates that are not numbers are left out with a
+warning. One exception: a file whose frame of reference
 UID differs from the images' but whose contours reference the loaded images one by one (some
 exporters invent a new frame of reference UID) is read onto those images, with a warning.
 """
@@ -142,15 +144,16 @@ def read_rtstruct(
         path: the RTSTRUCT file.
         volume: the images it was drawn on.
         names: ROI names to read (default: all).
-        allow_missing_images: drop contours on images that are not loaded (with a warning)
-            instead of refusing the file.
+        allow_missing_images: drop contours that lie on no loaded image plane (beyond the
+            images, between their slices, or not planar) with a warning, instead of refusing
+            the file.
         on_progress: called as (stage, ROIs done, ROIs total).
         cancel: when set, reading stops between ROIs with `Cancelled`.
 
     Raises:
         DicomReadError: the file is not an RTSTRUCT, or is damaged.
-        GeometryError: it belongs to another frame of reference, or its contours lie on images
-            that are not loaded.
+        GeometryError: it belongs to another frame of reference, or its contours lie on no
+            loaded image plane.
         DelineoError: a requested name is not in the file.
     """
     path = Path(path)
@@ -163,7 +166,7 @@ def read_rtstruct(
         raise DicomReadError(f"{path.name}: not an RT Structure Set (it is a {kind} object)")
     records, warnings = parse_rois(dataset)
     records = _select(records, names, path)
-    placer = _Placer(volume)
+    placer = ImagePlanes(volume)
     _check_frame_of_reference(path, dataset, records, volume, placer, warnings)
     placed = [(record, _place(record, placer)) for record in records]
     _check_outside(path, placed, placer, allow_missing_images, warnings)
@@ -207,7 +210,7 @@ def _select(records: list[RoiRecord], names: Iterable[str] | None, path: Path) -
 # -- geometry -------------------------------------------------------------------------------
 
 
-class _Placer:
+class ImagePlanes:
     """Puts contours on the volume's planes: by image reference, else by position."""
 
     def __init__(self, volume: Volume):
@@ -254,14 +257,16 @@ class _Placed:
     planes: list[int] = field(default_factory=list)
     markers: list[PlanarContour] = field(default_factory=list)
     outside: list[PlanarContour] = field(default_factory=list)
+    between_planes: list[PlanarContour] = field(default_factory=list)
     too_short: int = 0
+    not_finite: int = 0
     mismatched: int = 0
     unknown_image: int = 0
     other_plane: int = 0
     off_plane_mm: float = 0.0
 
 
-def _place(record: RoiRecord, placer: _Placer) -> _Placed:
+def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
     placed = _Placed()
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
@@ -272,9 +277,15 @@ def _place(record: RoiRecord, placer: _Placer) -> _Placed:
         if len(contour.points) < 3:
             placed.too_short += 1
             continue
+        if not np.isfinite(contour.points).all():
+            placed.not_finite += 1
+            continue
         k, uv, distance = placer.place(contour)
-        if not 0 <= k < placer.grid.shape[0] or distance > 0.5 * placer.grid.spacing_xyz[2]:
+        if not 0 <= k < placer.grid.shape[0]:
             placed.outside.append(contour)
+            continue
+        if distance > 0.5 * placer.grid.spacing_xyz[2]:
+            placed.between_planes.append(contour)
             continue
         if contour.image_uid:
             planes_of_image = placer.uids.get(contour.image_uid)
@@ -304,7 +315,7 @@ def stated_frames(dataset) -> set[str]:
 
 
 def _check_frame_of_reference(
-    path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: _Placer, warnings: list[str]
+    path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: ImagePlanes, warnings: list[str]
 ) -> None:
     """Refuse another frame of reference, unless the contours reference the loaded images."""
     frames = stated_frames(dataset)
@@ -328,15 +339,30 @@ def _check_frame_of_reference(
 def _check_outside(
     path: Path,
     placed: list[tuple[RoiRecord, _Placed]],
-    placer: _Placer,
+    placer: ImagePlanes,
     allow_missing_images: bool,
     warnings: list[str],
 ) -> None:
-    """Refuse contours beyond the loaded images (unless allowed: then they are left out)."""
+    """Refuse contours beyond the loaded images or off their planes (unless allowed: then they
+    are left out, with a warning)."""
+    problems = [_beyond_images(placed, placer), _between_planes(placed, placer)]
+    for problem in filter(None, problems):
+        message, advice = problem
+        if not allow_missing_images:
+            raise GeometryError(f"{path.name}: {message}; {advice}")
+        warnings.append(f"{message}; those contours were left out")
+
+
+def _rois(contours: list[tuple[str, PlanarContour]]) -> str:
+    rois = sorted({name for name, _ in contours})
+    return ", ".join(rois[:6]) + ("…" if len(rois) > 6 else "")
+
+
+def _beyond_images(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+    """(what is wrong, what to do) for contours beyond the first or last loaded image."""
     outside = [(record.name, contour) for record, p in placed for contour in p.outside]
     if not outside:
-        return
-    rois = sorted({name for name, _ in outside})
+        return None
     missing = sorted({c.image_uid for _, c in outside if c.image_uid and c.image_uid not in placer.uids})
     positions = [float(c.points.mean(axis=0) @ placer.normal) for _, c in outside]
     where = (
@@ -345,18 +371,39 @@ def _check_outside(
         else (f"at {positions[0]:.1f} mm")
     )
     message = (
-        f"{path.name}: {len(outside)} contour(s) of {', '.join(rois[:6])}{'…' if len(rois) > 6 else ''} lie "
-        f"beyond the loaded images ({where}; {placer.describe_range()})"
+        f"{len(outside)} contour(s) of {_rois(outside)} lie beyond the loaded images "
+        f"({where}; {placer.describe_range()})"
     )
     if missing:
         shown = ", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
         message += f" on {len(missing)} image(s) that are not loaded ({shown})"
-    if not allow_missing_images:
-        raise GeometryError(message + "; load the complete image series the structures were drawn on")
-    warnings.append(message + "; those contours were left out")
+    return message, "load the complete image series the structures were drawn on"
 
 
-def _structure(record: RoiRecord, placed: _Placed, placer: _Placer, warnings: list[str]) -> Structure:
+def _between_planes(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+    """(what is wrong, what to do) for contours within the images' extent that lie on no image
+    plane: not planar (their points spread along the slice normal: a damaged contour), or drawn
+    between the loaded slices (images with other slice positions)."""
+    off = [(record.name, contour) for record, p in placed for contour in p.between_planes]
+    if not off:
+        return None
+    along = [c.points @ placer.normal for _, c in off]
+    spread = max(float(a.max() - a.min()) for a in along)
+    thickness = placer.grid.spacing_xyz[2]
+    where = ", ".join(f"{float(a.mean()):.1f}" for a in along[:3]) + ("…" if len(along) > 3 else "")
+    message = f"{len(off)} contour(s) of {_rois(off)} at {where} mm lie on no image plane"
+    if spread > 0.5 * thickness:
+        return (
+            f"{message}: their points spread over up to {spread:.1f} mm along the slice normal",
+            "the file is damaged; leave those contours out to read the rest",
+        )
+    return (
+        f"{message}: they lie between the loaded slices ({thickness:.2f} mm apart)",
+        "load the image series the structures were drawn on (these images have other slice positions)",
+    )
+
+
+def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings: list[str]) -> Structure:
     grid = placer.grid
     name = record.name
     if placed.mismatched:
@@ -365,6 +412,11 @@ def _structure(record: RoiRecord, placed: _Placed, placer: _Placer, warnings: li
         )
     if placed.too_short:
         warnings.append(f"{name}: {placed.too_short} closed contour(s) with fewer than 3 points were ignored")
+    if placed.not_finite:
+        warnings.append(
+            f"{name}: {placed.not_finite} contour(s) with coordinates that are not numbers (NaN or infinite) "
+            "were ignored"
+        )
     if placed.unknown_image:
         warnings.append(
             f"{name}: {placed.unknown_image} contour(s) reference images of another series; placed on the "
@@ -413,7 +465,7 @@ def _structure(record: RoiRecord, placed: _Placed, placer: _Placer, warnings: li
     )
 
 
-def _fill_interpolated_planes(mask: Mask, placer: _Placer) -> Mask:
+def _fill_interpolated_planes(mask: Mask, placer: ImagePlanes) -> Mask:
     """Shape-based interpolation (signed distances) on planes that have no source image."""
     full_box = mask.box
     z0, z1 = full_box[0].start, full_box[0].stop

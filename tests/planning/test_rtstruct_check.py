@@ -97,3 +97,21 @@ def test_a_file_that_is_not_an_rtstruct(tmp_path):
     assert report.errors and "not an RT Structure Set" in report.errors[0].message
     (tmp_path / "x.dcm").write_text("hello")
     assert "not a DICOM file" in check_rtstruct(tmp_path / "x.dcm").errors[0].message
+
+
+def test_contours_without_image_references_are_placed_by_position(tmp_path):
+    """CERR names no image per contour: the check places them by position, as the reader does."""
+    folder = data_path("dicom", "ibsi1-lung-ct")
+    volume = load_volume(folder / "image")
+    assert not messages(check_rtstruct(folder / "RS.dcm", volume, run_dciodvfy=False), ERROR)
+    ds = pydicom.dcmread(folder / "RS.dcm")
+    contours = ds.ROIContourSequence[0].ContourSequence
+    for contour, shift in ((contours[0], 5000.0), (contours[1], 0.5 * volume.grid.spacing_xyz[2] - 0.1)):
+        data = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        data[:, 2] += shift
+        data[0, 2] += 0.4  # and slightly tilted: half way between slices, on neither plane
+        contour.ContourData = [f"{v:.4f}"[:16] for v in data.ravel()]
+    ds.save_as(tmp_path / "moved.dcm")
+    errors = messages(check_rtstruct(tmp_path / "moved.dcm", volume, run_dciodvfy=False), ERROR)
+    assert "1 contour(s) lie beyond the loaded images" in errors
+    assert "1 contour(s) lie on no loaded image plane" in errors

@@ -1,8 +1,10 @@
 """Reading RTSTRUCTs that planning systems wrote, checked against plastimatch and reference masks."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from support.data import data_path
 from support.rtstruct_checks import (
@@ -177,3 +179,58 @@ def test_explicit_vr_and_undefined_length_encodings_read_the_same(varian, tmp_pa
         for structure in reference:
             np.testing.assert_array_equal(again[structure.name].mask.full(), structure.mask.full())
             assert again[structure.name].color == structure.color
+
+
+@pytest.fixture(scope="module")
+def ibsi(tmp_path_factory):
+    folder = _images_only(
+        data_path("dicom", "ibsi1-lung-ct", "image"), tmp_path_factory.mktemp("x") / "ct", "DCM_IMG_*.dcm"
+    )
+    return pydicom.dcmread(data_path("dicom", "ibsi1-lung-ct", "RS.dcm")), load_volume(folder)
+
+
+def _damaged(source, path: Path, change) -> Path:
+    """A copy of `source` whose first contour's (N, 3) points `change` rewrites."""
+    dataset = copy.deepcopy(source)
+    contour = dataset.ROIContourSequence[0].ContourSequence[0]
+    points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+    contour.ContourData = [f"{v:.4f}"[:16] for v in change(points).ravel()]
+    dataset.save_as(path)
+    return path
+
+
+def test_contours_on_no_image_plane_are_named_for_what_is_wrong(ibsi, tmp_path):
+    source, volume = ibsi
+    whole = read_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), volume)["GTV-1"]
+
+    def tilted(points):
+        points[0, 2] += 7.3
+        return points
+
+    def between(points):  # half way to the next slice, and slightly tilted: no plane within half a slice
+        points[:, 2] += 0.5 * volume.grid.spacing_xyz[2] - 0.1
+        points[0, 2] += 0.4
+        return points
+
+    def not_numbers(points):
+        points[0, 0] = np.nan
+        return points
+
+    for change, problem, advice in (
+        (tilted, "spread over up to 7.3 mm", "damaged"),
+        (between, "between the loaded slices", "other slice positions"),
+    ):
+        path = _damaged(source, tmp_path / f"{change.__name__}.dcm", change)
+        with pytest.raises(GeometryError) as error:
+            read_rtstruct(path, volume)
+        message = str(error.value)
+        assert "1 contour(s) of GTV-1" in message and "no image plane" in message, message
+        assert problem in message and advice in message and "beyond" not in message, message
+        kept = read_rtstruct(path, volume, allow_missing_images=True)
+        assert any(problem in w and "left out" in w for w in kept.warnings)
+        assert 0 < whole.volume_cc - kept["GTV-1"].volume_cc < 0.1 * whole.volume_cc
+    with pytest.warns(UserWarning, match="Invalid value for VR DS"):  # pydicom, writing the damage
+        damaged = _damaged(source, tmp_path / "nan.dcm", not_numbers)
+    kept = read_rtstruct(damaged, volume)
+    assert any("not numbers (NaN or infinite) were ignored" in w for w in kept.warnings)
+    assert 0 < whole.volume_cc - kept["GTV-1"].volume_cc < 0.1 * whole.volume_cc

@@ -62,7 +62,9 @@ def register(subparsers) -> None:
     )
     imported.add_argument("--roi", action="append", dest="rois", help="ROI to read (repeatable; default all)")
     imported.add_argument(
-        "--allow-missing-images", action="store_true", help="leave out contours on images that are not loaded"
+        "--allow-missing-images",
+        action="store_true",
+        help="leave out contours on no loaded image plane (images not loaded, between slices, not planar)",
     )
     imported.set_defaults(handler=run_import)
 
