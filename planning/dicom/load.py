@@ -67,6 +67,13 @@ def load_series(
     if len(sizes) > 1:
         raise SeriesError(f"series {series.key} mixes image sizes {sorted(sizes)}; scan splits such series")
     planes, orientation, pixel_spacing, fallback_z = _planes(headers)
+    warnings = []
+    if pixel_spacing is None:
+        pixel_spacing = (1.0, 1.0)
+        warnings.append(
+            f"{headers[0].path.name} and the rest of the series state no PixelSpacing: 1 mm pixels are "
+            "assumed, so distances, volumes and margins are not in true millimetres"
+        )
     rows, columns = int(headers[0]["Rows"]), int(headers[0]["Columns"])
     plan = plan_stack(
         np.array([p.position for p in planes]), orientation, pixel_spacing, (rows, columns), fallback_z
@@ -77,7 +84,7 @@ def load_series(
     ordered = [planes[i] for i in plan.order]
     array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
     _check_duplicates(planes, plan, array)
-    warnings = list(plan.warnings)
+    warnings += plan.warnings
     if plan.duplicates:
         warnings.append(
             f"{len(plan.duplicates)} duplicated slice(s) with identical pixels dropped: "
@@ -115,8 +122,11 @@ def load_files(paths, **kwargs) -> Volume:
 # -- planes ---------------------------------------------------------------------------------
 
 
-def _planes(headers: list[Header]) -> tuple[list[_Plane], np.ndarray, tuple[float, float], float | None]:
-    """Every plane of the series with its position, plus orientation and pixel spacing."""
+def _planes(
+    headers: list[Header],
+) -> tuple[list[_Plane], np.ndarray, tuple[float, float] | None, float | None]:
+    """Every plane of the series with its position, plus orientation, pixel spacing (x, y mm;
+    None when the files state none) and the slice step to fall back on."""
     first = headers[0]
     if str(first.get("SOPClassUID", "")) in ENHANCED_IMAGE_CLASSES:
         if len(headers) != 1:
@@ -127,7 +137,7 @@ def _planes(headers: list[Header]) -> tuple[list[_Plane], np.ndarray, tuple[floa
         if not np.allclose(_orientation(header), orientation, atol=1e-3):
             raise SeriesError(f"{header.path.name}: orientation differs from {first.path.name}")
     spacing = first.get("PixelSpacing")
-    pixel_spacing = (float(spacing[1]), float(spacing[0])) if isinstance(spacing, list) else (1.0, 1.0)
+    pixel_spacing = None if spacing is None else _pixel_spacing(spacing, first.path.name)
     fallback_z = _float(first.get("SpacingBetweenSlices")) or _float(first.get("SliceThickness"))
     normal = np.cross(orientation[:3], orientation[3:])
     planes = []
@@ -194,8 +204,18 @@ def _enhanced_planes(header: Header):
                 sop_instance_uid=str(header.get("SOPInstanceUID", "")),
             )
         )
-    pixel_spacing = (float(spacing[1]), float(spacing[0]))
-    return planes, np.asarray(orientation, float), pixel_spacing, thickness
+    return planes, np.asarray(orientation, float), _pixel_spacing(spacing, header.path.name), thickness
+
+
+def _pixel_spacing(spacing, where: str) -> tuple[float, float]:
+    """PixelSpacing (row, column mm) as (x, y) mm; refused unless two positive numbers."""
+    try:
+        row, column = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        raise DicomReadError(f"{where}: PixelSpacing {spacing!r} is not two numbers") from None
+    if not (np.isfinite([row, column]).all() and row > 0 and column > 0):
+        raise DicomReadError(f"{where}: PixelSpacing {row:g}\\{column:g} mm is not two positive sizes")
+    return column, row
 
 
 def _orientation(header: Header) -> np.ndarray:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from planning.dicom.headers import Header, read_dataset, read_header
 from planning.errors import Cancelled, DelineoError
@@ -283,9 +284,10 @@ def identity_of(header: Header) -> DicomIdentity:
 def group_series(headers: list[Header]) -> list[ImageSeries]:
     """Group image headers into loadable series, splitting series that mix what a volume can't.
 
-    A series is split by image orientation, image size, echo number and temporal position; it is
-    split by acquisition number only where acquisitions repeat the same slice positions (scanners
-    that number every slice's acquisition separately stay one volume).
+    A series is split by image orientation, image size, pixel spacing, frame of reference, echo
+    number and temporal position; it is split by acquisition number only where acquisitions
+    repeat the same slice positions (scanners that number every slice's acquisition separately
+    stay one volume).
     """
     by_series: dict[str, list[Header]] = defaultdict(list)
     for header in headers:
@@ -310,38 +312,66 @@ def group_series(headers: list[Header]) -> list[ImageSeries]:
 
 
 def _split(headers: list[Header]) -> list[tuple[str, list[Header]]]:
-    groups: dict[tuple, list[Header]] = defaultdict(list)
+    groups: dict[_VolumeKey, list[Header]] = defaultdict(list)
     for header in headers:
         groups[_volume_key(header)].append(header)
+    varying = {name for name in _VolumeKey._fields if len({getattr(key, name) for key in groups}) > 1}
     parts: list[tuple[str, list[Header]]] = []
     for key, members in groups.items():
-        note = _describe_key(key) if len(groups) > 1 else ""
+        note = _describe_key(key, varying) if len(groups) > 1 else ""
         for acquisition, part in _split_repeated_acquisitions(members):
             acquisition_note = f"acquisition {acquisition}" if acquisition is not None else ""
             parts.append((", ".join(n for n in (note, acquisition_note) if n), part))
     return parts
 
 
-def _volume_key(header: Header) -> tuple:
+class _VolumeKey(NamedTuple):
+    """What every image of one volume shares."""
+
+    orientation: tuple[float, ...] | None
+    size: tuple
+    pixel_spacing: tuple[float, ...] | None
+    frame_of_reference: str
+    echo: object
+    temporal: object
+
+
+def _volume_key(header: Header) -> _VolumeKey:
     orientation = header.get("ImageOrientationPatient")
-    orientation = tuple(round(float(v), 3) for v in orientation) if isinstance(orientation, list) else None
-    return (
-        orientation,
+    spacing = header.get("PixelSpacing")
+    return _VolumeKey(
+        _rounded(orientation, 3),
         (header.get("Rows"), header.get("Columns")),
+        _rounded(spacing, 4),
+        str(header.get("FrameOfReferenceUID", "")),
         header.get("EchoNumbers"),
         header.get("TemporalPositionIdentifier"),
     )
 
 
-def _describe_key(key: tuple) -> str:
-    orientation, (rows, columns), echo, temporal = key
+def _rounded(values, digits: int) -> tuple[float, ...] | None:
+    """Numbers rounded for grouping; None when absent or not numbers (the loader names that)."""
+    try:
+        return tuple(round(float(v), digits) for v in values) if isinstance(values, list) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _describe_key(key: _VolumeKey, varying: set[str]) -> str:
+    """Size and orientation, then what else tells this part from the others (`varying`)."""
+    rows, columns = key.size
     words = [f"{columns}×{rows}"]
-    if orientation is not None:
-        words.append("orientation " + " ".join(f"{v:g}" for v in orientation))
-    if echo is not None:
-        words.append(f"echo {echo}")
-    if temporal is not None:
-        words.append(f"time point {temporal}")
+    if key.orientation is not None:
+        words.append("orientation " + " ".join(f"{v:g}" for v in key.orientation))
+    if "pixel_spacing" in varying:
+        spacing = key.pixel_spacing
+        words.append(f"{spacing[1]:g}×{spacing[0]:g} mm pixels" if spacing else "no pixel spacing")
+    if "frame_of_reference" in varying:
+        words.append(f"frame of reference {key.frame_of_reference or '(none)'}")
+    if key.echo is not None:
+        words.append(f"echo {key.echo}")
+    if key.temporal is not None:
+        words.append(f"time point {key.temporal}")
     return ", ".join(words)
 
 

@@ -253,3 +253,48 @@ def _write_enhanced_ct(path, hu):
     ds.PerFrameFunctionalGroupsSequence = frames
     ds.PixelData = hu[::-1].astype("<i2").tobytes()
     ds.save_as(path, enforce_file_format=True)
+
+
+def _rewrite(path, **changes) -> None:
+    """Rewrite one file with attributes changed (None deletes the attribute)."""
+    dataset = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    dataset.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "note"),
+    [
+        ({"PixelSpacing": [0.5, 0.5]}, "0.5×0.5 mm pixels"),
+        ({"PixelSpacing": None}, "no pixel spacing"),
+        ({"FrameOfReferenceUID": "1.2.3.4"}, "frame of reference 1.2.3.4"),
+    ],
+)
+def test_a_slice_that_disagrees_with_its_series_is_split_off(tmp_path, hu, changes, note):
+    """One slice of another pixel spacing or frame of reference cannot share the volume's grid."""
+    write_ct_series(tmp_path, hu, spacing_xyz=SPACING, origin_xyz=ORIGIN)
+    _rewrite(sorted(tmp_path.glob("*.dcm"))[5], **changes)
+    found = scan(tmp_path)
+    assert sorted(s.number_of_images for s in found.series) == [1, 11]
+    odd = next(s for s in found.series if s.number_of_images == 1)
+    assert note in odd.split_note and note in odd.describe()
+    with pytest.raises(SeriesError, match="2 volumes"):
+        load_files(sorted(tmp_path.glob("*.dcm")))
+
+
+def test_pixel_spacing_missing_is_named_and_impossible_spacing_refused(tmp_path, hu):
+    write_ct_series(tmp_path, hu[:3], spacing_xyz=SPACING, origin_xyz=ORIGIN)
+    files = sorted(tmp_path.glob("*.dcm"))
+    for path in files:
+        _rewrite(path, PixelSpacing=None)
+    volume = load_files(files)
+    assert volume.grid.spacing_xyz[:2] == (1.0, 1.0)
+    assert any("no PixelSpacing" in w and "not in true millimetres" in w for w in volume.warnings)
+    for path in files:
+        _rewrite(path, PixelSpacing=[0, 0.9])
+    with pytest.raises(DicomReadError, match=r"PixelSpacing 0\\0.9 mm is not two positive sizes"):
+        load_files(files)
