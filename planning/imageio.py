@@ -7,7 +7,11 @@ geometry (NIfTI's RAS is converted to LPS by ITK).
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +19,10 @@ import SimpleITK as sitk
 
 from planning.dicom.load import load_series
 from planning.dicom.scan import ScanResult, scan
-from planning.errors import DelineoError, FormatError
+from planning.errors import DelineoError, FormatError, GeometryError
 from planning.volume import Volume
+
+log = logging.getLogger(__name__)
 
 #: File name endings read and written through SimpleITK.
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -61,15 +67,98 @@ def pick_series(found: ScanResult, path: Path, series: str | None):
 
 
 def read_image_file(path: str | os.PathLike) -> Volume:
-    """A NIfTI, NRRD or MetaImage file as a `Volume` (no DICOM identity)."""
+    """A NIfTI, NRRD or MetaImage file as a `Volume` (no DICOM identity).
+
+    Raises:
+        FormatError: the file cannot be read, or a NIfTI file holds less data than its header
+            declares (ITK would fill the rest with zeros).
+        GeometryError: the image is not one 3D single-component volume.
+    """
     path = Path(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise FormatError(f"{path.name}: cannot be read as an image ({_first_line(error)})") from error
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
-    return Volume.from_sitk(image)
+    if image.GetDimension() == 4:
+        raise GeometryError(
+            f"{path.name}: a 4D image of {image.GetSize()[3]} volumes; save the one to use as its own file"
+        )
+    try:
+        volume = Volume.from_sitk(image)
+    except GeometryError as error:
+        raise GeometryError(f"{path.name}: {error}") from None
+    if volume.array.dtype.kind == "f" and not (finite := np.isfinite(volume.array)).all():
+        volume.warnings.append(
+            f"{path.name}: {finite.size - np.count_nonzero(finite):,} voxels are not numbers (NaN or "
+            "infinite): the image may be damaged, and values computed over those voxels are meaningless"
+        )
+    for warning in volume.warnings:
+        log.warning("%s", warning)
+    return volume
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Refuse a NIfTI-1/2 file (plain or gzipped) holding fewer bytes than its header declares."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            expected = _nifti_size(stream.read(540))
+    except (OSError, EOFError, zlib.error):
+        return  # not readable as NIfTI at all: ITK's own error names the problem
+    if expected is None:
+        return
+    available = _decompressed_size(path, expected) if opener is gzip.open else path.stat().st_size
+    if available < expected:
+        raise FormatError(
+            f"{path.name}: truncated or damaged; it holds {available:,} of the {expected:,} bytes its "
+            "header declares"
+        )
+
+
+def _nifti_size(header: bytes) -> int | None:
+    """Bytes a NIfTI file must hold (voxel offset + voxel data), from its header; None if the
+    header is not NIfTI-1 or NIfTI-2."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            dims = struct.unpack(endian + "8q", header[16:80])
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0:
+        return None
+    return offset + int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]], dtype=np.int64)) * bitpix // 8
+
+
+def _decompressed_size(path: Path, expected: int, chunk: int = 1 << 20) -> int:
+    """Bytes a gzipped file decompresses to, up to its first damage. The gzip trailer's size
+    (modulo 2³²) answers at once for a complete file of one member."""
+    with open(path, "rb") as raw:
+        raw.seek(-4, os.SEEK_END)
+        if struct.unpack("<I", raw.read(4))[0] == expected % 2**32:
+            return expected
+    total, inflate = 0, zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    with open(path, "rb") as raw:
+        try:
+            while data := raw.read(chunk):
+                while data:
+                    total += len(inflate.decompress(data))
+                    data = inflate.unused_data if inflate.eof else b""
+                    if inflate.eof:  # the next gzip member, if any
+                        inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        except zlib.error:
+            pass
+    return total
 
 
 def save_volume(volume: Volume, path: str | os.PathLike) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from planning.errors import DelineoError, FormatError
+from planning.errors import DelineoError, FormatError, GeometryError
 from planning.geometry import Grid
 from planning.imageio import load_volume, save_volume
 from planning.volume import Volume
@@ -32,3 +32,55 @@ def test_unknown_output_format_and_missing_input(tmp_path):
         save_volume(volume, tmp_path / "out.png")
     with pytest.raises(DelineoError, match="no such file"):
         load_volume(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
+    """ITK reads a NIfTI file cut short as if complete, the missing voxels 0: refused instead."""
+    grid = Grid((6, 40, 50), (1.0, 1.0, 2.0))
+    array = np.random.default_rng(0).integers(-1000, 1000, grid.shape).astype(np.int16)
+    whole = tmp_path / f"whole{suffix}"
+    save_volume(Volume(array, grid), whole)
+    np.testing.assert_array_equal(load_volume(whole).array, array)
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    expected = 352 + array.nbytes
+    with pytest.raises(
+        FormatError, match=rf"cut{suffix}: truncated or damaged; it holds [\d,]+ of the {expected:,}"
+    ):
+        load_volume(cut)
+
+
+def test_a_gzipped_nifti_of_several_members_is_whole(tmp_path):
+    import gzip
+
+    grid = Grid((3, 8, 9), (1.0, 1.0, 2.0))
+    array = np.arange(216, dtype=np.int16).reshape(grid.shape)
+    save_volume(Volume(array, grid), tmp_path / "one.nii")
+    raw = (tmp_path / "one.nii").read_bytes()
+    (tmp_path / "two.nii.gz").write_bytes(gzip.compress(raw[:200]) + gzip.compress(raw[200:]))
+    np.testing.assert_array_equal(load_volume(tmp_path / "two.nii.gz").array, array)
+
+
+def test_image_files_that_are_not_one_volume_are_named(tmp_path):
+    import SimpleITK as sitk
+
+    series = sitk.JoinSeries([sitk.Image(5, 4, 3, sitk.sitkInt16)] * 2)
+    sitk.WriteImage(series, str(tmp_path / "dynamic.nii.gz"))
+    with pytest.raises(GeometryError, match="dynamic.nii.gz: a 4D image of 2 volumes"):
+        load_volume(tmp_path / "dynamic.nii.gz")
+    sitk.WriteImage(sitk.Image([5, 4, 3], sitk.sitkVectorUInt8, 3), str(tmp_path / "colour.nrrd"))
+    with pytest.raises(GeometryError, match="colour.nrrd: only single-component images"):
+        load_volume(tmp_path / "colour.nrrd")
+
+
+def test_voxels_that_are_not_numbers_are_counted_in_a_warning(tmp_path):
+    grid = Grid((2, 3, 4), (1.0, 1.0, 1.0))
+    array = np.zeros(grid.shape, np.float32)
+    array[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    save_volume(Volume(array, grid), tmp_path / "odd.nrrd")
+    warnings = load_volume(tmp_path / "odd.nrrd").warnings
+    assert len(warnings) == 1 and "odd.nrrd: 3 voxels are not numbers" in warnings[0]
+    save_volume(Volume(np.zeros(grid.shape, np.float32), grid), tmp_path / "fine.nrrd")
+    assert load_volume(tmp_path / "fine.nrrd").warnings == []

@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import version
 
 from planning.errors import Cancelled, DelineoError
+from workstation.cli import terminal
 
 #: Modules under workstation.cli that provide sub-commands, in the order --help lists them.
 COMMAND_MODULES = (
@@ -54,10 +55,7 @@ def open_workstation(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s: %(message)s",
-    )
+    terminal.install(args.verbose)
     handler = getattr(args, "handler", None)
     if handler is None:
         handler = open_workstation

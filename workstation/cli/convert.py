@@ -7,6 +7,7 @@ from pathlib import Path
 from planning.imageio import load_volume, save_volume
 from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
+from workstation.cli.terminal import warn
 
 
 def register(subparsers) -> None:
@@ -25,7 +26,7 @@ def run(args) -> int:
     finally:
         progress.close()
     for warning in volume.warnings:
-        print(f"warning: {warning}")
+        warn(warning)
     save_volume(volume, args.output)
     grid = volume.grid
     print(f"wrote {args.output} ({grid.shape[2]}×{grid.shape[1]}×{grid.shape[0]}, {volume.array.dtype})")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from planning.errors import DelineoError, FormatError
 from workstation.cli.numbers import count, non_negative
+from workstation.cli.terminal import warn
 
 
 def register(subparsers) -> None:
@@ -114,7 +115,7 @@ def _surfaces(args, options, progress) -> list:
     volume = load_volume(args.series, on_progress=progress)
     structures = load_structures(args.source, volume, names)
     for warning in getattr(structures, "warnings", []):
-        print(f"warning: {warning}")
+        warn(warning)
     return list(build_surfaces(structures, options, on_progress=progress).values())
 
 

@@ -9,6 +9,9 @@ import time
 class ProgressBar:
     """Callable as ``on_progress(stage, done, total)``; draws one updating line on stderr."""
 
+    #: the bar whose line is being drawn (not yet ended), if any
+    _drawing: ProgressBar | None = None
+
     def __init__(self, stream=None, width: int = 30, min_interval_s: float = 0.1):
         self.stream = stream or sys.stderr
         self.width = width
@@ -29,9 +32,22 @@ class ProgressBar:
         bar = "#" * filled + "-" * (self.width - filled)
         self.stream.write(f"\r{stage:<28} [{bar}] {fraction * 100:5.1f}%")
         self.stream.flush()
+        ProgressBar._drawing = self
 
     def close(self) -> None:
         if self._stage is not None:
+            self._end_line()
+        self._stage = None
+
+    @classmethod
+    def interrupt(cls) -> None:
+        """End the line a bar is drawing, so that other output starts on its own line (the bar
+        carries on below it)."""
+        if cls._drawing is not None:
+            cls._drawing._end_line()
+
+    def _end_line(self) -> None:
+        if ProgressBar._drawing is self:
             self.stream.write("\n")
             self.stream.flush()
-        self._stage = None
+            ProgressBar._drawing = None

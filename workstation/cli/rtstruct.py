@@ -13,6 +13,7 @@ from pathlib import Path
 from workstation.cli.numbers import non_negative
 from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
+from workstation.cli.terminal import warn
 
 
 def register(subparsers) -> None:
@@ -103,7 +104,7 @@ def run_export(args) -> int:
     names = read_names_file(args.names) if args.names else None
     structures = load_structures(args.labels, volume, names, algorithm=GenerationAlgorithm(args.algorithm))
     for warning in structures.warnings:
-        print(f"warning: {warning}")
+        warn(warning)
     options = {"simplify_mm": args.simplify_mm, "keyhole": args.keyhole, "label": args.label}
     if args.min_island_mm2 is not None:
         options["min_island_mm2"] = args.min_island_mm2
@@ -113,7 +114,7 @@ def run_export(args) -> int:
     finally:
         progress.close()
     for warning in warnings:
-        print(f"warning: {warning}")
+        warn(warning)
     nonstandard = [check_name(s.name) for s in structures if not check_name(s.name).standard]
     if nonstandard:
         print(f"note: {len(nonstandard)} of {len(structures)} names are not TG-263:")
@@ -142,9 +143,9 @@ def run_import(args) -> int:
     finally:
         progress.close()
     for warning in structures.warnings:
-        print(f"warning: {warning}")
+        warn(warning)
     for warning in save_structures(structures, volume, args.out):
-        print(f"warning: {warning}")
+        warn(warning)
     for value, structure in enumerate(structures, start=1):
         kind = structure.roi_type.value
         print(f"  {value:3d}  {structure.name:<24} {kind:<10} {structure.volume_cc:10.2f} cc")

@@ -14,6 +14,7 @@ from pathlib import Path
 from planning.errors import DelineoError
 from workstation.cli.outputs import check_output_file, check_output_folder
 from workstation.cli.progress import ProgressBar
+from workstation.cli.terminal import warn
 
 
 def register(subparsers) -> None:
@@ -88,9 +89,9 @@ def run(args) -> int:
         progress.close()
     run_info = getattr(model, "last_run", None)
     for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
-        print(f"warning: {warning}")
+        warn(warning)
     for warning in save(structures, volume, args.out, args.mask_format):
-        print(f"warning: {warning}")
+        warn(warning)
     seconds = time.perf_counter() - started
     device = f" on {run_info.device}" if run_info and run_info.device else ""
     print(f"{model.name}: {len(structures)} structure(s){device} in {seconds:.1f} s → {args.out}")
