@@ -101,9 +101,7 @@ def load_dose(path: str | os.PathLike) -> Dose:
         if keyword not in dataset:
             raise DicomReadError(f"{path.name}: RT Dose without {keyword}")
     warnings: list[str] = []
-    scaling = float(dataset.get("DoseGridScaling", 1.0) or 1.0)
-    if "DoseGridScaling" not in dataset:
-        warnings.append(f"{path.name}: no DoseGridScaling; the stored values are taken as doses")
+    scaling = _dose_grid_scaling(dataset, path.name, warnings)
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types on damaged pixel data
@@ -170,6 +168,23 @@ def _partial_dose_warnings(name: str, dose_type: str, summation_type: str) -> li
     if dose_type == "ERROR":
         warnings.append(f"{name}: a dose difference (DoseType ERROR), not a dose")
     return warnings
+
+
+def _dose_grid_scaling(dataset, name: str, warnings: list[str]) -> float:
+    """The factor from stored values to dose; refused unless a positive number."""
+    value = dataset.get("DoseGridScaling")
+    if value is None or value == "":
+        warnings.append(f"{name}: no DoseGridScaling; the stored values are taken as doses")
+        return 1.0
+    try:
+        scaling = float(value)
+    except (TypeError, ValueError):
+        raise DicomReadError(f"{name}: DoseGridScaling {value!r} is not a number") from None
+    if not (np.isfinite(scaling) and scaling > 0):
+        raise DicomReadError(
+            f"{name}: DoseGridScaling {scaling:g} is not a positive factor; the doses are unknown"
+        )
+    return scaling
 
 
 def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:

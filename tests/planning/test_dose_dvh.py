@@ -8,6 +8,7 @@ from support.data import data_path
 
 from planning.dose import Dose, load_dose
 from planning.dvh import compute_dvh
+from planning.errors import DicomReadError
 from planning.geometry import Grid
 from planning.structures import Mask, PlanarContour
 
@@ -105,6 +106,18 @@ def test_a_beam_dose_or_a_dose_difference_is_named_as_such(breast, tmp_path):
         "DVH values are per beam",
         "RD.beam.dcm: a dose difference (DoseType ERROR), not a dose",
     ]
+
+
+@pytest.mark.parametrize("scaling", [0, -1e-5])
+def test_a_dose_grid_scaling_that_is_not_a_positive_factor_is_refused(tmp_path, scaling):
+    """Zero was taken as 1 (no scaling): stored values of about 10⁶ read as Gy."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    dataset.DoseGridScaling = scaling
+    dataset.save_as(tmp_path / "RD.dcm")
+    with pytest.raises(DicomReadError, match=f"RD.dcm: DoseGridScaling {scaling:g} is not a positive factor"):
+        load_dose(tmp_path / "RD.dcm")
 
 
 def _close(ours, theirs, unit_tolerance):
