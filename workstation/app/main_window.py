@@ -41,6 +41,7 @@ from workstation.app.derive_dialog import DeriveDialog
 from workstation.app.dose_layer import DoseLayer
 from workstation.app.export_dialog import ExportDialog
 from workstation.app.jobs import JobRunner, ProgressPanel
+from workstation.app.messages import MessagesPanel
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_table import StructureTable
@@ -198,6 +199,15 @@ class MainWindow(QMainWindow):
         options_dock.setWidget(self.tool_options)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, options_dock)
 
+        self.messages = MessagesPanel(self)
+        messages_dock = QDockWidget("Messages", self)
+        messages_dock.setObjectName("messages")
+        messages_dock.setWidget(self.messages)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, messages_dock)
+        messages_dock.hide()
+        self.messages_dock = messages_dock
+        self.messages.button.clicked.connect(self.show_messages)
+
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
         action.triggered.connect(slot)
@@ -251,6 +261,7 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.structures_dock.toggleViewAction())
+        view_menu.addAction(self.messages_dock.toggleViewAction())
 
         structures_menu = menu.addMenu("&Structures")
         structures_menu.addAction(self._action("&Add structure", lambda: self.add_structure(), "Ctrl+N"))
@@ -313,6 +324,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.hover_label, 1)
         self.progress_panel = ProgressPanel(self.jobs, self)
         self.statusBar().addPermanentWidget(self.progress_panel)
+        self.statusBar().addPermanentWidget(self.messages.button)
 
     def _restore_window_settings(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -462,9 +474,7 @@ class MainWindow(QMainWindow):
                 self.set_dose(*dose)
             warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
             if warnings:
-                self.statusBar().showMessage(
-                    f"{len(warnings)} note(s) on the structures: {warnings[0]}", 15000
-                )
+                self.statusBar().showMessage(f"Structures: {_first_of(warnings)}", 15000)
             for problem in problems:
                 self._on_job_failed("Reading RT objects", problem)
 
@@ -488,8 +498,8 @@ class MainWindow(QMainWindow):
             for structure in loaded:
                 structures.add(structure)
             structures.label = loaded.label or structures.label
-        for warning in volume.warnings:
-            self.statusBar().showMessage(warning, 8000)
+        if volume.warnings:
+            self.statusBar().showMessage(_first_of(volume.warnings), 15000)
         self.session_path = None
         self.set_case(Case(volume, structures, ImageReference.for_volume(volume, kind, path)))
 
@@ -794,10 +804,16 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{title}: cancelled", 6000)
             return
         self.statusBar().showMessage(f"{title}: {message}", 15000)
+        self.messages.add("ERROR", f"{title}: {message}")
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
+
+    def show_messages(self) -> None:
+        """Open the Messages panel (every warning and error of this session)."""
+        self.messages_dock.show()
+        self.messages_dock.raise_()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         tool = self.tools.active
@@ -870,6 +886,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
+        self.messages.close_log()
         self.jobs.cancel_all()
         cancel_3d = getattr(self.view3d, "cancel_builds", None)
         if cancel_3d is not None:
@@ -945,3 +962,9 @@ def _load_reference(reference: ImageReference, on_progress, cancel):
         return read_image_file(path)
     found = scan(path, on_progress=on_progress, cancel=cancel)
     return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
+
+
+def _first_of(warnings: list[str]) -> str:
+    """The first warning for the status bar, saying where the others are."""
+    more = len(warnings) - 1
+    return warnings[0] + (f" (and {more} more: View ▸ Messages)" if more else "")
