@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from planning.dicom.load import load_series
 from planning.dicom.scan import ScanResult, scan
 from planning.errors import DelineoError, FormatError, GeometryError
+from planning.files import write_atomically
 from planning.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -162,17 +163,22 @@ def _decompressed_size(path: Path, expected: int, chunk: int = 1 << 20) -> int:
 
 
 def save_volume(volume: Volume, path: str | os.PathLike) -> None:
-    """Write a volume as NIfTI, NRRD or MHA (chosen by the file ending), geometry included."""
+    """Write a volume as NIfTI, NRRD or MHA (chosen by the file ending), geometry included; a
+    failed write leaves an earlier file at `path` whole (`planning.files.write_atomically`)."""
     path = Path(path)
     if not is_image_file(path):
         raise FormatError(f"{path.name}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
     image = volume.to_sitk()
     if volume.array.dtype == np.float64:
         image = sitk.Cast(image, sitk.sitkFloat32)
-    try:
-        sitk.WriteImage(image, str(path), useCompression=True)
-    except RuntimeError as error:
-        raise FormatError(f"{path.name}: cannot be written ({_first_line(error)})") from error
+
+    def write(target: Path) -> None:
+        try:
+            sitk.WriteImage(image, str(target), useCompression=True)
+        except RuntimeError as error:
+            raise FormatError(f"{path.name}: cannot be written ({_first_line(error)})") from error
+
+    write_atomically(path, write)
 
 
 def _first_line(error: Exception) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from planning.errors import Cancelled, FormatError
+from planning.files import write_atomically
 from planning.surfaces import Surface, vertex_normals
 
 log = logging.getLogger(__name__)
@@ -174,16 +175,6 @@ def _file_names(names: list[str]) -> list[str]:
 # -- writers -----------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise FormatError(f"{path}: cannot be written ({error.strerror or error})") from error
-
-
 def write_stl(surface: Surface, path: str | os.PathLike) -> None:
     """Binary STL (little-endian), facet normals from the triangles' winding."""
     p = surface.points[surface.triangles]
@@ -201,7 +192,7 @@ def write_stl(surface: Surface, path: str | os.PathLike) -> None:
             stream.write(np.uint32(len(data)).tobytes())
             stream.write(data.tobytes())
 
-    _atomic(Path(path), write)
+    write_atomically(Path(path), write)
 
 
 def write_ply(surface: Surface, path: str | os.PathLike) -> None:
@@ -235,7 +226,7 @@ def write_ply(surface: Surface, path: str | os.PathLike) -> None:
             stream.write(vertices.tobytes())
             stream.write(faces.tobytes())
 
-    _atomic(Path(path), write)
+    write_atomically(Path(path), write)
 
 
 def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
@@ -270,8 +261,8 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
                 np.savetxt(stream, np.repeat(ids, 2, axis=1), fmt="f %d//%d %d//%d %d//%d")
                 base += len(surface.points)
 
-    _atomic(library, write_library)
-    _atomic(path, write_objects)
+    write_atomically(library, write_library)
+    write_atomically(path, write_objects)
     return [path, library]
 
 
@@ -300,4 +291,4 @@ def write_vtp(surface: Surface, path: str | os.PathLike) -> None:
         if not writer.Write():
             raise OSError(f"VTK could not write {target}")
 
-    _atomic(Path(path), write)
+    write_atomically(Path(path), write)

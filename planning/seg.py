@@ -23,6 +23,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from planning.errors import DelineoError, DicomReadError, FormatError, GeometryError
+from planning.files import write_atomically
 from planning.geometry import Grid
 from planning.structure_io import labels_on_grid
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
@@ -93,10 +94,7 @@ def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLi
     )
     if skipped:
         warnings.append(f"{', '.join(skipped)}: voxels only on interpolated planes, so empty in the SEG")
-    try:
-        seg.save_as(path)
-    except OSError as error:
-        raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
+    write_atomically(path, seg.save_as)
     for warning in warnings:
         log.warning("%s: %s", path.name, warning)
     return warnings

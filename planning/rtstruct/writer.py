@@ -41,6 +41,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
 from planning.errors import Cancelled, FormatError, GeometryError
+from planning.files import write_atomically
 from planning.rtstruct import contours as planar
 from planning.structures import PlanarContour, RoiType, Structure, StructureSet
 from planning.volume import SliceRef, Volume
@@ -504,10 +505,7 @@ def _save(dataset: Dataset, path: Path) -> None:
     dataset.file_meta = meta
     dataset.preamble = b"\0" * 128
     _declare_encoding(dataset)
-    try:
-        dataset.save_as(path, enforce_file_format=True)
-    except OSError as error:
-        raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
+    write_atomically(path, lambda target: dataset.save_as(target, enforce_file_format=True))
 
 
 def _declare_encoding(dataset: Dataset) -> None:
