@@ -23,6 +23,11 @@ class GeometryError(DelineoError):
     """Objects do not share a geometry: another frame of reference, grids that do not match."""
 
 
+class ContoursOffImagesError(GeometryError):
+    """Contours lie on no loaded image plane (beyond the images, between them, not planar);
+    the reader can leave them out instead when asked."""
+
+
 class FormatError(DelineoError):
     """A non-DICOM file (NIfTI, NRRD, MHA, JSON, ...) cannot be read or written."""
 

@@ -34,7 +34,7 @@ from pydicom.dataelem import RawDataElement
 from scipy import ndimage
 
 from planning.dicom.headers import read_dataset
-from planning.errors import Cancelled, DelineoError, DicomReadError, GeometryError
+from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, DicomReadError, GeometryError
 from planning.rtstruct import contours as planar
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import (
@@ -152,8 +152,8 @@ def read_rtstruct(
 
     Raises:
         DicomReadError: the file is not an RTSTRUCT, or is damaged.
-        GeometryError: it belongs to another frame of reference, or its contours lie on no
-            loaded image plane.
+        GeometryError: it belongs to another frame of reference.
+        ContoursOffImagesError: contours lie on no loaded image plane (a GeometryError).
         DelineoError: a requested name is not in the file.
     """
     path = Path(path)
@@ -349,7 +349,7 @@ def _check_outside(
     for problem in filter(None, problems):
         message, advice = problem
         if not allow_missing_images:
-            raise GeometryError(f"{path.name}: {message}; {advice}")
+            raise ContoursOffImagesError(f"{path.name}: {message}; {advice}")
         warnings.append(f"{message}; those contours were left out")
 
 
@@ -395,7 +395,7 @@ def _between_planes(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes
     if spread > 0.5 * thickness:
         return (
             f"{message}: their points spread over up to {spread:.1f} mm along the slice normal",
-            "the file is damaged; leave those contours out to read the rest",
+            "the file is damaged",
         )
     return (
         f"{message}: they lie between the loaded slices ({thickness:.2f} mm apart)",

@@ -113,3 +113,7 @@ def test_broken_file_is_one_clear_error_line(tmp_path, capsys):
     assert code == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("delineo: error: invalid_reference_rt.dcm") and "not loaded" in error
+    assert error.endswith("or read the rest with --allow-missing-images")
+    command = ["rtstruct", "import", str(mock / "invalid_reference_rt.dcm"), "--series", str(series)]
+    assert main([*command, "--out", str(tmp_path / "x.nii.gz"), "--allow-missing-images"]) == 0
+    assert "left out" in capsys.readouterr().err

@@ -126,6 +126,7 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
+    from planning.errors import ContoursOffImagesError
     from planning.rtstruct.reader import read_rtstruct
     from planning.structure_io import save_structures
 
@@ -140,6 +141,8 @@ def run_import(args) -> int:
             allow_missing_images=args.allow_missing_images,
             on_progress=progress,
         )
+    except ContoursOffImagesError as error:
+        raise ContoursOffImagesError(f"{error}; or read the rest with --allow-missing-images") from None
     finally:
         progress.close()
     for warning in structures.warnings:
