@@ -13,10 +13,10 @@ between the neighbouring images, as a planning system does between contoured sli
 
 An RTSTRUCT of another frame of reference, or with contours on images that are not loaded (or
 on no image plane: between the slices, or not planar), is refused with an error naming what is
-wrong. Contours with fewer than 3 points or coordinates that are not numbers are left out with a
-warning. One exception: a file whose frame of reference
-UID differs from the images' but whose contours reference the loaded images one by one (some
-exporters invent a new frame of reference UID) is read onto those images, with a warning.
+wrong. One exception: a file whose frame of reference UID differs from the images' but whose
+contours reference the loaded images one by one (some exporters invent a new frame of reference
+UID) is read onto those images, with a warning. Contours with fewer than 3 points, or with
+coordinates that are not numbers, are left out with a warning.
 """
 
 from __future__ import annotations
