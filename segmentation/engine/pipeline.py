@@ -177,7 +177,8 @@ def run(
     on_progress = on_progress or _no_progress
     info = info if info is not None else RunInfo()
     wanted = select_outputs(recipe.outputs, structures)
-    info.warnings += check_modality(volume, recipe.modality)
+    volume, filled = finite_voxels(volume)
+    info.warnings += filled + check_modality(volume, recipe.modality)
     started = time.perf_counter()
     box = _crop_box(volume, recipe)
     info.seconds["crop"] = time.perf_counter() - started
@@ -228,6 +229,19 @@ def select_outputs(outputs, structures: list[str] | None, model: str = "the mode
             f"{model} has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(names)}"
         )
     return [names[s] for s in structures]
+
+
+def finite_voxels(volume: Volume) -> tuple[Volume, list[str]]:
+    """`volume` with voxels that are not numbers (NaN, ±inf) set to its lowest finite value, and a
+    warning saying so; `volume` itself when every voxel is a number. (NaN spreads through a
+    network's receptive field, most of a tile for a U-Net, and structures there go missing.)"""
+    array = volume.array
+    if array.dtype.kind != "f" or (finite := np.isfinite(array)).all():
+        return volume, []
+    lowest = float(array[finite].min()) if finite.any() else 0.0
+    count = finite.size - int(np.count_nonzero(finite))
+    warning = f"{count:,} voxels that are not numbers (NaN or infinite) were segmented as {lowest:g}"
+    return volume.with_array(np.where(finite, array, lowest).astype(array.dtype)), [warning]
 
 
 def check_modality(volume: Volume, modality: str, model: str = "the model") -> list[str]:

@@ -13,7 +13,7 @@ from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, S
 from planning.tg263 import style_for
 from planning.volume import Volume
 from segmentation.engine.manifest import OutputSpec
-from segmentation.engine.pipeline import RunInfo, check_modality, select_outputs
+from segmentation.engine.pipeline import RunInfo, check_modality, finite_voxels, select_outputs
 
 
 def _output(channel: int, name: str, roi_type: RoiType | None = None) -> OutputSpec:
@@ -55,7 +55,8 @@ class RuleModel:
         from segmentation.rules.lungs import lung_masks
 
         wanted = [o.name for o in select_outputs(self.outputs, structures, self.name)]
-        warnings = check_modality(volume, self.modality, self.name)
+        volume, warnings = finite_voxels(volume)
+        warnings += check_modality(volume, self.modality, self.name)
         on_progress = on_progress or (lambda stage, done, total: None)
         info, started = RunInfo(device="cpu", warnings=warnings), time.perf_counter()
         hu, spacing = volume.array, volume.grid.spacing_zyx

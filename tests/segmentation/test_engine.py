@@ -368,3 +368,16 @@ def test_an_accelerator_out_of_memory_ends_on_the_cpu_with_a_message(tmp_path, c
     assert "continuing on the CPU" in info.warnings[-1] and "continuing on the CPU" in caplog.text
     assert any("retrying with tiles" in w for w in info.warnings[:-1])
     assert dice(result["Region_0"].mask.full(), truth["small"]) > 0.85
+
+
+def test_voxels_that_are_not_numbers_do_not_blank_their_tiles(sigmoid_model):
+    """NaN spreads through a network's receptive field: such voxels are segmented as the image's
+    lowest value instead, with a warning."""
+    volume, truth = phantom()
+    floating = volume.with_array(volume.array.astype(np.float32))
+    floating.array[:, :2, :2] = np.nan  # a column of the background
+    floating.array[0, -1, -1] = np.inf
+    result = sigmoid_model.predict(floating, device="cpu")
+    [warning] = sigmoid_model.last_run.warnings
+    assert warning.startswith(f"{2 * 2 * volume.shape[0] + 1:,} voxels that are not numbers")
+    assert dice(result["Spheres"].mask.full(), truth["big"] | truth["small"]) > 0.9

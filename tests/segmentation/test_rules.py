@@ -149,3 +149,15 @@ def test_lung_ct_body_couch_and_the_one_lung_in_view():
     assert result["Lung_R"].volume_cc > 700 and result["Lung_L"].volume_cc < 10
     lung = result["Lung_R"].mask.full()
     assert body[lung].all()
+
+
+def test_voxels_that_are_not_numbers_are_taken_as_the_lowest_value():
+    volume, _ = thorax((24, 128, 128))
+    model = RuleModel()
+    plain = model.predict(volume, structures=["External"])["External"].mask.full()
+    floating = volume.with_array(volume.array.astype(np.float32))
+    floating.array[:, :4, :4] = np.nan  # outside the patient, in the air
+    result = model.predict(floating, structures=["External"])
+    [warning] = model.last_run.warnings
+    assert "voxels that are not numbers (NaN or infinite) were segmented as -10" in warning
+    np.testing.assert_array_equal(result["External"].mask.full(), plain)
