@@ -2,8 +2,8 @@
 table of `planning.metrics` as CSV and as an HTML page with embedded plots.
 
 Structures are paired by name (exactly, then ignoring case, spaces and underscores); structures
-found in only one set are listed as unmatched. Distances are mm, volumes cc; `inf` means one of
-the pair is empty (see planning.metrics).
+found in only one set are listed as unmatched, and sets with no pair at all are refused.
+Distances are mm, volumes cc; `inf` means one of the pair is empty (see planning.metrics).
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ def compare_sets(
     if not reference.grid.same_as(test.grid):
         raise GeometryError("the two structure sets are on different image grids")
     pairs, only_reference, only_test = match_names(reference.names(), test.names())
+    if not pairs:
+        raise DelineoError(
+            f"no structure of the {test_label} set has the name of one in the {reference_label} set, so "
+            f"there is nothing to compare; {reference_label}: {', '.join(reference.names()) or 'none'}; "
+            f"{test_label}: {', '.join(test.names()) or 'none (empty)'}"
+        )
     if names is not None:
         paired = {_key(n) for pair in pairs for n in pair}
         missing = [n for n in names if _key(n) not in paired]

@@ -64,3 +64,16 @@ def test_chosen_names_are_compared_and_unknown_ones_refused():
     assert [a for a, _, _ in compare_sets(reference, test, names=["LIVER"]).rows] == ["Liver"]
     with pytest.raises(DelineoError, match=r"no structure pair named 'GTV', 'Heart'; the pairs are Liver ↔"):
         compare_sets(reference, test, names=["Liver", "GTV", "Heart"])  # GTV is only in the reference
+
+
+def test_sets_without_a_common_name_are_refused():
+    """An empty report is never the answer: an empty test set, or names that never match."""
+    from planning.errors import DelineoError
+
+    reference = label_set(0, {1: "Liver", 2: "Kidney_L"})
+    with pytest.raises(
+        DelineoError, match=r"nothing to compare; reference: Liver, Kidney_L; test: none \(empty\)"
+    ):
+        compare_sets(reference, StructureSet(GRID))
+    with pytest.raises(DelineoError, match="nothing to compare; reference: Liver, Kidney_L; test: Heart"):
+        compare_sets(reference, label_set(0, {1: "Heart"}))
