@@ -40,7 +40,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
-from planning.errors import Cancelled, FormatError, GeometryError
+from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.rtstruct import contours as planar
 from planning.structures import PlanarContour, RoiType, Structure, StructureSet
@@ -93,6 +93,7 @@ def write_rtstruct(
         What the writer had to change or leave out, in words (also logged).
 
     Raises:
+        DelineoError: there is no structure to write.
         GeometryError: the volume was not loaded from DICOM, or the structures belong to another
             grid or frame of reference.
         FormatError: the file cannot be written.
@@ -179,6 +180,8 @@ def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:
             f"the structures belong to frame of reference {own}, the images to "
             f"{volume.frame_of_reference_uid}: an RTSTRUCT may refer to one frame of reference only"
         )
+    if not len(structure_set):
+        raise DelineoError("no structure to write: an RTSTRUCT holds at least one ROI (DICOM Type 1)")
 
 
 def _roi_identities(structures: list[Structure], warnings: list[str]) -> list[tuple[int, str]]:

@@ -13,7 +13,7 @@ import pytest
 from support.dicom_factory import ct_phantom, write_ct_series
 from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_grid, plastimatch_masks
 
-from planning.errors import Cancelled, GeometryError
+from planning.errors import Cancelled, DelineoError, GeometryError
 from planning.geometry import Grid
 from planning.imageio import load_volume
 from planning.rtstruct.reader import read_rtstruct
@@ -231,6 +231,9 @@ def test_refuses_volumes_it_cannot_reference(case, tmp_path):
     foreign = StructureSet(volume.grid, "1.2.3.4")
     with pytest.raises(GeometryError, match="one frame of reference"):
         write_rtstruct(foreign, volume, tmp_path / "x.dcm")
+    with pytest.raises(DelineoError, match="no structure to write"):  # dciodvfy: empty Type 1 sequences
+        write_rtstruct(StructureSet(volume.grid, volume.frame_of_reference_uid), volume, tmp_path / "x.dcm")
+    assert not (tmp_path / "x.dcm").exists()
 
 
 def _rotation(degrees_x: float, degrees_y: float, degrees_z: float) -> np.ndarray:
