@@ -28,7 +28,8 @@ small sphere's pole lies between two slices is not in the mask, and no method re
 
 Contraction is expansion of the complement (with the margins mirrored), its distances blended
 with those to the outside voxel centres (see _CONTRACTION_CENTRE_WEIGHT); voxels outside the grid
-count as outside the structure. Results are clipped to the grid (a warning says so).
+count as outside the structure. Results are clipped to the grid; a warning names the sides where
+an expansion reaches the edge of the images.
 """
 
 from __future__ import annotations
@@ -167,13 +168,17 @@ def expand(
     hi = [
         min(n, o + s + p) for o, s, p, n in zip(mask.offset, mask.array.shape, pad, grid.shape, strict=True)
     ]
-    if any(o - p < 0 for o, p in zip(mask.offset, pad, strict=True)) or any(
-        o + s + p > n for o, s, p, n in zip(mask.offset, mask.array.shape, pad, grid.shape, strict=True)
-    ):
-        log.info("expansion by %s reaches the edge of the grid and is clipped there", margins.describe())
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     seed = mask.region(box)
     grown = _grow(seed, _boundary_points(seed, spacing, cancel), spacing, axes, 0.0, on_progress, cancel)
+    cut = _sides_cut_by_grid(grown, lo, hi, grid, axes)
+    if cut:
+        log.warning(
+            "expansion by %s reaches the edge of the images on the %s side and is cut there: the "
+            "images end before the margin does",
+            margins.describe(),
+            " and ".join(cut),
+        )
     result = Mask(grid)
     result.replace_region(box, grown)
     return _limit(result, within)
@@ -467,6 +472,27 @@ def _min_convolve(values, axis, spacing_mm, negative_mm, positive_mm):
         view = out[tuple(target)]
         np.minimum(view, values[tuple(source)] + np.float32(cost), out=view)
     return out
+
+
+#: LPS patient axes x, y, z: (side towards −, side towards +)
+_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def _sides_cut_by_grid(grown: np.ndarray, lo: list[int], hi: list[int], grid, axes) -> list[str]:
+    """Patient sides (superior, left…) with a margin where the grown region, computed in the box
+    lo:hi of the grid, fills voxels on the grid's own first or last plane: the margin would go
+    on past it. `axes`: the margins (towards lower, towards higher index) of array axes z, y, x."""
+    sides = []
+    for axis in range(3):
+        column = grid.direction[:, 2 - axis]
+        j = int(np.argmax(np.abs(column)))
+        towards_lower, towards_higher = _SIDES[j] if column[j] > 0 else _SIDES[j][::-1]
+        lower_mm, higher_mm = axes[axis]
+        if lower_mm > 0 and lo[axis] == 0 and grown.take(0, axis=axis).any():
+            sides.append(towards_lower)
+        if higher_mm > 0 and hi[axis] == grid.shape[axis] and grown.take(-1, axis=axis).any():
+            sides.append(towards_higher)
+    return sides
 
 
 def _limit(mask: Mask, within: Mask | None) -> Mask:

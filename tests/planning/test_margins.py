@@ -138,3 +138,22 @@ def test_empty_and_zero_margins():
     assert expand(one, 0).voxel_count == one.voxel_count
     with pytest.raises(ValueError):
         Margins(right=-1)
+
+
+@pytest.mark.parametrize(("direction_z", "side"), [(1.0, "superior"), (-1.0, "inferior")])
+def test_an_expansion_cut_by_the_end_of_the_images_is_named(caplog, direction_z, side):
+    """A PTV grown past the last slice is cut there: planners must know which side."""
+    grid = Grid((20, 60, 60), (1.0, 1.0, 3.0), (-30.0, -30.0, 0.0), np.diag([1.0, 1.0, direction_z]))
+    last_slice_z = 19 * 3.0 * direction_z
+    near_end = sphere(grid, 8, (0, 0, last_slice_z - 6 * direction_z))
+    with caplog.at_level("WARNING", logger="planning.margins"):
+        expand(near_end, 5)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"expansion by 5 mm reaches the edge of the images on the {side} side and is cut there: the "
+        "images end before the margin does"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="planning.margins"):
+        expand(sphere(grid, 8, (0, 0, 10 * 3.0 * direction_z)), 5)
+        expand(near_end, Margins(superior=0, inferior=0, right=5, left=5, anterior=5, posterior=5))
+    assert caplog.records == []
