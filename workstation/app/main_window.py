@@ -39,6 +39,7 @@ from workstation.app.browser import PatientBrowser, referencing
 from workstation.app.case import Case
 from workstation.app.derive_dialog import DeriveDialog
 from workstation.app.dose_layer import DoseLayer
+from workstation.app.dvh_panel import DvhPanel
 from workstation.app.export_dialog import ExportDialog
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.messages import MessagesPanel
@@ -206,6 +207,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, messages_dock)
         messages_dock.hide()
         self.messages_dock = messages_dock
+
+        self.dvh_panel = DvhPanel(self)
+        dvh_dock = QDockWidget("DVH", self)
+        dvh_dock.setObjectName("dvh")
+        dvh_dock.setWidget(self.dvh_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dvh_dock)
+        self.tabifyDockWidget(messages_dock, dvh_dock)
+        dvh_dock.hide()
+        self.dvh_dock = dvh_dock
         self.messages.button.clicked.connect(self.show_messages)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -262,6 +272,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.browser_dock.toggleViewAction())
         view_menu.addAction(self.structures_dock.toggleViewAction())
         view_menu.addAction(self.messages_dock.toggleViewAction())
+        view_menu.addAction(self.dvh_dock.toggleViewAction())
 
         structures_menu = menu.addMenu("&Structures")
         structures_menu.addAction(self._action("&Add structure", lambda: self.add_structure(), "Ctrl+N"))
@@ -341,6 +352,7 @@ class MainWindow(QMainWindow):
         if self.case is not None:
             self.case.history.changed.disconnect(self._update_actions)
             self.case.history.changed.disconnect(self._schedule_stale_check)
+            self.case.history.changed.disconnect(self._structures_edited)
         self.case = case
         self.dose_layer, self.dose_path = None, None
         for slice_view in self.views.values():
@@ -362,6 +374,8 @@ class MainWindow(QMainWindow):
         self.view3d.show_case(case)
         case.history.changed.connect(self._update_actions)
         case.history.changed.connect(self._schedule_stale_check)
+        case.history.changed.connect(self._structures_edited)
+        self.dvh_panel.mark_stale("New case")
         self._saved_generation = case.history.generation
         if view:
             self.restore_view_state(view)
@@ -397,6 +411,10 @@ class MainWindow(QMainWindow):
         self.show_dose_action.setEnabled(True)
         note = f"; {dose.warnings[0]}" if dose.warnings else ""
         self.statusBar().showMessage(f"Dose: maximum {dose.max:.2f} {dose.unit_label}{note}", 15000)
+        self.dvh_panel.mark_stale("Dose loaded")
+
+    def _structures_edited(self, *_) -> None:
+        self.dvh_panel.mark_stale("Structures edited")
 
     def _toggle_dose(self, shown: bool) -> None:
         for view in self.views.values():

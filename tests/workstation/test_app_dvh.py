@@ -1,0 +1,39 @@
+"""The DVH panel: the numbers of `delineo dvh`, computed in a worker, redone after an edit."""
+
+import numpy as np
+import pytest
+from support.app import show_sample, wait_idle
+
+from planning.dose import Dose
+from planning.dvh import compute_dvh
+from planning.geometry import Grid
+
+pytestmark = pytest.mark.gui
+
+
+def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot):
+    case = show_sample(window)
+    panel = window.dvh_panel
+    window.dvh_dock.show()
+    assert not panel.compute_button.isEnabled() and "Load a dose" in panel.status.text()
+    grid = case.grid  # a dose twice as coarse, rising linearly from 0 to 60 Gy right to left
+    dose_grid = Grid((20, 64, 64), tuple(2 * s for s in grid.spacing_xyz), grid.origin_xyz, grid.direction)
+    ramp = np.broadcast_to(np.linspace(0, 60, 64, dtype=np.float32), dose_grid.shape).copy()
+    dose = Dose(ramp, dose_grid, frame_of_reference_uid=case.volume.frame_of_reference_uid)
+    window.set_dose(dose)
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+    shown = panel.values()
+    assert set(shown) == {s.name for s in case.structures if not s.mask.is_empty}
+    for name in ("Lung_R", "Heart", "GTV"):
+        expected = compute_dvh(dose, case.structures[name]).statistics(percents=(95, 50, 2))
+        assert shown[name] == pytest.approx(expected)
+    assert shown["Lung_R"]["Dmean"] < 30 < shown["Lung_L"]["Dmean"]  # the dose rises to the left
+    assert panel.table.rowCount() == len(shown) and panel.table.item(0, 0).text() == panel.dvhs[0].name
+    assert panel.table.horizontalHeaderItem(2).text() == "Dmean (Gy)"
+
+    window.table.select("GTV")
+    window.delete_structure()
+    assert "Structures edited" in panel.status.text()
+    qtbot.waitUntil(lambda: "GTV" not in panel.values(), timeout=60_000)
+    wait_idle(qtbot, window)

@@ -1,0 +1,156 @@
+"""The DVH panel: cumulative DVHs and dose metrics of the case's structures on the loaded dose.
+
+The numbers are `delineo dvh`'s (`planning.dvh.compute_dvh`): a structure read from an RTSTRUCT
+and not edited is sampled from its planar contours, as planning systems do; an edited or drawn
+one from its mask. They are computed in a worker (with progress and Cancel) when the panel is
+shown and its curves are missing or out of date: after a dose is loaded, or after an edit.
+"""
+
+from __future__ import annotations
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planning.dvh import DVH, compute_dvh, plot_dvhs
+
+#: table columns after the name: (header, key of `DVH.statistics`)
+COLUMNS = (
+    ("Volume (cc)", "volume_cc"),
+    ("Dmean", "Dmean"),
+    ("Dmin", "Dmin"),
+    ("Dmax", "Dmax"),
+    ("D95%", "D95%"),
+    ("D50%", "D50%"),
+    ("D2%", "D2%"),
+)
+
+
+class DvhPanel(QWidget):
+    """DVH curves over a table of metrics; `window` is the main window (case, dose, jobs)."""
+
+    def __init__(self, window, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.window_ = window
+        self.dvhs: list[DVH] = []
+        self._stale = True
+        self._recompute = QTimer(self, singleShot=True, interval=1000)  # edits come in bursts
+        self._recompute.timeout.connect(self.compute)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        self.status = QLabel("Load a dose (RTDOSE) with the images to see DVHs.", self)
+        self.compute_button = QPushButton("Compute", self)
+        self.compute_button.setToolTip("Compute the DVHs of every structure on the loaded dose")
+        self.compute_button.clicked.connect(self.compute)
+        self.compute_button.setEnabled(False)
+        row.addWidget(self.status, 1)
+        row.addWidget(self.compute_button)
+        layout.addLayout(row)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)  # curves | metrics
+        self.canvas = QWidget(self.splitter)
+        self.table = QTableWidget(0, 1 + len(COLUMNS), self.splitter)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.splitter.addWidget(self.canvas)
+        self.splitter.addWidget(self.table)
+        self.splitter.setSizes([700, 600])
+        layout.addWidget(self.splitter, 1)
+        self.setMinimumHeight(280)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def mark_stale(self, reason: str) -> None:
+        """The curves no longer match the case (`reason`, in words); recomputed when shown."""
+        self._stale = True
+        has_dose = self.window_.dose_layer is not None
+        self.compute_button.setEnabled(has_dose)
+        if has_dose:
+            self.status.setText(f"{reason}: DVHs to compute.")
+            if self.isVisible():
+                self._recompute.start()
+        else:
+            self.status.setText("Load a dose (RTDOSE) with the images to see DVHs.")
+            self._show([])
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._stale and self.window_.dose_layer is not None and not self.window_.jobs.busy:
+            self.compute()
+
+    # -- computing ---------------------------------------------------------------------------
+
+    def compute(self) -> None:
+        """Compute every non-empty structure's DVH in a worker, then show them."""
+        window = self.window_
+        if window.case is None or window.dose_layer is None:
+            return
+        dose = window.dose_layer.dose
+        structures = [s for s in window.case.structures if not s.mask.is_empty]
+        self._stale = False
+        self.status.setText(f"Computing the DVHs of {len(structures)} structures…")
+
+        def work(on_progress, cancel):
+            dvhs = []
+            for done, structure in enumerate(structures):
+                on_progress("Computing DVHs", done, len(structures))
+                dvhs.append(compute_dvh(dose, structure, cancel=cancel))
+            on_progress("Computing DVHs", len(structures), len(structures))
+            return dvhs
+
+        def failed(error: Exception) -> None:
+            self._stale = True
+            self.status.setText("DVHs not computed.")
+            window.jobs.report(job, error)
+
+        job = window.jobs.run("DVHs", work, self._show, failed)
+
+    def _show(self, dvhs: list[DVH]) -> None:
+        self.dvhs = dvhs
+        units = dvhs[0].units if dvhs else "Gy"
+        if dvhs:
+            notes = sum(len(d.warnings) for d in dvhs)
+            self.status.setText(
+                f"{len(dvhs)} structures, doses in {units}"
+                + (f"; {notes} note(s) on small or partly covered structures (hover a row)" if notes else "")
+            )
+        colours = {s.name: s.color for s in self.window_.case.structures} if self.window_.case else {}
+        self.splitter.replaceWidget(0, _curves(dvhs, colours) if dvhs else QWidget())
+        self.canvas.deleteLater()
+        self.canvas = self.splitter.widget(0)
+        self.table.setColumnCount(1 + len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(
+            ["Structure"] + [h if key == "volume_cc" else f"{h} ({units})" for h, key in COLUMNS]
+        )
+        self.table.setRowCount(len(dvhs))
+        for row, dvh in enumerate(dvhs):
+            statistics = dvh.statistics(percents=(95, 50, 2))
+            name = QTableWidgetItem(dvh.name)
+            name.setToolTip("\n".join([dvh.sampling, *dvh.warnings]))
+            self.table.setItem(row, 0, name)
+            for column, (_, key) in enumerate(COLUMNS, start=1):
+                item = QTableWidgetItem(f"{statistics[key]:.2f}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+
+    def values(self) -> dict[str, dict[str, float]]:
+        """The table's numbers by structure name (for tests and copying)."""
+        return {d.name: d.statistics(percents=(95, 50, 2)) for d in self.dvhs}
+
+
+def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
+    """`plot_dvhs`' figure on a canvas, laid out again at every size, its legend beside it."""
+    figure = plot_dvhs(dvhs, colors=colours)
+    figure.set_layout_engine("constrained")
+    figure.axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return FigureCanvasQTAgg(figure)
