@@ -37,6 +37,7 @@ from workstation.app.autosave import Autosaver, recoverable
 from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.browser import PatientBrowser, referencing
 from workstation.app.case import Case
+from workstation.app.compare_dialog import CompareDialog
 from workstation.app.derive_dialog import DeriveDialog
 from workstation.app.dose_layer import DoseLayer
 from workstation.app.dvh_panel import DvhPanel
@@ -281,6 +282,10 @@ class MainWindow(QMainWindow):
         structures_menu.addAction(self.interpolate_action)
         self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
         structures_menu.addAction(self.margins_action)
+        self.compare_action = self._action(
+            "&Compare structures…", self.open_compare, tip="Dice, HD95, surface Dice… of two structures"
+        )
+        structures_menu.addAction(self.compare_action)
         self.rebuild_action = self._action("Re&build derived structures", self.rebuild_stale)
         self.rebuild_action.setStatusTip("Recompute margins and Booleans whose source structures changed")
         structures_menu.addAction(self.rebuild_action)
@@ -360,6 +365,9 @@ class MainWindow(QMainWindow):
         if self.autoseg_dialog is not None:
             self.autoseg_dialog.close()
             self.autoseg_dialog = None
+        if self.last_dialog is not None:  # it worked on the previous case's structures
+            self.last_dialog.close()
+            self.last_dialog = None
         self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
         self.state.window_changed.connect(self._on_window_changed)
         self.state.cursor_changed.connect(self._view_changed)
@@ -736,6 +744,10 @@ class MainWindow(QMainWindow):
         if self.case is not None and len(self.case.structures):
             self._show_dialog(DeriveDialog(self))
 
+    def open_compare(self) -> None:
+        if self.case is not None and len(self.case.structures) >= 2:
+            self._show_dialog(CompareDialog(self))
+
     def open_autoseg(self) -> None:
         if self.case is None:
             return
@@ -816,6 +828,7 @@ class MainWindow(QMainWindow):
         has_case = self.case is not None
         for action in (self.export_action, self.interpolate_action, self.margins_action, self.autoseg_action):
             action.setEnabled(has_case)
+        self.compare_action.setEnabled(has_case and len(self.case.structures) >= 2)
 
     def _on_job_failed(self, title: str, message: str) -> None:
         if message == "cancelled":
