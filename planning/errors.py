@@ -32,5 +32,9 @@ class FormatError(DelineoError):
     """A non-DICOM file (NIfTI, NRRD, MHA, JSON, ...) cannot be read or written."""
 
 
+class NetworkError(DelineoError):
+    """A DICOM node cannot be reached, rejects us, or refuses what is sent."""
+
+
 class Cancelled(DelineoError):
     """A long job stopped because its cancel flag was set."""

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "segment",
     "models",
     "mesh",
+    "network",
 )
 
 

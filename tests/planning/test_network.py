@@ -1,0 +1,80 @@
+"""DICOM networking against real pynetdicom peers on this machine: send, echo, receive, and the
+errors a user meets (unreachable node, rejected association, object types the node refuses)."""
+
+import socket
+
+import pydicom
+import pytest
+from support.dicom_factory import ct_phantom, write_ct_series
+
+from planning.dicom.network import Node, Receiver, echo, send
+from planning.errors import NetworkError
+
+
+@pytest.fixture
+def series(tmp_path):
+    folder = tmp_path / "ct"
+    write_ct_series(folder, ct_phantom((4, 16, 20)))
+    (folder / "notes.txt").write_text("not DICOM")
+    return folder
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_folder_is_sent_and_received_byte_for_byte(series, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with Receiver(inbox, port=0, ae_title="STORE") as receiver:
+        node = Node("STORE", "127.0.0.1", receiver.port)
+        assert echo(node) < 5
+        progress = []
+        result = send([series], node, on_progress=lambda *a: progress.append(a))
+    assert [p.name for p in result.skipped] == ["notes.txt"] and result.failed == []
+    assert len(result.sent) == 4 and progress[-1][1:] == (4, 4)
+    sent = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in result.sent}
+    assert sorted(p.name for p in receiver.received) == sorted(f"{uid}.dcm" for uid in sent)
+    for path in receiver.received:
+        back = pydicom.dcmread(path)
+        assert back.PixelData == sent[back.SOPInstanceUID].PixelData
+        assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+
+
+def test_what_cannot_be_sent_is_named(series, tmp_path):
+    with Receiver(tmp_path, port=0) as receiver:
+        node = Node("ANY", "127.0.0.1", receiver.port)
+        result = send([series / "notes.txt"], node)
+        assert result.failed == [(series / "notes.txt", "not a DICOM file (or one without a SOP class)")]
+        with pytest.raises(NetworkError, match="no such file or folder to send"):
+            send([tmp_path / "missing.dcm"], node)
+    closed = Node("TPS", "127.0.0.1", _closed_port())
+    with pytest.raises(NetworkError, match=rf"TPS@127.0.0.1:{closed.port} cannot be reached"):
+        send([series], closed, timeout_s=2)
+    with pytest.raises(NetworkError, match="not a DICOM node; write it AE_TITLE@host:port"):
+        Node.parse("10.0.0.5:104")
+    assert Node.parse(" TPS@10.0.0.5:104 ") == Node("TPS", "10.0.0.5", 104)
+
+
+def test_a_node_that_rejects_us_or_our_objects_says_why(series):
+    from pynetdicom import AE
+
+    strict = AE(ae_title="PACS")
+    strict.require_called_aet = True
+    strict.add_supported_context("1.2.840.10008.1.1")  # verification only: no CT storage
+    server = strict.start_server(("127.0.0.1", 0), block=False)
+    port = server.server_address[1]
+    try:
+        with pytest.raises(
+            NetworkError, match="WRONG@.* rejected the association: Called AE title not recognised"
+        ):
+            echo(Node("WRONG", "127.0.0.1", port))
+        assert echo(Node("PACS", "127.0.0.1", port)) < 5
+        with pytest.raises(
+            NetworkError, match="PACS@.* accepts none of these object types: CT Image Storage"
+        ):
+            send([series], Node("PACS", "127.0.0.1", port))
+    finally:
+        server.shutdown()
