@@ -25,7 +25,7 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_folder_is_sent_and_received_byte_for_byte(series, tmp_path):
+def test_a_folder_is_sent_and_received_whole(series, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     with Receiver(inbox, port=0, ae_title="STORE") as receiver:

@@ -1,8 +1,10 @@
-"""RTSTRUCT export: choose structures and options, see the conformance check, then write.
+"""RTSTRUCT export: choose structures and options, see the conformance check, then write it
+or send it to the planning system.
 
 The check runs first, in a worker: the RTSTRUCT is written to a temporary file and checked the way
 a planning system would read it (`services.check_rtstruct`); the findings and the writer's own
-warnings are listed. "Write" then puts exactly that checked file at the chosen path.
+warnings are listed. "Write" then puts exactly that checked file at the chosen path; "Send"
+sends it to a DICOM node (C-STORE, `planning.dicom.network`), remembered for next time.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
+from planning.dicom.network import Node, send
+from planning.errors import DelineoError
+from planning.files import write_atomically
 from planning.structures import StructureSet
 from workstation.app import services
+
+#: QSettings key of the last node an RTSTRUCT was sent to
+NODE_SETTING = "export/send_to"
 
 
 class ExportDialog(QDialog):
@@ -71,6 +79,9 @@ class ExportDialog(QDialog):
             "Keyhole holes into their outer contour (for systems without even-odd filling)"
         )
         form.addRow(self.keyhole)
+        self.node_edit = QLineEdit(str(window.settings.value(NODE_SETTING, "") or ""), self)
+        self.node_edit.setPlaceholderText("planning system or PACS: AE_TITLE@host:port (optional)")
+        form.addRow("Send to", self.node_edit)
         layout.addLayout(form)
 
         self.structure_list = QListWidget(self)
@@ -93,11 +104,16 @@ class ExportDialog(QDialog):
         self.write_button = QPushButton("Write", self)
         self.write_button.setEnabled(False)
         self.write_button.clicked.connect(self.write)
+        self.send_button = QPushButton("Send", self)
+        self.send_button.setToolTip("Send the checked RTSTRUCT to the node above (DICOM C-STORE)")
+        self.send_button.setEnabled(False)
+        self.send_button.clicked.connect(self.send)
         close = QPushButton("Close", self)
         close.clicked.connect(self.reject)
         buttons.addWidget(self.check_button)
         buttons.addStretch(1)
         buttons.addWidget(self.write_button)
+        buttons.addWidget(self.send_button)
         buttons.addWidget(close)
         layout.addLayout(buttons)
         for widget in (self.simplify, self.keyhole, self.label_edit, self.structure_list):
@@ -135,6 +151,7 @@ class ExportDialog(QDialog):
     def _invalidate(self, *args) -> None:
         self._checked_file = None
         self.write_button.setEnabled(False)
+        self.send_button.setEnabled(False)
 
     # -- check and write -----------------------------------------------------------------------
 
@@ -168,7 +185,9 @@ class ExportDialog(QDialog):
             self._checked_file, self.findings = result
             self._show_findings()
             self.check_button.setEnabled(True)
-            self.write_button.setEnabled(not any(level == "error" for level, _ in self.findings))
+            conforming = not any(level == "error" for level, _ in self.findings)
+            self.write_button.setEnabled(conforming)
+            self.send_button.setEnabled(conforming)
             self.checked.emit()
 
         def failed(error):
@@ -201,11 +220,48 @@ class ExportDialog(QDialog):
         if self._checked_file is None:
             return
         target = Path(self.path_edit.text()).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._checked_file, target)
+        checked = self._checked_file
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, lambda temporary: shutil.copyfile(checked, temporary))
+        except (DelineoError, OSError) as error:  # a folder that cannot be made or written
+            self._add_finding("error", f"not written: {error}")
+            return
         self.window_.statusBar().showMessage(f"RTSTRUCT written to {target}", 8000)
         self.written.emit(str(target))
         self.accept()
+
+    def send(self) -> None:
+        """Send the checked file to the node, in a worker; the outcome lands in the report."""
+        if self._checked_file is None:
+            return
+        try:
+            node = Node.parse(self.node_edit.text())
+        except DelineoError as error:
+            self._add_finding("error", str(error))
+            return
+        self.window_.settings.setValue(NODE_SETTING, str(node))
+        checked = self._checked_file
+        self.send_button.setEnabled(False)
+
+        def done(result) -> None:
+            self.send_button.setEnabled(True)
+            for _, why in result.failed + result.warnings:
+                self._add_finding("error" if result.failed else "warning", f"{node}: {why}")
+            if result.sent:
+                self._add_finding("ok", f"Sent to {node}.")
+                self.window_.statusBar().showMessage(f"RTSTRUCT sent to {node}", 8000)
+
+        def failed(error: Exception) -> None:
+            self.send_button.setEnabled(True)
+            self._add_finding("error", str(error))
+
+        self.window_.jobs.run(
+            f"Sending to {node}",
+            lambda on_progress, cancel: send([checked], node, on_progress=on_progress, cancel=cancel),
+            done,
+            failed,
+        )
 
     def done(self, result: int) -> None:
         shutil.rmtree(self._temp, ignore_errors=True)

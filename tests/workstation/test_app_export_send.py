@@ -1,0 +1,56 @@
+"""The export dialog sends the checked RTSTRUCT to a DICOM node, and says when it cannot."""
+
+import numpy as np
+import pydicom
+import pytest
+from support.app import wait_idle
+from support.dicom_factory import ct_phantom, write_ct_series
+
+from planning.dicom.network import Receiver
+from planning.structures import Mask
+from workstation.app.export_dialog import NODE_SETTING
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def checked_export(window, qtbot, tmp_path):
+    write_ct_series(tmp_path / "ct", ct_phantom((6, 32, 36)))
+    window.open_path(tmp_path / "ct")
+    wait_idle(qtbot, window)
+    z, y, x = np.indices(window.case.grid.shape)
+    window.case.new_structure(
+        "GTV", mask=Mask.from_full(window.case.grid, (y - 16) ** 2 + (x - 18) ** 2 < 40)
+    )
+    export = window.export_rtstruct()
+    qtbot.waitUntil(lambda: export.send_button.isEnabled(), timeout=60_000)
+    return export
+
+
+def _report(export) -> list[str]:
+    return [export.report.item(i).text() for i in range(export.report.count())]
+
+
+def test_the_checked_file_is_sent_and_the_node_remembered(window, qtbot, tmp_path, checked_export):
+    export = checked_export
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with Receiver(inbox, port=0, ae_title="TPS") as receiver:
+        node = f"TPS@127.0.0.1:{receiver.port}"
+        export.node_edit.setText(node)
+        export.send_button.click()
+        qtbot.waitUntil(lambda: any("Sent to TPS@" in line for line in _report(export)), timeout=30_000)
+    [received] = receiver.received
+    assert pydicom.dcmread(received) == pydicom.dcmread(export._checked_file)  # the data set, not the meta
+    assert window.settings.value(NODE_SETTING) == node
+
+
+def test_a_bad_node_or_an_unwritable_path_is_reported_not_fatal(window, qtbot, tmp_path, checked_export):
+    export = checked_export
+    export.node_edit.setText("TPS at 10.0.0.5")
+    export.send_button.click()
+    assert "not a DICOM node" in _report(export)[-1]
+    (tmp_path / "a_file").write_text("")
+    export.path_edit.setText(str(tmp_path / "a_file" / "RS.dcm"))  # a folder that cannot be made
+    export.write_button.click()
+    assert _report(export)[-1].startswith("ERROR: not written:") and export.isVisible()
