@@ -57,3 +57,22 @@ def test_warnings_from_workers_and_failed_jobs_are_listed_once(window, qtbot):
     qtbot.waitUntil(lambda: window.messages.count() == 2, timeout=5_000)
     assert window.messages.messages() == ["from a worker", "Loading: boom.dcm: not a DICOM file"]
     assert "Error: Loading: boom.dcm" in window.messages.item(1).text()
+
+
+def test_an_unexpected_error_is_shown_and_the_work_autosaved(window, qtbot):
+    from support.app import show_sample
+
+    from workstation.app.launch import report_unexpected
+
+    show_sample(window)
+    window.add_structure("Edited")  # unsaved work
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError as error:
+        report_unexpected(window, ZeroDivisionError, error, error.__traceback__)
+    assert (
+        "Unexpected error: ZeroDivisionError: division by zero. This is a bug"
+        in window.messages.messages()[-1]
+    )
+    qtbot.waitUntil(window.autosaver.path.exists, timeout=30_000)
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=30_000)

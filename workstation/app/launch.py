@@ -47,10 +47,30 @@ def run(paths: list[str] | None = None) -> int:
     settings, data_dir = settings_and_data_dir()
     interval = float(os.environ.get("DELINEO_AUTOSAVE_S", "30"))
     window = MainWindow(settings, data_dir, autosave_interval_s=interval)
+    sys.excepthook = lambda kind, error, trace: report_unexpected(window, kind, error, trace)
     window.show()
     screenshot = screenshot_when_ready(window, app)
     open_first_case(window, paths or [], interactive=not screenshot)
     return app.exec()
+
+
+def report_unexpected(window, kind, error, trace) -> None:
+    """An exception nothing handled (a bug): logged with its traceback, shown to the user, and
+    an autosave started at once; the window stays open. (PyQt would otherwise end the application
+    on an exception in a slot, and the edits since the last autosave would be lost.)"""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    log.error("unexpected error", exc_info=(kind, error, trace))
+    window._on_job_failed(
+        "Unexpected error",
+        f"{kind.__name__}: {error}. This is a bug; the window stays open and your work is being "
+        "autosaved. The details are in the log.",
+    )
+    try:
+        window.autosaver.save_now()
+    except Exception:  # noqa: BLE001 — the state itself may be what is broken; keep the window
+        log.exception("autosave after the unexpected error failed")
 
 
 def open_first_case(window, paths: list[str], *, interactive: bool = True) -> None:
