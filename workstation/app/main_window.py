@@ -26,8 +26,9 @@ from PyQt6.QtWidgets import (
 )
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
+from planning.dicom.headers import read_header
 from planning.dicom.load import load_series
-from planning.dicom.scan import scan
+from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, GeometryError
 from planning.imageio import is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
@@ -236,6 +237,12 @@ class MainWindow(QMainWindow):
         )
         file_menu.addAction(self._action("Open &image file…", self._ask_open_file))
         file_menu.addAction(self._action("Open &sample patient", self.open_sample))
+        self.import_action = self._action(
+            "&Import structures…", self._ask_import_structures, tip="RTSTRUCT, DICOM-SEG or label map"
+        )
+        file_menu.addAction(self.import_action)
+        self.dose_action = self._action("Open &dose…", self._ask_open_dose, tip="RTDOSE of the open images")
+        file_menu.addAction(self.dose_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
@@ -441,9 +448,15 @@ class MainWindow(QMainWindow):
     # -- opening -------------------------------------------------------------------------------
 
     def open_path(self, path: str | Path) -> None:
-        """Open a session, an image file, or a folder (scanned; a single series loads at once)."""
+        """Open a session, an image file, or a folder (scanned; a single series loads at once).
+        With a case open, an RTSTRUCT or SEG file adds its structures to it, an RTDOSE its dose."""
         path = Path(path)
-        if _is_session(path):
+        kind = _rt_object_kind(path) if self.case is not None else None
+        if kind in ("RTSTRUCT", "SEG"):
+            self.import_structures(path)
+        elif kind == "RTDOSE":
+            self.open_dose(path)
+        elif _is_session(path):
             self.open_session(path)
         elif path.is_file() and is_image_file(path):
             self._remember(path)
@@ -518,6 +531,28 @@ class MainWindow(QMainWindow):
 
         self.jobs.run("Making the sample patient", lambda p, c: make_sample_patient(), done)
 
+    def import_structures(self, path: str | Path) -> None:
+        """Add the structures of an RTSTRUCT, a DICOM-SEG or a label map to the open case, as one
+        undo step (names already in use get a suffix)."""
+        if self.case is None:
+            return
+        case, path = self.case, Path(path)
+
+        def done(loaded) -> None:
+            if self.case is not case:
+                return
+            case.add_structures(list(loaded), f"Import {path.name}")
+            note = f"; {_first_of(loaded.warnings)}" if loaded.warnings else ""
+            self.statusBar().showMessage(f"Imported {len(loaded)} structure(s) from {path.name}{note}", 15000)
+
+        self.jobs.run(
+            f"Importing {path.name}", lambda p, c: services.load_rtstruct(path, case.volume, p, c), done
+        )
+
+    def open_dose(self, path: str | Path) -> None:
+        """Read an RTDOSE for the open case (refused when it is of another frame of reference)."""
+        self.jobs.run("Reading dose", lambda p, c: services.load_dose(path), lambda d: self.set_dose(d, path))
+
     def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
         structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
         for loaded in structure_sets or []:
@@ -551,10 +586,7 @@ class MainWindow(QMainWindow):
                 self.views[name].restore_view_state(view_plain)
         self.grid.maximise(plain.get("maximised"))
         if plain.get("dose") and Path(plain["dose"]).exists():
-            path = plain["dose"]
-            self.jobs.run(
-                "Reading dose", lambda p, c: services.load_dose(path), lambda d: self.set_dose(d, path)
-            )
+            self.open_dose(plain["dose"])
         if plain.get("active_structure"):
             self.table.select(plain["active_structure"])
         if plain.get("tool") in self.tools.tools:
@@ -826,7 +858,14 @@ class MainWindow(QMainWindow):
         self.undo_action.setText(f"&Undo {history.undo_text}" if history and history.can_undo else "&Undo")
         self.redo_action.setText(f"&Redo {history.redo_text}" if history and history.can_redo else "&Redo")
         has_case = self.case is not None
-        for action in (self.export_action, self.interpolate_action, self.margins_action, self.autoseg_action):
+        for action in (
+            self.export_action,
+            self.interpolate_action,
+            self.margins_action,
+            self.autoseg_action,
+            self.import_action,
+            self.dose_action,
+        ):
             action.setEnabled(has_case)
         self.compare_action.setEnabled(has_case and len(self.case.structures) >= 2)
 
@@ -888,6 +927,21 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.open_path(path)
+
+    def _ask_import_structures(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import structures",
+            "",
+            "Structures (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
+        )
+        if path:
+            self.import_structures(path)
+
+    def _ask_open_dose(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open dose", "", "RTDOSE (*.dcm);;All files (*)")
+        if path:
+            self.open_dose(path)
 
     def _ask_open_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -999,3 +1053,13 @@ def _first_of(warnings: list[str]) -> str:
     """The first warning for the status bar, saying where the others are."""
     more = len(warnings) - 1
     return warnings[0] + (f" (and {more} more: View ▸ Messages)" if more else "")
+
+
+def _rt_object_kind(path: Path) -> str | None:
+    """ "RTSTRUCT", "SEG", "RTDOSE"… for a DICOM RT object file; None for anything else."""
+    if not path.is_file() or is_image_file(path):
+        return None
+    try:
+        return RT_OBJECT_KINDS.get(str(read_header(path).get("SOPClassUID", "")))
+    except DelineoError:
+        return None

@@ -1,0 +1,46 @@
+"""Structures and doses added to the open case: File ▸ Import structures…, Open dose…, or a
+dropped RTSTRUCT / RTDOSE file."""
+
+import numpy as np
+import pytest
+from support.app import wait_idle
+from support.data import data_path
+
+from planning.imageio import save_volume
+
+pytestmark = pytest.mark.gui
+
+
+def test_an_rtstruct_and_a_label_map_are_added_as_undoable_steps(window, qtbot, tmp_path):
+    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    case = window.case
+    assert case.structures.names() == ["GTV-1"]
+    window.open_path(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"))  # a second observer's, say
+    wait_idle(qtbot, window)
+    assert case.structures.names() == ["GTV-1", "GTV-1_2"]
+    assert case.structures["GTV-1_2"].volume_cc == pytest.approx(case.structures["GTV-1"].volume_cc)
+    assert "Imported 1 structure(s) from RS.dcm" in window.statusBar().currentMessage()
+
+    labels = np.zeros(case.grid.shape, np.uint8)
+    labels[20:30, 80:120, 80:120] = 1
+    save_volume(case.volume.with_array(labels), tmp_path / "auto.nii.gz")
+    window.import_structures(tmp_path / "auto.nii.gz")
+    wait_idle(qtbot, window)
+    assert case.structures.names() == ["GTV-1", "GTV-1_2", "Label_1"]
+    assert case.structures["Label_1"].mask.full().sum() == labels.sum()
+    case.history.undo()
+    assert case.structures.names() == ["GTV-1", "GTV-1_2"]
+
+
+def test_a_dose_of_another_patient_is_refused_when_opened(window, qtbot):
+    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    window.open_path(data_path("dicom", "dicompyler-breast", "rtdose.dcm"))
+    wait_idle(qtbot, window)
+    assert window.dose_layer is None
+    assert "frame of reference" in window.messages.messages()[-1]
+
+
+def test_menu_actions_need_a_case(window):
+    assert not window.import_action.isEnabled() and not window.dose_action.isEnabled()
