@@ -93,6 +93,9 @@ class TrainConfig:
     overlap: float = 0.5
     #: structures whose mean held-out Dice picks the best weights (all when empty)
     selection_structures: list[str] = field(default_factory=list)
+    #: a model folder (manifest.json + weights) whose weights start the training: fine-tuning a
+    #: built-in model on a clinic's own contours; its network must be the one described here
+    init_from: str = ""
 
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
@@ -228,6 +231,19 @@ def _initialise_output_bias(net, prior: float, channels: list[int] | None = None
                     module.bias[channels] = bias
 
 
+def _load_initial_weights(net, folder: Path) -> None:
+    """Start from a model folder's weights (checked against its manifest's sha256)."""
+    from segmentation.engine.manifest import read_manifest
+    from segmentation.engine.model import load_into, read_state_dict
+
+    manifest = read_manifest(folder)
+    load_into(
+        net, read_state_dict(manifest.weights_path, manifest.weights_sha256), str(manifest.weights_path)
+    )
+    net.train()
+    log.info("training starts from the weights of %s %s", manifest.name, manifest.version)
+
+
 class Trainer:
     """Trains `config` on `train_cases`, picks weights on `holdout` (raw cases on their own grid)."""
 
@@ -238,6 +254,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.net = build_network(config.architecture, config.architecture_params())
         _initialise_output_bias(self.net, config.output_prior)
+        if config.init_from:
+            _load_initial_weights(self.net, Path(config.init_from))
         self.memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.AdamW(

@@ -345,6 +345,31 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
         assert scores[name] == pytest.approx(dice(drawn[name].mask.full(), reference))
 
 
+def test_training_can_start_from_a_model_folder(tmp_path, tiny_cases):
+    """Fine-tuning: a run with init_from starts from that model's weights (sha256 checked), and
+    a model of another network is refused naming the file."""
+    from planning.errors import DelineoError
+
+    sources = discover(tiny_cases)
+    first = prepare_run(TrainConfig(**TINY), tmp_path / "first", sources, holdout_count=1)
+    first.run()
+    export_model(tmp_path / "first", tmp_path / "model", "tiny", "0.1", "test model")
+    config = TrainConfig(**{**TINY, "init_from": str(tmp_path / "model"), "seed": 7})
+    tuned = prepare_run(config, tmp_path / "tuned", sources, holdout_count=1)
+    from safetensors.torch import load_file
+
+    exported = load_file(str(tmp_path / "model" / "weights.safetensors"))
+    for name, value in tuned.net.state_dict().items():
+        assert torch.equal(value, exported[name]), name
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(
+        tmp_path / "model"
+    )
+
+    wider = TrainConfig(**{**TINY, "channels": [8, 16, 32], "init_from": str(tmp_path / "model")})
+    with pytest.raises(DelineoError, match="weights do not fit the network"):
+        prepare_run(wider, tmp_path / "wider", sources, holdout_count=1)
+
+
 def _load(manifest: dict, weights) -> torch.nn.Module:
     from safetensors.torch import load_file
 
@@ -400,6 +425,11 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"no_such_setting": 1}))
     assert main(["train", str(tiny_cases), "--run", str(tmp_path / "other"), "--config", str(bad)]) == 1
+
+    # fine-tuning the exported (float32) model: the run records where it started
+    tuned = ["train", str(tiny_cases), "--run", str(tmp_path / "tuned"), "--config", str(config)]
+    assert main([*tuned, "--holdout", "1", "--init", str(full)]) == 0
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(full.resolve())
 
 
 # ---------------------------------------------------------------- the built-in head-and-neck model

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--config", type=Path, help="JSON file overriding TrainConfig fields")
     parser.add_argument("--iterations", type=positive_count, help="number of training iterations")
     parser.add_argument("--holdout", type=count, default=12, help="cases held out to pick the weights")
+    parser.add_argument(
+        "--init", type=Path, help="start from this model folder's weights (fine-tune a built-in model)"
+    )
     parser.add_argument("--threads", type=positive_count, help="CPU threads for torch (default 2)")
     parser.add_argument("--export", type=Path, help="after training, write a model folder here")
     parser.add_argument("--name", default="custom_model", help="model name written by --export")
@@ -73,6 +76,8 @@ def run(args) -> int:
         overrides["iterations"] = args.iterations
     if args.threads:
         overrides["threads"] = args.threads
+    if args.init:
+        overrides["init_from"] = str(args.init.resolve())
     config = TrainConfig(**overrides)
     trainer = prepare_run(config, args.run, discover(args.data), args.holdout)
     progress = ProgressBar()
