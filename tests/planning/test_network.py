@@ -5,7 +5,7 @@ import socket
 
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import folder_to_send
 
 from planning.dicom.network import Node, Receiver, echo, send
 from planning.errors import NetworkError
@@ -13,10 +13,7 @@ from planning.errors import NetworkError
 
 @pytest.fixture
 def series(tmp_path):
-    folder = tmp_path / "ct"
-    write_ct_series(folder, ct_phantom((4, 16, 20)))
-    (folder / "notes.txt").write_text("not DICOM")
-    return folder
+    return folder_to_send(tmp_path / "ct")
 
 
 def _closed_port() -> int:

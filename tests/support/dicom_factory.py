@@ -114,3 +114,10 @@ def _ct_slice(hu2d, position, orientation, spacing_xyz, implicit_vr: bool) -> Fi
     stored = np.clip(hu2d.astype(np.int32) + 1024, 0, 4095).astype("<u2")
     ds.PixelData = stored.tobytes()
     return ds
+
+
+def folder_to_send(folder: Path) -> Path:
+    """A folder of 4 small CT images and one file that is not DICOM (networking tests)."""
+    write_ct_series(folder, ct_phantom((4, 16, 20)))
+    (folder / "notes.txt").write_text("not DICOM")
+    return folder

@@ -1,7 +1,7 @@
 """`delineo send | echo` against a storage SCP on this machine."""
 
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import folder_to_send
 
 from planning.dicom.network import Receiver
 from workstation.cli import main
@@ -9,10 +9,7 @@ from workstation.cli import main
 
 @pytest.fixture
 def series(tmp_path):
-    folder = tmp_path / "ct"
-    write_ct_series(folder, ct_phantom((4, 16, 20)))
-    (folder / "notes.txt").write_text("not DICOM")
-    return folder
+    return folder_to_send(tmp_path / "ct")
 
 
 def test_the_command_line_sends_and_echoes(series, tmp_path, capsys):
