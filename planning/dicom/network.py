@@ -98,8 +98,8 @@ def send(
 
     Named files that are not DICOM, and objects the node refuses, are listed in the result's
     `failed` with the reason (files in folders that are not DICOM in `skipped`); the rest are
-    sent. Raises NetworkError when the node cannot be reached or
-    rejects the association, and Cancelled when `cancel` is set (between files).
+    sent. Raises NetworkError when the node cannot be reached or rejects the association, and
+    Cancelled when `cancel` is set (between files).
     """
     result = SendResult(node)
     files: list[tuple[Path, str, str]] = []  # path, SOP class, transfer syntax
@@ -114,10 +114,11 @@ def send(
                 result.skipped.append(path)
     done = 0
     for batch in _batches(files):
-        contexts = {}
+        syntaxes: dict[str, set[str]] = {}
         for _, sop_class, syntax in batch:
-            contexts.setdefault(sop_class, []).append(syntax)
-        association = _associate(node, list(contexts.items()), calling_ae, timeout_s)
+            syntaxes.setdefault(sop_class, set()).add(syntax)
+        contexts = [(sop_class, sorted(found)) for sop_class, found in syntaxes.items()]
+        association = _associate(node, contexts, calling_ae, timeout_s)
         try:
             for path, _, _ in batch:
                 if cancel is not None and cancel.is_set():
@@ -135,7 +136,7 @@ def send(
 
 class Receiver:
     """A storage SCP: accepts C-ECHO and C-STORE of any storage object and writes each one to
-    `folder` as ``<SOPInstanceUID>.dcm``, exactly as received. Use as a context manager, or
+    `folder` as ``<SOPInstanceUID>.dcm`` (the data set as received, with file meta information). Use as a context manager, or
     call `start` and `stop`. `on_received(path)` is called (in a network thread) per file."""
 
     def __init__(
