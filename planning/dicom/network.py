@@ -136,8 +136,9 @@ def send(
 
 class Receiver:
     """A storage SCP: accepts C-ECHO and C-STORE of any storage object and writes each one to
-    `folder` as ``<SOPInstanceUID>.dcm`` (the data set as received, with file meta information). Use as a context manager, or
-    call `start` and `stop`. `on_received(path)` is called (in a network thread) per file."""
+    `folder` as ``<SOPInstanceUID>.dcm`` (the data set as received, with file meta information).
+    Use as a context manager, or call `start` and `stop`. `on_received(path)` is called (in a
+    network thread) for each file."""
 
     def __init__(
         self,
