@@ -32,6 +32,13 @@ def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot):
     assert panel.table.rowCount() == len(shown) and panel.table.item(0, 0).text() == panel.dvhs[0].name
     assert panel.table.horizontalHeaderItem(2).text() == "Dmean (Gy)"
 
+    panel.compute()
+    panel.compute()  # the first is cancelled; only the second's curves are shown
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)
+    again = panel.values()
+    assert set(again) == set(shown) and all(again[n] == pytest.approx(shown[n]) for n in shown)
+    assert "DVHs not computed" not in panel.status.text()
+
     window.table.select("GTV")
     window.delete_structure()
     assert "Structures edited" in panel.status.text()

@@ -43,6 +43,7 @@ class DvhPanel(QWidget):
         self.window_ = window
         self.dvhs: list[DVH] = []
         self._stale = True
+        self._job = None  # the computation under way, cancelled when a newer one starts
         self._recompute = QTimer(self, singleShot=True, interval=1000)  # edits come in bursts
         self._recompute.timeout.connect(self.compute)
         layout = QVBoxLayout(self)
@@ -107,12 +108,20 @@ class DvhPanel(QWidget):
             on_progress("Computing DVHs", len(structures), len(structures))
             return dvhs
 
+        def done(dvhs: list[DVH]) -> None:
+            if job is self._job:
+                self._show(dvhs)
+
         def failed(error: Exception) -> None:
+            if job is not self._job:  # a computation a newer one replaced
+                return
             self._stale = True
             self.status.setText("DVHs not computed.")
             window.jobs.report(job, error)
 
-        job = window.jobs.run("DVHs", work, self._show, failed)
+        if self._job is not None:
+            self._job.cancel.set()
+        job = self._job = window.jobs.run("DVHs", work, done, failed)
 
     def _show(self, dvhs: list[DVH]) -> None:
         self.dvhs = dvhs
