@@ -61,7 +61,7 @@ def report_unexpected(window, kind, error, trace) -> None:
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, trace)
         return
-    log.error("unexpected error", exc_info=(kind, error, trace))
+    logging.getLogger("workstation.app.unexpected").error("unexpected error", exc_info=(kind, error, trace))
     window._on_job_failed(
         "Unexpected error",
         f"{kind.__name__}: {error}. This is a bug; the window stays open and your work is being "

@@ -19,8 +19,9 @@ from PyQt6.QtWidgets import QListWidget, QListWidgetItem, QToolButton, QWidget
 
 #: item data role holding the bare message
 _MESSAGE = Qt.ItemDataRole.UserRole
-#: loggers whose records the panel leaves out: the window reports failed jobs itself
-_REPORTED_ELSEWHERE = ("workstation.app.jobs",)
+#: loggers whose records (tracebacks) the panel leaves out: the window reports failed jobs and
+#: unexpected errors itself, in words
+_REPORTED_ELSEWHERE = ("workstation.app.jobs", "workstation.app.unexpected")
 
 
 class _Relay(QObject):
