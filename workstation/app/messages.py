@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+from PyQt6 import sip
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtWidgets import QListWidget, QListWidgetItem, QToolButton, QWidget
 
@@ -40,10 +41,10 @@ class MessageLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name in _REPORTED_ELSEWHERE:
             return
-        try:
-            self._relay.received.emit(record.levelname, record.getMessage())
-        except RuntimeError:  # the panel (and its relay) was deleted with its window
+        if sip.isdeleted(self._relay):  # the panel (and its relay) went with its window
             logging.getLogger().removeHandler(self)
+            return
+        self._relay.received.emit(record.levelname, record.getMessage())
 
 
 class MessagesPanel(QListWidget):
