@@ -29,16 +29,20 @@ Volume outside the dose grid counts with dose 0 and is reported in `warnings`.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from planning.dose import Dose
 from planning.errors import Cancelled, GeometryError
+from planning.files import write_atomically
 from planning.structures import Mask, PlanarContour, Structure
 
 log = logging.getLogger(__name__)
@@ -411,6 +415,37 @@ def _sample_mask(dose, mask: Mask, factor, name, cancel):
 
 
 # -- plotting -----------------------------------------------------------------------------------
+
+
+def write_table(
+    dvhs: Sequence[DVH],
+    path: str | os.PathLike,
+    *,
+    percents: Sequence[float] = (98, 95, 50, 2),
+    cc: Sequence[float] = (),
+    levels: Sequence[float] = (),
+) -> None:
+    """A CSV of one row per DVH: volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_x (cc and %), how the
+    structure was sampled, and its warnings. Doses in the DVHs' unit (Gy or relative)."""
+    unit = dvhs[0].units if dvhs else "Gy"
+    header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
+    header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
+    header += [f"V{level:g}{unit}_cc" for level in levels] + [f"V{level:g}{unit}_%" for level in levels]
+    header += ["sampling", "warnings"]
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            for dvh in dvhs:
+                row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
+                row += [dvh.d_percent(p) for p in percents] + [dvh.d_cc(c) for c in cc]
+                row += [dvh.v_gy(level) for level in levels] + [dvh.v_percent(level) for level in levels]
+                writer.writerow(
+                    [dvh.name, *[f"{v:.4f}" for v in row], dvh.sampling, " | ".join(dvh.warnings)]
+                )
+
+    write_atomically(path, write)
 
 
 def plot_dvhs(dvhs: Sequence[DVH], *, colors: dict[str, tuple[int, int, int]] | None = None, relative=True):

@@ -1,5 +1,7 @@
 """The DVH panel: the numbers of `delineo dvh`, computed in a worker, redone after an edit."""
 
+import csv
+
 import numpy as np
 import pytest
 from support.app import show_sample, wait_idle
@@ -11,7 +13,7 @@ from planning.geometry import Grid
 pytestmark = pytest.mark.gui
 
 
-def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot):
+def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot, tmp_path):
     case = show_sample(window)
     panel = window.dvh_panel
     window.dvh_dock.show()
@@ -38,6 +40,12 @@ def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot):
     again = panel.values()
     assert set(again) == set(shown) and all(again[n] == pytest.approx(shown[n]) for n in shown)
     assert "DVHs not computed" not in panel.status.text()
+
+    assert panel.save_csv(tmp_path / "dvh.csv")
+    rows = list(csv.DictReader(open(tmp_path / "dvh.csv", encoding="utf-8")))
+    assert [r["structure"] for r in rows] == [d.name for d in panel.dvhs]
+    assert float(rows[0]["Dmean_Gy"]) == pytest.approx(panel.dvhs[0].mean, abs=1e-4)
+    assert not panel.save_csv(tmp_path / "missing" / "dvh.csv") and "Not saved" in panel.status.text()
 
     window.table.select("GTV")
     window.delete_structure()

@@ -8,9 +8,12 @@ shown and its curves are missing or out of date: after a dose is loaded, or afte
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -21,7 +24,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from planning.dvh import DVH, compute_dvh, plot_dvhs
+from planning.dvh import DVH, compute_dvh, plot_dvhs, write_table
+from planning.errors import DelineoError
 
 #: table columns after the name: (header, key of `DVH.statistics`)
 COLUMNS = (
@@ -54,8 +58,13 @@ class DvhPanel(QWidget):
         self.compute_button.setToolTip("Compute the DVHs of every structure on the loaded dose")
         self.compute_button.clicked.connect(self.compute)
         self.compute_button.setEnabled(False)
+        self.save_button = QPushButton("Save CSV…", self)
+        self.save_button.setToolTip("The table (and D98 %) as CSV, as delineo dvh writes it")
+        self.save_button.clicked.connect(self._ask_save)
+        self.save_button.setEnabled(False)
         row.addWidget(self.status, 1)
         row.addWidget(self.compute_button)
+        row.addWidget(self.save_button)
         layout.addLayout(row)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)  # curves | metrics
         self.canvas = QWidget(self.splitter)
@@ -123,8 +132,25 @@ class DvhPanel(QWidget):
             self._job.cancel.set()
         job = self._job = window.jobs.run("DVHs", work, done, failed)
 
+    def save_csv(self, path: str | Path) -> bool:
+        """Write the shown DVHs' metrics as CSV (`planning.dvh.write_table`); False, with the
+        reason in the status line, when the file cannot be written."""
+        try:
+            write_table(self.dvhs, path)
+        except (DelineoError, OSError) as error:
+            self.status.setText(f"Not saved: {error}")
+            return False
+        self.status.setText(f"Saved {Path(path).name}")
+        return True
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save DVH metrics", "dvh.csv", "CSV (*.csv)")
+        if path:
+            self.save_csv(path)
+
     def _show(self, dvhs: list[DVH]) -> None:
         self.dvhs = dvhs
+        self.save_button.setEnabled(bool(dvhs))
         units = dvhs[0].units if dvhs else "Gy"
         if dvhs:
             notes = sum(len(d.warnings) for d in dvhs)

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from planning.dose import load_dose
-    from planning.dvh import compute_dvh, plot_dvhs
+    from planning.dvh import compute_dvh, plot_dvhs, write_table
     from workstation.cli.outputs import check_output_file
 
     for path in (args.out, args.curves, args.plot):
@@ -82,22 +82,7 @@ def run(args) -> int:
         if color:
             colors[name] = color
     unit = dose.unit_label
-    header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
-    header += [f"D{p:g}%_{unit}" for p in args.percents] + [f"D{c:g}cc_{unit}" for c in args.cc]
-    header += [f"V{level:g}{unit}_cc" for level in args.levels] + [
-        f"V{level:g}{unit}_%" for level in args.levels
-    ]
-    header += ["sampling", "warnings"]
-    with open(args.out, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        for dvh in dvhs:
-            row = [dvh.name, dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
-            row += [dvh.d_percent(p) for p in args.percents] + [dvh.d_cc(c) for c in args.cc]
-            row += [dvh.v_gy(level) for level in args.levels] + [
-                dvh.v_percent(level) for level in args.levels
-            ]
-            writer.writerow([row[0], *[f"{v:.4f}" for v in row[1:]], dvh.sampling, " | ".join(dvh.warnings)])
+    write_table(dvhs, args.out, percents=args.percents, cc=args.cc, levels=args.levels)
     for dvh in dvhs:
         print(
             f"{dvh.name:<20} {dvh.volume_cc:9.2f} cc  Dmean {dvh.mean:7.3f}  Dmax {dvh.max:7.3f}  "
