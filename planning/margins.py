@@ -127,23 +127,34 @@ class Margins:
 
     def along_array_axes(self, grid: Grid) -> list[tuple[float, float]]:
         """(towards lower index, towards higher index) margin in mm for array axes (z, y, x)."""
-        # LPS axis j: (margin towards −j, margin towards +j)
-        patient = [(self.right, self.left), (self.anterior, self.posterior), (self.inferior, self.superior)]
-        per_index_axis = []
-        for axis in range(3):  # index axes x, y, z = direction columns 0, 1, 2
-            column = grid.direction[:, axis]
-            j = int(np.argmax(np.abs(column)))
-            angle = math.degrees(math.acos(min(1.0, abs(float(column[j])))))
-            if angle > _OBLIQUE_TOLERANCE_DEG and not self.is_uniform:
-                log.warning(
-                    "grid index axis %d is %.1f° from the nearest patient axis; the directional "
-                    "margins are applied along that patient axis",
-                    axis,
-                    angle,
-                )
-            negative, positive = patient[j]
-            per_index_axis.append((negative, positive) if column[j] > 0 else (positive, negative))
-        return per_index_axis[::-1]
+        sides = _array_axis_sides(grid)
+        if not self.is_uniform:
+            for index_axis, (_, _, angle) in enumerate(reversed(sides)):  # x, y, z
+                if angle > _OBLIQUE_TOLERANCE_DEG:
+                    log.warning(
+                        "grid index axis %d is %.1f° from the nearest patient axis; the directional "
+                        "margins are applied along that patient axis",
+                        index_axis,
+                        angle,
+                    )
+        return [(getattr(self, lower), getattr(self, higher)) for lower, higher, _ in sides]
+
+
+#: LPS patient axes x, y, z: (side towards −, side towards +), named as the Margins fields
+_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def _array_axis_sides(grid: Grid) -> list[tuple[str, str, float]]:
+    """For array axes z, y, x: the patient sides that lower and higher indices go towards (of the
+    nearest patient axis), and the angle in degrees between the index axis and that patient axis."""
+    sides = []
+    for axis in (2, 1, 0):  # index axes z, y, x = direction columns 2, 1, 0
+        column = grid.direction[:, axis]
+        j = int(np.argmax(np.abs(column)))
+        angle = math.degrees(math.acos(min(1.0, abs(float(column[j])))))
+        lower, higher = _SIDES[j] if column[j] > 0 else _SIDES[j][::-1]
+        sides.append((lower, higher, angle))
+    return sides
 
 
 def expand(
@@ -474,19 +485,12 @@ def _min_convolve(values, axis, spacing_mm, negative_mm, positive_mm):
     return out
 
 
-#: LPS patient axes x, y, z: (side towards −, side towards +)
-_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
-
-
 def _sides_cut_by_grid(grown: np.ndarray, lo: list[int], hi: list[int], grid, axes) -> list[str]:
     """Patient sides (superior, left…) with a margin where the grown region, computed in the box
     lo:hi of the grid, fills voxels on the grid's own first or last plane: the margin would go
     on past it. `axes`: the margins (towards lower, towards higher index) of array axes z, y, x."""
     sides = []
-    for axis in range(3):
-        column = grid.direction[:, 2 - axis]
-        j = int(np.argmax(np.abs(column)))
-        towards_lower, towards_higher = _SIDES[j] if column[j] > 0 else _SIDES[j][::-1]
+    for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(grid)):
         lower_mm, higher_mm = axes[axis]
         if lower_mm > 0 and lo[axis] == 0 and grown.take(0, axis=axis).any():
             sides.append(towards_lower)
