@@ -361,7 +361,6 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
     planes = {ref.sop_instance_uid: ref for ref in volume.slices if ref is not None}
     by_position = ImagePlanes(volume)
     normal = volume.grid.slice_normal
-    half_slice = 0.5 * volume.grid.spacing_xyz[2]
     for record in records:
         missing, beyond, between, off = 0, 0, 0, 0.0
         for contour in record.contours:
@@ -372,9 +371,10 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
                 off = max(off, float(np.abs((contour.points - ref.position_xyz) @ normal).max()))
             elif len(contour.points) and np.isfinite(contour.points).all():
                 k, _, distance = by_position.place(contour)
-                if not 0 <= k < volume.grid.shape[0]:
+                where = by_position.where(k, distance)
+                if where == "beyond":
                     beyond += 1
-                elif distance > half_slice:
+                elif where == "between":
                     between += 1
                 else:
                     off = max(off, distance)
@@ -388,7 +388,7 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
             report.add(ERROR, f"{between} contour(s) lie on no loaded image plane", record.name)
         if off > PLANARITY_TOLERANCE_MM:
             report.add(
-                ERROR if off > half_slice else WARNING,
+                ERROR if off > by_position.on_plane_mm else WARNING,
                 f"contours lie up to {off:.3f} mm off the plane of their image",
                 record.name,
             )

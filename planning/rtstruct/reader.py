@@ -224,6 +224,8 @@ class ImagePlanes:
         self.origins = origins
         self.axes = grid.direction / np.asarray(grid.spacing_xyz)  # patient mm → index steps
         self.normal = grid.direction[:, 2]
+        #: a contour lies on a plane when all its points are within this of it (half a slice, mm)
+        self.on_plane_mm = 0.5 * grid.spacing_xyz[2]
         self.uids: dict[str, list[int]] = {}
         for k, ref in enumerate(volume.slices):
             if ref is not None:
@@ -242,6 +244,13 @@ class ImagePlanes:
             return k, np.zeros((0, 2)), np.inf
         relative = points - self.origins[k]
         return k, relative @ self.axes[:, :2], float(np.abs(relative @ self.normal).max())
+
+    def where(self, k: int, distance: float) -> str:
+        """What `place`'s answer means: "beyond" the first or last image, "between" the planes
+        (no plane holds every point: not planar, or other slice positions), or "on" plane k."""
+        if not 0 <= k < len(self.origins):
+            return "beyond"
+        return "between" if distance > self.on_plane_mm else "on"
 
     def describe_range(self) -> str:
         first, last = self.origins[0] @ self.normal, self.origins[-1] @ self.normal
@@ -281,11 +290,9 @@ def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
             placed.not_finite += 1
             continue
         k, uv, distance = placer.place(contour)
-        if not 0 <= k < placer.grid.shape[0]:
-            placed.outside.append(contour)
-            continue
-        if distance > 0.5 * placer.grid.spacing_xyz[2]:
-            placed.between_planes.append(contour)
+        where = placer.where(k, distance)
+        if where != "on":
+            (placed.outside if where == "beyond" else placed.between_planes).append(contour)
             continue
         if contour.image_uid:
             planes_of_image = placer.uids.get(contour.image_uid)
