@@ -21,6 +21,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from planning.dicom.scan import list_files
 from planning.errors import Cancelled, NetworkError
 from planning.files import write_atomically
 
@@ -209,14 +210,13 @@ def _files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
     """(file, whether it was named itself rather than found in a folder), each file once."""
     files: dict[Path, tuple[Path, bool]] = {}
     for path in map(Path, paths):
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.is_file():
-                    files.setdefault(found.resolve(), (found, False))
-        elif path.is_file():
-            files[path.resolve()] = (path, True)
-        else:
+        if not path.exists():
             raise NetworkError(f"{path}: no such file or folder to send")
+        if path.is_file():  # named: it stands, even if a folder given too holds it
+            files[path.resolve()] = (path, True)
+            continue
+        for found in list_files(path):
+            files.setdefault(found.resolve(), (found, False))
     return list(files.values())
 
 

@@ -203,7 +203,7 @@ def scan(
         on_progress: called as (stage, files done, files total) every 64 files.
         cancel: a `threading.Event`; when set, the scan raises `Cancelled`.
     """
-    files = _list_files(paths)
+    files = list_files(paths)
     result = ScanResult()
     image_headers: list[Header] = []
     for done, path in enumerate(files):
@@ -235,7 +235,9 @@ def scan(
     return result
 
 
-def _list_files(paths) -> list[Path]:
+def list_files(paths) -> list[Path]:
+    """The files of `paths` (files, or folders searched recursively, in name order; hidden files
+    left out). A path that does not exist is refused."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
