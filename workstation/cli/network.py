@@ -7,10 +7,10 @@ delineo receive --port 11112 --out incoming/ [--ae DELINEO] [--idle-exit SECONDS
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
+from planning.dicom.network import DEFAULT_AE_TITLE
 from workstation.cli.numbers import positive
 from workstation.cli.outputs import check_output_folder
 from workstation.cli.progress import ProgressBar
@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     receive = subparsers.add_parser("receive", help="receive DICOM files sent to this computer (storage SCP)")
     receive.add_argument("--out", type=Path, required=True, help="folder the received files are written to")
     receive.add_argument("--port", type=int, default=11112, help="port to listen on (default 11112)")
-    receive.add_argument("--ae", default="DELINEO", help="this computer's AE title (default DELINEO)")
+    receive.add_argument(
+        "--ae", default=DEFAULT_AE_TITLE, help=f"this computer's AE title (default {DEFAULT_AE_TITLE})"
+    )
     receive.add_argument(
         "--idle-exit",
         type=positive,
@@ -42,7 +44,9 @@ def register(subparsers) -> None:
 
 
 def _calling_options(parser) -> None:
-    parser.add_argument("--ae", default="DELINEO", help="our (calling) AE title (default DELINEO)")
+    parser.add_argument(
+        "--ae", default=DEFAULT_AE_TITLE, help=f"our (calling) AE title (default {DEFAULT_AE_TITLE})"
+    )
     parser.add_argument(
         "--timeout", type=positive, default=30.0, help="network timeout in seconds (default 30)"
     )
@@ -81,12 +85,10 @@ def run_receive(args) -> int:
 
     check_output_folder(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    last = [time.monotonic()]
-    arrived = threading.Event()
+    last = [time.monotonic()]  # when the last file arrived
 
     def received(path: Path) -> None:
         last[0] = time.monotonic()
-        arrived.set()
         print(f"received {path.name}", flush=True)
 
     with Receiver(args.out, ae_title=args.ae, port=args.port, on_received=received) as receiver:
@@ -96,8 +98,7 @@ def run_receive(args) -> int:
         )
         try:
             while args.idle_exit is None or time.monotonic() - last[0] < args.idle_exit:
-                arrived.wait(0.2)
-                arrived.clear()
+                time.sleep(0.2)
         except KeyboardInterrupt:  # the usual way to stop listening
             pass
     print(f"received {len(receiver.received)} file(s)")
