@@ -30,7 +30,7 @@ from planning.dicom.headers import read_header
 from planning.dicom.load import load_series
 from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, GeometryError
-from planning.imageio import is_image_file, read_image_file
+from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
 from planning.structures import StructureSet
 from workstation.app import services
@@ -59,6 +59,8 @@ from workstation.app.viewstate import ViewState
 from workstation.app.windowing import PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
+#: file-dialog patterns of the image formats Delineo reads (NIfTI, NRRD, MetaImage)
+_IMAGE_PATTERNS = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
 MAX_RECENT = 10
 HELP_TEXT = """Views
   Wheel, Up/Down, PgUp/PgDn: scroll slices     Ctrl+wheel, +/-: zoom     R / Ctrl+0: reset zoom
@@ -919,36 +921,26 @@ class MainWindow(QMainWindow):
             self.open_folder(folder)
 
     def _ask_open_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "Open an image",
-            "",
-            "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)",
-        )
-        if path:
-            self.open_path(path)
+        self._ask_to_open("Open an image", f"Images ({_IMAGE_PATTERNS} *.dcm);;All files (*)", self.open_path)
 
     def _ask_import_structures(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
+        self._ask_to_open(
             "Import structures",
-            "",
-            "Structures (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
+            f"Structures (*.dcm {_IMAGE_PATTERNS});;All files (*)",
+            self.import_structures,
         )
-        if path:
-            self.import_structures(path)
 
     def _ask_open_dose(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open dose", "", "RTDOSE (*.dcm);;All files (*)")
-        if path:
-            self.open_dose(path)
+        self._ask_to_open("Open dose", "RTDOSE (*.dcm);;All files (*)", self.open_dose)
 
     def _ask_open_session(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a session", "", "Delineo sessions (*.delineo *.zip)"
-        )
+        self._ask_to_open("Open a session", "Delineo sessions (*.delineo *.zip)", self.open_session)
+
+    def _ask_to_open(self, title: str, filters: str, then) -> None:
+        """Ask for one file to open (Qt's dialog with `filters`), then call `then(path)`."""
+        path, _ = QFileDialog.getOpenFileName(self, title, "", filters)
         if path:
-            self.open_session(path)
+            then(path)
 
     def _ask_save_session_as(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the session", "", "Delineo sessions (*.delineo)")
