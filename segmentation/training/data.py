@@ -176,35 +176,38 @@ def read_mask_folder(folder: str | Path, structures: list[str]) -> Case:
     return Case(folder.name, np.ascontiguousarray(image), labels, labelled, spacing)
 
 
-def prepare(case: Case, spacing_zyx, body_threshold_hu: float = -500.0, margin_mm: float = 20.0) -> Case:
-    """`case` resampled to the model's voxel size with `segmentation.preprocessing.resample`
-    (CT trilinear, labels nearest) and cropped to the patient (voxels above
-    `body_threshold_hu`) plus `margin_mm`, so that thousands of cases fit in memory.
+def prepare(case: Case, spacing_zyx=None, body_threshold_hu: float = -500.0, margin_mm: float = 20.0) -> Case:
+    """`case` cropped to the patient (voxels above `body_threshold_hu`) plus `margin_mm`, so that
+    thousands of cases fit in memory; first resampled to `spacing_zyx` (mm) with
+    `segmentation.preprocessing.resample` (CT trilinear, labels nearest) unless it is None (the
+    case keeps its own grid and patches are sampled from it at the model's spacing).
     """
-    import torch
+    image, labels = case.image_hu, case.labels
+    spacing = tuple(float(s) for s in case.spacing_zyx)
+    if spacing_zyx is not None:
+        import torch
 
-    from segmentation.preprocessing import resample
+        from segmentation.preprocessing import resample
 
-    image = resample(torch.from_numpy(case.image_hu), case.spacing_zyx, spacing_zyx, "trilinear")
-    image = image.round_().clamp_(-32768, 32767).to(torch.int16).numpy()
-    labels = resample(
-        torch.from_numpy(case.labels.astype(np.int64)), case.spacing_zyx, spacing_zyx, "nearest"
-    )
-    labels = labels.numpy().astype(case.labels.dtype)
+        image = resample(torch.from_numpy(image), spacing, spacing_zyx, "trilinear")
+        image = image.round_().clamp_(-32768, 32767).to(torch.int16).numpy()
+        labels = resample(torch.from_numpy(labels.astype(np.int64)), spacing, spacing_zyx, "nearest")
+        labels = labels.numpy().astype(case.labels.dtype)
+        spacing = tuple(float(s) for s in spacing_zyx)
     inside = np.argwhere(image > body_threshold_hu)
     if inside.size:
-        margin = np.ceil(margin_mm / np.asarray(spacing_zyx, float)).astype(int)
+        margin = np.ceil(margin_mm / np.asarray(spacing, float)).astype(int)
         low = np.maximum(inside.min(0) - margin, 0)
         high = np.minimum(inside.max(0) + margin + 1, image.shape)
         box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
         image, labels = image[box], labels[box]
-    spacing = tuple(float(s) for s in spacing_zyx)
     return Case(case.name, np.ascontiguousarray(image), np.ascontiguousarray(labels), case.labelled, spacing)
 
 
-def load_cases(sources: list[tuple[str, Path, str]], structures: list[str], spacing_zyx) -> list[Case]:
-    """Read and prepare cases. Each source is (kind, folder, name): kind "openkbp" (folder of
-    ``pt_N.npz``, name the patient) or "folder" (`read_mask_folder`, folder the case itself)."""
+def load_cases(sources: list[tuple[str, Path, str]], structures: list[str], spacing_zyx=None) -> list[Case]:
+    """Read and prepare cases (`prepare`). Each source is (kind, folder, name): kind "openkbp"
+    (folder of ``pt_N.npz``, name the patient) or "folder" (`read_mask_folder`, folder the case
+    itself)."""
     cases = []
     for kind, folder, name in sources:
         if kind == "openkbp":

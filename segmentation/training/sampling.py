@@ -6,7 +6,9 @@ delineated in few cases (OpenKBP's oesophagus: a third of the patients) are then
 as the others. Otherwise the case is drawn first, then one of its structures. Each patch is read
 with one trilinear `grid_sample` that applies an in-plane rotation, an isotropic scaling and an
 optional left–right mirror (which swaps the ``_L``/``_R`` structures, so that left stays left).
-Labels are interpolated too: the targets are soft at the edges.
+Labels are interpolated too: the targets are soft at the edges. Patches come at the model's voxel
+size (`spacing_zyx`) from cases on any grid: a case kept on its own grid is interpolated once,
+from the contours as they were drawn.
 """
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ class PatchSampler:
         foreground_fraction: float = 0.7,
         augmentation: Augmentation | None = None,
         points_per_structure: int = 3000,
+        spacing_zyx=None,
     ):
         self.cases = cases
         self.structures = structures
         self.patch = tuple(int(n) for n in patch_zyx)
+        #: patch voxel size (mm); None: each case's own (cases already on the model's grid)
+        self.spacing = None if spacing_zyx is None else np.asarray(spacing_zyx, float)
         self.normalization = normalization
         self.foreground_fraction = foreground_fraction
         self.augmentation = augmentation or Augmentation()
@@ -96,23 +101,27 @@ class PatchSampler:
             k = list(self.points[index])[int(rng.integers(len(self.points[index])))]
         else:
             k = None
+        case = self.cases[index]
+        case_spacing = np.asarray(case.spacing_zyx, float)
+        patch_spacing = case_spacing if self.spacing is None else self.spacing
         if k is None:
-            centre = rng.uniform(0, 1, 3) * (np.asarray(self.cases[index].image_hu.shape) - 1)
+            centre = rng.uniform(0, 1, 3) * (np.asarray(case.image_hu.shape) - 1)
         else:
             points = self.points[index][k]
             centre = points[int(rng.integers(len(points)))].astype(float)
-            centre += rng.uniform(-0.3, 0.3, 3) * patch
-        case = self.cases[index]
+            centre += rng.uniform(-0.3, 0.3, 3) * patch * patch_spacing / case_spacing
         aug = self.augmentation
         angle = math.radians(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
         scale = rng.uniform(*aug.scale)
         mirror = rng.random() < aug.mirror_probability
-        # patch voxel offsets (z, y, x) → case voxel offsets: in-plane rotation, scaling, mirror
-        matrix = np.diag([scale, scale, scale])
+        # patch voxel offsets (z, y, x) → case voxel offsets: to mm, in-plane rotation, scaling,
+        # mirror, back to case voxels
+        rotation = np.diag([scale, scale, scale])
         cos, sin = math.cos(angle), math.sin(angle)
-        matrix[1:, 1:] = scale * np.array([[cos, -sin], [sin, cos]])
+        rotation[1:, 1:] = scale * np.array([[cos, -sin], [sin, cos]])
         if mirror:
-            matrix[:, 2] *= -1
+            rotation[:, 2] *= -1
+        matrix = np.diag(1 / case_spacing) @ rotation @ np.diag(patch_spacing)
         image, target = self._read(case, centre, matrix)
         if mirror:
             target = target[self.mirror]

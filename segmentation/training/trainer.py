@@ -83,6 +83,11 @@ class TrainConfig:
     #: saturated at "never" gets no gradient from the Dice term)
     phases: list[dict] = field(default_factory=list)
     augmentation: dict = field(default_factory=lambda: asdict(Augmentation()))
+    #: cases keep their own grid and each patch is sampled from it at `spacing_zyx` in one
+    #: interpolation, with its augmentation: targets are then interpolated from the contours as
+    #: drawn, not from a nearest-neighbour copy on the model's grid (which moves edges by up to
+    #: half a voxel)
+    sample_native_grid: bool = False
     seed: int = 0
     threads: int = 2
     #: channels-last memory layout (faster 3D convolutions on CPU with oneDNN)
@@ -268,6 +273,7 @@ class Trainer:
             config.normalization,
             config.foreground_fraction,
             Augmentation(**config.augmentation),
+            spacing_zyx=config.spacing_zyx,
         )
         self.holdout = holdout
         self.iteration = 0
@@ -441,7 +447,9 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
         json.dumps({"training": [s[2] for s in training], "holdout": [s[2] for s in held_out]}, indent=2)
     )
     log.info("reading %d training and %d held-out cases", len(training), len(held_out))
-    train_cases = load_cases(training, config.structures, config.spacing_zyx)
+    train_cases = load_cases(
+        training, config.structures, None if config.sample_native_grid else config.spacing_zyx
+    )
     holdout = [
         read_openkbp(folder, name, config.structures)
         if kind == "openkbp"

@@ -16,7 +16,7 @@ from planning.volume import Volume
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.preprocessing import resample
-from segmentation.training.data import discover, prepare, read_mask_folder, read_openkbp, to_lps
+from segmentation.training.data import Case, discover, prepare, read_mask_folder, read_openkbp, to_lps
 from segmentation.training.evaluate import openkbp_volume
 from segmentation.training.metrics import dice, hd95
 from segmentation.training.sampling import Augmentation, PatchSampler
@@ -154,6 +154,10 @@ def test_prepare_resamples_and_crops_to_the_patient():
         volume_before = case.mask(k).sum() * np.prod(case.spacing_zyx)
         volume_after = prepared.mask(k).sum() * 75.0
         assert volume_after == pytest.approx(volume_before, rel=0.2, abs=500)
+    cropped = prepare(case)  # kept on its own grid, only cropped
+    assert cropped.spacing_zyx == case.spacing_zyx
+    assert cropped.image_hu.size < case.image_hu.size
+    assert np.array_equal(np.bincount(cropped.labels.ravel())[1:], np.bincount(case.labels.ravel())[1:])
 
 
 # ---------------------------------------------------------------- sampling, loss, metrics
@@ -182,6 +186,35 @@ def test_patches_keep_image_and_labels_aligned_and_mirror_swaps_sides(tmp_path):
                 torch.nonzero(inside_left[b])[:, 2].float().mean()
                 > torch.nonzero(inside_right[b])[:, 2].float().mean()
             )
+
+
+def test_patches_from_a_case_on_its_own_grid_come_at_the_model_spacing():
+    # a case on a 1.5 × 2 × 2 mm grid sampled by a model working at 3 × 4 × 4 mm: one
+    # interpolation from the case's own voxels, so a linear image stays exact and a sphere keeps
+    # its volume
+    shape = (24, 32, 32)
+    k, j, i = np.indices(shape)
+    image = (4 * k + 2 * j + i - 200).astype(np.int16)  # HU per mm: 8/3 along z, 1 along y, ½ along x
+    sphere = (1.5 * (k - 12)) ** 2 + (2.0 * (j - 16)) ** 2 + (2.0 * (i - 16)) ** 2 <= 8.0**2
+    case = Case("c", image, sphere.astype(np.uint16), np.array([True]), (1.5, 2.0, 2.0))
+    augmentation = Augmentation(0, (1, 1), 0.0, (1, 1), 0.0, 0.0)
+    sampler = PatchSampler(
+        [case], ["GTV"], (32, 40, 40), {"type": "none"}, 1.0, augmentation, spacing_zyx=(3.0, 4.0, 4.0)
+    )
+    image, target, _ = sampler.batch(np.random.default_rng(0), 40)
+    # each patch samples the sphere at another phase of the coarser grid: volumes scatter by a
+    # few %, and average to the sphere's
+    sphere_mm3 = sphere.sum() * 1.5 * 2.0 * 2.0
+    volumes = target[:, 0].sum((1, 2, 3)).numpy() * 3.0 * 4.0 * 4.0
+    assert volumes.mean() == pytest.approx(sphere_mm3, rel=0.02)
+    assert np.all(np.abs(volumes / sphere_mm3 - 1) < 0.12)
+    for b in range(3):
+        inside = torch.nonzero(target[b, 0] > 0.999)
+        z, y, x = inside.T
+        patch = image[b, 0]
+        assert torch.allclose(patch[z + 1, y, x] - patch[z, y, x], torch.tensor(8.0), atol=1e-3)
+        assert torch.allclose(patch[z, y + 1, x] - patch[z, y, x], torch.tensor(4.0), atol=1e-3)
+        assert torch.allclose(patch[z, y, x + 1] - patch[z, y, x], torch.tensor(2.0), atol=1e-3)
 
 
 def test_balanced_sampling_shows_rarely_delineated_structures_as_often_as_the_others(tmp_path):
