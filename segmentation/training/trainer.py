@@ -86,7 +86,8 @@ class TrainConfig:
     #: cases keep their own grid and each patch is sampled from it at `spacing_zyx` in one
     #: interpolation, with its augmentation: targets are then interpolated from the contours as
     #: drawn, not from a nearest-neighbour copy on the model's grid (which moves edges by up to
-    #: half a voxel)
+    #: half a voxel). Off by default: cases then stay in memory at their own resolution, which
+    #: for 1 × 1 × 3 mm CTs is about 13 times their copy at 4 × 4 × 2.5 mm
     sample_native_grid: bool = False
     seed: int = 0
     threads: int = 2
