@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from planning.errors import Cancelled, DelineoError
+from planning.files import write_atomically
 from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
@@ -413,12 +414,17 @@ class Trainer:
 
 
 def save_weights(net, path: Path) -> None:
-    from safetensors.torch import save_file
+    write_safetensors({k: v.detach().contiguous() for k, v in net.state_dict().items()}, path)
 
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    partial = path.with_suffix(".partial")
-    save_file(state, str(partial))
-    os.replace(partial, path)
+
+def write_safetensors(state: dict, path: Path) -> None:
+    """Write `state` as safetensors, atomically, with the permissions of any new file (the umask).
+    safetensors' own `save_file` creates owner-only files, which other users of a shared model
+    folder could not read."""
+    from safetensors.torch import save
+
+    data = save(state)
+    write_atomically(path, lambda target: target.write_bytes(data))
 
 
 def split_holdout(sources: list, count: int, seed: int) -> tuple[list, list]:
@@ -477,7 +483,7 @@ def export_model(
     channels are computed and ignored (the model draws the others). `half`: store floating-point
     weights as float16 (half the file; the network still computes in float32), except tensors
     beyond float16's range (batch-norm running variances reach 10⁶), which stay float32."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     run_dir, folder = Path(run_dir), Path(folder)
     config = TrainConfig.from_json(run_dir / "config.json")
@@ -489,7 +495,7 @@ def export_model(
     state = load_file(str(run_dir / "best.safetensors"))
     if half:
         state = {k: _half_if_in_range(v) for k, v in state.items()}
-    save_file(state, str(weights))
+    write_safetensors(state, weights)
     manifest = {
         "name": name,
         "version": version,

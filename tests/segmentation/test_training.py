@@ -351,6 +351,9 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     manifest = json.loads(manifest_path.read_text())
     weights = tmp_path / "model" / manifest["weights"]["file"]
     assert manifest["weights"]["sha256"] == sha256_of(weights)
+    # permissions as for any new file (the umask), as the manifest beside it: a model folder on a
+    # shared disk is readable by its other users (safetensors alone writes owner-only files)
+    assert weights.stat().st_mode & 0o777 == manifest_path.stat().st_mode & 0o777
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
     assert manifest["inference"]["mirror_axes_zyx"] == [2]  # trained with left–right mirroring
