@@ -19,7 +19,7 @@ from planning.structures import StructureSet
 from planning.volume import Volume
 from segmentation.engine import device as devices
 from segmentation.engine.manifest import Manifest, OutputSpec, lateral_axis_zyx, mirror_permutation
-from segmentation.engine.pipeline import Recipe, RunInfo, run
+from segmentation.engine.pipeline import Recipe, RunInfo, credit, run
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class NetworkModel:
         target = devices.choose_device(device)
         info = RunInfo()
         try:
-            return run(
+            result = run(
                 volume,
                 self.recipe,
                 self.networks_on,
@@ -158,6 +158,9 @@ class NetworkModel:
             )
         finally:
             self.last_run = info
+        for structure in result:
+            structure.description = credit(self.name, self.version)
+        return result
 
 
 def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkModel:

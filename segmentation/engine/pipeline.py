@@ -218,6 +218,12 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error):
     return device, patch
 
 
+def credit(model: str, version: str) -> str:
+    """The description of every structure a model draws, written to the RTSTRUCT as its ROI
+    Description: a contour can be traced to the model and version that drew it."""
+    return f"Auto-contoured by {model} {version}".strip()
+
+
 def select_outputs(outputs, structures: list[str] | None, model: str = "the model") -> list[OutputSpec]:
     """The outputs named in `structures` (all when None), or an error naming the unknown ones."""
     if not structures:

@@ -13,7 +13,7 @@ from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, S
 from planning.tg263 import style_for
 from planning.volume import Volume
 from segmentation.engine.manifest import OutputSpec
-from segmentation.engine.pipeline import RunInfo, check_modality, finite_voxels, select_outputs
+from segmentation.engine.pipeline import RunInfo, check_modality, credit, finite_voxels, select_outputs
 
 
 def _output(channel: int, name: str, roi_type: RoiType | None = None) -> OutputSpec:
@@ -84,7 +84,14 @@ class RuleModel:
             if output.name in wanted:
                 mask = Mask.from_full(volume.grid, masks[output.name])
                 result.add(
-                    Structure(output.name, mask, output.color, output.roi_type, GenerationAlgorithm.AUTOMATIC)
+                    Structure(
+                        output.name,
+                        mask,
+                        output.color,
+                        output.roi_type,
+                        GenerationAlgorithm.AUTOMATIC,
+                        description=credit(self.name, self.version),
+                    )
                 )
         info.seconds["total"] = time.perf_counter() - started
         self.last_run = info

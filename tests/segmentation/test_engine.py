@@ -33,6 +33,7 @@ def test_sigmoid_model_draws_overlapping_structures_on_the_original_grid(sigmoid
     assert result.names() == ["Spheres", "Dense"]
     spheres, dense = result["Spheres"], result["Dense"]
     assert spheres.algorithm == GenerationAlgorithm.AUTOMATIC
+    assert spheres.description == dense.description == "Auto-contoured by thresholds 0.1"
     assert dice(spheres.mask.full(), truth["big"] | truth["small"]) > 0.9
     assert dice(dense.mask.full(), truth["small"]) > 0.85
     # Overlap is kept: every Dense voxel is also a Spheres voxel.

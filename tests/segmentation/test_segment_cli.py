@@ -40,6 +40,8 @@ def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
     loaded = load_volume(tmp_path / "ct")
     structures = read_rtstruct(out, loaded)
     assert structures.names() == ["External", "Bone"]
+    # each ROI names the model and version that drew it (ROI Description)
+    assert {s.description for s in structures} == {"Auto-contoured by ct_rules 1.0"}
     assert dice(structures["External"].mask.full(), truth["body"]) > 0.97
     assert dice(structures["Bone"].mask.full(), truth["small"]) > 0.8  # the 800 HU sphere
 
