@@ -47,6 +47,8 @@ class ModelEntry:
     description: str
     modality: str
     structures: tuple[str, ...]
+    #: the manifest's version ("" where the folder does not say: nnU-Net)
+    version: str = ""
 
 
 def search_roots() -> list[tuple[str, Path]]:
@@ -85,6 +87,7 @@ def list_models() -> list[ModelEntry]:
             rules.description,
             rules.modality,
             tuple(o.name for o in rules.outputs),
+            rules.version,
         )
     ]
     folders: list[tuple[str, Path]] = []
@@ -130,6 +133,7 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
             manifest.description,
             manifest.modality,
             tuple(manifest.structure_names),
+            manifest.version,
         )
     from segmentation import nnunet
 

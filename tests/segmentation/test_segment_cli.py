@@ -65,7 +65,7 @@ def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, c
     np.testing.assert_array_equal(labels == 2, dense)
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert "ct_rules" in listing and "spheres  (user, delineo, CT)" in listing
+    assert "ct_rules 1.0  (built-in" in listing and "spheres 0.1  (user, delineo, CT)" in listing
     assert "structures: Spheres, Dense" in listing
 
 

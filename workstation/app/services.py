@@ -131,7 +131,9 @@ def models() -> list[ModelInfo]:
     """Installed segmentation models (the built-in ones, the user's, nnU-Net's)."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     return [
-        ModelInfo(entry.name, entry.name, list(entry.structures), entry.description)
+        ModelInfo(
+            entry.name, f"{entry.name} {entry.version}".strip(), list(entry.structures), entry.description
+        )
         for entry in registry.list_models()
     ]
 

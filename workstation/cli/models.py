@@ -19,6 +19,7 @@ def run(args) -> int:
         rows = [
             {
                 "name": e.name,
+                "version": e.version,
                 "kind": e.kind,
                 "origin": e.origin,
                 "path": str(e.path) if e.path else None,
@@ -33,7 +34,7 @@ def run(args) -> int:
     for entry in entries:
         what = ", ".join(part for part in (entry.origin, entry.kind, entry.modality) if part)
         where = f"  [{entry.path}]" if entry.path else ""
-        print(f"{entry.name}  ({what}){where}")
+        print(f"{' '.join(filter(None, (entry.name, entry.version)))}  ({what}){where}")
         if entry.description:
             print(f"    {entry.description}")
         print(f"    structures: {', '.join(entry.structures)}")
