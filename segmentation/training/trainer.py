@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -293,9 +292,7 @@ class Trainer:
             "iteration": self.iteration,
             "best_score": self.best_score,
         }
-        partial = self.checkpoint_path.with_suffix(".partial")
-        torch.save(state, partial)
-        os.replace(partial, self.checkpoint_path)
+        write_atomically(self.checkpoint_path, lambda target: torch.save(state, target))
 
     def resume(self) -> bool:
         """Continue from the run folder's checkpoint; False when there is none."""
