@@ -50,6 +50,11 @@ class ModelEntry:
     #: the manifest's version ("" where the folder does not say: nnU-Net)
     version: str = ""
 
+    @property
+    def title(self) -> str:
+        """Name and version, as lists show the model ("head_neck_openkbp 0.5.0")."""
+        return f"{self.name} {self.version}".strip()
+
 
 def search_roots() -> list[tuple[str, Path]]:
     """(origin, folder) pairs searched for models, existing ones only."""

@@ -131,9 +131,7 @@ def models() -> list[ModelInfo]:
     """Installed segmentation models (the built-in ones, the user's, nnU-Net's)."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     return [
-        ModelInfo(
-            entry.name, f"{entry.name} {entry.version}".strip(), list(entry.structures), entry.description
-        )
+        ModelInfo(entry.name, entry.title, list(entry.structures), entry.description)
         for entry in registry.list_models()
     ]
 

@@ -34,7 +34,7 @@ def run(args) -> int:
     for entry in entries:
         what = ", ".join(part for part in (entry.origin, entry.kind, entry.modality) if part)
         where = f"  [{entry.path}]" if entry.path else ""
-        print(f"{' '.join(filter(None, (entry.name, entry.version)))}  ({what}){where}")
+        print(f"{entry.title}  ({what}){where}")
         if entry.description:
             print(f"    {entry.description}")
         print(f"    structures: {', '.join(entry.structures)}")
