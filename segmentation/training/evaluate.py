@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 #: Contours smaller than this on a patient without the structure count as a false detection.
 FALSE_POSITIVE_CC = 1.0
 
+#: A reference whose volume is this many times the split's median for its structure, or less
+#: than the median divided by it, is reported as unusual (e.g. a "SpinalCord" that outlines
+#: the whole posterior neck). Reported, never left out of the figures.
+UNUSUAL_VOLUME_FACTOR = 5.0
+
 
 @dataclass
 class CaseResult:
@@ -35,6 +40,8 @@ class CaseResult:
     hd95_mm: dict[str, float] = field(default_factory=dict)
     #: structures absent from the patient's reference → predicted volume in cc
     absent_predicted_cc: dict[str, float] = field(default_factory=dict)
+    #: reference volume in cc of each structure the patient has
+    reference_cc: dict[str, float] = field(default_factory=dict)
 
 
 def openkbp_volume(path: Path) -> tuple[Volume, dict[str, np.ndarray]]:
@@ -74,6 +81,7 @@ def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | No
         voxel_cc = float(np.prod(volume.grid.spacing_xyz)) / 1000.0
         for structure, mask in predicted.items():
             if structure in reference:
+                result.reference_cc[structure] = float(reference[structure].sum()) * voxel_cc
                 result.dice[structure] = dice(mask, reference[structure])
                 result.hd95_mm[structure] = hd95(mask, reference[structure], volume.grid.spacing_zyx)
             else:
@@ -85,6 +93,23 @@ def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | No
 
 def _short(values: dict) -> str:
     return " ".join(f"{k}={v:.2f}" for k, v in values.items())
+
+
+def unusual_references(results: list[CaseResult], factor: float = UNUSUAL_VOLUME_FACTOR):
+    """(patient, structure, volume cc, the structure's median cc over `results`) for each reference
+    at least `factor` times larger or smaller than the median: contours that are probably of
+    something else, whose Dice says little about the model."""
+    volumes: dict[str, list[float]] = {}
+    for r in results:
+        for structure, cc in r.reference_cc.items():
+            volumes.setdefault(structure, []).append(cc)
+    medians = {structure: float(np.median(v)) for structure, v in volumes.items()}
+    return [
+        (r.name, structure, cc, medians[structure])
+        for r in results
+        for structure, cc in r.reference_cc.items()
+        if cc > factor * medians[structure] or cc * factor < medians[structure]
+    ]
 
 
 def summary_table(results: list[CaseResult], structures: list[str], organs: list[str]) -> str:
@@ -123,6 +148,20 @@ def summary_table(results: list[CaseResult], structures: list[str], organs: list
                 f"{structure}: absent from {count} patients' references; "
                 f"drawn (≥ {FALSE_POSITIVE_CC:g} cc) on {hits} of them"
             )
+    unusual = unusual_references(results)
+    if unusual:
+        lines.append(
+            f"Unusual references (over {UNUSUAL_VOLUME_FACTOR:g}× or under 1/{UNUSUAL_VOLUME_FACTOR:g} of "
+            "the structure's median volume; counted in every figure above):"
+        )
+        lines += [
+            f"- {name} {structure}: {cc:.1f} cc (median {median:.1f} cc)"
+            for name, structure, cc, median in unusual
+        ]
+        left_out = {(name, structure) for name, structure, _, _ in unusual}
+        kept = [[r.dice[s] for r in results if s in r.dice and (r.name, s) not in left_out] for s in organs]
+        kept = [np.mean(scores) for scores in kept if scores]
+        lines.append(f"Mean Dice over the organs at risk without the unusual references: {np.mean(kept):.3f}")
     seconds = np.array([r.seconds for r in results])
     lines.append(f"Inference per patient: median {np.median(seconds):.1f} s (CPU)")
     return "\n".join(lines)

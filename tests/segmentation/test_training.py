@@ -17,7 +17,7 @@ from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.preprocessing import resample
 from segmentation.training.data import Case, discover, prepare, read_mask_folder, read_openkbp, to_lps
-from segmentation.training.evaluate import openkbp_volume
+from segmentation.training.evaluate import CaseResult, openkbp_volume, summary_table, unusual_references
 from segmentation.training.metrics import dice, hd95
 from segmentation.training.sampling import Augmentation, PatchSampler
 from segmentation.training.trainer import (
@@ -288,6 +288,20 @@ def test_dice_and_hd95_on_shifted_spheres():
     assert 3.0 < distance <= 6.0
     assert hd95(a, a, (1.0, 1.0, 1.0)) == 0.0
     assert hd95(a, np.zeros_like(a), (1.0, 1.0, 1.0)) == float("inf")
+
+
+def test_a_reference_far_from_its_structure_s_usual_volume_is_reported_not_dropped():
+    results = [
+        CaseResult(f"pt_{i}", 1.0, dice={"SpinalCord": 0.8}, reference_cc={"SpinalCord": cc})
+        for i, cc in enumerate([20.0, 25.0, 30.0, 24.0])
+    ]
+    results.append(CaseResult("pt_9", 1.0, dice={"SpinalCord": 0.05}, reference_cc={"SpinalCord": 480.0}))
+    assert unusual_references(results) == [("pt_9", "SpinalCord", 480.0, 25.0)]
+    table = summary_table(results, ["SpinalCord"], ["SpinalCord"])
+    assert "Mean Dice over the 1 organs at risk: 0.650" in table  # every reference counts
+    assert "pt_9 SpinalCord: 480.0 cc (median 25.0 cc)" in table
+    assert "without the unusual references: 0.800" in table
+    assert unusual_references(results[:4]) == []
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
