@@ -220,6 +220,37 @@ def load_cases(sources: list[tuple[str, Path, str]], structures: list[str], spac
     return cases
 
 
+def leave_out_unusual_references(
+    cases: list[Case], structures: list[str], names: list[str], factor: float
+) -> list:
+    """Mark as not delineated (left out of the loss) each reference of a structure in `names`
+    whose volume is over `factor` times, or under 1/`factor` of, that structure's median over
+    `cases`: a partial contour (a 0.5 cc larynx against a median of 21 cc) or one of something
+    else would teach the network a wrong extent. Returns (case, structure, cc, median cc) for
+    each reference left out."""
+    volumes: dict[int, dict[int, float]] = {}
+    for i, case in enumerate(cases):
+        voxel_cc = float(np.prod(case.spacing_zyx)) / 1000.0
+        for k, name in enumerate(structures):
+            if name in names and case.labelled[k]:
+                count = int(np.count_nonzero((case.labels >> k) & 1))
+                if count:
+                    volumes.setdefault(k, {})[i] = count * voxel_cc
+    left_out = []
+    for k, by_case in volumes.items():
+        median = float(np.median(list(by_case.values())))
+        for i, cc in by_case.items():
+            if cc > factor * median or cc * factor < median:
+                cases[i].labelled = cases[i].labelled.copy()
+                cases[i].labelled[k] = False
+                left_out.append((cases[i].name, structures[k], cc, median))
+    for name, structure, cc, median in left_out:
+        log.info(
+            "%s: %s reference (%.1f cc, median %.1f cc) left out of training", name, structure, cc, median
+        )
+    return left_out
+
+
 def discover(path: str | Path) -> list[tuple[str, Path, str]]:
     """Case sources under `path`: an OpenKBP split folder (``pt_*.npz``) or a folder of case
     folders (one per patient, `read_mask_folder` layout)."""

@@ -95,20 +95,22 @@ def _short(values: dict) -> str:
     return " ".join(f"{k}={v:.2f}" for k, v in values.items())
 
 
-def unusual_references(results: list[CaseResult], factor: float = UNUSUAL_VOLUME_FACTOR):
-    """(patient, structure, volume cc, the structure's median cc over `results`) for each reference
-    at least `factor` times larger or smaller than the median: contours that are probably of
-    something else, whose Dice says little about the model."""
+def unusual_references(results: list[CaseResult], organs: list[str], factor: float = UNUSUAL_VOLUME_FACTOR):
+    """(patient, organ, volume cc, the organ's median cc over `results`) for each reference at
+    least `factor` times larger or smaller than the median: contours that are probably of
+    something else, whose Dice says little about the model. Organs only: a target's size is
+    the patient's disease and varies that much."""
     volumes: dict[str, list[float]] = {}
     for r in results:
         for structure, cc in r.reference_cc.items():
-            volumes.setdefault(structure, []).append(cc)
+            if structure in organs:
+                volumes.setdefault(structure, []).append(cc)
     medians = {structure: float(np.median(v)) for structure, v in volumes.items()}
     return [
         (r.name, structure, cc, medians[structure])
         for r in results
         for structure, cc in r.reference_cc.items()
-        if cc > factor * medians[structure] or cc * factor < medians[structure]
+        if structure in medians and (cc > factor * medians[structure] or cc * factor < medians[structure])
     ]
 
 
@@ -148,7 +150,7 @@ def summary_table(results: list[CaseResult], structures: list[str], organs: list
                 f"{structure}: absent from {count} patients' references; "
                 f"drawn (≥ {FALSE_POSITIVE_CC:g} cc) on {hits} of them"
             )
-    unusual = unusual_references(results)
+    unusual = unusual_references(results, organs)
     if unusual:
         lines.append(
             f"Unusual references (over {UNUSUAL_VOLUME_FACTOR:g}× or under 1/{UNUSUAL_VOLUME_FACTOR:g} of "

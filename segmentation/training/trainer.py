@@ -26,7 +26,7 @@ from planning.files import write_atomically
 from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
-from segmentation.training.data import Case, load_cases
+from segmentation.training.data import Case, leave_out_unusual_references, load_cases
 from segmentation.training.metrics import dice
 from segmentation.training.sampling import Augmentation, PatchSampler
 
@@ -89,6 +89,11 @@ class TrainConfig:
     #: half a voxel). Off by default: cases then stay in memory at their own resolution, which
     #: for 1 × 1 × 3 mm CTs is about 13 times their copy at 4 × 4 × 2.5 mm
     sample_native_grid: bool = False
+    #: > 0: references of `unusual_reference_structures` (all when empty) whose volume is over this
+    #: many times, or under 1/this, of the structure's median over the training cases are left
+    #: out of the loss (`leave_out_unusual_references`); 0 keeps every reference
+    unusual_reference_factor: float = 0.0
+    unusual_reference_structures: list[str] = field(default_factory=list)
     seed: int = 0
     threads: int = 2
     #: channels-last memory layout (faster 3D convolutions on CPU with oneDNN)
@@ -454,6 +459,13 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
     train_cases = load_cases(
         training, config.structures, None if config.sample_native_grid else config.spacing_zyx
     )
+    if config.unusual_reference_factor > 0:
+        leave_out_unusual_references(
+            train_cases,
+            config.structures,
+            config.unusual_reference_structures or config.structures,
+            config.unusual_reference_factor,
+        )
     holdout = [
         read_openkbp(folder, name, config.structures)
         if kind == "openkbp"

@@ -16,7 +16,15 @@ from planning.volume import Volume
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.preprocessing import resample
-from segmentation.training.data import Case, discover, prepare, read_mask_folder, read_openkbp, to_lps
+from segmentation.training.data import (
+    Case,
+    discover,
+    leave_out_unusual_references,
+    prepare,
+    read_mask_folder,
+    read_openkbp,
+    to_lps,
+)
 from segmentation.training.evaluate import CaseResult, openkbp_volume, summary_table, unusual_references
 from segmentation.training.metrics import dice, hd95
 from segmentation.training.sampling import Augmentation, PatchSampler
@@ -237,6 +245,21 @@ def test_balanced_sampling_shows_rarely_delineated_structures_as_often_as_the_ot
     assert share_on_right(True, {1: 3.0}) == pytest.approx(0.75, abs=0.15)
 
 
+def test_references_far_from_their_structure_s_median_volume_are_left_out_of_training():
+    def case(name, cord_radius, larynx_radius):
+        labels = _sphere((20, 20, 20), (10, 10, 10), cord_radius).astype(np.uint8)
+        labels |= _sphere((20, 20, 20), (10, 10, 10), larynx_radius).astype(np.uint8) << 1
+        return Case(name, np.zeros((20, 20, 20), np.int16), labels, np.array([True, True]), (2.0, 2.0, 2.0))
+
+    cases = [case(f"c{i}", 4, 4) for i in range(4)] + [case("partial", 4, 1.5), case("huge", 9, 4)]
+    left_out = leave_out_unusual_references(cases, ["SpinalCord", "Larynx"], ["Larynx"], factor=5.0)
+    assert [(name, structure) for name, structure, _, _ in left_out] == [("partial", "Larynx")]
+    assert cases[4].labelled.tolist() == [True, False]  # the loss and the patch centres skip it
+    assert all(c.labelled.all() for c in cases[:4] + cases[5:])
+    left_out = leave_out_unusual_references(cases, ["SpinalCord", "Larynx"], ["SpinalCord"], factor=5.0)
+    assert [(name, structure) for name, structure, _, _ in left_out] == [("huge", "SpinalCord")]
+
+
 def test_loss_ignores_unlabelled_structures():
     logits = torch.zeros((2, 3, 4, 8, 8), requires_grad=True)
     target = torch.zeros((2, 3, 4, 8, 8))
@@ -296,12 +319,13 @@ def test_a_reference_far_from_its_structure_s_usual_volume_is_reported_not_dropp
         for i, cc in enumerate([20.0, 25.0, 30.0, 24.0])
     ]
     results.append(CaseResult("pt_9", 1.0, dice={"SpinalCord": 0.05}, reference_cc={"SpinalCord": 480.0}))
-    assert unusual_references(results) == [("pt_9", "SpinalCord", 480.0, 25.0)]
+    assert unusual_references(results, ["SpinalCord"]) == [("pt_9", "SpinalCord", 480.0, 25.0)]
+    assert unusual_references(results, ["PTV70"]) == []
     table = summary_table(results, ["SpinalCord"], ["SpinalCord"])
     assert "Mean Dice over the 1 organs at risk: 0.650" in table  # every reference counts
     assert "pt_9 SpinalCord: 480.0 cc (median 25.0 cc)" in table
     assert "without the unusual references: 0.800" in table
-    assert unusual_references(results[:4]) == []
+    assert unusual_references(results[:4], ["SpinalCord"]) == []
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
