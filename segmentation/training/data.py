@@ -245,7 +245,7 @@ def leave_out_unusual_references(
                 cases[i].labelled[k] = False
                 left_out.append((cases[i].name, structures[k], cc, median))
     for name, structure, cc, median in left_out:
-        log.info(
+        log.warning(
             "%s: %s reference (%.1f cc, median %.1f cc) left out of training", name, structure, cc, median
         )
     return left_out

@@ -460,11 +460,17 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
         training, config.structures, None if config.sample_native_grid else config.spacing_zyx
     )
     if config.unusual_reference_factor > 0:
-        leave_out_unusual_references(
+        left_out = leave_out_unusual_references(
             train_cases,
             config.structures,
             config.unusual_reference_structures or config.structures,
             config.unusual_reference_factor,
+        )
+        (run_dir / "left_out_references.json").write_text(
+            json.dumps(
+                [{"case": c, "structure": s, "cc": cc, "median_cc": m} for c, s, cc, m in left_out], indent=2
+            )
+            + "\n"
         )
     holdout = [
         read_openkbp(folder, name, config.structures)

@@ -419,6 +419,22 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
         assert scores[name] == pytest.approx(dice(drawn[name].mask.full(), reference))
 
 
+def test_a_run_records_the_references_it_left_out(tmp_path, tiny_cases):
+    partial = load_volume(tiny_cases / "case1" / "Parotid_L.nii.gz")
+    partial.array[:] = 0
+    partial.array[6, 16, 22] = 1  # one voxel of a 'parotid'
+    save_volume(partial, tiny_cases / "case1" / "Parotid_L.nii.gz")
+    config = TrainConfig(**{**TINY, "unusual_reference_factor": 5.0})
+    trainer = prepare_run(config, tmp_path / "run", discover(tiny_cases), holdout_count=0)
+    recorded = json.loads((tmp_path / "run" / "left_out_references.json").read_text())
+    assert [(r["case"], r["structure"]) for r in recorded] == [("case1", "Parotid_L")]
+    assert [case.labelled.tolist() for case in trainer.sampler.cases] == [
+        [True, True],
+        [False, True],
+        [True, True],
+    ]
+
+
 def test_training_can_start_from_a_model_folder(tmp_path, tiny_cases):
     """Fine-tuning: a run with init_from starts from that model's weights (sha256 checked), and
     a model of another network is refused naming the file."""
