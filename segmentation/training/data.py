@@ -220,6 +220,15 @@ def load_cases(sources: list[tuple[str, Path, str]], structures: list[str], spac
     return cases
 
 
+def far_from_median(volumes: dict, factor: float) -> tuple[float, list]:
+    """(median of `volumes`' values, the keys whose value is over `factor` times the median or
+    under the median divided by `factor`)."""
+    median = float(np.median(list(volumes.values())))
+    return median, [
+        key for key, value in volumes.items() if value > factor * median or value * factor < median
+    ]
+
+
 def leave_out_unusual_references(
     cases: list[Case], structures: list[str], names: list[str], factor: float
 ) -> list:
@@ -238,12 +247,11 @@ def leave_out_unusual_references(
                     volumes.setdefault(k, {})[i] = count * voxel_cc
     left_out = []
     for k, by_case in volumes.items():
-        median = float(np.median(list(by_case.values())))
-        for i, cc in by_case.items():
-            if cc > factor * median or cc * factor < median:
-                cases[i].labelled = cases[i].labelled.copy()
-                cases[i].labelled[k] = False
-                left_out.append((cases[i].name, structures[k], cc, median))
+        median, unusual = far_from_median(by_case, factor)
+        for i in unusual:
+            cases[i].labelled = cases[i].labelled.copy()
+            cases[i].labelled[k] = False
+            left_out.append((cases[i].name, structures[k], by_case[i], median))
     for name, structure, cc, median in left_out:
         log.warning(
             "%s: %s reference (%.1f cc, median %.1f cc) left out of training", name, structure, cc, median

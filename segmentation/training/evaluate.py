@@ -18,7 +18,7 @@ import numpy as np
 
 from planning.geometry import Grid
 from planning.volume import Volume
-from segmentation.training.data import OPENKBP_NAMES, openkbp_case_names
+from segmentation.training.data import OPENKBP_NAMES, far_from_median, openkbp_case_names
 from segmentation.training.metrics import dice, hd95
 
 log = logging.getLogger(__name__)
@@ -100,18 +100,17 @@ def unusual_references(results: list[CaseResult], organs: list[str], factor: flo
     least `factor` times larger or smaller than the median: contours that are probably of
     something else, whose Dice says little about the model. Organs only: a target's size is
     the patient's disease and varies that much."""
-    volumes: dict[str, list[float]] = {}
+    volumes: dict[str, dict[str, float]] = {}
     for r in results:
         for structure, cc in r.reference_cc.items():
             if structure in organs:
-                volumes.setdefault(structure, []).append(cc)
-    medians = {structure: float(np.median(v)) for structure, v in volumes.items()}
-    return [
-        (r.name, structure, cc, medians[structure])
-        for r in results
-        for structure, cc in r.reference_cc.items()
-        if structure in medians and (cc > factor * medians[structure] or cc * factor < medians[structure])
-    ]
+                volumes.setdefault(structure, {})[r.name] = cc
+    unusual = []
+    for structure, by_patient in volumes.items():
+        median, names = far_from_median(by_patient, factor)
+        unusual += [(name, structure, by_patient[name], median) for name in names]
+    order = {r.name: i for i, r in enumerate(results)}
+    return sorted(unusual, key=lambda row: order[row[0]])
 
 
 def summary_table(results: list[CaseResult], structures: list[str], organs: list[str]) -> str:
