@@ -115,18 +115,29 @@ def _refine_surface(body_low: np.ndarray, hu: np.ndarray, factors, skin_hu: floa
     return core | (near & (hu > skin_hu))
 
 
-def body_box(hu: np.ndarray, spacing_zyx, margin_mm: float = 10.0) -> tuple[slice, slice, slice] | None:
+def body_box(
+    hu: np.ndarray, spacing_zyx, margin_mm: float = 10.0, min_area_mm2: float = 100.0
+) -> tuple[slice, slice, slice] | None:
     """Bounding box (z, y, x slices) of the patient plus `margin_mm`, from a quick look at about
-    4 mm voxels (tissue > −300 HU, thin bridges opened, large components); None if no patient."""
+    4 mm voxels (tissue > −300 HU, thin bridges opened, large components); None if no patient.
+
+    In-plane the box is that of the large components (which leaves out thin immobilisation
+    shells and small devices beside the patient). Along z it reaches every slice holding at
+    least `min_area_mm2` of tissue inside that in-plane box, even where the patient is too thin
+    there to survive the opening: a scan cropped to a strip around the spine below the neck
+    keeps its spinal cord and larynx."""
     step = tuple(max(1, int(round(4.0 / s))) for s in spacing_zyx)
     low = hu[:: step[0], :: step[1], :: step[2]] > -300
-    low = morph.opening(low, (0, 1, 1))
-    body = morph.keep_large_components(low, 0.05)
+    body = morph.keep_large_components(morph.opening(low, (0, 1, 1)), 0.05)
+    if not body.any():
+        return None
+    rows = np.flatnonzero(body.any(axis=(0, 2)))
+    columns = np.flatnonzero(body.any(axis=(0, 1)))
+    pixel_mm2 = step[1] * spacing_zyx[1] * step[2] * spacing_zyx[2]
+    tissue = low[:, rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].sum(axis=(1, 2)) * pixel_mm2
+    slices = np.flatnonzero(body.any(axis=(1, 2)) | (tissue >= min_area_mm2))
     box = []
-    for axis in range(3):
-        hits = np.flatnonzero(body.any(axis=tuple(a for a in range(3) if a != axis)))
-        if hits.size == 0:
-            return None
+    for axis, hits in enumerate((slices, rows, columns)):
         margin = int(np.ceil(margin_mm / spacing_zyx[axis]))
         start = max(int(hits[0]) * step[axis] - margin, 0)
         stop = min((int(hits[-1]) + 1) * step[axis] + margin, hu.shape[axis])

@@ -91,6 +91,22 @@ def test_crop_to_body_gives_the_same_answer_with_fewer_tiles(tmp_path):
     assert dice(results["body"], results["none"]) > 0.99
 
 
+def test_body_box_keeps_slices_where_only_a_strip_of_the_patient_is_imaged():
+    """OpenKBP-like: below the neck only a strip around the spine is imaged. The opening that
+    drops thin devices cuts it off the neck, and it is too small a component to be kept; but its
+    slices hold the spinal cord and the larynx."""
+    from segmentation.rules.body import body_box
+
+    hu = np.full((60, 64, 64), -1024, np.int16)
+    hu[:30, 12:52, 12:52] = 40  # neck: 30 slices of 3 mm
+    hu[30, 30:32, 30:32] = 300  # a thinner slice, which the opening removes: the strip is cut off
+    hu[31:, 29:32, 29:32] = 300  # then a 3 × 3 pixel strip of bone (12 × 12 mm)
+    hu[:, 4, 8:56] = 100  # a thin shell beside the patient: left out of the box in-plane
+    box = body_box(hu, (3.0, 4.0, 4.0), margin_mm=0.0)
+    assert box[0] == slice(0, 60)
+    assert box[1] == slice(12, 52) and box[2] == slice(12, 52)
+
+
 @pytest.mark.parametrize("direction", [np.diag([1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])])
 def test_flipped_grids_come_back_where_they_belong(tmp_path, direction):
     model = from_manifest(read_manifest(write_model(tmp_path / "m", [500.0], orientation="LPI")))
