@@ -237,6 +237,9 @@ def leave_out_unusual_references(
     `cases`: a partial contour (a 0.5 cc larynx against a median of 21 cc) or one of something
     else would teach the network a wrong extent. Returns (case, structure, cc, median cc) for
     each reference left out."""
+    unknown = sorted(set(names) - set(structures))
+    if unknown:
+        raise DelineoError(f"unusual references: {', '.join(unknown)} not among the trained structures")
     volumes: dict[int, dict[int, float]] = {}
     for i, case in enumerate(cases):
         voxel_cc = float(np.prod(case.spacing_zyx)) / 1000.0

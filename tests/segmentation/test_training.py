@@ -10,6 +10,7 @@ import pytest
 import torch
 from support.data import data_path
 
+from planning.errors import DelineoError
 from planning.geometry import Grid
 from planning.imageio import load_volume, save_volume
 from planning.volume import Volume
@@ -258,6 +259,8 @@ def test_references_far_from_their_structure_s_median_volume_are_left_out_of_tra
     assert all(c.labelled.all() for c in cases[:4] + cases[5:])
     left_out = leave_out_unusual_references(cases, ["SpinalCord", "Larynx"], ["SpinalCord"], factor=5.0)
     assert [(name, structure) for name, structure, _, _ in left_out] == [("huge", "SpinalCord")]
+    with pytest.raises(DelineoError, match="Larnyx not among the trained structures"):
+        leave_out_unusual_references(cases, ["SpinalCord", "Larynx"], ["Larnyx"], factor=5.0)
 
 
 def test_loss_ignores_unlabelled_structures():
