@@ -245,7 +245,7 @@ def leave_out_unusual_references(
         voxel_cc = float(np.prod(case.spacing_zyx)) / 1000.0
         for k, name in enumerate(structures):
             if name in names and case.labelled[k]:
-                count = int(np.count_nonzero((case.labels >> k) & 1))
+                count = int(np.count_nonzero(case.mask(k)))
                 if count:
                     volumes.setdefault(k, {})[i] = count * voxel_cc
     left_out = []

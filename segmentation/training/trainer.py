@@ -26,7 +26,7 @@ from planning.files import write_atomically
 from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
-from segmentation.training.data import Case, leave_out_unusual_references, load_cases
+from segmentation.training.data import Case, leave_out_unusual_references, load_cases, write_json
 from segmentation.training.metrics import dice
 from segmentation.training.sampling import Augmentation, PatchSampler
 
@@ -466,11 +466,9 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
             config.unusual_reference_structures or config.structures,
             config.unusual_reference_factor,
         )
-        (run_dir / "left_out_references.json").write_text(
-            json.dumps(
-                [{"case": c, "structure": s, "cc": cc, "median_cc": m} for c, s, cc, m in left_out], indent=2
-            )
-            + "\n"
+        write_json(
+            run_dir / "left_out_references.json",
+            [{"case": c, "structure": s, "cc": cc, "median_cc": m} for c, s, cc, m in left_out],
         )
     holdout = [
         read_openkbp(folder, name, config.structures)
