@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planning.errors import DelineoError
-from segmentation.engine.manifest import find_manifest, read_manifest
+from segmentation.engine.manifest import find_manifest, model_title, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ModelEntry:
     @property
     def title(self) -> str:
         """Name and version, as lists show the model ("head_neck_openkbp 0.5.0")."""
-        return f"{self.name} {self.version}".strip()
+        return model_title(self.name, self.version)
 
 
 def search_roots() -> list[tuple[str, Path]]:

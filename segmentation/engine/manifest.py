@@ -104,6 +104,11 @@ class Manifest:
         return [output.name for output in self.outputs]
 
 
+def model_title(name: str, version: str) -> str:
+    """How a model is named to users: "head_neck_openkbp 0.5.0" (the name alone without a version)."""
+    return f"{name} {version}".strip()
+
+
 def find_manifest(folder: str | Path) -> Path | None:
     """The manifest file of a model folder, None when it has none."""
     folder = Path(folder)

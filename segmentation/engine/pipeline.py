@@ -32,7 +32,7 @@ from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, Mask, Structure, StructureSet, bounding_box
 from planning.volume import Volume
 from segmentation.engine import device as devices
-from segmentation.engine.manifest import OutputSpec
+from segmentation.engine.manifest import OutputSpec, model_title
 from segmentation.engine.orientation import Reorientation
 from segmentation.engine.tiling import sliding_window
 
@@ -221,7 +221,7 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error):
 def credit(model: str, version: str) -> str:
     """The description of every structure a model draws, written to the RTSTRUCT as its ROI
     Description: a contour can be traced to the model and version that drew it."""
-    return f"Auto-contoured by {model} {version}".strip()
+    return f"Auto-contoured by {model_title(model, version)}"
 
 
 def select_outputs(outputs, structures: list[str] | None, model: str = "the model") -> list[OutputSpec]:
