@@ -16,7 +16,7 @@ being each slice's in-plane signed distance (mm) from the column to its boundary
 largest φ of the nearest piece of the structure in that slice (its inradius): for a disc of
 radius R, ψ = R² − ρ² at distance ρ from its centre. Along a sphere (R² = r² − z²) ψ is a
 parabola in z, which linear interpolation between slices follows closely, where a straight line
-between the slices' φ cuts the bulge (up to 0.6 mm deep near a 15 mm sphere's pole). A column
+between the slices' φ cuts the bulge (about 0.6 mm deep near a 15 mm sphere's pole). A column
 inside slice k and outside slice k+1 crosses the surface at the fraction ψ_k / (ψ_k − ψ_k+1) of
 the way. Where a structure ends (the next slice is empty), ψ is extrapolated linearly from the
 slice before, and the surface put at most half a slice past the last one (the slab convention of

@@ -39,7 +39,7 @@ def test_sphere_expansion_matches_analytic_volume_on_1x1x3_grid(radius, margin):
 @pytest.mark.parametrize("margin", [5, 7, 10])
 def test_round_surface_between_slices_is_not_cut_short(margin):
     # A 15 mm sphere centred on a voxel: its last slices hold discs of 9 mm and one pixel. Placing
-    # the surface between them by the in-plane distances joins them with a cone, 0.6 mm inside
+    # the surface between them by the in-plane distances joins them with a cone, ~0.6 mm inside
     # the sphere, and the grown sphere came out 1.4–2.3 % short; interpolating R² − ρ² keeps it.
     grown = expand(sphere(GRID_113, 15), margin)
     assert grown.volume_cc == pytest.approx(4 / 3 * np.pi * (15 + margin) ** 3 / 1000, rel=0.01)
