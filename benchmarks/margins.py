@@ -17,7 +17,9 @@ It then prints a lower bound that holds for every margin algorithm: spheres of d
 for both and gives one answer, while their analytic expanded volumes differ; one of the two is
 then off by at least half that difference.
 
-    python benchmarks/margins.py [--centres 8]
+    python benchmarks/margins.py [--centres 8] [--slice-mm 3]
+
+`--slice-mm 1` runs the same on a 1 mm grid.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ from planning.geometry import Grid
 from planning.margins import expand, shrink
 from planning.structures import Mask
 
-GRID = Grid((44, 110, 110), (1.0, 1.0, 3.0), (-55.0, -55.0, -66.0))
 RADII_MM = (10, 15, 20, 30)
-#: (x, y, z) mm from a voxel centre: on it, half a pixel off, half a slice off, both
-ALIGNED_CENTRES = [(0.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.0, 0.0, 1.5), (0.5, 0.5, 1.5)]
 MARGINS_MM = (3, 5, 7, 10, 15)
 CONTRACTIONS_MM = ((20, (3, 5, 10)), (30, (3, 5, 10)))
+
+
+def benchmark_grid(slice_mm: float) -> Grid:
+    """1 × 1 mm pixels and `slice_mm` slices, reaching ±55 mm in-plane and ±66 mm along z (a
+    30 mm sphere grown by 15 mm fits)."""
+    slices = 2 * int(np.ceil(66 / slice_mm))
+    return Grid((slices, 110, 110), (1.0, 1.0, slice_mm), (-55.0, -55.0, -slices / 2 * slice_mm))
+
+
+def aligned_centres(grid: Grid) -> list[tuple[float, float, float]]:
+    """(x, y, z) mm from a voxel centre: on it, half a pixel off, half a slice off, both."""
+    half_slice = grid.spacing_xyz[2] / 2
+    return [(0.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.0, 0.0, half_slice), (0.5, 0.5, half_slice)]
 
 
 def sphere(grid: Grid, radius_mm: float, centre_xyz) -> Mask:
@@ -50,24 +62,24 @@ def analytic_cc(radius_mm: float) -> float:
     return 4 / 3 * np.pi * radius_mm**3 / 1000
 
 
-def expansion_errors(centres: list) -> None:
+def expansion_errors(grid: Grid, centres: list) -> None:
     print(
         "radius mm  margin mm  error: mean    min      max   (over sub-voxel centres)"
         "   exact voxels: worst   ours − exact: worst   voxel-centred: ours  exact"
     )
     for radius in RADII_MM:
-        spheres = [sphere(GRID, radius, c) for c in centres]
+        spheres = [sphere(grid, radius, c) for c in centres]
         for margin in MARGINS_MM:
             analytic = analytic_cc(radius + margin)
             errors = [100 * (expand(s, margin).volume_cc / analytic - 1) for s in spheres]
-            exact = [100 * (sphere(GRID, radius + margin, c).volume_cc / analytic - 1) for c in centres]
+            exact = [100 * (sphere(grid, radius + margin, c).volume_cc / analytic - 1) for c in centres]
             _print_row(radius, margin, errors, exact)
 
 
-def contraction_errors(centres: list) -> None:
+def contraction_errors(grid: Grid, centres: list) -> None:
     print("\ncontraction\nradius mm  margin mm  error: mean    min      max")
     for radius, margins in CONTRACTIONS_MM:
-        spheres = [sphere(GRID, radius, c) for c in centres]
+        spheres = [sphere(grid, radius, c) for c in centres]
         for margin in margins:
             errors = [100 * (shrink(s, margin).volume_cc / analytic_cc(radius - margin) - 1) for s in spheres]
             _print_row(radius, margin, errors)
@@ -82,10 +94,10 @@ def _print_row(radius: float, margin: float, errors: list[float], exact: list[fl
     print(row)
 
 
-def indistinguishable_radii(radius_mm: float, step_mm: float = 0.01, span_mm: float = 1.0):
+def indistinguishable_radii(grid: Grid, radius_mm: float, step_mm: float = 0.01, span_mm: float = 1.0):
     """(r1, r2): the most different radii in [radius, radius + span] whose centred spheres have the
-    same voxels on the benchmark grid's spacing (a grid-aligned centre)."""
-    h = np.asarray(GRID.spacing_zyx)
+    same voxels on `grid`'s spacing (a grid-aligned centre)."""
+    h = np.asarray(grid.spacing_zyx)
     reach = np.ceil((radius_mm + span_mm) / h).astype(int)
     axes = [np.arange(-n, n + 1) * s for n, s in zip(reach, h, strict=True)]
     z, y, x = np.meshgrid(*axes, indexing="ij")
@@ -100,10 +112,10 @@ def indistinguishable_radii(radius_mm: float, step_mm: float = 0.01, span_mm: fl
     return best
 
 
-def lower_bounds() -> None:
+def lower_bounds(grid: Grid) -> None:
     print("\nspheres with identical voxels (grid-aligned centre): no method can tell them apart")
     for radius in RADII_MM:
-        r1, r2 = indistinguishable_radii(radius)
+        r1, r2 = indistinguishable_radii(grid, radius)
         bounds = []
         for margin in MARGINS_MM:
             spread = analytic_cc(r2 + margin) / analytic_cc(r1 + margin) - 1
@@ -116,16 +128,19 @@ def main() -> None:
     parser.add_argument(
         "--centres", type=int, default=8, help="random sub-voxel sphere centres, besides the aligned ones"
     )
+    parser.add_argument("--slice-mm", type=float, default=3.0, help="slice spacing (pixels are 1 mm)")
     args = parser.parse_args()
+    grid = benchmark_grid(args.slice_mm)
     rng = np.random.default_rng(5)
-    centres = ALIGNED_CENTRES + [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
+    aligned = aligned_centres(grid)
+    centres = aligned + [tuple(rng.uniform(-1.5, 1.5, 3)) for _ in range(args.centres)]
     print(
-        f"grid spacing (x, y, z) = {GRID.spacing_xyz} mm; {len(ALIGNED_CENTRES)} grid-aligned centres "
+        f"grid spacing (x, y, z) = {grid.spacing_xyz} mm; {len(aligned)} grid-aligned centres "
         f"and {args.centres} random ones within ±1.5 mm"
     )
-    expansion_errors(centres)
-    contraction_errors(centres)
-    lower_bounds()
+    expansion_errors(grid, centres)
+    contraction_errors(grid, centres)
+    lower_bounds(grid)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ distance (exact, in mm, or in the octant-ellipsoid gauge for six margins) to the
 point is within the margin; the distances are computed by separable minimum convolutions.
 Rounding margins to whole voxels (a cubic or cross-shaped structuring element) is what this
 avoids. Spheres of 10–30 mm grown by 3–15 mm match the analytic volume within 0.9 % from 20 mm
-and within 1.8 % at 10–15 mm on a 1 mm grid; on 1×1×3 mm slices within 0.86 % from 20 mm, within
-3.4 % at 10–15 mm (`benchmarks/margins.py`): where a small sphere's pole lies between two slices
-is not in the mask, and no method recovers it.
+and within 1.8 % at 10–15 mm on a 1 mm grid (`benchmarks/margins.py --slice-mm 1`); on 1×1×3 mm
+slices within 0.86 % from 20 mm, within 3.4 % at 10–15 mm (`benchmarks/margins.py`): where a
+small sphere's pole lies between two slices is not in the mask, and no method recovers it.
 
 Contraction is expansion of the complement (with the margins mirrored), its distances blended
 with those to the outside voxel centres (see _CONTRACTION_CENTRE_WEIGHT); voxels outside the grid
