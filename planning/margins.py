@@ -371,7 +371,7 @@ class _SliceShapes:
         phi = np.where(plane, inside - half, half - outside)
         pieces, count = ndimage.label(plane)
         inradius = np.asarray(ndimage.maximum(phi, pieces, np.arange(1, count + 1)), float)
-        nearest_inradius = np.maximum(inradius[pieces[row, col] - 1], half)
+        nearest_inradius = inradius[pieces[row, col] - 1]
         return (phi * (2 * nearest_inradius - phi)).astype(np.float32)
 
 
