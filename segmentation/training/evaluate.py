@@ -78,7 +78,7 @@ def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | No
         started = time.perf_counter()
         predicted = predict_masks(model_folder, volume)
         result = CaseResult(name, time.perf_counter() - started)
-        voxel_cc = float(np.prod(volume.grid.spacing_xyz)) / 1000.0
+        voxel_cc = volume.grid.voxel_volume_cc
         for structure, mask in predicted.items():
             if structure in reference:
                 result.reference_cc[structure] = float(reference[structure].sum()) * voxel_cc
