@@ -48,8 +48,12 @@ class PatchSampler:
         augmentation: Augmentation | None = None,
         points_per_structure: int = 3000,
         spacing_zyx=None,
+        device=None,
     ):
         self.cases = cases
+        #: where patches are interpolated and returned (a torch device; CPU by default)
+        self.device = torch.device(device or "cpu")
+        self._offsets: torch.Tensor | None = None
         self.structures = structures
         self.patch = tuple(int(n) for n in patch_zyx)
         #: patch voxel size (mm); None: each case's own (cases already on the model's grid)
@@ -130,9 +134,10 @@ class PatchSampler:
             -aug.intensity_shift, aug.intensity_shift
         )
         if aug.noise_std > 0 and rng.random() < 0.3:
-            image = image + torch.randn(image.shape, generator=_generator(rng)) * aug.noise_std
+            noise = torch.randn(image.shape, generator=_generator(rng))
+            image = image + noise.to(self.device) * aug.noise_std
         labelled = torch.from_numpy(case.labelled[self.mirror] if mirror else case.labelled.copy())
-        return image[None].float(), target.float(), labelled
+        return image[None].float(), target.float(), labelled.to(self.device)
 
     def _read(self, case: Case, centre: np.ndarray, matrix: np.ndarray):
         """HU image (Z, Y, X) and soft targets (K, Z, Y, X) sampled on the transformed patch."""
@@ -144,18 +149,34 @@ class PatchSampler:
         high = np.clip(np.ceil(reach.max(1)).astype(int) + 1, low + 2, shape)
         low = np.minimum(low, high - 2)
         box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
-        block_hu = case.image_hu[box].astype(np.float32) - AIR_HU  # air → 0 = the padding value
-        bits = case.labels[box]
-        channels = np.arange(len(self.structures), dtype=bits.dtype)
-        block_labels = ((bits[None] >> channels[:, None, None, None]) & 1).astype(np.float32)
-        block = torch.from_numpy(np.concatenate([block_hu[None], block_labels]))[None]
-        # sampling positions in block voxel indices, then normalised to [-1, 1] as (x, y, z)
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) @ matrix.T + centre - low
-        size = np.asarray(block.shape[2:], float)
-        grid = 2 * grid / np.maximum(size - 1, 1) - 1
-        grid = torch.from_numpy(grid[:, ::-1].astype(np.float32).copy()).reshape(1, *self.patch, 3)
+        hu = torch.from_numpy(np.ascontiguousarray(case.image_hu[box])).to(self.device)
+        bits = case.labels[box]  # uint16 or uint32: widened to a signed type torch can shift
+        bits = bits.astype(np.int64 if bits.dtype.itemsize > 2 else np.int32)
+        bits = torch.from_numpy(bits).to(self.device)
+        channels = torch.arange(len(self.structures), dtype=bits.dtype, device=self.device)
+        block_labels = ((bits[None] >> channels[:, None, None, None]) & 1).float()
+        block_hu = hu.float() - AIR_HU  # air → 0 = the padding value
+        block = torch.cat([block_hu[None], block_labels])[None]
+        # sampling positions: patch offsets → block voxel indices (matrix, centre) → [-1, 1], as
+        # one affine map computed on the device; grid_sample wants them in (x, y, z) order
+        scale = 2 / np.maximum(np.asarray(block.shape[2:], float) - 1, 1)
+        linear = (scale[:, None] * matrix)[::-1]
+        shift = (scale * (centre - low) - 1)[::-1]
+        grid = torch.addmm(
+            torch.as_tensor(shift.copy(), dtype=torch.float32, device=self.device),
+            self._patch_offsets(),
+            torch.as_tensor(linear.T.copy(), dtype=torch.float32, device=self.device),
+        ).reshape(1, *self.patch, 3)
         sampled = F.grid_sample(block, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
         return sampled[0] + AIR_HU, sampled[1:]
+
+    def _patch_offsets(self) -> torch.Tensor:
+        """(Z·Y·X, 3) float32 on the device: each patch voxel's (z, y, x) offset from the centre."""
+        if self._offsets is None:
+            axes = [torch.arange(n, dtype=torch.float32) - (n - 1) / 2 for n in self.patch]
+            offsets = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+            self._offsets = offsets.to(self.device)
+        return self._offsets
 
 
 def _generator(rng: np.random.Generator) -> torch.Generator:

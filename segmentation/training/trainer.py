@@ -3,12 +3,19 @@ that resume exactly, model selection on held-out training cases, export as a mod
 
 A run folder holds ``config.json``, ``checkpoint.pt`` (latest; state dicts only, loaded with
 ``weights_only=True``), ``best.safetensors`` (the weights that scored best on the held-out cases),
-and ``log.jsonl`` (one line per logged iteration or evaluation). Each iteration draws its batch
-from a generator seeded with (seed, iteration), so a resumed run draws the same batches.
+and ``log.jsonl`` (one line per logged iteration or evaluation, and one naming the device each
+time the run starts or resumes). Each iteration draws its batch from a generator seeded with
+(seed, iteration), so a resumed run draws the same batches.
+
+Training runs on a CUDA GPU when there is one (then Apple MPS, then the CPU), like inference, or
+on the device asked for. On CUDA the network computes in bfloat16 where the GPU supports it
+(autocast; weights, optimiser and loss stay float32). A run may move between devices when it
+resumes; its numbers then differ in the last bits, not in what it learns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,6 +30,7 @@ from torch.nn import functional as F
 
 from planning.errors import Cancelled, DelineoError
 from planning.files import write_atomically
+from segmentation.engine import device as devices
 from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
@@ -190,8 +198,9 @@ def masked_loss(
     intersection = (probability * target * w).sum(dim=(0, 2, 3, 4))
     denominator = ((probability + target) * w).sum(dim=(0, 2, 3, 4))
     soft_dice = (2 * intersection + 1) / (denominator + 1)
-    present = labelled.any(0) & ((target * w).sum(dim=(0, 2, 3, 4)) > 0)
-    dice_loss = (1 - soft_dice[present]).mean() if present.any() else logits.sum() * 0
+    present = (labelled.any(0) & ((target * w).sum(dim=(0, 2, 3, 4)) > 0)).float()
+    # mean over the present structures, 0 when none is (a masked mean: no wait for the GPU)
+    dice_loss = ((1 - soft_dice) * present).sum() / present.sum().clamp(min=1)
     return bce + dice_loss
 
 
@@ -255,20 +264,44 @@ def _load_initial_weights(net, folder: Path) -> None:
     log.info("training starts from the weights of %s %s", manifest.name, manifest.version)
 
 
-class Trainer:
-    """Trains `config` on `train_cases`, picks weights on `holdout` (raw cases on their own grid)."""
+def _training_autocast(device):
+    """bfloat16 autocast on CUDA GPUs that support it (no loss scaling needed); float32 elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
-    def __init__(self, config: TrainConfig, run_dir: Path, train_cases: list[Case], holdout: list[Case]):
+
+def _describe(device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+class Trainer:
+    """Trains `config` on `train_cases`, picks weights on `holdout` (raw cases on their own grid).
+    `device`: "cpu", "cuda", "mps", or None / "auto" for the best available."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        train_cases: list[Case],
+        holdout: list[Case],
+        device: str | None = None,
+    ):
         self.config, self.run_dir = config, Path(run_dir)
+        self.device = devices.choose_device(device)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # patches keep one shape: pick the fastest kernels
         self.net = build_network(config.architecture, config.architecture_params())
         _initialise_output_bias(self.net, config.output_prior)
         if config.init_from:
             _load_initial_weights(self.net, Path(config.init_from))
         self.memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-        self.net = self.net.to(memory_format=self.memory_format)
+        self.net = self.net.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.AdamW(
             self.net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -280,6 +313,8 @@ class Trainer:
             config.foreground_fraction,
             Augmentation(**config.augmentation),
             spacing_zyx=config.spacing_zyx,
+            # patches are interpolated on a CUDA GPU; elsewhere on the CPU (MPS lacks some 3D ops)
+            device=self.device if self.device.type == "cuda" else "cpu",
         )
         self.holdout = holdout
         self.iteration = 0
@@ -303,7 +338,7 @@ class Trainer:
         """Continue from the run folder's checkpoint; False when there is none."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, weights_only=True)
+        state = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
@@ -311,7 +346,8 @@ class Trainer:
         log.info("resumed %s at iteration %d", self.run_dir, self.iteration)
         return True
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
+        """One iteration; returns its loss (a tensor on the device: reading it waits for the GPU)."""
         config = self.config
         rng = np.random.default_rng([config.seed, self.iteration])
         torch.manual_seed(config.seed * 1_000_003 + self.iteration)
@@ -327,18 +363,22 @@ class Trainer:
             pos_weight = torch.ones(len(config.structures))
             for name, value in phase["pos_weight"].items():
                 pos_weight[index[name]] = float(value)
-        image, target, labelled = self.sampler.batch(rng, config.batch_size, balanced, weights)
+            pos_weight = pos_weight.to(self.device)
+        batch = self.sampler.batch(rng, config.batch_size, balanced, weights)
+        image, target, labelled = (tensor.to(self.device) for tensor in batch)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.iteration)
         self.net.train()
-        levels = self.net.forward_levels(image.to(memory_format=self.memory_format))
+        with _training_autocast(self.device):
+            levels = self.net.forward_levels(image.to(memory_format=self.memory_format))
+        levels = [level.float() for level in levels]
         loss = deep_supervision_loss(levels, target, labelled, pos_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
         self.iteration += 1
-        return float(loss.detach())
+        return loss.detach()
 
     def phase(self) -> dict:
         """The training phase in force at this iteration ({} before the first)."""
@@ -360,7 +400,7 @@ class Trainer:
         model = from_manifest(manifest, networks=[self.net])
         scores: dict[str, list[float]] = {name: [] for name in self.config.structures}
         for case in self.holdout:
-            predicted = model.predict(case.volume(), device="cpu")
+            predicted = model.predict(case.volume(), device=str(self.device))
             for k, name in enumerate(self.config.structures):
                 reference = case.mask(k)
                 if case.labelled[k] and reference.any():
@@ -376,6 +416,7 @@ class Trainer:
         config = self.config
         logfile = (self.run_dir / "log.jsonl").open("a")
         started, losses = time.monotonic(), []
+        logfile.write(json.dumps({"iteration": self.iteration, "device": _describe(self.device)}) + "\n")
         try:
             while self.iteration < config.iterations:
                 if cancel is not None and cancel.is_set():
@@ -385,7 +426,7 @@ class Trainer:
                 if self.iteration % config.log_every == 0:
                     entry = {
                         "iteration": self.iteration,
-                        "loss": float(np.mean(losses)),
+                        "loss": float(torch.stack(losses).mean()),
                         "lr": learning_rate(config, self.iteration - 1),
                         "seconds": round(time.monotonic() - started, 1),
                     }
@@ -416,7 +457,7 @@ class Trainer:
 
 
 def save_weights(net, path: Path) -> None:
-    write_safetensors({k: v.detach().contiguous() for k, v in net.state_dict().items()}, path)
+    write_safetensors({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, path)
 
 
 def write_safetensors(state: dict, path: Path) -> None:
@@ -440,8 +481,11 @@ def split_holdout(sources: list, count: int, seed: int) -> tuple[list, list]:
     return training, [s for i, s in enumerate(sources) if i in picked]
 
 
-def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count: int) -> Trainer:
-    """A Trainer for `run_dir`: a new run saves `config`; an existing one keeps its own config."""
+def prepare_run(
+    config: TrainConfig, run_dir: Path, sources: list, holdout_count: int, device: str | None = None
+) -> Trainer:
+    """A Trainer for `run_dir` on `device` (None: the best available): a new run saves `config`;
+    an existing one keeps its own config."""
     from segmentation.training.data import read_mask_folder, read_openkbp
 
     run_dir = Path(run_dir)
@@ -476,7 +520,7 @@ def prepare_run(config: TrainConfig, run_dir: Path, sources: list, holdout_count
         else read_mask_folder(folder, config.structures)
         for kind, folder, name in held_out
     ]
-    trainer = Trainer(config, run_dir, train_cases, holdout)
+    trainer = Trainer(config, run_dir, train_cases, holdout, device)
     trainer.resume()
     return trainer
 

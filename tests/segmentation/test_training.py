@@ -478,9 +478,12 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
     config.write_text(json.dumps({**TINY, "iterations": 2, "evaluate_every": 100}))
     arguments = ["train", str(tiny_cases), "--run", str(tmp_path / "run"), "--config", str(config)]
     arguments += ["--holdout", "1", "--export", str(tmp_path / "model"), "--name", "tiny_cli"]
-    arguments += ["--omit", "Parotid_R", "--half-weights"]
+    arguments += ["--omit", "Parotid_R", "--half-weights", "--device", "cpu"]
     assert main(arguments) == 0
-    assert "trained 2 iterations" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training on cpu" in out and "trained 2 iterations" in out
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0] == {"iteration": 0, "device": "cpu"}
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["name"] == "tiny_cli" and manifest["preprocessing"]["spacing_xyz"] == [4.0, 4.0, 2.5]
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L"]  # omitted: trained, not offered
@@ -518,6 +521,11 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"no_such_setting": 1}))
     assert main(["train", str(tiny_cases), "--run", str(tmp_path / "other"), "--config", str(bad)]) == 1
+    capsys.readouterr()
+    if not torch.cuda.is_available():  # a GPU asked for and missing is named before any case is read
+        assert main(["train", str(tiny_cases), "--run", str(tmp_path / "gpu"), "--device", "cuda"]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err
+        assert not (tmp_path / "gpu").exists()
 
     # fine-tuning the exported (float32) model: the run records where it started
     tuned = ["train", str(tiny_cases), "--run", str(tmp_path / "tuned"), "--config", str(config)]

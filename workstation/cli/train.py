@@ -4,7 +4,8 @@ DATA is an OpenKBP split folder (``pt_*.npz``) or a folder of case folders, each
 ``image.nii.gz`` (or ``image.nrrd``, ``image/`` DICOM, ...) and one mask file per delineated
 structure named after it (the layout ``delineo segment --out FOLDER`` writes). Running the same
 command again continues from RUN's checkpoint; ``--export`` writes a model folder
-(manifest.json + weights.safetensors) from the run's best weights.
+(manifest.json + weights.safetensors) from the run's best weights. Training runs on a CUDA GPU
+when there is one, else Apple MPS, else the CPU (``--device`` chooses).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def register(subparsers) -> None:
         "--init", type=Path, help="start from this model folder's weights (fine-tune a built-in model)"
     )
     parser.add_argument("--threads", type=positive_count, help="CPU threads for torch (default 2)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then the CPU)",
+    )
     parser.add_argument("--export", type=Path, help="after training, write a model folder here")
     parser.add_argument("--name", default="custom_model", help="model name written by --export")
     parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version")
@@ -56,12 +62,14 @@ def run(args) -> int:
     from dataclasses import fields
 
     from planning.errors import DelineoError
+    from segmentation.engine.device import choose_device
     from segmentation.training.data import discover
     from segmentation.training.trainer import TrainConfig, export_model, prepare_run
 
     from .outputs import check_output_folder
     from .progress import ProgressBar
 
+    device = choose_device(args.device)  # before reading cases: an unavailable GPU fails at once
     check_output_folder(args.run)
     if args.export:
         check_output_folder(args.export)
@@ -79,7 +87,8 @@ def run(args) -> int:
     if args.init:
         overrides["init_from"] = str(args.init.resolve())
     config = TrainConfig(**overrides)
-    trainer = prepare_run(config, args.run, discover(args.data), args.holdout)
+    trainer = prepare_run(config, args.run, discover(args.data), args.holdout, str(device))
+    print(f"training on {device}")
     progress = ProgressBar()
     try:
         trainer.run(on_progress=progress)
