@@ -8,12 +8,15 @@ voxels came from, so that structures drawn on them can be exported against the o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 
 from planning.errors import GeometryError
 from planning.geometry import Grid
+
+if TYPE_CHECKING:  # SimpleITK is imported where it is used: code that never converts skips it
+    import SimpleITK as sitk
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class Volume:
 
     def to_sitk(self) -> sitk.Image:
         """A SimpleITK image sharing nothing with this volume (SimpleITK indexes (x, y, z))."""
+        import SimpleITK as sitk
+
         array = self.array.view(np.uint8) if self.array.dtype == bool else self.array
         image = sitk.GetImageFromArray(array)
         image.SetSpacing(self.grid.spacing_xyz)
@@ -118,6 +123,8 @@ class Volume:
     @classmethod
     def from_sitk(cls, image: sitk.Image, modality: str = "", **kwargs) -> Volume:
         """A volume from a 3D single-component SimpleITK image (2D images get one slice)."""
+        import SimpleITK as sitk
+
         if image.GetNumberOfComponentsPerPixel() != 1:
             raise GeometryError(
                 f"only single-component images are volumes; this one has "
