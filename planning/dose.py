@@ -207,11 +207,15 @@ def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndar
 
 
 def _resample_frames(array: np.ndarray, offsets: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(offsets * np.sign(step))
+    """Frames at `offsets` (mm, along the normal, in any order) → frames every `step` mm (negative:
+    against the normal) from the first in that direction, linearly interpolated."""
+    sign = np.sign(step)
+    order = np.argsort(offsets * sign)
     offsets, array = offsets[order], array[order]
     count = int(np.floor((offsets[-1] - offsets[0]) / step + 1e-6)) + 1
     wanted = offsets[0] + step * np.arange(count)
-    position = np.interp(wanted, offsets, np.arange(len(offsets)))
+    # np.interp needs increasing sample points: measure both along the direction of `step`
+    position = np.interp(wanted * sign, offsets * sign, np.arange(len(offsets)))
     lower = np.clip(np.floor(position).astype(int), 0, len(offsets) - 2)
     weight = (position - lower)[:, None, None].astype(np.float32)
     resampled = array[lower] * (1 - weight) + array[lower + 1] * weight

@@ -120,6 +120,44 @@ def test_a_dose_grid_scaling_that_is_not_a_positive_factor_is_refused(tmp_path, 
         load_dose(tmp_path / "RD.dcm")
 
 
+@pytest.mark.parametrize("frames", ["decreasing", "uneven", "decreasing and uneven"])
+def test_frames_in_any_order_and_spacing_give_the_same_doses(breast, tmp_path, frames):
+    """The grid frame offsets may decrease (the grid runs against the normal) and be unevenly
+    spaced. Decreasing and uneven frames were resampled against decreasing sample points and
+    read as 0.14 Gy instead of 14.7 Gy."""
+    import pydicom
+
+    original = breast[0]
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    pixels = dataset.pixel_array
+    offsets = np.array([float(v) for v in dataset.GridFrameOffsetVector])
+    kept = np.arange(len(offsets))
+    if "uneven" in frames:
+        kept = np.delete(kept, 40)  # one interior frame missing: a 6 mm gap among 3 mm steps
+    if "decreasing" in frames:
+        kept = kept[::-1]  # the first frame is the most superior; offsets run negative
+    normal = np.array([0.0, 0.0, 1.0])  # the file's axial frames
+    first = np.array([float(v) for v in dataset.ImagePositionPatient]) + offsets[kept[0]] * normal
+    dataset.ImagePositionPatient = [f"{v:.4f}" for v in first]
+    dataset.GridFrameOffsetVector = [f"{v:.4f}" for v in offsets[kept] - offsets[kept[0]]]
+    dataset.NumberOfFrames = len(kept)
+    dataset.PixelData = np.ascontiguousarray(pixels[kept]).tobytes()
+    dataset.save_as(tmp_path / "RD.dcm")
+
+    dose = load_dose(tmp_path / "RD.dcm")
+    assert dose.max == pytest.approx(original.max, rel=1e-6)
+    # doses at the voxel centres of frames that are in both files are the same
+    z = np.arange(len(offsets))[::7]
+    z = z[z != 40]
+    index = np.stack(np.meshgrid(np.arange(0, 194, 5), np.arange(0, 129, 5), z, indexing="ij"), -1)
+    points = original.grid.index_to_patient(index.reshape(-1, 3).astype(float))
+    expected, _ = original.sample(original.grid.patient_to_index(points))
+    found, inside = dose.sample(dose.grid.patient_to_index(points))
+    assert inside.all()
+    np.testing.assert_allclose(found, expected, atol=1e-4)
+    assert dose.grid.slice_normal[2] == pytest.approx(-1.0 if "decreasing" in frames else 1.0)
+
+
 def _close(ours, theirs, unit_tolerance):
     return abs(ours - theirs) <= max(0.01 * abs(theirs), unit_tolerance)
 
