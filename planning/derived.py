@@ -13,9 +13,9 @@ recipe:
     {"op": "keep_largest", "source": "A", "count": 1}
 
 The recipe is stored in `Structure.recipe` and summarised in `Structure.description`, followed
-by the compact JSON, so the RTSTRUCT's ROI Description carries it and a structure read back can
-be rebuilt (`recipe_from_description`). When a source changes, `stale` lists the derived
-structures built from an older version of it and `rebuild` recomputes them.
+by the compact JSON, so the RTSTRUCT's ROI Description carries it and a structure read back is
+derived again (`restore_recipes`). When a source changes, `stale` lists the derived structures
+built from an older version of it and `rebuild` recomputes them and those built from them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from planning import booleans, margins
+from planning.errors import DelineoError
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 
 Progress = Callable[[str, float, float], None]
@@ -162,6 +163,30 @@ def recipe_from_description(description: str) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
+def restore_recipes(structure_set: StructureSet) -> list[str]:
+    """Give the structures whose ROI description holds a recipe (`description_for`) that recipe
+    again, as built from their sources as they are now (a structure set read back from an
+    RTSTRUCT is as it was exported). Returns warnings naming derived structures whose sources
+    are not in the set: those cannot be rebuilt until they are."""
+    table = _table(structure_set)
+    warnings = []
+    for structure in structure_set:
+        recipe = structure.recipe or recipe_from_description(structure.description)
+        if recipe is None or "op" not in recipe:
+            continue
+        recipe = {k: v for k, v in recipe.items() if k != "built_from"}
+        missing = sorted(n for n in sources(recipe) if n not in table)
+        if missing:
+            warnings.append(
+                f"{structure.name}: derived from {', '.join(missing)}, which this structure set does "
+                "not hold; it cannot be rebuilt until they are added"
+            )
+            structure.recipe = {**recipe, "built_from": {}}
+        else:
+            structure.recipe = {**recipe, "built_from": fingerprints(table, sources(recipe))}
+    return warnings
+
+
 def derive(
     recipe: dict,
     structures: Mapping[str, Structure | Mask] | StructureSet,
@@ -229,10 +254,11 @@ def rebuild(
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> list[str]:
-    """Recompute derived structures (default: the stale ones), sources before dependents; returns
-    the names rebuilt. A structure whose sources are missing raises KeyError naming them."""
+    """Recompute derived structures (default: the stale ones) and every derived structure built
+    from them (a PTV grown from a rebuilt CTV), sources before dependents; returns the names
+    rebuilt. A structure whose sources are missing raises KeyError naming them."""
     names = stale(structure_set) if names is None else list(names)
-    order = _dependency_order(structure_set, names)
+    order = rebuild_order(structure_set, names)
     for name in order:
         structure = structure_set[name]
         recipe = {k: v for k, v in structure.recipe.items() if k != "built_from"}
@@ -244,6 +270,24 @@ def rebuild(
     return order
 
 
+def rebuild_order(structure_set: StructureSet, names: list[str]) -> list[str]:
+    """What rebuilding `names` must recompute, in order: those derived structures and every
+    derived structure built from them, each after its sources. Refuses a cycle."""
+    return _dependency_order(structure_set, _with_dependents(structure_set, names))
+
+
+def _with_dependents(structure_set: StructureSet, names: list[str]) -> list[str]:
+    """`names` and the derived structures that read any of them, directly or through others."""
+    chosen = set(names)
+    derived = {s.name: sources(s.recipe) for s in structure_set if s.recipe and "op" in s.recipe}
+    grew = True
+    while grew:
+        added = {name for name, read in derived.items() if name not in chosen and read & chosen}
+        chosen |= added
+        grew = bool(added)
+    return sorted(chosen)
+
+
 def _dependency_order(structure_set: StructureSet, names: list[str]) -> list[str]:
     pending, order = set(names), []
     while pending:
@@ -253,7 +297,9 @@ def _dependency_order(structure_set: StructureSet, names: list[str]) -> list[str
             if not (sources({k: v for k, v in structure_set[n].recipe.items()}) & (pending - {n}))
         ]
         if not ready:
-            raise ValueError(f"derived structures depend on each other in a cycle: {sorted(pending)}")
+            raise DelineoError(
+                f"derived structures depend on each other in a cycle: {', '.join(sorted(pending))}"
+            )
         order += ready
         pending -= set(ready)
     return order

@@ -33,6 +33,7 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from scipy import ndimage
 
+from planning.derived import restore_recipes
 from planning.dicom.headers import read_dataset
 from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, DicomReadError, GeometryError
 from planning.rtstruct import contours as planar
@@ -139,6 +140,7 @@ def read_rtstruct(
     cancel: threading.Event | None = None,
 ) -> StructureSet:
     """Read an RTSTRUCT onto `volume`'s grid; warnings end up in `StructureSet.warnings`.
+    Derived structures (a recipe in their ROI Description) can be rebuilt again.
 
     Args:
         path: the RTSTRUCT file.
@@ -186,6 +188,7 @@ def read_rtstruct(
             warnings.append(f"ROI name {record.name!r} is used twice; the second is named {added.name!r}")
     if on_progress is not None:
         on_progress("Reading RTSTRUCT", len(records), len(records))
+    warnings += restore_recipes(structure_set)
     for warning in warnings:
         log.warning("%s: %s", path.name, warning)
     structure_set.warnings = warnings

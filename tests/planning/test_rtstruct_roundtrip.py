@@ -366,3 +366,32 @@ def test_interpolated_planes_get_no_contours_and_are_rebuilt_on_reading(tmp_path
         back[[k for k in range(12) if k != 6]], ball[[k for k in range(12) if k != 6]]
     )
     assert dice(back[6], ball[6]) >= 0.95  # rebuilt between the neighbouring images
+
+
+def test_derived_structures_read_back_can_be_rebuilt(case):
+    """A derived structure's recipe travels in its ROI Description: read back, it is up to date,
+    goes stale when a source changes and is rebuilt with those built from it."""
+    from planning.derived import derive, rebuild, stale
+
+    folder, volume, structures, truth, out = case
+    plan = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    plan.add(Structure("GTV", structures["Sphere"].mask.copy(), roi_type=RoiType.GTV))
+    plan.add(Structure("BODY", structures["Box"].mask.copy(), roi_type=RoiType.EXTERNAL))
+    plan.add(derive({"op": "expand", "source": "GTV", "margins": 5}, plan, name="CTV"))
+    plan.add(derive({"op": "expand", "source": "CTV", "margins": 3, "within": "BODY"}, plan, name="PTV"))
+    path = out / "derived.dcm"
+    write_rtstruct(plan, volume, path)
+
+    back = read_rtstruct(path, volume)
+    assert back["PTV"].recipe["within"] == "BODY" and back["CTV"].recipe["source"] == "GTV"
+    assert stale(back) == []
+    back.set_mask("GTV", Mask.from_full(volume.grid, np.roll(back["GTV"].mask.full(), 3, axis=2)))
+    assert stale(back) == ["CTV"]
+    assert rebuild(back) == ["CTV", "PTV"] and stale(back) == []
+    assert not (back["PTV"].mask.full() & ~back["BODY"].mask.full()).any()
+
+    # without its sources a derived structure is read as it was drawn, with a warning
+    alone = read_rtstruct(path, volume, names=["PTV"])
+    assert any("PTV: derived from BODY, CTV" in w for w in alone.warnings)
+    assert stale(alone) == ["PTV"]
+    assert alone["PTV"].volume_cc == pytest.approx(plan["PTV"].volume_cc, rel=0.02)

@@ -96,21 +96,16 @@ def stale_structures(structure_set) -> list[str]:
 
 
 def rebuild(structure_set, names: list[str], on_progress=None, cancel=None) -> list:
-    """New versions of derived structures `names` (sources first), computed from a snapshot of
-    the set without touching it; returns the new Structures in order."""
+    """New versions of derived structures `names` and of those built from them (sources first),
+    computed from a snapshot of the set without touching it; returns the new Structures in order."""
     derived = _module("planning.derived", "Rebuilding derived structures")
     table = {s.name: s.mask for s in structure_set}
-    pending, rebuilt = list(names), []
-    while pending:
-        ready = [n for n in pending if not (derived.sources(structure_set[n].recipe) & set(pending) - {n})]
-        if not ready:
-            raise DelineoError(f"derived structures depend on each other in a cycle: {', '.join(pending)}")
-        for name in ready:
-            recipe = {k: v for k, v in structure_set[name].recipe.items() if k != "built_from"}
-            structure = derived.derive(recipe, table, name=name, on_progress=on_progress, cancel=cancel)
-            table[name] = structure.mask
-            rebuilt.append(structure)
-            pending.remove(name)
+    rebuilt = []
+    for name in derived.rebuild_order(structure_set, names):
+        recipe = {k: v for k, v in structure_set[name].recipe.items() if k != "built_from"}
+        structure = derived.derive(recipe, table, name=name, on_progress=on_progress, cancel=cancel)
+        table[name] = structure.mask
+        rebuilt.append(structure)
     return rebuilt
 
 
