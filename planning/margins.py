@@ -259,21 +259,21 @@ def ring(
     return _limit(subtract(outer, inner), within)
 
 
-def prv(structure, margin_mm: float | Margins | dict, *, within: Mask | None = None):
+def prv(structure, margin_mm: float | Margins | dict, *, within=None):
     """Planning organ at risk volume: the organ expanded by a margin, named the TG-263 way
-    (`SpinalCord_PRV05` for 5 mm; the largest margin names a directional one). Returns a new
-    Structure of type AVOIDANCE carrying its recipe."""
+    (`SpinalCord_PRV05` for 5 mm; the largest margin names a directional one), kept inside the
+    structure `within` (e.g. the body) when given. Returns a new Structure of type AVOIDANCE
+    whose recipe records both, so that a rebuild keeps the limit."""
     from planning.derived import derive
 
     margins = Margins.of(margin_mm)
     name = f"{structure.name}_PRV{int(round(margins.largest)):02d}"
-    return derive(
-        {"op": "expand", "source": structure.name, "margins": asdict(margins)},
-        {structure.name: structure},
-        name=name,
-        within=within,
-        roi_type="AVOIDANCE",
-    )
+    recipe = {"op": "expand", "source": structure.name, "margins": asdict(margins)}
+    table = {structure.name: structure}
+    if within is not None:
+        recipe["within"] = within.name
+        table[within.name] = within
+    return derive(recipe, table, name=name, roi_type="AVOIDANCE")
 
 
 # -- the distance computation -------------------------------------------------------------------

@@ -138,6 +138,15 @@ def test_ring_and_prv():
     assert cord_prv.recipe["op"] == "expand"
     assert cord_prv.volume_cc == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.05)
 
+    # kept inside the body, and the recipe says so: a rebuild keeps the limit
+    half = np.zeros(grid.shape, bool)
+    half[:, :, :40] = True  # the body ends at the cord's centre plane (x = 0)
+    body = Structure("BODY", Mask.from_full(grid, half))
+    limited = prv(organ, 5, within=body)
+    assert limited.recipe["within"] == "BODY" and "∩ BODY" in limited.description
+    assert not (limited.mask.full() & ~half).any()
+    assert limited.volume_cc == pytest.approx(cord_prv.volume_cc / 2, rel=0.1)
+
 
 def test_empty_and_zero_margins():
     grid = Grid((5, 5, 5), (1.0, 1.0, 1.0))
