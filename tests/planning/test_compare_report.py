@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from planning.compare_report import compare_sets, match_names, render_html, write_csv
+from planning.compare_report import _figures, compare_sets, match_names, render_html, write_csv
 from planning.geometry import Grid
 from planning.structures import StructureSet
 
@@ -54,6 +54,10 @@ def test_empty_structure_shows_inf_not_nan(tmp_path):
     kidney = {a: m for a, _, m in result.rows}["Kidney_L"]
     assert math.isinf(kidney.hd95_mm) and kidney.dice == 0.0
     assert "nan" not in render_html(result).lower()
+    # the distance plot says so; a bar of length 0 would read as perfect agreement
+    overlap, distances = _figures(result)
+    assert [t.get_text() for t in distances.axes[0].texts] == [" HD95 ∞: empty", " MSD ∞: empty"]
+    assert len(overlap.axes[0].texts) == 0
 
 
 def test_chosen_names_are_compared_and_unknown_ones_refused():
