@@ -32,6 +32,27 @@ def test_compare_label_maps_without_series(tmp_path, capsys):
     assert "Dice" in capsys.readouterr().out
 
 
+def test_a_structure_its_labels_name_but_a_label_map_lacks_counts_as_missed(tmp_path, capsys):
+    """Label 2 ("Kidney_L") is named by the labels file but absent from the test map: the organ
+    was missed (Dice 0), not left out of the table and of the mean."""
+    _label_map(tmp_path / "a.nii.gz", 0)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a.nii.gz")))
+    labels[labels == 2] = 0
+    missed = sitk.GetImageFromArray(labels)
+    missed.SetSpacing((1.0, 1.0, 2.5))
+    sitk.WriteImage(missed, str(tmp_path / "b.nii.gz"))
+    (tmp_path / "names.json").write_text(json.dumps({"1": "Liver", "2": "Kidney_L", "3": "Spleen"}))
+    out = tmp_path / "report.html"
+    arguments = ["compare", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out)]
+    assert main([*arguments, "--labels", str(tmp_path / "names.json")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8")))
+    dice = {r["reference_structure"]: float(r["dice"]) for r in rows}
+    assert dice == {"Liver": 1.0, "Kidney_L": 0.0}  # Spleen: in neither map, not compared
+    printed = capsys.readouterr().out
+    assert "Kidney_L: named by the labels but absent from b.nii.gz; compared as empty" in printed
+    assert "unmatched" not in printed
+
+
 def test_compare_rtstruct_with_itself_on_its_series(tmp_path):
     folder = data_path("dicom", "varian-visible-human")
     rtstruct = next(folder.glob("RS*.dcm"))

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from planning.compare_report import compare_sets, write_csv, write_html
     from planning.imageio import is_image_file, load_volume, read_image_file
-    from planning.structure_io import load_structures, read_names_file
+    from planning.structure_io import label_names, load_structures, read_names_file
     from workstation.cli.outputs import check_output_file
     from workstation.cli.progress import ProgressBar
 
@@ -50,6 +50,10 @@ def run(args) -> int:
     names = read_names_file(args.labels) if args.labels else None
     reference = load_structures(args.reference, volume, names)
     test = load_structures(args.test, volume, names)
+    for label_map, path, other in ((reference, args.reference, test), (test, args.test, reference)):
+        if path.is_file() and is_image_file(path):
+            for note in _declared_but_absent(label_map, path, label_names(path, names).values(), other):
+                print(note)
     progress = ProgressBar()
     try:
         result = compare_sets(
@@ -75,3 +79,20 @@ def run(args) -> int:
         print(f"unmatched: reference {result.only_reference or '-'}, test {result.only_test or '-'}")
     print(f"wrote {args.out} and {csv_path}")
     return 0
+
+
+def _declared_but_absent(label_map, path: Path, declared, other) -> list[str]:
+    """A structure of `other` that the label map's names declare but whose label never occurs in
+    it was missed, not left unpaired: it is added to `label_map` empty (Dice 0, distances ∞),
+    so that a missed organ counts. Returns a note for each."""
+    from planning.compare_report import match_names
+    from planning.structures import Mask, Structure
+
+    _, unpaired, _ = match_names(other.names(), label_map.names())
+    notes = []
+    for name in unpaired:
+        pairs, _, _ = match_names([name], list(declared))
+        if pairs:
+            label_map.add(Structure(pairs[0][1], Mask(label_map.grid)))
+            notes.append(f"{pairs[0][1]}: named by the labels but absent from {path.name}; compared as empty")
+    return notes
