@@ -255,8 +255,11 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     positions = np.array(sorted(planes))
     plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
     thickness_index = plane_step if thickness is None else float(thickness) / grid.spacing_xyz[2]
-    if end_cap is not None and not end_cap > 0:
-        raise ValueError(f"the end cap must be > 0 mm, got {end_cap}")
+    if end_cap is not None and not 0 < end_cap <= plane_step * grid.spacing_xyz[2] * (1 + 1e-9):
+        raise ValueError(
+            f"the end cap must be > 0 mm and at most the plane spacing "
+            f"({plane_step * grid.spacing_xyz[2]:g} mm), got {end_cap:g} mm"
+        )
     cap_index = thickness_index / 2 if end_cap is None else float(end_cap) / grid.spacing_xyz[2]
     areas = {z: abs(_polygon_area_even_odd(planes[z])) for z in positions}
     volume_index = sum(areas.values()) * thickness_index
@@ -426,7 +429,8 @@ def write_table(
     levels: Sequence[float] = (),
 ) -> None:
     """A CSV of one row per DVH: volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_x (cc and %), how the
-    structure was sampled, and its warnings. Doses in the DVHs' unit (Gy or relative)."""
+    structure was sampled, and its warnings. Doses in the DVHs' unit (Gy or relative). A DVH
+    with no volume (a structure of points or open contours) has its row, numbers left blank."""
     unit = dvhs[0].units if dvhs else "Gy"
     header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
     header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
@@ -438,6 +442,11 @@ def write_table(
             writer = csv.writer(stream)
             writer.writerow(header)
             for dvh in dvhs:
+                if dvh.is_empty:
+                    blank = [""] * (len(header) - 4)
+                    warnings = ["no volume: no closed contours", *dvh.warnings]
+                    writer.writerow([dvh.name, "0", *blank, dvh.sampling, " | ".join(warnings)])
+                    continue
                 row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
                 row += [dvh.d_percent(p) for p in percents] + [dvh.d_cc(c) for c in cc]
                 row += [dvh.v_gy(level) for level in levels] + [dvh.v_percent(level) for level in levels]
@@ -463,7 +472,7 @@ def plot_dvhs(dvhs: Sequence[DVH], *, colors: dict[str, tuple[int, int, int]] | 
             values = 100 * values / dvh.volume_cc
         color = None
         if colors and dvh.name in colors:
-            color = tuple(c / 255 for c in colors[dvh.name])
+            color = _visible_on_white(tuple(c / 255 for c in colors[dvh.name]))
         axes.plot(edges, values, label=dvh.name, color=color, linewidth=1.5)
     axes.set_xlabel(f"Dose ({dvhs[0].units if dvhs else 'Gy'})")
     axes.set_ylabel("Volume (%)" if relative else "Volume (cc)")
@@ -473,3 +482,12 @@ def plot_dvhs(dvhs: Sequence[DVH], *, colors: dict[str, tuple[int, int, int]] | 
     axes.legend(fontsize="small", loc="best")
     figure.tight_layout()
     return figure
+
+
+def _visible_on_white(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+    """A structure colour (0–1) darkened until it stands out on a white plot (a white or pale
+    yellow BODY would draw an invisible curve); other colours unchanged."""
+    luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    if luminance <= 0.75:
+        return rgb
+    return tuple(c * 0.75 / luminance for c in rgb)

@@ -74,9 +74,41 @@ def test_dvh_from_planar_contours_without_ct(tmp_path, capsys):
         assert float(rows[name]["Dmean_Gy"]) == pytest.approx(reference[name]["Dmean_Gy"], rel=0.01)
         assert float(rows[name]["V10Gy_cc"]) == pytest.approx(reference[name]["V10Gy_cc"], rel=0.01, abs=0.1)
     assert "dose voxels" in rows["Scar"]["warnings"]
-    assert "Areola" not in rows  # no contours
-    assert plot.stat().st_size > 10_000 and curves.read_text().count("\n") > 1000
+    # a structure of points only has its row, with no numbers (not a silent gap in the table)
+    assert rows["Areola"]["volume_cc"] == "0" and rows["Areola"]["Dmean_Gy"] == ""
+    assert rows["Areola"]["warnings"].startswith("no volume: no closed contours")
+    assert plot.stat().st_size > 10_000
+    # curves: cumulative per dose and differential per bin; the bins add up to the volume
+    table = list(csv.DictReader(open(curves, encoding="utf-8")))
+    assert len(table) > 1000
+    heart = [r for r in table if r["structure"] == "Heart"]
+    assert heart[-1]["bin_volume_cc"] == ""
+    total = sum(float(r["bin_volume_cc"]) for r in heart[:-1])
+    assert total == pytest.approx(float(rows["Heart"]["volume_cc"]), rel=1e-3)
+    assert float(heart[0]["volume_cc"]) == pytest.approx(total, rel=1e-3)
     assert "Tumor Bed" in capsys.readouterr().out
+
+
+def test_dvh_settings_a_structure_cannot_take_are_refused_before_anything_is_written(tmp_path, capsys):
+    folder = data_path("dicom", "dicompyler-breast")
+    out = tmp_path / "dvh.csv"
+    args = ["dvh", str(folder / "rtdose.dcm"), str(folder / "rtss.dcm"), "--out", str(out)]
+    assert main([*args, "--end-cap", "100", "--names", "Scar"]) == 1
+    assert "Scar: the end cap must be > 0 mm and at most the plane spacing (3 mm)" in capsys.readouterr().err
+    assert main([*args, "--plot", str(tmp_path / "dvh.jpg")]) == 1
+    assert "dvh.jpg: a plot is written as .pdf, .png, .svg" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):  # argparse: names the option and the choices
+        main([*args, "--factor", "3"])
+    assert "--factor: invalid choice: '3'" in capsys.readouterr().err
+
+
+def test_dvh_plot_darkens_colours_that_vanish_on_white():
+    from planning.dvh import _visible_on_white
+
+    assert _visible_on_white((1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)
+    dark = _visible_on_white((1.0, 1.0, 1.0))
+    assert max(dark) <= 0.75 and dark[0] == dark[1] == dark[2]
 
 
 def test_dvh_unknown_structure_is_a_clear_error(tmp_path, capsys):

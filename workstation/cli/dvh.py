@@ -16,6 +16,8 @@ from workstation.cli.numbers import non_negative, percent, positive
 
 log = logging.getLogger(__name__)
 
+PLOT_SUFFIXES = {".png", ".svg", ".pdf"}
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -31,7 +33,9 @@ def register(subparsers) -> None:
         "--series", type=Path, help="the image series the structures were drawn on (optional)"
     )
     parser.add_argument("--out", type=Path, required=True, help="CSV of metrics, one row per structure")
-    parser.add_argument("--curves", type=Path, help="also write the cumulative DVH curves as CSV")
+    parser.add_argument(
+        "--curves", type=Path, help="also write the DVH curves as CSV (cumulative, and differential per bin)"
+    )
     parser.add_argument("--plot", type=Path, help="also draw the cumulative DVHs (PNG, SVG or PDF)")
     parser.add_argument("--names", nargs="+", help="only these structures")
     parser.add_argument(
@@ -42,7 +46,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--cc", nargs="+", type=positive, default=[], metavar="CC", help="D_xcc to report")
     parser.add_argument(
-        "--factor", default="auto", help="in-plane samples per dose voxel (1, 2, 4, 8 or auto)"
+        "--factor",
+        default="auto",
+        choices=["auto", "1", "2", "4", "8"],
+        help="in-plane samples per dose voxel (default auto: more for small structures)",
     )
     parser.add_argument(
         "--end-cap",
@@ -61,6 +68,8 @@ def run(args) -> int:
 
     for path in (args.out, args.curves, args.plot):
         check_output_file(path)
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise DelineoError(f"{args.plot.name}: a plot is written as {', '.join(sorted(PLOT_SUFFIXES))}")
 
     dose = load_dose(args.dose)
     structures, frames, where = _structures(args)
@@ -72,17 +81,21 @@ def run(args) -> int:
             raise DelineoError(f"{args.structures.name}: no structure named {', '.join(sorted(missing))}")
         structures = [s for s in structures if s[0] in wanted]
     factor = args.factor if args.factor == "auto" else int(args.factor)
-    dvhs, colors = [], {}
+    table, dvhs, colors = [], [], {}
     for name, geometry, color in structures:
-        dvh = compute_dvh(dose, geometry, name=name, factor=factor, end_cap_mm=args.end_cap)
+        try:
+            dvh = compute_dvh(dose, geometry, name=name, factor=factor, end_cap_mm=args.end_cap)
+        except ValueError as error:  # settings this structure cannot take (an end cap past a plane)
+            raise DelineoError(f"{name}: {error}") from None
+        table.append(dvh)
         if dvh.is_empty:
-            print(f"{name}: no volume (no closed contours), skipped")
+            print(f"{name}: no volume (no closed contours): a row without numbers")
             continue
         dvhs.append(dvh)
         if color:
             colors[name] = color
     unit = dose.unit_label
-    write_table(dvhs, args.out, percents=args.percents, cc=args.cc, levels=args.levels)
+    write_table(table, args.out, percents=args.percents, cc=args.cc, levels=args.levels)
     for dvh in dvhs:
         print(
             f"{dvh.name:<20} {dvh.volume_cc:9.2f} cc  Dmean {dvh.mean:7.3f}  Dmax {dvh.max:7.3f}  "
@@ -125,10 +138,14 @@ def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | No
 
 
 def _write_curves(dvhs, path: Path, unit: str) -> None:
-    """Long format: structure, dose, cumulative volume in cc and %."""
+    """Long format: structure, dose, the cumulative volume receiving at least it (cc and %), and
+    the differential volume receiving from it up to the next dose (cc; blank on the last row)."""
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%"])
+        writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%", "bin_volume_cc"])
         for dvh in dvhs:
-            for dose, cc in zip(dvh.bin_edges, dvh.cumulative(), strict=True):
-                writer.writerow([dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}"])
+            differential = [f"{cc:.5f}" for cc in dvh.differential()] + [""]
+            for dose, cc, in_bin in zip(dvh.bin_edges, dvh.cumulative(), differential, strict=True):
+                writer.writerow(
+                    [dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}", in_bin]
+                )
