@@ -157,7 +157,10 @@ def _walk(path: Path) -> Header:
             return _parse(path, buffer, file_size)
         except _NeedMore:
             stream.seek(0)
-            return _parse(path, stream.read(), file_size)
+            try:
+                return _parse(path, stream.read(), file_size)
+            except _NeedMore:
+                raise DicomReadError(f"{path.name}: the file ends inside its header (truncated)") from None
 
 
 class _NeedMore(Exception):

@@ -166,6 +166,18 @@ def test_truncated_file_names_file_and_bytes(tmp_path, hu):
         load_volume(tmp_path)
 
 
+def test_a_file_cut_inside_its_header_is_reported_not_fatal(tmp_path, hu):
+    """An interrupted copy: the file ends before its header does. It raised an internal
+    exception out of the folder scan."""
+    paths = write_ct_series(tmp_path, hu)
+    (tmp_path / "partial.dcm").write_bytes(paths[0].read_bytes()[:700])
+    with pytest.raises(DicomReadError, match=r"partial.dcm: the file ends inside its header \(truncated\)"):
+        read_header(tmp_path / "partial.dcm")
+    found = scan(tmp_path)
+    assert [p.path.name for p in found.problems] == ["partial.dcm"]
+    np.testing.assert_array_equal(load_volume(tmp_path).array, hu)
+
+
 def test_non_dicom_and_unreadable_files_are_reported_not_fatal(tmp_path, hu):
     write_ct_series(tmp_path, hu)
     (tmp_path / "notes.txt").write_text("not an image")
