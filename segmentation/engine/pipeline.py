@@ -251,13 +251,21 @@ def finite_voxels(volume: Volume) -> tuple[Volume, list[str]]:
 
 
 def check_modality(volume: Volume, modality: str, model: str = "the model") -> list[str]:
-    """An error when `volume` is of another modality than the model segments; a warning (returned,
-    for the run's `warnings`) when a CT's values do not look like Hounsfield units (an image file,
-    which states no modality, rescaled or stored without its rescale)."""
+    """An error when `volume` is of another modality than the model segments, or, for a CT model,
+    when it has no negative value at all (no air, no fat: an MR or other image given as a file,
+    which states no modality, or a CT stored without its rescale); a warning (returned, for the
+    run's `warnings`) when a CT's values otherwise do not look like Hounsfield units."""
     if volume.modality and modality and volume.modality.upper() != modality.upper():
         raise DelineoError(f"{model} segments {modality} images; this image is {volume.modality}")
     if modality.upper() != "CT" or not volume.array.size:
         return []
+    lowest = float(volume.array.min())
+    if lowest >= 0:
+        raise DelineoError(
+            f"{model} segments CT images in Hounsfield units (air −1000, water 0); this image has no "
+            f"negative value (lowest {lowest:g}): it is not such a CT (an MR, or a CT stored without "
+            "its rescale intercept)"
+        )
     step = max(1, round((volume.array.size / 2_000_000) ** (1 / 3)))  # a sample of ~2 M voxels
     low, high = np.percentile(volume.array[::step, ::step, ::step], [1, 99])
     if low <= _AIR_AT_MOST_HU and high >= _TISSUE_AT_LEAST_HU:

@@ -7,6 +7,7 @@ import pytest
 from support.data import data_path
 from support.segmentation_models import dice
 
+from planning.errors import DelineoError
 from planning.geometry import Grid
 from planning.imageio import load_volume
 from planning.volume import Volume
@@ -102,10 +103,14 @@ def test_an_image_not_in_hounsfield_units_is_warned_about():
     model = RuleModel()
     model.predict(volume, structures=["External"])
     assert model.last_run.warnings == []
-    stored = Volume((volume.array + 1024).astype(np.int16), volume.grid)  # no rescale, no modality
-    model.predict(stored, structures=["External"])
+    shifted = Volume((volume.array + 600).astype(np.int16), volume.grid)  # rescaled: air at −400
+    model.predict(shifted, structures=["External"])
     [warning] = model.last_run.warnings
     assert "expects a CT in Hounsfield units" in warning and "(1st–99th percentile)" in warning
+    # no negative value at all (an MR given as a file, a CT stored without its rescale): refused
+    stored = Volume((volume.array - volume.array.min()).astype(np.int16), volume.grid)
+    with pytest.raises(DelineoError, match="no negative value .lowest 0.: it is not such a CT"):
+        model.predict(stored, structures=["External"])
 
 
 def outside_air(volume: Volume, corner_zyx) -> np.ndarray:

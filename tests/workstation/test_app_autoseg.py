@@ -67,7 +67,7 @@ def test_cancel_stops_the_model_and_adds_nothing(window, qtbot):
 
 def test_a_run_warning_is_shown_with_the_results(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
-    case.volume.array += 1024  # stored without its rescale: no air at −1000
+    case.volume.array += 600  # rescaled: no air at −1000
     window.open_autoseg()
     dialog = window.autoseg_dialog
     dialog.run_button.click()
