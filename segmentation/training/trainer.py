@@ -251,6 +251,80 @@ def _initialise_output_bias(net, prior: float, channels: list[int] | None = None
                     module.bias[channels] = bias
 
 
+#: TrainConfig fields that a model folder's manifest fixes (besides its structures): fine-tuning
+#: must keep them.
+_NETWORK_FIELDS = (
+    "spacing_zyx",
+    "normalization",
+    "architecture",
+    "channels",
+    "strides_zyx",
+    "norm",
+    "deep_supervision",
+)
+
+
+def fine_tuning_config(overrides: dict, folder: Path) -> TrainConfig:
+    """The TrainConfig for fine-tuning the model in `folder`: its network, voxel size,
+    normalisation and structures, unless `overrides` (the user's settings) give them, and then
+    they must agree. Raises DelineoError naming what differs, before any case is read."""
+    from segmentation.engine.manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    if manifest.architecture != "delineo_unet3d":
+        raise DelineoError(
+            f"{folder}: a {manifest.architecture} network; only Delineo's own models "
+            "(delineo_unet3d) can be fine-tuned"
+        )
+    params = manifest.architecture_params
+    model = {
+        "structures": _channel_names(manifest, overrides.get("structures"), folder),
+        "spacing_zyx": tuple(manifest.spacing_xyz[::-1]),
+        "normalization": manifest.normalization,
+        "architecture": manifest.architecture,
+        "channels": tuple(params["channels"]),
+        "strides_zyx": tuple(tuple(s) for s in params["strides_zyx"]),
+        "norm": params.get("norm", "batch"),
+        "deep_supervision": int(params.get("deep_supervision", 0)),
+        "inference_patch_zyx": tuple(manifest.patch_size_zyx),
+    }
+    config = TrainConfig(**{**model, **overrides, "init_from": str(Path(folder).resolve())})
+    differing = [name for name in _NETWORK_FIELDS if _plain(getattr(config, name)) != _plain(model[name])]
+    if differing:
+        raise DelineoError(
+            f"{folder}: its network has other {', '.join(differing)} than this training's settings; "
+            "fine-tuning keeps the model's network (leave them out of --config)"
+        )
+    return config
+
+
+def _channel_names(manifest, given: list[str] | None, folder: Path) -> list[str]:
+    """The structure of each network channel: from the manifest's outputs, or `given` (needed
+    when the model leaves some channels out), which must agree with them."""
+    count = int(manifest.architecture_params["out_channels"])
+    drawn = {o.channel: o.name for o in manifest.outputs}
+    if given is not None:
+        if len(given) != count or any(given[c] != name for c, name in drawn.items()):
+            order = ", ".join(drawn.get(c, "?") for c in range(count))
+            raise DelineoError(f"{folder}: the structures must be the model's channels in order: {order}")
+        return list(given)
+    if sorted(drawn) != list(range(count)):
+        raise DelineoError(
+            f"{folder}: the model draws {len(drawn)} of its {count} channels; give --structures "
+            "naming every channel it was trained with, in order"
+        )
+    return [drawn[c] for c in range(count)]
+
+
+def _plain(value):
+    """Tuples and lists compare equal in configs read from JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _load_initial_weights(net, folder: Path) -> None:
     """Start from a model folder's weights (checked against its manifest's sha256)."""
     from segmentation.engine.manifest import read_manifest

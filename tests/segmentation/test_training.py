@@ -533,6 +533,36 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
     assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(full.resolve())
 
 
+def test_fine_tuning_takes_the_model_s_network_and_refuses_another(tmp_path, tiny_cases, capsys):
+    """`--init MODEL` with no settings trains the model's own network (the default settings
+    describe another, smaller one, which failed after every case had been read); settings that
+    contradict the model are refused by name before any case is read."""
+    from pathlib import Path
+
+    from workstation.cli import main
+
+    builtin = Path(__file__).resolve().parents[2] / "resources" / "models" / "head_neck"
+    run = tmp_path / "tuned"
+    arguments = ["train", str(tiny_cases), "--run", str(run), "--init", str(builtin), "--holdout", "0"]
+    assert main([*arguments, "--iterations", "1", "--threads", "1"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    manifest = json.loads((builtin / "manifest.json").read_text())
+    assert config["channels"] == manifest["architecture"]["params"]["channels"]
+    assert config["structures"] == [o["name"] for o in manifest["outputs"]]
+    assert config["spacing_zyx"] == manifest["preprocessing"]["spacing_xyz"][::-1]
+    capsys.readouterr()
+
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps({k: v for k, v in TINY.items() if k != "structures"}))
+    other = ["train", str(tiny_cases), "--run", str(tmp_path / "other"), "--init", str(builtin)]
+    assert main([*other, "--config", str(tiny)]) == 1
+    assert "its network has other channels, strides_zyx, deep_supervision" in capsys.readouterr().err
+    assert main([*other, "--structures", "Parotid_L", "Parotid_R"]) == 1
+    error = capsys.readouterr().err
+    assert "the structures must be the model's channels in order: Brainstem, SpinalCord" in error
+    assert not (tmp_path / "other").exists()
+
+
 # ---------------------------------------------------------------- the built-in head-and-neck model
 
 

@@ -64,7 +64,7 @@ def run(args) -> int:
     from planning.errors import DelineoError
     from segmentation.engine.device import choose_device
     from segmentation.training.data import discover
-    from segmentation.training.trainer import TrainConfig, export_model, prepare_run
+    from segmentation.training.trainer import TrainConfig, export_model, fine_tuning_config, prepare_run
 
     from .outputs import check_output_folder
     from .progress import ProgressBar
@@ -84,9 +84,10 @@ def run(args) -> int:
         overrides["iterations"] = args.iterations
     if args.threads:
         overrides["threads"] = args.threads
-    if args.init:
-        overrides["init_from"] = str(args.init.resolve())
-    config = TrainConfig(**overrides)
+    if args.init:  # the model's network, voxel size and structures; the rest as given
+        config = fine_tuning_config(overrides, args.init)
+    else:
+        config = TrainConfig(**overrides)
     trainer = prepare_run(config, args.run, discover(args.data), args.holdout, str(device))
     print(f"training on {device}")
     progress = ProgressBar()
