@@ -570,9 +570,14 @@ def prepare_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(asdict(config), indent=2) + "\n")
     training, held_out = split_holdout(sources, holdout_count, config.seed)
-    (run_dir / "split.json").write_text(
-        json.dumps({"training": [s[2] for s in training], "holdout": [s[2] for s in held_out]}, indent=2)
-    )
+    split = {"training": [s[2] for s in training], "holdout": [s[2] for s in held_out]}
+    split_path = run_dir / "split.json"
+    if split_path.exists() and json.loads(split_path.read_text()) != split:
+        raise DelineoError(
+            f"{run_dir}: this run selects its weights on other held-out cases than {len(held_out)} "
+            "drawn from these; resume it with the same cases and --holdout, or start a new run"
+        )
+    split_path.write_text(json.dumps(split, indent=2))
     log.info("reading %d training and %d held-out cases", len(training), len(held_out))
     train_cases = load_cases(
         training, config.structures, None if config.sample_native_grid else config.spacing_zyx

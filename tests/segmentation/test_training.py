@@ -527,6 +527,16 @@ def test_delineo_train_command_trains_and_exports(tmp_path, tiny_cases, capsys):
         assert "no CUDA GPU" in capsys.readouterr().err
         assert not (tmp_path / "gpu").exists()
 
+    # a resumed run keeps its settings: other ones are refused by name, not ignored; so are other
+    # held-out cases; --threads may change
+    resumed = ["train", str(tiny_cases), "--run", str(tmp_path / "run"), "--config", str(config)]
+    assert main([*resumed, "--holdout", "1", "--iterations", "3"]) == 1
+    assert "resumes with the settings it was started with: iterations 2 (asked: 3)" in capsys.readouterr().err
+    assert main([*resumed, "--holdout", "2"]) == 1
+    assert "other held-out cases" in capsys.readouterr().err
+    assert main([*resumed, "--holdout", "1", "--threads", "2"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 2
+
     # fine-tuning the exported (float32) model: the run records where it started
     tuned = ["train", str(tiny_cases), "--run", str(tmp_path / "tuned"), "--config", str(config)]
     assert main([*tuned, "--holdout", "1", "--init", str(full)]) == 0

@@ -84,6 +84,7 @@ def run(args) -> int:
         overrides["iterations"] = args.iterations
     if args.threads:
         overrides["threads"] = args.threads
+    _check_resumed_settings(args.run, overrides)
     if args.init:  # the model's network, voxel size and structures; the rest as given
         config = fine_tuning_config(overrides, args.init)
     else:
@@ -108,3 +109,28 @@ def run(args) -> int:
         )
         print(f"model written to {path.parent}")
     return 0
+
+
+def _check_resumed_settings(run: Path, overrides: dict) -> None:
+    """A run resumes with the settings it was started with (its config.json): refuse other ones
+    given now, which would otherwise be ignored without a word. Only --threads, which changes
+    nothing that is learnt, may differ: it is saved for this and later sessions."""
+    from planning.errors import DelineoError
+
+    saved_path = run / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    if "threads" in overrides and overrides["threads"] != saved.get("threads"):
+        saved["threads"] = overrides["threads"]
+        saved_path.write_text(json.dumps(saved, indent=2) + "\n")
+    differing = [
+        f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(value)})"
+        for key, value in overrides.items()
+        if json.loads(json.dumps(value)) != saved.get(key)
+    ]
+    if differing:
+        raise DelineoError(
+            f"{run} resumes with the settings it was started with: {'; '.join(differing)}. "
+            "Start a new run (--init can take this one's exported weights) to change them"
+        )
