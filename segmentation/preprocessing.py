@@ -67,16 +67,19 @@ def resample(image, spacing_from_zyx, spacing_to_zyx, mode: str = "trilinear", s
         dim = image.ndim - 3 + axis
         if n_in == int(n_out) and a == b:
             continue
-        position = torch.arange(int(n_out), device=image.device, dtype=torch.float64) * (b / a)
-        position = position.clamp(0, n_in - 1)
+        # positions in float64 on the CPU (Apple MPS has no float64), then the indices and
+        # weights moved to the image's device
+        position = (torch.arange(int(n_out), dtype=torch.float64) * (b / a)).clamp(0, n_in - 1)
         if mode == "nearest":
-            out = _take(out, dim, torch.floor(position + 0.5).long().clamp(max=n_in - 1))
+            nearest = torch.floor(position + 0.5).long().clamp(max=n_in - 1)
+            out = _take(out, dim, nearest.to(image.device))
             continue
         low = position.floor().long()
         high = (low + 1).clamp(max=n_in - 1)
         view = [1] * out.ndim
         view[dim] = -1
-        weight = (position - low).to(out.dtype).view(view)
+        weight = (position - low).to(device=image.device, dtype=out.dtype).view(view)
+        low, high = low.to(image.device), high.to(image.device)
         below = _take(out, dim, low)
         out = below.add_(weight * (_take(out, dim, high) - below))
     return out
