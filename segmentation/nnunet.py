@@ -337,8 +337,9 @@ def read_checkpoint(path: Path) -> dict:
     """An nnU-Net checkpoint read with ``weights_only=True`` (numpy scalars allowed, no code)."""
     import torch
 
+    core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1.26
     allowed = [np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType]
-    allowed.append(np._core.multiarray.scalar)
+    allowed.append(core.multiarray.scalar)
     try:
         with torch.serialization.safe_globals(allowed):
             state = torch.load(path, map_location="cpu", weights_only=True)

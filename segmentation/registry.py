@@ -65,8 +65,11 @@ def search_roots() -> list[tuple[str, Path]]:
     roots.append(("user", Path.home() / ".delineo" / "models"))
     if os.environ.get("nnUNet_results"):
         roots.append(("nnU-Net", Path(os.environ["nnUNet_results"]).expanduser()))
+    # where TotalSegmentator itself looks: TOTALSEG_WEIGHTS_PATH, else its home's nnunet/results
     totalseg = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator")).expanduser()
-    roots.append(("TotalSegmentator", totalseg / "nnunet" / "results"))
+    weights = os.environ.get("TOTALSEG_WEIGHTS_PATH")
+    weights_folder = Path(weights).expanduser() if weights else totalseg / "nnunet" / "results"
+    roots.append(("TotalSegmentator", weights_folder))
     return [(origin, path) for origin, path in roots if path.is_dir()]
 
 

@@ -166,3 +166,10 @@ def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatc
     assert model.recipe.orientation == "RAS"  # TotalSegmentator works on canonical RAS arrays
     assert registry.load_model("Dataset291") is model  # kept loaded
     assert registry.load_model("Dataset291", folds=[0]) is not model  # other options, other model
+
+    # weights kept elsewhere, named as TotalSegmentator itself is told (TOTALSEG_WEIGHTS_PATH)
+    elsewhere = tmp_path / "weights"
+    elsewhere.mkdir()
+    renamed.rename(elsewhere / renamed.name)
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(elsewhere))
+    assert {e.name: e for e in registry.list_models()}[name].origin == "TotalSegmentator"
