@@ -643,7 +643,58 @@ def export_model(
     }
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
+    card = folder / "MODEL_CARD.md"
+    if not card.exists():  # a card written by hand (a built-in model's) is kept
+        card.write_text(_training_card(run_dir, config, name, version, omit), encoding="utf-8")
     return path
+
+
+def _training_card(run_dir: Path, config: TrainConfig, name: str, version: str, omit) -> str:
+    """A first model card from what the run recorded: data split, settings, held-out Dice."""
+    split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else {}
+    log_path = run_dir / "log.jsonl"
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    evaluations = [e for e in entries if "holdout_dice" in e]
+    trained = max((e["iteration"] for e in entries), default=0)
+    lines = [
+        f"# {name} {version} — model card",
+        "",
+        "**Research use only. Not a medical device; not for clinical treatment planning.** Every",
+        "contour it draws must be reviewed and edited by a qualified person.",
+        "",
+        f"Written by `delineo train --export` from the run `{run_dir.name}`; complete it by hand.",
+        "",
+        "## Training",
+        "",
+        f"- Cases: {len(split.get('training', []))} for training, {len(split.get('holdout', []))} held "
+        "out to choose the weights (`split.json` of the run).",
+        f"- {trained} of {config.iterations} iterations; patches of {' × '.join(map(str, config.patch_zyx))} "
+        f"voxels at {' × '.join(f'{v:g}' for v in config.spacing_zyx)} mm (z, y, x), batch size "
+        f"{config.batch_size}; started from {config.init_from or 'random weights'}.",
+        f"- Network: {config.architecture}, channels {list(config.channels)}.",
+        "",
+    ]
+    if evaluations:
+        best = max(evaluations, key=lambda e: e["score"])
+        lines += [
+            f"## Held-out Dice (the weights kept: iteration {best['iteration']})",
+            "",
+            "| Structure | Dice |",
+            "|---|---|",
+            *[f"| {k} | {v:.3f} |" for k, v in best["holdout_dice"].items() if k not in omit],
+            "",
+            "These cases chose the weights, so they overstate the accuracy on new patients.",
+        ]
+    else:
+        lines.append("No case was held out: the run measured no accuracy.")
+    lines += [
+        "",
+        "## Not yet measured",
+        "",
+        "Accuracy on patients never used in training or to choose the weights; the intended use.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _half_if_in_range(tensor):

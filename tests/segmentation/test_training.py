@@ -398,6 +398,13 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
     assert manifest["inference"]["mirror_axes_zyx"] == [2]  # trained with left–right mirroring
+    # the manifest's card exists: what the run recorded, to be completed by hand
+    card = (tmp_path / "model" / manifest["card"]).read_text(encoding="utf-8")
+    assert "Research use only" in card and "- Cases: 2 for training, 1 held out" in card
+    assert "## Held-out Dice (the weights kept: iteration" in card and "| Parotid_L | " in card
+    (tmp_path / "model" / "MODEL_CARD.md").write_text("written by hand")
+    export_model(tmp_path / "straight", tmp_path / "model", "tiny", "0.2", "test model")
+    assert (tmp_path / "model" / "MODEL_CARD.md").read_text() == "written by hand"
     net = _load(manifest, weights)
     x = torch.zeros((1, 1, 11, 21, 30))
     assert net(x).shape == (1, 2, 11, 21, 30)
