@@ -77,3 +77,6 @@ def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsy
     assert "an RTSTRUCT needs DICOM images" in capsys.readouterr().err
     assert main(["segment", str(image), "--model", "no_such_model", "--out", str(tmp_path / "x")]) == 1
     assert "no model named 'no_such_model'; available: ct_rules" in capsys.readouterr().err
+    assert main(["segment", str(image), "--model", "ct_rules", "--out", str(tmp_path / "out.txt")]) == 1
+    assert "--out out.txt: not an output this command writes" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()

@@ -119,12 +119,23 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
 
 
 def _output_kind(out: Path) -> str:
-    """What OUT is, from its form: "rtstruct", "labelmap", or "masks" (a folder)."""
-    from planning.imageio import is_image_file
+    """What OUT is, from its form: "rtstruct", "labelmap", or "masks" (a folder). A name with
+    the ending of another kind of file (out.txt, out.png, out.zip) is refused: it would have
+    become a folder."""
+    import mimetypes
+
+    from planning.imageio import IMAGE_SUFFIXES, is_image_file
 
     if out.name.lower().endswith(".dcm"):
         return "rtstruct"
-    return "labelmap" if is_image_file(out) else "masks"
+    if is_image_file(out):
+        return "labelmap"
+    if not out.is_dir() and any(mimetypes.guess_type(out.name)):
+        raise DelineoError(
+            f"--out {out.name}: not an output this command writes: an RTSTRUCT (.dcm), a label map "
+            f"({', '.join(IMAGE_SUFFIXES)}) or a folder (a name without a file ending)"
+        )
+    return "masks"
 
 
 def _file_name(name: str) -> str:
