@@ -112,15 +112,19 @@ class NetworkModel:
         return self.recipe.outputs
 
     def networks_on(self, device) -> list:
-        """The networks on `device`, built and moved there once."""
+        """The networks on `device`, built and moved there once (the CPU's are kept too: a GPU
+        out of memory falls back to them)."""
+        import copy
+
         key = str(device)
         with self._lock:
             if key not in self._networks:
-                cpu = self._networks.get("cpu") or self._build_networks()
-                self._networks.setdefault("cpu", cpu)
+                cpu = self._networks.get("cpu")
+                if cpu is None:  # networks given already built may be on a GPU (a network in training)
+                    built = self._build_networks()
+                    cpu = [net if _on_cpu(net) else copy.deepcopy(net).cpu() for net in built]
+                    self._networks["cpu"] = cpu
                 if key != "cpu":
-                    import copy
-
                     self._networks[key] = [copy.deepcopy(net).to(device).eval() for net in cpu]
             return self._networks[key]
 
@@ -161,6 +165,10 @@ class NetworkModel:
         for structure in result:
             structure.description = credit(self.name, self.version)
         return result
+
+
+def _on_cpu(net) -> bool:
+    return all(p.device.type == "cpu" for p in net.parameters())
 
 
 def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkModel:
