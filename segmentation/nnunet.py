@@ -127,10 +127,7 @@ def read_nnunet_folder(
     if "previous_stage" in config or configuration_name.startswith("3d_cascade"):
         raise NnUNetError(f"{path}: cascade configurations ({configuration_name}) need a previous stage")
     scheme = config.get("normalization_schemes", ["ZScoreNormalization"])[0]
-    channel_name = str(next(iter(channels.values())))
-    modality = sidecar.get("modality") or (
-        "CT" if scheme == "CTNormalization" or channel_name.upper() == "CT" else channel_name.upper()
-    )
+    modality = sidecar.get("modality") or _modality(scheme, str(next(iter(channels.values()))))
     architecture = _architecture(config, path)
     strides = np.prod(np.array(architecture["arch_kwargs"]["strides"]), axis=0)
     intensity = plans.get("foreground_intensity_properties_per_channel", {}).get("0", {})
@@ -385,6 +382,32 @@ def _maps(shape_from, shape_to, spacing_from, spacing_to, kwargs) -> tuple[list,
     return maps, axis
 
 
+#: Beginnings of nnU-Net channel names that are MR sequences ("T1", "T2w", "FLAIR", "ADC", ...).
+_MR_CHANNELS = ("T1", "T2", "FLAIR", "MR", "ADC", "DWI", "DIFF", "PD", "SWI")
+
+
+def _modality(scheme: str, channel_name: str) -> str:
+    """The DICOM modality a model's input channel is ("CT", "MR", "PT"), "" when its name says
+    none (the input is then not checked)."""
+    name = channel_name.strip().upper()
+    if scheme == "CTNormalization" or name == "CT":
+        return "CT"
+    if name in ("PT", "PET"):
+        return "PT"
+    if name.startswith(_MR_CHANNELS):
+        return "MR"
+    return ""
+
+
+def _nonzero_region(image):
+    """Voxels that are not zero, with the holes inside them filled (nnU-Net's non-zero mask)."""
+    import torch
+    from scipy import ndimage
+
+    region = ndimage.binary_fill_holes((image != 0).cpu().numpy())
+    return torch.from_numpy(region).to(image.device)
+
+
 def _preparer(scheme: str, intensity: dict, config: dict, path: Path):
     import torch
 
@@ -393,10 +416,21 @@ def _preparer(scheme: str, intensity: dict, config: dict, path: Path):
     if config.get("resampling_fn_data", "resample_data_or_seg_to_shape") != "resample_data_or_seg_to_shape":
         raise NnUNetError(f"{path}: resampling function {config['resampling_fn_data']} is not supported")
 
+    use_mask = bool((config.get("use_mask_for_norm") or [False])[0])
+
     def normalize(image):
         if scheme == "CTNormalization":
             low, high = float(intensity["percentile_00_5"]), float(intensity["percentile_99_5"])
             return (image.clamp(low, high) - float(intensity["mean"])) / max(float(intensity["std"]), 1e-8)
+        if scheme == "ZScoreNormalization" and use_mask:
+            # as nnU-Net: statistics inside the image's non-zero region (holes filled), the zeros
+            # around it left at zero (an MR's background, a skull-stripped brain's outside)
+            mask = _nonzero_region(image)
+            inside = image[mask]
+            if not inside.numel():
+                return image
+            scale = max(float(inside.std(correction=0)), 1e-8)
+            return torch.where(mask, (image - inside.mean()) / scale, image)
         if scheme == "ZScoreNormalization":
             return (image - image.mean()) / max(float(image.std(correction=0)), 1e-8)
         if scheme == "NoNormalization":

@@ -84,6 +84,25 @@ def test_more_classes_than_features_still_equal_nnunet_predictor(tmp_path):
     assert agreement >= 0.999
 
 
+def test_an_mr_model_normalised_inside_its_non_zero_region_equals_nnunet_predictor(tmp_path):
+    """nnU-Net MR models planned with `use_mask_for_norm` (an image cropped much by its non-zero
+    region) take the z-score inside that region and leave the zeros around it at zero."""
+    labels = ["brain", "lesion"]
+    folder = write_nnunet_folder(
+        tmp_path, labels, normalization="ZScoreNormalization", use_mask_for_norm=True, channel_name="T1"
+    )
+    ct = ct_volume()
+    head = ct.array > -500  # the body of the phantom, with zeros (no signal) around it
+    intensity = np.where(head, (ct.array + 1200).clip(1, None), 0).astype(np.int16)
+    volume = Volume(intensity, ct.grid, modality="MR")
+    model = read_nnunet_folder(folder)
+    ours = labels_of(model.predict(volume, device="cpu"), model)
+    reference = nnunet_prediction(folder, volume, (0,))
+    agreement = float(np.mean(ours == reference))
+    print(f"agreement with nnUNetPredictor: {agreement:.5f}")
+    assert len(np.unique(reference)) == 3 and agreement >= 0.999
+
+
 def test_body_crop_changes_nothing_inside_the_patient(folder, reference):
     model = read_nnunet_folder(folder)  # crop="body" by default for CT
     volume = ct_volume()

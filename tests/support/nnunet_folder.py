@@ -33,6 +33,9 @@ def write_nnunet_folder(
     regions: bool = False,
     old_plans_format: bool = False,
     logit_scale: float = 10.0,
+    normalization: str = "CTNormalization",
+    use_mask_for_norm: bool = False,
+    channel_name: str = "CT",
 ) -> Path:
     """Create ``root/Dataset999_Test/nnUNetTrainer__nnUNetPlans__3d_fullres`` and return it."""
     import torch
@@ -64,8 +67,8 @@ def write_nnunet_folder(
         "patch_size": size["patch"],
         "median_image_size_in_voxels": [150, 256, 256],
         "spacing": list(spacing_zyx),
-        "normalization_schemes": ["CTNormalization"],
-        "use_mask_for_norm": [False],
+        "normalization_schemes": [normalization],
+        "use_mask_for_norm": [use_mask_for_norm],
         "resampling_fn_data": "resample_data_or_seg_to_shape",
         "resampling_fn_seg": "resample_data_or_seg_to_shape",
         "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
@@ -130,7 +133,7 @@ def write_nnunet_folder(
         outputs = len(labels) + 1
         dataset_extra = {}
     dataset = {
-        "channel_names": {"0": "CT"},
+        "channel_names": {"0": channel_name},
         "labels": label_map,
         "numTraining": 10,
         "file_ending": ".nii.gz",
