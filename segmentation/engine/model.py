@@ -159,6 +159,7 @@ class NetworkModel:
                 on_progress=on_progress,
                 cancel=cancel,
                 info=info,
+                name=self.name,
             )
         finally:
             self.last_run = info

@@ -172,13 +172,15 @@ def run(
     on_progress: Callable[[str, float, float], None] | None = None,
     cancel: threading.Event | None = None,
     info: RunInfo | None = None,
+    name: str = "the model",
 ) -> StructureSet:
-    """Segment `volume`; `networks_on(device)` gives the networks (eval mode) on a device."""
+    """Segment `volume`; `networks_on(device)` gives the networks (eval mode) on a device.
+    `name`: the model's, for messages."""
     on_progress = on_progress or _no_progress
     info = info if info is not None else RunInfo()
-    wanted = select_outputs(recipe.outputs, structures)
+    wanted = select_outputs(recipe.outputs, structures, name)
     volume, filled = finite_voxels(volume)
-    info.warnings += filled + check_modality(volume, recipe.modality)
+    info.warnings += filled + check_modality(volume, recipe.modality, name)
     started = time.perf_counter()
     box = _crop_box(volume, recipe)
     info.seconds["crop"] = time.perf_counter() - started

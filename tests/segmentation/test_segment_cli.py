@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
+from support.data import data_path
 from support.dicom_factory import write_ct_series
 from support.segmentation_models import dice, phantom, write_model
 
@@ -77,6 +78,11 @@ def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsy
     assert "an RTSTRUCT needs DICOM images" in capsys.readouterr().err
     assert main(["segment", str(image), "--model", "no_such_model", "--out", str(tmp_path / "x")]) == 1
     assert "no model named 'no_such_model'; available: ct_rules" in capsys.readouterr().err
+    # images whose UIDs an RTSTRUCT cannot reference are refused before the model runs
+    one_slice = data_path("dicom", "rt-utils", "one_slice_data")
+    assert main(["segment", str(one_slice), "--model", "ct_rules", "--out", str(tmp_path / "x.dcm")]) == 1
+    captured = capsys.readouterr()
+    assert "the images lack FrameOfReferenceUID" in captured.err and "Rule-based" not in captured.out
     assert main(["segment", str(image), "--model", "ct_rules", "--out", str(tmp_path / "out.txt")]) == 1
     assert "--out out.txt: not an output this command writes" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()

@@ -50,6 +50,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from planning.imageio import load_volume
+    from planning.rtstruct.writer import check_references
     from segmentation.registry import find_model, load_model
 
     if _output_kind(args.out) == "masks":
@@ -70,10 +71,12 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         volume = load_volume(args.input, series=args.series, on_progress=progress)
-        if _output_kind(args.out) == "rtstruct" and not volume.slices:
-            raise DelineoError(
-                f"{args.out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
-            )
+        if _output_kind(args.out) == "rtstruct":  # checked before the run, not after it
+            if not volume.slices:
+                raise DelineoError(
+                    f"{args.out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
+                )
+            check_references(volume)
         model = load_model(entry.path and str(entry.path) or entry.name, **options)
         structures = model.predict(
             volume,
