@@ -143,16 +143,19 @@ class NetworkModel:
         *,
         structures: list[str] | None = None,
         device: str | None = None,
+        overlap: float | None = None,
         on_progress: Callable[[str, float, float], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> StructureSet:
-        """Segment `volume`: a StructureSet of AUTOMATIC structures on its grid."""
+        """Segment `volume`: a StructureSet of AUTOMATIC structures on its grid. `overlap`: the
+        fraction of a tile its neighbours share (default: the model's; more is smoother, slower)."""
         target = devices.choose_device(device)
+        recipe = self.recipe if overlap is None else dataclasses.replace(self.recipe, overlap=float(overlap))
         info = RunInfo()
         try:
             result = run(
                 volume,
-                self.recipe,
+                recipe,
                 self.networks_on,
                 target,
                 structures=structures,

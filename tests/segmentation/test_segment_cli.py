@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from support.data import data_path
 from support.dicom_factory import write_ct_series
@@ -64,6 +65,21 @@ def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, c
     assert json.loads((tmp_path / "labels.json").read_text()) == {"1": "Spheres", "2": "Dense"}
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz")))
     np.testing.assert_array_equal(labels == 2, dense)
+    # another tile overlap: the same spheres; out of range, or for a model without tiles: refused
+    overlapped = tmp_path / "overlap.nii.gz"
+    assert (
+        main(["segment", str(image), "--model", "spheres", "--out", str(overlapped), "--overlap", "0.25"])
+        == 0
+    )
+    assert dice(sitk.GetArrayFromImage(sitk.ReadImage(str(overlapped))) == 2, dense) > 0.95
+    with pytest.raises(SystemExit):
+        main(["segment", str(image), "--model", "spheres", "--out", str(overlapped), "--overlap", "1"])
+    assert "--overlap: must be from 0 to less than 1, got 1" in capsys.readouterr().err
+    assert (
+        main(["segment", str(image), "--model", "ct_rules", "--out", str(overlapped), "--overlap", "0.5"])
+        == 1
+    )
+    assert "--overlap applies to network models only; ct_rules has no tiles" in capsys.readouterr().err
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "ct_rules 1.0  (built-in" in listing and "spheres 0.1  (user, delineo, CT)" in listing

@@ -26,5 +26,6 @@ def _number(kind: type, accept: Callable[[float], bool], rule: str) -> Callable[
 positive = _number(float, lambda v: v > 0, "> 0")
 non_negative = _number(float, lambda v: v >= 0, "≥ 0")
 percent = _number(float, lambda v: 0 <= v <= 100, "from 0 to 100")
+overlap_fraction = _number(float, lambda v: 0 <= v < 1, "from 0 to less than 1")
 count = _number(int, lambda v: v >= 0, "an integer ≥ 0")
 positive_count = _number(int, lambda v: v >= 1, "an integer ≥ 1")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from planning.errors import DelineoError
+from workstation.cli.numbers import overlap_fraction
 from workstation.cli.outputs import check_output_file, check_output_folder
 from workstation.cli.progress import ProgressBar
 from workstation.cli.terminal import warn
@@ -40,6 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--folds", nargs="+", help="nnU-Net models: folds to ensemble (default: all)")
     parser.add_argument("--mirroring", action="store_true", help="nnU-Net models: test-time mirroring")
     parser.add_argument(
+        "--overlap",
+        type=overlap_fraction,
+        help="network models: fraction of a tile shared with its neighbours (default: the model's)",
+    )
+    parser.add_argument(
         "--mask-format",
         default=".nii.gz",
         choices=[".nii.gz", ".nrrd", ".mha"],
@@ -66,6 +72,8 @@ def run(args) -> int:
             options["mirroring"] = True
     elif args.folds or args.mirroring:
         raise DelineoError("--folds and --mirroring apply to nnU-Net models only")
+    if args.overlap is not None and entry.kind == "rules":
+        raise DelineoError(f"--overlap applies to network models only; {entry.name} has no tiles")
     progress = ProgressBar()
     cancel = threading.Event()
     started = time.perf_counter()
@@ -82,6 +90,7 @@ def run(args) -> int:
             volume,
             structures=args.structures,
             device=None if args.device == "auto" else args.device,
+            **({} if args.overlap is None else {"overlap": args.overlap}),
             on_progress=progress,
             cancel=cancel,
         )
