@@ -90,3 +90,25 @@ def test_errors_are_reported_in_words_and_the_window_carries_on(window, qtbot, t
     assert window.jobs.errors and "missing.delineo: no such session" in window.jobs.errors[-1]
     show_sample(window)
     assert window.case is not None
+
+
+def test_the_device_chosen_in_the_dialog_is_the_one_the_model_runs_on(window, qtbot, monkeypatch):
+    from workstation.app import services
+
+    asked = []
+    segment = services.segment
+    monkeypatch.setattr(
+        services,
+        "segment",
+        lambda volume, model, names, device, **kw: (
+            asked.append(device) or segment(volume, model, names, device, **kw)
+        ),
+    )
+    show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    assert [dialog.device_box.itemData(i) for i in range(dialog.device_box.count())] == [None, "cpu"]
+    dialog.device_box.setCurrentIndex(1)
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert asked == ["cpu"] and dialog.pending, window.jobs.errors

@@ -52,6 +52,11 @@ class AutoSegDialog(QDialog):
             self.model_box.addItem(model.title, model.name)
         self.model_box.currentIndexChanged.connect(self._fill_structures)
         form.addRow("Model", self.model_box)
+        # listed without asking PyTorch (that would load it on the GUI thread)
+        self.device_box = QComboBox(self)
+        self.device_box.addItem("Automatic: a GPU if there is one, else the CPU", None)
+        self.device_box.addItem("CPU only", "cpu")
+        form.addRow("Device", self.device_box)
         self.description = QLabel(self)
         self.description.setWordWrap(True)
         form.addRow(self.description)
@@ -127,13 +132,13 @@ class AutoSegDialog(QDialog):
         case = self.window_.case
         if model is None or case is None or not names:
             return
-        volume = case.volume
+        volume, device = case.volume, self.device_box.currentData()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
 
         def work(on_progress, cancel):
-            return services.segment(volume, model, names, on_progress=on_progress, cancel=cancel)
+            return services.segment(volume, model, names, device, on_progress=on_progress, cancel=cancel)
 
         def finished(_=None):
             self.job = None

@@ -131,13 +131,17 @@ def models() -> list[ModelInfo]:
     ]
 
 
-def segment(volume, model: ModelInfo, structures: list[str], on_progress=None, cancel=None):
-    """Run a model on `volume`; returns a StructureSet of AUTOMATIC structures, with what the run
-    warned about (an image that does not look like the model's input, a GPU that ran out of
-    memory) in its `warnings`."""
+def segment(
+    volume, model: ModelInfo, structures: list[str], device: str | None = None, on_progress=None, cancel=None
+):
+    """Run a model on `volume` on `device` ("cpu"; None: the best there is); returns a StructureSet
+    of AUTOMATIC structures, with what the run warned about (an image that does not look like the
+    model's input, a GPU that ran out of memory) in its `warnings`."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     runner = registry.load_model(model.name)
-    structure_set = runner.predict(volume, structures=structures, on_progress=on_progress, cancel=cancel)
+    structure_set = runner.predict(
+        volume, structures=structures, device=device, on_progress=on_progress, cancel=cancel
+    )
     run = getattr(runner, "last_run", None)
     structure_set.warnings = [*structure_set.warnings, *(run.warnings if run else [])]
     return structure_set
