@@ -275,6 +275,38 @@ def test_booleans_from_the_dialog(window, qtbot, operation, expected):
     assert np.array_equal(case.structures["Result"].mask.full(), expected(heart, ball))
 
 
+@pytest.mark.parametrize("operation", ["Crop A away from B (+ margin)", "Crop A to inside B (− margin)"])
+def test_crops_with_a_margin_from_the_dialog(window, qtbot, operation):
+    """ "PTV 5 mm clear of the rectum" and "PTV 3 mm inside the skin": A less B grown by the
+    margin, or A within B shrunk by it; the recipe is kept, so they can be rebuilt."""
+    from support.app import wait_idle
+
+    from planning.margins import expand, shrink
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    heart, body, lung = (case.structures[n].mask for n in ("Heart", "External", "Lung_R"))
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText(operation)
+    dialog.source_a.setCurrentText("Heart")
+    dialog.source_b.setCurrentText("External" if "inside" in operation else "Lung_R")
+    dialog.margin.setValue(3.0)
+    dialog.within.setCurrentIndex(0)
+    assert dialog.output_name() == "Heart_Crop"
+    dialog.output.setText("Result")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    result = case.structures["Result"]
+    if "inside" in operation:
+        expected = heart.full() & shrink(body, 3.0).full()
+        assert result.recipe["sources"][1] == {"op": "shrink", "source": "External", "margins": 3.0}
+    else:
+        expected = heart.full() & ~expand(lung, 3.0).full()
+        assert result.recipe["minus"] == [{"op": "expand", "source": "Lung_R", "margins": 3.0}]
+    assert np.array_equal(result.mask.full(), expected)
+    assert 0 < expected.sum() < heart.full().sum() or "inside" in operation
+
+
 def test_brush_on_a_huge_structure_edits_once_at_the_end_of_the_stroke(window, monkeypatch):
     from planning.geometry import Grid
     from planning.session import ImageReference

@@ -1,5 +1,7 @@
 """Margins and Booleans: grow/shrink (uniform or six directions in mm), rings, union,
-intersection, subtraction, XOR, fill holes, small islands; optionally kept inside a structure.
+intersection, subtraction, XOR, crops (A away from B plus a margin, or A inside B less a margin:
+"PTV 3 mm inside the skin", "PTV 5 mm clear of the rectum"), fill holes, small islands;
+optionally kept inside a structure.
 
 The dialog only builds a recipe (plain data); `services.derive` computes it with planning's
 margin and Boolean functions in a worker, and the result lands in a new or existing structure as
@@ -33,12 +35,15 @@ OPERATIONS = {
     "Intersection A ∩ B": "intersect",
     "Subtract A − B": "subtract",
     "XOR A ⊕ B": "xor",
+    "Crop A away from B (+ margin)": "crop_away",
+    "Crop A to inside B (− margin)": "crop_inside",
     "Fill holes": "fill_holes",
     "Remove islands smaller than": "remove_islands",
     "Keep largest piece": "keep_largest",
 }
-TWO_SOURCES = {"union", "intersect", "subtract", "xor"}
-MARGIN_OPS = {"expand", "shrink"}
+CROPS = {"crop_away", "crop_inside"}
+TWO_SOURCES = {"union", "intersect", "subtract", "xor", *CROPS}
+MARGIN_OPS = {"expand", "shrink", *CROPS}
 DIRECTIONS = ("right", "left", "anterior", "posterior", "superior", "inferior")
 
 
@@ -150,6 +155,8 @@ class DeriveDialog(QDialog):
         op = OPERATIONS[self.operation.currentText()]
         a, b = self.source_a.currentText(), self.source_b.currentText()
         recipe: dict = {"op": op, "source": a}
+        if op in CROPS:
+            return self._crop(op, a, b)
         if op == "subtract":
             recipe["minus"] = [b]
         elif op in TWO_SOURCES:
@@ -163,6 +170,25 @@ class DeriveDialog(QDialog):
             recipe.update(inner_mm=self.inner.value(), outer_mm=self.outer.value())
         elif op == "remove_islands":
             recipe["min_cc"] = self.island_cc.value()
+        if self.within.currentIndex() > 0:
+            recipe["within"] = self.within.currentText()
+        return recipe
+
+    def _crop(self, op: str, a: str, b: str) -> dict:
+        """A minus B grown by the margin, or A within B shrunk by it (nested recipes)."""
+        if self.per_direction.isChecked():
+            margins: dict | float = {d: box.value() for d, box in self.direction_boxes.items()}
+        else:
+            margins = self.margin.value()
+        moved = (
+            b
+            if margins == 0
+            else {"op": "expand" if op == "crop_away" else "shrink", "source": b, "margins": margins}
+        )
+        if op == "crop_away":
+            recipe = {"op": "subtract", "source": a, "minus": [moved]}
+        else:
+            recipe = {"op": "intersect", "sources": [a, moved]}
         if self.within.currentIndex() > 0:
             recipe["within"] = self.within.currentText()
         return recipe
@@ -201,4 +227,6 @@ def _suggest_name(op: str, source: str, margin_mm: float) -> str:
         return f"{source}_PRV{int(round(margin_mm)):02d}"
     if op == "ring":
         return f"{source}_Ring"
+    if op in CROPS:
+        return f"{source}_Crop"
     return f"{source}_{op}"
