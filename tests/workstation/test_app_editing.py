@@ -307,6 +307,40 @@ def test_crops_with_a_margin_from_the_dialog(window, qtbot, operation):
     assert 0 < expected.sum() < heart.full().sum() or "inside" in operation
 
 
+def test_keep_pieces_and_per_slice_fill_from_the_dialog(window, qtbot):
+    from support.app import wait_idle
+
+    from planning.booleans import fill_holes, keep_largest
+    from planning.structures import Mask
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    blobs = np.zeros(case.grid.shape, bool)
+    blobs[10:20, 20:40, 20:40] = True  # the largest piece, with a hole open to the slices above
+    blobs[10:20, 28:32, 28:32] = False
+    blobs[10:14, 60:70, 60:70] = True  # second
+    blobs[30:32, 90:94, 90:94] = True  # third
+    case.new_structure("Blobs", mask=Mask.from_full(case.grid, blobs))
+    for operation, set_option, name in (
+        ("Keep the largest pieces", lambda d: d.pieces.setValue(2), "Two"),
+        ("Fill holes", lambda d: d.per_slice.setChecked(True), "Filled"),
+    ):
+        dialog = DeriveDialog(window)
+        dialog.operation.setCurrentText(operation)
+        dialog.source_a.setCurrentText("Blobs")
+        dialog.within.setCurrentIndex(0)
+        set_option(dialog)
+        dialog.output.setText(name)
+        dialog.compute()
+        wait_idle(qtbot, window)
+    source = case.structures["Blobs"].mask
+    assert np.array_equal(case.structures["Two"].mask.full(), keep_largest(source, 2).full())
+    assert case.structures["Two"].recipe["count"] == 2
+    filled = case.structures["Filled"].mask.full()
+    assert np.array_equal(filled, fill_holes(source, per_slice=True).full()) and filled[15, 30, 30]
+    assert not fill_holes(source).full()[15, 30, 30]  # in 3D that hole is open: per slice matters
+
+
 def test_brush_on_a_huge_structure_edits_once_at_the_end_of_the_stroke(window, monkeypatch):
     from planning.geometry import Grid
     from planning.session import ImageReference

@@ -21,6 +21,7 @@ from PyQt6.QtWidgets import (
     QGridLayout,
     QLabel,
     QLineEdit,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -39,7 +40,7 @@ OPERATIONS = {
     "Crop A to inside B (− margin)": "crop_inside",
     "Fill holes": "fill_holes",
     "Remove islands smaller than": "remove_islands",
-    "Keep largest piece": "keep_largest",
+    "Keep the largest pieces": "keep_largest",
 }
 CROPS = {"crop_away", "crop_inside"}
 TWO_SOURCES = {"union", "intersect", "subtract", "xor", *CROPS}
@@ -114,6 +115,11 @@ class DeriveDialog(QDialog):
         self.island_cc.setSuffix(" cc")
         self.island_cc.setValue(0.1)
         form.addRow("Islands under", self.island_cc)
+        self.pieces = QSpinBox(self)
+        self.pieces.setRange(1, 99)
+        form.addRow("Pieces to keep", self.pieces)
+        self.per_slice = QCheckBox("Fill holes in each slice (also those open to another slice)", self)
+        form.addRow(self.per_slice)
         self.within = QComboBox(self)
         self.within.addItem("(nowhere)")
         self.within.addItems(names)
@@ -148,6 +154,8 @@ class DeriveDialog(QDialog):
         self.inner.setEnabled(op == "ring")
         self.outer.setEnabled(op == "ring")
         self.island_cc.setEnabled(op == "remove_islands")
+        self.pieces.setEnabled(op == "keep_largest")
+        self.per_slice.setEnabled(op == "fill_holes")
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
 
     def recipe(self) -> dict:
@@ -170,6 +178,10 @@ class DeriveDialog(QDialog):
             recipe.update(inner_mm=self.inner.value(), outer_mm=self.outer.value())
         elif op == "remove_islands":
             recipe["min_cc"] = self.island_cc.value()
+        elif op == "keep_largest":
+            recipe["count"] = self.pieces.value()
+        elif op == "fill_holes":
+            recipe["per_slice"] = self.per_slice.isChecked()
         if self.within.currentIndex() > 0:
             recipe["within"] = self.within.currentText()
         return recipe
