@@ -54,3 +54,16 @@ def test_a_bad_node_or_an_unwritable_path_is_reported_not_fatal(window, qtbot, t
     export.path_edit.setText(str(tmp_path / "a_file" / "RS.dcm"))  # a folder that cannot be made
     export.write_button.click()
     assert _report(export)[-1].startswith("ERROR: not written:") and export.isVisible()
+
+
+def test_a_check_started_before_the_last_one_ended_writes_its_own_file(checked_export, qtbot):
+    """Two checks in a row (opening the dialog checks, then the user changes an option): each
+    writes and checks its own file. Numbered by the files already there, a second check could
+    write the file the first was still reading."""
+    export = checked_export
+    export.run_check()
+    export.run_check()
+    qtbot.waitUntil(lambda: export.check_button.isEnabled() and not export.window_.jobs.busy, timeout=60_000)
+    written = sorted(p.name for p in export._temp.iterdir())
+    assert written == ["check-1.dcm", "check-2.dcm", "check-3.dcm"]
+    assert export.write_button.isEnabled() and not [f for f in export.findings if f[0] == "error"]

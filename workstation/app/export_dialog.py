@@ -55,6 +55,7 @@ class ExportDialog(QDialog):
         self.resize(620, 560)
         self._checked_file: Path | None = None
         self._temp = Path(tempfile.mkdtemp(prefix="delineo-export-"))
+        self._checks = 0  # each check writes its own file: a second may start before the first wrote
         self.findings: list[tuple[str, str]] = []
 
         layout = QVBoxLayout(self)
@@ -168,7 +169,8 @@ class ExportDialog(QDialog):
             "keyhole": self.keyhole.isChecked(),
             "label": self.label_edit.text() or None,
         }
-        target = self._temp / f"check-{len(list(self._temp.iterdir()))}.dcm"
+        self._checks += 1
+        target = self._temp / f"check-{self._checks}.dcm"
         self.report.clear()
         self.report.addItem("Checking…")
         self.check_button.setEnabled(False)
