@@ -1,5 +1,6 @@
 """Training loop: masked Dice + BCE, warm-up and polynomial learning-rate decay, checkpoints
-that resume exactly, model selection on held-out training cases, export as a model folder.
+that resume exactly, model selection on held-out training cases (exporting the result as a model
+folder, and fine-tuning one: `segmentation.training.model_folders`).
 
 A run folder holds ``config.json``, ``checkpoint.pt`` (latest; state dicts only, loaded with
 ``weights_only=True``), ``best.safetensors`` (the weights that scored best on the held-out cases),
@@ -32,7 +33,6 @@ from planning.errors import Cancelled, DelineoError
 from planning.files import write_atomically
 from segmentation.engine import device as devices
 from segmentation.engine.manifest import lateral_axis_zyx
-from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.training.data import Case, leave_out_unusual_references, load_cases, write_json
 from segmentation.training.metrics import dice
@@ -249,80 +249,6 @@ def _initialise_output_bias(net, prior: float, channels: list[int] | None = None
                 else:
                     module.weight[channels] = 0.0
                     module.bias[channels] = bias
-
-
-#: TrainConfig fields that a model folder's manifest fixes (besides its structures): fine-tuning
-#: must keep them.
-_NETWORK_FIELDS = (
-    "spacing_zyx",
-    "normalization",
-    "architecture",
-    "channels",
-    "strides_zyx",
-    "norm",
-    "deep_supervision",
-)
-
-
-def fine_tuning_config(overrides: dict, folder: Path) -> TrainConfig:
-    """The TrainConfig for fine-tuning the model in `folder`: its network, voxel size,
-    normalisation and structures, unless `overrides` (the user's settings) give them, and then
-    they must agree. Raises DelineoError naming what differs, before any case is read."""
-    from segmentation.engine.manifest import read_manifest
-
-    manifest = read_manifest(folder)
-    if manifest.architecture != "delineo_unet3d":
-        raise DelineoError(
-            f"{folder}: a {manifest.architecture} network; only Delineo's own models "
-            "(delineo_unet3d) can be fine-tuned"
-        )
-    params = manifest.architecture_params
-    model = {
-        "structures": _channel_names(manifest, overrides.get("structures"), folder),
-        "spacing_zyx": tuple(manifest.spacing_xyz[::-1]),
-        "normalization": manifest.normalization,
-        "architecture": manifest.architecture,
-        "channels": tuple(params["channels"]),
-        "strides_zyx": tuple(tuple(s) for s in params["strides_zyx"]),
-        "norm": params.get("norm", "batch"),
-        "deep_supervision": int(params.get("deep_supervision", 0)),
-        "inference_patch_zyx": tuple(manifest.patch_size_zyx),
-    }
-    config = TrainConfig(**{**model, **overrides, "init_from": str(Path(folder).resolve())})
-    differing = [name for name in _NETWORK_FIELDS if _plain(getattr(config, name)) != _plain(model[name])]
-    if differing:
-        raise DelineoError(
-            f"{folder}: its network has other {', '.join(differing)} than this training's settings; "
-            "fine-tuning keeps the model's network (leave them out of --config)"
-        )
-    return config
-
-
-def _channel_names(manifest, given: list[str] | None, folder: Path) -> list[str]:
-    """The structure of each network channel: from the manifest's outputs, or `given` (needed
-    when the model leaves some channels out), which must agree with them."""
-    count = int(manifest.architecture_params["out_channels"])
-    drawn = {o.channel: o.name for o in manifest.outputs}
-    if given is not None:
-        if len(given) != count or any(given[c] != name for c, name in drawn.items()):
-            order = ", ".join(drawn.get(c, "?") for c in range(count))
-            raise DelineoError(f"{folder}: the structures must be the model's channels in order: {order}")
-        return list(given)
-    if sorted(drawn) != list(range(count)):
-        raise DelineoError(
-            f"{folder}: the model draws {len(drawn)} of its {count} channels; give --structures "
-            "naming every channel it was trained with, in order"
-        )
-    return [drawn[c] for c in range(count)]
-
-
-def _plain(value):
-    """Tuples and lists compare equal in configs read from JSON."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _load_initial_weights(net, folder: Path) -> None:
@@ -602,104 +528,3 @@ def prepare_run(
     trainer = Trainer(config, run_dir, train_cases, holdout, device)
     trainer.resume()
     return trainer
-
-
-def export_model(
-    run_dir: Path,
-    folder: Path,
-    name: str,
-    version: str,
-    description: str,
-    omit: tuple[str, ...] = (),
-    half: bool = False,
-) -> Path:
-    """Write a model folder (manifest.json + weights.safetensors) from a run's best weights.
-
-    `omit`: structures the network was trained on but that are not good enough to offer; their
-    channels are computed and ignored (the model draws the others). `half`: store floating-point
-    weights as float16 (half the file; the network still computes in float32), except tensors
-    beyond float16's range (batch-norm running variances reach 10⁶), which stay float32."""
-    from safetensors.torch import load_file
-
-    run_dir, folder = Path(run_dir), Path(folder)
-    config = TrainConfig.from_json(run_dir / "config.json")
-    unknown = set(omit) - set(config.structures)
-    if unknown:
-        raise DelineoError(f"cannot omit {', '.join(sorted(unknown))}: not trained in {run_dir}")
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "weights.safetensors"
-    state = load_file(str(run_dir / "best.safetensors"))
-    if half:
-        state = {k: _half_if_in_range(v) for k, v in state.items()}
-    write_safetensors(state, weights)
-    manifest = {
-        "name": name,
-        "version": version,
-        "description": description,
-        **config.manifest_core(),
-        "weights": {"file": weights.name, "sha256": sha256_of(weights)},
-        "outputs": config.outputs(omit),
-        "card": "MODEL_CARD.md",
-    }
-    path = folder / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    card = folder / "MODEL_CARD.md"
-    if not card.exists():  # a card written by hand (a built-in model's) is kept
-        card.write_text(_training_card(run_dir, config, name, version, omit), encoding="utf-8")
-    return path
-
-
-def _training_card(run_dir: Path, config: TrainConfig, name: str, version: str, omit) -> str:
-    """A first model card from what the run recorded: data split, settings, held-out Dice."""
-    split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else {}
-    log_path = run_dir / "log.jsonl"
-    entries = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    evaluations = [e for e in entries if "holdout_dice" in e]
-    trained = max((e["iteration"] for e in entries), default=0)
-    lines = [
-        f"# {name} {version} — model card",
-        "",
-        "**Research use only. Not a medical device; not for clinical treatment planning.** Every",
-        "contour it draws must be reviewed and edited by a qualified person.",
-        "",
-        f"Written by `delineo train --export` from the run `{run_dir.name}`; complete it by hand.",
-        "",
-        "## Training",
-        "",
-        f"- Cases: {len(split.get('training', []))} for training, {len(split.get('holdout', []))} held "
-        "out to choose the weights (`split.json` of the run).",
-        f"- {trained} of {config.iterations} iterations; patches of {' × '.join(map(str, config.patch_zyx))} "
-        f"voxels at {' × '.join(f'{v:g}' for v in config.spacing_zyx)} mm (z, y, x), batch size "
-        f"{config.batch_size}; started from {config.init_from or 'random weights'}.",
-        f"- Network: {config.architecture}, channels {list(config.channels)}.",
-        "",
-    ]
-    if evaluations:
-        best = max(evaluations, key=lambda e: e["score"])
-        lines += [
-            f"## Held-out Dice (the weights kept: iteration {best['iteration']})",
-            "",
-            "| Structure | Dice |",
-            "|---|---|",
-            *[f"| {k} | {v:.3f} |" for k, v in best["holdout_dice"].items() if k not in omit],
-            "",
-            "These cases chose the weights, so they overstate the accuracy on new patients.",
-        ]
-    else:
-        lines.append("No case was held out: the run measured no accuracy.")
-    lines += [
-        "",
-        "## Not yet measured",
-        "",
-        "Accuracy on patients never used in training or to choose the weights; the intended use.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _half_if_in_range(tensor):
-    """`tensor` as float16 when it is floating point and every value fits float16 (|v| ≤ 65504);
-    otherwise unchanged: a cast would turn large values into infinities."""
-    if tensor.is_floating_point() and tensor.abs().max() <= torch.finfo(torch.float16).max:
-        return tensor.half()
-    return tensor

@@ -28,11 +28,11 @@ from segmentation.training.data import (
 )
 from segmentation.training.evaluate import CaseResult, openkbp_volume, summary_table, unusual_references
 from segmentation.training.metrics import dice, hd95
+from segmentation.training.model_folders import export_model
 from segmentation.training.sampling import Augmentation, PatchSampler
 from segmentation.training.trainer import (
     HEAD_NECK_STRUCTURES,
     TrainConfig,
-    export_model,
     learning_rate,
     masked_loss,
     prepare_run,

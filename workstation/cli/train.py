@@ -64,7 +64,8 @@ def run(args) -> int:
     from planning.errors import DelineoError
     from segmentation.engine.device import choose_device
     from segmentation.training.data import discover
-    from segmentation.training.trainer import TrainConfig, export_model, fine_tuning_config, prepare_run
+    from segmentation.training.model_folders import export_model, fine_tuning_config
+    from segmentation.training.trainer import TrainConfig, prepare_run
 
     from .outputs import check_output_folder
     from .progress import ProgressBar
