@@ -98,7 +98,7 @@ def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsy
     one_slice = data_path("dicom", "rt-utils", "one_slice_data")
     assert main(["segment", str(one_slice), "--model", "ct_rules", "--out", str(tmp_path / "x.dcm")]) == 1
     captured = capsys.readouterr()
-    assert "the images lack FrameOfReferenceUID" in captured.err and "Rule-based" not in captured.out
+    assert "the images lack FrameOfReferenceUID" in captured.err and "Rule-based" not in captured.err
     assert main(["segment", str(image), "--model", "ct_rules", "--out", str(tmp_path / "out.txt")]) == 1
     assert "--out out.txt: not an output this command writes" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
