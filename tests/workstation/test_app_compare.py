@@ -48,3 +48,34 @@ def test_the_dialog_closes_with_its_case(window):
     assert dialog.isVisible()
     show_sample(window)
     assert not dialog.isVisible() and window.last_dialog is None
+
+
+def test_the_case_against_a_reference_structure_set_file(window, qtbot, tmp_path):
+    """An expert's structure set (here a label map) against every structure of the case, paired
+    by name, written as the HTML and CSV report of `delineo compare`."""
+    import csv
+
+    from planning.structure_io import save_structures
+    from planning.structures import Structure, StructureSet
+
+    case = show_sample(window)
+    expert = StructureSet(case.grid, case.structures.frame_of_reference_uid)
+    gtv = np.roll(case.structures["GTV"].mask.full(), 2, axis=2)
+    expert.add(Structure("GTV", Mask.from_full(case.grid, gtv)))
+    expert.add(Structure("Heart", case.structures["Heart"].mask.copy()))
+    save_structures(expert, case.volume, tmp_path / "expert.nii.gz")
+    window.open_compare()
+    dialog = window.last_dialog
+    dialog.report_against(tmp_path / "expert.nii.gz", tmp_path / "report.html")
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    rows = {
+        r["reference_structure"]: r for r in csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8"))
+    }
+    assert set(rows) == {"GTV", "Heart"} and float(rows["Heart"]["dice"]) == 1.0
+    expected = compare(Mask.from_full(case.grid, gtv), case.structures["GTV"].mask, tolerance_mm=2.0)
+    assert float(rows["GTV"]["dice"]) == pytest.approx(expected.dice)
+    assert "data:image/png" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    note = dialog.report_note.text()
+    assert "2 structures compared" in note and "Not in this case: none" in note and "report.html" in note
+    assert "not in expert.nii.gz: External, Lung_R, Lung_L, SpinalCord, Bone" in note

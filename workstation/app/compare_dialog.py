@@ -1,18 +1,22 @@
 """Compare two structures of the case: a test one (an auto-contour, a second observer) against a
 reference one, with the metrics of `delineo compare` (`planning.metrics.compare`: Dice, Jaccard,
 sensitivity, precision, volumes, Hausdorff, HD95, mean surface distance, surface Dice at a
-tolerance, added path length, centroid distance). Computed in a worker.
+tolerance, added path length, centroid distance). Or compare all the case's structures with a
+reference structure set file (an expert's RTSTRUCT, a SEG or a label map), paired by name, into
+the HTML and CSV report of `delineo compare`. Computed in workers.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QComboBox,
     QDialog,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QLabel,
     QPushButton,
@@ -83,7 +87,19 @@ class CompareDialog(QDialog):
         for row, (label, _, _) in enumerate(ROWS):
             self.table.setItem(row, 0, QTableWidgetItem(label))
         layout.addWidget(self.table)
-        self.resize(380, 560)
+        self.report_button = QPushButton("Report against a reference structure set file…", self)
+        self.report_button.setToolTip(
+            "Every structure of this case against the one of the same name in an expert's RTSTRUCT, "
+            "SEG or label map: an HTML and CSV report"
+        )
+        self.report_button.clicked.connect(self._choose_report)
+        layout.addWidget(self.report_button)
+        self.report_note = QLabel("", self)
+        self.report_note.setWordWrap(True)
+        self.report_note.setOpenExternalLinks(True)
+        layout.addWidget(self.report_note)
+        self.report = None  # the last SetComparison
+        self.resize(400, 700)
         window.case.history.changed.connect(self._refresh_names)
 
     def _refresh_names(self) -> None:
@@ -134,3 +150,63 @@ class CompareDialog(QDialog):
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, 1, item)
         self.table.resizeColumnsToContents()
+
+    # -- the whole set against a file ----------------------------------------------------------
+
+    def _choose_report(self) -> None:
+        reference, _ = QFileDialog.getOpenFileName(
+            self,
+            "Reference structure set",
+            "",
+            "Structure sets (*.dcm *.nii *.nii.gz *.nrrd *.mha);;All files (*)",
+        )
+        if not reference:
+            return
+        suggested = str(Path(reference).with_name(Path(reference).name.split(".")[0] + "_comparison.html"))
+        out, _ = QFileDialog.getSaveFileName(self, "Save the report", suggested, "HTML (*.html)")
+        if out:
+            self.report_against(Path(reference), Path(out))
+
+    def report_against(self, reference: Path, out: Path) -> None:
+        """Compare the case's structures (test) with `reference`'s (paired by name) in a worker;
+        write the HTML report to `out` and its table beside it as CSV."""
+        from planning.compare_report import compare_sets, write_csv, write_html
+        from planning.structure_io import load_structures
+
+        case = self.window_.case
+        volume, structures, tolerance = case.volume, case.structures, self.tolerance.value()
+        self.report_button.setEnabled(False)
+        self.report_note.setText(f"Comparing this case's structures with {reference.name}…")
+
+        def work(on_progress, cancel):
+            expert = load_structures(reference, volume)
+            result = compare_sets(
+                expert,
+                structures,
+                tolerance_mm=tolerance,
+                reference_label=reference.name,
+                test_label="this case",
+                on_progress=on_progress,
+            )
+            write_html(result, out, title=f"This case against {reference.name}")
+            write_csv(result, out.with_suffix(".csv"))
+            return result
+
+        def done(result) -> None:
+            self.report = result
+            self.report_button.setEnabled(True)
+            mean = sum(m.dice for _, _, m in result.rows) / len(result.rows)
+            missing = ", ".join(result.only_reference) or "none"
+            extra = ", ".join(result.only_test) or "none"
+            self.report_note.setText(
+                f"{len(result.rows)} structures compared, mean Dice {mean:.3f}. Not in this case: "
+                f"{missing}; not in {reference.name}: {extra}. "
+                f'Report: <a href="{out.as_uri()}">{out.name}</a> (and {out.with_suffix(".csv").name})'
+            )
+
+        def failed(error: Exception) -> None:
+            self.report_button.setEnabled(True)
+            self.report_note.setText("")
+            self.window_.jobs.report(job, error)
+
+        job = self.window_.jobs.run("Comparing structure sets", work, done, failed)
