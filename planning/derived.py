@@ -199,7 +199,9 @@ def derive(
     cancel: threading.Event | None = None,
 ) -> Structure:
     """A new Structure built from `recipe`; `within` (a Mask) further limits it without being
-    part of the recipe (use a "within" key to record the limit)."""
+    part of the recipe (use a "within" key to record the limit). A result named after one of its
+    own sources ("Bone" = Bone + 3 mm) is a one-off edit: it keeps no recipe, which a rebuild
+    would apply again and again (3 mm more each time)."""
     from planning.tg263 import style_for
 
     table = _table(structures)
@@ -207,15 +209,18 @@ def derive(
     if within is not None:
         mask = booleans.intersect(mask, within)
     style_color, style_type = style_for(name)
-    stored = dict(recipe)
-    stored["built_from"] = fingerprints(table, sources(recipe))
+    if name in sources(recipe):
+        stored, description = None, f"Edited: {_strip(describe(recipe))}"[:_DESCRIPTION_LIMIT]
+    else:
+        stored = {**recipe, "built_from": fingerprints(table, sources(recipe))}
+        description = description_for(recipe)
     return Structure(
         name,
         mask,
         color or style_color,
         roi_type or style_type,
         GenerationAlgorithm.AUTOMATIC,
-        description=description_for(recipe),
+        description=description,
         recipe=stored,
     )
 

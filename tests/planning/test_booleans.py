@@ -107,3 +107,20 @@ def test_rebuilding_a_derived_structure_rebuilds_those_built_from_it():
     assert rebuild(structure_set) == ["CTV", "PTV"] and stale(structure_set) == []
     expected = expand(expand(B, 2), 4)
     assert np.array_equal(structure_set["PTV"].mask.full(), expected.full())
+
+
+def test_a_result_written_into_its_own_source_is_an_edit_not_a_recipe():
+    """ "Bone" = Bone + 3 mm kept a recipe reading Bone: it was stale at once, and every rebuild
+    grew it by another 3 mm."""
+    from planning.derived import derive, stale
+    from planning.margins import expand
+    from planning.structures import Structure, StructureSet
+
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("Bone", A.copy()))
+    grown = derive({"op": "expand", "source": "Bone", "margins": 3}, structure_set, name="Bone")
+    assert grown.recipe is None and grown.description == "Edited: Bone + 3 mm"
+    assert np.array_equal(grown.mask.full(), expand(A, 3).full())
+    structure_set.set_mask("Bone", grown.mask)
+    structure_set["Bone"].recipe = grown.recipe
+    assert stale(structure_set) == []

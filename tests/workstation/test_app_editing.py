@@ -384,3 +384,24 @@ def test_brush_on_a_huge_structure_edits_once_at_the_end_of_the_stroke(window, m
     assert preview[spot.y(), spot.x()][0] > preview[spot.y(), spot.x()][2]  # the red eraser trail
     window.undo()
     assert np.array_equal(case.structures["Body"].mask.full(), body)
+
+
+def test_the_dialog_says_what_ok_will_replace_and_follows_the_margin(window):
+    from workstation.app.derive_dialog import DeriveDialog
+
+    show_sample(window)
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText("Bone")
+    dialog.margin.setValue(3.0)
+    assert dialog.output_name() == "Bone_PRV03" and dialog.warning.text() == ""  # follows the margin
+    dialog.output.setText("GTV")
+    assert dialog.warning.text().startswith("GTV exists: its contours will be replaced")
+    dialog.output.setText("Bone")
+    assert "as a one-off edit (it reads Bone itself, so it keeps no recipe)" in dialog.warning.text()
+    dialog.operation.setCurrentText("Ring")
+    dialog.inner.setValue(10.0)
+    dialog.outer.setValue(5.0)
+    assert not dialog.ok_button.isEnabled() and "outer distance beyond its inner" in dialog.warning.text()
+    dialog.outer.setValue(15.0)
+    assert dialog.ok_button.isEnabled()

@@ -131,9 +131,14 @@ class DeriveDialog(QDialog):
         self.output.setPlaceholderText("name of the new (or an existing) structure")
         form.addRow("Result into", self.output)
         layout.addLayout(form)
+        self.warning = QLabel("", self)  # what OK would do beyond making a new structure
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #b00020")
+        layout.addWidget(self.warning)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
+        self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.compute)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
@@ -141,6 +146,11 @@ class DeriveDialog(QDialog):
             self.operation.currentIndexChanged,
             self.per_direction.toggled,
             self.source_a.currentIndexChanged,
+            self.source_b.currentIndexChanged,
+            self.margin.valueChanged,
+            self.inner.valueChanged,
+            self.outer.valueChanged,
+            self.output.textChanged,
         ):
             signal.connect(self._refresh)
         self._refresh()
@@ -157,6 +167,22 @@ class DeriveDialog(QDialog):
         self.pieces.setEnabled(op == "keep_largest")
         self.per_slice.setEnabled(op == "fill_holes")
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
+        self.warning.setText(self._warning())
+        self.ok_button.setEnabled(not (op == "ring" and self.outer.value() <= self.inner.value()))
+
+    def _warning(self) -> str:
+        """Said before OK: a ring that cannot be, or a result that replaces a structure."""
+        name = self.output_name()
+        if OPERATIONS[self.operation.currentText()] == "ring" and self.outer.value() <= self.inner.value():
+            return "A ring needs its outer distance beyond its inner one."
+        if name not in self.case.structures:
+            return ""
+        if name in services.recipe_sources(self.recipe()):
+            return (
+                f"{name} will be replaced by this result, as a one-off edit (it reads {name} "
+                "itself, so it keeps no recipe); Undo restores it."
+            )
+        return f"{name} exists: its contours will be replaced by this result; Undo restores them."
 
     def recipe(self) -> dict:
         """The operation as plain data, in `planning.derived`'s recipe format."""

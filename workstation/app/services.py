@@ -86,6 +86,11 @@ def interpolate(mask: Mask, on_progress=None, cancel=None) -> Mask:
     return module.interpolate(mask, on_progress=on_progress, cancel=cancel)
 
 
+def recipe_sources(recipe: dict) -> set[str]:
+    """The structure names a recipe reads."""
+    return _module("planning.derived", "Derived structures").sources(recipe)
+
+
 def stale_structures(structure_set) -> list[str]:
     """Derived structures whose sources changed since they were built (hashes masks: a worker)."""
     try:
