@@ -405,3 +405,23 @@ def test_the_dialog_says_what_ok_will_replace_and_follows_the_margin(window):
     assert not dialog.ok_button.isEnabled() and "outer distance beyond its inner" in dialog.warning.text()
     dialog.outer.setValue(15.0)
     assert dialog.ok_button.isEnabled()
+
+
+def test_rebuilding_a_structure_whose_source_was_deleted_says_so():
+    from planning.derived import derive
+    from planning.errors import DelineoError
+    from planning.geometry import Grid
+    from planning.structures import Mask, Structure, StructureSet
+    from workstation.app import services
+
+    grid = Grid((10, 20, 20), (1.0, 1.0, 2.0))
+    full = np.zeros(grid.shape, bool)
+    full[3:6, 5:10, 5:10] = True
+    structure_set = StructureSet(grid)
+    structure_set.add(Structure("CTV", Mask.from_full(grid, full)))
+    structure_set.add(derive({"op": "expand", "source": "CTV", "margins": 2}, structure_set, name="PTV"))
+    structure_set.remove("CTV")
+    with pytest.raises(
+        DelineoError, match="PTV cannot be rebuilt: it is derived from CTV, which the case no"
+    ):
+        services.rebuild(structure_set, ["PTV"])

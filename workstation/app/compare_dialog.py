@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
+from planning.errors import DelineoError
 from planning.metrics import Comparison, compare
 
 #: rows of the result table: (label, Comparison field, format)
@@ -185,11 +186,16 @@ class CompareDialog(QDialog):
                 structures,
                 tolerance_mm=tolerance,
                 reference_label=reference.name,
-                test_label="this case",
+                test_label="case",
                 on_progress=on_progress,
             )
-            write_html(result, out, title=f"This case against {reference.name}")
-            write_csv(result, out.with_suffix(".csv"))
+            try:
+                write_html(result, out, title=f"This case against {reference.name}")
+                write_csv(result, out.with_suffix(".csv"))
+            except OSError as error:
+                raise DelineoError(
+                    f"{out}: the report cannot be written ({error.strerror or error})"
+                ) from error
             return result
 
         def done(result) -> None:

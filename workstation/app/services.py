@@ -108,6 +108,12 @@ def rebuild(structure_set, names: list[str], on_progress=None, cancel=None) -> l
     rebuilt = []
     for name in derived.rebuild_order(structure_set, names):
         recipe = {k: v for k, v in structure_set[name].recipe.items() if k != "built_from"}
+        missing = sorted(n for n in derived.sources(recipe) if n not in table)
+        if missing:
+            raise DelineoError(
+                f"{name} cannot be rebuilt: it is derived from {', '.join(missing)}, which the case no "
+                "longer holds (restore it with Undo, or make the structure again)"
+            )
         structure = derived.derive(recipe, table, name=name, on_progress=on_progress, cancel=cancel)
         table[name] = structure.mask
         rebuilt.append(structure)
