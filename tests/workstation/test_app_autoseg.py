@@ -112,3 +112,24 @@ def test_the_device_chosen_in_the_dialog_is_the_one_the_model_runs_on(window, qt
     dialog.run_button.click()
     wait_idle(qtbot, window)
     assert asked == ["cpu"] and dialog.pending, window.jobs.errors
+
+
+def test_structures_asked_for_but_not_found_are_named(window, qtbot, monkeypatch):
+    from planning.structures import Mask, Structure, StructureSet
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+
+    def segment(volume, model, names, device, **kwargs):
+        found = StructureSet(case.grid)
+        found.add(Structure("External", case.structures["External"].mask.copy()))
+        found.add(Structure("Lung_L", Mask(case.grid)))  # outside the field of view
+        return found
+
+    monkeypatch.setattr(services, "segment", segment)
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert "1 structures added" in dialog.stage.text()
+    assert "Not found in this image: Lung_L." in dialog.stage.text()

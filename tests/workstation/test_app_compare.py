@@ -39,6 +39,10 @@ def test_a_shifted_copy_is_compared_with_its_original(window, qtbot):
     dialog.test.setCurrentText("Empty")
     dialog.compare_button.click()
     assert dialog.note.text() == "Choose two different structures."
+    case.new_structure("Empty_2")
+    dialog.test.setCurrentText("Empty_2")
+    dialog.compare_button.click()
+    qtbot.waitUntil(lambda: "both structures are empty" in dialog.note.text(), timeout=60_000)
 
 
 def test_the_dialog_closes_with_its_case(window):

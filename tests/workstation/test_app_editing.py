@@ -425,3 +425,20 @@ def test_rebuilding_a_structure_whose_source_was_deleted_says_so():
         DelineoError, match="PTV cannot be rebuilt: it is derived from CTV, which the case no"
     ):
         services.rebuild(structure_set, ["PTV"])
+
+
+def test_a_result_that_leaves_nothing_is_said_to_be_empty(window, qtbot):
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Shrink (margin)")
+    dialog.source_a.setCurrentText("GTV")
+    dialog.margin.setValue(60.0)
+    dialog.output.setText("Nothing")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    assert case.structures["Nothing"].mask.is_empty
+    assert "Nothing is empty" in window.statusBar().currentMessage()

@@ -173,9 +173,10 @@ class AutoSegDialog(QDialog):
 
     def _receive(self, structure_set, title: str) -> None:
         case = self.window_.case
-        new = []
+        new, empty = [], []
         for structure in structure_set:
             if structure.mask.is_empty:
+                empty.append(structure.name)
                 continue
             structure.algorithm = GenerationAlgorithm.AUTOMATIC
             structure.number = 0
@@ -183,6 +184,8 @@ class AutoSegDialog(QDialog):
         case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
         self.progress.setValue(1000)
         self.stage.setText(f"{len(new)} structures added; accept or reject each.")
+        if empty:  # asked for, not found in this image (a lung outside the field of view)
+            self.stage.setText(f"{self.stage.text()}\nNot found in this image: {', '.join(empty)}.")
         if structure_set.warnings:
             self.stage.setText(f"{self.stage.text()}\nWarning: {structure_set.warnings[0]}")
             self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)

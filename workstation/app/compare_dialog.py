@@ -143,7 +143,11 @@ class CompareDialog(QDialog):
 
     def show_result(self, title: str, result: Comparison) -> None:
         self.result = result
-        empty = " (an empty structure: distances are infinite)" if math.isinf(result.hd95_mm) else ""
+        empty = ""
+        if result.reference_cc == 0 and result.test_cc == 0:
+            empty = " (both structures are empty: they agree on nothing drawn)"
+        elif math.isinf(result.hd95_mm):
+            empty = " (an empty structure: distances are infinite)"
         self.note.setText(f"{title}; surface tolerance {result.tolerance_mm:g} mm{empty}")
         for row, (_, key, form) in enumerate(ROWS):
             value = getattr(result, key)

@@ -244,6 +244,8 @@ class DeriveDialog(QDialog):
         def done(structure):
             case.derive_into(name, structure, label)
             self.window_.table.select(name)
+            if structure.mask.is_empty:  # a contraction larger than the structure, disjoint sources
+                self.window_.statusBar().showMessage(f"{name} is empty: {label} leaves nothing", 15000)
             self.derived.emit(name)
 
         self.window_.jobs.run(
