@@ -133,3 +133,15 @@ def test_structures_asked_for_but_not_found_are_named(window, qtbot, monkeypatch
     wait_idle(qtbot, window)
     assert "1 structures added" in dialog.stage.text()
     assert "Not found in this image: Lung_L." in dialog.stage.text()
+
+
+def test_a_result_renamed_before_it_is_rejected_is_still_removed(window, qtbot):
+    case = show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    name = next(n for n in dialog.pending if n.startswith("Lung_R"))
+    case.set_properties(name, name="Lung_R_auto")
+    dialog.reject_result(name)
+    assert "Lung_R_auto" not in case.structures and name not in case.structures

@@ -43,6 +43,8 @@ class AutoSegDialog(QDialog):
         self.resize(520, 600)
         self.job = None
         self.pending: list[str] = []
+        #: each result as added, by its name then: found again by identity if renamed since
+        self._results: dict = {}
         self.models = services.models()
 
         layout = QVBoxLayout(self)
@@ -190,6 +192,7 @@ class AutoSegDialog(QDialog):
             self.stage.setText(f"{self.stage.text()}\nWarning: {structure_set.warnings[0]}")
             self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)
         for structure in new:
+            self._results[structure.name] = structure
             self._add_result_row(structure.name, structure.volume_cc)
         self.pending.extend(s.name for s in new)
         self.results_arrived.emit([s.name for s in new])
@@ -221,12 +224,15 @@ class AutoSegDialog(QDialog):
             self._mark(name, "accepted")
 
     def reject_result(self, name: str) -> None:
-        """Delete an auto-contour (undoable)."""
+        """Delete an auto-contour (undoable), under whatever name it has now."""
         if name in self.pending:
             self.pending.remove(name)
-            case = self.window_.case
-            if name in case.structures:
-                case.remove_structure(name)
+            result = self._results.get(name)
+            current = next((s.name for s in self.window_.case.structures if s is result), None)
+            if current is None:
+                self._mark(name, "no longer in the case")
+                return
+            self.window_.case.remove_structure(current)
             self._mark(name, "rejected")
 
     def accept_all(self) -> None:
