@@ -52,3 +52,27 @@ def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot, tmp_path)
     assert "Structures edited" in panel.status.text()
     qtbot.waitUntil(lambda: "GTV" not in panel.values(), timeout=60_000)
     wait_idle(qtbot, window)
+
+
+def test_the_panel_warns_when_the_loaded_images_cut_the_structures(window, qtbot):
+    """Structures read onto a part of their series (contours beyond it left out at import, or no
+    voxel at all on it) give DVHs of a part, or none: the panel says so, not only the status bar
+    for 15 seconds."""
+    from planning.structures import Mask
+
+    case = show_sample(window)
+    case.structures.warnings = [
+        "RS.dcm: 40 contour(s) of BODY lie on no image plane; those contours were left out"
+    ]
+    case.new_structure("Beyond", mask=Mask(case.grid))
+    grid = case.grid
+    dose = Dose(
+        np.full(grid.shape, 2.0, np.float32), grid, frame_of_reference_uid=case.volume.frame_of_reference_uid
+    )
+    window.dvh_dock.show()
+    window.set_dose(dose)
+    qtbot.waitUntil(lambda: bool(window.dvh_panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+    status = window.dvh_panel.status.text()
+    assert "contours beyond the loaded images were left out at import" in status
+    assert "no DVH for Beyond (no voxel on these images)" in status

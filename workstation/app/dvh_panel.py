@@ -54,6 +54,7 @@ class DvhPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         self.status = QLabel("Load a dose (RTDOSE) with the images to see DVHs.", self)
+        self._left_out = ""  # the warning about structures cut by the loaded images
         self.compute_button = QPushButton("Compute", self)
         self.compute_button.setToolTip("Compute the DVHs of every structure on the loaded dose")
         self.compute_button.clicked.connect(self.compute)
@@ -106,6 +107,7 @@ class DvhPanel(QWidget):
             return
         dose = window.dose_layer.dose
         structures = [s for s in window.case.structures if not s.mask.is_empty]
+        self._left_out = _left_out(window.case.structures)
         self._stale = False
         self.status.setText(f"Computing the DVHs of {len(structures)} structures…")
 
@@ -157,6 +159,7 @@ class DvhPanel(QWidget):
             self.status.setText(
                 f"{len(dvhs)} structures, doses in {units}"
                 + (f"; {notes} note(s) on small or partly covered structures (hover a row)" if notes else "")
+                + self._left_out
             )
         colours = {s.name: s.color for s in self.window_.case.structures} if self.window_.case else {}
         self.splitter.replaceWidget(0, _curves(dvhs, colours) if dvhs else QWidget())
@@ -189,3 +192,17 @@ def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
     figure.set_layout_engine("constrained")
     figure.axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return FigureCanvasQTAgg(figure)
+
+
+def _left_out(structure_set) -> str:
+    """A warning for the DVH status line when structures lost contours at import because they lie
+    beyond the loaded images: their DVHs are of a part, and those with no voxel left have none.
+    (An empty structure in a set read whole is one not drawn yet: nothing to say.)"""
+    if not any("contours were left out" in w for w in getattr(structure_set, "warnings", [])):
+        return ""
+    empty = [s.name for s in structure_set if s.mask.is_empty and not s.markers]
+    none = f"; no DVH for {', '.join(empty)} (no voxel on these images)" if empty else ""
+    return (
+        "\nWarning: contours beyond the loaded images were left out at import, so these DVHs cover "
+        f"only the loaded slices{none}. Load the whole series for the plan's DVHs."
+    )
