@@ -20,6 +20,32 @@ def _masks(case):
     return {s.name: s.mask.full() for s in case.structures}
 
 
+def derive_in_dialog(window, qtbot, operation: str, source: str, output: str, **settings):
+    """Fill the Margins and Booleans dialog (operation, structure A, `settings`: widget name →
+    value, e.g. margin=3.0 or source_b="Lung_R"), nothing kept inside, OK; wait for the result."""
+    from PyQt6.QtWidgets import QCheckBox, QComboBox
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText(operation)
+    dialog.source_a.setCurrentText(source)
+    dialog.within.setCurrentIndex(0)
+    for widget, value in settings.items():
+        box = getattr(dialog, widget)
+        if isinstance(box, QComboBox):
+            box.setCurrentText(value)
+        elif isinstance(box, QCheckBox):
+            box.setChecked(value)
+        else:
+            box.setValue(value)
+    dialog.output.setText(output)
+    dialog.compute()
+    wait_idle(qtbot, window)
+    return dialog
+
+
 def test_brush_2d_paints_a_disk_of_the_set_size_and_undo_restores(window):
     case = show_sample(window)
     before = _masks(case)
@@ -279,23 +305,12 @@ def test_booleans_from_the_dialog(window, qtbot, operation, expected):
 def test_crops_with_a_margin_from_the_dialog(window, qtbot, operation):
     """ "PTV 5 mm clear of the rectum" and "PTV 3 mm inside the skin": A less B grown by the
     margin, or A within B shrunk by it; the recipe is kept, so they can be rebuilt."""
-    from support.app import wait_idle
-
     from planning.margins import expand, shrink
-    from workstation.app.derive_dialog import DeriveDialog
 
     case = show_sample(window)
     heart, body, lung = (case.structures[n].mask for n in ("Heart", "External", "Lung_R"))
-    dialog = DeriveDialog(window)
-    dialog.operation.setCurrentText(operation)
-    dialog.source_a.setCurrentText("Heart")
-    dialog.source_b.setCurrentText("External" if "inside" in operation else "Lung_R")
-    dialog.margin.setValue(3.0)
-    dialog.within.setCurrentIndex(0)
-    assert dialog.output_name() == "Heart_Crop"
-    dialog.output.setText("Result")
-    dialog.compute()
-    wait_idle(qtbot, window)
+    other = "External" if "inside" in operation else "Lung_R"
+    derive_in_dialog(window, qtbot, operation, "Heart", "Result", source_b=other, margin=3.0)
     result = case.structures["Result"]
     if "inside" in operation:
         expected = heart.full() & shrink(body, 3.0).full()
@@ -308,11 +323,8 @@ def test_crops_with_a_margin_from_the_dialog(window, qtbot, operation):
 
 
 def test_keep_pieces_and_per_slice_fill_from_the_dialog(window, qtbot):
-    from support.app import wait_idle
-
     from planning.booleans import fill_holes, keep_largest
     from planning.structures import Mask
-    from workstation.app.derive_dialog import DeriveDialog
 
     case = show_sample(window)
     blobs = np.zeros(case.grid.shape, bool)
@@ -321,18 +333,8 @@ def test_keep_pieces_and_per_slice_fill_from_the_dialog(window, qtbot):
     blobs[10:14, 60:70, 60:70] = True  # second
     blobs[30:32, 90:94, 90:94] = True  # third
     case.new_structure("Blobs", mask=Mask.from_full(case.grid, blobs))
-    for operation, set_option, name in (
-        ("Keep the largest pieces", lambda d: d.pieces.setValue(2), "Two"),
-        ("Fill holes", lambda d: d.per_slice.setChecked(True), "Filled"),
-    ):
-        dialog = DeriveDialog(window)
-        dialog.operation.setCurrentText(operation)
-        dialog.source_a.setCurrentText("Blobs")
-        dialog.within.setCurrentIndex(0)
-        set_option(dialog)
-        dialog.output.setText(name)
-        dialog.compute()
-        wait_idle(qtbot, window)
+    derive_in_dialog(window, qtbot, "Keep the largest pieces", "Blobs", "Two", pieces=2)
+    derive_in_dialog(window, qtbot, "Fill holes", "Blobs", "Filled", per_slice=True)
     source = case.structures["Blobs"].mask
     assert np.array_equal(case.structures["Two"].mask.full(), keep_largest(source, 2).full())
     assert case.structures["Two"].recipe["count"] == 2
@@ -428,17 +430,7 @@ def test_rebuilding_a_structure_whose_source_was_deleted_says_so():
 
 
 def test_a_result_that_leaves_nothing_is_said_to_be_empty(window, qtbot):
-    from support.app import wait_idle
-
-    from workstation.app.derive_dialog import DeriveDialog
-
     case = show_sample(window)
-    dialog = DeriveDialog(window)
-    dialog.operation.setCurrentText("Shrink (margin)")
-    dialog.source_a.setCurrentText("GTV")
-    dialog.margin.setValue(60.0)
-    dialog.output.setText("Nothing")
-    dialog.compute()
-    wait_idle(qtbot, window)
+    derive_in_dialog(window, qtbot, "Shrink (margin)", "GTV", "Nothing", margin=60.0)
     assert case.structures["Nothing"].mask.is_empty
     assert "Nothing is empty" in window.statusBar().currentMessage()
