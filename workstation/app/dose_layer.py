@@ -1,9 +1,11 @@
 """Dose shown in the 2D views: an RTDOSE sampled on each displayed slice, as a colour wash.
 
 The dose grid is usually coarser than the CT and placed differently; each displayed pixel takes
-the trilinear dose at its voxel centre (`planning.dose.Dose.sample`), computed once per slice and
-cached. Colours run from blue (low) to red (high) in steps of 10 % of the maximum dose; doses
-below `threshold` of the maximum are not drawn.
+the trilinear dose at its voxel centre (as `planning.dose.Dose.sample`), computed once per slice
+and cached. When the two grids' axes are parallel (the usual case: both axial) the interpolation
+is done axis by axis, a few milliseconds per slice; otherwise point by point. Colours run from
+blue (low) to red (high) in steps of 10 % of the maximum dose; doses below `threshold` of the
+maximum are not drawn.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ class DoseLayer:
         self.maximum = max(dose.max, 1e-9)
         self._planes: OrderedDict[tuple[str, int], tuple[QImage, np.ndarray]] = OrderedDict()
         self._capacity = capacity
+        self._axis_maps = _axis_maps(image_grid, dose.grid)
 
     def values(self, orientation: Orientation, index: int) -> np.ndarray:
         """Dose (in its units) at every display pixel of slice `index`, shape (rows, columns)."""
+        if self._axis_maps is not None:
+            return self._values_by_axis(orientation, index)
         rows, cols = orientation.shape[1:]
         r, c = np.meshgrid(np.arange(rows, dtype=float), np.arange(cols, dtype=float), indexing="ij")
         zyx = np.empty((rows * cols, 3))
@@ -59,6 +64,31 @@ class DoseLayer:
         patient = self.image_grid.index_to_patient(zyx[:, ::-1])
         dose, _ = self.dose.sample(self.dose.grid.patient_to_index(patient))
         return dose.reshape(rows, cols)
+
+    def _values_by_axis(self, orientation: Orientation, index: int) -> np.ndarray:
+        """`values` for grids with parallel axes: image index → dose index is a scale and offset
+        per array axis, so the dose is interpolated along one axis after the other."""
+        rows, cols = orientation.shape[1:]
+        r, c = np.arange(rows, dtype=float), np.arange(cols, dtype=float)
+        image_index = {
+            orientation.normal_axis: np.array([float(index)]),
+            orientation.row_axis: rows - 1 - r if orientation.flip_rows else r,
+            orientation.col_axis: cols - 1 - c if orientation.flip_cols else c,
+        }
+        values = self.dose.array.astype(np.float64, copy=False)
+        inside = np.ones((1, 1, 1), bool)
+        for axis, (scale, offset) in enumerate(self._axis_maps):
+            t = scale * image_index[axis] + offset
+            n = values.shape[axis]
+            low = np.floor(t).astype(int)
+            weight = (t - low).reshape([-1 if a == axis else 1 for a in range(3)])
+            below = np.take(values, np.clip(low, 0, n - 1), axis=axis)
+            above = np.take(values, np.clip(low + 1, 0, n - 1), axis=axis)
+            values = below + weight * (above - below)
+            inside = inside & ((t >= -0.5) & (t <= n - 0.5)).reshape(weight.shape)
+        values = np.where(inside, values, 0.0)
+        plane = np.squeeze(values, axis=orientation.normal_axis)
+        return plane if orientation.row_axis < orientation.col_axis else plane.T
 
     def image(self, orientation: Orientation, index: int) -> QImage:
         """The colour wash of slice `index` (premultiplied ARGB, one pixel per display pixel)."""
@@ -85,3 +115,13 @@ class DoseLayer:
         if len(self._planes) > self._capacity:
             self._planes.popitem(last=False)
         return image
+
+
+def _axis_maps(image_grid, dose_grid) -> list[tuple[float, float]] | None:
+    """Per array axis (z, y, x): (scale, offset) taking an image index to a dose index, when each
+    image axis runs along one dose axis (the same array axis); None otherwise."""
+    linear = np.linalg.inv(dose_grid.affine) @ image_grid.affine  # (x, y, z, 1) → (x, y, z, 1)
+    matrix = linear[:3, :3]
+    if np.abs(matrix - np.diag(np.diag(matrix))).max() > 1e-6 * np.abs(matrix).max():
+        return None
+    return [(float(matrix[k, k]), float(linear[k, 3])) for k in (2, 1, 0)]
