@@ -434,3 +434,13 @@ def test_a_result_that_leaves_nothing_is_said_to_be_empty(window, qtbot):
     derive_in_dialog(window, qtbot, "Shrink (margin)", "GTV", "Nothing", margin=60.0)
     assert case.structures["Nothing"].mask.is_empty
     assert "Nothing is empty" in window.statusBar().currentMessage()
+
+
+def test_a_long_structure_name_stays_on_one_line_and_whole_in_its_tooltip(window):
+    case = show_sample(window)
+    name = "Tumor Bed Block with a long name"
+    case.new_structure(name)
+    table = window.table
+    assert not table.wordWrap() and table.textElideMode() == Qt.TextElideMode.ElideMiddle
+    row = next(r for r in range(table.rowCount()) if table.item(r, 2).data(Qt.ItemDataRole.UserRole) == name)
+    assert table.item(row, 2).toolTip().splitlines()[0] == name

@@ -75,6 +75,10 @@ class StructureTable(QTableWidget):
         for column in (VISIBLE, COLOR, TYPE, VOLUME):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.verticalHeader().setVisible(False)
+        # a long name ("Tumor Bed Block") is shortened in the middle on one line, whole in its
+        # tooltip; wrapped, its second line was cut off by the row height
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(
@@ -176,7 +180,7 @@ class StructureTable(QTableWidget):
                     "sources changed since it was built: Structures ▸ Rebuild derived structures. " + advice
                 )
             history = self.case.history.history_of(structure.name)[-8:]
-            lines = [f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
+            lines = [structure.name, f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
             lines += [advice] if advice else []
             lines += [f"• {c.label}" for c in history]
             name.setToolTip("\n".join(lines))
