@@ -51,7 +51,7 @@ def fine_tuning_config(overrides: dict, folder: Path) -> TrainConfig:
         "inference_patch_zyx": tuple(manifest.patch_size_zyx),
     }
     config = TrainConfig(**{**model, **overrides, "init_from": str(Path(folder).resolve())})
-    differing = [name for name in _NETWORK_FIELDS if _plain(getattr(config, name)) != _plain(model[name])]
+    differing = [name for name in _NETWORK_FIELDS if _as_json(getattr(config, name)) != _as_json(model[name])]
     if differing:
         raise DelineoError(
             f"{folder}: its network has other {', '.join(differing)} than this training's settings; "
@@ -78,13 +78,9 @@ def _channel_names(manifest, given: list[str] | None, folder: Path) -> list[str]
     return [drawn[c] for c in range(count)]
 
 
-def _plain(value):
-    """Tuples and lists compare equal in configs read from JSON."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+def _as_json(value):
+    """`value` as it reads back from a JSON config (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def export_model(

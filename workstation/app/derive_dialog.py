@@ -168,12 +168,15 @@ class DeriveDialog(QDialog):
         self.per_slice.setEnabled(op == "fill_holes")
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
         self.warning.setText(self._warning())
-        self.ok_button.setEnabled(not (op == "ring" and self.outer.value() <= self.inner.value()))
+        self.ok_button.setEnabled(not self._impossible_ring())
+
+    def _impossible_ring(self) -> bool:
+        return OPERATIONS[self.operation.currentText()] == "ring" and self.outer.value() <= self.inner.value()
 
     def _warning(self) -> str:
         """Said before OK: a ring that cannot be, or a result that replaces a structure."""
         name = self.output_name()
-        if OPERATIONS[self.operation.currentText()] == "ring" and self.outer.value() <= self.inner.value():
+        if self._impossible_ring():
             return "A ring needs its outer distance beyond its inner one."
         if name not in self.case.structures:
             return ""
@@ -190,16 +193,13 @@ class DeriveDialog(QDialog):
         a, b = self.source_a.currentText(), self.source_b.currentText()
         recipe: dict = {"op": op, "source": a}
         if op in CROPS:
-            return self._crop(op, a, b)
-        if op == "subtract":
+            recipe = self._crop(op, a, b)
+        elif op == "subtract":
             recipe["minus"] = [b]
         elif op in TWO_SOURCES:
             recipe = {"op": op, "sources": [a, b]}
         elif op in MARGIN_OPS:
-            if self.per_direction.isChecked():
-                recipe["margins"] = {d: box.value() for d, box in self.direction_boxes.items()}
-            else:
-                recipe["margins"] = self.margin.value()
+            recipe["margins"] = self._margins()
         elif op == "ring":
             recipe.update(inner_mm=self.inner.value(), outer_mm=self.outer.value())
         elif op == "remove_islands":
@@ -212,24 +212,23 @@ class DeriveDialog(QDialog):
             recipe["within"] = self.within.currentText()
         return recipe
 
+    def _margins(self) -> dict | float:
+        """The margin in mm, or the six directional ones."""
+        if self.per_direction.isChecked():
+            return {d: box.value() for d, box in self.direction_boxes.items()}
+        return self.margin.value()
+
     def _crop(self, op: str, a: str, b: str) -> dict:
         """A minus B grown by the margin, or A within B shrunk by it (nested recipes)."""
-        if self.per_direction.isChecked():
-            margins: dict | float = {d: box.value() for d, box in self.direction_boxes.items()}
-        else:
-            margins = self.margin.value()
+        margins = self._margins()
         moved = (
             b
             if margins == 0
             else {"op": "expand" if op == "crop_away" else "shrink", "source": b, "margins": margins}
         )
         if op == "crop_away":
-            recipe = {"op": "subtract", "source": a, "minus": [moved]}
-        else:
-            recipe = {"op": "intersect", "sources": [a, moved]}
-        if self.within.currentIndex() > 0:
-            recipe["within"] = self.within.currentText()
-        return recipe
+            return {"op": "subtract", "source": a, "minus": [moved]}
+        return {"op": "intersect", "sources": [a, moved]}
 
     def output_name(self) -> str:
         return self.output.text().strip() or self.output.placeholderText()
