@@ -122,16 +122,16 @@ def _check_resumed_settings(run: Path, overrides: dict) -> None:
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
-    if "threads" in overrides and overrides["threads"] != saved.get("threads"):
-        saved["threads"] = overrides["threads"]
-        saved_path.write_text(json.dumps(saved, indent=2) + "\n")
     differing = [
         f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(value)})"
         for key, value in overrides.items()
-        if json.loads(json.dumps(value)) != saved.get(key)
+        if key != "threads" and json.loads(json.dumps(value)) != saved.get(key)
     ]
     if differing:
         raise DelineoError(
             f"{run} resumes with the settings it was started with: {'; '.join(differing)}. "
             "Start a new run (--init can take this one's exported weights) to change them"
         )
+    if "threads" in overrides and overrides["threads"] != saved.get("threads"):
+        saved["threads"] = overrides["threads"]
+        saved_path.write_text(json.dumps(saved, indent=2) + "\n")
