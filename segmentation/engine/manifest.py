@@ -14,9 +14,11 @@ the field. Fields (optional ones with their default):
   mirroring, averaged; along the left–right axis the ``X_L``/``X_R`` outputs swap back),
   ``activation`` ("sigmoid": channel k ⇒ output k, overlaps allowed | "softmax": channel 0 is
   background), ``threshold`` (0.5), ``size_divisor`` (16);
-- ``outputs``: ``[{channel, name, type, color, keep_largest}]`` — type (RT ROI interpreted type)
-  and colour default to the TG-263 table's for the name; ``keep_largest`` (false): keep only the
-  largest connected piece (an organ that is one piece: stray islands far from it are dropped).
+- ``outputs``: ``[{channel, name, type, color, keep_largest, training_volume_cc}]`` — type (RT ROI
+  interpreted type) and colour default to the TG-263 table's for the name; ``keep_largest``
+  (false): keep only the largest connected piece (an organ that is one piece: stray islands far
+  from it are dropped); ``training_volume_cc`` (none): ``[smallest, largest]`` volume of the
+  structure in the model's training contours, in cc; a result outside it is warned about.
 """
 
 from __future__ import annotations
@@ -42,13 +44,15 @@ class ManifestError(DelineoError):
 @dataclass(frozen=True)
 class OutputSpec:
     """One structure a model draws: network channel, name, RT ROI interpreted type, colour, and
-    whether only its largest connected piece is kept."""
+    whether only its largest connected piece is kept; the (smallest, largest) volume in cc of
+    the structure in the model's training contours, when known."""
 
     channel: int
     name: str
     roi_type: RoiType
     color: tuple[int, int, int]
     keep_largest: bool = False
+    training_volume_cc: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,8 +268,27 @@ class _Validator:
             keep_largest = entry.get("keep_largest", False)
             if not isinstance(keep_largest, bool):
                 self.fail(f"{field}.keep_largest", f"must be true or false, got {keep_largest!r}")
-            outputs.append(OutputSpec(channel, entry["name"], roi_type, tuple(color), keep_largest))
+            training_volume = entry.get("training_volume_cc")
+            if training_volume is not None and not _is_volume_range(training_volume):
+                self.fail(
+                    f"{field}.training_volume_cc",
+                    f"must be [smallest, largest] in cc, 0 ≤ smallest ≤ largest, got {training_volume!r}",
+                )
+            if training_volume is not None:
+                training_volume = (float(training_volume[0]), float(training_volume[1]))
+            outputs.append(
+                OutputSpec(channel, entry["name"], roi_type, tuple(color), keep_largest, training_volume)
+            )
         return tuple(outputs)
+
+
+def _is_volume_range(value) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] <= value[1]
+    )
 
 
 def _valid_orientation(letters: str) -> bool:

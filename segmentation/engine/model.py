@@ -20,6 +20,7 @@ from planning.volume import Volume
 from segmentation.engine import device as devices
 from segmentation.engine.manifest import Manifest, OutputSpec, lateral_axis_zyx, mirror_permutation
 from segmentation.engine.pipeline import Recipe, RunInfo, credit, run
+from segmentation.engine.plausibility import volume_warnings
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class NetworkModel:
             )
         finally:
             self.last_run = info
+        info.warnings += volume_warnings(result, recipe.outputs, self.name)
         for structure in result:
             structure.description = credit(self.name, self.version)
         return result

@@ -229,6 +229,35 @@ def far_from_median(volumes: dict, factor: float) -> tuple[float, list]:
     ]
 
 
+def reference_volumes(cases: list[Case], channels: list[int]) -> dict[int, dict[int, float]]:
+    """For each structure channel in `channels`: {case index: volume in cc} of its non-empty
+    references in `cases` (those delineated)."""
+    volumes: dict[int, dict[int, float]] = {}
+    for i, case in enumerate(cases):
+        voxel_cc = float(np.prod(case.spacing_zyx)) / 1000.0
+        for k in channels:
+            if case.labelled[k]:
+                count = int(np.count_nonzero(case.mask(k)))
+                if count:
+                    volumes.setdefault(k, {})[i] = count * voxel_cc
+    return volumes
+
+
+def training_volume_ranges(cases: list[Case], structures: list[str]) -> dict[str, dict]:
+    """Per structure delineated in `cases`: how many cases and the smallest and largest
+    reference volume in cc (a trained model's manifest carries them; see
+    `segmentation.engine.plausibility`)."""
+    volumes = reference_volumes(cases, list(range(len(structures))))
+    return {
+        structures[k]: {
+            "cases": len(by_case),
+            "smallest_cc": round(min(by_case.values()), 2),
+            "largest_cc": round(max(by_case.values()), 2),
+        }
+        for k, by_case in sorted(volumes.items())
+    }
+
+
 def leave_out_unusual_references(
     cases: list[Case], structures: list[str], names: list[str], factor: float
 ) -> list:
@@ -240,14 +269,7 @@ def leave_out_unusual_references(
     unknown = sorted(set(names) - set(structures))
     if unknown:
         raise DelineoError(f"unusual references: {', '.join(unknown)} not among the trained structures")
-    volumes: dict[int, dict[int, float]] = {}
-    for i, case in enumerate(cases):
-        voxel_cc = float(np.prod(case.spacing_zyx)) / 1000.0
-        for k, name in enumerate(structures):
-            if name in names and case.labelled[k]:
-                count = int(np.count_nonzero(case.mask(k)))
-                if count:
-                    volumes.setdefault(k, {})[i] = count * voxel_cc
+    volumes = reference_volumes(cases, [k for k, name in enumerate(structures) if name in names])
     left_out = []
     for k, by_case in volumes.items():
         median, unusual = far_from_median(by_case, factor)

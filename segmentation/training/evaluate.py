@@ -42,6 +42,8 @@ class CaseResult:
     absent_predicted_cc: dict[str, float] = field(default_factory=dict)
     #: reference volume in cc of each structure the patient has
     reference_cc: dict[str, float] = field(default_factory=dict)
+    #: what the run warned about (a volume outside the model's training range, ...)
+    warnings: list[str] = field(default_factory=list)
 
 
 def openkbp_volume(path: Path) -> tuple[Volume, dict[str, np.ndarray]]:
@@ -60,12 +62,13 @@ def openkbp_volume(path: Path) -> tuple[Volume, dict[str, np.ndarray]]:
     return Volume(image, grid, "CT"), masks
 
 
-def predict_masks(model_folder: Path, volume: Volume) -> dict[str, np.ndarray]:
-    """Masks by structure name on the volume's grid."""
+def predict_masks(model_folder: Path, volume: Volume) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Masks by structure name on the volume's grid, and the run's warnings."""
     from segmentation.registry import load_model
 
-    structures = load_model(str(model_folder)).predict(volume, device="cpu")
-    return {s.name: s.mask.full() for s in structures}
+    model = load_model(str(model_folder))
+    structures = model.predict(volume, device="cpu")
+    return {s.name: s.mask.full() for s in structures}, list(model.last_run.warnings)
 
 
 def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | None = None):
@@ -76,8 +79,8 @@ def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | No
     for i, name in enumerate(names, start=1):
         volume, reference = openkbp_volume(split_folder / f"{name}.npz")
         started = time.perf_counter()
-        predicted = predict_masks(model_folder, volume)
-        result = CaseResult(name, time.perf_counter() - started)
+        predicted, warnings = predict_masks(model_folder, volume)
+        result = CaseResult(name, time.perf_counter() - started, warnings=warnings)
         voxel_cc = volume.grid.voxel_volume_cc
         for structure, mask in predicted.items():
             if structure in reference:
@@ -163,6 +166,12 @@ def summary_table(results: list[CaseResult], structures: list[str], organs: list
         kept = [[r.dice[s] for r in results if s in r.dice and (r.name, s) not in left_out] for s in organs]
         kept = [np.mean(scores) for scores in kept if scores]
         lines.append(f"Mean Dice over the organs at risk without the unusual references: {np.mean(kept):.3f}")
+    warned = [r for r in results if r.warnings]
+    lines.append(
+        f"Patients with run warnings (a volume outside the model's training range, ...): "
+        f"{len(warned)} of {len(results)}"
+    )
+    lines += [f"- {r.name}: {' | '.join(r.warnings)}" for r in warned]
     seconds = np.array([r.seconds for r in results])
     lines.append(f"Inference per patient: median {np.median(seconds):.1f} s (CPU)")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import torch
 
 from planning.errors import DelineoError
 from segmentation.engine.model import sha256_of
-from segmentation.training.trainer import TrainConfig, write_safetensors
+from segmentation.training.trainer import TRAINING_VOLUMES, TrainConfig, write_safetensors
 
 #: TrainConfig fields that a model folder's manifest fixes (besides its structures): fine-tuning
 #: must keep them.
@@ -117,7 +117,7 @@ def export_model(
         "description": description,
         **config.manifest_core(),
         "weights": {"file": weights.name, "sha256": sha256_of(weights)},
-        "outputs": config.outputs(omit),
+        "outputs": config.outputs(omit, _training_volumes(run_dir)),
         "card": "MODEL_CARD.md",
     }
     path = folder / "manifest.json"
@@ -126,6 +126,12 @@ def export_model(
     if not card.exists():  # a card written by hand (a built-in model's) is kept
         card.write_text(_training_card(run_dir, config, name, version, omit), encoding="utf-8")
     return path
+
+
+def _training_volumes(run_dir: Path) -> dict:
+    """The run's record of its training references' volumes; empty for a run from before it."""
+    path = run_dir / TRAINING_VOLUMES
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _training_card(run_dir: Path, config: TrainConfig, name: str, version: str, omit) -> str:

@@ -34,11 +34,20 @@ from planning.files import write_atomically
 from segmentation.engine import device as devices
 from segmentation.engine.manifest import lateral_axis_zyx
 from segmentation.networks import build_network
-from segmentation.training.data import Case, leave_out_unusual_references, load_cases, write_json
+from segmentation.training.data import (
+    Case,
+    leave_out_unusual_references,
+    load_cases,
+    training_volume_ranges,
+    write_json,
+)
 from segmentation.training.metrics import dice
 from segmentation.training.sampling import Augmentation, PatchSampler
 
 log = logging.getLogger(__name__)
+
+#: A run's record of its training references' volumes (`training_volume_ranges`), for --export.
+TRAINING_VOLUMES = "training_volumes.json"
 
 HEAD_NECK_STRUCTURES = [
     "Brainstem",
@@ -130,9 +139,11 @@ class TrainConfig:
             "deep_supervision": self.deep_supervision,
         }
 
-    def outputs(self, omit: tuple[str, ...] = ()) -> list[dict]:
+    def outputs(self, omit: tuple[str, ...] = (), volumes: dict | None = None) -> list[dict]:
         """The manifest's output entries: one per structure not in `omit`, styled the TG-263
-        way; organs keep only their largest connected piece, targets may be several (nodes)."""
+        way; organs keep only their largest connected piece, targets may be several (nodes).
+        `volumes` (`training_volume_ranges`) gives organs their ``training_volume_cc``; a
+        target's volume depends on the patient's disease, so targets get none."""
         from planning.structures import RoiType
         from planning.tg263 import style_for
 
@@ -141,15 +152,17 @@ class TrainConfig:
             if structure in omit:
                 continue
             color, roi_type = style_for(structure)
-            outputs.append(
-                {
-                    "channel": channel,
-                    "name": structure,
-                    "type": roi_type.value,
-                    "color": list(color),
-                    "keep_largest": roi_type == RoiType.ORGAN,
-                }
-            )
+            entry = {
+                "channel": channel,
+                "name": structure,
+                "type": roi_type.value,
+                "color": list(color),
+                "keep_largest": roi_type == RoiType.ORGAN,
+            }
+            record = (volumes or {}).get(structure)
+            if record and roi_type == RoiType.ORGAN:
+                entry["training_volume_cc"] = [record["smallest_cc"], record["largest_cc"]]
+            outputs.append(entry)
         return outputs
 
     @property
@@ -519,6 +532,7 @@ def prepare_run(
             run_dir / "left_out_references.json",
             [{"case": c, "structure": s, "cc": cc, "median_cc": m} for c, s, cc, m in left_out],
         )
+    write_json(run_dir / TRAINING_VOLUMES, training_volume_ranges(train_cases, config.structures))
     holdout = [
         read_openkbp(folder, name, config.structures)
         if kind == "openkbp"

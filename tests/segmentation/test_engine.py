@@ -61,6 +61,45 @@ def test_keep_largest_drops_the_other_pieces_of_an_organ(tmp_path):
     assert everything[speck].any()
 
 
+def _with_training_volumes(folder, ranges: list) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for output, span in zip(manifest["outputs"], ranges, strict=True):
+        output["training_volume_cc"] = span
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_volumes_no_training_case_had_are_warned_about(tmp_path):
+    folder = write_model(tmp_path / "m", [100.0, 500.0], names=["Spheres", "Dense"])
+    volume, _ = phantom()
+
+    def warnings(ranges, structures=None):
+        _with_training_volumes(folder, ranges)
+        model = from_manifest(read_manifest(folder))
+        model.predict(volume, structures=structures, device="cpu")
+        return model.last_run.warnings
+
+    drawn = from_manifest(read_manifest(folder)).predict(volume, device="cpu")
+    spheres, dense = drawn["Spheres"].volume_cc, drawn["Dense"].volume_cc  # about 15 and 2 cc
+    assert 12 < spheres < 18 and 1 < dense < 3
+    assert warnings([[5.0, 30.0], [1.0, 4.0]]) == []
+    assert warnings([[5.0, 30.0], [0.1, 1.0]]) == [
+        f"Dense: {dense:.1f} cc, larger than in any of m's training cases (0.1–1.0 cc); review it."
+    ]
+    assert warnings([[5.0, 30.0], [3.0, 9.0]]) == [
+        f"Dense: {dense:.1f} cc, smaller than in any of m's training cases (3.0–9.0 cc); review it."
+    ]
+    # most organs far smaller than in any training case: the image is not what the model knows
+    (found,) = warnings([[40.0, 90.0], [3.0, 9.0]])
+    assert found.startswith(
+        f"This image does not look like m's training images: Spheres {spheres:.1f} cc (40.0–90.0 cc), "
+        f"Dense {dense:.1f} cc (3.0–9.0 cc) came out smaller than in any of its training cases"
+    )
+    assert "body site and field of view" in found
+    # only the structures asked for are judged
+    (found,) = warnings([[40.0, 90.0], [3.0, 9.0]], structures=["Spheres"])
+    assert found.startswith(f"Spheres: {spheres:.1f} cc, smaller than in any")
+
+
 def test_softmax_model_gives_labels_and_types_from_names(tmp_path):
     folder = write_model(tmp_path / "labels", [100.0, 500.0], activation="softmax", names=["GTV", "Bones"])
     model = from_manifest(read_manifest(folder))
@@ -321,6 +360,8 @@ def test_state_dicts_load_without_unpickling_code(tmp_path):
         (lambda m: m["outputs"].append({"channel": 0, "name": "Again"}), "outputs[1]"),
         (lambda m: m["outputs"][0].update(color=[300, 0, 0]), "outputs[0].color"),
         (lambda m: m["outputs"][0].update(keep_largest="yes"), "outputs[0].keep_largest"),
+        (lambda m: m["outputs"][0].update(training_volume_cc=[30, 20]), "outputs[0].training_volume_cc"),
+        (lambda m: m["outputs"][0].update(training_volume_cc=12.0), "outputs[0].training_volume_cc"),
     ],
 )
 def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):

@@ -397,6 +397,14 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     assert weights.stat().st_mode & 0o777 == manifest_path.stat().st_mode & 0o777
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
+    # each organ carries the smallest and largest volume of its training (not held-out) contours
+    trained = json.loads((tmp_path / "straight" / "split.json").read_text())["training"]
+    for output in manifest["outputs"]:
+        volumes = []
+        for case in trained:
+            mask = load_volume(tiny_cases / case / f"{output['name']}.nii.gz")
+            volumes.append(np.count_nonzero(mask.array) * mask.grid.voxel_volume_cc)
+        assert output["training_volume_cc"] == pytest.approx([min(volumes), max(volumes)], abs=0.006)
     assert manifest["inference"]["mirror_axes_zyx"] == [2]  # trained with left–right mirroring
     # the manifest's card exists: what the run recorded, to be completed by hand
     card = (tmp_path / "model" / manifest["card"]).read_text(encoding="utf-8")
@@ -597,6 +605,8 @@ def test_builtin_head_neck_model_segments_a_validation_patient():
     structures = load_model("head_neck_openkbp").predict(volume, device="cpu")
     scores = {s.name: dice(s.mask.full(), reference[s.name]) for s in structures if s.name in reference}
     assert all(organ in scores for organ in organs)
+    # every organ within the volumes of the model's training contours: no warning
+    assert load_model("head_neck_openkbp").last_run.warnings == []
     assert np.mean([scores[o] for o in organs]) >= 0.70, scores
     assert min(scores[o] for o in organs) >= 0.5, scores
     # laterality on the patient's own grid: x index grows toward the patient's left
