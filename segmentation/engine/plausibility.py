@@ -4,8 +4,10 @@ A model trained on head-and-neck CTs, run on an abdomen, still draws something: 
 a few cc of "parotid". Nothing in the image says the model is the wrong one, but the volumes do.
 A model's manifest may give, for each organ, the smallest and largest volume of that organ in
 its training contours (``training_volume_cc``). A drawn organ outside that range is named in a
-warning; when most organs are smaller than in any training case, one warning says the image does
-not look like the model's training images (body site, field of view).
+warning; when most organs are smaller than in any training case (or not drawn at all), one
+warning says the image does not look like the model's training images (body site, field of view).
+An organ not drawn at all is otherwise no warning here: callers say it was not found, which is
+usual when it lies outside the field of view.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def volume_warnings(structures, outputs, model: str) -> list[str]:
         f"{name}: {cc:.1f} cc, {'smaller' if cc < span[0] else 'larger'} than in any of {model}'s "
         f"training cases ({_span(span)}); review it."
         for name, cc, span in smaller + larger
+        if cc > 0  # one not drawn at all is said as not found (often outside the field of view)
     ]
 
 

@@ -95,6 +95,11 @@ def test_volumes_no_training_case_had_are_warned_about(tmp_path):
         f"Dense {dense:.1f} cc (3.0–9.0 cc) came out smaller than in any of its training cases"
     )
     assert "body site and field of view" in found
+    # an organ not drawn at all is "not found" (outside the field of view), not a volume warning
+    _with_training_volumes(folder, [[5.0, 30.0], [1.0, 4.0]])
+    empty = from_manifest(read_manifest(folder))
+    assert empty.predict(volume.with_array(volume.array.clip(max=400)), device="cpu")["Dense"].mask.is_empty
+    assert empty.last_run.warnings == []
     # only the structures asked for are judged
     (found,) = warnings([[40.0, 90.0], [3.0, 9.0]], structures=["Spheres"])
     assert found.startswith(f"Spheres: {spheres:.1f} cc, smaller than in any")
