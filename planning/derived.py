@@ -12,6 +12,8 @@ recipe:
     {"op": "remove_islands", "source": "A", "min_cc": 0.1}
     {"op": "keep_largest", "source": "A", "count": 1}
 
+Any operation may have a "within": its result is kept inside that structure (the body).
+
 The recipe is stored in `Structure.recipe` and summarised in `Structure.description`, followed
 by the compact JSON, so the RTSTRUCT's ROI Description carries it and a structure read back is
 derived again (`restore_recipes`). When a source changes, `stale` lists the derived structures
@@ -62,15 +64,6 @@ def evaluate(
         return margins.expand(
             sub(recipe["source"]), _margins(recipe), within=within, on_progress=on_progress, cancel=cancel
         )
-    if op == "shrink":
-        return booleans.intersect(
-            *[
-                margins.shrink(
-                    sub(recipe["source"]), _margins(recipe), on_progress=on_progress, cancel=cancel
-                ),
-                *([within] if within is not None else []),
-            ]
-        )
     if op == "ring":
         return margins.ring(
             sub(recipe["source"]),
@@ -80,6 +73,14 @@ def evaluate(
             on_progress=on_progress,
             cancel=cancel,
         )
+    result = _combine(op, recipe, sub, on_progress, cancel)
+    return result if within is None else booleans.intersect(result, within)
+
+
+def _combine(op: str, recipe: dict, sub: Callable[[object], Mask], on_progress, cancel) -> Mask:
+    """The mask of a recipe other than expand and ring, before its "within" limit."""
+    if op == "shrink":
+        return margins.shrink(sub(recipe["source"]), _margins(recipe), on_progress=on_progress, cancel=cancel)
     if op in ("union", "intersect", "xor"):
         masks = [sub(s) for s in recipe["sources"]]
         if op == "xor":

@@ -124,3 +124,29 @@ def test_a_result_written_into_its_own_source_is_an_edit_not_a_recipe():
     structure_set.set_mask("Bone", grown.mask)
     structure_set["Bone"].recipe = grown.recipe
     assert stale(structure_set) == []
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"op": "union", "sources": ["A", "B"]},
+        {"op": "intersect", "sources": ["A", "B"]},
+        {"op": "xor", "sources": ["A", "B"]},
+        {"op": "subtract", "source": "A", "minus": ["B"]},
+        {"op": "subtract", "sources": ["A", "B"]},
+        {"op": "fill_holes", "source": "A"},
+        {"op": "remove_islands", "source": "A", "min_cc": 0.001},
+        {"op": "keep_largest", "source": "A"},
+        {"op": "shrink", "source": "A", "margins": 1},
+        {"op": "expand", "source": "A", "margins": 3},
+        {"op": "ring", "source": "A", "inner_mm": 0, "outer_mm": 4},
+    ],
+)
+def test_every_recipe_keeps_its_result_within_the_limit(recipe):
+    from planning.derived import evaluate
+
+    body = block(slice(0, 20), slice(0, 30), slice(0, 11))  # cuts through A and B
+    unlimited = evaluate(recipe, {"A": A, "B": B}).full()
+    limited = evaluate({**recipe, "within": "Body"}, {"A": A, "B": B, "Body": body}).full()
+    assert unlimited[:, :, 11:].any()  # the limit matters
+    assert np.array_equal(limited, unlimited & body.full())
