@@ -200,11 +200,7 @@ def compute_dvh(
     else:
         geometry = structure
     name = name or "structure"
-    closed = (
-        [c for c in geometry if c.geometric_type == "CLOSED_PLANAR" and len(c.points) >= 3]
-        if isinstance(geometry, list)
-        else None
-    )
+    closed = [c for c in geometry if c.encloses_area] if isinstance(geometry, list) else None
     if closed is not None:
         doses, volumes, sampling, warnings = _sample_contours(
             dose, closed, factor, slice_thickness_mm, end_cap_mm, name, cancel

@@ -195,19 +195,29 @@ def bounding_box(mask: np.ndarray) -> Box | None:
     return tuple(box)
 
 
+#: Geometric types of RTSTRUCT contours that enclose an area.
+CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
+
+
 @dataclass
 class PlanarContour:
     """One contour as a structure set stores it: points in LPS mm on one image plane.
 
     Attributes:
         points: (N, 3) LPS mm.
-        geometric_type: "CLOSED_PLANAR", "OPEN_PLANAR" or "POINT".
+        geometric_type: "CLOSED_PLANAR", "CLOSEDPLANAR_XOR", "OPEN_PLANAR" or "POINT".
         image_uid: SOP Instance UID of the image it lies on ("" when not referenced).
     """
 
     points: np.ndarray
     geometric_type: str = "CLOSED_PLANAR"
     image_uid: str = ""
+
+    @property
+    def encloses_area(self) -> bool:
+        """A closed contour of at least three points (CLOSEDPLANAR_XOR only states the even-odd
+        rule that inside is read with anyway)."""
+        return self.geometric_type in CLOSED_TYPES and len(self.points) >= 3
 
 
 @dataclass(eq=False)

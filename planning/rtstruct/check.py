@@ -29,9 +29,9 @@ from pydicom.dataelem import RawDataElement
 
 from planning.dicom.headers import read_dataset
 from planning.errors import DicomReadError
-from planning.rtstruct.reader import CLOSED_TYPES, ImagePlanes, parse_rois
+from planning.rtstruct.reader import ImagePlanes, parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
-from planning.structures import RoiType
+from planning.structures import CLOSED_TYPES, RoiType
 from planning.tg263 import check_name
 from planning.volume import Volume
 

@@ -39,6 +39,7 @@ from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, Dic
 from planning.rtstruct import contours as planar
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import (
+    CLOSED_TYPES,
     GenerationAlgorithm,
     Mask,
     PlanarContour,
@@ -64,8 +65,6 @@ _POINT_COUNT = 0x30060046
 _CONTOUR_DATA = 0x30060050
 _DISPLAY_COLOR = 0x3006002A
 _REFERENCED_ROI_NUMBER = 0x30060084
-#: Geometric types that enclose an area (CLOSEDPLANAR_XOR states the even-odd rule applied anyway).
-CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
 #: Contours farther than this from their image plane (mm) are reported.
 OFF_PLANE_REPORT_MM = 0.05
 _ProgressCallback = Callable[[str, int, int], None]

@@ -70,6 +70,16 @@ def test_dvh_curves_are_consistent():
     assert dvh.d_cc(dvh.volume_cc * 2) == 0.0 and dvh.v_gy(1e6) == 0.0
 
 
+def test_closedplanar_xor_contours_are_closed_and_read_even_odd():
+    dose, _ = gradient_dose()
+    outer = box_contours(-10, 10, -5, 5, [0.0, 3.0])
+    hole = box_contours(-4, 4, -2, 2, [0.0, 3.0])
+    closed = compute_dvh(dose, outer + hole, name="ring")
+    xor = compute_dvh(dose, [PlanarContour(c.points, "CLOSEDPLANAR_XOR") for c in outer + hole], name="ring")
+    assert closed.volume_cc == pytest.approx((20 * 10 - 8 * 4) * 6 / 1000, rel=0.05)
+    assert xor.volume_cc == closed.volume_cc and xor.mean == closed.mean
+
+
 BREAST = ("dicom", "dicompyler-breast")
 
 
