@@ -11,11 +11,13 @@ of a dose voxel — dicompyler-core #243 shows DVHs of small structures off by G
 Two sources of geometry:
 
 - **planar contours** (`Structure.contours` or an RTSTRUCT read without its images): each
-  contour plane is a slab one plane spacing thick centred on it (the convention of treatment
-  planning systems and of dicompyler-core); inside means inside an odd number of the plane's
-  contours (holes). No CT is needed. The planes must be parallel to the dose frames. Where the
-  structure ends (no plane one spacing further), the slab reaches `end_cap_mm` past the last
-  plane: half a spacing by default. dicompyler-core's "interpolation between planes" repeats the
+  contour plane is a slab reaching halfway to the neighbouring planes: one plane spacing thick,
+  centred on it, on an evenly spaced CT (the convention of treatment planning systems and of
+  dicompyler-core), and following the slices where their spacing changes. Inside means inside
+  an odd number of the plane's contours (holes). No CT is needed. The planes must be parallel to
+  the dose frames. Where the structure ends (no neighbouring plane, or a gap of over 1.5 slice
+  spacings: a slice left without contour), the slab reaches `end_cap_mm` past the plane: half
+  its slice spacing by default. dicompyler-core's "interpolation between planes" repeats the
   nearest plane on a finer grid from the first plane to the last, which amounts to an end cap of
   a sixth of the spacing; that, not the interpolation, is what makes its small-structure DVHs
   differ from the slab convention.
@@ -187,8 +189,8 @@ def compute_dvh(
             the planar contours themselves.
         name: the DVH's name (default: the structure's).
         factor: in-plane samples per dose voxel along x and y (1, 2, 4, 8) or "auto".
-        slice_thickness_mm: thickness of each contour plane (default: the median spacing of the
-            structure's planes; a single plane gets the dose frame spacing).
+        slice_thickness_mm: thickness of each contour plane (default: halfway to its neighbouring
+            planes; a single plane gets the dose frame spacing).
         end_cap_mm: how far the structure reaches past its first and last contour planes (> 0;
             default: half the plane thickness). Planar contours only.
         bin_width: histogram bin width.
@@ -249,36 +251,41 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     grid = dose.grid
     planes = _planes(grid, contours, name)
     positions = np.array(sorted(planes))
+    thickness_index = None if thickness is None else float(thickness) / grid.spacing_xyz[2]
     plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
-    thickness_index = plane_step if thickness is None else float(thickness) / grid.spacing_xyz[2]
-    if end_cap is not None and not 0 < end_cap <= plane_step * grid.spacing_xyz[2] * (1 + 1e-9):
-        raise ValueError(
-            f"the end cap must be > 0 mm and at most the plane spacing "
-            f"({plane_step * grid.spacing_xyz[2]:g} mm), got {end_cap:g} mm"
-        )
-    cap_index = thickness_index / 2 if end_cap is None else float(end_cap) / grid.spacing_xyz[2]
-    areas = {z: abs(_polygon_area_even_odd(planes[z])) for z in positions}
-    volume_index = sum(areas.values()) * thickness_index
+    if end_cap is not None:
+        if not 0 < end_cap <= plane_step * grid.spacing_xyz[2] * (1 + 1e-9):
+            raise ValueError(
+                f"the end cap must be > 0 mm and at most the plane spacing "
+                f"({plane_step * grid.spacing_xyz[2]:g} mm), got {end_cap:g} mm"
+            )
+        caps = np.full(len(positions), float(end_cap) / grid.spacing_xyz[2])
+    elif thickness_index is not None:
+        caps = np.full(len(positions), thickness_index / 2)
+    else:
+        caps = _local_steps(positions) / 2
+    slabs = [
+        (caps[i] if below is None else below, caps[i] if above is None else above)
+        for i, (below, above) in enumerate(_slabs(positions, thickness_index))
+    ]
+    areas = [abs(_polygon_area_even_odd(planes[z])) for z in positions]
+    volume_index = sum(area * (below + above) for area, (below, above) in zip(areas, slabs, strict=True))
     f = _choose_factor(factor, volume_index)
-    sub_planes = (
-        1
-        if f == 1
-        else max(1, int(math.ceil(thickness_index * grid.spacing_xyz[2] * f / grid.spacing_xyz[0])))
-    )
-    doses, inside_flags, volumes = [], [], []
-    for z in positions:
+    doses, inside_flags, volumes, sub_counts = [], [], [], []
+    for z, (below, above) in zip(positions, slabs, strict=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("DVH computation cancelled")
-        polygons = planes[z]
-        xs, ys, inside = _inside_samples(polygons, f)
+        xs, ys, inside = _inside_samples(planes[z], f)
         if not inside.any():
             continue
         rows, columns = np.nonzero(inside)
         points = np.column_stack([xs[columns], ys[rows]])
-        below, above = (
-            thickness_index / 2 if np.any(np.abs(positions - (z + step)) < 0.25 * abs(step)) else cap_index
-            for step in (-plane_step, plane_step)
+        sub_planes = (
+            1
+            if f == 1
+            else max(1, math.ceil((below + above) * grid.spacing_xyz[2] * f / grid.spacing_xyz[0]))
         )
+        sub_counts.append(sub_planes)
         for j in range(sub_planes):
             dz = -below + (below + above) * (j + 0.5) / sub_planes
             index = np.column_stack([points, np.full(len(points), z + dz)])
@@ -293,12 +300,55 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     volumes = np.concatenate(volumes) if volumes else np.zeros(0)
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
     sampling = (
-        f"planar contours, {len(positions)} planes {thickness_index * grid.spacing_xyz[2]:.3g} mm thick, "
-        f"ends {cap_index * grid.spacing_xyz[2]:.3g} mm past the last planes; "
-        f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {sub_planes} per plane"
+        f"planar contours, {len(positions)} planes {_range_mm(np.diff(positions), grid)} apart, "
+        f"ends {_range_mm([slabs[0][0], slabs[-1][1]], grid)} past the last planes; "
+        f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
     )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
     return doses, volumes, sampling, warnings
+
+
+def _slabs(positions: np.ndarray, thickness: float | None) -> list[tuple[float | None, float | None]]:
+    """For each contour plane (z index, ascending): how far its slab reaches below and above it,
+    in index units; None where the structure ends there (no adjacent plane on that side).
+
+    A plane's slab reaches halfway to an adjacent plane (each plane stands for its image slice,
+    on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given. Two
+    consecutive planes are adjacent unless their gap is over 1.5 times the slice spacing at both
+    (its smallest gap to a neighbour): a skipped slice is where the structure is absent."""
+    gaps = np.diff(positions)
+    local = _local_steps(positions)
+    slabs: list[tuple[float | None, float | None]] = []
+    for i in range(len(positions)):
+        sides = []
+        for j, gap in ((i - 1, gaps[i - 1] if i > 0 else None), (i + 1, gaps[i] if i < len(gaps) else None)):
+            adjacent = gap is not None and gap <= 1.5 * max(local[i], local[j]) * (1 + 1e-6)
+            sides.append((thickness / 2 if thickness is not None else gap / 2) if adjacent else None)
+        slabs.append((sides[0], sides[1]))
+    return slabs
+
+
+def _local_steps(positions: np.ndarray) -> np.ndarray:
+    """Each plane's slice spacing: its smallest gap to a neighbouring plane (1, a dose frame, for a
+    single plane)."""
+    if len(positions) < 2:
+        return np.ones(len(positions))
+    gaps = np.diff(positions)
+    return np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+
+
+def _range_mm(values, grid) -> str:
+    values = np.asarray(values, float) * grid.spacing_xyz[2]
+    if len(values) == 0:
+        return "–"
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.3g} mm" if high - low < 1e-3 else f"{low:.3g}–{high:.3g} mm"
+
+
+def _range(counts) -> str:
+    if not counts:
+        return "–"
+    return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
 
 
 def _planes(grid, contours, name) -> dict[float, list[np.ndarray]]:

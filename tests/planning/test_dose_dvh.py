@@ -80,6 +80,26 @@ def test_closedplanar_xor_contours_are_closed_and_read_even_odd():
     assert xor.volume_cc == closed.volume_cc and xor.mean == closed.mean
 
 
+@pytest.mark.parametrize(
+    "planes_mm, length_mm",
+    [
+        (np.arange(0, 100.01, 2.5), 1.25 + 100 + 1.25),
+        # 2.5 mm slices, then 5 mm: each plane stands for its own slice
+        (np.r_[np.arange(0, 50.01, 2.5), np.arange(55, 100.01, 5)], 1.25 + 100 + 2.5),
+        (np.r_[np.arange(0, 30.01, 2.5), np.arange(35, 100.01, 5)], 1.25 + 100 + 2.5),
+        # a slice left without contour: two pieces, each with its own ends
+        (np.r_[np.arange(0, 20.01, 2.5), np.arange(25, 40.01, 2.5)], (1.25 + 20 + 1.25) + (1.25 + 15 + 1.25)),
+    ],
+)
+def test_contour_planes_stand_for_their_own_slices_on_uneven_spacing(planes_mm, length_mm):
+    grid = Grid((60, 80, 80), (2.5, 2.5, 2.5), (-100.0, -100.0, -20.0))
+    dose = Dose(np.full(grid.shape, 2.0, np.float32), grid)
+    square = box_contours(-21.25, 18.75, -21.25, 18.75, planes_mm)  # on dose voxel edges: 1600 mm²
+    dvh = compute_dvh(dose, square, name="column")
+    assert dvh.volume_cc == pytest.approx(1600 * length_mm / 1000, rel=1e-9)
+    assert dvh.mean == pytest.approx(2.0)
+
+
 BREAST = ("dicom", "dicompyler-breast")
 
 
