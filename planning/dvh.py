@@ -264,10 +264,12 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
         caps = np.full(len(positions), thickness_index / 2)
     else:
         caps = _local_steps(positions) / 2
+    adjacent = _slabs(positions, thickness_index)
     slabs = [
         (caps[i] if below is None else below, caps[i] if above is None else above)
-        for i, (below, above) in enumerate(_slabs(positions, thickness_index))
+        for i, (below, above) in enumerate(adjacent)
     ]
+    ends = [caps[i] for i, sides in enumerate(adjacent) for side in sides if side is None]
     areas = [abs(_polygon_area_even_odd(planes[z])) for z in positions]
     volume_index = sum(area * (below + above) for area, (below, above) in zip(areas, slabs, strict=True))
     f = _choose_factor(factor, volume_index)
@@ -301,7 +303,7 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
     sampling = (
         f"planar contours, {len(positions)} planes {_range_mm(np.diff(positions), grid)} apart, "
-        f"ends {_range_mm([slabs[0][0], slabs[-1][1]], grid)} past the last planes; "
+        f"ends {_range_mm(ends, grid)} past the end planes; "
         f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
     )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
