@@ -185,8 +185,8 @@ def compute_dvh(
 
     Args:
         dose: the dose grid.
-        structure: a Structure (its planar contours when it has them, else its mask), a Mask, or
-            the planar contours themselves.
+        structure: a Structure (its planar contours when it has them and they are parallel to
+            the dose planes, else its mask), a Mask, or the planar contours themselves.
         name: the DVH's name (default: the structure's).
         factor: in-plane samples per dose voxel along x and y (1, 2, 4, 8) or "auto".
         slice_thickness_mm: thickness of each contour plane (default: halfway to its neighbouring
@@ -203,6 +203,14 @@ def compute_dvh(
         geometry = structure
     name = name or "structure"
     closed = [c for c in geometry if c.encloses_area] if isinstance(geometry, list) else None
+    if (
+        closed is not None
+        and isinstance(structure, Structure)
+        and not structure.mask.is_empty
+        and not _parallel(dose.grid, closed)
+    ):
+        closed = None  # contours on oblique images: their mask, on those images, is sampled instead
+        geometry = structure.mask
     if closed is not None:
         doses, volumes, sampling, warnings = _sample_contours(
             dose, closed, factor, slice_thickness_mm, end_cap_mm, name, cancel
@@ -351,6 +359,15 @@ def _range(counts) -> str:
     if not counts:
         return "–"
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
+
+
+def _parallel(grid, contours) -> bool:
+    """Whether every contour lies in one dose plane (within `PLANE_TOLERANCE_MM`)."""
+    tolerance = PLANE_TOLERANCE_MM / grid.spacing_xyz[2]
+    return all(
+        np.ptp(grid.patient_to_index(np.asarray(c.points, dtype=np.float64))[:, 2]) <= 2 * tolerance
+        for c in contours
+    )
 
 
 def _planes(grid, contours, name) -> dict[float, list[np.ndarray]]:

@@ -8,9 +8,9 @@ from support.data import data_path
 
 from planning.dose import Dose, load_dose
 from planning.dvh import compute_dvh
-from planning.errors import DicomReadError
+from planning.errors import DicomReadError, GeometryError
 from planning.geometry import Grid
-from planning.structures import Mask, PlanarContour
+from planning.structures import Mask, PlanarContour, Structure
 
 
 def gradient_dose(slope_gy_per_mm=0.5):
@@ -98,6 +98,26 @@ def test_contour_planes_stand_for_their_own_slices_on_uneven_spacing(planes_mm, 
     dvh = compute_dvh(dose, square, name="column")
     assert dvh.volume_cc == pytest.approx(1600 * length_mm / 1000, rel=1e-9)
     assert dvh.mean == pytest.approx(2.0)
+
+
+def test_contours_on_oblique_images_are_sampled_through_their_mask():
+    """An oblique series' contours do not lie in dose planes; the structure read onto those
+    images still has its mask, and that is what the DVH samples."""
+    dose, slope = gradient_dose()
+    angle = np.radians(20)
+    tilted = np.array([[1, 0, 0], [0, np.cos(angle), np.sin(angle)], [0, -np.sin(angle), np.cos(angle)]])
+    image = Grid((30, 60, 60), (1.0, 1.0, 1.0), (-30.0, -30.0, -15.0), tilted)
+    centre = image.index_to_patient(np.array([[29.5, 29.5, 14.5]]))[0]
+    points = image.index_to_patient(np.argwhere(np.ones(image.shape, bool))[:, ::-1].astype(float))
+    ball = (np.linalg.norm(points - centre, axis=1) <= 10).reshape(image.shape)
+    ring = [PlanarContour(image.index_to_patient(np.array([[20, 20, 14], [40, 20, 14], [40, 40, 14]], float)))]
+    structure = Structure("Ball", Mask.from_full(image, ball), contours=ring)
+    dvh = compute_dvh(dose, structure)
+    assert dvh.volume_cc == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.03)
+    assert dvh.mean == pytest.approx(slope * (centre[0] + 40.0), rel=0.01)
+    assert dvh.sampling.startswith("mask")
+    with pytest.raises(GeometryError, match="not parallel to the dose planes"):  # the contours alone
+        compute_dvh(dose, ring, name="Ball")
 
 
 BREAST = ("dicom", "dicompyler-breast")
