@@ -110,7 +110,8 @@ def test_contours_on_oblique_images_are_sampled_through_their_mask():
     centre = image.index_to_patient(np.array([[29.5, 29.5, 14.5]]))[0]
     points = image.index_to_patient(np.argwhere(np.ones(image.shape, bool))[:, ::-1].astype(float))
     ball = (np.linalg.norm(points - centre, axis=1) <= 10).reshape(image.shape)
-    ring = [PlanarContour(image.index_to_patient(np.array([[20, 20, 14], [40, 20, 14], [40, 40, 14]], float)))]
+    triangle = np.array([[20, 20, 14], [40, 20, 14], [40, 40, 14]], float)
+    ring = [PlanarContour(image.index_to_patient(triangle))]
     structure = Structure("Ball", Mask.from_full(image, ball), contours=ring)
     dvh = compute_dvh(dose, structure)
     assert dvh.volume_cc == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.03)
