@@ -65,6 +65,17 @@ def test_contraction_of_sphere(margin):
     assert shrunk.volume_cc == pytest.approx(4 / 3 * np.pi * (30 - margin) ** 3 / 1000, rel=0.015)
 
 
+@pytest.mark.parametrize("margin_mm, width_px", [(0.4, 40), (0.9, 38), (1.9, 36), (3.0, 34), (4.9, 30)])
+def test_contraction_of_a_flat_face_removes_the_voxels_within_the_margin(margin_mm, width_px):
+    """A face lies half a voxel outside its outer voxel centres: a contraction removes the k-th
+    layer once the margin passes k − ½ voxels (here within 0.15 voxel: see margins.py)."""
+    grid = Grid((40, 80, 80), (1.0, 1.0, 1.0))
+    box = np.zeros(grid.shape, bool)
+    box[5:35, 20:60, 20:60] = True
+    shrunk = shrink(Mask.from_full(grid, box), margin_mm)
+    assert shrunk.array.shape[1:] == (width_px, width_px)
+
+
 @pytest.mark.parametrize("margin, slices", [(1, 0), (2, 1), (4.5, 2), (5, 2), (7, 2), (8, 3)])
 def test_flat_end_grows_by_the_slab_convention(margin, slices):
     # a cylinder contoured on 3 mm slices stands for slabs ±1.5 mm around them: a margin adds
