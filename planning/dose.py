@@ -73,7 +73,11 @@ class Dose:
 
     @property
     def unit_label(self) -> str:
-        return "Gy" if self.units == "GY" else "relative"
+        """ "Gy"; "Gy(effective)" for a biologically weighted dose (DoseType EFFECTIVE: RBE- or
+        EQD2-weighted, per the planning system); "relative" for DoseUnits RELATIVE."""
+        if self.units != "GY":
+            return "relative"
+        return "Gy(effective)" if self.dose_type == "EFFECTIVE" else "Gy"
 
     def sample(self, index_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Trilinear dose at continuous voxel indices (N, 3) in (x, y, z) order.
@@ -127,7 +131,7 @@ def load_dose(path: str | os.PathLike) -> Dose:
     units = str(dataset.get("DoseUnits", "GY") or "GY").strip().upper()
     dose_type = str(dataset.get("DoseType", "") or "").strip().upper()
     summation_type = str(dataset.get("DoseSummationType", "") or "").strip().upper()
-    warnings += _partial_dose_warnings(path.name, dose_type, summation_type)
+    warnings += _partial_dose_warnings(path.name, dose_type, summation_type, units)
     for text in warnings:
         log.warning(text)
     return Dose(
@@ -155,9 +159,9 @@ _PARTIAL_SUMMATIONS = {
 }
 
 
-def _partial_dose_warnings(name: str, dose_type: str, summation_type: str) -> list[str]:
-    """Say so when a file holds less than the plan's dose, or a dose difference: its DVH values
-    (D95, V20Gy, …) are not the plan's."""
+def _partial_dose_warnings(name: str, dose_type: str, summation_type: str, units: str) -> list[str]:
+    """Say so when a file holds less than the plan's dose, a dose difference or relative doses:
+    its DVH values (D95, V20Gy, …) are not the plan's in Gy."""
     warnings = []
     if summation_type in _PARTIAL_SUMMATIONS:
         part = _PARTIAL_SUMMATIONS[summation_type]
@@ -167,6 +171,11 @@ def _partial_dose_warnings(name: str, dose_type: str, summation_type: str) -> li
         )
     if dose_type == "ERROR":
         warnings.append(f"{name}: a dose difference (DoseType ERROR), not a dose")
+    if units == "RELATIVE":
+        warnings.append(
+            f"{name}: relative doses (DoseUnits RELATIVE): doses and dose levels are fractions of "
+            "the planning system's reference dose, not Gy"
+        )
     return warnings
 
 

@@ -492,10 +492,13 @@ def write_table(
     percents: Sequence[float] = (98, 95, 50, 2),
     cc: Sequence[float] = (),
     levels: Sequence[float] = (),
+    dose_warnings: Sequence[str] = (),
 ) -> None:
     """A CSV of one row per DVH: volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_x (cc and %), how the
-    structure was sampled, and its warnings. Doses in the DVHs' unit (Gy or relative). A DVH
-    with no volume (a structure of points or open contours) has its row, numbers left blank."""
+    structure was sampled, and its warnings, after `dose_warnings` (the dose file's: a per-fraction
+    dose, relative doses), which hold for every row. Doses in the DVHs' unit (Gy, Gy(effective)
+    or relative). A DVH with no volume (a structure of points or open contours) has its row,
+    numbers left blank."""
     unit = dvhs[0].units if dvhs else "Gy"
     header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
     header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
@@ -509,15 +512,14 @@ def write_table(
             for dvh in dvhs:
                 if dvh.is_empty:
                     blank = [""] * (len(header) - 4)
-                    warnings = ["no volume: no closed contours", *dvh.warnings]
+                    warnings = [*dose_warnings, "no volume: no closed contours", *dvh.warnings]
                     writer.writerow([dvh.name, "0", *blank, dvh.sampling, " | ".join(warnings)])
                     continue
                 row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
                 row += [dvh.d_percent(p) for p in percents] + [dvh.d_cc(c) for c in cc]
                 row += [dvh.v_gy(level) for level in levels] + [dvh.v_percent(level) for level in levels]
-                writer.writerow(
-                    [dvh.name, *[f"{v:.4f}" for v in row], dvh.sampling, " | ".join(dvh.warnings)]
-                )
+                warnings = [*dose_warnings, *dvh.warnings]
+                writer.writerow([dvh.name, *[f"{v:.4f}" for v in row], dvh.sampling, " | ".join(warnings)])
 
     write_atomically(path, write)
 

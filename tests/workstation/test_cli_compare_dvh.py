@@ -138,3 +138,27 @@ def test_dvh_refuses_a_dose_of_another_patient(tmp_path, capsys):
         assert "delineo: error: rtdose.dcm is in frame of reference 2.16.840.1.113662.2.12.0.3057" in err
         assert "RS.dcm" in err and "different patient coordinate systems" in err
     assert not out.exists()
+
+
+def test_dvh_table_carries_what_the_dose_file_is(tmp_path, capsys):
+    """A per-fraction dose, a biologically weighted one, relative doses: the CSV says so in every
+    row and in its column names, not only on the terminal."""
+    import pydicom
+
+    folder = data_path("dicom", "dicompyler-breast")
+    dataset = pydicom.dcmread(folder / "rtdose.dcm")
+    dataset.DoseSummationType, dataset.DoseType = "FRACTION", "EFFECTIVE"
+    dataset.save_as(tmp_path / "fraction.dcm")
+    out = tmp_path / "fraction.csv"
+    args = [str(folder / "rtss.dcm"), "--names", "Heart", "Breast", "--levels", "10"]
+    assert main(["dvh", str(tmp_path / "fraction.dcm"), *args, "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert {"Dmean_Gy(effective)", "V10Gy(effective)_cc"} <= set(rows[0])
+    assert all(r["warnings"].startswith("fraction.dcm: the dose of one fraction") for r in rows)
+    dataset.DoseSummationType, dataset.DoseType, dataset.DoseUnits = "PLAN", "PHYSICAL", "RELATIVE"
+    dataset.save_as(tmp_path / "relative.dcm")
+    out = tmp_path / "relative.csv"
+    assert main(["dvh", str(tmp_path / "relative.dcm"), *args, "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert "Dmean_relative" in rows[0]
+    assert all("fractions of the planning system's reference dose, not Gy" in r["warnings"] for r in rows)

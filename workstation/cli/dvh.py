@@ -95,7 +95,9 @@ def run(args) -> int:
         if color:
             colors[name] = color
     unit = dose.unit_label
-    write_table(table, args.out, percents=args.percents, cc=args.cc, levels=args.levels)
+    write_table(
+        table, args.out, percents=args.percents, cc=args.cc, levels=args.levels, dose_warnings=dose.warnings
+    )
     for dvh in dvhs:
         print(
             f"{dvh.name:<20} {dvh.volume_cc:9.2f} cc  Dmean {dvh.mean:7.3f}  Dmax {dvh.max:7.3f}  "
