@@ -146,10 +146,15 @@ def describe(recipe: dict | str) -> str:
 
 
 def description_for(recipe: dict) -> str:
-    """The ROI description of a derived structure: summary, then the recipe as compact JSON."""
+    """The ROI description of a derived structure: summary, then the recipe as compact JSON; the
+    recipe alone when both do not fit the ROI Description (1024 characters); the summary alone,
+    cut, when the recipe does not fit either (`recipe_from_description` then finds none)."""
     summary = f"Derived: {_strip(describe(recipe))}"
-    full = f"{summary} {RECIPE_TAG}{json.dumps(recipe, separators=(',', ':'), ensure_ascii=False)}"
-    return full if len(full) <= _DESCRIPTION_LIMIT else summary[:_DESCRIPTION_LIMIT]
+    tagged = f"{RECIPE_TAG}{json.dumps(recipe, separators=(',', ':'), ensure_ascii=False)}"
+    for description in (f"{summary} {tagged}", tagged):
+        if len(description) <= _DESCRIPTION_LIMIT:
+            return description
+    return summary[:_DESCRIPTION_LIMIT]
 
 
 def recipe_from_description(description: str) -> dict | None:

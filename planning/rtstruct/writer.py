@@ -40,6 +40,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
+from planning.derived import recipe_from_description
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.rtstruct import contours as planar
@@ -116,6 +117,11 @@ def write_rtstruct(
         roi_contours.append(_roi_contour(structure, number, items))
         if not items:
             warnings.append(f"{name}: empty, written without contours")
+        if structure.recipe is not None and recipe_from_description(structure.description) is None:
+            warnings.append(
+                f"{name}: its recipe is too long for the ROI Description (1024 characters); it is "
+                "written as a plain structure and cannot be rebuilt from its sources when read back"
+            )
     if on_progress is not None:
         on_progress("Writing RTSTRUCT", len(rois), len(rois))
     externals = [

@@ -395,3 +395,23 @@ def test_derived_structures_read_back_can_be_rebuilt(case):
     assert any("PTV: derived from BODY, CTV" in w for w in alone.warnings)
     assert stale(alone) == ["PTV"]
     assert alone["PTV"].volume_cc == pytest.approx(plan["PTV"].volume_cc, rel=0.02)
+
+
+@pytest.mark.parametrize("sources, kept", [(24, True), (60, False)])
+def test_a_long_recipe_keeps_to_the_roi_description_or_is_said_lost(case, sources, kept):
+    """The ROI Description holds 1024 characters: a recipe too long with its summary travels
+    alone; one too long by itself is written as a plain structure, with a warning."""
+    from planning.derived import derive
+
+    folder, volume, structures, truth, out = case
+    plan = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    names = [f"Bowel_Loop_Segment_{i:02d}" for i in range(sources)]
+    for name in names:
+        plan.add(Structure(name, structures["Sphere"].mask.copy()))
+    recipe = {"op": "expand", "source": {"op": "union", "sources": names}, "margins": 5}
+    plan.add(derive(recipe, plan, name="PRV_Bowel"))
+    warnings = write_rtstruct(plan, volume, out / "long.dcm")
+    back = read_rtstruct(out / "long.dcm", volume)
+    restored = back["PRV_Bowel"].recipe or {}
+    assert ({k: v for k, v in restored.items() if k != "built_from"} == recipe) is kept
+    assert any("PRV_Bowel: its recipe is too long" in w for w in warnings) is not kept
