@@ -12,10 +12,10 @@ internal air (lungs, airways, bowel gas) filled.
 4. At full resolution the skin surface is placed at HU > `skin_hu` (−500, halfway between fat and
    air) within one reduced voxel of the reduced body.
 5. Where the patient lies directly on the couch, the couch top is found in each slice as the
-   first row (the couch is at the bottom of the scanner's image, high row index, whatever the
-   patient position) near the body's lowest row where dense material (> −700 HU) outside the
-   body runs horizontally over at least `couch_run_fraction` of the body's width; nothing at or
-   below the couch top is body.
+   first row (the couch is at the bottom of the image, high row index: `RuleModel` turns the
+   image so, see `segmentation.rules.model.working_orientation`) near the body's lowest row where
+   dense material (> −700 HU) outside the body runs horizontally over at least
+   `couch_run_fraction` of the body's width; nothing at or below the couch top is body.
 """
 
 from __future__ import annotations

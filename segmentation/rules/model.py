@@ -1,4 +1,11 @@
-"""The rule-based contours as a model: name, structures, ``predict`` like a network model."""
+"""The rule-based contours as a model: name, structures, ``predict`` like a network model.
+
+The rules work on axial slices of an array whose axes run along the patient's: z toward the head,
+rows toward the couch (posterior for a supine patient), columns toward the patient's left. Like
+the network pipeline, ``predict`` brings the image to that orientation first (a permutation and
+flips of the array's axes, no resampling; an oblique grid takes the nearest patient axes) and the
+masks back to the image's own grid, voxel for voxel.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,12 @@ from collections.abc import Callable
 import numpy as np
 
 from planning.errors import Cancelled
+from planning.geometry import Grid
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
 from segmentation.engine.manifest import OutputSpec
+from segmentation.engine.orientation import Reorientation
 from segmentation.engine.pipeline import RunInfo, check_modality, credit, finite_voxels, select_outputs
 
 
@@ -59,7 +68,9 @@ class RuleModel:
         warnings += check_modality(volume, self.modality, self.name)
         on_progress = on_progress or (lambda stage, done, total: None)
         info, started = RunInfo(device="cpu", warnings=warnings), time.perf_counter()
-        hu, spacing = volume.array, volume.grid.spacing_zyx
+        orient = Reorientation.between(volume.grid.direction, working_orientation(volume))
+        hu, grid = _forward(volume.array, orient), reoriented_grid(volume.grid, orient)
+        spacing = grid.spacing_zyx
         steps = (
             1
             + any(s in wanted for s in ("Lung_L", "Lung_R", "Bone"))
@@ -76,13 +87,14 @@ class RuleModel:
             done += 1
             _step(on_progress, stage, done, steps, cancel)
         if any(s in wanted for s in ("Lung_L", "Lung_R")):
-            masks.update(lung_masks(hu, volume.grid, body, masks["Bone"]))
+            masks.update(lung_masks(hu, grid, body, masks["Bone"]))
             done += 1
             _step(on_progress, stage, done, steps, cancel)
+        del hu
         result = StructureSet(volume.grid, volume.frame_of_reference_uid, label="Delineo rules")
         for output in self.outputs:
             if output.name in wanted:
-                mask = Mask.from_full(volume.grid, masks[output.name])
+                mask = Mask.from_full(volume.grid, orient.backward(masks[output.name]))
                 result.add(
                     Structure(
                         output.name,
@@ -102,3 +114,44 @@ def _step(on_progress, stage, done, total, cancel) -> None:
     on_progress(stage, done, total)
     if cancel is not None and cancel.is_set() and done < total:
         raise Cancelled("rule-based contouring cancelled")
+
+
+def working_orientation(volume: Volume) -> str:
+    """The orientation the rules work in, as letters for the array's x, y, z indices.
+
+    "LPS" (rows toward posterior: a supine patient's couch at the high rows), except for an axial
+    DICOM series, which keeps its rows and columns as stored: a scanner's axial images have the
+    couch at the bottom (rows run toward it) whatever the patient position, prone included (its
+    rows run toward anterior). Only its slice axis is turned toward superior."""
+    direction = volume.grid.direction
+    nearest = np.argmax(np.abs(direction), axis=0)  # the LPS axis each index axis (x, y, z) follows
+    if not volume.slices or sorted(nearest.tolist()) != [0, 1, 2] or nearest[2] != 2:
+        return "LPS"
+    letters = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A"}
+    x, y = (letters[int(nearest[k]), int(np.sign(direction[nearest[k], k]))] for k in (0, 1))
+    return x + y + "S"
+
+
+def reoriented_grid(grid: Grid, orient: Reorientation) -> Grid:
+    """The grid of ``orient``'s array of `grid`: the same voxels at the same patient positions."""
+    spacing_zyx = orient.spacing(grid.spacing_zyx)
+    shape = tuple(grid.shape[axis] for axis in orient.order)
+    # The volume index (z, y, x) of the reoriented array's voxel [0, 0, 0].
+    first = [0, 0, 0]
+    for axis, flip in zip(orient.order, orient.flip, strict=True):
+        first[axis] = grid.shape[axis] - 1 if flip else 0
+    # Column j (index axis x, y, z) of the direction: reoriented zyx axis 2 - j follows volume zyx
+    # axis order[2 - j], which is volume index axis 2 - order[2 - j].
+    columns = [
+        grid.direction[:, 2 - orient.order[2 - j]] * (-1.0 if orient.flip[2 - j] else 1.0) for j in range(3)
+    ]
+    origin = grid.index_to_patient(np.asarray(first[::-1], dtype=float))
+    return Grid(shape, spacing_zyx[::-1], tuple(origin), np.column_stack(columns))
+
+
+def _forward(array: np.ndarray, orient: Reorientation) -> np.ndarray:
+    """Volume array (z, y, x) → the reoriented array (one copy; none when nothing changes)."""
+    if orient.is_identity:
+        return array
+    flips = tuple(slice(None, None, -1) if flip else slice(None) for flip in orient.flip)
+    return np.ascontiguousarray(np.transpose(array, orient.order)[flips])

@@ -166,3 +166,60 @@ def test_voxels_that_are_not_numbers_are_taken_as_the_lowest_value():
     [warning] = model.last_run.warnings
     assert "voxels that are not numbers (NaN or infinite) were segmented as -10" in warning
     np.testing.assert_array_equal(result["External"].mask.full(), plain)
+
+
+@pytest.fixture(scope="module")
+def two_lung_ct():
+    """A real thorax with both lungs: the lung CT (the patient's right hemithorax, cut near the
+    spine) joined to its left–right mirror image, 30 slices, stored in LPS order."""
+    loaded = load_volume(data_path("dicom", "ibsi1-lung-ct", "image"))
+    hu = loaded.array[15:45]
+    hu = np.ascontiguousarray(np.concatenate([hu, hu[:, :, ::-1]], axis=2))
+    grid = Grid(hu.shape, loaded.grid.spacing_xyz, loaded.grid.slice_position(15))
+    volume = Volume(hu, grid, modality="CT", slices=loaded.slices[15:45])
+    return volume, RuleModel().predict(volume)
+
+
+def centre_x(structure) -> float:
+    """LPS x (mm) of a structure's centre of mass."""
+    index_zyx = np.array(np.nonzero(structure.mask.full())).mean(axis=1)
+    return float(structure.mask.grid.index_to_patient(index_zyx[::-1])[0])
+
+
+def test_the_same_patient_stored_sagittally_and_flipped_gets_the_same_contours(two_lung_ct):
+    volume, axial = two_lung_ct
+    assert axial["Lung_L"].volume_cc > 300 and axial["Lung_R"].volume_cc > 300
+    assert centre_x(axial["Lung_L"]) > centre_x(axial["Lung_R"]) + 100  # LPS: patient left is +x
+    # Stored as sagittal slices: slice index along patient x (left), rows toward anterior,
+    # columns toward superior; stored[i, j, k] = axial[k, ny - 1 - j, i].
+    stored = np.ascontiguousarray(np.transpose(volume.array, (2, 1, 0))[:, ::-1, :])
+    ny = volume.shape[1]
+    s = volume.grid.spacing_xyz
+    direction = np.column_stack([(0.0, 0.0, 1.0), (0.0, -1.0, 0.0), (1.0, 0.0, 0.0)])  # index x, y, z
+    origin = volume.grid.index_to_patient(np.array([0.0, ny - 1.0, 0.0]))
+    grid = Grid(stored.shape, (s[2], s[1], s[0]), tuple(origin), direction)
+    sagittal = Volume(stored, grid, modality="CT")
+    # The two grids put each voxel at the same place in the patient.
+    index = np.array([[3, 7, 11], [17, 150, 25], [200, 0, 29]])  # (x, y, z) of the axial volume
+    moved = np.stack([index[:, 2], ny - 1 - index[:, 1], index[:, 0]], axis=1)  # of the sagittal
+    np.testing.assert_allclose(grid.index_to_patient(moved), volume.grid.index_to_patient(index), atol=1e-6)
+
+    result = RuleModel().predict(sagittal)
+    assert result.names() == axial.names()
+    for name in ("External", "Lung_L", "Lung_R", "Bone"):
+        back = np.transpose(result[name].mask.full()[:, ::-1, :], (2, 1, 0))
+        np.testing.assert_array_equal(back, axial[name].mask.full(), err_msg=name)
+        assert result[name].mask.grid.same_as(grid)
+    assert centre_x(result["Lung_L"]) > centre_x(result["Lung_R"]) + 100
+
+
+def test_an_axial_dicom_series_of_a_prone_patient_keeps_its_couch_at_the_bottom(two_lung_ct):
+    """A scanner stores axial images with the couch at the bottom whatever the patient position:
+    a prone patient's rows run toward anterior and columns toward the patient's right. The same
+    voxels with that geometry get the same External (couch left out) and the lungs swap names."""
+    volume, supine = two_lung_ct
+    prone_grid = Grid(volume.shape, volume.grid.spacing_xyz, (0.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0]))
+    prone = RuleModel().predict(Volume(volume.array, prone_grid, modality="CT", slices=volume.slices))
+    np.testing.assert_array_equal(prone["External"].mask.full(), supine["External"].mask.full())
+    np.testing.assert_array_equal(prone["Lung_L"].mask.full(), supine["Lung_R"].mask.full())
+    np.testing.assert_array_equal(prone["Lung_R"].mask.full(), supine["Lung_L"].mask.full())
