@@ -93,3 +93,43 @@ def test_an_unforeseen_io_error_is_one_line_not_a_traceback(monkeypatch, capsys)
     assert main(["info", "."]) == 1
     err = capsys.readouterr().err
     assert err == "delineo: error: /data/out.dcm: No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    "command, why",
+    [
+        (["segment", "{image}", "--model", "ct_rules", "--out", "{image}"], "is also an input"),
+        (["segment", "{ct}", "--model", "ct_rules", "--out", "{slice}"], "is one of the images in"),
+        (["convert", "{image}", "{image}"], "is also an input"),
+        (["dvh", "{slice}", "{ct}", "--series", "{ct}", "--out", "{slice}"], "is also an input"),
+        (["rtstruct", "export", "{image}", "--series", "{ct}", "--out", "{slice}"], "is one of the images"),
+    ],
+    ids=["segment-image", "segment-series", "convert", "dvh", "rtstruct-export"],
+)
+def test_an_output_never_replaces_an_input(command, why, tmp_path, capsys, no_loading):
+    """`--out` naming the input image, or one of the input series' images, would destroy it."""
+    write_ct_series(tmp_path / "ct", ct_phantom((3, 16, 16)))
+    (tmp_path / "image.nii.gz").write_bytes(b"an image the user keeps")
+    first_slice = sorted((tmp_path / "ct").iterdir())[0]
+    before = first_slice.read_bytes()
+    places = {"ct": str(tmp_path / "ct"), "image": str(tmp_path / "image.nii.gz"), "slice": str(first_slice)}
+    assert main([part.format(**places) for part in command]) == 1
+    assert why in capsys.readouterr().err
+    assert first_slice.read_bytes() == before
+    assert (tmp_path / "image.nii.gz").read_bytes() == b"an image the user keeps"
+
+
+def test_an_rtstruct_in_the_series_folder_may_be_replaced(tmp_path):
+    """What a command writes (an RTSTRUCT from an earlier run) is no input image: it may be
+    written again."""
+    from planning.imageio import load_volume
+    from planning.structure_io import save_structures
+    from planning.structures import Mask, Structure, StructureSet
+
+    write_ct_series(tmp_path / "ct", ct_phantom((3, 16, 16)))
+    volume = load_volume(tmp_path / "ct")
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    full = volume.array > -500
+    structures.add(Structure("Body", Mask.from_full(volume.grid, full)))
+    save_structures(structures, volume, tmp_path / "ct" / "RS.dcm")
+    check_output_file(tmp_path / "ct" / "RS.dcm", [tmp_path / "ct"])

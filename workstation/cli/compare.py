@@ -40,7 +40,7 @@ def run(args) -> int:
 
     csv_path = args.csv or args.out.with_suffix(".csv")
     for path in (args.out, csv_path):
-        check_output_file(path)
+        check_output_file(path, [args.reference, args.test, args.series])
     if args.series is not None:
         volume = load_volume(args.series)
     elif args.reference.is_file() and is_image_file(args.reference):

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    check_output_file(args.output)
+    check_output_file(args.output, [args.source])
     progress = ProgressBar()
     try:
         volume = load_volume(args.source, series=args.series, on_progress=progress)

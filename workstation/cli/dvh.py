@@ -67,7 +67,7 @@ def run(args) -> int:
     from workstation.cli.outputs import check_output_file
 
     for path in (args.out, args.curves, args.plot):
-        check_output_file(path)
+        check_output_file(path, [args.dose, args.structures, args.series])
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         raise DelineoError(f"{args.plot.name}: a plot is written as {', '.join(sorted(PLOT_SUFFIXES))}")
 

@@ -7,16 +7,23 @@ user's time; these checks fail at once, with the path and the reason.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from planning.errors import DelineoError
 
+#: Modalities of the DICOM objects commands write; any other DICOM file in an input folder is one
+#: of the input's images, never to be replaced by a result.
+_WRITTEN_MODALITIES = {"RTSTRUCT", "SEG"}
 
-def check_output_file(path: Path | None) -> None:
+
+def check_output_file(path: Path | None, inputs: Sequence[Path | None] = ()) -> None:
     """`path` (skipped when None) can be created or replaced: its folder exists and is writable,
-    and it is not itself a folder."""
+    it is not itself a folder, and it is none of the command's `inputs` (files, or folders of
+    images: an image of theirs is not replaced either)."""
     if path is None:
         return
+    _check_not_an_input(path, inputs)
     if path.is_dir():
         raise DelineoError(f"{path}: is a folder; give a file name to write")
     folder = path.parent if str(path.parent) else Path(".")
@@ -26,6 +33,29 @@ def check_output_file(path: Path | None) -> None:
         raise DelineoError(f"{path}: cannot be written: no permission to write in {folder}")
     if path.exists() and not os.access(path, os.W_OK):
         raise DelineoError(f"{path}: cannot be replaced: the file is read-only")
+
+
+def _check_not_an_input(path: Path, inputs: Sequence[Path | None]) -> None:
+    if not path.is_file():
+        return
+    for source in inputs:
+        if source is None or not source.exists():
+            continue
+        if source.is_file() and os.path.samefile(path, source):
+            raise DelineoError(f"{path}: is also an input of this command; write the result to another file")
+        if source.is_dir() and source.resolve() in path.resolve().parents and _is_input_image(path):
+            raise DelineoError(f"{path}: is one of the images in {source}; write the result to another file")
+
+
+def _is_input_image(path: Path) -> bool:
+    """Whether `path` is a DICOM file other than what commands write (an image, a dose, a plan)."""
+    from planning.dicom.headers import read_header
+
+    try:
+        modality = str(read_header(path).values.get("Modality", "") or "")
+    except (DelineoError, OSError, ValueError):  # not DICOM, or unreadable: not an image of the series
+        return False
+    return modality.upper() not in _WRITTEN_MODALITIES
 
 
 def check_output_folder(path: Path) -> None:

@@ -99,7 +99,7 @@ def run_export(args) -> int:
     from planning.structures import GenerationAlgorithm
     from planning.tg263 import check_name
 
-    check_output_file(args.out)
+    check_output_file(args.out, [args.labels, args.series])
     volume = _load_series(args)
     names = read_names_file(args.names) if args.names else None
     structures = load_structures(args.labels, volume, names, algorithm=GenerationAlgorithm(args.algorithm))
@@ -130,7 +130,7 @@ def run_import(args) -> int:
     from planning.rtstruct.reader import read_rtstruct
     from planning.structure_io import save_structures
 
-    check_output_file(args.out)
+    check_output_file(args.out, [args.rtstruct, args.series])
     volume = _load_series(args)
     progress = ProgressBar()
     try:

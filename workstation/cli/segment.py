@@ -62,7 +62,7 @@ def run(args) -> int:
     if _output_kind(args.out) == "masks":
         check_output_folder(args.out)
     else:
-        check_output_file(args.out)
+        check_output_file(args.out, [args.input])
     entry = find_model(args.model)
     options = {}
     if entry.kind == "nnunet":
