@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -20,13 +21,21 @@ import SimpleITK as sitk
 from planning.dicom.load import load_series
 from planning.dicom.scan import ScanResult, scan
 from planning.errors import DelineoError, FormatError, GeometryError
-from planning.files import write_atomically
 from planning.volume import Volume
 
 log = logging.getLogger(__name__)
 
 #: File name endings read and written through SimpleITK.
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: The ITK reader of each ending.
+_IMAGE_IO = {
+    ".nii.gz": "NiftiImageIO",
+    ".nii": "NiftiImageIO",
+    ".nrrd": "NrrdImageIO",
+    ".nhdr": "NrrdImageIO",
+    ".mha": "MetaImageIO",
+    ".mhd": "MetaImageIO",
+}
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -78,8 +87,13 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     path = Path(path)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), None)
+    if suffix is not None:  # ITK knows its formats by lower-case endings only
+        reader.SetImageIO(_IMAGE_IO[suffix])
     try:
-        image = sitk.ReadImage(str(path))
+        image = reader.Execute()
     except RuntimeError as error:
         raise FormatError(f"{path.name}: cannot be read as an image ({_first_line(error)})") from error
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
@@ -163,22 +177,31 @@ def _decompressed_size(path: Path, expected: int, chunk: int = 1 << 20) -> int:
 
 
 def save_volume(volume: Volume, path: str | os.PathLike) -> None:
-    """Write a volume as NIfTI, NRRD or MHA (chosen by the file ending), geometry included; a
-    failed write leaves an earlier file at `path` whole (`planning.files.write_atomically`)."""
+    """Write a volume as NIfTI, NRRD or MetaImage (chosen by the file ending, in any case),
+    geometry included. The files are written in a hidden folder beside `path` under their final
+    names and then moved into place, the header last: a failed write leaves an earlier file whole,
+    and a detached header (.nhdr, .mhd) names its data file as it will be found."""
     path = Path(path)
-    if not is_image_file(path):
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), None)
+    if suffix is None:
         raise FormatError(f"{path.name}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
     image = volume.to_sitk()
     if volume.array.dtype == np.float64:
         image = sitk.Cast(image, sitk.sitkFloat32)
-
-    def write(target: Path) -> None:
+    header = path.name[: -len(suffix)] + suffix  # SimpleITK picks the format by a lower-case ending
+    staging = path.with_name(f".partial.{path.name}.d")
+    try:
+        staging.mkdir(exist_ok=True)
         try:
-            sitk.WriteImage(image, str(target), useCompression=True)
+            sitk.WriteImage(image, str(staging / header), useCompression=True)
         except RuntimeError as error:
             raise FormatError(f"{path.name}: cannot be written ({_first_line(error)})") from error
-
-    write_atomically(path, write)
+        for written in sorted(staging.iterdir(), key=lambda p: p.name == header):
+            os.replace(written, path if written.name == header else path.with_name(written.name))
+    except OSError as error:
+        raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _first_line(error: Exception) -> str:

@@ -7,14 +7,19 @@ from planning.imageio import load_volume, save_volume
 from planning.volume import Volume
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".NII.GZ", ".MHA"])
 def test_research_formats_round_trip_with_geometry(tmp_path, suffix):
     direction = np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 1]], dtype=float)
     grid = Grid((4, 5, 6), (0.7, 0.8, 2.5), (-10.0, 20.0, 5.5), direction)
     array = np.arange(120, dtype=np.int16).reshape(4, 5, 6) - 60
-    path = tmp_path / f"image{suffix}"
+    path = tmp_path / "written" / f"image{suffix}"
+    path.parent.mkdir()
     save_volume(Volume(array, grid), path)
-    back = load_volume(path)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # nothing left behind
+    # a detached header names its data file as found beside it: the pair can be moved
+    moved = tmp_path / "moved"
+    path.parent.rename(moved)
+    back = load_volume(moved / path.name)
     np.testing.assert_array_equal(back.array, array)
     assert back.grid.same_as(grid, tolerance_mm=1e-4)
 
