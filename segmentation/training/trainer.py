@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,47 @@ HEAD_NECK_STRUCTURES = [
     "PTV63",
     "PTV70",
 ]
+
+
+#: Parts of structure names (between "_", "-", "+", "^", "~", any case) that name several separate
+#: pieces: TG-263's plurals of paired organs (both sides in one structure) and of repeated ones,
+#: and a few common plurals TG-263 does not list.
+SEVERAL_PIECES_WORDS = frozenset(
+    (
+        # paired organs, both sides
+        "lungs kidneys parotids eyes lenses retinas cochleas orbits opticnrvs breasts femurs heads "
+        "acetabulums zygomatics clavicles humeri scapulas hemispheres hippocampi externals internals "
+        "sublings submands adrenals hilums ovaries testes ureters vocalcords arytenoids tonsils "
+        "subclavians retrophars seminalves "
+        # repeated or branching ones
+        "ribs teeth vbs vertebrae bones vessels greatves nodes ln jejunum ileum"
+    ).split()
+)
+#: Fragments anywhere in a name (any case) that mark several pieces: bowel loops, nerve
+#: plexuses, ribs, vessels, lymph nodes.
+SEVERAL_PIECES_FRAGMENTS = ("bowel", "plex", "ribs", "vessel", "ln_")
+#: Whole names of several pieces whose first part also starts one-piece names (Bone_Mandible).
+SEVERAL_PIECES_NAMES = frozenset(("bone", "bone_pelvic", "bone_mastoid", "kidney_cortex", "rib", "musc"))
+
+
+def is_one_piece(name: str) -> bool:
+    """Whether the organ `name` is one connected piece, so that a model may keep only the largest
+    piece it draws (``keep_largest``: stray islands dropped). Not for the plural, paired or
+    repeated names of `SEVERAL_PIECES_WORDS`, `SEVERAL_PIECES_FRAGMENTS` and
+    `SEVERAL_PIECES_NAMES` (keeping the largest piece of "Lungs" keeps one lung), for a paired
+    organ named without its side ("Lens", "Kidney": TG-263 has "Lens_L" and "Lens_R"), nor for
+    unions ("Parotid_L+Parotid_R")."""
+    from planning.tg263 import standard_structures
+
+    lower = name.lower()
+    if lower in SEVERAL_PIECES_NAMES or "+" in name:
+        return False
+    if any(fragment in lower for fragment in SEVERAL_PIECES_FRAGMENTS):
+        return False
+    if any(part in SEVERAL_PIECES_WORDS for part in re.split(r"[_\-^~\s]+", lower)):
+        return False
+    standard = {standard.lower() for standard in standard_structures()}
+    return not (f"{lower}_l" in standard and f"{lower}_r" in standard)
 
 
 @dataclass
@@ -141,7 +183,8 @@ class TrainConfig:
 
     def outputs(self, omit: tuple[str, ...] = (), volumes: dict | None = None) -> list[dict]:
         """The manifest's output entries: one per structure not in `omit`, styled the TG-263
-        way; organs keep only their largest connected piece, targets may be several (nodes).
+        way; organs of one piece (`is_one_piece`) keep only their largest connected piece; paired
+        or repeated organs ("Lungs", "Ribs") and targets may be several (nodes).
         `volumes` (`training_volume_ranges`) gives organs their ``training_volume_cc``; a
         target's volume depends on the patient's disease, so targets get none."""
         from planning.structures import RoiType
@@ -157,7 +200,7 @@ class TrainConfig:
                 "name": structure,
                 "type": roi_type.value,
                 "color": list(color),
-                "keep_largest": roi_type == RoiType.ORGAN,
+                "keep_largest": roi_type == RoiType.ORGAN and is_one_piece(structure),
             }
             record = (volumes or {}).get(structure)
             if record and roi_type == RoiType.ORGAN:
@@ -497,17 +540,16 @@ def split_holdout(sources: list, count: int, seed: int) -> tuple[list, list]:
 def prepare_run(
     config: TrainConfig, run_dir: Path, sources: list, holdout_count: int, device: str | None = None
 ) -> Trainer:
-    """A Trainer for `run_dir` on `device` (None: the best available): a new run saves `config`;
-    an existing one keeps its own config."""
-    from segmentation.training.data import read_mask_folder, read_openkbp
+    """A Trainer for `run_dir` on `device` (None: the best available): a new run saves `config`
+    once its cases have been read (a case refused leaves no run behind, whose settings a corrected
+    command would then have to match); an existing one keeps its own config. Structures no
+    training case delineates are refused, unless the run fine-tunes a model (`check_delineated`)."""
+    from segmentation.training.data import check_delineated, read_mask_folder, read_openkbp
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if config_path.exists():
         config = TrainConfig.from_json(config_path)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(json.dumps(asdict(config), indent=2) + "\n")
     training, held_out = split_holdout(sources, holdout_count, config.seed)
     split = {"training": [s[2] for s in training], "holdout": [s[2] for s in held_out]}
     split_path = run_dir / "split.json"
@@ -516,11 +558,21 @@ def prepare_run(
             f"{run_dir}: this run selects its weights on other held-out cases than {len(held_out)} "
             "drawn from these; resume it with the same cases and --holdout, or start a new run"
         )
-    split_path.write_text(json.dumps(split, indent=2))
     log.info("reading %d training and %d held-out cases", len(training), len(held_out))
     train_cases = load_cases(
         training, config.structures, None if config.sample_native_grid else config.spacing_zyx
     )
+    check_delineated(train_cases, config.structures, fine_tuning=bool(config.init_from))
+    holdout = [
+        read_openkbp(folder, name, config.structures)
+        if kind == "openkbp"
+        else read_mask_folder(folder, config.structures)
+        for kind, folder, name in held_out
+    ]
+    if not config_path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(asdict(config), indent=2) + "\n")
+    split_path.write_text(json.dumps(split, indent=2))
     if config.unusual_reference_factor > 0:
         left_out = leave_out_unusual_references(
             train_cases,
@@ -533,12 +585,6 @@ def prepare_run(
             [{"case": c, "structure": s, "cc": cc, "median_cc": m} for c, s, cc, m in left_out],
         )
     write_json(run_dir / TRAINING_VOLUMES, training_volume_ranges(train_cases, config.structures))
-    holdout = [
-        read_openkbp(folder, name, config.structures)
-        if kind == "openkbp"
-        else read_mask_folder(folder, config.structures)
-        for kind, folder, name in held_out
-    ]
     trainer = Trainer(config, run_dir, train_cases, holdout, device)
     trainer.resume()
     return trainer

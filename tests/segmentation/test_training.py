@@ -19,6 +19,7 @@ from segmentation.networks import build_network
 from segmentation.preprocessing import resample
 from segmentation.training.data import (
     Case,
+    check_delineated,
     discover,
     leave_out_unusual_references,
     prepare,
@@ -169,6 +170,130 @@ def test_prepare_resamples_and_crops_to_the_patient():
     assert np.array_equal(np.bincount(cropped.labels.ravel())[1:], np.bincount(case.labels.ravel())[1:])
 
 
+def _rewrite_mask(path, transform):
+    """Store the mask at `path` again, its array and grid changed by `transform`."""
+    mask = load_volume(path)
+    array, grid = transform(mask.array, mask.grid)
+    save_volume(Volume(np.ascontiguousarray(array), grid), path)
+
+
+def test_a_mask_stored_in_another_axis_order_or_direction_lands_on_the_image_s_voxels(tmp_path):
+    """The same patient positions stored x-flipped (direction and origin to match) or with the x
+    and y index axes swapped: the case's masks are those of the image's own storage."""
+    structures = ["Parotid_L", "Parotid_R"]
+    _write_case(tmp_path / "plain", seed=0)
+    expected = read_mask_folder(tmp_path / "plain", structures)
+    _write_case(tmp_path / "stored", seed=0)
+
+    def flipped_x(array, grid):
+        far_x = grid.index_to_patient(np.array([grid.shape[2] - 1, 0, 0]))
+        direction = grid.direction @ np.diag([-1.0, 1.0, 1.0])
+        return array[:, :, ::-1], Grid(grid.shape, grid.spacing_xyz, tuple(far_x), direction)
+
+    def swapped_xy(array, grid):
+        swap = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        spacing = (grid.spacing_xyz[1], grid.spacing_xyz[0], grid.spacing_xyz[2])
+        return array.transpose(0, 2, 1), Grid(array.shape, spacing, grid.origin_xyz, grid.direction @ swap)
+
+    _rewrite_mask(tmp_path / "stored" / "Parotid_L.nii.gz", flipped_x)
+    _rewrite_mask(tmp_path / "stored" / "Parotid_R.nii.gz", swapped_xy)
+    case = read_mask_folder(tmp_path / "stored", structures)
+    assert np.array_equal(case.labels, expected.labels) and case.labelled.all()
+    assert np.all(case.image_hu[case.mask(0)] == 300)  # the left organ, still on the left
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda a, g: (a, Grid(g.shape, g.spacing_xyz, (50.0, 0.0, 0.0), g.direction)),
+            "origin 50 mm away from the image's",
+        ),
+        # flipped without moving the origin: the same lattice, elsewhere
+        (
+            lambda a, g: (
+                a[:, :, ::-1],
+                Grid(g.shape, g.spacing_xyz, g.origin_xyz, g.direction @ np.diag([-1, 1, 1])),
+            ),
+            "its voxels 124 mm away from the image's",
+        ),
+        (lambda a, g: (a, Grid(g.shape, (4.0, 4.0, 3.0), g.origin_xyz, g.direction)), "voxel size 4×4×3 mm"),
+        (lambda a, g: (a[1:], g.with_shape(a[1:].shape)), "32×32×19 voxels, the image 32×32×20"),
+    ],
+    ids=["moved", "flipped_in_place", "voxel_size", "shape"],
+)
+def test_a_mask_off_the_image_s_voxels_is_refused_naming_the_file_and_what_differs(tmp_path, change, message):
+    _write_case(tmp_path / "case", seed=0)
+    _rewrite_mask(tmp_path / "case" / "Parotid_R.nii.gz", change)
+    with pytest.raises(DelineoError, match="Parotid_R.nii.gz: not on the voxels of image.nii.gz") as error:
+        read_mask_folder(tmp_path / "case", ["Parotid_L", "Parotid_R"])
+    assert message in str(error.value)
+
+
+def test_mask_files_are_matched_to_structures_by_their_exact_names(tmp_path, caplog):
+    structures = ["Parotid_L", "Parotid_R"]
+    _write_case(tmp_path / "case", seed=0)
+    with caplog.at_level("WARNING", logger="segmentation.training.data"):
+        read_mask_folder(tmp_path / "case", structures)
+    # a file named after no structure may be another image of the case: left out, said so
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "Unrelated.nii.gz" in caplog.text
+    # one named like a structure but not exactly is refused naming both, not guessed
+    path = tmp_path / "case" / "Parotid_R.nii.gz"
+    for name in ("parotid_r", "Parotid R", "ParotidR"):
+        path = path.rename(path.with_name(f"{name}.nii.gz"))
+        with pytest.raises(DelineoError, match=f"{name}.nii.gz: named '{name}', not exactly .*'Parotid_R'"):
+            read_mask_folder(tmp_path / "case", structures)
+    # a case with none of the trained structures
+    with pytest.raises(DelineoError, match=r"case: no mask of the trained structures \(Brainstem\)"):
+        read_mask_folder(tmp_path / "case", ["Brainstem"])
+
+
+def test_a_structure_no_training_case_delineates_is_refused_before_the_run_starts(
+    tmp_path, tiny_cases, caplog
+):
+    config = TrainConfig(**{**TINY, "structures": ["Parotid_L", "Brainstem", "Parotid_R"]})
+    with pytest.raises(DelineoError, match="Brainstem: delineated in none of the 3 training cases"):
+        prepare_run(config, tmp_path / "run", discover(tiny_cases), holdout_count=0)
+    # nothing is left behind that a corrected command would have to resume with
+    assert not (tmp_path / "run").exists()
+    # fine-tuning a model on cases that delineate only some of its outputs is allowed, and said
+    cases = [read_mask_folder(folder, config.structures) for _, folder, _ in discover(tiny_cases)]
+    with caplog.at_level("WARNING", logger="segmentation.training.data"):
+        check_delineated(cases, config.structures, fine_tuning=True)
+    assert "Brainstem: delineated in none of the 3 training cases; fine-tuning leaves" in caplog.text
+    # a held-out case whose masks are named in lower case: refused, not scored 0 at every evaluation
+    for path in (tiny_cases / "case2").glob("Parotid_*"):
+        path.rename(path.with_name(path.name.lower()))
+    sources = discover(tiny_cases)
+    with pytest.raises(DelineoError, match="parotid_l.nii.gz: named 'parotid_l'"):
+        prepare_run(TrainConfig(**TINY), tmp_path / "run", sources, holdout_count=1)
+    assert not (tmp_path / "run").exists()
+
+
+def test_openkbp_cases_missing_an_organ_or_a_dose_level_still_train(tmp_path):
+    """OpenKBP marks an organ a patient lacks unlabelled and a missing PTV labelled empty: a PTV
+    no patient has is trained as 'never here'; an organ no patient has is refused."""
+    rng = np.random.default_rng(0)
+    for i in (1, 2):
+        bits = np.zeros((20, 32, 32), np.uint16)
+        bits[_sphere(bits.shape, (10, 16, 10), 3.5)] |= 1 << 2  # RightParotid
+        bits[_sphere(bits.shape, (10, 16, 22), 3.5)] |= 1 << 3  # LeftParotid
+        ct = np.where(bits > 0, 300, 20 + rng.normal(0, 5, bits.shape)).astype(np.int16)
+        np.savez(tmp_path / f"pt_{i}.npz", ct_hu=ct, structures=bits, spacing_zyx=np.array([2.5, 4.0, 4.0]))
+    structures = ["Parotid_L", "Parotid_R", "PTV70"]
+    trainer = prepare_run(
+        TrainConfig(**{**TINY, "structures": structures}), tmp_path / "run", discover(tmp_path), 0
+    )
+    assert [case.labelled.tolist() for case in trainer.sampler.cases] == [[True, True, True]] * 2
+    with pytest.raises(DelineoError, match="Esophagus: delineated in none of the 2 training cases"):
+        prepare_run(
+            TrainConfig(**{**TINY, "structures": ["Esophagus", *structures]}),
+            tmp_path / "r2",
+            discover(tmp_path),
+            0,
+        )
+
+
 # ---------------------------------------------------------------- sampling, loss, metrics
 
 
@@ -285,6 +410,29 @@ def test_positive_weight_pulls_harder_on_a_structure_voxels():
         gradients.append(logits.grad[0, :, 2, 4, 4])
     assert torch.isclose(gradients[1][0], gradients[0][0])
     assert gradients[1][1] < 2 * gradients[0][1] < 0
+
+
+def test_exported_organs_keep_their_largest_piece_only_when_they_are_one_piece():
+    """keep_largest kept one lung of "Lungs", one kidney of "Kidneys", one rib of "Ribs"."""
+    several = [
+        "Lungs",
+        "Kidneys",
+        "Parotids",
+        "Ribs",
+        "Teeth",
+        "Bowel_Small",
+        "BrachialPlex_L",
+        "LN_Neck_II_L",
+    ]
+    several += ["Brachial_Plex_L", "Lungs-GTV", "Eyes", "Femurs", "VBs", "Bone"]
+    one = ["Lung_L", "Kidney_R", "Heart", "Liver", "Bladder", "Rib01_L", "Femur_Head_L"]
+    outputs = TrainConfig(structures=HEAD_NECK_STRUCTURES + several + one).outputs()
+    keep = {o["name"]: o["keep_largest"] for o in outputs}
+    assert all(o["type"] == "ORGAN" for o in outputs if o["name"] in several + one)
+    assert [name for name in several if keep[name]] == []
+    assert all(keep[name] for name in one)
+    # the head-and-neck organs stay one piece each; targets may be several (nodes)
+    assert [keep[name] for name in HEAD_NECK_STRUCTURES] == [True] * 7 + [False] * 3
 
 
 def test_learning_rate_warms_up_decays_and_restarts_in_a_later_phase():
