@@ -123,11 +123,16 @@ def _key(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
+#: CSV column names that say their unit where the field name does not.
+_CSV_NAMES = {"relative_volume_difference": "relative_volume_difference_fraction"}
+
+
 def write_csv(result: SetComparison, path: str | Path) -> None:
     """One row per structure pair; numbers unformatted (inf where a structure is empty)."""
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["reference_structure", "test_structure", *[c[0] for c in COLUMNS], "tolerance_mm"])
+        names = [_CSV_NAMES.get(c[0], c[0]) for c in COLUMNS]
+        writer.writerow(["reference_structure", "test_structure", *names, "tolerance_mm"])
         for a, b, metrics in result.rows:
             values = metrics.as_dict()
             writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm])

@@ -268,13 +268,19 @@ def prv(structure, margin_mm: float | Margins | dict, *, within=None):
     from planning.derived import derive
 
     margins = Margins.of(margin_mm)
-    name = f"{structure.name}_PRV{int(round(margins.largest)):02d}"
+    name = prv_name(structure.name, margins.largest)
     recipe = {"op": "expand", "source": structure.name, "margins": asdict(margins)}
     table = {structure.name: structure}
     if within is not None:
         recipe["within"] = within.name
         table[within.name] = within
     return derive(recipe, table, name=name, roi_type="AVOIDANCE")
+
+
+def prv_name(organ: str, margin_mm: float) -> str:
+    """The TG-263 name of `organ`'s PRV: the margin in whole mm, two digits, a half rounded up
+    (``SpinalCord_PRV05``; 2.5 mm → ``_PRV03``)."""
+    return f"{organ}_PRV{math.floor(margin_mm + 0.5):02d}"
 
 
 # -- the distance computation -------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from planning.geometry import Grid
-from planning.margins import Margins, expand, prv, ring, shrink
+from planning.margins import Margins, expand, prv, prv_name, ring, shrink
 from planning.structures import Mask, Structure
 
 
@@ -146,6 +146,12 @@ def test_ring_and_prv():
     assert shell.volume_cc == pytest.approx(analytic, rel=0.05)
     cord_prv = prv(organ, 5)
     assert cord_prv.name == "SpinalCord_PRV05"
+    assert [prv_name("Lens_L", mm) for mm in (2.5, 3.5, 0.4, 12)] == [
+        "Lens_L_PRV03",
+        "Lens_L_PRV04",
+        "Lens_L_PRV00",
+        "Lens_L_PRV12",
+    ]
     assert cord_prv.recipe["op"] == "expand"
     assert cord_prv.volume_cc == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.05)
 

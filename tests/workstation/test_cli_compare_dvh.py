@@ -162,3 +162,33 @@ def test_dvh_table_carries_what_the_dose_file_is(tmp_path, capsys):
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert "Dmean_relative" in rows[0]
     assert all("fractions of the planning system's reference dose, not Gy" in r["warnings"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "{a}", "{b}", "--out", "{out}/r.csv"],
+        ["dvh", "{a}", "{b}", "--out", "{out}/d.csv", "--curves", "{out}/d.csv"],
+    ],
+    ids=["compare-report-as-csv", "dvh-curves-over-table"],
+)
+def test_one_file_named_for_two_outputs_is_refused(command, tmp_path, capsys):
+    """A report and its CSV, or a table and its curves, at one path: one would replace the other."""
+    _label_map(tmp_path / "a.nii.gz", 0)
+    _label_map(tmp_path / "b.nii.gz", 2)
+    places = {"a": str(tmp_path / "a.nii.gz"), "b": str(tmp_path / "b.nii.gz"), "out": str(tmp_path)}
+    assert main([part.format(**places) for part in command]) == 1
+    assert "named for two of the outputs" in capsys.readouterr().err
+
+
+def test_compare_csv_names_its_units_and_unmatched_names_are_listed(tmp_path, capsys):
+    _label_map(tmp_path / "a.nii.gz", 0)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a.nii.gz")))
+    only_one = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
+    only_one.SetSpacing((1.0, 1.0, 2.5))
+    sitk.WriteImage(only_one, str(tmp_path / "b.nii.gz"))
+    out = tmp_path / "r.html"
+    assert main(["compare", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out)]) == 0
+    row = next(csv.DictReader(open(out.with_suffix(".csv"), encoding="utf-8")))
+    assert "relative_volume_difference_fraction" in row and "relative_volume_difference" not in row
+    assert "unmatched: in the reference only Label_2; in the test only none" in capsys.readouterr().out

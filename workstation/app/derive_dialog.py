@@ -258,12 +258,14 @@ class DeriveDialog(QDialog):
 
 
 def _suggest_name(op: str, source: str, margin_mm: float) -> str:
+    from planning.margins import prv_name
+
     if op == "expand" and source.upper().startswith("CTV"):
         return "PTV" + source[3:]
     if op == "expand" and source.upper().startswith("GTV"):
         return "CTV" + source[3:]
     if op == "expand":
-        return f"{source}_PRV{int(round(margin_mm)):02d}"
+        return prv_name(source, margin_mm)
     if op == "ring":
         return f"{source}_Ring"
     if op in CROPS:

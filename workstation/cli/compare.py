@@ -35,10 +35,11 @@ def run(args) -> int:
     from planning.compare_report import compare_sets, write_csv, write_html
     from planning.imageio import is_image_file, load_volume, read_image_file
     from planning.structure_io import label_names, load_structures, read_names_file
-    from workstation.cli.outputs import check_output_file
+    from workstation.cli.outputs import check_distinct, check_output_file
     from workstation.cli.progress import ProgressBar
 
     csv_path = args.csv or args.out.with_suffix(".csv")
+    check_distinct(args.out, csv_path)
     for path in (args.out, csv_path):
         check_output_file(path, [args.reference, args.test, args.series])
     if args.series is not None:
@@ -76,7 +77,8 @@ def run(args) -> int:
             f"APL {m.added_path_length_mm:7.0f} mm"
         )
     if result.only_reference or result.only_test:
-        print(f"unmatched: reference {result.only_reference or '-'}, test {result.only_test or '-'}")
+        only = [", ".join(names) or "none" for names in (result.only_reference, result.only_test)]
+        print(f"unmatched: in the reference only {only[0]}; in the test only {only[1]}")
     print(f"wrote {args.out} and {csv_path}")
     return 0
 

@@ -64,8 +64,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from planning.dose import load_dose
     from planning.dvh import compute_dvh, plot_dvhs, write_table
-    from workstation.cli.outputs import check_output_file
+    from workstation.cli.outputs import check_distinct, check_output_file
 
+    check_distinct(args.out, args.curves, args.plot)
     for path in (args.out, args.curves, args.plot):
         check_output_file(path, [args.dose, args.structures, args.series])
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:

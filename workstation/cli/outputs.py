@@ -35,6 +35,16 @@ def check_output_file(path: Path | None, inputs: Sequence[Path | None] = ()) -> 
         raise DelineoError(f"{path}: cannot be replaced: the file is read-only")
 
 
+def check_distinct(*paths: Path | None) -> None:
+    """The outputs of one command are different files (a report and its CSV, a table and its
+    plot): one would replace another."""
+    given = [p for p in paths if p is not None]
+    for i, path in enumerate(given):
+        for other in given[i + 1 :]:
+            if path.absolute() == other.absolute():
+                raise DelineoError(f"{path}: named for two of the outputs; give each its own file")
+
+
 def _check_not_an_input(path: Path, inputs: Sequence[Path | None]) -> None:
     if not path.is_file():
         return
