@@ -70,6 +70,23 @@ class NnUNetError(DelineoError):
     """An nnU-Net folder that Delineo cannot run: missing files, unsupported plans."""
 
 
+class NnUNetModel(NetworkModel):
+    """A `NetworkModel` of an nnU-Net folder; `notes`: what reading the folder found that the
+    user should know (folds left out), repeated in every run's warnings."""
+
+    def __init__(self, *args, notes: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.notes = tuple(notes)
+
+    def predict(self, volume, **kwargs):
+        before = self.last_run
+        try:
+            return super().predict(volume, **kwargs)
+        finally:
+            if self.notes and self.last_run is not None and self.last_run is not before:
+                self.last_run.warnings[:0] = self.notes
+
+
 def is_nnunet_folder(path: str | Path) -> bool:
     path = Path(path)
     return (path / "plans.json").is_file() and (path / "dataset.json").is_file() and bool(_fold_folders(path))
@@ -103,7 +120,8 @@ def read_nnunet_folder(
     """A `NetworkModel` for an nnU-Net v2 trained-model folder (checkpoints loaded on first use).
 
     Args:
-        folds: folds to ensemble (default: every ``fold_*`` holding `checkpoint`).
+        folds: folds to ensemble (default: every ``fold_*`` holding `checkpoint`, as nnU-Net's
+            predictor chooses them; the fold folders without it are named in a warning).
         mirroring: test-time mirroring along the axes the trainer allowed (nnU-Net's default;
             2–8× slower).
         crop: "body" (CT default: nothing outside the patient is segmented, fewer tiles) or
@@ -113,13 +131,13 @@ def read_nnunet_folder(
     if not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
         raise NnUNetError(f"{path}: not an nnU-Net model folder (plans.json and dataset.json needed)")
     plans = _read_json(path / "plans.json")
-    dataset = _read_json(path / "dataset.json")
+    dataset = read_dataset(path)
     sidecar = _read_json(path / "delineo.json") if (path / "delineo.json").is_file() else {}
-    checkpoints = _checkpoints(path, folds, checkpoint)
+    checkpoints, unfinished = _checkpoints(path, folds, checkpoint)
     configuration_name = _configuration_name(path, checkpoints[0])
     config = _configuration(plans, configuration_name, path)
-    outputs, activation = _outputs(dataset, path)
-    channels = dataset.get("channel_names") or dataset.get("modality") or {"0": ""}
+    outputs, activation = dataset_outputs(dataset, path)
+    channels = channel_names(dataset) or {"0": ""}
     if len(channels) != 1:
         raise NnUNetError(
             f"{path}: models with {len(channels)} input channels are not supported (one image in)"
@@ -167,14 +185,24 @@ def read_nnunet_folder(
             networks.append(split_unet(load_into(network, state["network_weights"], str(file))))
         return networks
 
-    model = NetworkModel(
-        name or default_name(path),
+    name = name or default_name(path)
+    notes = ()
+    if unfinished:
+        used = ", ".join(f.parent.name for f in checkpoints)
+        notes = (
+            f"{name}: {', '.join(unfinished)} of {path} {'has' if len(unfinished) == 1 else 'have'} no "
+            f"{checkpoint} (training not finished?) and {'is' if len(unfinished) == 1 else 'are'} left "
+            f"out: the contours come from {used} only",
+        )
+    model = NnUNetModel(
+        name,
         recipe,
         build,
         version=f"nnU-Net v2, {len(checkpoints)} fold(s)",
         description=str(dataset.get("name") or dataset.get("description") or path.parent.name),
         source=path,
         kind="nnunet",
+        notes=notes,
     )
     return model
 
@@ -191,22 +219,59 @@ def default_name(path: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise NnUNetError(f"{path}: cannot be read ({error})") from error
+    if not isinstance(data, dict):
+        raise NnUNetError(f"{path}: not a JSON object (it holds a {type(data).__name__})")
+    return data
 
 
-def _checkpoints(path: Path, folds, checkpoint: str) -> list[Path]:
+def read_dataset(path: Path) -> dict:
+    """The dataset.json of nnU-Net folder `path`, checked: an object, with `labels` an object
+    (label name → value or region) and the channels (`channel_names` or `modality`) one too."""
+    file = Path(path) / "dataset.json"
+    dataset = _read_json(file)
+    if not isinstance(dataset.get("labels"), dict) or not dataset["labels"]:
+        found = type(dataset["labels"]).__name__ if "labels" in dataset else "nothing"
+        raise NnUNetError(f"{file}: 'labels' must map label names to values (found {found})")
+    for key in ("channel_names", "modality"):
+        if dataset.get(key) is not None and not isinstance(dataset[key], dict):
+            raise NnUNetError(
+                f"{file}: {key!r} must map channel numbers to names (found {type(dataset[key]).__name__})"
+            )
+    return dataset
+
+
+def channel_names(dataset: dict) -> dict:
+    """A checked dataset.json's input channels (number → name), {} when it names none."""
+    return dataset.get("channel_names") or dataset.get("modality") or {}
+
+
+def _checkpoints(path: Path, folds, checkpoint: str) -> tuple[list[Path], list[str]]:
+    """The checkpoints to ensemble, and the fold folders left out for lacking `checkpoint`.
+
+    Without `folds`, every fold folder holding `checkpoint`, as nnunetv2's predictor chooses
+    them (``nnUNetPredictor.auto_detect_available_folds`` keeps the folds holding it, saying
+    nothing of the others); the others are returned, for a warning: a fold whose training did
+    not finish changes the ensemble (contours from fewer folds differ). Folds asked for must all
+    hold it."""
+    unfinished: list[str] = []
     if folds is None:
-        files = [f / checkpoint for f in _fold_folders(path) if (f / checkpoint).is_file()]
+        files = []
+        for fold in _fold_folders(path):
+            if (fold / checkpoint).is_file():
+                files.append(fold / checkpoint)
+            else:
+                unfinished.append(fold.name)
     else:
         files = [path / f"fold_{f}" / checkpoint for f in folds]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise NnUNetError(f"{path}: missing checkpoint(s) {', '.join(missing)}")
     if not files:
-        raise NnUNetError(f"{path}: no fold_*/{checkpoint} found")
-    return files
+        raise NnUNetError(f"{path}: no fold_*/{checkpoint} found (training not finished?)")
+    return files, unfinished
 
 
 def _configuration_name(path: Path, first_checkpoint: Path) -> str:
@@ -233,27 +298,43 @@ def _configuration(plans: dict, name: str, path: Path) -> dict:
     return config
 
 
-def _outputs(dataset: dict, path: Path) -> tuple[tuple[OutputSpec, ...], str]:
+def dataset_outputs(dataset: dict, path: Path) -> tuple[tuple[OutputSpec, ...], str]:
+    """The structures a dataset.json's labels give (one per network channel used) and the
+    activation: "sigmoid" for region-based models, "softmax" for label-based ones."""
     labels = dataset.get("labels")
     if not isinstance(labels, dict) or not labels:
         raise NnUNetError(f"{path}: dataset.json has no 'labels'")
     regions = any(isinstance(v, (list, tuple)) for v in labels.values())
     outputs = []
     if regions:
+        # as nnU-Net's LabelManager: one channel per region, in order, except the ignore label
+        # and background regions (0 or only zeros)
         channel = 0
         for label, value in labels.items():
-            if value in (0, [0]) or label == "background":
+            if label in ("background", "ignore") or _is_background(value):
                 continue
             outputs.append(_output(channel, label))
             channel += 1
         return tuple(outputs), "sigmoid"
-    for label, value in sorted(labels.items(), key=lambda item: int(item[1])):
-        if int(value) == 0 or label == "ignore":
+    try:
+        values = {label: int(value) for label, value in labels.items()}
+    except (TypeError, ValueError) as error:
+        raise NnUNetError(f"{path}: dataset.json labels must be whole numbers ({error})") from error
+    for label, value in sorted(values.items(), key=lambda item: item[1]):
+        if value == 0 or label == "ignore":
             continue
-        outputs.append(_output(int(value), label))
+        outputs.append(_output(value, label))
     if [o.channel for o in outputs] != list(range(1, len(outputs) + 1)):
         raise NnUNetError(f"{path}: dataset.json labels must be 0, 1, 2, … without gaps")
     return tuple(outputs), "softmax"
+
+
+def _is_background(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return all(int(v) == 0 for v in values)
+    except (TypeError, ValueError):
+        return False
 
 
 def _output(channel: int, label: str) -> OutputSpec:

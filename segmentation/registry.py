@@ -9,17 +9,25 @@ Where models are looked for (nothing is ever downloaded):
 - TotalSegmentator's weights where it installs them: ``$TOTALSEG_HOME_DIR/nnunet/results`` or
   ``~/.totalsegmentator/nnunet/results``.
 
+Every model listed has its own name. When two are named alike (a user's copy of a built-in
+model, two nnU-Net trainings of one dataset and configuration with other trainers or plans), the
+first found keeps the name (built-in, then the user's, nnU-Net's results, TotalSegmentator's;
+nnU-Net's default ``nnUNetTrainer__nnUNetPlans`` before other trainings of its dataset) and the
+others are listed, with a warning, under a name saying which they are:
+``DatasetXXX_Name/Trainer__Plans__configuration`` for nnU-Net folders, ``name@user`` (else
+``name@folder``) for Delineo ones. A folder that cannot be described (an unreadable or malformed
+manifest or dataset.json) is left out with a warning naming it and what is wrong.
+
 `load_model` keeps what it loads: the next run with the same model reuses the loaded networks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from planning.errors import DelineoError
@@ -82,7 +90,16 @@ def builtin_folder() -> Path | None:
 
 
 def list_models() -> list[ModelEntry]:
-    """Every model Delineo can find, built-in ones first; unreadable folders are logged, skipped."""
+    """Every model Delineo can find, built-in ones first, each under its own name; folders that
+    cannot be described, and models renamed because their name was taken, are logged."""
+    entries, problems = _scan()
+    for problem in problems:
+        log.warning("%s", problem)
+    return entries
+
+
+def _scan() -> tuple[list[ModelEntry], list[str]]:
+    """The models found (with unique names) and what went wrong or was renamed finding them."""
     from segmentation.rules import RuleModel
 
     rules = RuleModel()
@@ -102,29 +119,75 @@ def list_models() -> list[ModelEntry]:
     builtin = builtin_folder()
     if builtin is not None:
         folders += [("built-in", p) for p in sorted(builtin.iterdir()) if p.is_dir()]
+    problems: list[str] = []
     for origin, root in search_roots():
-        folders += [(origin, p) for p in _candidate_folders(root)]
-    seen = {e.name for e in entries}
+        try:
+            folders += [(origin, p) for p in _candidate_folders(root)]
+        except OSError as error:
+            problems.append(f"skipping model folder {root}: cannot be listed ({error})")
+    owners = {e.name: e for e in entries}
+    visited = set()
     for origin, folder in folders:
+        real = _real(folder)
+        if real in visited:  # one folder under two roots (a root named twice, or one in another)
+            continue
+        visited.add(real)
         try:
             entry = describe_folder(folder, origin)
-        except DelineoError as error:
-            log.warning("skipping model folder %s: %s", folder, error)
+        except (DelineoError, OSError) as error:
+            problems.append(f"skipping model folder {folder}: {error}")
             continue
-        if entry is not None and entry.name not in seen:
-            seen.add(entry.name)
-            entries.append(entry)
-    return entries
+        if entry is None:
+            continue
+        if entry.name in owners:
+            first = owners[entry.name]
+            renamed = replace(entry, name=_free_name(entry, owners))
+            problems.append(
+                f"two models are named {entry.name!r}: {_where(first)} keeps the name, "
+                f"{_where(entry)} is listed as {renamed.name!r}"
+            )
+            entry = renamed
+        owners[entry.name] = entry
+        entries.append(entry)
+    return entries, problems
+
+
+def _where(entry: ModelEntry) -> str:
+    return f"{entry.path or entry.name} ({entry.origin})"
+
+
+def _free_name(entry: ModelEntry, taken) -> str:
+    """A name for `entry` that no model in `taken` has, saying which it is: for an nnU-Net
+    folder "DatasetXXX_Name/Trainer__Plans__configuration", else "name@origin" ("@user"), else
+    "name@folder"; numbered if those are taken too."""
+    if entry.kind == "nnunet" and entry.path is not None:
+        candidates = [f"{entry.path.parent.name}/{entry.path.name}", f"{entry.name}@{entry.path.parent.name}"]
+    else:
+        candidates = [f"{entry.name}@{entry.origin}"]
+        if entry.path is not None:
+            candidates.append(f"{entry.name}@{entry.path.name}")
+    for name in candidates:
+        if name not in taken and name != entry.name:
+            return name
+    number = 2
+    while f"{candidates[-1]}@{number}" in taken:
+        number += 1
+    return f"{candidates[-1]}@{number}"
 
 
 def _candidate_folders(root: Path) -> list[Path]:
-    """Model folders directly under `root`, and nnU-Net's Dataset*/Trainer__Plans__config ones."""
+    """Model folders directly under `root`, and nnU-Net's Dataset*/Trainer__Plans__config ones
+    (nnU-Net's default trainer and plans first: it keeps the dataset's name when another
+    training of the same configuration is there too)."""
     found = []
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
         if find_manifest(child) or (child / "plans.json").is_file():
             found.append(child)
         else:
-            found += sorted(p for p in child.iterdir() if p.is_dir() and (p / "plans.json").is_file())
+            found += sorted(
+                (p for p in child.iterdir() if p.is_dir() and (p / "plans.json").is_file()),
+                key=lambda p: (not p.name.startswith("nnUNetTrainer__nnUNetPlans__"), p.name),
+            )
     return found
 
 
@@ -146,16 +209,11 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
     from segmentation import nnunet
 
     if nnunet.is_nnunet_folder(folder):
-        try:
-            dataset = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise DelineoError(f"{folder / 'dataset.json'}: cannot be read ({error})") from error
-        labels = dataset.get("labels", {})
-        names = tuple(
-            nnunet.structure_name(k) for k, v in labels.items() if v not in (0, [0]) and k != "ignore"
-        )
+        dataset = nnunet.read_dataset(folder)  # an object, its labels and channels checked
+        outputs, _ = nnunet.dataset_outputs(dataset, folder)
+        names = tuple(o.name for o in outputs)
         name = nnunet.default_name(folder)
-        channels = dataset.get("channel_names") or dataset.get("modality") or {}
+        channels = nnunet.channel_names(dataset)
         modality = str(next(iter(channels.values()), "")).upper() if len(channels) == 1 else ""
         return ModelEntry(name, "nnunet", origin, folder, str(dataset.get("name") or name), modality, names)
     return None
@@ -168,7 +226,9 @@ def find_model(name_or_path: str) -> ModelEntry:
         entry = describe_folder(path)
         if entry is None:
             raise DelineoError(f"{path}: not a model folder (no manifest.json, not an nnU-Net folder)")
-        return entry
+        # a folder the lists show under another name (its own was taken) keeps that name
+        listed = [e for e in _scan()[0] if e.path is not None and _real(e.path) == _real(path)]
+        return replace(entry, name=listed[0].name, origin=listed[0].origin) if listed else entry
     entries = list_models()
     for entry in entries:
         if entry.name == name_or_path:
@@ -176,8 +236,17 @@ def find_model(name_or_path: str) -> ModelEntry:
     matches = [e for e in entries if e.name.lower().startswith(name_or_path.lower())]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        raise DelineoError(f"model name {name_or_path!r} is ambiguous: {', '.join(e.name for e in matches)}")
     names = ", ".join(e.name for e in entries)
     raise DelineoError(f"no model named {name_or_path!r}; available: {names}")
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
 
 
 _CACHE: OrderedDict[tuple, object] = OrderedDict()

@@ -5,7 +5,8 @@ atelectasis and tumour are all 0–80 HU). Shape does: where two soft-tissue reg
 region they form narrows. So the lesion is the catchment basin of the click in a watershed of
 the distance to the edge of the soft-tissue region:
 
-1. a box of `roi_mm` around the clicks is reduced to about 2 mm voxels and smoothed (σ 1 mm);
+1. a box reaching `roi_mm` beyond the inside clicks (outside clicks beyond it are ignored) is
+   reduced to about 2 mm voxels and smoothed (σ 1 mm);
 2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click;
 3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
    watershed, dynamics below `level_mm` merged): the click's basin is the lesion. An outside
@@ -45,7 +46,12 @@ def delineate(
     on_progress: Callable[[str, float, float], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Mask:
-    """The lesion around voxel(s) `inside` ((z, y, x) indices), not reaching voxels `outside`."""
+    """The lesion around voxel(s) `inside` ((z, y, x) indices), not reaching voxels `outside`.
+
+    The lesion is sought in a box reaching `roi_mm` beyond the inside clicks along each axis.
+    Outside clicks beyond that box are ignored: the lesion cannot reach them, and the box is not
+    grown to hold them (a click across the image would make the work the whole image's).
+    """
     inside = _points(inside, volume, "inside")
     outside = _points(outside, volume, "outside")
     if not inside:
@@ -56,6 +62,7 @@ def delineate(
     spacing = np.asarray(volume.grid.spacing_zyx, float)
     box = _roi(inside, volume.shape, spacing, roi_mm)
     origin = np.array([s.start for s in box])
+    outside = [p for p in outside if all(s.start <= v < s.stop for v, s in zip(p, box, strict=True))]
     factors = tuple(max(1, int(round(2.0 / s))) for s in spacing)
     low_spacing = spacing * factors
     hu = volume.array[box]

@@ -42,13 +42,21 @@ def autocast(device):
     return contextlib.nullcontext()
 
 
+#: How torch says a device ran out of memory: CUDA and MPS ("... out of memory ..."); the CPU
+#: allocator ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ..." on Linux
+#: and macOS, "DefaultCPUAllocator: not enough memory: ..." on Windows).
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory", "defaultcpuallocator")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether an exception is a device running out of memory."""
+    """Whether an exception is a device running out of memory: a GPU's, or the CPU's (torch's
+    allocator failing, or Python's and numpy's `MemoryError`)."""
     import torch
 
-    if isinstance(error, torch.OutOfMemoryError):
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in message for words in _OUT_OF_MEMORY)
 
 
 def free_memory(device) -> None:

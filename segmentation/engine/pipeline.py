@@ -214,7 +214,10 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error):
         message = f"{device.type} out of memory even with small tiles; continuing on the CPU (slower)"
         device, patch = torch.device("cpu"), tuple(recipe.patch_zyx)
     else:
-        raise DelineoError(f"not enough memory to segment an image of {volume.shape} voxels") from error
+        raise DelineoError(
+            f"not enough memory to segment an image of {volume.shape} voxels, even on the CPU with "
+            f"tiles {tuple(patch)}: close other programs, or segment a smaller image"
+        ) from error
     log.warning(message)
     info.warnings.append(message)
     return device, patch
@@ -227,16 +230,17 @@ def credit(model: str, version: str) -> str:
 
 
 def select_outputs(outputs, structures: list[str] | None, model: str = "the model") -> list[OutputSpec]:
-    """The outputs named in `structures` (all when None), or an error naming the unknown ones."""
+    """The outputs named in `structures` (all when None), each once in the order first named, or
+    an error naming the unknown ones."""
     if not structures:
         return list(outputs)
     names = {o.name: o for o in outputs}
-    missing = [s for s in structures if s not in names]
+    missing = [s for s in dict.fromkeys(structures) if s not in names]
     if missing:
         raise DelineoError(
             f"{model} has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(names)}"
         )
-    return [names[s] for s in structures]
+    return [names[s] for s in dict.fromkeys(structures)]
 
 
 def finite_voxels(volume: Volume) -> tuple[Volume, list[str]]:

@@ -444,3 +444,85 @@ def test_voxels_that_are_not_numbers_do_not_blank_their_tiles(sigmoid_model):
     [warning] = sigmoid_model.last_run.warnings
     assert warning.startswith(f"{2 * 2 * volume.shape[0] + 1:,} voxels that are not numbers")
     assert dice(result["Spheres"].mask.full(), truth["big"] | truth["small"]) > 0.9
+
+
+#: What torch says when the CPU's allocator fails (Linux).
+CPU_ALLOCATOR_ERROR = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+    "to allocate 70368744177664 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+def _cpu_memory_limited(model, largest_tile: int):
+    """`networks_on` whose CPU networks fail as torch's CPU allocator does on tiles of more than
+    `largest_tile` voxels."""
+    import torch
+
+    class Limited(torch.nn.Module):
+        def __init__(self, network):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            if x[0, 0].numel() > largest_tile:
+                raise RuntimeError(CPU_ALLOCATOR_ERROR)
+            return self.network(x)
+
+    def networks_on(device):
+        if device.type == "meta":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return [Limited(network) for network in model.networks_on(device)]
+
+    return networks_on
+
+
+def test_the_cpu_allocator_failing_is_out_of_memory():
+    import torch
+
+    from segmentation.engine.device import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError(CPU_ALLOCATOR_ERROR))
+    assert is_out_of_memory(
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB")
+    )
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not is_out_of_memory(RuntimeError("Given groups=1, weight of size [2, 1, 1, 1, 1], expected ..."))
+    assert not is_out_of_memory(ValueError("can't allocate memory"))
+
+
+def test_the_cpu_out_of_memory_retries_with_smaller_tiles(tmp_path):
+    import torch
+
+    from segmentation.engine.pipeline import RunInfo, run
+
+    model = from_manifest(read_manifest(write_model(tmp_path / "m", [100.0, 500.0])))
+    volume, truth = phantom()
+    info = RunInfo()
+    limited = _cpu_memory_limited(model, 16 * 16 * 16)
+    result = run(volume, model.recipe, limited, torch.device("cpu"), info=info)
+    assert info.patch_zyx == (16, 16, 16)
+    assert any(w.startswith("cpu out of memory") and "retrying with tiles" in w for w in info.warnings)
+    assert dice(result["Region_1"].mask.full(), truth["small"]) > 0.85
+
+
+@pytest.mark.parametrize("start", ["cpu", "meta"])
+def test_the_cpu_out_of_memory_with_the_smallest_tiles_is_a_clear_error(tmp_path, start):
+    """On the CPU from the start, or after an accelerator ran out of memory ("meta" stands in
+    for it here): the smallest tiles failing too ends in the engine's message."""
+    import torch
+
+    from segmentation.engine.pipeline import RunInfo, run
+
+    model = from_manifest(read_manifest(write_model(tmp_path / "m", [100.0])))
+    info = RunInfo()
+    limited = _cpu_memory_limited(model, 8)
+    with pytest.raises(DelineoError, match=r"not enough memory to segment an image of \(30, 64, 60\)"):
+        run(phantom()[0], model.recipe, limited, torch.device(start), info=info)
+    assert info.device == "cpu"
+    assert ("continuing on the CPU" in " ".join(info.warnings)) == (start == "meta")
+
+
+def test_structures_named_twice_are_drawn_once(sigmoid_model):
+    volume, _ = phantom()
+    result = sigmoid_model.predict(volume, structures=["Dense", "Spheres", "Dense"], device="cpu")
+    assert result.names() == ["Dense", "Spheres"]

@@ -10,6 +10,7 @@ import torch
 from support.nnunet_folder import label_map, nnunet_predictor, write_nnunet_folder
 from support.segmentation_models import one_thread  # noqa: F401  (fixture)
 
+from planning.errors import DelineoError
 from planning.geometry import Grid
 from planning.volume import Volume
 from segmentation import registry
@@ -192,3 +193,105 @@ def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatc
     renamed.rename(elsewhere / renamed.name)
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(elsewhere))
     assert {e.name: e for e in registry.list_models()}[name].origin == "TotalSegmentator"
+
+
+def _only_root(monkeypatch, tmp_path, results=None, user=None):
+    """Models found in `results` (as $nnUNet_results) and `user` ($DELINEO_MODELS) only."""
+    for variable in ("DELINEO_MODELS", "nnUNet_results", "TOTALSEG_WEIGHTS_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "no_totalseg"))
+    if results is not None:
+        monkeypatch.setenv("nnUNet_results", str(results))
+    if user is not None:
+        monkeypatch.setenv("DELINEO_MODELS", str(user))
+    registry.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "what"),
+    [
+        ([1, 2], "not a JSON object (it holds a list)"),
+        ({"labels": ["background", "liver"], "channel_names": {"0": "CT"}}, "'labels' must map"),
+        ({"labels": {"background": 0, "liver": 1}, "channel_names": ["CT"]}, "'channel_names' must map"),
+    ],
+)
+def test_a_malformed_dataset_json_leaves_its_folder_out_with_a_warning(
+    tmp_path, monkeypatch, caplog, dataset, what
+):
+    """Valid JSON of the wrong shape: that folder is reported, every other model still lists."""
+    write_nnunet_folder(tmp_path / "results", LABELS)
+    training = write_nnunet_folder(tmp_path / "other", LABELS)
+    broken = training.parent.rename(tmp_path / "results" / "Dataset998_Broken") / training.name
+    (broken / "dataset.json").write_text(json.dumps(dataset))
+    _only_root(monkeypatch, tmp_path, results=tmp_path / "results")
+    names = [e.name for e in registry.list_models()]
+    assert "Dataset999_Test/3d_fullres" in names and "ct_rules" in names
+    assert not any(n.startswith("Dataset998") for n in names)
+    assert f"skipping model folder {broken}" in caplog.text and what in caplog.text
+    assert registry.find_model("ct_rules").kind == "rules"
+    with pytest.raises(NnUNetError, match=what.replace("(", r"\(").replace(")", r"\)")):
+        registry.find_model(str(broken))
+
+
+def test_region_models_with_an_ignore_label_run(tmp_path):
+    """nnU-Net leaves the ignore label out of the regions (its LabelManager): the network has
+    one channel per region, none for it."""
+    folder = write_nnunet_folder(tmp_path, ["whole", "core"], regions=True, seed=3)
+    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset["labels"]["ignore"] = 3
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    model = read_nnunet_folder(folder, crop="none")
+    assert [o.name for o in model.outputs] == ["whole", "core"] and model.recipe.channels == 2
+    volume = ct_volume((24, 64, 56))
+    structures = model.predict(volume, device="cpu")
+    assert structures.names() == ["whole", "core"]
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[structures["whole"].mask.full()] = 1
+    labels[structures["core"].mask.full()] = 2
+    reference = nnunet_prediction(folder, volume, (0,))
+    assert len(np.unique(reference)) > 1 and float(np.mean(labels == reference)) >= 0.999
+    assert registry.describe_folder(folder).structures == ("whole", "core")
+
+
+def test_folds_without_a_final_checkpoint_are_named_in_a_warning(tmp_path):
+    """As nnU-Net's predictor, folds chosen automatically are those holding the checkpoint; a
+    fold whose training did not finish is left out, and the run says so."""
+    folder = write_nnunet_folder(tmp_path, LABELS, folds=(0, 1))
+    (folder / "fold_1" / "checkpoint_final.pth").rename(folder / "fold_1" / "checkpoint_latest.pth")
+    model = read_nnunet_folder(folder)
+    assert model.version == "nnU-Net v2, 1 fold(s)"
+    volume = ct_volume((20, 48, 40))
+    model.predict(volume, device="cpu")
+    [warning] = [w for w in model.last_run.warnings if "fold_1" in w]
+    assert "no checkpoint_final.pth" in warning and "from fold_0 only" in warning
+    model.predict(volume, device="cpu")
+    assert len([w for w in model.last_run.warnings if "fold_1" in w]) == 1  # once a run
+    chosen = read_nnunet_folder(folder, folds=[0])  # folds asked for: nothing left out
+    chosen.predict(volume, device="cpu")
+    assert not any("fold_1" in w for w in chosen.last_run.warnings)
+    with pytest.raises(NnUNetError, match="missing checkpoint"):
+        read_nnunet_folder(folder, folds=[0, 1])
+
+
+def test_two_trainings_of_one_configuration_get_a_name_each(tmp_path, monkeypatch, caplog):
+    """Another trainer or plans for the same dataset and configuration: nnU-Net's default
+    training keeps "DatasetXXX/configuration", the other is named with its trainer and plans."""
+    import shutil
+
+    default = write_nnunet_folder(tmp_path / "results", LABELS)
+    other = default.parent / "nnUNetTrainerNoMirroring__nnUNetResEncUNetMPlans__3d_fullres"
+    shutil.copytree(default, other)
+    _only_root(monkeypatch, tmp_path, results=tmp_path / "results")
+    entries = {e.name: e for e in registry.list_models()}
+    other_name = "Dataset999_Test/nnUNetTrainerNoMirroring__nnUNetResEncUNetMPlans__3d_fullres"
+    assert entries["Dataset999_Test/3d_fullres"].path == default
+    assert entries[other_name].path == other
+    assert "two models are named 'Dataset999_Test/3d_fullres'" in caplog.text
+    assert f"is listed as {other_name!r}" in caplog.text
+    with pytest.raises(DelineoError, match=f"ambiguous: Dataset999_Test/3d_fullres, {other_name}$"):
+        registry.find_model("Dataset999")
+    assert registry.find_model(other_name).path == other
+    # given by its folder, it keeps the name it is listed under (the name its contours credit)
+    assert registry.find_model(str(other)).name == other_name
+    assert registry.load_model(str(other), folds=[0]).name == other_name

@@ -67,3 +67,21 @@ def test_lung_tumour_against_the_expert_gtv():
     print(f"IBSI-1 GTV Dice: {score:.3f} ({mask.volume_cc:.0f} cc vs {expert_cc:.0f} cc)")
     assert score >= 0.70
     assert ndi.label(mask.full())[1] == 1  # one piece: no specks beside the tumour
+
+
+@pytest.mark.parametrize(
+    ("inside", "outside"),
+    [
+        ((20, 48, 52), (20, 48, 28)),  # before the box's start (it wrapped round to the other end)
+        ((20, 48, 28), (20, 48, 52)),  # beyond its end (an index error)
+        ((20, 48, 28), (39, 95, 95)),  # beyond it along every axis
+    ],
+)
+def test_outside_clicks_beyond_the_working_box_are_ignored(inside, outside):
+    """The lesion is sought within `roi_mm` of the inside clicks: an outside click farther away
+    cannot be reached by it and changes nothing (10 mm here, so the scene's other lesion, joined
+    to the clicked one, lies beyond the box)."""
+    volume, _, _ = lesion_scene()
+    alone = delineate(volume, inside, roi_mm=10.0).full()
+    assert alone.any()
+    np.testing.assert_array_equal(delineate(volume, inside, [outside], roi_mm=10.0).full(), alone)

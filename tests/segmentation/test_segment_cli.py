@@ -102,3 +102,45 @@ def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsy
     assert main(["segment", str(image), "--model", "ct_rules", "--out", str(tmp_path / "out.txt")]) == 1
     assert "--out out.txt: not an output this command writes" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_broken_model_folder_or_a_taken_name_does_not_hide_the_others(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    """A folder whose dataset.json is JSON of the wrong shape is reported and skipped; a user's
+    model named as the built-in one is listed beside it under a name of its own."""
+    models = tmp_path / "models"
+    broken = models / "Dataset998_List" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (broken / "fold_0").mkdir(parents=True)
+    (broken / "plans.json").write_text("{}")
+    (broken / "dataset.json").write_text("[1, 2]")
+    copy = write_model(models / "my_copy", [100.0], names=["Spheres"])
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(
+        json.dumps({**manifest, "name": "head_neck_openkbp", "version": "9.9"})
+    )
+    monkeypatch.setenv("DELINEO_MODELS", str(models))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for variable in ("nnUNet_results", "TOTALSEG_HOME_DIR", "TOTALSEG_WEIGHTS_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    registry.clear_cache()
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "head_neck_openkbp 0.5.0  (built-in" in listing
+    assert f"head_neck_openkbp@user 9.9  (user, delineo, CT)  [{copy}]" in listing
+    assert f"skipping model folder {broken}: {broken / 'dataset.json'}: not a JSON object" in caplog.text
+    assert (
+        "two models are named 'head_neck_openkbp'" in caplog.text
+        and "'head_neck_openkbp@user'" in caplog.text
+    )
+    volume, truth = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    out = tmp_path / "out"
+    assert (
+        main(["segment", str(image), "--model", "ct_rules", "--structures", "External", "--out", str(out)])
+        == 0
+    )
+    assert main(["segment", str(image), "--model", "head_neck_openkbp@user", "--out", str(out / "copy")]) == 0
+    spheres = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "copy" / "Spheres.nii.gz"))) > 0
+    assert dice(spheres, truth["big"] | truth["small"]) > 0.9
