@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -266,12 +267,12 @@ def identity_of(header: Header) -> DicomIdentity:
     return DicomIdentity(
         patient_id=text("PatientID"),
         patient_name=text("PatientName"),
-        patient_birth_date=text("PatientBirthDate"),
+        patient_birth_date=dicom_date(text("PatientBirthDate")),
         patient_sex=text("PatientSex"),
         study_instance_uid=text("StudyInstanceUID"),
         study_id=text("StudyID"),
-        study_date=text("StudyDate"),
-        study_time=text("StudyTime"),
+        study_date=dicom_date(text("StudyDate")),
+        study_time=dicom_time(text("StudyTime")),
         study_description=text("StudyDescription"),
         accession_number=text("AccessionNumber"),
         referring_physician_name=text("ReferringPhysicianName"),
@@ -281,6 +282,27 @@ def identity_of(header: Header) -> DicomIdentity:
         frame_of_reference_uid=text("FrameOfReferenceUID"),
         manufacturer=text("Manufacturer"),
     )
+
+
+def dicom_date(value: str) -> str:
+    """`value` as a DICOM date (DA, YYYYMMDD): ACR-NEMA's "1996.06.11" (and "1996-06-11") are
+    rewritten; anything else that is not a date becomes "" (unknown), so that objects made from
+    the images copy no value a validator or a planning system would reject."""
+    value = value.strip()
+    if re.fullmatch(r"\d{8}", value):
+        return value
+    match = re.fullmatch(r"(\d{4})[.\-/](\d{2})[.\-/](\d{2})", value)
+    return "".join(match.groups()) if match else ""
+
+
+def dicom_time(value: str) -> str:
+    """`value` as a DICOM time (TM, HHMMSS.FFFFFF, later parts optional): "14:30:05" is
+    rewritten; anything else that is not a time becomes ""."""
+    value = value.strip()
+    if re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", value):
+        return value
+    match = re.fullmatch(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?", value)
+    return "".join(part or "" for part in match.groups()) if match else ""
 
 
 def group_series(headers: list[Header]) -> list[ImageSeries]:

@@ -415,3 +415,23 @@ def test_a_long_recipe_keeps_to_the_roi_description_or_is_said_lost(case, source
     restored = back["PRV_Bowel"].recipe or {}
     assert ({k: v for k, v in restored.items() if k != "built_from"} == recipe) is kept
     assert any("PRV_Bowel: its recipe is too long" in w for w in warnings) is not kept
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # the old-style values written here
+def test_old_style_dates_of_the_images_are_written_as_dicom_dates(tmp_path):
+    """Images of ACR-NEMA heritage state "1996.06.11" and "14:30:05"; an RTSTRUCT copying them
+    as they are fails validation (dciodvfy: bad DA/TM). They are written as 19960611, 143005;
+    a value that is no date at all is left empty (unknown)."""
+    folder = tmp_path / "ct"
+    write_ct_series(folder, ct_phantom((3, 16, 16)))
+    for path in folder.iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.StudyDate, dataset.StudyTime, dataset.PatientBirthDate = "1996.06.11", "14:30:05", "unknown"
+        dataset.save_as(path)
+    volume = load_volume(folder)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Body", Mask.from_full(volume.grid, volume.array > -500)))
+    write_rtstruct(structures, volume, tmp_path / "rs.dcm")
+    written = pydicom.dcmread(tmp_path / "rs.dcm")
+    assert (written.StudyDate, written.StudyTime, written.PatientBirthDate) == ("19960611", "143005", "")
+    assert dciodvfy_errors(tmp_path / "rs.dcm") == []
