@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,8 @@ def save_structures(
 
     Args:
         options: passed to the writer (for RTSTRUCT: `simplify_mm`, `keyhole`, `min_island_mm2`,
-            `label`, `on_progress`, `cancel`).
+            `label`, `on_progress`, `cancel`; for a label map: `overlap_advice`, how the overlap
+            warning says to keep overlaps, default `KEEP_OVERLAPS`).
 
     Returns:
         What the writer had to change or leave out, in words.
@@ -112,7 +114,7 @@ def save_structures(
 
         return write_seg(structure_set, volume, path, **options)
     if kind == "labelmap":
-        return _save_label_map(structure_set, volume, path)
+        return _save_label_map(structure_set, volume, path, **options)
     raise FormatError(f"{path.name}: unknown structure format {kind!r}; use rtstruct, seg or labelmap")
 
 
@@ -333,21 +335,93 @@ def _describe(grid) -> str:
     return f"{size} ({spacing} mm)"
 
 
-def _save_label_map(structure_set: StructureSet, volume: Volume, path: Path) -> list[str]:
+#: What a label map's overlap warning advises by default.
+KEEP_OVERLAPS = "save an RTSTRUCT or SEG to keep overlaps"
+
+
+@dataclass(frozen=True)
+class LabelMapLoss:
+    """A structure that a label map holds only in part: where structures overlap, a label map
+    keeps the later structure's label (`StructureSet.to_label_map`).
+
+    Attributes:
+        drawn: voxels of the structure; kept: voxels holding its label in the label map.
+    """
+
+    name: str
+    drawn: int
+    kept: int
+    voxel_volume_cc: float
+
+    @property
+    def drawn_cc(self) -> float:
+        return self.drawn * self.voxel_volume_cc
+
+    @property
+    def kept_cc(self) -> float:
+        return self.kept * self.voxel_volume_cc
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} keeps {self.kept:,} of {self.drawn:,} voxels ({self.kept / self.drawn:.0%}, "
+            f"{_cc(self.kept_cc)} of {_cc(self.drawn_cc)} cc)"
+        )
+
+
+def _cc(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 or value == 0 else f"{value:.2g}"
+
+
+def label_map_losses(
+    structure_set: StructureSet, names: Sequence[str] | None = None, labels: np.ndarray | None = None
+) -> list[LabelMapLoss]:
+    """The structures that a label map of `structure_set` does not hold whole, in label order.
+
+    Args:
+        names: the structures in the label map, label 1, 2, … (default: all, in order).
+        labels: the label map (`StructureSet.to_label_map(names)`), made when not given.
+    """
+    names = structure_set.names() if names is None else list(names)
+    if labels is None:
+        labels = structure_set.to_label_map(names)
+    losses = []
+    for value, name in enumerate(names, start=1):
+        mask = structure_set[name].mask
+        drawn = mask.voxel_count
+        if not drawn:
+            continue
+        kept = int(np.count_nonzero(labels[mask.box][mask.array] == value))
+        if kept < drawn:
+            losses.append(LabelMapLoss(name, drawn, kept, structure_set.grid.voxel_volume_cc))
+    return losses
+
+
+def label_map_warning(losses: Sequence[LabelMapLoss], advice: str = KEEP_OVERLAPS) -> str | None:
+    """The warning for a label map that lost the `losses` (None when it lost nothing), naming
+    each structure and how much it keeps, ending with `advice` (how to keep overlaps)."""
+    if not losses:
+        return None
+    return (
+        "voxels belonging to more than one structure hold only the later structure's label in a label "
+        f"map (one label per voxel): {'; '.join(map(str, losses))}; {advice}"
+    )
+
+
+def _save_label_map(
+    structure_set: StructureSet,
+    volume: Volume,
+    path: Path,
+    *,
+    overlap_advice: str = KEEP_OVERLAPS,
+    **_writer_options,
+) -> list[str]:
     names = structure_set.names()
     labels = structure_set.to_label_map(names)
-    warnings = []
-    claimed = sum(s.mask.voxel_count for s in structure_set)
-    kept = int(np.count_nonzero(labels))
-    if claimed > kept:
-        warnings.append(
-            f"{claimed - kept} voxel(s) belong to more than one structure; a label map keeps one label per "
-            "voxel (the later structure's); save an RTSTRUCT or SEG to keep overlaps"
-        )
+    warning = label_map_warning(label_map_losses(structure_set, names, labels), overlap_advice)
     save_volume(volume.with_array(labels, modality="SEG"), path)
     sidecar = sidecar_path(path)
     try:
         sidecar.write_text(json.dumps({str(i): n for i, n in enumerate(names, start=1)}, indent=1), "utf-8")
     except OSError as error:
         raise FormatError(f"{sidecar.name}: cannot be written ({error.strerror or error})") from error
-    return warnings
+    return [warning] if warning else []

@@ -120,8 +120,10 @@ def read_nnunet_folder(
     """A `NetworkModel` for an nnU-Net v2 trained-model folder (checkpoints loaded on first use).
 
     Args:
-        folds: folds to ensemble (default: every ``fold_*`` holding `checkpoint`, as nnU-Net's
-            predictor chooses them; the fold folders without it are named in a warning).
+        folds: folds to ensemble, numbers or "all" (default: every numbered ``fold_N`` holding
+            `checkpoint`, as nnU-Net's predictor chooses them, ``fold_all`` left out; the numbered
+            fold folders without it are named in a warning; ``fold_all`` only when no numbered
+            fold holds it).
         mirroring: test-time mirroring along the axes the trainer allowed (nnU-Net's default;
             2–8× slower).
         crop: "body" (CT default: nothing outside the patient is segmented, fewer tiles) or
@@ -251,19 +253,24 @@ def channel_names(dataset: dict) -> dict:
 def _checkpoints(path: Path, folds, checkpoint: str) -> tuple[list[Path], list[str]]:
     """The checkpoints to ensemble, and the fold folders left out for lacking `checkpoint`.
 
-    Without `folds`, every fold folder holding `checkpoint`, as nnunetv2's predictor chooses
-    them (``nnUNetPredictor.auto_detect_available_folds`` keeps the folds holding it, saying
-    nothing of the others); the others are returned, for a warning: a fold whose training did
-    not finish changes the ensemble (contours from fewer folds differ). Folds asked for must all
-    hold it."""
+    Without `folds`, every numbered fold folder holding `checkpoint`, as nnunetv2's predictor
+    chooses them (``nnUNetPredictor.auto_detect_available_folds`` leaves ``fold_all`` out and
+    keeps the ``fold_N`` holding it, saying nothing of the others); the numbered ones without it
+    are returned, for a warning: a fold whose training did not finish changes the ensemble
+    (contours from fewer folds differ). Where no numbered fold holds it, ``fold_all`` does
+    (nnunetv2 would find no fold; its users pass ``-f all``). Folds asked for must all hold it."""
     unfinished: list[str] = []
     if folds is None:
         files = []
         for fold in _fold_folders(path):
+            if not fold.name.removeprefix("fold_").isdigit():  # fold_all, or not a fold
+                continue
             if (fold / checkpoint).is_file():
                 files.append(fold / checkpoint)
             else:
                 unfinished.append(fold.name)
+        if not files and (path / "fold_all" / checkpoint).is_file():
+            files = [path / "fold_all" / checkpoint]
     else:
         files = [path / f"fold_{f}" / checkpoint for f in folds]
         missing = [str(f) for f in files if not f.is_file()]
@@ -304,7 +311,9 @@ def dataset_outputs(dataset: dict, path: Path) -> tuple[tuple[OutputSpec, ...], 
     labels = dataset.get("labels")
     if not isinstance(labels, dict) or not labels:
         raise NnUNetError(f"{path}: dataset.json has no 'labels'")
-    regions = any(isinstance(v, (list, tuple)) for v in labels.values())
+    # as nnU-Net's LabelManager: region-based when a label is a list of more than one value; a
+    # one-value list ([3]) is that label
+    regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     outputs = []
     if regions:
         # as nnU-Net's LabelManager: one channel per region, in order, except the ignore label
@@ -317,7 +326,10 @@ def dataset_outputs(dataset: dict, path: Path) -> tuple[tuple[OutputSpec, ...], 
             channel += 1
         return tuple(outputs), "sigmoid"
     try:
-        values = {label: int(value) for label, value in labels.items()}
+        values = {
+            label: int(value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value)
+            for label, value in labels.items()
+        }
     except (TypeError, ValueError) as error:
         raise NnUNetError(f"{path}: dataset.json labels must be whole numbers ({error})") from error
     for label, value in sorted(values.items(), key=lambda item: item[1]):

@@ -39,7 +39,8 @@ def sha256_of(path: Path) -> str:
 
 def read_state_dict(path: Path, sha256: str | None = None) -> dict:
     """Tensors of a weights file: safetensors, or a state dict read with ``weights_only=True``
-    (never unpickled code). With `sha256`, the file must have that digest."""
+    (never unpickled code). With `sha256`, the file must have that digest. Errors name the
+    file with its folder (every model's file is called weights.safetensors)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -47,7 +48,8 @@ def read_state_dict(path: Path, sha256: str | None = None) -> dict:
         actual = sha256_of(path)
         if actual != sha256.lower():
             raise WeightsError(
-                f"{path.name}: sha256 is {actual}, the manifest pins {sha256}: file altered or replaced"
+                f"{path}: sha256 is {actual}, the manifest of {path.parent} pins {sha256}: "
+                "file altered or replaced"
             )
     try:
         if path.suffix == ".safetensors":
@@ -58,9 +60,9 @@ def read_state_dict(path: Path, sha256: str | None = None) -> dict:
 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # safetensors and torch raise many kinds
-        raise WeightsError(f"{path.name}: cannot be read as weights ({error})") from error
+        raise WeightsError(f"{path}: cannot be read as weights ({error})") from error
     if not isinstance(state, dict):
-        raise WeightsError(f"{path.name}: holds a {type(state).__name__}, not a state dict")
+        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -207,7 +209,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
             network = build_network(manifest.architecture, manifest.architecture_params)
         except (TypeError, ValueError) as error:
             raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error
-        return [load_into(network, state, manifest.weights_path.name)]
+        return [load_into(network, state, str(manifest.weights_path))]
 
     recipe = Recipe(
         outputs=manifest.outputs,

@@ -97,3 +97,34 @@ def test_edits_inside_the_box_keep_it_tight():
     expected[inner] = False
     np.testing.assert_array_equal(mask.full(), expected)
     assert mask.box == (slice(2, 10), slice(6, 15), slice(11, 20))
+
+
+def test_a_label_map_names_each_structure_that_lost_voxels_to_a_later_one(tmp_path):
+    """A label map keeps one label per voxel, the later structure's: the warning names the
+    structures that keep less than they were drawn with, and how much they keep."""
+    from planning.imageio import read_image_file
+    from planning.structure_io import label_map_losses, save_structures
+    from planning.volume import Volume
+
+    structure_set = StructureSet(GRID, "1.2.3")
+    ptv, organ = ball(radius=4), ball(radius=2)
+    apart = np.zeros(GRID.shape, bool)
+    apart[0:2, 0:3, 0:3] = True
+    for name, full in (("PTV63", ptv), ("Larynx", organ), ("Cord", apart)):
+        structure_set.add(Structure(name, Mask.from_full(GRID, full)))
+    [loss] = label_map_losses(structure_set)
+    assert (loss.name, loss.drawn, loss.kept) == ("PTV63", ptv.sum(), (ptv & ~organ).sum())
+    assert loss.kept_cc == pytest.approx((ptv & ~organ).sum() * 2.0 / 1000)
+    volume = Volume(np.zeros(GRID.shape, np.int16), GRID)
+    [warning] = save_structures(structure_set, volume, tmp_path / "labels.nii.gz")
+    kept = f"{loss.kept} of {loss.drawn} voxels ({loss.kept / loss.drawn:.0%}"
+    assert f"PTV63 keeps {kept}" in warning and "Larynx" not in warning and "Cord" not in warning
+    assert "more than one structure" in warning and "save an RTSTRUCT or SEG to keep overlaps" in warning
+    labels = read_image_file(tmp_path / "labels.nii.gz").array
+    assert (labels == 1).sum() == loss.kept  # what the file holds
+    # the later structure wins: listed the other way round, the organ is what loses voxels
+    reordered = label_map_losses(structure_set, ["Larynx", "PTV63", "Cord"])
+    assert [(lost.name, lost.kept) for lost in reordered] == [("Larynx", 0)]
+    structure_set.remove("Larynx")
+    assert label_map_losses(structure_set) == []
+    assert save_structures(structure_set, volume, tmp_path / "labels.nii.gz") == []

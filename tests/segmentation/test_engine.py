@@ -327,8 +327,9 @@ def test_altered_weights_are_refused(tmp_path):
     data = bytearray((folder / "weights.safetensors").read_bytes())
     data[-1] ^= 1
     (folder / "weights.safetensors").write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="sha256"):
+    with pytest.raises(WeightsError, match="sha256") as error:
         from_manifest(read_manifest(folder)).predict(phantom()[0], device="cpu")
+    assert str(folder / "weights.safetensors") in str(error.value)  # which model's weights
 
 
 def test_weights_holding_infinities_are_refused():

@@ -295,3 +295,44 @@ def test_two_trainings_of_one_configuration_get_a_name_each(tmp_path, monkeypatc
     # given by its folder, it keeps the name it is listed under (the name its contours credit)
     assert registry.find_model(str(other)).name == other_name
     assert registry.load_model(str(other), folds=[0]).name == other_name
+
+
+def test_folds_chosen_automatically_leave_fold_all_out_as_nnunet_does(tmp_path):
+    """nnU-Net's predictor ensembles the numbered folds and leaves fold_all out (a model trained
+    on every case, distributed beside them); asked for, or alone, fold_all is used."""
+    import shutil
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    folder = write_nnunet_folder(tmp_path, LABELS, folds=(0, 1))
+    shutil.copytree(folder / "fold_1", folder / "fold_all")
+    (folder / "fold_old").mkdir()  # not a fold: nnU-Net would not read it either
+    assert nnUNetPredictor.auto_detect_available_folds(str(folder), "checkpoint_final.pth") == [0, 1]
+    model = read_nnunet_folder(folder)
+    assert model.version == "nnU-Net v2, 2 fold(s)" and not model.notes
+    assert read_nnunet_folder(folder, folds=["all"]).version == "nnU-Net v2, 1 fold(s)"
+    shutil.rmtree(folder / "fold_0")
+    shutil.rmtree(folder / "fold_1")
+    alone = read_nnunet_folder(folder)  # nnU-Net would find no fold; its users pass -f all
+    assert alone.version == "nnU-Net v2, 1 fold(s)" and not alone.notes
+    assert labels_of(alone.predict(ct_volume((20, 48, 40)), device="cpu"), alone).any()
+
+
+def test_a_label_given_as_a_one_value_list_is_that_label(tmp_path):
+    """nnU-Net's LabelManager makes a model region-based only for a label of several values;
+    "kidney_left": [2] is label 2 of a softmax model, as nnunetv2 predicts it."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    folder = write_nnunet_folder(tmp_path, LABELS, seed=2)
+    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset["labels"]["kidney_left"] = [2]
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    assert not LabelManager(dataset["labels"], None).has_regions
+    model = read_nnunet_folder(folder, crop="none")
+    assert model.recipe.activation == "softmax"
+    assert [(o.channel, o.name) for o in model.outputs] == [(1, "Liver"), (2, "Kidney_L"), (3, "Spleen")]
+    assert registry.describe_folder(folder).structures == ("Liver", "Kidney_L", "Spleen")
+    volume = ct_volume((20, 48, 40))
+    ours = labels_of(model.predict(volume, device="cpu"), model)
+    reference = nnunet_prediction(folder, volume, (0,))
+    assert (reference == 2).any() and float(np.mean(ours == reference)) >= 0.999  # Kidney_L drawn

@@ -61,10 +61,21 @@ def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, c
     dense = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks" / "Dense.nii.gz"))) > 0
     assert dense.any() and not (dense & ~spheres).any()  # overlapping structures both kept
     assert dice(spheres, truth["big"] | truth["small"]) > 0.9
+    assert "not written by this run" not in capsys.readouterr().out
     assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "labels.nii.gz")]) == 0
     assert json.loads((tmp_path / "labels.json").read_text()) == {"1": "Spheres", "2": "Dense"}
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz")))
     np.testing.assert_array_equal(labels == 2, dense)
+    # the label map holds Spheres only outside Dense: the warning and the table say how much
+    printed = capsys.readouterr().out
+    kept, drawn = int((labels == 1).sum()), int(spheres.sum())
+    [warning] = [line for line in printed.splitlines() if "more than one structure" in line]
+    assert f"Spheres keeps {kept:,} of {drawn:,} voxels ({kept / drawn:.0%}" in warning
+    assert "Dense keeps" not in warning
+    assert "a mask folder (--out FOLDER) or an RTSTRUCT (--out NAME.dcm) keeps overlaps" in warning
+    voxel_cc = float(np.prod(volume.grid.spacing_xyz)) / 1000
+    [row] = [line for line in printed.splitlines() if line.strip().startswith("Spheres")]
+    assert f"({kept * voxel_cc:.1f} cc in labels.nii.gz: overlaps lost)" in row
     # another tile overlap: the same spheres; out of range, or for a model without tiles: refused
     overlapped = tmp_path / "overlap.nii.gz"
     assert (
@@ -144,3 +155,83 @@ def test_a_broken_model_folder_or_a_taken_name_does_not_hide_the_others(
     assert main(["segment", str(image), "--model", "head_neck_openkbp@user", "--out", str(out / "copy")]) == 0
     spheres = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "copy" / "Spheres.nii.gz"))) > 0
     assert dice(spheres, truth["big"] | truth["small"]) > 0.9
+
+
+def test_fold_and_structure_mistakes_are_refused_before_loading(tmp_path, monkeypatch, capsys):
+    """--folds takes fold numbers or 'all'; --structures are checked against the model's list
+    before the image and the model are loaded (minutes on a big series)."""
+    models = tmp_path / "models"
+    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
+    monkeypatch.setenv("DELINEO_MODELS", str(models))
+    registry.clear_cache()
+    image = tmp_path / "ct.nii.gz"
+    out = str(tmp_path / "labels.nii.gz")
+    with pytest.raises(SystemExit):
+        main(["segment", str(image), "--model", "spheres", "--out", out, "--folds", "0", "x"])
+    assert "--folds: expected a fold number (0, 1, 2, …) or 'all', got 'x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["segment", str(image), "--model", "spheres", "--out", out, "--folds", "-1"])
+    assert "got '-1'" in capsys.readouterr().err
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("loaded before the structures were checked")
+
+    monkeypatch.setattr("planning.imageio.load_volume", not_now)
+    monkeypatch.setattr(registry, "load_model", not_now)
+    for model, drawn in (("spheres", "Spheres, Dense"), ("ct_rules", "External, Lung_L, Lung_R, Bone")):
+        command = ["segment", str(image), "--model", model, "--out", out, "--structures", "Bone", "Lung"]
+        assert main(command) == 1
+        missing = "'Bone', 'Lung'" if model == "spheres" else "'Lung'"
+        assert f"{model} has no structure {missing}; it draws: {drawn}" in capsys.readouterr().err
+
+
+def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypatch, capsys):
+    """Re-running into a mask folder with fewer --structures keeps the earlier masks (nothing of
+    the user's is deleted) and names them: they are not this run's."""
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    out = tmp_path / "masks"
+    assert (
+        main(
+            [
+                "segment",
+                str(image),
+                "--model",
+                "ct_rules",
+                "--structures",
+                "External",
+                "Bone",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "not written by this run" not in capsys.readouterr().out
+    (out / "notes.txt").write_text("mine")
+    command = ["segment", str(image), "--model", "ct_rules", "--structures", "External", "--out", str(out)]
+    assert main(command) == 0
+    [warning] = [line for line in capsys.readouterr().out.splitlines() if "not written by this run" in line]
+    assert f"{out}: 1 mask file(s) there were not written by this run" in warning
+    assert "Bone.nii.gz" in warning and "External" not in warning and "notes.txt" not in warning
+    assert (out / "Bone.nii.gz").exists() and (out / "notes.txt").exists()
+    # the input image, when in the folder, is not one of them
+    sitk.WriteImage(volume.to_sitk(), str(out / "ct.nii.gz"))
+    (out / "Bone.nii.gz").unlink()
+    assert (
+        main(
+            [
+                "segment",
+                str(out / "ct.nii.gz"),
+                "--model",
+                "ct_rules",
+                "--structures",
+                "External",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "not written by this run" not in capsys.readouterr().out

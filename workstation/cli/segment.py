@@ -1,12 +1,15 @@
 """`delineo segment INPUT --model NAME --out OUT`: auto-segmentation from the command line.
 
 OUT is chosen by its form: ``*.dcm`` an RTSTRUCT referencing the input series (DICOM input),
-``*.nii.gz`` / ``*.nrrd`` / ``*.mha`` one label map (overlaps lost, with a warning), anything else
-a folder with one mask file per structure named after it (structures may overlap).
+``*.nii.gz`` / ``*.nrrd`` / ``*.mha`` one label map (overlaps lost, with a warning naming each
+structure that lost voxels), anything else a folder with one mask file per structure named after
+it (structures may overlap). Mask files already in the folder that this run did not write (an
+earlier run's other structures) are kept and named in a warning.
 """
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from pathlib import Path
@@ -38,7 +41,14 @@ def register(subparsers) -> None:
         help="RTSTRUCT (.dcm), label map (.nii.gz/.nrrd/.mha) or a folder of masks",
     )
     parser.add_argument("--series", help="SeriesInstanceUID when the input folder holds several")
-    parser.add_argument("--folds", nargs="+", help="nnU-Net models: folds to ensemble (default: all)")
+    parser.add_argument(
+        "--folds",
+        nargs="+",
+        type=_fold,
+        metavar="FOLD",
+        help="nnU-Net models: folds to ensemble, numbers (0 1 2 …) or 'all' for fold_all "
+        "(default: every numbered fold, as nnU-Net)",
+    )
     parser.add_argument("--mirroring", action="store_true", help="nnU-Net models: test-time mirroring")
     parser.add_argument(
         "--overlap",
@@ -54,9 +64,23 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def _fold(text: str) -> int | str:
+    """An nnU-Net fold: a fold number (fold_N) or "all" (fold_all)."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a fold number (0, 1, 2, …) or 'all', got {text!r}")
+    return value
+
+
 def run(args) -> int:
     from planning.imageio import load_volume
     from planning.rtstruct.writer import check_references
+    from segmentation.engine.pipeline import select_outputs
     from segmentation.registry import find_model, load_model
 
     if _output_kind(args.out) == "masks":
@@ -64,10 +88,12 @@ def run(args) -> int:
     else:
         check_output_file(args.out, [args.input])
     entry = find_model(args.model)
+    if args.structures:  # checked against the model's list before minutes of loading
+        select_outputs([_Named(name) for name in entry.structures], args.structures, entry.name)
     options = {}
     if entry.kind == "nnunet":
         if args.folds:
-            options["folds"] = [f if f == "all" else int(f) for f in args.folds]
+            options["folds"] = list(args.folds)
         if args.mirroring:
             options["mirroring"] = True
     elif args.folds or args.mirroring:
@@ -102,18 +128,38 @@ def run(args) -> int:
     run_info = getattr(model, "last_run", None)
     for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
         warn(warning)
-    for warning in save(structures, volume, args.out, args.mask_format):
+    for warning in save(structures, volume, args.out, args.mask_format, inputs=[args.input]):
         warn(warning)
     seconds = time.perf_counter() - started
     device = f" on {run_info.device}" if run_info and run_info.device else ""
     print(f"{model.name}: {len(structures)} structure(s){device} in {seconds:.1f} s → {args.out}")
+    losses = {}
+    if _output_kind(args.out) == "labelmap":  # what the file holds of the structures overlapped
+        from planning.structure_io import label_map_losses
+
+        losses = {loss.name: loss for loss in label_map_losses(structures)}
     for structure in structures:
-        print(f"  {structure.name:<24} {structure.volume_cc:10.1f} cc")
+        line = f"  {structure.name:<24} {structure.volume_cc:10.1f} cc"
+        if structure.name in losses:
+            line += f"  ({losses[structure.name].kept_cc:.1f} cc in {args.out.name}: overlaps lost)"
+        print(line)
     return 0
 
 
-def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[str]:
-    """Write the structures as `out` says (see the module docstring); returns the warnings."""
+class _Named:
+    """A structure name where `select_outputs` expects an output."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+#: How the label map's overlap warning tells the user to keep overlaps.
+_KEEP_OVERLAPS = "a mask folder (--out FOLDER) or an RTSTRUCT (--out NAME.dcm) keeps overlaps"
+
+
+def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=()) -> list[str]:
+    """Write the structures as `out` says (see the module docstring); returns the warnings.
+    `inputs`: the command's inputs, not named among a mask folder's other files."""
     from planning.imageio import save_volume
     from planning.structure_io import save_structures
 
@@ -122,12 +168,40 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz") -> list[st
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
         return []
     if kind == "labelmap":
-        return save_structures(structures, volume, out, kind="labelmap")
+        return save_structures(structures, volume, out, kind="labelmap", overlap_advice=_KEEP_OVERLAPS)
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for structure in structures:
         mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
-        save_volume(mask, out / f"{_file_name(structure.name)}{mask_format}")
-    return []
+        written.append(out / f"{_file_name(structure.name)}{mask_format}")
+        save_volume(mask, written[-1])
+    others = _other_masks(out, written, inputs)
+    if not others:
+        return []
+    listing = ", ".join(p.name for p in others[:20]) + (
+        f" and {len(others) - 20} more" if len(others) > 20 else ""
+    )
+    return [
+        f"{out}: {len(others)} mask file(s) there were not written by this run (an earlier run's?) and are "
+        f"kept: {listing}; they are not this run's structures (write into an empty folder to keep runs apart)"
+    ]
+
+
+def _other_masks(folder: Path, written, inputs) -> list[Path]:
+    """Image files in `folder` other than those `written` and the `inputs` (hidden ones aside)."""
+    from planning.imageio import is_image_file
+
+    mine = {p.name for p in written}
+    given = {p.resolve() for p in inputs if p is not None and p.exists()}
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and is_image_file(p)
+        and p.name not in mine
+        and p.resolve() not in given
+    )
 
 
 def _output_kind(out: Path) -> str:
