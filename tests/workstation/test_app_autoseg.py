@@ -145,3 +145,18 @@ def test_a_result_renamed_before_it_is_rejected_is_still_removed(window, qtbot):
     case.set_properties(name, name="Lung_R_auto")
     dialog.reject_result(name)
     assert "Lung_R_auto" not in case.structures and name not in case.structures
+
+
+def test_a_model_run_on_the_wrong_body_site_says_so(window, qtbot):
+    """The head-and-neck model on the (thorax) sample patient: its organs come out far smaller
+    than in any training case, and the dialog says the image does not look like its training
+    images, where the user reviews the results."""
+    show_sample(window, shape=(60, 192, 192))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.model_box.setCurrentIndex(dialog.model_box.findData("head_neck_openkbp"))
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=180_000)
+    wait_idle(qtbot, window)
+    assert not window.jobs.errors
+    assert "does not look like head_neck_openkbp's training images" in dialog.stage.text()
