@@ -72,7 +72,7 @@ class DVH:
         doses: sample doses, sorted descending (Gy).
         volumes_cc: the volume each sample stands for, same order.
         bin_width: histogram bin width (Gy).
-        units: "Gy" or "relative".
+        units: "Gy", "Gy(effective)" (a biologically weighted dose) or "relative".
         sampling: how the structure was sampled, in words.
         warnings: small structure, outside the dose grid, ...
     """
@@ -202,18 +202,17 @@ def compute_dvh(
     else:
         geometry = structure
     name = name or "structure"
-    closed = [c for c in geometry if c.encloses_area] if isinstance(geometry, list) else None
-    if (
-        closed is not None
-        and isinstance(structure, Structure)
-        and not structure.mask.is_empty
-        and not _parallel(dose.grid, closed)
-    ):
-        closed = None  # contours on oblique images: their mask, on those images, is sampled instead
-        geometry = structure.mask
-    if closed is not None:
+    planes = None
+    if isinstance(geometry, list):
+        try:
+            planes = _planes(dose.grid, [c for c in geometry if c.encloses_area], name)
+        except GeometryError:  # contours on oblique images: their mask on those images, if any
+            if not isinstance(structure, Structure) or structure.mask.is_empty:
+                raise
+            geometry = structure.mask
+    if planes is not None:
         doses, volumes, sampling, warnings = _sample_contours(
-            dose, closed, factor, slice_thickness_mm, end_cap_mm, name, cancel
+            dose, planes, factor, slice_thickness_mm, end_cap_mm, name, cancel
         )
     else:
         doses, volumes, sampling, warnings = _sample_mask(dose, geometry, factor, name, cancel)
@@ -255,9 +254,8 @@ def _outside_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list
     return [f"{name}: {outside_cc:.3g} cc lies outside the dose grid and is counted with dose 0"]
 
 
-def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
+def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     grid = dose.grid
-    planes = _planes(grid, contours, name)
     positions = np.array(sorted(planes))
     thickness_index = None if thickness is None else float(thickness) / grid.spacing_xyz[2]
     plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
@@ -309,9 +307,12 @@ def _sample_contours(dose, contours, factor, thickness, end_cap, name, cancel):
     inside = np.concatenate(inside_flags) if inside_flags else np.zeros(0, bool)
     volumes = np.concatenate(volumes) if volumes else np.zeros(0)
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
+    if len(positions) > 1:
+        planes = f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
+    else:
+        planes = f"{len(positions)} plane" + ("" if len(positions) == 1 else "s")
     sampling = (
-        f"planar contours, {len(positions)} planes {_range_mm(np.diff(positions), grid)} apart, "
-        f"ends {_range_mm(ends, grid)} past the end planes; "
+        f"planar contours, {planes}, ends {_range_mm(ends, grid)} past the end planes; "
         f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
     )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
@@ -323,28 +324,41 @@ def _slabs(positions: np.ndarray, thickness: float | None) -> list[tuple[float |
     in index units; None where the structure ends there (no adjacent plane on that side).
 
     A plane's slab reaches halfway to an adjacent plane (each plane stands for its image slice,
-    on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given. Two
-    consecutive planes are adjacent unless their gap is over 1.5 times the slice spacing at both
-    (its smallest gap to a neighbour): a skipped slice is where the structure is absent."""
+    on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given."""
+    adjacent = _adjacent(positions)
     gaps = np.diff(positions)
-    local = _local_steps(positions)
     slabs: list[tuple[float | None, float | None]] = []
     for i in range(len(positions)):
         sides = []
-        for j, gap in ((i - 1, gaps[i - 1] if i > 0 else None), (i + 1, gaps[i] if i < len(gaps) else None)):
-            adjacent = gap is not None and gap <= 1.5 * max(local[i], local[j]) * (1 + 1e-6)
-            sides.append((thickness / 2 if thickness is not None else gap / 2) if adjacent else None)
+        for k in (i - 1, i):  # the gap below plane i, then the one above it
+            if 0 <= k < len(gaps) and adjacent[k]:
+                sides.append(thickness / 2 if thickness is not None else gaps[k] / 2)
+            else:
+                sides.append(None)
         slabs.append((sides[0], sides[1]))
     return slabs
 
 
-def _local_steps(positions: np.ndarray) -> np.ndarray:
-    """Each plane's slice spacing: its smallest gap to a neighbouring plane (1, a dose frame, for a
-    single plane)."""
-    if len(positions) < 2:
-        return np.ones(len(positions))
+def _adjacent(positions: np.ndarray) -> np.ndarray:
+    """For each gap between consecutive planes: whether they are neighbouring slices. A gap over
+    1.5 times the larger of the gaps next to it is a slice left without contour (the structure
+    is absent there; also a lone plane far from the rest); where the slice spacing changes (2.5
+    then 5 mm) the larger neighbour keeps the planes adjacent. Two planes alone are adjacent."""
     gaps = np.diff(positions)
-    return np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+    beside = np.maximum(np.r_[0.0, gaps[:-1]], np.r_[gaps[1:], 0.0]) if len(gaps) else gaps
+    return (beside == 0) | (gaps <= 1.5 * beside * (1 + 1e-6))
+
+
+def _local_steps(positions: np.ndarray) -> np.ndarray:
+    """Each plane's slice spacing, for its end caps: its smallest gap to an adjacent plane; for a
+    plane with none, the structure's median gap (1, a dose frame, for a single plane)."""
+    gaps = np.diff(positions)
+    if not len(gaps):
+        return np.ones(len(positions))
+    adjacent = _adjacent(positions)
+    usable = np.where(adjacent, gaps, np.inf)
+    local = np.minimum(np.r_[np.inf, usable], np.r_[usable, np.inf])
+    return np.where(np.isfinite(local), local, float(np.median(gaps)))
 
 
 def _range_mm(values, grid) -> str:
@@ -359,15 +373,6 @@ def _range(counts) -> str:
     if not counts:
         return "–"
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
-
-
-def _parallel(grid, contours) -> bool:
-    """Whether every contour lies in one dose plane (within `PLANE_TOLERANCE_MM`)."""
-    tolerance = PLANE_TOLERANCE_MM / grid.spacing_xyz[2]
-    return all(
-        np.ptp(grid.patient_to_index(np.asarray(c.points, dtype=np.float64))[:, 2]) <= 2 * tolerance
-        for c in contours
-    )
 
 
 def _planes(grid, contours, name) -> dict[float, list[np.ndarray]]:

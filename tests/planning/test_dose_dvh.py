@@ -89,6 +89,9 @@ def test_closedplanar_xor_contours_are_closed_and_read_even_odd():
         (np.r_[np.arange(0, 30.01, 2.5), np.arange(35, 100.01, 5)], 1.25 + 100 + 2.5),
         # a slice left without contour: two pieces, each with its own ends
         (np.r_[np.arange(0, 20.01, 2.5), np.arange(25, 40.01, 2.5)], (1.25 + 20 + 1.25) + (1.25 + 15 + 1.25)),
+        # a lone plane far from the rest is one slice, not a bridge across the gap
+        (np.r_[np.arange(0, 20.01, 2.5), 60.0], (1.25 + 20 + 1.25) + 2.5),
+        (np.r_[np.arange(0, 12.51, 2.5), 40.0], (1.25 + 12.5 + 1.25) + 2.5),
     ],
 )
 def test_contour_planes_stand_for_their_own_slices_on_uneven_spacing(planes_mm, length_mm):

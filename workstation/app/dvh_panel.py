@@ -46,6 +46,8 @@ class DvhPanel(QWidget):
         super().__init__(parent)
         self.window_ = window
         self.dvhs: list[DVH] = []
+        #: the dose file's warnings (one fraction's dose, relative doses), for the saved table
+        self._dose_warnings: list[str] = []
         self._stale = True
         self._job = None  # the computation under way, cancelled when a newer one starts
         self._recompute = QTimer(self, singleShot=True, interval=1000)  # edits come in bursts
@@ -106,6 +108,7 @@ class DvhPanel(QWidget):
         if window.case is None or window.dose_layer is None:
             return
         dose = window.dose_layer.dose
+        self._dose_warnings = list(dose.warnings)
         structures = [s for s in window.case.structures if not s.mask.is_empty]
         self._left_out = _left_out(window.case.structures)
         self._stale = False
@@ -135,10 +138,11 @@ class DvhPanel(QWidget):
         job = self._job = window.jobs.run("DVHs", work, done, failed)
 
     def save_csv(self, path: str | Path) -> bool:
-        """Write the shown DVHs' metrics as CSV (`planning.dvh.write_table`); False, with the
-        reason in the status line, when the file cannot be written."""
+        """Write the shown DVHs' metrics as CSV (`planning.dvh.write_table`, the dose file's
+        warnings in every row); False, with the reason in the status line, when the file cannot be
+        written."""
         try:
-            write_table(self.dvhs, path)
+            write_table(self.dvhs, path, dose_warnings=self._dose_warnings)
         except (DelineoError, OSError) as error:
             self.status.setText(f"Not saved: {error}")
             return False
