@@ -286,7 +286,9 @@ def _load(entry: ModelEntry, options: dict):
 
         if options:
             raise DelineoError(f"options {sorted(options)} apply to nnU-Net models only")
-        return from_manifest(read_manifest(entry.path))
+        model = from_manifest(read_manifest(entry.path))
+        model.name = entry.name  # the name it is listed under (renamed when another had it)
+        return model
     from segmentation.nnunet import read_nnunet_folder
 
     return read_nnunet_folder(entry.path, name=entry.name, **options)

@@ -152,7 +152,9 @@ def test_a_broken_model_folder_or_a_taken_name_does_not_hide_the_others(
         main(["segment", str(image), "--model", "ct_rules", "--structures", "External", "--out", str(out)])
         == 0
     )
+    capsys.readouterr()
     assert main(["segment", str(image), "--model", "head_neck_openkbp@user", "--out", str(out / "copy")]) == 0
+    assert "head_neck_openkbp@user: 1 structure(s)" in capsys.readouterr().out  # runs under its listed name
     spheres = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "copy" / "Spheres.nii.gz"))) > 0
     assert dice(spheres, truth["big"] | truth["small"]) > 0.9
 

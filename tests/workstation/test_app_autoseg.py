@@ -160,3 +160,26 @@ def test_a_model_run_on_the_wrong_body_site_says_so(window, qtbot):
     wait_idle(qtbot, window)
     assert not window.jobs.errors
     assert "does not look like head_neck_openkbp's training images" in dialog.stage.text()
+
+
+def test_every_warning_of_a_run_is_shown(window, qtbot, monkeypatch):
+    """A run may warn of several things (values not like Hounsfield units, then an organ of an
+    odd volume): the dialog lists each, not only the first."""
+    from workstation.app import services
+
+    show_sample(window, shape=(60, 192, 192))
+    segment = services.segment
+
+    def warned(*args, **kwargs):
+        result = segment(*args, **kwargs)
+        result.warnings = [*result.warnings, "first thing to check", "Lung_L: 0.2 cc, review it."]
+        return result
+
+    monkeypatch.setattr(services, "segment", warned)
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=120_000)
+    wait_idle(qtbot, window)
+    text = dialog.stage.text()
+    assert "Warning: first thing to check" in text and "Warning: Lung_L: 0.2 cc, review it." in text

@@ -188,8 +188,9 @@ class AutoSegDialog(QDialog):
         self.stage.setText(f"{len(new)} structures added; accept or reject each.")
         if empty:  # asked for, not found in this image (a lung outside the field of view)
             self.stage.setText(f"{self.stage.text()}\nNot found in this image: {', '.join(empty)}.")
+        for warning in structure_set.warnings:  # each: an organ's odd volume is as much to review
+            self.stage.setText(f"{self.stage.text()}\nWarning: {warning}")
         if structure_set.warnings:
-            self.stage.setText(f"{self.stage.text()}\nWarning: {structure_set.warnings[0]}")
             self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)
         for structure in new:
             self._results[structure.name] = structure
