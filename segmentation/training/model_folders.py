@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from planning.errors import DelineoError
+from segmentation.engine.manifest import read_manifest
 from segmentation.engine.model import sha256_of
 from segmentation.training.trainer import TRAINING_VOLUMES, TrainConfig, write_safetensors
 
@@ -117,7 +118,7 @@ def export_model(
         "description": description,
         **config.manifest_core(),
         "weights": {"file": weights.name, "sha256": sha256_of(weights)},
-        "outputs": config.outputs(omit, _training_volumes(run_dir)),
+        "outputs": config.outputs(omit, _training_volumes(run_dir, config.init_from)),
         "card": "MODEL_CARD.md",
     }
     path = folder / "manifest.json"
@@ -128,10 +129,35 @@ def export_model(
     return path
 
 
-def _training_volumes(run_dir: Path) -> dict:
-    """The run's record of its training references' volumes; empty for a run from before it."""
+#: Fewer training contours of an organ than this give no volume range in the manifest: the
+#: smallest and largest of a handful of cases would flag many new patients.
+MIN_CASES_FOR_VOLUME_RANGE = 20
+
+
+def _training_volumes(run_dir: Path, init_from: str | None) -> dict:
+    """The organ volume ranges for the manifest (`TrainConfig.outputs`): the run's record of its
+    training references, joined with the ranges of the model it fine-tunes (its cases were
+    patients too); a range from fewer than `MIN_CASES_FOR_VOLUME_RANGE` cases alone is left out.
+    Empty for a run from before the record."""
     path = run_dir / TRAINING_VOLUMES
-    return json.loads(path.read_text()) if path.exists() else {}
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    base = {}
+    if init_from and Path(init_from).is_dir():
+        outputs = read_manifest(init_from).outputs
+        base = {o.name: o.training_volume_cc for o in outputs if o.training_volume_cc}
+    ranges = {}
+    for name in set(recorded) | set(base):
+        record = recorded.get(name)
+        if record and (record["cases"] >= MIN_CASES_FOR_VOLUME_RANGE or name in base):
+            low, high = record["smallest_cc"], record["largest_cc"]
+            if name in base:
+                low, high = min(low, base[name][0]), max(high, base[name][1])
+        elif name in base:
+            low, high = base[name]
+        else:
+            continue
+        ranges[name] = {"smallest_cc": low, "largest_cc": high}
+    return ranges
 
 
 def _training_card(run_dir: Path, config: TrainConfig, name: str, version: str, omit) -> str:

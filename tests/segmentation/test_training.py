@@ -545,14 +545,19 @@ def test_training_resumes_exactly_and_exports_a_loadable_model(tmp_path, tiny_ca
     assert weights.stat().st_mode & 0o777 == manifest_path.stat().st_mode & 0o777
     assert [o["name"] for o in manifest["outputs"]] == ["Parotid_L", "Parotid_R"]
     assert [o["type"] for o in manifest["outputs"]] == ["ORGAN", "ORGAN"]
-    # each organ carries the smallest and largest volume of its training (not held-out) contours
+    # the run records each organ's smallest and largest training (not held-out) contour; two
+    # cases are too few for the manifest's volume range (see the next test)
     trained = json.loads((tmp_path / "straight" / "split.json").read_text())["training"]
+    recorded = json.loads((tmp_path / "straight" / "training_volumes.json").read_text())
     for output in manifest["outputs"]:
         volumes = []
         for case in trained:
             mask = load_volume(tiny_cases / case / f"{output['name']}.nii.gz")
             volumes.append(np.count_nonzero(mask.array) * mask.grid.voxel_volume_cc)
-        assert output["training_volume_cc"] == pytest.approx([min(volumes), max(volumes)], abs=0.006)
+        record = recorded[output["name"]]
+        extent = [record["smallest_cc"], record["largest_cc"]]
+        assert extent == pytest.approx([min(volumes), max(volumes)], abs=0.006)
+        assert record["cases"] == 2 and "training_volume_cc" not in output
     assert manifest["inference"]["mirror_axes_zyx"] == [2]  # trained with left–right mirroring
     # the manifest's card exists: what the run recorded, to be completed by hand
     card = (tmp_path / "model" / manifest["card"]).read_text(encoding="utf-8")
@@ -761,3 +766,34 @@ def test_builtin_head_neck_model_segments_a_validation_patient():
     left = np.argwhere(structures["Parotid_L"].mask.full())[:, 2].mean()
     right = np.argwhere(structures["Parotid_R"].mask.full())[:, 2].mean()
     assert left > right
+
+
+def test_manifest_volume_ranges_need_enough_cases_or_the_fine_tuned_model_s(tmp_path):
+    """A range from a handful of cases would flag many new patients: an organ needs 20 training
+    contours for one, or the range of the model it fine-tunes, which is joined with its own."""
+    from support.segmentation_models import write_model
+
+    from segmentation.training.model_folders import _training_volumes
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_volumes.json").write_text(
+        json.dumps(
+            {
+                "Parotid_L": {"cases": 25, "smallest_cc": 10.0, "largest_cc": 40.0},
+                "Parotid_R": {"cases": 3, "smallest_cc": 20.0, "largest_cc": 90.0},
+                "Larynx": {"cases": 3, "smallest_cc": 15.0, "largest_cc": 30.0},
+            }
+        )
+    )
+    assert _training_volumes(run, None) == {"Parotid_L": {"smallest_cc": 10.0, "largest_cc": 40.0}}
+    base = write_model(tmp_path / "base", [100.0, 200.0], names=["Parotid_R", "Brainstem"])
+    manifest = json.loads((base / "manifest.json").read_text())
+    manifest["outputs"][0]["training_volume_cc"] = [5.0, 80.0]
+    manifest["outputs"][1]["training_volume_cc"] = [6.0, 45.0]
+    (base / "manifest.json").write_text(json.dumps(manifest))
+    assert _training_volumes(run, str(base)) == {
+        "Parotid_L": {"smallest_cc": 10.0, "largest_cc": 40.0},
+        "Parotid_R": {"smallest_cc": 5.0, "largest_cc": 90.0},  # joined
+        "Brainstem": {"smallest_cc": 6.0, "largest_cc": 45.0},  # the base model's
+    }
