@@ -28,3 +28,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
         raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def file_stem_for(name: str) -> str:
+    """`name` (a structure's) as a file name stem on any system: letters, digits, "-", "_" and
+    "." kept, anything else ("PTV 70", "Lung_L~", "A+B") replaced by "_"."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

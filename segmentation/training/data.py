@@ -151,15 +151,20 @@ def _loose_name(name: str) -> str:
 
 def match_mask_files(folder: Path, files: list[Path], structures: list[str]) -> dict[str, Path]:
     """{structure: mask file} for a case folder's mask `files`, each named after its structure
-    exactly (``Parotid_L.nii.gz``). A file named like a structure but not exactly (``parotid_l``,
-    ``Parotid L``) is refused naming both rather than guessed; a file whose name is no structure's
-    is left out with a warning (it may be another image of the case); a case with none of
-    `structures` is refused."""
+    exactly (``Parotid_L.nii.gz``), or as ``delineo segment --out FOLDER`` writes a name no file
+    system takes (`planning.files.file_stem_for`: "PTV 70" → ``PTV_70.nii.gz``). A file named
+    like a structure but not exactly (``parotid_l``, ``Parotid L``) is refused naming both rather
+    than guessed; a file whose name is no structure's is left out with a warning (it may be
+    another image of the case); a case with none of `structures` is refused."""
+    from planning.files import file_stem_for
+
     by_loose_name = {_loose_name(structure): structure for structure in structures}
+    written_as = {file_stem_for(s): s for s in structures if file_stem_for(s) not in structures}
     masks: dict[str, Path] = {}
     unknown = []
     for path in sorted(files):
         stem = _stem(path)
+        stem = written_as.get(stem, stem) if stem not in structures else stem
         if stem in structures:
             if stem in masks:
                 raise DelineoError(f"{folder}: two masks of {stem}: {masks[stem].name} and {path.name}")

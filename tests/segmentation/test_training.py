@@ -246,6 +246,10 @@ def test_mask_files_are_matched_to_structures_by_their_exact_names(tmp_path, cap
     # a case with none of the trained structures
     with pytest.raises(DelineoError, match=r"case: no mask of the trained structures \(Brainstem\)"):
         read_mask_folder(tmp_path / "case", ["Brainstem"])
+    # names no file system takes, written by `delineo segment --out FOLDER`, are read back
+    path.rename(path.with_name("Parotid_R_.nii.gz"))  # "Parotid_R~" (TG-263: partly delineated)
+    case = read_mask_folder(tmp_path / "case", ["Parotid_L", "Parotid_R~"])
+    assert case.labelled.tolist() == [True, True]
 
 
 def test_a_structure_no_training_case_delineates_is_refused_before_the_run_starts(

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from planning.errors import DelineoError
+from planning.files import file_stem_for
 from workstation.cli.numbers import overlap_fraction
 from workstation.cli.outputs import check_output_file, check_output_folder
 from workstation.cli.progress import ProgressBar
@@ -173,7 +174,7 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=())
     written = []
     for structure in structures:
         mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
-        written.append(out / f"{_file_name(structure.name)}{mask_format}")
+        written.append(out / f"{file_stem_for(structure.name)}{mask_format}")
         save_volume(mask, written[-1])
     others = _other_masks(out, written, inputs)
     if not others:
@@ -222,7 +223,3 @@ def _output_kind(out: Path) -> str:
             f"({', '.join(IMAGE_SUFFIXES)}) or a folder (a name without a file ending)"
         )
     return "masks"
-
-
-def _file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
