@@ -40,7 +40,14 @@ _IMAGE_IO = {
 
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether the path names a NIfTI, NRRD or MetaImage file (by its ending)."""
-    return str(path).lower().endswith(IMAGE_SUFFIXES)
+    return image_suffix(path) is not None
+
+
+def image_suffix(path: str | os.PathLike) -> str | None:
+    """The path's image file ending (one of `IMAGE_SUFFIXES`, lower case, whatever its case in
+    the name), or None."""
+    name = Path(path).name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
 
 
 def load_volume(path: str | os.PathLike, series: str | None = None, **kwargs) -> Volume:
@@ -89,8 +96,8 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         _check_nifti_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), None)
-    if suffix is not None:  # ITK knows its formats by lower-case endings only
+    suffix = image_suffix(path)
+    if suffix is not None and not path.name.endswith(suffix):  # ITK knows endings in lower case only
         reader.SetImageIO(_IMAGE_IO[suffix])
     try:
         image = reader.Execute()
@@ -182,7 +189,7 @@ def save_volume(volume: Volume, path: str | os.PathLike) -> None:
     names and then moved into place, the header last: a failed write leaves an earlier file whole,
     and a detached header (.nhdr, .mhd) names its data file as it will be found."""
     path = Path(path)
-    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), None)
+    suffix = image_suffix(path)
     if suffix is None:
         raise FormatError(f"{path.name}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
     image = volume.to_sitk()

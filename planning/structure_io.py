@@ -27,7 +27,7 @@ from planning.dicom.headers import read_header
 from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, FormatError, GeometryError
 from planning.geometry import Grid
-from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file, save_volume
+from planning.imageio import IMAGE_SUFFIXES, image_suffix, is_image_file, read_image_file, save_volume
 from planning.structures import GenerationAlgorithm, StructureSet
 from planning.volume import Volume
 
@@ -158,11 +158,8 @@ def label_names(path: Path, names: Names) -> dict[int, str]:
 
 def sidecar_path(path: Path) -> Path:
     """``labels.nii.gz`` → ``labels.json``."""
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return path.with_name(name[: -len(suffix)] + ".json")
-    return path.with_suffix(".json")
+    suffix = image_suffix(path)
+    return path.with_name(path.name[: -len(suffix)] + ".json") if suffix else path.with_suffix(".json")
 
 
 def read_names_file(path: str | os.PathLike) -> dict[int, str]:

@@ -135,12 +135,10 @@ MASK_GRID_TOLERANCE_VOXELS = 0.01
 
 
 def _stem(path: Path) -> str:
-    from planning.imageio import IMAGE_SUFFIXES
+    from planning.imageio import image_suffix
 
-    for suffix in IMAGE_SUFFIXES:
-        if path.name.lower().endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.name
+    suffix = image_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.name
 
 
 def _loose_name(name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.dicom_factory import ct_phantom, write_ct_series
 
@@ -133,3 +135,13 @@ def test_an_rtstruct_in_the_series_folder_may_be_replaced(tmp_path):
     structures.add(Structure("Body", Mask.from_full(volume.grid, full)))
     save_structures(structures, volume, tmp_path / "ct" / "RS.dcm")
     check_output_file(tmp_path / "ct" / "RS.dcm", [tmp_path / "ct"])
+
+
+def test_one_file_named_two_ways_is_one_output(tmp_path, monkeypatch):
+    from workstation.cli.outputs import check_distinct
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    check_distinct(Path("report.html"), Path("report.csv"), None)
+    with pytest.raises(DelineoError, match="named for two of the outputs"):
+        check_distinct(Path("sub/../r.csv"), Path("r.csv"))

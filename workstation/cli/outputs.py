@@ -7,6 +7,7 @@ user's time; these checks fail at once, with the path and the reason.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +42,15 @@ def check_distinct(*paths: Path | None) -> None:
     given = [p for p in paths if p is not None]
     for i, path in enumerate(given):
         for other in given[i + 1 :]:
-            if path.absolute() == other.absolute():
+            if _place(path) == _place(other):
                 raise DelineoError(f"{path}: named for two of the outputs; give each its own file")
+
+
+def _place(path: Path) -> str:
+    """Where `path` points, for comparing paths that may not exist yet: links and ".." resolved,
+    and case ignored where file systems usually ignore it (macOS, Windows)."""
+    key = str(path.resolve())
+    return key.casefold() if sys.platform in ("darwin", "win32") else key
 
 
 def _check_not_an_input(path: Path, inputs: Sequence[Path | None]) -> None:
@@ -53,7 +61,9 @@ def _check_not_an_input(path: Path, inputs: Sequence[Path | None]) -> None:
             continue
         if source.is_file() and os.path.samefile(path, source):
             raise DelineoError(f"{path}: is also an input of this command; write the result to another file")
-        if source.is_dir() and source.resolve() in path.resolve().parents and _is_input_image(path):
+        folders = path.resolve().parents
+        inside = source.is_dir() and any(os.path.samefile(folder, source) for folder in folders)
+        if inside and _is_input_image(path):
             raise DelineoError(f"{path}: is one of the images in {source}; write the result to another file")
 
 
