@@ -45,7 +45,7 @@ _PROPERTY = {
 _TYPE_OF_CODE = {types.value: roi_type for roi_type, (_, types) in _PROPERTY.items()}
 
 
-def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLike, **_ignored) -> list[str]:
+def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLike) -> list[str]:
     """Write the structures as a binary DICOM-SEG referencing `volume`'s images.
 
     Empty structures are left out (a SEG segment needs at least one frame); each is named in the

@@ -84,6 +84,10 @@ def load_structures(
     raise FormatError(f"{path.name}: holds no structures (a {modality} object, not an RTSTRUCT or SEG)")
 
 
+#: Options of the RTSTRUCT writer that the mask formats (SEG, label map) have no use for.
+_RTSTRUCT_ONLY = frozenset(("simplify_mm", "keyhole", "min_island_mm2", "label", "on_progress", "cancel"))
+
+
 def save_structures(
     structure_set: StructureSet,
     volume: Volume,
@@ -97,14 +101,17 @@ def save_structures(
 
     Args:
         options: passed to the writer (for RTSTRUCT: `simplify_mm`, `keyhole`, `min_island_mm2`,
-            `label`, `on_progress`, `cancel`; for a label map: `overlap_advice`, how the overlap
-            warning says to keep overlaps, default `KEEP_OVERLAPS`).
+            `label`, `on_progress`, `cancel`, which the other formats ignore; for a label map:
+            `overlap_advice`, how the overlap warning says to keep overlaps, default
+            `KEEP_OVERLAPS`). An option no writer knows is a TypeError.
 
     Returns:
         What the writer had to change or leave out, in words.
     """
     path = Path(path)
     kind = (kind or _kind_from_name(path)).lower()
+    if kind != "rtstruct":  # the others hold masks: no contours to shape, written in one step
+        options = {name: value for name, value in options.items() if name not in _RTSTRUCT_ONLY}
     if kind == "rtstruct":
         from planning.rtstruct.writer import write_rtstruct
 
@@ -410,7 +417,6 @@ def _save_label_map(
     path: Path,
     *,
     overlap_advice: str = KEEP_OVERLAPS,
-    **_writer_options,
 ) -> list[str]:
     names = structure_set.names()
     labels = structure_set.to_label_map(names)

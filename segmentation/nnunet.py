@@ -235,7 +235,8 @@ def read_dataset(path: Path) -> dict:
     file = Path(path) / "dataset.json"
     dataset = _read_json(file)
     if not isinstance(dataset.get("labels"), dict) or not dataset["labels"]:
-        found = type(dataset["labels"]).__name__ if "labels" in dataset else "nothing"
+        labels = dataset.get("labels")
+        found = "nothing" if labels is None else "an empty one" if labels == {} else type(labels).__name__
         raise NnUNetError(f"{file}: 'labels' must map label names to values (found {found})")
     for key in ("channel_names", "modality"):
         if dataset.get(key) is not None and not isinstance(dataset[key], dict):

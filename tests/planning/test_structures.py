@@ -128,3 +128,18 @@ def test_a_label_map_names_each_structure_that_lost_voxels_to_a_later_one(tmp_pa
     structure_set.remove("Larynx")
     assert label_map_losses(structure_set) == []
     assert save_structures(structure_set, volume, tmp_path / "labels.nii.gz") == []
+
+
+def test_a_misspelt_writer_option_is_an_error_not_ignored(tmp_path):
+    """RTSTRUCT options mean nothing to a label map and are left out for it; a name no writer
+    knows is refused (a misspelt option silently ignored would write something else)."""
+    from planning.structure_io import save_structures
+    from planning.volume import Volume
+
+    grid = Grid((4, 8, 8), (1.0, 1.0, 2.0))
+    structures = StructureSet(grid)
+    structures.add(Structure("Box", Mask.from_full(grid, np.ones(grid.shape, bool))))
+    volume = Volume(np.zeros(grid.shape, np.int16), grid)
+    save_structures(structures, volume, tmp_path / "labels.nii.gz", simplify_mm=0.5, on_progress=None)
+    with pytest.raises(TypeError, match="overlap_advise"):
+        save_structures(structures, volume, tmp_path / "labels.nii.gz", overlap_advise="x")
