@@ -122,6 +122,14 @@ def test_old_plans_format_builds_the_same_network(tmp_path, folder):
     np.testing.assert_array_equal(a, b)
 
 
+def _regions_as_labels(structures, shape) -> np.ndarray:
+    """Region structures as nnU-Net writes them: label k + 1 for region k, later over earlier."""
+    labels = np.zeros(shape, np.uint8)
+    for value, structure in enumerate(structures, start=1):
+        labels[structure.mask.full()] = value
+    return labels
+
+
 def test_region_models_give_overlapping_structures(tmp_path):
     folder = write_nnunet_folder(tmp_path, ["whole", "core"], regions=True, seed=3)
     model = read_nnunet_folder(folder, crop="none")
@@ -130,9 +138,7 @@ def test_region_models_give_overlapping_structures(tmp_path):
     structures = model.predict(volume, device="cpu")
     assert structures.names() == ["whole", "core"]
     # nnU-Net writes regions in order, later ones over earlier ones: compare on that label map.
-    labels = np.zeros(volume.shape, np.uint8)
-    labels[structures["whole"].mask.full()] = 1
-    labels[structures["core"].mask.full()] = 2
+    labels = _regions_as_labels(structures, volume.shape)
     reference = nnunet_prediction(folder, volume, (0,))
     assert len(np.unique(reference)) > 1
     assert float(np.mean(labels == reference)) >= 0.999
@@ -246,9 +252,7 @@ def test_region_models_with_an_ignore_label_run(tmp_path):
     volume = ct_volume((24, 64, 56))
     structures = model.predict(volume, device="cpu")
     assert structures.names() == ["whole", "core"]
-    labels = np.zeros(volume.shape, np.uint8)
-    labels[structures["whole"].mask.full()] = 1
-    labels[structures["core"].mask.full()] = 2
+    labels = _regions_as_labels(structures, volume.shape)
     reference = nnunet_prediction(folder, volume, (0,))
     assert len(np.unique(reference)) > 1 and float(np.mean(labels == reference)) >= 0.999
     assert registry.describe_folder(folder).structures == ("whole", "core")
