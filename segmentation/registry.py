@@ -60,7 +60,7 @@ class ModelEntry:
 
     @property
     def title(self) -> str:
-        """Name and version, as lists show the model ("head_neck_openkbp 0.5.0")."""
+        """Name and version, as lists show the model ("head_neck_openkbp 0.6.0")."""
         return model_title(self.name, self.version)
 
 

@@ -109,7 +109,7 @@ class Manifest:
 
 
 def model_title(name: str, version: str) -> str:
-    """How a model is named to users: "head_neck_openkbp 0.5.0" (the name alone without a version)."""
+    """How a model is named to users: "head_neck_openkbp 0.6.0" (the name alone without a version)."""
     return f"{name} {version}".strip()
 
 

@@ -137,7 +137,7 @@ def test_a_broken_model_folder_or_a_taken_name_does_not_hide_the_others(
     registry.clear_cache()
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert "head_neck_openkbp 0.5.0  (built-in" in listing
+    assert "head_neck_openkbp 0.6.0  (built-in" in listing
     assert f"head_neck_openkbp@user 9.9  (user, delineo, CT)  [{copy}]" in listing
     assert f"skipping model folder {broken}: {broken / 'dataset.json'}: not a JSON object" in caplog.text
     assert (
