@@ -101,9 +101,8 @@ def save_structures(
 
     Args:
         options: passed to the writer (for RTSTRUCT: `simplify_mm`, `keyhole`, `min_island_mm2`,
-            `label`, `on_progress`, `cancel`, which the other formats ignore; for a label map:
-            `overlap_advice`, how the overlap warning says to keep overlaps, default
-            `KEEP_OVERLAPS`). An option no writer knows is a TypeError.
+            `label`, `on_progress`, `cancel`, which the other formats ignore). An option no
+            writer knows is a TypeError.
 
     Returns:
         What the writer had to change or leave out, in words.
@@ -121,7 +120,8 @@ def save_structures(
 
         return write_seg(structure_set, volume, path, **options)
     if kind == "labelmap":
-        return _save_label_map(structure_set, volume, path, **options)
+        warning = label_map_warning(save_label_map(structure_set, volume, path, **options))
+        return [warning] if warning else []
     raise FormatError(f"{path.name}: unknown structure format {kind!r}; use rtstruct, seg or labelmap")
 
 
@@ -411,20 +411,20 @@ def label_map_warning(losses: Sequence[LabelMapLoss], advice: str = KEEP_OVERLAP
     )
 
 
-def _save_label_map(
-    structure_set: StructureSet,
-    volume: Volume,
-    path: Path,
-    *,
-    overlap_advice: str = KEEP_OVERLAPS,
-) -> list[str]:
+def save_label_map(
+    structure_set: StructureSet, volume: Volume, path: str | os.PathLike
+) -> list[LabelMapLoss]:
+    """Write the structures as one label map (label k for the k-th structure, a later one over
+    an earlier one) with its names in a ``.json`` beside it; returns what the overlaps cost each
+    structure (`label_map_losses`)."""
+    path = Path(path)
     names = structure_set.names()
     labels = structure_set.to_label_map(names)
-    warning = label_map_warning(label_map_losses(structure_set, names, labels), overlap_advice)
+    losses = label_map_losses(structure_set, names, labels)
     save_volume(volume.with_array(labels, modality="SEG"), path)
     sidecar = sidecar_path(path)
     try:
         sidecar.write_text(json.dumps({str(i): n for i, n in enumerate(names, start=1)}, indent=1), "utf-8")
     except OSError as error:
         raise FormatError(f"{sidecar.name}: cannot be written ({error.strerror or error})") from error
-    return [warning] if warning else []
+    return losses

@@ -129,16 +129,13 @@ def run(args) -> int:
     run_info = getattr(model, "last_run", None)
     for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
         warn(warning)
-    for warning in save(structures, volume, args.out, args.mask_format, inputs=[args.input]):
+    warnings, lost = save(structures, volume, args.out, args.mask_format, inputs=[args.input])
+    for warning in warnings:
         warn(warning)
     seconds = time.perf_counter() - started
     device = f" on {run_info.device}" if run_info and run_info.device else ""
     print(f"{model.name}: {len(structures)} structure(s){device} in {seconds:.1f} s → {args.out}")
-    losses = {}
-    if _output_kind(args.out) == "labelmap":  # what the file holds of the structures overlapped
-        from planning.structure_io import label_map_losses
-
-        losses = {loss.name: loss for loss in label_map_losses(structures)}
+    losses = {loss.name: loss for loss in lost}  # what a label map holds of overlapping structures
     for structure in structures:
         line = f"  {structure.name:<24} {structure.volume_cc:10.1f} cc"
         if structure.name in losses:
@@ -158,18 +155,21 @@ class _Named:
 _KEEP_OVERLAPS = "a mask folder (--out FOLDER) or an RTSTRUCT (--out NAME.dcm) keeps overlaps"
 
 
-def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=()) -> list[str]:
-    """Write the structures as `out` says (see the module docstring); returns the warnings.
-    `inputs`: the command's inputs, not named among a mask folder's other files."""
+def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=()) -> tuple[list[str], list]:
+    """Write the structures as `out` says (see the module docstring); returns the warnings and,
+    for a label map, what overlaps cost each structure (`LabelMapLoss`). `inputs`: the
+    command's inputs, not named among a mask folder's other files."""
     from planning.imageio import save_volume
-    from planning.structure_io import save_structures
+    from planning.structure_io import label_map_warning, save_label_map, save_structures
 
     kind = _output_kind(out)
     if kind == "rtstruct":
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
-        return []
+        return [], []
     if kind == "labelmap":
-        return save_structures(structures, volume, out, kind="labelmap", overlap_advice=_KEEP_OVERLAPS)
+        losses = save_label_map(structures, volume, out)
+        warning = label_map_warning(losses, _KEEP_OVERLAPS)
+        return [warning] if warning else [], losses
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for structure in structures:
@@ -178,14 +178,15 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=())
         save_volume(mask, written[-1])
     others = _other_masks(out, written, inputs)
     if not others:
-        return []
+        return [], []
     listing = ", ".join(p.name for p in others[:20]) + (
         f" and {len(others) - 20} more" if len(others) > 20 else ""
     )
-    return [
+    warning = (
         f"{out}: {len(others)} mask file(s) there were not written by this run (an earlier run's?) and are "
         f"kept: {listing}; they are not this run's structures (write into an empty folder to keep runs apart)"
-    ]
+    )
+    return [warning], []
 
 
 def _other_masks(folder: Path, written, inputs) -> list[Path]:
