@@ -544,7 +544,8 @@ def prepare_run(
     once its cases have been read (a case refused leaves no run behind, whose settings a corrected
     command would then have to match); an existing one keeps its own config. Structures no
     training case delineates are refused, unless the run fine-tunes a model (`check_delineated`)."""
-    from segmentation.training.data import check_delineated, read_mask_folder, read_openkbp
+    from segmentation.training.case_folders import read_mask_folder
+    from segmentation.training.data import check_delineated, read_openkbp
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"

@@ -17,13 +17,13 @@ from planning.volume import Volume
 from segmentation.engine.model import sha256_of
 from segmentation.networks import build_network
 from segmentation.preprocessing import resample
+from segmentation.training.case_folders import read_mask_folder
 from segmentation.training.data import (
     Case,
     check_delineated,
     discover,
     leave_out_unusual_references,
     prepare,
-    read_mask_folder,
     read_openkbp,
     to_lps,
 )
