@@ -12,7 +12,9 @@ import pytest
 from support.segmentation_models import dice, one_thread, phantom, write_model  # noqa: F401
 
 from planning.errors import Cancelled, DelineoError
+from planning.geometry import Grid
 from planning.structures import GenerationAlgorithm, RoiType
+from planning.volume import Volume
 from segmentation.engine.manifest import ManifestError, mirror_permutation, read_manifest
 from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
 from segmentation.engine.pipeline import Predictor, argmax_channels
@@ -88,18 +90,35 @@ def test_volumes_no_training_case_had_are_warned_about(tmp_path):
     assert warnings([[5.0, 30.0], [3.0, 9.0]]) == [
         f"Dense: {dense:.1f} cc, smaller than in any of m's training cases (3.0–9.0 cc); review it."
     ]
-    # most organs far smaller than in any training case: the image is not what the model knows
+    # most organs far smaller than in any training case (or not found): another body site, or
+    # only part of the region the model knows
     (found,) = warnings([[40.0, 90.0], [3.0, 9.0]])
     assert found.startswith(
-        f"This image does not look like m's training images: Spheres {spheres:.1f} cc (40.0–90.0 cc), "
-        f"Dense {dense:.1f} cc (3.0–9.0 cc) came out smaller than in any of its training cases"
+        "Most organs m draws were not found or came out smaller than in any of its training cases "
+        f"(their range in brackets): Spheres {spheres:.1f} cc (40.0–90.0 cc), "
+        f"Dense {dense:.1f} cc (3.0–9.0 cc)."
     )
-    assert "body site and field of view" in found
+    assert "another body site, or only part of the region" in found
     # an organ not drawn at all is "not found" (outside the field of view), not a volume warning
     _with_training_volumes(folder, [[5.0, 30.0], [1.0, 4.0]])
+    no_dense = volume.with_array(volume.array.clip(max=400))
     empty = from_manifest(read_manifest(folder))
-    assert empty.predict(volume.with_array(volume.array.clip(max=400)), device="cpu")["Dense"].mask.is_empty
+    assert empty.predict(no_dense, device="cpu")["Dense"].mask.is_empty
     assert empty.last_run.warnings == []
+    _with_training_volumes(folder, [[40.0, 90.0], [3.0, 9.0]])  # but it counts toward "most organs"
+    model = from_manifest(read_manifest(folder))
+    model.predict(no_dense, device="cpu")
+    assert "Dense not found (3.0–9.0 cc)" in model.last_run.warnings[0]
+    # an organ cut by the edge of the image: only part of it may be in view
+    part = np.ascontiguousarray(volume.array[:, :, :22])  # the columns end through the big sphere
+    cut = Volume(part, Grid(part.shape, volume.grid.spacing_xyz), "CT")
+    _with_training_volumes(folder, [[20.0, 90.0], [0.0, 4.0]])  # Dense is cut away: no range
+    model = from_manifest(read_manifest(folder))
+    model.predict(cut, device="cpu")
+    (found,) = model.last_run.warnings
+    assert found.startswith("Spheres: ") and found.endswith(
+        "(it reaches the edge of the image: only part of it may be in view)."
+    )
     # only the structures asked for are judged
     (found,) = warnings([[40.0, 90.0], [3.0, 9.0]], structures=["Spheres"])
     assert found.startswith(f"Spheres: {spheres:.1f} cc, smaller than in any")

@@ -237,3 +237,18 @@ def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypa
         == 0
     )
     assert "not written by this run" not in capsys.readouterr().out
+
+
+def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, monkeypatch, capsys):
+    """An organ outside the field of view: named as not found, and no empty mask file (training
+    would read one as "delineated, absent")."""
+    models = tmp_path / "models"
+    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
+    monkeypatch.setenv("DELINEO_MODELS", str(models))
+    registry.clear_cache()
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.with_array(volume.array.clip(max=400)).to_sitk(), str(image))  # no dense sphere
+    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "masks")]) == 0
+    assert "not found in this image: Dense (no mask file written for them)" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["Spheres.nii.gz"]

@@ -4,7 +4,9 @@ OUT is chosen by its form: ``*.dcm`` an RTSTRUCT referencing the input series (D
 ``*.nii.gz`` / ``*.nrrd`` / ``*.mha`` one label map (overlaps lost, with a warning naming each
 structure that lost voxels), anything else a folder with one mask file per structure named after
 it (structures may overlap). Mask files already in the folder that this run did not write (an
-earlier run's other structures) are kept and named in a warning.
+earlier run's other structures) are kept and named in a warning. A structure not found in the
+image (often outside the field of view) is named as such, and gets no mask file: an empty one
+would read, for training, as delineated and absent.
 """
 
 from __future__ import annotations
@@ -141,6 +143,10 @@ def run(args) -> int:
         if structure.name in losses:
             line += f"  ({losses[structure.name].kept_cc:.1f} cc in {args.out.name}: overlaps lost)"
         print(line)
+    missing = [s.name for s in structures if s.mask.is_empty]
+    if missing:  # often outside the field of view
+        written = " (no mask file written for them)" if _output_kind(args.out) == "masks" else ""
+        print(f"not found in this image: {', '.join(missing)}{written}")
     return 0
 
 
@@ -173,6 +179,8 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=())
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for structure in structures:
+        if structure.mask.is_empty:  # not found: an empty file would read as "delineated: absent"
+            continue
         mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
         written.append(out / f"{file_stem_for(structure.name)}{mask_format}")
         save_volume(mask, written[-1])
