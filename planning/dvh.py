@@ -307,14 +307,18 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     inside = np.concatenate(inside_flags) if inside_flags else np.zeros(0, bool)
     volumes = np.concatenate(volumes) if volumes else np.zeros(0)
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
-    if len(positions) > 1:
-        planes = f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
+    if not sub_counts:
+        sampling = "planar contours: none encloses an area"
     else:
-        planes = f"{len(positions)} plane" + ("" if len(positions) == 1 else "s")
-    sampling = (
-        f"planar contours, {planes}, ends {_range_mm(ends, grid)} past the end planes; "
-        f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
-    )
+        planes = (
+            f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
+            if len(positions) > 1
+            else "1 plane"
+        )
+        sampling = (
+            f"planar contours, {planes}, ends {_range_mm(ends, grid)} past the end planes; "
+            f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
+        )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
     return doses, volumes, sampling, warnings
 

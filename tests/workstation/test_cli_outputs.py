@@ -101,10 +101,10 @@ def test_an_unforeseen_io_error_is_one_line_not_a_traceback(monkeypatch, capsys)
     "command, why",
     [
         (["segment", "{image}", "--model", "ct_rules", "--out", "{image}"], "is also an input"),
-        (["segment", "{ct}", "--model", "ct_rules", "--out", "{slice}"], "is one of the images in"),
+        (["segment", "{ct}", "--model", "ct_rules", "--out", "{slice}"], "is one of the input files in"),
         (["convert", "{image}", "{image}"], "is also an input"),
         (["dvh", "{slice}", "{ct}", "--series", "{ct}", "--out", "{slice}"], "is also an input"),
-        (["rtstruct", "export", "{image}", "--series", "{ct}", "--out", "{slice}"], "is one of the images"),
+        (["rtstruct", "export", "{image}", "--series", "{ct}", "--out", "{slice}"], "one of the input files"),
     ],
     ids=["segment-image", "segment-series", "convert", "dvh", "rtstruct-export"],
 )

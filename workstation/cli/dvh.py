@@ -110,7 +110,7 @@ def run(args) -> int:
         _write_curves(dvhs, args.curves, unit)
     if args.plot:
         plot_dvhs(dvhs, colors=colors).savefig(args.plot)
-    print(f"wrote {args.out}")
+    print(f"wrote {', '.join(str(p) for p in (args.out, args.curves, args.plot) if p is not None)}")
     return 0
 
 

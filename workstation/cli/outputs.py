@@ -64,7 +64,7 @@ def _check_not_an_input(path: Path, inputs: Sequence[Path | None]) -> None:
         folders = path.resolve().parents
         inside = source.is_dir() and any(os.path.samefile(folder, source) for folder in folders)
         if inside and _is_input_image(path):
-            raise DelineoError(f"{path}: is one of the images in {source}; write the result to another file")
+            raise DelineoError(f"{path}: is one of the input files in {source}; write the result elsewhere")
 
 
 def _is_input_image(path: Path) -> bool:
