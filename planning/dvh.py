@@ -308,7 +308,7 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     volumes = np.concatenate(volumes) if volumes else np.zeros(0)
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
     if not sub_counts:
-        sampling = "planar contours: none encloses an area"
+        sampling = "planar contours: no sample falls inside them"
     else:
         planes = (
             f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"

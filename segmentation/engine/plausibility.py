@@ -34,7 +34,7 @@ def volume_warnings(structures, outputs, model: str) -> list[str]:
         ]
     return [
         f"{s.name}: {cc:.1f} cc, {'smaller' if cc < span[0] else 'larger'} than in any of {model}'s "
-        f"training cases ({_span(span)}); review it{_EDGE if _at_edge(s.mask) else ''}."
+        f"training cases ({_span(span)}); review it{_EDGE if cc < span[0] and _at_edge(s.mask) else ''}."
         for s, cc, span in smaller + larger
         if cc > 0  # one not drawn at all is said as not found (often outside the field of view)
     ]

@@ -119,6 +119,10 @@ def test_volumes_no_training_case_had_are_warned_about(tmp_path):
     assert found.startswith("Spheres: ") and found.endswith(
         "(it reaches the edge of the image: only part of it may be in view)."
     )
+    _with_training_volumes(folder, [[0.1, 0.5], [0.0, 4.0]])  # too large is not explained by the edge
+    model = from_manifest(read_manifest(folder))
+    model.predict(cut, device="cpu")
+    assert model.last_run.warnings[0].endswith("; review it.")
     # only the structures asked for are judged
     (found,) = warnings([[40.0, 90.0], [3.0, 9.0]], structures=["Spheres"])
     assert found.startswith(f"Spheres: {spheres:.1f} cc, smaller than in any")

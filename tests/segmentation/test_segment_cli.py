@@ -252,3 +252,14 @@ def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, monkeypat
     assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "masks")]) == 0
     assert "not found in this image: Dense (no mask file written for them)" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["Spheres.nii.gz"]
+    # an earlier run's mask of it (another image) does not stay as if it were this image's
+    sitk.WriteImage(volume.to_sitk(), str(tmp_path / "full.nii.gz"))
+    assert (
+        main(
+            ["segment", str(tmp_path / "full.nii.gz"), "--model", "spheres", "--out", str(tmp_path / "again")]
+        )
+        == 0
+    )
+    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "again")]) == 0
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["Spheres.nii.gz"]
+    assert "an earlier mask of Dense, not found now, was removed" in capsys.readouterr().out

@@ -177,16 +177,20 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=())
         warning = label_map_warning(losses, _KEEP_OVERLAPS)
         return [warning] if warning else [], losses
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, warnings = [], []
     for structure in structures:
+        path = out / f"{file_stem_for(structure.name)}{mask_format}"
         if structure.mask.is_empty:  # not found: an empty file would read as "delineated: absent"
+            if path.exists():  # an earlier run's mask of it is not this image's: as if overwritten
+                path.unlink()
+                warnings.append(f"{path}: an earlier mask of {structure.name}, not found now, was removed")
             continue
         mask = volume.with_array(structure.mask.full().astype("uint8"), modality="SEG")
-        written.append(out / f"{file_stem_for(structure.name)}{mask_format}")
-        save_volume(mask, written[-1])
+        written.append(path)
+        save_volume(mask, path)
     others = _other_masks(out, written, inputs)
     if not others:
-        return [], []
+        return warnings, []
     listing = ", ".join(p.name for p in others[:20]) + (
         f" and {len(others) - 20} more" if len(others) > 20 else ""
     )
@@ -194,7 +198,7 @@ def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=())
         f"{out}: {len(others)} mask file(s) there were not written by this run (an earlier run's?) and are "
         f"kept: {listing}; they are not this run's structures (write into an empty folder to keep runs apart)"
     )
-    return [warning], []
+    return [*warnings, warning], []
 
 
 def _other_masks(folder: Path, written, inputs) -> list[Path]:
