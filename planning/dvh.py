@@ -533,11 +533,19 @@ def write_table(
     write_atomically(path, write)
 
 
-def plot_dvhs(dvhs: Sequence[DVH], *, colors: dict[str, tuple[int, int, int]] | None = None, relative=True):
-    """A matplotlib Figure of cumulative DVHs (volume in % when `relative`, else cc)."""
+def plot_dvhs(
+    dvhs: Sequence[DVH],
+    *,
+    colors: dict[str, tuple[int, int, int]] | None = None,
+    relative=True,
+    legend_beside: bool = False,
+):
+    """A matplotlib Figure of cumulative DVHs (volume in % when `relative`, else cc), its legend
+    where it hides least (for a file), or beside the axes with the layout redone at every size
+    (`legend_beside`, for a window: this draws in about half the time)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 5), dpi=100)
+    figure = Figure(figsize=(8, 5), dpi=100, layout="constrained" if legend_beside else None)
     axes = figure.add_subplot()
     for dvh in dvhs:
         if dvh.is_empty:
@@ -555,8 +563,11 @@ def plot_dvhs(dvhs: Sequence[DVH], *, colors: dict[str, tuple[int, int, int]] | 
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small", loc="best")
-    figure.tight_layout()
+    if legend_beside:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        axes.legend(fontsize="small", loc="best")
+        figure.tight_layout()
     return figure
 
 

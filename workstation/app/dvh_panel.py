@@ -192,10 +192,7 @@ class DvhPanel(QWidget):
 
 def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
     """`plot_dvhs`' figure on a canvas, laid out again at every size, its legend beside it."""
-    figure = plot_dvhs(dvhs, colors=colours)
-    figure.set_layout_engine("constrained")
-    figure.axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return FigureCanvasQTAgg(figure)
+    return FigureCanvasQTAgg(plot_dvhs(dvhs, colors=colours, legend_beside=True))
 
 
 def _left_out(structure_set) -> str:
