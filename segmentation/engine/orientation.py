@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planning.errors import GeometryError
+from planning.geometry import Grid
 from segmentation.engine.manifest import orientation_axes
 
 
@@ -60,6 +61,29 @@ class Reorientation:
         tensor = tensor.permute(*range(lead), *(lead + a for a in self.order))
         dims = [lead + k for k in range(3) if self.flip[k]]
         return tensor.flip(dims) if dims else tensor
+
+    def forward_array(self, array: np.ndarray) -> np.ndarray:
+        """Volume array (z, y, x) → model array, as `forward` for numpy: one contiguous copy, or
+        `array` itself when nothing changes."""
+        if self.is_identity:
+            return array
+        flips = tuple(slice(None, None, -1) if flip else slice(None) for flip in self.flip)
+        return np.ascontiguousarray(np.transpose(array, self.order)[flips])
+
+    def grid_of(self, grid: Grid) -> Grid:
+        """The grid of the model array of `grid`'s: the same voxels at the same patient positions."""
+        shape = tuple(grid.shape[axis] for axis in self.order)
+        # The volume index (z, y, x) of the model array's voxel [0, 0, 0].
+        first = [0, 0, 0]
+        for axis, flip in zip(self.order, self.flip, strict=True):
+            first[axis] = grid.shape[axis] - 1 if flip else 0
+        # Column j (index axis x, y, z) of the direction: model zyx axis 2 - j follows volume zyx
+        # axis order[2 - j], which is volume index axis 2 - order[2 - j].
+        columns = [
+            grid.direction[:, 2 - self.order[2 - j]] * (-1.0 if self.flip[2 - j] else 1.0) for j in range(3)
+        ]
+        origin = grid.index_to_patient(np.asarray(first[::-1], dtype=float))
+        return Grid(shape, self.spacing(grid.spacing_zyx)[::-1], tuple(origin), np.column_stack(columns))
 
     def backward(self, array: np.ndarray) -> np.ndarray:
         """Model array (…, z, y, x) → volume array order (numpy; flips undone, axes restored)."""

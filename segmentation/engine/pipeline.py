@@ -231,16 +231,23 @@ def credit(model: str, version: str) -> str:
 
 def select_outputs(outputs, structures: list[str] | None, model: str = "the model") -> list[OutputSpec]:
     """The outputs named in `structures` (all when None), each once in the order first named, or
-    an error naming the unknown ones."""
+    an error naming the unknown ones (`wanted_names`)."""
     if not structures:
         return list(outputs)
     names = {o.name: o for o in outputs}
-    missing = [s for s in dict.fromkeys(structures) if s not in names]
+    return [names[s] for s in wanted_names(list(names), structures, model)]
+
+
+def wanted_names(available: list[str], structures: list[str], model: str = "the model") -> list[str]:
+    """`structures` each once, in the order first named; a DelineoError naming those not among
+    `available` (the model's), and listing what it draws."""
+    wanted = list(dict.fromkeys(structures))
+    missing = [s for s in wanted if s not in available]
     if missing:
         raise DelineoError(
-            f"{model} has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(names)}"
+            f"{model} has no structure {', '.join(map(repr, missing))}; it draws: {', '.join(available)}"
         )
-    return [names[s] for s in dict.fromkeys(structures)]
+    return wanted
 
 
 def finite_voxels(volume: Volume) -> tuple[Volume, list[str]]:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 
 from planning.errors import Cancelled
-from planning.geometry import Grid
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
@@ -69,7 +68,7 @@ class RuleModel:
         on_progress = on_progress or (lambda stage, done, total: None)
         info, started = RunInfo(device="cpu", warnings=warnings), time.perf_counter()
         orient = Reorientation.between(volume.grid.direction, working_orientation(volume))
-        hu, grid = _forward(volume.array, orient), reoriented_grid(volume.grid, orient)
+        hu, grid = orient.forward_array(volume.array), orient.grid_of(volume.grid)
         spacing = grid.spacing_zyx
         steps = (
             1
@@ -130,28 +129,3 @@ def working_orientation(volume: Volume) -> str:
     letters = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A"}
     x, y = (letters[int(nearest[k]), int(np.sign(direction[nearest[k], k]))] for k in (0, 1))
     return x + y + "S"
-
-
-def reoriented_grid(grid: Grid, orient: Reorientation) -> Grid:
-    """The grid of ``orient``'s array of `grid`: the same voxels at the same patient positions."""
-    spacing_zyx = orient.spacing(grid.spacing_zyx)
-    shape = tuple(grid.shape[axis] for axis in orient.order)
-    # The volume index (z, y, x) of the reoriented array's voxel [0, 0, 0].
-    first = [0, 0, 0]
-    for axis, flip in zip(orient.order, orient.flip, strict=True):
-        first[axis] = grid.shape[axis] - 1 if flip else 0
-    # Column j (index axis x, y, z) of the direction: reoriented zyx axis 2 - j follows volume zyx
-    # axis order[2 - j], which is volume index axis 2 - order[2 - j].
-    columns = [
-        grid.direction[:, 2 - orient.order[2 - j]] * (-1.0 if orient.flip[2 - j] else 1.0) for j in range(3)
-    ]
-    origin = grid.index_to_patient(np.asarray(first[::-1], dtype=float))
-    return Grid(shape, spacing_zyx[::-1], tuple(origin), np.column_stack(columns))
-
-
-def _forward(array: np.ndarray, orient: Reorientation) -> np.ndarray:
-    """Volume array (z, y, x) → the reoriented array (one copy; none when nothing changes)."""
-    if orient.is_identity:
-        return array
-    flips = tuple(slice(None, None, -1) if flip else slice(None) for flip in orient.flip)
-    return np.ascontiguousarray(np.transpose(array, orient.order)[flips])
