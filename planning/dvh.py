@@ -257,6 +257,7 @@ def _outside_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list
 def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     grid = dose.grid
     positions = np.array(sorted(planes))
+    adjacent = _adjacent(positions)
     thickness_index = None if thickness is None else float(thickness) / grid.spacing_xyz[2]
     plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
     if end_cap is not None:
@@ -269,13 +270,13 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     elif thickness_index is not None:
         caps = np.full(len(positions), thickness_index / 2)
     else:
-        caps = _local_steps(positions) / 2
-    adjacent = _slabs(positions, thickness_index)
+        caps = _local_steps(positions, adjacent) / 2
+    reaches = _slabs(positions, adjacent, thickness_index)
     slabs = [
         (caps[i] if below is None else below, caps[i] if above is None else above)
-        for i, (below, above) in enumerate(adjacent)
+        for i, (below, above) in enumerate(reaches)
     ]
-    ends = [caps[i] for i, sides in enumerate(adjacent) for side in sides if side is None]
+    ends = [caps[i] for i, sides in enumerate(reaches) for side in sides if side is None]
     areas = [abs(_polygon_area_even_odd(planes[z])) for z in positions]
     volume_index = sum(area * (below + above) for area, (below, above) in zip(areas, slabs, strict=True))
     f = _choose_factor(factor, volume_index)
@@ -310,26 +311,28 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     if not sub_counts:
         sampling = "planar contours: no sample falls inside them"
     else:
-        planes = (
+        extent = (
             f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
             if len(positions) > 1
             else "1 plane"
         )
         sampling = (
-            f"planar contours, {planes}, ends {_range_mm(ends, grid)} past the end planes; "
+            f"planar contours, {extent}, ends {_range_mm(ends, grid)} past the end planes; "
             f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
         )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
     return doses, volumes, sampling, warnings
 
 
-def _slabs(positions: np.ndarray, thickness: float | None) -> list[tuple[float | None, float | None]]:
+def _slabs(
+    positions: np.ndarray, adjacent: np.ndarray, thickness: float | None
+) -> list[tuple[float | None, float | None]]:
     """For each contour plane (z index, ascending): how far its slab reaches below and above it,
-    in index units; None where the structure ends there (no adjacent plane on that side).
+    in index units; None where the structure ends there (no adjacent plane on that side:
+    `adjacent`, per gap, from `_adjacent`).
 
     A plane's slab reaches halfway to an adjacent plane (each plane stands for its image slice,
     on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given."""
-    adjacent = _adjacent(positions)
     gaps = np.diff(positions)
     slabs: list[tuple[float | None, float | None]] = []
     for i in range(len(positions)):
@@ -353,13 +356,12 @@ def _adjacent(positions: np.ndarray) -> np.ndarray:
     return (beside == 0) | (gaps <= 1.5 * beside * (1 + 1e-6))
 
 
-def _local_steps(positions: np.ndarray) -> np.ndarray:
+def _local_steps(positions: np.ndarray, adjacent: np.ndarray) -> np.ndarray:
     """Each plane's slice spacing, for its end caps: its smallest gap to an adjacent plane; for a
     plane with none, the structure's median gap (1, a dose frame, for a single plane)."""
     gaps = np.diff(positions)
     if not len(gaps):
         return np.ones(len(positions))
-    adjacent = _adjacent(positions)
     usable = np.where(adjacent, gaps, np.inf)
     local = np.minimum(np.r_[np.inf, usable], np.r_[usable, np.inf])
     return np.where(np.isfinite(local), local, float(np.median(gaps)))
@@ -367,15 +369,11 @@ def _local_steps(positions: np.ndarray) -> np.ndarray:
 
 def _range_mm(values, grid) -> str:
     values = np.asarray(values, float) * grid.spacing_xyz[2]
-    if len(values) == 0:
-        return "–"
     low, high = float(values.min()), float(values.max())
     return f"{low:.3g} mm" if high - low < 1e-3 else f"{low:.3g}–{high:.3g} mm"
 
 
 def _range(counts) -> str:
-    if not counts:
-        return "–"
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
 
 

@@ -269,12 +269,12 @@ class _Validator:
             if not isinstance(keep_largest, bool):
                 self.fail(f"{field}.keep_largest", f"must be true or false, got {keep_largest!r}")
             training_volume = entry.get("training_volume_cc")
-            if training_volume is not None and not _is_volume_range(training_volume):
-                self.fail(
-                    f"{field}.training_volume_cc",
-                    f"must be [smallest, largest] in cc, 0 ≤ smallest ≤ largest, got {training_volume!r}",
-                )
             if training_volume is not None:
+                if not _is_volume_range(training_volume):
+                    self.fail(
+                        f"{field}.training_volume_cc",
+                        f"must be [smallest, largest] in cc, 0 ≤ smallest ≤ largest, got {training_volume!r}",
+                    )
                 training_volume = (float(training_volume[0]), float(training_volume[1]))
             outputs.append(
                 OutputSpec(channel, entry["name"], roi_type, tuple(color), keep_largest, training_volume)
