@@ -17,26 +17,27 @@ from segmentation import registry
 from workstation.cli import main
 
 
+@pytest.fixture
+def spheres_model(tmp_path, monkeypatch):
+    """A test model "spheres" (HU thresholds: Spheres > 100, Dense > 500) where $DELINEO_MODELS
+    points."""
+    models = tmp_path / "models"
+    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
+    monkeypatch.setenv("DELINEO_MODELS", str(models))
+    registry.clear_cache()
+
+
+def _rules(image, out, *structures: str) -> int:
+    """`delineo segment IMAGE --model ct_rules --structures ... --out OUT`."""
+    command = ["segment", str(image), "--model", "ct_rules", "--structures", *structures]
+    return main([*command, "--out", str(out)])
+
+
 def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
     volume, truth = phantom()
     write_ct_series(tmp_path / "ct", volume.array, spacing_xyz=volume.grid.spacing_xyz)
     out = tmp_path / "rules.dcm"
-    assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "ct"),
-                "--model",
-                "ct_rules",
-                "--structures",
-                "External",
-                "Bone",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _rules(tmp_path / "ct", out, "External", "Bone") == 0
     printed = capsys.readouterr()
     assert "External" in printed.out and "100.0%" in printed.err  # the progress bar finished
     loaded = load_volume(tmp_path / "ct")
@@ -48,11 +49,7 @@ def test_rtstruct_out_from_a_dicom_series(tmp_path, capsys):
     assert dice(structures["Bone"].mask.full(), truth["small"]) > 0.8  # the 800 HU sphere
 
 
-def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, monkeypatch, capsys):
-    models = tmp_path / "models"
-    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
-    monkeypatch.setenv("DELINEO_MODELS", str(models))
-    registry.clear_cache()
+def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, spheres_model, capsys):
     volume, truth = phantom()
     image = tmp_path / "ct.nii.gz"
     sitk.WriteImage(volume.to_sitk(), str(image))
@@ -159,13 +156,9 @@ def test_a_broken_model_folder_or_a_taken_name_does_not_hide_the_others(
     assert dice(spheres, truth["big"] | truth["small"]) > 0.9
 
 
-def test_fold_and_structure_mistakes_are_refused_before_loading(tmp_path, monkeypatch, capsys):
+def test_fold_and_structure_mistakes_are_refused_before_loading(tmp_path, spheres_model, monkeypatch, capsys):
     """--folds takes fold numbers or 'all'; --structures are checked against the model's list
     before the image and the model are loaded (minutes on a big series)."""
-    models = tmp_path / "models"
-    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
-    monkeypatch.setenv("DELINEO_MODELS", str(models))
-    registry.clear_cache()
     image = tmp_path / "ct.nii.gz"
     out = str(tmp_path / "labels.nii.gz")
     with pytest.raises(SystemExit):
@@ -194,22 +187,7 @@ def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypa
     image = tmp_path / "ct.nii.gz"
     sitk.WriteImage(volume.to_sitk(), str(image))
     out = tmp_path / "masks"
-    assert (
-        main(
-            [
-                "segment",
-                str(image),
-                "--model",
-                "ct_rules",
-                "--structures",
-                "External",
-                "Bone",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _rules(image, out, "External", "Bone") == 0
     assert "not written by this run" not in capsys.readouterr().out
     (out / "notes.txt").write_text("mine")
     command = ["segment", str(image), "--model", "ct_rules", "--structures", "External", "--out", str(out)]
@@ -221,31 +199,13 @@ def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypa
     # the input image, when in the folder, is not one of them
     sitk.WriteImage(volume.to_sitk(), str(out / "ct.nii.gz"))
     (out / "Bone.nii.gz").unlink()
-    assert (
-        main(
-            [
-                "segment",
-                str(out / "ct.nii.gz"),
-                "--model",
-                "ct_rules",
-                "--structures",
-                "External",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _rules(out / "ct.nii.gz", out, "External") == 0
     assert "not written by this run" not in capsys.readouterr().out
 
 
-def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, monkeypatch, capsys):
+def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, spheres_model, capsys):
     """An organ outside the field of view: named as not found, and no empty mask file (training
     would read one as "delineated, absent")."""
-    models = tmp_path / "models"
-    write_model(models / "spheres", [100.0, 500.0], names=["Spheres", "Dense"])
-    monkeypatch.setenv("DELINEO_MODELS", str(models))
-    registry.clear_cache()
     volume, _ = phantom()
     image = tmp_path / "ct.nii.gz"
     sitk.WriteImage(volume.with_array(volume.array.clip(max=400)).to_sitk(), str(image))  # no dense sphere

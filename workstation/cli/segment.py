@@ -83,16 +83,17 @@ def _fold(text: str) -> int | str:
 def run(args) -> int:
     from planning.imageio import load_volume
     from planning.rtstruct.writer import check_references
-    from segmentation.engine.pipeline import select_outputs
+    from segmentation.engine.pipeline import wanted_names
     from segmentation.registry import find_model, load_model
 
-    if _output_kind(args.out) == "masks":
+    kind = _output_kind(args.out)
+    if kind == "masks":
         check_output_folder(args.out)
     else:
         check_output_file(args.out, [args.input])
     entry = find_model(args.model)
     if args.structures:  # checked against the model's list before minutes of loading
-        select_outputs([_Named(name) for name in entry.structures], args.structures, entry.name)
+        wanted_names(list(entry.structures), args.structures, entry.name)
     options = {}
     if entry.kind == "nnunet":
         if args.folds:
@@ -108,7 +109,7 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         volume = load_volume(args.input, series=args.series, on_progress=progress)
-        if _output_kind(args.out) == "rtstruct":  # checked before the run, not after it
+        if kind == "rtstruct":  # checked before the run, not after it
             if not volume.slices:
                 raise DelineoError(
                     f"{args.out.name}: an RTSTRUCT needs DICOM images as input; save a label map or masks"
@@ -131,7 +132,7 @@ def run(args) -> int:
     run_info = getattr(model, "last_run", None)
     for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
         warn(warning)
-    warnings, lost = save(structures, volume, args.out, args.mask_format, inputs=[args.input])
+    warnings, lost = save(structures, volume, args.out, kind, args.mask_format, inputs=[args.input])
     for warning in warnings:
         warn(warning)
     seconds = time.perf_counter() - started
@@ -145,30 +146,25 @@ def run(args) -> int:
         print(line)
     missing = [s.name for s in structures if s.mask.is_empty]
     if missing:  # often outside the field of view
-        written = " (no mask file written for them)" if _output_kind(args.out) == "masks" else ""
+        written = " (no mask file written for them)" if kind == "masks" else ""
         print(f"not found in this image: {', '.join(missing)}{written}")
     return 0
-
-
-class _Named:
-    """A structure name where `select_outputs` expects an output."""
-
-    def __init__(self, name: str):
-        self.name = name
 
 
 #: How the label map's overlap warning tells the user to keep overlaps.
 _KEEP_OVERLAPS = "a mask folder (--out FOLDER) or an RTSTRUCT (--out NAME.dcm) keeps overlaps"
 
 
-def save(structures, volume, out: Path, mask_format: str = ".nii.gz", inputs=()) -> tuple[list[str], list]:
-    """Write the structures as `out` says (see the module docstring); returns the warnings and,
-    for a label map, what overlaps cost each structure (`LabelMapLoss`). `inputs`: the
-    command's inputs, not named among a mask folder's other files."""
+def save(
+    structures, volume, out: Path, kind: str, mask_format: str = ".nii.gz", inputs=()
+) -> tuple[list[str], list]:
+    """Write the structures to `out` as `kind` (`_output_kind`; see the module docstring);
+    returns the warnings and, for a label map, what overlaps cost each structure
+    (`LabelMapLoss`). `inputs`: the command's inputs, not named among a mask folder's other
+    files."""
     from planning.imageio import save_volume
     from planning.structure_io import label_map_warning, save_label_map, save_structures
 
-    kind = _output_kind(out)
     if kind == "rtstruct":
         save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
         return [], []
