@@ -33,7 +33,7 @@ def volume_warnings(structures, outputs, model: str) -> list[str]:
             "and review every contour."
         ]
     return [
-        f"{s.name}: {cc:.1f} cc, {'smaller' if cc < span[0] else 'larger'} than in any of {model}'s "
+        f"{s.name}: {_cc(cc)}, {'smaller' if cc < span[0] else 'larger'} than in any of {model}'s "
         f"training cases ({_span(span)}); review it{_EDGE if cc < span[0] and _at_edge(s.mask) else ''}."
         for s, cc, span in smaller + larger
         if cc > 0  # one not drawn at all is said as not found (often outside the field of view)
@@ -45,11 +45,17 @@ _EDGE = " (it reaches the edge of the image: only part of it may be in view)"
 
 
 def _volume(cc: float) -> str:
-    return "not found" if cc == 0 else f"{cc:.1f} cc"
+    return "not found" if cc == 0 else _cc(cc)
 
 
 def _span(span: tuple[float, float]) -> str:
-    return f"{span[0]:.1f}–{span[1]:.1f} cc"
+    return f"{_cc(span[0])[:-3]}–{_cc(span[1])}"
+
+
+def _cc(cc: float) -> str:
+    """A volume for a message: one decimal, or two significant digits under 1 cc (a few voxels
+    of a fine CT are 0.04 cc, not "0.0 cc")."""
+    return f"{cc:.1f} cc" if cc >= 1 else f"{cc:.2g} cc"
 
 
 def _at_edge(mask) -> bool:

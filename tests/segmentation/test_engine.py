@@ -128,6 +128,22 @@ def test_volumes_no_training_case_had_are_warned_about(tmp_path):
     assert found.startswith(f"Spheres: {spheres:.1f} cc, smaller than in any")
 
 
+def test_volume_warnings_give_volumes_under_one_cc_to_two_significant_digits():
+    # a few voxels of a fine CT are hundredths of a cc: "0.0 cc" would say nothing was drawn
+    from planning.structures import Mask, Structure
+    from segmentation.engine.manifest import OutputSpec
+    from segmentation.engine.plausibility import volume_warnings
+
+    grid = Grid((40, 40, 40), (0.5, 0.5, 1.0))
+    array = np.zeros(grid.shape, bool)
+    array[20, 20, 18:22] = True  # 4 voxels of 0.25 mm³: 0.001 cc
+    drawn = [Structure("Esophagus", Mask.from_full(grid, array))]
+    spec = OutputSpec(0, "Esophagus", RoiType.ORGAN, (255, 0, 0), training_volume_cc=(0.53, 40.87))
+    assert volume_warnings(drawn, [spec], "m") == [
+        "Esophagus: 0.001 cc, smaller than in any of m's training cases (0.53–40.9 cc); review it."
+    ]
+
+
 def test_softmax_model_gives_labels_and_types_from_names(tmp_path):
     folder = write_model(tmp_path / "labels", [100.0, 500.0], activation="softmax", names=["GTV", "Bones"])
     model = from_manifest(read_manifest(folder))
