@@ -59,10 +59,17 @@ def organ_like(grid, rng) -> tuple[np.ndarray, tuple[int, int, int]]:
 
 
 def build_case(folder: Path, slices: int, count: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
+    """(volume, structures): a blank CT series of `slices` planes written to `folder` and loaded,
+    with `count` organ-like structures on it."""
     hu = np.full((slices, 512, 512), -1000, np.int16)
     write_ct_series(folder, hu, spacing_xyz=SPACING, origin_xyz=(-250.0, -250.0, -225.0))
     volume = load_volume(folder)
+    return volume, organ_structures(volume, count, seed)
+
+
+def organ_structures(volume, count: int, seed: int = 0) -> StructureSet:
+    """`count` organ-like structures on `volume`'s grid, the same for the same seed."""
+    rng = np.random.default_rng(seed)
     structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Benchmark")
     for index in range(count):
         array, offset = organ_like(volume.grid, rng)
@@ -73,7 +80,7 @@ def build_case(folder: Path, slices: int, count: int, seed: int = 0):
                 algorithm=GenerationAlgorithm.AUTOMATIC,
             )
         )
-    return volume, structures
+    return structures
 
 
 def time_delineo(structures, volume, path: Path) -> tuple[float, float]:

@@ -83,3 +83,89 @@ def test_seg_reading_selects_and_refuses_clearly(case, tmp_path):
     write_ct_series(other_folder, ct_phantom((10, 32, 36)))
     with pytest.raises(GeometryError, match="frame of reference"):
         read_seg(path, load_volume(other_folder))
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_seg_is_what_highdicom_writes_for_the_same_structures(case, tmp_path, gaps):
+    # the SEG is built one frame at a time; highdicom, given the images and every segment's
+    # planes in one array, writes the same file but for its UIDs, times and its own credit.
+    # With gaps: planes where no structure has voxels (left out of the position dimension), and
+    # a structure on planes 2, 3 and 7 only
+    import highdicom as hd
+
+    folder, volume, structures = case
+    if gaps:
+        gappy = np.zeros(volume.grid.shape, bool)
+        gappy[[2, 3, 7], 5:9, 5:12] = True
+        structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Seg test")
+        structures.add(Structure("Gappy", Mask.from_full(volume.grid, gappy)))
+        structures.add(Structure("Parotid_L", case[2]["Parotid_L"].mask))
+    drawn = [s for s in structures if not s.mask.is_empty]
+    ours = tmp_path / "ours.seg.dcm"
+    write_seg(structures, volume, ours)
+    by_uid = {image.SOPInstanceUID: image for image in map(pydicom.dcmread, sorted(folder.iterdir()))}
+    images = [by_uid[ref.sop_instance_uid] for ref in volume.slices]
+    pixels = np.stack([s.mask.full() for s in drawn], axis=-1)
+    theirs = hd.seg.Segmentation(
+        source_images=images,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[
+            hd.seg.SegmentDescription.from_dataset(d) for d in pydicom.dcmread(ours).SegmentSequence
+        ],
+        series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=1,
+        sop_instance_uid=pydicom.uid.generate_uid(),
+        instance_number=1,
+        manufacturer="Delineo",
+        manufacturer_model_name="Delineo",
+        software_versions=pydicom.dcmread(ours).SoftwareVersions,
+        device_serial_number="0",
+        content_label="SEG_TEST",
+        content_description="Delineo structures",
+        series_description="Delineo segmentation",
+    )
+    theirs_file = tmp_path / "theirs.seg.dcm"
+    theirs.save_as(theirs_file)
+    mine, theirs = pydicom.dcmread(ours), pydicom.dcmread(theirs_file)
+    own = [
+        "SOPInstanceUID",
+        "SeriesInstanceUID",
+        "InstanceCreationDate",
+        "InstanceCreationTime",
+        "ContentDate",
+    ]
+    own += ["ContentTime", "ContributingEquipmentSequence", "DimensionOrganizationSequence"]
+    for dataset in (mine, theirs):
+        for keyword in own:
+            dataset.pop(keyword, None)
+        for dimension in dataset.DimensionIndexSequence:
+            del dimension.DimensionOrganizationUID
+    assert mine.to_json_dict() == theirs.to_json_dict()
+    assert mine.SegmentsOverlap == ("NO" if gaps else "YES")  # Parotid_L lies inside PTV_7000
+
+
+def test_seg_covers_the_images_only_when_planes_were_interpolated_on_loading(tmp_path):
+    folder = tmp_path / "gap"
+    hu = ct_phantom((12, 40, 40))
+    kept = [k for k in range(12) if k != 6]  # slice 6 missing: interpolated on loading
+    positions = [(-20.0, -18.0, -15.0 + 2.5 * k) for k in kept]
+    write_ct_series(folder, hu[kept], positions=positions, spacing_xyz=(1.0, 1.0, 2.5))
+    volume = load_volume(folder)
+    assert volume.slices[6] is None
+    k, j, i = np.indices(volume.grid.shape)
+    ball = (i - 20) ** 2 + (j - 20) ** 2 + ((k - 6) * 2.5) ** 2 <= 144
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Ball", Mask.from_full(volume.grid, ball)))
+    structures.add(Structure("Speck", Mask.from_full(volume.grid, (k == 6) & (j == 20) & (i == 20))))
+    path = tmp_path / "gap.seg.dcm"
+    warnings = write_seg(structures, volume, path)
+    assert "Speck: voxels only on interpolated planes, left out of the SEG" in warnings
+    assert dciodvfy_errors(path) == []
+    back = read_seg(path, volume)
+    assert back.names() == ["Ball"]
+    np.testing.assert_array_equal(back["Ball"].mask.full()[kept], ball[kept])
+    only_speck = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    only_speck.add(Structure("Speck", structures["Speck"].mask))
+    with pytest.raises(DelineoError, match="no structure has any voxel on the images"):
+        write_seg(only_speck, volume, path)
