@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct
 
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_files, load_series
@@ -220,51 +220,11 @@ def test_header_walker_skips_sequences_of_undefined_length(tmp_path, hu):
 
 def test_enhanced_multiframe_ct_uses_functional_groups(tmp_path, hu):
     path = tmp_path / "enhanced.dcm"
-    _write_enhanced_ct(path, hu[:5])
+    write_enhanced_ct(path, hu[:5])
     volume = load_volume(path)
     np.testing.assert_array_equal(volume.array, hu[:5])  # frames stored head-first, sorted back
     np.testing.assert_allclose(volume.grid.spacing_xyz, (0.7, 0.8, 2.0), atol=1e-6)
     assert [ref.frame for ref in volume.slices] == [5, 4, 3, 2, 1]
-
-
-def _write_enhanced_ct(path, hu):
-    """A minimal Enhanced CT: per-frame positions (descending z), shared orientation/spacing/rescale."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.PatientID = "ENH"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = (generate_uid() for _ in range(3))
-    ds.Rows, ds.Columns = hu.shape[1:]
-    ds.NumberOfFrames = hu.shape[0]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    shared = pydicom.Dataset()
-    orientation, measures, transform = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
-    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    measures.PixelSpacing = [0.8, 0.7]
-    measures.SliceThickness = 2.0
-    transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = 0, 1, "HU"
-    shared.PlaneOrientationSequence = [orientation]
-    shared.PixelMeasuresSequence = [measures]
-    shared.PixelValueTransformationSequence = [transform]
-    ds.SharedFunctionalGroupsSequence = [shared]
-    frames = []
-    for k in range(hu.shape[0]):
-        item, position = pydicom.Dataset(), pydicom.Dataset()
-        position.ImagePositionPatient = [0.0, 0.0, 10.0 - 2.0 * k]
-        item.PlanePositionSequence = [position]
-        frames.append(item)
-    ds.PerFrameFunctionalGroupsSequence = frames
-    ds.PixelData = hu[::-1].astype("<i2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def _rewrite(path, **changes) -> None:

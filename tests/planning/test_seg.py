@@ -3,7 +3,7 @@
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct
 from support.rtstruct_checks import dciodvfy_errors
 
 from planning.errors import DelineoError, GeometryError
@@ -169,3 +169,24 @@ def test_seg_covers_the_images_only_when_planes_were_interpolated_on_loading(tmp
     only_speck.add(Structure("Speck", structures["Speck"].mask))
     with pytest.raises(DelineoError, match="no structure has any voxel on the images"):
         write_seg(only_speck, volume, path)
+
+
+def test_seg_of_an_enhanced_multiframe_ct_references_its_frames(tmp_path):
+    path = tmp_path / "enhanced.dcm"
+    write_enhanced_ct(path, ct_phantom((5, 24, 28)))
+    volume = load_volume(path)
+    k, j, i = np.indices(volume.grid.shape)
+    block = (k >= 1) & (k <= 3) & (j > 5) & (j < 15) & (i > 4) & (i < 20)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Block", Mask.from_full(volume.grid, block)))
+    out = tmp_path / "block.seg.dcm"
+    write_seg(structures, volume, out)
+    assert dciodvfy_errors(out) == []
+    seg = pydicom.dcmread(out)
+    frames = [
+        item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber
+        for item in seg.PerFrameFunctionalGroupsSequence
+    ]
+    assert sorted(frames) == sorted(volume.slices[k].frame for k in (1, 2, 3))
+    assert len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 1  # one image, five frames
+    np.testing.assert_array_equal(read_seg(out, volume)["Block"].mask.full(), block)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 
@@ -121,3 +121,40 @@ def folder_to_send(folder: Path) -> Path:
     write_ct_series(folder, ct_phantom((4, 16, 20)))
     (folder / "notes.txt").write_text("not DICOM")
     return folder
+
+
+def write_enhanced_ct(path, hu):
+    """A minimal Enhanced CT: per-frame positions (descending z), shared orientation/spacing/rescale."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.PatientID = "ENH"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = (generate_uid() for _ in range(3))
+    ds.Rows, ds.Columns = hu.shape[1:]
+    ds.NumberOfFrames = hu.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    orientation, measures, transform = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing = [0.8, 0.7]
+    measures.SliceThickness = 2.0
+    transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = 0, 1, "HU"
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelMeasuresSequence = [measures]
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(hu.shape[0]):
+        item, position = Dataset(), Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, 10.0 - 2.0 * k]
+        item.PlanePositionSequence = [position]
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = hu[::-1].astype("<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
