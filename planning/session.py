@@ -151,14 +151,7 @@ def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str
         mask_arrays[f"{key}_mask"] = np.packbits(mask.array, axis=None)
         record = {
             "key": key,
-            "name": structure.name,
-            "color": list(structure.color),
-            "roi_type": str(structure.roi_type),
-            "algorithm": str(structure.algorithm),
-            "number": structure.number,
-            "description": structure.description,
-            "recipe": structure.recipe,
-            "visible": structure.visible,
+            **structure.properties_plain(),
             "offset": list(mask.offset),
             "shape": list(mask.array.shape),
             "contours": _pack_contours(structure.contours, f"{key}_contours", mask_arrays),
@@ -340,18 +333,11 @@ def _structure_from_record(record: dict, grid: Grid, arrays: dict[str, np.ndarra
     count = int(np.prod(shape))
     bits = np.unpackbits(arrays[f"{record['key']}_mask"], count=count).astype(bool)
     mask = Mask(grid, bits.reshape(shape), tuple(record["offset"]))
-    return Structure(
-        name=record["name"],
-        mask=mask,
-        color=tuple(record["color"]),
-        roi_type=record["roi_type"],
-        algorithm=record["algorithm"],
-        number=int(record["number"]),
-        description=record.get("description", ""),
+    return Structure.from_properties(
+        record,
+        mask,
         contours=_unpack_contours(record.get("contours"), arrays),
-        markers=_unpack_contours(record.get("markers"), arrays) or [],
-        recipe=record.get("recipe"),
-        visible=bool(record.get("visible", True)),
+        markers=_unpack_contours(record.get("markers"), arrays),
     )
 
 

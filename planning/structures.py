@@ -266,6 +266,39 @@ class Structure:
     def volume_cc(self) -> float:
         return self.mask.volume_cc
 
+    def properties_plain(self) -> dict:
+        """Everything but the geometry (mask, contours, markers) as JSON-ready data: what session
+        files and the undo history keep beside the mask. `from_properties` reads it back."""
+        return {
+            "name": self.name,
+            "color": list(self.color),
+            "roi_type": str(self.roi_type),
+            "algorithm": str(self.algorithm),
+            "number": self.number,
+            "description": self.description,
+            "recipe": self.recipe,
+            "visible": self.visible,
+        }
+
+    @classmethod
+    def from_properties(
+        cls, plain: dict, mask: Mask, contours: list[PlanarContour] | None = None, markers=None
+    ) -> Structure:
+        """A structure from `properties_plain` data and its geometry."""
+        return cls(
+            name=plain["name"],
+            mask=mask,
+            color=tuple(plain["color"]),
+            roi_type=plain["roi_type"],
+            algorithm=plain["algorithm"],
+            number=int(plain["number"]),
+            description=plain.get("description", ""),
+            contours=contours,
+            markers=list(markers or []),
+            recipe=plain.get("recipe"),
+            visible=bool(plain.get("visible", True)),
+        )
+
 
 class StructureSet:
     """The structures drawn on one image grid, with unique names and ROI numbers.

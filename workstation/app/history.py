@@ -339,14 +339,7 @@ def _contours_from(plain) -> list[PlanarContour] | None:
 def structure_plain(structure: Structure) -> dict:
     """A structure as plain data (mask included) for the session file."""
     return {
-        "name": structure.name,
-        "color": list(structure.color),
-        "roi_type": str(structure.roi_type),
-        "algorithm": str(structure.algorithm),
-        "number": structure.number,
-        "description": structure.description,
-        "recipe": structure.recipe,
-        "visible": structure.visible,
+        **structure.properties_plain(),
         "mask": _mask_plain(structure.mask),
         "contours": _contours_plain(structure.contours),
         "markers": _contours_plain(structure.markers) or [],
@@ -354,18 +347,11 @@ def structure_plain(structure: Structure) -> dict:
 
 
 def structure_from_plain(plain: dict, grid) -> Structure:
-    return Structure(
-        name=plain["name"],
-        mask=_mask_from(plain["mask"], grid),
-        color=tuple(plain["color"]),
-        roi_type=plain["roi_type"],
-        algorithm=plain["algorithm"],
-        number=int(plain["number"]),
-        description=plain.get("description", ""),
+    return Structure.from_properties(
+        plain,
+        _mask_from(plain["mask"], grid),
         contours=_contours_from(plain.get("contours")),
-        markers=_contours_from(plain.get("markers")) or [],
-        recipe=plain.get("recipe"),
-        visible=bool(plain.get("visible", True)),
+        markers=_contours_from(plain.get("markers")),
     )
 
 
