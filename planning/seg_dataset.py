@@ -8,6 +8,7 @@ plane of every segment as one dense array; here memory grows with the frames wri
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
@@ -102,7 +103,7 @@ def seg_dataset(
     ds.SegmentationType = "BINARY"
     ds.SegmentSequence = segments
     ds.SegmentsOverlap = "YES" if _overlap(structures, volume.grid.shape) else "NO"
-    ds.ContentLabel = (structure_set.label or "DELINEO").upper().replace(" ", "_")[:16]
+    ds.ContentLabel = _content_label(structure_set.label)
     ds.ContentDescription = "Delineo structures"
     ds.PresentationLUTShape = "IDENTITY"
     shared = Dataset()
@@ -127,6 +128,11 @@ def seg_dataset(
     if not all(text.isascii() for text in [identity.patient_name, *(s.name for s in structures)]):
         ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
+
+
+def _content_label(label: str) -> str:
+    """`label` as a Content Label (CS: at most 16 of A–Z, 0–9 and underscore)."""
+    return re.sub(r"[^A-Z0-9_]", "_", (label or "DELINEO").upper())[:16] or "DELINEO"
 
 
 def _dimension(organization_uid: str, index, group, label: str) -> Dataset:

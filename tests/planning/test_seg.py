@@ -190,3 +190,14 @@ def test_seg_of_an_enhanced_multiframe_ct_references_its_frames(tmp_path):
     assert sorted(frames) == sorted(volume.slices[k].frame for k in (1, 2, 3))
     assert len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 1  # one image, five frames
     np.testing.assert_array_equal(read_seg(out, volume)["Block"].mask.full(), block)
+
+
+def test_seg_takes_any_label_and_names(case, tmp_path):
+    folder, volume, structures = case
+    named = StructureSet(volume.grid, volume.frame_of_reference_uid, "Plan 2 — Müller/Jürgen")
+    named.add(Structure("Läsion 1", structures["PTV_7000"].mask, roi_type=RoiType.GTV))
+    path = tmp_path / "named.seg.dcm"
+    write_seg(named, volume, path)
+    assert dciodvfy_errors(path) == []
+    assert pydicom.dcmread(path).ContentLabel == "PLAN_2___M_LLER_"
+    assert read_seg(path, volume).names() == ["Läsion 1"]
