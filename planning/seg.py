@@ -27,7 +27,6 @@ from pydicom.sr.coding import Code
 
 from planning.errors import DelineoError, DicomReadError, FormatError, GeometryError
 from planning.files import write_atomically
-from planning.geometry import Grid
 from planning.seg_dataset import (
     frame_groups,
     packed_frames,
@@ -35,7 +34,7 @@ from planning.seg_dataset import (
     seg_dataset,
     software_version,
 )
-from planning.structure_io import labels_on_grid
+from planning.seg_placement import plane_origins, segment_on_grid
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
@@ -52,6 +51,9 @@ _PROPERTY = {
     RoiType.GTV: (_SPATIAL, codes.SCT.GrossTumorVolume),
     RoiType.EXTERNAL: (_ANATOMY, _ENTIRE_BODY),
 }
+#: The segment description Delineo writes: the structure's RT ROI interpreted type, which the
+#: segmented property codes can only say for organs, targets and the body.
+_ROI_TYPE_PREFIX = "RT ROI Interpreted Type: "
 _TYPE_OF_CODE = {types.value: roi_type for roi_type, (_, types) in _PROPERTY.items()}
 
 
@@ -96,8 +98,9 @@ def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLi
     ]
     segments = [_description(i + 1, s) for i, s in enumerate(structures)]
     seg = seg_dataset(structure_set, volume, structures, planes, segments)
+    origins = plane_origins(volume)
     seg.PerFrameFunctionalGroupsSequence = [
-        frame_groups(volume, k, number, rank) for number, k, rank in frames
+        frame_groups(volume, k, number, rank, origins[k]) for number, k, rank in frames
     ]
     seg.NumberOfFrames = len(frames)
     seg.PixelData = packed_frames(structures, frames, volume.grid.shape[1:])
@@ -131,10 +134,12 @@ def read_seg(path: str | os.PathLike, volume: Volume, names: list[str] | None = 
         segments = {by_label[name.upper()]: segments[by_label[name.upper()]] for name in names}
     structure_set = StructureSet(volume.grid, volume.frame_of_reference_uid, str(seg.get("ContentLabel", "")))
     for number, description in segments.items():
-        array = _segment_on_grid(seg, number, volume)
+        array = segment_on_grid(seg, number, volume)
         name = description.segment_label or f"Segment_{number}"
         color, roi_type = style_for(name)
-        roi_type = _TYPE_OF_CODE.get(description.segmented_property_type.value, roi_type)
+        roi_type = _roi_type(description) or _TYPE_OF_CODE.get(
+            description.segmented_property_type.value, roi_type
+        )
         algorithm = str(description.algorithm_type.value if description.algorithm_type else "MANUAL")
         structure = Structure(
             name=name,
@@ -167,7 +172,7 @@ def _description(number: int, structure: Structure) -> hd.seg.SegmentDescription
         identification = hd.AlgorithmIdentificationSequence(
             name="Delineo", family=codes.DCM.ArtificialIntelligence, version=software_version()
         )
-    return hd.seg.SegmentDescription(
+    description = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=structure.name[:64],
         segmented_property_category=category,
@@ -176,6 +181,16 @@ def _description(number: int, structure: Structure) -> hd.seg.SegmentDescription
         algorithm_identification=identification,
         display_color=hd.color.CIELabColor.from_rgb(*structure.color),
     )
+    description.SegmentDescription = f"{_ROI_TYPE_PREFIX}{structure.roi_type.value}"
+    return description
+
+
+def _roi_type(description) -> RoiType | None:
+    """The RT ROI interpreted type Delineo wrote in the segment's free-text description, if any:
+    the coded property has no code for most of them (BOLUS, AVOIDANCE, SUPPORT…)."""
+    text = str(description.get("SegmentDescription", ""))
+    value = text.removeprefix(_ROI_TYPE_PREFIX)
+    return RoiType(value) if text.startswith(_ROI_TYPE_PREFIX) and value in RoiType.__members__ else None
 
 
 def _display_color(description) -> tuple[int, int, int] | None:
@@ -183,24 +198,3 @@ def _display_color(description) -> tuple[int, int, int] | None:
     if value is None:
         return None
     return tuple(int(c) for c in hd.color.CIELabColor.from_dicom_value(value).to_rgb(clip=True))
-
-
-# -- reading helpers ------------------------------------------------------------------------
-
-
-def _segment_on_grid(seg, number: int, volume: Volume) -> np.ndarray:
-    """Segment `number` as a bool array on the volume's grid (nearest voxel through patient
-    space). One segment at a time: a SEG of 117 segments on 600 planes of 512² would take 18 GB
-    as one array."""
-    try:
-        seg_volume = seg.get_volume(segment_numbers=[number], combine_segments=False, dtype=np.uint8)
-    except Exception as error:  # frames that do not form a regular stack
-        raise DicomReadError(f"the segments do not form a regular stack of planes ({error})") from error
-    array = np.asarray(seg_volume.array)
-    if array.ndim == 4:
-        array = array[..., 0]
-    affine = np.asarray(seg_volume.affine, float)
-    columns = affine[:3, :3]  # index (slice, row, column) → LPS mm
-    spacing = np.linalg.norm(columns, axis=0)
-    source = Grid(array.shape, tuple(spacing[::-1]), tuple(affine[:3, 3]), (columns / spacing)[:, ::-1])
-    return labels_on_grid(array, source, volume.grid) > 0

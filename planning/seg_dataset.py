@@ -171,11 +171,14 @@ def _reference(ref, frame: bool = True) -> Dataset:
     return item
 
 
-def frame_groups(volume: Volume, k: int, number: int, rank: int) -> Dataset:
+def frame_groups(volume: Volume, k: int, number: int, rank: int, origin_xyz: np.ndarray) -> Dataset:
     """The per-frame functional groups of segment `number` on plane `k` (`rank`: its index in
-    the image-position dimension)."""
-    source = _reference(volume.slices[k])
-    source.SpatialLocationsPreserved = "YES"
+    the image-position dimension; `origin_xyz`: the plane's first pixel, LPS mm). On a gantry-
+    tilted stack the plane is the image's but its pixels are shifted: locations not preserved."""
+    ref = volume.slices[k]
+    source = _reference(ref)
+    shifted = np.linalg.norm(np.asarray(ref.position_xyz) - origin_xyz) > 1e-3
+    source.SpatialLocationsPreserved = "NO" if shifted else "YES"
     source.PurposeOfReferenceCodeSequence = [_code(_SOURCE_FOR_PROCESSING)]
     derivation = Dataset()
     derivation.SourceImageSequence = [source]
@@ -188,7 +191,7 @@ def frame_groups(volume: Volume, k: int, number: int, rank: int) -> Dataset:
     groups.DerivationImageSequence = [derivation]
     groups.FrameContentSequence = [content]
     groups.PlanePositionSequence = hd.PlanePositionSequence(
-        coordinate_system="PATIENT", image_position=[float(v) for v in volume.slices[k].position_xyz]
+        coordinate_system="PATIENT", image_position=[float(v) for v in origin_xyz]
     )
     groups.SegmentIdentificationSequence = [segment]
     return groups

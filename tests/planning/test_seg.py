@@ -3,6 +3,7 @@
 import numpy as np
 import pydicom
 import pytest
+from pydicom.sr.codedict import codes
 from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct
 from support.rtstruct_checks import dciodvfy_errors
 
@@ -201,3 +202,78 @@ def test_seg_takes_any_label_and_names(case, tmp_path):
     assert dciodvfy_errors(path) == []
     assert pydicom.dcmread(path).ContentLabel == "PLAN_2___M_LLER_"
     assert read_seg(path, volume).names() == ["Läsion 1"]
+
+
+def test_seg_keeps_every_rt_roi_type(case, tmp_path):
+    # the coded segmented property says organ, target or body; the rest travels in the segment
+    # description, so a BOLUS or SUPPORT does not come back as an ORGAN
+    folder, volume, structures = case
+    typed = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    mask = structures["PTV_7000"].mask
+    for roi_type in RoiType:
+        typed.add(Structure(f"S_{roi_type.value}", mask, roi_type=roi_type))
+    path = tmp_path / "types.seg.dcm"
+    write_seg(typed, volume, path)
+    assert {s.name: s.roi_type for s in read_seg(path, volume)} == {s.name: s.roi_type for s in typed}
+
+
+def test_fractional_seg_of_another_program_is_read_from_half(case, tmp_path):
+    import highdicom as hd
+
+    folder, volume, structures = case
+    images = sorted(
+        (pydicom.dcmread(p) for p in folder.iterdir()), key=lambda d: float(d.ImagePositionPatient[2])
+    )
+    fractions = np.zeros((len(images), *volume.grid.shape[1:]), np.float32)
+    fractions[4, 10:20, 10:20] = 0.3
+    fractions[5, 10:20, 10:20] = 0.7
+    fractions[6, 10:15, 10:20] = 1.0
+    seg = hd.seg.Segmentation(
+        source_images=images,
+        pixel_array=fractions,
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        segment_descriptions=[
+            hd.seg.SegmentDescription(
+                segment_number=1,
+                segment_label="Probable",
+                segmented_property_category=codes.SCT.AnatomicalStructure,
+                segmented_property_type=codes.SCT.Organ,
+                algorithm_type="AUTOMATIC",
+                algorithm_identification=hd.AlgorithmIdentificationSequence(
+                    name="Other", family=codes.DCM.ArtificialIntelligence, version="1"
+                ),
+            )
+        ],
+        series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=1,
+        sop_instance_uid=pydicom.uid.generate_uid(),
+        instance_number=1,
+        manufacturer="Other",
+        manufacturer_model_name="Other",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    path = tmp_path / "fractional.seg.dcm"
+    seg.save_as(path)
+    expected = np.zeros(volume.grid.shape, bool)
+    z = {float(d.ImagePositionPatient[2]): i for i, d in enumerate(images)}
+    for k, ref in enumerate(volume.slices):
+        expected[k] = fractions[z[float(ref.position_xyz[2])]] >= 0.5
+    np.testing.assert_array_equal(read_seg(path, volume)["Probable"].mask.full(), expected)
+
+
+def test_seg_on_slightly_irregular_slices_reads_back(tmp_path):
+    # slice gaps varying by up to 2 % (the loader keeps such a stack as it is; highdicom's
+    # volume reconstruction refuses more than 1 %): frames go back onto their own planes
+    folder = tmp_path / "irregular"
+    steps = [0.0, 3.0, 6.05, 9.0, 11.95, 15.0, 18.06, 21.0]
+    write_ct_series(folder, ct_phantom((8, 30, 34)), positions=[(-10.0, -12.0, z) for z in steps])
+    volume = load_volume(folder)
+    assert volume.grid.shape[0] == 8 and all(volume.slices)
+    k, j, i = np.indices(volume.grid.shape)
+    blob = (k >= 1) & (k <= 6) & ((j - 15) ** 2 + (i - 17) ** 2 <= 40 - 4 * (k - 3) ** 2)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Blob", Mask.from_full(volume.grid, blob)))
+    path = tmp_path / "irregular.seg.dcm"
+    write_seg(structures, volume, path)
+    np.testing.assert_array_equal(read_seg(path, volume)["Blob"].mask.full(), blob)
