@@ -4,9 +4,13 @@ surface, or remove a tumour with a safety margin in mm.
 Each returns a `Resection`: the resected part and the remnant as new `Structure`s (voxel masks on
 the organ's grid, a voxel belonging to the side its centre lies on), their volumes in cc and in %
 of the organ, and the other structures the resection reaches (a vessel the cut crosses, a duct
-removed whole). Volumes of sheet cuts are measured below the voxel size: voxels the sheet passes
-through are split by 4×4×4 sub-samples, so a cut's volumes do not depend on where the voxel
-centres fall.
+removed whole). A structure is reached when it has voxels in the *resected region*: the resected
+part of the organ and, outside the organ (where a label map puts the vessels), the region the
+surgeon removes or cuts through: the tumour grown by the safety margin, the inside of a cutting
+surface, or the voxels a cutting sheet passes through within the organ's bounding box.
+
+Volumes of sheet cuts are measured below the voxel size: voxels the sheet passes through are
+split by 4×4×4 sub-samples, so a cut's volumes do not depend on where the voxel centres fall.
 """
 
 from __future__ import annotations
@@ -85,13 +89,15 @@ class CutSheet:
 
 @dataclass(frozen=True)
 class Reached:
-    """A structure the resection reaches.
+    """A structure the resection reaches: one with voxels in the resected region (see the module
+    docstring), which includes the safety margin and the cut outside the organ.
 
     Attributes:
         name: the structure's name.
-        resected_cc: its volume inside the resected part.
+        resected_cc: its volume (cc) inside the resected region.
         fraction: that volume over the structure's volume (0–1).
-        crossed: whether the resection boundary runs through it (False: removed whole).
+        crossed: whether the region's boundary runs through it, i.e. part of it lies outside
+            the region (False: removed whole).
     """
 
     name: str
@@ -135,7 +141,8 @@ class Resection:
         for item in self.reached:
             how = "crossed" if item.crossed else "removed whole"
             lines.append(
-                f"  {item.name}: {how}, {item.resected_cc:.2f} cc resected ({100 * item.fraction:.0f} %)"
+                f"  {item.name}: {how}, {item.resected_cc:.2f} cc in the resected region "
+                f"({100 * item.fraction:.0f} %)"
             )
         return "\n".join(lines)
 
@@ -144,7 +151,8 @@ class Resection:
 
 
 def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure] = ()) -> Resection:
-    """Resect the part of `organ` on the sheet's normal side."""
+    """Resect the part of `organ` on the sheet's normal side; other structures in that part or
+    cut by the sheet within the organ's bounding box are reported as reached."""
     mask = _require(organ)
     box = mask.box
     centres = _voxel_centres(mask.grid, box)
@@ -158,17 +166,23 @@ def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure
         fraction[near] = _fraction_above(sheet, mask.grid, np.argwhere(near) + [s.start for s in box])
     voxel_cc = mask.grid.voxel_volume_cc
     resected_cc = float(fraction[mask.array].sum() * voxel_cc)
-    return _result(organ, Mask(mask.grid, resected, mask.offset), others, resected_cc, "cut")
+    region = resected | (np.abs(height) <= _half_thickness(mask.grid, sheet.normal))
+    resected_mask = Mask(mask.grid, resected, mask.offset)
+    return _result(organ, resected_mask, others, resected_cc, "cut", Mask(mask.grid, region, mask.offset))
 
 
 def cut_inside(organ: Structure, surface: Surface, others: Iterable[Structure] = ()) -> Resection:
-    """Resect the part of `organ` inside a closed surface (LPS mm)."""
+    """Resect the part of `organ` inside a closed surface (LPS mm); other structures inside the
+    surface, in the organ or not, are reported as reached."""
     from planning.surfaces import voxelize
 
     mask = _require(organ)
     resected = mask.array & voxelize(surface, mask.grid, mask.box)
     voxel_cc = mask.grid.voxel_volume_cc
-    return _result(organ, Mask(mask.grid, resected, mask.offset), others, resected.sum() * voxel_cc, "cut")
+    box = _points_box(mask.grid, surface.points)
+    region = Mask(mask.grid, voxelize(surface, mask.grid, box), [s.start for s in box]) if box else None
+    resected_mask = Mask(mask.grid, resected, mask.offset)
+    return _result(organ, resected_mask, others, resected.sum() * voxel_cc, "cut", region)
 
 
 def resect_with_margin(
@@ -181,7 +195,8 @@ def resect_with_margin(
     cancel: threading.Event | None = None,
 ) -> Resection:
     """Resect `tumour` with a safety margin: the organ's voxels within `margin_mm` of the tumour
-    (the tumour grown by the margin, `planning.margins.expand`) are removed."""
+    (the tumour grown by the margin, `planning.margins.expand`) are removed. Other structures
+    with voxels in the grown tumour, inside the organ or not, are reported as reached."""
     from planning.margins import expand
 
     if margin_mm < 0:
@@ -203,6 +218,7 @@ def resect_with_margin(
         [s for s in others if s is not tumour],
         resected.sum() * voxel_cc,
         f"{tumour.name} + {margin_mm:g} mm",
+        grown,
     )
     return result
 
@@ -222,6 +238,25 @@ def _voxel_centres(grid, box) -> np.ndarray:
     return grid.index_to_patient(np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1).astype(float))
 
 
+def _half_thickness(grid, normal) -> float:
+    """Half the extent (mm) of a voxel along `normal` (LPS): a voxel whose centre is nearer a
+    plane with that normal than this is cut by it."""
+    along_axes = np.abs(np.asarray(normal) @ grid.direction) * np.asarray(grid.spacing_xyz)
+    return 0.5 * float(along_axes.sum())
+
+
+def _points_box(grid, points: np.ndarray):
+    """(z, y, x) slices of the grid voxels around LPS `points`, None when they miss the grid."""
+    if not len(points):
+        return None
+    index = grid.patient_to_index(points)[:, ::-1]
+    low = np.maximum(np.floor(index.min(axis=0)).astype(int), 0)
+    high = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 1, grid.shape)
+    if np.any(high <= low):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+
+
 def _fraction_above(sheet: CutSheet, grid, voxels_zyx: np.ndarray) -> np.ndarray:
     """Share of each voxel (z, y, x indices) on the sheet's resected side, by sub-sampling."""
     steps = (np.arange(_SUBSAMPLES) + 0.5) / _SUBSAMPLES - 0.5
@@ -231,24 +266,16 @@ def _fraction_above(sheet: CutSheet, grid, voxels_zyx: np.ndarray) -> np.ndarray
     return (heights > 0).mean(axis=1)
 
 
-def _result(organ: Structure, resected: Mask, others, resected_cc: float, how: str) -> Resection:
+def _result(
+    organ: Structure, resected: Mask, others, resected_cc: float, how: str, region: Mask | None = None
+) -> Resection:
+    """The resection of `resected` (organ voxels); `region` (default `resected`) is the resected
+    region outside the organ too, in which other structures count as reached."""
     remnant = Mask(organ.mask.grid, organ.mask.array & ~resected.array, organ.mask.offset)
     tight_resected, tight_remnant = _tight(resected), _tight(remnant)
     organ_cc = organ.mask.volume_cc
     resected_cc = float(resected_cc)
-    reached = []
-    for other in others:
-        if other is organ or other.mask.is_empty:
-            continue
-        inside = (
-            int(np.count_nonzero(other.mask.region(resected.box) & resected.array)) if resected.box else 0
-        )
-        if inside == 0:
-            continue
-        total = other.mask.voxel_count
-        reached.append(
-            Reached(other.name, inside * organ.mask.grid.voxel_volume_cc, inside / total, inside < total)
-        )
+    reached = [item for other in others if (item := _reached(other, organ, region or resected))]
     reached.sort(key=lambda r: -r.resected_cc)
     description = f"virtual resection of {organ.name} ({how})"
     return Resection(
@@ -273,6 +300,17 @@ def _result(organ: Structure, resected: Mask, others, resected_cc: float, how: s
         remnant_cc=organ_cc - resected_cc,
         reached=reached,
     )
+
+
+def _reached(other: Structure, organ: Structure, region: Mask) -> Reached | None:
+    """How much of `other` lies in the resected `region`; None for none (or the organ itself)."""
+    if other is organ or other.mask.is_empty or region.box is None:
+        return None
+    inside = int(np.count_nonzero(other.mask.region(region.box) & region.array))
+    if inside == 0:
+        return None
+    total = other.mask.voxel_count
+    return Reached(other.name, inside * other.mask.grid.voxel_volume_cc, inside / total, inside < total)
 
 
 def _tight(mask: Mask) -> Mask:

@@ -9,6 +9,7 @@ import pytest
 
 from planning.errors import GeometryError
 from planning.geometry import Grid
+from planning.margins import expand
 from planning.resection import CutSheet, cut_inside, cut_with_sheet, resect_with_margin
 from planning.structures import GenerationAlgorithm, Mask, Structure
 from planning.surfaces import surfaces_from_label_map
@@ -118,3 +119,29 @@ def test_errors_name_the_structures():
         cut_with_sheet(Structure("Empty", Mask(GRID)), CutSheet((0, 0, 0), (1, 0, 0)))
     with pytest.raises(ValueError):
         CutSheet((0, 0, 0), (0, 0, 0))
+
+
+def test_a_vessel_outside_the_organ_is_reached_by_the_safety_margin():
+    """In a label map a vessel is never inside the organ: the margin outside it still counts."""
+    organ = structure("Liver", (np.abs(POINTS) <= [30.0, 30.0, 30.0]).all(axis=-1))
+    vessel_inside = (np.hypot(POINTS[..., 1], POINTS[..., 2]) <= 4.0) & (POINTS[..., 0] > 31.0)
+    vessel = structure("Vein", vessel_inside & (POINTS[..., 0] < 50.0))
+    tumour = structure("GTV", np.linalg.norm(POINTS - [22.0, 0.0, 0.0], axis=-1) <= 5.0)
+    result = resect_with_margin(organ, tumour, 8.0, [organ, tumour, vessel])
+    grown = expand(tumour.mask, 8.0).full()
+    expected_cc = np.count_nonzero(grown & vessel.mask.full()) / 1000
+    assert expected_cc > 0.1
+    [reached] = result.reached
+    assert reached.name == "Vein" and reached.crossed
+    assert reached.resected_cc == pytest.approx(expected_cc)
+    assert "Vein: crossed" in result.summary()
+    assert resect_with_margin(organ, tumour, 2.0, [organ, tumour, vessel]).reached == []
+
+
+def test_a_sheet_cut_reaches_a_vessel_in_a_groove_of_the_organ():
+    groove = np.hypot(POINTS[..., 0], POINTS[..., 2]) <= 3.0
+    organ = structure("Liver", (np.abs(POINTS) <= [30.0, 30.0, 30.0]).all(axis=-1) & ~groove)
+    vessel = structure("Vein", groove & (np.abs(POINTS[..., 1]) < 45.0))
+    far = structure("Duct", (np.linalg.norm(POINTS - [-20.0, 40.0, 0.0], axis=-1) <= 3.0))
+    result = cut_with_sheet(organ, CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [vessel, far])
+    assert [r.name for r in result.reached] == ["Vein"] and result.reached[0].crossed
