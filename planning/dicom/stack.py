@@ -9,6 +9,7 @@ does that resampling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from scipy import ndimage
 
 from planning.errors import SeriesError
 from planning.geometry import Grid
+from planning.volume import SliceRef
 
 #: Two planes closer than this along the normal are the same slice position (mm).
 DUPLICATE_TOLERANCE_MM = 0.01
@@ -156,11 +158,26 @@ def resample_stack(planes: np.ndarray, plan: StackPlan) -> np.ndarray:
 
 
 def source_plane_at(plan: StackPlan, k: int) -> int | None:
-    """Index into `plan.order` of the source plane lying on grid plane k, or None."""
+    """Index into `plan.order` of the source plane lying in grid plane k, or None.
+
+    A sheared (gantry-tilted) plane counts: its image lies in the same plane as grid plane k,
+    only shifted within it (see `image_plane_origins`).
+    """
     target = k * plan.grid.spacing_xyz[2]
     nearest = int(np.argmin(np.abs(plan.source_along_mm - target)))
-    on_plane = abs(plan.source_along_mm[nearest] - target) < DUPLICATE_TOLERANCE_MM
-    return nearest if on_plane and not np.any(plan.shifts_xy_mm[nearest]) else None
+    return nearest if abs(plan.source_along_mm[nearest] - target) < DUPLICATE_TOLERANCE_MM else None
+
+
+def image_plane_origins(grid: Grid, slices: Sequence[SliceRef | None]) -> np.ndarray:
+    """Origin (K, 3) LPS mm of each grid plane, moved along the normal into its source image's
+    plane; in-plane the grid's own (a sheared image's ImagePositionPatient is shifted within
+    the plane, while the voxels were resampled onto the grid)."""
+    origins = grid.slice_position(np.arange(grid.shape[0]))
+    normal = grid.direction[:, 2]
+    for k, ref in enumerate(slices):
+        if ref is not None:
+            origins[k] += normal * float((np.asarray(ref.position_xyz) - origins[k]) @ normal)
+    return origins
 
 
 # -- helpers --------------------------------------------------------------------------------

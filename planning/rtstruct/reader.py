@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from planning.derived import restore_recipes
 from planning.dicom.headers import read_dataset
+from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, DicomReadError, GeometryError
 from planning.rtstruct import contours as planar
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
@@ -219,11 +220,7 @@ class ImagePlanes:
         grid = volume.grid
         self.grid = grid
         self.slices = volume.slices
-        origins = grid.slice_position(np.arange(grid.shape[0]))
-        for k, ref in enumerate(volume.slices):
-            if ref is not None:
-                origins[k] = ref.position_xyz
-        self.origins = origins
+        self.origins = image_plane_origins(grid, volume.slices)
         self.axes = grid.direction / np.asarray(grid.spacing_xyz)  # patient mm → index steps
         self.normal = grid.direction[:, 2]
         #: a contour lies on a plane when all its points are within this of it (half a slice, mm)

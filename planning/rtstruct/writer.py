@@ -14,9 +14,11 @@ What the file carries (see ``shared/guides/rtstruct.md`` for why each rule matte
   provenance (Manufacturer "Delineo", software version, date and time, label).
 
 Planes of the volume that were interpolated on loading (`Volume.slices[k] is None`: a missing
-slice or a resampled stack) have no image to reference, so nothing is written on them; the
+slice or irregular spacing) have no image to reference, so nothing is written on them; the
 planning system rebuilds the structure between the neighbouring images, as it does between
-any two contoured slices. A warning says which structures had voxels only there.
+any two contoured slices. A warning says which structures had voxels only there. The planes of a
+gantry-tilted (sheared) stack are not interpolated: each image lies in its grid plane, only
+shifted within it, so contours are written on every image where the mask is.
 
 Structures imported from an RTSTRUCT and never edited are written from their kept contours, so
 an import → export round trip changes no coordinate by more than the 1 µm rounding.
@@ -41,6 +43,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
 from planning.derived import recipe_from_description
+from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.rtstruct import contours as planar
@@ -224,11 +227,7 @@ class _Planes:
         self.row_step = grid.direction[:, 0] * grid.spacing_xyz[0]  # one column along a row
         self.column_step = grid.direction[:, 1] * grid.spacing_xyz[1]  # one row down a column
         self.normal = grid.direction[:, 2]
-        origins = grid.slice_position(np.arange(grid.shape[0]))
-        for k, ref in enumerate(self.slices):
-            if ref is not None:  # the image's own position: points lie exactly in its plane
-                origins[k] = ref.position_xyz
-        self.origins = origins
+        self.origins = image_plane_origins(grid, self.slices)  # points lie exactly in their image's plane
 
     def to_patient(self, k: np.ndarray, uv: np.ndarray) -> np.ndarray:
         """(N, 2) in-plane indices (u, v) on planes k (N,) → (N, 3) LPS mm."""

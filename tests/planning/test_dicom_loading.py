@@ -6,11 +6,12 @@ import random
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct
+from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_enhanced_ct
 
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_files, load_series
 from planning.dicom.scan import scan
+from planning.dicom.stack import image_plane_origins
 from planning.errors import DicomReadError, SeriesError
 from planning.imageio import load_volume
 
@@ -122,6 +123,19 @@ def test_gantry_tilt_is_detected_and_resampled(tmp_path):
     assert index[2] == pytest.approx(k, abs=1e-4)
     sampled = volume.array[k, int(round(index[1])), int(round(index[0]))]
     assert abs(int(sampled) - int(hu[k, y, x])) <= 60  # nearest voxel of a linearly resampled image
+
+
+def test_sheared_planes_keep_their_images(tmp_path):
+    positions = tilted_positions(6)
+    write_ct_series(tmp_path, ct_phantom((6, 32, 32)), positions=positions)
+    volume = load_volume(tmp_path)
+    assert any("gantry tilt" in w for w in volume.warnings)
+    # each image lies in its grid plane, shifted within it: a source, not an interpolated plane
+    np.testing.assert_allclose([ref.position_xyz for ref in volume.slices], positions, atol=1e-4)
+    origins = image_plane_origins(volume.grid, volume.slices)
+    np.testing.assert_allclose(
+        volume.grid.patient_to_index(origins), [[0, 0, k] for k in range(6)], atol=1e-4
+    )
 
 
 def test_mixed_sizes_split_into_two_loadable_series(tmp_path, hu):

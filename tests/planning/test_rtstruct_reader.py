@@ -7,6 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 from support.data import data_path
+from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series
 from support.rtstruct_checks import (
     copy_with_uids,
     dciodvfy_errors,
@@ -21,6 +22,7 @@ from planning.imageio import load_volume, read_image_file
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
 from planning.structure_io import labels_on_grid, load_structures
+from planning.structures import Mask, Structure, StructureSet
 
 
 def _images_only(folder: Path, target: Path, pattern: str) -> Path:
@@ -234,3 +236,31 @@ def test_contours_on_no_image_plane_are_named_for_what_is_wrong(ibsi, tmp_path):
     kept = read_rtstruct(damaged, volume)
     assert any("not numbers (NaN or infinite) were ignored" in w for w in kept.warnings)
     assert 0 < whole.volume_cc - kept["GTV-1"].volume_cc < 0.1 * whole.volume_cc
+
+
+def test_contours_on_the_images_of_a_tilted_series_are_read_without_warning(tmp_path):
+    folder = tmp_path / "tilt"
+    write_ct_series(folder, ct_phantom((6, 32, 32)), positions=tilted_positions(6))
+    volume = load_volume(folder)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("SQ", Mask.from_full(volume.grid, np.ones(volume.grid.shape, bool))))
+    path = tmp_path / "square.dcm"
+    write_rtstruct(structures, volume, path)
+    # A square at x -10…0, y -5…5 mm (patient coordinates) on every image, referencing it.
+    dataset = pydicom.dcmread(path)
+    template = dataset.ROIContourSequence[0].ContourSequence[0]
+    contours = []
+    for ref in volume.slices:
+        contour = copy.deepcopy(template)
+        contour.ContourImageSequence[0].ReferencedSOPInstanceUID = ref.sop_instance_uid
+        z = ref.position_xyz[2]
+        contour.ContourData = [-10, -5, z, 0, -5, z, 0, 5, z, -10, 5, z]
+        contour.NumberOfContourPoints = 4
+        contours.append(contour)
+    dataset.ROIContourSequence[0].ContourSequence = contours
+    dataset.save_as(path)
+    back = read_rtstruct(path, volume)
+    assert back.warnings == []
+    k, j, i = np.indices(volume.grid.shape)
+    x, y, _ = np.moveaxis(volume.grid.index_to_patient(np.stack([i, j, k], axis=-1).astype(float)), -1, 0)
+    np.testing.assert_array_equal(back["SQ"].mask.full(), (x > -10) & (x < 0) & (y > -5) & (y < 5))

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series
 from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_grid, plastimatch_masks
 
 from planning.errors import Cancelled, DelineoError, GeometryError
@@ -435,3 +435,39 @@ def test_old_style_dates_of_the_images_are_written_as_dicom_dates(tmp_path):
     written = pydicom.dcmread(tmp_path / "rs.dcm")
     assert (written.StudyDate, written.StudyTime, written.PatientBirthDate) == ("19960611", "143005", "")
     assert dciodvfy_errors(tmp_path / "rs.dcm") == []
+
+
+def _tilted_series(folder):
+    write_ct_series(folder, ct_phantom((6, 32, 32)), positions=tilted_positions(6))
+    volume = load_volume(folder)
+    assert any("gantry tilt" in w for w in volume.warnings)
+    return volume
+
+
+def test_gantry_tilted_series_gets_contours_on_every_image(tmp_path):
+    folder = tmp_path / "tilt"
+    volume = _tilted_series(folder)
+    grid = volume.grid
+    box = np.zeros(grid.shape, bool)
+    box[1:5, 5:20, 5:20] = True
+    structures = StructureSet(grid, volume.frame_of_reference_uid)
+    structures.add(Structure("GTV", Mask.from_full(grid, box)))
+    path = tmp_path / "tilt.dcm"
+    assert write_rtstruct(structures, volume, path) == []
+    assert dciodvfy_errors(path) == []
+    # Independently of the writer's plane origins: the contours, carried onto the grid through
+    # patient coordinates, enclose exactly the mask, each on the image of its own plane.
+    uids = [ref.sop_instance_uid for ref in volume.slices]
+    filled = np.zeros(grid.shape, bool)
+    for contour in pydicom.dcmread(path).ROIContourSequence[0].ContourSequence:
+        index = grid.patient_to_index(np.asarray(contour.ContourData, float).reshape(-1, 3))
+        k = int(np.rint(index[:, 2].mean()))
+        assert np.abs(index[:, 2] - k).max() < 1e-3
+        assert contour.ContourImageSequence[0].ReferencedSOPInstanceUID == uids[k]
+        filled[k] ^= _ray_cast(index[:, 0], index[:, 1], *grid.shape[1:])
+    np.testing.assert_array_equal(filled, box)
+    back = read_rtstruct(path, volume)
+    assert back.warnings == []
+    np.testing.assert_array_equal(back["GTV"].mask.full(), box)
+    theirs = plastimatch_masks(path, folder, tmp_path / "plastimatch")
+    assert dice(on_volume_grid(theirs["GTV"], volume), box) >= 0.99
