@@ -400,11 +400,11 @@ def _run_dciodvfy(path: Path, report: ConformanceReport) -> None:
         report.add(NOTE, "dciodvfy (dicom3tools) is not installed: the IOD check was skipped")
         return
     try:
-        result = subprocess.run([executable, str(path)], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([executable, str(path)], capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as error:
         report.add(NOTE, f"dciodvfy could not run ({error})")
         return
-    lines = Counter(line.strip() for line in (result.stdout + result.stderr).splitlines())
+    lines = Counter(line.strip() for line in _decode(result.stdout + result.stderr).splitlines())
     for line, count in lines.items():
         times = f" (×{count})" if count > 1 else ""
         if line.startswith("Error - "):
@@ -413,6 +413,15 @@ def _run_dciodvfy(path: Path, report: ConformanceReport) -> None:
             text = line[10:]
             harmless = any(marker in text for marker in _HARMLESS_DCIODVFY)
             report.add(NOTE if harmless else WARNING, f"dciodvfy: {text}{times}")
+
+
+def _decode(output: bytes) -> str:
+    """dciodvfy's output, which quotes values in the file's own character set: UTF-8 when it
+    is, else Latin-1 (any byte decodes, so a report never fails on an accent)."""
+    try:
+        return output.decode("utf-8")
+    except UnicodeDecodeError:
+        return output.decode("latin-1")
 
 
 # -- geometry helpers -----------------------------------------------------------------------

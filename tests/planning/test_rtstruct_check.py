@@ -115,3 +115,17 @@ def test_contours_without_image_references_are_placed_by_position(tmp_path):
     errors = messages(check_rtstruct(tmp_path / "moved.dcm", volume, run_dciodvfy=False), ERROR)
     assert "1 contour(s) lie beyond the loaded images" in errors
     assert "1 contour(s) lie on no loaded image plane" in errors
+
+
+def test_dciodvfy_output_in_latin1_is_reported(written, tmp_path):
+    require("dciodvfy")
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.StructureSetROISequence[0].ROIName = "Hüfte"
+    ds.OperatorsName = "Jürgen Müller"  # dciodvfy quotes it, in Latin-1, as a retired name form
+    latin = tmp_path / "latin1.dcm"
+    ds.save_as(latin)
+    report = check_rtstruct(latin, volume)
+    assert "<Jürgen Müller>" in messages(report, NOTE)
+    assert report.errors == []
