@@ -9,8 +9,9 @@ part of the organ and, outside the organ (where a label map puts the vessels), t
 surgeon removes or cuts through: the tumour grown by the safety margin, the inside of a cutting
 surface, or the voxels a cutting sheet passes through within the organ's bounding box.
 
-Volumes of sheet cuts are measured below the voxel size: voxels the sheet passes through are
-split by 4×4×4 sub-samples, so a cut's volumes do not depend on where the voxel centres fall.
+The volumes reported are those of the structures created (voxel count × voxel volume), so the
+numbers the user reads are those of the structures they get. A resection that removes nothing
+of the organ raises `GeometryError` naming it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
 from planning.surfaces import Surface
 
 Progress = Callable[[str, float, float], None]
-
-#: Sub-samples per axis used to split voxels a cutting sheet passes through.
-_SUBSAMPLES = 4
 
 
 @dataclass(frozen=True)
@@ -158,17 +156,10 @@ def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure
     centres = _voxel_centres(mask.grid, box)
     height = sheet.height(centres).reshape(mask.array.shape)
     resected = mask.array & (height > 0)
-    # volumes: voxels whose centre is within half a voxel diagonal of the sheet are sub-sampled
-    reach = 0.5 * float(np.linalg.norm(mask.grid.spacing_xyz))
-    near = mask.array & (np.abs(height) < reach)
-    fraction = resected.astype(float)
-    if near.any():
-        fraction[near] = _fraction_above(sheet, mask.grid, np.argwhere(near) + [s.start for s in box])
-    voxel_cc = mask.grid.voxel_volume_cc
-    resected_cc = float(fraction[mask.array].sum() * voxel_cc)
+    _require_resected(resected, f"no part of {organ.name!r} lies on the resected side of the cutting sheet")
     region = resected | (np.abs(height) <= _half_thickness(mask.grid, sheet.normal))
     resected_mask = Mask(mask.grid, resected, mask.offset)
-    return _result(organ, resected_mask, others, resected_cc, "cut", Mask(mask.grid, region, mask.offset))
+    return _result(organ, resected_mask, others, "cut", Mask(mask.grid, region, mask.offset))
 
 
 def cut_inside(organ: Structure, surface: Surface, others: Iterable[Structure] = ()) -> Resection:
@@ -178,11 +169,10 @@ def cut_inside(organ: Structure, surface: Surface, others: Iterable[Structure] =
 
     mask = _require(organ)
     resected = mask.array & voxelize(surface, mask.grid, mask.box)
-    voxel_cc = mask.grid.voxel_volume_cc
+    _require_resected(resected, f"the surface {surface.name!r} holds no voxel of {organ.name!r}")
     box = _points_box(mask.grid, surface.points)
-    region = Mask(mask.grid, voxelize(surface, mask.grid, box), [s.start for s in box]) if box else None
-    resected_mask = Mask(mask.grid, resected, mask.offset)
-    return _result(organ, resected_mask, others, resected.sum() * voxel_cc, "cut", region)
+    region = Mask(mask.grid, voxelize(surface, mask.grid, box), [s.start for s in box])
+    return _result(organ, Mask(mask.grid, resected, mask.offset), others, "cut", region)
 
 
 def resect_with_margin(
@@ -207,20 +197,14 @@ def resect_with_margin(
     grown = expand(tumour.mask, margin_mm, on_progress=on_progress, cancel=cancel)
     box = mask.box
     resected = mask.array & grown.region(box)
-    if not resected.any():
-        raise GeometryError(
-            f"{tumour.name!r} grown by {margin_mm:g} mm does not reach {organ.name!r}: nothing to resect"
-        )
-    voxel_cc = mask.grid.voxel_volume_cc
-    result = _result(
+    _require_resected(resected, f"{tumour.name!r} grown by {margin_mm:g} mm does not reach {organ.name!r}")
+    return _result(
         organ,
         Mask(mask.grid, resected, mask.offset),
         [s for s in others if s is not tumour],
-        resected.sum() * voxel_cc,
         f"{tumour.name} + {margin_mm:g} mm",
         grown,
     )
-    return result
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -246,36 +230,26 @@ def _half_thickness(grid, normal) -> float:
 
 
 def _points_box(grid, points: np.ndarray):
-    """(z, y, x) slices of the grid voxels around LPS `points`, None when they miss the grid."""
-    if not len(points):
-        return None
+    """(z, y, x) slices of the grid voxels around LPS `points` (some of them on the grid)."""
     index = grid.patient_to_index(points)[:, ::-1]
     low = np.maximum(np.floor(index.min(axis=0)).astype(int), 0)
     high = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 1, grid.shape)
-    if np.any(high <= low):
-        return None
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
 
 
-def _fraction_above(sheet: CutSheet, grid, voxels_zyx: np.ndarray) -> np.ndarray:
-    """Share of each voxel (z, y, x indices) on the sheet's resected side, by sub-sampling."""
-    steps = (np.arange(_SUBSAMPLES) + 0.5) / _SUBSAMPLES - 0.5
-    offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
-    samples = voxels_zyx[:, None, ::-1].astype(float) + offsets[None]
-    heights = sheet.height(grid.index_to_patient(samples.reshape(-1, 3))).reshape(len(voxels_zyx), -1)
-    return (heights > 0).mean(axis=1)
+def _require_resected(resected: np.ndarray, problem: str) -> None:
+    if not resected.any():
+        raise GeometryError(f"{problem}: nothing to resect")
 
 
-def _result(
-    organ: Structure, resected: Mask, others, resected_cc: float, how: str, region: Mask | None = None
-) -> Resection:
-    """The resection of `resected` (organ voxels); `region` (default `resected`) is the resected
-    region outside the organ too, in which other structures count as reached."""
+def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) -> Resection:
+    """The resection of `resected` (organ voxels); other structures count as reached in
+    `region`, the resected region outside the organ too."""
     remnant = Mask(organ.mask.grid, organ.mask.array & ~resected.array, organ.mask.offset)
     tight_resected, tight_remnant = _tight(resected), _tight(remnant)
     organ_cc = organ.mask.volume_cc
-    resected_cc = float(resected_cc)
-    reached = [item for other in others if (item := _reached(other, organ, region or resected))]
+    resected_cc = tight_resected.volume_cc
+    reached = [item for other in others if (item := _reached(other, organ, region))]
     reached.sort(key=lambda r: -r.resected_cc)
     description = f"virtual resection of {organ.name} ({how})"
     return Resection(
@@ -297,7 +271,7 @@ def _result(
         ),
         organ_cc=organ_cc,
         resected_cc=resected_cc,
-        remnant_cc=organ_cc - resected_cc,
+        remnant_cc=tight_remnant.volume_cc,
         reached=reached,
     )
 

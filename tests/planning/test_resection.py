@@ -145,3 +145,25 @@ def test_a_sheet_cut_reaches_a_vessel_in_a_groove_of_the_organ():
     far = structure("Duct", (np.linalg.norm(POINTS - [-20.0, 40.0, 0.0], axis=-1) <= 3.0))
     result = cut_with_sheet(organ, CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [vessel, far])
     assert [r.name for r in result.reached] == ["Vein"] and result.reached[0].crossed
+
+
+def test_reported_volumes_are_those_of_the_structures_created():
+    grid = Grid((30, 60, 60), (1.0, 1.0, 3.0))
+    full = np.zeros(grid.shape, bool)
+    full[5:25, 10:50, 10:50] = True
+    organ = Structure("Box", Mask.from_full(grid, full))
+    for origin, normal in (((30.3, 0, 0), (1, 0, 0)), ((0, 0, 40.7), (0, 0, 1)), ((30, 30, 45), (1, 1, 1))):
+        result = cut_with_sheet(organ, CutSheet(origin, normal))
+        assert result.resected_cc == result.resected.mask.volume_cc
+        assert result.remnant_cc == result.remnant.mask.volume_cc
+        assert result.resected_cc + result.remnant_cc == pytest.approx(result.organ_cc)
+
+
+def test_a_cut_that_misses_the_organ_is_an_error_naming_it():
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 20.0)
+    with pytest.raises(GeometryError, match="no part of .Liver. lies on the resected side"):
+        cut_with_sheet(organ, CutSheet((30.0, 0.0, 0.0), (1.0, 0.0, 0.0)))
+    ball = (np.linalg.norm(POINTS - [40.0, 40.0, 0.0], axis=-1) <= 8.0).astype(np.uint8)
+    knife = surfaces_from_label_map(ball, GRID, {1: "Knife"})[1]
+    with pytest.raises(GeometryError, match="'Knife' holds no voxel of 'Liver'"):
+        cut_inside(organ, knife)
