@@ -43,6 +43,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
 from planning.derived import recipe_from_description
+from planning.dicom.charset import declare_character_set
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
@@ -143,6 +144,7 @@ def write_rtstruct(
     dataset.RTROIObservationsSequence = Sequence(
         [_observation(i + 1, s, n) for i, (s, (n, _)) in enumerate(zip(structure_set, rois, strict=True))]
     )
+    declare_character_set(dataset)
     _save(dataset, Path(path))
     for warning in warnings:
         log.warning("%s: %s", Path(path).name, warning)
@@ -463,10 +465,6 @@ def _dataset(
     ds.StructureSetDate, ds.StructureSetTime = date, time
     ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
     ds.ApprovalStatus = "UNAPPROVED"
-    texts = [identity.patient_name, identity.study_description, full_label, series_description]
-    texts += [s.name + s.description for s in structure_set]
-    if not all(text.isascii() for text in texts):
-        ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
 
 

@@ -471,3 +471,29 @@ def test_gantry_tilted_series_gets_contours_on_every_image(tmp_path):
     np.testing.assert_array_equal(back["GTV"].mask.full(), box)
     theirs = plastimatch_masks(path, folder, tmp_path / "plastimatch")
     assert dice(on_volume_grid(theirs["GTV"], volume), box) >= 0.99
+
+
+def test_latin1_text_copied_from_the_images_is_declared(tmp_path):
+    folder = tmp_path / "latin1"
+    for path in write_ct_series(folder, ct_phantom((4, 32, 32))):
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ReferringPhysicianName = "Müller^Jürgen"
+        ds.StudyID = "Ä1"
+        ds.AccessionNumber = "Zürich-7"
+        ds.save_as(path)
+    volume = load_volume(folder)
+    box = np.zeros(volume.grid.shape, bool)
+    box[1:3, 5:20, 5:20] = True
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("GTV", Mask.from_full(volume.grid, box)))
+    path = tmp_path / "latin1.dcm"
+    write_rtstruct(structures, volume, path)
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert dciodvfy_errors(path) == []
+    assert (str(ds.ReferringPhysicianName), ds.StudyID, ds.AccessionNumber) == (
+        "Müller^Jürgen",
+        "Ä1",
+        "Zürich-7",
+    )
