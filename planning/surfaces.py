@@ -12,10 +12,11 @@ meet without gaps or overlaps. The steps:
 3. windowed-sinc smoothing (`vtkWindowedSincPolyDataFilter`, Slicer's default pass band) of the
    whole multi-label mesh; edges where three regions meet are smoothed along themselves;
 4. the mesh is cut into patches, one per pair of touching labels (large ones into parts); each
-   patch is simplified once by quadric edge collapse (pyfqmr) with an error bound in mm, its rim,
+   patch is simplified by quadric edge collapse (pyfqmr) with an error bound in mm, its rim,
    the points it shares with other patches, held in place; a simplified patch is kept only if
-   no edge is shared by more than two of its triangles and its rim is intact, so the structures'
-   surfaces, assembled from their patches and oriented outward, stay closed and manifold;
+   no edge is shared by more than two of its triangles and its rim is intact (else it is
+   simplified again at half the bound, a few times), so the structures' surfaces, assembled
+   from their patches and oriented outward, stay closed and manifold;
 5. points are mapped to patient coordinates (LPS mm) through the grid's direction matrix, so the
    meshes sit exactly on the image (a mirrored grid reverses the triangles' winding), and vertex
    normals are computed.
@@ -554,13 +555,12 @@ def _junctions(triangles: np.ndarray, patches: dict, n_points: int) -> np.ndarra
 
 
 def _simplify_patches(points, triangles, patches, options, progress, cancel) -> dict:
-    """Simplify each patch once, its rim (points shared with other patches) kept in place.
+    """Simplify each patch, its rim (points shared with other patches) kept in place.
 
     A simplified patch is kept only if no edge is used by more than two of its triangles and
-    every edge used once runs along the rim; otherwise the patch stays as it was.
+    every edge used once runs along the rim; otherwise it is simplified again at half the
+    tolerance, up to `_RETRIES` times, and only then left as it was.
     """
-    import pyfqmr
-
     junction = _junctions(triangles, patches, len(points))
     result = {}
     tolerance = options.decimation_tolerance_mm
@@ -570,40 +570,54 @@ def _simplify_patches(points, triangles, patches, options, progress, cancel) -> 
         patch = triangles[rows]
         used = np.unique(patch)
         rim, inner = used[junction[used]], used[~junction[used]]
-        if not tolerance or len(patch) < 8 or len(inner) == 0:
-            result[pair] = _unsimplified(patch)
-            continue
-        order = np.concatenate([rim, inner])
-        local_of = np.empty(int(used[-1]) + 1, np.int64)
-        local_of[order] = np.arange(len(order))
-        # a one-triangle flag on every rim point makes it a border point, which is never moved
-        n_rim, n_used = len(rim), len(used)
-        flags = np.arange(n_rim)[:, None] + [0, n_used, n_used + n_rim]
-        flag_points = np.concatenate([points[rim] + [1e-3, 0, 0], points[rim] + [0, 1e-3, 0]])
-        simplifier = pyfqmr.Simplify()
-        simplifier.setMesh(
-            np.concatenate([points[order], flag_points]),
-            np.concatenate([local_of[patch], flags]).astype(np.int32),
-        )
-        simplifier.simplify_mesh_lossless(
-            verbose=False, epsilon=tolerance**2, max_iterations=100, preserve_border=True
-        )
-        new_points, new_triangles, _ = simplifier.getMesh()
-        new_points, new_triangles = new_points[: -2 * n_rim or None], new_triangles[: -n_rim or None]
-        new_triangles = np.asarray(new_triangles, np.int64)
-        if not (
-            len(new_points) >= n_rim
-            and np.array_equal(new_points[:n_rim], points[rim])
-            and len(new_triangles)
-            and new_triangles.max() < len(new_points)
-            and _sound_patch(new_triangles, n_rim)
-        ):
-            log.debug("patch %s: simplification not kept", pair)
-            result[pair] = _unsimplified(patch)
-            continue
-        result[pair] = _Patch(rim, np.asarray(new_points[len(rim) :], float), new_triangles)
+        simplified = None
+        if tolerance and len(patch) >= 8 and len(inner):
+            for attempt in range(_RETRIES + 1):
+                simplified = _simplified(points, patch, rim, inner, tolerance / 2**attempt)
+                if simplified is not None:
+                    break
+                log.debug("patch %s: simplification at %g mm not kept", pair, tolerance / 2**attempt)
+        result[pair] = simplified or _unsimplified(patch)
     progress("Simplifying surfaces", len(patches), len(patches))
     return result
+
+
+#: Times a patch whose simplification is not sound is simplified again at half the tolerance.
+_RETRIES = 3
+
+
+def _simplified(points, patch, rim, inner, tolerance: float) -> _Patch | None:
+    """Quadric simplification of one patch (global point ids) within `tolerance` mm, its `rim`
+    points held; None when the result is not a sound patch (see `_sound_patch`)."""
+    import pyfqmr
+
+    used = np.concatenate([rim, inner])
+    local_of = np.empty(int(used.max()) + 1, np.int64)
+    local_of[used] = np.arange(len(used))
+    # a one-triangle flag on every rim point makes it a border point, which is never moved
+    n_rim, n_used = len(rim), len(used)
+    flags = np.arange(n_rim)[:, None] + [0, n_used, n_used + n_rim]
+    flag_points = np.concatenate([points[rim] + [1e-3, 0, 0], points[rim] + [0, 1e-3, 0]])
+    simplifier = pyfqmr.Simplify()
+    simplifier.setMesh(
+        np.concatenate([points[used], flag_points]),
+        np.concatenate([local_of[patch], flags]).astype(np.int32),
+    )
+    simplifier.simplify_mesh_lossless(
+        verbose=False, epsilon=tolerance**2, max_iterations=100, preserve_border=True
+    )
+    new_points, new_triangles, _ = simplifier.getMesh()
+    new_points, new_triangles = new_points[: -2 * n_rim or None], new_triangles[: -n_rim or None]
+    new_triangles = np.asarray(new_triangles, np.int64)
+    if not (
+        len(new_points) >= n_rim
+        and np.array_equal(new_points[:n_rim], points[rim])
+        and len(new_triangles)
+        and new_triangles.max() < len(new_points)
+        and _sound_patch(new_triangles, n_rim)
+    ):
+        return None
+    return _Patch(rim, np.asarray(new_points[n_rim:], float), new_triangles)
 
 
 def _sound_patch(triangles: np.ndarray, n_rim: int) -> bool:
