@@ -11,12 +11,14 @@ items are kept as markers, never filled. The contours themselves are kept on eac
 Planes of the volume with no source image (interpolated on loading) get the shape interpolated
 between the neighbouring images, as a planning system does between contoured slices.
 
-An RTSTRUCT of another frame of reference, or with contours on images that are not loaded (or
-on no image plane: between the slices, or not planar), is refused with an error naming what is
-wrong. One exception: a file whose frame of reference UID differs from the images' but whose
-contours reference the loaded images one by one (some exporters invent a new frame of reference
-UID) is read onto those images, with a warning. Contours with fewer than 3 points, or with
-coordinates that are not numbers, are left out with a warning.
+An ROI declared in another frame of reference than the images (in a file that names the images'
+frame too) is left out with a warning. An RTSTRUCT of another frame of reference, or with
+contours on images that are not loaded (or on no image plane: between the slices, or not planar),
+is refused with an error naming what is wrong. One exception: a file whose frame of reference UID
+differs from the images' but whose contours reference the loaded images one by one (some
+exporters invent a new frame of reference UID) is read onto those images, with a warning.
+Contours with fewer than 3 points, or with coordinates that are not numbers, are left out with a
+warning.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class RoiRecord:
     Attributes:
         number: ROI Number.
         name, description, algorithm, interpreted_type: from the structure set and observations.
+        frame_of_reference: the ROI's ReferencedFrameOfReferenceUID ('' when absent).
         color: ROIDisplayColor, None when absent or invalid.
         contours: every contour item: LPS points (N, 3), geometric type, referenced image UID.
         declared_points: NumberOfContourPoints of each contour (None where absent).
@@ -88,6 +91,7 @@ class RoiRecord:
     description: str = ""
     algorithm: str = ""
     interpreted_type: str = ""
+    frame_of_reference: str = ""
     color: tuple[int, int, int] | None = None
     contours: list[PlanarContour] = field(default_factory=list)
     declared_points: list[int | None] = field(default_factory=list)
@@ -110,6 +114,7 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
             name=str(item.get("ROIName", "") or "").strip() or f"ROI_{number}",
             description=str(item.get("ROIDescription", "") or ""),
             algorithm=str(item.get("ROIGenerationAlgorithm", "") or "").strip().upper(),
+            frame_of_reference=str(item.get("ReferencedFrameOfReferenceUID", "") or "").strip(),
         )
     for item in dataset.get("RTROIObservationsSequence", []):
         number = _int(item.get("ReferencedROINumber"))
@@ -170,6 +175,7 @@ def read_rtstruct(
     records = _select(records, names, path)
     placer = ImagePlanes(volume)
     _check_frame_of_reference(path, dataset, records, volume, placer, warnings)
+    records = _in_images_frame(path, stated_frames(dataset), records, volume, warnings)
     placed = [(record, _place(record, placer)) for record in records]
     _check_outside(path, placed, placer, allow_missing_images, warnings)
     structure_set = StructureSet(
@@ -340,6 +346,33 @@ def _check_frame_of_reference(
             f"{own}; its contours reference {len(loaded)} of the loaded images one by one, so they "
             "were placed on those images"
         )
+
+
+def _in_images_frame(
+    path: Path, frames: set[str], records: list[RoiRecord], volume: Volume, warnings: list[str]
+) -> list[RoiRecord]:
+    """In a file that names the images' frame of reference (`frames`: those it states), the ROIs
+    not declared in another; the others are left out with a warning, an error when none is left."""
+    own = volume.frame_of_reference_uid
+    if not own or own not in frames:
+        return records  # the file is in another frame: `_check_frame_of_reference` decided
+    kept = [r for r in records if r.frame_of_reference in ("", own)]
+    for record in records:
+        if record not in kept:
+            warnings.append(
+                f"{record.name}: declared in frame of reference {record.frame_of_reference}, not in the "
+                f"images' {own}; left out (it was drawn on other images)"
+            )
+    if not kept:
+        raise GeometryError(
+            f"{path.name}: no ROI is in the images' frame of reference {own}; "
+            f"{_names(records)} are declared in another"
+        )
+    return kept
+
+
+def _names(records: list[RoiRecord]) -> str:
+    return ", ".join(r.name for r in records[:6]) + ("…" if len(records) > 6 else "")
 
 
 def _check_outside(
