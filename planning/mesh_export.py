@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +53,12 @@ class PrintCheck:
 
 @dataclass
 class Export:
-    """Files written and, in printing mode, the check of each structure."""
+    """Files written and, in printing mode, the check of each structure written and, for each
+    structure left out, (its name, why it could not be printed)."""
 
     files: list[Path]
     checks: list[PrintCheck]
+    unprintable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def export_surfaces(
@@ -74,7 +76,9 @@ def export_surfaces(
 
     With `for_printing`, every mesh is checked: closed, manifold, consistently outward-oriented.
     A mesh that is not is rebuilt from its voxelisation at `repair_spacing_mm` (which is
-    watertight by construction, see `planning.surfaces`); its volume is reported either way.
+    watertight by construction, see `planning.surfaces`); its volume is reported either way. A
+    mesh that cannot be rebuilt (one enclosing no volume) is left out with a warning, listed in
+    `Export.unprintable`, and the others are written.
 
     Raises:
         FormatError: unknown format or coordinate system, or a file that cannot be written.
@@ -91,12 +95,18 @@ def export_surfaces(
     folder.mkdir(parents=True, exist_ok=True)
     checks: list[PrintCheck] = []
     ready: list[Surface] = []
+    unprintable: list[tuple[str, str]] = []
     for done, surface in enumerate(surfaces):
         on_progress("Checking meshes" if for_printing else "Preparing meshes", done, len(surfaces))
         if cancel is not None and cancel.is_set():
             raise Cancelled("mesh export was cancelled")
         if for_printing:
-            surface, check = printable(surface, repair_spacing_mm)
+            try:
+                surface, check = printable(surface, repair_spacing_mm)
+            except FormatError as error:
+                log.warning("%s; it is left out", error)
+                unprintable.append((surface.name, str(error)))
+                continue
             checks.append(check)
         ready.append(_in_coordinates(surface, coordinates))
     on_progress("Writing meshes", 0, 1)
@@ -112,7 +122,7 @@ def export_surfaces(
             writer(surface, path)
             files.append(path)
     on_progress("Writing meshes", 1, 1)
-    return Export(files, checks)
+    return Export(files, checks, unprintable)
 
 
 def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface, PrintCheck]:

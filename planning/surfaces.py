@@ -77,7 +77,7 @@ class Surface:
         return len(self.triangles) == 0
 
     def topology(self) -> MeshTopology:
-        return mesh_topology(self.triangles, len(self.points))
+        return mesh_topology(self.triangles, points=self.points)
 
     def to_polydata(self) -> vtkPolyData:
         """A vtkPolyData copy (points, triangles, normals when known)."""
@@ -415,12 +415,14 @@ def _mesh_well_composed(labels, offset_zyx, grid, options, progress, cancel):
     if len(quads) == 0:
         return {}
     progress("Smoothing surfaces", 0, 1)
+    part = _connected_parts(quads, len(points))
     if options.smoothing_iterations:
-        points = _smooth(points, quads, options)
+        points = _smooth_keeping_volumes(points, quads, pairs, part, options)
     _check(cancel)
     triangles, pairs = _triangulate(points, quads, pairs)
     patches = _patches(triangles, pairs, points, options.patch_triangles)
-    simplified = _simplify_patches(points, triangles, patches, options, progress, cancel)
+    held = _small_parts(points, part, _HELD_EXTENT * options.decimation_tolerance_mm)
+    simplified = _simplify_patches(points, triangles, patches, held, options, progress, cancel)
     # scaled index of the padded array → patient: origin + D (spacing * (index + offset))
     matrix = grid.direction
     translation = np.asarray(grid.origin_xyz) + matrix @ (spacing * np.asarray(offset_zyx[::-1], float))
@@ -484,6 +486,62 @@ def _smooth(points: np.ndarray, cells: np.ndarray, options: SurfaceOptions) -> n
     smoother.BoundarySmoothingOff()
     smoother.Update()
     return vtk_to_numpy(smoother.GetOutput().GetPoints().GetData()).astype(np.float64)
+
+
+#: Smoothing may shrink one label's shells in one connected part of the mesh by at most this
+#: share of their volume; beyond it (a speck of a few voxels shrinks to a point) they keep their
+#: unsmoothed surface.
+_MOST_SHRINKAGE = 0.1
+
+#: Connected parts of the mesh smaller than this many times the simplification tolerance (their
+#: largest extent) are not simplified: a voxel or two would collapse to a flat sliver.
+_HELD_EXTENT = 8
+
+
+def _connected_parts(quads: np.ndarray, n_points: int) -> np.ndarray:
+    """Index (N,) of the connected part of the mesh each point belongs to."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
+    heads, tails = quads.ravel(), quads[:, [1, 2, 3, 0]].ravel()
+    graph = sparse.coo_matrix((np.ones(len(heads), np.int8), (heads, tails)), shape=(n_points, n_points))
+    return csgraph.connected_components(graph, directed=False)[1]
+
+
+def _smooth_keeping_volumes(points, quads, pairs, part, options) -> np.ndarray:
+    """Smoothed points, except for the shells of a label in one connected part of the mesh that
+    smoothing shrinks by more than `_MOST_SHRINKAGE` of their volume: those keep their points."""
+    smoothed = _smooth(points, quads, options)
+    labels = int(pairs.max()) + 1
+    keys = part[quads[:, 0]][:, None] * labels + pairs  # (M, 2): (part, label) each side
+    before = _piece_volumes(points, quads, keys, labels * (int(part.max()) + 1))
+    after = _piece_volumes(smoothed, quads, keys, len(before))
+    shrunk = (after < (1 - _MOST_SHRINKAGE) * before) & (np.arange(len(before)) % labels != 0)
+    if shrunk.any():
+        keep = np.unique(quads[shrunk[keys].any(axis=1)])
+        log.debug("%d shells kept unsmoothed: smoothing would shrink them", np.count_nonzero(shrunk))
+        smoothed[keep] = points[keep]
+    return smoothed
+
+
+def _piece_volumes(points, quads, keys, n_keys: int) -> np.ndarray:
+    """Volume (mm³) enclosed by the quads of each key; quads face out of their first key's
+    region and into their second's."""
+    p = points[quads]
+    volume = (
+        np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2]))
+        + np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 2], p[:, 3]))
+    ) / 6
+    return np.bincount(keys[:, 0], volume, n_keys) - np.bincount(keys[:, 1], volume, n_keys)
+
+
+def _small_parts(points, part, extent_mm: float) -> np.ndarray:
+    """Whether each point's connected part spans less than `extent_mm` along every axis."""
+    order = np.argsort(part, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(part[order]) != 0])
+    sorted_points = points[order]
+    extent = np.maximum.reduceat(sorted_points, starts) - np.minimum.reduceat(sorted_points, starts)
+    return extent.max(axis=1)[part] < extent_mm
 
 
 def _triangulate(points: np.ndarray, quads: np.ndarray, pairs: np.ndarray):
@@ -554,14 +612,15 @@ def _junctions(triangles: np.ndarray, patches: dict, n_points: int) -> np.ndarra
     return count * squares != total * total  # exact in float64: a zero variance or not
 
 
-def _simplify_patches(points, triangles, patches, options, progress, cancel) -> dict:
-    """Simplify each patch, its rim (points shared with other patches) kept in place.
+def _simplify_patches(points, triangles, patches, held, options, progress, cancel) -> dict:
+    """Simplify each patch, its rim (points shared with other patches) and the `held` points
+    (bool (N,)) kept in place.
 
     A simplified patch is kept only if no edge is used by more than two of its triangles and
     every edge used once runs along the rim; otherwise it is simplified again at half the
     tolerance, up to `_RETRIES` times, and only then left as it was.
     """
-    junction = _junctions(triangles, patches, len(points))
+    junction = _junctions(triangles, patches, len(points)) | held
     result = {}
     tolerance = options.decimation_tolerance_mm
     for done, (pair, rows) in enumerate(patches.items()):

@@ -95,3 +95,13 @@ def test_printing_rebuilds_a_broken_mesh(surfaces):
 def test_unknown_format_is_refused(tmp_path, surfaces):
     with pytest.raises(FormatError, match="3mf"):
         export_surfaces(surfaces, tmp_path, "3mf")
+
+
+def test_printing_leaves_out_only_the_mesh_that_encloses_nothing(tmp_path, surfaces):
+    triangle = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    flat = Surface("Clip", triangle, [[0, 1, 2], [0, 2, 1]])  # two triangles back to back
+    export = export_surfaces([surfaces[0], flat, surfaces[1]], tmp_path, "stl", for_printing=True)
+    assert [p.name for p in export.files] == ["GTV_1.stl", "Liver_left.stl"]
+    assert [c.name for c in export.checks] == ["GTV 1", "Liver/left"]
+    [(name, reason)] = export.unprintable
+    assert name == "Clip" and reason.startswith("Clip: ") and "no volume" in reason

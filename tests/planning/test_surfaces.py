@@ -250,3 +250,33 @@ def test_a_larger_tolerance_never_gives_heavier_meshes():
     for value in (1, 5):  # spleen, liver: within the bound of the unsimplified mesh
         coarse, full = meshes[1][value], meshes[0][value]
         assert max(surface_distances(coarse, full).max(), surface_distances(full, coarse).max()) <= 1.0
+
+
+@pytest.mark.parametrize("tolerance", [0.25, 2.0])
+def test_specks_of_a_voxel_or_two_keep_their_volume(tolerance):
+    """Smoothing shrank a lone voxel to a 0.04 mm speck and simplification flattened it to two
+    triangles; each keeps its voxels' volume now, beside a large structure that is smoothed."""
+    labels = np.zeros((12, 14, 40), np.uint16)
+    labels[5:10, 3:11, 3:30] = 20
+    for i in range(10):
+        labels.flat[i * 13] = i + 1
+    labels[11, 12, 36:38] = 11  # two voxels
+    grid = Grid(labels.shape, (1.0, 1.0, 1.0))
+    surfaces = surfaces_from_label_map(
+        labels, grid, options=SurfaceOptions(decimation_tolerance_mm=tolerance)
+    )
+    for value, surface in surfaces.items():
+        voxels_cc = np.count_nonzero(labels == value) * grid.voxel_volume_cc
+        assert surface.topology().watertight, value
+        assert mesh_volume_cc(surface) == pytest.approx(voxels_cc, rel=0.1), value
+    large = surfaces[20]
+    assert not np.allclose(large.points, np.round(large.points * 2) / 2)  # smoothed: off the corners
+
+
+def test_a_flat_shell_is_not_a_solid():
+    triangle = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    flat = Surface("Clip", triangle, [[0, 1, 2], [0, 2, 1]])
+    assert mesh_topology(flat.triangles).watertight  # by its edges alone it looks closed
+    topology = flat.topology()
+    assert not topology.watertight and topology.flat_shells == 1
+    assert "flat shell(s) enclosing no volume" in topology.describe()

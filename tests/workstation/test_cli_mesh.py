@@ -7,6 +7,7 @@ import SimpleITK as sitk
 from support.data import data_path
 from vtkmodules.vtkIOGeometry import vtkSTLReader
 
+from planning.errors import FormatError
 from workstation.cli import main
 
 
@@ -59,3 +60,39 @@ def test_rtstruct_needs_its_series(tmp_path, capsys):
     )
     assert code == 0
     assert (tmp_path / "GTV-1.ply").exists()
+
+
+def dots(path):
+    """Ten one-voxel structures and a larger one (labels 1–10 and 20)."""
+    labels = np.zeros((10, 10, 40), np.uint16)
+    for i in range(10):
+        labels.flat[i * 13] = i + 1
+    labels[5:9, 3:8, 3:30] = 20
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(path))
+
+
+def test_one_voxel_structures_are_printed_as_voxel_sized_solids(tmp_path, capsys):
+    dots(tmp_path / "dots.nii.gz")
+    assert main(["mesh", str(tmp_path / "dots.nii.gz"), "--out", str(tmp_path / "out"), "--print"]) == 0
+    assert len(list((tmp_path / "out").glob("*.stl"))) == 11
+    assert "Label_2  " in capsys.readouterr().out
+
+
+def test_an_unprintable_structure_does_not_cost_the_others(tmp_path, capsys, monkeypatch):
+    import planning.mesh_export as mesh_export
+
+    real = mesh_export.printable
+
+    def printable(surface, spacing):
+        if surface.name == "Label_2":
+            raise FormatError("Label_2: the mesh encloses no volume and cannot be printed")
+        return real(surface, spacing)
+
+    monkeypatch.setattr(mesh_export, "printable", printable)
+    dots(tmp_path / "dots.nii.gz")
+    assert main(["mesh", str(tmp_path / "dots.nii.gz"), "--out", str(tmp_path / "out"), "--print"]) == 1
+    written = sorted(p.stem for p in (tmp_path / "out").glob("*.stl"))
+    assert len(written) == 10 and "Label_2" not in written
+    captured = capsys.readouterr()
+    assert "Label_2: the mesh encloses no volume" in captured.out + captured.err
+    assert "not printable, not written: Label_2 (the others were written)" in captured.err

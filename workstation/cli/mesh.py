@@ -8,6 +8,7 @@ an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from planning.errors import DelineoError, FormatError
@@ -86,7 +87,19 @@ def run(args) -> int:
             f"{mesh_area_cm2(surface):>9.2f}{note}"
         )
     print(f"wrote {len(export.files)} file(s) to {args.out}")
-    return 0
+    return _report_unprintable(export.unprintable)
+
+
+def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
+    """Warn of each structure left out of a print export; exit code 1 when there is one, so a
+    script notices the missing part (the others were written)."""
+    for _, reason in unprintable:
+        warn(f"{reason}; it is left out")
+    if not unprintable:
+        return 0
+    names = ", ".join(name for name, _ in unprintable)
+    print(f"delineo: not printable, not written: {names} (the others were written)", file=sys.stderr)
+    return 1
 
 
 def _surfaces(args, options, progress) -> list:
