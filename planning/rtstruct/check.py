@@ -273,9 +273,6 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
                 counts[f"unknown geometric type {kind!r}"] += 1
             if declared is None or declared != len(points):
                 counts["NumberOfContourPoints missing or not equal to the points in ContourData"] += 1
-            if not np.all(np.isfinite(points)):
-                counts["coordinates that are not finite numbers"] += 1
-                continue
             if not contour.image_uid:
                 counts["no-reference"] += 1
             elif chain and contour.image_uid not in chain:
@@ -367,9 +364,9 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
             ref = planes.get(contour.image_uid)
             if contour.image_uid and ref is None:
                 missing += 1
-            elif ref is not None and len(contour.points):
+            elif ref is not None:
                 off = max(off, float(np.abs((contour.points - ref.position_xyz) @ normal).max()))
-            elif len(contour.points) and np.isfinite(contour.points).all():
+            else:
                 k, _, distance = by_position.place(contour)
                 where = by_position.where(k, distance)
                 if where == "beyond":

@@ -17,8 +17,11 @@ contours on images that are not loaded (or on no image plane: between the slices
 is refused with an error naming what is wrong. One exception: a file whose frame of reference UID
 differs from the images' but whose contours reference the loaded images one by one (some
 exporters invent a new frame of reference UID) is read onto those images, with a warning.
-Contours with fewer than 3 points, or with coordinates that are not numbers, are left out with a
-warning.
+
+Damage is confined to what it touches, each left out with a warning naming its ROI: contours
+whose ContourData is empty, absent, not numbers, not whole (x, y, z) points or 10¹¹ mm or more
+away; closed contours with fewer than 3 points; the later ROI and ROI Contour items of an ROI
+number used twice.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +44,7 @@ from planning.dicom.headers import read_dataset
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, DicomReadError, GeometryError
 from planning.rtstruct import contours as planar
-from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
+from planning.rtstruct.writer import MAX_COORDINATE_MM, RT_STRUCTURE_SET_STORAGE
 from planning.structures import (
     CLOSED_TYPES,
     GenerationAlgorithm,
@@ -98,40 +102,69 @@ class RoiRecord:
 
 
 def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
-    """The ROIs of an RTSTRUCT dataset in file order, and the problems met reading them."""
+    """The ROIs of an RTSTRUCT dataset in file order, and the problems met reading them.
+
+    An ROI number used twice keeps its first ROI, observation and ROI Contour item. Contours
+    whose ContourData cannot be points in a patient (empty, not numbers, not whole points,
+    10¹¹ mm or more) are left out, each kind of problem named with its ROI.
+    """
     problems: list[str] = []
     records: dict[int, RoiRecord] = {}
+    duplicated: set[int] = set()
     for item in dataset.get("StructureSetROISequence", []):
         number = _int(item.get("ROINumber"))
+        name = str(item.get("ROIName", "") or "").strip() or f"ROI_{number}"
         if number is None:
-            problems.append("a StructureSetROISequence item has no ROINumber and was ignored")
+            problems.append(f"the StructureSetROISequence item of {name} has no ROINumber and was ignored")
             continue
         if number in records:
-            problems.append(f"ROI number {number} is used twice; the second ROI was ignored")
+            duplicated.add(number)
+            problems.append(
+                f"ROI number {number} is used twice ({records[number].name}, {name}); the second ROI "
+                "and its contours were ignored"
+            )
             continue
         records[number] = RoiRecord(
             number=number,
-            name=str(item.get("ROIName", "") or "").strip() or f"ROI_{number}",
+            name=name,
             description=str(item.get("ROIDescription", "") or ""),
             algorithm=str(item.get("ROIGenerationAlgorithm", "") or "").strip().upper(),
             frame_of_reference=str(item.get("ReferencedFrameOfReferenceUID", "") or "").strip(),
         )
+    observed: set[int] = set()
     for item in dataset.get("RTROIObservationsSequence", []):
         number = _int(item.get("ReferencedROINumber"))
-        if number in records:
+        if number in records and number not in observed:
+            observed.add(number)
             records[number].interpreted_type = str(item.get("RTROIInterpretedType", "") or "").strip().upper()
+    contoured: set[int] = set()
     for number, color, contours in _roi_contours(dataset):
+        if number in contoured:
+            if number not in duplicated:
+                problems.append(
+                    f"{records[number].name}: a second ROI Contour item for ROI number {number} was ignored"
+                )
+            continue
         if number not in records:
             problems.append(f"contours refer to ROI number {number}, which the structure set does not list")
             if number is None:
                 continue
             records[number] = RoiRecord(number=number, name=f"ROI_{number}")
+        contoured.add(number)
         record = records[number]
         record.color = color
-        all_points = _points(contour[0] for contour in contours)
-        for points, (_, kind, uid, declared) in zip(all_points, contours, strict=True):
+        left_out: Counter[str] = Counter()
+        for (points, problem), (_, kind, uid, declared) in zip(
+            _points(contour[0] for contour in contours), contours, strict=True
+        ):
+            if problem:
+                left_out[problem] += 1
+                continue
             record.contours.append(PlanarContour(points, kind, uid))
             record.declared_points.append(declared)
+        problems += [
+            f"{record.name}: {n} contour(s) with {problem} were left out" for problem, n in left_out.items()
+        ]
     return list(records.values()), problems
 
 
@@ -273,7 +306,6 @@ class _Placed:
     outside: list[PlanarContour] = field(default_factory=list)
     between_planes: list[PlanarContour] = field(default_factory=list)
     too_short: int = 0
-    not_finite: int = 0
     mismatched: int = 0
     unknown_image: int = 0
     other_plane: int = 0
@@ -290,9 +322,6 @@ def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
             continue
         if len(contour.points) < 3:
             placed.too_short += 1
-            continue
-        if not np.isfinite(contour.points).all():
-            placed.not_finite += 1
             continue
         k, uv, distance = placer.place(contour)
         where = placer.where(k, distance)
@@ -451,11 +480,6 @@ def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings
         )
     if placed.too_short:
         warnings.append(f"{name}: {placed.too_short} closed contour(s) with fewer than 3 points were ignored")
-    if placed.not_finite:
-        warnings.append(
-            f"{name}: {placed.not_finite} contour(s) with coordinates that are not numbers (NaN or infinite) "
-            "were ignored"
-        )
     if placed.unknown_image:
         warnings.append(
             f"{name}: {placed.unknown_image} contour(s) reference images of another series; placed on the "
@@ -653,27 +677,51 @@ def _parse_item(data: bytes, position: int, end: int, explicit: bool) -> tuple[d
     return elements, position
 
 
-def _points(values) -> list[np.ndarray]:
-    """ContourData of many contours as (N, 3) float arrays, converted in one pass."""
+def _points(values) -> list[tuple[np.ndarray, str]]:
+    """ContourData of many contours as (N, 3) float arrays, converted in one pass, each with what
+    makes it unusable ('' when nothing; then the points are empty)."""
     values = list(values)
-    texts = [v for v in values if isinstance(v, bytes)]
-    numbers = []
-    if texts:
-        joined = b"\\".join(v.strip(b" \0") for v in texts)
-        try:
-            numbers = np.array(joined.split(b"\\"), dtype=np.float64) if joined else np.zeros(0)
-        except ValueError as error:
-            raise DicomReadError(f"ContourData holds a value that is not a number ({error})") from error
+    texts = [value.strip(b" \0") for value in values if isinstance(value, bytes)]
+    try:
+        numbers = _numbers(b"\\".join(text for text in texts if text))
+    except ValueError:
+        return [_one_contour(value) for value in values]  # which ones are not numbers
     result, start = [], 0
     for value in values:
         if isinstance(value, bytes):
             stripped = value.strip(b" \0")
             count = stripped.count(b"\\") + 1 if stripped else 0
             flat, start = numbers[start : start + count], start + count
+            result.append(_checked(flat))
         else:
-            flat = np.asarray(value, np.float64)
-        result.append(flat[: len(flat) // 3 * 3].reshape(-1, 3))
+            result.append(_one_contour(value))
     return result
+
+
+def _one_contour(value: bytes | list) -> tuple[np.ndarray, str]:
+    try:
+        flat = _numbers(value.strip(b" \0")) if isinstance(value, bytes) else np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        return np.zeros((0, 3)), "ContourData values that are not numbers"
+    return _checked(flat.ravel())
+
+
+def _numbers(text: bytes) -> np.ndarray:
+    return np.array(text.split(b"\\"), dtype=np.float64) if text else np.zeros(0)
+
+
+def _checked(flat: np.ndarray) -> tuple[np.ndarray, str]:
+    """(points (N, 3), '') for usable ContourData values, else (no points, the problem)."""
+    if not len(flat):
+        return np.zeros((0, 3)), "empty or absent ContourData"
+    if len(flat) % 3:
+        return np.zeros((0, 3)), "a number of ContourData values that is not a multiple of 3 (x, y, z)"
+    points = flat.reshape(-1, 3)
+    if not np.isfinite(points).all():
+        return np.zeros((0, 3)), "coordinates that are not numbers (NaN or infinite)"
+    if np.abs(points).max() >= MAX_COORDINATE_MM:
+        return np.zeros((0, 3)), "coordinates of 10¹¹ mm or more (far outside any patient)"
+    return points, ""
 
 
 def _ascii(value: bytes) -> str:

@@ -60,6 +60,8 @@ STUDY_REFERENCE_CLASS = "1.2.840.10008.3.1.2.3.1"
 DEFAULT_MIN_ISLAND_MM2 = 1.0
 #: Coordinates are written with this many decimals (mm): 1 µm, at most 16 characters.
 DECIMALS = 3
+#: Coordinates at or above this (mm) do not fit in 16 characters with 3 decimals.
+MAX_COORDINATE_MM = 1e11
 
 _CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
 #: A contour as written: LPS points (N, 3), geometric type, the image it lies on.
@@ -113,11 +115,16 @@ def write_rtstruct(
             raise Cancelled("RTSTRUCT export cancelled")
         if on_progress is not None:
             on_progress("Writing RTSTRUCT", done, len(rois))
-        if structure.contours is not None:
-            items = _kept_contours(structure, name, planes, warnings)
-        else:
-            items = _traced_contours(structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings)
-        items += [item for item in map(planes.marker, structure.markers) if item is not None]
+        try:
+            if structure.contours is not None:
+                items = _kept_contours(structure, name, planes, warnings)
+            else:
+                items = _traced_contours(
+                    structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings
+                )
+            items += [item for item in map(planes.marker, structure.markers) if item is not None]
+        except FormatError as error:
+            raise FormatError(f"{name}: {error}") from error
         roi_contours.append(_roi_contour(structure, number, items))
         if not items:
             warnings.append(f"{name}: empty, written without contours")
@@ -339,7 +346,7 @@ def format_ds_many(points: np.ndarray, starts: np.ndarray) -> list[bytes]:
     """ContourData values of many contours at once: points (N, 3) LPS mm, contour i being
     points[starts[i]:starts[i + 1]]. Coordinates to 1 µm: at most 16 characters for |x| < 10¹¹ mm."""
     values = np.asarray(points, np.float64)
-    if values.size and (not np.all(np.isfinite(values)) or np.abs(values).max() >= 1e11):
+    if values.size and (not np.all(np.isfinite(values)) or np.abs(values).max() >= MAX_COORDINATE_MM):
         raise FormatError("coordinates must be finite and below 10¹¹ mm to be written as DICOM DS")
     values = np.round(values, DECIMALS) + 0.0  # no "-0.000"
     number = f"%.{DECIMALS}f"

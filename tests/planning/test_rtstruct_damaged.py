@@ -2,18 +2,21 @@
 the rest of the file is read."""
 
 import copy
+from functools import partial
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 from support.dicom_factory import ct_phantom, write_ct_series
 
-from planning.errors import GeometryError
+from planning.errors import FormatError, GeometryError
 from planning.imageio import load_volume
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
-from planning.structures import Mask, Structure, StructureSet
+from planning.structures import Mask, PlanarContour, Structure, StructureSet
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,91 @@ def test_an_roi_of_another_frame_of_reference_is_left_out(case, tmp_path):
     path = _variant(source, tmp_path / "rois_elsewhere.dcm", all_in_other_frame)
     with pytest.raises(GeometryError, match="no ROI is in the images' frame of reference.*A, B are"):
         read_rtstruct(path, volume)
+
+
+def _first_contour(ds):
+    return ds.ROIContourSequence[0].ContourSequence[0]
+
+
+def _add_contour(ds, change):
+    """Append to A a copy of its first contour, changed by `change`."""
+    contour = copy.deepcopy(_first_contour(ds))
+    change(contour)
+    ds.ROIContourSequence[0].ContourSequence.append(contour)
+
+
+def test_contours_with_unusable_contour_data_are_left_out_and_named(case, tmp_path):
+    source, volume, boxes = case
+
+    def empty(contour):
+        contour.ContourData = []
+        contour.NumberOfContourPoints = 0
+
+    def absent(contour):
+        del contour.ContourData
+
+    def not_numbers(contour):
+        raw = b"1.0\\abc\\" + contour.get_item(0x30060050).value.split(b"\\", 2)[2]
+        contour[0x30060050] = RawDataElement(Tag(0x30060050), "DS", len(raw), raw, 0, True, True)
+
+    def huge(contour):  # an exporter's overflow: 10¹⁵ mm
+        contour.ContourData = [1e15, 0, 0, 1e15, 1, 0, 1e15 + 1, 1, 0]
+        contour.NumberOfContourPoints = 3
+
+    for change, problem in (
+        (empty, "empty or absent ContourData"),
+        (absent, "empty or absent ContourData"),
+        (not_numbers, "ContourData values that are not numbers"),
+        (huge, "coordinates of 10¹¹ mm or more (far outside any patient)"),
+    ):
+        path = _variant(source, tmp_path / f"{change.__name__}.dcm", partial(_add_contour, change=change))
+        back = read_rtstruct(path, volume)
+        assert f"A: 1 contour(s) with {problem} were left out" in back.warnings, back.warnings
+        for name, box in boxes.items():
+            np.testing.assert_array_equal(back[name].mask.full(), box)
+        write_rtstruct(back, volume, tmp_path / f"{change.__name__}_again.dcm")  # nothing in the way
+
+
+def test_contour_data_that_is_not_whole_points_is_left_out(case, tmp_path):
+    source, volume, boxes = case
+
+    def one_value_more(ds):
+        contour = _first_contour(ds)
+        contour.ContourData = [*contour.ContourData, 1.0]
+
+    path = _variant(source, tmp_path / "not_whole.dcm", one_value_more)
+    back = read_rtstruct(path, volume)
+    assert any(
+        "A: 1 contour(s) with a number of ContourData values that is not a multiple of 3" in w
+        for w in back.warnings
+    )
+    expected = boxes["A"].copy()
+    expected[1] = False  # A's first contour, on slice 1, is the one left out
+    np.testing.assert_array_equal(back["A"].mask.full(), expected)
+    np.testing.assert_array_equal(back["B"].mask.full(), boxes["B"])
+
+
+def test_a_duplicate_roi_number_keeps_the_first_roi_alone(case, tmp_path):
+    source, volume, boxes = case
+
+    def b_takes_a_number(ds):
+        ds.StructureSetROISequence[1].ROINumber = 1
+        ds.ROIContourSequence[1].ReferencedROINumber = 1
+        ds.RTROIObservationsSequence[1].ReferencedROINumber = 1
+        ds.RTROIObservationsSequence[1].RTROIInterpretedType = "PTV"
+
+    back = read_rtstruct(_variant(source, tmp_path / "duplicate.dcm", b_takes_a_number), volume)
+    assert back.warnings == [
+        "ROI number 1 is used twice (A, B); the second ROI and its contours were ignored"
+    ]
+    assert back.names() == ["A"] and back["A"].roi_type.value == "ORGAN"
+    np.testing.assert_array_equal(back["A"].mask.full(), boxes["A"])  # not A xor B
+
+
+def test_coordinates_too_large_to_write_name_the_structure(case, tmp_path):
+    _, volume, boxes = case
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    marker = PlanarContour(np.array([[1e15, 0.0, -10.0]]), "POINT", "")
+    structures.add(Structure("Seed", Mask.from_full(volume.grid, boxes["A"]), markers=[marker]))
+    with pytest.raises(FormatError, match="Seed: coordinates must be finite and below 10¹¹ mm"):
+        write_rtstruct(structures, volume, tmp_path / "huge.dcm")
