@@ -21,7 +21,8 @@ exporters invent a new frame of reference UID) is read onto those images, with a
 Damage is confined to what it touches, each left out with a warning naming its ROI: contours
 whose ContourData is empty, absent, not numbers, not whole (x, y, z) points or 10¹¹ mm or more
 away; closed contours with fewer than 3 points; the later ROI and ROI Contour items of an ROI
-number used twice.
+number used twice. Markers (POINT, OPEN_PLANAR) more than half a slice beyond the images are
+kept, with a warning.
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ class _Placed:
     outside: list[PlanarContour] = field(default_factory=list)
     between_planes: list[PlanarContour] = field(default_factory=list)
     too_short: int = 0
+    markers_beyond: int = 0
     mismatched: int = 0
     unknown_image: int = 0
     other_plane: int = 0
@@ -317,13 +319,14 @@ def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
             placed.mismatched += 1
+        k, uv, distance = placer.place(contour)
         if contour.geometric_type not in CLOSED_TYPES:
+            placed.markers_beyond += placer.where(k, distance) == "beyond"
             placed.markers.append(contour)
             continue
         if len(contour.points) < 3:
             placed.too_short += 1
             continue
-        k, uv, distance = placer.place(contour)
         where = placer.where(k, distance)
         if where != "on":
             (placed.outside if where == "beyond" else placed.between_planes).append(contour)
@@ -480,6 +483,11 @@ def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings
         )
     if placed.too_short:
         warnings.append(f"{name}: {placed.too_short} closed contour(s) with fewer than 3 points were ignored")
+    if placed.markers_beyond:
+        warnings.append(
+            f"{name}: {placed.markers_beyond} marker(s) lie more than half a slice beyond the first or last "
+            f"image ({placer.describe_range()}); kept, but on no loaded image"
+        )
     if placed.unknown_image:
         warnings.append(
             f"{name}: {placed.unknown_image} contour(s) reference images of another series; placed on the "

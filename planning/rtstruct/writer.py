@@ -8,6 +8,8 @@ What the file carries (see ``shared/guides/rtstruct.md`` for why each rule matte
 - one CLOSED_PLANAR contour per boundary per image, each with its image reference, traced at
   sub-voxel accuracy (`planning.rtstruct.contours`) and placed in the plane of its own image
   (oblique series included); holes as separate contours for even-odd filling, or keyholes;
+- markers (POINT, OPEN_PLANAR) referencing the image they lie on, none when they lie on no
+  loaded image (more than half a slice from it: a wrong reference would move them);
 - unique ROI numbers and names (case-insensitively: some planning systems ignore case), colours,
   one RT ROI Observations item per ROI with its interpreted type, the generation algorithm;
 - DS values of at most 16 characters (coordinates to 1 µm), every Type 2 attribute present,
@@ -48,7 +50,7 @@ from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.rtstruct import contours as planar
-from planning.structures import PlanarContour, RoiType, Structure, StructureSet
+from planning.structures import RoiType, Structure, StructureSet
 from planning.volume import SliceRef, Volume
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,7 @@ DECIMALS = 3
 MAX_COORDINATE_MM = 1e11
 
 _CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
-#: A contour as written: LPS points (N, 3), geometric type, the image it lies on.
-_Contour = tuple[bytes, int, str, SliceRef]  # ContourData (DS), number of points, type, image
+_Contour = tuple[bytes, int, str, SliceRef | None]  # ContourData (DS), number of points, type, image
 _ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -122,7 +123,7 @@ def write_rtstruct(
                 items = _traced_contours(
                     structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings
                 )
-            items += [item for item in map(planes.marker, structure.markers) if item is not None]
+            items += _markers(structure, name, planes, warnings)
         except FormatError as error:
             raise FormatError(f"{name}: {error}") from error
         roi_contours.append(_roi_contour(structure, number, items))
@@ -248,15 +249,6 @@ class _Planes:
         distance = np.abs((points - self.origins[k]) @ self.normal)
         return k, float(distance.max())
 
-    def marker(self, contour: PlanarContour) -> _Contour | None:
-        k, _ = self.plane_of(contour.points)
-        ref = self.slices[k]
-        return (
-            None
-            if ref is None
-            else (format_ds(contour.points), len(contour.points), contour.geometric_type, ref)
-        )
-
 
 def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
     """An unedited imported structure: its own contours, each matched to its image."""
@@ -270,6 +262,23 @@ def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: l
         items.append((format_ds(contour.points), len(contour.points), "CLOSED_PLANAR", ref))
     if unplaced:
         warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
+    return items
+
+
+def _markers(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
+    """POINT and OPEN_PLANAR markers, each referencing the image it lies on (within half a slice);
+    one on no loaded image is written without an image reference."""
+    items, unplaced = [], 0
+    for marker in structure.markers:
+        k, distance = planes.plane_of(marker.points)
+        ref = planes.slices[k] if distance <= 0.5 * planes.grid.spacing_xyz[2] else None
+        unplaced += ref is None
+        items.append((format_ds(marker.points), len(marker.points), marker.geometric_type, ref))
+    if unplaced:
+        warnings.append(
+            f"{name}: {unplaced} marker(s) lie on no loaded image (more than half a slice from every image, "
+            "or on an interpolated plane); written without an image reference"
+        )
     return items
 
 
@@ -375,19 +384,24 @@ def _roi_contour(structure: Structure, number: int, contours: list[_Contour]) ->
 # building them as pydicom datasets would take most of the export time.
 
 
-def _contour_item(number: int, data: bytes, count: int, geometric_type: str, ref: SliceRef) -> bytes:
-    """One ContourSequence item: its image reference, type, point count, number and points."""
-    image = _element(0x00081150, _uid(ref.sop_class_uid)) + _element(0x00081155, _uid(ref.sop_instance_uid))
-    if ref.frame is not None:
-        image += _element(0x00081160, _text(str(ref.frame)))
-    body = (
-        _element(0x30060016, _item(image))
-        + _element(0x30060042, _text(geometric_type))
+def _contour_item(number: int, data: bytes, count: int, geometric_type: str, ref: SliceRef | None) -> bytes:
+    """One ContourSequence item: its image reference (none for a marker on no image), type, point
+    count, number and points."""
+    body = b"" if ref is None else _element(0x30060016, _item(_image_reference(ref)))
+    body += (
+        _element(0x30060042, _text(geometric_type))
         + _element(0x30060046, _text(str(count)))
         + _element(0x30060048, _text(str(number)))
         + _element(0x30060050, data)
     )
     return _item(body)
+
+
+def _image_reference(ref: SliceRef) -> bytes:
+    image = _element(0x00081150, _uid(ref.sop_class_uid)) + _element(0x00081155, _uid(ref.sop_instance_uid))
+    if ref.frame is not None:
+        image += _element(0x00081160, _text(str(ref.frame)))
+    return image
 
 
 def _element(tag: int, value: bytes) -> bytes:

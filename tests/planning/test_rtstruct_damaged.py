@@ -11,6 +11,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 from support.dicom_factory import ct_phantom, write_ct_series
+from support.rtstruct_checks import dciodvfy_errors
 
 from planning.errors import FormatError, GeometryError
 from planning.imageio import load_volume
@@ -148,6 +149,55 @@ def test_a_duplicate_roi_number_keeps_the_first_roi_alone(case, tmp_path):
     ]
     assert back.names() == ["A"] and back["A"].roi_type.value == "ORGAN"
     np.testing.assert_array_equal(back["A"].mask.full(), boxes["A"])  # not A xor B
+
+
+def _with_points(ds, zs):
+    """POINT markers on A at x 1, y 2 mm and each of `zs` (mm)."""
+    for z in zs:
+        point = copy.deepcopy(_first_contour(ds))
+        point.ContourGeometricType = "POINT"
+        point.ContourData = [1.0, 2.0, z]
+        point.NumberOfContourPoints = 1
+        ds.ROIContourSequence[0].ContourSequence.append(point)
+
+
+def test_a_marker_beyond_the_images_is_kept_with_a_warning_and_written_without_an_image(case, tmp_path):
+    source, volume, _ = case
+    first, last = volume.slices[0].position_xyz[2], volume.slices[-1].position_xyz[2]
+    path = _variant(source, tmp_path / "points.dcm", partial(_with_points, zs=(first, last + 0.6 * 2.5)))
+    back = read_rtstruct(path, volume)
+    assert len(back["A"].markers) == 2
+    assert any(w.startswith("A: 1 marker(s) lie more than half a slice beyond") for w in back.warnings)
+    out = tmp_path / "points_again.dcm"
+    warnings = write_rtstruct(back, volume, out)
+    assert any(w.startswith("A: 1 marker(s) lie on no loaded image") for w in warnings)
+    assert dciodvfy_errors(out) == []
+    points = [
+        c
+        for c in pydicom.dcmread(out).ROIContourSequence[0].ContourSequence
+        if c.ContourGeometricType == "POINT"
+    ]
+    on_image, beyond = sorted(points, key=lambda c: float(c.ContourData[2]))
+    assert on_image.ContourImageSequence[0].ReferencedSOPInstanceUID == volume.slices[0].sop_instance_uid
+    assert "ContourImageSequence" not in beyond
+    assert float(beyond.ContourData[2]) == pytest.approx(last + 1.5)
+    assert len(read_rtstruct(out, volume)["A"].markers) == 2  # nothing lost
+
+
+def test_a_marker_within_half_a_slice_of_the_last_image_references_it(case, tmp_path):
+    source, volume, _ = case
+    last = volume.slices[-1].position_xyz[2]
+    path = _variant(source, tmp_path / "near.dcm", partial(_with_points, zs=(last + 0.4 * 2.5,)))
+    back = read_rtstruct(path, volume)
+    assert not any("marker" in w for w in back.warnings)
+    out = tmp_path / "near_again.dcm"
+    assert not any("marker" in w for w in write_rtstruct(back, volume, out))
+    [point] = [
+        c
+        for c in pydicom.dcmread(out).ROIContourSequence[0].ContourSequence
+        if c.ContourGeometricType == "POINT"
+    ]
+    assert point.ContourImageSequence[0].ReferencedSOPInstanceUID == volume.slices[-1].sop_instance_uid
 
 
 def test_coordinates_too_large_to_write_name_the_structure(case, tmp_path):
