@@ -50,6 +50,12 @@ EXTERNAL_OPACITY = 0.15
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
 
+#: Held by every thread that builds or simplifies surfaces: pyfqmr, the simplifier under
+#: `build_surfaces` and `Surface.level_of_detail`, keeps its mesh in global state, so two builds
+#: at once can return one structure's surface under another's name. Jobs of the main window
+#: that build surfaces take it too (`View3D.surface_lock`).
+SURFACE_LOCK = threading.Lock()
+
 #: Camera directions: where the camera looks from (LPS), and which way is up.
 VIEWS = {
     "anterior": ((0, -1, 0), (0, 0, 1)),
@@ -70,13 +76,16 @@ class View3D(QWidget):
             measurement changes.
         building(stage, done, total): progress of a surface build.
         failed(message): a background job failed.
+        margin_map_shown(name): structure `name` now shows its margin map (`margin_values`).
     """
 
     surfaces_changed = pyqtSignal()
     measured = pyqtSignal(str, float)
     building = pyqtSignal(str, float, float)
     failed = pyqtSignal(str)
+    margin_map_shown = pyqtSignal(str)
     _structure_event = pyqtSignal(str, object, object)  # psygnal → GUI thread
+    surface_lock = SURFACE_LOCK
 
     def __init__(
         self,
@@ -325,6 +334,11 @@ class View3D(QWidget):
             lambda closest: self._draw_distance(closest, first, second),
         )
 
+    def draw_minimum_distance(self, closest: ClosestPoints, first: str, second: str) -> None:
+        """Draw closest points computed elsewhere (a job of the main window) like
+        `show_minimum_distance` does."""
+        self._draw_distance(closest, first, second)
+
     def show_margin_map(self, name: str, to: str, max_mm: float = 20.0) -> None:
         """Colour structure `name` by each point's distance to structure `to` (red: touching or
         inside, green: `max_mm` or more), computed in the background."""
@@ -482,14 +496,15 @@ class View3D(QWidget):
         options, progress = self.options, self.building.emit
 
         def job():
-            try:
-                surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
-            except Cancelled:
-                return None
-            return {
-                name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
-                for name, surface in surfaces.items()
-            }
+            with SURFACE_LOCK:
+                try:
+                    surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
+                except Cancelled:
+                    return None
+                return {
+                    name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
+                    for name, surface in surfaces.items()
+                }
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
@@ -627,6 +642,7 @@ class View3D(QWidget):
         self._scalar_bar.SetLookupTable(table)
         self._scalar_bar.SetTitle(f"mm to {to}")
         self._render()
+        self.margin_map_shown.emit(structure.name)
 
     def _measurement_overlays(self) -> list:
         props = []
@@ -787,15 +803,32 @@ class View3D(QWidget):
             action.triggered.connect(lambda _=False, v=view: self.set_view(v))
             bar.addAction(action)
         shot = QAction("Snapshot…", bar)
-        shot.triggered.connect(self._ask_snapshot)
+        shot.setToolTip("Save the 3D view as a PNG at a chosen resolution")
+        shot.triggered.connect(self.ask_snapshot)
         bar.addAction(shot)
         bar.addWidget(self._status)
         return bar
 
-    def _ask_snapshot(self) -> None:
+    def ask_snapshot(self) -> Path | None:
+        """Ask for a resolution and a file, then save a snapshot there; the path, or None."""
+        from workstation.view3d.snapshot_dialog import SnapshotSizeDialog
+
+        dialog = SnapshotSizeDialog(tuple(self._vtk.GetRenderWindow().GetSize()), self)
+        if dialog.exec() != SnapshotSizeDialog.DialogCode.Accepted:
+            return None
+        size = dialog.chosen_size()
         path, _ = QFileDialog.getSaveFileName(self, "Save 3D snapshot", "snapshot.png", "PNG images (*.png)")
-        if path:
-            self.snapshot(path, (1920, 1080))
+        if not path:
+            return None
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        try:
+            written = self.snapshot(path, size)
+        except (OSError, ValueError) as error:
+            self.failed.emit(f"snapshot not saved: {error}")
+            return None
+        self._status.setText(f"  Saved {Path(written).name} ({size[0]} × {size[1]})")
+        return written
 
     def _show_progress(self, stage: str, done: float, total: float) -> None:
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
