@@ -48,6 +48,7 @@ from workstation.app.messages import MessagesPanel
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_table import StructureTable
+from workstation.app.surgery import SurgeryMenu
 from workstation.app.three_d import make_3d_view
 from workstation.app.tools.base import ToolContext, ToolManager
 from workstation.app.tools.brush import BrushTool, EraserTool
@@ -76,6 +77,10 @@ Tools (on the selected structure)
 Edit
   Ctrl+Z / Ctrl+Shift+Z: undo / redo any edit     Ctrl+I: interpolate     Ctrl+M: margins, Booleans
   Ctrl+Shift+A: auto-segmentation     Ctrl+E: export RTSTRUCT     Ctrl+S: save the session
+
+Surgery
+  Minimum distance, margin map, structure volume and surface area, virtual resection (one undo
+  step), 3D model export (STL/OBJ/PLY/VTP, 3D-printing check), 3D snapshot at a chosen size
 """
 
 
@@ -301,6 +306,7 @@ class MainWindow(QMainWindow):
         structures_menu.addSeparator()
         self.autoseg_action = self._action("A&uto-segmentation…", self.open_autoseg, "Ctrl+Shift+A")
         structures_menu.addAction(self.autoseg_action)
+        self.surgery = SurgeryMenu(self, menu)
 
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(
@@ -870,6 +876,7 @@ class MainWindow(QMainWindow):
         ):
             action.setEnabled(has_case)
         self.compare_action.setEnabled(has_case and len(self.case.structures) >= 2)
+        self.surgery.update()
 
     def _on_job_failed(self, title: str, message: str) -> None:
         if message == "cancelled":

@@ -1,0 +1,278 @@
+"""The Surgery menu in the real window: minimum distance, margin map, virtual resection, 3D model
+export, structure volume and surface area, 3D snapshot at a chosen size; on spheres with known
+answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtGui import QImage
+from PyQt6.QtWidgets import QApplication
+from support.app import wait_idle
+
+from planning.geometry import Grid
+from planning.session import ImageReference
+from planning.structures import Mask, RoiType, Structure, StructureSet
+from planning.volume import Volume
+from workstation.app.case import Case
+
+pytestmark = pytest.mark.gui
+
+#: 1 mm voxels; x 0..99, y 0..59, z 0..49 mm (LPS, origin at voxel 0)
+GRID = Grid((50, 60, 100), (1.0, 1.0, 1.0))
+LIVER, LIVER_R = np.array([35.0, 30.0, 25.0]), 20.0
+GTV, GTV_R = np.array([40.0, 30.0, 25.0]), 6.0
+KIDNEY, KIDNEY_R = np.array([75.0, 30.0, 25.0]), 8.0
+VESSEL_X, VESSEL_R = 50.0, 3.0  # a vessel along z through (50, 30)
+
+
+def _points() -> np.ndarray:
+    z, y, x = np.indices(GRID.shape)
+    return GRID.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float)).reshape(*GRID.shape, 3)
+
+
+POINTS = _points()
+
+
+def _ball(centre, radius) -> np.ndarray:
+    return np.linalg.norm(POINTS - centre, axis=-1) <= radius
+
+
+def _vessel() -> np.ndarray:
+    return np.hypot(POINTS[..., 0] - VESSEL_X, POINTS[..., 1] - 30.0) <= VESSEL_R
+
+
+def show_spheres(window) -> Case:
+    """A case of a liver with a tumour and a vessel, and a kidney 12 mm from the liver."""
+    structures = StructureSet(GRID, "1.2.3")
+    for name, full, roi_type, color in (
+        ("Liver", _ball(LIVER, LIVER_R), RoiType.ORGAN, (160, 90, 60)),
+        ("GTV", _ball(GTV, GTV_R), RoiType.GTV, (255, 0, 0)),
+        ("Vessel", _vessel() & _ball(LIVER, 40.0), RoiType.ORGAN, (0, 90, 255)),
+        ("Kidney_R", _ball(KIDNEY, KIDNEY_R), RoiType.ORGAN, (200, 150, 50)),
+    ):
+        structures.add(Structure(name, Mask.from_full(GRID, full), color, roi_type))
+    volume = Volume(np.zeros(GRID.shape, np.int16), GRID, "CT")
+    case = Case(volume, structures, ImageReference.for_volume(volume, "file"))
+    window.set_case(case)
+    QApplication.processEvents()
+    return case
+
+
+def wait_3d(qtbot, window) -> None:
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(window.view3d.is_ready, timeout=120_000)
+
+
+def test_the_surgery_menu_offers_every_planning_tool(window):
+    titles = [a.text().replace("&", "") for a in window.surgery.menu.actions() if a.text()]
+    assert titles == [
+        "Minimum distance…",
+        "Margin map…",
+        "Structure volume and surface area…",
+        "Virtual resection…",
+        "Export 3D models…",
+        "3D snapshot…",
+    ]
+    assert not window.surgery.resection.isEnabled()  # no case yet
+    show_spheres(window)
+    assert all(a.isEnabled() for a in window.surgery.menu.actions() if a.text())
+
+
+def test_minimum_distance_of_two_spheres_at_a_known_gap(window, qtbot):
+    show_spheres(window)  # not waiting for the 3D view: the job builds the surfaces it needs
+    window.surgery.distance.trigger()
+    dialog = window.last_dialog
+    assert dialog.windowTitle() == "Minimum distance"
+    dialog.first.setCurrentText("Liver")
+    dialog.second.setCurrentText("Kidney_R")
+    seen = []
+    window.view3d.measured.connect(lambda kind, value: seen.append((kind, value)))
+    dialog.measure_button.click()
+    wait_idle(qtbot, window)
+    gap = np.linalg.norm(KIDNEY - LIVER) - LIVER_R - KIDNEY_R  # 12 mm
+    assert seen == [("distance", pytest.approx(gap, abs=0.5))]  # drawn in the 3D view
+    assert dialog.result.distance_mm == pytest.approx(gap, abs=0.5) and not dialog.result.overlapping
+    text = f"Liver ↔ Kidney_R: {dialog.result.distance_mm:.1f} mm"
+    assert dialog.note.text() == text
+    assert text in window.statusBar().currentMessage() and window.messages.messages()[-1] == text
+    # the closest points are drawn (a line between them) on the sphere surfaces, on the line of centres
+    assert window.view3d._overlay
+    assert np.linalg.norm(dialog.result.point_a - (LIVER + [LIVER_R, 0, 0])) < 1.5
+    # touching or overlapping structures are said to be so
+    wait_3d(qtbot, window)  # now from the 3D view's surfaces
+    dialog.first.setCurrentText("GTV")
+    dialog.second.setCurrentText("Liver")
+    dialog.measure_button.click()
+    wait_idle(qtbot, window)
+    assert dialog.result.overlapping and "touch or overlap" in dialog.note.text()
+
+
+def test_margin_map_colours_the_surface_and_clears(window, qtbot):
+    show_spheres(window)
+    wait_3d(qtbot, window)
+    window.surgery.margin_map.trigger()
+    dialog = window.last_dialog
+    dialog.structure.setCurrentText("GTV")
+    dialog.reference.setCurrentText("Kidney_R")
+    dialog.max_mm.setValue(30.0)
+    with qtbot.waitSignal(window.view3d.margin_map_shown, timeout=60_000):
+        dialog.show_button.click()
+    values = window.view3d.margin_values("GTV")
+    gap = np.linalg.norm(KIDNEY - GTV) - GTV_R - KIDNEY_R  # 21 mm
+    assert values is not None and values.min() == pytest.approx(gap, abs=1.0)  # at vertices
+    assert f"nearest point {values.min():.1f} mm from Kidney_R" in dialog.note.text()
+    dialog.clear_button.click()
+    assert window.view3d.margin_values("GTV") is None
+
+
+def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    assert dialog.organ.currentText() == "Liver"  # the largest organ
+    assert dialog.tumour.currentText() == "GTV"  # the target
+    dialog.method.setCurrentText("Tumour with a safety margin")
+    dialog.margin.setValue(10.0)
+    names_before = case.structures.names()
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    assert case.structures.names() == [*names_before, "Liver_remnant", "Liver_resected"]
+    liver = _ball(LIVER, LIVER_R)
+    expected = liver & _ball(GTV, GTV_R + 10.0)  # the tumour grown by 10 mm, inside the liver
+    resected = case.structures["Liver_resected"].mask.full()
+    remnant = case.structures["Liver_remnant"].mask.full()
+    assert (resected ^ expected).sum() <= 0.03 * expected.sum()
+    assert np.array_equal(resected | remnant, liver) and not (resected & remnant).any()
+    result = dialog.result
+    assert result.resected_cc == pytest.approx(expected.sum() / 1000, rel=0.03)
+    assert result.resected_cc + result.remnant_cc == pytest.approx(liver.sum() / 1000)
+    assert result.resected_percent == pytest.approx(100 * expected.sum() / liver.sum(), abs=1.0)
+    assert [r.name for r in result.reached] == ["Vessel"] and result.reached[0].crossed
+    shown = dialog.note.text()
+    assert f"{result.resected_cc:.1f} cc" in shown and f"({result.remnant_percent:.1f} %)" in shown
+    assert "Vessel: crossed" in shown
+    description = case.structures["Liver_remnant"].description
+    assert "GTV with a 10 mm safety margin" in description and f"{result.remnant_cc:.1f} cc" in description
+    assert not case.structures["Liver"].visible  # the parts show in its place
+    assert window.undo_action.text() == "&Undo Virtual resection of Liver"
+    window.undo()  # one step removes both parts and shows the organ again
+    assert case.structures.names() == names_before and case.structures["Liver"].visible
+    window.redo()
+    assert "Liver_remnant" in case.structures and not case.structures["Liver"].visible
+
+
+def test_plane_resection_through_the_crosshair(window, qtbot):
+    case = show_spheres(window)
+    window.state.set_cursor((25, 30, 35))  # (z, y, x): the liver's centre
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    dialog.organ.setCurrentText("Liver")
+    dialog.method.setCurrentText("Plane through the crosshair")
+    assert dialog.pages.currentIndex() == 1 and "x 35.0  y 30.0  z 25.0" in dialog.crosshair.text()
+    dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    resected = case.structures["Liver_resected"].mask.full()
+    assert resected.any() and np.all(POINTS[resected][:, 0] > 35.0)  # +x is the patient's left
+    expected = _ball(LIVER, LIVER_R) & (POINTS[..., 0] > 35.0)  # voxels by their centres
+    assert np.array_equal(resected, expected)
+    assert dialog.result.resected_cc == pytest.approx(expected.sum() / 1000)
+
+
+def test_resection_failures_are_said_and_change_nothing(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    dialog.organ.setCurrentText("Liver")
+    dialog.tumour.setCurrentText("Kidney_R")  # 12 mm away: a 5 mm margin does not reach the liver
+    dialog.margin.setValue(5.0)
+    names = case.structures.names()
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    assert "does not reach 'Liver'" in dialog.note.text() and case.structures.names() == names
+    assert any("does not reach" in m for m in window.messages.messages())
+    dialog.tumour.setCurrentText("Liver")
+    dialog.resect_button.click()
+    assert "another structure than Liver" in dialog.note.text()
+
+
+def test_mesh_export_writes_files_and_never_overwrites_without_asking(window, qtbot, tmp_path):
+    case = show_spheres(window)
+    case.set_visible("Vessel", False)
+    window.surgery.export.trigger()
+    dialog = window.last_dialog
+    assert dialog.chosen() == ["Liver", "GTV", "Kidney_R"]  # the visible structures
+    dialog.check_where(lambda s: s.name in ("Liver", "GTV"))
+    folder = tmp_path / "models"
+    dialog.folder.setText(str(folder))
+    dialog.format.setCurrentIndex(0)  # STL
+    dialog.for_printing.setChecked(True)
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    assert sorted(p.name for p in folder.iterdir()) == ["GTV.stl", "Liver.stl"]
+    checks = {c.name: c for c in dialog.checks}
+    assert checks["Liver"].shells == 1
+    assert checks["Liver"].volume_cc == pytest.approx(4 / 3 * np.pi * LIVER_R**3 / 1000, rel=0.03)
+    assert "Liver: " in dialog.output.toPlainText() and "closed" in dialog.output.toPlainText()
+    # exporting again: asked first; "no" keeps the files as they were and leaves nothing behind
+    (folder / "Liver.stl").write_bytes(b"the surgeon's own file")
+    asked = []
+    dialog.confirm_replace = lambda where, names: asked.append(sorted(names)) or False
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    assert asked == [["GTV.stl", "Liver.stl"]]
+    assert (folder / "Liver.stl").read_bytes() == b"the surgeon's own file"
+    assert sorted(p.name for p in folder.iterdir()) == ["GTV.stl", "Liver.stl"]
+    assert "Nothing written" in dialog.output.toPlainText()
+    # "yes" replaces them
+    dialog.confirm_replace = lambda where, names: True
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    assert (folder / "Liver.stl").read_bytes()[:80].startswith(b"Delineo surface Liver")
+    assert [p.name for p in dialog.written] == ["Liver.stl", "GTV.stl"]
+    # an OBJ export writes one file and its materials
+    dialog.format.setCurrentIndex(1)
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    assert (folder / "surfaces.obj").exists() and (folder / "surfaces.mtl").exists()
+
+
+def test_structure_volume_and_surface_area(window, qtbot):
+    show_spheres(window)
+    window.surgery.sizes.trigger()
+    dialog = window.last_dialog
+    wait_idle(qtbot, window)
+    rows = {dialog.table.item(r, 0).text(): r for r in range(dialog.table.rowCount())}
+    assert list(rows) == ["Liver", "GTV", "Vessel", "Kidney_R"]
+    measures = {m.name: m for m in dialog.measures}
+    liver = measures["Liver"]
+    assert liver.mesh_volume_cc == pytest.approx(4 / 3 * np.pi * LIVER_R**3 / 1000, rel=0.03)
+    assert liver.area_cm2 == pytest.approx(4 * np.pi * LIVER_R**2 / 100, rel=0.05)
+    assert dialog.table.item(rows["Liver"], 3).text() == f"{liver.area_cm2:.1f}"
+    assert dialog.as_text().splitlines()[0].startswith("Structure\tVolume (cc)")
+
+
+def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch):
+    from workstation.view3d import snapshot_dialog, widget
+    from workstation.view3d.snapshot_dialog import SnapshotSizeDialog
+
+    show_spheres(window)
+    wait_3d(qtbot, window)
+    dialog = SnapshotSizeDialog((640, 480))
+    assert dialog.chosen_size() == (1920, 1080)
+    dialog.choose("3840")
+    assert dialog.chosen_size() == (3840, 2160) and not dialog.width_box.isEnabled()
+    dialog.preset.setCurrentIndex(0)
+    assert dialog.chosen_size() == (640, 480)
+
+    def accept(self):
+        self.set_custom(800, 500)
+        return SnapshotSizeDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(snapshot_dialog.SnapshotSizeDialog, "exec", accept)
+    target = tmp_path / "shot"
+    monkeypatch.setattr(widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    written = window.surgery.snapshot_3d()
+    image = QImage(str(written))
+    assert written.name == "shot.png" and (image.width(), image.height()) == (800, 500)

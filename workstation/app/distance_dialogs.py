@@ -1,0 +1,224 @@
+"""Surgery ▸ Minimum distance and Surgery ▸ Margin map.
+
+Minimum distance: the shortest gap between two structures' surfaces
+(`planning.measurements.minimum_distance`, exact point-to-triangle), computed in a job; the
+closest points are drawn in the 3D view and "Tumour ↔ Vessel: 7.4 mm" goes to the status bar and
+the Messages panel. Margin map: a structure's surface coloured by each point's distance to a
+reference structure (the 3D view computes it in its own worker).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from planning.measurements import ClosestPoints, minimum_distance
+from workstation.app.surgery import SurfaceSource, non_empty_names, report
+
+
+def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
+    """Two structure choosers: the selected structure (or a target) first, another second."""
+    names = non_empty_names(window.case)
+    first, second = QComboBox(dialog), QComboBox(dialog)
+    first.addItems(names)
+    second.addItems(names)
+    active = window.table.active_name()
+    if active in names:
+        first.setCurrentText(active)
+    others = [n for n in names if n != first.currentText()]
+    if others:
+        second.setCurrentText(others[0])
+    return first, second
+
+
+def _note(dialog) -> QLabel:
+    label = QLabel("", dialog)
+    label.setWordWrap(True)
+    label.setMinimumHeight(40)
+    return label
+
+
+def describe_distance(first: str, second: str, closest: ClosestPoints) -> str:
+    if closest.overlapping:
+        return f"{first} ↔ {second}: 0 mm: they touch or overlap"
+    return f"{first} ↔ {second}: {closest.distance_mm:.1f} mm"
+
+
+class MinimumDistanceDialog(QDialog):
+    """Pick two structures; measure the shortest distance between them."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.result: ClosestPoints | None = None
+        self.setWindowTitle("Minimum distance")
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.first, self.second = _pair_boxes(self, window)
+        form.addRow("From", self.first)
+        form.addRow("To", self.second)
+        layout.addLayout(form)
+        self.note = _note(self)
+        layout.addWidget(self.note)
+        buttons = QDialogButtonBox(self)
+        self.measure_button = QPushButton("Measure", self)
+        self.measure_button.setDefault(True)
+        self.clear_button = QPushButton("Clear from 3D view", self)
+        buttons.addButton(self.measure_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.clear_button, QDialogButtonBox.ButtonRole.ResetRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
+        self.measure_button.clicked.connect(self.measure)
+        self.clear_button.clicked.connect(self._clear)
+        layout.addWidget(buttons)
+        self.resize(420, 0)
+
+    def measure(self) -> None:
+        """Measure in a job; draw and report the result when it is done."""
+        first, second = self.first.currentText(), self.second.currentText()
+        if not first or not second or first == second:
+            self.note.setText("Choose two different structures.")
+            return
+        window = self.window_
+        source = SurfaceSource(window, [first, second])
+        if source.empty:
+            self.note.setText(f"{', '.join(source.empty)} is empty: draw it first.")
+            return
+        self.note.setText(f"Measuring {first} ↔ {second}…")
+        self.measure_button.setEnabled(False)
+
+        def work(on_progress, cancel):
+            surfaces = source.build(on_progress, cancel)
+            on_progress("Closest points", 0, 0)
+            return minimum_distance(source.require(surfaces, first), source.require(surfaces, second))
+
+        def done(closest: ClosestPoints) -> None:
+            self.result = closest
+            text = describe_distance(first, second, closest)
+            self.note.setText(text)
+            draw = getattr(window.view3d, "draw_minimum_distance", None)
+            if draw is not None:
+                draw(closest, first, second)
+            report(window, text)
+            self.measure_button.setEnabled(True)
+
+        def failed(error: Exception) -> None:
+            self.note.setText(f"Not measured: {error}")
+            self.measure_button.setEnabled(True)
+            window.jobs.report(job, error)
+
+        job = window.jobs.run(f"Minimum distance {first} ↔ {second}", work, done, failed)
+
+    def _clear(self) -> None:
+        clear = getattr(self.window_.view3d, "clear_measurements", None)
+        if clear is not None:
+            clear()
+        self.note.setText("")
+
+
+class MarginMapDialog(QDialog):
+    """Colour a structure's surface by its distance to a reference structure."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.shown: str | None = None
+        self.setWindowTitle("Margin map")
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.structure, self.reference = _pair_boxes(self, window)
+        self.max_mm = QDoubleSpinBox(self)
+        self.max_mm.setRange(1.0, 200.0)
+        self.max_mm.setDecimals(1)
+        self.max_mm.setSuffix(" mm")
+        self.max_mm.setValue(20.0)
+        self.max_mm.setToolTip("Distances from this on are shown green")
+        form.addRow("Colour", self.structure)
+        form.addRow("By distance to", self.reference)
+        form.addRow("Green from", self.max_mm)
+        layout.addLayout(form)
+        legend = QLabel("Red: touching or inside the reference · yellow: half-way · green: far enough", self)
+        legend.setWordWrap(True)
+        layout.addWidget(legend)
+        self.note = _note(self)
+        layout.addWidget(self.note)
+        buttons = QDialogButtonBox(self)
+        self.show_button = QPushButton("Show", self)
+        self.show_button.setDefault(True)
+        self.clear_button = QPushButton("Clear", self)
+        buttons.addButton(self.show_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.clear_button, QDialogButtonBox.ButtonRole.ResetRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
+        self.show_button.clicked.connect(self.show_map)
+        self.clear_button.clicked.connect(self.clear_map)
+        layout.addWidget(buttons)
+        view = window.view3d
+        self._view = view if hasattr(view, "show_margin_map") else None
+        if self._view is not None:
+            self._view.margin_map_shown.connect(self._on_shown)
+        else:
+            self.note.setText("The 3D view is not available on this display: margin maps need it.")
+            self.show_button.setEnabled(False)
+        self.resize(420, 0)
+
+    def show_map(self) -> None:
+        name, to = self.structure.currentText(), self.reference.currentText()
+        if not name or not to or name == to:
+            self.note.setText("Choose two different structures.")
+            return
+        view = self._view
+        if view is None:
+            return
+        if not view.is_ready() or view.surface(name) is None or view.surface(to) is None:
+            self.note.setText("The 3D view is still building surfaces: try again in a moment.")
+            return
+        if self.shown and self.shown != name:
+            view.clear_margin_map(self.shown)
+        try:
+            view.show_margin_map(name, to, self.max_mm.value())
+        except ValueError as error:
+            self.note.setText(f"No margin map: {error}")
+            return
+        self.shown = name
+        self.note.setText(f"Colouring {name} by its distance to {to}…")
+
+    def _on_shown(self, name: str) -> None:
+        if name != self.shown or self._view is None:
+            return
+        values = self._view.margin_values(name)
+        to = self.reference.currentText()
+        if values is None or not len(values):
+            return
+        nearest = float(np.min(values))
+        limit = self.max_mm.value()
+        within = 100.0 * float(np.mean(values < limit))
+        if nearest <= 0:
+            text = f"{name} touches or enters {to}"
+        else:
+            text = f"{name}: nearest point {nearest:.1f} mm from {to}"
+        text += f"; {within:.0f} % of its surface points within {limit:g} mm"
+        self.note.setText(text)
+        report(self.window_, f"Margin map: {text}")
+
+    def clear_map(self) -> None:
+        if self._view is not None and self.shown:
+            self._view.clear_margin_map(self.shown)
+        self.shown = None
+        self.note.setText("")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self._view is not None:
+            try:
+                self._view.margin_map_shown.disconnect(self._on_shown)
+            except TypeError:  # closed before
+                pass
+            self._view = None
+        super().closeEvent(event)

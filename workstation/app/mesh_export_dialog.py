@@ -1,0 +1,249 @@
+"""Surgery ▸ Export 3D models: the chosen structures' surfaces as STL, OBJ, PLY or VTP files
+(`planning.mesh_export.export_surfaces`), optionally checked and repaired for 3D printing, in a
+job. Files are written into a hidden folder inside the target first and moved into place at the
+end, so an existing file is replaced only after the user agreed, and a failed or cancelled export
+leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QColor, QIcon, QPixmap
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from planning.errors import DelineoError
+from planning.mesh_export import Export, PrintCheck, export_surfaces
+from workstation.app.surgery import SurfaceSource, holding, non_empty_names, report
+
+FORMATS = {
+    "STL (binary, one file per structure)": "stl",
+    "OBJ with colours (one file + .mtl)": "obj",
+    "PLY with colours (one file per structure)": "ply",
+    "VTP (VTK XML, one file per structure)": "vtp",
+}
+COORDINATES = {
+    "Patient LPS (DICOM)": "LPS",
+    "RAS (3D Slicer, most mesh tools)": "RAS",
+}
+SETTING = "surgery/mesh_folder"
+
+
+class MeshExportDialog(QDialog):
+    """Choose structures, a folder, a format; export their surfaces."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.written: list[Path] = []
+        self.checks: list[PrintCheck] = []
+        self.setWindowTitle("Export 3D models")
+        layout = QVBoxLayout(self)
+        self.list = QListWidget(self)
+        for name in non_empty_names(window.case):
+            structure = window.case.structures[name]
+            pixmap = QPixmap(12, 12)
+            pixmap.fill(QColor(*structure.color))
+            item = QListWidgetItem(QIcon(pixmap), name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if structure.visible else Qt.CheckState.Unchecked)
+            self.list.addItem(item)
+        layout.addWidget(self.list)
+        picks = QHBoxLayout()
+        for text, rule in (
+            ("Visible", lambda s: s.visible),
+            ("All", lambda s: True),
+            ("None", lambda s: False),
+        ):
+            button = QPushButton(text, self)
+            button.clicked.connect(lambda _=False, rule=rule: self.check_where(rule))
+            picks.addWidget(button)
+        picks.addStretch(1)
+        layout.addLayout(picks)
+
+        form = QFormLayout()
+        folder_row = QHBoxLayout()
+        self.folder = QLineEdit(str(window.settings.value(SETTING, "") or ""), self)
+        self.folder.setPlaceholderText("folder for the mesh files")
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+        form.addRow("Folder", folder_row)
+        self.format = QComboBox(self)
+        self.format.addItems(list(FORMATS))
+        form.addRow("Format", self.format)
+        self.coordinates = QComboBox(self)
+        self.coordinates.addItems(list(COORDINATES))
+        form.addRow("Coordinates", self.coordinates)
+        layout.addLayout(form)
+        self.for_printing = QCheckBox(
+            "Check and repair for 3D printing (closed, manifold shells; reports each volume)", self
+        )
+        layout.addWidget(self.for_printing)
+        self.output = QPlainTextEdit(self)
+        self.output.setReadOnly(True)
+        self.output.setPlaceholderText("The files written and the printing check appear here.")
+        self.output.setMaximumHeight(150)
+        layout.addWidget(self.output)
+        buttons = QDialogButtonBox(self)
+        self.export_button = QPushButton("Export", self)
+        self.export_button.setDefault(True)
+        buttons.addButton(self.export_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
+        self.export_button.clicked.connect(self.export)
+        layout.addWidget(buttons)
+        self.resize(520, 560)
+
+    # -- choices -------------------------------------------------------------------------------
+
+    def chosen(self) -> list[str]:
+        return [
+            self.list.item(row).text()
+            for row in range(self.list.count())
+            if self.list.item(row).checkState() == Qt.CheckState.Checked
+        ]
+
+    def check_where(self, rule) -> None:
+        structures = self.window_.case.structures
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            keep = item.text() in structures and rule(structures[item.text()])
+            item.setCheckState(Qt.CheckState.Checked if keep else Qt.CheckState.Unchecked)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the 3D models", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def confirm_replace(self, folder: Path, names: list[str]) -> bool:
+        """Ask before replacing existing files; True to replace them."""
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        answer = QMessageBox.question(
+            self,
+            "Replace existing files?",
+            f"{len(names)} file(s) already exist in {folder}:\n{shown}\n\nReplace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    # -- the job -------------------------------------------------------------------------------
+
+    def export(self) -> None:
+        """Build (or reuse) the surfaces and write them in a job; files move into place at the end."""
+        window = self.window_
+        names = self.chosen()
+        text = self.folder.text().strip()
+        if not names:
+            self.output.setPlainText("Choose at least one structure to export.")
+            return
+        if not text:
+            self.output.setPlainText("Choose a folder for the files (Browse…).")
+            return
+        folder = Path(text).expanduser()
+        if folder.exists() and not folder.is_dir():
+            self.output.setPlainText(f"{folder} is a file, not a folder: choose a folder.")
+            return
+        fmt = FORMATS[self.format.currentText()]
+        coordinates = COORDINATES[self.coordinates.currentText()]
+        for_printing = self.for_printing.isChecked()
+        source = SurfaceSource(window, names)
+        window.settings.setValue(SETTING, str(folder))
+
+        def work(on_progress, cancel):
+            surfaces = source.build(on_progress, cancel)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=".delineo-export-", dir=folder))
+            except OSError as error:
+                raise DelineoError(f"cannot write in {folder}: {error.strerror or error}") from error
+            try:
+                with holding(source.lock, cancel):  # a repair for printing re-meshes
+                    export = export_surfaces(
+                        [surfaces[n] for n in names if n in surfaces],
+                        staging,
+                        fmt,
+                        coordinates=coordinates,
+                        for_printing=for_printing,
+                        on_progress=on_progress,
+                        cancel=cancel,
+                    )
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            return staging, export
+
+        def done(result) -> None:
+            self.export_button.setEnabled(True)
+            staging, export = result
+            try:
+                self.finish(folder, staging, export)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+        def failed(error: Exception) -> None:
+            self.export_button.setEnabled(True)
+            self.output.setPlainText(f"Nothing exported: {error}")
+            window.jobs.report(job, error)
+
+        self.export_button.setEnabled(False)
+        self.output.setPlainText(f"Exporting {len(names)} structure(s) to {folder}…")
+        job = window.jobs.run(f"Exporting {len(names)} 3D model(s)", work, done, failed)
+
+    def finish(self, folder: Path, staging: Path, export: Export) -> None:
+        """Move the written files into `folder` (asking before replacing any)."""
+        names = [path.name for path in export.files]
+        existing = [name for name in names if (folder / name).exists()]
+        if existing and not self.confirm_replace(folder, existing):
+            self.output.setPlainText(
+                f"Nothing written: {len(existing)} file(s) already exist in {folder} and were kept. "
+                "Choose another folder, or export again and replace them."
+            )
+            self.window_.statusBar().showMessage("3D model export: nothing written (files exist)", 10000)
+            return
+        self.written = []
+        for name in names:
+            target = folder / name
+            try:
+                os.replace(staging / name, target)
+            except OSError as error:
+                raise DelineoError(f"cannot write {target}: {error.strerror or error}") from error
+            self.written.append(target)
+        self.checks = list(export.checks)
+        lines = [f"Wrote {len(self.written)} file(s) to {folder}:"]
+        lines += [f"  {path.name}" for path in self.written]
+        if self.checks:
+            lines.append("3D-printing check:")
+            lines += [f"  {describe_check(check)}" for check in self.checks]
+        self.output.setPlainText("\n".join(lines))
+        repaired = sum(check.repaired for check in self.checks)
+        note = f"; {repaired} mesh(es) repaired for printing" if repaired else ""
+        report(self.window_, f"Exported {len(self.written)} 3D model file(s) to {folder}{note}")
+
+
+def describe_check(check: PrintCheck) -> str:
+    if check.repaired:
+        state = f"closed after repair ({check.shells} shell(s); it was {check.found})"
+    else:
+        state = f"closed, {check.shells} shell(s)"
+    return f"{check.name}: {check.volume_cc:.2f} cc, {state}"

@@ -1,0 +1,287 @@
+"""Surgery ▸ Virtual resection: remove a tumour with a safety margin, cut an organ with a plane
+through the crosshair, or cut out the part of an organ inside another structure
+(`planning.resection`). Runs as a job; the remnant and the resected part become ordinary
+structures, added as one undo step, each described with how it was made and its volume.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planning.errors import Cancelled
+from planning.resection import CutSheet, Resection, cut_inside, cut_with_sheet, resect_with_margin
+from planning.structures import RoiType
+from workstation.app.surgery import SurfaceSource, non_empty_names, report, same_geometry
+
+MARGIN, PLANE, INSIDE = "margin", "plane", "inside"
+METHODS = {
+    "Tumour with a safety margin": MARGIN,
+    "Plane through the crosshair": PLANE,
+    "Inside another structure": INSIDE,
+}
+#: side of the plane to remove → LPS normal (x: left, y: posterior, z: superior)
+SIDES = {
+    "Right of the crosshair (R–L plane)": (-1.0, 0.0, 0.0),
+    "Left of the crosshair (R–L plane)": (1.0, 0.0, 0.0),
+    "Anterior to the crosshair (A–P plane)": (0.0, -1.0, 0.0),
+    "Posterior to the crosshair (A–P plane)": (0.0, 1.0, 0.0),
+    "Superior to the crosshair (S–I plane)": (0.0, 0.0, 1.0),
+    "Inferior to the crosshair (S–I plane)": (0.0, 0.0, -1.0),
+}
+TARGET_TYPES = {"GTV", "CTV", "PTV"}
+
+
+class ResectionDialog(QDialog):
+    """Choose an organ and a way to resect; see the volumes; get the two parts as structures."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.case = window.case
+        self.result: Resection | None = None
+        self.setWindowTitle("Virtual resection")
+        names = non_empty_names(self.case)
+        structures = self.case.structures
+        organs = [n for n in names if structures[n].roi_type.value not in TARGET_TYPES | {"EXTERNAL"}]
+        targets = [n for n in names if structures[n].roi_type.value in TARGET_TYPES]
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.organ = QComboBox(self)
+        self.organ.addItems(names)
+        self.organ.setCurrentText(_largest(self.case, organs) or (names[0] if names else ""))
+        form.addRow("Organ", self.organ)
+        self.method = QComboBox(self)
+        self.method.addItems(list(METHODS))
+        form.addRow("Resect", self.method)
+        layout.addLayout(form)
+
+        self.pages = QStackedWidget(self)
+        margin_page, margin_form = _page(self)
+        self.tumour = QComboBox(margin_page)
+        self.tumour.addItems(names)
+        if targets:
+            self.tumour.setCurrentText(targets[0])
+        self.margin = QDoubleSpinBox(margin_page)
+        self.margin.setRange(0.0, 50.0)
+        self.margin.setDecimals(1)
+        self.margin.setSingleStep(1.0)
+        self.margin.setSuffix(" mm")
+        self.margin.setValue(10.0)
+        margin_form.addRow("Tumour", self.tumour)
+        margin_form.addRow("Safety margin", self.margin)
+        plane_page, plane_form = _page(self)
+        self.side = QComboBox(plane_page)
+        self.side.addItems(list(SIDES))
+        self.crosshair = QLabel("", plane_page)
+        plane_form.addRow("Remove the part", self.side)
+        plane_form.addRow("Crosshair", self.crosshair)
+        inside_page, inside_form = _page(self)
+        self.inside = QComboBox(inside_page)
+        self.inside.addItems(names)
+        inside_form.addRow("Remove inside", self.inside)
+        inside_form.addRow(QLabel("e.g. a resection volume drawn with the brush", inside_page))
+        for page in (margin_page, plane_page, inside_page):
+            self.pages.addWidget(page)
+        layout.addWidget(self.pages)
+
+        self.hide_organ = QCheckBox("Hide the organ afterwards (shows the remnant and the resected part)")
+        self.hide_organ.setParent(self)
+        self.hide_organ.setChecked(True)
+        layout.addWidget(self.hide_organ)
+        self.note = QLabel("", self)
+        self.note.setWordWrap(True)
+        self.note.setMinimumHeight(60)
+        layout.addWidget(self.note)
+        buttons = QDialogButtonBox(self)
+        self.resect_button = QPushButton("Resect", self)
+        self.resect_button.setDefault(True)
+        buttons.addButton(self.resect_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
+        self.resect_button.clicked.connect(self.resect)
+        layout.addWidget(buttons)
+        self.method.currentIndexChanged.connect(self._refresh)
+        if window.state is not None:
+            window.state.cursor_changed.connect(self._refresh)
+        self._refresh()
+        self.resize(480, 0)
+
+    # -- choices ---------------------------------------------------------------------------
+
+    def method_key(self) -> str:
+        return METHODS[self.method.currentText()]
+
+    def crosshair_lps(self) -> np.ndarray:
+        """The crosshair's position, LPS mm."""
+        return self.case.grid.index_to_patient(np.asarray(self.window_.state.cursor, float)[::-1])
+
+    def _refresh(self, *_) -> None:
+        self.pages.setCurrentIndex(list(METHODS.values()).index(self.method_key()))
+        if self.window_.state is not None and self.window_.case is self.case:
+            x, y, z = self.crosshair_lps()
+            self.crosshair.setText(f"x {x:.1f}  y {y:.1f}  z {z:.1f} mm (LPS): click in a 2D view to move it")
+
+    # -- the job -------------------------------------------------------------------------------
+
+    def resect(self) -> None:
+        """Run the resection in a job; add its two parts as structures when it is done."""
+        window, case = self.window_, self.case
+        if window.case is not case:
+            self.note.setText("The case has changed: open this dialog again.")
+            return
+        organ, method = self.organ.currentText(), self.method_key()
+        tool = {MARGIN: self.tumour, INSIDE: self.inside}.get(method)
+        tool_name = tool.currentText() if tool is not None else None
+        if not organ:
+            self.note.setText("Choose the organ to resect.")
+            return
+        if tool_name == organ:
+            self.note.setText(f"Choose another structure than {organ} to resect with.")
+            return
+        names = non_empty_names(case)
+        others = [
+            n
+            for n in names
+            if n not in (organ, tool_name) and case.structures[n].roi_type != RoiType.EXTERNAL
+        ]
+        source = SurfaceSource(window, [organ, *([tool_name] if tool_name else []), *others],
+                               meshed=[tool_name] if method == INSIDE else [])  # fmt: skip
+        copies = source.copies
+        rest = [copies[n] for n in others]
+        margin_mm = self.margin.value()
+        sheet = CutSheet(tuple(self.crosshair_lps()), SIDES[self.side.currentText()])
+        side = self.side.currentText().split(" (")[0].lower()
+
+        def work(on_progress, cancel):
+            if method == MARGIN:
+                result = resect_with_margin(
+                    copies[organ], copies[tool_name], margin_mm, rest, on_progress=on_progress, cancel=cancel
+                )
+            elif method == PLANE:
+                on_progress("Cutting", 0, 0)
+                result = cut_with_sheet(copies[organ], sheet, rest)
+            else:
+                surfaces = source.build(on_progress, cancel)
+                on_progress("Cutting", 0, 0)
+                result = cut_inside(copies[organ], source.require(surfaces, tool_name), rest)
+            if cancel.is_set():
+                raise Cancelled("the resection was cancelled")
+            return result
+
+        how = {
+            MARGIN: f"{tool_name} with a {margin_mm:g} mm safety margin",
+            PLANE: f"the part {side}",
+            INSIDE: f"the part inside {tool_name}",
+        }[method]
+
+        def done(result: Resection) -> None:
+            self.resect_button.setEnabled(True)
+            self.apply(result, organ, [copies[n] for n in (organ, tool_name) if n], how)
+
+        def failed(error: Exception) -> None:
+            self.resect_button.setEnabled(True)
+            self.note.setText(f"No resection: {error}")
+            window.jobs.report(job, error)
+
+        self.resect_button.setEnabled(False)
+        self.note.setText(f"Resecting {how} from {organ}…")
+        job = window.jobs.run(f"Virtual resection of {organ}", work, done, failed)
+
+    def apply(self, result: Resection, organ: str, inputs: list, how: str) -> None:
+        """Add the remnant and the resected part as one undo step (unless an input changed)."""
+        window, case = self.window_, self.case
+        if window.case is not case:
+            return
+        changed = [c.name for c in inputs if c.name not in case.structures or not same_geometry(
+            case.structures[c.name], c)]  # fmt: skip
+        if changed:
+            self.note.setText(
+                f"{', '.join(changed)} changed while the resection ran: nothing was added. Resect again."
+            )
+            return
+        volumes = (
+            f"resected {result.resected_cc:.1f} cc ({result.resected_percent:.1f} %), "
+            f"remnant {result.remnant_cc:.1f} cc ({result.remnant_percent:.1f} %) "
+            f"of {result.organ_cc:.1f} cc"
+        )
+        for part in (result.resected, result.remnant):
+            part.description = f"Virtual resection of {organ}: {how}; {volumes}"
+        case.add_structures([result.remnant, result.resected], f"Virtual resection of {organ}")
+        self.result = result
+        if self.hide_organ.isChecked() and organ in case.structures:
+            _hide_while_present(case, organ, result.remnant)
+        window.table.select(result.remnant.name)
+        self.note.setText(describe(result, organ, how))
+        reached = ", ".join(r.name for r in result.reached) or "no other structure"
+        report(
+            window,
+            f"Resection of {organ} ({how}): {volumes}; reaches {reached}",
+            30,
+        )
+
+
+def describe(result: Resection, organ: str, how: str) -> str:
+    """The result as rich text for the dialog."""
+    e = html.escape
+    rows = [
+        f"<b>{e(organ)}</b>: {result.organ_cc:.1f} cc, resecting {e(how)}",
+        f"<table cellspacing=4><tr><td>Resected</td><td><b>{result.resected_cc:.1f} cc</b></td>"
+        f"<td>({result.resected_percent:.1f} %)</td><td>→ {e(result.resected.name)}</td></tr>"
+        f"<tr><td>Remnant</td><td><b>{result.remnant_cc:.1f} cc</b></td>"
+        f"<td>({result.remnant_percent:.1f} %)</td><td>→ {e(result.remnant.name)}</td></tr></table>",
+    ]
+    if result.reached:
+        items = "".join(
+            f"<li>{e(r.name)}: {'crossed' if r.crossed else 'removed whole'}, "
+            f"{r.resected_cc:.2f} cc resected ({100 * r.fraction:.0f} %)</li>"
+            for r in result.reached
+        )
+        rows.append(f"Structures reached:<ul style='margin:0'>{items}</ul>")
+    else:
+        rows.append("No other structure is reached.")
+    rows.append("<i>Edit ▸ Undo removes both parts in one step.</i>")
+    return "<br>".join(rows)
+
+
+def _hide_while_present(case, organ: str, remnant) -> None:
+    """Hide the organ while the remnant is in the case: undoing the resection shows it again,
+    redoing hides it again."""
+    state = {"present": True}
+
+    def check(*_) -> None:
+        present = any(s is remnant for s in case.structures)
+        if present != state["present"] and organ in case.structures:
+            case.set_visible(organ, not present)
+        state["present"] = present
+
+    case.set_visible(organ, False)
+    case.history.changed.connect(check)
+
+
+def _page(parent) -> tuple[QWidget, QFormLayout]:
+    page = QWidget(parent)
+    form = QFormLayout(page)
+    form.setContentsMargins(0, 0, 0, 0)
+    return page, form
+
+
+def _largest(case, names: list[str]) -> str | None:
+    """The largest of `names` by bounding box (the organ most likely to be resected; cheap)."""
+    if not names:
+        return None
+    return max(names, key=lambda n: case.structures[n].mask.array.size)

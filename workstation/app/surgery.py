@@ -1,0 +1,206 @@
+"""The Surgery menu: minimum distance, margin map, virtual resection, 3D model export, structure
+volume and surface area, 3D snapshot. Each entry opens a dialog of its own module; the geometry
+is `planning`'s (measurements, resection, mesh_export), run in the window's jobs.
+
+Shared here: `SurfaceSource`, which gets the surfaces a job needs (the 3D view's current ones
+where it has them, the others built in the worker from copies of the masks), and `report`.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+from PyQt6.QtGui import QAction
+
+from planning.errors import Cancelled, GeometryError
+from planning.structures import Structure
+from planning.surfaces import Surface, build_surfaces
+
+#: Serialises surface builds where there is no 3D view to share its lock with.
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def holding(lock: threading.Lock, cancel: threading.Event | None):
+    """Hold `lock` (waiting while another thread builds surfaces; pyfqmr, the simplifier, is not
+    thread-safe), giving up with `Cancelled` when `cancel` is set meanwhile."""
+    while not lock.acquire(timeout=0.1):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def copy_structure(structure: Structure) -> Structure:
+    """A copy a worker may read while the GUI thread edits the original."""
+    return Structure(
+        structure.name,
+        structure.mask.copy(),
+        structure.color,
+        structure.roi_type,
+        structure.algorithm,
+        description=structure.description,
+    )
+
+
+def same_geometry(structure: Structure, copy: Structure) -> bool:
+    """Whether `structure` still has the voxels it had when `copy` was taken."""
+    mask, other = structure.mask, copy.mask
+    return mask.box == other.box and (mask.box is None or np.array_equal(mask.region(other.box), other.array))
+
+
+def non_empty_names(case) -> list[str]:
+    """Structures with voxels (masks are kept cropped to their content: no voxel count needed)."""
+    return [s.name for s in case.structures if s.mask.box is not None]
+
+
+class SurfaceSource:
+    """The surfaces of some structures for a job.
+
+    Made on the GUI thread: takes copies of the `names` structures (what the job reads) and, of
+    those to mesh (`meshed`, default all), the 3D view's surfaces when its builds are done.
+    `build` runs in the worker and meshes what the 3D view did not have, with its options.
+    """
+
+    def __init__(self, window, names: list[str], meshed: list[str] | None = None):
+        case = window.case
+        view = window.view3d
+        surface_of = getattr(view, "surface", None)
+        ready = surface_of is not None and view.is_ready()
+        self.options = getattr(view, "options", None)
+        #: taken while building surfaces, and by anything else that simplifies meshes
+        self.lock = getattr(view, "surface_lock", None) or _LOCK
+        self.copies = {name: copy_structure(case.structures[name]) for name in names}
+        self.meshed = list(names if meshed is None else meshed)
+        self.known: dict[str, Surface] = {}
+        for name in self.meshed:
+            surface = surface_of(name) if ready else None
+            if surface is not None:
+                self.known[name] = surface
+        self.empty = [name for name, s in self.copies.items() if s.mask.box is None]
+
+    def build(self, on_progress, cancel) -> dict[str, Surface]:
+        """The surface of every structure to mesh (empty structures have none)."""
+        todo = [
+            self.copies[name]
+            for name in self.meshed
+            if name not in self.known and not self.copies[name].mask.is_empty
+        ]
+        built = {}
+        if todo:
+            kwargs = {} if self.options is None else {"options": self.options}
+            with holding(self.lock, cancel):
+                built = build_surfaces(todo, on_progress=on_progress, cancel=cancel, **kwargs)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        return {**self.known, **built}
+
+    def require(self, surfaces: dict[str, Surface], name: str) -> Surface:
+        surface = surfaces.get(name)
+        if surface is None or surface.is_empty:
+            raise GeometryError(f"structure {name!r} is empty: it has no surface to measure")
+        return surface
+
+
+def report(window, text: str, seconds: int = 20) -> None:
+    """A result in the status bar and in the Messages panel."""
+    window.statusBar().showMessage(text, seconds * 1000)
+    window.messages.add("INFO", text)
+
+
+class SurgeryMenu:
+    """The Surgery menu of a main window and its actions (enabled with a case)."""
+
+    def __init__(self, window, menubar):
+        self.window = window
+        menu = menubar.addMenu("Sur&gery")
+        self.menu = menu
+        self.distance = self._add(
+            "&Minimum distance…",
+            self.open_distance,
+            "Shortest distance between two structures, drawn in the 3D view",
+        )
+        self.margin_map = self._add(
+            "Ma&rgin map…", self.open_margin_map, "Colour a structure's surface by its distance to another"
+        )
+        self.sizes = self._add(
+            "Structure &volume and surface area…",
+            self.open_sizes,
+            "Volume (voxels and mesh) and surface area of every structure",
+        )
+        menu.addSeparator()
+        self.resection = self._add(
+            "Virtual &resection…",
+            self.open_resection,
+            "Cut an organ with a plane, or resect a tumour with a safety margin",
+        )
+        menu.addSeparator()
+        self.export = self._add(
+            "&Export 3D models…",
+            self.open_export,
+            "STL, OBJ, PLY or VTP surface meshes, checked for 3D printing",
+        )
+        self.snapshot = self._add(
+            "3D &snapshot…", self.snapshot_3d, "Save the 3D view as a PNG at a chosen resolution"
+        )
+        self.update()
+
+    def _add(self, text: str, slot, tip: str) -> QAction:
+        action = QAction(text, self.window)
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+        action.triggered.connect(lambda _=False: slot())
+        self.menu.addAction(action)
+        return action
+
+    def update(self) -> None:
+        case = self.window.case
+        count = len(non_empty_names(case)) if case is not None else 0
+        for action in (self.sizes, self.resection, self.export):
+            action.setEnabled(count >= 1)
+        for action in (self.distance, self.margin_map):
+            action.setEnabled(count >= 2)
+        self.snapshot.setEnabled(hasattr(self.window.view3d, "ask_snapshot"))
+
+    def _open(self, make):
+        if self.window.case is None:
+            return None
+        dialog = make(self.window)
+        self.window._show_dialog(dialog)
+        return dialog
+
+    def open_distance(self):
+        from workstation.app.distance_dialogs import MinimumDistanceDialog
+
+        return self._open(MinimumDistanceDialog)
+
+    def open_margin_map(self):
+        from workstation.app.distance_dialogs import MarginMapDialog
+
+        return self._open(MarginMapDialog)
+
+    def open_sizes(self):
+        from workstation.app.sizes_dialog import StructureSizesDialog
+
+        return self._open(StructureSizesDialog)
+
+    def open_resection(self):
+        from workstation.app.resection_dialog import ResectionDialog
+
+        return self._open(ResectionDialog)
+
+    def open_export(self):
+        from workstation.app.mesh_export_dialog import MeshExportDialog
+
+        return self._open(MeshExportDialog)
+
+    def snapshot_3d(self):
+        ask = getattr(self.window.view3d, "ask_snapshot", None)
+        if ask is None:
+            self.window._on_job_failed("3D snapshot", "the 3D view is not available on this display")
+            return None
+        return ask()
