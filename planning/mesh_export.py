@@ -3,10 +3,14 @@ colours), VTP (VTK XML), and a 3D-printing mode that guarantees one closed, mani
 outward-oriented shell set per structure and reports its volume.
 
 Files: STL, PLY and VTP hold one structure each (`<name>.<ext>`); OBJ holds all structures as
-named objects with one material (colour) each, in `surfaces.obj` + `surfaces.mtl`. Coordinates
-are patient millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what most
-mesh tools and 3D Slicer's RAS scenes expect). Files are written to a temporary name and moved
-into place, so a failed export leaves no half-written file.
+named objects with one material (colour) each, in `surfaces.obj` + `surfaces.mtl`. A file is
+named after its structure, Unicode kept, only characters no file system accepts replaced; a
+structure whose name is a valid file name always gets it, and the real name is stored in the
+file where the format has room (OBJ object, PLY comment, VTP field data; the STL header is 80
+ASCII bytes). Existing files are not replaced unless asked. Coordinates are patient
+millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what most mesh tools and
+3D Slicer's RAS scenes expect). Files are written to a temporary name and moved into place, so a
+failed export leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -53,12 +57,25 @@ class PrintCheck:
 
 @dataclass
 class Export:
-    """Files written and, in printing mode, the check of each structure written and, for each
-    structure left out, (its name, why it could not be printed)."""
+    """Files written; (structure name, its file) for each structure written; in printing mode,
+    the check of each structure written and, for each one left out, (its name, why it could not
+    be printed)."""
 
     files: list[Path]
     checks: list[PrintCheck]
     unprintable: list[tuple[str, str]] = field(default_factory=list)
+    written: list[tuple[str, Path]] = field(default_factory=list)
+
+
+class FilesExist(FormatError):
+    """The export would replace files already there; nothing was written."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        shown = ", ".join(p.name for p in paths[:10]) + (" …" if len(paths) > 10 else "")
+        super().__init__(
+            f"{len(paths)} file(s) already exist in {paths[0].parent}: {shown}; nothing was written"
+        )
 
 
 def export_surfaces(
@@ -69,6 +86,7 @@ def export_surfaces(
     coordinates: str = "LPS",
     for_printing: bool = False,
     repair_spacing_mm: float = 0.5,
+    overwrite: bool = False,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Export:
@@ -81,6 +99,7 @@ def export_surfaces(
     `Export.unprintable`, and the others are written.
 
     Raises:
+        FilesExist: a file to write is already there and not `overwrite` (checked first).
         FormatError: unknown format or coordinate system, or a file that cannot be written.
         Cancelled: when `cancel` is set.
     """
@@ -92,11 +111,19 @@ def export_surfaces(
     on_progress = on_progress or (lambda stage, done, total: None)
     surfaces = [s for s in surfaces if not s.is_empty]
     folder = Path(folder)
+    stems = _file_names([s.name for s in surfaces])
+    if fmt == "obj":
+        targets = [folder / "surfaces.obj", folder / "surfaces.mtl"]
+    else:
+        targets = [folder / f"{stem}.{fmt}" for stem in stems]
+    existing = [path for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise FilesExist(existing)
     folder.mkdir(parents=True, exist_ok=True)
     checks: list[PrintCheck] = []
-    ready: list[Surface] = []
+    ready: list[tuple[Surface, str]] = []
     unprintable: list[tuple[str, str]] = []
-    for done, surface in enumerate(surfaces):
+    for done, (surface, stem) in enumerate(zip(surfaces, stems, strict=True)):
         on_progress("Checking meshes" if for_printing else "Preparing meshes", done, len(surfaces))
         if cancel is not None and cancel.is_set():
             raise Cancelled("mesh export was cancelled")
@@ -108,21 +135,21 @@ def export_surfaces(
                 unprintable.append((surface.name, str(error)))
                 continue
             checks.append(check)
-        ready.append(_in_coordinates(surface, coordinates))
+        ready.append((_in_coordinates(surface, coordinates), stem))
     on_progress("Writing meshes", 0, 1)
-    files: list[Path] = []
     if fmt == "obj":
-        files += write_obj(ready, folder / "surfaces.obj")
+        files = write_obj([surface for surface, _ in ready], targets[0])
+        written = [(surface.name, targets[0]) for surface, _ in ready]
     else:
-        names = _file_names([s.name for s in ready])
         writer = {"stl": write_stl, "ply": write_ply, "vtp": write_vtp}[fmt]
-        for done, (surface, name) in enumerate(zip(ready, names, strict=True)):
+        written = []
+        for done, (surface, stem) in enumerate(ready):
             on_progress("Writing meshes", done, len(ready))
-            path = folder / f"{name}.{fmt}"
-            writer(surface, path)
-            files.append(path)
+            writer(surface, folder / f"{stem}.{fmt}")
+            written.append((surface.name, folder / f"{stem}.{fmt}"))
+        files = [path for _, path in written]
     on_progress("Writing meshes", 1, 1)
-    return Export(files, checks, unprintable)
+    return Export(files, checks, unprintable, written)
 
 
 def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface, PrintCheck]:
@@ -169,17 +196,47 @@ def _in_coordinates(surface: Surface, coordinates: str) -> Surface:
     return Surface(surface.name, surface.points * flip, surface.triangles, surface.color, normals)
 
 
+#: Characters no common file system accepts in a name (Windows' list, and control characters).
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
+#: Names Windows reserves for devices, with any extension.
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10))}
+
+
 def _file_names(names: list[str]) -> list[str]:
-    """File-system safe, unique stems for structure names."""
-    result, seen = [], set()
-    for name in names:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "structure"
-        candidate, n = stem, 2
-        while candidate.lower() in seen:
-            candidate, n = f"{stem}_{n}", n + 1
-        seen.add(candidate.lower())
-        result.append(candidate)
+    """Unique file name stems for structure names (unique ignoring case). A name that is a
+    valid stem is its own, whatever comes before it; the others get a cleaned stem, numbered
+    (_2, _3, …) when it is taken."""
+    stems = [_safe_stem(name) for name in names]
+    result: list[str | None] = [None] * len(names)
+    taken: set[str] = set()
+    for i, (name, stem) in enumerate(zip(names, stems, strict=True)):
+        if stem == name and stem.casefold() not in taken:
+            result[i] = stem
+            taken.add(stem.casefold())
+    for i, stem in enumerate(stems):
+        if result[i] is None:
+            candidate, n = stem, 2
+            while candidate.casefold() in taken:
+                candidate, n = f"{stem}_{n}", n + 1
+            result[i] = candidate
+            taken.add(candidate.casefold())
     return result
+
+
+def _safe_stem(name: str) -> str:
+    """`name` with the characters file systems refuse replaced by _, no leading dot, no
+    trailing space or dot, not a Windows device name, at most 200 UTF-8 bytes."""
+    stem = _UNSAFE.sub("_", name).lstrip(". ").rstrip(". ")
+    stem = stem.encode("utf-8")[:200].decode("utf-8", "ignore").rstrip(". ") or "structure"
+    if stem.split(".")[0].upper() in _RESERVED:
+        stem += "_"
+    return stem
+
+
+def _one_line(name: str) -> str:
+    """A name for a one-line field of a file (OBJ object, PLY comment): control characters
+    become spaces."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", name)
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -222,13 +279,13 @@ def write_ply(surface: Surface, path: str | os.PathLike) -> None:
     faces["count"], faces["indices"] = 3, surface.triangles
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"comment Delineo surface {surface.name}, patient mm\n"
+        f"comment Delineo surface {_one_line(surface.name)}, patient mm\n"
         f"element vertex {len(vertices)}\n"
         "property float x\nproperty float y\nproperty float z\n"
         "property float nx\nproperty float ny\nproperty float nz\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
-    ).encode("ascii", "replace")
+    ).encode()
 
     def write(target: Path) -> None:
         with open(target, "wb") as stream:
@@ -244,15 +301,15 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
     .mtl beside it. Returns both paths."""
     path = Path(path)
     library = path.with_suffix(".mtl")
-    names = _file_names([s.name for s in surfaces])
+    materials = _file_names([re.sub(r"\s", "_", s.name) for s in surfaces])
 
     def write_library(target: Path) -> None:
         with open(target, "w", encoding="utf-8") as stream:
             stream.write("# Delineo structure colours\n")
-            for surface, name in zip(surfaces, names, strict=True):
+            for surface, material in zip(surfaces, materials, strict=True):
                 r, g, b = (c / 255 for c in surface.color)
                 stream.write(
-                    f"\nnewmtl {name}\nKa 0 0 0\nKd {r:.4f} {g:.4f} {b:.4f}\n"
+                    f"\nnewmtl {material}\nKa 0 0 0\nKd {r:.4f} {g:.4f} {b:.4f}\n"
                     "Ks 0.1 0.1 0.1\nNs 10\nd 1\nillum 2\n"
                 )
 
@@ -260,11 +317,11 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
         with open(target, "w", encoding="utf-8") as stream:
             stream.write(f"# Delineo structure surfaces, patient mm\nmtllib {library.name}\n")
             base = 1
-            for surface, name in zip(surfaces, names, strict=True):
+            for surface, material in zip(surfaces, materials, strict=True):
                 normals = surface.normals
                 if normals is None:
                     normals = vertex_normals(surface.points, surface.triangles)
-                stream.write(f"o {name}\nusemtl {name}\n")
+                stream.write(f"o {_one_line(surface.name)}\nusemtl {material}\n")
                 np.savetxt(stream, surface.points, fmt="v %.4f %.4f %.4f")
                 np.savetxt(stream, normals, fmt="vn %.4f %.4f %.4f")
                 ids = surface.triangles + base

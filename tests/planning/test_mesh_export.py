@@ -12,7 +12,7 @@ from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 from planning.errors import FormatError
 from planning.geometry import Grid
 from planning.measurements import mesh_volume_cc
-from planning.mesh_export import export_surfaces, printable
+from planning.mesh_export import FilesExist, export_surfaces, printable
 from planning.surfaces import Surface, surfaces_from_label_map
 
 GRID = Grid((30, 40, 40), (1.0, 1.0, 1.5), (-20.0, 5.0, 60.0))
@@ -42,7 +42,7 @@ def read(reader, path):
 )
 def test_one_file_per_structure_read_back(tmp_path, surfaces, fmt, reader):
     export = export_surfaces(surfaces, tmp_path, fmt)
-    assert [p.name for p in export.files] == [f"GTV_1.{fmt}", f"Liver_left.{fmt}"]
+    assert [p.name for p in export.files] == [f"GTV 1.{fmt}", f"Liver_left.{fmt}"]
     for surface, path in zip(surfaces, export.files, strict=True):
         mesh = read(reader(), path)
         assert mesh.GetNumberOfPolys() == len(surface.triangles)
@@ -101,7 +101,51 @@ def test_printing_leaves_out_only_the_mesh_that_encloses_nothing(tmp_path, surfa
     triangle = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     flat = Surface("Clip", triangle, [[0, 1, 2], [0, 2, 1]])  # two triangles back to back
     export = export_surfaces([surfaces[0], flat, surfaces[1]], tmp_path, "stl", for_printing=True)
-    assert [p.name for p in export.files] == ["GTV_1.stl", "Liver_left.stl"]
+    assert [p.name for p in export.files] == ["GTV 1.stl", "Liver_left.stl"]
     assert [c.name for c in export.checks] == ["GTV 1", "Liver/left"]
     [(name, reason)] = export.unprintable
     assert name == "Clip" and reason.startswith("Clip: ") and "no volume" in reason
+
+
+def named_boxes(names: list[str]) -> list[Surface]:
+    labels = np.zeros((4 * len(names) + 2, 8, 8), np.uint8)
+    for i in range(len(names)):
+        labels[1 + 4 * i : 4 + 4 * i, 2:6, 2:6] = i + 1
+    meshes = surfaces_from_label_map(labels, Grid(labels.shape, (1.0, 1.0, 1.0)), dict(enumerate(names, 1)))
+    return list(meshes.values())
+
+
+def test_file_names_keep_the_structure_names(tmp_path):
+    names = ["肝臓", "GTV/1", "GTV_1", "Liver", "liver", "CON", ".hidden", "a:b ", "Ösophagus."]
+    export = export_surfaces(named_boxes(names), tmp_path, "stl")
+    stems = [p.stem for p in export.files]
+    # GTV_1 is a valid name: it gets it, although GTV/1 comes first; case clashes are numbered
+    assert stems == ["肝臓", "GTV_1_2", "GTV_1", "Liver", "liver_2", "CON_", "hidden", "a_b", "Ösophagus"]
+    assert [(name, path.name) for name, path in export.written][1] == ("GTV/1", "GTV_1_2.stl")
+    assert len(list(tmp_path.iterdir())) == len(names)
+
+
+@pytest.mark.parametrize("fmt", ["obj", "ply", "vtp"])
+def test_the_real_name_is_stored_in_the_file(tmp_path, fmt):
+    export = export_surfaces(named_boxes(["肝臓", "GTV/1"]), tmp_path, fmt)
+    if fmt == "obj":
+        text = export.files[0].read_text(encoding="utf-8")
+        assert "o 肝臓\n" in text and "o GTV/1\n" in text
+        assert read(vtkOBJReader(), export.files[0]).GetNumberOfPolys() > 0
+    elif fmt == "ply":
+        assert "comment Delineo surface 肝臓, patient mm" in export.files[0].read_bytes()[:300].decode()
+        assert read(vtkPLYReader(), export.files[0]).GetNumberOfPolys() > 0
+    else:
+        mesh = read(vtkXMLPolyDataReader(), export.files[1])
+        assert mesh.GetFieldData().GetAbstractArray("Name").GetValue(0) == "GTV/1"
+
+
+def test_existing_files_are_kept_unless_overwriting(tmp_path):
+    surfaces = named_boxes(["Label_1", "Label_2"])
+    (tmp_path / "Label_2.stl").write_text("the user's own model")
+    with pytest.raises(FilesExist, match="1 file.* already exist in .*: Label_2.stl; nothing was written"):
+        export_surfaces(surfaces, tmp_path, "stl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Label_2.stl"]
+    assert (tmp_path / "Label_2.stl").read_text() == "the user's own model"
+    export_surfaces(surfaces, tmp_path, "stl", overwrite=True)
+    assert (tmp_path / "Label_2.stl").read_bytes().startswith(b"Delineo surface Label_2")

@@ -96,3 +96,20 @@ def test_an_unprintable_structure_does_not_cost_the_others(tmp_path, capsys, mon
     captured = capsys.readouterr()
     assert "Label_2: the mesh encloses no volume" in captured.out + captured.err
     assert "not printable, not written: Label_2 (the others were written)" in captured.err
+
+
+def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_path, capsys):
+    label_map(tmp_path / "labels.nii.gz")
+    (tmp_path / "names.json").write_text('{"1": "肝臓", "7": "GTV/1"}', encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "肝臓.stl").write_text("the user's own model")
+    argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 1
+    assert "肝臓.stl; nothing was written (give --overwrite to replace them)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["肝臓.stl"]
+    assert main([*argv, "--overwrite"]) == 0
+    table = capsys.readouterr().out
+    assert "GTV_1.stl" in [line.split()[-1] for line in table.splitlines() if line.startswith("GTV/1 ")]
+    assert sorted(p.name for p in out.iterdir()) == ["GTV_1.stl", "肝臓.stl"]

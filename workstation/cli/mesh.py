@@ -35,6 +35,7 @@ def register(subparsers) -> None:
         help="3D printing: check every mesh is a closed solid (rebuild if not)",
     )
     parser.add_argument("--ras", action="store_true", help="write RAS coordinates (x and y negated)")
+    parser.add_argument("--overwrite", action="store_true", help="replace mesh files already in --out")
     parser.add_argument(
         "--tolerance", type=non_negative, default=0.25, metavar="MM", help="simplification bound (0: none)"
     )
@@ -45,8 +46,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from planning.measurements import mesh_area_cm2, mesh_volume_cc
-    from planning.mesh_export import export_surfaces
+    from planning.mesh_export import FilesExist, export_surfaces
     from planning.surfaces import SurfaceOptions
     from workstation.cli.outputs import check_output_folder
     from workstation.cli.progress import ProgressBar
@@ -69,25 +69,35 @@ def run(args) -> int:
             args.format,
             coordinates="RAS" if args.ras else "LPS",
             for_printing=args.print,
+            overwrite=args.overwrite,
             on_progress=progress,
         )
+    except FilesExist as error:
+        raise DelineoError(f"{error} (give --overwrite to replace them)") from error
     finally:
         progress.close()
+    _print_table(export, {s.name: s for s in surfaces})
+    print(f"wrote {len(export.files)} file(s) to {args.out}")
+    return _report_unprintable(export.unprintable)
+
+
+def _print_table(export, surfaces: dict) -> None:
+    """One line per structure written: its size, its file and, for printing, what was found."""
+    from planning.measurements import mesh_area_cm2, mesh_volume_cc
+
     checks = {c.name: c for c in export.checks}
-    print(f"{'structure':<32} {'triangles':>9} {'volume cc':>10} {'area cm²':>9}")
-    for surface in surfaces:
-        check = checks.get(surface.name)
+    print(f"{'structure':<32} {'triangles':>9} {'volume cc':>10} {'area cm²':>9}  file")
+    for name, path in export.written:
+        surface, check = surfaces[name], checks.get(name)
         note = (
             ""
             if check is None
             else ("  rebuilt: " + check.found if check.repaired else f"  {check.shells} shell(s)")
         )
         print(
-            f"{surface.name:<32} {len(surface.triangles):>9} {mesh_volume_cc(surface):>10.2f} "
-            f"{mesh_area_cm2(surface):>9.2f}{note}"
+            f"{name:<32} {len(surface.triangles):>9} {mesh_volume_cc(surface):>10.2f} "
+            f"{mesh_area_cm2(surface):>9.2f}  {path.name}{note}"
         )
-    print(f"wrote {len(export.files)} file(s) to {args.out}")
-    return _report_unprintable(export.unprintable)
 
 
 def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
