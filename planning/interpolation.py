@@ -86,6 +86,42 @@ def interpolate(
     return result
 
 
+def fill_planes_without_images(mask: Mask, slices) -> Mask:
+    """`mask` with its planes that have no source image (`slices[k]` None: planes the loader
+    interpolated in a gap of the series) filled by the same shape blending from the nearest
+    planes that have one. Contours and segmentations reference images only, so a structure read
+    from them is empty there until filled."""
+    if mask.is_empty:
+        return mask
+    real = [k for k, ref in enumerate(slices) if ref is not None]
+    z0, z1 = mask.box[0].start, mask.box[0].stop
+    ny, nx = mask.grid.shape[1:]
+    box = (slice(max(z0 - 1, 0), min(z1 + 1, mask.grid.shape[0])), slice(0, ny), slice(0, nx))
+    region = mask.region(box)
+    base = box[0].start
+    spacing_yx = mask.grid.spacing_xyz[1::-1]
+    changed = False
+    for k in range(box[0].start, box[0].stop):
+        if slices[k] is not None:
+            continue
+        below = max((j for j in real if j < k), default=None)
+        above = min((j for j in real if j > k), default=None)
+        if below is None or above is None or below < base or above - base >= len(region):
+            continue
+        lower, upper = region[below - base], region[above - base]
+        if not lower.any() or not upper.any():
+            continue
+        t = (k - below) / (above - below)
+        distance = (1 - t) * _signed_distance(lower, spacing_yx) + t * _signed_distance(upper, spacing_yx)
+        region[k - base] = distance <= 0
+        changed = True
+    if not changed:
+        return mask
+    result = mask.copy()
+    result.replace_region(box, region)
+    return result
+
+
 def _signed_distance(plane: np.ndarray, spacing_yx) -> np.ndarray:
     """In-plane signed distance in mm: to the nearest inside pixel centre for outside pixels,
     minus the distance to the nearest outside pixel centre for inside ones."""

@@ -25,8 +25,10 @@ import numpy as np
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from planning.dicom.stack import image_plane_origins
 from planning.errors import DelineoError, DicomReadError, FormatError, GeometryError
 from planning.files import write_atomically
+from planning.interpolation import fill_planes_without_images
 from planning.seg_dataset import (
     frame_groups,
     packed_frames,
@@ -34,7 +36,7 @@ from planning.seg_dataset import (
     seg_dataset,
     software_version,
 )
-from planning.seg_placement import plane_origins, segment_on_grid
+from planning.seg_placement import segment_on_grid
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
@@ -98,7 +100,7 @@ def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLi
     ]
     segments = [_description(i + 1, s) for i, s in enumerate(structures)]
     seg = seg_dataset(structure_set, volume, structures, planes, segments)
-    origins = plane_origins(volume)
+    origins = image_plane_origins(volume.grid, volume.slices)
     seg.PerFrameFunctionalGroupsSequence = [
         frame_groups(volume, k, number, rank, origins[k]) for number, k, rank in frames
     ]
@@ -134,7 +136,9 @@ def read_seg(path: str | os.PathLike, volume: Volume, names: list[str] | None = 
         segments = {by_label[name.upper()]: segments[by_label[name.upper()]] for name in names}
     structure_set = StructureSet(volume.grid, volume.frame_of_reference_uid, str(seg.get("ContentLabel", "")))
     for number, description in segments.items():
-        array = segment_on_grid(seg, number, volume)
+        mask = fill_planes_without_images(
+            Mask.from_full(volume.grid, segment_on_grid(seg, number, volume)), volume.slices
+        )
         name = description.segment_label or f"Segment_{number}"
         color, roi_type = style_for(name)
         roi_type = _roi_type(description) or _TYPE_OF_CODE.get(
@@ -143,7 +147,7 @@ def read_seg(path: str | os.PathLike, volume: Volume, names: list[str] | None = 
         algorithm = str(description.algorithm_type.value if description.algorithm_type else "MANUAL")
         structure = Structure(
             name=name,
-            mask=Mask.from_full(volume.grid, array),
+            mask=mask,
             color=_display_color(description) or color,
             roi_type=roi_type,
             algorithm=GenerationAlgorithm(

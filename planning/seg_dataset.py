@@ -20,6 +20,7 @@ from pydicom.sr.coding import Code
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 
+from planning.dicom.charset import declare_character_set
 from planning.structures import Structure, StructureSet
 from planning.volume import Volume
 
@@ -125,8 +126,7 @@ def seg_dataset(
     meta.ImplementationVersionName = "DELINEO"
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
-    if not all(text.isascii() for text in [identity.patient_name, *(s.name for s in structures)]):
-        ds.SpecificCharacterSet = "ISO_IR 192"
+    declare_character_set(ds)
     return ds
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planning.dicom.stack import image_plane_origins
 from planning.errors import DicomReadError
 from planning.geometry import Grid
 from planning.structure_io import labels_on_grid
@@ -33,7 +34,7 @@ def frames_on_planes(seg, number: int, volume: Volume) -> np.ndarray | None:
     grid = volume.grid
     if (int(seg.Rows), int(seg.Columns)) != grid.shape[1:]:
         return None
-    origins = plane_origins(volume)
+    origins = image_plane_origins(grid, volume.slices)
     normal = grid.direction[:, 2]
     along = origins @ normal
     threshold = _inside_from(seg)
@@ -49,19 +50,6 @@ def frames_on_planes(seg, number: int, volume: Volume) -> np.ndarray | None:
             return None
         array[k] |= seg.get_stored_frame(index, as_index=True) >= threshold
     return array
-
-
-def plane_origins(volume: Volume) -> np.ndarray:
-    """(planes, 3) LPS mm: where each plane's first pixel is. A plane's position along the normal
-    is its image's (a stack kept regular within a few per cent keeps its images' positions); its
-    in-plane origin is the grid's (a gantry-tilted stack was shifted onto the grid)."""
-    grid = volume.grid
-    origins = grid.slice_position(np.arange(grid.shape[0]))
-    normal = grid.direction[:, 2]
-    for k, ref in enumerate(volume.slices):
-        if ref is not None:
-            origins[k] += normal * float((np.asarray(ref.position_xyz) - origins[k]) @ normal)
-    return origins
 
 
 def resampled_segment(seg, number: int, volume: Volume) -> np.ndarray:

@@ -38,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
-from scipy import ndimage
 
 from planning.derived import restore_recipes
 from planning.dicom.headers import read_dataset
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, ContoursOffImagesError, DelineoError, DicomReadError, GeometryError
+from planning.interpolation import fill_planes_without_images
 from planning.rtstruct import contours as planar
 from planning.rtstruct.writer import MAX_COORDINATE_MM, RT_STRUCTURE_SET_STORAGE
 from planning.structures import (
@@ -506,7 +506,7 @@ def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings
     filled, offset = planar.rasterize(planar.Loops.from_list(placed.loops, placed.planes), grid.shape)
     mask = Mask(grid, filled, offset)
     if any(ref is None for ref in placer.slices) and not mask.is_empty:
-        mask = _fill_interpolated_planes(mask, placer)
+        mask = fill_planes_without_images(mask, placer.slices)
     default_color, default_type = style_for(name)
     if record.interpreted_type in RoiType.__members__:
         roi_type = RoiType(record.interpreted_type)
@@ -533,45 +533,6 @@ def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings
         description=record.description,
         contours=placed.contours,
         markers=placed.markers,
-    )
-
-
-def _fill_interpolated_planes(mask: Mask, placer: ImagePlanes) -> Mask:
-    """Shape-based interpolation (signed distances) on planes that have no source image."""
-    full_box = mask.box
-    z0, z1 = full_box[0].start, full_box[0].stop
-    real = [k for k, ref in enumerate(placer.slices) if ref is not None]
-    ny, nx = placer.grid.shape[1:]
-    box = (slice(max(z0 - 1, 0), min(z1 + 1, placer.grid.shape[0])), slice(0, ny), slice(0, nx))
-    region = mask.region(box)
-    base = box[0].start
-    sampling = placer.grid.spacing_xyz[1::-1]
-    changed = False
-    for k in range(box[0].start, box[0].stop):
-        if placer.slices[k] is not None:
-            continue
-        below = max((j for j in real if j < k), default=None)
-        above = min((j for j in real if j > k), default=None)
-        if below is None or above is None or not (below - base >= 0 and above - base < len(region)):
-            continue
-        lower, upper = region[below - base], region[above - base]
-        if not lower.any() or not upper.any():
-            continue
-        t = (k - below) / (above - below)
-        distance = (1 - t) * _signed_distance(lower, sampling) + t * _signed_distance(upper, sampling)
-        region[k - base] = distance <= 0
-        changed = True
-    if not changed:
-        return mask
-    result = mask.copy()
-    result.replace_region(box, region)
-    return result
-
-
-def _signed_distance(plane: np.ndarray, sampling) -> np.ndarray:
-    """Distance in mm to the boundary: negative inside, positive outside."""
-    return ndimage.distance_transform_edt(~plane, sampling=sampling) - ndimage.distance_transform_edt(
-        plane, sampling=sampling
     )
 
 

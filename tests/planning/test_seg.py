@@ -4,7 +4,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.sr.codedict import codes
-from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct
+from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_enhanced_ct
 from support.rtstruct_checks import dciodvfy_errors
 
 from planning.errors import DelineoError, GeometryError
@@ -166,6 +166,9 @@ def test_seg_covers_the_images_only_when_planes_were_interpolated_on_loading(tmp
     back = read_seg(path, volume)
     assert back.names() == ["Ball"]
     np.testing.assert_array_equal(back["Ball"].mask.full()[kept], ball[kept])
+    # the interpolated plane is rebuilt from its neighbours, as an RTSTRUCT's is
+    overlap = (back["Ball"].mask.full()[6] & ball[6]).sum()
+    assert 2 * overlap / (back["Ball"].mask.full()[6].sum() + ball[6].sum()) >= 0.95
     only_speck = StructureSet(volume.grid, volume.frame_of_reference_uid)
     only_speck.add(Structure("Speck", structures["Speck"].mask))
     with pytest.raises(DelineoError, match="no structure has any voxel on the images"):
@@ -277,3 +280,42 @@ def test_seg_on_slightly_irregular_slices_reads_back(tmp_path):
     path = tmp_path / "irregular.seg.dcm"
     write_seg(structures, volume, path)
     np.testing.assert_array_equal(read_seg(path, volume)["Blob"].mask.full(), blob)
+
+
+def test_seg_of_a_gantry_tilted_series_has_a_frame_on_every_image(tmp_path):
+    folder = tmp_path / "tilt"
+    write_ct_series(folder, ct_phantom((6, 32, 32)), positions=tilted_positions(6))
+    volume = load_volume(folder)
+    box = np.zeros(volume.grid.shape, bool)
+    box[1:5, 5:20, 5:20] = True
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("GTV", Mask.from_full(volume.grid, box)))
+    path = tmp_path / "tilt.seg.dcm"
+    assert write_seg(structures, volume, path) == []
+    assert dciodvfy_errors(path) == []
+    frames = pydicom.dcmread(path).PerFrameFunctionalGroupsSequence
+    sources = {f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID for f in frames}
+    assert sources == {volume.slices[k].sop_instance_uid for k in range(1, 5)}
+    np.testing.assert_array_equal(read_seg(path, volume)["GTV"].mask.full(), box)
+
+
+def test_seg_declares_latin1_text_copied_from_the_images(tmp_path):
+    folder = tmp_path / "latin1"
+    for path in write_ct_series(folder, ct_phantom((4, 32, 32))):
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ReferringPhysicianName = "Müller^Jürgen"
+        ds.StudyID = "Ä1"
+        ds.save_as(path)
+    volume = load_volume(folder)
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("GTV", Mask.from_full(volume.grid, np.ones(volume.grid.shape, bool))))
+    path = tmp_path / "latin1.seg.dcm"
+    write_seg(structures, volume, path)
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert (ds.SpecificCharacterSet, str(ds.ReferringPhysicianName), ds.StudyID) == (
+        "ISO_IR 192",
+        "Müller^Jürgen",
+        "Ä1",
+    )

@@ -31,7 +31,9 @@ def require(tool: str) -> str:
 
 def dciodvfy_errors(path: Path) -> list[str]:
     """The 'Error' lines dciodvfy prints for a DICOM file (empty when the file conforms)."""
-    result = subprocess.run([require("dciodvfy"), str(path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [require("dciodvfy"), str(path)], capture_output=True, text=True, errors="replace", timeout=120
+    )
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
 
 
