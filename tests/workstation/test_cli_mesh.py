@@ -113,3 +113,48 @@ def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_pa
     table = capsys.readouterr().out
     assert "GTV_1.stl" in [line.split()[-1] for line in table.splitlines() if line.startswith("GTV/1 ")]
     assert sorted(p.name for p in out.iterdir()) == ["GTV_1.stl", "肝臓.stl"]
+
+
+def test_an_empty_structure_is_named_as_empty_not_as_missing(tmp_path, capsys):
+    import copy
+
+    import pydicom
+
+    rtstruct = data_path("dicom", "ibsi1-lung-ct", "RS.dcm")
+    dataset = pydicom.dcmread(rtstruct)
+    roi = copy.deepcopy(dataset.StructureSetROISequence[0])
+    roi.ROINumber, roi.ROIName = 99, "PRV_Cord"
+    dataset.StructureSetROISequence.append(roi)
+    contours = copy.deepcopy(dataset.ROIContourSequence[0])
+    contours.ReferencedROINumber = 99
+    del contours.ContourSequence
+    dataset.ROIContourSequence.append(contours)
+    dataset.save_as(tmp_path / "RS.dcm")
+    argv = ["mesh", str(tmp_path / "RS.dcm"), "--series", str(rtstruct.parent / "image"),
+            "--out", str(tmp_path / "out"), "--names", "PRV_Cord", "GTV-1"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "PRV_Cord is empty: no mesh" in captured.out + captured.err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["GTV-1.stl"]
+
+
+def test_only_the_structures_named_are_meshed(tmp_path, capsys, monkeypatch):
+    import planning.surfaces
+
+    label_map(tmp_path / "labels.nii.gz")
+    (tmp_path / "names.json").write_text('{"1": "Liver", "7": "Stomach", "9": "Spleen"}')
+    meshed = []
+    real = planning.surfaces.surfaces_from_label_map
+
+    def spy(labels, grid, *args, **kwargs):
+        meshed.append(sorted(np.unique(labels).tolist()))
+        return real(labels, grid, *args, **kwargs)
+
+    monkeypatch.setattr(planning.surfaces, "surfaces_from_label_map", spy)
+    argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json")]
+    assert main([*argv, "--out", str(tmp_path / "one"), "--names", "Stomach"]) == 0
+    assert meshed == [[0, 7]]
+    assert main([*argv, "--out", str(tmp_path / "all")]) == 0
+    captured = capsys.readouterr()
+    assert "Spleen is empty: no mesh" in captured.out + captured.err
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["Liver.stl", "Stomach.stl"]

@@ -56,13 +56,6 @@ def run(args) -> int:
     progress = ProgressBar()
     try:
         surfaces = _surfaces(args, options, progress)
-        if args.names:
-            missing = set(args.names) - {s.name for s in surfaces}
-            if missing:
-                raise DelineoError(f"{args.source.name}: no structure named {', '.join(sorted(missing))}")
-            surfaces = [s for s in surfaces if s.name in set(args.names)]
-        if not surfaces:
-            raise DelineoError(f"{args.source.name}: no non-empty structure to mesh")
         export = export_surfaces(
             surfaces,
             args.out,
@@ -113,25 +106,12 @@ def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
 
 
 def _surfaces(args, options, progress) -> list:
-    from planning.surfaces import build_surfaces, surfaces_from_label_map
+    """The surfaces of the structures chosen (--names, else all), only those being built."""
+    from planning.surfaces import build_surfaces
 
     names = _label_names(args.label_names)
     if args.series is None:
-        from planning.imageio import is_image_file, read_image_file
-
-        if not is_image_file(args.source):
-            raise DelineoError(
-                f"{args.source.name}: an RTSTRUCT or SEG needs --series, the images it was drawn on"
-            )
-        labels = read_image_file(args.source)
-        if labels.array.dtype.kind not in "iub":
-            raise FormatError(
-                f"{args.source.name}: a label map holds integers, not {labels.array.dtype} values"
-            )
-        meshes = surfaces_from_label_map(
-            labels.array, labels.grid, names, options=options, on_progress=progress
-        )
-        return list(meshes.values())
+        return _label_map_surfaces(args, names, options, progress)
     from planning.imageio import load_volume
     from planning.structure_io import load_structures
 
@@ -139,7 +119,59 @@ def _surfaces(args, options, progress) -> list:
     structures = load_structures(args.source, volume, names)
     for warning in getattr(structures, "warnings", []):
         warn(warning)
-    return list(build_surfaces(structures, options, on_progress=progress).values())
+    empty = {s.name for s in structures if s.mask.is_empty}
+    chosen = _chosen(args, [s.name for s in structures], empty)
+    wanted = [s for s in structures if s.name in chosen]
+    return list(build_surfaces(wanted, options, on_progress=progress).values())
+
+
+def _label_map_surfaces(args, names: dict[int, str] | None, options, progress) -> list:
+    """The surfaces of the chosen labels of a label map file; a name of --label-names whose
+    value is not in the map is an empty structure."""
+    import numpy as np
+
+    from planning.imageio import is_image_file, read_image_file
+    from planning.surfaces import surfaces_from_label_map
+
+    if not is_image_file(args.source):
+        raise DelineoError(
+            f"{args.source.name}: an RTSTRUCT or SEG needs --series, the images it was drawn on"
+        )
+    labels = read_image_file(args.source)
+    if labels.array.dtype.kind not in "iub":
+        raise FormatError(f"{args.source.name}: a label map holds integers, not {labels.array.dtype} values")
+    names = names or {}
+    present = {int(v) for v in np.unique(labels.array) if v}
+    name_of = {v: names.get(v, f"Label_{v}") for v in sorted(present | set(names))}
+    empty = set(name_of.values()) - {name_of[v] for v in present}
+    chosen = _chosen(args, list(dict.fromkeys(name_of.values())), empty)
+    array = labels.array
+    if args.names:
+        values = [v for v in present if name_of[v] in chosen]
+        array = np.where(np.isin(array, values), array, 0)
+    meshes = surfaces_from_label_map(array, labels.grid, names, options=options, on_progress=progress)
+    return list(meshes.values())
+
+
+def _chosen(args, names: list[str], empty: set[str]) -> set[str]:
+    """The structure names to mesh: --names (else all) less the empty ones, which are named
+    in a warning.
+
+    Raises:
+        DelineoError: a name in --names that no structure has, or nothing left to mesh.
+    """
+    if args.names:
+        missing = [name for name in args.names if name not in names]
+        if missing:
+            raise DelineoError(f"{args.source.name}: no structure named {', '.join(missing)}")
+    chosen = [name for name in names if not args.names or name in args.names]
+    empties = [name for name in chosen if name in empty]
+    if empties:
+        shown = ", ".join(empties[:10]) + (f" and {len(empties) - 10} more" if len(empties) > 10 else "")
+        warn(f"{shown} {'is' if len(empties) == 1 else 'are'} empty: no mesh")
+    if len(empties) == len(chosen):
+        raise DelineoError(f"{args.source.name}: no non-empty structure to mesh")
+    return {name for name in chosen if name not in empty}
 
 
 def _label_names(path: Path | None) -> dict[int, str] | None:
