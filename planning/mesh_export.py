@@ -57,14 +57,14 @@ class PrintCheck:
 
 @dataclass
 class Export:
-    """Files written; (structure name, its file) for each structure written; in printing mode,
-    the check of each structure written and, for each one left out, (its name, why it could not
-    be printed)."""
+    """Files written; (the surface as written, its file) for each structure written (repaired
+    for printing, in the coordinates asked); in printing mode, the check of each structure
+    written and, for each one left out, (its name, why it could not be printed)."""
 
     files: list[Path]
     checks: list[PrintCheck]
     unprintable: list[tuple[str, str]] = field(default_factory=list)
-    written: list[tuple[str, Path]] = field(default_factory=list)
+    written: list[tuple[Surface, Path]] = field(default_factory=list)
 
 
 class FilesExist(FormatError):
@@ -139,14 +139,14 @@ def export_surfaces(
     on_progress("Writing meshes", 0, 1)
     if fmt == "obj":
         files = write_obj([surface for surface, _ in ready], targets[0])
-        written = [(surface.name, targets[0]) for surface, _ in ready]
+        written = [(surface, targets[0]) for surface, _ in ready]
     else:
         writer = {"stl": write_stl, "ply": write_ply, "vtp": write_vtp}[fmt]
         written = []
         for done, (surface, stem) in enumerate(ready):
             on_progress("Writing meshes", done, len(ready))
             writer(surface, folder / f"{stem}.{fmt}")
-            written.append((surface.name, folder / f"{stem}.{fmt}"))
+            written.append((surface, folder / f"{stem}.{fmt}"))
         files = [path for _, path in written]
     on_progress("Writing meshes", 1, 1)
     return Export(files, checks, unprintable, written)
@@ -154,7 +154,8 @@ def export_surfaces(
 
 def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface, PrintCheck]:
     """The surface as a watertight solid, and what was found: rebuilt from its voxelisation when
-    it is not closed, manifold and outward-oriented with a positive volume."""
+    it is not closed, manifold and outward-oriented with a positive volume (an inside-out mesh
+    is rebuilt facing outward)."""
     from planning.measurements import mesh_volume_cc
 
     topology = surface.topology()

@@ -12,7 +12,7 @@ Two halves:
 - `mesh_topology` counts what a 3D printer or a volume computation cares about: open edges,
   edges shared by more than two triangles, vertices where two sheets touch, inconsistent
   orientation, the number of shells and, given the points, shells that enclose no volume (two
-  triangles back to back pass every edge test).
+  triangles back to back pass every edge test) and a mesh turned inside out.
 """
 
 from __future__ import annotations
@@ -218,6 +218,7 @@ class MeshTopology:
         euler: V − E + F (2 per sphere-like shell).
         flat_shells: shells enclosing no volume (flat or collapsed); 0 when the points are
             unknown or the mesh is open.
+        inside_out: a closed mesh enclosing a negative volume (its triangles face inward).
     """
 
     boundary_edges: int
@@ -227,6 +228,7 @@ class MeshTopology:
     shells: int
     euler: int
     flat_shells: int = 0
+    inside_out: bool = False
 
     @property
     def closed(self) -> bool:
@@ -238,9 +240,15 @@ class MeshTopology:
 
     @property
     def watertight(self) -> bool:
-        """Closed, manifold, consistently oriented, every shell enclosing a volume: a valid
-        solid."""
-        return self.closed and self.manifold and self.misoriented_edges == 0 and self.flat_shells == 0
+        """Closed, manifold, consistently oriented outward, every shell enclosing a volume: a
+        valid solid."""
+        return (
+            self.closed
+            and self.manifold
+            and self.misoriented_edges == 0
+            and self.flat_shells == 0
+            and not self.inside_out
+        )
 
     def describe(self) -> str:
         if self.watertight:
@@ -256,6 +264,8 @@ class MeshTopology:
             )
             if n
         ]
+        if self.inside_out:
+            problems.append("inside out (triangles face inward: negative volume)")
         return ", ".join(problems)
 
 
@@ -263,7 +273,7 @@ def mesh_topology(
     triangles: np.ndarray, n_points: int | None = None, points: np.ndarray | None = None
 ) -> MeshTopology:
     """Count holes, non-manifold edges and vertices, orientation faults and shells; given the
-    (N, 3) `points` (mm), also shells enclosing no volume."""
+    (N, 3) `points` (mm), also flat shells and whether the mesh is inside out."""
     triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
     if points is not None:
         n_points = len(points)
@@ -303,9 +313,9 @@ def mesh_topology(
     shells, shell_of = csgraph.connected_components(tri_graph, directed=False)
     used = np.unique(triangles).size
     boundary = int(np.count_nonzero(counts == 1))
-    flat = 0
+    flat, inside_out = 0, False
     if points is not None and boundary == 0:  # volumes mean something for closed meshes only
-        flat = _flat_shells(points, triangles, shell_of, shells)
+        flat, inside_out = _shell_volumes(points, triangles, shell_of, shells)
     return MeshTopology(
         boundary_edges=boundary,
         nonmanifold_edges=int(np.count_nonzero(counts > 2)),
@@ -314,6 +324,7 @@ def mesh_topology(
         shells=int(shells),
         euler=int(used - len(starts) + n_tri),
         flat_shells=flat,
+        inside_out=inside_out,
     )
 
 
@@ -322,8 +333,8 @@ def mesh_topology(
 _FLAT = 1e-6
 
 
-def _flat_shells(points, triangles, shell_of, shells: int) -> int:
-    """The number of shells enclosing no volume."""
+def _shell_volumes(points, triangles, shell_of, shells: int) -> tuple[int, bool]:
+    """(number of shells enclosing no volume, whether the total volume is negative)."""
     p = np.asarray(points, np.float64)[triangles]
     p = p - p.reshape(-1, 3).mean(axis=0)  # volumes about the centre: less cancellation
     volume = np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2])) / 6
@@ -331,4 +342,4 @@ def _flat_shells(points, triangles, shell_of, shells: int) -> int:
     shell_volume = np.bincount(shell_of, volume, shells)
     shell_area = np.bincount(shell_of, area, shells)
     flat = np.abs(shell_volume) <= _FLAT * shell_area**1.5
-    return int(np.count_nonzero(flat))
+    return int(np.count_nonzero(flat)), bool(shell_volume.sum() < 0)

@@ -121,7 +121,7 @@ def test_file_names_keep_the_structure_names(tmp_path):
     stems = [p.stem for p in export.files]
     # GTV_1 is a valid name: it gets it, although GTV/1 comes first; case clashes are numbered
     assert stems == ["肝臓", "GTV_1_2", "GTV_1", "Liver", "liver_2", "CON_", "hidden", "a_b", "Ösophagus"]
-    assert [(name, path.name) for name, path in export.written][1] == ("GTV/1", "GTV_1_2.stl")
+    assert [(s.name, path.name) for s, path in export.written][1] == ("GTV/1", "GTV_1_2.stl")
     assert len(list(tmp_path.iterdir())) == len(names)
 
 

@@ -280,3 +280,14 @@ def test_a_flat_shell_is_not_a_solid():
     topology = flat.topology()
     assert not topology.watertight and topology.flat_shells == 1
     assert "flat shell(s) enclosing no volume" in topology.describe()
+
+
+def test_an_inside_out_mesh_is_described_as_such():
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[3:9, 3:9, 3:9] = 1
+    box = surfaces_from_label_map(labels, Grid(labels.shape, (1.0, 1.0, 1.0)))[1]
+    inverted = Surface("Box", box.points, box.triangles[:, ::-1])
+    topology = inverted.topology()
+    assert topology.inside_out and not topology.watertight
+    assert topology.describe() == "inside out (triangles face inward: negative volume)"
+    assert box.topology().watertight

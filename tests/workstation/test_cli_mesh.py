@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from support.data import data_path
 from vtkmodules.vtkIOGeometry import vtkSTLReader
@@ -158,3 +159,30 @@ def test_only_the_structures_named_are_meshed(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "Spleen is empty: no mesh" in captured.out + captured.err
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["Liver.stl", "Stomach.stl"]
+
+
+def test_the_report_gives_the_figures_of_the_repaired_mesh(tmp_path, capsys, monkeypatch):
+    import workstation.cli.mesh as mesh_command
+    from planning.geometry import Grid
+    from planning.measurements import mesh_volume_cc
+    from planning.surfaces import Surface, surfaces_from_label_map
+
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[10:30, 10:30, 10:30] = 1
+    box = surfaces_from_label_map(labels, Grid(labels.shape, (1.0, 1.0, 1.0)), {1: "Box"})[1]
+    inverted = Surface("Box", box.points, box.triangles[:, ::-1])  # e.g. from a tool with flipped winding
+    assert mesh_volume_cc(inverted) < 0
+    monkeypatch.setattr(mesh_command, "_surfaces", lambda args, options, progress: [inverted])
+    label_map(tmp_path / "labels.nii.gz")
+    assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "out"), "--print"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Box ")]
+    reader = vtkSTLReader()
+    reader.SetFileName(str(tmp_path / "out" / "Box.stl"))
+    reader.Update()
+    written = Surface.from_polydata(reader.GetOutput(), "Box")
+    assert row.split()[1] == str(len(written.triangles))
+    assert (
+        float(row.split()[2]) == pytest.approx(mesh_volume_cc(written), abs=0.01)
+        and mesh_volume_cc(written) > 7
+    )
+    assert "rebuilt, was: inside out" in row

@@ -69,26 +69,27 @@ def run(args) -> int:
         raise DelineoError(f"{error} (give --overwrite to replace them)") from error
     finally:
         progress.close()
-    _print_table(export, {s.name: s for s in surfaces})
+    _print_table(export)
     print(f"wrote {len(export.files)} file(s) to {args.out}")
     return _report_unprintable(export.unprintable)
 
 
-def _print_table(export, surfaces: dict) -> None:
-    """One line per structure written: its size, its file and, for printing, what was found."""
+def _print_table(export) -> None:
+    """One line per structure written, with the figures of the mesh written (repaired for
+    printing), its file and, for printing, what was found."""
     from planning.measurements import mesh_area_cm2, mesh_volume_cc
 
     checks = {c.name: c for c in export.checks}
     print(f"{'structure':<32} {'triangles':>9} {'volume cc':>10} {'area cm²':>9}  file")
-    for name, path in export.written:
-        surface, check = surfaces[name], checks.get(name)
+    for surface, path in export.written:
+        check = checks.get(surface.name)
         note = (
             ""
             if check is None
-            else ("  rebuilt: " + check.found if check.repaired else f"  {check.shells} shell(s)")
+            else (f"  rebuilt, was: {check.found}" if check.repaired else f"  {check.shells} shell(s)")
         )
         print(
-            f"{name:<32} {len(surface.triangles):>9} {mesh_volume_cc(surface):>10.2f} "
+            f"{surface.name:<32} {len(surface.triangles):>9} {mesh_volume_cc(surface):>10.2f} "
             f"{mesh_area_cm2(surface):>9.2f}  {path.name}{note}"
         )
 
