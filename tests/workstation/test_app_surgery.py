@@ -106,6 +106,15 @@ def test_minimum_distance_of_two_spheres_at_a_known_gap(window, qtbot):
     dialog.measure_button.click()
     wait_idle(qtbot, window)
     assert dialog.result.overlapping and "touch or overlap" in dialog.note.text()
+    # the other structures are faded so that what lies inside shows; Clear shows them again
+    from workstation.view3d.widget import FADED_OPACITY
+
+    def opacity(name):
+        return window.view3d._actors[window.case.structures[name]].GetProperty().GetOpacity()
+
+    assert opacity("Vessel") == pytest.approx(FADED_OPACITY) and opacity("Liver") == 1.0
+    dialog.clear_button.click()
+    assert opacity("Vessel") == 1.0 and not window.view3d._overlay
 
 
 def test_margin_map_colours_the_surface_and_clears(window, qtbot):
@@ -155,7 +164,7 @@ def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
     description = case.structures["Liver_remnant"].description
     assert "GTV with a 10 mm safety margin" in description and f"{result.remnant_cc:.1f} cc" in description
     assert not case.structures["Liver"].visible  # the parts show in its place
-    assert window.undo_action.text() == "&Undo Virtual resection of Liver"
+    assert window.undo_action.text() == "&Undo Virtual resection of Liver" and not window.jobs.errors
     window.undo()  # one step removes both parts and shows the organ again
     assert case.structures.names() == names_before and case.structures["Liver"].visible
     window.redo()
@@ -169,7 +178,8 @@ def test_plane_resection_through_the_crosshair(window, qtbot):
     dialog = window.last_dialog
     dialog.organ.setCurrentText("Liver")
     dialog.method.setCurrentText("Plane through the crosshair")
-    assert dialog.pages.currentIndex() == 1 and "x 35.0  y 30.0  z 25.0" in dialog.crosshair.text()
+    assert dialog.side.isVisibleTo(dialog) and not dialog.tumour.isVisibleTo(dialog)
+    assert "x 35.0  y 30.0  z 25.0" in dialog.crosshair.text()
     dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
     dialog.resect_button.click()
     wait_idle(qtbot, window)
@@ -177,6 +187,7 @@ def test_plane_resection_through_the_crosshair(window, qtbot):
     assert resected.any() and np.all(POINTS[resected][:, 0] > 35.0)  # +x is the patient's left
     expected = _ball(LIVER, LIVER_R) & (POINTS[..., 0] > 35.0)  # voxels by their centres
     assert np.array_equal(resected, expected)
+    assert "Resected" in dialog.note.text() and not window.jobs.errors
     assert dialog.result.resected_cc == pytest.approx(expected.sum() / 1000)
 
 

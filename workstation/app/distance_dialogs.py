@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -47,6 +48,19 @@ def _note(dialog) -> QLabel:
     return label
 
 
+def _fade_box(dialog) -> QCheckBox:
+    box = QCheckBox("Fade the other structures in the 3D view", dialog)
+    box.setChecked(True)
+    box.setToolTip("What lies inside other structures shows through; the 3D view's Clear undoes it")
+    return box
+
+
+def _focus(window, names: list[str] | None) -> None:
+    focus = getattr(window.view3d, "set_focus", None)
+    if focus is not None:
+        focus(names)
+
+
 def describe_distance(first: str, second: str, closest: ClosestPoints) -> str:
     if closest.overlapping:
         return f"{first} ↔ {second}: 0 mm: they touch or overlap"
@@ -67,6 +81,8 @@ class MinimumDistanceDialog(QDialog):
         form.addRow("From", self.first)
         form.addRow("To", self.second)
         layout.addLayout(form)
+        self.fade = _fade_box(self)
+        layout.addWidget(self.fade)
         self.note = _note(self)
         layout.addWidget(self.note)
         buttons = QDialogButtonBox(self)
@@ -107,6 +123,7 @@ class MinimumDistanceDialog(QDialog):
             draw = getattr(window.view3d, "draw_minimum_distance", None)
             if draw is not None:
                 draw(closest, first, second)
+                _focus(window, [first, second] if self.fade.isChecked() else None)
             report(window, text)
             self.measure_button.setEnabled(True)
 
@@ -148,6 +165,8 @@ class MarginMapDialog(QDialog):
         legend = QLabel("Red: touching or inside the reference · yellow: half-way · green: far enough", self)
         legend.setWordWrap(True)
         layout.addWidget(legend)
+        self.fade = _fade_box(self)
+        layout.addWidget(self.fade)
         self.note = _note(self)
         layout.addWidget(self.note)
         buttons = QDialogButtonBox(self)
@@ -188,6 +207,7 @@ class MarginMapDialog(QDialog):
             self.note.setText(f"No margin map: {error}")
             return
         self.shown = name
+        view.set_focus([name, to] if self.fade.isChecked() else None)
         self.note.setText(f"Colouring {name} by its distance to {to}…")
 
     def _on_shown(self, name: str) -> None:
@@ -211,6 +231,7 @@ class MarginMapDialog(QDialog):
     def clear_map(self) -> None:
         if self._view is not None and self.shown:
             self._view.clear_margin_map(self.shown)
+            self._view.set_focus(None)
         self.shown = None
         self.note.setText("")
 

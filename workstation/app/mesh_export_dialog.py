@@ -67,7 +67,8 @@ class MeshExportDialog(QDialog):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if structure.visible else Qt.CheckState.Unchecked)
             self.list.addItem(item)
-        layout.addWidget(self.list)
+        self.list.setMinimumHeight(120)
+        layout.addWidget(self.list, 1)
         picks = QHBoxLayout()
         for text, rule in (
             ("Visible", lambda s: s.visible),
@@ -103,7 +104,7 @@ class MeshExportDialog(QDialog):
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
         self.output.setPlaceholderText("The files written and the printing check appear here.")
-        self.output.setMaximumHeight(150)
+        self.output.setMinimumHeight(170)
         layout.addWidget(self.output)
         buttons = QDialogButtonBox(self)
         self.export_button = QPushButton("Export", self)
@@ -112,7 +113,7 @@ class MeshExportDialog(QDialog):
         buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
         self.export_button.clicked.connect(self.export)
         layout.addWidget(buttons)
-        self.resize(520, 560)
+        self.resize(560, 620)
 
     # -- choices -------------------------------------------------------------------------------
 
@@ -230,11 +231,12 @@ class MeshExportDialog(QDialog):
                 raise DelineoError(f"cannot write {target}: {error.strerror or error}") from error
             self.written.append(target)
         self.checks = list(export.checks)
-        lines = [f"Wrote {len(self.written)} file(s) to {folder}:"]
-        lines += [f"  {path.name}" for path in self.written]
+        lines = [f"Wrote {len(self.written)} file(s) to {folder}."]
         if self.checks:
-            lines.append("3D-printing check:")
+            lines.append("3D-printing check (volume enclosed by the written mesh):")
             lines += [f"  {describe_check(check)}" for check in self.checks]
+        lines.append("Files:")
+        lines += [f"  {path.name}" for path in self.written]
         self.output.setPlainText("\n".join(lines))
         repaired = sum(check.repaired for check in self.checks)
         note = f"; {repaired} mesh(es) repaired for printing" if repaired else ""

@@ -18,9 +18,7 @@ from PyQt6.QtWidgets import (
     QFormLayout,
     QLabel,
     QPushButton,
-    QStackedWidget,
     QVBoxLayout,
-    QWidget,
 )
 
 from planning.errors import Cancelled
@@ -62,48 +60,51 @@ class ResectionDialog(QDialog):
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
+        self.form = form
         self.organ = QComboBox(self)
         self.organ.addItems(names)
-        self.organ.setCurrentText(_largest(self.case, organs) or (names[0] if names else ""))
+        around = _organ_around(self.case, targets[0], organs) if targets else None
+        self.organ.setCurrentText(around or _largest(self.case, organs) or (names[0] if names else ""))
         form.addRow("Organ", self.organ)
         self.method = QComboBox(self)
         self.method.addItems(list(METHODS))
         form.addRow("Resect", self.method)
-        layout.addLayout(form)
-
-        self.pages = QStackedWidget(self)
-        margin_page, margin_form = _page(self)
-        self.tumour = QComboBox(margin_page)
+        self.tumour = QComboBox(self)
         self.tumour.addItems(names)
         if targets:
             self.tumour.setCurrentText(targets[0])
-        self.margin = QDoubleSpinBox(margin_page)
+        self.margin = QDoubleSpinBox(self)
         self.margin.setRange(0.0, 50.0)
         self.margin.setDecimals(1)
         self.margin.setSingleStep(1.0)
         self.margin.setSuffix(" mm")
         self.margin.setValue(10.0)
-        margin_form.addRow("Tumour", self.tumour)
-        margin_form.addRow("Safety margin", self.margin)
-        plane_page, plane_form = _page(self)
-        self.side = QComboBox(plane_page)
+        self.side = QComboBox(self)
         self.side.addItems(list(SIDES))
-        self.crosshair = QLabel("", plane_page)
-        plane_form.addRow("Remove the part", self.side)
-        plane_form.addRow("Crosshair", self.crosshair)
-        inside_page, inside_form = _page(self)
-        self.inside = QComboBox(inside_page)
+        self.crosshair = QLabel("", self)
+        self.inside = QComboBox(self)
         self.inside.addItems(names)
-        inside_form.addRow("Remove inside", self.inside)
-        inside_form.addRow(QLabel("e.g. a resection volume drawn with the brush", inside_page))
-        for page in (margin_page, plane_page, inside_page):
-            self.pages.addWidget(page)
-        layout.addWidget(self.pages)
+        self.inside.setToolTip("e.g. a resection volume drawn with the brush")
+        #: the rows each method shows
+        self.rows = {
+            MARGIN: [("Tumour", self.tumour), ("Safety margin", self.margin)],
+            PLANE: [("Remove the part", self.side), ("Crosshair", self.crosshair)],
+            INSIDE: [("Remove inside", self.inside)],
+        }
+        for rows in self.rows.values():
+            for label, widget in rows:
+                form.addRow(label, widget)
+        layout.addLayout(form)
 
         self.hide_organ = QCheckBox("Hide the organ afterwards (shows the remnant and the resected part)")
         self.hide_organ.setParent(self)
         self.hide_organ.setChecked(True)
         layout.addWidget(self.hide_organ)
+        self.fade = QCheckBox("Show the resected part in 3D through the faded remnant and other structures")
+        self.fade.setParent(self)
+        self.fade.setChecked(True)
+        self.fade.setToolTip("The 3D view's Clear shows every structure as usual again")
+        layout.addWidget(self.fade)
         self.note = QLabel("", self)
         self.note.setWordWrap(True)
         self.note.setMinimumHeight(60)
@@ -131,7 +132,9 @@ class ResectionDialog(QDialog):
         return self.case.grid.index_to_patient(np.asarray(self.window_.state.cursor, float)[::-1])
 
     def _refresh(self, *_) -> None:
-        self.pages.setCurrentIndex(list(METHODS.values()).index(self.method_key()))
+        for method, rows in self.rows.items():
+            for _, widget in rows:
+                self.form.setRowVisible(widget, method == self.method_key())
         if self.window_.state is not None and self.window_.case is self.case:
             x, y, z = self.crosshair_lps()
             self.crosshair.setText(f"x {x:.1f}  y {y:.1f}  z {z:.1f} mm (LPS): click in a 2D view to move it")
@@ -226,7 +229,11 @@ class ResectionDialog(QDialog):
         if self.hide_organ.isChecked() and organ in case.structures:
             _hide_while_present(case, organ, result.remnant)
         window.table.select(result.remnant.name)
+        focus = getattr(window.view3d, "set_focus", None)
+        if focus is not None and self.fade.isChecked():
+            focus([result.resected.name] + [c.name for c in inputs[1:]])  # and the tumour
         self.note.setText(describe(result, organ, how))
+        self.adjustSize()
         reached = ", ".join(r.name for r in result.reached) or "no other structure"
         report(
             window,
@@ -248,14 +255,20 @@ def describe(result: Resection, organ: str, how: str) -> str:
     if result.reached:
         items = "".join(
             f"<li>{e(r.name)}: {'crossed' if r.crossed else 'removed whole'}, "
-            f"{r.resected_cc:.2f} cc resected ({100 * r.fraction:.0f} %)</li>"
+            f"{r.resected_cc:.2f} cc resected ({_percent(r.fraction)} of it)</li>"
             for r in result.reached
         )
         rows.append(f"Structures reached:<ul style='margin:0'>{items}</ul>")
     else:
         rows.append("No other structure is reached.")
-    rows.append("<i>Edit ▸ Undo removes both parts in one step.</i>")
+    rows.append("<i>Edit ▸ Undo removes both parts in one step; 3D ▸ Clear unfades the view.</i>")
     return "<br>".join(rows)
+
+
+def _percent(fraction: float) -> str:
+    """A share as a percentage that does not round a small share down to 0 %."""
+    value = 100 * fraction
+    return f"{value:.0f} %" if value >= 10 or value == 0 else f"{value:.2g} %"
 
 
 def _hide_while_present(case, organ: str, remnant) -> None:
@@ -273,11 +286,16 @@ def _hide_while_present(case, organ: str, remnant) -> None:
     case.history.changed.connect(check)
 
 
-def _page(parent) -> tuple[QWidget, QFormLayout]:
-    page = QWidget(parent)
-    form = QFormLayout(page)
-    form.setContentsMargins(0, 0, 0, 0)
-    return page, form
+def _organ_around(case, tumour: str, names: list[str]) -> str | None:
+    """The organ whose bounding box holds the tumour's centre, the tightest such (cheap: boxes)."""
+    box = case.structures[tumour].mask.box
+    centre = [(s.start + s.stop) / 2 for s in box]
+    holding = [
+        n
+        for n in names
+        if all(s.start <= c < s.stop for s, c in zip(case.structures[n].mask.box, centre, strict=True))
+    ]
+    return min(holding, key=lambda n: case.structures[n].mask.array.size) if holding else None
 
 
 def _largest(case, names: list[str]) -> str | None:

@@ -69,6 +69,7 @@ class SnapshotSizeDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+        self.setMinimumWidth(420)
         self.preset.currentIndexChanged.connect(self._apply_preset)
         self.preset.setCurrentIndex(1)
         self._apply_preset(1)

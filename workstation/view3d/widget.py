@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Opacity of the body outline, so what is inside stays visible.
 EXTERNAL_OPACITY = 0.15
+#: Opacity of the surfaces outside the focus (`set_focus`): what they hide shows through.
+FADED_OPACITY = 0.12
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
@@ -138,6 +140,7 @@ class View3D(QWidget):
         self._build_worker = None
         self._cancel = threading.Event()
         self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
+        self._focus: set[str] | None = None
         self._scalar_bar = None
         self._overlay: list = []
         self._rulers: list = []
@@ -188,6 +191,7 @@ class View3D(QWidget):
         self._generation.clear()
         self._pending.clear()
         self._margin_maps.clear()
+        self._focus = None
         self._clear_overlay()
         self._structures = structures
         if structures is not None:
@@ -314,15 +318,23 @@ class View3D(QWidget):
         ]
         return result
 
+    def set_focus(self, names: list[str] | None) -> None:
+        """Fade every surface but those of `names`, so what they hide (a distance between two
+        structures inside an organ, a resected part) shows; None shows them as usual again."""
+        self._focus = set(names) if names else None
+        for structure in list(self._actors):
+            self._restyle(structure, render=False)
+        self._render()
+
     def clear_measurements(self) -> None:
-        """Remove rulers, angles and the minimum-distance display."""
+        """Remove rulers, angles and the minimum-distance display (and its focus)."""
         for widget in self._rulers + self._angles:
             widget.Off()
             widget.SetInteractor(None)
         self._rulers.clear()
         self._angles.clear()
         self._clear_overlay()
-        self._render()
+        self.set_focus(None)
 
     def show_minimum_distance(self, first: str, second: str) -> None:
         """Compute (in the background) and draw the shortest segment between two structures;
@@ -574,6 +586,8 @@ class View3D(QWidget):
         if actor is None:
             return
         opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
+        if self._focus is not None and structure.name not in self._focus:
+            opacity = min(opacity, FADED_OPACITY)
         scene.style_actor(actor, structure.color, opacity)
         actor.SetVisibility(bool(structure.visible))
         if render:
