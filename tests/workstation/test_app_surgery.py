@@ -206,6 +206,17 @@ def test_resection_failures_are_said_and_change_nothing(window, qtbot):
     dialog.tumour.setCurrentText("Liver")
     dialog.resect_button.click()
     assert "another structure than Liver" in dialog.note.text()
+    # a structure deleted while a dialog is open: said, nothing computed
+    distance = window.surgery.open_distance()
+    distance.first.setCurrentText("GTV")
+    distance.second.setCurrentText("Kidney_R")
+    case.remove_structure("Kidney_R")
+    distance.measure_button.click()
+    assert not window.jobs.busy and "no structure Kidney_R any more" in distance.note.text()
+    # another case opened meanwhile: said
+    show_spheres(window)
+    distance.measure_button.click()
+    assert not window.jobs.busy and "Another case is open" in distance.note.text()
 
 
 def test_mesh_export_writes_files_and_never_overwrites_without_asking(window, qtbot, tmp_path):

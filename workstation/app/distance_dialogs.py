@@ -22,8 +22,9 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
+from planning.errors import DelineoError
 from planning.measurements import ClosestPoints, minimum_distance
-from workstation.app.surgery import SurfaceSource, non_empty_names, report
+from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report
 
 
 def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
@@ -73,6 +74,7 @@ class MinimumDistanceDialog(QDialog):
     def __init__(self, window):
         super().__init__(window)
         self.window_ = window
+        self.case = window.case
         self.result: ClosestPoints | None = None
         self.setWindowTitle("Minimum distance")
         layout = QVBoxLayout(self)
@@ -104,7 +106,13 @@ class MinimumDistanceDialog(QDialog):
             self.note.setText("Choose two different structures.")
             return
         window = self.window_
-        source = SurfaceSource(window, [first, second])
+        if case_gone(self):
+            return
+        try:
+            source = SurfaceSource(window, [first, second])
+        except DelineoError as error:
+            self.note.setText(str(error))
+            return
         if source.empty:
             self.note.setText(f"{', '.join(source.empty)} is empty: draw it first.")
             return
@@ -147,6 +155,7 @@ class MarginMapDialog(QDialog):
     def __init__(self, window):
         super().__init__(window)
         self.window_ = window
+        self.case = window.case
         self.shown: str | None = None
         self.setWindowTitle("Margin map")
         layout = QVBoxLayout(self)
@@ -194,7 +203,10 @@ class MarginMapDialog(QDialog):
             self.note.setText("Choose two different structures.")
             return
         view = self._view
-        if view is None:
+        if view is None or case_gone(self):
+            return
+        if name not in self.case.structures or to not in self.case.structures:
+            self.note.setText("A structure was renamed or deleted: open this dialog again.")
             return
         if not view.is_ready() or view.surface(name) is None or view.surface(to) is None:
             self.note.setText("The 3D view is still building surfaces: try again in a moment.")

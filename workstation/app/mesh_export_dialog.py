@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.mesh_export import Export, PrintCheck, export_surfaces
-from workstation.app.surgery import SurfaceSource, holding, non_empty_names, report
+from workstation.app.surgery import SurfaceSource, case_gone, holding, non_empty_names, report
 
 FORMATS = {
     "STL (binary, one file per structure)": "stl",
@@ -54,6 +54,7 @@ class MeshExportDialog(QDialog):
     def __init__(self, window):
         super().__init__(window)
         self.window_ = window
+        self.case = window.case
         self.written: list[Path] = []
         self.checks: list[PrintCheck] = []
         self.setWindowTitle("Export 3D models")
@@ -168,7 +169,13 @@ class MeshExportDialog(QDialog):
         fmt = FORMATS[self.format.currentText()]
         coordinates = COORDINATES[self.coordinates.currentText()]
         for_printing = self.for_printing.isChecked()
-        source = SurfaceSource(window, names)
+        if case_gone(self):
+            return
+        try:
+            source = SurfaceSource(window, names)
+        except DelineoError as error:
+            self.output.setPlainText(str(error))
+            return
         window.settings.setValue(SETTING, str(folder))
 
         def work(on_progress, cancel):

@@ -21,10 +21,10 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
-from planning.errors import Cancelled
+from planning.errors import Cancelled, DelineoError
 from planning.resection import CutSheet, Resection, cut_inside, cut_with_sheet, resect_with_margin
 from planning.structures import RoiType
-from workstation.app.surgery import SurfaceSource, non_empty_names, report, same_geometry
+from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report, same_geometry
 
 MARGIN, PLANE, INSIDE = "margin", "plane", "inside"
 METHODS = {
@@ -144,8 +144,7 @@ class ResectionDialog(QDialog):
     def resect(self) -> None:
         """Run the resection in a job; add its two parts as structures when it is done."""
         window, case = self.window_, self.case
-        if window.case is not case:
-            self.note.setText("The case has changed: open this dialog again.")
+        if case_gone(self):
             return
         organ, method = self.organ.currentText(), self.method_key()
         tool = {MARGIN: self.tumour, INSIDE: self.inside}.get(method)
@@ -162,8 +161,12 @@ class ResectionDialog(QDialog):
             for n in names
             if n not in (organ, tool_name) and case.structures[n].roi_type != RoiType.EXTERNAL
         ]
-        source = SurfaceSource(window, [organ, *([tool_name] if tool_name else []), *others],
-                               meshed=[tool_name] if method == INSIDE else [])  # fmt: skip
+        try:
+            read = [organ, *([tool_name] if tool_name else []), *others]
+            source = SurfaceSource(window, read, meshed=[tool_name] if method == INSIDE else [])
+        except DelineoError as error:
+            self.note.setText(str(error))
+            return
         copies = source.copies
         rest = [copies[n] for n in others]
         margin_mm = self.margin.value()
@@ -210,8 +213,10 @@ class ResectionDialog(QDialog):
         window, case = self.window_, self.case
         if window.case is not case:
             return
-        changed = [c.name for c in inputs if c.name not in case.structures or not same_geometry(
-            case.structures[c.name], c)]  # fmt: skip
+        structures = case.structures
+        changed = [
+            c.name for c in inputs if c.name not in structures or not same_geometry(structures[c.name], c)
+        ]
         if changed:
             self.note.setText(
                 f"{', '.join(changed)} changed while the resection ran: nothing was added. Resect again."

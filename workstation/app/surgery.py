@@ -68,6 +68,12 @@ class SurfaceSource:
 
     def __init__(self, window, names: list[str], meshed: list[str] | None = None):
         case = window.case
+        missing = [name for name in names if name not in case.structures]
+        if missing:
+            raise GeometryError(
+                f"there is no structure {', '.join(missing)} any more (renamed or deleted?): "
+                "open this dialog again"
+            )
         view = window.view3d
         surface_of = getattr(view, "surface", None)
         ready = surface_of is not None and view.is_ready()
@@ -104,6 +110,16 @@ class SurfaceSource:
         if surface is None or surface.is_empty:
             raise GeometryError(f"structure {name!r} is empty: it has no surface to measure")
         return surface
+
+
+def case_gone(dialog) -> bool:
+    """Whether the window shows another case than the dialog was opened for (then it says so)."""
+    if dialog.window_.case is dialog.case:
+        return False
+    message = "Another case is open now: open this dialog again from the Surgery menu."
+    note = getattr(dialog, "note", None) or getattr(dialog, "output", None)
+    (note.setText if hasattr(note, "setText") else note.setPlainText)(message)
+    return True
 
 
 def report(window, text: str, seconds: int = 20) -> None:
