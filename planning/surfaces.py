@@ -45,6 +45,10 @@ from planning.surface_topology import MeshTopology, make_well_composed, mesh_top
 
 log = logging.getLogger(__name__)
 
+#: pyfqmr, the simplifier, keeps the mesh it works on in global state: two threads simplifying
+#: at once (the 3D view building while a dialog measures) swap their results. Every use holds it.
+PYFQMR_LOCK = threading.Lock()
+
 Progress = Callable[[str, float, float], None]
 
 
@@ -95,10 +99,11 @@ class Surface:
             return self
         import pyfqmr
 
-        simplifier = pyfqmr.Simplify()
-        simplifier.setMesh(self.points, self.triangles.astype(np.int32))
-        simplifier.simplify_mesh(target_count=int(max_triangles), aggressiveness=7, verbose=False)
-        points, triangles, _ = simplifier.getMesh()
+        with PYFQMR_LOCK:
+            simplifier = pyfqmr.Simplify()
+            simplifier.setMesh(self.points, self.triangles.astype(np.int32))
+            simplifier.simplify_mesh(target_count=int(max_triangles), aggressiveness=7, verbose=False)
+            points, triangles, _ = simplifier.getMesh()
         points, triangles = np.asarray(points, np.float64), np.asarray(triangles, np.int64)
         return Surface(self.name, points, triangles, self.color, vertex_normals(points, triangles))
 
@@ -657,15 +662,16 @@ def _simplified(points, patch, rim, inner, tolerance: float) -> _Patch | None:
     n_rim, n_used = len(rim), len(used)
     flags = np.arange(n_rim)[:, None] + [0, n_used, n_used + n_rim]
     flag_points = np.concatenate([points[rim] + [1e-3, 0, 0], points[rim] + [0, 1e-3, 0]])
-    simplifier = pyfqmr.Simplify()
-    simplifier.setMesh(
-        np.concatenate([points[used], flag_points]),
-        np.concatenate([local_of[patch], flags]).astype(np.int32),
-    )
-    simplifier.simplify_mesh_lossless(
-        verbose=False, epsilon=tolerance**2, max_iterations=100, preserve_border=True
-    )
-    new_points, new_triangles, _ = simplifier.getMesh()
+    with PYFQMR_LOCK:
+        simplifier = pyfqmr.Simplify()
+        simplifier.setMesh(
+            np.concatenate([points[used], flag_points]),
+            np.concatenate([local_of[patch], flags]).astype(np.int32),
+        )
+        simplifier.simplify_mesh_lossless(
+            verbose=False, epsilon=tolerance**2, max_iterations=100, preserve_border=True
+        )
+        new_points, new_triangles, _ = simplifier.getMesh()
     new_points, new_triangles = new_points[: -2 * n_rim or None], new_triangles[: -n_rim or None]
     new_triangles = np.asarray(new_triangles, np.int64)
     if not (

@@ -291,3 +291,28 @@ def test_an_inside_out_mesh_is_described_as_such():
     assert topology.inside_out and not topology.watertight
     assert topology.describe() == "inside out (triangles face inward: negative volume)"
     assert box.topology().watertight
+
+
+def test_pyfqmr_is_only_used_under_its_lock(monkeypatch):
+    # pyfqmr keeps its mesh in global state: two threads simplifying at once swapped structures'
+    # surfaces (the 3D view building while a Surgery dialog measured). Every use holds the lock.
+    import pyfqmr
+
+    from planning.surfaces import PYFQMR_LOCK
+
+    real, calls = pyfqmr.Simplify, []
+
+    class Checked:
+        def __init__(self):
+            self.inner = real()
+
+        def __getattr__(self, name):
+            calls.append(PYFQMR_LOCK.locked())
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(pyfqmr, "Simplify", Checked)
+    grid = Grid((36, 40, 40), (1.0, 1.0, 1.0))
+    mask = ball(grid, grid.index_to_patient(np.array([19.5, 20.2, 17.8])), 14.0)
+    surface = surfaces_from_label_map(mask.astype(np.uint8), grid)[1]
+    surface.level_of_detail(200)
+    assert calls and all(calls)

@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.mesh_export import Export, PrintCheck, export_surfaces
-from workstation.app.surgery import SurfaceSource, case_gone, holding, non_empty_names, report
+from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report
 
 FORMATS = {
     "STL (binary, one file per structure)": "stl",
@@ -186,16 +186,15 @@ class MeshExportDialog(QDialog):
             except OSError as error:
                 raise DelineoError(f"cannot write in {folder}: {error.strerror or error}") from error
             try:
-                with holding(source.lock, cancel):  # a repair for printing re-meshes
-                    export = export_surfaces(
-                        [surfaces[n] for n in names if n in surfaces],
-                        staging,
-                        fmt,
-                        coordinates=coordinates,
-                        for_printing=for_printing,
-                        on_progress=on_progress,
-                        cancel=cancel,
-                    )
+                export = export_surfaces(
+                    [surfaces[n] for n in names if n in surfaces],
+                    staging,
+                    fmt,
+                    coordinates=coordinates,
+                    for_printing=for_printing,
+                    on_progress=on_progress,
+                    cancel=cancel,
+                )
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise

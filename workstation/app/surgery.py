@@ -8,31 +8,12 @@ where it has them, the others built in the worker from copies of the masks), and
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 from PyQt6.QtGui import QAction
 
 from planning.errors import Cancelled, GeometryError
 from planning.structures import Structure
 from planning.surfaces import Surface, build_surfaces
-
-#: Serialises surface builds where there is no 3D view to share its lock with.
-_LOCK = threading.Lock()
-
-
-@contextmanager
-def holding(lock: threading.Lock, cancel: threading.Event | None):
-    """Hold `lock` (waiting while another thread builds surfaces; pyfqmr, the simplifier, is not
-    thread-safe), giving up with `Cancelled` when `cancel` is set meanwhile."""
-    while not lock.acquire(timeout=0.1):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled")
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def copy_structure(structure: Structure) -> Structure:
@@ -78,8 +59,6 @@ class SurfaceSource:
         surface_of = getattr(view, "surface", None)
         ready = surface_of is not None and view.is_ready()
         self.options = getattr(view, "options", None)
-        #: taken while building surfaces, and by anything else that simplifies meshes
-        self.lock = getattr(view, "surface_lock", None) or _LOCK
         self.copies = {name: copy_structure(case.structures[name]) for name in names}
         self.meshed = list(names if meshed is None else meshed)
         self.known: dict[str, Surface] = {}
@@ -99,8 +78,7 @@ class SurfaceSource:
         built = {}
         if todo:
             kwargs = {} if self.options is None else {"options": self.options}
-            with holding(self.lock, cancel):
-                built = build_surfaces(todo, on_progress=on_progress, cancel=cancel, **kwargs)
+            built = build_surfaces(todo, on_progress=on_progress, cancel=cancel, **kwargs)
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
         return {**self.known, **built}

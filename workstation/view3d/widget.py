@@ -52,11 +52,6 @@ FADED_OPACITY = 0.12
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
 
-#: Held by every thread that builds or simplifies surfaces: pyfqmr, the simplifier under
-#: `build_surfaces` and `Surface.level_of_detail`, keeps its mesh in global state, so two builds
-#: at once can return one structure's surface under another's name. Jobs of the main window
-#: that build surfaces take it too (`View3D.surface_lock`).
-SURFACE_LOCK = threading.Lock()
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.
 VIEWS = {
@@ -87,7 +82,6 @@ class View3D(QWidget):
     failed = pyqtSignal(str)
     margin_map_shown = pyqtSignal(str)
     _structure_event = pyqtSignal(str, object, object)  # psygnal → GUI thread
-    surface_lock = SURFACE_LOCK
 
     def __init__(
         self,
@@ -508,15 +502,14 @@ class View3D(QWidget):
         options, progress = self.options, self.building.emit
 
         def job():
-            with SURFACE_LOCK:
-                try:
-                    surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
-                except Cancelled:
-                    return None
-                return {
-                    name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
-                    for name, surface in surfaces.items()
-                }
+            try:
+                surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
+            except Cancelled:
+                return None
+            return {
+                name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
+                for name, surface in surfaces.items()
+            }
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
