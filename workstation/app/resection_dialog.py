@@ -260,10 +260,13 @@ def describe(result: Resection, organ: str, how: str) -> str:
     if result.reached:
         items = "".join(
             f"<li>{e(r.name)}: {'crossed' if r.crossed else 'removed whole'}, "
-            f"{r.resected_cc:.2f} cc resected ({_percent(r.fraction)} of it)</li>"
+            f"{r.resected_cc:.2f} cc in the resected region ({_percent(r.fraction)} of it)</li>"
             for r in result.reached
         )
-        rows.append(f"Structures reached:<ul style='margin:0'>{items}</ul>")
+        rows.append(
+            "Structures reached (the resected region includes the safety margin or cut outside "
+            f"the organ):<ul style='margin:0'>{items}</ul>"
+        )
     else:
         rows.append("No other structure is reached.")
     rows.append("<i>Edit ▸ Undo removes both parts in one step; 3D ▸ Clear unfades the view.</i>")
