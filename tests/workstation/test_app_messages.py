@@ -74,3 +74,11 @@ def test_an_unexpected_error_is_shown_and_the_work_autosaved(window, qtbot):
     assert message.startswith("Unexpected error: ZeroDivisionError: division by zero. This is a bug")
     qtbot.waitUntil(window.autosaver.path.exists, timeout=30_000)
     qtbot.waitUntil(lambda: not window.jobs.busy, timeout=30_000)
+
+
+def test_results_are_kept_but_not_counted_as_warnings(window):
+    window.messages.add("INFO", "GTV ↔ Heart: 49.9 mm")
+    assert window.messages.button.text() == "Messages 1"
+    window.messages.add("WARNING", "a warning")
+    assert window.messages.button.text() == "⚠ 1"
+    assert window.messages.messages() == ["GTV ↔ Heart: 49.9 mm", "a warning"]

@@ -5,8 +5,9 @@ several warnings at once (slices resampled, contours left out, a partial dose, p
 assumed); the status bar shows one for a few seconds. The panel keeps them all, newest last,
 with the time. Log records of level WARNING and above reach it from any thread through
 `MessageLog`, a logging handler; failed jobs are added by the window (the job runner's own log
-record of a failure, with its traceback, is left to the log). A status-bar button counts the
-messages and opens the panel.
+record of a failure, with its traceback, is left to the log). Results worth keeping (a measured
+distance) are added as INFO. A status-bar button counts the warnings and errors ("⚠ 3") and
+opens the panel.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class MessagesPanel(QListWidget):
         self.button.setAutoRaise(True)
         self.button.setToolTip("Warnings and errors of this session (View ▸ Messages)")
         self.button.hide()
+        self._alerts = 0  # warnings and errors among the messages
         self._relay = _Relay(self)
         self._relay.received.connect(self.add)
         self.log = MessageLog(self._relay)
@@ -74,7 +76,10 @@ class MessagesPanel(QListWidget):
         item.setToolTip(message)
         self.addItem(item)
         self.scrollToBottom()
-        self.button.setText(f"⚠ {self.count()}")
+        if level not in ("DEBUG", "INFO"):
+            self._alerts += 1
+        # the badge counts warnings and errors; results (INFO: a measured distance) only show it
+        self.button.setText(f"⚠ {self._alerts}" if self._alerts else f"Messages {self.count()}")
         self.button.show()
 
     def messages(self) -> list[str]:
