@@ -94,9 +94,12 @@ def fill_planes_without_images(mask: Mask, slices) -> Mask:
     if mask.is_empty:
         return mask
     real = [k for k, ref in enumerate(slices) if ref is not None]
-    z0, z1 = mask.box[0].start, mask.box[0].stop
-    ny, nx = mask.grid.shape[1:]
-    box = (slice(max(z0 - 1, 0), min(z1 + 1, mask.grid.shape[0])), slice(0, ny), slice(0, nx))
+    # the blend is inside where one of the two shapes is: the mask's own box suffices, one voxel
+    # wider so that the distances inside are measured to outside voxels as on the whole plane
+    box = tuple(
+        slice(max(part.start - 1, 0), min(part.stop + 1, size))
+        for part, size in zip(mask.box, mask.grid.shape, strict=True)
+    )
     region = mask.region(box)
     base = box[0].start
     spacing_yx = mask.grid.spacing_xyz[1::-1]

@@ -36,7 +36,7 @@ from planning.seg_dataset import (
     seg_dataset,
     software_version,
 )
-from planning.seg_placement import segment_on_grid
+from planning.seg_placement import segment_masks
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
@@ -53,8 +53,9 @@ _PROPERTY = {
     RoiType.GTV: (_SPATIAL, codes.SCT.GrossTumorVolume),
     RoiType.EXTERNAL: (_ANATOMY, _ENTIRE_BODY),
 }
-#: The segment description Delineo writes: the structure's RT ROI interpreted type, which the
-#: segmented property codes can only say for organs, targets and the body.
+#: The segment description Delineo writes: the structure's RT ROI interpreted type (the
+#: segmented property codes can only say organ, target or body), then the structure's own
+#: description, cut to 64 characters.
 _ROI_TYPE_PREFIX = "RT ROI Interpreted Type: "
 _TYPE_OF_CODE = {types.value: roi_type for roi_type, (_, types) in _PROPERTY.items()}
 
@@ -135,21 +136,20 @@ def read_seg(path: str | os.PathLike, volume: Volume, names: list[str] | None = 
             raise DelineoError(f"{path.name} has no segment named {', '.join(missing)}; segments: {known}")
         segments = {by_label[name.upper()]: segments[by_label[name.upper()]] for name in names}
     structure_set = StructureSet(volume.grid, volume.frame_of_reference_uid, str(seg.get("ContentLabel", "")))
-    for number, description in segments.items():
-        mask = fill_planes_without_images(
-            Mask.from_full(volume.grid, segment_on_grid(seg, number, volume)), volume.slices
-        )
+    for number, placed in segment_masks(seg, list(segments), volume):
+        description = segments[number]
+        mask = fill_planes_without_images(placed, volume.slices)
         name = description.segment_label or f"Segment_{number}"
         color, roi_type = style_for(name)
-        roi_type = _roi_type(description) or _TYPE_OF_CODE.get(
-            description.segmented_property_type.value, roi_type
-        )
+        written_type, text = _type_and_text(description)
+        roi_type = written_type or _TYPE_OF_CODE.get(description.segmented_property_type.value, roi_type)
         algorithm = str(description.algorithm_type.value if description.algorithm_type else "MANUAL")
         structure = Structure(
             name=name,
             mask=mask,
             color=_display_color(description) or color,
             roi_type=roi_type,
+            description=text,
             algorithm=GenerationAlgorithm(
                 algorithm if algorithm in GenerationAlgorithm.__members__ else "MANUAL"
             ),
@@ -185,16 +185,19 @@ def _description(number: int, structure: Structure) -> hd.seg.SegmentDescription
         algorithm_identification=identification,
         display_color=hd.color.CIELabColor.from_rgb(*structure.color),
     )
-    description.SegmentDescription = f"{_ROI_TYPE_PREFIX}{structure.roi_type.value}"
+    own = f"; {structure.description}" if structure.description else ""
+    description.SegmentDescription = f"{_ROI_TYPE_PREFIX}{structure.roi_type.value}{own}"[:64]  # LO
     return description
 
 
-def _roi_type(description) -> RoiType | None:
-    """The RT ROI interpreted type Delineo wrote in the segment's free-text description, if any:
-    the coded property has no code for most of them (BOLUS, AVOIDANCE, SUPPORT…)."""
+def _type_and_text(description) -> tuple[RoiType | None, str]:
+    """The RT ROI interpreted type Delineo wrote in a segment's free-text description (the coded
+    property has no code for BOLUS, AVOIDANCE, SUPPORT…), if any, and the structure's own text."""
     text = str(description.get("SegmentDescription", ""))
-    value = text.removeprefix(_ROI_TYPE_PREFIX)
-    return RoiType(value) if text.startswith(_ROI_TYPE_PREFIX) and value in RoiType.__members__ else None
+    if not text.startswith(_ROI_TYPE_PREFIX):
+        return None, text
+    value, _, own = text.removeprefix(_ROI_TYPE_PREFIX).partition("; ")
+    return (RoiType(value) if value in RoiType.__members__ else None), own
 
 
 def _display_color(description) -> tuple[int, int, int] | None:

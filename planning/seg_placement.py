@@ -1,14 +1,17 @@
 """Putting a DICOM-SEG's segments on a loaded volume's grid, one segment at a time.
 
-A SEG made on the loaded images (by Delineo or another program) has each frame on one of the
-volume's planes, with the same pixels: its frames are copied straight onto those planes
-(`frames_on_planes`), whatever the spacing between the planes. This takes the same irregular
+A SEG made on the loaded images (by Delineo or another program) derives each frame from one of
+the volume's images, on its plane, with the same pixels: its frames are copied straight onto
+those planes (`frame_planes`), whatever the spacing between the planes. This takes the same irregular
 stacks the loader accepts (slice gaps varying by a few per cent), which highdicom's volume
-reconstruction refuses beyond 1 %. A SEG on another grid is reconstructed by highdicom and
-resampled by nearest voxel (`resampled_segment`). Fractional segments are inside from 50 %.
+reconstruction refuses beyond 1 %. A SEG made on other images (another reconstruction of the
+scan) or on another grid is reconstructed by highdicom and resampled by nearest voxel
+(`resampled_segment`). Fractional segments are inside from 50 %.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -16,40 +19,72 @@ from planning.dicom.stack import image_plane_origins
 from planning.errors import DicomReadError
 from planning.geometry import Grid
 from planning.structure_io import labels_on_grid
+from planning.structures import Mask
 from planning.volume import Volume
 
 #: A frame lies on a volume plane when its position is this close to the plane's origin (mm).
 POSITION_TOLERANCE_MM = 0.01
 
 
-def segment_on_grid(seg, number: int, volume: Volume) -> np.ndarray:
-    """Segment `number` of `seg` (a highdicom Segmentation) as a bool array on `volume`'s grid."""
-    on_planes = frames_on_planes(seg, number, volume)
-    return on_planes if on_planes is not None else resampled_segment(seg, number, volume)
+def segment_masks(seg, numbers: list[int], volume: Volume) -> Iterator[tuple[int, Mask]]:
+    """(number, mask on `volume`'s grid) of each segment of `seg` (a highdicom Segmentation)
+    in `numbers`, one at a time: a SEG of 117 segments on 600 planes of 512² would take 18 GB
+    as one array."""
+    planes = frame_planes(seg, volume)
+    for number in numbers:
+        if planes is None:
+            yield number, Mask.from_full(volume.grid, resampled_segment(seg, number, volume))
+        else:
+            yield number, _placed_mask(seg, planes.get(number, []), volume.grid)
 
 
-def frames_on_planes(seg, number: int, volume: Volume) -> np.ndarray | None:
-    """The segment's frames copied onto the volume planes they lie on, or None when some frame
-    is not on one of them pixel for pixel (another orientation, pixel spacing or size)."""
+def frame_planes(seg, volume: Volume) -> dict[int, list[tuple[int, int]]] | None:
+    """For each segment number, its frames as (frame index, volume plane k), when every frame was
+    made on one of the volume's own images and lies on its plane pixel for pixel (same pixel grid,
+    same position); None otherwise (a SEG made on other images, a thicker reconstruction of the
+    same scan for instance, or on another grid)."""
     grid = volume.grid
     if (int(seg.Rows), int(seg.Columns)) != grid.shape[1:]:
         return None
+    plane_of = {
+        (ref.sop_instance_uid, ref.frame): k for k, ref in enumerate(volume.slices) if ref is not None
+    }
     origins = image_plane_origins(grid, volume.slices)
-    normal = grid.direction[:, 2]
-    along = origins @ normal
-    threshold = _inside_from(seg)
-    array = np.zeros(grid.shape, bool)
+    planes: dict[int, list[tuple[int, int]]] = {}
     for index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        if int(_group(seg, item, "SegmentIdentificationSequence").ReferencedSegmentNumber) != number:
-            continue
-        if not _same_pixel_grid(seg, item, grid):
+        k = plane_of.get(_source_image(item))
+        if k is None or not _same_pixel_grid(seg, item, grid):
             return None
         position = np.asarray(_group(seg, item, "PlanePositionSequence").ImagePositionPatient, float)
-        k = int(np.argmin(np.abs(along - position @ normal)))
         if np.linalg.norm(position - origins[k]) > POSITION_TOLERANCE_MM:
             return None
-        array[k] |= seg.get_stored_frame(index, as_index=True) >= threshold
-    return array
+        number = int(_group(seg, item, "SegmentIdentificationSequence").ReferencedSegmentNumber)
+        planes.setdefault(number, []).append((index, k))
+    return planes
+
+
+def _placed_mask(seg, frames: list[tuple[int, int]], grid: Grid) -> Mask:
+    """A segment's frames (frame index, plane k) copied onto their planes."""
+    mask = Mask(grid)
+    if not frames:
+        return mask
+    first, last = min(k for _, k in frames), max(k for _, k in frames)
+    slab = np.zeros((last - first + 1, *grid.shape[1:]), bool)
+    threshold = _inside_from(seg)
+    for index, k in frames:
+        slab[k - first] |= seg.get_stored_frame(index, as_index=True) >= threshold
+    mask.replace_region((slice(first, last + 1), slice(0, grid.shape[1]), slice(0, grid.shape[2])), slab)
+    return mask
+
+
+def _source_image(item) -> tuple[str, int | None] | None:
+    """(SOP instance UID, frame number or None) of the image a frame was derived from."""
+    try:
+        source = item.DerivationImageSequence[0].SourceImageSequence[0]
+    except (AttributeError, IndexError):
+        return None
+    frame = source.get("ReferencedFrameNumber")
+    return str(source.ReferencedSOPInstanceUID), None if frame is None else int(frame)
 
 
 def resampled_segment(seg, number: int, volume: Volume) -> np.ndarray:

@@ -214,10 +214,14 @@ def test_seg_keeps_every_rt_roi_type(case, tmp_path):
     typed = StructureSet(volume.grid, volume.frame_of_reference_uid)
     mask = structures["PTV_7000"].mask
     for roi_type in RoiType:
-        typed.add(Structure(f"S_{roi_type.value}", mask, roi_type=roi_type))
+        typed.add(
+            Structure(f"S_{roi_type.value}", mask, roi_type=roi_type, description=f"made as {roi_type}")
+        )
     path = tmp_path / "types.seg.dcm"
     write_seg(typed, volume, path)
-    assert {s.name: s.roi_type for s in read_seg(path, volume)} == {s.name: s.roi_type for s in typed}
+    back = read_seg(path, volume)
+    assert {s.name: s.roi_type for s in back} == {s.name: s.roi_type for s in typed}
+    assert {s.name: s.description for s in back} == {s.name: s.description for s in typed}  # kept too
 
 
 def test_fractional_seg_of_another_program_is_read_from_half(case, tmp_path):
@@ -319,3 +323,23 @@ def test_seg_declares_latin1_text_copied_from_the_images(tmp_path):
         "Müller^Jürgen",
         "Ä1",
     )
+
+
+def test_seg_made_on_a_thicker_reconstruction_is_resampled_not_striped(tmp_path):
+    # same scan, same frame of reference: a SEG made on the 3 mm images, read onto the 1 mm ones,
+    # lies on every third plane; its frames are not the 1 mm images', so it is resampled
+    from pydicom.uid import generate_uid
+
+    frame_of_reference, study = generate_uid(), generate_uid()
+    hu = ct_phantom((30, 32, 36))
+    common = {"frame_of_reference_uid": frame_of_reference, "study_uid": study}
+    write_ct_series(tmp_path / "thin", hu, spacing_xyz=(0.8, 0.8, 1.0), **common)
+    write_ct_series(tmp_path / "thick", hu[::3], spacing_xyz=(0.8, 0.8, 3.0), **common)
+    thin, thick = load_volume(tmp_path / "thin"), load_volume(tmp_path / "thick")
+    z, y, x = np.indices(thick.grid.shape)
+    ball = (z - 5) ** 2 * 9 + (y - 16) ** 2 + (x - 18) ** 2 <= 64
+    structures = StructureSet(thick.grid, thick.frame_of_reference_uid)
+    structures.add(Structure("GTV", Mask.from_full(thick.grid, ball)))
+    write_seg(structures, thick, tmp_path / "thick.seg.dcm")
+    planes = read_seg(tmp_path / "thick.seg.dcm", thin)["GTV"].mask.full().any(axis=(1, 2))
+    assert np.flatnonzero(planes).tolist() == list(range(8, 23))  # 3 mm planes 3–7, nearest voxel

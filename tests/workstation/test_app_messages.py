@@ -82,3 +82,10 @@ def test_results_are_kept_but_not_counted_as_warnings(window):
     window.messages.add("WARNING", "a warning")
     assert window.messages.button.text() == "⚠ 1"
     assert window.messages.messages() == ["GTV ↔ Heart: 49.9 mm", "a warning"]
+
+
+def test_a_warning_repeating_a_result_is_listed_and_counted(window):
+    window.messages.add("INFO", "Liver: 0 mm")
+    window.messages.add("WARNING", "Liver: 0 mm")
+    window.messages.add("WARNING", "Liver: 0 mm")  # a repeat of the last one is not
+    assert window.messages.count() == 2 and window.messages.button.text() == "⚠ 1"

@@ -21,6 +21,8 @@ from PyQt6.QtWidgets import QListWidget, QListWidgetItem, QToolButton, QWidget
 
 #: item data role holding the bare message
 _MESSAGE = Qt.ItemDataRole.UserRole
+#: item data role holding the message's level (WARNING, INFO…)
+_LEVEL = Qt.ItemDataRole.UserRole + 1
 #: loggers whose records (tracebacks) the panel leaves out: the window reports failed jobs and
 #: unexpected errors itself, in words
 _REPORTED_ELSEWHERE = ("workstation.app.jobs", "workstation.app.unexpected")
@@ -69,10 +71,12 @@ class MessagesPanel(QListWidget):
     def add(self, level: str, message: str) -> None:
         """Append a message (level: WARNING, ERROR…); a repeat of the last one is not added."""
         text = f"{time.strftime('%H:%M:%S')}  {level.capitalize()}: {message}"
-        if self.count() and self.item(self.count() - 1).data(_MESSAGE) == message:
+        last = self.item(self.count() - 1) if self.count() else None
+        if last is not None and (last.data(_LEVEL), last.data(_MESSAGE)) == (level, message):
             return
         item = QListWidgetItem(text)
         item.setData(_MESSAGE, message)
+        item.setData(_LEVEL, level)
         item.setToolTip(message)
         self.addItem(item)
         self.scrollToBottom()
