@@ -6,8 +6,9 @@ Files: STL, PLY and VTP hold one structure each (`<name>.<ext>`); OBJ holds all 
 named objects with one material (colour) each, in `surfaces.obj` + `surfaces.mtl`. A file is
 named after its structure, Unicode kept, only characters no file system accepts replaced; a
 structure whose name is a valid file name always gets it, and the real name is stored in the
-file where the format has room (OBJ object, PLY comment, VTP field data; the STL header is 80
-ASCII bytes). Existing files are not replaced unless asked. Coordinates are patient
+file where the format has room (an OBJ comment line before its object, whose name and material
+have '#' replaced as OBJ readers take it for a comment; PLY comment, VTP field data; the STL
+header is 80 ASCII bytes). Existing files are not replaced unless asked. Coordinates are patient
 millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what most mesh tools and
 3D Slicer's RAS scenes expect). Files are written to a temporary name and moved into place, so a
 failed export leaves no half-written file.
@@ -207,7 +208,13 @@ def _file_names(names: list[str]) -> list[str]:
     """Unique file name stems for structure names (unique ignoring case). A name that is a
     valid stem is its own, whatever comes before it; the others get a cleaned stem, numbered
     (_2, _3, …) when it is taken."""
-    stems = [_safe_stem(name) for name in names]
+    return _unique(names, _safe_stem)
+
+
+def _unique(names: list[str], clean: Callable[[str], str]) -> list[str]:
+    """`clean(name)` for each name, unique ignoring case: a name `clean` keeps is its own,
+    whatever comes before it; the others are numbered (_2, _3, …) when theirs is taken."""
+    stems = [clean(name) for name in names]
     result: list[str | None] = [None] * len(names)
     taken: set[str] = set()
     for i, (name, stem) in enumerate(zip(names, stems, strict=True)):
@@ -238,6 +245,16 @@ def _one_line(name: str) -> str:
     """A name for a one-line field of a file (OBJ object, PLY comment): control characters
     become spaces."""
     return re.sub(r"[\x00-\x1f\x7f]", " ", name)
+
+
+def _obj_object(name: str) -> str:
+    """An OBJ object name: one line, no '#' (OBJ readers cut a line there, as a comment)."""
+    return _one_line(name).replace("#", "_")
+
+
+def _mtl_material(name: str) -> str:
+    """An MTL material name: one word (readers split at spaces), no '#', a valid file stem."""
+    return _safe_stem(re.sub(r"[\s#]", "_", name))
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -302,7 +319,8 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
     .mtl beside it. Returns both paths."""
     path = Path(path)
     library = path.with_suffix(".mtl")
-    materials = _file_names([re.sub(r"\s", "_", s.name) for s in surfaces])
+    names = [s.name for s in surfaces]
+    objects, materials = _unique(names, _obj_object), _unique(names, _mtl_material)
 
     def write_library(target: Path) -> None:
         with open(target, "w", encoding="utf-8") as stream:
@@ -318,11 +336,11 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
         with open(target, "w", encoding="utf-8") as stream:
             stream.write(f"# Delineo structure surfaces, patient mm\nmtllib {library.name}\n")
             base = 1
-            for surface, material in zip(surfaces, materials, strict=True):
+            for surface, name, material in zip(surfaces, objects, materials, strict=True):
                 normals = surface.normals
                 if normals is None:
                     normals = vertex_normals(surface.points, surface.triangles)
-                stream.write(f"o {_one_line(surface.name)}\nusemtl {material}\n")
+                stream.write(f"# structure {_one_line(surface.name)}\no {name}\nusemtl {material}\n")
                 np.savetxt(stream, surface.points, fmt="v %.4f %.4f %.4f")
                 np.savetxt(stream, normals, fmt="vn %.4f %.4f %.4f")
                 ids = surface.triangles + base

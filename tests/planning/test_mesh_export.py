@@ -140,6 +140,17 @@ def test_the_real_name_is_stored_in_the_file(tmp_path, fmt):
         assert mesh.GetFieldData().GetAbstractArray("Name").GetValue(0) == "GTV/1"
 
 
+def test_a_hash_in_a_name_does_not_start_an_obj_comment(tmp_path):
+    export = export_surfaces(named_boxes(["GTV#1", "GTV#2", "GTV_1"]), tmp_path, "obj")
+    obj, mtl = (path.read_text(encoding="utf-8") for path in export.files)
+    keyed = [line for line in (obj + mtl).splitlines() if line.split(" ")[0] in ("o", "usemtl", "newmtl")]
+    assert not [line for line in keyed if "#" in line]
+    materials = [line.split()[1] for line in mtl.splitlines() if line.startswith("newmtl ")]
+    assert materials == ["GTV_1_2", "GTV_2", "GTV_1"]  # three colours, none merged
+    assert [line for line in obj.splitlines() if line.startswith("o ")] == ["o GTV_1_2", "o GTV_2", "o GTV_1"]
+    assert "# structure GTV#1\no GTV_1_2\n" in obj  # the real name, in a comment line
+
+
 def test_existing_files_are_kept_unless_overwriting(tmp_path):
     surfaces = named_boxes(["Label_1", "Label_2"])
     (tmp_path / "Label_2.stl").write_text("the user's own model")
