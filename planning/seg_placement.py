@@ -19,7 +19,7 @@ from planning.dicom.stack import image_plane_origins
 from planning.errors import DicomReadError
 from planning.geometry import Grid
 from planning.structure_io import labels_on_grid
-from planning.structures import Mask
+from planning.structures import Mask, bounding_box
 from planning.volume import Volume
 
 #: A frame lies on a volume plane when its position is this close to the plane's origin (mm).
@@ -65,16 +65,17 @@ def frame_planes(seg, volume: Volume) -> dict[int, list[tuple[int, int]]] | None
 
 def _placed_mask(seg, frames: list[tuple[int, int]], grid: Grid) -> Mask:
     """A segment's frames (frame index, plane k) copied onto their planes."""
-    mask = Mask(grid)
     if not frames:
-        return mask
+        return Mask(grid)
     first, last = min(k for _, k in frames), max(k for _, k in frames)
     slab = np.zeros((last - first + 1, *grid.shape[1:]), bool)
     threshold = _inside_from(seg)
     for index, k in frames:
         slab[k - first] |= seg.get_stored_frame(index, as_index=True) >= threshold
-    mask.replace_region((slice(first, last + 1), slice(0, grid.shape[1]), slice(0, grid.shape[2])), slab)
-    return mask
+    box = bounding_box(slab)
+    if box is None:
+        return Mask(grid)
+    return Mask(grid, slab[box].copy(), (first + box[0].start, box[1].start, box[2].start))
 
 
 def _source_image(item) -> tuple[str, int | None] | None:
