@@ -60,12 +60,14 @@ class PrintCheck:
 class Export:
     """Files written; (the surface as written, its file) for each structure written (repaired
     for printing, in the coordinates asked); in printing mode, the check of each structure
-    written and, for each one left out, (its name, why it could not be printed)."""
+    written and, for each one left out, (its name, why it could not be printed) and the file
+    it would have had (none for OBJ): one already there is not from this export."""
 
     files: list[Path]
     checks: list[PrintCheck]
     unprintable: list[tuple[str, str]] = field(default_factory=list)
     written: list[tuple[Surface, Path]] = field(default_factory=list)
+    unwritten_files: list[Path] = field(default_factory=list)
 
 
 class FilesExist(FormatError):
@@ -104,27 +106,22 @@ def export_surfaces(
         FormatError: unknown format or coordinate system, or a file that cannot be written.
         Cancelled: when `cancel` is set.
     """
-    fmt = fmt.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise FormatError(f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}")
+    fmt = _format(fmt)
     if coordinates not in ("LPS", "RAS"):
         raise FormatError(f"coordinates must be 'LPS' or 'RAS', not {coordinates!r}")
     on_progress = on_progress or (lambda stage, done, total: None)
     surfaces = [s for s in surfaces if not s.is_empty]
     folder = Path(folder)
-    stems = _file_names([s.name for s in surfaces])
-    if fmt == "obj":
-        targets = [folder / "surfaces.obj", folder / "surfaces.mtl"]
-    else:
-        targets = [folder / f"{stem}.{fmt}" for stem in stems]
+    targets = target_files([s.name for s in surfaces], folder, fmt)
     existing = [path for path in targets if path.exists()]
     if existing and not overwrite:
         raise FilesExist(existing)
     folder.mkdir(parents=True, exist_ok=True)
+    paths = [targets[0]] * len(surfaces) if fmt == "obj" else targets
     checks: list[PrintCheck] = []
-    ready: list[tuple[Surface, str]] = []
+    ready: list[tuple[Surface, Path]] = []
     unprintable: list[tuple[str, str]] = []
-    for done, (surface, stem) in enumerate(zip(surfaces, stems, strict=True)):
+    for done, (surface, path) in enumerate(zip(surfaces, paths, strict=True)):
         on_progress("Checking meshes" if for_printing else "Preparing meshes", done, len(surfaces))
         if cancel is not None and cancel.is_set():
             raise Cancelled("mesh export was cancelled")
@@ -136,21 +133,36 @@ def export_surfaces(
                 unprintable.append((surface.name, str(error)))
                 continue
             checks.append(check)
-        ready.append((_in_coordinates(surface, coordinates), stem))
+        ready.append((_in_coordinates(surface, coordinates), path))
     on_progress("Writing meshes", 0, 1)
     if fmt == "obj":
         files = write_obj([surface for surface, _ in ready], targets[0])
-        written = [(surface, targets[0]) for surface, _ in ready]
     else:
         writer = {"stl": write_stl, "ply": write_ply, "vtp": write_vtp}[fmt]
-        written = []
-        for done, (surface, stem) in enumerate(ready):
+        for done, (surface, path) in enumerate(ready):
             on_progress("Writing meshes", done, len(ready))
-            writer(surface, folder / f"{stem}.{fmt}")
-            written.append((surface, folder / f"{stem}.{fmt}"))
-        files = [path for _, path in written]
+            writer(surface, path)
+        files = [path for _, path in ready]
     on_progress("Writing meshes", 1, 1)
-    return Export(files, checks, unprintable, written)
+    unwritten = [] if fmt == "obj" else [path for path in paths if path not in files]
+    return Export(files, checks, unprintable, ready, unwritten)
+
+
+def target_files(names: list[str], folder: str | os.PathLike, fmt: str = "stl") -> list[Path]:
+    """The files an export of the (non-empty) structures `names`, in that order, writes in
+    `folder`: one per structure, or the OBJ and its .mtl. Known before any meshing, so a caller
+    can refuse to replace files first."""
+    fmt, folder = _format(fmt), Path(folder)
+    if fmt == "obj":
+        return [folder / "surfaces.obj", folder / "surfaces.mtl"]
+    return [folder / f"{stem}.{fmt}" for stem in _file_names(names)]
+
+
+def _format(fmt: str) -> str:
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fmt
 
 
 def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface, PrintCheck]:

@@ -99,7 +99,32 @@ def test_an_unprintable_structure_does_not_cost_the_others(tmp_path, capsys, mon
     assert "not printable, not written: Label_2 (the others were written)" in captured.err
 
 
-def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_path, capsys):
+def test_a_file_left_from_an_earlier_export_is_named_as_out_of_date(tmp_path, capsys, monkeypatch):
+    import planning.mesh_export as mesh_export
+
+    real = mesh_export.printable
+
+    def printable(surface, spacing):
+        if surface.name == "Label_2":
+            raise FormatError("Label_2: the mesh encloses no volume and cannot be printed")
+        return real(surface, spacing)
+
+    monkeypatch.setattr(mesh_export, "printable", printable)
+    dots(tmp_path / "dots.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "Label_2.stl").write_text("yesterday's Label_2")
+    argv = ["mesh", str(tmp_path / "dots.nii.gz"), "--out", str(out), "--print", "--overwrite"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert "Label_2.stl in " in said and "from an earlier export, not replaced (not printable now)" in said
+    assert (out / "Label_2.stl").read_text() == "yesterday's Label_2"  # kept: not ours to delete
+
+
+def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_path, capsys, monkeypatch):
+    import planning.surfaces
+
     label_map(tmp_path / "labels.nii.gz")
     (tmp_path / "names.json").write_text('{"1": "肝臓", "7": "GTV/1"}', encoding="utf-8")
     out = tmp_path / "out"
@@ -107,9 +132,15 @@ def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_pa
     (out / "肝臓.stl").write_text("the user's own model")
     argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json"),
             "--out", str(out)]  # fmt: skip
+    meshed = []
+    real = planning.surfaces.surfaces_from_label_map
+    monkeypatch.setattr(
+        planning.surfaces, "surfaces_from_label_map", lambda *a, **k: meshed.append(1) or real(*a, **k)
+    )
     assert main(argv) == 1
     assert "肝臓.stl; nothing was written (give --overwrite to replace them)" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["肝臓.stl"]
+    assert not meshed  # refused before any meshing (minutes for a whole-body label map)
     assert main([*argv, "--overwrite"]) == 0
     table = capsys.readouterr().out
     assert "GTV_1.stl" in [line.split()[-1] for line in table.splitlines() if line.startswith("GTV/1 ")]
@@ -172,7 +203,7 @@ def test_the_report_gives_the_figures_of_the_repaired_mesh(tmp_path, capsys, mon
     box = surfaces_from_label_map(labels, Grid(labels.shape, (1.0, 1.0, 1.0)), {1: "Box"})[1]
     inverted = Surface("Box", box.points, box.triangles[:, ::-1])  # e.g. from a tool with flipped winding
     assert mesh_volume_cc(inverted) < 0
-    monkeypatch.setattr(mesh_command, "_surfaces", lambda args, options, progress: [inverted])
+    monkeypatch.setattr(mesh_command, "_surfaces", lambda args, options, progress, before_meshing: [inverted])
     label_map(tmp_path / "labels.nii.gz")
     assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "out"), "--print"]) == 0
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Box ")]

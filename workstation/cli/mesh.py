@@ -55,7 +55,7 @@ def run(args) -> int:
     options = SurfaceOptions(smoothing_iterations=args.smoothing, decimation_tolerance_mm=args.tolerance)
     progress = ProgressBar()
     try:
-        surfaces = _surfaces(args, options, progress)
+        surfaces = _surfaces(args, options, progress, lambda names: _refuse_existing(args, names))
         export = export_surfaces(
             surfaces,
             args.out,
@@ -71,7 +71,32 @@ def run(args) -> int:
         progress.close()
     _print_table(export)
     print(f"wrote {len(export.files)} file(s) to {args.out}")
+    _report_stale([path for path in export.unwritten_files if path.exists()])
     return _report_unprintable(export.unprintable)
+
+
+def _refuse_existing(args, names: list[str]) -> None:
+    """Before any meshing: refuse when a file the export writes is there and not --overwrite.
+
+    Raises:
+        FilesExist: naming the files.
+    """
+    from planning.mesh_export import FilesExist, target_files
+
+    existing = [path for path in target_files(names, args.out, args.format) if path.exists()]
+    if existing and not args.overwrite:
+        raise FilesExist(existing)
+
+
+def _report_stale(paths: list) -> None:
+    """Name the files of structures left out (not printable) that an earlier export left in
+    the folder: they are kept (not this export's to delete) but are not current."""
+    if paths:
+        shown = ", ".join(path.name for path in paths)
+        warn(
+            f"{shown} in {paths[0].parent} {'is' if len(paths) == 1 else 'are'} from an earlier export, "
+            "not replaced (not printable now): out of date"
+        )
 
 
 def _print_table(export) -> None:
@@ -106,13 +131,14 @@ def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
     return 1
 
 
-def _surfaces(args, options, progress) -> list:
-    """The surfaces of the structures chosen (--names, else all), only those being built."""
+def _surfaces(args, options, progress, before_meshing) -> list:
+    """The surfaces of the structures chosen (--names, else all), only those being built;
+    `before_meshing(names)` is called with their names first (in the order they come)."""
     from planning.surfaces import build_surfaces
 
     names = _label_names(args.label_names)
     if args.series is None:
-        return _label_map_surfaces(args, names, options, progress)
+        return _label_map_surfaces(args, names, options, progress, before_meshing)
     from planning.imageio import load_volume
     from planning.structure_io import load_structures
 
@@ -123,10 +149,11 @@ def _surfaces(args, options, progress) -> list:
     empty = {s.name for s in structures if s.mask.is_empty}
     chosen = _chosen(args, [s.name for s in structures], empty)
     wanted = [s for s in structures if s.name in chosen]
+    before_meshing([s.name for s in wanted])
     return list(build_surfaces(wanted, options, on_progress=progress).values())
 
 
-def _label_map_surfaces(args, names: dict[int, str] | None, options, progress) -> list:
+def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, before_meshing) -> list:
     """The surfaces of the chosen labels of a label map file; a name of --label-names whose
     value is not in the map is an empty structure."""
     import numpy as np
@@ -150,6 +177,7 @@ def _label_map_surfaces(args, names: dict[int, str] | None, options, progress) -
     if args.names:
         values = [v for v in present if name_of[v] in chosen]
         array = np.where(np.isin(array, values), array, 0)
+    before_meshing([name_of[v] for v in sorted(present) if name_of[v] in chosen])
     meshes = surfaces_from_label_map(array, labels.grid, names, options=options, on_progress=progress)
     return list(meshes.values())
 
