@@ -293,8 +293,46 @@ def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch
         return SnapshotSizeDialog.DialogCode.Accepted
 
     monkeypatch.setattr(snapshot_dialog.SnapshotSizeDialog, "exec", accept)
-    target = tmp_path / "shot"
-    monkeypatch.setattr(widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    typed, asked = [], []
+    choose_file(monkeypatch, widget.QFileDialog, typed, asked)
+    typed.append(str(tmp_path / "shot"))  # no extension: saved as shot.png
     written = window.surgery.snapshot_3d()
     image = QImage(str(written))
     assert written.name == "shot.png" and (image.width(), image.height()) == (800, 500)
+    # typing "shot" again: the file dialog's own "replace?" question names shot.png; no keeps it
+    before = (tmp_path / "shot.png").read_bytes()
+    typed.append(str(tmp_path / "shot"))
+    assert window.surgery.snapshot_3d() is None
+    assert len(asked) == 1 and "shot.png already exists" in asked[0]
+    assert (tmp_path / "shot.png").read_bytes() == before
+
+
+def choose_file(monkeypatch, dialog_class, typed: list[str], asked: list[str]) -> None:
+    """Drive Qt's own file dialog: type the next name of `typed` and save; a "replace?" question
+    is recorded in `asked` and answered no, which cancels the dialog."""
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QMessageBox
+
+    real_exec = dialog_class.exec
+
+    def answer_no() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            asked.append(box.text())
+            box.button(QMessageBox.StandardButton.No).click()
+
+    def exec_(self):
+        def drive() -> None:
+            self.selectFile(typed.pop(0))
+            QTimer.singleShot(0, answer_no)  # runs inside the question's own event loop, if asked
+            self.accept()
+            if self.isVisible():  # answered no: the dialog stays open; cancel it
+                self.reject()
+
+        self.setOption(dialog_class.Option.DontUseNativeDialog, True)
+        QTimer.singleShot(0, drive)
+        return real_exec(self)
+
+    monkeypatch.setattr(dialog_class, "exec", exec_)
+    # the static chooser returns the name as typed (its own "replace?" check saw "shot")
+    monkeypatch.setattr(dialog_class, "getSaveFileName", lambda *a, **k: (typed.pop(0), ""))

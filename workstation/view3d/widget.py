@@ -17,7 +17,7 @@ import numpy as np
 import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401  (GPU volume mapper factories)
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction
-from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget
 from superqt.utils import create_worker
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
@@ -824,11 +824,9 @@ class View3D(QWidget):
         if dialog.exec() != SnapshotSizeDialog.DialogCode.Accepted:
             return None
         size = dialog.chosen_size()
-        path, _ = QFileDialog.getSaveFileName(self, "Save 3D snapshot", "snapshot.png", "PNG images (*.png)")
-        if not path:
+        path = self._ask_png_path()
+        if path is None:
             return None
-        if not path.lower().endswith(".png"):
-            path += ".png"
         try:
             written = self.snapshot(path, size)
         except (OSError, ValueError) as error:
@@ -836,6 +834,30 @@ class View3D(QWidget):
             return None
         self._status.setText(f"  Saved {Path(written).name} ({size[0]} × {size[1]})")
         return written
+
+    def _ask_png_path(self) -> str | None:
+        """A PNG file to save to, or None. The dialog adds .png to a bare name before its own
+        "replace?" check; a name with another extension gets .png too, and is asked about here."""
+        chooser = QFileDialog(self, "Save 3D snapshot", "", "PNG images (*.png)")
+        chooser.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        chooser.setDefaultSuffix("png")
+        chooser.selectFile("snapshot.png")
+        if chooser.exec() != QFileDialog.DialogCode.Accepted or not chooser.selectedFiles():
+            return None
+        path = chooser.selectedFiles()[0]
+        if path.lower().endswith(".png"):
+            return path
+        path += ".png"
+        replace = QMessageBox.StandardButton.Yes
+        if (
+            Path(path).exists()
+            and QMessageBox.question(
+                self, "Replace the file?", f"{Path(path).name} already exists. Replace it?"
+            )
+            != replace
+        ):
+            return None
+        return path
 
     def _show_progress(self, stage: str, done: float, total: float) -> None:
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
