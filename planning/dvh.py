@@ -504,8 +504,8 @@ def write_table(
     """A CSV of one row per DVH: volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_x (cc and %), how the
     structure was sampled, and its warnings, after `dose_warnings` (the dose file's: a per-fraction
     dose, relative doses), which hold for every row. Doses in the DVHs' unit (Gy, Gy(effective)
-    or relative). A DVH with no volume (a structure of points or open contours) has its row,
-    numbers left blank."""
+    or relative). A DVH with no volume has its row, numbers left blank, and its warnings say why
+    (by default: a structure of points or open contours)."""
     unit = dvhs[0].units if dvhs else "Gy"
     header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
     header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
@@ -519,7 +519,8 @@ def write_table(
             for dvh in dvhs:
                 if dvh.is_empty:
                     blank = [""] * (len(header) - 4)
-                    warnings = [*dose_warnings, "no volume: no closed contours", *dvh.warnings]
+                    why = dvh.warnings or ["no volume: no closed contours"]  # its own reason, if any
+                    warnings = [*dose_warnings, *why]
                     writer.writerow([dvh.name, "0", *blank, dvh.sampling, " | ".join(warnings)])
                     continue
                 row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]

@@ -5,10 +5,13 @@ import csv
 import numpy as np
 import pytest
 from support.app import show_sample, wait_idle
+from support.data import data_path
 
 from planning.dose import Dose
 from planning.dvh import compute_dvh
 from planning.geometry import Grid
+from workstation.app.case import contours_left_out
+from workstation.app.dvh_panel import NO_VOXEL
 
 pytestmark = pytest.mark.gui
 
@@ -56,25 +59,37 @@ def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot, tmp_path)
     wait_idle(qtbot, window)
 
 
-def test_the_panel_warns_when_the_loaded_images_cut_the_structures(window, qtbot):
-    """Structures read onto a part of their series (contours beyond it left out at import, or no
-    voxel at all on it) give DVHs of a part, or none: the panel says so, not only the status bar
-    for 15 seconds."""
-    from planning.structures import Mask
+def test_the_panel_names_the_structures_the_loaded_images_cut(window, qtbot, tmp_path):
+    """dicompyler-breast holds 1 of its 98 CT images: read with the case, 9 of its 10 closed
+    structures have no voxel left and BODY is 140 of its 14,882 cc. The reading warnings stay
+    with the case; the panel and the CSV name the cut structures, not only a status bar for 15 s."""
+    from planning.dicom.load import load_series
+    from planning.dicom.scan import scan
+    from planning.dose import load_dose
+    from planning.session import ImageReference
+    from workstation.app import services
+    from workstation.app.case import Case
 
-    case = show_sample(window)
-    case.structures.warnings = [
-        "RS.dcm: 40 contour(s) of BODY lie on no image plane; those contours were left out"
-    ]
-    case.new_structure("Beyond", mask=Mask(case.grid))
-    grid = case.grid
-    dose = Dose(
-        np.full(grid.shape, 2.0, np.float32), grid, frame_of_reference_uid=case.volume.frame_of_reference_uid
-    )
+    folder = data_path("dicom", "dicompyler-breast")
+    volume = load_series(scan(folder).series[0])
+    loaded = services.load_rtstruct(folder / "rtss.dcm", volume)
+    case = Case.with_structures(volume, [loaded], ImageReference.for_volume(volume, "dicom", folder))
+    assert case.structures.warnings == loaded.warnings and contours_left_out(case.structures.warnings)
+    window.set_case(case)
+    panel = window.dvh_panel
     window.dvh_dock.show()
-    window.set_dose(dose)
-    qtbot.waitUntil(lambda: bool(window.dvh_panel.dvhs), timeout=60_000)
+    window.set_dose(load_dose(folder / "rtdose.dcm"), folder / "rtdose.dcm")
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
     wait_idle(qtbot, window)
-    status = window.dvh_panel.status.text()
-    assert "contours beyond the loaded images were left out at import" in status
-    assert "no DVH for Beyond (no voxel on these images)" in status
+    status = panel.status.text()
+    assert "Partial, reaching the edge of the loaded images (DVH of the loaded slices only): BODY." in status
+    no_voxel = "Areola, Borders, Breast, Heart, Lt Lung, Nodes, Scar, Tumor Bed and 1 more (all in the CSV)"
+    assert f"No voxel on these images (no DVH): {no_voxel}." in status
+    assert "delineo dvh RTDOSE RTSTRUCT" in status
+    assert panel.save_csv(tmp_path / "dvh.csv")
+    rows = {r["structure"]: r for r in csv.DictReader(open(tmp_path / "dvh.csv", encoding="utf-8"))}
+    assert "reaches the edge of the loaded images" in rows["BODY"]["warnings"]
+    assert float(rows["BODY"]["volume_cc"]) < 200  # the slab of the one image, said to be partial
+    assert rows["Breast"]["volume_cc"] == "0" and rows["Breast"]["Dmean_Gy"] == ""
+    assert rows["Breast"]["warnings"] == f"Breast: {NO_VOXEL}"
+    assert set(rows) == {s.name for s in case.structures}

@@ -44,3 +44,23 @@ def test_a_dose_of_another_patient_is_refused_when_opened(window, qtbot):
 
 def test_menu_actions_need_a_case(window):
     assert not window.import_action.isEnabled() and not window.dose_action.isEnabled()
+
+
+def test_an_import_keeps_its_reading_warnings_with_the_case():
+    """Warnings of an imported set (contours left out beyond the images...) join the case's, for
+    the DVH panel; the structures come in as one undo step."""
+    from planning.sample_patient import make_sample_patient
+    from planning.session import ImageReference
+    from planning.structures import Structure, StructureSet
+    from workstation.app.case import Case, contours_left_out
+
+    sample = make_sample_patient((10, 32, 32))
+    case = Case(sample.volume, sample.structures, ImageReference.for_volume(sample.volume, "sample"))
+    loaded = StructureSet(case.grid, case.volume.frame_of_reference_uid)
+    loaded.add(Structure("GTV", case.structures["GTV"].mask.copy()))
+    loaded.warnings = ["3 contour(s) of GTV lie beyond the loaded images; those contours were left out"]
+    assert not contours_left_out(case.structures.warnings)
+    case.import_structures(loaded, "Import RS.dcm")
+    assert case.structures.names()[-1] == "GTV_2" and contours_left_out(case.structures.warnings)
+    case.history.undo()
+    assert "GTV_2" not in case.structures

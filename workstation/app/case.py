@@ -24,6 +24,12 @@ from workstation.app.history import (
 )
 
 
+def contours_left_out(warnings: list[str]) -> bool:
+    """Whether reading warnings say that contours off the loaded images were left out (the images
+    are a part of the series the structures were drawn on)."""
+    return any("contours were left out" in warning for warning in warnings)
+
+
 class Case:
     """A loaded image with its structure set and edit history.
 
@@ -41,6 +47,19 @@ class Case:
         self.structures = structures
         self.reference = reference
         self.history = UndoStack(structures)
+
+    @classmethod
+    def with_structures(cls, volume: Volume, loaded: list[StructureSet], reference: ImageReference) -> Case:
+        """A case of `volume` holding the structures of the sets read with it, whose reading
+        warnings (contours left out beyond the loaded images...) stay in `structures.warnings`
+        for the DVH panel and its CSV."""
+        structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+        for structure_set in loaded:
+            for structure in structure_set:
+                structures.add(structure)
+            structures.label = structure_set.label or structures.label
+            structures.warnings += structure_set.warnings
+        return cls(volume, structures, reference)
 
     @property
     def grid(self):
@@ -95,6 +114,12 @@ class Case:
             commands.append(AddStructure(f"Add {structure.name}", structure))
         if commands:
             self.history.push(Macro(label, commands))
+
+    def import_structures(self, loaded: StructureSet, label: str) -> None:
+        """Add the structures of a set read onto these images as one undo step; its reading
+        warnings join `structures.warnings`."""
+        self.add_structures(list(loaded), label)
+        self.structures.warnings += loaded.warnings
 
     def remove_structure(self, name: str) -> None:
         index = self.structures.names().index(name)

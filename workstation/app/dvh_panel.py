@@ -4,12 +4,17 @@ The numbers are `delineo dvh`'s (`planning.dvh.compute_dvh`): a structure read f
 and not edited is sampled from its planar contours, as planning systems do; an edited or drawn
 one from its mask. They are computed in a worker (with progress and Cancel) when the panel is
 shown and its curves are missing or out of date: after a dose is loaded, or after an edit.
+
+When the structures were read onto a part of their series (contours off the loaded images left
+out at import), the panel names the structures cut by the images and those left with no voxel,
+and the saved CSV says so in their rows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
@@ -26,6 +31,7 @@ from PyQt6.QtWidgets import (
 
 from planning.dvh import DVH, compute_dvh, plot_dvhs, write_table
 from planning.errors import DelineoError
+from workstation.app.case import contours_left_out
 
 #: table columns after the name: (header, key of `DVH.statistics`)
 COLUMNS = (
@@ -38,6 +44,17 @@ COLUMNS = (
     ("D2%", "D2%"),
 )
 
+#: what a DVH's warnings (hover, CSV) say of a structure the loaded images cut
+PARTIAL = (
+    "reaches the edge of the loaded images, beyond which contours were left out at import: this DVH "
+    "may be of the part on the loaded slices only (delineo dvh RTDOSE RTSTRUCT gives the whole)"
+)
+#: ... and of one with no voxel on them
+NO_VOXEL = (
+    "no voxel on the loaded images (contours off them were left out at import): no DVH here "
+    "(delineo dvh RTDOSE RTSTRUCT gives it)"
+)
+
 
 class DvhPanel(QWidget):
     """DVH curves over a table of metrics; `window` is the main window (case, dose, jobs)."""
@@ -48,6 +65,8 @@ class DvhPanel(QWidget):
         self.dvhs: list[DVH] = []
         #: the dose file's warnings (one fraction's dose, relative doses), for the saved table
         self._dose_warnings: list[str] = []
+        #: rows without numbers for the saved table: structures with no voxel on the loaded images
+        self._no_voxel: list[DVH] = []
         self._stale = True
         self._job = None  # the computation under way, cancelled when a newer one starts
         self._recompute = QTimer(self, singleShot=True, interval=1000)  # edits come in bursts
@@ -56,6 +75,7 @@ class DvhPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         self.status = QLabel("Load a dose (RTDOSE) with the images to see DVHs.", self)
+        self.status.setWordWrap(True)
         self._left_out = ""  # the warning about structures cut by the loaded images
         self.compute_button = QPushButton("Compute", self)
         self.compute_button.setToolTip("Compute the DVHs of every structure on the loaded dose")
@@ -110,7 +130,9 @@ class DvhPanel(QWidget):
         dose = window.dose_layer.dose
         self._dose_warnings = list(dose.warnings)
         structures = [s for s in window.case.structures if not s.mask.is_empty]
-        self._left_out = _left_out(window.case.structures)
+        partial, empty = _cut_by_images(window.case)
+        self._left_out = _left_out(window.case.structures, partial, empty)
+        self._no_voxel = [_no_voxel_dvh(name, dose.unit_label) for name in empty]
         self._stale = False
         self.status.setText(f"Computing the DVHs of {len(structures)} structures…")
 
@@ -119,6 +141,8 @@ class DvhPanel(QWidget):
             for done, structure in enumerate(structures):
                 on_progress("Computing DVHs", done, len(structures))
                 dvhs.append(compute_dvh(dose, structure, cancel=cancel))
+                if structure.name in partial:
+                    dvhs[-1].warnings.append(f"{structure.name}: {PARTIAL}")
             on_progress("Computing DVHs", len(structures), len(structures))
             return dvhs
 
@@ -139,10 +163,11 @@ class DvhPanel(QWidget):
 
     def save_csv(self, path: str | Path) -> bool:
         """Write the shown DVHs' metrics as CSV (`planning.dvh.write_table`, the dose file's
-        warnings in every row); False, with the reason in the status line, when the file cannot be
+        warnings in every row; a structure with no voxel on the loaded images has a row without
+        numbers saying so); False, with the reason in the status line, when the file cannot be
         written."""
         try:
-            write_table(self.dvhs, path, dose_warnings=self._dose_warnings)
+            write_table([*self.dvhs, *self._no_voxel], path, dose_warnings=self._dose_warnings)
         except (DelineoError, OSError) as error:
             self.status.setText(f"Not saved: {error}")
             return False
@@ -195,15 +220,49 @@ def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
     return FigureCanvasQTAgg(plot_dvhs(dvhs, colors=colours, legend_beside=True))
 
 
-def _left_out(structure_set) -> str:
-    """A warning for the DVH status line when structures lost contours at import because they lie
-    beyond the loaded images: their DVHs are of a part, and those with no voxel left have none.
-    (An empty structure in a set read whole is one not drawn yet: nothing to say.)"""
-    if not any("contours were left out" in w for w in getattr(structure_set, "warnings", [])):
+def _cut_by_images(case) -> tuple[list[str], list[str]]:
+    """(partial, empty): when contours off the loaded images were left out at import, the
+    structures reaching the first or last loaded image (what lay beyond is missing) and those with
+    no voxel left (nor markers). An empty structure in a set read whole is one not drawn yet."""
+    if not contours_left_out(case.structures.warnings):
+        return [], []
+    last = case.grid.shape[0]
+    partial, empty = [], []
+    for structure in case.structures:
+        if structure.mask.is_empty:
+            if not structure.markers:
+                empty.append(structure.name)
+        elif structure.mask.box[0].start == 0 or structure.mask.box[0].stop == last:
+            partial.append(structure.name)
+    return partial, empty
+
+
+def _no_voxel_dvh(name: str, units: str) -> DVH:
+    """A DVH without volume for the saved table, saying why."""
+    nothing = np.zeros(0)
+    return DVH(name, nothing, nothing, units=units, sampling="none", warnings=[f"{name}: {NO_VOXEL}"])
+
+
+def _left_out(structure_set, partial: list[str], empty: list[str]) -> str:
+    """The status line's warning when contours off the loaded images were left out at import,
+    naming the structures whose DVH is of a part, or missing, and where the plan's DVHs are."""
+    if not contours_left_out(structure_set.warnings):
         return ""
-    empty = [s.name for s in structure_set if s.mask.is_empty and not s.markers]
-    none = f"; no DVH for {', '.join(empty)} (no voxel on these images)" if empty else ""
-    return (
-        "\nWarning: contours beyond the loaded images were left out at import, so these DVHs cover "
-        f"only the loaded slices{none}. Load the whole series for the plan's DVHs."
+    named = "".join(
+        f"\n{what}: {_names(names)}."
+        for what, names in (
+            ("Partial, reaching the edge of the loaded images (DVH of the loaded slices only)", partial),
+            ("No voxel on these images (no DVH)", empty),
+        )
+        if names
     )
+    return (
+        "\nWarning: contours beyond the loaded images were left out at import: these DVHs may miss "
+        f"them.{named}\nFor the plan's DVHs load the whole series, or run delineo dvh RTDOSE RTSTRUCT "
+        "(from the planar contours, no images needed)."
+    )
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more (all in the CSV)" if more > 0 else "")
