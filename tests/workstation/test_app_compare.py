@@ -1,8 +1,11 @@
 """Compare structures: the metrics of `delineo compare` for two structures of the case."""
 
+import csv
+
 import numpy as np
 import pytest
 from support.app import show_sample, wait_idle
+from support.data import data_path
 
 from planning.metrics import compare
 from planning.structures import Mask
@@ -83,3 +86,26 @@ def test_the_case_against_a_reference_structure_set_file(window, qtbot, tmp_path
     note = dialog.report_note.text()
     assert "2 structures compared" in note and "Not in this case: none" in note and "report.html" in note
     assert "not in expert.nii.gz: External, Lung_R, Lung_L, SpinalCord, Bone" in note
+
+
+def test_a_reference_with_contours_beyond_the_images_is_read_as_the_case_was(window, qtbot, tmp_path):
+    """dicompyler-breast holds 1 of its 98 CT images: the case opens with the contours beyond it
+    left out, so its own RTSTRUCT as the reference must read the same way (it was refused, in an
+    error box full of image UIDs), with the warning in the note and the report."""
+    folder = data_path("dicom", "dicompyler-breast")
+    window.open_path(folder)
+    wait_idle(qtbot, window)
+    window.open_compare()
+    dialog = window.last_dialog
+    dialog.report_against(folder / "rtss.dcm", tmp_path / "report.html")
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    rows = list(csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8")))
+    assert {r["reference_structure"] for r in rows} == set(window.case.structures.names())
+    body = next(r for r in rows if r["reference_structure"] == "BODY")
+    assert float(body["dice"]) == 1.0
+    note = dialog.report_note.text()
+    assert "(1 in View ▸ Messages): rtss.dcm: contours beyond the loaded images left out" in note
+    assert "the comparison covers the loaded images only" in note
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "rtss.dcm (contours beyond the loaded images left out, as when the case was opened)" in report

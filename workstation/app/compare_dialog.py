@@ -8,6 +8,7 @@ the HTML and CSV report of `delineo compare`. Computed in workers.
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.metrics import Comparison, compare
+from workstation.app import services
+from workstation.app.case import contours_left_out
 
 #: rows of the result table: (label, Comparison field, format)
 ROWS = (
@@ -44,6 +47,9 @@ ROWS = (
     ("Added path length", "added_path_length_mm", "{:.0f} mm"),
     ("Centroid distance", "centroid_distance_mm", "{:.2f} mm"),
 )
+
+#: what the note and the report say of a reference whose contours off the images were left out
+LEFT_OUT = "contours beyond the loaded images left out, as when the case was opened"
 
 
 class CompareDialog(QDialog):
@@ -174,9 +180,10 @@ class CompareDialog(QDialog):
 
     def report_against(self, reference: Path, out: Path) -> None:
         """Compare the case's structures (test) with `reference`'s (paired by name) in a worker;
-        write the HTML report to `out` and its table beside it as CSV."""
+        write the HTML report to `out` and its table beside it as CSV. The reference is read as
+        the case's structures are: contours off the loaded images are left out, with a warning
+        that the note and the report carry."""
         from planning.compare_report import compare_sets, write_csv, write_html
-        from planning.structure_io import load_structures
 
         case = self.window_.case
         volume, structures, tolerance = case.volume, case.structures, self.tolerance.value()
@@ -184,12 +191,13 @@ class CompareDialog(QDialog):
         self.report_note.setText(f"Comparing this case's structures with {reference.name}…")
 
         def work(on_progress, cancel):
-            expert = load_structures(reference, volume)
+            expert = services.load_rtstruct(reference, volume, on_progress, cancel)
+            label = reference.name + (f" ({LEFT_OUT})" if contours_left_out(expert.warnings) else "")
             result = compare_sets(
                 expert,
                 structures,
                 tolerance_mm=tolerance,
-                reference_label=reference.name,
+                reference_label=label,
                 test_label="case",
                 on_progress=on_progress,
             )
@@ -200,9 +208,10 @@ class CompareDialog(QDialog):
                 raise DelineoError(
                     f"{out}: the report cannot be written ({error.strerror or error})"
                 ) from error
-            return result
+            return result, expert.warnings
 
-        def done(result) -> None:
+        def done(outcome) -> None:
+            result, warnings = outcome
             self.report = result
             self.report_button.setEnabled(True)
             mean = sum(m.dice for _, _, m in result.rows) / len(result.rows)
@@ -212,6 +221,7 @@ class CompareDialog(QDialog):
                 f"{len(result.rows)} structures compared, mean Dice {mean:.3f}. Not in this case: "
                 f"{missing}; not in {reference.name}: {extra}. "
                 f'Report: <a href="{out.as_uri()}">{out.name}</a> (and {out.with_suffix(".csv").name})'
+                + _reading_note(reference.name, warnings)
             )
 
         def failed(error: Exception) -> None:
@@ -220,3 +230,15 @@ class CompareDialog(QDialog):
             self.window_.jobs.report(job, error)
 
         job = self.window_.jobs.run("Comparing structure sets", work, done, failed)
+
+
+def _reading_note(name: str, warnings: list[str]) -> str:
+    """What reading the reference file had to leave out or correct, for the note (rich text)."""
+    if not warnings:
+        return ""
+    what = (
+        f"{LEFT_OUT}: the comparison covers the loaded images only"
+        if contours_left_out(warnings)
+        else "read with corrections"
+    )
+    return f"<br><b>Warning</b> ({len(warnings)} in View ▸ Messages): {html.escape(name)}: {what}."
