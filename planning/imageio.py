@@ -37,6 +37,10 @@ _IMAGE_IO = {
     ".mhd": "MetaImageIO",
 }
 
+#: The range of an image's lowest value that, with air and water present, makes it a CT: air
+#: (−1000 HU, stored from −1024) down to the padding outside a scanner's field of view (−3024).
+CT_LOWEST_HU = (-3100, -990)
+
 
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether the path names a NIfTI, NRRD or MetaImage file (by its ending)."""
@@ -84,7 +88,8 @@ def pick_series(found: ScanResult, path: Path, series: str | None):
 
 
 def read_image_file(path: str | os.PathLike) -> Volume:
-    """A NIfTI, NRRD or MetaImage file as a `Volume` (no DICOM identity).
+    """A NIfTI, NRRD or MetaImage file as a `Volume` (no DICOM identity). These formats name no
+    modality: an image whose values look like Hounsfield units is read as CT (said in the log).
 
     Raises:
         FormatError: the file cannot be read, or a NIfTI file holds less data than its header
@@ -113,6 +118,9 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         volume = Volume.from_sitk(image)
     except GeometryError as error:
         raise GeometryError(f"{path.name}: {error}") from None
+    if _looks_like_ct(volume.array):
+        volume.modality = "CT"
+        log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
     if volume.array.dtype.kind == "f" and not (finite := np.isfinite(volume.array)).all():
         volume.warnings.append(
             f"{path.name}: {finite.size - np.count_nonzero(finite):,} voxels are not numbers (NaN or "
@@ -121,6 +129,21 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     for warning in volume.warnings:
         log.warning("%s", warning)
     return volume
+
+
+def _looks_like_ct(array: np.ndarray) -> bool:
+    """Whether an image's values look like Hounsfield units (these formats name no modality): the
+    lowest near air's −1000 (down to a scanner's padding value), air and water both present
+    (≥ 0.5 % of the voxels each, on every fourth row and column)."""
+    sample = array[:, ::4, ::4]
+    if sample.size == 0 or not np.issubdtype(sample.dtype, np.number):
+        return False
+    lowest = np.nanmin(sample)
+    if not CT_LOWEST_HU[0] <= lowest <= CT_LOWEST_HU[1]:
+        return False
+    air = np.count_nonzero((sample >= -1100) & (sample <= -900))
+    water = np.count_nonzero((sample >= -100) & (sample <= 100))
+    return min(air, water) >= 0.005 * sample.size
 
 
 def _check_nifti_complete(path: Path) -> None:

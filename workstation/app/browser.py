@@ -1,14 +1,18 @@
 """The patient browser: patients → studies → series and RT objects found by a folder scan.
 
-Double-clicking a series loads it together with the RT objects that reference it.
+Double-clicking a series loads it together with the RT objects that reference it. An image file
+(NIfTI, NRRD, MHA) opened instead is named in a single line.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
 from planning.dicom.scan import ImageSeries, RTObject, ScanResult
+from planning.volume import Volume
 
 ROLE = Qt.ItemDataRole.UserRole
 
@@ -59,6 +63,16 @@ class PatientBrowser(QTreeWidget):
         item = QTreeWidgetItem(self, [title, details])
         for column in (0, 1):
             item.setToolTip(column, details)
+
+    def show_file(self, path: str | Path, volume: Volume) -> None:
+        """Say which image file is open: its name, then what it holds (a CT known from its values:
+        these formats name no modality); the full path on hover."""
+        path = Path(path)
+        modality = "CT (values in Hounsfield units)" if volume.modality == "CT" else "image"
+        size = "×".join(str(n) for n in volume.shape[::-1])
+        spacing = " × ".join(f"{s:g}" for s in volume.grid.spacing_xyz)
+        self.show_note(path.name, f"{modality}, {size} voxels of {spacing} mm")
+        self.topLevelItem(0).setToolTip(0, str(path))
 
     def series_items(self) -> list[QTreeWidgetItem]:
         found = []
