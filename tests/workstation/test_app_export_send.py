@@ -1,5 +1,7 @@
 """The export dialog sends the checked RTSTRUCT to a DICOM node, and says when it cannot."""
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -64,6 +66,30 @@ def test_a_check_started_before_the_last_one_ended_writes_its_own_file(checked_e
     export.run_check()
     export.run_check()
     qtbot.waitUntil(lambda: export.check_button.isEnabled() and not export.window_.jobs.busy, timeout=60_000)
-    written = sorted(p.name for p in export._temp.iterdir())
-    assert written == ["check-1.dcm", "check-2.dcm", "check-3.dcm"]
+    name = Path(export.path_edit.text()).name
+    written = sorted(str(p.relative_to(export._temp)) for p in export._temp.glob("*/*"))
+    assert written == [f"1/{name}", f"2/{name}", f"3/{name}"]
     assert export.write_button.isEnabled() and not [f for f in export.findings if f[0] == "error"]
+
+
+def test_findings_wrap_and_name_the_exported_file(window, qtbot, tmp_path):
+    """The writer's warnings in the Messages panel named the check's temporary file ('check-1.dcm:
+    ...'), not the export's; long findings ran off the dialog's edge (a horizontal scroll)."""
+    write_ct_series(tmp_path / "ct", ct_phantom((6, 32, 36)))
+    window.open_path(tmp_path / "ct")
+    wait_idle(qtbot, window)
+    speck = np.zeros(window.case.grid.shape, bool)
+    speck[2, 3, 3] = True  # one voxel: an island under 1 mm², dropped with a warning
+    window.case.new_structure("Speck", mask=Mask.from_full(window.case.grid, speck))
+    export = window.export_rtstruct()
+    qtbot.waitUntil(lambda: export.check_button.isEnabled() and bool(export.findings), timeout=60_000)
+    name = Path(export.path_edit.text()).name
+    assert any(m.startswith(f"{name}: Speck: 1 island(s) dropped") for m in window.messages.messages())
+    assert not any("check" in m for m in window.messages.messages())
+
+    export._add_finding("note", "a finding far longer than the dialog is wide, " * 6)
+    qtbot.wait(50)
+    report = export.report
+    line = report.fontMetrics().height()
+    assert report.horizontalScrollBar().maximum() == 0
+    assert report.visualItemRect(report.item(report.count() - 1)).height() > 2 * line

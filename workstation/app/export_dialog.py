@@ -97,7 +97,10 @@ class ExportDialog(QDialog):
             self.structure_list.addItem(item)
         layout.addWidget(self.structure_list, 1)
 
-        self.report = QListWidget(self)
+        self.report = QListWidget(self)  # findings wrap: long ones are read without scrolling
+        self.report.setWordWrap(True)
+        self.report.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.report.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout.addWidget(self.report, 1)
         buttons = QHBoxLayout()
         self.check_button = QPushButton("Check", self)
@@ -149,6 +152,13 @@ class ExportDialog(QDialog):
             if self.structure_list.item(i).checkState() == Qt.CheckState.Checked
         ]
 
+    def _check_file(self, number: int) -> Path:
+        """Where check `number` writes: a folder of its own, under the export's file name, so
+        that what the writer and the check say (Messages panel) names the file exported."""
+        folder = self._temp / str(number)
+        folder.mkdir()
+        return folder / (Path(self.path_edit.text()).name or "RTSTRUCT.dcm")
+
     def _invalidate(self, *args) -> None:
         self._checked_file = None
         self.write_button.setEnabled(False)
@@ -170,7 +180,7 @@ class ExportDialog(QDialog):
             "label": self.label_edit.text() or None,
         }
         self._checks += 1
-        target = self._temp / f"check-{self._checks}.dcm"
+        target = self._check_file(self._checks)
         self.report.clear()
         self.report.addItem("Checking…")
         self.check_button.setEnabled(False)
