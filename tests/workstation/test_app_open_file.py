@@ -28,8 +28,9 @@ def test_a_ct_file_is_known_by_its_hounsfield_units(window, qtbot, tmp_path):
     assert window.preset_box.currentText() == "Soft tissue"
     window.browser.show_file(path, window.case.volume)
     item = window.browser.topLevelItem(0)
-    assert item.text(0) == "hn_ct.nii.gz" and item.toolTip(0) == str(path)
-    assert item.text(1) == "CT (values in Hounsfield units), 48×40×6 voxels of 0.9 × 0.9 × 2.5 mm"
+    details = "CT (values in Hounsfield units), 48×40×6 voxels of 0.9 × 0.9 × 2.5 mm"
+    assert item.text(0) == "hn_ct.nii.gz" and item.text(1) == details
+    assert item.toolTip(0) == f"{path}\n{details}"
 
 
 @pytest.mark.parametrize(

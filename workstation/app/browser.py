@@ -71,8 +71,9 @@ class PatientBrowser(QTreeWidget):
         modality = "CT (values in Hounsfield units)" if volume.modality == "CT" else "image"
         size = "×".join(str(n) for n in volume.shape[::-1])
         spacing = " × ".join(f"{s:g}" for s in volume.grid.spacing_xyz)
-        self.show_note(path.name, f"{modality}, {size} voxels of {spacing} mm")
-        self.topLevelItem(0).setToolTip(0, str(path))
+        details = f"{modality}, {size} voxels of {spacing} mm"
+        self.show_note(path.name, details)
+        self.topLevelItem(0).setToolTip(0, f"{path}\n{details}")
 
     def series_items(self) -> list[QTreeWidgetItem]:
         found = []
