@@ -169,6 +169,11 @@ def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
     assert case.structures.names() == names_before and case.structures["Liver"].visible
     window.redo()
     assert "Liver_remnant" in case.structures and not case.structures["Liver"].visible
+    # once the parts are undone and cannot be redone, the organ is no longer watched
+    listeners = len(case.history.changed)
+    window.undo()
+    case.edit_region("Brush", "GTV", (slice(0, 1), slice(0, 1), slice(0, 1)), np.ones((1, 1, 1), bool))
+    assert len(case.history.changed) == listeners - 1 and case.structures["Liver"].visible
 
 
 def test_plane_resection_through_the_crosshair(window, qtbot):
@@ -213,7 +218,8 @@ def test_resection_failures_are_said_and_change_nothing(window, qtbot):
     case.remove_structure("Kidney_R")
     distance.measure_button.click()
     assert not window.jobs.busy and "no structure Kidney_R any more" in distance.note.text()
-    # another case opened meanwhile: said
+    # another case opened meanwhile: said (the window closes only the last dialog opened)
+    window.surgery.open_margin_map()
     show_spheres(window)
     distance.measure_button.click()
     assert not window.jobs.busy and "Another case is open" in distance.note.text()
@@ -336,3 +342,200 @@ def choose_file(monkeypatch, dialog_class, typed: list[str], asked: list[str]) -
     monkeypatch.setattr(dialog_class, "exec", exec_)
     # the static chooser returns the name as typed (its own "replace?" check saw "shot")
     monkeypatch.setattr(dialog_class, "getSaveFileName", lambda *a, **k: (typed.pop(0), ""))
+
+
+def blocked(monkeypatch, module, name: str):
+    """Make `module.name` wait in the worker until the returned event is set (then run)."""
+    import threading
+
+    release = threading.Event()
+    real = getattr(module, name)
+
+    def waiting(*args, **kwargs):
+        assert release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, waiting)
+    return release
+
+
+def test_a_closed_surgery_dialog_stops_refreshing_and_lets_its_case_go(window, qtbot, monkeypatch):
+    import gc
+    import weakref
+
+    from PyQt6.QtCore import QEvent
+
+    from workstation.app.resection_dialog import ResectionDialog
+
+    refreshed = []
+    real_refresh = ResectionDialog._refresh
+    monkeypatch.setattr(
+        ResectionDialog, "_refresh", lambda self, *a: refreshed.append(1) or real_refresh(self, *a)
+    )
+    old_case = weakref.ref(show_spheres(window))
+    wait_3d(qtbot, window)
+    menu = window.surgery
+    for action in (menu.distance, menu.margin_map, menu.sizes, menu.resection, menu.export):
+        action.trigger()
+        wait_idle(qtbot, window)
+        window.last_dialog.close()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    refreshed.clear()
+    window.state.set_cursor((20, 25, 30))
+    assert not refreshed  # the closed resection dialog no longer follows the crosshair
+    show_spheres(window)
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)  # PyQt's slot proxies
+    gc.collect()
+    assert old_case() is None  # no closed dialog keeps the previous case (images, masks) alive
+
+
+def test_a_result_for_a_case_no_longer_shown_is_discarded_and_said(window, qtbot, monkeypatch):
+    from workstation.app import distance_dialogs, resection_dialog
+
+    show_spheres(window)
+    distance = window.surgery.open_distance()
+    distance.first.setCurrentText("Liver")
+    distance.second.setCurrentText("Kidney_R")
+    release = blocked(monkeypatch, distance_dialogs, "minimum_distance")
+    distance.measure_button.click()
+    resection = window.surgery.open_resection()
+    release_resection = blocked(monkeypatch, resection_dialog, "resect_with_margin")
+    resection.resect_button.click()
+    window.surgery.open_margin_map()  # the last dialog, which the window closes with its case
+    new_case = show_spheres(window)
+    release.set()
+    release_resection.set()
+    wait_idle(qtbot, window)
+    assert distance.result is None and not window.view3d._overlay  # not drawn in the new case
+    assert "The result was discarded: another case was opened" in distance.note.text()
+    assert "The result was discarded: another case was opened" in resection.note.text()
+    assert "Liver_resected" not in new_case.structures
+    assert not [m for m in window.messages.messages() if "Kidney_R:" in m or "Resection of" in m]
+
+
+def test_the_default_organ_is_an_organ_not_a_resected_part(window, qtbot):
+    show_spheres(window)
+    window.surgery.resection.trigger()
+    window.last_dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    window.surgery.resection.trigger()
+    assert window.last_dialog.organ.currentText() in ("Liver", "Liver_remnant")  # not Liver_resected
+
+
+def test_resection_copies_only_what_it_can_reach_and_says_when_another_structure_changed(
+    window, qtbot, monkeypatch
+):
+    from workstation.app import resection_dialog
+
+    case = show_spheres(window)
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    seen = []
+    real = resection_dialog.resect_with_margin
+    monkeypatch.setattr(
+        resection_dialog, "resect_with_margin", lambda *a, **k: seen.append(a[3]) or real(*a, **k)
+    )
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    # the kidney, far from the tumour and its margin, was not copied; the vessel only around it
+    [others] = seen
+    assert [s.name for s in others] == ["Vessel"]
+    assert others[0].mask.array.shape[0] < case.structures["Vessel"].mask.array.shape[0]
+    [vessel] = dialog.result.reached
+    whole = case.structures["Vessel"].mask.volume_cc
+    assert vessel.crossed and vessel.fraction == pytest.approx(vessel.resected_cc / whole)
+    # another structure edited in the resected region while the job ran: said
+    window.undo()
+    release = blocked(monkeypatch, resection_dialog, "resect_with_margin")
+    dialog.resect_button.click()
+    box = (slice(20, 30), slice(25, 35), slice(45, 55))  # a piece of the vessel, near the tumour
+    case.edit_region("Erase", "Vessel", box, np.zeros((10, 10, 10), bool))
+    release.set()
+    wait_idle(qtbot, window)
+    assert "Liver_resected" in case.structures
+    assert "Vessel changed while the resection ran: the structures reached may be out of date" in (
+        dialog.note.text()
+    )
+
+
+def test_margin_map_reports_once_per_show_with_the_reference_then(window, qtbot):
+    case = show_spheres(window)
+    wait_3d(qtbot, window)
+    window.surgery.margin_map.trigger()
+    dialog = window.last_dialog
+    dialog.structure.setCurrentText("GTV")
+    dialog.reference.setCurrentText("Kidney_R")
+    with qtbot.waitSignal(window.view3d.margin_map_shown, timeout=60_000):
+        dialog.show_button.click()
+    reported = [m for m in window.messages.messages() if m.startswith("Margin map")]
+    assert len(reported) == 1 and "from Kidney_R" in reported[0]
+    dialog.reference.setCurrentText("Vessel")  # changed, not shown
+    with qtbot.waitSignal(window.view3d.margin_map_shown, timeout=60_000):  # a brush stroke on the GTV
+        case.edit_region(
+            "Brush", "GTV", (slice(25, 26), slice(30, 31), slice(47, 48)), np.ones((1, 1, 1), bool)
+        )
+    assert [m for m in window.messages.messages() if m.startswith("Margin map")] == reported
+    assert "from Kidney_R" in dialog.note.text()
+
+
+def test_mesh_export_lists_the_structures_it_did_not_write(window, qtbot, tmp_path, monkeypatch):
+    import planning.mesh_export as mesh_export
+    from planning.errors import FormatError
+
+    case = show_spheres(window)
+    window.surgery.export.trigger()
+    dialog = window.last_dialog
+    dialog.check_where(lambda s: s.name in ("Liver", "GTV", "Kidney_R"))
+    folder = tmp_path / "models"
+    dialog.folder.setText(str(folder))
+    dialog.for_printing.setChecked(True)
+    real = mesh_export.printable
+
+    def printable(surface, spacing):
+        if surface.name == "GTV":
+            raise FormatError("GTV: the mesh encloses no volume and cannot be printed")
+        return real(surface, spacing)
+
+    monkeypatch.setattr(mesh_export, "printable", printable)
+    kidney = case.structures["Kidney_R"].mask.box
+    case.edit_region("Erase", "Kidney_R", kidney, np.zeros([s.stop - s.start for s in kidney], bool))
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    shown = dialog.output.toPlainText()
+    assert "Wrote 1 file(s)" in shown and "Kidney_R: empty" in shown
+    assert "GTV: the mesh encloses no volume" in shown
+    assert "not written: Kidney_R (empty), GTV (not printable)" in window.messages.messages()[-1]
+    assert sorted(p.name for p in folder.iterdir()) == ["Liver.stl"]
+
+
+def test_closing_the_export_dialog_while_it_runs_leaves_the_folder_as_it_was(
+    window, qtbot, tmp_path, monkeypatch
+):
+    from workstation.app import mesh_export_dialog
+
+    show_spheres(window)
+    window.surgery.export.trigger()
+    dialog = window.last_dialog
+    folder = tmp_path / "models"
+    dialog.folder.setText(str(folder))
+    real = mesh_export_dialog.export_surfaces
+    release = None
+
+    def export_then_wait(*args, **kwargs):
+        export = real(*args, **kwargs)  # written into the staging folder
+        assert release.wait(60)
+        return export
+
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(mesh_export_dialog, "export_surfaces", export_then_wait)
+    dialog.export_button.click()
+    qtbot.waitUntil(
+        lambda: folder.exists() and any(any(p.iterdir()) for p in folder.iterdir()),
+        timeout=60_000,
+    )
+    dialog.close()  # e.g. the window closing: the job is cancelled
+    release.set()
+    wait_idle(qtbot, window)
+    assert list(folder.iterdir()) == []

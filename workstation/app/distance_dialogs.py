@@ -13,7 +13,6 @@ import numpy as np
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -24,7 +23,7 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.measurements import ClosestPoints, minimum_distance
-from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report
+from workstation.app.surgery import SurfaceSource, SurgeryDialog, case_gone, non_empty_names, report
 
 
 def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
@@ -68,15 +67,12 @@ def describe_distance(first: str, second: str, closest: ClosestPoints) -> str:
     return f"{first} ↔ {second}: {closest.distance_mm:.1f} mm"
 
 
-class MinimumDistanceDialog(QDialog):
+class MinimumDistanceDialog(SurgeryDialog):
     """Pick two structures; measure the shortest distance between them."""
 
     def __init__(self, window):
-        super().__init__(window)
-        self.window_ = window
-        self.case = window.case
+        super().__init__(window, "Minimum distance")
         self.result: ClosestPoints | None = None
-        self.setWindowTitle("Minimum distance")
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.first, self.second = _pair_boxes(self, window)
@@ -88,7 +84,7 @@ class MinimumDistanceDialog(QDialog):
         self.note = _note(self)
         layout.addWidget(self.note)
         buttons = QDialogButtonBox(self)
-        self.measure_button = QPushButton("Measure", self)
+        self.measure_button = self.action_button = QPushButton("Measure", self)
         self.measure_button.setDefault(True)
         self.clear_button = QPushButton("Clear from 3D view", self)
         buttons.addButton(self.measure_button, QDialogButtonBox.ButtonRole.ActionRole)
@@ -117,7 +113,6 @@ class MinimumDistanceDialog(QDialog):
             self.note.setText(f"{', '.join(source.empty)} is empty: draw it first.")
             return
         self.note.setText(f"Measuring {first} ↔ {second}…")
-        self.measure_button.setEnabled(False)
 
         def work(on_progress, cancel):
             surfaces = source.build(on_progress, cancel)
@@ -133,14 +128,11 @@ class MinimumDistanceDialog(QDialog):
                 draw(closest, first, second)
                 _focus(window, [first, second] if self.fade.isChecked() else None)
             report(window, text)
-            self.measure_button.setEnabled(True)
 
         def failed(error: Exception) -> None:
             self.note.setText(f"Not measured: {error}")
-            self.measure_button.setEnabled(True)
-            window.jobs.report(job, error)
 
-        job = window.jobs.run(f"Minimum distance {first} ↔ {second}", work, done, failed)
+        self.run_job(f"Minimum distance {first} ↔ {second}", work, done, failed)
 
     def _clear(self) -> None:
         clear = getattr(self.window_.view3d, "clear_measurements", None)
@@ -149,15 +141,15 @@ class MinimumDistanceDialog(QDialog):
         self.note.setText("")
 
 
-class MarginMapDialog(QDialog):
+class MarginMapDialog(SurgeryDialog):
     """Colour a structure's surface by its distance to a reference structure."""
 
     def __init__(self, window):
-        super().__init__(window)
-        self.window_ = window
-        self.case = window.case
+        super().__init__(window, "Margin map")
+        #: the structure whose map is shown, and the reference and limit it was asked with
         self.shown: str | None = None
-        self.setWindowTitle("Margin map")
+        self.shown_with: tuple[str, float] = ("", 0.0)
+        self._report_next = False
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.structure, self.reference = _pair_boxes(self, window)
@@ -191,7 +183,7 @@ class MarginMapDialog(QDialog):
         view = window.view3d
         self._view = view if hasattr(view, "show_margin_map") else None
         if self._view is not None:
-            self._view.margin_map_shown.connect(self._on_shown)
+            self.link(self._view.margin_map_shown, self._on_shown)
         else:
             self.note.setText("The 3D view is not available on this display: margin maps need it.")
             self.show_button.setEnabled(False)
@@ -218,40 +210,38 @@ class MarginMapDialog(QDialog):
         except ValueError as error:
             self.note.setText(f"No margin map: {error}")
             return
-        self.shown = name
+        self.shown, self.shown_with, self._report_next = name, (to, self.max_mm.value()), True
         view.set_focus([name, to] if self.fade.isChecked() else None)
         self.note.setText(f"Colouring {name} by its distance to {to}…")
 
     def _on_shown(self, name: str) -> None:
-        if name != self.shown or self._view is None:
+        """The map of `name` is (re)computed: the note follows it; only the map asked for with
+        Show goes to the Messages panel (the view recomputes it after every edit)."""
+        if name != self.shown or self.window_.case is not self.case:
             return
         values = self._view.margin_values(name)
-        to = self.reference.currentText()
         if values is None or not len(values):
             return
-        nearest = float(np.min(values))
-        limit = self.max_mm.value()
-        within = 100.0 * float(np.mean(values < limit))
-        if nearest <= 0:
-            text = f"{name} touches or enters {to}"
-        else:
-            text = f"{name}: nearest point {nearest:.1f} mm from {to}"
-        text += f"; {within:.0f} % of its surface points within {limit:g} mm"
+        text = describe_margins(name, *self.shown_with, values)
         self.note.setText(text)
-        report(self.window_, f"Margin map: {text}")
+        if self._report_next:
+            self._report_next = False
+            report(self.window_, f"Margin map: {text}")
 
     def clear_map(self) -> None:
         if self._view is not None and self.shown:
             self._view.clear_margin_map(self.shown)
             self._view.set_focus(None)
-        self.shown = None
+        self.shown, self._report_next = None, False
         self.note.setText("")
 
-    def closeEvent(self, event) -> None:  # noqa: N802
-        if self._view is not None:
-            try:
-                self._view.margin_map_shown.disconnect(self._on_shown)
-            except TypeError:  # closed before
-                pass
-            self._view = None
-        super().closeEvent(event)
+
+def describe_margins(name: str, to: str, limit: float, values: np.ndarray) -> str:
+    """A margin map in words: the nearest point and the share of points within `limit` mm."""
+    nearest = float(np.min(values))
+    within = 100.0 * float(np.mean(values < limit))
+    if nearest <= 0:
+        text = f"{name} touches or enters {to}"
+    else:
+        text = f"{name}: nearest point {nearest:.1f} mm from {to}"
+    return text + f"; {within:.0f} % of its surface points within {limit:g} mm"

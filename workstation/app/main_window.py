@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from PyQt6 import sip
 from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QThreadPool, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
 from PyQt6.QtWidgets import (
@@ -380,9 +381,9 @@ class MainWindow(QMainWindow):
         if self.autoseg_dialog is not None:
             self.autoseg_dialog.close()
             self.autoseg_dialog = None
-        if self.last_dialog is not None:  # it worked on the previous case's structures
-            self.last_dialog.close()
-            self.last_dialog = None
+        if self.last_dialog is not None and not sip.isdeleted(self.last_dialog):
+            self.last_dialog.close()  # it worked on the previous case's structures
+        self.last_dialog = None
         self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
         self.state.window_changed.connect(self._on_window_changed)
         self.state.cursor_changed.connect(self._view_changed)

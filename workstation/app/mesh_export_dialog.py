@@ -17,7 +17,6 @@ from PyQt6.QtGui import QColor, QIcon, QPixmap
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -31,9 +30,9 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
-from planning.errors import DelineoError
+from planning.errors import Cancelled, DelineoError
 from planning.mesh_export import Export, PrintCheck, export_surfaces
-from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report
+from workstation.app.surgery import SurfaceSource, SurgeryDialog, case_gone, non_empty_names, report
 
 FORMATS = {
     "STL (binary, one file per structure)": "stl",
@@ -48,16 +47,13 @@ COORDINATES = {
 SETTING = "surgery/mesh_folder"
 
 
-class MeshExportDialog(QDialog):
+class MeshExportDialog(SurgeryDialog):
     """Choose structures, a folder, a format; export their surfaces."""
 
     def __init__(self, window):
-        super().__init__(window)
-        self.window_ = window
-        self.case = window.case
+        super().__init__(window, "Export 3D models")
         self.written: list[Path] = []
         self.checks: list[PrintCheck] = []
-        self.setWindowTitle("Export 3D models")
         layout = QVBoxLayout(self)
         self.list = QListWidget(self)
         for name in non_empty_names(window.case):
@@ -108,7 +104,7 @@ class MeshExportDialog(QDialog):
         self.output.setMinimumHeight(170)
         layout.addWidget(self.output)
         buttons = QDialogButtonBox(self)
-        self.export_button = QPushButton("Export", self)
+        self.export_button = self.action_button = QPushButton("Export", self)
         self.export_button.setDefault(True)
         buttons.addButton(self.export_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
@@ -117,6 +113,9 @@ class MeshExportDialog(QDialog):
         self.resize(560, 620)
 
     # -- choices -------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.output.setPlainText(text)
 
     def chosen(self) -> list[str]:
         return [
@@ -176,6 +175,9 @@ class MeshExportDialog(QDialog):
         except DelineoError as error:
             self.output.setPlainText(str(error))
             return
+        if len(source.empty) == len(names):
+            self.output.setPlainText(f"Nothing to export: {', '.join(names)} empty now.")
+            return
         window.settings.setValue(SETTING, str(folder))
 
         def work(on_progress, cancel):
@@ -195,30 +197,33 @@ class MeshExportDialog(QDialog):
                     on_progress=on_progress,
                     cancel=cancel,
                 )
+                if cancel.is_set():  # e.g. the window closing: its result would be dropped
+                    raise Cancelled("the 3D model export was cancelled")
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             return staging, export
 
         def done(result) -> None:
-            self.export_button.setEnabled(True)
             staging, export = result
             try:
-                self.finish(folder, staging, export)
+                self.finish(folder, staging, export, source.empty)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
 
         def failed(error: Exception) -> None:
-            self.export_button.setEnabled(True)
             self.output.setPlainText(f"Nothing exported: {error}")
-            window.jobs.report(job, error)
 
-        self.export_button.setEnabled(False)
         self.output.setPlainText(f"Exporting {len(names)} structure(s) to {folder}…")
-        job = window.jobs.run(f"Exporting {len(names)} 3D model(s)", work, done, failed)
+        self.run_job(f"Exporting {len(names)} 3D model(s)", work, done, failed)
 
-    def finish(self, folder: Path, staging: Path, export: Export) -> None:
-        """Move the written files into `folder` (asking before replacing any)."""
+    def discard(self, result) -> None:
+        """An export not moved into place: its staging folder goes."""
+        shutil.rmtree(result[0], ignore_errors=True)
+
+    def finish(self, folder: Path, staging: Path, export: Export, empty: list[str]) -> None:
+        """Move the written files into `folder` (asking before replacing any) and list them,
+        and the structures not written: `empty` ones and those not printable."""
         names = [path.name for path in export.files]
         existing = [name for name in names if (folder / name).exists()]
         if existing and not self.confirm_replace(folder, existing):
@@ -237,7 +242,16 @@ class MeshExportDialog(QDialog):
                 raise DelineoError(f"cannot write {target}: {error.strerror or error}") from error
             self.written.append(target)
         self.checks = list(export.checks)
+        left_out = [(name, "empty") for name in empty] + [(n, "not printable") for n, _ in export.unprintable]
+        stale = [folder / path.name for path in export.unwritten_files if (folder / path.name).exists()]
         lines = [f"Wrote {len(self.written)} file(s) to {folder}."]
+        if left_out:
+            lines.append("Not written:")
+            lines += [f"  {name}: empty (nothing drawn)" for name in empty]
+            lines += [f"  {reason}" for _, reason in export.unprintable]  # "<name>: why"
+        if stale:
+            shown = ", ".join(path.name for path in stale)
+            lines.append(f"Left from an earlier export, not replaced (out of date): {shown}")
         if self.checks:
             lines.append("3D-printing check (volume enclosed by the written mesh):")
             lines += [f"  {describe_check(check)}" for check in self.checks]
@@ -246,6 +260,8 @@ class MeshExportDialog(QDialog):
         self.output.setPlainText("\n".join(lines))
         repaired = sum(check.repaired for check in self.checks)
         note = f"; {repaired} mesh(es) repaired for printing" if repaired else ""
+        if left_out:
+            note += "; not written: " + ", ".join(f"{name} ({why})" for name, why in left_out)
         report(self.window_, f"Exported {len(self.written)} 3D model file(s) to {folder}{note}")
 
 

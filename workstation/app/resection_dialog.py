@@ -7,12 +7,13 @@ structures, added as one undo step, each described with how it was made and its 
 from __future__ import annotations
 
 import html
+import math
+from dataclasses import replace
 
 import numpy as np
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -22,9 +23,16 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.errors import Cancelled, DelineoError
-from planning.resection import CutSheet, Resection, cut_inside, cut_with_sheet, resect_with_margin
-from planning.structures import RoiType
-from workstation.app.surgery import SurfaceSource, case_gone, non_empty_names, report, same_geometry
+from planning.resection import CutSheet, Reached, Resection, cut_inside, cut_with_sheet, resect_with_margin
+from planning.structures import Box, Mask, RoiType, Structure
+from workstation.app.surgery import (
+    SurfaceSource,
+    SurgeryDialog,
+    case_gone,
+    non_empty_names,
+    report,
+    same_geometry,
+)
 
 MARGIN, PLANE, INSIDE = "margin", "plane", "inside"
 METHODS = {
@@ -44,18 +52,15 @@ SIDES = {
 TARGET_TYPES = {"GTV", "CTV", "PTV"}
 
 
-class ResectionDialog(QDialog):
+class ResectionDialog(SurgeryDialog):
     """Choose an organ and a way to resect; see the volumes; get the two parts as structures."""
 
     def __init__(self, window):
-        super().__init__(window)
-        self.window_ = window
-        self.case = window.case
+        super().__init__(window, "Virtual resection")
         self.result: Resection | None = None
-        self.setWindowTitle("Virtual resection")
         names = non_empty_names(self.case)
         structures = self.case.structures
-        organs = [n for n in names if structures[n].roi_type.value not in TARGET_TYPES | {"EXTERNAL"}]
+        organs = [n for n in names if structures[n].roi_type == RoiType.ORGAN]  # not a Liver_resected
         targets = [n for n in names if structures[n].roi_type.value in TARGET_TYPES]
 
         layout = QVBoxLayout(self)
@@ -110,7 +115,7 @@ class ResectionDialog(QDialog):
         self.note.setMinimumHeight(60)
         layout.addWidget(self.note)
         buttons = QDialogButtonBox(self)
-        self.resect_button = QPushButton("Resect", self)
+        self.resect_button = self.action_button = QPushButton("Resect", self)
         self.resect_button.setDefault(True)
         buttons.addButton(self.resect_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
@@ -118,7 +123,7 @@ class ResectionDialog(QDialog):
         layout.addWidget(buttons)
         self.method.currentIndexChanged.connect(self._refresh)
         if window.state is not None:
-            window.state.cursor_changed.connect(self._refresh)
+            self.link(window.state.cursor_changed, self._refresh)
         self._refresh()
         self.resize(480, 0)
 
@@ -155,21 +160,20 @@ class ResectionDialog(QDialog):
         if tool_name == organ:
             self.note.setText(f"Choose another structure than {organ} to resect with.")
             return
-        names = non_empty_names(case)
-        others = [
-            n
-            for n in names
-            if n not in (organ, tool_name) and case.structures[n].roi_type != RoiType.EXTERNAL
-        ]
+        inputs = [organ, *([tool_name] if tool_name else [])]
         try:
-            read = [organ, *([tool_name] if tool_name else []), *others]
-            source = SurfaceSource(window, read, meshed=[tool_name] if method == INSIDE else [])
+            source = SurfaceSource(window, inputs, meshed=[tool_name] if method == INSIDE else [])
         except DelineoError as error:
             self.note.setText(str(error))
             return
+        if source.empty:
+            self.note.setText(f"{', '.join(source.empty)} is empty now: nothing to resect with it.")
+            return
         copies = source.copies
-        rest = [copies[n] for n in others]
         margin_mm = self.margin.value()
+        region = self._region_box(method, copies[organ], copies.get(tool_name), margin_mm)
+        crops = _crops(case, region, inputs)
+        rest = list(crops.values())
         sheet = CutSheet(tuple(self.crosshair_lps()), SIDES[self.side.currentText()])
         side = self.side.currentText().split(" (")[0].lower()
 
@@ -196,23 +200,29 @@ class ResectionDialog(QDialog):
         }[method]
 
         def done(result: Resection) -> None:
-            self.resect_button.setEnabled(True)
-            self.apply(result, organ, [copies[n] for n in (organ, tool_name) if n], how)
+            changed = _changed_in(case, crops, region, inputs)
+            self.apply(result, organ, [copies[n] for n in inputs], how, changed)
 
         def failed(error: Exception) -> None:
-            self.resect_button.setEnabled(True)
             self.note.setText(f"No resection: {error}")
-            window.jobs.report(job, error)
 
-        self.resect_button.setEnabled(False)
         self.note.setText(f"Resecting {how} from {organ}…")
-        job = window.jobs.run(f"Virtual resection of {organ}", work, done, failed)
+        self.run_job(f"Virtual resection of {organ}", work, done, failed)
 
-    def apply(self, result: Resection, organ: str, inputs: list, how: str) -> None:
-        """Add the remnant and the resected part as one undo step (unless an input changed)."""
+    @staticmethod
+    def _region_box(method: str, organ: Structure, tool: Structure | None, margin_mm: float) -> Box:
+        """A box holding the whole resected region (see `planning.resection`): the organ's for a
+        plane; the tumour's grown by the margin; the cutting structure's with a voxel of slack
+        for its smoothed surface."""
+        if method == PLANE:
+            return organ.mask.box
+        grow_mm = margin_mm if method == MARGIN else max(organ.mask.grid.spacing_xyz)
+        return _grown_box(tool.mask, grow_mm)
+
+    def apply(self, result: Resection, organ: str, inputs: list, how: str, others_changed: list[str]) -> None:
+        """Add the remnant and the resected part as one undo step (unless organ or tool
+        changed); the structures reached are checked against their whole volume now."""
         window, case = self.window_, self.case
-        if window.case is not case:
-            return
         structures = case.structures
         changed = [
             c.name for c in inputs if c.name not in structures or not same_geometry(structures[c.name], c)
@@ -222,6 +232,7 @@ class ResectionDialog(QDialog):
                 f"{', '.join(changed)} changed while the resection ran: nothing was added. Resect again."
             )
             return
+        result.reached = [_against_whole(r, structures, case.grid.voxel_volume_cc) for r in result.reached]
         volumes = (
             f"resected {result.resected_cc:.1f} cc ({result.resected_percent:.1f} %), "
             f"remnant {result.remnant_cc:.1f} cc ({result.remnant_percent:.1f} %) "
@@ -237,12 +248,20 @@ class ResectionDialog(QDialog):
         focus = getattr(window.view3d, "set_focus", None)
         if focus is not None and self.fade.isChecked():
             focus([result.resected.name] + [c.name for c in inputs[1:]])  # and the tumour
-        self.note.setText(describe(result, organ, how))
+        stale = ""
+        if others_changed:
+            stale = (
+                f"{', '.join(others_changed)} changed while the resection ran: the structures "
+                "reached may be out of date (resect again to update them)."
+            )
+        self.note.setText(
+            describe(result, organ, how) + (f"<br><b>{html.escape(stale)}</b>" if stale else "")
+        )
         self.adjustSize()
         reached = ", ".join(r.name for r in result.reached) or "no other structure"
         report(
             window,
-            f"Resection of {organ} ({how}): {volumes}; reaches {reached}",
+            f"Resection of {organ} ({how}): {volumes}; reaches {reached}" + (f" ({stale})" if stale else ""),
             30,
         )
 
@@ -281,7 +300,7 @@ def _percent(fraction: float) -> str:
 
 def _hide_while_present(case, organ: str, remnant) -> None:
     """Hide the organ while the remnant is in the case: undoing the resection shows it again,
-    redoing hides it again."""
+    redoing hides it again. Stops once the remnant is gone and cannot be redone."""
     state = {"present": True}
 
     def check(*_) -> None:
@@ -289,9 +308,81 @@ def _hide_while_present(case, organ: str, remnant) -> None:
         if present != state["present"] and organ in case.structures:
             case.set_visible(organ, not present)
         state["present"] = present
+        if not present and not case.history.can_redo:
+            case.history.changed.disconnect(check)
 
     case.set_visible(organ, False)
     case.history.changed.connect(check)
+
+
+def _grown_box(mask: Mask, mm: float) -> Box:
+    """`mask`'s box grown by `mm` and a voxel more on every side, within the grid."""
+    grid = mask.grid
+    pad = [math.ceil(mm / h) + 1 for h in grid.spacing_zyx]
+    return tuple(
+        slice(max(0, s.start - p), min(n, s.stop + p))
+        for s, p, n in zip(mask.box, pad, grid.shape, strict=True)
+    )
+
+
+def _overlap(a: Box | None, b: Box) -> Box | None:
+    """The common part of two boxes, None when they do not meet."""
+    if a is None:
+        return None
+    box = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+    return box if all(s.start < s.stop for s in box) else None
+
+
+def _crops(case, region: Box, inputs: list[str]) -> dict[str, Structure]:
+    """Copies of the other structures' voxels inside `region` (all a resection there can reach),
+    for the worker to read while the originals may be edited; only those whose box meets it,
+    each cropped to the overlap (cheap: no copy of a body-sized mask)."""
+    crops = {}
+    for structure in _others(case, inputs):
+        box = _overlap(structure.mask.box, region)
+        if box is not None:
+            mask = Mask(case.grid, structure.mask.region(box), [s.start for s in box])
+            crops[structure.name] = Structure(structure.name, mask, structure.color, structure.roi_type)
+    return crops
+
+
+def _others(case, inputs: list[str]) -> list[Structure]:
+    """The structures a resection may reach: all but its inputs and the body outline."""
+    return [s for s in case.structures if s.name not in inputs and s.roi_type != RoiType.EXTERNAL]
+
+
+def _changed_in(case, crops: dict[str, Structure], region: Box, inputs: list[str]) -> list[str]:
+    """The other structures whose voxels in `region` are not those of `crops` any more
+    (edited, drawn into it, renamed or deleted)."""
+    empty = Mask(case.grid)
+    gone = [name for name in crops if name not in case.structures]
+    return gone + [
+        s.name
+        for s in _others(case, inputs)
+        if not _same_in(s.mask, crops[s.name].mask if s.name in crops else empty, region)
+    ]
+
+
+def _same_in(mask: Mask, crop: Mask, region: Box) -> bool:
+    """Whether `mask` has the voxels of `crop` in `region` (crop: its part there, or less)."""
+    boxes = [b for b in (mask.box, crop.box) if b is not None]
+    if not boxes:
+        return True
+    union = tuple(
+        slice(min(s.start for s in axis), max(s.stop for s in axis)) for axis in zip(*boxes, strict=True)
+    )
+    box = _overlap(union, region)
+    return box is None or np.array_equal(mask.region(box), crop.region(box))
+
+
+def _against_whole(reached: Reached, structures, voxel_cc: float) -> Reached:
+    """`reached` with its share and 'crossed' against the whole structure (the worker had only
+    its part in the resected region)."""
+    if reached.name not in structures:
+        return reached
+    inside = round(reached.resected_cc / voxel_cc)
+    total = structures[reached.name].mask.voxel_count
+    return replace(reached, fraction=inside / total, crossed=inside < total)
 
 
 def _organ_around(case, tumour: str, names: list[str]) -> str | None:

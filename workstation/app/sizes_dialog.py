@@ -7,7 +7,6 @@ from __future__ import annotations
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QApplication,
-    QDialog,
     QDialogButtonBox,
     QHeaderView,
     QLabel,
@@ -18,19 +17,17 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.measurements import StructureMeasures, measure_structure
-from workstation.app.surgery import SurfaceSource, non_empty_names
+from workstation.app.surgery import SurfaceSource, SurgeryDialog, case_gone, non_empty_names
 
 HEADERS = ("Structure", "Volume (cc)", "Mesh volume (cc)", "Surface area (cm²)")
 
 
-class StructureSizesDialog(QDialog):
+class StructureSizesDialog(SurgeryDialog):
     """A table of every non-empty structure's volume and surface area."""
 
     def __init__(self, window):
-        super().__init__(window)
-        self.window_ = window
+        super().__init__(window, "Structure volume and surface area")
         self.measures: list[StructureMeasures] = []
-        self.setWindowTitle("Structure volume and surface area")
         layout = QVBoxLayout(self)
         self.table = QTableWidget(0, len(HEADERS), self)
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -47,7 +44,7 @@ class StructureSizesDialog(QDialog):
         self.note.setWordWrap(True)
         layout.addWidget(self.note)
         buttons = QDialogButtonBox(self)
-        self.refresh_button = QPushButton("Recompute", self)
+        self.refresh_button = self.action_button = QPushButton("Recompute", self)
         self.copy_button = QPushButton("Copy table", self)
         self.copy_button.setToolTip("Copy as tab-separated text (pastes into a spreadsheet)")
         buttons.addButton(self.refresh_button, QDialogButtonBox.ButtonRole.ActionRole)
@@ -62,9 +59,10 @@ class StructureSizesDialog(QDialog):
     def compute(self) -> None:
         """Measure every non-empty structure in a job; the table fills when it is done."""
         window = self.window_
+        if case_gone(self):
+            return
         names = non_empty_names(window.case)
         source = SurfaceSource(window, names)
-        self.refresh_button.setEnabled(False)
         self.note.setText(f"Measuring {len(names)} structure(s)…")
 
         def work(on_progress, cancel):
@@ -73,16 +71,10 @@ class StructureSizesDialog(QDialog):
                 measure_structure(source.copies[name], surfaces[name]) for name in names if name in surfaces
             ]
 
-        def done(measures: list[StructureMeasures]) -> None:
-            self.refresh_button.setEnabled(True)
-            self.show_measures(measures)
-
         def failed(error: Exception) -> None:
-            self.refresh_button.setEnabled(True)
             self.note.setText(f"Not measured: {error}")
-            window.jobs.report(job, error)
 
-        job = window.jobs.run("Measuring structures", work, done, failed)
+        self.run_job("Measuring structures", work, self.show_measures, failed)
 
     def show_measures(self, measures: list[StructureMeasures]) -> None:
         self.measures = list(measures)

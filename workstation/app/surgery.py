@@ -2,14 +2,18 @@
 volume and surface area, 3D snapshot. Each entry opens a dialog of its own module; the geometry
 is `planning`'s (measurements, resection, mesh_export), run in the window's jobs.
 
-Shared here: `SurfaceSource`, which gets the surfaces a job needs (the 3D view's current ones
-where it has them, the others built in the worker from copies of the masks), and `report`.
+Shared here: `SurgeryDialog`, the dialogs' base (deleted when closed; runs their job and drops a
+result that no longer applies), `SurfaceSource`, which gets the surfaces a job needs (the 3D
+view's current ones where it has them, the others built in the worker from copies of the
+masks), and `report`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction
+from PyQt6.QtWidgets import QDialog, QPushButton
 
 from planning.errors import Cancelled, GeometryError
 from planning.structures import Structure
@@ -90,14 +94,104 @@ class SurfaceSource:
         return surface
 
 
-def case_gone(dialog) -> bool:
+def case_gone(dialog: SurgeryDialog) -> bool:
     """Whether the window shows another case than the dialog was opened for (then it says so)."""
     if dialog.window_.case is dialog.case:
         return False
-    message = "Another case is open now: open this dialog again from the Surgery menu."
-    note = getattr(dialog, "note", None) or getattr(dialog, "output", None)
-    (note.setText if hasattr(note, "setText") else note.setPlainText)(message)
+    dialog.say("Another case is open now: open this dialog again from the Surgery menu.")
     return True
+
+
+class SurgeryDialog(QDialog):
+    """A Surgery dialog on the window's case. Deleted when closed: its links to the window's
+    signals are cut and its job is cancelled then, so a closed dialog neither refreshes nor
+    keeps its case (images and masks) alive.
+
+    `run_job` runs its work; a result is applied only while the dialog is open, the job was not
+    cancelled and the window still shows the case: otherwise it is dropped (`discard`) and the
+    dialog (if open) and the status bar say so.
+    """
+
+    def __init__(self, window, title: str):
+        super().__init__(window)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setWindowTitle(title)
+        self.window_ = window
+        self.case = window.case
+        self.job = None
+        self.is_open = True
+        #: the button that starts the job: disabled while it runs
+        self.action_button: QPushButton | None = None
+        self._links: list[tuple[object, object]] = []
+        self.finished.connect(self._stop)
+
+    def say(self, text: str) -> None:
+        """Show `text` in the dialog's note."""
+        self.note.setText(text)
+
+    def link(self, signal, slot) -> None:
+        """Connect `slot` to a signal of something that outlives the dialog, until it closes."""
+        signal.connect(slot)
+        self._links.append((signal, slot))
+
+    def run_job(self, title: str, work, done, failed) -> None:
+        """Run `work(on_progress, cancel)` in the window's jobs; `done(result)` or
+        `failed(error)` (which is reported as well) when it ends, if the result still applies."""
+        window = self.window_
+
+        def on_done(result) -> None:
+            self._ended()
+            reason = self._stale_reason(job)
+            if reason is None:
+                done(result)
+                return
+            self.discard(result)
+            if self.is_open:
+                self.say(f"The result was discarded: {reason}.")
+            window.statusBar().showMessage(f"{title}: the result was discarded: {reason}", 15000)
+
+        def on_failed(error: Exception) -> None:
+            self._ended()
+            if self.is_open:
+                failed(error)
+            window.jobs.report(job, error)
+
+        if self.action_button is not None:
+            self.action_button.setEnabled(False)
+        job = self.job = window.jobs.run(title, work, on_done, on_failed)
+
+    def discard(self, result) -> None:
+        """Drop a result that is not applied (what it holds outside memory is removed here)."""
+
+    def _stale_reason(self, job) -> str | None:
+        if not self.is_open:
+            return "its dialog was closed"
+        if job.cancel.is_set():
+            return "it was cancelled"
+        if self.window_.case is not self.case:
+            return "another case was opened while it ran (open this dialog again from the Surgery menu)"
+        return None
+
+    def _ended(self) -> None:
+        self.job = None
+        if self.is_open and self.action_button is not None:
+            self.action_button.setEnabled(True)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._stop()
+        super().closeEvent(event)
+
+    def _stop(self, *_) -> None:
+        """Cut the links, cancel the job (once closed, by any way)."""
+        self.is_open = False
+        for signal, slot in self._links:
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):  # not connected, or its object is gone
+                pass
+        self._links.clear()
+        if self.job is not None:
+            self.job.cancel.set()
 
 
 def report(window, text: str, seconds: int = 20) -> None:
