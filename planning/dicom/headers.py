@@ -110,6 +110,10 @@ class Header:
             raise DicomReadError(f"{self.path.name}: required attribute {keyword} is missing") from None
 
 
+class NotDicomError(DicomReadError):
+    """The file is not DICOM at all (as opposed to a DICOM file that is damaged)."""
+
+
 class _NotHandled(Exception):
     """The fast walker does not handle this file; pydicom reads it instead."""
 
@@ -122,6 +126,8 @@ def read_header(path: str | Path) -> Header:
     """
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise NotDicomError(f"{path.name}: empty file (0 bytes)")
         return _walk(path)
     except _NotHandled:
         return _read_with_pydicom(path)
@@ -137,7 +143,7 @@ def read_dataset(path: str | Path, *, pixels: bool = False) -> pydicom.Dataset:
             warnings.simplefilter("ignore", UserWarning)  # damage is reported by the error below
             return pydicom.dcmread(path, stop_before_pixels=not pixels)
     except InvalidDicomError as error:
-        raise DicomReadError(f"{path.name}: not a DICOM file") from error
+        raise NotDicomError(f"{path.name}: not a DICOM file") from error
     except OSError as error:
         raise DicomReadError(f"{path.name}: cannot be read ({error.strerror or error})") from error
     except Exception as error:  # pydicom raises many types on damaged files
@@ -181,9 +187,11 @@ def _parse(path: Path, buffer: bytes, file_size: int) -> Header:
     end = len(buffer)
     while True:
         if position + 8 > end:
-            if end == file_size:
-                break  # a dataset without pixel data ends here
-            raise _NeedMore
+            if end < file_size:
+                raise _NeedMore
+            if position > end:
+                raise DicomReadError(f"{path.name}: the file ends inside its header (truncated)")
+            break  # a dataset without pixel data ends here
         tag, vr, length, position = _element_header(buffer, position, explicit)
         if tag == _PIXEL_DATA:
             if length != _UNDEFINED and transfer_syntax in (_IMPLICIT_LE, _EXPLICIT_LE):

@@ -24,7 +24,7 @@ from planning.dicom.pixels import (
     rescaled_dtype,
     stored_dtype,
 )
-from planning.dicom.scan import ENHANCED_IMAGE_CLASSES, ImageSeries, group_series
+from planning.dicom.scan import ENHANCED_IMAGE_CLASSES, FileProblem, ImageSeries, group_series
 from planning.dicom.stack import StackPlan, plan_stack, resample_stack, source_plane_at
 from planning.errors import Cancelled, DicomReadError, SeriesError
 from planning.volume import SliceRef, Volume
@@ -85,6 +85,8 @@ def load_series(
     array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
     _check_duplicates(planes, plan, array)
     warnings += plan.warnings
+    if series.unread:
+        warnings.append(unread_warning(series.unread))
     if plan.duplicates:
         warnings.append(
             f"{len(plan.duplicates)} duplicated slice(s) with identical pixels dropped: "
@@ -105,6 +107,16 @@ def load_series(
         identity=series.identity,
         slices=slices,
         warnings=warnings,
+    )
+
+
+def unread_warning(problems: list[FileProblem], shown: int = 5) -> str:
+    """Words naming the files and folders beside a series that could not be read."""
+    reasons = "; ".join(problem.reason for problem in problems[:shown])
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return (
+        f"{len(problems)} file(s) or folder(s) beside this series could not be read and are not "
+        f"in the volume (slices of it may be missing): {reasons}{more}"
     )
 
 

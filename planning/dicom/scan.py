@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from planning.dicom.headers import Header, read_dataset, read_header
+from planning.dicom.headers import Header, NotDicomError, read_dataset, read_header
 from planning.errors import Cancelled, DelineoError
 from planning.volume import DicomIdentity
 
@@ -43,12 +43,28 @@ ENHANCED_IMAGE_CLASSES = {
 }
 
 
+#: Name endings of files that are surely not DICOM images (left out of a series' warnings).
+_NOT_IMAGE_SUFFIXES = {".txt", ".xml", ".json", ".html", ".htm", ".pdf", ".csv", ".md", ".ini", ".log"}
+
+
 @dataclass(frozen=True)
 class FileProblem:
-    """A file the scan could not use, and why (`reason` starts with the file's name)."""
+    """A file (or folder) the scan could not use, and why (`reason` starts with its name).
+
+    `kind` is "unreadable" (damaged, truncated, or refused by the system), "not DICOM" or
+    "no image" (a DICOM object Delineo does not list).
+    """
 
     path: Path
     reason: str
+    kind: str = "unreadable"
+
+    @property
+    def may_be_image(self) -> bool:
+        """Whether the file could have been an image of a series (so a loaded series may lack it)."""
+        if self.kind == "not DICOM":
+            return self.path.suffix.lower() not in _NOT_IMAGE_SUFFIXES
+        return self.kind == "unreadable"
 
 
 @dataclass
@@ -62,6 +78,8 @@ class ImageSeries:
         modality: DICOM modality.
         headers: the files' headers, in no particular order (the loader sorts by position).
         split_note: why this part was split from its series ("" when it was not).
+        unread: files and folders the scan could not read that may hold images of this series
+            (in its folders, or anywhere when it is the only series found).
     """
 
     key: str
@@ -69,6 +87,7 @@ class ImageSeries:
     modality: str
     headers: list[Header]
     split_note: str = ""
+    unread: list[FileProblem] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -204,8 +223,8 @@ def scan(
         on_progress: called as (stage, files done, files total) every 64 files.
         cancel: a `threading.Event`; when set, the scan raises `Cancelled`.
     """
-    files = list_files(paths)
     result = ScanResult()
+    files = list_files(paths, result.problems)
     image_headers: list[Header] = []
     for done, path in enumerate(files):
         if done % 64 == 0:
@@ -215,6 +234,9 @@ def scan(
                 on_progress("Reading headers", done, len(files))
         try:
             header = read_header(path)
+        except NotDicomError as error:
+            result.problems.append(FileProblem(path, str(error), "not DICOM"))
+            continue
         except DelineoError as error:
             result.problems.append(FileProblem(path, str(error)))
             continue
@@ -229,22 +251,44 @@ def scan(
         else:
             kind = header.get("Modality") or sop_class or "unknown"
             reason = f"{path.name}: DICOM object of type {kind} has no image"
-            result.problems.append(FileProblem(path, reason))
+            result.problems.append(FileProblem(path, reason, "no image"))
     if on_progress is not None:
         on_progress("Reading headers", len(files), len(files))
     result.series = group_series(image_headers)
+    _attach_unread(result)
     return result
 
 
-def list_files(paths) -> list[Path]:
+def _attach_unread(result: ScanResult) -> None:
+    """Give each series the unreadable files that may be its images: those in its folders, and
+    unreadable folders; every one when it is the only series."""
+    unread = [problem for problem in result.problems if problem.may_be_image]
+    for series in result.series:
+        folders = {header.path.parent for header in series.headers}
+        series.unread = [
+            problem
+            for problem in unread
+            if len(result.series) == 1 or problem.path.parent in folders or problem.path.is_dir()
+        ]
+
+
+def list_files(paths, problems: list[FileProblem] | None = None) -> list[Path]:
     """The files of `paths` (files, or folders searched recursively, in name order; hidden files
-    left out). A path that does not exist is refused."""
+    left out). A path that does not exist is refused; a folder that cannot be read is added to
+    `problems` (when given)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+
+    def folder_error(error: OSError) -> None:
+        if problems is not None:
+            folder = Path(error.filename or "?")
+            reason = f"{folder}: folder cannot be read ({error.strerror or error})"
+            problems.append(FileProblem(folder, reason))
+
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            for root, dirs, names in os.walk(path):
+            for root, dirs, names in os.walk(path, onerror=folder_error):
                 dirs.sort()
                 files.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))
         elif path.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from planning.dicom.load import unread_warning
 from planning.dicom.scan import scan
 from planning.imageio import is_image_file, read_image_file
 
@@ -34,6 +35,8 @@ def run(args) -> int:
                 print(f"    Series {series.key}")
                 print(f"      {series.describe()}")
                 print(f"      frame of reference {series.identity.frame_of_reference_uid or '(none)'}")
+                if series.unread:
+                    print(f"      {unread_warning(series.unread)}")
             for obj in study.rt_objects:
                 print(f"    {obj.describe()}")
                 print(f"      file {obj.path}")
