@@ -444,3 +444,20 @@ def test_a_long_structure_name_stays_on_one_line_and_whole_in_its_tooltip(window
     assert not table.wordWrap() and table.textElideMode() == Qt.TextElideMode.ElideMiddle
     row = next(r for r in range(table.rowCount()) if table.item(r, 2).data(Qt.ItemDataRole.UserRole) == name)
     assert table.item(row, 2).toolTip().splitlines()[0] == name
+
+
+def test_the_radius_box_follows_the_bracket_keys(window):
+    show_sample(window)
+    window.tools.activate("brush")
+    brush, view = window.tools.tools["brush"], window.views["axial"]
+    box = window._tool_pages["brush"].radius_box
+    brush.set_setting("radius_mm", 5.0)
+    for _ in range(3):
+        assert brush.key_pressed(view, Qt.Key.Key_BracketRight)
+    assert brush.setting("radius_mm") == pytest.approx(5.0 * 1.25**3)
+    assert box.value() == pytest.approx(9.77)
+    assert brush.setting("radius_mm") == pytest.approx(5.0 * 1.25**3)  # not rounded by the box
+    brush.key_pressed(view, Qt.Key.Key_BracketLeft)
+    assert box.value() == pytest.approx(7.81)
+    box.setValue(3.0)  # and the box still sets the size
+    assert brush.setting("radius_mm") == pytest.approx(3.0)

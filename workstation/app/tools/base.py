@@ -3,7 +3,8 @@
 A tool receives `ViewEvent`s (voxel coordinates, slice, modifiers) from a `SliceView`, edits the
 case through `Case` (so every edit is one undo step) and may draw a preview. Its settings (brush
 size in mm, HU range, 2D/3D...) live in the `QSettings` passed to the main window, under
-``tools/<key>/<name>``, so they are remembered between runs.
+``tools/<key>/<name>``, so they are remembered between runs; the tool's settings widget follows
+every change (the [ and ] keys resize the brush).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from PyQt6.QtCore import QObject, QSettings, pyqtSignal
+from PyQt6 import sip
+from PyQt6.QtCore import QObject, QSettings, QSignalBlocker, pyqtSignal
 from PyQt6.QtGui import QPainter
-from PyQt6.QtWidgets import QWidget
+from PyQt6.QtWidgets import QAbstractButton, QWidget
 
 if TYPE_CHECKING:
     from workstation.app.case import Case
@@ -42,8 +44,11 @@ class ToolContext:
     views: Any = field(default=lambda: [])
 
 
-class Tool:
+class Tool(QObject):
     """Base class: a left-button interaction in the 2D views with remembered settings."""
+
+    #: The name of a setting that was just changed.
+    setting_changed = pyqtSignal(str)
 
     key = "tool"
     title = "Tool"
@@ -53,6 +58,7 @@ class Tool:
     defaults: dict[str, Any] = {}
 
     def __init__(self, context: ToolContext):
+        super().__init__()
         self.context = context
 
     # -- settings ------------------------------------------------------------------------------
@@ -64,6 +70,23 @@ class Tool:
 
     def set_setting(self, name: str, value) -> None:
         self.context.settings.setValue(f"tools/{self.key}/{name}", value)
+        self.setting_changed.emit(name)
+
+    def bind(self, name: str, box: QWidget) -> None:
+        """Show setting `name` in `box` (a spin box or check box), store the user's changes, and
+        follow changes made elsewhere (keys)."""
+        check = isinstance(box, QAbstractButton)
+        kind = type(self.defaults[name])
+
+        def show(changed: str) -> None:
+            if changed == name and not sip.isdeleted(box):
+                with QSignalBlocker(box):
+                    (box.setChecked if check else box.setValue)(self.setting(name))
+
+        show(name)
+        edited = box.toggled if check else box.valueChanged
+        edited.connect(lambda value: self.set_setting(name, kind(value)))
+        self.setting_changed.connect(show)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -215,26 +215,22 @@ class BrushTool(Tool):
         size.setRange(0.5, 100.0)
         size.setSingleStep(0.5)
         size.setSuffix(" mm")
-        size.setValue(float(self.setting("radius_mm")))
-        size.valueChanged.connect(lambda v: self.set_setting("radius_mm", float(v)))
-        form.addRow("Radius", size)
+        self.bind("radius_mm", size)
+        form.addRow("Radius ([ and ] keys)", size)
         sphere = QCheckBox("3D sphere (all slices within the radius)", widget)
-        sphere.setChecked(bool(self.setting("sphere")))
-        sphere.toggled.connect(lambda v: self.set_setting("sphere", bool(v)))
+        self.bind("sphere", sphere)
         form.addRow(sphere)
         limit = QCheckBox("Only voxels in HU range", widget)
-        limit.setChecked(bool(self.setting("hu_limit")))
-        limit.toggled.connect(lambda v: self.set_setting("hu_limit", bool(v)))
+        self.bind("hu_limit", limit)
         form.addRow(limit)
         row = QHBoxLayout()
         for key in ("hu_min", "hu_max"):
             spin = QSpinBox(widget)
             spin.setRange(-1024, 4000)
-            spin.setValue(int(self.setting(key)))
-            spin.valueChanged.connect(lambda v, k=key: self.set_setting(k, int(v)))
+            self.bind(key, spin)
             row.addWidget(spin)
         form.addRow("HU min / max", row)
-        widget.radius_box = size  # for tests and the [ ] keys
+        widget.radius_box = size  # for tests
         return widget
 
 

@@ -131,8 +131,7 @@ class DrawTool(Tool):
         widget = QWidget(parent)
         form = QFormLayout(widget)
         subtract = QCheckBox("Subtract (cut the outline out of the structure)", widget)
-        subtract.setChecked(bool(self.setting("subtract")))
-        subtract.toggled.connect(lambda v: self.set_setting("subtract", bool(v)))
+        self.bind("subtract", subtract)
         form.addRow(subtract)
         return widget
 

@@ -98,8 +98,7 @@ class EraseRegionTool(Tool):
         widget = QWidget(parent)
         form = QFormLayout(widget)
         three_d = QCheckBox("3D (the whole connected piece, all slices)", widget)
-        three_d.setChecked(bool(self.setting("three_d")))
-        three_d.toggled.connect(lambda v: self.set_setting("three_d", bool(v)))
+        self.bind("three_d", three_d)
         form.addRow(three_d)
         return widget
 
@@ -126,15 +125,13 @@ def _hu_options(tool: Tool, parent) -> QWidget:
     widget = QWidget(parent)
     form = QFormLayout(widget)
     limit = QCheckBox("Grow through voxels in HU range", widget)
-    limit.setChecked(bool(tool.setting("hu_limit")))
-    limit.toggled.connect(lambda v: tool.set_setting("hu_limit", bool(v)))
+    tool.bind("hu_limit", limit)
     form.addRow(limit)
     row = QHBoxLayout()
     for key in ("hu_min", "hu_max"):
         spin = QSpinBox(widget)
         spin.setRange(-1024, 4000)
-        spin.setValue(int(tool.setting(key)))
-        spin.valueChanged.connect(lambda v, k=key: tool.set_setting(k, int(v)))
+        tool.bind(key, spin)
         row.addWidget(spin)
     form.addRow("HU min / max", row)
     return widget
