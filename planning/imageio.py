@@ -2,7 +2,8 @@
 
 `load_volume` is what the CLI and the workstation call with whatever the user points at. DICOM
 goes through `planning.dicom`; the research formats go through SimpleITK, which keeps their
-geometry (NIfTI's RAS is converted to LPS by ITK).
+geometry (NIfTI's RAS is converted to LPS by ITK). Where a NIfTI file's sform and the geometry
+ITK read (its qform or pixdim) disagree, the sform wins, as in nibabel, FSL and most tools.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import SimpleITK as sitk
 from planning.dicom.load import load_series
 from planning.dicom.scan import ScanResult, scan
 from planning.errors import DelineoError, FormatError, GeometryError
+from planning.geometry import Grid
 from planning.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,9 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         GeometryError: the image is not one 3D single-component volume.
     """
     path = Path(path)
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path)
+    nifti_header = _read_nifti_header(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
+    if nifti_header is not None:
+        _check_nifti_complete(path, nifti_header)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     suffix = image_suffix(path)
@@ -118,6 +121,8 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         volume = Volume.from_sitk(image)
     except GeometryError as error:
         raise GeometryError(f"{path.name}: {error}") from None
+    if nifti_header is not None:
+        _apply_sform(volume, path, nifti_header)
     if _looks_like_ct(volume.array):
         volume.modality = "CT"
         log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
@@ -146,17 +151,24 @@ def _looks_like_ct(array: np.ndarray) -> bool:
     return min(air, water) >= 0.005 * sample.size
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """Refuse a NIfTI-1/2 file (plain or gzipped) holding fewer bytes than its header declares."""
+def _read_nifti_header(path: Path) -> bytes | None:
+    """The first 540 bytes of a NIfTI file (plain or gzipped); None when they cannot be read (ITK's
+    own error then names the problem)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as stream:
-            expected = _nifti_size(stream.read(540))
+            return stream.read(540)
     except (OSError, EOFError, zlib.error):
-        return  # not readable as NIfTI at all: ITK's own error names the problem
+        return None
+
+
+def _check_nifti_complete(path: Path, header: bytes) -> None:
+    """Refuse a NIfTI-1/2 file (plain or gzipped) holding fewer bytes than its header declares."""
+    expected = _nifti_size(header)
     if expected is None:
         return
-    available = _decompressed_size(path, expected) if opener is gzip.open else path.stat().st_size
+    gzipped = path.name.lower().endswith(".gz")
+    available = _decompressed_size(path, expected) if gzipped else path.stat().st_size
     if available < expected:
         raise FormatError(
             f"{path.name}: truncated or damaged; it holds {available:,} of the {expected:,} bytes its "
@@ -183,6 +195,75 @@ def _nifti_size(header: bytes) -> int | None:
     if not 1 <= dims[0] <= 7 or bitpix <= 0:
         return None
     return offset + int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]], dtype=np.int64)) * bitpix // 8
+
+
+def _nifti_sform(header: bytes) -> tuple[int, np.ndarray] | None:
+    """sform_code and sform (3×4, voxel index → RAS mm) of a NIfTI-1/2 header; None if the
+    header is not NIfTI."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            code = struct.unpack(endian + "h", header[254:256])[0]
+            rows = struct.unpack(endian + "12f", header[280:328])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            code = struct.unpack(endian + "i", header[348:352])[0]
+            rows = struct.unpack(endian + "12d", header[400:496])
+            break
+    else:
+        return None
+    return code, np.array(rows, dtype=np.float64).reshape(3, 4)
+
+
+def _sform_grid(sform: np.ndarray, shape: tuple[int, int, int]) -> Grid | None:
+    """The grid an sform (3×4, RAS mm) describes, in LPS; None unless it is a rotation times
+    voxel sizes (orthonormal axes within 1e-4)."""
+    lps = np.diag([-1.0, -1.0, 1.0]) @ sform
+    spacing = np.linalg.norm(lps[:, :3], axis=0)
+    if not (np.all(np.isfinite(lps)) and np.all(spacing > 0)):
+        return None
+    direction = lps[:, :3] / spacing
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        return None
+    return Grid(shape=shape, spacing_xyz=tuple(spacing), origin_xyz=tuple(lps[:, 3]), direction=direction)
+
+
+def _apply_sform(volume: Volume, path: Path, header: bytes) -> None:
+    """Place `volume` by the file's sform (sform_code > 0) where ITK's geometry differs, with a
+    warning naming both; only warn when the sform differs but is not a rotation times voxel sizes."""
+    found = _nifti_sform(header)
+    if found is None or found[0] <= 0:
+        return
+    code, sform = found
+    itk = volume.grid
+    stated = np.diag([-1.0, -1.0, 1.0]) @ sform
+    if np.allclose(stated, itk.affine[:3], atol=1e-3):
+        return
+    grid = _sform_grid(sform, itk.shape)
+    if grid is None:
+        volume.warnings.append(
+            f"{path.name}: its sform (code {code}) differs from its qform/pixdim geometry but is not "
+            f"a rotation times voxel sizes (sheared or degenerate), so it is not used; the image is "
+            f"placed by {_describe(itk)}; the sform says {np.round(stated, 4).tolist()} (LPS mm)"
+        )
+        return
+    volume.grid = grid
+    volume.warnings.append(
+        f"{path.name}: its sform (code {code}) and its qform/pixdim disagree; the sform is used, as "
+        f"nibabel, FSL and most tools do: {_describe(grid)} (the qform/pixdim said {_describe(itk)})"
+    )
+
+
+def _describe(grid: Grid) -> str:
+    """A grid's origin, spacing and axes in words (LPS mm)."""
+
+    def numbers(values) -> str:
+        return ", ".join(f"{v:.4g}" for v in np.asarray(values, float).ravel() + 0.0)
+
+    axes = "; ".join(numbers(grid.direction[:, k]) for k in range(3))
+    return (
+        f"origin ({numbers(grid.origin_xyz)}) mm, spacing ({numbers(grid.spacing_xyz)}) mm, "
+        f"axes x ({axes.replace('; ', '), y (', 1).replace('; ', '), z (', 1)})"
+    )
 
 
 def _decompressed_size(path: Path, expected: int, chunk: int = 1 << 20) -> int:

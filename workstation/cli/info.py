@@ -25,6 +25,8 @@ def run(args) -> int:
         )
         print(f"  spacing (x, y, z) mm: {_numbers(grid.spacing_xyz)}")
         print(f"  origin (LPS mm):      {_numbers(grid.origin_xyz)}")
+        for warning in volume.warnings:
+            print(f"  warning: {warning}")
         return 0
     result = scan(args.path)
     for patient in result.patients():
