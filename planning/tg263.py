@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -98,6 +99,74 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
         return (0, 255, 0), RoiType.EXTERNAL
     digest = hashlib.sha256(name.encode()).digest()
     return (64 + digest[0] % 192, 64 + digest[1] % 192, 64 + digest[2] % 192), RoiType.ORGAN
+
+
+# -- telling colours apart ---------------------------------------------------------------------
+
+#: CIE76 ΔE under which two structure colours are hard to tell apart on a CT.
+MIN_DELTA_E = 20.0
+#: Colours to pick from when a new structure's usual colour is too close to one in the case:
+#: bright enough on a grey image, each at least 20 ΔE from the others.
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (100, 100, 255),
+)
+
+
+def lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """CIE L*a*b* (D65) of an sRGB colour given as 0–255 integers."""
+
+    def linear(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 216 / 24389 else (24389 / 27 * t + 16) / 116
+
+    r, g, b = (linear(c) for c in rgb)
+    x = f((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047)
+    y = f(0.2126 * r + 0.7152 * g + 0.0722 * b)
+    z = f((0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
+    return 116 * y - 16, 500 * (x - y), 200 * (y - z)
+
+
+def delta_e(first: tuple[int, int, int], second: tuple[int, int, int]) -> float:
+    """Perceptual distance of two colours (CIE76 ΔE: about 2 is just noticeable)."""
+    return math.dist(lab(first), lab(second))
+
+
+def distinct_color(color: tuple[int, int, int], used, min_delta: float = MIN_DELTA_E) -> tuple[int, int, int]:
+    """`color` if it is at least `min_delta` from every colour in `used`, else the palette colour
+    nearest to it that is twice that far from them (CIE76 underrates how alike blues look), or
+    failing that once as far, or failing that the one farthest from them."""
+    used = [tuple(c) for c in used]
+
+    def clearance(candidate) -> float:
+        return min((delta_e(candidate, other) for other in used), default=math.inf)
+
+    if clearance(color) >= min_delta:
+        return tuple(color)
+    for needed in (2 * min_delta, min_delta):
+        free = [c for c in PALETTE if clearance(c) >= needed]
+        if free:
+            return min(free, key=lambda c: delta_e(c, color))
+    return max(PALETTE, key=clearance)
 
 
 def _standard_base(name: str) -> str | None:

@@ -1,9 +1,24 @@
 """TG-263 table, display defaults and the name check with suggestions."""
 
+import itertools
+import json
+
 import pytest
 
 from planning.structures import RoiType
-from planning.tg263 import MAX_LENGTH, check_name, standard_structures, style_for, suggest
+from planning.tg263 import (
+    MAX_LENGTH,
+    MIN_DELTA_E,
+    PALETTE,
+    check_name,
+    delta_e,
+    distinct_color,
+    lab,
+    standard_structures,
+    style_for,
+    suggest,
+)
+from resources import resource
 
 
 def test_table_holds_the_standard_names_with_types_and_colours():
@@ -87,3 +102,31 @@ def test_style_for_keeps_table_colours_and_guesses_the_rest():
     assert style_for("PTVp_5400")[1] == RoiType.PTV and style_for("GTV-1")[1] == RoiType.GTV
     assert style_for("BODY")[1] == RoiType.EXTERNAL
     assert style_for("My structure") == style_for("My structure")  # stable
+
+
+def test_colours_too_close_to_one_in_the_case_are_replaced_by_a_distinct_palette_colour():
+    # the walkthrough's pairs: a new PTV beside Lung_R, a rule-based External beside a file's GTV
+    for new, existing in (((0, 128, 255), (66, 133, 244)), ((0, 255, 0), (0, 230, 0))):
+        assert delta_e(new, existing) < MIN_DELTA_E
+        chosen = distinct_color(new, [existing])
+        assert chosen in PALETTE and delta_e(chosen, existing) >= 2 * MIN_DELTA_E  # clearly apart
+        clear = [c for c in PALETTE if delta_e(c, existing) >= 2 * MIN_DELTA_E]
+        assert chosen == min(clear, key=lambda c: delta_e(c, new))  # the nearest such one
+    assert distinct_color((255, 255, 0), [(0, 128, 255)]) == (255, 255, 0)  # distinct: kept
+    assert distinct_color((0, 128, 255), []) == (0, 128, 255)
+
+
+def test_the_palette_colours_are_distinct_and_a_full_case_still_gets_one():
+    assert all(delta_e(a, b) >= MIN_DELTA_E for a, b in itertools.combinations(PALETTE, 2))
+    assert delta_e((0, 0, 0), (255, 255, 255)) == pytest.approx(100, abs=0.1)
+    assert distinct_color((230, 20, 70), PALETTE) in PALETTE  # none free: still a palette colour
+
+
+def test_the_head_and_neck_model_outputs_can_be_told_apart():
+    manifest = json.loads(resource("models", "head_neck", "manifest.json").read_text(encoding="utf-8"))
+    colours = {output["name"]: tuple(output["color"]) for output in manifest["outputs"]}
+    for (first, a), (second, b) in itertools.combinations(colours.items(), 2):
+        assert delta_e(a, b) >= MIN_DELTA_E, (first, second)
+    # the PTVs are graded: lighter for the lower dose
+    lightness = [lab(colours[name])[0] for name in ("PTV56", "PTV63", "PTV70")]
+    assert lightness == sorted(lightness, reverse=True)

@@ -183,3 +183,21 @@ def test_every_warning_of_a_run_is_shown(window, qtbot, monkeypatch):
     wait_idle(qtbot, window)
     text = dialog.stage.text()
     assert "Warning: first thing to check" in text and "Warning: Lung_L: 0.2 cc, review it." in text
+
+
+def test_results_get_colours_told_apart_from_the_case_which_keeps_its_own(window, qtbot):
+    from planning.tg263 import MIN_DELTA_E, delta_e
+
+    case = show_sample(window, shape=(40, 128, 128))
+    case.structures["GTV"].color = (0, 230, 0)  # as read from a file: the rule External's green, nearly
+    before = {s.name: s.color for s in case.structures}
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert any(name.startswith("External") for name in dialog.pending)
+    assert {name: case.structures[name].color for name in before} == before
+    for name in dialog.pending:
+        colour = case.structures[name].color
+        others = [s.color for s in case.structures if s.name != name]
+        assert min(delta_e(colour, other) for other in others) >= MIN_DELTA_E, name

@@ -461,3 +461,17 @@ def test_the_radius_box_follows_the_bracket_keys(window):
     assert box.value() == pytest.approx(7.81)
     box.setValue(3.0)  # and the box still sets the size
     assert brush.setting("radius_mm") == pytest.approx(3.0)
+
+
+def test_a_new_derived_structure_gets_a_colour_told_apart_from_the_case(window, qtbot):
+    from planning.tg263 import MIN_DELTA_E, delta_e, style_for
+
+    case = show_sample(window)
+    before = {s.name: s.color for s in case.structures}
+    assert delta_e(style_for("PTV")[0], before["Lung_R"]) < MIN_DELTA_E  # the usual PTV blue
+    derive_in_dialog(window, qtbot, "Expand (margin)", "GTV", "PTV", margin=5.0)
+    colour = case.structures["PTV"].color
+    assert min(delta_e(colour, c) for c in before.values()) >= MIN_DELTA_E
+    assert {name: case.structures[name].color for name in before} == before  # the case's own stay
+    derive_in_dialog(window, qtbot, "Expand (margin)", "GTV", "PTV", margin=7.0)
+    assert case.structures["PTV"].color == colour  # an existing result keeps its colour

@@ -3,6 +3,7 @@
 The window stays usable while the model runs (progress bar and Cancel here and in the status
 bar). Results arrive as new AUTOMATIC structures, added in one undo step and shown in every view;
 each can then be accepted (kept) or rejected (deleted, itself an undo step), one by one or all.
+A result whose colour is too close to one already in the case gets a distinct one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import Cancelled
 from planning.structures import GenerationAlgorithm
+from planning.tg263 import distinct_color
 from workstation.app import services
 
 
@@ -183,6 +185,10 @@ class AutoSegDialog(QDialog):
             structure.algorithm = GenerationAlgorithm.AUTOMATIC
             structure.number = 0
             new.append(structure)
+        used = [s.color for s in case.structures]
+        for structure in new:
+            structure.color = distinct_color(structure.color, used)
+            used.append(structure.color)
         case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
         self.progress.setValue(1000)
         self.stage.setText(f"{len(new)} structures added; accept or reject each.")

@@ -5,7 +5,8 @@ optionally kept inside a structure.
 
 The dialog only builds a recipe (plain data); `services.derive` computes it with planning's
 margin and Boolean functions in a worker, and the result lands in a new or existing structure as
-one undo step, with its recipe recorded so it can be rebuilt when its sources change.
+one undo step, with its recipe recorded so it can be rebuilt when its sources change. A new
+structure whose usual colour is too close to one in the case gets a distinct one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from planning.tg263 import distinct_color
 from workstation.app import services
 
 OPERATIONS = {
@@ -241,6 +243,8 @@ class DeriveDialog(QDialog):
         label = f"{self.operation.currentText().split(' (')[0]} → {name}"
 
         def done(structure):
+            if name not in case.structures:
+                structure.color = distinct_color(structure.color, [s.color for s in case.structures])
             case.derive_into(name, structure, label)
             self.window_.table.select(name)
             if structure.mask.is_empty:  # a contraction larger than the structure, disjoint sources
