@@ -201,3 +201,48 @@ def test_results_get_colours_told_apart_from_the_case_which_keeps_its_own(window
         colour = case.structures[name].color
         others = [s.color for s in case.structures if s.name != name]
         assert min(delta_e(colour, other) for other in others) >= MIN_DELTA_E, name
+
+
+def _colour_pixels(view, colour) -> int:
+    """Pixels of exactly `colour` in the view, painted into an image (whatever the screen's depth)."""
+    from PyQt6.QtGui import QColor, QImage
+
+    image = QImage(view.size(), QImage.Format.Format_RGB32)
+    view.render(image)
+    target = QColor(*colour).rgb()
+    pixels = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint32)
+    return int(((pixels & 0xFFFFFF) == (target & 0xFFFFFF)).sum())
+
+
+def test_results_look_pending_until_accepted_or_rejected(window, qtbot):
+    from PyQt6.QtWidgets import QLineEdit, QStyleOptionViewItem
+
+    case = show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    table, view = window.table, window.views["axial"]
+    external = next(name for name in dialog.pending if name.startswith("External"))
+    lung = next(name for name in dialog.pending if name.startswith("Lung_R"))
+
+    def name_item(name):
+        return table.item(case.structures.names().index(name), 2)
+
+    assert name_item(external).text() == f"{external}  ?" and name_item(external).font().italic()
+    assert "pending: accept or reject it" in name_item(external).toolTip()
+    editor = table.itemDelegateForColumn(2).createEditor(
+        table, QStyleOptionViewItem(), table.indexFromItem(name_item(external))
+    )
+    table.itemDelegateForColumn(2).setEditorData(editor, table.indexFromItem(name_item(external)))
+    assert isinstance(editor, QLineEdit) and editor.text() == external  # renamed without the mark
+    colour = case.structures[external].color  # an outline only: its pixels are the outline's
+    dotted = _colour_pixels(view, colour)
+    dialog.accept_result(external)
+    assert name_item(external).text() == external and not name_item(external).font().italic()
+    assert dotted < 0.8 * _colour_pixels(view, colour)
+    assert name_item(lung).text().endswith("?")
+    dialog.reject_result(lung)
+    assert lung not in case.structures
+    dialog.accept_all()
+    assert not any(table.item(row, 2).text().endswith("?") for row in range(table.rowCount()))

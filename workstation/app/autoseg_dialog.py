@@ -1,9 +1,10 @@
 """Auto-segmentation: choose a model and its structures, run it in a worker, review the results.
 
 The window stays usable while the model runs (progress bar and Cancel here and in the status
-bar). Results arrive as new AUTOMATIC structures, added in one undo step and shown in every view;
-each can then be accepted (kept) or rejected (deleted, itself an undo step), one by one or all.
-A result whose colour is too close to one already in the case gets a distinct one.
+bar). Results arrive as new AUTOMATIC structures, added in one undo step and shown in every view,
+marked as pending (italic, with "?", in the table; dotted outline) until each is accepted (kept)
+or rejected (deleted, itself an undo step), one by one or all. A result whose colour is too close
+to one already in the case gets a distinct one.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ class AutoSegDialog(QDialog):
             self._results[structure.name] = structure
             self._add_result_row(structure.name, structure.volume_cc)
         self.pending.extend(s.name for s in new)
+        self._show_pending()
         self.results_arrived.emit([s.name for s in new])
 
     def _add_result_row(self, name: str, volume_cc: float) -> None:
@@ -228,12 +230,14 @@ class AutoSegDialog(QDialog):
         """Keep an auto-contour (it stays AUTOMATIC until someone edits it)."""
         if name in self.pending:
             self.pending.remove(name)
+            self._show_pending()
             self._mark(name, "accepted")
 
     def reject_result(self, name: str) -> None:
         """Delete an auto-contour (undoable), under whatever name it has now."""
         if name in self.pending:
             self.pending.remove(name)
+            self._show_pending()
             result = self._results.get(name)
             current = next((s.name for s in self.window_.case.structures if s is result), None)
             if current is None:
@@ -249,6 +253,13 @@ class AutoSegDialog(QDialog):
     def reject_all(self) -> None:
         for name in list(self.pending):
             self.reject_result(name)
+
+    def _show_pending(self) -> None:
+        """Mark the results still to review in the structure table and the 2D views."""
+        pending = {id(self._results[name]) for name in self.pending}
+        self.window_.table.set_pending(pending)
+        for view in self.window_.views.values():
+            view.set_pending(pending)
 
     def _mark(self, name: str, state: str) -> None:
         for row in range(self.results.rowCount()):

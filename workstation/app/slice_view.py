@@ -2,8 +2,9 @@
 
 Drawing is numpy → QImage: the slice is windowed through a lookup table into an 8-bit image and
 drawn with one `drawImage`; each visible structure adds a small cached fill image and a vector
-outline (see `workstation.app.overlays`). Scrolling touches only the new slice; an edit re-renders
-only the edited structure on the slices its bounding box covers, and repaints only that region.
+outline (see `workstation.app.overlays`; auto-contours still to review get a dotted outline).
+Scrolling touches only the new slice; an edit re-renders only the edited structure on the slices
+its bounding box covers, and repaints only that region.
 
 Mouse: wheel scrolls slices (Ctrl+wheel zooms about the pointer), right-drag changes window/level,
 middle-drag (or Shift+left-drag) pans, left button goes to the active tool, or moves the crosshair
@@ -77,6 +78,7 @@ class SliceView(QWidget):
         self._overlays: OverlayCache | None = None
         self._base: tuple | None = None  # (key, QImage) of image + overlays
         self._scene_generation = 0
+        self._pending: set[int] = set()  # ids of auto-contours awaiting review
         self._drawn_cross: QPointF | None = None
         self._last_index = -1
         self._drag: tuple | None = None
@@ -93,6 +95,12 @@ class SliceView(QWidget):
         self.dose_layer = layer
         self.update()
 
+    def set_pending(self, ids: set[int]) -> None:
+        """Draw the structures (by id) that are auto-contours awaiting review with a dotted outline."""
+        self._pending = set(ids)
+        self._changed_scene()
+        self.update()
+
     def set_case(self, case: Case | None, state: ViewState | None) -> None:
         if self.case is not None:
             self.case.structures.changed.disconnect(self._on_structure_changed)
@@ -103,6 +111,7 @@ class SliceView(QWidget):
             self.state.window_changed.disconnect(self._on_window)
         self.case, self.state = case, state
         self._grey = self._base = None
+        self._pending = set()
         if case is None:
             self.orientation = self._overlays = self._mapper = None
             self.update()
@@ -283,6 +292,8 @@ class SliceView(QWidget):
             # Integer cosmetic widths keep Qt on its fast line path.
             pen = QPen(QColor(*structure.color), 2 if is_active else 1)
             pen.setCosmetic(True)
+            if id(structure) in self._pending:
+                pen.setStyle(Qt.PenStyle.DotLine)
             painter.setPen(pen)
             painter.drawLines(overlay.lines)
 

@@ -1,5 +1,8 @@
 """The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc.
 
+Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
+rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle).
+
 The table follows the structure set's events (added / removed / changed) and writes user edits
 back through the `Case` (one undo step each); its own updates run under a signal blocker so they
 are not mistaken for user edits.
@@ -8,7 +11,7 @@ are not mistaken for user edits.
 from __future__ import annotations
 
 from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QIcon, QPixmap
+from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -45,6 +48,9 @@ class _NameDelegate(QStyledItemDelegate):
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         editor.setCompleter(completer)
         return editor
+
+    def setEditorData(self, editor, index):  # noqa: N802
+        editor.setText(index.data(Qt.ItemDataRole.UserRole))  # the name, without its marks
 
 
 class _TypeDelegate(QStyledItemDelegate):
@@ -90,6 +96,7 @@ class StructureTable(QTableWidget):
         self._volume_timer.timeout.connect(self._refresh_volumes)
         self._stale_volumes: set[int] = set()
         self._stale: set[str] = set()
+        self._pending: set[int] = set()  # ids of auto-contours awaiting review
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
         self.itemSelectionChanged.connect(lambda: self.active_changed.emit(self.active_name()))
@@ -102,6 +109,7 @@ class StructureTable(QTableWidget):
             self.case.structures.removed.disconnect(self._on_removed)
             self.case.structures.changed.disconnect(self._on_changed)
         self.case = case
+        self._pending = set()
         self._rebuild()
         if case is not None:
             case.structures.added.connect(self._on_added)
@@ -113,6 +121,14 @@ class StructureTable(QTableWidget):
     def set_stale(self, names: list[str]) -> None:
         """Mark derived structures whose sources changed since they were built."""
         self._stale = set(names)
+        self._refill()
+
+    def set_pending(self, ids: set[int]) -> None:
+        """Mark the structures (by id) that are auto-contours not yet accepted or rejected."""
+        self._pending = set(ids)
+        self._refill()
+
+    def _refill(self) -> None:
         if self.case is None:
             return
         for row, structure in enumerate(self.case.structures):
@@ -172,8 +188,12 @@ class StructureTable(QTableWidget):
             self.item(row, COLOR).setIcon(QIcon(swatch))
             name = self.item(row, NAME)
             stale = structure.name in self._stale
-            name.setText(f"{structure.name}  ⟳" if stale else structure.name)
+            pending = id(structure) in self._pending
+            name.setText(structure.name + ("  ⟳" if stale else "") + ("  ?" if pending else ""))
             name.setData(Qt.ItemDataRole.UserRole, structure.name)
+            font = QFont(self.font())
+            font.setItalic(pending)
+            name.setFont(font)
             advice = name_advice(structure.name)
             if stale:
                 advice = (
@@ -181,6 +201,7 @@ class StructureTable(QTableWidget):
                 )
             history = self.case.history.history_of(structure.name)[-8:]
             lines = [structure.name, f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
+            lines += ["pending: accept or reject it in Auto-segmentation"] if pending else []
             lines += [advice] if advice else []
             lines += [f"• {c.label}" for c in history]
             name.setToolTip("\n".join(lines))
@@ -248,7 +269,7 @@ class StructureTable(QTableWidget):
             if column == VISIBLE:
                 self.case.set_visible(name, item.checkState() == Qt.CheckState.Checked)
             elif column == NAME:
-                new = item.text().replace("⟳", "").strip()
+                new = item.text().strip()
                 if new and new != name:
                     if new in self.case.structures:
                         raise ValueError(f"a structure named {new!r} already exists")
