@@ -475,3 +475,32 @@ def test_a_new_derived_structure_gets_a_colour_told_apart_from_the_case(window, 
     assert {name: case.structures[name].color for name in before} == before  # the case's own stay
     derive_in_dialog(window, qtbot, "Expand (margin)", "GTV", "PTV", margin=7.0)
     assert case.structures["PTV"].color == colour  # an existing result keeps its colour
+
+
+@pytest.mark.parametrize(
+    "operation, shown",
+    [
+        ("Expand (margin)", {"margin", "per_direction"}),
+        ("Ring", {"inner", "outer"}),
+        ("Union A ∪ B", {"source_b"}),
+        ("Crop A away from B (+ margin)", {"source_b", "margin", "per_direction"}),
+        ("Fill holes", {"per_slice"}),
+        ("Remove islands smaller than", {"island_cc"}),
+        ("Keep the largest pieces", {"pieces"}),
+    ],
+)
+def test_the_dialog_shows_only_the_fields_of_its_operation(window, operation, shown):
+    from workstation.app.derive_dialog import DeriveDialog
+
+    show_sample(window)
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText(operation)
+    optional = ("source_b", "margin", "per_direction", "directions", "inner", "outer")
+    optional += ("island_cc", "pieces", "per_slice")
+    visible = {name for name in optional if dialog.form.isRowVisible(getattr(dialog, name))}
+    assert visible == shown
+    for always in (dialog.operation, dialog.source_a, dialog.within, dialog.output):
+        assert dialog.form.isRowVisible(always)
+    if "per_direction" in shown:
+        dialog.per_direction.setChecked(True)
+        assert dialog.form.isRowVisible(dialog.directions) and not dialog.margin.isEnabled()

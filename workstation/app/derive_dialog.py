@@ -1,7 +1,7 @@
 """Margins and Booleans: grow/shrink (uniform or six directions in mm), rings, union,
 intersection, subtraction, XOR, crops (A away from B plus a margin, or A inside B less a margin:
 "PTV 3 mm inside the skin", "PTV 5 mm clear of the rectum"), fill holes, small islands;
-optionally kept inside a structure.
+optionally kept inside a structure. Only the fields the chosen operation uses are shown.
 
 The dialog only builds a recipe (plain data); `services.derive` computes it with planning's
 margin and Boolean functions in a worker, and the result lands in a new or existing structure as
@@ -74,7 +74,7 @@ class DeriveDialog(QDialog):
         active = window.table.active_name()
 
         layout = QVBoxLayout(self)
-        form = QFormLayout()
+        form = self.form = QFormLayout()
         self.operation = QComboBox(self)
         self.operation.addItems(list(OPERATIONS))
         form.addRow("Operation", self.operation)
@@ -155,22 +155,36 @@ class DeriveDialog(QDialog):
             self.output.textChanged,
         ):
             signal.connect(self._refresh)
+        self.setMinimumWidth(self.sizeHint().width())  # as wide as with every field: only its height changes
         self._refresh()
 
     def _refresh(self, *args) -> None:
         op = OPERATIONS[self.operation.currentText()]
-        self.source_b.setEnabled(op in TWO_SOURCES)
-        self.margin.setEnabled(op in MARGIN_OPS and not self.per_direction.isChecked())
-        self.per_direction.setEnabled(op in MARGIN_OPS)
-        self.directions.setVisible(op in MARGIN_OPS and self.per_direction.isChecked())
-        self.inner.setEnabled(op == "ring")
-        self.outer.setEnabled(op == "ring")
-        self.island_cc.setEnabled(op == "remove_islands")
-        self.pieces.setEnabled(op == "keep_largest")
-        self.per_slice.setEnabled(op == "fill_holes")
+        self._show_fields(op)
+        self.margin.setEnabled(not self.per_direction.isChecked())
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
         self.warning.setText(self._warning())
         self.ok_button.setEnabled(not self._impossible_ring())
+
+    def _show_fields(self, op: str) -> None:
+        """Show only the rows `op` uses; the dialog's height follows, its width stays."""
+        shown = {
+            self.source_b: op in TWO_SOURCES,
+            self.margin: op in MARGIN_OPS,
+            self.per_direction: op in MARGIN_OPS,
+            self.directions: op in MARGIN_OPS and self.per_direction.isChecked(),
+            self.inner: op == "ring",
+            self.outer: op == "ring",
+            self.island_cc: op == "remove_islands",
+            self.pieces: op == "keep_largest",
+            self.per_slice: op == "fill_holes",
+        }
+        if all(self.form.isRowVisible(widget) == visible for widget, visible in shown.items()):
+            return
+        for widget, visible in shown.items():
+            self.form.setRowVisible(widget, visible)
+        self.layout().activate()
+        self.resize(self.width(), self.sizeHint().height())
 
     def _impossible_ring(self) -> bool:
         return OPERATIONS[self.operation.currentText()] == "ring" and self.outer.value() <= self.inner.value()
