@@ -111,6 +111,8 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         image = reader.Execute()
     except RuntimeError as error:
         raise FormatError(f"{path.name}: cannot be read as an image ({_first_line(error)})") from error
+    except MemoryError:
+        raise FormatError(f"{path.name}: not enough memory to read the image") from None
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
     if image.GetDimension() == 4:
@@ -121,6 +123,8 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         volume = Volume.from_sitk(image)
     except GeometryError as error:
         raise GeometryError(f"{path.name}: {error}") from None
+    except MemoryError:
+        raise FormatError(f"{path.name}: not enough memory for its {_size_words(image)} image") from None
     if nifti_header is not None:
         _apply_sform(volume, path, nifti_header)
     if _looks_like_ct(volume.array):
@@ -296,9 +300,15 @@ def save_volume(volume: Volume, path: str | os.PathLike) -> None:
     suffix = image_suffix(path)
     if suffix is None:
         raise FormatError(f"{path.name}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
-    image = volume.to_sitk()
-    if volume.array.dtype == np.float64:
-        image = sitk.Cast(image, sitk.sitkFloat32)
+    try:
+        image = volume.to_sitk()
+        if volume.array.dtype == np.float64:
+            image = sitk.Cast(image, sitk.sitkFloat32)
+    except (MemoryError, RuntimeError) as error:  # SimpleITK's allocation failure is a RuntimeError
+        raise FormatError(
+            f"{path.name}: cannot be written, not enough memory for a copy of the volume "
+            f"({volume.array.nbytes / 2**30:.2f} GiB; {_first_line(error) if str(error) else 'MemoryError'})"
+        ) from None
     header = path.name[: -len(suffix)] + suffix  # SimpleITK picks the format by a lower-case ending
     staging = path.with_name(f".partial.{path.name}.d")
     try:
@@ -313,6 +323,13 @@ def save_volume(volume: Volume, path: str | os.PathLike) -> None:
         raise FormatError(f"{path.name}: cannot be written ({error.strerror or error})") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _size_words(image: sitk.Image) -> str:
+    """'W×H×D type, N GiB' of an image."""
+    size = image.GetSize()
+    nbytes = int(np.prod(size, dtype=np.int64)) * image.GetSizeOfPixelComponent()
+    return f"{'×'.join(map(str, size))} {image.GetPixelIDTypeAsString()}, {nbytes / 2**30:.2f} GiB"
 
 
 def _first_line(error: Exception) -> str:

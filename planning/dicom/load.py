@@ -18,8 +18,8 @@ import numpy as np
 from planning.dicom.headers import Header, read_dataset, read_header
 from planning.dicom.pixels import (
     check_grayscale,
+    check_native_length,
     decode_frames,
-    frame_bytes,
     read_native_frames,
     rescaled_dtype,
     stored_dtype,
@@ -63,6 +63,7 @@ def load_series(
     headers = series.headers
     for header in headers:
         check_grayscale(header)
+        check_native_length(header)
     sizes = {(h.get("Rows"), h.get("Columns")) for h in headers}
     if len(sizes) > 1:
         raise SeriesError(f"series {series.key} mixes image sizes {sorted(sizes)}; scan splits such series")
@@ -82,8 +83,18 @@ def load_series(
     bits_stored = int(headers[0].get("BitsStored", stored.itemsize * 8))
     dtype = rescaled_dtype([(p.slope, p.intercept) for p in planes], stored, bits_stored)
     ordered = [planes[i] for i in plan.order]
-    array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
-    _check_duplicates(planes, plan, array)
+    try:
+        array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
+        _check_duplicates(planes, plan, array)
+        if plan.resampled:
+            array = resample_stack(array, plan)
+    except MemoryError:
+        needed = len(ordered) * rows * columns * dtype.itemsize
+        raise SeriesError(
+            f"not enough memory to load series {series.key} ({series.describe()}): its "
+            f"{columns}×{rows}×{len(ordered)} {dtype} voxels need {needed / 2**30:.2f} GiB"
+            + (" and more to resample them" if plan.resampled else "")
+        ) from None
     warnings += plan.warnings
     if series.unread:
         warnings.append(unread_warning(series.unread))
@@ -92,8 +103,6 @@ def load_series(
             f"{len(plan.duplicates)} duplicated slice(s) with identical pixels dropped: "
             + ", ".join(planes[dropped].header.path.name for _, dropped in plan.duplicates[:5])
         )
-    if plan.resampled:
-        array = resample_stack(array, plan)
     slices = []
     for k in range(plan.grid.shape[0]):
         source = source_plane_at(plan, k) if plan.resampled else k
@@ -266,11 +275,6 @@ def _read_planes(
         header = plane.header
         target = array[k]
         if header.pixel_offset is not None and plane.frame is None:
-            if header.pixel_length is not None and header.pixel_length < frame_bytes(header):
-                raise DicomReadError(
-                    f"{header.path.name}: pixel data truncated, {header.pixel_length} of "
-                    f"{frame_bytes(header)} bytes"
-                )
             read_native_frames(header, target[np.newaxis], scratch)
         else:
             if header.path not in decoded:

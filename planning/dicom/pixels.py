@@ -41,6 +41,21 @@ def frame_bytes(header: Header) -> int:
     return int(header["Rows"]) * int(header["Columns"]) * stored_dtype(header).itemsize
 
 
+def check_native_length(header: Header) -> None:
+    """Refuse native pixel data shorter than Rows × Columns × frames of the header (checked
+    before anything is allocated: a damaged header may claim gigabytes)."""
+    if header.pixel_offset is None:
+        return
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    needed = frame_bytes(header) * frames
+    available = min(header.pixel_length or 0, max(header.file_size - header.pixel_offset, 0))
+    if available < needed:
+        raise DicomReadError(
+            f"{header.path.name}: pixel data truncated, {available} of {needed} bytes "
+            f"({header['Columns']}×{header['Rows']} pixels × {frames} frame(s))"
+        )
+
+
 def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
     """Read all frames of a native-encoded file into `out` (frames, rows, columns).
 
