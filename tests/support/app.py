@@ -21,10 +21,15 @@ def make_window(qtbot, settings_path, data_dir, **kwargs):
         settings, data_dir, autosave_interval_s=kwargs.pop("autosave_interval_s", 3600), **kwargs
     )
     qtbot.addWidget(window)
+    window.ask_unsaved_changes = _unexpected_question  # a test that expects it replaces it
     window.resize(*WINDOW_SIZE)
     window.show()
     qtbot.waitExposed(window)
     return window
+
+
+def _unexpected_question(description: str) -> str:
+    raise AssertionError(f"unexpected question about unsaved changes to {description}")
 
 
 def open_window(qtbot, tmp_path):

@@ -194,3 +194,34 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
     wait_idle(qtbot, other)
     assert other.case.structures[name].mask.voxel_count == 100
     close_window(qtbot, other)
+
+
+def test_opening_another_case_asks_before_dropping_unsaved_changes(window, qtbot, tmp_path):
+    # the question comes once the other case has loaded, so edits made meanwhile count too
+    from planning.sample_patient import make_sample_patient
+    from planning.session import load_session
+
+    case = show_sample(window)
+    _paint(case)
+    other = make_sample_patient((30, 96, 96))
+    asked = []
+
+    def answer(reply):
+        window.ask_unsaved_changes = lambda description: asked.append(description) or reply
+
+    answer("cancel")
+    window._show_volume(other.volume, "sample", "", [other.structures])
+    assert window.case is case and window.dirty and len(asked) == 1  # kept, edits and all
+    window.session_path = tmp_path / "kept.delineo"
+    answer("save")
+    window._show_volume(other.volume, "sample", "", [other.structures])
+    assert window.case is not case and not window.dirty and len(asked) == 2
+    saved = load_session(tmp_path / "kept.delineo")
+    assert {s.name for s in saved.structures} == set(case.structures.names())
+    assert saved.structures["GTV"].mask.voxel_count == case.structures["GTV"].mask.voxel_count
+    _paint(window.case)
+    answer("discard")
+    window._show_volume(other.volume, "sample", "", [other.structures])
+    assert len(asked) == 3 and not window.dirty
+    window._show_volume(other.volume, "sample", "", [other.structures])  # nothing unsaved: no question
+    assert len(asked) == 3

@@ -33,7 +33,6 @@ from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, GeometryError
 from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
-from planning.structures import StructureSet
 from workstation.app import services
 from workstation.app.autosave import Autosaver, recoverable
 from workstation.app.autoseg_dialog import AutoSegDialog
@@ -415,6 +414,8 @@ class MainWindow(QMainWindow):
             )
             if x
         )
+        if not title and case.reference.kind == "file":
+            title = Path(case.reference.path).name
         self.setWindowTitle(f"Delineo — {title}" if title else "Delineo")
         self.case_changed.emit()
 
@@ -472,7 +473,7 @@ class MainWindow(QMainWindow):
             self.jobs.run(
                 f"Loading {path.name}",
                 lambda p, c: read_image_file(path),
-                lambda volume: self._show_volume(volume, "file", path, None),
+                lambda volume: self._show_file(volume, path),
             )
         else:
             self.open_folder(path)
@@ -550,7 +551,7 @@ class MainWindow(QMainWindow):
         def done(loaded) -> None:
             if self.case is not case:
                 return
-            case.add_structures(list(loaded), f"Import {path.name}")
+            case.import_structures(loaded, f"Import {path.name}")
             note = f"; {_first_of(loaded.warnings)}" if loaded.warnings else ""
             self.statusBar().showMessage(f"Imported {len(loaded)} structure(s) from {path.name}{note}", 15000)
 
@@ -563,15 +564,19 @@ class MainWindow(QMainWindow):
         self.jobs.run("Reading dose", lambda p, c: services.load_dose(path), lambda d: self.set_dose(d, path))
 
     def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
-        structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
-        for loaded in structure_sets or []:
-            for structure in loaded:
-                structures.add(structure)
-            structures.label = loaded.label or structures.label
+        if not self._may_replace_case():
+            return
         if volume.warnings:
             self.statusBar().showMessage(_first_of(volume.warnings), 15000)
         self.session_path = None
-        self.set_case(Case(volume, structures, ImageReference.for_volume(volume, kind, path)))
+        reference = ImageReference.for_volume(volume, kind, path)
+        self.set_case(Case.with_structures(volume, structure_sets or [], reference))
+
+    def _show_file(self, volume, path: Path) -> None:
+        """An image file opened as the case: named in the Patients panel (no scan lists it)."""
+        self._show_volume(volume, "file", path, None)
+        self.browser.show_file(path, volume)
+        self.browser_dock.show()
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -649,6 +654,8 @@ class MainWindow(QMainWindow):
                 f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
                 f"({volume.grid.shape} vs {session.image.shape})"
             )
+        if not self._may_replace_case():
+            return
         case = Case.from_session(session, volume)
         self.set_case(case, session.view)
 
@@ -956,6 +963,55 @@ class MainWindow(QMainWindow):
             if not path.lower().endswith(ARCHIVE_SUFFIXES):
                 path += ".delineo"
             self.save_session_to(path)
+
+    def _may_replace_case(self) -> bool:
+        """Whether the open case may give way to another one just loaded: yes when nothing is
+        unsaved, or once the user saved the changes or chose to discard them; no keeps it (and
+        the other is not shown). Asked when the other has loaded, so edits made meanwhile count."""
+        if not self.dirty:
+            return True
+        answer = self.ask_unsaved_changes(self.case_description() or "The open case")
+        if answer == "save":
+            return self._save_now()
+        if answer == "cancel":
+            self.statusBar().showMessage("Not opened: the open case keeps its unsaved changes", 8000)
+        return answer == "discard"
+
+    def ask_unsaved_changes(self, description: str) -> str:
+        """'save', 'discard' or 'cancel': what to do with unsaved changes before another case."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self,
+            "Unsaved changes",
+            f"{description} has changes that are not saved. Save them before opening another case?",
+            buttons.Save | buttons.Discard | buttons.Cancel,
+            buttons.Save,
+        )
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
+    def _save_now(self) -> bool:
+        """Save the session at once (to its file, else one the user picks); True when saved."""
+        path = self.session_path
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save the session", "", "Delineo sessions (*.delineo)"
+            )
+            if not chosen:
+                return False
+            path = chosen if chosen.lower().endswith(ARCHIVE_SUFFIXES) else chosen + ".delineo"
+        from workstation.app.autosave import snapshot, write_snapshot
+
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            written = write_snapshot(snapshot((self.case, self.view_state())), Path(path))
+        except (DelineoError, OSError) as error:
+            self._on_job_failed("Saving session", str(error))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.session_path, self._saved_generation = Path(written), self.case.history.generation
+        self._remember(written)
+        return True
 
     # -- drag and drop, closing ----------------------------------------------------------------
 
