@@ -158,6 +158,8 @@ def test_hover_shows_hu_and_patient_coordinates(window):
     shown = [float(v) for v in re.search(r"x (\S+)\s+y (\S+)\s+z (\S+) mm", text).groups()]
     # Continuous position of the pointer: within half a voxel of the voxel's centre.
     assert np.allclose(shown, (x, y, z), atol=0.5 * max(case.grid.spacing_xyz) + 0.05)
+    window.statusBar().showMessage("Undid: Paint")  # a message no longer hides the readout
+    assert window.hover_label.isVisible() and window.hover_label.text() == text
     assert f"voxel ({zyx[2]}, {zyx[1]}, {zyx[0]})" in text
 
 

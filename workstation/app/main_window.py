@@ -350,9 +350,11 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _build_status_bar(self) -> None:
+        # permanent: a temporary message (an undo, a save) sits on the left and no longer hides
+        # the position and value under the mouse
         self.hover_label = QLabel("", self)
         self.hover_label.setMinimumWidth(420)
-        self.statusBar().addWidget(self.hover_label, 1)
+        self.statusBar().addPermanentWidget(self.hover_label)
         self.progress_panel = ProgressPanel(self.jobs, self)
         self.statusBar().addPermanentWidget(self.progress_panel)
         self.statusBar().addPermanentWidget(self.messages.button)
