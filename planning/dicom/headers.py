@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
@@ -203,8 +204,9 @@ def _parse(path: Path, buffer: bytes, file_size: int) -> Header:
         if tag in _TAG_TO_KEYWORD:
             if position + length > end:
                 raise _NeedMore
-            keyword, implicit_vr = _TAG_TO_KEYWORD[tag]
-            raw[keyword] = (vr or implicit_vr.encode(), buffer[position : position + length])
+            keyword, dictionary_vr = _TAG_TO_KEYWORD[tag]
+            known_vr = vr if vr not in (b"", b"UN") else dictionary_vr.encode()  # UN: legal in explicit VR
+            raw[keyword] = (known_vr, buffer[position : position + length])
         position += length
         if tag > _PIXEL_DATA:
             break
@@ -212,8 +214,13 @@ def _parse(path: Path, buffer: bytes, file_size: int) -> Header:
     if isinstance(charset, list) or charset not in _SIMPLE_CHARSETS:
         raise _NotHandled
     encoding = "utf-8" if charset == "ISO_IR 192" else "latin-1"
-    header.values = {keyword: _decode_value(vr, data, encoding) for keyword, (vr, data) in raw.items()}
-    header.values = {k: v for k, v in header.values.items() if v is not None}
+    for keyword, (vr, data) in raw.items():
+        try:
+            value = _decode_value(vr, data, encoding)
+        except ValueError:
+            raise DicomReadError(_not_a_number(path, keyword, data.decode("latin-1"))) from None
+        if value is not None:
+            header.values[keyword] = value
     if "SOPClassUID" not in header.values and media_sop_class:
         header.values["SOPClassUID"] = media_sop_class
     return header
@@ -294,12 +301,23 @@ def _decode_value(vr: bytes, data: bytes, encoding: str):
         return None
     parts = [part.strip() for part in text.split("\\")] if vr != b"PN" or "\\" in text else [text]
     if vr in (b"DS", b"IS"):
-        try:
-            numbers = [float(part) if vr == b"DS" else int(float(part)) for part in parts if part]
-        except ValueError:
-            raise _NotHandled from None  # let pydicom report the malformed number
+        numbers = [_number(part, vr == b"IS") for part in parts if part]
         return numbers[0] if len(numbers) == 1 else numbers
     return parts[0] if len(parts) == 1 else parts
+
+
+def _number(text: str, integer: bool) -> int | float:
+    """A DS or IS value; ValueError unless it is a finite number."""
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(text)
+    return int(value) if integer else value
+
+
+def _not_a_number(path: Path, keyword: str, text: str) -> str:
+    text = text.rstrip("\0 ")
+    hint = " (a decimal comma? DICOM numbers use a point)" if "," in text else ""
+    return f"{path.name}: {keyword} is '{text}', not a number{hint}"
 
 
 # -- pydicom path ---------------------------------------------------------------------------
@@ -315,22 +333,43 @@ def header_from_dataset(path: Path, dataset: pydicom.Dataset) -> Header:
     transfer_syntax = str(getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "") or "")
     values: dict[str, object] = {}
     for keyword in HEADER_TAGS:
-        value = dataset.get(keyword)
-        if value is None or value == "":
-            continue
-        values[keyword] = _plain(value)
+        try:
+            value = dataset.get(keyword)
+            if value is None or value == "":
+                continue
+            values[keyword] = _plain(value)
+            if HEADER_TAGS[keyword][1] in ("DS", "IS"):
+                _check_numbers(values[keyword])
+        except ValueError:
+            raise DicomReadError(_not_a_number(path, keyword, _raw_text(dataset, keyword))) from None
     if "SOPClassUID" not in values and "MediaStorageSOPClassUID" in getattr(dataset, "file_meta", {}):
         values["SOPClassUID"] = str(dataset.file_meta.MediaStorageSOPClassUID)
     return Header(path=path, transfer_syntax=transfer_syntax, values=values, file_size=path.stat().st_size)
 
 
+def _check_numbers(value) -> None:
+    """ValueError unless `value` is a number or a list of numbers (pydicom keeps text it cannot
+    read as a number when it only warns)."""
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, int | float):
+            raise ValueError(item)
+
+
+def _raw_text(dataset: pydicom.Dataset, keyword: str) -> str:
+    """The value of `keyword` as the file writes it."""
+    value = dataset.get_item(keyword).value
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return "\\".join(map(str, value)) if isinstance(value, pydicom.multival.MultiValue) else str(value)
+
+
 def _plain(value):
-    """pydicom value → str/int/float or list of them."""
+    """pydicom value → str/int/float or list of them (ValueError for a number that is not finite)."""
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         items = [_plain(v) for v in value]
         return items[0] if len(items) == 1 else items
     if isinstance(value, pydicom.valuerep.DSfloat | pydicom.valuerep.DSdecimal):
-        return float(value)
+        return _number(str(float(value)), integer=False)
     if isinstance(value, pydicom.valuerep.IS):
         return int(value)
     if isinstance(value, int | float):

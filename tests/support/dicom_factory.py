@@ -164,3 +164,16 @@ def tilted_positions(count: int, shift_y_mm: float = 0.8, spacing_z: float = 2.5
     """ImagePositionPatient of a gantry-tilted axial stack: each slice shifted `shift_y_mm` along
     y from the previous one, `spacing_z` mm further along z (0.8 per 2.5 mm: a 17.7° tilt)."""
     return [(-20.0, -18.0 + shift_y_mm * k, -15.0 + spacing_z * k) for k in range(count)]
+
+
+def write_raw_value(path: Path, tag: int, vr: str, value: bytes) -> None:
+    """Rewrite one element of a file with exactly these bytes and VR (values pydicom would refuse
+    to write: a decimal comma, 'nan', a US value stored as UN)."""
+    from pydicom import dcmread
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    dataset = dcmread(path)
+    value += b" " * (len(value) % 2)
+    dataset[Tag(tag)] = RawDataElement(Tag(tag), vr, len(value), value, 0, dataset.is_implicit_VR, True)
+    dataset.save_as(path)
