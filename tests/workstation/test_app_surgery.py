@@ -196,6 +196,29 @@ def test_plane_resection_through_the_crosshair(window, qtbot):
     assert dialog.result.resected_cc == pytest.approx(expected.sum() / 1000)
 
 
+def test_a_second_resection_does_not_list_the_parts_of_the_first_as_reached(window, qtbot):
+    case = show_spheres(window)
+    window.state.set_cursor((25, 30, 35))  # (z, y, x): the liver's centre
+
+    def resect(organ: str) -> list[str]:
+        window.surgery.resection.trigger()
+        dialog = window.last_dialog
+        dialog.organ.setCurrentText(organ)
+        dialog.method.setCurrentText("Plane through the crosshair")
+        dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
+        dialog.resect_button.click()
+        wait_idle(qtbot, window)
+        dialog.close()
+        return [r.name for r in dialog.result.reached]
+
+    first = resect("Liver")
+    assert set(first) == {"GTV", "Vessel"}
+    # the liver's parts fill the region cut again: they are the organ, not structures reached
+    assert resect("Liver") == first and "Liver_resected_2" in case.structures
+    case.set_properties("Liver_resected", name="Liver_piece")  # the description, not the name, counts
+    assert resect("Liver_piece") == first  # nor the liver it was cut from, nor the other parts
+
+
 def test_resection_failures_are_said_and_change_nothing(window, qtbot):
     case = show_spheres(window)
     window.surgery.resection.trigger()

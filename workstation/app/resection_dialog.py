@@ -239,7 +239,7 @@ class ResectionDialog(SurgeryDialog):
             f"of {result.organ_cc:.1f} cc"
         )
         for part in (result.resected, result.remnant):
-            part.description = f"Virtual resection of {organ}: {how}; {volumes}"
+            part.description = f"{_recipe(organ)}{how}; {volumes}"
         case.add_structures([result.remnant, result.resected], f"Virtual resection of {organ}")
         self.result = result
         if self.hide_organ.isChecked() and organ in case.structures:
@@ -347,8 +347,35 @@ def _crops(case, region: Box, inputs: list[str]) -> dict[str, Structure]:
 
 
 def _others(case, inputs: list[str]) -> list[Structure]:
-    """The structures a resection may reach: all but its inputs and the body outline."""
-    return [s for s in case.structures if s.name not in inputs and s.roi_type != RoiType.EXTERNAL]
+    """The structures a resection may reach: all but its inputs, the parts of the organ (`inputs[0]`)
+    from earlier resections and the body outline."""
+    skip = set(inputs) | _family(case, inputs[0])
+    return [s for s in case.structures if s.name not in skip and s.roi_type != RoiType.EXTERNAL]
+
+
+def _recipe(organ: str) -> str:
+    """How the description of a part cut from `organ` begins."""
+    return f"Virtual resection of {organ}: "
+
+
+def _family(case, organ: str) -> set[str]:
+    """`organ`, what it was cut from and every part cut from any of these, by the descriptions
+    that resections give their parts (`_recipe`)."""
+    names = case.structures.names()
+    parent = {
+        s.name: next((n for n in names if n != s.name and s.description.startswith(_recipe(n))), None)
+        for s in case.structures
+    }
+
+    def root(name: str) -> str:
+        seen = {name}
+        while parent.get(name) is not None and parent[name] not in seen:
+            name = parent[name]
+            seen.add(name)
+        return name
+
+    top = root(organ)
+    return {n for n in names if root(n) == top}
 
 
 def _changed_in(case, crops: dict[str, Structure], region: Box, inputs: list[str]) -> list[str]:
