@@ -57,6 +57,7 @@ HEADER_TAGS: dict[str, tuple[int, str]] = {
     "SamplesPerPixel": (0x00280002, "US"),
     "PhotometricInterpretation": (0x00280004, "CS"),
     "NumberOfFrames": (0x00280008, "IS"),
+    "FrameIncrementPointer": (0x00280009, "AT"),
     "Rows": (0x00280010, "US"),
     "Columns": (0x00280011, "US"),
     "PixelSpacing": (0x00280030, "DS"),
@@ -289,8 +290,11 @@ def _skip_undefined(buffer: bytes, position: int, explicit: bool) -> int:
 
 def _decode_value(vr: bytes, data: bytes, encoding: str):
     """Turn raw element bytes into str, int, float or a list of them (None when empty)."""
-    if vr == b"US":
-        values = [v[0] for v in struct.iter_unpack("<H", data[: len(data) // 2 * 2])]
+    if vr in (b"US", b"AT"):
+        if vr == b"US":
+            values = [v[0] for v in struct.iter_unpack("<H", data[: len(data) // 2 * 2])]
+        else:  # tags, as (group, element) pairs
+            values = [(g << 16) | e for g, e in struct.iter_unpack("<HH", data[: len(data) // 4 * 4])]
         return values[0] if len(values) == 1 else (values or None)
     text = (
         data.decode(encoding, errors="replace").rstrip("\0 ").lstrip(" ")

@@ -67,8 +67,8 @@ def load_series(
     sizes = {(h.get("Rows"), h.get("Columns")) for h in headers}
     if len(sizes) > 1:
         raise SeriesError(f"series {series.key} mixes image sizes {sorted(sizes)}; scan splits such series")
-    planes, orientation, pixel_spacing, fallback_z = _planes(headers)
-    warnings = []
+    warnings: list[str] = []
+    planes, orientation, pixel_spacing, fallback_z = _planes(headers, warnings)
     if pixel_spacing is None:
         pixel_spacing = (1.0, 1.0)
         warnings.append(
@@ -144,19 +144,17 @@ def load_files(paths, **kwargs) -> Volume:
 
 
 def _planes(
-    headers: list[Header],
+    headers: list[Header], assumed: list[str]
 ) -> tuple[list[_Plane], np.ndarray, tuple[float, float] | None, float | None]:
     """Every plane of the series with its position, plus orientation, pixel spacing (x, y mm;
-    None when the files state none) and the slice step to fall back on."""
+    None when the files state none) and the slice step to fall back on. What had to be assumed
+    is added to `assumed`, in words."""
     first = headers[0]
     if str(first.get("SOPClassUID", "")) in ENHANCED_IMAGE_CLASSES:
         if len(headers) != 1:
             raise SeriesError(f"series of {len(headers)} enhanced multi-frame files: load them one by one")
         return _enhanced_planes(first)
-    orientation = _orientation(first)
-    for header in headers[1:]:
-        if not np.allclose(_orientation(header), orientation, atol=1e-3):
-            raise SeriesError(f"{header.path.name}: orientation differs from {first.path.name}")
+    orientation = _series_orientation(headers, assumed)
     spacing = first.get("PixelSpacing")
     pixel_spacing = None if spacing is None else _pixel_spacing(spacing, first.path.name)
     fallback_z = _float(first.get("SpacingBetweenSlices")) or _float(first.get("SliceThickness"))
@@ -168,8 +166,19 @@ def _planes(
             if len(headers) > 1:
                 raise DicomReadError(f"{header.path.name}: no ImagePositionPatient, cannot place the slice")
             position = [0.0, 0.0, 0.0]
+            assumed.append(
+                f"{header.path.name} states no ImagePositionPatient: the image is placed at (0, 0, 0) mm, "
+                "so it does not line up with other objects of its frame of reference"
+            )
         frames = int(header.get("NumberOfFrames", 1) or 1)
         step = fallback_z or 1.0
+        if frames > 1:
+            _check_frames_are_slices(header, frames)
+            source = "its slice spacing" if fallback_z else "1 mm, as it states no slice spacing"
+            assumed.append(
+                f"{header.path.name}: its {frames} frames state no position of their own; they are "
+                f"assumed to be slices {step:g} mm apart ({source}) along the slice normal"
+            )
         for frame in range(frames):
             planes.append(
                 _Plane(
@@ -239,11 +248,47 @@ def _pixel_spacing(spacing, where: str) -> tuple[float, float]:
     return column, row
 
 
-def _orientation(header: Header) -> np.ndarray:
-    orientation = header.get("ImageOrientationPatient")
-    if isinstance(orientation, list) and len(orientation) == 6:
-        return np.asarray(orientation, dtype=float)
-    return np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+#: FrameIncrementPointer targets that make a multi-frame image's frames time points.
+_TIME_POINTERS = {
+    0x00181063: "FrameTime",
+    0x00181065: "FrameTimeVector",
+    0x00540070: "TimeSlotVector",
+    0x00540100: "TimeSliceVector",
+}
+_AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _check_frames_are_slices(header: Header, frames: int) -> None:
+    """Refuse a multi-frame image whose frames are time points (a cine is not a volume)."""
+    pointers = header.get("FrameIncrementPointer")
+    pointers = pointers if isinstance(pointers, list) else [pointers]
+    times = [_TIME_POINTERS[p] for p in pointers if p in _TIME_POINTERS]
+    if times:
+        raise SeriesError(
+            f"{header.path.name}: a time series (cine) of {frames} frames, not a volume: its frames "
+            f"follow one another in time (FrameIncrementPointer {', '.join(times)}), not in space"
+        )
+
+
+def _series_orientation(headers: list[Header], assumed: list[str]) -> np.ndarray:
+    """The orientation every file shares; files stating none (or a malformed one) take that of
+    the others, or axial when none states one, said in `assumed`."""
+    stated = [(h, h.get("ImageOrientationPatient")) for h in headers]
+    known = [(h, np.asarray(o, float)) for h, o in stated if isinstance(o, list) and len(o) == 6]
+    lacking = [(h, o) for h, o in stated if not (isinstance(o, list) and len(o) == 6)]
+    reference, orientation = known[0] if known else (None, np.array(_AXIAL))
+    for header, other in known[1:]:
+        if not np.allclose(other, orientation, atol=1e-3):
+            raise SeriesError(f"{header.path.name}: orientation differs from {reference.path.name}")
+    if lacking:
+        header, value = lacking[0]
+        what = "no ImageOrientationPatient" if value is None else f"an ImageOrientationPatient of {value!r}"
+        files = f"{header.path.name} and {len(lacking) - 1} other file(s) state" if len(lacking) > 1 else ""
+        source = f"that of {reference.path.name}" if reference else "axial (1\\0\\0\\0\\1\\0)"
+        assumed.append(
+            f"{files or header.path.name + ' states'} {what}: the orientation is assumed to be {source}"
+        )
+    return orientation
 
 
 def _float(value, default: float | None = None) -> float | None:
