@@ -23,6 +23,7 @@ from planning.dicom.pixels import (
     read_native_frames,
     rescaled_dtype,
     stored_dtype,
+    stored_range,
 )
 from planning.dicom.scan import ENHANCED_IMAGE_CLASSES, FileProblem, ImageSeries, group_series
 from planning.dicom.stack import StackPlan, plan_stack, resample_stack, source_plane_at
@@ -79,9 +80,7 @@ def load_series(
     plan = plan_stack(
         np.array([p.position for p in planes]), orientation, pixel_spacing, (rows, columns), fallback_z
     )
-    stored = stored_dtype(headers[0])
-    bits_stored = int(headers[0].get("BitsStored", stored.itemsize * 8))
-    dtype = rescaled_dtype([(p.slope, p.intercept) for p in planes], stored, bits_stored)
+    dtype = rescaled_dtype([(p.slope, p.intercept, stored_range(p.header)) for p in planes])
     ordered = [planes[i] for i in plan.order]
     try:
         array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)

@@ -111,23 +111,26 @@ def mask_to_bits_stored(values: np.ndarray, header: Header) -> np.ndarray:
     return (values << shift) >> shift
 
 
-def rescaled_dtype(
-    headers_rescale: list[tuple[float, float]], stored: np.dtype, bits_stored: int
-) -> np.dtype:
-    """The narrowest dtype that holds every rescaled value exactly.
+def stored_range(header: Header) -> tuple[int, int]:
+    """Lowest and highest stored value a file's BitsStored and PixelRepresentation allow."""
+    dtype = stored_dtype(header)
+    bits = int(header.get("BitsStored", dtype.itemsize * 8))
+    if dtype.kind == "u":
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def rescaled_dtype(planes: list[tuple[float, float, tuple[int, int]]]) -> np.dtype:
+    """The narrowest dtype that holds every rescaled value exactly, given each plane's slope,
+    intercept and stored range (see `stored_range`).
 
     Integer rescale (slope 1, integer intercepts) keeps integers: CT stays int16 HU when it
     fits; anything else becomes float32.
     """
-    slopes = {slope for slope, _ in headers_rescale}
-    intercepts = {intercept for _, intercept in headers_rescale}
-    if slopes != {1.0} or any(i != round(i) for i in intercepts):
+    if any(slope != 1.0 or intercept != round(intercept) for slope, intercept, _ in planes):
         return np.dtype(np.float32)
-    if stored.kind == "u":
-        low, high = 0, (1 << bits_stored) - 1
-    else:
-        low, high = -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
-    low, high = low + min(intercepts), high + max(intercepts)
+    low = min(stored[0] + intercept for _, intercept, stored in planes)
+    high = max(stored[1] + intercept for _, intercept, stored in planes)
     for candidate in (np.uint8, np.int16, np.uint16, np.int32):
         info = np.iinfo(candidate)
         if info.min <= low and high <= info.max:
