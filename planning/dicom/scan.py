@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from planning.dicom.headers import Header, NotDicomError, read_dataset, read_header
 from planning.errors import Cancelled, DelineoError
 from planning.volume import DicomIdentity
@@ -380,12 +382,18 @@ def group_series(headers: list[Header]) -> list[ImageSeries]:
 
 
 def _split(headers: list[Header]) -> list[tuple[str, list[Header]]]:
-    groups: dict[_VolumeKey, list[Header]] = defaultdict(list)
+    groups: list[tuple[_VolumeKey, list[Header]]] = []
     for header in headers:
-        groups[_volume_key(header)].append(header)
-    varying = {name for name in _VolumeKey._fields if len({getattr(key, name) for key in groups}) > 1}
+        key = _volume_key(header)
+        members = next((members for known, members in groups if _same_volume(known, key)), None)
+        if members is None:
+            groups.append((key, [header]))
+        else:
+            members.append(header)
+    keys = [key for key, _ in groups]
+    varying = {name for name in _VolumeKey._fields if len({getattr(key, name) for key in keys}) > 1}
     parts: list[tuple[str, list[Header]]] = []
-    for key, members in groups.items():
+    for key, members in groups:
         note = _describe_key(key, varying) if len(groups) > 1 else ""
         for acquisition, part in _split_repeated_acquisitions(members):
             acquisition_note = f"acquisition {acquisition}" if acquisition is not None else ""
@@ -404,25 +412,42 @@ class _VolumeKey(NamedTuple):
     temporal: object
 
 
+#: Largest difference of direction cosines within one volume (the loader's own tolerance).
+ORIENTATION_TOLERANCE = 1e-3
+#: Largest relative difference of pixel spacings within one volume.
+SPACING_TOLERANCE = 1e-4
+
+
 def _volume_key(header: Header) -> _VolumeKey:
-    orientation = header.get("ImageOrientationPatient")
-    spacing = header.get("PixelSpacing")
     return _VolumeKey(
-        _rounded(orientation, 3),
+        _numbers(header.get("ImageOrientationPatient")),
         (header.get("Rows"), header.get("Columns")),
-        _rounded(spacing, 4),
+        _numbers(header.get("PixelSpacing")),
         str(header.get("FrameOfReferenceUID", "")),
         header.get("EchoNumbers"),
         header.get("TemporalPositionIdentifier"),
     )
 
 
-def _rounded(values, digits: int) -> tuple[float, ...] | None:
-    """Numbers rounded for grouping; None when absent or not numbers (the loader names that)."""
-    try:
-        return tuple(round(float(v), digits) for v in values) if isinstance(values, list) else None
-    except (TypeError, ValueError):
-        return None
+def _same_volume(a: _VolumeKey, b: _VolumeKey) -> bool:
+    """Whether two images can share a volume: orientation and pixel spacing within tolerance,
+    everything else equal."""
+    return (
+        _close(a.orientation, b.orientation, atol=ORIENTATION_TOLERANCE, rtol=0.0)
+        and _close(a.pixel_spacing, b.pixel_spacing, atol=0.0, rtol=SPACING_TOLERANCE)
+        and a[1:2] + a[3:] == b[1:2] + b[3:]
+    )
+
+
+def _close(a: tuple[float, ...] | None, b: tuple[float, ...] | None, **tolerance) -> bool:
+    if a is None or b is None or len(a) != len(b):
+        return a == b
+    return bool(np.allclose(a, b, **tolerance))
+
+
+def _numbers(values) -> tuple[float, ...] | None:
+    """A multi-valued number attribute as a tuple; None when absent (the loader names that)."""
+    return tuple(float(v) for v in values) if isinstance(values, list) else None
 
 
 def _describe_key(key: _VolumeKey, varying: set[str]) -> str:
