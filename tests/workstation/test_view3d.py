@@ -204,3 +204,17 @@ def test_external_is_see_through_and_overlaps_are_fine(qtbot, view, volume, stru
     ready(qtbot, view)
     assert view.surface("BODY") is not None
     assert looks_like(colour_at(view, LIVER_CENTRE), LIVER)  # seen through the body
+
+
+def test_a_margin_map_shows_through_the_reference_around_it(qtbot, view, volume, structures):
+    capsule = Structure("Capsule", Mask.from_full(GRID, ball(KIDNEY_CENTRE, 14)), SPLEEN)
+    structures.add(capsule)
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    assert looks_like(colour_at(view, KIDNEY_CENTRE), SPLEEN)  # the kidney is inside the capsule
+    view.show_margin_map("Kidney_R", "Capsule", max_mm=20)
+    qtbot.waitUntil(lambda: view.margin_values("Kidney_R") is not None, timeout=20000)
+    assert looks_like(colour_at(view, KIDNEY_CENTRE), (255, 0, 0))  # red: inside the capsule
+    view.clear_margin_map("Kidney_R")
+    assert looks_like(colour_at(view, KIDNEY_CENTRE), SPLEEN)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 EXTERNAL_OPACITY = 0.15
 #: Opacity of the surfaces outside the focus (`set_focus`): what they hide shows through.
 FADED_OPACITY = 0.12
+#: Opacity of the reference of a margin map, so that the coloured surface inside shows.
+REFERENCE_OPACITY = 0.25
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
@@ -347,10 +349,14 @@ class View3D(QWidget):
 
     def show_margin_map(self, name: str, to: str, max_mm: float = 20.0) -> None:
         """Colour structure `name` by each point's distance to structure `to` (red: touching or
-        inside, green: `max_mm` or more), computed in the background."""
+        inside, green: `max_mm` or more), computed in the background. `to` turns see-through,
+        the coloured surface often lies inside it."""
         structure, target = self._by_name(name), self._by_name(to)
         surface, other = self._require_surface(name), self._require_surface(to)
+        previous = self._margin_maps.get(structure, (target, max_mm))[0]
         self._margin_maps[structure] = (target, max_mm)
+        for reference in {previous, target}:
+            self._restyle(reference, render=False)
         self._run(
             surface_distances,
             (surface, other),
@@ -360,7 +366,9 @@ class View3D(QWidget):
 
     def clear_margin_map(self, name: str) -> None:
         structure = self._by_name(name)
-        self._margin_maps.pop(structure, None)
+        target, _ = self._margin_maps.pop(structure, (None, 0.0))
+        if target is not None:
+            self._restyle(target, render=False)
         actor = self._actors.get(structure)
         if actor is not None:
             scene.show_scalars(actor, None)
@@ -581,6 +589,8 @@ class View3D(QWidget):
         opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
         if self._focus is not None and structure.name not in self._focus:
             opacity = min(opacity, FADED_OPACITY)
+        if any(target is structure for target, _ in self._margin_maps.values()):
+            opacity = min(opacity, REFERENCE_OPACITY)
         scene.style_actor(actor, structure.color, opacity)
         actor.SetVisibility(bool(structure.visible))
         if render:
