@@ -42,6 +42,7 @@ HEADER_TAGS: dict[str, tuple[int, str]] = {
     "PatientSex": (0x00100040, "CS"),
     "SliceThickness": (0x00180050, "DS"),
     "SpacingBetweenSlices": (0x00180088, "DS"),
+    "EchoTime": (0x00180081, "DS"),
     "EchoNumbers": (0x00180086, "IS"),
     "GantryDetectorTilt": (0x00181120, "DS"),
     "StudyInstanceUID": (0x0020000D, "UI"),

@@ -100,7 +100,7 @@ def load_series(
     if plan.duplicates:
         warnings.append(
             f"{len(plan.duplicates)} duplicated slice(s) with identical pixels dropped: "
-            + ", ".join(planes[dropped].header.path.name for _, dropped in plan.duplicates[:5])
+            + ", ".join(_plane_name(planes[dropped]) for _, dropped in plan.duplicates[:5])
         )
     slices = []
     for k in range(plan.grid.shape[0]):
@@ -214,6 +214,14 @@ def _enhanced_planes(header: Header):
     thickness = _float(group(per_frame[0], "PixelMeasuresSequence", "SpacingBetweenSlices")) or _float(
         group(per_frame[0], "PixelMeasuresSequence", "SliceThickness")
     )
+    _check_one_volume(
+        header,
+        [group(item, "FrameContentSequence", "TemporalPositionIndex") for item in per_frame],
+        "time points",
+    )
+    _check_one_volume(
+        header, [group(item, "MREchoSequence", "EffectiveEchoTime") for item in per_frame], "echoes"
+    )
     planes = []
     for index, item in enumerate(per_frame):
         position = group(item, "PlanePositionSequence", "ImagePositionPatient")
@@ -234,6 +242,17 @@ def _enhanced_planes(header: Header):
             )
         )
     return planes, np.asarray(orientation, float), _pixel_spacing(spacing, header.path.name), thickness
+
+
+def _check_one_volume(header: Header, per_frame: list, what: str) -> None:
+    """Refuse an enhanced multi-frame file whose frames hold several time points or echoes
+    (`per_frame`: each frame's temporal position index or echo time)."""
+    distinct = {str(value) for value in per_frame if value is not None}
+    if len(distinct) > 1:
+        raise SeriesError(
+            f"{header.path.name}: its {len(per_frame)} frames hold {len(distinct)} {what}, not one "
+            f"volume; Delineo loads one 3D volume: save one of the {what} as a series of its own"
+        )
 
 
 def _pixel_spacing(spacing, where: str) -> tuple[float, float]:
@@ -350,9 +369,14 @@ def _check_duplicates(planes: list[_Plane], plan: StackPlan, array: np.ndarray) 
         other = _read_planes([planes[dropped]], array.dtype, array.shape[1:], None, None)[0]
         if not np.array_equal(other, array[row_of[kept]]):
             raise SeriesError(
-                f"{planes[kept].header.path.name} and {planes[dropped].header.path.name} are two "
+                f"{_plane_name(planes[kept])} and {_plane_name(planes[dropped])} are two "
                 f"different images at the same position {np.round(planes[kept].position, 2).tolist()} mm"
             )
+
+
+def _plane_name(plane: _Plane) -> str:
+    """The file of a plane, with its frame number (from 1) in a multi-frame file."""
+    return plane.header.path.name + ("" if plane.frame is None else f" frame {plane.frame + 1}")
 
 
 def _slice_ref(plane: _Plane) -> SliceRef:

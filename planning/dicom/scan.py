@@ -355,9 +355,9 @@ def group_series(headers: list[Header]) -> list[ImageSeries]:
     """Group image headers into loadable series, splitting series that mix what a volume can't.
 
     A series is split by image orientation, image size, pixel spacing, frame of reference, echo
-    number and temporal position; it is split by acquisition number only where acquisitions
-    repeat the same slice positions (scanners that number every slice's acquisition separately
-    stay one volume).
+    number (echo time where no echo number is stated) and temporal position; it is split by
+    acquisition number only where acquisitions repeat the same slice positions (scanners that
+    number every slice's acquisition separately stay one volume).
     """
     by_series: dict[str, list[Header]] = defaultdict(list)
     for header in headers:
@@ -409,6 +409,7 @@ class _VolumeKey(NamedTuple):
     pixel_spacing: tuple[float, ...] | None
     frame_of_reference: str
     echo: object
+    echo_time: object  # only where EchoNumbers is absent
     temporal: object
 
 
@@ -425,6 +426,7 @@ def _volume_key(header: Header) -> _VolumeKey:
         _numbers(header.get("PixelSpacing")),
         str(header.get("FrameOfReferenceUID", "")),
         header.get("EchoNumbers"),
+        header.get("EchoTime") if header.get("EchoNumbers") is None else None,
         header.get("TemporalPositionIdentifier"),
     )
 
@@ -463,6 +465,8 @@ def _describe_key(key: _VolumeKey, varying: set[str]) -> str:
         words.append(f"frame of reference {key.frame_of_reference or '(none)'}")
     if key.echo is not None:
         words.append(f"echo {key.echo}")
+    if "echo_time" in varying:
+        words.append(f"echo time {key.echo_time:g} ms" if key.echo_time is not None else "no echo time")
     if key.temporal is not None:
         words.append(f"time point {key.temporal}")
     return ", ".join(words)
