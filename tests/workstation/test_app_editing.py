@@ -504,3 +504,19 @@ def test_the_dialog_shows_only_the_fields_of_its_operation(window, operation, sh
     if "per_direction" in shown:
         dialog.per_direction.setChecked(True)
         assert dialog.form.isRowVisible(dialog.directions) and not dialog.margin.isEnabled()
+
+
+def test_a_brush_stroke_leaves_the_table_row_and_the_other_views_alone_until_it_pauses(window, qtbot):
+    case = show_sample(window)
+    name = _new_empty(window)
+    window.tools.activate("brush")
+    window.tools.tools["brush"].set_setting("radius_mm", 5.0)
+    view = window.views["axial"]
+    k = view.slice_index
+    row = case.structures.names().index(name)
+    emitted = []
+    window.table.active_changed.connect(emitted.append)  # each one repaints every view whole
+    drag(view, [widget_point(view, (k, 30, 30 + step)) for step in range(0, 40, 4)])
+    assert emitted == [] and window.table.item(row, 4).text() == "0.00"
+    qtbot.waitUntil(lambda: window.table.item(row, 4).text() != "0.00", timeout=2000)
+    assert float(window.table.item(row, 4).text()) == pytest.approx(case.structures[name].volume_cc, abs=0.01)

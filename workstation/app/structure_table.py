@@ -241,10 +241,11 @@ class StructureTable(QTableWidget):
         row = self._row_of(structure)
         if row is None:
             return
-        self._fill(row, structure, volume=False)
-        if box is not None:
+        if box is not None:  # a mask edit (each brush dab): the row is refilled once edits pause
             self._stale_volumes.add(id(structure))
             self._volume_timer.start()
+            return
+        self._fill(row, structure, volume=False)
         if row in [r.row() for r in self.selectionModel().selectedRows()]:
             self.active_changed.emit(structure.name)
 
@@ -253,8 +254,7 @@ class StructureTable(QTableWidget):
             return
         for row, structure in enumerate(self.case.structures):
             if id(structure) in self._stale_volumes and row < self.rowCount():
-                with QSignalBlocker(self):
-                    self.item(row, VOLUME).setText(f"{structure.volume_cc:.2f}")
+                self._fill(row, structure, volume=True)
         self._stale_volumes.clear()
 
     # -- user edits ----------------------------------------------------------------------------
