@@ -110,7 +110,10 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise FormatError(f"{path.name}: cannot be read as an image ({_first_line(error)})") from error
+        reason = _first_line(error)
+        if "No such file or directory" in reason:  # the data ended before the voxels did
+            reason = "truncated or damaged: its data ends before all its voxels are read"
+        raise FormatError(f"{path.name}: cannot be read as an image ({reason})") from error
     except MemoryError:
         raise FormatError(f"{path.name}: not enough memory to read the image") from None
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:

@@ -184,7 +184,7 @@ def _planes(
                     header=header,
                     frame=frame if frames > 1 else None,
                     position=np.asarray(position, float) + frame * step * normal,
-                    slope=_float(header.get("RescaleSlope"), 1.0),
+                    slope=_slope(header.get("RescaleSlope"), header.path.name),
                     intercept=_float(header.get("RescaleIntercept"), 0.0),
                     sop_class_uid=str(header.get("SOPClassUID", "")),
                     sop_instance_uid=str(header.get("SOPInstanceUID", "")),
@@ -235,7 +235,10 @@ def _enhanced_planes(header: Header):
                 header=header,
                 frame=index,
                 position=np.asarray(position, float),
-                slope=_float(group(item, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+                slope=_slope(
+                    group(item, "PixelValueTransformationSequence", "RescaleSlope"),
+                    f"{header.path.name} frame {index + 1}",
+                ),
                 intercept=_float(group(item, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
                 sop_class_uid=str(header.get("SOPClassUID", "")),
                 sop_instance_uid=str(header.get("SOPInstanceUID", "")),
@@ -307,6 +310,14 @@ def _series_orientation(headers: list[Header], assumed: list[str]) -> np.ndarray
             f"{files or header.path.name + ' states'} {what}: the orientation is assumed to be {source}"
         )
     return orientation
+
+
+def _slope(value, where: str) -> float:
+    """RescaleSlope (1 when absent); refused when 0, which would make every pixel the same."""
+    slope = _float(value, 1.0)
+    if slope == 0:
+        raise DicomReadError(f"{where}: RescaleSlope is 0, which would make every pixel the same value")
+    return slope
 
 
 def _float(value, default: float | None = None) -> float | None:

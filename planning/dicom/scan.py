@@ -45,6 +45,14 @@ ENHANCED_IMAGE_CLASSES = {
 }
 
 
+#: Modalities whose objects are images (one without Rows and Columns is damaged).
+_IMAGE_MODALITIES = {"CT", "MR", "PT", "NM", "US", "XA", "RF", "CR", "DX", "MG", "OT"}
+#: CT, MR and PET image storage classes (with the enhanced ones, below).
+_IMAGE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.4",
+    "1.2.840.10008.5.1.4.1.1.128",
+} | ENHANCED_IMAGE_CLASSES
 #: Name endings of files that are surely not DICOM images (left out of a series' warnings).
 _NOT_IMAGE_SUFFIXES = {".txt", ".xml", ".json", ".html", ".htm", ".pdf", ".csv", ".md", ".ini", ".log"}
 
@@ -250,6 +258,10 @@ def scan(
                 result.problems.append(FileProblem(path, str(error)))
         elif "Rows" in header.values and "Columns" in header.values:
             image_headers.append(header)
+        elif header.get("Modality") in _IMAGE_MODALITIES or sop_class in _IMAGE_CLASSES:
+            kind = header.get("Modality") or sop_class
+            reason = f"{path.name}: damaged {kind} image: its header has no Rows or Columns"
+            result.problems.append(FileProblem(path, reason))
         else:
             kind = header.get("Modality") or sop_class or "unknown"
             reason = f"{path.name}: DICOM object of type {kind} has no image"
