@@ -520,3 +520,13 @@ def test_a_brush_stroke_leaves_the_table_row_and_the_other_views_alone_until_it_
     assert emitted == [] and window.table.item(row, 4).text() == "0.00"
     qtbot.waitUntil(lambda: window.table.item(row, 4).text() != "0.00", timeout=2000)
     assert float(window.table.item(row, 4).text()) == pytest.approx(case.structures[name].volume_cc, abs=0.01)
+
+
+def test_a_new_structure_does_not_take_a_colour_already_in_the_case(window):
+    from planning.tg263 import delta_e, style_for
+
+    case = show_sample(window)
+    case.set_properties("Heart", color=style_for("PTV")[0])  # a structure already in that colour
+    added = case.new_structure("PTV")
+    assert min(delta_e(added.color, s.color) for s in case.structures if s is not added) >= 20
+    assert case.new_structure("Mine", color=(1, 2, 3)).color == (1, 2, 3)  # a chosen colour stays

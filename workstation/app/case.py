@@ -10,7 +10,7 @@ import numpy as np
 
 from planning.session import ImageReference, Session
 from planning.structures import Box, GenerationAlgorithm, Mask, Structure, StructureSet
-from planning.tg263 import style_for
+from planning.tg263 import distinct_color, style_for
 from planning.volume import Volume
 from workstation.app.history import (
     AddStructure,
@@ -91,9 +91,10 @@ class Case:
         algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL,
         **attributes,
     ) -> Structure:
-        """Add a structure named `name` (made unique) with its TG-263 colour and type."""
+        """Add a structure named `name` (made unique) with its TG-263 colour and type; a colour too
+        close to one already in the case gives way to a distinct one (unless one is given)."""
         color, roi_type = style_for(name)
-        attributes.setdefault("color", color)
+        attributes.setdefault("color", distinct_color(color, [s.color for s in self.structures]))
         attributes.setdefault("roi_type", roi_type)
         structure = Structure(
             self.structures.unique_name(name), mask or Mask(self.grid), algorithm=algorithm, **attributes
