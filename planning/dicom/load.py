@@ -172,12 +172,7 @@ def _planes(
         frames = int(header.get("NumberOfFrames", 1) or 1)
         step = fallback_z or 1.0
         if frames > 1:
-            _check_frames_are_slices(header, frames)
-            source = "its slice spacing" if fallback_z else "1 mm, as it states no slice spacing"
-            assumed.append(
-                f"{header.path.name}: its {frames} frames state no position of their own; they are "
-                f"assumed to be slices {step:g} mm apart ({source}) along the slice normal"
-            )
+            assumed.append(_stacked_frames_note(header, frames, step, fallback_z))
         for frame in range(frames):
             planes.append(
                 _Plane(
@@ -279,16 +274,24 @@ _TIME_POINTERS = {
 _AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def _check_frames_are_slices(header: Header, frames: int) -> None:
-    """Refuse a multi-frame image whose frames are time points (a cine is not a volume)."""
+def _stacked_frames_note(header: Header, frames: int, step: float, fallback_z: float | None) -> str:
+    """What was assumed to stack a multi-frame image whose frames state no position. Frames that
+    follow one another in time (a cine) are shown as a stack to be looked at, said plainly: their
+    "slices" are not places in the patient."""
     pointers = header.get("FrameIncrementPointer")
     pointers = pointers if isinstance(pointers, list) else [pointers]
     times = [_TIME_POINTERS[p] for p in pointers if p in _TIME_POINTERS]
     if times:
-        raise SeriesError(
-            f"{header.path.name}: a time series (cine) of {frames} frames, not a volume: its frames "
-            f"follow one another in time (FrameIncrementPointer {', '.join(times)}), not in space"
+        return (
+            f"{header.path.name} is a time series (cine) of {frames} frames (FrameIncrementPointer "
+            f"{', '.join(times)}), not a volume: its frames are stacked {step:g} mm apart for viewing "
+            "only; distances, volumes and contours across frames mean nothing"
         )
+    source = "its slice spacing" if fallback_z else "1 mm, as it states no slice spacing"
+    return (
+        f"{header.path.name}: its {frames} frames state no position of their own; they are "
+        f"assumed to be slices {step:g} mm apart ({source}) along the slice normal"
+    )
 
 
 def _series_orientation(headers: list[Header], assumed: list[str]) -> np.ndarray:

@@ -9,7 +9,6 @@ from support.dicom_factory import ct_phantom, write_ct_series
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_series
 from planning.dicom.scan import ImageSeries
-from planning.errors import SeriesError
 from planning.imageio import load_volume
 from planning.volume import DicomIdentity
 
@@ -73,10 +72,15 @@ def _multiframe(tmp_path, hu, **changes):
     return path
 
 
-def test_a_cine_is_refused_as_a_time_series(tmp_path, hu):
+def test_a_cine_is_shown_as_a_stack_and_said_to_be_a_time_series(tmp_path, hu):
     path = _multiframe(tmp_path, hu, FrameIncrementPointer=0x00181063, FrameTime=33.0)
-    with pytest.raises(SeriesError, match=r"CT0000.dcm: a time series \(cine\) of 3 frames, not a volume"):
-        load_volume(path)
+    volume = load_volume(path)
+    np.testing.assert_array_equal(volume.array, hu)
+    assert volume.warnings == [
+        "CT0000.dcm is a time series (cine) of 3 frames (FrameIncrementPointer FrameTime), not a "
+        "volume: its frames are stacked 2.5 mm apart for viewing only; distances, volumes and "
+        "contours across frames mean nothing"
+    ]
 
 
 def test_frames_without_positions_are_stacked_with_a_warning(tmp_path, hu):
