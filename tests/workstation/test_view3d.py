@@ -218,3 +218,52 @@ def test_a_margin_map_shows_through_the_reference_around_it(qtbot, view, volume,
     assert looks_like(colour_at(view, KIDNEY_CENTRE), (255, 0, 0))  # red: inside the capsule
     view.clear_margin_map("Kidney_R")
     assert looks_like(colour_at(view, KIDNEY_CENTRE), SPLEEN)
+
+
+def label_rows(image) -> np.ndarray:
+    """The rows holding the pale yellow text of distance labels (not the orientation cube's)."""
+    text = (image[..., 0] > 200) & (image[..., 1] > 200) & (image[..., 2] > 100)
+    height, width = text.shape
+    text[int(0.8 * height) :, : int(0.2 * width)] = False
+    return np.flatnonzero(text.any(axis=1))
+
+
+def test_a_distance_line_and_its_label_stay_on_top(qtbot, view, volume, structures):
+    wall = np.zeros(GRID.shape, bool)
+    z, y, x = np.indices(GRID.shape)
+    points = GRID.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float)).reshape(
+        *GRID.shape, 3
+    )
+    wall[(points[..., 1] > -28) & (points[..., 1] < -20) & (np.abs(points[..., 0]) < 20)] = True
+    structures.add(Structure("Wall", Mask.from_full(GRID, wall), SPLEEN))  # in front of the gap
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    closest = minimum_distance(view.surface("Liver"), view.surface("Kidney_R"))
+    middle = (closest.point_a + closest.point_b) / 2
+    assert looks_like(colour_at(view, middle), SPLEEN)
+    view.draw_minimum_distance(closest, "Liver", "Kidney_R")
+    assert looks_like(colour_at(view, middle, size=1), (255, 230, 25))  # the yellow line, over the wall
+    image = view.render_image()
+    rows = label_rows(image)
+    _, row = view.display_position(middle)
+    assert len(rows) > 5 and row - 40 < rows.min() and rows.max() < row  # the label, just above it
+
+
+def test_a_snapshot_grows_the_labels_with_the_image(qtbot, view, volume, structures, tmp_path):
+    from PyQt6.QtGui import QImage
+
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    view.draw_minimum_distance(
+        minimum_distance(view.surface("Liver"), view.surface("Kidney_R")), "Liver", "Kidney_R"
+    )
+    on_screen = np.ptp(label_rows(view.render_image()))
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    image = QImage(str(view.snapshot(tmp_path / "big.png", (3 * width, 3 * height))))
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(image.bits().asstring(image.sizeInBytes()), np.uint8)
+    pixels = pixels.reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()]
+    snapshot = np.ptp(label_rows(pixels.reshape(image.height(), image.width(), 3)))
+    assert snapshot == pytest.approx(3 * on_screen, rel=0.25)

@@ -11,16 +11,19 @@ import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the OpenGL backend)
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
-from vtkmodules.vtkCommonCore import vtkLookupTable
-from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkFiltersSources import vtkLineSource, vtkSphereSource
+from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
-    vtkBillboardTextActor3D,
+    vtkActor2D,
+    vtkCoordinate,
     vtkPolyDataMapper,
+    vtkPolyDataMapper2D,
     vtkRenderer,
     vtkRenderWindow,
+    vtkTextActor,
     vtkVolume,
     vtkWindowToImageFilter,
 )
@@ -114,41 +117,76 @@ def show_scalars(actor: vtkActor, values: np.ndarray | None, table: vtkLookupTab
     polydata.Modified()
 
 
-def distance_overlay(point_a, point_b, text: str, scale_mm: float) -> list:
-    """A yellow segment between two points, a dot at each end and a label at its middle."""
-    line = vtkLineSource()
-    line.SetPoint1(*point_a)
-    line.SetPoint2(*point_b)
-    actors = [_solid(line, (1.0, 0.9, 0.1), line_width=3)]
+#: Colour of distance lines.
+YELLOW = (1.0, 0.9, 0.1)
+#: How far (pixels) a distance label sits above the middle of its line.
+LABEL_LIFT_PX = 10.0
+
+
+def distance_overlay(point_a, point_b, text: str) -> list:
+    """A yellow segment between two points with a dot at each end, and a label above its middle:
+    2D props drawn over the scene where the points are seen, so no surface hides them; a dark
+    outline and the label's dark box keep them readable on any background."""
+    points = vtkPoints()
     for point in (point_a, point_b):
-        dot = vtkSphereSource()
-        dot.SetCenter(*point)
-        dot.SetRadius(max(scale_mm * 0.006, 0.4))
-        dot.SetThetaResolution(16)
-        dot.SetPhiResolution(16)
-        actors.append(_solid(dot, (1.0, 0.9, 0.1)))
-    label = vtkBillboardTextActor3D()
-    label.SetInput(text)
-    label.SetPosition(*((np.asarray(point_a) + np.asarray(point_b)) / 2))
-    label.GetTextProperty().SetFontSize(18)
-    label.GetTextProperty().SetColor(1.0, 1.0, 0.6)
-    label.GetTextProperty().BoldOn()
-    label.GetTextProperty().ShadowOn()
-    label.PickableOff()
-    actors.append(label)
+        points.InsertNextPoint(*map(float, point))
+    segment = vtkPolyData()
+    segment.SetPoints(points)
+    segment.SetLines(_cells([[0, 1]]))
+    segment.SetVerts(_cells([[0], [1]]))
+    actors = [_flat(segment, (0.0, 0.0, 0.0), 6.0, 12.0), _flat(segment, YELLOW, 3.0, 8.0)]
+    if text:
+        middle = (np.asarray(point_a, float) + np.asarray(point_b, float)) / 2
+        actors.append(_label(text, middle))
     return actors
 
 
-def _solid(source, color, line_width: float = 1.0) -> vtkActor:
-    source.Update()
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputData(source.GetOutput())
-    actor = vtkActor()
+def _cells(ids: list[list[int]]) -> vtkCellArray:
+    cells = vtkCellArray()
+    for cell in ids:
+        cells.InsertNextCell(len(cell), cell)
+    return cells
+
+
+def _world_coordinate(point=None) -> vtkCoordinate:
+    coordinate = vtkCoordinate()
+    coordinate.SetCoordinateSystemToWorld()
+    if point is not None:
+        coordinate.SetValue(*map(float, point))
+    return coordinate
+
+
+def _flat(polydata: vtkPolyData, color, line_width: float, point_size: float) -> vtkActor2D:
+    """`polydata` (world points) drawn flat over the scene."""
+    mapper = vtkPolyDataMapper2D()
+    mapper.SetInputData(polydata)
+    mapper.SetTransformCoordinate(_world_coordinate())
+    actor = vtkActor2D()
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*color)
     actor.GetProperty().SetLineWidth(line_width)
+    actor.GetProperty().SetPointSize(point_size)
     actor.PickableOff()
     return actor
+
+
+def _label(text: str, point) -> vtkTextActor:
+    """`text` centred a little above where world `point` is seen, on a dark box."""
+    label = vtkTextActor()
+    label.SetInput(text)
+    label.GetPositionCoordinate().SetCoordinateSystemToDisplay()
+    label.GetPositionCoordinate().SetValue(0.0, LABEL_LIFT_PX)
+    label.GetPositionCoordinate().SetReferenceCoordinate(_world_coordinate(point))
+    style = label.GetTextProperty()
+    style.SetFontSize(18)
+    style.SetColor(1.0, 1.0, 0.6)
+    style.BoldOn()
+    style.SetJustificationToCentered()
+    style.SetVerticalJustificationToBottom()
+    style.SetBackgroundColor(0.0, 0.0, 0.0)
+    style.SetBackgroundOpacity(0.6)
+    label.PickableOff()
+    return label
 
 
 def window_pixels(window) -> np.ndarray:
@@ -164,10 +202,13 @@ def window_pixels(window) -> np.ndarray:
     return pixels[::-1].copy()
 
 
-def render_offscreen(renderer: vtkRenderer, size: tuple[int, int], extra=()) -> np.ndarray:
+def render_offscreen(
+    renderer: vtkRenderer, size: tuple[int, int], extra=(), scale: float = 1.0
+) -> np.ndarray:
     """Render a copy of `renderer`'s scene (same camera, props re-created so no GPU resource is
     shared between windows), plus the props `extra`, off-screen at `size` (width, height);
-    returns its pixels."""
+    returns its pixels. Labels, lines, dots and the colour bar are drawn `scale` times their size
+    on screen (the snapshot's size over the view's), so they keep their share of the image."""
     window = vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.SetSize(*size)
@@ -176,13 +217,9 @@ def render_offscreen(renderer: vtkRenderer, size: tuple[int, int], extra=()) -> 
     copy.SetBackground2(renderer.GetBackground2())
     copy.SetGradientBackground(renderer.GetGradientBackground())
     window.AddRenderer(copy)
-    for prop in _props(renderer):
-        if not prop.GetVisibility():
-            continue
-        twin = _twin(prop)
-        if twin is not None:
-            copy.AddViewProp(twin)
-    for prop in extra:
+    twins = [_twin(prop) for prop in _props(renderer) if prop.GetVisibility()]
+    for prop in [twin for twin in twins if twin is not None] + list(extra):
+        _enlarge(prop, scale)
         copy.AddViewProp(prop)
     copy.GetActiveCamera().DeepCopy(renderer.GetActiveCamera())
     copy.ResetCameraClippingRange()
@@ -199,6 +236,21 @@ def _props(renderer: vtkRenderer) -> list:
     return [collection.GetNextProp() for _ in range(collection.GetNumberOfItems())]
 
 
+def _enlarge(prop, scale: float) -> None:
+    """Scale the pixel sizes of a 2D prop: font, line width, point size, label lift, bar width."""
+    if isinstance(prop, vtkScalarBarActor):
+        prop.SetMaximumWidthInPixels(round(prop.GetMaximumWidthInPixels() * scale))
+    elif isinstance(prop, vtkTextActor):
+        style = prop.GetTextProperty()
+        style.SetFontSize(round(style.GetFontSize() * scale))
+        x, y, _ = prop.GetPositionCoordinate().GetValue()
+        prop.GetPositionCoordinate().SetValue(x * scale, y * scale)
+    elif isinstance(prop, vtkActor2D):
+        style = prop.GetProperty()
+        style.SetLineWidth(style.GetLineWidth() * scale)
+        style.SetPointSize(style.GetPointSize() * scale)
+
+
 def _twin(prop):
     if isinstance(prop, vtkVolume):
         mapper = vtkSmartVolumeMapper()
@@ -208,12 +260,19 @@ def _twin(prop):
         twin.SetProperty(prop.GetProperty())
         twin.SetUserMatrix(prop.GetUserMatrix())
         return twin
-    if isinstance(prop, vtkBillboardTextActor3D):
-        twin = vtkBillboardTextActor3D()
-        twin.SetInput(prop.GetInput())
-        twin.SetPosition(prop.GetPosition())
-        twin.GetTextProperty().ShallowCopy(prop.GetTextProperty())
+    if isinstance(prop, vtkScalarBarActor):
+        twin = vtkScalarBarActor()
+        twin.SetLookupTable(prop.GetLookupTable())
+        twin.SetTitle(prop.GetTitle())
+        twin.SetNumberOfLabels(prop.GetNumberOfLabels())
+        twin.SetMaximumWidthInPixels(prop.GetMaximumWidthInPixels())
         return twin
+    if isinstance(prop, vtkTextActor):  # a distance label
+        reference = prop.GetPositionCoordinate().GetReferenceCoordinate()
+        return None if reference is None else _label(prop.GetInput(), reference.GetValue())
+    if isinstance(prop, vtkActor2D) and isinstance(prop.GetMapper(), vtkPolyDataMapper2D):
+        look = prop.GetProperty()
+        return _flat(prop.GetMapper().GetInput(), look.GetColor(), look.GetLineWidth(), look.GetPointSize())
     if isinstance(prop, vtkActor) and prop.GetMapper() is not None:
         source = prop.GetMapper()
         mapper = vtkPolyDataMapper()

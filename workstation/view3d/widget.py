@@ -393,7 +393,8 @@ class View3D(QWidget):
 
     def snapshot(self, path: str | Path, size: tuple[int, int] | None = None) -> Path:
         """Save the view as a PNG of `size` (width, height) pixels (default: the view's size),
-        rendered off-screen with the same camera. Returns the path."""
+        rendered off-screen with the same camera, labels and lines grown with the height. Returns
+        the path."""
         from vtkmodules.util.numpy_support import numpy_to_vtk
         from vtkmodules.vtkCommonDataModel import vtkImageData
 
@@ -403,7 +404,8 @@ class View3D(QWidget):
         width, height = (int(v) for v in size)
         if width < 1 or height < 1 or width * height > 16384**2:
             raise ValueError(f"a snapshot needs a size between 1×1 and 16384×16384, not {width}×{height}")
-        pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays())
+        scale = height / max(1, self._vtk.GetRenderWindow().GetSize()[1])
+        pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays(), scale)
         image = vtkImageData()
         image.SetDimensions(width, height, 1)
         image.GetPointData().SetScalars(
@@ -627,10 +629,8 @@ class View3D(QWidget):
 
     def _draw_distance(self, closest: ClosestPoints, first: str, second: str) -> None:
         self._clear_overlay()
-        bounds = self._scene_bounds()
-        scale = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) if bounds is not None else 100.0
         text = f"{closest.distance_mm:.1f} mm" + (" (overlap)" if closest.overlapping else "")
-        self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text, scale)
+        self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text)
         for prop in self._overlay:
             self.renderer.AddViewProp(prop)
         self._render()
@@ -667,16 +667,14 @@ class View3D(QWidget):
             if _placed(widget):
                 r = widget.GetRepresentation()
                 p, q = _world(r.GetPoint1WorldPosition), _world(r.GetPoint2WorldPosition)
-                props += scene.distance_overlay(p, q, f"{_ruler_mm(widget):.1f} mm", self._scale())
+                props += scene.distance_overlay(p, q, f"{_ruler_mm(widget):.1f} mm")
         for widget in self._angles:
             if _placed(widget):
                 r = widget.GetRepresentation()
                 vertex = _world(r.GetCenterWorldPosition)
                 label = f"{_angle_deg(widget):.1f}°"
-                props += scene.distance_overlay(
-                    vertex, _world(r.GetPoint1WorldPosition), label, self._scale()
-                )
-                props += scene.distance_overlay(vertex, _world(r.GetPoint2WorldPosition), "", self._scale())
+                props += scene.distance_overlay(vertex, _world(r.GetPoint1WorldPosition), label)
+                props += scene.distance_overlay(vertex, _world(r.GetPoint2WorldPosition), "")
         return props
 
     # -- tools ----------------------------------------------------------------------------------
@@ -751,10 +749,6 @@ class View3D(QWidget):
             return None
         stacked = np.stack(boxes)
         return np.stack([stacked[:, :, 0].min(0), stacked[:, :, 1].max(0)], 1)
-
-    def _scale(self) -> float:
-        bounds = self._scene_bounds()
-        return float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) if bounds is not None else 100.0
 
     def _add_volume_actor(self) -> None:
         self._volume_actor, _ = scene.volume_prop(self._volume, preset(self._preset).volume_property())
