@@ -313,6 +313,24 @@ def test_pyfqmr_is_only_used_under_its_lock(monkeypatch):
     monkeypatch.setattr(pyfqmr, "Simplify", Checked)
     grid = Grid((36, 40, 40), (1.0, 1.0, 1.0))
     mask = ball(grid, grid.index_to_patient(np.array([19.5, 20.2, 17.8])), 14.0)
-    surface = surfaces_from_label_map(mask.astype(np.uint8), grid)[1]
-    surface.level_of_detail(200)
+    surfaces_from_label_map(mask.astype(np.uint8), grid)
     assert calls and all(calls)
+
+
+def test_level_of_detail_is_coarse_close_and_leaves_the_gil_free(monkeypatch):
+    # for the 3D view while the camera moves: vertex clustering in VTK, not pyfqmr (which holds
+    # Python's GIL for seconds on a large surface, freezing the window)
+    import pyfqmr
+
+    grid = Grid((60, 90, 90), (1.5, 1.0, 1.0))
+    mask = ball(grid, grid.index_to_patient(np.array([45.0, 45.0, 30.0])), 40.0)
+    surface = surfaces_from_label_map(
+        mask.astype(np.uint8), grid, options=SurfaceOptions(decimation_tolerance_mm=0)
+    )[1]
+    monkeypatch.setattr(pyfqmr, "Simplify", None)  # any use would fail
+    coarse = surface.level_of_detail(1500)
+    assert len(surface.triangles) > 10_000 and 500 <= len(coarse.triangles) <= 1.3 * 1500
+    assert np.allclose(coarse.points.min(0), surface.points.min(0), atol=6) and np.allclose(
+        coarse.points.max(0), surface.points.max(0), atol=6
+    )
+    assert surface.level_of_detail(len(surface.triangles)) is surface
