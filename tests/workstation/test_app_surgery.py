@@ -135,6 +135,57 @@ def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     assert window.view3d.margin_values("GTV") is None
 
 
+def scalar_bars(view) -> int:
+    from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
+
+    props = view.renderer.GetViewProps()
+    return sum(
+        isinstance(props.GetItemAsObject(i), vtkScalarBarActor) for i in range(props.GetNumberOfItems())
+    )
+
+
+def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
+    show_spheres(window)
+    wait_3d(qtbot, window)
+    view = window.view3d
+    window.surgery.margin_map.trigger()
+    margins = window.last_dialog
+    margins.structure.setCurrentText("GTV")
+    margins.reference.setCurrentText("Liver")
+    with qtbot.waitSignal(view.margin_map_shown, timeout=60_000):
+        margins.show_button.click()
+    window.surgery.distance.trigger()
+    distance = window.last_dialog
+    distance.first.setCurrentText("Liver")
+    distance.second.setCurrentText("Kidney_R")
+    distance.measure_button.click()
+    wait_idle(qtbot, window)
+    assert view.shown_distance is distance.result and view.focus == {"Liver", "Kidney_R"}
+    assert view.margin_values("GTV") is not None and scalar_bars(view) == 1
+    margins.close()  # its map and colour bar go; the fading is the distance dialog's now: it stays
+    assert view.margin_values("GTV") is None and scalar_bars(view) == 0
+    assert view.focus == {"Liver", "Kidney_R"} and view.shown_distance is distance.result
+    distance.close()  # its line and label go, and the fading
+    assert view.shown_distance is None and view.focus is None
+    # the 3D view's Clear takes out a map, a distance and the fading too
+    window.surgery.margin_map.trigger()
+    margins = window.last_dialog
+    with qtbot.waitSignal(view.margin_map_shown, timeout=60_000):
+        margins.show_button.click()
+    view.draw_minimum_distance(distance.result, "Liver", "Kidney_R")
+    view.clear_measurements()
+    assert view.margin_values(margins.shown) is None and scalar_bars(view) == 0
+    assert view.shown_distance is None and view.focus is None
+    # a resection unfades the view when its dialog closes
+    window.surgery.resection.trigger()
+    resection = window.last_dialog
+    resection.resect_button.click()
+    wait_idle(qtbot, window)
+    assert view.focus == {"Liver_resected", "GTV"}
+    resection.close()
+    assert view.focus is None
+
+
 def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
     case = show_spheres(window)
     window.surgery.resection.trigger()

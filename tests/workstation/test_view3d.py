@@ -267,3 +267,21 @@ def test_a_snapshot_grows_the_labels_with_the_image(qtbot, view, volume, structu
     pixels = pixels.reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()]
     snapshot = np.ptp(label_rows(pixels.reshape(image.height(), image.width(), 3)))
     assert snapshot == pytest.approx(3 * on_screen, rel=0.25)
+
+
+def test_a_deleted_or_edited_structure_takes_its_overlays_along(qtbot, view, volume, structures):
+    capsule = Structure("Capsule", Mask.from_full(GRID, ball(KIDNEY_CENTRE, 14)), SPLEEN)
+    structures.add(capsule)
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    view.show_margin_map("Kidney_R", "Capsule", max_mm=20)
+    qtbot.waitUntil(lambda: view.margin_values("Kidney_R") is not None, timeout=20000)
+    structures.remove("Capsule")  # the map's reference: the map and its colour bar go
+    qtbot.waitUntil(lambda: view.surface("Capsule") is None, timeout=20000)
+    assert view.margin_values("Kidney_R") is None and view._scalar_bar is None
+    view.draw_minimum_distance(
+        minimum_distance(view.surface("Liver"), view.surface("Kidney_R")), "Liver", "Kidney_R"
+    )
+    structures.changed.emit(structures["Liver"], (slice(0, 1),) * 3)  # edited: the distance is stale
+    qtbot.waitUntil(lambda: view.shown_distance is None, timeout=20000)

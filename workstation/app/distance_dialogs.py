@@ -51,14 +51,8 @@ def _note(dialog) -> QLabel:
 def _fade_box(dialog) -> QCheckBox:
     box = QCheckBox("Fade the other structures in the 3D view", dialog)
     box.setChecked(True)
-    box.setToolTip("What lies inside other structures shows through; the 3D view's Clear undoes it")
+    box.setToolTip("What lies inside other structures shows through, until this dialog closes")
     return box
-
-
-def _focus(window, names: list[str] | None) -> None:
-    focus = getattr(window.view3d, "set_focus", None)
-    if focus is not None:
-        focus(names)
 
 
 def describe_distance(first: str, second: str, closest: ClosestPoints) -> str:
@@ -126,7 +120,7 @@ class MinimumDistanceDialog(SurgeryDialog):
             draw = getattr(window.view3d, "draw_minimum_distance", None)
             if draw is not None:
                 draw(closest, first, second)
-                _focus(window, [first, second] if self.fade.isChecked() else None)
+                self.fade_3d([first, second] if self.fade.isChecked() else None)
             report(window, text)
 
         def failed(error: Exception) -> None:
@@ -135,10 +129,15 @@ class MinimumDistanceDialog(SurgeryDialog):
         self.run_job(f"Minimum distance {first} ↔ {second}", work, done, failed)
 
     def _clear(self) -> None:
-        clear = getattr(self.window_.view3d, "clear_measurements", None)
-        if clear is not None:
-            clear()
+        self.clear_3d()
         self.note.setText("")
+
+    def clear_3d(self) -> None:
+        """Remove the distance this dialog drew (not a newer one) and unfade."""
+        view = self.window_.view3d
+        if self.result is not None and getattr(view, "shown_distance", None) is self.result:
+            view.clear_distance()
+        super().clear_3d()
 
 
 class MarginMapDialog(SurgeryDialog):
@@ -211,7 +210,7 @@ class MarginMapDialog(SurgeryDialog):
             self.note.setText(f"No margin map: {error}")
             return
         self.shown, self.shown_with, self._report_next = name, (to, self.max_mm.value()), True
-        view.set_focus([name, to] if self.fade.isChecked() else None)
+        self.fade_3d([name, to] if self.fade.isChecked() else None)
         self.note.setText(f"Colouring {name} by its distance to {to}…")
 
     def _on_shown(self, name: str) -> None:
@@ -229,11 +228,15 @@ class MarginMapDialog(SurgeryDialog):
             report(self.window_, f"Margin map: {text}")
 
     def clear_map(self) -> None:
-        if self._view is not None and self.shown:
-            self._view.clear_margin_map(self.shown)
-            self._view.set_focus(None)
-        self.shown, self._report_next = None, False
+        self.clear_3d()
         self.note.setText("")
+
+    def clear_3d(self) -> None:
+        """Remove the map (and its colour bar) and unfade."""
+        if self._view is not None and self.shown and self.window_.case is self.case:
+            self._view.clear_margin_map(self.shown)
+        self.shown, self._report_next = None, False
+        super().clear_3d()
 
 
 def describe_margins(name: str, to: str, limit: float, values: np.ndarray) -> str:

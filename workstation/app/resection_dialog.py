@@ -108,7 +108,7 @@ class ResectionDialog(SurgeryDialog):
         self.fade = QCheckBox("Show the resected part in 3D through the faded remnant and other structures")
         self.fade.setParent(self)
         self.fade.setChecked(True)
-        self.fade.setToolTip("The 3D view's Clear shows every structure as usual again")
+        self.fade.setToolTip("Closing this dialog shows every structure as usual again")
         layout.addWidget(self.fade)
         self.note = QLabel("", self)
         self.note.setWordWrap(True)
@@ -245,9 +245,8 @@ class ResectionDialog(SurgeryDialog):
         if self.hide_organ.isChecked() and organ in case.structures:
             _hide_while_present(case, organ, result.remnant)
         window.table.select(result.remnant.name)
-        focus = getattr(window.view3d, "set_focus", None)
-        if focus is not None and self.fade.isChecked():
-            focus([result.resected.name] + [c.name for c in inputs[1:]])  # and the tumour
+        if self.fade.isChecked():
+            self.fade_3d([result.resected.name] + [c.name for c in inputs[1:]])  # and the tumour
         stale = ""
         if others_changed:
             stale = (
@@ -288,7 +287,7 @@ def describe(result: Resection, organ: str, how: str) -> str:
         )
     else:
         rows.append("No other structure is reached.")
-    rows.append("<i>Edit ▸ Undo removes both parts in one step; 3D ▸ Clear unfades the view.</i>")
+    rows.append("<i>Edit ▸ Undo removes both parts in one step; closing this dialog unfades the 3D view.</i>")
     return "<br>".join(rows)
 
 

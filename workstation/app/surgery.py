@@ -104,8 +104,9 @@ def case_gone(dialog: SurgeryDialog) -> bool:
 
 class SurgeryDialog(QDialog):
     """A Surgery dialog on the window's case. Deleted when closed: its links to the window's
-    signals are cut and its job is cancelled then, so a closed dialog neither refreshes nor
-    keeps its case (images and masks) alive.
+    signals are cut, its job is cancelled and what it shows in the 3D view is taken out
+    (`clear_3d`), so a closed dialog neither refreshes, leaves stale overlays nor keeps its case
+    (images and masks) alive.
 
     `run_job` runs its work; a result is applied only while the dialog is open, the job was not
     cancelled and the window still shows the case: otherwise it is dropped (`discard`) and the
@@ -123,11 +124,27 @@ class SurgeryDialog(QDialog):
         #: the button that starts the job: disabled while it runs
         self.action_button: QPushButton | None = None
         self._links: list[tuple[object, object]] = []
+        self._faded: frozenset[str] | None = None
         self.finished.connect(self._stop)
 
     def say(self, text: str) -> None:
         """Show `text` in the dialog's note."""
         self.note.setText(text)
+
+    def fade_3d(self, names: list[str] | None) -> None:
+        """Fade the 3D view's surfaces but those of `names` (None: unfade them)."""
+        focus = getattr(self.window_.view3d, "set_focus", None)
+        if focus is not None:
+            focus(names)
+            self._faded = frozenset(names) if names else None
+
+    def clear_3d(self) -> None:
+        """Take what the dialog shows out of the 3D view; here its fading, unless the view was
+        faded otherwise since. Dialogs that draw more take that out too."""
+        view = self.window_.view3d
+        if self._faded is not None and getattr(view, "focus", None) == self._faded:
+            view.set_focus(None)
+        self._faded = None
 
     def link(self, signal, slot) -> None:
         """Connect `slot` to a signal of something that outlives the dialog, until it closes."""
@@ -182,7 +199,9 @@ class SurgeryDialog(QDialog):
         super().closeEvent(event)
 
     def _stop(self, *_) -> None:
-        """Cut the links, cancel the job (once closed, by any way)."""
+        """Cut the links, cancel the job, clear the 3D view (once closed, by any way)."""
+        if self.is_open:
+            self.clear_3d()
         self.is_open = False
         for signal, slot in self._links:
             try:

@@ -138,7 +138,9 @@ class View3D(QWidget):
         self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
         self._focus: set[str] | None = None
         self._scalar_bar = None
-        self._overlay: list = []
+        self._overlay: list = []  # the minimum distance drawn: line, dots, label
+        self._closest: ClosestPoints | None = None
+        self._closest_between: tuple[Structure | None, ...] = ()
         self._rulers: list = []
         self._angles: list = []
         self._placer = vtkPolygonalSurfacePointPlacer()
@@ -322,15 +324,33 @@ class View3D(QWidget):
             self._restyle(structure, render=False)
         self._render()
 
+    @property
+    def focus(self) -> frozenset[str] | None:
+        """The names `set_focus` keeps unfaded; None while no surface is faded."""
+        return None if self._focus is None else frozenset(self._focus)
+
     def clear_measurements(self) -> None:
-        """Remove rulers, angles and the minimum-distance display (and its focus)."""
+        """Remove rulers, angles, the minimum distance, every margin map and the fading (the
+        toolbar's Clear)."""
         for widget in self._rulers + self._angles:
             widget.Off()
             widget.SetInteractor(None)
         self._rulers.clear()
         self._angles.clear()
         self._clear_overlay()
+        for structure in list(self._margin_maps):
+            self._unmap(structure)
         self.set_focus(None)
+
+    @property
+    def shown_distance(self) -> ClosestPoints | None:
+        """The minimum distance drawn, if any."""
+        return self._closest
+
+    def clear_distance(self) -> None:
+        """Remove the minimum distance's line and label."""
+        self._clear_overlay()
+        self._render()
 
     def show_minimum_distance(self, first: str, second: str) -> None:
         """Compute (in the background) and draw the shortest segment between two structures;
@@ -365,7 +385,11 @@ class View3D(QWidget):
         )
 
     def clear_margin_map(self, name: str) -> None:
-        structure = self._by_name(name)
+        """Show structure `name` in its colour again, and its reference as usual."""
+        self._unmap(self._by_name(name))
+        self._render()
+
+    def _unmap(self, structure: Structure | None) -> None:
         target, _ = self._margin_maps.pop(structure, (None, 0.0))
         if target is not None:
             self._restyle(target, render=False)
@@ -375,7 +399,6 @@ class View3D(QWidget):
         if not self._margin_maps and self._scalar_bar is not None:
             self.renderer.RemoveViewProp(self._scalar_bar)
             self._scalar_bar = None
-        self._render()
 
     def margin_values(self, name: str) -> np.ndarray | None:
         """The distances (mm) shown on structure `name`'s surface, if a margin map is on."""
@@ -480,6 +503,8 @@ class View3D(QWidget):
         elif kind == "changed" and box is None:
             self._restyle(structure)
         else:
+            if structure in self._closest_between:  # edited: the distance drawn is out of date
+                self.clear_distance()
             self._generation[structure] = self._generation.get(structure, 0) + 1
             self._pending.add(structure)
             self._timer.start()
@@ -601,7 +626,11 @@ class View3D(QWidget):
     def _drop(self, structure: Structure) -> None:
         self._pending.discard(structure)
         self._generation.pop(structure, None)
-        self._margin_maps.pop(structure, None)
+        for mapped, (target, _) in list(self._margin_maps.items()):
+            if structure in (mapped, target):
+                self._unmap(mapped)
+        if structure in self._closest_between:
+            self._clear_overlay()
         self._replace_actor(structure, None)
         self._render()
         self.surfaces_changed.emit()
@@ -631,6 +660,7 @@ class View3D(QWidget):
         self._clear_overlay()
         text = f"{closest.distance_mm:.1f} mm" + (" (overlap)" if closest.overlapping else "")
         self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text)
+        self._closest, self._closest_between = closest, (self._by_name(first), self._by_name(second))
         for prop in self._overlay:
             self.renderer.AddViewProp(prop)
         self._render()
@@ -640,6 +670,7 @@ class View3D(QWidget):
         for prop in self._overlay:
             self.renderer.RemoveViewProp(prop)
         self._overlay = []
+        self._closest, self._closest_between = None, ()
 
     def _apply_margin_map(self, structure, surface, values, to: str, max_mm: float) -> None:
         actor = self._actors.get(structure)
