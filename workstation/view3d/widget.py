@@ -835,7 +835,7 @@ class View3D(QWidget):
             action.triggered.connect(lambda _=False, slot=slot: slot(True))
             bar.addAction(action)
         clear = QAction("Clear", bar)
-        clear.setToolTip("Remove rulers, angles and distances")
+        clear.setToolTip("Remove rulers, angles, distances and margin maps, and unfade")
         clear.triggered.connect(self.clear_measurements)
         bar.addAction(clear)
         bar.addSeparator()
