@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 
 from planning.geometry import Grid
 from planning.structures import GenerationAlgorithm, Mask, Structure, StructureSet
-from planning.tg263 import style_for
+from planning.tg263 import distinct_color, style_for
 from planning.volume import DicomIdentity, SliceRef, Volume
 
 #: CT Image Storage.
@@ -160,6 +160,7 @@ def make_sample_patient(shape_zyx: tuple[int, int, int] = (80, 256, 256), seed: 
     }
     for name, full in truth.items():
         color, roi_type = style_for(name)
+        color = distinct_color(color, [s.color for s in structures])  # TG-263 gives GTV the Heart's red
         mask = Mask.from_full(grid, np.ascontiguousarray(full))
         structures.add(
             Structure(

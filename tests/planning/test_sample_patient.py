@@ -47,3 +47,10 @@ def test_sample_patient_is_reproducible_and_has_a_couch():
     body = a.structures["External"].mask.full()[10, :, 32]
     below = np.flatnonzero(body)[-1]
     assert (column[below + 1 :] > 100).any()  # the couch's carbon-fibre skin posterior to the body
+
+
+def test_the_sample_structures_have_colours_told_apart():
+    from planning.tg263 import delta_e
+
+    colours = [s.color for s in make_sample_patient((20, 64, 64)).structures]
+    assert min(delta_e(a, b) for i, a in enumerate(colours) for b in colours[i + 1 :]) >= 20
