@@ -57,12 +57,30 @@ _IMAGE_CLASSES = {
 _NOT_IMAGE_SUFFIXES = {".txt", ".xml", ".json", ".html", ".htm", ".pdf", ".csv", ".md", ".ini", ".log"}
 
 
+def _is_text(path: Path) -> bool:
+    """Whether a file's first kilobyte is printable UTF-8 text (a DICOM file never is: binary
+    lengths and tags)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(1024)
+    except OSError:
+        return False
+    try:
+        start = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:  # not just a character cut at the end of the kilobyte
+            return False
+        start = head[: error.start].decode("utf-8")
+    return bool(start) and all(c.isprintable() or c in "\r\n\t" for c in start)
+
+
 @dataclass(frozen=True)
 class FileProblem:
     """A file (or folder) the scan could not use, and why (`reason` starts with its name).
 
-    `kind` is "unreadable" (damaged, truncated, or refused by the system), "not DICOM" or
-    "no image" (a DICOM object Delineo does not list).
+    `kind` is "unreadable" (damaged, truncated, or refused by the system), "not DICOM", "text"
+    (not DICOM: a README or LICENSE beside the images) or "no image" (a DICOM object Delineo
+    does not list).
     """
 
     path: Path
@@ -245,7 +263,7 @@ def scan(
         try:
             header = read_header(path)
         except NotDicomError as error:
-            result.problems.append(FileProblem(path, str(error), "not DICOM"))
+            result.problems.append(FileProblem(path, str(error), "text" if _is_text(path) else "not DICOM"))
             continue
         except DelineoError as error:
             result.problems.append(FileProblem(path, str(error)))

@@ -74,3 +74,14 @@ def test_an_unreadable_folder_gives_the_reason(tmp_path, hu, monkeypatch):
         DelineoError, match=r"no CT/MR image series found .*folder cannot be read \(Permission"
     ):
         load_volume(tmp_path)
+
+
+def test_text_files_beside_a_series_are_not_taken_for_missing_slices(tmp_path, hu):
+    # a LICENSE or README has no suffix to tell; its text does (dicompyler-breast warned about it)
+    write_ct_series(tmp_path, hu)
+    (tmp_path / "LICENSE").write_text("Permission is hereby granted, free of charge…\n" * 40)
+    (tmp_path / "README").write_text("Ü" * 700)  # a multi-byte character cut at 1 kB
+    (tmp_path / "IM9999").write_bytes(b"\x00\x01binary, not DICOM" * 10)
+    volume = load_volume(tmp_path)
+    assert len(volume.warnings) == 1 and "IM9999" in volume.warnings[0]
+    assert "LICENSE" not in volume.warnings[0] and "README" not in volume.warnings[0]
