@@ -25,6 +25,7 @@ import numpy as np
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from planning import software_version
 from planning.dicom.stack import image_plane_origins
 from planning.errors import DelineoError, DicomReadError, FormatError, GeometryError
 from planning.files import write_atomically
@@ -34,7 +35,6 @@ from planning.seg_dataset import (
     packed_frames,
     planes_along_normal,
     seg_dataset,
-    software_version,
 )
 from planning.seg_placement import segment_masks
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 
 import highdicom as hd
 import numpy as np
@@ -20,6 +19,7 @@ from pydicom.sr.coding import Code
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 
+from planning import software_version
 from planning.dicom.charset import declare_character_set
 from planning.structures import Structure, StructureSet
 from planning.volume import Volume
@@ -231,10 +231,3 @@ def _overlap(structures: list[Structure], shape) -> bool:
             return True
         covered[box] |= array
     return False
-
-
-def software_version() -> str:
-    try:
-        return version("delineo")
-    except PackageNotFoundError:
-        return "unknown"

@@ -34,7 +34,6 @@ import struct
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
+from planning import software_version
 from planning.derived import recipe_from_description
 from planning.dicom.charset import declare_character_set
 from planning.dicom.stack import image_plane_origins
@@ -474,7 +474,7 @@ def _dataset(
     ds.OperatorsName = ""
     ds.Manufacturer = "Delineo"
     ds.ManufacturerModelName = "Delineo"
-    ds.SoftwareVersions = _software_version()
+    ds.SoftwareVersions = software_version()
     ds.InstanceNumber = 1
     # Frame of reference: the images' (PositionReferenceIndicator is Type 2, not known here).
     ds.FrameOfReferenceUID = volume.frame_of_reference_uid
@@ -513,13 +513,6 @@ def _referenced_frame(volume: Volume) -> Dataset:
     frame.FrameOfReferenceUID = volume.frame_of_reference_uid
     frame.RTReferencedStudySequence = Sequence([study])
     return frame
-
-
-def _software_version() -> str:
-    try:
-        return version("delineo")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _save(dataset: Dataset, path: Path) -> None:
