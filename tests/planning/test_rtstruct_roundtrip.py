@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series
+from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_latin1_ct_series
 from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_grid, plastimatch_masks
 
 from planning.errors import Cancelled, DelineoError, GeometryError
@@ -475,13 +475,7 @@ def test_gantry_tilted_series_gets_contours_on_every_image(tmp_path):
 
 def test_latin1_text_copied_from_the_images_is_declared(tmp_path):
     folder = tmp_path / "latin1"
-    for path in write_ct_series(folder, ct_phantom((4, 32, 32))):
-        ds = pydicom.dcmread(path)
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ReferringPhysicianName = "Müller^Jürgen"
-        ds.StudyID = "Ä1"
-        ds.AccessionNumber = "Zürich-7"
-        ds.save_as(path)
+    write_latin1_ct_series(folder, ct_phantom((4, 32, 32)))
     volume = load_volume(folder)
     box = np.zeros(volume.grid.shape, bool)
     box[1:3, 5:20, 5:20] = True

@@ -4,7 +4,13 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.sr.codedict import codes
-from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_enhanced_ct
+from support.dicom_factory import (
+    ct_phantom,
+    tilted_positions,
+    write_ct_series,
+    write_enhanced_ct,
+    write_latin1_ct_series,
+)
 from support.rtstruct_checks import dciodvfy_errors
 
 from planning.errors import DelineoError, GeometryError
@@ -305,12 +311,7 @@ def test_seg_of_a_gantry_tilted_series_has_a_frame_on_every_image(tmp_path):
 
 def test_seg_declares_latin1_text_copied_from_the_images(tmp_path):
     folder = tmp_path / "latin1"
-    for path in write_ct_series(folder, ct_phantom((4, 32, 32))):
-        ds = pydicom.dcmread(path)
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ReferringPhysicianName = "Müller^Jürgen"
-        ds.StudyID = "Ä1"
-        ds.save_as(path)
+    write_latin1_ct_series(folder, ct_phantom((4, 32, 32)))
     volume = load_volume(folder)
     structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
     structures.add(Structure("GTV", Mask.from_full(volume.grid, np.ones(volume.grid.shape, bool))))

@@ -177,3 +177,19 @@ def write_raw_value(path: Path, tag: int, vr: str, value: bytes) -> None:
     value += b" " * (len(value) % 2)
     dataset[Tag(tag)] = RawDataElement(Tag(tag), vr, len(value), value, 0, dataset.is_implicit_VR, True)
     dataset.save_as(path)
+
+
+def write_latin1_ct_series(folder: Path, hu: np.ndarray) -> list[Path]:
+    """A CT series in ISO_IR 100 (Latin-1) with non-ASCII names the writers copy into their
+    objects: ReferringPhysicianName "Müller^Jürgen", StudyID "Ä1", AccessionNumber "Zürich-7"."""
+    import pydicom
+
+    paths = write_ct_series(folder, hu)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ReferringPhysicianName = "Müller^Jürgen"
+        ds.StudyID = "Ä1"
+        ds.AccessionNumber = "Zürich-7"
+        ds.save_as(path)
+    return paths
