@@ -246,3 +246,22 @@ def test_results_look_pending_until_accepted_or_rejected(window, qtbot):
     assert lung not in case.structures
     dialog.accept_all()
     assert not any(table.item(row, 2).text().endswith("?") for row in range(table.rowCount()))
+
+
+def test_the_3d_view_draws_results_awaiting_review_as_wireframes(window, qtbot):
+    case = show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(window.view3d.is_ready, timeout=120_000)
+    lung = next(name for name in dialog.pending if name.startswith("Lung_R"))
+
+    def wireframe(name) -> bool:
+        actor = window.view3d._actors[case.structures[name]]
+        return actor.GetProperty().GetRepresentationAsString() == "Wireframe"
+
+    assert wireframe(lung)
+    assert not wireframe("GTV")  # the case's own contours stay solid
+    dialog.accept_result(lung)
+    assert not wireframe(lung)

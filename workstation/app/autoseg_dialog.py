@@ -255,11 +255,14 @@ class AutoSegDialog(QDialog):
             self.reject_result(name)
 
     def _show_pending(self) -> None:
-        """Mark the results still to review in the structure table and the 2D views."""
+        """Mark the results still to review in the structure table, the 2D views and the 3D view."""
         pending = {id(self._results[name]) for name in self.pending}
         self.window_.table.set_pending(pending)
         for view in self.window_.views.values():
             view.set_pending(pending)
+        set_unreviewed = getattr(self.window_.view3d, "set_unreviewed", None)  # absent without OpenGL
+        if set_unreviewed is not None:
+            set_unreviewed(pending)
 
     def _mark(self, name: str, state: str) -> None:
         for row in range(self.results.rowCount()):

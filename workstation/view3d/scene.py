@@ -74,10 +74,15 @@ def surface_actor(surface: Surface) -> vtkActor:
     return actor
 
 
-def style_actor(actor: vtkActor, color, opacity: float = 1.0) -> None:
+def style_actor(actor: vtkActor, color, opacity: float = 1.0, wireframe: bool = False) -> None:
+    """Colour (RGB 0–255) and opacity (0–1) of a surface; `wireframe` draws only its edges."""
     prop = actor.GetProperty()
     prop.SetColor(*(c / 255 for c in color))
     prop.SetOpacity(opacity)
+    if wireframe:
+        prop.SetRepresentationToWireframe()
+    else:
+        prop.SetRepresentationToSurface()
     prop.SetInterpolationToPhong()
     prop.SetAmbient(0.1)
     prop.SetDiffuse(0.85)
