@@ -29,6 +29,10 @@ from planning.surfaces import Surface
 Progress = Callable[[str, float, float], None]
 
 
+#: Closest two bends of a cutting sheet may be, measured in its plane (mm).
+MIN_BEND_SPACING_MM = 1.0
+
+
 @dataclass(frozen=True)
 class CutSheet:
     """A cutting surface: a plane, optionally bent through control points.
@@ -55,6 +59,24 @@ class CutSheet:
         object.__setattr__(self, "normal", tuple(normal / length))
         object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
         object.__setattr__(self, "bends", np.asarray(self.bends, float).reshape(-1, 3))
+        self._require_separate_bends()
+
+    def _require_separate_bends(self) -> None:
+        """Two bends at one place in the plane (one above the other along the normal) ask the
+        sheet to pass at two heights there: refuse them, naming them (numbered from 1)."""
+        u, v, _ = self._frame()
+        bends = self.bends - np.asarray(self.origin)
+        in_plane = np.stack([bends @ u, bends @ v], axis=1)
+        for i in range(len(in_plane)):
+            apart = np.linalg.norm(in_plane[i + 1 :] - in_plane[i], axis=1)
+            close = np.flatnonzero(apart < MIN_BEND_SPACING_MM)
+            if len(close):
+                j = i + 1 + int(close[0])
+                raise ValueError(
+                    f"points {i + 1} and {j + 1} of the cut lie {apart[close[0]]:.1f} mm apart across "
+                    f"the cutting direction (at least {MIN_BEND_SPACING_MM:g} mm is needed): the "
+                    "sheet cannot pass through both; remove one"
+                )
 
     def _frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         normal = np.asarray(self.normal)

@@ -167,3 +167,9 @@ def test_a_cut_that_misses_the_organ_is_an_error_naming_it():
     knife = surfaces_from_label_map(ball, GRID, {1: "Knife"})[1]
     with pytest.raises(GeometryError, match="'Knife' holds no voxel of 'Liver'"):
         cut_inside(organ, knife)
+
+
+def test_a_sheet_cannot_bend_through_two_points_one_above_the_other():
+    with pytest.raises(ValueError, match="points 1 and 3 of the cut lie 0.0 mm apart"):
+        CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), [[5.0, 0.0, 0.0], [0.0, 10.0, 0.0], [-5.0, 0.0, 0.0]])
+    CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), [[5.0, 0.0, 0.0], [-5.0, 2.0, 0.0]])  # 2 mm apart: fine

@@ -613,3 +613,47 @@ def test_closing_the_export_dialog_while_it_runs_leaves_the_folder_as_it_was(
     release.set()
     wait_idle(qtbot, window)
     assert list(folder.iterdir()) == []
+
+
+def test_plane_resection_bent_through_marked_points(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    dialog.organ.setCurrentText("Liver")
+    dialog.method.setCurrentText("Plane through the crosshair")
+    dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
+    for zyx in ((15, 30, 30), (35, 30, 40)):  # x 30 mm low in the liver, x 40 mm high
+        window.state.set_cursor(zyx)
+        dialog.mark_button.click()
+    assert window.views["axial"].marks == [(15.0, 30.0, 30.0), (35.0, 30.0, 40.0)]
+    assert "Bent through the 2 marked points" in dialog.bends_label.text()
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    resected = case.structures["Liver_resected"].mask.full()
+    assert resected[15, 30, 31] and not resected[15, 30, 29]  # the cut passes x 30 at z 15
+    assert resected[35, 30, 41] and not resected[35, 30, 39]  # and x 40 at z 35
+    assert "left of the cut through 2 marked points" in dialog.note.text()
+    dialog.close()
+    assert window.views["axial"].marks == []  # the marks go with the dialog
+
+
+def test_marked_points_one_behind_the_other_are_refused_by_name(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    dialog.organ.setCurrentText("Liver")
+    dialog.method.setCurrentText("Plane through the crosshair")
+    dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
+    for zyx in ((20, 30, 30), (20, 30, 40)):  # one line along the cutting direction
+        window.state.set_cursor(zyx)
+        dialog.mark_button.click()
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    assert "points 1 and 2 of the cut lie 0.0 mm apart" in dialog.note.text()
+    assert "Liver_resected" not in case.structures
+    dialog.clear_marks_button.click()
+    assert window.views["axial"].marks == [] and "flat plane" in dialog.bends_label.text()
+    window.state.set_cursor((25, 30, 35))
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    assert "Liver_resected" in case.structures

@@ -1,7 +1,8 @@
 """Surgery ▸ Virtual resection: remove a tumour with a safety margin, cut an organ with a plane
-through the crosshair, or cut out the part of an organ inside another structure
-(`planning.resection`). Runs as a job; the remnant and the resected part become ordinary
-structures, added as one undo step, each described with how it was made and its volume.
+through the crosshair (or a sheet bent through points marked in the 2D views), or cut out the
+part of an organ inside another structure (`planning.resection`). Runs as a job; the remnant and
+the resected part become ordinary structures, added as one undo step, each described with how it
+was made and its volume.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from PyQt6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from planning.errors import Cancelled, DelineoError
@@ -87,13 +90,33 @@ class ResectionDialog(SurgeryDialog):
         self.side = QComboBox(self)
         self.side.addItems(list(SIDES))
         self.crosshair = QLabel("", self)
+        #: voxel (z, y, x) points the cut is bent through, marked at the crosshair
+        self.bends: list[tuple[float, float, float]] = []
+        self.bends_label = QLabel("", self)
+        self.bends_label.setWordWrap(True)
+        self.mark_button = QPushButton("Mark the crosshair", self)
+        self.mark_button.setToolTip("Bend the cut through this point; move the crosshair and mark more")
+        self.mark_button.clicked.connect(self.mark_crosshair)
+        self.clear_marks_button = QPushButton("Clear marks", self)
+        self.clear_marks_button.clicked.connect(self.clear_marks)
+        bend_row = QWidget(self)
+        bend_layout = QHBoxLayout(bend_row)
+        bend_layout.setContentsMargins(0, 0, 0, 0)
+        bend_layout.addWidget(self.mark_button)
+        bend_layout.addWidget(self.clear_marks_button)
+        bend_layout.addStretch(1)
         self.inside = QComboBox(self)
         self.inside.addItems(names)
         self.inside.setToolTip("e.g. a resection volume drawn with the brush")
         #: the rows each method shows
         self.rows = {
             MARGIN: [("Tumour", self.tumour), ("Safety margin", self.margin)],
-            PLANE: [("Remove the part", self.side), ("Crosshair", self.crosshair)],
+            PLANE: [
+                ("Remove the part", self.side),
+                ("Crosshair", self.crosshair),
+                ("Bend the cut", bend_row),
+                ("", self.bends_label),
+            ],
             INSIDE: [("Remove inside", self.inside)],
         }
         for rows in self.rows.values():
@@ -122,6 +145,7 @@ class ResectionDialog(SurgeryDialog):
         self.resect_button.clicked.connect(self.resect)
         layout.addWidget(buttons)
         self.method.currentIndexChanged.connect(self._refresh)
+        self.finished.connect(lambda _: self._show_marks([]))
         if window.state is not None:
             self.link(window.state.cursor_changed, self._refresh)
         self._refresh()
@@ -136,6 +160,43 @@ class ResectionDialog(SurgeryDialog):
         """The crosshair's position, LPS mm."""
         return self.case.grid.index_to_patient(np.asarray(self.window_.state.cursor, float)[::-1])
 
+    def mark_crosshair(self) -> None:
+        """Bend the cut through the crosshair's position (marked, numbered, in the 2D views)."""
+        point = tuple(float(v) for v in self.window_.state.cursor)
+        if point not in self.bends:
+            self.bends.append(point)
+        self._show_marks(self.bends)
+        self._refresh()
+
+    def clear_marks(self) -> None:
+        """A flat plane through the crosshair again."""
+        self.bends = []
+        self._show_marks([])
+        self._refresh()
+
+    def _sheet(self) -> tuple[CutSheet, str]:
+        """The cutting sheet chosen, and the part it removes in words ("left of the crosshair")."""
+        normal = SIDES[self.side.currentText()]
+        side = self.side.currentText().split(" (")[0].lower()
+        bends = self.bends_lps()
+        if not len(bends):
+            return CutSheet(tuple(self.crosshair_lps()), normal), side
+        points = f"{len(bends)} marked point" + "s" * (len(bends) > 1)
+        return CutSheet(tuple(bends.mean(axis=0)), normal, bends), side.replace(
+            "the crosshair", f"the cut through {points}"
+        )
+
+    def bends_lps(self) -> np.ndarray:
+        """The marked points, LPS mm, (K, 3)."""
+        return np.array([self.case.grid.index_to_patient(np.asarray(p)[::-1]) for p in self.bends]).reshape(
+            -1, 3
+        )
+
+    def _show_marks(self, points: list) -> None:
+        if self.window_.case is self.case:
+            for view in self.window_.views.values():
+                view.set_marks(points)
+
     def _refresh(self, *_) -> None:
         for method, rows in self.rows.items():
             for _, widget in rows:
@@ -143,6 +204,13 @@ class ResectionDialog(SurgeryDialog):
         if self.window_.state is not None and self.window_.case is self.case:
             x, y, z = self.crosshair_lps()
             self.crosshair.setText(f"x {x:.1f}  y {y:.1f}  z {z:.1f} mm (LPS): click in a 2D view to move it")
+        count = len(self.bends)
+        self.bends_label.setText(
+            f"Bent through the {count} marked point{'s' if count > 1 else ''} (numbered in the 2D views)"
+            if count
+            else "None marked: a flat plane through the crosshair"
+        )
+        self.clear_marks_button.setEnabled(bool(count))
 
     # -- the job -------------------------------------------------------------------------------
 
@@ -160,6 +228,13 @@ class ResectionDialog(SurgeryDialog):
         if tool_name == organ:
             self.note.setText(f"Choose another structure than {organ} to resect with.")
             return
+        sheet, side = None, ""
+        if method == PLANE:
+            try:
+                sheet, side = self._sheet()
+            except ValueError as error:
+                self.note.setText(f"No resection: {error}.")
+                return
         inputs = [organ, *([tool_name] if tool_name else [])]
         try:
             source = SurfaceSource(window, inputs, meshed=[tool_name] if method == INSIDE else [])
@@ -174,8 +249,6 @@ class ResectionDialog(SurgeryDialog):
         region = self._region_box(method, copies[organ], copies.get(tool_name), margin_mm)
         crops = _crops(case, region, inputs)
         rest = list(crops.values())
-        sheet = CutSheet(tuple(self.crosshair_lps()), SIDES[self.side.currentText()])
-        side = self.side.currentText().split(" (")[0].lower()
 
         def work(on_progress, cancel):
             if method == MARGIN:
@@ -256,6 +329,7 @@ class ResectionDialog(SurgeryDialog):
         self.note.setText(
             describe(result, organ, how) + (f"<br><b>{html.escape(stale)}</b>" if stale else "")
         )
+        self.note.setMinimumHeight(self.note.heightForWidth(self.note.width()))  # every wrapped line shows
         self.adjustSize()
         reached = ", ".join(r.name for r in result.reached) or "no other structure"
         report(

@@ -28,6 +28,8 @@ from workstation.app.viewstate import ViewState
 from workstation.app.windowing import GreyMapper, Window
 
 CROSSHAIR_COLOR = QColor(255, 200, 0, 170)
+#: Points marked by a tool (e.g. the bends of a resection cut), drawn numbered on their slice.
+MARK_COLOR = QColor(255, 80, 220)
 TEXT_COLOR = QColor(235, 235, 235)
 ZOOM_RANGE = (0.25, 32.0)
 SCALE_BAR_STEPS_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -79,6 +81,7 @@ class SliceView(QWidget):
         self._base: tuple | None = None  # (key, QImage) of image + overlays
         self._scene_generation = 0
         self._pending: set[int] = set()  # ids of auto-contours awaiting review
+        self.marks: list[tuple[float, float, float]] = []  # voxel (z, y, x) points, numbered from 1
         self._drawn_cross: QPointF | None = None
         self._last_index = -1
         self._drag: tuple | None = None
@@ -101,6 +104,11 @@ class SliceView(QWidget):
         self._changed_scene()
         self.update()
 
+    def set_marks(self, points_zyx: list) -> None:
+        """Mark voxel (z, y, x) points, numbered 1, 2, …: each is drawn on the slice it lies in."""
+        self.marks = [tuple(float(v) for v in p) for p in points_zyx]
+        self.update()
+
     def set_case(self, case: Case | None, state: ViewState | None) -> None:
         if self.case is not None:
             self.case.structures.changed.disconnect(self._on_structure_changed)
@@ -112,6 +120,7 @@ class SliceView(QWidget):
         self.case, self.state = case, state
         self._grey = self._base = None
         self._pending = set()
+        self.marks = []
         if case is None:
             self.orientation = self._overlays = self._mapper = None
             self.update()
@@ -220,6 +229,7 @@ class SliceView(QWidget):
         painter.drawImage(0, 0, self._base_layer())
         if self.show_crosshair:
             self._paint_crosshair(painter)
+        self._paint_marks(painter)
         if self.tools is not None and self.tools.active is not None:
             self.tools.active.paint(self, painter)
         painter.end()
@@ -307,6 +317,17 @@ class SliceView(QWidget):
         painter.drawLine(QPointF(x + gap, y), QPointF(self.width(), y))
         painter.drawLine(QPointF(x, 0), QPointF(x, y - gap))
         painter.drawLine(QPointF(x, y + gap), QPointF(x, self.height()))
+
+    def _paint_marks(self, painter: QPainter) -> None:
+        index = self.slice_index
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for number, zyx in enumerate(self.marks, start=1):
+            if round(self.orientation.from_voxel(zyx)[0]) != index:
+                continue
+            at = self.voxel_to_widget(zyx)
+            painter.setPen(QPen(MARK_COLOR, 2))  # `_text` leaves its own pen
+            painter.drawEllipse(at, 5.0, 5.0)
+            _text(painter, at.x() + 7, at.y() - 7, str(number))
 
     def _paint_annotations(self, painter: QPainter, index: int) -> None:
         o = self.orientation
