@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,6 +35,8 @@ import numpy as np
 from planning.errors import Cancelled, FormatError, GeometryError
 from planning.geometry import Grid
 from planning.structures import Mask, PlanarContour, Structure, StructureSet
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "delineo-session"
 FORMAT_VERSION = 1
@@ -97,6 +102,7 @@ class Session:
         history: the edit history as plain data (list of JSON-able dicts; arrays allowed).
         view: view state as plain data (slice positions, window/level, zoom, layout...).
         saved_at: ISO time of the save (filled in by `save_session`).
+        warnings: what loading had to leave out, in words (a damaged history...).
     """
 
     image: ImageReference
@@ -104,6 +110,7 @@ class Session:
     history: list = field(default_factory=list)
     view: dict = field(default_factory=dict)
     saved_at: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -127,11 +134,18 @@ def save_session(
 
     The write is atomic: the previous session at `path` stays whole until the new one is
     complete. Returns the path written.
+
+    Raises:
+        FileExistsError: `path` is a file, or a folder neither empty nor a session (its
+            contents would be replaced), and is left as it was.
     """
     path = Path(path)
+    is_archive = path.name.lower().endswith(ARCHIVE_SUFFIXES)
+    if not is_archive:
+        _check_folder_target(path)
     session.saved_at = datetime.now().isoformat(timespec="seconds")
     files = _encode(session, on_progress, cancel)
-    if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+    if is_archive:
         _write_archive(path, files)
     else:
         _write_folder(path, files)
@@ -229,26 +243,57 @@ def _to_plain(value, arrays: dict[str, np.ndarray]):
     return value
 
 
+def _check_folder_target(path: Path) -> None:
+    """Refuse to save a folder session over a file or over a folder holding something else."""
+    if path.is_dir() and any(path.iterdir()) and not (path / "session.json").is_file():
+        raise FileExistsError(f"{path}: the folder holds other files and is not a Delineo session")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: a file of that name exists and is not a session folder")
+
+
+def _new_sibling(path: Path, make: Callable[[Path], None]) -> Path:
+    """A new hidden file or folder beside `path`, made by `make` (so it gets the umask's mode)."""
+    while True:
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+        try:
+            make(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
+def _keep_mode(temporary: Path, path: Path) -> None:
+    """Give the new file or folder the mode of the one it replaces, if any."""
+    if path.exists():
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+
+
 def _write_archive(path: Path, files: dict[str, bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = _new_sibling(path, _create_file)
     try:
-        with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+        with open(temporary, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
             for name, data in files.items():
                 archive.writestr(name, data)
             # npz members are compressed already; the JSON is small.
+        _keep_mode(temporary, path)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
 def _write_folder(path: Path, files: dict[str, bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    temporary = _new_sibling(path, lambda candidate: candidate.mkdir(0o777))
     try:
         for name, data in files.items():
             (temporary / name).write_bytes(data)
+        _keep_mode(temporary, path)
         old = path.with_name(path.name + ".old")
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -266,36 +311,56 @@ def _write_folder(path: Path, files: dict[str, bytes]) -> None:
 def load_session(path: str | os.PathLike) -> Session:
     """Read a session folder or archive written by `save_session`.
 
+    A damaged history (or view state) is left out, with a warning in `Session.warnings`, so the
+    structures still load.
+
     Raises:
         FormatError: the path is not a Delineo session, or is damaged (named in the message).
     """
     path = Path(path)
     files = _read_files(path)
+    document = _document(path, files)
     try:
-        document = json.loads(files["session.json"].decode("utf-8"))
-    except (KeyError, ValueError) as error:
-        raise FormatError(f"{path}: not a Delineo session (no readable session.json)") from error
-    if document.get("format") != FORMAT_NAME:
-        raise FormatError(f"{path}: not a Delineo session (format {document.get('format')!r})")
-    if int(document.get("version", 0)) > FORMAT_VERSION:
-        raise FormatError(
-            f"{path}: session format version {document['version']} is newer than this Delineo "
-            f"reads ({FORMAT_VERSION}); update Delineo"
-        )
-    try:
-        mask_arrays = _npz(files.get("structures.npz"))
-        history_arrays = _npz(files.get("history.npz"))
+        mask_arrays = _npz(files, "structures.npz")
         reference = _reference_from_plain(document["image"])
         grid = reference.grid
         info = document.get("structure_set", {})
         structures = StructureSet(grid, info.get("frame_of_reference_uid", ""), info.get("label", "Delineo"))
         for record in document["structures"]:
             structures.add(_structure_from_record(record, grid, mask_arrays), rename=False)
-        history = _from_plain(document.get("history", []), history_arrays)
-        view = _from_plain(document.get("view", {}), history_arrays)
-    except (KeyError, ValueError, TypeError, GeometryError) as error:
+    except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
-    return Session(reference, structures, history, view, document.get("saved_at", ""))
+    session = Session(reference, structures, saved_at=document.get("saved_at", ""))
+    try:
+        history_arrays = _npz(files, "history.npz")
+        session.history = _from_plain(document.get("history", []), history_arrays)
+        session.view = _from_plain(document.get("view", {}), history_arrays)
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        warning = f"{path}: the undo history is damaged and was left out ({error})"
+        log.warning(warning)
+        session.warnings.append(warning)
+    return session
+
+
+def _document(path: Path, files: dict[str, bytes]) -> dict:
+    """The checked contents of session.json."""
+    try:
+        document = json.loads(files["session.json"].decode("utf-8"))
+    except (KeyError, ValueError) as error:
+        raise FormatError(f"{path}: not a Delineo session (no readable session.json)") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise FormatError(f"{path}: not a Delineo session (format {found!r})")
+    try:
+        version = int(document.get("version", 0))
+    except (TypeError, ValueError) as error:
+        raise FormatError(f"{path}: damaged Delineo session (version {document['version']!r})") from error
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: session format version {version} is newer than this Delineo "
+            f"reads ({FORMAT_VERSION}); update Delineo"
+        )
+    return document
 
 
 def _read_files(path: Path) -> dict[str, bytes]:
@@ -313,11 +378,16 @@ def _read_files(path: Path) -> dict[str, bytes]:
         raise FormatError(f"{path}: not a Delineo session archive ({error})") from error
 
 
-def _npz(data: bytes | None) -> dict[str, np.ndarray]:
+def _npz(files: dict[str, bytes], name: str) -> dict[str, np.ndarray]:
+    """The arrays of member `name` (none when it is absent); ValueError when it is damaged."""
+    data = files.get(name)
     if not data:
         return {}
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+        raise ValueError(f"{name} unreadable: {error}") from error
 
 
 def _reference_from_plain(plain: dict) -> ImageReference:

@@ -113,3 +113,57 @@ def test_damaged_or_foreign_files_give_clear_errors(tmp_path):
         load_session(folder)
     with pytest.raises(FormatError, match="no such session"):
         load_session(tmp_path / "missing.delineo")
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_damaged_members_are_named_in_a_format_error(tmp_path):
+    folder = save_session(_session(), tmp_path / "f")
+    _truncate(folder / "structures.npz")
+    with pytest.raises(FormatError, match=r"f: damaged Delineo session \(structures.npz unreadable"):
+        load_session(folder)
+    (folder / "session.json").write_text("[1, 2]")
+    with pytest.raises(FormatError, match="f: not a Delineo session"):
+        load_session(folder)
+
+
+def test_a_damaged_history_leaves_the_structures_loadable(tmp_path):
+    folder = save_session(_session(), tmp_path / "f")
+    _truncate(folder / "history.npz")
+    loaded = load_session(folder)
+    assert loaded.structures.names() == ["GTV", "Imported"] and loaded.history == []
+    assert len(loaded.warnings) == 1 and "undo history is damaged" in loaded.warnings[0]
+
+
+def test_a_folder_that_is_not_a_session_is_not_saved_over(tmp_path):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    (folder / "CT1.dcm").write_text("precious")
+    with pytest.raises(FileExistsError, match="dicom: the folder holds other files"):
+        save_session(_session(), folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["dicom"] and (folder / "CT1.dcm").exists()
+    (tmp_path / "empty").mkdir()
+    save_session(_session(), tmp_path / "empty")
+    save_session(_session(), tmp_path / "empty")  # a session folder: saved over
+    assert load_session(tmp_path / "empty").structures.names() == ["GTV", "Imported"]
+
+
+@pytest.mark.parametrize("name", ["s.delineo", "s-folder"])
+def test_saved_sessions_honour_the_umask_and_keep_the_mode_they_replace(tmp_path, name):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = save_session(_session(), tmp_path / name)
+        created = stat.S_IMODE(path.stat().st_mode)
+        path.chmod(0o750 if path.is_dir() else 0o640)
+        save_session(_session(), path)
+        kept = stat.S_IMODE(path.stat().st_mode)
+    finally:
+        os.umask(previous)
+    assert created == (0o755 if path.is_dir() else 0o644)
+    assert kept == (0o750 if path.is_dir() else 0o640)
