@@ -11,6 +11,7 @@ carries the changed bounding box so views redraw only that region.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -143,12 +144,15 @@ class Mask:
 
         An edit inside the stored box is written in place, and the box is only recomputed when
         the edit may have emptied one of its faces, so brush strokes on a large structure cost
-        the size of the stroke, not of the structure.
+        the size of the stroke, not of the structure. An array `shared` with a snapshot is
+        copied first.
         """
         current = self.box
         if current is not None and all(
             c.start <= b.start and b.stop <= c.stop for b, c in zip(box, current, strict=True)
         ):
+            if not self.array.flags.writeable:
+                self.array = self.array.copy()
             local = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, self.offset, strict=True))
             self.array[local] = values
             touches_face = any(
@@ -181,6 +185,12 @@ class Mask:
 
     def copy(self) -> Mask:
         return Mask(self.grid, self.array.copy(), self.offset)
+
+    def shared(self) -> Mask:
+        """A mask on this one's array, which neither writes to from now on (the next edit of
+        either copies it first): a background save reads it whole while the user draws on."""
+        self.array.flags.writeable = False
+        return Mask(self.grid, self.array, self.offset)
 
 
 def bounding_box(mask: np.ndarray) -> Box | None:
@@ -265,6 +275,10 @@ class Structure:
     @property
     def volume_cc(self) -> float:
         return self.mask.volume_cc
+
+    def snapshot(self) -> Structure:
+        """A copy for a background save: its mask `shared`, so later edits leave the copy as is."""
+        return dataclasses.replace(self, mask=self.mask.shared(), markers=list(self.markers))
 
     def properties_plain(self) -> dict:
         """Everything but the geometry (mask, contours, markers) as JSON-ready data: what session

@@ -20,7 +20,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from planning.session import Session, load_session, save_session
-from planning.structures import Mask, Structure, StructureSet
+from planning.structures import StructureSet
 
 log = logging.getLogger(__name__)
 AUTOSAVE_NAME = "autosave.delineo"
@@ -79,29 +79,14 @@ def recoverable(data_dir: Path) -> list[Recoverable]:
 def snapshot(session_source) -> tuple:
     """What a worker needs to write the session, taken on the GUI thread without copying arrays.
 
-    Masks are never modified in place (edits replace their arrays), so keeping references to
-    the current arrays freezes the structures as they are now.
+    The structures' masks are shared copy-on-write (`Structure.snapshot`) and history commands
+    never change, so the save holds the structures and history as they are now, whatever the
+    user draws meanwhile.
     """
     case, view = session_source
     copy = StructureSet(case.structures.grid, case.structures.frame_of_reference_uid, case.structures.label)
-    for s in case.structures:
-        mask = Mask(s.mask.grid, s.mask.array, s.mask.offset)
-        copy.add(
-            Structure(
-                s.name,
-                mask,
-                s.color,
-                s.roi_type,
-                s.algorithm,
-                s.number,
-                s.description,
-                s.contours,
-                list(s.markers),
-                s.recipe,
-                s.visible,
-            ),
-            rename=False,
-        )
+    for structure in case.structures:
+        copy.add(structure.snapshot(), rename=False)
     commands, index = case.history.snapshot()
     return case.reference, copy, commands, index, view
 

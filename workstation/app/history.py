@@ -2,9 +2,11 @@
 
 Every change a user makes — a brush stroke, a fill, an interpolation, a margin, a new or deleted
 structure, a rename or recolour, accepting an auto-contour — is a `Command` pushed here after it
-has been applied. Commands hold the minimum to go both ways: a mask edit keeps the bit-packed
-before/after values of its bounding box only; whole-mask replacements keep the two (cropped)
-`Mask` objects, which are never modified in place.
+has been applied. Commands hold the minimum to go both ways, as copies the structures' later
+edits cannot reach: a mask edit keeps the bit-packed before/after values of its bounding box only;
+whole-mask replacements keep the two cropped masks bit-packed; added or deleted structures keep
+their properties and packed mask as they were, and are found again by ROI number (a rename since
+does not lose them).
 
 The stack converts to and from plain data (`to_plain` / `from_plain`) so a saved session keeps its
 history and undo still works after a restore or a crash recovery.
@@ -12,6 +14,7 @@ history and undo still works after a restore or a crash recovery.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -50,6 +53,55 @@ class _Packed:
     @property
     def nbytes(self) -> int:
         return int(self.bits.nbytes)
+
+
+class _FrozenMask:
+    """A mask's geometry as it was: offset and bit-packed box (undo builds a new `Mask` of it)."""
+
+    __slots__ = ("offset", "_bits")
+
+    def __init__(self, mask: Mask):
+        self.offset, self._bits = mask.offset, _Packed(mask.array)
+
+    def thaw(self, grid) -> Mask:
+        return Mask(grid, self._bits.unpack(), self.offset)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bits.nbytes
+
+    def to_plain(self) -> dict:
+        return {"offset": list(self.offset), "array": self._bits.unpack()}
+
+
+class _FrozenStructure:
+    """A structure as it was: its properties, packed mask, contours and markers."""
+
+    def __init__(self, structure: Structure):
+        self.properties = copy.deepcopy(structure.properties_plain())
+        self.mask = _FrozenMask(structure.mask)
+        self.contours = None if structure.contours is None else list(structure.contours)
+        self.markers = list(structure.markers)
+
+    def thaw(self, grid) -> Structure:
+        contours = None if self.contours is None else list(self.contours)
+        return Structure.from_properties(self.properties, self.mask.thaw(grid), contours, self.markers)
+
+    def to_plain(self) -> dict:
+        return {
+            **self.properties,
+            "mask": self.mask.to_plain(),
+            "contours": _contours_plain(self.contours),
+            "markers": _contours_plain(self.markers) or [],
+        }
+
+
+def _by_number(structures: StructureSet, number: int) -> Structure:
+    """The structure of ROI number `number`, whatever it is named now."""
+    for structure in structures:
+        if structure.number == number:
+            return structure
+    raise KeyError(f"no structure of ROI number {number}; structures: {', '.join(structures.names())}")
 
 
 def _box_plain(box: Box) -> list[list[int]]:
@@ -146,14 +198,14 @@ class ReplaceMask(Command):
     ):
         self.label, self.name = label, name
         self.names = (name,)
-        self.before, self.after = before, after
+        self._before, self._after = _FrozenMask(before), _FrozenMask(after)
         self.previous_contours = previous_contours
         self.previous_algorithm, self.algorithm = previous_algorithm, algorithm
         self.time = time.time()
 
     def undo(self, structures: StructureSet) -> None:
         structure = structures[self.name]
-        structures.set_mask(self.name, self.before)
+        structures.set_mask(self.name, self._before.thaw(structures.grid))
         structure.contours = self.previous_contours
         if self.previous_algorithm is not None and structure.algorithm != self.previous_algorithm:
             structure.algorithm = self.previous_algorithm
@@ -161,14 +213,14 @@ class ReplaceMask(Command):
 
     def redo(self, structures: StructureSet) -> None:
         structure = structures[self.name]
-        structures.set_mask(self.name, self.after)
+        structures.set_mask(self.name, self._after.thaw(structures.grid))
         if self.algorithm is not None and structure.algorithm != self.algorithm:
             structure.algorithm = self.algorithm
             structures.notify(structure)
 
     @property
     def nbytes(self) -> int:
-        return int(self.before.array.nbytes + self.after.array.nbytes)
+        return self._before.nbytes + self._after.nbytes
 
     def to_plain(self) -> dict:
         return {
@@ -176,8 +228,8 @@ class ReplaceMask(Command):
             "label": self.label,
             "name": self.name,
             "time": self.time,
-            "before": _mask_plain(self.before),
-            "after": _mask_plain(self.after),
+            "before": self._before.to_plain(),
+            "after": self._after.to_plain(),
             "previous_contours": _contours_plain(self.previous_contours),
             "previous_algorithm": str(self.previous_algorithm) if self.previous_algorithm else None,
             "algorithm": str(self.algorithm) if self.algorithm else None,
@@ -185,24 +237,26 @@ class ReplaceMask(Command):
 
 
 class AddStructure(Command):
-    """A new structure (drawn, derived, imported or an accepted auto-contour)."""
+    """A new structure (drawn, derived, imported or an auto-contour), kept as it was added."""
 
     def __init__(self, label: str, structure: Structure, index: int | None = None):
-        self.label, self.structure, self.index = label, structure, index
+        self.label, self.index = label, index
+        self._structure = _FrozenStructure(structure)
         self.names = (structure.name,)
         self.time = time.time()
 
     def undo(self, structures: StructureSet) -> None:
-        structures.remove(self.structure.name)
+        structures.remove(_by_number(structures, self._structure.properties["number"]).name)
 
     def redo(self, structures: StructureSet) -> None:
-        structures.add(self.structure, rename=False)
+        structure = structures.add(self._structure.thaw(structures.grid), rename=False)
+        self._structure.properties["number"] = structure.number  # taken meanwhile: found by its new one
         if self.index is not None:
-            _move(structures, self.structure, self.index)
+            _move(structures, structure, self.index)
 
     @property
     def nbytes(self) -> int:
-        return int(self.structure.mask.array.nbytes)
+        return self._structure.mask.nbytes
 
     def to_plain(self) -> dict:
         return {
@@ -210,7 +264,7 @@ class AddStructure(Command):
             "label": self.label,
             "time": self.time,
             "index": self.index,
-            "structure": structure_plain(self.structure),
+            "structure": self._structure.to_plain(),
         }
 
 
@@ -313,10 +367,6 @@ def _plain_value(value):
     return value
 
 
-def _mask_plain(mask: Mask) -> dict:
-    return {"offset": list(mask.offset), "array": mask.array}
-
-
 def _mask_from(plain: dict, grid) -> Mask:
     return Mask(grid, np.asarray(plain["array"], bool), tuple(plain["offset"]))
 
@@ -334,16 +384,6 @@ def _contours_from(plain) -> list[PlanarContour] | None:
     if plain is None:
         return None
     return [PlanarContour(np.asarray(c["points"], float), c["type"], c["uid"]) for c in plain]
-
-
-def structure_plain(structure: Structure) -> dict:
-    """A structure as plain data (mask included) for the session file."""
-    return {
-        **structure.properties_plain(),
-        "mask": _mask_plain(structure.mask),
-        "contours": _contours_plain(structure.contours),
-        "markers": _contours_plain(structure.markers) or [],
-    }
 
 
 def structure_from_plain(plain: dict, grid) -> Structure:
@@ -425,9 +465,9 @@ class UndoStack:
     def undo(self) -> Command | None:
         if not self.can_undo:
             return None
-        self._index -= 1
-        command = self._commands[self._index]
+        command = self._commands[self._index - 1]
         command.undo(self.structures)
+        self._index -= 1
         self._bump()
         return command
 

@@ -373,11 +373,13 @@ def _percent(fraction: float) -> str:
 
 def _hide_while_present(case, organ: str, remnant) -> None:
     """Hide the organ while the remnant is in the case: undoing the resection shows it again,
-    redoing hides it again. Stops once the remnant is gone and cannot be redone."""
+    redoing hides it again. Stops once the remnant is gone and cannot be redone. The remnant is
+    found by ROI number: a redo adds a new copy of it."""
     state = {"present": True}
+    number = remnant.number
 
     def check(*_) -> None:
-        present = any(s is remnant for s in case.structures)
+        present = any(s.number == number for s in case.structures)
         if present != state["present"] and organ in case.structures:
             case.set_visible(organ, not present)
         state["present"] = present
