@@ -111,7 +111,7 @@ class RuleModel:
 
 def _step(on_progress, stage, done, total, cancel) -> None:
     on_progress(stage, done, total)
-    if cancel is not None and cancel.is_set() and done < total:
+    if cancel is not None and cancel.is_set():  # even after the last step: the user asked
         raise Cancelled("rule-based contouring cancelled")
 
 

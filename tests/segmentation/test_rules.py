@@ -223,3 +223,21 @@ def test_an_axial_dicom_series_of_a_prone_patient_keeps_its_couch_at_the_bottom(
     np.testing.assert_array_equal(prone["External"].mask.full(), supine["External"].mask.full())
     np.testing.assert_array_equal(prone["Lung_L"].mask.full(), supine["Lung_R"].mask.full())
     np.testing.assert_array_equal(prone["Lung_R"].mask.full(), supine["Lung_L"].mask.full())
+
+
+def test_a_cancel_during_the_last_step_is_honoured(monkeypatch):
+    import threading
+
+    import segmentation.rules.lungs as lungs
+    from planning.errors import Cancelled
+
+    cancel = threading.Event()
+    real = lungs.lung_masks
+
+    def cancelled_meanwhile(*args, **kwargs):
+        cancel.set()  # the user clicks Cancel while the lungs, the last step, are found
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lungs, "lung_masks", cancelled_meanwhile)
+    with pytest.raises(Cancelled):
+        RuleModel().predict(thorax()[0], cancel=cancel)
