@@ -92,6 +92,8 @@ def test_mask_folder_keeps_overlaps_and_label_map_names(tmp_path, spheres_model,
     listing = capsys.readouterr().out
     assert "ct_rules 1.0  (built-in" in listing and "spheres 0.1  (user, delineo, CT)" in listing
     assert "structures: Spheres, Dense" in listing
+    models_folder = tmp_path / "models"  # $DELINEO_MODELS: not taken for TotalSegmentator's folder
+    assert f"of those, folders that exist: {models_folder} (user)" in listing
 
 
 def test_rtstruct_needs_dicom_input_and_unknown_models_are_named(tmp_path, capsys):
@@ -223,3 +225,18 @@ def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, spheres_m
     assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "again")]) == 0
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["Spheres.nii.gz"]
     assert "an earlier mask of Dense, not found now, was removed" in capsys.readouterr().out
+
+
+def test_an_rtstruct_holds_no_empty_roi_for_a_structure_not_found(tmp_path, spheres_model, capsys):
+    """An empty "Dense" ROI would read in a planning system as delineated and absent."""
+    volume, _ = phantom()
+    write_ct_series(tmp_path / "ct", volume.array.clip(max=400), spacing_xyz=volume.grid.spacing_xyz)
+    out = tmp_path / "spheres.dcm"
+    assert main(["segment", str(tmp_path / "ct"), "--model", "spheres", "--out", str(out)]) == 0
+    assert "not found in this image: Dense (no ROI written for them)" in capsys.readouterr().out
+    assert read_rtstruct(out, load_volume(tmp_path / "ct")).names() == ["Spheres"]
+    write_ct_series(tmp_path / "air", np.full_like(volume.array, -1000), spacing_xyz=volume.grid.spacing_xyz)
+    air_out = tmp_path / "air.dcm"
+    assert main(["segment", str(tmp_path / "air"), "--model", "spheres", "--out", str(air_out)]) == 1
+    assert "not written: the model found none of its structures in this image" in capsys.readouterr().err
+    assert not air_out.exists()

@@ -38,9 +38,10 @@ def run(args) -> int:
         if entry.description:
             print(f"    {entry.description}")
         print(f"    structures: {', '.join(entry.structures)}")
-    roots = ", ".join(str(path) for _, path in search_roots()) or "none found"
-    print(
-        f"searched: built-in models, $DELINEO_MODELS, ~/.delineo/models, $nnUNet_results, "
-        f"TotalSegmentator's folder ({roots})"
+    roots = ", ".join(f"{path} ({origin})" for origin, path in search_roots()) or "none"
+    searched = (
+        "built-in models, $DELINEO_MODELS, ~/.delineo/models, $nnUNet_results, TotalSegmentator's folder"
     )
+    print(f"searched: {searched}")
+    print(f"of those, folders that exist: {roots}")
     return 0

@@ -5,8 +5,9 @@ OUT is chosen by its form: ``*.dcm`` an RTSTRUCT referencing the input series (D
 structure that lost voxels), anything else a folder with one mask file per structure named after
 it (structures may overlap). Mask files already in the folder that this run did not write (an
 earlier run's other structures) are kept and named in a warning. A structure not found in the
-image (often outside the field of view) is named as such, and gets no mask file: an empty one
-would read, for training, as delineated and absent.
+image (often outside the field of view) is named as such, and gets no mask file and no ROI in
+an RTSTRUCT: an empty one would read, for training or in a planning system, as delineated and
+absent.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def run(args) -> int:
         print(line)
     missing = [s.name for s in structures if s.mask.is_empty]
     if missing:  # often outside the field of view
-        written = " (no mask file written for them)" if kind == "masks" else ""
+        written = {"masks": " (no mask file written for them)", "rtstruct": " (no ROI written for them)"}
+        written = written.get(kind, "")
         print(f"not found in this image: {', '.join(missing)}{written}")
     return 0
 
@@ -166,7 +168,10 @@ def save(
     from planning.structure_io import label_map_warning, save_label_map, save_structures
 
     if kind == "rtstruct":
-        save_structures(structures, volume, out, kind="rtstruct")  # the writer logs its warnings
+        found = [s for s in structures if not s.mask.is_empty]  # an empty ROI reads as "absent"
+        if not found:
+            raise DelineoError(f"{out}: not written: the model found none of its structures in this image")
+        save_structures(_subset(structures, found), volume, out, kind="rtstruct")  # logs its warnings
         return [], []
     if kind == "labelmap":
         losses = save_label_map(structures, volume, out)
@@ -195,6 +200,16 @@ def save(
         f"kept: {listing}; they are not this run's structures (write into an empty folder to keep runs apart)"
     )
     return [*warnings, warning], []
+
+
+def _subset(structures, keep):
+    """A structure set of `structures`' grid and frame of reference holding only `keep`."""
+    from planning.structures import StructureSet
+
+    subset = StructureSet(structures.grid, structures.frame_of_reference_uid, label=structures.label)
+    for structure in keep:
+        subset.add(structure)
+    return subset
 
 
 def _other_masks(folder: Path, written, inputs) -> list[Path]:
