@@ -93,3 +93,24 @@ def test_findings_wrap_and_name_the_exported_file(window, qtbot, tmp_path):
     line = report.fontMetrics().height()
     assert report.horizontalScrollBar().maximum() == 0
     assert report.visualItemRect(report.item(report.count() - 1)).height() > 2 * line
+
+
+def test_a_second_export_does_not_replace_the_first_unasked(window, qtbot, checked_export):
+    """Two exports in the same minute had the same default name: the second replaced the first
+    without a word, as did writing to a file the user had typed in."""
+    checked_export.write_button.click()
+    first = Path(checked_export.path_edit.text())
+    kept = pydicom.dcmread(first).SOPInstanceUID
+    second = window.export_rtstruct()
+    qtbot.waitUntil(second.write_button.isEnabled, timeout=60_000)
+    assert not Path(second.path_edit.text()).exists()  # a name of its own
+    asked = []
+    second.ask_replace = lambda path: asked.append(path) or False
+    second.path_edit.setText(str(first))  # the user types the first one's name
+    second.write_button.click()
+    assert asked == [first] and second.isVisible()
+    assert _report(second)[-1].startswith("NOTE: not written")
+    assert pydicom.dcmread(first).SOPInstanceUID == kept
+    second.ask_replace = lambda path: True
+    second.write_button.click()
+    assert not second.isVisible() and pydicom.dcmread(first).SOPInstanceUID != kept

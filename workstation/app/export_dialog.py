@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
 )
@@ -56,6 +57,7 @@ class ExportDialog(QDialog):
         self._checked_file: Path | None = None
         self._temp = Path(tempfile.mkdtemp(prefix="delineo-export-"))
         self._checks = 0  # each check writes its own file: a second may start before the first wrote
+        self._replace_confirmed: Path | None = None  # an existing file the save dialog may replace
         self.findings: list[tuple[str, str]] = []
 
         layout = QVBoxLayout(self)
@@ -130,20 +132,20 @@ class ExportDialog(QDialog):
             signal.connect(self._invalidate)
 
     def _default_path(self) -> Path:
+        """A file named after the time, beside the images; not one written before (same minute)."""
         reference = self.case.reference
         folder = Path(reference.path) if reference.path else Path.home()
         folder = folder if folder.is_dir() else folder.parent
         stamp = datetime.now().strftime("%Y%m%d-%H%M")
-        return (
-            folder.parent / f"RS_Delineo_{stamp}.dcm"
-            if reference.kind == "dicom"
-            else folder / f"RS_{stamp}.dcm"
-        )
+        if reference.kind == "dicom":
+            return _unused(folder.parent / f"RS_Delineo_{stamp}.dcm")
+        return _unused(folder / f"RS_{stamp}.dcm")
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Write RTSTRUCT", self.path_edit.text(), "DICOM (*.dcm)")
         if path:
             self.path_edit.setText(path)
+            self._replace_confirmed = Path(path)  # the save dialog asked before picking an existing file
 
     def selected_names(self) -> list[str]:
         return [
@@ -233,6 +235,9 @@ class ExportDialog(QDialog):
             return
         target = Path(self.path_edit.text()).expanduser()
         checked = self._checked_file
+        if target.exists() and target != self._replace_confirmed and not self.ask_replace(target):
+            self._add_finding("note", f"not written: {target} is kept; choose another file")
+            return
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(target, lambda temporary: shutil.copyfile(checked, temporary))
@@ -242,6 +247,14 @@ class ExportDialog(QDialog):
         self.window_.statusBar().showMessage(f"RTSTRUCT written to {target}", 8000)
         self.written.emit(str(target))
         self.accept()
+
+    def ask_replace(self, path: Path) -> bool:
+        """Whether to replace the existing file `path`."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Replace file?", f"{path} already exists. Replace it?", buttons.Yes | buttons.No, buttons.No
+        )
+        return answer == buttons.Yes
 
     def send(self) -> None:
         """Send the checked file to the node, in a worker; the outcome lands in the report."""
@@ -278,3 +291,12 @@ class ExportDialog(QDialog):
     def done(self, result: int) -> None:
         shutil.rmtree(self._temp, ignore_errors=True)
         super().done(result)
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or the first of `path`-2, -3… (before the suffix) that does not exist."""
+    candidate, number = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
+    return candidate
