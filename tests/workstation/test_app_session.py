@@ -225,3 +225,50 @@ def test_opening_another_case_asks_before_dropping_unsaved_changes(window, qtbot
     assert len(asked) == 3 and not window.dirty
     window._show_volume(other.volume, "sample", "", [other.structures])  # nothing unsaved: no question
     assert len(asked) == 3
+
+
+def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbot, tmp_path):
+    """Answering Cancel to "unsaved changes?" while opening session B kept the open case, but
+    pointed Save at B: the next Ctrl+S overwrote B with the open case."""
+    from planning.sample_patient import make_sample_patient
+    from planning.session import load_session
+
+    show_sample(window)
+    window.add_structure("Only_in_B")
+    window.save_session_to(tmp_path / "B.delineo")
+    wait_idle(qtbot, window)
+    other = make_sample_patient((30, 96, 96))
+    window._show_volume(other.volume, "sample", "", [other.structures])
+    window.add_structure("Only_in_A")
+    window.ask_unsaved_changes = lambda description: "cancel"
+    window.open_session(tmp_path / "B.delineo")
+    wait_idle(qtbot, window)
+    assert "Only_in_A" in window.case.structures and window.session_path is None
+    window.session_path = tmp_path / "A.delineo"  # what Ctrl+S then asks for
+    window.save_session()
+    wait_idle(qtbot, window)
+    assert "Only_in_B" in load_session(tmp_path / "B.delineo").structures
+
+
+def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
+    """A session whose dose file had moved reopened without the dose, without a word."""
+    import shutil
+
+    from support.data import data_path
+
+    folder = tmp_path / "breast"
+    shutil.copytree(data_path("dicom", "dicompyler-breast"), folder)
+    window.open_path(folder)
+    wait_idle(qtbot, window)
+    assert window.dose_layer is not None
+    window.save_session_to(tmp_path / "breast.delineo")
+    wait_idle(qtbot, window)
+    (folder / "rtdose.dcm").rename(tmp_path / "rtdose.dcm")
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other")
+    other.open_path(tmp_path / "breast.delineo")
+    wait_idle(qtbot, other)
+    assert other.case is not None and other.dose_layer is None
+    said = f"The session's dose {folder / 'rtdose.dcm'} is no longer there"
+    assert other.statusBar().currentMessage().startswith(said)
+    assert any(m.startswith(said) for m in other.messages.messages())
+    close_window(qtbot, other)

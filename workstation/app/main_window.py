@@ -601,12 +601,23 @@ class MainWindow(QMainWindow):
             if name in self.views:
                 self.views[name].restore_view_state(view_plain)
         self.grid.maximise(plain.get("maximised"))
-        if plain.get("dose") and Path(plain["dose"]).exists():
-            self.open_dose(plain["dose"])
+        dose = plain.get("dose")
+        if dose and Path(dose).exists():
+            self.open_dose(dose)
+        elif dose:
+            self._report_missing_dose(dose)
         if plain.get("active_structure"):
             self.table.select(plain["active_structure"])
         if plain.get("tool") in self.tools.tools:
             self.tools.activate(plain["tool"])
+
+    def _report_missing_dose(self, path: str) -> None:
+        text = (
+            f"The session's dose {path} is no longer there; opened without it "
+            "(File ▸ Open dose… reads it from where it is now)"
+        )
+        self.statusBar().showMessage(text, 15000)
+        self.messages.add("WARNING", text)
 
     def _view_changed(self) -> None:
         self.view_generation += 1
@@ -645,21 +656,23 @@ class MainWindow(QMainWindow):
             return session, _load_reference(session.image, on_progress, cancel)
 
         def done(result):
-            self.restore_session(*result)
-            self.session_path = path
+            if self.restore_session(*result):
+                self.session_path = path
 
         self.jobs.run(f"Opening session {path.name}", work, done)
 
-    def restore_session(self, session: Session, volume) -> None:
+    def restore_session(self, session: Session, volume) -> bool:
+        """Show a session's case, unless the open one keeps its unsaved changes; True when shown."""
         if not session.image.grid.same_as(volume.grid):
             raise DelineoError(
                 f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
                 f"({volume.grid.shape} vs {session.image.shape})"
             )
         if not self._may_replace_case():
-            return
-        case = Case.from_session(session, volume)
-        self.set_case(case, session.view)
+            return False
+        self.session_path = None
+        self.set_case(Case.from_session(session, volume), session.view)
+        return True
 
     def recover(self, entry) -> None:
         """Restore a crashed session's autosave, then remove it."""
