@@ -22,14 +22,15 @@ def make_window(qtbot, settings_path, data_dir, **kwargs):
     )
     qtbot.addWidget(window)
     window.ask_unsaved_changes = _unexpected_question  # a test that expects it replaces it
+    window.ask_close_without_autosave = _unexpected_question
     window.resize(*WINDOW_SIZE)
     window.show()
     qtbot.waitExposed(window)
     return window
 
 
-def _unexpected_question(description: str) -> str:
-    raise AssertionError(f"unexpected question about unsaved changes to {description}")
+def _unexpected_question(about: str) -> str:
+    raise AssertionError(f"unexpected question about unsaved changes: {about}")
 
 
 def open_window(qtbot, tmp_path):

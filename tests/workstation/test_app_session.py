@@ -227,6 +227,32 @@ def test_opening_another_case_asks_before_dropping_unsaved_changes(window, qtbot
     assert len(asked) == 3
 
 
+def _disk_full(monkeypatch, folder):
+    """Session archives written under `folder` fail as on a full disk."""
+    import errno
+
+    import planning.session
+
+    write = planning.session._write_archive
+
+    def write_unless_full(path, files):
+        if path.is_relative_to(folder):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, files)
+
+    monkeypatch.setattr(planning.session, "_write_archive", write_unless_full)
+
+
+def _close_with_unsaved_work(qtbot, tmp_path, data):
+    """A window closed normally with unsaved work (kept in an autosave for the next start)."""
+    first = make_window(qtbot, tmp_path / "first.ini", data)
+    show_sample(first)
+    first.add_structure("Unsaved_work")
+    first.close()
+    [entry] = recoverable(data)
+    return entry
+
+
 def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbot, tmp_path):
     """Answering Cancel to "unsaved changes?" while opening session B kept the open case, but
     pointed Save at B: the next Ctrl+S overwrote B with the open case."""
@@ -248,6 +274,99 @@ def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbo
     window.save_session()
     wait_idle(qtbot, window)
     assert "Only_in_B" in load_session(tmp_path / "B.delineo").structures
+
+
+def test_closing_when_the_unsaved_work_cannot_be_kept_asks_first(window, qtbot, tmp_path, monkeypatch):
+    """On a full disk the exit autosave failed with an exception and the window closed anyway,
+    losing the unsaved work without a word."""
+    from PyQt6.QtWidgets import QFileDialog
+
+    from planning.session import load_session
+
+    show_sample(window)
+    window.add_structure("Unsaved_work")
+    _disk_full(monkeypatch, tmp_path / "data")
+    asked = []
+    window.ask_close_without_autosave = lambda reason: asked.append(reason) or "cancel"
+    assert not window.close() and window.isVisible()
+    assert "No space left on device" in asked[0]
+    assert any("could not be kept" in m for m in window.messages.messages())
+    elsewhere = tmp_path / "elsewhere.delineo"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(elsewhere), ""))
+    window.ask_close_without_autosave = lambda reason: "save"
+    assert window.close() and not window.isVisible()
+    assert "Unsaved_work" in load_session(elsewhere).structures
+
+
+def test_failing_autosaves_are_said_once_until_one_works(window, qtbot, tmp_path, monkeypatch):
+    """Autosaves failing (a full disk) were only logged: the user went on working unprotected."""
+    show_sample(window)
+
+    def autosave_after_an_edit():
+        window.add_structure()
+        window.statusBar().clearMessage()
+        window.autosaver.save_now()
+        wait_idle(qtbot, window)
+        return window.statusBar().currentMessage()
+
+    _disk_full(monkeypatch, tmp_path / "data")
+    assert autosave_after_an_edit().startswith("Autosave failed: [Errno 28] No space left on device")
+    assert autosave_after_an_edit() == ""  # the same run of failures: said once
+    [said] = [m for m in window.messages.messages() if m.startswith("Autosave failed")]
+    monkeypatch.undo()
+    autosave_after_an_edit()
+    assert window.autosaver.path.exists()
+    _disk_full(monkeypatch, tmp_path / "data")
+    assert autosave_after_an_edit().startswith("Autosave failed")  # a new run of failures
+    monkeypatch.undo()
+
+
+def test_closing_right_after_a_save_waits_for_it(window, qtbot, tmp_path):
+    """Closing the window at once after Ctrl+S cancelled the save: no session file was written."""
+    from planning.session import load_session
+
+    case = show_sample(window, (80, 256, 256))
+    _paint(case)
+    target = tmp_path / "mywork.delineo"
+    window.save_session_to(target)
+    assert not window.close()  # waits for the save, shown in the progress panel
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert load_session(target).structures["GTV"].mask.voxel_count == case.structures["GTV"].mask.voxel_count
+    assert recoverable(tmp_path / "data") == []  # saved: nothing left to recover
+
+
+def test_recovered_work_is_autosaved_at_once(qtbot, tmp_path, monkeypatch):
+    """Recovering deleted the old autosave at once, and the recovered work was in no autosave
+    until the next one (30 s later): a crash meanwhile lost it for good."""
+    data = tmp_path / "data"
+    entry = _close_with_unsaved_work(qtbot, tmp_path, data)
+    window = make_window(qtbot, tmp_path / "next.ini", data)
+    _disk_full(monkeypatch, data)
+    assert window.offer_recovery(automatic=True)
+    wait_idle(qtbot, window)
+    assert "Unsaved_work" in window.case.structures and window.dirty
+    assert entry.path.exists()  # the recovered work is in no other autosave yet: kept
+    monkeypatch.undo()
+    window.autosaver.save_now()
+    wait_idle(qtbot, window)
+    assert window.autosaver.path.exists() and not entry.folder.exists()
+    close_window(qtbot, window)
+
+
+def test_cancelling_a_recovery_keeps_the_autosave(qtbot, tmp_path):
+    """Answering Cancel to "unsaved changes?" when recovering kept the open case but deleted the
+    autosave it declined to replace it with."""
+    data = tmp_path / "data"
+    entry = _close_with_unsaved_work(qtbot, tmp_path, data)
+    window = make_window(qtbot, tmp_path / "next.ini", data)
+    case = show_sample(window)
+    window.add_structure("Current_work")
+    window.ask_unsaved_changes = lambda description: "cancel"
+    assert window.offer_recovery(automatic=True)
+    wait_idle(qtbot, window)
+    assert window.case is case and entry.path.exists()
+    assert recoverable(data) == [entry]
+    close_window(qtbot, window)
 
 
 def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
@@ -272,3 +391,24 @@ def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
     assert other.statusBar().currentMessage().startswith(said)
     assert any(m.startswith(said) for m in other.messages.messages())
     close_window(qtbot, other)
+
+
+def test_the_recovery_question_says_why_there_is_work_to_recover(qtbot, tmp_path):
+    """After a normal close that kept unsaved work, the question said Delineo had not closed normally."""
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication, QMessageBox
+
+    data = tmp_path / "data"
+    entry = _close_with_unsaved_work(qtbot, tmp_path, data)
+    window = make_window(qtbot, tmp_path / "next.ini", data)
+    asked = []
+
+    def answer_no():
+        box = QApplication.activeModalWidget()
+        asked.append(box.text())
+        box.button(QMessageBox.StandardButton.Discard).click()
+
+    QTimer.singleShot(0, answer_no)
+    assert not window.offer_recovery()
+    assert "closed with unsaved changes" in asked[0] and "did not close normally" not in asked[0]
+    assert not entry.folder.exists()

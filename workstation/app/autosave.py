@@ -2,13 +2,16 @@
 
 While a case is open, its session (structures, history, view) is written every `interval_s`
 seconds when something changed, in a worker, atomically, to
-``<data dir>/autosave/<pid>-<start time>/autosave.delineo`` next to ``owner.json`` (the process
-id). A clean exit deletes the folder; a folder whose process is gone is what a crash left behind,
-and `recoverable` lists those for the next start.
+``<data dir>/autosave/<pid>-<start time>-<n>/autosave.delineo`` next to ``owner.json`` (the
+process id). A clean exit deletes the folder, or keeps unsaved work there for the next start
+(process id 0); a folder whose process is gone is what a crash left behind, and `recoverable`
+lists those for the next start. A recovered case is autosaved at once; the autosave it came from
+goes once that is written.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -24,15 +27,18 @@ from planning.structures import StructureSet
 
 log = logging.getLogger(__name__)
 AUTOSAVE_NAME = "autosave.delineo"
+_autosavers = itertools.count(1)
 
 
 @dataclass
 class Recoverable:
-    """An autosave left by a process that did not exit cleanly."""
+    """An autosave left by a process that did not exit cleanly, or that exited with unsaved work."""
 
     folder: Path
     saved_at: float
     description: str
+    #: False when the process closed normally and kept its unsaved work here on purpose.
+    crashed: bool = True
 
     @property
     def path(self) -> Path:
@@ -70,9 +76,8 @@ def recoverable(data_dir: Path) -> list[Recoverable]:
         if not (folder / AUTOSAVE_NAME).exists():
             shutil.rmtree(folder, ignore_errors=True)
             continue
-        found.append(
-            Recoverable(folder, (folder / AUTOSAVE_NAME).stat().st_mtime, owner.get("description", ""))
-        )
+        saved_at = (folder / AUTOSAVE_NAME).stat().st_mtime
+        found.append(Recoverable(folder, saved_at, owner.get("description", ""), crashed=pid != 0))
     return sorted(found, key=lambda r: -r.saved_at)
 
 
@@ -103,14 +108,20 @@ class Autosaver(QObject):
     """Saves the open case every `interval_s` seconds when it changed (in a worker)."""
 
     saved = pyqtSignal(str)
+    #: The first failure of a run of failed autosaves, in words (a successful one ends the run).
+    failed = pyqtSignal(str)
 
     def __init__(self, window, data_dir: Path, interval_s: float = 30.0):
         super().__init__(window)
         self.window = window
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.folder = Path(data_dir) / "autosave" / f"{os.getpid()}-{stamp}"
+        # numbered: windows of one process (tests) opened in the same second each have their own
+        self.folder = Path(data_dir) / "autosave" / f"{os.getpid()}-{stamp}-{next(_autosavers)}"
         self._saved_generation: tuple | None = None
         self._saving = False
+        self._again = False  # a save was asked for while one was running
+        self._failing = False
+        self._superseded: Recoverable | None = None  # what the open case was recovered from
         self.timer = QTimer(self, interval=int(interval_s * 1000))
         self.timer.timeout.connect(self.save_now)
         self.timer.start()
@@ -121,31 +132,83 @@ class Autosaver(QObject):
 
     def save_now(self) -> None:
         case = self.window.case
-        if case is None or self._saving:
+        if case is None:
+            return
+        if self._saving:
+            self._again = True
             return
         generation = (id(case), case.history.generation, self.window.view_generation)
         if generation == self._saved_generation:
             return
         taken = snapshot((case, self.window.view_state()))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        owner = {"pid": os.getpid(), "description": self.window.case_description()}
-        (self.folder / "owner.json").write_text(json.dumps(owner))
+        superseded = self._superseded
+        try:
+            self._write_owner(os.getpid(), self.window.case_description())
+        except OSError as error:
+            self._report_failure(error)
+            return
         self._saving = True
 
         def done(path):
-            self._saving = False
             self._saved_generation = generation
+            self._failing = False
+            self._discard_superseded(superseded)
             self.saved.emit(str(path))
+            self._finished()
 
         def failed(error):
-            self._saving = False
-            log.error("autosave failed: %s", error)
+            self._report_failure(error)
+            self._finished()
 
         self.window.jobs.run(
-            "Autosave", lambda on_progress, cancel: write_snapshot(taken, self.path), done, failed, quiet=True
+            "Autosave",
+            lambda on_progress, cancel: write_snapshot(taken, self.path),
+            done,
+            failed,
+            quiet=True,
+            finish_before_close=True,
         )
 
+    def take_over(self, entry: Recoverable) -> None:
+        """Autosave the case just recovered from `entry` now; `entry` goes once that is written."""
+        self._superseded = entry
+        self.save_now()
+
+    def save_at_exit(self) -> None:
+        """Write the open case's unsaved work for the next start, at once (the window is closing).
+        Raises OSError or DelineoError when it cannot be written."""
+        self.timer.stop()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_snapshot(snapshot((self.window.case, self.window.view_state())), self.path)
+        self._write_owner(0, f"{self.window.case_description()} (unsaved at exit)")
+        self._discard_superseded(self._superseded)
+
     def discard(self) -> None:
-        """Remove this process's autosave (a clean exit)."""
+        """Remove this process's autosave and the one the case was recovered from (a clean exit)."""
         self.timer.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._discard_superseded(self._superseded)
+
+    def _write_owner(self, pid: int, description: str) -> None:
+        """Say whose autosave this is: a live process id, or 0 for work kept at a clean exit."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "owner.json").write_text(json.dumps({"pid": pid, "description": description}))
+
+    def _discard_superseded(self, superseded: Recoverable | None) -> None:
+        if superseded is None:
+            return
+        superseded.discard()
+        if self._superseded is superseded:
+            self._superseded = None
+
+    def _report_failure(self, error: Exception) -> None:
+        log.info("autosave failed: %s", error)
+        if not self._failing:
+            self._failing = True
+            self.failed.emit(str(error))
+
+    def _finished(self) -> None:
+        self._saving = False
+        if self._again:
+            self._again = False
+            self.save_now()

@@ -46,6 +46,8 @@ class Job:
     relay: _Relay | None = None
     #: Background housekeeping (autosave, checks) not shown in the progress panel.
     quiet: bool = False
+    #: A write of the user's work (a save, an autosave): closing the window waits for it.
+    finish_before_close: bool = False
 
 
 class JobRunner(QObject):
@@ -73,10 +75,12 @@ class JobRunner(QObject):
         on_error: Callable[[Exception], None] | None = None,
         *,
         quiet: bool = False,
+        finish_before_close: bool = False,
     ) -> Job:
         """Start `function(on_progress, cancel)` in a worker; `on_done(result)` on the GUI thread.
-        A `quiet` job is background housekeeping the progress panel does not show."""
-        job = Job(title, quiet=quiet)
+        A `quiet` job is background housekeeping the progress panel does not show; closing the
+        window waits for a `finish_before_close` one (a save) instead of cancelling it."""
+        job = Job(title, quiet=quiet, finish_before_close=finish_before_close)
         job.relay = _Relay()
         job.relay.progress.connect(lambda stage, done, total: self._on_progress(job, stage, done, total))
 
@@ -102,6 +106,11 @@ class JobRunner(QObject):
         log.debug("job started: %s", title)
         worker.start()
         return job
+
+    @property
+    def writing(self) -> bool:
+        """Whether a job closing the window waits for (a save) is running."""
+        return any(job.finish_before_close for job in self.jobs)
 
     def cancel_all(self) -> None:
         for job in self.jobs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -141,6 +140,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.tools.active_changed.connect(self._on_tool_changed)
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
+        self.autosaver.failed.connect(self._on_autosave_failed)
         self.stale: list[str] = []
         self._stale_timer = QTimer(self, singleShot=True, interval=1500)
         self._stale_timer.timeout.connect(self._check_stale)
@@ -644,7 +644,9 @@ class MainWindow(QMainWindow):
             self._remember(written)
             self.statusBar().showMessage(f"Session saved to {written}", 6000)
 
-        self.jobs.run("Saving session", lambda p, c: write_snapshot(taken, path, p, c), done)
+        self.jobs.run(
+            "Saving session", lambda p, c: write_snapshot(taken, path, p, c), done, finish_before_close=True
+        )
 
     def open_session(self, path: str | Path) -> None:
         """Restore a saved session: its image is loaded again from where it was."""
@@ -675,16 +677,18 @@ class MainWindow(QMainWindow):
         return True
 
     def recover(self, entry) -> None:
-        """Restore a crashed session's autosave, then remove it."""
+        """Restore a crashed session's autosave; it is removed once the recovered case has been
+        autosaved (at once) in its turn. Kept when the open case is kept instead."""
 
         def work(on_progress, cancel):
             session = entry.load()
             return session, _load_reference(session.image, on_progress, cancel)
 
         def done(result):
-            self.restore_session(*result)
+            if not self.restore_session(*result):
+                return
             self._saved_generation = None  # recovered work is unsaved work
-            entry.discard()
+            self.autosaver.take_over(entry)
             self.statusBar().showMessage(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
 
         self.jobs.run("Recovering autosaved session", work, done)
@@ -699,8 +703,7 @@ class MainWindow(QMainWindow):
             answer = QMessageBox.question(
                 self,
                 "Recover unsaved work?",
-                f"Delineo did not close normally. Recover the work autosaved for "
-                f"{entry.description or 'the last case'}?",
+                _recovery_question(entry),
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard,
             )
             if answer != QMessageBox.StandardButton.Yes:
@@ -973,11 +976,16 @@ class MainWindow(QMainWindow):
             then(path)
 
     def _ask_save_session_as(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the session", "", "Delineo sessions (*.delineo)")
-        if path:
-            if not path.lower().endswith(ARCHIVE_SUFFIXES):
-                path += ".delineo"
+        path = self._ask_session_path()
+        if path is not None:
             self.save_session_to(path)
+
+    def _ask_session_path(self) -> Path | None:
+        """A session file the user picks (.delineo added without an archive suffix); None: cancelled."""
+        path, _ = QFileDialog.getSaveFileName(self, "Save the session", "", "Delineo sessions (*.delineo)")
+        if not path:
+            return None
+        return Path(path if path.lower().endswith(ARCHIVE_SUFFIXES) else path + ".delineo")
 
     def _may_replace_case(self) -> bool:
         """Whether the open case may give way to another one just loaded: yes when nothing is
@@ -1004,16 +1012,24 @@ class MainWindow(QMainWindow):
         )
         return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
 
-    def _save_now(self) -> bool:
+    def ask_close_without_autosave(self, reason: str) -> str:
+        """'save' (to a file picked now), 'quit' (dropping the changes) or 'cancel' (stay open): the
+        window is closing and its unsaved changes could not be kept for the next start."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes not kept", reason, parent=self)
+        box.setInformativeText("Save them to another place before closing?")
+        save = box.addButton("Save elsewhere…", QMessageBox.ButtonRole.AcceptRole)
+        quit_anyway = box.addButton("Quit without saving", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(save)
+        box.exec()
+        return {save: "save", quit_anyway: "quit"}.get(box.clickedButton(), "cancel")
+
+    def _save_now(self, choose_path: bool = False) -> bool:
         """Save the session at once (to its file, else one the user picks); True when saved."""
-        path = self.session_path
+        path = None if choose_path else self.session_path
+        path = path or self._ask_session_path()
         if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Save the session", "", "Delineo sessions (*.delineo)"
-            )
-            if not chosen:
-                return False
-            path = chosen if chosen.lower().endswith(ARCHIVE_SUFFIXES) else chosen + ".delineo"
+            return False
         from workstation.app.autosave import snapshot, write_snapshot
 
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
@@ -1040,6 +1056,15 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0])
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self.jobs.writing:
+            self._close_once_written(event)
+            return
+        if self.dirty and not self._keep_unsaved_work():
+            self.autosaver.timer.start()
+            event.ignore()
+            return
+        if not self.dirty:
+            self.autosaver.discard()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.messages.close_log()
@@ -1051,22 +1076,42 @@ class MainWindow(QMainWindow):
         # for this thread, are delivered now, while every view still exists.
         QThreadPool.globalInstance().waitForDone(10_000)
         QApplication.processEvents()
-        if self.dirty:
-            # Unsaved work stays in the autosave and is offered for recovery next time.
-            from workstation.app.autosave import snapshot, write_snapshot
-
-            self.autosaver.timer.stop()
-            self.autosaver.folder.mkdir(parents=True, exist_ok=True)
-            write_snapshot(snapshot((self.case, self.view_state())), self.autosaver.path)
-            owner = {"pid": 0, "description": f"{self.case_description()} (unsaved at exit)"}
-            (self.autosaver.folder / "owner.json").write_text(json.dumps(owner))
-        else:
-            self.autosaver.discard()
         shutdown = getattr(self.view3d, "shutdown", None)
         if shutdown is not None:
             shutdown()  # stops its surface builds and releases its render window
         self.jobs.close()
         super().closeEvent(event)
+
+    def _close_once_written(self, event) -> None:
+        """Closing while a save is being written: the window closes once it is done."""
+        event.ignore()
+        self.statusBar().showMessage("Closing once the session is saved…")
+        QTimer.singleShot(100, self.close)
+
+    def _keep_unsaved_work(self) -> bool:
+        """Keep the unsaved work in the autosave, offered for recovery next time; when it cannot be
+        written, ask. True when the window may close."""
+        try:
+            self.autosaver.save_at_exit()
+            return True
+        except (DelineoError, OSError) as error:
+            reason = f"The unsaved changes could not be kept for the next start: {error}"
+        self.messages.add("ERROR", reason)
+        answer = self.ask_close_without_autosave(reason)
+        if answer == "save":
+            return self._save_now(choose_path=True)
+        if answer != "quit":
+            self.statusBar().showMessage("Not closed: the unsaved changes are still open here", 15000)
+        return answer == "quit"
+
+    def _on_autosave_failed(self, message: str) -> None:
+        """Autosaves began failing: said once, until one works again."""
+        text = (
+            f"Autosave failed: {message}. Until it works again, a crash loses the unsaved changes: "
+            "save the session (to another disk if this one is full)"
+        )
+        self.statusBar().showMessage(text, 30000)
+        self.messages.add("ERROR", text)
 
     def screenshot(self) -> QImage:
         """The window as shown, the 3D view's OpenGL pixels included (`grab` alone misses them)."""
@@ -1097,6 +1142,14 @@ def _initial_target(case: Case):
         if structure.roi_type.value in ("GTV", "CTV", "PTV") and structure.mask.box is not None:
             return structure
     return None
+
+
+def _recovery_question(entry) -> str:
+    """Why there is work to recover (a crash, or unsaved work kept at a normal exit), and the offer."""
+    case = entry.description or "the last case"
+    if entry.crashed:
+        return f"Delineo did not close normally. Recover the work autosaved for {case}?"
+    return f"Delineo was closed with unsaved changes, kept for the next start. Recover the work on {case}?"
 
 
 def _is_session(path: Path) -> bool:
