@@ -246,6 +246,8 @@ class Structure:
         markers: POINT and OPEN_PLANAR items read from an RTSTRUCT (never rasterised).
         recipe: how a derived structure is rebuilt from others (see planning margins), or None.
         visible: display state (the GUI's; stored so sessions restore it).
+        awaiting_review: an auto-contour not yet accepted or rejected (stored so sessions
+            restore it).
     """
 
     name: str
@@ -259,6 +261,7 @@ class Structure:
     markers: list[PlanarContour] = field(default_factory=list)
     recipe: dict | None = None
     visible: bool = True
+    awaiting_review: bool = False
 
     def __post_init__(self) -> None:
         self.roi_type = RoiType(self.roi_type)
@@ -292,6 +295,7 @@ class Structure:
             "description": self.description,
             "recipe": self.recipe,
             "visible": self.visible,
+            "awaiting_review": self.awaiting_review,
         }
 
     @classmethod
@@ -311,6 +315,7 @@ class Structure:
             markers=list(markers or []),
             recipe=plain.get("recipe"),
             visible=bool(plain.get("visible", True)),
+            awaiting_review=bool(plain.get("awaiting_review", False)),
         )
 
 

@@ -265,3 +265,46 @@ def test_the_3d_view_draws_results_awaiting_review_as_wireframes(window, qtbot):
     assert not wireframe("GTV")  # the case's own contours stay solid
     dialog.accept_result(lung)
     assert not wireframe(lung)
+
+
+def test_results_still_await_review_after_the_session_is_reopened(window, qtbot, monkeypatch, tmp_path):
+    """The review state is kept in the session: a reopened one marks the results again in the
+    table and the 3D view, and they are accepted from the table or rejected from the dialog."""
+    from planning.structures import Structure, StructureSet
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+
+    def segment(volume, model, names, device, **kwargs):
+        found = StructureSet(case.grid)
+        for name in ("Lung_R", "Heart"):
+            found.add(Structure(f"{name}_auto", case.structures[name].mask.copy()))
+        return found
+
+    monkeypatch.setattr(services, "segment", segment)
+    window.open_autoseg()
+    window.autoseg_dialog.run_button.click()
+    wait_idle(qtbot, window)
+    window.save_session_to(tmp_path / "review.delineo")
+    wait_idle(qtbot, window)
+    window.open_path(tmp_path / "review.delineo")
+    wait_idle(qtbot, window)
+    case, table = window.case, window.table
+    assert window.autoseg_dialog is None  # closed with the case it worked on
+    qtbot.waitUntil(window.view3d.is_ready, timeout=120_000)
+
+    def marked(name) -> bool:
+        actor = window.view3d._actors[case.structures[name]]
+        text = table.item(case.structures.names().index(name), 2).text()
+        return text.endswith("?") and actor.GetProperty().GetRepresentationAsString() == "Wireframe"
+
+    assert marked("Lung_R_auto") and marked("Heart_auto") and not marked("Heart")
+    next(a for a in table.review_menu("Lung_R_auto").actions() if a.text().startswith("Accept")).trigger()
+    assert not marked("Lung_R_auto") and table.review_menu("Lung_R_auto") is None
+    window.open_autoseg()
+    assert window.autoseg_dialog.pending == ["Heart_auto"]
+    window.autoseg_dialog.reject_result("Heart_auto")
+    assert "Heart_auto" not in case.structures
+    window.undo()
+    window.undo()
+    assert marked("Lung_R_auto") and case.structures["Heart_auto"].awaiting_review

@@ -2,9 +2,11 @@
 
 The window stays usable while the model runs (progress bar and Cancel here and in the status
 bar). Results arrive as new AUTOMATIC structures, added in one undo step and shown in every view,
-marked as pending (italic, with "?", in the table; dotted outline) until each is accepted (kept)
-or rejected (deleted, itself an undo step), one by one or all. A result whose colour is too close
-to one already in the case gets a distinct one.
+marked as awaiting review (`Structure.awaiting_review`, kept in sessions: italic, with "?", in the
+table; dotted outline; wireframe in 3D) until each is accepted (kept) or rejected (deleted), one
+by one or all, each an undo step. The dialog lists the case's results still awaiting review when
+it opens (after a reopened or recovered session). A result whose colour is too close to one
+already in the case gets a distinct one.
 """
 
 from __future__ import annotations
@@ -45,9 +47,8 @@ class AutoSegDialog(QDialog):
         self.setModal(False)
         self.resize(520, 600)
         self.job = None
-        self.pending: list[str] = []
-        #: each result as added, by its name then: found again by identity if renamed since
-        self._results: dict = {}
+        #: each result's ROI number by its name as listed: found again if renamed since
+        self._results: dict[str, int] = {}
         self.models = services.models()
 
         layout = QVBoxLayout(self)
@@ -106,6 +107,9 @@ class AutoSegDialog(QDialog):
         layout.addLayout(all_row)
         window.jobs.progressed.connect(self._on_progress)
         self._fill_structures()
+        for structure in window.case.structures if window.case is not None else []:
+            if structure.awaiting_review:  # from a reopened or recovered session
+                self._list_result(structure)
 
     def _model(self):
         return self.models[self.model_box.currentIndex()] if self.models else None
@@ -184,6 +188,7 @@ class AutoSegDialog(QDialog):
                 empty.append(structure.name)
                 continue
             structure.algorithm = GenerationAlgorithm.AUTOMATIC
+            structure.awaiting_review = True
             structure.number = 0
             new.append(structure)
         used = [s.color for s in case.structures]
@@ -200,11 +205,18 @@ class AutoSegDialog(QDialog):
         if structure_set.warnings:
             self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)
         for structure in new:
-            self._results[structure.name] = structure
-            self._add_result_row(structure.name, structure.volume_cc)
-        self.pending.extend(s.name for s in new)
-        self._show_pending()
+            self._list_result(structure)
         self.results_arrived.emit([s.name for s in new])
+
+    @property
+    def pending(self) -> list[str]:
+        """Names of the case's auto-contours awaiting review."""
+        case = self.window_.case
+        return [s.name for s in case.structures if s.awaiting_review] if case is not None else []
+
+    def _list_result(self, structure) -> None:
+        self._results[structure.name] = structure.number
+        self._add_result_row(structure.name, structure.volume_cc)
 
     def _add_result_row(self, name: str, volume_cc: float) -> None:
         row = self.results.rowCount()
@@ -227,42 +239,40 @@ class AutoSegDialog(QDialog):
     # -- review --------------------------------------------------------------------------------
 
     def accept_result(self, name: str) -> None:
-        """Keep an auto-contour (it stays AUTOMATIC until someone edits it)."""
-        if name in self.pending:
-            self.pending.remove(name)
-            self._show_pending()
+        """Keep an auto-contour (it stays AUTOMATIC until someone edits it), under whatever name
+        it has now."""
+        current = self._awaiting(name)
+        if current is not None:
+            self.window_.case.accept_auto_contours([current], f"Accept {current}")
             self._mark(name, "accepted")
 
     def reject_result(self, name: str) -> None:
         """Delete an auto-contour (undoable), under whatever name it has now."""
-        if name in self.pending:
-            self.pending.remove(name)
-            self._show_pending()
-            result = self._results.get(name)
-            current = next((s.name for s in self.window_.case.structures if s is result), None)
-            if current is None:
-                self._mark(name, "no longer in the case")
-                return
+        current = self._awaiting(name)
+        if current is not None:
             self.window_.case.remove_structure(current)
             self._mark(name, "rejected")
 
     def accept_all(self) -> None:
-        for name in list(self.pending):
-            self.accept_result(name)
+        """Keep every listed result still awaiting review, as one undo step."""
+        awaiting = {name: self._awaiting(name) for name in self._results}
+        awaiting = {name: current for name, current in awaiting.items() if current is not None}
+        self.window_.case.accept_auto_contours(list(awaiting.values()), "Accept all auto-contours")
+        for name in awaiting:
+            self._mark(name, "accepted")
 
     def reject_all(self) -> None:
-        for name in list(self.pending):
+        for name in list(self._results):
             self.reject_result(name)
 
-    def _show_pending(self) -> None:
-        """Mark the results still to review in the structure table, the 2D views and the 3D view."""
-        pending = {id(self._results[name]) for name in self.pending}
-        self.window_.table.set_pending(pending)
-        for view in self.window_.views.values():
-            view.set_pending(pending)
-        set_unreviewed = getattr(self.window_.view3d, "set_unreviewed", None)  # absent without OpenGL
-        if set_unreviewed is not None:
-            set_unreviewed(pending)
+    def _awaiting(self, name: str) -> str | None:
+        """The current name of listed result `name` while it awaits review; None once reviewed
+        or gone."""
+        number = self._results.get(name)
+        for structure in self.window_.case.structures:
+            if structure.number == number and structure.awaiting_review:
+                return structure.name
+        return None
 
     def _mark(self, name: str, state: str) -> None:
         for row in range(self.results.rowCount()):

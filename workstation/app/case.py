@@ -180,6 +180,20 @@ class Case:
         command.redo(self.structures)
         self.history.push(command)
 
+    def accept_auto_contours(self, names: list[str], label: str) -> None:
+        """Mark auto-contours awaiting review as reviewed and kept, as one undo step."""
+        commands: list[Command] = []
+        for name in names:
+            command = ChangeProperties(
+                f"Accept {name}",
+                {"name": name, "awaiting_review": True},
+                {"name": name, "awaiting_review": False},
+            )
+            command.redo(self.structures)
+            commands.append(command)
+        if commands:
+            self.history.push(commands[0] if len(commands) == 1 else Macro(label, commands))
+
     def set_visible(self, name: str, visible: bool) -> None:
         """Show or hide a structure (display state: not an undo step)."""
         structure = self.structures[name]

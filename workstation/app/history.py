@@ -282,9 +282,9 @@ class RemoveStructure(AddStructure):
 
 
 class ChangeProperties(Command):
-    """Name, colour, type, description or algorithm of a structure changed."""
+    """Name, colour, type, description, algorithm, recipe or review state of a structure changed."""
 
-    FIELDS = ("name", "color", "roi_type", "description", "algorithm", "recipe")
+    FIELDS = ("name", "color", "roi_type", "description", "algorithm", "recipe", "awaiting_review")
 
     def __init__(self, label: str, before: dict, after: dict):
         self.label, self.before, self.after = label, dict(before), dict(after)

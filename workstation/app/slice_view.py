@@ -80,7 +80,6 @@ class SliceView(QWidget):
         self._overlays: OverlayCache | None = None
         self._base: tuple | None = None  # (key, QImage) of image + overlays
         self._scene_generation = 0
-        self._pending: set[int] = set()  # ids of auto-contours awaiting review
         self.marks: list[tuple[float, float, float]] = []  # voxel (z, y, x) points, numbered from 1
         self._drawn_cross: QPointF | None = None
         self._last_index = -1
@@ -98,12 +97,6 @@ class SliceView(QWidget):
         self.dose_layer = layer
         self.update()
 
-    def set_pending(self, ids: set[int]) -> None:
-        """Draw the structures (by id) that are auto-contours awaiting review with a dotted outline."""
-        self._pending = set(ids)
-        self._changed_scene()
-        self.update()
-
     def set_marks(self, points_zyx: list) -> None:
         """Mark voxel (z, y, x) points, numbered 1, 2, …: each is drawn on the slice it lies in."""
         self.marks = [tuple(float(v) for v in p) for p in points_zyx]
@@ -119,7 +112,6 @@ class SliceView(QWidget):
             self.state.window_changed.disconnect(self._on_window)
         self.case, self.state = case, state
         self._grey = self._base = None
-        self._pending = set()
         self.marks = []
         if case is None:
             self.orientation = self._overlays = self._mapper = None
@@ -302,7 +294,7 @@ class SliceView(QWidget):
             # Integer cosmetic widths keep Qt on its fast line path.
             pen = QPen(QColor(*structure.color), 2 if is_active else 1)
             pen.setCosmetic(True)
-            if id(structure) in self._pending:
+            if structure.awaiting_review:  # an auto-contour not yet accepted or rejected
                 pen.setStyle(Qt.PenStyle.DotLine)
             painter.setPen(pen)
             painter.drawLines(overlay.lines)

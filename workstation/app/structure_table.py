@@ -1,7 +1,8 @@
 """The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc.
 
 Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
-rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle).
+rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle);
+their context menu accepts or rejects them.
 
 The table follows the structure set's events (added / removed / changed) and writes user edits
 back through the `Case` (one undo step each); its own updates run under a signal blocker so they
@@ -19,6 +20,7 @@ from PyQt6.QtWidgets import (
     QCompleter,
     QHeaderView,
     QLineEdit,
+    QMenu,
     QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
@@ -96,10 +98,11 @@ class StructureTable(QTableWidget):
         self._volume_timer.timeout.connect(self._refresh_volumes)
         self._stale_volumes: set[int] = set()
         self._stale: set[str] = set()
-        self._pending: set[int] = set()  # ids of auto-contours awaiting review
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
         self.itemSelectionChanged.connect(lambda: self.active_changed.emit(self.active_name()))
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._on_context_menu)
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -109,7 +112,6 @@ class StructureTable(QTableWidget):
             self.case.structures.removed.disconnect(self._on_removed)
             self.case.structures.changed.disconnect(self._on_changed)
         self.case = case
-        self._pending = set()
         self._rebuild()
         if case is not None:
             case.structures.added.connect(self._on_added)
@@ -121,11 +123,6 @@ class StructureTable(QTableWidget):
     def set_stale(self, names: list[str]) -> None:
         """Mark derived structures whose sources changed since they were built."""
         self._stale = set(names)
-        self._refill()
-
-    def set_pending(self, ids: set[int]) -> None:
-        """Mark the structures (by id) that are auto-contours not yet accepted or rejected."""
-        self._pending = set(ids)
         self._refill()
 
     def _refill(self) -> None:
@@ -188,7 +185,7 @@ class StructureTable(QTableWidget):
             self.item(row, COLOR).setIcon(QIcon(swatch))
             name = self.item(row, NAME)
             stale = structure.name in self._stale
-            pending = id(structure) in self._pending
+            pending = structure.awaiting_review
             name.setText(structure.name + ("  ⟳" if stale else "") + ("  ?" if pending else ""))
             name.setData(Qt.ItemDataRole.UserRole, structure.name)
             font = QFont(self.font())
@@ -201,7 +198,7 @@ class StructureTable(QTableWidget):
                 )
             history = self.case.history.history_of(structure.name)[-8:]
             lines = [structure.name, f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
-            lines += ["pending: accept or reject it in Auto-segmentation"] if pending else []
+            lines += ["pending: accept or reject it (right-click, or Auto-segmentation)"] if pending else []
             lines += [advice] if advice else []
             lines += [f"• {c.label}" for c in history]
             name.setToolTip("\n".join(lines))
@@ -290,3 +287,25 @@ class StructureTable(QTableWidget):
             self.case.set_properties(
                 name, f"Colour of {name}", color=(color.red(), color.green(), color.blue())
             )
+
+    # -- review of auto-contours ---------------------------------------------------------------
+
+    def review_menu(self, name: str) -> QMenu | None:
+        """Accept / Reject for an auto-contour awaiting review (None for any other structure)."""
+        if self.case is None or name not in self.case.structures:
+            return None
+        if not self.case.structures[name].awaiting_review:
+            return None
+        menu = QMenu(self)
+        menu.addAction(f"Accept {name}", lambda: self.case.accept_auto_contours([name], f"Accept {name}"))
+        menu.addAction(f"Reject {name}", lambda: self.case.remove_structure(name))
+        return menu
+
+    def _on_context_menu(self, pos) -> None:
+        item = self.itemAt(pos)
+        if item is None:
+            return
+        menu = self.review_menu(self.item(item.row(), NAME).data(Qt.ItemDataRole.UserRole))
+        if menu is not None:
+            menu.exec(self.viewport().mapToGlobal(pos))
+            menu.deleteLater()

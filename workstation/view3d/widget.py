@@ -132,7 +132,6 @@ class View3D(QWidget):
         self._surfaces: dict[Structure, Surface] = {}
         self._generation: dict[Structure, int] = {}
         self._pending: set[Structure] = set()  # surfaces to (re)build
-        self._unreviewed: set[int] = set()  # ids of auto-contours awaiting review
         self._workers: list = []
         self._build_worker = None
         self._cancel = threading.Event()
@@ -189,7 +188,6 @@ class View3D(QWidget):
         self._surfaces.clear()
         self._generation.clear()
         self._pending.clear()
-        self._unreviewed.clear()
         self._margin_maps.clear()
         self._focus = None
         self._clear_overlay()
@@ -322,14 +320,6 @@ class View3D(QWidget):
         """Fade every surface but those of `names`, so what they hide (a distance between two
         structures inside an organ, a resected part) shows; None shows them as usual again."""
         self._focus = set(names) if names else None
-        for structure in list(self._actors):
-            self._restyle(structure, render=False)
-        self._render()
-
-    def set_unreviewed(self, ids: set[int]) -> None:
-        """Draw the structures (by id) that are auto-contours awaiting review as wireframes, as
-        the 2D views draw them dotted, so they are not taken for accepted contours."""
-        self._unreviewed = set(ids)
         for structure in list(self._actors):
             self._restyle(structure, render=False)
         self._render()
@@ -615,7 +605,7 @@ class View3D(QWidget):
         for structure, (full, low) in self._mappers.items():
             actor = self._actors.get(structure)
             if actor is not None and structure not in self._margin_maps:
-                actor.SetMapper(low if coarse or id(structure) in self._unreviewed else full)
+                actor.SetMapper(low if coarse or structure.awaiting_review else full)
         if not coarse:
             self._render()
 
@@ -628,7 +618,7 @@ class View3D(QWidget):
             opacity = min(opacity, FADED_OPACITY)
         if any(target is structure for target, _ in self._margin_maps.values()):
             opacity = min(opacity, REFERENCE_OPACITY)
-        unreviewed = id(structure) in self._unreviewed
+        unreviewed = structure.awaiting_review  # a wireframe, as the 2D views draw it dotted
         scene.style_actor(actor, structure.color, opacity, wireframe=unreviewed)
         if structure in self._mappers and structure not in self._margin_maps:
             full, coarse = self._mappers[structure]  # a cage of the coarse mesh: lighter lines
