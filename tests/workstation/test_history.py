@@ -77,3 +77,17 @@ def test_a_save_taken_before_more_drawing_holds_the_case_as_it_was(tmp_path):
     saved = load_session(write_snapshot(taken, tmp_path / "s.delineo"))
     assert np.array_equal(saved.structures["Heart"].mask.full(), before)
     assert saved.history[0]["commands"] == [] and not case.structures["Heart"].mask.region(box).any()
+
+
+def test_a_session_whose_history_is_damaged_opens_without_it_and_says_so(window, qtbot, tmp_path):
+    from support.app import show_sample, wait_idle
+
+    case = show_sample(window, shape=(12, 40, 40))
+    case.new_structure("Drawn")
+    folder = save_session(case.to_session({}), tmp_path / "s")
+    (folder / "history.npz").write_bytes(b"damaged")
+    window.ask_unsaved_changes = lambda about: "discard"
+    window.open_path(folder)
+    wait_idle(qtbot, window)
+    assert "Drawn" in window.case.structures and not window.case.history.can_undo
+    assert "undo history is damaged" in window.statusBar().currentMessage()
