@@ -135,6 +135,26 @@ def test_structures_asked_for_but_not_found_are_named(window, qtbot, monkeypatch
     assert "Not found in this image: Lung_L." in dialog.stage.text()
 
 
+def test_a_run_that_finds_nothing_says_so(window, qtbot, monkeypatch):
+    from planning.structures import Mask, Structure, StructureSet
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+
+    def segment(volume, model, names, device, **kwargs):
+        found = StructureSet(case.grid)
+        found.add(Structure("Lung_L", Mask(case.grid)))
+        return found
+
+    monkeypatch.setattr(services, "segment", segment)
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert dialog.stage.text() == "Nothing found: no structures added.\nNot found in this image: Lung_L."
+    assert not case.history.can_undo
+
+
 def test_a_result_renamed_before_it_is_rejected_is_still_removed(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
     window.open_autoseg()
@@ -142,8 +162,9 @@ def test_a_result_renamed_before_it_is_rejected_is_still_removed(window, qtbot):
     dialog.run_button.click()
     wait_idle(qtbot, window)
     name = next(n for n in dialog.pending if n.startswith("Lung_R"))
+    number = case.structures[name].number
     case.set_properties(name, name="Lung_R_auto")
-    dialog.reject_result(name)
+    dialog.reject_result(number)
     assert "Lung_R_auto" not in case.structures and name not in case.structures
 
 
@@ -238,11 +259,11 @@ def test_results_look_pending_until_accepted_or_rejected(window, qtbot):
     assert isinstance(editor, QLineEdit) and editor.text() == external  # renamed without the mark
     colour = case.structures[external].color  # an outline only: its pixels are the outline's
     dotted = _colour_pixels(view, colour)
-    dialog.accept_result(external)
+    dialog.accept_result(case.structures[external].number)
     assert name_item(external).text() == external and not name_item(external).font().italic()
     assert dotted < 0.8 * _colour_pixels(view, colour)
     assert name_item(lung).text().endswith("?")
-    dialog.reject_result(lung)
+    dialog.reject_result(case.structures[lung].number)
     assert lung not in case.structures
     dialog.accept_all()
     assert not any(table.item(row, 2).text().endswith("?") for row in range(table.rowCount()))
@@ -263,7 +284,7 @@ def test_the_3d_view_draws_results_awaiting_review_as_wireframes(window, qtbot):
 
     assert wireframe(lung)
     assert not wireframe("GTV")  # the case's own contours stay solid
-    dialog.accept_result(lung)
+    dialog.accept_result(case.structures[lung].number)
     assert not wireframe(lung)
 
 
@@ -303,8 +324,110 @@ def test_results_still_await_review_after_the_session_is_reopened(window, qtbot,
     assert not marked("Lung_R_auto") and table.review_menu("Lung_R_auto") is None
     window.open_autoseg()
     assert window.autoseg_dialog.pending == ["Heart_auto"]
-    window.autoseg_dialog.reject_result("Heart_auto")
+    window.autoseg_dialog.reject_result(case.structures["Heart_auto"].number)
     assert "Heart_auto" not in case.structures
     window.undo()
     window.undo()
     assert marked("Lung_R_auto") and case.structures["Heart_auto"].awaiting_review
+
+
+def _heart_found(case):
+    """A model run finding Heart_auto (a copy of the case's Heart)."""
+    from planning.structures import Structure, StructureSet
+
+    found = StructureSet(case.grid)
+    found.add(Structure("Heart_auto", case.structures["Heart"].mask.copy()))
+    return found
+
+
+def _finds_heart(case):
+    return lambda volume, model, names, device, **kwargs: _heart_found(case)
+
+
+def _finds_heart_even_when_cancelled(case):
+    """A model that waits until cancelled (10 s at most), then returns its result all the same:
+    one that notices the Cancel only after its last step."""
+
+    def segment(volume, model, names, device, cancel, **kwargs):
+        cancel.wait(10)
+        return _heart_found(case)
+
+    return segment
+
+
+def test_results_of_a_cancelled_run_are_dropped(window, qtbot, monkeypatch):
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    monkeypatch.setattr(services, "segment", _finds_heart_even_when_cancelled(case))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    before = case.structures.names()
+    dialog.run_button.click()
+    dialog.cancel_button.click()
+    wait_idle(qtbot, window)
+    assert case.structures.names() == before and not case.history.can_undo
+    assert dialog.stage.text() == "Cancelled." and dialog.results.rowCount() == 0
+
+
+def test_results_of_a_run_for_a_case_closed_meanwhile_are_dropped(window, qtbot, monkeypatch):
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    monkeypatch.setattr(services, "segment", _finds_heart_even_when_cancelled(case))
+    window.open_autoseg()
+    window.autoseg_dialog.run_button.click()
+    other = show_sample(window, shape=(40, 128, 128))  # another case opened while it runs
+    before = other.structures.names()
+    wait_idle(qtbot, window)
+    assert other.structures.names() == before and not other.history.can_undo
+    assert "Heart_auto" not in case.structures
+    assert "results dropped, the case they were for is no longer open" in window.statusBar().currentMessage()
+
+
+def test_results_arriving_as_the_window_closes_are_dropped(window, qtbot, monkeypatch):
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    monkeypatch.setattr(services, "segment", _finds_heart_even_when_cancelled(case))
+    window.open_autoseg()
+    window.autoseg_dialog.run_button.click()
+    before = case.structures.names()
+    assert window.close()
+    assert case.structures.names() == before and not case.history.can_undo
+
+
+def test_a_run_goes_on_after_the_dialog_is_closed_and_its_results_arrive(window, qtbot):
+    case = show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    dialog.close()
+    assert window.jobs.busy and window.progress_panel.cancel.isEnabled()
+    wait_idle(qtbot, window)
+    assert dialog.pending and all(case.structures[n].awaiting_review for n in dialog.pending)
+    assert "structures added; accept or reject each" in window.statusBar().currentMessage()
+    window.open_autoseg()
+    assert window.autoseg_dialog is dialog and dialog.results.rowCount() == len(dialog.pending)
+
+
+def test_reject_on_a_row_deletes_that_rows_contour_after_a_rename_and_a_rerun(window, qtbot, monkeypatch):
+    """Run 1's result is renamed, run 2 brings one of run 1's name: Reject on run 1's row deletes
+    run 1's (renamed) contour, not run 2's."""
+    from PyQt6.QtWidgets import QPushButton
+
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    monkeypatch.setattr(services, "segment", _finds_heart(case))
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    case.set_properties("Heart_auto", name="Heart_model")
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    assert dialog.results.rowCount() == 2
+    buttons = dialog.results.cellWidget(0, 2).findChildren(QPushButton)
+    next(b for b in buttons if b.text() == "Reject").click()
+    assert "Heart_model" not in case.structures and case.structures["Heart_auto"].awaiting_review

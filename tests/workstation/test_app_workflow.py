@@ -41,8 +41,8 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     assert {"External", "Lung_R"} <= set(produced) and "Lung_L" not in produced
     for name in produced:
         assert case.structures[name].algorithm == GenerationAlgorithm.AUTOMATIC
-    dialog.accept_result("External")
-    dialog.accept_result("Lung_R")
+    dialog.accept_result(case.structures["External"].number)
+    dialog.accept_result(case.structures["Lung_R"].number)
     dialog.reject_all()
     assert set(case.structures.names()) == {"GTV-1", "External", "Lung_R"}
     window.undo()  # the rejection is an undo step like any other

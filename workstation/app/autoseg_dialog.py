@@ -7,6 +7,10 @@ table; dotted outline; wireframe in 3D) until each is accepted (kept) or rejecte
 by one or all, each an undo step. The dialog lists the case's results still awaiting review when
 it opens (after a reopened or recovered session). A result whose colour is too close to one
 already in the case gets a distinct one.
+
+Closing the dialog leaves the run going (the status bar shows it, with Cancel); its results
+still arrive. They go only into the case the run started on: a run cancelled, or whose case was
+closed meanwhile (another case opened, the window closed), adds nothing and says so.
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ class AutoSegDialog(QDialog):
         self.setModal(False)
         self.resize(520, 600)
         self.job = None
-        #: each result's ROI number by its name as listed: found again if renamed since
-        self._results: dict[str, int] = {}
+        #: each listed result's row by its ROI number: found again if renamed since
+        self._rows: dict[int, int] = {}
         self.models = services.models()
 
         layout = QVBoxLayout(self)
@@ -156,7 +160,7 @@ class AutoSegDialog(QDialog):
 
         def done(structure_set):
             finished()
-            self._receive(structure_set, model.title)
+            self._deliver(job, case, structure_set, model.title)
 
         def failed(error):
             finished()
@@ -180,8 +184,21 @@ class AutoSegDialog(QDialog):
         if job not in self.window_.jobs.jobs and job.cancel.is_set():
             self.stage.setText("Cancelled.")
 
-    def _receive(self, structure_set, title: str) -> None:
-        case = self.window_.case
+    def _deliver(self, job, case, structure_set, title: str) -> None:
+        """Add a run's results to `case`, the case it ran on, unless the run was cancelled or
+        that case is no longer open."""
+        if self.window_.case is not case:
+            self.stage.setText("Results dropped: the case they were for is no longer open.")
+            self.window_.statusBar().showMessage(
+                f"{job.title}: results dropped, the case they were for is no longer open", 15000
+            )
+        elif job.cancel.is_set():
+            self.stage.setText("Cancelled.")
+            self.window_.statusBar().showMessage(f"{job.title}: cancelled, nothing added", 8000)
+        else:
+            self._receive(case, structure_set, title)
+
+    def _receive(self, case, structure_set, title: str) -> None:
         new, empty = [], []
         for structure in structure_set:
             if structure.mask.is_empty:
@@ -197,13 +214,20 @@ class AutoSegDialog(QDialog):
             used.append(structure.color)
         case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
         self.progress.setValue(1000)
-        self.stage.setText(f"{len(new)} structures added; accept or reject each.")
+        summary = (
+            f"{len(new)} structures added; accept or reject each."
+            if new
+            else "Nothing found: no structures added."
+        )
+        self.stage.setText(summary)
         if empty:  # asked for, not found in this image (a lung outside the field of view)
             self.stage.setText(f"{self.stage.text()}\nNot found in this image: {', '.join(empty)}.")
         for warning in structure_set.warnings:  # each: an organ's odd volume is as much to review
             self.stage.setText(f"{self.stage.text()}\nWarning: {warning}")
         if structure_set.warnings:
             self.window_.statusBar().showMessage(f"Auto-segmentation: {structure_set.warnings[0]}", 15000)
+        elif not self.isVisible():  # closed while it ran: the status bar tells
+            self.window_.statusBar().showMessage(f"Auto-segmentation ({title}): {summary}", 15000)
         for structure in new:
             self._list_result(structure)
         self.results_arrived.emit([s.name for s in new])
@@ -215,72 +239,69 @@ class AutoSegDialog(QDialog):
         return [s.name for s in case.structures if s.awaiting_review] if case is not None else []
 
     def _list_result(self, structure) -> None:
-        self._results[structure.name] = structure.number
-        self._add_result_row(structure.name, structure.volume_cc)
+        """A row for `structure`; an older row with its ROI number (a result deleted since, whose
+        number was given again) is marked gone."""
+        number = structure.number
+        if number in self._rows:
+            self._mark(number, "gone")
+        self._rows[number] = self.results.rowCount()
+        self._add_result_row(number, structure.name, structure.volume_cc)
 
-    def _add_result_row(self, name: str, volume_cc: float) -> None:
+    def _add_result_row(self, number: int, name: str, volume_cc: float) -> None:
         row = self.results.rowCount()
         self.results.insertRow(row)
-        item = QTableWidgetItem(name)
-        item.setData(Qt.ItemDataRole.UserRole, name)
-        self.results.setItem(row, 0, item)
+        self.results.setItem(row, 0, QTableWidgetItem(name))
         self.results.setItem(row, 1, QTableWidgetItem(f"{volume_cc:.1f}"))
         buttons = QWidget(self.results)
         layout = QHBoxLayout(buttons)
         layout.setContentsMargins(0, 0, 0, 0)
         accept = QPushButton("Accept", buttons)
-        accept.clicked.connect(lambda: self.accept_result(name))
+        accept.clicked.connect(lambda: self.accept_result(number))
         reject = QPushButton("Reject", buttons)
-        reject.clicked.connect(lambda: self.reject_result(name))
+        reject.clicked.connect(lambda: self.reject_result(number))
         layout.addWidget(accept)
         layout.addWidget(reject)
         self.results.setCellWidget(row, 2, buttons)
 
     # -- review --------------------------------------------------------------------------------
 
-    def accept_result(self, name: str) -> None:
-        """Keep an auto-contour (it stays AUTOMATIC until someone edits it), under whatever name
-        it has now."""
-        current = self._awaiting(name)
-        if current is not None:
-            self.window_.case.accept_auto_contours([current], f"Accept {current}")
-            self._mark(name, "accepted")
+    def accept_result(self, number: int) -> None:
+        """Keep the listed auto-contour of ROI number `number` (it stays AUTOMATIC until someone
+        edits it), under whatever name it has now."""
+        name = self._awaiting(number)
+        if name is not None:
+            self.window_.case.accept_auto_contours([name], f"Accept {name}")
+            self._mark(number, "accepted")
 
-    def reject_result(self, name: str) -> None:
-        """Delete an auto-contour (undoable), under whatever name it has now."""
-        current = self._awaiting(name)
-        if current is not None:
-            self.window_.case.remove_structure(current)
-            self._mark(name, "rejected")
+    def reject_result(self, number: int) -> None:
+        """Delete the listed auto-contour of ROI number `number` (undoable), under whatever name
+        it has now."""
+        name = self._awaiting(number)
+        if name is not None:
+            self.window_.case.remove_structure(name)
+            self._mark(number, "rejected")
 
     def accept_all(self) -> None:
         """Keep every listed result still awaiting review, as one undo step."""
-        awaiting = {name: self._awaiting(name) for name in self._results}
-        awaiting = {name: current for name, current in awaiting.items() if current is not None}
+        awaiting = {number: self._awaiting(number) for number in self._rows}
+        awaiting = {number: name for number, name in awaiting.items() if name is not None}
         self.window_.case.accept_auto_contours(list(awaiting.values()), "Accept all auto-contours")
-        for name in awaiting:
-            self._mark(name, "accepted")
+        for number in awaiting:
+            self._mark(number, "accepted")
 
     def reject_all(self) -> None:
-        for name in list(self._results):
-            self.reject_result(name)
+        for number in list(self._rows):
+            self.reject_result(number)
 
-    def _awaiting(self, name: str) -> str | None:
-        """The current name of listed result `name` while it awaits review; None once reviewed
-        or gone."""
-        number = self._results.get(name)
+    def _awaiting(self, number: int) -> str | None:
+        """The current name of the structure of ROI number `number` while it awaits review; None
+        once reviewed or gone."""
         for structure in self.window_.case.structures:
             if structure.number == number and structure.awaiting_review:
                 return structure.name
         return None
 
-    def _mark(self, name: str, state: str) -> None:
-        for row in range(self.results.rowCount()):
-            if self.results.item(row, 0).data(Qt.ItemDataRole.UserRole) == name:
-                label = QLabel(state, self.results)
-                label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-                self.results.setCellWidget(row, 2, label)
-
-    def closeEvent(self, event) -> None:  # noqa: N802
-        self.cancel()
-        super().closeEvent(event)
+    def _mark(self, number: int, state: str) -> None:
+        label = QLabel(state, self.results)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.results.setCellWidget(self._rows[number], 2, label)

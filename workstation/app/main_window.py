@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
         for slice_view in self.views.values():
             slice_view.dose_layer = None
         if self.autoseg_dialog is not None:
+            self.autoseg_dialog.cancel()  # a run for the case closed here
             self.autoseg_dialog.close()
             self.autoseg_dialog = None
         if self.last_dialog is not None and not sip.isdeleted(self.last_dialog):
