@@ -1,10 +1,12 @@
 """RTSTRUCT export: choose structures and options, see the conformance check, then write it
 or send it to the planning system.
 
-The check runs first, in a worker: the RTSTRUCT is written to a temporary file and checked the way
-a planning system would read it (`services.check_rtstruct`); the findings and the writer's own
-warnings are listed. "Write" then puts exactly that checked file at the chosen path; "Send"
-sends it to a DICOM node (C-STORE, `planning.dicom.network`), remembered for next time.
+The check runs first, in a worker, on a snapshot of the structures taken when it starts: the
+RTSTRUCT is written to a temporary file and checked the way a planning system would read it
+(`services.check_rtstruct`); the findings, the writer's own warnings and the auto-contours not yet
+reviewed are listed. "Write" then puts exactly that checked file at the chosen path; "Send" sends
+it to a DICOM node (C-STORE, `planning.dicom.network`), remembered for next time. Any change to
+the case or the options after the check starts makes it stale: Write and Send wait for a new one.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ExportDialog(QDialog):
         self._checked_file: Path | None = None
         self._temp = Path(tempfile.mkdtemp(prefix="delineo-export-"))
         self._checks = 0  # each check writes its own file: a second may start before the first wrote
+        self._current_check: int | None = None  # the check whose result Write and Send would use
         self._replace_confirmed: Path | None = None  # an existing file the save dialog may replace
         self.findings: list[tuple[str, str]] = []
 
@@ -88,15 +91,7 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
 
         self.structure_list = QListWidget(self)
-        for structure in self.case.structures:
-            item = QListWidgetItem(
-                f"{structure.name}  ({structure.roi_type.value}, {structure.volume_cc:.1f} cc)"
-            )
-            item.setData(Qt.ItemDataRole.UserRole, structure.name)
-            item.setCheckState(
-                Qt.CheckState.Checked if not structure.mask.is_empty else Qt.CheckState.Unchecked
-            )
-            self.structure_list.addItem(item)
+        self._list_structures({})
         layout.addWidget(self.structure_list, 1)
 
         self.report = QListWidget(self)  # findings wrap: long ones are read without scrolling
@@ -130,6 +125,7 @@ class ExportDialog(QDialog):
                 or widget.itemChanged
             )
             signal.connect(self._invalidate)
+        self.case.history.changed.connect(self._on_case_changed)
 
     def _default_path(self) -> Path:
         """A file named after the time, beside the images; not one written before (same minute)."""
@@ -147,12 +143,30 @@ class ExportDialog(QDialog):
             self.path_edit.setText(path)
             self._replace_confirmed = Path(path)  # the save dialog asked before picking an existing file
 
+    def _list_structures(self, checked: dict[int, bool]) -> None:
+        """List the case's structures, ticked as in `checked` (by ROI number), else if not empty."""
+        scrolled = self.structure_list.verticalScrollBar().value()
+        self.structure_list.clear()
+        for structure in self.case.structures:
+            item = QListWidgetItem(
+                f"{structure.name}  ({structure.roi_type.value}, {structure.volume_cc:.1f} cc)"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, structure.number)
+            tick = checked.get(structure.number, not structure.mask.is_empty)
+            item.setCheckState(Qt.CheckState.Checked if tick else Qt.CheckState.Unchecked)
+            self.structure_list.addItem(item)
+        self.structure_list.verticalScrollBar().setValue(scrolled)
+
+    def _ticks(self) -> dict[int, bool]:
+        """Whether each listed structure is ticked, by ROI number."""
+        items = [self.structure_list.item(i) for i in range(self.structure_list.count())]
+        return {
+            item.data(Qt.ItemDataRole.UserRole): item.checkState() == Qt.CheckState.Checked for item in items
+        }
+
     def selected_names(self) -> list[str]:
-        return [
-            self.structure_list.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.structure_list.count())
-            if self.structure_list.item(i).checkState() == Qt.CheckState.Checked
-        ]
+        ticked = {number for number, tick in self._ticks().items() if tick}
+        return [s.name for s in self.case.structures if s.number in ticked]
 
     def _check_file(self, number: int) -> Path:
         """Where check `number` writes: a folder of its own, under the export's file name, so
@@ -161,7 +175,16 @@ class ExportDialog(QDialog):
         folder.mkdir()
         return folder / (Path(self.path_edit.text()).name or "RTSTRUCT.dcm")
 
+    def _on_case_changed(self) -> None:
+        """An edit, undo or redo: the list follows the case, the check is stale."""
+        self._invalidate()
+        self._list_structures(self._ticks())
+
     def _invalidate(self, *args) -> None:
+        """The case or the options changed: what was checked is not what would be exported."""
+        if self._current_check is not None:
+            self._add_finding("note", "Changed since this check: check again before writing or sending.")
+        self._current_check = None
         self._checked_file = None
         self.write_button.setEnabled(False)
         self.send_button.setEnabled(False)
@@ -170,11 +193,10 @@ class ExportDialog(QDialog):
 
     def run_check(self) -> None:
         """Write to a temporary file and check it, in a worker; findings land in the report."""
-        names = self.selected_names()
         source = self.case.structures
         subset = StructureSet(source.grid, source.frame_of_reference_uid, self.label_edit.text() or "Delineo")
-        for name in names:
-            subset.add(source[name], rename=False)  # the same objects: nothing is copied
+        for name in self.selected_names():  # masks shared copy-on-write: edits from now on are not seen
+            subset.add(source[name].snapshot(), rename=False)
         volume = self.case.volume
         options = {
             "simplify_mm": self.simplify.value(),
@@ -182,7 +204,8 @@ class ExportDialog(QDialog):
             "label": self.label_edit.text() or None,
         }
         self._checks += 1
-        target = self._check_file(self._checks)
+        number = self._current_check = self._checks
+        target = self._check_file(number)
         self.report.clear()
         self.report.addItem("Checking…")
         self.check_button.setEnabled(False)
@@ -193,9 +216,12 @@ class ExportDialog(QDialog):
             )
             on_progress("Checking the RTSTRUCT", 0, 1)
             findings = [("warning", w) for w in warnings] + services.check_rtstruct(target, volume)
-            return target, findings
+            return target, _review_findings(subset) + findings
 
         def done(result):
+            if number != self._current_check:  # stale: a later check runs, or the case changed
+                self._end_stale_check()
+                return
             self._checked_file, self.findings = result
             self._show_findings()
             self.check_button.setEnabled(True)
@@ -205,11 +231,20 @@ class ExportDialog(QDialog):
             self.checked.emit()
 
         def failed(error):
+            if number != self._current_check:
+                self._end_stale_check()
+                return
             self.report.clear()
             self._add_finding("error", str(error))
             self.check_button.setEnabled(True)
 
         self.window_.jobs.run("Checking RTSTRUCT export", work, done, failed)
+
+    def _end_stale_check(self) -> None:
+        """A check whose result is not the current one ended: Check may run again unless a
+        later check is still on its way."""
+        if self._current_check is None:
+            self.check_button.setEnabled(True)
 
     def _show_findings(self) -> None:
         self.report.clear()
@@ -289,8 +324,18 @@ class ExportDialog(QDialog):
         )
 
     def done(self, result: int) -> None:
+        self.case.history.changed.disconnect(self._on_case_changed)
         shutil.rmtree(self._temp, ignore_errors=True)
         super().done(result)
+
+
+def _review_findings(structures: StructureSet) -> list[tuple[str, str]]:
+    """A warning naming the auto-contours still awaiting review (exported all the same)."""
+    names = [s.name for s in structures if s.awaiting_review]
+    if not names:
+        return []
+    noun = "auto-contour" if len(names) == 1 else "auto-contours"
+    return [("warning", f"{len(names)} {noun} not reviewed: {', '.join(names)}")]
 
 
 def _unused(path: Path) -> Path:
