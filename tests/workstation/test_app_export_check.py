@@ -34,7 +34,7 @@ def test_a_contour_deleted_after_the_check_is_not_written(window, qtbot, tmp_pat
     export = _checked_export(window, qtbot, target)
     case.remove_structure("Heart")  # rejected, deleted: after the check
     assert not export.write_button.isEnabled() and not export.send_button.isEnabled()
-    assert "check again before writing or sending" in _report(export)[-1]
+    assert "check again before writing or sending" in _report(export)[0]
     export.write_button.click()
     assert not target.exists()
     export.run_check()

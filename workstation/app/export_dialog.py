@@ -182,8 +182,10 @@ class ExportDialog(QDialog):
 
     def _invalidate(self, *args) -> None:
         """The case or the options changed: what was checked is not what would be exported."""
-        if self._current_check is not None:
-            self._add_finding("note", "Changed since this check: check again before writing or sending.")
+        if self._current_check is not None:  # on top: the findings below may be read on
+            stale = _finding_item("note", "Changed since this check: check again before writing or sending.")
+            self.report.insertItem(0, stale)
+            self.report.scrollToTop()
         self._current_check = None
         self._checked_file = None
         self.write_button.setEnabled(False)
@@ -254,15 +256,7 @@ class ExportDialog(QDialog):
             self._add_finding(level, text)
 
     def _add_finding(self, level: str, text: str) -> None:
-        colours = {
-            "error": QColor(200, 30, 30),
-            "warning": QColor(190, 120, 0),
-            "ok": QColor(0, 130, 0),
-            "note": QColor(70, 70, 140),
-        }
-        item = QListWidgetItem(f"{level.upper()}: {text}" if level != "ok" else text)
-        item.setForeground(colours.get(level, QColor(60, 60, 60)))
-        self.report.addItem(item)
+        self.report.addItem(_finding_item(level, text))
 
     def write(self) -> None:
         """Put the checked file at the chosen path."""
@@ -327,6 +321,19 @@ class ExportDialog(QDialog):
         self.case.history.changed.disconnect(self._on_case_changed)
         shutil.rmtree(self._temp, ignore_errors=True)
         super().done(result)
+
+
+def _finding_item(level: str, text: str) -> QListWidgetItem:
+    """A line of the report, coloured by its level."""
+    colours = {
+        "error": QColor(200, 30, 30),
+        "warning": QColor(190, 120, 0),
+        "ok": QColor(0, 130, 0),
+        "note": QColor(70, 70, 140),
+    }
+    item = QListWidgetItem(f"{level.upper()}: {text}" if level != "ok" else text)
+    item.setForeground(colours.get(level, QColor(60, 60, 60)))
+    return item
 
 
 def _review_findings(structures: StructureSet) -> list[tuple[str, str]]:
