@@ -427,7 +427,27 @@ def test_reject_on_a_row_deletes_that_rows_contour_after_a_rename_and_a_rerun(wi
     case.set_properties("Heart_auto", name="Heart_model")
     dialog.run_button.click()
     wait_idle(qtbot, window)
-    assert dialog.results.rowCount() == 2
+    assert [dialog.results.item(row, 0).text() for row in range(2)] == ["Heart_model", "Heart_auto"]
     buttons = dialog.results.cellWidget(0, 2).findChildren(QPushButton)
     next(b for b in buttons if b.text() == "Reject").click()
     assert "Heart_model" not in case.structures and case.structures["Heart_auto"].awaiting_review
+
+
+def test_a_long_undo_label_leaves_the_tools_on_the_toolbar(window, qtbot):
+    """Undo named 'Undo Auto-segmentation (head_neck_openkbp 0.6.0): 10 structures' on its button:
+    Auto-segmentation and the tools after it went into the toolbar's overflow menu."""
+    from PyQt6.QtWidgets import QToolBar
+
+    from planning.structures import Structure
+
+    case = show_sample(window, shape=(40, 128, 128))
+    label = "Auto-segmentation (head_neck_openkbp 0.6.0): 10 structures"
+    case.add_structures([Structure("Heart_auto", case.structures["Heart"].mask.copy())], label)
+    window.undo()
+    qtbot.wait(50)
+    toolbar = window.findChild(QToolBar)
+    for action in (window.undo_action, window.redo_action, window.autoseg_action):
+        assert toolbar.widgetForAction(action).isVisible(), action.text()
+    button = toolbar.widgetForAction(window.redo_action)
+    assert len(button.text()) <= 30 and button.toolTip() == f"Redo {label}"
+    assert window.redo_action.text() == f"&Redo {label}"  # in full in the Edit menu

@@ -114,6 +114,8 @@ class AutoSegDialog(QDialog):
         for structure in window.case.structures if window.case is not None else []:
             if structure.awaiting_review:  # from a reopened or recovered session
                 self._list_result(structure)
+        if window.case is not None:
+            window.case.history.changed.connect(self._show_current_names)
 
     def _model(self):
         return self.models[self.model_box.currentIndex()] if self.models else None
@@ -262,6 +264,13 @@ class AutoSegDialog(QDialog):
         layout.addWidget(accept)
         layout.addWidget(reject)
         self.results.setCellWidget(row, 2, buttons)
+
+    def _show_current_names(self) -> None:
+        """Rows awaiting review name their result as it is called now (renamed since, undone)."""
+        names = {s.number: s.name for s in self.window_.case.structures if s.awaiting_review}
+        for number, row in self._rows.items():
+            if number in names:
+                self.results.item(row, 0).setText(names[number])
 
     # -- review --------------------------------------------------------------------------------
 

@@ -892,8 +892,8 @@ class MainWindow(QMainWindow):
         history = self.case.history if self.case is not None else None
         self.undo_action.setEnabled(bool(history and history.can_undo))
         self.redo_action.setEnabled(bool(history and history.can_redo))
-        self.undo_action.setText(f"&Undo {history.undo_text}" if history and history.can_undo else "&Undo")
-        self.redo_action.setText(f"&Redo {history.redo_text}" if history and history.can_redo else "&Redo")
+        _label(self.undo_action, f"Undo {history.undo_text}" if history and history.can_undo else "Undo")
+        _label(self.redo_action, f"Redo {history.redo_text}" if history and history.can_redo else "Redo")
         has_case = self.case is not None
         for action in (
             self.export_action,
@@ -1137,6 +1137,14 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(poll_ms, lambda: self.wait_idle_then(callback, poll_ms))
         else:
             callback()
+
+
+def _label(action: QAction, text: str, toolbar_chars: int = 30) -> None:
+    """Name `action` `text` in menus and its tooltip; on a toolbar button, shortened to
+    `toolbar_chars` characters (a long one pushes the tools after it off the toolbar)."""
+    action.setText(f"&{text}")
+    action.setIconText(text if len(text) <= toolbar_chars else f"{text[: toolbar_chars - 1].rstrip()}…")
+    action.setToolTip(text)
 
 
 def _initial_target(case: Case):
