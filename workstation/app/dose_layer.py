@@ -36,6 +36,15 @@ _STOPS = np.array(
 WASH_ALPHA = 0.35
 
 
+def _premultiplied_stops() -> np.ndarray:
+    """The ten colours as premultiplied ARGB32 pixels of opacity WASH_ALPHA (uint32)."""
+    red, green, blue = (_STOPS * WASH_ALPHA).astype(np.uint32).T
+    return (np.uint32(int(255 * WASH_ALPHA)) << 24) | (red << 16) | (green << 8) | blue
+
+
+_PACKED_STOPS = _premultiplied_stops()
+
+
 def level_colors() -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in row) for row in _STOPS]
 
@@ -67,7 +76,8 @@ class DoseLayer:
 
     def _values_by_axis(self, orientation: Orientation, index: int) -> np.ndarray:
         """`values` for grids with parallel axes: image index → dose index is a scale and offset
-        per array axis, so the dose is interpolated along one axis after the other."""
+        per array axis, so the dose is interpolated along one axis after the other, across the
+        slice first (which leaves one dose plane), then along the view's rows and columns."""
         rows, cols = orientation.shape[1:]
         r, c = np.arange(rows, dtype=float), np.arange(cols, dtype=float)
         image_index = {
@@ -75,17 +85,10 @@ class DoseLayer:
             orientation.row_axis: rows - 1 - r if orientation.flip_rows else r,
             orientation.col_axis: cols - 1 - c if orientation.flip_cols else c,
         }
-        values = self.dose.array.astype(np.float64, copy=False)
-        inside = np.ones((1, 1, 1), bool)
-        for axis, (scale, offset) in enumerate(self._axis_maps):
-            t = scale * image_index[axis] + offset
-            n = values.shape[axis]
-            low = np.floor(t).astype(int)
-            weight = (t - low).reshape([-1 if a == axis else 1 for a in range(3)])
-            below = np.take(values, np.clip(low, 0, n - 1), axis=axis)
-            above = np.take(values, np.clip(low + 1, 0, n - 1), axis=axis)
-            values = below + weight * (above - below)
-            inside = inside & ((t >= -0.5) & (t <= n - 0.5)).reshape(weight.shape)
+        values, inside = self.dose.array, np.ones((1, 1, 1), bool)
+        for axis in (orientation.normal_axis, orientation.row_axis, orientation.col_axis):
+            values, inside_axis = _interpolate_along(values, axis, *self._axis_maps[axis], image_index[axis])
+            inside = inside & inside_axis
         values = np.where(inside, values, 0.0)
         plane = np.squeeze(values, axis=orientation.normal_axis)
         return plane if orientation.row_axis < orientation.col_axis else plane.T
@@ -98,23 +101,30 @@ class DoseLayer:
             return self._planes[key][0]
         fraction = self.values(orientation, index) / self.maximum
         level = np.clip((fraction * 10).astype(int) - 1, 0, 9)
-        colours = _STOPS[level] * WASH_ALPHA
-        shown = fraction >= self.threshold
-        pixels = np.zeros(fraction.shape, np.uint32)
-        alpha = int(255 * WASH_ALPHA)
-        packed = (
-            (alpha << 24)
-            | (colours[..., 0].astype(np.uint32) << 16)
-            | (colours[..., 1].astype(np.uint32) << 8)
-            | colours[..., 2].astype(np.uint32)
-        )
-        pixels[shown] = packed[shown]
+        pixels = np.where(fraction >= self.threshold, _PACKED_STOPS[level], np.uint32(0))
         height, width = pixels.shape
         image = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_ARGB32_Premultiplied)
         self._planes[key] = (image, pixels)
         if len(self._planes) > self._capacity:
             self._planes.popitem(last=False)
         return image
+
+
+def _interpolate_along(
+    values: np.ndarray, axis: int, scale: float, offset: float, image_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of the (z, y, x) array `values` along `axis` at the dose indices
+    scale · image_index + offset, in float64; and whether each of those lies within the dose
+    (half a voxel past its outer centres at most). Both shaped to broadcast along `axis`."""
+    t = scale * image_index + offset
+    n = values.shape[axis]
+    low = np.floor(t).astype(int)
+    shape = [-1 if a == axis else 1 for a in range(3)]
+    weight = (t - low).reshape(shape)
+    below = np.take(values, np.clip(low, 0, n - 1), axis=axis).astype(np.float64, copy=False)
+    above = np.take(values, np.clip(low + 1, 0, n - 1), axis=axis).astype(np.float64, copy=False)
+    inside = ((t >= -0.5) & (t <= n - 0.5)).reshape(shape)
+    return below + weight * (above - below), inside
 
 
 def _axis_maps(image_grid, dose_grid) -> list[tuple[float, float]] | None:
