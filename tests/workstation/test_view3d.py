@@ -285,3 +285,80 @@ def test_a_deleted_or_edited_structure_takes_its_overlays_along(qtbot, view, vol
     )
     structures.changed.emit(structures["Liver"], (slice(0, 1),) * 3)  # edited: the distance is stale
     qtbot.waitUntil(lambda: view.shown_distance is None, timeout=20000)
+
+
+def _case_of(volume, structures):
+    return type("Case", (), {"volume": volume, "structures": structures})()
+
+
+def _with_body(structures) -> Structure:
+    """A structure large enough to have a coarse mesh."""
+    return structures.add(Structure("Body", Mask.from_full(GRID, ball([0.0, 0.0, 5.0], 28)), (200, 200, 200)))
+
+
+def _drawn_meshes(view, structure) -> list[str]:
+    """Records, at every render of the window from now on, which mesh of `structure` it draws."""
+    assert structure in view._mappers
+    drawn = []
+
+    def record(*_):
+        coarse = view._mappers[structure][1]
+        drawn.append("coarse" if view._actors[structure].GetMapper() is coarse else "full")
+
+    view._vtk.GetRenderWindow().AddObserver("StartEvent", record)
+    return drawn
+
+
+def test_a_run_of_visibility_changes_draws_coarse_meshes_then_full_detail_once(
+    qtbot, view, volume, structures
+):
+    from PyQt6.QtWidgets import QApplication
+
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    drawn = _drawn_meshes(view, body)
+    for _ in range(3):  # one click after the other: each one is handled before the next
+        for structure in structures:
+            structure.visible = not structure.visible
+            structures.notify(structure)
+            QApplication.processEvents()
+    qtbot.waitUntil(lambda: "full" in drawn, timeout=10000)
+    qtbot.wait(100)
+    assert drawn[-1] == "full" and set(drawn[:-1]) == {"coarse"} and len(drawn) <= 3
+
+
+def test_a_new_size_is_painted_with_the_coarse_meshes_then_in_full_detail(qtbot, view, volume, structures):
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    drawn = _drawn_meshes(view, body)
+    view.resize(640, 500)
+    qtbot.waitUntil(lambda: "full" in drawn, timeout=10000)
+    assert drawn[0] == "coarse" and drawn[-1] == "full"
+
+
+def test_surfaces_are_built_without_copying_masks_and_meshed_off_the_gui_thread(
+    qtbot, view, volume, structures, monkeypatch
+):
+    import threading
+
+    from planning.surfaces import Surface
+
+    def no_copy(mask):
+        raise AssertionError("a mask was copied on the GUI thread")
+
+    meshed_on = []
+    to_polydata = Surface.to_polydata
+    monkeypatch.setattr(Mask, "copy", no_copy)
+    monkeypatch.setattr(
+        Surface,
+        "to_polydata",
+        lambda surface: meshed_on.append(threading.current_thread()) or to_polydata(surface),
+    )
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    assert view.surface("Liver") is not None and view.surface("Kidney_R") is not None
+    assert meshed_on and threading.main_thread() not in meshed_on

@@ -29,7 +29,6 @@ from vtkmodules.vtkRenderingCore import (
 )
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
-from planning.surfaces import Surface
 from planning.volume import Volume
 
 
@@ -64,13 +63,14 @@ def _matrix(rotation: np.ndarray, translation) -> vtkMatrix4x4:
     return matrix
 
 
-def surface_actor(surface: Surface) -> vtkActor:
+def polydata_actor(polydata, color) -> vtkActor:
+    """An actor drawing a surface's vtkPolyData in `color` (RGB 0–255)."""
     mapper = vtkPolyDataMapper()
-    mapper.SetInputData(surface.to_polydata())
+    mapper.SetInputData(polydata)
     mapper.ScalarVisibilityOff()
     actor = vtkActor()
     actor.SetMapper(mapper)
-    style_actor(actor, surface.color)
+    style_actor(actor, color)
     return actor
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,11 @@ REFERENCE_OPACITY = 0.25
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
+#: Renders asked for within this many ms are made once (a bulk show/hide, an undo of many edits).
+RENDER_COALESCE_MS = 60
+#: Edits, visibility changes and new sizes draw the coarse meshes; full detail returns once they
+#: pause this long (a full-detail frame of 100+ surfaces takes up to a second on software OpenGL).
+FULL_DETAIL_AFTER_MS = 1000
 
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.
@@ -95,7 +101,7 @@ class View3D(QWidget):
     ):
         super().__init__(parent)
         self.options = options or SurfaceOptions()
-        self._vtk = QVTKRenderWindowInteractor(self)
+        self._vtk = _Canvas(self, on_resize=self._on_canvas_resized)
         self.renderer = vtkRenderer()
         self.renderer.SetBackground(0.05, 0.06, 0.08)
         self.renderer.SetBackground2(0.22, 0.24, 0.3)
@@ -107,12 +113,8 @@ class View3D(QWidget):
         self.renderer.UseFXAAOn()
         style = vtkInteractorStyleTrackballCamera()
         me = weakref.ref(self)  # VTK keeps the observers: they must not keep the view alive
-        style.AddObserver(
-            "StartInteractionEvent", lambda *_: (view := me()) and view._use_coarse_surfaces(True)
-        )
-        style.AddObserver(
-            "EndInteractionEvent", lambda *_: (view := me()) and view._use_coarse_surfaces(False)
-        )
+        style.AddObserver("StartInteractionEvent", lambda *_: (view := me()) and view._set_interacting(True))
+        style.AddObserver("EndInteractionEvent", lambda *_: (view := me()) and view._set_interacting(False))
         self._vtk.SetInteractorStyle(style)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -146,6 +148,8 @@ class View3D(QWidget):
         self._placer = vtkPolygonalSurfacePointPlacer()
         self._started = False
         self._closed = False
+        self._coarse = False  # the coarse meshes are drawn (camera moving, or changes not settled)
+        self._interacting = False
         self._camera_set = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -155,8 +159,12 @@ class View3D(QWidget):
         self._orientation = self._orientation_marker()
         self._render_timer = QTimer(self)  # renders requested in one event-loop turn: one render
         self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(0)
+        self._render_timer.setInterval(RENDER_COALESCE_MS)
         self._render_timer.timeout.connect(lambda: self._render(force=True))
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(FULL_DETAIL_AFTER_MS)
+        self._detail_timer.timeout.connect(self._settle_detail)
 
     # -- data ------------------------------------------------------------------------------
 
@@ -428,6 +436,7 @@ class View3D(QWidget):
         if width < 1 or height < 1 or width * height > 16384**2:
             raise ValueError(f"a snapshot needs a size between 1×1 and 16384×16384, not {width}×{height}")
         scale = height / max(1, self._vtk.GetRenderWindow().GetSize()[1])
+        self._show_full_detail()
         pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays(), scale)
         image = vtkImageData()
         image.SetDimensions(width, height, 1)
@@ -444,7 +453,8 @@ class View3D(QWidget):
         return path
 
     def render_image(self) -> np.ndarray:
-        """The view's current pixels, (height, width, 3), top row first."""
+        """The view's current pixels, (height, width, 3), top row first (at full detail)."""
+        self._show_full_detail()
         self._render(force=True)
         return scene.window_pixels(self._vtk.GetRenderWindow())
 
@@ -479,6 +489,7 @@ class View3D(QWidget):
             return
         self._closed = True
         self._render_timer.stop()
+        self._detail_timer.stop()
         self.cancel_builds()
         self._disconnect()
         self._structures = None
@@ -501,7 +512,8 @@ class View3D(QWidget):
         if kind == "removed":
             self._drop(structure)
         elif kind == "changed" and box is None:
-            self._restyle(structure)
+            self._restyle(structure, render=False)
+            self._render_coarse()
         else:
             if structure in self._closest_between:  # edited: the distance drawn is out of date
                 self.clear_distance()
@@ -528,8 +540,8 @@ class View3D(QWidget):
         self._pending.clear()
         if not todo:
             return
-        # copies: the worker must not see masks the GUI thread edits meanwhile
-        copies = [Structure(s.name, s.mask.copy(), s.color, s.roi_type, s.algorithm) for s in todo]
+        # copy-on-write: the worker must not see the edits the GUI thread makes meanwhile
+        copies = [Structure(s.name, s.mask.shared(), s.color, s.roi_type, s.algorithm) for s in todo]
         generations = [self._generation.get(s, 0) for s in todo]
         self._cancel = threading.Event()
         cancel = self._cancel
@@ -541,10 +553,7 @@ class View3D(QWidget):
                 surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
             except Cancelled:
                 return None
-            return {
-                name: (surface, surface.level_of_detail(INTERACTIVE_TRIANGLES))
-                for name, surface in surfaces.items()
-            }
+            return {name: _Meshes.of(surface) for name, surface in surfaces.items()}
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
@@ -561,9 +570,8 @@ class View3D(QWidget):
         for structure, generation, copy in zip(todo, generations, copies, strict=True):
             if structure not in present or self._generation.get(structure, 0) != generation:
                 continue  # removed or edited since: a newer build follows
-            surface, coarse = surfaces.get(copy.name, (None, None))
-            self._replace_actor(structure, surface, coarse)
-        self._render()
+            self._replace_actor(structure, surfaces.get(copy.name))
+        self._render_coarse()
         self.surfaces_changed.emit()
 
     def _on_build_finished(self, worker) -> None:
@@ -573,22 +581,21 @@ class View3D(QWidget):
         if self._pending:
             self._timer.start()
 
-    def _replace_actor(
-        self, structure: Structure, surface: Surface | None, coarse: Surface | None = None
-    ) -> None:
+    def _replace_actor(self, structure: Structure, meshes: _Meshes | None) -> None:
         self._mappers.pop(structure, None)
         old = self._actors.pop(structure, None)
         if old is not None:
             self.renderer.RemoveActor(old)
             self._placer.RemoveViewProp(old)
         self._surfaces.pop(structure, None)
-        if surface is None or surface.is_empty:
+        if meshes is None or meshes.surface.is_empty:
             return
-        actor = scene.surface_actor(surface)
+        actor = scene.polydata_actor(meshes.polydata, meshes.surface.color)
         self._actors[structure] = actor
-        if coarse is not None and coarse is not surface:
-            self._mappers[structure] = (actor.GetMapper(), scene.surface_actor(coarse).GetMapper())
-        self._surfaces[structure] = surface
+        if meshes.coarse is not None:
+            coarse = scene.polydata_actor(meshes.coarse, meshes.surface.color).GetMapper()
+            self._mappers[structure] = (actor.GetMapper(), coarse)
+        self._surfaces[structure] = meshes.surface
         self.renderer.AddActor(actor)
         self._placer.AddProp(actor)
         self._restyle(structure, render=False)
@@ -598,16 +605,49 @@ class View3D(QWidget):
         if not self._camera_set:
             self.set_view("anterior")
 
-    def _use_coarse_surfaces(self, coarse: bool) -> None:
-        """Swap every surface to its coarse mesh (and drop anti-aliasing) while the camera moves,
-        back when it stops (surfaces showing a margin map keep their full mesh and colours)."""
+    def _set_interacting(self, interacting: bool) -> None:
+        """The camera starts moving (coarse meshes) or stops (full detail again)."""
+        self._interacting = interacting
+        self._detail_timer.stop()
+        self._swap_meshes(interacting)
+        if not interacting:
+            self._render()
+
+    def _render_coarse(self) -> None:
+        """Render soon with the coarse meshes; full detail returns once such renders pause for
+        `FULL_DETAIL_AFTER_MS`."""
+        self._swap_meshes(True)
+        self._detail_timer.start()
+        self._render()
+
+    def _settle_detail(self) -> None:
+        if not self._interacting:
+            self._swap_meshes(False)
+            self._render()
+
+    def _show_full_detail(self) -> None:
+        """Full detail now, for an image someone keeps (it renders nothing itself)."""
+        self._detail_timer.stop()
+        if not self._interacting:
+            self._swap_meshes(False)
+
+    def _on_canvas_resized(self) -> None:
+        """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""
+        if self._started and not self._closed:
+            self._swap_meshes(True)
+            self._detail_timer.start()
+
+    def _swap_meshes(self, coarse: bool) -> None:
+        """Swap every surface to its coarse mesh (and drop anti-aliasing), or back (surfaces
+        showing a margin map keep their full mesh and colours)."""
+        if coarse == self._coarse:
+            return
+        self._coarse = coarse
         self.renderer.SetUseFXAA(not coarse)
         for structure, (full, low) in self._mappers.items():
             actor = self._actors.get(structure)
             if actor is not None and structure not in self._margin_maps:
                 actor.SetMapper(low if coarse or structure.awaiting_review else full)
-        if not coarse:
-            self._render()
 
     def _restyle(self, structure: Structure, render: bool = True) -> None:
         actor = self._actors.get(structure)
@@ -622,7 +662,7 @@ class View3D(QWidget):
         scene.style_actor(actor, structure.color, opacity, wireframe=unreviewed)
         if structure in self._mappers and structure not in self._margin_maps:
             full, coarse = self._mappers[structure]  # a cage of the coarse mesh: lighter lines
-            actor.SetMapper(coarse if unreviewed else full)
+            actor.SetMapper(coarse if unreviewed or self._coarse else full)
         actor.SetVisibility(bool(structure.visible))
         if render:
             self._render()
@@ -636,7 +676,7 @@ class View3D(QWidget):
         if structure in self._closest_between:
             self._clear_overlay()
         self._replace_actor(structure, None)
-        self._render()
+        self._render_coarse()
         self.surfaces_changed.emit()
 
     # -- background jobs ---------------------------------------------------------------------
@@ -803,7 +843,7 @@ class View3D(QWidget):
             self._render_timer.stop()
             self.renderer.ResetCameraClippingRange()
             self._vtk.GetRenderWindow().Render()
-        else:
+        elif not self._render_timer.isActive():
             self._render_timer.start()
 
     def _orientation_marker(self) -> vtkOrientationMarkerWidget:
@@ -900,6 +940,34 @@ class View3D(QWidget):
 
     def _show_progress(self, stage: str, done: float, total: float) -> None:
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
+
+
+class _Canvas(QVTKRenderWindowInteractor):
+    """The render window's widget, telling the view when its size changes (before the paint that
+    renders the new size)."""
+
+    def __init__(self, parent: QWidget, on_resize):
+        super().__init__(parent)
+        self._on_resize = on_resize
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self._on_resize()
+        super().resizeEvent(event)
+
+
+@dataclass(frozen=True)
+class _Meshes:
+    """A built surface with its VTK meshes, made in the worker: full detail and, for a large
+    surface, a coarse one drawn while the view changes (None when the surface is small)."""
+
+    surface: Surface
+    polydata: object
+    coarse: object | None
+
+    @classmethod
+    def of(cls, surface: Surface) -> _Meshes:
+        coarse = surface.level_of_detail(INTERACTIVE_TRIANGLES)
+        return cls(surface, surface.to_polydata(), None if coarse is surface else coarse.to_polydata())
 
 
 def _placed(widget) -> bool:
