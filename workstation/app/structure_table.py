@@ -11,6 +11,8 @@ are not mistaken for user edits.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap
 from PyQt6.QtWidgets import (
@@ -35,8 +37,10 @@ VISIBLE, COLOR, NAME, TYPE, VOLUME = range(5)
 HEADERS = ("", "", "Name", "Type", "Volume (cc)")
 
 
+@lru_cache(maxsize=4096)
 def name_advice(name: str) -> str:
-    """'' for a TG-263 name, otherwise what is wrong with it and the names probably meant."""
+    """'' for a TG-263 name, otherwise what is wrong with it and the names probably meant
+    (remembered per name: the suggestions take milliseconds, and a table shows 100+ names)."""
     return services.name_advice(name)
 
 
@@ -121,15 +125,17 @@ class StructureTable(QTableWidget):
                 self.selectRow(0)
 
     def set_stale(self, names: list[str]) -> None:
-        """Mark derived structures whose sources changed since they were built."""
+        """Mark derived structures whose sources changed since they were built (only the rows
+        whose mark changes are refilled)."""
+        changed = self._stale.symmetric_difference(names)
         self._stale = set(names)
-        self._refill()
+        self._refill(changed)
 
-    def _refill(self) -> None:
+    def _refill(self, names: set[str]) -> None:
         if self.case is None:
             return
         for row, structure in enumerate(self.case.structures):
-            if row < self.rowCount():
+            if row < self.rowCount() and structure.name in names:
                 self._fill(row, structure, volume=False)
 
     def active_name(self) -> str | None:
