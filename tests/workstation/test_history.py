@@ -91,3 +91,40 @@ def test_a_session_whose_history_is_damaged_opens_without_it_and_says_so(window,
     wait_idle(qtbot, window)
     assert "Drawn" in window.case.structures and not window.case.history.can_undo
     assert "undo history is damaged" in window.statusBar().currentMessage()
+
+
+def _margin_of_heart(case: Case) -> None:
+    heart = case.structures["Heart"].mask
+    case.replace_mask("Margin", "Heart", Mask(case.grid, np.ones(heart.array.shape, bool), heart.offset))
+
+
+def test_the_newest_step_is_undone_and_redone_without_unpacking_its_masks(monkeypatch):
+    case = _case()
+    _margin_of_heart(case)
+    grown = case.structures["Heart"].mask.full()
+    monkeypatch.setattr(np, "unpackbits", lambda *a, **k: pytest.fail("a mask was unpacked"))
+    case.history.undo()
+    case.history.redo()
+    assert np.array_equal(case.structures["Heart"].mask.full(), grown)
+
+
+def test_older_steps_are_bit_packed_off_the_calling_thread(monkeypatch):
+    import threading
+
+    from workstation.app import history
+
+    packed_on = []
+    packbits = np.packbits
+    monkeypatch.setattr(
+        np, "packbits", lambda *a, **k: packed_on.append(threading.current_thread()) or packbits(*a, **k)
+    )
+    case = _case()
+    _margin_of_heart(case)
+    case.new_structure("Drawn")
+    history._packer.submit(lambda: None).result()  # the packing queued so far is done
+    assert packed_on and threading.current_thread() not in packed_on
+    assert case.history.commands[0]._after._array is None  # kept packed only
+    case.history.undo()
+    case.history.undo()
+    case.history.redo()
+    assert case.structures["Heart"].mask.array.all()

@@ -4,9 +4,10 @@ Every change a user makes — a brush stroke, a fill, an interpolation, a margin
 structure, a rename or recolour, accepting an auto-contour — is a `Command` pushed here after it
 has been applied. Commands hold the minimum to go both ways, as copies the structures' later
 edits cannot reach: a mask edit keeps the bit-packed before/after values of its bounding box only;
-whole-mask replacements keep the two cropped masks bit-packed; added or deleted structures keep
-their properties and packed mask as they were, and are found again by ROI number (a rename since
-does not lose them).
+whole-mask replacements keep the two cropped masks; added or deleted structures keep their
+properties and mask as they were, and are found again by ROI number (a rename since does not lose
+them). Whole masks are shared copy-on-write while their step is the newest, so undoing or redoing
+it is instant, and bit-packed in a worker thread once a newer step is pushed.
 
 The stack converts to and from plain data (`to_plain` / `from_plain`) so a saved session keeps its
 history and undo still works after a restore or a crash recovery.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +38,8 @@ DEFAULT_LIMIT = 100
 #: Memory the stack may hold before dropping its oldest steps (never below `MIN_STEPS`).
 DEFAULT_MEMORY_BYTES = 1_500_000_000
 MIN_STEPS = 50
+#: Bit-packs the masks of steps that are no longer the newest, off the GUI thread.
+_packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="undo-packer")
 
 
 class _Packed:
@@ -56,22 +60,36 @@ class _Packed:
 
 
 class _FrozenMask:
-    """A mask's geometry as it was: offset and bit-packed box (undo builds a new `Mask` of it)."""
+    """A mask's geometry as it was: offset and box, shared read-only with the mask until `pack`
+    bit-packs it (undo builds a new `Mask` of it)."""
 
-    __slots__ = ("offset", "_bits")
+    __slots__ = ("offset", "_array", "_bits")
 
     def __init__(self, mask: Mask):
-        self.offset, self._bits = mask.offset, _Packed(mask.array)
+        self.offset, self._array, self._bits = mask.offset, mask.shared().array, None
+
+    def pack(self) -> None:
+        """Keep the box bit-packed (8× smaller) from now on; safe in a worker thread."""
+        array = self._array
+        if array is not None:
+            self._bits = _Packed(array)
+            self._array = None  # after `_bits`: a reader finding None finds the bits
+
+    def _unpacked(self) -> np.ndarray:
+        array = self._array
+        return self._bits.unpack() if array is None else array
 
     def thaw(self, grid) -> Mask:
-        return Mask(grid, self._bits.unpack(), self.offset)
+        return Mask(grid, self._unpacked(), self.offset)
 
     @property
     def nbytes(self) -> int:
-        return self._bits.nbytes
+        """Its size once packed (what the stack keeps for long)."""
+        array = self._array
+        return self._bits.nbytes if array is None else (array.size + 7) // 8
 
     def to_plain(self) -> dict:
-        return {"offset": list(self.offset), "array": self._bits.unpack()}
+        return {"offset": list(self.offset), "array": self._unpacked()}
 
 
 class _FrozenStructure:
@@ -129,6 +147,9 @@ class Command:
     @property
     def nbytes(self) -> int:
         return 0
+
+    def pack(self) -> None:
+        """Bit-pack the whole masks kept (a newer step was pushed); safe in a worker thread."""
 
     def to_plain(self) -> dict:
         raise NotImplementedError
@@ -222,6 +243,10 @@ class ReplaceMask(Command):
     def nbytes(self) -> int:
         return self._before.nbytes + self._after.nbytes
 
+    def pack(self) -> None:
+        self._before.pack()
+        self._after.pack()
+
     def to_plain(self) -> dict:
         return {
             "kind": "replace_mask",
@@ -257,6 +282,9 @@ class AddStructure(Command):
     @property
     def nbytes(self) -> int:
         return self._structure.mask.nbytes
+
+    def pack(self) -> None:
+        self._structure.mask.pack()
 
     def to_plain(self) -> dict:
         return {
@@ -341,6 +369,10 @@ class Macro(Command):
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.commands)
 
+    def pack(self) -> None:
+        for command in self.commands:
+            command.pack()
+
     def to_plain(self) -> dict:
         return {
             "kind": "macro",
@@ -348,6 +380,11 @@ class Macro(Command):
             "time": self.time,
             "commands": [c.to_plain() for c in self.commands],
         }
+
+
+def _pack_all(commands: list[Command]) -> None:
+    for command in commands:
+        command.pack()
 
 
 def _move(structures: StructureSet, structure: Structure, index: int) -> None:
@@ -457,9 +494,11 @@ class UndoStack:
     def push(self, command: Command) -> None:
         """Record a command that has already been applied."""
         del self._commands[self._index :]
+        older = list(self._commands)
         self._commands.append(command)
         self._trim()
         self._index = len(self._commands)
+        _packer.submit(_pack_all, older)
         self._bump()
 
     def undo(self) -> Command | None:
@@ -536,5 +575,6 @@ class UndoStack:
         """Replace the history with one from `to_plain` (the structures must be in its state)."""
         grid = self.structures.grid
         self._commands = [command_from_plain(c, grid) for c in plain.get("commands", [])]
+        _pack_all(self._commands)
         self._index = min(int(plain.get("index", len(self._commands))), len(self._commands))
         self._bump()
