@@ -192,18 +192,25 @@ class Receiver:
         self.stop()
 
     def _store(self, event) -> int:
-        uid = re.sub(r"[^0-9.]", "_", str(event.request.AffectedSOPInstanceUID)) or "unnamed"
-        path = self.folder / f"{uid}.dcm"
         try:
-            data = event.encoded_dataset()
-            write_atomically(path, lambda target: target.write_bytes(data))
+            path = write_instance(self.folder, event)
         except Exception:  # noqa: BLE001 — any failure is answered to the sender as "out of resources"
-            logging.getLogger(__name__).exception("could not store %s", path)
+            logging.getLogger(__name__).exception("could not store an instance in %s", self.folder)
             return 0xA700
         self.received.append(path)
         if self.on_received is not None:
             self.on_received(path)
         return 0x0000
+
+
+def write_instance(folder: Path, event) -> Path:
+    """Write the instance of a C-STORE request `event` to `folder` as ``<SOPInstanceUID>.dcm``
+    (atomically: the data set as received, with file meta information); returns the path."""
+    uid = re.sub(r"[^0-9.]", "_", str(event.request.AffectedSOPInstanceUID)) or "unnamed"
+    path = folder / f"{uid}.dcm"
+    data = event.encoded_dataset()
+    write_atomically(path, lambda target: target.write_bytes(data))
+    return path
 
 
 def _files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
@@ -232,8 +239,10 @@ def _batches(files: list[tuple[Path, str, str]]) -> list[list[tuple[Path, str, s
     return batches
 
 
-def _associate(node: Node, contexts, calling_ae: str, timeout_s: float):
-    """An established association with `node` proposing (SOP class, [transfer syntaxes])."""
+def _associate(node: Node, contexts, calling_ae: str, timeout_s: float, refused: str = "", **options):
+    """An established association with `node` proposing (SOP class, [transfer syntaxes]);
+    `refused` says what the node lacks when it accepts none (the object types by default);
+    `options` (``ext_neg``, ``evt_handlers``) go to pynetdicom's ``associate``."""
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_ae)
@@ -242,7 +251,7 @@ def _associate(node: Node, contexts, calling_ae: str, timeout_s: float):
     for sop_class, syntaxes in contexts:
         offered = list(dict.fromkeys([*(syntaxes or []), ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
         ae.add_requested_context(sop_class, offered)
-    association = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    association = ae.associate(node.host, node.port, ae_title=node.ae_title, **options)
     if association.is_established:
         return association
     answer = getattr(association.acceptor, "primitive", None)  # the node's A-ASSOCIATE response
@@ -250,7 +259,10 @@ def _associate(node: Node, contexts, calling_ae: str, timeout_s: float):
         reason = f": {answer.reason_str}" if answer is not None else ""
         raise NetworkError(f"{node} rejected the association{reason} (we called as {calling_ae!r})")
     if answer is not None and answer.result == 0x00:
-        classes = ", ".join(_sop_class_name(sop_class) for sop_class, _ in contexts)
+        if refused:
+            raise NetworkError(f"{node} {refused}")
+        names = [_sop_class_name(sop_class) for sop_class, _ in contexts]
+        classes = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise NetworkError(f"{node} accepts none of these object types: {classes}")
     raise NetworkError(
         f"{node} cannot be reached (no answer within {timeout_s:g} s, connection refused, or aborted): "

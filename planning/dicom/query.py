@@ -1,0 +1,589 @@
+"""Query/retrieve from a PACS with pynetdicom: find studies and their series (C-FIND, Study
+Root), and bring them to this computer with C-GET (no listening port needed) or, for a PACS
+that only moves, with C-MOVE to a storage SCP started here for the purpose.
+
+A retrieve writes each instance to a folder as ``<SOPInstanceUID>.dcm`` (atomically), reports
+its progress from the PACS's pending responses (instances done / total), and stops on `cancel`
+(C-CANCEL; the association is aborted if the PACS does not stop). Every failure is a
+NetworkError (or Cancelled) that names the node and says what happened: not reachable,
+association rejected (why), nothing matching, the retrieve refused (the status in words), or
+instances that failed (how many).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from planning.dicom.network import (
+    _MAX_CONTEXTS,
+    DEFAULT_AE_TITLE,
+    Node,
+    Receiver,
+    _associate,
+    _status_text,
+    write_instance,
+)
+from planning.errors import Cancelled, NetworkError
+
+log = logging.getLogger(__name__)
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+
+_PENDING = (0xFF00, 0xFF01)
+_CANCELLED = 0xFE00
+#: A retrieve whose sub-operations ended, one or more of them failed or with a warning (PS3.4 C.4.3)
+_SOME_FAILED = 0xB000
+_NO_GET = "C-GET (Study Root): retrieve with C-MOVE instead"
+_DATE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
+#: Transfer syntaxes offered for images and RT objects: uncompressed, then the lossless
+#: compressions Delineo decodes (never a lossy one: a PACS would not degrade images for us).
+_IMAGE_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    RLELossless,
+]
+#: Objects a planning workstation retrieves; offered first, with the compressed syntaxes.
+_PLANNING_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR",
+    "1.2.840.10008.5.1.4.1.1.128": "PET",
+    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET",
+    "1.2.840.10008.5.1.4.1.1.481.1": "RT Image",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan",
+    "1.2.840.10008.5.1.4.1.1.481.8": "RT Ion Plan",
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.1": "Spatial Registration",
+    "1.2.840.10008.5.1.4.1.1.66.3": "Deformable Spatial Registration",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
+}
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    """A study the PACS found: who, when, what, and how much."""
+
+    study_uid: str
+    patient_name: str
+    patient_id: str
+    date: str  # YYYYMMDD, or "" when the PACS does not say
+    time: str
+    description: str
+    accession: str
+    modalities: tuple[str, ...]
+    series_count: int | None  # None: the PACS does not say
+    instance_count: int | None
+
+
+@dataclass(frozen=True)
+class SeriesMatch:
+    """A series of a study the PACS found."""
+
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    number: int | None
+    instance_count: int | None
+
+
+@dataclass
+class RetrieveResult:
+    """What a retrieve brought: the files written, and the instances the PACS reported failed or
+    sent with a warning, and those received that could not be written here (why)."""
+
+    node: Node
+    folder: Path
+    received: list[Path] = field(default_factory=list)
+    completed: int = 0  # instances the PACS says it sent
+    failed: int = 0
+    warnings: int = 0
+    not_written: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line in words: how many instances arrived, and what went wrong."""
+        text = f"retrieved {len(self.received)} instance(s) from {self.node} into {self.folder}"
+        if self.failed:
+            text += f"; {self.failed} instance(s) failed at the PACS (it could not send them)"
+        if self.not_written:
+            text += f"; {len(self.not_written)} received but not written here: {self.not_written[0]}"
+        if self.warnings:
+            text += f"; {self.warnings} sent with a warning"
+        return text
+
+
+# -- find ---------------------------------------------------------------------------------------
+
+
+def find_studies(
+    node: Node,
+    *,
+    patient_id: str = "",
+    patient_name: str = "",
+    study_date: str = "",
+    modality: str = "",
+    accession: str = "",
+    study_uid: str = "",
+    calling_ae: str = DEFAULT_AE_TITLE,
+    timeout_s: float = 30.0,
+    limit: int = 500,
+    cancel: threading.Event | None = None,
+) -> list[StudyMatch]:
+    """The studies on `node` matching every key given (C-FIND, Study Root, STUDY level), newest
+    first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; `study_date`
+    is ``YYYYMMDD`` or a range ``YYYYMMDD-YYYYMMDD`` (either end may be left open); `modality`
+    matches studies holding a series of it. At most `limit` matches are kept (the search is then
+    cancelled at the PACS). An empty list: nothing matches.
+
+    Raises NetworkError (not reachable, rejected, search refused), ValueError (a date that is
+    not one), Cancelled."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientName = patient_name.strip()
+    query.PatientID = patient_id.strip()
+    query.StudyDate = check_date(study_date)
+    query.StudyTime = ""
+    query.StudyDescription = ""
+    query.AccessionNumber = accession.strip()
+    query.StudyInstanceUID = study_uid.strip()
+    query.ModalitiesInStudy = modality.strip().upper()
+    query.NumberOfStudyRelatedSeries = None
+    query.NumberOfStudyRelatedInstances = None
+    _declare_character_set(query)
+    found = _find(node, query, "studies", calling_ae, timeout_s, limit, cancel)
+    studies = [
+        StudyMatch(
+            study_uid=_text(answer, "StudyInstanceUID"),
+            patient_name=_person(answer),
+            patient_id=_text(answer, "PatientID"),
+            date=_text(answer, "StudyDate"),
+            time=_text(answer, "StudyTime"),
+            description=_text(answer, "StudyDescription"),
+            accession=_text(answer, "AccessionNumber"),
+            modalities=_values(answer, "ModalitiesInStudy"),
+            series_count=_count(answer, "NumberOfStudyRelatedSeries"),
+            instance_count=_count(answer, "NumberOfStudyRelatedInstances"),
+        )
+        for answer in found
+        if _text(answer, "StudyInstanceUID")
+    ]
+    studies.sort(key=lambda s: (s.date, s.time), reverse=True)
+    return studies
+
+
+def find_series(
+    node: Node,
+    study_uid: str,
+    *,
+    calling_ae: str = DEFAULT_AE_TITLE,
+    timeout_s: float = 30.0,
+    limit: int = 2000,
+    cancel: threading.Event | None = None,
+) -> list[SeriesMatch]:
+    """The series of study `study_uid` on `node` (C-FIND, Study Root, SERIES level), by series
+    number. An empty list: the PACS knows no series of that study."""
+    if not study_uid.strip():
+        raise ValueError("a study instance UID is needed to list its series")
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid.strip()
+    query.SeriesInstanceUID = ""
+    query.Modality = ""
+    query.SeriesDescription = ""
+    query.SeriesNumber = None
+    query.NumberOfSeriesRelatedInstances = None
+    found = _find(node, query, "series", calling_ae, timeout_s, limit, cancel)
+    series = [
+        SeriesMatch(
+            study_uid=_text(answer, "StudyInstanceUID") or study_uid.strip(),
+            series_uid=_text(answer, "SeriesInstanceUID"),
+            modality=_text(answer, "Modality"),
+            description=_text(answer, "SeriesDescription"),
+            number=_count(answer, "SeriesNumber"),
+            instance_count=_count(answer, "NumberOfSeriesRelatedInstances"),
+        )
+        for answer in found
+        if _text(answer, "SeriesInstanceUID")
+    ]
+    series.sort(key=lambda s: (s.number is None, s.number or 0, s.modality, s.series_uid))
+    return series
+
+
+def check_date(text: str) -> str:
+    """`text` as a DICOM date or range (``YYYYMMDD``, ``YYYYMMDD-YYYYMMDD``, ``YYYYMMDD-``,
+    ``-YYYYMMDD``, or empty); ValueError saying how to write it otherwise."""
+    text = (text or "").strip().replace(" ", "")
+    match = _DATE.match(text)
+    if text == "-" or match is None or not all(_is_date(d) for d in (match[1], match[3]) if d):
+        raise ValueError(
+            f"{text!r} is not a study date: write YYYYMMDD, or a range YYYYMMDD-YYYYMMDD "
+            "(an end may be left open: 20240101-)"
+        )
+    return text
+
+
+def _is_date(text: str) -> bool:
+    try:
+        time.strptime(text, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _find(node, query, what, calling_ae, timeout_s, limit, cancel) -> list[Dataset]:
+    refused = "does not offer searches (Study Root C-FIND)"
+    association = _associate(node, [(STUDY_ROOT_FIND, None)], calling_ae, timeout_s, refused)
+    found: list[Dataset] = []
+    cancelled_here = False
+    try:
+        _require(association, STUDY_ROOT_FIND, node, "searches (Study Root C-FIND)")
+        for status, identifier in association.send_c_find(query, STUDY_ROOT_FIND):
+            if not status or "Status" not in status:
+                raise NetworkError(f"{node} stopped answering the search for {what}{_status_text(status)}")
+            code = int(status.Status)
+            if code in _PENDING:
+                if identifier is not None and len(found) < limit:
+                    found.append(identifier)
+                stop = len(found) >= limit or (cancel is not None and cancel.is_set())
+                if stop and not cancelled_here:
+                    association.send_c_cancel(1, query_model=STUDY_ROOT_FIND)
+                    cancelled_here = True
+            elif code in (0x0000, _CANCELLED):
+                break
+            else:
+                meaning = _meaning(code, calling_ae)
+                raise NetworkError(f"{node} refused the search for {what}: {meaning}{_status_text(status)}")
+    finally:
+        association.release()
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"search on {node} cancelled")
+    return found
+
+
+# -- retrieve -----------------------------------------------------------------------------------
+
+
+def retrieve(
+    node: Node,
+    folder: str | os.PathLike,
+    study_uid: str,
+    series_uids: Iterable[str] = (),
+    *,
+    move_port: int | None = None,
+    calling_ae: str = DEFAULT_AE_TITLE,
+    timeout_s: float = 30.0,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> RetrieveResult:
+    """Bring study `study_uid` (or only its series `series_uids`) from `node` into `folder`, one
+    ``<SOPInstanceUID>.dcm`` per instance.
+
+    By default with C-GET, over the association we open. With `move_port`, with C-MOVE: a
+    storage SCP listens on that port as `calling_ae` while the PACS sends there (the PACS must
+    know `calling_ae` with this computer's address and that port).
+
+    Instances the PACS reports failed are counted in the result (NetworkError when none arrived).
+    Raises NetworkError (not reachable, rejected, nothing matches, retrieve refused, port in use)
+    and Cancelled (the files received so far stay in `folder`).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uids = [uid.strip() for uid in series_uids if uid.strip()]
+    requests = _requests(study_uid.strip(), series_uids)
+    result = RetrieveResult(node, folder)
+    retrieval = _Retrieval(node, result, calling_ae, timeout_s, on_progress, cancel)
+    if move_port is None:
+        _get(retrieval, requests)
+    else:
+        _move(retrieval, requests, move_port)
+    result.received = list(dict.fromkeys(result.received))
+    if not result.received:
+        what = _what(study_uid, series_uids)
+        problems = []
+        if result.failed:
+            problems.append(f"{result.failed} failed at the PACS (it could not send them)")
+        if result.not_written:
+            problems.append(f"{len(result.not_written)} could not be written here: {result.not_written[0]}")
+        raise NetworkError(f"no instance of {what} arrived from {node}: " + "; ".join(problems))
+    return result
+
+
+def _requests(study_uid: str, series_uids: list[str]) -> list[tuple[str, Dataset]]:
+    """(what, identifier) for each C-GET / C-MOVE: the study, or each of its series."""
+    if not study_uid:
+        raise ValueError("a study instance UID is needed to retrieve")
+    requests = []
+    for series_uid in series_uids or [None]:
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+        identifier.StudyInstanceUID = study_uid
+        if series_uid:
+            identifier.SeriesInstanceUID = series_uid
+        requests.append((_what(study_uid, [series_uid] if series_uid else []), identifier))
+    return requests
+
+
+def _what(study_uid: str, series_uids: list[str]) -> str:
+    if not series_uids:
+        return f"study {study_uid}"
+    return f"series {series_uids[0]}" if len(series_uids) == 1 else f"{len(series_uids)} series"
+
+
+def _get(retrieval: _Retrieval, requests) -> None:
+    from pynetdicom import AllStoragePresentationContexts, build_role, evt
+
+    classes = list(_PLANNING_CLASSES)
+    for context in AllStoragePresentationContexts:
+        if len(classes) == _MAX_CONTEXTS - 1:
+            break
+        if context.abstract_syntax not in classes:
+            classes.append(context.abstract_syntax)
+    contexts = [(STUDY_ROOT_GET, None)] + [
+        (uid, _IMAGE_SYNTAXES if uid in _PLANNING_CLASSES else None) for uid in classes
+    ]
+    result = retrieval.result
+
+    def store(event) -> int:
+        try:
+            result.received.append(write_instance(result.folder, event))
+        except Exception as error:  # noqa: BLE001 — answered to the PACS as "out of resources"
+            log.exception("could not store an instance in %s", result.folder)
+            result.not_written.append(str(error))
+            return 0xA700
+        return 0x0000
+
+    association = _associate(
+        retrieval.node,
+        contexts,
+        retrieval.calling_ae,
+        retrieval.timeout_s,
+        refused=f"does not offer {_NO_GET}",
+        ext_neg=[build_role(uid, scp_role=True) for uid in classes],
+        evt_handlers=[(evt.EVT_C_STORE, store)],
+    )
+    try:
+        _require(
+            association, STUDY_ROOT_GET, retrieval.node, "C-GET (Study Root): retrieve with C-MOVE instead"
+        )
+        for number, (what, identifier) in enumerate(requests, 1):
+            responses = association.send_c_get(identifier, STUDY_ROOT_GET, msg_id=number)
+            retrieval.follow(association, responses, number, STUDY_ROOT_GET, what, len(requests))
+    finally:
+        if association.is_established:
+            association.release()
+
+
+def _move(retrieval: _Retrieval, requests, port: int) -> None:
+    result, node, calling_ae = retrieval.result, retrieval.node, retrieval.calling_ae
+    with Receiver(result.folder, ae_title=calling_ae, port=port) as receiver:
+        refused = "does not offer C-MOVE (Study Root)"
+        association = _associate(node, [(STUDY_ROOT_MOVE, None)], calling_ae, retrieval.timeout_s, refused)
+        try:
+            _require(association, STUDY_ROOT_MOVE, node, "C-MOVE (Study Root)")
+            for number, (what, identifier) in enumerate(requests, 1):
+                responses = association.send_c_move(identifier, calling_ae, STUDY_ROOT_MOVE, msg_id=number)
+                retrieval.follow(association, responses, number, STUDY_ROOT_MOVE, what, len(requests))
+        finally:
+            if association.is_established:
+                association.release()
+        # The PACS stores on an association of its own: the last instances may still be on their way.
+        deadline = time.monotonic() + min(retrieval.timeout_s, 10.0)
+        while len(set(receiver.received)) < result.completed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result.received = list(receiver.received)
+
+
+@dataclass
+class _Retrieval:
+    """One retrieve: where it comes from, what it brought so far, how it reports and stops."""
+
+    node: Node
+    result: RetrieveResult
+    calling_ae: str
+    timeout_s: float
+    on_progress: Callable[[str, int, int], None] | None
+    cancel: threading.Event | None
+
+    def follow(self, association, responses: Iterator, msg_id: int, model: str, what: str, count: int):
+        """Read the responses of one C-GET / C-MOVE to the end: progress, cancel, final status."""
+        node, result = self.node, self.result
+        stage = f"Retrieving from {node}" + (f" ({msg_id} of {count})" if count > 1 else "")
+        finished = threading.Event()
+        watcher = None
+        if self.cancel is not None:
+            watcher = threading.Thread(
+                target=_watch_cancel, args=(association, msg_id, model, self.cancel, finished), daemon=True
+            )
+            watcher.start()
+        final = None
+        if self.on_progress is not None:
+            self.on_progress(stage, 0, 0)  # until the PACS says how many
+        try:
+            for status, _ in responses:
+                if not status or "Status" not in status:
+                    break
+                if int(status.Status) in _PENDING:
+                    done, remaining = _sub_operations(status)
+                    if self.on_progress is not None:
+                        self.on_progress(stage, done, done + remaining)
+                    continue
+                final = status
+        finally:
+            finished.set()
+            if watcher is not None:
+                watcher.join()
+        if self.cancel is not None and self.cancel.is_set():
+            kept = len(set(result.received))
+            raise Cancelled(f"retrieve from {node} cancelled; {kept} instance(s) kept in {result.folder}")
+        if final is None:
+            raise NetworkError(
+                f"{node} stopped answering the retrieve of {what} (no response within "
+                f"{self.timeout_s:g} s, or the association was aborted)"
+            )
+        code = int(final.Status)
+        completed = _count(final, "NumberOfCompletedSuboperations") or 0
+        failed = _count(final, "NumberOfFailedSuboperations") or 0
+        warned = _count(final, "NumberOfWarningSuboperations") or 0
+        if code not in (0x0000, _SOME_FAILED) and completed + warned == 0:
+            meaning = f"{_meaning(code, self.calling_ae)}{_status_text(final)}"
+            if failed:  # it tried: "out of resources" when every sub-operation failed
+                raise NetworkError(f"{node} could not send {what}: {failed} instance(s) failed ({meaning})")
+            raise NetworkError(f"{node} refused the retrieve of {what}: {meaning}")
+        if code == 0x0000 and completed + failed + warned == 0:
+            raise NetworkError(f"{node} has no instance of {what} (nothing matches)")
+        # A failure after some instances came (the PACS gave up midway): those that came stay.
+        failed += _count(final, "NumberOfRemainingSuboperations") or 0
+        result.completed += completed + warned
+        result.failed += failed
+        result.warnings += warned
+        if self.on_progress is not None:
+            self.on_progress(stage, completed + failed + warned, completed + failed + warned)
+
+
+def _sub_operations(status: Dataset) -> tuple[int, int]:
+    """(done, remaining) sub-operations of a pending C-GET / C-MOVE response."""
+    done = sum(
+        _count(status, f"Number{kind}Suboperations") or 0 for kind in ("OfCompleted", "OfFailed", "OfWarning")
+    )
+    return done, _count(status, "NumberOfRemainingSuboperations") or 0
+
+
+def _watch_cancel(association, msg_id, model, cancel: threading.Event, finished: threading.Event) -> None:
+    """Once `cancel` is set, ask the PACS to stop (C-CANCEL); abort if it goes on regardless."""
+    while not finished.wait(0.05):
+        if cancel.is_set():
+            break
+    else:
+        return
+    try:
+        association.send_c_cancel(msg_id, query_model=model)
+    except Exception:  # noqa: BLE001 — the association may be gone already; aborting covers it
+        log.debug("C-CANCEL not sent", exc_info=True)
+    if not finished.wait(3.0):
+        association.abort()
+
+
+def _require(association, model: str, node: Node, what: str) -> None:
+    accepted = {str(context.abstract_syntax) for context in association.accepted_contexts}
+    if model not in accepted:
+        association.release()
+        raise NetworkError(f"{node} does not offer {what}")
+
+
+_MEANINGS = {
+    0xA700: "it is out of resources",
+    0xA701: "it is out of resources: it cannot count the matches",
+    0xA702: "it is out of resources: it cannot send the instances",
+    0xA900: "the request does not fit what it expects (identifier does not match the SOP class)",
+    0x0122: "it does not support this request (SOP class not supported)",
+    0x0124: "we are not authorised to retrieve",
+}
+
+
+def _meaning(code: int, destination: str) -> str:
+    if code == 0xA801:
+        return (
+            f"it does not know the destination {destination!r}: add this AE title, with this computer's "
+            "address and port, to the PACS's DICOM nodes (or retrieve with C-GET)"
+        )
+    if code in _MEANINGS:
+        return _MEANINGS[code]
+    if 0xC000 <= code <= 0xCFFF:
+        return "it could not process the request"
+    return "failed"
+
+
+# -- identifiers ----------------------------------------------------------------------------------
+
+
+def _declare_character_set(query: Dataset) -> None:
+    """Say the query is UTF-8 when a key is not plain ASCII (a name with accents)."""
+    values = [str(query.get(k, "") or "") for k in ("PatientName", "PatientID", "AccessionNumber")]
+    if any(not v.isascii() for v in values):
+        query.SpecificCharacterSet = "ISO_IR 192"
+
+
+def _text(dataset: Dataset, keyword: str) -> str:
+    value = dataset.get(keyword)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _values(dataset: Dataset, keyword: str) -> tuple[str, ...]:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+
+
+def _person(dataset: Dataset) -> str:
+    """The patient's name to read: ``FAMILY, Given`` (other components after)."""
+    value = dataset.get("PatientName")
+    if value is None:
+        return ""
+    parts = [p.strip() for p in str(value).split("=")[0].split("^")]
+    parts = [p for p in parts if p]
+    if len(parts) >= 2:
+        return f"{parts[0]}, {' '.join(parts[1:])}"
+    return parts[0] if parts else ""
+
+
+def _count(dataset: Dataset, keyword: str) -> int | None:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
