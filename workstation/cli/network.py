@@ -1,8 +1,12 @@
-"""`delineo send | echo | receive`: DICOM networking with a planning system, PACS or scanner.
+"""`delineo send | echo | receive | find | retrieve`: DICOM networking with a planning system,
+PACS or scanner.
 
 delineo send RS.dcm [MORE ...] --to TPS@10.0.0.5:104 [--ae DELINEO]
 delineo echo TPS@10.0.0.5:104
 delineo receive --port 11112 --out incoming/ [--ae DELINEO] [--idle-exit SECONDS]
+delineo find PACS@10.0.0.9:104 [--patient-id ID] [--name 'DOE^J*'] [--date 20240101-] [--modality CT]
+delineo find PACS@10.0.0.9:104 --series STUDY_UID
+delineo retrieve PACS@10.0.0.9:104 --study UID [--series UID ...] --out FOLDER [--move --port 11112]
 """
 
 from __future__ import annotations
@@ -41,6 +45,44 @@ def register(subparsers) -> None:
         help="stop after this long without a file (default: Ctrl+C)",
     )
     receive.set_defaults(handler=run_receive)
+
+    find = subparsers.add_parser("find", help="search a PACS for studies, or list a study's series (C-FIND)")
+    find.add_argument("node", help="the PACS: AE_TITLE@host:port")
+    find.add_argument("--patient-id", default="", help="patient ID (wildcards * and ? allowed)")
+    find.add_argument(
+        "--name", default="", help="patient name, e.g. 'DOE^JOHN' or 'DOE*' (wildcards allowed)"
+    )
+    find.add_argument(
+        "--date", default="", help="study date YYYYMMDD or range YYYYMMDD-YYYYMMDD (open: 20240101-)"
+    )
+    find.add_argument(
+        "--modality", default="", help="studies holding a series of this modality (CT, MR, RTSTRUCT…)"
+    )
+    find.add_argument("--accession", default="", help="accession number")
+    find.add_argument("--series", metavar="STUDY_UID", help="list the series of this study instead")
+    _calling_options(find)
+    find.set_defaults(handler=run_find)
+
+    retrieve = subparsers.add_parser(
+        "retrieve", help="bring a study or some of its series from a PACS into a folder (C-GET or C-MOVE)"
+    )
+    retrieve.add_argument("node", help="the PACS: AE_TITLE@host:port")
+    retrieve.add_argument("--study", required=True, metavar="UID", help="the study instance UID (see find)")
+    retrieve.add_argument(
+        "--series", nargs="+", default=[], metavar="UID", help="only these series of the study (default: all)"
+    )
+    retrieve.add_argument("--out", type=Path, required=True, help="folder the instances are written to")
+    retrieve.add_argument(
+        "--move",
+        action="store_true",
+        help="retrieve with C-MOVE to this computer (for a PACS without C-GET; it must know our AE title, "
+        "address and --port)",
+    )
+    retrieve.add_argument(
+        "--port", type=int, default=11112, help="with --move: port to receive on (default 11112)"
+    )
+    _calling_options(retrieve)
+    retrieve.set_defaults(handler=run_retrieve)
 
 
 def _calling_options(parser) -> None:
@@ -103,3 +145,109 @@ def run_receive(args) -> int:
             pass
     print(f"received {len(receiver.received)} file(s)")
     return 0
+
+
+def run_find(args) -> int:
+    from planning.dicom.network import Node
+    from planning.dicom.query import find_series, find_studies
+    from planning.errors import NetworkError
+
+    node = Node.parse(args.node)
+    if args.series:
+        series = find_series(node, args.series, calling_ae=args.ae, timeout_s=args.timeout)
+        if not series:
+            raise NetworkError(f"{node} knows no series of study {args.series}")
+        rows = [
+            [_number(s.number), s.modality, s.description, _number(s.instance_count), s.series_uid]
+            for s in series
+        ]
+        print(_table(["#", "Modality", "Description", "Images", "Series UID"], rows))
+        return 0
+    criteria = {
+        "patient ID": args.patient_id,
+        "name": args.name,
+        "date": args.date,
+        "modality": args.modality,
+        "accession": args.accession,
+    }
+    limit = 500
+    studies = find_studies(
+        node,
+        patient_id=args.patient_id,
+        patient_name=args.name,
+        study_date=args.date,
+        modality=args.modality,
+        accession=args.accession,
+        calling_ae=args.ae,
+        timeout_s=args.timeout,
+        limit=limit,
+    )
+    if not studies:
+        asked = ", ".join(f"{key} {value!r}" for key, value in criteria.items() if value) or "an empty search"
+        raise NetworkError(f"no study on {node} matches {asked}")
+    rows = [
+        [
+            _date(s.date),
+            s.patient_name,
+            s.patient_id,
+            s.description,
+            "/".join(s.modalities),
+            _number(s.series_count),
+            _number(s.instance_count),
+            s.study_uid,
+        ]
+        for s in studies
+    ]
+    print(
+        _table(["Date", "Patient", "ID", "Description", "Modalities", "Series", "Images", "Study UID"], rows)
+    )
+    more = f" (the first {limit}: narrow the search)" if len(studies) == limit else ""
+    print(f"{len(studies)} study(ies) on {node}{more}; list one's series with --series STUDY_UID")
+    return 0
+
+
+def run_retrieve(args) -> int:
+    from planning.dicom.network import Node
+    from planning.dicom.query import retrieve
+
+    node = Node.parse(args.node)
+    check_output_folder(args.out)
+    progress = ProgressBar()
+    try:
+        result = retrieve(
+            node,
+            args.out,
+            args.study,
+            args.series,
+            move_port=args.port if args.move else None,
+            calling_ae=args.ae,
+            timeout_s=args.timeout,
+            on_progress=progress,
+        )
+    finally:
+        progress.close()
+    print(result.summary())
+    print(f"open it with: delineo open {args.out}")
+    return 1 if result.failed or result.not_written else 0
+
+
+def _table(headers: list[str], rows: list[list[str]], widest: int = 32) -> str:
+    """Columns padded to their widest cell (text cut at `widest`, the last column whole)."""
+
+    def cut(text: str, last: bool) -> str:
+        text = str(text)
+        return text if last or len(text) <= widest else text[: widest - 1] + "…"
+
+    cells = [[cut(c, i == len(headers) - 1) for i, c in enumerate(row)] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _number(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _date(text: str) -> str:
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text or "-"
