@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
             self._action("&Open folder…", self._ask_open_folder, QKeySequence.StandardKey.Open)
         )
         file_menu.addAction(self._action("Open &image file…", self._ask_open_file))
+        file_menu.addAction(self._action("Retrieve from &PACS…", self.open_pacs))
         file_menu.addAction(self._action("Open &sample patient", self.open_sample))
         self.import_action = self._action(
             "&Import structures…", self._ask_import_structures, tip="RTSTRUCT, DICOM-SEG or label map"
@@ -835,6 +836,14 @@ class MainWindow(QMainWindow):
         self._show_dialog(dialog)
         dialog.run_check()
         return dialog
+
+    def open_pacs(self):
+        """File ▸ Retrieve from PACS…: one dialog, kept (searches and retrieves outlive its closing)."""
+        from workstation.app.pacs_dialog import PacsDialog
+
+        self.pacs_dialog = getattr(self, "pacs_dialog", None) or PacsDialog(self)
+        self._show_dialog(self.pacs_dialog)
+        return self.pacs_dialog
 
     def _show_dialog(self, dialog) -> None:
         self.last_dialog = dialog
