@@ -202,11 +202,12 @@ def test_tool_settings_are_remembered(qtbot, tmp_path):
     second.close()
 
 
-def test_structure_table_edits_are_undoable(window):
+def test_structure_table_edits_are_undoable(window, qtbot):
     case = show_sample(window)
     table = window.table
     names = [table.item(r, 2).text() for r in range(table.rowCount())]
     assert names == case.structures.names()
+    qtbot.waitUntil(lambda: all(table.item(r, 4).text() for r in range(table.rowCount())))
     volumes = [float(table.item(r, 4).text()) for r in range(table.rowCount())]
     assert volumes == pytest.approx([s.volume_cc for s in case.structures], abs=0.01)
     row = names.index("GTV")

@@ -5,7 +5,7 @@ import pytest
 from support.app import show_sample
 
 from workstation.app import services, structure_table
-from workstation.app.structure_table import NAME
+from workstation.app.structure_table import NAME, VOLUME
 
 pytestmark = pytest.mark.gui
 
@@ -40,3 +40,23 @@ def test_name_advice_is_worked_out_once_per_name(fresh_advice, monkeypatch):
     for _ in range(3):
         assert structure_table.name_advice("Lung Left") == "not TG-263"
     assert asked == ["Lung Left"]
+
+
+def test_volumes_are_counted_off_the_gui_thread(window, qtbot, monkeypatch):
+    import threading
+
+    from planning.structures import Mask
+
+    counted_on = []
+    volume_cc = Mask.volume_cc
+    monkeypatch.setattr(
+        Mask,
+        "volume_cc",
+        property(lambda m: counted_on.append(threading.current_thread()) or volume_cc.fget(m)),
+    )
+    case = show_sample(window)
+    table = window.table
+    qtbot.waitUntil(lambda: all(table.item(r, VOLUME).text() for r in range(table.rowCount())))
+    shown = [float(table.item(r, VOLUME).text()) for r in range(table.rowCount())]
+    assert counted_on and threading.main_thread() not in counted_on
+    assert shown == pytest.approx([volume_cc.fget(s.mask) for s in case.structures], abs=0.01)

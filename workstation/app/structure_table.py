@@ -1,6 +1,7 @@
 """The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc.
 
-Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
+Volumes are counted in a worker thread (100+ masks of a large CT take 100+ ms) and shown when
+done. Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
 rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle);
 their context menu accepts or rejects them.
 
@@ -28,6 +29,7 @@ from PyQt6.QtWidgets import (
     QTableWidgetItem,
     QWidget,
 )
+from superqt.utils import create_worker
 
 from planning.structures import RoiType
 from planning.tg263 import standard_structures
@@ -101,6 +103,8 @@ class StructureTable(QTableWidget):
         self._volume_timer = QTimer(self, singleShot=True, interval=250)
         self._volume_timer.timeout.connect(self._refresh_volumes)
         self._stale_volumes: set[int] = set()
+        self._to_measure: dict[int, object] = {}  # structures whose volume to count, by id
+        self._measuring: tuple[list, list] | None = None  # structures and masks being counted
         self._stale: set[str] = set()
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
@@ -211,7 +215,7 @@ class StructureTable(QTableWidget):
             name.setForeground(QBrush(QColor(200, 120, 0) if advice else self.palette().text().color()))
             self.item(row, TYPE).setText(structure.roi_type.value)
             if volume:
-                self.item(row, VOLUME).setText(f"{structure.volume_cc:.2f}")
+                self._show_volume(row, structure)
 
     def _row_of(self, structure) -> int | None:
         for row in range(self.rowCount()):
@@ -259,6 +263,52 @@ class StructureTable(QTableWidget):
             if id(structure) in self._stale_volumes and row < self.rowCount():
                 self._fill(row, structure, volume=True)
         self._stale_volumes.clear()
+
+    def _show_volume(self, row: int, structure) -> None:
+        """An empty structure's volume at once, any other's once a worker has counted it."""
+        if structure.mask.array.size == 0:
+            self.item(row, VOLUME).setText(f"{0.0:.2f}")
+        else:
+            self._measure(structure)
+
+    def _measure(self, structure) -> None:
+        self._to_measure[id(structure)] = structure
+        if self._measuring is None:
+            QTimer.singleShot(0, self._measure_volumes)
+
+    def _measure_volumes(self) -> None:
+        """Count the queued structures' voxels in a worker, on copy-on-write masks."""
+        if self._measuring is not None or not self._to_measure:
+            return
+        structures = list(self._to_measure.values())
+        self._to_measure.clear()
+        masks = [s.mask.shared() for s in structures]
+        self._measuring = (structures, masks)
+        worker = create_worker(lambda: [m.volume_cc for m in masks], _start_thread=False)
+        worker.returned.connect(self._show_volumes)
+        worker.start()
+
+    def _show_volumes(self, volumes: list[float]) -> None:
+        """Show the volumes counted, for the structures whose mask is still the one counted."""
+        structures, masks = self._measuring
+        self._measuring = None
+        for structure, mask, volume in zip(structures, masks, volumes, strict=True):
+            row = self._row_of(structure) if self._holds(structure) else None
+            if (
+                row is not None
+                and structure.mask.array is mask.array
+                and structure.mask.offset == mask.offset
+            ):
+                self.item(row, VOLUME).setText(f"{volume:.2f}")
+        self._measure_volumes()
+
+    def _holds(self, structure) -> bool:
+        structures = None if self.case is None else self.case.structures
+        return (
+            structures is not None
+            and structure.name in structures
+            and structures[structure.name] is structure
+        )
 
     # -- user edits ----------------------------------------------------------------------------
 
