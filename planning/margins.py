@@ -78,6 +78,10 @@ _CONTRACTION_CENTRE_WEIGHT = 0.3
 #: Index axes whose direction deviates from a patient axis by more than this are "oblique".
 _OBLIQUE_TOLERANCE_DEG = 1.0
 
+#: Voxels in each slab of whole slices in which the distances (and the in-plane smoothing) are
+#: computed: a body-sized structure then needs tens of MB per float32 array, not GB.
+_SLAB_VOXELS = 8_000_000
+
 
 @dataclass(frozen=True)
 class Margins:
@@ -287,9 +291,9 @@ def prv_name(organ: str, margin_mm: float) -> str:
 
 
 class _BoundaryPoints(NamedTuple):
-    """Boundary points on the grid edges along one array axis: the index (z, y, x arrays) of the
-    lower voxel of each edge that crosses the surface, and where on it the surface lies
-    (fraction of the spacing past that voxel)."""
+    """Boundary points on the grid edges along one array axis: the index (z, y, x arrays, sorted
+    by slice z) of the lower voxel of each edge that crosses the surface, and where on it the
+    surface lies (fraction of the spacing past that voxel)."""
 
     lower: tuple[np.ndarray, np.ndarray, np.ndarray]
     fraction: np.ndarray
@@ -297,32 +301,50 @@ class _BoundaryPoints(NamedTuple):
 
 def _boundary_points(mask: np.ndarray, spacing_zyx, cancel) -> list[_BoundaryPoints]:
     """The surface of `mask` as points on grid edges, for array axes z, y, x (see the module doc)."""
-    smooth = ndimage.gaussian_filter(
-        mask.astype(np.float32), (0, _INPLANE_SIGMA_PX, _INPLANE_SIGMA_PX), mode="constant"
-    )
-    return [_between_slices(mask, spacing_zyx, cancel)] + [
-        _within_slices(mask, smooth, axis) for axis in (1, 2)
-    ]
+    return [_between_slices(mask, spacing_zyx, cancel), *_within_slices(mask)]
+
+
+def _slabs(shape) -> list[slice]:
+    """Consecutive slabs of whole slices (array axis 0) covering an array of `shape` (z, y, x),
+    each of about _SLAB_VOXELS voxels."""
+    step = max(1, _SLAB_VOXELS // max(1, shape[1] * shape[2]))
+    return [slice(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
 
 
 def _crossing_edges(mask: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
-    """Index of the lower voxel of each edge along `axis` whose two voxels differ."""
-    moved = np.moveaxis(mask, axis, 0)
-    lower = list(np.nonzero(moved[:-1] != moved[1:]))
-    lower.insert(axis, lower.pop(0))
-    return tuple(lower)
+    """Index (z, y, x arrays, sorted by z) of the lower voxel of each edge along `axis` whose two
+    voxels differ."""
+    lower, upper = [slice(None)] * 3, [slice(None)] * 3
+    lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+    return np.nonzero(mask[tuple(lower)] != mask[tuple(upper)])
 
 
-def _within_slices(mask: np.ndarray, smooth: np.ndarray, axis: int) -> _BoundaryPoints:
-    """Edges along in-plane `axis`: the 0.5 crossing of `smooth` (the mask smoothed slice by
-    slice), or half-way where it does not straddle 0.5 (structures a pixel or two thin)."""
-    lower = _crossing_edges(mask, axis)
+def _within_slices(mask: np.ndarray) -> list[_BoundaryPoints]:
+    """Edges along in-plane axes y and x: the 0.5 crossing of the mask smoothed slice by slice
+    (computed slab by slab), or half-way where it does not straddle 0.5 (structures a pixel or
+    two thin)."""
+    edges = [_crossing_edges(mask, axis) for axis in (1, 2)]
+    fractions = [np.empty(len(lower[0]), np.float32) for lower in edges]
+    for slab in _slabs(mask.shape):
+        smooth = ndimage.gaussian_filter(
+            mask[slab].astype(np.float32), (0, _INPLANE_SIGMA_PX, _INPLANE_SIGMA_PX), mode="constant"
+        )
+        for axis, lower, fraction in zip((1, 2), edges, fractions, strict=True):
+            part = slice(*np.searchsorted(lower[0], (slab.start, slab.stop)))
+            here = (lower[0][part] - slab.start, lower[1][part], lower[2][part])
+            fraction[part] = _half_crossing(smooth, here, axis)
+    return [_BoundaryPoints(lower, fraction) for lower, fraction in zip(edges, fractions, strict=True)]
+
+
+def _half_crossing(smooth: np.ndarray, lower: tuple[np.ndarray, ...], axis: int) -> np.ndarray:
+    """Where on each edge along `axis` from voxel `lower` the values `smooth` cross 0.5, as a
+    fraction of the step (0.5 where they do not straddle it)."""
     upper = tuple(index + 1 if i == axis else index for i, index in enumerate(lower))
     below, above = smooth[lower] - 0.5, smooth[upper] - 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
         straddles = (below * above <= 0) & (below != above)
         fraction = np.where(straddles, below / (below - above), 0.5)
-    return _BoundaryPoints(lower, fraction.astype(np.float32))
+    return fraction.astype(np.float32)
 
 
 def _between_slices(mask: np.ndarray, spacing_zyx, cancel) -> _BoundaryPoints:
@@ -409,23 +431,9 @@ def _grow(
     towards the side d_i points to. The estimate is the distance to the nearest boundary point
     (see the module doc), blended with weight `centre_weight` with the distance to the nearest
     voxel centre of `seed` or boundary point where a structure ends. Distances are found along
-    each source's own axis first, then along the other axes.
+    each source's own axis first, then along the other axes, slab by slab of slices (each with
+    the slices within reach on either side), so that the float arrays hold a slab at a time.
     """
-    steps = 4 if centre_weight else 3
-    to_boundary = None
-    for axis in range(3):
-        squared = _spread(
-            _along_own_axis(seed.shape, points[axis], axis, spacing_zyx, axes),
-            axis,
-            spacing_zyx,
-            axes,
-            cancel,
-        )
-        to_boundary = squared if to_boundary is None else np.minimum(to_boundary, squared)
-        del squared
-        if on_progress is not None:
-            on_progress("Computing margin", axis + 1, steps)
-    estimate = np.sqrt(to_boundary, out=to_boundary)
     if centre_weight:
         # The centre term is needed wherever the blend can be ≤ 1: up to one grid step past the
         # margin (a voxel's nearest centre is at most one step beyond its nearest boundary point),
@@ -433,20 +441,69 @@ def _grow(
         # scaled back; beyond that reach the blend exceeds 1 anyway.
         reach = _centre_reach(spacing_zyx, axes, centre_weight)
         wide = [(negative * reach, positive * reach) for negative, positive in axes]
-        uniform = np.array([plane.all() or not plane.any() for plane in seed])
-        lower, fraction = points[0]
-        at_end = uniform[lower[0]] | uniform[lower[0] + 1]
-        ends = _BoundaryPoints(tuple(index[at_end] for index in lower), fraction[at_end])
-        to_inside = _spread(
-            _along_own_axis(seed.shape, ends, 0, spacing_zyx, wide), 0, spacing_zyx, wide, cancel
-        )
-        centres = np.where(seed, np.float32(0), np.float32(np.inf))
-        np.minimum(to_inside, _spread(centres, None, spacing_zyx, wide, cancel), out=to_inside)
-        with np.errstate(invalid="ignore"):
-            estimate = centre_weight * reach * np.sqrt(to_inside) + (1 - centre_weight) * estimate
+        ends = _structure_ends(seed, points[0])
+    halo = _halo(spacing_zyx[0], wide[0] if centre_weight else axes[0])
+    grown = np.empty_like(seed)
+    slabs = _slabs(seed.shape)
+    for done, slab in enumerate(slabs, 1):
+        window = slice(max(0, slab.start - halo), min(seed.shape[0], slab.stop + halo))
+        inner = slice(slab.start - window.start, slab.stop - window.start)
+        to_boundary = _to_boundary(seed.shape, points, window, inner, spacing_zyx, axes, cancel)
+        estimate = np.sqrt(to_boundary, out=to_boundary)
+        if centre_weight:
+            to_inside = _to_inside(seed, ends, window, inner, spacing_zyx, wide, cancel)
+            with np.errstate(invalid="ignore"):
+                estimate = centre_weight * reach * np.sqrt(to_inside) + (1 - centre_weight) * estimate
+        grown[slab] = seed[slab] | (estimate <= 1.0 + 1e-6)
         if on_progress is not None:
-            on_progress("Computing margin", 4, 4)
-    return seed | (estimate <= 1.0 + 1e-6)
+            on_progress("Computing margin", done, len(slabs))
+    return grown
+
+
+def _to_boundary(shape, points, window, inner, spacing_zyx, axes, cancel) -> np.ndarray:
+    """Squared gauge to the nearest boundary point, on slices `inner` of `window` (slices of an
+    array of `shape`), from the points on the slices `window`."""
+    extent = (window.stop - window.start, *shape[1:])
+    nearest = None
+    for axis in range(3):
+        own = _along_own_axis(extent, _in_window(points[axis], window), axis, spacing_zyx, axes)
+        squared = _spread(own, axis, spacing_zyx, axes, inner, cancel)
+        nearest = squared if nearest is None else np.minimum(nearest, squared, out=nearest)
+        del own, squared
+    return nearest
+
+
+def _to_inside(seed, ends, window, inner, spacing_zyx, wide, cancel) -> np.ndarray:
+    """Squared gauge (of margins `wide`) to the nearest voxel centre of `seed` or boundary point
+    where the structure `ends`, on slices `inner` of `window` (slices of `seed`)."""
+    extent = (window.stop - window.start, *seed.shape[1:])
+    own = _along_own_axis(extent, _in_window(ends, window), 0, spacing_zyx, wide)
+    to_inside = _spread(own, 0, spacing_zyx, wide, inner, cancel)
+    centres = np.where(seed[window], np.float32(0), np.float32(np.inf))
+    return np.minimum(to_inside, _spread(centres, None, spacing_zyx, wide, inner, cancel), out=to_inside)
+
+
+def _structure_ends(seed: np.ndarray, between_slices: _BoundaryPoints) -> _BoundaryPoints:
+    """The boundary points between slices where the structure ends: one of the two slices is
+    all inside or all outside."""
+    uniform = np.array([plane.all() or not plane.any() for plane in seed])
+    lower, fraction = between_slices
+    at_end = uniform[lower[0]] | uniform[lower[0] + 1]
+    return _BoundaryPoints(tuple(index[at_end] for index in lower), fraction[at_end])
+
+
+def _in_window(points: _BoundaryPoints, window: slice) -> _BoundaryPoints:
+    """The points whose lower voxel lies on the slices `window`, numbered from its first slice."""
+    part = slice(*np.searchsorted(points.lower[0], (window.start, window.stop)))
+    z, y, x = (index[part] for index in points.lower)
+    return _BoundaryPoints((z - window.start, y, x), points.fraction[part])
+
+
+def _halo(spacing_mm: float, sides: tuple[float, float]) -> int:
+    """How many slices either side of a slab its distances can come from, with margins `sides`
+    (mm towards lower, higher slice index) along array axis 0."""
+    lowest, highest = _shifts(spacing_mm, *sides)
+    return max(-lowest, highest)
 
 
 def _centre_reach(spacing_zyx, axes, centre_weight: float) -> float:
@@ -456,15 +513,23 @@ def _centre_reach(spacing_zyx, axes, centre_weight: float) -> float:
     return min(1 / centre_weight, 1 + max(steps, default=0.0))
 
 
-def _spread(squared, done_axis, spacing_zyx, axes, cancel):
-    """Minimum convolutions of squared gauges along every lattice axis but `done_axis`."""
+def _spread(squared, done_axis, spacing_zyx, axes, inner: slice, cancel):
+    """Minimum convolutions of squared gauges along every lattice axis but `done_axis`; only the
+    slices `inner` of array axis 0 are kept (from the first convolution on)."""
     for axis in range(3):
-        if axis == done_axis:
-            continue
         if cancel is not None and cancel.is_set():
             raise Cancelled("margin computation cancelled")
-        squared = _min_convolve(squared, axis, spacing_zyx[axis], *axes[axis])
+        if axis != done_axis:
+            squared = _min_convolve(squared, axis, spacing_zyx[axis], *axes[axis])
+        if axis == 0:
+            squared = squared[inner]
     return squared
+
+
+def _shifts(spacing_mm: float, negative_mm: float, positive_mm: float) -> tuple[int, int]:
+    """The lowest and highest shift (in grid steps, source to target) that a margin of
+    `negative_mm` / `positive_mm` towards lower / higher index can reach, with one step to spare."""
+    return int(math.floor(-negative_mm / spacing_mm)) - 1, int(math.ceil(positive_mm / spacing_mm)) + 1
 
 
 def _along_own_axis(shape, points: _BoundaryPoints, axis, spacing_zyx, axes) -> np.ndarray:
@@ -474,8 +539,7 @@ def _along_own_axis(shape, points: _BoundaryPoints, axis, spacing_zyx, axes) -> 
     out = np.full(shape, np.inf, np.float32)
     lower, fraction = points
     n = shape[axis]
-    lowest = int(math.floor(-negative_mm / spacing_mm)) - 1
-    highest = int(math.ceil(positive_mm / spacing_mm)) + 1
+    lowest, highest = _shifts(spacing_mm, negative_mm, positive_mm)
     for s in range(max(lowest, -(n - 1)), min(highest, n - 1) + 1):
         d = (s - fraction) * spacing_mm
         a = np.where(d > 0, positive_mm, negative_mm)
@@ -494,8 +558,7 @@ def _min_convolve(values, axis, spacing_mm, negative_mm, positive_mm):
     to target along `axis`, a the margin on that side; only costs ≤ 1 are used."""
     out = np.full_like(values, np.inf)
     n = values.shape[axis]
-    lowest = int(math.floor(-negative_mm / spacing_mm)) - 1
-    highest = int(math.ceil(positive_mm / spacing_mm)) + 1
+    lowest, highest = _shifts(spacing_mm, negative_mm, positive_mm)
     for s in range(max(lowest, -(n - 1)), min(highest, n - 1) + 1):
         d = s * spacing_mm
         a = positive_mm if d > 0 else negative_mm

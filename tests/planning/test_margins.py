@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from planning import margins as margins_module
 from planning.geometry import Grid
 from planning.margins import Margins, expand, prv, prv_name, ring, shrink
 from planning.structures import Mask, Structure
@@ -116,6 +117,23 @@ def test_anisotropic_box_expansion_gives_expected_box(flip):
         assert np.all(full[box(grid, slab_lo, slab_hi).full()])
     # directions are patient directions: superior grew 9 mm, inferior 3 mm (not swapped by the flip)
     assert got_hi[2] > hi[2] + 6 and got_lo[2] > lo[2] - 6
+
+
+@pytest.mark.parametrize("operation", [expand, shrink])
+def test_slabs_of_two_slices_give_the_mask_computed_in_one_piece(monkeypatch, operation):
+    # two spheres, one cut by the grid's last slice, and a one-voxel line to the edge, on a flipped
+    # grid with uneven spacing and six different margins
+    grid = Grid((36, 40, 38), (1.0, 1.2, 2.5), (-19.0, 24.0, 45.0), np.diag([1.0, -1.0, -1.0]))
+    full = sphere(grid, 9, (-6, 3, 10)).full() | sphere(grid, 6, (8, -5, -38)).full()
+    full[20, 25, :] = True
+    mask = Mask.from_full(grid, full)
+    margins = Margins(right=2, left=6, anterior=0, posterior=3, superior=8, inferior=1)
+    monkeypatch.setattr(margins_module, "_SLAB_VOXELS", grid.shape[1] * grid.shape[2] * 2)
+    in_slabs = operation(mask, margins)
+    monkeypatch.setattr(margins_module, "_SLAB_VOXELS", full.size)
+    whole = operation(mask, margins)
+    assert in_slabs.offset == whole.offset
+    np.testing.assert_array_equal(in_slabs.array, whole.array)
 
 
 def test_directional_margin_edges_are_rounded_not_square():
