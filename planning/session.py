@@ -182,6 +182,7 @@ def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str
         "structure_set": {
             "label": session.structures.label,
             "frame_of_reference_uid": session.structures.frame_of_reference_uid,
+            "warnings": list(session.structures.warnings),  # e.g. contours left out at import
         },
         "structures": structures,
         "history": history,
@@ -326,6 +327,7 @@ def load_session(path: str | os.PathLike) -> Session:
         grid = reference.grid
         info = document.get("structure_set", {})
         structures = StructureSet(grid, info.get("frame_of_reference_uid", ""), info.get("label", "Delineo"))
+        structures.warnings = [str(w) for w in info.get("warnings", [])]
         for record in document["structures"]:
             structures.add(_structure_from_record(record, grid, mask_arrays), rename=False)
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:

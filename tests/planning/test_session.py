@@ -15,6 +15,7 @@ from planning.structures import Mask, PlanarContour, RoiType, Structure, Structu
 def _session() -> Session:
     grid = Grid((6, 20, 30), (0.8, 0.9, 2.5), (10.0, -5.0, 3.0))
     structures = StructureSet(grid, "1.2.3", "Plan A")
+    structures.warnings = ["Body: 3 contours were left out: they lie beyond the loaded images"]
     ball = np.zeros(grid.shape, bool)
     ball[1:5, 4:15, 6:20] = True
     ball[2:4, 7:10, 9:12] = False  # a hole
@@ -55,6 +56,7 @@ def test_round_trip(tmp_path, name):
     assert loaded.image.grid.same_as(session.structures.grid)
     assert loaded.structures.names() == ["GTV", "Imported"]
     assert loaded.structures.label == "Plan A" and loaded.structures.frame_of_reference_uid == "1.2.3"
+    assert loaded.structures.warnings == session.structures.warnings  # what import left out
     for original in session.structures:
         copy = loaded.structures[original.name]
         assert np.array_equal(copy.mask.full(), original.mask.full())

@@ -93,3 +93,35 @@ def test_the_panel_names_the_structures_the_loaded_images_cut(window, qtbot, tmp
     assert rows["Breast"]["volume_cc"] == "0" and rows["Breast"]["Dmean_Gy"] == ""
     assert rows["Breast"]["warnings"] == f"Breast: {NO_VOXEL}"
     assert set(rows) == {s.name for s in case.structures}
+
+
+def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reopened(window, qtbot, tmp_path):
+    """The reading warnings (contours left out beyond the loaded images) are kept in the session:
+    reopened, the DVH panel does not show BODY's 140 cc slab as a whole BODY."""
+    from planning.dicom.load import load_series
+    from planning.dicom.scan import scan
+    from planning.dose import load_dose
+    from planning.session import ImageReference
+    from workstation.app import services
+    from workstation.app.case import Case
+
+    folder = data_path("dicom", "dicompyler-breast")
+    volume = load_series(scan(folder).series[0])
+    loaded = services.load_rtstruct(folder / "rtss.dcm", volume)
+    reference = ImageReference.for_volume(volume, "dicom", folder)
+    window.set_case(Case.with_structures(volume, [loaded], reference))
+    window.save_session_to(tmp_path / "breast.delineo")
+    wait_idle(qtbot, window)
+    before = window.case
+    window.open_session(tmp_path / "breast.delineo")
+    wait_idle(qtbot, window)
+    assert window.case is not before
+    assert contours_left_out(window.case.structures.warnings)
+    panel = window.dvh_panel
+    window.dvh_dock.show()
+    window.set_dose(load_dose(folder / "rtdose.dcm"), folder / "rtdose.dcm")
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+    assert "Partial, reaching the edge of the loaded images (DVH of the loaded slices only): BODY." in (
+        panel.status.text()
+    )

@@ -90,6 +90,7 @@ def snapshot(session_source) -> tuple:
     """
     case, view = session_source
     copy = StructureSet(case.structures.grid, case.structures.frame_of_reference_uid, case.structures.label)
+    copy.warnings = list(case.structures.warnings)  # what reading them left out, e.g. for DVHs
     for structure in case.structures:
         copy.add(structure.snapshot(), rename=False)
     commands, index = case.history.snapshot()

@@ -676,8 +676,9 @@ class MainWindow(QMainWindow):
             return False
         self.session_path = None
         self.set_case(Case.from_session(session, volume), session.view)
-        if session.warnings:  # a damaged history, left out
-            self.statusBar().showMessage(session.warnings[0], 15000)
+        warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
+        if warnings:
+            self.statusBar().showMessage(_first_of(warnings), 15000)
         return True
 
     def recover(self, entry) -> None:
