@@ -510,6 +510,10 @@ def _watch_cancel(association, msg_id, model, cancel: threading.Event, finished:
         log.debug("C-CANCEL not sent", exc_info=True)
     if not finished.wait(3.0):
         association.abort()
+        # pynetdicom's reader waits for the next response up to the DIMSE timeout: wake it now
+        queue = getattr(getattr(association, "dimse", None), "msg_queue", None)
+        if queue is not None:
+            queue.put((None, None))
 
 
 def _require(association, model: str, node: Node, what: str) -> None:

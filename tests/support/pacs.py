@@ -8,7 +8,8 @@ UID list and modality-in-study matching), C-GET and C-MOVE.
 `destinations` maps the AE titles C-MOVE may send to onto (host, port); `delay_s` slows each
 instance sent (to cancel a retrieve midway); `refuse` maps a study UID to the failure status a
 retrieve of it gets; `unsendable` names SOP Instance UIDs sent with a SOP class no retriever
-proposes (so they fail at the PACS, as objects of a private class would).
+proposes (so they fail at the PACS, as objects of a private class would); `honour_cancel=False`
+makes it go on sending after a C-CANCEL.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TestPacs:
         refuse: dict[str, int] | None = None,
         unsendable: set[str] | None = None,
         get: bool = True,
+        honour_cancel: bool = True,
     ):
         self.ae_title = ae_title
         self.destinations = dict(destinations or {})
@@ -50,6 +52,7 @@ class TestPacs:
         self.refuse = dict(refuse or {})
         self.unsendable = set(unsendable or ())
         self.offer_get = get
+        self.honour_cancel = honour_cancel
         self.files: dict[str, Path] = {}  # SOP Instance UID → file
         self.headers: dict[str, Dataset] = {}
         for folder in folders:
@@ -199,8 +202,11 @@ class TestPacs:
         for uid in instances:
             if event.is_cancelled:
                 self.cancelled = True
-                yield 0xFE00, None
-                return
+                if self.honour_cancel:
+                    yield 0xFE00, None
+                    return
+            if not event.assoc.is_established:
+                return  # aborted by the retriever
             time.sleep(self.delay_s)
             dataset = pydicom.dcmread(self.files[uid])
             if uid in self.unsendable:
