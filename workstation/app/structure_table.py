@@ -105,6 +105,8 @@ class StructureTable(QTableWidget):
         self._stale_volumes: set[int] = set()
         self._to_measure: dict[int, object] = {}  # structures whose volume to count, by id
         self._measuring: tuple[list, list] | None = None  # structures and masks being counted
+        self._measure_timer = QTimer(self, singleShot=True, interval=0)
+        self._measure_timer.timeout.connect(self._measure_volumes)
         self._stale: set[str] = set()
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
@@ -274,7 +276,7 @@ class StructureTable(QTableWidget):
     def _measure(self, structure) -> None:
         self._to_measure[id(structure)] = structure
         if self._measuring is None:
-            QTimer.singleShot(0, self._measure_volumes)
+            self._measure_timer.start()
 
     def _measure_volumes(self) -> None:
         """Count the queued structures' voxels in a worker, on copy-on-write masks."""
@@ -292,14 +294,18 @@ class StructureTable(QTableWidget):
         """Show the volumes counted, for the structures whose mask is still the one counted."""
         structures, masks = self._measuring
         self._measuring = None
-        for structure, mask, volume in zip(structures, masks, volumes, strict=True):
-            row = self._row_of(structure) if self._holds(structure) else None
-            if (
-                row is not None
-                and structure.mask.array is mask.array
-                and structure.mask.offset == mask.offset
-            ):
-                self.item(row, VOLUME).setText(f"{volume:.2f}")
+        rows = {self.item(r, NAME).data(Qt.ItemDataRole.UserRole): r for r in range(self.rowCount())}
+        with QSignalBlocker(self):  # not a user edit
+            for structure, mask, volume in zip(structures, masks, volumes, strict=True):
+                if not self._holds(structure):
+                    continue
+                row = rows[structure.name] if structure.name in rows else self._row_of(structure)
+                if (
+                    row is not None
+                    and structure.mask.array is mask.array
+                    and structure.mask.offset == mask.offset
+                ):
+                    self.item(row, VOLUME).setText(f"{volume:.2f}")
         self._measure_volumes()
 
     def _holds(self, structure) -> bool:
