@@ -19,7 +19,17 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from planning.dicom.scan import list_files
 from planning.errors import Cancelled, NetworkError
@@ -37,6 +47,18 @@ _MAX_CONTEXTS = 128
 _NODE = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 #: C-STORE statuses that store the object with a warning (PS3.4 B.2.3)
 _STORED_WITH_WARNING = {0x0001, 0xB000, 0xB006, 0xB007}
+#: The lossless compressions Delineo decodes (never a lossy one: a PACS would not degrade images for us)
+LOSSLESS_COMPRESSED = [JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEG2000Lossless, RLELossless]
+_UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+#: What the Receiver accepts: uncompressed, then those compressions. A PACS that keeps its images
+#: compressed and does not decompress them proposes only its compression: refused, nothing arrives.
+RECEIVABLE_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    *LOSSLESS_COMPRESSED,
+]
 
 
 @dataclass(frozen=True)
@@ -118,7 +140,10 @@ def send(
         syntaxes: dict[str, set[str]] = {}
         for _, sop_class, syntax in batch:
             syntaxes.setdefault(sop_class, set()).add(syntax)
-        contexts = [(sop_class, sorted(found)) for sop_class, found in syntaxes.items()]
+        contexts = [
+            (sop_class, list(dict.fromkeys([*sorted(found), ExplicitVRLittleEndian, ImplicitVRLittleEndian])))
+            for sop_class, found in syntaxes.items()
+        ]
         association = _associate(node, contexts, calling_ae, timeout_s)
         try:
             for path, _, _ in batch:
@@ -167,7 +192,8 @@ class Receiver:
         if not self.folder.is_dir():
             raise NetworkError(f"{self.folder}: no such folder to receive DICOM files into")
         ae = AE(ae_title=self.ae_title)
-        ae.supported_contexts = AllStoragePresentationContexts
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, RECEIVABLE_SYNTAXES)
         ae.add_supported_context(VERIFICATION)
         try:
             self._server = ae.start_server(
@@ -240,17 +266,17 @@ def _batches(files: list[tuple[Path, str, str]]) -> list[list[tuple[Path, str, s
 
 
 def _associate(node: Node, contexts, calling_ae: str, timeout_s: float, refused: str = "", **options):
-    """An established association with `node` proposing (SOP class, [transfer syntaxes]);
-    `refused` says what the node lacks when it accepts none (the object types by default);
-    `options` (``ext_neg``, ``evt_handlers``) go to pynetdicom's ``associate``."""
+    """An established association with `node` proposing (SOP class, [transfer syntaxes]) (None:
+    explicit then implicit VR little endian); `refused` says what the node lacks when it accepts
+    none (the object types by default); `options` (``ext_neg``, ``evt_handlers``) go to
+    pynetdicom's ``associate``."""
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.connection_timeout = timeout_s
     for sop_class, syntaxes in contexts:
-        offered = list(dict.fromkeys([*(syntaxes or []), ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
-        ae.add_requested_context(sop_class, offered)
+        ae.add_requested_context(sop_class, list(syntaxes or _UNCOMPRESSED))
     association = ae.associate(node.host, node.port, ae_title=node.ae_title, **options)
     if association.is_established:
         return association

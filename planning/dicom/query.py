@@ -22,20 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    RLELossless,
-)
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from planning.dicom.network import (
     _MAX_CONTEXTS,
     DEFAULT_AE_TITLE,
+    LOSSLESS_COMPRESSED,
     Node,
     Receiver,
     _associate,
@@ -56,18 +48,7 @@ _CANCELLED = 0xFE00
 _SOME_FAILED = 0xB000
 _NO_GET = "C-GET (Study Root): retrieve with C-MOVE instead"
 _DATE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
-#: Transfer syntaxes offered for images and RT objects: uncompressed, then the lossless
-#: compressions Delineo decodes (never a lossy one: a PACS would not degrade images for us).
-_IMAGE_SYNTAXES = [
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    JPEGLosslessSV1,
-    JPEGLossless,
-    JPEGLSLossless,
-    JPEG2000Lossless,
-    RLELossless,
-]
+_UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 #: Objects a planning workstation retrieves; offered first, with the compressed syntaxes.
 _PLANNING_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2": "CT",
@@ -86,6 +67,18 @@ _PLANNING_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.3": "Deformable Spatial Registration",
     "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
 }
+#: Images a PACS may keep compressed: each lossless compression Delineo decodes is proposed in a
+#: context of its own, as the PACS accepts one transfer syntax per context and can send only in an
+#: accepted one (one that does not decompress would fail them all if offered uncompressed only).
+_COMPRESSIBLE_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.4",
+    "1.2.840.10008.5.1.4.1.1.128",
+    "1.2.840.10008.5.1.4.1.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.4.1",
+    "1.2.840.10008.5.1.4.1.1.481.1",
+    "1.2.840.10008.5.1.4.1.1.7",
+]
 
 
 @dataclass(frozen=True)
@@ -361,15 +354,15 @@ def _what(study_uid: str, series_uids: list[str]) -> str:
 def _get(retrieval: _Retrieval, requests) -> None:
     from pynetdicom import AllStoragePresentationContexts, build_role, evt
 
+    contexts = [(STUDY_ROOT_GET, None)] + [(uid, _UNCOMPRESSED) for uid in _PLANNING_CLASSES]
+    contexts += [(uid, [syntax]) for uid in _COMPRESSIBLE_CLASSES for syntax in LOSSLESS_COMPRESSED]
     classes = list(_PLANNING_CLASSES)
     for context in AllStoragePresentationContexts:
-        if len(classes) == _MAX_CONTEXTS - 1:
+        if len(contexts) == _MAX_CONTEXTS:
             break
         if context.abstract_syntax not in classes:
             classes.append(context.abstract_syntax)
-    contexts = [(STUDY_ROOT_GET, None)] + [
-        (uid, _IMAGE_SYNTAXES if uid in _PLANNING_CLASSES else None) for uid in classes
-    ]
+            contexts.append((context.abstract_syntax, None))
     result = retrieval.result
 
     def store(event) -> int:

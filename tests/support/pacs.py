@@ -103,7 +103,7 @@ class TestPacs:
         return Node(self.ae_title, "127.0.0.1", self.port)
 
     def start(self) -> TestPacs:
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = True
@@ -111,10 +111,13 @@ class TestPacs:
         ae.add_supported_context(STUDY_ROOT_MOVE)
         if self.offer_get:
             ae.add_supported_context(STUDY_ROOT_GET)
-            for context in AllStoragePresentationContexts:
-                ae.add_supported_context(context.abstract_syntax, scu_role=False, scp_role=True)
-        for sop_class in sorted({str(h.SOPClassUID) for h in self.headers.values()}):
-            ae.add_requested_context(sop_class)  # C-MOVE stores to the destination with these
+            for context in AllStoragePresentationContexts:  # as stored: it does not decompress
+                ae.add_supported_context(
+                    context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=False, scp_role=True
+                )
+        stored = {(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for h in self.headers.values()}
+        for sop_class, syntax in sorted(stored):  # C-MOVE stores to the destination with these
+            ae.add_requested_context(sop_class, [syntax])
         handlers = [
             (evt.EVT_C_FIND, self._find),
             (evt.EVT_C_GET, self._get),
@@ -153,6 +156,8 @@ class TestPacs:
             if _matches(query, record):
                 answer = Dataset()
                 answer.QueryRetrieveLevel = level
+                if record.get("SpecificCharacterSet"):  # the names' character set, as stored
+                    answer.SpecificCharacterSet = record["SpecificCharacterSet"]
                 for element in query:
                     if element.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet"):
                         setattr(answer, element.keyword, record.get(element.keyword, ""))
@@ -162,6 +167,7 @@ class TestPacs:
         first = headers[0]
         record = {key: first.get(key, "") for key in STUDY_KEYS}
         record["StudyInstanceUID"] = first.StudyInstanceUID
+        record["SpecificCharacterSet"] = first.get("SpecificCharacterSet", "")
         record["ModalitiesInStudy"] = sorted({h.Modality for h in headers})
         record["NumberOfStudyRelatedSeries"] = len({h.SeriesInstanceUID for h in headers})
         record["NumberOfStudyRelatedInstances"] = len(headers)
