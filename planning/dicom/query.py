@@ -397,14 +397,20 @@ def _get(retrieval: _Retrieval, requests) -> None:
 
 def _move(retrieval: _Retrieval, requests, port: int) -> None:
     result, node, calling_ae = retrieval.result, retrieval.node, retrieval.calling_ae
-    with Receiver(result.folder, ae_title=calling_ae, port=port) as receiver:
+    receiver = Receiver(result.folder, ae_title=calling_ae, port=port, on_received=retrieval.arrived)
+    with receiver:
         refused = "does not offer C-MOVE (Study Root)"
         association = _associate(node, [(STUDY_ROOT_MOVE, None)], calling_ae, retrieval.timeout_s, refused)
+        # The PACS may say nothing here until it has stored the whole study (pending responses are
+        # optional): silence is a timeout only while no instance arrives either (`follow` watches).
+        association.dimse_timeout = association.network_timeout = None
         try:
             _require(association, STUDY_ROOT_MOVE, node, "C-MOVE (Study Root)")
             for number, (what, identifier) in enumerate(requests, 1):
                 responses = association.send_c_move(identifier, calling_ae, STUDY_ROOT_MOVE, msg_id=number)
-                retrieval.follow(association, responses, number, STUDY_ROOT_MOVE, what, len(requests))
+                retrieval.follow(
+                    association, responses, number, STUDY_ROOT_MOVE, what, len(requests), idle=True
+                )
         finally:
             if association.is_established:
                 association.release()
@@ -425,16 +431,35 @@ class _Retrieval:
     timeout_s: float
     on_progress: Callable[[str, int, int], None] | None
     cancel: threading.Event | None
+    #: when the PACS last answered or an instance last arrived (time.monotonic)
+    active: float = field(default_factory=time.monotonic)
+    stage: str = ""
+    arrivals: int = 0  # instances that arrived (C-MOVE) during the current request
+    counted: bool = False  # whether the PACS's pending responses count the current request
 
-    def follow(self, association, responses: Iterator, msg_id: int, model: str, what: str, count: int):
-        """Read the responses of one C-GET / C-MOVE to the end: progress, cancel, final status."""
+    def arrived(self, path: Path) -> None:
+        """An instance arrived at the C-MOVE destination (in a network thread)."""
+        self.active = time.monotonic()
+        self.arrivals += 1
+        if not self.counted and self.on_progress is not None:  # the PACS does not count: we do
+            self.on_progress(self.stage, self.arrivals, 0)
+
+    def follow(
+        self, association, responses: Iterator, msg_id: int, model: str, what: str, count: int, idle=False
+    ):
+        """Read the responses of one C-GET / C-MOVE to the end: progress, cancel, final status.
+        With `idle`, the association is aborted once neither a response nor an instance came for
+        the timeout (the association's own timeouts being off)."""
         node, result = self.node, self.result
-        stage = f"Retrieving from {node}" + (f" ({msg_id} of {count})" if count > 1 else "")
+        stage = self.stage = f"Retrieving from {node}" + (f" ({msg_id} of {count})" if count > 1 else "")
+        self.active, self.arrivals, self.counted = time.monotonic(), 0, False
         finished = threading.Event()
         watcher = None
-        if self.cancel is not None:
+        if self.cancel is not None or idle:
             watcher = threading.Thread(
-                target=_watch_cancel, args=(association, msg_id, model, self.cancel, finished), daemon=True
+                target=_watch,
+                args=(association, msg_id, model, self.cancel, finished, self if idle else None),
+                daemon=True,
             )
             watcher.start()
         final = None
@@ -442,10 +467,12 @@ class _Retrieval:
             self.on_progress(stage, 0, 0)  # until the PACS says how many
         try:
             for status, _ in responses:
+                self.active = time.monotonic()
                 if not status or "Status" not in status:
                     break
                 if int(status.Status) in _PENDING:
                     done, remaining = _sub_operations(status)
+                    self.counted = True
                     if self.on_progress is not None:
                         self.on_progress(stage, done, done + remaining)
                     continue
@@ -490,11 +517,15 @@ def _sub_operations(status: Dataset) -> tuple[int, int]:
     return done, _count(status, "NumberOfRemainingSuboperations") or 0
 
 
-def _watch_cancel(association, msg_id, model, cancel: threading.Event, finished: threading.Event) -> None:
-    """Once `cancel` is set, ask the PACS to stop (C-CANCEL); abort if it goes on regardless."""
+def _watch(association, msg_id, model, cancel, finished: threading.Event, idle: _Retrieval | None):
+    """Once `cancel` is set, ask the PACS to stop (C-CANCEL); abort if it goes on regardless.
+    With `idle`, abort once nothing happened for its timeout."""
     while not finished.wait(0.05):
-        if cancel.is_set():
+        if cancel is not None and cancel.is_set():
             break
+        if idle is not None and time.monotonic() - idle.active > idle.timeout_s:
+            _abort(association)
+            return
     else:
         return
     try:
@@ -502,11 +533,15 @@ def _watch_cancel(association, msg_id, model, cancel: threading.Event, finished:
     except Exception:  # noqa: BLE001 — the association may be gone already; aborting covers it
         log.debug("C-CANCEL not sent", exc_info=True)
     if not finished.wait(3.0):
-        association.abort()
-        # pynetdicom's reader waits for the next response up to the DIMSE timeout: wake it now
-        queue = getattr(getattr(association, "dimse", None), "msg_queue", None)
-        if queue is not None:
-            queue.put((None, None))
+        _abort(association)
+
+
+def _abort(association) -> None:
+    association.abort()
+    # pynetdicom's reader waits for the next response up to the DIMSE timeout: wake it now
+    queue = getattr(getattr(association, "dimse", None), "msg_queue", None)
+    if queue is not None:
+        queue.put((None, None))
 
 
 def _require(association, model: str, node: Node, what: str) -> None:

@@ -9,7 +9,8 @@ UID list and modality-in-study matching), C-GET and C-MOVE.
 instance sent (to cancel a retrieve midway); `refuse` maps a study UID to the failure status a
 retrieve of it gets; `unsendable` names SOP Instance UIDs sent with a SOP class no retriever
 proposes (so they fail at the PACS, as objects of a private class would); `honour_cancel=False`
-makes it go on sending after a C-CANCEL.
+makes it go on sending after a C-CANCEL; `pending=False` answers a C-MOVE only once done (pending
+responses are optional, PS3.4 C.4.2.3), as some PACS do.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class TestPacs:
         unsendable: set[str] | None = None,
         get: bool = True,
         honour_cancel: bool = True,
+        pending: bool = True,
     ):
         self.ae_title = ae_title
         self.destinations = dict(destinations or {})
@@ -53,6 +55,7 @@ class TestPacs:
         self.unsendable = set(unsendable or ())
         self.offer_get = get
         self.honour_cancel = honour_cancel
+        self.pending = pending
         self.files: dict[str, Path] = {}  # SOP Instance UID → file
         self.headers: dict[str, Dataset] = {}
         for folder in folders:
@@ -196,6 +199,15 @@ class TestPacs:
     def _move(self, event):
         destination = self.destinations.get(str(event.move_destination).strip())
         yield destination if destination is not None else (None, None)
+        if not self.pending:
+            dimse = event.assoc.dimse
+            send = dimse.send_msg
+
+            def final_only(message, context_id):
+                if getattr(message, "Status", None) not in (0xFF00, 0xFF01):
+                    send(message, context_id)
+
+            dimse.send_msg = final_only
         yield from self._serve(event)
 
     def _serve(self, event):
