@@ -164,7 +164,8 @@ class Receiver:
     """A storage SCP: accepts C-ECHO and C-STORE of any storage object and writes each one to
     `folder` as ``<SOPInstanceUID>.dcm`` (the data set as received, with file meta information).
     Use as a context manager, or call `start` and `stop`. `on_received(path)` is called (in a
-    network thread) for each file."""
+    network thread) for each file, `on_not_written(error)` for each that could not be written (the
+    sender is answered "out of resources")."""
 
     def __init__(
         self,
@@ -174,10 +175,12 @@ class Receiver:
         port: int = 11112,
         host: str = "0.0.0.0",
         on_received: Callable[[Path], None] | None = None,
+        on_not_written: Callable[[Exception], None] | None = None,
     ):
         self.folder = Path(folder)
         self.ae_title, self.host, self.requested_port = ae_title, host, port
         self.on_received = on_received
+        self.on_not_written = on_not_written
         self.received: list[Path] = []
         self._server = None
 
@@ -220,8 +223,10 @@ class Receiver:
     def _store(self, event) -> int:
         try:
             path = write_instance(self.folder, event)
-        except Exception:  # noqa: BLE001 — any failure is answered to the sender as "out of resources"
+        except Exception as error:  # noqa: BLE001 — any failure is answered to the sender as "out of resources"
             logging.getLogger(__name__).exception("could not store an instance in %s", self.folder)
+            if self.on_not_written is not None:
+                self.on_not_written(error)
             return 0xA700
         self.received.append(path)
         if self.on_received is not None:

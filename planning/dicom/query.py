@@ -34,7 +34,7 @@ from planning.dicom.network import (
     _status_text,
     write_instance,
 )
-from planning.errors import Cancelled, NetworkError
+from planning.errors import Cancelled, FormatError, NetworkError
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,16 @@ class RetrieveResult:
     warnings: int = 0
     not_written: list[str] = field(default_factory=list)
 
+    @property
+    def failed_at_pacs(self) -> int:
+        """Instances the PACS could not send (those we refused, not written, it counts failed too)."""
+        return max(0, self.failed - len(self.not_written))
+
     def summary(self) -> str:
         """One line in words: how many instances arrived, and what went wrong."""
         text = f"retrieved {len(self.received)} instance(s) from {self.node} into {self.folder}"
-        if self.failed:
-            text += f"; {self.failed} instance(s) failed at the PACS (it could not send them)"
+        if self.failed_at_pacs:
+            text += f"; {self.failed_at_pacs} instance(s) failed at the PACS (it could not send them)"
         if self.not_written:
             text += f"; {len(self.not_written)} received but not written here: {self.not_written[0]}"
         if self.warnings:
@@ -309,7 +314,10 @@ def retrieve(
     and Cancelled (the files received so far stay in `folder`).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FormatError(f"{folder}: cannot be made to retrieve into ({error.strerror or error})") from error
     series_uids = [uid.strip() for uid in series_uids if uid.strip()]
     requests = _requests(study_uid.strip(), series_uids)
     result = RetrieveResult(node, folder)
@@ -322,8 +330,8 @@ def retrieve(
     if not result.received:
         what = _what(study_uid, series_uids)
         problems = []
-        if result.failed:
-            problems.append(f"{result.failed} failed at the PACS (it could not send them)")
+        if result.failed_at_pacs:
+            problems.append(f"{result.failed_at_pacs} failed at the PACS (it could not send them)")
         if result.not_written:
             problems.append(f"{len(result.not_written)} could not be written here: {result.not_written[0]}")
         raise NetworkError(f"no instance of {what} arrived from {node}: " + "; ".join(problems))
@@ -369,8 +377,7 @@ def _get(retrieval: _Retrieval, requests) -> None:
         try:
             result.received.append(write_instance(result.folder, event))
         except Exception as error:  # noqa: BLE001 — answered to the PACS as "out of resources"
-            log.exception("could not store an instance in %s", result.folder)
-            result.not_written.append(str(error))
+            retrieval.not_written(error)
             return 0xA700
         return 0x0000
 
@@ -397,7 +404,14 @@ def _get(retrieval: _Retrieval, requests) -> None:
 
 def _move(retrieval: _Retrieval, requests, port: int) -> None:
     result, node, calling_ae = retrieval.result, retrieval.node, retrieval.calling_ae
-    receiver = Receiver(result.folder, ae_title=calling_ae, port=port, on_received=retrieval.arrived)
+    receiver = Receiver(
+        result.folder,
+        ae_title=calling_ae,
+        port=port,
+        on_received=retrieval.arrived,
+        on_not_written=retrieval.not_written,
+    )
+    receiver.received = result.received  # counted as they come (a cancel says how many are kept)
     with receiver:
         refused = "does not offer C-MOVE (Study Root)"
         association = _associate(node, [(STUDY_ROOT_MOVE, None)], calling_ae, retrieval.timeout_s, refused)
@@ -444,6 +458,16 @@ class _Retrieval:
         if not self.counted and self.on_progress is not None:  # the PACS does not count: we do
             self.on_progress(self.stage, self.arrivals, 0)
 
+    def not_written(self, error: Exception) -> None:
+        """An instance that arrived could not be written (in a network thread): a full disk or a
+        folder that cannot be written would fail every other instance, so the retrieve stops."""
+        log.error("could not store an instance in %s: %s", self.result.folder, error)
+        self.result.not_written.append(str(error))
+
+    def stopping(self) -> bool:
+        """Whether the retrieve is to stop: cancelled, or the instances cannot be written."""
+        return bool(self.result.not_written) or (self.cancel is not None and self.cancel.is_set())
+
     def follow(
         self, association, responses: Iterator, msg_id: int, model: str, what: str, count: int, idle=False
     ):
@@ -455,13 +479,10 @@ class _Retrieval:
         self.active, self.arrivals, self.counted = time.monotonic(), 0, False
         finished = threading.Event()
         watcher = None
-        if self.cancel is not None or idle:
-            watcher = threading.Thread(
-                target=_watch,
-                args=(association, msg_id, model, self.cancel, finished, self if idle else None),
-                daemon=True,
-            )
-            watcher.start()
+        watcher = threading.Thread(
+            target=_watch, args=(association, msg_id, model, self, finished, idle), daemon=True
+        )
+        watcher.start()
         final = None
         if self.on_progress is not None:
             self.on_progress(stage, 0, 0)  # until the PACS says how many
@@ -479,8 +500,13 @@ class _Retrieval:
                 final = status
         finally:
             finished.set()
-            if watcher is not None:
-                watcher.join()
+            watcher.join()
+        if result.not_written:
+            kept = len(set(result.received))
+            raise NetworkError(
+                f"cannot write into {result.folder}: {result.not_written[0]}; the retrieve from {node} "
+                f"was stopped ({kept} instance(s) written)"
+            )
         if self.cancel is not None and self.cancel.is_set():
             kept = len(set(result.received))
             raise Cancelled(f"retrieve from {node} cancelled; {kept} instance(s) kept in {result.folder}")
@@ -517,13 +543,13 @@ def _sub_operations(status: Dataset) -> tuple[int, int]:
     return done, _count(status, "NumberOfRemainingSuboperations") or 0
 
 
-def _watch(association, msg_id, model, cancel, finished: threading.Event, idle: _Retrieval | None):
-    """Once `cancel` is set, ask the PACS to stop (C-CANCEL); abort if it goes on regardless.
-    With `idle`, abort once nothing happened for its timeout."""
+def _watch(association, msg_id, model, retrieval: _Retrieval, finished: threading.Event, idle: bool):
+    """Once the retrieve is to stop, ask the PACS to (C-CANCEL); abort if it goes on regardless.
+    With `idle`, abort once nothing happened for the retrieve's timeout."""
     while not finished.wait(0.05):
-        if cancel is not None and cancel.is_set():
+        if retrieval.stopping():
             break
-        if idle is not None and time.monotonic() - idle.active > idle.timeout_s:
+        if idle and time.monotonic() - retrieval.active > retrieval.timeout_s:
             _abort(association)
             return
     else:
