@@ -5,12 +5,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pynetdicom import evt
 from support.app import wait_idle
 from support.dicom_factory import ct_phantom, write_ct_series
 
 from planning.dicom.network import Receiver
 from planning.structures import Mask
 from workstation.app.export_dialog import NODE_SETTING
+from workstation.app.pacs_dialog import AE_SETTING
 
 pytestmark = pytest.mark.gui
 
@@ -114,3 +116,27 @@ def test_a_second_export_does_not_replace_the_first_unasked(window, qtbot, check
     second.ask_replace = lambda path: True
     second.write_button.click()
     assert not second.isVisible() and pydicom.dcmread(first).SOPInstanceUID != kept
+
+
+def test_the_rtstruct_is_sent_as_the_ae_title_set_for_this_computer(window, qtbot, checked_export):
+    """The AE title set in File ▸ Retrieve from PACS… (the one the hospital's nodes know this
+    computer by) was ignored by Send, which always called as DELINEO: a planning system that
+    accepts known callers only rejected every RTSTRUCT."""
+    from pynetdicom import AE
+
+    stored = []
+    tps = AE(ae_title="TPS")
+    tps.require_calling_aet = ["CT_SIM_WS1"]
+    tps.add_supported_context("1.2.840.10008.5.1.4.1.1.481.3")
+    handler = (evt.EVT_C_STORE, lambda event: stored.append(event.dataset.SOPInstanceUID) or 0x0000)
+    server = tps.start_server(("127.0.0.1", 0), block=False, evt_handlers=[handler])
+    try:
+        window.settings.setValue(AE_SETTING, "CT_SIM_WS1")
+        checked_export.node_edit.setText(f"TPS@127.0.0.1:{server.server_address[1]}")
+        checked_export.send_button.click()
+        qtbot.waitUntil(
+            lambda: any("Sent to TPS@" in line for line in _report(checked_export)), timeout=30_000
+        )
+    finally:
+        server.shutdown()
+    assert stored == [pydicom.dcmread(checked_export._checked_file).SOPInstanceUID]

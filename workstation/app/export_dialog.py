@@ -33,11 +33,12 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
-from planning.dicom.network import Node, send
+from planning.dicom.network import DEFAULT_AE_TITLE, Node, send
 from planning.errors import DelineoError
 from planning.files import write_atomically
 from planning.structures import StructureSet
 from workstation.app import services
+from workstation.app.pacs_dialog import AE_SETTING
 
 #: QSettings key of the last node an RTSTRUCT was sent to
 NODE_SETTING = "export/send_to"
@@ -295,6 +296,8 @@ class ExportDialog(QDialog):
             self._add_finding("error", str(error))
             return
         self.window_.settings.setValue(NODE_SETTING, str(node))
+        # the AE title the hospital's nodes know this computer by (set in File ▸ Retrieve from PACS…)
+        calling_ae = str(self.window_.settings.value(AE_SETTING, "") or "").strip() or DEFAULT_AE_TITLE
         checked = self._checked_file
         self.send_button.setEnabled(False)
 
@@ -312,7 +315,9 @@ class ExportDialog(QDialog):
 
         self.window_.jobs.run(
             f"Sending to {node}",
-            lambda on_progress, cancel: send([checked], node, on_progress=on_progress, cancel=cancel),
+            lambda on_progress, cancel: send(
+                [checked], node, calling_ae=calling_ae, on_progress=on_progress, cancel=cancel
+            ),
             done,
             failed,
         )
