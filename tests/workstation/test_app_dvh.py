@@ -117,6 +117,7 @@ def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reope
     wait_idle(qtbot, window)
     assert window.case is not before
     assert contours_left_out(window.case.structures.warnings)
+    assert any("contours were left out" in m for m in window.messages.messages())  # said on opening
     panel = window.dvh_panel
     window.dvh_dock.show()
     window.set_dose(load_dose(folder / "rtdose.dcm"), folder / "rtdose.dcm")

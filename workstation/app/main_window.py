@@ -675,10 +675,12 @@ class MainWindow(QMainWindow):
         if not self._may_replace_case():
             return False
         self.session_path = None
-        self.set_case(Case.from_session(session, volume), session.view)
         warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
-        if warnings:
+        for warning in warnings:
+            self.messages.add("WARNING", warning)
+        if warnings:  # before the view state's own news (a dose no longer there), which it replaces
             self.statusBar().showMessage(_first_of(warnings), 15000)
+        self.set_case(Case.from_session(session, volume), session.view)
         return True
 
     def recover(self, entry) -> None:
