@@ -34,7 +34,7 @@ from planning.dicom.network import (
     _status_text,
     write_instance,
 )
-from planning.errors import Cancelled, FormatError, NetworkError
+from planning.errors import Cancelled, DelineoError, FormatError, NetworkError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ _CANCELLED = 0xFE00
 #: A retrieve whose sub-operations ended, one or more of them failed or with a warning (PS3.4 C.4.3)
 _SOME_FAILED = 0xB000
 _NO_GET = "C-GET (Study Root): retrieve with C-MOVE instead"
+#: A file in a retrieve's folder (hidden: not an image) saying why its instances are incomplete
+INCOMPLETE = ".incomplete"
 _DATE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 #: Objects a planning workstation retrieves; offered first, with the compressed syntaxes.
@@ -322,11 +324,21 @@ def retrieve(
     requests = _requests(study_uid.strip(), series_uids)
     result = RetrieveResult(node, folder)
     retrieval = _Retrieval(node, result, calling_ae, timeout_s, on_progress, cancel)
-    if move_port is None:
-        _get(retrieval, requests)
-    else:
-        _move(retrieval, requests, move_port)
+    try:
+        if move_port is None:
+            _get(retrieval, requests)
+        else:
+            _move(retrieval, requests, move_port)
+    except DelineoError as error:
+        if result.received:  # what came stays, marked: opened later, it would pass for the whole
+            what = _what(study_uid, series_uids)
+            _mark_incomplete(folder, series_uids, f"the retrieve of {what} ended: {error}")
+        raise
     result.received = list(dict.fromkeys(result.received))
+    if result.failed_at_pacs:
+        _mark_incomplete(folder, series_uids, f"{result.failed_at_pacs} instance(s) failed at {node}")
+    else:  # what an earlier retrieve of these series (or of the whole study) left out is here now
+        _mark_complete(folder, series_uids)
     if not result.received:
         what = _what(study_uid, series_uids)
         problems = []
@@ -336,6 +348,46 @@ def retrieve(
             problems.append(f"{len(result.not_written)} could not be written here: {result.not_written[0]}")
         raise NetworkError(f"no instance of {what} arrived from {node}: " + "; ".join(problems))
     return result
+
+
+def incomplete(folder: str | os.PathLike) -> str | None:
+    """Why the instances retrieved into `folder` are not the whole of what was asked (a retrieve
+    cancelled, cut off or with instances the PACS could not send), or None. The mark stays until
+    the whole study is retrieved into the folder again."""
+    try:
+        return (
+            (Path(folder) / INCOMPLETE).read_text(encoding="utf-8").strip().splitlines()[-1].split("\t")[-1]
+        )
+    except (OSError, IndexError):
+        return None
+
+
+def _mark_incomplete(folder: Path, series_uids: list[str], why: str) -> None:
+    """Add a line to the folder's mark: the series retrieved (* the study), a tab, why."""
+    try:
+        with (folder / INCOMPLETE).open("a", encoding="utf-8") as mark:
+            mark.write(f"{' '.join(series_uids) or '*'}\t{' '.join(why.split())}\n")
+    except OSError:  # a full disk, say: the error raised says what happened
+        log.warning("could not mark %s incomplete", folder, exc_info=True)
+
+
+def _mark_complete(folder: Path, series_uids: list[str]) -> None:
+    """Drop the mark's lines that a retrieve of `series_uids` (none: the study) completes."""
+    mark = folder / INCOMPLETE
+    try:
+        if not series_uids:
+            mark.unlink(missing_ok=True)
+            return
+        if not mark.exists():
+            return
+        lines = mark.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if not set(line.split("\t")[0].split()) <= set(series_uids)]
+        if kept:
+            mark.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        else:
+            mark.unlink()
+    except OSError:
+        log.warning("could not update %s", mark, exc_info=True)
 
 
 def _requests(study_uid: str, series_uids: list[str]) -> list[tuple[str, Dataset]]:

@@ -123,3 +123,35 @@ def test_series_by_c_move_cancel_and_errors_in_the_dialog(window, qtbot):
         ct = pacs.instances_of(LUNG_STUDY, dialog.series[0].series_uid)
         assert sorted(p.stem for p in opened[0].received) == ct
         assert window.case is None  # not opened when the user says no
+
+
+def test_an_incomplete_retrieve_says_so_before_opening(window, qtbot, monkeypatch):
+    """A study with instances the PACS could not send was offered to open like a whole one (no
+    word in the question), and a PACS's study UID was taken as a folder name as it came
+    ('../..' put the instances outside the data folder)."""
+    from PyQt6.QtWidgets import QMessageBox
+
+    from planning.dicom.query import StudyMatch
+
+    dialog = window.open_pacs()
+    study = StudyMatch("../../1.2", "", "", "", "", "", "", (), None, None)
+    assert dialog.folder_for(study) == window.data_dir / "pacs" / "_.._1.2"
+    served = TestPacs(_folders()).instances_of(LUNG_STUDY)
+    with TestPacs(_folders(), unsendable={served[0]}) as pacs:
+        node = pacs.node
+        dialog.node_edit.setText(str(node))
+        dialog.patient_id_edit.setText("1")
+        dialog.search_button.click()
+        qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 2, timeout=30_000)
+        asked = []
+        monkeypatch.setattr(
+            QMessageBox,
+            "question",
+            lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.No,
+        )
+        dialog.retrieve_button.click()
+        qtbot.waitUntil(lambda: bool(asked), timeout=60_000)
+    assert f"Incomplete: 1 instance(s) failed at {node}" in asked[0]
+    assert "Retrieve the whole study again to complete it" in asked[0]
+    assert f"Incomplete: 1 instance(s) failed at {node}." in dialog.status.text()
+    assert window.case is None

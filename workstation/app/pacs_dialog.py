@@ -10,6 +10,7 @@ remembered.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PyQt6.QtCore import Qt
@@ -42,6 +43,7 @@ from planning.dicom.query import (
     check_date,
     find_series,
     find_studies,
+    incomplete,
 )
 from planning.dicom.query import retrieve as retrieve_from
 from planning.errors import Cancelled, DelineoError
@@ -326,7 +328,8 @@ class PacsDialog(QDialog):
 
     def folder_for(self, study: StudyMatch) -> Path:
         """Where a study's instances go: one folder per study under the window's data folder."""
-        return self.window_.data_dir / "pacs" / study.study_uid
+        name = re.sub(r"[^0-9.]", "_", study.study_uid).strip(".")  # a UID as the PACS sent it
+        return self.window_.data_dir / "pacs" / (name or "unnamed")
 
     def retrieve(self) -> None:
         """Retrieve the selected series (or the whole selected study), in a worker."""
@@ -353,8 +356,10 @@ class PacsDialog(QDialog):
             self.retrieve_job = None
             self.last_result = result
             self.progress.setValue(1000)
-            level = "warning" if result.failed or result.not_written else "ok"
-            self._say(result.summary()[0].upper() + result.summary()[1:] + ".", level)
+            missing = incomplete(folder)
+            level = "warning" if missing else "ok"
+            summary = result.summary()[0].upper() + result.summary()[1:] + "."
+            self._say(summary + (f" Incomplete: {missing}." if missing else ""), level)
             self._update_buttons()
             self.window_.statusBar().showMessage(
                 f"Retrieved {len(result.received)} instance(s) from {node}", 8000
@@ -379,12 +384,16 @@ class PacsDialog(QDialog):
             self._say("Cancelling the retrieve…")
 
     def ask_open(self, folder: Path, result: RetrieveResult) -> bool:
-        """Whether to open the retrieved folder now."""
+        """Whether to open the retrieved folder now (warned when it is incomplete)."""
         buttons = QMessageBox.StandardButton
+        missing = incomplete(folder)
+        warning = (
+            f"\n\nIncomplete: {missing}. Retrieve the whole study again to complete it." if missing else ""
+        )
         answer = QMessageBox.question(
             self,
             "Open the retrieved images?",
-            f"{len(result.received)} instance(s) are in {folder}.\nOpen them now?",
+            f"{len(result.received)} instance(s) are in {folder}.{warning}\nOpen them now?",
             buttons.Yes | buttons.No,
             buttons.Yes,
         )

@@ -208,7 +208,7 @@ def run_find(args) -> int:
 
 def run_retrieve(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.query import retrieve
+    from planning.dicom.query import incomplete, retrieve
 
     node = Node.parse(args.node)
     check_output_folder(args.out)
@@ -227,6 +227,9 @@ def run_retrieve(args) -> int:
     finally:
         progress.close()
     print(result.summary())
+    missing = incomplete(args.out)
+    if missing:
+        print(f"warning: {args.out} is incomplete: {missing}; retrieve the whole study again to complete it")
     print(f"open it with: delineo open {args.out}")
     return 1 if result.failed or result.not_written else 0
 
