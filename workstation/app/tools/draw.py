@@ -35,6 +35,7 @@ class DrawTool(Tool):
         self._index = 0
         self._dragging = False
         self._press_pos: QPointF | None = None
+        self._travel = 0.0  # the farthest the pointer went from the press (widget px)
         self._pointer: QPointF | None = None
         self._subtract = False
 
@@ -50,7 +51,7 @@ class DrawTool(Tool):
         if self._points and _distance(view, self._points[0], event.pos) < CLOSE_PX and len(self._points) >= 3:
             self._close()
             return False
-        self._press_pos = event.pos
+        self._press_pos, self._travel = event.pos, 0.0
         self._points.append((event.col, event.row))
         self._dragging = True
         view.update()
@@ -60,12 +61,17 @@ class DrawTool(Tool):
         self._pointer = event.pos
         if self._dragging:
             self._points.append((event.col, event.row))
+            if self._press_pos is not None:
+                self._travel = max(self._travel, (event.pos - self._press_pos).manhattanLength())
         view.update()
 
     def release(self, view, event) -> None:
         self._dragging = False
-        moved = self._press_pos is not None and (event.pos - self._press_pos).manhattanLength() > CLICK_PX
-        if moved and len(self._points) >= 3:
+        # A freehand outline is closed by coming back to where it started: what tells a drag from
+        # a click is how far the pointer went, not where it was released.
+        if self._press_pos is not None:
+            self._travel = max(self._travel, (event.pos - self._press_pos).manhattanLength())
+        if self._travel > CLICK_PX and len(self._points) >= 3:
             self._close()
 
     def hover(self, view, event) -> None:
