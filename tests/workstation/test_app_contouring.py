@@ -4,7 +4,7 @@ started, painting a hidden structure, re-interpolating after editing a key slice
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint
-from support.app import drag, show_sample
+from support.app import drag, show_sample, widget_point
 
 pytestmark = pytest.mark.gui
 
@@ -43,3 +43,36 @@ def test_a_freehand_outline_ending_where_it_started_is_closed_and_filled(window,
     assert np.argwhere(drawn)[:, view.orientation.normal_axis].tolist() == [k] * int(drawn.sum())
     assert len(case.history.commands) == steps + 1 and case.history.undo_text == f"Draw {name}"
     assert not window.tools.tools["draw"]._points  # nothing left half-drawn
+
+
+@pytest.mark.parametrize("tool", ["brush", "draw", "fill"])
+def test_editing_a_hidden_structure_shows_it(window, tool):
+    """A structure hidden with its check box and still selected: the edit is made where the user
+    sees it (the structure is shown again, its box checked, the user told) — never invisibly."""
+    from PyQt6.QtCore import Qt
+
+    from workstation.app.structure_table import NAME, VISIBLE
+
+    case = show_sample(window)
+    view = window.views["axial"]
+    k = view.slice_index
+    name = window.add_structure("Hidden")
+    case.edit_region("ring", name, (slice(k, k + 1), slice(40, 60), slice(40, 60)), _ring(20))
+    case.set_visible(name, False)
+    window.tools.activate(tool)
+    if tool == "draw":
+        drag(view, _dense(view, [(k, 80, 80), (k, 80, 100), (k, 100, 100), (k, 100, 80), (k, 80, 80)]))
+    else:
+        drag(view, [widget_point(view, (k, 50, 50))])
+    assert case.structures[name].visible
+    table = window.table
+    rows = [r for r in range(table.rowCount()) if table.item(r, NAME).text() == name]
+    assert [table.item(r, VISIBLE).checkState() for r in rows] == [Qt.CheckState.Checked]
+    assert "hidden" in window.statusBar().currentMessage()
+    assert case.structures[name].mask.full().sum() > _ring(20).sum()
+
+
+def _ring(size: int) -> np.ndarray:
+    ring = np.ones((1, size, size), bool)
+    ring[:, 2:-2, 2:-2] = False
+    return ring

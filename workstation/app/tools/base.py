@@ -101,7 +101,15 @@ class Tool(QObject):
         if name is None or name not in self.case().structures:
             self.context.message("Select a structure in the structure table (or add one) first.")
             return None
+        self.reveal(name)
         return name
+
+    def reveal(self, name: str) -> None:
+        """Show structure `name` if it is hidden: an edit must never land where it cannot be seen."""
+        case = self.case()
+        if case is not None and name in case.structures and not case.structures[name].visible:
+            case.set_visible(name, True)
+            self.context.message(f"{name} was hidden: it is shown again so that you see what you edit.")
 
     # -- events (return True from press to receive move/release) ------------------------------
 
