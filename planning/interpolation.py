@@ -8,12 +8,18 @@ interpolated for that plane (so a shape that moves between drawn planes follows 
 instead of vanishing half-way). Shapes that grow or change topology blend smoothly; holes are
 kept. Planes outside the first and last contoured ones are left empty,
 and gaps longer than `max_gap_mm` (two separate parts of a structure) are not bridged.
+
+Interpolating again after editing a drawn plane must redo the planes between from the drawn
+ones, not take the planes an earlier interpolation filled as drawn: `plane_digests` records what
+an interpolation put in the planes it filled, `key_planes` tells the planes drawn (or edited
+since) by hand from those, and `interpolate(mask, planes=...)` recomputes the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from scipy import ndimage
@@ -44,7 +50,8 @@ def interpolate(
 
     Args:
         mask: the structure, contoured on some planes.
-        planes: the planes to treat as drawn (default: every non-empty plane).
+        planes: the planes to treat as drawn (default: every non-empty plane); what the planes
+            between two of them hold is replaced by the blend.
         max_gap_mm: leave gaps longer than this empty (default: no limit).
     """
     drawn = sorted(contoured_planes(mask) if planes is None else planes)
@@ -72,6 +79,7 @@ def interpolate(
         d0 = _signed_distance(lower, (spacing_y, spacing_x))
         d1 = _signed_distance(upper, (spacing_y, spacing_x))
         c0, c1 = _centroid(lower), _centroid(upper)
+        _clear_planes(result, k0 + 1, k1)
         for k in range(k0 + 1, k1):
             t = (k - k0) / (k1 - k0)
             centre = (1 - t) * c0 + t * c1
@@ -84,6 +92,33 @@ def interpolate(
         if on_progress is not None:
             on_progress("Interpolating slices", n + 1, len(gaps))
     return result
+
+
+def plane_digests(mask: Mask, planes: Iterable[int]) -> dict[int, str]:
+    """A short digest of what each of `planes` holds (to tell later whether it was edited)."""
+    return {int(k): _digest(mask.slice_z(k)) for k in planes}
+
+
+def key_planes(mask: Mask, filled: dict[int, str]) -> list[int]:
+    """The planes drawn by hand: the contoured planes, less those still holding what an
+    interpolation put there (`filled`, from `plane_digests`); a filled plane edited since counts
+    as drawn."""
+    return [k for k in contoured_planes(mask) if filled.get(k) != _digest(mask.slice_z(k))]
+
+
+def _digest(plane: np.ndarray) -> str:
+    return hashlib.sha1(np.packbits(plane).tobytes()).hexdigest()[:16]
+
+
+def _clear_planes(mask: Mask, first: int, stop: int) -> None:
+    """Empty planes [first, stop) of `mask` (only its stored box is touched)."""
+    box = mask.box
+    if box is None or first >= stop:
+        return
+    low, high = max(first, box[0].start), min(stop, box[0].stop)
+    if low < high:
+        region = (slice(low, high), box[1], box[2])
+        mask.replace_region(region, np.zeros(tuple(s.stop - s.start for s in region), bool))
 
 
 def fill_planes_without_images(mask: Mask, slices) -> Mask:

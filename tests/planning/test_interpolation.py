@@ -43,3 +43,23 @@ def test_gap_limit_and_nothing_to_do():
     mask = disc_planes({0: 5.0, 20: 5.0})
     assert contoured_planes(interpolate(mask, max_gap_mm=10)) == [0, 20]
     assert interpolate(disc_planes({3: 5.0})).voxel_count == disc_planes({3: 5.0}).voxel_count
+
+
+def test_interpolating_again_after_editing_a_drawn_plane_redoes_the_planes_between():
+    """The planes an interpolation filled are not drawn planes the next time (unless edited):
+    enlarging the disc drawn on plane 10 grows the planes between on the next interpolation."""
+    from planning.interpolation import key_planes, plane_digests
+
+    first = interpolate(disc_planes({0: 6.0, 10: 6.0}))
+    filled = plane_digests(first, range(1, 10))
+    assert key_planes(first, filled) == [0, 10]
+    edited = first.copy()
+    bigger = disc_planes({10: 16.0})
+    edited.replace_region((slice(10, 11), slice(0, 64), slice(0, 64)), bigger.slice_z(10)[None])
+    hand = edited.copy()  # plane 5 touched by hand: it counts as drawn from now on
+    hand.replace_region((slice(5, 6), slice(0, 1), slice(0, 1)), np.ones((1, 1, 1), bool))
+    assert key_planes(hand, filled) == [0, 5, 10]
+    again = interpolate(edited, planes=key_planes(edited, filled))
+    areas = [int(again.slice_z(k).sum()) for k in range(11)]
+    assert areas == sorted(areas) and areas[5] == pytest.approx(np.pi * 11**2, rel=0.08)
+    assert interpolate(edited).slice_z(5).sum() == first.slice_z(5).sum()  # every plane taken as drawn

@@ -76,3 +76,49 @@ def _ring(size: int) -> np.ndarray:
     ring = np.ones((1, size, size), bool)
     ring[:, 2:-2, 2:-2] = False
     return ring
+
+
+def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qtbot):
+    """Draw two slices, interpolate, enlarge one drawn slice, interpolate again: the slices between
+    grow with it (they were filled, not drawn). Interpolating with nothing to fill says so and
+    adds no undo step."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    view = window.views["axial"]
+    k = view.slice_index
+    name = window.add_structure("CTV")
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 6.0)
+    window.tools.activate("brush")
+    drag(view, [widget_point(view, (k, 64, 64))])
+    steps = len(case.history.commands)
+    window.interpolate()
+    wait_idle(qtbot, window)
+    assert (
+        len(case.history.commands) == steps
+        and "Nothing to interpolate" in window.statusBar().currentMessage()
+    )
+
+    window.state.set_cursor(np.array([k + 6, 64, 64]))
+    drag(view, [widget_point(view, (k + 6, 64, 64))])
+    window.interpolate()
+    wait_idle(qtbot, window)
+    first = case.structures[name].mask.full()
+    assert all(first[z].sum() == first[k].sum() for z in range(k, k + 7))
+    window.interpolate()
+    wait_idle(qtbot, window)
+    assert (
+        case.history.undo_text == f"Interpolate {name}" and "already" in window.statusBar().currentMessage()
+    )
+
+    brush.set_setting("radius_mm", 14.0)
+    drag(view, [widget_point(view, (k + 6, 64, 64))])
+    window.interpolate()
+    wait_idle(qtbot, window)
+    grown = case.structures[name].mask.full()
+    areas = [int(grown[z].sum()) for z in range(k, k + 7)]
+    assert areas == sorted(areas) and areas[0] < areas[3] < areas[6]
+    assert np.array_equal(grown[k], first[k])
+    window.undo()
+    assert case.structures[name].mask.full()[k + 3].sum() == first[k + 3].sum()

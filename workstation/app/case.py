@@ -47,6 +47,9 @@ class Case:
         self.structures = structures
         self.reference = reference
         self.history = UndoStack(structures)
+        #: What slice interpolation last put in the slices it filled, per ROI number: those
+        #: slices are not taken as drawn the next time (see `planning.interpolation.key_planes`).
+        self.interpolated: dict[int, dict[int, str]] = {}
 
     @classmethod
     def with_structures(cls, volume: Volume, loaded: list[StructureSet], reference: ImageReference) -> Case:

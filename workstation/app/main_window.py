@@ -749,17 +749,31 @@ class MainWindow(QMainWindow):
         if self.case is None or name is None:
             self.statusBar().showMessage("Select the structure to interpolate first.", 6000)
             return
-        case, mask = self.case, self.case.structures[name].mask
+        case, structure = self.case, self.case.structures[name]
+        mask, filled = structure.mask, dict(case.interpolated.get(structure.number, {}))
 
-        def done(result):
-            if name in case.structures and case.structures[name].mask is mask:
-                case.replace_mask(f"Interpolate {name}", name, result)
-            else:
+        def done(found):
+            result, keys, digests = found
+            if name not in case.structures or case.structures[name].mask is not mask:
                 self.statusBar().showMessage(f"{name} changed during interpolation; not applied.", 8000)
+            elif result.offset == mask.offset and np.array_equal(result.array, mask.array):
+                why = (
+                    f"{name} is drawn on {len(keys)} slice(s): draw it on two slices or more, with "
+                    "empty slices between them, to interpolate"
+                    if len(keys) < 2
+                    else f"{name} is already interpolated between its {len(keys)} drawn slices"
+                )
+                self.statusBar().showMessage(f"Nothing to interpolate: {why}.", 8000)
+            else:
+                case.replace_mask(f"Interpolate {name}", name, result)
+                case.interpolated[structure.number] = digests
+                self.statusBar().showMessage(
+                    f"{name}: {len(digests)} slice(s) interpolated between {len(keys)} drawn slices.", 8000
+                )
 
         self.jobs.run(
             f"Interpolating {name}",
-            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel),
+            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel, filled),
             done,
         )
 

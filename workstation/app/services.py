@@ -80,10 +80,15 @@ def describe_recipe(recipe: dict) -> str:
     return _module("planning.derived", "Margins and Booleans").describe(recipe)
 
 
-def interpolate(mask: Mask, on_progress=None, cancel=None) -> Mask:
-    """Fill the slices between contoured slices of a structure."""
+def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None = None):
+    """Fill the slices between the drawn slices of a structure: (the new mask, the slices drawn
+    by hand, digests of the slices filled). `filled` holds the digests an earlier interpolation
+    returned: those slices, unless edited since, are filled again rather than taken as drawn."""
     module = _module("planning.interpolation", "Slice interpolation")
-    return module.interpolate(mask, on_progress=on_progress, cancel=cancel)
+    keys = module.key_planes(mask, filled or {})
+    result = module.interpolate(mask, planes=keys, on_progress=on_progress, cancel=cancel)
+    between = [k for k in module.contoured_planes(result) if k not in set(keys)]
+    return result, keys, module.plane_digests(result, between)
 
 
 def recipe_sources(recipe: dict) -> set[str]:
