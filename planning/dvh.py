@@ -538,10 +538,11 @@ def plot_dvhs(
     colors: dict[str, tuple[int, int, int]] | None = None,
     relative=True,
     legend_beside: bool = False,
+    legend: bool = True,
 ):
     """A matplotlib Figure of cumulative DVHs (volume in % when `relative`, else cc), its legend
-    where it hides least (for a file), or beside the axes with the layout redone at every size
-    (`legend_beside`, for a window: this draws in about half the time)."""
+    (unless not `legend`) where it hides least (for a file), or beside the axes with the layout
+    redone at every size (`legend_beside`, for a window: this draws in about half the time)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 5), dpi=100, layout="constrained" if legend_beside else None)
@@ -555,22 +556,23 @@ def plot_dvhs(
             values = 100 * values / dvh.volume_cc
         color = None
         if colors and dvh.name in colors:
-            color = _visible_on_white(tuple(c / 255 for c in colors[dvh.name]))
+            color = visible_on_white(tuple(c / 255 for c in colors[dvh.name]))
         axes.plot(edges, values, label=dvh.name, color=color, linewidth=1.5)
     axes.set_xlabel(f"Dose ({dvhs[0].units if dvhs else 'Gy'})")
     axes.set_ylabel("Volume (%)" if relative else "Volume (cc)")
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0)
     axes.grid(True, alpha=0.3)
-    if legend_beside:
+    if legend and legend_beside:
         axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
+    elif legend:
         axes.legend(fontsize="small", loc="best")
+    if not legend_beside:
         figure.tight_layout()
     return figure
 
 
-def _visible_on_white(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+def visible_on_white(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
     """A structure colour (0–1) darkened until it stands out on a white plot (a white or pale
     yellow BODY would draw an invisible curve); other colours unchanged."""
     luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]

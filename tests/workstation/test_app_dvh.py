@@ -126,3 +126,43 @@ def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reope
     assert "Partial, reaching the edge of the loaded images (DVH of the loaded slices only): BODY." in (
         panel.status.text()
     )
+
+
+def test_with_many_structures_rows_choose_the_curves_and_the_legend_stays_readable(window, qtbot):
+    """118 names beside the axes squeezed the plot to nothing: above LEGEND_MAX curves there is
+    no legend (the rows' colour swatches name the curves), and unticking rows hides curves,
+    also after the DVHs are computed again."""
+    from PyQt6.QtCore import Qt
+
+    from planning.structures import Structure
+    from workstation.app.dvh_panel import LEGEND_MAX
+
+    case = show_sample(window)
+    gtv = case.structures["GTV"]
+    copies = [Structure(f"GTV_{i:02d}", gtv.mask.copy(), gtv.color, gtv.roi_type) for i in range(LEGEND_MAX)]
+    case.add_structures(copies, "Copies")
+    panel = window.dvh_panel
+    window.dvh_dock.show()
+    grid = case.grid
+    dose_grid = Grid((20, 64, 64), tuple(2 * s for s in grid.spacing_xyz), grid.origin_xyz, grid.direction)
+    ramp = np.broadcast_to(np.linspace(0, 60, 64, dtype=np.float32), dose_grid.shape).copy()
+    window.set_dose(Dose(ramp, dose_grid, frame_of_reference_uid=case.volume.frame_of_reference_uid))
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+
+    def legend_names():
+        legend = panel.canvas.figure.axes[0].get_legend()
+        return None if legend is None else [t.get_text() for t in legend.get_texts()]
+
+    assert len(panel.shown()) > LEGEND_MAX and legend_names() is None
+    assert f"the legend shows when {LEGEND_MAX} curves or fewer are ticked" in panel.status.text()
+    assert not panel.table.item(0, 0).icon().isNull()  # the row's colour names its curve
+    for row in range(panel.table.rowCount()):
+        item = panel.table.item(row, 0)
+        if item.text().startswith("GTV_"):
+            item.setCheckState(Qt.CheckState.Unchecked)
+    assert not any(name.startswith("GTV_") for name in panel.shown())
+    assert legend_names() == panel.shown() and len(panel.canvas.figure.axes[0].lines) == len(panel.shown())
+    panel.compute()  # computed again (an edit, a new dose): the unticked rows stay unticked
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)
+    assert legend_names() == panel.shown() and not any(n.startswith("GTV_") for n in panel.shown())

@@ -104,10 +104,10 @@ def test_dvh_settings_a_structure_cannot_take_are_refused_before_anything_is_wri
 
 
 def test_dvh_plot_darkens_colours_that_vanish_on_white():
-    from planning.dvh import _visible_on_white
+    from planning.dvh import visible_on_white
 
-    assert _visible_on_white((1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)
-    dark = _visible_on_white((1.0, 1.0, 1.0))
+    assert visible_on_white((1.0, 0.0, 0.0)) == (1.0, 0.0, 0.0)
+    dark = visible_on_white((1.0, 1.0, 1.0))
     assert max(dark) <= 0.75 and dark[0] == dark[1] == dark[2]
 
 

@@ -5,6 +5,9 @@ and not edited is sampled from its planar contours, as planning systems do; an e
 one from its mask. They are computed in a worker (with progress and Cancel) when the panel is
 shown and its curves are missing or out of date: after a dose is loaded, or after an edit.
 
+Each row's tick shows or hides its curve; beyond `LEGEND_MAX` curves the legend is left out (it
+would squeeze the plot to nothing) and the rows' colours name the curves.
+
 When the structures were read onto a part of their series (contours off the loaded images left
 out at import), the panel names the structures cut by the images and those left with no voxel,
 and the saved CSV says so in their rows.
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QColor, QIcon, QPixmap
 from PyQt6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -29,7 +33,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from planning.dvh import DVH, compute_dvh, plot_dvhs, write_table
+from planning.dvh import DVH, compute_dvh, plot_dvhs, visible_on_white, write_table
 from planning.errors import DelineoError
 from workstation.app.case import contours_left_out
 
@@ -43,6 +47,9 @@ COLUMNS = (
     ("D50%", "D50%"),
     ("D2%", "D2%"),
 )
+
+#: Most curves the plot names in a legend; with more, the table's colour swatches name them.
+LEGEND_MAX = 20
 
 #: what a DVH's warnings (hover, CSV) say of a structure the loaded images cut
 PARTIAL = (
@@ -68,6 +75,8 @@ class DvhPanel(QWidget):
         #: rows without numbers for the saved table: structures with no voxel on the loaded images
         self._no_voxel: list[DVH] = []
         self._stale = True
+        self._filled = False  # the table holds the current DVHs (row ticks drive the curves)
+        self._hidden: set[str] = set()  # structures whose curves the user unticked
         self._job = None  # the computation under way, cancelled when a newer one starts
         self._recompute = QTimer(self, singleShot=True, interval=1000)  # edits come in bursts
         self._recompute.timeout.connect(self.compute)
@@ -93,6 +102,7 @@ class DvhPanel(QWidget):
         self.canvas = QWidget(self.splitter)
         self.table = QTableWidget(0, 1 + len(COLUMNS), self.splitter)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.itemChanged.connect(self._on_item_changed)
         self.table.verticalHeader().hide()
         self.splitter.addWidget(self.canvas)
         self.splitter.addWidget(self.table)
@@ -188,27 +198,69 @@ class DvhPanel(QWidget):
             self.status.setText(
                 f"{len(dvhs)} structures, doses in {units}"
                 + (f"; {notes} note(s) on small or partly covered structures (hover a row)" if notes else "")
+                + (
+                    f"; the legend shows when {LEGEND_MAX} curves or fewer are ticked (the rows' colours "
+                    "name the curves)"
+                    if len(dvhs) > LEGEND_MAX
+                    else ""
+                )
                 + self._left_out
             )
-        colours = {s.name: s.color for s in self.window_.case.structures} if self.window_.case else {}
-        self.splitter.replaceWidget(0, _curves(dvhs, colours) if dvhs else QWidget())
+        self._fill_table(dvhs, units)
+        self._draw_curves()
+
+    def shown(self) -> list[str]:
+        """The structures whose curves are drawn (their rows ticked)."""
+        return [
+            item.text()
+            for row in range(self.table.rowCount())
+            if (item := self.table.item(row, 0)) is not None and item.checkState() == Qt.CheckState.Checked
+        ]
+
+    def _colours(self) -> dict[str, tuple[int, int, int]]:
+        return {s.name: s.color for s in self.window_.case.structures} if self.window_.case else {}
+
+    def _draw_curves(self) -> None:
+        shown = set(self.shown())
+        dvhs = [d for d in self.dvhs if d.name in shown]
+        self.splitter.replaceWidget(0, _curves(dvhs, self._colours()) if dvhs else QWidget())
         self.canvas.deleteLater()
         self.canvas = self.splitter.widget(0)
+
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        if item.column() != 0 or not self._filled:
+            return
+        if item.checkState() == Qt.CheckState.Checked:
+            self._hidden.discard(item.text())
+        else:
+            self._hidden.add(item.text())  # stays hidden when the DVHs are computed again
+        self._draw_curves()
+
+    def _fill_table(self, dvhs: list[DVH], units: str) -> None:
+        self._filled = False  # no redraw per row while filling
         self.table.setColumnCount(1 + len(COLUMNS))
         self.table.setHorizontalHeaderLabels(
             ["Structure"] + [h if key == "volume_cc" else f"{h} ({units})" for h, key in COLUMNS]
         )
         self.table.setRowCount(len(dvhs))
+        colours = self._colours()
         for row, dvh in enumerate(dvhs):
             statistics = dvh.statistics(percents=(95, 50, 2))
             name = QTableWidgetItem(dvh.name)
-            name.setToolTip("\n".join([dvh.sampling, *dvh.warnings]))
+            name.setToolTip("\n".join([dvh.sampling, *dvh.warnings, "Untick to hide its curve"]))
+            name.setFlags(name.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            hidden = dvh.name in self._hidden
+            name.setCheckState(Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
+            colour = colours.get(dvh.name)
+            if colour is not None:
+                name.setIcon(_swatch(colour))
             self.table.setItem(row, 0, name)
             for column, (_, key) in enumerate(COLUMNS, start=1):
                 item = QTableWidgetItem(f"{statistics[key]:.2f}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
+        self._filled = True
 
     def values(self) -> dict[str, dict[str, float]]:
         """The table's numbers by structure name (for tests and copying)."""
@@ -216,8 +268,17 @@ class DvhPanel(QWidget):
 
 
 def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
-    """`plot_dvhs`' figure on a canvas, laid out again at every size, its legend beside it."""
-    return FigureCanvasQTAgg(plot_dvhs(dvhs, colors=colours, legend_beside=True))
+    """`plot_dvhs`' figure on a canvas, laid out again at every size, its legend beside it (up to
+    `LEGEND_MAX` curves)."""
+    figure = plot_dvhs(dvhs, colors=colours, legend_beside=True, legend=len(dvhs) <= LEGEND_MAX)
+    return FigureCanvasQTAgg(figure)
+
+
+def _swatch(colour) -> QIcon:
+    """A small square of a structure's colour (RGB 0–255), as the curve is drawn (`plot_dvhs`)."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(*(round(255 * c) for c in visible_on_white(tuple(c / 255 for c in colour)))))
+    return QIcon(pixmap)
 
 
 def _cut_by_images(case) -> tuple[list[str], list[str]]:
