@@ -117,6 +117,25 @@ def sources(recipe: dict | str) -> set[str]:
     return names
 
 
+def renamed(recipe: dict | str, old: str, new: str) -> dict | str:
+    """`recipe` reading structure `new` wherever it read `old` (a source renamed), its
+    fingerprints (``built_from``) kept under the new name."""
+    if isinstance(recipe, str):
+        return new if recipe == old else recipe
+    out = dict(recipe)
+    for key in ("source", "within"):
+        if out.get(key) is not None:
+            out[key] = renamed(out[key], old, new)
+    for key in ("sources", "minus"):
+        if key in out:
+            out[key] = [renamed(operand, old, new) for operand in out[key]]
+    if "built_from" in out:
+        out["built_from"] = {
+            new if name == old else name: digest for name, digest in out["built_from"].items()
+        }
+    return out
+
+
 def describe(recipe: dict | str) -> str:
     """A short human summary, e.g. "(CTV + 5 mm) ∩ BODY" or "PTV − Rectum"."""
     if isinstance(recipe, str):

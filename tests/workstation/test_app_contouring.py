@@ -122,3 +122,37 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
     assert np.array_equal(grown[k], first[k])
     window.undo()
     assert case.structures[name].mask.full()[k + 3].sum() == first[k + 3].sum()
+
+
+def test_renaming_a_source_keeps_the_margins_built_from_it(window, qtbot):
+    """GTV → CTV (+5 mm) → PTV (+5 mm), then GTV renamed in the table: CTV reads the new name, is
+    not stale, and still rebuilds after GTV is edited; undo puts the old name back everywhere."""
+    from support.app import wait_idle
+
+    from workstation.app import services
+    from workstation.app.structure_table import NAME
+
+    case = show_sample(window)
+    for source, output in (("GTV", "CTV"), ("CTV", "PTV")):
+        recipe = {"op": "expand", "source": source, "margins": 5.0}
+        structure = services.derive(recipe, {s.name: s for s in case.structures}, name=output)
+        case.derive_into(output, structure, f"Expand → {output}")
+    table = window.table
+    row = next(r for r in range(table.rowCount()) if table.item(r, NAME).text() == "GTV")
+    table.item(row, NAME).setText("GTVp")
+    assert "GTVp" in case.structures and case.structures["CTV"].recipe["source"] == "GTVp"
+    assert "GTVp" in case.structures["CTV"].description and 'GTV"' not in case.structures["CTV"].description
+    assert services.stale_structures(case.structures) == []
+
+    k = window.views["axial"].slice_index
+    case.edit_region("grow", "GTVp", (slice(k, k + 1), slice(0, 4), slice(0, 4)), np.ones((1, 4, 4), bool))
+    window._check_stale()
+    wait_idle(qtbot, window)
+    assert window.stale == ["CTV"]
+    window.rebuild_stale()
+    wait_idle(qtbot, window)
+    assert case.structures["PTV"].mask.full()[k, 0, 0]  # rebuilt through CTV from the renamed GTVp
+    for _ in range(3):  # the two rebuilds and the corner
+        window.undo()
+    window.undo()  # the rename
+    assert "GTV" in case.structures and case.structures["CTV"].recipe["source"] == "GTV"

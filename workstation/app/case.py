@@ -181,7 +181,31 @@ class Case:
             return
         command = ChangeProperties(label or f"Edit {target}", before, after)
         command.redo(self.structures)
-        self.history.push(command)
+        renamed = self._rename_in_recipes(target, after["name"]) if after["name"] != target else []
+        self.history.push(Macro(command.label, [command, *renamed]) if renamed else command)
+
+    def _rename_in_recipes(self, old: str, new: str) -> list[Command]:
+        """Make the derived structures read from `old` read from `new` (renamed), applied: a
+        CTV grown from GTV-1 still rebuilds after GTV-1 is renamed GTVp."""
+        from workstation.app import services
+
+        commands: list[Command] = []
+        for structure in self.structures:
+            if not structure.recipe or "op" not in structure.recipe:
+                continue
+            if old not in services.recipe_sources(structure.recipe):
+                continue
+            recipe, description = services.rename_recipe_source(
+                structure.recipe, structure.description, old, new
+            )
+            command = ChangeProperties(
+                f"{structure.name} reads {new}",
+                {"name": structure.name, "recipe": structure.recipe, "description": structure.description},
+                {"name": structure.name, "recipe": recipe, "description": description},
+            )
+            command.redo(self.structures)
+            commands.append(command)
+        return commands
 
     def accept_auto_contours(self, names: list[str], label: str) -> None:
         """Mark auto-contours awaiting review as reviewed and kept, as one undo step."""

@@ -96,6 +96,17 @@ def recipe_sources(recipe: dict) -> set[str]:
     return _module("planning.derived", "Derived structures").sources(recipe)
 
 
+def rename_recipe_source(recipe: dict, description: str, old: str, new: str) -> tuple[dict, str]:
+    """A recipe (and the description written from it) reading structure `new` where it read
+    `old`; a description the user wrote is kept."""
+    derived = _module("planning.derived", "Derived structures")
+    updated = derived.renamed(recipe, old, new)
+    bare = {k: v for k, v in recipe.items() if k != "built_from"}
+    if description == derived.description_for(bare):
+        description = derived.description_for({k: v for k, v in updated.items() if k != "built_from"})
+    return updated, description
+
+
 def stale_structures(structure_set) -> list[str]:
     """Derived structures whose sources changed since they were built (hashes masks: a worker)."""
     try:
