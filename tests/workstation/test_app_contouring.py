@@ -156,3 +156,20 @@ def test_renaming_a_source_keeps_the_margins_built_from_it(window, qtbot):
         window.undo()
     window.undo()  # the rename
     assert "GTV" in case.structures and case.structures["CTV"].recipe["source"] == "GTV"
+
+
+def test_a_seeded_click_into_a_hidden_empty_structure_shows_it(window, qtbot):
+    """The seeded tool fills the selected structure when it is empty: hidden, it is shown."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    view = window.views["axial"]
+    centre = np.argwhere(case.structures["GTV"].mask.full()).mean(axis=0).round().astype(int)
+    window.state.set_cursor(centre)
+    name = window.add_structure("GTV_seed")
+    case.set_visible(name, False)
+    window.tools.activate("seeded")
+    drag(view, [widget_point(view, centre)])
+    wait_idle(qtbot, window)
+    assert window.tools.tools["seeded"].target_name == name
+    assert case.structures[name].visible and not case.structures[name].mask.is_empty

@@ -62,6 +62,7 @@ class SeededTool(Tool):
                 name = case.new_structure("GTV", label="New structure GTV (seeded)").name
             self.target_name = name
             self._base = case.structures[name].mask
+            self.reveal(name)
         (self.outside if outside else self.inside).append(point)
         self._run(case)
         for each in self.context.views():
