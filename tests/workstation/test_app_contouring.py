@@ -173,3 +173,27 @@ def test_a_seeded_click_into_a_hidden_empty_structure_shows_it(window, qtbot):
     wait_idle(qtbot, window)
     assert window.tools.tools["seeded"].target_name == name
     assert case.structures[name].visible and not case.structures[name].mask.is_empty
+
+
+@pytest.mark.parametrize("tool", ["brush", "eraser"])
+def test_the_brush_outline_shows_what_ctrl_makes_it_do(window, tool):
+    """Ctrl swaps paint and erase: the outline under the pointer turns red for erasing, green for
+    painting, before the press (as the stroke will do)."""
+    from PyQt6.QtCore import QEvent, Qt
+    from support.app import grab, send_mouse
+
+    show_sample(window)
+    window.add_structure("Brushed")
+    window.tools.activate(tool)
+    window.tools.tools[tool].set_setting("radius_mm", 15.0)
+    view = window.views["axial"]
+    at = widget_point(view, (view.slice_index, 64, 64))
+    red, green = np.array([255, 90, 90]), np.array([120, 255, 120])
+    for ctrl in (False, True):
+        modifiers = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
+        send_mouse(view, QEvent.Type.MouseMove, at, Qt.MouseButton.NoButton, modifiers=modifiers)
+        pixels = grab(view).reshape(-1, 3).astype(int)
+        erasing = (tool == "eraser") != ctrl
+        shown, other = (red, green) if erasing else (green, red)
+        assert (np.abs(pixels - shown).max(axis=1) <= 8).sum() > 20  # the display may round colours
+        assert (np.abs(pixels - other).max(axis=1) <= 8).sum() == 0

@@ -63,6 +63,7 @@ class BrushTool(Tool):
         self._erasing = self.erase
         self._deferred: list | None = None  # (box, inside, centre, flat) dabs of a deferred stroke
         self._target: str | None = None
+        self._hover_modifiers = Qt.KeyboardModifier.NoModifier  # Ctrl swaps paint and erase
 
     # -- painting ------------------------------------------------------------------------------
 
@@ -154,7 +155,14 @@ class BrushTool(Tool):
 
     def hover(self, view, event) -> None:
         self._pointer = (view, event.pos)
+        self._hover_modifiers = event.modifiers
         view.update()
+
+    def _would_erase(self) -> bool:
+        """What the stroke under way does, or what a press would do now (Ctrl swaps)."""
+        if self._stroke is not None:
+            return self._erasing
+        return self.erase != bool(self._hover_modifiers & Qt.KeyboardModifier.ControlModifier)
 
     def leave(self, view) -> None:
         self._pointer = None
@@ -177,7 +185,7 @@ class BrushTool(Tool):
         if self._pointer is None or self._pointer[0] is not view:
             return
         radius_px = float(self.setting("radius_mm")) * view.px_per_mm()
-        color = QColor(255, 90, 90) if self.erase else QColor(120, 255, 120)
+        color = QColor(255, 90, 90) if self._would_erase() else QColor(120, 255, 120)
         pen = QPen(color, 1.2)
         if self.setting("sphere"):
             pen.setStyle(Qt.PenStyle.DashLine)
