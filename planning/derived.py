@@ -263,9 +263,11 @@ def fingerprints(structures: Mapping[str, Structure | Mask], names) -> dict[str,
 
 
 def stale(structure_set: StructureSet) -> list[str]:
-    """Derived structures whose sources have changed (or vanished) since they were built."""
+    """Derived structures out of date, in the set's order: those whose sources have changed (or
+    vanished) since they were built, and those built from them (a PTV grown from a CTV whose GTV
+    was edited)."""
     table = _table(structure_set)
-    out = []
+    changed = []
     for structure in structure_set:
         recipe = structure.recipe
         if not recipe or "op" not in recipe:
@@ -273,8 +275,9 @@ def stale(structure_set: StructureSet) -> list[str]:
         names = sources(recipe)
         built = recipe.get("built_from", {})
         if any(n not in table for n in names) or fingerprints(table, names) != built:
-            out.append(structure.name)
-    return out
+            changed.append(structure.name)
+    out_of_date = set(_with_dependents(structure_set, changed))
+    return [name for name in structure_set.names() if name in out_of_date]
 
 
 def rebuild(

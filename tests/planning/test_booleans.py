@@ -92,8 +92,8 @@ def test_derived_recipe_round_trip_and_rebuild():
 
 
 def test_rebuilding_a_derived_structure_rebuilds_those_built_from_it():
-    """GTV → CTV → PTV: after the GTV is edited only the CTV is stale, but the PTV is grown from
-    the CTV and must follow it in the same rebuild."""
+    """GTV → CTV → PTV: after the GTV is edited the CTV is stale, and so is the PTV grown from it,
+    which follows it in the same rebuild."""
     from planning.derived import derive, rebuild, stale
     from planning.margins import expand
     from planning.structures import Structure, StructureSet
@@ -103,7 +103,7 @@ def test_rebuilding_a_derived_structure_rebuilds_those_built_from_it():
     structure_set.add(derive({"op": "expand", "source": "GTV", "margins": 2}, structure_set, name="CTV"))
     structure_set.add(derive({"op": "expand", "source": "CTV", "margins": 4}, structure_set, name="PTV"))
     structure_set.set_mask("GTV", B.copy())
-    assert stale(structure_set) == ["CTV"]
+    assert stale(structure_set) == ["CTV", "PTV"]
     assert rebuild(structure_set) == ["CTV", "PTV"] and stale(structure_set) == []
     expected = expand(expand(B, 2), 4)
     assert np.array_equal(structure_set["PTV"].mask.full(), expected.full())

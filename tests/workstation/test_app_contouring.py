@@ -148,7 +148,7 @@ def test_renaming_a_source_keeps_the_margins_built_from_it(window, qtbot):
     case.edit_region("grow", "GTVp", (slice(k, k + 1), slice(0, 4), slice(0, 4)), np.ones((1, 4, 4), bool))
     window._check_stale()
     wait_idle(qtbot, window)
-    assert window.stale == ["CTV"]
+    assert window.stale == ["CTV", "PTV"]  # the PTV through the CTV
     window.rebuild_stale()
     wait_idle(qtbot, window)
     assert case.structures["PTV"].mask.full()[k, 0, 0]  # rebuilt through CTV from the renamed GTVp
