@@ -154,7 +154,8 @@ def delta_e(first: tuple[int, int, int], second: tuple[int, int, int]) -> float:
 def distinct_color(color: tuple[int, int, int], used, min_delta: float = MIN_DELTA_E) -> tuple[int, int, int]:
     """`color` if it is at least `min_delta` from every colour in `used`, else the palette colour
     nearest to it that is twice that far from them (CIE76 underrates how alike blues look), or
-    failing that once as far, or failing that the one farthest from them."""
+    failing that once as far, or failing that (a hundred structures) the colour of the palette
+    or of a 6 × 6 × 6 RGB cube farthest from them, so that colours do not repeat."""
     used = [tuple(c) for c in used]
 
     def clearance(candidate) -> float:
@@ -166,7 +167,11 @@ def distinct_color(color: tuple[int, int, int], used, min_delta: float = MIN_DEL
         free = [c for c in PALETTE if clearance(c) >= needed]
         if free:
             return min(free, key=lambda c: delta_e(c, color))
-    return max(PALETTE, key=clearance)
+    return max(PALETTE + _RGB_CUBE, key=clearance)
+
+
+#: Colours beyond the palette, for sets with more structures than it can tell apart.
+_RGB_CUBE = tuple((r, g, b) for r in range(0, 256, 51) for g in range(0, 256, 51) for b in range(0, 256, 51))
 
 
 def _standard_base(name: str) -> str | None:

@@ -119,7 +119,15 @@ def test_colours_too_close_to_one_in_the_case_are_replaced_by_a_distinct_palette
 def test_the_palette_colours_are_distinct_and_a_full_case_still_gets_one():
     assert all(delta_e(a, b) >= MIN_DELTA_E for a, b in itertools.combinations(PALETTE, 2))
     assert delta_e((0, 0, 0), (255, 255, 255)) == pytest.approx(100, abs=0.1)
-    assert distinct_color((230, 20, 70), PALETTE) in PALETTE  # none free: still a palette colour
+    assert distinct_color((230, 20, 70), PALETTE) not in PALETTE  # none free: a colour not used yet
+
+
+def test_a_hundred_new_structures_do_not_repeat_colours():
+    """With the palette used up, the 20th to 130th new structures all came out crimson."""
+    used = []
+    for _ in range(130):
+        used.append(distinct_color((220, 20, 60), used))
+    assert len(set(used)) == 130
 
 
 def test_the_head_and_neck_model_outputs_can_be_told_apart():
