@@ -197,3 +197,19 @@ def test_the_brush_outline_shows_what_ctrl_makes_it_do(window, tool):
         shown, other = (red, green) if erasing else (green, red)
         assert (np.abs(pixels - shown).max(axis=1) <= 8).sum() > 20  # the display may round colours
         assert (np.abs(pixels - other).max(axis=1) <= 8).sum() == 0
+
+
+def test_duplicating_a_structure_copies_its_mask_as_one_undo_step(window, qtbot):
+    """To start a CTV by hand from the GTV: Structures ▸ Duplicate structure."""
+    case = show_sample(window)
+    window.table.select("GTV")
+    name = window.duplicate_structure()
+    assert name == "GTV_copy" and window.table.active_name() == "GTV_copy"
+    copy, gtv = case.structures["GTV_copy"], case.structures["GTV"]
+    assert np.array_equal(copy.mask.full(), gtv.mask.full()) and copy.roi_type == gtv.roi_type
+    assert copy.color != gtv.color and copy.description == "Copy of GTV"
+    case.structures.edit_mask("GTV_copy", copy.mask.box, np.zeros_like(copy.mask.array))
+    assert gtv.mask.full().any()  # the copy's mask is its own
+    assert window.undo_action.text() == "&Undo Duplicate GTV"
+    window.undo()
+    assert "GTV_copy" not in case.structures

@@ -292,6 +292,9 @@ class MainWindow(QMainWindow):
 
         structures_menu = menu.addMenu("&Structures")
         structures_menu.addAction(self._action("&Add structure", lambda: self.add_structure(), "Ctrl+N"))
+        structures_menu.addAction(
+            self._action("D&uplicate structure", self.duplicate_structure, "Ctrl+Shift+D")
+        )
         structures_menu.addAction(self._action("&Delete structure", self.delete_structure))
         self.interpolate_action = self._action("&Interpolate between slices", self.interpolate, "Ctrl+I")
         structures_menu.addAction(self.interpolate_action)
@@ -737,6 +740,24 @@ class MainWindow(QMainWindow):
         structure = self.case.new_structure(name)
         self.table.select(structure.name)
         return structure.name
+
+    def duplicate_structure(self) -> str | None:
+        """A copy of the selected structure (its mask and type; a colour of its own), e.g. to
+        start a CTV from the GTV by hand; one undo step. Returns the copy's name."""
+        name = self.table.active_name()
+        if self.case is None or name is None:
+            self.statusBar().showMessage("Select the structure to duplicate first.", 6000)
+            return None
+        source = self.case.structures[name]
+        copy = self.case.new_structure(
+            f"{name}_copy",
+            label=f"Duplicate {name}",
+            mask=source.mask.copy(),
+            roi_type=source.roi_type,
+            description=f"Copy of {name}",
+        )
+        self.table.select(copy.name)
+        return copy.name
 
     def delete_structure(self) -> None:
         name = self.table.active_name()
