@@ -213,3 +213,17 @@ def test_duplicating_a_structure_copies_its_mask_as_one_undo_step(window, qtbot)
     assert window.undo_action.text() == "&Undo Duplicate GTV"
     window.undo()
     assert "GTV_copy" not in case.structures
+
+
+@pytest.mark.parametrize("key", ["brush", "fill"])
+def test_the_value_range_takes_mr_intensities(window, key):
+    """The range boxes stopped at 4000 'HU': an MR's brighter intensities could not be entered."""
+    from PyQt6.QtWidgets import QCheckBox, QSpinBox
+
+    tool = window.tools.tools[key]
+    options = tool.options(window)
+    low, high = options.findChildren(QSpinBox)
+    high.setValue(20000)
+    low.setValue(-5000)
+    assert (tool.setting("hu_min"), tool.setting("hu_max")) == (-5000, 20000)
+    assert any("value range (HU on CT)" in box.text() for box in options.findChildren(QCheckBox))

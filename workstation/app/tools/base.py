@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PyQt6 import sip
 from PyQt6.QtCore import QObject, QSettings, QSignalBlocker, pyqtSignal
 from PyQt6.QtGui import QPainter
-from PyQt6.QtWidgets import QAbstractButton, QWidget
+from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
 if TYPE_CHECKING:
     from workstation.app.case import Case
@@ -147,6 +147,25 @@ class Tool(QObject):
     def options(self, parent: QWidget) -> QWidget | None:
         """A widget with this tool's settings (bound to QSettings), or None."""
         return None
+
+
+#: Values the range limit of the brush and fill accepts: CT's HU and MR's intensities (any scale).
+VALUE_LIMITS = (-32768, 65535)
+
+
+def add_value_limit_rows(tool: Tool, widget: QWidget, form: QFormLayout, what: str) -> None:
+    """Rows that limit `tool` to voxels whose value lies in [min, max] (settings hu_limit, hu_min,
+    hu_max): HU on a CT, the image's own intensities on an MR. `what`: the check box's text."""
+    limit = QCheckBox(f"{what} in value range (HU on CT)", widget)
+    tool.bind("hu_limit", limit)
+    form.addRow(limit)
+    row = QHBoxLayout()
+    for key in ("hu_min", "hu_max"):
+        spin = QSpinBox(widget)
+        spin.setRange(*VALUE_LIMITS)
+        tool.bind(key, spin)
+        row.addWidget(spin)
+    form.addRow("Min / max", row)
 
 
 class ToolManager(QObject):

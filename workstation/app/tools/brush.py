@@ -8,9 +8,9 @@ import math
 import numpy as np
 from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QColor, QPainter, QPen
-from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QWidget
 
-from workstation.app.tools.base import Tool
+from workstation.app.tools.base import Tool, add_value_limit_rows
 
 
 def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: int | None):
@@ -228,16 +228,7 @@ class BrushTool(Tool):
         sphere = QCheckBox("3D sphere (all slices within the radius)", widget)
         self.bind("sphere", sphere)
         form.addRow(sphere)
-        limit = QCheckBox("Only voxels in HU range", widget)
-        self.bind("hu_limit", limit)
-        form.addRow(limit)
-        row = QHBoxLayout()
-        for key in ("hu_min", "hu_max"):
-            spin = QSpinBox(widget)
-            spin.setRange(-1024, 4000)
-            self.bind(key, spin)
-            row.addWidget(spin)
-        form.addRow("HU min / max", row)
+        add_value_limit_rows(self, widget, form, "Only voxels")
         widget.radius_box = size  # for tests
         return widget
 

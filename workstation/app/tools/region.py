@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+from PyQt6.QtWidgets import QCheckBox, QFormLayout, QWidget
 from scipy import ndimage
 
 from planning.structures import bounding_box
-from workstation.app.tools.base import Tool
+from workstation.app.tools.base import Tool, add_value_limit_rows
 
 
 class FillTool(Tool):
@@ -123,15 +123,5 @@ def _planar_structure(normal_axis: int) -> np.ndarray:
 
 def _hu_options(tool: Tool, parent) -> QWidget:
     widget = QWidget(parent)
-    form = QFormLayout(widget)
-    limit = QCheckBox("Grow through voxels in HU range", widget)
-    tool.bind("hu_limit", limit)
-    form.addRow(limit)
-    row = QHBoxLayout()
-    for key in ("hu_min", "hu_max"):
-        spin = QSpinBox(widget)
-        spin.setRange(-1024, 4000)
-        tool.bind(key, spin)
-        row.addWidget(spin)
-    form.addRow("HU min / max", row)
+    add_value_limit_rows(tool, widget, QFormLayout(widget), "Grow through voxels")
     return widget
