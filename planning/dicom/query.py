@@ -98,6 +98,32 @@ class StudyMatch:
     series_count: int | None  # None: the PACS does not say
     instance_count: int | None
 
+    #: Headers of `cells`, for a table of studies.
+    HEADERS = ("Date", "Patient", "ID", "Description", "Modalities", "Series", "Images")
+
+    @property
+    def display_date(self) -> str:
+        """The study date as YYYY-MM-DD (as given when not a DICOM date; "" when unknown)."""
+        text = self.date
+        return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
+
+    def cells(self) -> list[str]:
+        """The study as a table row under `HEADERS` (a count the PACS does not give: "?")."""
+        return [
+            self.display_date,
+            self.patient_name,
+            self.patient_id,
+            self.description,
+            "/".join(self.modalities),
+            count_text(self.series_count),
+            count_text(self.instance_count),
+        ]
+
+
+def count_text(value: int | None, unknown: str = "?") -> str:
+    """A count a PACS may leave out, as text."""
+    return unknown if value is None else str(value)
+
 
 @dataclass(frozen=True)
 class SeriesMatch:

@@ -41,6 +41,7 @@ from planning.dicom.query import (
     SeriesMatch,
     StudyMatch,
     check_date,
+    count_text,
     find_series,
     find_studies,
     incomplete,
@@ -53,7 +54,7 @@ NODE_SETTING = "pacs/node"
 AE_SETTING = "pacs/ae_title"
 MOVE_PORT_SETTING = "pacs/move_port"
 MODALITIES = ["", "CT", "MR", "PT", "RTSTRUCT", "RTDOSE", "RTPLAN", "SEG"]
-STUDY_COLUMNS = ["Date", "Patient", "ID", "Description", "Modalities", "Series", "Images"]
+STUDY_COLUMNS = list(StudyMatch.HEADERS)
 SERIES_COLUMNS = ["#", "Modality", "Description", "Images"]
 
 
@@ -257,16 +258,7 @@ class PacsDialog(QDialog):
         self.study_table.setRowCount(0)
         self._show_series([])
         for study in studies:
-            cells = [
-                _date(study.date),
-                study.patient_name,
-                study.patient_id,
-                study.description,
-                "/".join(study.modalities),
-                _number(study.series_count),
-                _number(study.instance_count),
-            ]
-            _add_row(self.study_table, cells, f"Study UID {study.study_uid}")
+            _add_row(self.study_table, study.cells(), f"Study UID {study.study_uid}")
         if len(studies) == 1:
             self.study_table.selectRow(0)
         self._update_buttons()
@@ -294,7 +286,7 @@ class PacsDialog(QDialog):
             if number == self._listing:
                 self._show_series(series)
                 who = study.patient_name or study.patient_id
-                what = f"{who} {_date(study.date)} {study.description}".strip()
+                what = f"{who} {study.display_date} {study.description}".strip()
                 self.series_label.setText(
                     f"Series of {what}: select some to retrieve only those (none selected: the whole study)"
                 )
@@ -317,7 +309,12 @@ class PacsDialog(QDialog):
         self.series = series
         self.series_table.setRowCount(0)
         for item in series:
-            cells = [_number(item.number, ""), item.modality, item.description, _number(item.instance_count)]
+            cells = [
+                count_text(item.number, ""),
+                item.modality,
+                item.description,
+                count_text(item.instance_count),
+            ]
             _add_row(self.series_table, cells, f"Series UID {item.series_uid}")
 
     def selected_series(self) -> list[SeriesMatch]:
@@ -442,11 +439,3 @@ def _add_row(table: QTableWidget, cells: list[str], tooltip: str) -> None:
         if text.isdigit():
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         table.setItem(row, column, item)
-
-
-def _number(value: int | None, unknown: str = "?") -> str:
-    return unknown if value is None else str(value)
-
-
-def _date(text: str) -> str:
-    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text

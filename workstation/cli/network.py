@@ -149,7 +149,7 @@ def run_receive(args) -> int:
 
 def run_find(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.query import find_series, find_studies
+    from planning.dicom.query import StudyMatch, count_text, find_series, find_studies
     from planning.errors import NetworkError
 
     node = Node.parse(args.node)
@@ -158,7 +158,7 @@ def run_find(args) -> int:
         if not series:
             raise NetworkError(f"{node} knows no series of study {args.series}")
         rows = [
-            [_number(s.number), s.modality, s.description, _number(s.instance_count), s.series_uid]
+            [count_text(s.number), s.modality, s.description, count_text(s.instance_count), s.series_uid]
             for s in series
         ]
         print(_table(["#", "Modality", "Description", "Images", "Series UID"], rows))
@@ -185,22 +185,8 @@ def run_find(args) -> int:
     if not studies:
         asked = ", ".join(f"{key} {value!r}" for key, value in criteria.items() if value) or "an empty search"
         raise NetworkError(f"no study on {node} matches {asked}")
-    rows = [
-        [
-            _date(s.date),
-            s.patient_name,
-            s.patient_id,
-            s.description,
-            "/".join(s.modalities),
-            _number(s.series_count),
-            _number(s.instance_count),
-            s.study_uid,
-        ]
-        for s in studies
-    ]
-    print(
-        _table(["Date", "Patient", "ID", "Description", "Modalities", "Series", "Images", "Study UID"], rows)
-    )
+    rows = [[cell or "-" for cell in s.cells()] + [s.study_uid] for s in studies]
+    print(_table([*StudyMatch.HEADERS, "Study UID"], rows))
     more = f" (the first {limit}: narrow the search)" if len(studies) == limit else ""
     print(f"{len(studies)} study(ies) on {node}{more}; list one's series with --series STUDY_UID")
     return 0
@@ -246,11 +232,3 @@ def _table(headers: list[str], rows: list[list[str]], widest: int = 32) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def _number(value: int | None) -> str:
-    return "?" if value is None else str(value)
-
-
-def _date(text: str) -> str:
-    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text or "-"
