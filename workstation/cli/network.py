@@ -185,7 +185,7 @@ def run_find(args) -> int:
     if not studies:
         asked = ", ".join(f"{key} {value!r}" for key, value in criteria.items() if value) or "an empty search"
         raise NetworkError(f"no study on {node} matches {asked}")
-    rows = [[cell or "-" for cell in s.cells()] + [s.study_uid] for s in studies]
+    rows = [[s.display_date or "-", *s.cells()[1:], s.study_uid] for s in studies]
     print(_table([*StudyMatch.HEADERS, "Study UID"], rows))
     more = f" (the first {limit}: narrow the search)" if len(studies) == limit else ""
     print(f"{len(studies)} study(ies) on {node}{more}; list one's series with --series STUDY_UID")
