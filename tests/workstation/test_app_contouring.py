@@ -124,6 +124,45 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
     assert case.structures[name].mask.full()[k + 3].sum() == first[k + 3].sum()
 
 
+def test_an_edit_made_while_interpolation_runs_is_not_overwritten(window, qtbot, monkeypatch):
+    """A hole erased in a drawn slice while the worker interpolates (an edit in place, inside the
+    structure's box): the interpolation read the structure before it, so it is not applied, and
+    the erased hole stays."""
+    import threading
+
+    from support.app import wait_idle
+
+    from workstation.app import services
+
+    real, computed, edited = services.interpolate, threading.Event(), threading.Event()
+
+    def interpolate_then_wait(*args, **kwargs):
+        result = real(*args, **kwargs)  # read the mask before the user's edit
+        computed.set()
+        edited.wait(30)
+        return result
+
+    monkeypatch.setattr(services, "interpolate", interpolate_then_wait)
+    case = show_sample(window)
+    k = window.views["axial"].slice_index
+    name = window.add_structure("CTV")
+    square = np.ones((1, 20, 20), bool)
+    for z in (k, k + 6):
+        case.edit_region("draw", name, (slice(z, z + 1), slice(40, 60), slice(40, 60)), square)
+    window.table.select(name)
+    window.interpolate()
+    assert computed.wait(30)
+    case.edit_region(
+        "erase", name, (slice(k, k + 1), slice(45, 55), slice(45, 55)), np.zeros((1, 10, 10), bool)
+    )
+    edited.set()
+    wait_idle(qtbot, window)
+    mask = case.structures[name].mask.full()
+    assert not mask[k, 45:55, 45:55].any()  # the erased hole is still there
+    assert not mask[k + 3].any()  # and the interpolation was not applied
+    assert "changed during interpolation" in window.statusBar().currentMessage()
+
+
 def test_renaming_a_source_keeps_the_margins_built_from_it(window, qtbot):
     """GTV → CTV (+5 mm) → PTV (+5 mm), then GTV renamed in the table: CTV reads the new name, is
     not stale, and still rebuilds after GTV is edited; undo puts the old name back everywhere."""

@@ -771,11 +771,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Select the structure to interpolate first.", 6000)
             return
         case, structure = self.case, self.case.structures[name]
-        mask, filled = structure.mask, dict(case.interpolated.get(structure.number, {}))
+        # copy-on-write: the worker reads the mask as it is now, and an edit meanwhile (in place,
+        # the same Mask object) gives the structure a new array, which `done` tells by identity
+        mask, filled = structure.mask.shared(), dict(case.interpolated.get(structure.number, {}))
+
+        def unchanged() -> bool:
+            live = case.structures[name].mask if name in case.structures else None
+            return live is not None and live.array is mask.array and live.offset == mask.offset
 
         def done(found):
             result, keys, digests = found
-            if name not in case.structures or case.structures[name].mask is not mask:
+            if not unchanged():
                 self.statusBar().showMessage(f"{name} changed during interpolation; not applied.", 8000)
             elif result.offset == mask.offset and np.array_equal(result.array, mask.array):
                 why = (
