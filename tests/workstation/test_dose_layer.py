@@ -112,3 +112,24 @@ def test_every_view_of_an_oblique_uneven_grid_has_the_doses_and_colours_of_the_w
             shown.append(expected.ravel())
     shown = np.concatenate(shown)
     assert (shown == 0).mean() > 0.1 and (shown > 0).mean() > 0.1  # inside and beyond the dose
+
+
+def wash_pixels(image) -> np.ndarray:
+    """The pixels of a wash QImage as drawn: (height, width) premultiplied ARGB32 values."""
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes())
+    rows = np.frombuffer(bits, np.uint32).reshape(image.height(), image.bytesPerLine() // 4)
+    return rows[:, : image.width()].copy()
+
+
+def test_the_wash_drawn_in_a_view_whose_rows_follow_a_later_array_axis_is_its_doses():
+    # index x runs along patient y and index y along patient x (as a sagittal acquisition may
+    # store it): the axial view's rows follow array axis 2 and its columns array axis 1
+    swap = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    image = Grid((6, 30, 20), (1.0, 1.5, 2.0), (-10.0, -15.0, -6.0), swap)
+    doses = np.random.default_rng(2).random(image.shape).astype(np.float32) * 60
+    layer = DoseLayer(Dose(doses, image), image)
+    orientation = orientation_for(image, "axial")
+    assert orientation.row_axis > orientation.col_axis
+    drawn = wash_pixels(layer.image(orientation, 3))
+    np.testing.assert_array_equal(drawn, reference_wash(layer, layer.values(orientation, 3)))

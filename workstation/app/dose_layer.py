@@ -101,7 +101,10 @@ class DoseLayer:
             return self._planes[key][0]
         fraction = self.values(orientation, index) / self.maximum
         level = np.clip((fraction * 10).astype(int) - 1, 0, 9)
-        pixels = np.where(fraction >= self.threshold, _PACKED_STOPS[level], np.uint32(0))
+        # C order whatever the plane's (a transposed one is Fortran-ordered): QImage reads rows
+        pixels = np.ascontiguousarray(
+            np.where(fraction >= self.threshold, _PACKED_STOPS[level], np.uint32(0))
+        )
         height, width = pixels.shape
         image = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_ARGB32_Premultiplied)
         self._planes[key] = (image, pixels)
