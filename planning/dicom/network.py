@@ -4,6 +4,8 @@
 A node is written ``AE_TITLE@host:port`` (the called AE title, its address and port), as in a
 planning system's DICOM export settings. Every failure names the node and what went wrong:
 not reachable, association rejected (and why), or a file refused with its C-STORE status.
+The association helpers here also serve the PACS search and retrieve (`planning.dicom.query`,
+`planning.dicom.retrieve`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -47,6 +50,8 @@ _MAX_CONTEXTS = 128
 _NODE = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 #: C-STORE statuses that store the object with a warning (PS3.4 B.2.3)
 _STORED_WITH_WARNING = {0x0001, 0xB000, 0xB006, 0xB007}
+#: Pending statuses of a C-FIND, C-GET or C-MOVE: more responses follow
+_PENDING = (0xFF00, 0xFF01)
 #: The lossless compressions Delineo decodes (never a lossy one: a PACS would not degrade images for us)
 LOSSLESS_COMPRESSED = [JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEG2000Lossless, RLELossless]
 _UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
@@ -344,3 +349,46 @@ def _status_text(status) -> str:
         return " (no response: timed out or aborted)"
     comment = f": {status.ErrorComment}" if "ErrorComment" in status else ""
     return f" (status 0x{int(status.Status):04X}{comment})"
+
+
+# -- shared by the search (planning.dicom.query) and the retrieve (planning.dicom.retrieve) -------
+
+
+def _require(association, model: str, node: Node, what: str) -> None:
+    accepted = {str(context.abstract_syntax) for context in association.accepted_contexts}
+    if model not in accepted:
+        association.release()
+        raise NetworkError(f"{node} does not offer {what}")
+
+
+_MEANINGS = {
+    0xA700: "it is out of resources",
+    0xA701: "it is out of resources: it cannot count the matches",
+    0xA702: "it is out of resources: it cannot send the instances",
+    0xA900: "the request does not fit what it expects (identifier does not match the SOP class)",
+    0x0122: "it does not support this request (SOP class not supported)",
+    0x0124: "we are not authorised to retrieve",
+}
+
+
+def _meaning(code: int, destination: str) -> str:
+    if code == 0xA801:
+        return (
+            f"it does not know the destination {destination!r}: add this AE title, with this computer's "
+            "address and port, to the PACS's DICOM nodes (or retrieve with C-GET)"
+        )
+    if code in _MEANINGS:
+        return _MEANINGS[code]
+    if 0xC000 <= code <= 0xCFFF:
+        return "it could not process the request"
+    return "failed"
+
+
+def _count(dataset: Dataset, keyword: str) -> int | None:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -16,6 +16,7 @@ responses are optional, PS3.4 C.4.2.3), as some PACS do.
 from __future__ import annotations
 
 import fnmatch
+import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,11 +26,19 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from planning.dicom.network import Node
-from planning.dicom.query import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from planning.dicom.query import STUDY_ROOT_FIND
+from planning.dicom.retrieve import STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
 STUDY_KEYS = ("PatientName", "PatientID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber")
 SERIES_KEYS = ("Modality", "SeriesDescription", "SeriesNumber")
 PRIVATE_CLASS = "1.2.826.0.1.3680043.9.7433.99.1"
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now: for a C-MOVE destination, or a node nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class TestPacs:

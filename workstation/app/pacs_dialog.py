@@ -1,11 +1,11 @@
 """File ▸ Retrieve from PACS…: search the hospital PACS, pick a study (or some of its series) and
 bring it here, then open it.
 
-Searches, series listings and retrieves run in the window's job runner (`planning.dicom.query`:
-C-FIND, then C-GET or C-MOVE to this computer); the dialog stays open and usable meanwhile. The
-instances go to a folder per study under the window's data folder; once there, the dialog offers
-to open it the way File ▸ Open folder… does. The node, our AE title and the retrieve method are
-remembered.
+Searches, series listings and retrieves run in the window's job runner (C-FIND with
+`planning.dicom.query`, then C-GET or C-MOVE to this computer with `planning.dicom.retrieve`);
+the dialog stays open and usable meanwhile. The instances go to a folder per study under the
+window's data folder; once there, the dialog offers to open it the way File ▸ Open folder…
+does. The node, our AE title and the retrieve method are remembered.
 """
 
 from __future__ import annotations
@@ -36,17 +36,9 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.dicom.network import DEFAULT_AE_TITLE, Node
-from planning.dicom.query import (
-    RetrieveResult,
-    SeriesMatch,
-    StudyMatch,
-    check_date,
-    count_text,
-    find_series,
-    find_studies,
-    incomplete,
-)
-from planning.dicom.query import retrieve as retrieve_from
+from planning.dicom.query import SeriesMatch, StudyMatch, check_date, count_text, find_series, find_studies
+from planning.dicom.retrieve import RetrieveResult, incomplete
+from planning.dicom.retrieve import retrieve as retrieve_from
 from planning.errors import Cancelled, DelineoError
 
 #: QSettings keys: the PACS, this computer's AE title, the C-MOVE port (0: retrieve with C-GET)

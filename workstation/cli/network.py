@@ -194,7 +194,7 @@ def run_find(args) -> int:
 
 def run_retrieve(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.query import incomplete, retrieve
+    from planning.dicom.retrieve import incomplete, retrieve
 
     node = Node.parse(args.node)
     check_output_folder(args.out)
