@@ -93,6 +93,28 @@ def test_a_session_whose_history_is_damaged_opens_without_it_and_says_so(window,
     assert "undo history is damaged" in window.statusBar().currentMessage()
 
 
+def test_a_session_whose_history_entries_cannot_be_rebuilt_opens_without_it_and_says_so(
+    window, qtbot, tmp_path
+):
+    """session.json readable, but a history entry this Delineo cannot rebuild (a kind it does
+    not know, a mask beyond the grid): the structures open all the same, without the history."""
+    import json
+
+    from support.app import show_sample, wait_idle
+
+    case = show_sample(window, shape=(12, 40, 40))
+    case.new_structure("Drawn")
+    folder = save_session(case.to_session({}), tmp_path / "s")
+    document = json.loads((folder / "session.json").read_text())
+    document["history"][0]["commands"][0]["kind"] = "from_a_newer_delineo"
+    (folder / "session.json").write_text(json.dumps(document))
+    window.ask_unsaved_changes = lambda about: "discard"
+    window.open_path(folder)
+    wait_idle(qtbot, window)
+    assert "Drawn" in window.case.structures and not window.case.history.can_undo
+    assert "undo history" in window.statusBar().currentMessage()
+
+
 def _margin_of_heart(case: Case) -> None:
     heart = case.structures["Heart"].mask
     case.replace_mask("Margin", "Heart", Mask(case.grid, np.ones(heart.array.shape, bool), heart.offset))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planning.errors import GeometryError
 from planning.session import ImageReference, Session
 from planning.structures import Box, GenerationAlgorithm, Mask, Structure, StructureSet
 from planning.tg263 import distinct_color, style_for
@@ -235,9 +236,15 @@ class Case:
 
     @classmethod
     def from_session(cls, session: Session, volume: Volume) -> Case:
+        """The case of a session; a history it cannot rebuild (damaged, or with steps of a newer
+        Delineo) is left out, with a warning added to `session.warnings`."""
         case = cls(volume, session.structures, session.image)
         if session.history:
-            case.history.restore(session.history[0])
+            try:
+                case.history.restore(session.history[0])
+            except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
+                case.history.clear()
+                session.warnings.append(f"the undo history could not be rebuilt and was left out ({error})")
         return case
 
 

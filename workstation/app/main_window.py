@@ -678,12 +678,13 @@ class MainWindow(QMainWindow):
         if not self._may_replace_case():
             return False
         self.session_path = None
+        case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
         warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
         for warning in warnings:
             self.messages.add("WARNING", warning)
         if warnings:  # before the view state's own news (a dose no longer there), which it replaces
             self.statusBar().showMessage(_first_of(warnings), 15000)
-        self.set_case(Case.from_session(session, volume), session.view)
+        self.set_case(case, session.view)
         return True
 
     def recover(self, entry) -> None:
