@@ -20,7 +20,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from planning.structures import RoiType
 from resources import resource
@@ -131,6 +131,13 @@ PALETTE = (
 
 def lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     """CIE L*a*b* (D65) of an sRGB colour given as 0–255 integers."""
+    return _lab(tuple(rgb))
+
+
+@lru_cache(maxsize=65536)
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """`lab`, remembered: choosing a colour distinct from 100+ others converts each of them for
+    each of 234 candidates."""
 
     def linear(c: float) -> float:
         c /= 255
@@ -156,10 +163,11 @@ def distinct_color(color: tuple[int, int, int], used, min_delta: float = MIN_DEL
     nearest to it that is twice that far from them (CIE76 underrates how alike blues look), or
     failing that once as far, or failing that (a hundred structures) the colour of the palette
     or of a 6 × 6 × 6 RGB cube farthest from them, so that colours do not repeat."""
-    used = [tuple(c) for c in used]
+    used = [lab(c) for c in used]
 
     def clearance(candidate) -> float:
-        return min((delta_e(candidate, other) for other in used), default=math.inf)
+        point = lab(candidate)
+        return min((math.dist(point, other) for other in used), default=math.inf)
 
     if clearance(color) >= min_delta:
         return tuple(color)
