@@ -451,3 +451,20 @@ def test_a_long_undo_label_leaves_the_tools_on_the_toolbar(window, qtbot):
     button = toolbar.widgetForAction(window.redo_action)
     assert len(button.text()) <= 30 and button.toolTip() == f"Redo {label}"
     assert window.redo_action.text() == f"&Redo {label}"  # in full in the Edit menu
+
+
+def test_reject_all_is_one_undo_step(window, qtbot):
+    case = show_sample(window, shape=(40, 128, 128))
+    before = case.structures.names()
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    added = [n for n in case.structures.names() if n not in before]
+    assert len(added) > 1
+    dialog.reject_all()
+    assert case.structures.names() == before
+    assert window.undo_action.text() == "&Undo Reject all auto-contours"
+    window.undo()  # every rejected contour back at once, still awaiting review
+    assert case.structures.names() == before + added
+    assert all(case.structures[n].awaiting_review for n in added)

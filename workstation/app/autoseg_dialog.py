@@ -299,8 +299,12 @@ class AutoSegDialog(QDialog):
             self._mark(number, "accepted")
 
     def reject_all(self) -> None:
-        for number in list(self._rows):
-            self.reject_result(number)
+        """Delete every listed result still awaiting review, as one undo step."""
+        awaiting = {number: self._awaiting(number) for number in self._rows}
+        awaiting = {number: name for number, name in awaiting.items() if name is not None}
+        self.window_.case.remove_structures(list(awaiting.values()), "Reject all auto-contours")
+        for number in awaiting:
+            self._mark(number, "rejected")
 
     def _awaiting(self, number: int) -> str | None:
         """The current name of the structure of ROI number `number` while it awaits review; None

@@ -131,6 +131,15 @@ class Case:
         structure = self.structures.remove(name)
         self.history.push(RemoveStructure(f"Delete {name}", structure, index))
 
+    def remove_structures(self, names: list[str], label: str) -> None:
+        """Delete several structures as one undo step."""
+        commands: list[Command] = []
+        for name in names:
+            index = self.structures.names().index(name)
+            commands.append(RemoveStructure(f"Delete {name}", self.structures.remove(name), index))
+        if commands:
+            self.history.push(Macro(label, commands))
+
     def replace_mask(
         self, label: str, name: str, mask: Mask, algorithm: GenerationAlgorithm | None = None
     ) -> None:

@@ -753,7 +753,7 @@ class MainWindow(QMainWindow):
         copy = self.case.new_structure(
             f"{name}_copy",
             label=f"Duplicate {name}",
-            mask=source.mask.copy(),
+            mask=source.mask.shared(),  # copy-on-write: the first edit of either copies it
             roi_type=source.roi_type,
             description=f"Copy of {name}",
         )
