@@ -468,3 +468,14 @@ def test_reject_all_is_one_undo_step(window, qtbot):
     window.undo()  # every rejected contour back at once, still awaiting review
     assert case.structures.names() == before + added
     assert all(case.structures[n].awaiting_review for n in added)
+
+
+def test_the_dialog_of_a_closed_case_is_deleted_and_follows_nothing(window, qtbot):
+    from PyQt6 import sip
+
+    show_sample(window, shape=(40, 128, 128))
+    window.open_autoseg()
+    old = window.autoseg_dialog
+    show_sample(window, shape=(40, 128, 128))  # another case: the old dialog goes with its case
+    assert window.autoseg_dialog is None
+    qtbot.waitUntil(lambda: sip.isdeleted(old), timeout=5_000)

@@ -114,8 +114,18 @@ class AutoSegDialog(QDialog):
         for structure in window.case.structures if window.case is not None else []:
             if structure.awaiting_review:  # from a reopened or recovered session
                 self._list_result(structure)
-        if window.case is not None:
-            window.case.history.changed.connect(self._show_current_names)
+        #: the case the dialog was opened on (the window drops the dialog when it opens another)
+        self.case = window.case
+        if self.case is not None:
+            self.case.history.changed.connect(self._show_current_names)
+
+    def dispose(self) -> None:
+        """Cut the links to the window's jobs and to the case, and delete the dialog (its case
+        was closed)."""
+        self.window_.jobs.progressed.disconnect(self._on_progress)
+        if self.case is not None:
+            self.case.history.changed.disconnect(self._show_current_names)
+        self.deleteLater()
 
     def _model(self):
         return self.models[self.model_box.currentIndex()] if self.models else None
@@ -267,7 +277,7 @@ class AutoSegDialog(QDialog):
 
     def _show_current_names(self) -> None:
         """Rows awaiting review name their result as it is called now (renamed since, undone)."""
-        names = {s.number: s.name for s in self.window_.case.structures if s.awaiting_review}
+        names = {s.number: s.name for s in self.case.structures if s.awaiting_review}
         for number, row in self._rows.items():
             if number in names:
                 self.results.item(row, 0).setText(names[number])

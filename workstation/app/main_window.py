@@ -386,6 +386,7 @@ class MainWindow(QMainWindow):
         if self.autoseg_dialog is not None:
             self.autoseg_dialog.cancel()  # a run for the case closed here
             self.autoseg_dialog.close()
+            self.autoseg_dialog.dispose()
             self.autoseg_dialog = None
         if self.last_dialog is not None and not sip.isdeleted(self.last_dialog):
             self.last_dialog.close()  # it worked on the previous case's structures
