@@ -207,8 +207,9 @@ def _subset(structures, keep):
     from planning.structures import StructureSet
 
     subset = StructureSet(structures.grid, structures.frame_of_reference_uid, label=structures.label)
+    subset.warnings = list(structures.warnings)
     for structure in keep:
-        subset.add(structure)
+        subset.add(structure, rename=False)
     return subset
 
 
