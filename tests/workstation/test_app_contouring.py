@@ -266,3 +266,38 @@ def test_the_value_range_takes_mr_intensities(window, key):
     low.setValue(-5000)
     assert (tool.setting("hu_min"), tool.setting("hu_max")) == (-5000, 20000)
     assert any("value range (HU on CT)" in box.text() for box in options.findChildren(QCheckBox))
+
+
+def test_a_margin_reads_its_source_as_it_was_when_asked(window, qtbot, monkeypatch):
+    """The worker read the live GTV: a brush stroke made while the margin was queued or running
+    went into the CTV, half-applied or not, though the margin was asked of the GTV before it."""
+    import threading
+
+    from support.app import wait_idle
+
+    from planning.margins import expand
+    from workstation.app import services
+    from workstation.app.derive_dialog import DeriveDialog
+
+    real, edited = services.derive, threading.Event()
+
+    def derive_after_the_edit(*args, **kwargs):
+        edited.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "derive", derive_after_the_edit)
+    case = show_sample(window)
+    asked = case.structures["GTV"].mask.copy()
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText("GTV")
+    dialog.margin.setValue(5.0)
+    dialog.output.setText("CTV")
+    dialog.compute()
+    box = asked.box  # erase the GTV's middle slice in place while the margin waits
+    k = (box[0].start + box[0].stop) // 2
+    plane = (slice(k, k + 1), box[1], box[2])
+    case.edit_region("erase", "GTV", plane, np.zeros((1, *asked.full()[k].shape), bool)[:, box[1], box[2]])
+    edited.set()
+    wait_idle(qtbot, window)
+    assert np.array_equal(case.structures["CTV"].mask.full(), expand(asked, 5.0).full())

@@ -253,7 +253,8 @@ class DeriveDialog(QDialog):
         """Compute the recipe in a worker; the result goes into `output_name()` (one undo step)."""
         recipe, name = self.recipe(), self.output_name()
         case = self.case
-        structures = {s.name: s for s in case.structures}
+        sources = services.recipe_sources(recipe)  # as they are now, whatever is drawn meanwhile
+        structures = {s.name: s.snapshot() for s in case.structures if s.name in sources}
         label = f"{self.operation.currentText().split(' (')[0]} → {name}"
 
         def done(structure):
