@@ -155,3 +155,40 @@ def test_an_incomplete_retrieve_says_so_before_opening(window, qtbot, monkeypatc
     assert "Retrieve the whole study again to complete it" in asked[0]
     assert f"Incomplete: 1 instance(s) failed at {node}." in dialog.status.text()
     assert window.case is None
+
+
+def test_selecting_another_study_cancels_the_series_listing_still_running(window, qtbot, monkeypatch):
+    """Arrowing through the studies started a series C-FIND per study without cancelling the one
+    before: each kept its association open until the PACS answered, and a late answer was ignored."""
+    import threading
+
+    from planning.dicom.query import SeriesMatch, StudyMatch
+    from planning.errors import Cancelled
+    from workstation.app import pacs_dialog
+
+    listings: list[tuple[str, threading.Event]] = []
+    answer = threading.Event()
+
+    def find_series(node, study_uid, calling_ae, cancel):
+        listings.append((study_uid, cancel))
+        while not answer.is_set():  # a PACS slow to answer
+            if cancel.wait(0.01):
+                raise Cancelled("series listing")
+        return [SeriesMatch(study_uid, f"{study_uid}.1", "CT", "", 1, 3)]
+
+    monkeypatch.setattr(pacs_dialog, "find_series", find_series)
+    dialog = window.open_pacs()
+    dialog.node_edit.setText("PACS@127.0.0.1:11112")
+    studies = [StudyMatch(f"1.2.{i}", f"P{i}", str(i), "", "", "", "", ("CT",), 1, 3) for i in range(3)]
+    dialog._show_studies(studies)
+    for row in range(3):
+        dialog.study_table.selectRow(row)
+        qtbot.waitUntil(lambda row=row: len(listings) == row + 1, timeout=10_000)
+    assert [uid for uid, _ in listings] == ["1.2.0", "1.2.1", "1.2.2"]
+    assert [cancel.is_set() for _, cancel in listings] == [True, True, False]
+    answer.set()
+    qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 1, timeout=10_000)
+    assert dialog.series[0].study_uid == "1.2.2"
+    assert dialog.series_job is None
+    wait_idle(qtbot, window)
+    assert "error" not in dialog.status.text().lower()

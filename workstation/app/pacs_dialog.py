@@ -65,6 +65,7 @@ class PacsDialog(QDialog):
         self.retrieve_job = None
         self.last_result: RetrieveResult | None = None
         self._listing = 0  # the series listing whose answer the table waits for
+        self.series_job = None  # the series listing running, cancelled when another study is selected
         settings = window.settings
 
         layout = QVBoxLayout(self)
@@ -260,22 +261,27 @@ class PacsDialog(QDialog):
         return self.studies[rows[0].row()] if rows else None
 
     def _study_selected(self) -> None:
-        """List the selected study's series (in a worker)."""
+        """List the selected study's series (in a worker); a listing still running for the study
+        selected before is cancelled (arrowing through the studies opened one association each)."""
         self._show_series([])
         self._update_buttons()
+        self._listing += 1  # an answer still on its way is for another study
+        if self.series_job is not None:
+            self.series_job.cancel.set()
+            self.series_job = None
         study = self.selected_study()
         if study is None:
             return
         node = self._node()
         if node is None:
             return
-        self._listing += 1
         number = self._listing
         ae_title = self.ae_title()
         self.series_label.setText(f"Listing the series of {study.patient_name or study.patient_id}…")
 
         def done(series) -> None:
             if number == self._listing:
+                self.series_job = None
                 self._show_series(series)
                 who = study.patient_name or study.patient_id
                 what = f"{who} {study.display_date} {study.description}".strip()
@@ -285,10 +291,11 @@ class PacsDialog(QDialog):
 
         def failed(error: Exception) -> None:
             if number == self._listing:
+                self.series_job = None
                 self.series_label.setText("Series of the selected study: not listed")
                 self._say(str(error), "error")
 
-        self.window_.jobs.run(
+        self.series_job = self.window_.jobs.run(
             f"Listing series on {node}",
             lambda on_progress, cancel: find_series(
                 node, study.study_uid, calling_ae=ae_title, cancel=cancel
