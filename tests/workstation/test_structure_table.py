@@ -60,3 +60,37 @@ def test_volumes_are_counted_off_the_gui_thread(window, qtbot, monkeypatch):
     shown = [float(table.item(r, VOLUME).text()) for r in range(table.rowCount())]
     assert counted_on and threading.main_thread() not in counted_on
     assert shown == pytest.approx([volume_cc.fget(s.mask) for s in case.structures], abs=0.01)
+
+
+def test_a_failed_volume_count_does_not_stop_later_counts(window, qtbot, monkeypatch):
+    """The volume worker had no error handler: once a count failed, the table kept waiting for it
+    and no volume was shown again (and the closed case's queue was counted after a case switch)."""
+    from planning.structures import Mask
+    from workstation.app.structure_table import StructureTable
+
+    volume_cc = Mask.volume_cc
+    failures = []
+
+    def counted(mask):
+        if not failures:
+            failures.append(mask)
+            raise MemoryError("no memory for the count")
+        return volume_cc.fget(mask)
+
+    monkeypatch.setattr(Mask, "volume_cc", property(counted))
+    case = show_sample(window)
+    table = window.table
+    qtbot.waitUntil(lambda: bool(failures) and table._measuring is None, timeout=10_000)
+    structure = next(s for s in case.structures if s.mask.array.size)
+    assert table.volume_of(structure) is None  # in the count that failed
+    row = case.structures.names().index(structure.name)
+    table._fill(row, structure, volume=True)  # its volume asked for again, as after an edit
+    qtbot.waitUntil(lambda: table.volume_of(structure) is not None, timeout=10_000)
+    assert float(table.item(row, VOLUME).text()) == pytest.approx(volume_cc.fget(structure.mask), abs=0.01)
+
+    other = StructureTable()
+    qtbot.addWidget(other)
+    other.set_case(case)
+    assert other._to_measure
+    other.set_case(None)
+    assert not other._to_measure

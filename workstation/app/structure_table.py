@@ -12,6 +12,8 @@ are not mistaken for user edits.
 
 from __future__ import annotations
 
+import logging
+import weakref
 from functools import lru_cache
 
 from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
@@ -34,6 +36,8 @@ from superqt.utils import create_worker
 from planning.structures import RoiType
 from planning.tg263 import standard_structures
 from workstation.app import services
+
+log = logging.getLogger(__name__)
 
 VISIBLE, COLOR, NAME, TYPE, VOLUME = range(5)
 HEADERS = ("", "", "Name", "Type", "Volume (cc)")
@@ -79,6 +83,8 @@ class StructureTable(QTableWidget):
 
     #: The selected structure's name (None when nothing is selected).
     active_changed = pyqtSignal(object)
+    #: Emitted when volumes counted in the worker are shown (`volume_of` knows them).
+    volumes_counted = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(0, len(HEADERS), parent)
@@ -105,6 +111,8 @@ class StructureTable(QTableWidget):
         self._stale_volumes: set[int] = set()
         self._to_measure: dict[int, object] = {}  # structures whose volume to count, by id
         self._measuring: tuple[list, list] | None = None  # structures and masks being counted
+        # volumes counted, by structure id: with the (read-only, shared) array and offset counted
+        self._volumes: dict[int, tuple[weakref.ref, tuple, float]] = {}
         self._measure_timer = QTimer(self, singleShot=True, interval=0)
         self._measure_timer.timeout.connect(self._measure_volumes)
         self._stale: set[str] = set()
@@ -122,6 +130,9 @@ class StructureTable(QTableWidget):
             self.case.structures.removed.disconnect(self._on_removed)
             self.case.structures.changed.disconnect(self._on_changed)
         self.case = case
+        self._to_measure.clear()  # the closed case's structures: not counted for nothing
+        self._stale_volumes.clear()
+        self._volumes.clear()
         self._rebuild()
         if case is not None:
             case.structures.added.connect(self._on_added)
@@ -286,9 +297,31 @@ class StructureTable(QTableWidget):
         self._to_measure.clear()
         masks = [s.mask.shared() for s in structures]
         self._measuring = (structures, masks)
-        worker = create_worker(lambda: [m.volume_cc for m in masks], _start_thread=False)
-        worker.returned.connect(self._show_volumes)
+        worker = create_worker(
+            lambda: [m.volume_cc for m in masks],
+            _start_thread=False,
+            _connect={"returned": self._show_volumes, "errored": self._measure_failed},
+        )
         worker.start()
+
+    def _measure_failed(self, error: Exception) -> None:
+        """A count failed (memory, say): those volumes stay as shown until their structures
+        change again; the worker is free for the next ones."""
+        log.warning("structure volumes not counted: %s", error)
+        self._measuring = None
+        self._measure_volumes()
+
+    def volume_of(self, structure) -> float | None:
+        """`structure`'s volume in cc as counted for its current mask; None: not counted (yet)."""
+        if structure.mask.array.size == 0:
+            return 0.0
+        counted = self._volumes.get(id(structure))
+        if counted is None:
+            return None
+        array, offset, volume = counted
+        # a counted array is read-only: an edit since then replaced it with a copy
+        same = array() is structure.mask.array and offset == structure.mask.offset
+        return volume if same else None
 
     def _show_volumes(self, volumes: list[float]) -> None:
         """Show the volumes counted, for the structures whose mask is still the one counted."""
@@ -299,6 +332,8 @@ class StructureTable(QTableWidget):
             for structure, mask, volume in zip(structures, masks, volumes, strict=True):
                 if not self._holds(structure):
                     continue
+                if structure.mask.array is mask.array and structure.mask.offset == mask.offset:
+                    self._volumes[id(structure)] = (weakref.ref(mask.array), mask.offset, volume)
                 row = rows[structure.name] if structure.name in rows else self._row_of(structure)
                 if (
                     row is not None
@@ -307,6 +342,7 @@ class StructureTable(QTableWidget):
                 ):
                     self.item(row, VOLUME).setText(f"{volume:.2f}")
         self._measure_volumes()
+        self.volumes_counted.emit()
 
     def _holds(self, structure) -> bool:
         structures = None if self.case is None else self.case.structures
