@@ -91,3 +91,65 @@ def test_auto_contours_not_reviewed_are_named_in_the_check(window, qtbot, tmp_pa
     export.run_check()
     qtbot.waitUntil(lambda: export.write_button.isEnabled(), timeout=60_000)
     assert "WARNING: 1 auto-contour not reviewed: Heart_auto" in _report(export)
+
+
+def test_a_check_overtaken_by_an_edit_says_so_instead_of_checking(window, qtbot, monkeypatch):
+    """The report kept "Checking…" under the stale note after a check the case changed under."""
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    edited = threading.Event()
+    write_rtstruct = services.write_rtstruct
+
+    def write_after_an_edit(*args, **kwargs):
+        edited.wait(10)
+        return write_rtstruct(*args, **kwargs)
+
+    monkeypatch.setattr(services, "write_rtstruct", write_after_an_edit)
+    export = window.export_rtstruct()
+    assert "Checking…" in _report(export)
+    box = case.structures["Heart"].mask.box
+    case.edit_region("Erase", "Heart", box, case.structures["Heart"].mask.region(box) & False)
+    edited.set()
+    wait_idle(qtbot, window)
+    assert "Checking…" not in _report(export)
+    assert "NOTE: changed while checking: check again" in _report(export)
+    assert export.check_button.isEnabled() and not export.write_button.isEnabled()
+
+
+def test_brush_strokes_neither_relist_nor_count_the_structures_on_the_gui_thread(
+    window, qtbot, tmp_path, monkeypatch
+):
+    """Each history change rebuilt the export's structure list and counted every mask's voxels on
+    the GUI thread (100–150 ms per stroke with 118 structures): the list now follows names and
+    types, and shows the volumes the structure table counts in its worker."""
+    from planning.structures import Mask
+
+    case = show_sample(window, shape=(40, 128, 128))
+    export = _checked_export(window, qtbot, tmp_path / "RS.dcm")
+    listed, counted_on = [], []
+    list_structures = export._list_structures
+    monkeypatch.setattr(export, "_list_structures", lambda ticks: listed.append(1) or list_structures(ticks))
+    voxel_count = Mask.voxel_count
+    monkeypatch.setattr(
+        Mask,
+        "voxel_count",
+        property(lambda m: counted_on.append(threading.current_thread()) or voxel_count.fget(m)),
+    )
+    heart = case.structures["Heart"]
+    box = heart.mask.box
+    for _ in range(3):  # three strokes, each erasing a little more
+        region = heart.mask.region(box)
+        z = next(z for z in range(region.shape[0]) if region[z].any())
+        region[z] = False
+        case.edit_region("Erase", "Heart", box, region)
+    assert not listed and threading.main_thread() not in counted_on
+    row = case.structures.names().index("Heart")
+    expected = (
+        f"Heart  ({heart.roi_type.value}, {voxel_count.fget(heart.mask) * case.grid.voxel_volume_cc:.1f} cc)"
+    )
+    qtbot.waitUntil(lambda: export.structure_list.item(row).text() == expected, timeout=10_000)
+    assert not export.write_button.isEnabled()  # the volume shown is no edit: the check stays stale
+    case.set_properties("Heart", name="Heart_clinical")
+    assert listed == [1] and export.structure_list.item(row).text().startswith("Heart_clinical  (")
+    assert threading.main_thread() not in counted_on

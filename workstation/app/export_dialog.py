@@ -16,7 +16,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import QSignalBlocker, Qt, pyqtSignal
 from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -42,6 +42,8 @@ from workstation.app.pacs_dialog import AE_SETTING
 
 #: QSettings key of the last node an RTSTRUCT was sent to
 NODE_SETTING = "export/send_to"
+CHECKING = "Checking…"
+CHANGED_WHILE_CHECKING = "changed while checking: check again"
 
 
 class ExportDialog(QDialog):
@@ -92,6 +94,7 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
 
         self.structure_list = QListWidget(self)
+        self._listed: list[tuple] = []  # what the list shows: each structure's number, name, type
         self._list_structures({})
         layout.addWidget(self.structure_list, 1)
 
@@ -127,6 +130,7 @@ class ExportDialog(QDialog):
             )
             signal.connect(self._invalidate)
         self.case.history.changed.connect(self._on_case_changed)
+        self.window_.table.volumes_counted.connect(self._show_volumes)
 
     def _default_path(self) -> Path:
         """A file named after the time, beside the images; not one written before (same minute)."""
@@ -145,18 +149,33 @@ class ExportDialog(QDialog):
             self._replace_confirmed = Path(path)  # the save dialog asked before picking an existing file
 
     def _list_structures(self, checked: dict[int, bool]) -> None:
-        """List the case's structures, ticked as in `checked` (by ROI number), else if not empty."""
+        """List the case's structures, ticked as in `checked` (by ROI number), else if not empty.
+
+        Volumes are those the structure table counted in its worker (counting 100+ masks here, on
+        the GUI thread, took 100+ ms per brush stroke); one not counted yet shows when it is."""
         scrolled = self.structure_list.verticalScrollBar().value()
         self.structure_list.clear()
+        self._listed = _listing(self.case.structures)
         for structure in self.case.structures:
-            item = QListWidgetItem(
-                f"{structure.name}  ({structure.roi_type.value}, {structure.volume_cc:.1f} cc)"
-            )
+            volume = self.window_.table.volume_of(structure)
+            item = QListWidgetItem(_item_text(structure, volume))
             item.setData(Qt.ItemDataRole.UserRole, structure.number)
-            tick = checked.get(structure.number, not structure.mask.is_empty)
+            default = structure.mask.array.size != 0 and (volume is None or volume > 0)
+            tick = checked.get(structure.number, default)
             item.setCheckState(Qt.CheckState.Checked if tick else Qt.CheckState.Unchecked)
             self.structure_list.addItem(item)
         self.structure_list.verticalScrollBar().setValue(scrolled)
+
+    def _show_volumes(self) -> None:
+        """Show the volumes the structure table has counted (the list is not rebuilt)."""
+        if _listing(self.case.structures) != self._listed:
+            return  # the list is rebuilt on the history change
+        with QSignalBlocker(self.structure_list):  # not a change of the selection: the check stands
+            for row, structure in enumerate(self.case.structures):
+                volume = self.window_.table.volume_of(structure)
+                item = self.structure_list.item(row)
+                if volume is not None and item is not None and item.text() != _item_text(structure, volume):
+                    item.setText(_item_text(structure, volume))
 
     def _ticks(self) -> dict[int, bool]:
         """Whether each listed structure is ticked, by ROI number."""
@@ -177,9 +196,14 @@ class ExportDialog(QDialog):
         return folder / (Path(self.path_edit.text()).name or "RTSTRUCT.dcm")
 
     def _on_case_changed(self) -> None:
-        """An edit, undo or redo: the list follows the case, the check is stale."""
+        """An edit, undo or redo: the check is stale; the list is rebuilt only when structures
+        were added, removed, renamed or retyped (a brush stroke changes a volume, shown when the
+        structure table has counted it)."""
         self._invalidate()
-        self._list_structures(self._ticks())
+        if _listing(self.case.structures) != self._listed:
+            self._list_structures(self._ticks())
+        else:
+            self._show_volumes()
 
     def _invalidate(self, *args) -> None:
         """The case or the options changed: what was checked is not what would be exported."""
@@ -210,7 +234,7 @@ class ExportDialog(QDialog):
         number = self._current_check = self._checks
         target = self._check_file(number)
         self.report.clear()
-        self.report.addItem("Checking…")
+        self.report.addItem(CHECKING)
         self.check_button.setEnabled(False)
 
         def work(on_progress, cancel):
@@ -245,9 +269,13 @@ class ExportDialog(QDialog):
 
     def _end_stale_check(self) -> None:
         """A check whose result is not the current one ended: Check may run again unless a
-        later check is still on its way."""
+        later check is still on its way (whose "Checking…" stands)."""
         if self._current_check is None:
             self.check_button.setEnabled(True)
+            for row in range(self.report.count()):
+                if self.report.item(row).text() == CHECKING:
+                    self.report.takeItem(row)
+                    self.report.insertItem(row, _finding_item("note", CHANGED_WHILE_CHECKING))
 
     def _show_findings(self) -> None:
         self.report.clear()
@@ -324,8 +352,19 @@ class ExportDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.case.history.changed.disconnect(self._on_case_changed)
+        self.window_.table.volumes_counted.disconnect(self._show_volumes)
         shutil.rmtree(self._temp, ignore_errors=True)
         super().done(result)
+
+
+def _listing(structures: StructureSet) -> list[tuple]:
+    """What the structure list shows of each structure but its volume (cheap to compare)."""
+    return [(s.number, s.name, s.roi_type) for s in structures]
+
+
+def _item_text(structure, volume: float | None) -> str:
+    counted = "… cc" if volume is None else f"{volume:.1f} cc"
+    return f"{structure.name}  ({structure.roi_type.value}, {counted})"
 
 
 def _finding_item(level: str, text: str) -> QListWidgetItem:
