@@ -150,3 +150,32 @@ def test_older_steps_are_bit_packed_off_the_calling_thread(monkeypatch):
     case.history.undo()
     case.history.redo()
     assert case.structures["Heart"].mask.array.all()
+
+
+def test_a_reopened_history_is_bit_packed_off_the_calling_thread(tmp_path, monkeypatch):
+    """Opening a session bit-packed every mask of its history on the GUI thread."""
+    import threading
+
+    from workstation.app import history
+
+    case = _case()
+    _margin_of_heart(case)
+    case.new_structure("Drawn")
+    grown = case.structures["Heart"].mask.full()
+    history._packer.submit(lambda: None).result()
+    path = save_session(case.to_session({}), tmp_path / "s.delineo")
+    packed_on = []
+    packbits = np.packbits
+    monkeypatch.setattr(
+        np, "packbits", lambda *a, **k: packed_on.append(threading.current_thread()) or packbits(*a, **k)
+    )
+    reopened = Case.from_session(load_session(path), case.volume)
+    memory = sum(c.nbytes for c in reopened.history.commands)  # counted packed before they are
+    history._packer.submit(lambda: None).result()  # the packing queued so far is done
+    assert packed_on and threading.current_thread() not in packed_on
+    assert reopened.history.commands[0]._after._array is None  # kept packed only
+    assert sum(c.nbytes for c in reopened.history.commands) == memory
+    reopened.history.undo()
+    reopened.history.undo()
+    reopened.history.redo()
+    assert np.array_equal(reopened.structures["Heart"].mask.full(), grown)

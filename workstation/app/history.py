@@ -575,6 +575,8 @@ class UndoStack:
         """Replace the history with one from `to_plain` (the structures must be in its state)."""
         grid = self.structures.grid
         self._commands = [command_from_plain(c, grid) for c in plain.get("commands", [])]
-        _pack_all(self._commands)
+        # packed in the worker, as `push` does (100+ masks took seconds here, on the GUI thread
+        # while the session opened); `nbytes` counts them packed all the same
+        _packer.submit(_pack_all, list(self._commands))
         self._index = min(int(plain.get("index", len(self._commands))), len(self._commands))
         self._bump()
