@@ -103,6 +103,9 @@ class Session:
         view: view state as plain data (slice positions, window/level, zoom, layout...).
         saved_at: ISO time of the save (filled in by `save_session`).
         warnings: what loading had to leave out, in words (a damaged history...).
+        interpolated: the planes slice interpolation filled, by ROI number: {plane index (z):
+            digest of what it put there}, so that interpolating again redoes them and keeps the
+            drawn ones (see `planning.interpolation.key_planes`).
     """
 
     image: ImageReference
@@ -111,6 +114,7 @@ class Session:
     view: dict = field(default_factory=dict)
     saved_at: str = ""
     warnings: list[str] = field(default_factory=list)
+    interpolated: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -185,6 +189,10 @@ def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str
             "warnings": list(session.structures.warnings),  # e.g. contours left out at import
         },
         "structures": structures,
+        "interpolated": {
+            str(number): {str(plane): digest for plane, digest in planes.items()}
+            for number, planes in session.interpolated.items()
+        },
         "history": history,
         "view": _to_plain(session.view, history_arrays),
     }
@@ -333,6 +341,7 @@ def load_session(path: str | os.PathLike) -> Session:
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
     session = Session(reference, structures, saved_at=document.get("saved_at", ""))
+    session.interpolated = _interpolated_from(document.get("interpolated", {}))
     try:
         history_arrays = _npz(files, "history.npz")
         session.history = _from_plain(document.get("history", []), history_arrays)
@@ -342,6 +351,16 @@ def load_session(path: str | os.PathLike) -> Session:
         log.warning(warning)
         session.warnings.append(warning)
     return session
+
+
+def _interpolated_from(plain) -> dict[int, dict[int, str]]:
+    """The interpolation record as saved; a damaged one is dropped (its planes then count as
+    drawn, as before sessions kept it)."""
+    try:
+        return {int(n): {int(z): str(d) for z, d in planes.items()} for n, planes in plain.items()}
+    except (AttributeError, TypeError, ValueError):
+        log.warning("the record of interpolated slices is damaged and was left out")
+        return {}
 
 
 def _document(path: Path, files: dict[str, bytes]) -> dict:

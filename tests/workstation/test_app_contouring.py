@@ -301,3 +301,35 @@ def test_a_margin_reads_its_source_as_it_was_when_asked(window, qtbot, monkeypat
     edited.set()
     wait_idle(qtbot, window)
     assert np.array_equal(case.structures["CTV"].mask.full(), expand(asked, 5.0).full())
+
+
+def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn_slices(
+    window, qtbot, tmp_path
+):
+    """What interpolation filled is kept in the session: reopened, the filled slices are redone
+    from the drawn ones, not taken for drawn ones."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    k = window.views["axial"].slice_index
+    name = window.add_structure("CTV")
+    for z in (k, k + 6):
+        case.edit_region(
+            "draw", name, (slice(z, z + 1), slice(54, 74), slice(54, 74)), np.ones((1, 20, 20), bool)
+        )
+    window.table.select(name)
+    window.interpolate()
+    wait_idle(qtbot, window)
+    assert case.structures[name].mask.full()[k + 3].sum() == 400
+    window.save_session_to(tmp_path / "case.delineo")
+    wait_idle(qtbot, window)
+    window.open_session(tmp_path / "case.delineo")
+    wait_idle(qtbot, window)
+    case = window.case
+    big = np.ones((1, 40, 40), bool)
+    case.edit_region("draw", name, (slice(k + 6, k + 7), slice(44, 84), slice(44, 84)), big)
+    window.table.select(name)
+    window.interpolate()
+    wait_idle(qtbot, window)
+    areas = [int(case.structures[name].mask.full()[z].sum()) for z in range(k, k + 7)]
+    assert areas[0] == 400 and areas[6] == 1600 and areas[0] < areas[3] < areas[6]

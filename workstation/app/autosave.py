@@ -94,13 +94,14 @@ def snapshot(session_source) -> tuple:
     for structure in case.structures:
         copy.add(structure.snapshot(), rename=False)
     commands, index = case.history.snapshot()
-    return case.reference, copy, commands, index, view
+    interpolated = {number: dict(planes) for number, planes in case.interpolated.items()}
+    return case.reference, copy, commands, index, view, interpolated
 
 
 def write_snapshot(taken: tuple, path: Path, on_progress=None, cancel=None) -> Path:
-    reference, structures, commands, index, view = taken
+    reference, structures, commands, index, view, interpolated = taken
     plain_history = {"index": index, "commands": [c.to_plain() for c in commands]}
-    session = Session(reference, structures, [plain_history], view)
+    session = Session(reference, structures, [plain_history], view, interpolated=interpolated)
     kwargs = {"on_progress": on_progress} if on_progress else {}
     return save_session(session, path, cancel=cancel, **kwargs)
 

@@ -248,6 +248,7 @@ class Case:
         """The case of a session; a history it cannot rebuild (damaged, or with steps of a newer
         Delineo) is left out, with a warning added to `session.warnings`."""
         case = cls(volume, session.structures, session.image)
+        case.interpolated = {number: dict(planes) for number, planes in session.interpolated.items()}
         if session.history:
             try:
                 case.history.restore(session.history[0])
