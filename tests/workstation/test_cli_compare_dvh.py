@@ -140,6 +140,37 @@ def test_dvh_refuses_a_dose_of_another_patient(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_dvh_leaves_out_an_roi_declared_in_another_frame_of_reference(tmp_path, capsys):
+    """An RTSTRUCT naming the dose's frame and another (a registered MR's) passed the file's
+    check, and the Heart, declared in the other frame, got a DVH read at unrelated positions of
+    the dose; it now gets a row without numbers naming both frames."""
+    import copy
+
+    import pydicom
+
+    folder = data_path("dicom", "dicompyler-breast")
+    dataset = pydicom.dcmread(folder / "rtss.dcm")
+    other = copy.deepcopy(dataset.ReferencedFrameOfReferenceSequence[0])
+    other.FrameOfReferenceUID = "1.2.3.4.5"
+    dataset.ReferencedFrameOfReferenceSequence.append(other)
+    for item in dataset.StructureSetROISequence:
+        if item.ROIName == "Heart":
+            item.ReferencedFrameOfReferenceUID = "1.2.3.4.5"
+    dataset.save_as(tmp_path / "RS.two.dcm")
+    out = tmp_path / "dvh.csv"
+    dose = folder / "rtdose.dcm"
+    args = ["dvh", str(dose), str(tmp_path / "RS.two.dcm"), "--names", "Heart", "Breast", "--out", str(out)]
+    assert main(args) == 0
+    rows = {r["structure"]: r for r in csv.DictReader(open(out, encoding="utf-8"))}
+    assert rows["Heart"]["Dmean_Gy"] == "" and rows["Heart"]["volume_cc"] == "0"
+    assert (
+        "Heart: declared in frame of reference 1.2.3.4.5, the dose in 2.16.840.1.113662"
+        in (rows["Heart"]["warnings"])
+    )
+    assert float(rows["Breast"]["Dmean_Gy"]) == pytest.approx(5.58, abs=0.01)
+    assert "Heart: declared in frame of reference 1.2.3.4.5" in capsys.readouterr().out
+
+
 def test_dvh_table_carries_what_the_dose_file_is(tmp_path, capsys):
     """A per-fraction dose, a biologically weighted one, relative doses: the CSV says so in every
     row and in its column names, not only on the terminal."""

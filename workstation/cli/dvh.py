@@ -62,8 +62,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from planning.dose import load_dose
-    from planning.dvh import compute_dvh, plot_dvhs, write_table
+    from planning.dvh import DVH, compute_dvh, plot_dvhs, write_table
     from workstation.cli.outputs import check_distinct, check_output_file
 
     check_distinct(args.out, args.curves, args.plot)
@@ -84,6 +86,17 @@ def run(args) -> int:
     factor = args.factor if args.factor == "auto" else int(args.factor)
     table, dvhs, colors = [], [], {}
     for name, geometry, color in structures:
+        other = _other_frame(dose, geometry)
+        if other:
+            why = (
+                f"{name}: declared in frame of reference {other}, the dose in "
+                f"{dose.frame_of_reference_uid}: another patient coordinate system, no DVH"
+            )
+            print(f"{why}: a row without numbers")
+            table.append(
+                DVH(name, np.zeros(0), np.zeros(0), units=dose.unit_label, sampling="none", warnings=[why])
+            )
+            continue
         try:
             dvh = compute_dvh(dose, geometry, name=name, factor=factor, end_cap_mm=args.end_cap)
         except ValueError as error:  # settings this structure cannot take (an end cap past a plane)
@@ -137,7 +150,27 @@ def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | No
     rois, problems = parse_rois(dataset)
     for problem in problems:
         log.warning("%s: %s", args.structures.name, problem)
-    return [(r.name, r.contours, r.color) for r in rois], stated_frames(dataset), args.structures.name
+    structures = [(r.name, _InFrame(r.contours, r.frame_of_reference), r.color) for r in rois]
+    return structures, stated_frames(dataset), args.structures.name
+
+
+class _InFrame(list):
+    """An ROI's planar contours and the frame of reference its StructureSetROISequence item
+    declares ('' when none): an RTSTRUCT may hold ROIs of several frames (a registered MR's and
+    the CT's), and only those in the dose's frame have a DVH on it."""
+
+    def __init__(self, contours, frame_of_reference: str):
+        super().__init__(contours)
+        self.frame_of_reference = frame_of_reference
+
+
+def _other_frame(dose, geometry) -> str:
+    """The frame of reference `geometry` is declared in when it is not the dose's ('' when the
+    same, or either is not stated)."""
+    frame = getattr(geometry, "frame_of_reference", "")
+    if frame and dose.frame_of_reference_uid and frame != dose.frame_of_reference_uid:
+        return frame
+    return ""
 
 
 def _write_curves(dvhs, path: Path, unit: str) -> None:
