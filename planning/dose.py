@@ -128,7 +128,9 @@ def load_dose(path: str | os.PathLike) -> Dose:
     direction = np.column_stack([row, column, normal * (1.0 if step >= 0 else -1.0)])
     origin = position + offsets[0] * normal
     grid = Grid(array.shape, (spacing_column, spacing_row, abs(step)), tuple(origin), direction)
-    units = str(dataset.get("DoseUnits", "GY") or "GY").strip().upper()
+    units, factor = _dose_units(dataset, path.name, warnings)
+    if factor != 1.0:
+        array = (array * np.float32(factor)).astype(np.float32)
     dose_type = str(dataset.get("DoseType", "") or "").strip().upper()
     summation_type = str(dataset.get("DoseSummationType", "") or "").strip().upper()
     warnings += _partial_dose_warnings(path.name, dose_type, summation_type, units)
@@ -177,6 +179,24 @@ def _partial_dose_warnings(name: str, dose_type: str, summation_type: str, units
             "the planning system's reference dose, not Gy"
         )
     return warnings
+
+
+def _dose_units(dataset, name: str, warnings: list[str]) -> tuple[str, float]:
+    """DoseUnits ("GY" or "RELATIVE") and the factor taking the stored doses to them: a file
+    saying CGY (not a DICOM value, written by some older systems) holds centigray, converted to
+    Gy; another value leaves the unit unknown and is refused; none is taken as Gy, with a warning."""
+    value = str(dataset.get("DoseUnits", "") or "").strip().upper()
+    if value in ("GY", "RELATIVE"):
+        return value, 1.0
+    if value == "CGY":
+        warnings.append(f"{name}: DoseUnits CGY (not a DICOM value): the doses are converted from cGy to Gy")
+        return "GY", 0.01
+    if not value:
+        warnings.append(f"{name}: no DoseUnits; the doses are taken as Gy")
+        return "GY", 1.0
+    raise DicomReadError(
+        f"{name}: DoseUnits {value!r} is neither GY nor RELATIVE: the doses' unit is unknown"
+    )
 
 
 def _dose_grid_scaling(dataset, name: str, warnings: list[str]) -> float:

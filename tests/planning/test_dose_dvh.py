@@ -162,6 +162,27 @@ def test_a_beam_dose_or_a_dose_difference_is_named_as_such(breast, tmp_path):
     ]
 
 
+def test_dose_units_other_than_gy_or_relative_are_converted_or_refused(breast, tmp_path):
+    """DoseUnits CGY (written by some older systems) read as "relative" doses, 100 times the Gy,
+    with no warning; it is now converted to Gy with a warning, and an unknown unit is refused."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    dataset.DoseUnits = "CGY"
+    dataset.DoseGridScaling = 100 * float(dataset.DoseGridScaling)  # the same doses, in cGy
+    dataset.save_as(tmp_path / "RD.cgy.dcm")
+    dose = load_dose(tmp_path / "RD.cgy.dcm")
+    assert dose.units == "GY" and dose.unit_label == "Gy"
+    assert dose.max == pytest.approx(breast[0].max, rel=1e-5)
+    assert dose.warnings == [
+        "RD.cgy.dcm: DoseUnits CGY (not a DICOM value): the doses are converted from cGy to Gy"
+    ]
+    dataset.DoseUnits = "MU"
+    dataset.save_as(tmp_path / "RD.mu.dcm")
+    with pytest.raises(DicomReadError, match="RD.mu.dcm: DoseUnits 'MU' is neither GY nor RELATIVE"):
+        load_dose(tmp_path / "RD.mu.dcm")
+
+
 @pytest.mark.parametrize("scaling", [0, -1e-5])
 def test_a_dose_grid_scaling_that_is_not_a_positive_factor_is_refused(tmp_path, scaling):
     """Zero was taken as 1 (no scaling): stored values of about 10⁶ read as Gy."""
