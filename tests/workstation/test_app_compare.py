@@ -109,3 +109,24 @@ def test_a_reference_with_contours_beyond_the_images_is_read_as_the_case_was(win
     assert "the comparison covers the loaded images only" in note
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "rtss.dcm (contours beyond the loaded images left out, as when the case was opened)" in report
+
+
+def test_a_stroke_drawn_while_comparing_is_not_in_the_result(window, qtbot, monkeypatch):
+    """The worker read the live masks: a brush stroke written in place while it measured went
+    into Dice and the distances, half-applied or not. It now measures copy-on-write snapshots
+    taken when Compare was clicked."""
+    case = show_sample(window)
+    gtv = case.structures["GTV"].mask.full()
+    case.new_structure("GTV_auto", mask=Mask.from_full(case.grid, np.roll(gtv, 2, axis=2)))
+    expected = compare(case.structures["GTV"].mask, case.structures["GTV_auto"].mask, tolerance_mm=2.0)
+    window.open_compare()
+    dialog = window.last_dialog
+    dialog.reference.setCurrentText("GTV")
+    dialog.test.setCurrentText("GTV_auto")
+    started = []
+    monkeypatch.setattr(window.jobs, "run", lambda title, work, done, failed: started.append(work))
+    dialog.compare_button.click()
+    test_mask = case.structures["GTV_auto"].mask
+    box = test_mask.box
+    test_mask.replace_region(box, np.zeros(tuple(s.stop - s.start for s in box), bool))  # erased in place
+    assert started[0](lambda *a: None, None) == expected

@@ -126,7 +126,8 @@ class CompareDialog(QDialog):
         if reference == test:
             self.note.setText("Choose two different structures.")
             return
-        reference_mask, test_mask = structures[reference].mask, structures[test].mask
+        # shared copy-on-write: a stroke drawn while the worker measures is not half in the result
+        reference_mask, test_mask = structures[reference].mask.shared(), structures[test].mask.shared()
         tolerance = self.tolerance.value()
         self.compare_button.setEnabled(False)
         self.note.setText(f"Comparing {test} with {reference}…")
@@ -184,9 +185,14 @@ class CompareDialog(QDialog):
         the case's structures are: contours off the loaded images are left out, with a warning
         that the note and the report carry."""
         from planning.compare_report import compare_sets, write_csv, write_html
+        from planning.structures import StructureSet
 
         case = self.window_.case
-        volume, structures, tolerance = case.volume, case.structures, self.tolerance.value()
+        volume, tolerance = case.volume, self.tolerance.value()
+        source = case.structures
+        structures = StructureSet(source.grid, source.frame_of_reference_uid, source.label)
+        for structure in source:  # masks shared copy-on-write: edits from now on are not seen
+            structures.add(structure.snapshot(), rename=False)
         self.report_button.setEnabled(False)
         self.report_note.setText(f"Comparing this case's structures with {reference.name}…")
 
