@@ -524,10 +524,19 @@ def write_table(
                     writer.writerow([dvh.name, "0", *blank, dvh.sampling, " | ".join(warnings)])
                     continue
                 row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
-                row += [dvh.d_percent(p) for p in percents] + [dvh.d_cc(c) for c in cc]
+                row += [dvh.d_percent(p) for p in percents]
+                # D_xcc of a structure smaller than x cc is undefined: blank, not 0 (it read as 0 Gy)
+                larger = [c for c in cc if c > dvh.volume_cc * (1 + 1e-9)]
+                row += [None if c in larger else dvh.d_cc(c) for c in cc]
                 row += [dvh.v_gy(level) for level in levels] + [dvh.v_percent(level) for level in levels]
                 warnings = [*dose_warnings, *dvh.warnings]
-                writer.writerow([dvh.name, *[f"{v:.4f}" for v in row], dvh.sampling, " | ".join(warnings)])
+                if larger:
+                    named = ", ".join(f"D{c:g}cc" for c in larger)
+                    warnings.append(
+                        f"{dvh.name}: {named} left blank: the structure is only {dvh.volume_cc:.3g} cc"
+                    )
+                cells = ["" if v is None else f"{v:.4f}" for v in row]
+                writer.writerow([dvh.name, *cells, dvh.sampling, " | ".join(warnings)])
 
     write_atomically(path, write)
 

@@ -325,3 +325,17 @@ def test_a_dose_refuses_structures_in_another_frame_of_reference():
     with pytest.raises(GeometryError, match=r"RD.dcm is in frame of reference 1.2.3, RS.dcm in 9.9"):
         dose.check_same_frame({"9.9"}, "RS.dcm", "RD.dcm")
     Dose(dose.array, dose.grid).check_same_frame({"9.9"}, "RS.dcm")  # the dose states none
+
+
+def test_d_cc_of_a_structure_smaller_than_that_volume_is_left_blank(tmp_path):
+    """D2cc of a 0.5 cc structure was written as 0.0000 Gy, which reads as a cold structure;
+    it is now blank, and the row's warnings say why."""
+    import csv
+
+    from planning.dvh import DVH, write_table
+
+    dvh = DVH("Scar", np.array([12.0, 8.0, 4.0, 2.0]), np.full(4, 0.125))  # 0.5 cc
+    write_table([dvh], tmp_path / "dvh.csv", percents=(95,), cc=(2, 0.2))
+    row = next(csv.DictReader(open(tmp_path / "dvh.csv", encoding="utf-8")))
+    assert row["D2cc_Gy"] == "" and float(row["D0.2cc_Gy"]) == 8.0
+    assert row["warnings"] == "Scar: D2cc left blank: the structure is only 0.5 cc"
