@@ -1,6 +1,8 @@
 """The DVH panel: the numbers of `delineo dvh`, computed in a worker, redone after an edit."""
 
 import csv
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -166,3 +168,35 @@ def test_with_many_structures_rows_choose_the_curves_and_the_legend_stays_readab
     panel.compute()  # computed again (an edit, a new dose): the unticked rows stay unticked
     qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)
     assert legend_names() == panel.shown() and not any(n.startswith("GTV_") for n in panel.shown())
+
+
+def test_dvhs_computed_before_an_edit_are_not_shown_after_it(window, qtbot, monkeypatch):
+    """An edit while the DVHs were computed left that computation current: its curves, of the
+    structures before the edit (or half through a stroke), were shown as the case's, and the
+    status line said so until the recomputation a second later. The edit now drops it, and the
+    worker samples copy-on-write snapshots taken when it started."""
+    case = show_sample(window)
+    panel = window.dvh_panel
+    grid = case.grid
+    dose = Dose(
+        np.ones(grid.shape, np.float32), grid, frame_of_reference_uid=case.volume.frame_of_reference_uid
+    )
+    started = []
+
+    def run(title, work, done, failed):
+        started.append((work, done))
+        return SimpleNamespace(cancel=threading.Event())
+
+    monkeypatch.setattr(window.jobs, "run", run)
+    window.set_dose(dose)
+    panel.compute()
+    work, done = started[-1]
+    gtv = case.structures["GTV"].mask
+    box = gtv.box
+    volume = gtv.volume_cc
+    gtv.replace_region(box, np.zeros(tuple(s.stop - s.start for s in box), bool))  # erased in place
+    panel.mark_stale("Structures edited")
+    dvhs = work(lambda *a: None, None)
+    assert next(d for d in dvhs if d.name == "GTV").volume_cc == pytest.approx(volume, rel=0.05)
+    done(dvhs)  # the worker's late answer
+    assert panel.dvhs == [] and "Structures edited: DVHs to compute" in panel.status.text()

@@ -115,6 +115,9 @@ class DvhPanel(QWidget):
     def mark_stale(self, reason: str) -> None:
         """The curves no longer match the case (`reason`, in words); recomputed when shown."""
         self._stale = True
+        if self._job is not None:  # its DVHs are of the structures before the edit: never shown
+            self._job.cancel.set()
+            self._job = None
         has_dose = self.window_.dose_layer is not None
         self.compute_button.setEnabled(has_dose)
         if has_dose:
@@ -139,7 +142,8 @@ class DvhPanel(QWidget):
             return
         dose = window.dose_layer.dose
         self._dose_warnings = list(dose.warnings)
-        structures = [s for s in window.case.structures if not s.mask.is_empty]
+        # masks shared copy-on-write: a stroke drawn while the worker samples is not half in a DVH
+        structures = [s.snapshot() for s in window.case.structures if not s.mask.is_empty]
         partial, empty = _cut_by_images(window.case)
         self._left_out = _left_out(window.case.structures, partial, empty)
         self._no_voxel = [_no_voxel_dvh(name, dose.unit_label) for name in empty]
