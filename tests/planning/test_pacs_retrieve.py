@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from support.data import data_path
-from support.pacs import TestPacs, free_port
+from support.pacs import BREAST_STUDY, LUNG_STUDY, TestPacs, free_port, served_folders
 
 from planning.dicom.network import Node
 from planning.dicom.query import find_series
@@ -18,21 +18,10 @@ from planning.dicom.retrieve import incomplete, retrieve
 from planning.errors import Cancelled, FormatError, NetworkError
 from planning.imageio import load_volume
 
-LUNG_STUDY = "1.3.6.1.4.1.9590.100.1.2.96328687310426543129572151154132284399"
-BREAST_STUDY = "2.16.840.1.113662.2.12.0.3057.1241703565.35"
-
-
-def _folders():
-    return [
-        data_path("dicom", "ibsi1-lung-ct"),
-        data_path("dicom", "varian-visible-human"),
-        data_path("dicom", "dicompyler-breast"),
-    ]
-
 
 @pytest.fixture
 def pacs():
-    with TestPacs(_folders()) as server:
+    with TestPacs(served_folders()) as server:
         yield server
 
 
@@ -91,7 +80,7 @@ def test_series_retrieved_by_c_move_to_this_computer(pacs, tmp_path):
 
 @pytest.mark.parametrize("move", [False, True], ids=["c-get", "c-move"])
 def test_cancel_stops_a_retrieve_promptly(tmp_path, move):
-    with TestPacs(_folders(), delay_s=0.1) as pacs:  # 6 s for the study: cancelled well before
+    with TestPacs(served_folders(), delay_s=0.1) as pacs:  # 6 s for the study: cancelled well before
         port = free_port()
         pacs.destinations["DELINEO"] = ("127.0.0.1", port)
         cancel = threading.Event()
@@ -121,7 +110,7 @@ def test_cancel_stops_a_retrieve_promptly(tmp_path, move):
 
 
 def test_a_pacs_that_ignores_the_cancel_is_cut_off(tmp_path):
-    with TestPacs(_folders(), delay_s=0.1, honour_cancel=False) as pacs:
+    with TestPacs(served_folders(), delay_s=0.1, honour_cancel=False) as pacs:
         cancel = threading.Event()
         timer = threading.Timer(0.5, cancel.set)
         timer.start()
@@ -143,7 +132,7 @@ def test_unreachable_or_rejecting_nodes_say_so(pacs, tmp_path):
 
 
 def test_no_match_and_refusals_are_named(tmp_path):
-    with TestPacs(_folders(), refuse={BREAST_STUDY: 0xA702}, get=True) as pacs:
+    with TestPacs(served_folders(), refuse={BREAST_STUDY: 0xA702}, get=True) as pacs:
         with pytest.raises(
             NetworkError, match=r"PACS@.* has no instance of study 1\.2\.3 \(nothing matches\)"
         ):
@@ -161,7 +150,7 @@ def test_no_match_and_refusals_are_named(tmp_path):
             match=r"refused the retrieve of study .*: it does not know the destination 'DELINEO'",
         ):
             retrieve(pacs.node, tmp_path, LUNG_STUDY, move_port=free_port())
-    with TestPacs(_folders(), get=False) as pacs:
+    with TestPacs(served_folders(), get=False) as pacs:
         with pytest.raises(
             NetworkError, match="PACS@.* does not offer C-GET .*: retrieve with C-MOVE instead"
         ):
@@ -169,8 +158,8 @@ def test_no_match_and_refusals_are_named(tmp_path):
 
 
 def test_instances_the_pacs_cannot_send_are_counted(tmp_path):
-    served = TestPacs(_folders()).instances_of(LUNG_STUDY)
-    with TestPacs(_folders(), unsendable=set(served[:3])) as pacs:
+    served = TestPacs(served_folders()).instances_of(LUNG_STUDY)
+    with TestPacs(served_folders(), unsendable=set(served[:3])) as pacs:
         result = retrieve(pacs.node, tmp_path / "some", LUNG_STUDY)
         assert result.failed == 3 and _uids(tmp_path / "some") == served[3:]
         assert (
@@ -212,7 +201,7 @@ def test_a_c_move_answered_only_at_the_end_is_not_cut_off_while_instances_arrive
     """A PACS that sends no pending C-MOVE responses (they are optional) is silent on our
     association while it stores the study: after the network timeout the retrieve was aborted as
     'stopped answering', however many instances were still arriving."""
-    with TestPacs(_folders(), delay_s=0.04, pending=False) as pacs:  # 2.4 s for the study
+    with TestPacs(served_folders(), delay_s=0.04, pending=False) as pacs:  # 2.4 s for the study
         port = free_port()
         pacs.destinations["DELINEO"] = ("127.0.0.1", port)
         progress = []
@@ -253,7 +242,7 @@ def test_a_full_disk_stops_the_retrieve_and_is_not_blamed_on_the_pacs(tmp_path, 
         real(path, write_or_fail)
 
     monkeypatch.setattr(network, "write_atomically", fills_up)
-    with TestPacs(_folders(), delay_s=0.02) as pacs:
+    with TestPacs(served_folders(), delay_s=0.02) as pacs:
         port = free_port()
         pacs.destinations["DELINEO"] = ("127.0.0.1", port)
         with pytest.raises(NetworkError) as raised:
@@ -272,7 +261,7 @@ def test_a_partial_retrieve_is_marked_until_completed(tmp_path):
     """A cancelled retrieve (or one with instances the PACS could not send) left its instances in
     the folder unmarked: retrieving another series there, then opening the folder, showed 20 of
     60 CT slices as if they were the scan."""
-    with TestPacs(_folders(), delay_s=0.05) as pacs:
+    with TestPacs(served_folders(), delay_s=0.05) as pacs:
         ct, rtstruct = (s.series_uid for s in find_series(pacs.node, LUNG_STUDY))
         folder = tmp_path / "in"
         cancel = threading.Event()

@@ -32,6 +32,21 @@ from planning.dicom.retrieve import STUDY_ROOT_GET, STUDY_ROOT_MOVE
 STUDY_KEYS = ("PatientName", "PatientID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber")
 SERIES_KEYS = ("Modality", "SeriesDescription", "SeriesNumber")
 PRIVATE_CLASS = "1.2.826.0.1.3680043.9.7433.99.1"
+#: Studies of the real data sets `served_folders` holds.
+LUNG_STUDY = "1.3.6.1.4.1.9590.100.1.2.96328687310426543129572151154132284399"
+BREAST_STUDY = "2.16.840.1.113662.2.12.0.3057.1241703565.35"
+
+
+def served_folders() -> list[Path]:
+    """The data sets the tests' PACS serves: the IBSI lung CT (CT + RTSTRUCT), the Visible Human
+    (a CT series) and the dicompyler breast plan (CT, RTSTRUCT, RTPLAN, RTDOSE)."""
+    from support.data import data_path
+
+    return [
+        data_path("dicom", "ibsi1-lung-ct"),
+        data_path("dicom", "varian-visible-human"),
+        data_path("dicom", "dicompyler-breast"),
+    ]
 
 
 def free_port() -> int:
