@@ -223,3 +223,29 @@ def test_compare_csv_names_its_units_and_unmatched_names_are_listed(tmp_path, ca
     row = next(csv.DictReader(open(out.with_suffix(".csv"), encoding="utf-8")))
     assert "relative_volume_difference_fraction" in row and "relative_volume_difference" not in row
     assert "unmatched: in the reference only Label_2; in the test only none" in capsys.readouterr().out
+
+
+def test_a_curves_file_that_cannot_be_finished_leaves_the_earlier_one_whole(tmp_path, monkeypatch, capsys):
+    from planning.dvh import DVH
+
+    folder = data_path("dicom", "dicompyler-breast")
+    curves = tmp_path / "curves.csv"
+    args = ["dvh", str(folder / "rtdose.dcm"), str(folder / "rtss.dcm"), "--out", str(tmp_path / "d.csv")]
+    assert main([*args, "--curves", str(curves)]) == 0
+    earlier = curves.read_bytes()
+    calls = []
+
+    def disk_full_on_the_third(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(self)
+
+    real = DVH.differential
+    monkeypatch.setattr(DVH, "differential", disk_full_on_the_third)
+    assert main([*args, "--curves", str(curves)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert curves.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == [
+        "curves.csv",
+        "d.csv",
+    ]

@@ -175,13 +175,19 @@ def _other_frame(dose, geometry) -> str:
 
 def _write_curves(dvhs, path: Path, unit: str) -> None:
     """Long format: structure, dose, the cumulative volume receiving at least it (cc and %), and
-    the differential volume receiving from it up to the next dose (cc; blank on the last row)."""
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%", "bin_volume_cc"])
-        for dvh in dvhs:
-            differential = [f"{cc:.5f}" for cc in dvh.differential()] + [""]
-            for dose, cc, in_bin in zip(dvh.bin_edges, dvh.cumulative(), differential, strict=True):
-                writer.writerow(
-                    [dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}", in_bin]
-                )
+    the differential volume receiving from it up to the next dose (cc; blank on the last row).
+    Written atomically: a failed write leaves any earlier file whole."""
+    from planning.files import write_atomically
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%", "bin_volume_cc"])
+            for dvh in dvhs:
+                differential = [f"{cc:.5f}" for cc in dvh.differential()] + [""]
+                for dose, cc, in_bin in zip(dvh.bin_edges, dvh.cumulative(), differential, strict=True):
+                    writer.writerow(
+                        [dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}", in_bin]
+                    )
+
+    write_atomically(path, write)
