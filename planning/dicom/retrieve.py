@@ -181,6 +181,25 @@ def incomplete(folder: str | os.PathLike) -> str | None:
         return None
 
 
+def other_studies(folder: str | os.PathLike, study_uid: str) -> dict[str, int]:
+    """Study UID → number of DICOM files in `folder` (not in its subfolders) that belong to
+    another study than `study_uid`: a folder holding several studies opens mixed."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    others: dict[str, int] = {}
+    for path in sorted(Path(folder).glob("*.dcm")):
+        try:
+            found = str(
+                dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).StudyInstanceUID
+            )
+        except (OSError, InvalidDicomError, AttributeError):
+            continue
+        if found != study_uid:
+            others[found] = others.get(found, 0) + 1
+    return others
+
+
 def _mark_incomplete(folder: Path, series_uids: list[str], why: str) -> None:
     """Add a line to the folder's mark: the series retrieved (* the study), a tab, why."""
     try:

@@ -194,10 +194,11 @@ def run_find(args) -> int:
 
 def run_retrieve(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.retrieve import incomplete, retrieve
+    from planning.dicom.retrieve import incomplete, other_studies, retrieve
 
     node = Node.parse(args.node)
     check_output_folder(args.out)
+    others = other_studies(args.out, args.study) if args.out.is_dir() else {}
     progress = ProgressBar()
     try:
         result = retrieve(
@@ -216,6 +217,13 @@ def run_retrieve(args) -> int:
     missing = incomplete(args.out)
     if missing:
         print(f"warning: {args.out} is incomplete: {missing}; retrieve the whole study again to complete it")
+    if others:
+        files = sum(others.values())
+        print(
+            f"warning: {args.out} also holds {files} file(s) of {len(others)} other stud"
+            f"{'y' if len(others) == 1 else 'ies'} ({', '.join(sorted(others))}): opening the folder "
+            "lists every series; retrieve into an empty folder to keep studies apart"
+        )
     print(f"open it with: delineo open {args.out}")
     return 1 if result.failed or result.not_written else 0
 
