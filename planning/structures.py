@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -357,6 +357,16 @@ class StructureSet:
 
     def names(self) -> list[str]:
         return [s.name for s in self._structures]
+
+    def snapshot(self, names: Iterable[str] | None = None, label: str | None = None) -> StructureSet:
+        """A copy of the set, or of its structures `names` in that order, whose masks are shared
+        copy-on-write (`Structure.snapshot`): what a worker reads while the user goes on editing.
+        It keeps the reading warnings; `label` replaces the set's label."""
+        copy = StructureSet(self.grid, self.frame_of_reference_uid, self.label if label is None else label)
+        copy.warnings = list(self.warnings)
+        for structure in self if names is None else [self[name] for name in names]:
+            copy.add(structure.snapshot(), rename=False)
+        return copy
 
     # -- changes ------------------------------------------------------------------------------
 

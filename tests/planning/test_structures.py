@@ -143,3 +143,17 @@ def test_a_misspelt_writer_option_is_an_error_not_ignored(tmp_path):
     save_structures(structures, volume, tmp_path / "labels.nii.gz", simplify_mm=0.5, on_progress=None)
     with pytest.raises(TypeError, match="overlap_advise"):
         save_structures(structures, volume, tmp_path / "labels.nii.gz", overlap_advise="x")
+
+
+def test_a_snapshot_of_the_set_keeps_what_it_held_while_the_set_is_edited():
+    grid = Grid((4, 5, 6), (1.0, 1.0, 1.0))
+    structures = StructureSet(grid, "1.2.3", "Plan")
+    structures.warnings = ["contours were left out"]
+    for name in ("A", "B"):
+        structures.add(Structure(name, Mask.from_full(grid, np.ones(grid.shape, bool))))
+    whole, part = structures.snapshot(), structures.snapshot(["B"], label="Export")
+    structures.edit_mask("B", (slice(0, 1), slice(0, 1), slice(0, 1)), np.zeros((1, 1, 1), bool))
+    assert whole.names() == ["A", "B"] and part.names() == ["B"]
+    assert (part.label, whole.label, part.frame_of_reference_uid) == ("Export", "Plan", "1.2.3")
+    assert whole.warnings == part.warnings == ["contours were left out"]
+    assert part["B"].mask.full().all() and not structures["B"].mask.full().all()

@@ -23,7 +23,6 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from planning.session import Session, load_session, save_session
-from planning.structures import StructureSet
 
 log = logging.getLogger(__name__)
 AUTOSAVE_NAME = "autosave.delineo"
@@ -89,10 +88,7 @@ def snapshot(session_source) -> tuple:
     user draws meanwhile.
     """
     case, view = session_source
-    copy = StructureSet(case.structures.grid, case.structures.frame_of_reference_uid, case.structures.label)
-    copy.warnings = list(case.structures.warnings)  # what reading them left out, e.g. for DVHs
-    for structure in case.structures:
-        copy.add(structure.snapshot(), rename=False)
+    copy = case.structures.snapshot()  # with what reading them left out, e.g. for DVHs
     commands, index = case.history.snapshot()
     interpolated = {number: dict(planes) for number, planes in case.interpolated.items()}
     return case.reference, copy, commands, index, view, interpolated

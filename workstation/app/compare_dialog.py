@@ -185,14 +185,11 @@ class CompareDialog(QDialog):
         the case's structures are: contours off the loaded images are left out, with a warning
         that the note and the report carry."""
         from planning.compare_report import compare_sets, write_csv, write_html
-        from planning.structures import StructureSet
 
         case = self.window_.case
         volume, tolerance = case.volume, self.tolerance.value()
         source = case.structures
-        structures = StructureSet(source.grid, source.frame_of_reference_uid, source.label)
-        for structure in source:  # masks shared copy-on-write: edits from now on are not seen
-            structures.add(structure.snapshot(), rename=False)
+        structures = source.snapshot()  # masks shared copy-on-write: edits from now on are not seen
         self.report_button.setEnabled(False)
         self.report_note.setText(f"Comparing this case's structures with {reference.name}…")
 

@@ -221,9 +221,8 @@ class ExportDialog(QDialog):
     def run_check(self) -> None:
         """Write to a temporary file and check it, in a worker; findings land in the report."""
         source = self.case.structures
-        subset = StructureSet(source.grid, source.frame_of_reference_uid, self.label_edit.text() or "Delineo")
-        for name in self.selected_names():  # masks shared copy-on-write: edits from now on are not seen
-            subset.add(source[name].snapshot(), rename=False)
+        # masks shared copy-on-write: edits from now on are not seen
+        subset = source.snapshot(self.selected_names(), self.label_edit.text() or "Delineo")
         volume = self.case.volume
         options = {
             "simplify_mm": self.simplify.value(),

@@ -815,9 +815,7 @@ class MainWindow(QMainWindow):
         if case is None or not any(s.recipe for s in case.structures):
             self._show_stale([])
             return
-        from workstation.app.autosave import snapshot
-
-        copy = snapshot((case, {}))[1]
+        copy = case.structures.snapshot()
 
         def done(names):
             if case is self.case:
@@ -841,9 +839,7 @@ class MainWindow(QMainWindow):
         case, names = self.case, list(self.stale)
         if case is None or not names:
             return
-        from workstation.app.autosave import snapshot
-
-        copy = snapshot((case, {}))[1]
+        copy = case.structures.snapshot()
 
         def done(structures):
             for structure in structures:
