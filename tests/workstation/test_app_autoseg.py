@@ -10,6 +10,16 @@ from support.app import show_sample, wait_idle
 pytestmark = pytest.mark.gui
 
 
+def run_autoseg(window, qtbot):
+    """Open Auto-segmentation on the window's case, run the model it offers first (the rules) to
+    the end, and return the dialog."""
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.run_button.click()
+    wait_idle(qtbot, window)
+    return dialog
+
+
 def test_window_stays_responsive_and_progress_reaches_the_end(window, qtbot):
     case = show_sample(window, shape=(60, 192, 192))
     window.open_autoseg()
@@ -68,10 +78,7 @@ def test_cancel_stops_the_model_and_adds_nothing(window, qtbot):
 def test_a_run_warning_is_shown_with_the_results(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
     case.volume.array += 600  # rescaled: no air at −1000
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     assert dialog.pending, window.jobs.errors
     assert "Warning: ct_rules expects a CT in Hounsfield units" in dialog.stage.text()
     assert "expects a CT in Hounsfield units" in window.statusBar().currentMessage()
@@ -127,10 +134,7 @@ def test_structures_asked_for_but_not_found_are_named(window, qtbot, monkeypatch
         return found
 
     monkeypatch.setattr(services, "segment", segment)
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     assert "1 structures added" in dialog.stage.text()
     assert "Not found in this image: Lung_L." in dialog.stage.text()
 
@@ -147,20 +151,14 @@ def test_a_run_that_finds_nothing_says_so(window, qtbot, monkeypatch):
         return found
 
     monkeypatch.setattr(services, "segment", segment)
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     assert dialog.stage.text() == "Nothing found: no structures added.\nNot found in this image: Lung_L."
     assert not case.history.can_undo
 
 
 def test_a_result_renamed_before_it_is_rejected_is_still_removed(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     name = next(n for n in dialog.pending if n.startswith("Lung_R"))
     number = case.structures[name].number
     case.set_properties(name, name="Lung_R_auto")
@@ -212,10 +210,7 @@ def test_results_get_colours_told_apart_from_the_case_which_keeps_its_own(window
     case = show_sample(window, shape=(40, 128, 128))
     case.structures["GTV"].color = (0, 230, 0)  # as read from a file: the rule External's green, nearly
     before = {s.name: s.color for s in case.structures}
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     assert any(name.startswith("External") for name in dialog.pending)
     assert {name: case.structures[name].color for name in before} == before
     for name in dialog.pending:
@@ -239,10 +234,7 @@ def test_results_look_pending_until_accepted_or_rejected(window, qtbot):
     from PyQt6.QtWidgets import QLineEdit, QStyleOptionViewItem
 
     case = show_sample(window, shape=(40, 128, 128))
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     table, view = window.table, window.views["axial"]
     external = next(name for name in dialog.pending if name.startswith("External"))
     lung = next(name for name in dialog.pending if name.startswith("Lung_R"))
@@ -271,10 +263,7 @@ def test_results_look_pending_until_accepted_or_rejected(window, qtbot):
 
 def test_the_3d_view_draws_results_awaiting_review_as_wireframes(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     qtbot.waitUntil(window.view3d.is_ready, timeout=120_000)
     lung = next(name for name in dialog.pending if name.startswith("Lung_R"))
 
@@ -420,10 +409,7 @@ def test_reject_on_a_row_deletes_that_rows_contour_after_a_rename_and_a_rerun(wi
 
     case = show_sample(window, shape=(40, 128, 128))
     monkeypatch.setattr(services, "segment", _finds_heart(case))
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     case.set_properties("Heart_auto", name="Heart_model")
     dialog.run_button.click()
     wait_idle(qtbot, window)
@@ -456,10 +442,7 @@ def test_a_long_undo_label_leaves_the_tools_on_the_toolbar(window, qtbot):
 def test_reject_all_is_one_undo_step(window, qtbot):
     case = show_sample(window, shape=(40, 128, 128))
     before = case.structures.names()
-    window.open_autoseg()
-    dialog = window.autoseg_dialog
-    dialog.run_button.click()
-    wait_idle(qtbot, window)
+    dialog = run_autoseg(window, qtbot)
     added = [n for n in case.structures.names() if n not in before]
     assert len(added) > 1
     dialog.reject_all()

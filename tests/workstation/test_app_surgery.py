@@ -615,16 +615,23 @@ def test_closing_the_export_dialog_while_it_runs_leaves_the_folder_as_it_was(
     assert list(folder.iterdir()) == []
 
 
-def test_plane_resection_bent_through_marked_points(window, qtbot):
-    case = show_spheres(window)
+def _liver_cut_marked_at(window, points_zyx):
+    """The resection dialog on the spheres' liver, cutting away the left, marked at each voxel
+    (z, y, x) of `points_zyx` in turn."""
     window.surgery.resection.trigger()
     dialog = window.last_dialog
     dialog.organ.setCurrentText("Liver")
     dialog.method.setCurrentText("Plane through the crosshair")
     dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
-    for zyx in ((15, 30, 30), (35, 30, 40)):  # x 30 mm low in the liver, x 40 mm high
+    for zyx in points_zyx:
         window.state.set_cursor(zyx)
         dialog.mark_button.click()
+    return dialog
+
+
+def test_plane_resection_bent_through_marked_points(window, qtbot):
+    case = show_spheres(window)
+    dialog = _liver_cut_marked_at(window, [(15, 30, 30), (35, 30, 40)])  # x 30 mm low, x 40 mm high
     assert window.views["axial"].marks == [(15.0, 30.0, 30.0), (35.0, 30.0, 40.0)]
     assert "Bent through the 2 marked points" in dialog.bends_label.text()
     dialog.resect_button.click()
@@ -639,14 +646,7 @@ def test_plane_resection_bent_through_marked_points(window, qtbot):
 
 def test_marked_points_one_behind_the_other_are_refused_by_name(window, qtbot):
     case = show_spheres(window)
-    window.surgery.resection.trigger()
-    dialog = window.last_dialog
-    dialog.organ.setCurrentText("Liver")
-    dialog.method.setCurrentText("Plane through the crosshair")
-    dialog.side.setCurrentText("Left of the crosshair (R–L plane)")
-    for zyx in ((20, 30, 30), (20, 30, 40)):  # one line along the cutting direction
-        window.state.set_cursor(zyx)
-        dialog.mark_button.click()
+    dialog = _liver_cut_marked_at(window, [(20, 30, 30), (20, 30, 40)])  # along the cutting direction
     dialog.resect_button.click()
     wait_idle(qtbot, window)
     assert "points 1 and 2 of the cut lie 0.0 mm apart" in dialog.note.text()
