@@ -302,19 +302,22 @@ class AutoSegDialog(QDialog):
 
     def accept_all(self) -> None:
         """Keep every listed result still awaiting review, as one undo step."""
-        awaiting = {number: self._awaiting(number) for number in self._rows}
-        awaiting = {number: name for number, name in awaiting.items() if name is not None}
+        awaiting = self._listed_awaiting()
         self.window_.case.accept_auto_contours(list(awaiting.values()), "Accept all auto-contours")
         for number in awaiting:
             self._mark(number, "accepted")
 
     def reject_all(self) -> None:
         """Delete every listed result still awaiting review, as one undo step."""
-        awaiting = {number: self._awaiting(number) for number in self._rows}
-        awaiting = {number: name for number, name in awaiting.items() if name is not None}
+        awaiting = self._listed_awaiting()
         self.window_.case.remove_structures(list(awaiting.values()), "Reject all auto-contours")
         for number in awaiting:
             self._mark(number, "rejected")
+
+    def _listed_awaiting(self) -> dict[int, str]:
+        """ROI number → current name of each listed result still awaiting review."""
+        names = {number: self._awaiting(number) for number in self._rows}
+        return {number: name for number, name in names.items() if name is not None}
 
     def _awaiting(self, number: int) -> str | None:
         """The current name of the structure of ROI number `number` while it awaits review; None
