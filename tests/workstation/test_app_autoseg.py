@@ -462,3 +462,35 @@ def test_the_dialog_of_a_closed_case_is_deleted_and_follows_nothing(window, qtbo
     show_sample(window, shape=(40, 128, 128))  # another case: the old dialog goes with its case
     assert window.autoseg_dialog is None
     qtbot.waitUntil(lambda: sip.isdeleted(old), timeout=5_000)
+
+
+def test_a_dialog_whose_case_closed_mid_run_is_deleted_only_once_the_run_has_ended(
+    window, qtbot, monkeypatch
+):
+    """Deleted at once, the dialog was gone when its run ended, and the run's ending (results
+    dropped) failed on the deleted widgets instead of being said."""
+    import threading
+
+    from PyQt6 import sip
+
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    release = threading.Event()
+
+    def segment(volume, model, names, device, cancel, **kwargs):
+        release.wait(10)
+        return _heart_found(case)
+
+    monkeypatch.setattr(services, "segment", segment)
+    window.open_autoseg()
+    old = window.autoseg_dialog
+    old.run_button.click()
+    show_sample(window, shape=(40, 128, 128))  # another case while it runs
+    qtbot.wait(200)  # the event loop turns: a deletion asked for now would happen here
+    assert not sip.isdeleted(old)
+    release.set()
+    wait_idle(qtbot, window)
+    assert "results dropped, the case they were for is no longer open" in window.statusBar().currentMessage()
+    assert not window.jobs.errors
+    qtbot.waitUntil(lambda: sip.isdeleted(old), timeout=5_000)

@@ -116,16 +116,19 @@ class AutoSegDialog(QDialog):
                 self._list_result(structure)
         #: the case the dialog was opened on (the window drops the dialog when it opens another)
         self.case = window.case
+        self._disposed = False  # its case was closed (`dispose`)
         if self.case is not None:
             self.case.history.changed.connect(self._show_current_names)
 
     def dispose(self) -> None:
         """Cut the links to the window's jobs and to the case, and delete the dialog (its case
-        was closed)."""
+        was closed): at once, or once its run has ended and said what became of its results."""
         self.window_.jobs.progressed.disconnect(self._on_progress)
         if self.case is not None:
             self.case.history.changed.disconnect(self._show_current_names)
-        self.deleteLater()
+        self._disposed = True
+        if self.job is None:
+            self.deleteLater()
 
     def _model(self):
         return self.models[self.model_box.currentIndex()] if self.models else None
@@ -169,6 +172,8 @@ class AutoSegDialog(QDialog):
             self.job = None
             self.run_button.setEnabled(True)
             self.cancel_button.setEnabled(False)
+            if self._disposed:  # its case was closed while it ran: deleted after this callback
+                self.deleteLater()
 
         def done(structure_set):
             finished()
