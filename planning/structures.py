@@ -248,6 +248,8 @@ class Structure:
         visible: display state (the GUI's; stored so sessions restore it).
         awaiting_review: an auto-contour not yet accepted or rejected (stored so sessions
             restore it).
+        locked: approved and protected: the workstation refuses edits of its geometry, name
+            and type (stored so sessions restore it; not exported).
     """
 
     name: str
@@ -262,6 +264,7 @@ class Structure:
     recipe: dict | None = None
     visible: bool = True
     awaiting_review: bool = False
+    locked: bool = False
 
     def __post_init__(self) -> None:
         self.roi_type = RoiType(self.roi_type)
@@ -296,6 +299,7 @@ class Structure:
             "recipe": self.recipe,
             "visible": self.visible,
             "awaiting_review": self.awaiting_review,
+            "locked": self.locked,
         }
 
     @classmethod
@@ -316,6 +320,7 @@ class Structure:
             recipe=plain.get("recipe"),
             visible=bool(plain.get("visible", True)),
             awaiting_review=bool(plain.get("awaiting_review", False)),
+            locked=bool(plain.get("locked", False)),
         )
 
 

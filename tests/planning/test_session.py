@@ -19,7 +19,8 @@ def _session() -> Session:
     ball = np.zeros(grid.shape, bool)
     ball[1:5, 4:15, 6:20] = True
     ball[2:4, 7:10, 9:12] = False  # a hole
-    structures.add(Structure("GTV", Mask.from_full(grid, ball), (255, 0, 0), RoiType.GTV, recipe={"op": "x"}))
+    gtv = Mask.from_full(grid, ball)
+    structures.add(Structure("GTV", gtv, (255, 0, 0), RoiType.GTV, recipe={"op": "x"}, locked=True))
     contour = PlanarContour(np.array([[0, 0, 3.0], [5, 0, 3.0], [5, 5, 3.0]]), "CLOSED_PLANAR", "1.2.3.4")
     structures.add(Structure("Imported", Mask(grid), (0, 0, 255), contours=[contour], visible=False))
     reference = ImageReference(
@@ -60,11 +61,12 @@ def test_round_trip(tmp_path, name):
     for original in session.structures:
         copy = loaded.structures[original.name]
         assert np.array_equal(copy.mask.full(), original.mask.full())
-        assert (copy.color, copy.roi_type, copy.recipe, copy.visible, copy.number) == (
+        assert (copy.color, copy.roi_type, copy.recipe, copy.visible, copy.locked, copy.number) == (
             original.color,
             original.roi_type,
             original.recipe,
             original.visible,
+            original.locked,
             original.number,
         )
     contour = loaded.structures["Imported"].contours[0]
