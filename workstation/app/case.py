@@ -1,7 +1,9 @@
 """The case being contoured: image, structures, their undo history and the image's origin (Qt-free).
 
 All edits go through a `Case` so each one lands on the one undo stack: tools call `edit_region`,
-`Stroke`, `add_structure`, `replace_mask`, `set_properties` or `remove_structure`.
+`Stroke`, `add_structure`, `replace_mask`, `set_properties` or `remove_structure`. An edit of a
+locked structure's geometry, name or type, or its deletion, raises `Locked` before anything
+changes; its colour, visibility and review stay free, and it may be read (a margin's source).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from planning.structures import Box, GenerationAlgorithm, Mask, Structure, Struc
 from planning.tg263 import distinct_color, style_for
 from planning.volume import Volume
 from workstation.app.history import (
+    LOCKED_PROPERTIES,
     AddStructure,
     ChangeProperties,
     Command,
+    Locked,
     Macro,
     MaskEdit,
     RemoveStructure,
@@ -73,6 +77,7 @@ class Case:
 
     def edit_region(self, label: str, name: str, box: Box, values: np.ndarray) -> bool:
         """Set structure `name` to `values` inside `box` as one undo step; False if nothing changed."""
+        self.check_unlocked([name])
         structure = self.structures[name]
         algorithm, contours = structure.algorithm, structure.contours
         before = structure.mask.region(box)
@@ -127,12 +132,14 @@ class Case:
         self.structures.warnings += loaded.warnings
 
     def remove_structure(self, name: str) -> None:
+        self.check_unlocked([name], "delete")
         index = self.structures.names().index(name)
         structure = self.structures.remove(name)
         self.history.push(RemoveStructure(f"Delete {name}", structure, index))
 
     def remove_structures(self, names: list[str], label: str) -> None:
-        """Delete several structures as one undo step."""
+        """Delete several structures as one undo step (none if one is locked)."""
+        self.check_unlocked(names, "delete")
         commands: list[Command] = []
         for name in names:
             index = self.structures.names().index(name)
@@ -144,6 +151,7 @@ class Case:
         self, label: str, name: str, mask: Mask, algorithm: GenerationAlgorithm | None = None
     ) -> None:
         """Replace a structure's whole geometry as one undo step."""
+        self.check_unlocked([name])
         structure = self.structures[name]
         before, contours, previous = structure.mask, structure.contours, structure.algorithm
         self.structures.set_mask(name, mask)
@@ -158,6 +166,7 @@ class Case:
         if name not in self.structures:
             derived.name = self.structures.unique_name(name)
             return self.add_structure(derived, label=label)
+        self.check_unlocked([name])
         structure = self.structures[name]
         before, contours, previous = structure.mask, structure.contours, structure.algorithm
         self.structures.set_mask(name, derived.mask)
@@ -189,6 +198,8 @@ class Case:
         after = {**before, **changes}
         if after == before:
             return
+        if any(after.get(key) != before.get(key) for key in LOCKED_PROPERTIES):
+            self.check_unlocked([target], "rename" if after["name"] != target else "change its type")
         command = ChangeProperties(label or f"Edit {target}", before, after)
         command.redo(self.structures)
         renamed = self._rename_in_recipes(target, after["name"]) if after["name"] != target else []
@@ -238,6 +249,21 @@ class Case:
             structure.visible = visible
             self.structures.notify(structure)
 
+    def set_locked(self, name: str, locked: bool) -> None:
+        """Lock or unlock a structure. No undo step (undo never unlocks), but sessions keep it."""
+        structure = self.structures[name]
+        if structure.locked != locked:
+            structure.locked = locked
+            self.history.touch()
+            self.structures.notify(structure)
+
+    def check_unlocked(self, names, action: str = "edit") -> None:
+        """Raise `Locked` for the first locked structure of `names` ("GTV is locked: unlock it
+        to edit")."""
+        for name in names:
+            if name in self.structures and self.structures[name].locked:
+                raise Locked(name, action)
+
     # -- sessions ------------------------------------------------------------------------------
 
     def to_session(self, view: dict) -> Session:
@@ -262,6 +288,7 @@ class Stroke:
     """A brush drag: each dab is applied at once, the whole drag is one undo step on `finish`."""
 
     def __init__(self, case: Case, label: str, name: str):
+        case.check_unlocked([name])
         self.case, self.label, self.name = case, label, name
         structure = case.structures[name]
         self._algorithm, self._contours = structure.algorithm, structure.contours

@@ -9,6 +9,10 @@ properties and mask as they were, and are found again by ROI number (a rename si
 them). Whole masks are shared copy-on-write while their step is the newest, so undoing or redoing
 it is instant, and bit-packed in a worker thread once a newer step is pushed.
 
+A step that would change a locked structure's geometry, name or type is not undone or redone: the
+stack raises `Locked` naming the structure and leaves everything as it was. Locking is no step of
+its own, so undo never unlocks; unlock the structure to undo past its edits.
+
 The stack converts to and from plain data (`to_plain` / `from_plain`) so a saved session keeps its
 history and undo still works after a restore or a crash recovery.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from psygnal import Signal
 
+from planning.errors import DelineoError
 from planning.structures import (
     Box,
     GenerationAlgorithm,
@@ -38,8 +43,18 @@ DEFAULT_LIMIT = 100
 #: Memory the stack may hold before dropping its oldest steps (never below `MIN_STEPS`).
 DEFAULT_MEMORY_BYTES = 1_500_000_000
 MIN_STEPS = 50
+#: What a lock protects besides the geometry (colour, visibility and review stay free).
+LOCKED_PROPERTIES = ("name", "roi_type")
 #: Bit-packs the masks of steps that are no longer the newest, off the GUI thread.
 _packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="undo-packer")
+
+
+class Locked(DelineoError):
+    """An edit refused because it would change a locked structure."""
+
+    def __init__(self, name: str, action: str = "edit"):
+        super().__init__(f"{name} is locked: unlock it to {action}")
+        self.name = name
 
 
 class _Packed:
@@ -143,6 +158,11 @@ class Command:
 
     def redo(self, structures: StructureSet) -> None:
         raise NotImplementedError
+
+    def changes(self, structures: StructureSet) -> list[str]:
+        """The structures now in `structures` whose geometry, name or type undoing or redoing
+        this step would change."""
+        return [name for name in self.names if name in structures]
 
     @property
     def nbytes(self) -> int:
@@ -273,6 +293,10 @@ class AddStructure(Command):
     def undo(self, structures: StructureSet) -> None:
         structures.remove(_by_number(structures, self._structure.properties["number"]).name)
 
+    def changes(self, structures: StructureSet) -> list[str]:
+        number = self._structure.properties["number"]
+        return [s.name for s in structures if s.number == number]
+
     def redo(self, structures: StructureSet) -> None:
         structure = structures.add(self._structure.thaw(structures.grid), rename=False)
         self._structure.properties["number"] = structure.number  # taken meanwhile: found by its new one
@@ -333,6 +357,11 @@ class ChangeProperties(Command):
             setattr(structure, key, value)
         structures.notify(structure)
 
+    def changes(self, structures: StructureSet) -> list[str]:
+        if all(self.before.get(k) == self.after.get(k) for k in LOCKED_PROPERTIES):
+            return []
+        return [name for name in self.names if name in structures]
+
     def undo(self, structures: StructureSet) -> None:
         self._apply(structures, self.after, self.before)
 
@@ -364,6 +393,9 @@ class Macro(Command):
     def redo(self, structures: StructureSet) -> None:
         for command in self.commands:
             command.redo(structures)
+
+    def changes(self, structures: StructureSet) -> list[str]:
+        return list(dict.fromkeys(n for c in self.commands for n in c.changes(structures)))
 
     @property
     def nbytes(self) -> int:
@@ -505,6 +537,7 @@ class UndoStack:
         if not self.can_undo:
             return None
         command = self._commands[self._index - 1]
+        self._refuse_if_locked(command, "undo")
         command.undo(self.structures)
         self._index -= 1
         self._bump()
@@ -514,10 +547,20 @@ class UndoStack:
         if not self.can_redo:
             return None
         command = self._commands[self._index]
+        self._refuse_if_locked(command, "redo")
         command.redo(self.structures)
         self._index += 1
         self._bump()
         return command
+
+    def _refuse_if_locked(self, command: Command, verb: str) -> None:
+        for name in command.changes(self.structures):
+            if self.structures[name].locked:
+                raise Locked(name, f"{verb} “{command.label}”")
+
+    def touch(self) -> None:
+        """Count a change that is no step (a lock): autosave and the unsaved-changes check see it."""
+        self._bump()
 
     def clear(self) -> None:
         self._commands.clear()
