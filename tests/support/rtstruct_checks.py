@@ -6,13 +6,11 @@ mapping through patient coordinates (nearest voxel), never by assuming the same 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 from scipy import ndimage
@@ -20,13 +18,7 @@ from scipy import ndimage
 from planning.geometry import Grid
 from planning.structure_io import labels_on_grid
 from planning.volume import Volume
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed")
-    return path
+from support.tools import require
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
