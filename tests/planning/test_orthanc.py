@@ -1,0 +1,146 @@
+"""Delineo's DICOM networking against a real PACS product, Orthanc (1.10, Debian's package): echo,
+send a CT series with an RTSTRUCT Delineo wrote, search by patient, study and series keys, and
+retrieve with C-GET and C-MOVE into folders that load as the original images and structures."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from support.data import data_path
+from support.orthanc import Orthanc
+
+from planning.dicom.network import Node, echo, send
+from planning.dicom.query import find_series, find_studies
+from planning.dicom.retrieve import retrieve
+from planning.errors import NetworkError
+from planning.imageio import load_volume
+from planning.rtstruct.writer import write_rtstruct
+from planning.structure_io import load_structures
+
+#: The Visible Human's study, and the study of two CT slices named in UTF-8 (made here)
+HUMAN_STUDY = "1.2.246.352.221.5271554249207340477.2668154799156707489"
+HUMAN_CT = "1.2.246.352.221.5272685235804956408.10526521834793870012"
+ACCENTED_NAME = "Øster^Åse"
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """The files sent to Orthanc: the Visible Human's 4 CT slices with an RTSTRUCT Delineo wrote
+    from the Varian one, and 2 CT slices (rt-utils) of a patient named in UTF-8."""
+    root = tmp_path_factory.mktemp("orthanc_case")
+    human = data_path("dicom", "varian-visible-human")
+    ct = root / "ct"
+    ct.mkdir()
+    for path in human.glob("CT.*.dcm"):
+        shutil.copy(path, ct)
+    volume = load_volume(ct)
+    structures = load_structures(next(human.glob("RS.*.dcm")), volume)
+    rtstruct = root / "rs.dcm"
+    write_rtstruct(structures, volume, rtstruct)
+    accented = root / "accented"
+    accented.mkdir()
+    study = generate_uid()[:50]
+    for number, path in enumerate(sorted(data_path("dicom", "rt-utils", "mock_data").glob("ct_*.dcm"))):
+        dataset = pydicom.dcmread(path)
+        dataset.SpecificCharacterSet = "ISO_IR 192"
+        dataset.PatientName = ACCENTED_NAME
+        dataset.PatientID = "OSTER-1"
+        dataset.AccessionNumber = "ACC42"
+        dataset.StudyInstanceUID = study
+        dataset.SeriesInstanceUID = f"{study}.1"
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"{study}.1.{number}"
+        dataset.save_as(accented / f"{number}.dcm", enforce_file_format=True)
+    return {
+        "ct": ct,
+        "volume": volume,
+        "rtstruct": rtstruct,
+        "structures": load_structures(rtstruct, volume),
+        "accented": accented,
+        "accented_study": study,
+    }
+
+
+@pytest.fixture(scope="module")
+def pacs(case, tmp_path_factory):
+    """Orthanc holding the case, sent by Delineo (C-STORE)."""
+    with Orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        result = send([case["ct"], case["rtstruct"], case["accented"]], orthanc.node)
+        assert result.failed == [] and len(result.sent) == 4 + 1 + 2, orthanc.log
+        yield orthanc
+
+
+def test_echo_and_a_wrong_called_ae_title(pacs):
+    assert 0 < echo(pacs.node) < 5
+    wrong = Node("NOT_ORTHANC", "127.0.0.1", pacs.port)
+    with pytest.raises(
+        NetworkError, match="NOT_ORTHANC@127.0.0.1.*rejected the association: Called AE title"
+    ):
+        echo(wrong)
+
+
+def test_what_was_sent_is_held_series_by_series(pacs, case):
+    rtstruct = pydicom.dcmread(case["rtstruct"], stop_before_pixels=True)
+    series = find_series(pacs.node, HUMAN_STUDY)
+    assert [(s.modality, s.instance_count) for s in sorted(series, key=lambda s: s.modality)] == [
+        ("CT", 4),
+        ("RTSTRUCT", 1),
+    ]
+    assert {s.series_uid for s in series} == {HUMAN_CT, rtstruct.SeriesInstanceUID}
+    assert all(s.study_uid == HUMAN_STUDY for s in series)
+
+
+def test_search_by_patient_and_study_keys(pacs, case):
+    everything = find_studies(pacs.node)
+    assert {s.study_uid for s in everything} == {HUMAN_STUDY, case["accented_study"]}
+    human = next(s for s in everything if s.study_uid == HUMAN_STUDY)
+    assert (human.date, human.description, human.series_count, human.instance_count) == (
+        "20050101",
+        "Visible Human Male",
+        2,
+        5,
+    )
+    assert set(human.modalities) == {"CT", "RTSTRUCT"}
+    by_id = find_studies(pacs.node, patient_id=human.patient_id)
+    assert [s.study_uid for s in by_id] == [HUMAN_STUDY]
+    assert [s.study_uid for s in find_studies(pacs.node, patient_id="OSTER-?")] == [case["accented_study"]]
+    assert [s.study_uid for s in find_studies(pacs.node, modality="RTSTRUCT")] == [HUMAN_STUDY]
+    assert [s.study_uid for s in find_studies(pacs.node, study_date="20040101-20051231")] == [HUMAN_STUDY]
+    assert find_studies(pacs.node, study_date="-20041231") == []
+    assert [s.study_uid for s in find_studies(pacs.node, accession="ACC42")] == [case["accented_study"]]
+
+
+def test_names_in_utf8_are_found_and_read_back(pacs, case):
+    """Stored in UTF-8, answered by Orthanc in its own character set (Latin-1 by default):
+    the name is read back as sent, and searched in any case."""
+    for typed in ("Øster*", "øster*", "ØSTER^ÅSE"):
+        found = find_studies(pacs.node, patient_name=typed)
+        assert [(s.study_uid, s.patient_name) for s in found] == [(case["accented_study"], "Øster, Åse")], (
+            typed
+        )
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_retrieve_loads_as_the_original_images_and_structures(pacs, case, tmp_path, method):
+    move_port = pacs.move_port if method == "move" else None
+    result = retrieve(pacs.node, tmp_path / "study", HUMAN_STUDY, move_port=move_port)
+    assert len(result.received) == 5 and result.failed == 0 and result.completed == 5
+    volume = load_volume(tmp_path / "study")
+    np.testing.assert_array_equal(volume.array, case["volume"].array)
+    np.testing.assert_allclose(volume.grid.spacing_xyz, case["volume"].grid.spacing_xyz)
+    np.testing.assert_allclose(volume.grid.origin_xyz, case["volume"].grid.origin_xyz)
+    rtstruct = next(
+        p for p in result.received if pydicom.dcmread(p, stop_before_pixels=True).Modality == "RTSTRUCT"
+    )
+    structures = load_structures(rtstruct, volume)
+    assert [s.name for s in structures] == [s.name for s in case["structures"]]
+    for got, sent in zip(structures, case["structures"], strict=True):
+        np.testing.assert_array_equal(got.mask.full(), sent.mask.full())
+        assert got.mask.voxel_count > 500  # not empty: SpinalCord has 654 voxels, BODY far more
+
+    only_ct = retrieve(pacs.node, tmp_path / "ct", HUMAN_STUDY, [HUMAN_CT], move_port=move_port)
+    assert len(only_ct.received) == 4
+    np.testing.assert_array_equal(load_volume(tmp_path / "ct").array, case["volume"].array)
