@@ -144,10 +144,13 @@ def retrieve(
     result = RetrieveResult(node, folder)
     retrieval = _Retrieval(node, result, calling_ae, timeout_s, on_progress, cancel)
     try:
-        if move_port is None:
-            _get(retrieval, requests)
-        else:
-            _move(retrieval, requests, move_port)
+        try:
+            if move_port is None:
+                _get(retrieval, requests)
+            else:
+                _move(retrieval, requests, move_port)
+        except _Refused as error:
+            raise _why_refused(error, retrieval, study_uid.strip(), series_uids, move_port) from error
     except DelineoError as error:
         if result.received:  # what came stays, marked: opened later, it would pass for the whole
             what = _what(study_uid, series_uids)
@@ -167,6 +170,50 @@ def retrieve(
             problems.append(f"{len(result.not_written)} could not be written here: {result.not_written[0]}")
         raise NetworkError(f"no instance of {what} arrived from {node}: " + "; ".join(problems))
     return result
+
+
+class _Refused(NetworkError):
+    """A retrieve the PACS refused before sending anything, with its status."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _why_refused(
+    error: _Refused, retrieval: _Retrieval, study_uid: str, series_uids: list[str], move_port: int | None
+) -> NetworkError:
+    """The refusal in words. Some PACS (Orthanc) answer a study they do not hold, or a C-MOVE
+    destination they do not know or cannot reach, with the same bare failure status: a search
+    tells the first apart, and a C-MOVE refusal says what the PACS needs to know of us."""
+    from planning.dicom.query import find_series, find_studies
+
+    node, calling_ae = retrieval.node, retrieval.calling_ae
+    if not 0xC000 <= error.code <= 0xCFFF and error.code != 0xA900:
+        return error
+    options = {"calling_ae": calling_ae, "timeout_s": retrieval.timeout_s}
+    held = "It holds the images, so it probably"
+    try:
+        if not find_studies(node, study_uid=study_uid, **options):
+            return NetworkError(f"{node} has no study {study_uid} (a search for it finds nothing): {error}")
+        if series_uids:
+            listed = {s.series_uid for s in find_series(node, study_uid, **options)}
+            missing = [uid for uid in series_uids if uid not in listed]
+            if missing:
+                return NetworkError(
+                    f"{node} has no series {', '.join(missing)} in study {study_uid} "
+                    f"(its series are listed with a search): {error}"
+                )
+    except DelineoError:  # the search is only a diagnosis: the refusal stands as it was
+        log.debug("no search to explain the refusal", exc_info=True)
+        held = "Perhaps it"
+    if move_port is None:
+        return error
+    return NetworkError(
+        f"{error}. {held} could not send them to {calling_ae!r}: the PACS "
+        f"must know the AE title {calling_ae!r} with this computer's address and port {move_port}, and "
+        "reach that port (a firewall?); or retrieve with C-GET"
+    )
 
 
 def incomplete(folder: str | os.PathLike) -> str | None:
@@ -413,7 +460,7 @@ class _Retrieval:
             meaning = f"{_meaning(code, self.calling_ae)}{_status_text(final)}"
             if failed:  # it tried: "out of resources" when every sub-operation failed
                 raise NetworkError(f"{node} could not send {what}: {failed} instance(s) failed ({meaning})")
-            raise NetworkError(f"{node} refused the retrieve of {what}: {meaning}")
+            raise _Refused(f"{node} refused the retrieve of {what}: {meaning}", code)
         if code == 0x0000 and completed + failed + warned == 0:
             raise NetworkError(f"{node} has no instance of {what} (nothing matches)")
         # A failure after some instances came (the PACS gave up midway): those that came stay.

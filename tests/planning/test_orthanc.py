@@ -12,6 +12,7 @@ import pytest
 from pydicom.uid import generate_uid
 from support.data import data_path
 from support.orthanc import Orthanc
+from support.pacs import free_port
 
 from planning.dicom.network import Node, echo, send
 from planning.dicom.query import find_series, find_studies
@@ -144,3 +145,26 @@ def test_retrieve_loads_as_the_original_images_and_structures(pacs, case, tmp_pa
     only_ct = retrieve(pacs.node, tmp_path / "ct", HUMAN_STUDY, [HUMAN_CT], move_port=move_port)
     assert len(only_ct.received) == 4
     np.testing.assert_array_equal(load_volume(tmp_path / "ct").array, case["volume"].array)
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_a_study_the_pacs_does_not_hold_is_named_so(pacs, tmp_path, method):
+    """Orthanc answers a study it does not hold with a bare failure (0xC000), not "no match"."""
+    move_port = pacs.move_port if method == "move" else None
+    with pytest.raises(NetworkError, match=r"has no study 1\.2\.3\.4 \(a search for it finds nothing\)"):
+        retrieve(pacs.node, tmp_path, "1.2.3.4", move_port=move_port)
+    with pytest.raises(NetworkError, match=r"has no series 1\.2\.3\.5 in study " + HUMAN_STUDY):
+        retrieve(pacs.node, tmp_path, HUMAN_STUDY, ["1.2.3.5"], move_port=move_port)
+
+
+def test_a_c_move_the_pacs_cannot_deliver_says_what_it_must_know(pacs, tmp_path):
+    """Orthanc refuses with the same bare 0xC000 a destination it does not know and one it cannot
+    reach (known at another port): the error says what the PACS must know of us."""
+    with pytest.raises(
+        NetworkError, match="must know the AE title 'STRANGER' with this computer's address and port"
+    ):
+        retrieve(pacs.node, tmp_path, HUMAN_STUDY, move_port=pacs.move_port, calling_ae="STRANGER")
+    elsewhere = free_port()  # Orthanc knows DELINEO at pacs.move_port, but we listen here
+    with pytest.raises(NetworkError, match=f"'DELINEO' with this computer's address and port {elsewhere}"):
+        retrieve(pacs.node, tmp_path, HUMAN_STUDY, move_port=elsewhere)
+    assert list(tmp_path.iterdir()) == []
