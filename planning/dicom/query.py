@@ -101,7 +101,8 @@ def find_studies(
     cancel: threading.Event | None = None,
 ) -> list[StudyMatch]:
     """The studies on `node` matching every key given (C-FIND, Study Root, STUDY level), newest
-    first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; `study_date`
+    first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; a name typed
+    the everyday way is searched in the DICOM form (`person_name_query`); `study_date`
     is ``YYYYMMDD`` or a range ``YYYYMMDD-YYYYMMDD`` (either end may be left open); `modality`
     matches studies holding a series of it. At most `limit` matches are kept (the search is then
     cancelled at the PACS). An empty list: nothing matches.
@@ -110,7 +111,7 @@ def find_studies(
     not one), Cancelled."""
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
-    query.PatientName = patient_name.strip()
+    query.PatientName = person_name_query(patient_name)
     query.PatientID = patient_id.strip()
     query.StudyDate = check_date(study_date)
     query.StudyTime = ""
@@ -178,6 +179,21 @@ def find_series(
     ]
     series.sort(key=lambda s: (s.number is None, s.number or 0, s.modality, s.series_uid))
     return series
+
+
+def person_name_query(text: str) -> str:
+    """A patient name as typed, in the DICOM form a PACS matches: ``Doe, John`` and ``doe john``
+    (family name first) become ``DOE^JOHN``, ``doe*`` becomes ``DOE*``; wildcards (``*``, ``?``)
+    are kept. A name already in the DICOM form (holding ``^`` or ``=``) is searched as typed."""
+    text = " ".join((text or "").split())
+    if not text or "^" in text or "=" in text:
+        return text
+    if "," in text:
+        family, _, given = text.partition(",")
+    else:
+        family, _, given = text.partition(" ")
+    family, given = family.strip(), " ".join(given.replace(",", " ").split())
+    return (f"{family}^{given}" if given else family).upper()
 
 
 def check_date(text: str) -> str:

@@ -4,73 +4,30 @@ retrieve with C-GET and C-MOVE into folders that load as the original images and
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
-from support.data import data_path
-from support.orthanc import Orthanc
+from support.orthanc import HUMAN_CT, HUMAN_STUDY, Orthanc, load, prepare_case
 from support.pacs import free_port
 
-from planning.dicom.network import Node, echo, send
-from planning.dicom.query import find_series, find_studies
+from planning.dicom.network import Node, echo
+from planning.dicom.query import find_series, find_studies, person_name_query
 from planning.dicom.retrieve import retrieve
 from planning.errors import NetworkError
 from planning.imageio import load_volume
-from planning.rtstruct.writer import write_rtstruct
 from planning.structure_io import load_structures
-
-#: The Visible Human's study, and the study of two CT slices named in UTF-8 (made here)
-HUMAN_STUDY = "1.2.246.352.221.5271554249207340477.2668154799156707489"
-HUMAN_CT = "1.2.246.352.221.5272685235804956408.10526521834793870012"
-ACCENTED_NAME = "Øster^Åse"
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    """The files sent to Orthanc: the Visible Human's 4 CT slices with an RTSTRUCT Delineo wrote
-    from the Varian one, and 2 CT slices (rt-utils) of a patient named in UTF-8."""
-    root = tmp_path_factory.mktemp("orthanc_case")
-    human = data_path("dicom", "varian-visible-human")
-    ct = root / "ct"
-    ct.mkdir()
-    for path in human.glob("CT.*.dcm"):
-        shutil.copy(path, ct)
-    volume = load_volume(ct)
-    structures = load_structures(next(human.glob("RS.*.dcm")), volume)
-    rtstruct = root / "rs.dcm"
-    write_rtstruct(structures, volume, rtstruct)
-    accented = root / "accented"
-    accented.mkdir()
-    study = generate_uid()[:50]
-    for number, path in enumerate(sorted(data_path("dicom", "rt-utils", "mock_data").glob("ct_*.dcm"))):
-        dataset = pydicom.dcmread(path)
-        dataset.SpecificCharacterSet = "ISO_IR 192"
-        dataset.PatientName = ACCENTED_NAME
-        dataset.PatientID = "OSTER-1"
-        dataset.AccessionNumber = "ACC42"
-        dataset.StudyInstanceUID = study
-        dataset.SeriesInstanceUID = f"{study}.1"
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"{study}.1.{number}"
-        dataset.save_as(accented / f"{number}.dcm", enforce_file_format=True)
-    return {
-        "ct": ct,
-        "volume": volume,
-        "rtstruct": rtstruct,
-        "structures": load_structures(rtstruct, volume),
-        "accented": accented,
-        "accented_study": study,
-    }
+    return prepare_case(tmp_path_factory.mktemp("orthanc_case"))
 
 
 @pytest.fixture(scope="module")
 def pacs(case, tmp_path_factory):
     """Orthanc holding the case, sent by Delineo (C-STORE)."""
     with Orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        result = send([case["ct"], case["rtstruct"], case["accented"]], orthanc.node)
-        assert result.failed == [] and len(result.sent) == 4 + 1 + 2, orthanc.log
+        load(orthanc, case)
         yield orthanc
 
 
@@ -122,6 +79,23 @@ def test_names_in_utf8_are_found_and_read_back(pacs, case):
         assert [(s.study_uid, s.patient_name) for s in found] == [(case["accented_study"], "Øster, Åse")], (
             typed
         )
+
+
+def test_names_typed_the_everyday_way_are_searched_in_the_dicom_form(pacs, case):
+    for typed in ("øster, åse", "Øster Åse", "øster å*"):
+        found = find_studies(pacs.node, patient_name=typed)
+        assert [s.study_uid for s in found] == [case["accented_study"]], typed
+
+
+def test_person_name_query():
+    assert person_name_query("Doe, John") == "DOE^JOHN"
+    assert person_name_query(" doe   john ") == "DOE^JOHN"
+    assert person_name_query("Doe, J*") == "DOE^J*"
+    assert person_name_query("doe*") == "DOE*"
+    assert person_name_query("van der Berg, Anna Maria") == "VAN DER BERG^ANNA MARIA"
+    assert person_name_query("Doe^John") == "Doe^John"  # the DICOM form: as typed
+    assert person_name_query("Yamada^Tarou=山田^太郎") == "Yamada^Tarou=山田^太郎"
+    assert person_name_query("") == ""
 
 
 @pytest.mark.parametrize("method", ["get", "move"])

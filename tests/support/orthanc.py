@@ -13,16 +13,28 @@ The system service the package installs is never used.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from planning.dicom.network import DEFAULT_AE_TITLE, Node, echo
+import pydicom
+from pydicom.uid import generate_uid
+
+from planning.dicom.network import DEFAULT_AE_TITLE, Node, echo, send
 from planning.errors import NetworkError
+from planning.imageio import load_volume
+from planning.rtstruct.writer import write_rtstruct
+from planning.structure_io import load_structures
+from support.data import data_path
 from support.pacs import free_port
 from support.tools import require
 
 ORTHANC_AE = "ORTHANC"
+#: The Visible Human's study and CT series, and the name of a patient named in UTF-8 (made here)
+HUMAN_STUDY = "1.2.246.352.221.5271554249207340477.2668154799156707489"
+HUMAN_CT = "1.2.246.352.221.5272685235804956408.10526521834793870012"
+ACCENTED_NAME = "Øster^Åse"
 
 
 class Orthanc:
@@ -110,3 +122,44 @@ class Orthanc:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def prepare_case(root: Path) -> dict:
+    """The files sent to Orthanc: the Visible Human's 4 CT slices with an RTSTRUCT Delineo wrote
+    from the Varian one, and 2 CT slices (rt-utils) of a patient named in UTF-8."""
+    human = data_path("dicom", "varian-visible-human")
+    ct = root / "ct"
+    ct.mkdir()
+    for path in human.glob("CT.*.dcm"):
+        shutil.copy(path, ct)
+    volume = load_volume(ct)
+    structures = load_structures(next(human.glob("RS.*.dcm")), volume)
+    rtstruct = root / "rs.dcm"
+    write_rtstruct(structures, volume, rtstruct)
+    accented = root / "accented"
+    accented.mkdir()
+    study = generate_uid()[:50]
+    for number, path in enumerate(sorted(data_path("dicom", "rt-utils", "mock_data").glob("ct_*.dcm"))):
+        dataset = pydicom.dcmread(path)
+        dataset.SpecificCharacterSet = "ISO_IR 192"
+        dataset.PatientName = ACCENTED_NAME
+        dataset.PatientID = "OSTER-1"
+        dataset.AccessionNumber = "ACC42"
+        dataset.StudyInstanceUID = study
+        dataset.SeriesInstanceUID = f"{study}.1"
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"{study}.1.{number}"
+        dataset.save_as(accented / f"{number}.dcm", enforce_file_format=True)
+    return {
+        "ct": ct,
+        "volume": volume,
+        "rtstruct": rtstruct,
+        "structures": load_structures(rtstruct, volume),
+        "accented": accented,
+        "accented_study": study,
+    }
+
+
+def load(orthanc: Orthanc, case: dict) -> None:
+    """Send the case to Orthanc with Delineo (C-STORE)."""
+    result = send([case["ct"], case["rtstruct"], case["accented"]], orthanc.node)
+    assert result.failed == [] and len(result.sent) == 4 + 1 + 2, orthanc.log

@@ -50,7 +50,10 @@ def register(subparsers) -> None:
     find.add_argument("node", help="the PACS: AE_TITLE@host:port")
     find.add_argument("--patient-id", default="", help="patient ID (wildcards * and ? allowed)")
     find.add_argument(
-        "--name", default="", help="patient name, e.g. 'DOE^JOHN' or 'DOE*' (wildcards allowed)"
+        "--name",
+        default="",
+        help="patient name: 'DOE^JOHN', 'Doe, John' or 'doe john' (family name first), 'DOE*' "
+        "(wildcards allowed)",
     )
     find.add_argument(
         "--date", default="", help="study date YYYYMMDD or range YYYYMMDD-YYYYMMDD (open: 20240101-)"
@@ -149,7 +152,7 @@ def run_receive(args) -> int:
 
 def run_find(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.query import StudyMatch, count_text, find_series, find_studies
+    from planning.dicom.query import StudyMatch, count_text, find_series, find_studies, person_name_query
     from planning.errors import NetworkError
 
     node = Node.parse(args.node)
@@ -163,9 +166,12 @@ def run_find(args) -> int:
         ]
         print(_table(["#", "Modality", "Description", "Images", "Series UID"], rows))
         return 0
+    name = person_name_query(args.name)
+    if name != args.name.strip():
+        print(f"searching patient name {name} (typed {args.name.strip()!r})")
     criteria = {
         "patient ID": args.patient_id,
-        "name": args.name,
+        "name": name,
         "date": args.date,
         "modality": args.modality,
         "accession": args.accession,
@@ -174,7 +180,7 @@ def run_find(args) -> int:
     studies = find_studies(
         node,
         patient_id=args.patient_id,
-        patient_name=args.name,
+        patient_name=name,
         study_date=args.date,
         modality=args.modality,
         accession=args.accession,
