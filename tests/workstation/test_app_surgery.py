@@ -15,6 +15,7 @@ from planning.session import ImageReference
 from planning.structures import Mask, RoiType, Structure, StructureSet
 from planning.volume import Volume
 from workstation.app.case import Case
+from workstation.view3d.widget import FADED_OPACITY
 
 pytestmark = pytest.mark.gui
 
@@ -106,9 +107,8 @@ def test_minimum_distance_of_two_spheres_at_a_known_gap(window, qtbot):
     dialog.measure_button.click()
     wait_idle(qtbot, window)
     assert dialog.result.overlapping and "touch or overlap" in dialog.note.text()
-    # the other structures are faded so that what lies inside shows; Clear shows them again
-    from workstation.view3d.widget import FADED_OPACITY
 
+    # the other structures are faded so that what lies inside shows; Clear shows them again
     def opacity(name):
         return window.view3d._actors[window.case.structures[name]].GetProperty().GetOpacity()
 
@@ -184,6 +184,43 @@ def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
     assert view.focus == {"Liver_resected", "GTV"}
     resection.close()
     assert view.focus is None
+
+
+def test_hiding_a_structure_hides_the_overlays_drawn_for_it(window, qtbot):
+    case = show_spheres(window)
+    wait_3d(qtbot, window)
+    view = window.view3d
+    window.surgery.margin_map.trigger()
+    margins = window.last_dialog
+    margins.structure.setCurrentText("GTV")
+    margins.reference.setCurrentText("Liver")
+    with qtbot.waitSignal(view.margin_map_shown, timeout=60_000):
+        margins.show_button.click()
+    window.surgery.distance.trigger()
+    distance = window.last_dialog
+    distance.first.setCurrentText("Liver")
+    distance.second.setCurrentText("Kidney_R")
+    distance.measure_button.click()
+    wait_idle(qtbot, window)
+
+    def shown() -> tuple[bool, bool, float]:
+        """(distance line shown, colour bar shown, the vessel's opacity: faded or not)"""
+        props = view.renderer.GetViewProps()
+        bars = [props.GetItemAsObject(i) for i in range(props.GetNumberOfItems())]
+        bar = [p for p in bars if p.GetClassName() == "vtkScalarBarActor"][0]
+        vessel = view._actors[case.structures["Vessel"]].GetProperty().GetOpacity()
+        return all(p.GetVisibility() for p in view._overlay), bool(bar.GetVisibility()), vessel
+
+    assert shown() == (True, True, pytest.approx(FADED_OPACITY))
+    case.set_visible("Kidney_R", False)  # one end of the distance: its line goes, the fading stays
+    assert shown() == (False, True, pytest.approx(FADED_OPACITY))
+    case.set_visible("Liver", False)  # nothing of the focus shows: no fading
+    assert shown() == (False, True, 1.0)
+    case.set_visible("GTV", False)  # the coloured structure: its colour bar goes
+    assert shown() == (False, False, 1.0)
+    for name in ("Kidney_R", "Liver", "GTV"):
+        case.set_visible(name, True)
+    assert shown() == (True, True, pytest.approx(FADED_OPACITY))
 
 
 def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):

@@ -326,7 +326,8 @@ class View3D(QWidget):
 
     def set_focus(self, names: list[str] | None) -> None:
         """Fade every surface but those of `names`, so what they hide (a distance between two
-        structures inside an organ, a resected part) shows; None shows them as usual again."""
+        structures inside an organ, a resected part) shows, while one of them is visible; None
+        shows them as usual again."""
         self._focus = set(names) if names else None
         for structure in list(self._actors):
             self._restyle(structure, render=False)
@@ -512,7 +513,10 @@ class View3D(QWidget):
         if kind == "removed":
             self._drop(structure)
         elif kind == "changed" and box is None:
-            self._restyle(structure, render=False)
+            shown_focus = self._focus is not None and structure.name in self._focus
+            for restyled in list(self._actors) if shown_focus else [structure]:
+                self._restyle(restyled, render=False)
+            self._follow_visibility()
             self._render_coarse()
         else:
             if structure in self._closest_between:  # edited: the distance drawn is out of date
@@ -654,7 +658,7 @@ class View3D(QWidget):
         if actor is None:
             return
         opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
-        if self._focus is not None and structure.name not in self._focus:
+        if self._fading() and structure.name not in self._focus:
             opacity = min(opacity, FADED_OPACITY)
         if any(target is structure for target, _ in self._margin_maps.values()):
             opacity = min(opacity, REFERENCE_OPACITY)
@@ -666,6 +670,21 @@ class View3D(QWidget):
         actor.SetVisibility(bool(structure.visible))
         if render:
             self._render()
+
+    def _fading(self) -> bool:
+        """Whether surfaces outside the focus are faded: while a structure of the focus shows."""
+        return self._focus is not None and any(
+            (structure := self._by_name(name)) is not None and structure.visible for name in self._focus
+        )
+
+    def _follow_visibility(self) -> None:
+        """The minimum distance drawn shows while both its structures do; the margin maps' colour
+        bar while a coloured structure does."""
+        shown = all(structure is not None and structure.visible for structure in self._closest_between)
+        for prop in self._overlay:
+            prop.SetVisibility(shown)
+        if self._scalar_bar is not None:
+            self._scalar_bar.SetVisibility(any(structure.visible for structure in self._margin_maps))
 
     def _drop(self, structure: Structure) -> None:
         self._pending.discard(structure)
@@ -707,6 +726,7 @@ class View3D(QWidget):
         self._closest, self._closest_between = closest, (self._by_name(first), self._by_name(second))
         for prop in self._overlay:
             self.renderer.AddViewProp(prop)
+        self._follow_visibility()
         self._render()
         self.measured.emit("distance", closest.distance_mm)
 
@@ -733,6 +753,7 @@ class View3D(QWidget):
             self.renderer.AddViewProp(self._scalar_bar)
         self._scalar_bar.SetLookupTable(table)
         self._scalar_bar.SetTitle(f"mm to {to}")
+        self._follow_visibility()
         self._render()
         self.margin_map_shown.emit(structure.name)
 
