@@ -120,7 +120,10 @@ def load_dose(path: str | os.PathLike) -> Dose:
     position = np.array([float(v) for v in dataset.ImagePositionPatient])
     spacing_row, spacing_column = (float(v) for v in dataset.PixelSpacing)
     offsets = _frame_offsets(dataset, frames, position, normal, path.name, warnings)
-    step = float(np.median(np.diff(offsets))) if frames > 1 else float(dataset.get("SliceThickness") or 1.0)
+    if frames > 1:
+        step = float(np.median(np.diff(offsets)))
+    else:
+        step = _plane_thickness(dataset, path.name, warnings)
     if frames > 1 and np.ptp(np.diff(offsets)) > _UNIFORM_TOLERANCE_MM:
         step = float(np.min(np.abs(np.diff(offsets)))) * np.sign(step)
         array, offsets = _resample_frames(array, offsets, step)
@@ -214,6 +217,19 @@ def _dose_grid_scaling(dataset, name: str, warnings: list[str]) -> float:
             f"{name}: DoseGridScaling {scaling:g} is not a positive factor; the doses are unknown"
         )
     return scaling
+
+
+def _plane_thickness(dataset, name: str, warnings: list[str]) -> float:
+    """The thickness (mm) of a one-frame dose: its SliceThickness, else 1 mm, said in `warnings`
+    since a structure's DVH then only counts the voxels within half a millimetre of the plane."""
+    thickness = float(dataset.get("SliceThickness") or 0.0)
+    if thickness > 0:
+        return thickness
+    warnings.append(
+        f"{name}: a single dose plane without SliceThickness, taken as 1 mm thick: a DVH counts only "
+        "what lies within 0.5 mm of it; use the plan's 3D dose for DVHs"
+    )
+    return 1.0
 
 
 def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:

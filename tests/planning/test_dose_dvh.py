@@ -147,6 +147,34 @@ def test_rtdose_import(breast):
     assert dose.max == pytest.approx(14.68, abs=0.01)
 
 
+@pytest.mark.parametrize("thickness", ["", "2.5"])
+def test_a_single_dose_plane_says_how_thick_it_is_taken(breast, tmp_path, thickness):
+    """One frame of the breast dose (a dose plane, as some TPSs export for QA): its SliceThickness
+    is its thickness; without one it is 1 mm thick, and the warning says a DVH of it means little."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    frame = 40
+    offset = float(dataset.GridFrameOffsetVector[frame])
+    position = [float(v) for v in dataset.ImagePositionPatient]
+    dataset.ImagePositionPatient = [f"{v:.4f}" for v in (position[0], position[1], position[2] + offset)]
+    dataset.PixelData = np.ascontiguousarray(dataset.pixel_array[frame]).tobytes()
+    dataset.NumberOfFrames, dataset.GridFrameOffsetVector, dataset.SliceThickness = 1, [0], thickness
+    dataset.save_as(tmp_path / "RD.plane.dcm")
+
+    plane = load_dose(tmp_path / "RD.plane.dcm")
+    assert plane.grid.shape == (1, 129, 194)
+    assert plane.grid.spacing_xyz[2] == (float(thickness) if thickness else 1.0)
+    np.testing.assert_allclose(plane.array[0], breast[0].array[frame], atol=1e-5)
+    if thickness:
+        assert plane.warnings == []
+    else:
+        assert plane.warnings == [
+            "RD.plane.dcm: a single dose plane without SliceThickness, taken as 1 mm thick: a DVH "
+            "counts only what lies within 0.5 mm of it; use the plan's 3D dose for DVHs"
+        ]
+
+
 def test_a_beam_dose_or_a_dose_difference_is_named_as_such(breast, tmp_path):
     import pydicom
 
