@@ -36,6 +36,7 @@ from planning.errors import Cancelled
 from planning.structures import GenerationAlgorithm
 from planning.tg263 import distinct_color
 from workstation.app import services
+from workstation.app.history import Locked
 
 
 class AutoSegDialog(QDialog):
@@ -301,8 +302,7 @@ class AutoSegDialog(QDialog):
         """Delete the listed auto-contour of ROI number `number` (undoable), under whatever name
         it has now."""
         name = self._awaiting(number)
-        if name is not None:
-            self.window_.case.remove_structure(name)
+        if name is not None and self._removed(lambda: self.window_.case.remove_structure(name)):
             self._mark(number, "rejected")
 
     def accept_all(self) -> None:
@@ -315,9 +315,19 @@ class AutoSegDialog(QDialog):
     def reject_all(self) -> None:
         """Delete every listed result still awaiting review, as one undo step."""
         awaiting = self._listed_awaiting()
-        self.window_.case.remove_structures(list(awaiting.values()), "Reject all auto-contours")
-        for number in awaiting:
-            self._mark(number, "rejected")
+        names = list(awaiting.values())
+        if self._removed(lambda: self.window_.case.remove_structures(names, "Reject all auto-contours")):
+            for number in awaiting:
+                self._mark(number, "rejected")
+
+    def _removed(self, remove) -> bool:
+        """Call `remove()`; False, said in the status bar, when it deletes a locked structure."""
+        try:
+            remove()
+        except Locked as error:
+            self.window_.statusBar().showMessage(str(error), 8000)
+            return False
+        return True
 
     def _listed_awaiting(self) -> dict[int, str]:
         """ROI number → current name of each listed result still awaiting review."""

@@ -5,7 +5,8 @@ optionally kept inside a structure. Only the fields the chosen operation uses ar
 
 The dialog only builds a recipe (plain data); `services.derive` computes it with planning's
 margin and Boolean functions in a worker, and the result lands in a new or existing structure as
-one undo step, with its recipe recorded so it can be rebuilt when its sources change. A new
+one undo step, with its recipe recorded so it can be rebuilt when its sources change. A locked
+structure is read as a source but never written into: OK waits for another name. A new
 structure whose usual colour is too close to one in the case gets a distinct one.
 """
 
@@ -29,6 +30,7 @@ from PyQt6.QtWidgets import (
 
 from planning.tg263 import distinct_color
 from workstation.app import services
+from workstation.app.history import Locked
 
 OPERATIONS = {
     "Expand (margin)": "expand",
@@ -164,7 +166,7 @@ class DeriveDialog(QDialog):
         self.margin.setEnabled(not self.per_direction.isChecked())
         self.output.setPlaceholderText(_suggest_name(op, self.source_a.currentText(), self.margin.value()))
         self.warning.setText(self._warning())
-        self.ok_button.setEnabled(not self._impossible_ring())
+        self.ok_button.setEnabled(not self._impossible_ring() and not self._locked_output())
 
     def _show_fields(self, op: str) -> None:
         """Show only the rows `op` uses; the dialog's height follows, its width stays."""
@@ -189,6 +191,10 @@ class DeriveDialog(QDialog):
     def _impossible_ring(self) -> bool:
         return OPERATIONS[self.operation.currentText()] == "ring" and self.outer.value() <= self.inner.value()
 
+    def _locked_output(self) -> bool:
+        name = self.output_name()
+        return name in self.case.structures and self.case.structures[name].locked
+
     def _warning(self) -> str:
         """Said before OK: a ring that cannot be, or a result that replaces a structure."""
         name = self.output_name()
@@ -196,6 +202,8 @@ class DeriveDialog(QDialog):
             return "A ring needs its outer distance beyond its inner one."
         if name not in self.case.structures:
             return ""
+        if self._locked_output():
+            return f"{Locked(name)}, or put the result into another structure."
         if name in services.recipe_sources(self.recipe()):
             return (
                 f"{name} will be replaced by this result, as a one-off edit (it reads {name} "

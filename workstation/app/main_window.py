@@ -42,6 +42,7 @@ from workstation.app.derive_dialog import DeriveDialog
 from workstation.app.dose_layer import DoseLayer
 from workstation.app.dvh_panel import DvhPanel
 from workstation.app.export_dialog import ExportDialog
+from workstation.app.history import Locked
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.messages import MessagesPanel
 from workstation.app.slice_view import SliceView
@@ -296,6 +297,14 @@ class MainWindow(QMainWindow):
             self._action("D&uplicate structure", self.duplicate_structure, "Ctrl+Shift+D")
         )
         structures_menu.addAction(self._action("&Delete structure", self.delete_structure))
+        structures_menu.addAction(
+            self._action(
+                "&Lock / unlock structure",
+                self.toggle_lock,
+                "Ctrl+L",
+                "A locked structure's contours, name and type cannot be edited",
+            )
+        )
         self.interpolate_action = self._action("&Interpolate between slices", self.interpolate, "Ctrl+I")
         structures_menu.addAction(self.interpolate_action)
         self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
@@ -728,13 +737,29 @@ class MainWindow(QMainWindow):
 
     def undo(self) -> None:
         if self.case is not None and self.case.history.can_undo:
-            command = self.case.history.undo()
-            self.statusBar().showMessage(f"Undid: {command.label}", 4000)
+            self._step(self.case.history.undo, "Undid")
 
     def redo(self) -> None:
         if self.case is not None and self.case.history.can_redo:
-            command = self.case.history.redo()
-            self.statusBar().showMessage(f"Redid: {command.label}", 4000)
+            self._step(self.case.history.redo, "Redid")
+
+    def _step(self, move, done: str) -> None:
+        """Undo or redo; a step that would change a locked structure is refused, said instead."""
+        try:
+            command = move()
+        except Locked as error:
+            self.statusBar().showMessage(str(error), 8000)
+            return
+        self.statusBar().showMessage(f"{done}: {command.label}", 4000)
+
+    def _refuses(self, name: str, action: str = "edit") -> bool:
+        """Whether structure `name` is locked, said in the status bar."""
+        try:
+            self.case.check_unlocked([name], action)
+        except Locked as error:
+            self.statusBar().showMessage(str(error), 8000)
+            return True
+        return False
 
     def add_structure(self, name: str = "Structure") -> str | None:
         if self.case is None:
@@ -763,14 +788,22 @@ class MainWindow(QMainWindow):
 
     def delete_structure(self) -> None:
         name = self.table.active_name()
-        if self.case is not None and name is not None:
+        if self.case is not None and name is not None and not self._refuses(name, "delete"):
             self.case.remove_structure(name)
+
+    def toggle_lock(self) -> None:
+        """Lock or unlock the selected structure."""
+        name = self.table.active_name()
+        if self.case is not None and name is not None:
+            self.table.toggle_lock(name)
 
     def interpolate(self) -> None:
         """Fill the slices between the contoured slices of the selected structure (worker)."""
         name = self.table.active_name()
         if self.case is None or name is None:
             self.statusBar().showMessage("Select the structure to interpolate first.", 6000)
+            return
+        if self._refuses(name):
             return
         case, structure = self.case, self.case.structures[name]
         # copy-on-write: the worker reads the mask as it is now, and an edit meanwhile (in place,
@@ -842,9 +875,16 @@ class MainWindow(QMainWindow):
         copy = case.structures.snapshot()
 
         def done(structures):
+            locked = [
+                s.name for s in structures if s.name in case.structures and case.structures[s.name].locked
+            ]
             for structure in structures:
-                if structure.name in case.structures:
+                if structure.name in case.structures and structure.name not in locked:
                     case.derive_into(structure.name, structure, f"Rebuild {structure.name}")
+            if locked:
+                self.statusBar().showMessage(
+                    f"Not rebuilt, locked: {', '.join(locked)} (unlock to rebuild)", 15000
+                )
 
         self.jobs.run(
             "Rebuilding derived structures",

@@ -1,9 +1,12 @@
-"""The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc.
+"""The structure table: visibility, colour, name (with TG-263 suggestions), type, volume in cc,
+lock.
 
 Volumes are counted in a worker thread (100+ masks of a large CT take 100+ ms) and shown when
 done. Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
 rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle);
-their context menu accepts or rejects them.
+their context menu accepts or rejects them. A padlock locks an approved structure (a click on
+it, or the context menu): its name and type are not edited, and the case refuses every tool's
+edit of it, said in the status bar.
 
 The table follows the structure set's events (added / removed / changed) and writes user edits
 back through the `Case` (one undo step each); its own updates run under a signal blocker so they
@@ -16,8 +19,8 @@ import logging
 import weakref
 from functools import lru_cache
 
-from PyQt6.QtCore import QSignalBlocker, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap
+from PyQt6.QtCore import QLineF, QRectF, QSignalBlocker, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QBrush, QColor, QFont, QIcon, QPainter, QPen, QPixmap
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -36,11 +39,36 @@ from superqt.utils import create_worker
 from planning.structures import RoiType
 from planning.tg263 import standard_structures
 from workstation.app import services
+from workstation.app.history import Locked
 
 log = logging.getLogger(__name__)
 
-VISIBLE, COLOR, NAME, TYPE, VOLUME = range(5)
-HEADERS = ("", "", "Name", "Type", "Volume (cc)")
+VISIBLE, COLOR, NAME, TYPE, VOLUME, LOCK = range(6)
+HEADERS = ("", "", "Name", "Type", "Volume (cc)", "")
+LOCK_TIPS = {
+    True: "Locked: no tool changes its contours, name or type. Click to unlock",
+    False: "Click to lock it (an approved structure: no tool may change it)",
+}
+
+
+@lru_cache(maxsize=2)
+def padlock(closed: bool) -> QIcon:
+    """A padlock: closed and dark for a locked structure, open and faint for the others."""
+    pixmap = QPixmap(16, 16)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    colour = QColor(35, 35, 35) if closed else QColor(165, 165, 165)
+    painter.setPen(QPen(colour, 1.6))
+    lift = 0.0 if closed else 2.5  # an open shackle stands up, free on the right
+    painter.drawArc(QRectF(4.5, 1.5 - lift, 7, 7), 0, 180 * 16)
+    painter.drawLine(QLineF(4.5, 5.0 - lift, 4.5, 8.0))
+    if closed:
+        painter.drawLine(QLineF(11.5, 5.0, 11.5, 8.0))
+    painter.setBrush(colour if closed else Qt.BrushStyle.NoBrush)
+    painter.drawRoundedRect(QRectF(2.8, 7.8, 10.4, 7.2), 1.5, 1.5)
+    painter.end()
+    return QIcon(pixmap)
 
 
 @lru_cache(maxsize=4096)
@@ -92,8 +120,10 @@ class StructureTable(QTableWidget):
         self.setHorizontalHeaderLabels(HEADERS)
         header = self.horizontalHeader()
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
-        for column in (VISIBLE, COLOR, TYPE, VOLUME):
+        for column in (VISIBLE, COLOR, TYPE, VOLUME, LOCK):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeaderItem(LOCK).setIcon(padlock(True))
+        self.horizontalHeaderItem(LOCK).setToolTip("Locked structures: click a padlock to lock or unlock")
         self.verticalHeader().setVisible(False)
         # a long name ("Tumor Bed Block") is shortened in the middle on one line, whole in its
         # tooltip; wrapped, its second line was cut off by the row height
@@ -118,6 +148,7 @@ class StructureTable(QTableWidget):
         self._stale: set[str] = set()
         self.itemChanged.connect(self._on_item_changed)
         self.cellDoubleClicked.connect(self._on_double_click)
+        self.cellClicked.connect(self._on_click)
         self.itemSelectionChanged.connect(lambda: self.active_changed.emit(self.active_name()))
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._on_context_menu)
@@ -196,6 +227,9 @@ class StructureTable(QTableWidget):
         volume.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
         volume.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.setItem(row, VOLUME, volume)
+        lock = QTableWidgetItem()
+        lock.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        self.setItem(row, LOCK, lock)
         self._fill(row, structure, volume=True)
 
     def _fill(self, row: int, structure, volume: bool) -> None:
@@ -222,11 +256,14 @@ class StructureTable(QTableWidget):
             history = self.case.history.history_of(structure.name)[-8:]
             lines = [structure.name, f"{structure.algorithm.value.lower()} • ROI {structure.number}"]
             lines += ["pending: accept or reject it (right-click, or Auto-segmentation)"] if pending else []
+            lines += ["locked: click its padlock to unlock it"] if structure.locked else []
             lines += [advice] if advice else []
             lines += [f"• {c.label}" for c in history]
             name.setToolTip("\n".join(lines))
             name.setForeground(QBrush(QColor(200, 120, 0) if advice else self.palette().text().color()))
             self.item(row, TYPE).setText(structure.roi_type.value)
+            self.item(row, LOCK).setIcon(padlock(structure.locked))
+            self.item(row, LOCK).setToolTip(LOCK_TIPS[structure.locked])
             if volume:
                 self._show_volume(row, structure)
 
@@ -371,9 +408,44 @@ class StructureTable(QTableWidget):
                     self.case.set_properties(name, f"Rename {name} → {new}", name=new)
             elif column == TYPE:
                 self.case.set_properties(name, f"Type of {name}", roi_type=RoiType(item.text()))
-        except ValueError as error:
+        except (ValueError, Locked) as error:
             self.window().statusBar().showMessage(str(error), 5000)
         self._fill(row, structure, volume=False)
+
+    def edit(self, index, *args) -> bool:
+        """No name or type editor for a locked structure: the status bar says why."""
+        name = self.item(index.row(), NAME).data(Qt.ItemDataRole.UserRole) if index.isValid() else None
+        locked = self.case is not None and name in self.case.structures and self.case.structures[name].locked
+        if not args or not locked or index.column() not in (NAME, TYPE):
+            return super().edit(index, *args)
+        trigger = args[0]
+        if trigger in (
+            QAbstractItemView.EditTrigger.DoubleClicked,
+            QAbstractItemView.EditTrigger.EditKeyPressed,
+        ):
+            action = "rename" if index.column() == NAME else "change its type"
+            self._say(str(Locked(name, action)))
+        return False
+
+    def toggle_lock(self, name: str) -> None:
+        """Lock an unlocked structure, unlock a locked one (no undo step), and say which."""
+        locked = not self.case.structures[name].locked
+        self.case.set_locked(name, locked)
+        self._say(f"{name} locked: no tool changes it until it is unlocked" if locked else f"{name} unlocked")
+
+    def _on_click(self, row: int, column: int) -> None:
+        if column == LOCK and self.case is not None:
+            self.toggle_lock(self.item(row, NAME).data(Qt.ItemDataRole.UserRole))
+
+    def _say(self, text: str) -> None:
+        self.window().statusBar().showMessage(text, 8000)
+
+    def _try(self, edit) -> None:
+        """Make an edit; one refused for a locked structure is said in the status bar."""
+        try:
+            edit()
+        except Locked as error:
+            self._say(str(error))
 
     def _on_double_click(self, row: int, column: int) -> None:
         if column != COLOR or self.case is None:
@@ -396,14 +468,22 @@ class StructureTable(QTableWidget):
             return None
         menu = QMenu(self)
         menu.addAction(f"Accept {name}", lambda: self.case.accept_auto_contours([name], f"Accept {name}"))
-        menu.addAction(f"Reject {name}", lambda: self.case.remove_structure(name))
+        menu.addAction(f"Reject {name}", lambda: self._try(lambda: self.case.remove_structure(name)))
+        return menu
+
+    def context_menu(self, name: str) -> QMenu:
+        """Lock (or Unlock) the structure, then Accept / Reject if it awaits review."""
+        menu = self.review_menu(name) or QMenu(self)
+        locked = self.case.structures[name].locked
+        action = QAction(padlock(not locked), f"{'Unlock' if locked else 'Lock'} {name}", menu)
+        action.triggered.connect(lambda: self.toggle_lock(name))
+        menu.insertAction(menu.actions()[0] if menu.actions() else None, action)
         return menu
 
     def _on_context_menu(self, pos) -> None:
         item = self.itemAt(pos)
-        if item is None:
+        if item is None or self.case is None:
             return
-        menu = self.review_menu(self.item(item.row(), NAME).data(Qt.ItemDataRole.UserRole))
-        if menu is not None:
-            menu.exec(self.viewport().mapToGlobal(pos))
-            menu.deleteLater()
+        menu = self.context_menu(self.item(item.row(), NAME).data(Qt.ItemDataRole.UserRole))
+        menu.exec(self.viewport().mapToGlobal(pos))
+        menu.deleteLater()

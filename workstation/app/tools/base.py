@@ -17,6 +17,8 @@ from PyQt6.QtCore import QObject, QSettings, QSignalBlocker, pyqtSignal
 from PyQt6.QtGui import QPainter
 from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
+from workstation.app.history import Locked
+
 if TYPE_CHECKING:
     from workstation.app.case import Case
     from workstation.app.slice_view import SliceView, ViewEvent
@@ -101,8 +103,24 @@ class Tool(QObject):
         if name is None or name not in self.case().structures:
             self.context.message("Select a structure in the structure table (or add one) first.")
             return None
+        if self.refused(name):
+            return None
         self.reveal(name)
         return name
+
+    def refused(self, name: str) -> bool:
+        """Whether structure `name` is locked, with a message saying so."""
+        try:
+            self.case().check_unlocked([name])
+        except Locked as error:
+            self.context.message(str(error))
+            return True
+        return False
+
+    def over_locked(self) -> bool:
+        """Whether the structure a press would edit is locked (previews show "not allowed")."""
+        case, name = self.case(), self.context.active_structure()
+        return case is not None and name in case.structures and case.structures[name].locked
 
     def reveal(self, name: str) -> None:
         """Show structure `name` if it is hidden: an edit must never land where it cannot be seen."""

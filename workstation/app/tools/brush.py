@@ -45,6 +45,8 @@ def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: i
 #: painted in one edit when the stroke ends: editing such a mask costs ~0.1 s, too slow per dab.
 #: Meanwhile the stroke's footprint is drawn as a preview.
 LIVE_EDIT_VOXELS = 4_000_000
+#: The outline over a locked structure, struck through.
+LOCKED_COLOR = QColor(235, 235, 235)
 
 
 class BrushTool(Tool):
@@ -185,8 +187,9 @@ class BrushTool(Tool):
         if self._pointer is None or self._pointer[0] is not view:
             return
         radius_px = float(self.setting("radius_mm")) * view.px_per_mm()
+        locked = self.over_locked()
         color = QColor(255, 90, 90) if self._would_erase() else QColor(120, 255, 120)
-        pen = QPen(color, 1.2)
+        pen = QPen(LOCKED_COLOR, 1.6) if locked else QPen(color, 1.2)
         if self.setting("sphere"):
             pen.setStyle(Qt.PenStyle.DashLine)
         painter.setPen(pen)
@@ -195,6 +198,9 @@ class BrushTool(Tool):
         painter.drawEllipse(
             QRectF(centre.x() - radius_px, centre.y() - radius_px, 2 * radius_px, 2 * radius_px)
         )
+        if locked:  # a "not allowed" sign: the circle struck through
+            reach = radius_px / math.sqrt(2)
+            painter.drawLine(centre + QPointF(-reach, reach), centre + QPointF(reach, -reach))
 
     def _paint_deferred(self, view, painter: QPainter) -> None:
         """The footprint of a deferred stroke on this view's slice (disks, or sphere sections)."""

@@ -60,9 +60,13 @@ class SeededTool(Tool):
             # never silently rewrites a structure someone drew.
             if name is None or name not in case.structures or not case.structures[name].mask.is_empty:
                 name = case.new_structure("GTV", label="New structure GTV (seeded)").name
+            elif self.refused(name):
+                return False
             self.target_name = name
             self._base = case.structures[name].mask
             self.reveal(name)
+        elif self.refused(self.target_name):
+            return False
         (self.outside if outside else self.inside).append(point)
         self._run(case)
         for each in self.context.views():
