@@ -129,7 +129,7 @@ def prepare_case(root: Path) -> dict:
     from the Varian one, and 2 CT slices (rt-utils) of a patient named in UTF-8."""
     human = data_path("dicom", "varian-visible-human")
     ct = root / "ct"
-    ct.mkdir()
+    ct.mkdir(parents=True)
     for path in human.glob("CT.*.dcm"):
         shutil.copy(path, ct)
     volume = load_volume(ct)

@@ -96,7 +96,7 @@ def test_series_by_c_move_cancel_and_errors_in_the_dialog(window, qtbot):
         dialog.name_edit.setText("nobody*")
         dialog.search_button.click()
         qtbot.waitUntil(lambda: "No study on PACS@" in dialog.status.text(), timeout=30_000)
-        assert "patient name 'nobody*'" in dialog.status.text()
+        assert "patient name 'NOBODY*'" in dialog.status.text()  # searched in the DICOM form
         dialog.name_edit.setText("PAT*")
         dialog.method_box.setCurrentIndex(1)  # C-MOVE to this computer
         dialog.port_spin.setValue(port)
@@ -169,7 +169,7 @@ def test_selecting_another_study_cancels_the_series_listing_still_running(window
     listings: list[tuple[str, threading.Event]] = []
     answer = threading.Event()
 
-    def find_series(node, study_uid, calling_ae, cancel):
+    def find_series(node, study_uid, calling_ae, timeout_s, cancel):
         listings.append((study_uid, cancel))
         while not answer.is_set():  # a PACS slow to answer
             if cancel.wait(0.01):

@@ -5,7 +5,7 @@ Searches, series listings and retrieves run in the window's job runner (C-FIND w
 `planning.dicom.query`, then C-GET or C-MOVE to this computer with `planning.dicom.retrieve`);
 the dialog stays open and usable meanwhile. The instances go to a folder per study under the
 window's data folder; once there, the dialog offers to open it the way File ▸ Open folder…
-does. The node, our AE title and the retrieve method are remembered.
+does. The node, our AE title, the retrieve method and the network timeout are remembered.
 """
 
 from __future__ import annotations
@@ -36,15 +36,26 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.dicom.network import DEFAULT_AE_TITLE, Node
-from planning.dicom.query import SeriesMatch, StudyMatch, check_date, count_text, find_series, find_studies
+from planning.dicom.query import (
+    SeriesMatch,
+    StudyMatch,
+    check_date,
+    count_text,
+    find_series,
+    find_studies,
+    person_name_query,
+)
 from planning.dicom.retrieve import RetrieveResult, incomplete
 from planning.dicom.retrieve import retrieve as retrieve_from
 from planning.errors import Cancelled, DelineoError
 
-#: QSettings keys: the PACS, this computer's AE title, the C-MOVE port (0: retrieve with C-GET)
+#: QSettings keys: the PACS, this computer's AE title, the C-MOVE port (0: retrieve with C-GET),
+#: the network timeout in seconds
 NODE_SETTING = "pacs/node"
 AE_SETTING = "pacs/ae_title"
 MOVE_PORT_SETTING = "pacs/move_port"
+TIMEOUT_SETTING = "pacs/timeout_s"
+DEFAULT_TIMEOUT_S = 30
 MODALITIES = ["", "CT", "MR", "PT", "RTSTRUCT", "RTDOSE", "RTPLAN", "SEG"]
 STUDY_COLUMNS = list(StudyMatch.HEADERS)
 SERIES_COLUMNS = ["#", "Modality", "Description", "Images"]
@@ -95,6 +106,16 @@ class PacsDialog(QDialog):
         method.addWidget(QLabel("Retrieve with", self))
         method.addWidget(self.method_box)
         method.addWidget(self.port_spin)
+        method.addSpacing(16)
+        self.timeout_spin = QSpinBox(self)
+        self.timeout_spin.setRange(1, 600)
+        self.timeout_spin.setSuffix(" s")
+        self.timeout_spin.setValue(_setting_int(settings, TIMEOUT_SETTING, DEFAULT_TIMEOUT_S, 1, 600))
+        self.timeout_spin.setToolTip(
+            "How long to wait for the PACS to answer (a slow PACS or network needs more)"
+        )
+        method.addWidget(QLabel("Timeout", self))
+        method.addWidget(self.timeout_spin)
         method.addStretch(1)
         connection.addRow("Our AE title", method)
         layout.addLayout(connection)
@@ -103,7 +124,7 @@ class PacsDialog(QDialog):
         self.patient_id_edit = QLineEdit(self)
         self.patient_id_edit.setPlaceholderText("* and ? match any text")
         self.name_edit = QLineEdit(self)
-        self.name_edit.setPlaceholderText("DOE^JOHN, or DOE*")
+        self.name_edit.setPlaceholderText("DOE^JOHN, Doe, John or DOE*")
         self.date_edit = QLineEdit(self)
         self.date_edit.setPlaceholderText("YYYYMMDD or YYYYMMDD-YYYYMMDD")
         self.modality_box = QComboBox(self)
@@ -191,10 +212,14 @@ class PacsDialog(QDialog):
         settings.setValue(NODE_SETTING, str(node))
         settings.setValue(AE_SETTING, ae_title)
         settings.setValue(MOVE_PORT_SETTING, self.move_port() or 0)
+        settings.setValue(TIMEOUT_SETTING, self.timeout_s())
         return node
 
     def ae_title(self) -> str:
         return self.ae_edit.text().strip() or DEFAULT_AE_TITLE
+
+    def timeout_s(self) -> int:
+        return self.timeout_spin.value()
 
     def move_port(self) -> int | None:
         return self.port_spin.value() if self.method_box.currentData() == "move" else None
@@ -218,14 +243,19 @@ class PacsDialog(QDialog):
         except ValueError as error:
             self._say(str(error), "error")
             return
-        ae_title = self.ae_title()
+        keys["patient_name"] = person_name_query(keys["patient_name"])
+        typed = self.name_edit.text().strip()
+        as_searched = (
+            f" (patient name searched as {keys['patient_name']})" if keys["patient_name"] != typed else ""
+        )
+        ae_title, timeout_s = self.ae_title(), self.timeout_s()
         if self.search_job is not None:
             self.search_job.cancel.set()  # a new search replaces the one still running
-        self._say(f"Searching {node}…")
+        self._say(f"Searching {node}{as_searched}…")
 
         def work(on_progress, cancel):
             on_progress(f"Searching {node}", 0, 0)
-            return find_studies(node, calling_ae=ae_title, cancel=cancel, **keys)
+            return find_studies(node, calling_ae=ae_title, timeout_s=timeout_s, cancel=cancel, **keys)
 
         def done(studies) -> None:
             if job is not self.search_job:
@@ -233,7 +263,7 @@ class PacsDialog(QDialog):
             self.search_job = None
             self._show_studies(studies)
             if studies:
-                self._say(f"{len(studies)} study(ies) on {node}: select one to see its series.")
+                self._say(f"{len(studies)} study(ies) on {node}{as_searched}: select one to see its series.")
             else:
                 asked = [f"{k.replace('_', ' ')} {v!r}" for k, v in keys.items() if v.strip()]
                 self._say(f"No study on {node} matches {', '.join(asked) or 'an empty search'}.", "note")
@@ -276,7 +306,7 @@ class PacsDialog(QDialog):
         if node is None:
             return
         number = self._listing
-        ae_title = self.ae_title()
+        ae_title, timeout_s = self.ae_title(), self.timeout_s()
         self.series_label.setText(f"Listing the series of {study.patient_name or study.patient_id}…")
 
         def done(series) -> None:
@@ -298,7 +328,7 @@ class PacsDialog(QDialog):
         self.series_job = self.window_.jobs.run(
             f"Listing series on {node}",
             lambda on_progress, cancel: find_series(
-                node, study.study_uid, calling_ae=ae_title, cancel=cancel
+                node, study.study_uid, calling_ae=ae_title, timeout_s=timeout_s, cancel=cancel
             ),
             done,
             failed,
@@ -337,7 +367,11 @@ class PacsDialog(QDialog):
             return
         series = self.selected_series()
         folder = self.folder_for(study)
-        options = {"move_port": self.move_port(), "calling_ae": self.ae_title()}
+        options = {
+            "move_port": self.move_port(),
+            "calling_ae": self.ae_title(),
+            "timeout_s": self.timeout_s(),
+        }
         what = f"{len(series)} series" if series else "the study"
         self._say(f"Retrieving {what} from {node} into {folder}…")
         self.progress.setValue(0)
@@ -412,6 +446,15 @@ class PacsDialog(QDialog):
         colours = {"error": "#c81e1e", "warning": "#be7800", "ok": "#008200", "note": "#46468c"}
         self.status.setStyleSheet(f"color: {colours[level]};" if level in colours else "")
         self.status.setText(text)
+
+
+def _setting_int(settings, key: str, default: int, low: int, high: int) -> int:
+    """An integer setting within [low, high]; `default` when unset or not a number."""
+    try:
+        value = int(settings.value(key, default) or default)
+    except (TypeError, ValueError):
+        return default
+    return min(max(value, low), high)
 
 
 def _table(columns: list[str], stretch: int, parent, selection) -> QTableWidget:
