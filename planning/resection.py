@@ -7,7 +7,9 @@ of the organ, and the other structures the resection reaches (a vessel the cut c
 removed whole). A structure is reached when it has voxels in the *resected region*: the resected
 part of the organ and, outside the organ (where a label map puts the vessels), the region the
 surgeon removes or cuts through: the tumour grown by the safety margin, the inside of a cutting
-surface, or the voxels a cutting sheet passes through within the organ's bounding box.
+surface, or the voxels a cutting sheet passes through within `SHEET_REACH_MM` of the organ (a
+vessel in a groove of the organ or at its hilum; not the aorta or the spine a plane through the
+liver meets further on).
 
 The volumes reported are those of the structures created (voxel count × voxel volume), so the
 numbers the user reads are those of the structures they get. A resection that removes nothing
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from planning.errors import GeometryError
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
@@ -31,6 +34,8 @@ Progress = Callable[[str, float, float], None]
 
 #: Closest two bends of a cutting sheet may be, measured in its plane (mm).
 MIN_BEND_SPACING_MM = 1.0
+#: A cutting sheet reaches the structures it passes through within this distance of the organ (mm).
+SHEET_REACH_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -172,14 +177,17 @@ class Resection:
 
 def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure] = ()) -> Resection:
     """Resect the part of `organ` on the sheet's normal side; other structures in that part or
-    cut by the sheet within the organ's bounding box are reported as reached."""
+    cut by the sheet within `SHEET_REACH_MM` of the organ (in its bounding box) are reported as
+    reached."""
     mask = _require(organ)
     box = mask.box
     centres = _voxel_centres(mask.grid, box)
     height = sheet.height(centres).reshape(mask.array.shape)
     resected = mask.array & (height > 0)
     _require_resected(resected, f"no part of {organ.name!r} lies on the resected side of the cutting sheet")
-    region = resected | (np.abs(height) <= _half_thickness(mask.grid, sheet.normal))
+    sheet_voxels = np.abs(height) <= _half_thickness(mask.grid, sheet.normal)
+    near = ndimage.distance_transform_edt(~mask.array, sampling=mask.grid.spacing_zyx) <= SHEET_REACH_MM
+    region = resected | (sheet_voxels & near)
     resected_mask = Mask(mask.grid, resected, mask.offset)
     return _result(organ, resected_mask, others, "cut", Mask(mask.grid, region, mask.offset))
 

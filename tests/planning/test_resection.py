@@ -147,6 +147,17 @@ def test_a_sheet_cut_reaches_a_vessel_in_a_groove_of_the_organ():
     assert [r.name for r in result.reached] == ["Vein"] and result.reached[0].crossed
 
 
+def test_a_sheet_cut_does_not_reach_what_it_meets_away_from_the_organ():
+    """A plane through an L-shaped organ also crosses its notch: a structure lying there, 15 mm
+    from the organ (the spine seen from the liver), is not cut by the surgeon."""
+    box = (np.abs(POINTS) <= [30.0, 30.0, 30.0]).all(axis=-1)
+    organ = structure("Liver", box & ~((POINTS[..., 1] > 0) & (POINTS[..., 2] > 0)))
+    spine = structure("Spine", np.linalg.norm(POINTS - [0.0, 20.0, 20.0], axis=-1) <= 5.0)
+    duct = structure("Duct", np.linalg.norm(POINTS - [0.0, 4.0, 4.0], axis=-1) <= 3.0)  # 1 mm from it
+    result = cut_with_sheet(organ, CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [spine, duct])
+    assert [r.name for r in result.reached] == ["Duct"] and result.reached[0].crossed
+
+
 def test_reported_volumes_are_those_of_the_structures_created():
     grid = Grid((30, 60, 60), (1.0, 1.0, 3.0))
     full = np.zeros(grid.shape, bool)
