@@ -117,6 +117,30 @@ def test_minimum_distance_of_two_spheres_at_a_known_gap(window, qtbot):
     assert opacity("Vessel") == 1.0 and not window.view3d._overlay
 
 
+def test_a_distance_measured_before_an_edit_is_said_to_be_out_of_date(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.distance.trigger()
+    dialog = window.last_dialog
+    dialog.first.setCurrentText("Liver")
+    dialog.second.setCurrentText("Kidney_R")
+    one_voxel = (slice(25, 26), slice(30, 31), slice(90, 91))  # a voxel 7 mm beyond the kidney
+    dialog.measure_button.click()
+    case.edit_region("Brush", "Kidney_R", one_voxel, np.ones((1, 1, 1), bool))  # while it measures
+    wait_idle(qtbot, window)
+    assert dialog.result is None and window.view3d.shown_distance is None
+    assert dialog.note.text() == "Not shown: Kidney_R changed while it was measured. Measure again."
+    dialog.measure_button.click()
+    wait_idle(qtbot, window)
+    shown = dialog.note.text()
+    assert shown == f"Liver ↔ Kidney_R: {dialog.result.distance_mm:.1f} mm"
+    case.set_visible("GTV", False)  # another structure, and no edit: still current
+    case.set_visible("Kidney_R", False)
+    assert dialog.note.text() == shown
+    case.edit_region("Eraser", "Kidney_R", one_voxel, np.zeros((1, 1, 1), bool))
+    assert dialog.note.text() == f"{shown}: out of date, Kidney_R changed since. Measure again."
+    assert window.view3d.shown_distance is None
+
+
 def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     show_spheres(window)
     wait_3d(qtbot, window)

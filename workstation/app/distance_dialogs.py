@@ -23,7 +23,14 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.measurements import ClosestPoints, minimum_distance
-from workstation.app.surgery import SurfaceSource, SurgeryDialog, case_gone, non_empty_names, report
+from workstation.app.surgery import (
+    SurfaceSource,
+    SurgeryDialog,
+    case_gone,
+    non_empty_names,
+    report,
+    same_geometry,
+)
 
 
 def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
@@ -87,6 +94,10 @@ class MinimumDistanceDialog(SurgeryDialog):
         self.measure_button.clicked.connect(self.measure)
         self.clear_button.clicked.connect(self._clear)
         layout.addWidget(buttons)
+        #: the structures the result shown was measured on
+        self.measured: tuple = ()
+        self.link(self.case.structures.changed, self._on_edited)
+        self.link(self.case.structures.removed, self._on_edited)
         self.resize(420, 0)
 
     def measure(self) -> None:
@@ -114,7 +125,19 @@ class MinimumDistanceDialog(SurgeryDialog):
             return minimum_distance(source.require(surfaces, first), source.require(surfaces, second))
 
         def done(closest: ClosestPoints) -> None:
+            structures = self.case.structures
+            edited = [
+                n
+                for n, c in source.copies.items()
+                if n not in structures or not same_geometry(structures[n], c)
+            ]
+            if edited:
+                self.note.setText(
+                    f"Not shown: {', '.join(edited)} changed while it was measured. Measure again."
+                )
+                return
             self.result = closest
+            self.measured = (structures[first], structures[second])
             text = describe_distance(first, second, closest)
             self.note.setText(text)
             draw = getattr(window.view3d, "draw_minimum_distance", None)
@@ -128,8 +151,18 @@ class MinimumDistanceDialog(SurgeryDialog):
 
         self.run_job(f"Minimum distance {first} ↔ {second}", work, done, failed)
 
+    def _on_edited(self, structure, box=True) -> None:
+        """A measured structure's voxels changed (`box` None: only its name, colour or
+        visibility) or it was deleted: the distance shown is out of date (the 3D view drops its
+        line)."""
+        if box is None or not any(structure is s for s in self.measured):
+            return
+        self.measured = ()
+        self.note.setText(f"{self.note.text()}: out of date, {structure.name} changed since. Measure again.")
+
     def _clear(self) -> None:
         self.clear_3d()
+        self.measured = ()
         self.note.setText("")
 
     def clear_3d(self) -> None:
