@@ -414,6 +414,20 @@ def test_structure_volume_and_surface_area(window, qtbot):
     assert liver.area_cm2 == pytest.approx(4 * np.pi * LIVER_R**2 / 100, rel=0.05)
     assert dialog.table.item(rows["Liver"], 3).text() == f"{liver.area_cm2:.1f}"
     assert dialog.as_text().splitlines()[0].startswith("Structure\tVolume (cc)")
+    window.case.set_visible("GTV", False)  # no change of size: the table stays current
+    assert "Out of date" not in dialog.note.text()
+    window.case.edit_region("Brush", "GTV", (slice(0, 1),) * 3, np.ones((1, 1, 1), bool))
+    assert dialog.note.text() == "Out of date: GTV changed since it was measured. Recompute."
+    dialog.refresh_button.click()
+    window.case.edit_region("Brush", "GTV", (slice(0, 1), slice(0, 1), slice(1, 2)), np.ones((1, 1, 1), bool))
+    wait_idle(qtbot, window)  # drawn while it measured: said when the table shows
+    assert dialog.note.text() == "Out of date: GTV changed since it was measured. Recompute."
+    dialog.refresh_button.click()
+    wait_idle(qtbot, window)
+    assert "Out of date" not in dialog.note.text()
+    assert {m.name: m for m in dialog.measures}["GTV"].voxel_volume_cc == pytest.approx(
+        measures["GTV"].voxel_volume_cc + 0.002
+    )
 
 
 def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch):

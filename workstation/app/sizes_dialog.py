@@ -28,6 +28,8 @@ class StructureSizesDialog(SurgeryDialog):
     def __init__(self, window):
         super().__init__(window, "Structure volume and surface area")
         self.measures: list[StructureMeasures] = []
+        #: a structure whose voxels changed since the measuring began
+        self.edited: str | None = None
         layout = QVBoxLayout(self)
         self.table = QTableWidget(0, len(HEADERS), self)
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -54,6 +56,12 @@ class StructureSizesDialog(SurgeryDialog):
         self.copy_button.clicked.connect(self.copy)
         layout.addWidget(buttons)
         self.resize(560, 420)
+        for signal in (
+            self.case.structures.changed,
+            self.case.structures.added,
+            self.case.structures.removed,
+        ):
+            self.link(signal, self._on_edited)
         self.compute()
 
     def compute(self) -> None:
@@ -63,6 +71,7 @@ class StructureSizesDialog(SurgeryDialog):
             return
         names = non_empty_names(window.case)
         source = SurfaceSource(window, names)
+        self.edited = None
         self.note.setText(f"Measuring {len(names)} structure(s)…")
 
         def work(on_progress, cancel):
@@ -90,6 +99,19 @@ class StructureSizesDialog(SurgeryDialog):
             "Volume counts the voxels; mesh volume is what the smoothed 3D surface encloses "
             "(the surface and its area are those of the 3D view)."
         )
+        if self.edited is not None:
+            self._say_out_of_date()
+
+    def _on_edited(self, structure, box=True) -> None:
+        """A structure was drawn, added or deleted (`box` None: only renamed, recoloured or shown)
+        since the measuring began: the table is out of date until recomputed."""
+        if box is not None:
+            self.edited = structure.name
+            if self.job is None and self.measures:
+                self._say_out_of_date()
+
+    def _say_out_of_date(self) -> None:
+        self.note.setText(f"Out of date: {self.edited} changed since it was measured. Recompute.")
 
     def as_text(self) -> str:
         rows = ["\t".join(HEADERS)]
