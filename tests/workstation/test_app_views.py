@@ -304,3 +304,18 @@ def test_a_folder_dropped_on_the_window_opens(window, qtbot):
     window.dropEvent(event)  # Qt delivers drops only during a real drag; the handler is what we own
     wait_idle(qtbot, window)
     assert window.case is not None and window.case.volume.grid.shape == (60, 201, 204)
+
+
+def test_no_two_actions_share_a_key_and_f1_sets_the_first_preset(window, qtbot):
+    """An ambiguous key does nothing in Qt: F1 was both the Soft tissue preset and the help."""
+    from PyQt6.QtGui import QAction
+    from PyQt6.QtWidgets import QApplication
+
+    show_sample(window)
+    keys = [key.toString() for action in window.findChildren(QAction) for key in action.shortcuts()]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    window.set_preset("Lung")
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_F1)
+    assert window.preset_box.currentText() == "Soft tissue"

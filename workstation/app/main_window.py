@@ -77,6 +77,7 @@ Tools (on the selected structure)
 Edit
   Ctrl+Z / Ctrl+Shift+Z: undo / redo any edit     Ctrl+I: interpolate     Ctrl+M: margins, Booleans
   Ctrl+Shift+A: auto-segmentation     Ctrl+E: export RTSTRUCT     Ctrl+S: save the session
+  Ctrl+L: lock / unlock the selected structure     Shift+F1: this help
 
 Surgery
   Minimum distance, margin map, structure volume and surface area, virtual resection (one undo
@@ -323,7 +324,7 @@ class MainWindow(QMainWindow):
 
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(
-            self._action("&Mouse and keys", self._show_help, QKeySequence.StandardKey.HelpContents)
+            self._action("&Mouse and keys", self._show_help, "Shift+F1")  # F1 is the first preset
         )
 
         toolbar = QToolBar("Tools", self)
