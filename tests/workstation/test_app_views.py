@@ -319,3 +319,22 @@ def test_no_two_actions_share_a_key_and_f1_sets_the_first_preset(window, qtbot):
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
     qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_F1)
     assert window.preset_box.currentText() == "Soft tissue"
+
+
+def test_the_help_keeps_its_columns_at_1366_by_768(window, qtbot):
+    """Help ▸ Mouse and keys wrapped its two-column lines to a 400-pixel box: columns ran together."""
+    from PyQt6.QtGui import QFont, QFontMetrics
+    from PyQt6.QtWidgets import QLabel
+
+    from workstation.app.main_window import HELP_TEXT
+
+    window.resize(1366, 740)
+    box = window.show_help()
+    qtbot.waitExposed(box)
+    label = next(label for label in box.findChildren(QLabel) if "Ctrl+Shift+A" in label.text())
+    fixed = QFontMetrics(QFont("monospace", label.font().pointSize()))
+    longest = max(HELP_TEXT.splitlines(), key=len)
+    assert label.width() >= fixed.horizontalAdvance(longest)
+    assert label.height() <= (len(HELP_TEXT.splitlines()) + 3) * fixed.lineSpacing()
+    assert box.frameGeometry().width() <= 1366
+    box.close()

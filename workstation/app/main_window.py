@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from PyQt6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
 from PyQt6.QtWidgets import (
     QApplication,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -324,7 +327,7 @@ class MainWindow(QMainWindow):
 
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(
-            self._action("&Mouse and keys", self._show_help, "Shift+F1")  # F1 is the first preset
+            self._action("&Mouse and keys", self.show_help, "Shift+F1")  # F1 is the first preset
         )
 
         toolbar = QToolBar("Tools", self)
@@ -1040,8 +1043,19 @@ class MainWindow(QMainWindow):
         if not self.recent():
             self.recent_menu.addAction("(none)").setEnabled(False)
 
-    def _show_help(self) -> None:
-        QMessageBox.information(self, "Mouse and keys", HELP_TEXT)
+    def show_help(self) -> QDialog:
+        """Help ▸ Mouse and keys, left open beside the work: the table unwrapped in a fixed-width
+        font (a message box wrapped it to 400 pixels and its columns ran into each other)."""
+        box = QDialog(self)
+        box.setWindowTitle("Mouse and keys")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        layout = QVBoxLayout(box)
+        layout.addWidget(QLabel(f"<pre>{html.escape(HELP_TEXT)}</pre>", box))
+        ok = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok, box)
+        ok.accepted.connect(box.close)
+        layout.addWidget(ok)
+        box.show()
+        return box
 
     def _ask_open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")
