@@ -118,7 +118,7 @@ def write_rtstruct(
             on_progress("Writing RTSTRUCT", done, len(rois))
         try:
             if structure.contours is not None:
-                items = _kept_contours(structure, name, planes, warnings)
+                items = _kept_contours(structure, name, planes, keyhole, warnings)
             else:
                 items = _traced_contours(
                     structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings
@@ -250,19 +250,70 @@ class _Planes:
         return k, float(distance.max())
 
 
-def _kept_contours(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
-    """An unedited imported structure: its own contours, each matched to its image."""
-    items, unplaced = [], 0
+def _kept_contours(
+    structure: Structure, name: str, planes: _Planes, keyhole: bool, warnings: list[str]
+) -> list[_Contour]:
+    """An unedited imported structure: its own contours, each matched to its image; with
+    `keyhole`, the holes of a plane are joined to their outer contour (`_keyholed`)."""
+    by_plane: dict[int, list[np.ndarray]] = {}
+    unplaced = 0
     for contour in structure.contours or []:
         k, distance = planes.plane_of(contour.points)
-        ref = planes.slices[k]
-        if ref is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
+        if planes.slices[k] is None or distance > 0.5 * planes.grid.spacing_xyz[2]:
             unplaced += 1
             continue
-        items.append((format_ds(contour.points), len(contour.points), "CLOSED_PLANAR", ref))
+        by_plane.setdefault(k, []).append(contour.points)
     if unplaced:
         warnings.append(f"{name}: {unplaced} imported contour(s) lie on no loaded image and were left out")
+    unjoined = 0
+    items = []
+    for k, polygons in by_plane.items():
+        if keyhole:
+            polygons, left = _keyholed(planes, k, polygons)
+            unjoined += left
+        items += [(format_ds(points), len(points), "CLOSED_PLANAR", planes.slices[k]) for points in polygons]
+    if unjoined:
+        warnings.append(
+            f"{name}: {unjoined} hole(s) could not be keyholed and were written as separate contours"
+        )
     return items
+
+
+def _keyholed(planes: _Planes, k: int, polygons: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """Imported contours (LPS mm) of plane k with each hole joined to the contour around it
+    (`planar.keyhole`), and how many holes could not be. A plane without holes is returned as it
+    is; one with holes comes back projected onto its image plane."""
+    uv = [
+        np.column_stack(
+            [
+                (points - planes.origins[k]) @ step / float(step @ step)
+                for step in (planes.row_step, planes.column_step)
+            ]
+        )
+        for points in polygons
+    ]
+    loops = planar.Loops.from_list(uv, [k] * len(uv))
+    parent = planar.parents(loops)
+    depths = [_nesting_depth(parent, i) for i in range(len(uv))]
+    if not any(depth % 2 for depth in depths):
+        return polygons, 0
+    # planar.keyhole tells holes by their winding: outer boundaries positive, holes negative
+    oriented = [
+        loop if (area > 0) == (depth % 2 == 0) else loop[::-1]
+        for loop, area, depth in zip(uv, loops.areas(), depths, strict=True)
+    ]
+    joined, unjoined = planar.keyhole(planar.Loops.from_list(oriented, [k] * len(oriented)))
+    return [
+        planes.to_patient(np.full(len(joined.loop(i)), k), joined.loop(i)) for i in range(len(joined))
+    ], unjoined
+
+
+def _nesting_depth(parent: np.ndarray, i: int) -> int:
+    """How many contours enclose contour i (`planar.parents`): odd for a hole."""
+    depth = 0
+    while parent[i] >= 0:
+        i, depth = int(parent[i]), depth + 1
+    return depth
 
 
 def _markers(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:

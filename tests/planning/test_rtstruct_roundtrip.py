@@ -16,6 +16,7 @@ from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_gr
 from planning.errors import Cancelled, DelineoError, GeometryError
 from planning.geometry import Grid
 from planning.imageio import load_volume
+from planning.rtstruct.contours import Loops, parents
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
 from planning.structures import GenerationAlgorithm, Mask, PlanarContour, RoiType, Structure, StructureSet
@@ -116,6 +117,38 @@ def test_plastimatch_reads_delineo_files_like_delineo(case):
         for structure in ours:
             other = on_volume_grid(theirs[structure.name], volume)
             assert dice(structure.mask.full(), other) >= 0.98, (kind, structure.name)
+
+
+def test_imported_contours_are_keyholed_too(case):
+    """Structures read from a file and not edited keep their own contours; asked for keyholes,
+    their holes are joined too (the option was ignored for them), covering the same voxels."""
+    folder, volume, structures, truth, out = case
+    write_rtstruct(structures, volume, out / "separate_holes.dcm")
+    imported = read_rtstruct(out / "separate_holes.dcm", volume)
+    assert all(structure.contours for structure in imported)  # kept as read, not traced again
+    path = out / "imported_keyholed.dcm"
+    warnings = write_rtstruct(imported, volume, path, keyhole=True)
+    assert not any("keyholed" in w for w in warnings)
+    assert dciodvfy_errors(path) == []
+    dataset = pydicom.dcmread(path)
+    for name in ("FlatRing", "Shell"):  # a hole on every plane; a hole on the middle ones
+        number = next(r.ROINumber for r in dataset.StructureSetROISequence if r.ROIName == name)
+        roi = next(r for r in dataset.ROIContourSequence if r.ReferencedROINumber == number)
+        points = [np.asarray(c.ContourData, float).reshape(-1, 3) for c in roi.ContourSequence]
+        loops = Loops.from_list(
+            [p[:, :2] for p in points], [round((p[0, 2] - ORIGIN[2]) / SPACING[2]) for p in points]
+        )
+        assert (parents(loops) == -1).all(), f"{name}: a hole is still a contour of its own"
+    back = read_rtstruct(path, volume)
+    for structure in imported:
+        np.testing.assert_array_equal(back[structure.name].mask.full(), structure.mask.full(), structure.name)
+    theirs = plastimatch_masks(path, folder, out / "pm_imported_keyholed")
+    for name in ("FlatRing", "Shell"):
+        assert dice(on_volume_grid(theirs[name], volume), back[name].mask.full()) >= 0.98, name
+    ring = truth["FlatRing"][0]
+    assert contour_volume_cc(path, "FlatRing", SPACING[2]) == pytest.approx(
+        ring.sum() * 0.9 * 0.9 * 2 / 1000, rel=0.01
+    )
 
 
 def test_file_content_follows_the_planning_system_rules(case):
