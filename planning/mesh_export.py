@@ -10,8 +10,9 @@ file where the format has room (an OBJ comment line before its object, whose nam
 have '#' replaced as OBJ readers take it for a comment; PLY comment, VTP field data; the STL
 header is 80 ASCII bytes). Existing files are not replaced unless asked. Coordinates are patient
 millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what most mesh tools and
-3D Slicer's RAS scenes expect). Files are written to a temporary name and moved into place, so a
-failed export leaves no half-written file.
+3D Slicer's RAS scenes expect). Each file says which (`UNITS`): in the STL header, a PLY comment,
+the OBJ's first comment line, VTP field data "Coordinates". Files are written to a temporary name
+and moved into place, so a failed export leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -136,12 +137,12 @@ def export_surfaces(
         ready.append((_in_coordinates(surface, coordinates), path))
     on_progress("Writing meshes", 0, 1)
     if fmt == "obj":
-        files = write_obj([surface for surface, _ in ready], targets[0])
+        files = write_obj([surface for surface, _ in ready], targets[0], coordinates)
     else:
         writer = {"stl": write_stl, "ply": write_ply, "vtp": write_vtp}[fmt]
         for done, (surface, path) in enumerate(ready):
             on_progress("Writing meshes", done, len(ready))
-            writer(surface, path)
+            writer(surface, path, coordinates)
         files = [path for _, path in ready]
     on_progress("Writing meshes", 1, 1)
     unwritten = [] if fmt == "obj" else [path for path in paths if path not in files]
@@ -271,9 +272,13 @@ def _mtl_material(name: str) -> str:
 
 # -- writers -----------------------------------------------------------------------------------
 
+#: What a file's coordinates are, in words, for each coordinate system (ASCII: an STL header)
+UNITS = {"LPS": "mm, DICOM patient LPS", "RAS": "mm, patient RAS (DICOM LPS with x, y negated)"}
 
-def write_stl(surface: Surface, path: str | os.PathLike) -> None:
-    """Binary STL (little-endian), facet normals from the triangles' winding."""
+
+def write_stl(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS") -> None:
+    """Binary STL (little-endian), facet normals from the triangles' winding; the header names
+    the coordinates (`UNITS`) before the structure (cut at 80 bytes)."""
     p = surface.points[surface.triangles]
     normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
@@ -281,7 +286,7 @@ def write_stl(surface: Surface, path: str | os.PathLike) -> None:
     record = np.dtype([("normal", "<f4", 3), ("vertices", "<f4", (3, 3)), ("attribute", "<u2")])
     data = np.zeros(len(p), record)
     data["normal"], data["vertices"] = normals, p
-    header = f"Delineo surface {surface.name} (mm)".encode("ascii", "replace")[:80].ljust(80, b" ")
+    header = f"Delineo, {UNITS[coordinates]}: {surface.name}".encode("ascii", "replace")[:80].ljust(80, b" ")
 
     def write(target: Path) -> None:
         with open(target, "wb") as stream:
@@ -292,8 +297,9 @@ def write_stl(surface: Surface, path: str | os.PathLike) -> None:
     write_atomically(Path(path), write)
 
 
-def write_ply(surface: Surface, path: str | os.PathLike) -> None:
-    """Binary little-endian PLY with vertex normals and vertex colours."""
+def write_ply(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS") -> None:
+    """Binary little-endian PLY with vertex normals and vertex colours; a comment names the
+    structure and the coordinates (`UNITS`)."""
     normals = (
         surface.normals if surface.normals is not None else vertex_normals(surface.points, surface.triangles)
     )
@@ -309,7 +315,7 @@ def write_ply(surface: Surface, path: str | os.PathLike) -> None:
     faces["count"], faces["indices"] = 3, surface.triangles
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"comment Delineo surface {_one_line(surface.name)}, patient mm\n"
+        f"comment Delineo surface {_one_line(surface.name)}, {UNITS[coordinates]}\n"
         f"element vertex {len(vertices)}\n"
         "property float x\nproperty float y\nproperty float z\n"
         "property float nx\nproperty float ny\nproperty float nz\n"
@@ -326,9 +332,9 @@ def write_ply(surface: Surface, path: str | os.PathLike) -> None:
     write_atomically(Path(path), write)
 
 
-def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
+def write_obj(surfaces: list[Surface], path: str | os.PathLike, coordinates: str = "LPS") -> list[Path]:
     """One Wavefront OBJ with an object and a material (its colour) per structure, plus the
-    .mtl beside it. Returns both paths."""
+    .mtl beside it; its first comment names the coordinates (`UNITS`). Returns both paths."""
     path = Path(path)
     library = path.with_suffix(".mtl")
     names = [s.name for s in surfaces]
@@ -346,7 +352,7 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
 
     def write_objects(target: Path) -> None:
         with open(target, "w", encoding="utf-8") as stream:
-            stream.write(f"# Delineo structure surfaces, patient mm\nmtllib {library.name}\n")
+            stream.write(f"# Delineo structure surfaces, {UNITS[coordinates]}\nmtllib {library.name}\n")
             base = 1
             for surface, name, material in zip(surfaces, objects, materials, strict=True):
                 normals = surface.normals
@@ -364,8 +370,9 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike) -> list[Path]:
     return [path, library]
 
 
-def write_vtp(surface: Surface, path: str | os.PathLike) -> None:
-    """VTK XML poly data (compressed, binary), with normals, the colour and the name."""
+def write_vtp(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS") -> None:
+    """VTK XML poly data (compressed, binary), with normals; field data: the colour, the name
+    and the coordinates (`UNITS`)."""
     from vtkmodules.vtkCommonCore import vtkStringArray, vtkUnsignedCharArray
     from vtkmodules.vtkIOXML import vtkXMLPolyDataWriter
 
@@ -377,8 +384,11 @@ def write_vtp(surface: Surface, path: str | os.PathLike) -> None:
     name = vtkStringArray()
     name.SetName("Name")
     name.InsertNextValue(surface.name)
-    polydata.GetFieldData().AddArray(color)
-    polydata.GetFieldData().AddArray(name)
+    units = vtkStringArray()
+    units.SetName("Coordinates")
+    units.InsertNextValue(UNITS[coordinates])
+    for array in (color, name, units):
+        polydata.GetFieldData().AddArray(array)
 
     def write(target: Path) -> None:
         writer = vtkXMLPolyDataWriter()

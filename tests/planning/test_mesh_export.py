@@ -133,11 +133,13 @@ def test_the_real_name_is_stored_in_the_file(tmp_path, fmt):
         assert "o 肝臓\n" in text and "o GTV/1\n" in text
         assert read(vtkOBJReader(), export.files[0]).GetNumberOfPolys() > 0
     elif fmt == "ply":
-        assert "comment Delineo surface 肝臓, patient mm" in export.files[0].read_bytes()[:300].decode()
+        header = export.files[0].read_bytes()[:300].decode()
+        assert "comment Delineo surface 肝臓, mm, DICOM patient LPS\n" in header
         assert read(vtkPLYReader(), export.files[0]).GetNumberOfPolys() > 0
     else:
         mesh = read(vtkXMLPolyDataReader(), export.files[1])
         assert mesh.GetFieldData().GetAbstractArray("Name").GetValue(0) == "GTV/1"
+        assert mesh.GetFieldData().GetAbstractArray("Coordinates").GetValue(0) == "mm, DICOM patient LPS"
 
 
 def test_a_hash_in_a_name_does_not_start_an_obj_comment(tmp_path):
@@ -159,4 +161,4 @@ def test_existing_files_are_kept_unless_overwriting(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Label_2.stl"]
     assert (tmp_path / "Label_2.stl").read_text() == "the user's own model"
     export_surfaces(surfaces, tmp_path, "stl", overwrite=True)
-    assert (tmp_path / "Label_2.stl").read_bytes().startswith(b"Delineo surface Label_2")
+    assert (tmp_path / "Label_2.stl").read_bytes().startswith(b"Delineo, mm, DICOM patient LPS: Label_2")

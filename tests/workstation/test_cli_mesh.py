@@ -41,6 +41,17 @@ def test_label_map_to_stl_for_printing(tmp_path, capsys):
     assert 4 < x0 < 5.5 and 14 < x1 < 15.5
     assert -20.5 < y0 < -19 and -5.5 < y1 < -4
     assert 6.5 < z0 < 8 and 30 < z1 < 31.5
+    # the header says what the coordinates are (a binary STL's 80 bytes, not starting "solid")
+    header = (tmp_path / "out" / "Liver.stl").read_bytes()[:80]
+    assert header.rstrip() == b"Delineo, mm, DICOM patient LPS: Liver"
+
+
+def test_ras_coordinates_are_named_in_the_file(tmp_path):
+    label_map(tmp_path / "labels.nii.gz")
+    out = tmp_path / "out"
+    assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(out), "--format", "obj", "--ras"]) == 0
+    first = (out / "surfaces.obj").read_text().splitlines()[0]
+    assert first == "# Delineo structure surfaces, mm, patient RAS (DICOM LPS with x, y negated)"
 
 
 def test_rtstruct_needs_its_series(tmp_path, capsys):

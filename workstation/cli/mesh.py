@@ -1,5 +1,6 @@
 """`delineo mesh LABELS_OR_RTSTRUCT [--series DICOM] --out DIR --format stl|obj|ply|vtp`: one
-closed surface mesh per structure, in patient millimetres.
+closed surface mesh per structure, in patient millimetres, DICOM LPS coordinates (RAS with
+--ras), which each file names (`planning.mesh_export.UNITS`).
 
 A label map (NIfTI, NRRD, MHA) is meshed on its own grid; with --series, structures (a label map,
 an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid.
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
         "mesh",
         help="surface meshes of structures (STL, OBJ, PLY, VTP), e.g. for 3D printing",
         description="One closed, manifold, smoothed and simplified surface per structure, in patient "
-        "millimetres (DICOM LPS unless --ras), all structures of a label map built in one pass.",
+        "millimetres, DICOM patient LPS coordinates unless --ras (named in the STL header, OBJ/PLY "
+        "comment, VTP field data), all structures of a label map built in one pass.",
     )
     parser.add_argument("source", type=Path, help="a label map file, or an RTSTRUCT / SEG with --series")
     parser.add_argument("--series", type=Path, help="the image series the structures belong to")
