@@ -175,11 +175,34 @@ def expand(
     cancel: threading.Event | None = None,
 ) -> Mask:
     """Grow `mask` by `margin_mm` (one value, or six directional Margins), optionally kept inside
-    `within` (e.g. the body). Returns a new Mask on the same grid."""
+    `within` (e.g. the body). Returns a new Mask on the same grid; a warning is logged when the
+    images end before the margin does (`expand_to_edges`)."""
+    margins = Margins.of(margin_mm)
+    grown, cut = expand_to_edges(mask, margins, within=within, on_progress=on_progress, cancel=cancel)
+    if cut:
+        log.warning(
+            "expansion by %s reaches the edge of the images on the %s side and is cut there: the "
+            "images end before the margin does",
+            margins.describe(),
+            " and ".join(cut),
+        )
+    return grown
+
+
+def expand_to_edges(
+    mask: Mask,
+    margin_mm: float | Margins | dict,
+    *,
+    within: Mask | None = None,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[Mask, list[str]]:
+    """`expand` without its warning: the grown mask, and the patient sides ("superior", "left"…)
+    where it reaches the edge of the images with margin to go (cut there)."""
     margins = Margins.of(margin_mm)
     _check_same_grid(mask, within)
     if mask.is_empty or margins.largest == 0:
-        return _limit(mask.copy(), within)
+        return _limit(mask.copy(), within), []
     grid = mask.grid
     axes = margins.along_array_axes(grid)
     spacing = grid.spacing_zyx
@@ -192,16 +215,9 @@ def expand(
     seed = mask.region(box)
     grown = _grow(seed, _boundary_points(seed, spacing, cancel), spacing, axes, 0.0, on_progress, cancel)
     cut = _sides_cut_by_grid(grown, lo, hi, grid, axes)
-    if cut:
-        log.warning(
-            "expansion by %s reaches the edge of the images on the %s side and is cut there: the "
-            "images end before the margin does",
-            margins.describe(),
-            " and ".join(cut),
-        )
     result = Mask(grid)
     result.replace_region(box, grown)
-    return _limit(result, within)
+    return _limit(result, within), cut
 
 
 def shrink(

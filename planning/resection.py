@@ -141,6 +141,7 @@ class Resection:
         organ_cc: the organ's volume.
         resected_cc, remnant_cc: volumes of the two parts in cc.
         reached: other structures the resected part reaches, largest share first.
+        warnings: what limits the result, in words (a safety margin cut by the end of the images).
     """
 
     resected: Structure
@@ -149,6 +150,7 @@ class Resection:
     resected_cc: float
     remnant_cc: float
     reached: list[Reached]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def resected_percent(self) -> float:
@@ -216,25 +218,33 @@ def resect_with_margin(
 ) -> Resection:
     """Resect `tumour` with a safety margin: the organ's voxels within `margin_mm` of the tumour
     (the tumour grown by the margin, `planning.margins.expand`) are removed. Other structures
-    with voxels in the grown tumour, inside the organ or not, are reported as reached."""
-    from planning.margins import expand
+    with voxels in the grown tumour, inside the organ or not, are reported as reached. A margin
+    that runs past the end of the images is cut there: `Resection.warnings` names the sides."""
+    from planning.margins import expand_to_edges
 
     if margin_mm < 0:
         raise ValueError(f"a safety margin is a distance ≥ 0 mm, got {margin_mm}")
     mask = _require(organ)
     if tumour.mask.is_empty:
         raise GeometryError(f"structure {tumour.name!r} is empty: nothing to resect")
-    grown = expand(tumour.mask, margin_mm, on_progress=on_progress, cancel=cancel)
+    grown, cut = expand_to_edges(tumour.mask, margin_mm, on_progress=on_progress, cancel=cancel)
     box = mask.box
     resected = mask.array & grown.region(box)
     _require_resected(resected, f"{tumour.name!r} grown by {margin_mm:g} mm does not reach {organ.name!r}")
-    return _result(
+    result = _result(
         organ,
         Mask(mask.grid, resected, mask.offset),
         [s for s in others if s is not tumour],
         f"{tumour.name} + {margin_mm:g} mm",
         grown,
     )
+    if cut:
+        result.warnings.append(
+            f"the {margin_mm:g} mm safety margin around {tumour.name} runs past the edge of the images "
+            f"on the {' and '.join(cut)} side and is cut there: what lies beyond the images is neither "
+            "resected nor checked for structures reached"
+        )
+    return result
 
 
 # -- helpers -----------------------------------------------------------------------------------

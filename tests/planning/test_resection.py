@@ -76,6 +76,19 @@ def test_safety_margin_resection_of_a_sphere_in_a_sphere():
     assert result.reached == []  # the tumour itself is not reported
 
 
+def test_a_safety_margin_past_the_end_of_the_images_is_named_in_the_result(caplog):
+    organ = structure("Liver", np.linalg.norm(POINTS - [0.0, 0.0, 25.0], axis=-1) <= 30.0)
+    top = structure("GTV", np.linalg.norm(POINTS - [0.0, 0.0, 40.0], axis=-1) <= 5.0)  # images end at z 49
+    with caplog.at_level("WARNING"):
+        result = resect_with_margin(organ, top, 10.0)
+    assert result.warnings == [
+        "the 10 mm safety margin around GTV runs past the edge of the images on the superior side and "
+        "is cut there: what lies beyond the images is neither resected nor checked for structures reached"
+    ]
+    assert caplog.records == []  # said once, by whoever shows the result
+    assert resect_with_margin(organ, top, 3.0).warnings == []
+
+
 def test_resection_reports_the_structures_it_reaches():
     organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 40.0)
     vessel = structure(

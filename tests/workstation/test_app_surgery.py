@@ -288,6 +288,24 @@ def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
     assert len(case.history.changed) == listeners - 1 and case.structures["Liver"].visible
 
 
+def test_a_safety_margin_past_the_end_of_the_images_is_said_in_the_dialog_and_messages(window, qtbot):
+    show_spheres(window)  # the images span z 0–49 mm; the GTV z 19–31 mm
+    window.surgery.resection.trigger()
+    dialog = window.last_dialog
+    dialog.method.setCurrentText("Tumour with a safety margin")
+    dialog.margin.setValue(20.0)
+    dialog.resect_button.click()
+    wait_idle(qtbot, window)
+    warning = (
+        "the 20 mm safety margin around GTV runs past the edge of the images on the inferior and "
+        "superior side and is cut there: what lies beyond the images is neither resected nor checked "
+        "for structures reached"
+    )
+    assert f"<b>T{warning[1:]}.</b>" in dialog.note.text()
+    assert window.messages.messages().count(f"Resection of Liver: {warning}") == 1
+    assert window.messages.button.text().startswith("⚠")
+
+
 def test_plane_resection_through_the_crosshair(window, qtbot):
     case = show_spheres(window)
     window.state.set_cursor((25, 30, 35))  # (z, y, x): the liver's centre

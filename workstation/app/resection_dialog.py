@@ -326,9 +326,9 @@ class ResectionDialog(SurgeryDialog):
                 f"{', '.join(others_changed)} changed while the resection ran: the structures "
                 "reached may be out of date (resect again to update them)."
             )
-        self.note.setText(
-            describe(result, organ, how) + (f"<br><b>{html.escape(stale)}</b>" if stale else "")
-        )
+        warnings = [f"{w[0].upper()}{w[1:]}." for w in result.warnings] + ([stale] if stale else [])
+        bold = "".join(f"<br><b>{html.escape(w)}</b>" for w in warnings)
+        self.note.setText(describe(result, organ, how) + bold)
         self.note.setMinimumHeight(self.note.heightForWidth(self.note.width()))  # every wrapped line shows
         self.adjustSize()
         reached = ", ".join(r.name for r in result.reached) or "no other structure"
@@ -337,6 +337,8 @@ class ResectionDialog(SurgeryDialog):
             f"Resection of {organ} ({how}): {volumes}; reaches {reached}" + (f" ({stale})" if stale else ""),
             30,
         )
+        for warning in result.warnings:
+            window.messages.add("WARNING", f"Resection of {organ}: {warning}")
 
 
 def describe(result: Resection, organ: str, how: str) -> str:
