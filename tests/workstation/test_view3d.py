@@ -362,3 +362,42 @@ def test_surfaces_are_built_without_copying_masks_and_meshed_off_the_gui_thread(
     ready(qtbot, view)
     assert view.surface("Liver") is not None and view.surface("Kidney_R") is not None
     assert meshed_on and threading.main_thread() not in meshed_on
+
+
+def test_edits_keep_the_coarse_meshes_until_they_pause(qtbot, view, volume, structures):
+    """A full-detail frame (up to a second on software OpenGL) never lands amid a run of edits,
+    even while their surfaces are still being rebuilt."""
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    view._detail_timer.setInterval(300)
+    view._timer.setInterval(2000)  # the rebuild waits: only the edits themselves go on
+    drawn = _drawn_meshes(view, body)
+    structures["Liver"].visible = False
+    structures.notify(structures["Liver"])
+    qtbot.waitUntil(lambda: drawn == ["coarse"], timeout=5000)
+    liver = structures["Liver"]
+    for _ in range(8):  # a stroke every 150 ms for 1.2 s
+        structures.edit_mask("Liver", liver.mask.box, liver.mask.region(liver.mask.box))
+        qtbot.wait(150)
+    assert "full" not in drawn
+    qtbot.waitUntil(lambda: "full" in drawn, timeout=10000)
+
+
+def test_software_opengl_draws_full_detail_without_fxaa_or_order_independent_translucency(
+    qtbot, view, volume, structures
+):
+    from workstation.view3d.widget import is_software_renderer
+
+    assert is_software_renderer("OpenGL renderer string:  llvmpipe (LLVM 15.0.6, 256 bits)")
+    assert not is_software_renderer(
+        "OpenGL vendor string:  llvmpipe fan club\nOpenGL renderer string:  NVIDIA H200/PCIe"
+    )
+    capabilities = view._vtk.GetRenderWindow().ReportCapabilities()
+    if not is_software_renderer(capabilities):
+        pytest.skip("hardware OpenGL: full detail keeps FXAA and OIT")
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    assert not view.renderer.GetUseFXAA() and not view.renderer.GetUseOIT()

@@ -59,6 +59,9 @@ RENDER_COALESCE_MS = 60
 #: Edits, visibility changes and new sizes draw the coarse meshes; full detail returns once they
 #: pause this long (a full-detail frame of 100+ surfaces takes up to a second on software OpenGL).
 FULL_DETAIL_AFTER_MS = 1000
+#: OpenGL renderers that draw on the CPU (Mesa). There full detail goes without FXAA and
+#: order-independent translucency, which cost ~40% and ~45% of a frame there (benchmarks/gui.py).
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.
@@ -150,6 +153,7 @@ class View3D(QWidget):
         self._closed = False
         self._coarse = False  # the coarse meshes are drawn (camera moving, or changes not settled)
         self._interacting = False
+        self._software_gl = False  # set once the window has an OpenGL context
         self._camera_set = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -478,6 +482,9 @@ class View3D(QWidget):
             self._orientation.SetEnabled(1)
             self._orientation.InteractiveOff()
             self._started = True
+            self._software_gl = is_software_renderer(self._vtk.GetRenderWindow().ReportCapabilities())
+            self.renderer.SetUseOIT(not self._software_gl)
+            self.renderer.SetUseFXAA(not (self._coarse or self._software_gl))
         self._render()
 
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -521,6 +528,8 @@ class View3D(QWidget):
         else:
             if structure in self._closest_between:  # edited: the distance drawn is out of date
                 self.clear_distance()
+            if self._detail_timer.isActive():  # still editing: full detail waits until it pauses
+                self._detail_timer.start()
             self._generation[structure] = self._generation.get(structure, 0) + 1
             self._pending.add(structure)
             self._timer.start()
@@ -647,7 +656,7 @@ class View3D(QWidget):
         if coarse == self._coarse:
             return
         self._coarse = coarse
-        self.renderer.SetUseFXAA(not coarse)
+        self.renderer.SetUseFXAA(not (coarse or self._software_gl))
         for structure, (full, low) in self._mappers.items():
             actor = self._actors.get(structure)
             if actor is not None and structure not in self._margin_maps:
@@ -989,6 +998,12 @@ class _Meshes:
     def of(cls, surface: Surface) -> _Meshes:
         coarse = surface.level_of_detail(INTERACTIVE_TRIANGLES)
         return cls(surface, surface.to_polydata(), None if coarse is surface else coarse.to_polydata())
+
+
+def is_software_renderer(capabilities: str) -> bool:
+    """Whether a render window's `ReportCapabilities()` names a software OpenGL renderer."""
+    line = next((line for line in capabilities.splitlines() if "renderer string" in line), "")
+    return any(name in line.lower() for name in SOFTWARE_RENDERERS)
 
 
 def _placed(widget) -> bool:
