@@ -134,11 +134,30 @@ def test_a_distance_measured_before_an_edit_is_said_to_be_out_of_date(window, qt
     shown = dialog.note.text()
     assert shown == f"Liver ↔ Kidney_R: {dialog.result.distance_mm:.1f} mm"
     case.set_visible("GTV", False)  # another structure, and no edit: still current
-    case.set_visible("Kidney_R", False)
     assert dialog.note.text() == shown
+    case.set_visible("Kidney_R", False)  # still current; the 3D view draws no line: said why
+    assert dialog.note.text() == f"{shown}\nNot drawn: Kidney_R is hidden"
     case.edit_region("Eraser", "Kidney_R", one_voxel, np.zeros((1, 1, 1), bool))
     assert dialog.note.text() == f"{shown}: out of date, Kidney_R changed since. Measure again."
-    assert window.view3d.shown_distance is None
+
+
+def test_a_distance_between_hidden_structures_says_why_no_line_is_drawn(window, qtbot):
+    case = show_spheres(window)
+    case.set_visible("Liver", False)
+    case.set_visible("Kidney_R", False)
+    window.surgery.distance.trigger()
+    dialog = window.last_dialog
+    dialog.first.setCurrentText("Liver")
+    dialog.second.setCurrentText("Kidney_R")
+    dialog.measure_button.click()
+    wait_idle(qtbot, window)
+    text = f"Liver ↔ Kidney_R: {dialog.result.distance_mm:.1f} mm"
+    assert dialog.note.text() == f"{text}\nNot drawn: Liver and Kidney_R are hidden"
+    assert not any(prop.GetVisibility() for prop in window.view3d._overlay)
+    case.set_visible("Liver", True)
+    assert dialog.note.text() == f"{text}\nNot drawn: Kidney_R is hidden"
+    case.set_visible("Kidney_R", True)  # both show: the line is drawn
+    assert dialog.note.text() == text and all(prop.GetVisibility() for prop in window.view3d._overlay)
 
 
 def test_margin_map_colours_the_surface_and_clears(window, qtbot):

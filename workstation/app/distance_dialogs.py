@@ -48,6 +48,10 @@ def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
     return first, second
 
 
+def _is(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
+
+
 def _note(dialog) -> QLabel:
     label = QLabel("", dialog)
     label.setWordWrap(True)
@@ -94,8 +98,9 @@ class MinimumDistanceDialog(SurgeryDialog):
         self.measure_button.clicked.connect(self.measure)
         self.clear_button.clicked.connect(self._clear)
         layout.addWidget(buttons)
-        #: the structures the result shown was measured on
+        #: the structures the result shown was measured on, and the result in words
         self.measured: tuple = ()
+        self._text = ""
         self.link(self.case.structures.changed, self._on_edited)
         self.link(self.case.structures.removed, self._on_edited)
         self.resize(420, 0)
@@ -138,8 +143,8 @@ class MinimumDistanceDialog(SurgeryDialog):
                 return
             self.result = closest
             self.measured = (structures[first], structures[second])
-            text = describe_distance(first, second, closest)
-            self.note.setText(text)
+            text = self._text = describe_distance(first, second, closest)
+            self._say_result()
             draw = getattr(window.view3d, "draw_minimum_distance", None)
             if draw is not None:
                 draw(closest, first, second)
@@ -151,14 +156,24 @@ class MinimumDistanceDialog(SurgeryDialog):
 
         self.run_job(f"Minimum distance {first} ↔ {second}", work, done, failed)
 
+    def _say_result(self) -> None:
+        """The distance shown, and why the 3D view draws no line for it: the line shows only
+        while both structures do."""
+        hidden = [s.name for s in self.measured if not s.visible]
+        why = f"\nNot drawn: {' and '.join(hidden)} {_is(hidden)} hidden" if hidden else ""
+        self.note.setText(self._text + why)
+
     def _on_edited(self, structure, box=True) -> None:
-        """A measured structure's voxels changed (`box` None: only its name, colour or
-        visibility) or it was deleted: the distance shown is out of date (the 3D view drops its
-        line)."""
-        if box is None or not any(structure is s for s in self.measured):
+        """A measured structure's voxels changed or it was deleted: the distance shown is out of
+        date (the 3D view drops its line). `box` None: only its name, colour or visibility
+        changed: the note says whether the line is drawn."""
+        if not any(structure is s for s in self.measured):
+            return
+        if box is None:
+            self._say_result()
             return
         self.measured = ()
-        self.note.setText(f"{self.note.text()}: out of date, {structure.name} changed since. Measure again.")
+        self.note.setText(f"{self._text}: out of date, {structure.name} changed since. Measure again.")
 
     def _clear(self) -> None:
         self.clear_3d()
