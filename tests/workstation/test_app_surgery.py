@@ -160,6 +160,45 @@ def test_a_distance_between_hidden_structures_says_why_no_line_is_drawn(window, 
     assert dialog.note.text() == text and all(prop.GetVisibility() for prop in window.view3d._overlay)
 
 
+def listed(box) -> list[str]:
+    return [box.itemText(i) for i in range(box.count())]
+
+
+def test_distance_and_margin_map_dialogs_follow_the_structures_while_open(window, qtbot):
+    case = show_spheres(window)
+    window.surgery.distance.trigger()
+    distance = window.last_dialog
+    window.surgery.margin_map.trigger()
+    margins = window.last_dialog
+    boxes = (distance.first, distance.second, margins.structure, margins.reference)
+    distance.first.setCurrentText("Kidney_R")
+    distance.second.setCurrentText("GTV")
+    margins.structure.setCurrentText("Vessel")
+    margins.reference.setCurrentText("Liver")
+    spleen = case.new_structure("Spleen")  # empty: not offered until drawn
+    assert all(listed(box) == ["Liver", "GTV", "Vessel", "Kidney_R"] for box in boxes)
+    case.edit_region(
+        "Brush", spleen.name, (slice(20, 30), slice(5, 15), slice(5, 15)), np.ones((10, 10, 10), bool)
+    )
+    assert all(listed(box) == ["Liver", "GTV", "Vessel", "Kidney_R", "Spleen"] for box in boxes)
+    case.set_properties("Kidney_R", name="Kidney_L")  # renamed: still chosen, by its new name
+    assert distance.first.currentText() == "Kidney_L" and "Kidney_R" not in listed(distance.second)
+    case.remove_structure("GTV")  # deleted: no longer offered nor chosen
+    assert "GTV" not in listed(distance.second) and distance.second.currentText() == ""
+    # a resection's parts are offered at once; the choices still there are kept
+    window.surgery.resection.trigger()
+    resection = window.last_dialog
+    resection.organ.setCurrentText("Liver")
+    resection.method.setCurrentText("Plane through the crosshair")
+    window.state.set_cursor((25, 30, 35))
+    resection.resect_button.click()
+    wait_idle(qtbot, window)
+    assert all({"Liver_remnant", "Liver_resected"} <= set(listed(box)) for box in boxes)
+    assert (margins.structure.currentText(), margins.reference.currentText()) == ("Vessel", "Liver")
+    assert distance.first.currentText() == "Kidney_L"
+    assert window.view3d.shown_distance is None
+
+
 def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     show_spheres(window)
     wait_3d(qtbot, window)
@@ -383,13 +422,14 @@ def test_resection_failures_are_said_and_change_nothing(window, qtbot):
     dialog.tumour.setCurrentText("Liver")
     dialog.resect_button.click()
     assert "another structure than Liver" in dialog.note.text()
-    # a structure deleted while a dialog is open: said, nothing computed
+    # a structure deleted while a dialog is open: no longer offered, nothing computed
     distance = window.surgery.open_distance()
     distance.first.setCurrentText("GTV")
     distance.second.setCurrentText("Kidney_R")
     case.remove_structure("Kidney_R")
+    assert distance.second.currentText() == "" and "Kidney_R" not in listed(distance.second)
     distance.measure_button.click()
-    assert not window.jobs.busy and "no structure Kidney_R any more" in distance.note.text()
+    assert not window.jobs.busy and distance.note.text() == "Choose two different structures."
     # another case opened meanwhile: said (the window closes only the last dialog opened)
     window.surgery.open_margin_map()
     show_spheres(window)

@@ -27,6 +27,7 @@ from workstation.app.surgery import (
     SurfaceSource,
     SurgeryDialog,
     case_gone,
+    list_structures,
     non_empty_names,
     report,
     same_geometry,
@@ -34,17 +35,18 @@ from workstation.app.surgery import (
 
 
 def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
-    """Two structure choosers: the selected structure (or a target) first, another second."""
+    """Two structure choosers that follow the case's structures: the selected structure (or
+    the first) first, another second."""
     names = non_empty_names(window.case)
     first, second = QComboBox(dialog), QComboBox(dialog)
-    first.addItems(names)
-    second.addItems(names)
+    for box in (first, second):
+        list_structures(box, window.case)
     active = window.table.active_name()
-    if active in names:
-        first.setCurrentText(active)
+    first.setCurrentText(active if active in names else names[0] if names else "")
     others = [n for n in names if n != first.currentText()]
     if others:
         second.setCurrentText(others[0])
+    dialog.follow_structures(first, second)
     return first, second
 
 
@@ -107,13 +109,13 @@ class MinimumDistanceDialog(SurgeryDialog):
 
     def measure(self) -> None:
         """Measure in a job; draw and report the result when it is done."""
+        if case_gone(self):
+            return
         first, second = self.first.currentText(), self.second.currentText()
         if not first or not second or first == second:
             self.note.setText("Choose two different structures.")
             return
         window = self.window_
-        if case_gone(self):
-            return
         try:
             source = SurfaceSource(window, [first, second])
         except DelineoError as error:

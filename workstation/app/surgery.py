@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction
-from PyQt6.QtWidgets import QDialog, QPushButton
+from PyQt6.QtWidgets import QComboBox, QDialog, QPushButton
 
 from planning.errors import Cancelled, GeometryError
 from planning.structures import Structure
@@ -41,6 +41,23 @@ def same_geometry(structure: Structure, copy: Structure) -> bool:
 def non_empty_names(case) -> list[str]:
     """Structures with voxels (masks are kept cropped to their content: no voxel count needed)."""
     return [s.name for s in case.structures if s.mask.box is not None]
+
+
+def list_structures(box: QComboBox, case) -> None:
+    """List the case's structures with voxels in `box` (each item's data: its structure), unless
+    it lists them already. The structure chosen stays chosen while listed (under its new name
+    after a rename); when it is gone, none is."""
+    structures = [s for s in case.structures if s.mask.box is not None]
+    listed = [(box.itemText(i), box.itemData(i)) for i in range(box.count())]
+    if len(listed) == len(structures) and all(
+        name == s.name and data is s for (name, data), s in zip(listed, structures, strict=True)
+    ):
+        return
+    chosen = box.currentData()
+    box.clear()
+    for structure in structures:
+        box.addItem(structure.name, structure)
+    box.setCurrentIndex(next((i for i, s in enumerate(structures) if s is chosen), -1))
 
 
 class SurfaceSource:
@@ -150,6 +167,18 @@ class SurgeryDialog(QDialog):
         """Connect `slot` to a signal of something that outlives the dialog, until it closes."""
         signal.connect(slot)
         self._links.append((signal, slot))
+
+    def follow_structures(self, *boxes: QComboBox) -> None:
+        """Keep `boxes` listing the case's structures with voxels while the dialog is open
+        (`list_structures`): one added, drawn, emptied, deleted or renamed shows at once."""
+        structures = self.case.structures
+
+        def refill(*_) -> None:
+            for box in boxes:
+                list_structures(box, self.case)
+
+        for signal in (structures.added, structures.removed, structures.changed):
+            self.link(signal, refill)
 
     def run_job(self, title: str, work, done, failed) -> None:
         """Run `work(on_progress, cancel)` in the window's jobs; `done(result)` or
