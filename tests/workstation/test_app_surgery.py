@@ -217,6 +217,31 @@ def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     assert window.view3d.margin_values("GTV") is None
 
 
+def test_a_margin_map_asked_for_while_the_3d_view_builds_shows_when_it_is_done(window, qtbot):
+    case = show_spheres(window)  # the 3D view has not built its surfaces yet
+    window.surgery.margin_map.trigger()
+    dialog = window.last_dialog
+    dialog.structure.setCurrentText("Vessel")
+    dialog.reference.setCurrentText("Liver")
+    assert not window.view3d.is_ready()
+    dialog.show_button.click()
+    case.remove_structure("Vessel")  # while it waits
+    qtbot.waitUntil(lambda: "deleted" in dialog.note.text(), timeout=120_000)
+    assert dialog.note.text() == "No margin map: Vessel was deleted meanwhile."
+    window.undo()
+    assert not window.view3d.is_ready()  # building the vessel again
+    dialog.structure.setCurrentText("GTV")
+    dialog.reference.setCurrentText("Kidney_R")
+    with qtbot.waitSignal(window.view3d.margin_map_shown, timeout=120_000):
+        dialog.show_button.click()
+        assert dialog.note.text() == (
+            "The 3D view is still building surfaces: the map shows when they are ready."
+        )
+    qtbot.waitUntil(lambda: "nearest point" in dialog.note.text(), timeout=10_000)
+    assert dialog.note.text().startswith("GTV: nearest point") and "from Kidney_R" in dialog.note.text()
+    assert window.view3d.margin_values("GTV") is not None
+
+
 def scalar_bars(view) -> int:
     from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
 

@@ -10,6 +10,7 @@ reference structure (the 3D view computes it in its own worker).
 from __future__ import annotations
 
 import numpy as np
+from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -52,6 +53,10 @@ def _pair_boxes(dialog, window) -> tuple[QComboBox, QComboBox]:
 
 def _is(names: list[str]) -> str:
     return "is" if len(names) == 1 else "are"
+
+
+def _was(names: list[str]) -> str:
+    return "was" if len(names) == 1 else "were"
 
 
 def _note(dialog) -> QLabel:
@@ -231,6 +236,11 @@ class MarginMapDialog(SurgeryDialog):
         layout.addWidget(buttons)
         view = window.view3d
         self._view = view if hasattr(view, "show_margin_map") else None
+        #: a map asked for while the 3D view builds surfaces: (structure, reference, limit mm)
+        self._asked: tuple | None = None
+        self._wait = QTimer(self)
+        self._wait.setInterval(200)
+        self._wait.timeout.connect(self._show_asked)
         if self._view is not None:
             self.link(self._view.margin_map_shown, self._on_shown)
         else:
@@ -239,27 +249,46 @@ class MarginMapDialog(SurgeryDialog):
         self.resize(420, 0)
 
     def show_map(self) -> None:
-        name, to = self.structure.currentText(), self.reference.currentText()
-        if not name or not to or name == to:
+        """Show the map chosen; while the 3D view builds surfaces, once it is done."""
+        if self._view is None or case_gone(self):
+            return
+        structure, reference = self.structure.currentData(), self.reference.currentData()
+        if structure is None or reference is None or structure is reference:
             self.note.setText("Choose two different structures.")
             return
+        self._asked = (structure, reference, self.max_mm.value())
+        self._show_asked()
+
+    def _show_asked(self) -> None:
+        """Show the map asked for, when the 3D view has built the surfaces (checked every
+        0.2 s meanwhile, without blocking)."""
+        if self._asked is None or not self.is_open or case_gone(self):
+            self._stop_waiting()
+            return
         view = self._view
-        if view is None or case_gone(self):
+        if not view.is_ready():
+            self.note.setText("The 3D view is still building surfaces: the map shows when they are ready.")
+            self._wait.start()
             return
-        if name not in self.case.structures or to not in self.case.structures:
-            self.note.setText("A structure was renamed or deleted: open this dialog again.")
+        structure, reference, limit = self._asked
+        self._stop_waiting()
+        gone = [s.name for s in (structure, reference) if not any(s is t for t in self.case.structures)]
+        if gone:
+            self.note.setText(f"No margin map: {' and '.join(gone)} {_was(gone)} deleted meanwhile.")
             return
-        if not view.is_ready() or view.surface(name) is None or view.surface(to) is None:
-            self.note.setText("The 3D view is still building surfaces: try again in a moment.")
+        name, to = structure.name, reference.name
+        empty = [n for n in (name, to) if view.surface(n) is None]
+        if empty:
+            self.note.setText(f"No margin map: {' and '.join(empty)} {_is(empty)} empty now.")
             return
         if self.shown and self.shown != name:
             view.clear_margin_map(self.shown)
         try:
-            view.show_margin_map(name, to, self.max_mm.value())
+            view.show_margin_map(name, to, limit)
         except ValueError as error:
             self.note.setText(f"No margin map: {error}")
             return
-        self.shown, self.shown_with, self._report_next = name, (to, self.max_mm.value()), True
+        self.shown, self.shown_with, self._report_next = name, (to, limit), True
         self.fade_3d([name, to] if self.fade.isChecked() else None)
         self.note.setText(f"Colouring {name} by its distance to {to}…")
 
@@ -282,11 +311,16 @@ class MarginMapDialog(SurgeryDialog):
         self.note.setText("")
 
     def clear_3d(self) -> None:
-        """Remove the map (and its colour bar) and unfade."""
+        """Remove the map (and its colour bar), forget one waited for, and unfade."""
+        self._stop_waiting()
         if self._view is not None and self.shown and self.window_.case is self.case:
             self._view.clear_margin_map(self.shown)
         self.shown, self._report_next = None, False
         super().clear_3d()
+
+    def _stop_waiting(self) -> None:
+        self._asked = None
+        self._wait.stop()
 
 
 def describe_margins(name: str, to: str, limit: float, values: np.ndarray) -> str:
