@@ -401,3 +401,19 @@ def test_software_opengl_draws_full_detail_without_fxaa_or_order_independent_tra
     ready(qtbot, view)
     view.render_image()
     assert not view.renderer.GetUseFXAA() and not view.renderer.GetUseOIT()
+
+
+def test_the_camera_frames_the_visible_structures_not_the_whole_ct(qtbot, view, volume, structures):
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    liver, kidney = (np.array(view.display_position(p)) for p in (LIVER_CENTRE, KIDNEY_CENTRE))
+    assert abs((liver + kidney)[0] / 2 - width / 2) < 0.05 * width
+    assert liver[0] - kidney[0] > 0.3 * width  # 30 mm apart: 0.18 of the width framing the CT
+    structures["Kidney_R"].visible = False
+    structures.notify(structures["Kidney_R"])
+    view.set_view("anterior")  # the toolbar's reset frames what shows: the liver
+    view.render_image()
+    column, row = view.display_position(LIVER_CENTRE)
+    assert abs(column - width / 2) < 0.05 * width and abs(row - height / 2) < 0.05 * height

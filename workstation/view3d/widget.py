@@ -178,7 +178,9 @@ class View3D(QWidget):
         self.set_structures(case.structures)
 
     def set_volume(self, volume: Volume | None) -> None:
-        """The image to volume-render (and to frame the camera on). None clears it."""
+        """The image to volume-render (the camera frames it until structures show). None clears it."""
+        if volume is not self._volume:
+            self._camera_set = False  # another case: frame it afresh
         self._volume = volume
         self._remove_volume_actor()
         if volume is not None and self._preset is not None:
@@ -265,11 +267,14 @@ class View3D(QWidget):
             self._render()
 
     def set_view(self, direction: str = "anterior") -> None:
-        """Look at everything from a patient direction (anterior, posterior, left, right,
-        superior, inferior)."""
+        """Look from a patient direction (anterior, posterior, left, right, superior, inferior)
+        at the visible structures, or at the whole volume while none shows."""
         if direction not in VIEWS:
             raise ValueError(f"unknown view {direction!r}; views: {', '.join(VIEWS)}")
-        bounds = self._scene_bounds()
+        bounds = self._surface_bounds()
+        framed_structures = bounds is not None
+        if bounds is None:
+            bounds = self._volume_bounds()
         if bounds is None:
             return
         centre = (bounds[:, 0] + bounds[:, 1]) / 2
@@ -280,7 +285,7 @@ class View3D(QWidget):
         camera.SetPosition(*(centre + np.asarray(where, float) * size * 2))
         camera.SetViewUp(*up)
         self.renderer.ResetCamera(bounds.ravel())
-        self._camera_set = True
+        self._camera_set = framed_structures
         self._render()
 
     # -- measurements ------------------------------------------------------------------------
@@ -584,6 +589,8 @@ class View3D(QWidget):
             if structure not in present or self._generation.get(structure, 0) != generation:
                 continue  # removed or edited since: a newer build follows
             self._replace_actor(structure, surfaces.get(copy.name))
+        if not self._camera_set:  # the first surfaces: frame them
+            self.set_view("anterior")
         self._render_coarse()
         self.surfaces_changed.emit()
 
@@ -615,12 +622,11 @@ class View3D(QWidget):
         if structure in self._margin_maps:
             target, max_mm = self._margin_maps[structure]
             self.show_margin_map(structure.name, target.name, max_mm)
-        if not self._camera_set:
-            self.set_view("anterior")
 
     def _set_interacting(self, interacting: bool) -> None:
         """The camera starts moving (coarse meshes) or stops (full detail again)."""
         self._interacting = interacting
+        self._camera_set = True  # the user's camera: surfaces arriving later keep it
         self._detail_timer.stop()
         self._swap_meshes(interacting)
         if not interacting:
@@ -840,20 +846,28 @@ class View3D(QWidget):
             raise ValueError(f"structure {name!r} has no surface (yet)")
         return surface
 
-    def _scene_bounds(self) -> np.ndarray | None:
-        """(3, 2) LPS bounds of the surfaces and the volume, or None when empty."""
-        boxes = [np.stack([s.points.min(0), s.points.max(0)], 1) for s in self._surfaces.values()]
-        if self._volume is not None:
-            grid = self._volume.grid
-            corners = (
-                np.array(np.meshgrid(*[[0, n - 1] for n in grid.shape[::-1]], indexing="ij")).reshape(3, -1).T
-            )
-            points = grid.index_to_patient(corners.astype(float))
-            boxes.append(np.stack([points.min(0), points.max(0)], 1))
+    def _surface_bounds(self) -> np.ndarray | None:
+        """(3, 2) LPS bounds of the visible surfaces, or None when none shows."""
+        boxes = [
+            np.stack([surface.points.min(0), surface.points.max(0)], 1)
+            for structure, surface in self._surfaces.items()
+            if structure.visible
+        ]
         if not boxes:
             return None
         stacked = np.stack(boxes)
         return np.stack([stacked[:, :, 0].min(0), stacked[:, :, 1].max(0)], 1)
+
+    def _volume_bounds(self) -> np.ndarray | None:
+        """(3, 2) LPS bounds of the volume, or None without one."""
+        if self._volume is None:
+            return None
+        grid = self._volume.grid
+        corners = (
+            np.array(np.meshgrid(*[[0, n - 1] for n in grid.shape[::-1]], indexing="ij")).reshape(3, -1).T
+        )
+        points = grid.index_to_patient(corners.astype(float))
+        return np.stack([points.min(0), points.max(0)], 1)
 
     def _add_volume_actor(self) -> None:
         self._volume_actor, _ = scene.volume_prop(self._volume, preset(self._preset).volume_property())
@@ -915,7 +929,7 @@ class View3D(QWidget):
         bar.addSeparator()
         for view in ("anterior", "left", "superior"):
             action = QAction(view[0].upper(), bar)
-            action.setToolTip(f"View from {view}")
+            action.setToolTip(f"View the visible structures from {view}")
             action.triggered.connect(lambda _=False, v=view: self.set_view(v))
             bar.addAction(action)
         shot = QAction("Snapshot…", bar)
