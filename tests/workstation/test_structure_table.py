@@ -94,3 +94,23 @@ def test_a_failed_volume_count_does_not_stop_later_counts(window, qtbot, monkeyp
     assert other._to_measure
     other.set_case(None)
     assert not other._to_measure
+
+
+def test_a_tg263_name_awaiting_review_is_shown_whole_beside_the_padlock(window, qtbot):
+    """At 1366×768 the name column was 92 px: 'Bone_Mandible  ?' showed as 'Bone_…le  ?'."""
+    from PyQt6.QtGui import QFontMetrics
+
+    from planning.structures import Structure
+    from workstation.app.structure_table import LOCK
+
+    case = show_sample(window)
+    window.resize(1366, 768)
+    first = case.structures[case.structures.names()[0]]
+    case.structures.add(Structure("SpinalCord_PRV05", first.mask.shared(), first.color, awaiting_review=True))
+    qtbot.wait(100)
+    table = window.table
+    item = table.item(table.rowCount() - 1, NAME)
+    assert item.text() == "SpinalCord_PRV05  ?" and item.toolTip().splitlines()[0] == "SpinalCord_PRV05"
+    needed = QFontMetrics(item.font()).horizontalAdvance(item.text())
+    assert table.columnWidth(NAME) >= needed + 8
+    assert table.columnViewportPosition(LOCK) + table.columnWidth(LOCK) <= table.viewport().width()

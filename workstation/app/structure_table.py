@@ -3,7 +3,8 @@ lock.
 
 Volumes are counted in a worker thread (100+ masks of a large CT take 100+ ms) and shown when
 done. Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
-rejected are shown in italics, marked "?" (a short mark: long names are elided in the middle);
+rejected are shown in italics, marked "?"; the table is never narrower than a typical TG-263
+name with its mark (longer names are elided in the middle, whole in their tooltip);
 their context menu accepts or rejects them. A padlock locks an approved structure (a click on
 it, or the context menu): its name and type are not edited, and the case refuses every tool's
 edit of it, said in the status bar.
@@ -19,8 +20,8 @@ import logging
 import weakref
 from functools import lru_cache
 
-from PyQt6.QtCore import QLineF, QRectF, QSignalBlocker, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QBrush, QColor, QFont, QIcon, QPainter, QPen, QPixmap
+from PyQt6.QtCore import QLineF, QRectF, QSignalBlocker, QSize, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QBrush, QColor, QFont, QFontMetrics, QIcon, QPainter, QPen, QPixmap
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -29,6 +30,7 @@ from PyQt6.QtWidgets import (
     QHeaderView,
     QLineEdit,
     QMenu,
+    QStyle,
     QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 VISIBLE, COLOR, NAME, TYPE, VOLUME, LOCK = range(6)
 HEADERS = ("", "", "Name", "Type", "Volume (cc)", "")
+#: The name column is at least this wide: 16 characters, the longest usual TG-263 name, with the
+#: awaiting-review mark, in italics.
+NAME_SAMPLE = "SpinalCord_PRV05  ?"
 LOCK_TIPS = {
     True: "Locked: no tool changes its contours, name or type. Click to unlock",
     False: "Click to lock it (an approved structure: no tool may change it)",
@@ -122,6 +127,7 @@ class StructureTable(QTableWidget):
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         for column in (VISIBLE, COLOR, TYPE, VOLUME, LOCK):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.sectionResized.connect(lambda column, *_: column != NAME and self.updateGeometry())
         self.horizontalHeaderItem(LOCK).setIcon(padlock(True))
         self.horizontalHeaderItem(LOCK).setToolTip("Locked structures: click a padlock to lock or unlock")
         self.verticalHeader().setVisible(False)
@@ -266,6 +272,20 @@ class StructureTable(QTableWidget):
             self.item(row, LOCK).setToolTip(LOCK_TIPS[structure.locked])
             if volume:
                 self._show_volume(row, structure)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        """Wide enough for the other columns and a `NAME_SAMPLE` name."""
+        font = QFont(self.font())
+        font.setItalic(True)
+        header = self.horizontalHeader()
+        name = (
+            QFontMetrics(font).horizontalAdvance(NAME_SAMPLE)
+            + 2 * self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin)
+            + 8
+        )
+        others = sum(header.sectionSize(column) for column in range(self.columnCount()) if column != NAME)
+        width = name + others + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(width, super().minimumSizeHint().height())
 
     def _row_of(self, structure) -> int | None:
         for row in range(self.rowCount()):
