@@ -208,6 +208,16 @@ class _Validator:
         if (self.weights or sha) and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             self.fail("weights.sha256", f"must be 64 hexadecimal digits, got {sha!r}")
         outputs = self.outputs(activation)
+        params = self.get("architecture.params", dict, {})
+        network_channels = params.get("out_channels")
+        if isinstance(network_channels, int) and not isinstance(network_channels, bool):
+            beyond = [o for o in outputs if o.channel >= network_channels]
+            if beyond:
+                self.fail(
+                    "architecture.params.out_channels",
+                    f"is {network_channels}, but {beyond[0].name} is read from channel {beyond[0].channel} "
+                    f"(channels count from 0)",
+                )
         return Manifest(
             folder=self.path.parent,
             path=self.path,
@@ -216,7 +226,7 @@ class _Validator:
             description=self.get("description", str, ""),
             modality=self.get("modality", str, "CT").upper(),
             architecture=self.get("architecture.name", str),
-            architecture_params=self.get("architecture.params", dict, {}),
+            architecture_params=params,
             weights_file=self.get("weights.file", str, ... if self.weights else ""),
             weights_sha256=sha,
             spacing_xyz=self.numbers("preprocessing.spacing_xyz", 3, float),

@@ -395,6 +395,11 @@ def test_state_dicts_load_without_unpickling_code(tmp_path):
         read_state_dict(tmp_path / "code.pt")
 
 
+def _fewer_network_channels_than_outputs(manifest: dict) -> None:
+    manifest["outputs"].append({"name": "Second"})  # channel 1
+    manifest["architecture"]["params"]["out_channels"] = 1
+
+
 @pytest.mark.parametrize(
     "change, field",
     [
@@ -407,6 +412,7 @@ def test_state_dicts_load_without_unpickling_code(tmp_path):
         (lambda m: m["outputs"][0].update(keep_largest="yes"), "outputs[0].keep_largest"),
         (lambda m: m["outputs"][0].update(training_volume_cc=[30, 20]), "outputs[0].training_volume_cc"),
         (lambda m: m["outputs"][0].update(training_volume_cc=12.0), "outputs[0].training_volume_cc"),
+        (_fewer_network_channels_than_outputs, "architecture.params.out_channels"),
     ],
 )
 def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):
