@@ -175,6 +175,25 @@ class NetworkModel:
         return result
 
 
+def _check_shapes(network, state: dict, manifest: Manifest) -> None:
+    """Refuse weights whose tensor names or shapes differ from `network`'s (built on the meta
+    device), so a wrong architecture in the manifest never allocates its parameters."""
+    expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
+    found = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    problems = [f"{name} is missing" for name in expected if name not in found]
+    problems += [f"{name} is not in the network" for name in found if name not in expected]
+    problems += [
+        f"{name} is {found[name]} in the file, {shape} in the network"
+        for name, shape in expected.items()
+        if name in found and found[name] != shape
+    ]
+    if problems:
+        raise WeightsError(
+            f"{manifest.weights_path}: weights do not fit the network that {manifest.path.name} describes "
+            f"({'; '.join(problems[:3])}{'; …' if len(problems) > 3 else ''})"
+        )
+
+
 def _on_cpu(net) -> bool:
     return all(p.device.type == "cpu" for p in net.parameters())
 
@@ -202,10 +221,15 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         ]
 
     def build():
+        import torch
+
         from segmentation.networks import build_network
 
         state = read_state_dict(manifest.weights_path, manifest.weights_sha256)
         try:
+            with torch.device("meta"):  # shapes only: a manifest asking for 1,000 GiB allocates nothing
+                skeleton = build_network(manifest.architecture, manifest.architecture_params)
+            _check_shapes(skeleton, state, manifest)
             network = build_network(manifest.architecture, manifest.architecture_params)
         except (TypeError, ValueError) as error:
             raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error

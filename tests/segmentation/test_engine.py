@@ -371,6 +371,14 @@ def test_altered_weights_are_refused(tmp_path):
     assert str(folder / "weights.safetensors") in str(error.value)  # which model's weights
 
 
+def test_an_architecture_its_weights_do_not_fit_is_refused_before_it_is_built(tmp_path):
+    folder = write_model(tmp_path / "m", [100.0], params={"channels": 2**40})  # 4 TiB of parameters
+    model = from_manifest(read_manifest(folder))
+    shapes = r"head\.weight is \(1, 1, 1, 1, 1\) in the file, \(1099511627776, 1, 1, 1, 1\) in the network"
+    with pytest.raises(WeightsError, match=shapes):
+        model.networks_on("cpu")
+
+
 def test_weights_holding_infinities_are_refused():
     import torch
 
