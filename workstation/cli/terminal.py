@@ -44,6 +44,8 @@ def install(verbose: bool) -> None:
     _handler = LogHandler()
     root.addHandler(_handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # pydicom logs each pixel decoder's failure with its traceback; the error raised names them all
+    logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def warn(text: str) -> None:
