@@ -59,6 +59,21 @@ def test_warnings_from_workers_and_failed_jobs_are_listed_once(window, qtbot):
     assert "Error: Loading: boom.dcm" in window.messages.item(1).text()
 
 
+def test_pixel_decoder_failures_are_listed_once_in_the_loading_error(window, qtbot):
+    """pydicom logs each decoder plugin's failure; the loading error already names them all."""
+    import logging
+
+    logging.getLogger("pydicom.pixels.decoders.base").error("No matching JPEG 2000 format found")
+    window._on_job_failed(
+        "Loading CT", "a.dcm: cannot decode JPEG 2000 (pylibjpeg: No matching JPEG 2000 format found)"
+    )
+    qtbot.waitUntil(lambda: window.messages.count() >= 1, timeout=5_000)
+    qtbot.wait(100)
+    assert window.messages.messages() == [
+        "Loading CT: a.dcm: cannot decode JPEG 2000 (pylibjpeg: No matching JPEG 2000 format found)"
+    ]
+
+
 def test_an_unexpected_error_is_shown_and_the_work_autosaved(window, qtbot):
     from support.app import show_sample
 

@@ -24,8 +24,9 @@ _MESSAGE = Qt.ItemDataRole.UserRole
 #: item data role holding the message's level (WARNING, INFO…)
 _LEVEL = Qt.ItemDataRole.UserRole + 1
 #: loggers whose records (tracebacks) the panel leaves out: the window reports failed jobs and
-#: unexpected errors itself, in words
-_REPORTED_ELSEWHERE = ("workstation.app.jobs", "workstation.app.unexpected")
+#: unexpected errors itself, in words; pydicom logs each pixel decoder's failure, which the
+#: loading error then names
+_REPORTED_ELSEWHERE = ("workstation.app.jobs", "workstation.app.unexpected", "pydicom.pixels.decoders.base")
 
 
 class _Relay(QObject):
