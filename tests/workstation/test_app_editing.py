@@ -54,7 +54,8 @@ def test_brush_2d_paints_a_disk_of_the_set_size_and_undo_restores(window):
     window.tools.tools["brush"].set_setting("radius_mm", 10.0)
     view = window.views["axial"]
     k = view.slice_index
-    centre = np.array([k, 64, 40])
+    centre = np.array([k, 64, 84])  # inside the left lung, away from other outlines at any window size
+    window.state.set_cursor([k, 100, 100])  # and away from the crosshair's lines
     point = widget_point(view, centre)
     before_pixel = grab(view)[point.y(), point.x()].astype(float)
     click(view, widget_point(view, centre))
