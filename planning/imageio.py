@@ -171,7 +171,10 @@ def _read_nifti_header(path: Path) -> bytes | None:
 
 def _check_nifti_complete(path: Path, header: bytes) -> None:
     """Refuse a NIfTI-1/2 file (plain or gzipped) holding fewer bytes than its header declares."""
-    expected = _nifti_size(header)
+    try:
+        expected = _nifti_size(header)
+    except FormatError as error:
+        raise FormatError(f"{path.name}: {error}") from None
     if expected is None:
         return
     gzipped = path.name.lower().endswith(".gz")
@@ -185,7 +188,7 @@ def _check_nifti_complete(path: Path, header: bytes) -> None:
 
 def _nifti_size(header: bytes) -> int | None:
     """Bytes a NIfTI file must hold (voxel offset + voxel data), from its header; None if the
-    header is not NIfTI-1 or NIfTI-2."""
+    header is not NIfTI-1 or NIfTI-2; FormatError if it declares a size below 1."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
@@ -201,7 +204,10 @@ def _nifti_size(header: bytes) -> int | None:
         return None
     if not 1 <= dims[0] <= 7 or bitpix <= 0:
         return None
-    return offset + int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]], dtype=np.int64)) * bitpix // 8
+    sizes = dims[1 : dims[0] + 1]
+    if min(sizes) < 1:  # ITK reads a size of 0 as 1: a volume of one slice, the rest ignored
+        raise FormatError(f"damaged header: it declares an image of size {' × '.join(map(str, sizes))}")
+    return offset + int(np.prod(sizes, dtype=np.int64)) * bitpix // 8
 
 
 def _nifti_sform(header: bytes) -> tuple[int, np.ndarray] | None:

@@ -57,6 +57,20 @@ def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
         load_volume(cut)
 
 
+def test_a_nifti_header_declaring_a_size_of_zero_is_refused(tmp_path):
+    """ITK read dim[3] = 0 as 1 and gave the first of the file's 6 slices as the whole image."""
+    grid = Grid((6, 40, 50), (1.0, 1.0, 2.0))
+    path = tmp_path / "zero.nii"
+    save_volume(Volume(np.ones(grid.shape, np.int16), grid), path)
+    data = bytearray(path.read_bytes())
+    data[46:48] = (0).to_bytes(2, "little")  # dim[3]
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        FormatError, match=r"zero\.nii: damaged header: it declares an image of size 50 × 40 × 0"
+    ):
+        load_volume(path)
+
+
 def test_a_gzipped_nifti_of_several_members_is_whole(tmp_path):
     import gzip
 
