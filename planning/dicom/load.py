@@ -4,6 +4,8 @@ Planes are ordered by position along the slice normal, the rescale (slope/interc
 (HU for CT), the spacing is computed from the positions and checked between every pair of
 neighbours. Missing slices, irregular spacing and gantry tilt are resampled onto a regular grid
 with a warning saying so; duplicated slices are dropped when identical and refused otherwise.
+Two images at different positions sharing a SOPInstanceUID load with a warning (the RTSTRUCT
+writer refuses to reference them: which one a contour lies on would be ambiguous).
 Enhanced multi-frame CT/MR take their geometry from the functional groups.
 """
 
@@ -95,6 +97,7 @@ def load_series(
             + (" and more to resample them" if plan.resampled else "")
         ) from None
     warnings += plan.warnings
+    warnings += _shared_uid_warnings(ordered)
     if series.unread:
         warnings.append(unread_warning(series.unread))
     if plan.duplicates:
@@ -386,6 +389,25 @@ def _check_duplicates(planes: list[_Plane], plan: StackPlan, array: np.ndarray) 
                 f"{_plane_name(planes[kept])} and {_plane_name(planes[dropped])} are two "
                 f"different images at the same position {np.round(planes[kept].position, 2).tolist()} mm"
             )
+
+
+def _shared_uid_warnings(ordered: list[_Plane]) -> list[str]:
+    """Words for each SOPInstanceUID (and frame) that names two planes at different positions:
+    objects referencing the series by UID (an RTSTRUCT) cannot tell those images apart."""
+    first: dict[tuple[str, int | None], _Plane] = {}
+    warnings = []
+    for plane in ordered:
+        if not plane.sop_instance_uid:
+            continue
+        seen = first.setdefault((plane.sop_instance_uid, plane.frame), plane)
+        if seen is not plane:
+            warnings.append(
+                f"{_plane_name(seen)} and {_plane_name(plane)} are two images at different positions "
+                f"({np.round(seen.position, 2).tolist()} and {np.round(plane.position, 2).tolist()} mm) "
+                f"with the same SOPInstanceUID {plane.sop_instance_uid}: the series is damaged; "
+                "structures drawn on it cannot be exported as an RTSTRUCT, which references images by UID"
+            )
+    return warnings
 
 
 def _plane_name(plane: _Plane) -> str:

@@ -102,8 +102,8 @@ def write_rtstruct(
 
     Raises:
         DelineoError: there is no structure to write.
-        GeometryError: the volume was not loaded from DICOM, or the structures belong to another
-            grid or frame of reference.
+        GeometryError: the volume was not loaded from DICOM, two of its images share one
+            SOPInstanceUID, or the structures belong to another grid or frame of reference.
         FormatError: the file cannot be written.
     """
     _check_inputs(structure_set, volume)
@@ -163,7 +163,8 @@ def write_rtstruct(
 
 
 def check_references(volume: Volume, what: str = "an RTSTRUCT") -> None:
-    """Raise unless `volume` came from DICOM images that an object can reference by UID."""
+    """Raise unless `volume` came from DICOM images that an object can reference by UID, each
+    UID (and frame) naming one image."""
     if not any(volume.slices):
         raise GeometryError(
             f"the volume was not loaded from a DICOM series, so {what} would have no images to "
@@ -184,6 +185,19 @@ def check_references(volume: Volume, what: str = "an RTSTRUCT") -> None:
             f"the images lack {', '.join(missing)} (removed by anonymisation?), so {what} cannot "
             "reference them; export from a series that keeps its UIDs"
         )
+    first: dict[tuple[str, int | None], SliceRef] = {}
+    for ref in filter(None, volume.slices):
+        seen = first.setdefault((ref.sop_instance_uid, ref.frame), ref)
+        if seen.position_xyz != ref.position_xyz:
+            raise GeometryError(
+                f"two images of the series, at {_mm(seen.position_xyz)} and {_mm(ref.position_xyz)} mm, "
+                f"share the SOPInstanceUID {ref.sop_instance_uid}, so {what} could not say which of them "
+                "a contour lies on; the series is damaged: have it exported again from the scanner or PACS"
+            )
+
+
+def _mm(position_xyz: tuple[float, float, float]) -> list[float]:
+    return [round(v, 2) for v in position_xyz]
 
 
 def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:

@@ -102,6 +102,20 @@ def test_conflicting_duplicate_slice_is_refused(tmp_path, hu):
         load_volume(tmp_path)
 
 
+def test_two_slices_sharing_a_sop_instance_uid_are_named_in_a_warning(tmp_path, hu):
+    paths = write_ct_series(tmp_path, hu)
+    shared = pydicom.dcmread(paths[4]).SOPInstanceUID
+    other = pydicom.dcmread(paths[5])
+    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = shared
+    other.save_as(paths[5])
+    volume = load_volume(tmp_path)
+    np.testing.assert_array_equal(volume.array, hu)  # the images are loaded as they are
+    (warning,) = [w for w in volume.warnings if shared in w]
+    assert "CT0004.dcm and CT0005.dcm" in warning
+    assert "-5.0] and" in warning and "-2.5] mm" in warning  # both positions (z -5 and -2.5 mm)
+    assert "cannot be exported as an RTSTRUCT" in warning
+
+
 def test_gantry_tilt_is_detected_and_resampled(tmp_path):
     hu = ct_phantom((10, 40, 48))
     tilt = np.radians(15)

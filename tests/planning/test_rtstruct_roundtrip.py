@@ -269,6 +269,24 @@ def test_refuses_volumes_it_cannot_reference(case, tmp_path):
     assert not (tmp_path / "x.dcm").exists()
 
 
+def test_refuses_images_whose_references_are_ambiguous(tmp_path):
+    paths = write_ct_series(tmp_path / "ct", ct_phantom((6, 20, 24)))
+    shared = pydicom.dcmread(paths[2]).SOPInstanceUID
+    other = pydicom.dcmread(paths[3])
+    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = shared
+    other.save_as(paths[3])
+    damaged = load_volume(tmp_path / "ct")
+    box = np.zeros(damaged.grid.shape, bool)
+    box[1:5, 5:15, 5:15] = True
+    boxed = StructureSet(damaged.grid, damaged.frame_of_reference_uid)
+    boxed.add(Structure("Box", Mask.from_full(damaged.grid, box)))
+    with pytest.raises(GeometryError) as refused:
+        write_rtstruct(boxed, damaged, tmp_path / "x.dcm")
+    assert shared in str(refused.value)
+    assert "[-20.0, -18.0, -10.0] and [-20.0, -18.0, -7.5] mm" in str(refused.value)
+    assert not (tmp_path / "x.dcm").exists()
+
+
 def _rotation(degrees_x: float, degrees_y: float, degrees_z: float) -> np.ndarray:
     ax, ay, az = np.radians([degrees_x, degrees_y, degrees_z])
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
