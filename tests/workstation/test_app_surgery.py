@@ -251,9 +251,9 @@ def scalar_bars(view) -> int:
     )
 
 
-def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
-    show_spheres(window)
-    wait_3d(qtbot, window)
+def show_map_and_distance(window, qtbot):
+    """Open the Surgery dialogs and show GTV's margin map to Liver and the minimum distance
+    Liver ↔ Kidney_R in the 3D view: (the margin map dialog, the minimum distance dialog)."""
     view = window.view3d
     window.surgery.margin_map.trigger()
     margins = window.last_dialog
@@ -267,6 +267,14 @@ def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
     distance.second.setCurrentText("Kidney_R")
     distance.measure_button.click()
     wait_idle(qtbot, window)
+    return margins, distance
+
+
+def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
+    show_spheres(window)
+    wait_3d(qtbot, window)
+    view = window.view3d
+    margins, distance = show_map_and_distance(window, qtbot)
     assert view.shown_distance is distance.result and view.focus == {"Liver", "Kidney_R"}
     assert view.margin_values("GTV") is not None and scalar_bars(view) == 1
     margins.close()  # its map and colour bar go; the fading is the distance dialog's now: it stays
@@ -297,18 +305,7 @@ def test_hiding_a_structure_hides_the_overlays_drawn_for_it(window, qtbot):
     case = show_spheres(window)
     wait_3d(qtbot, window)
     view = window.view3d
-    window.surgery.margin_map.trigger()
-    margins = window.last_dialog
-    margins.structure.setCurrentText("GTV")
-    margins.reference.setCurrentText("Liver")
-    with qtbot.waitSignal(view.margin_map_shown, timeout=60_000):
-        margins.show_button.click()
-    window.surgery.distance.trigger()
-    distance = window.last_dialog
-    distance.first.setCurrentText("Liver")
-    distance.second.setCurrentText("Kidney_R")
-    distance.measure_button.click()
-    wait_idle(qtbot, window)
+    show_map_and_distance(window, qtbot)
 
     def shown() -> tuple[bool, bool, float]:
         """(distance line shown, colour bar shown, the vessel's opacity: faded or not)"""
