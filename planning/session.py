@@ -26,7 +26,7 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -331,13 +331,16 @@ def load_session(path: str | os.PathLike) -> Session:
     document = _document(path, files)
     try:
         mask_arrays = _npz(files, "structures.npz")
-        reference = _reference_from_plain(document["image"])
+        reference = _reference_from_plain(_entry(document, "image", "session.json"))
         grid = reference.grid
         info = document.get("structure_set", {})
         structures = StructureSet(grid, info.get("frame_of_reference_uid", ""), info.get("label", "Delineo"))
         structures.warnings = [str(w) for w in info.get("warnings", [])]
-        for record in document["structures"]:
-            structures.add(_structure_from_record(record, grid, mask_arrays), rename=False)
+        records = _entry(document, "structures", "session.json")
+        if records and "structures.npz" not in files:
+            raise ValueError(f"structures.npz is missing (it holds the masks of {len(records)} structure(s))")
+        for index, record in enumerate(records):
+            structures.add(_structure_from_record(record, index, grid, mask_arrays), rename=False)
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
     session = Session(reference, structures, saved_at=document.get("saved_at", ""))
@@ -411,34 +414,69 @@ def _npz(files: dict[str, bytes], name: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{name} unreadable: {error}") from error
 
 
+def _entry(plain, key: str, where: str):
+    """`plain[key]`, or a ValueError saying that `where` has no such entry."""
+    if not isinstance(plain, dict) or key not in plain:
+        raise ValueError(f"{where} has no {key!r} entry")
+    return plain[key]
+
+
+def _array(arrays: dict[str, np.ndarray], key: str, what: str) -> np.ndarray:
+    """`arrays[key]` from structures.npz, or a ValueError saying what is missing."""
+    if key not in arrays:
+        raise ValueError(f"structures.npz has no {what} ({key})")
+    return arrays[key]
+
+
 def _reference_from_plain(plain: dict) -> ImageReference:
+    where = "session.json: the 'image' entry"
+    for key in ("kind", "path", "shape", "spacing_xyz", "origin_xyz"):
+        _entry(plain, key, where)
+    unknown = sorted(set(plain) - {f.name for f in fields(ImageReference)})
+    if unknown:
+        raise ValueError(f"{where} has unknown field(s) {', '.join(map(repr, unknown))}")
     values = dict(plain)
     values["shape"] = tuple(int(v) for v in values["shape"])
     for key in ("spacing_xyz", "origin_xyz", "direction"):
-        values[key] = tuple(float(v) for v in values[key])
+        if key in values:
+            values[key] = tuple(float(v) for v in values[key])
     return ImageReference(**values)
 
 
-def _structure_from_record(record: dict, grid: Grid, arrays: dict[str, np.ndarray]) -> Structure:
+def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[str, np.ndarray]) -> Structure:
+    name = record.get("name") if isinstance(record, dict) else None
+    what = f"structure {name!r}" if isinstance(name, str) else f"structure {index + 1}"
+    where = f"session.json: {what}"
+    for key in ("name", "key", "shape", "offset", "roi_type", "algorithm", "number"):
+        _entry(record, key, where)
+    color = record.get("color")
+    if not (
+        isinstance(color, list)
+        and len(color) == 3
+        and all(isinstance(c, (int, float)) and float(c).is_integer() and 0 <= c <= 255 for c in color)
+    ):
+        raise ValueError(f"{where} has colour {color!r}, not three numbers 0–255")
     shape = tuple(int(v) for v in record["shape"])
     count = int(np.prod(shape))
-    bits = np.unpackbits(arrays[f"{record['key']}_mask"], count=count).astype(bool)
-    mask = Mask(grid, bits.reshape(shape), tuple(record["offset"]))
-    return Structure.from_properties(
-        record,
-        mask,
-        contours=_unpack_contours(record.get("contours"), arrays),
-        markers=_unpack_contours(record.get("markers"), arrays),
-    )
+    bits = np.unpackbits(_array(arrays, f"{record['key']}_mask", f"mask for {what}"), count=count)
+    mask = Mask(grid, bits.astype(bool).reshape(shape), tuple(record["offset"]))
+    contours = _unpack_contours(record.get("contours"), arrays, what)
+    markers = _unpack_contours(record.get("markers"), arrays, what)
+    try:
+        return Structure.from_properties(record, mask, contours=contours, markers=markers)
+    except ValueError as error:  # a bad type, algorithm or number
+        raise ValueError(f"{where}: {error}") from error
 
 
-def _unpack_contours(packed: dict | None, arrays: dict[str, np.ndarray]) -> list[PlanarContour] | None:
+def _unpack_contours(
+    packed: dict | None, arrays: dict[str, np.ndarray], what: str
+) -> list[PlanarContour] | None:
     if packed is None:
         return None
     if packed["key"] is None:
         return []
-    points = arrays[f"{packed['key']}_points"]
-    counts = arrays[f"{packed['key']}_counts"]
+    points = _array(arrays, f"{packed['key']}_points", f"contours for {what}")
+    counts = _array(arrays, f"{packed['key']}_counts", f"contours for {what}")
     pieces = np.split(points, np.cumsum(counts)[:-1])
     return [
         PlanarContour(piece, kind, uid)

@@ -134,6 +134,65 @@ def test_damaged_members_are_named_in_a_format_error(tmp_path):
         load_session(folder)
 
 
+def _edit_json(folder, edit) -> None:
+    document = json.loads((folder / "session.json").read_text())
+    edit(document)
+    (folder / "session.json").write_text(json.dumps(document))
+
+
+def _without_array(folder, key: str) -> None:
+    with np.load(folder / "structures.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files if name != key}
+    np.savez_compressed(folder / "structures.npz", **arrays)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: _edit_json(f, lambda d: d.pop("image")), "session.json has no 'image' entry"),
+        (lambda f: _edit_json(f, lambda d: d.pop("structures")), "session.json has no 'structures' entry"),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].pop("shape")),
+            "session.json: the 'image' entry has no 'shape' entry",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(bogus=1)),
+            "session.json: the 'image' entry has unknown field(s) 'bogus'",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structures"][0].pop("offset")),
+            "session.json: structure 'GTV' has no 'offset' entry",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structures"][0].update(color="red")),
+            "session.json: structure 'GTV' has colour 'red', not three numbers 0–255",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structures"][1].update(color=[0, 300, 0])),
+            "session.json: structure 'Imported' has colour [0, 300, 0], not three numbers 0–255",
+        ),
+        (
+            lambda f: _without_array(f, "s0_mask"),
+            "structures.npz has no mask for structure 'GTV' (s0_mask)",
+        ),
+        (
+            lambda f: _without_array(f, "s1_contours_points"),
+            "structures.npz has no contours for structure 'Imported' (s1_contours_points)",
+        ),
+        (
+            lambda f: (f / "structures.npz").unlink(),
+            "structures.npz is missing (it holds the masks of 2 structure(s))",
+        ),
+    ],
+)
+def test_missing_or_malformed_entries_are_said_in_words(tmp_path, damage, message):
+    folder = save_session(_session(), tmp_path / "f")
+    damage(folder)
+    with pytest.raises(FormatError) as error:
+        load_session(folder)
+    assert str(error.value) == f"{folder}: damaged Delineo session ({message})"
+
+
 def test_a_damaged_history_leaves_the_structures_loadable(tmp_path):
     folder = save_session(_session(), tmp_path / "f")
     _truncate(folder / "history.npz")
