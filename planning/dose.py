@@ -239,6 +239,15 @@ def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndar
     if values is None or len(values) != frames:
         raise DicomReadError(f"{name}: GridFrameOffsetVector does not give one offset per frame ({frames})")
     offsets = np.array([float(v) for v in values])
+    order = np.argsort(offsets, kind="stable")
+    repeats = np.flatnonzero(np.diff(offsets[order]) <= _UNIFORM_TOLERANCE_MM)
+    if repeats.size:
+        first, second = sorted(int(order[i]) for i in (repeats[0], repeats[0] + 1))
+        raise DicomReadError(
+            f"{name}: GridFrameOffsetVector repeats {offsets[first]:g} mm (frames {first + 1} and "
+            f"{second + 1}{f' and {repeats.size - 1} more' if repeats.size > 1 else ''}): two frames at "
+            "one position, which a dose grid cannot hold"
+        )
     if offsets[0] != 0.0:
         # absolute positions along the normal (older form): make them relative to the first frame
         along = float(position @ normal)

@@ -223,6 +223,25 @@ def test_a_dose_grid_scaling_that_is_not_a_positive_factor_is_refused(tmp_path, 
         load_dose(tmp_path / "RD.dcm")
 
 
+@pytest.mark.parametrize(
+    "offsets, message",
+    [
+        (lambda o: np.zeros_like(o), r"repeats 0 mm \(frames 1 and 2 and 96 more\)"),
+        (lambda o: np.where(np.arange(len(o)) == 7, o[6], o), r"repeats 18 mm \(frames 7 and 8\)"),
+    ],
+)
+def test_repeated_grid_frame_offsets_are_refused_naming_the_file(tmp_path, offsets, message):
+    """They were a GeometryError naming neither file nor attribute ("spacing must be positive")."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    stated = np.array([float(v) for v in dataset.GridFrameOffsetVector])
+    dataset.GridFrameOffsetVector = [f"{v:g}" for v in offsets(stated)]
+    dataset.save_as(tmp_path / "RD.dcm")
+    with pytest.raises(DicomReadError, match=f"RD.dcm: GridFrameOffsetVector {message}"):
+        load_dose(tmp_path / "RD.dcm")
+
+
 @pytest.mark.parametrize("frames", ["decreasing", "uneven", "decreasing and uneven"])
 def test_frames_in_any_order_and_spacing_give_the_same_doses(breast, tmp_path, frames):
     """The grid frame offsets may decrease (the grid runs against the normal) and be unevenly
