@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from support.orthanc import HUMAN_CT, HUMAN_STUDY, Orthanc, load, prepare_case
+from support.orthanc import HUMAN_CT, HUMAN_STUDY, load
 from support.pacs import free_port
 
 from planning.dicom.network import Node, echo
@@ -19,16 +19,10 @@ from planning.structure_io import load_structures
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    return prepare_case(tmp_path_factory.mktemp("orthanc_case"))
-
-
-@pytest.fixture(scope="module")
-def pacs(case, tmp_path_factory):
+def pacs(orthanc, orthanc_case):
     """Orthanc holding the case, sent by Delineo (C-STORE)."""
-    with Orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        load(orthanc, case)
-        yield orthanc
+    load(orthanc, orthanc_case)
+    return orthanc
 
 
 def test_echo_and_a_wrong_called_ae_title(pacs):
@@ -40,8 +34,8 @@ def test_echo_and_a_wrong_called_ae_title(pacs):
         echo(wrong)
 
 
-def test_what_was_sent_is_held_series_by_series(pacs, case):
-    rtstruct = pydicom.dcmread(case["rtstruct"], stop_before_pixels=True)
+def test_what_was_sent_is_held_series_by_series(pacs, orthanc_case):
+    rtstruct = pydicom.dcmread(orthanc_case["rtstruct"], stop_before_pixels=True)
     series = find_series(pacs.node, HUMAN_STUDY)
     assert [(s.modality, s.instance_count) for s in sorted(series, key=lambda s: s.modality)] == [
         ("CT", 4),
@@ -51,9 +45,9 @@ def test_what_was_sent_is_held_series_by_series(pacs, case):
     assert all(s.study_uid == HUMAN_STUDY for s in series)
 
 
-def test_search_by_patient_and_study_keys(pacs, case):
+def test_search_by_patient_and_study_keys(pacs, orthanc_case):
     everything = find_studies(pacs.node)
-    assert {s.study_uid for s in everything} == {HUMAN_STUDY, case["accented_study"]}
+    assert {s.study_uid for s in everything} == {HUMAN_STUDY, orthanc_case["accented_study"]}
     human = next(s for s in everything if s.study_uid == HUMAN_STUDY)
     assert (human.date, human.description, human.series_count, human.instance_count) == (
         "20050101",
@@ -64,27 +58,31 @@ def test_search_by_patient_and_study_keys(pacs, case):
     assert set(human.modalities) == {"CT", "RTSTRUCT"}
     by_id = find_studies(pacs.node, patient_id=human.patient_id)
     assert [s.study_uid for s in by_id] == [HUMAN_STUDY]
-    assert [s.study_uid for s in find_studies(pacs.node, patient_id="OSTER-?")] == [case["accented_study"]]
+    assert [s.study_uid for s in find_studies(pacs.node, patient_id="OSTER-?")] == [
+        orthanc_case["accented_study"]
+    ]
     assert [s.study_uid for s in find_studies(pacs.node, modality="RTSTRUCT")] == [HUMAN_STUDY]
     assert [s.study_uid for s in find_studies(pacs.node, study_date="20040101-20051231")] == [HUMAN_STUDY]
     assert find_studies(pacs.node, study_date="-20041231") == []
-    assert [s.study_uid for s in find_studies(pacs.node, accession="ACC42")] == [case["accented_study"]]
+    assert [s.study_uid for s in find_studies(pacs.node, accession="ACC42")] == [
+        orthanc_case["accented_study"]
+    ]
 
 
-def test_names_in_utf8_are_found_and_read_back(pacs, case):
+def test_names_in_utf8_are_found_and_read_back(pacs, orthanc_case):
     """Stored in UTF-8, answered by Orthanc in its own character set (Latin-1 by default):
     the name is read back as sent, and searched in any case."""
     for typed in ("Øster*", "øster*", "ØSTER^ÅSE"):
         found = find_studies(pacs.node, patient_name=typed)
-        assert [(s.study_uid, s.patient_name) for s in found] == [(case["accented_study"], "Øster, Åse")], (
-            typed
-        )
+        assert [(s.study_uid, s.patient_name) for s in found] == [
+            (orthanc_case["accented_study"], "Øster, Åse")
+        ], typed
 
 
-def test_names_typed_the_everyday_way_are_searched_in_the_dicom_form(pacs, case):
+def test_names_typed_the_everyday_way_are_searched_in_the_dicom_form(pacs, orthanc_case):
     for typed in ("øster, åse", "Øster Åse", "øster å*"):
         found = find_studies(pacs.node, patient_name=typed)
-        assert [s.study_uid for s in found] == [case["accented_study"]], typed
+        assert [s.study_uid for s in found] == [orthanc_case["accented_study"]], typed
 
 
 def test_person_name_query():
@@ -99,26 +97,26 @@ def test_person_name_query():
 
 
 @pytest.mark.parametrize("method", ["get", "move"])
-def test_retrieve_loads_as_the_original_images_and_structures(pacs, case, tmp_path, method):
+def test_retrieve_loads_as_the_original_images_and_structures(pacs, orthanc_case, tmp_path, method):
     move_port = pacs.move_port if method == "move" else None
     result = retrieve(pacs.node, tmp_path / "study", HUMAN_STUDY, move_port=move_port)
     assert len(result.received) == 5 and result.failed == 0 and result.completed == 5
     volume = load_volume(tmp_path / "study")
-    np.testing.assert_array_equal(volume.array, case["volume"].array)
-    np.testing.assert_allclose(volume.grid.spacing_xyz, case["volume"].grid.spacing_xyz)
-    np.testing.assert_allclose(volume.grid.origin_xyz, case["volume"].grid.origin_xyz)
+    np.testing.assert_array_equal(volume.array, orthanc_case["volume"].array)
+    np.testing.assert_allclose(volume.grid.spacing_xyz, orthanc_case["volume"].grid.spacing_xyz)
+    np.testing.assert_allclose(volume.grid.origin_xyz, orthanc_case["volume"].grid.origin_xyz)
     rtstruct = next(
         p for p in result.received if pydicom.dcmread(p, stop_before_pixels=True).Modality == "RTSTRUCT"
     )
     structures = load_structures(rtstruct, volume)
-    assert [s.name for s in structures] == [s.name for s in case["structures"]]
-    for got, sent in zip(structures, case["structures"], strict=True):
+    assert [s.name for s in structures] == [s.name for s in orthanc_case["structures"]]
+    for got, sent in zip(structures, orthanc_case["structures"], strict=True):
         np.testing.assert_array_equal(got.mask.full(), sent.mask.full())
         assert got.mask.voxel_count > 500  # not empty: SpinalCord has 654 voxels, BODY far more
 
     only_ct = retrieve(pacs.node, tmp_path / "ct", HUMAN_STUDY, [HUMAN_CT], move_port=move_port)
     assert len(only_ct.received) == 4
-    np.testing.assert_array_equal(load_volume(tmp_path / "ct").array, case["volume"].array)
+    np.testing.assert_array_equal(load_volume(tmp_path / "ct").array, orthanc_case["volume"].array)
 
 
 @pytest.mark.parametrize("method", ["get", "move"])

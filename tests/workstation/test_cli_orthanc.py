@@ -1,29 +1,18 @@
 """`delineo echo | send | find | retrieve` against a real PACS product, Orthanc (Debian's package)."""
 
 import numpy as np
-import pytest
-from support.orthanc import HUMAN_CT, HUMAN_STUDY, Orthanc, prepare_case
+from support.orthanc import HUMAN_CT, HUMAN_STUDY
 
 from planning.imageio import load_volume
 from workstation.cli import main
 
 
-@pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    return prepare_case(tmp_path_factory.mktemp("orthanc_case"))
-
-
-@pytest.fixture(scope="module")
-def pacs(case, tmp_path_factory):
-    with Orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        yield orthanc
-
-
-def test_echo_send_find_and_retrieve(pacs, case, tmp_path, capsys):
-    node = str(pacs.node)
+def test_echo_send_find_and_retrieve(orthanc, orthanc_case, tmp_path, capsys):
+    node = str(orthanc.node)
     assert main(["echo", node]) == 0
     assert capsys.readouterr().out.startswith(f"{node} answered in ")
-    assert main(["send", str(case["ct"]), str(case["rtstruct"]), str(case["accented"]), "--to", node]) == 0
+    files = [str(orthanc_case[key]) for key in ("ct", "rtstruct", "accented")]
+    assert main(["send", *files, "--to", node]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"sent 7 of 7 file(s) to {node}"
 
     assert main(["find", node, "--modality", "RTSTRUCT"]) == 0
@@ -44,18 +33,18 @@ def test_echo_send_find_and_retrieve(pacs, case, tmp_path, capsys):
         ("RTSTRUCT", "1", rows[1][-1]),
     ]
 
-    for method in ([], ["--move", "--port", str(pacs.move_port)]):
+    for method in ([], ["--move", "--port", str(orthanc.move_port)]):
         out = tmp_path / ("move" if method else "get")
         assert (
             main(["retrieve", node, "--study", HUMAN_STUDY, "--series", HUMAN_CT, "--out", str(out), *method])
             == 0
         )
         assert f"retrieved 4 instance(s) from {node} into {out}" in capsys.readouterr().out
-        np.testing.assert_array_equal(load_volume(out).array, case["volume"].array)
+        np.testing.assert_array_equal(load_volume(out).array, orthanc_case["volume"].array)
 
 
-def test_errors_name_the_problem(pacs, tmp_path, capsys):
-    node = str(pacs.node)
+def test_errors_name_the_problem(orthanc, tmp_path, capsys):
+    node = str(orthanc.node)
     assert main(["find", node, "--name", "nobody here"]) == 1
     assert f"no study on {node} matches name 'NOBODY^HERE'" in capsys.readouterr().err
     out = str(tmp_path / "x")
