@@ -516,17 +516,25 @@ def test_structure_volume_and_surface_area(window, qtbot):
     window.case.set_visible("GTV", False)  # no change of size: the table stays current
     assert "Out of date" not in dialog.note.text()
     window.case.edit_region("Brush", "GTV", (slice(0, 1),) * 3, np.ones((1, 1, 1), bool))
-    assert dialog.note.text() == "Out of date: GTV changed since it was measured. Recompute."
+    assert dialog.note.text() == "Out of date: GTV changed since the table was measured. Recompute."
     dialog.refresh_button.click()
     window.case.edit_region("Brush", "GTV", (slice(0, 1), slice(0, 1), slice(1, 2)), np.ones((1, 1, 1), bool))
     wait_idle(qtbot, window)  # drawn while it measured: said when the table shows
-    assert dialog.note.text() == "Out of date: GTV changed since it was measured. Recompute."
+    assert dialog.note.text() == "Out of date: GTV changed since the table was measured. Recompute."
     dialog.refresh_button.click()
     wait_idle(qtbot, window)
     assert "Out of date" not in dialog.note.text()
     assert {m.name: m for m in dialog.measures}["GTV"].voxel_volume_cc == pytest.approx(
         measures["GTV"].voxel_volume_cc + 0.002
     )
+    window.add_structure("Spleen")  # empty: not listed, the table stays current
+    assert "Out of date" not in dialog.note.text()
+    window.case.remove_structure("Spleen")
+    assert "Out of date" not in dialog.note.text()
+    window.case.remove_structure("Vessel")
+    assert dialog.note.text() == "Out of date: Vessel was deleted since the table was measured. Recompute."
+    window.undo()
+    assert dialog.note.text() == "Out of date: Vessel was added since the table was measured. Recompute."
 
 
 def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch):

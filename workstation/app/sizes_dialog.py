@@ -28,7 +28,7 @@ class StructureSizesDialog(SurgeryDialog):
     def __init__(self, window):
         super().__init__(window, "Structure volume and surface area")
         self.measures: list[StructureMeasures] = []
-        #: a structure whose voxels changed since the measuring began
+        #: what made the table out of date since the measuring began ("GTV changed")
         self.edited: str | None = None
         layout = QVBoxLayout(self)
         self.table = QTableWidget(0, len(HEADERS), self)
@@ -56,12 +56,10 @@ class StructureSizesDialog(SurgeryDialog):
         self.copy_button.clicked.connect(self.copy)
         layout.addWidget(buttons)
         self.resize(560, 420)
-        for signal in (
-            self.case.structures.changed,
-            self.case.structures.added,
-            self.case.structures.removed,
-        ):
-            self.link(signal, self._on_edited)
+        structures = self.case.structures
+        self.link(structures.changed, self._on_edited)
+        self.link(structures.added, lambda structure: self._on_listed(structure, "was added"))
+        self.link(structures.removed, lambda structure: self._on_listed(structure, "was deleted"))
         self.compute()
 
     def compute(self) -> None:
@@ -102,16 +100,24 @@ class StructureSizesDialog(SurgeryDialog):
         if self.edited is not None:
             self._say_out_of_date()
 
-    def _on_edited(self, structure, box=True) -> None:
-        """A structure was drawn, added or deleted (`box` None: only renamed, recoloured or shown)
-        since the measuring began: the table is out of date until recomputed."""
+    def _on_edited(self, structure, box=None) -> None:
+        """A structure was drawn (`box` None: only renamed, recoloured or shown) since the
+        measuring began: the table is out of date until recomputed."""
         if box is not None:
-            self.edited = structure.name
-            if self.job is None and self.measures:
-                self._say_out_of_date()
+            self._out_of_date(f"{structure.name} changed")
+
+    def _on_listed(self, structure, what: str) -> None:
+        """A structure with voxels was added or deleted (an empty one is not listed)."""
+        if structure.mask.box is not None:
+            self._out_of_date(f"{structure.name} {what}")
+
+    def _out_of_date(self, why: str) -> None:
+        self.edited = why
+        if self.job is None and self.measures:
+            self._say_out_of_date()
 
     def _say_out_of_date(self) -> None:
-        self.note.setText(f"Out of date: {self.edited} changed since it was measured. Recompute.")
+        self.note.setText(f"Out of date: {self.edited} since the table was measured. Recompute.")
 
     def as_text(self) -> str:
         rows = ["\t".join(HEADERS)]
