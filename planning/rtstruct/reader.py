@@ -22,7 +22,8 @@ Damage is confined to what it touches, each left out with a warning naming its R
 whose ContourData is empty, absent, not numbers, not whole (x, y, z) points or 10¹¹ mm or more
 away; closed contours with fewer than 3 points; the later ROI and ROI Contour items of an ROI
 number used twice. Markers (POINT, OPEN_PLANAR) more than half a slice beyond the images are
-kept, with a warning.
+kept, with a warning. An ROI without contours is read as an empty structure, and a ROIDisplayColor
+that is not three numbers 0–255 gives way to the name's default colour, each said in a warning.
 """
 
 from __future__ import annotations
@@ -153,7 +154,14 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
             records[number] = RoiRecord(number=number, name=f"ROI_{number}")
         contoured.add(number)
         record = records[number]
-        record.color = color
+        record.color = _color(color)
+        if color is not None and record.color is None:
+            problems.append(
+                f"{record.name}: ROIDisplayColor '{_shown(color)}' is not three whole numbers 0–255; "
+                "its default colour is used"
+            )
+        if not contours:
+            problems.append(f"ROI {record.name!r} has no contours; it is read as an empty structure")
         left_out: Counter[str] = Counter()
         for (points, problem), (_, kind, uid, declared) in zip(
             _points(contour[0] for contour in contours), contours, strict=True
@@ -166,6 +174,11 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
         problems += [
             f"{record.name}: {n} contour(s) with {problem} were left out" for problem, n in left_out.items()
         ]
+    problems += [
+        f"ROI {record.name!r} has no contours (no ROI Contour item); it is read as an empty structure"
+        for number, record in records.items()
+        if number not in contoured
+    ]
     return list(records.values()), problems
 
 
@@ -543,8 +556,9 @@ def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings
 _Item = tuple[bytes | list, str, str, int | None]
 
 
-def _roi_contours(dataset) -> list[tuple[int | None, tuple[int, int, int] | None, list[_Item]]]:
-    """(ROI number, colour, contour items) of each ROIContourSequence item, in file order.
+def _roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
+    """(ROI number, ROIDisplayColor as stated (None when absent or empty), contour items) of each
+    ROIContourSequence item, in file order.
 
     The sequence is walked straight from its bytes when the file is little endian (thousands of
     items: pydicom's datasets would take most of the reading time); otherwise through pydicom.
@@ -577,11 +591,12 @@ def _roi_contours(dataset) -> list[tuple[int | None, tuple[int, int, int] | None
                     _int(contour.get("NumberOfContourPoints")),
                 )
             )
-        result.append((_int(roi.get("ReferencedROINumber")), _color(roi.get("ROIDisplayColor")), contours))
+        color = roi.get("ROIDisplayColor")
+        result.append((_int(roi.get("ReferencedROINumber")), None if color == "" else color, contours))
     return result
 
 
-def _roi_from_raw(item: dict) -> tuple[int | None, tuple[int, int, int] | None, list[_Item]]:
+def _roi_from_raw(item: dict) -> tuple[int | None, object, list[_Item]]:
     contours = []
     for contour in item.get(_CONTOUR_SEQUENCE, []):
         images = contour.get(_CONTOUR_IMAGE_SEQUENCE, [])
@@ -590,10 +605,10 @@ def _roi_from_raw(item: dict) -> tuple[int | None, tuple[int, int, int] | None, 
         contours.append(
             (contour.get(_CONTOUR_DATA, b""), kind, uid, _int(_ascii(contour.get(_POINT_COUNT, b""))))
         )
-    color = item.get(_DISPLAY_COLOR)
+    color = _ascii(item.get(_DISPLAY_COLOR, b""))
     return (
         _int(_ascii(item.get(_REFERENCED_ROI_NUMBER, b""))),
-        _color(_ascii(color).split("\\")) if color is not None else None,
+        color.split("\\") if color else None,
         contours,
     )
 
@@ -705,8 +720,18 @@ def _int(value) -> int | None:
 
 
 def _color(value) -> tuple[int, int, int] | None:
+    """ROIDisplayColor as three integers 0–255, None when absent or not that."""
     try:
         color = tuple(int(v) for v in value)
     except (TypeError, ValueError):
         return None
     return color if len(color) == 3 and all(0 <= c <= 255 for c in color) else None
+
+
+def _shown(value) -> str:
+    """A stated DICOM value as the file holds it (several values joined by backslashes)."""
+    return (
+        "\\".join(map(str, value))
+        if isinstance(value, Iterable) and not isinstance(value, str)
+        else str(value)
+    )

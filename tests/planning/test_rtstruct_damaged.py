@@ -18,6 +18,7 @@ from planning.imageio import load_volume
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
 from planning.structures import Mask, PlanarContour, Structure, StructureSet
+from planning.tg263 import style_for
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,37 @@ def test_coordinates_too_large_to_write_name_the_structure(case, tmp_path):
     structures.add(Structure("Seed", Mask.from_full(volume.grid, boxes["A"]), markers=[marker]))
     with pytest.raises(FormatError, match="Seed: coordinates must be finite and below 10¹¹ mm"):
         write_rtstruct(structures, volume, tmp_path / "huge.dcm")
+
+
+@pytest.mark.parametrize("walker", ["bytes", "pydicom"])
+def test_rois_without_contours_and_colours_out_of_range_are_named(case, tmp_path, monkeypatch, walker):
+    """Both were read quietly: an empty structure, and the default colour instead of the file's."""
+    source, volume, boxes = case
+    if walker == "pydicom":  # the path for encodings the byte walker does not know
+        import planning.rtstruct.reader as reader
+
+        def not_plain(*args):
+            raise ValueError("not the plain encoding")
+
+        monkeypatch.setattr(reader, "_parse_sequence", not_plain)
+
+    def damage(ds):
+        ds.ROIContourSequence[0].ROIDisplayColor = [300, -5, 1000]
+        del ds.ROIContourSequence[1].ContourSequence
+
+    back = read_rtstruct(_variant(source, tmp_path / "damaged.dcm", damage), volume)
+    assert back.warnings == [
+        "A: ROIDisplayColor '300\\-5\\1000' is not three whole numbers 0–255; its default colour is used",
+        "ROI 'B' has no contours; it is read as an empty structure",
+    ]
+    assert back["A"].color == style_for("A")[0]  # the default colour for the name
+    np.testing.assert_array_equal(back["A"].mask.full(), boxes["A"])
+    assert back["B"].mask.is_empty
+
+    def no_roi_contour_item(ds):
+        del ds.ROIContourSequence[1]
+
+    back = read_rtstruct(_variant(source, tmp_path / "no_item.dcm", no_roi_contour_item), volume)
+    assert back.warnings == [
+        "ROI 'B' has no contours (no ROI Contour item); it is read as an empty structure"
+    ]
