@@ -84,8 +84,9 @@ def load_series(
     )
     dtype = rescaled_dtype([(p.slope, p.intercept, stored_range(p.header)) for p in planes])
     ordered = [planes[i] for i in plan.order]
+    beyond: dict[str, int] = {}
     try:
-        array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel)
+        array = _read_planes(ordered, dtype, (rows, columns), on_progress, cancel, beyond)
         _check_duplicates(planes, plan, array)
         if plan.resampled:
             array = resample_stack(array, plan)
@@ -98,6 +99,7 @@ def load_series(
         ) from None
     warnings += plan.warnings
     warnings += _shared_uid_warnings(ordered)
+    warnings += _storage_warnings(headers, beyond)
     if series.unread:
         warnings.append(unread_warning(series.unread))
     if plan.duplicates:
@@ -341,8 +343,10 @@ def _read_planes(
     shape_yx: tuple[int, int],
     on_progress: ProgressCallback | None,
     cancel,
+    beyond: dict[str, int] | None = None,
 ) -> np.ndarray:
-    """Read and rescale every plane, in order, into one (planes, rows, columns) array."""
+    """Read and rescale every plane, in order, into one (planes, rows, columns) array; `beyond`
+    gets, by file name, how many native stored values lay beyond BitsStored's range."""
     array = np.empty((len(planes), *shape_yx), dtype)
     scratch = np.empty(shape_yx[0] * shape_yx[1], stored_dtype(planes[0].header))
     decoded: dict[object, np.ndarray] = {}  # multi-frame and compressed files, decoded once
@@ -354,8 +358,9 @@ def _read_planes(
                 on_progress("Loading slices", k, len(planes))
         header = plane.header
         target = array[k]
+        count = 0
         if header.pixel_offset is not None and plane.frame is None:
-            read_native_frames(header, target[np.newaxis], scratch)
+            count = read_native_frames(header, target[np.newaxis], scratch)
         else:
             if header.path not in decoded:
                 decoded.clear()
@@ -366,6 +371,8 @@ def _read_planes(
                     f"{header.path.name}: decoded frames of size {frames.shape[1:]}, expected {shape_yx}"
                 )
             target[...] = frames[plane.frame or 0]
+        if count and beyond is not None:
+            beyond[header.path.name] = beyond.get(header.path.name, 0) + count
         if plane.slope != 1.0 or plane.intercept != 0.0:
             if dtype.kind == "f":
                 target *= dtype.type(plane.slope)
@@ -375,6 +382,40 @@ def _read_planes(
     if on_progress is not None:
         on_progress("Loading slices", len(planes), len(planes))
     return array
+
+
+def _storage_warnings(headers: list[Header], beyond: dict[str, int]) -> list[str]:
+    """Words for files stored differently from the rest of the series, and for stored values
+    that BitsStored does not allow (cleared as the standard says: their values are likely wrong)."""
+    warnings = []
+    kinds: dict[tuple, list[str]] = {}
+    for header in headers:
+        kind = tuple(header.get(k) for k in ("BitsAllocated", "BitsStored", "PixelRepresentation"))
+        kinds.setdefault(kind, []).append(header.path.name)
+    if len(kinds) > 1:
+        described = "; ".join(
+            f"{allocated}/{stored} bits, {'signed' if representation == 1 else 'unsigned'} in {_some(names)}"
+            for (allocated, stored, representation), names in sorted(kinds.items(), key=lambda i: -len(i[1]))
+        )
+        warnings.append(
+            f"the files store their pixels differently (BitsAllocated/BitsStored): {described}; each is "
+            "decoded as its own header says: check that their values agree"
+        )
+    if beyond:
+        names = sorted(beyond)
+        bits = {str(h.get("BitsStored")) for h in headers if h.path.name in beyond}
+        warnings.append(
+            f"{_some(names)} hold {sum(beyond.values())} stored value(s) beyond what their BitsStored "
+            f"({', '.join(sorted(bits))}) allows; the bits above were cleared as the header says, so "
+            "those pixels' values (HU) are likely wrong: the header's BitsStored may be damaged"
+        )
+    return warnings
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first few of `names`, and how many more."""
+    more = f" and {len(names) - shown} other file(s)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _check_duplicates(planes: list[_Plane], plan: StackPlan, array: np.ndarray) -> None:

@@ -56,8 +56,9 @@ def check_native_length(header: Header) -> None:
         )
 
 
-def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
-    """Read all frames of a native-encoded file into `out` (frames, rows, columns).
+def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | None = None) -> int:
+    """Read all frames of a native-encoded file into `out` (frames, rows, columns); return how
+    many stored values lay beyond BitsStored's range (see `mask_to_bits_stored`).
 
     `out` may have any numeric dtype; values are converted by assignment. `scratch` is a
     reusable buffer of the stored dtype and at least the size of `out`.
@@ -76,11 +77,13 @@ def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | No
         got = stream.readinto(memoryview(raw).cast("B"))
     if got < needed:
         raise DicomReadError(f"{header.path.name}: pixel data truncated, {got} of {needed} bytes")
-    out.reshape(-1)[...] = mask_to_bits_stored(raw, header)
+    out.reshape(-1)[...], beyond = mask_to_bits_stored(raw, header)
+    return beyond
 
 
 def decode_frames(header: Header) -> np.ndarray:
-    """All frames of a file as stored values, shape (frames, rows, columns), via pydicom."""
+    """All frames of a file as stored values, shape (frames, rows, columns), via pydicom. Its
+    decoders clear the bits above BitsStored themselves, so values beyond it go uncounted here."""
     dataset = read_dataset(header.path, pixels=True)
     if "PixelData" not in dataset:
         raise DicomReadError(f"{header.path.name}: the file has no pixel data")
@@ -96,19 +99,23 @@ def decode_frames(header: Header) -> np.ndarray:
         frames = frames[np.newaxis]
     if frames.ndim != 3:
         raise DicomReadError(f"{header.path.name}: pixel data of shape {frames.shape} is not grayscale")
-    return mask_to_bits_stored(frames, header)
+    return mask_to_bits_stored(frames, header)[0]
 
 
-def mask_to_bits_stored(values: np.ndarray, header: Header) -> np.ndarray:
-    """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed)."""
+def mask_to_bits_stored(values: np.ndarray, header: Header) -> tuple[np.ndarray, int]:
+    """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed), as the
+    standard says; also return how many values this changed: values beyond BitsStored's range
+    mean a wrong header (or overlay bits), and physical values that are likely wrong."""
     allocated = values.dtype.itemsize * 8
     stored = int(header.get("BitsStored", allocated))
     if stored >= allocated:
-        return values
+        return values, 0
+    low, high = stored_range(header)
+    beyond = int(np.count_nonzero((values < low) | (values > high)))
     if values.dtype.kind == "u":
-        return values & values.dtype.type((1 << stored) - 1)
+        return values & values.dtype.type((1 << stored) - 1), beyond
     shift = values.dtype.type(allocated - stored)
-    return (values << shift) >> shift
+    return (values << shift) >> shift, beyond
 
 
 def stored_range(header: Header) -> tuple[int, int]:

@@ -28,6 +28,40 @@ def test_bits_stored_varying_inside_a_series_does_not_wrap(tmp_path):
     np.testing.assert_array_equal(volume.array, expected)
 
 
+def test_stored_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path):
+    """A header saying BitsStored 8 over 12-bit values: decoded as it says (the bits above
+    cleared), which gave HU of -1024…-769 without a word."""
+    hu = ct_phantom((3, 16, 20))
+    paths = write_ct_series(tmp_path, hu)
+    for path in paths:
+        dataset = pydicom.dcmread(path)
+        dataset.BitsStored, dataset.HighBit = 8, 7
+        dataset.save_as(path)
+    volume = load_volume(tmp_path)
+    stored = hu.astype(np.int32) + 1024
+    np.testing.assert_array_equal(volume.array, (stored & 0xFF) - 1024)  # as the header says
+    beyond = np.count_nonzero(stored > 255)
+    assert 0 < beyond < stored.size
+    assert volume.warnings == [
+        f"CT0000.dcm, CT0001.dcm, CT0002.dcm hold {beyond} stored value(s) beyond what their "
+        "BitsStored (8) allows; the bits above were cleared as the header says, so those pixels' "
+        "values (HU) are likely wrong: the header's BitsStored may be damaged"
+    ]
+
+
+def test_a_file_stored_unlike_the_rest_of_its_series_is_named(tmp_path):
+    paths = write_ct_series(tmp_path, ct_phantom((5, 16, 20)))
+    dataset = pydicom.dcmread(paths[2])
+    dataset.PixelData = (dataset.pixel_array // 16).astype(np.uint8).tobytes()
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.save_as(paths[2])
+    assert load_volume(tmp_path).warnings == [
+        "the files store their pixels differently (BitsAllocated/BitsStored): 16/12 bits, unsigned "
+        "in CT0000.dcm, CT0001.dcm, CT0003.dcm and 1 other file(s); 8/8 bits, unsigned in CT0002.dcm; "
+        "each is decoded as its own header says: check that their values agree"
+    ]
+
+
 def test_a_rescale_slope_of_zero_is_refused_naming_the_file(tmp_path):
     """Every voxel became the intercept, silently."""
     paths = write_ct_series(tmp_path, ct_phantom((3, 16, 20)))
