@@ -26,6 +26,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from planning import software_version
+from planning.dicom.references import check_references
 from planning.dicom.stack import image_plane_origins
 from planning.errors import DelineoError, DicomReadError, FormatError, GeometryError
 from planning.files import write_atomically
@@ -70,10 +71,7 @@ def write_seg(structure_set: StructureSet, volume: Volume, path: str | os.PathLi
     512 × 512 × 600 CT. Here memory grows with the frames written (32 KB per 512² frame).
     """
     path = Path(path)
-    if not any(volume.slices) or not volume.frame_of_reference_uid:
-        raise GeometryError(
-            "a DICOM-SEG must reference its images: load the DICOM series the structures belong to"
-        )
+    check_references(volume, "a DICOM-SEG")
     if not structure_set.grid.same_as(volume.grid):
         raise GeometryError("the structures are not on the image grid; resample them onto the images first")
     planes = [k for k, ref in enumerate(volume.slices) if ref is not None]

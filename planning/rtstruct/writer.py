@@ -46,6 +46,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, gene
 from planning import software_version
 from planning.derived import recipe_from_description
 from planning.dicom.charset import declare_character_set
+from planning.dicom.references import check_references
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
@@ -160,44 +161,6 @@ def write_rtstruct(
 
 
 # -- inputs ---------------------------------------------------------------------------------
-
-
-def check_references(volume: Volume, what: str = "an RTSTRUCT") -> None:
-    """Raise unless `volume` came from DICOM images that an object can reference by UID, each
-    UID (and frame) naming one image."""
-    if not any(volume.slices):
-        raise GeometryError(
-            f"the volume was not loaded from a DICOM series, so {what} would have no images to "
-            "reference; load the DICOM series the structures were drawn on"
-        )
-    missing = [
-        keyword
-        for keyword, uid in (
-            ("FrameOfReferenceUID", volume.frame_of_reference_uid),
-            ("StudyInstanceUID", volume.identity.study_instance_uid),
-            ("SeriesInstanceUID", volume.identity.series_instance_uid),
-            ("SOPInstanceUID", all(ref.sop_instance_uid for ref in volume.slices if ref is not None)),
-        )
-        if not uid
-    ]
-    if missing:
-        raise GeometryError(
-            f"the images lack {', '.join(missing)} (removed by anonymisation?), so {what} cannot "
-            "reference them; export from a series that keeps its UIDs"
-        )
-    first: dict[tuple[str, int | None], SliceRef] = {}
-    for ref in filter(None, volume.slices):
-        seen = first.setdefault((ref.sop_instance_uid, ref.frame), ref)
-        if seen.position_xyz != ref.position_xyz:
-            raise GeometryError(
-                f"two images of the series, at {_mm(seen.position_xyz)} and {_mm(ref.position_xyz)} mm, "
-                f"share the SOPInstanceUID {ref.sop_instance_uid}, so {what} could not say which of them "
-                "a contour lies on; the series is damaged: have it exported again from the scanner or PACS"
-            )
-
-
-def _mm(position_xyz: tuple[float, float, float]) -> list[float]:
-    return [round(v, 2) for v in position_xyz]
 
 
 def _check_inputs(structure_set: StructureSet, volume: Volume) -> None:

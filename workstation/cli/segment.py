@@ -82,8 +82,8 @@ def _fold(text: str) -> int | str:
 
 
 def run(args) -> int:
+    from planning.dicom.references import check_references
     from planning.imageio import load_volume
-    from planning.rtstruct.writer import check_references
     from segmentation.engine.pipeline import wanted_names
     from segmentation.registry import find_model, load_model
 
