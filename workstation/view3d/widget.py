@@ -22,26 +22,19 @@ from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QMessageBox, QToolBa
 from superqt.utils import create_worker
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
-from vtkmodules.vtkInteractionWidgets import (
-    vtkAngleRepresentation3D,
-    vtkAngleWidget,
-    vtkDistanceRepresentation3D,
-    vtkDistanceWidget,
-    vtkOrientationMarkerWidget,
-    vtkPointHandleRepresentation3D,
-    vtkPolygonalSurfacePointPlacer,
-)
+from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget, vtkPolygonalSurfacePointPlacer
 from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor, vtkScalarBarActor
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.errors import Cancelled
-from planning.measurements import ClosestPoints, angle_deg, minimum_distance, ruler_mm, surface_distances
+from planning.measurements import ClosestPoints, minimum_distance, surface_distances
 from planning.structures import RoiType, Structure, StructureSet
 from planning.surfaces import Surface, SurfaceOptions, build_surfaces
 from planning.volume import Volume
 from workstation.view3d import scene
 from workstation.view3d.presets import PRESETS, preset
+from workstation.view3d.tools import MeasurementTools
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +68,7 @@ VIEWS = {
 }
 
 
-class View3D(QWidget):
+class View3D(MeasurementTools, QWidget):
     """3D view of a volume and its structures.
 
     Signals:
@@ -290,49 +283,6 @@ class View3D(QWidget):
 
     # -- measurements ------------------------------------------------------------------------
 
-    def set_ruler_enabled(self, enabled: bool) -> None:
-        """Let the user place a ruler with two clicks (points snap onto surfaces)."""
-        self._toggle_tool(self._rulers, enabled, self._new_ruler)
-
-    def set_angle_enabled(self, enabled: bool) -> None:
-        """Let the user place an angle with three clicks (points snap onto surfaces)."""
-        self._toggle_tool(self._angles, enabled, self._new_angle)
-
-    def add_ruler(self, start, end) -> float:
-        """Place a ruler between two LPS points (mm); returns its length in mm."""
-        widget = self._new_ruler(snap=False)
-        representation = widget.GetRepresentation()
-        representation.SetPoint1WorldPosition(list(map(float, start)))
-        representation.SetPoint2WorldPosition(list(map(float, end)))
-        widget.SetWidgetStateToManipulate()
-        widget.On()
-        self._render()
-        length = _ruler_mm(widget)
-        self.measured.emit("ruler", length)
-        return length
-
-    def add_angle(self, first, vertex, second) -> float:
-        """Place an angle at `vertex` between rays to `first` and `second`; returns degrees."""
-        widget = self._new_angle(snap=False)
-        representation = widget.GetRepresentation()
-        representation.SetPoint1WorldPosition(list(map(float, first)))
-        representation.SetCenterWorldPosition(list(map(float, vertex)))
-        representation.SetPoint2WorldPosition(list(map(float, second)))
-        widget.SetWidgetStateToManipulate()
-        widget.On()
-        self._render()
-        angle = _angle_deg(widget)
-        self.measured.emit("angle", angle)
-        return angle
-
-    def measurements(self) -> list[tuple[str, float]]:
-        """Every placed ruler (mm) and angle (degrees)."""
-        result = [("ruler", w.GetRepresentation().GetDistance()) for w in self._rulers if _placed(w)]
-        result += [
-            ("angle", float(np.degrees(w.GetRepresentation().GetAngle()))) for w in self._angles if _placed(w)
-        ]
-        return result
-
     def set_focus(self, names: list[str] | None) -> None:
         """Fade every surface but those of `names`, so what they hide (a distance between two
         structures inside an organ, a resected part) shows, while one of them is visible; None
@@ -350,11 +300,7 @@ class View3D(QWidget):
     def clear_measurements(self) -> None:
         """Remove rulers, angles, the minimum distance, every margin map and the fading (the
         toolbar's Clear)."""
-        for widget in self._rulers + self._angles:
-            widget.Off()
-            widget.SetInteractor(None)
-        self._rulers.clear()
-        self._angles.clear()
+        self._remove_tools()
         self._clear_overlay()
         for structure in list(self._margin_maps):
             self._unmap(structure)
@@ -772,67 +718,6 @@ class View3D(QWidget):
         self._render()
         self.margin_map_shown.emit(structure.name)
 
-    def _measurement_overlays(self) -> list:
-        props = []
-        for widget in self._rulers:
-            if _placed(widget):
-                r = widget.GetRepresentation()
-                p, q = _world(r.GetPoint1WorldPosition), _world(r.GetPoint2WorldPosition)
-                props += scene.distance_overlay(p, q, f"{_ruler_mm(widget):.1f} mm")
-        for widget in self._angles:
-            if _placed(widget):
-                r = widget.GetRepresentation()
-                vertex = _world(r.GetCenterWorldPosition)
-                label = f"{_angle_deg(widget):.1f}°"
-                props += scene.distance_overlay(vertex, _world(r.GetPoint1WorldPosition), label)
-                props += scene.distance_overlay(vertex, _world(r.GetPoint2WorldPosition), "")
-        return props
-
-    # -- tools ----------------------------------------------------------------------------------
-
-    def _toggle_tool(self, widgets: list, enabled: bool, make) -> None:
-        if enabled:
-            widget = make()
-            widget.On()
-        else:
-            for widget in widgets:
-                if not _placed(widget):
-                    widget.Off()
-        self._render()
-
-    def _new_ruler(self, snap: bool = True):
-        representation = vtkDistanceRepresentation3D()
-        self._set_handles(representation, snap, ("Point1", "Point2"))
-        representation.SetLabelFormat("%-#6.1f mm")
-        widget = vtkDistanceWidget()
-        widget.SetInteractor(self._vtk)
-        widget.SetRepresentation(representation)
-        widget.AddObserver(
-            "EndInteractionEvent", lambda *_: self.measured.emit("ruler", representation.GetDistance())
-        )
-        self._rulers.append(widget)
-        return widget
-
-    def _new_angle(self, snap: bool = True):
-        representation = vtkAngleRepresentation3D()
-        self._set_handles(representation, snap, ("Point1", "Center", "Point2"))
-        widget = vtkAngleWidget()
-        widget.SetInteractor(self._vtk)
-        widget.SetRepresentation(representation)
-        widget.AddObserver("EndInteractionEvent", lambda *_: self.measured.emit("angle", _angle_deg(widget)))
-        self._angles.append(widget)
-        return widget
-
-    def _set_handles(self, representation, snap: bool, names) -> None:
-        """Give a ruler or angle its handles; with `snap`, their points go onto the surfaces."""
-        handle = vtkPointHandleRepresentation3D()
-        handle.GetProperty().SetColor(1.0, 0.9, 0.1)
-        representation.SetHandleRepresentation(handle)
-        representation.InstantiateHandleRepresentation()
-        if snap:  # the copies made from the prototype do not keep its point placer
-            for name in names:
-                getattr(representation, f"Get{name}Representation")().SetPointPlacer(self._placer)
-
     # -- helpers ---------------------------------------------------------------------------------
 
     def _by_name(self, name: str) -> Structure | None:
@@ -1018,32 +903,3 @@ def is_software_renderer(capabilities: str) -> bool:
     """Whether a render window's `ReportCapabilities()` names a software OpenGL renderer."""
     line = next((line for line in capabilities.splitlines() if "renderer string" in line), "")
     return any(name in line.lower() for name in SOFTWARE_RENDERERS)
-
-
-def _placed(widget) -> bool:
-    """Whether a ruler or angle widget has all its points (its Manipulate state)."""
-    return widget.GetWidgetState() == vtkDistanceWidget.Manipulate
-
-
-def _world(getter) -> list[float]:
-    """A world position from a VTK getter, whichever of its two signatures it has."""
-    point = [0.0, 0.0, 0.0]
-    getter(point)
-    return point
-
-
-def _ruler_mm(widget) -> float:
-    r = widget.GetRepresentation()
-    return ruler_mm(_world(r.GetPoint1WorldPosition), _world(r.GetPoint2WorldPosition))
-
-
-def _angle_deg(widget) -> float:
-    r = widget.GetRepresentation()
-    try:
-        return angle_deg(
-            _world(r.GetPoint1WorldPosition),
-            _world(r.GetCenterWorldPosition),
-            _world(r.GetPoint2WorldPosition),
-        )
-    except ValueError:
-        return 0.0
