@@ -24,15 +24,16 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget, vtkPolygonalSurfacePointPlacer
 from vtkmodules.vtkIOImage import vtkPNGWriter
-from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor, vtkScalarBarActor
+from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.errors import Cancelled
-from planning.measurements import ClosestPoints, minimum_distance, surface_distances
+from planning.measurements import ClosestPoints
 from planning.structures import RoiType, Structure, StructureSet
 from planning.surfaces import Surface, SurfaceOptions, build_surfaces
 from planning.volume import Volume
 from workstation.view3d import scene
+from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY, Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.tools import MeasurementTools
 
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Opacity of the body outline, so what is inside stays visible.
 EXTERNAL_OPACITY = 0.15
-#: Opacity of the surfaces outside the focus (`set_focus`): what they hide shows through.
-FADED_OPACITY = 0.12
-#: Opacity of the reference of a margin map, so that the coloured surface inside shows.
-REFERENCE_OPACITY = 0.25
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
@@ -68,7 +65,7 @@ VIEWS = {
 }
 
 
-class View3D(MeasurementTools, QWidget):
+class View3D(MeasurementTools, Overlays, QWidget):
     """3D view of a volume and its structures.
 
     Signals:
@@ -280,101 +277,6 @@ class View3D(MeasurementTools, QWidget):
         self.renderer.ResetCamera(bounds.ravel())
         self._camera_set = framed_structures
         self._render()
-
-    # -- measurements ------------------------------------------------------------------------
-
-    def set_focus(self, names: list[str] | None) -> None:
-        """Fade every surface but those of `names`, so what they hide (a distance between two
-        structures inside an organ, a resected part) shows, while one of them is visible; None
-        shows them as usual again."""
-        self._focus = set(names) if names else None
-        for structure in list(self._actors):
-            self._restyle(structure, render=False)
-        self._render()
-
-    @property
-    def focus(self) -> frozenset[str] | None:
-        """The names `set_focus` keeps unfaded; None while no surface is faded."""
-        return None if self._focus is None else frozenset(self._focus)
-
-    def clear_measurements(self) -> None:
-        """Remove rulers, angles, the minimum distance, every margin map and the fading (the
-        toolbar's Clear)."""
-        self._remove_tools()
-        self._clear_overlay()
-        for structure in list(self._margin_maps):
-            self._unmap(structure)
-        self.set_focus(None)
-
-    @property
-    def shown_distance(self) -> ClosestPoints | None:
-        """The minimum distance drawn, if any."""
-        return self._closest
-
-    def clear_distance(self) -> None:
-        """Remove the minimum distance's line and label."""
-        self._clear_overlay()
-        self._render()
-
-    def show_minimum_distance(self, first: str, second: str) -> None:
-        """Compute (in the background) and draw the shortest segment between two structures;
-        `measured("distance", mm)` follows."""
-        a, b = self._require_surface(first), self._require_surface(second)
-        self._run(
-            minimum_distance,
-            (a, b),
-            lambda closest: self._draw_distance(closest, first, second),
-        )
-
-    def draw_minimum_distance(self, closest: ClosestPoints, first: str, second: str) -> None:
-        """Draw closest points computed elsewhere (a job of the main window) like
-        `show_minimum_distance` does."""
-        self._draw_distance(closest, first, second)
-
-    def show_margin_map(self, name: str, to: str, max_mm: float = 20.0) -> None:
-        """Colour structure `name` by each point's distance to structure `to` (red: touching or
-        inside, green: `max_mm` or more), computed in the background. `to` turns see-through,
-        the coloured surface often lies inside it."""
-        structure, target = self._by_name(name), self._by_name(to)
-        surface, other = self._require_surface(name), self._require_surface(to)
-        previous = self._margin_maps.get(structure, (target, max_mm))[0]
-        self._margin_maps[structure] = (target, max_mm)
-        for reference in {previous, target}:
-            self._restyle(reference, render=False)
-        self._run(
-            surface_distances,
-            (surface, other),
-            lambda values: self._apply_margin_map(structure, surface, values, to, max_mm),
-            signed=True,
-        )
-
-    def clear_margin_map(self, name: str) -> None:
-        """Show structure `name` in its colour again, and its reference as usual."""
-        self._unmap(self._by_name(name))
-        self._render()
-
-    def _unmap(self, structure: Structure | None) -> None:
-        target, _ = self._margin_maps.pop(structure, (None, 0.0))
-        if target is not None:
-            self._restyle(target, render=False)
-        actor = self._actors.get(structure)
-        if actor is not None:
-            scene.show_scalars(actor, None)
-        if not self._margin_maps and self._scalar_bar is not None:
-            self.renderer.RemoveViewProp(self._scalar_bar)
-            self._scalar_bar = None
-
-    def margin_values(self, name: str) -> np.ndarray | None:
-        """The distances (mm) shown on structure `name`'s surface, if a margin map is on."""
-        actor = self._actors.get(self._by_name(name))
-        if actor is None:
-            return None
-        scalars = actor.GetMapper().GetInput().GetPointData().GetScalars()
-        if scalars is None:
-            return None
-        from vtkmodules.util.numpy_support import vtk_to_numpy
-
-        return vtk_to_numpy(scalars).copy()
 
     # -- output --------------------------------------------------------------------------------
 
@@ -632,21 +534,6 @@ class View3D(MeasurementTools, QWidget):
         if render:
             self._render()
 
-    def _fading(self) -> bool:
-        """Whether surfaces outside the focus are faded: while a structure of the focus shows."""
-        return self._focus is not None and any(
-            (structure := self._by_name(name)) is not None and structure.visible for name in self._focus
-        )
-
-    def _follow_visibility(self) -> None:
-        """The minimum distance drawn shows while both its structures do; the margin maps' colour
-        bar while a coloured structure does."""
-        shown = all(structure is not None and structure.visible for structure in self._closest_between)
-        for prop in self._overlay:
-            prop.SetVisibility(shown)
-        if self._scalar_bar is not None:
-            self._scalar_bar.SetVisibility(any(structure.visible for structure in self._margin_maps))
-
     def _drop(self, structure: Structure) -> None:
         self._pending.discard(structure)
         self._generation.pop(structure, None)
@@ -677,46 +564,6 @@ class View3D(MeasurementTools, QWidget):
             return
         log.error("3D view: %s", error, exc_info=error)
         self.failed.emit(str(error))
-
-    # -- overlays -------------------------------------------------------------------------------
-
-    def _draw_distance(self, closest: ClosestPoints, first: str, second: str) -> None:
-        self._clear_overlay()
-        text = f"{closest.distance_mm:.1f} mm" + (" (overlap)" if closest.overlapping else "")
-        self._overlay = scene.distance_overlay(closest.point_a, closest.point_b, text)
-        self._closest, self._closest_between = closest, (self._by_name(first), self._by_name(second))
-        for prop in self._overlay:
-            self.renderer.AddViewProp(prop)
-        self._follow_visibility()
-        self._render()
-        self.measured.emit("distance", closest.distance_mm)
-
-    def _clear_overlay(self) -> None:
-        for prop in self._overlay:
-            self.renderer.RemoveViewProp(prop)
-        self._overlay = []
-        self._closest, self._closest_between = None, ()
-
-    def _apply_margin_map(self, structure, surface, values, to: str, max_mm: float) -> None:
-        actor = self._actors.get(structure)
-        if (
-            actor is None
-            or self._surfaces.get(structure) is not surface
-            or structure not in self._margin_maps
-        ):
-            return
-        table = scene.margin_lookup_table(max_mm)
-        scene.show_scalars(actor, values, table)
-        if self._scalar_bar is None:
-            self._scalar_bar = vtkScalarBarActor()
-            self._scalar_bar.SetNumberOfLabels(5)
-            self._scalar_bar.SetMaximumWidthInPixels(90)
-            self.renderer.AddViewProp(self._scalar_bar)
-        self._scalar_bar.SetLookupTable(table)
-        self._scalar_bar.SetTitle(f"mm to {to}")
-        self._follow_visibility()
-        self._render()
-        self.margin_map_shown.emit(structure.name)
 
     # -- helpers ---------------------------------------------------------------------------------
 
