@@ -20,7 +20,6 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget
 from superqt.utils import create_worker
-from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget, vtkPolygonalSurfacePointPlacer
 from vtkmodules.vtkIOImage import vtkPNGWriter
@@ -35,6 +34,7 @@ from planning.volume import Volume
 from workstation.view3d import scene
 from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY, Overlays
 from workstation.view3d.presets import PRESETS, preset
+from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
 from workstation.view3d.tools import MeasurementTools
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,6 @@ EXTERNAL_OPACITY = 0.15
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
-#: Renders asked for within this many ms are made once (a bulk show/hide, an undo of many edits).
-RENDER_COALESCE_MS = 60
-#: Edits, visibility changes and new sizes draw the coarse meshes; full detail returns once they
-#: pause this long (a full-detail frame of 100+ surfaces takes up to a second on software OpenGL).
-FULL_DETAIL_AFTER_MS = 1000
-#: OpenGL renderers that draw on the CPU (Mesa). There full detail goes without FXAA and
-#: order-independent translucency, which cost ~40% and ~45% of a frame there (benchmarks/gui.py).
-SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.
@@ -65,7 +57,7 @@ VIEWS = {
 }
 
 
-class View3D(MeasurementTools, Overlays, QWidget):
+class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
     """3D view of a volume and its structures.
 
     Signals:
@@ -94,7 +86,7 @@ class View3D(MeasurementTools, Overlays, QWidget):
     ):
         super().__init__(parent)
         self.options = options or SurfaceOptions()
-        self._vtk = _Canvas(self, on_resize=self._on_canvas_resized)
+        self._vtk = Canvas(self, on_resize=self._on_canvas_resized)
         self.renderer = vtkRenderer()
         self.renderer.SetBackground(0.05, 0.06, 0.08)
         self.renderer.SetBackground2(0.22, 0.24, 0.3)
@@ -151,14 +143,7 @@ class View3D(MeasurementTools, Overlays, QWidget):
         self._timer.timeout.connect(self._start_build)
         self._structure_event.connect(self._on_structure_event)
         self._orientation = self._orientation_marker()
-        self._render_timer = QTimer(self)  # renders requested in one event-loop turn: one render
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(RENDER_COALESCE_MS)
-        self._render_timer.timeout.connect(lambda: self._render(force=True))
-        self._detail_timer = QTimer(self)
-        self._detail_timer.setSingleShot(True)
-        self._detail_timer.setInterval(FULL_DETAIL_AFTER_MS)
-        self._detail_timer.timeout.connect(self._settle_detail)
+        self._init_render_timers()
 
     # -- data ------------------------------------------------------------------------------
 
@@ -471,51 +456,6 @@ class View3D(MeasurementTools, Overlays, QWidget):
             target, max_mm = self._margin_maps[structure]
             self.show_margin_map(structure.name, target.name, max_mm)
 
-    def _set_interacting(self, interacting: bool) -> None:
-        """The camera starts moving (coarse meshes) or stops (full detail again)."""
-        self._interacting = interacting
-        self._camera_set = True  # the user's camera: surfaces arriving later keep it
-        self._detail_timer.stop()
-        self._swap_meshes(interacting)
-        if not interacting:
-            self._render()
-
-    def _render_coarse(self) -> None:
-        """Render soon with the coarse meshes; full detail returns once such renders pause for
-        `FULL_DETAIL_AFTER_MS`."""
-        self._swap_meshes(True)
-        self._detail_timer.start()
-        self._render()
-
-    def _settle_detail(self) -> None:
-        if not self._interacting:
-            self._swap_meshes(False)
-            self._render()
-
-    def _show_full_detail(self) -> None:
-        """Full detail now, for an image someone keeps (it renders nothing itself)."""
-        self._detail_timer.stop()
-        if not self._interacting:
-            self._swap_meshes(False)
-
-    def _on_canvas_resized(self) -> None:
-        """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""
-        if self._started and not self._closed:
-            self._swap_meshes(True)
-            self._detail_timer.start()
-
-    def _swap_meshes(self, coarse: bool) -> None:
-        """Swap every surface to its coarse mesh (and drop anti-aliasing), or back (surfaces
-        showing a margin map keep their full mesh and colours)."""
-        if coarse == self._coarse:
-            return
-        self._coarse = coarse
-        self.renderer.SetUseFXAA(not (coarse or self._software_gl))
-        for structure, (full, low) in self._mappers.items():
-            actor = self._actors.get(structure)
-            if actor is not None and structure not in self._margin_maps:
-                actor.SetMapper(low if coarse or structure.awaiting_review else full)
-
     def _restyle(self, structure: Structure, render: bool = True) -> None:
         actor = self._actors.get(structure)
         if actor is None:
@@ -609,18 +549,6 @@ class View3D(MeasurementTools, Overlays, QWidget):
         if self._volume_actor is not None:
             self.renderer.RemoveVolume(self._volume_actor)
             self._volume_actor = None
-
-    def _render(self, force: bool = False) -> None:
-        """Render now (`force`), or soon, once for all the requests made meanwhile. Nothing is
-        rendered while the view is hidden or shut down (its window may be gone)."""
-        if self._closed or not self._started or not self.isVisible():
-            return
-        if force:
-            self._render_timer.stop()
-            self.renderer.ResetCameraClippingRange()
-            self._vtk.GetRenderWindow().Render()
-        elif not self._render_timer.isActive():
-            self._render_timer.start()
 
     def _orientation_marker(self) -> vtkOrientationMarkerWidget:
         cube = vtkAnnotatedCubeActor()
@@ -718,19 +646,6 @@ class View3D(MeasurementTools, Overlays, QWidget):
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
 
 
-class _Canvas(QVTKRenderWindowInteractor):
-    """The render window's widget, telling the view when its size changes (before the paint that
-    renders the new size)."""
-
-    def __init__(self, parent: QWidget, on_resize):
-        super().__init__(parent)
-        self._on_resize = on_resize
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self._on_resize()
-        super().resizeEvent(event)
-
-
 @dataclass(frozen=True)
 class _Meshes:
     """A built surface with its VTK meshes, made in the worker: full detail and, for a large
@@ -744,9 +659,3 @@ class _Meshes:
     def of(cls, surface: Surface) -> _Meshes:
         coarse = surface.level_of_detail(INTERACTIVE_TRIANGLES)
         return cls(surface, surface.to_polydata(), None if coarse is surface else coarse.to_polydata())
-
-
-def is_software_renderer(capabilities: str) -> bool:
-    """Whether a render window's `ReportCapabilities()` names a software OpenGL renderer."""
-    line = next((line for line in capabilities.splitlines() if "renderer string" in line), "")
-    return any(name in line.lower() for name in SOFTWARE_RENDERERS)

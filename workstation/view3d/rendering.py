@@ -1,0 +1,112 @@
+"""When and how the 3D view renders: requests coalesced into one render, coarse meshes while the
+camera moves, an edit lands or the view is resized (full detail once that pauses), and the
+full-detail settings that software OpenGL (Mesa) cannot afford.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QWidget
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+
+#: Renders asked for within this many ms are made once (a bulk show/hide, an undo of many edits).
+RENDER_COALESCE_MS = 60
+#: Edits, visibility changes and new sizes draw the coarse meshes; full detail returns once they
+#: pause this long (a full-detail frame of 100+ surfaces takes up to a second on software OpenGL).
+FULL_DETAIL_AFTER_MS = 1000
+#: OpenGL renderers that draw on the CPU (Mesa). There full detail goes without FXAA and
+#: order-independent translucency, which cost ~40% and ~45% of a frame there (benchmarks/gui.py).
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+
+
+class RenderScheduling:
+    """Render scheduling of `View3D`, which owns the state this part uses: `renderer`, `_vtk`
+    (the `Canvas`), `_started`, `_closed`, `_coarse`, `_interacting`, `_software_gl`,
+    `_camera_set`, and the surfaces' `_actors`, `_mappers` ((full, coarse) per structure) and
+    `_margin_maps`. `_init_render_timers` makes the two timers it adds."""
+
+    def _init_render_timers(self) -> None:
+        self._render_timer = QTimer(self)  # renders requested in one event-loop turn: one render
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_COALESCE_MS)
+        self._render_timer.timeout.connect(lambda: self._render(force=True))
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(FULL_DETAIL_AFTER_MS)
+        self._detail_timer.timeout.connect(self._settle_detail)
+
+    def _render(self, force: bool = False) -> None:
+        """Render now (`force`), or soon, once for all the requests made meanwhile. Nothing is
+        rendered while the view is hidden or shut down (its window may be gone)."""
+        if self._closed or not self._started or not self.isVisible():
+            return
+        if force:
+            self._render_timer.stop()
+            self.renderer.ResetCameraClippingRange()
+            self._vtk.GetRenderWindow().Render()
+        elif not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _set_interacting(self, interacting: bool) -> None:
+        """The camera starts moving (coarse meshes) or stops (full detail again)."""
+        self._interacting = interacting
+        self._camera_set = True  # the user's camera: surfaces arriving later keep it
+        self._detail_timer.stop()
+        self._swap_meshes(interacting)
+        if not interacting:
+            self._render()
+
+    def _render_coarse(self) -> None:
+        """Render soon with the coarse meshes; full detail returns once such renders pause for
+        `FULL_DETAIL_AFTER_MS`."""
+        self._swap_meshes(True)
+        self._detail_timer.start()
+        self._render()
+
+    def _settle_detail(self) -> None:
+        if not self._interacting:
+            self._swap_meshes(False)
+            self._render()
+
+    def _show_full_detail(self) -> None:
+        """Full detail now, for an image someone keeps (it renders nothing itself)."""
+        self._detail_timer.stop()
+        if not self._interacting:
+            self._swap_meshes(False)
+
+    def _on_canvas_resized(self) -> None:
+        """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""
+        if self._started and not self._closed:
+            self._swap_meshes(True)
+            self._detail_timer.start()
+
+    def _swap_meshes(self, coarse: bool) -> None:
+        """Swap every surface to its coarse mesh (and drop anti-aliasing), or back (surfaces
+        showing a margin map keep their full mesh and colours)."""
+        if coarse == self._coarse:
+            return
+        self._coarse = coarse
+        self.renderer.SetUseFXAA(not (coarse or self._software_gl))
+        for structure, (full, low) in self._mappers.items():
+            actor = self._actors.get(structure)
+            if actor is not None and structure not in self._margin_maps:
+                actor.SetMapper(low if coarse or structure.awaiting_review else full)
+
+
+class Canvas(QVTKRenderWindowInteractor):
+    """The render window's widget, telling the view when its size changes (before the paint that
+    renders the new size)."""
+
+    def __init__(self, parent: QWidget, on_resize):
+        super().__init__(parent)
+        self._on_resize = on_resize
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self._on_resize()
+        super().resizeEvent(event)
+
+
+def is_software_renderer(capabilities: str) -> bool:
+    """Whether a render window's `ReportCapabilities()` names a software OpenGL renderer."""
+    line = next((line for line in capabilities.splitlines() if "renderer string" in line), "")
+    return any(name in line.lower() for name in SOFTWARE_RENDERERS)
