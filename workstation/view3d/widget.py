@@ -21,9 +21,8 @@ from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget
 from superqt.utils import create_worker
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
-from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget, vtkPolygonalSurfacePointPlacer
+from vtkmodules.vtkInteractionWidgets import vtkPolygonalSurfacePointPlacer
 from vtkmodules.vtkIOImage import vtkPNGWriter
-from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.errors import Cancelled
@@ -32,6 +31,7 @@ from planning.structures import RoiType, Structure, StructureSet
 from planning.surfaces import Surface, SurfaceOptions, build_surfaces
 from planning.volume import Volume
 from workstation.view3d import scene
+from workstation.view3d.camera import VIEWS, look_from, orientation_marker, surface_bounds, volume_bounds
 from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY, Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
@@ -44,17 +44,6 @@ EXTERNAL_OPACITY = 0.15
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
-
-
-#: Camera directions: where the camera looks from (LPS), and which way is up.
-VIEWS = {
-    "anterior": ((0, -1, 0), (0, 0, 1)),
-    "posterior": ((0, 1, 0), (0, 0, 1)),
-    "left": ((1, 0, 0), (0, 0, 1)),
-    "right": ((-1, 0, 0), (0, 0, 1)),
-    "superior": ((0, 0, 1), (0, -1, 0)),
-    "inferior": ((0, 0, -1), (0, -1, 0)),
-}
 
 
 class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
@@ -142,7 +131,7 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
         self._timer.setInterval(debounce_ms)
         self._timer.timeout.connect(self._start_build)
         self._structure_event.connect(self._on_structure_event)
-        self._orientation = self._orientation_marker()
+        self._orientation = orientation_marker()
         self._init_render_timers()
 
     # -- data ------------------------------------------------------------------------------
@@ -246,20 +235,13 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
         at the visible structures, or at the whole volume while none shows."""
         if direction not in VIEWS:
             raise ValueError(f"unknown view {direction!r}; views: {', '.join(VIEWS)}")
-        bounds = self._surface_bounds()
+        bounds = surface_bounds(self._surfaces)
         framed_structures = bounds is not None
         if bounds is None:
-            bounds = self._volume_bounds()
+            bounds = volume_bounds(self._volume)
         if bounds is None:
             return
-        centre = (bounds[:, 0] + bounds[:, 1]) / 2
-        size = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) or 100.0
-        where, up = VIEWS[direction]
-        camera = self.renderer.GetActiveCamera()
-        camera.SetFocalPoint(*centre)
-        camera.SetPosition(*(centre + np.asarray(where, float) * size * 2))
-        camera.SetViewUp(*up)
-        self.renderer.ResetCamera(bounds.ravel())
+        look_from(self.renderer, direction, bounds)
         self._camera_set = framed_structures
         self._render()
 
@@ -518,29 +500,6 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
             raise ValueError(f"structure {name!r} has no surface (yet)")
         return surface
 
-    def _surface_bounds(self) -> np.ndarray | None:
-        """(3, 2) LPS bounds of the visible surfaces, or None when none shows."""
-        boxes = [
-            np.stack([surface.points.min(0), surface.points.max(0)], 1)
-            for structure, surface in self._surfaces.items()
-            if structure.visible
-        ]
-        if not boxes:
-            return None
-        stacked = np.stack(boxes)
-        return np.stack([stacked[:, :, 0].min(0), stacked[:, :, 1].max(0)], 1)
-
-    def _volume_bounds(self) -> np.ndarray | None:
-        """(3, 2) LPS bounds of the volume, or None without one."""
-        if self._volume is None:
-            return None
-        grid = self._volume.grid
-        corners = (
-            np.array(np.meshgrid(*[[0, n - 1] for n in grid.shape[::-1]], indexing="ij")).reshape(3, -1).T
-        )
-        points = grid.index_to_patient(corners.astype(float))
-        return np.stack([points.min(0), points.max(0)], 1)
-
     def _add_volume_actor(self) -> None:
         self._volume_actor, _ = scene.volume_prop(self._volume, preset(self._preset).volume_property())
         self.renderer.AddVolume(self._volume_actor)
@@ -549,22 +508,6 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
         if self._volume_actor is not None:
             self.renderer.RemoveVolume(self._volume_actor)
             self._volume_actor = None
-
-    def _orientation_marker(self) -> vtkOrientationMarkerWidget:
-        cube = vtkAnnotatedCubeActor()
-        # LPS world: +x is the patient's left, +y posterior, +z superior
-        cube.SetXPlusFaceText("L")
-        cube.SetXMinusFaceText("R")
-        cube.SetYPlusFaceText("P")
-        cube.SetYMinusFaceText("A")
-        cube.SetZPlusFaceText("S")
-        cube.SetZMinusFaceText("I")
-        cube.SetFaceTextScale(0.6)
-        cube.GetCubeProperty().SetColor(0.25, 0.3, 0.4)
-        marker = vtkOrientationMarkerWidget()
-        marker.SetOrientationMarker(cube)
-        marker.SetViewport(0.0, 0.0, 0.14, 0.14)
-        return marker
 
     def _make_toolbar(self) -> QToolBar:
         bar = QToolBar(self)
