@@ -15,7 +15,7 @@ from planning.session import ImageReference
 from planning.structures import Mask, RoiType, Structure, StructureSet
 from planning.volume import Volume
 from workstation.app.case import Case
-from workstation.view3d.widget import FADED_OPACITY
+from workstation.view3d.overlays import FADED_OPACITY
 
 pytestmark = pytest.mark.gui
 
@@ -527,7 +527,7 @@ def test_structure_volume_and_surface_area(window, qtbot):
     assert {m.name: m for m in dialog.measures}["GTV"].voxel_volume_cc == pytest.approx(
         measures["GTV"].voxel_volume_cc + 0.002
     )
-    window.add_structure("Spleen")  # empty: not listed, the table stays current
+    window.commands.add_structure("Spleen")  # empty: not listed, the table stays current
     assert "Out of date" not in dialog.note.text()
     window.case.remove_structure("Spleen")
     assert "Out of date" not in dialog.note.text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +26,24 @@ from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.errors import Cancelled
 from planning.measurements import ClosestPoints
-from planning.structures import RoiType, Structure, StructureSet
-from planning.surfaces import Surface, SurfaceOptions, build_surfaces
+from planning.structures import Structure, StructureSet
+from planning.surfaces import Surface, SurfaceOptions
 from planning.volume import Volume
 from workstation.view3d import scene
 from workstation.view3d.camera import VIEWS, look_from, orientation_marker, surface_bounds, volume_bounds
-from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY, Overlays
+from workstation.view3d.overlays import Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
+from workstation.view3d.surfaces import (  # noqa: F401  (benchmarks/gui.py imports INTERACTIVE_TRIANGLES here)
+    INTERACTIVE_TRIANGLES,
+    SurfaceSync,
+)
 from workstation.view3d.tools import MeasurementTools
 
 log = logging.getLogger(__name__)
 
-#: Opacity of the body outline, so what is inside stays visible.
-EXTERNAL_OPACITY = 0.15
-#: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
-#: rotation stays fluid with dozens of surfaces, even on software OpenGL.
-INTERACTIVE_TRIANGLES = 1500
 
-
-class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
+class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget):
     """3D view of a volume and its structures.
 
     Signals:
@@ -325,149 +322,6 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
             worker.quit()
         self._vtk.Finalize()
 
-    # -- structure events ---------------------------------------------------------------------
-
-    def _on_added(self, structure) -> None:
-        self._structure_event.emit("added", structure, None)
-
-    def _on_removed(self, structure) -> None:
-        self._structure_event.emit("removed", structure, None)
-
-    def _on_changed(self, structure, box) -> None:
-        self._structure_event.emit("changed", structure, box)
-
-    def _on_structure_event(self, kind: str, structure, box) -> None:
-        if kind == "removed":
-            self._drop(structure)
-        elif kind == "changed" and box is None:
-            shown_focus = self._focus is not None and structure.name in self._focus
-            for restyled in list(self._actors) if shown_focus else [structure]:
-                self._restyle(restyled, render=False)
-            self._follow_visibility()
-            self._render_coarse()
-        else:
-            if structure in self._closest_between:  # edited: the distance drawn is out of date
-                self.clear_distance()
-            if self._detail_timer.isActive():  # still editing: full detail waits until it pauses
-                self._detail_timer.start()
-            self._generation[structure] = self._generation.get(structure, 0) + 1
-            self._pending.add(structure)
-            self._timer.start()
-
-    def _disconnect(self) -> None:
-        if self._structures is not None:
-            for signal, slot in (
-                (self._structures.added, self._on_added),
-                (self._structures.removed, self._on_removed),
-                (self._structures.changed, self._on_changed),
-            ):
-                signal.disconnect(slot)
-
-    # -- surface building ------------------------------------------------------------------
-
-    def _start_build(self) -> None:
-        if self._build_worker is not None or not self._pending or self._structures is None:
-            return
-        present = set(self._structures)
-        todo = [s for s in self._structures if s in self._pending and s in present]
-        self._pending.clear()
-        if not todo:
-            return
-        # copy-on-write: the worker must not see the edits the GUI thread makes meanwhile
-        copies = [Structure(s.name, s.mask.shared(), s.color, s.roi_type, s.algorithm) for s in todo]
-        generations = [self._generation.get(s, 0) for s in todo]
-        self._cancel = threading.Event()
-        cancel = self._cancel
-
-        options, progress = self.options, self.building.emit
-
-        def job():
-            try:
-                surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
-            except Cancelled:
-                return None
-            return {name: _Meshes.of(surface) for name, surface in surfaces.items()}
-
-        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self._on_build_finished(worker))
-        self._build_worker = worker
-        self._keep(worker)
-        worker.start()
-
-    def _on_built(self, todo, generations, copies, surfaces) -> None:
-        if self._structures is None or surfaces is None:
-            return
-        present = set(self._structures)
-        for structure, generation, copy in zip(todo, generations, copies, strict=True):
-            if structure not in present or self._generation.get(structure, 0) != generation:
-                continue  # removed or edited since: a newer build follows
-            self._replace_actor(structure, surfaces.get(copy.name))
-        if not self._camera_set:  # the first surfaces: frame them
-            self.set_view("anterior")
-        self._render_coarse()
-        self.surfaces_changed.emit()
-
-    def _on_build_finished(self, worker) -> None:
-        if self._build_worker is worker:
-            self._build_worker = None
-        self._show_progress("", 1, 1)
-        if self._pending:
-            self._timer.start()
-
-    def _replace_actor(self, structure: Structure, meshes: _Meshes | None) -> None:
-        self._mappers.pop(structure, None)
-        old = self._actors.pop(structure, None)
-        if old is not None:
-            self.renderer.RemoveActor(old)
-            self._placer.RemoveViewProp(old)
-        self._surfaces.pop(structure, None)
-        if meshes is None or meshes.surface.is_empty:
-            return
-        actor = scene.polydata_actor(meshes.polydata, meshes.surface.color)
-        self._actors[structure] = actor
-        if meshes.coarse is not None:
-            coarse = scene.polydata_actor(meshes.coarse, meshes.surface.color).GetMapper()
-            self._mappers[structure] = (actor.GetMapper(), coarse)
-        self._surfaces[structure] = meshes.surface
-        self.renderer.AddActor(actor)
-        self._placer.AddProp(actor)
-        self._restyle(structure, render=False)
-        if structure in self._margin_maps:
-            target, max_mm = self._margin_maps[structure]
-            self.show_margin_map(structure.name, target.name, max_mm)
-
-    def _restyle(self, structure: Structure, render: bool = True) -> None:
-        actor = self._actors.get(structure)
-        if actor is None:
-            return
-        opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
-        if self._fading() and structure.name not in self._focus:
-            opacity = min(opacity, FADED_OPACITY)
-        if any(target is structure for target, _ in self._margin_maps.values()):
-            opacity = min(opacity, REFERENCE_OPACITY)
-        unreviewed = structure.awaiting_review  # a wireframe, as the 2D views draw it dotted
-        scene.style_actor(actor, structure.color, opacity, wireframe=unreviewed)
-        if structure in self._mappers and structure not in self._margin_maps:
-            full, coarse = self._mappers[structure]  # a cage of the coarse mesh: lighter lines
-            actor.SetMapper(coarse if unreviewed or self._coarse else full)
-        actor.SetVisibility(bool(structure.visible))
-        if render:
-            self._render()
-
-    def _drop(self, structure: Structure) -> None:
-        self._pending.discard(structure)
-        self._generation.pop(structure, None)
-        for mapped, (target, _) in list(self._margin_maps.items()):
-            if structure in (mapped, target):
-                self._unmap(mapped)
-        if structure in self._closest_between:
-            self._clear_overlay()
-        self._replace_actor(structure, None)
-        self._render_coarse()
-        self.surfaces_changed.emit()
-
     # -- background jobs ---------------------------------------------------------------------
 
     def _run(self, function, args, on_result, **kwargs) -> None:
@@ -587,18 +441,3 @@ class View3D(MeasurementTools, Overlays, RenderScheduling, QWidget):
 
     def _show_progress(self, stage: str, done: float, total: float) -> None:
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
-
-
-@dataclass(frozen=True)
-class _Meshes:
-    """A built surface with its VTK meshes, made in the worker: full detail and, for a large
-    surface, a coarse one drawn while the view changes (None when the surface is small)."""
-
-    surface: Surface
-    polydata: object
-    coarse: object | None
-
-    @classmethod
-    def of(cls, surface: Surface) -> _Meshes:
-        coarse = surface.level_of_detail(INTERACTIVE_TRIANGLES)
-        return cls(surface, surface.to_polydata(), None if coarse is surface else coarse.to_polydata())
