@@ -20,7 +20,7 @@ def test_surfaces_follow_edits_and_undo(window, qtbot):
     centre = case.grid.index_to_patient(np.argwhere(case.structures["GTV"].mask.full()).mean(axis=0)[::-1])
     assert np.allclose(gtv.points.mean(axis=0), centre, atol=3.0)  # on the CT, in patient mm
     # A new structure painted in the 2D view gets its surface where it was painted.
-    name = window.add_structure("Boost")
+    name = window.commands.add_structure("Boost")
     box = (slice(30, 36), slice(60, 70), slice(80, 90))
     case.edit_region("paint", name, box, np.ones((6, 10, 10), bool))
     _wait_3d(qtbot, window)

@@ -25,7 +25,7 @@ def test_a_freehand_outline_ending_where_it_started_is_closed_and_filled(window,
     """Drawing a closed loop by hand ends back at its start: the release lies within a click's
     reach of the press, yet it is a drag, and the outline is filled as one undo step."""
     case = show_sample(window)
-    name = window.add_structure("Loop")
+    name = window.commands.add_structure("Loop")
     window.tools.activate("draw")
     view = window.views[view_name]
     k = view.slice_index
@@ -56,7 +56,7 @@ def test_editing_a_hidden_structure_shows_it(window, tool):
     case = show_sample(window)
     view = window.views["axial"]
     k = view.slice_index
-    name = window.add_structure("Hidden")
+    name = window.commands.add_structure("Hidden")
     case.edit_region("ring", name, (slice(k, k + 1), slice(40, 60), slice(40, 60)), _ring(20))
     case.set_visible(name, False)
     window.tools.activate(tool)
@@ -87,13 +87,13 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
     case = show_sample(window)
     view = window.views["axial"]
     k = view.slice_index
-    name = window.add_structure("CTV")
+    name = window.commands.add_structure("CTV")
     brush = window.tools.tools["brush"]
     brush.set_setting("radius_mm", 6.0)
     window.tools.activate("brush")
     drag(view, [widget_point(view, (k, 64, 64))])
     steps = len(case.history.commands)
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     assert (
         len(case.history.commands) == steps
@@ -102,11 +102,11 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
 
     window.state.set_cursor(np.array([k + 6, 64, 64]))
     drag(view, [widget_point(view, (k + 6, 64, 64))])
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     first = case.structures[name].mask.full()
     assert all(first[z].sum() == first[k].sum() for z in range(k, k + 7))
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     assert (
         case.history.undo_text == f"Interpolate {name}" and "already" in window.statusBar().currentMessage()
@@ -114,7 +114,7 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
 
     brush.set_setting("radius_mm", 14.0)
     drag(view, [widget_point(view, (k + 6, 64, 64))])
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     grown = case.structures[name].mask.full()
     areas = [int(grown[z].sum()) for z in range(k, k + 7)]
@@ -145,12 +145,12 @@ def test_an_edit_made_while_interpolation_runs_is_not_overwritten(window, qtbot,
     monkeypatch.setattr(services, "interpolate", interpolate_then_wait)
     case = show_sample(window)
     k = window.views["axial"].slice_index
-    name = window.add_structure("CTV")
+    name = window.commands.add_structure("CTV")
     square = np.ones((1, 20, 20), bool)
     for z in (k, k + 6):
         case.edit_region("draw", name, (slice(z, z + 1), slice(40, 60), slice(40, 60)), square)
     window.table.select(name)
-    window.interpolate()
+    window.commands.interpolate()
     assert computed.wait(30)
     case.edit_region(
         "erase", name, (slice(k, k + 1), slice(45, 55), slice(45, 55)), np.zeros((1, 10, 10), bool)
@@ -185,10 +185,10 @@ def test_renaming_a_source_keeps_the_margins_built_from_it(window, qtbot):
 
     k = window.views["axial"].slice_index
     case.edit_region("grow", "GTVp", (slice(k, k + 1), slice(0, 4), slice(0, 4)), np.ones((1, 4, 4), bool))
-    window._check_stale()
+    window.commands.check_stale()
     wait_idle(qtbot, window)
-    assert window.stale == ["CTV", "PTV"]  # the PTV through the CTV
-    window.rebuild_stale()
+    assert window.commands.stale == ["CTV", "PTV"]  # the PTV through the CTV
+    window.commands.rebuild_stale()
     wait_idle(qtbot, window)
     assert case.structures["PTV"].mask.full()[k, 0, 0]  # rebuilt through CTV from the renamed GTVp
     for _ in range(3):  # the two rebuilds and the corner
@@ -205,7 +205,7 @@ def test_a_seeded_click_into_a_hidden_empty_structure_shows_it(window, qtbot):
     view = window.views["axial"]
     centre = np.argwhere(case.structures["GTV"].mask.full()).mean(axis=0).round().astype(int)
     window.state.set_cursor(centre)
-    name = window.add_structure("GTV_seed")
+    name = window.commands.add_structure("GTV_seed")
     case.set_visible(name, False)
     window.tools.activate("seeded")
     drag(view, [widget_point(view, centre)])
@@ -222,7 +222,7 @@ def test_the_brush_outline_shows_what_ctrl_makes_it_do(window, tool):
     from support.app import grab, send_mouse
 
     show_sample(window)
-    window.add_structure("Brushed")
+    window.commands.add_structure("Brushed")
     window.tools.activate(tool)
     window.tools.tools[tool].set_setting("radius_mm", 15.0)
     view = window.views["axial"]
@@ -242,7 +242,7 @@ def test_duplicating_a_structure_copies_its_mask_as_one_undo_step(window, qtbot)
     """To start a CTV by hand from the GTV: Structures ▸ Duplicate structure."""
     case = show_sample(window)
     window.table.select("GTV")
-    name = window.duplicate_structure()
+    name = window.commands.duplicate_structure()
     assert name == "GTV_copy" and window.table.active_name() == "GTV_copy"
     copy, gtv = case.structures["GTV_copy"], case.structures["GTV"]
     assert np.array_equal(copy.mask.full(), gtv.mask.full()) and copy.roi_type == gtv.roi_type
@@ -312,13 +312,13 @@ def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn
 
     case = show_sample(window)
     k = window.views["axial"].slice_index
-    name = window.add_structure("CTV")
+    name = window.commands.add_structure("CTV")
     for z in (k, k + 6):
         case.edit_region(
             "draw", name, (slice(z, z + 1), slice(54, 74), slice(54, 74)), np.ones((1, 20, 20), bool)
         )
     window.table.select(name)
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     assert case.structures[name].mask.full()[k + 3].sum() == 400
     window.save_session_to(tmp_path / "case.delineo")
@@ -329,7 +329,7 @@ def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn
     big = np.ones((1, 40, 40), bool)
     case.edit_region("draw", name, (slice(k + 6, k + 7), slice(44, 84), slice(44, 84)), big)
     window.table.select(name)
-    window.interpolate()
+    window.commands.interpolate()
     wait_idle(qtbot, window)
     areas = [int(case.structures[name].mask.full()[z].sum()) for z in range(k, k + 7)]
     assert areas[0] == 400 and areas[6] == 1600 and areas[0] < areas[3] < areas[6]

@@ -55,7 +55,7 @@ def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot, tmp_path)
     assert not panel.save_csv(tmp_path / "missing" / "dvh.csv") and "Not saved" in panel.status.text()
 
     window.table.select("GTV")
-    window.delete_structure()
+    window.commands.delete_structure()
     assert "Structures edited" in panel.status.text()
     qtbot.waitUntil(lambda: "GTV" not in panel.values(), timeout=60_000)
     wait_idle(qtbot, window)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 
 
 def _new_empty(window, name="Test"):
-    created = window.add_structure(name)
+    created = window.commands.add_structure(name)
     assert window.table.active_name() == created
     return created
 
@@ -228,7 +228,7 @@ def test_structure_table_edits_are_undoable(window, qtbot):
     assert not case.structures["GTV"].visible
     # Deleting and undoing brings a structure back in its place.
     table.select("Heart")
-    window.delete_structure()
+    window.commands.delete_structure()
     assert "Heart" not in case.structures
     window.undo()
     assert case.structures.names().index("Heart") == names.index("Heart")
@@ -258,13 +258,13 @@ def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
     k = gtv.offset[0] + gtv.array.shape[0] // 2
     block = (slice(k, k + 1), slice(59, 63), slice(30, 34))  # in the right lung, beside the GTV
     case.edit_region("grow GTV", "GTV", block, np.ones((1, 4, 4), bool))
-    qtbot.waitUntil(lambda: window.stale == ["PTV"], timeout=20_000)
+    qtbot.waitUntil(lambda: window.commands.stale == ["PTV"], timeout=20_000)
     assert window.table.item(case.structures.names().index("PTV"), 2).text().endswith("⟳")
-    window.rebuild_stale()
+    window.commands.rebuild_stale()
     wait_idle(qtbot, window)
     rebuilt = case.structures["PTV"].mask.full()
     assert rebuilt[block].all() and (rebuilt & ~first).sum() > 16
-    qtbot.waitUntil(lambda: window.stale == [], timeout=20_000)
+    qtbot.waitUntil(lambda: window.commands.stale == [], timeout=20_000)
     window.undo()
     assert np.array_equal(case.structures["PTV"].mask.full(), first)
 

@@ -66,7 +66,7 @@ def test_a_click_on_the_padlock_locks_and_every_tool_is_refused_with_a_message(w
 
 def test_seeded_delineation_into_an_empty_locked_structure_is_refused(window):
     case = show_sample(window)
-    name = window.add_structure("GTV_lesion")
+    name = window.commands.add_structure("GTV_lesion")
     case.set_locked(name, True)
     before = _unchanged(case)
     view = window.views["axial"]
@@ -82,10 +82,10 @@ def test_delete_rename_type_interpolate_and_margins_into_a_locked_structure_are_
     case = show_sample(window)
     table = window.table
     table.select("Heart")
-    window.toggle_lock()  # Structures ▸ Lock / unlock structure (Ctrl+L)
+    window.commands.toggle_lock()  # Structures ▸ Lock / unlock structure (Ctrl+L)
     assert case.structures["Heart"].locked
     before = _unchanged(case)
-    window.delete_structure()
+    window.commands.delete_structure()
     assert _said(window) == "Heart is locked: unlock it to delete"
     row = _row(table, "Heart")
     for column, action in ((NAME, "rename"), (TYPE, "change its type")):
@@ -95,7 +95,7 @@ def test_delete_rename_type_interpolate_and_margins_into_a_locked_structure_are_
     table.item(row, NAME).setText("Coeur")  # what an editor would write back
     assert _said(window) == "Heart is locked: unlock it to rename"
     assert table.item(row, NAME).text() == "Heart"
-    window.interpolate()
+    window.commands.interpolate()
     assert _said(window) == "Heart is locked: unlock it to edit" and not window.jobs.busy
     dialog = DeriveDialog(window)
     dialog.operation.setCurrentText("Expand (margin)")
@@ -147,8 +147,8 @@ def test_rebuilding_derived_structures_leaves_a_locked_one_as_it_is(window, qtbo
     approved = case.structures["PTV"].mask.full()
     gtv = case.structures["GTV"].mask
     case.edit_region("Grow GTV", "GTV", gtv.box, np.ones(gtv.array.shape, bool))
-    qtbot.waitUntil(lambda: window.stale == ["PTV"], timeout=10_000)
-    window.rebuild_stale()
+    qtbot.waitUntil(lambda: window.commands.stale == ["PTV"], timeout=10_000)
+    window.commands.rebuild_stale()
     wait_idle(qtbot, window)
     assert np.array_equal(case.structures["PTV"].mask.full(), approved)
     assert _said(window) == "Not rebuilt, locked: PTV (unlock to rebuild)"

@@ -80,7 +80,7 @@ def test_an_unexpected_error_is_shown_and_the_work_autosaved(window, qtbot):
     from workstation.app.launch import report_unexpected
 
     show_sample(window)
-    window.add_structure("Edited")  # unsaved work
+    window.commands.add_structure("Edited")  # unsaved work
     try:
         raise ZeroDivisionError("division by zero")
     except ZeroDivisionError as error:

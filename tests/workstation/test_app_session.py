@@ -183,7 +183,7 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
     window.open_path(image)
     wait_idle(qtbot, window)
     assert window.case.reference.kind == "file" and window.case.grid.shape == (20, 64, 64)
-    name = window.add_structure("Drawn")
+    name = window.commands.add_structure("Drawn")
     window.case.edit_region(
         "paint", name, (slice(5, 6), slice(10, 20), slice(10, 20)), np.ones((1, 10, 10), bool)
     )
@@ -247,7 +247,7 @@ def _close_with_unsaved_work(qtbot, tmp_path, data):
     """A window closed normally with unsaved work (kept in an autosave for the next start)."""
     first = make_window(qtbot, tmp_path / "first.ini", data)
     show_sample(first)
-    first.add_structure("Unsaved_work")
+    first.commands.add_structure("Unsaved_work")
     first.close()
     [entry] = recoverable(data)
     return entry
@@ -260,12 +260,12 @@ def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbo
     from planning.session import load_session
 
     show_sample(window)
-    window.add_structure("Only_in_B")
+    window.commands.add_structure("Only_in_B")
     window.save_session_to(tmp_path / "B.delineo")
     wait_idle(qtbot, window)
     other = make_sample_patient((30, 96, 96))
     window._show_volume(other.volume, "sample", "", [other.structures])
-    window.add_structure("Only_in_A")
+    window.commands.add_structure("Only_in_A")
     window.ask_unsaved_changes = lambda description: "cancel"
     window.open_session(tmp_path / "B.delineo")
     wait_idle(qtbot, window)
@@ -284,7 +284,7 @@ def test_closing_when_the_unsaved_work_cannot_be_kept_asks_first(window, qtbot, 
     from planning.session import load_session
 
     show_sample(window)
-    window.add_structure("Unsaved_work")
+    window.commands.add_structure("Unsaved_work")
     _disk_full(monkeypatch, tmp_path / "data")
     asked = []
     window.ask_close_without_autosave = lambda reason: asked.append(reason) or "cancel"
@@ -303,7 +303,7 @@ def test_failing_autosaves_are_said_once_until_one_works(window, qtbot, tmp_path
     show_sample(window)
 
     def autosave_after_an_edit():
-        window.add_structure()
+        window.commands.add_structure()
         window.statusBar().clearMessage()
         window.autosaver.save_now()
         wait_idle(qtbot, window)
@@ -360,7 +360,7 @@ def test_cancelling_a_recovery_keeps_the_autosave(qtbot, tmp_path):
     entry = _close_with_unsaved_work(qtbot, tmp_path, data)
     window = make_window(qtbot, tmp_path / "next.ini", data)
     case = show_sample(window)
-    window.add_structure("Current_work")
+    window.commands.add_structure("Current_work")
     window.ask_unsaved_changes = lambda description: "cancel"
     assert window.offer_recovery(automatic=True)
     wait_idle(qtbot, window)

@@ -69,7 +69,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     assert case.structures["GTV-1"].contours is not None  # imported contours kept: lossless export
 
     # 4. Interpolate: a structure drawn on two slices 6 apart is filled in between.
-    name = window.add_structure("Nodule")
+    name = window.commands.add_structure("Nodule")
     for z in (k - 3, k + 3):
         case.edit_region(
             "draw", name, (slice(z, z + 1), slice(90, 110), slice(60, 80)), np.ones((1, 20, 20), bool)

@@ -50,6 +50,7 @@ from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.messages import MessagesPanel
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
+from workstation.app.structure_commands import StructureCommands
 from workstation.app.structure_table import StructureTable
 from workstation.app.surgery import SurgeryMenu
 from workstation.app.three_d import make_3d_view
@@ -140,15 +141,13 @@ class MainWindow(QMainWindow):
             view.active_structure = lambda: self.table.active_name()
             view.hovered.connect(self._on_hover)
 
+        self.commands = StructureCommands(self)
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
         self.tools.active_changed.connect(self._on_tool_changed)
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
         self.autosaver.failed.connect(self._on_autosave_failed)
-        self.stale: list[str] = []
-        self._stale_timer = QTimer(self, singleShot=True, interval=1500)
-        self._stale_timer.timeout.connect(self._check_stale)
         self.setAcceptDrops(True)
         self.resizeDocks([self.browser_dock, self.structures_dock], [220, 330], Qt.Orientation.Horizontal)
         self._restore_window_settings()
@@ -183,9 +182,9 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add", panel)
         self.add_button.setToolTip("Add an empty structure to draw in")
-        self.add_button.clicked.connect(lambda: self.add_structure())
+        self.add_button.clicked.connect(lambda: self.commands.add_structure())
         self.delete_button = QPushButton("Delete", panel)
-        self.delete_button.clicked.connect(self.delete_structure)
+        self.delete_button.clicked.connect(self.commands.delete_structure)
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.delete_button)
         layout.addLayout(buttons)
@@ -296,20 +295,24 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.dvh_dock.toggleViewAction())
 
         structures_menu = menu.addMenu("&Structures")
-        structures_menu.addAction(self._action("&Add structure", lambda: self.add_structure(), "Ctrl+N"))
         structures_menu.addAction(
-            self._action("D&uplicate structure", self.duplicate_structure, "Ctrl+Shift+D")
+            self._action("&Add structure", lambda: self.commands.add_structure(), "Ctrl+N")
         )
-        structures_menu.addAction(self._action("&Delete structure", self.delete_structure))
+        structures_menu.addAction(
+            self._action("D&uplicate structure", self.commands.duplicate_structure, "Ctrl+Shift+D")
+        )
+        structures_menu.addAction(self._action("&Delete structure", self.commands.delete_structure))
         structures_menu.addAction(
             self._action(
                 "&Lock / unlock structure",
-                self.toggle_lock,
+                self.commands.toggle_lock,
                 "Ctrl+L",
                 "A locked structure's contours, name and type cannot be edited",
             )
         )
-        self.interpolate_action = self._action("&Interpolate between slices", self.interpolate, "Ctrl+I")
+        self.interpolate_action = self._action(
+            "&Interpolate between slices", self.commands.interpolate, "Ctrl+I"
+        )
         structures_menu.addAction(self.interpolate_action)
         self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
         structures_menu.addAction(self.margins_action)
@@ -317,7 +320,7 @@ class MainWindow(QMainWindow):
             "&Compare structures…", self.open_compare, tip="Dice, HD95, surface Dice… of two structures"
         )
         structures_menu.addAction(self.compare_action)
-        self.rebuild_action = self._action("Re&build derived structures", self.rebuild_stale)
+        self.rebuild_action = self._action("Re&build derived structures", self.commands.rebuild_stale)
         self.rebuild_action.setStatusTip("Recompute margins and Booleans whose source structures changed")
         structures_menu.addAction(self.rebuild_action)
         structures_menu.addSeparator()
@@ -390,7 +393,7 @@ class MainWindow(QMainWindow):
         """Show `case` in every view (and restore a saved view state)."""
         if self.case is not None:
             self.case.history.changed.disconnect(self._update_actions)
-            self.case.history.changed.disconnect(self._schedule_stale_check)
+            self.case.history.changed.disconnect(self.commands.schedule_stale_check)
             self.case.history.changed.disconnect(self._structures_edited)
         self.case = case
         self.dose_layer, self.dose_path = None, None
@@ -417,7 +420,7 @@ class MainWindow(QMainWindow):
             self.table.select(target.name)
         self.view3d.show_case(case)
         case.history.changed.connect(self._update_actions)
-        case.history.changed.connect(self._schedule_stale_check)
+        case.history.changed.connect(self.commands.schedule_stale_check)
         case.history.changed.connect(self._structures_edited)
         self.dvh_panel.mark_stale("New case")
         self._saved_generation = case.history.generation
@@ -755,146 +758,6 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(str(error), 8000)
             return
         self.statusBar().showMessage(f"{done}: {command.label}", 4000)
-
-    def _refuses(self, name: str, action: str = "edit") -> bool:
-        """Whether structure `name` is locked, said in the status bar."""
-        try:
-            self.case.check_unlocked([name], action)
-        except Locked as error:
-            self.statusBar().showMessage(str(error), 8000)
-            return True
-        return False
-
-    def add_structure(self, name: str = "Structure") -> str | None:
-        if self.case is None:
-            return None
-        structure = self.case.new_structure(name)
-        self.table.select(structure.name)
-        return structure.name
-
-    def duplicate_structure(self) -> str | None:
-        """A copy of the selected structure (its mask and type; a colour of its own), e.g. to
-        start a CTV from the GTV by hand; one undo step. Returns the copy's name."""
-        name = self.table.active_name()
-        if self.case is None or name is None:
-            self.statusBar().showMessage("Select the structure to duplicate first.", 6000)
-            return None
-        source = self.case.structures[name]
-        copy = self.case.new_structure(
-            f"{name}_copy",
-            label=f"Duplicate {name}",
-            mask=source.mask.shared(),  # copy-on-write: the first edit of either copies it
-            roi_type=source.roi_type,
-            description=f"Copy of {name}",
-        )
-        self.table.select(copy.name)
-        return copy.name
-
-    def delete_structure(self) -> None:
-        name = self.table.active_name()
-        if self.case is not None and name is not None and not self._refuses(name, "delete"):
-            self.case.remove_structure(name)
-
-    def toggle_lock(self) -> None:
-        """Lock or unlock the selected structure."""
-        name = self.table.active_name()
-        if self.case is not None and name is not None:
-            self.table.toggle_lock(name)
-
-    def interpolate(self) -> None:
-        """Fill the slices between the contoured slices of the selected structure (worker)."""
-        name = self.table.active_name()
-        if self.case is None or name is None:
-            self.statusBar().showMessage("Select the structure to interpolate first.", 6000)
-            return
-        if self._refuses(name):
-            return
-        case, structure = self.case, self.case.structures[name]
-        # copy-on-write: the worker reads the mask as it is now, and an edit meanwhile (in place,
-        # the same Mask object) gives the structure a new array, which `done` tells by identity
-        mask, filled = structure.mask.shared(), dict(case.interpolated.get(structure.number, {}))
-
-        def unchanged() -> bool:
-            live = case.structures[name].mask if name in case.structures else None
-            return live is not None and live.array is mask.array and live.offset == mask.offset
-
-        def done(found):
-            result, keys, digests = found
-            if not unchanged():
-                self.statusBar().showMessage(f"{name} changed during interpolation; not applied.", 8000)
-            elif result.offset == mask.offset and np.array_equal(result.array, mask.array):
-                why = (
-                    f"{name} is drawn on {len(keys)} slice(s): draw it on two slices or more, with "
-                    "empty slices between them, to interpolate"
-                    if len(keys) < 2
-                    else f"{name} is already interpolated between its {len(keys)} drawn slices"
-                )
-                self.statusBar().showMessage(f"Nothing to interpolate: {why}.", 8000)
-            else:
-                case.replace_mask(f"Interpolate {name}", name, result)
-                case.interpolated[structure.number] = digests
-                self.statusBar().showMessage(
-                    f"{name}: {len(digests)} slice(s) interpolated between {len(keys)} drawn slices.", 8000
-                )
-
-        self.jobs.run(
-            f"Interpolating {name}",
-            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel, filled),
-            done,
-        )
-
-    def _schedule_stale_check(self) -> None:
-        self._stale_timer.start()
-
-    def _check_stale(self) -> None:
-        """Find derived structures whose sources changed (in a quiet worker: it hashes masks)."""
-        case = self.case
-        if case is None or not any(s.recipe for s in case.structures):
-            self._show_stale([])
-            return
-        copy = case.structures.snapshot()
-
-        def done(names):
-            if case is self.case:
-                self._show_stale(names)
-
-        self.jobs.run(
-            "Checking derived structures", lambda p, c: services.stale_structures(copy), done, quiet=True
-        )
-
-    def _show_stale(self, names: list[str]) -> None:
-        self.stale = list(names)
-        self.table.set_stale(self.stale)
-        self.rebuild_action.setEnabled(bool(self.stale))
-        if self.stale:
-            self.statusBar().showMessage(
-                f"Sources changed for {', '.join(self.stale)}: Structures ▸ Rebuild derived structures", 10000
-            )
-
-    def rebuild_stale(self) -> None:
-        """Recompute the stale derived structures (worker), each as an undo step."""
-        case, names = self.case, list(self.stale)
-        if case is None or not names:
-            return
-        copy = case.structures.snapshot()
-
-        def done(structures):
-            locked = [
-                s.name for s in structures if s.name in case.structures and case.structures[s.name].locked
-            ]
-            for structure in structures:
-                if structure.name in case.structures and structure.name not in locked:
-                    case.derive_into(structure.name, structure, f"Rebuild {structure.name}")
-            if locked:
-                self.statusBar().showMessage(
-                    f"Not rebuilt, locked: {', '.join(locked)} (unlock to rebuild)", 15000
-                )
-
-        self.jobs.run(
-            "Rebuilding derived structures",
-            lambda p, c: services.rebuild(copy, names, on_progress=p, cancel=c),
-            done,
-        )
 
     def open_margins(self) -> None:
         if self.case is not None and len(self.case.structures):
