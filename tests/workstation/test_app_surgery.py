@@ -538,7 +538,7 @@ def test_structure_volume_and_surface_area(window, qtbot):
 
 
 def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch):
-    from workstation.view3d import snapshot_dialog, widget
+    from workstation.view3d import snapshot_dialog
     from workstation.view3d.snapshot_dialog import SnapshotSizeDialog
 
     show_spheres(window)
@@ -556,7 +556,7 @@ def test_3d_snapshot_at_a_chosen_resolution(window, qtbot, tmp_path, monkeypatch
 
     monkeypatch.setattr(snapshot_dialog.SnapshotSizeDialog, "exec", accept)
     typed, asked = [], []
-    choose_file(monkeypatch, widget.QFileDialog, typed, asked)
+    choose_file(monkeypatch, snapshot_dialog.QFileDialog, typed, asked)
     typed.append(str(tmp_path / "shot"))  # no extension: saved as shot.png
     written = window.surgery.snapshot_3d()
     image = QImage(str(written))

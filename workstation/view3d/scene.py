@@ -1,11 +1,13 @@
 """VTK pieces of the 3D view: the CT as a volume prop, surface actors, distance overlays, and an
-off-screen copy of a scene for snapshots at any resolution.
+off-screen copy of a scene for snapshots at any resolution, written as PNG.
 
 World coordinates are patient LPS millimetres throughout: surfaces are built there, and the CT
 volume is placed there by a prop matrix (direction cosines and origin), so both agree exactly.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering)
@@ -14,6 +16,7 @@ from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -205,6 +208,24 @@ def window_pixels(window) -> np.ndarray:
     width, height, _ = image.GetDimensions()
     pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)
     return pixels[::-1].copy()
+
+
+def write_png(pixels: np.ndarray, path: Path) -> None:
+    """Write (height, width, 3) RGB pixels, top row first, to a PNG file at `path`, making its
+    folder; OSError when it cannot be written."""
+    height, width = pixels.shape[:2]
+    image = vtkImageData()
+    image.SetDimensions(width, height, 1)
+    image.GetPointData().SetScalars(
+        numpy_to_vtk(np.ascontiguousarray(pixels[::-1]).reshape(-1, 3), deep=True)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = vtkPNGWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(image)
+    writer.Write()
+    if writer.GetErrorCode():
+        raise OSError(f"{path}: the snapshot could not be written")
 
 
 def render_offscreen(

@@ -1,4 +1,5 @@
-"""The size of a 3D snapshot: the view's own size, a common screen or print size, or any other.
+"""The size of a 3D snapshot (the view's own size, a common screen or print size, or any other)
+and the PNG file it goes to.
 
 The snapshot is rendered off-screen with the view's camera, so any size is possible; an aspect
 ratio other than the view's shows more (or less) of the scene at the sides.
@@ -6,13 +7,17 @@ ratio other than the view's shows more (or less) of the scene at the sides.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PyQt6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -96,3 +101,28 @@ class SnapshotSizeDialog(QDialog):
     def chosen_size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return self.width_box.value(), self.height_box.value()
+
+
+def ask_png_path(parent: QWidget) -> str | None:
+    """A PNG file to save to, or None. The dialog adds .png to a bare name before its own
+    "replace?" check; a name with another extension gets .png too, and is asked about here."""
+    chooser = QFileDialog(parent, "Save 3D snapshot", "", "PNG images (*.png)")
+    chooser.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    chooser.setDefaultSuffix("png")
+    chooser.selectFile("snapshot.png")
+    if chooser.exec() != QFileDialog.DialogCode.Accepted or not chooser.selectedFiles():
+        return None
+    path = chooser.selectedFiles()[0]
+    if path.lower().endswith(".png"):
+        return path
+    path += ".png"
+    replace = QMessageBox.StandardButton.Yes
+    if (
+        Path(path).exists()
+        and QMessageBox.question(
+            parent, "Replace the file?", f"{Path(path).name} already exists. Replace it?"
+        )
+        != replace
+    ):
+        return None
+    return path

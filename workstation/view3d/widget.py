@@ -17,11 +17,10 @@ import numpy as np
 import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401  (GPU volume mapper factories)
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction
-from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QMessageBox, QToolBar, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QComboBox, QLabel, QToolBar, QVBoxLayout, QWidget
 from superqt.utils import create_worker
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkInteractionWidgets import vtkPolygonalSurfacePointPlacer
-from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.errors import Cancelled
@@ -34,6 +33,7 @@ from workstation.view3d.camera import VIEWS, look_from, orientation_marker, surf
 from workstation.view3d.overlays import Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
+from workstation.view3d.snapshot_dialog import SnapshotSizeDialog, ask_png_path
 from workstation.view3d.surfaces import (  # noqa: F401  (benchmarks/gui.py imports INTERACTIVE_TRIANGLES here)
     INTERACTIVE_TRIANGLES,
     SurfaceSync,
@@ -248,9 +248,6 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         """Save the view as a PNG of `size` (width, height) pixels (default: the view's size),
         rendered off-screen with the same camera, labels and lines grown with the height. Returns
         the path."""
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-        from vtkmodules.vtkCommonDataModel import vtkImageData
-
         path = Path(path)
         if size is None:
             size = tuple(self._vtk.GetRenderWindow().GetSize())
@@ -260,18 +257,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         scale = height / max(1, self._vtk.GetRenderWindow().GetSize()[1])
         self._show_full_detail()
         pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays(), scale)
-        image = vtkImageData()
-        image.SetDimensions(width, height, 1)
-        image.GetPointData().SetScalars(
-            numpy_to_vtk(np.ascontiguousarray(pixels[::-1]).reshape(-1, 3), deep=True)
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = vtkPNGWriter()
-        writer.SetFileName(str(path))
-        writer.SetInputData(image)
-        writer.Write()
-        if writer.GetErrorCode():
-            raise OSError(f"{path}: the snapshot could not be written")
+        scene.write_png(pixels, path)
         return path
 
     def render_image(self) -> np.ndarray:
@@ -398,13 +384,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
 
     def ask_snapshot(self) -> Path | None:
         """Ask for a resolution and a file, then save a snapshot there; the path, or None."""
-        from workstation.view3d.snapshot_dialog import SnapshotSizeDialog
-
         dialog = SnapshotSizeDialog(tuple(self._vtk.GetRenderWindow().GetSize()), self)
         if dialog.exec() != SnapshotSizeDialog.DialogCode.Accepted:
             return None
         size = dialog.chosen_size()
-        path = self._ask_png_path()
+        path = ask_png_path(self)
         if path is None:
             return None
         try:
@@ -414,30 +398,6 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             return None
         self._status.setText(f"  Saved {Path(written).name} ({size[0]} × {size[1]})")
         return written
-
-    def _ask_png_path(self) -> str | None:
-        """A PNG file to save to, or None. The dialog adds .png to a bare name before its own
-        "replace?" check; a name with another extension gets .png too, and is asked about here."""
-        chooser = QFileDialog(self, "Save 3D snapshot", "", "PNG images (*.png)")
-        chooser.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        chooser.setDefaultSuffix("png")
-        chooser.selectFile("snapshot.png")
-        if chooser.exec() != QFileDialog.DialogCode.Accepted or not chooser.selectedFiles():
-            return None
-        path = chooser.selectedFiles()[0]
-        if path.lower().endswith(".png"):
-            return path
-        path += ".png"
-        replace = QMessageBox.StandardButton.Yes
-        if (
-            Path(path).exists()
-            and QMessageBox.question(
-                self, "Replace the file?", f"{Path(path).name} already exists. Replace it?"
-            )
-            != replace
-        ):
-            return None
-        return path
 
     def _show_progress(self, stage: str, done: float, total: float) -> None:
         self._status.setText(f"  {stage}… {100 * done / total:.0f}%" if stage and total else "")
