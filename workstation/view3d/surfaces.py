@@ -1,7 +1,10 @@
-"""The 3D view's structure surfaces: following a `StructureSet`'s events, building surfaces in a
-worker thread (superqt) from copy-on-write copies of the masks, replacing the actors when a build
-lands, and styling each surface (colour, opacity, wireframe while awaiting review, visibility).
-Surfaces are in patient LPS millimetres.
+"""The 3D view's structure surfaces, in patient LPS millimetres, and their styling (colour,
+opacity, a wireframe while awaiting review, visibility).
+
+Surfaces follow a `StructureSet`: its `added`, `removed` and `changed` events rebuild, drop or
+restyle the structure's surface. Geometry edits are gathered for a short while (a brush stroke
+sends many) and rebuilt in a worker thread (superqt) from copy-on-write copies of the masks, never
+on the GUI thread; a result that an edit has overtaken is dropped.
 """
 
 from __future__ import annotations

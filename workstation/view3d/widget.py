@@ -1,9 +1,10 @@
 """`View3D`: the 3D view of a case — structure surfaces, CT volume rendering, measurements.
 
-Surfaces follow a `StructureSet`: its `added`, `removed` and `changed` events rebuild, drop or
-restyle the structure's surface. Geometry edits are gathered for a short while (a brush stroke
-sends many) and rebuilt in a worker thread (superqt), never on the GUI thread; a result that an
-edit has overtaken is dropped. Everything is in patient LPS millimetres, so measurements are in mm.
+This module holds the widget, its state, its public calls for data, display and output, and its
+toolbar; its parts live beside it: `surfaces` (kept in step with a `StructureSet`), `tools`
+(rulers, angles), `overlays` (minimum distance, margin maps, focus), `rendering` (when and how it
+renders), `camera` (framing, orientation cube) and `scene` (VTK pieces, snapshots). Everything is
+in patient LPS millimetres, so measurements are in mm.
 """
 
 from __future__ import annotations
