@@ -236,7 +236,7 @@ def bench_3d(app, data: Path) -> None:
     from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
     from planning.imageio import load_volume
-    from workstation.view3d.widget import INTERACTIVE_TRIANGLES
+    from workstation.view3d.surfaces import INTERACTIVE_TRIANGLES
 
     volume = load_volume(data / "dicom" / "pancreas-ct-134")
     structures = synthetic_structures(volume.grid, 30, seed=3)

@@ -35,10 +35,7 @@ from workstation.view3d.overlays import Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
 from workstation.view3d.snapshot_dialog import SnapshotSizeDialog, ask_png_path
-from workstation.view3d.surfaces import (  # noqa: F401  (benchmarks/gui.py imports INTERACTIVE_TRIANGLES here)
-    INTERACTIVE_TRIANGLES,
-    SurfaceSync,
-)
+from workstation.view3d.surfaces import SurfaceSync
 from workstation.view3d.tools import MeasurementTools
 
 log = logging.getLogger(__name__)
