@@ -88,11 +88,11 @@ def test_errors_are_reported_in_words_and_the_window_carries_on(window, qtbot, t
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "CT1.dcm").write_bytes(b"DICM" * 10)
-    window.open_path(broken)
+    window.opening.open_path(broken)
     wait_idle(qtbot, window)
     assert window.case is None
     assert "No image series found" in window.statusBar().currentMessage()
-    window.open_session(tmp_path / "missing.delineo")
+    window.opening.open_session(tmp_path / "missing.delineo")
     wait_idle(qtbot, window)
     assert window.jobs.errors and "missing.delineo: no such session" in window.jobs.errors[-1]
     show_sample(window)
@@ -297,7 +297,7 @@ def test_results_still_await_review_after_the_session_is_reopened(window, qtbot,
     wait_idle(qtbot, window)
     window.save_session_to(tmp_path / "review.delineo")
     wait_idle(qtbot, window)
-    window.open_path(tmp_path / "review.delineo")
+    window.opening.open_path(tmp_path / "review.delineo")
     wait_idle(qtbot, window)
     case, table = window.case, window.table
     assert window.autoseg_dialog is None  # closed with the case it worked on

@@ -93,7 +93,7 @@ def test_a_reference_with_contours_beyond_the_images_is_read_as_the_case_was(win
     left out, so its own RTSTRUCT as the reference must read the same way (it was refused, in an
     error box full of image UIDs), with the warning in the note and the report."""
     folder = data_path("dicom", "dicompyler-breast")
-    window.open_path(folder)
+    window.opening.open_path(folder)
     wait_idle(qtbot, window)
     window.open_compare()
     dialog = window.last_dialog

@@ -323,7 +323,7 @@ def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn
     assert case.structures[name].mask.full()[k + 3].sum() == 400
     window.save_session_to(tmp_path / "case.delineo")
     wait_idle(qtbot, window)
-    window.open_session(tmp_path / "case.delineo")
+    window.opening.open_session(tmp_path / "case.delineo")
     wait_idle(qtbot, window)
     case = window.case
     big = np.ones((1, 40, 40), bool)

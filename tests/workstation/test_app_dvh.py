@@ -115,7 +115,7 @@ def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reope
     window.save_session_to(tmp_path / "breast.delineo")
     wait_idle(qtbot, window)
     before = window.case
-    window.open_session(tmp_path / "breast.delineo")
+    window.opening.open_session(tmp_path / "breast.delineo")
     wait_idle(qtbot, window)
     assert window.case is not before
     assert contours_left_out(window.case.structures.warnings)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture
 def checked_export(window, qtbot, tmp_path):
     write_ct_series(tmp_path / "ct", ct_phantom((6, 32, 36)))
-    window.open_path(tmp_path / "ct")
+    window.opening.open_path(tmp_path / "ct")
     wait_idle(qtbot, window)
     z, y, x = np.indices(window.case.grid.shape)
     window.case.new_structure(
@@ -78,7 +78,7 @@ def test_findings_wrap_and_name_the_exported_file(window, qtbot, tmp_path):
     """The writer's warnings in the Messages panel named the check's temporary file ('check-1.dcm:
     ...'), not the export's; long findings ran off the dialog's edge (a horizontal scroll)."""
     write_ct_series(tmp_path / "ct", ct_phantom((6, 32, 36)))
-    window.open_path(tmp_path / "ct")
+    window.opening.open_path(tmp_path / "ct")
     wait_idle(qtbot, window)
     speck = np.zeros(window.case.grid.shape, bool)
     speck[2, 3, 3] = True  # one voxel: an island under 1 mm², dropped with a warning

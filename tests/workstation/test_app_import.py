@@ -12,11 +12,11 @@ pytestmark = pytest.mark.gui
 
 
 def test_an_rtstruct_and_a_label_map_are_added_as_undoable_steps(window, qtbot, tmp_path):
-    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, window)
     case = window.case
     assert case.structures.names() == ["GTV-1"]
-    window.open_path(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"))  # a second observer's, say
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"))  # a second observer's, say
     wait_idle(qtbot, window)
     assert case.structures.names() == ["GTV-1", "GTV-1_2"]
     assert case.structures["GTV-1_2"].volume_cc == pytest.approx(case.structures["GTV-1"].volume_cc)
@@ -25,7 +25,7 @@ def test_an_rtstruct_and_a_label_map_are_added_as_undoable_steps(window, qtbot, 
     labels = np.zeros(case.grid.shape, np.uint8)
     labels[20:30, 80:120, 80:120] = 1
     save_volume(case.volume.with_array(labels), tmp_path / "auto.nii.gz")
-    window.import_structures(tmp_path / "auto.nii.gz")
+    window.opening.import_structures(tmp_path / "auto.nii.gz")
     wait_idle(qtbot, window)
     assert case.structures.names() == ["GTV-1", "GTV-1_2", "Label_1"]
     assert case.structures["Label_1"].mask.full().sum() == labels.sum()
@@ -34,9 +34,9 @@ def test_an_rtstruct_and_a_label_map_are_added_as_undoable_steps(window, qtbot, 
 
 
 def test_a_dose_of_another_patient_is_refused_when_opened(window, qtbot):
-    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, window)
-    window.open_path(data_path("dicom", "dicompyler-breast", "rtdose.dcm"))
+    window.opening.open_path(data_path("dicom", "dicompyler-breast", "rtdose.dcm"))
     wait_idle(qtbot, window)
     assert window.dose_layer is None
     assert "frame of reference" in window.messages.messages()[-1]

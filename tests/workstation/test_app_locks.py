@@ -182,7 +182,7 @@ def test_a_lock_is_kept_in_the_session(window, qtbot, tmp_path):
     window.save_session_to(path)
     wait_idle(qtbot, window)
     other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
-    other.open_path(path)
+    other.opening.open_path(path)
     wait_idle(qtbot, other)
     locked = [s.name for s in other.case.structures if s.locked]
     row = _row(other.table, "SpinalCord")

@@ -32,7 +32,7 @@ def test_loading_warnings_all_reach_the_panel(window, qtbot, tmp_path):
     damaged.save_as(folder / "RS.dcm")
     assert not window.messages_dock.isVisible() and window.messages.button.isHidden()
 
-    window.open_path(folder)
+    window.opening.open_path(folder)
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: window.messages.count() >= 3, timeout=10_000)
     shown = " | ".join(window.messages.messages())

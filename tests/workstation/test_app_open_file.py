@@ -22,7 +22,7 @@ def test_a_ct_file_is_known_by_its_hounsfield_units(window, qtbot, tmp_path):
     was a custom one, not soft tissue. Its values (lowest at air's −1000, air and water present)
     now make it a CT; the browser names the open file."""
     path = _save(tmp_path / "hn_ct.nii.gz", ct_phantom((6, 40, 48)))
-    window.open_path(path)
+    window.opening.open_path(path)
     wait_idle(qtbot, window)
     assert window.case.volume.modality == "CT"
     assert window.preset_box.currentText() == "Soft tissue"

@@ -40,7 +40,7 @@ def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
     assert path.exists() and not window.dirty
 
     other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
-    other.open_path(path)
+    other.opening.open_path(path)
     wait_idle(qtbot, other)
     restored = other.case
     assert restored is not None and restored.structures.names() == list(expected)
@@ -125,7 +125,7 @@ def test_killed_process_is_recovered_from_autosave(qtbot, tmp_path):
     found = recoverable(data)
     assert len(found) == 1
     window = make_window(qtbot, tmp_path / "next.ini", data)
-    assert window.offer_recovery(automatic=True)
+    assert window.opening.offer_recovery(automatic=True)
     wait_idle(qtbot, window)
     case = window.case
     assert case is not None and "Drawn_before_crash" in case.structures
@@ -163,7 +163,7 @@ def test_first_case_is_the_sample_then_the_most_recent_data(qtbot, tmp_path):
     open_first_case(first, [], interactive=False)
     wait_idle(qtbot, first)
     assert first.case.volume.identity.patient_id == SAMPLE_PATIENT_ID
-    first.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    first.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, first)
     close_window(qtbot, first)
     first.close()
@@ -180,7 +180,7 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
 
     image = tmp_path / "ct.nii.gz"
     save_volume(make_sample_patient((20, 64, 64)).volume, image)
-    window.open_path(image)
+    window.opening.open_path(image)
     wait_idle(qtbot, window)
     assert window.case.reference.kind == "file" and window.case.grid.shape == (20, 64, 64)
     name = window.commands.add_structure("Drawn")
@@ -190,7 +190,7 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
     window.save_session_to(tmp_path / "nifti.delineo")
     wait_idle(qtbot, window)
     other = make_window(qtbot, tmp_path / "o.ini", tmp_path / "o")
-    other.open_path(tmp_path / "nifti.delineo")
+    other.opening.open_path(tmp_path / "nifti.delineo")
     wait_idle(qtbot, other)
     assert other.case.structures[name].mask.voxel_count == 100
     close_window(qtbot, other)
@@ -210,20 +210,21 @@ def test_opening_another_case_asks_before_dropping_unsaved_changes(window, qtbot
         window.ask_unsaved_changes = lambda description: asked.append(description) or reply
 
     answer("cancel")
-    window._show_volume(other.volume, "sample", "", [other.structures])
+    window.opening._show_volume(other.volume, "sample", "", [other.structures])
     assert window.case is case and window.dirty and len(asked) == 1  # kept, edits and all
     window.session_path = tmp_path / "kept.delineo"
     answer("save")
-    window._show_volume(other.volume, "sample", "", [other.structures])
+    window.opening._show_volume(other.volume, "sample", "", [other.structures])
     assert window.case is not case and not window.dirty and len(asked) == 2
     saved = load_session(tmp_path / "kept.delineo")
     assert {s.name for s in saved.structures} == set(case.structures.names())
     assert saved.structures["GTV"].mask.voxel_count == case.structures["GTV"].mask.voxel_count
     _paint(window.case)
     answer("discard")
-    window._show_volume(other.volume, "sample", "", [other.structures])
+    window.opening._show_volume(other.volume, "sample", "", [other.structures])
     assert len(asked) == 3 and not window.dirty
-    window._show_volume(other.volume, "sample", "", [other.structures])  # nothing unsaved: no question
+    # nothing unsaved: no question
+    window.opening._show_volume(other.volume, "sample", "", [other.structures])
     assert len(asked) == 3
 
 
@@ -264,10 +265,10 @@ def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbo
     window.save_session_to(tmp_path / "B.delineo")
     wait_idle(qtbot, window)
     other = make_sample_patient((30, 96, 96))
-    window._show_volume(other.volume, "sample", "", [other.structures])
+    window.opening._show_volume(other.volume, "sample", "", [other.structures])
     window.commands.add_structure("Only_in_A")
     window.ask_unsaved_changes = lambda description: "cancel"
-    window.open_session(tmp_path / "B.delineo")
+    window.opening.open_session(tmp_path / "B.delineo")
     wait_idle(qtbot, window)
     assert "Only_in_A" in window.case.structures and window.session_path is None
     window.session_path = tmp_path / "A.delineo"  # what Ctrl+S then asks for
@@ -342,7 +343,7 @@ def test_recovered_work_is_autosaved_at_once(qtbot, tmp_path, monkeypatch):
     entry = _close_with_unsaved_work(qtbot, tmp_path, data)
     window = make_window(qtbot, tmp_path / "next.ini", data)
     _disk_full(monkeypatch, data)
-    assert window.offer_recovery(automatic=True)
+    assert window.opening.offer_recovery(automatic=True)
     wait_idle(qtbot, window)
     assert "Unsaved_work" in window.case.structures and window.dirty
     assert entry.path.exists()  # the recovered work is in no other autosave yet: kept
@@ -362,7 +363,7 @@ def test_cancelling_a_recovery_keeps_the_autosave(qtbot, tmp_path):
     case = show_sample(window)
     window.commands.add_structure("Current_work")
     window.ask_unsaved_changes = lambda description: "cancel"
-    assert window.offer_recovery(automatic=True)
+    assert window.opening.offer_recovery(automatic=True)
     wait_idle(qtbot, window)
     assert window.case is case and entry.path.exists()
     assert recoverable(data) == [entry]
@@ -377,14 +378,14 @@ def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
 
     folder = tmp_path / "breast"
     shutil.copytree(data_path("dicom", "dicompyler-breast"), folder)
-    window.open_path(folder)
+    window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert window.dose_layer is not None
     window.save_session_to(tmp_path / "breast.delineo")
     wait_idle(qtbot, window)
     (folder / "rtdose.dcm").rename(tmp_path / "rtdose.dcm")
     other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other")
-    other.open_path(tmp_path / "breast.delineo")
+    other.opening.open_path(tmp_path / "breast.delineo")
     wait_idle(qtbot, other)
     assert other.case is not None and other.dose_layer is None
     said = f"The session's dose {folder / 'rtdose.dcm'} is no longer there"
@@ -409,6 +410,6 @@ def test_the_recovery_question_says_why_there_is_work_to_recover(qtbot, tmp_path
         box.button(QMessageBox.StandardButton.Discard).click()
 
     QTimer.singleShot(0, answer_no)
-    assert not window.offer_recovery()
+    assert not window.opening.offer_recovery()
     assert "closed with unsaved changes" in asked[0] and "did not close normally" not in asked[0]
     assert not entry.folder.exists()

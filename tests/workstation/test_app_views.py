@@ -55,7 +55,7 @@ def test_radiological_orientation_of_all_views(window):
 
 
 def test_gtv_outline_is_drawn_where_the_gtv_is(window, qtbot):
-    window.open_folder(data_path("dicom", "ibsi1-lung-ct"))
+    window.opening.open_folder(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, window)
     case = window.case
     assert case is not None and "GTV-1" in case.structures
@@ -257,13 +257,13 @@ def test_a_dose_of_another_frame_of_reference_is_refused(window):
 
 
 def test_the_patient_panel_says_the_sample_patient_is_open(window, qtbot):
-    window.open_sample()
+    window.opening.open_sample()
     qtbot.waitUntil(lambda: window.browser.topLevelItemCount() == 1, timeout=60_000)
     assert window.browser.topLevelItem(0).text(0).startswith("Sample patient")
 
 
 def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtbot):
-    window.open_folder(data_path("dicom", "ibsi1-lung-ct"), auto_load=False)
+    window.opening.open_folder(data_path("dicom", "ibsi1-lung-ct"), auto_load=False)
     wait_idle(qtbot, window)
     assert window.case is None
     browser = window.browser

@@ -18,7 +18,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     # 1. Open the folder: the CT loads with the RTSTRUCT that references it (one GTV).
-    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, window)
     case = window.case
     assert case.volume.grid.shape == (60, 201, 204)
@@ -136,7 +136,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
     window.save_session_to(session)
     wait_idle(qtbot, window)
     again = make_window(qtbot, tmp_path / "again.ini", tmp_path / "again-data")
-    again.open_path(session)
+    again.opening.open_path(session)
     wait_idle(qtbot, again)
     assert again.case.structures.names() == case.structures.names()
     for structure in case.structures:
@@ -148,7 +148,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
 
 
 def test_seeded_tumour_delineation_with_clicks(window, qtbot):
-    window.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
     wait_idle(qtbot, window)
     case = window.case
     expert = case.structures["GTV-1"].mask.full()

@@ -87,7 +87,7 @@ def test_a_session_whose_history_is_damaged_opens_without_it_and_says_so(window,
     folder = save_session(case.to_session({}), tmp_path / "s")
     (folder / "history.npz").write_bytes(b"damaged")
     window.ask_unsaved_changes = lambda about: "discard"
-    window.open_path(folder)
+    window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert "Drawn" in window.case.structures and not window.case.history.can_undo
     assert "undo history is damaged" in window.statusBar().currentMessage()
@@ -109,7 +109,7 @@ def test_a_session_whose_history_entries_cannot_be_rebuilt_opens_without_it_and_
     document["history"][0]["commands"][0]["kind"] = "from_a_newer_delineo"
     (folder / "session.json").write_text(json.dumps(document))
     window.ask_unsaved_changes = lambda about: "discard"
-    window.open_path(folder)
+    window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert "Drawn" in window.case.structures and not window.case.history.can_undo
     assert "undo history" in window.statusBar().currentMessage()

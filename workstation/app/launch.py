@@ -76,16 +76,16 @@ def report_unexpected(window, kind, error, trace) -> None:
 def open_first_case(window, paths: list[str], *, interactive: bool = True) -> None:
     """What the window shows first: a crash recovery (asked), the given path, the most recent
     case, or else the built-in sample patient."""
-    if interactive and window.offer_recovery():
+    if interactive and window.opening.offer_recovery():
         return
     if paths:
-        window.open_path(paths[0])
+        window.opening.open_path(paths[0])
         return
     recent = next((p for p in window.recent() if Path(p).exists()), None)
     if recent is not None:
-        window.open_path(recent)
+        window.opening.open_path(recent)
     else:
-        window.open_sample()
+        window.opening.open_sample()
 
 
 def screenshot_when_ready(window, app) -> bool:

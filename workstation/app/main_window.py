@@ -29,16 +29,11 @@ from PyQt6.QtWidgets import (
 )
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
-from planning.dicom.headers import read_header
-from planning.dicom.load import load_series
-from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, GeometryError
-from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
-from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
-from workstation.app import services
-from workstation.app.autosave import Autosaver, recoverable
+from planning.session import ARCHIVE_SUFFIXES
+from workstation.app.autosave import Autosaver
 from workstation.app.autoseg_dialog import AutoSegDialog
-from workstation.app.browser import PatientBrowser, referencing
+from workstation.app.browser import PatientBrowser
 from workstation.app.case import Case
 from workstation.app.compare_dialog import CompareDialog
 from workstation.app.derive_dialog import DeriveDialog
@@ -48,6 +43,7 @@ from workstation.app.export_dialog import ExportDialog
 from workstation.app.history import Locked
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.messages import MessagesPanel
+from workstation.app.opening import CaseOpening
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_commands import StructureCommands
@@ -64,8 +60,6 @@ from workstation.app.viewstate import ViewState
 from workstation.app.windowing import PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
-#: file-dialog patterns of the image formats Delineo reads (NIfTI, NRRD, MetaImage)
-_IMAGE_PATTERNS = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
 MAX_RECENT = 10
 HELP_TEXT = """Views
   Wheel, Up/Down, PgUp/PgDn: scroll slices     Ctrl+wheel, +/-: zoom     R / Ctrl+0: reset zoom
@@ -142,6 +136,7 @@ class MainWindow(QMainWindow):
             view.hovered.connect(self._on_hover)
 
         self.commands = StructureCommands(self)
+        self.opening = CaseOpening(self)
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
@@ -166,7 +161,7 @@ class MainWindow(QMainWindow):
 
     def _build_docks(self) -> None:
         self.browser = PatientBrowser(self)
-        self.browser.series_activated.connect(self.load_series)
+        self.browser.series_activated.connect(self.opening.load_series)
         browser_dock = QDockWidget("Patients", self)
         browser_dock.setObjectName("patients")
         browser_dock.setWidget(self.browser)
@@ -244,21 +239,23 @@ class MainWindow(QMainWindow):
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addAction(
-            self._action("&Open folder…", self._ask_open_folder, QKeySequence.StandardKey.Open)
+            self._action("&Open folder…", self.opening.ask_open_folder, QKeySequence.StandardKey.Open)
         )
-        file_menu.addAction(self._action("Open &image file…", self._ask_open_file))
+        file_menu.addAction(self._action("Open &image file…", self.opening.ask_open_file))
         file_menu.addAction(self._action("Retrieve from &PACS…", self.open_pacs))
-        file_menu.addAction(self._action("Open &sample patient", self.open_sample))
+        file_menu.addAction(self._action("Open &sample patient", self.opening.open_sample))
         self.import_action = self._action(
-            "&Import structures…", self._ask_import_structures, tip="RTSTRUCT, DICOM-SEG or label map"
+            "&Import structures…", self.opening.ask_import_structures, tip="RTSTRUCT, DICOM-SEG or label map"
         )
         file_menu.addAction(self.import_action)
-        self.dose_action = self._action("Open &dose…", self._ask_open_dose, tip="RTDOSE of the open images")
+        self.dose_action = self._action(
+            "Open &dose…", self.opening.ask_open_dose, tip="RTDOSE of the open images"
+        )
         file_menu.addAction(self.dose_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
-        file_menu.addAction(self._action("Open s&ession…", self._ask_open_session))
+        file_menu.addAction(self._action("Open s&ession…", self.opening.ask_open_session))
         file_menu.addAction(self._action("&Save session", self.save_session, QKeySequence.StandardKey.Save))
         file_menu.addAction(self._action("Save session &as…", self._ask_save_session_as))
         file_menu.addSeparator()
@@ -479,129 +476,6 @@ class MainWindow(QMainWindow):
     def dirty(self) -> bool:
         return self.case is not None and self.case.history.generation != self._saved_generation
 
-    # -- opening -------------------------------------------------------------------------------
-
-    def open_path(self, path: str | Path) -> None:
-        """Open a session, an image file, or a folder (scanned; a single series loads at once).
-        With a case open, an RTSTRUCT or SEG file adds its structures to it, an RTDOSE its dose."""
-        path = Path(path)
-        kind = _rt_object_kind(path) if self.case is not None else None
-        if kind in ("RTSTRUCT", "SEG"):
-            self.import_structures(path)
-        elif kind == "RTDOSE":
-            self.open_dose(path)
-        elif _is_session(path):
-            self.open_session(path)
-        elif path.is_file() and is_image_file(path):
-            self._remember(path)
-            self.jobs.run(
-                f"Loading {path.name}",
-                lambda p, c: read_image_file(path),
-                lambda volume: self._show_file(volume, path),
-            )
-        else:
-            self.open_folder(path)
-
-    def open_folder(self, path: str | Path, auto_load: bool = True) -> None:
-        path = Path(path)
-        self._remember(path)
-
-        def done(result):
-            self.browser.show_scan(result, str(path))
-            self.browser_dock.show()
-            loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
-            if auto_load and len(loadable) == 1:
-                self.load_series(result, loadable[0])
-            elif not result.series:
-                self.statusBar().showMessage(f"No image series found in {path}", 8000)
-
-        self.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
-
-    def load_series(self, scan_result, series) -> None:
-        """Load an image series and the RTSTRUCTs (and RTDOSE, when supported) referencing it."""
-        structure_files = referencing(scan_result, series, "RTSTRUCT")
-        dose_files = referencing(scan_result, series, "RTDOSE")
-        source = Path(series.headers[0].path).parent
-
-        def work(on_progress, cancel):
-            volume = load_series(series, on_progress=on_progress, cancel=cancel)
-            sets, problems, dose = [], [], None
-            for obj in structure_files:
-                on_progress(f"Reading {obj.path.name}", 0, 1)
-                try:
-                    sets.append(services.load_rtstruct(obj.path, volume))
-                except DelineoError as error:
-                    problems.append(str(error))
-            for obj in dose_files[:1]:
-                on_progress(f"Reading {obj.path.name}", 0, 1)
-                try:
-                    dose = (services.load_dose(obj.path), obj.path)
-                except DelineoError as error:
-                    problems.append(str(error))
-            return volume, sets, problems, dose
-
-        def done(result):
-            volume, sets, problems, dose = result
-            self._show_volume(volume, "dicom", source, sets)
-            if dose is not None:
-                self.set_dose(*dose)
-            warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
-            if warnings:
-                self.statusBar().showMessage(f"Structures: {_first_of(warnings)}", 15000)
-            for problem in problems:
-                self._on_job_failed("Reading RT objects", problem)
-
-        self.jobs.run(f"Loading {series.description or series.modality}", work, done)
-
-    def open_sample(self) -> None:
-        """Load the built-in sample patient (a thorax phantom with its structures)."""
-        from planning.sample_patient import make_sample_patient
-
-        def done(sample):
-            self._show_volume(sample.volume, "sample", "", [sample.structures])
-            if self.browser.scan is None:  # keep a folder's listing; else say what is open
-                hint = "Synthetic thorax; File ▸ Open folder… loads DICOM"
-                self.browser.show_note("Sample patient (phantom)", hint)
-
-        self.jobs.run("Making the sample patient", lambda p, c: make_sample_patient(), done)
-
-    def import_structures(self, path: str | Path) -> None:
-        """Add the structures of an RTSTRUCT, a DICOM-SEG or a label map to the open case, as one
-        undo step (names already in use get a suffix)."""
-        if self.case is None:
-            return
-        case, path = self.case, Path(path)
-
-        def done(loaded) -> None:
-            if self.case is not case:
-                return
-            case.import_structures(loaded, f"Import {path.name}")
-            note = f"; {_first_of(loaded.warnings)}" if loaded.warnings else ""
-            self.statusBar().showMessage(f"Imported {len(loaded)} structure(s) from {path.name}{note}", 15000)
-
-        self.jobs.run(
-            f"Importing {path.name}", lambda p, c: services.load_rtstruct(path, case.volume, p, c), done
-        )
-
-    def open_dose(self, path: str | Path) -> None:
-        """Read an RTDOSE for the open case (refused when it is of another frame of reference)."""
-        self.jobs.run("Reading dose", lambda p, c: services.load_dose(path), lambda d: self.set_dose(d, path))
-
-    def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
-        if not self._may_replace_case():
-            return
-        if volume.warnings:
-            self.statusBar().showMessage(_first_of(volume.warnings), 15000)
-        self.session_path = None
-        reference = ImageReference.for_volume(volume, kind, path)
-        self.set_case(Case.with_structures(volume, structure_sets or [], reference))
-
-    def _show_file(self, volume, path: Path) -> None:
-        """An image file opened as the case: named in the Patients panel (no scan lists it)."""
-        self._show_volume(volume, "file", path, None)
-        self.browser.show_file(path, volume)
-        self.browser_dock.show()
-
     # -- sessions ------------------------------------------------------------------------------
 
     def view_state(self) -> dict:
@@ -625,7 +499,7 @@ class MainWindow(QMainWindow):
         self.grid.maximise(plain.get("maximised"))
         dose = plain.get("dose")
         if dose and Path(dose).exists():
-            self.open_dose(dose)
+            self.opening.open_dose(dose)
         elif dose:
             self._report_missing_dose(dose)
         if plain.get("active_structure"):
@@ -669,76 +543,6 @@ class MainWindow(QMainWindow):
         self.jobs.run(
             "Saving session", lambda p, c: write_snapshot(taken, path, p, c), done, finish_before_close=True
         )
-
-    def open_session(self, path: str | Path) -> None:
-        """Restore a saved session: its image is loaded again from where it was."""
-        path = Path(path)
-        self._remember(path)
-
-        def work(on_progress, cancel):
-            session = load_session(path)
-            return session, _load_reference(session.image, on_progress, cancel)
-
-        def done(result):
-            if self.restore_session(*result):
-                self.session_path = path
-
-        self.jobs.run(f"Opening session {path.name}", work, done)
-
-    def restore_session(self, session: Session, volume) -> bool:
-        """Show a session's case, unless the open one keeps its unsaved changes; True when shown."""
-        if not session.image.grid.same_as(volume.grid):
-            raise DelineoError(
-                f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
-                f"({volume.grid.shape} vs {session.image.shape})"
-            )
-        if not self._may_replace_case():
-            return False
-        self.session_path = None
-        case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
-        warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
-        for warning in warnings:
-            self.messages.add("WARNING", warning)
-        if warnings:  # before the view state's own news (a dose no longer there), which it replaces
-            self.statusBar().showMessage(_first_of(warnings), 15000)
-        self.set_case(case, session.view)
-        return True
-
-    def recover(self, entry) -> None:
-        """Restore a crashed session's autosave; it is removed once the recovered case has been
-        autosaved (at once) in its turn. Kept when the open case is kept instead."""
-
-        def work(on_progress, cancel):
-            session = entry.load()
-            return session, _load_reference(session.image, on_progress, cancel)
-
-        def done(result):
-            if not self.restore_session(*result):
-                return
-            self._saved_generation = None  # recovered work is unsaved work
-            self.autosaver.take_over(entry)
-            self.statusBar().showMessage(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
-
-        self.jobs.run("Recovering autosaved session", work, done)
-
-    def offer_recovery(self, automatic: bool = False) -> bool:
-        """Offer to recover the newest autosave a crash left behind; True when recovering."""
-        found = recoverable(self.data_dir)
-        if not found:
-            return False
-        entry = found[0]
-        if not automatic:
-            answer = QMessageBox.question(
-                self,
-                "Recover unsaved work?",
-                _recovery_question(entry),
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard,
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                entry.discard()
-                return False
-        self.recover(entry)
-        return True
 
     # -- editing -------------------------------------------------------------------------------
 
@@ -902,7 +706,7 @@ class MainWindow(QMainWindow):
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         for path in self.recent():
-            self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.open_path(p)))
+            self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.opening.open_path(p)))
         if not self.recent():
             self.recent_menu.addAction("(none)").setEnabled(False)
 
@@ -919,33 +723,6 @@ class MainWindow(QMainWindow):
         layout.addWidget(ok)
         box.show()
         return box
-
-    def _ask_open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")
-        if folder:
-            self.open_folder(folder)
-
-    def _ask_open_file(self) -> None:
-        self._ask_to_open("Open an image", f"Images ({_IMAGE_PATTERNS} *.dcm);;All files (*)", self.open_path)
-
-    def _ask_import_structures(self) -> None:
-        self._ask_to_open(
-            "Import structures",
-            f"Structures (*.dcm {_IMAGE_PATTERNS});;All files (*)",
-            self.import_structures,
-        )
-
-    def _ask_open_dose(self) -> None:
-        self._ask_to_open("Open dose", "RTDOSE (*.dcm);;All files (*)", self.open_dose)
-
-    def _ask_open_session(self) -> None:
-        self._ask_to_open("Open a session", "Delineo sessions (*.delineo *.zip)", self.open_session)
-
-    def _ask_to_open(self, title: str, filters: str, then) -> None:
-        """Ask for one file to open (Qt's dialog with `filters`), then call `then(path)`."""
-        path, _ = QFileDialog.getOpenFileName(self, title, "", filters)
-        if path:
-            then(path)
 
     def _ask_save_session_as(self) -> None:
         path = self._ask_session_path()
@@ -1025,7 +802,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:  # noqa: N802
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open_path(urls[0])
+            self.opening.open_path(urls[0])
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.jobs.writing:
@@ -1122,48 +899,3 @@ def _initial_target(case: Case):
         if structure.roi_type.value in ("GTV", "CTV", "PTV") and structure.mask.box is not None:
             return structure
     return None
-
-
-def _recovery_question(entry) -> str:
-    """Why there is work to recover (a crash, or unsaved work kept at a normal exit), and the offer."""
-    case = entry.description or "the last case"
-    if entry.crashed:
-        return f"Delineo did not close normally. Recover the work autosaved for {case}?"
-    return f"Delineo was closed with unsaved changes, kept for the next start. Recover the work on {case}?"
-
-
-def _is_session(path: Path) -> bool:
-    return (path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)) or (
-        path.is_dir() and (path / "session.json").exists()
-    )
-
-
-def _load_reference(reference: ImageReference, on_progress, cancel):
-    """Load the image a session refers to."""
-    if reference.kind == "sample":
-        from planning.sample_patient import make_sample_patient
-
-        return make_sample_patient(reference.shape).volume
-    path = Path(reference.path)
-    if not path.exists():
-        raise DelineoError(f"the session's image {path} is no longer there")
-    if reference.kind == "file":
-        return read_image_file(path)
-    found = scan(path, on_progress=on_progress, cancel=cancel)
-    return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
-
-
-def _first_of(warnings: list[str]) -> str:
-    """The first warning for the status bar, saying where the others are."""
-    more = len(warnings) - 1
-    return warnings[0] + (f" (and {more} more: View ▸ Messages)" if more else "")
-
-
-def _rt_object_kind(path: Path) -> str | None:
-    """ "RTSTRUCT", "SEG", "RTDOSE"… for a DICOM RT object file; None for anything else."""
-    if not path.is_file() or is_image_file(path):
-        return None
-    try:
-        return RT_OBJECT_KINDS.get(str(read_header(path).get("SOPClassUID", "")))
-    except DelineoError:
-        return None

@@ -395,7 +395,7 @@ class PacsDialog(QDialog):
                 f"Retrieved {len(result.received)} instance(s) from {node}", 8000
             )
             if self.ask_open(folder, result):
-                self.window_.open_folder(folder)
+                self.window_.opening.open_folder(folder)
 
         def failed(error: Exception) -> None:
             self.retrieve_job = None

@@ -1,0 +1,306 @@
+"""Opening a case in the main window: a path of any kind (session, image file, DICOM folder), a
+scanned series with the RTSTRUCTs and RTDOSE referencing it, the sample patient, a saved session,
+and the recovery of an autosave left by a crash or by unsaved work at exit; with a case open,
+structures (RTSTRUCT, DICOM-SEG, label map) and a dose added to it. Reading runs in the window's
+jobs; the case is shown once read, unless the open one keeps its unsaved changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6.QtWidgets import QFileDialog, QMessageBox
+
+from planning.dicom.headers import read_header
+from planning.dicom.load import load_series
+from planning.dicom.scan import RT_OBJECT_KINDS, scan
+from planning.errors import DelineoError
+from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
+from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
+from workstation.app import services
+from workstation.app.autosave import recoverable
+from workstation.app.browser import referencing
+from workstation.app.case import Case
+
+#: file-dialog patterns of the image formats Delineo reads (NIfTI, NRRD, MetaImage)
+_IMAGE_PATTERNS = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
+
+
+class CaseOpening:
+    """What a main window opens, and the File menu's questions for it."""
+
+    def __init__(self, window):
+        self.window = window
+
+    def _say(self, text: str, ms: int) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    # -- File menu -----------------------------------------------------------------------------
+
+    def ask_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Open a folder of DICOM files")
+        if folder:
+            self.open_folder(folder)
+
+    def ask_open_file(self) -> None:
+        self._ask_to_open("Open an image", f"Images ({_IMAGE_PATTERNS} *.dcm);;All files (*)", self.open_path)
+
+    def ask_import_structures(self) -> None:
+        self._ask_to_open(
+            "Import structures",
+            f"Structures (*.dcm {_IMAGE_PATTERNS});;All files (*)",
+            self.import_structures,
+        )
+
+    def ask_open_dose(self) -> None:
+        self._ask_to_open("Open dose", "RTDOSE (*.dcm);;All files (*)", self.open_dose)
+
+    def ask_open_session(self) -> None:
+        self._ask_to_open("Open a session", "Delineo sessions (*.delineo *.zip)", self.open_session)
+
+    def _ask_to_open(self, title: str, filters: str, then) -> None:
+        """Ask for one file to open (Qt's dialog with `filters`), then call `then(path)`."""
+        path, _ = QFileDialog.getOpenFileName(self.window, title, "", filters)
+        if path:
+            then(path)
+
+    # -- cases ---------------------------------------------------------------------------------
+
+    def open_path(self, path: str | Path) -> None:
+        """Open a session, an image file, or a folder (scanned; a single series loads at once).
+        With a case open, an RTSTRUCT or SEG file adds its structures to it, an RTDOSE its dose."""
+        path = Path(path)
+        kind = _rt_object_kind(path) if self.window.case is not None else None
+        if kind in ("RTSTRUCT", "SEG"):
+            self.import_structures(path)
+        elif kind == "RTDOSE":
+            self.open_dose(path)
+        elif _is_session(path):
+            self.open_session(path)
+        elif path.is_file() and is_image_file(path):
+            self.window._remember(path)
+            self.window.jobs.run(
+                f"Loading {path.name}",
+                lambda p, c: read_image_file(path),
+                lambda volume: self._show_file(volume, path),
+            )
+        else:
+            self.open_folder(path)
+
+    def open_folder(self, path: str | Path, auto_load: bool = True) -> None:
+        path = Path(path)
+        self.window._remember(path)
+
+        def done(result):
+            self.window.browser.show_scan(result, str(path))
+            self.window.browser_dock.show()
+            loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
+            if auto_load and len(loadable) == 1:
+                self.load_series(result, loadable[0])
+            elif not result.series:
+                self._say(f"No image series found in {path}", 8000)
+
+        self.window.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
+
+    def load_series(self, scan_result, series) -> None:
+        """Load an image series and the RTSTRUCTs (and RTDOSE, when supported) referencing it."""
+        structure_files = referencing(scan_result, series, "RTSTRUCT")
+        dose_files = referencing(scan_result, series, "RTDOSE")
+        source = Path(series.headers[0].path).parent
+
+        def work(on_progress, cancel):
+            volume = load_series(series, on_progress=on_progress, cancel=cancel)
+            sets, problems, dose = [], [], None
+            for obj in structure_files:
+                on_progress(f"Reading {obj.path.name}", 0, 1)
+                try:
+                    sets.append(services.load_rtstruct(obj.path, volume))
+                except DelineoError as error:
+                    problems.append(str(error))
+            for obj in dose_files[:1]:
+                on_progress(f"Reading {obj.path.name}", 0, 1)
+                try:
+                    dose = (services.load_dose(obj.path), obj.path)
+                except DelineoError as error:
+                    problems.append(str(error))
+            return volume, sets, problems, dose
+
+        def done(result):
+            volume, sets, problems, dose = result
+            self._show_volume(volume, "dicom", source, sets)
+            if dose is not None:
+                self.window.set_dose(*dose)
+            warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
+            if warnings:
+                self._say(f"Structures: {_first_of(warnings)}", 15000)
+            for problem in problems:
+                self.window._on_job_failed("Reading RT objects", problem)
+
+        self.window.jobs.run(f"Loading {series.description or series.modality}", work, done)
+
+    def open_sample(self) -> None:
+        """Load the built-in sample patient (a thorax phantom with its structures)."""
+        from planning.sample_patient import make_sample_patient
+
+        def done(sample):
+            self._show_volume(sample.volume, "sample", "", [sample.structures])
+            if self.window.browser.scan is None:  # keep a folder's listing; else say what is open
+                hint = "Synthetic thorax; File ▸ Open folder… loads DICOM"
+                self.window.browser.show_note("Sample patient (phantom)", hint)
+
+        self.window.jobs.run("Making the sample patient", lambda p, c: make_sample_patient(), done)
+
+    def import_structures(self, path: str | Path) -> None:
+        """Add the structures of an RTSTRUCT, a DICOM-SEG or a label map to the open case, as one
+        undo step (names already in use get a suffix)."""
+        if self.window.case is None:
+            return
+        case, path = self.window.case, Path(path)
+
+        def done(loaded) -> None:
+            if self.window.case is not case:
+                return
+            case.import_structures(loaded, f"Import {path.name}")
+            note = f"; {_first_of(loaded.warnings)}" if loaded.warnings else ""
+            self._say(f"Imported {len(loaded)} structure(s) from {path.name}{note}", 15000)
+
+        self.window.jobs.run(
+            f"Importing {path.name}", lambda p, c: services.load_rtstruct(path, case.volume, p, c), done
+        )
+
+    def open_dose(self, path: str | Path) -> None:
+        """Read an RTDOSE for the open case (refused when it is of another frame of reference)."""
+        self.window.jobs.run(
+            "Reading dose", lambda p, c: services.load_dose(path), lambda d: self.window.set_dose(d, path)
+        )
+
+    def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
+        if not self.window._may_replace_case():
+            return
+        if volume.warnings:
+            self._say(_first_of(volume.warnings), 15000)
+        self.window.session_path = None
+        reference = ImageReference.for_volume(volume, kind, path)
+        self.window.set_case(Case.with_structures(volume, structure_sets or [], reference))
+
+    def _show_file(self, volume, path: Path) -> None:
+        """An image file opened as the case: named in the Patients panel (no scan lists it)."""
+        self._show_volume(volume, "file", path, None)
+        self.window.browser.show_file(path, volume)
+        self.window.browser_dock.show()
+
+    # -- sessions and recovery -----------------------------------------------------------------
+
+    def open_session(self, path: str | Path) -> None:
+        """Restore a saved session: its image is loaded again from where it was."""
+        path = Path(path)
+        self.window._remember(path)
+
+        def work(on_progress, cancel):
+            session = load_session(path)
+            return session, _load_reference(session.image, on_progress, cancel)
+
+        def done(result):
+            if self.restore_session(*result):
+                self.window.session_path = path
+
+        self.window.jobs.run(f"Opening session {path.name}", work, done)
+
+    def restore_session(self, session: Session, volume) -> bool:
+        """Show a session's case, unless the open one keeps its unsaved changes; True when shown."""
+        if not session.image.grid.same_as(volume.grid):
+            raise DelineoError(
+                f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
+                f"({volume.grid.shape} vs {session.image.shape})"
+            )
+        if not self.window._may_replace_case():
+            return False
+        self.window.session_path = None
+        case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
+        warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
+        for warning in warnings:
+            self.window.messages.add("WARNING", warning)
+        if warnings:  # before the view state's own news (a dose no longer there), which it replaces
+            self._say(_first_of(warnings), 15000)
+        self.window.set_case(case, session.view)
+        return True
+
+    def recover(self, entry) -> None:
+        """Restore a crashed session's autosave; it is removed once the recovered case has been
+        autosaved (at once) in its turn. Kept when the open case is kept instead."""
+
+        def work(on_progress, cancel):
+            session = entry.load()
+            return session, _load_reference(session.image, on_progress, cancel)
+
+        def done(result):
+            if not self.restore_session(*result):
+                return
+            self.window._saved_generation = None  # recovered work is unsaved work
+            self.window.autosaver.take_over(entry)
+            self._say(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
+
+        self.window.jobs.run("Recovering autosaved session", work, done)
+
+    def offer_recovery(self, automatic: bool = False) -> bool:
+        """Offer to recover the newest autosave a crash left behind; True when recovering."""
+        found = recoverable(self.window.data_dir)
+        if not found:
+            return False
+        entry = found[0]
+        if not automatic:
+            answer = QMessageBox.question(
+                self.window,
+                "Recover unsaved work?",
+                _recovery_question(entry),
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                entry.discard()
+                return False
+        self.recover(entry)
+        return True
+
+
+def _recovery_question(entry) -> str:
+    """Why there is work to recover (a crash, or unsaved work kept at a normal exit), and the offer."""
+    case = entry.description or "the last case"
+    if entry.crashed:
+        return f"Delineo did not close normally. Recover the work autosaved for {case}?"
+    return f"Delineo was closed with unsaved changes, kept for the next start. Recover the work on {case}?"
+
+
+def _is_session(path: Path) -> bool:
+    return (path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)) or (
+        path.is_dir() and (path / "session.json").exists()
+    )
+
+
+def _load_reference(reference: ImageReference, on_progress, cancel):
+    """Load the image a session refers to."""
+    if reference.kind == "sample":
+        from planning.sample_patient import make_sample_patient
+
+        return make_sample_patient(reference.shape).volume
+    path = Path(reference.path)
+    if not path.exists():
+        raise DelineoError(f"the session's image {path} is no longer there")
+    if reference.kind == "file":
+        return read_image_file(path)
+    found = scan(path, on_progress=on_progress, cancel=cancel)
+    return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
+
+
+def _first_of(warnings: list[str]) -> str:
+    """The first warning for the status bar, saying where the others are."""
+    more = len(warnings) - 1
+    return warnings[0] + (f" (and {more} more: View ▸ Messages)" if more else "")
+
+
+def _rt_object_kind(path: Path) -> str | None:
+    """ "RTSTRUCT", "SEG", "RTDOSE"… for a DICOM RT object file; None for anything else."""
+    if not path.is_file() or is_image_file(path):
+        return None
+    try:
+        return RT_OBJECT_KINDS.get(str(read_header(path).get("SOPClassUID", "")))
+    except DelineoError:
+        return None
