@@ -432,11 +432,11 @@ def test_a_long_undo_label_leaves_the_tools_on_the_toolbar(window, qtbot):
     window.undo()
     qtbot.wait(50)
     toolbar = window.findChild(QToolBar)
-    for action in (window.undo_action, window.redo_action, window.autoseg_action):
+    for action in (window.menus.undo_action, window.menus.redo_action, window.menus.autoseg_action):
         assert toolbar.widgetForAction(action).isVisible(), action.text()
-    button = toolbar.widgetForAction(window.redo_action)
+    button = toolbar.widgetForAction(window.menus.redo_action)
     assert len(button.text()) <= 30 and button.toolTip() == f"Redo {label}"
-    assert window.redo_action.text() == f"&Redo {label}"  # in full in the Edit menu
+    assert window.menus.redo_action.text() == f"&Redo {label}"  # in full in the Edit menu
 
 
 def test_reject_all_is_one_undo_step(window, qtbot):
@@ -447,7 +447,7 @@ def test_reject_all_is_one_undo_step(window, qtbot):
     assert len(added) > 1
     dialog.reject_all()
     assert case.structures.names() == before
-    assert window.undo_action.text() == "&Undo Reject all auto-contours"
+    assert window.menus.undo_action.text() == "&Undo Reject all auto-contours"
     window.undo()  # every rejected contour back at once, still awaiting review
     assert case.structures.names() == before + added
     assert all(case.structures[n].awaiting_review for n in added)

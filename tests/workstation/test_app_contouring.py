@@ -249,7 +249,7 @@ def test_duplicating_a_structure_copies_its_mask_as_one_undo_step(window, qtbot)
     assert copy.color != gtv.color and copy.description == "Copy of GTV"
     case.structures.edit_mask("GTV_copy", copy.mask.box, np.zeros_like(copy.mask.array))
     assert gtv.mask.full().any()  # the copy's mask is its own
-    assert window.undo_action.text() == "&Undo Duplicate GTV"
+    assert window.menus.undo_action.text() == "&Undo Duplicate GTV"
     window.undo()
     assert "GTV_copy" not in case.structures
 

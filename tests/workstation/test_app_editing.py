@@ -186,7 +186,7 @@ def test_one_undo_stack_of_at_least_50_steps(window):
     for _ in range(55):
         window.redo()
     assert np.array_equal(case.structures[name].mask.full(), states[-1])
-    assert window.undo_action.isEnabled() and window.undo_action.text().startswith("&Undo Paint")
+    assert window.menus.undo_action.isEnabled() and window.menus.undo_action.text().startswith("&Undo Paint")
 
 
 def test_tool_settings_are_remembered(qtbot, tmp_path):

@@ -43,7 +43,7 @@ def test_a_dose_of_another_patient_is_refused_when_opened(window, qtbot):
 
 
 def test_menu_actions_need_a_case(window):
-    assert not window.import_action.isEnabled() and not window.dose_action.isEnabled()
+    assert not window.menus.import_action.isEnabled() and not window.menus.dose_action.isEnabled()
 
 
 def test_an_import_keeps_its_reading_warnings_with_the_case():

@@ -25,7 +25,7 @@ def test_a_ct_file_is_known_by_its_hounsfield_units(window, qtbot, tmp_path):
     window.opening.open_path(path)
     wait_idle(qtbot, window)
     assert window.case.volume.modality == "CT"
-    assert window.preset_box.currentText() == "Soft tissue"
+    assert window.menus.preset_box.currentText() == "Soft tissue"
     window.browser.show_file(path, window.case.volume)
     item = window.browser.topLevelItem(0)
     details = "CT (values in Hounsfield units), 48×40×6 voxels of 0.9 × 0.9 × 2.5 mm"

@@ -49,11 +49,11 @@ def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
         assert np.array_equal(structure.mask.full(), full)
         assert (structure.color, structure.roi_type, structure.recipe) == (color, roi_type, recipe)
     assert np.allclose(other.state.cursor, [20, 30, 40])
-    assert other.preset_box.currentText() == "Lung"
+    assert other.menus.preset_box.currentText() == "Lung"
     assert other.views["axial"].zoom == pytest.approx(2.0)
     assert other.grid.maximised == "sagittal"
     assert other.table.active_name() == "Heart"
-    assert other.tools.active.key == "brush" and other.tool_actions["brush"].isChecked()
+    assert other.tools.active.key == "brush" and other.menus.tool_actions["brush"].isChecked()
     # The history came back too: undo goes on where the first window stopped.
     assert other.case.history.undo_text == "Edit GTV"
     other.undo()

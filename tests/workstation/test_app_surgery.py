@@ -356,7 +356,7 @@ def test_tumour_resection_with_a_safety_margin_is_one_undo_step(window, qtbot):
     description = case.structures["Liver_remnant"].description
     assert "GTV with a 10 mm safety margin" in description and f"{result.remnant_cc:.1f} cc" in description
     assert not case.structures["Liver"].visible  # the parts show in its place
-    assert window.undo_action.text() == "&Undo Virtual resection of Liver" and not window.jobs.errors
+    assert window.menus.undo_action.text() == "&Undo Virtual resection of Liver" and not window.jobs.errors
     window.undo()  # one step removes both parts and shows the organ again
     assert case.structures.names() == names_before and case.structures["Liver"].visible
     window.redo()

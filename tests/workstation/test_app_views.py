@@ -102,13 +102,13 @@ def test_window_level_changes_the_pixels(window):
     # Lung (-840 HU) is black in a soft-tissue window and mid-grey in a lung window.
     assert soft.max() < 30
     assert 40 < lung_window.mean() < 160
-    assert window.preset_box.currentText() == "Lung"
+    assert window.menus.preset_box.currentText() == "Lung"
     # Right-drag changes width and level.
     before = window.state.window
     drag(view, [QPoint(300, 300), QPoint(360, 330)], button=Qt.MouseButton.RightButton)
     after = window.state.window
     assert after.width > before.width and after.level > before.level
-    assert window.preset_box.currentText() == "Custom"
+    assert window.menus.preset_box.currentText() == "Custom"
 
 
 def test_every_window_preset_exists():
@@ -229,7 +229,7 @@ def test_dose_wash_follows_the_dose(window):
     x_mm = grid.index_to_patient(np.array([[c, 64.0, k] for c in (10.0, 120.0)]))[:, 0]
     expected = 60 * (x_mm - dose_grid.origin_xyz[0]) / (63 * dose_grid.spacing_xyz[0])
     assert values[64, [10, 120]] == pytest.approx(np.clip(expected, 0, 60), abs=0.5)
-    window.show_dose_action.setChecked(False)
+    window.menus.show_dose_action.setChecked(False)
     assert np.array_equal(grab(view), plain)
 
 
@@ -284,7 +284,7 @@ def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtb
     qtbot.mouseDClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     wait_idle(qtbot, window)
     assert window.case is not None and window.case.structures.names() == ["GTV-1"]
-    assert str(data_path("dicom", "ibsi1-lung-ct").resolve()) in window.recent()
+    assert str(data_path("dicom", "ibsi1-lung-ct").resolve()) in window.menus.recent()
 
 
 def test_a_folder_dropped_on_the_window_opens(window, qtbot):
@@ -318,7 +318,7 @@ def test_no_two_actions_share_a_key_and_f1_sets_the_first_preset(window, qtbot):
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
     qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_F1)
-    assert window.preset_box.currentText() == "Soft tissue"
+    assert window.menus.preset_box.currentText() == "Soft tissue"
 
 
 def test_the_help_keeps_its_columns_at_1366_by_768(window, qtbot):
@@ -326,10 +326,10 @@ def test_the_help_keeps_its_columns_at_1366_by_768(window, qtbot):
     from PyQt6.QtGui import QFont, QFontMetrics
     from PyQt6.QtWidgets import QLabel
 
-    from workstation.app.main_window import HELP_TEXT
+    from workstation.app.menus import HELP_TEXT
 
     window.resize(1366, 740)
-    box = window.show_help()
+    box = window.menus.show_help()
     qtbot.waitExposed(box)
     label = next(label for label in box.findChildren(QLabel) if "Ctrl+Shift+A" in label.text())
     fixed = QFontMetrics(QFont("monospace", label.font().pointSize()))

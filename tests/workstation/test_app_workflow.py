@@ -75,7 +75,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
             "draw", name, (slice(z, z + 1), slice(90, 110), slice(60, 80)), np.ones((1, 20, 20), bool)
         )
     window.table.select(name)
-    window.interpolate_action.trigger()
+    window.menus.interpolate_action.trigger()
     wait_idle(qtbot, window)
     nodule = case.structures[name].mask.full()
     assert all(nodule[z, 100, 70] for z in range(k - 3, k + 4))

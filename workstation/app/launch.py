@@ -81,7 +81,7 @@ def open_first_case(window, paths: list[str], *, interactive: bool = True) -> No
     if paths:
         window.opening.open_path(paths[0])
         return
-    recent = next((p for p in window.recent() if Path(p).exists()), None)
+    recent = next((p for p in window.menus.recent() if Path(p).exists()), None)
     if recent is not None:
         window.opening.open_path(recent)
     else:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import html
 import logging
 from pathlib import Path
 
 import numpy as np
 from PyQt6 import sip
 from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QThreadPool, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
+from PyQt6.QtGui import QImage, QPainter
 from PyQt6.QtWidgets import (
     QApplication,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -23,7 +19,6 @@ from PyQt6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QStackedWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -42,13 +37,13 @@ from workstation.app.dvh_panel import DvhPanel
 from workstation.app.export_dialog import ExportDialog
 from workstation.app.history import Locked
 from workstation.app.jobs import JobRunner, ProgressPanel
+from workstation.app.menus import WindowMenus
 from workstation.app.messages import MessagesPanel
 from workstation.app.opening import CaseOpening
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_commands import StructureCommands
 from workstation.app.structure_table import StructureTable
-from workstation.app.surgery import SurgeryMenu
 from workstation.app.three_d import make_3d_view
 from workstation.app.tools.base import ToolContext, ToolManager
 from workstation.app.tools.brush import BrushTool, EraserTool
@@ -60,27 +55,6 @@ from workstation.app.viewstate import ViewState
 from workstation.app.windowing import PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
-MAX_RECENT = 10
-HELP_TEXT = """Views
-  Wheel, Up/Down, PgUp/PgDn: scroll slices     Ctrl+wheel, +/-: zoom     R / Ctrl+0: reset zoom
-  Right-drag: window/level (horizontal = width, vertical = level)     F1–F6: window presets
-  Middle-drag or Shift+left-drag: pan     Left click (Navigate): move the linked crosshair
-  Double-click a view's title bar: maximise / restore it
-
-Tools (on the selected structure)
-  B brush, E eraser ([ and ] change the size; Ctrl swaps paint/erase), D draw (drag: freehand;
-  clicks: polygon, double-click or Enter closes, Esc cancels, Ctrl subtracts), F fill,
-  X erase a connected piece, S seeded delineation (click inside; Ctrl+click outside), N navigate
-
-Edit
-  Ctrl+Z / Ctrl+Shift+Z: undo / redo any edit     Ctrl+I: interpolate     Ctrl+M: margins, Booleans
-  Ctrl+Shift+A: auto-segmentation     Ctrl+E: export RTSTRUCT     Ctrl+S: save the session
-  Ctrl+L: lock / unlock the selected structure     Shift+F1: this help
-
-Surgery
-  Minimum distance, margin map, structure volume and surface area, virtual resection (one undo
-  step), 3D model export (STL/OBJ/PLY/VTP, 3D-printing check), 3D snapshot at a chosen size
-"""
 
 
 class MainWindow(QMainWindow):
@@ -138,7 +112,8 @@ class MainWindow(QMainWindow):
         self.commands = StructureCommands(self)
         self.opening = CaseOpening(self)
         self._build_docks()
-        self._build_actions()
+        self.menus = WindowMenus(self)
+        self.surgery = self.menus.surgery  # the Surgery menu, built in its place among the others
         self._build_status_bar()
         self.tools.active_changed.connect(self._on_tool_changed)
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
@@ -226,146 +201,6 @@ class MainWindow(QMainWindow):
         self.dvh_dock = dvh_dock
         self.messages.button.clicked.connect(self.show_messages)
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        action.triggered.connect(slot)
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-        return action
-
-    def _build_actions(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        file_menu.addAction(
-            self._action("&Open folder…", self.opening.ask_open_folder, QKeySequence.StandardKey.Open)
-        )
-        file_menu.addAction(self._action("Open &image file…", self.opening.ask_open_file))
-        file_menu.addAction(self._action("Retrieve from &PACS…", self.open_pacs))
-        file_menu.addAction(self._action("Open &sample patient", self.opening.open_sample))
-        self.import_action = self._action(
-            "&Import structures…", self.opening.ask_import_structures, tip="RTSTRUCT, DICOM-SEG or label map"
-        )
-        file_menu.addAction(self.import_action)
-        self.dose_action = self._action(
-            "Open &dose…", self.opening.ask_open_dose, tip="RTDOSE of the open images"
-        )
-        file_menu.addAction(self.dose_action)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self._action("Open s&ession…", self.opening.ask_open_session))
-        file_menu.addAction(self._action("&Save session", self.save_session, QKeySequence.StandardKey.Save))
-        file_menu.addAction(self._action("Save session &as…", self._ask_save_session_as))
-        file_menu.addSeparator()
-        self.export_action = self._action("&Export RTSTRUCT…", self.export_rtstruct, "Ctrl+E")
-        file_menu.addAction(self.export_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
-
-        edit_menu = menu.addMenu("&Edit")
-        self.undo_action = self._action("&Undo", self.undo, QKeySequence.StandardKey.Undo)
-        self.redo_action = self._action("&Redo", self.redo, QKeySequence.StandardKey.Redo)
-        edit_menu.addAction(self.undo_action)
-        edit_menu.addAction(self.redo_action)
-
-        view_menu = menu.addMenu("&View")
-        for name in ("axial", "coronal", "sagittal", "3d"):
-            view_menu.addAction(self._action(f"Maximise {name}", lambda _=False, n=name: self.grid.toggle(n)))
-        view_menu.addAction(self._action("Four views", lambda: self.grid.maximise(None)))
-        view_menu.addSeparator()
-        window_menu = view_menu.addMenu("Window/level preset")
-        for index, name in enumerate(PRESETS):
-            window_menu.addAction(
-                self._action(name, lambda _=False, n=name: self.set_preset(n), f"F{index + 1}")
-            )
-        view_menu.addAction(self._action("Reset zoom", self.reset_views, "Ctrl+0"))
-        self.show_dose_action = QAction("Show dose", self, checkable=True, checked=True)
-        self.show_dose_action.setEnabled(False)
-        self.show_dose_action.toggled.connect(self._toggle_dose)
-        view_menu.addAction(self.show_dose_action)
-        view_menu.addSeparator()
-        view_menu.addAction(self.browser_dock.toggleViewAction())
-        view_menu.addAction(self.structures_dock.toggleViewAction())
-        view_menu.addAction(self.messages_dock.toggleViewAction())
-        view_menu.addAction(self.dvh_dock.toggleViewAction())
-
-        structures_menu = menu.addMenu("&Structures")
-        structures_menu.addAction(
-            self._action("&Add structure", lambda: self.commands.add_structure(), "Ctrl+N")
-        )
-        structures_menu.addAction(
-            self._action("D&uplicate structure", self.commands.duplicate_structure, "Ctrl+Shift+D")
-        )
-        structures_menu.addAction(self._action("&Delete structure", self.commands.delete_structure))
-        structures_menu.addAction(
-            self._action(
-                "&Lock / unlock structure",
-                self.commands.toggle_lock,
-                "Ctrl+L",
-                "A locked structure's contours, name and type cannot be edited",
-            )
-        )
-        self.interpolate_action = self._action(
-            "&Interpolate between slices", self.commands.interpolate, "Ctrl+I"
-        )
-        structures_menu.addAction(self.interpolate_action)
-        self.margins_action = self._action("&Margins and Booleans…", self.open_margins, "Ctrl+M")
-        structures_menu.addAction(self.margins_action)
-        self.compare_action = self._action(
-            "&Compare structures…", self.open_compare, tip="Dice, HD95, surface Dice… of two structures"
-        )
-        structures_menu.addAction(self.compare_action)
-        self.rebuild_action = self._action("Re&build derived structures", self.commands.rebuild_stale)
-        self.rebuild_action.setStatusTip("Recompute margins and Booleans whose source structures changed")
-        structures_menu.addAction(self.rebuild_action)
-        structures_menu.addSeparator()
-        self.autoseg_action = self._action("A&uto-segmentation…", self.open_autoseg, "Ctrl+Shift+A")
-        structures_menu.addAction(self.autoseg_action)
-        self.surgery = SurgeryMenu(self, menu)
-
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(
-            self._action("&Mouse and keys", self.show_help, "Shift+F1")  # F1 is the first preset
-        )
-
-        toolbar = QToolBar("Tools", self)
-        toolbar.setObjectName("tools")
-        self.addToolBar(toolbar)
-        group = QActionGroup(self)
-        group.setExclusive(True)
-        self.tool_actions: dict[str | None, QAction] = {}
-        navigate = QAction("Navigate", self, checkable=True, checked=True)
-        navigate.setShortcut(QKeySequence("N"))
-        navigate.setToolTip("Navigate (N): click to move the crosshair")
-        navigate.triggered.connect(lambda: self.tools.activate(None))
-        self.tool_actions[None] = navigate
-        for key, tool in self.tools.tools.items():
-            action = QAction(tool.title, self, checkable=True)
-            if tool.shortcut:
-                action.setShortcut(QKeySequence(tool.shortcut))
-            action.setToolTip(f"{tool.title} ({tool.shortcut}): {tool.tip}" if tool.shortcut else tool.tip)
-            action.triggered.connect(lambda _=False, k=key: self.tools.activate(k))
-            self.tool_actions[key] = action
-        for action in self.tool_actions.values():
-            group.addAction(action)
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        toolbar.addAction(self.undo_action)
-        toolbar.addAction(self.redo_action)
-        toolbar.addSeparator()
-        toolbar.addAction(self.interpolate_action)
-        toolbar.addAction(self.margins_action)
-        toolbar.addAction(self.autoseg_action)
-        toolbar.addSeparator()
-        toolbar.addWidget(QLabel(" Window ", self))
-        self.preset_box = QComboBox(self)
-        self.preset_box.addItems(["Custom", *PRESETS])
-        self.preset_box.textActivated.connect(self.set_preset)
-        toolbar.addWidget(self.preset_box)
-        self._update_actions()
-
     def _build_status_bar(self) -> None:
         # permanent: a temporary message (an undo, a save) sits on the left and no longer hides
         # the position and value under the mouse
@@ -389,7 +224,7 @@ class MainWindow(QMainWindow):
     def set_case(self, case: Case, view: dict | None = None) -> None:
         """Show `case` in every view (and restore a saved view state)."""
         if self.case is not None:
-            self.case.history.changed.disconnect(self._update_actions)
+            self.case.history.changed.disconnect(self.menus.update)
             self.case.history.changed.disconnect(self.commands.schedule_stale_check)
             self.case.history.changed.disconnect(self._structures_edited)
         self.case = case
@@ -416,7 +251,7 @@ class MainWindow(QMainWindow):
         if target is not None:
             self.table.select(target.name)
         self.view3d.show_case(case)
-        case.history.changed.connect(self._update_actions)
+        case.history.changed.connect(self.menus.update)
         case.history.changed.connect(self.commands.schedule_stale_check)
         case.history.changed.connect(self._structures_edited)
         self.dvh_panel.mark_stale("New case")
@@ -424,7 +259,7 @@ class MainWindow(QMainWindow):
         if view:
             self.restore_view_state(view)
         self._on_window_changed()
-        self._update_actions()
+        self.menus.update()
         identity = case.volume.identity
         title = " — ".join(
             x
@@ -453,8 +288,8 @@ class MainWindow(QMainWindow):
         self.dose_path = str(path) if path else None
         self.dose_layer = DoseLayer(dose, self.case.grid)
         for view in self.views.values():
-            view.set_dose(self.dose_layer if self.show_dose_action.isChecked() else None)
-        self.show_dose_action.setEnabled(True)
+            view.set_dose(self.dose_layer if self.menus.show_dose_action.isChecked() else None)
+        self.menus.show_dose_action.setEnabled(True)
         note = f"; {dose.warnings[0]}" if dose.warnings else ""
         self.statusBar().showMessage(f"Dose: maximum {dose.max:.2f} {dose.unit_label}{note}", 15000)
         self.dvh_panel.mark_stale("Dose loaded")
@@ -537,7 +372,7 @@ class MainWindow(QMainWindow):
         def done(written):
             self.session_path = Path(written)
             self._saved_generation = generation
-            self._remember(written)
+            self.menus.remember(written)
             self.statusBar().showMessage(f"Session saved to {written}", 6000)
 
         self.jobs.run(
@@ -618,7 +453,7 @@ class MainWindow(QMainWindow):
         match = next(
             (n for n, (w, level) in PRESETS.items() if (w, level) == (window.width, window.level)), "Custom"
         )
-        self.preset_box.setCurrentText(match)
+        self.menus.preset_box.setCurrentText(match)
         self._view_changed()
 
     def _on_hover(self, view: SliceView, zyx) -> None:
@@ -648,26 +483,7 @@ class MainWindow(QMainWindow):
     def _on_tool_changed(self, tool) -> None:
         key = tool.key if tool is not None else None
         self.tool_options.setCurrentWidget(self._tool_pages[key])
-        self.tool_actions[key].setChecked(True)
-
-    def _update_actions(self) -> None:
-        history = self.case.history if self.case is not None else None
-        self.undo_action.setEnabled(bool(history and history.can_undo))
-        self.redo_action.setEnabled(bool(history and history.can_redo))
-        _label(self.undo_action, f"Undo {history.undo_text}" if history and history.can_undo else "Undo")
-        _label(self.redo_action, f"Redo {history.redo_text}" if history and history.can_redo else "Redo")
-        has_case = self.case is not None
-        for action in (
-            self.export_action,
-            self.interpolate_action,
-            self.margins_action,
-            self.autoseg_action,
-            self.import_action,
-            self.dose_action,
-        ):
-            action.setEnabled(has_case)
-        self.compare_action.setEnabled(has_case and len(self.case.structures) >= 2)
-        self.surgery.update()
+        self.menus.tool_actions[key].setChecked(True)
 
     def _on_job_failed(self, title: str, message: str) -> None:
         if message == "cancelled":
@@ -692,37 +508,7 @@ class MainWindow(QMainWindow):
             return
         super().keyPressEvent(event)
 
-    # -- recent files and dialogs --------------------------------------------------------------
-
-    def _remember(self, path) -> None:
-        text = str(Path(path).resolve())
-        recent = [p for p in self.recent() if p != text]
-        self.settings.setValue("recent", [text, *recent][:MAX_RECENT])
-
-    def recent(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self.recent():
-            self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.opening.open_path(p)))
-        if not self.recent():
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def show_help(self) -> QDialog:
-        """Help ▸ Mouse and keys, left open beside the work: the table unwrapped in a fixed-width
-        font (a message box wrapped it to 400 pixels and its columns ran into each other)."""
-        box = QDialog(self)
-        box.setWindowTitle("Mouse and keys")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        layout = QVBoxLayout(box)
-        layout.addWidget(QLabel(f"<pre>{html.escape(HELP_TEXT)}</pre>", box))
-        ok = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok, box)
-        ok.accepted.connect(box.close)
-        layout.addWidget(ok)
-        box.show()
-        return box
+    # -- saving, unsaved changes ---------------------------------------------------------------
 
     def _ask_save_session_as(self) -> None:
         path = self._ask_session_path()
@@ -790,7 +576,7 @@ class MainWindow(QMainWindow):
         finally:
             QApplication.restoreOverrideCursor()
         self.session_path, self._saved_generation = Path(written), self.case.history.generation
-        self._remember(written)
+        self.menus.remember(written)
         return True
 
     # -- drag and drop, closing ----------------------------------------------------------------
@@ -883,14 +669,6 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(poll_ms, lambda: self.wait_idle_then(callback, poll_ms))
         else:
             callback()
-
-
-def _label(action: QAction, text: str, toolbar_chars: int = 30) -> None:
-    """Name `action` `text` in menus and its tooltip; on a toolbar button, shortened to
-    `toolbar_chars` characters (a long one pushes the tools after it off the toolbar)."""
-    action.setText(f"&{text}")
-    action.setIconText(text if len(text) <= toolbar_chars else f"{text[: toolbar_chars - 1].rstrip()}…")
-    action.setToolTip(text)
 
 
 def _initial_target(case: Case):

@@ -77,7 +77,7 @@ class CaseOpening:
         elif _is_session(path):
             self.open_session(path)
         elif path.is_file() and is_image_file(path):
-            self.window._remember(path)
+            self.window.menus.remember(path)
             self.window.jobs.run(
                 f"Loading {path.name}",
                 lambda p, c: read_image_file(path),
@@ -88,7 +88,7 @@ class CaseOpening:
 
     def open_folder(self, path: str | Path, auto_load: bool = True) -> None:
         path = Path(path)
-        self.window._remember(path)
+        self.window.menus.remember(path)
 
         def done(result):
             self.window.browser.show_scan(result, str(path))
@@ -193,7 +193,7 @@ class CaseOpening:
     def open_session(self, path: str | Path) -> None:
         """Restore a saved session: its image is loaded again from where it was."""
         path = Path(path)
-        self.window._remember(path)
+        self.window.menus.remember(path)
 
         def work(on_progress, cancel):
             session = load_session(path)

@@ -136,7 +136,7 @@ class StructureCommands:
     def _show_stale(self, names: list[str]) -> None:
         self.stale = list(names)
         self.window.table.set_stale(self.stale)
-        self.window.rebuild_action.setEnabled(bool(self.stale))
+        self.window.menus.rebuild_action.setEnabled(bool(self.stale))
         if self.stale:
             self._say(
                 f"Sources changed for {', '.join(self.stale)}: Structures ▸ Rebuild derived structures", 10000
