@@ -105,7 +105,8 @@ def test_a_reference_with_contours_beyond_the_images_is_read_as_the_case_was(win
     body = next(r for r in rows if r["reference_structure"] == "BODY")
     assert float(body["dice"]) == 1.0
     note = dialog.report_note.text()
-    assert "(1 in View ▸ Messages): rtss.dcm: contours beyond the loaded images left out" in note
+    # two reading warnings: the contours beyond the images, and the ROI Areola, which has none
+    assert "(2 in View ▸ Messages): rtss.dcm: contours beyond the loaded images left out" in note
     assert "the comparison covers the loaded images only" in note
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "rtss.dcm (contours beyond the loaded images left out, as when the case was opened)" in report
