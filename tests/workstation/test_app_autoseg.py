@@ -295,7 +295,7 @@ def test_results_still_await_review_after_the_session_is_reopened(window, qtbot,
     window.open_autoseg()
     window.autoseg_dialog.run_button.click()
     wait_idle(qtbot, window)
-    window.save_session_to(tmp_path / "review.delineo")
+    window.saving.save_session_to(tmp_path / "review.delineo")
     wait_idle(qtbot, window)
     window.opening.open_path(tmp_path / "review.delineo")
     wait_idle(qtbot, window)

@@ -321,7 +321,7 @@ def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn
     window.commands.interpolate()
     wait_idle(qtbot, window)
     assert case.structures[name].mask.full()[k + 3].sum() == 400
-    window.save_session_to(tmp_path / "case.delineo")
+    window.saving.save_session_to(tmp_path / "case.delineo")
     wait_idle(qtbot, window)
     window.opening.open_session(tmp_path / "case.delineo")
     wait_idle(qtbot, window)

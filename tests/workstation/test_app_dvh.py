@@ -112,7 +112,7 @@ def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reope
     loaded = services.load_rtstruct(folder / "rtss.dcm", volume)
     reference = ImageReference.for_volume(volume, "dicom", folder)
     window.set_case(Case.with_structures(volume, [loaded], reference))
-    window.save_session_to(tmp_path / "breast.delineo")
+    window.saving.save_session_to(tmp_path / "breast.delineo")
     wait_idle(qtbot, window)
     before = window.case
     window.opening.open_session(tmp_path / "breast.delineo")

@@ -179,7 +179,7 @@ def test_a_lock_is_kept_in_the_session(window, qtbot, tmp_path):
     case = show_sample(window)
     case.set_locked("SpinalCord", True)
     path = tmp_path / "locked.delineo"
-    window.save_session_to(path)
+    window.saving.save_session_to(path)
     wait_idle(qtbot, window)
     other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
     other.opening.open_path(path)

@@ -35,7 +35,7 @@ def test_session_saves_and_reopens_everything(window, qtbot, tmp_path, kind):
     window.tools.activate("brush")
     expected = {s.name: (s.mask.full(), s.color, s.roi_type, s.recipe) for s in case.structures}
     path = tmp_path / ("case.delineo" if kind == "archive" else "case-session")
-    window.save_session_to(path)
+    window.saving.save_session_to(path)
     wait_idle(qtbot, window)
     assert path.exists() and not window.dirty
 
@@ -187,7 +187,7 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
     window.case.edit_region(
         "paint", name, (slice(5, 6), slice(10, 20), slice(10, 20)), np.ones((1, 10, 10), bool)
     )
-    window.save_session_to(tmp_path / "nifti.delineo")
+    window.saving.save_session_to(tmp_path / "nifti.delineo")
     wait_idle(qtbot, window)
     other = make_window(qtbot, tmp_path / "o.ini", tmp_path / "o")
     other.opening.open_path(tmp_path / "nifti.delineo")
@@ -262,7 +262,7 @@ def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbo
 
     show_sample(window)
     window.commands.add_structure("Only_in_B")
-    window.save_session_to(tmp_path / "B.delineo")
+    window.saving.save_session_to(tmp_path / "B.delineo")
     wait_idle(qtbot, window)
     other = make_sample_patient((30, 96, 96))
     window.opening._show_volume(other.volume, "sample", "", [other.structures])
@@ -272,7 +272,7 @@ def test_cancelling_a_session_open_keeps_save_on_the_open_case_file(window, qtbo
     wait_idle(qtbot, window)
     assert "Only_in_A" in window.case.structures and window.session_path is None
     window.session_path = tmp_path / "A.delineo"  # what Ctrl+S then asks for
-    window.save_session()
+    window.saving.save_session()
     wait_idle(qtbot, window)
     assert "Only_in_B" in load_session(tmp_path / "B.delineo").structures
 
@@ -329,7 +329,7 @@ def test_closing_right_after_a_save_waits_for_it(window, qtbot, tmp_path):
     case = show_sample(window, (80, 256, 256))
     _paint(case)
     target = tmp_path / "mywork.delineo"
-    window.save_session_to(target)
+    window.saving.save_session_to(target)
     assert not window.close()  # waits for the save, shown in the progress panel
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert load_session(target).structures["GTV"].mask.voxel_count == case.structures["GTV"].mask.voxel_count
@@ -381,7 +381,7 @@ def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
     window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert window.dose_layer is not None
-    window.save_session_to(tmp_path / "breast.delineo")
+    window.saving.save_session_to(tmp_path / "breast.delineo")
     wait_idle(qtbot, window)
     (folder / "rtdose.dcm").rename(tmp_path / "rtdose.dcm")
     other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other")

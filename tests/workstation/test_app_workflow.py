@@ -133,7 +133,7 @@ def test_whole_workflow_on_a_lung_ct(window, qtbot, tmp_path):
 
     # 8. Save the session and reopen it in a new window: everything is back, undo included.
     session = tmp_path / "lung.delineo"
-    window.save_session_to(session)
+    window.saving.save_session_to(session)
     wait_idle(qtbot, window)
     again = make_window(qtbot, tmp_path / "again.ini", tmp_path / "again-data")
     again.opening.open_path(session)

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 from PyQt6 import sip
-from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QThreadPool, QTimer, pyqtSignal
+from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QImage, QPainter
 from PyQt6.QtWidgets import (
-    QApplication,
     QDockWidget,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -25,7 +23,6 @@ from PyQt6.QtWidgets import (
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.errors import DelineoError, GeometryError
-from planning.session import ARCHIVE_SUFFIXES
 from workstation.app.autosave import Autosaver
 from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.browser import PatientBrowser
@@ -40,6 +37,7 @@ from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.menus import WindowMenus
 from workstation.app.messages import MessagesPanel
 from workstation.app.opening import CaseOpening
+from workstation.app.saving import SessionSaving
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_commands import StructureCommands
@@ -111,13 +109,14 @@ class MainWindow(QMainWindow):
 
         self.commands = StructureCommands(self)
         self.opening = CaseOpening(self)
+        self.saving = SessionSaving(self)
         self._build_docks()
         self.menus = WindowMenus(self)
         self.surgery = self.menus.surgery  # the Surgery menu, built in its place among the others
         self._build_status_bar()
         self.tools.active_changed.connect(self._on_tool_changed)
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
-        self.autosaver.failed.connect(self._on_autosave_failed)
+        self.autosaver.failed.connect(self.saving.on_autosave_failed)
         self.setAcceptDrops(True)
         self.resizeDocks([self.browser_dock, self.structures_dock], [220, 330], Qt.Orientation.Horizontal)
         self._restore_window_settings()
@@ -353,32 +352,6 @@ class MainWindow(QMainWindow):
     def _view_changed(self) -> None:
         self.view_generation += 1
 
-    def save_session(self) -> None:
-        if self.session_path is None:
-            self._ask_save_session_as()
-        else:
-            self.save_session_to(self.session_path)
-
-    def save_session_to(self, path: str | Path) -> None:
-        """Save the session (folder, or archive for .delineo/.zip) in a worker."""
-        if self.case is None:
-            return
-        from workstation.app.autosave import snapshot, write_snapshot
-
-        path = Path(path)
-        taken = snapshot((self.case, self.view_state()))
-        generation = self.case.history.generation
-
-        def done(written):
-            self.session_path = Path(written)
-            self._saved_generation = generation
-            self.menus.remember(written)
-            self.statusBar().showMessage(f"Session saved to {written}", 6000)
-
-        self.jobs.run(
-            "Saving session", lambda p, c: write_snapshot(taken, path, p, c), done, finish_before_close=True
-        )
-
     # -- editing -------------------------------------------------------------------------------
 
     def undo(self) -> None:
@@ -508,32 +481,7 @@ class MainWindow(QMainWindow):
             return
         super().keyPressEvent(event)
 
-    # -- saving, unsaved changes ---------------------------------------------------------------
-
-    def _ask_save_session_as(self) -> None:
-        path = self._ask_session_path()
-        if path is not None:
-            self.save_session_to(path)
-
-    def _ask_session_path(self) -> Path | None:
-        """A session file the user picks (.delineo added without an archive suffix); None: cancelled."""
-        path, _ = QFileDialog.getSaveFileName(self, "Save the session", "", "Delineo sessions (*.delineo)")
-        if not path:
-            return None
-        return Path(path if path.lower().endswith(ARCHIVE_SUFFIXES) else path + ".delineo")
-
-    def _may_replace_case(self) -> bool:
-        """Whether the open case may give way to another one just loaded: yes when nothing is
-        unsaved, or once the user saved the changes or chose to discard them; no keeps it (and
-        the other is not shown). Asked when the other has loaded, so edits made meanwhile count."""
-        if not self.dirty:
-            return True
-        answer = self.ask_unsaved_changes(self.case_description() or "The open case")
-        if answer == "save":
-            return self._save_now()
-        if answer == "cancel":
-            self.statusBar().showMessage("Not opened: the open case keeps its unsaved changes", 8000)
-        return answer == "discard"
+    # -- questions about unsaved changes (asked by window.saving; tests replace them) ----------
 
     def ask_unsaved_changes(self, description: str) -> str:
         """'save', 'discard' or 'cancel': what to do with unsaved changes before another case."""
@@ -559,26 +507,6 @@ class MainWindow(QMainWindow):
         box.exec()
         return {save: "save", quit_anyway: "quit"}.get(box.clickedButton(), "cancel")
 
-    def _save_now(self, choose_path: bool = False) -> bool:
-        """Save the session at once (to its file, else one the user picks); True when saved."""
-        path = None if choose_path else self.session_path
-        path = path or self._ask_session_path()
-        if path is None:
-            return False
-        from workstation.app.autosave import snapshot, write_snapshot
-
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            written = write_snapshot(snapshot((self.case, self.view_state())), Path(path))
-        except (DelineoError, OSError) as error:
-            self._on_job_failed("Saving session", str(error))
-            return False
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.session_path, self._saved_generation = Path(written), self.case.history.generation
-        self.menus.remember(written)
-        return True
-
     # -- drag and drop, closing ----------------------------------------------------------------
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
@@ -591,62 +519,8 @@ class MainWindow(QMainWindow):
             self.opening.open_path(urls[0])
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if self.jobs.writing:
-            self._close_once_written(event)
-            return
-        if self.dirty and not self._keep_unsaved_work():
-            self.autosaver.timer.start()
-            event.ignore()
-            return
-        if not self.dirty:
-            self.autosaver.discard()
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
-        self.messages.close_log()
-        self.jobs.cancel_all()
-        cancel_3d = getattr(self.view3d, "cancel_builds", None)
-        if cancel_3d is not None:
-            cancel_3d()
-        # Workers (ours and the 3D view's) stop at their next cancel check; their results, queued
-        # for this thread, are delivered now, while every view still exists.
-        QThreadPool.globalInstance().waitForDone(10_000)
-        QApplication.processEvents()
-        shutdown = getattr(self.view3d, "shutdown", None)
-        if shutdown is not None:
-            shutdown()  # stops its surface builds and releases its render window
-        self.jobs.close()
-        super().closeEvent(event)
-
-    def _close_once_written(self, event) -> None:
-        """Closing while a save is being written: the window closes once it is done."""
-        event.ignore()
-        self.statusBar().showMessage("Closing once the session is saved…")
-        QTimer.singleShot(100, self.close)
-
-    def _keep_unsaved_work(self) -> bool:
-        """Keep the unsaved work in the autosave, offered for recovery next time; when it cannot be
-        written, ask. True when the window may close."""
-        try:
-            self.autosaver.save_at_exit()
-            return True
-        except (DelineoError, OSError) as error:
-            reason = f"The unsaved changes could not be kept for the next start: {error}"
-        self.messages.add("ERROR", reason)
-        answer = self.ask_close_without_autosave(reason)
-        if answer == "save":
-            return self._save_now(choose_path=True)
-        if answer != "quit":
-            self.statusBar().showMessage("Not closed: the unsaved changes are still open here", 15000)
-        return answer == "quit"
-
-    def _on_autosave_failed(self, message: str) -> None:
-        """Autosaves began failing: said once, until one works again."""
-        text = (
-            f"Autosave failed: {message}. Until it works again, a crash loses the unsaved changes: "
-            "save the session (to another disk if this one is full)"
-        )
-        self.statusBar().showMessage(text, 30000)
-        self.messages.add("ERROR", text)
+        if self.saving.close(event):
+            super().closeEvent(event)
 
     def screenshot(self) -> QImage:
         """The window as shown, the 3D view's OpenGL pixels included (`grab` alone misses them)."""

@@ -66,9 +66,9 @@ class WindowMenus:
         file_menu.addSeparator()
         file_menu.addAction(self._action("Open s&ession…", self.window.opening.ask_open_session))
         file_menu.addAction(
-            self._action("&Save session", self.window.save_session, QKeySequence.StandardKey.Save)
+            self._action("&Save session", self.window.saving.save_session, QKeySequence.StandardKey.Save)
         )
-        file_menu.addAction(self._action("Save session &as…", self.window._ask_save_session_as))
+        file_menu.addAction(self._action("Save session &as…", self.window.saving.ask_save_session_as))
         file_menu.addSeparator()
         self.export_action = self._action("&Export RTSTRUCT…", self.window.export_rtstruct, "Ctrl+E")
         file_menu.addAction(self.export_action)

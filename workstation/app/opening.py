@@ -174,7 +174,7 @@ class CaseOpening:
         )
 
     def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
-        if not self.window._may_replace_case():
+        if not self.window.saving.may_replace_case():
             return
         if volume.warnings:
             self._say(_first_of(volume.warnings), 15000)
@@ -212,7 +212,7 @@ class CaseOpening:
                 f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
                 f"({volume.grid.shape} vs {session.image.shape})"
             )
-        if not self.window._may_replace_case():
+        if not self.window.saving.may_replace_case():
             return False
         self.window.session_path = None
         case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
