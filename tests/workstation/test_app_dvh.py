@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gui
 def test_dvhs_of_the_case_on_its_dose_and_after_an_edit(window, qtbot, tmp_path):
     case = show_sample(window)
     panel = window.dvh_panel
-    window.dvh_dock.show()
+    window.docks.dvh_dock.show()
     assert not panel.compute_button.isEnabled() and "Load a dose" in panel.status.text()
     grid = case.grid  # a dose twice as coarse, rising linearly from 0 to 60 Gy right to left
     dose_grid = Grid((20, 64, 64), tuple(2 * s for s in grid.spacing_xyz), grid.origin_xyz, grid.direction)
@@ -79,7 +79,7 @@ def test_the_panel_names_the_structures_the_loaded_images_cut(window, qtbot, tmp
     assert case.structures.warnings == loaded.warnings and contours_left_out(case.structures.warnings)
     window.set_case(case)
     panel = window.dvh_panel
-    window.dvh_dock.show()
+    window.docks.dvh_dock.show()
     window.set_dose(load_dose(folder / "rtdose.dcm"), folder / "rtdose.dcm")
     qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
     wait_idle(qtbot, window)
@@ -121,7 +121,7 @@ def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reope
     assert contours_left_out(window.case.structures.warnings)
     assert any("contours were left out" in m for m in window.messages.messages())  # said on opening
     panel = window.dvh_panel
-    window.dvh_dock.show()
+    window.docks.dvh_dock.show()
     window.set_dose(load_dose(folder / "rtdose.dcm"), folder / "rtdose.dcm")
     qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
     wait_idle(qtbot, window)
@@ -144,7 +144,7 @@ def test_with_many_structures_rows_choose_the_curves_and_the_legend_stays_readab
     copies = [Structure(f"GTV_{i:02d}", gtv.mask.copy(), gtv.color, gtv.roi_type) for i in range(LEGEND_MAX)]
     case.add_structures(copies, "Copies")
     panel = window.dvh_panel
-    window.dvh_dock.show()
+    window.docks.dvh_dock.show()
     grid = case.grid
     dose_grid = Grid((20, 64, 64), tuple(2 * s for s in grid.spacing_xyz), grid.origin_xyz, grid.direction)
     ramp = np.broadcast_to(np.linspace(0, 60, 64, dtype=np.float32), dose_grid.shape).copy()

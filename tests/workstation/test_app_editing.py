@@ -199,7 +199,7 @@ def test_tool_settings_are_remembered(qtbot, tmp_path):
     second = make_window(qtbot, settings_path, tmp_path / "d2")
     assert second.tools.tools["brush"].setting("radius_mm") == pytest.approx(7.5)
     assert second.tools.tools["eraser"].setting("sphere") is True
-    assert second._tool_pages["brush"].radius_box.value() == pytest.approx(7.5)
+    assert second.docks.tool_pages["brush"].radius_box.value() == pytest.approx(7.5)
     second.close()
 
 
@@ -452,7 +452,7 @@ def test_the_radius_box_follows_the_bracket_keys(window):
     show_sample(window)
     window.tools.activate("brush")
     brush, view = window.tools.tools["brush"], window.views["axial"]
-    box = window._tool_pages["brush"].radius_box
+    box = window.docks.tool_pages["brush"].radius_box
     brush.set_setting("radius_mm", 5.0)
     for _ in range(3):
         assert brush.key_pressed(view, Qt.Key.Key_BracketRight)

@@ -30,7 +30,7 @@ def test_loading_warnings_all_reach_the_panel(window, qtbot, tmp_path):
     contours[0].ContourData = [f"{v:.4f}"[:16] for v in points.ravel()]
     contours[1].NumberOfContourPoints = 2  # declares another count than it holds
     damaged.save_as(folder / "RS.dcm")
-    assert not window.messages_dock.isVisible() and window.messages.button.isHidden()
+    assert not window.docks.messages_dock.isVisible() and window.messages.button.isHidden()
 
     window.opening.open_path(folder)
     wait_idle(qtbot, window)
@@ -41,7 +41,7 @@ def test_loading_warnings_all_reach_the_panel(window, qtbot, tmp_path):
     assert "NumberOfContourPoints" in shown
     assert window.messages.button.text() == f"⚠ {window.messages.count()}"
     window.messages.button.click()
-    assert window.messages_dock.isVisible()
+    assert window.docks.messages_dock.isVisible()
 
 
 def test_warnings_from_workers_and_failed_jobs_are_listed_once(window, qtbot):

@@ -10,38 +10,29 @@ from PyQt6 import sip
 from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QImage, QPainter
 from PyQt6.QtWidgets import (
-    QDockWidget,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
 )
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.errors import DelineoError, GeometryError
 from workstation.app.autosave import Autosaver
 from workstation.app.autoseg_dialog import AutoSegDialog
-from workstation.app.browser import PatientBrowser
 from workstation.app.case import Case
 from workstation.app.compare_dialog import CompareDialog
 from workstation.app.derive_dialog import DeriveDialog
+from workstation.app.docks import WindowDocks
 from workstation.app.dose_layer import DoseLayer
-from workstation.app.dvh_panel import DvhPanel
 from workstation.app.export_dialog import ExportDialog
 from workstation.app.history import Locked
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.menus import WindowMenus
-from workstation.app.messages import MessagesPanel
 from workstation.app.opening import CaseOpening
 from workstation.app.saving import SessionSaving
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
 from workstation.app.structure_commands import StructureCommands
-from workstation.app.structure_table import StructureTable
 from workstation.app.three_d import make_3d_view
 from workstation.app.tools.base import ToolContext, ToolManager
 from workstation.app.tools.brush import BrushTool, EraserTool
@@ -110,7 +101,10 @@ class MainWindow(QMainWindow):
         self.commands = StructureCommands(self)
         self.opening = CaseOpening(self)
         self.saving = SessionSaving(self)
-        self._build_docks()
+        self.docks = WindowDocks(self)
+        # the panels, used all over, are the window's; their docks are window.docks'
+        self.browser, self.table = self.docks.browser, self.docks.table
+        self.messages, self.dvh_panel = self.docks.messages, self.docks.dvh_panel
         self.menus = WindowMenus(self)
         self.surgery = self.menus.surgery  # the Surgery menu, built in its place among the others
         self._build_status_bar()
@@ -118,7 +112,9 @@ class MainWindow(QMainWindow):
         self.autosaver = Autosaver(self, self.data_dir, autosave_interval_s)
         self.autosaver.failed.connect(self.saving.on_autosave_failed)
         self.setAcceptDrops(True)
-        self.resizeDocks([self.browser_dock, self.structures_dock], [220, 330], Qt.Orientation.Horizontal)
+        self.resizeDocks(
+            [self.docks.browser_dock, self.docks.structures_dock], [220, 330], Qt.Orientation.Horizontal
+        )
         self._restore_window_settings()
 
     # -- construction --------------------------------------------------------------------------
@@ -132,73 +128,6 @@ class MainWindow(QMainWindow):
             EraseRegionTool(context),
             SeededTool(context),
         ]
-
-    def _build_docks(self) -> None:
-        self.browser = PatientBrowser(self)
-        self.browser.series_activated.connect(self.opening.load_series)
-        browser_dock = QDockWidget("Patients", self)
-        browser_dock.setObjectName("patients")
-        browser_dock.setWidget(self.browser)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, browser_dock)
-        self.browser_dock = browser_dock
-
-        panel = QWidget(self)
-        layout = QVBoxLayout(panel)
-        layout.setContentsMargins(4, 4, 4, 4)
-        self.table = StructureTable(panel)
-        self.table.active_changed.connect(self._on_active_structure)
-        layout.addWidget(self.table, 1)
-        buttons = QHBoxLayout()
-        self.add_button = QPushButton("Add", panel)
-        self.add_button.setToolTip("Add an empty structure to draw in")
-        self.add_button.clicked.connect(lambda: self.commands.add_structure())
-        self.delete_button = QPushButton("Delete", panel)
-        self.delete_button.clicked.connect(self.commands.delete_structure)
-        buttons.addWidget(self.add_button)
-        buttons.addWidget(self.delete_button)
-        layout.addLayout(buttons)
-        dock = QDockWidget("Structures", self)
-        dock.setObjectName("structures")
-        dock.setWidget(panel)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.structures_dock = dock
-
-        self.tool_options = QStackedWidget(self)
-        self._tool_pages = {
-            None: QLabel(
-                "Navigate: left-click moves the crosshair.\n"
-                "Wheel scrolls, Ctrl+wheel zooms, right-drag sets\n"
-                "window/level, middle-drag pans.",
-                self,
-            )
-        }
-        self.tool_options.addWidget(self._tool_pages[None])
-        for key, tool in self.tools.tools.items():
-            page = tool.options(self.tool_options) or QLabel(tool.tip, self)
-            self._tool_pages[key] = page
-            self.tool_options.addWidget(page)
-        options_dock = QDockWidget("Tool settings", self)
-        options_dock.setObjectName("tool-settings")
-        options_dock.setWidget(self.tool_options)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, options_dock)
-
-        self.messages = MessagesPanel(self)
-        messages_dock = QDockWidget("Messages", self)
-        messages_dock.setObjectName("messages")
-        messages_dock.setWidget(self.messages)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, messages_dock)
-        messages_dock.hide()
-        self.messages_dock = messages_dock
-
-        self.dvh_panel = DvhPanel(self)
-        dvh_dock = QDockWidget("DVH", self)
-        dvh_dock.setObjectName("dvh")
-        dvh_dock.setWidget(self.dvh_panel)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dvh_dock)
-        self.tabifyDockWidget(messages_dock, dvh_dock)
-        dvh_dock.hide()
-        self.dvh_dock = dvh_dock
-        self.messages.button.clicked.connect(self.show_messages)
 
     def _build_status_bar(self) -> None:
         # permanent: a temporary message (an undo, a save) sits on the left and no longer hides
@@ -455,7 +384,7 @@ class MainWindow(QMainWindow):
 
     def _on_tool_changed(self, tool) -> None:
         key = tool.key if tool is not None else None
-        self.tool_options.setCurrentWidget(self._tool_pages[key])
+        self.docks.show_tool_page(key)
         self.menus.tool_actions[key].setChecked(True)
 
     def _on_job_failed(self, title: str, message: str) -> None:
@@ -468,11 +397,6 @@ class MainWindow(QMainWindow):
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
-
-    def show_messages(self) -> None:
-        """Open the Messages panel (every warning and error of this session)."""
-        self.messages_dock.show()
-        self.messages_dock.raise_()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         tool = self.tools.active

@@ -99,10 +99,10 @@ class WindowMenus:
         self.show_dose_action.toggled.connect(self.window._toggle_dose)
         view_menu.addAction(self.show_dose_action)
         view_menu.addSeparator()
-        view_menu.addAction(self.window.browser_dock.toggleViewAction())
-        view_menu.addAction(self.window.structures_dock.toggleViewAction())
-        view_menu.addAction(self.window.messages_dock.toggleViewAction())
-        view_menu.addAction(self.window.dvh_dock.toggleViewAction())
+        view_menu.addAction(self.window.docks.browser_dock.toggleViewAction())
+        view_menu.addAction(self.window.docks.structures_dock.toggleViewAction())
+        view_menu.addAction(self.window.docks.messages_dock.toggleViewAction())
+        view_menu.addAction(self.window.docks.dvh_dock.toggleViewAction())
 
         structures_menu = menu.addMenu("&Structures")
         structures_menu.addAction(

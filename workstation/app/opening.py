@@ -92,7 +92,7 @@ class CaseOpening:
 
         def done(result):
             self.window.browser.show_scan(result, str(path))
-            self.window.browser_dock.show()
+            self.window.docks.browser_dock.show()
             loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
             if auto_load and len(loadable) == 1:
                 self.load_series(result, loadable[0])
@@ -186,7 +186,7 @@ class CaseOpening:
         """An image file opened as the case: named in the Patients panel (no scan lists it)."""
         self._show_volume(volume, "file", path, None)
         self.window.browser.show_file(path, volume)
-        self.window.browser_dock.show()
+        self.window.docks.browser_dock.show()
 
     # -- sessions and recovery -----------------------------------------------------------------
 
