@@ -53,7 +53,7 @@ def test_warnings_from_workers_and_failed_jobs_are_listed_once(window, qtbot):
     qtbot.waitUntil(lambda: window.messages.count() == 1, timeout=5_000)
     logging.getLogger("planning.somewhere").warning("from a worker")  # a repeat is not listed again
     logging.getLogger("planning.somewhere").info("not a warning")
-    window._on_job_failed("Loading", "boom.dcm: not a DICOM file")
+    window.on_job_failed("Loading", "boom.dcm: not a DICOM file")
     qtbot.waitUntil(lambda: window.messages.count() == 2, timeout=5_000)
     assert window.messages.messages() == ["from a worker", "Loading: boom.dcm: not a DICOM file"]
     assert "Error: Loading: boom.dcm" in window.messages.item(1).text()
@@ -64,7 +64,7 @@ def test_pixel_decoder_failures_are_listed_once_in_the_loading_error(window, qtb
     import logging
 
     logging.getLogger("pydicom.pixels.decoders.base").error("No matching JPEG 2000 format found")
-    window._on_job_failed(
+    window.on_job_failed(
         "Loading CT", "a.dcm: cannot decode JPEG 2000 (pylibjpeg: No matching JPEG 2000 format found)"
     )
     qtbot.waitUntil(lambda: window.messages.count() >= 1, timeout=5_000)

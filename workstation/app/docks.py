@@ -43,7 +43,7 @@ class WindowDocks:
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(4, 4, 4, 4)
         self.table = StructureTable(panel)
-        self.table.active_changed.connect(window._on_active_structure)
+        self.table.active_changed.connect(window.on_active_structure)
         layout.addWidget(self.table, 1)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add", panel)

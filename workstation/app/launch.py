@@ -62,7 +62,7 @@ def report_unexpected(window, kind, error, trace) -> None:
         sys.__excepthook__(kind, error, trace)
         return
     logging.getLogger("workstation.app.unexpected").error("unexpected error", exc_info=(kind, error, trace))
-    window._on_job_failed(
+    window.on_job_failed(
         "Unexpected error",
         f"{kind.__name__}: {error}. This is a bug; the window stays open and your work is being "
         "autosaved. The details are in the log.",

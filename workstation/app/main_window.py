@@ -65,7 +65,8 @@ class MainWindow(QMainWindow):
         self.case: Case | None = None
         self.state: ViewState | None = None
         self.view_generation = 0
-        self._saved_generation: int | None = None
+        #: the case history's generation when last saved (None: unsaved); `dirty` compares it
+        self.saved_generation: int | None = None
         self.session_path: Path | None = None
         self.autoseg_dialog: AutoSegDialog | None = None
         self.dose_layer: DoseLayer | None = None
@@ -75,11 +76,11 @@ class MainWindow(QMainWindow):
         self.resize(1500, 950)
 
         self.jobs = JobRunner(self)
-        self.jobs.failed.connect(self._on_job_failed)
+        self.jobs.failed.connect(self.on_job_failed)
         self.views = {name: SliceView(name) for name in VIEWS}
         self.view3d = make_3d_view(self)
         if hasattr(self.view3d, "failed"):
-            self.view3d.failed.connect(lambda message: self._on_job_failed("3D view", message))
+            self.view3d.failed.connect(lambda message: self.on_job_failed("3D view", message))
         self.grid = ViewGrid({**self.views, "3d": self.view3d}, self)
         self.grid.layout_changed.connect(lambda _: self._view_changed())
         self.setCentralWidget(self.grid)
@@ -183,7 +184,7 @@ class MainWindow(QMainWindow):
         case.history.changed.connect(self.commands.schedule_stale_check)
         case.history.changed.connect(self._structures_edited)
         self.dvh_panel.mark_stale("New case")
-        self._saved_generation = case.history.generation
+        self.saved_generation = case.history.generation
         if view:
             self.restore_view_state(view)
         self._on_window_changed()
@@ -211,7 +212,7 @@ class MainWindow(QMainWindow):
         try:
             dose.check_same_frame([self.case.volume.frame_of_reference_uid], "the loaded images", name)
         except GeometryError as error:
-            self._on_job_failed("Dose", str(error))
+            self.on_job_failed("Dose", str(error))
             return
         self.dose_path = str(path) if path else None
         self.dose_layer = DoseLayer(dose, self.case.grid)
@@ -237,7 +238,7 @@ class MainWindow(QMainWindow):
 
     @property
     def dirty(self) -> bool:
-        return self.case is not None and self.case.history.generation != self._saved_generation
+        return self.case is not None and self.case.history.generation != self.saved_generation
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -315,7 +316,7 @@ class MainWindow(QMainWindow):
             try:
                 self.autoseg_dialog = AutoSegDialog(self)
             except DelineoError as error:
-                self._on_job_failed("Auto-segmentation", str(error))
+                self.on_job_failed("Auto-segmentation", str(error))
                 return
         self._show_dialog(self.autoseg_dialog)
 
@@ -378,7 +379,8 @@ class MainWindow(QMainWindow):
             f"voxel ({voxel[2]}, {voxel[1]}, {voxel[0]})" + (f"   in {', '.join(inside)}" if inside else "")
         )
 
-    def _on_active_structure(self, name) -> None:
+    def on_active_structure(self, name) -> None:
+        """Redraw the views: the active structure's outline is drawn differently."""
         for view in self.views.values():
             view.update()
 
@@ -387,7 +389,9 @@ class MainWindow(QMainWindow):
         self.docks.show_tool_page(key)
         self.menus.tool_actions[key].setChecked(True)
 
-    def _on_job_failed(self, title: str, message: str) -> None:
+    def on_job_failed(self, title: str, message: str) -> None:
+        """Say a failed job in the status bar, Messages and a warning box (a cancel: only the
+        status bar)."""
         if message == "cancelled":
             self.statusBar().showMessage(f"{title}: cancelled", 6000)
             return

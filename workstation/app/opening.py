@@ -133,7 +133,7 @@ class CaseOpening:
             if warnings:
                 self._say(f"Structures: {_first_of(warnings)}", 15000)
             for problem in problems:
-                self.window._on_job_failed("Reading RT objects", problem)
+                self.window.on_job_failed("Reading RT objects", problem)
 
         self.window.jobs.run(f"Loading {series.description or series.modality}", work, done)
 
@@ -235,7 +235,7 @@ class CaseOpening:
         def done(result):
             if not self.restore_session(*result):
                 return
-            self.window._saved_generation = None  # recovered work is unsaved work
+            self.window.saved_generation = None  # recovered work is unsaved work
             self.window.autosaver.take_over(entry)
             self._say(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
 

@@ -44,7 +44,7 @@ class SessionSaving:
 
         def done(written):
             window.session_path = Path(written)
-            window._saved_generation = generation
+            window.saved_generation = generation
             window.menus.remember(written)
             self._say(f"Session saved to {written}", 6000)
 
@@ -77,11 +77,11 @@ class SessionSaving:
         try:
             written = write_snapshot(snapshot((window.case, window.view_state())), Path(path))
         except (DelineoError, OSError) as error:
-            window._on_job_failed("Saving session", str(error))
+            window.on_job_failed("Saving session", str(error))
             return False
         finally:
             QApplication.restoreOverrideCursor()
-        window.session_path, window._saved_generation = Path(written), window.case.history.generation
+        window.session_path, window.saved_generation = Path(written), window.case.history.generation
         window.menus.remember(written)
         return True
 

@@ -337,6 +337,6 @@ class SurgeryMenu:
     def snapshot_3d(self):
         ask = getattr(self.window.view3d, "ask_snapshot", None)
         if ask is None:
-            self.window._on_job_failed("3D snapshot", "the 3D view is not available on this display")
+            self.window.on_job_failed("3D snapshot", "the 3D view is not available on this display")
             return None
         return ask()
