@@ -1,5 +1,6 @@
 """Locking a structure in the real window: the padlock, every tool and command refused over it with
-a message naming it, undo refused until it is unlocked, and sessions keeping the lock."""
+a message naming it, a job's result into a structure locked meanwhile calmly not applied, undo
+refused until it is unlocked, and sessions keeping the lock."""
 
 import numpy as np
 import pytest
@@ -211,3 +212,50 @@ def test_the_brush_outline_over_a_locked_structure_is_struck_through(window):
     free = pixel()
     case.set_locked("Heart", True)
     assert pixel() > free + 150  # the light strike across the image
+
+
+def _start_interpolation(window, case):
+    k = window.views["axial"].slice_index
+    name = window.commands.add_structure("GTV_2")
+    for z in (k, k + 6):
+        case.edit_region(
+            "draw", name, (slice(z, z + 1), slice(40, 60), slice(40, 60)), np.ones((1, 20, 20), bool)
+        )
+    window.commands.interpolate()
+    return name, f"Interpolating {name}"
+
+
+def _start_margin(window, case):
+    from workstation.app.derive_dialog import DeriveDialog
+
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText("GTV")
+    dialog.output.setText("Heart")
+    dialog.compute()
+    return "Heart", "Computing Heart"
+
+
+def _start_seeded(window, case):
+    name = window.commands.add_structure("GTV_lesion")
+    view = window.views["axial"]
+    window.tools.activate("seeded")
+    click(view, widget_point(view, (view.slice_index, 64, 64)))
+    return name, "Seeded delineation"
+
+
+@pytest.mark.parametrize("start", [_start_interpolation, _start_margin, _start_seeded])
+def test_a_result_into_a_structure_locked_while_its_job_ran_is_calmly_not_applied(window, qtbot, start):
+    from PyQt6.QtWidgets import QApplication, QMessageBox
+
+    case = show_sample(window)
+    name, title = start(window, case)
+    assert window.jobs.busy
+    case.set_locked(name, True)  # before the result arrives: it is delivered on the GUI thread
+    before = _unchanged(case)
+    wait_idle(qtbot, window)
+    note = f"{title}: not applied, {name} was locked meanwhile"
+    assert _unchanged(case) == before and _said(window) == note
+    assert window.messages.item(window.messages.count() - 1).text().endswith(f"Warning: {note}")
+    assert not window.jobs.errors
+    assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]

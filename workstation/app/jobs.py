@@ -4,7 +4,8 @@ Every slow job (loading, scanning, auto-segmentation, interpolation, margins, ex
 saves) runs through `JobRunner.run(title, function, on_done)`. `function(on_progress, cancel)`
 runs in a worker thread and calls the domain's usual progress callback; progress reaches the
 status bar on the GUI thread through a queued Qt signal; Cancel sets the `threading.Event` the
-domain code checks. Results and errors come back on the GUI thread.
+domain code checks. Results and errors come back on the GUI thread. A result refused because
+the structure it writes into was locked while the job ran is no failure: `refused` says so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWid
 from superqt.utils import create_worker
 
 from planning.errors import Cancelled, DelineoError
+from workstation.app.history import Locked
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class JobRunner(QObject):
     busy_changed = pyqtSignal(bool)
     progressed = pyqtSignal(object)  # the Job
     failed = pyqtSignal(str, str)  # title, message
+    refused = pyqtSignal(str, str)  # title, the structure locked while the job ran
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -149,6 +152,8 @@ class JobRunner(QObject):
         try:
             if on_done is not None:
                 on_done(result)
+        except Locked as error:  # the case refused the result before changing anything
+            self.refused.emit(job.title, error.name)
         except Exception as error:  # an error applying the result is reported like any other
             self._report(job, error)
         finally:

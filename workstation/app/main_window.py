@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
 
         self.jobs = JobRunner(self)
         self.jobs.failed.connect(self.on_job_failed)
+        self.jobs.refused.connect(self._on_job_refused)
         self.views = {name: SliceView(name) for name in VIEWS}
         self.view3d = make_3d_view(self)
         if hasattr(self.view3d, "failed"):
@@ -401,6 +402,12 @@ class MainWindow(QMainWindow):
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
+
+    def _on_job_refused(self, title: str, name: str) -> None:
+        """Say calmly that a job's result was not applied: `name` was locked while it ran."""
+        text = f"{title}: not applied, {name} was locked meanwhile"
+        self.statusBar().showMessage(text, 15000)
+        self.messages.add("WARNING", text)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         tool = self.tools.active
