@@ -26,7 +26,7 @@ import numpy as np
 from planning.errors import DelineoError
 from planning.tg263 import standard_structures, style_for
 from segmentation.engine.manifest import OutputSpec
-from segmentation.engine.model import NetworkModel, WeightsError, load_into
+from segmentation.engine.model import NetworkModel, WeightsError, check_shapes, load_into
 from segmentation.engine.pipeline import Recipe
 from segmentation.engine.resample import coordinate_map, zoom_map
 
@@ -177,14 +177,19 @@ def read_nnunet_folder(
     )
 
     def build() -> list:
+        import torch
+
         from segmentation.engine.head import split_unet
 
         networks = []
         for file in checkpoints:
-            state = read_checkpoint(file)
+            weights = read_checkpoint(file)["network_weights"]
+            with torch.device("meta"):  # shapes only: plans asking for a huge network allocate nothing
+                skeleton = build_network(architecture, 1, recipe.channels, path)
+            check_shapes(skeleton, weights, file, f"plans.json ({configuration_name})")
             network = build_network(architecture, 1, recipe.channels, path)
             # split: the engine may blend features and apply the last layer once (head.py)
-            networks.append(split_unet(load_into(network, state["network_weights"], str(file))))
+            networks.append(split_unet(load_into(network, weights, str(file))))
         return networks
 
     name = name or default_name(path)

@@ -175,9 +175,10 @@ class NetworkModel:
         return result
 
 
-def _check_shapes(network, state: dict, manifest: Manifest) -> None:
+def check_shapes(network, state: dict, weights: Path | str, description: str) -> None:
     """Refuse weights whose tensor names or shapes differ from `network`'s (built on the meta
-    device), so a wrong architecture in the manifest never allocates its parameters."""
+    device), so a wrong architecture never allocates its parameters. `weights` (the file) and
+    `description` (what describes the network: "manifest.json") are named in the error."""
     expected = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
     found = {name: tuple(tensor.shape) for name, tensor in state.items()}
     problems = [f"{name} is missing" for name in expected if name not in found]
@@ -189,7 +190,7 @@ def _check_shapes(network, state: dict, manifest: Manifest) -> None:
     ]
     if problems:
         raise WeightsError(
-            f"{manifest.weights_path}: weights do not fit the network that {manifest.path.name} describes "
+            f"{weights}: weights do not fit the network that {description} describes "
             f"({'; '.join(problems[:3])}{'; …' if len(problems) > 3 else ''})"
         )
 
@@ -229,7 +230,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         try:
             with torch.device("meta"):  # shapes only: a manifest asking for 1,000 GiB allocates nothing
                 skeleton = build_network(manifest.architecture, manifest.architecture_params)
-            _check_shapes(skeleton, state, manifest)
+            check_shapes(skeleton, state, manifest.weights_path, manifest.path.name)
             network = build_network(manifest.architecture, manifest.architecture_params)
         except (TypeError, ValueError) as error:
             raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error

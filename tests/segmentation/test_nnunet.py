@@ -340,3 +340,26 @@ def test_a_label_given_as_a_one_value_list_is_that_label(tmp_path):
     ours = labels_of(model.predict(volume, device="cpu"), model)
     reference = nnunet_prediction(folder, volume, (0,))
     assert (reference == 2).any() and float(np.mean(ours == reference)) >= 0.999  # Kidney_L drawn
+
+
+def test_plans_its_checkpoint_does_not_fit_are_refused_before_the_network_is_built(tmp_path):
+    """A plans.json asking for 2^16…2^19 features per stage over a 4…32 checkpoint: built for
+    real, its parameters would take terabytes; built on the meta device, it is a clear error
+    naming the folder, the fold and the tensors."""
+    folder = write_nnunet_folder(tmp_path, LABELS, folds=(0, 1))
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] = [
+        2**16,
+        2**17,
+        2**18,
+        2**19,
+    ]
+    (folder / "plans.json").write_text(json.dumps(plans))
+    model = read_nnunet_folder(folder)
+    with pytest.raises(WeightsError) as error:
+        model.networks_on("cpu")
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'fold_0' / 'checkpoint_final.pth'}: weights do not fit the network")
+    assert "plans.json (3d_fullres)" in message
+    first = "encoder.stages.0.0.convs.0.conv.weight is (4, 1, 3, 3, 3) in the file, (65536, 1, 3, 3, 3)"
+    assert first in message
