@@ -259,3 +259,31 @@ def test_a_result_into_a_structure_locked_while_its_job_ran_is_calmly_not_applie
     assert window.messages.item(window.messages.count() - 1).text().endswith(f"Warning: {note}")
     assert not window.jobs.errors
     assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+
+
+@pytest.mark.parametrize("tool", ["draw", "fill", "erase_region", "seeded"])
+def test_the_other_tools_show_a_struck_through_sign_over_a_locked_structure(window, tool):
+    from PyQt6.QtCore import QEvent, QPoint
+    from support.app import grab, send_mouse
+
+    from workstation.app.tools.base import LOCKED_SIGN_PX
+
+    case = show_sample(window)
+    view = window.views["axial"]
+    # the seeded tool delineates into the selected structure only while it is empty
+    name = window.commands.add_structure("GTV_lesion") if tool == "seeded" else "Heart"
+    window.table.select(name)
+    window.tools.activate(tool)
+    centre = widget_point(view, (view.slice_index, 64, 64))
+    reach = int(LOCKED_SIGN_PX / 2**0.5 / 2)  # halfway out along the strike, up and to the right
+    on_strike = centre + QPoint(reach, -reach)
+
+    def pixel():
+        send_mouse(view, QEvent.Type.MouseMove, centre, Qt.MouseButton.NoButton)
+        return grab(view)[on_strike.y() - 1 : on_strike.y() + 2, on_strike.x()].astype(int).sum(axis=-1).max()
+
+    free = pixel()
+    case.set_locked(name, True)
+    assert pixel() > free + 150  # the light strike across the image
+    case.set_locked(name, False)
+    assert pixel() == free

@@ -9,12 +9,13 @@ every change (the [ and ] keys resize the brush).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PyQt6 import sip
-from PyQt6.QtCore import QObject, QSettings, QSignalBlocker, pyqtSignal
-from PyQt6.QtGui import QPainter
+from PyQt6.QtCore import QObject, QPointF, QRectF, QSettings, QSignalBlocker, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QPainter, QPen
 from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
 from workstation.app.history import Locked
@@ -22,6 +23,24 @@ from workstation.app.history import Locked
 if TYPE_CHECKING:
     from workstation.app.case import Case
     from workstation.app.slice_view import SliceView, ViewEvent
+
+
+#: The "not allowed" sign over a locked structure: a light circle struck through.
+LOCKED_COLOR = QColor(235, 235, 235)
+#: The sign's radius (widget px) for tools without an outline of their own.
+LOCKED_SIGN_PX = 10.0
+
+
+def paint_not_allowed(painter: QPainter, centre: QPointF, radius_px: float, *, dashed: bool = False) -> None:
+    """A circle of `radius_px` around `centre`, struck through: a press there is refused."""
+    pen = QPen(LOCKED_COLOR, 1.6)
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawEllipse(QRectF(centre.x() - radius_px, centre.y() - radius_px, 2 * radius_px, 2 * radius_px))
+    reach = radius_px / math.sqrt(2)
+    painter.drawLine(centre + QPointF(-reach, reach), centre + QPointF(reach, -reach))
 
 
 @dataclass
@@ -62,6 +81,7 @@ class Tool(QObject):
     def __init__(self, context: ToolContext):
         super().__init__()
         self.context = context
+        self.pointer: tuple | None = None  # (view, widget pos) of the hovering pointer
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -150,17 +170,25 @@ class Tool(QObject):
         pass
 
     def hover(self, view: SliceView, event: ViewEvent) -> None:
-        pass
+        """Follow the pointer (for the "not allowed" sign over a locked structure)."""
+        shown = self.pointer is not None and self.over_locked()
+        self.pointer = (view, event.pos)
+        if shown or self.over_locked():
+            view.update()
 
     def leave(self, view: SliceView) -> None:
-        pass
+        self.pointer = None
+        view.update()
 
     def key_pressed(self, view: SliceView, key: int) -> bool:
         """A key pressed over a view; True when the tool used it."""
         return False
 
     def paint(self, view: SliceView, painter: QPainter) -> None:
-        """Draw a preview (brush outline, polygon in progress) in widget coordinates."""
+        """Draw a preview (brush outline, polygon in progress) in widget coordinates; here, the
+        "not allowed" sign at the pointer over a locked structure."""
+        if self.pointer is not None and self.pointer[0] is view and self.over_locked():
+            paint_not_allowed(painter, self.pointer[1], LOCKED_SIGN_PX)
 
     def options(self, parent: QWidget) -> QWidget | None:
         """A widget with this tool's settings (bound to QSettings), or None."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt
+from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QPainter, QPen
 from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QWidget
 
-from workstation.app.tools.base import Tool, add_value_limit_rows
+from workstation.app.tools.base import Tool, add_value_limit_rows, paint_not_allowed
 
 
 def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: int | None):
@@ -45,8 +45,6 @@ def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: i
 #: painted in one edit when the stroke ends: editing such a mask costs ~0.1 s, too slow per dab.
 #: Meanwhile the stroke's footprint is drawn as a preview.
 LIVE_EDIT_VOXELS = 4_000_000
-#: The outline over a locked structure, struck through.
-LOCKED_COLOR = QColor(235, 235, 235)
 
 
 class BrushTool(Tool):
@@ -61,7 +59,6 @@ class BrushTool(Tool):
         super().__init__(context)
         self._stroke = None
         self._last: np.ndarray | None = None
-        self._pointer: tuple | None = None  # (view, widget pos)
         self._erasing = self.erase
         self._deferred: list | None = None  # (box, inside, centre, flat) dabs of a deferred stroke
         self._target: str | None = None
@@ -84,7 +81,7 @@ class BrushTool(Tool):
         return True
 
     def move(self, view, event) -> None:
-        self._pointer = (view, event.pos)
+        self.pointer = (view, event.pos)
         if self._stroke is not None:
             self._dab(view, event.zyx)
         view.update()
@@ -156,7 +153,7 @@ class BrushTool(Tool):
     # -- preview and keys ----------------------------------------------------------------------
 
     def hover(self, view, event) -> None:
-        self._pointer = (view, event.pos)
+        self.pointer = (view, event.pos)
         self._hover_modifiers = event.modifiers
         view.update()
 
@@ -165,10 +162,6 @@ class BrushTool(Tool):
         if self._stroke is not None:
             return self._erasing
         return self.erase != bool(self._hover_modifiers & Qt.KeyboardModifier.ControlModifier)
-
-    def leave(self, view) -> None:
-        self._pointer = None
-        view.update()
 
     def key_pressed(self, view, key: int) -> bool:
         radius = float(self.setting("radius_mm"))
@@ -184,23 +177,21 @@ class BrushTool(Tool):
     def paint(self, view, painter: QPainter) -> None:
         if self._deferred:
             self._paint_deferred(view, painter)
-        if self._pointer is None or self._pointer[0] is not view:
+        if self.pointer is None or self.pointer[0] is not view:
             return
         radius_px = float(self.setting("radius_mm")) * view.px_per_mm()
-        locked = self.over_locked()
-        color = QColor(255, 90, 90) if self._would_erase() else QColor(120, 255, 120)
-        pen = QPen(LOCKED_COLOR, 1.6) if locked else QPen(color, 1.2)
+        centre = self.pointer[1]
+        if self.over_locked():  # the outline struck through
+            paint_not_allowed(painter, centre, radius_px, dashed=self.setting("sphere"))
+            return
+        pen = QPen(QColor(255, 90, 90) if self._would_erase() else QColor(120, 255, 120), 1.2)
         if self.setting("sphere"):
             pen.setStyle(Qt.PenStyle.DashLine)
         painter.setPen(pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        centre: QPointF = self._pointer[1]
         painter.drawEllipse(
             QRectF(centre.x() - radius_px, centre.y() - radius_px, 2 * radius_px, 2 * radius_px)
         )
-        if locked:  # a "not allowed" sign: the circle struck through
-            reach = radius_px / math.sqrt(2)
-            painter.drawLine(centre + QPointF(-reach, reach), centre + QPointF(reach, -reach))
 
     def _paint_deferred(self, view, painter: QPainter) -> None:
         """The footprint of a deferred stroke on this view's slice (disks, or sphere sections)."""

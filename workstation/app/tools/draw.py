@@ -75,6 +75,7 @@ class DrawTool(Tool):
             self._close()
 
     def hover(self, view, event) -> None:
+        super().hover(view, event)
         self._pointer = event.pos
         if self._points:
             view.update()
@@ -122,6 +123,7 @@ class DrawTool(Tool):
         case.edit_region(f"{verb} {name}", name, box, values)
 
     def paint(self, view, painter: QPainter) -> None:
+        super().paint(view, painter)
         if view is not self._view or not self._points:
             return
         polygon = QPolygonF([view.display_to_widget(c + 0.5, r + 0.5) for c, r in self._points])

@@ -100,7 +100,21 @@ class SeededTool(Tool):
             failed,
         )
 
+    def over_locked(self) -> bool:
+        """Whether a click would go into a locked structure: the one being delineated, or the
+        selected one while it is empty (else a click makes a new GTV)."""
+        case = self.case()
+        if case is None:
+            return False
+        if self.target_name in case.structures:
+            return case.structures[self.target_name].locked
+        name = self.context.active_structure()
+        if name not in case.structures:
+            return False
+        return case.structures[name].mask.is_empty and case.structures[name].locked
+
     def paint(self, view, painter: QPainter) -> None:
+        super().paint(view, painter)
         for points, color in ((self.inside, QColor(80, 255, 80)), (self.outside, QColor(255, 80, 80))):
             painter.setPen(QPen(color, 2))
             for point in points:
