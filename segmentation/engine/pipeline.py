@@ -195,15 +195,16 @@ def run(
             devices.free_memory(device)
             if isinstance(error, Cancelled) or not devices.is_out_of_memory(error):
                 raise
-            device, patch = _after_out_of_memory(device, patch, recipe, volume, info, error)
+            device, patch = _after_out_of_memory(device, patch, recipe, volume, info, error, name)
     if device.type != "cpu":
         devices.free_memory(device)  # the networks stay; their activations' cache goes
     info.seconds["total"] = time.perf_counter() - started
     return result
 
 
-def _after_out_of_memory(device, patch, recipe, volume, info, error):
-    """Smaller tiles; when none are left, the CPU (from a GPU) or a clear error (on the CPU)."""
+def _after_out_of_memory(device, patch, recipe, volume, info, error, name):
+    """Smaller tiles; when none are left, the CPU (from a GPU) or a clear error naming model
+    `name` and the image (on the CPU)."""
     import torch
 
     smaller = _smaller_patch(patch, recipe.size_divisor)
@@ -215,8 +216,8 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error):
         device, patch = torch.device("cpu"), tuple(recipe.patch_zyx)
     else:
         raise DelineoError(
-            f"not enough memory to segment an image of {volume.shape} voxels, even on the CPU with "
-            f"tiles {tuple(patch)}: close other programs, or segment a smaller image"
+            f"{name}: not enough memory to segment an image of {volume.shape} voxels, even on the CPU "
+            f"with tiles {tuple(patch)}: close other programs, segment a smaller image, or use a GPU"
         ) from error
     log.warning(message)
     info.warnings.append(message)

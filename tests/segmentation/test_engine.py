@@ -507,10 +507,12 @@ CPU_ALLOCATOR_ERROR = (
 )
 
 
-def _cpu_memory_limited(model, largest_tile: int):
-    """`networks_on` whose CPU networks fail as torch's CPU allocator does on tiles of more than
-    `largest_tile` voxels."""
+def _cpu_memory_limited(model, largest_tile: int, error=lambda: RuntimeError(CPU_ALLOCATOR_ERROR)):
+    """`networks_on` whose CPU networks fail as torch's CPU allocator does (or raise `error()`)
+    on tiles of more than `largest_tile` voxels."""
     import torch
+
+    networks_on = model.networks_on
 
     class Limited(torch.nn.Module):
         def __init__(self, network):
@@ -519,15 +521,15 @@ def _cpu_memory_limited(model, largest_tile: int):
 
         def forward(self, x):
             if x[0, 0].numel() > largest_tile:
-                raise RuntimeError(CPU_ALLOCATOR_ERROR)
+                raise error()
             return self.network(x)
 
-    def networks_on(device):
+    def limited(device):
         if device.type == "meta":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
-        return [Limited(network) for network in model.networks_on(device)]
+        return [Limited(network) for network in networks_on(device)]
 
-    return networks_on
+    return limited
 
 
 def test_the_cpu_allocator_failing_is_out_of_memory():
@@ -574,6 +576,19 @@ def test_the_cpu_out_of_memory_with_the_smallest_tiles_is_a_clear_error(tmp_path
         run(phantom()[0], model.recipe, limited, torch.device(start), info=info)
     assert info.device == "cpu"
     assert ("continuing on the CPU" in " ".join(info.warnings)) == (start == "meta")
+
+
+@pytest.mark.parametrize("error", [MemoryError, lambda: RuntimeError(CPU_ALLOCATOR_ERROR)])
+def test_running_out_of_memory_on_the_cpu_is_an_error_naming_the_model_and_the_image(tmp_path, error):
+    """What a GUI job shows: a DelineoError's message (not a traceback) says which model and
+    which image did not fit."""
+    model = from_manifest(read_manifest(write_model(tmp_path / "thresholds", [100.0])))
+    model.networks_on = _cpu_memory_limited(model, 8, error)
+    with pytest.raises(DelineoError) as raised:
+        model.predict(phantom()[0], device="cpu")
+    assert str(raised.value).startswith(
+        "thresholds: not enough memory to segment an image of (30, 64, 60) voxels, even on the CPU"
+    )
 
 
 def test_structures_named_twice_are_drawn_once(sigmoid_model):
