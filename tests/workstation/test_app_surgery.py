@@ -199,6 +199,25 @@ def test_distance_and_margin_map_dialogs_follow_the_structures_while_open(window
     assert window.view3d.shown_distance is None
 
 
+def test_the_resection_dialog_follows_the_structures_while_open(window):
+    case = show_spheres(window)
+    resection = window.surgery.open_resection()
+    boxes = (resection.organ, resection.tumour, resection.inside)
+    resection.organ.setCurrentText("Liver")
+    resection.tumour.setCurrentText("Kidney_R")
+    resection.inside.setCurrentText("Vessel")
+    spleen = case.new_structure("Spleen")
+    case.edit_region(
+        "Brush", spleen.name, (slice(20, 30), slice(5, 15), slice(5, 15)), np.ones((10, 10, 10), bool)
+    )
+    assert all(listed(box) == ["Liver", "GTV", "Vessel", "Kidney_R", "Spleen"] for box in boxes)
+    case.set_properties("Kidney_R", name="Kidney_L")  # renamed: still chosen, by its new name
+    assert resection.tumour.currentText() == "Kidney_L" and "Kidney_R" not in listed(resection.organ)
+    case.remove_structure("Vessel")  # deleted: no longer offered nor chosen
+    assert all("Vessel" not in listed(box) for box in boxes) and resection.inside.currentText() == ""
+    assert resection.organ.currentText() == "Liver"
+
+
 def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     show_spheres(window)
     wait_3d(qtbot, window)

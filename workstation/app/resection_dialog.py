@@ -32,6 +32,7 @@ from workstation.app.surgery import (
     SurfaceSource,
     SurgeryDialog,
     case_gone,
+    list_structures,
     non_empty_names,
     report,
     same_geometry,
@@ -70,7 +71,7 @@ class ResectionDialog(SurgeryDialog):
         form = QFormLayout()
         self.form = form
         self.organ = QComboBox(self)
-        self.organ.addItems(names)
+        list_structures(self.organ, self.case)
         around = _organ_around(self.case, targets[0], organs) if targets else None
         self.organ.setCurrentText(around or _largest(self.case, organs) or (names[0] if names else ""))
         form.addRow("Organ", self.organ)
@@ -78,9 +79,8 @@ class ResectionDialog(SurgeryDialog):
         self.method.addItems(list(METHODS))
         form.addRow("Resect", self.method)
         self.tumour = QComboBox(self)
-        self.tumour.addItems(names)
-        if targets:
-            self.tumour.setCurrentText(targets[0])
+        list_structures(self.tumour, self.case)
+        self.tumour.setCurrentText(targets[0] if targets else (names[0] if names else ""))
         self.margin = QDoubleSpinBox(self)
         self.margin.setRange(0.0, 50.0)
         self.margin.setDecimals(1)
@@ -106,7 +106,8 @@ class ResectionDialog(SurgeryDialog):
         bend_layout.addWidget(self.clear_marks_button)
         bend_layout.addStretch(1)
         self.inside = QComboBox(self)
-        self.inside.addItems(names)
+        list_structures(self.inside, self.case)
+        self.inside.setCurrentText(names[0] if names else "")
         self.inside.setToolTip("e.g. a resection volume drawn with the brush")
         #: the rows each method shows
         self.rows = {
@@ -148,6 +149,7 @@ class ResectionDialog(SurgeryDialog):
         self.finished.connect(lambda _: self._show_marks([]))
         if window.state is not None:
             self.link(window.state.cursor_changed, self._refresh)
+        self.follow_structures(self.organ, self.tumour, self.inside)
         self._refresh()
         self.resize(480, 0)
 
