@@ -236,6 +236,25 @@ def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     assert window.view3d.margin_values("GTV") is None
 
 
+def test_a_margin_map_follows_its_structure_renamed_when_cleared_or_closed(window, qtbot):
+    case = show_spheres(window)
+    wait_3d(qtbot, window)
+    view = window.view3d
+    for end in ("clear", "close"):
+        window.surgery.margin_map.trigger()
+        dialog = window.last_dialog
+        dialog.structure.setCurrentText("GTV")
+        dialog.reference.setCurrentText("Kidney_R")
+        with qtbot.waitSignal(view.margin_map_shown, timeout=60_000):
+            dialog.show_button.click()
+        case.set_properties("GTV", name="GTVp")
+        assert view.margin_values("GTVp") is not None and scalar_bars(view) == 1
+        dialog.clear_button.click() if end == "clear" else dialog.close()
+        assert view.margin_values("GTVp") is None and scalar_bars(view) == 0, end
+        case.set_properties("GTVp", name="GTV")
+        dialog.close()
+
+
 def test_a_margin_map_asked_for_while_the_3d_view_builds_shows_when_it_is_done(window, qtbot):
     case = show_spheres(window)  # the 3D view has not built its surfaces yet
     window.surgery.margin_map.trigger()
@@ -308,7 +327,7 @@ def test_closing_a_dialog_takes_its_overlays_out_of_the_3d_view(window, qtbot):
         margins.show_button.click()
     view.draw_minimum_distance(distance.result, "Liver", "Kidney_R")
     view.clear_measurements()
-    assert view.margin_values(margins.shown) is None and scalar_bars(view) == 0
+    assert view.margin_values(margins.shown.name) is None and scalar_bars(view) == 0
     assert view.shown_distance is None and view.focus is None
     # a resection unfades the view when its dialog closes
     window.surgery.resection.trigger()

@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
 
 from planning.errors import DelineoError
 from planning.measurements import ClosestPoints, minimum_distance
+from planning.structures import Structure
 from workstation.app.surgery import (
     SurfaceSource,
     SurgeryDialog,
@@ -200,9 +201,10 @@ class MarginMapDialog(SurgeryDialog):
 
     def __init__(self, window):
         super().__init__(window, "Margin map")
-        #: the structure whose map is shown, and the reference and limit it was asked with
-        self.shown: str | None = None
-        self.shown_with: tuple[str, float] = ("", 0.0)
+        #: the structure whose map is shown, and the reference and limit it was asked with (the
+        #: structures themselves: a rename does not lose them)
+        self.shown: Structure | None = None
+        self.shown_with: tuple[Structure | None, float] = (None, 0.0)
         self._report_next = False
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -281,26 +283,27 @@ class MarginMapDialog(SurgeryDialog):
         if empty:
             self.note.setText(f"No margin map: {' and '.join(empty)} {_is(empty)} empty now.")
             return
-        if self.shown and self.shown != name:
-            view.clear_margin_map(self.shown)
+        if self.shown is not None and self.shown is not structure:
+            view.clear_margin_map(self.shown.name)
         try:
             view.show_margin_map(name, to, limit)
         except ValueError as error:
             self.note.setText(f"No margin map: {error}")
             return
-        self.shown, self.shown_with, self._report_next = name, (to, limit), True
+        self.shown, self.shown_with, self._report_next = structure, (reference, limit), True
         self.fade_3d([name, to] if self.fade.isChecked() else None)
         self.note.setText(f"Colouring {name} by its distance to {to}…")
 
     def _on_shown(self, name: str) -> None:
         """The map of `name` is (re)computed: the note follows it; only the map asked for with
         Show goes to the Messages panel (the view recomputes it after every edit)."""
-        if name != self.shown or self.window_.case is not self.case:
+        if self.shown is None or name != self.shown.name or self.window_.case is not self.case:
             return
         values = self._view.margin_values(name)
         if values is None or not len(values):
             return
-        text = describe_margins(name, *self.shown_with, values)
+        reference, limit = self.shown_with
+        text = describe_margins(name, reference.name, limit, values)
         self.note.setText(text)
         if self._report_next:
             self._report_next = False
@@ -313,8 +316,8 @@ class MarginMapDialog(SurgeryDialog):
     def clear_3d(self) -> None:
         """Remove the map (and its colour bar), forget one waited for, and unfade."""
         self._stop_waiting()
-        if self._view is not None and self.shown and self.window_.case is self.case:
-            self._view.clear_margin_map(self.shown)
+        if self._view is not None and self.shown is not None and self.window_.case is self.case:
+            self._view.clear_margin_map(self.shown.name)
         self.shown, self._report_next = None, False
         super().clear_3d()
 
