@@ -176,17 +176,25 @@ def read_nnunet_folder(
         nonzero_crop=True,
     )
 
-    def build() -> list:
+    def skeleton():
+        """The network on the meta device: shapes only, plans asking for a huge one allocate nothing."""
         import torch
 
+        with torch.device("meta"):
+            return build_network(architecture, 1, recipe.channels, path)
+
+    def skeletons() -> list:
+        from segmentation.engine.head import split_unet
+
+        return [split_unet(skeleton())] * len(checkpoints)  # as build() gives them, one per fold
+
+    def build() -> list:
         from segmentation.engine.head import split_unet
 
         networks = []
         for file in checkpoints:
             weights = read_checkpoint(file)["network_weights"]
-            with torch.device("meta"):  # shapes only: plans asking for a huge network allocate nothing
-                skeleton = build_network(architecture, 1, recipe.channels, path)
-            check_shapes(skeleton, weights, file, f"plans.json ({configuration_name})")
+            check_shapes(skeleton(), weights, file, f"plans.json ({configuration_name})")
             network = build_network(architecture, 1, recipe.channels, path)
             # split: the engine may blend features and apply the last layer once (head.py)
             networks.append(split_unet(load_into(network, weights, str(file))))
@@ -210,6 +218,7 @@ def read_nnunet_folder(
         source=path,
         kind="nnunet",
         notes=notes,
+        skeletons=skeletons,
     )
     return model
 

@@ -98,10 +98,12 @@ class NetworkModel:
         description: str = "",
         source: Path | None = None,
         kind: str = "network",
+        skeletons: Callable[[], list] | None = None,
     ):
         self.name, self.version, self.description = name, version, description
         self.recipe, self.source, self.kind = recipe, source, kind
         self._build_networks = build_networks
+        self._skeletons = skeletons
         self._networks: dict[str, list] = {}
         self._lock = threading.Lock()
         self.last_run: RunInfo | None = None
@@ -130,6 +132,13 @@ class NetworkModel:
                 if key != "cpu":
                     self._networks[key] = [copy.deepcopy(net).to(device).eval() for net in cpu]
             return self._networks[key]
+
+    def sizing(self) -> tuple[list, bool]:
+        """The networks on the meta device (`skeletons`: nothing read or allocated), to estimate
+        a run's memory with, and whether they are loaded on the CPU already."""
+        with self._lock:
+            loaded = "cpu" in self._networks
+        return self._skeletons(), loaded
 
     def release(self, device=None) -> None:
         """Forget the networks on a device (all devices when None) and free its memory."""
@@ -166,6 +175,7 @@ class NetworkModel:
                 cancel=cancel,
                 info=info,
                 name=self.name,
+                sizing=None if self._skeletons is None else self.sizing,
             )
         finally:
             self.last_run = info
@@ -221,19 +231,25 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
             )
         ]
 
-    def build():
+    def skeleton():
+        """The network on the meta device: shapes only, a manifest asking for 1,000 GiB allocates
+        nothing."""
         import torch
 
         from segmentation.networks import build_network
 
-        state = read_state_dict(manifest.weights_path, manifest.weights_sha256)
         try:
-            with torch.device("meta"):  # shapes only: a manifest asking for 1,000 GiB allocates nothing
-                skeleton = build_network(manifest.architecture, manifest.architecture_params)
-            check_shapes(skeleton, state, manifest.weights_path, manifest.path.name)
-            network = build_network(manifest.architecture, manifest.architecture_params)
+            with torch.device("meta"):
+                return build_network(manifest.architecture, manifest.architecture_params)
         except (TypeError, ValueError) as error:
             raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error
+
+    def build():
+        from segmentation.networks import build_network
+
+        state = read_state_dict(manifest.weights_path, manifest.weights_sha256)
+        check_shapes(skeleton(), state, manifest.weights_path, manifest.path.name)
+        network = build_network(manifest.architecture, manifest.architecture_params)  # as skeleton()
         return [load_into(network, state, str(manifest.weights_path))]
 
     recipe = Recipe(
@@ -262,6 +278,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         description=manifest.description,
         source=manifest.folder,
         kind="delineo",
+        skeletons=(lambda: [skeleton()]) if networks is None else None,
     )
 
 

@@ -12,7 +12,9 @@ The steps, each on the chosen device:
    foreground) only in the region it occupies on the model grid, a chunk of planes at a time;
    sigmoid thresholds or softmax argmax; masks stored cropped to each structure.
 
-A GPU running out of memory retries with smaller tiles, then falls back to the CPU with a warning.
+A run on the CPU that cannot fit in the memory available is refused before anything is loaded
+(`memory.py`). A GPU running out of memory retries with smaller tiles, then falls back to the CPU
+with a warning.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from planning.errors import Cancelled, DelineoError
 from planning.structures import GenerationAlgorithm, Mask, Structure, StructureSet, bounding_box
 from planning.volume import Volume
 from segmentation.engine import device as devices
+from segmentation.engine import memory
 from segmentation.engine.manifest import OutputSpec, model_title
 from segmentation.engine.orientation import Reorientation
 from segmentation.engine.tiling import sliding_window
@@ -173,9 +176,12 @@ def run(
     cancel: threading.Event | None = None,
     info: RunInfo | None = None,
     name: str = "the model",
+    sizing: Callable[[], tuple[list, bool]] | None = None,
 ) -> StructureSet:
     """Segment `volume`; `networks_on(device)` gives the networks (eval mode) on a device.
-    `name`: the model's, for messages."""
+    `name`: the model's, for messages. `sizing()`: the networks on the meta device, to estimate
+    the memory of a run on the CPU with, and whether they are loaded already; a run that cannot
+    fit is refused before anything is loaded (`memory.check_fits`); None: no check."""
     on_progress = on_progress or _no_progress
     info = info if info is not None else RunInfo()
     wanted = select_outputs(recipe.outputs, structures, name)
@@ -185,7 +191,12 @@ def run(
     box = _crop_box(volume, recipe)
     info.seconds["crop"] = time.perf_counter() - started
     patch = tuple(recipe.patch_zyx)
+    checked = False
     while True:
+        if sizing is not None and device.type == "cpu" and not checked:
+            networks, loaded = sizing()
+            memory.check_fits(estimate_memory(volume.grid, box, recipe, networks, loaded, patch), name)
+            checked = True
         try:
             result = _run_on(
                 volume, recipe, networks_on(device), device, box, patch, wanted, on_progress, cancel, info
@@ -222,6 +233,34 @@ def _after_out_of_memory(device, patch, recipe, volume, info, error, name):
     log.warning(message)
     info.warnings.append(message)
     return device, patch
+
+
+def estimate_memory(grid, box, recipe: Recipe, networks: list, loaded: bool, patch) -> memory.MemoryEstimate:
+    """The host memory a CPU run on the `box` (z, y, x slices) of an image on `grid` holds during
+    its sliding window (`memory.MemoryEstimate`): `networks` on the meta device, as `networks_on`
+    gives them, `loaded` whether they are in memory already, tiles of `patch`."""
+    from segmentation.engine.head import deferred_head
+
+    orient = Reorientation.between(grid.direction, recipe.orientation)
+    cropped = [box[axis].stop - box[axis].start for axis in orient.order]
+    spacing = orient.spacing(grid.spacing_zyx)
+    shape = [cropped[axis] for axis in recipe.transpose]
+    spacing = tuple(spacing[axis] for axis in recipe.transpose)
+    target = recipe.model_spacing(spacing)
+    voxels = int(
+        np.prod([max(round(n * s / t), p) for n, s, t, p in zip(shape, spacing, target, patch, strict=True)])
+    )
+    head = deferred_head(networks) if recipe.lateral_mirror is None else None  # as `Predictor`
+    channels, value_bytes = (head.in_channels, 4) if head is not None else (recipe.channels, 2)
+    distinct = {id(net): net.trunk if head is not None else net for net in networks}.values()
+    tile = max(memory.tile_activation_bytes(net, patch) for net in distinct)
+    output = 2 * memory.FLOAT32 * channels * int(np.prod(patch))  # a tile's output and the running sum
+    return memory.MemoryEstimate(
+        weights=0 if loaded else memory.network_bytes(networks),
+        image=memory.FLOAT32 * voxels,
+        accumulation=value_bytes * channels * voxels,
+        activations=tile + output,
+    )
 
 
 def credit(model: str, version: str) -> str:
