@@ -6,7 +6,13 @@ import random
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_enhanced_ct
+from support.dicom_factory import (
+    ct_phantom,
+    give_slice_the_uid_of_another,
+    tilted_positions,
+    write_ct_series,
+    write_enhanced_ct,
+)
 
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_files, load_series
@@ -104,10 +110,7 @@ def test_conflicting_duplicate_slice_is_refused(tmp_path, hu):
 
 def test_two_slices_sharing_a_sop_instance_uid_are_named_in_a_warning(tmp_path, hu):
     paths = write_ct_series(tmp_path, hu)
-    shared = pydicom.dcmread(paths[4]).SOPInstanceUID
-    other = pydicom.dcmread(paths[5])
-    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = shared
-    other.save_as(paths[5])
+    shared = give_slice_the_uid_of_another(paths, 5, 4)
     volume = load_volume(tmp_path)
     np.testing.assert_array_equal(volume.array, hu)  # the images are loaded as they are
     (warning,) = [w for w in volume.warnings if shared in w]

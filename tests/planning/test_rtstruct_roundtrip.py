@@ -10,7 +10,13 @@ import threading
 import numpy as np
 import pydicom
 import pytest
-from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series, write_latin1_ct_series
+from support.dicom_factory import (
+    ct_phantom,
+    give_slice_the_uid_of_another,
+    tilted_positions,
+    write_ct_series,
+    write_latin1_ct_series,
+)
 from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_grid, plastimatch_masks
 
 from planning.errors import Cancelled, DelineoError, GeometryError
@@ -271,10 +277,7 @@ def test_refuses_volumes_it_cannot_reference(case, tmp_path):
 
 def test_refuses_images_whose_references_are_ambiguous(tmp_path):
     paths = write_ct_series(tmp_path / "ct", ct_phantom((6, 20, 24)))
-    shared = pydicom.dcmread(paths[2]).SOPInstanceUID
-    other = pydicom.dcmread(paths[3])
-    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = shared
-    other.save_as(paths[3])
+    shared = give_slice_the_uid_of_another(paths, 3, 2)
     damaged = load_volume(tmp_path / "ct")
     box = np.zeros(damaged.grid.shape, bool)
     box[1:5, 5:15, 5:15] = True

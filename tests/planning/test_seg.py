@@ -6,6 +6,7 @@ import pytest
 from pydicom.sr.codedict import codes
 from support.dicom_factory import (
     ct_phantom,
+    give_slice_the_uid_of_another,
     tilted_positions,
     write_ct_series,
     write_enhanced_ct,
@@ -350,10 +351,7 @@ def test_seg_refuses_images_whose_references_are_ambiguous(tmp_path):
     """Two images sharing one SOPInstanceUID (a damaged series): the SEG could not say which image
     a frame is from, so it is refused as the RTSTRUCT is, naming the UID and both positions."""
     paths = write_ct_series(tmp_path / "ct", ct_phantom((6, 20, 24)))
-    shared = pydicom.dcmread(paths[2]).SOPInstanceUID
-    other = pydicom.dcmread(paths[3])
-    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = shared
-    other.save_as(paths[3])
+    shared = give_slice_the_uid_of_another(paths, 3, 2)
     damaged = load_volume(tmp_path / "ct")
     box = np.zeros(damaged.grid.shape, bool)
     box[1:5, 5:15, 5:15] = True

@@ -160,6 +160,18 @@ def write_enhanced_ct(path, hu):
     ds.save_as(path, enforce_file_format=True)
 
 
+def give_slice_the_uid_of_another(paths: list[Path], index: int, source: int) -> str:
+    """Damage a written series: slice `index` takes slice `source`'s SOPInstanceUID (two images,
+    one UID). Returns the shared UID."""
+    import pydicom
+
+    shared = pydicom.dcmread(paths[source]).SOPInstanceUID
+    damaged = pydicom.dcmread(paths[index])
+    damaged.SOPInstanceUID = damaged.file_meta.MediaStorageSOPInstanceUID = shared
+    damaged.save_as(paths[index])
+    return shared
+
+
 def tilted_positions(count: int, shift_y_mm: float = 0.8, spacing_z: float = 2.5) -> list[tuple]:
     """ImagePositionPatient of a gantry-tilted axial stack: each slice shifted `shift_y_mm` along
     y from the previous one, `spacing_z` mm further along z (0.8 per 2.5 mm: a 17.7° tilt)."""
