@@ -243,9 +243,8 @@ def estimate_memory(grid, box, recipe: Recipe, networks: list, loaded: bool, pat
 
     orient = Reorientation.between(grid.direction, recipe.orientation)
     cropped = [box[axis].stop - box[axis].start for axis in orient.order]
-    spacing = orient.spacing(grid.spacing_zyx)
     shape = [cropped[axis] for axis in recipe.transpose]
-    spacing = tuple(spacing[axis] for axis in recipe.transpose)
+    spacing = _network_axes_spacing(orient, grid, recipe)
     target = recipe.model_spacing(spacing)
     voxels = int(
         np.prod([max(round(n * s / t), p) for n, s, t, p in zip(shape, spacing, target, patch, strict=True)])
@@ -261,6 +260,12 @@ def estimate_memory(grid, box, recipe: Recipe, networks: list, loaded: bool, pat
         accumulation=value_bytes * channels * voxels,
         activations=tile + output,
     )
+
+
+def _network_axes_spacing(orient: Reorientation, grid, recipe: Recipe) -> tuple[float, ...]:
+    """The image's voxel spacing (mm) along the network's axes: reoriented, then transposed."""
+    spacing = orient.spacing(grid.spacing_zyx)
+    return tuple(spacing[axis] for axis in recipe.transpose)
 
 
 def credit(model: str, version: str) -> str:
@@ -363,7 +368,7 @@ def _run_on(volume, recipe, networks, device, box, patch, wanted, on_progress, c
         image = torch.from_numpy(np.ascontiguousarray(volume.array[box])).to(device).float()
         image = orient.forward(image)
         image = image.permute(*recipe.transpose)
-        spacing = tuple(orient.spacing(volume.grid.spacing_zyx)[a] for a in recipe.transpose)
+        spacing = _network_axes_spacing(orient, volume.grid, recipe)
         cropped_shape = tuple(image.shape)
         image = recipe.prepare(image, spacing)
         model_spacing = recipe.model_spacing(spacing)
