@@ -6,7 +6,6 @@ import pytest
 from pydicom.sr.codedict import codes
 from support.dicom_factory import (
     ct_phantom,
-    give_slice_the_uid_of_another,
     tilted_positions,
     write_ct_series,
     write_enhanced_ct,
@@ -345,21 +344,3 @@ def test_seg_made_on_a_thicker_reconstruction_is_resampled_not_striped(tmp_path)
     write_seg(structures, thick, tmp_path / "thick.seg.dcm")
     planes = read_seg(tmp_path / "thick.seg.dcm", thin)["GTV"].mask.full().any(axis=(1, 2))
     assert np.flatnonzero(planes).tolist() == list(range(8, 23))  # 3 mm planes 3–7, nearest voxel
-
-
-def test_seg_refuses_images_whose_references_are_ambiguous(tmp_path):
-    """Two images sharing one SOPInstanceUID (a damaged series): the SEG could not say which image
-    a frame is from, so it is refused as the RTSTRUCT is, naming the UID and both positions."""
-    paths = write_ct_series(tmp_path / "ct", ct_phantom((6, 20, 24)))
-    shared = give_slice_the_uid_of_another(paths, 3, 2)
-    damaged = load_volume(tmp_path / "ct")
-    box = np.zeros(damaged.grid.shape, bool)
-    box[1:5, 5:15, 5:15] = True
-    boxed = StructureSet(damaged.grid, damaged.frame_of_reference_uid)
-    boxed.add(Structure("Box", Mask.from_full(damaged.grid, box)))
-    with pytest.raises(GeometryError, match="DICOM-SEG") as refused:
-        write_seg(boxed, damaged, tmp_path / "seg.dcm")
-    assert shared in str(refused.value) and "[-20.0, -18.0, -10.0] and [-20.0, -18.0, -7.5] mm" in str(
-        refused.value
-    )
-    assert not (tmp_path / "seg.dcm").exists()
