@@ -8,7 +8,8 @@ with one trilinear `grid_sample` that applies an in-plane rotation, an isotropic
 optional left–right mirror (which swaps the ``_L``/``_R`` structures, so that left stays left).
 Labels are interpolated too: the targets are soft at the edges. Patches come at the model's voxel
 size (`spacing_zyx`) from cases on any grid: a case kept on its own grid is interpolated once,
-from the contours as they were drawn.
+from the contours as they were drawn. On a GPU the cases are copied to it once, when they fit
+(`resident`), instead of sending each patch's block of voxels to it.
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ class PatchSampler:
         points_per_structure: int = 3000,
         spacing_zyx=None,
         device=None,
+        resident: bool | None = None,
     ):
         self.cases = cases
         #: where patches are interpolated and returned (a torch device; CPU by default)
         self.device = torch.device(device or "cpu")
+        if resident is None:
+            resident = self.device.type == "cuda" and _fit_on_gpu(cases, self.device)
+        #: per case, its HU image and label bits as tensors on the device (empty: read per patch)
+        self.resident = [_case_tensors(case, self.device) for case in cases] if resident else []
         self._offsets: torch.Tensor | None = None
         self.structures = structures
         self.patch = tuple(int(n) for n in patch_zyx)
@@ -126,7 +132,7 @@ class PatchSampler:
         if mirror:
             rotation[:, 2] *= -1
         matrix = np.diag(1 / case_spacing) @ rotation @ np.diag(patch_spacing)
-        image, target = self._read(case, centre, matrix)
+        image, target = self._read(index, centre, matrix)
         if mirror:
             target = target[self.mirror]
         image = normalize(image, self.normalization)
@@ -139,8 +145,10 @@ class PatchSampler:
         labelled = torch.from_numpy(case.labelled[self.mirror] if mirror else case.labelled.copy())
         return image[None].float(), target.float(), labelled.to(self.device)
 
-    def _read(self, case: Case, centre: np.ndarray, matrix: np.ndarray):
-        """HU image (Z, Y, X) and soft targets (K, Z, Y, X) sampled on the transformed patch."""
+    def _read(self, index: int, centre: np.ndarray, matrix: np.ndarray):
+        """HU image (Z, Y, X) and soft targets (K, Z, Y, X) sampled on the transformed patch of
+        case `index`."""
+        case = self.cases[index]
         axes = [np.arange(n) - (n - 1) / 2 for n in self.patch]
         corners = np.array(np.meshgrid(*[[a[0], a[-1]] for a in axes], indexing="ij")).reshape(3, -1)
         reach = matrix @ corners + centre[:, None]
@@ -149,10 +157,10 @@ class PatchSampler:
         high = np.clip(np.ceil(reach.max(1)).astype(int) + 1, low + 2, shape)
         low = np.minimum(low, high - 2)
         box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
-        hu = torch.from_numpy(np.ascontiguousarray(case.image_hu[box])).to(self.device)
-        bits = case.labels[box]  # uint16 or uint32: widened to a signed type torch can shift
-        bits = bits.astype(np.int64 if bits.dtype.itemsize > 2 else np.int32)
-        bits = torch.from_numpy(bits).to(self.device)
+        if self.resident:
+            hu, bits = (tensor[box] for tensor in self.resident[index])
+        else:
+            hu, bits = _case_tensors(case, self.device, box)
         channels = torch.arange(len(self.structures), dtype=bits.dtype, device=self.device)
         block_labels = ((bits[None] >> channels[:, None, None, None]) & 1).float()
         block_hu = hu.float() - AIR_HU  # air → 0 = the padding value
@@ -181,3 +189,19 @@ class PatchSampler:
 
 def _generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def _case_tensors(case: Case, device: torch.device, box=(...,)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The case's HU image and label bits within `box` as tensors on `device`; the bits (uint16 or
+    uint32) widened to a signed type torch can shift."""
+    hu = torch.from_numpy(np.ascontiguousarray(case.image_hu[box])).to(device)
+    bits = case.labels[box]
+    bits = bits.astype(np.int64 if bits.dtype.itemsize > 2 else np.int32)
+    return hu, torch.from_numpy(bits).to(device)
+
+
+def _fit_on_gpu(cases: list[Case], device: torch.device) -> bool:
+    """Whether the cases' images and label bits take at most a quarter of the GPU's free memory."""
+    needed = sum(case.image_hu.size * (2 + (8 if case.labels.dtype.itemsize > 2 else 4)) for case in cases)
+    free, _ = torch.cuda.mem_get_info(device)
+    return needed <= free / 4

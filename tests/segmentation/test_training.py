@@ -355,6 +355,29 @@ def test_patches_from_a_case_on_its_own_grid_come_at_the_model_spacing():
         assert torch.allclose(patch[z, y, x + 1] - patch[z, y, x], torch.tensor(2.0), atol=1e-3)
 
 
+def test_cases_kept_on_the_device_give_the_same_patches_as_blocks_read_per_patch(tmp_path):
+    # on a GPU the cases are copied to it once (resident); the patches must not change
+    structures = ["Parotid_L", "Parotid_R"]
+    _write_case(tmp_path / "c", seed=1, with_right=True)
+    case = read_mask_folder(tmp_path / "c", structures)  # kept on its own grid
+    batches = []
+    for resident in (False, True):
+        sampler = PatchSampler(
+            [case],
+            structures,
+            (8, 16, 16),
+            {"type": "none"},
+            0.7,
+            spacing_zyx=(3.0, 4.0, 4.0),
+            resident=resident,
+        )
+        assert len(sampler.resident) == (1 if resident else 0)
+        batches.append(sampler.batch(np.random.default_rng(5), 6))
+    for per_patch, kept in zip(*batches, strict=True):
+        assert torch.equal(per_patch, kept)
+    assert batches[0][1].sum() > 0  # the patches hold some of both structures
+
+
 def test_balanced_sampling_shows_rarely_delineated_structures_as_often_as_the_others(tmp_path):
     structures = ["Parotid_L", "Parotid_R"]
     cases = []
