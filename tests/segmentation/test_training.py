@@ -4,6 +4,7 @@ a few real iterations with checkpoint/resume and export, and the built-in head-a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -824,3 +825,15 @@ def test_manifest_volume_ranges_need_enough_cases_or_the_fine_tuned_model_s(tmp_
         "Parotid_R": {"smallest_cc": 5.0, "largest_cc": 90.0},  # joined
         "Brainstem": {"smallest_cc": 6.0, "largest_cc": 45.0},  # the base model's
     }
+
+
+def test_the_built_in_model_s_training_configs_are_valid_training_settings():
+    # the model card's commands pass these files to `delineo train --config`: a misspelt field
+    # would only fail when somebody runs them, possibly hours into a GPU booking
+    folder = Path(__file__).resolve().parents[2] / "resources" / "models" / "head_neck"
+    configs = sorted(folder.glob("*.json"))
+    configs = [path for path in configs if path.name != "manifest.json"]
+    assert len(configs) >= 7
+    for path in configs:
+        config = TrainConfig.from_json(path)
+        assert set(config.selection_structures) <= set(config.structures), path.name
