@@ -9,6 +9,10 @@ instead of vanishing half-way). Shapes that grow or change topology blend smooth
 kept. Planes outside the first and last contoured ones are left empty,
 and gaps longer than `max_gap_mm` (two separate parts of a structure) are not bridged.
 
+The planes are those across one axis of the (z, y, x) grid: `axis` 0 (z, the default) for planes
+drawn on axial images, 1 (y) for coronal ones, 2 (x) for sagittal ones when the image was
+acquired axially (the workstation's views say which array axis each of them slices across).
+
 Interpolating again after editing a drawn plane must redo the planes between from the drawn
 ones, not take the planes an earlier interpolation filled as drawn: `plane_digests` records what
 an interpolation put in the planes it filled, `key_planes` tells the planes drawn (or edited
@@ -25,49 +29,64 @@ import numpy as np
 from scipy import ndimage
 
 from planning.errors import Cancelled
-from planning.structures import Mask
+from planning.structures import Box, Mask
 
 Progress = Callable[[str, float, float], None]
 
 
-def contoured_planes(mask: Mask) -> list[int]:
-    """Grid plane indices (z) where the mask has any voxel."""
+def contoured_planes(mask: Mask, axis: int = 0) -> list[int]:
+    """Grid plane indices along `axis` (0 = z, 1 = y, 2 = x) where the mask has any voxel."""
     if mask.is_empty:
         return []
-    hits = np.flatnonzero(mask.array.any(axis=(1, 2)))
-    return [int(k) + mask.offset[0] for k in hits]
+    across = tuple(a for a in range(3) if a != axis)
+    hits = np.flatnonzero(mask.array.any(axis=across))
+    return [int(k) + mask.offset[axis] for k in hits]
+
+
+def axes_with_gaps(mask: Mask) -> list[int]:
+    """The axes (0 = z, 1 = y, 2 = x) along which the mask has empty planes between contoured
+    ones: those it can be interpolated along. A shape drawn every few sagittal planes has gaps
+    along x only."""
+    gapped = []
+    for axis in range(3):
+        planes = contoured_planes(mask, axis)
+        if any(b - a > 1 for a, b in zip(planes, planes[1:], strict=False)):
+            gapped.append(axis)
+    return gapped
 
 
 def interpolate(
     mask: Mask,
     *,
+    axis: int = 0,
     planes: list[int] | None = None,
     max_gap_mm: float | None = None,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Mask:
-    """Fill the empty planes between contoured planes; returns a new Mask.
+    """Fill the empty planes between contoured planes across `axis`; returns a new Mask.
 
     Args:
         mask: the structure, contoured on some planes.
-        planes: the planes to treat as drawn (default: every non-empty plane); what the planes
-            between two of them hold is replaced by the blend.
-        max_gap_mm: leave gaps longer than this empty (default: no limit).
+        axis: the array axis the planes are across: 0 = z (axial), 1 = y, 2 = x.
+        planes: the plane indices along `axis` to treat as drawn (default: every non-empty
+            plane); what the planes between two of them hold is replaced by the blend.
+        max_gap_mm: leave gaps longer than this along `axis` empty (default: no limit).
     """
-    drawn = sorted(contoured_planes(mask) if planes is None else planes)
+    drawn = sorted(contoured_planes(mask, axis) if planes is None else planes)
     result = mask.copy()
     if len(drawn) < 2:
         return result
-    grid = mask.grid
-    spacing_z, spacing_y, spacing_x = grid.spacing_zyx
-    ny, nx = grid.shape[1:]
+    spacing = mask.grid.spacing_zyx
+    in_plane_mm = tuple(s for a, s in enumerate(spacing) if a != axis)
+    ny, nx = (n for a, n in enumerate(mask.grid.shape) if a != axis)
     gaps = [(a, b) for a, b in zip(drawn, drawn[1:], strict=False) if b - a > 1]
     if max_gap_mm is not None:
-        gaps = [(a, b) for a, b in gaps if (b - a) * spacing_z <= max_gap_mm]
+        gaps = [(a, b) for a, b in gaps if (b - a) * spacing[axis] <= max_gap_mm]
     for n, (k0, k1) in enumerate(gaps):
         if cancel is not None and cancel.is_set():
             raise Cancelled("slice interpolation cancelled")
-        lower, upper = mask.slice_z(k0), mask.slice_z(k1)
+        lower, upper = _plane(mask, axis, k0), _plane(mask, axis, k1)
         if not lower.any() or not upper.any():
             continue
         both = lower | upper
@@ -76,48 +95,61 @@ def interpolate(
         y0, y1 = max(0, rows[0] - 2), min(ny, rows[-1] + 3)
         x0, x1 = max(0, columns[0] - 2), min(nx, columns[-1] + 3)
         lower, upper = lower[y0:y1, x0:x1], upper[y0:y1, x0:x1]
-        d0 = _signed_distance(lower, (spacing_y, spacing_x))
-        d1 = _signed_distance(upper, (spacing_y, spacing_x))
+        d0, d1 = _signed_distance(lower, in_plane_mm), _signed_distance(upper, in_plane_mm)
         c0, c1 = _centroid(lower), _centroid(upper)
-        _clear_planes(result, k0 + 1, k1)
+        _clear_planes(result, axis, k0 + 1, k1)
         for k in range(k0 + 1, k1):
             t = (k - k0) / (k1 - k0)
             centre = (1 - t) * c0 + t * c1
             # blend the two shapes aligned on the interpolated centroid, so a shape that moves
             # between the drawn planes follows its centre instead of vanishing half-way
             blended = (1 - t) * _shifted(d0, centre - c0) + t * _shifted(d1, centre - c1)
-            plane = blended <= 0
-            box = (slice(k, k + 1), slice(y0, y1), slice(x0, x1))
-            result.replace_region(box, (plane | result.region(box)[0])[None])
+            box = _box(axis, slice(k, k + 1), (slice(y0, y1), slice(x0, x1)))
+            kept = np.take(result.region(box), 0, axis=axis)
+            result.replace_region(box, np.expand_dims((blended <= 0) | kept, axis))
         if on_progress is not None:
             on_progress("Interpolating slices", n + 1, len(gaps))
     return result
 
 
-def plane_digests(mask: Mask, planes: Iterable[int]) -> dict[int, str]:
-    """A short digest of what each of `planes` holds (to tell later whether it was edited)."""
-    return {int(k): _digest(mask.slice_z(k)) for k in planes}
+def plane_digests(mask: Mask, planes: Iterable[int], axis: int = 0) -> dict[int, str]:
+    """A short digest of what each of `planes` (indices along `axis`) holds (to tell later
+    whether it was edited)."""
+    return {int(k): _digest(_plane(mask, axis, k)) for k in planes}
 
 
-def key_planes(mask: Mask, filled: dict[int, str]) -> list[int]:
-    """The planes drawn by hand: the contoured planes, less those still holding what an
-    interpolation put there (`filled`, from `plane_digests`); a filled plane edited since counts
-    as drawn."""
-    return [k for k in contoured_planes(mask) if filled.get(k) != _digest(mask.slice_z(k))]
+def key_planes(mask: Mask, filled: dict[int, str], axis: int = 0) -> list[int]:
+    """The planes across `axis` drawn by hand: the contoured planes, less those still holding
+    what an interpolation put there (`filled`, from `plane_digests` along the same axis); a filled
+    plane edited since counts as drawn."""
+    return [k for k in contoured_planes(mask, axis) if filled.get(k) != _digest(_plane(mask, axis, k))]
+
+
+def _plane(mask: Mask, axis: int, k: int) -> np.ndarray:
+    """Plane k across `axis` as a full bool array of the two other axes, in (z, y, x) order."""
+    across = tuple(slice(0, n) for a, n in enumerate(mask.grid.shape) if a != axis)
+    return np.take(mask.region(_box(axis, slice(k, k + 1), across)), 0, axis=axis)
+
+
+def _box(axis: int, along: slice, across: tuple[slice, slice]) -> Box:
+    """The (z, y, x) box spanning `along` on `axis` and `across` on the two others, in order."""
+    parts = list(across)
+    parts.insert(axis, along)
+    return tuple(parts)
 
 
 def _digest(plane: np.ndarray) -> str:
     return hashlib.sha1(np.packbits(plane).tobytes()).hexdigest()[:16]
 
 
-def _clear_planes(mask: Mask, first: int, stop: int) -> None:
-    """Empty planes [first, stop) of `mask` (only its stored box is touched)."""
+def _clear_planes(mask: Mask, axis: int, first: int, stop: int) -> None:
+    """Empty planes [first, stop) across `axis` of `mask` (only its stored box is touched)."""
     box = mask.box
     if box is None or first >= stop:
         return
-    low, high = max(first, box[0].start), min(stop, box[0].stop)
+    low, high = max(first, box[axis].start), min(stop, box[axis].stop)
     if low < high:
-        region = (slice(low, high), box[1], box[2])
+        region = tuple(slice(low, high) if a == axis else part for a, part in enumerate(box))
         mask.replace_region(region, np.zeros(tuple(s.stop - s.start for s in region), bool))
 
 

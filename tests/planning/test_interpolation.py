@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from planning.geometry import Grid
-from planning.interpolation import contoured_planes, interpolate
+from planning.interpolation import axes_with_gaps, contoured_planes, interpolate
 from planning.structures import Mask
 
 GRID = Grid((21, 64, 64), (1.0, 1.0, 2.0))
@@ -63,3 +63,111 @@ def test_interpolating_again_after_editing_a_drawn_plane_redoes_the_planes_betwe
     areas = [int(again.slice_z(k).sum()) for k in range(11)]
     assert areas == sorted(areas) and areas[5] == pytest.approx(np.pi * 11**2, rel=0.08)
     assert interpolate(edited).slice_z(5).sum() == first.slice_z(5).sum()  # every plane taken as drawn
+
+
+# -- coronal and sagittal planes: the same interpolation across the y or x axis -------------------
+
+#: x 2 mm, y 1 mm, z 1.5 mm: each axis its own spacing, so one taken for another shows.
+TALL = Grid((40, 48, 33), (2.0, 1.0, 1.5))
+
+
+def sagittal_discs(radius_mm_of_plane: dict[int, float], centre_zy_of_plane=None) -> Mask:
+    """Discs (radius in mm) drawn on sagittal planes x = k of TALL, centred at (z, y) voxels."""
+    z, y = np.mgrid[0:40, 0:48]
+    full = np.zeros(TALL.shape, bool)
+    for k, r in radius_mm_of_plane.items():
+        cz, cy = (centre_zy_of_plane or {}).get(k, (20, 24))
+        full[:, :, k] = ((z - cz) * 1.5) ** 2 + ((y - cy) * 1.0) ** 2 <= r * r
+    return Mask.from_full(TALL, full)
+
+
+def test_a_tube_drawn_on_every_fourth_sagittal_plane_is_filled_between():
+    """A cord-like tube drawn every 4th sagittal plane: every plane from the first to the last
+    drawn one holds the same disc; the volume is that of the tube; nothing beyond the ends."""
+    drawn = {k: 7.0 for k in range(4, 29, 4)}
+    mask = sagittal_discs(drawn)
+    assert axes_with_gaps(mask) == [2]
+    result = interpolate(mask, axis=2)
+    full = result.full()
+    assert contoured_planes(result, axis=2) == list(range(4, 29))
+    assert all(np.array_equal(full[:, :, k], full[:, :, 4]) for k in range(4, 29))
+    disc_mm2 = full[:, :, 4].sum() * 1.5 * 1.0
+    assert result.volume_cc * 1000 == pytest.approx(25 * disc_mm2 * 2.0)
+    assert axes_with_gaps(result) == []
+
+
+def test_a_growing_shape_blends_linearly_across_sagittal_planes_with_in_plane_spacing():
+    """Radius 5 mm at x = 4 and 13 mm at x = 12: half-way the area is that of a 9 mm disc, in mm²
+    measured with the sagittal plane's own spacing (z 1.5 mm, y 1 mm)."""
+    result = interpolate(sagittal_discs({4: 5.0, 12: 13.0}), axis=2)
+    full = result.full()
+    for k in range(5, 12):
+        radius = 5.0 + (k - 4)
+        assert full[:, :, k].sum() * 1.5 == pytest.approx(np.pi * radius**2, rel=0.08)
+
+
+def test_the_gap_limit_is_in_mm_along_the_axis_interpolated():
+    """Planes x = 2 and x = 12 are 20 mm apart (x spacing 2 mm; along z they would be 15 mm)."""
+    mask = sagittal_discs({2: 6.0, 12: 6.0})
+    assert contoured_planes(interpolate(mask, axis=2, max_gap_mm=18.0), axis=2) == [2, 12]
+    assert contoured_planes(interpolate(mask, axis=2, max_gap_mm=20.0), axis=2) == list(range(2, 13))
+
+
+@pytest.mark.parametrize(("axis", "filled"), [(1, list(range(3, 14))), (2, [3, *range(9, 14)])])
+def test_interpolating_across_y_or_x_agrees_with_the_axial_path_on_the_transposed_grid(axis, filled):
+    """A ring that moves and grows, drawn on planes 3, 9 and 13 across `axis`, gives exactly what
+    the axial interpolation gives once that axis is made the first one (grid and spacing
+    transposed too). At most 10 mm is bridged: across x (2 mm) the gap 3–9 is 12 mm, and stays."""
+    shape = TALL.shape
+    sizes = [n for a, n in enumerate(shape) if a != axis]
+    u, v = np.mgrid[0 : sizes[0], 0 : sizes[1]]
+    full = np.zeros(shape, bool)
+    for k, (cu, cv, r) in {3: (14, 12, 6), 9: (20, 16, 9), 13: (24, 18, 8)}.items():
+        distance = np.hypot(u - cu, v - cv)
+        np.moveaxis(full, axis, 0)[k] = (distance <= r) & (distance > r / 2)
+    mask = Mask.from_full(TALL, full)
+    spacing_zyx = np.array(TALL.spacing_zyx)[[axis, *(a for a in range(3) if a != axis)]]
+    moved = Grid(np.moveaxis(full, axis, 0).shape, tuple(spacing_zyx[::-1]))
+    axial = interpolate(Mask.from_full(moved, np.moveaxis(full, axis, 0)), max_gap_mm=10.0).full()
+    result = interpolate(mask, axis=axis, max_gap_mm=10.0)
+    assert np.array_equal(result.full(), np.moveaxis(axial, 0, axis))
+    assert contoured_planes(result, axis=axis) == filled
+    between = np.moveaxis(result.full(), axis, 0)[11]
+    assert between[22, 17 + 7] and not between[22, 17]  # a ring still: the hole survives
+
+
+def test_interpolating_again_after_editing_a_drawn_coronal_plane_redoes_the_planes_between():
+    """Across y (coronal planes): the filled planes are told from the drawn ones by their digests
+    along y, so enlarging the disc drawn on plane y = 20 grows the planes between."""
+    from planning.interpolation import key_planes, plane_digests
+
+    z, x = np.mgrid[0:40, 0:33]
+    full = np.zeros(TALL.shape, bool)
+    for k, r in {10: 6.0, 20: 6.0}.items():
+        full[:, k, :] = ((z - 20) * 1.5) ** 2 + ((x - 16) * 2.0) ** 2 <= r * r
+    first = interpolate(Mask.from_full(TALL, full), axis=1)
+    filled = plane_digests(first, range(11, 20), axis=1)
+    assert key_planes(first, filled, axis=1) == [10, 20]
+    assert key_planes(first, filled) == contoured_planes(first)  # digests along y mean nothing along z
+    bigger = ((z - 20) * 1.5) ** 2 + ((x - 16) * 2.0) ** 2 <= 14.0**2
+    edited = first.copy()
+    edited.replace_region((slice(0, 40), slice(20, 21), slice(0, 33)), bigger[:, None, :])
+    again = interpolate(edited, axis=1, planes=key_planes(edited, filled, axis=1)).full()
+    areas = [int(again[:, k, :].sum()) for k in range(10, 21)]
+    assert areas == sorted(areas) and areas[0] < areas[5] < areas[10]
+    assert np.array_equal(again[:, 10, :], full[:, 10, :])
+
+
+def test_sagittal_interpolation_reports_progress_per_gap_and_can_be_cancelled():
+    import threading
+
+    from planning.errors import Cancelled
+
+    mask = sagittal_discs({4: 6.0, 8: 6.0, 12: 6.0})
+    calls = []
+    interpolate(mask, axis=2, on_progress=lambda stage, done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        interpolate(mask, axis=2, cancel=cancel)
