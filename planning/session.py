@@ -92,6 +92,20 @@ class ImageReference:
         )
 
 
+@dataclass(frozen=True)
+class FilledPlanes:
+    """What slice interpolation put in the planes it filled in one structure.
+
+    Attributes:
+        axis: the array axis it interpolated along: 0 = z (axial planes), 1 = y, 2 = x.
+        digests: {plane index along `axis`: digest of what it put there} (see
+            `planning.interpolation.plane_digests`).
+    """
+
+    axis: int
+    digests: dict[int, str]
+
+
 @dataclass
 class Session:
     """Everything needed to put a user back where they were.
@@ -103,9 +117,9 @@ class Session:
         view: view state as plain data (slice positions, window/level, zoom, layout...).
         saved_at: ISO time of the save (filled in by `save_session`).
         warnings: what loading had to leave out, in words (a damaged history...).
-        interpolated: the planes slice interpolation filled, by ROI number: {plane index (z):
-            digest of what it put there}, so that interpolating again redoes them and keeps the
-            drawn ones (see `planning.interpolation.key_planes`).
+        interpolated: the planes slice interpolation filled, by ROI number, so that
+            interpolating again redoes them and keeps the drawn ones (see
+            `planning.interpolation.key_planes`).
     """
 
     image: ImageReference
@@ -114,7 +128,7 @@ class Session:
     view: dict = field(default_factory=dict)
     saved_at: str = ""
     warnings: list[str] = field(default_factory=list)
-    interpolated: dict[int, dict[int, str]] = field(default_factory=dict)
+    interpolated: dict[int, FilledPlanes] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -190,8 +204,11 @@ def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str
         },
         "structures": structures,
         "interpolated": {
-            str(number): {str(plane): digest for plane, digest in planes.items()}
-            for number, planes in session.interpolated.items()
+            str(number): {
+                "axis": filled.axis,
+                "planes": {str(k): digest for k, digest in filled.digests.items()},
+            }
+            for number, filled in session.interpolated.items()
         },
         "history": history,
         "view": _to_plain(session.view, history_arrays),
@@ -356,14 +373,22 @@ def load_session(path: str | os.PathLike) -> Session:
     return session
 
 
-def _interpolated_from(plain) -> dict[int, dict[int, str]]:
+def _interpolated_from(plain) -> dict[int, FilledPlanes]:
     """The interpolation record as saved; a damaged one is dropped (its planes then count as
-    drawn, as before sessions kept it)."""
+    drawn, as before sessions kept it). Sessions saved before interpolation took an axis hold
+    {plane: digest} per structure: axial planes."""
     try:
-        return {int(n): {int(z): str(d) for z, d in planes.items()} for n, planes in plain.items()}
-    except (AttributeError, TypeError, ValueError):
+        return {int(n): _filled_from(record) for n, record in plain.items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
         log.warning("the record of interpolated slices is damaged and was left out")
         return {}
+
+
+def _filled_from(record: dict) -> FilledPlanes:
+    axis, planes = (int(record["axis"]), record["planes"]) if "planes" in record else (0, record)
+    if axis not in (0, 1, 2):
+        raise ValueError(f"no array axis {axis}")
+    return FilledPlanes(axis, {int(k): str(digest) for k, digest in planes.items()})
 
 
 def _document(path: Path, files: dict[str, bytes]) -> dict:

@@ -8,7 +8,7 @@ import pytest
 
 from planning.errors import FormatError
 from planning.geometry import Grid
-from planning.session import ImageReference, Session, load_session, save_session
+from planning.session import FilledPlanes, ImageReference, Session, load_session, save_session
 from planning.structures import Mask, PlanarContour, RoiType, Structure, StructureSet
 
 
@@ -230,3 +230,21 @@ def test_saved_sessions_honour_the_umask_and_keep_the_mode_they_replace(tmp_path
         os.umask(previous)
     assert created == (0o755 if path.is_dir() else 0o644)
     assert kept == (0o750 if path.is_dir() else 0o640)
+
+
+def test_the_record_of_interpolated_planes_keeps_its_axis(tmp_path):
+    """Planes filled across x (sagittal) come back as such, next to an axial record."""
+    session = _session()
+    session.interpolated = {1: FilledPlanes(2, {7: "a1b2", 9: "c3d4"}), 2: FilledPlanes(0, {3: "e5f6"})}
+    loaded = load_session(save_session(session, tmp_path / "f"))
+    assert loaded.interpolated == session.interpolated
+
+
+def test_a_record_of_interpolated_planes_saved_without_an_axis_is_axial(tmp_path):
+    """Sessions saved before interpolation took an axis hold {plane: digest} per structure: those
+    planes were axial. A record with an axis that is no array axis is dropped, not guessed."""
+    folder = save_session(_session(), tmp_path / "f")
+    _edit_json(folder, lambda d: d.update(interpolated={"1": {"4": "a1b2", "5": "c3d4"}}))
+    assert load_session(folder).interpolated == {1: FilledPlanes(0, {4: "a1b2", 5: "c3d4"})}
+    _edit_json(folder, lambda d: d.update(interpolated={"1": {"axis": 3, "planes": {"4": "a1b2"}}}))
+    assert load_session(folder).interpolated == {}

@@ -90,7 +90,7 @@ def snapshot(session_source) -> tuple:
     case, view = session_source
     copy = case.structures.snapshot()  # with what reading them left out, e.g. for DVHs
     commands, index = case.history.snapshot()
-    interpolated = {number: dict(planes) for number, planes in case.interpolated.items()}
+    interpolated = dict(case.interpolated)  # records are frozen: the save holds them as they are now
     return case.reference, copy, commands, index, view, interpolated
 
 

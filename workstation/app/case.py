@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from planning.errors import GeometryError
-from planning.session import ImageReference, Session
+from planning.session import FilledPlanes, ImageReference, Session
 from planning.structures import Box, GenerationAlgorithm, Mask, Structure, StructureSet
 from planning.tg263 import distinct_color, style_for
 from planning.volume import Volume
@@ -54,7 +54,7 @@ class Case:
         self.history = UndoStack(structures)
         #: What slice interpolation last put in the slices it filled, per ROI number: those
         #: slices are not taken as drawn the next time (see `planning.interpolation.key_planes`).
-        self.interpolated: dict[int, dict[int, str]] = {}
+        self.interpolated: dict[int, FilledPlanes] = {}
 
     @classmethod
     def with_structures(cls, volume: Volume, loaded: list[StructureSet], reference: ImageReference) -> Case:
@@ -274,7 +274,7 @@ class Case:
         """The case of a session; a history it cannot rebuild (damaged, or with steps of a newer
         Delineo) is left out, with a warning added to `session.warnings`."""
         case = cls(volume, session.structures, session.image)
-        case.interpolated = {number: dict(planes) for number, planes in session.interpolated.items()}
+        case.interpolated = dict(session.interpolated)
         if session.history:
             try:
                 case.history.restore(session.history[0])

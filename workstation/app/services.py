@@ -80,15 +80,16 @@ def describe_recipe(recipe: dict) -> str:
     return _module("planning.derived", "Margins and Booleans").describe(recipe)
 
 
-def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None = None):
-    """Fill the slices between the drawn slices of a structure: (the new mask, the slices drawn
-    by hand, digests of the slices filled). `filled` holds the digests an earlier interpolation
-    returned: those slices, unless edited since, are filled again rather than taken as drawn."""
+def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None = None, axis: int = 0):
+    """Fill the slices across array `axis` (0 = z, 1 = y, 2 = x) between the drawn slices of a
+    structure: (the new mask, the slices drawn by hand, digests of the slices filled). `filled`
+    holds the digests an earlier interpolation along the same axis returned: those slices, unless
+    edited since, are filled again rather than taken as drawn."""
     module = _module("planning.interpolation", "Slice interpolation")
-    keys = module.key_planes(mask, filled or {})
-    result = module.interpolate(mask, planes=keys, on_progress=on_progress, cancel=cancel)
-    between = [k for k in module.contoured_planes(result) if k not in set(keys)]
-    return result, keys, module.plane_digests(result, between)
+    keys = module.key_planes(mask, filled or {}, axis)
+    result = module.interpolate(mask, axis=axis, planes=keys, on_progress=on_progress, cancel=cancel)
+    between = [k for k in module.contoured_planes(result, axis) if k not in set(keys)]
+    return result, keys, module.plane_digests(result, between, axis)
 
 
 def recipe_sources(recipe: dict) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6.QtCore import QTimer
 
+from planning.session import FilledPlanes
 from workstation.app import services
 from workstation.app.history import Locked
 
@@ -82,7 +83,8 @@ class StructureCommands:
         structure = case.structures[name]
         # copy-on-write: the worker reads the mask as it is now, and an edit meanwhile (in place,
         # the same Mask object) gives the structure a new array, which `done` tells by identity
-        mask, filled = structure.mask.shared(), dict(case.interpolated.get(structure.number, {}))
+        mask, record = structure.mask.shared(), case.interpolated.get(structure.number)
+        filled = record.digests if record is not None and record.axis == 0 else {}
 
         def unchanged() -> bool:
             live = case.structures[name].mask if name in case.structures else None
@@ -102,7 +104,7 @@ class StructureCommands:
                 self._say(f"Nothing to interpolate: {why}.", 8000)
             else:
                 case.replace_mask(f"Interpolate {name}", name, result)
-                case.interpolated[structure.number] = digests
+                case.interpolated[structure.number] = FilledPlanes(0, digests)
                 self._say(
                     f"{name}: {len(digests)} slice(s) interpolated between {len(keys)} drawn slices.", 8000
                 )
