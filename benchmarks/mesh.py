@@ -4,7 +4,7 @@ A synthetic 117-structure label map on a 512×512×300 grid (0.8×0.8×1.5 mm: o
 ellipsoids painted over each other, ribs and vessels as tubes) is turned into smoothed,
 simplified, outward-normal meshes in patient mm three ways, in the same run:
 
-- delineo: `planning.surfaces.surfaces_from_label_map`, all labels in one pass;
+- delineo: `planning.surfaces.build.surfaces_from_label_map`, all labels in one pass;
 - slicer: per label, what 3D Slicer's binary-labelmap → closed-surface rule does (SlicerRT
   vtkBinaryLabelmapToClosedSurfaceConversionRule): pad, vtkDiscreteMarchingCubes, vtkDecimatePro
   (feature angle 60°, no splitting, topology kept), vtkWindowedSincPolyDataFilter (20 iterations,
@@ -39,7 +39,9 @@ from vtkmodules.vtkFiltersGeneral import vtkDiscreteMarchingCubes, vtkTransformF
 
 from planning.geometry import Grid
 from planning.measurements import mesh_volume_cc, point_distances, surface_distances
-from planning.surfaces import polydata_from_arrays, surfaces_from_label_map, voxel_boundary
+from planning.surfaces.build import surfaces_from_label_map
+from planning.surfaces.mesh import polydata_from_arrays
+from planning.surfaces.voxels import voxel_boundary
 
 # -- the label map ---------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from vtkmodules.vtkCommonCore import vtkDoubleArray
 from vtkmodules.vtkFiltersCore import vtkImplicitPolyDataDistance
 
 from planning.structures import Structure
-from planning.surfaces import Surface
+from planning.surfaces.mesh import Surface
 
 # -- points ----------------------------------------------------------------------------------
 

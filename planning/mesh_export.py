@@ -29,7 +29,7 @@ import numpy as np
 
 from planning.errors import Cancelled, FormatError
 from planning.files import write_atomically
-from planning.surfaces import Surface, vertex_normals
+from planning.surfaces.mesh import Surface, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,8 @@ def printable(surface: Surface, repair_spacing_mm: float = 0.5) -> tuple[Surface
 def _revoxelised(surface: Surface, spacing_mm: float) -> Surface:
     """Voxelise a (possibly leaky) surface by scan conversion and mesh the voxels again."""
     from planning.geometry import Grid
-    from planning.surfaces import surfaces_from_label_map, voxelize
+    from planning.surfaces.build import surfaces_from_label_map
+    from planning.surfaces.voxels import voxelize
 
     low = surface.points.min(axis=0) - 2 * spacing_mm
     high = surface.points.max(axis=0) + 2 * spacing_mm

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from planning.errors import GeometryError
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
-from planning.surfaces import Surface
+from planning.surfaces.mesh import Surface
 
 Progress = Callable[[str, float, float], None]
 
@@ -197,7 +197,7 @@ def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure
 def cut_inside(organ: Structure, surface: Surface, others: Iterable[Structure] = ()) -> Resection:
     """Resect the part of `organ` inside a closed surface (LPS mm); other structures inside the
     surface, in the organ or not, are reported as reached."""
-    from planning.surfaces import voxelize
+    from planning.surfaces.voxels import voxelize
 
     mask = _require(organ)
     resected = mask.array & voxelize(surface, mask.grid, mask.box)

@@ -17,7 +17,7 @@ from planning.measurements import (
     surface_distances,
 )
 from planning.structures import Mask, Structure
-from planning.surfaces import surfaces_from_label_map
+from planning.surfaces.build import surfaces_from_label_map
 
 GRID = Grid((60, 64, 96), (1.0, 1.0, 1.0), (-40.0, -30.0, 100.0))
 

@@ -13,7 +13,8 @@ from planning.errors import FormatError
 from planning.geometry import Grid
 from planning.measurements import mesh_volume_cc
 from planning.mesh_export import FilesExist, export_surfaces, printable
-from planning.surfaces import Surface, surfaces_from_label_map
+from planning.surfaces.build import surfaces_from_label_map
+from planning.surfaces.mesh import Surface
 
 GRID = Grid((30, 40, 40), (1.0, 1.0, 1.5), (-20.0, 5.0, 60.0))
 

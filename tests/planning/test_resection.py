@@ -12,7 +12,7 @@ from planning.geometry import Grid
 from planning.margins import expand
 from planning.resection import CutSheet, cut_inside, cut_with_sheet, resect_with_margin
 from planning.structures import GenerationAlgorithm, Mask, Structure
-from planning.surfaces import surfaces_from_label_map
+from planning.surfaces.build import surfaces_from_label_map
 
 GRID = Grid((100, 110, 110), (1.0, 1.0, 1.0), (-55.0, -55.0, -50.0))
 

@@ -14,14 +14,10 @@ from planning.geometry import Grid
 from planning.measurements import mesh_volume_cc, point_distances, surface_distances
 from planning.structures import Mask, Structure, StructureSet
 from planning.surface_topology import critical_blocks, make_well_composed, mesh_topology
-from planning.surfaces import (
-    Surface,
-    SurfaceOptions,
-    build_surfaces,
-    disjoint_layers,
-    surfaces_from_label_map,
-    voxel_boundary,
-)
+from planning.surfaces.build import build_surfaces, disjoint_layers, surfaces_from_label_map
+from planning.surfaces.mesh import Surface
+from planning.surfaces.options import SurfaceOptions
+from planning.surfaces.voxels import voxel_boundary
 
 
 def rotated_grid(shape=(40, 48, 44), spacing=(0.9, 0.8, 1.5)) -> Grid:
@@ -298,7 +294,7 @@ def test_pyfqmr_is_only_used_under_its_lock(monkeypatch):
     # surfaces (the 3D view building while a Surgery dialog measured). Every use holds the lock.
     import pyfqmr
 
-    from planning.surfaces import PYFQMR_LOCK
+    from planning.surfaces.simplify import PYFQMR_LOCK
 
     real, calls = pyfqmr.Simplify, []
 

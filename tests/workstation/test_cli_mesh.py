@@ -134,7 +134,7 @@ def test_a_file_left_from_an_earlier_export_is_named_as_out_of_date(tmp_path, ca
 
 
 def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_path, capsys, monkeypatch):
-    import planning.surfaces
+    import planning.surfaces.build
 
     label_map(tmp_path / "labels.nii.gz")
     (tmp_path / "names.json").write_text('{"1": "肝臓", "7": "GTV/1"}', encoding="utf-8")
@@ -144,9 +144,9 @@ def test_files_are_named_after_the_structures_and_never_replaced_silently(tmp_pa
     argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json"),
             "--out", str(out)]  # fmt: skip
     meshed = []
-    real = planning.surfaces.surfaces_from_label_map
+    real = planning.surfaces.build.surfaces_from_label_map
     monkeypatch.setattr(
-        planning.surfaces, "surfaces_from_label_map", lambda *a, **k: meshed.append(1) or real(*a, **k)
+        planning.surfaces.build, "surfaces_from_label_map", lambda *a, **k: meshed.append(1) or real(*a, **k)
     )
     assert main(argv) == 1
     assert "肝臓.stl; nothing was written (give --overwrite to replace them)" in capsys.readouterr().err
@@ -182,18 +182,18 @@ def test_an_empty_structure_is_named_as_empty_not_as_missing(tmp_path, capsys):
 
 
 def test_only_the_structures_named_are_meshed(tmp_path, capsys, monkeypatch):
-    import planning.surfaces
+    import planning.surfaces.build
 
     label_map(tmp_path / "labels.nii.gz")
     (tmp_path / "names.json").write_text('{"1": "Liver", "7": "Stomach", "9": "Spleen"}')
     meshed = []
-    real = planning.surfaces.surfaces_from_label_map
+    real = planning.surfaces.build.surfaces_from_label_map
 
     def spy(labels, grid, *args, **kwargs):
         meshed.append(sorted(np.unique(labels).tolist()))
         return real(labels, grid, *args, **kwargs)
 
-    monkeypatch.setattr(planning.surfaces, "surfaces_from_label_map", spy)
+    monkeypatch.setattr(planning.surfaces.build, "surfaces_from_label_map", spy)
     argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json")]
     assert main([*argv, "--out", str(tmp_path / "one"), "--names", "Stomach"]) == 0
     assert meshed == [[0, 7]]
@@ -207,7 +207,8 @@ def test_the_report_gives_the_figures_of_the_repaired_mesh(tmp_path, capsys, mon
     import workstation.cli.mesh as mesh_command
     from planning.geometry import Grid
     from planning.measurements import mesh_volume_cc
-    from planning.surfaces import Surface, surfaces_from_label_map
+    from planning.surfaces.build import surfaces_from_label_map
+    from planning.surfaces.mesh import Surface
 
     labels = np.zeros((40, 40, 40), np.uint8)
     labels[10:30, 10:30, 10:30] = 1

@@ -345,7 +345,7 @@ def test_surfaces_are_built_without_copying_masks_and_meshed_off_the_gui_thread(
 ):
     import threading
 
-    from planning.surfaces import Surface
+    from planning.surfaces.mesh import Surface
 
     def no_copy(mask):
         raise AssertionError("a mask was copied on the GUI thread")

@@ -17,7 +17,8 @@ from PyQt6.QtWidgets import QComboBox, QDialog, QPushButton
 
 from planning.errors import Cancelled, GeometryError
 from planning.structures import Structure
-from planning.surfaces import Surface, build_surfaces
+from planning.surfaces.build import build_surfaces
+from planning.surfaces.mesh import Surface
 
 
 def copy_structure(structure: Structure) -> Structure:

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from planning.mesh_export import FilesExist, export_surfaces
-    from planning.surfaces import SurfaceOptions
+    from planning.surfaces.options import SurfaceOptions
     from workstation.cli.outputs import check_output_folder
     from workstation.cli.progress import ProgressBar
 
@@ -136,7 +136,7 @@ def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
 def _surfaces(args, options, progress, before_meshing) -> list:
     """The surfaces of the structures chosen (--names, else all), only those being built;
     `before_meshing(names)` is called with their names first (in the order they come)."""
-    from planning.surfaces import build_surfaces
+    from planning.surfaces.build import build_surfaces
 
     names = _label_names(args.label_names)
     if args.series is None:
@@ -161,7 +161,7 @@ def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, b
     import numpy as np
 
     from planning.imageio import is_image_file, read_image_file
-    from planning.surfaces import surfaces_from_label_map
+    from planning.surfaces.build import surfaces_from_label_map
 
     if not is_image_file(args.source):
         raise DelineoError(

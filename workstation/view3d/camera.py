@@ -11,7 +11,7 @@ from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import vtkRenderer
 
 from planning.structures import Structure
-from planning.surfaces import Surface
+from planning.surfaces.mesh import Surface
 from planning.volume import Volume
 
 #: Camera directions: where the camera looks from (LPS), and which way is up.

@@ -16,7 +16,8 @@ from superqt.utils import create_worker
 
 from planning.errors import Cancelled
 from planning.structures import RoiType, Structure
-from planning.surfaces import Surface, build_surfaces
+from planning.surfaces.build import build_surfaces
+from planning.surfaces.mesh import Surface
 from workstation.view3d import scene
 from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY
 

@@ -27,7 +27,8 @@ from vtkmodules.vtkRenderingCore import vtkRenderer
 from planning.errors import Cancelled
 from planning.measurements import ClosestPoints
 from planning.structures import Structure, StructureSet
-from planning.surfaces import Surface, SurfaceOptions
+from planning.surfaces.mesh import Surface
+from planning.surfaces.options import SurfaceOptions
 from planning.volume import Volume
 from workstation.view3d import scene
 from workstation.view3d.camera import VIEWS, look_from, orientation_marker, surface_bounds, volume_bounds
