@@ -23,6 +23,7 @@ def make_window(qtbot, settings_path, data_dir, **kwargs):
     qtbot.addWidget(window)
     window.ask_unsaved_changes = _unexpected_question  # a test that expects it replaces it
     window.ask_close_without_autosave = _unexpected_question
+    window.ask_interpolation_view = _unexpected_interpolation_question
     window.resize(*WINDOW_SIZE)
     window.show()
     qtbot.waitExposed(window)
@@ -31,6 +32,10 @@ def make_window(qtbot, settings_path, data_dir, **kwargs):
 
 def _unexpected_question(about: str) -> str:
     raise AssertionError(f"unexpected question about unsaved changes: {about}")
+
+
+def _unexpected_interpolation_question(name: str, views: list[str]) -> str:
+    raise AssertionError(f"unexpected question: which of {views} to interpolate {name} in")
 
 
 def open_window(qtbot, tmp_path):

@@ -333,3 +333,84 @@ def test_interpolating_again_after_reopening_the_session_still_follows_the_drawn
     wait_idle(qtbot, window)
     areas = [int(case.structures[name].mask.full()[z].sum()) for z in range(k, k + 7)]
     assert areas[0] == 400 and areas[6] == 1600 and areas[0] < areas[3] < areas[6]
+
+
+def test_interpolating_a_structure_drawn_in_the_sagittal_view_fills_between_its_sagittal_slices(
+    window, qtbot
+):
+    """Brushed on three sagittal slices 6 apart, then interpolated: the 10 sagittal slices between
+    are filled (and said so), one undo step; enlarging a drawn slice and interpolating again
+    redoes the filled slices beside it only; undo gives back each state."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    view = window.views["sagittal"]
+    k = view.slice_index
+    name = window.commands.add_structure("SpinalCord")
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 16.0)
+    window.tools.activate("brush")
+    for x in (k - 6, k, k + 6):
+        window.state.set_cursor(np.array([20, 64, x]))
+        drag(view, [widget_point(view, (20, 64, x))])
+    drawn = case.structures[name].mask.full()
+    assert np.flatnonzero(drawn.any(axis=(0, 1))).tolist() == [k - 6, k, k + 6]
+    steps = len(case.history.commands)
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    assert (
+        window.statusBar().currentMessage()
+        == f"{name}: 10 sagittal slices interpolated between 3 drawn slices."
+    )
+    first = case.structures[name].mask.full()
+    assert all(np.array_equal(first[:, :, x], drawn[:, :, k]) for x in range(k - 6, k + 7))
+    assert not first[:, :, : k - 6].any() and not first[:, :, k + 7 :].any()
+    assert len(case.history.commands) == steps + 1 and case.history.undo_text == f"Interpolate {name}"
+
+    brush.set_setting("radius_mm", 28.0)
+    drag(view, [widget_point(view, (20, 64, k + 6))])
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    again = case.structures[name].mask.full()
+    areas = [int(again[:, :, x].sum()) for x in range(k, k + 7)]
+    assert areas == sorted(areas) and areas[0] < areas[3] < areas[6]
+    assert np.array_equal(again[:, :, : k + 1], first[:, :, : k + 1])  # the other gap is kept
+    window.undo()
+    assert np.array_equal(case.structures[name].mask.full()[:, :, : k + 6], first[:, :, : k + 6])
+    window.undo()
+    window.undo()
+    assert np.array_equal(case.structures[name].mask.full(), drawn)
+
+
+def test_a_structure_not_drawn_here_is_interpolated_across_its_gaps_or_the_user_is_asked(window, qtbot):
+    """Edited without a view (as an import or a script does): slices drawn every 5th coronal
+    plane are filled across y with no question; blocks apart in two directions make the window
+    ask which, and cancelling the question changes nothing."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    name = window.commands.add_structure("Oesophagus")
+    for y in (50, 55, 60):
+        case.edit_region(
+            "draw", name, (slice(10, 30), slice(y, y + 1), slice(60, 70)), np.ones((20, 1, 10), bool)
+        )
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    assert (
+        window.statusBar().currentMessage()
+        == f"{name}: 8 coronal slices interpolated between 3 drawn slices."
+    )
+    assert case.structures[name].mask.full()[10:30, 50:61, 60:70].all()
+
+    other = window.commands.add_structure("Nodes")
+    for z, y in ((10, 40), (16, 80)):
+        case.edit_region(
+            "draw", other, (slice(z, z + 1), slice(y, y + 8), slice(40, 48)), np.ones((1, 8, 8), bool)
+        )
+    asked = []
+    window.ask_interpolation_view = lambda name, views: asked.append((name, views))  # cancelled
+    before = case.structures[other].mask.full()
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    assert asked == [(other, ["axial", "coronal"])]
+    assert np.array_equal(case.structures[other].mask.full(), before)

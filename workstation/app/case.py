@@ -55,6 +55,9 @@ class Case:
         #: What slice interpolation last put in the slices it filled, per ROI number: those
         #: slices are not taken as drawn the next time (see `planning.interpolation.key_planes`).
         self.interpolated: dict[int, FilledPlanes] = {}
+        #: The slice view ("axial", "coronal", "sagittal") each structure was last drawn in with a
+        #: tool, per ROI number: interpolation fills between its slices in that view.
+        self.drawn_in: dict[int, str] = {}
 
     @classmethod
     def with_structures(cls, volume: Volume, loaded: list[StructureSet], reference: ImageReference) -> Case:

@@ -10,6 +10,7 @@ from PyQt6 import sip
 from PyQt6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QImage, QPainter
 from PyQt6.QtWidgets import (
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -101,6 +102,8 @@ class MainWindow(QMainWindow):
             view.hovered.connect(self._on_hover)
 
         self.commands = StructureCommands(self)
+        for view in self.views.values():
+            view.tool_pressed.connect(self.commands.note_drawing_view)
         self.opening = CaseOpening(self)
         self.saving = SessionSaving(self)
         self.docks = WindowDocks(self)
@@ -441,6 +444,21 @@ class MainWindow(QMainWindow):
         box.setDefaultButton(save)
         box.exec()
         return {save: "save", quit_anyway: "quit"}.get(box.clickedButton(), "cancel")
+
+    def ask_interpolation_view(self, name: str, views: list[str]) -> str | None:
+        """The view (one of `views`) across whose slices to interpolate structure `name`, or None
+        when the user cancels: asked when it has empty slices between drawn ones in several
+        directions and was not drawn in this window."""
+        choices = [f"Between its {view} slices" for view in views]
+        choice, ok = QInputDialog.getItem(
+            self,
+            "Interpolate between slices",
+            f"{name} has empty slices between drawn ones in several directions. Fill:",
+            choices,
+            0,
+            False,
+        )
+        return views[choices.index(choice)] if ok else None
 
     # -- drag and drop, closing ----------------------------------------------------------------
 

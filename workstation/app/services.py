@@ -92,6 +92,11 @@ def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None =
     return result, keys, module.plane_digests(result, between, axis)
 
 
+def axes_with_gaps(mask: Mask) -> list[int]:
+    """The array axes (0 = z, 1 = y, 2 = x) along which `mask` has empty planes between drawn ones."""
+    return _module("planning.interpolation", "Slice interpolation").axes_with_gaps(mask)
+
+
 def recipe_sources(recipe: dict) -> set[str]:
     """The structure names a recipe reads."""
     return _module("planning.derived", "Derived structures").sources(recipe)

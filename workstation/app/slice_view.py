@@ -61,6 +61,8 @@ class SliceView(QWidget):
 
     #: Emitted with (view, zyx or None) as the pointer moves over the image.
     hovered = pyqtSignal(object, object)
+    #: Emitted with the view when a tool takes a left press in it (the user draws there).
+    tool_pressed = pyqtSignal(object)
 
     def __init__(self, view: str, parent: QWidget | None = None):
         super().__init__(parent)
@@ -454,6 +456,7 @@ class SliceView(QWidget):
             tool = self.tools.active if self.tools is not None else None
             if tool is not None and tool.press(self, at):
                 self._drag = ("tool",)
+                self.tool_pressed.emit(self)
             else:
                 self._drag = ("cursor",)
                 self._move_cursor(at)

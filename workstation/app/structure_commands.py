@@ -11,6 +11,7 @@ from PyQt6.QtCore import QTimer
 from planning.session import FilledPlanes
 from workstation.app import services
 from workstation.app.history import Locked
+from workstation.app.slicing import VIEWS, orientation_for
 
 
 class StructureCommands:
@@ -72,8 +73,15 @@ class StructureCommands:
         if self.window.case is not None and name is not None:
             self.window.table.toggle_lock(name)
 
+    def note_drawing_view(self, view) -> None:
+        """Remember the slice view the selected structure is being drawn in (a tool's press)."""
+        case, name = self.window.case, self.window.table.active_name()
+        if case is not None and name in case.structures:
+            case.drawn_in[case.structures[name].number] = view.view
+
     def interpolate(self) -> None:
-        """Fill the slices between the contoured slices of the selected structure (worker)."""
+        """Fill the slices between the drawn slices of the selected structure (worker), across
+        the slices of the view it was drawn in (see `_interpolation_view`)."""
         case, name = self.window.case, self.window.table.active_name()
         if case is None or name is None:
             self._say("Select the structure to interpolate first.", 6000)
@@ -81,10 +89,14 @@ class StructureCommands:
         if self._refuses(name):
             return
         structure = case.structures[name]
+        view = self._interpolation_view(case, structure)
+        if view is None:
+            return
+        axis = orientation_for(case.grid, view).normal_axis
         # copy-on-write: the worker reads the mask as it is now, and an edit meanwhile (in place,
         # the same Mask object) gives the structure a new array, which `done` tells by identity
         mask, record = structure.mask.shared(), case.interpolated.get(structure.number)
-        filled = record.digests if record is not None and record.axis == 0 else {}
+        filled = record.digests if record is not None and record.axis == axis else {}
 
         def unchanged() -> bool:
             live = case.structures[name].mask if name in case.structures else None
@@ -96,24 +108,41 @@ class StructureCommands:
                 self._say(f"{name} changed during interpolation; not applied.", 8000)
             elif result.offset == mask.offset and np.array_equal(result.array, mask.array):
                 why = (
-                    f"{name} is drawn on {len(keys)} slice(s): draw it on two slices or more, with "
-                    "empty slices between them, to interpolate"
+                    f"{name} is drawn on {_slices(len(keys), view)}: draw it on two {view} slices or "
+                    "more, with empty slices between them, to interpolate"
                     if len(keys) < 2
-                    else f"{name} is already interpolated between its {len(keys)} drawn slices"
+                    else f"{name} is already interpolated between its {len(keys)} drawn {view} slices"
                 )
                 self._say(f"Nothing to interpolate: {why}.", 8000)
             else:
                 case.replace_mask(f"Interpolate {name}", name, result)
-                case.interpolated[structure.number] = FilledPlanes(0, digests)
+                case.interpolated[structure.number] = FilledPlanes(axis, digests)
                 self._say(
-                    f"{name}: {len(digests)} slice(s) interpolated between {len(keys)} drawn slices.", 8000
+                    f"{name}: {_slices(len(digests), view)} interpolated between {len(keys)} drawn slices.",
+                    8000,
                 )
 
         self.window.jobs.run(
             f"Interpolating {name}",
-            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel, filled),
+            lambda on_progress, cancel: services.interpolate(mask, on_progress, cancel, filled, axis),
             done,
         )
+
+    def _interpolation_view(self, case, structure) -> str | None:
+        """The view ("axial", "coronal", "sagittal") across whose slices to interpolate
+        `structure`: the one it was last drawn in here, else the one it was last interpolated in,
+        else the only one across which it has empty slices between drawn ones. When there are
+        several the user picks one (None: cancelled)."""
+        if structure.number in case.drawn_in:
+            return case.drawn_in[structure.number]
+        views = _views_by_axis(case.grid)
+        record = case.interpolated.get(structure.number)
+        if record is not None and record.axis in views:
+            return views[record.axis]
+        gapped = [views[axis] for axis in services.axes_with_gaps(structure.mask) if axis in views]
+        if len(gapped) > 1:
+            return self.window.ask_interpolation_view(structure.name, gapped)
+        return gapped[0] if gapped else "axial"
 
     def schedule_stale_check(self) -> None:
         """Look for stale derived structures once the edits pause (connected to the history)."""
@@ -166,3 +195,17 @@ class StructureCommands:
             lambda p, c: services.rebuild(copy, names, on_progress=p, cancel=c),
             done,
         )
+
+
+def _views_by_axis(grid) -> dict[int, str]:
+    """The slice view across each array axis (0 = z, 1 = y, 2 = x) of `grid`; on a grid so oblique
+    that two views slice across the same axis, the first of them."""
+    views: dict[int, str] = {}
+    for view in VIEWS:
+        views.setdefault(orientation_for(grid, view).normal_axis, view)
+    return views
+
+
+def _slices(count: int, view: str) -> str:
+    """'1 sagittal slice', '12 sagittal slices'."""
+    return f"{count} {view} slice{'' if count == 1 else 's'}"
