@@ -3,6 +3,11 @@
 `write_rtstruct` (`planning.rtstruct.writer`), `read_rtstruct` (`planning.rtstruct.reader`) and
 `check_rtstruct` (`planning.rtstruct.check`); `planning.structure_io` chooses between RTSTRUCT,
 DICOM-SEG and label maps by file.
+
+Reading is in parts: the file's ROIs (`planning.rtstruct.rois`, its ROIContourSequence in
+`planning.rtstruct.roi_contour_sequence`), their contours placed on the image planes
+(`planning.rtstruct.placement`) and rasterised (`planning.rtstruct.contours`, which also traces
+the contours the writer writes).
 """
 
 from planning.rtstruct.check import ConformanceReport, Finding, check_rtstruct

@@ -29,7 +29,8 @@ from pydicom.dataelem import RawDataElement
 
 from planning.dicom.headers import read_dataset
 from planning.errors import DicomReadError
-from planning.rtstruct.reader import ImagePlanes, parse_rois
+from planning.rtstruct.placement import ImagePlanes
+from planning.rtstruct.rois import parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import CLOSED_TYPES, RoiType
 from planning.tg263 import check_name

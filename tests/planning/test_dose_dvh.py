@@ -130,7 +130,7 @@ BREAST = ("dicom", "dicompyler-breast")
 @pytest.fixture(scope="module")
 def breast():
     from planning.dicom.headers import read_dataset
-    from planning.rtstruct.reader import parse_rois
+    from planning.rtstruct.rois import parse_rois
 
     folder = data_path(*BREAST)
     dose = load_dose(folder / "rtdose.dcm")

@@ -215,12 +215,12 @@ def test_rois_without_contours_and_colours_out_of_range_are_named(case, tmp_path
     """Both were read quietly: an empty structure, and the default colour instead of the file's."""
     source, volume, boxes = case
     if walker == "pydicom":  # the path for encodings the byte walker does not know
-        import planning.rtstruct.reader as reader
+        import planning.rtstruct.roi_contour_sequence as roi_contour_sequence
 
         def not_plain(*args):
             raise ValueError("not the plain encoding")
 
-        monkeypatch.setattr(reader, "_parse_sequence", not_plain)
+        monkeypatch.setattr(roi_contour_sequence, "_parse_sequence", not_plain)
 
     def damage(ds):
         ds.ROIContourSequence[0].ROIDisplayColor = [300, -5, 1000]

@@ -139,7 +139,8 @@ def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | No
         where = f"{args.structures.name} (on the images in {args.series.name})"
         return [(s.name, s, s.color) for s in structure_set], {volume.frame_of_reference_uid}, where
     from planning.dicom.headers import read_dataset
-    from planning.rtstruct.reader import parse_rois, stated_frames
+    from planning.rtstruct.placement import stated_frames
+    from planning.rtstruct.rois import parse_rois
 
     dataset = read_dataset(args.structures)
     if dataset.get("Modality") != "RTSTRUCT":

@@ -1,0 +1,241 @@
+"""Placing an RTSTRUCT's contours on the planes of the loaded images, and refusing what does not fit.
+
+`ImagePlanes` finds each contour's image plane k (by position along the slice normal) and its
+in-plane (u, v) indices (u along the columns, v along the rows, as `planning.rtstruct.contours`
+takes them); distances are in mm. Here too: checks of the file's frame of reference against the
+images', and of contours that lie beyond the images or between their planes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planning.dicom.stack import image_plane_origins
+from planning.errors import ContoursOffImagesError, GeometryError
+from planning.rtstruct.rois import RoiRecord
+from planning.structures import CLOSED_TYPES, PlanarContour
+from planning.volume import Volume
+
+
+class ImagePlanes:
+    """Puts contours on the volume's planes: by image reference, else by position."""
+
+    def __init__(self, volume: Volume):
+        grid = volume.grid
+        self.grid = grid
+        self.slices = volume.slices
+        self.origins = image_plane_origins(grid, volume.slices)
+        self.axes = grid.direction / np.asarray(grid.spacing_xyz)  # patient mm → index steps
+        self.normal = grid.direction[:, 2]
+        #: a contour lies on a plane when all its points are within this of it (half a slice, mm)
+        self.on_plane_mm = 0.5 * grid.spacing_xyz[2]
+        self.uids: dict[str, list[int]] = {}
+        for k, ref in enumerate(volume.slices):
+            if ref is not None:
+                self.uids.setdefault(ref.sop_instance_uid, []).append(k)
+
+    def place(self, contour: PlanarContour) -> tuple[int, np.ndarray, float]:
+        """(plane k, in-plane indices (N, 2), farthest point from that plane in mm).
+
+        The plane is the one the points lie on; k is outside 0 … size-1 for a contour beyond the
+        first or last image.
+        """
+        points = contour.points
+        along = (points - self.origins[0]) @ self.normal / self.grid.spacing_xyz[2]
+        k = int(np.rint(along.mean()))
+        if k < 0 or k >= len(self.origins):
+            return k, np.zeros((0, 2)), np.inf
+        relative = points - self.origins[k]
+        return k, relative @ self.axes[:, :2], float(np.abs(relative @ self.normal).max())
+
+    def where(self, k: int, distance: float) -> str:
+        """What `place`'s answer means: "beyond" the first or last image, "between" the planes
+        (no plane holds every point: not planar, or other slice positions), or "on" plane k."""
+        if not 0 <= k < len(self.origins):
+            return "beyond"
+        return "between" if distance > self.on_plane_mm else "on"
+
+    def describe_range(self) -> str:
+        first, last = self.origins[0] @ self.normal, self.origins[-1] @ self.normal
+        return f"the images span {min(first, last):.1f} to {max(first, last):.1f} mm along the slice normal"
+
+
+@dataclass
+class _Placed:
+    """A record's closed contours on their planes, and what did not fit."""
+
+    contours: list[PlanarContour] = field(default_factory=list)
+    loops: list[np.ndarray] = field(default_factory=list)
+    planes: list[int] = field(default_factory=list)
+    markers: list[PlanarContour] = field(default_factory=list)
+    outside: list[PlanarContour] = field(default_factory=list)
+    between_planes: list[PlanarContour] = field(default_factory=list)
+    too_short: int = 0
+    markers_beyond: int = 0
+    mismatched: int = 0
+    unknown_image: int = 0
+    other_plane: int = 0
+    off_plane_mm: float = 0.0
+
+
+def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
+    placed = _Placed()
+    for contour, declared in zip(record.contours, record.declared_points, strict=True):
+        if declared is not None and declared != len(contour.points):
+            placed.mismatched += 1
+        k, uv, distance = placer.place(contour)
+        if contour.geometric_type not in CLOSED_TYPES:
+            placed.markers_beyond += placer.where(k, distance) == "beyond"
+            placed.markers.append(contour)
+            continue
+        if len(contour.points) < 3:
+            placed.too_short += 1
+            continue
+        where = placer.where(k, distance)
+        if where != "on":
+            (placed.outside if where == "beyond" else placed.between_planes).append(contour)
+            continue
+        if contour.image_uid:
+            planes_of_image = placer.uids.get(contour.image_uid)
+            if planes_of_image is None:
+                placed.unknown_image += 1
+            elif k not in planes_of_image:
+                placed.other_plane += 1
+        placed.off_plane_mm = max(placed.off_plane_mm, distance)
+        placed.contours.append(contour)
+        placed.loops.append(uv)
+        placed.planes.append(k)
+    return placed
+
+
+def stated_frames(dataset) -> set[str]:
+    """The frames of reference an RTSTRUCT dataset says its structures are in."""
+    frames = {
+        str(item.get("FrameOfReferenceUID", ""))
+        for item in dataset.get("ReferencedFrameOfReferenceSequence", [])
+    }
+    frames |= {
+        str(item.get("ReferencedFrameOfReferenceUID", ""))
+        for item in dataset.get("StructureSetROISequence", [])
+    }
+    frames.discard("")
+    return frames
+
+
+def _check_frame_of_reference(
+    path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: ImagePlanes, warnings: list[str]
+) -> None:
+    """Refuse another frame of reference, unless the contours reference the loaded images."""
+    frames = stated_frames(dataset)
+    own = volume.frame_of_reference_uid
+    referenced = {c.image_uid for r in records for c in r.contours if c.image_uid}
+    loaded = referenced & set(placer.uids)
+    if own and frames and own not in frames:
+        if not loaded:
+            raise GeometryError(
+                f"{path.name} belongs to frame of reference {', '.join(sorted(frames))}, but the loaded "
+                f"images (series {volume.identity.series_instance_uid}) are in {own}: load the images "
+                "the structures were drawn on"
+            )
+        warnings.append(
+            f"the file states frame of reference {', '.join(sorted(frames))} while the images are in "
+            f"{own}; its contours reference {len(loaded)} of the loaded images one by one, so they "
+            "were placed on those images"
+        )
+
+
+def _in_images_frame(
+    path: Path, frames: set[str], records: list[RoiRecord], volume: Volume, warnings: list[str]
+) -> list[RoiRecord]:
+    """In a file that names the images' frame of reference (`frames`: those it states), the ROIs
+    not declared in another; the others are left out with a warning, an error when none is left."""
+    own = volume.frame_of_reference_uid
+    if not own or own not in frames:
+        return records  # the file is in another frame: `_check_frame_of_reference` decided
+    kept = [r for r in records if r.frame_of_reference in ("", own)]
+    for record in records:
+        if record not in kept:
+            warnings.append(
+                f"{record.name}: declared in frame of reference {record.frame_of_reference}, not in the "
+                f"images' {own}; left out (it was drawn on other images)"
+            )
+    if not kept:
+        raise GeometryError(
+            f"{path.name}: no ROI is in the images' frame of reference {own}; "
+            f"{_names(records)} are declared in another"
+        )
+    return kept
+
+
+def _names(records: list[RoiRecord]) -> str:
+    return ", ".join(r.name for r in records[:6]) + ("…" if len(records) > 6 else "")
+
+
+def _check_outside(
+    path: Path,
+    placed: list[tuple[RoiRecord, _Placed]],
+    placer: ImagePlanes,
+    allow_missing_images: bool,
+    warnings: list[str],
+) -> None:
+    """Refuse contours beyond the loaded images or off their planes (unless allowed: then they
+    are left out, with a warning)."""
+    problems = [_beyond_images(placed, placer), _between_planes(placed, placer)]
+    for problem in filter(None, problems):
+        message, advice = problem
+        if not allow_missing_images:
+            raise ContoursOffImagesError(f"{path.name}: {message}; {advice}")
+        warnings.append(f"{message}; those contours were left out")
+
+
+def _rois(contours: list[tuple[str, PlanarContour]]) -> str:
+    rois = sorted({name for name, _ in contours})
+    return ", ".join(rois[:6]) + ("…" if len(rois) > 6 else "")
+
+
+def _beyond_images(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+    """(what is wrong, what to do) for contours beyond the first or last loaded image."""
+    outside = [(record.name, contour) for record, p in placed for contour in p.outside]
+    if not outside:
+        return None
+    missing = sorted({c.image_uid for _, c in outside if c.image_uid and c.image_uid not in placer.uids})
+    positions = [float(c.points.mean(axis=0) @ placer.normal) for _, c in outside]
+    where = (
+        f"at {min(positions):.1f} to {max(positions):.1f} mm"
+        if len(set(positions)) > 1
+        else (f"at {positions[0]:.1f} mm")
+    )
+    message = (
+        f"{len(outside)} contour(s) of {_rois(outside)} lie beyond the loaded images "
+        f"({where}; {placer.describe_range()})"
+    )
+    if missing:
+        shown = ", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
+        message += f" on {len(missing)} image(s) that are not loaded ({shown})"
+    return message, "load the complete image series the structures were drawn on"
+
+
+def _between_planes(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+    """(what is wrong, what to do) for contours within the images' extent that lie on no image
+    plane: not planar (their points spread along the slice normal: a damaged contour), or drawn
+    between the loaded slices (images with other slice positions)."""
+    off = [(record.name, contour) for record, p in placed for contour in p.between_planes]
+    if not off:
+        return None
+    along = [c.points @ placer.normal for _, c in off]
+    spread = max(float(a.max() - a.min()) for a in along)
+    thickness = placer.grid.spacing_xyz[2]
+    where = ", ".join(f"{float(a.mean()):.1f}" for a in along[:3]) + ("…" if len(along) > 3 else "")
+    message = f"{len(off)} contour(s) of {_rois(off)} at {where} mm lie on no image plane"
+    if spread > 0.5 * thickness:
+        return (
+            f"{message}: their points spread over up to {spread:.1f} mm along the slice normal",
+            "the file is damaged",
+        )
+    return (
+        f"{message}: they lie between the loaded slices ({thickness:.2f} mm apart)",
+        "load the image series the structures were drawn on (these images have other slice positions)",
+    )
