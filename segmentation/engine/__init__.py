@@ -4,6 +4,8 @@
 - `model`: weights checked (sha256) and loaded safely, networks kept loaded per device;
 - `pipeline`: crop, reorient, resample and normalise on the device, sliding window with Gaussian
   blending, back to the original grid in bounded memory, cancel and progress;
+  its parts: `inputs` (checks of what a run is asked and given), `predictor` (folds and
+  mirrorings of a tile), `back_to_grid` (logits to structures on the original grid);
 - `head`: networks ending in a pointwise layer with more outputs than features: features are
   blended and that layer applied where logits are read;
 - `device`: CUDA > MPS > CPU unless told otherwise, autocast, out-of-memory handling.

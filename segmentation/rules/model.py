@@ -19,9 +19,10 @@ from planning.errors import Cancelled
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
+from segmentation.engine.inputs import check_modality, finite_voxels, select_outputs
 from segmentation.engine.manifest import OutputSpec
 from segmentation.engine.orientation import Reorientation
-from segmentation.engine.pipeline import RunInfo, check_modality, credit, finite_voxels, select_outputs
+from segmentation.engine.pipeline import RunInfo, credit
 
 
 def _output(channel: int, name: str, roi_type: RoiType | None = None) -> OutputSpec:

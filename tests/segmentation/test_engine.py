@@ -15,9 +15,10 @@ from planning.errors import Cancelled, DelineoError
 from planning.geometry import Grid
 from planning.structures import GenerationAlgorithm, RoiType
 from planning.volume import Volume
+from segmentation.engine.back_to_grid import argmax_channels
 from segmentation.engine.manifest import ManifestError, mirror_permutation, read_manifest
 from segmentation.engine.model import WeightsError, from_manifest, read_state_dict
-from segmentation.engine.pipeline import Predictor, argmax_channels
+from segmentation.engine.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -246,19 +247,19 @@ def test_points_settled_by_their_corners_get_the_interpolated_label(
 
     import torch
 
-    from segmentation.engine import pipeline
+    from segmentation.engine import back_to_grid
     from segmentation.engine.head import BlendedHead
     from segmentation.engine.resample import zoom_map
     from segmentation.engine.tiling import Accumulated
 
     settled = []
-    decide = pipeline._Corners.decide
+    decide = back_to_grid._Corners.decide
 
     def recorded_decide(*args, **kwargs):
         settled.append(decide(*args, **kwargs) if shortcut else None)
         return settled[-1]
 
-    monkeypatch.setattr(pipeline._Corners, "decide", recorded_decide)
+    monkeypatch.setattr(back_to_grid._Corners, "decide", recorded_decide)
     generator = torch.Generator().manual_seed(1)
     coarse = torch.randn(4 if stored == "logits" else 2, 1, 2, 2, 2, generator=generator)
     values = 4 * torch.nn.functional.interpolate(coarse, size=(16, 20, 20), mode="trilinear")[:, 0]
@@ -272,8 +273,8 @@ def test_points_settled_by_their_corners_get_the_interpolated_label(
         activation=activation, activation_first=activation_first, threshold=0.5, channels=4
     )
 
-    decision, region = pipeline._model_decision(accumulated, channels, recipe)
-    labels, start = pipeline._resample_region(accumulated, channels, region, decision, maps, recipe, None)
+    decision, region = back_to_grid._model_decision(accumulated, channels, recipe)
+    labels, start = back_to_grid._resample_region(accumulated, channels, region, decision, maps, recipe, None)
 
     values = logits[channels]
     if activation_first:

@@ -11,7 +11,7 @@ import torch
 from support.segmentation_models import one_thread  # noqa: F401  (fixture)
 
 from segmentation.engine.head import SplitNetwork, deferred_head, split_unet
-from segmentation.engine.pipeline import Predictor
+from segmentation.engine.predictor import Predictor
 from segmentation.engine.tiling import sliding_window
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -69,7 +69,7 @@ def test_labels_equal_nnunet_predictor(folder, reference):
 def test_more_classes_than_features_still_equal_nnunet_predictor(tmp_path):
     """Nine labels from two folds of 4 features each: the engine blends the features and applies
     the last layers once (engine/head.py); the labels are still nnU-Net's."""
-    from segmentation.engine.pipeline import Predictor
+    from segmentation.engine.predictor import Predictor
 
     labels = [f"organ_{k}" for k in range(1, 10)]
     folder = write_nnunet_folder(tmp_path, labels, folds=(0, 1), seed=5)

@@ -84,7 +84,7 @@ def _fold(text: str) -> int | str:
 def run(args) -> int:
     from planning.dicom.references import check_references
     from planning.imageio import load_volume
-    from segmentation.engine.pipeline import wanted_names
+    from segmentation.engine.inputs import wanted_names
     from segmentation.registry import find_model, load_model
 
     kind = _output_kind(args.out)
