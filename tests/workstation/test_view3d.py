@@ -88,7 +88,7 @@ def test_surfaces_appear_where_the_structures_are(qtbot, view, volume, structure
 def test_surfaces_follow_structure_set_events(qtbot, view, volume, structures):
     view.show_case(type("Case", (), {"volume": volume, "structures": structures})())
     ready(qtbot, view)
-    spleen_centre = np.array([0.0, -10.0, -15.0])
+    spleen_centre = np.array([0.0, -10.0, 5.0])  # between the two, in front: inside the frame
     structures.add(Structure("Spleen", Mask.from_full(GRID, ball(spleen_centre, 7)), SPLEEN))
     ready(qtbot, view)
     assert looks_like(colour_at(view, spleen_centre), SPLEEN)
@@ -417,3 +417,67 @@ def test_the_camera_frames_the_visible_structures_not_the_whole_ct(qtbot, view, 
     view.render_image()
     column, row = view.display_position(LIVER_CENTRE)
     assert abs(column - width / 2) < 0.05 * width and abs(row - height / 2) < 0.05 * height
+
+
+def box(low_lps, high_lps) -> np.ndarray:
+    z, y, x = np.indices(GRID.shape)
+    points = GRID.index_to_patient(np.stack([x, y, z], -1).reshape(-1, 3).astype(float))
+    return np.all((points >= low_lps) & (points <= high_lps), axis=1).reshape(GRID.shape)
+
+
+def drawn_extent(view, colour) -> tuple[int, int, int, int]:
+    """First and last column and row of the pixels lit `colour` in the view (the orientation
+    cube in the lower left corner has none of it)."""
+    image = view.render_image().astype(int)
+    order = np.argsort(colour)
+    lit = (image[..., order[2]] > image[..., order[0]] + 40) & (image.max(-1) > 60)
+    columns, rows = np.flatnonzero(lit.any(0)), np.flatnonzero(lit.any(1))
+    return columns[0], columns[-1], rows[0], rows[-1]
+
+
+def shown_box(qtbot, view, low, high, colour, size) -> StructureSet:
+    view.resize(*size)
+    qtbot.waitUntil(lambda: view._vtk.GetRenderWindow().GetSize()[0] == size[0], timeout=5000)
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("Box", Mask.from_full(GRID, box(low, high)), colour))
+    view.set_structures(structure_set)
+    ready(qtbot, view)
+    return structure_set
+
+
+@pytest.mark.parametrize("size", [(800, 360), (360, 640)])
+def test_the_camera_fits_a_wide_thin_scene_to_the_width_of_the_view(qtbot, view, size):
+    """A box 60 mm wide, 6 deep and 8 high, seen from the front, fills most of the view's width
+    (framing a sphere around it left it under half the width of a wide view), unclipped."""
+    shown_box(qtbot, view, (-30, -3, 0), (30, 3, 8), SPLEEN, size)
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    left, right, top, bottom = drawn_extent(view, SPLEEN)
+    assert right - left + 1 >= 0.8 * width
+    assert left > 0 and right < width - 1 and top > 0 and bottom < height - 1
+    assert abs((left + right) / 2 - width / 2) < 0.02 * width
+
+
+def test_the_camera_fits_a_cube_whole_in_the_tighter_direction(qtbot, view):
+    shown_box(qtbot, view, (-15, -15, -10), (15, 15, 20), LIVER, (520, 420))
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    for direction in ("anterior", "left", "superior"):
+        view.set_view(direction)
+        left, right, top, bottom = drawn_extent(view, LIVER)
+        assert bottom - top + 1 >= 0.8 * height, direction
+        assert left > 0 and right < width - 1 and top > 0 and bottom < height - 1, direction
+
+
+def test_a_framed_view_reframes_when_its_shape_changes_until_the_camera_is_moved(qtbot, view):
+    shown_box(qtbot, view, (-30, -3, 0), (30, 3, 8), SPLEEN, (800, 360))
+    view.resize(360, 640)  # the wide frame would clip the box in the narrow view
+    qtbot.waitUntil(lambda: view._vtk.GetRenderWindow().GetSize()[0] < 400, timeout=5000)
+    width = view._vtk.GetRenderWindow().GetSize()[0]
+    left, right, _, _ = drawn_extent(view, SPLEEN)
+    assert left > 0 and right < width - 1 and right - left + 1 >= 0.8 * width
+    view._set_interacting(True)  # the user turns or zooms the camera: it is theirs now
+    view._set_interacting(False)
+    position = view.renderer.GetActiveCamera().GetPosition()
+    view.resize(800, 360)
+    qtbot.waitUntil(lambda: view._vtk.GetRenderWindow().GetSize()[0] > 700, timeout=5000)
+    view.render_image()
+    assert view.renderer.GetActiveCamera().GetPosition() == position

@@ -25,17 +25,67 @@ VIEWS = {
 }
 
 
-def look_from(renderer: vtkRenderer, direction: str, bounds: np.ndarray) -> None:
+#: Share of the viewport's width or height that a framed box fills along its tighter direction;
+#: the rest is a margin, half on each side.
+FILL = 0.9
+
+
+def look_from(renderer: vtkRenderer, direction: str, bounds: np.ndarray, aspect: float | None = None) -> None:
     """Point the renderer's camera from `direction` (a key of `VIEWS`) at the centre of `bounds`,
-    (3, 2) LPS mm, and fit them in the view."""
-    centre = (bounds[:, 0] + bounds[:, 1]) / 2
-    size = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0])) or 100.0
+    (3, 2) LPS mm, and fit the box in the view: its projection fills `FILL` of the viewport's
+    width or height, whichever is tighter, at `aspect` (width / height; by default the
+    renderer's viewport). Perspective and parallel projection both fit."""
     where, up = VIEWS[direction]
-    camera = renderer.GetActiveCamera()
+    fit_box(
+        renderer.GetActiveCamera(), bounds, where, up, viewport_aspect(renderer) if aspect is None else aspect
+    )
+
+
+def fit_box(camera, bounds: np.ndarray, where, up, aspect: float, fill: float = FILL) -> None:
+    """Look at the centre of the box `bounds`, (3, 2) mm, from the side `where` (a vector from
+    the box toward the camera) with `up` up, from just far enough (perspective; in parallel
+    projection, with just the scale) that every corner of the box projects inside `fill` of a
+    viewport of `aspect` (width / height), centred. A box without extent is framed as one of
+    100 mm."""
+    bounds = np.asarray(bounds, float)
+    centre = bounds.mean(axis=1)
+    where = np.asarray(where, float) / np.linalg.norm(where)
+    up = np.asarray(up, float)
+    up = up - up.dot(where) * where
+    up /= np.linalg.norm(up)
+    right = np.cross(-where, up)  # the screen's +x: the direction of projection × up
+    half = (bounds[:, 1] - bounds[:, 0]) / 2
+    if not np.any(half > 0):
+        half = np.full(3, 50.0)
+    corners = np.array(np.meshgrid(*[[-h, h] for h in half], indexing="ij")).reshape(3, -1).T
+    x, y, z = np.abs(corners @ right), np.abs(corners @ up), corners @ where
+    aspect = float(aspect) if aspect and np.isfinite(aspect) and aspect > 0 else 1.0
+    angle = np.radians(camera.GetViewAngle()) / 2
+    if camera.GetUseHorizontalViewAngle():
+        tan_x = np.tan(angle)
+        tan_y = tan_x / aspect
+    else:
+        tan_y = np.tan(angle)
+        tan_x = tan_y * aspect
+    # a corner at depth (distance - z) in front of the camera shows within the fill when
+    # x <= fill · tan_x · (distance - z), and likewise in y
+    distance = float(np.max(np.maximum(z + x / (fill * tan_x), z + y / (fill * tan_y))))
+    distance = max(distance, float(z.max()) + 1.0)
     camera.SetFocalPoint(*centre)
-    camera.SetPosition(*(centre + np.asarray(where, float) * size * 2))
+    camera.SetPosition(*(centre + where * distance))
     camera.SetViewUp(*up)
-    renderer.ResetCamera(bounds.ravel())
+    camera.SetParallelScale(max(float(y.max()), float(x.max()) / aspect) / fill)
+
+
+def viewport_aspect(renderer: vtkRenderer) -> float:
+    """Width / height of the renderer's viewport in its window (1 without a sized window)."""
+    window = renderer.GetRenderWindow()
+    if window is None:
+        return 1.0
+    width, height = window.GetSize()
+    left, bottom, right, top = renderer.GetViewport()
+    width, height = width * (right - left), height * (top - bottom)
+    return width / height if width > 0 and height > 0 else 1.0
 
 
 def surface_bounds(surfaces: dict[Structure, Surface]) -> np.ndarray | None:

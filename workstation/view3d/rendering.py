@@ -9,6 +9,8 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
+from workstation.view3d.camera import look_from, viewport_aspect
+
 #: Renders asked for within this many ms are made once (a bulk show/hide, an undo of many edits).
 RENDER_COALESCE_MS = 60
 #: Edits, visibility changes and new sizes draw the coarse meshes; full detail returns once they
@@ -22,7 +24,7 @@ SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 class RenderScheduling:
     """Render scheduling of `View3D`, which owns the state this part uses: `renderer`, `_vtk`
     (the `Canvas`), `_started`, `_closed`, `_coarse`, `_interacting`, `_software_gl`,
-    `_camera_set`, and the surfaces' `_actors`, `_mappers` ((full, coarse) per structure) and
+    `_camera_set`, `_framing`, and the surfaces' `_actors`, `_mappers` ((full, coarse) per structure) and
     `_margin_maps`. `_init_render_timers` makes the two timers it adds."""
 
     def _init_render_timers(self) -> None:
@@ -42,6 +44,7 @@ class RenderScheduling:
             return
         if force:
             self._render_timer.stop()
+            self._reframe()
             self.renderer.ResetCameraClippingRange()
             self._vtk.GetRenderWindow().Render()
         elif not self._render_timer.isActive():
@@ -51,10 +54,22 @@ class RenderScheduling:
         """The camera starts moving (coarse meshes) or stops (full detail again)."""
         self._interacting = interacting
         self._camera_set = True  # the user's camera: surfaces arriving later keep it
+        self._framing = None  # nor does a new viewport shape reframe it
         self._detail_timer.stop()
         self._swap_meshes(interacting)
         if not interacting:
             self._render()
+
+    def _reframe(self) -> None:
+        """Frame the last framed box again if the viewport's shape changed since (and the camera
+        was not moved)."""
+        if self._framing is None:
+            return
+        direction, bounds, aspect = self._framing
+        now = viewport_aspect(self.renderer)
+        if abs(now - aspect) > 1e-3 * aspect:
+            look_from(self.renderer, direction, bounds, now)
+            self._framing = (direction, bounds, now)
 
     def _render_coarse(self) -> None:
         """Render soon with the coarse meshes; full detail returns once such renders pause for

@@ -31,7 +31,14 @@ from planning.surfaces.mesh import Surface
 from planning.surfaces.options import SurfaceOptions
 from planning.volume import Volume
 from workstation.view3d import scene
-from workstation.view3d.camera import VIEWS, look_from, orientation_marker, surface_bounds, volume_bounds
+from workstation.view3d.camera import (
+    VIEWS,
+    look_from,
+    orientation_marker,
+    surface_bounds,
+    viewport_aspect,
+    volume_bounds,
+)
 from workstation.view3d.overlays import Overlays
 from workstation.view3d.presets import PRESETS, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
@@ -122,6 +129,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._interacting = False
         self._software_gl = False  # set once the window has an OpenGL context
         self._camera_set = False
+        # (direction, bounds, aspect) of the last framing while the camera is still that one: a
+        # new viewport shape frames them afresh (a view framed in a wide window, then narrowed)
+        self._framing: tuple[str, np.ndarray, float] | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
@@ -228,7 +238,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
 
     def set_view(self, direction: str = "anterior") -> None:
         """Look from a patient direction (anterior, posterior, left, right, superior, inferior)
-        at the visible structures, or at the whole volume while none shows."""
+        at the visible structures, or at the whole volume while none shows: their bounding box
+        fills the view's width or height, whichever is tighter, but for a small margin. Until the
+        camera is moved, a change of the view's shape frames them again."""
         if direction not in VIEWS:
             raise ValueError(f"unknown view {direction!r}; views: {', '.join(VIEWS)}")
         bounds = surface_bounds(self._surfaces)
@@ -237,7 +249,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             bounds = volume_bounds(self._volume)
         if bounds is None:
             return
-        look_from(self.renderer, direction, bounds)
+        aspect = viewport_aspect(self.renderer)
+        look_from(self.renderer, direction, bounds, aspect)
+        self._framing = (direction, bounds, aspect)
         self._camera_set = framed_structures
         self._render()
 
@@ -255,6 +269,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             raise ValueError(f"a snapshot needs a size between 1×1 and 16384×16384, not {width}×{height}")
         scale = height / max(1, self._vtk.GetRenderWindow().GetSize()[1])
         self._show_full_detail()
+        self._reframe()
         pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays(), scale)
         scene.write_png(pixels, path)
         return path
