@@ -64,7 +64,7 @@ class ImagePlanes:
 
 
 @dataclass
-class _Placed:
+class PlacedRoi:
     """A record's closed contours on their planes, and what did not fit."""
 
     contours: list[PlanarContour] = field(default_factory=list)
@@ -81,8 +81,8 @@ class _Placed:
     off_plane_mm: float = 0.0
 
 
-def _place(record: RoiRecord, placer: ImagePlanes) -> _Placed:
-    placed = _Placed()
+def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
+    placed = PlacedRoi()
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
             placed.mismatched += 1
@@ -125,7 +125,7 @@ def stated_frames(dataset) -> set[str]:
     return frames
 
 
-def _check_frame_of_reference(
+def check_frame_of_reference(
     path: Path, dataset, records: list[RoiRecord], volume: Volume, placer: ImagePlanes, warnings: list[str]
 ) -> None:
     """Refuse another frame of reference, unless the contours reference the loaded images."""
@@ -147,14 +147,14 @@ def _check_frame_of_reference(
         )
 
 
-def _in_images_frame(
+def in_images_frame(
     path: Path, frames: set[str], records: list[RoiRecord], volume: Volume, warnings: list[str]
 ) -> list[RoiRecord]:
     """In a file that names the images' frame of reference (`frames`: those it states), the ROIs
     not declared in another; the others are left out with a warning, an error when none is left."""
     own = volume.frame_of_reference_uid
     if not own or own not in frames:
-        return records  # the file is in another frame: `_check_frame_of_reference` decided
+        return records  # the file is in another frame: `check_frame_of_reference` decided
     kept = [r for r in records if r.frame_of_reference in ("", own)]
     for record in records:
         if record not in kept:
@@ -174,9 +174,9 @@ def _names(records: list[RoiRecord]) -> str:
     return ", ".join(r.name for r in records[:6]) + ("…" if len(records) > 6 else "")
 
 
-def _check_outside(
+def check_outside(
     path: Path,
-    placed: list[tuple[RoiRecord, _Placed]],
+    placed: list[tuple[RoiRecord, PlacedRoi]],
     placer: ImagePlanes,
     allow_missing_images: bool,
     warnings: list[str],
@@ -196,7 +196,7 @@ def _rois(contours: list[tuple[str, PlanarContour]]) -> str:
     return ", ".join(rois[:6]) + ("…" if len(rois) > 6 else "")
 
 
-def _beyond_images(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+def _beyond_images(placed: list[tuple[RoiRecord, PlacedRoi]], placer: ImagePlanes) -> tuple[str, str] | None:
     """(what is wrong, what to do) for contours beyond the first or last loaded image."""
     outside = [(record.name, contour) for record, p in placed for contour in p.outside]
     if not outside:
@@ -218,7 +218,7 @@ def _beyond_images(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes)
     return message, "load the complete image series the structures were drawn on"
 
 
-def _between_planes(placed: list[tuple[RoiRecord, _Placed]], placer: ImagePlanes) -> tuple[str, str] | None:
+def _between_planes(placed: list[tuple[RoiRecord, PlacedRoi]], placer: ImagePlanes) -> tuple[str, str] | None:
     """(what is wrong, what to do) for contours within the images' extent that lie on no image
     plane: not planar (their points spread along the slice normal: a damaged contour), or drawn
     between the loaded slices (images with other slice positions)."""

@@ -46,11 +46,11 @@ from planning.interpolation import fill_planes_without_images
 from planning.rtstruct import contours as planar
 from planning.rtstruct.placement import (
     ImagePlanes,
-    _check_frame_of_reference,
-    _check_outside,
-    _in_images_frame,
-    _place,
-    _Placed,
+    PlacedRoi,
+    check_frame_of_reference,
+    check_outside,
+    in_images_frame,
+    place_roi,
     stated_frames,
 )
 from planning.rtstruct.rois import RoiRecord, parse_rois
@@ -106,10 +106,10 @@ def read_rtstruct(
     records, warnings = parse_rois(dataset)
     records = _select(records, names, path)
     placer = ImagePlanes(volume)
-    _check_frame_of_reference(path, dataset, records, volume, placer, warnings)
-    records = _in_images_frame(path, stated_frames(dataset), records, volume, warnings)
-    placed = [(record, _place(record, placer)) for record in records]
-    _check_outside(path, placed, placer, allow_missing_images, warnings)
+    check_frame_of_reference(path, dataset, records, volume, placer, warnings)
+    records = in_images_frame(path, stated_frames(dataset), records, volume, warnings)
+    placed = [(record, place_roi(record, placer)) for record in records]
+    check_outside(path, placed, placer, allow_missing_images, warnings)
     structure_set = StructureSet(
         volume.grid,
         volume.frame_of_reference_uid,
@@ -148,7 +148,7 @@ def _select(records: list[RoiRecord], names: Iterable[str] | None, path: Path) -
     return chosen
 
 
-def _structure(record: RoiRecord, placed: _Placed, placer: ImagePlanes, warnings: list[str]) -> Structure:
+def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnings: list[str]) -> Structure:
     grid = placer.grid
     name = record.name
     if placed.mismatched:

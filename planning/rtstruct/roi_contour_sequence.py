@@ -31,7 +31,7 @@ _REFERENCED_ROI_NUMBER = 0x30060084
 _Item = tuple[bytes | list, str, str, int | None]
 
 
-def _roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
+def read_roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
     """(ROI number, ROIDisplayColor as stated (None when absent or empty), contour items) of each
     ROIContourSequence item, in file order.
 
@@ -63,11 +63,11 @@ def _roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
                     value if value is not None else b"",
                     str(contour.get("ContourGeometricType", "") or "CLOSED_PLANAR").strip().upper(),
                     str(images[0].get("ReferencedSOPInstanceUID", "")) if images else "",
-                    _int(contour.get("NumberOfContourPoints")),
+                    int_or_none(contour.get("NumberOfContourPoints")),
                 )
             )
         color = roi.get("ROIDisplayColor")
-        result.append((_int(roi.get("ReferencedROINumber")), None if color == "" else color, contours))
+        result.append((int_or_none(roi.get("ReferencedROINumber")), None if color == "" else color, contours))
     return result
 
 
@@ -78,11 +78,11 @@ def _roi_from_raw(item: dict) -> tuple[int | None, object, list[_Item]]:
         uid = _ascii(images[0].get(_REFERENCED_SOP_INSTANCE, b"")) if images else ""
         kind = _ascii(contour.get(_GEOMETRIC_TYPE, b"")).upper() or "CLOSED_PLANAR"
         contours.append(
-            (contour.get(_CONTOUR_DATA, b""), kind, uid, _int(_ascii(contour.get(_POINT_COUNT, b""))))
+            (contour.get(_CONTOUR_DATA, b""), kind, uid, int_or_none(_ascii(contour.get(_POINT_COUNT, b""))))
         )
     color = _ascii(item.get(_DISPLAY_COLOR, b""))
     return (
-        _int(_ascii(item.get(_REFERENCED_ROI_NUMBER, b""))),
+        int_or_none(_ascii(item.get(_REFERENCED_ROI_NUMBER, b""))),
         color.split("\\") if color else None,
         contours,
     )
@@ -140,7 +140,7 @@ def _ascii(value: bytes) -> str:
     return value.decode("ascii").strip(" \0")
 
 
-def _int(value) -> int | None:
+def int_or_none(value) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):

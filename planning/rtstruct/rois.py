@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planning.rtstruct.roi_contour_sequence import _int, _roi_contours
+from planning.rtstruct.roi_contour_sequence import int_or_none, read_roi_contours
 from planning.rtstruct.writer import MAX_COORDINATE_MM
 from planning.structures import PlanarContour
 
@@ -55,7 +55,7 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
     records: dict[int, RoiRecord] = {}
     duplicated: set[int] = set()
     for item in dataset.get("StructureSetROISequence", []):
-        number = _int(item.get("ROINumber"))
+        number = int_or_none(item.get("ROINumber"))
         name = str(item.get("ROIName", "") or "").strip() or f"ROI_{number}"
         if number is None:
             problems.append(f"the StructureSetROISequence item of {name} has no ROINumber and was ignored")
@@ -76,12 +76,12 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
         )
     observed: set[int] = set()
     for item in dataset.get("RTROIObservationsSequence", []):
-        number = _int(item.get("ReferencedROINumber"))
+        number = int_or_none(item.get("ReferencedROINumber"))
         if number in records and number not in observed:
             observed.add(number)
             records[number].interpreted_type = str(item.get("RTROIInterpretedType", "") or "").strip().upper()
     contoured: set[int] = set()
-    for number, color, contours in _roi_contours(dataset):
+    for number, color, contours in read_roi_contours(dataset):
         if number in contoured:
             if number not in duplicated:
                 problems.append(

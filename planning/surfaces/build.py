@@ -37,13 +37,19 @@ from planning.geometry import Grid
 from planning.structures import Structure, StructureSet, bounding_box
 from planning.surface_topology import make_well_composed
 from planning.surfaces.mesh import Surface, vertex_normals
-from planning.surfaces.options import Progress, SurfaceOptions, _check, _Stages
-from planning.surfaces.simplify import _HELD_EXTENT, _assemble, _patches, _simplify_patches, _small_parts
+from planning.surfaces.options import Progress, Stages, SurfaceOptions, check_cancelled
+from planning.surfaces.simplify import (
+    HELD_EXTENT,
+    assemble,
+    simplify_patches,
+    small_parts,
+    split_into_patches,
+)
 from planning.surfaces.surface_nets import (
-    _connected_parts,
-    _smooth_keeping_volumes,
-    _surface_nets,
-    _triangulate,
+    connected_parts,
+    smooth_keeping_volumes,
+    surface_nets,
+    triangulate,
 )
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,7 @@ def build_surfaces(
         return {}
     grid = structures[0].mask.grid
     layers = disjoint_layers(structures)
-    progress = _Stages(on_progress, len(layers))
+    progress = Stages(on_progress, len(layers))
     surfaces: dict[str, Surface] = {}
     for members in layers:
         box = _union_box([s.mask.box for s in members])
@@ -125,7 +131,7 @@ def surfaces_from_label_map(
         compact = compact.reshape(labels.shape)
     padded = np.pad(compact.astype(_label_type(int(compact.max())), copy=False), 1)
     offset = tuple(s.start - 1 for s in box)
-    meshes = _mesh_layer(padded, offset, grid, options, _Stages(on_progress, 1), cancel)
+    meshes = _mesh_layer(padded, offset, grid, options, Stages(on_progress, 1), cancel)
     surfaces = {}
     for index, (points, triangles, normals) in meshes.items():
         value = int(values[index])
@@ -164,7 +170,7 @@ def _mesh_layer(
     offset_zyx: tuple[int, int, int],
     grid: Grid,
     options: SurfaceOptions,
-    progress: _Stages,
+    progress: Stages,
     cancel: threading.Event | None,
 ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Mesh every label of a padded (z, y, x) label array whose voxel [0, 0, 0] is grid voxel
@@ -175,7 +181,7 @@ def _mesh_layer(
     changed, failed = make_well_composed(labels)
     if changed:
         log.debug("bridged diagonal voxel contacts with %d voxels", changed)
-    _check(cancel)
+    check_cancelled(cancel)
     for value in failed:
         labels[labels == value] = 0
     meshes = _mesh_well_composed(labels, offset_zyx, grid, options, progress, cancel)
@@ -197,19 +203,19 @@ def _mesh_layer(
 def _mesh_well_composed(labels, offset_zyx, grid, options, progress, cancel):
     spacing = np.asarray(grid.spacing_xyz)
     progress("Extracting surfaces", 0, 1)
-    points, quads, pairs = _surface_nets(labels, spacing)
-    _check(cancel)
+    points, quads, pairs = surface_nets(labels, spacing)
+    check_cancelled(cancel)
     if len(quads) == 0:
         return {}
     progress("Smoothing surfaces", 0, 1)
-    part = _connected_parts(quads, len(points))
+    part = connected_parts(quads, len(points))
     if options.smoothing_iterations:
-        points = _smooth_keeping_volumes(points, quads, pairs, part, options)
-    _check(cancel)
-    triangles, pairs = _triangulate(points, quads, pairs)
-    patches = _patches(triangles, pairs, points, options.patch_triangles)
-    held = _small_parts(points, part, _HELD_EXTENT * options.decimation_tolerance_mm)
-    simplified = _simplify_patches(points, triangles, patches, held, options, progress, cancel)
+        points = smooth_keeping_volumes(points, quads, pairs, part, options)
+    check_cancelled(cancel)
+    triangles, pairs = triangulate(points, quads, pairs)
+    patches = split_into_patches(triangles, pairs, points, options.patch_triangles)
+    held = small_parts(points, part, HELD_EXTENT * options.decimation_tolerance_mm)
+    simplified = simplify_patches(points, triangles, patches, held, options, progress, cancel)
     # scaled index of the padded array → patient: origin + D (spacing * (index + offset))
     matrix = grid.direction
     translation = np.asarray(grid.origin_xyz) + matrix @ (spacing * np.asarray(offset_zyx[::-1], float))
@@ -218,8 +224,8 @@ def _mesh_well_composed(labels, offset_zyx, grid, options, progress, cancel):
     values = sorted({int(v) for key in patches for v in key[:2] if v})
     for done, value in enumerate(values):
         progress("Assembling surfaces", done, len(values))
-        _check(cancel)
-        local_points, local_triangles = _assemble(value, points, simplified)
+        check_cancelled(cancel)
+        local_points, local_triangles = assemble(value, points, simplified)
         patient = local_points @ matrix.T + translation
         if mirrored:
             local_triangles = local_triangles[:, ::-1]

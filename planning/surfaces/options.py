@@ -45,7 +45,7 @@ class SurfaceOptions:
             raise ValueError("the decimation tolerance is a distance in mm, ≥ 0")
 
 
-class _Stages:
+class Stages:
     """Reports (stage, done, total) for a run of several layers."""
 
     def __init__(self, on_progress: Progress | None, layers: int):
@@ -59,6 +59,6 @@ class _Stages:
         self.on_progress(stage, done, total)
 
 
-def _check(cancel: threading.Event | None) -> None:
+def check_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("surface building was cancelled")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planning.surfaces.options import _check
+from planning.surfaces.options import check_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ PYFQMR_LOCK = threading.Lock()
 
 #: Connected parts of the mesh smaller than this many times the simplification tolerance (their
 #: largest extent) are not simplified: a voxel or two would collapse to a flat sliver.
-_HELD_EXTENT = 8
+HELD_EXTENT = 8
 
 
-def _small_parts(points, part, extent_mm: float) -> np.ndarray:
+def small_parts(points, part, extent_mm: float) -> np.ndarray:
     """Whether each point's connected part spans less than `extent_mm` along every axis."""
     order = np.argsort(part, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(part[order]) != 0])
@@ -40,7 +40,7 @@ def _small_parts(points, part, extent_mm: float) -> np.ndarray:
     return extent.max(axis=1)[part] < extent_mm
 
 
-def _patches(triangles: np.ndarray, pairs: np.ndarray, points: np.ndarray, largest: int) -> dict:
+def split_into_patches(triangles: np.ndarray, pairs: np.ndarray, points: np.ndarray, largest: int) -> dict:
     """Row indices of the triangles of each label pair, keyed (label, neighbour or 0, part).
 
     A pair with more than `largest` triangles is cut into parts (slabs along its longest extent)
@@ -95,7 +95,7 @@ def _junctions(triangles: np.ndarray, patches: dict, n_points: int) -> np.ndarra
     return count * squares != total * total  # exact in float64: a zero variance or not
 
 
-def _simplify_patches(points, triangles, patches, held, options, progress, cancel) -> dict:
+def simplify_patches(points, triangles, patches, held, options, progress, cancel) -> dict:
     """Simplify each patch, its rim (points shared with other patches) and the `held` points
     (bool (N,)) kept in place.
 
@@ -108,7 +108,7 @@ def _simplify_patches(points, triangles, patches, held, options, progress, cance
     tolerance = options.decimation_tolerance_mm
     for done, (pair, rows) in enumerate(patches.items()):
         progress("Simplifying surfaces", done, len(patches))
-        _check(cancel)
+        check_cancelled(cancel)
         patch = triangles[rows]
         used = np.unique(patch)
         rim, inner = used[junction[used]], used[~junction[used]]
@@ -178,7 +178,7 @@ def _sound_patch(triangles: np.ndarray, n_rim: int) -> bool:
     )
 
 
-def _assemble(value: int, points: np.ndarray, patches: dict) -> tuple[np.ndarray, np.ndarray]:
+def assemble(value: int, points: np.ndarray, patches: dict) -> tuple[np.ndarray, np.ndarray]:
     """The closed surface of label `value` from its patches, outward oriented, compacted."""
     shared_ids, inner_blocks, triangle_blocks = [], [], []
     inner_count = 0

@@ -22,7 +22,7 @@ from planning.surfaces.options import SurfaceOptions
 log = logging.getLogger(__name__)
 
 
-def _surface_nets(labels: np.ndarray, spacing: np.ndarray):
+def surface_nets(labels: np.ndarray, spacing: np.ndarray):
     """Unsmoothed surface nets of all labels: (points (N, 3) in scaled index mm of `labels`,
     quads (M, 4), label pairs (M, 2)); coincident points the filter duplicates are merged."""
     image = vtkImageData()
@@ -74,7 +74,7 @@ def _smooth(points: np.ndarray, cells: np.ndarray, options: SurfaceOptions) -> n
 _MOST_SHRINKAGE = 0.1
 
 
-def _connected_parts(quads: np.ndarray, n_points: int) -> np.ndarray:
+def connected_parts(quads: np.ndarray, n_points: int) -> np.ndarray:
     """Index (N,) of the connected part of the mesh each point belongs to."""
     from scipy import sparse
     from scipy.sparse import csgraph
@@ -84,7 +84,7 @@ def _connected_parts(quads: np.ndarray, n_points: int) -> np.ndarray:
     return csgraph.connected_components(graph, directed=False)[1]
 
 
-def _smooth_keeping_volumes(points, quads, pairs, part, options) -> np.ndarray:
+def smooth_keeping_volumes(points, quads, pairs, part, options) -> np.ndarray:
     """Smoothed points, except for the shells of a label in one connected part of the mesh that
     smoothing shrinks by more than `_MOST_SHRINKAGE` of their volume: those keep their points."""
     smoothed = _smooth(points, quads, options)
@@ -111,7 +111,7 @@ def _piece_volumes(points, quads, keys, n_keys: int) -> np.ndarray:
     return np.bincount(keys[:, 0], volume, n_keys) - np.bincount(keys[:, 1], volume, n_keys)
 
 
-def _triangulate(points: np.ndarray, quads: np.ndarray, pairs: np.ndarray):
+def triangulate(points: np.ndarray, quads: np.ndarray, pairs: np.ndarray):
     """Split each quad along its shorter diagonal; the triangles keep the quad's orientation."""
     d02 = np.square(points[quads[:, 0]] - points[quads[:, 2]]).sum(axis=1)
     d13 = np.square(points[quads[:, 1]] - points[quads[:, 3]]).sum(axis=1)

@@ -23,12 +23,12 @@ from segmentation.engine.orientation import Reorientation
 _CHUNK_BYTES = 192 * 2**20
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
+def check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("segmentation cancelled")
 
 
-def _back_to_grid(
+def back_to_grid(
     volume,
     recipe,
     accumulated,
@@ -62,7 +62,7 @@ def _back_to_grid(
         jobs = [[o.channel] for o in wanted]
     on_progress(stage, 0, len(jobs))
     for done, channels in enumerate(jobs, start=1):
-        _check_cancel(cancel)
+        check_cancel(cancel)
         decision, region = _model_decision(logits, channels, recipe)
         if region is None:
             crops = {}
@@ -151,7 +151,7 @@ def _resample_region(logits, channels, region, decision, maps, recipe, cancel, b
     )
     with torch.inference_mode():
         for start in range(0, shape[0], step):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             stop = min(start + step, shape[0])
             if corners is not None:
                 out = corners.decide(start, stop, recipe.activation_first, threshold, batch)

@@ -35,7 +35,7 @@ from planning.structures import StructureSet, bounding_box
 from planning.volume import Volume
 from segmentation.engine import device as devices
 from segmentation.engine import memory
-from segmentation.engine.back_to_grid import _back_to_grid, _check_cancel
+from segmentation.engine.back_to_grid import back_to_grid, check_cancel
 from segmentation.engine.inputs import check_modality, finite_voxels, select_outputs
 from segmentation.engine.manifest import OutputSpec, model_title
 from segmentation.engine.orientation import Reorientation
@@ -253,7 +253,7 @@ def _run_on(volume, recipe, networks, device, box, patch, wanted, on_progress, c
         image = recipe.prepare(image, spacing)
         model_spacing = recipe.model_spacing(spacing)
         image, unpad = _pad(image, patch, recipe.pad_value)
-    _check_cancel(cancel)
+    check_cancel(cancel)
     on_progress("Preparing image", 1, 1)
     info.seconds["prepare"] = time.perf_counter() - clock
 
@@ -274,7 +274,7 @@ def _run_on(volume, recipe, networks, device, box, patch, wanted, on_progress, c
     info.seconds["inference"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    result = _back_to_grid(
+    result = back_to_grid(
         volume,
         recipe,
         accumulated,
