@@ -32,15 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
+from planning import session_fields as check
 from planning.errors import Cancelled, FormatError, GeometryError
 from planning.geometry import Grid
-from planning.structures import Mask, PlanarContour, Structure, StructureSet
+from planning.structures import GenerationAlgorithm, Mask, PlanarContour, RoiType, Structure, StructureSet
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "delineo-session"
 FORMAT_VERSION = 1
 ARCHIVE_SUFFIXES = (".delineo", ".zip")
+#: What `ImageReference.kind` may be.
+IMAGE_KINDS = ("dicom", "file", "sample")
 
 
 @dataclass
@@ -337,8 +340,10 @@ def _write_folder(path: Path, files: dict[str, bytes]) -> None:
 def load_session(path: str | os.PathLike) -> Session:
     """Read a session folder or archive written by `save_session`.
 
-    A damaged history (or view state) is left out, with a warning in `Session.warnings`, so the
-    structures still load.
+    A damaged history (or view state) or record of interpolated slices is left out, with a
+    warning in `Session.warnings`, so the structures still load. Anything damaged in the image
+    reference or the structures refuses the file (nothing the user drew is dropped or guessed):
+    the message names the entry, the structure, what it holds and what was expected.
 
     Raises:
         FormatError: the path is not a Delineo session, or is damaged (named in the message).
@@ -348,20 +353,30 @@ def load_session(path: str | os.PathLike) -> Session:
     document = _document(path, files)
     try:
         mask_arrays = _npz(files, "structures.npz")
-        reference = _reference_from_plain(_entry(document, "image", "session.json"))
+        reference = _reference_from_plain(check.entry(document, "image", "session.json"))
         grid = reference.grid
-        info = document.get("structure_set", {})
-        structures = StructureSet(grid, info.get("frame_of_reference_uid", ""), info.get("label", "Delineo"))
-        structures.warnings = [str(w) for w in info.get("warnings", [])]
-        records = _entry(document, "structures", "session.json")
+        structures = _structure_set_from(document.get("structure_set", {}), grid)
+        records = check.sequence(
+            check.entry(document, "structures", "session.json"), "session.json", "structures"
+        )
         if records and "structures.npz" not in files:
             raise ValueError(f"structures.npz is missing (it holds the masks of {len(records)} structure(s))")
+        numbers: dict[int, str] = {}
         for index, record in enumerate(records):
-            structures.add(_structure_from_record(record, index, grid, mask_arrays), rename=False)
+            structure = _structure_from_record(record, index, grid, mask_arrays)
+            if structure.name in structures:
+                raise ValueError(f"session.json: two structures are named {structure.name!r}")
+            if structure.number in numbers:
+                raise ValueError(
+                    f"session.json: structures {numbers[structure.number]!r} and {structure.name!r} have "
+                    f"the same ROI number {structure.number}"
+                )
+            numbers[structure.number] = structure.name
+            structures.add(structure, rename=False)
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
-    session = Session(reference, structures, saved_at=document.get("saved_at", ""))
-    session.interpolated = _interpolated_from(document.get("interpolated", {}))
+    session = Session(reference, structures, saved_at=str(document.get("saved_at", "")))
+    session.interpolated = _interpolated_from(document.get("interpolated", {}), session.warnings)
     try:
         history_arrays = _npz(files, "history.npz")
         session.history = _from_plain(document.get("history", []), history_arrays)
@@ -373,14 +388,19 @@ def load_session(path: str | os.PathLike) -> Session:
     return session
 
 
-def _interpolated_from(plain) -> dict[int, FilledPlanes]:
-    """The interpolation record as saved; a damaged one is dropped (its planes then count as
-    drawn, as before sessions kept it). Sessions saved before interpolation took an axis hold
-    {plane: digest} per structure: axial planes."""
+def _interpolated_from(plain, warnings: list[str]) -> dict[int, FilledPlanes]:
+    """The interpolation record as saved; a damaged one is dropped, said in `warnings` (its
+    planes then count as drawn, as before sessions kept it). Sessions saved before interpolation
+    took an axis hold {plane: digest} per structure: axial planes."""
     try:
         return {int(n): _filled_from(record) for n, record in plain.items()}
     except (AttributeError, KeyError, TypeError, ValueError):
-        log.warning("the record of interpolated slices is damaged and was left out")
+        warning = (
+            "the record of which slices interpolation filled is damaged and was left out: interpolating "
+            "again keeps those slices as if drawn"
+        )
+        log.warning(warning)
+        warnings.append(warning)
         return {}
 
 
@@ -439,13 +459,6 @@ def _npz(files: dict[str, bytes], name: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{name} unreadable: {error}") from error
 
 
-def _entry(plain, key: str, where: str):
-    """`plain[key]`, or a ValueError saying that `where` has no such entry."""
-    if not isinstance(plain, dict) or key not in plain:
-        raise ValueError(f"{where} has no {key!r} entry")
-    return plain[key]
-
-
 def _array(arrays: dict[str, np.ndarray], key: str, what: str) -> np.ndarray:
     """`arrays[key]` from structures.npz, or a ValueError saying what is missing."""
     if key not in arrays:
@@ -455,70 +468,134 @@ def _array(arrays: dict[str, np.ndarray], key: str, what: str) -> np.ndarray:
 
 def _reference_from_plain(plain: dict) -> ImageReference:
     where = "session.json: the 'image' entry"
+    check.mapping(plain, where)
     for key in ("kind", "path", "shape", "spacing_xyz", "origin_xyz"):
-        _entry(plain, key, where)
+        check.entry(plain, key, where)
     unknown = sorted(set(plain) - {f.name for f in fields(ImageReference)})
     if unknown:
         raise ValueError(f"{where} has unknown field(s) {', '.join(map(repr, unknown))}")
     values = dict(plain)
-    values["shape"] = tuple(int(v) for v in values["shape"])
-    for key in ("spacing_xyz", "origin_xyz", "direction"):
+    values["kind"] = check.one_of(values["kind"], IMAGE_KINDS, where, "kind")
+    values["shape"] = check.numbers(values["shape"], where, "shape", 3, integer=True, low=1)
+    values["spacing_xyz"] = check.numbers(values["spacing_xyz"], where, "spacing_xyz", 3)
+    values["origin_xyz"] = check.numbers(values["origin_xyz"], where, "origin_xyz", 3)
+    if "direction" in values:
+        values["direction"] = check.numbers(values["direction"], where, "direction", 9)
+    for key in ("path", "series_uid", "frame_of_reference_uid", "patient_id", "patient_name", "description"):
         if key in values:
-            values[key] = tuple(float(v) for v in values[key])
-    return ImageReference(**values)
+            values[key] = check.text(values[key], where, key)
+    reference = ImageReference(**values)
+    try:
+        _ = reference.grid
+    except GeometryError as error:  # spacing not positive, direction not a rotation
+        raise ValueError(f"{where}: {error}") from error
+    return reference
+
+
+def _structure_set_from(info, grid: Grid) -> StructureSet:
+    """The empty structure set the 'structure_set' entry describes (label, frame of reference,
+    what importing it left out)."""
+    where = "session.json: the 'structure_set' entry"
+    check.mapping(info, where)
+    structures = StructureSet(
+        grid,
+        check.text(info.get("frame_of_reference_uid", ""), where, "frame_of_reference_uid"),
+        check.text(info.get("label", "Delineo"), where, "label"),
+    )
+    structures.warnings = list(check.texts(info.get("warnings", []), where, "warnings"))
+    return structures
 
 
 def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[str, np.ndarray]) -> Structure:
+    """The structure of one record of session.json's 'structures' list, each value checked."""
     name = record.get("name") if isinstance(record, dict) else None
-    what = f"structure {name!r}" if isinstance(name, str) else f"structure {index + 1}"
+    what = f"structure {name!r}" if isinstance(name, str) and name.strip() else f"structure {index + 1}"
     where = f"session.json: {what}"
+    check.mapping(record, where)
     for key in ("name", "key", "shape", "offset", "roi_type", "algorithm", "number"):
-        _entry(record, key, where)
-    color = record.get("color")
-    if not (
-        isinstance(color, list)
-        and len(color) == 3
-        and all(isinstance(c, (int, float)) and float(c).is_integer() and 0 <= c <= 255 for c in color)
-    ):
-        raise ValueError(f"{where} has colour {color!r}, not three numbers 0–255")
-    shape = tuple(int(v) for v in record["shape"])
-    count = int(np.prod(shape))
-    bits = np.unpackbits(_array(arrays, f"{record['key']}_mask", f"mask for {what}"), count=count)
-    mask = Mask(grid, bits.astype(bool).reshape(shape), tuple(record["offset"]))
-    contours = _unpack_contours(record.get("contours"), arrays, what)
-    markers = _unpack_contours(record.get("markers"), arrays, what)
+        check.entry(record, key, where)
+    properties = {
+        "name": check.text(record["name"], where, "name", empty=False),
+        "color": check.colour(record.get("color"), where),
+        "roi_type": check.one_of(record["roi_type"], RoiType, where, "ROI type"),
+        "algorithm": check.one_of(record["algorithm"], GenerationAlgorithm, where, "generation algorithm"),
+        "number": check.whole(record["number"], where, "ROI number", low=1),
+        "description": check.text(record.get("description", ""), where, "description"),
+        "recipe": record.get("recipe"),
+        **{key: check.flag(record.get(key, default), where, repr(key)) for key, default in _FLAGS.items()},
+    }
+    if properties["recipe"] is not None:
+        check.mapping(properties["recipe"], f"{where}: its recipe")
+    key = check.text(record["key"], where, "key", empty=False)
+    shape = check.numbers(record["shape"], where, "mask shape", 3, integer=True, low=0)
+    offset = check.numbers(record["offset"], where, "mask offset", 3, integer=True, low=0)
+    packed = _array(arrays, f"{key}_mask", f"mask for {what}")
     try:
-        return Structure.from_properties(record, mask, contours=contours, markers=markers)
-    except ValueError as error:  # a bad type, algorithm or number
+        bits = check.packed_bits(packed, shape, f"structures.npz: the mask of {what} ({key}_mask)")
+        mask = Mask(grid, bits, offset)
+    except GeometryError as error:  # the box leaves the image
         raise ValueError(f"{where}: {error}") from error
+    contours = _unpack_contours(record.get("contours"), arrays, what, f"{where}: its contours")
+    markers = _unpack_contours(record.get("markers"), arrays, what, f"{where}: its markers")
+    return Structure.from_properties(properties, mask, contours=contours, markers=markers)
+
+
+#: The true/false attributes of a structure record, and their values when absent.
+_FLAGS = {"visible": True, "awaiting_review": False, "locked": False}
 
 
 def _unpack_contours(
-    packed: dict | None, arrays: dict[str, np.ndarray], what: str
+    packed: dict | None, arrays: dict[str, np.ndarray], what: str, where: str
 ) -> list[PlanarContour] | None:
+    """The planar contours (or markers) of a structure record: None (not kept), or an object
+    naming its arrays in structures.npz and each contour's type and image."""
     if packed is None:
         return None
-    if packed["key"] is None:
+    check.mapping(packed, where)
+    key = check.entry(packed, "key", where)
+    if key is None:
         return []
-    points = _array(arrays, f"{packed['key']}_points", f"contours for {what}")
-    counts = _array(arrays, f"{packed['key']}_counts", f"contours for {what}")
-    pieces = np.split(points, np.cumsum(counts)[:-1])
-    return [
-        PlanarContour(piece, kind, uid)
-        for piece, kind, uid in zip(pieces, packed["types"], packed["uids"], strict=True)
-    ]
+    key = check.text(key, where, "key", empty=False)
+    kinds = check.sequence(check.entry(packed, "types", where), where, "types")
+    for kind in kinds:
+        check.one_of(kind, check.CONTOUR_TYPES, where, "a type")
+    uids = check.texts(check.entry(packed, "uids", where), where, "uids")
+    if len(uids) != len(kinds):
+        raise ValueError(f"{where} have {len(kinds)} types but {len(uids)} image UIDs")
+    points = _array(arrays, f"{key}_points", f"contours for {what}")
+    counts = _array(arrays, f"{key}_counts", f"contours for {what}")
+    pieces = check.contour_arrays(points, counts, len(kinds), what, key)
+    return [PlanarContour(piece, kind, uid) for piece, kind, uid in zip(pieces, kinds, uids, strict=True)]
 
 
 def _from_plain(value, arrays: dict[str, np.ndarray]):
+    """`value` with its array and slice references (see `_to_plain`) replaced by what they
+    stand for; a ValueError in words for one that cannot be (the history is then left out)."""
     if isinstance(value, dict):
         if "__array__" in value:
-            data = arrays[value["__array__"]]
+            key = value["__array__"]
+            if not isinstance(key, str) or key not in arrays:
+                raise ValueError(f"history.npz has no array {check.shown(key)}")
+            data = arrays[key]
             if "bool_shape" in value:
-                shape = tuple(value["bool_shape"])
-                return np.unpackbits(data, count=int(np.prod(shape))).astype(bool).reshape(shape)
+                shape = value["bool_shape"]
+                if not (isinstance(shape, list) and all(check.is_whole(n) and n >= 0 for n in shape)):
+                    raise ValueError(
+                        f"session.json: the history's array {key!r} has shape {check.shown(shape)}"
+                    )
+                return check.packed_bits(data, tuple(int(n) for n in shape), f"history.npz: array {key!r}")
             return data
         if "__slice__" in value:
-            return slice(*value["__slice__"])
+            bounds = value["__slice__"]
+            if not (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(b is None or check.is_whole(b) for b in bounds)
+            ):
+                raise ValueError(
+                    f"session.json: the history has a slice {check.shown(bounds)}, not two whole numbers"
+                )
+            return slice(*(None if b is None else int(b) for b in bounds))
         return {k: _from_plain(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_plain(v, arrays) for v in value]

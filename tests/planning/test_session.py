@@ -193,6 +193,225 @@ def test_missing_or_malformed_entries_are_said_in_words(tmp_path, damage, messag
     assert str(error.value) == f"{folder}: damaged Delineo session ({message})"
 
 
+def _set(index: int, **values):
+    """A damage: structure record `index` of session.json gets `values`."""
+    return lambda f: _edit_json(f, lambda d: d["structures"][index].update(values))
+
+
+def _set_contours(**values):
+    """A damage: the imported contours of structure 'Imported' get `values`."""
+    return lambda f: _edit_json(f, lambda d: d["structures"][1]["contours"].update(values))
+
+
+def _replace_array(folder, key: str, value) -> None:
+    with np.load(folder / "structures.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[key] = value(arrays[key])
+    np.savez_compressed(folder / "structures.npz", **arrays)
+
+
+ROI_TYPES = ", ".join(t.value for t in RoiType)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_set(0, number="x"), "session.json: structure 'GTV' has ROI number 'x', not a whole number ≥ 1"),
+        (_set(0, number=None), "session.json: structure 'GTV' has ROI number None, not a whole number ≥ 1"),
+        (
+            _set(1, number=2.5),
+            "session.json: structure 'Imported' has ROI number 2.5, not a whole number ≥ 1",
+        ),
+        (_set(0, number=0), "session.json: structure 'GTV' has ROI number 0, not a whole number ≥ 1"),
+        (_set(1, number=1), "session.json: structures 'GTV' and 'Imported' have the same ROI number 1"),
+        (_set(1, name="GTV"), "session.json: two structures are named 'GTV'"),
+        (
+            _set(0, roi_type="TUMOUR"),
+            f"session.json: structure 'GTV' has ROI type 'TUMOUR', not one of {ROI_TYPES}",
+        ),
+        (_set(0, roi_type=3), f"session.json: structure 'GTV' has ROI type 3, not one of {ROI_TYPES}"),
+        (
+            _set(0, algorithm="BY HAND"),
+            "session.json: structure 'GTV' has generation algorithm 'BY HAND', not one of AUTOMATIC, "
+            "SEMIAUTOMATIC, MANUAL",
+        ),
+        (_set(0, name=7), "session.json: structure 1 has name 7, not a non-empty text"),
+        (_set(1, name=" "), "session.json: structure 2 has name ' ', not a non-empty text"),
+        (_set(0, description=["a"]), "session.json: structure 'GTV' has description ['a'], not a text"),
+        (_set(0, visible="no"), "session.json: structure 'GTV' has 'visible' 'no', not true or false"),
+        (_set(0, locked=1), "session.json: structure 'GTV' has 'locked' 1, not true or false"),
+        (
+            _set(0, recipe="GTV+5mm"),
+            "session.json: structure 'GTV': its recipe is 'GTV+5mm', not an object of named entries",
+        ),
+        (
+            _set(0, color=[255, True, 0]),
+            "session.json: structure 'GTV' has colour [255, True, 0], not three numbers 0–255",
+        ),
+        (_set(0, key=3), "session.json: structure 'GTV' has key 3, not a non-empty text"),
+        (
+            _set(0, shape=[4, "11", 14]),
+            "session.json: structure 'GTV' has mask shape [4, '11', 14], not three whole numbers ≥ 0",
+        ),
+        (
+            _set(0, shape=[4, 11]),
+            "session.json: structure 'GTV' has mask shape [4, 11], not three whole numbers ≥ 0",
+        ),
+        (_set(0, offset=5), "session.json: structure 'GTV' has mask offset 5, not three whole numbers ≥ 0"),
+        (
+            _set(0, offset=[1, 4, 20]),
+            "session.json: structure 'GTV': mask box at (1, 4, 20) of shape (4, 11, 14) leaves the grid "
+            "(6, 20, 30)",
+        ),
+        (
+            lambda f: _replace_array(f, "s0_mask", lambda a: a[:-10]),
+            "structures.npz: the mask of structure 'GTV' (s0_mask) is 67 uint8 value(s) of shape (67,), not "
+            "the 77 bytes of 4×11×14 yes/no values",
+        ),
+        (
+            lambda f: _replace_array(f, "s0_mask", lambda a: a.astype(np.float32)),
+            "structures.npz: the mask of structure 'GTV' (s0_mask) is 77 float32 value(s) of shape (77,), "
+            "not the 77 bytes of 4×11×14 yes/no values",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structures"].__setitem__(0, 5)),
+            "session.json: structure 1 is 5, not an object of named entries",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d.update(structures={"GTV": {}})),
+            "session.json has structures {'GTV': {}}, not a list",
+        ),
+        (
+            _set(1, contours="CLOSED_PLANAR"),
+            "session.json: structure 'Imported': its contours is 'CLOSED_PLANAR', not an object of named "
+            "entries",
+        ),
+        (
+            _set_contours(types=["CLOSED"]),
+            "session.json: structure 'Imported': its contours has a type 'CLOSED', not one of CLOSED_PLANAR, "
+            "CLOSEDPLANAR_XOR, OPEN_PLANAR, POINT",
+        ),
+        (
+            _set_contours(uids=["1.2.3.4", "1.2.3.5"]),
+            "session.json: structure 'Imported': its contours have 1 types but 2 image UIDs",
+        ),
+        (
+            _set_contours(uids=[5]),
+            "session.json: structure 'Imported': its contours has uids [5], not a list of texts",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structures"][1]["contours"].pop("types")),
+            "session.json: structure 'Imported': its contours has no 'types' entry",
+        ),
+        (
+            lambda f: _replace_array(f, "s1_contours_counts", lambda a: a + 2),
+            "structures.npz: the contours of structure 'Imported' (s1_contours) have 1 point count(s) adding "
+            "up to 5 for 1 contour(s) of 3 points",
+        ),
+        (
+            lambda f: _replace_array(f, "s1_contours_points", lambda a: a[:, :2]),
+            "structures.npz: the contours of structure 'Imported' (s1_contours) have points of shape (3, 2) "
+            "(float64), not (N, 3) numbers",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(kind="pacs")),
+            "session.json: the 'image' entry has kind 'pacs', not one of dicom, file, sample",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(shape=["6", 20, 30])),
+            "session.json: the 'image' entry has shape ['6', 20, 30], not three whole numbers ≥ 1",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(spacing_xyz=[0.8, None, 2.5])),
+            "session.json: the 'image' entry has spacing_xyz [0.8, None, 2.5], not three numbers",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(direction=[1, 0, 0, 0, 1, 0, 0, 0])),
+            "session.json: the 'image' entry has direction [1, 0, 0, 0, 1, 0, 0, 0], not nine numbers",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(spacing_xyz=[0.8, 0, 2.5])),
+            "session.json: the 'image' entry: voxel spacing must be three positive sizes in mm, got "
+            "(0.8, 0.0, 2.5)",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(path=5)),
+            "session.json: the 'image' entry has path 5, not a text",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d.update(image=[])),
+            "session.json: the 'image' entry is [], not an object of named entries",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d.update(structure_set=["Plan A"])),
+            "session.json: the 'structure_set' entry is ['Plan A'], not an object of named entries",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structure_set"].update(label=None)),
+            "session.json: the 'structure_set' entry has label None, not a text",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["structure_set"].update(warnings="3 contours left out")),
+            "session.json: the 'structure_set' entry has warnings '3 contours left out', not a list of texts",
+        ),
+    ],
+)
+def test_each_damaged_value_is_named_with_what_was_expected(tmp_path, damage, message):
+    """A damaged value of a structure, of the image reference or of the structure set refuses
+    the file, as other damages do (nothing drawn is dropped or guessed), saying which value of
+    which structure is wrong and what was expected; some were Python's text ("invalid literal
+    for int() with base 10: 'x'", "'TUMOUR' is not a valid RoiType"), others loaded as
+    something else (a mask cut short read as empty voxels, ROI number 0 or a duplicate
+    renumbered, the string "no" as visible)."""
+    folder = save_session(_session(), tmp_path / "f")
+    damage(folder)
+    with pytest.raises(FormatError) as error:
+        load_session(folder)
+    assert str(error.value) == f"{folder}: damaged Delineo session ({message})"
+
+
+def _set_history(folder, value) -> None:
+    _edit_json(folder, lambda d: d["history"][0]["commands"][0].update(value))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: _set_history(f, {"values": {"__array__": "a9"}}), "history.npz has no array 'a9'"),
+        (
+            lambda f: _set_history(f, {"box": [{"__slice__": [1, "3"]}]}),
+            "session.json: the history has a slice [1, '3'], not two whole numbers",
+        ),
+        (
+            lambda f: _set_history(f, {"before": {"__array__": "a0", "bool_shape": [2, 3, 40]}}),
+            "history.npz: array 'a0' is 3 uint8 value(s) of shape (3,), not the 30 bytes of 2×3×40 yes/no "
+            "values",
+        ),
+        (
+            lambda f: _set_history(f, {"before": {"__array__": "a0", "bool_shape": 24}}),
+            "session.json: the history's array 'a0' has shape 24",
+        ),
+    ],
+)
+def test_a_damaged_history_is_left_out_saying_what_is_wrong(tmp_path, damage, message):
+    folder = save_session(_session(), tmp_path / "f")
+    damage(folder)
+    loaded = load_session(folder)
+    assert loaded.structures.names() == ["GTV", "Imported"] and loaded.history == []
+    assert loaded.warnings == [f"{folder}: the undo history is damaged and was left out ({message})"]
+
+
+def test_a_damaged_record_of_interpolated_planes_is_left_out_with_a_warning(tmp_path):
+    folder = save_session(_session(), tmp_path / "f")
+    _edit_json(folder, lambda d: d.update(interpolated={"one": {"axis": 0, "planes": {}}}))
+    loaded = load_session(folder)
+    assert loaded.interpolated == {} and loaded.structures.names() == ["GTV", "Imported"]
+    assert loaded.warnings == [
+        "the record of which slices interpolation filled is damaged and was left out: interpolating again "
+        "keeps those slices as if drawn"
+    ]
+
+
 def test_a_damaged_history_leaves_the_structures_loadable(tmp_path):
     folder = save_session(_session(), tmp_path / "f")
     _truncate(folder / "history.npz")
