@@ -409,7 +409,7 @@ def _storage_warnings(headers: list[Header], beyond: dict[str, int]) -> list[str
         warnings.append(
             f"{_some(names)} hold {sum(beyond.values())} stored value(s) beyond what their BitsStored "
             f"({', '.join(sorted(bits))}) allows; the bits above were cleared as the header says, so "
-            "those pixels' values (HU) are likely wrong: the header's BitsStored may be damaged"
+            "those pixels' values are likely wrong: the header's BitsStored may be damaged"
         )
     return warnings
 

@@ -46,7 +46,7 @@ def test_stored_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path):
     assert volume.warnings == [
         f"CT0000.dcm, CT0001.dcm, CT0002.dcm hold {beyond} stored value(s) beyond what their "
         "BitsStored (8) allows; the bits above were cleared as the header says, so those pixels' "
-        "values (HU) are likely wrong: the header's BitsStored may be damaged"
+        "values are likely wrong: the header's BitsStored may be damaged"
     ]
 
 
@@ -72,7 +72,7 @@ def test_compressed_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path,
     np.testing.assert_array_equal(volume.array[0], as_header_says + intercept)
     assert volume.warnings == [
         f"{name}.dcm hold {beyond} stored value(s) beyond what their BitsStored ({bits}) allows; the bits "
-        "above were cleared as the header says, so those pixels' values (HU) are likely wrong: the "
+        "above were cleared as the header says, so those pixels' values are likely wrong: the "
         "header's BitsStored may be damaged"
     ]
 
@@ -92,7 +92,7 @@ def test_a_series_of_rle_files_counts_values_beyond_bits_stored_in_each(tmp_path
     assert volume.warnings == [
         f"CT0000.dcm, CT0001.dcm, CT0002.dcm hold {np.count_nonzero(stored > 255)} stored value(s) "
         "beyond what their BitsStored (8) allows; the bits above were cleared as the header says, so "
-        "those pixels' values (HU) are likely wrong: the header's BitsStored may be damaged"
+        "those pixels' values are likely wrong: the header's BitsStored may be damaged"
     ]
 
 
