@@ -45,3 +45,25 @@ def test_ci_tests_the_installed_package_not_the_source_tree():
     import planning
 
     assert "site-packages" in Path(planning.__file__).parts
+
+
+def test_the_command_line_parser_loads_no_heavy_library():
+    # `delineo --help` and each command's start stay quick, and `delineo train` runs where only
+    # the training's own libraries are installed (a GPU machine without DICOM or ITK libraries)
+    probe = (
+        "import sys\nfrom workstation.cli import build_parser\nbuild_parser()\nprint('\\n'.join(sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    heavy = (
+        "pydicom",
+        "SimpleITK",
+        "pynetdicom",
+        "highdicom",
+        "torch",
+        "PyQt6",
+        "vtkmodules",
+        "segmentation",
+    )
+    assert not {m for m in result.stdout.split() if m.split(".")[0] in heavy}

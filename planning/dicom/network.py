@@ -34,6 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from planning.dicom import DEFAULT_AE_TITLE
 from planning.dicom.scan import list_files
 from planning.errors import Cancelled, NetworkError
 from planning.files import write_atomically
@@ -42,8 +43,6 @@ from planning.files import write_atomically
 # once, naming the node.
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
-#: Delineo's AE title when none is given.
-DEFAULT_AE_TITLE = "DELINEO"
 VERIFICATION = "1.2.840.10008.1.1"
 #: Presentation contexts one association may propose (PS3.8).
 _MAX_CONTEXTS = 128

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planning.imageio import load_volume, save_volume
 from workstation.cli.outputs import check_output_file
 from workstation.cli.progress import ProgressBar
 from workstation.cli.terminal import warn
@@ -19,6 +18,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from planning.imageio import load_volume, save_volume
+
     check_output_file(args.output, [args.source])
     progress = ProgressBar()
     try:

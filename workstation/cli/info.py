@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planning.dicom.load import unread_warning
-from planning.dicom.scan import scan
-from planning.imageio import is_image_file, read_image_file
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="list patients, studies, series and RT objects in a folder")
@@ -17,6 +13,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from planning.dicom.load import unread_warning
+    from planning.dicom.scan import scan
+    from planning.imageio import is_image_file, read_image_file
+
     if args.path.is_file() and is_image_file(args.path):
         volume = read_image_file(args.path)
         grid = volume.grid

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from planning.dicom.network import DEFAULT_AE_TITLE
+from planning.dicom import DEFAULT_AE_TITLE
 from workstation.cli.numbers import positive
 from workstation.cli.outputs import check_output_folder
 from workstation.cli.progress import ProgressBar
