@@ -1,5 +1,5 @@
-"""Boolean and clean-up operations on masks: union, intersection, subtraction, XOR, crop to a box,
-fill holes, remove small islands, keep the largest.
+"""Boolean and clean-up operations on masks: union, intersection, subtraction, XOR, fill holes,
+remove small islands, keep the largest.
 
 All work on the masks' bounding boxes (never on the whole grid) and return new Masks. Sizes are
 in cc; connectivity is face-connected (6-neighbourhood) in 3D, as in 3D Slicer's Islands effect.
@@ -45,21 +45,6 @@ def xor(a: Mask, b: Mask) -> Mask:
     return _combine((a, b), np.logical_xor, "XOR")
 
 
-def crop(mask: Mask, box: Box) -> Mask:
-    """The part of `mask` inside `box` ((z, y, x) slices of the grid; e.g. only some slices)."""
-    box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, mask.grid.shape, strict=True))
-    result = Mask(mask.grid)
-    if all(s.stop > s.start for s in box):
-        result.replace_region(box, mask.region(box))
-    return result
-
-
-def crop_to_planes(mask: Mask, first: int, last: int) -> Mask:
-    """The part of `mask` on axial planes first..last (inclusive)."""
-    ny, nx = mask.grid.shape[1:]
-    return crop(mask, (slice(first, last + 1), slice(0, ny), slice(0, nx)))
-
-
 def fill_holes(mask: Mask, *, per_slice: bool = False) -> Mask:
     """Fill cavities enclosed by the structure (in 3D, or plane by plane with `per_slice`, which
     also closes holes that open to another plane)."""
@@ -95,14 +80,6 @@ def keep_largest(mask: Mask, count: int = 1) -> Mask:
     keep = np.zeros(sizes.shape, bool)
     keep[order] = True
     return _from_box(mask, mask.box, keep[labels])
-
-
-def island_volumes_cc(mask: Mask) -> list[float]:
-    """Volumes of the connected parts in cc, largest first."""
-    labels, sizes = _components(mask)
-    if labels is None:
-        return []
-    return sorted((sizes[1:] * mask.grid.voxel_volume_cc).tolist(), reverse=True)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -102,10 +102,6 @@ class Grid:
             np.asarray(self.origin_xyz) + np.multiply.outer(k, self.direction[:, 2]) * (self.spacing_xyz[2])
         )
 
-    def physical_extent_mm(self) -> tuple[float, float, float]:
-        """Size in mm covered by the grid's voxels along (x, y, z)."""
-        return tuple(n * s for n, s in zip(self.shape[::-1], self.spacing_xyz, strict=True))
-
     def same_as(self, other: Grid, tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> bool:
         """Whether two grids have the same shape and place every voxel at the same point."""
         if self.shape != other.shape:

@@ -1,6 +1,6 @@
 """Measurements in patient millimetres: ruler and angle, structure volume and surface area, the
-minimum distance between two structures with its closest points, the distance of every vertex of
-one surface to another (a margin map) and the Hausdorff distance between surfaces.
+minimum distance between two structures with its closest points, and the distance of every
+vertex of one surface to another (a margin map).
 
 Distances between surfaces are exact point-to-triangle distances (VTK's implicit poly-data
 distance); the minimum distance between two surfaces is refined from the closest vertex pair by
@@ -99,17 +99,6 @@ def surface_distances(surface: Surface, to: Surface, *, signed: bool = False) ->
     """Per-vertex distance in mm of `surface` to `to` (a margin map); signed: negative where
     the vertex lies inside `to`."""
     return point_distances(surface.points, to, signed=signed)
-
-
-def hausdorff_mm(a: Surface, b: Surface, percentile: float = 100.0) -> float:
-    """Symmetric Hausdorff distance (or its `percentile`, e.g. 95) between two surfaces, from
-    every vertex of each to the other surface."""
-    return float(
-        max(
-            np.percentile(surface_distances(a, b), percentile),
-            np.percentile(surface_distances(b, a), percentile),
-        )
-    )
 
 
 @dataclass(frozen=True)

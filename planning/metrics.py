@@ -115,20 +115,6 @@ def dice(a: Mask, b: Mask) -> float:
     return _dice(*_overlap_counts(a, b))
 
 
-def jaccard(a: Mask, b: Mask) -> float:
-    return _jaccard(*_overlap_counts(a, b))
-
-
-def sensitivity(reference: Mask, test: Mask) -> float:
-    counts = _overlap_counts(reference, test)
-    return _ratio(counts[2], counts[0], counts)
-
-
-def precision(reference: Mask, test: Mask) -> float:
-    counts = _overlap_counts(reference, test)
-    return _ratio(counts[2], counts[1], counts)
-
-
 def centroid_distance(a: Mask, b: Mask) -> float:
     """Distance in mm between the two centres of mass (patient space)."""
     if a.is_empty and b.is_empty:
