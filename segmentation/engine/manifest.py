@@ -100,10 +100,6 @@ class Manifest:
         return self.folder / self.weights_file
 
     @property
-    def card_path(self) -> Path | None:
-        return self.folder / self.card if self.card else None
-
-    @property
     def structure_names(self) -> list[str]:
         return [output.name for output in self.outputs]
 

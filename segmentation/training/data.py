@@ -37,7 +37,6 @@ OPENKBP_NAMES = {
     "PTV63": "PTV63",
     "PTV70": "PTV70",
 }
-OPENKBP_BITS = list(OPENKBP_NAMES)
 
 #: HU of voxels outside the patient / scanned field.
 AIR_HU = -1024
