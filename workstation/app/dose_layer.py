@@ -45,10 +45,6 @@ def _premultiplied_stops() -> np.ndarray:
 _PACKED_STOPS = _premultiplied_stops()
 
 
-def level_colors() -> list[tuple[int, int, int]]:
-    return [tuple(int(c) for c in row) for row in _STOPS]
-
-
 class DoseLayer:
     """A dose distribution prepared for drawing over the slices of an image grid."""
 

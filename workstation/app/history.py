@@ -336,8 +336,6 @@ class RemoveStructure(AddStructure):
 class ChangeProperties(Command):
     """Name, colour, type, description, algorithm, recipe or review state of a structure changed."""
 
-    FIELDS = ("name", "color", "roi_type", "description", "algorithm", "recipe", "awaiting_review")
-
     def __init__(self, label: str, before: dict, after: dict):
         self.label, self.before, self.after = label, dict(before), dict(after)
         self.names = tuple(dict.fromkeys((before["name"], after["name"])))

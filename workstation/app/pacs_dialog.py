@@ -74,7 +74,6 @@ class PacsDialog(QDialog):
         self.series: list[SeriesMatch] = []
         self.search_job = None
         self.retrieve_job = None
-        self.last_result: RetrieveResult | None = None
         self._listing = 0  # the series listing whose answer the table waits for
         self.series_job = None  # the series listing running, cancelled when another study is selected
         settings = window.settings
@@ -384,7 +383,6 @@ class PacsDialog(QDialog):
 
         def done(result: RetrieveResult) -> None:
             self.retrieve_job = None
-            self.last_result = result
             self.progress.setValue(1000)
             missing = incomplete(folder)
             level = "warning" if missing else "ok"

@@ -76,10 +76,6 @@ def derive(recipe: dict, structures, *, name: str, on_progress=None, cancel=None
     return derived.derive(recipe, structures, name=name, on_progress=on_progress, cancel=cancel)
 
 
-def describe_recipe(recipe: dict) -> str:
-    return _module("planning.derived", "Margins and Booleans").describe(recipe)
-
-
 def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None = None, axis: int = 0):
     """Fill the slices across array `axis` (0 = z, 1 = y, 2 = x) between the drawn slices of a
     structure: (the new mask, the slices drawn by hand, digests of the slices filled). `filled`

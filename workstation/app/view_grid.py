@@ -47,7 +47,6 @@ class ViewFrame(QFrame):
         layout.setSpacing(0)
         layout.addWidget(bar)
         layout.addWidget(content, 1)
-        self._bar = bar
         bar.mouseDoubleClickEvent = lambda event: self.maximise_requested.emit(self.key)
 
     def set_content(self, content: QWidget) -> None:
