@@ -42,7 +42,7 @@ from workstation.app.tools.region import EraseRegionTool, FillTool
 from workstation.app.tools.seeded import SeededTool
 from workstation.app.view_grid import ViewGrid
 from workstation.app.viewstate import ViewState
-from workstation.app.windowing import PRESETS, Window, auto_window
+from workstation.app.windowing import AUTOMATIC, PRESETS, Window, auto_window, values_are_hu
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class MainWindow(QMainWindow):
         self.data_dir = Path(data_dir)
         self.case: Case | None = None
         self.state: ViewState | None = None
+        #: the window the case opened with (View ▸ Window/level preset ▸ Automatic)
+        self.start_window: Window | None = None
         self.view_generation = 0
         #: the case history's generation when last saved (None: unsaved); `dirty` compares it
         self.saved_generation: int | None = None
@@ -172,7 +174,8 @@ class MainWindow(QMainWindow):
         if self.last_dialog is not None and not sip.isdeleted(self.last_dialog):
             self.last_dialog.close()  # it worked on the previous case's structures
         self.last_dialog = None
-        self.state = ViewState(case.grid.shape, auto_window(case.volume.array, case.volume.modality))
+        self.start_window = auto_window(case.volume.array, case.volume.modality)
+        self.state = ViewState(case.grid.shape, self.start_window)
         self.state.window_changed.connect(self._on_window_changed)
         self.state.cursor_changed.connect(self._view_changed)
         target = _initial_target(case)
@@ -348,8 +351,21 @@ class MainWindow(QMainWindow):
     # -- window/level, views -------------------------------------------------------------------
 
     def set_preset(self, name: str) -> None:
-        if name in PRESETS and self.state is not None:
+        """Set a CT window preset (HU) or the image's starting window (`AUTOMATIC`). A CT preset
+        on an image whose values are not HU (an MR) is refused, saying why."""
+        if self.state is None:
+            return
+        if name == AUTOMATIC:
+            self.state.set_window(self.start_window)
+        elif name in PRESETS and values_are_hu(self.case.volume.modality):
             self.state.set_window(Window(*PRESETS[name]))
+        elif name in PRESETS:
+            what = self.case.volume.modality or "not known to be a CT"
+            self.statusBar().showMessage(
+                f"{name} is a CT window in Hounsfield units; this image is {what}: right-drag sets "
+                f"the window, {AUTOMATIC} (F7) the one it opened with",
+                8000,
+            )
 
     def reset_views(self) -> None:
         for view in self.views.values():
@@ -357,9 +373,9 @@ class MainWindow(QMainWindow):
 
     def _on_window_changed(self) -> None:
         window = self.state.window
-        match = next(
-            (n for n, (w, level) in PRESETS.items() if (w, level) == (window.width, window.level)), "Custom"
-        )
+        presets = PRESETS if values_are_hu(self.case.volume.modality) else {}
+        match = next((n for n, wl in presets.items() if wl == (window.width, window.level)), None)
+        match = match or (AUTOMATIC if window == self.start_window else "Custom")
         self.menus.preset_box.setCurrentText(match)
         self._view_changed()
 

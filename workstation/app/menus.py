@@ -13,12 +13,13 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QToolBar, QVBoxLayout
 
 from workstation.app.surgery import SurgeryMenu
-from workstation.app.windowing import PRESETS
+from workstation.app.windowing import AUTOMATIC, PRESETS, values_are_hu
 
 MAX_RECENT = 10
 HELP_TEXT = """Views
   Wheel, Up/Down, PgUp/PgDn: scroll slices     Ctrl+wheel, +/-: zoom     R / Ctrl+0: reset zoom
-  Right-drag: window/level (horizontal = width, vertical = level)     F1–F6: window presets
+  Right-drag: window/level (horizontal = width, vertical = level)
+  F1–F6: CT window presets (HU; not on MR)     F7: the window the image opened with
   Middle-drag or Shift+left-drag: pan     Left click (Navigate): move the linked crosshair
   Double-click a view's title bar: maximise / restore it
 
@@ -89,7 +90,7 @@ class WindowMenus:
         view_menu.addAction(self._action("Four views", lambda: self.window.grid.maximise(None)))
         view_menu.addSeparator()
         window_menu = view_menu.addMenu("Window/level preset")
-        for index, name in enumerate(PRESETS):
+        for index, name in enumerate([*PRESETS, AUTOMATIC]):
             window_menu.addAction(
                 self._action(name, lambda _=False, n=name: self.window.set_preset(n), f"F{index + 1}")
             )
@@ -176,7 +177,7 @@ class WindowMenus:
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Window ", self.window))
         self.preset_box = QComboBox(self.window)
-        self.preset_box.addItems(["Custom", *PRESETS])
+        self.preset_box.addItems(["Custom", AUTOMATIC, *PRESETS])
         self.preset_box.textActivated.connect(self.window.set_preset)
         toolbar.addWidget(self.preset_box)
         self.update()
@@ -208,7 +209,20 @@ class WindowMenus:
         ):
             action.setEnabled(has_case)
         self.compare_action.setEnabled(has_case and len(self.window.case.structures) >= 2)
+        self._enable_ct_presets()
         self.surgery.update()
+
+    def _enable_ct_presets(self) -> None:
+        """Offer the CT presets in the toolbar's box only for an image in HU; say why not."""
+        modality = self.window.case.volume.modality if self.window.case is not None else "CT"
+        hu = values_are_hu(modality)
+        what = modality or "not known to be a CT"
+        tip = "" if hu else f"A CT window in Hounsfield units; this image is {what}"
+        model = self.preset_box.model()
+        for name in PRESETS:
+            item = model.item(self.preset_box.findText(name))
+            item.setEnabled(hu)
+            item.setToolTip(tip)
 
     def remember(self, path) -> None:
         """Put `path` first in File ▸ Open recent."""

