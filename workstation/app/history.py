@@ -13,8 +13,8 @@ A step that would change a locked structure's geometry, name or type is not undo
 stack raises `Locked` naming the structure and leaves everything as it was. Locking is no step of
 its own, so undo never unlocks; unlock the structure to undo past its edits.
 
-The stack converts to and from plain data (`to_plain` / `from_plain`) so a saved session keeps its
-history and undo still works after a restore or a crash recovery.
+The stack converts to and from plain data (`UndoStack.to_plain` / `UndoStack.restore`) so a saved
+session keeps its history and undo still works after a restore or a crash recovery.
 """
 
 from __future__ import annotations
