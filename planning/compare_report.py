@@ -144,6 +144,7 @@ def write_html(result: SetComparison, path: str | Path, *, title: str = "Structu
 
 
 def render_html(result: SetComparison, *, title: str = "Structure comparison") -> str:
+    """The HTML page `write_html` writes, as a string."""
     rows_html = []
     for a, b, metrics in result.rows:
         values = metrics.as_dict()

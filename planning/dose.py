@@ -69,6 +69,7 @@ class Dose:
 
     @property
     def max(self) -> float:
+        """The highest dose, in `units` (0 for an empty array)."""
         return float(self.array.max()) if self.array.size else 0.0
 
     @property

@@ -92,6 +92,7 @@ class DVH:
 
     @property
     def volume_cc(self) -> float:
+        """The structure's volume the samples stand for, in cc."""
         return float(self._cumulative[-1]) if self._cumulative.size else 0.0
 
     @property
@@ -100,14 +101,17 @@ class DVH:
 
     @property
     def max(self) -> float:
+        """The highest sampled dose (0 when empty)."""
         return float(self.doses[0]) if self.doses.size else 0.0
 
     @property
     def min(self) -> float:
+        """The lowest sampled dose (0 when empty)."""
         return float(self.doses[-1]) if self.doses.size else 0.0
 
     @property
     def mean(self) -> float:
+        """The volume-weighted mean dose (0 when empty)."""
         if self.is_empty:
             return 0.0
         return float(np.sum(self.doses * self.volumes_cc) / self.volume_cc)
@@ -129,12 +133,14 @@ class DVH:
         return float(self._cumulative[count - 1]) if count else 0.0
 
     def v_percent(self, dose: float) -> float:
+        """V_x as a percentage of the structure's volume: the share receiving at least `dose`."""
         return 100.0 * self.v_gy(dose) / self.volume_cc if not self.is_empty else 0.0
 
     # -- histograms ---------------------------------------------------------------------------
 
     @property
     def bin_edges(self) -> np.ndarray:
+        """Histogram bin edges, `bin_width` apart, from 0 to the first edge at or above the maximum dose."""
         count = max(1, int(math.ceil(self.max / self.bin_width + 1e-9)))
         return np.arange(count + 1) * self.bin_width
 

@@ -103,6 +103,7 @@ class Margins:
 
     @classmethod
     def uniform(cls, mm: float) -> Margins:
+        """The same margin of `mm` millimetres in all six directions."""
         return cls(mm, mm, mm, mm, mm, mm)
 
     @classmethod
@@ -116,10 +117,12 @@ class Margins:
 
     @property
     def is_uniform(self) -> bool:
+        """Whether all six margins are equal."""
         return len(set(asdict(self).values())) == 1
 
     @property
     def largest(self) -> float:
+        """The largest of the six margins, in mm."""
         return max(asdict(self).values())
 
     def mirrored(self) -> Margins:
@@ -127,6 +130,7 @@ class Margins:
         return Margins(self.left, self.right, self.posterior, self.anterior, self.inferior, self.superior)
 
     def describe(self) -> str:
+        """The margins in words: "5 mm" when uniform, else "R 5 L 5 A 3 P 3 S 10 I 10 mm"."""
         if self.is_uniform:
             return f"{self.right:g} mm"
         return (

@@ -70,6 +70,7 @@ class StructureMeasures:
 
 
 def measure_structure(structure: Structure, surface: Surface) -> StructureMeasures:
+    """The voxel volume, mesh volume (cc) and surface area (cm²) of a structure and its surface."""
     return StructureMeasures(
         structure.name, structure.mask.volume_cc, mesh_volume_cc(surface), mesh_area_cm2(surface)
     )

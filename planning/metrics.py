@@ -81,6 +81,7 @@ class Comparison:
     centroid_distance_mm: float
 
     def as_dict(self) -> dict:
+        """The metrics as {field name: value}."""
         return asdict(self)
 
 
@@ -112,6 +113,7 @@ def compare(reference: Mask, test: Mask, *, tolerance_mm: float = 2.0) -> Compar
 
 
 def dice(a: Mask, b: Mask) -> float:
+    """Dice overlap 2|A∩B| / (|A|+|B|) of two masks on the same grid (1 when both are empty)."""
     return _dice(*_overlap_counts(a, b))
 
 

@@ -154,13 +154,16 @@ class Resection:
 
     @property
     def resected_percent(self) -> float:
+        """The resected part's share of the organ's volume, in %."""
         return 100.0 * self.resected_cc / self.organ_cc if self.organ_cc else 0.0
 
     @property
     def remnant_percent(self) -> float:
+        """The remnant's share of the organ's volume, in %."""
         return 100.0 * self.remnant_cc / self.organ_cc if self.organ_cc else 0.0
 
     def summary(self) -> str:
+        """Volumes (cc, %) of the two parts and the structures reached, one per line."""
         lines = [
             f"{self.resected.name}: {self.resected_cc:.1f} cc ({self.resected_percent:.1f} %)",
             f"{self.remnant.name}: {self.remnant_cc:.1f} cc ({self.remnant_percent:.1f} %)",

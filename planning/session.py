@@ -74,6 +74,7 @@ class ImageReference:
 
     @property
     def grid(self) -> Grid:
+        """The `planning.geometry.Grid` the referenced image had."""
         return Grid(self.shape, self.spacing_xyz, self.origin_xyz, np.reshape(self.direction, (3, 3)))
 
     @classmethod

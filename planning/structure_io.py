@@ -359,10 +359,12 @@ class LabelMapLoss:
 
     @property
     def drawn_cc(self) -> float:
+        """The structure's volume, in cc."""
         return self.drawn * self.voxel_volume_cc
 
     @property
     def kept_cc(self) -> float:
+        """The volume that keeps its label in the label map, in cc."""
         return self.kept * self.voxel_volume_cc
 
     def __str__(self) -> str:

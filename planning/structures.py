@@ -101,6 +101,7 @@ class Mask:
 
     @property
     def voxel_count(self) -> int:
+        """The number of voxels inside."""
         return int(np.count_nonzero(self.array))
 
     @property
@@ -109,6 +110,7 @@ class Mask:
 
     @property
     def volume_cc(self) -> float:
+        """The volume inside, in cc (voxel count × voxel volume)."""
         return self.voxel_count * self.grid.voxel_volume_cc
 
     def full(self) -> np.ndarray:
@@ -184,6 +186,7 @@ class Mask:
             self.array = self.array[tuple(box)].copy()
 
     def copy(self) -> Mask:
+        """An independent copy (its own array)."""
         return Mask(self.grid, self.array.copy(), self.offset)
 
     def shared(self) -> Mask:
@@ -280,6 +283,7 @@ class Structure:
 
     @property
     def volume_cc(self) -> float:
+        """The mask's volume, in cc."""
         return self.mask.volume_cc
 
     def snapshot(self) -> Structure:
@@ -361,6 +365,7 @@ class StructureSet:
         raise KeyError(f"no structure named {name!r}; structures: {', '.join(self.names()) or 'none'}")
 
     def names(self) -> list[str]:
+        """The structures' names, in order."""
         return [s.name for s in self._structures]
 
     def snapshot(self, names: Iterable[str] | None = None, label: str | None = None) -> StructureSet:
@@ -391,6 +396,7 @@ class StructureSet:
         return structure
 
     def remove(self, name: str) -> Structure:
+        """Remove the structure named `name`, emit `removed` and return it (KeyError when there is none)."""
         structure = self[name]
         self._structures.remove(structure)
         self.removed.emit(structure)

@@ -232,10 +232,12 @@ class MeshTopology:
 
     @property
     def closed(self) -> bool:
+        """Whether every edge has a triangle on both sides (no open edges)."""
         return self.boundary_edges == 0
 
     @property
     def manifold(self) -> bool:
+        """Whether no edge has more than two triangles and no vertex is a pinch between separate fans."""
         return self.nonmanifold_edges == 0 and self.nonmanifold_vertices == 0
 
     @property
@@ -251,6 +253,7 @@ class MeshTopology:
         )
 
     def describe(self) -> str:
+        """The topology in words: "closed manifold, N shell(s)", or the problems found."""
         if self.watertight:
             return f"closed manifold, {self.shells} shell(s)"
         problems = [

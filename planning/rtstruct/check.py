@@ -71,17 +71,21 @@ class ConformanceReport:
 
     @property
     def errors(self) -> list[Finding]:
+        """The findings of severity error."""
         return [f for f in self.findings if f.severity == ERROR]
 
     @property
     def warnings(self) -> list[Finding]:
+        """The findings of severity warning."""
         return [f for f in self.findings if f.severity == WARNING]
 
     @property
     def notes(self) -> list[Finding]:
+        """The findings of severity note."""
         return [f for f in self.findings if f.severity == NOTE]
 
     def add(self, severity: str, message: str, roi: str = "") -> None:
+        """Record a finding (`severity`: "error", "warning" or "note"), about ROI `roi` when given."""
         self.findings.append(Finding(severity, message, roi))
 
     def text(self) -> str:

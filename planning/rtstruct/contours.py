@@ -83,10 +83,12 @@ class Loops:
 
     @classmethod
     def empty(cls) -> Loops:
+        """No loops."""
         return cls(np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(0, np.int64))
 
     @classmethod
     def from_list(cls, loops: list[np.ndarray], planes: list[int]) -> Loops:
+        """Loops from one (n, 2) array of (u, v) vertices per loop and each loop's plane k."""
         if not loops:
             return cls.empty()
         sizes = np.array([len(loop) for loop in loops], np.int64)
@@ -98,9 +100,11 @@ class Loops:
         return len(self.planes)
 
     def loop(self, i: int) -> np.ndarray:
+        """Loop `i`'s vertices, (n, 2) (u, v)."""
         return self.points[self.starts[i] : self.starts[i + 1]]
 
     def sizes(self) -> np.ndarray:
+        """The number of vertices of each loop, (L,)."""
         return np.diff(self.starts)
 
     def areas(self) -> np.ndarray:

@@ -59,6 +59,7 @@ class ImagePlanes:
         return "between" if distance > self.on_plane_mm else "on"
 
     def describe_range(self) -> str:
+        """Where the images lie along the slice normal, in mm, in words (for messages)."""
         first, last = self.origins[0] @ self.normal, self.origins[-1] @ self.normal
         return f"the images span {min(first, last):.1f} to {max(first, last):.1f} mm along the slice normal"
 
@@ -82,6 +83,9 @@ class PlacedRoi:
 
 
 def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
+    """Place a record's contours on the image planes: closed contours with at least 3 points on a plane are
+    kept with their (u, v) loops and plane k; markers are kept aside; what does not fit is counted or
+    listed for the warnings."""
     placed = PlacedRoi()
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):

@@ -141,6 +141,7 @@ def _ascii(value: bytes) -> str:
 
 
 def int_or_none(value) -> int | None:
+    """`int(value)`, or None when that fails (an absent or empty value, text that is not a number)."""
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -46,6 +46,7 @@ class Surface:
         return len(self.triangles) == 0
 
     def topology(self) -> MeshTopology:
+        """Whether the mesh is closed, manifold and oriented outward (`planning.surface_topology`)."""
         return mesh_topology(self.triangles, points=self.points)
 
     def to_polydata(self) -> vtkPolyData:

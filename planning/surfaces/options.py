@@ -60,5 +60,6 @@ class Stages:
 
 
 def check_cancelled(cancel: threading.Event | None) -> None:
+    """Raise `Cancelled` when `cancel` is set."""
     if cancel is not None and cancel.is_set():
         raise Cancelled("surface building was cancelled")
