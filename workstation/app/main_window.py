@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.errors import DelineoError, GeometryError
+from planning.volume import values_are_hu
 from workstation.app.autosave import Autosaver
 from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.case import Case
@@ -42,7 +43,7 @@ from workstation.app.tools.region import EraseRegionTool, FillTool
 from workstation.app.tools.seeded import SeededTool
 from workstation.app.view_grid import ViewGrid
 from workstation.app.viewstate import ViewState
-from workstation.app.windowing import AUTOMATIC, PRESETS, Window, auto_window, values_are_hu
+from workstation.app.windowing import AUTOMATIC, PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QToolBar, QVBoxLayout
 
+from planning.volume import values_are_hu
 from workstation.app.surgery import SurgeryMenu
-from workstation.app.windowing import AUTOMATIC, PRESETS, values_are_hu
+from workstation.app.windowing import AUTOMATIC, PRESETS
 
 MAX_RECENT = 10
 HELP_TEXT = """Views

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planning.volume import values_are_hu
+
 #: (width, level) in HU of the usual CT windows.
 PRESETS: dict[str, tuple[float, float]] = {
     "Soft tissue": (400.0, 40.0),
@@ -18,11 +20,6 @@ PRESETS: dict[str, tuple[float, float]] = {
 MIN_WIDTH = 1.0
 #: The starting window of the image (`auto_window`), offered beside the CT presets for any image.
 AUTOMATIC = "Automatic"
-
-
-def values_are_hu(modality: str) -> bool:
-    """Whether an image of `modality` holds Hounsfield units, the scale of `PRESETS`."""
-    return modality.upper() == "CT"
 
 
 @dataclass(frozen=True)

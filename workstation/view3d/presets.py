@@ -1,14 +1,17 @@
-"""Volume-rendering presets for CT, as transfer functions over Hounsfield units.
+"""Volume-rendering presets for CT, as transfer functions over Hounsfield units, and one for
+images in other units (MR), over the image's own intensities.
 
 Each preset maps HU to opacity and to colour; the shading coefficients are shared. The values are
 chosen for contrast-enhanced and plain abdominal/thoracic CT: bone from ~200 HU, iodinated vessels
-~150–500 HU, soft tissue −100…100 HU, lung parenchyma −900…−500 HU.
+~150–500 HU, soft tissue −100…100 HU, lung parenchyma −900…−500 HU. On an MR these numbers mean
+nothing (fat and skin rendered as "bone"): `intensity_preset` ramps over the image's percentiles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
 from vtkmodules.vtkRenderingCore import vtkColorTransferFunction, vtkVolumeProperty
 
@@ -95,6 +98,24 @@ PRESETS: dict[str, Preset] = {
         gradient_opacity=True,
     ),
 }
+
+
+#: The name of `intensity_preset`, offered for any image.
+INTENSITIES = "intensities"
+
+
+def intensity_preset(array: np.ndarray) -> Preset:
+    """A grey ramp over `array`'s own values (any units; for an MR): transparent up to its 60th
+    percentile (air and the dark background), opaque and white towards its 99th."""
+    sample = array[:: max(1, array.shape[0] // 16), ::2, ::2]
+    low, high = (float(v) for v in np.percentile(sample, (60, 99)))
+    high = max(high, low + 1e-3)
+    step = (high - low) / 4
+    return Preset(
+        "Intensities",
+        opacity=((low, 0.0), (low + step, 0.05), (high, 0.6)),
+        colour=((low, 0.25, 0.25, 0.25), (low + 2 * step, 0.7, 0.7, 0.7), (high, 1.0, 1.0, 1.0)),
+    )
 
 
 def preset(name: str) -> Preset:

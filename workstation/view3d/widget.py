@@ -29,7 +29,7 @@ from planning.measurements import ClosestPoints
 from planning.structures import Structure, StructureSet
 from planning.surfaces.mesh import Surface
 from planning.surfaces.options import SurfaceOptions
-from planning.volume import Volume
+from planning.volume import Volume, values_are_hu
 from workstation.view3d import scene
 from workstation.view3d.camera import (
     VIEWS,
@@ -40,13 +40,16 @@ from workstation.view3d.camera import (
     volume_bounds,
 )
 from workstation.view3d.overlays import Overlays
-from workstation.view3d.presets import PRESETS, preset
+from workstation.view3d.presets import INTENSITIES, PRESETS, intensity_preset, preset
 from workstation.view3d.rendering import Canvas, RenderScheduling, is_software_renderer
 from workstation.view3d.snapshot_dialog import SnapshotSizeDialog, ask_png_path
 from workstation.view3d.surfaces import SurfaceSync
 from workstation.view3d.tools import MeasurementTools
 
 log = logging.getLogger(__name__)
+
+#: The volume-rendering box's entries in order: off, the CT presets, the image's intensities.
+_PRESET_NAMES: list[str | None] = [None, *PRESETS, INTENSITIES]
 
 
 class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget):
@@ -153,6 +156,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             self._camera_set = False  # another case: frame it afresh
         self._volume = volume
         self._remove_volume_actor()
+        if volume is not None and self._preset in PRESETS and not values_are_hu(volume.modality):
+            self._preset = None  # a CT preset left on from a CT: it means nothing here
+        self._enable_ct_presets()
         if volume is not None and self._preset is not None:
             self._add_volume_actor()
         if volume is not None and not self._camera_set:
@@ -208,20 +214,29 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
 
     def set_volume_rendering(self, name: str | None) -> None:
         """Volume-render the CT with a preset ("bone", "soft tissue", "ct angiography", "lung"),
-        or stop (None)."""
+        any image over its own intensities ("intensities", for an MR), or stop (None). A CT
+        preset on an image not in HU is refused (ValueError)."""
         if name is not None:
-            preset(name)
             name = name.lower()
+            if name not in _PRESET_NAMES:
+                known = ", ".join(_PRESET_NAMES[1:])
+                raise ValueError(f"no volume-rendering preset {name!r}; presets: {known}")
+            modality = self._volume.modality if self._volume is not None else "CT"
+            if name in PRESETS and not values_are_hu(modality):
+                raise ValueError(
+                    f"{preset(name).label} is a CT preset in Hounsfield units; this image is "
+                    f"{modality or 'not known to be a CT'}: use {INTENSITIES!r}"
+                )
         self._preset = name
         if name is None:
             self._remove_volume_actor()
         elif self._volume_actor is not None:
-            self._volume_actor.SetProperty(preset(name).volume_property())
+            self._volume_actor.SetProperty(self._volume_property())
         elif self._volume is not None:
             self._add_volume_actor()
         if hasattr(self, "_preset_box"):
             self._preset_box.blockSignals(True)
-            self._preset_box.setCurrentIndex(0 if name is None else list(PRESETS).index(name) + 1)
+            self._preset_box.setCurrentIndex(_PRESET_NAMES.index(name))
             self._preset_box.blockSignals(False)
         self._render()
 
@@ -354,9 +369,32 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             raise ValueError(f"structure {name!r} has no surface (yet)")
         return surface
 
+    def _volume_property(self):
+        if self._preset == INTENSITIES:
+            return intensity_preset(self._volume.array).volume_property()
+        return preset(self._preset).volume_property()
+
     def _add_volume_actor(self) -> None:
-        self._volume_actor, _ = scene.volume_prop(self._volume, preset(self._preset).volume_property())
+        self._volume_actor, _ = scene.volume_prop(self._volume, self._volume_property())
         self.renderer.AddVolume(self._volume_actor)
+
+    def _enable_ct_presets(self) -> None:
+        """Offer the CT presets in the toolbar's box only for an image in HU; say why not."""
+        if not hasattr(self, "_preset_box"):
+            return
+        modality = self._volume.modality if self._volume is not None else "CT"
+        hu = values_are_hu(modality)
+        what = modality or "not known to be a CT"
+        tip = "" if hu else f"A CT preset in Hounsfield units; this image is {what}"
+        for index, name in enumerate(_PRESET_NAMES):
+            if name in PRESETS:
+                item = self._preset_box.model().item(index)
+                item.setEnabled(hu)
+                item.setToolTip(tip)
+        if self._preset_box.currentIndex() != _PRESET_NAMES.index(self._preset):
+            self._preset_box.blockSignals(True)
+            self._preset_box.setCurrentIndex(_PRESET_NAMES.index(self._preset))
+            self._preset_box.blockSignals(False)
 
     def _remove_volume_actor(self) -> None:
         if self._volume_actor is not None:
@@ -368,10 +406,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         bar.addWidget(QLabel(" Volume: "))
         self._preset_box = QComboBox(bar)
-        self._preset_box.addItems(["Off"] + [p.label for p in PRESETS.values()])
-        self._preset_box.currentIndexChanged.connect(
-            lambda i: self.set_volume_rendering(None if i == 0 else list(PRESETS)[i - 1])
+        self._preset_box.addItems(["Off"] + [p.label for p in PRESETS.values()] + ["Intensities (MR)"])
+        self._preset_box.setItemData(
+            len(_PRESET_NAMES) - 1, "Grey ramp over the image's own values", Qt.ItemDataRole.ToolTipRole
         )
+        self._preset_box.currentIndexChanged.connect(lambda i: self.set_volume_rendering(_PRESET_NAMES[i]))
         bar.addWidget(self._preset_box)
         bar.addSeparator()
         for label, slot in (("Ruler", self.set_ruler_enabled), ("Angle", self.set_angle_enabled)):
