@@ -79,6 +79,7 @@ class NnUNetModel(NetworkModel):
         self.notes = tuple(notes)
 
     def predict(self, volume, **kwargs):
+        """`NetworkModel.predict`, with the folder's `notes` put first in the run's warnings."""
         before = self.last_run
         try:
             return super().predict(volume, **kwargs)
@@ -88,6 +89,7 @@ class NnUNetModel(NetworkModel):
 
 
 def is_nnunet_folder(path: str | Path) -> bool:
+    """Whether `path` is an nnU-Net v2 result folder: plans.json, dataset.json and a fold folder or more."""
     path = Path(path)
     return (path / "plans.json").is_file() and (path / "dataset.json").is_file() and bool(_fold_folders(path))
 

@@ -24,6 +24,7 @@ _CHUNK_BYTES = 192 * 2**20
 
 
 def check_cancel(cancel: threading.Event | None) -> None:
+    """Raise `Cancelled` when `cancel` is set."""
     if cancel is not None and cancel.is_set():
         raise Cancelled("segmentation cancelled")
 

@@ -64,6 +64,8 @@ class BlendedHead:
 
     @classmethod
     def of(cls, networks: list[SplitNetwork]) -> BlendedHead:
+        """The head of `networks` blended: their last layers' weights side by side, weights and biases divided
+        by the number of networks."""
         count = len(networks)
         weight = torch.cat([n.head.weight.detach().flatten(1) for n in networks], 1) / count
         biases = [n.head.bias.detach() for n in networks if n.head.bias is not None]
@@ -72,10 +74,12 @@ class BlendedHead:
 
     @property
     def in_channels(self) -> int:
+        """The number of blended features it takes (ΣC)."""
         return self.weight.shape[1]
 
     @property
     def out_channels(self) -> int:
+        """The number of logits it makes (K)."""
         return self.weight.shape[0]
 
     def rows(self, channels: list[int]) -> BlendedHead:

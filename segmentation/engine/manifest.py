@@ -97,10 +97,12 @@ class Manifest:
 
     @property
     def weights_path(self) -> Path:
+        """The weights file, in the model folder."""
         return self.folder / self.weights_file
 
     @property
     def structure_names(self) -> list[str]:
+        """The outputs' structure names, in manifest order."""
         return [output.name for output in self.outputs]
 
 

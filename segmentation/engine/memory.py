@@ -49,9 +49,11 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
+        """The four buffers together, in bytes."""
         return self.weights + self.image + self.accumulation + self.activations
 
     def describe(self) -> str:
+        """The estimate in words: "2.1 GiB (weights 0.1 GiB, image 0.4 GiB, ...)"."""
         names = ("weights", "image", "accumulation", "activations")
         parts = ", ".join(f"{name} {gib(getattr(self, name))}" for name in names)
         return f"{gib(self.total)} ({parts})"

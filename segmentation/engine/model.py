@@ -30,6 +30,7 @@ class WeightsError(DelineoError):
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex (read 1 MiB at a time)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(2**20), b""):
@@ -110,10 +111,12 @@ class NetworkModel:
 
     @property
     def modality(self) -> str:
+        """The modality the model is for ("CT", "MR")."""
         return self.recipe.modality
 
     @property
     def outputs(self) -> tuple[OutputSpec, ...]:
+        """The structures it draws (`OutputSpec`: channel, name, type, colour)."""
         return self.recipe.outputs
 
     def networks_on(self, device) -> list:

@@ -49,6 +49,7 @@ class Reorientation:
 
     @property
     def is_identity(self) -> bool:
+        """Whether the model's axes are the volume's own (no transpose, no flip)."""
         return self.order == (0, 1, 2) and not any(self.flip)
 
     def spacing(self, spacing_zyx) -> tuple[float, float, float]:

@@ -92,6 +92,7 @@ class Recipe:
 
     @property
     def channels(self) -> int:
+        """The number of channels the network outputs."""
         return self.network_channels or max(o.channel for o in self.outputs) + 1
 
 

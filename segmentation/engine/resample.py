@@ -34,6 +34,7 @@ class AxisMap:
 
     @classmethod
     def from_matrix(cls, matrix: np.ndarray) -> AxisMap:
+        """The map of an (n_out, n_in) matrix: negligible weights set to 0, each row's range found."""
         matrix = np.asarray(matrix, dtype=np.float64)
         big = np.abs(matrix) > _NEGLIGIBLE * np.abs(matrix).max(axis=1, keepdims=True).clip(1e-300)
         matrix = np.where(big, matrix, 0.0)
@@ -43,14 +44,17 @@ class AxisMap:
 
     @property
     def n_out(self) -> int:
+        """The length of the axis after the map."""
         return self.matrix.shape[0]
 
     @property
     def n_in(self) -> int:
+        """The length of the axis before the map."""
         return self.matrix.shape[1]
 
     @property
     def is_identity(self) -> bool:
+        """Whether the map changes nothing."""
         return self.n_in == self.n_out and np.array_equal(self.matrix, np.eye(self.n_in))
 
     def source_range(self, start: int, stop: int) -> tuple[int, int]:

@@ -63,6 +63,7 @@ class Accumulated:
 
     @property
     def device(self):
+        """The torch device the blended values are on."""
         return self.values.device
 
     def crop(self, box: tuple[slice, ...], channels: list[int] | None = None) -> Accumulated:

@@ -21,6 +21,8 @@ def radius_voxels(radius_mm: float, spacing_zyx) -> tuple[int, int, int]:
 
 
 def dilate(mask: np.ndarray, radius_zyx) -> np.ndarray:
+    """Dilation of a (z, y, x) bool mask by a box of half-sizes `radius_zyx` (voxels); nothing grows in from
+    beyond the array."""
     out = mask.view(np.uint8)
     for axis, r in enumerate(radius_zyx):
         if r > 0:
@@ -29,6 +31,8 @@ def dilate(mask: np.ndarray, radius_zyx) -> np.ndarray:
 
 
 def erode(mask: np.ndarray, radius_zyx) -> np.ndarray:
+    """Erosion of a (z, y, x) bool mask by a box of half-sizes `radius_zyx` (voxels); the array's edge does
+    not erode (beyond it counts as its edge voxels)."""
     out = mask.view(np.uint8)
     for axis, r in enumerate(radius_zyx):
         if r > 0:
@@ -37,10 +41,12 @@ def erode(mask: np.ndarray, radius_zyx) -> np.ndarray:
 
 
 def opening(mask: np.ndarray, radius_zyx) -> np.ndarray:
+    """Erosion then dilation by the same box (voxels): removes parts thinner than it."""
     return dilate(erode(mask, radius_zyx), radius_zyx)
 
 
 def closing(mask: np.ndarray, radius_zyx) -> np.ndarray:
+    """Dilation then erosion by the same box (voxels): fills gaps narrower than it."""
     return erode(dilate(mask, radius_zyx), radius_zyx)
 
 

@@ -71,6 +71,7 @@ class Case:
 
 
 def label_dtype(n_structures: int):
+    """The unsigned integer type of a label bit field for `n_structures` structures (at most 32)."""
     if n_structures > 32:
         raise ValueError(f"at most 32 output structures are supported, got {n_structures}")
     return np.uint16 if n_structures <= 16 else np.uint32
@@ -269,4 +270,5 @@ def discover(path: str | Path) -> list[tuple[str, Path, str]]:
 
 
 def write_json(path: Path, value) -> None:
+    """Write `value` to `path` as indented JSON."""
     path.write_text(json.dumps(value, indent=2) + "\n")

@@ -34,6 +34,8 @@ UNUSUAL_VOLUME_FACTOR = 5.0
 
 @dataclass
 class CaseResult:
+    """One patient's evaluation: run time in s, Dice and HD95 (mm) per structure, volumes in cc."""
+
     name: str
     seconds: float
     dice: dict[str, float] = field(default_factory=dict)
@@ -178,4 +180,5 @@ def summary_table(results: list[CaseResult], structures: list[str], organs: list
 
 
 def save_results(results: list[CaseResult], path: Path) -> None:
+    """Write the results to `path` as JSON, one object per patient."""
     path.write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")

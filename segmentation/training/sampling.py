@@ -28,6 +28,9 @@ from segmentation.training.data import AIR_HU, Case
 
 @dataclass
 class Augmentation:
+    """Random changes of a training patch: in-plane rotation (degrees), scale factor range, left-right
+    mirroring, intensity scale and shift and Gaussian noise (in normalised units)."""
+
     rotation_deg: float = 15.0
     scale: tuple[float, float] = (0.85, 1.15)
     mirror_probability: float = 0.5
@@ -96,6 +99,9 @@ class PatchSampler:
         return torch.stack(images), torch.stack(targets), torch.stack(labelled)
 
     def sample(self, rng: np.random.Generator, balanced: bool = True, weights: dict | None = None):
+        """One patch: (image (1, Z, Y, X) normalised, target (K, Z, Y, X) in [0, 1], labelled (K,)); with
+        probability `foreground_fraction` centred near a voxel of a structure (chosen across structures
+        when `balanced`), else anywhere in a case."""
         index = int(rng.integers(len(self.cases)))
         patch = np.asarray(self.patch, float)
         foreground = rng.random() < self.foreground_fraction

@@ -169,9 +169,11 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
+        """The configuration a JSON file holds (its keys are the field names)."""
         return cls(**json.loads(Path(path).read_text()))
 
     def architecture_params(self) -> dict:
+        """The ``params`` of the network in the manifest (`segmentation.architectures.unet3d`)."""
         return {
             "in_channels": 1,
             "out_channels": len(self.structures),
@@ -210,6 +212,7 @@ class TrainConfig:
 
     @property
     def mirrors_in_training(self) -> bool:
+        """Whether the augmentation mirrors patches left-right."""
         return Augmentation(**self.augmentation).mirror_probability > 0
 
     def manifest_core(self) -> dict:
@@ -379,9 +382,11 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
+        """The run folder's checkpoint (network, optimizer, iteration, best score)."""
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically, so that a run stopped at any point resumes from it."""
         state = {
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -464,11 +469,16 @@ class Trainer:
         return {name: float(np.mean(v)) for name, v in scores.items() if v}
 
     def selection_score(self, scores: dict) -> float:
+        """The mean held-out Dice over `selection_structures` (all when none are named), 0 when none was
+        scored."""
         names = self.config.selection_structures or list(scores)
         values = [scores[n] for n in names if n in scores]
         return float(np.mean(values)) if values else 0.0
 
     def run(self, on_progress=None, cancel: threading.Event | None = None) -> None:
+        """Train up to `config.iterations`, logging to log.jsonl, checkpointing and keeping the best weights
+        by held-out score (best.safetensors); without held-out cases the last weights are the best; cancel
+        saves a checkpoint and raises `Cancelled`."""
         config = self.config
         logfile = (self.run_dir / "log.jsonl").open("a")
         started, losses = time.monotonic(), []
@@ -513,6 +523,7 @@ class Trainer:
 
 
 def save_weights(net, path: Path) -> None:
+    """Write a network's weights to `path` as safetensors (on the CPU, contiguous)."""
     write_safetensors({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, path)
 
 
