@@ -111,3 +111,24 @@ def test_brush_and_fill_limited_to_a_range_of_mr_intensities(brain_mr):
         == f"The clicked voxel ({value:g}) is outside the value range 500–1100."
     )
     assert case.structures["Bright"].mask.full()[k].sum() == disc
+
+
+def test_auto_segmentation_says_before_a_run_that_its_ct_models_do_not_take_an_mr(brain_mr):
+    """The built-in models (rules on HU, a network trained on CT) offered Run on the brain MR,
+    which ended in an error box. The dialog now names the mismatch under each CT model and keeps
+    Run disabled; a CT opened next can be segmented."""
+    window = brain_mr
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    for name in ("ct_rules", "head_neck_openkbp"):
+        dialog.model_box.setCurrentIndex(dialog.model_box.findData(name))
+        assert dialog.description.text().endswith(
+            f"{name} segments CT images; this image is MR: it cannot run here."
+        )
+        assert not dialog.run_button.isEnabled()
+    dialog.run()  # as if clicked anyway: nothing starts
+    assert not window.jobs.busy and not window.jobs.errors
+    show_sample(window)
+    window.open_autoseg()
+    assert window.autoseg_dialog.run_button.isEnabled()
+    assert "cannot run here" not in window.autoseg_dialog.description.text()

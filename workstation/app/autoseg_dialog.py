@@ -141,11 +141,23 @@ class AutoSegDialog(QDialog):
             self.description.setText("No segmentation model is installed.")
             self.run_button.setEnabled(False)
             return
-        self.description.setText(model.description)
+        refusal = self._refusal(model)
+        self.description.setText(f"{model.description}\n\n{refusal}" if refusal else model.description)
+        self.run_button.setEnabled(not refusal and self.job is None)
         for name in model.structures:
             item = QListWidgetItem(name)
             item.setCheckState(Qt.CheckState.Checked)
             self.structure_list.addItem(item)
+
+    def _refusal(self, model) -> str:
+        """Why `model` cannot run on the case's image, in words ("" when it can): the image is of
+        another modality (an MR for a CT model). The run checks it too; saying it here spares a
+        click and an error box."""
+        case = self.window_.case
+        modality = case.volume.modality if case is not None else ""
+        if not model.modality or not modality or modality.upper() == model.modality.upper():
+            return ""
+        return f"{model.name} segments {model.modality} images; this image is {modality}: it cannot run here."
 
     def selected_structures(self) -> list[str]:
         return [
@@ -159,7 +171,7 @@ class AutoSegDialog(QDialog):
     def run(self) -> None:
         model, names = self._model(), self.selected_structures()
         case = self.window_.case
-        if model is None or case is None or not names:
+        if model is None or case is None or not names or self._refusal(model):
             return
         volume, device = case.volume, self.device_box.currentData()
         self.run_button.setEnabled(False)
@@ -171,7 +183,7 @@ class AutoSegDialog(QDialog):
 
         def finished(_=None):
             self.job = None
-            self.run_button.setEnabled(True)
+            self.run_button.setEnabled(not self._refusal(model))
             self.cancel_button.setEnabled(False)
             if self._disposed:  # its case was closed while it ran: deleted after this callback
                 self.deleteLater()

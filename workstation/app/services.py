@@ -149,13 +149,15 @@ class ModelInfo:
     title: str
     structures: list[str] = field(default_factory=list)
     description: str = ""
+    #: the DICOM modality of the images it segments ("CT"; "" where its folder does not say)
+    modality: str = ""
 
 
 def models() -> list[ModelInfo]:
     """Installed segmentation models (the built-in ones, the user's, nnU-Net's)."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     return [
-        ModelInfo(entry.name, entry.title, list(entry.structures), entry.description)
+        ModelInfo(entry.name, entry.title, list(entry.structures), entry.description, entry.modality)
         for entry in registry.list_models()
     ]
 
