@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from planning.dicom.headers import Header, NotDicomError, read_dataset, read_header
+from planning.dicom.stack import plan_stack
 from planning.errors import Cancelled, DelineoError
 from planning.volume import DicomIdentity
 
@@ -139,17 +140,52 @@ class ImageSeries:
     def description(self) -> str:
         return self.identity.series_description
 
+    @property
+    def slice_spacing(self) -> float | None:
+        """Distance in mm between neighbouring slices, the z spacing the loaded volume has: from
+        the positions along the slice normal (`plan_stack`, as the loader computes it). None for a
+        single plane, a multi-frame file (its frames' positions are not in the scanned headers)
+        or images that state no position."""
+        positions = [h.get("ImagePositionPatient") for h in self.headers]
+        if len(positions) < 2 or not all(isinstance(p, list) and len(p) == 3 for p in positions):
+            return None
+        if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in self.headers):
+            return None
+        orientation = self.headers[0].get("ImageOrientationPatient")
+        if not (isinstance(orientation, list) and len(orientation) == 6):
+            orientation = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # the loader assumes axial too
+        try:
+            plan = plan_stack(
+                np.asarray(positions, float), np.asarray(orientation, float), (1.0, 1.0), (1, 1), None
+            )
+        except (DelineoError, ValueError):
+            return None
+        return float(plan.grid.spacing_xyz[2]) if plan.grid.shape[0] > 1 else None
+
     def describe(self) -> str:
-        """One line a user reads: modality, size, spacing, description."""
+        """One line a user reads: modality, size, pixel size, slice spacing, description.
+
+        Slices are described by the distance between them (the volume's z spacing), with their
+        SliceThickness when it differs: "7 mm apart (5 mm thick)" for slices with gaps.
+        """
         spacing = self.pixel_spacing
         spacing_text = f", {spacing[1]:.3g}×{spacing[0]:.3g} mm pixels" if spacing else ""
-        thickness = self.headers[0].get("SliceThickness")
-        thickness_text = f", {thickness:.3g} mm slices" if isinstance(thickness, float) else ""
         note = f" [{self.split_note}]" if self.split_note else ""
         return (
             f"{self.modality or '?'} {self.columns}×{self.rows}×{self.number_of_images}"
-            f"{spacing_text}{thickness_text} — {self.description or 'no description'}{note}"
+            f"{spacing_text}{self._slices_text()} — {self.description or 'no description'}{note}"
         )
+
+    def _slices_text(self) -> str:
+        """ ", 3 mm slices", ", 7 mm apart (5 mm thick)", ", 5 mm thick" (one plane) or ""."""
+        thickness = self.headers[0].get("SliceThickness")
+        thickness = thickness if isinstance(thickness, float) and thickness > 0 else None
+        between = self.slice_spacing
+        if between is None:
+            return f", {thickness:.3g} mm thick" if thickness else ""
+        if thickness is None or f"{thickness:.3g}" == f"{between:.3g}":
+            return f", {between:.3g} mm slices"
+        return f", {between:.3g} mm apart ({thickness:.3g} mm thick)"
 
 
 @dataclass

