@@ -7,7 +7,10 @@ the distance to the edge of the soft-tissue region:
 
 1. a box reaching `roi_mm` beyond the inside clicks (outside clicks beyond it are ignored) is
    reduced to about 2 mm voxels and smoothed (σ 1 mm);
-2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click;
+2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click; on an
+   image whose values are not HU (an MR, on its scanner's own scale) the 100 HU floor is the
+   same share of the image's 1st–99th percentile span as 100 HU is of a CT's (1/14), so the
+   result does not depend on the scale of the values;
 3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
    watershed, dynamics below `level_mm` merged): the click's basin is the lesion. An outside
    click touching it seeds a competing flood (from the largest ball around each click), so a
@@ -30,10 +33,17 @@ import SimpleITK as sitk
 
 from planning.errors import Cancelled, DelineoError
 from planning.structures import Mask
-from planning.volume import Volume
+from planning.volume import Volume, values_are_hu
 from segmentation.rules import morphology as morph
 
 Point = tuple[int, int, int]
+
+#: Least half-width of the window of lesion-like values on a CT (HU): about the contrast between
+#: soft tissue and fat.
+FLOOR_HU = 100.0
+#: A CT's 1st–99th percentile span: air (−1000 HU) to dense tissue and bone (about +400 HU);
+#: 1428 HU on the IBSI-1 lung CT. On other images the floor is FLOOR_HU / CT_SPAN_HU of theirs.
+CT_SPAN_HU = 1400.0
 
 
 def delineate(
@@ -69,7 +79,7 @@ def delineate(
     low = _smooth(morph.block_mean(hu, factors), low_spacing)
     to_low = [tuple((np.asarray(p) - origin) // factors) for p in inside + outside]
     seeds_in, seeds_out = to_low[: len(inside)], to_low[len(inside) :]
-    window = _window(low, seeds_in)
+    window = _window(low, seeds_in, _floor(volume))
     lesion_like = (low > window[0]) & (low < window[1])
     _check(cancel)
     on_progress(stage, 1, 3)
@@ -125,8 +135,21 @@ def _smooth(array: np.ndarray, spacing, sigma_mm: float = 1.0) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma_mm))
 
 
-def _window(low: np.ndarray, seeds) -> tuple[float, float]:
-    """Lesion-like intensities: the median around the clicks ± max(3 σ, 100 HU)."""
+def _floor(volume: Volume) -> float:
+    """Least half-width of the lesion-like window in the image's units: `FLOOR_HU` on a CT; on
+    an image whose values are not HU, the same share of its own 1st–99th percentile span (from
+    a sample of about 2 M voxels), which scales with its values."""
+    if values_are_hu(volume.modality):
+        return FLOOR_HU
+    array = volume.array
+    step = max(1, round((array.size / 2_000_000) ** (1 / 3)))
+    low, high = np.percentile(array[::step, ::step, ::step], (1, 99))
+    span = float(high - low) or float(array.max() - array.min())
+    return FLOOR_HU * span / CT_SPAN_HU if span > 0 else 1.0
+
+
+def _window(low: np.ndarray, seeds, floor: float) -> tuple[float, float]:
+    """Lesion-like intensities: the median around the clicks ± max(3 σ, `floor`)."""
     samples = np.concatenate(
         [
             low[max(z - 1, 0) : z + 2, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].ravel()
@@ -134,7 +157,7 @@ def _window(low: np.ndarray, seeds) -> tuple[float, float]:
         ]
     )
     centre, spread = float(np.median(samples)), float(samples.std())
-    half = max(3.0 * spread, 100.0)
+    half = max(3.0 * spread, floor)
     return centre - half, centre + half
 
 

