@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, Qt
-from PyQt6.QtWidgets import QApplication
+from PyQt6.QtWidgets import QApplication, QSpinBox
 from support.app import click, drag, show_sample, wait_idle, widget_point
 from support.data import data_path
 
@@ -132,3 +132,38 @@ def test_auto_segmentation_says_before_a_run_that_its_ct_models_do_not_take_an_m
     window.open_autoseg()
     assert window.autoseg_dialog.run_button.isEnabled()
     assert "cannot run here" not in window.autoseg_dialog.description.text()
+
+
+def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_settings(brain_mr):
+    """Turning the value range on over the brain MR (0–1059) limited the brush to CT's −200 to
+    300 HU: the dark background (0) painted and the bright brain (about 450) left out. Until a
+    range is set on the image, it is now the MR's tissue, from above its background (Otsu's
+    threshold) to its 99th percentile, shown in Tool settings. A range set on the MR stays with
+    it, not with a CT opened next, which keeps its HU range."""
+    window = brain_mr
+    case, view = window.case, window.views["axial"]
+    k = view.slice_index
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 25.0)
+    brush.set_setting("hu_limit", True)
+    window.tools.activate("brush")
+    spins = window.docks.tool_pages["brush"].findChildren(QSpinBox)
+    assert [spin.value() for spin in spins] == [231, 735]
+    assert np.percentile(case.volume.array, 99) <= 735
+    window.commands.add_structure("Head")
+    click(view, widget_point(view, (k, 128, 20)))  # on the head's edge: background, scalp, brain
+    painted = case.structures["Head"].mask.full()[k]
+    values = case.volume.array[k]
+    _, sy, sx = case.volume.grid.spacing_zyx
+    rows, columns = np.ogrid[: values.shape[0], : values.shape[1]]
+    disc = np.hypot((rows - 128) * sy, (columns - 20) * sx) <= 25.0
+    assert painted.sum() > 100 and values[painted].min() >= 231 and values[painted].max() <= 735
+    assert (disc & (values < 100)).sum() > 200 and not (painted & (values < 100)).any()
+    fill_spins = window.docks.tool_pages["fill"].findChildren(QSpinBox)
+    assert [spin.value() for spin in fill_spins] == [231, 735]
+
+    spins[0].setValue(400)  # as the user types it
+    assert brush.setting("hu_min") == 400
+    show_sample(window)  # a CT
+    assert [spin.value() for spin in spins] == [-200, 300]
+    assert (brush.setting("hu_min"), brush.setting("hu_max")) == (-200, 300)

@@ -99,6 +99,8 @@ class MainWindow(QMainWindow):
             views=lambda: list(self.views.values()),
         )
         self.tools = ToolManager(context, self._make_tools(context), self)
+        for tool in self.tools.tools.values():
+            self.case_changed.connect(tool.image_changed)
         for view in self.views.values():
             view.tools = self.tools
             view.active_structure = lambda: self.table.active_name()

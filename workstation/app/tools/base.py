@@ -10,6 +10,7 @@ every change (the [ and ] keys resize the brush).
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,9 @@ from PyQt6.QtCore import QObject, QPointF, QRectF, QSettings, QSignalBlocker, Qt
 from PyQt6.QtGui import QColor, QPainter, QPen
 from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
+from planning.volume import values_are_hu
 from workstation.app.history import Locked
+from workstation.app.windowing import tissue_range
 
 if TYPE_CHECKING:
     from workstation.app.case import Case
@@ -157,6 +160,9 @@ class Tool(QObject):
     def deactivate(self) -> None:
         """Called when another tool becomes active."""
 
+    def image_changed(self) -> None:
+        """Called when another image (case) opens."""
+
     def press(self, view: SliceView, event: ViewEvent) -> bool:
         return False
 
@@ -197,12 +203,60 @@ class Tool(QObject):
 
 #: Values the range limit of the brush and fill accepts: CT's HU and MR's intensities (any scale).
 VALUE_LIMITS = (-32768, 65535)
+#: The value range's settings.
+RANGE_KEYS = ("hu_min", "hu_max")
+
+
+class ValueRangeTool(Tool):
+    """A tool that may be limited to voxels whose values lie in a range (settings hu_limit,
+    hu_min, hu_max).
+
+    On a CT the range is in HU, remembered in the settings (−200 to 300 until set). On an image
+    whose values are not HU (an MR, on its scanner's own scale) a range set on another image means
+    nothing: the range is the open image's own, kept while it is open, and until one is set it is
+    the image's tissue (`tissue_range`: above the dark background, up to the 99th percentile).
+    """
+
+    def __init__(self, context: ToolContext):
+        super().__init__(context)
+        self._image_range: tuple[weakref.ref, list[int]] | None = None  # (volume, [min, max])
+
+    def _own_range(self) -> list[int] | None:
+        """The open image's [min, max] when its values are not HU (made on first use), else None."""
+        case = self.case()
+        volume = None if case is None else case.volume
+        if volume is None or values_are_hu(volume.modality):
+            return None
+        if self._image_range is None or self._image_range[0]() is not volume:
+            self._image_range = (weakref.ref(volume), list(tissue_range(volume.array)))
+        return self._image_range[1]
+
+    def setting(self, name: str):
+        own = self._own_range() if name in RANGE_KEYS else None
+        return super().setting(name) if own is None else own[RANGE_KEYS.index(name)]
+
+    def set_setting(self, name: str, value) -> None:
+        own = self._own_range() if name in RANGE_KEYS else None
+        if own is None:
+            super().set_setting(name, value)
+            return
+        own[RANGE_KEYS.index(name)] = int(value)
+        self.setting_changed.emit(name)
+
+    def image_changed(self) -> None:
+        """Show the range of the image just opened (its own on an MR, the remembered HU on a CT)."""
+        for name in RANGE_KEYS:
+            self.setting_changed.emit(name)
 
 
 def add_value_limit_rows(tool: Tool, widget: QWidget, form: QFormLayout, what: str) -> None:
     """Rows that limit `tool` to voxels whose value lies in [min, max] (settings hu_limit, hu_min,
     hu_max): HU on a CT, the image's own intensities on an MR. `what`: the check box's text."""
     limit = QCheckBox(f"{what} in value range (HU on CT)", widget)
+    limit.setToolTip(
+        "On a CT, in HU (−200 to 300 until you set it). On an MR, in the image's own values: until you "
+        "set it, from above its dark background to its 99th percentile"
+    )
     tool.bind("hu_limit", limit)
     form.addRow(limit)
     row = QHBoxLayout()

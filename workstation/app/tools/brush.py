@@ -10,7 +10,7 @@ from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QPainter, QPen
 from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QWidget
 
-from workstation.app.tools.base import Tool, add_value_limit_rows, paint_not_allowed
+from workstation.app.tools.base import ValueRangeTool, add_value_limit_rows, paint_not_allowed
 
 
 def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: int | None):
@@ -47,7 +47,7 @@ def ball(grid_spacing_zyx, centre_zyx, radius_mm: float, shape_zyx, flat_axis: i
 LIVE_EDIT_VOXELS = 4_000_000
 
 
-class BrushTool(Tool):
+class BrushTool(ValueRangeTool):
     key = "brush"
     title = "Brush"
     shortcut = "B"

@@ -7,10 +7,10 @@ from PyQt6.QtWidgets import QCheckBox, QFormLayout, QWidget
 from scipy import ndimage
 
 from planning.structures import bounding_box
-from workstation.app.tools.base import Tool, add_value_limit_rows
+from workstation.app.tools.base import Tool, ValueRangeTool, add_value_limit_rows
 
 
-class FillTool(Tool):
+class FillTool(ValueRangeTool):
     """Click outside the structure on a slice: fill the region enclosed by it there.
 
     With the value range on (HU on CT, intensities on MR), the fill grows from the click through
