@@ -414,3 +414,49 @@ def test_a_structure_not_drawn_here_is_interpolated_across_its_gaps_or_the_user_
     wait_idle(qtbot, window)
     assert asked == [(other, ["axial", "coronal"])]
     assert np.array_equal(case.structures[other].mask.full(), before)
+
+
+def test_a_touch_up_in_another_view_does_not_turn_the_interpolation_across_it(window, qtbot):
+    """Brushed on every 5th axial slice, then touched up once with the eraser in the coronal view
+    (where it has no empty slices between drawn ones): interpolation still fills between the axial
+    slices, and says so. With gaps in two other directions than the view it was last drawn in, the
+    user is asked which."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    axial, coronal = window.views["axial"], window.views["coronal"]
+    k = axial.slice_index
+    name = window.commands.add_structure("Bladder")
+    window.tools.tools["brush"].set_setting("radius_mm", 16.0)
+    window.tools.activate("brush")
+    for z in (k - 5, k, k + 5):
+        window.state.set_cursor(np.array([z, 64, 64]))
+        drag(axial, [widget_point(axial, (z, 64, 64))])
+    y = coronal.slice_index
+    eraser = window.tools.tools["eraser"]
+    eraser.set_setting("radius_mm", 4.0)
+    window.tools.activate("eraser")
+    before = int(case.structures[name].mask.full().sum())
+    drag(coronal, [widget_point(coronal, (k, y, 64))])
+    drawn = case.structures[name].mask.full()
+    assert 0 < int(drawn.sum()) < before  # the eraser took a little off, in the coronal view
+    assert np.flatnonzero(drawn.any(axis=(1, 2))).tolist() == [k - 5, k, k + 5]
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    assert (
+        window.statusBar().currentMessage() == f"{name}: 8 axial slices interpolated between 3 drawn slices."
+    )
+    filled = case.structures[name].mask.full()
+    assert all(filled[z].any() for z in range(k - 5, k + 6))
+
+    other = window.commands.add_structure("Nodes")
+    for z, x in ((10, 40), (16, 80)):
+        case.edit_region(
+            "draw", other, (slice(z, z + 1), slice(60, 68), slice(x, x + 8)), np.ones((1, 8, 8), bool)
+        )
+    window.commands.note_drawing_view(coronal)  # a press in the coronal view, where it has no gaps
+    asked = []
+    window.ask_interpolation_view = lambda name, views: asked.append((name, views))  # cancelled
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    assert asked == [(other, ["axial", "sagittal"])]

@@ -132,14 +132,29 @@ class StructureCommands:
         """The view ("axial", "coronal", "sagittal") across whose slices to interpolate
         `structure`: the one it was last drawn in here, else the one it was last interpolated in,
         else the only one across which it has empty slices between drawn ones. When there are
-        several the user picks one (None: cancelled)."""
-        if structure.number in case.drawn_in:
-            return case.drawn_in[structure.number]
+        several the user picks one (None: cancelled).
+
+        The view it was last drawn in gives way when across its slices the structure has no
+        empty slices between drawn ones (nor was it interpolated across them, which an edit may
+        call for again) and across another view's it has: drawn every 5th axial slice and touched
+        up once with the eraser in the coronal view, it is interpolated between its axial slices."""
         views = _views_by_axis(case.grid)
         record = case.interpolated.get(structure.number)
+        drawn = case.drawn_in.get(structure.number)
+        gapped_axes = services.axes_with_gaps(structure.mask)
+        if drawn is not None:
+            axis = orientation_for(case.grid, drawn).normal_axis
+            if axis in gapped_axes or (record is not None and record.axis == axis):
+                return drawn
+            others = [views[a] for a in gapped_axes if a in views and a != axis]
+            if not others:
+                return drawn  # nothing to fill across any view: said in the drawn view's terms
+            if len(others) > 1:
+                return self.window.ask_interpolation_view(structure.name, others)
+            return others[0]
         if record is not None and record.axis in views:
             return views[record.axis]
-        gapped = [views[axis] for axis in services.axes_with_gaps(structure.mask) if axis in views]
+        gapped = [views[axis] for axis in gapped_axes if axis in views]
         if len(gapped) > 1:
             return self.window.ask_interpolation_view(structure.name, gapped)
         return gapped[0] if gapped else "axial"
