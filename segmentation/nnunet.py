@@ -149,7 +149,7 @@ def read_nnunet_folder(
     if "previous_stage" in config or configuration_name.startswith("3d_cascade"):
         raise NnUNetError(f"{path}: cascade configurations ({configuration_name}) need a previous stage")
     scheme = config.get("normalization_schemes", ["ZScoreNormalization"])[0]
-    modality = sidecar.get("modality") or _modality(scheme, str(next(iter(channels.values()))))
+    modality = input_modality(path, dataset, scheme)
     architecture = _architecture(config, path)
     strides = np.prod(np.array(architecture["arch_kwargs"]["strides"]), axis=0)
     intensity = plans.get("foreground_intensity_properties_per_channel", {}).get("0", {})
@@ -494,6 +494,27 @@ def _maps(shape_from, shape_to, spacing_from, spacing_to, kwargs) -> tuple[list,
 
 #: Beginnings of nnU-Net channel names that are MR sequences ("T1", "T2w", "FLAIR", "ADC", ...).
 _MR_CHANNELS = ("T1", "T2", "FLAIR", "MR", "ADC", "DWI", "DIFF", "PD", "SWI")
+
+
+def input_modality(path: Path, dataset: dict, scheme: str | None = None) -> str:
+    """The modality a run checks the image against ("CT", "MR", "PT"; "" when none is known):
+    delineo.json's ``"modality"``, else what the input channel's name and normalisation `scheme`
+    say. Without `scheme` (listing models, before a configuration is chosen), CT when any of the
+    plans' configurations normalises as CT."""
+    path = Path(path)
+    sidecar = _read_json(path / "delineo.json") if (path / "delineo.json").is_file() else {}
+    channels = channel_names(dataset)
+    if sidecar.get("modality") or len(channels) > 1:
+        return str(sidecar.get("modality") or "")
+    if scheme is None:
+        plans = _read_json(path / "plans.json")
+        schemes = {
+            (config.get("normalization_schemes") or ["ZScoreNormalization"])[0]
+            for config in plans.get("configurations", {}).values()
+            if isinstance(config, dict)
+        }
+        scheme = "CTNormalization" if "CTNormalization" in schemes else "ZScoreNormalization"
+    return _modality(scheme, str(next(iter(channels.values()), "")))
 
 
 def _modality(scheme: str, channel_name: str) -> str:

@@ -213,8 +213,7 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
         outputs, _ = nnunet.dataset_outputs(dataset, folder)
         names = tuple(o.name for o in outputs)
         name = nnunet.default_name(folder)
-        channels = nnunet.channel_names(dataset)
-        modality = str(next(iter(channels.values()), "")).upper() if len(channels) == 1 else ""
+        modality = nnunet.input_modality(folder, dataset)
         return ModelEntry(name, "nnunet", origin, folder, str(dataset.get("name") or name), modality, names)
     return None
 

@@ -172,6 +172,24 @@ def test_label_names_become_tg263_names():
     assert structure_name("adrenal_gland_left") == "adrenal_gland_left"
 
 
+@pytest.mark.parametrize(
+    ("channel", "normalization", "modality"),
+    [
+        ("T2", "ZScoreNormalization", "MR"),
+        ("FLAIR", "ZScoreNormalization", "MR"),
+        ("noNorm", "NoNormalization", ""),
+        ("CT", "CTNormalization", "CT"),
+        ("image", "CTNormalization", "CT"),
+    ],
+)
+def test_a_listed_nnunet_model_names_the_modality_its_run_checks(tmp_path, channel, normalization, modality):
+    # the auto-segmentation dialog refuses a model whose listed modality differs from the
+    # image's: a T2 model listed as "T2" was refused on every MR, which its run accepts
+    folder = write_nnunet_folder(tmp_path, LABELS, channel_name=channel, normalization=normalization)
+    assert registry.describe_folder(folder).modality == modality
+    assert read_nnunet_folder(folder).modality == modality
+
+
 def test_registry_finds_nnunet_results_and_totalsegmentator(tmp_path, monkeypatch):
     write_nnunet_folder(tmp_path / "results", LABELS)
     home = tmp_path / "totalseg"
