@@ -428,7 +428,12 @@ def box(low_lps, high_lps) -> np.ndarray:
 def drawn_extent(view, colour) -> tuple[int, int, int, int]:
     """First and last column and row of the pixels lit `colour` in the view (the orientation
     cube in the lower left corner has none of it)."""
-    image = view.render_image().astype(int)
+    return lit_extent(view.render_image(), colour)
+
+
+def lit_extent(image, colour) -> tuple[int, int, int, int]:
+    """First and last column and row of the pixels lit `colour` in `image` (height, width, 3)."""
+    image = image.astype(int)
     order = np.argsort(colour)
     lit = (image[..., order[2]] > image[..., order[0]] + 40) & (image.max(-1) > 60)
     columns, rows = np.flatnonzero(lit.any(0)), np.flatnonzero(lit.any(1))
@@ -481,3 +486,40 @@ def test_a_framed_view_reframes_when_its_shape_changes_until_the_camera_is_moved
     qtbot.waitUntil(lambda: view._vtk.GetRenderWindow().GetSize()[0] > 700, timeout=5000)
     view.render_image()
     assert view.renderer.GetActiveCamera().GetPosition() == position
+
+
+def png_pixels(path) -> np.ndarray:
+    """A PNG's pixels, (height, width, 3) RGB."""
+    from PyQt6.QtGui import QImage
+
+    image = QImage(str(path)).convertToFormat(QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(image.bits().asstring(image.sizeInBytes()), np.uint8)
+    pixels = pixels.reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()]
+    return pixels.reshape(image.height(), image.width(), 3)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_snapshot_of_another_shape_keeps_every_structure_whole(qtbot, view, tmp_path, parallel):
+    """A wide thin box framed in a wide view, saved as a tall narrow image: framed afresh for the
+    image, it fills most of its width, unclipped (a copy of the wide view's camera cut off its
+    sides). Once the user has turned the camera, the image keeps their view, and all of the box
+    the view showed whole."""
+    shown_box(qtbot, view, (-30, -3, 0), (30, 3, 8), SPLEEN, (800, 360))
+    view.renderer.GetActiveCamera().SetParallelProjection(parallel)
+    view.set_view("anterior")
+    size = (400, 1600)
+    left, right, top, bottom = lit_extent(png_pixels(view.snapshot(tmp_path / "framed.png", size)), SPLEEN)
+    assert left > 0 and right < size[0] - 1 and top > 0 and bottom < size[1] - 1
+    assert right - left + 1 >= 0.8 * size[0]
+    assert abs((left + right) / 2 - size[0] / 2) < 0.02 * size[0]
+
+    view._set_interacting(True)  # the user turns the camera a little: it is theirs now
+    view.renderer.GetActiveCamera().Azimuth(20)
+    view._set_interacting(False)
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    left, right, top, bottom = drawn_extent(view, SPLEEN)
+    assert left > 0 and right < width - 1 and top > 0 and bottom < height - 1  # whole on screen
+    position = view.renderer.GetActiveCamera().GetPosition()
+    left, right, top, bottom = lit_extent(png_pixels(view.snapshot(tmp_path / "moved.png", size)), SPLEEN)
+    assert left > 0 and right < size[0] - 1 and top > 0 and bottom < size[1] - 1
+    assert view.renderer.GetActiveCamera().GetPosition() == position  # the view's camera is untouched

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
-from vtkmodules.vtkRenderingCore import vtkRenderer
+from vtkmodules.vtkRenderingCore import vtkCamera, vtkRenderer
 
 from planning.structures import Structure
 from planning.surfaces.mesh import Surface
@@ -75,6 +75,37 @@ def fit_box(camera, bounds: np.ndarray, where, up, aspect: float, fill: float = 
     camera.SetPosition(*(centre + where * distance))
     camera.SetViewUp(*up)
     camera.SetParallelScale(max(float(y.max()), float(x.max()) / aspect) / fill)
+
+
+def camera_for_shape(
+    camera, aspect: float, shown_aspect: float, framing: tuple[str, np.ndarray] | None = None
+) -> vtkCamera:
+    """A copy of `camera`, which shows a viewport of `shown_aspect` (width / height), for an image
+    of `aspect` (a snapshot of another shape). With `framing`, (direction, bounds) of the
+    automatic framing the camera still is, it frames that box afresh for `aspect` (a tall image
+    of a view framed wide would cut off its sides). Otherwise (the user's camera) it keeps the
+    position and direction and widens the angle (or the parallel scale) just enough that all the
+    viewport showed still shows: the image holds the view's, grown in one direction."""
+    copy = vtkCamera()
+    copy.DeepCopy(camera)
+    if framing is not None:
+        direction, bounds = framing
+        where, up = VIEWS[direction]
+        fit_box(copy, bounds, where, up, aspect)
+        return copy
+    if not (aspect > 0 and shown_aspect > 0):
+        return copy
+    # the angle is of the height (of the width with a horizontal view angle); the parallel scale
+    # always of the height
+    if copy.GetUseHorizontalViewAngle():
+        angle_grows = max(1.0, aspect / shown_aspect)
+    else:
+        angle_grows = max(1.0, shown_aspect / aspect)
+    if angle_grows > 1.0:
+        half = np.radians(copy.GetViewAngle()) / 2
+        copy.SetViewAngle(float(np.degrees(2 * np.arctan(np.tan(half) * angle_grows))))
+    copy.SetParallelScale(copy.GetParallelScale() * max(1.0, shown_aspect / aspect))
+    return copy
 
 
 def viewport_aspect(renderer: vtkRenderer) -> float:

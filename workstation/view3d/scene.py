@@ -229,12 +229,13 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def render_offscreen(
-    renderer: vtkRenderer, size: tuple[int, int], extra=(), scale: float = 1.0
+    renderer: vtkRenderer, size: tuple[int, int], extra=(), scale: float = 1.0, camera=None
 ) -> np.ndarray:
-    """Render a copy of `renderer`'s scene (same camera, props re-created so no GPU resource is
-    shared between windows), plus the props `extra`, off-screen at `size` (width, height);
-    returns its pixels. Labels, lines, dots and the colour bar are drawn `scale` times their size
-    on screen (the snapshot's size over the view's), so they keep their share of the image."""
+    """Render a copy of `renderer`'s scene (same camera, or `camera`; props re-created so no GPU
+    resource is shared between windows), plus the props `extra`, off-screen at `size` (width,
+    height); returns its pixels. Labels, lines, dots and the colour bar are drawn `scale` times
+    their size on screen (the snapshot's size over the view's), so they keep their share of the
+    image."""
     window = vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.SetSize(*size)
@@ -247,7 +248,7 @@ def render_offscreen(
     for prop in [twin for twin in twins if twin is not None] + list(extra):
         _enlarge(prop, scale)
         copy.AddViewProp(prop)
-    copy.GetActiveCamera().DeepCopy(renderer.GetActiveCamera())
+    copy.GetActiveCamera().DeepCopy(renderer.GetActiveCamera() if camera is None else camera)
     copy.ResetCameraClippingRange()
     try:
         window.Render()

@@ -33,6 +33,7 @@ from planning.volume import Volume, values_are_hu
 from workstation.view3d import scene
 from workstation.view3d.camera import (
     VIEWS,
+    camera_for_shape,
     look_from,
     orientation_marker,
     surface_bounds,
@@ -275,7 +276,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
     def snapshot(self, path: str | Path, size: tuple[int, int] | None = None) -> Path:
         """Save the view as a PNG of `size` (width, height) pixels (default: the view's size),
         rendered off-screen with the same camera, labels and lines grown with the height. Returns
-        the path."""
+        the path. An image of another shape than the view's is framed for its own shape while the
+        camera is still the automatic framing; the user's camera is kept, its angle widened where
+        the image is narrower than the view, so that it shows all the view shows."""
         path = Path(path)
         if size is None:
             size = tuple(self._vtk.GetRenderWindow().GetSize())
@@ -285,7 +288,13 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         scale = height / max(1, self._vtk.GetRenderWindow().GetSize()[1])
         self._show_full_detail()
         self._reframe()
-        pixels = scene.render_offscreen(self.renderer, (width, height), self._measurement_overlays(), scale)
+        framing = None if self._framing is None else self._framing[:2]
+        camera = camera_for_shape(
+            self.renderer.GetActiveCamera(), width / height, viewport_aspect(self.renderer), framing
+        )
+        pixels = scene.render_offscreen(
+            self.renderer, (width, height), self._measurement_overlays(), scale, camera
+        )
         scene.write_png(pixels, path)
         return path
 
