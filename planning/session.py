@@ -44,6 +44,8 @@ FORMAT_VERSION = 1
 ARCHIVE_SUFFIXES = (".delineo", ".zip")
 #: What `ImageReference.kind` may be.
 IMAGE_KINDS = ("dicom", "file", "sample")
+#: The largest ROI number an RTSTRUCT can carry (ROINumber is an IS value: a signed 32-bit integer).
+MAX_ROI_NUMBER = 2**31 - 1
 
 
 @dataclass
@@ -520,7 +522,7 @@ def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[st
         "color": check.colour(record.get("color"), where),
         "roi_type": check.one_of(record["roi_type"], RoiType, where, "ROI type"),
         "algorithm": check.one_of(record["algorithm"], GenerationAlgorithm, where, "generation algorithm"),
-        "number": check.whole(record["number"], where, "ROI number", low=1),
+        "number": check.whole(record["number"], where, "ROI number", low=1, high=MAX_ROI_NUMBER),
         "description": check.text(record.get("description", ""), where, "description"),
         "recipe": record.get("recipe"),
         **{key: check.flag(record.get(key, default), where, repr(key)) for key, default in _FLAGS.items()},

@@ -6,6 +6,7 @@ number ≥ 1``. `planning.session` reads session.json and structures.npz through
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import numpy as np
@@ -43,27 +44,37 @@ def sequence(value, where: str, what: str) -> list:
     return value
 
 
-def is_whole(value) -> bool:
-    """A JSON whole number: an int, or a float without fraction (not true or false)."""
-    if isinstance(value, bool):
+def is_number(value) -> bool:
+    """A finite JSON number (not true or false; nor an integer too large for a float, which JSON
+    allows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
-def whole(value, where: str, what: str, low: int | None = None) -> int:
-    """`value` when it is a whole number (at least `low`)."""
-    if not is_whole(value) or (low is not None and value < low):
-        bound = "" if low is None else f" ≥ {low}"
+def is_whole(value) -> bool:
+    """A JSON whole number: an int, or a float without fraction (not true or false), within a
+    float's range."""
+    return is_number(value) and float(value).is_integer()
+
+
+def whole(value, where: str, what: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` when it is a whole number (at least `low`, at most `high`)."""
+    if not is_whole(value) or (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            bound = f" from {low} to {high}"
+        else:
+            bound = f" ≥ {low}" if low is not None else f" ≤ {high}" if high is not None else ""
         raise ValueError(f"{where} has {what} {shown(value)}, not a whole number{bound}")
     return int(value)
 
 
 def numbers(value, where: str, what: str, count: int, *, integer: bool = False, low=None) -> tuple:
     """`value` when it is a list of `count` finite numbers (whole, and at least `low`, if asked)."""
-    if integer:
-        fits = is_whole
-    else:
-        fits = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)  # noqa: E731
+    fits = is_whole if integer else is_number
     if not (
         isinstance(value, list)
         and len(value) == count
@@ -112,10 +123,7 @@ def one_of(value, choices, where: str, what: str):
 def colour(value, where: str) -> tuple[int, int, int]:
     """`value` when it is three whole numbers 0–255."""
     if not (
-        isinstance(value, list)
-        and len(value) == 3
-        and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in value)
-        and all(float(c).is_integer() and 0 <= c <= 255 for c in value)
+        isinstance(value, list) and len(value) == 3 and all(is_whole(c) and 0 <= c <= 255 for c in value)
     ):
         raise ValueError(f"{where} has colour {shown(value)}, not three numbers 0–255")
     return tuple(int(c) for c in value)

@@ -216,13 +216,32 @@ ROI_TYPES = ", ".join(t.value for t in RoiType)
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (_set(0, number="x"), "session.json: structure 'GTV' has ROI number 'x', not a whole number ≥ 1"),
-        (_set(0, number=None), "session.json: structure 'GTV' has ROI number None, not a whole number ≥ 1"),
+        (
+            _set(0, number="x"),
+            "session.json: structure 'GTV' has ROI number 'x', not a whole number from 1 to 2147483647",
+        ),
+        (
+            _set(0, number=None),
+            "session.json: structure 'GTV' has ROI number None, not a whole number from 1 to 2147483647",
+        ),
         (
             _set(1, number=2.5),
-            "session.json: structure 'Imported' has ROI number 2.5, not a whole number ≥ 1",
+            "session.json: structure 'Imported' has ROI number 2.5, not a whole number from 1 to 2147483647",
         ),
-        (_set(0, number=0), "session.json: structure 'GTV' has ROI number 0, not a whole number ≥ 1"),
+        (
+            _set(0, number=0),
+            "session.json: structure 'GTV' has ROI number 0, not a whole number from 1 to 2147483647",
+        ),
+        (
+            _set(0, number=2**31),
+            "session.json: structure 'GTV' has ROI number 2147483648, not a whole number from 1 to "
+            "2147483647",
+        ),
+        (
+            _set(0, color=[10**400, 0, 0]),  # valid JSON, too large for a float
+            f"session.json: structure 'GTV' has colour {repr([10**400, 0, 0])[:59]}…, not three numbers "
+            "0–255",
+        ),
         (_set(1, number=1), "session.json: structures 'GTV' and 'Imported' have the same ROI number 1"),
         (_set(1, name="GTV"), "session.json: two structures are named 'GTV'"),
         (
@@ -324,6 +343,11 @@ ROI_TYPES = ", ".join(t.value for t in RoiType)
         (
             lambda f: _edit_json(f, lambda d: d["image"].update(spacing_xyz=[0.8, None, 2.5])),
             "session.json: the 'image' entry has spacing_xyz [0.8, None, 2.5], not three numbers",
+        ),
+        (
+            lambda f: _edit_json(f, lambda d: d["image"].update(spacing_xyz=[10**400, 1.0, 1.0])),
+            f"session.json: the 'image' entry has spacing_xyz {repr([10**400, 1.0, 1.0])[:59]}…, not three "
+            "numbers",
         ),
         (
             lambda f: _edit_json(f, lambda d: d["image"].update(direction=[1, 0, 0, 0, 1, 0, 0, 0])),
