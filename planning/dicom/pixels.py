@@ -10,7 +10,9 @@ agree to the bit.
 from __future__ import annotations
 
 import numpy as np
-from pydicom.uid import UID
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import UID, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from planning.dicom.headers import Header, read_dataset
 from planning.errors import DicomReadError
@@ -86,7 +88,12 @@ def decode_frames(header: Header) -> tuple[np.ndarray, np.ndarray]:
     to BitsStored and sign-extended like native data (see `mask_to_bits_stored`); and, per frame,
     how many stored values lay beyond BitsStored's range. pydicom is asked to leave the bits above
     BitsStored as decoded (it clears them itself for RLE, JPEG lossless and the uncompressed
-    syntaxes it decodes), so that they are counted here, in the same pass that clears them."""
+    syntaxes it decodes), so that they are counted here, in the same pass that clears them.
+
+    That request also stops pydicom sign-extending what a JPEG decoder returns: a signed frame
+    coded at the precision of BitsStored (12-bit CT in JPEG Lossless) comes back as its low bits,
+    unsigned (−96 as 4000). Such a frame cannot hold bits above BitsStored at all, so its values
+    are sign-extended here without being counted (see `unextended_frames`)."""
     dataset = read_dataset(header.path, pixels=True)
     if "PixelData" not in dataset:
         raise DicomReadError(f"{header.path.name}: the file has no pixel data")
@@ -103,21 +110,74 @@ def decode_frames(header: Header) -> tuple[np.ndarray, np.ndarray]:
         frames = frames[np.newaxis]
     if frames.ndim != 3:
         raise DicomReadError(f"{header.path.name}: pixel data of shape {frames.shape} is not grayscale")
-    return mask_to_bits_stored(frames, header, per_frame=True)
+    unextended = unextended_frames(dataset, header, syntax, len(frames))
+    return mask_to_bits_stored(frames, header, per_frame=True, unextended=unextended)
+
+
+def unextended_frames(dataset: Dataset, header: Header, syntax: UID, count: int) -> np.ndarray | None:
+    """For signed pixels whose BitsStored is below BitsAllocated in a JPEG or JPEG-LS file: per
+    frame, whether its codestream's precision is at most BitsStored, so that the decoder may return
+    negative values as their low BitsStored bits, not sign-extended (pydicom sign-extends those
+    only when it also clears the bits above BitsStored). None where no frame can be so."""
+    allocated = int(header["BitsAllocated"])
+    if (
+        int(header.get("PixelRepresentation", 0)) != 1
+        or int(header.get("BitsStored", allocated)) >= allocated
+        or syntax not in JPEGTransferSyntaxes + JPEGLSTransferSyntaxes
+    ):
+        return None
+    stored = int(header["BitsStored"])
+    try:
+        codestreams = list(generate_frames(dataset.PixelData, number_of_frames=count))
+    except Exception:  # a fragment table pydicom decoded around: count every frame as usual
+        return None
+    if len(codestreams) != count:
+        return None
+    return np.array([(codestream_precision(frame) or allocated) <= stored for frame in codestreams])
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # T.81 SOFn; T.87 SOF55
+
+
+def codestream_precision(codestream: bytes) -> int | None:
+    """Sample precision (bits) of a JPEG or JPEG-LS codestream's frame header; None if not found
+    before the scan."""
+    position = 2 if codestream[:2] == b"\xff\xd8" else None
+    while position is not None and position + 4 < len(codestream):
+        if codestream[position] != 0xFF:
+            return None
+        marker = codestream[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker in _SOF_MARKERS:
+            return codestream[position + 4]
+        elif marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            position += 2
+        else:
+            position += 2 + int.from_bytes(codestream[position + 2 : position + 4], "big")
+    return None
 
 
 def mask_to_bits_stored(
-    values: np.ndarray, header: Header, per_frame: bool = False
+    values: np.ndarray, header: Header, per_frame: bool = False, unextended: np.ndarray | None = None
 ) -> tuple[np.ndarray, int | np.ndarray]:
     """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed), as the
     standard says; also return how many values this changed: values beyond BitsStored's range
     mean a wrong header (or overlay bits), and physical values that are likely wrong. With
-    `per_frame`, `values` are (frames, rows, columns) and the count is an array, one per frame."""
+    `per_frame`, `values` are (frames, rows, columns) and the count is an array, one per frame.
+
+    `unextended` (per frame, with `per_frame`) marks frames a decoder may have returned as their
+    low BitsStored bits, not sign-extended: a signed value there is beyond BitsStored only when it
+    is neither the sign extension nor the zero extension of its low BitsStored bits."""
     allocated = values.dtype.itemsize * 8
     stored = int(header.get("BitsStored", allocated))
     if stored >= allocated:
         return values, np.zeros(len(values), np.int64) if per_frame else 0
     low, high = stored_range(header)
+    if unextended is not None and values.dtype.kind == "i":
+        high = np.where(unextended, (1 << stored) - 1, high).reshape(-1, 1, 1)
     outside = (values < low) | (values > high)
     if per_frame:
         beyond = np.count_nonzero(outside.reshape(len(values), -1), axis=1)

@@ -6,7 +6,9 @@ import pytest
 import SimpleITK as sitk
 from support.data import data_path
 from support.dicom_factory import ct_phantom, write_ct_series
+from support.jpeg_lossless import compress_jpeg_lossless
 
+from planning.dicom.pixels import codestream_precision
 from planning.dicom.scan import scan
 from planning.errors import DicomReadError, FormatError
 from planning.imageio import load_volume, read_image_file
@@ -75,6 +77,50 @@ def test_compressed_values_beyond_bits_stored_are_counted_in_a_warning(tmp_path,
         "above were cleared as the header says, so those pixels' values are likely wrong: the "
         "header's BitsStored may be damaged"
     ]
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        pydicom.uid.JPEGLosslessSV1,
+        pydicom.uid.JPEGLossless,
+        pydicom.uid.JPEGLSLossless,
+        pydicom.uid.JPEG2000Lossless,
+        pydicom.uid.RLELossless,
+    ],
+)
+def test_signed_12_bit_compressed_ct_with_negative_values_loads_without_a_warning(tmp_path, syntax):
+    """A real lung CT slice stored as signed 12-bit HU (intercept 0), compressed at the precision
+    of BitsStored. The JPEG Lossless decoder returns −1000 as its low 12 bits, 3096; pydicom
+    sign-extends that only along with clearing the bits above BitsStored, which we ask it not to,
+    so every negative pixel (20,514 of 41,004) was counted as beyond BitsStored and the file said
+    its values were likely wrong. Values were and are right."""
+    dataset = pydicom.dcmread(data_path("dicom", "ibsi1-lung-ct", "image", "DCM_IMG_00030.dcm"))
+    hu = (dataset.pixel_array.astype(np.int32) + int(dataset.RescaleIntercept)).astype(np.int16)
+    assert np.count_nonzero(hu < 0) == 20514 and -2048 <= hu.min() and hu.max() <= 2047
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 1
+    dataset.RescaleIntercept = 0
+    if syntax in pydicom.uid.JPEGTransferSyntaxes:  # pydicom has no encoder for these
+        compress_jpeg_lossless(dataset, hu)
+        dataset.file_meta.TransferSyntaxUID = syntax
+        frame = next(pydicom.encaps.generate_frames(dataset.PixelData, number_of_frames=1))
+        assert codestream_precision(frame) == 12
+    else:
+        dataset.compress(syntax, hu, encoding_plugin="pydicom" if syntax == pydicom.uid.RLELossless else "")
+    path = tmp_path / "ct.dcm"
+    dataset.save_as(path)
+    gdcm = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # another decoder reads the same values
+    np.testing.assert_array_equal(gdcm[0], hu)
+    volume = load_volume(path)
+    np.testing.assert_array_equal(volume.array[0], hu)
+    assert volume.warnings == []
+
+
+def test_codestream_precision_reads_the_frame_header():
+    assert codestream_precision(b"\xff\xd8\xff\xe0\x00\x04\x00\x00\xff\xc3\x00\x0b\x0c") == 12
+    assert codestream_precision(b"\xff\xd8\xff\xf7\x00\x0b\x10") == 16  # JPEG-LS SOF55
+    assert codestream_precision(b"\xff\xd8\xff\xda\x00\x08") is None
+    assert codestream_precision(b"\x00\x00") is None
 
 
 def test_a_series_of_rle_files_counts_values_beyond_bits_stored_in_each(tmp_path):
