@@ -4,7 +4,8 @@ A session is a folder or a single archive (a zip whose name ends in ``.delineo``
 
 - ``session.json``: format version, the image reference (where the image is and what grid it
   must have), every structure's attributes (name, colour, type, algorithm, number, description,
-  recipe, visibility), the edit history and the view state as plain data;
+  recipe, visibility), which slices interpolation filled in each and the slice view each was
+  last drawn in, the edit history and the view state as plain data;
 - ``structures.npz`` (compressed): each mask's bounding-box array, bit-packed, plus the imported
   planar contours and markers still attached to unedited structures;
 - ``history.npz`` (compressed): the arrays the history refers to.
@@ -46,6 +47,8 @@ ARCHIVE_SUFFIXES = (".delineo", ".zip")
 IMAGE_KINDS = ("dicom", "file", "sample")
 #: The largest ROI number an RTSTRUCT can carry (ROINumber is an IS value: a signed 32-bit integer).
 MAX_ROI_NUMBER = 2**31 - 1
+#: The slice views a structure may have been drawn in (`Session.drawn_in`).
+DRAWING_VIEWS = ("axial", "coronal", "sagittal")
 
 
 @dataclass
@@ -126,6 +129,9 @@ class Session:
         interpolated: the planes slice interpolation filled, by ROI number, so that
             interpolating again redoes them and keeps the drawn ones (see
             `planning.interpolation.key_planes`).
+        drawn_in: the slice view (one of `DRAWING_VIEWS`) each structure was last drawn in, by
+            ROI number: interpolation fills between its slices in that view. A structure absent
+            (sessions saved before it was kept) was not drawn in a remembered view.
     """
 
     image: ImageReference
@@ -135,6 +141,7 @@ class Session:
     saved_at: str = ""
     warnings: list[str] = field(default_factory=list)
     interpolated: dict[int, FilledPlanes] = field(default_factory=dict)
+    drawn_in: dict[int, str] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -216,6 +223,7 @@ def _encode(session: Session, on_progress: ProgressCallback, cancel) -> dict[str
             }
             for number, filled in session.interpolated.items()
         },
+        "drawn_in": {str(number): view for number, view in session.drawn_in.items()},
         "history": history,
         "view": _to_plain(session.view, history_arrays),
     }
@@ -380,6 +388,7 @@ def load_session(path: str | os.PathLike) -> Session:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
     session = Session(reference, structures, saved_at=str(document.get("saved_at", "")))
     session.interpolated = _interpolated_from(document.get("interpolated", {}), session.warnings)
+    session.drawn_in = _drawn_in_from(document.get("drawn_in", {}), session.warnings)
     try:
         history_arrays = _npz(files, "history.npz")
         session.history = _from_plain(document.get("history", []), history_arrays)
@@ -405,6 +414,34 @@ def _interpolated_from(plain, warnings: list[str]) -> dict[int, FilledPlanes]:
         log.warning(warning)
         warnings.append(warning)
         return {}
+
+
+def _drawn_in_from(plain, warnings: list[str]) -> dict[int, str]:
+    """The view each structure was last drawn in, as saved; a damaged entry (or record) is left
+    out, said in `warnings`: that structure is then interpolated as one not drawn here (across
+    its last interpolation's slices, or those with gaps between drawn ones)."""
+    drawn_in: dict[int, str] = {}
+    damaged: list[str] = []
+    if not isinstance(plain, dict):
+        damaged.append(f"session.json has drawing views {check.shown(plain)}, not an object of ROI numbers")
+        plain = {}
+    for number, view in plain.items():
+        try:
+            if not (number.isascii() and number.isdigit()):
+                shown = check.shown(number)
+                raise ValueError(
+                    f"session.json has a drawing view for ROI number {shown}, not a whole number"
+                )
+            drawn_in[int(number)] = check.one_of(
+                view, DRAWING_VIEWS, f"session.json: ROI number {number}", "drawing view"
+            )
+        except ValueError as error:
+            damaged.append(str(error))
+    for error in damaged:
+        warning = f"{error}; left out: interpolation takes its direction from the structure's slices"
+        log.warning(warning)
+        warnings.append(warning)
+    return drawn_in
 
 
 def _filled_from(record: dict) -> FilledPlanes:

@@ -491,3 +491,56 @@ def test_a_record_of_interpolated_planes_saved_without_an_axis_is_axial(tmp_path
     assert load_session(folder).interpolated == {1: FilledPlanes(0, {4: "a1b2", 5: "c3d4"})}
     _edit_json(folder, lambda d: d.update(interpolated={"1": {"axis": 3, "planes": {"4": "a1b2"}}}))
     assert load_session(folder).interpolated == {}
+
+
+def test_the_view_each_structure_was_drawn_in_is_kept(tmp_path):
+    """The slice view a structure was last drawn in (interpolation fills between its slices
+    there) comes back with the session, in a folder and in an archive."""
+    session = _session()
+    session.drawn_in = {1: "sagittal", 2: "coronal"}
+    assert load_session(save_session(session, tmp_path / "f")).drawn_in == {1: "sagittal", 2: "coronal"}
+    assert load_session(save_session(session, tmp_path / "f.delineo")).drawn_in == {
+        1: "sagittal",
+        2: "coronal",
+    }
+
+
+def test_a_session_saved_before_drawing_views_were_kept_loads_with_none_remembered(tmp_path):
+    folder = save_session(_session(), tmp_path / "f")
+    _edit_json(folder, lambda d: d.pop("drawn_in"))
+    loaded = load_session(folder)
+    assert (
+        loaded.drawn_in == {} and loaded.warnings == [] and loaded.structures.names() == ["GTV", "Imported"]
+    )
+
+
+@pytest.mark.parametrize(
+    "drawn_in, kept, message",
+    [
+        (
+            {"1": "oblique", "2": "coronal"},
+            {2: "coronal"},
+            "session.json: ROI number 1 has drawing view 'oblique', not one of axial, coronal, sagittal",
+        ),
+        ({"1": 3}, {}, "session.json: ROI number 1 has drawing view 3, not one of axial, coronal, sagittal"),
+        (
+            {"one": "axial", "2": "sagittal"},
+            {2: "sagittal"},
+            "session.json has a drawing view for ROI number 'one', not a whole number",
+        ),
+        (["axial"], {}, "session.json has drawing views ['axial'], not an object of ROI numbers"),
+    ],
+)
+def test_a_damaged_drawing_view_is_left_out_with_a_warning(tmp_path, drawn_in, kept, message):
+    """Like a damaged record of interpolated planes: the structures still load, the damaged value
+    is left out and said; interpolation then takes its direction from the structure's slices."""
+    session = _session()
+    session.interpolated = {1: FilledPlanes(2, {7: "a1b2"})}
+    folder = save_session(session, tmp_path / "f")
+    _edit_json(folder, lambda d: d.update(drawn_in=drawn_in))
+    loaded = load_session(folder)
+    assert loaded.drawn_in == kept and loaded.interpolated == session.interpolated
+    assert loaded.structures.names() == ["GTV", "Imported"]
+    assert loaded.warnings == [
+        f"{message}; left out: interpolation takes its direction from the structure's slices"
+    ]

@@ -460,3 +460,51 @@ def test_a_touch_up_in_another_view_does_not_turn_the_interpolation_across_it(wi
     window.commands.interpolate()
     wait_idle(qtbot, window)
     assert asked == [(other, ["axial", "sagittal"])]
+
+
+def test_a_structure_drawn_on_sagittal_slices_is_interpolated_sagittally_after_reopening(
+    window, qtbot, tmp_path
+):
+    """The view a structure was drawn in is kept in the session (and its autosave): brushed on
+    two sagittal slices 12 apart, two spots on each far apart in z (so that it has empty slices
+    between drawn ones across the axial view too), saved and reopened, it is interpolated between
+    its sagittal slices without asking which direction; before, reopened, the window asked."""
+    from support.app import wait_idle
+
+    from planning.session import load_session
+
+    case = show_sample(window)
+    view = window.views["sagittal"]
+    k = view.slice_index
+    name = window.commands.add_structure("Nerve")
+    number = case.structures[name].number
+    window.tools.tools["brush"].set_setting("radius_mm", 4.0)
+    window.tools.activate("brush")
+    for x in (k - 6, k + 6):
+        window.state.set_cursor(np.array([20, 64, x]))
+        for z in (8, 30):
+            drag(view, [widget_point(view, (z, 64, x))])
+    drawn = case.structures[name].mask.full()
+    assert np.flatnonzero(drawn.any(axis=(0, 1))).tolist() == [k - 6, k + 6]
+    drawn_z = np.flatnonzero(drawn.any(axis=(1, 2)))
+    assert drawn_z.min() < 12 and drawn_z.max() > 26 and not drawn[12:27].any()  # axial gaps too
+    window.autosaver.save_now()
+    wait_idle(qtbot, window)
+    assert load_session(window.autosaver.path).drawn_in == {number: "sagittal"}
+
+    window.saving.save_session_to(tmp_path / "case.delineo")
+    wait_idle(qtbot, window)
+    window.opening.open_session(tmp_path / "case.delineo")
+    wait_idle(qtbot, window)
+    case = window.case
+    assert case.drawn_in == {number: "sagittal"}
+    window.table.select(name)
+    window.commands.interpolate()  # the window's question (which direction) fails the test
+    wait_idle(qtbot, window)
+    assert (
+        window.statusBar().currentMessage()
+        == f"{name}: 11 sagittal slices interpolated between 2 drawn slices."
+    )
+    filled = case.structures[name].mask.full()
+    assert all(filled[:, :, x].any() for x in range(k - 6, k + 7))
+    assert not filled[12:27].any()  # not across the axial slices

@@ -91,13 +91,15 @@ def snapshot(session_source) -> tuple:
     copy = case.structures.snapshot()  # with what reading them left out, e.g. for DVHs
     commands, index = case.history.snapshot()
     interpolated = dict(case.interpolated)  # records are frozen: the save holds them as they are now
-    return case.reference, copy, commands, index, view, interpolated
+    return case.reference, copy, commands, index, view, interpolated, dict(case.drawn_in)
 
 
 def write_snapshot(taken: tuple, path: Path, on_progress=None, cancel=None) -> Path:
-    reference, structures, commands, index, view, interpolated = taken
+    reference, structures, commands, index, view, interpolated, drawn_in = taken
     plain_history = {"index": index, "commands": [c.to_plain() for c in commands]}
-    session = Session(reference, structures, [plain_history], view, interpolated=interpolated)
+    session = Session(
+        reference, structures, [plain_history], view, interpolated=interpolated, drawn_in=drawn_in
+    )
     kwargs = {"on_progress": on_progress} if on_progress else {}
     return save_session(session, path, cancel=cancel, **kwargs)
 

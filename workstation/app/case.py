@@ -56,7 +56,7 @@ class Case:
         #: slices are not taken as drawn the next time (see `planning.interpolation.key_planes`).
         self.interpolated: dict[int, FilledPlanes] = {}
         #: The slice view ("axial", "coronal", "sagittal") each structure was last drawn in with a
-        #: tool, per ROI number: interpolation fills between its slices in that view.
+        #: tool, per ROI number: interpolation fills between its slices in that view. Kept in sessions.
         self.drawn_in: dict[int, str] = {}
 
     @classmethod
@@ -270,7 +270,14 @@ class Case:
     # -- sessions ------------------------------------------------------------------------------
 
     def to_session(self, view: dict) -> Session:
-        return Session(self.reference, self.structures, [self.history.to_plain()], view)
+        return Session(
+            self.reference,
+            self.structures,
+            [self.history.to_plain()],
+            view,
+            interpolated=dict(self.interpolated),
+            drawn_in=dict(self.drawn_in),
+        )
 
     @classmethod
     def from_session(cls, session: Session, volume: Volume) -> Case:
@@ -278,6 +285,7 @@ class Case:
         Delineo) is left out, with a warning added to `session.warnings`."""
         case = cls(volume, session.structures, session.image)
         case.interpolated = dict(session.interpolated)
+        case.drawn_in = dict(session.drawn_in)
         if session.history:
             try:
                 case.history.restore(session.history[0])
