@@ -611,6 +611,22 @@ def _sides_cut_by_grid(grown: np.ndarray, lo: list[int], hi: list[int], grid, ax
     return sides
 
 
+def sides_at_edges(mask: Mask) -> list[str]:
+    """Patient sides ("superior", "left"…) where `mask` has voxels on the grid's first or last
+    plane: the structure may go on past the images there. In the order of array axes z, y, x,
+    lower index first (inferior, superior, anterior, posterior, right, left on an axial grid)."""
+    if mask.box is None:
+        return []
+    sides = []
+    for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(mask.grid)):
+        start, stop = mask.box[axis].start, mask.box[axis].stop
+        if start == 0 and mask.array.take(0, axis=axis).any():
+            sides.append(towards_lower)
+        if stop == mask.grid.shape[axis] and mask.array.take(-1, axis=axis).any():
+            sides.append(towards_higher)
+    return sides
+
+
 def _limit(mask: Mask, within: Mask | None) -> Mask:
     if within is None:
         return mask

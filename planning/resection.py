@@ -13,7 +13,10 @@ liver meets further on).
 
 The volumes reported are those of the structures created (voxel count × voxel volume), so the
 numbers the user reads are those of the structures they get. A resection that removes nothing
-of the organ raises `GeometryError` naming it.
+of the organ raises `GeometryError` naming it. An organ that reaches the first or last slice or
+the in-plane border of the images (a liver whose top the scan cuts off) is measured as imaged:
+`Resection.edges` names the sides and `Resection.warnings` says that its volumes and
+percentages are of the imaged part only, and which of the two parts reaches each side.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from planning.errors import GeometryError
+from planning.margins import sides_at_edges
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
 from planning.surfaces.mesh import Surface
 
@@ -141,7 +145,10 @@ class Resection:
         organ_cc: the organ's volume.
         resected_cc, remnant_cc: volumes of the two parts in cc.
         reached: other structures the resected part reaches, largest share first.
-        warnings: what limits the result, in words (a safety margin cut by the end of the images).
+        warnings: what limits the result, in words (the organ or a safety margin cut by the end of
+            the images).
+        edges: patient sides ("superior", "left"…) where the organ reaches the edge of the
+            images: its volumes and percentages are of the imaged part only.
     """
 
     resected: Structure
@@ -151,6 +158,7 @@ class Resection:
     remnant_cc: float
     reached: list[Reached]
     warnings: list[str] = field(default_factory=list)
+    edges: list[str] = field(default_factory=list)
 
     @property
     def resected_percent(self) -> float:
@@ -295,6 +303,11 @@ def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) ->
     reached = [item for other in others if (item := _reached(other, organ, region))]
     reached.sort(key=lambda r: -r.resected_cc)
     description = f"virtual resection of {organ.name} ({how})"
+    edges = sides_at_edges(organ.mask)
+    warnings = []
+    if edges:
+        parts = {"the resected part": sides_at_edges(resected), "the remnant": sides_at_edges(remnant)}
+        warnings.append(_edge_warning(organ.name, edges, parts))
     return Resection(
         resected=Structure(
             f"{organ.name}_resected",
@@ -316,6 +329,46 @@ def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) ->
         resected_cc=resected_cc,
         remnant_cc=tight_remnant.volume_cc,
         reached=reached,
+        warnings=warnings,
+        edges=edges,
+    )
+
+
+def edges_in_words(sides: list[str]) -> str:
+    """Sides of the images in words: "the superior end", "the superior end and the left and
+    anterior edges" (superior and inferior are the ends, the other sides the edges)."""
+
+    def listed(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    ends = [s for s in sides if s in ("superior", "inferior")]
+    borders = [s for s in sides if s not in ends]
+    words = [
+        f"the {listed(names)} {noun}{'s' if len(names) > 1 else ''}"
+        for names, noun in ((ends, "end"), (borders, "edge"))
+        if names
+    ]
+    return " and ".join(words)
+
+
+def _edge_warning(organ: str, edges: list[str], parts: dict[str, list[str]]) -> str:
+    """The warning for an organ reaching `edges` of the images; `parts`: the sides each part
+    (the resected part, the remnant) reaches: which of them the images cut off."""
+    it = "it" if len(edges) == 1 else "them"
+    if all(sides == edges for sides in parts.values()):
+        which = f"both parts reach {it}"
+    else:
+        which = ", ".join(
+            f"{part} reaches {it}"
+            if sides == edges
+            else f"{part} does not"
+            if not sides
+            else f"{part} reaches {edges_in_words(sides)}"
+            for part, sides in parts.items()
+        )
+    return (
+        f"{organ} reaches {edges_in_words(edges)} of the images: its volumes and percentages are of "
+        f"the imaged part only ({which})"
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from planning.errors import GeometryError
 from planning.geometry import Grid
-from planning.margins import expand
+from planning.margins import expand, sides_at_edges
 from planning.resection import CutSheet, cut_inside, cut_with_sheet, resect_with_margin
 from planning.structures import GenerationAlgorithm, Mask, Structure
 from planning.surfaces.build import surfaces_from_label_map
@@ -77,7 +77,7 @@ def test_safety_margin_resection_of_a_sphere_in_a_sphere():
 
 
 def test_a_safety_margin_past_the_end_of_the_images_is_named_in_the_result(caplog):
-    organ = structure("Liver", np.linalg.norm(POINTS - [0.0, 0.0, 25.0], axis=-1) <= 30.0)
+    organ = structure("Liver", np.linalg.norm(POINTS - [0.0, 0.0, 25.0], axis=-1) <= 22.0)  # to z 47
     top = structure("GTV", np.linalg.norm(POINTS - [0.0, 0.0, 40.0], axis=-1) <= 5.0)  # images end at z 49
     with caplog.at_level("WARNING"):
         result = resect_with_margin(organ, top, 10.0)
@@ -87,6 +87,58 @@ def test_a_safety_margin_past_the_end_of_the_images_is_named_in_the_result(caplo
     ]
     assert caplog.records == []  # said once, by whoever shows the result
     assert resect_with_margin(organ, top, 3.0).warnings == []
+
+
+def test_an_organ_cut_off_by_the_images_is_said_for_every_kind_of_resection():
+    """A liver whose top the scan cuts off: the percentages are of the imaged part, and the
+    result says so, naming the side and which part reaches it (the images end at z 49)."""
+    cut_off = structure("Liver", (np.abs(POINTS - [0.0, 0.0, 30.0]) <= 30.0).all(axis=-1))
+    whole = structure("Liver", (np.abs(POINTS - [0.0, 0.0, 10.0]) <= 30.0).all(axis=-1))
+    assert sides_at_edges(cut_off.mask) == ["superior"] and sides_at_edges(whole.mask) == []
+    gtv = structure("GTV", np.linalg.norm(POINTS - [0.0, 0.0, 10.0], axis=-1) <= 8.0)
+    ball = (np.linalg.norm(POINTS - [0.0, 0.0, 10.0], axis=-1) <= 15.0).astype(np.uint8)
+    knife = surfaces_from_label_map(ball, GRID, {1: "Knife"})[1]
+    remnant_reaches = (
+        "Liver reaches the superior end of the images: its volumes and percentages are of the imaged "
+        "part only (the resected part does not, the remnant reaches it)"
+    )
+    for result in (
+        resect_with_margin(cut_off, gtv, 5.0),
+        cut_inside(cut_off, knife),
+        cut_with_sheet(cut_off, CutSheet((0.0, 0.0, 20.0), (0.0, 0.0, -1.0))),  # removes the bottom
+        cut_with_sheet(cut_off, CutSheet((0.0, 0.0, 20.0), (0.0, 0.0, -1.0), [[0.0, 5.0, 15.0]])),
+    ):
+        assert result.edges == ["superior"] and result.warnings == [remnant_reaches]
+    top = cut_with_sheet(cut_off, CutSheet((0.0, 0.0, 20.0), (0.0, 0.0, 1.0)))  # the part cut off
+    assert top.warnings == [
+        "Liver reaches the superior end of the images: its volumes and percentages are of the imaged "
+        "part only (the resected part reaches it, the remnant does not)"
+    ]
+    side = cut_with_sheet(cut_off, CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0)))  # a left-right cut
+    assert side.warnings[0].endswith("(both parts reach it)")
+    for result in (
+        resect_with_margin(whole, gtv, 5.0),
+        cut_inside(whole, knife),
+        cut_with_sheet(whole, CutSheet((0.0, 0.0, 20.0), (0.0, 0.0, 1.0))),
+    ):
+        assert result.edges == [] and result.warnings == []
+
+
+def test_the_sides_of_the_images_an_organ_reaches_are_named_in_patient_terms():
+    """Both ends and in-plane borders, on a feet-first grid (z index towards the feet) whose
+    rows run anterior (y index towards anterior)."""
+    grid = Grid((20, 30, 40), (1.0, 1.0, 2.0), direction=np.diag([1.0, -1.0, -1.0]))
+    full = np.zeros(grid.shape, bool)
+    full[:, 0:10, 35:40] = True  # every slice; first rows (posterior), last columns (left)
+    organ = Structure("Liver", Mask.from_full(grid, full))
+    assert sides_at_edges(organ.mask) == ["superior", "inferior", "posterior", "left"]
+    result = cut_with_sheet(organ, CutSheet(tuple(grid.index_to_patient([37.0, 5.0, 10.0])), (0.0, 0.0, 1.0)))
+    assert result.warnings == [
+        "Liver reaches the superior and inferior ends and the posterior and left edges of the images: its "
+        "volumes and percentages are of the imaged part only (the resected part reaches the superior end "
+        "and the posterior and left edges, the remnant reaches the inferior end and the posterior and "
+        "left edges)"
+    ]
 
 
 def test_resection_reports_the_structures_it_reaches():

@@ -43,11 +43,12 @@ def _vessel() -> np.ndarray:
     return np.hypot(POINTS[..., 0] - VESSEL_X, POINTS[..., 1] - 30.0) <= VESSEL_R
 
 
-def show_spheres(window) -> Case:
-    """A case of a liver with a tumour and a vessel, and a kidney 12 mm from the liver."""
+def show_spheres(window, liver=None) -> Case:
+    """A case of a liver with a tumour and a vessel, and a kidney 12 mm from the liver; `liver`:
+    another (z, y, x) mask for the liver."""
     structures = StructureSet(GRID, "1.2.3")
     for name, full, roi_type, color in (
-        ("Liver", _ball(LIVER, LIVER_R), RoiType.ORGAN, (160, 90, 60)),
+        ("Liver", _ball(LIVER, LIVER_R) if liver is None else liver, RoiType.ORGAN, (160, 90, 60)),
         ("GTV", _ball(GTV, GTV_R), RoiType.GTV, (255, 0, 0)),
         ("Vessel", _vessel() & _ball(LIVER, 40.0), RoiType.ORGAN, (0, 90, 255)),
         ("Kidney_R", _ball(KIDNEY, KIDNEY_R), RoiType.ORGAN, (200, 150, 50)),
@@ -422,6 +423,39 @@ def test_a_safety_margin_past_the_end_of_the_images_is_said_in_the_dialog_and_me
     assert f"<b>T{warning[1:]}.</b>" in dialog.note.text()
     assert window.messages.messages().count(f"Resection of Liver: {warning}") == 1
     assert window.messages.button.text().startswith("⚠")
+
+
+def test_a_liver_cut_off_by_the_images_is_said_in_the_dialog_and_messages(window, qtbot):
+    """The percentages of a liver whose top the scan cuts off are of its imaged part: the dialog
+    says so in bold, Messages as a warning, and the parts' descriptions; not for a whole liver."""
+
+    def resect() -> object:
+        window.state.set_cursor((25, 30, 35))  # (z, y, x): the liver's centre
+        window.surgery.resection.trigger()
+        dialog = window.last_dialog
+        dialog.organ.setCurrentText("Liver")
+        dialog.method.setCurrentText("Plane through the crosshair")
+        dialog.side.setCurrentText("Superior to the crosshair (S–I plane)")
+        dialog.resect_button.click()
+        wait_idle(qtbot, window)
+        return dialog
+
+    show_spheres(window)  # the liver z 5–45 mm, in images of z 0–49 mm
+    whole = resect()
+    assert "Resected" in whole.note.text() and "<b>" not in whole.note.text().split("</table>")[1]
+    assert not [m for m in window.messages.messages() if "imaged part" in m]
+    case = show_spheres(window, _ball(LIVER + [0.0, 0.0, 15.0], LIVER_R))  # z 20–60 mm
+    cut_off = resect()
+    warning = (
+        "Liver reaches the superior end of the images: its volumes and percentages are of the imaged part "
+        "only (the resected part reaches it, the remnant does not)"
+    )
+    assert f"<b>{warning}.</b>" in cut_off.note.text()
+    assert window.messages.messages().count(f"Resection of Liver: {warning}") == 1
+    assert window.messages.button.text().startswith("⚠")
+    imaged = "(imaged part only: it reaches the superior end of the images)"
+    assert imaged in case.structures["Liver_remnant"].description
+    assert imaged in case.structures["Liver_resected"].description
 
 
 def test_plane_resection_through_the_crosshair(window, qtbot):

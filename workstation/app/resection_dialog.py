@@ -26,7 +26,15 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.errors import Cancelled, DelineoError
-from planning.resection import CutSheet, Reached, Resection, cut_inside, cut_with_sheet, resect_with_margin
+from planning.resection import (
+    CutSheet,
+    Reached,
+    Resection,
+    cut_inside,
+    cut_with_sheet,
+    edges_in_words,
+    resect_with_margin,
+)
 from planning.structures import Box, Mask, RoiType, Structure
 from workstation.app.surgery import (
     SurfaceSource,
@@ -313,6 +321,8 @@ class ResectionDialog(SurgeryDialog):
             f"remnant {result.remnant_cc:.1f} cc ({result.remnant_percent:.1f} %) "
             f"of {result.organ_cc:.1f} cc"
         )
+        if result.edges:  # the organ goes on past the images: say it wherever the numbers go
+            volumes += f" (imaged part only: it reaches {edges_in_words(result.edges)} of the images)"
         for part in (result.resected, result.remnant):
             part.description = f"{_recipe(organ)}{how}; {volumes}"
         case.add_structures([result.remnant, result.resected], f"Virtual resection of {organ}")
