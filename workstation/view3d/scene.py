@@ -197,6 +197,20 @@ def _label(text: str, point) -> vtkTextActor:
     return label
 
 
+def hint(text: str) -> vtkTextActor:
+    """`text` centred in the view, in muted grey: what an empty view is waiting for."""
+    actor = vtkTextActor()
+    actor.SetInput(text)
+    actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+    actor.GetPositionCoordinate().SetValue(0.5, 0.5)
+    style = actor.GetTextProperty()
+    style.SetFontSize(15)
+    style.SetColor(0.62, 0.66, 0.74)
+    style.SetJustificationToCentered()
+    style.SetVerticalJustificationToCentered()
+    return actor
+
+
 def window_pixels(window) -> np.ndarray:
     """The RGB pixels of a render window as a (height, width, 3) array, top row first."""
     grab = vtkWindowToImageFilter()

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 _PRESET_NAMES: list[str | None] = [None, *PRESETS, INTENSITIES]
 
 
+#: What an empty 3D view says (an image open, no structure, no volume rendering).
+EMPTY_HINT = "No structures to show yet.\nDraw or import some, or choose a Volume rendering above."
+
+
 class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget):
     """3D view of a volume and its structures.
 
@@ -142,6 +146,10 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._timer.timeout.connect(self._start_build)
         self._structure_event.connect(self._on_structure_event)
         self._orientation = orientation_marker()
+        self._empty_hint = scene.hint(EMPTY_HINT)
+        self._empty_hint.SetVisibility(False)
+        self.renderer.AddViewProp(self._empty_hint)
+        self.surfaces_changed.connect(self._update_empty_hint)
         self._init_render_timers()
 
     # -- data ------------------------------------------------------------------------------
@@ -164,6 +172,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             self._add_volume_actor()
         if volume is not None and not self._camera_set:
             self.set_view("anterior")
+        self._update_empty_hint()
         self._render()
 
     def set_structures(self, structures: StructureSet | None) -> None:
@@ -239,11 +248,26 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             self._preset_box.blockSignals(True)
             self._preset_box.setCurrentIndex(_PRESET_NAMES.index(name))
             self._preset_box.blockSignals(False)
+        self._update_empty_hint()
         self._render()
 
     @property
     def volume_rendering(self) -> str | None:
         return self._preset
+
+    @property
+    def shows_empty_hint(self) -> bool:
+        """Whether the view says it has nothing to show (an image open, no structure surface, no
+        volume rendering)."""
+        return bool(self._empty_hint.GetVisibility())
+
+    def _update_empty_hint(self) -> None:
+        """Say what the view is waiting for while an image is open with nothing to draw in 3D."""
+        nothing = not self._pending and not any(self._surfaces.values())
+        empty = self._volume is not None and self._preset is None and nothing
+        if empty != self.shows_empty_hint:
+            self._empty_hint.SetVisibility(empty)
+            self._render()
 
     def set_opacity(self, name: str, opacity: float) -> None:
         """Opacity (0–1) of a structure's surface."""
