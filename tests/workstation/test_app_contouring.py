@@ -257,11 +257,11 @@ def test_duplicating_a_structure_copies_its_mask_as_one_undo_step(window, qtbot)
 @pytest.mark.parametrize("key", ["brush", "fill"])
 def test_the_value_range_takes_mr_intensities(window, key):
     """The range boxes stopped at 4000 'HU': an MR's brighter intensities could not be entered."""
-    from PyQt6.QtWidgets import QCheckBox, QSpinBox
+    from PyQt6.QtWidgets import QCheckBox, QDoubleSpinBox
 
     tool = window.tools.tools[key]
     options = tool.options(window)
-    low, high = options.findChildren(QSpinBox)
+    low, high = (options.findChild(QDoubleSpinBox, key) for key in ("hu_min", "hu_max"))
     high.setValue(20000)
     low.setValue(-5000)
     assert (tool.setting("hu_min"), tool.setting("hu_max")) == (-5000, 20000)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, Qt
-from PyQt6.QtWidgets import QApplication, QSpinBox
+from PyQt6.QtWidgets import QApplication, QDoubleSpinBox
 from support.app import click, drag, show_sample, wait_idle, widget_point
 from support.data import data_path
 
@@ -134,6 +134,12 @@ def test_auto_segmentation_says_before_a_run_that_its_ct_models_do_not_take_an_m
     assert "cannot run here" not in window.autoseg_dialog.description.text()
 
 
+def _range_boxes(window, tool: str) -> list[QDoubleSpinBox]:
+    """The Min and Max boxes of the value range in `tool`'s page of Tool settings."""
+    page = window.docks.tool_pages[tool]
+    return [page.findChild(QDoubleSpinBox, key) for key in ("hu_min", "hu_max")]
+
+
 def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_settings(brain_mr):
     """Turning the value range on over the brain MR (0–1059) limited the brush to CT's −200 to
     300 HU: the dark background (0) painted and the bright brain (about 450) left out. Until a
@@ -147,7 +153,7 @@ def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_setti
     brush.set_setting("radius_mm", 25.0)
     brush.set_setting("hu_limit", True)
     window.tools.activate("brush")
-    spins = window.docks.tool_pages["brush"].findChildren(QSpinBox)
+    spins = _range_boxes(window, "brush")
     assert [spin.value() for spin in spins] == [231, 735]
     assert np.percentile(case.volume.array, 99) <= 735
     window.commands.add_structure("Head")
@@ -159,7 +165,7 @@ def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_setti
     disc = np.hypot((rows - 128) * sy, (columns - 20) * sx) <= 25.0
     assert painted.sum() > 100 and values[painted].min() >= 231 and values[painted].max() <= 735
     assert (disc & (values < 100)).sum() > 200 and not (painted & (values < 100)).any()
-    fill_spins = window.docks.tool_pages["fill"].findChildren(QSpinBox)
+    fill_spins = _range_boxes(window, "fill")
     assert [spin.value() for spin in fill_spins] == [231, 735]
 
     spins[0].setValue(400)  # as the user types it
@@ -167,3 +173,50 @@ def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_setti
     show_sample(window)  # a CT
     assert [spin.value() for spin in spins] == [-200, 300]
     assert (brush.setting("hu_min"), brush.setting("hu_max")) == (-200, 300)
+    assert [spin.decimals() for spin in spins] == [0, 0]  # whole HU, step 1, as before
+    assert [spin.singleStep() for spin in spins] == [1, 1]
+
+
+def test_the_value_range_on_an_mr_normalised_to_0_1_takes_decimals(brain_mr):
+    """The Min / max boxes took whole numbers only: on the brain MR divided by 1000 (values
+    0–1.059, floats) its tissue range showed as 0 to 1 and no useful range could be given. The
+    boxes now take the image's scale: 3 decimals and a step of 0.01 here, the tissue range
+    shown as on the MR itself (0.231 to 0.735); 0.25–0.70 is set and limits the brush. A CT
+    opened next has its whole HU again."""
+    from planning.session import ImageReference
+    from workstation.app.case import Case
+
+    window = brain_mr
+    volume = window.case.volume.with_array(window.case.volume.array.astype(np.float32) / 1000)
+    window.set_case(Case(volume, None, ImageReference.for_volume(volume, "sample")))
+    case, view = window.case, window.views["axial"]
+    k = view.slice_index
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 25.0)
+    brush.set_setting("hu_limit", True)
+    window.tools.activate("brush")
+    spins = _range_boxes(window, "brush")
+    assert [spin.decimals() for spin in spins] == [3, 3]
+    assert [spin.singleStep() for spin in spins] == [0.01, 0.01]
+    assert [spin.value() for spin in spins] == pytest.approx([0.231, 0.735])
+    assert [spin.text() for spin in spins] == ["0.231", "0.735"]
+
+    spins[0].setValue(0.25)  # as the user types them
+    spins[1].setValue(0.70)
+    assert (brush.setting("hu_min"), brush.setting("hu_max")) == (0.25, 0.7)
+    assert [spin.text() for spin in spins] == ["0.250", "0.700"]
+    window.commands.add_structure("Brain")
+    click(view, widget_point(view, (k, 128, 60)))
+    painted = case.structures["Brain"].mask.full()[k]
+    values = case.volume.array[k]
+    _, sy, sx = case.volume.grid.spacing_zyx
+    rows, columns = np.ogrid[: values.shape[0], : values.shape[1]]
+    disc = np.hypot((rows - 128) * sy, (columns - 60) * sx) <= 25.0
+    assert painted.sum() > 100 and values[painted].min() >= 0.25 and values[painted].max() <= 0.70
+    assert (disc & (values < 0.25)).sum() > 200 and (disc & (values > 0.70)).sum() > 20  # left out
+    assert painted.sum() >= 0.9 * (disc & (values >= 0.25) & (values <= 0.70)).sum()  # the rest painted
+
+    show_sample(window)  # a CT
+    assert [spin.decimals() for spin in spins] == [0, 0]
+    assert [spin.value() for spin in spins] == [-200, 300]
+    assert [spin.text() for spin in spins] == ["-200", "300"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,12 +79,72 @@ def _to_grey(values: np.ndarray, window: Window) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def tissue_range(array: np.ndarray) -> tuple[int, int]:
+@dataclass(frozen=True)
+class ValueScale:
+    """How finely a value range on an image is given (the brush and fill's Min / max boxes).
+
+    Attributes:
+        decimals: decimals shown; 0 when the image's values are whole numbers.
+        step: what the boxes' arrows add (1 on whole values; about a hundredth of the image's
+            1st–99th percentile span otherwise, e.g. 0.01 on values normalised to 0–1).
+    """
+
+    decimals: int
+    step: float
+
+    def floor(self, value: float) -> float:
+        """`value` rounded down to the scale's decimals (an int when it has none); one within a
+        thousandth of a decimal above (float32's error on 0.231) counts as on it."""
+        scaled = math.floor(value * 10**self.decimals + 1e-3) / 10**self.decimals
+        return int(scaled) if self.decimals == 0 else scaled
+
+    def ceil(self, value: float) -> float:
+        """`value` rounded up to the scale's decimals (an int when it has none); one within a
+        thousandth of a decimal below counts as on it."""
+        scaled = math.ceil(value * 10**self.decimals - 1e-3) / 10**self.decimals
+        return int(scaled) if self.decimals == 0 else scaled
+
+    def round(self, value: float) -> float:
+        """`value` at the scale's decimals (an int when it has none)."""
+        return int(round(value)) if self.decimals == 0 else round(float(value), self.decimals)
+
+
+#: Whole numbers, step 1: HU on a CT, and any image whose values are whole numbers.
+WHOLE = ValueScale(0, 1.0)
+#: The most decimals a value range is given with (values spanning a millionth or less).
+MAX_DECIMALS = 9
+
+
+def _sample(array: np.ndarray) -> np.ndarray:
+    """About one voxel in 16 of 8 planes of `array`, as float64."""
+    return array[:: max(1, array.shape[0] // 8), ::4, ::4].astype(np.float64).ravel()
+
+
+def value_scale(array: np.ndarray) -> ValueScale:
+    """The scale of a value range on an image whose values are not HU: whole numbers when its
+    values are (an MR on its scanner's scale, 0–1059), else decimals for about a thousandth of
+    its 1st–99th percentile span and a step of ten of those (3 decimals and 0.01 on values
+    normalised to 0–1; none and 1 from a span of about 3000 up)."""
+    if array.dtype.kind in "iub":
+        return WHOLE
+    sample = _sample(array)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0 or np.array_equal(sample, np.round(sample)):
+        return WHOLE
+    low, high = np.percentile(sample, (1, 99))
+    span = float(high - low) or float(np.abs(sample).max()) or 1.0
+    decimals = min(max(0, 3 - round(math.log10(span))), MAX_DECIMALS)
+    return ValueScale(decimals, 10.0 ** (1 - decimals) if decimals >= 1 else 1.0)
+
+
+def tissue_range(array: np.ndarray, scale: ValueScale = WHOLE) -> tuple[float, float]:
     """The values of tissue in an image whose values are not HU (an MR): from the threshold that
     best separates the dark background from the rest (Otsu's, over the 1st–99th percentile of a
-    sample) to the 99th percentile, widened to whole numbers. The default value range of the
-    brush and fill on such an image, as −200 to 300 HU (no air, no bone) is on a CT."""
-    sample = array[:: max(1, array.shape[0] // 8), ::4, ::4].astype(np.float64).ravel()
+    sample) to the 99th percentile, widened to the decimals of `scale` (whole numbers unless
+    given). The default value range of the brush and fill on such an image, as −200 to 300 HU
+    (no air, no bone) is on a CT."""
+    sample = _sample(array)
+    sample = sample[np.isfinite(sample)]
     low, high = (float(v) for v in np.percentile(sample, (1, 99)))
     counts, edges = np.histogram(sample[(sample >= low) & (sample <= high)], bins=256, range=(low, high))
     centres = (edges[:-1] + edges[1:]) / 2
@@ -93,7 +154,8 @@ def tissue_range(array: np.ndarray) -> tuple[int, int]:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = below * above * (sums / below - (sums[-1] - sums) / above) ** 2
     threshold = float(centres[np.nanargmax(between)]) if np.isfinite(between).any() else low
-    return int(np.floor(threshold)), max(int(np.ceil(high)), int(np.floor(threshold)) + 1)
+    start = scale.floor(threshold)
+    return start, max(scale.ceil(high), scale.round(start + 10.0**-scale.decimals))
 
 
 def auto_window(array: np.ndarray, modality: str) -> Window:

@@ -14,14 +14,15 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PyQt6 import sip
 from PyQt6.QtCore import QObject, QPointF, QRectF, QSettings, QSignalBlocker, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QPainter, QPen
-from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+from PyQt6.QtWidgets import QAbstractButton, QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QWidget
 
 from planning.volume import values_are_hu
 from workstation.app.history import Locked
-from workstation.app.windowing import tissue_range
+from workstation.app.windowing import WHOLE, ValueScale, tissue_range, value_scale
 
 if TYPE_CHECKING:
     from workstation.app.case import Case
@@ -211,36 +212,55 @@ class ValueRangeTool(Tool):
     """A tool that may be limited to voxels whose values lie in a range (settings hu_limit,
     hu_min, hu_max).
 
-    On a CT the range is in HU, remembered in the settings (−200 to 300 until set). On an image
-    whose values are not HU (an MR, on its scanner's own scale) a range set on another image means
-    nothing: the range is the open image's own, kept while it is open, and until one is set it is
-    the image's tissue (`tissue_range`: above the dark background, up to the 99th percentile).
+    On a CT the range is in HU, whole numbers remembered in the settings (−200 to 300 until set).
+    On an image whose values are not HU (an MR, on its scanner's own scale or normalised to 0–1)
+    a range set on another image means nothing: the range is the open image's own, kept while it
+    is open, at the image's scale (`value_scale`: decimals when its values are not whole), and
+    until one is set it is the image's tissue (`tissue_range`: above the dark background, up to
+    the 99th percentile).
     """
 
     def __init__(self, context: ToolContext):
         super().__init__(context)
-        self._image_range: tuple[weakref.ref, list[int]] | None = None  # (volume, [min, max])
+        # (volume, its scale, [min, max], the boxes' bounds) of the open image whose values are not HU
+        self._image: tuple[weakref.ref, ValueScale, list[float], tuple[float, float]] | None = None
 
-    def _own_range(self) -> list[int] | None:
-        """The open image's [min, max] when its values are not HU (made on first use), else None."""
+    def _own(self) -> tuple[weakref.ref, ValueScale, list[float], tuple[float, float]] | None:
+        """The open image's scale and range when its values are not HU (made on first use), else None."""
         case = self.case()
         volume = None if case is None else case.volume
         if volume is None or values_are_hu(volume.modality):
             return None
-        if self._image_range is None or self._image_range[0]() is not volume:
-            self._image_range = (weakref.ref(volume), list(tissue_range(volume.array)))
-        return self._image_range[1]
+        if self._image is None or self._image[0]() is not volume:
+            scale = value_scale(volume.array)
+            with np.errstate(invalid="ignore"):
+                low, high = float(np.nanmin(volume.array)), float(np.nanmax(volume.array))
+            bounds = (  # the image's values may lie beyond the usual limits (a float image)
+                min(VALUE_LIMITS[0], scale.floor(low)) if math.isfinite(low) else VALUE_LIMITS[0],
+                max(VALUE_LIMITS[1], scale.ceil(high)) if math.isfinite(high) else VALUE_LIMITS[1],
+            )
+            self._image = (weakref.ref(volume), scale, list(tissue_range(volume.array, scale)), bounds)
+        return self._image
+
+    def value_scale(self) -> tuple[ValueScale, tuple[float, float]]:
+        """The scale of the range on the open image and the bounds of its boxes: whole HU within
+        `VALUE_LIMITS` on a CT (or with no image open)."""
+        own = self._own()
+        return (WHOLE, VALUE_LIMITS) if own is None else (own[1], own[3])
 
     def setting(self, name: str):
-        own = self._own_range() if name in RANGE_KEYS else None
-        return super().setting(name) if own is None else own[RANGE_KEYS.index(name)]
+        own = self._own() if name in RANGE_KEYS else None
+        return super().setting(name) if own is None else own[2][RANGE_KEYS.index(name)]
 
     def set_setting(self, name: str, value) -> None:
-        own = self._own_range() if name in RANGE_KEYS else None
-        if own is None:
+        if name not in RANGE_KEYS:
             super().set_setting(name, value)
             return
-        own[RANGE_KEYS.index(name)] = int(value)
+        own = self._own()
+        if own is None:
+            super().set_setting(name, int(round(value)))  # whole HU, as the settings keep them
+            return
+        own[2][RANGE_KEYS.index(name)] = own[1].round(value)
         self.setting_changed.emit(name)
 
     def image_changed(self) -> None:
@@ -249,9 +269,10 @@ class ValueRangeTool(Tool):
             self.setting_changed.emit(name)
 
 
-def add_value_limit_rows(tool: Tool, widget: QWidget, form: QFormLayout, what: str) -> None:
+def add_value_limit_rows(tool: ValueRangeTool, widget: QWidget, form: QFormLayout, what: str) -> None:
     """Rows that limit `tool` to voxels whose value lies in [min, max] (settings hu_limit, hu_min,
-    hu_max): HU on a CT, the image's own intensities on an MR. `what`: the check box's text."""
+    hu_max): whole HU on a CT, the image's own values on an MR, with decimals when they are not
+    whole numbers (`value_scale`). `what`: the check box's text."""
     limit = QCheckBox(f"{what} in value range (HU on CT)", widget)
     limit.setToolTip(
         "On a CT, in HU (−200 to 300 until you set it). On an MR, in the image's own values: until you "
@@ -260,12 +281,31 @@ def add_value_limit_rows(tool: Tool, widget: QWidget, form: QFormLayout, what: s
     tool.bind("hu_limit", limit)
     form.addRow(limit)
     row = QHBoxLayout()
-    for key in ("hu_min", "hu_max"):
-        spin = QSpinBox(widget)
-        spin.setRange(*VALUE_LIMITS)
-        tool.bind(key, spin)
+    for key in RANGE_KEYS:
+        spin = QDoubleSpinBox(widget)
+        spin.setObjectName(key)
+        _bind_range_box(tool, key, spin)
         row.addWidget(spin)
     form.addRow("Min / max", row)
+
+
+def _bind_range_box(tool: ValueRangeTool, name: str, box: QDoubleSpinBox) -> None:
+    """Show range setting `name` in `box` at the open image's scale (decimals, step, bounds, set
+    again when another image opens), store the user's changes, follow changes made elsewhere."""
+
+    def show(changed: str) -> None:
+        if changed != name or sip.isdeleted(box):
+            return
+        scale, (low, high) = tool.value_scale()
+        with QSignalBlocker(box):
+            box.setDecimals(scale.decimals)  # first: the range and value are rounded to it
+            box.setSingleStep(scale.step)
+            box.setRange(low, high)
+            box.setValue(tool.setting(name))
+
+    show(name)
+    box.valueChanged.connect(lambda value: tool.set_setting(name, value))
+    tool.setting_changed.connect(show)
 
 
 class ToolManager(QObject):

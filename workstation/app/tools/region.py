@@ -44,7 +44,7 @@ class FillTool(ValueRangeTool):
             if not candidates[seed]:
                 low, high = self.setting("hu_min"), self.setting("hu_max")
                 self.context.message(
-                    f"The clicked voxel ({values[seed]:g}) is outside the value range {low}–{high}."
+                    f"The clicked voxel ({values[seed]:g}) is outside the value range {low:g}–{high:g}."
                 )
                 return False
         labels, _ = ndimage.label(candidates)
