@@ -218,7 +218,8 @@ def expand_to_edges(
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     seed = mask.region(box)
     grown = _grow(seed, _boundary_points(seed, spacing, cancel), spacing, axes, 0.0, on_progress, cancel)
-    cut = _sides_cut_by_grid(grown, lo, hi, grid, axes)
+    # the sides with a margin where the grown region reaches the end of the images
+    cut = _sides_at_grid_edges(grown, lo, hi, grid, [(lower > 0, higher > 0) for lower, higher in axes])
     result = Mask(grid)
     result.replace_region(box, grown)
     return _limit(result, within), cut
@@ -597,16 +598,17 @@ def _min_convolve(values, axis, spacing_mm, negative_mm, positive_mm):
     return out
 
 
-def _sides_cut_by_grid(grown: np.ndarray, lo: list[int], hi: list[int], grid, axes) -> list[str]:
-    """Patient sides (superior, left…) with a margin where the grown region, computed in the box
-    lo:hi of the grid, fills voxels on the grid's own first or last plane: the margin would go
-    on past it. `axes`: the margins (towards lower, towards higher index) of array axes z, y, x."""
+def _sides_at_grid_edges(array: np.ndarray, lo, hi, grid, looked_at=None) -> list[str]:
+    """Patient sides (superior, left…) where `array`, the box lo:hi (start, stop per array axis
+    z, y, x) of `grid`, has voxels on the grid's own first or last plane: what it holds may go on
+    past the images there. `looked_at`: per array axis, whether to look towards the lower and the
+    higher index (default both)."""
     sides = []
     for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(grid)):
-        lower_mm, higher_mm = axes[axis]
-        if lower_mm > 0 and lo[axis] == 0 and grown.take(0, axis=axis).any():
+        lower, higher = (True, True) if looked_at is None else looked_at[axis]
+        if lower and lo[axis] == 0 and array.take(0, axis=axis).any():
             sides.append(towards_lower)
-        if higher_mm > 0 and hi[axis] == grid.shape[axis] and grown.take(-1, axis=axis).any():
+        if higher and hi[axis] == grid.shape[axis] and array.take(-1, axis=axis).any():
             sides.append(towards_higher)
     return sides
 
@@ -617,14 +619,8 @@ def sides_at_edges(mask: Mask) -> list[str]:
     lower index first (inferior, superior, anterior, posterior, right, left on an axial grid)."""
     if mask.box is None:
         return []
-    sides = []
-    for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(mask.grid)):
-        start, stop = mask.box[axis].start, mask.box[axis].stop
-        if start == 0 and mask.array.take(0, axis=axis).any():
-            sides.append(towards_lower)
-        if stop == mask.grid.shape[axis] and mask.array.take(-1, axis=axis).any():
-            sides.append(towards_higher)
-    return sides
+    lo, hi = [part.start for part in mask.box], [part.stop for part in mask.box]
+    return _sides_at_grid_edges(mask.array, lo, hi, mask.grid)
 
 
 def _limit(mask: Mask, within: Mask | None) -> Mask:
