@@ -162,6 +162,5 @@ def auto_window(array: np.ndarray, modality: str) -> Window:
     """A starting window: soft tissue for CT, the 1st–99th percentile range otherwise."""
     if values_are_hu(modality):
         return Window(*PRESETS["Soft tissue"])
-    sample = array[:: max(1, array.shape[0] // 8), ::4, ::4]
-    low, high = np.percentile(sample, (1, 99))
+    low, high = np.percentile(_sample(array), (1, 99))
     return Window(max(float(high - low), MIN_WIDTH), float(low + high) / 2)
