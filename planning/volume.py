@@ -25,6 +25,14 @@ def values_are_hu(modality: str) -> bool:
     return modality.upper() == "CT"
 
 
+def typical_range(array: np.ndarray) -> tuple[float, float]:
+    """The 1st and 99th percentiles of an image's values, from a regular sample of about 2 M
+    voxels (every n-th along each axis): the range its values typically span, in its units."""
+    step = max(1, round((array.size / 2_000_000) ** (1 / 3)))
+    low, high = np.percentile(array[::step, ::step, ::step], (1, 99))
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class SliceRef:
     """One source image of a volume: what an RTSTRUCT contour on that slice references.

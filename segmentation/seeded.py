@@ -33,7 +33,7 @@ import SimpleITK as sitk
 
 from planning.errors import Cancelled, DelineoError
 from planning.structures import Mask
-from planning.volume import Volume, values_are_hu
+from planning.volume import Volume, typical_range, values_are_hu
 from segmentation.rules import morphology as morph
 
 Point = tuple[int, int, int]
@@ -141,10 +141,8 @@ def _floor(volume: Volume) -> float:
     a sample of about 2 M voxels), which scales with its values."""
     if values_are_hu(volume.modality):
         return FLOOR_HU
-    array = volume.array
-    step = max(1, round((array.size / 2_000_000) ** (1 / 3)))
-    low, high = np.percentile(array[::step, ::step, ::step], (1, 99))
-    span = float(high - low) or float(array.max() - array.min())
+    low, high = typical_range(volume.array)
+    span = (high - low) or float(volume.array.max() - volume.array.min())
     return FLOOR_HU * span / CT_SPAN_HU if span > 0 else 1.0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from planning.errors import DelineoError
-from planning.volume import Volume
+from planning.volume import Volume, typical_range
 from segmentation.engine.manifest import OutputSpec
 
 #: A CT in Hounsfield units has air (−1000 HU, around and inside the patient) below the first and
@@ -70,8 +70,7 @@ def check_modality(volume: Volume, modality: str, model: str = "the model") -> l
             f"negative value (lowest {lowest:g}): it is not such a CT (an MR, or a CT stored without "
             "its rescale intercept)"
         )
-    step = max(1, round((volume.array.size / 2_000_000) ** (1 / 3)))  # a sample of ~2 M voxels
-    low, high = np.percentile(volume.array[::step, ::step, ::step], [1, 99])
+    low, high = typical_range(volume.array)
     if low <= _AIR_AT_MOST_HU and high >= _TISSUE_AT_LEAST_HU:
         return []
     message = (
