@@ -54,13 +54,21 @@ def finite_voxels(volume: Volume) -> tuple[Volume, list[str]]:
     return volume.with_array(np.where(finite, array, lowest).astype(array.dtype)), [warning]
 
 
+def modality_mismatch(image_modality: str, modality: str, model: str = "the model") -> str:
+    """Why `model`, which segments `modality` images, cannot take an image of `image_modality`,
+    in words; "" when it can (the same modality, or either not known)."""
+    if image_modality and modality and image_modality.upper() != modality.upper():
+        return f"{model} segments {modality} images; this image is {image_modality}"
+    return ""
+
+
 def check_modality(volume: Volume, modality: str, model: str = "the model") -> list[str]:
     """An error when `volume` is of another modality than the model segments, or, for a CT model,
     when it has no negative value at all (no air, no fat: an MR or other image given as a file,
     which states no modality, or a CT stored without its rescale); a warning (returned, for the
     run's `warnings`) when a CT's values otherwise do not look like Hounsfield units."""
-    if volume.modality and modality and volume.modality.upper() != modality.upper():
-        raise DelineoError(f"{model} segments {modality} images; this image is {volume.modality}")
+    if mismatch := modality_mismatch(volume.modality, modality, model):
+        raise DelineoError(mismatch)
     if modality.upper() != "CT" or not volume.array.size:
         return []
     lowest = float(volume.array.min())

@@ -154,10 +154,8 @@ class AutoSegDialog(QDialog):
         another modality (an MR for a CT model). The run checks it too; saying it here spares a
         click and an error box."""
         case = self.window_.case
-        modality = case.volume.modality if case is not None else ""
-        if not model.modality or not modality or modality.upper() == model.modality.upper():
-            return ""
-        return f"{model.name} segments {model.modality} images; this image is {modality}: it cannot run here."
+        mismatch = services.modality_mismatch(model, case.volume.modality if case is not None else "")
+        return f"{mismatch}: it cannot run here." if mismatch else ""
 
     def selected_structures(self) -> list[str]:
         return [

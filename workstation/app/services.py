@@ -162,6 +162,12 @@ def models() -> list[ModelInfo]:
     ]
 
 
+def modality_mismatch(model: ModelInfo, image_modality: str) -> str:
+    """Why `model` cannot take an image of `image_modality` (an MR for a CT model); "" when it can."""
+    inputs = _module("segmentation.engine.inputs", "Auto-segmentation")
+    return inputs.modality_mismatch(image_modality, model.modality, model.name)
+
+
 def segment(
     volume, model: ModelInfo, structures: list[str], device: str | None = None, on_progress=None, cancel=None
 ):
