@@ -25,6 +25,14 @@ def values_are_hu(modality: str) -> bool:
     return modality.upper() == "CT"
 
 
+def not_in_hu(what: str, modality: str) -> str:
+    """Why `what` ("a CT window", a CT preset…), set in Hounsfield units, does not apply to an
+    image of `modality`, in words; "" on a CT."""
+    if values_are_hu(modality):
+        return ""
+    return f"{what} in Hounsfield units; this image is {modality or 'not known to be a CT'}"
+
+
 def typical_range(array: np.ndarray) -> tuple[float, float]:
     """The 1st and 99th percentiles of an image's values, from a regular sample of about 2 M
     voxels (every n-th along each axis): the range its values typically span, in its units."""

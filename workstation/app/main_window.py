@@ -18,7 +18,7 @@ from PyQt6.QtWidgets import (
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
 from planning.errors import DelineoError, GeometryError
-from planning.volume import values_are_hu
+from planning.volume import not_in_hu, values_are_hu
 from workstation.app.autosave import Autosaver
 from workstation.app.autoseg_dialog import AutoSegDialog
 from workstation.app.case import Case
@@ -363,9 +363,8 @@ class MainWindow(QMainWindow):
         elif name in PRESETS and values_are_hu(self.case.volume.modality):
             self.state.set_window(Window(*PRESETS[name]))
         elif name in PRESETS:
-            what = self.case.volume.modality or "not known to be a CT"
             self.statusBar().showMessage(
-                f"{name} is a CT window in Hounsfield units; this image is {what}: right-drag sets "
+                f"{name} is {not_in_hu('a CT window', self.case.volume.modality)}: right-drag sets "
                 f"the window, {AUTOMATIC} (F7) the one it opened with",
                 8000,
             )

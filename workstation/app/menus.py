@@ -12,7 +12,7 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QToolBar, QVBoxLayout
 
-from planning.volume import values_are_hu
+from planning.volume import not_in_hu
 from workstation.app.surgery import SurgeryMenu
 from workstation.app.windowing import AUTOMATIC, PRESETS
 
@@ -216,13 +216,11 @@ class WindowMenus:
     def _enable_ct_presets(self) -> None:
         """Offer the CT presets in the toolbar's box only for an image in HU; say why not."""
         modality = self.window.case.volume.modality if self.window.case is not None else "CT"
-        hu = values_are_hu(modality)
-        what = modality or "not known to be a CT"
-        tip = "" if hu else f"A CT window in Hounsfield units; this image is {what}"
+        tip = not_in_hu("A CT window", modality)
         model = self.preset_box.model()
         for name in PRESETS:
             item = model.item(self.preset_box.findText(name))
-            item.setEnabled(hu)
+            item.setEnabled(not tip)
             item.setToolTip(tip)
 
     def remember(self, path) -> None:

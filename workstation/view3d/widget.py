@@ -29,7 +29,7 @@ from planning.measurements import ClosestPoints
 from planning.structures import Structure, StructureSet
 from planning.surfaces.mesh import Surface
 from planning.surfaces.options import SurfaceOptions
-from planning.volume import Volume, values_are_hu
+from planning.volume import Volume, not_in_hu, values_are_hu
 from workstation.view3d import scene
 from workstation.view3d.camera import (
     VIEWS,
@@ -232,11 +232,8 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
                 known = ", ".join(_PRESET_NAMES[1:])
                 raise ValueError(f"no volume-rendering preset {name!r}; presets: {known}")
             modality = self._volume.modality if self._volume is not None else "CT"
-            if name in PRESETS and not values_are_hu(modality):
-                raise ValueError(
-                    f"{preset(name).label} is a CT preset in Hounsfield units; this image is "
-                    f"{modality or 'not known to be a CT'}: use {INTENSITIES!r}"
-                )
+            if name in PRESETS and (why := not_in_hu("a CT preset", modality)):
+                raise ValueError(f"{preset(name).label} is {why}: use {INTENSITIES!r}")
         self._preset = name
         if name is None:
             self._remove_volume_actor()
@@ -416,13 +413,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         if not hasattr(self, "_preset_box"):
             return
         modality = self._volume.modality if self._volume is not None else "CT"
-        hu = values_are_hu(modality)
-        what = modality or "not known to be a CT"
-        tip = "" if hu else f"A CT preset in Hounsfield units; this image is {what}"
+        tip = not_in_hu("A CT preset", modality)
         for index, name in enumerate(_PRESET_NAMES):
             if name in PRESETS:
                 item = self._preset_box.model().item(index)
-                item.setEnabled(hu)
+                item.setEnabled(not tip)
                 item.setToolTip(tip)
         if self._preset_box.currentIndex() != _PRESET_NAMES.index(self._preset):
             self._preset_box.blockSignals(True)
