@@ -7,6 +7,9 @@ check (mean Dice over the 7 organs at risk ≥ 0.75, none below 0.60).
 
     python benchmarks/head_neck_validation.py [--data ../shared/data] [--model resources/models/head_neck]
         [--limit N] [--json results.json]
+
+With ``--split train --patients pt_3,pt_7,...`` it scores the patients a training run held out
+to pick its weights (the model card names them), as training does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=REPOSITORY / "resources" / "models" / "head_neck")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--limit", type=int, help="only the first N patients")
+    parser.add_argument("--patients", help="only these patients, comma-separated (pt_3,pt_7)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write per-patient results here")
     args = parser.parse_args()
@@ -37,7 +41,8 @@ def main() -> int:
     from segmentation.training.evaluate import evaluate, save_results, summary_table
 
     torch.set_num_threads(args.threads)
-    results = evaluate(args.model, args.data / "openkbp" / args.split, args.limit)
+    patients = args.patients.split(",") if args.patients else None
+    results = evaluate(args.model, args.data / "openkbp" / args.split, args.limit, patients)
     if args.json:
         save_results(results, args.json)
     print(f"\n{args.model.name} on OpenKBP {args.split} ({len(results)} patients, inference engine)\n")

@@ -7,6 +7,9 @@ the field. Fields (optional ones with their default):
 - ``name``, ``version`` (""), ``description`` (""), ``modality`` ("CT"), ``card`` ("");
 - ``architecture``: ``name`` registered in `segmentation.networks`, ``params`` ({});
 - ``weights``: ``file`` (.safetensors, or a state dict read with weights_only), ``sha256``;
+- ``ensemble`` ([]): more networks run on the same tiles, their logits averaged with the main
+  one's (as mirrorings are): ``[{architecture (default: the main one's), weights}]``, each with
+  the main network's ``out_channels``;
 - ``preprocessing``: ``spacing_xyz`` (mm), ``normalization`` (see `segmentation.preprocessing`),
   ``crop`` ("body" | "none"; "body"), ``orientation`` (three letters, "LPS"),
   ``normalize_before_resample`` (false);
@@ -56,6 +59,17 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """One network of a model: its registered architecture, the parameters it is built with, and
+    its weights file (relative to the model folder) with the file's sha256."""
+
+    architecture: str
+    params: dict
+    weights_file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated model manifest.
 
@@ -69,6 +83,8 @@ class Manifest:
         size_divisor: input sizes the network accepts are multiples of this (smaller tiles).
         activation: "sigmoid" (channel k ⇒ outputs[k], may overlap) or "softmax" (channel 0
             background, argmax labels).
+        ensemble: networks beyond the main one (``architecture``, ``weights_file``), averaged
+            with it.
     """
 
     folder: Path
@@ -94,11 +110,18 @@ class Manifest:
     threshold: float
     outputs: tuple[OutputSpec, ...]
     card: str
+    ensemble: tuple[NetworkSpec, ...] = ()
 
     @property
     def weights_path(self) -> Path:
-        """The weights file, in the model folder."""
+        """The main network's weights file, in the model folder."""
         return self.folder / self.weights_file
+
+    @property
+    def networks(self) -> tuple[NetworkSpec, ...]:
+        """Every network the model averages: the main one first, then its ensemble."""
+        main = (self.architecture, self.architecture_params, self.weights_file, self.weights_sha256)
+        return (NetworkSpec(*main), *self.ensemble)
 
     @property
     def structure_names(self) -> list[str]:
@@ -148,11 +171,12 @@ def parse_manifest(data: dict, path: Path, *, weights: bool = True) -> Manifest:
 class _Validator:
     """Reads fields with clear errors: "<file>: field 'a.b' must be ..."."""
 
-    def __init__(self, path: Path, data: dict, weights: bool = True):
+    def __init__(self, path: Path, data: dict, weights: bool = True, prefix: str = ""):
         self.path, self.data, self.weights = path, data, weights
+        self.prefix = prefix  # where `data` lies in the manifest, for errors: "ensemble[0]."
 
     def fail(self, field: str, problem: str):
-        raise ManifestError(f"{self.path}: field {field!r} {problem}")
+        raise ManifestError(f"{self.path}: field {self.prefix + field!r} {problem}")
 
     def get(self, field: str, kind, default=...):
         value = self.data
@@ -202,9 +226,7 @@ class _Validator:
             for key in ("clip", "mean", "std"):
                 if key not in normalization:
                     self.fail(f"preprocessing.normalization.{key}", "is missing (needed by type 'ct')")
-        sha = self.get("weights.sha256", str, ... if self.weights else "").lower()
-        if (self.weights or sha) and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-            self.fail("weights.sha256", f"must be 64 hexadecimal digits, got {sha!r}")
+        sha = self.sha256("weights.sha256", required=self.weights)
         outputs = self.outputs(activation)
         params = self.get("architecture.params", dict, {})
         network_channels = params.get("out_channels")
@@ -216,6 +238,8 @@ class _Validator:
                     f"is {network_channels}, but {beyond[0].name} is read from channel {beyond[0].channel} "
                     f"(channels count from 0)",
                 )
+        weights_file = self.get("weights.file", str, ... if self.weights else "")
+        ensemble = self.ensemble(self.get("architecture.name", str), params, weights_file)
         return Manifest(
             folder=self.path.parent,
             path=self.path,
@@ -225,7 +249,7 @@ class _Validator:
             modality=self.get("modality", str, "CT").upper(),
             architecture=self.get("architecture.name", str),
             architecture_params=params,
-            weights_file=self.get("weights.file", str, ... if self.weights else ""),
+            weights_file=weights_file,
             weights_sha256=sha,
             spacing_xyz=self.numbers("preprocessing.spacing_xyz", 3, float),
             normalization=normalization,
@@ -240,7 +264,43 @@ class _Validator:
             threshold=self.get("inference.threshold", float, 0.5),
             outputs=outputs,
             card=self.get("card", str, ""),
+            ensemble=ensemble,
         )
+
+    def sha256(self, field: str, required: bool = True) -> str:
+        sha = self.get(field, str, ... if required else "").lower()
+        if (required or sha) and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            self.fail(field, f"must be 64 hexadecimal digits, got {sha!r}")
+        return sha
+
+    def ensemble(self, architecture: str, params: dict, weights_file: str) -> tuple[NetworkSpec, ...]:
+        """The networks averaged with the main one, which must return its channels."""
+        entries = self.get("ensemble", list, [])
+        if entries and not self.weights:
+            self.fail("ensemble", "is for model folders (networks given in memory are averaged as given)")
+        members, files = [], {weights_file}
+        for i, entry in enumerate(entries):
+            field = f"ensemble[{i}]"
+            if not isinstance(entry, dict):
+                self.fail(field, f"must be an object with 'weights' (and 'architecture'), got {entry!r}")
+            member = _Validator(self.path, entry, prefix=f"{field}.")
+            own = "architecture" in entry  # else the main network's
+            member_architecture = member.get("architecture.name", str) if own else architecture
+            member_params = member.get("architecture.params", dict, {}) if own else params
+            member_file = member.get("weights.file", str)
+            if member_file in files:
+                self.fail(f"{field}.weights.file", f"repeats {member_file!r}: each network has its weights")
+            files.add(member_file)
+            if member_params.get("out_channels") != params.get("out_channels"):
+                self.fail(
+                    f"{field}.architecture.params.out_channels",
+                    f"is {member_params.get('out_channels')!r}, the main network's is "
+                    f"{params.get('out_channels')!r}: averaged networks return the same channels",
+                )
+            members.append(
+                NetworkSpec(member_architecture, member_params, member_file, member.sha256("weights.sha256"))
+            )
+        return tuple(members)
 
     def outputs(self, activation: str) -> tuple[OutputSpec, ...]:
         from planning.tg263 import style_for

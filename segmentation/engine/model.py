@@ -18,7 +18,13 @@ from planning.errors import DelineoError
 from planning.structures import StructureSet
 from planning.volume import Volume
 from segmentation.engine import device as devices
-from segmentation.engine.manifest import Manifest, OutputSpec, lateral_axis_zyx, mirror_permutation
+from segmentation.engine.manifest import (
+    Manifest,
+    NetworkSpec,
+    OutputSpec,
+    lateral_axis_zyx,
+    mirror_permutation,
+)
 from segmentation.engine.pipeline import Recipe, RunInfo, credit, run
 from segmentation.engine.plausibility import volume_warnings
 
@@ -213,8 +219,9 @@ def _on_cpu(net) -> bool:
 
 
 def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkModel:
-    """A `NetworkModel` for a Delineo model folder: its weights are loaded on first use, or
-    `networks` (already built, in eval mode: a network being trained) are used as they are."""
+    """A `NetworkModel` for a Delineo model folder: its weights (every network of an ensemble,
+    averaged) are loaded on first use, or `networks` (already built, in eval mode: a network
+    being trained) are used as they are."""
     from segmentation import preprocessing
     from segmentation.engine.resample import linear_map
 
@@ -234,7 +241,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
             )
         ]
 
-    def skeleton():
+    def skeleton(spec: NetworkSpec):
         """The network on the meta device: shapes only, a manifest asking for 1,000 GiB allocates
         nothing."""
         import torch
@@ -243,17 +250,21 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
 
         try:
             with torch.device("meta"):
-                return build_network(manifest.architecture, manifest.architecture_params)
+                return build_network(spec.architecture, spec.params)
         except (TypeError, ValueError) as error:
             raise DelineoError(f"{manifest.path}: architecture cannot be built ({error})") from error
 
     def build():
         from segmentation.networks import build_network
 
-        state = read_state_dict(manifest.weights_path, manifest.weights_sha256)
-        check_shapes(skeleton(), state, manifest.weights_path, manifest.path.name)
-        network = build_network(manifest.architecture, manifest.architecture_params)  # as skeleton()
-        return [load_into(network, state, str(manifest.weights_path))]
+        loaded = []
+        for spec in manifest.networks:
+            path = manifest.folder / spec.weights_file
+            state = read_state_dict(path, spec.sha256)
+            check_shapes(skeleton(spec), state, path, manifest.path.name)
+            network = build_network(spec.architecture, spec.params)  # as skeleton()
+            loaded.append(load_into(network, state, str(path)))
+        return loaded
 
     recipe = Recipe(
         outputs=manifest.outputs,
@@ -281,7 +292,7 @@ def from_manifest(manifest: Manifest, networks: list | None = None) -> NetworkMo
         description=manifest.description,
         source=manifest.folder,
         kind="delineo",
-        skeletons=(lambda: [skeleton()]) if networks is None else None,
+        skeletons=(lambda: [skeleton(spec) for spec in manifest.networks]) if networks is None else None,
     )
 
 

@@ -73,11 +73,17 @@ def predict_masks(model_folder: Path, volume: Volume) -> tuple[dict[str, np.ndar
     return {s.name: s.mask.full() for s in structures}, list(model.last_run.warnings)
 
 
-def evaluate(model_folder: str | Path, split_folder: str | Path, limit: int | None = None):
-    """Per-patient results of `model_folder` on every ``pt_*.npz`` of `split_folder`."""
+def evaluate(
+    model_folder: str | Path,
+    split_folder: str | Path,
+    limit: int | None = None,
+    patients: list[str] | None = None,
+):
+    """Per-patient results of `model_folder` on every ``pt_*.npz`` of `split_folder` (or on
+    `patients` alone, names like "pt_3"), the first `limit` of them."""
     model_folder, split_folder = Path(model_folder), Path(split_folder)
     results = []
-    names = openkbp_case_names(split_folder)[:limit]
+    names = (patients or openkbp_case_names(split_folder))[:limit]
     for i, name in enumerate(names, start=1):
         volume, reference = openkbp_volume(split_folder / f"{name}.npz")
         started = time.perf_counter()

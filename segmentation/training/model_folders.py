@@ -39,6 +39,11 @@ def fine_tuning_config(overrides: dict, folder: Path) -> TrainConfig:
             f"{folder}: a {manifest.architecture} network; only Delineo's own models "
             "(delineo_unet3d) can be fine-tuned"
         )
+    if manifest.ensemble:
+        raise DelineoError(
+            f"{folder}: an ensemble of {len(manifest.networks)} networks; fine-tune one of them "
+            "(a model folder holding its weights alone) and average it with the others again"
+        )
     params = manifest.architecture_params
     model = {
         "structures": _channel_names(manifest, overrides.get("structures"), folder),

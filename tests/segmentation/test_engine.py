@@ -404,6 +404,14 @@ def test_state_dicts_load_without_unpickling_code(tmp_path):
         read_state_dict(tmp_path / "code.pt")
 
 
+def _an_ensemble_member_with_other_channels(manifest: dict) -> None:
+    manifest["architecture"]["params"]["out_channels"] = 1
+    member = {"name": "test_pointwise", "params": {"channels": 2, "out_channels": 2}}
+    manifest["ensemble"] = [
+        {"architecture": member, "weights": {"file": "b.safetensors", "sha256": "0" * 64}}
+    ]
+
+
 def _fewer_network_channels_than_outputs(manifest: dict) -> None:
     manifest["outputs"].append({"name": "Second"})  # channel 1
     manifest["architecture"]["params"]["out_channels"] = 1
@@ -422,6 +430,9 @@ def _fewer_network_channels_than_outputs(manifest: dict) -> None:
         (lambda m: m["outputs"][0].update(training_volume_cc=[30, 20]), "outputs[0].training_volume_cc"),
         (lambda m: m["outputs"][0].update(training_volume_cc=12.0), "outputs[0].training_volume_cc"),
         (_fewer_network_channels_than_outputs, "architecture.params.out_channels"),
+        (lambda m: m.update(ensemble=[{"weights": m["weights"]}]), "ensemble[0].weights.file"),
+        (lambda m: m.update(ensemble=[{"weights": {"file": "b.safetensors"}}]), "ensemble[0].weights.sha256"),
+        (_an_ensemble_member_with_other_channels, "ensemble[0].architecture.params.out_channels"),
     ],
 )
 def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):
@@ -432,6 +443,40 @@ def test_manifest_errors_name_the_file_and_field(tmp_path, change, field):
     with pytest.raises(ManifestError) as error:
         read_manifest(folder)
     assert "manifest.json" in str(error.value) and repr(field) in str(error.value)
+
+
+def _ensemble_of(folder, other) -> None:
+    """Add `other`'s network (a model folder by `write_model`) to `folder`'s as an ensemble."""
+    (folder / "other.safetensors").write_bytes((other / "weights.safetensors").read_bytes())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    sha = json.loads((other / "manifest.json").read_text())["weights"]["sha256"]
+    manifest["ensemble"] = [{"weights": {"file": "other.safetensors", "sha256": sha}}]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_ensemble_averages_its_networks_logits(tmp_path):
+    # Logits 40·(HU − 100)/1000 and 40·(HU − 500)/1000 average to 40·(HU − 300)/1000.
+    ensemble = write_model(tmp_path / "ensemble", [100.0])
+    _ensemble_of(ensemble, write_model(tmp_path / "upper", [500.0]))
+    manifest = read_manifest(ensemble)
+    assert [spec.weights_file for spec in manifest.networks] == ["weights.safetensors", "other.safetensors"]
+    volume, _ = phantom()
+    drawn = from_manifest(manifest).predict(volume, device="cpu")["Region_0"].mask.full()
+    middle = read_manifest(write_model(tmp_path / "middle", [300.0]))
+    expected = from_manifest(middle).predict(volume, device="cpu")["Region_0"].mask.full()
+    alone = from_manifest(read_manifest(tmp_path / "upper")).predict(volume, device="cpu")
+    assert np.array_equal(drawn, expected) and not np.array_equal(drawn, alone["Region_0"].mask.full())
+
+
+def test_an_ensemble_member_s_altered_weights_are_refused(tmp_path):
+    ensemble = write_model(tmp_path / "ensemble", [100.0])
+    _ensemble_of(ensemble, write_model(tmp_path / "upper", [500.0]))
+    data = bytearray((ensemble / "other.safetensors").read_bytes())
+    data[-1] ^= 1
+    (ensemble / "other.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256") as error:
+        from_manifest(read_manifest(ensemble)).networks_on("cpu")
+    assert str(ensemble / "other.safetensors") in str(error.value)
 
 
 def test_toml_manifests_are_read_too(tmp_path):

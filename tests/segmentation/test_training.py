@@ -30,7 +30,7 @@ from segmentation.training.data import (
 )
 from segmentation.training.evaluate import CaseResult, openkbp_volume, summary_table, unusual_references
 from segmentation.training.metrics import dice, hd95
-from segmentation.training.model_folders import export_model
+from segmentation.training.model_folders import export_model, fine_tuning_config
 from segmentation.training.sampling import Augmentation, PatchSampler
 from segmentation.training.trainer import (
     HEAD_NECK_STRUCTURES,
@@ -507,6 +507,18 @@ def test_a_reference_far_from_its_structure_s_usual_volume_is_reported_not_dropp
     assert unusual_references(results[:4], ["SpinalCord"]) == []
 
 
+def test_evaluation_scores_the_patients_it_is_given_in_their_order(tmp_path):
+    """`evaluate(..., patients=)` scores a training run's held-out patients (model selection)."""
+    from support.segmentation_models import write_model
+
+    from segmentation.training.evaluate import evaluate
+
+    model = write_model(tmp_path / "bone", [300.0], names=["Bone_Mandible"])
+    results = evaluate(model, data_path("openkbp", "validation"), patients=["pt_202", "pt_201"])
+    assert [r.name for r in results] == ["pt_202", "pt_201"]
+    assert all(0.0 < r.dice["Bone_Mandible"] < 1.0 for r in results)  # bone, mandible among it
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_hd95_agrees_with_deepmind_surface_distance():
     surface_distance = pytest.importorskip("surface_distance")
@@ -767,6 +779,21 @@ def test_fine_tuning_takes_the_model_s_network_and_refuses_another(tmp_path, tin
     error = capsys.readouterr().err
     assert "the structures must be the model's channels in order: Brainstem, SpinalCord" in error
     assert not (tmp_path / "other").exists()
+
+
+def test_an_ensemble_is_not_fine_tuned_as_one_network(tmp_path):
+    """Fine-tuning trains one network; an ensemble's other networks would be left out silently."""
+    import shutil
+
+    builtin = Path(__file__).resolve().parents[2] / "resources" / "models" / "head_neck"
+    folder = tmp_path / "ensemble"
+    shutil.copytree(builtin, folder)
+    shutil.copy(folder / "weights.safetensors", folder / "second.safetensors")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["ensemble"] = [{"weights": {**manifest["weights"], "file": "second.safetensors"}}]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DelineoError, match="an ensemble of 2 networks; fine-tune one of them"):
+        fine_tuning_config({}, folder)
 
 
 # ---------------------------------------------------------------- the built-in head-and-neck model
