@@ -9,6 +9,13 @@ instead of vanishing half-way). Shapes that grow or change topology blend smooth
 kept. Planes outside the first and last contoured ones are left empty,
 and gaps longer than `max_gap_mm` (two separate parts of a structure) are not bridged.
 
+A plane may hold several pieces (both parotids in one structure, a node beside a tumour). Each
+piece is blended with the pieces it overlaps on the other plane (a piece that splits blends into
+both parts), a piece overlapping none with the nearest such piece when each is the other's
+nearest (a piece that moved), and a piece left over tapers to a point at its centre: it ends
+between the two planes. Each such group is aligned on its own centroid, so a piece that ends
+does not drag the others.
+
 The planes are those across one axis of the (z, y, x) grid: `axis` 0 (z, the default) for planes
 drawn on axial images, 1 (y) for coronal ones, 2 (x) for sagittal ones when the image was
 acquired axially (the workstation's views say which array axis each of them slices across).
@@ -94,22 +101,91 @@ def interpolate(
         # room for the blended shape, which stays within the union of the two boxes
         y0, y1 = max(0, rows[0] - 2), min(ny, rows[-1] + 3)
         x0, x1 = max(0, columns[0] - 2), min(nx, columns[-1] + 3)
-        lower, upper = lower[y0:y1, x0:x1], upper[y0:y1, x0:x1]
-        d0, d1 = _signed_distance(lower, in_plane_mm), _signed_distance(upper, in_plane_mm)
-        c0, c1 = _centroid(lower), _centroid(upper)
+        blends = [
+            _PieceBlend(part0, part1, in_plane_mm)
+            for part0, part1 in _matched_pieces(lower[y0:y1, x0:x1], upper[y0:y1, x0:x1])
+        ]
         _clear_planes(result, axis, k0 + 1, k1)
         for k in range(k0 + 1, k1):
             t = (k - k0) / (k1 - k0)
-            centre = (1 - t) * c0 + t * c1
-            # blend the two shapes aligned on the interpolated centroid, so a shape that moves
-            # between the drawn planes follows its centre instead of vanishing half-way
-            blended = (1 - t) * _shifted(d0, centre - c0) + t * _shifted(d1, centre - c1)
+            plane = np.logical_or.reduce([blend.at(t) for blend in blends])
             box = _box(axis, slice(k, k + 1), (slice(y0, y1), slice(x0, x1)))
-            kept = np.take(result.region(box), 0, axis=axis)
-            result.replace_region(box, np.expand_dims((blended <= 0) | kept, axis))
+            result.replace_region(box, np.expand_dims(plane, axis))
         if on_progress is not None:
             on_progress("Interpolating slices", n + 1, len(gaps))
     return result
+
+
+def _matched_pieces(
+    lower: np.ndarray, upper: np.ndarray
+) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """The (lower, upper) shapes to blend with each other, one pair per group of pieces (in-plane
+    8-connected): pieces that overlap, directly or through others, form one group; a piece
+    overlapping none pairs with the nearest such piece of the other plane when each is the
+    other's nearest (it moved), else with None (it ends between the planes)."""
+    eight = np.ones((3, 3), bool)
+    labels0, count0 = ndimage.label(lower, eight)
+    labels1, count1 = ndimage.label(upper, eight)
+    group = list(range(count0 + count1))  # union-find over the pieces: lower 0.., upper count0..
+
+    def root(node: int) -> int:
+        while group[node] != node:
+            node = group[node]
+        return node
+
+    both = lower & upper
+    for a, b in set(zip(labels0[both].tolist(), labels1[both].tolist(), strict=True)):
+        group[root(a - 1)] = root(count0 + b - 1)
+    members: dict[int, list[int]] = {}
+    for node in range(count0 + count1):
+        members.setdefault(root(node), []).append(node)
+    pairs, alone0, alone1 = [], [], []
+    for nodes in members.values():
+        part0 = np.isin(labels0, [n + 1 for n in nodes if n < count0])
+        part1 = np.isin(labels1, [n - count0 + 1 for n in nodes if n >= count0])
+        if part0.any() and part1.any():
+            pairs.append((part0, part1))
+        else:
+            (alone0 if part0.any() else alone1).append(part0 if part0.any() else part1)
+    nearest0 = [_nearest(piece, alone1) for piece in alone0]
+    nearest1 = [_nearest(piece, alone0) for piece in alone1]
+    moved = [(i, j) for i, j in enumerate(nearest0) if j is not None and nearest1[j] == i]
+    pairs += [(alone0[i], alone1[j]) for i, j in moved]
+    moved0, moved1 = {i for i, _ in moved}, {j for _, j in moved}
+    pairs += [(piece, None) for i, piece in enumerate(alone0) if i not in moved0]
+    pairs += [(None, piece) for j, piece in enumerate(alone1) if j not in moved1]
+    return pairs
+
+
+def _nearest(piece: np.ndarray, others: list[np.ndarray]) -> int | None:
+    """The index of the piece among `others` whose centroid is nearest `piece`'s, None if none."""
+    if not others:
+        return None
+    centre = _centroid(piece)
+    return int(np.argmin([np.linalg.norm(_centroid(other) - centre) for other in others]))
+
+
+class _PieceBlend:
+    """Two shapes (or one and None: a shape that ends at its centre) blended between their planes,
+    aligned on their interpolated centroid, so a shape that moves between the drawn planes
+    follows its centre instead of vanishing half-way."""
+
+    def __init__(self, lower: np.ndarray | None, upper: np.ndarray | None, in_plane_mm):
+        self.c0 = _centroid(lower) if lower is not None else _centroid(upper)
+        self.c1 = _centroid(upper) if upper is not None else self.c0
+        self.d0 = _signed_distance(lower, in_plane_mm) if lower is not None else None
+        self.d1 = _signed_distance(upper, in_plane_mm) if upper is not None else None
+        shape = (lower if lower is not None else upper).shape
+        if self.d0 is None:
+            self.d0 = _distance_to_point(shape, self.c1, in_plane_mm)
+        if self.d1 is None:
+            self.d1 = _distance_to_point(shape, self.c0, in_plane_mm)
+
+    def at(self, t: float) -> np.ndarray:
+        """The blended shape at fraction `t` (0 < t < 1) of the way from the lower plane."""
+        centre = (1 - t) * self.c0 + t * self.c1
+        blended = (1 - t) * _shifted(self.d0, centre - self.c0) + t * _shifted(self.d1, centre - self.c1)
+        return blended <= 0
 
 
 def plane_digests(mask: Mask, planes: Iterable[int], axis: int = 0) -> dict[int, str]:
@@ -198,6 +274,12 @@ def _signed_distance(plane: np.ndarray, spacing_yx) -> np.ndarray:
     outside = ndimage.distance_transform_edt(~plane, sampling=spacing_yx)
     inside = ndimage.distance_transform_edt(plane, sampling=spacing_yx)
     return outside - inside
+
+
+def _distance_to_point(shape: tuple[int, int], point: np.ndarray, spacing) -> np.ndarray:
+    """In-plane distance in mm of every pixel centre to `point` (pixel indices)."""
+    rows, columns = np.indices(shape, dtype=float)
+    return np.hypot((rows - point[0]) * spacing[0], (columns - point[1]) * spacing[1])
 
 
 def _centroid(plane: np.ndarray) -> np.ndarray:

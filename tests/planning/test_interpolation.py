@@ -39,6 +39,45 @@ def test_moving_shape_follows_its_centre_and_holes_survive():
     assert not filled.slice_z(2)[32, 32] and filled.slice_z(2)[32, 32 + 10]
 
 
+def _discs(planes: dict[int, list[tuple[int, int, float]]]) -> Mask:
+    """Discs (centre y, centre x, radius in pixels) drawn on each plane of GRID."""
+    y, x = np.mgrid[0:64, 0:64]
+    full = np.zeros(GRID.shape, bool)
+    for k, discs in planes.items():
+        for cy, cx, r in discs:
+            full[k] |= (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+    return Mask.from_full(GRID, full)
+
+
+def test_a_piece_that_ends_between_drawn_planes_leaves_the_other_pieces_where_they_are():
+    """Two pieces drawn on plane 0 (say the two parotids), one of them again on plane 8: the
+    one drawn on both keeps its place and size; the other tapers away. (Aligning the whole
+    planes on their centroids moved the kept piece's two copies apart until it vanished.)"""
+    mask = _discs({0: [(32, 14, 8.0), (32, 50, 8.0)], 8: [(32, 14, 8.0)]})
+    result = interpolate(mask)
+    for k in range(1, 8):
+        plane = result.slice_z(k)
+        kept = mask.slice_z(8)
+        assert (plane & kept).sum() >= 0.95 * kept.sum(), k  # the piece drawn on both planes
+        assert not plane[:, 24:40].any(), k  # nothing drawn between the two pieces
+    right = [result.slice_z(k)[:, 32:].sum() for k in range(9)]
+    assert right == sorted(right, reverse=True) and right[4] > 0 and right[7] < right[1]
+
+
+def test_a_piece_that_splits_blends_into_both_parts():
+    mask = _discs({0: [(32, 32, 10.0)], 6: [(32, 22, 6.0), (32, 42, 6.0)]})
+    middle = interpolate(mask).slice_z(3)
+    assert middle[32, 22] and middle[32, 42] and middle[32, 32]
+    assert middle.sum() < 1.5 * np.pi * 100
+
+
+def test_two_pieces_that_each_move_follow_their_own_centres():
+    mask = _discs({0: [(20, 10, 5.0), (44, 40, 5.0)], 6: [(20, 24, 5.0), (44, 54, 5.0)]})
+    middle = interpolate(mask).slice_z(3)
+    assert middle[20, 17] and middle[44, 47]
+    assert middle.sum() == pytest.approx(2 * np.pi * 25, rel=0.15)
+
+
 def test_gap_limit_and_nothing_to_do():
     mask = disc_planes({0: 5.0, 20: 5.0})
     assert contoured_planes(interpolate(mask, max_gap_mm=10)) == [0, 20]
