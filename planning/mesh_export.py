@@ -9,10 +9,12 @@ structure whose name is a valid file name always gets it, and the real name is s
 file where the format has room (an OBJ comment line before its object, whose name and material
 have '#' replaced as OBJ readers take it for a comment; PLY comment, VTP field data; the STL
 header is 80 ASCII bytes). Existing files are not replaced unless asked. Coordinates are patient
-millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what most mesh tools and
-3D Slicer's RAS scenes expect). Each file says which (`UNITS`): in the STL header, a PLY comment,
-the OBJ's first comment line, VTP field data "Coordinates". Files are written to a temporary name
-and moved into place, so a failed export leaves no half-written file.
+millimetres, DICOM LPS by default; `coordinates="RAS"` negates x and y (what older 3D Slicer
+versions and some mesh tools expect). Each file says which (`UNITS`): in the STL header, a PLY
+comment, the OBJ's first comment line, VTP field data "Coordinates"; each begins with the tag
+3D Slicer (4.11 and later) reads, "SPACE=LPS" or "SPACE=RAS" (in VTP the field data "SPACE"), so
+either file lands on the image there. Files are written to a temporary name and moved into
+place, so a failed export leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -273,8 +275,12 @@ def _mtl_material(name: str) -> str:
 
 # -- writers -----------------------------------------------------------------------------------
 
-#: What a file's coordinates are, in words, for each coordinate system (ASCII: an STL header)
-UNITS = {"LPS": "mm, DICOM patient LPS", "RAS": "mm, patient RAS (DICOM LPS with x, y negated)"}
+#: What a file's coordinates are, for each coordinate system (ASCII: an STL header): 3D Slicer's
+#: tag, then in words
+UNITS = {
+    "LPS": "SPACE=LPS, mm, DICOM patient LPS",
+    "RAS": "SPACE=RAS, mm, patient RAS (DICOM LPS with x, y negated)",
+}
 
 
 def write_stl(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS") -> None:
@@ -372,8 +378,8 @@ def write_obj(surfaces: list[Surface], path: str | os.PathLike, coordinates: str
 
 
 def write_vtp(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS") -> None:
-    """VTK XML poly data (compressed, binary), with normals; field data: the colour, the name
-    and the coordinates (`UNITS`)."""
+    """VTK XML poly data (compressed, binary), with normals; field data: the colour, the name,
+    the coordinates (`UNITS`) and 3D Slicer's "SPACE" ("LPS" or "RAS")."""
     from vtkmodules.vtkCommonCore import vtkStringArray, vtkUnsignedCharArray
     from vtkmodules.vtkIOXML import vtkXMLPolyDataWriter
 
@@ -388,7 +394,10 @@ def write_vtp(surface: Surface, path: str | os.PathLike, coordinates: str = "LPS
     units = vtkStringArray()
     units.SetName("Coordinates")
     units.InsertNextValue(UNITS[coordinates])
-    for array in (color, name, units):
+    space = vtkStringArray()
+    space.SetName("SPACE")
+    space.InsertNextValue(coordinates)
+    for array in (color, name, units, space):
         polydata.GetFieldData().AddArray(array)
 
     def write(target: Path) -> None:

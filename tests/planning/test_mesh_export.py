@@ -135,12 +135,14 @@ def test_the_real_name_is_stored_in_the_file(tmp_path, fmt):
         assert read(vtkOBJReader(), export.files[0]).GetNumberOfPolys() > 0
     elif fmt == "ply":
         header = export.files[0].read_bytes()[:300].decode()
-        assert "comment Delineo surface 肝臓, mm, DICOM patient LPS\n" in header
+        assert "comment Delineo surface 肝臓, SPACE=LPS, mm, DICOM patient LPS\n" in header
         assert read(vtkPLYReader(), export.files[0]).GetNumberOfPolys() > 0
     else:
         mesh = read(vtkXMLPolyDataReader(), export.files[1])
         assert mesh.GetFieldData().GetAbstractArray("Name").GetValue(0) == "GTV/1"
-        assert mesh.GetFieldData().GetAbstractArray("Coordinates").GetValue(0) == "mm, DICOM patient LPS"
+        fields = mesh.GetFieldData()
+        assert fields.GetAbstractArray("Coordinates").GetValue(0) == "SPACE=LPS, mm, DICOM patient LPS"
+        assert fields.GetAbstractArray("SPACE").GetValue(0) == "LPS"  # 3D Slicer's tag
 
 
 def test_a_hash_in_a_name_does_not_start_an_obj_comment(tmp_path):
@@ -162,4 +164,5 @@ def test_existing_files_are_kept_unless_overwriting(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Label_2.stl"]
     assert (tmp_path / "Label_2.stl").read_text() == "the user's own model"
     export_surfaces(surfaces, tmp_path, "stl", overwrite=True)
-    assert (tmp_path / "Label_2.stl").read_bytes().startswith(b"Delineo, mm, DICOM patient LPS: Label_2")
+    header = (tmp_path / "Label_2.stl").read_bytes()[:80]
+    assert header.startswith(b"Delineo, SPACE=LPS, mm, DICOM patient LPS: Label_2")

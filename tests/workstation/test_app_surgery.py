@@ -563,7 +563,8 @@ def test_mesh_export_writes_files_and_never_overwrites_without_asking(window, qt
     dialog.confirm_replace = lambda where, names: True
     dialog.export_button.click()
     wait_idle(qtbot, window)
-    assert (folder / "Liver.stl").read_bytes()[:80].startswith(b"Delineo, mm, DICOM patient LPS: Liver")
+    header = (folder / "Liver.stl").read_bytes()[:80]
+    assert header.startswith(b"Delineo, SPACE=LPS, mm, DICOM patient LPS: Liver")
     assert [p.name for p in dialog.written] == ["Liver.stl", "GTV.stl"]
     # an OBJ export writes one file and its materials
     dialog.format.setCurrentIndex(1)

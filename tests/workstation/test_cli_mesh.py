@@ -43,7 +43,7 @@ def test_label_map_to_stl_for_printing(tmp_path, capsys):
     assert 6.5 < z0 < 8 and 30 < z1 < 31.5
     # the header says what the coordinates are (a binary STL's 80 bytes, not starting "solid")
     header = (tmp_path / "out" / "Liver.stl").read_bytes()[:80]
-    assert header.rstrip() == b"Delineo, mm, DICOM patient LPS: Liver"
+    assert header.rstrip() == b"Delineo, SPACE=LPS, mm, DICOM patient LPS: Liver"
 
 
 def test_ras_coordinates_are_named_in_the_file(tmp_path):
@@ -51,7 +51,7 @@ def test_ras_coordinates_are_named_in_the_file(tmp_path):
     out = tmp_path / "out"
     assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(out), "--format", "obj", "--ras"]) == 0
     first = (out / "surfaces.obj").read_text().splitlines()[0]
-    assert first == "# Delineo structure surfaces, mm, patient RAS (DICOM LPS with x, y negated)"
+    assert first == "# Delineo structure surfaces, SPACE=RAS, mm, patient RAS (DICOM LPS with x, y negated)"
 
 
 def test_rtstruct_needs_its_series(tmp_path, capsys):

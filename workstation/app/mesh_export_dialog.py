@@ -41,8 +41,8 @@ FORMATS = {
     "VTP (VTK XML, one file per structure)": "vtp",
 }
 COORDINATES = {
-    "Patient LPS (DICOM)": "LPS",
-    "RAS (3D Slicer, most mesh tools)": "RAS",
+    "Patient LPS (DICOM, 3D Slicer)": "LPS",
+    "Patient RAS (older 3D Slicer, some mesh tools)": "RAS",
 }
 SETTING = "surgery/mesh_folder"
 
