@@ -193,7 +193,7 @@ def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypa
     assert "not written by this run" not in capsys.readouterr().out
     (out / "notes.txt").write_text("mine")
     command = ["segment", str(image), "--model", "ct_rules", "--structures", "External", "--out", str(out)]
-    assert main(command) == 0
+    assert main([*command, "--overwrite"]) == 0
     [warning] = [line for line in capsys.readouterr().out.splitlines() if "not written by this run" in line]
     assert f"{out}: 1 mask file(s) there were not written by this run" in warning
     assert "Bone.nii.gz" in warning and "External" not in warning and "notes.txt" not in warning
@@ -201,6 +201,7 @@ def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypa
     # the input image, when in the folder, is not one of them
     sitk.WriteImage(volume.to_sitk(), str(out / "ct.nii.gz"))
     (out / "Bone.nii.gz").unlink()
+    (out / "External.nii.gz").unlink()
     assert _rules(out / "ct.nii.gz", out, "External") == 0
     assert "not written by this run" not in capsys.readouterr().out
 
@@ -222,9 +223,32 @@ def test_a_structure_not_found_is_said_and_gets_no_mask_file(tmp_path, spheres_m
         )
         == 0
     )
-    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "again")]) == 0
+    again = ["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "again"), "--overwrite"]
+    assert main(again) == 0
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["Spheres.nii.gz"]
     assert "an earlier mask of Dense, not found now, was removed" in capsys.readouterr().out
+
+
+def test_files_already_there_are_not_replaced_without_overwrite(tmp_path, monkeypatch, capsys):
+    """The user's own Lung_R.nii.gz beside the CT, or an RTSTRUCT of the same name: refused before
+    the run (nothing loaded), kept byte for byte."""
+    from segmentation import registry
+
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "Bone.nii.gz").write_bytes(b"the physician's own contour")
+    (tmp_path / "plan.dcm").write_bytes(b"an earlier RTSTRUCT")
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: pytest.fail("ran before refusing"))
+    assert _rules(image, tmp_path / "case", "External", "Bone") == 1
+    assert f"Bone.nii.gz in {tmp_path / 'case'}: already there, not replaced (give --overwrite" in (
+        capsys.readouterr().err
+    )
+    assert _rules(image, tmp_path / "plan.dcm", "External") == 1
+    assert "plan.dcm: already there, not replaced" in capsys.readouterr().err
+    assert (tmp_path / "case" / "Bone.nii.gz").read_bytes() == b"the physician's own contour"
+    assert (tmp_path / "plan.dcm").read_bytes() == b"an earlier RTSTRUCT"
 
 
 def test_an_rtstruct_holds_no_empty_roi_for_a_structure_not_found(tmp_path, spheres_model, capsys):

@@ -3,11 +3,13 @@
 OUT is chosen by its form: ``*.dcm`` an RTSTRUCT referencing the input series (DICOM input),
 ``*.nii.gz`` / ``*.nrrd`` / ``*.mha`` one label map (overlaps lost, with a warning naming each
 structure that lost voxels), anything else a folder with one mask file per structure named after
-it (structures may overlap). Mask files already in the folder that this run did not write (an
-earlier run's other structures) are kept and named in a warning. A structure not found in the
-image (often outside the field of view) is named as such, and gets no mask file and no ROI in
-an RTSTRUCT: an empty one would read, for training or in a planning system, as delineated and
-absent.
+it (structures may overlap). A file the run would write that is already there (an earlier run's,
+or the user's own contours) is refused before anything runs, unless ``--overwrite``. Mask files
+in the folder that this run does not write (an earlier run's other structures) are kept and
+named in a warning. A structure not found in the image (often outside the field of view) is
+named as such, and gets no mask file and no ROI in an RTSTRUCT: an empty one would read, for
+training or in a planning system, as delineated and absent (with ``--overwrite``, an earlier
+mask of it is removed for that reason, and named).
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ def register(subparsers) -> None:
         help="network models: fraction of a tile shared with its neighbours (default: the model's)",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the RTSTRUCT, label map or mask files of these structures if already there",
+    )
+    parser.add_argument(
         "--mask-format",
         default=".nii.gz",
         choices=[".nii.gz", ".nrrd", ".mha"],
@@ -105,6 +112,7 @@ def run(args) -> int:
         raise DelineoError("--folds and --mirroring apply to nnU-Net models only")
     if args.overlap is not None and entry.kind == "rules":
         raise DelineoError(f"--overlap applies to network models only; {entry.name} has no tiles")
+    _refuse_existing(args, kind, args.structures or list(entry.structures))
     progress = ProgressBar()
     cancel = threading.Event()
     started = time.perf_counter()
@@ -200,6 +208,21 @@ def save(
         f"kept: {listing}; they are not this run's structures (write into an empty folder to keep runs apart)"
     )
     return [*warnings, warning], []
+
+
+def _refuse_existing(args, kind: str, names: list[str]) -> None:
+    """Before any work: refuse to replace a file the run writes (the RTSTRUCT or label map, or
+    the masks of the structures `names`) unless --overwrite; the user's own contours may be
+    there."""
+    if kind == "masks":
+        paths = [args.out / f"{file_stem_for(name)}{args.mask_format}" for name in names]
+    else:
+        paths = [args.out]
+    existing = [path for path in paths if path.exists()]
+    if existing and not args.overwrite:
+        shown = ", ".join(path.name for path in existing[:10]) + (" …" if len(existing) > 10 else "")
+        where = f" in {args.out}" if kind == "masks" else ""
+        raise DelineoError(f"{shown}{where}: already there, not replaced (give --overwrite to replace)")
 
 
 def _subset(structures, keep):
