@@ -421,7 +421,9 @@ def group_series(headers: list[Header]) -> list[ImageSeries]:
     """Group image headers into loadable series, splitting series that mix what a volume can't.
 
     A series is split by image orientation, image size, pixel spacing, frame of reference, echo
-    number (echo time where no echo number is stated) and temporal position; it is split by
+    number (echo time where no echo number is stated), temporal position and patient ID (a slice
+    of another patient filed in the series by mistake; not by study, which some anonymisers give
+    each file anew); it is split by
     acquisition number only where acquisitions repeat the same slice positions (scanners that
     number every slice's acquisition separately stay one volume).
     """
@@ -477,6 +479,7 @@ class _VolumeKey(NamedTuple):
     echo: object
     echo_time: object  # only where EchoNumbers is absent
     temporal: object
+    patient: str  # PatientID: a slice of another patient is never part of this one's volume
 
 
 #: Largest difference of direction cosines within one volume (the loader's own tolerance).
@@ -494,6 +497,7 @@ def _volume_key(header: Header) -> _VolumeKey:
         header.get("EchoNumbers"),
         header.get("EchoTime") if header.get("EchoNumbers") is None else None,
         header.get("TemporalPositionIdentifier"),
+        str(header.get("PatientID", "")),
     )
 
 
@@ -535,6 +539,8 @@ def _describe_key(key: _VolumeKey, varying: set[str]) -> str:
         words.append(f"echo time {key.echo_time:g} ms" if key.echo_time is not None else "no echo time")
     if key.temporal is not None:
         words.append(f"time point {key.temporal}")
+    if "patient" in varying:
+        words.append(f"patient ID {key.patient or '(none)'}")
     return ", ".join(words)
 
 

@@ -275,10 +275,12 @@ def _rewrite(path, **changes) -> None:
         ({"PixelSpacing": [0.5, 0.5]}, "0.5×0.5 mm pixels"),
         ({"PixelSpacing": None}, "no pixel spacing"),
         ({"FrameOfReferenceUID": "1.2.3.4"}, "frame of reference 1.2.3.4"),
+        ({"PatientID": "OTHER"}, "patient ID OTHER"),
     ],
 )
 def test_a_slice_that_disagrees_with_its_series_is_split_off(tmp_path, hu, changes, note):
-    """One slice of another pixel spacing or frame of reference cannot share the volume's grid."""
+    """One slice of another pixel spacing or frame of reference cannot share the volume's grid;
+    one of another patient (filed in the series by mistake) is not this patient's."""
     write_ct_series(tmp_path, hu, spacing_xyz=SPACING, origin_xyz=ORIGIN)
     _rewrite(sorted(tmp_path.glob("*.dcm"))[5], **changes)
     found = scan(tmp_path)
