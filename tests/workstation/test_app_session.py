@@ -153,6 +153,28 @@ def test_clean_exit_with_unsaved_work_offers_it_next_time(qtbot, tmp_path):
     assert recoverable(tmp_path / "data2") == []  # nothing changed: nothing kept
 
 
+def test_an_autosave_whose_owner_record_is_damaged_is_still_offered(qtbot, tmp_path):
+    """An empty or truncated owner.json (written in place by earlier versions: a power cut can
+    leave it so) hid the autosave for good. Its process id is then read from the folder name:
+    a live process's autosave is still not offered."""
+    import os
+
+    data = tmp_path / "data"
+    first = make_window(qtbot, tmp_path / "a.ini", data)
+    _paint(show_sample(first))
+    first.close()
+    [kept] = recoverable(data)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    stamp = kept.folder.name.split("-", 1)[1]
+    crashed = kept.folder.rename(kept.folder.with_name(f"{int(ended.stdout)}-{stamp}"))
+    (crashed / "owner.json").write_text('{"pid": 0, "descr')  # truncated
+    [entry] = recoverable(data)
+    assert entry.folder == crashed and entry.crashed and "damaged" in entry.description
+    assert "GTV" in entry.load().structures.names()
+    crashed.rename(crashed.with_name(f"{os.getppid()}-{stamp}"))
+    assert recoverable(data) == []  # the parent process is alive: its autosave is in use
+
+
 def test_first_case_is_the_sample_then_the_most_recent_data(qtbot, tmp_path):
     from support.data import data_path
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
+from planning.files import write_atomically
 from planning.session import Session, load_session, save_session
 
 log = logging.getLogger(__name__)
@@ -65,19 +66,30 @@ def recoverable(data_dir: Path) -> list[Recoverable]:
     root = Path(data_dir) / "autosave"
     found = []
     for folder in root.glob("*") if root.is_dir() else []:
-        try:
-            owner = json.loads((folder / "owner.json").read_text())
-        except (OSError, ValueError):
+        if not folder.is_dir():
             continue
-        pid = int(owner.get("pid", 0))
-        if pid == os.getpid() or (pid and _alive(pid)):
+        pid, description = _owner(folder)
+        if pid is not None and (pid == os.getpid() or (pid and _alive(pid))):
             continue
         if not (folder / AUTOSAVE_NAME).exists():
             shutil.rmtree(folder, ignore_errors=True)
             continue
         saved_at = (folder / AUTOSAVE_NAME).stat().st_mtime
-        found.append(Recoverable(folder, saved_at, owner.get("description", ""), crashed=pid != 0))
+        found.append(Recoverable(folder, saved_at, description, crashed=pid != 0))
     return sorted(found, key=lambda r: -r.saved_at)
+
+
+def _owner(folder: Path) -> tuple[int | None, str]:
+    """The process id (0: kept at a clean exit) and description ``owner.json`` states. When it is
+    damaged (an older version wrote it in place, and a power cut can leave it empty), the process
+    id is the folder name's first part (None when it has none) and the description says so: the
+    work is still offered."""
+    try:
+        owner = json.loads((folder / "owner.json").read_text())
+        return int(owner["pid"]), str(owner.get("description", ""))
+    except (OSError, ValueError, TypeError, KeyError):
+        pid = folder.name.split("-")[0]
+        return (int(pid) if pid.isdigit() else None), "(its record of what was open is damaged)"
 
 
 def snapshot(session_source) -> tuple:
@@ -192,7 +204,8 @@ class Autosaver(QObject):
     def _write_owner(self, pid: int, description: str) -> None:
         """Say whose autosave this is: a live process id, or 0 for work kept at a clean exit."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "owner.json").write_text(json.dumps({"pid": pid, "description": description}))
+        record = json.dumps({"pid": pid, "description": description})
+        write_atomically(self.folder / "owner.json", lambda path: path.write_text(record))
 
     def _discard_superseded(self, superseded: Recoverable | None) -> None:
         if superseded is None:
