@@ -42,6 +42,30 @@ def test_a_dose_of_another_patient_is_refused_when_opened(window, qtbot):
     assert "frame of reference" in window.messages.messages()[-1]
 
 
+def test_of_several_doses_of_the_series_none_is_shown_and_each_is_named(window, qtbot, tmp_path):
+    """Two plans' doses beside the images: the first by file name was shown (a boost, 3.7 Gy,
+    for a 14.7 Gy plan) without a word of the other."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "breast"
+    shutil.copytree(data_path("dicom", "dicompyler-breast"), folder)
+    boost = pydicom.dcmread(folder / "rtdose.dcm")
+    boost.SOPInstanceUID, boost.SeriesInstanceUID = generate_uid(), generate_uid()
+    boost.DoseGridScaling = float(boost.DoseGridScaling) / 4
+    boost.save_as(folder / "a_boost.dcm")
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    assert window.case is not None and window.dose_layer is None
+    said = "2 RT Doses reference this series (a_boost.dcm, rtdose.dcm): none is shown"
+    assert any(said in m for m in window.messages.messages())
+    window.opening.open_path(folder / "rtdose.dcm")  # the one wanted
+    wait_idle(qtbot, window)
+    assert window.dose_layer is not None
+
+
 def test_menu_actions_need_a_case(window):
     assert not window.menus.import_action.isEnabled() and not window.menus.dose_action.isEnabled()
 

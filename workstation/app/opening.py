@@ -34,6 +34,11 @@ class CaseOpening:
     def _say(self, text: str, ms: int) -> None:
         self.window.statusBar().showMessage(text, ms)
 
+    def _warn(self, text: str) -> None:
+        """In the status bar and, to stay, in Messages."""
+        self._say(text, 20000)
+        self.window.messages.add("WARNING", text)
+
     # -- File menu -----------------------------------------------------------------------------
 
     def ask_open_folder(self) -> None:
@@ -102,9 +107,11 @@ class CaseOpening:
         self.window.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
 
     def load_series(self, scan_result, series) -> None:
-        """Load an image series and the RTSTRUCTs (and RTDOSE, when supported) referencing it."""
+        """Load an image series, the RTSTRUCTs referencing it and its RTDOSE; of several doses
+        none is shown (showing one would be a guess): the user opens the one wanted."""
         structure_files = referencing(scan_result, series, "RTSTRUCT")
-        dose_files = referencing(scan_result, series, "RTDOSE")
+        doses = referencing(scan_result, series, "RTDOSE")
+        dose_files = doses if len(doses) == 1 else []
         source = Path(series.headers[0].path).parent
 
         def work(on_progress, cancel):
@@ -116,7 +123,7 @@ class CaseOpening:
                     sets.append(services.load_rtstruct(obj.path, volume))
                 except DelineoError as error:
                     problems.append(str(error))
-            for obj in dose_files[:1]:
+            for obj in dose_files:
                 on_progress(f"Reading {obj.path.name}", 0, 1)
                 try:
                     dose = (services.load_dose(obj.path), obj.path)
@@ -132,6 +139,11 @@ class CaseOpening:
             warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
             if warnings:
                 self._say(f"Structures: {_first_of(warnings)}", 15000)
+            if len(doses) > 1:
+                self._warn(
+                    f"{len(doses)} RT Doses reference this series ({', '.join(d.path.name for d in doses)}): "
+                    "none is shown; File ▸ Open dose… opens the one you want"
+                )
             for problem in problems:
                 self.window.on_job_failed("Reading RT objects", problem)
 
