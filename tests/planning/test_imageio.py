@@ -94,12 +94,16 @@ def test_image_files_that_are_not_one_volume_are_named(tmp_path):
         load_volume(tmp_path / "colour.nrrd")
 
 
-def test_voxels_that_are_not_numbers_are_counted_in_a_warning(tmp_path):
+@pytest.mark.parametrize("name", ["odd.nrrd", "odd.nii.gz", "odd.nii"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_voxels_that_are_not_numbers_are_counted_in_a_warning(tmp_path, name, dtype):
+    """ITK reads a NIfTI file's NaN and infinite voxels as 0 (water, on a CT): they are counted
+    in the file itself."""
     grid = Grid((2, 3, 4), (1.0, 1.0, 1.0))
-    array = np.zeros(grid.shape, np.float32)
+    array = np.zeros(grid.shape, dtype)
     array[0, 0, :3] = [np.nan, np.inf, -np.inf]
-    save_volume(Volume(array, grid), tmp_path / "odd.nrrd")
-    warnings = load_volume(tmp_path / "odd.nrrd").warnings
-    assert len(warnings) == 1 and "odd.nrrd: 3 voxels are not numbers" in warnings[0]
+    save_volume(Volume(array, grid), tmp_path / name)
+    warnings = load_volume(tmp_path / name).warnings
+    assert len(warnings) == 1 and f"{name}: 3 voxels are not numbers" in warnings[0]
     save_volume(Volume(np.zeros(grid.shape, np.float32), grid), tmp_path / "fine.nrrd")
     assert load_volume(tmp_path / "fine.nrrd").warnings == []
