@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,14 +113,29 @@ def load_dose(path: str | os.PathLike) -> Dose:
     except Exception as error:  # pydicom raises many types on damaged pixel data
         raise DicomReadError(f"{path.name}: dose pixel data cannot be decoded ({error})") from error
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    pixels = np.asarray(pixels).reshape(frames, int(dataset.Rows), int(dataset.Columns))
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    if np.asarray(pixels).size != frames * rows * columns:
+        raise DicomReadError(
+            f"{path.name}: NumberOfFrames {frames} × Rows {rows} × Columns {columns} is "
+            f"{frames * rows * columns:,} dose values; the pixel data holds {np.asarray(pixels).size:,}"
+        )
+    pixels = np.asarray(pixels).reshape(frames, rows, columns)
     array = (pixels.astype(np.float64) * scaling).astype(np.float32)
 
-    orientation = np.array([float(v) for v in dataset.ImageOrientationPatient])
+    orientation = _numbers(dataset, "ImageOrientationPatient", 6, path.name)
     row, column = orientation[:3], orientation[3:]
+    if not (np.allclose([row @ row, column @ column], 1.0, atol=1e-3) and abs(row @ column) < 1e-3):
+        raise DicomReadError(
+            f"{path.name}: ImageOrientationPatient {_listed(orientation)} is not two perpendicular unit "
+            "vectors: the dose grid's axes are unknown"
+        )
     normal = np.cross(row, column)
-    position = np.array([float(v) for v in dataset.ImagePositionPatient])
-    spacing_row, spacing_column = (float(v) for v in dataset.PixelSpacing)
+    position = _numbers(dataset, "ImagePositionPatient", 3, path.name)
+    spacing_row, spacing_column = _numbers(dataset, "PixelSpacing", 2, path.name)
+    if min(spacing_row, spacing_column) <= 0:
+        raise DicomReadError(
+            f"{path.name}: PixelSpacing {_listed((spacing_row, spacing_column))} is not two positive sizes"
+        )
     offsets = _frame_offsets(dataset, frames, position, normal, path.name, warnings)
     if frames > 1:
         step = float(np.median(np.diff(offsets)))
@@ -236,10 +252,7 @@ def _plane_thickness(dataset, name: str, warnings: list[str]) -> float:
 def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:
     if frames == 1:
         return np.zeros(1)
-    values = dataset.get("GridFrameOffsetVector")
-    if values is None or len(values) != frames:
-        raise DicomReadError(f"{name}: GridFrameOffsetVector does not give one offset per frame ({frames})")
-    offsets = np.array([float(v) for v in values])
+    offsets = _numbers(dataset, "GridFrameOffsetVector", frames, name)  # one per frame
     order = np.argsort(offsets, kind="stable")
     repeats = np.flatnonzero(np.diff(offsets[order]) <= _UNIFORM_TOLERANCE_MM)
     if repeats.size:
@@ -259,6 +272,26 @@ def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndar
             )
         offsets = offsets - offsets[0]
     return offsets
+
+
+def _numbers(dataset, keyword: str, count: int, name: str) -> np.ndarray:
+    """`count` finite numbers of a multi-valued attribute; DicomReadError naming it otherwise."""
+    values = dataset.get(keyword)
+    listed = isinstance(values, Sequence) and not isinstance(values, str)
+    items = [] if values is None else list(values) if listed else [values]
+    try:
+        numbers = np.array([float(v) for v in items], dtype=np.float64)
+    except (TypeError, ValueError):
+        numbers = np.array([])
+    if numbers.size != count or not np.all(np.isfinite(numbers)):
+        shown = "\\".join(map(str, items)) or "(none)"
+        raise DicomReadError(f"{name}: {keyword} {shown} is not {count} numbers")
+    return numbers
+
+
+def _listed(values) -> str:
+    """Numbers as DICOM lists them: "1\\0\\0"."""
+    return "\\".join(f"{float(v):g}" for v in values)
 
 
 def _resample_frames(array: np.ndarray, offsets: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:

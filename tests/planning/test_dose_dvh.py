@@ -242,6 +242,42 @@ def test_repeated_grid_frame_offsets_are_refused_naming_the_file(tmp_path, offse
         load_dose(tmp_path / "RD.dcm")
 
 
+def _nan_offset(dataset) -> None:
+    offsets = [str(v) for v in dataset.GridFrameOffsetVector]
+    dataset.GridFrameOffsetVector = [*offsets[:4], "NaN", *offsets[5:]]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: setattr(d, "NumberOfFrames", 88),
+            r"NumberOfFrames 88 × Rows 129 × Columns 194 is 2,202,288 dose",
+        ),
+        (_nan_offset, r"GridFrameOffsetVector .*NaN.* is not 98 numbers"),
+        (lambda d: setattr(d, "PixelSpacing", [0, 2.5]), r"PixelSpacing 0\\2.5 is not two positive sizes"),
+        (
+            lambda d: setattr(d, "ImageOrientationPatient", [1, 0, 0, 1, 0, 0]),
+            r"ImageOrientationPatient 1\\0\\0\\1\\0\\0 is not two perpendicular unit",
+        ),
+        (
+            lambda d: setattr(d, "ImagePositionPatient", [0, 0]),
+            r"ImagePositionPatient 0.0\\0.0 is not 3 numbers",
+        ),
+    ],
+)
+def test_a_damaged_dose_grid_is_refused_naming_the_file_and_the_attribute(tmp_path, change, message):
+    """They were "cannot reshape array of size …", "voxel spacing must be three positive sizes in
+    mm, got (2.5, 2.5, nan)" or "direction matrix is not orthonormal", naming neither."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    change(dataset)
+    dataset.save_as(tmp_path / "RD.dcm")
+    with pytest.raises(DicomReadError, match=f"RD.dcm: {message}"):
+        load_dose(tmp_path / "RD.dcm")
+
+
 @pytest.mark.parametrize("frames", ["decreasing", "uneven", "decreasing and uneven"])
 def test_frames_in_any_order_and_spacing_give_the_same_doses(breast, tmp_path, frames):
     """The grid frame offsets may decrease (the grid runs against the normal) and be unevenly
