@@ -170,7 +170,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
         """The configuration a JSON file holds (its keys are the field names)."""
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**read_settings(path))
 
     def architecture_params(self) -> dict:
         """The ``params`` of the network in the manifest (`segmentation.architectures.unet3d`)."""
@@ -399,7 +399,13 @@ class Trainer:
         """Continue from the run folder's checkpoint; False when there is none."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
+        try:
+            state = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
+        except Exception as error:  # torch raises many kinds on a damaged file
+            raise DelineoError(
+                f"{self.checkpoint_path}: cannot be read, damaged ({_first_line(error)}); move it away to "
+                "start this run again from its first iteration"
+            ) from error
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
@@ -546,6 +552,22 @@ def split_holdout(sources: list, count: int, seed: int) -> tuple[list, list]:
     picked = set(np.random.default_rng(seed).choice(len(sources), count, replace=False).tolist())
     training = [s for i, s in enumerate(sources) if i not in picked]
     return training, [s for i, s in enumerate(sources) if i in picked]
+
+
+def read_settings(path: Path) -> dict:
+    """The JSON object of training settings in `path` (a --config file, a run's config.json);
+    DelineoError naming the file when it is not one."""
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DelineoError(f"{path}: cannot be read as JSON settings ({error})") from error
+    if not isinstance(settings, dict):
+        raise DelineoError(f"{path}: holds a JSON {type(settings).__name__}, not an object of settings")
+    return settings
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def prepare_run(

@@ -781,6 +781,27 @@ def test_fine_tuning_takes_the_model_s_network_and_refuses_another(tmp_path, tin
     assert not (tmp_path / "other").exists()
 
 
+def test_damaged_settings_and_checkpoints_are_named(tmp_path, tiny_cases, capsys):
+    """A damaged config.json or checkpoint ended in a JSON or torch traceback naming no file."""
+    from workstation.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "iterations": 2}))
+    run = tmp_path / "run"
+    command = ["train", str(tiny_cases), "--run", str(run), "--holdout", "1"]
+    assert main([*command, "--config", str(config)]) == 0
+    capsys.readouterr()
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:1000])
+    assert main(command) == 1
+    assert f"{run / 'checkpoint.pt'}: cannot be read, damaged" in capsys.readouterr().err
+    (run / "config.json").write_text('{"structures": ["Parotid_L"')
+    assert main(command) == 1
+    assert f"{run / 'config.json'}: cannot be read as JSON settings" in capsys.readouterr().err
+    config.write_text("[1, 2]")
+    assert main(["train", str(tiny_cases), "--run", str(tmp_path / "new"), "--config", str(config)]) == 1
+    assert f"{config}: holds a JSON list, not an object of settings" in capsys.readouterr().err
+
+
 def test_an_ensemble_is_not_fine_tuned_as_one_network(tmp_path):
     """Fine-tuning trains one network; an ensemble's other networks would be left out silently."""
     import shutil

@@ -65,7 +65,7 @@ def run(args) -> int:
     from segmentation.engine.device import choose_device
     from segmentation.training.data import discover
     from segmentation.training.model_folders import export_model, fine_tuning_config
-    from segmentation.training.trainer import TrainConfig, prepare_run
+    from segmentation.training.trainer import TrainConfig, prepare_run, read_settings
 
     from .outputs import check_output_folder
     from .progress import ProgressBar
@@ -75,7 +75,7 @@ def run(args) -> int:
     if args.export:
         check_output_folder(args.export)
 
-    overrides = json.loads(args.config.read_text()) if args.config else {}
+    overrides = read_settings(args.config) if args.config else {}
     known = {f.name for f in fields(TrainConfig)}
     if set(overrides) - known:
         raise DelineoError(f"{args.config}: unknown settings {', '.join(sorted(set(overrides) - known))}")
@@ -117,11 +117,12 @@ def _check_resumed_settings(run: Path, overrides: dict) -> None:
     given now, which would otherwise be ignored without a word. Only --threads, which changes
     nothing that is learnt, may differ: it is saved for this and later sessions."""
     from planning.errors import DelineoError
+    from segmentation.training.trainer import read_settings
 
     saved_path = run / "config.json"
     if not saved_path.exists():
         return
-    saved = json.loads(saved_path.read_text())
+    saved = read_settings(saved_path)
     differing = [
         f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(value)})"
         for key, value in overrides.items()
