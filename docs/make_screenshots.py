@@ -53,7 +53,7 @@ def new_window():
 
 def sample(app) -> None:
     window = new_window()
-    window.open_sample()
+    window.opening.open_sample()
     wait(app, window)
     window.table.select("GTV")
     wait(app, window)
@@ -66,7 +66,7 @@ def lung(app, data: Path) -> None:
     from workstation.app.derive_dialog import DeriveDialog
 
     window = new_window()
-    window.open_path(data / "dicom" / "ibsi1-lung-ct")
+    window.opening.open_path(data / "dicom" / "ibsi1-lung-ct")
     wait(app, window)
     window.open_autoseg()
     dialog = window.autoseg_dialog

@@ -47,6 +47,38 @@ def test_surfaces_follow_edits_and_undo(window, qtbot):
         assert np.abs(np.array([colour.red(), colour.green(), colour.blue()]) - rendered[y, x]).max() <= 12
 
 
+def test_an_organ_made_translucent_from_the_table_shows_the_tumour_inside(window, qtbot):
+    """The sample's GTV lies inside an opaque Lung_R: the 3D view showed lung where the tumour
+    is, and no control made an organ translucent."""
+    case = show_sample(window)
+    _wait_3d(qtbot, window)
+    view = window.view3d
+    gtv = case.structures["GTV"]
+    centre = case.grid.index_to_patient(np.argwhere(gtv.mask.full()).mean(axis=0)[::-1])
+
+    def colour_at_tumour():
+        x, y = (int(v) for v in view.display_position(centre))
+        return view.render_image()[y, x].astype(int)
+
+    lung = np.array(case.structures["Lung_R"].color)
+    assert np.abs(colour_at_tumour() - lung).max() < np.abs(colour_at_tumour() - gtv.color).max()
+    menu = window.table.context_menu("Lung_R")
+    opacity = next(a for a in menu.actions() if a.text() == "3D opacity").menu()
+    assert [a.text() for a in opacity.actions() if a.isChecked()] == ["100 %"]
+    next(a for a in opacity.actions() if a.text() == "10 %").trigger()
+    assert view.opacity("Lung_R") == pytest.approx(0.1)
+    seen = colour_at_tumour()
+    assert np.abs(seen - np.array(gtv.color)).sum() < np.abs(seen - lung).sum()
+    # kept through a restyle (a colour change) and offered as the current choice
+    case.set_properties("Lung_R", "Colour of Lung_R", color=(0, 200, 0))
+    wait_idle(qtbot, window)
+    seen = colour_at_tumour()
+    assert np.abs(seen - np.array(gtv.color)).sum() < np.abs(seen - np.array([0, 200, 0])).sum()
+    menu = window.table.context_menu("Lung_R")
+    opacity = next(a for a in menu.actions() if a.text() == "3D opacity").menu()
+    assert [a.text() for a in opacity.actions() if a.isChecked()] == ["10 %"]
+
+
 def test_an_empty_3d_view_says_what_it_is_waiting_for(window, qtbot):
     """An image with no structure left the 3D view a blank gradient, as if it had failed. It now
     says what would show there, until a structure's surface or a volume rendering does."""

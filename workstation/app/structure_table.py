@@ -492,12 +492,16 @@ class StructureTable(QTableWidget):
         return menu
 
     def context_menu(self, name: str) -> QMenu:
-        """Lock (or Unlock) the structure, then Accept / Reject if it awaits review."""
+        """Lock (or Unlock) the structure, then Accept / Reject if it awaits review, then its
+        opacity in the 3D view."""
         menu = self.review_menu(name) or QMenu(self)
         locked = self.case.structures[name].locked
         action = QAction(padlock(not locked), f"{'Unlock' if locked else 'Lock'} {name}", menu)
         action.triggered.connect(lambda: self.toggle_lock(name))
         menu.insertAction(menu.actions()[0] if menu.actions() else None, action)
+        view3d = getattr(self.window(), "view3d", None)
+        if view3d is not None:
+            menu.addMenu(_opacity_menu(menu, name, view3d))
         return menu
 
     def _on_context_menu(self, pos) -> None:
@@ -507,3 +511,19 @@ class StructureTable(QTableWidget):
         menu = self.context_menu(self.item(item.row(), NAME).data(Qt.ItemDataRole.UserRole))
         menu.exec(self.viewport().mapToGlobal(pos))
         menu.deleteLater()
+
+
+#: Opacities offered for a structure's 3D surface, in percent.
+OPACITY_CHOICES = (100, 60, 30, 10)
+
+
+def _opacity_menu(parent: QMenu, name: str, view3d) -> QMenu:
+    """ "3D opacity" ▸ 100 % … 10 %, the current one checked: a translucent organ shows the
+    tumour or vessels inside it."""
+    menu = QMenu("3D opacity", parent)
+    current = round(view3d.opacity(name) * 100)
+    for percent in OPACITY_CHOICES:
+        action = menu.addAction(f"{percent} %", lambda p=percent: view3d.set_opacity(name, p / 100))
+        action.setCheckable(True)
+        action.setChecked(percent == current)
+    return menu

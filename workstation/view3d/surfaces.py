@@ -30,10 +30,10 @@ INTERACTIVE_TRIANGLES = 1500
 
 class SurfaceSync:
     """The surfaces of `View3D`, which owns the state this part uses: `_structures`, `_actors`,
-    `_mappers` ((full, coarse) per structure), `_surfaces`, `_generation` (edits per structure,
-    so a build an edit has overtaken is dropped), `_pending` (structures to build), `_timer`
-    (gathers edits), `_build_worker`, `_cancel`, `_placer`, `options` and the `building` and
-    `surfaces_changed` signals."""
+    `_mappers` ((full, coarse) per structure), `_surfaces`, `_opacity` (chosen by the user),
+    `_generation` (edits per structure, so a build an edit has overtaken is dropped), `_pending`
+    (structures to build), `_timer` (gathers edits), `_build_worker`, `_cancel`, `_placer`,
+    `options` and the `building` and `surfaces_changed` signals."""
 
     def _on_added(self, structure) -> None:
         self._structure_event.emit("added", structure, None)
@@ -150,7 +150,7 @@ class SurfaceSync:
         actor = self._actors.get(structure)
         if actor is None:
             return
-        opacity = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
+        opacity = self._chosen_opacity(structure)
         if self._fading() and structure.name not in self._focus:
             opacity = min(opacity, FADED_OPACITY)
         if any(target is structure for target, _ in self._margin_maps.values()):
@@ -164,8 +164,15 @@ class SurfaceSync:
         if render:
             self._render()
 
+    def _chosen_opacity(self, structure: Structure) -> float:
+        """The opacity the user chose for the structure's surface, else the body outline's
+        faint one or opaque."""
+        default = EXTERNAL_OPACITY if structure.roi_type == RoiType.EXTERNAL else 1.0
+        return self._opacity.get(structure, default)
+
     def _drop(self, structure: Structure) -> None:
         self._pending.discard(structure)
+        self._opacity.pop(structure, None)
         self._generation.pop(structure, None)
         for mapped, (target, _) in list(self._margin_maps.items()):
             if structure in (mapped, target):

@@ -124,6 +124,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._cancel = threading.Event()
         self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
         self._focus: set[str] | None = None
+        self._opacity: dict[Structure, float] = {}  # chosen by the user (`set_opacity`)
         self._scalar_bar = None
         self._overlay: list = []  # the minimum distance drawn: line, dots, label
         self._closest: ClosestPoints | None = None
@@ -190,6 +191,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._pending.clear()
         self._margin_maps.clear()
         self._focus = None
+        self._opacity.clear()
         self._clear_overlay()
         self._structures = structures
         if structures is not None:
@@ -267,11 +269,18 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             self._render()
 
     def set_opacity(self, name: str, opacity: float) -> None:
-        """Opacity (0–1) of a structure's surface."""
-        actor = self._actors.get(self._by_name(name))
-        if actor is not None:
-            actor.GetProperty().SetOpacity(float(opacity))
-            self._render()
+        """Opacity (0–1) of a structure's surface, kept through edits and restyling until the
+        case changes (an organ made translucent shows the tumour inside it)."""
+        structure = self._by_name(name)
+        if structure is not None:
+            self._opacity[structure] = min(max(float(opacity), 0.0), 1.0)
+            self._restyle(structure)
+
+    def opacity(self, name: str) -> float:
+        """A structure's surface opacity as chosen (`set_opacity`), else its default: 0.15 for
+        the body outline, 1 for the others."""
+        structure = self._by_name(name)
+        return self._chosen_opacity(structure) if structure is not None else 1.0
 
     def set_view(self, direction: str = "anterior") -> None:
         """Look from a patient direction (anterior, posterior, left, right, superior, inferior)
