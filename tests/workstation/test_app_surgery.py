@@ -54,6 +54,11 @@ def show_spheres(window, liver=None) -> Case:
         ("Kidney_R", _ball(KIDNEY, KIDNEY_R), RoiType.ORGAN, (200, 150, 50)),
     ):
         structures.add(Structure(name, Mask.from_full(GRID, full), color, roi_type))
+    return show_structures(window, structures)
+
+
+def show_structures(window, structures: StructureSet) -> Case:
+    """A case of `structures` on a blank image of `GRID`, shown in the window."""
     volume = Volume(np.zeros(GRID.shape, np.int16), GRID, "CT")
     case = Case(volume, structures, ImageReference.for_volume(volume, "file"))
     window.set_case(case)
@@ -749,6 +754,28 @@ def test_the_default_organ_is_an_organ_not_a_resected_part(window, qtbot):
     wait_idle(qtbot, window)
     window.surgery.resection.trigger()
     assert window.last_dialog.organ.currentText() in ("Liver", "Liver_remnant")  # not Liver_resected
+
+
+def test_the_organ_proposed_is_the_one_most_of_which_lies_near_the_tumour(window):
+    """A rib curving round the tumour 11 mm away has the tightest box holding the tumour's
+    centre; the liver holding the tumour is proposed, not the rib nor the body outline."""
+    distance = np.linalg.norm(POINTS - GTV, axis=-1)
+    rib = (distance >= GTV_R + 11.0) & (distance <= GTV_R + 13.0) & (POINTS[..., 0] >= GTV[0] - 3.0)
+    rib &= np.abs(POINTS[..., 2] - GTV[2]) <= 1.0
+    structures = StructureSet(GRID, "1.2.3")
+    for name, full, roi_type in (
+        ("External", np.ones(GRID.shape, bool), RoiType.EXTERNAL),
+        ("Liver", _ball(LIVER, LIVER_R), RoiType.ORGAN),
+        ("Rib", rib, RoiType.ORGAN),
+        ("GTV", _ball(GTV, GTV_R), RoiType.GTV),
+    ):
+        structures.add(Structure(name, Mask.from_full(GRID, full), (200, 100, 50), roi_type))
+    show_structures(window, structures)
+    centre = [(s.start + s.stop) / 2 for s in structures["GTV"].mask.box]
+    assert all(s.start < c < s.stop for s, c in zip(structures["Rib"].mask.box, centre, strict=True))
+    assert structures["Rib"].mask.array.size < structures["Liver"].mask.array.size  # the tightest box
+    window.surgery.resection.trigger()
+    assert window.last_dialog.organ.currentText() == "Liver"
 
 
 def test_resection_copies_only_what_it_can_reach_and_says_when_another_structure_changed(
