@@ -11,8 +11,10 @@ from PyQt6.QtWidgets import QApplication
 from support.app import wait_idle
 
 from planning.geometry import Grid
+from planning.measurements import vertex_areas
 from planning.session import ImageReference
 from planning.structures import Mask, RoiType, Structure, StructureSet
+from planning.surfaces.mesh import Surface
 from planning.volume import Volume
 from workstation.app.case import Case
 from workstation.view3d.overlays import FADED_OPACITY
@@ -238,8 +240,30 @@ def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     gap = np.linalg.norm(KIDNEY - GTV) - GTV_R - KIDNEY_R  # 21 mm
     assert values is not None and values.min() == pytest.approx(gap, abs=1.0)  # at vertices
     assert f"nearest point {values.min():.1f} mm from Kidney_R" in dialog.note.text()
+    assert "% of its surface area within 30 mm" in dialog.note.text()
     dialog.clear_button.click()
     assert window.view3d.margin_values("GTV") is None
+
+
+def test_the_margin_map_summary_gives_the_share_of_the_area_not_of_the_points():
+    """A 20 × 10 mm strip: its left half in 1 mm squares (121 points), its right half in 11
+    triangles fanning from its far side (2 more points). The 11 columns of points within
+    10.5 mm of x = 0 stand for 150 of its 200 mm²: 75 % of the area, 98 % of the points."""
+    from workstation.app.distance_dialogs import describe_margins
+
+    lattice = [[x, y, 0.0] for x in range(11) for y in range(11)]  # point 11 x + y
+    squares = [
+        (11 * x + y, 11 * (x + 1) + y, 11 * (x + 1) + y + 1, 11 * x + y + 1)
+        for x in range(10)
+        for y in range(10)
+    ]
+    left = [t for a, b, c, d in squares for t in ((a, b, c), (a, c, d))]
+    edge = [110 + y for y in range(11)]  # the column x = 10
+    right = [(121, edge[y + 1], edge[y]) for y in range(10)] + [(121, 122, edge[10])]
+    strip = Surface("Strip", [*lattice, [20.0, 0.0, 0.0], [20.0, 10.0, 0.0]], left + right)
+    values = strip.points[:, 0]  # mm from the plane x = 0
+    text = describe_margins("Strip", "Wall", 10.5, values, vertex_areas(strip))
+    assert text == "Strip touches or enters Wall; 75 % of its surface area within 10.5 mm"
 
 
 def test_a_margin_map_follows_its_structure_renamed_when_cleared_or_closed(window, qtbot):
