@@ -1,6 +1,6 @@
 """Measurements in patient millimetres: ruler and angle, structure volume and surface area, the
 minimum distance between two structures with its closest points, and the distance of every
-vertex of one surface to another (a margin map).
+vertex of one surface to another (a margin map) with the area each vertex stands for.
 
 Distances between surfaces are exact point-to-triangle distances (VTK's implicit poly-data
 distance); the minimum distance between two surfaces is refined from the closest vertex pair by
@@ -50,6 +50,15 @@ def mesh_area_cm2(surface: Surface) -> float:
     """Surface area in cm²."""
     p = surface.points[surface.triangles]
     return float(np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum() / 2 / 100.0)
+
+
+def vertex_areas(surface: Surface) -> np.ndarray:
+    """The area (mm²) each vertex stands for, (N,): a third of each triangle it is a corner of.
+    They sum to the surface's area; weighting a per-vertex value by them gives its share of the
+    area, whatever the vertices' density (simplification leaves more on curved parts)."""
+    p = surface.points[surface.triangles]
+    thirds = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1) / 6.0
+    return np.bincount(surface.triangles.ravel(), np.repeat(thirds, 3), minlength=len(surface.points))
 
 
 @dataclass(frozen=True)

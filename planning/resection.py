@@ -9,7 +9,9 @@ part of the organ and, outside the organ (where a label map puts the vessels), t
 surgeon removes or cuts through: the tumour grown by the safety margin, the inside of a cutting
 surface, or the voxels a cutting sheet passes through within `SHEET_REACH_MM` of the organ (a
 vessel in a groove of the organ or at its hilum; not the aorta or the spine a plane through the
-liver meets further on).
+liver meets further on). The cavities the organ (for a cut) or the grown tumour encloses are
+part of it: a label map cuts the tumours and vessels inside an organ out of the organ's label,
+so a tumour in the resected half is a hole in the organ, removed with it.
 
 The volumes reported are those of the structures created (voxel count × voxel volume), so the
 numbers the user reads are those of the structures they get. A resection that removes nothing
@@ -189,18 +191,19 @@ class Resection:
 
 
 def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure] = ()) -> Resection:
-    """Resect the part of `organ` on the sheet's normal side; other structures in that part or
-    cut by the sheet within `SHEET_REACH_MM` of the organ (in its bounding box) are reported as
-    reached."""
+    """Resect the part of `organ` on the sheet's normal side; other structures in that part
+    (its cavities included) or cut by the sheet within `SHEET_REACH_MM` of the organ (in its
+    bounding box) are reported as reached."""
     mask = _require(organ)
     box = mask.box
     centres = _voxel_centres(mask.grid, box)
     height = sheet.height(centres).reshape(mask.array.shape)
     resected = mask.array & (height > 0)
     _require_resected(resected, f"no part of {organ.name!r} lies on the resected side of the cutting sheet")
+    filled = _with_cavities(mask)
     sheet_voxels = np.abs(height) <= _half_thickness(mask.grid, sheet.normal)
-    near = ndimage.distance_transform_edt(~mask.array, sampling=mask.grid.spacing_zyx) <= SHEET_REACH_MM
-    region = resected | (sheet_voxels & near)
+    near = ndimage.distance_transform_edt(~filled, sampling=mask.grid.spacing_zyx) <= SHEET_REACH_MM
+    region = (filled & (height > 0)) | (sheet_voxels & near)
     resected_mask = Mask(mask.grid, resected, mask.offset)
     return _result(organ, resected_mask, others, "cut", Mask(mask.grid, region, mask.offset))
 
@@ -229,8 +232,9 @@ def resect_with_margin(
 ) -> Resection:
     """Resect `tumour` with a safety margin: the organ's voxels within `margin_mm` of the tumour
     (the tumour grown by the margin, `planning.margins.expand`) are removed. Other structures
-    with voxels in the grown tumour, inside the organ or not, are reported as reached. A margin
-    that runs past the end of the images is cut there: `Resection.warnings` names the sides."""
+    with voxels in the grown tumour or a cavity it encloses, inside the organ or not, are
+    reported as reached. A margin that runs past the end of the images is cut there:
+    `Resection.warnings` names the sides."""
     from planning.margins import expand_to_edges
 
     if margin_mm < 0:
@@ -247,7 +251,7 @@ def resect_with_margin(
         Mask(mask.grid, resected, mask.offset),
         [s for s in others if s is not tumour],
         f"{tumour.name} + {margin_mm:g} mm",
-        grown,
+        Mask(grown.grid, _with_cavities(grown), grown.offset),
     )
     if cut:
         result.warnings.append(
@@ -265,6 +269,17 @@ def _require(organ: Structure) -> Mask:
     if organ.mask.is_empty:
         raise GeometryError(f"structure {organ.name!r} is empty: nothing to resect")
     return organ.mask
+
+
+def _with_cavities(mask: Mask) -> np.ndarray:
+    """`mask.array` (its box, z y x) with the cavities it encloses filled. A cavity open only
+    to the end or edge of the images counts as enclosed: the structure goes on past them."""
+    padded = np.pad(mask.array, 1)
+    for axis, (part, size) in enumerate(zip(mask.box, mask.grid.shape, strict=True)):
+        for face, at_edge in ((0, part.start == 0), (-1, part.stop == size)):
+            if at_edge:
+                padded[(slice(None),) * axis + (face,)] = True
+    return ndimage.binary_fill_holes(padded)[1:-1, 1:-1, 1:-1]
 
 
 def _voxel_centres(grid, box) -> np.ndarray:

@@ -14,9 +14,11 @@ from planning.measurements import (
     minimum_distance,
     ruler_mm,
     surface_distances,
+    vertex_areas,
 )
 from planning.structures import Mask, Structure
 from planning.surfaces.build import surfaces_from_label_map
+from planning.surfaces.mesh import Surface
 
 GRID = Grid((60, 64, 96), (1.0, 1.0, 1.0), (-40.0, -30.0, 100.0))
 
@@ -81,3 +83,10 @@ def test_ruler_and_angle_in_millimetres():
     assert angle_deg([1, 1, 0], [0, 0, 0], [1, 0, 0]) == pytest.approx(45.0)
     with pytest.raises(ValueError):
         angle_deg([0, 0, 0], [0, 0, 0], [1, 0, 0])
+
+
+def test_each_vertex_stands_for_a_third_of_its_triangles():
+    square = Surface("Square", [[0, 0, 0], [3, 0, 0], [3, 3, 0], [0, 3, 0]], [[0, 1, 2], [0, 2, 3]])
+    assert vertex_areas(square) == pytest.approx([3.0, 1.5, 3.0, 1.5])  # mm²: 2 or 1 of 4.5 mm² / 3
+    ball = spheres(([0.0, 0.0, 130.0], 10.0))[1]
+    assert vertex_areas(ball).sum() == pytest.approx(100 * mesh_area_cm2(ball))

@@ -212,6 +212,50 @@ def test_a_sheet_cut_reaches_a_vessel_in_a_groove_of_the_organ():
     assert [r.name for r in result.reached] == ["Vein"] and result.reached[0].crossed
 
 
+def test_a_sheet_cut_reaches_what_a_label_map_cut_out_of_the_resected_part():
+    """A label map cuts the tumour and the vessels out of the organ's label: a tumour wholly in
+    the resected half, 15 mm from the cut, is removed whole; a vessel inside the organ that the
+    cut crosses is crossed with its part on the resected side; one in the remnant is not
+    reached."""
+    ball = np.linalg.norm(POINTS, axis=-1) <= 40.0
+    tumour = np.linalg.norm(POINTS - [25.0, 0.0, 0.0], axis=-1) <= 8.0
+    vessel = (np.hypot(POINTS[..., 1] - 20.0, POINTS[..., 2]) <= 3.0) & (np.abs(POINTS[..., 0]) <= 20.0)
+    kept = np.linalg.norm(POINTS - [-25.0, 0.0, 0.0], axis=-1) <= 6.0
+    organ = structure("Liver", ball & ~tumour & ~vessel & ~kept)
+    others = [structure("GTV", tumour), structure("Vein", vessel), structure("Duct", kept)]
+    result = cut_with_sheet(organ, CutSheet((10.0, 0.0, 0.0), (1.0, 0.0, 0.0)), others)
+    reached = {r.name: r for r in result.reached}
+    assert set(reached) == {"GTV", "Vein"}
+    assert not reached["GTV"].crossed and reached["GTV"].resected_cc == pytest.approx(tumour.sum() / 1000)
+    right_of_cut = np.count_nonzero(vessel & (POINTS[..., 0] >= 10.0)) / 1000  # and the voxels cut
+    assert reached["Vein"].crossed and reached["Vein"].resected_cc == pytest.approx(right_of_cut)
+    assert "GTV: removed whole" in result.summary()
+
+
+def test_a_cavity_the_end_of_the_images_closes_is_part_of_the_organ():
+    """A tumour cut out of a liver that goes on past the top of the images (z 49) is inside
+    the organ though its hole opens there."""
+    liver = (np.abs(POINTS - [0.0, 0.0, 30.0]) <= 30.0).all(axis=-1)
+    tumour = np.linalg.norm(POINTS[..., :2] - [20.0, 0.0], axis=-1) <= 6.0
+    tumour &= POINTS[..., 2] >= 40.0
+    organ = structure("Liver", liver & ~tumour)
+    result = cut_with_sheet(organ, CutSheet((5.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [structure("GTV", tumour)])
+    [reached] = result.reached
+    assert reached.name == "GTV" and not reached.crossed and reached.fraction == 1.0
+
+
+def test_a_safety_margin_removes_what_the_tumour_encloses_whole():
+    """A necrotic core labelled apart, inside the tumour and farther from it than the margin,
+    goes with the tumour: removed whole, not crossed."""
+    organ = structure("Liver", np.linalg.norm(POINTS, axis=-1) <= 40.0)
+    distance = np.linalg.norm(POINTS - [10.0, 0.0, 0.0], axis=-1)
+    tumour = structure("GTV", (distance > 8.0) & (distance <= 14.0))
+    core = structure("Necrosis", distance <= 8.0)
+    result = resect_with_margin(organ, tumour, 3.0, [organ, tumour, core])
+    [reached] = result.reached
+    assert reached.name == "Necrosis" and not reached.crossed and reached.fraction == 1.0
+
+
 def test_a_sheet_cut_does_not_reach_what_it_meets_away_from_the_organ():
     """A plane through an L-shaped organ also crosses its notch: a structure lying there, 15 mm
     from the organ (the spine seen from the liver), is not cut by the surgeon."""

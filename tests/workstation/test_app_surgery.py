@@ -11,8 +11,10 @@ from PyQt6.QtWidgets import QApplication
 from support.app import wait_idle
 
 from planning.geometry import Grid
+from planning.measurements import vertex_areas
 from planning.session import ImageReference
 from planning.structures import Mask, RoiType, Structure, StructureSet
+from planning.surfaces.mesh import Surface
 from planning.volume import Volume
 from workstation.app.case import Case
 from workstation.view3d.overlays import FADED_OPACITY
@@ -54,6 +56,11 @@ def show_spheres(window, liver=None) -> Case:
         ("Kidney_R", _ball(KIDNEY, KIDNEY_R), RoiType.ORGAN, (200, 150, 50)),
     ):
         structures.add(Structure(name, Mask.from_full(GRID, full), color, roi_type))
+    return show_structures(window, structures)
+
+
+def show_structures(window, structures: StructureSet) -> Case:
+    """A case of `structures` on a blank image of `GRID`, shown in the window."""
     volume = Volume(np.zeros(GRID.shape, np.int16), GRID, "CT")
     case = Case(volume, structures, ImageReference.for_volume(volume, "file"))
     window.set_case(case)
@@ -233,8 +240,30 @@ def test_margin_map_colours_the_surface_and_clears(window, qtbot):
     gap = np.linalg.norm(KIDNEY - GTV) - GTV_R - KIDNEY_R  # 21 mm
     assert values is not None and values.min() == pytest.approx(gap, abs=1.0)  # at vertices
     assert f"nearest point {values.min():.1f} mm from Kidney_R" in dialog.note.text()
+    assert "% of its surface area within 30 mm" in dialog.note.text()
     dialog.clear_button.click()
     assert window.view3d.margin_values("GTV") is None
+
+
+def test_the_margin_map_summary_gives_the_share_of_the_area_not_of_the_points():
+    """A 20 × 10 mm strip: its left half in 1 mm squares (121 points), its right half in 11
+    triangles fanning from its far side (2 more points). The 11 columns of points within
+    10.5 mm of x = 0 stand for 150 of its 200 mm²: 75 % of the area, 98 % of the points."""
+    from workstation.app.distance_dialogs import describe_margins
+
+    lattice = [[x, y, 0.0] for x in range(11) for y in range(11)]  # point 11 x + y
+    squares = [
+        (11 * x + y, 11 * (x + 1) + y, 11 * (x + 1) + y + 1, 11 * x + y + 1)
+        for x in range(10)
+        for y in range(10)
+    ]
+    left = [t for a, b, c, d in squares for t in ((a, b, c), (a, c, d))]
+    edge = [110 + y for y in range(11)]  # the column x = 10
+    right = [(121, edge[y + 1], edge[y]) for y in range(10)] + [(121, 122, edge[10])]
+    strip = Surface("Strip", [*lattice, [20.0, 0.0, 0.0], [20.0, 10.0, 0.0]], left + right)
+    values = strip.points[:, 0]  # mm from the plane x = 0
+    text = describe_margins("Strip", "Wall", 10.5, values, vertex_areas(strip))
+    assert text == "Strip touches or enters Wall; 75 % of its surface area within 10.5 mm"
 
 
 def test_a_margin_map_follows_its_structure_renamed_when_cleared_or_closed(window, qtbot):
@@ -749,6 +778,28 @@ def test_the_default_organ_is_an_organ_not_a_resected_part(window, qtbot):
     wait_idle(qtbot, window)
     window.surgery.resection.trigger()
     assert window.last_dialog.organ.currentText() in ("Liver", "Liver_remnant")  # not Liver_resected
+
+
+def test_the_organ_proposed_is_the_one_most_of_which_lies_near_the_tumour(window):
+    """A rib curving round the tumour 11 mm away has the tightest box holding the tumour's
+    centre; the liver holding the tumour is proposed, not the rib nor the body outline."""
+    distance = np.linalg.norm(POINTS - GTV, axis=-1)
+    rib = (distance >= GTV_R + 11.0) & (distance <= GTV_R + 13.0) & (POINTS[..., 0] >= GTV[0] - 3.0)
+    rib &= np.abs(POINTS[..., 2] - GTV[2]) <= 1.0
+    structures = StructureSet(GRID, "1.2.3")
+    for name, full, roi_type in (
+        ("External", np.ones(GRID.shape, bool), RoiType.EXTERNAL),
+        ("Liver", _ball(LIVER, LIVER_R), RoiType.ORGAN),
+        ("Rib", rib, RoiType.ORGAN),
+        ("GTV", _ball(GTV, GTV_R), RoiType.GTV),
+    ):
+        structures.add(Structure(name, Mask.from_full(GRID, full), (200, 100, 50), roi_type))
+    show_structures(window, structures)
+    centre = [(s.start + s.stop) / 2 for s in structures["GTV"].mask.box]
+    assert all(s.start < c < s.stop for s, c in zip(structures["Rib"].mask.box, centre, strict=True))
+    assert structures["Rib"].mask.array.size < structures["Liver"].mask.array.size  # the tightest box
+    window.surgery.resection.trigger()
+    assert window.last_dialog.organ.currentText() == "Liver"
 
 
 def test_resection_copies_only_what_it_can_reach_and_says_when_another_structure_changed(

@@ -54,6 +54,19 @@ def test_ras_coordinates_are_named_in_the_file(tmp_path):
     assert first == "# Delineo structure surfaces, SPACE=RAS, mm, patient RAS (DICOM LPS with x, y negated)"
 
 
+def test_a_label_map_is_named_by_the_json_beside_it(tmp_path):
+    """labels.json beside labels.nii.gz names the meshes without --series too, as the app's
+    import and --series read it; --label-names, when given, names them instead."""
+    label_map(tmp_path / "labels.nii.gz")
+    (tmp_path / "labels.json").write_text('{"1": "Liver", "7": "Stomach"}')
+    (tmp_path / "names.json").write_text('{"1": "Liver_2", "7": "Stomach_2"}')
+    assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "beside")]) == 0
+    assert sorted(p.name for p in (tmp_path / "beside").iterdir()) == ["Liver.stl", "Stomach.stl"]
+    argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--label-names", str(tmp_path / "names.json")]
+    assert main([*argv, "--out", str(tmp_path / "given")]) == 0
+    assert sorted(p.name for p in (tmp_path / "given").iterdir()) == ["Liver_2.stl", "Stomach_2.stl"]
+
+
 def test_rtstruct_needs_its_series(tmp_path, capsys):
     rtstruct = data_path("dicom", "ibsi1-lung-ct", "RS.dcm")
     assert main(["mesh", str(rtstruct), "--out", str(tmp_path)]) == 1

@@ -4,7 +4,8 @@ Minimum distance: the shortest gap between two structures' surfaces
 (`planning.measurements.minimum_distance`, exact point-to-triangle), computed in a job; the
 closest points are drawn in the 3D view and "Tumour ↔ Vessel: 7.4 mm" goes to the status bar and
 the Messages panel. Margin map: a structure's surface coloured by each point's distance to a
-reference structure (the 3D view computes it in its own worker).
+reference structure (the 3D view computes it in its own worker), summed up as the nearest point
+and the share of the surface's area within a distance.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.errors import DelineoError
-from planning.measurements import ClosestPoints, minimum_distance
+from planning.measurements import ClosestPoints, minimum_distance, vertex_areas
 from planning.structures import Structure
 from workstation.app.surgery import (
     SurfaceSource,
@@ -299,11 +300,11 @@ class MarginMapDialog(SurgeryDialog):
         Show goes to the Messages panel (the view recomputes it after every edit)."""
         if self.shown is None or name != self.shown.name or self.window_.case is not self.case:
             return
-        values = self._view.margin_values(name)
-        if values is None or not len(values):
+        values, surface = self._view.margin_values(name), self._view.surface(name)
+        if values is None or not len(values) or surface is None:
             return
         reference, limit = self.shown_with
-        text = describe_margins(name, reference.name, limit, values)
+        text = describe_margins(name, reference.name, limit, values, vertex_areas(surface))
         self.note.setText(text)
         if self._report_next:
             self._report_next = False
@@ -326,12 +327,14 @@ class MarginMapDialog(SurgeryDialog):
         self._wait.stop()
 
 
-def describe_margins(name: str, to: str, limit: float, values: np.ndarray) -> str:
-    """A margin map in words: the nearest point and the share of points within `limit` mm."""
+def describe_margins(name: str, to: str, limit: float, values: np.ndarray, areas: np.ndarray) -> str:
+    """A margin map in words: the nearest point and the share of the surface's area within
+    `limit` mm, from each vertex's distance `values` (mm) and the area it stands for `areas`
+    (mm², `planning.measurements.vertex_areas`)."""
     nearest = float(np.min(values))
-    within = 100.0 * float(np.mean(values < limit))
+    within = 100.0 * float(areas[values < limit].sum() / areas.sum())
     if nearest <= 0:
         text = f"{name} touches or enters {to}"
     else:
         text = f"{name}: nearest point {nearest:.1f} mm from {to}"
-    return text + f"; {within:.0f} % of its surface points within {limit:g} mm"
+    return text + f"; {within:.0f} % of its surface area within {limit:g} mm"

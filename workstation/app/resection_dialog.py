@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from scipy import ndimage
 
 from planning.errors import Cancelled, DelineoError
 from planning.resection import (
@@ -62,6 +63,8 @@ SIDES = {
     "Inferior to the crosshair (S–I plane)": (0.0, 0.0, -1.0),
 }
 TARGET_TYPES = {"GTV", "CTV", "PTV"}
+#: The organ proposed for a tumour is the one with the most voxels within this distance of it (mm).
+AROUND_MM = 10.0
 
 
 class ResectionDialog(SurgeryDialog):
@@ -502,15 +505,15 @@ def _against_whole(reached: Reached, structures, voxel_cc: float) -> Reached:
 
 
 def _organ_around(case, tumour: str, names: list[str]) -> str | None:
-    """The organ whose bounding box holds the tumour's centre, the tightest such (cheap: boxes)."""
-    box = case.structures[tumour].mask.box
-    centre = [(s.start + s.stop) / 2 for s in box]
-    holding = [
-        n
-        for n in names
-        if all(s.start <= c < s.stop for s, c in zip(case.structures[n].mask.box, centre, strict=True))
-    ]
-    return min(holding, key=lambda n: case.structures[n].mask.array.size) if holding else None
+    """Of the organs `names` (the body outline is not one), the one other than the tumour with
+    the most voxels within `AROUND_MM` of it; None when none comes that near. Cheap: only the
+    tumour's box grown by that distance is looked at."""
+    mask = case.structures[tumour].mask
+    box = _grown_box(mask, AROUND_MM)
+    near = ndimage.distance_transform_edt(~mask.region(box), sampling=case.grid.spacing_zyx) <= AROUND_MM
+    counts = {n: np.count_nonzero(case.structures[n].mask.region(box) & near) for n in names if n != tumour}
+    best = max(counts, key=counts.__getitem__, default=None)
+    return best if best is not None and counts[best] else None
 
 
 def _largest(case, names: list[str]) -> str | None:

@@ -3,7 +3,9 @@ closed surface mesh per structure, in patient millimetres, DICOM LPS coordinates
 --ras), which each file names (`planning.mesh_export.UNITS`).
 
 A label map (NIfTI, NRRD, MHA) is meshed on its own grid; with --series, structures (a label map,
-an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid.
+an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid. A label map's structures
+are named by --label-names, else by the JSON beside it (``labels.json`` for ``labels.nii.gz``), as
+when the app imports it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the mesh files")
     parser.add_argument("--format", default="stl", choices=("stl", "obj", "ply", "vtp"), help="file format")
     parser.add_argument("--names", nargs="+", help="only these structures")
-    parser.add_argument("--label-names", type=Path, help="JSON of label value → name, for a label map")
+    parser.add_argument(
+        "--label-names",
+        type=Path,
+        help="JSON of label value → name, for a label map (default: the .json beside it, if any)",
+    )
     parser.add_argument(
         "--print",
         action="store_true",
@@ -156,11 +162,12 @@ def _surfaces(args, options, progress, before_meshing) -> list:
 
 
 def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, before_meshing) -> list:
-    """The surfaces of the chosen labels of a label map file; a name of --label-names whose
-    value is not in the map is an empty structure."""
+    """The surfaces of the chosen labels of a label map file, named by `names` (--label-names)
+    else by the JSON beside it; a name whose value is not in the map is an empty structure."""
     import numpy as np
 
     from planning.imageio import is_image_file, read_image_file
+    from planning.structure_io import label_names
     from planning.surfaces.build import surfaces_from_label_map
 
     if not is_image_file(args.source):
@@ -170,7 +177,7 @@ def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, b
     labels = read_image_file(args.source)
     if labels.array.dtype.kind not in "iub":
         raise FormatError(f"{args.source.name}: a label map holds integers, not {labels.array.dtype} values")
-    names = names or {}
+    names = label_names(args.source, names)
     present = {int(v) for v in np.unique(labels.array) if v}
     name_of = {v: names.get(v, f"Label_{v}") for v in sorted(present | set(names))}
     empty = set(name_of.values()) - {name_of[v] for v in present}
