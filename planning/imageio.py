@@ -15,6 +15,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -128,15 +129,19 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         raise GeometryError(f"{path.name}: {error}") from None
     except MemoryError:
         raise FormatError(f"{path.name}: not enough memory for its {_size_words(image)} image") from None
+    bad = 0
     if nifti_header is not None:
         _apply_sform(volume, path, nifti_header)
+        bad = _nifti_non_finite(path, nifti_header)  # read as 0 by ITK
     if _looks_like_ct(volume.array):
         volume.modality = "CT"
         log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
-    if volume.array.dtype.kind == "f" and not (finite := np.isfinite(volume.array)).all():
+    if volume.array.dtype.kind == "f":
+        bad = bad or volume.array.size - int(np.count_nonzero(np.isfinite(volume.array)))
+    if bad:
         volume.warnings.append(
-            f"{path.name}: {finite.size - np.count_nonzero(finite):,} voxels are not numbers (NaN or "
-            "infinite): the image may be damaged, and values computed over those voxels are meaningless"
+            f"{path.name}: {bad:,} voxels are not numbers (NaN or infinite): the image may be damaged, "
+            "and values computed over those voxels are meaningless"
         )
     for warning in volume.warnings:
         log.warning("%s", warning)
@@ -186,28 +191,68 @@ def _check_nifti_complete(path: Path, header: bytes) -> None:
         )
 
 
-def _nifti_size(header: bytes) -> int | None:
-    """Bytes a NIfTI file must hold (voxel offset + voxel data), from its header; None if the
-    header is not NIfTI-1 or NIfTI-2; FormatError if it declares a size below 1."""
+class _NiftiLayout(NamedTuple):
+    """Where a NIfTI file's voxels are: byte order ("<" or ">"), dim[0..7], bits per voxel, NIfTI
+    datatype code and the byte offset of the first voxel."""
+
+    endian: str
+    dims: tuple[int, ...]
+    bitpix: int
+    datatype: int
+    offset: int
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """The layout a NIfTI-1 or NIfTI-2 header states; None if the header is neither."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            break
+            return _NiftiLayout(endian, dims, bitpix, datatype, offset)
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             dims = struct.unpack(endian + "8q", header[16:80])
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             offset = struct.unpack(endian + "q", header[168:176])[0]
-            break
-    else:
+            return _NiftiLayout(endian, dims, bitpix, datatype, offset)
+    return None
+
+
+def _nifti_size(header: bytes) -> int | None:
+    """Bytes a NIfTI file must hold (voxel offset + voxel data), from its header; None if the
+    header is not NIfTI-1 or NIfTI-2; FormatError if it declares a size below 1."""
+    layout = _nifti_layout(header)
+    if layout is None or not 1 <= layout.dims[0] <= 7 or layout.bitpix <= 0:
         return None
-    if not 1 <= dims[0] <= 7 or bitpix <= 0:
-        return None
-    sizes = dims[1 : dims[0] + 1]
+    sizes = layout.dims[1 : layout.dims[0] + 1]
     if min(sizes) < 1:  # ITK reads a size of 0 as 1: a volume of one slice, the rest ignored
         raise FormatError(f"damaged header: it declares an image of size {' × '.join(map(str, sizes))}")
-    return offset + int(np.prod(sizes, dtype=np.int64)) * bitpix // 8
+    return layout.offset + int(np.prod(sizes, dtype=np.int64)) * layout.bitpix // 8
+
+
+#: NIfTI datatype codes of floating-point voxels, and their numpy types.
+_NIFTI_FLOATS = {16: np.float32, 64: np.float64}
+
+
+def _nifti_non_finite(path: Path, header: bytes, chunk_values: int = 2**24) -> int:
+    """Voxels of a floating-point NIfTI file that are NaN or infinite, counted in the file's own
+    data: ITK's reader turns them into 0, which on a CT reads as water."""
+    layout = _nifti_layout(header)
+    if layout is None or layout.datatype not in _NIFTI_FLOATS or not 1 <= layout.dims[0] <= 7:
+        return 0
+    dtype = np.dtype(_NIFTI_FLOATS[layout.datatype]).newbyteorder(layout.endian)
+    remaining = int(np.prod(layout.dims[1 : layout.dims[0] + 1], dtype=np.int64))
+    bad = 0
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        stream.seek(layout.offset)
+        while remaining > 0:
+            values = np.frombuffer(stream.read(min(remaining, chunk_values) * dtype.itemsize), dtype)
+            if not values.size:
+                break
+            bad += values.size - int(np.count_nonzero(np.isfinite(values)))
+            remaining -= values.size
+    return bad
 
 
 def _nifti_sform(header: bytes) -> tuple[int, np.ndarray] | None:
