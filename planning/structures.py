@@ -460,8 +460,10 @@ class StructureSet:
         frame_of_reference_uid: str = "",
         algorithm: GenerationAlgorithm = GenerationAlgorithm.MANUAL,
     ) -> StructureSet:
-        """One structure per non-zero label value (named `names[value]`, else "Label_<value>")."""
-        from planning.tg263 import style_for
+        """One structure per non-zero label value (named `names[value]`, else "Label_<value>"),
+        coloured by its name (`style_for`: "liver" takes TG-263's Liver colour), changed where
+        needed to be told apart from the structures before it (`distinct_color`)."""
+        from planning.tg263 import distinct_color, style_for
 
         if tuple(labels.shape) != grid.shape:
             raise GeometryError(f"label map of shape {labels.shape} does not fit grid {grid.shape}")
@@ -472,6 +474,7 @@ class StructureSet:
             box = boxes[value]
             name = (names or {}).get(value, f"Label_{value}")
             color, roi_type = style_for(name)
+            color = distinct_color(color, [s.color for s in structure_set])
             mask = Mask(grid, labels[box] == value, tuple(s.start for s in box))
             structure_set.add(Structure(name, mask, color, roi_type, algorithm, number=value))
         return structure_set

@@ -63,6 +63,30 @@ _SYNONYMS = {
 }
 
 
+#: Label names (as TotalSegmentator and the nnU-Net datasets spell them) → TG-263.
+_LABEL_ALIASES = {
+    "urinary_bladder": "Bladder",
+    "spinal_cord": "SpinalCord",
+    "spinalcord": "SpinalCord",
+    "brainstem": "Brainstem",
+    "brain_stem": "Brainstem",
+    "mandible": "Bone_Mandible",
+    "lungs": "Lungs",
+    "body": "External",
+    "small_bowel": "Bowel",
+}
+
+
+def standard_name(label: str) -> str | None:
+    """The TG-263 name a label map's or a model's label means, None when it means none:
+    "kidney_left" → "Kidney_L", "liver" → "Liver", "urinary_bladder" → "Bladder"."""
+    key = label.strip().lower().replace(" ", "_")
+    if key in _LABEL_ALIASES:
+        return _LABEL_ALIASES[key]
+    key = re.sub(r"_left$", "_l", re.sub(r"_right$", "_r", key))
+    return next((standard for standard in standard_structures() if standard.lower() == key), None)
+
+
 @cache
 def standard_structures() -> dict[str, dict]:
     """TG-263 name → {"type": RoiType, "color": (r, g, b), "description", "category", "region"}."""
@@ -83,11 +107,12 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
     """Usual colour and RT ROI interpreted type for a structure name.
 
     TG-263 names take the table's values (also with TG-263 qualifiers: ``Lung_L~``,
-    ``SpinalCord_PRV05``); target names (PTV…, CTV…, GTV…) get their type; anything else is an
-    ORGAN with a stable colour derived from the name.
+    ``SpinalCord_PRV05``), as do labels that mean one (``liver``, ``kidney_left``:
+    `standard_name`); target names (PTV…, CTV…, GTV…) get their type; anything else is an ORGAN
+    with a stable colour derived from the name.
     """
     standard = standard_structures()
-    base = _standard_base(name)
+    base = _standard_base(name) or standard_name(name)
     if base is not None:
         return standard[base]["color"], standard[base]["type"]
     upper = name.upper()

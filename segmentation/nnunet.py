@@ -18,13 +18,12 @@ models trained on canonical NIfTI like TotalSegmentator's), ``crop`` ("body"/"no
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from planning.errors import DelineoError
-from planning.tg263 import standard_structures, style_for
+from planning.tg263 import standard_name, style_for
 from segmentation.engine.manifest import OutputSpec
 from segmentation.engine.model import NetworkModel, WeightsError, check_shapes, load_into
 from segmentation.engine.pipeline import Recipe
@@ -51,18 +50,6 @@ _LAYERS = {
     "Dropout",
     "Dropout2d",
     "Dropout3d",
-}
-#: dataset.json label names (as TotalSegmentator and the nnU-Net datasets spell them) → TG-263.
-_ALIASES = {
-    "urinary_bladder": "Bladder",
-    "spinal_cord": "SpinalCord",
-    "spinalcord": "SpinalCord",
-    "brainstem": "Brainstem",
-    "brain_stem": "Brainstem",
-    "mandible": "Bone_Mandible",
-    "lungs": "Lungs",
-    "body": "External",
-    "small_bowel": "Bowel",
 }
 
 
@@ -100,14 +87,7 @@ def _fold_folders(path: Path) -> list[Path]:
 
 def structure_name(label: str) -> str:
     """A dataset.json label as a structure name: TG-263 where it is one (kidney_left → Kidney_L)."""
-    key = label.strip().lower().replace(" ", "_")
-    if key in _ALIASES:
-        return _ALIASES[key]
-    key = re.sub(r"_left$", "_l", re.sub(r"_right$", "_r", key))
-    for standard in standard_structures():
-        if standard.lower() == key:
-            return standard
-    return label
+    return standard_name(label) or label
 
 
 def read_nnunet_folder(

@@ -76,6 +76,27 @@ def test_label_map_round_trip_with_tg263_styles():
     np.testing.assert_array_equal(structure_set.to_label_map() == 1, labels == 3)
 
 
+def test_a_totalsegmentator_label_map_takes_tg263_colours_told_apart():
+    """TotalSegmentator's names ("liver", "kidney_left") got colours hashed from the name: a
+    light-green liver, 26 pairs of its 31 structures hard to tell apart (ΔE < 20)."""
+    import json
+
+    from support.data import data_path
+
+    from planning.imageio import load_volume
+    from planning.tg263 import MIN_DELTA_E, delta_e, standard_structures
+
+    folder = data_path("dicom", "totalseg-example")
+    labels = load_volume(folder / "labels.nii.gz")
+    names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+    structures = StructureSet.from_label_map(labels.grid, labels.array.astype(np.uint8), names)
+    assert structures["liver"].color == standard_structures()["Liver"]["color"]
+    assert structures["spinal_cord"].color == standard_structures()["SpinalCord"]["color"]
+    colours = [s.color for s in structures]
+    assert len(colours) == 31
+    assert min(delta_e(a, b) for i, a in enumerate(colours) for b in colours[i + 1 :]) >= MIN_DELTA_E
+
+
 def test_style_for_unknown_name_is_stable():
     assert style_for("MyThing") == style_for("MyThing")
     assert style_for("BODY")[1] == RoiType.EXTERNAL
