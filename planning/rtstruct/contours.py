@@ -447,11 +447,11 @@ def rasterize(loops: Loops, shape_zyx: tuple[int, int, int]) -> tuple[np.ndarray
     row = first[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count))
     t = (row - a[edge, 1]) / (b[edge, 1] - a[edge, 1])
     u = a[edge, 0] + t * (b[edge, 0] - a[edge, 0])
-    column = np.clip(np.ceil(u), 0, nx).astype(np.int64)
+    column = np.clip(np.ceil(u), 0, nx).astype(np.int64)  # a crossing at column nx toggles nothing
     k = plane[edge]
     z0, z1 = int(k.min()), int(k.max()) + 1
     y0, y1 = int(row.min()), int(row.max()) + 1
-    x0 = int(column.min())
+    x0 = min(int(column.min()), nx - 1)  # loops wholly beyond the last column: an empty box in the grid
     x1 = max(int(column.max()), x0 + 1)
     width = x1 - x0 + 1
     flat = ((k - z0) * (y1 - y0) + (row - y0)) * width + (column - x0)
