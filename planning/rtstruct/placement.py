@@ -3,7 +3,8 @@
 `ImagePlanes` finds each contour's image plane k (by position along the slice normal) and its
 in-plane (u, v) indices (u along the columns, v along the rows, as `planning.rtstruct.contours`
 takes them); distances are in mm. Here too: checks of the file's frame of reference against the
-images', and of contours that lie beyond the images or between their planes.
+images', and of contours that lie beyond the images, between their planes or beyond their
+in-plane edges.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from planning.rtstruct.rois import RoiRecord
 from planning.structures import CLOSED_TYPES, PlanarContour
 from planning.volume import Volume
 
+#: Contour points farther than this beyond the images' in-plane edges (the outer pixel borders, mm)
+#: lie outside the images.
+EDGE_TOLERANCE_MM = 0.05
+
 
 class ImagePlanes:
     """Puts contours on the volume's planes: by image reference, else by position."""
@@ -32,6 +37,10 @@ class ImagePlanes:
         self.normal = grid.direction[:, 2]
         #: a contour lies on a plane when all its points are within this of it (half a slice, mm)
         self.on_plane_mm = 0.5 * grid.spacing_xyz[2]
+        tolerance = EDGE_TOLERANCE_MM / np.asarray(grid.spacing_xyz[:2])
+        #: (u, v) of the images' in-plane edges, the outer pixel borders, widened by the tolerance
+        self.low_uv = -0.5 - tolerance
+        self.high_uv = np.array(grid.shape[:0:-1]) - 0.5 + tolerance
         self.uids: dict[str, list[int]] = {}
         for k, ref in enumerate(volume.slices):
             if ref is not None:
@@ -58,6 +67,14 @@ class ImagePlanes:
             return "beyond"
         return "between" if distance > self.on_plane_mm else "on"
 
+    def beyond_edges(self, uv: np.ndarray) -> str:
+        """Where in-plane indices (N, 2) (u, v) lie against the images' edges: "" within them,
+        "wholly" or "partly" beyond them."""
+        if np.all((uv >= self.low_uv) & (uv <= self.high_uv)):
+            return ""
+        away = np.any(uv.max(axis=0) < self.low_uv) or np.any(uv.min(axis=0) > self.high_uv)
+        return "wholly" if away else "partly"
+
     def describe_range(self) -> str:
         """Where the images lie along the slice normal, in mm, in words (for messages)."""
         first, last = self.origins[0] @ self.normal, self.origins[-1] @ self.normal
@@ -80,12 +97,13 @@ class PlacedRoi:
     unknown_image: int = 0
     other_plane: int = 0
     off_plane_mm: float = 0.0
+    beyond_edges: dict[str, int] = field(default_factory=lambda: {"wholly": 0, "partly": 0})
 
 
 def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
     """Place a record's contours on the image planes: closed contours with at least 3 points on a plane are
-    kept with their (u, v) loops and plane k; markers are kept aside; what does not fit is counted or
-    listed for the warnings."""
+    kept with their (u, v) loops and plane k (those beyond the in-plane edges counted too); markers are
+    kept aside; what does not fit is counted or listed for the warnings."""
     placed = PlacedRoi()
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
@@ -109,6 +127,8 @@ def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
             elif k not in planes_of_image:
                 placed.other_plane += 1
         placed.off_plane_mm = max(placed.off_plane_mm, distance)
+        if edges := placer.beyond_edges(uv):
+            placed.beyond_edges[edges] += 1
         placed.contours.append(contour)
         placed.loops.append(uv)
         placed.planes.append(k)

@@ -24,6 +24,8 @@ away; closed contours with fewer than 3 points; the later ROI and ROI Contour it
 number used twice. Markers (POINT, OPEN_PLANAR) more than half a slice beyond the images are
 kept, with a warning. An ROI without contours is read as an empty structure, and a ROIDisplayColor
 that is not three numbers 0–255 gives way to the name's default colour, each said in a warning.
+Contours wholly or partly beyond the images' in-plane edges are filled where they lie on the
+images, and counted in a warning naming their ROI.
 
 Modules: reading the file's ROIs is `planning.rtstruct.rois` (its ROIContourSequence
 `planning.rtstruct.roi_contour_sequence`), placing the contours on the image planes
@@ -176,6 +178,12 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
         warnings.append(
             f"{name}: contour points lie up to {placed.off_plane_mm:.2f} mm off their image plane; each "
             "contour was filled on its image"
+        )
+    if any(placed.beyond_edges.values()):
+        counts = ", ".join(f"{n} {how}" for how, n in placed.beyond_edges.items())
+        warnings.append(
+            f"{name}: contours beyond the images' in-plane edges: {counts}; only what lies on the images "
+            "is filled"
         )
     filled, offset = planar.rasterize(planar.Loops.from_list(placed.loops, placed.planes), grid.shape)
     mask = Mask(grid, filled, offset)
