@@ -9,7 +9,8 @@ items are kept as markers, never filled. The contours themselves are kept on eac
 (`Structure.contours`) so that an unedited structure is written back unchanged.
 
 Planes of the volume with no source image (interpolated on loading) get the shape interpolated
-between the neighbouring images, as a planning system does between contoured slices.
+between the neighbouring images, as a planning system does between contoured slices, unless the
+structure has contours of its own there (drawn on the image missing from the series).
 
 An ROI declared in another frame of reference than the images (in a file that names the images'
 frame too) is left out with a warning. An RTSTRUCT of another frame of reference, or with
@@ -188,7 +189,7 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
     filled, offset = planar.rasterize(planar.Loops.from_list(placed.loops, placed.planes), grid.shape)
     mask = Mask(grid, filled, offset)
     if any(ref is None for ref in placer.slices) and not mask.is_empty:
-        mask = fill_planes_without_images(mask, placer.slices)
+        mask = fill_planes_without_images(mask, placer.slices, drawn=placed.planes)
     default_color, default_type = style_for(name)
     if record.interpreted_type in RoiType.__members__:
         roi_type = RoiType(record.interpreted_type)
