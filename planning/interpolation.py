@@ -229,11 +229,12 @@ def _clear_planes(mask: Mask, axis: int, first: int, stop: int) -> None:
         mask.replace_region(region, np.zeros(tuple(s.stop - s.start for s in region), bool))
 
 
-def fill_planes_without_images(mask: Mask, slices) -> Mask:
+def fill_planes_without_images(mask: Mask, slices, drawn: Iterable[int] = ()) -> Mask:
     """`mask` with its planes that have no source image (`slices[k]` None: planes the loader
     interpolated in a gap of the series) filled by the same shape blending from the nearest
     planes that have one. Contours and segmentations reference images only, so a structure read
-    from them is empty there until filled."""
+    from them is empty there until filled; `drawn` are the z planes that hold the structure's own
+    contours (drawn on the image missing from this series), kept as they are."""
     if mask.is_empty:
         return mask
     real = [k for k, ref in enumerate(slices) if ref is not None]
@@ -247,8 +248,9 @@ def fill_planes_without_images(mask: Mask, slices) -> Mask:
     base = box[0].start
     spacing_yx = mask.grid.spacing_xyz[1::-1]
     changed = False
+    drawn = set(drawn)
     for k in range(box[0].start, box[0].stop):
-        if slices[k] is not None:
+        if slices[k] is not None or k in drawn:
             continue
         below = max((j for j in real if j < k), default=None)
         above = min((j for j in real if j > k), default=None)

@@ -6,7 +6,8 @@ DICOM-SEG and label maps by file.
 
 Reading is in parts: the file's ROIs (`planning.rtstruct.rois`, its ROIContourSequence in
 `planning.rtstruct.roi_contour_sequence`), their contours placed on the image planes
-(`planning.rtstruct.placement`) and rasterised (`planning.rtstruct.contours`, which also traces
+(`planning.rtstruct.placement`; `planning.rtstruct.drawn_planes` for those drawn on another
+reconstruction) and rasterised (`planning.rtstruct.contours`, which also traces
 the contours the writer writes).
 """
 

@@ -2,8 +2,10 @@
 
 `ImagePlanes` finds each contour's image plane k (by position along the slice normal) and its
 in-plane (u, v) indices (u along the columns, v along the rows, as `planning.rtstruct.contours`
-takes them); distances are in mm. Here too: checks of the file's frame of reference against the
-images', and of contours that lie beyond the images or between their planes.
+takes them); distances are in mm. Contours drawn on another reconstruction of the frame of
+reference (`planning.rtstruct.drawn_planes`) go instead on each image plane they are the nearest
+contour plane of. Here too: checks of the file's frame of reference against the images', and of
+contours that lie beyond the images, between their planes or beyond their in-plane edges.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ import numpy as np
 
 from planning.dicom.stack import image_plane_origins
 from planning.errors import ContoursOffImagesError, GeometryError
+from planning.rtstruct.drawn_planes import DrawnPlanes
 from planning.rtstruct.rois import RoiRecord
 from planning.structures import CLOSED_TYPES, PlanarContour
 from planning.volume import Volume
 
+#: Contour points farther than this beyond the images' in-plane edges (the outer pixel borders, mm)
+#: lie outside the images.
+EDGE_TOLERANCE_MM = 0.05
+
 
 class ImagePlanes:
-    """Puts contours on the volume's planes: by image reference, else by position."""
+    """Puts contours on the volume's planes: by image reference, else by position; or, drawn on
+    other planes (`drawn`), on the image planes they are the nearest contour plane of."""
 
-    def __init__(self, volume: Volume):
+    def __init__(self, volume: Volume, drawn: DrawnPlanes | None = None):
         grid = volume.grid
         self.grid = grid
         self.slices = volume.slices
@@ -32,10 +40,18 @@ class ImagePlanes:
         self.normal = grid.direction[:, 2]
         #: a contour lies on a plane when all its points are within this of it (half a slice, mm)
         self.on_plane_mm = 0.5 * grid.spacing_xyz[2]
+        tolerance = EDGE_TOLERANCE_MM / np.asarray(grid.spacing_xyz[:2])
+        #: (u, v) of the images' in-plane edges, the outer pixel borders, widened by the tolerance
+        self.low_uv = -0.5 - tolerance
+        self.high_uv = np.array(grid.shape[:0:-1]) - 0.5 + tolerance
         self.uids: dict[str, list[int]] = {}
         for k, ref in enumerate(volume.slices):
             if ref is not None:
                 self.uids.setdefault(ref.sop_instance_uid, []).append(k)
+        #: the planes the contours were drawn on when they are not the images' (None: they are)
+        self.drawn = drawn
+        #: the drawn plane each image plane takes (the nearest, within half their spacing), or -1
+        self.taken = drawn.nearest(self.origins @ self.normal) if drawn else None
 
     def place(self, contour: PlanarContour) -> tuple[int, np.ndarray, float]:
         """(plane k, in-plane indices (N, 2), farthest point from that plane in mm).
@@ -48,8 +64,24 @@ class ImagePlanes:
         k = int(np.rint(along.mean()))
         if k < 0 or k >= len(self.origins):
             return k, np.zeros((0, 2)), np.inf
-        relative = points - self.origins[k]
-        return k, relative @ self.axes[:, :2], float(np.abs(relative @ self.normal).max())
+        distance = float(np.abs((points - self.origins[k]) @ self.normal).max())
+        return k, self.in_plane(contour, k), distance
+
+    def in_plane(self, contour: PlanarContour, k: int) -> np.ndarray:
+        """The contour's in-plane indices (N, 2) (u, v) on image plane k."""
+        return (contour.points - self.origins[k]) @ self.axes[:, :2]
+
+    def nearest_planes(self, contour: PlanarContour) -> list[int]:
+        """The image planes that take a contour drawn on other planes: those its plane is the
+        nearest drawn plane of."""
+        n = self.drawn.nearest(np.array([float((contour.points @ self.normal).mean())]))[0]
+        return np.flatnonzero(self.taken == n).tolist() if n >= 0 else []
+
+    def beyond_images(self, contour: PlanarContour) -> bool:
+        """Whether a contour lies more than half an image slice beyond the first or last image."""
+        along = float((contour.points @ self.normal).mean())
+        ends = self.origins[[0, -1]] @ self.normal
+        return not ends.min() - self.on_plane_mm <= along <= ends.max() + self.on_plane_mm
 
     def where(self, k: int, distance: float) -> str:
         """What `place`'s answer means: "beyond" the first or last image, "between" the planes
@@ -57,6 +89,14 @@ class ImagePlanes:
         if not 0 <= k < len(self.origins):
             return "beyond"
         return "between" if distance > self.on_plane_mm else "on"
+
+    def beyond_edges(self, uv: np.ndarray) -> str:
+        """Where in-plane indices (N, 2) (u, v) lie against the images' edges: "" within them,
+        "wholly" or "partly" beyond them."""
+        if np.all((uv >= self.low_uv) & (uv <= self.high_uv)):
+            return ""
+        away = np.any(uv.max(axis=0) < self.low_uv) or np.any(uv.min(axis=0) > self.high_uv)
+        return "wholly" if away else "partly"
 
     def describe_range(self) -> str:
         """Where the images lie along the slice normal, in mm, in words (for messages)."""
@@ -80,12 +120,15 @@ class PlacedRoi:
     unknown_image: int = 0
     other_plane: int = 0
     off_plane_mm: float = 0.0
+    beyond_edges: dict[str, int] = field(default_factory=lambda: {"wholly": 0, "partly": 0})
+    unused: int = 0
 
 
 def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
     """Place a record's contours on the image planes: closed contours with at least 3 points on a plane are
-    kept with their (u, v) loops and plane k; markers are kept aside; what does not fit is counted or
-    listed for the warnings."""
+    kept with their (u, v) loops and plane k (those beyond the in-plane edges counted too); markers are
+    kept aside; what does not fit is counted or listed for the warnings. Contours drawn on other planes
+    go on each image plane that takes them (`ImagePlanes.nearest_planes`)."""
     placed = PlacedRoi()
     for contour, declared in zip(record.contours, record.declared_points, strict=True):
         if declared is not None and declared != len(contour.points):
@@ -98,6 +141,9 @@ def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
         if len(contour.points) < 3:
             placed.too_short += 1
             continue
+        if placer.drawn is not None:
+            _place_on_nearest_planes(contour, placer, placed)
+            continue
         where = placer.where(k, distance)
         if where != "on":
             (placed.outside if where == "beyond" else placed.between_planes).append(contour)
@@ -109,10 +155,32 @@ def place_roi(record: RoiRecord, placer: ImagePlanes) -> PlacedRoi:
             elif k not in planes_of_image:
                 placed.other_plane += 1
         placed.off_plane_mm = max(placed.off_plane_mm, distance)
-        placed.contours.append(contour)
+        _keep(contour, [(k, uv)], placer, placed)
+    return placed
+
+
+def _place_on_nearest_planes(contour: PlanarContour, placer: ImagePlanes, placed: PlacedRoi) -> None:
+    """A contour drawn on other planes, kept on the image planes that take it; taken by none, it
+    is beyond the images or on a plane between those taken (unused)."""
+    planes = placer.nearest_planes(contour)
+    if planes:
+        _keep(contour, [(k, placer.in_plane(contour, k)) for k in planes], placer, placed)
+    elif placer.beyond_images(contour):
+        placed.outside.append(contour)
+    else:
+        placed.unused += 1
+
+
+def _keep(
+    contour: PlanarContour, loops: list[tuple[int, np.ndarray]], placer: ImagePlanes, placed: PlacedRoi
+) -> None:
+    """Keep a contour with its (plane k, (u, v) loop) on each plane it goes on."""
+    if edges := placer.beyond_edges(loops[0][1]):
+        placed.beyond_edges[edges] += 1
+    placed.contours.append(contour)
+    for k, uv in loops:
         placed.loops.append(uv)
         placed.planes.append(k)
-    return placed
 
 
 def stated_frames(dataset) -> set[str]:

@@ -8,8 +8,16 @@ a contour inside another is a hole and a contour inside a hole an island. POINT 
 items are kept as markers, never filled. The contours themselves are kept on each structure
 (`Structure.contours`) so that an unedited structure is written back unchanged.
 
+Contours drawn on another reconstruction of the images' frame of reference (regular planes with
+another spacing, in a file that references neither the loaded series nor its images) are placed
+by nearest plane: each image plane takes the contour plane nearest to it, within half their
+spacing (`planning.rtstruct.drawn_planes`), with a warning; contours of different planes are
+never combined, and such structures keep no contours of their own (`Structure.contours` is None:
+they are traced on these images when written).
+
 Planes of the volume with no source image (interpolated on loading) get the shape interpolated
-between the neighbouring images, as a planning system does between contoured slices.
+between the neighbouring images, as a planning system does between contoured slices, unless the
+structure has contours of its own there (drawn on the image missing from the series).
 
 An ROI declared in another frame of reference than the images (in a file that names the images'
 frame too) is left out with a warning. An RTSTRUCT of another frame of reference, or with
@@ -24,11 +32,13 @@ away; closed contours with fewer than 3 points; the later ROI and ROI Contour it
 number used twice. Markers (POINT, OPEN_PLANAR) more than half a slice beyond the images are
 kept, with a warning. An ROI without contours is read as an empty structure, and a ROIDisplayColor
 that is not three numbers 0–255 gives way to the name's default colour, each said in a warning.
+Contours wholly or partly beyond the images' in-plane edges are filled where they lie on the
+images, and counted in a warning naming their ROI.
 
 Modules: reading the file's ROIs is `planning.rtstruct.rois` (its ROIContourSequence
 `planning.rtstruct.roi_contour_sequence`), placing the contours on the image planes
-`planning.rtstruct.placement`, rasterising them `planning.rtstruct.contours`; this module puts
-them together into a `StructureSet`.
+`planning.rtstruct.placement` (the planes of another reconstruction `planning.rtstruct.drawn_planes`),
+rasterising them `planning.rtstruct.contours`; this module puts them together into a `StructureSet`.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from planning.dicom.headers import read_dataset
 from planning.errors import Cancelled, DelineoError, DicomReadError
 from planning.interpolation import fill_planes_without_images
 from planning.rtstruct import contours as planar
+from planning.rtstruct.drawn_planes import DrawnPlanes, planes_of_another_reconstruction
 from planning.rtstruct.placement import (
     ImagePlanes,
     PlacedRoi,
@@ -104,11 +115,14 @@ def read_rtstruct(
         kind = dataset.get("Modality") or dataset.get("SOPClassUID") or "unknown"
         raise DicomReadError(f"{path.name}: not an RT Structure Set (it is a {kind} object)")
     records, warnings = parse_rois(dataset)
+    drawn = planes_of_another_reconstruction(dataset, records, volume)
     records = _select(records, names, path)
-    placer = ImagePlanes(volume)
+    placer = ImagePlanes(volume, drawn)
     check_frame_of_reference(path, dataset, records, volume, placer, warnings)
     records = in_images_frame(path, stated_frames(dataset), records, volume, warnings)
     placed = [(record, place_roi(record, placer)) for record in records]
+    if drawn is not None:
+        warnings.append(_placed_by_nearest_plane(path, drawn, volume, placed))
     check_outside(path, placed, placer, allow_missing_images, warnings)
     structure_set = StructureSet(
         volume.grid,
@@ -148,6 +162,19 @@ def _select(records: list[RoiRecord], names: Iterable[str] | None, path: Path) -
     return chosen
 
 
+def _placed_by_nearest_plane(
+    path: Path, drawn: DrawnPlanes, volume: Volume, placed: list[tuple[RoiRecord, PlacedRoi]]
+) -> str:
+    """The warning for contours drawn on another reconstruction's planes."""
+    unused = sum(p.unused for _, p in placed)
+    return (
+        f"the contours of {path.name} were drawn on planes spaced {drawn.spacing_mm:.2f} mm, not on these "
+        f"images' planes; placed on the image's {volume.grid.spacing_xyz[2]:.2f} mm planes by nearest "
+        f"plane (each image plane takes the contour plane within {0.5 * drawn.spacing_mm:.2f} mm of it)"
+        + (f"; {unused} contour(s) on planes no image plane is nearest to were not used" if unused else "")
+    )
+
+
 def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnings: list[str]) -> Structure:
     grid = placer.grid
     name = record.name
@@ -177,10 +204,16 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
             f"{name}: contour points lie up to {placed.off_plane_mm:.2f} mm off their image plane; each "
             "contour was filled on its image"
         )
+    if any(placed.beyond_edges.values()):
+        counts = ", ".join(f"{n} {how}" for how, n in placed.beyond_edges.items())
+        warnings.append(
+            f"{name}: contours beyond the images' in-plane edges: {counts}; only what lies on the images "
+            "is filled"
+        )
     filled, offset = planar.rasterize(planar.Loops.from_list(placed.loops, placed.planes), grid.shape)
     mask = Mask(grid, filled, offset)
     if any(ref is None for ref in placer.slices) and not mask.is_empty:
-        mask = fill_planes_without_images(mask, placer.slices)
+        mask = fill_planes_without_images(mask, placer.slices, drawn=placed.planes)
     default_color, default_type = style_for(name)
     if record.interpreted_type in RoiType.__members__:
         roi_type = RoiType(record.interpreted_type)
@@ -205,6 +238,6 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
         algorithm=algorithm,
         number=record.number,
         description=record.description,
-        contours=placed.contours,
+        contours=None if placer.drawn else placed.contours,  # not on these images: traced when written
         markers=placed.markers,
     )

@@ -92,6 +92,24 @@ def test_rasterize_clips_to_the_grid_and_fills_even_odd():
     assert mask[1].sum() == 64 - 9 and not mask[1, 3:6, 3:6].any()
 
 
+def test_rasterize_keeps_the_part_inside_the_grid_of_loops_across_or_beyond_each_edge():
+    """The clipped fill equals the fill on a grid 20 pixels wider each side, cropped; a loop
+    wholly beyond the last column gave a box of width 1 at column nx, outside the grid."""
+    rng = np.random.default_rng(3)
+    shape, margin = (2, 12, 14), 20
+    wider = (2, shape[1] + 2 * margin, shape[2] + 2 * margin)
+    across = ([-6.0, 5.0], [19.0, 5.0], [7.0, -6.0], [7.0, 17.0])  # left, right, top, bottom edges
+    for centre in (*across, [-30.0, 5.0], [40.0, 5.0], [7.0, 40.0]):
+        angles = np.sort(rng.uniform(0, 2 * np.pi, 9))
+        radii = rng.uniform(3, 9, 9)
+        loop = np.asarray(centre) + np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])
+        array, offset = rasterize(Loops.from_list([loop], [1]), shape)
+        assert all(0 <= o and o + n <= size for o, n, size in zip(offset, array.shape, shape, strict=True))
+        clipped = filled(Loops.from_list([loop], [1]), shape)
+        wide = filled(Loops.from_list([loop + margin], [1]), wider)
+        np.testing.assert_array_equal(clipped, wide[:, margin:-margin, margin:-margin], err_msg=str(centre))
+
+
 def test_simplify_keeps_every_vertex_within_tolerance():
     y, x = np.mgrid[:80, :80]
     disc = (((y - 40) ** 2 + (x - 40) ** 2) <= 900)[np.newaxis]

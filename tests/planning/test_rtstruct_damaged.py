@@ -242,3 +242,30 @@ def test_rois_without_contours_and_colours_out_of_range_are_named(case, tmp_path
     assert back.warnings == [
         "ROI 'B' has no contours (no ROI Contour item); it is read as an empty structure"
     ]
+
+
+def _shifted(contour, mm_xyz):
+    points = np.asarray(contour.ContourData, float).reshape(-1, 3) + mm_xyz
+    contour.ContourData = [f"{v:.4f}" for v in points.ravel()]
+
+
+@pytest.mark.parametrize("side", [(40.0, 0, 0), (-40.0, 0, 0), (0, 40.0, 0)], ids=["right", "left", "below"])
+def test_contours_beyond_the_in_plane_edges_are_cut_off_and_counted(case, tmp_path, side):
+    """B wholly beyond an edge (beyond the right one the file failed to read: 'mask box … leaves the
+    grid'; beyond the others B was silently empty), A's first contour across the right edge."""
+    source, volume, boxes = case
+
+    def move(ds):
+        for contour in ds.ROIContourSequence[1].ContourSequence:
+            _shifted(contour, side)
+        _shifted(_first_contour(ds), (18 * 0.9, 0, 0))  # 18 columns right: 23…40 of 0…31
+
+    back = read_rtstruct(_variant(source, tmp_path / "beyond.dcm", move), volume)
+    cut = "contours beyond the images' in-plane edges: {}; only what lies on the images is filled"
+    assert f"B: {cut.format('4 wholly, 0 partly')}" in back.warnings
+    assert f"A: {cut.format('0 wholly, 1 partly')}" in back.warnings
+    assert back["B"].mask.is_empty
+    expected = boxes["A"].copy()
+    expected[1] = False
+    expected[1, 5:20, 23:] = True
+    np.testing.assert_array_equal(back["A"].mask.full(), expected)

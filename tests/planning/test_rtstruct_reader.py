@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 from support.data import data_path
 from support.dicom_factory import ct_phantom, tilted_positions, write_ct_series
 from support.rtstruct_checks import (
@@ -19,6 +20,7 @@ from support.rtstruct_checks import (
 
 from planning.errors import DicomReadError, GeometryError
 from planning.imageio import load_volume, read_image_file
+from planning.rtstruct.drawn_planes import DrawnPlanes, regular_planes
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
 from planning.structure_io import labels_on_grid, load_structures
@@ -267,3 +269,100 @@ def test_contours_on_the_images_of_a_tilted_series_are_read_without_warning(tmp_
     k, j, i = np.indices(volume.grid.shape)
     x, y, _ = np.moveaxis(volume.grid.index_to_patient(np.stack([i, j, k], axis=-1).astype(float)), -1, 0)
     np.testing.assert_array_equal(back["SQ"].mask.full(), (x > -10) & (x < 0) & (y > -5) & (y < 5))
+
+
+@pytest.fixture(scope="module")
+def drawn_on_2p5mm(tmp_path_factory):
+    """A 2.5 mm CT, a structure whose square differs on each plane (2–8) and the RTSTRUCT of it;
+    and a writer of other reconstructions of the same frame of reference (new series)."""
+    root = tmp_path_factory.mktemp("reslice")
+    frame, study = generate_uid(), generate_uid()
+
+    def series(name: str, count: int, spacing_z: float):
+        write_ct_series(
+            root / name,
+            ct_phantom((count, 24, 24)),
+            spacing_xyz=(1.0, 1.0, spacing_z),
+            frame_of_reference_uid=frame,
+            study_uid=study,
+        )
+        return load_volume(root / name)
+
+    volume = series("ct_2p5", 10, 2.5)
+    shape = np.zeros(volume.grid.shape, bool)
+    for k in range(2, 9):
+        shape[k, 5 : 7 + k, 6 : 6 + 2 * k] = True
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Squares", Mask.from_full(volume.grid, shape)))
+    write_rtstruct(structures, volume, root / "rs.dcm")
+    return root / "rs.dcm", shape, series
+
+
+def test_contours_of_another_reconstruction_go_on_the_image_planes_they_are_nearest_to(
+    drawn_on_2p5mm, tmp_path
+):
+    """Drawn on 2.5 mm planes, read onto 1.25 mm and 5 mm slices of the same frame of reference:
+    each image plane takes the nearest contour plane (half-way: the upper). Before, every other
+    1.25 mm plane was empty and a 5 mm plane held its neighbours' contours combined even-odd."""
+    rtstruct, shape, series = drawn_on_2p5mm
+    nearest = {1.25: [(j + 1) // 2 for j in range(19)], 5.0: [2 * j for j in range(5)]}
+    for spacing, planes in nearest.items():
+        volume = series(f"ct_{spacing}", len(planes), spacing)
+        structures = read_rtstruct(rtstruct, volume)
+        np.testing.assert_array_equal(structures["Squares"].mask.full(), shape[planes], err_msg=str(spacing))
+        unused = "; 3 contour(s) on planes no image plane is nearest to were not used" if spacing == 5 else ""
+        assert structures.warnings == [
+            f"the contours of rs.dcm were drawn on planes spaced 2.50 mm, not on these images' planes; "
+            f"placed on the image's {spacing:.2f} mm planes by nearest plane (each image plane takes the "
+            f"contour plane within 1.25 mm of it){unused}"
+        ]
+        assert structures["Squares"].contours is None  # written back traced on these images' planes
+        write_rtstruct(structures, volume, tmp_path / f"again_{spacing}.dcm")
+        again = read_rtstruct(tmp_path / f"again_{spacing}.dcm", volume)
+        assert again.warnings == []
+        np.testing.assert_array_equal(again["Squares"].mask.full(), shape[planes])
+    # Planes as regular on the images the file references (every other one) are left as drawn.
+    volume = series("ct_own", 10, 2.5)
+    sparse = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    sparse.add(
+        Structure("Sparse", Mask.from_full(volume.grid, shape & (np.arange(10) % 2 == 0)[:, None, None]))
+    )
+    write_rtstruct(sparse, volume, tmp_path / "sparse.dcm")
+    back = read_rtstruct(tmp_path / "sparse.dcm", volume)
+    assert back.warnings == []
+    np.testing.assert_array_equal(back["Sparse"].mask.full(), sparse["Sparse"].mask.full())
+
+
+def test_the_ibsi_gtv_keeps_its_volume_on_1p5_and_6_mm_reconstructions(tmp_path):
+    """GTV-1, 358.68 cc on its 3 mm CT, was 179.34 cc on 1.5 mm and 209.26 cc on 6 mm slices. On
+    6 mm slices it is now its 13 contours on the image planes, each 6 mm thick: 2.9 % less."""
+    rtstruct = data_path("dicom", "ibsi1-lung-ct", "RS.dcm")
+    images = sorted(
+        (pydicom.dcmread(p) for p in data_path("dicom", "ibsi1-lung-ct", "image").glob("DCM_IMG_*.dcm")),
+        key=lambda ds: float(ds.ImagePositionPatient[2]),
+    )
+    for name, step, expected in (("1p5", 0.5, 358.68), ("6", 2.0, 348.20)):
+        series = generate_uid()
+        (tmp_path / name).mkdir()
+        for n, t in enumerate(np.arange(0, len(images) - 1 + 1e-9, step)):
+            image = copy.deepcopy(images[int(t)])  # the pixels do not matter here, the positions do
+            z = float(image.ImagePositionPatient[2]) + 3.0 * (t - int(t))
+            image.ImagePositionPatient[2] = f"{z:.3f}"
+            image.SeriesInstanceUID, image.SOPInstanceUID = series, generate_uid()
+            image.file_meta.MediaStorageSOPInstanceUID = image.SOPInstanceUID
+            image.save_as(tmp_path / name / f"IMG{n:04d}.dcm")
+        structures = read_rtstruct(rtstruct, load_volume(tmp_path / name))
+        assert structures["GTV-1"].volume_cc == pytest.approx(expected, abs=0.01), name
+        assert any("placed on the image's" in w and "by nearest plane" in w for w in structures.warnings)
+
+
+def test_contour_planes_are_regular_only_when_each_lies_on_one_spacing_or_a_multiple():
+    flat = [np.full(4, z) for z in (-1.0, 2.0, 5.0, 11.0, 14.0)]  # one plane missing: a multiple
+    drawn = regular_planes(flat)
+    assert drawn == DrawnPlanes(-1.0, 3.0, 6)
+    np.testing.assert_array_equal(
+        drawn.nearest(np.array([-2.6, -2.5, 0.5, 0.4, 15.4, 15.6])), [-1, 0, 1, 0, 5, -1]
+    )
+    assert regular_planes([z + np.array([0, 0, 0, 0.3]) for z in flat]) is None  # not planar
+    assert regular_planes([z + 0.3 * (i % 2) for i, z in enumerate(flat)]) is None  # off the planes
+    assert regular_planes(flat[:1]) is None

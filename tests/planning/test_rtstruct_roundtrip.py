@@ -406,6 +406,24 @@ def test_interpolated_planes_get_no_contours_and_are_rebuilt_on_reading(tmp_path
     assert dice(back[6], ball[6]) >= 0.95  # rebuilt between the neighbouring images
 
 
+def test_contours_on_a_slice_missing_from_the_series_are_kept_not_interpolated_over(tmp_path):
+    """Drawn on the whole series, read onto the series less slice 6: plane 6 holds the file's own
+    contours (a square only there), not the blend of planes 5 and 7 (397 voxels differed on a lung)."""
+    hu = ct_phantom((12, 40, 40))
+    paths = write_ct_series(tmp_path / "whole", hu, spacing_xyz=(1.0, 1.0, 2.5))
+    volume = load_volume(tmp_path / "whole")
+    shape = np.zeros(volume.grid.shape, bool)
+    shape[3:10, 10:30, 8:24] = True
+    shape[6, 12:20, 28:36] = True
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid)
+    structures.add(Structure("Box", Mask.from_full(volume.grid, shape)))
+    write_rtstruct(structures, volume, tmp_path / "rs.dcm")
+    paths[6].unlink()
+    gap = load_volume(tmp_path / "whole")
+    assert gap.slices[6] is None and gap.grid.shape == volume.grid.shape
+    np.testing.assert_array_equal(read_rtstruct(tmp_path / "rs.dcm", gap)["Box"].mask.full(), shape)
+
+
 def test_derived_structures_read_back_can_be_rebuilt(case):
     """A derived structure's recipe travels in its ROI Description: read back, it is up to date,
     goes stale when a source changes and is rebuilt with those built from it."""
