@@ -416,6 +416,42 @@ def test_a_session_whose_dose_moved_says_so(window, qtbot, tmp_path):
     close_window(qtbot, other)
 
 
+def test_a_session_whose_images_moved_opens_from_where_the_user_says_they_are(window, qtbot, tmp_path):
+    """It could not be opened at all ("the session's image … is no longer there"), the contours
+    drawn in it out of reach. Another folder without the series is refused, naming the series."""
+    import shutil
+
+    from support.data import data_path
+
+    folder = tmp_path / "lung"
+    shutil.copytree(data_path("dicom", "ibsi1-lung-ct"), folder)
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    box = _paint(window.case, "GTV-1")
+    window.saving.save_session_to(tmp_path / "lung.delineo")
+    wait_idle(qtbot, window)
+    moved = folder.rename(tmp_path / "archive")
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other")
+    answers = [data_path("dicom", "rt-utils", "mock_data"), moved]  # another series, then the right one
+    other.opening.ask_where_images_are = lambda reference: answers.pop(0)
+    other.opening.open_path(tmp_path / "lung.delineo")
+    wait_idle(qtbot, other)
+    assert other.case is None
+    assert any("is not among the scanned" in m for m in other.messages.messages())
+    other.opening.open_path(tmp_path / "lung.delineo")
+    wait_idle(qtbot, other)
+    assert other.case is not None and other.case.structures["GTV-1"].mask.region(box).all()
+    assert other.case.reference.path == str(moved.resolve())  # the next save keeps the new place
+    (tmp_path / "archive").rename(tmp_path / "gone")
+    third = make_window(qtbot, tmp_path / "third.ini", tmp_path / "third")
+    third.opening.ask_where_images_are = lambda reference: None
+    third.opening.open_path(tmp_path / "lung.delineo")
+    wait_idle(qtbot, third)
+    assert third.case is None and "no longer there" in third.messages.messages()[-1]
+    close_window(qtbot, other)
+    close_window(qtbot, third)
+
+
 def test_the_recovery_question_says_why_there_is_work_to_recover(qtbot, tmp_path):
     """After a normal close that kept unsaved work, the question said Delineo had not closed normally."""
     from PyQt6.QtCore import QTimer

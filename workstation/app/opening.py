@@ -6,6 +6,7 @@ jobs; the case is shown once read, unless the open one keeps its unsaved changes
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PyQt6.QtWidgets import QFileDialog, QMessageBox
@@ -203,19 +204,60 @@ class CaseOpening:
     # -- sessions and recovery -----------------------------------------------------------------
 
     def open_session(self, path: str | Path) -> None:
-        """Restore a saved session: its image is loaded again from where it was."""
+        """Restore a saved session: its image is loaded again from where it was (or from where
+        the user says it moved)."""
         path = Path(path)
         self.window.menus.remember(path)
+        title = f"Opening session {path.name}"
 
         def work(on_progress, cancel):
             session = load_session(path)
             return session, _load_reference(session.image, on_progress, cancel)
 
-        def done(result):
-            if self.restore_session(*result):
+        def shown(session, volume):
+            if self.restore_session(session, volume):
                 self.window.session_path = path
 
-        self.window.jobs.run(f"Opening session {path.name}", work, done)
+        self.window.jobs.run(title, work, lambda result: self._shown_or_located(title, *result, shown))
+
+    def _shown_or_located(self, title: str, session: Session, volume, shown) -> None:
+        """`shown(session, volume)`; when the session's images are no longer where they were
+        (`volume` None), once the user has said where they are now and they have loaded."""
+        if volume is not None:
+            shown(session, volume)
+            return
+        where = self.ask_where_images_are(session.image)
+        if where is None:
+            gone = f"the session's image {session.image.path} is no longer there"
+            self.window.on_job_failed(title, gone)
+            return
+        moved = dataclasses.replace(session, image=dataclasses.replace(session.image, path=str(where)))
+        self.window.jobs.run(
+            f"Loading {where.name}",
+            lambda p, c: _load_reference(moved.image, p, c),
+            lambda loaded: self._shown_or_located(title, moved, loaded, shown),
+        )
+
+    def ask_where_images_are(self, reference: ImageReference) -> Path | None:
+        """Ask for the folder (DICOM) or file the session's images moved to; None when the user
+        does not say. The images found there must be the same series on the same grid."""
+        old = Path(reference.path)
+        answer = QMessageBox.question(
+            self.window,
+            "Images moved",
+            f"The session's images are no longer at {old}.\n\nShow where they are now? The "
+            f"{'series' if reference.kind == 'dicom' else 'image'} found there must be the session's, "
+            "on the same grid.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return None
+        title = f"Where are the images of {reference.description or old.name} now?"
+        if reference.kind == "file":
+            chosen, _ = QFileDialog.getOpenFileName(self.window, title, str(old.parent))
+        else:
+            chosen = QFileDialog.getExistingDirectory(self.window, title, str(old.parent))
+        return Path(chosen).resolve() if chosen else None
 
     def restore_session(self, session: Session, volume) -> bool:
         """Show a session's case, unless the open one keeps its unsaved changes; True when shown."""
@@ -239,19 +281,20 @@ class CaseOpening:
     def recover(self, entry) -> None:
         """Restore a crashed session's autosave; it is removed once the recovered case has been
         autosaved (at once) in its turn. Kept when the open case is kept instead."""
+        title = "Recovering autosaved session"
 
         def work(on_progress, cancel):
             session = entry.load()
             return session, _load_reference(session.image, on_progress, cancel)
 
-        def done(result):
-            if not self.restore_session(*result):
+        def shown(session, volume):
+            if not self.restore_session(session, volume):
                 return
             self.window.saved_generation = None  # recovered work is unsaved work
             self.window.autosaver.take_over(entry)
-            self._say(f"Recovered the session autosaved at {result[0].saved_at}", 10000)
+            self._say(f"Recovered the session autosaved at {session.saved_at}", 10000)
 
-        self.window.jobs.run("Recovering autosaved session", work, done)
+        self.window.jobs.run(title, work, lambda result: self._shown_or_located(title, *result, shown))
 
     def offer_recovery(self, automatic: bool = False) -> bool:
         """Offer to recover the newest autosave a crash left behind; True when recovering."""
@@ -288,14 +331,14 @@ def _is_session(path: Path) -> bool:
 
 
 def _load_reference(reference: ImageReference, on_progress, cancel):
-    """Load the image a session refers to."""
+    """Load the image a session refers to; None when it is no longer where it was."""
     if reference.kind == "sample":
         from planning.sample_patient import make_sample_patient
 
         return make_sample_patient(reference.shape).volume
     path = Path(reference.path)
     if not path.exists():
-        raise DelineoError(f"the session's image {path} is no longer there")
+        return None
     if reference.kind == "file":
         return read_image_file(path)
     found = scan(path, on_progress=on_progress, cancel=cancel)
