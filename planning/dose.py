@@ -59,7 +59,8 @@ class Dose:
     def check_same_frame(self, frames, what: str, name: str = "the dose") -> None:
         """Refuse images or structures (`what`, e.g. "RS.dcm") stated to be in other frames of
         reference than this dose (called `name` in the message): a DVH or a dose wash would read
-        dose at unrelated positions. Unstated (empty) UIDs on either side pass."""
+        dose at unrelated positions. Unstated (empty) UIDs on either side pass, with a warning
+        (added to `warnings`) that nothing could be checked."""
         stated = {str(f) for f in frames if f}
         if self.frame_of_reference_uid and stated and self.frame_of_reference_uid not in stated:
             raise GeometryError(
@@ -67,6 +68,15 @@ class Dose:
                 f"{', '.join(sorted(stated))}: different patient coordinate systems; use the dose computed "
                 "for these images and structures"
             )
+        if not (self.frame_of_reference_uid and stated):
+            silent = name if not self.frame_of_reference_uid else what
+            warning = (
+                f"{silent} states no frame of reference: that {name} and {what} are in one patient "
+                "coordinate system could not be checked"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+                log.warning(warning)
 
     @property
     def max(self) -> float:

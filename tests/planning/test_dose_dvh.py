@@ -404,10 +404,17 @@ def test_a_dose_refuses_structures_in_another_frame_of_reference():
     dose = Dose(np.zeros((2, 2, 2), np.float32), grid, frame_of_reference_uid="1.2.3")
     dose.check_same_frame({"1.2.3"}, "RS.dcm")
     dose.check_same_frame({"", "1.2.3"}, "RS.dcm")
-    dose.check_same_frame(set(), "RS.dcm")  # nothing stated: nothing to contradict
+    assert dose.warnings == []
+    dose.check_same_frame(set(), "RS.dcm")  # nothing stated: nothing to contradict, nor checked
+    assert dose.warnings == [
+        "RS.dcm states no frame of reference: that the dose and RS.dcm are in one patient coordinate "
+        "system could not be checked"
+    ]
     with pytest.raises(GeometryError, match=r"RD.dcm is in frame of reference 1.2.3, RS.dcm in 9.9"):
         dose.check_same_frame({"9.9"}, "RS.dcm", "RD.dcm")
-    Dose(dose.array, dose.grid).check_same_frame({"9.9"}, "RS.dcm")  # the dose states none
+    unstated = Dose(dose.array, dose.grid)
+    unstated.check_same_frame({"9.9"}, "RS.dcm", "RD.dcm")  # the dose states none
+    assert unstated.warnings[0].startswith("RD.dcm states no frame of reference")
 
 
 def test_d_cc_of_a_structure_smaller_than_that_volume_is_left_blank(tmp_path):
