@@ -28,7 +28,18 @@ from resources import resource
 #: TG-263's limit: longer names are truncated by some planning systems.
 MAX_LENGTH = 16
 
-_TARGET_PREFIXES = (("PTV", RoiType.PTV), ("CTV", RoiType.CTV), ("GTV", RoiType.GTV), ("ITV", RoiType.CTV))
+_TARGET_PREFIXES = (
+    ("PTV", RoiType.PTV),
+    ("CTV", RoiType.CTV),
+    ("GTV", RoiType.GTV),
+    ("ITV", RoiType.CTV),
+    ("IGTV", RoiType.GTV),  # internal GTV (motion-encompassing)
+    ("ICTV", RoiType.CTV),
+    ("IPTV", RoiType.PTV),
+)
+#: Helper structures no planning system must take for a target or an organ: rings ("PTV_Ring",
+#: "Ring_PTV2") and TG-263's non-dosimetric structures (a name starting with "z" or "_").
+_HELPER = re.compile(r"(?-i:^[z_])|(^|[_\- ])ring($|[_\- \d])", re.IGNORECASE)
 _TARGET = re.compile(r"^(PTV|CTV|GTV|ITV|IGTV|ICTV|IPTV)(p|n|sb|par|v|vas)?\d*(_[A-Za-z0-9.+-]+)*!?$")
 _PRV = re.compile(r"^(?P<base>.+?)(?P<side1>_[LR])?_PRV\d{0,2}(?P<side2>_[LR])?$")
 _QUALIFIED = re.compile(r"^(?P<base>[^~^]+)~?(\^[A-Za-z0-9_+-]+)?$")
@@ -108,8 +119,9 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
 
     TG-263 names take the table's values (also with TG-263 qualifiers: ``Lung_L~``,
     ``SpinalCord_PRV05``), as do labels that mean one (``liver``, ``kidney_left``:
-    `standard_name`); target names (PTV…, CTV…, GTV…) get their type; anything else is an ORGAN
-    with a stable colour derived from the name.
+    `standard_name`); helpers (rings, ``z…`` and ``_…`` names) are CONTROL; target names (PTV…,
+    CTV…, GTV…, ITV, IGTV…) get their type; anything else is an ORGAN with a stable colour
+    derived from the name.
     """
     standard = standard_structures()
     base = _standard_base(name) or standard_name(name)
@@ -119,11 +131,19 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
     for prefix, roi_type in _TARGET_PREFIXES:
         if upper.startswith(prefix):
             entry = standard.get(prefix)
-            return (entry["color"] if entry else (255, 0, 0)), roi_type
+            color = entry["color"] if entry else (255, 0, 0)
+            return color, RoiType.CONTROL if _HELPER.search(name) else roi_type
+    if _HELPER.search(name):
+        return _hashed_color(name), RoiType.CONTROL
     if upper in ("BODY", "EXTERNAL", "SKIN", "OUTLINE"):
         return (0, 255, 0), RoiType.EXTERNAL
+    return _hashed_color(name), RoiType.ORGAN
+
+
+def _hashed_color(name: str) -> tuple[int, int, int]:
+    """A stable colour for a name the table does not know, bright enough on a grey image."""
     digest = hashlib.sha256(name.encode()).digest()
-    return (64 + digest[0] % 192, 64 + digest[1] % 192, 64 + digest[2] % 192), RoiType.ORGAN
+    return 64 + digest[0] % 192, 64 + digest[1] % 192, 64 + digest[2] % 192
 
 
 # -- telling colours apart ---------------------------------------------------------------------

@@ -104,6 +104,26 @@ def test_style_for_keeps_table_colours_and_guesses_the_rest():
     assert style_for("My structure") == style_for("My structure")  # stable
 
 
+@pytest.mark.parametrize(
+    "name, roi_type",
+    [
+        ("PTV_Ring", RoiType.CONTROL),  # was PTV: a planning system listed the ring as a target
+        ("GTV-1_Ring", RoiType.CONTROL),
+        ("Ring_PTV2", RoiType.CONTROL),
+        ("zPTV_opt", RoiType.CONTROL),  # TG-263's non-dosimetric "z" structures
+        ("_helper", RoiType.CONTROL),
+        ("IGTV", RoiType.GTV),  # was ORGAN
+        ("ICTV", RoiType.CTV),
+        ("IPTV", RoiType.PTV),
+        ("PTV_High", RoiType.PTV),
+        ("Zygoma", RoiType.ORGAN),
+        ("Ringer", RoiType.ORGAN),
+    ],
+)
+def test_rings_and_helpers_are_control_structures_and_internal_targets_targets(name, roi_type):
+    assert style_for(name)[1] == roi_type
+
+
 def test_colours_too_close_to_one_in_the_case_are_replaced_by_a_distinct_palette_colour():
     # the walkthrough's pairs: a new PTV beside Lung_R, a rule-based External beside a file's GTV
     for new, existing in (((0, 128, 255), (66, 133, 244)), ((0, 255, 0), (0, 230, 0))):

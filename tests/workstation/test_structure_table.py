@@ -114,3 +114,32 @@ def test_a_tg263_name_awaiting_review_is_shown_whole_beside_the_padlock(window, 
     needed = QFontMetrics(item.font()).horizontalAdvance(item.text())
     assert table.columnWidth(NAME) >= needed + 8
     assert table.columnViewportPosition(LOCK) + table.columnWidth(LOCK) <= table.viewport().width()
+
+
+def test_renaming_moves_a_type_that_came_from_the_name_and_keeps_a_chosen_one(window):
+    """A new structure renamed "PTV_Boost" stayed an ORGAN in the RTSTRUCT, a duplicated GTV-1
+    renamed "CTV_Manual" a GTV."""
+    from planning.structures import RoiType
+    from workstation.app.structure_table import TYPE
+
+    case = show_sample(window)
+    table = window.table
+
+    def rename(old, new):
+        row = next(r for r in range(table.rowCount()) if table.item(r, NAME).data(256) == old)
+        table.item(row, NAME).setText(new)
+
+    name = window.commands.add_structure()
+    assert case.structures[name].roi_type == RoiType.ORGAN
+    rename(name, "PTV_Boost")
+    assert case.structures["PTV_Boost"].roi_type == RoiType.PTV
+    assert "PTV_Boost: type ORGAN → PTV" in window.statusBar().currentMessage()
+    rename("PTV_Boost", "PTV_Boost_Ring")
+    assert case.structures["PTV_Boost_Ring"].roi_type == RoiType.CONTROL
+    case.history.undo()
+    assert case.structures["PTV_Boost"].roi_type == RoiType.PTV  # one undo step with the name
+    case.set_properties("Heart", roi_type=RoiType.AVOIDANCE)  # chosen by the user: kept
+    rename("Heart", "PTV_Heart")
+    assert case.structures["PTV_Heart"].roi_type == RoiType.AVOIDANCE
+    row = next(r for r in range(table.rowCount()) if table.item(r, NAME).data(256) == "PTV_Heart")
+    assert table.item(row, TYPE).text() == "AVOIDANCE"

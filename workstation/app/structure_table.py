@@ -39,7 +39,7 @@ from PyQt6.QtWidgets import (
 from superqt.utils import create_worker
 
 from planning.structures import RoiType
-from planning.tg263 import standard_structures
+from planning.tg263 import standard_structures, style_for
 from workstation.app import services
 from workstation.app.history import Locked
 
@@ -425,12 +425,26 @@ class StructureTable(QTableWidget):
                 if new and new != name:
                     if new in self.case.structures:
                         raise ValueError(f"a structure named {new!r} already exists")
-                    self.case.set_properties(name, f"Rename {name} → {new}", name=new)
+                    self._rename(structure, new)
             elif column == TYPE:
                 self.case.set_properties(name, f"Type of {name}", roi_type=RoiType(item.text()))
         except (ValueError, Locked) as error:
             self.window().statusBar().showMessage(str(error), 5000)
         self._fill(row, structure, volume=False)
+
+    def _rename(self, structure, new: str) -> None:
+        """Rename; a type that came from the old name (a new structure's ORGAN, a duplicated GTV's
+        GTV) follows the new one in the same step: "PTV_Boost" is a PTV, "PTV_Ring" a CONTROL.
+        A type the user chose stays."""
+        name, changes = structure.name, {"name": new}
+        named_type, new_type = style_for(name)[1], style_for(new)[1]
+        if structure.roi_type == named_type and new_type != named_type:
+            changes["roi_type"] = new_type
+        self.case.set_properties(name, f"Rename {name} → {new}", **changes)
+        if "roi_type" in changes:
+            self._say(
+                f"{new}: type {named_type.value} → {new_type.value}, from its name (the Type column sets it)"
+            )
 
     def edit(self, index, *args) -> bool:
         """No name or type editor for a locked structure: the status bar says why."""
