@@ -17,7 +17,8 @@ Any operation may have a "within": its result is kept inside that structure (the
 The recipe is stored in `Structure.recipe` and summarised in `Structure.description`, followed
 by the compact JSON, so the RTSTRUCT's ROI Description carries it and a structure read back is
 derived again (`restore_recipes`). When a source changes, `stale` lists the derived structures
-built from an older version of it and `rebuild` recomputes them and those built from them.
+built from an older version of it and `rebuild` recomputes them and those built from them. A
+derived structure edited by hand keeps no recipe (`edited_description`): it is the person's now.
 """
 
 from __future__ import annotations
@@ -174,6 +175,13 @@ def description_for(recipe: dict) -> str:
         if len(description) <= _DESCRIPTION_LIMIT:
             return description
     return summary[:_DESCRIPTION_LIMIT]
+
+
+def edited_description(recipe: dict) -> str:
+    """The ROI description of a derived structure a person then edited: how it was made, without
+    the recipe (read back, it is not derived again: a rebuild would undo the edit)."""
+    bare = {k: v for k, v in recipe.items() if k != "built_from"}
+    return f"Derived: {_strip(describe(bare))}, then edited by hand"[:_DESCRIPTION_LIMIT]
 
 
 def recipe_from_description(description: str) -> dict | None:

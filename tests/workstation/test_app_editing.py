@@ -269,6 +269,46 @@ def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
     assert np.array_equal(case.structures["PTV"].mask.full(), first)
 
 
+def test_a_derived_structure_edited_by_hand_is_not_rebuilt_over_the_edit(window, qtbot):
+    """A PTV trimmed with the eraser kept its recipe: after a touch-up of its GTV, Rebuild (which
+    the status bar suggests) put the 160 trimmed voxels back without a word, and the file said
+    "Derived: CTV + 5 mm" of a PTV drawn by hand."""
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText("GTV")
+    dialog.margin.setValue(8.0)
+    dialog.output.setText("PTV")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    ptv = case.structures["PTV"]
+    derived_description = ptv.description
+    planes, rows, columns = ptv.mask.box
+    middle = (planes.start + planes.stop) // 2
+    box = (slice(middle, middle + 1), rows, columns)  # one plane trimmed by hand
+    case.edit_region(
+        "Erase PTV", "PTV", box, np.zeros((1, rows.stop - rows.start, columns.stop - columns.start), bool)
+    )
+    assert ptv.recipe is None and ptv.description.endswith("then edited by hand")
+    assert "delineo-recipe" not in ptv.description  # read back, it is not derived again
+    gtv = case.structures["GTV"].mask
+    k = gtv.offset[0] + gtv.array.shape[0] // 2
+    case.edit_region(
+        "grow GTV", "GTV", (slice(k, k + 1), slice(59, 63), slice(30, 34)), np.ones((1, 4, 4), bool)
+    )
+    wait_idle(qtbot, window)
+    window.commands.rebuild_stale()  # as the status bar suggests after a source's edit
+    wait_idle(qtbot, window)
+    assert window.commands.stale == [] and not ptv.mask.region(box).any()
+    window.undo()  # the GTV touch-up
+    window.undo()  # the trim: the PTV is derived again
+    assert ptv.recipe is not None and ptv.description == derived_description
+
+
 @pytest.mark.parametrize(
     ("operation", "expected"),
     [

@@ -87,8 +87,25 @@ class Case:
         if np.array_equal(before, values):
             return False
         self.structures.edit_mask(name, box, values)
-        self.history.push(MaskEdit(label, name, box, before, values, algorithm, contours))
+        edit = MaskEdit(label, name, box, before, values, algorithm, contours)
+        self._push_hand_edit(label, edit)
         return True
+
+    def _push_hand_edit(self, label: str, edit: Command) -> None:
+        """Push a person's edit of a structure (applied) as one undo step. A derived structure
+        (a PTV grown from its CTV) edited by hand leaves its recipe in the same step: a rebuild
+        would silently undo the edit."""
+        structure = self.structures[edit.name]
+        if not structure.recipe:
+            self.history.push(edit)
+            return
+        from workstation.app import services
+
+        before = {"name": structure.name, "recipe": structure.recipe, "description": structure.description}
+        after = {**before, "recipe": None, "description": services.edited_description(structure.recipe)}
+        unlinked = ChangeProperties(f"{structure.name} edited by hand", before, after)
+        unlinked.redo(self.structures)
+        self.history.push(Macro(label, [edit, unlinked]))
 
     def stroke(self, label: str, name: str) -> Stroke:
         """Start a multi-step edit (a brush drag) that becomes one undo step when finished."""
@@ -161,7 +178,7 @@ class Case:
         if algorithm is not None and algorithm != previous:
             structure.algorithm = algorithm
             self.structures.notify(structure)
-        self.history.push(ReplaceMask(label, name, before, mask, contours, previous, algorithm))
+        self._push_hand_edit(label, ReplaceMask(label, name, before, mask, contours, previous, algorithm))
 
     def derive_into(self, name: str, derived: Structure, label: str) -> Structure:
         """Put a derived structure (margin, Boolean...: geometry, recipe, description) into
@@ -329,7 +346,6 @@ class Stroke:
         self._dabs.clear()
         if np.array_equal(before, after):
             return False
-        self.case.history.push(
-            MaskEdit(self.label, self.name, union, before, after, self._algorithm, self._contours)
-        )
+        edit = MaskEdit(self.label, self.name, union, before, after, self._algorithm, self._contours)
+        self.case._push_hand_edit(self.label, edit)
         return True

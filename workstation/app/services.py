@@ -109,6 +109,11 @@ def rename_recipe_source(recipe: dict, description: str, old: str, new: str) -> 
     return updated, description
 
 
+def edited_description(recipe: dict) -> str:
+    """The description of a derived structure edited by hand (it keeps no recipe)."""
+    return _module("planning.derived", "Derived structures").edited_description(recipe)
+
+
 def stale_structures(structure_set) -> list[str]:
     """Derived structures whose sources changed since they were built (hashes masks: a worker)."""
     try:
