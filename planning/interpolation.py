@@ -41,6 +41,21 @@ from planning.structures import Box, Mask
 Progress = Callable[[str, float, float], None]
 
 
+#: A gap between drawn planes longer than this many times the structure's shortest gap, and
+#: than SEPARATE_MIN_MM, separates two parts of it (two nodes drawn apart): it is not bridged.
+SEPARATE_FACTOR = 4.0
+SEPARATE_MIN_MM = 30.0
+
+
+def bridging_limit_mm(planes: list[int], spacing_mm: float) -> float | None:
+    """The longest gap (mm along the axis) to fill between drawn `planes`: longer ones separate
+    parts of the structure (see SEPARATE_FACTOR); None (no limit) with fewer than two gaps."""
+    gaps = np.diff(sorted(set(planes)))
+    if len(gaps) < 2:
+        return None
+    return max(SEPARATE_MIN_MM, SEPARATE_FACTOR * float(gaps.min()) * spacing_mm)
+
+
 def contoured_planes(mask: Mask, axis: int = 0) -> list[int]:
     """Grid plane indices along `axis` (0 = z, 1 = y, 2 = x) where the mask has any voxel."""
     if mask.is_empty:

@@ -78,6 +78,19 @@ def test_two_pieces_that_each_move_follow_their_own_centres():
     assert middle.sum() == pytest.approx(2 * np.pi * 25, rel=0.15)
 
 
+def test_a_gap_far_longer_than_the_others_separates_parts_of_a_structure():
+    """Two nodes drawn on planes 8/10 and 50/52 (3 mm slices) are two parts, not one tube; planes
+    drawn every few slices, or just two planes, are bridged whatever the gap."""
+    from planning.interpolation import bridging_limit_mm
+
+    assert bridging_limit_mm([8, 10, 50, 52], 3.0) == 30.0  # 40 slices = 120 mm: not bridged
+    assert bridging_limit_mm([0, 5, 10, 20], 3.0) == 60.0  # every 5th slice: 30 mm is bridged
+    assert bridging_limit_mm([8, 50], 3.0) is None
+    nodes = _discs({0: [(20, 20, 5.0)], 2: [(20, 20, 5.0)], 18: [(40, 40, 5.0)], 20: [(40, 40, 5.0)]})
+    result = interpolate(nodes, max_gap_mm=bridging_limit_mm(contoured_planes(nodes), 2.0))  # 32 mm apart
+    assert contoured_planes(result) == [0, 1, 2, 18, 19, 20]
+
+
 def test_gap_limit_and_nothing_to_do():
     mask = disc_planes({0: 5.0, 20: 5.0})
     assert contoured_planes(interpolate(mask, max_gap_mm=10)) == [0, 20]

@@ -124,6 +124,25 @@ def test_interpolating_again_after_enlarging_a_drawn_slice_follows_it(window, qt
     assert case.structures[name].mask.full()[k + 3].sum() == first[k + 3].sum()
 
 
+def test_two_nodes_drawn_far_apart_are_interpolated_each_on_its_own(window, qtbot):
+    """A GTVn drawn as two nodes (two slices each, far apart) became one tube between them."""
+    from support.app import wait_idle
+
+    case = show_sample(window)
+    name = window.commands.add_structure("GTVn")
+    square = np.ones((1, 8, 8), bool)
+    for z in (2, 4, 30, 32):
+        case.edit_region("draw", name, (slice(z, z + 1), slice(40, 48), slice(40, 48)), square)
+    window.table.select(name)
+    window.commands.interpolate()
+    wait_idle(qtbot, window)
+    drawn = np.flatnonzero(case.structures[name].mask.full().any(axis=(1, 2)))
+    assert list(drawn) == [2, 3, 4, 30, 31, 32]
+    spacing = case.grid.spacing_zyx[0]
+    said = window.statusBar().currentMessage()
+    assert f"not bridged, as separate parts: slices 5–31 ({26 * spacing:.0f} mm apart)" in said
+
+
 def test_an_edit_made_while_interpolation_runs_is_not_overwritten(window, qtbot, monkeypatch):
     """A hole erased in a drawn slice while the worker interpolates (an edit in place, inside the
     structure's box): the interpolation read the structure before it, so it is not applied, and

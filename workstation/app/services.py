@@ -76,16 +76,35 @@ def derive(recipe: dict, structures, *, name: str, on_progress=None, cancel=None
     return derived.derive(recipe, structures, name=name, on_progress=on_progress, cancel=cancel)
 
 
-def interpolate(mask: Mask, on_progress=None, cancel=None, filled: dict | None = None, axis: int = 0):
+@dataclass
+class Interpolated:
+    """What `interpolate` made: the new mask, the slices drawn by hand, digests of the slices
+    filled, and the gaps (first, last drawn slice) left unfilled: separate parts of the
+    structure."""
+
+    mask: Mask
+    keys: list[int]
+    digests: dict[int, str]
+    separate: list[tuple[int, int]]
+
+
+def interpolate(
+    mask: Mask, on_progress=None, cancel=None, filled: dict | None = None, axis: int = 0
+) -> Interpolated:
     """Fill the slices across array `axis` (0 = z, 1 = y, 2 = x) between the drawn slices of a
-    structure: (the new mask, the slices drawn by hand, digests of the slices filled). `filled`
+    structure, except across gaps that separate parts of it (two nodes drawn apart). `filled`
     holds the digests an earlier interpolation along the same axis returned: those slices, unless
     edited since, are filled again rather than taken as drawn."""
     module = _module("planning.interpolation", "Slice interpolation")
     keys = module.key_planes(mask, filled or {}, axis)
-    result = module.interpolate(mask, axis=axis, planes=keys, on_progress=on_progress, cancel=cancel)
+    spacing = mask.grid.spacing_zyx[axis]
+    limit = module.bridging_limit_mm(keys, spacing)
+    result = module.interpolate(
+        mask, axis=axis, planes=keys, max_gap_mm=limit, on_progress=on_progress, cancel=cancel
+    )
     between = [k for k in module.contoured_planes(result, axis) if k not in set(keys)]
-    return result, keys, module.plane_digests(result, between, axis)
+    separate = [(a, b) for a, b in zip(keys, keys[1:], strict=False) if limit and (b - a) * spacing > limit]
+    return Interpolated(result, keys, module.plane_digests(result, between, axis), separate)
 
 
 def axes_with_gaps(mask: Mask) -> list[int]:

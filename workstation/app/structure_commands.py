@@ -103,7 +103,7 @@ class StructureCommands:
             return live is not None and live.array is mask.array and live.offset == mask.offset
 
         def done(found):
-            result, keys, digests = found
+            result, keys, digests = found.mask, found.keys, found.digests
             if not unchanged():
                 self._say(f"{name} changed during interpolation; not applied.", 8000)
             elif result.offset == mask.offset and np.array_equal(result.array, mask.array):
@@ -118,8 +118,9 @@ class StructureCommands:
                 case.replace_mask(f"Interpolate {name}", name, result)
                 case.interpolated[structure.number] = FilledPlanes(axis, digests)
                 self._say(
-                    f"{name}: {_slices(len(digests), view)} interpolated between {len(keys)} drawn slices.",
-                    8000,
+                    f"{name}: {_slices(len(digests), view)} interpolated between {len(keys)} drawn slices"
+                    f"{_left_apart(found.separate, case.grid.spacing_zyx[axis])}.",
+                    12000,
                 )
 
         self.window.jobs.run(
@@ -210,6 +211,14 @@ class StructureCommands:
             lambda p, c: services.rebuild(copy, names, on_progress=p, cancel=c),
             done,
         )
+
+
+def _left_apart(gaps: list[tuple[int, int]], spacing_mm: float) -> str:
+    """ "; not bridged: slices 10–50 (120 mm apart), separate parts" for gaps left unfilled."""
+    if not gaps:
+        return ""
+    spans = ", ".join(f"slices {a + 1}–{b + 1} ({(b - a) * spacing_mm:.0f} mm apart)" for a, b in gaps)
+    return f"; not bridged, as separate parts: {spans} (draw between them to join them)"
 
 
 def _views_by_axis(grid) -> dict[int, str]:
