@@ -269,6 +269,29 @@ def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
     assert np.array_equal(case.structures["PTV"].mask.full(), first)
 
 
+def test_a_margin_cut_where_the_images_end_is_said_in_the_status_bar(window, qtbot):
+    """The cut went only to Messages; the status bar kept an older message."""
+    from support.app import wait_idle
+
+    from workstation.app.derive_dialog import DeriveDialog
+
+    case = show_sample(window)
+    last = case.grid.shape[0] - 1
+    name = window.commands.add_structure("GTVp")
+    case.edit_region(
+        "draw", name, (slice(last - 2, last + 1), slice(60, 70), slice(60, 70)), np.ones((3, 10, 10), bool)
+    )
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText(name)
+    dialog.margin.setValue(10.0)
+    dialog.output.setText("PTVp")
+    dialog.compute()
+    wait_idle(qtbot, window)
+    said = window.statusBar().currentMessage()
+    assert said.startswith("PTVp: expansion by") and "reaches the edge of the images" in said
+
+
 def test_a_derived_structure_edited_by_hand_is_not_rebuilt_over_the_edit(window, qtbot):
     """A PTV trimmed with the eraser kept its recipe: after a touch-up of its GTV, Rebuild (which
     the status bar suggests) put the 160 trimmed voxels back without a word, and the file said

@@ -265,19 +265,22 @@ class DeriveDialog(QDialog):
         structures = {s.name: s.snapshot() for s in case.structures if s.name in sources}
         label = f"{self.operation.currentText().split(' (')[0]} → {name}"
 
-        def done(structure):
+        def done(result):
+            structure, warnings = result
             if name not in case.structures:
                 structure.color = distinct_color(structure.color, [s.color for s in case.structures])
             case.derive_into(name, structure, label)
             self.window_.table.select(name)
             if structure.mask.is_empty:  # a contraction larger than the structure, disjoint sources
                 self.window_.statusBar().showMessage(f"{name} is empty: {label} leaves nothing", 15000)
+            elif warnings:  # a margin cut where the images end: in Messages too
+                self.window_.statusBar().showMessage(f"{name}: {warnings[0]}", 20000)
             self.derived.emit(name)
 
         self.window_.jobs.run(
             f"Computing {name}",
-            lambda on_progress, cancel: services.derive(
-                recipe, structures, name=name, on_progress=on_progress, cancel=cancel
+            lambda on_progress, cancel: services.logged_warnings(
+                services.derive, recipe, structures, name=name, on_progress=on_progress, cancel=cancel
             ),
             done,
         )

@@ -8,6 +8,8 @@ shows as a message).
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
 from dataclasses import dataclass, field
 
 from planning.errors import DelineoError
@@ -74,6 +76,29 @@ def derive(recipe: dict, structures, *, name: str, on_progress=None, cancel=None
     `planning.derived`), carrying its recipe and description."""
     derived = _module("planning.derived", "Margins and Booleans")
     return derived.derive(recipe, structures, name=name, on_progress=on_progress, cancel=cancel)
+
+
+def logged_warnings(function, *args, **kwargs) -> tuple[object, list[str]]:
+    """`function(*args, **kwargs)`'s result and the warnings the domain packages logged while it
+    ran in this thread (a margin cut where the images end), for the window to say at once; they
+    reach the Messages panel as every warning does."""
+    caught: list[str] = []
+    thread = threading.get_ident()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno >= logging.WARNING:
+                caught.append(record.getMessage())
+
+    handler = Catch()
+    loggers = [logging.getLogger(name) for name in ("planning", "segmentation")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        return function(*args, **kwargs), caught
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 @dataclass
