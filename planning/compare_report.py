@@ -127,15 +127,34 @@ def _key(name: str) -> str:
 _CSV_NAMES = {"relative_volume_difference": "relative_volume_difference_fraction"}
 
 
+def summary(result: SetComparison) -> str:
+    """ "3 structure pairs compared, mean Dice 0.812; only in the reference (not compared, not in
+    the mean): Cord": a structure missing from one set is never silently left out."""
+    dice_values = [m.dice for _, _, m in result.rows]
+    text = f"{len(result.rows)} structure pair(s) compared"
+    if dice_values:
+        text += f", mean Dice {sum(dice_values) / len(dice_values):.3f}"
+    for names, where in ((result.only_reference, "reference"), (result.only_test, "test set")):
+        if names:
+            text += f"; only in the {where} (not compared, not in the mean): {', '.join(names)}"
+    return text
+
+
 def write_csv(result: SetComparison, path: str | Path) -> None:
-    """One row per structure pair; numbers unformatted (inf where a structure is empty)."""
+    """One row per structure pair, numbers unformatted (inf where a structure is empty); then a
+    row, without numbers, for each structure found in one set only, its note saying which."""
+    blank = [""] * len(COLUMNS)
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         names = [_CSV_NAMES.get(c[0], c[0]) for c in COLUMNS]
-        writer.writerow(["reference_structure", "test_structure", *names, "tolerance_mm"])
+        writer.writerow(["reference_structure", "test_structure", *names, "tolerance_mm", "note"])
         for a, b, metrics in result.rows:
             values = metrics.as_dict()
-            writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm])
+            writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm, ""])
+        for name in result.only_reference:
+            writer.writerow([name, "", *blank, result.tolerance_mm, "only in the reference: not compared"])
+        for name in result.only_test:
+            writer.writerow(["", name, *blank, result.tolerance_mm, "only in the test set: not compared"])
 
 
 def write_html(result: SetComparison, path: str | Path, *, title: str = "Structure comparison") -> None:
@@ -162,12 +181,6 @@ def render_html(result: SetComparison, *, title: str = "Structure comparison") -
     plots = "".join(
         f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' for alt, data in _plots(result)
     )
-    dice_values = [m.dice for _, _, m in result.rows]
-    summary = (
-        f"{len(result.rows)} structures compared; mean Dice {sum(dice_values) / len(dice_values):.3f}"
-        if dice_values
-        else "no structure in common"
-    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -182,7 +195,7 @@ img {{ max-width: 48%; margin: 0.5em 1% 0 0; }}
 <h1>{html.escape(title)}</h1>
 <p>Reference: <b>{html.escape(result.reference_label)}</b> &nbsp;
 Test: <b>{html.escape(result.test_label)}</b> &nbsp;
-Surface tolerance: {result.tolerance_mm:g} mm &nbsp; {html.escape(summary)}</p>
+Surface tolerance: {result.tolerance_mm:g} mm &nbsp; {html.escape(summary(result))}</p>
 {unmatched}
 <table><thead><tr><th>Structure</th>{headings}</tr></thead><tbody>
 {"".join(rows_html)}

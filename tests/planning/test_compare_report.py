@@ -39,11 +39,14 @@ def test_report_values_csv_and_html(tmp_path):
     assert result.only_reference == ["GTV"]
     write_csv(result, tmp_path / "table.csv")
     rows = list(csv.DictReader(open(tmp_path / "table.csv", encoding="utf-8")))
-    assert [r["reference_structure"] for r in rows] == ["Liver", "Kidney_L"]
+    # the GTV the model missed has its row (it was left out of the CSV, and of the mean unsaid)
+    assert [r["reference_structure"] for r in rows] == ["Liver", "Kidney_L", "GTV"]
     assert float(rows[0]["dice"]) == pytest.approx(0.8) and rows[0]["test_structure"] == "liver"
+    assert rows[2]["dice"] == "" and rows[2]["note"] == "only in the reference: not compared"
     page = render_html(result)
     assert page.count("data:image/png;base64,") == 2
     assert "Only in reference: GTV" in page and "Liver ↔ liver" in page and "0.800" in page
+    assert "mean Dice 0.900; only in the reference (not compared, not in the mean): GTV" in page
 
 
 def test_empty_structure_shows_inf_not_nan(tmp_path):

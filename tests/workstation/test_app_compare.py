@@ -76,15 +76,23 @@ def test_the_case_against_a_reference_structure_set_file(window, qtbot, tmp_path
     dialog.report_against(tmp_path / "expert.nii.gz", tmp_path / "report.html")
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
     wait_idle(qtbot, window)
-    rows = {
-        r["reference_structure"]: r for r in csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8"))
-    }
+    table = list(csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8")))
+    rows = {r["reference_structure"]: r for r in table if r["reference_structure"]}
     assert set(rows) == {"GTV", "Heart"} and float(rows["Heart"]["dice"]) == 1.0
+    # the case's structures the expert did not draw: rows without numbers, said so
+    assert [r["test_structure"] for r in table if not r["reference_structure"]] == [
+        "External",
+        "Lung_R",
+        "Lung_L",
+        "SpinalCord",
+        "Bone",
+    ]
     expected = compare(Mask.from_full(case.grid, gtv), case.structures["GTV"].mask, tolerance_mm=2.0)
     assert float(rows["GTV"]["dice"]) == pytest.approx(expected.dice)
     assert "data:image/png" in (tmp_path / "report.html").read_text(encoding="utf-8")
     note = dialog.report_note.text()
-    assert "2 structures compared" in note and "Not in this case: none" in note and "report.html" in note
+    assert "2 structure pair(s) compared, mean Dice" in note and "report.html" in note
+    assert "Not in this case (not compared, not in the mean): none" in note
     assert "not in expert.nii.gz: External, Lung_R, Lung_L, SpinalCord, Bone" in note
 
 

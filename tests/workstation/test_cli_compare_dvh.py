@@ -222,7 +222,8 @@ def test_compare_csv_names_its_units_and_unmatched_names_are_listed(tmp_path, ca
     assert main(["compare", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out)]) == 0
     row = next(csv.DictReader(open(out.with_suffix(".csv"), encoding="utf-8")))
     assert "relative_volume_difference_fraction" in row and "relative_volume_difference" not in row
-    assert "unmatched: in the reference only Label_2; in the test only none" in capsys.readouterr().out
+    said = "1 structure pair(s) compared, mean Dice 1.000; only in the reference (not compared, not in "
+    assert said + "the mean): Label_2" in capsys.readouterr().out
 
 
 def test_a_curves_file_that_cannot_be_finished_leaves_the_earlier_one_whole(tmp_path, monkeypatch, capsys):

@@ -184,7 +184,7 @@ class CompareDialog(QDialog):
         write the HTML report to `out` and its table beside it as CSV. The reference is read as
         the case's structures are: contours off the loaded images are left out, with a warning
         that the note and the report carry."""
-        from planning.compare_report import compare_sets, write_csv, write_html
+        from planning.compare_report import compare_sets, summary, write_csv, write_html
 
         case = self.window_.case
         volume, tolerance = case.volume, self.tolerance.value()
@@ -217,12 +217,12 @@ class CompareDialog(QDialog):
             result, warnings = outcome
             self.report = result
             self.report_button.setEnabled(True)
-            mean = sum(m.dice for _, _, m in result.rows) / len(result.rows)
             missing = ", ".join(result.only_reference) or "none"
             extra = ", ".join(result.only_test) or "none"
+            mean = summary(result).split(";")[0]
             self.report_note.setText(
-                f"{len(result.rows)} structures compared, mean Dice {mean:.3f}. Not in this case: "
-                f"{missing}; not in {reference.name}: {extra}. "
+                f"{mean}. Not in this case (not compared, not in the mean): {missing}; not in "
+                f"{reference.name}: {extra}. "
                 f'Report: <a href="{out.as_uri()}">{out.name}</a> (and {out.with_suffix(".csv").name})'
                 + _reading_note(reference.name, warnings)
             )

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from planning.compare_report import compare_sets, write_csv, write_html
+    from planning.compare_report import compare_sets, summary, write_csv, write_html
     from planning.imageio import is_image_file, load_volume, read_image_file
     from planning.structure_io import label_names, load_structures, read_names_file
     from workstation.cli.outputs import check_distinct, check_output_file
@@ -76,9 +76,7 @@ def run(args) -> int:
             f"{label:<28} Dice {m.dice:.3f}  HD95 {m.hd95_mm:6.1f} mm  surface Dice {m.surface_dice:.3f}  "
             f"APL {m.added_path_length_mm:7.0f} mm"
         )
-    if result.only_reference or result.only_test:
-        only = [", ".join(names) or "none" for names in (result.only_reference, result.only_test)]
-        print(f"unmatched: in the reference only {only[0]}; in the test only {only[1]}")
+    print(summary(result))
     print(f"wrote {args.out} and {csv_path}")
     return 0
 
