@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
-from PyQt6.QtGui import QMouseEvent, QWheelEvent
+from PyQt6.QtGui import QCursor, QImage, QMouseEvent, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 
 WINDOW_SIZE = (1280, 860)
@@ -80,7 +80,29 @@ def show_sample(window, shape=(40, 128, 128)):
 def grab(widget) -> np.ndarray:
     """The widget as rendered now: (height, width, 3) uint8 RGB."""
     widget.repaint()
-    image = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
+    return _rgb(widget.grab().toImage())
+
+
+def on_screen(widget) -> np.ndarray:
+    """What the display shows where `widget` is, native windows (the 3D view's) included:
+    (height, width, 3) uint8 RGB."""
+    widget.repaint()
+    QApplication.processEvents()
+    corner = widget.mapToGlobal(QPoint(0, 0))
+    shown = widget.screen().grabWindow(0, corner.x(), corner.y(), widget.width(), widget.height())
+    return _rgb(shown.toImage())
+
+
+def point_at(qtbot, widget, pos: QPoint) -> None:
+    """Move the real pointer to `pos` in `widget` (as the user does): the display's enter and
+    move events follow, and `widget.underMouse()` becomes true."""
+    QCursor.setPos(widget.mapToGlobal(QPoint(-2, -2)))  # from outside: the pointer enters it
+    QCursor.setPos(widget.mapToGlobal(pos))
+    qtbot.waitUntil(widget.underMouse, timeout=3000)
+
+
+def _rgb(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
     width, height = image.width(), image.height()
     buffer = image.constBits()
     buffer.setsize(image.sizeInBytes())

@@ -8,6 +8,8 @@ from support.app import (
     colour_near,
     drag,
     grab,
+    on_screen,
+    point_at,
     show_sample,
     wait_idle,
     wheel,
@@ -171,6 +173,18 @@ def test_maximise_one_view_and_restore(window, qtbot):
     qtbot.waitUntil(lambda: window.views["coronal"].width() > 0.9 * window.grid.width())
     window.grid.toggle("coronal")
     assert all(frame.isVisible() for frame in window.grid.frames.values())
+
+
+def test_each_2d_view_is_on_screen_and_under_the_pointer_over_it(window, qtbot):
+    """The 3D view's native window lay over the axial view: the display showed the 3D view there,
+    and the pointer over the axial view was over the 3D view (keys for the view under the mouse
+    went nowhere). `grab` draws each widget by itself and could not see it."""
+    show_sample(window)
+    qtbot.waitUntil(window.view3d.is_ready, timeout=60_000)
+    for view in window.views.values():
+        assert np.abs(on_screen(view).astype(int) - grab(view)).mean() < 1.0, view.view
+        point_at(qtbot, view, view.rect().center())
+        assert not window.view3d.underMouse()
 
 
 def test_true_geometry_anisotropic_and_oblique(window):

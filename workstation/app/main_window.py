@@ -42,6 +42,7 @@ from workstation.app.tools.draw import DrawTool
 from workstation.app.tools.region import EraseRegionTool, FillTool
 from workstation.app.tools.seeded import SeededTool
 from workstation.app.view_grid import ViewGrid
+from workstation.app.view_keys import ViewKeys
 from workstation.app.viewstate import ViewState
 from workstation.app.windowing import AUTOMATIC, PRESETS, Window, auto_window
 
@@ -126,6 +127,8 @@ class MainWindow(QMainWindow):
             [self.docks.browser_dock, self.docks.structures_dock], [220, 330], Qt.Orientation.Horizontal
         )
         self._restore_window_settings()
+        self.view_keys = ViewKeys(self)
+        self.view_keys.install()
 
     # -- construction --------------------------------------------------------------------------
 
@@ -430,9 +433,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 15000)
         self.messages.add("WARNING", text)
 
+    def view_under_mouse(self) -> SliceView | None:
+        """The 2D view under the pointer: the one keys and tools act on (`view_keys`)."""
+        return next((v for v in self.views.values() if v.underMouse()), None)
+
     def keyPressEvent(self, event) -> None:  # noqa: N802
         tool = self.tools.active
-        view = next((v for v in self.views.values() if v.underMouse()), None)
+        view = self.view_under_mouse()
         if tool is not None and view is not None and tool.key_pressed(view, event.key()):
             return
         super().keyPressEvent(event)
@@ -491,6 +498,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.saving.close(event):
+            self.view_keys.remove()
             super().closeEvent(event)
 
     def screenshot(self) -> QImage:

@@ -23,6 +23,7 @@ HELP_TEXT = """Views
   F1–F6: CT window presets (HU; not on MR)     F7: the window the image opened with
   Middle-drag or Shift+left-drag: pan     Left click (Navigate): move the linked crosshair
   Double-click a view's title bar: maximise / restore it
+  Keys act on the view under the pointer, whatever has the focus (not a name or value being typed)
 
 Tools (on the selected structure)
   B brush, E eraser ([ and ] change the size; Ctrl swaps paint/erase), D draw (drag: freehand;

@@ -8,7 +8,8 @@ its bounding box covers, and repaints only that region.
 
 Mouse: wheel scrolls slices (Ctrl+wheel zooms about the pointer), right-drag changes window/level,
 middle-drag (or Shift+left-drag) pans, left button goes to the active tool, or moves the crosshair
-when no tool is active. Keys: Up/Down/PageUp/PageDown scroll, +/- zoom, R resets zoom.
+when no tool is active. Keys: Up/Down/PageUp/PageDown scroll, +/- zoom, R resets zoom; the main
+window gives them to the view under the pointer, whichever widget has the focus (`view_keys`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ MARK_COLOR = QColor(255, 80, 220)
 TEXT_COLOR = QColor(235, 235, 235)
 ZOOM_RANGE = (0.25, 32.0)
 SCALE_BAR_STEPS_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+#: Slices each key scrolls by, and the factor each key zooms by.
+SCROLL_KEYS = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageUp: 10, Qt.Key.Key_PageDown: -10}
+ZOOM_KEYS = {Qt.Key.Key_Plus: 1.25, Qt.Key.Key_Equal: 1.25, Qt.Key.Key_Minus: 1 / 1.25}
+#: Every key a view acts on (R resets the zoom).
+VIEW_KEYS = frozenset({*SCROLL_KEYS, *ZOOM_KEYS, Qt.Key.Key_R})
 
 
 @dataclass
@@ -519,13 +525,10 @@ class SliceView(QWidget):
         if self.case is None:
             return super().keyPressEvent(event)
         key = event.key()
-        steps = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageUp: 10, Qt.Key.Key_PageDown: -10}
-        if key in steps:
-            self.scroll(steps[key])
-        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
-            self.set_zoom(self.zoom * 1.25)
-        elif key == Qt.Key.Key_Minus:
-            self.set_zoom(self.zoom / 1.25)
+        if key in SCROLL_KEYS:
+            self.scroll(SCROLL_KEYS[key])
+        elif key in ZOOM_KEYS:
+            self.set_zoom(self.zoom * ZOOM_KEYS[key])
         elif key == Qt.Key.Key_R:
             self.reset_view()
         else:

@@ -46,6 +46,11 @@ class ViewFrame(QFrame):
         layout.setContentsMargins(1, 1, 1, 1)
         layout.setSpacing(0)
         layout.addWidget(bar)
+        # Native content (the 3D view's OpenGL window) goes into a native frame: put into this one
+        # while alien, its X window stayed the grid's child at the frame's offset, over the axial
+        # view, hiding it on screen and taking its mouse events.
+        if content.testAttribute(Qt.WidgetAttribute.WA_NativeWindow):
+            self.winId()
         layout.addWidget(content, 1)
         bar.mouseDoubleClickEvent = lambda event: self.maximise_requested.emit(self.key)
 

@@ -81,6 +81,8 @@ class Tool(QObject):
     tip = ""
     #: Default settings; their types decide how QSettings values are read back.
     defaults: dict[str, Any] = {}
+    #: The keys `key_pressed` acts on.
+    keys: frozenset[Qt.Key] = frozenset()
 
     def __init__(self, context: ToolContext):
         super().__init__()
@@ -188,7 +190,7 @@ class Tool(QObject):
         view.update()
 
     def key_pressed(self, view: SliceView, key: int) -> bool:
-        """A key pressed over a view; True when the tool used it."""
+        """A key pressed over a view (one of `keys`); True when the tool used it."""
         return False
 
     def paint(self, view: SliceView, painter: QPainter) -> None:

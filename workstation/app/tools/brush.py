@@ -54,6 +54,7 @@ class BrushTool(ValueRangeTool):
     tip = "Paint the selected structure (Ctrl: erase; [ and ]: size)"
     erase = False
     defaults = {"radius_mm": 5.0, "sphere": False, "hu_limit": False, "hu_min": -200, "hu_max": 300}
+    keys = frozenset({Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight})
 
     def __init__(self, context):
         super().__init__(context)

@@ -27,6 +27,7 @@ class DrawTool(Tool):
     shortcut = "D"
     tip = "Freehand (drag) or polygon (click vertices, double-click to close); Ctrl subtracts"
     defaults = {"subtract": False}
+    keys = frozenset({Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter})
 
     def __init__(self, context):
         super().__init__(context)

@@ -23,6 +23,7 @@ class SeededTool(Tool):
     shortcut = "S"
     tip = "Click inside a tumour to delineate it in 3D; Ctrl+click outside to refine; Esc to restart"
     defaults: dict = {}
+    keys = frozenset({Qt.Key.Key_Escape})
 
     def __init__(self, context):
         super().__init__(context)
