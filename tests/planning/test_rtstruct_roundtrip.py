@@ -112,6 +112,31 @@ def test_round_trip_on_analytic_shapes(case, kind, options):
             assert contour_volume_cc(path, name, SPACING[2]) == pytest.approx(true_cc, rel=0.01), name
 
 
+def test_simplifying_that_changes_a_volume_by_more_than_2_percent_says_so(case):
+    """Douglas–Peucker changed volumes without a word (a small GTV −27.8 % at 2 mm): a change of
+    more than 2 % is a warning with the volumes before and after, as the file is read back."""
+    folder, volume, _, truth, out = case
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Simplified")
+    notched = np.zeros(volume.grid.shape, bool)
+    notched[10:14, 1:71, 5:75] = True
+    for start in (5, 20, 35, 50):  # 1 pixel deep, 10 wide: a simplified outline runs over them
+        notched[10:14, 1, 5 + start : 15 + start] = notched[10:14, 70, 5 + start : 15 + start] = False
+        notched[10:14, 1 + start : 11 + start, 5] = notched[10:14, 1 + start : 11 + start, 74] = False
+    for name, mask in (("Notched", notched), ("Box", truth["Box"][0])):
+        structures.add(Structure(name, Mask.from_full(volume.grid, mask)))
+    path = out / "simplified_2mm.dcm"
+    warnings = write_rtstruct(structures, volume, path, simplify_mm=2.0)
+    back = read_rtstruct(path, volume)
+    before, after = structures["Notched"].volume_cc, back["Notched"].volume_cc
+    assert after > 1.02 * before
+    change = f"({100 * (after / before - 1):+.1f} %)"
+    assert warnings == [
+        f"Notched: simplifying its contours (2 mm) changes its volume from {before:.3f} to {after:.3f} cc "
+        f"{change}; export it without simplifying to keep its volume"
+    ]
+    assert back["Box"].volume_cc == structures["Box"].volume_cc
+
+
 def test_plastimatch_reads_delineo_files_like_delineo(case):
     folder, volume, structures, truth, out = case
     for kind, options in (("pm_plain", {}), ("pm_keyhole", {"keyhole": True})):

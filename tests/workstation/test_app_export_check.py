@@ -183,3 +183,26 @@ def test_derived_structures_out_of_date_are_named_and_may_still_be_exported(wind
     assert ptv in _report(export) and not any(line.startswith("WARNING: CTV") for line in _report(export))
     export.write_button.click()
     assert "PTV" in _written_names(tmp_path / "RS.dcm")
+
+
+def test_simplifying_that_changes_a_volume_is_a_warning_of_the_check(window, qtbot, tmp_path):
+    """Contours simplified at export changed volumes without a word: the check says by how much."""
+    from planning.structures import Mask
+
+    case = show_sample(window, shape=(40, 256, 256))  # 1.95 mm pixels
+    notched = np.zeros(case.grid.shape, bool)
+    notched[18:22, 60:130, 60:130] = True
+    for start in (5, 20, 35, 50):  # 1 pixel deep, 10 wide: a 2 mm simplified outline runs over them
+        notched[18:22, (60, 129), 60 + start : 70 + start] = False
+        notched[18:22, 60 + start : 70 + start, (60, 129)] = False
+    case.new_structure("Notched", mask=Mask.from_full(case.grid, notched))
+    export = window.export_rtstruct()
+    for row in range(export.structure_list.count()):  # the notched one alone: a quick check
+        if export.structure_list.item(row).text().split()[0] != "Notched":
+            export.structure_list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    export.simplify.setValue(2.0)
+    export.run_check()
+    qtbot.waitUntil(lambda: export.write_button.isEnabled(), timeout=60_000)
+    [warning] = [line for line in _report(export) if line.startswith("WARNING: Notched: simplifying")]
+    before, after = notched.sum() * case.grid.voxel_volume_cc, 4 * 70 * 70 * case.grid.voxel_volume_cc
+    assert f"(2 mm) changes its volume from {before:.3f} to {after:.3f} cc (+3.4 %)" in warning  # filled
