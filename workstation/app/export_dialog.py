@@ -83,7 +83,10 @@ class ExportDialog(QDialog):
         self.simplify.setRange(0.0, 2.0)
         self.simplify.setSingleStep(0.1)
         self.simplify.setSuffix(" mm")
-        self.simplify.setToolTip("Douglas–Peucker tolerance (0 keeps every boundary vertex)")
+        self.simplify.setToolTip(
+            "Douglas–Peucker tolerance (0 keeps every boundary vertex); at most 5 % of each contour's "
+            "size, so that small targets keep their volume"
+        )
         form.addRow("Simplify contours", self.simplify)
         self.keyhole = QCheckBox(
             "Keyhole holes into their outer contour (for systems without even-odd filling)"
