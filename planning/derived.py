@@ -274,18 +274,43 @@ def stale(structure_set: StructureSet) -> list[str]:
     """Derived structures out of date, in the set's order: those whose sources have changed (or
     vanished) since they were built, and those built from them (a PTV grown from a CTV whose GTV
     was edited)."""
+    return list(why_stale(structure_set))
+
+
+def why_stale(structure_set: StructureSet) -> dict[str, str]:
+    """The derived structures out of date (`stale`), in the set's order, each with why in words:
+    "derived from GTV-1, which changed since", "…, which is no longer in the set", or "derived
+    from CTV, which is out of date itself" for one built from another stale structure."""
     table = _table(structure_set)
-    changed = []
+    changed: dict[str, list[str]] = {}
+    gone: dict[str, list[str]] = {}
     for structure in structure_set:
         recipe = structure.recipe
         if not recipe or "op" not in recipe:
             continue
-        names = sources(recipe)
+        names = sorted(sources(recipe))
         built = recipe.get("built_from", {})
-        if any(n not in table for n in names) or fingerprints(table, names) != built:
-            changed.append(structure.name)
-    out_of_date = set(_with_dependents(structure_set, changed))
-    return [name for name in structure_set.names() if name in out_of_date]
+        now = fingerprints(table, [n for n in names if n in table])
+        changed[structure.name] = [n for n in now if now[n] != built.get(n)]
+        gone[structure.name] = [n for n in names if n not in table]
+    out_of_date = set(_with_dependents(structure_set, [n for n in changed if changed[n] or gone[n]]))
+    reasons = {}
+    for structure in structure_set:
+        if structure.name not in out_of_date:
+            continue
+        name = structure.name
+        behind = sorted((sources(structure.recipe) & out_of_date) - set(changed[name]))
+        clauses = [
+            f"{', '.join(names)}, which {one if len(names) == 1 else many}"
+            for names, one, many in (
+                (changed[name], "changed since", "changed since"),
+                (gone[name], "is no longer in the set", "are no longer in the set"),
+                (behind, "is out of date itself", "are out of date themselves"),
+            )
+            if names
+        ]
+        reasons[name] = "derived from " + "; from ".join(clauses)
+    return reasons
 
 
 def rebuild(

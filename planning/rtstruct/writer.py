@@ -50,6 +50,7 @@ from planning.dicom.references import check_references
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
+from planning.geometry import Grid
 from planning.rtstruct import contours as planar
 from planning.structures import RoiType, Structure, StructureSet
 from planning.volume import SliceRef, Volume
@@ -65,6 +66,8 @@ DEFAULT_MIN_ISLAND_MM2 = 1.0
 DECIMALS = 3
 #: Coordinates at or above this (mm) do not fit in 16 characters with 3 decimals.
 MAX_COORDINATE_MM = 1e11
+#: Simplifying a structure's contours is warned of when it changes its volume by more than this.
+SIMPLIFY_VOLUME_CHANGE = 0.02
 
 _CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
 _Contour = tuple[bytes, int, str, SliceRef | None]  # ContourData (DS), number of points, type, image
@@ -90,7 +93,8 @@ def write_rtstruct(
         structure_set: the structures; their grid must be the volume's.
         volume: the image series as loaded from DICOM (its identity and slice references).
         path: the file to write.
-        simplify_mm: Douglas–Peucker tolerance in mm (0: keep every boundary vertex).
+        simplify_mm: Douglas–Peucker tolerance in mm (0: keep every boundary vertex); a
+            structure whose volume it changes by more than 2 % gets a warning.
         keyhole: join holes to their outer boundary (for systems that do not fill even-odd).
         min_island_mm2: islands and holes enclosing less than this are dropped, with a warning.
         label: StructureSetLabel (16 characters at most); default: the structure set's label.
@@ -336,7 +340,10 @@ def _traced_contours(
             parts.append(f"{int(holes.sum())} hole(s) filled")
         warnings.append(f"{name}: {' and '.join(parts)}, each under {min_island_mm2:g} mm² ({where})")
         loops = loops.select(~small)
-    loops = planar.simplify(loops, simplify_mm, spacing_xy)
+    if simplify_mm > 0:
+        simplified = planar.simplify(loops, simplify_mm, spacing_xy)
+        warnings += _volume_change(name, loops, simplified, planes.grid, simplify_mm)
+        loops = simplified
     if keyhole:
         loops, unjoined = planar.keyhole(loops)
         if unjoined:
@@ -363,6 +370,21 @@ def _traced_contours(
     return [
         (values, size, "CLOSED_PLANAR", planes.slices[k])
         for values, size, k in zip(data, sizes, loops.planes.tolist(), strict=True)
+    ]
+
+
+def _volume_change(
+    name: str, traced: planar.Loops, simplified: planar.Loops, grid: Grid, simplify_mm: float
+) -> list[str]:
+    """A warning when simplifying changed the volume by more than `SIMPLIFY_VOLUME_CHANGE`, the
+    volume being that of the voxels whose centres the contours enclose (as they are read back)."""
+    before, after = (int(planar.rasterize(loops, grid.shape)[0].sum()) for loops in (traced, simplified))
+    if not before or abs(after / before - 1) <= SIMPLIFY_VOLUME_CHANGE:
+        return []
+    return [
+        f"{name}: simplifying its contours ({simplify_mm:g} mm) changes its volume from "
+        f"{before * grid.voxel_volume_cc:.3f} to {after * grid.voxel_volume_cc:.3f} cc "
+        f"({100 * (after / before - 1):+.1f} %); export it without simplifying to keep its volume"
     ]
 
 

@@ -102,6 +102,30 @@ def test_rebuilding_a_derived_structure_rebuilds_those_built_from_it():
     assert np.array_equal(structure_set["PTV"].mask.full(), expected.full())
 
 
+def test_why_a_derived_structure_is_out_of_date_names_its_sources():
+    """The export check warns with these: the CTV's GTV changed, the PTV's CTV is out of date,
+    the ring's body is gone."""
+    from planning.derived import derive, why_stale
+    from planning.structures import Structure, StructureSet
+
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("GTV", A.copy()))
+    structure_set.add(Structure("BODY", B.copy()))
+    structure_set.add(derive({"op": "expand", "source": "GTV", "margins": 2}, structure_set, name="CTV"))
+    structure_set.add(derive({"op": "expand", "source": "CTV", "margins": 4}, structure_set, name="PTV"))
+    ring = {"op": "subtract", "sources": ["BODY", "PTV", "GTV"]}
+    structure_set.add(derive(ring, structure_set, name="Ring"))
+    assert why_stale(structure_set) == {}
+    structure_set.set_mask("GTV", B.copy())
+    structure_set.remove("BODY")
+    assert why_stale(structure_set) == {
+        "CTV": "derived from GTV, which changed since",
+        "PTV": "derived from CTV, which is out of date itself",
+        "Ring": "derived from GTV, which changed since; from BODY, which is no longer in the set; "
+        "from PTV, which is out of date itself",
+    }
+
+
 def test_a_result_written_into_its_own_source_is_an_edit_not_a_recipe():
     """ "Bone" = Bone + 3 mm kept a recipe reading Bone: it was stale at once, and every rebuild
     grew it by another 3 mm."""

@@ -112,6 +112,67 @@ def test_round_trip_on_analytic_shapes(case, kind, options):
             assert contour_volume_cc(path, name, SPACING[2]) == pytest.approx(true_cc, rel=0.01), name
 
 
+def test_simplifying_that_changes_a_volume_by_more_than_2_percent_says_so(case):
+    """Douglas–Peucker changed volumes without a word (a small GTV −27.8 % at 2 mm): a change of
+    more than 2 % is a warning with the volumes before and after, as the file is read back."""
+    folder, volume, _, truth, out = case
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Simplified")
+    notched = np.zeros(volume.grid.shape, bool)
+    notched[10:14, 1:71, 5:75] = True
+    for start in (5, 20, 35, 50):  # 1 pixel deep, 10 wide: a simplified outline runs over them
+        notched[10:14, 1, 5 + start : 15 + start] = notched[10:14, 70, 5 + start : 15 + start] = False
+        notched[10:14, 1 + start : 11 + start, 5] = notched[10:14, 1 + start : 11 + start, 74] = False
+    for name, mask in (("Notched", notched), ("Box", truth["Box"][0])):
+        structures.add(Structure(name, Mask.from_full(volume.grid, mask)))
+    path = out / "simplified_2mm.dcm"
+    warnings = write_rtstruct(structures, volume, path, simplify_mm=2.0)
+    back = read_rtstruct(path, volume)
+    before, after = structures["Notched"].volume_cc, back["Notched"].volume_cc
+    assert after > 1.02 * before
+    change = f"({100 * (after / before - 1):+.1f} %)"
+    assert warnings == [
+        f"Notched: simplifying its contours (2 mm) changes its volume from {before:.3f} to {after:.3f} cc "
+        f"{change}; export it without simplifying to keep its volume"
+    ]
+    assert back["Box"].volume_cc == structures["Box"].volume_cc
+
+
+def test_simplifying_keeps_small_targets_and_still_simplifies_large_outlines(case):
+    """At 2 mm a GTV 12 mm across lost 27.8 % of its volume and its PTV 5.8 % (Douglas–Peucker
+    chords cut convex outlines inwards): each contour's tolerance is now at most 5 % of its size."""
+    from planning.margins import expand
+
+    folder, volume, _, _, out = case
+    grid = volume.grid
+    y, x = np.indices(grid.shape[1:])
+    radius = np.hypot((y - 36) * SPACING[1], (x - 40) * SPACING[0])  # mm, in each plane
+    gtv = np.zeros(grid.shape, bool)
+    gtv[16:19] = radius <= 4.5
+    gtv[17] = radius <= 6.0
+    gtv = Mask.from_full(grid, gtv)
+    structures = StructureSet(grid, volume.frame_of_reference_uid, "Simplified")
+    for name, mask in (
+        ("GTV", gtv),
+        ("PTV", expand(gtv, 5)),
+        ("External", Mask.from_full(grid, np.repeat([radius <= 30], grid.shape[0], axis=0))),
+    ):
+        structures.add(Structure(name, mask))
+    plain, simplified = out / "unsimplified.dcm", out / "simplified_small.dcm"
+    write_rtstruct(structures, volume, plain)
+    assert write_rtstruct(structures, volume, simplified, simplify_mm=2.0) == []
+    back = read_rtstruct(simplified, volume)
+    for name in ("GTV", "PTV", "External"):
+        assert back[name].volume_cc == pytest.approx(structures[name].volume_cc, rel=0.02), name
+    points = {
+        path: [
+            sum(c.NumberOfContourPoints for c in roi.ContourSequence)
+            for roi in pydicom.dcmread(path).ROIContourSequence
+        ]
+        for path in (plain, simplified)
+    }
+    assert points[simplified][2] < 0.2 * points[plain][2]  # the outline 60 mm across: 1.5 mm
+
+
 def test_plastimatch_reads_delineo_files_like_delineo(case):
     folder, volume, structures, truth, out = case
     for kind, options in (("pm_plain", {}), ("pm_keyhole", {"keyhole": True})):

@@ -1,10 +1,13 @@
 """The RTSTRUCT export's check is of what the case holds: any change after it makes Write and Send
-wait for a new one, it reads a snapshot of the structures, and it names auto-contours not reviewed."""
+wait for a new one, it reads a snapshot of the structures, and it names auto-contours not reviewed
+and derived structures out of date."""
 
 import threading
 
+import numpy as np
 import pydicom
 import pytest
+from PyQt6.QtCore import Qt
 from support.app import show_sample, wait_idle
 
 from planning.structures import Structure
@@ -153,3 +156,53 @@ def test_brush_strokes_neither_relist_nor_count_the_structures_on_the_gui_thread
     case.set_properties("Heart", name="Heart_clinical")
     assert listed == [1] and export.structure_list.item(row).text().startswith("Heart_clinical  (")
     assert threading.main_thread() not in counted_on
+
+
+def test_derived_structures_out_of_date_are_named_and_may_still_be_exported(window, qtbot, tmp_path):
+    """A CTV and PTV grown from a GTV edited since were exported without a word (the table showed
+    ⟳, the check listed only names and dciodvfy notes): each exported one is now a warning saying
+    what it was derived from; Write and Send stay enabled."""
+    from workstation.app import services
+
+    case = show_sample(window, shape=(40, 128, 128))
+    for name, source in (("CTV", "GTV"), ("PTV", "CTV")):
+        recipe = {"op": "expand", "source": source, "margins": 5}
+        case.derive_into(name, services.derive(recipe, case.structures, name=name), f"Expand {source}")
+    k = case.structures["GTV"].mask.offset[0]
+    case.edit_region("Brush", "GTV", (slice(k, k + 1), slice(2, 6), slice(2, 6)), np.ones((1, 4, 4), bool))
+    advice = "; rebuild it (Structures ▸ Rebuild derived structures) or it is exported as it is"
+    ctv = "WARNING: CTV: derived from GTV, which changed since" + advice
+    ptv = "WARNING: PTV: derived from CTV, which is out of date itself" + advice
+    export = _checked_export(window, qtbot, tmp_path / "RS.dcm")
+    assert _report(export)[:2] == [ctv, ptv]
+    assert export.send_button.isEnabled()
+    row = case.structures.names().index("CTV")
+    export.structure_list.item(row).setCheckState(Qt.CheckState.Unchecked)  # its source is the case's
+    export.run_check()
+    qtbot.waitUntil(lambda: export.write_button.isEnabled(), timeout=60_000)
+    assert ptv in _report(export) and not any(line.startswith("WARNING: CTV") for line in _report(export))
+    export.write_button.click()
+    assert "PTV" in _written_names(tmp_path / "RS.dcm")
+
+
+def test_simplifying_that_changes_a_volume_is_a_warning_of_the_check(window, qtbot, tmp_path):
+    """Contours simplified at export changed volumes without a word: the check says by how much."""
+    from planning.structures import Mask
+
+    case = show_sample(window, shape=(40, 256, 256))  # 1.95 mm pixels
+    notched = np.zeros(case.grid.shape, bool)
+    notched[18:22, 60:130, 60:130] = True
+    for start in (5, 20, 35, 50):  # 1 pixel deep, 10 wide: a 2 mm simplified outline runs over them
+        notched[18:22, (60, 129), 60 + start : 70 + start] = False
+        notched[18:22, 60 + start : 70 + start, (60, 129)] = False
+    case.new_structure("Notched", mask=Mask.from_full(case.grid, notched))
+    export = window.export_rtstruct()
+    for row in range(export.structure_list.count()):  # the notched one alone: a quick check
+        if export.structure_list.item(row).text().split()[0] != "Notched":
+            export.structure_list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    export.simplify.setValue(2.0)
+    export.run_check()
+    qtbot.waitUntil(lambda: export.write_button.isEnabled(), timeout=60_000)
+    [warning] = [line for line in _report(export) if line.startswith("WARNING: Notched: simplifying")]
+    before, after = notched.sum() * case.grid.voxel_volume_cc, 4 * 70 * 70 * case.grid.voxel_volume_cc
+    assert f"(2 mm) changes its volume from {before:.3f} to {after:.3f} cc (+3.4 %)" in warning  # filled

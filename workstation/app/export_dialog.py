@@ -3,10 +3,11 @@ or send it to the planning system.
 
 The check runs first, in a worker, on a snapshot of the structures taken when it starts: the
 RTSTRUCT is written to a temporary file and checked the way a planning system would read it
-(`services.check_rtstruct`); the findings, the writer's own warnings and the auto-contours not yet
-reviewed are listed. "Write" then puts exactly that checked file at the chosen path; "Send" sends
-it to a DICOM node (C-STORE, `planning.dicom.network`), remembered for next time. Any change to
-the case or the options after the check starts makes it stale: Write and Send wait for a new one.
+(`services.check_rtstruct`); the findings, the writer's own warnings, the derived structures out
+of date (a PTV whose CTV was edited since) and the auto-contours not yet reviewed are listed.
+"Write" then puts exactly that checked file at the chosen path; "Send" sends it to a DICOM node
+(C-STORE, `planning.dicom.network`), remembered for next time. Any change to the case or the
+options after the check starts makes it stale: Write and Send wait for a new one.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ class ExportDialog(QDialog):
         self.simplify.setRange(0.0, 2.0)
         self.simplify.setSingleStep(0.1)
         self.simplify.setSuffix(" mm")
-        self.simplify.setToolTip("Douglas–Peucker tolerance (0 keeps every boundary vertex)")
+        self.simplify.setToolTip(
+            "Douglas–Peucker tolerance (0 keeps every boundary vertex); at most 5 % of each contour's "
+            "size, so that small targets keep their volume"
+        )
         form.addRow("Simplify contours", self.simplify)
         self.keyhole = QCheckBox(
             "Keyhole holes into their outer contour (for systems without even-odd filling)"
@@ -223,6 +227,7 @@ class ExportDialog(QDialog):
         source = self.case.structures
         # masks shared copy-on-write: edits from now on are not seen
         subset = source.snapshot(self.selected_names(), self.label_edit.text() or "Delineo")
+        everything = source.snapshot()  # the sources of derived structures, exported or not
         volume = self.case.volume
         options = {
             "simplify_mm": self.simplify.value(),
@@ -242,7 +247,8 @@ class ExportDialog(QDialog):
             )
             on_progress("Checking the RTSTRUCT", 0, 1)
             findings = [("warning", w) for w in warnings] + services.check_rtstruct(target, volume)
-            return target, _review_findings(subset) + findings
+            stale = _stale_findings(services.why_stale(everything), subset.names())
+            return target, stale + _review_findings(subset) + findings
 
         def done(result):
             if number != self._current_check:  # stale: a later check runs, or the case changed
@@ -377,6 +383,19 @@ def _finding_item(level: str, text: str) -> QListWidgetItem:
     item = QListWidgetItem(f"{level.upper()}: {text}" if level != "ok" else text)
     item.setForeground(colours.get(level, QColor(60, 60, 60)))
     return item
+
+
+def _stale_findings(reasons: dict[str, str], exported: list[str]) -> list[tuple[str, str]]:
+    """A warning for each exported derived structure out of date, saying why (`reasons`, by name:
+    `services.why_stale`): exported all the same, as it is."""
+    return [
+        (
+            "warning",
+            f"{name}: {why}; rebuild it (Structures ▸ Rebuild derived structures) or it is exported as it is",
+        )
+        for name, why in reasons.items()
+        if name in exported
+    ]
 
 
 def _review_findings(structures: StructureSet) -> list[tuple[str, str]]:

@@ -167,6 +167,12 @@ def stale_structures(structure_set) -> list[str]:
     return derived.stale(structure_set)
 
 
+def why_stale(structure_set) -> dict[str, str]:
+    """The derived structures out of date, each with why in words ("derived from CTV, which changed
+    since"): `planning.derived.why_stale` (hashes masks: a worker)."""
+    return _module("planning.derived", "Derived structures").why_stale(structure_set)
+
+
 def rebuild(structure_set, names: list[str], on_progress=None, cancel=None) -> list:
     """New versions of derived structures `names` and of those built from them (sources first),
     computed from a snapshot of the set without touching it; returns the new Structures in order."""

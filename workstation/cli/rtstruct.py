@@ -35,7 +35,10 @@ def register(subparsers) -> None:
         "--out", type=Path, required=True, help="RTSTRUCT file to write (.dcm; .seg.dcm: DICOM-SEG)"
     )
     export.add_argument(
-        "--simplify-mm", type=non_negative, default=0.0, help="contour simplification tolerance (mm)"
+        "--simplify-mm",
+        type=non_negative,
+        default=0.0,
+        help="contour simplification tolerance (mm; at most 5%% of each contour's size)",
     )
     export.add_argument(
         "--keyhole", action="store_true", help="join holes to their outline (keyhole contours)"
