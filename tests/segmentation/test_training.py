@@ -520,7 +520,9 @@ def test_evaluation_scores_the_patients_it_is_given_in_their_order(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_hd95_agrees_with_deepmind_surface_distance():
+def test_hd95_is_deepmind_surface_distance_s_and_delineo_compare_s():
+    """The model card's HD95 was computed between face-neighbour surface voxel centres: up to
+    3.1 mm from `delineo compare`'s on OpenKBP organs. It is now the same definition."""
     surface_distance = pytest.importorskip("surface_distance")
     shape = (30, 40, 40)
     a = _sphere(shape, (15, 20, 20), 9)
@@ -529,7 +531,7 @@ def test_hd95_agrees_with_deepmind_surface_distance():
     theirs = surface_distance.compute_robust_hausdorff(
         surface_distance.compute_surface_distances(a, b, spacing), 95
     )
-    assert hd95(a, b, spacing) == pytest.approx(theirs, abs=max(spacing))
+    assert hd95(a, b, spacing) == pytest.approx(theirs, abs=1e-6)
 
 
 # ---------------------------------------------------------------- training, resume, export
