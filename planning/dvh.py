@@ -11,16 +11,20 @@ of a dose voxel — dicompyler-core #243 shows DVHs of small structures off by G
 Two sources of geometry:
 
 - **planar contours** (`Structure.contours` or an RTSTRUCT read without its images): each
-  contour plane is a slab reaching halfway to the neighbouring planes: one plane spacing thick,
-  centred on it, on an evenly spaced CT (the convention of treatment planning systems and of
-  dicompyler-core), and following the slices where their spacing changes. Inside means inside
-  an odd number of the plane's contours (holes). No CT is needed. The planes must be parallel to
-  the dose frames. Where the structure ends (no neighbouring plane, or a gap of over 1.5 slice
-  spacings: a slice left without contour), the slab reaches `end_cap_mm` past the plane: half
-  its slice spacing by default. dicompyler-core's "interpolation between planes" repeats the
-  nearest plane on a finer grid from the first plane to the last, which amounts to an end cap of
-  a sixth of the spacing; that, not the interpolation, is what makes its small-structure DVHs
-  differ from the slab convention.
+  contour plane is a slab one image slice thick (`planning.contour_slabs`): reaching halfway to
+  the neighbouring images, on an evenly spaced CT one slice spacing centred on it (the
+  convention of treatment planning systems and of dicompyler-core), and its own slice where the
+  spacing changes. A structure drawn on slices that are not neighbours (two lesions, a lone
+  slice, every other slice) is separate slabs, each with its own ends, never one across the
+  gap. The slices are the images' when known (a Structure's image grid, or the `slices` given);
+  without images they are estimated from the contour planes of the structure set, and the DVH's
+  warnings say when a structure's thickness is a guess. Inside means inside an odd number of the
+  plane's contours (holes). No CT is needed. The planes must be parallel to the dose frames.
+  Where the structure ends the slab reaches `end_cap_mm` past the plane: half its slice by
+  default. dicompyler-core's "interpolation between planes" repeats the nearest plane on a
+  finer grid from the first plane to the last, which amounts to an end cap of a sixth of the
+  spacing; that, not the interpolation, is what makes its small-structure DVHs differ from the
+  slab convention.
 - **a mask** on the image grid: samples take the value of the image voxel they fall in.
 
 Metrics come from the samples themselves, not from histogram bins: D_x% is the lowest dose in
@@ -42,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planning.contour_slabs import ImageSlices
 from planning.dose import Dose
 from planning.errors import Cancelled, GeometryError
 from planning.files import write_atomically
@@ -182,7 +187,7 @@ def compute_dvh(
     *,
     name: str | None = None,
     factor: int | str = "auto",
-    slice_thickness_mm: float | None = None,
+    slices: ImageSlices | None = None,
     end_cap_mm: float | None = None,
     bin_width: float = 0.01,
     cancel: threading.Event | None = None,
@@ -195,16 +200,19 @@ def compute_dvh(
             the dose planes, else its mask), a Mask, or the planar contours themselves.
         name: the DVH's name (default: the structure's).
         factor: in-plane samples per dose voxel along x and y (1, 2, 4, 8) or "auto".
-        slice_thickness_mm: thickness of each contour plane (default: halfway to its neighbouring
-            planes; a single plane gets the dose frame spacing).
-        end_cap_mm: how far the structure reaches past its first and last contour planes (> 0;
-            default: half the plane thickness). Planar contours only.
+        slices: the image slices the contours were drawn on, which give each contour plane its
+            thickness (default: a Structure's image grid; for contours alone, estimated from
+            their own planes: give `ImageSlices.estimate` of the whole structure set instead).
+        end_cap_mm: how far the structure reaches past the planes where it ends (> 0, at most
+            its slice thickness; default: half its slice). Planar contours only.
         bin_width: histogram bin width.
         cancel: checked between planes.
     """
     if isinstance(structure, Structure):
         name = name or structure.name
         geometry = structure.contours if structure.contours else structure.mask
+        if slices is None:
+            slices = ImageSlices.from_images(structure.mask.grid)
     else:
         geometry = structure
     name = name or "structure"
@@ -217,8 +225,10 @@ def compute_dvh(
                 raise
             geometry = structure.mask
     if planes is not None:
+        if slices is None:
+            slices = ImageSlices.estimate([geometry], dose.grid.slice_normal, dose.grid.spacing_xyz[2])
         doses, volumes, sampling, warnings = _sample_contours(
-            dose, planes, factor, slice_thickness_mm, end_cap_mm, name, cancel
+            dose, planes, factor, slices, end_cap_mm, name, cancel
         )
     else:
         doses, volumes, sampling, warnings = _sample_mask(dose, geometry, factor, name, cancel)
@@ -260,29 +270,14 @@ def _outside_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list
     return [f"{name}: {outside_cc:.3g} cc lies outside the dose grid and is counted with dose 0"]
 
 
-def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
+def _sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
     grid = dose.grid
+    if not planes:
+        return np.zeros(0), np.zeros(0), "planar contours: no closed contour", []
     positions = np.array(sorted(planes))
-    adjacent = _adjacent(positions)
-    thickness_index = None if thickness is None else float(thickness) / grid.spacing_xyz[2]
-    plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
-    if end_cap is not None:
-        if not 0 < end_cap <= plane_step * grid.spacing_xyz[2] * (1 + 1e-9):
-            raise ValueError(
-                f"the end cap must be > 0 mm and at most the plane spacing "
-                f"({plane_step * grid.spacing_xyz[2]:g} mm), got {end_cap:g} mm"
-            )
-        caps = np.full(len(positions), float(end_cap) / grid.spacing_xyz[2])
-    elif thickness_index is not None:
-        caps = np.full(len(positions), thickness_index / 2)
-    else:
-        caps = _local_steps(positions, adjacent) / 2
-    reaches = _slabs(positions, adjacent, thickness_index)
-    slabs = [
-        (caps[i] if below is None else below, caps[i] if above is None else above)
-        for i, (below, above) in enumerate(reaches)
-    ]
-    ends = [caps[i] for i, sides in enumerate(reaches) for side in sides if side is None]
+    below, above, ends_below, ends_above = _slab_reaches(grid, positions, slices, end_cap, name)
+    slabs = list(zip(below, above, strict=True))
+    ends = np.r_[below[ends_below], above[ends_above]]
     areas = [abs(_polygon_area_even_odd(planes[z])) for z in positions]
     volume_index = sum(area * (below + above) for area, (below, above) in zip(areas, slabs, strict=True))
     f = _choose_factor(factor, volume_index)
@@ -317,60 +312,62 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     if not sub_counts:
         sampling = "planar contours: no sample falls inside them"
     else:
-        extent = (
-            f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
-            if len(positions) > 1
-            else "1 plane"
+        parts = int(ends_below.sum())
+        extent = f"{len(positions)} plane{'s' if len(positions) > 1 else ''} on {slices.source}" + (
+            f", in {parts} separate parts" if parts > 1 else ""
         )
         sampling = (
-            f"planar contours, {extent}, ends {_range_mm(ends, grid)} past the end planes; "
+            f"planar contours, {extent}; ends {_range_mm(ends, grid)} past the end planes; "
             f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
         )
     warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
+    warnings += _thickness_warnings(name, slices, ends_below, ends_above, _range_mm(below + above, grid))
     return doses, volumes, sampling, warnings
 
 
-def _slabs(
-    positions: np.ndarray, adjacent: np.ndarray, thickness: float | None
-) -> list[tuple[float | None, float | None]]:
-    """For each contour plane (z index, ascending): how far its slab reaches below and above it,
-    in index units; None where the structure ends there (no adjacent plane on that side:
-    `adjacent`, per gap, from `_adjacent`).
-
-    A plane's slab reaches halfway to an adjacent plane (each plane stands for its image slice,
-    on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given."""
-    gaps = np.diff(positions)
-    slabs: list[tuple[float | None, float | None]] = []
-    for i in range(len(positions)):
-        sides = []
-        for k in (i - 1, i):  # the gap below plane i, then the one above it
-            if 0 <= k < len(gaps) and adjacent[k]:
-                sides.append(thickness / 2 if thickness is not None else gaps[k] / 2)
-            else:
-                sides.append(None)
-        slabs.append((sides[0], sides[1]))
-    return slabs
-
-
-def _adjacent(positions: np.ndarray) -> np.ndarray:
-    """For each gap between consecutive planes: whether they are neighbouring slices. A gap over
-    1.5 times the larger of the gaps next to it is a slice left without contour (the structure
-    is absent there; also a lone plane far from the rest); where the slice spacing changes (2.5
-    then 5 mm) the larger neighbour keeps the planes adjacent. Two planes alone are adjacent."""
-    gaps = np.diff(positions)
-    beside = np.maximum(np.r_[0.0, gaps[:-1]], np.r_[gaps[1:], 0.0]) if len(gaps) else gaps
-    return (beside == 0) | (gaps <= 1.5 * beside * (1 + 1e-6))
+def _slab_reaches(grid, positions: np.ndarray, slices: ImageSlices, end_cap, name: str):
+    """For contour planes at dose z indices `positions` (ascending): how far each one's slab
+    reaches below and above it (dose index units, along z) and whether the structure ends there,
+    from the image slices they lie on; `end_cap` (mm) replaces the reach where it ends."""
+    along = float(grid.slice_normal @ slices.normal)
+    if abs(along) < 1 - 1e-4:
+        raise GeometryError(f"{name}: the image slices are not parallel to the dose planes")
+    points = grid.index_to_patient(np.column_stack([np.zeros((len(positions), 2)), positions]))
+    mm = points @ slices.normal
+    order = np.argsort(mm, kind="stable")
+    back = np.argsort(order)
+    slabs = slices.slabs(mm[order])
+    below, above = slabs.below_mm[back], slabs.above_mm[back]
+    ends_below, ends_above = slabs.ends_below[back], slabs.ends_above[back]
+    if along < 0:  # the dose's z index runs against the slices' normal
+        below, above, ends_below, ends_above = above, below, ends_above, ends_below
+    if end_cap is not None:
+        thickness = float(np.median(below + above))
+        if not 0 < end_cap <= thickness * (1 + 1e-9):
+            raise ValueError(
+                f"the end cap must be > 0 mm and at most the slice thickness ({thickness:g} mm), "
+                f"got {end_cap:g} mm"
+            )
+        below = np.where(ends_below, float(end_cap), below)
+        above = np.where(ends_above, float(end_cap), above)
+    step = grid.spacing_xyz[2]
+    return below / step, above / step, ends_below, ends_above
 
 
-def _local_steps(positions: np.ndarray, adjacent: np.ndarray) -> np.ndarray:
-    """Each plane's slice spacing, for its end caps: its smallest gap to an adjacent plane; for a
-    plane with none, the structure's median gap (1, a dose frame, for a single plane)."""
-    gaps = np.diff(positions)
-    if not len(gaps):
-        return np.ones(len(positions))
-    usable = np.where(adjacent, gaps, np.inf)
-    local = np.minimum(np.r_[np.inf, usable], np.r_[usable, np.inf])
-    return np.where(np.isfinite(local), local, float(np.median(gaps)))
+def _thickness_warnings(name: str, slices: ImageSlices, ends_below, ends_above, thickness: str) -> list[str]:
+    """What the DVH must say when the image slices were estimated and its thickness is a guess."""
+    if not slices.estimated:
+        return []
+    if slices.doubt:
+        return [f"{name}: {slices.doubt}"]
+    if len(ends_below) and np.all(ends_below & ends_above):  # no plane continues onto a neighbouring slice
+        count = len(ends_below)
+        planes = "its contour plane" if count == 1 else f"each of its {count} separate planes"
+        return [
+            f"{name}: no images to give its thickness: {planes} taken as one slice of {thickness}, the "
+            "structure set's slice spacing there (read it with its images to know)"
+        ]
+    return []
 
 
 def _range_mm(values, grid) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from support.data import data_path
 
+from planning.contour_slabs import ImageSlices
 from planning.dose import Dose, load_dose
 from planning.dvh import compute_dvh
 from planning.errors import DicomReadError, GeometryError
@@ -101,6 +102,131 @@ def test_contour_planes_stand_for_their_own_slices_on_uneven_spacing(planes_mm, 
     dvh = compute_dvh(dose, square, name="column")
     assert dvh.volume_cc == pytest.approx(1600 * length_mm / 1000, rel=1e-9)
     assert dvh.mean == pytest.approx(2.0)
+
+
+def z_dose():
+    """D = 20 + 0.2 z Gy (z in mm) on 2 × 2 × 2.5 mm voxels: trilinear sampling reads it exactly."""
+    grid = Grid((32, 24, 24), (2.0, 2.0, 2.5), (-23.0, -23.0, -40.0))
+    z = grid.slice_position(np.arange(32))[:, 2]
+    array = np.broadcast_to((20 + 0.2 * z)[:, None, None], grid.shape).astype(np.float32)
+    return Dose(np.ascontiguousarray(array), grid)
+
+
+def square_on_slices(planes_mm, name="GTV"):
+    """An 11 × 11 mm square on planes of a 1 × 1 × 3 mm image grid: its mask holds 121 pixels per
+    plane, as many mm² as the contour."""
+    image = Grid((20, 40, 40), (1.0, 1.0, 3.0), (-20.0, -20.0, -30.0))
+    full = np.zeros(image.shape, bool)
+    for z in planes_mm:
+        full[int(round((z + 30) / 3)), 15:26, 15:26] = True
+    contours = box_contours(-5.5, 5.5, -5.5, 5.5, planes_mm)
+    return Structure(name, Mask.from_full(image, full), contours=contours)
+
+
+@pytest.mark.parametrize(
+    "planes_mm",
+    [
+        [-12.0, 12.0],  # two lesions 24 mm apart
+        [-6.0, 0.0],  # every other slice
+        [-3.0, 0.0, 21.0],  # two slices, then a lone one
+        [0.0],  # one slice
+    ],
+)
+def test_a_structure_on_slices_apart_is_one_image_slice_thick_on_each(planes_mm):
+    """Each contour plane is a slab one image slice (3 mm) thick, never reaching across a gap to
+    the structure's next plane: two planes 24 mm apart were 24 mm slabs (8× the volume, doses
+    read 12 mm away), a single plane one dose frame (2.5 mm) thick."""
+    dose = z_dose()
+    structure = square_on_slices(planes_mm)
+    dvh = compute_dvh(dose, structure)
+    assert dvh.volume_cc == pytest.approx(len(planes_mm) * 121 * 3 / 1000, rel=1e-6)
+    assert dvh.volume_cc == pytest.approx(structure.volume_cc, rel=1e-6)  # its mask: the structure table
+    assert dvh.mean == pytest.approx(20 + 0.2 * np.mean(planes_mm), abs=1e-3)
+    assert dvh.min >= 20 + 0.2 * (min(planes_mm) - 1.5) - 1e-3
+    assert dvh.max <= 20 + 0.2 * (max(planes_mm) + 1.5) + 1e-3
+    assert not any("no images" in w for w in dvh.warnings) and "the images' 3 mm slices" in dvh.sampling
+
+
+def test_without_images_the_slice_thickness_comes_from_the_whole_structure_set():
+    """An RTSTRUCT alone: the slices are estimated from every structure's contour planes (the
+    BODY's 3 mm), and a structure on lone planes only says its thickness is a guess."""
+    dose = z_dose()
+    body = box_contours(-20, 20, -20, 20, np.arange(-30.0, 27.1, 3.0))
+    gtv = box_contours(-5.5, 5.5, -5.5, 5.5, [-12.0, 12.0])
+    node = box_contours(-5.5, 5.5, -5.5, 5.5, [6.0])
+    slices = ImageSlices.estimate([body, gtv, node], dose.grid.slice_normal, dose.grid.spacing_xyz[2])
+    assert slices.estimated and slices.doubt == ""
+    dvh = compute_dvh(dose, gtv, name="GTV", slices=slices)
+    assert dvh.volume_cc == pytest.approx(2 * 121 * 3 / 1000, rel=1e-6)
+    assert dvh.min >= 20 + 0.2 * (-13.5) - 1e-3 and dvh.max <= 20 + 0.2 * 13.5 + 1e-3
+    assert "GTV: no images to give its thickness: each of its 2 separate planes taken as one slice" in (
+        " ".join(dvh.warnings)
+    )
+    assert not any("no images" in w for w in compute_dvh(dose, body, name="BODY", slices=slices).warnings)
+    lone = compute_dvh(dose, node, name="Node", slices=slices)
+    assert lone.volume_cc == pytest.approx(121 * 3 / 1000, rel=1e-6)
+    assert (
+        "Node: no images to give its thickness: its contour plane taken as one slice of 3 mm, the "
+        "structure set's slice spacing there (read it with its images to know)"
+    ) in lone.warnings
+
+
+@pytest.mark.parametrize(
+    "planes_mm, thickness_mm, guess",
+    [
+        ([-3.0, 3.0], 6.0, "the slice thickness, 6 mm, is a guess"),
+        ([-12.0, 12.0], 2.5, "two contour planes within 10 mm of each other"),
+        ([0.0], 2.5, "each contour plane is taken as 2.5 mm thick (one dose frame)"),
+    ],
+)
+def test_contours_alone_say_when_their_thickness_is_a_guess(planes_mm, thickness_mm, guess):
+    """Without images or other structures nothing gives the slice thickness: the smallest gap
+    between the structure's planes (up to 10 mm), else one dose frame, and the warning says so."""
+    dvh = compute_dvh(z_dose(), box_contours(-5.5, 5.5, -5.5, 5.5, planes_mm), name="GTV")
+    assert dvh.volume_cc == pytest.approx(len(planes_mm) * 121 * thickness_mm / 1000, rel=1e-6)
+    said = [w for w in dvh.warnings if w.startswith("GTV: no images")]
+    assert len(said) == 1 and guess in said[0]
+
+
+def test_a_slice_missing_from_the_series_is_covered_by_its_neighbours():
+    """A plane interpolated on loading (a missing image) is no slice: the images either side of
+    it reach halfway across it, as the structure's mask (interpolated there) does."""
+    from planning.volume import SliceRef
+
+    image = Grid((5, 40, 40), (1.0, 1.0, 3.0), (-20.0, -20.0, -6.0))
+    refs = [SliceRef("1.2", f"1.2.{k}", (-20.0, -20.0, -6.0 + 3 * k)) for k in range(5)]
+    refs[2] = None  # z = 0 is missing
+    slices = ImageSlices.from_images(image, refs)
+    assert slices.positions_mm.tolist() == [-6.0, -3.0, 3.0, 6.0]
+    dvh = compute_dvh(z_dose(), box_contours(-5.5, 5.5, -5.5, 5.5, [-3.0, 3.0]), name="GTV", slices=slices)
+    assert dvh.volume_cc == pytest.approx(121 * (1.5 + 6 + 1.5) / 1000, rel=1e-6)
+    assert dvh.mean == pytest.approx(20.0, abs=1e-3)
+
+
+def test_a_real_structure_on_two_slices_apart_has_its_mask_volume(tmp_path):
+    """IBSI's GTV-1 kept on two 3 mm CT slices 24 mm apart, read with its images: its DVH volume was
+    186.6 cc (8×), its mask's 23.5 cc."""
+    import pydicom
+
+    from planning.imageio import load_volume
+    from planning.structure_io import load_structures
+
+    folder = data_path("dicom", "ibsi1-lung-ct")
+    volume = load_volume(folder / "image")
+    dataset = pydicom.dcmread(folder / "RS.dcm")
+    keep = [
+        c
+        for c in dataset.ROIContourSequence[0].ContourSequence
+        if any(abs(float(c.ContourData[2]) - z) < 0.01 for z in (-10.4, 13.6))
+    ]
+    dataset.ROIContourSequence[0].ContourSequence = pydicom.Sequence(keep)
+    dataset.save_as(tmp_path / "RS.two.dcm")
+    structure = load_structures(tmp_path / "RS.two.dcm", volume)["GTV-1"]
+    dose = Dose(np.full(volume.grid.shape, 2.0, np.float32), volume.grid)
+    dvh = compute_dvh(dose, structure, slices=ImageSlices.from_images(volume.grid, volume.slices))
+    assert structure.volume_cc == pytest.approx(23.48, abs=0.01)
+    assert dvh.volume_cc == pytest.approx(structure.volume_cc, rel=0.005)
+    assert "in 2 separate parts" in dvh.sampling
 
 
 def test_contours_on_oblique_images_are_sampled_through_their_mask():
