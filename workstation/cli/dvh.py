@@ -27,8 +27,8 @@ def register(subparsers) -> None:
         "dvh",
         help="dose-volume histograms and DVH metrics per structure (CSV, optional plot)",
         description="Cumulative DVH metrics (volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_xGy) for "
-        "each structure of an RTSTRUCT on an RTDOSE. Small structures are sampled below the dose "
-        "voxel size.",
+        "each structure of an RTSTRUCT on an RTDOSE. Structures are sampled below the dose voxel "
+        "size as their shape needs; the CSV's sampling column says how.",
     )
     parser.add_argument("dose", type=Path, help="the RTDOSE file")
     parser.add_argument("structures", type=Path, help="the RTSTRUCT file (or a label map with --series)")
@@ -52,7 +52,9 @@ def register(subparsers) -> None:
         "--factor",
         default="auto",
         choices=["auto", "1", "2", "4", "8"],
-        help="in-plane samples per dose voxel (default auto: more for small structures)",
+        help="samples per dose voxel along x and y (default auto: contours as finely as their edge "
+        "needs, at most 5%% of the volume within one sample of them, within a cost bound; a mask at "
+        "its voxels' centres)",
     )
     parser.add_argument(
         "--end-cap",
