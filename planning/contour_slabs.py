@@ -35,8 +35,9 @@ from planning.volume import SliceRef
 
 #: Contour planes closer than this (mm) are one plane; gaps that differ by less are the same gap.
 PLANE_TOLERANCE_MM = 0.05
-#: A contour plane within this share of a slice's thickness from it lies on it.
-ON_SLICE = 0.25
+#: A contour plane within this share of a slice's thickness from it lies on it (one drawn on an
+#: image missing from the series lies at least 2/3 of its neighbour's thickness from it).
+ON_SLICE = 0.4
 #: Gaps up to this many slice spacings join neighbouring slices ...
 NEIGHBOUR_GAPS = 1.5
 #: ... and, beside a gap of the same size (a stretch of thicker slices), up to this many.

@@ -188,9 +188,11 @@ def test_contours_alone_say_when_their_thickness_is_a_guess(planes_mm, thickness
     assert len(said) == 1 and guess in said[0]
 
 
-def test_a_slice_missing_from_the_series_is_covered_by_its_neighbours():
+@pytest.mark.parametrize("planes_mm", [[-3.0, 3.0], [-3.0, 0.0, 3.0]])
+def test_a_slice_missing_from_the_series_is_covered_by_its_neighbours(planes_mm):
     """A plane interpolated on loading (a missing image) is no slice: the images either side of
-    it reach halfway across it, as the structure's mask (interpolated there) does."""
+    it reach halfway across it, as the structure's mask (interpolated there) does; a contour drawn
+    on the missing image is a slice between them."""
     from planning.volume import SliceRef
 
     image = Grid((5, 40, 40), (1.0, 1.0, 3.0), (-20.0, -20.0, -6.0))
@@ -198,9 +200,21 @@ def test_a_slice_missing_from_the_series_is_covered_by_its_neighbours():
     refs[2] = None  # z = 0 is missing
     slices = ImageSlices.from_images(image, refs)
     assert slices.positions_mm.tolist() == [-6.0, -3.0, 3.0, 6.0]
-    dvh = compute_dvh(z_dose(), box_contours(-5.5, 5.5, -5.5, 5.5, [-3.0, 3.0]), name="GTV", slices=slices)
+    dvh = compute_dvh(z_dose(), box_contours(-5.5, 5.5, -5.5, 5.5, planes_mm), name="GTV", slices=slices)
     assert dvh.volume_cc == pytest.approx(121 * (1.5 + 6 + 1.5) / 1000, rel=1e-6)
     assert dvh.mean == pytest.approx(20.0, abs=1e-3)
+
+
+def test_contours_a_little_off_their_images_stand_for_those_images():
+    """Contours 1 mm off their 3 mm images (the reader places them on the nearest image) were
+    taken as drawn on images between them: slabs 1.5 mm thick, half the volume."""
+    image = Grid((10, 40, 40), (1.0, 1.0, 3.0), (-20.0, -20.0, -15.0))
+    slices = ImageSlices.from_images(image)
+    dvh = compute_dvh(
+        z_dose(), box_contours(-5.5, 5.5, -5.5, 5.5, [-2.0, 1.0, 4.0]), name="GTV", slices=slices
+    )
+    assert dvh.volume_cc == pytest.approx(3 * 121 * 3 / 1000, rel=1e-6)
+    assert "the images' 3 mm slices" in dvh.sampling and "separate" not in dvh.sampling
 
 
 def test_a_real_structure_on_two_slices_apart_has_its_mask_volume(tmp_path):
