@@ -1,27 +1,40 @@
 """Dose-volume histograms with sub-voxel sampling of the structure on the dose grid.
 
-A structure is sampled on a regular lattice aligned with the dose grid, finer than it: each dose
-voxel is split into f × f columns in-plane, and the structure's thickness into sub-planes. The
-dose at each sample is trilinear in the dose grid; each sample carries its share of the volume.
-f is chosen from the structure's size (`auto`): structures of 2000 dose voxels or more are sampled
-at the dose voxel centres (f = 1, what dicompyler-core and most planning systems do; their
-boundary voxels are a small part of them), smaller ones with about 200 000 samples, down to 1/8
-of a dose voxel — dicompyler-core #243 shows DVHs of small structures off by Gy without it.
+A structure's planar contours are sampled on a regular lattice aligned with the dose grid, finer
+than it: each dose voxel is split into f × f columns in-plane, and each contour plane's slab into
+sub-planes. The dose at each sample is trilinear in the dose grid; each sample carries its share
+of the volume. f is chosen (`auto`) from the structure's shape, not its size: fine enough that at
+most `BOUNDARY_SHARE` (5 %) of its volume lies within one sample of its contours (the band where
+a sample is in or out by chance, and where D98 and Dmin are set), up to 1/8 of a dose voxel and
+`SAMPLE_BUDGET` samples. A large compact structure (a BODY) is then sampled at the dose voxel
+centres (f = 1, what dicompyler-core and most planning systems do), a smaller, thinner or more
+convoluted one finer — dicompyler-core #243 shows DVHs of small structures off by Gy without it.
+Every DVH's `sampling` gives the share it reached; one left above twice the target by the
+budget says so in its warnings.
 
 Two sources of geometry:
 
 - **planar contours** (`Structure.contours` or an RTSTRUCT read without its images): each
-  contour plane is a slab reaching halfway to the neighbouring planes: one plane spacing thick,
-  centred on it, on an evenly spaced CT (the convention of treatment planning systems and of
-  dicompyler-core), and following the slices where their spacing changes. Inside means inside
-  an odd number of the plane's contours (holes). No CT is needed. The planes must be parallel to
-  the dose frames. Where the structure ends (no neighbouring plane, or a gap of over 1.5 slice
-  spacings: a slice left without contour), the slab reaches `end_cap_mm` past the plane: half
-  its slice spacing by default. dicompyler-core's "interpolation between planes" repeats the
-  nearest plane on a finer grid from the first plane to the last, which amounts to an end cap of
-  a sixth of the spacing; that, not the interpolation, is what makes its small-structure DVHs
-  differ from the slab convention.
-- **a mask** on the image grid: samples take the value of the image voxel they fall in.
+  contour plane is a slab one image slice thick (`planning.contour_slabs`): reaching halfway to
+  the neighbouring images, on an evenly spaced CT one slice spacing centred on it (the
+  convention of treatment planning systems and of dicompyler-core), and its own slice where the
+  spacing changes. A structure drawn on slices that are not neighbours (two lesions, a lone
+  slice, every other slice) is separate slabs, each with its own ends, never one across the
+  gap. The slices are the images' when known (a Structure's image grid, or the `slices` given);
+  without images they are estimated from the contour planes of the structure set, and the DVH's
+  warnings say when a structure's thickness is a guess. Inside means inside an odd number of the
+  plane's contours (holes). No CT is needed. The planes must be parallel to the dose frames.
+  Where the structure ends the slab reaches `end_cap_mm` past the plane: half its slice by
+  default. dicompyler-core's "interpolation between planes" repeats the nearest plane on a
+  finer grid from the first plane to the last, which amounts to an end cap of a sixth of the
+  spacing; that, not the interpolation, is what makes its small-structure DVHs differ from the
+  slab convention.
+- **a mask** on its image grid: its voxels are its geometry, and each is sampled at its centre
+  (at round(f × its size in dose voxels) points along an axis where it spans more than a dose
+  voxel: a 5 mm CT slice on 2.5 mm dose frames is sampled twice; past `SAMPLE_BUDGET`, voxels
+  much smaller than a dose voxel are sampled in blocks). A mask on the dose grid itself (OpenKBP)
+  thus reads its voxels' own doses: its Dmax is the highest of them (sampling inside its edge
+  voxels would mix in the dose of their neighbours outside it).
 
 Metrics come from the samples themselves, not from histogram bins: D_x% is the lowest dose in
 the hottest x % of the volume, D_xcc the same for x cc, V_xGy the volume receiving at least x Gy,
@@ -42,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planning.contour_slabs import ImageSlices
 from planning.dose import Dose
 from planning.errors import Cancelled, GeometryError
 from planning.files import write_atomically
@@ -53,12 +67,12 @@ Progress = Callable[[str, float, float], None]
 
 #: Structures smaller than this many dose voxels get a warning.
 SMALL_STRUCTURE_VOXELS = 100
-#: `auto` samples structures of at least this many dose voxels at the voxel centres ...
-LARGE_STRUCTURE_VOXELS = 2000
-#: ... and smaller ones with about this many samples ...
-TARGET_SAMPLES = 200_000
-#: ... with at most this many columns per dose voxel along x and y.
+#: `auto` samples contours so that at most this share of the volume is within one sample of them ...
+BOUNDARY_SHARE = 0.05
+#: ... with at most this many columns per dose voxel along x and y ...
 MAX_FACTOR = 8
+#: ... and about this many samples at most (under a second on one core).
+SAMPLE_BUDGET = 4_000_000
 #: Contour points farther than this (mm) from their plane make the contour non-planar.
 PLANE_TOLERANCE_MM = 0.05
 
@@ -182,7 +196,7 @@ def compute_dvh(
     *,
     name: str | None = None,
     factor: int | str = "auto",
-    slice_thickness_mm: float | None = None,
+    slices: ImageSlices | None = None,
     end_cap_mm: float | None = None,
     bin_width: float = 0.01,
     cancel: threading.Event | None = None,
@@ -194,17 +208,21 @@ def compute_dvh(
         structure: a Structure (its planar contours when it has them and they are parallel to
             the dose planes, else its mask), a Mask, or the planar contours themselves.
         name: the DVH's name (default: the structure's).
-        factor: in-plane samples per dose voxel along x and y (1, 2, 4, 8) or "auto".
-        slice_thickness_mm: thickness of each contour plane (default: halfway to its neighbouring
-            planes; a single plane gets the dose frame spacing).
-        end_cap_mm: how far the structure reaches past its first and last contour planes (> 0;
-            default: half the plane thickness). Planar contours only.
+        factor: samples per dose voxel along x and y (an integer ≥ 1) or "auto": for contours
+            as few as keep `BOUNDARY_SHARE`, for a mask 1 (its voxels' centres).
+        slices: the image slices the contours were drawn on, which give each contour plane its
+            thickness (default: a Structure's image grid; for contours alone, estimated from
+            their own planes: give `ImageSlices.estimate` of the whole structure set instead).
+        end_cap_mm: how far the structure reaches past the planes where it ends (> 0, at most
+            its slice thickness; default: half its slice). Planar contours only.
         bin_width: histogram bin width.
         cancel: checked between planes.
     """
     if isinstance(structure, Structure):
         name = name or structure.name
         geometry = structure.contours if structure.contours else structure.mask
+        if slices is None:
+            slices = ImageSlices.from_images(structure.mask.grid)
     else:
         geometry = structure
     name = name or "structure"
@@ -217,38 +235,63 @@ def compute_dvh(
                 raise
             geometry = structure.mask
     if planes is not None:
+        if slices is None:
+            slices = ImageSlices.estimate([geometry], dose.grid.slice_normal, dose.grid.spacing_xyz[2])
         doses, volumes, sampling, warnings = _sample_contours(
-            dose, planes, factor, slice_thickness_mm, end_cap_mm, name, cancel
+            dose, planes, factor, slices, end_cap_mm, name, cancel
         )
     else:
         doses, volumes, sampling, warnings = _sample_mask(dose, geometry, factor, name, cancel)
-    order = np.argsort(-doses, kind="stable")
+    order = np.argsort(-doses)  # equal doses in any order: the metrics read doses, not positions
     for text in warnings:
         log.info(text)
     return DVH(name, doses[order], volumes[order], bin_width, dose.unit_label, sampling, warnings)
 
 
-def _choose_factor(factor, voxels: float) -> int:
+def _given_factor(factor) -> int:
+    value = int(factor)
+    if value < 1:
+        raise ValueError(f"the sampling factor must be ≥ 1, got {factor}")
+    return value
+
+
+def _contour_factor(factor, grid, areas_mm2, perimeters_mm, thickness_mm) -> tuple[int, float]:
+    """The in-plane sampling factor f for contour planes of these areas, perimeters and slab
+    thicknesses (mm), and the share of the volume within one sample of the contours at f."""
+    areas, perimeters, thickness = (np.asarray(v, float) for v in (areas_mm2, perimeters_mm, thickness_mm))
+    volume = float(np.sum(areas * thickness))
+    if volume <= 0:
+        return (1 if factor == "auto" else _given_factor(factor)), 0.0
+    voxel_mm = math.sqrt(grid.spacing_xyz[0] * grid.spacing_xyz[1])
+    share_at_1 = float(np.sum(perimeters * thickness)) * voxel_mm / volume
     if factor != "auto":
-        value = int(factor)
-        if value < 1:
-            raise ValueError(f"the sampling factor must be ≥ 1, got {factor}")
-        return value
-    if voxels <= 0 or voxels >= LARGE_STRUCTURE_VOXELS:
-        return 1
-    wanted = (TARGET_SAMPLES / voxels) ** (1 / 3)
-    if wanted <= 1:
-        return 1
-    return int(min(MAX_FACTOR, 2 ** math.ceil(math.log2(wanted))))
+        f = _given_factor(factor)
+        return f, share_at_1 / f
+    f = int(min(MAX_FACTOR, max(1, math.ceil(share_at_1 / BOUNDARY_SHARE - 1e-9))))
+    while f > 1 and _contour_samples(f, grid, areas, thickness) > SAMPLE_BUDGET:
+        f -= 1
+    return f, share_at_1 / f
 
 
-def _small_warning(name: str, volume_cc: float, dose: Dose) -> list[str]:
+def _contour_samples(f: int, grid, areas_mm2: np.ndarray, thickness_mm: np.ndarray) -> float:
+    """About how many samples factor f takes (`_sub_planes` per plane)."""
+    columns = areas_mm2 / (grid.spacing_xyz[0] * grid.spacing_xyz[1]) * f * f
+    return float(sum(n * _sub_planes(f, t, grid) for n, t in zip(columns, thickness_mm, strict=True)))
+
+
+def _sub_planes(f: int, thickness_mm: float, grid) -> int:
+    """Sub-planes of a slab at factor f: the plane itself at f = 1 (dicompyler-core's sampling),
+    else about as far apart as the columns."""
+    return 1 if f == 1 else max(1, math.ceil(thickness_mm * f / grid.spacing_xyz[0]))
+
+
+def _small_warning(name: str, volume_cc: float, dose: Dose, how: str) -> list[str]:
     voxels = volume_cc / dose.grid.voxel_volume_cc
     if 0 < voxels < SMALL_STRUCTURE_VOXELS:
         spacing = " × ".join(f"{s:g}" for s in dose.grid.spacing_xyz)
         return [
             f"{name}: {volume_cc:.3g} cc is only {voxels:.0f} dose voxels ({spacing} mm); its DVH "
-            f"depends on the dose grid (sampled below the voxel size)"
+            f"depends on the dose grid ({how})"
         ]
     return []
 
@@ -260,34 +303,21 @@ def _outside_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list
     return [f"{name}: {outside_cc:.3g} cc lies outside the dose grid and is counted with dose 0"]
 
 
-def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
+def _sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
     grid = dose.grid
+    if not planes:
+        return np.zeros(0), np.zeros(0), "planar contours: no closed contour", []
     positions = np.array(sorted(planes))
-    adjacent = _adjacent(positions)
-    thickness_index = None if thickness is None else float(thickness) / grid.spacing_xyz[2]
-    plane_step = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
-    if end_cap is not None:
-        if not 0 < end_cap <= plane_step * grid.spacing_xyz[2] * (1 + 1e-9):
-            raise ValueError(
-                f"the end cap must be > 0 mm and at most the plane spacing "
-                f"({plane_step * grid.spacing_xyz[2]:g} mm), got {end_cap:g} mm"
-            )
-        caps = np.full(len(positions), float(end_cap) / grid.spacing_xyz[2])
-    elif thickness_index is not None:
-        caps = np.full(len(positions), thickness_index / 2)
-    else:
-        caps = _local_steps(positions, adjacent) / 2
-    reaches = _slabs(positions, adjacent, thickness_index)
-    slabs = [
-        (caps[i] if below is None else below, caps[i] if above is None else above)
-        for i, (below, above) in enumerate(reaches)
-    ]
-    ends = [caps[i] for i, sides in enumerate(reaches) for side in sides if side is None]
-    areas = [abs(_polygon_area_even_odd(planes[z])) for z in positions]
-    volume_index = sum(area * (below + above) for area, (below, above) in zip(areas, slabs, strict=True))
-    f = _choose_factor(factor, volume_index)
+    below, above, ends_below, ends_above = _slab_reaches(grid, positions, slices, end_cap, name)
+    slabs = list(zip(below, above, strict=True))
+    ends = np.r_[below[ends_below], above[ends_above]]
+    pixel_mm2 = grid.spacing_xyz[0] * grid.spacing_xyz[1]
+    areas = [abs(_polygon_area_even_odd(planes[z])) * pixel_mm2 for z in positions]
+    perimeters = [_perimeter_mm(planes[z], grid) for z in positions]
+    thickness = [(b + a) * grid.spacing_xyz[2] for b, a in slabs]
+    f, share = _contour_factor(factor, grid, areas, perimeters, thickness)
     doses, inside_flags, volumes, sub_counts = [], [], [], []
-    for z, (below, above) in zip(positions, slabs, strict=True):
+    for z, (below, above), mm in zip(positions, slabs, thickness, strict=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("DVH computation cancelled")
         xs, ys, inside = _inside_samples(planes[z], f)
@@ -295,11 +325,7 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
             continue
         rows, columns = np.nonzero(inside)
         points = np.column_stack([xs[columns], ys[rows]])
-        sub_planes = (
-            1
-            if f == 1
-            else max(1, math.ceil((below + above) * grid.spacing_xyz[2] * f / grid.spacing_xyz[0]))
-        )
+        sub_planes = _sub_planes(f, mm, grid)
         sub_counts.append(sub_planes)
         for j in range(sub_planes):
             dz = -below + (below + above) * (j + 0.5) / sub_planes
@@ -317,60 +343,70 @@ def _sample_contours(dose, planes, factor, thickness, end_cap, name, cancel):
     if not sub_counts:
         sampling = "planar contours: no sample falls inside them"
     else:
-        extent = (
-            f"{len(positions)} planes {_range_mm(np.diff(positions), grid)} apart"
-            if len(positions) > 1
-            else "1 plane"
+        parts = int(ends_below.sum())
+        extent = f"{len(positions)} plane{'s' if len(positions) > 1 else ''} on {slices.source}" + (
+            f", in {parts} separate parts" if parts > 1 else ""
         )
         sampling = (
-            f"planar contours, {extent}, ends {_range_mm(ends, grid)} past the end planes; "
-            f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane"
+            f"planar contours, {extent}; ends {_range_mm(ends, grid)} past the end planes; "
+            f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane; "
+            f"{share:.1%} of the volume within one sample of the contours"
         )
-    warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
+    warnings = _small_warning(name, float(volumes.sum()), dose, "sampled below the voxel size")
+    if not warnings and share > 2 * BOUNDARY_SHARE:
+        warnings.append(
+            f"{name}: sampled every {min(spacing):.2g} mm (finer costs more than the sampling "
+            f"allows), {share:.0%} of its volume lies within one sample of its contours, where D98 "
+            "and Dmin are set: those are less certain than Dmean"
+        )
+    warnings += _outside_warning(name, inside, volumes)
+    warnings += _thickness_warnings(name, slices, ends_below, ends_above, _range_mm(below + above, grid))
     return doses, volumes, sampling, warnings
 
 
-def _slabs(
-    positions: np.ndarray, adjacent: np.ndarray, thickness: float | None
-) -> list[tuple[float | None, float | None]]:
-    """For each contour plane (z index, ascending): how far its slab reaches below and above it,
-    in index units; None where the structure ends there (no adjacent plane on that side:
-    `adjacent`, per gap, from `_adjacent`).
-
-    A plane's slab reaches halfway to an adjacent plane (each plane stands for its image slice,
-    on a CT of uneven slice spacing too), or `thickness` / 2 when a thickness is given."""
-    gaps = np.diff(positions)
-    slabs: list[tuple[float | None, float | None]] = []
-    for i in range(len(positions)):
-        sides = []
-        for k in (i - 1, i):  # the gap below plane i, then the one above it
-            if 0 <= k < len(gaps) and adjacent[k]:
-                sides.append(thickness / 2 if thickness is not None else gaps[k] / 2)
-            else:
-                sides.append(None)
-        slabs.append((sides[0], sides[1]))
-    return slabs
-
-
-def _adjacent(positions: np.ndarray) -> np.ndarray:
-    """For each gap between consecutive planes: whether they are neighbouring slices. A gap over
-    1.5 times the larger of the gaps next to it is a slice left without contour (the structure
-    is absent there; also a lone plane far from the rest); where the slice spacing changes (2.5
-    then 5 mm) the larger neighbour keeps the planes adjacent. Two planes alone are adjacent."""
-    gaps = np.diff(positions)
-    beside = np.maximum(np.r_[0.0, gaps[:-1]], np.r_[gaps[1:], 0.0]) if len(gaps) else gaps
-    return (beside == 0) | (gaps <= 1.5 * beside * (1 + 1e-6))
+def _slab_reaches(grid, positions: np.ndarray, slices: ImageSlices, end_cap, name: str):
+    """For contour planes at dose z indices `positions` (ascending): how far each one's slab
+    reaches below and above it (dose index units, along z) and whether the structure ends there,
+    from the image slices they lie on; `end_cap` (mm) replaces the reach where it ends."""
+    along = float(grid.slice_normal @ slices.normal)
+    if abs(along) < 1 - 1e-4:
+        raise GeometryError(f"{name}: the image slices are not parallel to the dose planes")
+    points = grid.index_to_patient(np.column_stack([np.zeros((len(positions), 2)), positions]))
+    mm = points @ slices.normal
+    order = np.argsort(mm, kind="stable")
+    back = np.argsort(order)
+    slabs = slices.slabs(mm[order])
+    below, above = slabs.below_mm[back], slabs.above_mm[back]
+    ends_below, ends_above = slabs.ends_below[back], slabs.ends_above[back]
+    if along < 0:  # the dose's z index runs against the slices' normal
+        below, above, ends_below, ends_above = above, below, ends_above, ends_below
+    if end_cap is not None:
+        thickness = float(np.median(below + above))
+        if not 0 < end_cap <= thickness * (1 + 1e-9):
+            raise ValueError(
+                f"the end cap must be > 0 mm and at most the slice thickness ({thickness:g} mm), "
+                f"got {end_cap:g} mm"
+            )
+        below = np.where(ends_below, float(end_cap), below)
+        above = np.where(ends_above, float(end_cap), above)
+    step = grid.spacing_xyz[2]
+    return below / step, above / step, ends_below, ends_above
 
 
-def _local_steps(positions: np.ndarray, adjacent: np.ndarray) -> np.ndarray:
-    """Each plane's slice spacing, for its end caps: its smallest gap to an adjacent plane; for a
-    plane with none, the structure's median gap (1, a dose frame, for a single plane)."""
-    gaps = np.diff(positions)
-    if not len(gaps):
-        return np.ones(len(positions))
-    usable = np.where(adjacent, gaps, np.inf)
-    local = np.minimum(np.r_[np.inf, usable], np.r_[usable, np.inf])
-    return np.where(np.isfinite(local), local, float(np.median(gaps)))
+def _thickness_warnings(name: str, slices: ImageSlices, ends_below, ends_above, thickness: str) -> list[str]:
+    """What the DVH must say when the image slices were estimated and its thickness is a guess."""
+    if not slices.estimated:
+        return []
+    if slices.doubt:
+        return [f"{name}: {slices.doubt}"]
+    if len(ends_below) and np.all(ends_below & ends_above):  # no plane continues onto a neighbouring slice
+        count = len(ends_below)
+        planes = "its contour plane" if count == 1 else f"each of its {count} separate planes"
+        return [
+            f"{name}: no images to give its thickness: {planes} taken as one slice of {thickness}, the "
+            "structure set's slice spacing there (read it with its images to know)"
+        ]
+    return []
 
 
 def _range_mm(values, grid) -> str:
@@ -398,6 +434,12 @@ def _planes(grid, contours, name) -> dict[float, list[np.ndarray]]:
         key = next((k for k in planes if abs(k - z) <= tolerance), round(z, 6))
         planes.setdefault(key, []).append(index[:, :2])
     return planes
+
+
+def _perimeter_mm(polygons, grid) -> float:
+    """The summed length (mm) of a plane's contours, given in dose index units (x, y)."""
+    scale = np.asarray(grid.spacing_xyz[:2])
+    return float(sum(np.linalg.norm((np.roll(p, -1, axis=0) - p) * scale, axis=1).sum() for p in polygons))
 
 
 def _polygon_area_even_odd(polygons) -> float:
@@ -451,48 +493,89 @@ def _inside_samples(polygons: list[np.ndarray], f: int):
 
 
 def _sample_mask(dose, mask: Mask, factor, name, cancel):
+    """Samples at the centres of the mask's voxels, or at n_x × n_y × n_z points in each where a
+    voxel spans more than a dose voxel along an axis (n = round(f × its span in dose voxels)).
+    Past `SAMPLE_BUDGET` (a fine grid: 1,500 cc of 0.5 mm voxels is 12 million), voxels much
+    smaller than a dose voxel are taken in blocks no larger than one, each sampled at the mean
+    centre of its voxels in the mask and weighted by their count."""
     grid = dose.grid
     if mask.is_empty:
         return np.zeros(0), np.zeros(0), "empty mask", [f"{name}: empty structure"]
-    # the mask's box corners in dose index space
-    corners = np.array(
-        [
-            [x, y, z]
-            for z in (0, mask.array.shape[0])
-            for y in (0, mask.array.shape[1])
-            for x in (0, mask.array.shape[2])
-        ],
-        dtype=float,
-    )
-    corners = corners + np.asarray(mask.offset)[::-1] - 0.5
-    in_dose = grid.patient_to_index(mask.grid.index_to_patient(corners))
-    lo = np.floor(in_dose.min(axis=0)) - 1
-    hi = np.ceil(in_dose.max(axis=0)) + 1
-    f = _choose_factor(factor, mask.volume_cc / grid.voxel_volume_cc)
-    offsets = (np.arange(f) + 0.5) / f - 0.5
-    axes = [(np.arange(lo[i], hi[i] + 1)[:, None] + offsets).ravel() for i in range(3)]
-    doses, inside_flags = [], []
-    to_image = np.linalg.inv(mask.grid.affine) @ grid.affine
-    for z in axes[2]:
+    f = 1 if factor == "auto" else _given_factor(factor)
+    to_dose = np.linalg.inv(grid.affine) @ mask.grid.affine  # image index (x, y, z) → dose index
+    span = np.abs(to_dose[:3, :3]).max(axis=0)  # dose voxels one image voxel spans, per image axis
+    counts = [max(1, round(f * float(s))) for s in span]
+    offsets = np.stack(
+        np.meshgrid(*[(np.arange(n) + 0.5) / n - 0.5 for n in counts], indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    per_voxel = len(offsets)
+    block = _mask_block(mask.voxel_count * per_voxel, span, counts) if factor == "auto" else (1, 1, 1)
+    doses, inside_flags, weights = [], [], []
+    rows = mask.array.shape[1] * mask.array.shape[2]
+    chunk = block[0] * max(1, SAMPLE_BUDGET // 10 // max(1, per_voxel * rows * block[0]))
+    for start in range(0, mask.array.shape[0], chunk):
         if cancel is not None and cancel.is_set():
             raise Cancelled("DVH computation cancelled")
-        xx, yy = np.meshgrid(axes[0], axes[1])
-        index = np.column_stack([xx.ravel(), yy.ravel(), np.full(xx.size, z)])
-        image = np.rint(index @ to_image[:3, :3].T + to_image[:3, 3]).astype(int)
-        local = image[:, ::-1] - np.asarray(mask.offset)
-        valid = np.all((local >= 0) & (local < np.asarray(mask.array.shape)), axis=1)
-        hit = np.zeros(len(index), bool)
-        hit[valid] = mask.array[tuple(local[valid].T)]
-        if hit.any():
-            values, ok = dose.sample(index[hit])
-            doses.append(values)
-            inside_flags.append(ok)
-    doses = np.concatenate(doses) if doses else np.zeros(0)
-    inside = np.concatenate(inside_flags) if inside_flags else np.zeros(0, bool)
-    volumes = np.full(doses.shape, grid.voxel_volume_cc / f**3)
-    sampling = f"mask on the image grid, {f}³ samples per dose voxel"
-    warnings = _small_warning(name, float(volumes.sum()), dose) + _outside_warning(name, inside, volumes)
+        zyx, voxels = _block_centres(mask.array[start : start + chunk], block)
+        if not len(zyx):
+            continue
+        centres = (zyx + np.asarray(mask.offset) + (start, 0, 0))[:, ::-1]
+        points = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+        values, ok = dose.sample(points @ to_dose[:3, :3].T + to_dose[:3, 3])
+        doses.append(values)
+        inside_flags.append(ok)
+        weights.append(np.repeat(voxels, per_voxel))
+    doses = np.concatenate(doses)
+    inside = np.concatenate(inside_flags)
+    volumes = np.concatenate(weights) * (mask.grid.voxel_volume_cc / per_voxel)
+    size = " × ".join(f"{s:.3g}" for s in mask.grid.spacing_xyz)
+    where = "at its centre" if per_voxel == 1 else f"at {' × '.join(str(n) for n in counts)} points"
+    sampling = f"mask on its {size} mm image grid, each voxel sampled {where}"
+    if block != (1, 1, 1):
+        points = "" if per_voxel == 1 else f", at {' × '.join(str(n) for n in counts)} points"
+        sampling = (
+            f"mask on its {size} mm image grid, in blocks of {' × '.join(str(b) for b in block[::-1])} "
+            f"voxels (cost bound), each sampled at the mean centre of its voxels in the mask{points}"
+        )
+    warnings = _small_warning(name, float(volumes.sum()), dose, "sampled at its own voxels")
+    warnings += _outside_warning(name, inside, volumes)
     return doses, volumes, sampling, warnings
+
+
+def _mask_block(samples: int, span: np.ndarray, counts) -> tuple[int, int, int]:
+    """Image voxels per block (z, y, x) that bring `samples` under `SAMPLE_BUDGET`, along the
+    image axes (x, y, z) whose voxels are sampled once and span under half a dose voxel, a block
+    no larger than a dose voxel; (1, 1, 1) when none is needed."""
+    limits = [int(1 / s) if n == 1 and s < 0.5 else 1 for s, n in zip(span, counts, strict=True)]
+    size = 1
+    block = [1, 1, 1]
+    while samples / math.prod(block) > SAMPLE_BUDGET and any(
+        b < limit for b, limit in zip(block, limits, strict=True)
+    ):
+        size += 1
+        block = [min(size, limit) for limit in limits]
+    return tuple(block[::-1])
+
+
+def _block_centres(array: np.ndarray, block: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For blocks of `block` (z, y, x) voxels of a bool (z, y, x) array: the mean index of the
+    True voxels of each block holding any, and how many they are."""
+    if block == (1, 1, 1):
+        zyx = np.argwhere(array)
+        return zyx.astype(np.float64), np.ones(len(zyx), np.int64)
+    padded = np.pad(array, [(0, -n % b) for n, b in zip(array.shape, block, strict=True)])
+    shape = [padded.shape[0] // block[0], block[0], padded.shape[1] // block[1], block[1]]
+    shape += [padded.shape[2] // block[2], block[2]]
+    cells = padded.reshape(shape)
+    voxels = cells.sum(axis=(1, 3, 5), dtype=np.int64)
+    found = np.nonzero(voxels)
+    counts = voxels[found]
+    centres = np.empty((len(counts), 3))
+    for k, (axis, size) in enumerate(((1, block[0]), (3, block[1]), (5, block[2]))):
+        place = np.arange(size, dtype=np.float64).reshape([size if a == axis else 1 for a in range(6)])
+        local = (cells * place).sum(axis=(1, 3, 5))[found] / counts
+        centres[:, k] = found[k] * size + local
+    return centres, counts
 
 
 # -- plotting -----------------------------------------------------------------------------------

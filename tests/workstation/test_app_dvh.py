@@ -97,6 +97,49 @@ def test_the_panel_names_the_structures_the_loaded_images_cut(window, qtbot, tmp
     assert set(rows) == {s.name for s in case.structures}
 
 
+def test_a_structure_around_an_image_missing_from_the_series_has_its_mask_volume(window, qtbot, tmp_path):
+    """IBSI's lung CT without its image at z = -10.4 mm, and GTV-1 drawn on the others: the plane
+    is interpolated on loading, the mask filled there, and the DVH's contour planes either side
+    reach over it (the panel gives the case's images' slices): the DVH volume is the structure
+    table's. It was one 3 mm slice short, the planes read as two separate parts."""
+    import shutil
+
+    import pydicom
+
+    from planning.dicom.load import load_series
+    from planning.dicom.scan import scan
+    from planning.session import ImageReference
+    from workstation.app import services
+    from workstation.app.case import Case
+
+    folder = data_path("dicom", "ibsi1-lung-ct")
+    images = tmp_path / "image"
+    images.mkdir()
+    for path in (folder / "image").glob("DCM_IMG_*.dcm"):
+        if abs(float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2]) + 10.4) > 0.01:
+            shutil.copy(path, images / path.name)
+    dataset = pydicom.dcmread(folder / "RS.dcm")
+    item = dataset.ROIContourSequence[0]
+    item.ContourSequence = pydicom.Sequence(
+        [c for c in item.ContourSequence if abs(float(c.ContourData[2]) + 10.4) > 0.01]
+    )
+    dataset.save_as(tmp_path / "RS.dcm")
+    volume = load_series(scan(images).series[0])
+    assert sum(ref is None for ref in volume.slices) == 1
+    loaded = services.load_rtstruct(tmp_path / "RS.dcm", volume)
+    window.set_case(
+        Case.with_structures(volume, [loaded], ImageReference.for_volume(volume, "dicom", images))
+    )
+    panel = window.dvh_panel
+    window.docks.dvh_dock.show()
+    dose = Dose(np.full(volume.grid.shape, 2.0, np.float32), volume.grid, volume.frame_of_reference_uid)
+    window.set_dose(dose)
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+    mask_cc = window.case.structures["GTV-1"].volume_cc
+    assert panel.values()["GTV-1"]["volume_cc"] == pytest.approx(mask_cc, rel=0.005)
+
+
 def test_structures_cut_by_the_images_are_still_named_after_the_session_is_reopened(window, qtbot, tmp_path):
     """The reading warnings (contours left out beyond the loaded images) are kept in the session:
     reopened, the DVH panel does not show BODY's 140 cc slab as a whole BODY."""

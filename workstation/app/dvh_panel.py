@@ -1,9 +1,10 @@
 """The DVH panel: cumulative DVHs and dose metrics of the case's structures on the loaded dose.
 
 The numbers are `delineo dvh`'s (`planning.dvh.compute_dvh`): a structure read from an RTSTRUCT
-and not edited is sampled from its planar contours, as planning systems do; an edited or drawn
-one from its mask. They are computed in a worker (with progress and Cancel) when the panel is
-shown and its curves are missing or out of date: after a dose is loaded, or after an edit.
+and not edited is sampled from its planar contours, as planning systems do, each contour plane one
+slice of the case's images thick; an edited or drawn one from its mask. They are computed in a
+worker (with progress and Cancel) when the panel is shown and its curves are missing or out of
+date: after a dose is loaded, or after an edit.
 
 Each row's tick shows or hides its curve; beyond `LEGEND_MAX` curves the legend is left out (it
 would squeeze the plot to nothing) and the rows' colours name the curves.
@@ -33,6 +34,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from planning.contour_slabs import ImageSlices
 from planning.dvh import DVH, compute_dvh, plot_dvhs, visible_on_white, write_table
 from planning.errors import DelineoError
 from workstation.app.case import contours_left_out
@@ -144,6 +146,7 @@ class DvhPanel(QWidget):
         self._dose_warnings = list(dose.warnings)
         # masks shared copy-on-write: a stroke drawn while the worker samples is not half in a DVH
         structures = [s.snapshot() for s in window.case.structures if not s.mask.is_empty]
+        slices = ImageSlices.from_images(window.case.grid, window.case.volume.slices)
         partial, empty = _cut_by_images(window.case)
         self._left_out = _left_out(window.case.structures, partial, empty)
         self._no_voxel = [_no_voxel_dvh(name, dose.unit_label) for name in empty]
@@ -154,7 +157,7 @@ class DvhPanel(QWidget):
             dvhs = []
             for done, structure in enumerate(structures):
                 on_progress("Computing DVHs", done, len(structures))
-                dvhs.append(compute_dvh(dose, structure, cancel=cancel))
+                dvhs.append(compute_dvh(dose, structure, slices=slices, cancel=cancel))
                 if structure.name in partial:
                     dvhs[-1].warnings.append(f"{structure.name}: {PARTIAL}")
             on_progress("Computing DVHs", len(structures), len(structures))

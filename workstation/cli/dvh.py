@@ -1,8 +1,11 @@
 """`delineo dvh RTDOSE RTSTRUCT [--series DICOM_FOLDER] --out dvh.csv`: DVH statistics per structure.
 
 Without --series the DVH is computed from the RTSTRUCT's planar contours directly on the dose grid
-(no CT needed: an RTSTRUCT often travels without all its images). With --series the structures are
-read onto the images; unedited ones still use their planar contours.
+(no CT needed: an RTSTRUCT often travels without all its images); each contour plane is then one
+image slice thick, the slices estimated from the contour planes of the whole structure set
+(`planning.contour_slabs`), and a DVH whose thickness is a guess says so. With --series the
+structures are read onto the images, whose slices give the thickness; unedited ones still use
+their planar contours.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ def register(subparsers) -> None:
         "dvh",
         help="dose-volume histograms and DVH metrics per structure (CSV, optional plot)",
         description="Cumulative DVH metrics (volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_xGy) for "
-        "each structure of an RTSTRUCT on an RTDOSE. Small structures are sampled below the dose "
-        "voxel size.",
+        "each structure of an RTSTRUCT on an RTDOSE. Structures are sampled below the dose voxel "
+        "size as their shape needs; the CSV's sampling column says how.",
     )
     parser.add_argument("dose", type=Path, help="the RTDOSE file")
     parser.add_argument("structures", type=Path, help="the RTSTRUCT file (or a label map with --series)")
@@ -49,7 +52,9 @@ def register(subparsers) -> None:
         "--factor",
         default="auto",
         choices=["auto", "1", "2", "4", "8"],
-        help="in-plane samples per dose voxel (default auto: more for small structures)",
+        help="samples per dose voxel along x and y (default auto: contours as finely as their edge "
+        "needs, at most 5%% of the volume within one sample of them, within a cost bound; a mask at "
+        "its voxels' centres)",
     )
     parser.add_argument(
         "--end-cap",
@@ -75,7 +80,7 @@ def run(args) -> int:
         raise DelineoError(f"{args.plot.name}: a plot is written as {', '.join(sorted(PLOT_SUFFIXES))}")
 
     dose = load_dose(args.dose)
-    structures, frames, where = _structures(args)
+    structures, frames, where, slices = _structures(args, dose)
     dose.check_same_frame(frames, where, args.dose.name)
     if args.names:
         wanted = set(args.names)
@@ -98,7 +103,9 @@ def run(args) -> int:
             )
             continue
         try:
-            dvh = compute_dvh(dose, geometry, name=name, factor=factor, end_cap_mm=args.end_cap)
+            dvh = compute_dvh(
+                dose, geometry, name=name, factor=factor, slices=slices, end_cap_mm=args.end_cap
+            )
         except ValueError as error:  # settings this structure cannot take (an end cap past a plane)
             raise DelineoError(f"{name}: {error}") from None
         table.append(dvh)
@@ -127,9 +134,15 @@ def run(args) -> int:
     return 0
 
 
-def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | None]], set[str], str]:
+def _structures(
+    args, dose
+) -> tuple[list[tuple[str, object, tuple[int, int, int] | None]], set[str], str, object]:
     """(name, geometry for compute_dvh, colour) per structure; the frames of reference they are
-    stated to be in, and what states it (for an error message)."""
+    stated to be in, and what states it (for an error message); and the image slices they were
+    drawn on: the series' slices, or, from an RTSTRUCT alone, estimated from the contour planes
+    of its structures in the dose's frame of reference."""
+    from planning.contour_slabs import ImageSlices
+
     if args.series is not None:
         from planning.imageio import load_volume
         from planning.structure_io import load_structures
@@ -137,7 +150,8 @@ def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | No
         volume = load_volume(args.series)
         structure_set = load_structures(args.structures, volume)
         where = f"{args.structures.name} (on the images in {args.series.name})"
-        return [(s.name, s, s.color) for s in structure_set], {volume.frame_of_reference_uid}, where
+        slices = ImageSlices.from_images(volume.grid, volume.slices)
+        return [(s.name, s, s.color) for s in structure_set], {volume.frame_of_reference_uid}, where, slices
     from planning.dicom.headers import read_dataset
     from planning.rtstruct.placement import stated_frames
     from planning.rtstruct.rois import parse_rois
@@ -152,7 +166,9 @@ def _structures(args) -> tuple[list[tuple[str, object, tuple[int, int, int] | No
     for problem in problems:
         log.warning("%s: %s", args.structures.name, problem)
     structures = [(r.name, _InFrame(r.contours, r.frame_of_reference), r.color) for r in rois]
-    return structures, stated_frames(dataset), args.structures.name
+    in_frame = [geometry for _, geometry, _ in structures if not _other_frame(dose, geometry)]
+    slices = ImageSlices.estimate(in_frame, dose.grid.slice_normal, dose.grid.spacing_xyz[2])
+    return structures, stated_frames(dataset), args.structures.name, slices
 
 
 class _InFrame(list):
