@@ -110,7 +110,9 @@ def run(args) -> int:
             raise DelineoError(f"{name}: {error}") from None
         table.append(dvh)
         if dvh.is_empty:
-            print(f"{name}: no volume (no closed contours): a row without numbers")
+            if not dvh.warnings:  # the CSV row says why it has no numbers
+                dvh.warnings.append(f"no volume: {_why_empty(geometry)}")
+            print(f"{name}: {dvh.warnings[0]}: a row without numbers")
             continue
         dvhs.append(dvh)
         if color:
@@ -169,6 +171,14 @@ def _structures(
     in_frame = [geometry for _, geometry, _ in structures if not _other_frame(dose, geometry)]
     slices = ImageSlices.estimate(in_frame, dose.grid.slice_normal, dose.grid.spacing_xyz[2])
     return structures, stated_frames(dataset), args.structures.name, slices
+
+
+def _why_empty(geometry) -> str:
+    """Why a structure has no volume: an ROI without contours, with open ones only (points or
+    lines), or a structure empty on the images."""
+    if isinstance(geometry, list):
+        return "the ROI has no contours" if not geometry else "no closed contours (points or lines only)"
+    return "the structure is empty on these images"
 
 
 class _InFrame(list):
