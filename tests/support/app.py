@@ -77,6 +77,20 @@ def show_sample(window, shape=(40, 128, 128)):
     return case
 
 
+def expand_in_dialog(qtbot, window, source: str, margin_mm: float, output: str) -> None:
+    """Grow `source` by `margin_mm` into `output` through the Margins and Booleans dialog, as a
+    user does, and wait for it."""
+    from workstation.app.derive_dialog import DeriveDialog
+
+    dialog = DeriveDialog(window)
+    dialog.operation.setCurrentText("Expand (margin)")
+    dialog.source_a.setCurrentText(source)
+    dialog.margin.setValue(margin_mm)
+    dialog.output.setText(output)
+    dialog.compute()
+    wait_idle(qtbot, window)
+
+
 def grab(widget) -> np.ndarray:
     """The widget as rendered now: (height, width, 3) uint8 RGB."""
     widget.repaint()

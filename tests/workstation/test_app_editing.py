@@ -271,9 +271,7 @@ def test_derived_structure_is_marked_stale_and_rebuilt(window, qtbot):
 
 def test_a_margin_cut_where_the_images_end_is_said_in_the_status_bar(window, qtbot):
     """The cut went only to Messages; the status bar kept an older message."""
-    from support.app import wait_idle
-
-    from workstation.app.derive_dialog import DeriveDialog
+    from support.app import expand_in_dialog
 
     case = show_sample(window)
     last = case.grid.shape[0] - 1
@@ -281,13 +279,7 @@ def test_a_margin_cut_where_the_images_end_is_said_in_the_status_bar(window, qtb
     case.edit_region(
         "draw", name, (slice(last - 2, last + 1), slice(60, 70), slice(60, 70)), np.ones((3, 10, 10), bool)
     )
-    dialog = DeriveDialog(window)
-    dialog.operation.setCurrentText("Expand (margin)")
-    dialog.source_a.setCurrentText(name)
-    dialog.margin.setValue(10.0)
-    dialog.output.setText("PTVp")
-    dialog.compute()
-    wait_idle(qtbot, window)
+    expand_in_dialog(qtbot, window, name, 10.0, "PTVp")
     said = window.statusBar().currentMessage()
     assert said.startswith("PTVp: expansion by") and "reaches the edge of the images" in said
 
@@ -296,18 +288,10 @@ def test_a_derived_structure_edited_by_hand_is_not_rebuilt_over_the_edit(window,
     """A PTV trimmed with the eraser kept its recipe: after a touch-up of its GTV, Rebuild (which
     the status bar suggests) put the 160 trimmed voxels back without a word, and the file said
     "Derived: CTV + 5 mm" of a PTV drawn by hand."""
-    from support.app import wait_idle
-
-    from workstation.app.derive_dialog import DeriveDialog
+    from support.app import expand_in_dialog, wait_idle
 
     case = show_sample(window)
-    dialog = DeriveDialog(window)
-    dialog.operation.setCurrentText("Expand (margin)")
-    dialog.source_a.setCurrentText("GTV")
-    dialog.margin.setValue(8.0)
-    dialog.output.setText("PTV")
-    dialog.compute()
-    wait_idle(qtbot, window)
+    expand_in_dialog(qtbot, window, "GTV", 8.0, "PTV")
     ptv = case.structures["PTV"]
     derived_description = ptv.description
     planes, rows, columns = ptv.mask.box
