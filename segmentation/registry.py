@@ -57,6 +57,15 @@ class ModelEntry:
     structures: tuple[str, ...]
     #: the manifest's version ("" where the folder does not say: nnU-Net)
     version: str = ""
+    #: structures drawn only when asked for by name (a manifest output's ``by_default`` false)
+    on_request: tuple[str, ...] = ()
+    #: the model card (Markdown), when the folder has one
+    card: Path | None = None
+
+    @property
+    def default_structures(self) -> list[str]:
+        """The structures drawn when the user names none."""
+        return [name for name in self.structures if name not in self.on_request]
 
     @property
     def title(self) -> str:
@@ -196,6 +205,7 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
     folder = Path(folder)
     if find_manifest(folder):
         manifest = read_manifest(folder)
+        card = folder / manifest.card if manifest.card else None
         return ModelEntry(
             manifest.name,
             "delineo",
@@ -205,6 +215,8 @@ def describe_folder(folder: Path, origin: str = "user") -> ModelEntry | None:
             manifest.modality,
             tuple(manifest.structure_names),
             manifest.version,
+            on_request=tuple(o.name for o in manifest.outputs if not o.by_default),
+            card=card if card is not None and card.is_file() else None,
         )
     from segmentation import nnunet
 

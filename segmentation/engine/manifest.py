@@ -21,7 +21,9 @@ the field. Fields (optional ones with their default):
   interpreted type) and colour default to the TG-263 table's for the name; ``keep_largest``
   (false): keep only the largest connected piece (an organ that is one piece: stray islands far
   from it are dropped); ``training_volume_cc`` (none): ``[smallest, largest]`` volume of the
-  structure in the model's training contours, in cc; a result outside it is warned about.
+  structure in the model's training contours, in cc; a result outside it is warned about;
+  ``by_default`` (true): false for an output drawn only when asked for by name (targets a model
+  guesses from the image alone: the dialog offers them unticked, the CLI leaves them out).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class ManifestError(DelineoError):
 class OutputSpec:
     """One structure a model draws: network channel, name, RT ROI interpreted type, colour, and
     whether only its largest connected piece is kept; the (smallest, largest) volume in cc of
-    the structure in the model's training contours, when known."""
+    the structure in the model's training contours, when known; whether it is drawn unless the
+    user names the structures (`by_default`)."""
 
     channel: int
     name: str
@@ -56,6 +59,7 @@ class OutputSpec:
     color: tuple[int, int, int]
     keep_largest: bool = False
     training_volume_cc: tuple[float, float] | None = None
+    by_default: bool = True
 
 
 @dataclass(frozen=True)
@@ -333,9 +337,10 @@ class _Validator:
                 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
             ):
                 self.fail(f"{field}.color", f"must be three integers 0–255, got {color!r}")
-            keep_largest = entry.get("keep_largest", False)
-            if not isinstance(keep_largest, bool):
-                self.fail(f"{field}.keep_largest", f"must be true or false, got {keep_largest!r}")
+            keep_largest, by_default = entry.get("keep_largest", False), entry.get("by_default", True)
+            for key, value in (("keep_largest", keep_largest), ("by_default", by_default)):
+                if not isinstance(value, bool):
+                    self.fail(f"{field}.{key}", f"must be true or false, got {value!r}")
             training_volume = entry.get("training_volume_cc")
             if training_volume is not None:
                 if not _is_volume_range(training_volume):
@@ -345,7 +350,9 @@ class _Validator:
                     )
                 training_volume = (float(training_volume[0]), float(training_volume[1]))
             outputs.append(
-                OutputSpec(channel, entry["name"], roi_type, tuple(color), keep_largest, training_volume)
+                OutputSpec(
+                    channel, entry["name"], roi_type, tuple(color), keep_largest, training_volume, by_default
+                )
             )
         return tuple(outputs)
 

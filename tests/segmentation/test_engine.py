@@ -427,6 +427,7 @@ def _fewer_network_channels_than_outputs(manifest: dict) -> None:
         (lambda m: m["outputs"].append({"channel": 0, "name": "Again"}), "outputs[1]"),
         (lambda m: m["outputs"][0].update(color=[300, 0, 0]), "outputs[0].color"),
         (lambda m: m["outputs"][0].update(keep_largest="yes"), "outputs[0].keep_largest"),
+        (lambda m: m["outputs"][0].update(by_default="no"), "outputs[0].by_default"),
         (lambda m: m["outputs"][0].update(training_volume_cc=[30, 20]), "outputs[0].training_volume_cc"),
         (lambda m: m["outputs"][0].update(training_volume_cc=12.0), "outputs[0].training_volume_cc"),
         (_fewer_network_channels_than_outputs, "architecture.params.out_channels"),

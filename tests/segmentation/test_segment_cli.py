@@ -264,3 +264,33 @@ def test_an_rtstruct_holds_no_empty_roi_for_a_structure_not_found(tmp_path, sphe
     assert main(["segment", str(tmp_path / "air"), "--model", "spheres", "--out", str(air_out)]) == 1
     assert "not written: the model found none of its structures in this image" in capsys.readouterr().err
     assert not air_out.exists()
+
+
+def test_an_output_drawn_only_when_named_is_left_out_unless_named(tmp_path, spheres_model, capsys):
+    """A manifest output with "by_default": false (the head-and-neck model's PTVs, guessed from
+    the image alone) is drawn only when --structures names it, and the run says so."""
+    manifest_path = tmp_path / "models" / "spheres" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["outputs"][1]["by_default"] = False
+    manifest_path.write_text(json.dumps(manifest))
+    registry.clear_cache()
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    assert main(["segment", str(image), "--model", "spheres", "--out", str(tmp_path / "masks")]) == 0
+    assert "not drawn unless named with --structures: Dense" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["Spheres.nii.gz"]
+    named = [
+        "segment",
+        str(image),
+        "--model",
+        "spheres",
+        "--structures",
+        "Dense",
+        "--out",
+        str(tmp_path / "d"),
+    ]
+    assert main(named) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["Dense.nii.gz"]
+    capsys.readouterr()
+    assert main(["models"]) == 0 and "Dense (only when named)" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from PyQt6.QtCore import QTimer
+from PyQt6.QtCore import Qt, QTimer
 from support.app import show_sample, wait_idle
 
 pytestmark = pytest.mark.gui
@@ -494,3 +494,23 @@ def test_a_dialog_whose_case_closed_mid_run_is_deleted_only_once_the_run_has_end
     assert "results dropped, the case they were for is no longer open" in window.statusBar().currentMessage()
     assert not window.jobs.errors
     qtbot.waitUntil(lambda: sip.isdeleted(old), timeout=5_000)
+
+
+def test_targets_a_model_guesses_from_the_image_are_offered_unticked_beside_its_model_card(window):
+    """The head-and-neck model's PTV56/63/70 (where OpenKBP's physicians put targets in similar
+    patients, not this patient's disease) were ticked with the organs and arrived without a word;
+    the model card was named, not linked."""
+    from workstation.app.autoseg_dialog import ON_REQUEST
+
+    show_sample(window)
+    window.open_autoseg()
+    dialog = window.autoseg_dialog
+    dialog.model_box.setCurrentIndex(dialog.model_box.findData("head_neck_openkbp"))
+    items = [dialog.structure_list.item(i) for i in range(dialog.structure_list.count())]
+    unticked = [item for item in items if item.checkState() == Qt.CheckState.Unchecked]
+    assert [item.text() for item in unticked] == [f"PTV{d}  (only when ticked)" for d in (56, 63, 70)]
+    assert unticked[0].toolTip() == ON_REQUEST
+    assert "PTV56" not in dialog.selected_structures() and "Brainstem" in dialog.selected_structures()
+    unticked[0].setCheckState(Qt.CheckState.Checked)
+    assert "PTV56" in dialog.selected_structures()  # the structure's own name, for the run
+    assert 'MODEL_CARD.md">Model card</a>' in dialog.description.text()

@@ -15,6 +15,8 @@ closed meanwhile (another case opened, the window closed), adds nothing and says
 
 from __future__ import annotations
 
+import html
+
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -37,6 +39,26 @@ from planning.structures import GenerationAlgorithm
 from planning.tg263 import distinct_color
 from workstation.app import services
 from workstation.app.history import Locked
+
+#: Why a model's structure is offered unticked (a manifest output's ``by_default`` false).
+ON_REQUEST = (
+    "The model guesses this structure from the image alone (where physicians put it in similar "
+    "patients): it is not a delineation of this patient's disease. Drawn only when ticked."
+)
+
+
+def _describe(model, refusal: str) -> str:
+    """The model's description, a link to its model card (its intended use and measured
+    accuracy) and why it cannot run here, as rich text."""
+    parts = [html.escape(model.description)]
+    if model.card is not None:
+        parts.append(
+            f'<a href="{model.card.as_uri()}">Model card</a>: intended use, training data and accuracy '
+            "measured per structure; read it before relying on the contours."
+        )
+    if refusal:
+        parts.append(html.escape(refusal))
+    return "<br><br>".join(parts)
 
 
 class AutoSegDialog(QDialog):
@@ -70,6 +92,8 @@ class AutoSegDialog(QDialog):
         form.addRow("Device", self.device_box)
         self.description = QLabel(self)
         self.description.setWordWrap(True)
+        self.description.setTextFormat(Qt.TextFormat.RichText)
+        self.description.setOpenExternalLinks(True)
         form.addRow(self.description)
         layout.addLayout(form)
         self.structure_list = QListWidget(self)
@@ -142,11 +166,16 @@ class AutoSegDialog(QDialog):
             self.run_button.setEnabled(False)
             return
         refusal = self._refusal(model)
-        self.description.setText(f"{model.description}\n\n{refusal}" if refusal else model.description)
+        self.description.setText(_describe(model, refusal))
         self.run_button.setEnabled(not refusal and self.job is None)
         for name in model.structures:
             item = QListWidgetItem(name)
-            item.setCheckState(Qt.CheckState.Checked)
+            asked = name in model.on_request
+            item.setCheckState(Qt.CheckState.Unchecked if asked else Qt.CheckState.Checked)
+            if asked:
+                item.setText(f"{name}  (only when ticked)")
+                item.setData(Qt.ItemDataRole.UserRole, name)
+                item.setToolTip(ON_REQUEST)
             self.structure_list.addItem(item)
 
     def _refusal(self, model) -> str:
@@ -158,10 +187,11 @@ class AutoSegDialog(QDialog):
         return f"{mismatch}: it cannot run here." if mismatch else ""
 
     def selected_structures(self) -> list[str]:
+        items = [self.structure_list.item(i) for i in range(self.structure_list.count())]
         return [
-            self.structure_list.item(i).text()
-            for i in range(self.structure_list.count())
-            if self.structure_list.item(i).checkState() == Qt.CheckState.Checked
+            item.data(Qt.ItemDataRole.UserRole) or item.text()
+            for item in items
+            if item.checkState() == Qt.CheckState.Checked
         ]
 
     # -- running -------------------------------------------------------------------------------

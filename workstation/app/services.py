@@ -11,6 +11,7 @@ import importlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from planning.errors import DelineoError
 from planning.structures import Mask
@@ -206,13 +207,25 @@ class ModelInfo:
     description: str = ""
     #: the DICOM modality of the images it segments ("CT"; "" where its folder does not say)
     modality: str = ""
+    #: structures drawn only when asked for (targets guessed from the image alone)
+    on_request: list[str] = field(default_factory=list)
+    #: the model card, when it has one
+    card: Path | None = None
 
 
 def models() -> list[ModelInfo]:
     """Installed segmentation models (the built-in ones, the user's, nnU-Net's)."""
     registry = _module("segmentation.registry", "Auto-segmentation")
     return [
-        ModelInfo(entry.name, entry.title, list(entry.structures), entry.description, entry.modality)
+        ModelInfo(
+            entry.name,
+            entry.title,
+            list(entry.structures),
+            entry.description,
+            entry.modality,
+            list(entry.on_request),
+            entry.card,
+        )
         for entry in registry.list_models()
     ]
 

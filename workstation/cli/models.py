@@ -26,6 +26,8 @@ def run(args) -> int:
                 "modality": e.modality,
                 "description": e.description,
                 "structures": list(e.structures),
+                "on_request": list(e.on_request),
+                "card": str(e.card) if e.card else None,
             }
             for e in entries
         ]
@@ -37,7 +39,10 @@ def run(args) -> int:
         print(f"{entry.title}  ({what}){where}")
         if entry.description:
             print(f"    {entry.description}")
-        print(f"    structures: {', '.join(entry.structures)}")
+        drawn = [f"{n} (only when named)" if n in entry.on_request else n for n in entry.structures]
+        print(f"    structures: {', '.join(drawn)}")
+        if entry.card is not None:
+            print(f"    model card: {entry.card}")
     roots = ", ".join(f"{path} ({origin})" for origin, path in search_roots()) or "none"
     searched = (
         "built-in models, $DELINEO_MODELS, ~/.delineo/models, $nnUNet_results, TotalSegmentator's folder"

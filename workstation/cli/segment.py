@@ -112,7 +112,8 @@ def run(args) -> int:
         raise DelineoError("--folds and --mirroring apply to nnU-Net models only")
     if args.overlap is not None and entry.kind == "rules":
         raise DelineoError(f"--overlap applies to network models only; {entry.name} has no tiles")
-    _refuse_existing(args, kind, args.structures or list(entry.structures))
+    wanted = args.structures or entry.default_structures  # targets guessed from the image: if named
+    _refuse_existing(args, kind, wanted)
     progress = ProgressBar()
     cancel = threading.Event()
     started = time.perf_counter()
@@ -127,7 +128,7 @@ def run(args) -> int:
         model = load_model(entry.path and str(entry.path) or entry.name, **options)
         structures = model.predict(
             volume,
-            structures=args.structures,
+            structures=wanted,
             device=None if args.device == "auto" else args.device,
             **({} if args.overlap is None else {"overlap": args.overlap}),
             on_progress=progress,
@@ -138,6 +139,11 @@ def run(args) -> int:
         raise
     finally:
         progress.close()
+    if entry.on_request and not args.structures:
+        print(
+            f"not drawn unless named with --structures: {', '.join(entry.on_request)} (guessed from the "
+            "image alone, not this patient's disease; see the model card)"
+        )
     run_info = getattr(model, "last_run", None)
     for warning in [*volume.warnings, *(run_info.warnings if run_info else [])]:
         warn(warning)
