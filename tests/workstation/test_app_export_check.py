@@ -89,11 +89,32 @@ def test_auto_contours_not_reviewed_are_named_in_the_check(window, qtbot, tmp_pa
         structure.awaiting_review = True
     case.add_structures(found, "Auto-segmentation")
     export = _checked_export(window, qtbot, tmp_path / "RS.dcm")
-    assert "WARNING: 2 auto-contours not reviewed: Heart_auto, Lung_auto" in _report(export)
+    # unticked until reviewed: exported, an unreviewed contour reads as delineated
+    assert "Heart_auto" not in export.selected_names() and "Lung_auto" not in export.selected_names()
+    left_out = "WARNING: not exported, not reviewed (accept them, or tick them): Heart_auto, Lung_auto"
+    assert left_out in _report(export)
     case.accept_auto_contours(["Lung_auto"], "Accept Lung_auto")
+    wait_idle(qtbot, window)
+    assert "Lung_auto" in export.selected_names() and "Heart_auto" not in export.selected_names()
+    heart = next(
+        i
+        for i in range(export.structure_list.count())
+        if "Heart_auto" in export.structure_list.item(i).text()
+    )
+    assert export.structure_list.item(heart).text().endswith("not reviewed)")
+    export.structure_list.item(heart).setCheckState(Qt.CheckState.Checked)  # the user's choice
     export.run_check()
     qtbot.waitUntil(lambda: export.write_button.isEnabled(), timeout=60_000)
-    assert "WARNING: 1 auto-contour not reviewed: Heart_auto" in _report(export)
+    exported = "WARNING: 1 auto-contour not reviewed, exported as they are (their ROI Description says "
+    assert exported + "'not reviewed when exported'): Heart_auto" in _report(export)
+    export.write()
+    wait_idle(qtbot, window)
+    descriptions = {
+        r.ROIName: r.get("ROIDescription", "")
+        for r in pydicom.dcmread(tmp_path / "RS.dcm").StructureSetROISequence
+    }
+    assert descriptions["Heart_auto"].endswith("not reviewed when exported")
+    assert "not reviewed" not in descriptions["Lung_auto"]
 
 
 def test_a_check_overtaken_by_an_edit_says_so_instead_of_checking(window, qtbot, monkeypatch):

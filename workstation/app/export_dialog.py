@@ -98,7 +98,8 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
 
         self.structure_list = QListWidget(self)
-        self._listed: list[tuple] = []  # what the list shows: each structure's number, name, type
+        self._listed: list[tuple] = []  # what the list shows: number, name, type, awaiting review
+        self._awaiting: set[int] = set()  # ROI numbers listed as awaiting review
         self._list_structures({})
         layout.addWidget(self.structure_list, 1)
 
@@ -160,12 +161,17 @@ class ExportDialog(QDialog):
         scrolled = self.structure_list.verticalScrollBar().value()
         self.structure_list.clear()
         self._listed = _listing(self.case.structures)
+        reviewed_since = self._awaiting - {s.number for s in self.case.structures if s.awaiting_review}
+        self._awaiting = {s.number for s in self.case.structures if s.awaiting_review}
         for structure in self.case.structures:
             volume = self.window_.table.volume_of(structure)
             item = QListWidgetItem(_item_text(structure, volume))
             item.setData(Qt.ItemDataRole.UserRole, structure.number)
-            default = structure.mask.array.size != 0 and (volume is None or volume > 0)
-            tick = checked.get(structure.number, default)
+            # an auto-contour awaiting review is left out until ticked (exported, it reads as
+            # delineated), and in once accepted
+            filled = structure.mask.array.size != 0 and (volume is None or volume > 0)
+            default = filled and not structure.awaiting_review
+            tick = default if structure.number in reviewed_since else checked.get(structure.number, default)
             item.setCheckState(Qt.CheckState.Checked if tick else Qt.CheckState.Unchecked)
             self.structure_list.addItem(item)
         self.structure_list.verticalScrollBar().setValue(scrolled)
@@ -227,6 +233,9 @@ class ExportDialog(QDialog):
         source = self.case.structures
         # masks shared copy-on-write: edits from now on are not seen
         subset = source.snapshot(self.selected_names(), self.label_edit.text() or "Delineo")
+        for structure in subset:  # the file says so of each auto-contour exported unreviewed
+            if structure.awaiting_review:
+                structure.description = "; ".join(filter(None, [structure.description, UNREVIEWED]))
         everything = source.snapshot()  # the sources of derived structures, exported or not
         volume = self.case.volume
         options = {
@@ -248,7 +257,7 @@ class ExportDialog(QDialog):
             on_progress("Checking the RTSTRUCT", 0, 1)
             findings = [("warning", w) for w in warnings] + services.check_rtstruct(target, volume)
             stale = _stale_findings(services.why_stale(everything), subset.names())
-            return target, stale + _review_findings(subset) + findings
+            return target, stale + _review_findings(everything, subset) + findings
 
         def done(result):
             if number != self._current_check:  # stale: a later check runs, or the case changed
@@ -364,12 +373,13 @@ class ExportDialog(QDialog):
 
 def _listing(structures: StructureSet) -> list[tuple]:
     """What the structure list shows of each structure but its volume (cheap to compare)."""
-    return [(s.number, s.name, s.roi_type) for s in structures]
+    return [(s.number, s.name, s.roi_type, s.awaiting_review) for s in structures]
 
 
 def _item_text(structure, volume: float | None) -> str:
     counted = "… cc" if volume is None else f"{volume:.1f} cc"
-    return f"{structure.name}  ({structure.roi_type.value}, {counted})"
+    review = ", not reviewed" if structure.awaiting_review else ""
+    return f"{structure.name}  ({structure.roi_type.value}, {counted}{review})"
 
 
 def _finding_item(level: str, text: str) -> QListWidgetItem:
@@ -398,13 +408,31 @@ def _stale_findings(reasons: dict[str, str], exported: list[str]) -> list[tuple[
     ]
 
 
-def _review_findings(structures: StructureSet) -> list[tuple[str, str]]:
-    """A warning naming the auto-contours still awaiting review (exported all the same)."""
-    names = [s.name for s in structures if s.awaiting_review]
-    if not names:
-        return []
-    noun = "auto-contour" if len(names) == 1 else "auto-contours"
-    return [("warning", f"{len(names)} {noun} not reviewed: {', '.join(names)}")]
+def _review_findings(case: StructureSet, exported: StructureSet) -> list[tuple[str, str]]:
+    """Warnings naming the case's auto-contours awaiting review: left out of the file (they are
+    unticked until the user ticks them), or ticked and exported as they are."""
+    pending = [s.name for s in case if s.awaiting_review]
+    ticked = [name for name in pending if name in exported]
+    left_out = [name for name in pending if name not in exported]
+    findings = []
+    if left_out:
+        findings.append(
+            ("warning", f"not exported, not reviewed (accept them, or tick them): {', '.join(left_out)}")
+        )
+    if ticked:
+        noun = "auto-contour" if len(ticked) == 1 else "auto-contours"
+        findings.append(
+            (
+                "warning",
+                f"{len(ticked)} {noun} not reviewed, exported as they are (their ROI Description says "
+                f"'{UNREVIEWED}'): {', '.join(ticked)}",
+            )
+        )
+    return findings
+
+
+#: What the ROI Description of an auto-contour exported before review says.
+UNREVIEWED = "not reviewed when exported"
 
 
 def _unused(path: Path) -> Path:
