@@ -72,8 +72,9 @@ def lung(app, data: Path) -> None:
     dialog = window.autoseg_dialog
     dialog.run()
     wait(app, window)
-    for name in list(dialog.pending):
-        (dialog.accept_result if name in ("External", "Lung_R") else dialog.reject_result)(name)
+    for structure in [s for s in window.case.structures if s.awaiting_review]:
+        keep = structure.name in ("External", "Lung_R")
+        (dialog.accept_result if keep else dialog.reject_result)(structure.number)
     dialog.close()
     derive = DeriveDialog(window)
     derive.source_a.setCurrentText("GTV-1")

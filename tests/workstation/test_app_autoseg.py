@@ -453,6 +453,39 @@ def test_reject_all_is_one_undo_step(window, qtbot):
     assert all(case.structures[n].awaiting_review for n in added)
 
 
+def test_reject_all_keeps_a_result_edited_by_hand_and_rows_follow_undo(window, qtbot):
+    """A pending Lung_R half erased by the physician was deleted by Reject all with the rest; an
+    accept undone left its row saying "accepted" with no buttons."""
+    from PyQt6.QtWidgets import QLabel
+
+    case = show_sample(window, shape=(40, 128, 128))
+    dialog = run_autoseg(window, qtbot)
+    lung = next(name for name in dialog.pending if name.startswith("Lung_R"))
+    external = next(name for name in dialog.pending if name.startswith("External"))
+    row = dialog._rows[case.structures[external].number]
+    dialog.accept_result(case.structures[external].number)
+    assert dialog.results.cellWidget(row, 2).text() == "accepted"
+    window.undo()
+    assert case.structures[external].awaiting_review
+    assert not isinstance(dialog.results.cellWidget(row, 2), QLabel)  # Accept and Reject again
+    box = case.structures[lung].mask.box
+    half = tuple(slice(b.start, (b.start + b.stop) // 2) if a == 2 else b for a, b in enumerate(box))
+    case.edit_region("Erase", lung, half, np.zeros(tuple(b.stop - b.start for b in half), bool))
+    dialog.reject_all()
+    assert lung in case.structures and external not in case.structures
+    assert window.statusBar().currentMessage().startswith(f"Kept, edited by hand since: {lung}")
+    window.undo()  # the rejection: the rows say pending again
+    assert not isinstance(dialog.results.cellWidget(row, 2), QLabel)
+
+
+def test_a_result_named_as_a_structure_of_the_case_is_said_to_be_named_apart(window, qtbot):
+    """The sample's own External, lungs and Bone keep their names; the results arrived as
+    External_2… with only "4 structures added"."""
+    show_sample(window, shape=(40, 128, 128))
+    dialog = run_autoseg(window, qtbot)
+    assert "Named apart: External_2 (External is taken), Lung_L_2 (Lung_L is taken)" in dialog.stage.text()
+
+
 def test_the_dialog_of_a_closed_case_is_deleted_and_follows_nothing(window, qtbot):
     from PyQt6 import sip
 

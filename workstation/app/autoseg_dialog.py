@@ -143,14 +143,14 @@ class AutoSegDialog(QDialog):
         self.case = window.case
         self._disposed = False  # its case was closed (`dispose`)
         if self.case is not None:
-            self.case.history.changed.connect(self._show_current_names)
+            self.case.history.changed.connect(self._refresh_rows)
 
     def dispose(self) -> None:
         """Cut the links to the window's jobs and to the case, and delete the dialog (its case
         was closed): at once, or once its run has ended and said what became of its results."""
         self.window_.jobs.progressed.disconnect(self._on_progress)
         if self.case is not None:
-            self.case.history.changed.disconnect(self._show_current_names)
+            self.case.history.changed.disconnect(self._refresh_rows)
         self._disposed = True
         if self.job is None:
             self.deleteLater()
@@ -270,7 +270,11 @@ class AutoSegDialog(QDialog):
         for structure in new:
             structure.color = distinct_color(structure.color, used)
             used.append(structure.color)
+        asked = [s.name for s in new]
         case.add_structures(new, f"Auto-segmentation ({title}): {len(new)} structures")
+        renamed = [
+            f"{s.name} ({name} is taken)" for name, s in zip(asked, new, strict=True) if s.name != name
+        ]
         self.progress.setValue(1000)
         summary = (
             f"{len(new)} structures added; accept or reject each."
@@ -280,6 +284,8 @@ class AutoSegDialog(QDialog):
         self.stage.setText(summary)
         if empty:  # asked for, not found in this image (a lung outside the field of view)
             self.stage.setText(f"{self.stage.text()}\nNot found in this image: {', '.join(empty)}.")
+        if renamed:  # the physician's own contour keeps its name; Compare structures sets them side by side
+            self.stage.setText(f"{self.stage.text()}\nNamed apart: {', '.join(renamed)}.")
         for warning in structure_set.warnings:  # each: an organ's odd volume is as much to review
             self.stage.setText(f"{self.stage.text()}\nWarning: {warning}")
         if structure_set.warnings:
@@ -310,6 +316,9 @@ class AutoSegDialog(QDialog):
         self.results.insertRow(row)
         self.results.setItem(row, 0, QTableWidgetItem(name))
         self.results.setItem(row, 1, QTableWidgetItem(f"{volume_cc:.1f}"))
+        self._show_buttons(number, row)
+
+    def _show_buttons(self, number: int, row: int) -> None:
         buttons = QWidget(self.results)
         layout = QHBoxLayout(buttons)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -321,12 +330,20 @@ class AutoSegDialog(QDialog):
         layout.addWidget(reject)
         self.results.setCellWidget(row, 2, buttons)
 
-    def _show_current_names(self) -> None:
-        """Rows awaiting review name their result as it is called now (renamed since, undone)."""
-        names = {s.number: s.name for s in self.case.structures if s.awaiting_review}
+    def _refresh_rows(self) -> None:
+        """Each row as its result is now (an undo, a redo, a rename): its name, and Accept/Reject
+        while it awaits review, else "accepted" or "rejected"."""
+        by_number = {s.number: s for s in self.case.structures}
         for number, row in self._rows.items():
-            if number in names:
-                self.results.item(row, 0).setText(names[number])
+            structure = by_number.get(number)
+            if structure is not None:
+                self.results.item(row, 0).setText(structure.name)
+            state = "rejected" if structure is None else None if structure.awaiting_review else "accepted"
+            if state is None:
+                if isinstance(self.results.cellWidget(row, 2), QLabel):
+                    self._show_buttons(number, row)
+            else:
+                self._mark(number, state)
 
     # -- review --------------------------------------------------------------------------------
 
@@ -353,12 +370,22 @@ class AutoSegDialog(QDialog):
             self._mark(number, "accepted")
 
     def reject_all(self) -> None:
-        """Delete every listed result still awaiting review, as one undo step."""
+        """Delete every listed result still awaiting review, as one undo step; one a person
+        edited since (SEMIAUTOMATIC) is kept and named: only its own Reject deletes it."""
         awaiting = self._listed_awaiting()
-        names = list(awaiting.values())
-        if self._removed(lambda: self.window_.case.remove_structures(names, "Reject all auto-contours")):
-            for number in awaiting:
-                self._mark(number, "rejected")
+        case = self.window_.case
+        edited = [
+            n for n in awaiting.values() if case.structures[n].algorithm == GenerationAlgorithm.SEMIAUTOMATIC
+        ]
+        names = [n for n in awaiting.values() if n not in edited]
+        if names and self._removed(lambda: case.remove_structures(names, "Reject all auto-contours")):
+            for number, name in awaiting.items():
+                if name in names:
+                    self._mark(number, "rejected")
+        if edited:
+            self.window_.statusBar().showMessage(
+                f"Kept, edited by hand since: {', '.join(edited)} (its own Reject deletes it)", 15000
+            )
 
     def _removed(self, remove) -> bool:
         """Call `remove()`; False, said in the status bar, when it deletes a locked structure."""
