@@ -34,6 +34,7 @@ def look_inside(app, window, translucent: dict[str, float], zoom: float = 1.0) -
     """Make the named surfaces translucent in the 3D view so the target inside shows."""
     for name, opacity in translucent.items():
         window.view3d.set_opacity(name, opacity)
+    window.view3d.set_view("anterior")  # frame every surface shown, not only the first ones built
     window.view3d.renderer.GetActiveCamera().Zoom(zoom)
     window.view3d.render_image()  # renders now
     wait(app, window)
