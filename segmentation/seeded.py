@@ -60,7 +60,7 @@ SNAP_MM = 5.0
 #: Radius of the sample of values around a click that sets the lesion-like window (mm).
 SAMPLE_MM = 15.0
 #: Quantiles of the values around the clicks on which candidate windows are centred (%).
-QUANTILES = (10, 50, 90)
+QUANTILES = (10, 25, 50, 75, 90)
 #: Most volume a lesion may have per volume of the largest ball inside it (a ball: 1; the
 #: IBSI-1 GTV: about 4): more, and it is in pieces or has flooded what it touches.
 BULK_MAX = 8.0
