@@ -7,20 +7,28 @@ the distance to the edge of the soft-tissue region:
 
 1. a box reaching `roi_mm` beyond the inside clicks (outside clicks beyond it are ignored) is
    reduced to about 2 mm voxels and smoothed (σ 1 mm);
-2. "lesion-like" voxels are those within max(3 σ, 100 HU) of the median around the click; on an
-   image whose values are not HU (an MR, on its scanner's own scale) the 100 HU floor is the
-   same share of the image's 1st–99th percentile span as 100 HU is of a CT's (1/14), so the
-   result does not depend on the scale of the values;
+2. a click on a CT in air or lung is moved to the nearest soft tissue within `SNAP_MM` (an air
+   bronchogram in a tumour), or refused; "lesion-like" voxels are those within max(3 σ, 100 HU)
+   of a quantile (`QUANTILES`) of the values within `SAMPLE_MM` of the click: a centimetre of
+   the lesion's texture, not the few voxels under the click. On an image whose values are not
+   HU (an MR, on its scanner's own scale) the 100 HU floor is the same share of the image's
+   1st–99th percentile span as 100 HU is of a CT's (1/14), so the result does not depend on the
+   scale of the values;
 3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
-   watershed, dynamics below `level_mm` merged): the click's basin is the lesion. An outside
-   click touching it seeds a competing flood (from the largest ball around each click), so a
-   region still joined to the lesion is cut where the region narrows between the clicks; a
-   click in a broad continuation of the lesion removes only its own surroundings;
+   watershed, dynamics below `level_mm` merged): the click's basin is the lesion. Of the
+   windows, the smallest lesion that is compact (`BULK_MAX`) is kept: a window reaching a
+   neighbouring organ's values (liver, muscle) floods it, one missing part of the lesion's breaks
+   it into specks. An outside click touching it seeds a competing flood (from the largest ball
+   around each click, short of the lesion's core: the largest ball where the inside click's
+   ascent of the distance ends), so a region still joined to the lesion is cut where the region
+   narrows between the clicks, and an outside click can take away only what lies beyond the core;
 4. holes in each slice (air bronchograms, necrosis) are filled, except holes holding an outside
    click, the surface is placed at full resolution within one reduced voxel, and the connected
    piece holding the inside click(s) is kept.
 
-About a second on a CPU for a 10 cm lesion (the work is bounded by the box, not the image).
+About half a second on a CPU for a 10 cm lesion (the work is bounded by the box, not the image).
+Doubts (the lesion reaches the box's edge, or is far larger than the ball around the click) are
+returned as warnings for the user.
 """
 
 from __future__ import annotations
@@ -44,6 +52,18 @@ FLOOR_HU = 100.0
 #: A CT's 1st–99th percentile span: air (−1000 HU) to dense tissue and bone (about +400 HU);
 #: 1428 HU on the IBSI-1 lung CT. On other images the floor is FLOOR_HU / CT_SPAN_HU of theirs.
 CT_SPAN_HU = 1400.0
+#: Below this a CT click is on air or lung, not soft tissue (HU; fat is about −100, lung −850).
+LEAST_SOFT_TISSUE_HU = -250.0
+#: How far a click on air or lung is moved to the nearest soft tissue (mm): an air bronchogram or
+#: a fleck of lung inside a tumour.
+SNAP_MM = 5.0
+#: Radius of the sample of values around a click that sets the lesion-like window (mm).
+SAMPLE_MM = 15.0
+#: Quantiles of the values around the clicks on which candidate windows are centred (%).
+QUANTILES = (10, 25, 50, 75, 90)
+#: Most volume a lesion may have per volume of the largest ball inside it (a ball: 1; the
+#: IBSI-1 GTV: about 4): more, and it is in pieces or has flooded what it touches.
+BULK_MAX = 8.0
 
 
 def delineate(
@@ -55,12 +75,16 @@ def delineate(
     level_mm: float = 2.0,
     on_progress: Callable[[str, float, float], None] | None = None,
     cancel: threading.Event | None = None,
+    warnings: list[str] | None = None,
 ) -> Mask:
     """The lesion around voxel(s) `inside` ((z, y, x) indices), not reaching voxels `outside`.
 
     The lesion is sought in a box reaching `roi_mm` beyond the inside clicks along each axis.
     Outside clicks beyond that box are ignored: the lesion cannot reach them, and the box is not
     grown to hold them (a click across the image would make the work the whole image's).
+    Doubts about the result (it reaches the box's edge, or it is far larger than the ball it grew
+    from) are appended to `warnings`, in words for the user. A click on a CT in air or lung (no
+    soft tissue within `SNAP_MM`) raises DelineoError.
     """
     inside = _points(inside, volume, "inside")
     outside = _points(outside, volume, "outside")
@@ -79,12 +103,21 @@ def delineate(
     low = _smooth(morph.block_mean(hu, factors), low_spacing)
     to_low = [tuple((np.asarray(p) - origin) // factors) for p in inside + outside]
     seeds_in, seeds_out = to_low[: len(inside)], to_low[len(inside) :]
-    window = _window(low, seeds_in, _floor(volume))
-    lesion_like = (low > window[0]) & (low < window[1])
+    if values_are_hu(volume.modality):
+        seeds_in = [_snap(low, low_spacing, seed, LEAST_SOFT_TISSUE_HU) for seed in seeds_in]
+    least = LEAST_SOFT_TISSUE_HU if values_are_hu(volume.modality) else -np.inf
+    windows = _windows(low, low_spacing, seeds_in, _floor(volume), least)
     _check(cancel)
     on_progress(stage, 1, 3)
 
-    lesion = _basins(lesion_like, low_spacing, seeds_in, seeds_out, level_mm)
+    found = []
+    for low_end, high_end in windows:
+        lesion = _basins((low > low_end) & (low < high_end), low_spacing, seeds_in, seeds_out, level_mm)
+        found.append((_bulk(lesion, low_spacing), (low_end, high_end), lesion))
+    # The smallest compact lesion: a window reaching an organ's values lets the lesion flood it
+    # (larger), one missing part of the lesion's values breaks it into specks (not compact).
+    compact = [f for f in found if f[0] <= BULK_MAX] or [min(found, key=lambda f: f[0])]
+    _, window, lesion = min(compact, key=lambda f: np.count_nonzero(f[2]))
     _check(cancel)
     on_progress(stage, 2, 3)
 
@@ -97,6 +130,8 @@ def delineate(
     full = _fill_holes_except(full, [tuple(np.asarray(p) - origin) for p in outside])
     # The refinement can leave specks of lesion-like voxels beside the lesion: keep its own piece.
     full = _component_of(full, [tuple(np.asarray(p) - origin) for p in inside])
+    if warnings is not None:
+        warnings.extend(_doubts(full, lesion, low_spacing, seeds_in))
     on_progress(stage, 3, 3)
     return _mask(volume, full, origin)
 
@@ -146,17 +181,70 @@ def _floor(volume: Volume) -> float:
     return FLOOR_HU * span / CT_SPAN_HU if span > 0 else 1.0
 
 
-def _window(low: np.ndarray, seeds, floor: float) -> tuple[float, float]:
-    """Lesion-like intensities: the median around the clicks ± max(3 σ, `floor`)."""
-    samples = np.concatenate(
-        [
-            low[max(z - 1, 0) : z + 2, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].ravel()
-            for z, y, x in seeds
-        ]
-    )
-    centre, spread = float(np.median(samples)), float(samples.std())
+def _windows(low: np.ndarray, spacing, seeds, floor: float, least: float) -> list[tuple[float, float]]:
+    """Lesion-like intensities, most likely first: q ± max(3 σ, `floor`) for q the median, then
+    other quantiles (`QUANTILES`) of the values within `SAMPLE_MM` of the clicks (σ from their
+    median absolute deviation; values beyond 2 `floor` of the clicks' own left out)."""
+    values = np.concatenate([low[_ball(low.shape, seed, SAMPLE_MM, spacing)] for seed in seeds])
+    values = values[(np.abs(values - np.median([low[s] for s in seeds])) <= 2.0 * floor) & (values > least)]
+    centre = float(np.median(values))
+    spread = 1.4826 * float(np.median(np.abs(values - centre)))
     half = max(3.0 * spread, floor)
-    return centre - half, centre + half
+    return [(float(q) - half, float(q) + half) for q in np.percentile(values, QUANTILES)]
+
+
+def _bulk(lesion: np.ndarray, spacing) -> float:
+    """A lesion's volume over that of the largest ball inside it: 1 for a ball, about 2–3 for a
+    tumour, 5 and more once it has leaked into an organ."""
+    if not lesion.any():
+        return np.inf
+    radius = float(_depth(lesion, spacing).max())
+    return float(lesion.sum() * np.prod(spacing)) / (4.0 / 3.0 * np.pi * max(radius, 1e-6) ** 3)
+
+
+def _doubts(full: np.ndarray, lesion: np.ndarray, spacing, seeds) -> list[str]:
+    """What makes a lesion doubtful, in words for the user: `full` in the working box, `lesion`
+    the same reduced to `spacing` (mm) where the clicks are `seeds`."""
+    doubts = []
+    faces = [np.take(full, i, axis=a) for a in range(3) for i in (0, -1)]
+    if any(face.any() for face in faces):
+        doubts.append(
+            "the lesion reaches the edge of the region searched: it may go on beyond it, or "
+            "have run into what it touches — check it, or Ctrl+click outside it"
+        )
+    depth = _depth(lesion, spacing)
+    radius = max(float(depth[_summit(depth, seed)]) for seed in seeds)
+    ball_cc = 4.0 / 3.0 * np.pi * radius**3 / 1000.0
+    volume_cc = float(np.count_nonzero(lesion) * np.prod(spacing)) / 1000.0
+    if volume_cc > BULK_MAX * ball_cc:
+        doubts.append(
+            f"the lesion ({volume_cc:.0f} cc) is over {BULK_MAX:.0f} times the ball around the "
+            f"click ({ball_cc:.0f} cc): it may have run into what it touches — check it, or "
+            "Ctrl+click outside it"
+        )
+    return doubts
+
+
+def _depth(lesion_like: np.ndarray, spacing) -> np.ndarray:
+    """Each voxel's distance to the edge of `lesion_like` (mm; 0 outside it)."""
+    region = sitk.GetImageFromArray(lesion_like.astype(np.uint8))
+    region.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    depth = sitk.SignedMaurerDistanceMap(
+        region, insideIsPositive=True, squaredDistance=False, useImageSpacing=True
+    )
+    return np.clip(sitk.GetArrayFromImage(depth), 0, None)
+
+
+def _summit(depth: np.ndarray, seed) -> Point:
+    """The local maximum of `depth` reached from `seed` by steepest ascent."""
+    point = np.array(seed)
+    while True:
+        low = np.maximum(point - 1, 0)
+        block = depth[tuple(slice(a, b + 2) for a, b in zip(low, point, strict=True))]
+        step = np.array(np.unravel_index(int(np.argmax(block)), block.shape)) + low
+        if depth[tuple(step)] <= depth[tuple(point)]:
+            return tuple(int(v) for v in point)
+        point = step
 
 
 def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
@@ -178,15 +266,27 @@ def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
     chosen = {int(labels[p]) for p in seeds_in}
     lesion = np.isin(labels, list(chosen)) & lesion_like
     distance = sitk.GetArrayFromImage(depth)
-    balls = [_inscribed_ball(lesion_like.shape, p, float(distance[p]), spacing) for p in seeds_out]
+    # The lesion's own marker is the largest ball at the summit each inside click climbs to (the
+    # lesion's core, wherever in it the click fell); an outside click's ball stops short of it,
+    # so an outside click can take away what lies beyond the core, never the core itself.
+    cores = [_summit(np.where(lesion, distance, 0.0), seed) for seed in seeds_in]
+    shape = lesion_like.shape
+    core = np.zeros(shape, bool)
+    for centre in cores:
+        core |= _inscribed_ball(shape, centre, float(distance[centre]), spacing)
+    balls = []
+    for point in seeds_out:
+        gap = min(float(_distance_mm(shape, point, spacing)[c]) - float(distance[c]) for c in cores)
+        balls.append(_inscribed_ball(shape, point, min(float(distance[point]), gap), spacing))
     if not any((ball & lesion).any() for ball in balls):
         return lesion
-    markers = np.zeros(lesion_like.shape, np.uint8)
+    markers = np.zeros(shape, np.uint8)
     markers[lesion_like & ~lesion] = 2
     for ball in balls:
         markers[ball] = 2
     for seed in seeds_in:
-        markers[_inscribed_ball(lesion_like.shape, seed, float(distance[seed]), spacing)] = 1
+        markers[_inscribed_ball(shape, seed, float(distance[seed]), spacing)] = 1
+    markers[core] = 1
     markers[~lesion_like] = 0
     marker_image = sitk.GetImageFromArray(markers)
     marker_image.CopyInformation(relief)
@@ -196,9 +296,35 @@ def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
 
 def _inscribed_ball(shape, centre, radius_mm: float, spacing) -> np.ndarray:
     """Voxels within 0.8 × `radius_mm` of `centre` (at least the centre itself)."""
+    return _ball(shape, centre, max(0.8 * radius_mm, 1e-6), spacing)
+
+
+def _ball(shape, centre, radius_mm: float, spacing) -> np.ndarray:
+    """Voxels of an array of `shape` within `radius_mm` of voxel `centre` ((z, y, x), mm)."""
+    return _distance_mm(shape, centre, spacing) <= radius_mm
+
+
+def _distance_mm(shape, centre, spacing) -> np.ndarray:
+    """Each voxel's distance to voxel `centre` (mm)."""
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    squared = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True))
-    return squared <= max(0.8 * radius_mm, 1e-6) ** 2
+    return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True)))
+
+
+def _snap(low: np.ndarray, spacing, seed, least: float) -> Point:
+    """The voxel nearest `seed` within `SNAP_MM` whose value is above `least` (the seed itself
+    if it is): a click on an air bronchogram or a lung fleck inside a tumour means the tumour.
+    Refused when there is none: the click is in lung or air, not on a lesion."""
+    if low[seed] > least:
+        return seed
+    distance = _distance_mm(low.shape, seed, spacing)
+    distance[(low <= least) | (distance > SNAP_MM)] = np.inf
+    nearest = np.unravel_index(int(np.argmin(distance)), low.shape)
+    if not np.isfinite(distance[nearest]):
+        raise DelineoError(
+            f"the click lies in lung or air ({low[seed]:.0f} HU, nothing above {least:.0f} HU "
+            f"within {SNAP_MM:.0f} mm): click inside the lesion"
+        )
+    return tuple(int(v) for v in nearest)
 
 
 def _fill_holes_except(mask: np.ndarray, seeds_out) -> np.ndarray:

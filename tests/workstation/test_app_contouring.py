@@ -527,3 +527,28 @@ def test_a_structure_drawn_on_sagittal_slices_is_interpolated_sagittally_after_r
     filled = case.structures[name].mask.full()
     assert all(filled[:, :, x].any() for x in range(k - 6, k + 7))
     assert not filled[12:27].any()  # not across the axial slices
+
+
+def test_a_seeded_delineation_s_doubts_are_shown(window, qtbot, monkeypatch):
+    """What the delineation doubts (here: it reached the edge of the region searched) is said in
+    the status bar, after the result is put in the structure."""
+    from support.app import wait_idle
+
+    from workstation.app import services
+
+    delineate = services.seeded
+
+    def doubting(*args, warnings=None, **kwargs):
+        warnings.append("the lesion reaches the edge of the region searched")
+        return delineate(*args, warnings=[], **kwargs)
+
+    monkeypatch.setattr(services, "seeded", doubting)
+    case = show_sample(window)
+    view = window.views["axial"]
+    centre = np.argwhere(case.structures["GTV"].mask.full()).mean(axis=0).round().astype(int)
+    window.state.set_cursor(centre)
+    window.tools.activate("seeded")
+    drag(view, [widget_point(view, centre)])
+    wait_idle(qtbot, window)
+    assert not case.structures[window.tools.tools["seeded"].target_name].mask.is_empty
+    assert "reaches the edge of the region searched" in window.statusBar().currentMessage()

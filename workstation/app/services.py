@@ -252,10 +252,13 @@ def segment(
     return structure_set
 
 
-def seeded(volume, inside, outside, on_progress=None, cancel=None) -> Mask:
-    """Delineate a lesion from clicks (voxel (z, y, x) points inside and outside it)."""
+def seeded(volume, inside, outside, on_progress=None, cancel=None, warnings=None) -> Mask:
+    """Delineate a lesion from clicks (voxel (z, y, x) points inside and outside it); doubts
+    about the result are appended to `warnings`."""
     module = _module("segmentation.seeded", "Seeded delineation")
-    return module.delineate(volume, inside, outside, on_progress=on_progress, cancel=cancel)
+    return module.delineate(
+        volume, inside, outside, on_progress=on_progress, cancel=cancel, warnings=warnings
+    )
 
 
 # -- 3D --------------------------------------------------------------------------------------------

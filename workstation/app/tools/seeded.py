@@ -77,6 +77,7 @@ class SeededTool(Tool):
     def _run(self, case) -> None:
         inside, outside = list(self.inside), list(self.outside)
         volume, target, base = case.volume, self.target_name, self._base
+        warnings: list[str] = []
         self.running = True
 
         def done(mask):
@@ -87,6 +88,8 @@ class SeededTool(Tool):
             case.replace_mask(
                 f"Seeded delineation of {target}", target, combined, GenerationAlgorithm.SEMIAUTOMATIC
             )
+            if warnings:
+                self.context.message(f"Seeded delineation of {target}: " + "; ".join(warnings) + ".")
 
         def failed(error):
             self.running = False
@@ -95,7 +98,7 @@ class SeededTool(Tool):
         self.context.run_job(
             "Seeded delineation",
             lambda on_progress, cancel: services.seeded(
-                volume, inside, outside, on_progress=on_progress, cancel=cancel
+                volume, inside, outside, on_progress=on_progress, cancel=cancel, warnings=warnings
             ),
             done,
             failed,
