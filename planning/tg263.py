@@ -140,6 +140,21 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
     return _hashed_color(name), RoiType.ORGAN
 
 
+def implied_type(name: str) -> RoiType | None:
+    """The RT ROI interpreted type a name implies (`style_for`'s) when it implies one: a TG-263
+    structure's, a target's, CONTROL for a ring or helper, EXTERNAL for a body outline; None for a
+    name TG-263 does not know ("Tumor Bed": its type is the author's to say)."""
+    upper = name.upper()
+    known = (
+        _standard_base(name) is not None
+        or standard_name(name) is not None
+        or _HELPER.search(name) is not None
+        or upper.startswith(tuple(prefix for prefix, _ in _TARGET_PREFIXES))
+        or upper in ("BODY", "EXTERNAL", "SKIN", "OUTLINE")
+    )
+    return style_for(name)[1] if known else None
+
+
 def _hashed_color(name: str) -> tuple[int, int, int]:
     """A stable colour for a name the table does not know, bright enough on a grey image."""
     digest = hashlib.sha256(name.encode()).digest()

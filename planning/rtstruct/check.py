@@ -34,7 +34,7 @@ from planning.rtstruct.placement import ImagePlanes
 from planning.rtstruct.rois import parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import CLOSED_TYPES, RoiType
-from planning.tg263 import check_name
+from planning.tg263 import check_name, implied_type
 from planning.volume import Volume
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -263,9 +263,31 @@ def _check_rois(dataset, records, report: ConformanceReport) -> None:
             report.add(WARNING, "no ROI Contour item", name)
         elif not record.contours:
             report.add(NOTE, "empty: no contours", name)
+        _check_type_against_name(record, report)
         naming = check_name(name)
         if not naming.standard:
             report.add(NOTE, naming.message, name)
+
+
+#: The interpreted types a planning system treats as targets (planned to a dose).
+_TARGETS = {RoiType.PTV, RoiType.CTV, RoiType.GTV}
+
+
+def _check_type_against_name(record, report: ConformanceReport) -> None:
+    """A warning when the name says target and the type does not, or the other way round (a
+    ring typed PTV is planned to as a target; a PTV typed ORGAN is not)."""
+    implied = implied_type(record.name)
+    stated = record.interpreted_type
+    if implied is None or stated not in RoiType.__members__:
+        return
+    if (implied in _TARGETS) != (RoiType(stated) in _TARGETS):
+        what = "a target" if implied in _TARGETS else "no target"
+        report.add(
+            WARNING,
+            f"its name says {what} ({implied.value}), its RT ROI Interpreted Type is {stated}: a "
+            f"planning system goes by the type",
+            record.name,
+        )
 
 
 def _check_contours(records, chain: set[str], report: ConformanceReport) -> None:

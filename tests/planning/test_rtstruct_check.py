@@ -12,7 +12,7 @@ from support.rtstruct_checks import require
 from planning.imageio import load_volume
 from planning.rtstruct.check import ERROR, NOTE, WARNING, check_rtstruct
 from planning.rtstruct.writer import write_rtstruct
-from planning.structures import Mask, Structure, StructureSet
+from planning.structures import Mask, RoiType, Structure, StructureSet
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,28 @@ def test_each_trap_is_reported_in_words(written, tmp_path):
     assert "RT ROI Interpreted Type is empty" in warnings and "RayStation" in warnings
     text = report.text()
     assert text.splitlines()[1].startswith("Result:") and "refuse" in text
+
+
+@pytest.mark.parametrize(
+    "name, stated, says",
+    [
+        ("PTV_Ring", "PTV", "its name says no target (CONTROL), its RT ROI Interpreted Type is PTV"),
+        ("PTV_Boost", "ORGAN", "its name says a target (PTV), its RT ROI Interpreted Type is ORGAN"),
+        ("Parotid_L", "GTV", "its name says no target (ORGAN), its RT ROI Interpreted Type is GTV"),
+        ("Tumor Bed", "PTV", None),  # a name TG-263 does not know: its type is the author's to say
+        ("IGTV", "GTV", None),
+    ],
+)
+def test_a_type_that_contradicts_the_name_is_warned_of(written, tmp_path, name, stated, says):
+    """A ring typed PTV is planned to as a target, a PTV typed ORGAN is not: planning systems go
+    by the type, people by the name."""
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    ds.StructureSetROISequence[0].ROIName = name
+    ds.RTROIObservationsSequence[0].RTROIInterpretedType = stated
+    ds.save_as(tmp_path / "typed.dcm")
+    warnings = messages(check_rtstruct(tmp_path / "typed.dcm", volume, run_dciodvfy=False), WARNING)
+    assert (says in warnings) if says else ("its name says" not in warnings)
 
 
 def test_real_files_without_image_references_or_study_chain(tmp_path):
@@ -143,7 +165,9 @@ def test_invalid_uids_copied_from_the_images_are_one_warning_not_errors(tmp_path
     structures = StructureSet(grid, volume.frame_of_reference_uid)
     structures.add(
         Structure(
-            "GTV", Mask.from_full(grid, (z >= 8) & (z <= 11) & ((y - 120) ** 2 + (x - 128) ** 2 <= 400))
+            "GTV",
+            Mask.from_full(grid, (z >= 8) & (z <= 11) & ((y - 120) ** 2 + (x - 128) ** 2 <= 400)),
+            roi_type=RoiType.GTV,
         )
     )
     path = tmp_path / "rs.dcm"
