@@ -123,6 +123,19 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
     CTV…, GTV…, ITV, IGTV…) get their type; anything else is an ORGAN with a stable colour
     derived from the name.
     """
+    return _implied_style(name) or (_hashed_color(name), RoiType.ORGAN)
+
+
+def implied_type(name: str) -> RoiType | None:
+    """The RT ROI interpreted type a name implies (`style_for`'s) when it implies one: a TG-263
+    structure's, a target's, CONTROL for a ring or helper, EXTERNAL for a body outline; None for a
+    name TG-263 does not know ("Tumor Bed": its type is the author's to say)."""
+    style = _implied_style(name)
+    return style[1] if style is not None else None
+
+
+def _implied_style(name: str) -> tuple[tuple[int, int, int], RoiType] | None:
+    """`style_for` of a name that says what it is; None for one that does not."""
     standard = standard_structures()
     base = _standard_base(name) or standard_name(name)
     if base is not None:
@@ -137,22 +150,7 @@ def style_for(name: str) -> tuple[tuple[int, int, int], RoiType]:
         return _hashed_color(name), RoiType.CONTROL
     if upper in ("BODY", "EXTERNAL", "SKIN", "OUTLINE"):
         return (0, 255, 0), RoiType.EXTERNAL
-    return _hashed_color(name), RoiType.ORGAN
-
-
-def implied_type(name: str) -> RoiType | None:
-    """The RT ROI interpreted type a name implies (`style_for`'s) when it implies one: a TG-263
-    structure's, a target's, CONTROL for a ring or helper, EXTERNAL for a body outline; None for a
-    name TG-263 does not know ("Tumor Bed": its type is the author's to say)."""
-    upper = name.upper()
-    known = (
-        _standard_base(name) is not None
-        or standard_name(name) is not None
-        or _HELPER.search(name) is not None
-        or upper.startswith(tuple(prefix for prefix, _ in _TARGET_PREFIXES))
-        or upper in ("BODY", "EXTERNAL", "SKIN", "OUTLINE")
-    )
-    return style_for(name)[1] if known else None
+    return None
 
 
 def _hashed_color(name: str) -> tuple[int, int, int]:
