@@ -140,6 +140,15 @@ def _range_boxes(window, tool: str) -> list[QDoubleSpinBox]:
     return [page.findChild(QDoubleSpinBox, key) for key in ("hu_min", "hu_max")]
 
 
+def _range_limited_brush(window):
+    """The brush, active, 25 mm wide, limited to its value range."""
+    brush = window.tools.tools["brush"]
+    brush.set_setting("radius_mm", 25.0)
+    brush.set_setting("hu_limit", True)
+    window.tools.activate("brush")
+    return brush
+
+
 def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_settings(brain_mr):
     """Turning the value range on over the brain MR (0–1059) limited the brush to CT's −200 to
     300 HU: the dark background (0) painted and the bright brain (about 450) left out. Until a
@@ -149,10 +158,7 @@ def test_the_value_range_on_an_mr_defaults_to_its_own_tissue_shown_in_tool_setti
     window = brain_mr
     case, view = window.case, window.views["axial"]
     k = view.slice_index
-    brush = window.tools.tools["brush"]
-    brush.set_setting("radius_mm", 25.0)
-    brush.set_setting("hu_limit", True)
-    window.tools.activate("brush")
+    brush = _range_limited_brush(window)
     spins = _range_boxes(window, "brush")
     assert [spin.value() for spin in spins] == [231, 735]
     assert np.percentile(case.volume.array, 99) <= 735
@@ -191,10 +197,7 @@ def test_the_value_range_on_an_mr_normalised_to_0_1_takes_decimals(brain_mr):
     window.set_case(Case(volume, None, ImageReference.for_volume(volume, "sample")))
     case, view = window.case, window.views["axial"]
     k = view.slice_index
-    brush = window.tools.tools["brush"]
-    brush.set_setting("radius_mm", 25.0)
-    brush.set_setting("hu_limit", True)
-    window.tools.activate("brush")
+    brush = _range_limited_brush(window)
     spins = _range_boxes(window, "brush")
     assert [spin.decimals() for spin in spins] == [3, 3]
     assert [spin.singleStep() for spin in spins] == [0.01, 0.01]
