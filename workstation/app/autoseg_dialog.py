@@ -351,23 +351,20 @@ class AutoSegDialog(QDialog):
         """Keep the listed auto-contour of ROI number `number` (it stays AUTOMATIC until someone
         edits it), under whatever name it has now."""
         name = self._awaiting(number)
-        if name is not None:
+        if name is not None:  # its row follows the history (`_refresh_rows`)
             self.window_.case.accept_auto_contours([name], f"Accept {name}")
-            self._mark(number, "accepted")
 
     def reject_result(self, number: int) -> None:
         """Delete the listed auto-contour of ROI number `number` (undoable), under whatever name
         it has now."""
         name = self._awaiting(number)
-        if name is not None and self._removed(lambda: self.window_.case.remove_structure(name)):
-            self._mark(number, "rejected")
+        if name is not None:
+            self._remove(lambda: self.window_.case.remove_structure(name))
 
     def accept_all(self) -> None:
         """Keep every listed result still awaiting review, as one undo step."""
         awaiting = self._listed_awaiting()
         self.window_.case.accept_auto_contours(list(awaiting.values()), "Accept all auto-contours")
-        for number in awaiting:
-            self._mark(number, "accepted")
 
     def reject_all(self) -> None:
         """Delete every listed result still awaiting review, as one undo step; one a person
@@ -378,23 +375,19 @@ class AutoSegDialog(QDialog):
             n for n in awaiting.values() if case.structures[n].algorithm == GenerationAlgorithm.SEMIAUTOMATIC
         ]
         names = [n for n in awaiting.values() if n not in edited]
-        if names and self._removed(lambda: case.remove_structures(names, "Reject all auto-contours")):
-            for number, name in awaiting.items():
-                if name in names:
-                    self._mark(number, "rejected")
+        if names:
+            self._remove(lambda: case.remove_structures(names, "Reject all auto-contours"))
         if edited:
             self.window_.statusBar().showMessage(
                 f"Kept, edited by hand since: {', '.join(edited)} (its own Reject deletes it)", 15000
             )
 
-    def _removed(self, remove) -> bool:
-        """Call `remove()`; False, said in the status bar, when it deletes a locked structure."""
+    def _remove(self, remove) -> None:
+        """Call `remove()`; a refusal to delete a locked structure is said in the status bar."""
         try:
             remove()
         except Locked as error:
             self.window_.statusBar().showMessage(str(error), 8000)
-            return False
-        return True
 
     def _listed_awaiting(self) -> dict[int, str]:
         """ROI number → current name of each listed result still awaiting review."""
