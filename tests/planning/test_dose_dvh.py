@@ -551,14 +551,14 @@ def test_a_mask_of_more_voxels_than_the_sample_budget_is_sampled_in_blocks(monke
     """Past the budget, voxels much smaller than a dose voxel are sampled in blocks (1,500 cc of
     0.5 mm voxels: 12 million samples, 4.5 s; in 2 × 2 × 2 blocks 1.6 million, 0.7 s), each at the
     mean centre of its voxels in the mask: the same volume, the DVH within the blocks' size."""
-    import planning.dvh
+    import planning.dvh.mask_sampling
 
     dose, _ = gradient_dose()  # 0.5 Gy/mm along x on 4 × 4 × 3 mm voxels
     image = Grid((40, 40, 40), (0.5, 0.5, 0.5), (-10.0, -10.0, -10.0))
     p = image.index_to_patient(np.argwhere(np.ones(image.shape, bool))[:, ::-1].astype(float))
     ball = Mask.from_full(image, (np.linalg.norm(p + 0.2, axis=1) <= 9).reshape(image.shape))
     voxels = compute_dvh(dose, ball, name="ball")
-    monkeypatch.setattr(planning.dvh, "SAMPLE_BUDGET", ball.voxel_count // 5)
+    monkeypatch.setattr(planning.dvh.mask_sampling, "SAMPLE_BUDGET", ball.voxel_count // 5)
     blocks = compute_dvh(dose, ball, name="ball")
     assert "in blocks of 2 × 2 × 2 voxels" in blocks.sampling
     assert blocks.doses.size <= ball.voxel_count // 5

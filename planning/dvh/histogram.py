@@ -1,0 +1,121 @@
+"""The dose-volume histogram of one structure: its samples' doses and volumes, and the metrics
+(D_x%, D_xcc, V_x, Dmean) and histograms read from them. Doses in Gy (or the dose's unit),
+volumes in cc."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DVH:
+    """The dose-volume histogram of one structure.
+
+    Attributes:
+        name: structure name.
+        doses: sample doses, sorted descending (Gy).
+        volumes_cc: the volume each sample stands for, same order.
+        bin_width: histogram bin width (Gy).
+        units: "Gy", "Gy(effective)" (a biologically weighted dose) or "relative".
+        sampling: how the structure was sampled, in words.
+        warnings: small structure, outside the dose grid, ...
+    """
+
+    name: str
+    doses: np.ndarray
+    volumes_cc: np.ndarray
+    bin_width: float = 0.01
+    units: str = "Gy"
+    sampling: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cumulative = np.cumsum(self.volumes_cc)
+
+    # -- summary ------------------------------------------------------------------------------
+
+    @property
+    def volume_cc(self) -> float:
+        """The structure's volume the samples stand for, in cc."""
+        return float(self._cumulative[-1]) if self._cumulative.size else 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.volume_cc == 0
+
+    @property
+    def max(self) -> float:
+        """The highest sampled dose (0 when empty)."""
+        return float(self.doses[0]) if self.doses.size else 0.0
+
+    @property
+    def min(self) -> float:
+        """The lowest sampled dose (0 when empty)."""
+        return float(self.doses[-1]) if self.doses.size else 0.0
+
+    @property
+    def mean(self) -> float:
+        """The volume-weighted mean dose (0 when empty)."""
+        if self.is_empty:
+            return 0.0
+        return float(np.sum(self.doses * self.volumes_cc) / self.volume_cc)
+
+    def d_percent(self, percent: float) -> float:
+        """D_x%: the minimum dose of the hottest `percent` % of the volume."""
+        return self.d_cc(self.volume_cc * percent / 100.0)
+
+    def d_cc(self, cc: float) -> float:
+        """D_xcc: the minimum dose of the hottest `cc` cm³ (0 when larger than the structure)."""
+        if self.is_empty or cc > self.volume_cc * (1 + 1e-9):
+            return 0.0
+        index = int(np.searchsorted(self._cumulative, cc * (1 - 1e-12)))
+        return float(self.doses[min(index, self.doses.size - 1)])
+
+    def v_gy(self, dose: float) -> float:
+        """V_x: volume in cc receiving at least `dose`."""
+        count = int(np.searchsorted(-self.doses, -dose, side="right"))
+        return float(self._cumulative[count - 1]) if count else 0.0
+
+    def v_percent(self, dose: float) -> float:
+        """V_x as a percentage of the structure's volume: the share receiving at least `dose`."""
+        return 100.0 * self.v_gy(dose) / self.volume_cc if not self.is_empty else 0.0
+
+    # -- histograms ---------------------------------------------------------------------------
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        """Histogram bin edges, `bin_width` apart, from 0 to the first edge at or above the maximum dose."""
+        count = max(1, int(math.ceil(self.max / self.bin_width + 1e-9)))
+        return np.arange(count + 1) * self.bin_width
+
+    def differential(self) -> np.ndarray:
+        """Volume (cc) per bin [edge_i, edge_i+1)."""
+        edges = self.bin_edges
+        values, _ = np.histogram(
+            np.minimum(self.doses, edges[-1] - 1e-12), bins=edges, weights=self.volumes_cc
+        )
+        return values
+
+    def cumulative(self) -> np.ndarray:
+        """Volume (cc) receiving at least each bin edge's dose (one value per edge)."""
+        counts = np.searchsorted(-self.doses, -self.bin_edges, side="right")
+        padded = np.concatenate([[0.0], self._cumulative])
+        return padded[counts]
+
+    def statistics(self, dose_levels: Sequence[float] = (), percents: Sequence[float] = (95, 50, 2)) -> dict:
+        """A flat dict of the usual numbers (Gy, cc) for tables."""
+        out = {
+            "volume_cc": self.volume_cc,
+            "Dmean": self.mean,
+            "Dmin": self.min,
+            "Dmax": self.max,
+        }
+        for p in percents:
+            out[f"D{p:g}%"] = self.d_percent(p)
+        for level in dose_levels:
+            out[f"V{level:g}Gy_cc"] = self.v_gy(level)
+        return out
