@@ -175,9 +175,21 @@ class ImageSlices:
         return Slabs(self.below_mm[nearest], self.above_mm[nearest], ends_below, ends_above)
 
 
+def contour_plane_positions(
+    along: Sequence[np.ndarray], tolerance_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each contour's plane, from its points' positions along the slice normal (mm, one array per
+    contour): their mean (mm), and whether they lie within `tolerance_mm` of one another (planar)."""
+    positions = np.array([float(a.mean()) for a in along])
+    planar = np.array([np.ptp(a) <= tolerance_mm for a in along], bool)
+    return positions, planar
+
+
 def _plane_positions(contours: Sequence[PlanarContour], normal: np.ndarray) -> np.ndarray:
+    """The planes (mm along `normal`) of the closed contours that are planar; others left out."""
     along = [np.asarray(c.points, float) @ normal for c in contours if c.encloses_area]
-    return np.array([a.mean() for a in along if np.ptp(a) <= 2 * PLANE_TOLERANCE_MM])
+    positions, planar = contour_plane_positions(along, 2 * PLANE_TOLERANCE_MM)
+    return positions[planar]
 
 
 def _distinct(positions: np.ndarray) -> np.ndarray:

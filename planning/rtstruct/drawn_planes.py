@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planning.contour_slabs import contour_plane_positions
 from planning.rtstruct.rois import RoiRecord
 from planning.volume import Volume
 
@@ -44,9 +45,10 @@ def regular_planes(along: list[np.ndarray]) -> DrawnPlanes | None:
     """The regular planes contours lie on, from each contour's point positions (mm along the
     normal); None when a contour is not planar, there are fewer than two planes, or they are not
     spaced regularly (at least half the gaps between neighbours one spacing, all others a multiple)."""
-    if not along or any(np.ptp(points) > PLANE_TOLERANCE_MM for points in along):
+    positions, planar = contour_plane_positions(along, PLANE_TOLERANCE_MM)
+    if not along or not planar.all():
         return None
-    positions = np.sort([float(points.mean()) for points in along])
+    positions = np.sort(positions)
     planes = positions[np.concatenate([[True], np.diff(positions) > PLANE_TOLERANCE_MM])]
     if len(planes) < 2:
         return None
