@@ -137,6 +137,15 @@ def _by_number(structures: StructureSet, number: int) -> Structure:
     raise KeyError(f"no structure of ROI number {number}; structures: {', '.join(structures.names())}")
 
 
+def _set_algorithm(
+    structures: StructureSet, structure: Structure, algorithm: GenerationAlgorithm | None
+) -> None:
+    """Give `structure` `algorithm` (None: keep its own), telling listeners when it changes."""
+    if algorithm is not None and structure.algorithm != algorithm:
+        structure.algorithm = algorithm
+        structures.notify(structure)
+
+
 def _box_plain(box: Box) -> list[list[int]]:
     return [[s.start, s.stop] for s in box]
 
@@ -199,9 +208,7 @@ class MaskEdit(Command):
         structure = structures[self.name]
         structures.edit_mask(self.name, self.box, self._before.unpack())
         structure.contours = self.previous_contours
-        if self.previous_algorithm is not None and structure.algorithm != self.previous_algorithm:
-            structure.algorithm = self.previous_algorithm
-            structures.notify(structure)
+        _set_algorithm(structures, structure, self.previous_algorithm)
 
     def redo(self, structures: StructureSet) -> None:
         structures.edit_mask(self.name, self.box, self._after.unpack())
@@ -248,16 +255,12 @@ class ReplaceMask(Command):
         structure = structures[self.name]
         structures.set_mask(self.name, self._before.thaw(structures.grid))
         structure.contours = self.previous_contours
-        if self.previous_algorithm is not None and structure.algorithm != self.previous_algorithm:
-            structure.algorithm = self.previous_algorithm
-            structures.notify(structure)
+        _set_algorithm(structures, structure, self.previous_algorithm)
 
     def redo(self, structures: StructureSet) -> None:
         structure = structures[self.name]
         structures.set_mask(self.name, self._after.thaw(structures.grid))
-        if self.algorithm is not None and structure.algorithm != self.algorithm:
-            structure.algorithm = self.algorithm
-            structures.notify(structure)
+        _set_algorithm(structures, structure, self.algorithm)
 
     @property
     def nbytes(self) -> int:
