@@ -14,13 +14,14 @@ from datetime import datetime
 import highdicom as hd
 import numpy as np
 from highdicom.spatial import VOLUME_INDEX_CONVENTION, get_normal_vector
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 
 from planning import software_version
 from planning.dicom.charset import declare_character_set
+from planning.dicom.file_meta import add_file_meta
 from planning.structures import Structure, StructureSet
 from planning.volume import Volume
 
@@ -118,14 +119,7 @@ def seg_dataset(
         spacing_between_slices=grid.spacing_xyz[2],
     )
     ds.SharedFunctionalGroupsSequence = [shared]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "DELINEO"
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
+    add_file_meta(ds, ExplicitVRLittleEndian)
     declare_character_set(ds)
     return ds
 

@@ -38,14 +38,15 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from planning import software_version
 from planning.derived import recipe_from_description
 from planning.dicom.charset import declare_character_set
+from planning.dicom.file_meta import add_file_meta
 from planning.dicom.references import check_references
 from planning.dicom.stack import image_plane_origins
 from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
@@ -566,14 +567,7 @@ def _referenced_frame(volume: Volume) -> Dataset:
 
 
 def _save(dataset: Dataset, path: Path) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian  # 4-byte lengths: no 64 kB limit on ContourData
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "DELINEO"
-    dataset.file_meta = meta
-    dataset.preamble = b"\0" * 128
+    add_file_meta(dataset, ImplicitVRLittleEndian)  # 4-byte lengths: no 64 kB limit on ContourData
     _declare_encoding(dataset)
     write_atomically(path, lambda target: dataset.save_as(target, enforce_file_format=True))
 
