@@ -11,8 +11,8 @@ A session is a folder or a single archive (a zip whose name ends in ``.delineo``
 - ``history.npz`` (compressed): the arrays the history refers to.
 
 The history and view state are opaque to this module: any JSON-able data whose leaves may also be
-numpy arrays (stored in ``history.npz``). Writes are atomic: a crash while saving leaves the
-previous file whole, which is what autosave relies on.
+numpy arrays (stored in ``history.npz``). Writes are atomic (`planning.session_storage`): a crash
+while saving leaves the previous file whole, which is what autosave relies on.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import io
 import json
 import logging
 import os
-import secrets
-import shutil
-import stat
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -36,6 +33,7 @@ import numpy as np
 from planning import session_fields as check
 from planning.errors import Cancelled, FormatError, GeometryError
 from planning.geometry import Grid
+from planning.session_storage import check_folder_target, read_files, write_archive, write_folder
 from planning.structures import GenerationAlgorithm, Mask, PlanarContour, RoiType, Structure, StructureSet
 
 log = logging.getLogger(__name__)
@@ -173,13 +171,13 @@ def save_session(
     path = Path(path)
     is_archive = path.name.lower().endswith(ARCHIVE_SUFFIXES)
     if not is_archive:
-        _check_folder_target(path)
+        check_folder_target(path)
     session.saved_at = datetime.now().isoformat(timespec="seconds")
     files = _encode(session, on_progress, cancel)
     if is_archive:
-        _write_archive(path, files)
+        write_archive(path, files)
     else:
-        _write_folder(path, files)
+        write_folder(path, files)
     on_progress("Saving session", 1, 1)
     return path
 
@@ -283,68 +281,6 @@ def _to_plain(value, arrays: dict[str, np.ndarray]):
     return value
 
 
-def _check_folder_target(path: Path) -> None:
-    """Refuse to save a folder session over a file or over a folder holding something else."""
-    if path.is_dir() and any(path.iterdir()) and not (path / "session.json").is_file():
-        raise FileExistsError(f"{path}: the folder holds other files and is not a Delineo session")
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path}: a file of that name exists and is not a session folder")
-
-
-def _new_sibling(path: Path, make: Callable[[Path], None]) -> Path:
-    """A new hidden file or folder beside `path`, made by `make` (so it gets the umask's mode)."""
-    while True:
-        candidate = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-        try:
-            make(candidate)
-            return candidate
-        except FileExistsError:
-            continue
-
-
-def _create_file(path: Path) -> None:
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-
-
-def _keep_mode(temporary: Path, path: Path) -> None:
-    """Give the new file or folder the mode of the one it replaces, if any."""
-    if path.exists():
-        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
-
-
-def _write_archive(path: Path, files: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _new_sibling(path, _create_file)
-    try:
-        with open(temporary, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
-            for name, data in files.items():
-                archive.writestr(name, data)
-            # npz members are compressed already; the JSON is small.
-        _keep_mode(temporary, path)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _write_folder(path: Path, files: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _new_sibling(path, lambda candidate: candidate.mkdir(0o777))
-    try:
-        for name, data in files.items():
-            (temporary / name).write_bytes(data)
-        _keep_mode(temporary, path)
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        temporary.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-
-
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -360,7 +296,7 @@ def load_session(path: str | os.PathLike) -> Session:
         FormatError: the path is not a Delineo session, or is damaged (named in the message).
     """
     path = Path(path)
-    files = _read_files(path)
+    files = read_files(path)
     document = _document(path, files)
     try:
         mask_arrays = _npz(files, "structures.npz")
@@ -470,21 +406,6 @@ def _document(path: Path, files: dict[str, bytes]) -> dict:
             f"reads ({FORMAT_VERSION}); update Delineo"
         )
     return document
-
-
-def _read_files(path: Path) -> dict[str, bytes]:
-    if path.is_dir():
-        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
-    if not path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.is_dir():  # a crash between the two renames of a folder save
-            return _read_files(old)
-        raise FormatError(f"{path}: no such session")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except zipfile.BadZipFile as error:
-        raise FormatError(f"{path}: not a Delineo session archive ({error})") from error
 
 
 def _npz(files: dict[str, bytes], name: str) -> dict[str, np.ndarray]:

@@ -256,14 +256,14 @@ def _disk_full(monkeypatch, folder):
 
     import planning.session
 
-    write = planning.session._write_archive
+    write = planning.session.write_archive
 
     def write_unless_full(path, files):
         if path.is_relative_to(folder):
             raise OSError(errno.ENOSPC, "No space left on device")
         write(path, files)
 
-    monkeypatch.setattr(planning.session, "_write_archive", write_unless_full)
+    monkeypatch.setattr(planning.session, "write_archive", write_unless_full)
 
 
 def _close_with_unsaved_work(qtbot, tmp_path, data):
