@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from planning import margins as margins_module
+from planning import margin_distances
 from planning.geometry import Grid
 from planning.margins import Margins, expand, prv, prv_name, ring, shrink
 from planning.structures import Mask, Structure
@@ -128,9 +128,9 @@ def test_slabs_of_two_slices_give_the_mask_computed_in_one_piece(monkeypatch, op
     full[20, 25, :] = True
     mask = Mask.from_full(grid, full)
     margins = Margins(right=2, left=6, anterior=0, posterior=3, superior=8, inferior=1)
-    monkeypatch.setattr(margins_module, "_SLAB_VOXELS", grid.shape[1] * grid.shape[2] * 2)
+    monkeypatch.setattr(margin_distances, "_SLAB_VOXELS", grid.shape[1] * grid.shape[2] * 2)
     in_slabs = operation(mask, margins)
-    monkeypatch.setattr(margins_module, "_SLAB_VOXELS", full.size)
+    monkeypatch.setattr(margin_distances, "_SLAB_VOXELS", full.size)
     whole = operation(mask, margins)
     assert in_slabs.offset == whole.offset
     np.testing.assert_array_equal(in_slabs.array, whole.array)
