@@ -4,7 +4,9 @@ The numbers are `delineo dvh`'s (`planning.dvh.compute_dvh`): a structure read f
 and not edited is sampled from its planar contours, as planning systems do, each contour plane one
 slice of the case's images thick; an edited or drawn one from its mask. They are computed in a
 worker (with progress and Cancel) when the panel is shown and its curves are missing or out of
-date: after a dose is loaded, or after an edit.
+date: after a dose is loaded, or after an edit. The worker also works out the table's metrics and
+builds the curves' figure: with 100+ structures of millions of samples each, that took seconds of
+the window's time.
 
 Each row's tick shows or hides its curve; beyond `LEGEND_MAX` curves the legend is left out (it
 would squeeze the plot to nothing) and the rows' colours name the curves.
@@ -50,6 +52,9 @@ COLUMNS = (
     ("D2%", "D2%"),
 )
 
+#: the D_x% of the table
+PERCENTS = (95, 50, 2)
+
 #: Most curves the plot names in a legend; with more, the table's colour swatches name them.
 LEGEND_MAX = 20
 
@@ -72,6 +77,8 @@ class DvhPanel(QWidget):
         super().__init__(parent)
         self.window_ = window
         self.dvhs: list[DVH] = []
+        #: each DVH's `DVH.statistics` for the table, in the order of `dvhs`
+        self._statistics: list[dict] = []
         #: the dose file's warnings (one fraction's dose, relative doses), for the saved table
         self._dose_warnings: list[str] = []
         #: rows without numbers for the saved table: structures with no voxel on the loaded images
@@ -128,7 +135,7 @@ class DvhPanel(QWidget):
                 self._recompute.start()
         else:
             self.status.setText("Load a dose (RTDOSE) with the images to see DVHs.")
-            self._show([])
+            self._show([], [])
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -152,6 +159,7 @@ class DvhPanel(QWidget):
         self._no_voxel = [_no_voxel_dvh(name, dose.unit_label) for name in empty]
         self._stale = False
         self.status.setText(f"Computing the DVHs of {len(structures)} structures…")
+        colours, hidden = self._colours(), set(self._hidden)
 
         def work(on_progress, cancel):
             dvhs = []
@@ -161,11 +169,15 @@ class DvhPanel(QWidget):
                 if structure.name in partial:
                     dvhs[-1].warnings.append(f"{structure.name}: {PARTIAL}")
             on_progress("Computing DVHs", len(structures), len(structures))
-            return dvhs
+            statistics = [d.statistics(percents=PERCENTS) for d in dvhs]
+            return dvhs, statistics, _figure([d for d in dvhs if d.name not in hidden], colours)
 
-        def done(dvhs: list[DVH]) -> None:
+        def done(result) -> None:
             if job is self._job:
-                self._show(dvhs)
+                dvhs, statistics, figure = result
+                self._show(
+                    dvhs, statistics, figure if self._hidden == hidden else None
+                )  # rows unticked since
 
         def failed(error: Exception) -> None:
             if job is not self._job:  # a computation a newer one replaced
@@ -196,8 +208,10 @@ class DvhPanel(QWidget):
         if path:
             self.save_csv(path)
 
-    def _show(self, dvhs: list[DVH]) -> None:
-        self.dvhs = dvhs
+    def _show(self, dvhs: list[DVH], statistics: list[dict], figure=None) -> None:
+        """Show `dvhs` with their `statistics`, and `figure` (`_figure` of the unticked-out ones)
+        as the curves (None: drawn here)."""
+        self.dvhs, self._statistics = dvhs, statistics
         self.save_button.setEnabled(bool(dvhs))
         units = dvhs[0].units if dvhs else "Gy"
         if dvhs:
@@ -214,7 +228,7 @@ class DvhPanel(QWidget):
                 + self._left_out
             )
         self._fill_table(dvhs, units)
-        self._draw_curves()
+        self._draw_curves(figure)
 
     def shown(self) -> list[str]:
         """The structures whose curves are drawn (their rows ticked)."""
@@ -227,10 +241,11 @@ class DvhPanel(QWidget):
     def _colours(self) -> dict[str, tuple[int, int, int]]:
         return {s.name: s.color for s in self.window_.case.structures} if self.window_.case else {}
 
-    def _draw_curves(self) -> None:
-        shown = set(self.shown())
-        dvhs = [d for d in self.dvhs if d.name in shown]
-        self.splitter.replaceWidget(0, _curves(dvhs, self._colours()) if dvhs else QWidget())
+    def _draw_curves(self, figure=None) -> None:
+        if figure is None:
+            shown = set(self.shown())
+            figure = _figure([d for d in self.dvhs if d.name in shown], self._colours())
+        self.splitter.replaceWidget(0, FigureCanvasQTAgg(figure) if figure is not None else QWidget())
         self.canvas.deleteLater()
         self.canvas = self.splitter.widget(0)
 
@@ -251,8 +266,7 @@ class DvhPanel(QWidget):
         )
         self.table.setRowCount(len(dvhs))
         colours = self._colours()
-        for row, dvh in enumerate(dvhs):
-            statistics = dvh.statistics(percents=(95, 50, 2))
+        for row, (dvh, statistics) in enumerate(zip(dvhs, self._statistics, strict=True)):
             name = QTableWidgetItem(dvh.name)
             name.setToolTip("\n".join([dvh.sampling, *dvh.warnings, "Untick to hide its curve"]))
             name.setFlags(name.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -271,14 +285,15 @@ class DvhPanel(QWidget):
 
     def values(self) -> dict[str, dict[str, float]]:
         """The table's numbers by structure name (for tests and copying)."""
-        return {d.name: d.statistics(percents=(95, 50, 2)) for d in self.dvhs}
+        return {d.name: statistics for d, statistics in zip(self.dvhs, self._statistics, strict=True)}
 
 
-def _curves(dvhs: list[DVH], colours: dict) -> FigureCanvasQTAgg:
-    """`plot_dvhs`' figure on a canvas, laid out again at every size, its legend beside it (up to
-    `LEGEND_MAX` curves)."""
-    figure = plot_dvhs(dvhs, colors=colours, legend_beside=True, legend=len(dvhs) <= LEGEND_MAX)
-    return FigureCanvasQTAgg(figure)
+def _figure(dvhs: list[DVH], colours: dict):
+    """`plot_dvhs`' figure of `dvhs` (None when there is none), laid out again at every size, its
+    legend beside it (up to `LEGEND_MAX` curves). Built in the worker or, for a row ticked, here."""
+    if not dvhs:
+        return None
+    return plot_dvhs(dvhs, colors=colours, legend_beside=True, legend=len(dvhs) <= LEGEND_MAX)
 
 
 def _swatch(colour) -> QIcon:
