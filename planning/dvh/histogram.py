@@ -18,7 +18,9 @@ class DVH:
     Attributes:
         name: structure name.
         doses: sample doses, sorted descending (Gy).
-        volumes_cc: the volume each sample stands for, same order.
+        volumes_cc: the volume each sample stands for, same order. When every sample stands for
+            the same volume (a mask's voxels), it is kept as one number seen as an array: a DVH
+            of 4 million samples then holds 32 MB, not 96.
         bin_width: histogram bin width (Gy).
         units: "Gy", "Gy(effective)" (a biologically weighted dose) or "relative".
         sampling: how the structure was sampled, in words.
@@ -34,14 +36,29 @@ class DVH:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._cumulative = np.cumsum(self.volumes_cc)
+        volumes = np.asarray(self.volumes_cc, float)
+        #: the volume every sample stands for (cc), or None when they differ
+        self._each_cc = float(volumes[0]) if volumes.size and (volumes == volumes[0]).all() else None
+        #: the volume of the first 1, 2, … samples (cc); None when `_each_cc` gives it
+        self._cumulative = None if self._each_cc is not None else np.cumsum(volumes)
+        if self._each_cc is not None:
+            self.volumes_cc = np.broadcast_to(self._each_cc, volumes.shape)
+
+    def _volume_of_first(self, counts):
+        """The volume (cc) of the first `counts` samples (an int or an int array)."""
+        counts = np.asarray(counts)
+        if self._each_cc is not None:
+            return counts * self._each_cc
+        if not self._cumulative.size:
+            return np.zeros(counts.shape)
+        return np.where(counts > 0, self._cumulative[np.maximum(counts - 1, 0)], 0.0)
 
     # -- summary ------------------------------------------------------------------------------
 
     @property
     def volume_cc(self) -> float:
         """The structure's volume the samples stand for, in cc."""
-        return float(self._cumulative[-1]) if self._cumulative.size else 0.0
+        return float(self._volume_of_first(self.doses.size))
 
     @property
     def is_empty(self) -> bool:
@@ -72,13 +89,17 @@ class DVH:
         """D_xcc: the minimum dose of the hottest `cc` cm³ (0 when larger than the structure)."""
         if self.is_empty or cc > self.volume_cc * (1 + 1e-9):
             return 0.0
-        index = int(np.searchsorted(self._cumulative, cc * (1 - 1e-12)))
+        wanted = cc * (1 - 1e-12)
+        if self._each_cc is not None:  # the first sample whose running volume reaches it
+            index = max(math.ceil(wanted / self._each_cc) - 1, 0)
+        else:
+            index = int(np.searchsorted(self._cumulative, wanted))
         return float(self.doses[min(index, self.doses.size - 1)])
 
     def v_gy(self, dose: float) -> float:
         """V_x: volume in cc receiving at least `dose`."""
         count = int(np.searchsorted(-self.doses, -dose, side="right"))
-        return float(self._cumulative[count - 1]) if count else 0.0
+        return float(self._volume_of_first(count))
 
     def v_percent(self, dose: float) -> float:
         """V_x as a percentage of the structure's volume: the share receiving at least `dose`."""
@@ -102,9 +123,7 @@ class DVH:
 
     def cumulative(self) -> np.ndarray:
         """Volume (cc) receiving at least each bin edge's dose (one value per edge)."""
-        counts = np.searchsorted(-self.doses, -self.bin_edges, side="right")
-        padded = np.concatenate([[0.0], self._cumulative])
-        return padded[counts]
+        return self._volume_of_first(np.searchsorted(-self.doses, -self.bin_edges, side="right"))
 
     def statistics(self, dose_levels: Sequence[float] = (), percents: Sequence[float] = (95, 50, 2)) -> dict:
         """A flat dict of the usual numbers (Gy, cc) for tables."""

@@ -665,3 +665,38 @@ def test_d_cc_of_a_structure_smaller_than_that_volume_is_left_blank(tmp_path):
     row = next(csv.DictReader(open(tmp_path / "dvh.csv", encoding="utf-8")))
     assert row["D2cc_Gy"] == "" and float(row["D0.2cc_Gy"]) == 8.0
     assert row["warnings"] == "Scar: D2cc left blank: the structure is only 0.5 cc"
+
+
+def test_a_dvh_whose_samples_stand_for_equal_volumes_keeps_no_array_of_volumes():
+    """A mask's DVH (every sample one voxel) holds its doses and one volume, not two more arrays
+    as long: 117 structures of a 600-slice CT held 3.5 GB of DVHs."""
+    import tracemalloc
+
+    from planning.dvh import DVH
+
+    doses = np.linspace(70.0, 0.0, 1_000_000)
+    tracemalloc.start()
+    dvh = DVH("Body", doses, np.full(doses.size, 0.001))  # the volumes array is freed at once
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < doses.nbytes / 10
+    assert dvh.volume_cc == pytest.approx(1000.0)
+    assert dvh.d_percent(50) == pytest.approx(35.0, abs=1e-4)
+    assert dvh.v_gy(35.0) == pytest.approx(500.0, abs=0.01)
+    assert dvh.cumulative()[0] == pytest.approx(1000.0)
+    assert dvh.differential().sum() == pytest.approx(1000.0)
+
+
+def test_equal_and_unequal_sample_volumes_give_the_same_metrics():
+    from planning.dvh import DVH
+
+    doses = np.sort(np.random.default_rng(3).uniform(0, 60, 5000))[::-1]
+    equal = DVH("a", doses, np.full(doses.size, 0.002))
+    unequal_volumes = np.full(doses.size, 0.002)
+    unequal_volumes[::2] += 1e-12  # not all equal: the running-total path
+    unequal = DVH("b", doses, unequal_volumes)
+    assert equal.statistics(dose_levels=(20, 40)) == pytest.approx(unequal.statistics(dose_levels=(20, 40)))
+    assert np.allclose(equal.cumulative(), unequal.cumulative())
+    assert np.allclose(equal.differential(), unequal.differential())
+    for cc in (0.0, 0.001, 0.002, 0.0031, 5.0, 10.0):
+        assert equal.d_cc(cc) == unequal.d_cc(cc)
