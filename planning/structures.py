@@ -73,7 +73,10 @@ class Mask:
         self.grid = grid
         if array is None:
             array = np.zeros((0, 0, 0), bool)
-        array = np.asarray(array, dtype=bool)
+        if not (isinstance(array, np.ndarray) and array.dtype == bool):
+            # a bool array stays the same object (`shared` and the structure table's counted
+            # volumes rely on it), even with an equal dtype that is not numpy's own (unpickled)
+            array = np.asarray(array, dtype=bool)
         offset = tuple(int(o) for o in offset)
         end = [o + n for o, n in zip(offset, array.shape, strict=True)]
         if array.size and (min(offset) < 0 or any(e > n for e, n in zip(end, grid.shape, strict=True))):

@@ -198,3 +198,15 @@ def test_a_label_map_moved_two_voxels_says_how_much_of_the_images_it_covers(tmp_
     save_volume(moved, tmp_path / "moved.nii.gz")
     warnings = load_structures(tmp_path / "moved.nii.gz", ct).warnings
     assert any("label map covers 99.6% of the images" in w for w in warnings), warnings
+
+
+def test_a_mask_keeps_an_unpickled_bool_array_as_the_same_object():
+    """An unpickled bool array's dtype equals numpy's bool without being it: the mask must still
+    keep the array itself, so that `shared` reads it (the structure table then knows which mask
+    it counted; it showed no volume at all for a case built from pickled structures)."""
+    import pickle
+
+    array = pickle.loads(pickle.dumps(np.ones((2, 3, 4), bool)))
+    mask = Mask(Grid((4, 5, 6), (1.0, 1.0, 1.0)), array, (1, 1, 1))
+    assert mask.array is array
+    assert mask.shared().array is mask.array
