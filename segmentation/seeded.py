@@ -65,6 +65,9 @@ QUANTILES = (10, 25, 50, 75, 90)
 #: Most volume a lesion may have per volume of the largest ball inside it (a ball: 1; the
 #: IBSI-1 GTV: about 4): more, and it is in pieces or has flooded what it touches.
 BULK_MAX = 8.0
+#: Most steps of the climb from a click's value to its tissue's most common value (one step
+#: moves up to `FLOOR_HU`-sized windows' width; 10 cross any CT's soft-tissue range).
+MODE_STEPS = 10
 
 
 def delineate(
@@ -104,10 +107,11 @@ def delineate(
     low = _smooth(morph.block_mean(hu, factors), low_spacing)
     to_low = [tuple((np.asarray(p) - origin) // factors) for p in inside + outside]
     seeds_in, seeds_out = to_low[: len(inside)], to_low[len(inside) :]
+    clicked = seeds_in
     if values_are_hu(volume.modality):
         seeds_in = [_snap(low, low_spacing, seed, LEAST_SOFT_TISSUE_HU) for seed in seeds_in]
     least = LEAST_SOFT_TISSUE_HU if values_are_hu(volume.modality) else -np.inf
-    windows = _windows(low, low_spacing, seeds_in, _floor(volume), least)
+    windows = _windows(low, low_spacing, seeds_in, _floor(volume), least, moved=seeds_in != clicked)
     _check(cancel)
     on_progress(stage, 1, 3)
 
@@ -182,16 +186,38 @@ def _floor(volume: Volume) -> float:
     return FLOOR_HU * span / CT_SPAN_HU if span > 0 else 1.0
 
 
-def _windows(low: np.ndarray, spacing, seeds, floor: float, least: float) -> list[tuple[float, float]]:
+def _windows(
+    low: np.ndarray, spacing, seeds, floor: float, least: float, *, moved: bool
+) -> list[tuple[float, float]]:
     """Candidate lesion-like intensities, one window q ± max(3 σ, `floor`) per quantile q
-    (`QUANTILES`) of the values within `SAMPLE_MM` of the clicks (σ from their median absolute
-    deviation; values beyond 2 `floor` of the clicks' own, or below `least`, left out)."""
+    (`QUANTILES`) of the values within `SAMPLE_MM` of the clicks that belong to the clicks'
+    tissue (σ from their median absolute deviation): the values above `least` within 2 `floor`
+    of the clicks' own, or, for clicks `moved` off air or lung onto the rim of soft tissue
+    (whose values are the rim's partial volume), of the mode reached from them (`_tissue`)."""
     values = np.concatenate([low[_ball(low.shape, seed, SAMPLE_MM, spacing)] for seed in seeds])
-    values = values[(np.abs(values - np.median([low[s] for s in seeds])) <= 2.0 * floor) & (values > least)]
+    values = values[values > least]
+    centre = float(np.median([low[s] for s in seeds]))
+    if moved:
+        centre = _tissue(values, centre, 2.0 * floor)
+    values = values[np.abs(values - centre) <= 2.0 * floor]
     centre = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - centre)))
     half = max(3.0 * spread, floor)
     return [(float(q) - half, float(q) + half) for q in np.percentile(values, QUANTILES)]
+
+
+def _tissue(values: np.ndarray, start: float, reach: float) -> float:
+    """The most common value near `start`: the median of the values within `reach` of it, taken
+    again from there until it settles (a median shift). A click on a fleck of lung, a vessel or
+    the edge of a tumour starts from a value the lesion seldom has; the climb ends at the value
+    most of the tissue around the click has, whatever the click's own."""
+    centre = start
+    for _ in range(MODE_STEPS):
+        near = values[np.abs(values - centre) <= reach]
+        if not near.size or abs(float(np.median(near)) - centre) < 1e-3 * reach:
+            break
+        centre = float(np.median(near))
+    return centre
 
 
 def _bulk(lesion: np.ndarray, spacing) -> float:

@@ -128,6 +128,18 @@ def test_random_clicks_inside_the_lung_tumour_give_about_the_same_lesion():
     assert max(volumes) <= 2 * expert_cc
 
 
+def test_a_click_on_a_low_density_patch_at_the_lung_tumours_edge_gives_the_tumour():
+    """IBSI-1: a click inside the expert GTV on a patch of lung-like values (−400 HU) at the
+    tumour's lower edge moves to the nearest soft tissue (−250 HU, the patch's rim). The window
+    of lesion-like values was centred there, on the partial-volume rim: it flooded the liver
+    (1016 cc against 359 cc). It is now centred on the tissue most of the sample holds."""
+    volume = load_volume(data_path("dicom", "ibsi1-lung-ct", "image"))
+    expert = read_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), volume)["GTV-1"].mask.full()
+    mask = delineate(volume, (36, 121, 116))
+    assert dice(mask.full(), expert) >= 0.70
+    assert mask.volume_cc <= 1.2 * expert.sum() * volume.grid.voxel_volume_cc
+
+
 def test_a_click_in_lung_or_air_is_refused():
     volume, _, _ = lesion_scene()
     with pytest.raises(DelineoError, match="lung or air"):
