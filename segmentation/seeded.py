@@ -19,9 +19,9 @@ the distance to the edge of the soft-tissue region:
    windows, the smallest lesion that is compact (`BULK_MAX`) is kept: a window reaching a
    neighbouring organ's values (liver, muscle) floods it, one missing part of the lesion's breaks
    it into specks. An outside click touching it seeds a competing flood (from the largest ball
-   around each click, short of the lesion's core: the largest ball where the inside click's
-   ascent of the distance ends), so a region still joined to the lesion is cut where the region
-   narrows between the clicks, and an outside click can take away only what lies beyond the core;
+   around each click, short of the lesion's core: the largest ball in the inside click's
+   basin), so a region still joined to the lesion is cut where the region narrows between the
+   clicks, and an outside click can take away only what lies beyond the core;
 4. holes in each slice (air bronchograms, necrosis) are filled, except holes holding an outside
    click, the surface is placed at full resolution within one reduced voxel, and the connected
    piece holding the inside click(s) is kept.
@@ -136,7 +136,7 @@ def delineate(
     # The refinement can leave specks of lesion-like voxels beside the lesion: keep its own piece.
     full = _component_of(full, [tuple(np.asarray(p) - origin) for p in inside])
     if warnings is not None:
-        warnings.extend(_doubts(full, lesion, low_spacing, seeds_in))
+        warnings.extend(_doubts(full, lesion, low_spacing))
     on_progress(stage, 3, 3)
     return _mask(volume, full, origin)
 
@@ -229,9 +229,9 @@ def _bulk(lesion: np.ndarray, spacing) -> float:
     return float(lesion.sum() * np.prod(spacing)) / (4.0 / 3.0 * np.pi * max(radius, 1e-6) ** 3)
 
 
-def _doubts(full: np.ndarray, lesion: np.ndarray, spacing, seeds) -> list[str]:
+def _doubts(full: np.ndarray, lesion: np.ndarray, spacing) -> list[str]:
     """What makes a lesion doubtful, in words for the user: `full` in the working box, `lesion`
-    the same reduced to `spacing` (mm) where the clicks are `seeds`."""
+    the same reduced to `spacing` (mm)."""
     doubts = []
     faces = [np.take(full, i, axis=a) for a in range(3) for i in (0, -1)]
     if any(face.any() for face in faces):
@@ -239,8 +239,7 @@ def _doubts(full: np.ndarray, lesion: np.ndarray, spacing, seeds) -> list[str]:
             "the lesion reaches the edge of the region searched: it may go on beyond it, or "
             "have run into what it touches — check it, or Ctrl+click outside it"
         )
-    depth = _depth(lesion, spacing)
-    radius = max(float(depth[_summit(depth, seed)]) for seed in seeds)
+    radius = float(_depth(lesion, spacing).max())
     ball_cc = 4.0 / 3.0 * np.pi * radius**3 / 1000.0
     volume_cc = float(np.count_nonzero(lesion) * np.prod(spacing)) / 1000.0
     if volume_cc > BULK_MAX * ball_cc:
@@ -262,16 +261,10 @@ def _depth(lesion_like: np.ndarray, spacing) -> np.ndarray:
     return np.clip(sitk.GetArrayFromImage(depth), 0, None)
 
 
-def _summit(depth: np.ndarray, seed) -> Point:
-    """The local maximum of `depth` reached from `seed` by steepest ascent."""
-    point = np.array(seed)
-    while True:
-        low = np.maximum(point - 1, 0)
-        block = depth[tuple(slice(a, b + 2) for a, b in zip(low, point, strict=True))]
-        step = np.array(np.unravel_index(int(np.argmax(block)), block.shape)) + low
-        if depth[tuple(step)] <= depth[tuple(point)]:
-            return tuple(int(v) for v in point)
-        point = step
+def _deepest(depth: np.ndarray, basin: np.ndarray) -> Point:
+    """The voxel of `basin` deepest in `depth`: the centre of the largest ball inside it."""
+    deepest = np.unravel_index(int(np.argmax(np.where(basin, depth, -np.inf))), depth.shape)
+    return tuple(int(v) for v in deepest)
 
 
 def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
@@ -293,10 +286,11 @@ def _basins(lesion_like, spacing, seeds_in, seeds_out, level_mm) -> np.ndarray:
     chosen = {int(labels[p]) for p in seeds_in}
     lesion = np.isin(labels, list(chosen)) & lesion_like
     distance = sitk.GetArrayFromImage(depth)
-    # The lesion's own marker is the largest ball at the summit each inside click climbs to (the
-    # lesion's core, wherever in it the click fell); an outside click's ball stops short of it,
-    # so an outside click can take away what lies beyond the core, never the core itself.
-    cores = [_summit(np.where(lesion, distance, 0.0), seed) for seed in seeds_in]
+    # The lesion's own marker is the largest ball in each inside click's basin (the lesion's
+    # core, wherever in it the click fell: steepest ascent from a click in a lobe stops at the
+    # lobe's own small ball); an outside click's ball stops short of it, so an outside click can
+    # take away what lies beyond the core, never the core itself.
+    cores = [_deepest(distance, labels == labels[seed]) for seed in seeds_in]
     shape = lesion_like.shape
     core = np.zeros(shape, bool)
     for centre in cores:

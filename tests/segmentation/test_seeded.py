@@ -140,6 +140,38 @@ def test_a_click_on_a_low_density_patch_at_the_lung_tumours_edge_gives_the_tumou
     assert mask.volume_cc <= 1.2 * expert.sum() * volume.grid.voxel_volume_cc
 
 
+def test_outside_clicks_leave_the_lung_tumours_bulk_whatever_lobe_the_click_is_in():
+    """IBSI-1: a click in a lobe of the tumour, with the tests' outside clicks. The lesion's core
+    (kept from outside clicks) was the ball where the click's steepest ascent stopped: the lobe's
+    own (9 cc), and the outside clicks took the tumour's bulk (94 cc left). It is now the largest
+    ball in the click's basin."""
+    volume = load_volume(data_path("dicom", "ibsi1-lung-ct", "image"))
+    expert = read_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), volume)["GTV-1"].mask.full()
+    mask = delineate(volume, (31, 107, 127), [(17, 150, 110), (14, 100, 90)])
+    assert dice(mask.full(), expert) >= 0.70
+
+
+def lobed_scene():
+    """`lesion_scene` with a 7 mm lobe on the tumour's side away from the nodule (its neck
+    narrower than the lobe): a click in the lobe ascends to the lobe's own small ball."""
+    volume, tumour, nodule = lesion_scene()
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in volume.shape], indexing="ij")
+    lobe = (((z - 20) * 2) ** 2 + (y - 67) ** 2 + (x - 28) ** 2 <= 7.0**2) & ~tumour
+    hu = volume.array.astype(float)
+    hu[lobe] = 40 + np.random.default_rng(1).normal(0, 25, lobe.sum())
+    return Volume(hu.astype(np.int16), volume.grid, modality="CT"), tumour | lobe
+
+
+def test_a_click_in_a_lobe_is_not_warned_of_as_far_larger_than_its_ball():
+    """The doubt "over 8 times the ball around the click" measured the ball where the click's
+    ascent stopped (the lobe's, 1.4 cc, against 12 cc): it now measures the lesion's largest."""
+    volume, lesion = lobed_scene()
+    warnings: list[str] = []
+    mask = delineate(volume, (20, 69, 28), warnings=warnings).full()
+    assert dice(mask, lesion) > 0.85
+    assert warnings == []
+
+
 def test_a_click_in_lung_or_air_is_refused():
     volume, _, _ = lesion_scene()
     with pytest.raises(DelineoError, match="lung or air"):
