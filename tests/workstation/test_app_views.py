@@ -352,3 +352,18 @@ def test_the_help_keeps_its_columns_at_1366_by_768(window, qtbot):
     assert label.height() <= (len(HELP_TEXT.splitlines()) + 3) * fixed.lineSpacing()
     assert box.frameGeometry().width() <= 1366
     box.close()
+
+
+def test_the_help_names_every_key_of_the_menus_and_tools(window):
+    """Help ▸ Mouse and keys, which the README says lists every key, left out Ctrl+N (add a
+    structure), Ctrl+Shift+D (duplicate it), Ctrl+O and Ctrl+Q."""
+    import re
+
+    from PyQt6.QtGui import QAction
+
+    from workstation.app.menus import HELP_TEXT
+
+    text = HELP_TEXT.replace("F1–F6", "F1 F2 F3 F4 F5 F6")
+    keys = {key.toString() for action in window.findChildren(QAction) for key in action.shortcuts()}
+    missing = [key for key in keys if not re.search(rf"(?<![\w+]){re.escape(key)}(?![\w+])", text)]
+    assert keys and not missing, missing

@@ -33,7 +33,8 @@ Tools (on the selected structure)
 Edit
   Ctrl+Z / Ctrl+Shift+Z: undo / redo any edit     Ctrl+I: interpolate     Ctrl+M: margins, Booleans
   Ctrl+Shift+A: auto-segmentation     Ctrl+E: export RTSTRUCT     Ctrl+S: save the session
-  Ctrl+L: lock / unlock the selected structure     Shift+F1: this help
+  Ctrl+N: add a structure     Ctrl+Shift+D: duplicate the selected one     Ctrl+L: lock / unlock it
+  Ctrl+O: open a folder     Ctrl+Q: quit     Shift+F1: this help
 
 Surgery
   Minimum distance, margin map, structure volume and surface area, virtual resection (one undo
