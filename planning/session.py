@@ -81,8 +81,12 @@ class ImageReference:
         return Grid(self.shape, self.spacing_xyz, self.origin_xyz, np.reshape(self.direction, (3, 3)))
 
     @classmethod
-    def for_volume(cls, volume, kind: str, path: str | os.PathLike = "") -> ImageReference:
-        """The reference of a loaded `planning.volume.Volume` read from `path`."""
+    def for_volume(
+        cls, volume, kind: str, path: str | os.PathLike = "", series_key: str = ""
+    ) -> ImageReference:
+        """The reference of a loaded `planning.volume.Volume` read from `path`. `series_key` is
+        the loadable's key (`planning.dicom.scan.ImageSeries.key`) where it was one part of a
+        split series ("<uid>#2": one echo of a dual-echo MR), else its SeriesInstanceUID is kept."""
         grid, identity = volume.grid, volume.identity
         return cls(
             kind=kind,
@@ -91,7 +95,7 @@ class ImageReference:
             spacing_xyz=grid.spacing_xyz,
             origin_xyz=grid.origin_xyz,
             direction=tuple(float(v) for v in grid.direction.ravel()),
-            series_uid=identity.series_instance_uid,
+            series_uid=series_key or identity.series_instance_uid,
             frame_of_reference_uid=identity.frame_of_reference_uid,
             patient_id=identity.patient_id,
             patient_name=identity.patient_name,

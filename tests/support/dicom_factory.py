@@ -205,3 +205,32 @@ def write_latin1_ct_series(folder: Path, hu: np.ndarray) -> list[Path]:
         ds.AccessionNumber = "Zürich-7"
         ds.save_as(path)
     return paths
+
+
+def write_dual_echo_mr(folder: Path, shape_zyx=(6, 24, 28)) -> None:
+    """A dual-echo MR (PD then T2) as scanners write it: both echoes in one series, on the same
+    slice positions, told apart by EchoNumbers 1 and 2. Echo e's values are 100·e plus the
+    slice index, so a test can tell which echo loaded."""
+    from pydicom import dcmread
+    from pydicom.uid import MRImageStorage
+
+    series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    for echo in (1, 2):
+        values = np.broadcast_to(np.arange(shape_zyx[0])[:, None, None] + 100 * echo, shape_zyx)
+        paths = write_ct_series(
+            folder,
+            values.astype(np.int16),
+            series_uid=series_uid,
+            study_uid=study_uid,
+            frame_of_reference_uid=frame_uid,
+            file_names=[f"E{echo}_{k:03d}.dcm" for k in range(shape_zyx[0])],
+            series_description="PD/T2 dual echo",
+        )
+        for path in paths:
+            dataset = dcmread(path)
+            dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = MRImageStorage
+            dataset.Modality = "MR"
+            dataset.EchoNumbers = echo
+            dataset.EchoTime = 20 * echo
+            del dataset.KVP, dataset.RescaleType
+            dataset.save_as(path)

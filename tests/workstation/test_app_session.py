@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 from support.app import close_window, make_window, show_sample, wait_idle
+from support.dicom_factory import write_dual_echo_mr
 
 from workstation.app.autosave import recoverable
 
@@ -471,3 +472,32 @@ def test_the_recovery_question_says_why_there_is_work_to_recover(qtbot, tmp_path
     assert not window.opening.offer_recovery()
     assert "closed with unsaved changes" in asked[0] and "did not close normally" not in asked[0]
     assert not entry.folder.exists()
+
+
+def test_a_session_on_one_echo_of_a_dual_echo_mr_reopens_on_that_echo(window, qtbot, tmp_path):
+    """Both echoes of a dual-echo MR share one SeriesInstanceUID and load as two series. A session
+    contoured on the T2 echo kept only that UID, and reopening it (or recovering its autosave)
+    failed with 'series … is split into several volumes': the contours could not be had back.
+    The session now names the loadable (echo 2) and reopens on it."""
+    folder = tmp_path / "mr"
+    write_dual_echo_mr(folder)
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    scan = window.browser.scan
+    t2 = next(s for s in scan.series if s.split_note.endswith("echo 2"))
+    window.opening.load_series(scan, t2)
+    wait_idle(qtbot, window)
+    assert window.case.volume.array.min() == 200
+    window.commands.add_structure("GTV")
+    box = _paint(window.case)
+    path = tmp_path / "case.delineo"
+    window.saving.save_session_to(path)
+    wait_idle(qtbot, window)
+
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
+    other.opening.open_path(path)
+    wait_idle(qtbot, other)
+    assert not other.messages.messages()
+    assert other.case is not None and other.case.volume.array.min() == 200  # echo 2, not echo 1
+    assert other.case.structures["GTV"].mask.region(box).all()
+    close_window(qtbot, other)

@@ -134,7 +134,7 @@ class CaseOpening:
 
         def done(result):
             volume, sets, problems, dose = result
-            self._show_volume(volume, "dicom", source, sets)
+            self._show_volume(volume, "dicom", source, sets, series.key)
             if dose is not None:
                 self.window.set_dose(*dose)
             warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
@@ -186,13 +186,13 @@ class CaseOpening:
             "Reading dose", lambda p, c: services.load_dose(path), lambda d: self.window.set_dose(d, path)
         )
 
-    def _show_volume(self, volume, kind: str, path, structure_sets) -> None:
+    def _show_volume(self, volume, kind: str, path, structure_sets, series_key: str = "") -> None:
         if not self.window.saving.may_replace_case():
             return
         if volume.warnings:
             self._say(_first_of(volume.warnings), 15000)
         self.window.session_path = None
-        reference = ImageReference.for_volume(volume, kind, path)
+        reference = ImageReference.for_volume(volume, kind, path, series_key)
         self.window.set_case(Case.with_structures(volume, structure_sets or [], reference))
 
     def _show_file(self, volume, path: Path) -> None:
