@@ -140,12 +140,16 @@ def value_scale(array: np.ndarray) -> ValueScale:
 def tissue_range(array: np.ndarray, scale: ValueScale = WHOLE) -> tuple[float, float]:
     """The values of tissue in an image whose values are not HU (an MR): from the threshold that
     best separates the dark background from the rest (Otsu's, over the 1st–99th percentile of a
-    sample) to the 99th percentile, widened to the decimals of `scale` (whole numbers unless
-    given). The default value range of the brush and fill on such an image, as −200 to 300 HU
-    (no air, no bone) is on a CT."""
+    sample) to the image's largest value, widened to the decimals of `scale` (whole numbers
+    unless given). The default value range of the brush and fill on such an image: it keeps them
+    off the background and leaves out no tissue however bright (an enhancing tumour, fluid);
+    unlike HU on a CT, an MR's values name no tissue to leave out."""
     sample = _sample(array)
     sample = sample[np.isfinite(sample)]
     low, high = (float(v) for v in np.percentile(sample, (1, 99)))
+    with np.errstate(invalid="ignore"):
+        largest = float(np.nanmax(array))
+    largest = largest if math.isfinite(largest) else float(sample.max())
     counts, edges = np.histogram(sample[(sample >= low) & (sample <= high)], bins=256, range=(low, high))
     centres = (edges[:-1] + edges[1:]) / 2
     below = np.cumsum(counts)
@@ -155,7 +159,7 @@ def tissue_range(array: np.ndarray, scale: ValueScale = WHOLE) -> tuple[float, f
         between = below * above * (sums / below - (sums[-1] - sums) / above) ** 2
     threshold = float(centres[np.nanargmax(between)]) if np.isfinite(between).any() else low
     start = scale.floor(threshold)
-    return start, max(scale.ceil(high), scale.round(start + 10.0**-scale.decimals))
+    return start, max(scale.ceil(largest), scale.round(start + 10.0**-scale.decimals))
 
 
 def auto_window(array: np.ndarray, modality: str) -> Window:

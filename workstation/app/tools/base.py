@@ -219,7 +219,7 @@ class ValueRangeTool(Tool):
     a range set on another image means nothing: the range is the open image's own, kept while it
     is open, at the image's scale (`value_scale`: decimals when its values are not whole), and
     until one is set it is the image's tissue (`tissue_range`: above the dark background, up to
-    the 99th percentile).
+    its largest value).
     """
 
     def __init__(self, context: ToolContext):
