@@ -6,6 +6,7 @@ from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication, QDoubleSpinBox
 from support.app import click, drag, show_sample, wait_idle, widget_point
 from support.data import data_path
+from support.dicom_factory import write_dual_echo_mr
 
 pytestmark = pytest.mark.gui
 
@@ -227,3 +228,17 @@ def test_the_value_range_on_an_mr_normalised_to_0_1_takes_decimals(brain_mr):
     assert [spin.decimals() for spin in spins] == [0, 0]
     assert [spin.value() for spin in spins] == [-200, 300]
     assert [spin.text() for spin in spins] == ["-200", "300"]
+
+
+def test_the_patients_panel_tells_the_echoes_of_a_dual_echo_mr_apart(window, qtbot, tmp_path):
+    """Both echoes of a dual-echo MR load as two series of one SeriesInstanceUID, and the
+    Patients panel listed both as 'MR #1 PD/T2 dual echo': which was the T2 to contour on was
+    only in the Details column, out of sight in the panel's width. Each title now ends with what
+    tells its part apart, and that end stays in sight when the title is cut short."""
+    write_dual_echo_mr(tmp_path / "mr")
+    window.opening.open_path(tmp_path / "mr")
+    wait_idle(qtbot, window)
+    titles = [item.text(0) for item in window.browser.series_items()]
+    assert len(titles) == 2 and titles[0] != titles[1]
+    assert sorted(title.rsplit(", ", 1)[-1] for title in titles) == ["echo 1]", "echo 2]"]
+    assert window.browser.textElideMode() == Qt.TextElideMode.ElideMiddle

@@ -27,6 +27,7 @@ class PatientBrowser(QTreeWidget):
         self.setHeaderLabels(["Patient / study / series", "Details"])
         self.setColumnWidth(0, 230)
         self.setAlternatingRowColors(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a split series' part is named at the end
         self.itemDoubleClicked.connect(self._on_double_click)
         self.scan: ScanResult | None = None
 
@@ -43,7 +44,8 @@ class PatientBrowser(QTreeWidget):
                 for series in study.series:
                     item = QTreeWidgetItem(study_item, [_series_title(series), series.describe()])
                     item.setData(0, ROLE, series)
-                    item.setToolTip(0, "Double-click to load (with the RT objects that reference it)")
+                    load = "Double-click to load (with the RT objects that reference it)"
+                    item.setToolTip(0, f"{series.describe()}\n{load}")
                     item.setToolTip(1, series.describe())
                 for obj in study.rt_objects:
                     item = QTreeWidgetItem(
@@ -114,8 +116,11 @@ def referencing(scan: ScanResult, series: ImageSeries, kind: str) -> list[RTObje
 
 
 def _series_title(series: ImageSeries) -> str:
+    """Modality, series number and description; for one part of a split series, what tells it
+    from the others ("echo 2"), which its siblings' titles would otherwise share."""
     number = f"#{series.identity.series_number} " if series.identity.series_number else ""
-    return f"{series.modality} {number}{series.description or ''}".strip()
+    part = f" [{series.split_note}]" if series.split_note else ""
+    return f"{series.modality} {number}{series.description or ''}".strip() + part
 
 
 def _date(text: str) -> str:
