@@ -3,6 +3,9 @@ structure-set events, volume rendering shows the CT, measurements and snapshots 
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import numpy as np
 import pytest
 
@@ -383,6 +386,64 @@ def test_edits_keep_the_coarse_meshes_until_they_pause(qtbot, view, volume, stru
         qtbot.wait(150)
     assert "full" not in drawn
     qtbot.waitUntil(lambda: "full" in drawn, timeout=10000)
+
+
+def _frames_take(monkeypatch, seconds: float) -> None:
+    """Every frame the view times takes `seconds` (its clock steps that much at each reading)."""
+    from workstation.view3d import rendering
+
+    monkeypatch.setattr(rendering, "perf_counter", itertools.count(step=seconds).__next__, raising=False)
+
+
+def test_a_slow_full_detail_frame_keeps_the_coarse_meshes_until_asked_or_enough_is_hidden(
+    qtbot, view, volume, structures, monkeypatch
+):
+    """100+ surfaces on software OpenGL: a full-detail frame takes seconds. After one such
+    frame, edits, camera stops and repaints draw the coarse meshes and the view says so; full
+    detail is one frame when asked (toolbar, image); hiding the big surface brings it back."""
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view._detail_timer.setInterval(100)
+    _frames_take(monkeypatch, 1.0)
+    view.render_image()  # a full-detail frame, timed: 1 s
+    drawn, noted = _drawn_meshes(view, body), []
+    view._vtk.GetRenderWindow().AddObserver("StartEvent", lambda *_: noted.append(view.shows_coarse_note))
+    structures["Liver"].visible = False
+    structures.notify(structures["Liver"])
+    qtbot.wait(500)  # five times the pause after which full detail would return
+    assert drawn and set(drawn) == {"coarse"}
+    # the estimate: 1 s scaled by the triangles left shown (the liver hidden)
+    assert view.shows_coarse_note and re.search(r"takes 0\.[5-9] s", view._coarse_note.GetInput())
+    view._set_interacting(True)
+    view._set_interacting(False)  # the camera stops
+    view._vtk.repaint()  # a dialog closed over the view
+    qtbot.wait(200)
+    assert set(drawn) == {"coarse"}
+    view.show_full_detail()  # the toolbar's Full detail: one frame
+    assert drawn[-1] == "full" and not noted[-1]
+    view._vtk.repaint()
+    assert drawn[-1] == "coarse" and noted[-1]
+    view.render_image()  # a screenshot
+    assert drawn[-1] == "full" and not noted[-1]
+    body.visible = False  # the liver hidden too: the kidney, about a sixth of the triangles
+    structures.notify(body)
+    qtbot.waitUntil(lambda: drawn[-1] == "full", timeout=5000)
+    assert not noted[-1]
+
+
+def test_fast_full_detail_frames_come_back_by_themselves(qtbot, view, volume, structures, monkeypatch):
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view._detail_timer.setInterval(100)
+    _frames_take(monkeypatch, 0.05)
+    view.render_image()
+    drawn = _drawn_meshes(view, body)
+    structures["Liver"].visible = False
+    structures.notify(structures["Liver"])
+    qtbot.waitUntil(lambda: drawn[-1:] == ["full"], timeout=5000)
+    assert drawn[0] == "coarse" and not view.shows_coarse_note
 
 
 def test_software_opengl_draws_full_detail_without_fxaa_or_order_independent_translucency(

@@ -1,9 +1,19 @@
 """When and how the 3D view renders: requests coalesced into one render, coarse meshes while the
-camera moves, an edit lands or the view is resized (full detail once that pauses), and the
-full-detail settings that software OpenGL (Mesa) cannot afford.
+camera moves, an edit lands or the view is resized (full detail once that pauses, if its frames
+are fast enough), and the full-detail settings that software OpenGL (Mesa) cannot afford.
+
+Every full-detail frame is timed. One that took longer than `FULL_DETAIL_BUDGET_MS` (100+
+surfaces on software OpenGL: 1–3 s) is not drawn again by itself: the view keeps its coarse
+meshes at rest too and says so in a corner, because a view frozen for seconds each time the
+camera stops, an edit lands or a dialog closes over it cannot be rotated. Full detail is then one
+frame drawn when asked (the toolbar's Full detail, a snapshot, a screenshot); it returns by
+itself once enough surfaces are hidden for its frame to fit the budget again.
 """
 
 from __future__ import annotations
+
+import weakref
+from time import perf_counter
 
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QWidget
@@ -19,15 +29,27 @@ FULL_DETAIL_AFTER_MS = 1000
 #: OpenGL renderers that draw on the CPU (Mesa). There full detail goes without FXAA and
 #: order-independent translucency, which cost ~40% and ~45% of a frame there (benchmarks/gui.py).
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+#: A full-detail frame estimated to take longer than this (ms) is drawn only when asked.
+FULL_DETAIL_BUDGET_MS = 250
+#: What the view says while it keeps its coarse meshes because full detail is too slow here.
+COARSE_NOTE = "Coarse surfaces: a full-detail frame takes {seconds:.1f} s here (Full detail draws one)"
 
 
 class RenderScheduling:
     """Render scheduling of `View3D`, which owns the state this part uses: `renderer`, `_vtk`
     (the `Canvas`), `_started`, `_closed`, `_coarse`, `_interacting`, `_software_gl`,
-    `_camera_set`, `_framing`, and the surfaces' `_actors`, `_mappers` ((full, coarse) per structure) and
-    `_margin_maps`. `_init_render_timers` makes the two timers it adds."""
+    `_camera_set`, `_framing`, `_coarse_note` (a text actor), and the surfaces' `_actors`,
+    `_mappers` ((full, coarse) per structure) and `_margin_maps`. `_init_render_timers` makes the
+    two timers it adds and starts timing the frames."""
 
     def _init_render_timers(self) -> None:
+        # (ms, triangles) of the last full-detail frame: how long it took, how much it drew
+        self._full_frame: tuple[float, int] | None = None
+        self._frame_start = 0.0
+        me = weakref.ref(self)  # VTK keeps the observers: they must not keep the view alive
+        window = self._vtk.GetRenderWindow()
+        window.AddObserver("StartEvent", lambda *_: (view := me()) and view._frame_started())
+        window.AddObserver("EndEvent", lambda *_: (view := me()) and view._frame_ended())
         self._render_timer = QTimer(self)  # renders requested in one event-loop turn: one render
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(RENDER_COALESCE_MS)
@@ -51,12 +73,12 @@ class RenderScheduling:
             self._render_timer.start()
 
     def _set_interacting(self, interacting: bool) -> None:
-        """The camera starts moving (coarse meshes) or stops (full detail again)."""
+        """The camera starts moving (coarse meshes) or stops (full detail again, if affordable)."""
         self._interacting = interacting
         self._camera_set = True  # the user's camera: surfaces arriving later keep it
         self._framing = None  # nor does a new viewport shape reframe it
         self._detail_timer.stop()
-        self._swap_meshes(interacting)
+        self._swap_meshes(interacting or not self._full_detail_affordable())
         if not interacting:
             self._render()
 
@@ -79,15 +101,59 @@ class RenderScheduling:
         self._render()
 
     def _settle_detail(self) -> None:
-        if not self._interacting:
+        if not self._interacting and self._full_detail_affordable():
             self._swap_meshes(False)
             self._render()
 
     def _show_full_detail(self) -> None:
-        """Full detail now, for an image someone keeps (it renders nothing itself)."""
+        """Full detail now, for an image someone keeps (it renders nothing itself); then
+        `_end_full_detail`."""
         self._detail_timer.stop()
         if not self._interacting:
             self._swap_meshes(False)
+
+    def _end_full_detail(self) -> None:
+        """Back to the coarse meshes after an image kept at full detail, if full detail is too
+        slow to be drawn by itself (what is on screen stays until the next render)."""
+        if not self._interacting and not self._full_detail_affordable():
+            self._swap_meshes(True)
+
+    def show_full_detail(self) -> None:
+        """Draw one full-detail frame now, however long it takes (the toolbar's Full detail)."""
+        self._show_full_detail()
+        self._render(force=True)
+        self._end_full_detail()
+
+    def _full_detail_affordable(self) -> bool:
+        """Whether a full-detail frame is expected within `FULL_DETAIL_BUDGET_MS`."""
+        expected = self._full_detail_ms()
+        return expected is None or expected <= FULL_DETAIL_BUDGET_MS
+
+    def _full_detail_ms(self) -> float | None:
+        """The expected time (ms) of a full-detail frame of the surfaces shown: unknown (None)
+        until one is drawn; the last one's if it was within budget (each is timed anew), else
+        the last one's scaled by the triangles shown now over those it drew."""
+        if self._full_frame is None:
+            return None
+        ms, triangles = self._full_frame
+        return ms if ms <= FULL_DETAIL_BUDGET_MS else ms * self._full_triangles() / triangles
+
+    def _full_triangles(self) -> int:
+        """Triangles (cells) of the full-detail meshes of the surfaces shown."""
+        total = 0
+        for structure, actor in self._actors.items():
+            if actor.GetVisibility():
+                mapper = self._mappers[structure][0] if structure in self._mappers else actor.GetMapper()
+                total += mapper.GetInput().GetNumberOfCells()
+        return total
+
+    def _frame_started(self) -> None:
+        self._frame_start = perf_counter()
+
+    def _frame_ended(self) -> None:
+        """Keep the time of a full-detail frame of surfaces (ms) with its triangles."""
+        if not self._coarse and (triangles := self._full_triangles()):
+            self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
 
     def _on_canvas_resized(self) -> None:
         """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""
@@ -98,6 +164,10 @@ class RenderScheduling:
     def _swap_meshes(self, coarse: bool) -> None:
         """Swap every surface to its coarse mesh (and drop anti-aliasing), or back (surfaces
         showing a margin map keep their full mesh and colours)."""
+        note = coarse and not self._full_detail_affordable()
+        self._coarse_note.SetVisibility(note)
+        if note:
+            self._coarse_note.SetInput(COARSE_NOTE.format(seconds=self._full_detail_ms() / 1000))
         if coarse == self._coarse:
             return
         self._coarse = coarse

@@ -211,6 +211,21 @@ def hint(text: str) -> vtkTextActor:
     return actor
 
 
+def note(text: str) -> vtkTextActor:
+    """`text` small in the view's lower right corner (the orientation cube is in the left one),
+    in muted grey: how the view is drawn."""
+    actor = vtkTextActor()
+    actor.SetInput(text)
+    actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+    actor.GetPositionCoordinate().SetValue(0.99, 0.01)
+    style = actor.GetTextProperty()
+    style.SetFontSize(12)
+    style.SetColor(0.62, 0.66, 0.74)
+    style.SetJustificationToRight()
+    actor.PickableOff()
+    return actor
+
+
 def window_pixels(window) -> np.ndarray:
     """The RGB pixels of a render window as a (height, width, 3) array, top row first."""
     grab = vtkWindowToImageFilter()

@@ -150,6 +150,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._empty_hint = scene.hint(EMPTY_HINT)
         self._empty_hint.SetVisibility(False)
         self.renderer.AddViewProp(self._empty_hint)
+        self._coarse_note = scene.note("")
+        self._coarse_note.SetVisibility(False)
+        self.renderer.AddViewProp(self._coarse_note)
         self.surfaces_changed.connect(self._update_empty_hint)
         self._init_render_timers()
 
@@ -260,6 +263,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         volume rendering)."""
         return bool(self._empty_hint.GetVisibility())
 
+    @property
+    def shows_coarse_note(self) -> bool:
+        """Whether the view says it keeps its coarse meshes because full detail is too slow."""
+        return bool(self._coarse_note.GetVisibility())
+
     def _update_empty_hint(self) -> None:
         """Say what the view is waiting for while an image is open with nothing to draw in 3D."""
         nothing = not self._pending and not any(self._surfaces.values())
@@ -325,6 +333,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         pixels = scene.render_offscreen(
             self.renderer, (width, height), self._measurement_overlays(), scale, camera
         )
+        self._end_full_detail()
         scene.write_png(pixels, path)
         return path
 
@@ -332,7 +341,9 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         """The view's current pixels, (height, width, 3), top row first (at full detail)."""
         self._show_full_detail()
         self._render(force=True)
-        return scene.window_pixels(self._vtk.GetRenderWindow())
+        pixels = scene.window_pixels(self._vtk.GetRenderWindow())
+        self._end_full_detail()
+        return pixels
 
     def display_position(self, point_lps) -> tuple[float, float]:
         """Where an LPS point appears in `render_image()` (column, row from the top)."""
@@ -465,6 +476,10 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             action.setToolTip(f"View the visible structures from {view}")
             action.triggered.connect(lambda _=False, v=view: self.set_view(v))
             bar.addAction(action)
+        detail = QAction("Full detail", bar)
+        detail.setToolTip("Draw the surfaces in full detail once (slow here: coarse ones otherwise)")
+        detail.triggered.connect(self.show_full_detail)
+        bar.addAction(detail)
         shot = QAction("Snapshot…", bar)
         shot.setToolTip("Save the 3D view as a PNG at a chosen resolution")
         shot.triggered.connect(self.ask_snapshot)
