@@ -432,6 +432,28 @@ def test_a_slow_full_detail_frame_keeps_the_coarse_meshes_until_asked_or_enough_
     assert not noted[-1]
 
 
+def test_a_slow_full_detail_frame_drawn_by_itself_is_the_last_and_images_draw_one(
+    qtbot, view, volume, structures, monkeypatch
+):
+    """The first full-detail frame after the surfaces arrive is timed; too slow, the frames after
+    it are coarse (a dialog closing over the view repaints it). An image of the view (a
+    screenshot) is one full-detail frame, not drawn twice."""
+    body = _with_body(structures)
+    _frames_take(monkeypatch, 1.0)
+    view._detail_timer.setInterval(100)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    drawn = _drawn_meshes(view, body)
+    qtbot.waitUntil(lambda: "full" in drawn, timeout=5000)
+    view._vtk.repaint()
+    assert drawn[-1] == "coarse" and view.shows_coarse_note
+    before = len(drawn)
+    image = view.render_image()
+    assert drawn[before:] == ["full"]
+    centre, corner = image[image.shape[0] // 2, image.shape[1] // 2].astype(int), image[2, 2].astype(int)
+    assert centre.min() > 150 and np.ptp(centre) < 20 and corner.max() < 100  # the grey body lit, on the dark
+
+
 def test_fast_full_detail_frames_come_back_by_themselves(qtbot, view, volume, structures, monkeypatch):
     body = _with_body(structures)
     view.show_case(_case_of(volume, structures))

@@ -122,7 +122,6 @@ class RenderScheduling:
         """Draw one full-detail frame now, however long it takes (the toolbar's Full detail)."""
         self._show_full_detail()
         self._render(force=True)
-        self._end_full_detail()
 
     def _full_detail_affordable(self) -> bool:
         """Whether a full-detail frame is expected within `FULL_DETAIL_BUDGET_MS`."""
@@ -151,9 +150,11 @@ class RenderScheduling:
         self._frame_start = perf_counter()
 
     def _frame_ended(self) -> None:
-        """Keep the time of a full-detail frame of surfaces (ms) with its triangles."""
+        """Keep the time of a full-detail frame of surfaces (ms) with its triangles; if it was
+        too slow, the frames after it (a repaint when a dialog closes) are coarse."""
         if not self._coarse and (triangles := self._full_triangles()):
             self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
+            self._end_full_detail()
 
     def _on_canvas_resized(self) -> None:
         """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""

@@ -227,9 +227,12 @@ def note(text: str) -> vtkTextActor:
 
 
 def window_pixels(window) -> np.ndarray:
-    """The RGB pixels of a render window as a (height, width, 3) array, top row first."""
+    """The RGB pixels of a render window's last frame as a (height, width, 3) array, top row
+    first (not rendered again: a full-detail frame of 100+ surfaces takes seconds on software
+    OpenGL)."""
     grab = vtkWindowToImageFilter()
     grab.SetInput(window)
+    grab.ShouldRerenderOff()
     grab.SetInputBufferTypeToRGB()
     grab.ReadFrontBufferOff()
     grab.Update()

@@ -341,9 +341,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         """The view's current pixels, (height, width, 3), top row first (at full detail)."""
         self._show_full_detail()
         self._render(force=True)
-        pixels = scene.window_pixels(self._vtk.GetRenderWindow())
-        self._end_full_detail()
-        return pixels
+        return scene.window_pixels(self._vtk.GetRenderWindow())
 
     def display_position(self, point_lps) -> tuple[float, float]:
         """Where an LPS point appears in `render_image()` (column, row from the top)."""
