@@ -454,6 +454,28 @@ def test_a_slow_full_detail_frame_drawn_by_itself_is_the_last_and_images_draw_on
     assert centre.min() > 150 and np.ptp(centre) < 20 and corner.max() < 100  # the grey body lit, on the dark
 
 
+def test_letting_go_of_the_camera_draws_one_frame(qtbot, view, volume, structures):
+    """The interactor draws the still frame when the camera stops; a second one of our own
+    doubled the freeze (two full-detail frames of 1–3 s each on software OpenGL)."""
+    from PyQt6.QtCore import QEvent, QPoint, Qt
+    from support.app import send_mouse
+
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    drawn = _drawn_meshes(view, body)
+    centre = view._vtk.rect().center()
+    send_mouse(view._vtk, QEvent.Type.MouseButtonPress, centre)
+    for step in range(1, 6):
+        point = QPoint(centre.x() + 10 * step, centre.y())
+        send_mouse(view._vtk, QEvent.Type.MouseMove, point, buttons=Qt.MouseButton.LeftButton)
+    moving = len(drawn)
+    send_mouse(view._vtk, QEvent.Type.MouseButtonRelease, point)
+    qtbot.wait(300)  # five times the coalescing of render requests
+    assert set(drawn[:moving]) == {"coarse"} and drawn[moving:] == ["full"]
+
+
 def test_fast_full_detail_frames_come_back_by_themselves(qtbot, view, volume, structures, monkeypatch):
     body = _with_body(structures)
     view.show_case(_case_of(volume, structures))

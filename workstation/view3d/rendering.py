@@ -73,14 +73,13 @@ class RenderScheduling:
             self._render_timer.start()
 
     def _set_interacting(self, interacting: bool) -> None:
-        """The camera starts moving (coarse meshes) or stops (full detail again, if affordable)."""
+        """The camera starts moving (coarse meshes) or stops (full detail again, if affordable,
+        in the frame the interactor draws right after)."""
         self._interacting = interacting
         self._camera_set = True  # the user's camera: surfaces arriving later keep it
         self._framing = None  # nor does a new viewport shape reframe it
         self._detail_timer.stop()
         self._swap_meshes(interacting or not self._full_detail_affordable())
-        if not interacting:
-            self._render()
 
     def _reframe(self) -> None:
         """Frame the last framed box again if the viewport's shape changed since (and the camera
