@@ -9,7 +9,9 @@ on the GUI thread; a result that an edit has overtaken is dropped.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from superqt.utils import create_worker
@@ -94,7 +96,9 @@ class SurfaceSync:
                 surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
             except Cancelled:
                 return None
-            return {name: Meshes.of(surface) for name, surface in surfaces.items()}
+            # the coarse meshes are decimated in VTK, which leaves the GIL free: one per core
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                return dict(zip(surfaces, pool.map(Meshes.of, surfaces.values()), strict=True))
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
