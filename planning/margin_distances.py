@@ -106,7 +106,7 @@ def _between_slices(mask: np.ndarray, spacing_zyx, cancel) -> BoundaryPoints:
     """Edges between slices k and k + 1, by shape-based interpolation (see the module doc)."""
     lower = _crossing_edges(mask, 0)
     fraction = np.empty(len(lower[0]), np.float32)
-    shapes = _SliceShapes(mask, spacing_zyx)
+    shapes = SliceShapes(mask, spacing_zyx)
     starts = np.searchsorted(lower[0], np.arange(mask.shape[0] + 1))
     for k in range(mask.shape[0] - 1):
         if starts[k] == starts[k + 1]:
@@ -122,7 +122,7 @@ def _between_slices(mask: np.ndarray, spacing_zyx, cancel) -> BoundaryPoints:
     return BoundaryPoints(lower, fraction)
 
 
-class _SliceShapes:
+class SliceShapes:
     """ψ = φ (2R − φ) of each slice (mm²; see the module doc): φ the in-plane signed distance
     (positive inside) to the boundary, taken half a pixel past the nearest pixel of the other
     kind, and R the largest φ of the nearest connected piece. +inf / −inf on a slice all inside /
@@ -189,6 +189,31 @@ def grow(
     each source's own axis first, then along the other axes, slab by slab of slices (each with
     the slices within reach on either side), so that the float arrays hold a slab at a time.
     """
+    grown = np.empty_like(seed)
+    for slab, estimate in _estimates(seed, points, spacing_zyx, axes, centre_weight, on_progress, cancel):
+        grown[slab] = seed[slab] | (estimate <= 1.0 + 1e-6)
+    return grown
+
+
+def gauge(
+    seed: np.ndarray,
+    points: list[BoundaryPoints],
+    spacing_zyx,
+    axes: list[tuple[float, float]],
+    centre_weight: float,
+    on_progress: Callable[[str, float, float], None] | None,
+    cancel: threading.Event | None,
+) -> np.ndarray:
+    """`grow`'s estimate itself (float32, array axes z, y, x): 0 on `seed`, the estimated gauge
+    distance elsewhere, at most 2 (also where no margin reaches), so that it can be interpolated."""
+    field = np.empty(seed.shape, np.float32)
+    for slab, estimate in _estimates(seed, points, spacing_zyx, axes, centre_weight, on_progress, cancel):
+        field[slab] = np.where(seed[slab], np.float32(0), np.fmin(estimate, np.float32(2)))
+    return field
+
+
+def _estimates(seed, points, spacing_zyx, axes, centre_weight, on_progress, cancel):
+    """Yield (slab, estimated gauge on its slices) for consecutive slabs of `seed` (see `grow`)."""
     if centre_weight:
         # The centre term is needed wherever the blend can be ≤ 1: up to one grid step past the
         # margin (a voxel's nearest centre is at most one step beyond its nearest boundary point),
@@ -198,7 +223,6 @@ def grow(
         wide = [(negative * reach, positive * reach) for negative, positive in axes]
         ends = _structure_ends(seed, points[0])
     halo = _halo(spacing_zyx[0], wide[0] if centre_weight else axes[0])
-    grown = np.empty_like(seed)
     slabs = _slabs(seed.shape)
     for done, slab in enumerate(slabs, 1):
         window = slice(max(0, slab.start - halo), min(seed.shape[0], slab.stop + halo))
@@ -209,10 +233,9 @@ def grow(
             to_inside = _to_inside(seed, ends, window, inner, spacing_zyx, wide, cancel)
             with np.errstate(invalid="ignore"):
                 estimate = centre_weight * reach * np.sqrt(to_inside) + (1 - centre_weight) * estimate
-        grown[slab] = seed[slab] | (estimate <= 1.0 + 1e-6)
+        yield slab, estimate
         if on_progress is not None:
             on_progress("Computing margin", done, len(slabs))
-    return grown
 
 
 def _to_boundary(shape, points, window, inner, spacing_zyx, axes, cancel) -> np.ndarray:

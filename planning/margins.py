@@ -8,6 +8,9 @@ its six margins on its six faces, with rounded edges and corners, and a uniform 
 
 Directions are patient directions (DICOM LPS: +x left, +y posterior, +z superior) mapped through
 the grid's direction matrix, so "2 mm superior" is superior also on a feet-first or flipped grid.
+Where an index axis is more than _OBLIQUE_TOLERANCE_DEG from every patient axis (an angulated
+MR), margins that differ by direction are measured on a grid aligned with the patient axes and
+brought back (`planning.margin_oblique`, which states the accuracy); uniform margins need not be.
 
 How distances are measured (`planning.margin_distances`): the surface is placed between voxel
 centres, at one point on every grid edge that crosses it, and a voxel belongs to the expansion
@@ -38,6 +41,7 @@ import numpy as np
 from planning.errors import GeometryError
 from planning.geometry import Grid
 from planning.margin_distances import boundary_points, grow
+from planning.margin_oblique import within_margin
 from planning.structures import Mask
 
 log = logging.getLogger(__name__)
@@ -112,22 +116,31 @@ class Margins:
         )
 
     def along_array_axes(self, grid: Grid) -> list[tuple[float, float]]:
-        """(towards lower index, towards higher index) margin in mm for array axes (z, y, x)."""
-        sides = _array_axis_sides(grid)
-        if not self.is_uniform:
-            for index_axis, (_, _, angle) in enumerate(reversed(sides)):  # x, y, z
-                if angle > _OBLIQUE_TOLERANCE_DEG:
-                    log.warning(
-                        "grid index axis %d is %.1f° from the nearest patient axis; the directional "
-                        "margins are applied along that patient axis",
-                        index_axis,
-                        angle,
-                    )
-        return [(getattr(self, lower), getattr(self, higher)) for lower, higher, _ in sides]
+        """(towards lower index, towards higher index) margin in mm for array axes (z, y, x): those
+        of the patient axis nearest to each (exact only where `is_oblique(grid)` is false)."""
+        return [(getattr(self, lower), getattr(self, higher)) for lower, higher, _ in _array_axis_sides(grid)]
 
 
 #: LPS patient axes x, y, z: (side towards −, side towards +), named as the Margins fields
 _SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def is_oblique(grid: Grid) -> bool:
+    """Whether an index axis of `grid` is more than _OBLIQUE_TOLERANCE_DEG from every patient axis."""
+    return any(angle > _OBLIQUE_TOLERANCE_DEG for _, _, angle in _array_axis_sides(grid))
+
+
+def _reaches(margins: Margins, grid: Grid) -> list[tuple[bool, bool]]:
+    """For array axes z, y, x: whether `margins` grow towards lower / higher index on `grid`."""
+    reaches = []
+    for axis in (2, 1, 0):  # index axes z, y, x = direction columns 2, 1, 0
+        column = grid.direction[:, axis]
+        sides = [
+            [_SIDES[j][int(sign * column[j] > 0)] for j in range(3) if abs(column[j]) > 1e-6]
+            for sign in (-1, 1)
+        ]
+        reaches.append(tuple(any(getattr(margins, side) > 0 for side in towards) for towards in sides))
+    return reaches
 
 
 def _array_axis_sides(grid: Grid) -> list[tuple[str, str, float]]:
@@ -181,21 +194,47 @@ def expand_to_edges(
     if mask.is_empty or margins.largest == 0:
         return _limit(mask.copy(), within), []
     grid = mask.grid
-    axes = margins.along_array_axes(grid)
     spacing = grid.spacing_zyx
-    pad = [int(math.ceil(max(neg, pos) / h)) + 1 for (neg, pos), h in zip(axes, spacing, strict=True)]
+    oblique = not margins.is_uniform and is_oblique(grid)
+    # on an oblique grid any margin may reach along any index axis
+    axes = [(margins.largest, margins.largest)] * 3 if oblique else margins.along_array_axes(grid)
+    lo, hi, box = _padded_box(mask, axes)
+    seed = mask.region(box)
+    if oblique:
+        region_grid = grid.with_shape(seed.shape, lo)
+        near = within_margin(
+            seed,
+            region_grid,
+            margins,
+            of_outside=False,
+            centre_weight=0.0,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
+        grown = seed | near
+        reaches = _reaches(margins, grid)
+    else:
+        grown = grow(seed, boundary_points(seed, spacing, cancel), spacing, axes, 0.0, on_progress, cancel)
+        reaches = [(lower > 0, higher > 0) for lower, higher in axes]
+    # the sides with a margin where the grown region reaches the end of the images
+    cut = _sides_at_grid_edges(grown, lo, hi, grid, reaches)
+    result = Mask(grid)
+    result.replace_region(box, grown)
+    return _limit(result, within), cut
+
+
+def _padded_box(mask: Mask, axes) -> tuple[list[int], list[int], tuple[slice, ...]]:
+    """The mask's box grown, within its grid, by one voxel more than the margins `axes` (mm towards
+    lower, higher index per array axis z, y, x): its start and stop indices, and as slices."""
+    grid = mask.grid
+    pad = [
+        int(math.ceil(max(neg, pos) / h)) + 1 for (neg, pos), h in zip(axes, grid.spacing_zyx, strict=True)
+    ]
     lo = [max(0, o - p) for o, p in zip(mask.offset, pad, strict=True)]
     hi = [
         min(n, o + s + p) for o, s, p, n in zip(mask.offset, mask.array.shape, pad, grid.shape, strict=True)
     ]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    seed = mask.region(box)
-    grown = grow(seed, boundary_points(seed, spacing, cancel), spacing, axes, 0.0, on_progress, cancel)
-    # the sides with a margin where the grown region reaches the end of the images
-    cut = _sides_at_grid_edges(grown, lo, hi, grid, [(lower > 0, higher > 0) for lower, higher in axes])
-    result = Mask(grid)
-    result.replace_region(box, grown)
-    return _limit(result, within), cut
+    return lo, hi, tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
 def shrink(
@@ -211,6 +250,21 @@ def shrink(
     if mask.is_empty or margins.largest == 0:
         return mask.copy()
     grid = mask.grid
+    if not margins.is_uniform and is_oblique(grid):
+        lo, _, box = _padded_box(mask, [(margins.largest, margins.largest)] * 3)
+        region = mask.region(box)
+        removed = within_margin(
+            region,
+            grid.with_shape(region.shape, lo),
+            margins.mirrored(),
+            of_outside=True,
+            centre_weight=_CONTRACTION_CENTRE_WEIGHT,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
+        result = Mask(grid)
+        result.replace_region(box, region & ~removed)
+        return result
     axes = margins.mirrored().along_array_axes(grid)
     # the complement inside the mask's box plus one voxel of outside all around it
     box = mask.box

@@ -1,0 +1,86 @@
+"""Direction-dependent margins on oblique grids grow along patient directions, not image axes."""
+
+import numpy as np
+import pytest
+
+from planning.geometry import Grid
+from planning.margins import Margins, expand, shrink
+from planning.structures import Mask
+
+BOX_LO, BOX_HI = np.array([-10.0, -8.0, -12.0]), np.array([12.0, 6.0, 15.0])
+
+
+def tilted_grid(degrees: float, about: int) -> Grid:
+    """1 × 1 × 3 mm voxels centred on the origin, index axes turned `degrees` about patient x (0)
+    or z (2), as on an angulated MR."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = (1, 2) if about == 0 else (0, 1)
+    rotation = np.eye(3)
+    rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
+    shape, spacing = (36, 90, 90), np.array([1.0, 1.0, 3.0])
+    origin = -rotation @ ((np.array(shape[::-1]) - 1) / 2 * spacing)
+    return Grid(shape, tuple(spacing), tuple(origin), rotation)
+
+
+def centres(grid: Grid) -> np.ndarray:
+    z, y, x = np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij")
+    return grid.index_to_patient(np.stack([x, y, z], -1).astype(float))
+
+
+def box(points: np.ndarray, lo=BOX_LO, hi=BOX_HI) -> np.ndarray:
+    return np.all((points >= lo) & (points <= hi), axis=-1)
+
+
+def gained_mm(before: np.ndarray, after: np.ndarray, points: np.ndarray) -> dict[str, float]:
+    """How much further the voxel centres of `after` reach than those of `before`, per direction."""
+    reach = [np.concatenate([-points[mask].min(0), points[mask].max(0)]) for mask in (before, after)]
+    names = ("right", "anterior", "inferior", "left", "posterior", "superior")
+    return dict(zip(names, reach[1] - reach[0], strict=True))
+
+
+@pytest.mark.parametrize(
+    ("degrees", "about", "side"),
+    [
+        (18, 0, "superior"),
+        (30, 0, "superior"),
+        (18, 0, "anterior"),
+        (30, 0, "posterior"),
+        (18, 2, "left"),
+        (30, 2, "anterior"),
+    ],
+)
+def test_a_margin_in_one_direction_grows_only_that_way(degrees, about, side):
+    # "Superior 10 mm" was applied along the slice axis: on a grid tilted 18° about x it grew the
+    # box 3.1 mm anterior as well (5 mm at 30°). What is left is the slab convention: the surface
+    # lies up to half a slice past the last one, along the slice axis.
+    grid = tilted_grid(degrees, about)
+    points = centres(grid)
+    inside = box(points)
+    grown = expand(Mask.from_full(grid, inside), Margins(**{side: 10})).full()
+    gained = gained_mm(inside, grown, points)
+    assert gained[side] == pytest.approx(10, abs=1.6)  # half a 3 mm slice
+    assert all(gain <= 1.6 for name, gain in gained.items() if name != side), gained
+
+
+@pytest.mark.parametrize(("degrees", "about"), [(30, 0), (30, 2)])
+def test_prostate_margin_is_five_posterior_and_ten_elsewhere(degrees, about):
+    # at 30° it was 6.5 mm posterior and 8.8 superior (about x) or 9.2 right (about z)
+    grid = tilted_grid(degrees, about)
+    points = centres(grid)
+    inside = np.sum((points - [0.3, -0.4, 1.1]) ** 2, -1) <= 15**2
+    grown = expand(Mask.from_full(grid, inside), Margins(10, 10, 10, 5, 10, 10)).full()
+    gained = gained_mm(inside, grown, points)
+    assert gained.pop("posterior") == pytest.approx(5, abs=1.0)
+    assert all(gain == pytest.approx(10, abs=1.6) for gain in gained.values()), gained
+
+
+def test_contraction_from_one_side_keeps_the_other_faces():
+    # Contracting 6 mm from the superior face along a slice axis tilted 18° also took 1.9 mm off
+    # the anterior or posterior face all the way down.
+    grid = tilted_grid(18, 0)
+    points = centres(grid)
+    inside = box(points)
+    kept = shrink(Mask.from_full(grid, inside), Margins(superior=6)).full()
+    below_the_top = inside & (points[..., 2] <= BOX_HI[2] - 6 - 1.5)
+    assert np.all(kept[below_the_top])
+    assert not np.any(kept & (points[..., 2] > BOX_HI[2] - 6 + 1.5))
