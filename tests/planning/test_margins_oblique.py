@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from planning import margin_distances
 from planning.geometry import Grid
 from planning.margins import Margins, expand, shrink
 from planning.structures import Mask
@@ -84,3 +85,26 @@ def test_contraction_from_one_side_keeps_the_other_faces():
     below_the_top = inside & (points[..., 2] <= BOX_HI[2] - 6 - 1.5)
     assert np.all(kept[below_the_top])
     assert not np.any(kept & (points[..., 2] > BOX_HI[2] - 6 + 1.5))
+
+
+@pytest.mark.parametrize("operation", [expand, shrink])
+def test_slabs_of_two_slices_give_the_mask_computed_in_one_piece_on_an_oblique_grid(monkeypatch, operation):
+    grid = tilted_grid(18, 0)
+    inside = box(centres(grid))
+    margins = Margins(right=2, left=6, anterior=0, posterior=3, superior=8, inferior=1)
+    monkeypatch.setattr(margin_distances, "_SLAB_VOXELS", 2 * 90 * 90)
+    in_slabs = operation(Mask.from_full(grid, inside), margins)
+    monkeypatch.setattr(margin_distances, "_SLAB_VOXELS", 10**9)
+    whole = operation(Mask.from_full(grid, inside), margins)
+    np.testing.assert_array_equal(in_slabs.full(), whole.full())
+
+
+def test_an_oblique_expansion_cut_by_the_last_slice_is_named(caplog):
+    grid = tilted_grid(18, 0)
+    points = centres(grid)
+    near_top = box(points, BOX_LO + [0, 0, 30], BOX_HI + [0, 0, 30])
+    with caplog.at_level("WARNING", logger="planning.margins"):
+        expand(Mask.from_full(grid, near_top), Margins(superior=10))
+        expand(Mask.from_full(grid, box(points)), Margins(superior=10))
+    cut = [record.getMessage() for record in caplog.records if "edge of the images" in record.getMessage()]
+    assert len(cut) == 1 and "superior side" in cut[0]
