@@ -96,8 +96,9 @@ def _patient_bounds(grid: Grid, first_xyz, last_xyz) -> tuple[np.ndarray, np.nda
 
 def _carried_structure(region: np.ndarray, grid: Grid, aligned: Grid) -> np.ndarray:
     """The structure in `region` (on `grid`) on the voxels of `aligned`: where ψ, interpolated, is
-    positive. ψ is computed, and interpolated, only around the structure (two voxels beyond its
-    box, which holds the slices it is extrapolated to)."""
+    positive, and nearest to the voxels of `region` it has nothing around. ψ is computed, and
+    interpolated, only around the structure (two voxels beyond its box, which holds the slices it
+    is extrapolated to)."""
     inside = np.zeros(aligned.shape, bool)
     nonzero = [np.flatnonzero(region.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if not all(len(n) for n in nonzero):
@@ -111,7 +112,16 @@ def _carried_structure(region: np.ndarray, grid: Grid, aligned: Grid) -> np.ndar
     last = np.minimum(np.ceil(aligned.patient_to_index(high)).astype(int)[::-1], np.array(aligned.shape) - 1)
     box = tuple(slice(a, b + 1) for a, b in zip(first, last, strict=True))
     target = aligned.with_shape(tuple(last - first + 1), first)
-    inside[box] = _carry(_shape_field(core, grid.spacing_zyx), core_grid, target, -_FAR) > 0
+    carried = inside[box]
+    carried[...] = _carry(_shape_field(core, grid.spacing_zyx), core_grid, target, -_FAR) > 0
+    # A structure thinner than the aligned voxels can fall between their centres (ψ > 0 within a
+    # quarter pixel of a lone pixel's centre): a voxel with none of the structure on the aligned
+    # voxels around it brings in the nearest one.
+    missed = np.argwhere(core & (_carry(carried.astype(np.float32), target, core_grid, 0.0) <= 0))
+    if len(missed):
+        nearest = np.rint(target.patient_to_index(core_grid.index_to_patient(missed[:, ::-1].astype(float))))
+        nearest = np.clip(nearest.astype(int)[:, ::-1], 0, np.array(carried.shape) - 1)
+        carried[tuple(nearest.T)] = True
     return inside
 
 

@@ -108,3 +108,17 @@ def test_an_oblique_expansion_cut_by_the_last_slice_is_named(caplog):
         expand(Mask.from_full(grid, box(points)), Margins(superior=10))
     cut = [record.getMessage() for record in caplog.records if "edge of the images" in record.getMessage()]
     assert len(cut) == 1 and "superior side" in cut[0]
+
+
+def test_a_structure_one_voxel_thin_grows_too():
+    # A lone voxel's surface, placed between voxel centres, fell between those of the grid aligned
+    # with the patient: nothing was carried over, and nothing grew.
+    grid = tilted_grid(18, 0)
+    points = centres(grid)
+    line = np.zeros(grid.shape, bool)
+    line[18, 45, 30:60] = True
+    grown = expand(Mask.from_full(grid, line), Margins(superior=10)).full()
+    added = points[grown & ~line] - points[18, 45, 30]
+    assert len(added) >= 2 * 30
+    assert np.all((added[:, 2] > 0) & (added[:, 2] < 10 + 1.5))
+    assert np.all(np.abs(added[:, 1]) < 1.6)
