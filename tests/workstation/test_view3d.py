@@ -367,6 +367,42 @@ def test_surfaces_are_built_without_copying_masks_and_meshed_off_the_gui_thread(
     assert meshed_on and threading.main_thread() not in meshed_on
 
 
+def test_surfaces_show_before_their_coarse_meshes_which_follow_off_the_gui_thread(
+    qtbot, view, volume, structures, monkeypatch
+):
+    """Closed coarse meshes cost about as much as the surfaces themselves (a minute for a
+    117-organ CT): the surfaces show as soon as they are built, and the camera moves with what
+    exists until the coarse meshes are swapped in."""
+    import threading
+
+    from planning.surfaces.mesh import Surface
+
+    gate, made_on = threading.Event(), []
+    level_of_detail = Surface.level_of_detail
+
+    def held_back(surface, max_triangles):
+        made_on.append(threading.current_thread())
+        assert gate.wait(30)
+        return level_of_detail(surface, max_triangles)
+
+    monkeypatch.setattr(Surface, "level_of_detail", held_back)
+    body = _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    qtbot.waitUntil(lambda: view.surface("Body") is not None, timeout=30000)
+    assert view.surface("Liver") is not None and not view._mappers and not view.is_ready()
+    full = view._actors[body].GetMapper()
+    view._set_interacting(True)  # the camera moves: the full meshes, there are no others yet
+    view.render_image()
+    assert view._actors[body].GetMapper() is full
+    gate.set()
+    ready(qtbot, view)
+    assert view._mappers[body][0] is full and view._actors[body].GetMapper() is view._mappers[body][1]
+    assert view._mappers[body][1].GetInput().GetNumberOfCells() < full.GetInput().GetNumberOfCells()
+    assert made_on and threading.main_thread() not in made_on
+    view._set_interacting(False)
+    assert view._actors[body].GetMapper() is full
+
+
 def test_edits_keep_the_coarse_meshes_until_they_pause(qtbot, view, volume, structures):
     """A full-detail frame (up to a second on software OpenGL) never lands amid a run of edits,
     even while their surfaces are still being rebuilt."""

@@ -4,15 +4,16 @@ opacity, a wireframe while awaiting review, visibility).
 Surfaces follow a `StructureSet`: its `added`, `removed` and `changed` events rebuild, drop or
 restyle the structure's surface. Geometry edits are gathered for a short while (a brush stroke
 sends many) and rebuilt in a worker thread (superqt) from copy-on-write copies of the masks, never
-on the GUI thread; a result that an edit has overtaken is dropped.
+on the GUI thread; a result that an edit has overtaken is dropped. Surfaces show as soon as they
+are built; their coarse meshes (drawn while the view changes) are made afterwards in another
+worker and swapped in as each is ready (until then the full mesh is drawn).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from superqt.utils import create_worker
 
@@ -34,8 +35,9 @@ class SurfaceSync:
     """The surfaces of `View3D`, which owns the state this part uses: `_structures`, `_actors`,
     `_mappers` ((full, coarse) per structure), `_surfaces`, `_opacity` (chosen by the user),
     `_generation` (edits per structure, so a build an edit has overtaken is dropped), `_pending`
-    (structures to build), `_timer` (gathers edits), `_build_worker`, `_cancel`, `_placer`,
-    `options` and the `building` and `surfaces_changed` signals."""
+    (structures to build), `_timer` (gathers edits), `_build_worker`, `_cancel`, `_coarse_jobs`
+    (cancel event per coarse-mesh worker), `_placer`, `options` and the `building` and
+    `surfaces_changed` signals."""
 
     def _on_added(self, structure) -> None:
         self._structure_event.emit("added", structure, None)
@@ -96,9 +98,7 @@ class SurfaceSync:
                 surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
             except Cancelled:
                 return None
-            # the coarse meshes are decimated in VTK, which leaves the GIL free: one per core
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                return dict(zip(surfaces, pool.map(Meshes.of, surfaces.values()), strict=True))
+            return {name: (surface, surface.to_polydata()) for name, surface in surfaces.items()}
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
@@ -115,11 +115,48 @@ class SurfaceSync:
         for structure, generation, copy in zip(todo, generations, copies, strict=True):
             if structure not in present or self._generation.get(structure, 0) != generation:
                 continue  # removed or edited since: a newer build follows
-            self._replace_actor(structure, surfaces.get(copy.name))
+            self._replace_actor(structure, *surfaces.get(copy.name, (None, None)))
         if not self._camera_set:  # the first surfaces: frame them
             self.set_view("anterior")
         self._render_coarse()
         self.surfaces_changed.emit()
+        self._start_coarse([s for s in todo if s in self._surfaces])
+
+    def _start_coarse(self, structures: list[Structure]) -> None:
+        """Make the coarse meshes of the surfaces of `structures` in a worker, largest first,
+        one per core (VTK's decimation leaves the GIL free); each is swapped in as it comes."""
+        surfaces = sorted(((s, self._surfaces[s]) for s in structures), key=lambda p: -len(p[1].triangles))
+        cancel = threading.Event()
+
+        def coarse(surface: Surface):
+            if cancel.is_set():
+                return None
+            low = surface.level_of_detail(INTERACTIVE_TRIANGLES)
+            return None if low is surface else low.to_polydata()
+
+        def job():
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                made = {pool.submit(coarse, surface): (structure, surface) for structure, surface in surfaces}
+                for future in as_completed(made):
+                    yield (*made[future], future.result())
+
+        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(lambda made: self._on_coarse(*made))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self._coarse_jobs.pop(worker, None))
+        self._coarse_jobs[worker] = cancel
+        self._keep(worker)
+        worker.start()
+
+    def _on_coarse(self, structure: Structure, surface: Surface, coarse) -> None:
+        """A coarse mesh made: drawn from now on while the view changes, unless its surface was
+        rebuilt or dropped meanwhile."""
+        actor = self._actors.get(structure)
+        if coarse is None or actor is None or self._surfaces.get(structure) is not surface:
+            return
+        full = actor.GetMapper()  # until now the actor has only ever drawn its full mesh
+        self._mappers[structure] = (full, scene.polydata_actor(coarse, surface.color).GetMapper())
+        self._restyle(structure, render=self._coarse or structure.awaiting_review)
 
     def _on_build_finished(self, worker) -> None:
         if self._build_worker is worker:
@@ -128,21 +165,20 @@ class SurfaceSync:
         if self._pending:
             self._timer.start()
 
-    def _replace_actor(self, structure: Structure, meshes: Meshes | None) -> None:
+    def _replace_actor(self, structure: Structure, surface: Surface | None, polydata=None) -> None:
+        """Draw `surface` (its vtkPolyData made in the worker) for `structure`, or nothing; its
+        coarse mesh follows (`_on_coarse`)."""
         self._mappers.pop(structure, None)
         old = self._actors.pop(structure, None)
         if old is not None:
             self.renderer.RemoveActor(old)
             self._placer.RemoveViewProp(old)
         self._surfaces.pop(structure, None)
-        if meshes is None or meshes.surface.is_empty:
+        if surface is None or surface.is_empty:
             return
-        actor = scene.polydata_actor(meshes.polydata, meshes.surface.color)
+        actor = scene.polydata_actor(polydata, surface.color)
         self._actors[structure] = actor
-        if meshes.coarse is not None:
-            coarse = scene.polydata_actor(meshes.coarse, meshes.surface.color).GetMapper()
-            self._mappers[structure] = (actor.GetMapper(), coarse)
-        self._surfaces[structure] = meshes.surface
+        self._surfaces[structure] = surface
         self.renderer.AddActor(actor)
         self._placer.AddProp(actor)
         self._restyle(structure, render=False)
@@ -186,18 +222,3 @@ class SurfaceSync:
         self._replace_actor(structure, None)
         self._render_coarse()
         self.surfaces_changed.emit()
-
-
-@dataclass(frozen=True)
-class Meshes:
-    """A built surface with its VTK meshes, made in the worker: full detail and, for a large
-    surface, a coarse one drawn while the view changes (None when the surface is small)."""
-
-    surface: Surface
-    polydata: object
-    coarse: object | None
-
-    @classmethod
-    def of(cls, surface: Surface) -> Meshes:
-        coarse = surface.level_of_detail(INTERACTIVE_TRIANGLES)
-        return cls(surface, surface.to_polydata(), None if coarse is surface else coarse.to_polydata())

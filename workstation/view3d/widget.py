@@ -122,6 +122,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._workers: list = []
         self._build_worker = None
         self._cancel = threading.Event()
+        self._coarse_jobs: dict = {}  # coarse-mesh worker: its cancel event
         self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
         self._focus: set[str] | None = None
         self._opacity: dict[Structure, float] = {}  # chosen by the user (`set_opacity`)
@@ -185,10 +186,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         if self._structures is structures:
             return
         self._disconnect()
-        self._cancel.set()
+        self._cancel_builds()
         for actor in self._actors.values():
             self.renderer.RemoveActor(actor)
         self._actors.clear()
+        self._mappers.clear()
         self._surfaces.clear()
         self._generation.clear()
         self._pending.clear()
@@ -214,16 +216,27 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         return None if structure is None else self._surfaces.get(structure)
 
     def is_ready(self) -> bool:
-        """No surface build running or waiting (always true once shut down)."""
+        """No surface build (of surfaces or of their coarse meshes) running or waiting (always
+        true once shut down)."""
         if self._closed:
             return True
-        return self._build_worker is None and not self._pending and not self._timer.isActive()
+        return (
+            self._build_worker is None
+            and not self._coarse_jobs
+            and not self._pending
+            and not self._timer.isActive()
+        )
 
     def cancel_builds(self) -> None:
-        """Stop the running surface build at its next check and drop the waiting ones."""
+        """Stop the running surface builds at their next check and drop the waiting ones."""
         self._timer.stop()
         self._pending.clear()
+        self._cancel_builds()
+
+    def _cancel_builds(self) -> None:
         self._cancel.set()
+        for cancel in self._coarse_jobs.values():
+            cancel.set()
 
     # -- display ---------------------------------------------------------------------------
 
