@@ -490,6 +490,45 @@ def test_a_slow_full_detail_frame_drawn_by_itself_is_the_last_and_images_draw_on
     assert centre.min() > 150 and np.ptp(centre) < 20 and corner.max() < 100  # the grey body lit, on the dark
 
 
+def test_a_frame_drawn_before_the_coarse_meshes_exist_is_timed_as_full_detail(
+    qtbot, view, volume, structures, monkeypatch
+):
+    """The first frame of new surfaces draws their full meshes, the coarse ones not made yet:
+    too slow, it is the only one (no second full-detail frame once edits pause); the coarse
+    meshes are drawn once, when all are in."""
+    import threading
+
+    from planning.surfaces.mesh import Surface
+
+    gate = threading.Event()
+    level_of_detail = Surface.level_of_detail
+
+    def held_back(surface, max_triangles):
+        assert gate.wait(30)
+        return level_of_detail(surface, max_triangles)
+
+    monkeypatch.setattr(Surface, "level_of_detail", held_back)
+    body = _with_body(structures)
+    _frames_take(monkeypatch, 1.0)
+    view._detail_timer.setInterval(100)
+    frames = []  # the mesh of the body each frame draws
+
+    def record(*_):
+        if body in view._actors:
+            frames.append(view._actors[body].GetMapper())
+
+    view._vtk.GetRenderWindow().AddObserver("StartEvent", record)
+    view.show_case(_case_of(volume, structures))
+    qtbot.waitUntil(lambda: len(frames) > 0, timeout=30000)
+    qtbot.wait(500)  # five times the pause after which full detail would return
+    full = view._actors[body].GetMapper()
+    assert frames == [full] and view.shows_coarse_note
+    gate.set()
+    ready(qtbot, view)
+    qtbot.waitUntil(lambda: len(frames) == 2, timeout=5000)
+    assert frames[1] is view._mappers[body][1]
+
+
 def test_letting_go_of_the_camera_draws_one_frame(qtbot, view, volume, structures):
     """The interactor draws the still frame when the camera stops; a second one of our own
     doubled the freeze (two full-detail frames of 1–3 s each on software OpenGL)."""

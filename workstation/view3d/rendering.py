@@ -149,9 +149,10 @@ class RenderScheduling:
         self._frame_start = perf_counter()
 
     def _frame_ended(self) -> None:
-        """Keep the time of a full-detail frame of surfaces (ms) with its triangles; if it was
-        too slow, the frames after it (a repaint when a dialog closes) are coarse."""
-        if not self._coarse and (triangles := self._full_triangles()):
+        """Keep the time of a full-detail frame of surfaces (ms) with its triangles (a coarse
+        one too while no coarse mesh is made yet: it drew the full meshes); if it was too slow,
+        the frames after it (a repaint when a dialog closes) are coarse."""
+        if not (self._coarse and self._mappers) and (triangles := self._full_triangles()):
             self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
             self._end_full_detail()
 

@@ -143,20 +143,28 @@ class SurfaceSync:
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda made: self._on_coarse(*made))
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self._coarse_jobs.pop(worker, None))
+        worker.finished.connect(lambda: self._on_coarse_finished(worker))
         self._coarse_jobs[worker] = cancel
         self._keep(worker)
         worker.start()
 
     def _on_coarse(self, structure: Structure, surface: Surface, coarse) -> None:
-        """A coarse mesh made: drawn from now on while the view changes, unless its surface was
-        rebuilt or dropped meanwhile."""
+        """A coarse mesh made: drawn from the next frame on while the view changes, unless its
+        surface was rebuilt or dropped meanwhile. (Not rendered now: with some surfaces still
+        at full detail, each such frame would cost a full one, a second or more for 100+
+        surfaces on software OpenGL.)"""
         actor = self._actors.get(structure)
         if coarse is None or actor is None or self._surfaces.get(structure) is not surface:
             return
         full = actor.GetMapper()  # until now the actor has only ever drawn its full mesh
         self._mappers[structure] = (full, scene.polydata_actor(coarse, surface.color).GetMapper())
-        self._restyle(structure, render=self._coarse or structure.awaiting_review)
+        self._restyle(structure, render=False)
+
+    def _on_coarse_finished(self, worker) -> None:
+        """All coarse meshes of a build made: drawn once if they are on show."""
+        self._coarse_jobs.pop(worker, None)
+        if self._coarse or any(structure.awaiting_review for structure in self._mappers):
+            self._render()
 
     def _on_build_finished(self, worker) -> None:
         if self._build_worker is worker:
