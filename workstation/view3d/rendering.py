@@ -39,12 +39,13 @@ class RenderScheduling:
     """Render scheduling of `View3D`, which owns the state this part uses: `renderer`, `_vtk`
     (the `Canvas`), `_started`, `_closed`, `_coarse`, `_interacting`, `_software_gl`,
     `_camera_set`, `_framing`, `_coarse_note` (a text actor), and the surfaces' `_actors`,
-    `_mappers` ((full, coarse) per structure) and `_margin_maps`. `_init_render_timers` makes the
-    two timers it adds and starts timing the frames."""
+    `_mappers` ((full, coarse) per structure), `_margin_maps` and `_coarse_jobs`.
+    `_init_render_timers` makes the two timers it adds and starts timing the frames."""
 
     def _init_render_timers(self) -> None:
         # (ms, triangles) of the last full-detail frame: how long it took, how much it drew
         self._full_frame: tuple[float, int] | None = None
+        self._timed_while_busy = False  # that frame was drawn while coarse meshes were being made
         self._frame_start = 0.0
         me = weakref.ref(self)  # VTK keeps the observers: they must not keep the view alive
         window = self._vtk.GetRenderWindow()
@@ -154,6 +155,7 @@ class RenderScheduling:
         the frames after it (a repaint when a dialog closes) are coarse."""
         if not (self._coarse and self._mappers) and (triangles := self._full_triangles()):
             self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
+            self._timed_while_busy = bool(self._coarse_jobs)
             self._end_full_detail()
 
     def _on_canvas_resized(self) -> None:
