@@ -23,12 +23,15 @@ from planning.surfaces.build import build_surfaces
 from planning.surfaces.mesh import Surface
 from workstation.view3d import scene
 from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY
+from workstation.view3d.rendering import FULL_DETAIL_BUDGET_MS
 
 #: Opacity of the body outline, so what is inside stays visible.
 EXTERNAL_OPACITY = 0.15
 #: Triangles per surface drawn while the camera moves (full detail returns when it stops), so
 #: rotation stays fluid with dozens of surfaces, even on software OpenGL.
 INTERACTIVE_TRIANGLES = 1500
+#: How many times slower a frame may be drawn while coarse meshes are made on every core.
+BUSY_SLOWDOWN = 3
 
 
 class SurfaceSync:
@@ -162,10 +165,12 @@ class SurfaceSync:
 
     def _on_coarse_finished(self, worker) -> None:
         """All coarse meshes of a build made: drawn once if they are on show. A full-detail
-        frame found too slow while they were being made shared the CPU with them (the sample
-        patient's: 350-400 ms instead of 150 ms on software OpenGL): full detail is timed again."""
+        frame found too slow while they were being made, by less than `BUSY_SLOWDOWN` times,
+        shared the CPU with them (the sample patient's: 350-450 ms instead of 150 ms on
+        software OpenGL): full detail is timed again."""
         self._coarse_jobs.pop(worker, None)
-        if not self._coarse_jobs and self._timed_while_busy and not self._full_detail_affordable():
+        slowed = self._timed_while_busy and not self._full_detail_affordable()
+        if not self._coarse_jobs and slowed and self._full_frame[0] <= BUSY_SLOWDOWN * FULL_DETAIL_BUDGET_MS:
             self._full_frame = None
             self._render_coarse()
         elif self._coarse or any(structure.awaiting_review for structure in self._mappers):
