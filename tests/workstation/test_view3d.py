@@ -479,8 +479,8 @@ def test_a_slow_full_detail_frame_drawn_by_itself_is_the_last_and_images_draw_on
     view._detail_timer.setInterval(100)
     view.show_case(_case_of(volume, structures))
     ready(qtbot, view)
+    assert view.shows_coarse_note  # their first frame, drawn before their coarse meshes are made
     drawn = _drawn_meshes(view, body)
-    qtbot.waitUntil(lambda: "full" in drawn, timeout=5000)
     view._vtk.repaint()
     assert drawn[-1] == "coarse" and view.shows_coarse_note
     before = len(drawn)
@@ -495,11 +495,10 @@ def test_a_frame_drawn_before_the_coarse_meshes_exist_is_timed_as_full_detail(
 ):
     """The first frame of new surfaces draws their full meshes, the coarse ones not made yet:
     too slow, it is the only one (no second full-detail frame once edits pause); the coarse
-    meshes are drawn once, when all are in, and full detail is timed again (the coarse meshes
-    being made slowed it)."""
+    meshes are drawn once, when all are in."""
     gate = _held_coarse_meshes(monkeypatch)
     body = _with_body(structures)
-    _frames_take(monkeypatch, 0.5)  # over budget, within what the coarse meshes being made explain
+    _frames_take(monkeypatch, 0.5)
     view._detail_timer.setInterval(100)
     frames = []  # the mesh of the body each frame draws
 
@@ -513,29 +512,55 @@ def test_a_frame_drawn_before_the_coarse_meshes_exist_is_timed_as_full_detail(
     qtbot.wait(500)  # five times the pause after which full detail would return
     full = view._actors[body].GetMapper()
     assert frames == [full] and view.shows_coarse_note
-    _frames_take(monkeypatch, 0.05)  # the CPU is free again once the coarse meshes are made
     gate.set()
     ready(qtbot, view)
-    qtbot.waitUntil(lambda: len(frames) == 3, timeout=5000)
-    assert frames[1:] == [view._mappers[body][1], full] and not view.shows_coarse_note
+    qtbot.waitUntil(lambda: len(frames) == 2, timeout=5000)
+    qtbot.wait(300)
+    assert frames[1:] == [view._mappers[body][1]] and view.shows_coarse_note
 
 
-def test_a_frame_far_too_slow_while_coarse_meshes_are_made_is_not_timed_again(
+def test_coarse_meshes_are_made_once_the_first_frame_of_the_surfaces_is_drawn(
     qtbot, view, volume, structures, monkeypatch
 ):
-    """117 surfaces on software OpenGL: 2.2 s while the coarse meshes were made, 1.2 s after.
-    Either is far over budget: no second full-detail frame when the coarse meshes are in."""
+    """Made meanwhile, on every core, they slowed that frame (117 surfaces on software OpenGL:
+    2.0 s instead of 1.3 s)."""
+    from planning.surfaces.mesh import Surface
+
+    events = []
+    level_of_detail = Surface.level_of_detail
+    monkeypatch.setattr(
+        Surface, "level_of_detail", lambda *args: events.append("coarse") or level_of_detail(*args)
+    )
+    body = _with_body(structures)
+    window = view._vtk.GetRenderWindow()
+    window.AddObserver("EndEvent", lambda *_: body in view._actors and events.append("frame"))
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    assert events[0] == "frame" and events.count("coarse") == 3 and body in view._mappers
+
+
+@pytest.mark.parametrize("seconds, timed_again", [(0.5, True), (1.0, False)])
+def test_a_slow_frame_drawn_while_coarse_meshes_are_made_is_timed_again_once_they_are_in(
+    qtbot, view, volume, structures, monkeypatch, seconds, timed_again
+):
+    """Made on every core, they slow a frame (the sample patient on software OpenGL: 350-450 ms
+    instead of 150 ms), which left its surfaces coarse for good; by more than three times the
+    budget (117 surfaces: 2.2 s then, 1.2 s timed again) is no slowdown of theirs."""
     gate = _held_coarse_meshes(monkeypatch)
     body = _with_body(structures)
-    _frames_take(monkeypatch, 1.0)
+    _frames_take(monkeypatch, 0.05)
     view._detail_timer.setInterval(100)
     view.show_case(_case_of(volume, structures))
-    qtbot.waitUntil(lambda: view.shows_coarse_note, timeout=30000)  # the first frame timed
+    qtbot.waitUntil(lambda: view.surface("Body") is not None and not view._coarse_waiting, timeout=30000)
+    _frames_take(monkeypatch, seconds)
+    view.show_full_detail()  # a full-detail frame while the coarse meshes are being made
+    assert view.shows_coarse_note
+    _frames_take(monkeypatch, 0.05)
     gate.set()
     ready(qtbot, view)
     drawn = _drawn_meshes(view, body)
     qtbot.wait(500)
-    assert set(drawn) <= {"coarse"} and view.shows_coarse_note
+    assert ("full" in drawn) == timed_again and view.shows_coarse_note != timed_again
 
 
 def _held_coarse_meshes(monkeypatch):

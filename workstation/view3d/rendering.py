@@ -39,7 +39,8 @@ class RenderScheduling:
     """Render scheduling of `View3D`, which owns the state this part uses: `renderer`, `_vtk`
     (the `Canvas`), `_started`, `_closed`, `_coarse`, `_interacting`, `_software_gl`,
     `_camera_set`, `_framing`, `_coarse_note` (a text actor), and the surfaces' `_actors`,
-    `_mappers` ((full, coarse) per structure), `_margin_maps` and `_coarse_jobs`.
+    `_mappers` ((full, coarse) per structure), `_margin_maps` and `_coarse_jobs`, and its
+    `_start_coarse`.
     `_init_render_timers` makes the two timers it adds and starts timing the frames."""
 
     def _init_render_timers(self) -> None:
@@ -62,14 +63,17 @@ class RenderScheduling:
 
     def _render(self, force: bool = False) -> None:
         """Render now (`force`), or soon, once for all the requests made meanwhile. Nothing is
-        rendered while the view is hidden or shut down (its window may be gone)."""
+        rendered while the view is hidden or shut down (its window may be gone). Coarse meshes
+        waiting for a frame are started once it is drawn (or not to be drawn)."""
         if self._closed or not self._started or not self.isVisible():
+            self._start_coarse()
             return
         if force:
             self._render_timer.stop()
             self._reframe()
             self.renderer.ResetCameraClippingRange()
             self._vtk.GetRenderWindow().Render()
+            self._start_coarse()
         elif not self._render_timer.isActive():
             self._render_timer.start()
 

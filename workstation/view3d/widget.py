@@ -123,6 +123,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._build_worker = None
         self._cancel = threading.Event()
         self._coarse_jobs: dict = {}  # coarse-mesh worker: its cancel event
+        self._coarse_waiting: list[Structure] = []  # coarse meshes to make after the next frame
         self._margin_maps: dict[Structure, tuple[Structure, float]] = {}
         self._focus: set[str] | None = None
         self._opacity: dict[Structure, float] = {}  # chosen by the user (`set_opacity`)
@@ -223,6 +224,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         return (
             self._build_worker is None
             and not self._coarse_jobs
+            and not self._coarse_waiting
             and not self._pending
             and not self._timer.isActive()
         )
@@ -234,6 +236,7 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._cancel_builds()
 
     def _cancel_builds(self) -> None:
+        self._coarse_waiting.clear()
         self._cancel.set()
         for cancel in self._coarse_jobs.values():
             cancel.set()
