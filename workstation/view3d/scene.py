@@ -199,29 +199,30 @@ def _label(text: str, point) -> vtkTextActor:
 
 def hint(text: str) -> vtkTextActor:
     """`text` centred in the view, in muted grey: what an empty view is waiting for."""
-    actor = vtkTextActor()
-    actor.SetInput(text)
-    actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-    actor.GetPositionCoordinate().SetValue(0.5, 0.5)
-    style = actor.GetTextProperty()
-    style.SetFontSize(15)
-    style.SetColor(0.62, 0.66, 0.74)
-    style.SetJustificationToCentered()
-    style.SetVerticalJustificationToCentered()
+    actor = _muted_text(text, (0.5, 0.5), 15)
+    actor.GetTextProperty().SetJustificationToCentered()
+    actor.GetTextProperty().SetVerticalJustificationToCentered()
     return actor
 
 
 def note(text: str) -> vtkTextActor:
     """`text` small in the view's lower right corner (the orientation cube is in the left one),
     in muted grey: how the view is drawn."""
+    actor = _muted_text(text, (0.99, 0.01), 12)
+    actor.GetTextProperty().SetJustificationToRight()
+    return actor
+
+
+def _muted_text(text: str, position: tuple[float, float], size: int) -> vtkTextActor:
+    """`text` in muted grey at `position` (fractions of the viewport from its lower left), `size`
+    points, not pickable."""
     actor = vtkTextActor()
     actor.SetInput(text)
     actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-    actor.GetPositionCoordinate().SetValue(0.99, 0.01)
+    actor.GetPositionCoordinate().SetValue(*position)
     style = actor.GetTextProperty()
-    style.SetFontSize(12)
+    style.SetFontSize(size)
     style.SetColor(0.62, 0.66, 0.74)
-    style.SetJustificationToRight()
     actor.PickableOff()
     return actor
 
