@@ -501,3 +501,36 @@ def test_a_session_on_one_echo_of_a_dual_echo_mr_reopens_on_that_echo(window, qt
     assert other.case is not None and other.case.volume.array.min() == 200  # echo 2, not echo 1
     assert other.case.structures["GTV"].mask.region(box).all()
     close_window(qtbot, other)
+
+
+def test_a_session_naming_only_a_split_series_reopens_on_a_part_of_its_size_and_says_so(
+    window, qtbot, tmp_path
+):
+    """Sessions saved before the parts of a split series had keys of their own name the series
+    alone, and reopening them failed ('series … is split into several volumes'): their contours
+    could not be had back. Now the part of the session's size opens (the first of two echoes,
+    which share it) with a warning saying to check it; the contours come back."""
+    import dataclasses
+
+    folder = tmp_path / "mr"
+    write_dual_echo_mr(folder)
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    scan = window.browser.scan
+    window.opening.load_series(scan, next(s for s in scan.series if s.split_note.endswith("echo 2")))
+    wait_idle(qtbot, window)
+    window.commands.add_structure("GTV")
+    box = _paint(window.case)
+    uid = window.case.volume.identity.series_instance_uid
+    window.case.reference = dataclasses.replace(window.case.reference, series_uid=uid)  # as saved then
+    path = tmp_path / "old.delineo"
+    window.saving.save_session_to(path)
+    wait_idle(qtbot, window)
+
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
+    other.opening.open_path(path)
+    wait_idle(qtbot, other)
+    assert other.case is not None and other.case.volume.array.min() == 100  # echo 1, the first
+    assert other.case.structures["GTV"].mask.region(box).all()
+    assert any("opened on the first" in text for text in other.messages.messages())
+    close_window(qtbot, other)

@@ -13,7 +13,7 @@ from PyQt6.QtWidgets import QFileDialog, QMessageBox
 
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_series
-from planning.dicom.scan import RT_OBJECT_KINDS, scan
+from planning.dicom.scan import RT_OBJECT_KINDS, ImageSeries, ScanResult, scan
 from planning.errors import DelineoError
 from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
@@ -270,7 +270,8 @@ class CaseOpening:
             return False
         self.window.session_path = None
         case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
-        warnings = [*session.warnings, *session.structures.warnings]  # a damaged history; import's
+        # the images' (which part of a split series), a damaged history, import's
+        warnings = [*volume.warnings, *session.warnings, *session.structures.warnings]
         for warning in warnings:
             self.window.messages.add("WARNING", warning)
         if warnings:  # before the view state's own news (a dose no longer there), which it replaces
@@ -342,7 +343,33 @@ def _load_reference(reference: ImageReference, on_progress, cancel):
     if reference.kind == "file":
         return read_image_file(path)
     found = scan(path, on_progress=on_progress, cancel=cancel)
-    return load_series(found.find_series(reference.series_uid), on_progress=on_progress, cancel=cancel)
+    series, warning = _series_of(found, reference)
+    volume = load_series(series, on_progress=on_progress, cancel=cancel)
+    if warning:
+        volume.warnings.insert(0, warning)
+    return volume
+
+
+def _series_of(found: ScanResult, reference: ImageReference) -> tuple[ImageSeries, str]:
+    """The scanned series a session refers to, by its key, and a warning ("" if none). A session
+    saved before the parts of a split series had keys of their own names the series alone: then
+    the part of the session's shape is taken, the first if several have it (the echoes of one
+    series share theirs), and the warning says which."""
+    try:
+        return found.find_series(reference.series_uid), ""
+    except DelineoError:
+        shape = tuple(reference.shape)
+        parts = [s for s in found.series if s.identity.series_instance_uid == reference.series_uid]
+        fitting = [s for s in parts if (s.number_of_images, s.rows, s.columns) == shape]
+        if not fitting:
+            raise
+    if len(fitting) == 1:
+        return fitting[0], ""
+    return fitting[0], (
+        f"This session names series {reference.series_uid}, which holds {len(fitting)} volumes of its "
+        f"images' size ({fitting[0].split_note} and others); it was opened on the first: check that "
+        "it is the one the contours were drawn on (File ▸ Open can load another and import them)"
+    )
 
 
 def _first_of(warnings: list[str]) -> str:
