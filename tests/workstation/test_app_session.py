@@ -474,29 +474,38 @@ def test_the_recovery_question_says_why_there_is_work_to_recover(qtbot, tmp_path
     assert not entry.folder.exists()
 
 
+def _contour_echo_2(window, qtbot, folder):
+    """Open a synthetic dual-echo MR in `folder`, load its T2 echo and paint a GTV on it; the
+    box painted."""
+    write_dual_echo_mr(folder)
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    scan = window.browser.scan
+    window.opening.load_series(scan, next(s for s in scan.series if s.split_note.endswith("echo 2")))
+    wait_idle(qtbot, window)
+    assert window.case.volume.array.min() == 200  # echo 2's values
+    window.commands.add_structure("GTV")
+    return _paint(window.case)
+
+
+def _save_and_reopen(window, qtbot, tmp_path):
+    """Save the window's session and open it in a new window (returned)."""
+    path = tmp_path / "case.delineo"
+    window.saving.save_session_to(path)
+    wait_idle(qtbot, window)
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
+    other.opening.open_path(path)
+    wait_idle(qtbot, other)
+    return other
+
+
 def test_a_session_on_one_echo_of_a_dual_echo_mr_reopens_on_that_echo(window, qtbot, tmp_path):
     """Both echoes of a dual-echo MR share one SeriesInstanceUID and load as two series. A session
     contoured on the T2 echo kept only that UID, and reopening it (or recovering its autosave)
     failed with 'series … is split into several volumes': the contours could not be had back.
     The session now names the loadable (echo 2) and reopens on it."""
-    folder = tmp_path / "mr"
-    write_dual_echo_mr(folder)
-    window.opening.open_path(folder)
-    wait_idle(qtbot, window)
-    scan = window.browser.scan
-    t2 = next(s for s in scan.series if s.split_note.endswith("echo 2"))
-    window.opening.load_series(scan, t2)
-    wait_idle(qtbot, window)
-    assert window.case.volume.array.min() == 200
-    window.commands.add_structure("GTV")
-    box = _paint(window.case)
-    path = tmp_path / "case.delineo"
-    window.saving.save_session_to(path)
-    wait_idle(qtbot, window)
-
-    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
-    other.opening.open_path(path)
-    wait_idle(qtbot, other)
+    box = _contour_echo_2(window, qtbot, tmp_path / "mr")
+    other = _save_and_reopen(window, qtbot, tmp_path)
     assert not other.messages.messages()
     assert other.case is not None and other.case.volume.array.min() == 200  # echo 2, not echo 1
     assert other.case.structures["GTV"].mask.region(box).all()
@@ -512,24 +521,10 @@ def test_a_session_naming_only_a_split_series_reopens_on_a_part_of_its_size_and_
     which share it) with a warning saying to check it; the contours come back."""
     import dataclasses
 
-    folder = tmp_path / "mr"
-    write_dual_echo_mr(folder)
-    window.opening.open_path(folder)
-    wait_idle(qtbot, window)
-    scan = window.browser.scan
-    window.opening.load_series(scan, next(s for s in scan.series if s.split_note.endswith("echo 2")))
-    wait_idle(qtbot, window)
-    window.commands.add_structure("GTV")
-    box = _paint(window.case)
+    box = _contour_echo_2(window, qtbot, tmp_path / "mr")
     uid = window.case.volume.identity.series_instance_uid
     window.case.reference = dataclasses.replace(window.case.reference, series_uid=uid)  # as saved then
-    path = tmp_path / "old.delineo"
-    window.saving.save_session_to(path)
-    wait_idle(qtbot, window)
-
-    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other-data")
-    other.opening.open_path(path)
-    wait_idle(qtbot, other)
+    other = _save_and_reopen(window, qtbot, tmp_path)
     assert other.case is not None and other.case.volume.array.min() == 100  # echo 1, the first
     assert other.case.structures["GTV"].mask.region(box).all()
     assert any("opened on the first" in text for text in other.messages.messages())
