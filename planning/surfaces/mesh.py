@@ -160,7 +160,7 @@ def _sound(points: np.ndarray, triangles: np.ndarray, outward: bool) -> bool:
         and topology.manifold
         and topology.misoriented_edges == topology.flat_shells == 0
         and topology.shells == 1
-        and (_volume(points, triangles) > 0) == outward
+        and topology.inside_out != outward  # its signed volume, which `mesh_topology` computes
     )
 
 
