@@ -137,18 +137,22 @@ def value_scale(array: np.ndarray) -> ValueScale:
     return ValueScale(decimals, 10.0 ** (1 - decimals) if decimals >= 1 else 1.0)
 
 
-def tissue_range(array: np.ndarray, scale: ValueScale = WHOLE) -> tuple[float, float]:
+def tissue_range(
+    array: np.ndarray, scale: ValueScale = WHOLE, largest: float | None = None
+) -> tuple[float, float]:
     """The values of tissue in an image whose values are not HU (an MR): from the threshold that
     best separates the dark background from the rest (Otsu's, over the 1st–99th percentile of a
     sample) to the image's largest value, widened to the decimals of `scale` (whole numbers
     unless given). The default value range of the brush and fill on such an image: it keeps them
     off the background and leaves out no tissue however bright (an enhancing tumour, fluid);
-    unlike HU on a CT, an MR's values name no tissue to leave out."""
+    unlike HU on a CT, an MR's values name no tissue to leave out. `largest`: the image's
+    largest value when the caller has it already (it reads every voxel)."""
     sample = _sample(array)
     sample = sample[np.isfinite(sample)]
     low, high = (float(v) for v in np.percentile(sample, (1, 99)))
-    with np.errstate(invalid="ignore"):
-        largest = float(np.nanmax(array))
+    if largest is None:
+        with np.errstate(invalid="ignore"):
+            largest = float(np.nanmax(array))
     largest = largest if math.isfinite(largest) else float(sample.max())
     counts, edges = np.histogram(sample[(sample >= low) & (sample <= high)], bins=256, range=(low, high))
     centres = (edges[:-1] + edges[1:]) / 2

@@ -241,7 +241,7 @@ class ValueRangeTool(Tool):
                 min(VALUE_LIMITS[0], scale.floor(low)) if math.isfinite(low) else VALUE_LIMITS[0],
                 max(VALUE_LIMITS[1], scale.ceil(high)) if math.isfinite(high) else VALUE_LIMITS[1],
             )
-            self._image = (weakref.ref(volume), scale, list(tissue_range(volume.array, scale)), bounds)
+            self._image = (weakref.ref(volume), scale, list(tissue_range(volume.array, scale, high)), bounds)
         return self._image
 
     def value_scale(self) -> tuple[ValueScale, tuple[float, float]]:
