@@ -70,6 +70,7 @@ def compute_dvh(
         )
     else:
         doses, volumes, sampling, warnings = sample_mask(dose, geometry, factor, name, cancel)
+    doses = doses.astype(np.float32)  # what the DVH keeps: the dose grid's own precision
     order = np.argsort(-doses)  # equal doses in any order: the metrics read doses, not positions
     for text in warnings:
         log.info(text)

@@ -1,6 +1,11 @@
 """The dose-volume histogram of one structure: its samples' doses and volumes, and the metrics
 (D_x%, D_xcc, V_x, Dmean) and histograms read from them. Doses in Gy (or the dose's unit),
-volumes in cc."""
+volumes in cc.
+
+Doses are kept in float32, the precision of the dose grid they are read from (a `Dose` holds
+float32 and its trilinear samples are float32 values): a DVH of 4 million samples holds 16 MB
+of doses, not 32, and its metrics are those of the float64 samples, bit for bit. Doses given in
+float64 are rounded by at most 2^-24 of their value (4 µGy at 70 Gy)."""
 
 from __future__ import annotations
 
@@ -17,10 +22,10 @@ class DVH:
 
     Attributes:
         name: structure name.
-        doses: sample doses, sorted descending (Gy).
+        doses: sample doses, sorted descending (Gy), float32.
         volumes_cc: the volume each sample stands for, same order. When every sample stands for
             the same volume (a mask's voxels), it is kept as one number seen as an array: a DVH
-            of 4 million samples then holds 32 MB, not 96.
+            of 4 million samples then holds 16 MB, its doses.
         bin_width: histogram bin width (Gy).
         units: "Gy", "Gy(effective)" (a biologically weighted dose) or "relative".
         sampling: how the structure was sampled, in words.
@@ -36,6 +41,7 @@ class DVH:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.doses = np.asarray(self.doses, np.float32)
         volumes = np.asarray(self.volumes_cc, float)
         #: the volume every sample stands for (cc), or None when they differ
         self._each_cc = float(volumes[0]) if volumes.size and (volumes == volumes[0]).all() else None
@@ -96,10 +102,18 @@ class DVH:
             index = int(np.searchsorted(self._cumulative, wanted))
         return float(self.doses[min(index, self.doses.size - 1)])
 
+    def _count_at_least(self, levels):
+        """How many samples receive at least each dose of `levels` (a number or an array), as if
+        compared in float64: against float32 doses a level is first raised to the nearest float32
+        at or above it (a level rounded down would count the doses just below it)."""
+        levels = np.asarray(levels, np.float64)
+        rounded = levels.astype(np.float32)
+        thresholds = np.where(rounded < levels, np.nextafter(rounded, np.float32(np.inf)), rounded)
+        return np.searchsorted(-self.doses, -thresholds, side="right")
+
     def v_gy(self, dose: float) -> float:
         """V_x: volume in cc receiving at least `dose`."""
-        count = int(np.searchsorted(-self.doses, -dose, side="right"))
-        return float(self._volume_of_first(count))
+        return float(self._volume_of_first(int(self._count_at_least(dose))))
 
     def v_percent(self, dose: float) -> float:
         """V_x as a percentage of the structure's volume: the share receiving at least `dose`."""
@@ -123,7 +137,7 @@ class DVH:
 
     def cumulative(self) -> np.ndarray:
         """Volume (cc) receiving at least each bin edge's dose (one value per edge)."""
-        return self._volume_of_first(np.searchsorted(-self.doses, -self.bin_edges, side="right"))
+        return self._volume_of_first(self._count_at_least(self.bin_edges))
 
     def statistics(self, dose_levels: Sequence[float] = (), percents: Sequence[float] = (95, 50, 2)) -> dict:
         """A flat dict of the usual numbers (Gy, cc) for tables."""
