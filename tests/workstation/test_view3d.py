@@ -719,6 +719,43 @@ def test_a_framed_view_reframes_when_its_shape_changes_until_the_camera_is_moved
     assert view.renderer.GetActiveCamera().GetPosition() == position
 
 
+FAR_CENTRE = np.array([-26.0, 0.0, 30.0])  # 44 mm left of and 25 mm above the liver's centre
+
+
+def _seen(view, centre_lps, colour) -> bool:
+    """The structure at `centre_lps` is drawn there in `colour`, inside the view."""
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    column, row = view.display_position(centre_lps)
+    return 0 < column < width - 1 and 0 < row < height - 1 and looks_like(colour_at(view, centre_lps), colour)
+
+
+def test_surfaces_built_after_the_first_are_framed_too_until_the_camera_is_moved(qtbot, view):
+    """The camera framed only the first surfaces built; one built in a later pass (added while
+    the first were building, or afterwards) could lie out of view. It is framed with the others,
+    unless the user has moved the camera since."""
+    structure_set = StructureSet(GRID)
+    structure_set.add(Structure("Liver", Mask.from_full(GRID, ball(LIVER_CENTRE, 10)), LIVER))
+    view.set_structures(structure_set)
+    ready(qtbot, view)
+    view.render_image()
+    assert _seen(view, LIVER_CENTRE, LIVER)
+    assert not _seen(view, FAR_CENTRE, SPLEEN)  # where it will be: out of the liver's frame
+    structure_set.add(Structure("Spleen", Mask.from_full(GRID, ball(FAR_CENTRE, 6)), SPLEEN))
+    qtbot.waitUntil(lambda: len(view._surfaces) == 2, timeout=30000)
+    ready(qtbot, view)
+    view.render_image()
+    assert _seen(view, FAR_CENTRE, SPLEEN) and _seen(view, LIVER_CENTRE, LIVER)
+
+    view._set_interacting(True)  # the user turns or zooms the camera: it is theirs now
+    view._set_interacting(False)
+    position = view.renderer.GetActiveCamera().GetPosition()
+    structure_set.add(Structure("Kidney_R", Mask.from_full(GRID, ball([26.0, 0.0, -20.0], 6)), KIDNEY))
+    qtbot.waitUntil(lambda: len(view._surfaces) == 3, timeout=30000)
+    ready(qtbot, view)
+    view.render_image()
+    assert view.renderer.GetActiveCamera().GetPosition() == position
+
+
 def png_pixels(path) -> np.ndarray:
     """A PNG's pixels, (height, width, 3) RGB."""
     from PyQt6.QtGui import QImage

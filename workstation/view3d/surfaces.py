@@ -22,6 +22,7 @@ from planning.structures import RoiType, Structure
 from planning.surfaces.build import build_surfaces
 from planning.surfaces.mesh import Surface
 from workstation.view3d import scene
+from workstation.view3d.camera import surface_bounds
 from workstation.view3d.overlays import FADED_OPACITY, REFERENCE_OPACITY
 from workstation.view3d.rendering import FULL_DETAIL_BUDGET_MS
 
@@ -40,8 +41,8 @@ class SurfaceSync:
     `_generation` (edits per structure, so a build an edit has overtaken is dropped), `_pending`
     (structures to build), `_timer` (gathers edits), `_build_worker`, `_cancel`,
     `_coarse_waiting` (structures whose coarse meshes wait for a frame), `_coarse_jobs` (cancel
-    event per coarse-mesh worker), `_placer`, `options` and the `building` and
-    `surfaces_changed` signals."""
+    event per coarse-mesh worker), `_placer`, `_camera_set` and `_framing` (the camera's
+    framing, `set_view`), `options` and the `building` and `surfaces_changed` signals."""
 
     def _on_added(self, structure) -> None:
         self._structure_event.emit("added", structure, None)
@@ -120,11 +121,27 @@ class SurfaceSync:
             if structure not in present or self._generation.get(structure, 0) != generation:
                 continue  # removed or edited since: a newer build follows
             self._replace_actor(structure, *surfaces.get(copy.name, (None, None)))
-        if not self._camera_set:  # the first surfaces: frame them
-            self.set_view("anterior")
+        self._frame_arrivals()
         self._coarse_waiting += [s for s in todo if s in self._surfaces]
         self._render_coarse()
         self.surfaces_changed.emit()
+
+    def _frame_arrivals(self) -> None:
+        """Frame the first surfaces built, and frame all of them again when later ones reach
+        out of the framed box (built in another pass: a structure added during the first
+        build, a contour grown past it) while the camera is still that framing; a camera the
+        user moved is kept."""
+        if not self._camera_set:
+            self.set_view("anterior")
+            return
+        if self._framing is None:  # the user's camera
+            return
+        direction, framed, _ = self._framing
+        bounds = surface_bounds(self._surfaces)
+        if bounds is None:
+            return
+        if (bounds[:, 0] < framed[:, 0]).any() or (bounds[:, 1] > framed[:, 1]).any():
+            self.set_view(direction)
 
     def _start_coarse(self) -> None:
         """Make the coarse meshes of the surfaces of `_coarse_waiting` in a worker, largest

@@ -310,7 +310,8 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         """Look from a patient direction (anterior, posterior, left, right, superior, inferior)
         at the visible structures, or at the whole volume while none shows: their bounding box
         fills the view's width or height, whichever is tighter, but for a small margin. Until the
-        camera is moved, a change of the view's shape frames them again."""
+        camera is moved, a change of the view's shape frames them again, and so do surfaces
+        built later that reach out of their box."""
         if direction not in VIEWS:
             raise ValueError(f"unknown view {direction!r}; views: {', '.join(VIEWS)}")
         bounds = surface_bounds(self._surfaces)
