@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pydicom.dataelem import RawDataElement
 from planning.dicom.headers import read_dataset
 from planning.errors import DicomReadError
 from planning.rtstruct.placement import ImagePlanes
+from planning.rtstruct.roi_contour_sequence import raw_roi_contour_items, sequence_items
 from planning.rtstruct.rois import parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
 from planning.structures import CLOSED_TYPES, RoiType
@@ -41,6 +43,7 @@ ERROR, WARNING, NOTE = "error", "warning", "note"
 _GEOMETRIC_TYPES = {"POINT", "OPEN_PLANAR", "OPEN_NONPLANAR", "CLOSED_PLANAR", "CLOSEDPLANAR_XOR"}
 #: Contour points farther than this from their contour's plane make it non-planar (mm).
 PLANARITY_TOLERANCE_MM = 0.01
+_ROI_CONTOUR_SEQUENCE, _REFERENCED_ROI_NUMBER = 0x30060039, 0x30060084
 #: Islands enclosing less than this are noted (mm²).
 TINY_ISLAND_MM2 = 1.0
 #: dciodvfy warnings that concern archives (DICOMDIR), old name forms or private codes, not planning.
@@ -230,9 +233,7 @@ def _check_rois(dataset, records, report: ConformanceReport) -> None:
     observed = Counter(
         _int(item.get("ReferencedROINumber")) for item in dataset.get("RTROIObservationsSequence", [])
     )
-    contoured = Counter(
-        _int(item.get("ReferencedROINumber")) for item in dataset.get("ROIContourSequence", [])
-    )
+    contoured = _contoured_roi_numbers(dataset)
     for number in (set(observed) | set(contoured)) - set(numbers):
         report.add(ERROR, f"ROI number {number} is referenced but no ROI has it")
     for record in records:
@@ -335,6 +336,16 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
             report.add(severity, f"{count} contour(s) with {problem}", name)
 
 
+def _contoured_roi_numbers(dataset) -> Counter:
+    """How many ROI Contour items name each ROI number, read from the bytes where the walker can
+    (pydicom would parse the sequence, and `_raw_values` then every contour through it)."""
+    walked = raw_roi_contour_items(dataset)
+    if walked is None:
+        items = dataset.get("ROIContourSequence", [])
+        return Counter(_int(item.get("ReferencedROINumber")) for item in items)
+    return Counter(_int(item.get(_REFERENCED_ROI_NUMBER, b"").strip(b" \0")) for item in walked)
+
+
 def _check_ds_lengths(dataset, report: ConformanceReport) -> None:
     """Every DS value at most 16 characters (Eclipse: "Size (18) of '…' is invalid for VR DS")."""
     too_long: Counter[str] = Counter()
@@ -365,6 +376,10 @@ def _raw_values(dataset, wanted: str):
             except KeyError:
                 continue
         if vr == "SQ":
+            found = _walked_roi_contours(dataset, wanted) if tag == _ROI_CONTOUR_SEQUENCE else None
+            if found is not None:
+                yield from found
+                continue
             for item in dataset[tag].value:
                 yield from _raw_values(item, wanted)
         elif vr == wanted:
@@ -373,6 +388,38 @@ def _raw_values(dataset, wanted: str):
                 yield keyword, bytes(element.value or b"")
             else:
                 yield keyword, "\\".join(str(v) for v in np.atleast_1d(element.value)).encode()
+
+
+def _walked_roi_contours(dataset, wanted: str) -> list[tuple[str, bytes]] | None:
+    """`_raw_values` of the ROIContourSequence walked from its bytes: tens of thousands of
+    contours made as many pydicom datasets, whose garbage collections froze the window (117
+    structures: up to 0.7 s). None when the walker cannot read it (pydicom does then)."""
+    items = raw_roi_contour_items(dataset)
+    if items is None:
+        return None
+    try:
+        return list(_walked_values(items, wanted))
+    except (ValueError, struct.error):
+        return None
+
+
+def _walked_values(items: list[dict], wanted: str):
+    """(keyword, raw bytes) of every element of VR `wanted` in sequence items walked from the
+    bytes (`raw_roi_contour_items`), nested sequences included; elements not in the DICOM
+    dictionary (private) are left out."""
+    for item in items:
+        for tag, value in item.items():
+            if isinstance(value, list):
+                yield from _walked_values(value, wanted)
+                continue
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                continue
+            if vr == "SQ":
+                yield from _walked_values(sequence_items(value), wanted)
+            elif vr == wanted:
+                yield keyword_for_tag(tag) or str(tag), value
 
 
 # -- with the images ------------------------------------------------------------------------

@@ -40,12 +40,11 @@ def read_roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
     """
     if _ROI_CONTOUR_SEQUENCE not in dataset:
         return []
-    element = dataset.get_item(_ROI_CONTOUR_SEQUENCE)
-    if isinstance(element, RawDataElement) and element.is_little_endian and isinstance(element.value, bytes):
+    items = raw_roi_contour_items(dataset)
+    if items is not None:
         try:
-            items, _ = _parse_sequence(element.value, 0, len(element.value), not element.is_implicit_VR)
             return [_roi_from_raw(item) for item in items]
-        except (ValueError, struct.error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):
             pass  # not the plain encoding the walker knows: pydicom reads it
     result = []
     for roi in dataset.ROIContourSequence:
@@ -69,6 +68,31 @@ def read_roi_contours(dataset) -> list[tuple[int | None, object, list[_Item]]]:
         color = roi.get("ROIDisplayColor")
         result.append((int_or_none(roi.get("ReferencedROINumber")), None if color == "" else color, contours))
     return result
+
+
+def raw_roi_contour_items(dataset) -> list[dict] | None:
+    """The ROIContourSequence's items walked straight from its bytes, each {tag: bytes, or list
+    of items}, leaving it unparsed by pydicom; None when absent, already parsed, or not in the
+    plain little-endian encoding the walker knows. A nested sequence other than the contours'
+    and their images' may stay bytes in an implicit-VR file (`sequence_items` reads it)."""
+    if _ROI_CONTOUR_SEQUENCE not in dataset:
+        return None
+    element = dataset.get_item(_ROI_CONTOUR_SEQUENCE)
+    if not (
+        isinstance(element, RawDataElement) and element.is_little_endian and isinstance(element.value, bytes)
+    ):
+        return None
+    try:
+        return _parse_sequence(element.value, 0, len(element.value), not element.is_implicit_VR)[0]
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def sequence_items(data: bytes) -> list[dict]:
+    """The items of a sequence's bytes in implicit VR little endian (how a sequence left as
+    bytes is encoded: one the implicit-VR walker did not know, or one of VR UN). Raises
+    ValueError or struct.error when they are not that."""
+    return _parse_sequence(data, 0, len(data), False)[0]
 
 
 def _roi_from_raw(item: dict) -> tuple[int | None, object, list[_Item]]:
