@@ -89,7 +89,8 @@ class Header:
         path: the file.
         transfer_syntax: Transfer Syntax UID from the file meta information.
         values: attribute keyword → value (str, int, float, or a list of them for multi-valued
-            attributes); only the attributes of `HEADER_TAGS` that the file has.
+            attributes); only the attributes of `HEADER_TAGS` that the file has (for an enhanced
+            multi-frame image the scan adds the pixel measures of its functional groups).
         pixel_offset: byte offset of native (uncompressed, little-endian) pixel data in the file,
             None when the pixel data is encapsulated, big-endian or absent.
         pixel_length: byte length of that pixel data as the file declares it.

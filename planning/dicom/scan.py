@@ -311,6 +311,8 @@ def scan(
             except DelineoError as error:
                 result.problems.append(FileProblem(path, str(error)))
         elif "Rows" in header.values and "Columns" in header.values:
+            if sop_class in ENHANCED_IMAGE_CLASSES:
+                _add_functional_group_measures(header)
             image_headers.append(header)
         elif header.get("Modality") in _IMAGE_MODALITIES or sop_class in _IMAGE_CLASSES:
             kind = header.get("Modality") or sop_class
@@ -325,6 +327,25 @@ def scan(
     result.series = group_series(image_headers)
     _attach_unread(result)
     return result
+
+
+def _add_functional_group_measures(header: Header) -> None:
+    """Give an enhanced multi-frame image's header the PixelSpacing, SliceThickness and
+    SpacingBetweenSlices its functional groups state (per-frame groups of its first frame, else
+    the shared ones), where a classic image states them, so that its series is described and
+    grouped by them. A file whose groups cannot be read keeps its header as it is: the loader
+    names what is wrong."""
+    try:
+        dataset = read_dataset(header.path)
+    except DelineoError:
+        return
+    groups = [*dataset.get("PerFrameFunctionalGroupsSequence", [])[:1]]
+    groups += dataset.get("SharedFunctionalGroupsSequence", [])[:1]
+    measures = [group.PixelMeasuresSequence[0] for group in groups if group.get("PixelMeasuresSequence")]
+    for keyword in ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"):
+        value = next((item.get(keyword) for item in measures if item.get(keyword) is not None), None)
+        if value is not None and keyword not in header.values:
+            header.values[keyword] = [float(v) for v in value] if keyword == "PixelSpacing" else float(value)
 
 
 def _attach_unread(result: ScanResult) -> None:

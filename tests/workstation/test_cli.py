@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from support.data import data_path
-from support.dicom_factory import ct_phantom, write_ct_series
+from support.dicom_factory import ct_phantom, write_ct_series, write_enhanced_ct, write_enhanced_mr
 
 from planning.imageio import load_volume
 from workstation.cli import main
@@ -32,6 +32,21 @@ def test_info_gives_the_distance_between_slices_and_their_thickness_where_it_dif
     assert main(["info", str(data_path("dicom", "ibsi1-lung-ct"))]) == 0
     out = capsys.readouterr().out
     assert "CT 204×201×60, 0.977×0.977 mm pixels, 3 mm slices — no description" in out
+
+
+def test_info_gives_the_pixel_size_of_enhanced_multiframe_images(tmp_path, capsys):
+    """An enhanced image states its pixel spacing and slice thickness in its functional groups,
+    not at the top level where info looked: it gave no pixel size. Shared groups (the CT) and
+    per-frame groups (the MR) both count; the loaded volume has the pixels info names."""
+    (tmp_path / "ct").mkdir()
+    (tmp_path / "mr").mkdir()
+    write_enhanced_ct(tmp_path / "ct" / "enhanced.dcm", ct_phantom((4, 16, 20)))
+    write_enhanced_mr(tmp_path / "mr" / "enhanced.dcm", ct_phantom((5, 16, 20)))
+    assert main(["info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "CT 20×16×4, 0.7×0.8 mm pixels, 2 mm thick" in out
+    assert "MR 20×16×5, 0.6×0.9 mm pixels, 3 mm thick" in out
+    np.testing.assert_allclose(load_volume(tmp_path / "mr").grid.spacing_xyz[:2], (0.6, 0.9))
 
 
 def test_info_reports_skipped_files(tmp_path, capsys):
