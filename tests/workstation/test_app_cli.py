@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 from PyQt6.QtGui import QImage
 from support.data import data_path
+from support.dicom_factory import ct_phantom, write_ct_series
 
 pytestmark = pytest.mark.gui
 
 DELINEO = Path(sys.executable).parent / "delineo"
 
 
-def _run(args, tmp_path, screenshot):
+def _run(args, tmp_path, screenshot, timeout=300):
     env = {
         **os.environ,
         "DELINEO_SCREENSHOT": str(screenshot),
         "DELINEO_CONFIG_DIR": str(tmp_path / "config"),
     }
-    return subprocess.run([str(DELINEO), *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(DELINEO), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -61,6 +62,23 @@ def test_delineo_open_loads_the_series_with_its_rtstruct(qapp, tmp_path):
     rs = pydicom.dcmread(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), stop_before_pixels=True)
     colour = [int(c) for c in rs.ROIContourSequence[0].ROIDisplayColor]
     assert _has_colour(pixels, colour)
+
+
+def test_a_folder_of_two_series_is_shot_once_they_are_listed(qapp, tmp_path):
+    """A folder of several series opens none (the user chooses one): screenshot mode waited
+    for a case that never came, its whole 600 s. It now shoots the listing and says why nothing
+    is open; a folder without images ends at once with status 1."""
+    folder = tmp_path / "two"
+    write_ct_series(folder / "a", ct_phantom((4, 16, 20)), series_description="first")
+    write_ct_series(folder / "b", ct_phantom((4, 16, 20)), series_description="second")
+    shot = tmp_path / "two.png"
+    result = _run(["open", str(folder)], tmp_path, shot, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "2 series found, none opened" in result.stderr
+    assert QImage(str(shot)).width() > 800
+    (tmp_path / "empty").mkdir()
+    result = _run(["open", str(tmp_path / "empty")], tmp_path, tmp_path / "empty.png", timeout=120)
+    assert result.returncode == 1 and "no image series found" in result.stderr
 
 
 def test_help_version_and_errors_still_work(tmp_path):

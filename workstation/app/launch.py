@@ -90,27 +90,47 @@ def open_first_case(window, paths: list[str], *, interactive: bool = True) -> No
 
 def screenshot_when_ready(window, app) -> bool:
     """With DELINEO_SCREENSHOT=/path/file.png set: once the case is loaded and every view is
-    rendered, save a screenshot of the main window there and quit with status 0 (1 if loading
-    failed or took over SCREENSHOT_TIMEOUT_S). Returns whether screenshot mode is on."""
+    rendered, save a screenshot of the main window there and quit with status 0. A folder of
+    several series opens none (the user chooses): once they are listed, the screenshot shows the
+    list, and the status is 0 too. Status 1 if loading failed, the folder held no image series or
+    it all took over SCREENSHOT_TIMEOUT_S. Returns whether screenshot mode is on."""
     path = os.environ.get("DELINEO_SCREENSHOT")
     if not path:
         return False
     waited = {"s": 0.0}
 
-    def ready() -> bool:
-        return window.case is not None and not window.jobs.busy and window.view3d.is_ready()
-
     def check() -> None:
-        failed = window.case is None and not window.jobs.busy and window.jobs.errors
-        if ready() or failed or waited["s"] > SCREENSHOT_TIMEOUT_S:
-            app.processEvents()
-            window.screenshot().save(path)
-            for error in window.jobs.errors:
-                print(f"delineo: error: {error}", file=sys.stderr)
-            app.exit(0 if ready() else 1)
+        outcome = _first_case_outcome(window)
+        if outcome is None and waited["s"] <= SCREENSHOT_TIMEOUT_S:
+            waited["s"] += 0.2
+            QTimer.singleShot(200, check)
             return
-        waited["s"] += 0.2
-        QTimer.singleShot(200, check)
+        app.processEvents()
+        window.screenshot().save(path)
+        for error in window.jobs.errors:
+            print(f"delineo: error: {error}", file=sys.stderr)
+        status, note = outcome or (1, f"error: nothing shown after {SCREENSHOT_TIMEOUT_S} s")
+        if note:
+            print(f"delineo: {note}", file=sys.stderr)
+        app.exit(status)
 
     QTimer.singleShot(500, check)
     return True
+
+
+def _first_case_outcome(window) -> tuple[int, str] | None:
+    """(exit status, a note) once the first case is shown and rendered, or the opening has come
+    to rest without one: failed, or a scan listed several series (or none) for the user to
+    choose from. None while anything still loads."""
+    if window.jobs.busy:
+        return None
+    if window.case is not None:
+        return (0, "") if window.view3d.is_ready() else None
+    if window.jobs.errors:
+        return 1, ""
+    scan = window.browser.scan
+    if scan is None:
+        return None
+    if scan.series:
+        return 0, f"{len(scan.series)} series found, none opened: the window lists them to choose from"
+    return 1, "error: no image series found"
