@@ -268,7 +268,8 @@ def load_model(name_or_path: str, **options):
     """The model (rules, Delineo or nnU-Net) ready to ``predict``; kept loaded for the next call.
 
     `options` go to `segmentation.nnunet.read_nnunet_folder` for nnU-Net folders (folds,
-    mirroring, crop).
+    mirroring, crop); Delineo models take ``mirroring`` (False: none, whatever their manifest
+    says). `model_options` checks them.
     """
     entry = find_model(name_or_path)
     key = (entry.kind, str(entry.path), entry.name, tuple(sorted((k, repr(v)) for k, v in options.items())))
@@ -287,6 +288,36 @@ def load_model(name_or_path: str, **options):
     return model
 
 
+def model_options(entry: ModelEntry, *, folds=None, mirroring: bool | None = None) -> dict:
+    """The `load_model` options for a run's choices (None: the model's default), checked before
+    anything loads: a choice the model cannot take is refused naming why.
+
+    Args:
+        folds: nnU-Net folds to ensemble (numbers or "all").
+        mirroring: test-time mirroring on or off. nnU-Net models mirror, when asked, along the
+            axes their trainer allowed; Delineo models along those their manifest lists (the axes
+            they were trained mirrored along), so one trained without mirrored images cannot.
+    """
+    options: dict = {}
+    if folds:
+        if entry.kind != "nnunet":
+            raise DelineoError(f"folds apply to nnU-Net models only; {entry.name} is a {entry.kind} model")
+        options["folds"] = list(folds)
+    if mirroring is None:
+        return options
+    if entry.kind == "rules":
+        raise DelineoError(
+            f"mirroring applies to network models; {entry.name} draws by rules, with no network"
+        )
+    if entry.kind == "delineo" and mirroring and not read_manifest(entry.path).mirror_axes_zyx:
+        raise DelineoError(
+            f"{entry.name} was not trained on mirrored images (its manifest's inference.mirror_axes_zyx "
+            "is empty): mirroring would average in its guesses on images unlike any it learnt from"
+        )
+    options["mirroring"] = mirroring
+    return options
+
+
 def _load(entry: ModelEntry, options: dict):
     if entry.kind == "rules":
         from segmentation.rules import RuleModel
@@ -295,9 +326,14 @@ def _load(entry: ModelEntry, options: dict):
     if entry.kind == "delineo":
         from segmentation.engine.model import from_manifest
 
+        options = dict(options)
+        mirroring = options.pop("mirroring", None)
         if options:
             raise DelineoError(f"options {sorted(options)} apply to nnU-Net models only")
-        model = from_manifest(read_manifest(entry.path))
+        manifest = read_manifest(entry.path)
+        if mirroring is False:
+            manifest = replace(manifest, mirror_axes_zyx=())
+        model = from_manifest(manifest)
         model.name = entry.name  # the name it is listed under (renamed when another had it)
         return model
     from segmentation.nnunet import read_nnunet_folder

@@ -182,6 +182,37 @@ def test_fold_and_structure_mistakes_are_refused_before_loading(tmp_path, sphere
         assert f"{model} has no structure {missing}; it draws: {drawn}" in capsys.readouterr().err
 
 
+def test_mirroring_is_offered_for_every_model_that_can_mirror(tmp_path, spheres_model, capsys):
+    """--mirroring used to be refused for every model but nnU-Net's, even Delineo models that
+    mirror by default. A Delineo model mirrors along its manifest's axes (--no-mirroring: not
+    at all); one trained without mirrored images, or a rules model, is refused naming why."""
+    volume, _ = phantom()
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(volume.to_sitk(), str(image))
+    out = tmp_path / "labels.nii.gz"
+    command = ["segment", str(image), "--model", "spheres", "--out", str(out), "--overwrite"]
+    assert main([*command, "--mirroring"]) == 1
+    assert "spheres was not trained on mirrored images" in capsys.readouterr().err
+    rules = ["segment", str(image), "--model", "ct_rules", "--out", str(out), "--mirroring"]
+    assert main(rules) == 1
+    assert "mirroring applies to network models; ct_rules draws by rules" in capsys.readouterr().err
+
+    manifest_path = tmp_path / "models" / "spheres" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["inference"]["mirror_axes_zyx"] = [2]
+    manifest_path.write_text(json.dumps(manifest))
+    registry.clear_cache()
+    spheres = {}
+    for choice in ("--mirroring", "--no-mirroring"):
+        assert main([*command, choice]) == 0
+        spheres[choice] = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) == 1
+    np.testing.assert_array_equal(spheres["--mirroring"], spheres["--no-mirroring"])  # voxel by voxel
+    entry = registry.find_model("spheres")
+    for mirroring, axes in ((True, (2,)), (False, ())):
+        options = registry.model_options(entry, mirroring=mirroring)
+        assert registry.load_model("spheres", **options).recipe.mirror_axes == axes
+
+
 def test_a_mask_folder_names_the_masks_this_run_did_not_write(tmp_path, monkeypatch, capsys):
     """Re-running into a mask folder with fewer --structures keeps the earlier masks (nothing of
     the user's is deleted) and names them: they are not this run's."""

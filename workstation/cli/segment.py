@@ -55,7 +55,13 @@ def register(subparsers) -> None:
         help="nnU-Net models: folds to ensemble, numbers (0 1 2 …) or 'all' for fold_all "
         "(default: every numbered fold, as nnU-Net)",
     )
-    parser.add_argument("--mirroring", action="store_true", help="nnU-Net models: test-time mirroring")
+    parser.add_argument(
+        "--mirroring",
+        action=argparse.BooleanOptionalAction,
+        help="network models: test-time mirroring, predictions on the image and its mirror images "
+        "averaged (2-8x slower). Default: the model's (nnU-Net: off; Delineo models: on along the "
+        "axes they were trained mirrored along, if any)",
+    )
     parser.add_argument(
         "--overlap",
         type=overlap_fraction,
@@ -92,7 +98,7 @@ def run(args) -> int:
     from planning.dicom.references import check_references
     from planning.imageio import load_volume
     from segmentation.engine.inputs import wanted_names
-    from segmentation.registry import find_model, load_model
+    from segmentation.registry import find_model, load_model, model_options
 
     kind = _output_kind(args.out)
     if kind == "masks":
@@ -102,14 +108,7 @@ def run(args) -> int:
     entry = find_model(args.model)
     if args.structures:  # checked against the model's list before minutes of loading
         wanted_names(list(entry.structures), args.structures, entry.name)
-    options = {}
-    if entry.kind == "nnunet":
-        if args.folds:
-            options["folds"] = list(args.folds)
-        if args.mirroring:
-            options["mirroring"] = True
-    elif args.folds or args.mirroring:
-        raise DelineoError("--folds and --mirroring apply to nnU-Net models only")
+    options = model_options(entry, folds=args.folds, mirroring=args.mirroring)
     if args.overlap is not None and entry.kind == "rules":
         raise DelineoError(f"--overlap applies to network models only; {entry.name} has no tiles")
     wanted = args.structures or entry.default_structures  # targets guessed from the image: if named
