@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import (
 from workstation.app.browser import PatientBrowser
 from workstation.app.dvh_panel import DvhPanel
 from workstation.app.messages import MessagesPanel
+from workstation.app.on_screen import keep_on_screen
 from workstation.app.structure_table import StructureTable
 
 NAVIGATE_TIP = (
@@ -85,6 +86,7 @@ class WindowDocks:
         dock.setObjectName(name)
         dock.setWidget(widget)
         self.window.addDockWidget(area, dock)
+        keep_on_screen(dock)
         return dock
 
     def show_messages(self) -> None:
