@@ -552,3 +552,48 @@ def test_a_seeded_delineation_s_doubts_are_shown(window, qtbot, monkeypatch):
     wait_idle(qtbot, window)
     assert not case.structures[window.tools.tools["seeded"].target_name].mask.is_empty
     assert "reaches the edge of the region searched" in window.statusBar().currentMessage()
+
+
+@pytest.mark.parametrize("view_name", ["axial", "coronal"])
+def test_a_polygon_through_voxel_centres_fills_the_area_drawn(window, view_name):
+    """A polygon clicked at voxel centres (a 10 × 10-voxel square, a right triangle) fills the
+    voxels an RTSTRUCT contour with the same vertices fills: centres inside, those on the outline
+    on one side only. Every centre on the outline used to be filled, half a voxel beyond the line
+    on every side: the square filled 11 × 11 voxels."""
+    from PyQt6.QtCore import Qt
+
+    from planning.rtstruct.contours import Loops, rasterize
+    from workstation.app.slice_view import ViewEvent
+
+    show_sample(window)
+    view = window.views[view_name]
+    k = view.slice_index
+    tool = window.tools.tools["draw"]
+    window.tools.activate("draw")
+    for name, corners in (
+        ("Square", [(10, 40), (10, 50), (20, 50), (20, 40)]),
+        ("Wedge", [(10, 40), (10, 52), (22, 40)]),
+    ):
+        window.commands.add_structure(name)
+        for row, col in corners:
+            pos = view.display_to_widget(col + 0.5, row + 0.5)
+            event = ViewEvent(
+                view.orientation.to_voxel(k, row, col),
+                k,
+                row,
+                col,
+                pos,
+                Qt.MouseButton.LeftButton,
+                Qt.KeyboardModifier.NoModifier,
+            )
+            assert tool.press(view, event)
+            tool.release(view, event)
+        assert tool.key_pressed(view, Qt.Key.Key_Return)
+        plane = view.orientation.slice_of(window.case.structures[name].mask.full(), k)
+        outline = np.asarray([(col, row) for row, col in corners], float)
+        filled, (_, row0, col0) = rasterize(Loops.from_list([outline], [0]), (1, *plane.shape))
+        expected = np.zeros_like(plane)
+        expected[row0 : row0 + filled.shape[1], col0 : col0 + filled.shape[2]] = filled[0]
+        np.testing.assert_array_equal(plane, expected)
+    square = view.orientation.slice_of(window.case.structures["Square"].mask.full(), k)
+    assert square.sum() == 100 and square[10:20, 40:50].all()

@@ -2,8 +2,8 @@
 
 Drag to draw a freehand outline (closed on release); click to place polygon vertices and close
 with a double-click, a click on the first vertex or Enter; Esc cancels. The inside (voxel centres
-within the polygon) is added to the selected structure, or removed with Ctrl held or in
-"subtract" mode.
+within the polygon; one on the outline counts on its left and upper sides only, as for an RTSTRUCT
+contour) is added to the selected structure, or removed with Ctrl held or in "subtract" mode.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 from PyQt6.QtCore import QPointF, Qt
 from PyQt6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QCheckBox, QFormLayout, QWidget
-from skimage.draw import polygon as fill_polygon
 
+from planning.rtstruct.contours import Loops, rasterize
 from workstation.app.tools.base import Tool
 
 #: Pointer travel (widget px) below which a press-release is a click (a polygon vertex).
@@ -110,13 +110,11 @@ class DrawTool(Tool):
         if name is None or view is None or len(points) < 3:
             return
         orientation = view.orientation
-        rows, cols = fill_polygon(points[:, 1], points[:, 0], shape=orientation.shape[1:])
-        if rows.size == 0:
+        # as an RTSTRUCT contour: pixels whose centres lie inside, those on the outline once
+        filled, (_, row0, col0) = rasterize(Loops.from_list([points], [0]), (1, *orientation.shape[1:]))
+        if not filled.any():
             return
-        row0, col0 = rows.min(), cols.min()
-        plane = np.zeros((rows.max() - row0 + 1, cols.max() - col0 + 1), bool)
-        plane[rows - row0, cols - col0] = True
-        box, inside = orientation.plane_to_box(index, int(row0), int(col0), plane)
+        box, inside = orientation.plane_to_box(index, row0, col0, filled[0])
         case = self.case()
         current = case.structures[name].mask.region(box)
         values = (current & ~inside) if self._subtract else (current | inside)
