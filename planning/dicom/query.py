@@ -1,5 +1,5 @@
 """Search a PACS with pynetdicom (C-FIND, Study Root): the studies matching a patient, date,
-modality or accession number, and the series of a study. Bringing them here is
+modality or accession number, grouped by patient, and the series of a study. Bringing them here is
 `planning.dicom.retrieve`.
 
 Every failure is a NetworkError (or Cancelled) that names the node and says what happened: not
@@ -39,6 +39,7 @@ class StudyMatch:
     study_uid: str
     patient_name: str
     patient_id: str
+    birth_date: str  # the patient's, YYYYMMDD, or "" when the PACS does not say
     date: str  # YYYYMMDD, or "" when the PACS does not say
     time: str
     description: str
@@ -48,13 +49,17 @@ class StudyMatch:
     instance_count: int | None
 
     #: Headers of `cells`, for a table of studies.
-    HEADERS = ("Date", "Patient", "ID", "Description", "Modalities", "Series", "Images")
+    HEADERS = ("Date", "Patient", "ID", "Born", "Description", "Modalities", "Series", "Images")
 
     @property
     def display_date(self) -> str:
         """The study date as YYYY-MM-DD (as given when not a DICOM date; "" when unknown)."""
-        text = self.date
-        return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
+        return _display_date(self.date)
+
+    @property
+    def patient(self) -> tuple[str, str, str]:
+        """Who the study is of: (patient ID, name, birth date) as the PACS gave them."""
+        return self.patient_id, self.patient_name, self.birth_date
 
     def cells(self) -> list[str]:
         """The study as a table row under `HEADERS` (a count the PACS does not give: "?")."""
@@ -62,6 +67,7 @@ class StudyMatch:
             self.display_date,
             self.patient_name,
             self.patient_id,
+            _display_date(self.birth_date),
             self.description,
             "/".join(self.modalities),
             count_text(self.series_count),
@@ -100,8 +106,9 @@ def find_studies(
     limit: int = 500,
     cancel: threading.Event | None = None,
 ) -> list[StudyMatch]:
-    """The studies on `node` matching every key given (C-FIND, Study Root, STUDY level), newest
-    first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; a name typed
+    """The studies on `node` matching every key given (C-FIND, Study Root, STUDY level), grouped
+    by patient (`by_patient`): a search by name lists each patient found with their studies,
+    newest first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; a name typed
     the everyday way is searched in the DICOM form (`person_name_query`); `study_date`
     is ``YYYYMMDD`` or a range ``YYYYMMDD-YYYYMMDD`` (either end may be left open); `modality`
     matches studies holding a series of it. At most `limit` matches are kept (the search is then
@@ -113,6 +120,7 @@ def find_studies(
     query.QueryRetrieveLevel = "STUDY"
     query.PatientName = person_name_query(patient_name)
     query.PatientID = patient_id.strip()
+    query.PatientBirthDate = ""
     query.StudyDate = check_date(study_date)
     query.StudyTime = ""
     query.StudyDescription = ""
@@ -128,6 +136,7 @@ def find_studies(
             study_uid=_text(answer, "StudyInstanceUID"),
             patient_name=_person(answer),
             patient_id=_text(answer, "PatientID"),
+            birth_date=_text(answer, "PatientBirthDate"),
             date=_text(answer, "StudyDate"),
             time=_text(answer, "StudyTime"),
             description=_text(answer, "StudyDescription"),
@@ -139,8 +148,15 @@ def find_studies(
         for answer in found
         if _text(answer, "StudyInstanceUID")
     ]
-    studies.sort(key=lambda s: (s.date, s.time), reverse=True)
-    return studies
+    return by_patient(studies)
+
+
+def by_patient(studies: list[StudyMatch]) -> list[StudyMatch]:
+    """`studies` grouped by patient (ID, name and birth date), each patient's newest first, the
+    patients in the order of their newest study (studies without a date last)."""
+    newest_first = sorted(studies, key=lambda s: (s.date, s.time), reverse=True)
+    rank = {patient: index for index, patient in enumerate(dict.fromkeys(s.patient for s in newest_first))}
+    return sorted(newest_first, key=lambda s: rank[s.patient])
 
 
 def find_series(
@@ -207,6 +223,11 @@ def check_date(text: str) -> str:
             "(an end may be left open: 20240101-)"
         )
     return text
+
+
+def _display_date(text: str) -> str:
+    """A DICOM date as YYYY-MM-DD (as given when not a DICOM date)."""
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
 
 
 def _is_date(text: str) -> bool:

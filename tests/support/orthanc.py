@@ -159,6 +159,34 @@ def prepare_case(root: Path) -> dict:
     }
 
 
+#: The patients `prepare_names` makes: (ID, name, character set, birth date, study dates)
+NAMED_PATIENTS = (
+    ("SMITH-1", "SMITH^JOHN", "", "19500312", ("20200105", "20230610")),
+    ("SMITH-2", "SMITH^JOHN", "", "19721101", ("20220301",)),
+    ("MUELLER-1", "Müller^Hans", "ISO_IR 100", "19600101", ("20210101",)),
+)
+
+
+def prepare_names(root: Path) -> dict[tuple[str, str], str]:
+    """One CT slice (rt-utils) per study of `NAMED_PATIENTS`, written under `root`: two patients
+    named alike, one of them with two studies, and a name in mixed case with an umlaut stored in
+    Latin-1 (ISO_IR 100), as a RIS writes it. (patient ID, study date) → study instance UID."""
+    source = sorted(data_path("dicom", "rt-utils", "mock_data").glob("ct_*.dcm"))[0]
+    root.mkdir(parents=True, exist_ok=True)
+    studies = {}
+    for patient_id, name, character_set, birth_date, dates in NAMED_PATIENTS:
+        for date in dates:
+            dataset = pydicom.dcmread(source)
+            dataset.SpecificCharacterSet = character_set or "ISO_IR 6"
+            dataset.PatientName, dataset.PatientID = name, patient_id
+            dataset.PatientBirthDate, dataset.StudyDate = birth_date, date
+            study = studies[patient_id, date] = generate_uid()[:50]
+            dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, f"{study}.1"
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"{study}.1.1"
+            dataset.save_as(root / f"{patient_id}_{date}.dcm", enforce_file_format=True)
+    return studies
+
+
 def load(orthanc: Orthanc, case: dict) -> None:
     """Send the case to Orthanc with Delineo (C-STORE)."""
     result = send([case["ct"], case["rtstruct"], case["accented"]], orthanc.node)

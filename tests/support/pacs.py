@@ -29,7 +29,15 @@ from planning.dicom.network import Node
 from planning.dicom.query import STUDY_ROOT_FIND
 from planning.dicom.retrieve import STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
-STUDY_KEYS = ("PatientName", "PatientID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber")
+STUDY_KEYS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+)
 SERIES_KEYS = ("Modality", "SeriesDescription", "SeriesNumber")
 PRIVATE_CLASS = "1.2.826.0.1.3680043.9.7433.99.1"
 #: Studies of the real data sets `served_folders` holds.

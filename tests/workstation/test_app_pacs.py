@@ -45,13 +45,13 @@ def test_search_retrieve_and_open_a_study(window, qtbot):
         dialog.node_edit.setText(str(pacs.node))
         dialog.search_button.click()
         qtbot.waitUntil(lambda: dialog.study_table.rowCount() == 2, timeout=30_000)
-        assert "2 study(ies) on PACS@" in dialog.status.text()
+        assert "2 study(ies) of 2 patient(s) on PACS@" in dialog.status.text()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         dialog.grab().save(str(SCREENSHOTS / "pacs_dialog_studies.png"))
         dialog.patient_id_edit.setText("1")
         dialog.search_button.click()
         qtbot.waitUntil(lambda: dialog.study_table.rowCount() == 1, timeout=30_000)
-        assert _cells(dialog.study_table) == [["", "PAT1", "1", "", "CT/RTSTRUCT", "2", "61"]]
+        assert _cells(dialog.study_table) == [["", "PAT1", "1", "", "", "CT/RTSTRUCT", "2", "61"]]
         qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 2, timeout=30_000)  # the only study: listed
         assert [row[1:] for row in _cells(dialog.series_table)] == [["CT", "", "60"], ["RTSTRUCT", "", "1"]]
         assert dialog.retrieve_button.text() == "Retrieve study"
@@ -134,7 +134,7 @@ def test_an_incomplete_retrieve_says_so_before_opening(window, qtbot, monkeypatc
     from planning.dicom.query import StudyMatch
 
     dialog = window.open_pacs()
-    study = StudyMatch("../../1.2", "", "", "", "", "", "", (), None, None)
+    study = StudyMatch("../../1.2", "", "", "", "", "", "", "", (), None, None)
     assert dialog.folder_for(study) == window.data_dir / "pacs" / "_.._1.2"
     served = TestPacs(_folders()).instances_of(LUNG_STUDY)
     with TestPacs(_folders(), unsendable={served[0]}) as pacs:
@@ -179,7 +179,7 @@ def test_selecting_another_study_cancels_the_series_listing_still_running(window
     monkeypatch.setattr(pacs_dialog, "find_series", find_series)
     dialog = window.open_pacs()
     dialog.node_edit.setText("PACS@127.0.0.1:11112")
-    studies = [StudyMatch(f"1.2.{i}", f"P{i}", str(i), "", "", "", "", ("CT",), 1, 3) for i in range(3)]
+    studies = [StudyMatch(f"1.2.{i}", f"P{i}", str(i), "", "", "", "", "", ("CT",), 1, 3) for i in range(3)]
     dialog._show_studies(studies)
     for row in range(3):
         dialog.study_table.selectRow(row)

@@ -24,7 +24,7 @@ def test_echo_send_find_and_retrieve(orthanc, orthanc_case, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "searching patient name ØSTER^ÅSE (typed 'øster, åse')"
     assert lines[3].split()[:4] == ["2020-11-12", "Øster,", "Åse", "OSTER-1"]
-    assert lines[-1].startswith(f"1 study(ies) on {node}")
+    assert lines[-1].startswith(f"1 study(ies) of 1 patient(s) on {node}")
 
     assert main(["find", node, "--series", HUMAN_STUDY]) == 0
     rows = sorted(line.split() for line in capsys.readouterr().out.splitlines()[2:])

@@ -155,7 +155,7 @@ class PacsDialog(QDialog):
         self.studies_label = QLabel("Studies found", self)
         layout.addWidget(self.studies_label)
         split = QSplitter(Qt.Orientation.Vertical, self)
-        self.study_table = _table(STUDY_COLUMNS, 3, self, QAbstractItemView.SelectionMode.SingleSelection)
+        self.study_table = _table(STUDY_COLUMNS, 4, self, QAbstractItemView.SelectionMode.SingleSelection)
         self.study_table.itemSelectionChanged.connect(self._study_selected)
         self.series_table = _table(SERIES_COLUMNS, 2, self, QAbstractItemView.SelectionMode.ExtendedSelection)
         self.series_table.itemSelectionChanged.connect(self._update_buttons)
@@ -262,7 +262,11 @@ class PacsDialog(QDialog):
             self.search_job = None
             self._show_studies(studies)
             if studies:
-                self._say(f"{len(studies)} study(ies) on {node}{as_searched}: select one to see its series.")
+                patients = len({s.patient for s in studies})
+                self._say(
+                    f"{len(studies)} study(ies) of {patients} patient(s) on {node}{as_searched}: "
+                    "select one to see its series."
+                )
             else:
                 asked = [f"{k.replace('_', ' ')} {v!r}" for k, v in keys.items() if v.strip()]
                 self._say(f"No study on {node} matches {', '.join(asked) or 'an empty search'}.", "note")

@@ -194,7 +194,11 @@ def run_find(args) -> int:
     rows = [[s.display_date or "-", *s.cells()[1:], s.study_uid] for s in studies]
     print(_table([*StudyMatch.HEADERS, "Study UID"], rows))
     more = f" (the first {limit}: narrow the search)" if len(studies) == limit else ""
-    print(f"{len(studies)} study(ies) on {node}{more}; list one's series with --series STUDY_UID")
+    patients = len({s.patient for s in studies})
+    print(
+        f"{len(studies)} study(ies) of {patients} patient(s) on {node}{more}; "
+        "list one's series with --series STUDY_UID"
+    )
     return 0
 
 

@@ -1,0 +1,39 @@
+"""Searching patients by name on a real PACS product, Orthanc (Debian's package), matching names
+without regard to case (its default) and with it (`CaseSensitivePN`, as some PACS do): two
+patients named alike, one with two studies, and a mixed-case name with an umlaut stored in
+Latin-1."""
+
+from __future__ import annotations
+
+import pytest
+from support.orthanc import Orthanc, prepare_names
+
+from planning.dicom.network import send
+from planning.dicom.query import find_studies
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["any-case", "case-sensitive"])
+def names(request, tmp_path_factory):
+    """(Orthanc holding `prepare_names`'s studies, (patient ID, date) → study UID)."""
+    root = tmp_path_factory.mktemp("names")
+    studies = prepare_names(root / "files")
+    with Orthanc(root / "orthanc", CaseSensitivePN=request.param) as pacs:
+        result = send([root / "files"], pacs.node)
+        assert result.failed == [] and len(result.sent) == len(studies), pacs.log
+        yield pacs, studies
+
+
+def test_studies_are_grouped_by_patient_newest_first(names):
+    pacs, studies = names
+    found = find_studies(pacs.node)
+    assert [(s.patient_id, s.date) for s in found] == [
+        ("SMITH-1", "20230610"),
+        ("SMITH-1", "20200105"),
+        ("SMITH-2", "20220301"),
+        ("MUELLER-1", "20210101"),
+    ]
+    assert [s.study_uid for s in found] == [studies[s.patient_id, s.date] for s in found]
+    assert [s.cells()[1:4] for s in found[1:3]] == [
+        ["SMITH, JOHN", "SMITH-1", "1950-03-12"],
+        ["SMITH, JOHN", "SMITH-2", "1972-11-01"],
+    ]
