@@ -108,17 +108,18 @@ def find_studies(
 ) -> list[StudyMatch]:
     """The studies on `node` matching every key given (C-FIND, Study Root, STUDY level), grouped
     by patient (`by_patient`): a search by name lists each patient found with their studies,
-    newest first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; a name typed
-    the everyday way is searched in the DICOM form (`person_name_query`); `study_date`
-    is ``YYYYMMDD`` or a range ``YYYYMMDD-YYYYMMDD`` (either end may be left open); `modality`
-    matches studies holding a series of it. At most `limit` matches are kept (the search is then
+    newest first. `patient_name` and `patient_id` may hold the wildcards ``*`` and ``?``; a name
+    typed the everyday way is searched in the DICOM form (`person_name_query`) and, as some PACS
+    match names in the case they are stored in, again upper-cased, then capitalised, while
+    nothing matches (`person_name_variants`); `study_date` is ``YYYYMMDD`` or a range
+    ``YYYYMMDD-YYYYMMDD`` (either end may be left open); `modality` matches studies holding a
+    series of it. At most `limit` matches are kept (the search is then
     cancelled at the PACS). An empty list: nothing matches.
 
     Raises NetworkError (not reachable, rejected, search refused), ValueError (a date that is
     not one), Cancelled."""
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
-    query.PatientName = person_name_query(patient_name)
     query.PatientID = patient_id.strip()
     query.PatientBirthDate = ""
     query.StudyDate = check_date(study_date)
@@ -129,8 +130,12 @@ def find_studies(
     query.ModalitiesInStudy = modality.strip().upper()
     query.NumberOfStudyRelatedSeries = None
     query.NumberOfStudyRelatedInstances = None
-    _declare_character_set(query)
-    found = _find(node, query, "studies", calling_ae, timeout_s, limit, cancel)
+    for name in person_name_variants(patient_name):
+        query.PatientName = name
+        _declare_character_set(query)
+        found = _find(node, query, "studies", calling_ae, timeout_s, limit, cancel)
+        if found:
+            break
     studies = [
         StudyMatch(
             study_uid=_text(answer, "StudyInstanceUID"),
@@ -198,9 +203,11 @@ def find_series(
 
 
 def person_name_query(text: str) -> str:
-    """A patient name as typed, in the DICOM form a PACS matches: ``Doe, John`` and ``doe john``
-    (family name first) become ``DOE^JOHN``, ``doe*`` becomes ``DOE*``; wildcards (``*``, ``?``)
-    are kept. A name already in the DICOM form (holding ``^`` or ``=``) is searched as typed."""
+    """A patient name as typed, in the DICOM form a PACS matches, matching the names that start
+    so: ``Doe, John`` and ``doe john`` (family name first) become ``Doe^John*`` and ``doe^john*``,
+    ``smith`` becomes ``smith*``; a name holding wildcards (``*``, ``?``) gets none added. The
+    case is kept (see `person_name_variants`). A name in the DICOM form (holding ``^`` or ``=``)
+    is searched as typed."""
     text = " ".join((text or "").split())
     if not text or "^" in text or "=" in text:
         return text
@@ -209,7 +216,17 @@ def person_name_query(text: str) -> str:
     else:
         family, _, given = text.partition(" ")
     family, given = family.strip(), " ".join(given.replace(",", " ").split())
-    return (f"{family}^{given}" if given else family).upper()
+    name = f"{family}^{given}" if given else family
+    return name if "*" in name or "?" in name else f"{name}*"
+
+
+def person_name_variants(text: str) -> tuple[str, ...]:
+    """The forms of a patient name as typed to search in turn until one matches, for a PACS that
+    matches names case-sensitively: its `person_name_query`, that upper-cased (how most scanners
+    store names), then capitalised (``Müller^Hans*``, how many RIS write them). ``("",)`` for no
+    name."""
+    name = person_name_query(text)
+    return tuple(dict.fromkeys((name, name.upper(), name.title())))
 
 
 def check_date(text: str) -> str:
@@ -276,6 +293,8 @@ def _declare_character_set(query: Dataset) -> None:
     values = [str(query.get(k, "") or "") for k in ("PatientName", "PatientID", "AccessionNumber")]
     if any(not v.isascii() for v in values):
         query.SpecificCharacterSet = "ISO_IR 192"
+    elif "SpecificCharacterSet" in query:
+        del query.SpecificCharacterSet  # an upper-cased name may be ASCII: "Straße", "STRASSE"
 
 
 def _text(dataset: Dataset, keyword: str) -> str:

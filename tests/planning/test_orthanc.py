@@ -11,7 +11,7 @@ from support.orthanc import HUMAN_CT, HUMAN_STUDY, load
 from support.pacs import free_port
 
 from planning.dicom.network import Node, echo
-from planning.dicom.query import find_series, find_studies, person_name_query
+from planning.dicom.query import find_series, find_studies, person_name_query, person_name_variants
 from planning.dicom.retrieve import retrieve
 from planning.errors import NetworkError
 from planning.imageio import load_volume
@@ -86,14 +86,18 @@ def test_names_typed_the_everyday_way_are_searched_in_the_dicom_form(pacs, ortha
 
 
 def test_person_name_query():
-    assert person_name_query("Doe, John") == "DOE^JOHN"
-    assert person_name_query(" doe   john ") == "DOE^JOHN"
-    assert person_name_query("Doe, J*") == "DOE^J*"
-    assert person_name_query("doe*") == "DOE*"
-    assert person_name_query("van der Berg, Anna Maria") == "VAN DER BERG^ANNA MARIA"
+    assert person_name_query("Doe, John") == "Doe^John*"
+    assert person_name_query(" doe   john ") == "doe^john*"
+    assert person_name_query("Doe, J*") == "Doe^J*"
+    assert person_name_query("smith") == "smith*"
+    assert person_name_query("sm?th") == "sm?th"
+    assert person_name_query("van der Berg, Anna Maria") == "van der Berg^Anna Maria*"
     assert person_name_query("Doe^John") == "Doe^John"  # the DICOM form: as typed
     assert person_name_query("Yamada^Tarou=山田^太郎") == "Yamada^Tarou=山田^太郎"
     assert person_name_query("") == ""
+    assert person_name_variants("müller, hans") == ("müller^hans*", "MÜLLER^HANS*", "Müller^Hans*")
+    assert person_name_variants("SMITH") == ("SMITH*", "Smith*")
+    assert person_name_variants("") == ("",)
 
 
 @pytest.mark.parametrize("method", ["get", "move"])

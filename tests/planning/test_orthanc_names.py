@@ -37,3 +37,27 @@ def test_studies_are_grouped_by_patient_newest_first(names):
         ["SMITH, JOHN", "SMITH-1", "1950-03-12"],
         ["SMITH, JOHN", "SMITH-2", "1972-11-01"],
     ]
+
+
+@pytest.mark.parametrize("typed", ["smith", "Smith", "smith, j", "SMITH^JOHN"])
+def test_a_name_in_any_case_finds_the_patients_it_starts(names, typed):
+    """Stored upper-case, as scanners write names: found typed in lower case, a family name alone
+    matching the names that start with it."""
+    pacs, studies = names
+    found = find_studies(pacs.node, patient_name=typed)
+    assert [s.study_uid for s in found] == [
+        studies["SMITH-1", "20230610"],
+        studies["SMITH-1", "20200105"],
+        studies["SMITH-2", "20220301"],
+    ]
+
+
+@pytest.mark.parametrize("typed", ["müller", "Müller, Hans", "MÜLLER", "müller^hans"])
+def test_a_mixed_case_latin1_name_is_found_in_any_case(names, typed):
+    """Stored `Müller^Hans` in Latin-1: found typed in lower or upper case too (searched again
+    capitalised on a PACS that matches case), and read back as stored."""
+    pacs, studies = names
+    found = find_studies(pacs.node, patient_name=typed)
+    assert [(s.study_uid, s.patient_name) for s in found] == [
+        (studies["MUELLER-1", "20210101"], "Müller, Hans")
+    ]

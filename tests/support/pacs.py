@@ -10,7 +10,9 @@ instance sent (to cancel a retrieve midway); `refuse` maps a study UID to the fa
 retrieve of it gets; `unsendable` names SOP Instance UIDs sent with a SOP class no retriever
 proposes (so they fail at the PACS, as objects of a private class would); `honour_cancel=False`
 makes it go on sending after a C-CANCEL; `pending=False` answers a C-MOVE only once done (pending
-responses are optional, PS3.4 C.4.2.3), as some PACS do.
+responses are optional, PS3.4 C.4.2.3), as some PACS do; `case_sensitive_names=True` matches
+patient names in the case they are stored in, as some PACS do (names are matched in any case
+otherwise).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class TestPacs:
         get: bool = True,
         honour_cancel: bool = True,
         pending: bool = True,
+        case_sensitive_names: bool = False,
     ):
         self.ae_title = ae_title
         self.destinations = dict(destinations or {})
@@ -88,6 +91,7 @@ class TestPacs:
         self.offer_get = get
         self.honour_cancel = honour_cancel
         self.pending = pending
+        self.case_sensitive_names = case_sensitive_names
         self.files: dict[str, Path] = {}  # SOP Instance UID → file
         self.headers: dict[str, Dataset] = {}
         for folder in folders:
@@ -188,7 +192,7 @@ class TestPacs:
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
-            if _matches(query, record):
+            if _matches(query, record, self.case_sensitive_names):
                 answer = Dataset()
                 answer.QueryRetrieveLevel = level
                 if record.get("SpecificCharacterSet"):  # the names' character set, as stored
@@ -272,7 +276,7 @@ def _uid_list(value) -> list[str]:
     return [str(v) for v in value] if not isinstance(value, str) else [v for v in value.split("\\") if v]
 
 
-def _matches(query: Dataset, record: dict) -> bool:
+def _matches(query: Dataset, record: dict, case_sensitive_names: bool = False) -> bool:
     for element in query:
         keyword, value = element.keyword, element.value
         if keyword in ("QueryRetrieveLevel", "SpecificCharacterSet") or keyword.startswith("NumberOf"):
@@ -292,7 +296,7 @@ def _matches(query: Dataset, record: dict) -> bool:
                 return False
         else:
             pattern, text = str(value), str(have)
-            if element.VR == "PN":
+            if element.VR == "PN" and not case_sensitive_names:
                 pattern, text = pattern.upper(), text.upper()
             if not fnmatch.fnmatchcase(text, pattern):
                 return False

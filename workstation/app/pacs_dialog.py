@@ -43,7 +43,7 @@ from planning.dicom.query import (
     count_text,
     find_series,
     find_studies,
-    person_name_query,
+    person_name_variants,
 )
 from planning.dicom.retrieve import RetrieveResult, incomplete
 from planning.dicom.retrieve import retrieve as retrieve_from
@@ -242,11 +242,9 @@ class PacsDialog(QDialog):
         except ValueError as error:
             self._say(str(error), "error")
             return
-        keys["patient_name"] = person_name_query(keys["patient_name"])
-        typed = self.name_edit.text().strip()
-        as_searched = (
-            f" (patient name searched as {keys['patient_name']})" if keys["patient_name"] != typed else ""
-        )
+        names = person_name_variants(keys["patient_name"])
+        typed = keys["patient_name"].strip()
+        as_searched = f" (patient name searched as {' or '.join(names)})" if names != (typed,) else ""
         ae_title, timeout_s = self.ae_title(), self.timeout_s()
         if self.search_job is not None:
             self.search_job.cancel.set()  # a new search replaces the one still running
@@ -268,8 +266,9 @@ class PacsDialog(QDialog):
                     "select one to see its series."
                 )
             else:
-                asked = [f"{k.replace('_', ' ')} {v!r}" for k, v in keys.items() if v.strip()]
-                self._say(f"No study on {node} matches {', '.join(asked) or 'an empty search'}.", "note")
+                asked = ", ".join(f"{k.replace('_', ' ')} {v!r}" for k, v in keys.items() if v.strip())
+                asked = asked or "an empty search"
+                self._say(f"No study on {node} matches {asked}{as_searched}.", "note")
 
         def failed(error: Exception) -> None:
             if job is not self.search_job:

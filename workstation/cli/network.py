@@ -152,7 +152,7 @@ def run_receive(args) -> int:
 
 def run_find(args) -> int:
     from planning.dicom.network import Node
-    from planning.dicom.query import StudyMatch, count_text, find_series, find_studies, person_name_query
+    from planning.dicom.query import StudyMatch, count_text, find_series, find_studies, person_name_variants
     from planning.errors import NetworkError
 
     node = Node.parse(args.node)
@@ -166,12 +166,12 @@ def run_find(args) -> int:
         ]
         print(_table(["#", "Modality", "Description", "Images", "Series UID"], rows))
         return 0
-    name = person_name_query(args.name)
-    if name != args.name.strip():
-        print(f"searching patient name {name} (typed {args.name.strip()!r})")
+    names = person_name_variants(args.name)
+    if names != (args.name.strip(),):
+        print(f"searching patient name {' or '.join(names)} (typed {args.name.strip()!r})")
     criteria = {
         "patient ID": args.patient_id,
-        "name": name,
+        "name": " or ".join(n for n in names if n),
         "date": args.date,
         "modality": args.modality,
         "accession": args.accession,
@@ -180,7 +180,7 @@ def run_find(args) -> int:
     studies = find_studies(
         node,
         patient_id=args.patient_id,
-        patient_name=name,
+        patient_name=args.name,
         study_date=args.date,
         modality=args.modality,
         accession=args.accession,
