@@ -289,12 +289,22 @@ def _find(node, query, what, calling_ae, timeout_s, limit, cancel) -> list[Datas
 
 
 def _declare_character_set(query: Dataset) -> None:
-    """Say the query is UTF-8 when a key is not plain ASCII (a name with accents)."""
-    values = [str(query.get(k, "") or "") for k in ("PatientName", "PatientID", "AccessionNumber")]
-    if any(not v.isascii() for v in values):
-        query.SpecificCharacterSet = "ISO_IR 192"
+    """Declare the character set of a query whose keys are not plain ASCII (a name with accents):
+    Latin-1 (ISO_IR 100) when it can write them, as most PACS that convert no character set
+    store Western names in it and compare a query's bytes; UTF-8 (ISO_IR 192) otherwise."""
+    text = "".join(str(query.get(k, "") or "") for k in ("PatientName", "PatientID", "AccessionNumber"))
+    if not text.isascii():
+        query.SpecificCharacterSet = "ISO_IR 100" if _latin1(text) else "ISO_IR 192"
     elif "SpecificCharacterSet" in query:
         del query.SpecificCharacterSet  # an upper-cased name may be ASCII: "Straße", "STRASSE"
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(dataset: Dataset, keyword: str) -> str:

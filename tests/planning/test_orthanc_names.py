@@ -1,7 +1,7 @@
 """Searching patients by name on a real PACS product, Orthanc (Debian's package), matching names
 without regard to case (its default) and with it (`CaseSensitivePN`, as some PACS do): two
-patients named alike, one with two studies, and a mixed-case name with an umlaut stored in
-Latin-1."""
+patients named alike, one with two studies, a mixed-case name with an umlaut stored in
+Latin-1 and a Polish name stored in UTF-8."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def test_studies_are_grouped_by_patient_newest_first(names):
         ("SMITH-1", "20200105"),
         ("SMITH-2", "20220301"),
         ("MUELLER-1", "20210101"),
+        ("NOWAK-1", "20190101"),
     ]
     assert [s.study_uid for s in found] == [studies[s.patient_id, s.date] for s in found]
     assert [s.cells()[1:4] for s in found[1:3]] == [
@@ -61,3 +62,13 @@ def test_a_mixed_case_latin1_name_is_found_in_any_case(names, typed):
     assert [(s.study_uid, s.patient_name) for s in found] == [
         (studies["MUELLER-1", "20210101"], "Müller, Hans")
     ]
+
+
+def test_a_name_latin1_cannot_write_is_asked_in_utf8(names):
+    """Found; Orthanc answers in its own character set (Latin-1 by default), which drops the Ł."""
+    pacs, studies = names
+    for typed in ("łukasiewicz", "ŁUKASIEWICZ, JAN"):
+        found = find_studies(pacs.node, patient_name=typed)
+        assert [(s.study_uid, s.patient_name) for s in found] == [
+            (studies["NOWAK-1", "20190101"], "ukasiewicz, Jan")
+        ], typed

@@ -164,13 +164,15 @@ NAMED_PATIENTS = (
     ("SMITH-1", "SMITH^JOHN", "", "19500312", ("20200105", "20230610")),
     ("SMITH-2", "SMITH^JOHN", "", "19721101", ("20220301",)),
     ("MUELLER-1", "Müller^Hans", "ISO_IR 100", "19600101", ("20210101",)),
+    ("NOWAK-1", "Łukasiewicz^Jan", "ISO_IR 192", "19781224", ("20190101",)),
 )
 
 
 def prepare_names(root: Path) -> dict[tuple[str, str], str]:
     """One CT slice (rt-utils) per study of `NAMED_PATIENTS`, written under `root`: two patients
-    named alike, one of them with two studies, and a name in mixed case with an umlaut stored in
-    Latin-1 (ISO_IR 100), as a RIS writes it. (patient ID, study date) → study instance UID."""
+    named alike, one of them with two studies, a name in mixed case with an umlaut stored in
+    Latin-1 (ISO_IR 100), as a RIS writes it, and one Latin-1 cannot write, stored in UTF-8.
+    (patient ID, study date) → study instance UID."""
     source = sorted(data_path("dicom", "rt-utils", "mock_data").glob("ct_*.dcm"))[0]
     root.mkdir(parents=True, exist_ok=True)
     studies = {}

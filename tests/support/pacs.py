@@ -12,7 +12,8 @@ proposes (so they fail at the PACS, as objects of a private class would); `honou
 makes it go on sending after a C-CANCEL; `pending=False` answers a C-MOVE only once done (pending
 responses are optional, PS3.4 C.4.2.3), as some PACS do; `case_sensitive_names=True` matches
 patient names in the case they are stored in, as some PACS do (names are matched in any case
-otherwise).
+otherwise); `latin1_only=True` reads the names of a query as Latin-1 bytes whatever character set
+it declares, as a PACS converting none does (DCMTK's dcmqrscp), its files being in Latin-1.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pydicom
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -82,6 +84,7 @@ class TestPacs:
         honour_cancel: bool = True,
         pending: bool = True,
         case_sensitive_names: bool = False,
+        latin1_only: bool = False,
     ):
         self.ae_title = ae_title
         self.destinations = dict(destinations or {})
@@ -92,6 +95,7 @@ class TestPacs:
         self.honour_cancel = honour_cancel
         self.pending = pending
         self.case_sensitive_names = case_sensitive_names
+        self.latin1_only = latin1_only
         self.files: dict[str, Path] = {}  # SOP Instance UID → file
         self.headers: dict[str, Dataset] = {}
         for folder in folders:
@@ -180,6 +184,8 @@ class TestPacs:
 
     def _find(self, event):
         query = event.identifier
+        if self.latin1_only:
+            _read_names_as_latin1(query)
         level = str(query.get("QueryRetrieveLevel", ""))
         if level == "STUDY":
             records = [self._study_record(headers) for headers in self.studies().values()]
@@ -268,6 +274,15 @@ class TestPacs:
                 dataset.file_meta.MediaStorageSOPClassUID = PRIVATE_CLASS
             self.sent.append(uid)
             yield 0xFF00, dataset
+
+
+def _read_names_as_latin1(query: Dataset) -> None:
+    """The person names of `query` as a PACS converting no character set reads them: their bytes
+    (in the character set the query declares) taken as Latin-1."""
+    declared = convert_encodings(query.get("SpecificCharacterSet") or "ISO_IR 6")[0]
+    for element in query:
+        if element.VR == "PN" and element.value:
+            element.value = str(element.value).encode(declared).decode("latin-1")
 
 
 def _uid_list(value) -> list[str]:
