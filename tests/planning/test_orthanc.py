@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from support.orthanc import HUMAN_CT, HUMAN_STUDY, load
+from support.orthanc import HUMAN_CT, HUMAN_STUDY, Orthanc, load
 from support.pacs import free_port
 
-from planning.dicom.network import Node, echo
+from planning.dicom.network import Node, echo, send
 from planning.dicom.query import find_series, find_studies, person_name_query, person_name_variants
 from planning.dicom.retrieve import retrieve
 from planning.errors import NetworkError
@@ -144,3 +144,22 @@ def test_a_c_move_the_pacs_cannot_deliver_says_what_it_must_know(pacs, tmp_path)
     with pytest.raises(NetworkError, match=f"'DELINEO' with this computer's address and port {elsewhere}"):
         retrieve(pacs.node, tmp_path, HUMAN_STUDY, move_port=elsewhere)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "syntax", ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.70"], ids=["jpeg-ls", "jpeg-lossless"]
+)
+def test_images_the_pacs_keeps_compressed_arrive_compressed_and_load(orthanc_case, tmp_path, syntax):
+    """Orthanc compressing what it receives (JPEG-LS, JPEG lossless: the encoders it has) sends the
+    CT as it keeps it, by C-GET and C-MOVE, and it loads as the original pixels."""
+    with Orthanc(tmp_path / "orthanc", IngestTranscoding=syntax) as pacs:
+        assert send([orthanc_case["ct"]], pacs.node).failed == []
+        for move_port in (None, pacs.move_port):
+            folder = tmp_path / f"study-{move_port}"
+            result = retrieve(pacs.node, folder, HUMAN_STUDY, move_port=move_port)
+            syntaxes = {
+                str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+                for p in result.received
+            }
+            assert len(result.received) == 4 and syntaxes == {syntax}, pacs.log
+            np.testing.assert_array_equal(load_volume(folder).array, orthanc_case["volume"].array)
