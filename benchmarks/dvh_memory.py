@@ -79,9 +79,9 @@ def dose() -> Dose:
 
 
 def held_bytes(dvh) -> int:
-    """The bytes of a DVH's arrays (a broadcast volume holds one number)."""
-    arrays = [dvh.doses, dvh.volumes_cc, getattr(dvh, "_cumulative", None)]
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray) and a.strides != (0,))
+    """The bytes of a DVH's arrays: its doses and its sample volumes' table, indices and running
+    totals (`SampleVolumes.nbytes`)."""
+    return dvh.doses.nbytes + dvh.volumes_cc.nbytes
 
 
 def metrics(dvh) -> dict:
@@ -120,7 +120,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     samples = sum(d.doses.size for d in dvhs)
     held = sum(held_bytes(d) for d in dvhs) / 2**20
-    unequal = sum(getattr(d, "_cumulative", None) is not None for d in dvhs)
+    unequal = sum(d.volumes_cc.each is None for d in dvhs)
     print(
         f"{len(dvhs)} DVHs ({unequal} of samples of unequal volumes), {samples / 1e6:.1f} M samples, "
         f"held {held:,.0f} MB "

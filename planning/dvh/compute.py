@@ -74,4 +74,4 @@ def compute_dvh(
     order = np.argsort(-doses)  # equal doses in any order: the metrics read doses, not positions
     for text in warnings:
         log.info(text)
-    return DVH(name, doses[order], volumes[order], bin_width, dose.unit_label, sampling, warnings)
+    return DVH(name, doses[order], volumes.take(order), bin_width, dose.unit_label, sampling, warnings)

@@ -18,6 +18,7 @@ from planning.dvh.sampling import (
     outside_grid_warning,
     small_structure_warning,
 )
+from planning.dvh.volumes import SampleVolumes
 from planning.errors import Cancelled, GeometryError
 
 #: Contour points farther than this (mm) from their plane make the contour non-planar.
@@ -30,7 +31,7 @@ def sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
     doses (the dose's unit) and volumes (cc), the sampling in words, and warnings."""
     grid = dose.grid
     if not planes:
-        return np.zeros(0), np.zeros(0), "planar contours: no closed contour", []
+        return np.zeros(0), SampleVolumes.of([]), "planar contours: no closed contour", []
     positions = np.array(sorted(planes))
     below, above, ends_below, ends_above = _slab_reaches(grid, positions, slices, end_cap, name)
     slabs = list(zip(below, above, strict=True))
@@ -40,7 +41,8 @@ def sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
     perimeters = [perimeter_mm(planes[z], grid) for z in positions]
     thickness = [(b + a) * grid.spacing_xyz[2] for b, a in slabs]
     f, share = _contour_factor(factor, grid, areas, perimeters, thickness)
-    doses, inside_flags, volumes, sub_counts = [], [], [], []
+    doses, inside_flags, entries, sub_counts = [], [], [], []
+    table: dict[float, int] = {}  # each distinct sample volume (cc) → its entry
     for z, (below, above), mm in zip(positions, slabs, thickness, strict=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("DVH computation cancelled")
@@ -51,18 +53,18 @@ def sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
         points = np.column_stack([xs[columns], ys[rows]])
         sub_planes = _sub_planes(f, mm, grid)
         sub_counts.append(sub_planes)
+        share_cc = grid.voxel_volume_cc * (below + above) / (f * f * sub_planes)
+        entry = table.setdefault(share_cc, len(table))
         for j in range(sub_planes):
             dz = -below + (below + above) * (j + 0.5) / sub_planes
             index = np.column_stack([points, np.full(len(points), z + dz)])
             values, ok = dose.sample(index)
             doses.append(values)
             inside_flags.append(ok)
-            volumes.append(
-                np.full(len(values), grid.voxel_volume_cc * (below + above) / (f * f * sub_planes))
-            )
+            entries.append(np.full(len(values), entry, np.min_scalar_type(entry)))
     doses = np.concatenate(doses) if doses else np.zeros(0)
     inside = np.concatenate(inside_flags) if inside_flags else np.zeros(0, bool)
-    volumes = np.concatenate(volumes) if volumes else np.zeros(0)
+    volumes = SampleVolumes(list(table), np.concatenate(entries) if entries else np.zeros(0, np.uint8))
     spacing = grid.spacing_xyz[0] / f, grid.spacing_xyz[1] / f
     if not sub_counts:
         sampling = "planar contours: no sample falls inside them"
@@ -76,7 +78,7 @@ def sample_contours(dose, planes, factor, slices, end_cap, name, cancel):
             f"samples every {spacing[0]:.3g} × {spacing[1]:.3g} mm, {_range(sub_counts)} per plane; "
             f"{share:.1%} of the volume within one sample of the contours"
         )
-    warnings = small_structure_warning(name, float(volumes.sum()), dose, "sampled below the voxel size")
+    warnings = small_structure_warning(name, volumes.total(), dose, "sampled below the voxel size")
     if not warnings and share > 2 * BOUNDARY_SHARE:
         warnings.append(
             f"{name}: sampled every {min(spacing):.2g} mm (finer costs more than the sampling "

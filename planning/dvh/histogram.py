@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from planning.dvh.volumes import SampleVolumes
+
 
 @dataclass
 class DVH:
@@ -23,9 +25,10 @@ class DVH:
     Attributes:
         name: structure name.
         doses: sample doses, sorted descending (Gy), float32.
-        volumes_cc: the volume each sample stands for, same order. When every sample stands for
-            the same volume (a mask's voxels), it is kept as one number seen as an array: a DVH
-            of 4 million samples then holds 16 MB, its doses.
+        volumes_cc: the volume (cc) each sample stands for, same order, as `SampleVolumes` (an
+            array given is converted): an index into a table of the few distinct volumes, none
+            when all are equal (a mask's voxels). A DVH of 4 million samples holds 16 MB of
+            doses and at most 4 MB of volumes.
         bin_width: histogram bin width (Gy).
         units: "Gy", "Gy(effective)" (a biologically weighted dose) or "relative".
         sampling: how the structure was sampled, in words.
@@ -42,29 +45,15 @@ class DVH:
 
     def __post_init__(self) -> None:
         self.doses = np.asarray(self.doses, np.float32)
-        volumes = np.asarray(self.volumes_cc, float)
-        #: the volume every sample stands for (cc), or None when they differ
-        self._each_cc = float(volumes[0]) if volumes.size and (volumes == volumes[0]).all() else None
-        #: the volume of the first 1, 2, … samples (cc); None when `_each_cc` gives it
-        self._cumulative = None if self._each_cc is not None else np.cumsum(volumes)
-        if self._each_cc is not None:
-            self.volumes_cc = np.broadcast_to(self._each_cc, volumes.shape)
-
-    def _volume_of_first(self, counts):
-        """The volume (cc) of the first `counts` samples (an int or an int array)."""
-        counts = np.asarray(counts)
-        if self._each_cc is not None:
-            return counts * self._each_cc
-        if not self._cumulative.size:
-            return np.zeros(counts.shape)
-        return np.where(counts > 0, self._cumulative[np.maximum(counts - 1, 0)], 0.0)
+        if not isinstance(self.volumes_cc, SampleVolumes):
+            self.volumes_cc = SampleVolumes.of(self.volumes_cc)
 
     # -- summary ------------------------------------------------------------------------------
 
     @property
     def volume_cc(self) -> float:
         """The structure's volume the samples stand for, in cc."""
-        return float(self._volume_of_first(self.doses.size))
+        return float(self.volumes_cc.first(self.doses.size))
 
     @property
     def is_empty(self) -> bool:
@@ -85,7 +74,7 @@ class DVH:
         """The volume-weighted mean dose (0 when empty)."""
         if self.is_empty:
             return 0.0
-        return float(np.sum(self.doses * self.volumes_cc) / self.volume_cc)
+        return self.volumes_cc.weighted_sum(self.doses) / self.volume_cc
 
     def d_percent(self, percent: float) -> float:
         """D_x%: the minimum dose of the hottest `percent` % of the volume."""
@@ -95,11 +84,7 @@ class DVH:
         """D_xcc: the minimum dose of the hottest `cc` cm³ (0 when larger than the structure)."""
         if self.is_empty or cc > self.volume_cc * (1 + 1e-9):
             return 0.0
-        wanted = cc * (1 - 1e-12)
-        if self._each_cc is not None:  # the first sample whose running volume reaches it
-            index = max(math.ceil(wanted / self._each_cc) - 1, 0)
-        else:
-            index = int(np.searchsorted(self._cumulative, wanted))
+        index = max(self.volumes_cc.count_reaching(cc * (1 - 1e-12)) - 1, 0)
         return float(self.doses[min(index, self.doses.size - 1)])
 
     def _count_at_least(self, levels):
@@ -113,7 +98,7 @@ class DVH:
 
     def v_gy(self, dose: float) -> float:
         """V_x: volume in cc receiving at least `dose`."""
-        return float(self._volume_of_first(int(self._count_at_least(dose))))
+        return float(self.volumes_cc.first(int(self._count_at_least(dose))))
 
     def v_percent(self, dose: float) -> float:
         """V_x as a percentage of the structure's volume: the share receiving at least `dose`."""
@@ -128,16 +113,14 @@ class DVH:
         return np.arange(count + 1) * self.bin_width
 
     def differential(self) -> np.ndarray:
-        """Volume (cc) per bin [edge_i, edge_i+1)."""
-        edges = self.bin_edges
-        values, _ = np.histogram(
-            np.minimum(self.doses, edges[-1] - 1e-12), bins=edges, weights=self.volumes_cc
-        )
-        return values
+        """Volume (cc) per bin [edge_i, edge_i+1), the last bin holding every dose from its
+        lower edge up."""
+        at_least = self.cumulative()
+        return at_least[:-1] - np.append(at_least[1:-1], 0.0)
 
     def cumulative(self) -> np.ndarray:
         """Volume (cc) receiving at least each bin edge's dose (one value per edge)."""
-        return self._volume_of_first(self._count_at_least(self.bin_edges))
+        return self.volumes_cc.first(self._count_at_least(self.bin_edges))
 
     def statistics(self, dose_levels: Sequence[float] = (), percents: Sequence[float] = (95, 50, 2)) -> dict:
         """A flat dict of the usual numbers (Gy, cc) for tables."""

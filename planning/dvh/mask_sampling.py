@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from planning.dvh.sampling import SAMPLE_BUDGET, given_factor, outside_grid_warning, small_structure_warning
+from planning.dvh.volumes import SampleVolumes
 from planning.errors import Cancelled
 from planning.structures import Mask
 
@@ -22,7 +23,7 @@ def sample_mask(dose, mask: Mask, factor, name, cancel):
     centre of its voxels in the mask and weighted by their count."""
     grid = dose.grid
     if mask.is_empty:
-        return np.zeros(0), np.zeros(0), "empty mask", [f"{name}: empty structure"]
+        return np.zeros(0), SampleVolumes.of([]), "empty mask", [f"{name}: empty structure"]
     f = 1 if factor == "auto" else given_factor(factor)
     to_dose = np.linalg.inv(grid.affine) @ mask.grid.affine  # image index (x, y, z) → dose index
     span = np.abs(to_dose[:3, :3]).max(axis=0)  # dose voxels one image voxel spans, per image axis
@@ -32,7 +33,8 @@ def sample_mask(dose, mask: Mask, factor, name, cancel):
     ).reshape(-1, 3)
     per_voxel = len(offsets)
     block = _mask_block(mask.voxel_count * per_voxel, span, counts) if factor == "auto" else (1, 1, 1)
-    doses, inside_flags, weights = [], [], []
+    doses, inside_flags, voxel_counts = [], [], []
+    count_type = np.min_scalar_type(math.prod(block))
     rows = mask.array.shape[1] * mask.array.shape[2]
     chunk = block[0] * max(1, SAMPLE_BUDGET // 10 // max(1, per_voxel * rows * block[0]))
     for start in range(0, mask.array.shape[0], chunk):
@@ -46,10 +48,12 @@ def sample_mask(dose, mask: Mask, factor, name, cancel):
         values, ok = dose.sample(points @ to_dose[:3, :3].T + to_dose[:3, 3])
         doses.append(values)
         inside_flags.append(ok)
-        weights.append(np.repeat(voxels, per_voxel))
+        voxel_counts.append(np.repeat(voxels.astype(count_type), per_voxel))
     doses = np.concatenate(doses)
     inside = np.concatenate(inside_flags)
-    volumes = np.concatenate(weights) * (mask.grid.voxel_volume_cc / per_voxel)
+    # a sample of a block of k voxels stands for k voxels' share: entry k of the table
+    share_cc = mask.grid.voxel_volume_cc / per_voxel
+    volumes = SampleVolumes(np.arange(math.prod(block) + 1) * share_cc, np.concatenate(voxel_counts))
     size = " × ".join(f"{s:.3g}" for s in mask.grid.spacing_xyz)
     where = "at its centre" if per_voxel == 1 else f"at {' × '.join(str(n) for n in counts)} points"
     sampling = f"mask on its {size} mm image grid, each voxel sampled {where}"
@@ -59,7 +63,7 @@ def sample_mask(dose, mask: Mask, factor, name, cancel):
             f"mask on its {size} mm image grid, in blocks of {' × '.join(str(b) for b in block[::-1])} "
             f"voxels (cost bound), each sampled at the mean centre of its voxels in the mask{points}"
         )
-    warnings = small_structure_warning(name, float(volumes.sum()), dose, "sampled at its own voxels")
+    warnings = small_structure_warning(name, volumes.total(), dose, "sampled at its own voxels")
     warnings += outside_grid_warning(name, inside, volumes)
     return doses, volumes, sampling, warnings
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from planning.dose import Dose
+from planning.dvh.volumes import SampleVolumes
 
 #: Structures smaller than this many dose voxels get a warning.
 SMALL_STRUCTURE_VOXELS = 100
@@ -38,9 +39,9 @@ def small_structure_warning(name: str, volume_cc: float, dose: Dose, how: str) -
     return []
 
 
-def outside_grid_warning(name: str, inside: np.ndarray, volumes: np.ndarray) -> list[str]:
+def outside_grid_warning(name: str, inside: np.ndarray, volumes: SampleVolumes) -> list[str]:
     """A warning giving the volume (cc) of the samples not `inside` the dose grid, if any."""
     if inside.all():
         return []
-    outside_cc = float(volumes[~inside].sum())
+    outside_cc = volumes.total(~inside)
     return [f"{name}: {outside_cc:.3g} cc lies outside the dose grid and is counted with dose 0"]
