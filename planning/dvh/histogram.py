@@ -94,7 +94,8 @@ class DVH:
         levels = np.asarray(levels, np.float64)
         rounded = levels.astype(np.float32)
         thresholds = np.where(rounded < levels, np.nextafter(rounded, np.float32(np.inf)), rounded)
-        return np.searchsorted(-self.doses, -thresholds, side="right")
+        ascending = self.doses[::-1]  # a view: negating the doses would copy them at every call
+        return self.doses.size - np.searchsorted(ascending, thresholds, side="left")
 
     def v_gy(self, dose: float) -> float:
         """V_x: volume in cc receiving at least `dose`."""
