@@ -301,6 +301,39 @@ def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtb
     assert str(data_path("dicom", "ibsi1-lung-ct").resolve()) in window.menus.recent()
 
 
+def test_a_folder_of_several_series_says_in_the_views_how_to_open_one(window, qtbot, tmp_path):
+    """A folder of several series opens none (the user chooses): the views said only "No image".
+    They now say how many series were found and that a double-click in the Patients list opens
+    one, which it does; a folder whose one series opens at once leaves nothing to say."""
+    from support.dicom_factory import ct_phantom, write_ct_series
+
+    from workstation.app.slice_view import SliceView
+
+    folder = tmp_path / "two"
+    write_ct_series(folder / "a", ct_phantom((4, 16, 20)), series_description="first")
+    write_ct_series(folder / "b", ct_phantom((4, 16, 20)), series_description="second")
+    window.opening.open_folder(folder)
+    wait_idle(qtbot, window)
+    assert window.case is None
+    bare = SliceView("axial")  # what a view without a hint draws: "No image" alone
+    for view in window.views.values():
+        bare.resize(view.size())
+        drawn = np.any(grab(view) != grab(bare), axis=(1, 2))
+        assert drawn.any() and np.flatnonzero(drawn).min() > view.height() / 2  # under "No image"
+        assert view.empty_hint == "2 series found.\nDouble-click one in the Patients list to open it."
+    item = window.browser.series_items()[1]
+    window.browser.scrollToItem(item)
+    rect = window.browser.visualItemRect(item)
+    for act in (qtbot.mousePress, qtbot.mouseRelease, qtbot.mouseDClick):  # a double-click as Qt sees one
+        act(window.browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    wait_idle(qtbot, window)
+    assert window.case is not None
+    write_ct_series(tmp_path / "one", ct_phantom((4, 16, 20)))
+    window.opening.open_folder(tmp_path / "one")
+    wait_idle(qtbot, window)
+    assert all(view.empty_hint == "" for view in window.views.values())
+
+
 def test_a_folder_dropped_on_the_window_opens(window, qtbot):
     from PyQt6.QtCore import QMimeData, QPointF, QUrl
     from PyQt6.QtGui import QDropEvent

@@ -100,7 +100,10 @@ class CaseOpening:
             self.window.browser.show_scan(result, str(path))
             self.window.docks.browser_dock.show()
             loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
-            if auto_load and len(loadable) == 1:
+            loads = auto_load and len(loadable) == 1
+            for view in self.window.views.values():
+                view.set_empty_hint("" if loads else _choose_hint(len(result.series)))
+            if loads:
                 self.load_series(result, loadable[0])
             elif not result.series:
                 self._say(f"No image series found in {path}", 8000)
@@ -386,3 +389,11 @@ def _rt_object_kind(path: Path) -> str | None:
         return RT_OBJECT_KINDS.get(str(read_header(path).get("SOPClassUID", "")))
     except DelineoError:
         return None
+
+
+def _choose_hint(series: int) -> str:
+    """What the empty views say when `series` image series are listed and none opens ("" for none)."""
+    if series == 0:
+        return ""
+    which = "it" if series == 1 else "one"
+    return f"{series} series found.\nDouble-click {which} in the Patients list to open it."

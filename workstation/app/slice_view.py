@@ -32,6 +32,8 @@ CROSSHAIR_COLOR = QColor(255, 200, 0, 170)
 #: Points marked by a tool (e.g. the bends of a resection cut), drawn numbered on their slice.
 MARK_COLOR = QColor(255, 80, 220)
 TEXT_COLOR = QColor(235, 235, 235)
+#: A hint under "No image" (how to open one), quieter than the views' other text.
+HINT_COLOR = QColor(170, 170, 170)
 ZOOM_RANGE = (0.25, 32.0)
 SCALE_BAR_STEPS_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 #: Slices each key scrolls by, and the factor each key zooms by.
@@ -83,6 +85,7 @@ class SliceView(QWidget):
         self.smooth = True
         self.dose_layer = None  # a DoseLayer drawn under the structures, or None
         self.show_crosshair = True
+        self.empty_hint = ""  # said under "No image" while no case is open, e.g. how to open one
         self._mapper: GreyMapper | None = None
         self._grey: tuple | None = None  # (key, QImage, buffer)
         self._overlays: OverlayCache | None = None
@@ -103,6 +106,11 @@ class SliceView(QWidget):
     def set_dose(self, layer) -> None:
         """Show a `DoseLayer` under the structures (None hides the dose)."""
         self.dose_layer = layer
+        self.update()
+
+    def set_empty_hint(self, text: str) -> None:
+        """Say `text` under "No image" while no case is open ("" says nothing more)."""
+        self.empty_hint = text
         self.update()
 
     def set_marks(self, points_zyx: list) -> None:
@@ -221,9 +229,7 @@ class SliceView(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
         if self.case is None:
-            painter.fillRect(self.rect(), Qt.GlobalColor.black)
-            painter.setPen(TEXT_COLOR)
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No image")
+            self._paint_no_image(painter)
             painter.end()
             return
         painter.drawImage(0, 0, self._base_layer())
@@ -233,6 +239,17 @@ class SliceView(QWidget):
         if self.tools is not None and self.tools.active is not None:
             self.tools.active.paint(self, painter)
         painter.end()
+
+    def _paint_no_image(self, painter: QPainter) -> None:
+        """Black, "No image" in the middle and the empty hint, if any, wrapped below it."""
+        painter.fillRect(self.rect(), Qt.GlobalColor.black)
+        painter.setPen(TEXT_COLOR)
+        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No image")
+        if self.empty_hint:
+            below = self.rect().adjusted(12, self.height() // 2 + painter.fontMetrics().height(), -12, 0)
+            painter.setPen(HINT_COLOR)
+            flags = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap
+            painter.drawText(below, flags, self.empty_hint)
 
     def _base_layer(self) -> QImage:
         """Image, overlays and annotations of the current slice, re-rendered only when they
