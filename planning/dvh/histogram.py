@@ -37,7 +37,7 @@ class DVH:
 
     name: str
     doses: np.ndarray
-    volumes_cc: np.ndarray
+    volumes_cc: SampleVolumes  # an array given is converted
     bin_width: float = 0.01
     units: str = "Gy"
     sampling: str = ""
