@@ -8,12 +8,12 @@ the distance to the edge of the soft-tissue region:
 1. a box reaching `roi_mm` beyond the inside clicks (outside clicks beyond it are ignored) is
    reduced to about 2 mm voxels and smoothed (σ 1 mm);
 2. a click on a CT in air or lung is moved to the nearest soft tissue within `SNAP_MM` (an air
-   bronchogram in a tumour), or refused; "lesion-like" voxels are those within max(3 σ, 100 HU)
-   of a quantile (`QUANTILES`) of the values within `SAMPLE_MM` of the click: a centimetre of
-   the lesion's texture, not the few voxels under the click. On an image whose values are not
-   HU (an MR, on its scanner's own scale) the 100 HU floor is the same share of the image's
-   1st–99th percentile span as 100 HU is of a CT's (1/14), so the result does not depend on the
-   scale of the values;
+   bronchogram in a tumour), and the pocket it was on counts as lesion, or it is refused;
+   "lesion-like" voxels are those within max(3 σ, 100 HU) of a quantile (`QUANTILES`) of the
+   values within `SAMPLE_MM` of the click: a centimetre of the lesion's texture, not the few
+   voxels under the click. On an image whose values are not HU (an MR, on its scanner's own
+   scale) the 100 HU floor is the same share of the image's 1st–99th percentile span as 100 HU
+   is of a CT's (1/14), so the result does not depend on the scale of the values;
 3. their distance to the region's edge (mm) is flooded from its maxima (ITK's morphological
    watershed, dynamics below `level_mm` merged): the click's basin is the lesion. Of the
    windows, the smallest lesion that is compact (`BULK_MAX`) is kept: a window reaching a
@@ -111,13 +111,16 @@ def delineate(
     if values_are_hu(volume.modality):
         seeds_in = [_snap(low, low_spacing, seed, LEAST_SOFT_TISSUE_HU) for seed in seeds_in]
     least = LEAST_SOFT_TISSUE_HU if values_are_hu(volume.modality) else -np.inf
-    windows = _windows(low, low_spacing, seeds_in, _floor(volume), least, moved=seeds_in != clicked)
+    moved = [click for click, seed in zip(clicked, seeds_in, strict=True) if click != seed]
+    windows = _windows(low, low_spacing, seeds_in, _floor(volume), least, moved=bool(moved))
     _check(cancel)
     on_progress(stage, 1, 3)
 
     found = []
     for low_end, high_end in windows:
-        lesion = _basins((low > low_end) & (low < high_end), low_spacing, seeds_in, seeds_out, level_mm)
+        lesion_like = (low > low_end) & (low < high_end)
+        lesion_like |= _pockets(lesion_like, low_spacing, moved)
+        lesion = _basins(lesion_like, low_spacing, seeds_in, seeds_out, level_mm)
         found.append((_bulk(lesion, low_spacing), (low_end, high_end), lesion))
     # The smallest compact lesion: a window reaching an organ's values lets the lesion flood it
     # (larger), one missing part of the lesion's values breaks it into specks (not compact).
@@ -346,6 +349,21 @@ def _snap(low: np.ndarray, spacing, seed, least: float) -> Point:
             f"within {SNAP_MM:.0f} mm): click inside the lesion"
         )
     return tuple(int(v) for v in nearest)
+
+
+def _pockets(lesion_like: np.ndarray, spacing, clicks) -> np.ndarray:
+    """The pockets of other values (air, lung, necrosis) holding `clicks` that were moved onto
+    soft tissue (`_snap`): what is not lesion-like within `SNAP_MM` of each, joined to it. The
+    click means the pocket lies inside the lesion; left out, it would hollow the lesion's
+    distance to its edge, and the hollowed lesion merge with what touches it."""
+    from scipy import ndimage as ndi
+
+    pockets = np.zeros(lesion_like.shape, bool)
+    for click in clicks:
+        labels, _ = ndi.label(~lesion_like & _ball(lesion_like.shape, click, SNAP_MM, spacing))
+        if labels[click]:
+            pockets |= labels == labels[click]
+    return pockets
 
 
 def _fill_holes_except(mask: np.ndarray, seeds_out) -> np.ndarray:

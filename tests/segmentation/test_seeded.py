@@ -179,11 +179,15 @@ def test_a_click_in_lung_or_air_is_refused():
 
 
 def test_a_click_on_a_fleck_of_lung_inside_the_tumour_means_the_tumour():
-    volume, tumour, _ = lesion_scene()
+    """A click on a pocket of air (6 × 5 × 5 mm) at the tumour's centre moves to the tumour. The
+    pocket hollowed the tumour's distance to its edge: the tumour merged with the nodule joined
+    to it (Dice 0.735, a third of the nodule taken). It now counts as the tumour's."""
+    volume, tumour, nodule = lesion_scene()
     array = volume.array.copy()
-    array[19:22, 46:51, 26:31] = -850  # a 3 mm pocket of air at the click
+    array[19:22, 46:51, 26:31] = -850
     mask = delineate(Volume(array, volume.grid, modality="CT"), (20, 48, 28)).full()
-    assert dice(mask, tumour) > 0.85 or mask[:, :, 40:].any()
+    assert dice(mask, tumour) > 0.85
+    assert np.count_nonzero(mask & nodule & ~tumour) < 0.1 * np.count_nonzero(nodule & ~tumour)
 
 
 def bridged_scene(bridge_mm=4.0):
