@@ -223,3 +223,84 @@ def test_a_lesion_cut_by_the_working_box_is_warned_of():
     warnings: list[str] = []
     delineate(volume, (20, 48, 28), roi_mm=6.0, warnings=warnings)
     assert any("edge of the region searched" in w for w in warnings)
+
+
+def strand_scene(other: str):
+    """Lung holding a 15 mm soft-tissue ball (40 HU) and, of the same density, `other`: "vessel",
+    a 6 mm tube from the ball to the image's edge; or "plate", a 6 mm thick plate 40 mm wide,
+    20 mm beyond the ball, joined to it by a 4 mm bar. Spacing 1 mm in-plane, 2 mm between
+    slices; the ball's centre is voxel (20, 60, 35)."""
+    shape, spacing = (40, 120, 120), (1.0, 1.0, 2.0)  # Grid spacing is (x, y, z)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    dz = (z - 20) * 2
+    ball = dz**2 + (y - 60) ** 2 + (x - 35) ** 2 <= 15.0**2
+    if other == "vessel":
+        joined = (dz**2 + (y - 60 - 0.3 * (x - 35)) ** 2 <= 3.0**2) & (x > 35)
+    else:
+        bar = (np.abs(dz) <= 2) & (np.abs(y - 60) <= 2) & (x > 35) & (x < 70)
+        joined = bar | ((np.abs(x - 72) <= 3) & (np.abs(y - 60) <= 20) & (np.abs(dz) <= 20))
+    hu = np.full(shape, -850.0)
+    hu[ball | joined] = 40
+    hu += np.random.default_rng(0).normal(0, 25, shape)
+    return Volume(hu.astype(np.int16), Grid(shape, spacing), modality="CT"), ball
+
+
+@pytest.mark.parametrize("other", ["vessel", "plate"])
+def test_thin_strands_leading_away_from_the_lesion_are_cut(other):
+    """A 6 mm vessel running from the ball to the image's edge was taken whole (and the result
+    warned of for reaching the box's edge); a plate beyond a 4 mm bar was taken with the ball
+    (Dice 0.67): both are thinner than a quarter of the ball's radius, far from its centre."""
+    volume, ball = strand_scene(other)
+    warnings: list[str] = []
+    mask = delineate(volume, (20, 60, 35), warnings=warnings).full()
+    assert dice(mask, ball) > 0.85
+    assert not mask[:, :, 60:].any()  # the ball ends at x = 50
+    assert warnings == []
+
+
+LOBES = [((20, 60, 76), 9), ((20, 45, 66), 8), ((20, 72, 48), 9), ((26, 60, 60), 8)]
+
+
+def lobulated_scene():
+    """Lung holding a lobulated tumour: a 14 mm ball centred at voxel (20, 60, 60) with four
+    8–9 mm lobes (`LOBES`: centre, radius in mm) on wide necks; the lobes' balls 2 mm in from
+    their surface."""
+    shape, spacing = (40, 120, 120), (1.0, 1.0, 2.0)  # Grid spacing is (x, y, z)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+
+    def ball(centre, radius):
+        return ((z - centre[0]) * 2) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= radius**2
+
+    lesion = ball((20, 60, 60), 14)
+    for centre, radius in LOBES:
+        lesion |= ball(centre, radius)
+    hu = np.full(shape, -850.0)
+    hu[lesion] = 40
+    hu += np.random.default_rng(0).normal(0, 25, shape)
+    lobes = [ball(centre, radius - 2) for centre, radius in LOBES]
+    return Volume(hu.astype(np.int16), Grid(shape, spacing), modality="CT"), lesion, lobes
+
+
+@pytest.mark.parametrize("click", [(20, 60, 60), (20, 60, 80), (20, 42, 66), (20, 74, 46), (28, 60, 60)])
+def test_a_lobulated_tumours_lobes_are_kept_wherever_the_click(click):
+    """Cutting strands must not cut a tumour's own lobes: each is thicker than a quarter of
+    the core's radius. Clicks at the core and in each lobe."""
+    volume, lesion, lobes = lobulated_scene()
+    mask = delineate(volume, click).full()
+    assert dice(mask, lesion) > 0.8
+    for lobe in lobes:
+        assert np.count_nonzero(mask & lobe) >= 0.95 * np.count_nonzero(lobe)
+
+
+def test_vessels_above_the_lung_tumour_are_not_taken():
+    """IBSI-1: a click in the tumour (one of four in 29 random clicks so): the lesion ran along
+    the vessels of the hilum to the box's top face, 16 slices above the expert GTV, and was
+    warned of. They are now cut where they leave the tumour."""
+    volume = load_volume(data_path("dicom", "ibsi1-lung-ct", "image"))
+    expert = read_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), volume)["GTV-1"].mask.full()
+    warnings: list[str] = []
+    mask = delineate(volume, (27, 86, 65), warnings=warnings).full()
+    top = np.nonzero(expert.any(axis=(1, 2)))[0].max()
+    assert not mask[top + 3 :].any()
+    assert dice(mask, expert) >= 0.70
+    assert warnings == []
