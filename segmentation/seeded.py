@@ -26,7 +26,8 @@ the distance to the edge of the soft-tissue region:
    click; parts far from the lesion's core thinner than a share of its largest ball are cut
    with what lies beyond them (a lesion is compact: a thin bridge to a far region, a vessel
    running away from it, is a leak); the surface is placed at full resolution within one
-   reduced voxel, and the connected piece holding the inside click(s) is kept.
+   reduced voxel (where values cross half-way between the lesion's and those of what surrounds
+   it), and the connected piece holding the inside click(s) is kept.
 
 Under a second on a CPU for a 10 cm lesion (0.6–0.8 s on 2 cores for the IBSI-1 GTV; the work is
 bounded by the box, not the image).
@@ -143,7 +144,8 @@ def delineate(
     core = morph.block_expand(morph.erode(lesion, (0, 1, 1)), factors, hu.shape)
     near = morph.block_expand(morph.dilate(lesion, (0, 1, 1)), factors, hu.shape)
     full_smooth = _smooth(hu.astype(np.float32), spacing)
-    full = core | (near & (full_smooth > window[0]) & (full_smooth < window[1]))
+    low_end, high_end = _edge_window(low, lesion, window)
+    full = core | (near & (full_smooth > low_end) & (full_smooth < high_end))
     full = _fill_holes_except(full, [tuple(np.asarray(p) - origin) for p in outside])
     # The refinement can leave specks of lesion-like voxels beside the lesion: keep its own piece.
     full = _component_of(full, [tuple(np.asarray(p) - origin) for p in inside])
@@ -169,6 +171,25 @@ def _without_strands(lesion: np.ndarray, spacing, seeds) -> np.ndarray:
     opened = ndi.distance_transform_edt(depth <= thin, sampling=spacing) <= thin
     kept = lesion & (opened | (_distance_mm(lesion.shape, centre, spacing) <= CORE_REACH * radius))
     return _component_of(kept, [centre]) if all(kept[seed] for seed in seeds) else lesion
+
+
+def _edge_window(low: np.ndarray, lesion: np.ndarray, window: tuple[float, float]) -> tuple[float, float]:
+    """The window of values within which the lesion's surface is placed at full resolution:
+    `window` widened, on each side where the lesion is surrounded by darker (lung, air) or
+    brighter values, to half-way between the lesion's median value and theirs: where a blurred
+    step between them crosses, the surface. (Placed where values leave `window`, a 15 mm ball in
+    lung came out 1 mm too small all round: Dice 0.88.) `low`: the reduced image; `lesion`: the
+    lesion in it; what surrounds it: the second ring of reduced voxels around it in each slice
+    (about 4 mm out; the first holds the blurred edge's own values)."""
+    beyond = morph.dilate(lesion, (0, 2, 2)) & ~morph.dilate(lesion, (0, 1, 1))
+    value = float(np.median(low[lesion]))
+    low_end, high_end = window
+    darker, brighter = low[beyond & (low <= low_end)], low[beyond & (low >= high_end)]
+    if darker.size:
+        low_end = min(low_end, (value + float(np.median(darker))) / 2)
+    if brighter.size:
+        high_end = max(high_end, (value + float(np.median(brighter))) / 2)
+    return low_end, high_end
 
 
 def _mask(volume: Volume, array: np.ndarray, origin: np.ndarray) -> Mask:

