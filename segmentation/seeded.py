@@ -160,15 +160,13 @@ def _without_strands(lesion: np.ndarray, spacing, seeds) -> np.ndarray:
     from that ball's centre that a ball of `STRAND_SHARE` of its radius cannot enter (an opening
     limited to parts far from the core), and all they alone joined to it. A lesion is compact;
     a thin bridge to a far region is a leak. Unchanged when a click lies in a strand."""
-    from scipy import ndimage as ndi
-
-    depth = ndi.distance_transform_edt(lesion, sampling=spacing)
+    depth = _distance_to(~lesion, spacing)
     centre = np.unravel_index(int(np.argmax(depth)), depth.shape)
     radius = float(depth[centre])
     if radius == 0:
         return lesion
     thin = STRAND_SHARE * radius
-    opened = ndi.distance_transform_edt(depth <= thin, sampling=spacing) <= thin
+    opened = _distance_to(depth > thin, spacing) <= thin
     kept = lesion & (opened | (_distance_mm(lesion.shape, centre, spacing) <= CORE_REACH * radius))
     return _component_of(kept, [centre]) if all(kept[seed] for seed in seeds) else lesion
 
@@ -181,9 +179,11 @@ def _edge_window(low: np.ndarray, lesion: np.ndarray, window: tuple[float, float
     lung came out 1 mm too small all round: Dice 0.88.) `low`: the reduced image; `lesion`: the
     lesion in it; what surrounds it: the second ring of reduced voxels around it in each slice
     (about 4 mm out; the first holds the blurred edge's own values)."""
+    low_end, high_end = window
+    if not lesion.any():
+        return low_end, high_end
     beyond = morph.dilate(lesion, (0, 2, 2)) & ~morph.dilate(lesion, (0, 1, 1))
     value = float(np.median(low[lesion]))
-    low_end, high_end = window
     darker, brighter = low[beyond & (low <= low_end)], low[beyond & (low >= high_end)]
     if darker.size:
         low_end = min(low_end, (value + float(np.median(darker))) / 2)
@@ -310,6 +310,16 @@ def _depth(lesion_like: np.ndarray, spacing) -> np.ndarray:
         region, insideIsPositive=True, squaredDistance=False, useImageSpacing=True
     )
     return np.clip(sitk.GetArrayFromImage(depth), 0, None)
+
+
+def _distance_to(mask: np.ndarray, spacing) -> np.ndarray:
+    """Each voxel's distance to the nearest voxel of `mask` (mm; 0 in it)."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    distance = sitk.SignedMaurerDistanceMap(
+        image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
+    return np.clip(sitk.GetArrayFromImage(distance), 0, None)
 
 
 def _deepest(depth: np.ndarray, basin: np.ndarray) -> Point:
