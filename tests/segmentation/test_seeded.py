@@ -263,6 +263,14 @@ def test_thin_strands_leading_away_from_the_lesion_are_cut(other):
 LOBES = [((20, 60, 76), 9), ((20, 45, 66), 8), ((20, 72, 48), 9), ((26, 60, 60), 8)]
 
 
+def test_a_click_on_a_strand_keeps_it():
+    """A click on the vessel means it: what holds the click is never cut as a strand."""
+    volume, _ = strand_scene("vessel")
+    mask = delineate(volume, (20, 76, 90)).full()
+    assert mask[20, 76, 90]
+    assert mask[20, 60, 35]  # with the ball it runs from
+
+
 def test_the_surface_of_a_lesion_in_lung_lies_at_its_edge():
     """The surface is placed where the values cross half-way between the lesion's and the lung's.
     It was placed where they left the lesion's window of values: 1 mm inside all round, a
