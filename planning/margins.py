@@ -360,6 +360,26 @@ def sides_at_edges(mask: Mask) -> list[str]:
     return _sides_at_grid_edges(mask.array, lo, hi, mask.grid)
 
 
+def edge_planes(mask: Mask) -> dict[str, tuple[int, np.ndarray]]:
+    """The grid's first and last planes that `mask` has voxels on, by the patient side
+    `sides_at_edges` names: (the array axis across the plane, the mask on the whole plane, 2D
+    bool in the order of the two other axes z, y, x)."""
+    planes = {}
+    if mask.box is None:
+        return planes
+    for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(mask.grid)):
+        for side, index in ((towards_lower, 0), (towards_higher, mask.grid.shape[axis] - 1)):
+            if mask.box[axis].start <= index < mask.box[axis].stop:
+                box = tuple(
+                    slice(index, index + 1) if a == axis else slice(0, n)
+                    for a, n in enumerate(mask.grid.shape)
+                )
+                plane = mask.region(box).take(0, axis=axis)
+                if plane.any():
+                    planes[side] = (axis, plane)
+    return planes
+
+
 def _limit(mask: Mask, within: Mask | None) -> Mask:
     if within is None:
         return mask

@@ -18,7 +18,10 @@ numbers the user reads are those of the structures they get. A resection that re
 of the organ raises `GeometryError` naming it. An organ that reaches the first or last slice or
 the in-plane border of the images (a liver whose top the scan cuts off) is measured as imaged:
 `Resection.edges` names the sides and `Resection.warnings` says that its volumes and
-percentages are of the imaged part only, and which of the two parts reaches each side.
+percentages are of the imaged part only, and which of the two parts reaches each side. Likewise
+a structure whose part in the resected region runs off the images is not said to be removed
+whole (`Reached.edges`), and one that touches the resected region (for a sheet, the cut) where
+both run off the images is named as possibly reached past them (`Resection.beyond`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from planning.errors import GeometryError
-from planning.margins import sides_at_edges
+from planning.margins import edge_planes, sides_at_edges
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
 from planning.surfaces.mesh import Surface
 
@@ -128,13 +131,26 @@ class Reached:
         resected_cc: its volume (cc) inside the resected region.
         fraction: that volume over the structure's volume (0–1).
         crossed: whether the region's boundary runs through it, i.e. part of it lies outside
-            the region (False: removed whole).
+            the region (False: removed whole, as far as the images show).
+        edges: patient sides ("superior", "left"…) where its part in the region reaches the edge
+            of the images: it goes on past them, where more of it may be resected, so its volume
+            and share are of the imaged part and "removed whole" cannot be said.
     """
 
     name: str
     resected_cc: float
     fraction: float
     crossed: bool
+    edges: tuple[str, ...] = ()
+
+    @property
+    def how(self) -> str:
+        """How the resection reaches it, in words: crossed, removed whole, or either as far as
+        imaged where it runs off the images inside the resected region."""
+        if not self.edges:
+            return "crossed" if self.crossed else "removed whole"
+        beyond = f"it runs off {edges_in_words(list(self.edges))} of the images inside the resected region"
+        return f"crossed; {beyond}" if self.crossed else f"removed as far as imaged: {beyond}"
 
 
 @dataclass
@@ -151,6 +167,9 @@ class Resection:
             the images).
         edges: patient sides ("superior", "left"…) where the organ reaches the edge of the
             images: its volumes and percentages are of the imaged part only.
+        beyond: other structures not reached in the images that touch the resected region (for
+            a cutting sheet, the voxels it cuts) in the last plane of the images on a side both
+            reach, with those sides: they may be reached past the images, unchecked.
     """
 
     resected: Structure
@@ -161,6 +180,7 @@ class Resection:
     reached: list[Reached]
     warnings: list[str] = field(default_factory=list)
     edges: list[str] = field(default_factory=list)
+    beyond: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def resected_percent(self) -> float:
@@ -179,9 +199,8 @@ class Resection:
             f"{self.remnant.name}: {self.remnant_cc:.1f} cc ({self.remnant_percent:.1f} %)",
         ]
         for item in self.reached:
-            how = "crossed" if item.crossed else "removed whole"
             lines.append(
-                f"  {item.name}: {how}, {item.resected_cc:.2f} cc in the resected region "
+                f"  {item.name}: {item.how}, {item.resected_cc:.2f} cc in the resected region "
                 f"({100 * item.fraction:.0f} %)"
             )
         return "\n".join(lines)
@@ -205,7 +224,8 @@ def cut_with_sheet(organ: Structure, sheet: CutSheet, others: Iterable[Structure
     near = ndimage.distance_transform_edt(~filled, sampling=mask.grid.spacing_zyx) <= SHEET_REACH_MM
     region = (filled & (height > 0)) | (sheet_voxels & near)
     resected_mask = Mask(mask.grid, resected, mask.offset)
-    return _result(organ, resected_mask, others, "cut", Mask(mask.grid, region, mask.offset))
+    cut_outside = Mask(mask.grid, sheet_voxels & near, mask.offset)
+    return _result(organ, resected_mask, others, "cut", Mask(mask.grid, region, mask.offset), cut_outside)
 
 
 def cut_inside(organ: Structure, surface: Surface, others: Iterable[Structure] = ()) -> Resection:
@@ -308,9 +328,15 @@ def _require_resected(resected: np.ndarray, problem: str) -> None:
         raise GeometryError(f"{problem}: nothing to resect")
 
 
-def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) -> Resection:
+def _result(
+    organ: Structure, resected: Mask, others, how: str, region: Mask, cut_at_edges: Mask | None = None
+) -> Resection:
     """The resection of `resected` (organ voxels); other structures count as reached in
-    `region`, the resected region outside the organ too."""
+    `region`, the resected region outside the organ too. Those touching `cut_at_edges` (by
+    default `region`; for a sheet, the voxels it cuts: the organ's resected part goes on past
+    the images, but what borders it is only cut where the sheet passes) where both run off the
+    images may be reached past them."""
+    others = list(others)
     remnant = Mask(organ.mask.grid, organ.mask.array & ~resected.array, organ.mask.offset)
     tight_resected, tight_remnant = _tight(resected), _tight(remnant)
     organ_cc = organ.mask.volume_cc
@@ -323,6 +349,11 @@ def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) ->
     if edges:
         parts = {"the resected part": sides_at_edges(resected), "the remnant": sides_at_edges(remnant)}
         warnings.append(_edge_warning(organ.name, edges, parts))
+    reached_names = {item.name for item in reached}
+    unreached = [s for s in others if s is not organ and s.name not in reached_names]
+    beyond = _beyond_images(unreached, region if cut_at_edges is None else cut_at_edges)
+    if beyond:
+        warnings.append(_beyond_warning(beyond))
     return Resection(
         resected=Structure(
             f"{organ.name}_resected",
@@ -346,6 +377,7 @@ def _result(organ: Structure, resected: Mask, others, how: str, region: Mask) ->
         reached=reached,
         warnings=warnings,
         edges=edges,
+        beyond=beyond,
     )
 
 
@@ -391,11 +423,39 @@ def _reached(other: Structure, organ: Structure, region: Mask) -> Reached | None
     """How much of `other` lies in the resected `region`; None for none (or the organ itself)."""
     if other is organ or other.mask.is_empty or region.box is None:
         return None
-    inside = int(np.count_nonzero(other.mask.region(region.box) & region.array))
+    in_region = other.mask.region(region.box) & region.array
+    inside = int(np.count_nonzero(in_region))
     if inside == 0:
         return None
     total = other.mask.voxel_count
-    return Reached(other.name, inside * other.mask.grid.voxel_volume_cc, inside / total, inside < total)
+    edges = sides_at_edges(Mask(region.grid, in_region, region.offset))
+    return Reached(
+        other.name, inside * other.mask.grid.voxel_volume_cc, inside / total, inside < total, tuple(edges)
+    )
+
+
+def _beyond_images(others: list[Structure], region: Mask) -> dict[str, list[str]]:
+    """The structures of `others` that touch `region` (share or neighbour a voxel, diagonals
+    included) in the last plane of the images on a side both reach, with those sides: past the
+    images they may go into it."""
+    beyond: dict[str, list[str]] = {}
+    for side, (_, plane) in edge_planes(region).items():
+        near = ndimage.binary_dilation(plane, np.ones((3, 3), bool))
+        for other in others:
+            theirs = edge_planes(other.mask).get(side)
+            if theirs is not None and (theirs[1] & near).any():
+                beyond.setdefault(other.name, []).append(side)
+    return beyond
+
+
+def _beyond_warning(beyond: dict[str, list[str]]) -> str:
+    """The warning for structures that may be reached past the edges of the images."""
+    named = ", ".join(f"{name} ({edges_in_words(sides)})" for name, sides in beyond.items())
+    one = len(beyond) == 1
+    return (
+        f"{named} {'touches' if one else 'touch'} the resected region where both run off the images: "
+        f"past the images, which show nothing, {'it' if one else 'they'} may be reached too"
+    )
 
 
 def _tight(mask: Mask) -> Mask:

@@ -293,3 +293,63 @@ def test_a_sheet_cannot_bend_through_two_points_one_above_the_other():
     with pytest.raises(ValueError, match="points 1 and 3 of the cut lie 0.0 mm apart"):
         CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), [[5.0, 0.0, 0.0], [0.0, 10.0, 0.0], [-5.0, 0.0, 0.0]])
     CutSheet((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), [[5.0, 0.0, 0.0], [-5.0, 2.0, 0.0]])  # 2 mm apart: fine
+
+
+def test_a_structure_running_off_the_images_inside_the_resected_region_is_not_removed_whole():
+    """A tumour in a liver that goes on past the top of the images (z 49), itself cut off by
+    them: all of its imaged part is resected, but what lies past the images is not known."""
+    liver = (np.abs(POINTS - [0.0, 0.0, 30.0]) <= 30.0).all(axis=-1)
+    tumour = (np.linalg.norm(POINTS[..., :2] - [20.0, 0.0], axis=-1) <= 6.0) & (POINTS[..., 2] >= 40.0)
+    duct = np.linalg.norm(POINTS - [20.0, 0.0, 20.0], axis=-1) <= 4.0  # whole, in the resected part
+    organ = structure("Liver", liver & ~tumour & ~duct)
+    others = [structure("GTV", tumour), structure("Duct", duct)]
+    result = cut_with_sheet(organ, CutSheet((5.0, 0.0, 0.0), (1.0, 0.0, 0.0)), others)
+    reached = {r.name: r for r in result.reached}
+    assert reached["GTV"].edges == ("superior",) and not reached["GTV"].crossed
+    assert reached["Duct"].edges == () and reached["Duct"].how == "removed whole"
+    summary = result.summary()
+    assert (
+        "GTV: removed as far as imaged: it runs off the superior end of the images inside the resected region"
+        in summary
+    )
+    assert "GTV: removed whole" not in summary
+
+    vein = (np.hypot(POINTS[..., 0] - 5.0, POINTS[..., 1]) <= 3.0) & (POINTS[..., 2] >= 10.0)
+    crossed = cut_with_sheet(
+        structure("Liver", liver & ~vein),
+        CutSheet((5.0, 0.0, 0.0), (1.0, 0.0, 0.0)),
+        [structure("Vein", vein)],
+    )
+    [item] = crossed.reached
+    assert item.crossed and item.edges == ("superior",)
+    assert item.how == "crossed; it runs off the superior end of the images inside the resected region"
+
+
+def test_a_structure_running_off_the_images_next_to_the_resected_region_may_be_reached_past_them():
+    """A liver cut off by the top of the images (z 49). A tumour at the top resected with a
+    safety margin: a vein running off the top in the voxels next to the grown tumour, never in
+    it in the images, may be reached past them; one 3 voxels from it, or one that stops short
+    of the top, is not named. A plane cut: a vein in the voxels next to the cut there (beyond
+    the organ), but not one that only touches the organ's resected part."""
+    liver = (np.abs(POINTS - [0.0, 0.0, 30.0]) <= [20.0, 20.0, 30.0]).all(axis=-1)
+    organ = structure("Liver", liver)
+    up = POINTS[..., 2] >= 40.0
+
+    def vein(name, x_mm, y_mm=0.0, top_mm=60.0):
+        along = np.hypot(POINTS[..., 0] - x_mm, POINTS[..., 1] - y_mm) <= 2.0
+        return structure(name, along & up & (POINTS[..., 2] <= top_mm))
+
+    near, far, short = vein("IVC", 23.0), vein("Aorta", 26.0), vein("Short", 23.0, top_mm=40.0)
+    gtv = structure("GTV", np.linalg.norm(POINTS - [11.0, 0.0, 49.0], axis=-1) <= 4.0)  # grown: x ≤ 20
+    result = resect_with_margin(organ, gtv, 5.0, [near, far, short])
+    assert result.reached == [] and result.beyond == {"IVC": ["superior"]}
+    assert (
+        "IVC (the superior end) touches the resected region where both run off the images: past the "
+        "images, which show nothing, it may be reached too"
+    ) in result.warnings
+    assert resect_with_margin(organ, gtv, 5.0, [far, short]).beyond == {}
+    # a groove x 13–20, y 12–20 along the liver; the cut at x 15 crosses it, the vein x 16–20 in it
+    grooved = structure("Liver", liver & ~((np.abs(POINTS[..., 0] - 17.0) <= 4.0) & (POINTS[..., 1] >= 12.0)))
+    beside_cut = vein("Vein", 18.0, 17.0)
+    cut = cut_with_sheet(grooved, CutSheet((15.0, 0.0, 0.0), (1.0, 0.0, 0.0)), [near, beside_cut])
+    assert cut.reached == [] and cut.beyond == {"Vein": ["superior"]}

@@ -452,6 +452,9 @@ def test_a_safety_margin_past_the_end_of_the_images_is_said_in_the_dialog_and_me
     assert f"<b>T{warning[1:]}.</b>" in dialog.note.text()
     assert window.messages.messages().count(f"Resection of Liver: {warning}") == 1
     assert window.messages.button.text().startswith("⚠")
+    # the vessel runs the images' length: its part in the grown tumour runs off both ends
+    ends = "it runs off the inferior and superior ends of the images inside the resected region"
+    assert f"Vessel: crossed; {ends}" in dialog.note.text()
 
 
 def test_a_liver_cut_off_by_the_images_is_said_in_the_dialog_and_messages(window, qtbot):

@@ -368,7 +368,7 @@ def describe(result: Resection, organ: str, how: str) -> str:
     ]
     if result.reached:
         items = "".join(
-            f"<li>{e(r.name)}: {'crossed' if r.crossed else 'removed whole'}, "
+            f"<li>{e(r.name)}: {e(r.how)}, "
             f"{r.resected_cc:.2f} cc in the resected region ({_percent(r.fraction)} of it)</li>"
             for r in result.reached
         )
