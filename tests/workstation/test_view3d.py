@@ -791,3 +791,34 @@ def test_a_snapshot_of_another_shape_keeps_every_structure_whole(qtbot, view, tm
     left, right, top, bottom = lit_extent(png_pixels(view.snapshot(tmp_path / "moved.png", size)), SPLEEN)
     assert left > 0 and right < size[0] - 1 and top > 0 and bottom < size[1] - 1
     assert view.renderer.GetActiveCamera().GetPosition() == position  # the view's camera is untouched
+
+
+def test_a_snapshot_after_the_user_turned_and_zoomed_in_shows_what_the_view_shows(
+    qtbot, view, volume, structures, tmp_path
+):
+    """Turned with the mouse, then zoomed in with the wheel until the camera is inside the body
+    outline (its near clipping plane a fraction of a millimetre away): a snapshot at the view's
+    size is the view's image, nothing clipped or cropped that the view shows (but for the
+    orientation cube, which snapshots leave out)."""
+    from PyQt6.QtCore import QPoint
+    from support.app import drag, wheel
+
+    _with_body(structures)
+    view.show_case(_case_of(volume, structures))
+    ready(qtbot, view)
+    view.render_image()
+    camera = view.renderer.GetActiveCamera()
+    far_away = camera.GetDistance()
+    centre = view._vtk.rect().center()
+    drag(view._vtk, [centre + QPoint(8 * i, 3 * i) for i in range(10)])
+    for _ in range(12):
+        wheel(view._vtk, centre, 1)
+    qtbot.wait(300)
+    assert camera.GetDistance() < 0.2 * far_away and camera.GetClippingRange()[0] < 1.0  # inside the body
+    screen = view.render_image().astype(int)
+    shot = png_pixels(view.snapshot(tmp_path / "zoomed.png")).astype(int)
+    assert shot.shape == screen.shape
+    differs = np.abs(shot - screen).max(axis=-1) > 40
+    differs[-int(0.15 * screen.shape[0]) :, : int(0.15 * screen.shape[1])] = False  # the orientation cube
+    assert looks_like(screen[:, -40:].reshape(-1, 3).mean(0), LIVER)  # the liver fills the right side
+    assert differs.mean() < 0.005  # anti-aliasing along silhouettes
