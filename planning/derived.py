@@ -184,6 +184,12 @@ def edited_description(recipe: dict) -> str:
     return f"Derived: {_strip(describe(bare))}, then edited by hand"[:_DESCRIPTION_LIMIT]
 
 
+def without_recipe(description: str) -> str:
+    """`description` without the recipe `description_for` put in it (its summary kept)."""
+    at = description.find(RECIPE_TAG)
+    return description if at < 0 else description[:at].rstrip()
+
+
 def recipe_from_description(description: str) -> dict | None:
     """The recipe embedded in an ROI description by `description_for`, or None."""
     at = description.find(RECIPE_TAG)

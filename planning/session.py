@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from planning import derived
 from planning import session_fields as check
 from planning.errors import Cancelled, FormatError, GeometryError
 from planning.geometry import Grid
+from planning.recipe_check import check_recipe
 from planning.session_storage import check_folder_target, read_files, write_archive, write_folder
 from planning.structures import GenerationAlgorithm, Mask, PlanarContour, RoiType, Structure, StructureSet
 
@@ -291,10 +293,11 @@ def _to_plain(value, arrays: dict[str, np.ndarray]):
 def load_session(path: str | os.PathLike) -> Session:
     """Read a session folder or archive written by `save_session`.
 
-    A damaged history (or view state) or record of interpolated slices is left out, with a
-    warning in `Session.warnings`, so the structures still load. Anything damaged in the image
-    reference or the structures refuses the file (nothing the user drew is dropped or guessed):
-    the message names the entry, the structure, what it holds and what was expected.
+    A damaged history, view state, record of interpolated slices or derived structure's recipe
+    is left out, with a warning in `Session.warnings` naming it, so the structures still load.
+    Anything else damaged in the image reference or the structures refuses the file (nothing the
+    user drew is dropped or guessed): the message names the entry, the structure, what it holds
+    and what was expected.
 
     Raises:
         FormatError: the path is not a Delineo session, or is damaged (named in the message).
@@ -302,6 +305,7 @@ def load_session(path: str | os.PathLike) -> Session:
     path = Path(path)
     files = read_files(path)
     document = _document(path, files)
+    dropped: list[str] = []  # the damaged recipes left out
     try:
         mask_arrays = _npz(files, "structures.npz")
         reference = _reference_from_plain(check.entry(document, "image", "session.json"))
@@ -314,7 +318,7 @@ def load_session(path: str | os.PathLike) -> Session:
             raise ValueError(f"structures.npz is missing (it holds the masks of {len(records)} structure(s))")
         numbers: dict[int, str] = {}
         for index, record in enumerate(records):
-            structure = _structure_from_record(record, index, grid, mask_arrays)
+            structure = _structure_from_record(record, index, grid, mask_arrays, dropped)
             if structure.name in structures:
                 raise ValueError(f"session.json: two structures are named {structure.name!r}")
             if structure.number in numbers:
@@ -326,18 +330,28 @@ def load_session(path: str | os.PathLike) -> Session:
             structures.add(structure, rename=False)
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
-    session = Session(reference, structures, saved_at=str(document.get("saved_at", "")))
+    session = Session(reference, structures, saved_at=str(document.get("saved_at", "")), warnings=dropped)
     session.interpolated = _interpolated_from(document.get("interpolated", {}), session.warnings)
     session.drawn_in = _drawn_in_from(document.get("drawn_in", {}), session.warnings)
     try:
         history_arrays = _npz(files, "history.npz")
+    except ValueError as error:
+        _warn(session, f"{path}: the undo history and view state are damaged and were left out ({error})")
+        return session
+    try:
         session.history = _from_plain(document.get("history", []), history_arrays)
-        session.view = _from_plain(document.get("view", {}), history_arrays)
     except (KeyError, ValueError, TypeError, AttributeError) as error:
-        warning = f"{path}: the undo history is damaged and was left out ({error})"
-        log.warning(warning)
-        session.warnings.append(warning)
+        _warn(session, f"{path}: the undo history is damaged and was left out ({error})")
+    try:
+        session.view = check.mapping(_from_plain(document.get("view", {}), history_arrays), "the view state")
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        _warn(session, f"{path}: the view state is damaged and was reset ({error})")
     return session
+
+
+def _warn(session: Session, warning: str) -> None:
+    log.warning(warning)
+    session.warnings.append(warning)
 
 
 def _interpolated_from(plain, warnings: list[str]) -> dict[int, FilledPlanes]:
@@ -471,8 +485,11 @@ def _structure_set_from(info, grid: Grid) -> StructureSet:
     return structures
 
 
-def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[str, np.ndarray]) -> Structure:
-    """The structure of one record of session.json's 'structures' list, each value checked."""
+def _structure_from_record(
+    record: dict, index: int, grid: Grid, arrays: dict[str, np.ndarray], warnings: list[str]
+) -> Structure:
+    """The structure of one record of session.json's 'structures' list, each value checked; a
+    damaged recipe is dropped, said in `warnings`."""
     name = record.get("name") if isinstance(record, dict) else None
     what = f"structure {name!r}" if isinstance(name, str) and name.strip() else f"structure {index + 1}"
     where = f"session.json: {what}"
@@ -490,7 +507,7 @@ def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[st
         **{key: check.flag(record.get(key, default), where, repr(key)) for key, default in _FLAGS.items()},
     }
     if properties["recipe"] is not None:
-        check.mapping(properties["recipe"], f"{where}: its recipe")
+        _drop_damaged_recipe(properties, where, warnings)
     key = check.text(record["key"], where, "key", empty=False)
     shape = check.numbers(record["shape"], where, "mask shape", 3, integer=True, low=0)
     offset = check.numbers(record["offset"], where, "mask offset", 3, integer=True, low=0)
@@ -503,6 +520,23 @@ def _structure_from_record(record: dict, index: int, grid: Grid, arrays: dict[st
     contours = _unpack_contours(record.get("contours"), arrays, what, f"{where}: its contours")
     markers = _unpack_contours(record.get("markers"), arrays, what, f"{where}: its markers")
     return Structure.from_properties(properties, mask, contours=contours, markers=markers)
+
+
+def _drop_damaged_recipe(properties: dict, where: str, warnings: list[str]) -> None:
+    """Leave out a structure's recipe that cannot be carried out (an unknown operation, a margin
+    not a number…), and its copy in the description: the structure keeps its geometry as drawn or
+    last built, and is no longer rebuilt from its sources."""
+    try:
+        check_recipe(properties["recipe"])
+    except ValueError as error:
+        properties["recipe"] = None
+        properties["description"] = derived.without_recipe(properties["description"])
+        warning = (
+            f"{where}: its recipe is damaged ({error}); the recipe was left out: "
+            f"{properties['name']} keeps its contours but is no longer rebuilt from its sources"
+        )
+        log.warning(warning)
+        warnings.append(warning)
 
 
 #: The true/false attributes of a structure record, and their values when absent.

@@ -31,6 +31,7 @@ from workstation.app.history import Locked
 from workstation.app.jobs import JobRunner, ProgressPanel
 from workstation.app.menus import WindowMenus
 from workstation.app.opening import CaseOpening
+from workstation.app.saved_view import checked_view_state
 from workstation.app.saving import SessionSaving
 from workstation.app.slice_view import SliceView
 from workstation.app.slicing import VIEWS
@@ -268,6 +269,15 @@ class MainWindow(QMainWindow):
         return state
 
     def restore_view_state(self, plain: dict) -> None:
+        """Put the views back as a session saved them; a damaged entry is left as the case
+        starts, said in the Messages (`saved_view.checked_view_state`)."""
+        plain, damaged = checked_view_state(
+            plain, self.case.grid.shape, list(self.views), list(self.grid.frames)
+        )
+        for warning in damaged:
+            self.messages.add("WARNING", warning)
+        if damaged:
+            self.statusBar().showMessage(damaged[0], 15000)
         if self.state is not None:
             self.state.restore(plain)
         for name, view_plain in plain.get("views", {}).items():

@@ -179,7 +179,7 @@ class SliceView(QWidget):
         return {"zoom": self.zoom, "pan": [self.pan.x(), self.pan.y()]}
 
     def restore_view_state(self, plain: dict) -> None:
-        self.zoom = float(plain.get("zoom", 1.0))
+        self.zoom = float(np.clip(plain.get("zoom", 1.0), *ZOOM_RANGE))
         self.pan = QPointF(*plain.get("pan", [0.0, 0.0]))
         self.update()
 
