@@ -3,7 +3,9 @@
 `load_volume` is what the CLI and the workstation call with whatever the user points at. DICOM
 goes through `planning.dicom`; the research formats go through SimpleITK, which keeps their
 geometry (NIfTI's RAS is converted to LPS by ITK). Where a NIfTI file's sform and the geometry
-ITK read (its qform or pixdim) disagree, the sform wins, as in nibabel, FSL and most tools.
+ITK read (its qform or pixdim) disagree, the sform wins, as in nibabel, FSL and most tools. A
+sheared sform (axes not at right angles: `planning.sform_shear`) is refused, unless the shear is
+rounding (under 0.01°): the axes are then made perpendicular.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 import shutil
 import struct
+import threading
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +28,13 @@ from planning.dicom.load import load_series
 from planning.dicom.scan import ScanResult, scan
 from planning.errors import DelineoError, FormatError, GeometryError
 from planning.geometry import Grid
+from planning.sform_shear import (
+    SHEAR_LIMIT_DEG,
+    SHEAR_NOISE_DEG,
+    perpendicular_grid,
+    shear_of,
+    voxels_moved_mm,
+)
 from planning.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -39,6 +50,11 @@ _IMAGE_IO = {
     ".mha": "MetaImageIO",
     ".mhd": "MetaImageIO",
 }
+
+#: ITK's switch letting its NIfTI reader take a sform whose axes are not perpendicular.
+_ITK_PERMISSIVE = "ITK_NIFTI_SFORM_PERMISSIVE"
+#: One read at a time changes that switch.
+_PERMISSIVE_LOCK = threading.Lock()
 
 #: The range of an image's lowest value that, with air and water present, makes it a CT: air
 #: (−1000 HU, stored from −1024) down to the padding outside a scanner's field of view (−3024).
@@ -97,19 +113,22 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     Raises:
         FormatError: the file cannot be read, or a NIfTI file holds less data than its header
             declares (ITK would fill the rest with zeros).
-        GeometryError: the image is not one 3D single-component volume.
+        GeometryError: the image is not one 3D single-component volume, or a NIfTI file's sform
+            holds a shear (axes `SHEAR_LIMIT_DEG` or more from right angles).
     """
     path = Path(path)
     nifti_header = _read_nifti_header(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     if nifti_header is not None:
         _check_nifti_complete(path, nifti_header)
+        _check_sform_shear(path, nifti_header)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     suffix = image_suffix(path)
     if suffix is not None and not path.name.endswith(suffix):  # ITK knows endings in lower case only
         reader.SetImageIO(_IMAGE_IO[suffix])
     try:
-        image = reader.Execute()
+        with _sform_shear_allowed(nifti_header):
+            image = reader.Execute()
     except RuntimeError as error:
         reason = _first_line(error)
         if "No such file or directory" in reason:  # the data ended before the voxels did
@@ -272,43 +291,96 @@ def _nifti_sform(header: bytes) -> tuple[int, np.ndarray] | None:
     return code, np.array(rows, dtype=np.float64).reshape(3, 4)
 
 
-def _sform_grid(sform: np.ndarray, shape: tuple[int, int, int]) -> Grid | None:
-    """The grid an sform (3×4, RAS mm) describes, in LPS; None unless it is a rotation times
-    voxel sizes (orthonormal axes within 1e-4)."""
+def _used_sform(header: bytes) -> tuple[int, np.ndarray] | None:
+    """sform_code and sform (3×4, voxel → LPS mm) of a NIfTI header whose sform is in use (code
+    > 0) and places every voxel (finite, no voxel step of length 0); else None."""
+    found = _nifti_sform(header)
+    if found is None or found[0] <= 0:
+        return None
+    code, sform = found
     lps = np.diag([-1.0, -1.0, 1.0]) @ sform
-    spacing = np.linalg.norm(lps[:, :3], axis=0)
-    if not (np.all(np.isfinite(lps)) and np.all(spacing > 0)):
+    if not (np.all(np.isfinite(lps)) and np.all(np.linalg.norm(lps[:, :3], axis=0) > 0)):
         return None
-    direction = lps[:, :3] / spacing
-    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
-        return None
-    return Grid(shape=shape, spacing_xyz=tuple(spacing), origin_xyz=tuple(lps[:, 3]), direction=direction)
+    return code, lps
+
+
+def _check_sform_shear(path: Path, header: bytes) -> None:
+    """Refuse a NIfTI file whose sform's voxel axes are `SHEAR_LIMIT_DEG` or more from right
+    angles: no grid places its voxels where the file does (ITK would refuse it without saying
+    why, or place it by its qform, elsewhere than nibabel and FSL do)."""
+    found = _used_sform(header)
+    if found is None:
+        return
+    code, lps = found
+    shear = shear_of(lps)
+    if shear.shear_deg < SHEAR_LIMIT_DEG:
+        return
+    shape = tuple(max(int(n), 1) for n in _nifti_layout(header).dims[3:0:-1])  # (z, y, x)
+    moved = voxels_moved_mm(lps, perpendicular_grid(lps, shape))
+    raise GeometryError(
+        f"{path.name}: its sform (code {code}) is sheared: its voxel axes {shear.axes} meet at "
+        f"{shear.angle_deg:.3f}°, {shear.shear_deg:.3f}° from a right angle. Delineo places images by "
+        f"perpendicular axes, which would move voxels up to {moved:.2f} mm from where the file puts "
+        "them; resample the image onto a grid with perpendicular axes first"
+    )
+
+
+@contextmanager
+def _sform_shear_allowed(header: bytes | None):
+    """While ITK reads a NIfTI file whose sform holds a shear below `SHEAR_LIMIT_DEG` (rounding),
+    let it (ITK refuses any above about 0.006° when the qform is not set); `_apply_sform` then
+    makes the axes perpendicular. The variable is ITK's own switch, set for this read only."""
+    found = _used_sform(header) if header is not None else None
+    if found is None or shear_of(found[1]).shear_deg < SHEAR_NOISE_DEG:
+        yield
+        return
+    with _PERMISSIVE_LOCK:
+        previous = os.environ.get(_ITK_PERMISSIVE)
+        os.environ[_ITK_PERMISSIVE] = "1"
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[_ITK_PERMISSIVE]
+            else:
+                os.environ[_ITK_PERMISSIVE] = previous
 
 
 def _apply_sform(volume: Volume, path: Path, header: bytes) -> None:
     """Place `volume` by the file's sform (sform_code > 0) where ITK's geometry differs, with a
-    warning naming both; only warn when the sform differs but is not a rotation times voxel sizes."""
+    warning naming both. An sform sheared less than `SHEAR_LIMIT_DEG` (larger ones are refused
+    before reading) is made perpendicular, said unless the shear is mere rounding; a degenerate
+    sform is not used, said."""
     found = _nifti_sform(header)
     if found is None or found[0] <= 0:
         return
-    code, sform = found
-    itk = volume.grid
-    stated = np.diag([-1.0, -1.0, 1.0]) @ sform
-    if np.allclose(stated, itk.affine[:3], atol=1e-3):
+    code, itk = found[0], volume.grid
+    placed = _used_sform(header)
+    if placed is None:
+        stated = np.diag([-1.0, -1.0, 1.0]) @ found[1]
+        if not np.allclose(stated, itk.affine[:3], atol=1e-3):
+            volume.warnings.append(
+                f"{path.name}: its sform (code {code}) differs from its qform/pixdim geometry but is "
+                f"degenerate (a voxel step of length 0, or not a number), so it is not used; the image "
+                f"is placed by {_describe(itk)}; the sform says {np.round(stated, 4).tolist()} (LPS mm)"
+            )
         return
-    grid = _sform_grid(sform, itk.shape)
-    if grid is None:
+    stated = placed[1]
+    grid, shear = perpendicular_grid(stated, itk.shape), shear_of(stated)
+    if shear.shear_deg >= SHEAR_NOISE_DEG:
+        volume.grid = grid
         volume.warnings.append(
-            f"{path.name}: its sform (code {code}) differs from its qform/pixdim geometry but is not "
-            f"a rotation times voxel sizes (sheared or degenerate), so it is not used; the image is "
-            f"placed by {_describe(itk)}; the sform says {np.round(stated, 4).tolist()} (LPS mm)"
+            f"{path.name}: its sform's voxel axes {shear.axes} meet at {shear.angle_deg:.4f}°, "
+            f"{shear.shear_deg:.4f}° from a right angle (rounding by the program that wrote it, most "
+            f"likely); they are made perpendicular, which moves no voxel more than "
+            f"{voxels_moved_mm(stated, grid):.3f} mm"
         )
-        return
-    volume.grid = grid
-    volume.warnings.append(
-        f"{path.name}: its sform (code {code}) and its qform/pixdim disagree; the sform is used, as "
-        f"nibabel, FSL and most tools do: {_describe(grid)} (the qform/pixdim said {_describe(itk)})"
-    )
+    elif not np.allclose(stated, itk.affine[:3], atol=1e-3):
+        volume.grid = grid
+        volume.warnings.append(
+            f"{path.name}: its sform (code {code}) and its qform/pixdim disagree; the sform is used, as "
+            f"nibabel, FSL and most tools do: {_describe(grid)} (the qform/pixdim said {_describe(itk)})"
+        )
 
 
 def _describe(grid: Grid) -> str:

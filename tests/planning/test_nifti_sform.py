@@ -5,7 +5,9 @@ import struct
 import numpy as np
 import pytest
 
+from planning.errors import GeometryError
 from planning.imageio import read_image_file
+from planning.sform_shear import SHEAR_LIMIT_DEG
 
 nib = pytest.importorskip("nibabel")
 
@@ -64,17 +66,58 @@ def test_an_agreeing_sform_gives_no_warning(tmp_path):
     assert volume.warnings == []
 
 
-def test_a_sheared_sform_that_disagrees_is_named_not_used(tmp_path):
-    image = nib.Nifti1Image(DATA, AFFINE)
+def _sheared(path, degrees: float, qform_code: int):
+    """A file whose sform turns its j axis `degrees` towards its i axis (the qform, when set, is
+    nibabel's nearest rotation)."""
     sheared = AFFINE.copy()
-    sheared[0, 1] = 0.5
-    image.set_qform(AFFINE, code=1)
+    sheared[0, 1] = AFFINE[1, 1] * np.tan(np.radians(degrees))
+    image = nib.Nifti1Image(DATA, sheared)
+    image.set_qform(sheared if qform_code else None, code=qform_code)
     image.set_sform(sheared, code=2)
-    nib.save(image, tmp_path / "shear.nii")
-    volume = read_image_file(tmp_path / "shear.nii")
-    np.testing.assert_allclose(volume.grid.affine, RAS_TO_LPS @ AFFINE, atol=1e-5)
+    nib.save(image, path)
+    return path, sheared
+
+
+@pytest.mark.parametrize("qform_code", [0, 1])
+def test_a_sheared_sform_is_refused_naming_the_shear(tmp_path, qform_code):
+    # ITK refused it without saying why when the qform was not set, else placed it by the qform
+    path, _ = _sheared(tmp_path / "shear.nii", 9.462, qform_code)
+    with pytest.raises(GeometryError) as error:
+        read_image_file(path)
+    assert str(error.value).startswith(
+        "shear.nii: its sform (code 2) is sheared: its voxel axes i and j meet at 80.538°, 9.462° from a "
+        "right angle. Delineo places images by perpendicular axes, which would move voxels up to "
+    )
+    assert str(error.value).endswith("resample the image onto a grid with perpendicular axes first")
+
+
+def test_a_shear_just_above_the_limit_is_refused(tmp_path):
+    path, _ = _sheared(tmp_path / "shear.nii.gz", 1.2 * SHEAR_LIMIT_DEG, 0)
+    with pytest.raises(GeometryError, match=r"i and j meet at 89\.988°, 0\.012° from a right angle"):
+        read_image_file(path)
+
+
+@pytest.mark.parametrize("degrees", [0.004, 0.008])
+@pytest.mark.parametrize("qform_code", [0, 1])
+def test_a_rounding_shear_is_made_perpendicular_with_a_warning(tmp_path, degrees, qform_code):
+    # ITK refused shears above about 0.006° when the qform was not set
+    path, sheared = _sheared(tmp_path / "round.nii", degrees, qform_code)
+    volume = read_image_file(path)
+    direction = volume.grid.direction
+    np.testing.assert_allclose(direction.T @ direction, np.eye(3), atol=1e-12)
+    stated = RAS_TO_LPS @ sheared
+    np.testing.assert_allclose(volume.grid.affine[:, 3], stated[:, 3], atol=1e-5)  # the same origin
+    np.testing.assert_allclose(volume.grid.spacing_xyz, np.linalg.norm(stated[:3, :3], axis=0), rtol=1e-6)
+    corner = np.array([5.0, 4.0, 3.0, 1.0])  # the last voxel (i, j, k)
+    moved = np.linalg.norm((volume.grid.affine - stated) @ corner)
+    assert 0 < moved < 3.0 * np.radians(degrees) * 4  # less than the shear moves the j axis' far end
+    np.testing.assert_array_equal(volume.array, DATA.transpose(2, 1, 0))
     [warning] = volume.warnings
-    assert warning.startswith("shear.nii: its sform (code 2) differs") and "is not used" in warning
+    assert warning.startswith(
+        f"round.nii: its sform's voxel axes i and j meet at {90 - degrees:.4f}°, {degrees:.4f}° from a "
+        "right angle (rounding by the program that wrote it, most likely); they are made perpendicular, "
+        "which moves no voxel more than "
+    )
 
 
 def test_delineo_info_shows_the_geometry_warning(tmp_path, capsys):
