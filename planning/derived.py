@@ -121,19 +121,23 @@ def sources(recipe: dict | str) -> set[str]:
 def renamed(recipe: dict | str, old: str, new: str) -> dict | str:
     """`recipe` reading structure `new` wherever it read `old` (a source renamed), its
     fingerprints (``built_from``) kept under the new name."""
+    return renamed_all(recipe, {old: new})
+
+
+def renamed_all(recipe: dict | str, names: Mapping[str, str]) -> dict | str:
+    """`recipe` reading each structure under its new name in `names` (old → new, all at once:
+    {"A": "B", "B": "C"} swaps none into another), fingerprints kept under the new names."""
     if isinstance(recipe, str):
-        return new if recipe == old else recipe
+        return names.get(recipe, recipe)
     out = dict(recipe)
     for key in ("source", "within"):
         if out.get(key) is not None:
-            out[key] = renamed(out[key], old, new)
+            out[key] = renamed_all(out[key], names)
     for key in ("sources", "minus"):
         if key in out:
-            out[key] = [renamed(operand, old, new) for operand in out[key]]
+            out[key] = [renamed_all(operand, names) for operand in out[key]]
     if "built_from" in out:
-        out["built_from"] = {
-            new if name == old else name: digest for name, digest in out["built_from"].items()
-        }
+        out["built_from"] = {names.get(name, name): digest for name, digest in out["built_from"].items()}
     return out
 
 

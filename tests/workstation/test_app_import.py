@@ -3,7 +3,7 @@ dropped RTSTRUCT / RTDOSE file."""
 
 import numpy as np
 import pytest
-from support.app import wait_idle
+from support.app import show_sample, wait_idle
 from support.data import data_path
 
 from planning.imageio import save_volume
@@ -88,3 +88,37 @@ def test_an_import_keeps_its_reading_warnings_with_the_case():
     assert case.structures.names()[-1] == "GTV_2" and contours_left_out(case.structures.warnings)
     case.history.undo()
     assert "GTV_2" not in case.structures
+
+
+def test_a_reimported_derived_structure_reads_the_reimported_sources(window, qtbot, tmp_path):
+    """A GTV and the PTV grown from it, exported and imported again while the open GTV was
+    edited: the imported PTV_2 is derived from the imported GTV_2, as it was exported, so it is
+    not out of date; it read the open GTV, was marked out of date, and a rebuild overwrote it."""
+    from planning import derived
+    from workstation.app import services
+
+    case = show_sample(window)
+    case.add_structure(
+        derived.derive({"op": "expand", "source": "GTV", "margins": 5.0}, case.structures, name="PTV")
+    )
+    exported = services.write_rtstruct(case.structures, case.volume, tmp_path / "RS.dcm")
+    assert not any("PTV" in w and "recipe" in w for w in exported)
+    k = int(case.structures["GTV"].mask.offset[0]) + 2
+    case.edit_region(
+        "Paint", "GTV", (slice(k, k + 1), slice(5, 15), slice(5, 15)), np.ones((1, 10, 10), bool)
+    )
+    ptv_as_exported = case.structures["PTV"].mask.full()
+
+    window.opening.import_structures(tmp_path / "RS.dcm")
+    wait_idle(qtbot, window)
+    assert {"GTV_2", "PTV_2"} <= set(case.structures.names())
+    imported = case.structures["PTV_2"]
+    assert derived.sources(imported.recipe) == {"GTV_2"} and set(imported.recipe["built_from"]) == {"GTV_2"}
+    assert "GTV_2 + 5 mm" in imported.description
+    window.commands.check_stale()
+    wait_idle(qtbot, window)
+    assert window.commands.stale == ["PTV"]  # the open PTV, whose GTV was edited; not the imported one
+    window.commands.rebuild_stale()
+    wait_idle(qtbot, window)
+    assert imported.mask.full().sum() == pytest.approx(ptv_as_exported.sum(), rel=0.02)
+    assert not np.array_equal(case.structures["PTV"].mask.full(), ptv_as_exported)

@@ -8,6 +8,8 @@ changes; its colour, visibility and review stay free, and it may be read (a marg
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from planning.errors import GeometryError
@@ -147,7 +149,27 @@ class Case:
 
     def import_structures(self, loaded: StructureSet, label: str) -> None:
         """Add the structures of a set read onto these images as one undo step; its reading
-        warnings join `structures.warnings`."""
+        warnings join `structures.warnings`. One whose name is taken gets a suffix (GTV_2), and a
+        derived structure among them reads its imported sources under their new names: not the
+        open case's namesakes, which would make it out of date and be rebuilt from them."""
+        from workstation.app import services
+
+        taken, names = set(self.structures.names()), {}
+        for structure in loaded:  # the names `StructureSet.add` gives them, one after another
+            name = new = structure.name
+            for n in itertools.count(2):
+                if new not in taken:
+                    break
+                new = f"{name}_{n}"
+            names[name] = new
+            taken.add(new)
+        renamed = {old: new for old, new in names.items() if old != new}
+        for structure in loaded:
+            structure.name = names[structure.name]
+            if renamed and structure.recipe and "op" in structure.recipe:
+                structure.recipe, structure.description = services.rename_recipe_sources(
+                    structure.recipe, structure.description, renamed
+                )
         self.add_structures(list(loaded), label)
         self.structures.warnings += loaded.warnings
 

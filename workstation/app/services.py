@@ -146,8 +146,14 @@ def recipe_sources(recipe: dict) -> set[str]:
 def rename_recipe_source(recipe: dict, description: str, old: str, new: str) -> tuple[dict, str]:
     """A recipe (and the description written from it) reading structure `new` where it read
     `old`; a description the user wrote is kept."""
+    return rename_recipe_sources(recipe, description, {old: new})
+
+
+def rename_recipe_sources(recipe: dict, description: str, names: dict[str, str]) -> tuple[dict, str]:
+    """A recipe (and the description written from it) reading each structure under its new name
+    in `names` (old → new); a description the user wrote is kept."""
     derived = _module("planning.derived", "Derived structures")
-    updated = derived.renamed(recipe, old, new)
+    updated = derived.renamed_all(recipe, names)
     bare = {k: v for k, v in recipe.items() if k != "built_from"}
     if description == derived.description_for(bare):
         description = derived.description_for({k: v for k, v in updated.items() if k != "built_from"})
