@@ -360,6 +360,37 @@ def sides_at_edges(mask: Mask) -> list[str]:
     return _sides_at_grid_edges(mask.array, lo, hi, mask.grid)
 
 
+def labels_at_edges(labels: np.ndarray, grid: Grid) -> dict[int, list[str]]:
+    """For each non-zero label of a (z, y, x) label map on `grid` that has voxels on the grid's
+    first or last plane, the patient sides there (as `sides_at_edges` names and orders them)."""
+    if tuple(labels.shape) != grid.shape:
+        raise ValueError(f"label map of shape {labels.shape} does not fit grid {grid.shape}")
+    sides: dict[int, list[str]] = {}
+    for axis, (towards_lower, towards_higher, _) in enumerate(_array_axis_sides(grid)):
+        for side, index in ((towards_lower, 0), (towards_higher, -1)):
+            for value in np.unique(labels.take(index, axis=axis)):
+                if value:
+                    sides.setdefault(int(value), []).append(side)
+    return sides
+
+
+def edges_in_words(sides: list[str]) -> str:
+    """Sides of the images in words: "the superior end", "the superior end and the left and
+    anterior edges" (superior and inferior are the ends, the other sides the edges)."""
+
+    def listed(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    ends = [s for s in sides if s in ("superior", "inferior")]
+    borders = [s for s in sides if s not in ends]
+    words = [
+        f"the {listed(names)} {noun}{'s' if len(names) > 1 else ''}"
+        for names, noun in ((ends, "end"), (borders, "edge"))
+        if names
+    ]
+    return " and ".join(words)
+
+
 def edge_planes(mask: Mask) -> dict[str, tuple[int, np.ndarray]]:
     """The grid's first and last planes that `mask` has voxels on, by the patient side
     `sides_at_edges` names: (the array axis across the plane, the mask on the whole plane, 2D

@@ -15,6 +15,12 @@ comment, the OBJ's first comment line, VTP field data "Coordinates"; each begins
 3D Slicer (4.11 and later) reads, "SPACE=LPS" or "SPACE=RAS" (in VTP the field data "SPACE"), so
 either file lands on the image there. Files are written to a temporary name and moved into
 place, so a failed export leaves no half-written file.
+
+A structure that runs off the images (a liver whose top the scan does not show) is meshed
+closed, capped by a flat face at the image's end or edge: right for printing, but that face is
+where the scan stops, not the structure's surface. The caller passes the sides where each
+structure reaches the edge of the images (`planning.margins.sides_at_edges`); `Export.cut`
+names them for each structure written, for the user to be told.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,18 +65,44 @@ class PrintCheck:
     volume_cc: float
 
 
+@dataclass(frozen=True)
+class CutByImages:
+    """A structure written that runs off the images: its mesh is capped flat there.
+
+    Attributes:
+        name: the structure.
+        sides: the patient sides ("superior", "left"…) where it reaches the edge of the images.
+    """
+
+    name: str
+    sides: tuple[str, ...]
+
+    def describe(self) -> str:
+        """E.g. "Liver: cut by the superior end of the images; the flat face there is the edge
+        of the scan, not anatomy"."""
+        from planning.margins import edges_in_words
+
+        faces = "the flat face there is" if len(self.sides) == 1 else "the flat faces there are"
+        return (
+            f"{self.name}: cut by {edges_in_words(list(self.sides))} of the images; "
+            f"{faces} the edge of the scan, not anatomy"
+        )
+
+
 @dataclass
 class Export:
     """Files written; (the surface as written, its file) for each structure written (repaired
     for printing, in the coordinates asked); in printing mode, the check of each structure
     written and, for each one left out, (its name, why it could not be printed) and the file
-    it would have had (none for OBJ): one already there is not from this export."""
+    it would have had (none for OBJ): one already there is not from this export; the
+    structures written that the images cut off (`cut`)."""
 
     files: list[Path]
     checks: list[PrintCheck]
     unprintable: list[tuple[str, str]] = field(default_factory=list)
     written: list[tuple[Surface, Path]] = field(default_factory=list)
     unwritten_files: list[Path] = field(default_factory=list)
+    cut: list[CutByImages] = field(default_factory=list)
 
 
 class FilesExist(FormatError):
@@ -93,10 +125,15 @@ def export_surfaces(
     for_printing: bool = False,
     repair_spacing_mm: float = 0.5,
     overwrite: bool = False,
+    image_edges: Mapping[str, Sequence[str]] | None = None,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Export:
     """Write surfaces to `folder` in format `fmt` (stl, obj, ply or vtp).
+
+    `image_edges`: for a structure that reaches the edge of the images, the patient sides
+    there (`planning.margins.sides_at_edges`); `Export.cut` lists those written, whose meshes
+    are capped flat at those sides.
 
     With `for_printing`, every mesh is checked: closed, manifold, consistently outward-oriented.
     A mesh that is not is rebuilt from its voxelisation at `repair_spacing_mm` (which is
@@ -148,7 +185,12 @@ def export_surfaces(
         files = [path for _, path in ready]
     on_progress("Writing meshes", 1, 1)
     unwritten = [] if fmt == "obj" else [path for path in paths if path not in files]
-    return Export(files, checks, unprintable, ready, unwritten)
+    cut = [
+        CutByImages(surface.name, tuple(sides))
+        for surface, _ in ready
+        if (sides := (image_edges or {}).get(surface.name))
+    ]
+    return Export(files, checks, unprintable, ready, unwritten, cut)
 
 
 def target_files(names: list[str], folder: str | os.PathLike, fmt: str = "stl") -> list[Path]:

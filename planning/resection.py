@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from planning.errors import GeometryError
-from planning.margins import edge_planes, sides_at_edges
+from planning.margins import edge_planes, edges_in_words, sides_at_edges
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure
 from planning.surfaces.mesh import Surface
 
@@ -379,23 +379,6 @@ def _result(
         edges=edges,
         beyond=beyond,
     )
-
-
-def edges_in_words(sides: list[str]) -> str:
-    """Sides of the images in words: "the superior end", "the superior end and the left and
-    anterior edges" (superior and inferior are the ends, the other sides the edges)."""
-
-    def listed(names: list[str]) -> str:
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-    ends = [s for s in sides if s in ("superior", "inferior")]
-    borders = [s for s in sides if s not in ends]
-    words = [
-        f"the {listed(names)} {noun}{'s' if len(names) > 1 else ''}"
-        for names, noun in ((ends, "end"), (borders, "edge"))
-        if names
-    ]
-    return " and ".join(words)
 
 
 def _edge_warning(organ: str, edges: list[str], parts: dict[str, list[str]]) -> str:

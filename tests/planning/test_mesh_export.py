@@ -11,9 +11,11 @@ from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 
 from planning.errors import FormatError
 from planning.geometry import Grid
+from planning.margins import labels_at_edges, sides_at_edges
 from planning.measurements import mesh_volume_cc
-from planning.mesh_export import FilesExist, export_surfaces, printable
-from planning.surfaces.build import surfaces_from_label_map
+from planning.mesh_export import CutByImages, FilesExist, export_surfaces, printable
+from planning.structures import Mask, Structure
+from planning.surfaces.build import build_surfaces, surfaces_from_label_map
 from planning.surfaces.mesh import Surface
 
 GRID = Grid((30, 40, 40), (1.0, 1.0, 1.5), (-20.0, 5.0, 60.0))
@@ -166,3 +168,66 @@ def test_existing_files_are_kept_unless_overwriting(tmp_path):
     export_surfaces(surfaces, tmp_path, "stl", overwrite=True)
     header = (tmp_path / "Label_2.stl").read_bytes()[:80]
     assert header.startswith(b"Delineo, SPACE=LPS, mm, DICOM patient LPS: Label_2")
+
+
+#: a feet-first-like grid: slice index grows towards the feet, row index towards anterior
+CUT_GRID = Grid((12, 24, 20), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.diag([1.0, -1.0, -1.0]))
+
+
+def cut_structures() -> list[Structure]:
+    """A liver running off the first slice (superior here), a vessel through every slice along
+    the last column (the patient's left), a kidney inside the images."""
+    liver, vessel, kidney = (np.zeros(CUT_GRID.shape, bool) for _ in range(3))
+    liver[0:6, 4:16, 4:14] = True
+    vessel[:, 18:21, 17:20] = True
+    kidney[7:10, 4:8, 4:8] = True
+    return [Structure(name, Mask.from_full(CUT_GRID, full)) for name, full in
+            (("Liver", liver), ("Vessel", vessel), ("Kidney_R", kidney))]  # fmt: skip
+
+
+def test_a_structure_the_images_cut_off_is_named_with_the_sides_capped_flat(tmp_path):
+    """The mesh of a liver whose top the scan does not show is closed by a flat face at the first
+    slice: the export names the liver and that side, and writes the same files as untold."""
+    structures = cut_structures()
+    edges = {s.name: sides_at_edges(s.mask) for s in structures}
+    surfaces = list(build_surfaces(structures).values())
+    liver = surfaces[0].points
+    top = liver[:, 2] > liver[:, 2].max() - 0.1  # superior: z of slice 0 is the highest
+    assert np.ptp(liver[top, 0]) > 8 and np.ptp(liver[top, 1]) > 10  # a flat cap, 10 × 12 mm
+
+    told = export_surfaces(surfaces, tmp_path / "told", "stl", for_printing=True, image_edges=edges)
+    assert told.cut == [
+        CutByImages("Liver", ("superior",)),
+        CutByImages("Vessel", ("superior", "inferior", "left")),
+    ]
+    assert told.cut[0].describe() == (
+        "Liver: cut by the superior end of the images; the flat face there is the edge of the scan, "
+        "not anatomy"
+    )
+    assert told.cut[1].describe() == (
+        "Vessel: cut by the superior and inferior ends and the left edge of the images; "
+        "the flat faces there are the edge of the scan, not anatomy"
+    )
+    untold = export_surfaces(surfaces, tmp_path / "untold", "stl", for_printing=True)
+    assert untold.cut == []
+    assert [p.read_bytes() for p in told.files] == [p.read_bytes() for p in untold.files]
+
+
+def test_only_structures_written_are_named_as_cut(tmp_path):
+    triangle = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    flat = Surface("Clip", triangle, [[0, 1, 2], [0, 2, 1]])  # not printable: left out
+    edges = {"Clip": ["superior"], "GTV": ["left"]}
+    export = export_surfaces([flat], tmp_path, "stl", for_printing=True, image_edges=edges)
+    assert export.files == [] and export.cut == []
+
+
+def test_the_labels_of_a_label_map_at_the_edges_are_those_of_their_masks():
+    labels = np.zeros(CUT_GRID.shape, np.uint8)
+    for value, structure in enumerate(cut_structures(), start=1):
+        labels[structure.mask.full()] = value
+    assert labels_at_edges(labels, CUT_GRID) == {
+        value: sides_at_edges(structure.mask)
+        for value, structure in enumerate(cut_structures(), start=1)
+        if sides_at_edges(structure.mask)
+    }
+    assert labels_at_edges(labels, CUT_GRID)[2] == ["superior", "inferior", "left"]

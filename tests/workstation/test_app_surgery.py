@@ -605,6 +605,29 @@ def test_mesh_export_writes_files_and_never_overwrites_without_asking(window, qt
     assert (folder / "surfaces.obj").exists() and (folder / "surfaces.mtl").exists()
 
 
+def test_mesh_export_names_a_liver_the_images_cut_off(window, qtbot, tmp_path):
+    """A liver whose top is above the last slice is capped flat there: the dialog and the
+    Messages panel say that face is the edge of the scan; the kidney, imaged whole, is not named."""
+    high_liver = _ball(LIVER + [0.0, 0.0, 20.0], LIVER_R)  # centre at z 45 mm, the images end at 49
+    show_spheres(window, liver=high_liver)
+    window.surgery.export.trigger()
+    dialog = window.last_dialog
+    dialog.check_where(lambda s: s.name in ("Liver", "Kidney_R"))
+    dialog.folder.setText(str(tmp_path / "models"))
+    dialog.for_printing.setChecked(True)
+    dialog.export_button.click()
+    wait_idle(qtbot, window)
+    warning = (
+        "Liver: cut by the superior end of the images; the flat face there is the edge of the scan, "
+        "not anatomy"
+    )
+    output = dialog.output.toPlainText()
+    assert f"Cut off by the images:\n  {warning}\n" in output and "Kidney_R: cut" not in output
+    assert window.messages.messages()[-1] == f"3D model export: {warning}"
+    assert "1 cut off by the images, flat there (see Messages)" in window.statusBar().currentMessage()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["Kidney_R.stl", "Liver.stl"]
+
+
 def test_structure_volume_and_surface_area(window, qtbot):
     show_spheres(window)
     window.surgery.sizes.trigger()

@@ -67,6 +67,36 @@ def test_a_label_map_is_named_by_the_json_beside_it(tmp_path):
     assert sorted(p.name for p in (tmp_path / "given").iterdir()) == ["Liver_2.stl", "Stomach_2.stl"]
 
 
+def test_structures_the_images_cut_off_are_named_with_their_flat_sides(tmp_path, capsys):
+    """On a grid whose row axis is flipped, a liver on the first row and the last slice runs
+    off the posterior edge and the superior end; the stomach, inside, is not named."""
+    labels = np.zeros((20, 30, 30), np.uint8)
+    labels[10:20, 0:12, 5:15] = 1
+    labels[4:16, 5:20, 16:25] = 7
+    image = sitk.GetImageFromArray(labels)
+    image.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    sitk.WriteImage(image, str(tmp_path / "labels.nii.gz"))
+    (tmp_path / "labels.json").write_text('{"1": "Liver", "7": "Stomach"}')
+    argv = ["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "out"), "--print"]
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: Liver: cut by the superior end and the posterior edge of the images; "
+        "the flat faces there are the edge of the scan, not anatomy"
+    ]
+
+
+def test_organs_of_a_real_scan_are_named_where_it_cuts_them(tmp_path, capsys):
+    """TotalSegmentator's 20-slice example: the liver goes on past both ends of the scan, the
+    pancreas past its inferior end (the NIfTI's slices run inferior to superior)."""
+    labels = data_path("dicom", "totalseg-example", "labels.nii.gz")
+    argv = ["mesh", str(labels), "--out", str(tmp_path), "--names", "liver", "pancreas", "--format", "obj"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "warning: liver: cut by the inferior and superior ends of the images; the flat faces" in out
+    assert "warning: pancreas: cut by the inferior end of the images; the flat face there is" in out
+
+
 def test_rtstruct_needs_its_series(tmp_path, capsys):
     rtstruct = data_path("dicom", "ibsi1-lung-ct", "RS.dcm")
     assert main(["mesh", str(rtstruct), "--out", str(tmp_path)]) == 1
@@ -228,7 +258,9 @@ def test_the_report_gives_the_figures_of_the_repaired_mesh(tmp_path, capsys, mon
     box = surfaces_from_label_map(labels, Grid(labels.shape, (1.0, 1.0, 1.0)), {1: "Box"})[1]
     inverted = Surface("Box", box.points, box.triangles[:, ::-1])  # e.g. from a tool with flipped winding
     assert mesh_volume_cc(inverted) < 0
-    monkeypatch.setattr(mesh_command, "_surfaces", lambda args, options, progress, before_meshing: [inverted])
+    monkeypatch.setattr(
+        mesh_command, "_surfaces", lambda args, options, progress, before_meshing: ([inverted], {})
+    )
     label_map(tmp_path / "labels.nii.gz")
     assert main(["mesh", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "out"), "--print"]) == 0
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Box ")]

@@ -2,7 +2,8 @@
 (`planning.mesh_export.export_surfaces`), optionally checked and repaired for 3D printing, in a
 job. Files are written into a hidden folder inside the target first and moved into place at the
 end, so an existing file is replaced only after the user agreed, and a failed or cancelled export
-leaves the folder as it was.
+leaves the folder as it was. Structures that run off the images are named, with the sides
+where their meshes are capped flat: that face is the edge of the scan, not anatomy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.errors import Cancelled, DelineoError
+from planning.margins import sides_at_edges
 from planning.mesh_export import Export, PrintCheck, export_surfaces
 from workstation.app.surgery import SurfaceSource, SurgeryDialog, case_gone, non_empty_names, report
 
@@ -182,6 +184,7 @@ class MeshExportDialog(SurgeryDialog):
 
         def work(on_progress, cancel):
             surfaces = source.build(on_progress, cancel)
+            image_edges = {name: sides_at_edges(source.copies[name].mask) for name in names}
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 staging = Path(tempfile.mkdtemp(prefix=".delineo-export-", dir=folder))
@@ -194,6 +197,7 @@ class MeshExportDialog(SurgeryDialog):
                     fmt,
                     coordinates=coordinates,
                     for_printing=for_printing,
+                    image_edges=image_edges,
                     on_progress=on_progress,
                     cancel=cancel,
                 )
@@ -252,6 +256,9 @@ class MeshExportDialog(SurgeryDialog):
         if stale:
             shown = ", ".join(path.name for path in stale)
             lines.append(f"Left from an earlier export, not replaced (out of date): {shown}")
+        if export.cut:
+            lines.append("Cut off by the images:")
+            lines += [f"  {cut.describe()}" for cut in export.cut]
         if self.checks:
             lines.append("3D-printing check (volume enclosed by the written mesh):")
             lines += [f"  {describe_check(check)}" for check in self.checks]
@@ -260,9 +267,13 @@ class MeshExportDialog(SurgeryDialog):
         self.output.setPlainText("\n".join(lines))
         repaired = sum(check.repaired for check in self.checks)
         note = f"; {repaired} mesh(es) repaired for printing" if repaired else ""
+        if export.cut:
+            note += f"; {len(export.cut)} cut off by the images, flat there (see Messages)"
         if left_out:
             note += "; not written: " + ", ".join(f"{name} ({why})" for name, why in left_out)
         report(self.window_, f"Exported {len(self.written)} 3D model file(s) to {folder}{note}")
+        for cut in export.cut:
+            self.window_.messages.add("WARNING", f"3D model export: {cut.describe()}")
 
 
 def describe_check(check: PrintCheck) -> str:

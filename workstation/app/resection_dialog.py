@@ -27,13 +27,13 @@ from PyQt6.QtWidgets import (
 from scipy import ndimage
 
 from planning.errors import Cancelled, DelineoError
+from planning.margins import edges_in_words
 from planning.resection import (
     CutSheet,
     Reached,
     Resection,
     cut_inside,
     cut_with_sheet,
-    edges_in_words,
     resect_with_margin,
 )
 from planning.structures import Box, Mask, RoiType, Structure

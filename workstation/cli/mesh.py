@@ -5,7 +5,8 @@ closed surface mesh per structure, in patient millimetres, DICOM LPS coordinates
 A label map (NIfTI, NRRD, MHA) is meshed on its own grid; with --series, structures (a label map,
 an RTSTRUCT or a DICOM-SEG) are first read onto that image series' grid. A label map's structures
 are named by --label-names, else by the JSON beside it (``labels.json`` for ``labels.nii.gz``), as
-when the app imports it.
+when the app imports it. A structure that runs off the images is named in a warning with the
+sides where its mesh is capped flat: that face is the edge of the scan, not anatomy.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def run(args) -> int:
     options = SurfaceOptions(smoothing_iterations=args.smoothing, decimation_tolerance_mm=args.tolerance)
     progress = ProgressBar()
     try:
-        surfaces = _surfaces(args, options, progress, lambda names: _refuse_existing(args, names))
+        surfaces, image_edges = _surfaces(
+            args, options, progress, lambda names: _refuse_existing(args, names)
+        )
         export = export_surfaces(
             surfaces,
             args.out,
@@ -71,6 +74,7 @@ def run(args) -> int:
             coordinates="RAS" if args.ras else "LPS",
             for_printing=args.print,
             overwrite=args.overwrite,
+            image_edges=image_edges,
             on_progress=progress,
         )
     except FilesExist as error:
@@ -79,6 +83,8 @@ def run(args) -> int:
         progress.close()
     _print_table(export)
     print(f"wrote {len(export.files)} file(s) to {args.out}")
+    for cut in export.cut:
+        warn(cut.describe())
     _report_stale([path for path in export.unwritten_files if path.exists()])
     return _report_unprintable(export.unprintable)
 
@@ -139,9 +145,11 @@ def _report_unprintable(unprintable: list[tuple[str, str]]) -> int:
     return 1
 
 
-def _surfaces(args, options, progress, before_meshing) -> list:
-    """The surfaces of the structures chosen (--names, else all), only those being built;
+def _surfaces(args, options, progress, before_meshing) -> tuple[list, dict[str, list[str]]]:
+    """The surfaces of the structures chosen (--names, else all), only those being built, and
+    the patient sides where each reaches the edge of the images (`planning.mesh_export`);
     `before_meshing(names)` is called with their names first (in the order they come)."""
+    from planning.margins import sides_at_edges
     from planning.surfaces.build import build_surfaces
 
     names = _label_names(args.label_names)
@@ -158,15 +166,20 @@ def _surfaces(args, options, progress, before_meshing) -> list:
     chosen = _chosen(args, [s.name for s in structures], empty)
     wanted = [s for s in structures if s.name in chosen]
     before_meshing([s.name for s in wanted])
-    return list(build_surfaces(wanted, options, on_progress=progress).values())
+    edges = {s.name: sides_at_edges(s.mask) for s in wanted}
+    return list(build_surfaces(wanted, options, on_progress=progress).values()), edges
 
 
-def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, before_meshing) -> list:
+def _label_map_surfaces(
+    args, names: dict[int, str] | None, options, progress, before_meshing
+) -> tuple[list, dict[str, list[str]]]:
     """The surfaces of the chosen labels of a label map file, named by `names` (--label-names)
-    else by the JSON beside it; a name whose value is not in the map is an empty structure."""
+    else by the JSON beside it (a name whose value is not in the map is an empty structure), and
+    the sides where each reaches the edge of the images."""
     import numpy as np
 
     from planning.imageio import is_image_file, read_image_file
+    from planning.margins import labels_at_edges
     from planning.structure_io import label_names
     from planning.surfaces.build import surfaces_from_label_map
 
@@ -188,7 +201,8 @@ def _label_map_surfaces(args, names: dict[int, str] | None, options, progress, b
         array = np.where(np.isin(array, values), array, 0)
     before_meshing([name_of[v] for v in sorted(present) if name_of[v] in chosen])
     meshes = surfaces_from_label_map(array, labels.grid, names, options=options, on_progress=progress)
-    return list(meshes.values())
+    edges = {name_of[value]: sides for value, sides in labels_at_edges(array, labels.grid).items()}
+    return list(meshes.values()), edges
 
 
 def _chosen(args, names: list[str], empty: set[str]) -> set[str]:
