@@ -798,8 +798,8 @@ def test_a_snapshot_after_the_user_turned_and_zoomed_in_shows_what_the_view_show
 ):
     """Turned with the mouse, then zoomed in with the wheel until the camera is inside the body
     outline (its near clipping plane a fraction of a millimetre away): a snapshot at the view's
-    size is the view's image, nothing clipped or cropped that the view shows (but for the
-    orientation cube, which snapshots leave out)."""
+    size is the view's image, nothing clipped or cropped that the view shows, the orientation
+    cube included."""
     from PyQt6.QtCore import QPoint
     from support.app import drag, wheel
 
@@ -819,6 +819,51 @@ def test_a_snapshot_after_the_user_turned_and_zoomed_in_shows_what_the_view_show
     shot = png_pixels(view.snapshot(tmp_path / "zoomed.png")).astype(int)
     assert shot.shape == screen.shape
     differs = np.abs(shot - screen).max(axis=-1) > 40
-    differs[-int(0.15 * screen.shape[0]) :, : int(0.15 * screen.shape[1])] = False  # the orientation cube
     assert looks_like(screen[:, -40:].reshape(-1, 3).mean(0), LIVER)  # the liver fills the right side
-    assert differs.mean() < 0.005  # anti-aliasing along silhouettes
+    assert differs.mean() < 0.005  # anti-aliasing along silhouettes and the cube's letters
+
+
+def cube_corner(image) -> np.ndarray:
+    """The lower left corner of an image where the view draws the orientation cube, as int."""
+    height, width = image.shape[:2]
+    return image[-int(0.14 * height) :, : int(0.14 * width)].astype(int)
+
+
+def drawn(corner) -> np.ndarray:
+    """The pixels of the cube and its letters: not the background (that of the corner's top right)."""
+    return np.abs(corner - corner[2, -3]).max(-1) > 40
+
+
+def lettered(corner) -> np.ndarray:
+    """The pixels of the cube's orange letters."""
+    return corner[..., 0] > corner[..., 2] + 60
+
+
+@pytest.mark.parametrize("direction", ["anterior", "left", "superior"])
+@pytest.mark.parametrize("enlarged", [1, 2])
+def test_a_snapshot_shows_the_orientation_cube_the_view_shows(
+    qtbot, view, volume, structures, tmp_path, direction, enlarged
+):
+    """A snapshot is the record of which side is the patient's left: its lower left corner
+    holds the orientation cube, turned as in the view, the same share of the image (snapshots
+    left it out). Compared at the view's scale; letters are drawn smoother off-screen."""
+    from scipy import ndimage
+
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    view.set_view(direction)
+    view._set_interacting(True)  # the user turns the camera a little
+    view.renderer.GetActiveCamera().Azimuth(25)
+    view.renderer.GetActiveCamera().Elevation(15)
+    view._set_interacting(False)
+    screen = cube_corner(view.render_image())
+    width, height = view._vtk.GetRenderWindow().GetSize()
+    shot = png_pixels(view.snapshot(tmp_path / "shot.png", (enlarged * width, enlarged * height))).astype(int)
+    in_blocks = shot.reshape(height, enlarged, width, enlarged, 3)  # a view pixel's block of the shot
+    on_screen, in_shot = drawn(screen), drawn(cube_corner(in_blocks.mean(axis=(1, 3))))
+    assert on_screen.mean() > 0.2  # the cube fills a good part of its corner
+    assert (on_screen & in_shot).sum() / (on_screen | in_shot).sum() > 0.85
+    letters, shot_letters = lettered(screen), cube_corner(lettered(in_blocks).any(axis=(1, 3)))
+    assert letters.mean() > 0.01
+    assert (letters & ndimage.binary_dilation(shot_letters)).sum() / letters.sum() > 0.9

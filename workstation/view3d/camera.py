@@ -142,8 +142,12 @@ def volume_bounds(volume: Volume | None) -> np.ndarray | None:
     return np.stack([points.min(0), points.max(0)], 1)
 
 
-def orientation_marker() -> vtkOrientationMarkerWidget:
-    """A cube labelled with the patient directions (L/R, A/P, S/I), for a corner of the view."""
+#: Where the orientation cube is drawn: (x0, y0, x1, y1), fractions of the view from its lower left.
+MARKER_VIEWPORT = (0.0, 0.0, 0.14, 0.14)
+
+
+def orientation_cube() -> vtkAnnotatedCubeActor:
+    """A cube labelled with the patient directions (L/R, A/P, S/I) on its faces, in LPS world."""
     cube = vtkAnnotatedCubeActor()
     # LPS world: +x is the patient's left, +y posterior, +z superior
     cube.SetXPlusFaceText("L")
@@ -154,7 +158,13 @@ def orientation_marker() -> vtkOrientationMarkerWidget:
     cube.SetZMinusFaceText("I")
     cube.SetFaceTextScale(0.6)
     cube.GetCubeProperty().SetColor(0.25, 0.3, 0.4)
+    return cube
+
+
+def orientation_marker() -> vtkOrientationMarkerWidget:
+    """The orientation cube in the view's lower left corner (`MARKER_VIEWPORT`), turning with
+    the camera."""
     marker = vtkOrientationMarkerWidget()
-    marker.SetOrientationMarker(cube)
-    marker.SetViewport(0.0, 0.0, 0.14, 0.14)
+    marker.SetOrientationMarker(orientation_cube())
+    marker.SetViewport(*MARKER_VIEWPORT)
     return marker

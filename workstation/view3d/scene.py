@@ -262,13 +262,20 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def render_offscreen(
-    renderer: vtkRenderer, size: tuple[int, int], extra=(), scale: float = 1.0, camera=None
+    renderer: vtkRenderer,
+    size: tuple[int, int],
+    extra=(),
+    scale: float = 1.0,
+    camera=None,
+    corner: tuple[object, tuple[float, float, float, float]] | None = None,
 ) -> np.ndarray:
     """Render a copy of `renderer`'s scene (same camera, or `camera`; props re-created so no GPU
     resource is shared between windows), plus the props `extra`, off-screen at `size` (width,
     height); returns its pixels. Labels, lines, dots and the colour bar are drawn `scale` times
     their size on screen (the snapshot's size over the view's), so they keep their share of the
-    image."""
+    image. `corner`: (a new prop, its viewport (x0, y0, x1, y1) as fractions of the image from
+    its lower left) drawn over the scene there, seen from the camera's direction and framed
+    whole, as `vtkOrientationMarkerWidget` draws the orientation cube in the view."""
     window = vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.SetSize(*size)
@@ -283,11 +290,31 @@ def render_offscreen(
         copy.AddViewProp(prop)
     copy.GetActiveCamera().DeepCopy(renderer.GetActiveCamera() if camera is None else camera)
     copy.ResetCameraClippingRange()
+    if corner is not None:
+        window.SetNumberOfLayers(2)
+        window.AddRenderer(_corner(*corner, copy.GetActiveCamera()))
     try:
         window.Render()
         return window_pixels(window)
     finally:
         window.Finalize()
+
+
+def _corner(prop, viewport, camera) -> vtkRenderer:
+    """A renderer over the scene's (layer 1) drawing `prop` in `viewport`, looking at it along
+    `camera`'s direction with its view-up, framed whole (what `vtkOrientationMarkerWidget` does
+    with the view's camera)."""
+    corner = vtkRenderer()
+    corner.SetLayer(1)
+    corner.SetViewport(*viewport)
+    corner.InteractiveOff()
+    corner.AddViewProp(prop)
+    view = corner.GetActiveCamera()
+    view.SetPosition(camera.GetPosition())
+    view.SetFocalPoint(camera.GetFocalPoint())
+    view.SetViewUp(camera.GetViewUp())
+    corner.ResetCamera()
+    return corner
 
 
 def _props(renderer: vtkRenderer) -> list:

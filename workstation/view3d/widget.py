@@ -32,9 +32,11 @@ from planning.surfaces.options import SurfaceOptions
 from planning.volume import Volume, not_in_hu, values_are_hu
 from workstation.view3d import scene
 from workstation.view3d.camera import (
+    MARKER_VIEWPORT,
     VIEWS,
     camera_for_shape,
     look_from,
+    orientation_cube,
     orientation_marker,
     surface_bounds,
     viewport_aspect,
@@ -330,10 +332,11 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
 
     def snapshot(self, path: str | Path, size: tuple[int, int] | None = None) -> Path:
         """Save the view as a PNG of `size` (width, height) pixels (default: the view's size),
-        rendered off-screen with the same camera, labels and lines grown with the height. Returns
-        the path. An image of another shape than the view's is framed for its own shape while the
-        camera is still the automatic framing; the user's camera is kept, its angle widened where
-        the image is narrower than the view, so that it shows all the view shows."""
+        rendered off-screen with the same camera, labels and lines grown with the height, and
+        the orientation cube in its corner (which side is the patient's left). Returns the path.
+        An image of another shape than the view's is framed for its own shape while the camera
+        is still the automatic framing; the user's camera is kept, its angle widened where the
+        image is narrower than the view, so that it shows all the view shows."""
         path = Path(path)
         if size is None:
             size = tuple(self._vtk.GetRenderWindow().GetSize())
@@ -348,11 +351,28 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
             self.renderer.GetActiveCamera(), width / height, viewport_aspect(self.renderer), framing
         )
         pixels = scene.render_offscreen(
-            self.renderer, (width, height), self._measurement_overlays(), scale, camera
+            self.renderer,
+            (width, height),
+            self._measurement_overlays(),
+            scale,
+            camera,
+            self._marker_corner((width, height)),
         )
         self._end_full_detail()
         scene.write_png(pixels, path)
         return path
+
+    def _marker_corner(self, size: tuple[int, int]) -> tuple | None:
+        """The orientation cube for a snapshot of `size` (width, height), where the view shows
+        it: its corner as many pixels wide and high as in the view, times the snapshot's height
+        over the view's (as labels grow). None while the view shows no cube."""
+        if not self._orientation.GetEnabled():
+            return None
+        view_width, view_height = self._vtk.GetRenderWindow().GetSize()
+        scale = size[1] / max(1, view_height)  # the snapshot's pixels per view pixel
+        x0, y0, x1, y1 = MARKER_VIEWPORT
+        width = min(1.0 - x0, (x1 - x0) * view_width * scale / size[0])
+        return orientation_cube(), (x0, y0, x0 + width, y1)
 
     def render_image(self) -> np.ndarray:
         """The view's current pixels, (height, width, 3), top row first (at full detail)."""
