@@ -304,6 +304,8 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
                 counts["NumberOfContourPoints missing or not equal to the points in ContourData"] += 1
             if not contour.image_uid:
                 counts["no-reference"] += 1
+                if kind in CLOSED_TYPES:
+                    counts["closed-no-reference"] += 1
             elif chain and contour.image_uid not in chain:
                 counts["image not listed in the referenced series"] += 1
             if kind not in CLOSED_TYPES:
@@ -321,11 +323,19 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
             report.add(
                 ERROR, f"closed contours are not planar (points up to {worst_off_plane:.3f} mm off)", name
             )
+        closed_unreferenced = counts.pop("closed-no-reference", 0)
         if counts.pop("no-reference", 0) == len(record.contours) and record.contours:
             report.add(
                 WARNING,
                 "contours name no image (ContourImageSequence): Eclipse needs it, other systems must match "
                 "slices by position",
+                name,
+            )
+        elif closed_unreferenced:
+            report.add(
+                WARNING,
+                f"{closed_unreferenced} of {len(record.contours)} contours name no image "
+                "(ContourImageSequence): Eclipse needs it on every contour",
                 name,
             )
         tiny = counts.pop("tiny", 0)

@@ -99,6 +99,20 @@ def test_a_type_that_contradicts_the_name_is_warned_of(written, tmp_path, name, 
     assert (says in warnings) if says else ("its name says" not in warnings)
 
 
+def test_some_contours_without_image_references_are_warned_of(written, tmp_path):
+    """Eclipse needs ContourImageSequence on every contour: two of a structure's contours without
+    it were not reported, since only a structure with none on any contour was."""
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    contours = ds.ROIContourSequence[0].ContourSequence
+    for contour in contours[:2]:
+        del contour.ContourImageSequence
+    ds.save_as(tmp_path / "partly.dcm")
+    warnings = messages(check_rtstruct(tmp_path / "partly.dcm", volume, run_dciodvfy=False), WARNING)
+    assert f"2 of {len(contours)} contours name no image (ContourImageSequence)" in warnings
+    assert "Lt Lung" not in warnings
+
+
 def test_real_files_without_image_references_or_study_chain(tmp_path):
     cerr = check_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), run_dciodvfy=False)
     assert "name no image" in messages(cerr, WARNING) and "repeated at the end" in messages(cerr, WARNING)
