@@ -202,6 +202,8 @@ class RTObject:
         referenced_instance_uids: other objects it refers to (plan → structure set, dose → plan).
         frames_of_reference: every frame of reference it refers to.
         items: ROI names (RTSTRUCT), segment labels (SEG) or beam names (RTPLAN).
+        dose: what an RTDOSE holds, "DoseSummationType DoseType DoseUnits" ("PLAN PHYSICAL GY",
+            "BEAM …"), so that a plan's dose can be told from its beams' ("" for other kinds).
     """
 
     kind: str
@@ -213,12 +215,14 @@ class RTObject:
     referenced_instance_uids: list[str] = field(default_factory=list)
     frames_of_reference: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
+    dose: str = ""
 
     def describe(self) -> str:
         refs = ", ".join(self.referenced_series_uids) or "no image series"
         items = f"; {len(self.items)} items: {', '.join(self.items[:8])}" if self.items else ""
         more = "…" if len(self.items) > 8 else ""
-        return f"{self.kind} '{self.label or self.path.name}' → series {refs}{items}{more}"
+        dose = f" ({self.dose})" if self.dose else ""
+        return f"{self.kind} '{self.label or self.path.name}'{dose} → series {refs}{items}{more}"
 
 
 @dataclass
@@ -614,7 +618,22 @@ def _rt_object(header: Header, kind: str) -> RTObject:
         obj.referenced_instance_uids = []
     else:
         obj.label = str(dataset.get("SeriesDescription", ""))
+    if kind == "RTDOSE":
+        obj.dose = _dose_kind(dataset)
     return obj
+
+
+def _dose_kind(dataset) -> str:
+    """ "PLAN dose, PHYSICAL, GY": an RTDOSE's DoseSummationType, DoseType and DoseUnits, each
+    named as not stated when absent."""
+    summation, dose_type, units = (
+        str(dataset.get(keyword, "") or "").strip().upper()
+        for keyword in ("DoseSummationType", "DoseType", "DoseUnits")
+    )
+    return (
+        f"{summation or 'summation not stated'} dose, {dose_type or 'type not stated'}, "
+        f"{units or 'units not stated'}"
+    )
 
 
 def _walk_items(dataset):

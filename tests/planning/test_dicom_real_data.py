@@ -151,3 +151,21 @@ def test_rt_objects_are_listed_with_their_references():
     dose = next(o for o in found.rt_objects if o.kind == "RTDOSE")
     plan = next(o for o in found.rt_objects if o.kind == "RTPLAN")
     assert plan.sop_instance_uid in dose.referenced_instance_uids
+
+
+def test_doses_say_what_they_sum(tmp_path):
+    """A plan's dose and a beam's dose of one plan are told apart by their descriptions (delineo
+    info, the Patients list): they read alike ('RT Dose'), which one to evaluate was a guess."""
+    import shutil
+
+    import pydicom
+
+    shutil.copy(data_path("dicom", "dicompyler-breast", "rtdose.dcm"), tmp_path / "plan.dcm")
+    beam = pydicom.dcmread(tmp_path / "plan.dcm")
+    beam.DoseSummationType = "BEAM"
+    beam.SOPInstanceUID = beam.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    del beam.DoseType
+    beam.save_as(tmp_path / "beam.dcm")
+    described = {o.path.name: o.describe() for o in scan(tmp_path).rt_objects}
+    assert "(PLAN dose, PHYSICAL, GY)" in described["plan.dcm"]
+    assert "(BEAM dose, type not stated, GY)" in described["beam.dcm"]
