@@ -26,7 +26,10 @@ def register(subparsers) -> None:
     parser.add_argument("--tolerance", type=positive, default=2.0, help="surface Dice / APL tolerance, mm")
     parser.add_argument("--names", nargs="+", help="only these structures")
     parser.add_argument(
-        "--labels", type=Path, help="label value → name file for label maps (JSON or 'value name' lines)"
+        "--labels",
+        type=Path,
+        help='label value → name JSON for both label maps: {"1": "Liver", …}, {"Liver": 1, …} or a list '
+        "of names (default: each map's .json beside it)",
     )
     parser.set_defaults(handler=run)
 
