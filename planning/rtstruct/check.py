@@ -319,6 +319,15 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
             if abs(_area_mm2(points)) < TINY_ISLAND_MM2:
                 counts["tiny"] += 1
         name = record.name
+        kinds = Counter(contour.geometric_type for contour in record.contours)
+        open_planar = kinds["OPEN_PLANAR"] + kinds["OPEN_NONPLANAR"]
+        if open_planar and sum(kinds[kind] for kind in CLOSED_TYPES):
+            report.add(
+                WARNING,
+                f"{open_planar} open contour(s) among closed ones: they are lines, not filled, so the "
+                "structure's volume and DVH leave them out (a closed outline written as OPEN_PLANAR?)",
+                name,
+            )
         if worst_off_plane > PLANARITY_TOLERANCE_MM:
             report.add(
                 ERROR, f"closed contours are not planar (points up to {worst_off_plane:.3f} mm off)", name

@@ -113,6 +113,18 @@ def test_some_contours_without_image_references_are_warned_of(written, tmp_path)
     assert "Lt Lung" not in warnings
 
 
+def test_open_contours_among_closed_ones_are_warned_of(written, tmp_path):
+    """An OPEN_PLANAR outline in a structure of closed ones is a line, never filled: the
+    structure's volume and DVH silently lost that plane's area."""
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    ds.ROIContourSequence[0].ContourSequence[1].ContourGeometricType = "OPEN_PLANAR"
+    ds.save_as(tmp_path / "open.dcm")
+    report = check_rtstruct(tmp_path / "open.dcm", volume, run_dciodvfy=False)
+    found = [f for f in report.findings if "open contour(s) among closed ones" in f.message]
+    assert [(f.severity, f.roi, f.message[:2]) for f in found] == [(WARNING, "Parotid_L", "1 ")]
+
+
 def test_real_files_without_image_references_or_study_chain(tmp_path):
     cerr = check_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), run_dciodvfy=False)
     assert "name no image" in messages(cerr, WARNING) and "repeated at the end" in messages(cerr, WARNING)
