@@ -1,6 +1,7 @@
 """The structure table stays cheap to update with 100+ structures: a history change refills only
 the rows whose stale mark changes, and TG-263 advice is worked out once per name."""
 
+import numpy as np
 import pytest
 from support.app import show_sample
 
@@ -143,3 +144,28 @@ def test_renaming_moves_a_type_that_came_from_the_name_and_keeps_a_chosen_one(wi
     assert case.structures["PTV_Heart"].roi_type == RoiType.AVOIDANCE
     row = next(r for r in range(table.rowCount()) if table.item(r, NAME).data(256) == "PTV_Heart")
     assert table.item(row, TYPE).text() == "AVOIDANCE"
+
+
+def test_a_filled_structure_shows_its_volume_while_another_is_being_edited(window, qtbot):
+    """Each edit of any structure restarted one shared 250 ms wait, so a structure just filled (a
+    seeded GTV, added empty: 0.00 cc) kept showing 0.00 cc as long as another one was being
+    painted, every dab under 250 ms after the last."""
+    case = show_sample(window)
+    table = window.table
+    painted = case.structures.names()[0]
+    qtbot.waitUntil(lambda: table.volume_of(case.structures[painted]) is not None)
+    painted_before = table.item(0, VOLUME).text()
+    name = window.commands.add_structure("GTV_new")
+    row = case.structures.names().index(name)
+    case.edit_region("draw", name, (slice(10, 20), slice(10, 30), slice(10, 30)), np.ones((10, 20, 20), bool))
+    expected = case.structures[name].volume_cc
+    assert table.item(row, VOLUME).text() == "0.00"  # counted once edits to it pause
+    for z in range(30):  # a brush stroke on another structure: a dab every 40 ms for 1.2 s
+        dab = (slice(z, z + 1), slice(0, 4), slice(0, 4))
+        case.structures.edit_mask(painted, dab, np.ones((1, 4, 4), bool))
+        qtbot.wait(40)
+    assert float(table.item(row, VOLUME).text()) == pytest.approx(expected, abs=0.01)
+    assert table.item(0, VOLUME).text() == painted_before  # the one painted: counted once it pauses
+    painted_now = case.structures[painted].volume_cc
+    assert float(painted_before) != pytest.approx(painted_now, abs=0.01)
+    qtbot.waitUntil(lambda: float(table.item(0, VOLUME).text()) == pytest.approx(painted_now, abs=0.01))

@@ -17,6 +17,7 @@ are not mistaken for user edits.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from functools import lru_cache
 
@@ -46,6 +47,8 @@ from workstation.app.history import Locked
 log = logging.getLogger(__name__)
 
 VISIBLE, COLOR, NAME, TYPE, VOLUME, LOCK = range(6)
+#: a structure's volume is counted once its edits (brush dabs) pause this long (ms)
+EDIT_PAUSE_MS = 250
 HEADERS = ("", "", "Name", "Type", "Volume (cc)", "")
 #: The name column is at least this wide: 16 characters, the longest usual TG-263 name, with the
 #: awaiting-review mark, in italics.
@@ -142,9 +145,10 @@ class StructureTable(QTableWidget):
         )
         self.setItemDelegateForColumn(NAME, _NameDelegate(self))
         self.setItemDelegateForColumn(TYPE, _TypeDelegate(self))
-        self._volume_timer = QTimer(self, singleShot=True, interval=250)
+        self._volume_timer = QTimer(self, singleShot=True, interval=EDIT_PAUSE_MS)
         self._volume_timer.timeout.connect(self._refresh_volumes)
-        self._stale_volumes: set[int] = set()
+        # structures edited since their volume was shown: their last edit's time.monotonic(), by id
+        self._stale_volumes: dict[int, float] = {}
         self._to_measure: dict[int, object] = {}  # structures whose volume to count, by id
         self._measuring: tuple[list, list] | None = None  # structures and masks being counted
         # volumes counted, by structure id: with the (read-only, shared) array and offset counted
@@ -318,21 +322,33 @@ class StructureTable(QTableWidget):
         row = self._row_of(structure)
         if row is None:
             return
-        if box is not None:  # a mask edit (each brush dab): the row is refilled once edits pause
-            self._stale_volumes.add(id(structure))
-            self._volume_timer.start()
+        if box is not None:  # a mask edit (each brush dab): the row is refilled once edits to it pause
+            self._stale_volumes[id(structure)] = time.monotonic()
+            if not self._volume_timer.isActive():
+                self._volume_timer.start(EDIT_PAUSE_MS)
             return
         self._fill(row, structure, volume=False)
         if row in [r.row() for r in self.selectionModel().selectedRows()]:
             self.active_changed.emit(structure.name)
 
     def _refresh_volumes(self) -> None:
+        """Refill the rows of the structures not edited for `EDIT_PAUSE_MS`; wait on for those
+        still being edited (each structure's own pause: painting one delays no other)."""
         if self.case is None:
             return
+        stale, self._stale_volumes = self._stale_volumes, {}
+        now = time.monotonic()
         for row, structure in enumerate(self.case.structures):
-            if id(structure) in self._stale_volumes and row < self.rowCount():
+            edited = stale.get(id(structure))
+            if edited is None or row >= self.rowCount():
+                continue
+            if (now - edited) * 1000 >= EDIT_PAUSE_MS:
                 self._fill(row, structure, volume=True)
-        self._stale_volumes.clear()
+            else:
+                self._stale_volumes[id(structure)] = edited
+        if self._stale_volumes:
+            first = min(self._stale_volumes.values())
+            self._volume_timer.start(max(1, round(EDIT_PAUSE_MS - (now - first) * 1000)))
 
     def _show_volume(self, row: int, structure) -> None:
         """An empty structure's volume at once, any other's once a worker has counted it."""
