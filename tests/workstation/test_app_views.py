@@ -283,14 +283,19 @@ def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtb
     browser = window.browser
     items = browser.series_items()
     assert len(items) == 1 and items[0].text(0).startswith("CT")
-    texts = []
+    rows = []
     for i in range(browser.topLevelItemCount()):
         top = browser.topLevelItem(i)
-        texts.append(top.text(0))
+        rows.append(top)
         for j in range(top.childCount()):
             study = top.child(j)
-            texts += [study.child(k).text(0) for k in range(study.childCount())]
-    assert any(t.startswith("RTSTRUCT") for t in texts)
+            rows += [study.child(k) for k in range(study.childCount())]
+    # RS.dcm beside the slices and its copy among them (same SOP Instance UID) are one object:
+    # listed once (it was listed twice), the copy named in its tooltip
+    structure_sets = [row for row in rows if row.text(0).startswith("RTSTRUCT")]
+    assert len(structure_sets) == 1
+    tip = structure_sets[0].toolTip(0)
+    assert "/RS.dcm" in tip and "/DCM_RS_00060.dcm" in tip and "also in" in tip
     browser.scrollToItem(items[0])
     rect = browser.visualItemRect(items[0])
     qtbot.mousePress(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())

@@ -47,11 +47,13 @@ class PatientBrowser(QTreeWidget):
                     load = "Double-click to load (with the RT objects that reference it)"
                     item.setToolTip(0, f"{series.describe()}\n{load}")
                     item.setToolTip(1, series.describe())
-                for obj in study.rt_objects:
+                for obj, copies in _unique(study.rt_objects):
                     item = QTreeWidgetItem(
                         study_item, [f"{obj.kind}  {obj.label or obj.path.name}", obj.describe()]
                     )
                     item.setData(0, ROLE, obj)
+                    also = "".join(f"\nthe same object also in {copy.path}" for copy in copies)
+                    item.setToolTip(0, f"{obj.path}{also}")
                     item.setToolTip(1, obj.describe())
         if scan.problems:
             QTreeWidgetItem(self, [f"{len(scan.problems)} file(s) skipped", scan.problems[0].reason])
@@ -113,6 +115,15 @@ def referencing(scan: ScanResult, series: ImageSeries, kind: str) -> list[RTObje
     for obj in found:
         unique.setdefault(obj.sop_instance_uid or str(obj.path), obj)
     return list(unique.values())
+
+
+def _unique(objects: list[RTObject]) -> list[tuple[RTObject, list[RTObject]]]:
+    """Each RT object once, with its copies (other files of the same SOP Instance UID): a
+    structure set kept both beside its CT and among its slices is one object, loaded once."""
+    unique: dict[str, tuple[RTObject, list[RTObject]]] = {}
+    for obj in objects:
+        unique.setdefault(obj.sop_instance_uid or str(obj.path), (obj, []))[1].append(obj)
+    return [(first, copies[1:]) for first, copies in unique.values()]
 
 
 def _series_title(series: ImageSeries) -> str:
