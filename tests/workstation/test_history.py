@@ -90,7 +90,7 @@ def test_a_session_whose_history_is_damaged_opens_without_it_and_says_so(window,
     window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert "Drawn" in window.case.structures and not window.case.history.can_undo
-    assert "undo history is damaged" in window.statusBar().currentMessage()
+    assert "undo history and view state are damaged" in window.statusBar().currentMessage()
 
 
 def test_a_session_whose_history_entries_cannot_be_rebuilt_opens_without_it_and_says_so(
