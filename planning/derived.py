@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 
 from planning import booleans, margins
 from planning.errors import DelineoError
+from planning.recipe_check import check_recipe
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 
 Progress = Callable[[str, float, float], None]
@@ -206,16 +207,48 @@ def recipe_from_description(description: str) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
-def restore_recipes(structure_set: StructureSet) -> list[str]:
+def recipe_in_description(description: str) -> dict | None:
+    """The recipe embedded in an ROI description by `description_for`, checked
+    (`planning.recipe_check`); None when it holds none.
+
+    Raises:
+        ValueError: the recipe is damaged (its JSON cut short, as by a system keeping 64 or 1024
+            characters; an unknown operation, a margin that is not a number of mm ≥ 0…), in words.
+    """
+    at = description.find(RECIPE_TAG)
+    if at < 0:
+        return None
+    text = description[at + len(RECIPE_TAG) :]
+    try:
+        recipe = json.loads(text)
+    except json.JSONDecodeError as error:
+        at = f"character {error.pos + 1} of {len(text)}" if error.pos < len(text) else f"its end, {len(text)}"
+        raise ValueError(f"its JSON is cut short or damaged ({error.msg}: {at})") from None
+    check_recipe(recipe)
+    return recipe
+
+
+def restore_recipes(structure_set: StructureSet, file_name: str) -> list[str]:
     """Give the structures whose ROI description holds a recipe (`description_for`) that recipe
-    again, as built from their sources as they are now (a structure set read back from an
-    RTSTRUCT is as it was exported). Returns warnings naming derived structures whose sources
-    are not in the set: those cannot be rebuilt until they are."""
+    again, as built from their sources as they are now (a structure set read back from RTSTRUCT
+    `file_name` is as it was exported). Returns warnings naming derived structures whose sources
+    are not in the set (those cannot be rebuilt until they are), and those whose recipe is
+    damaged (`recipe_in_description`), with the fault: that recipe is left out, with its copy in
+    the description, and the structure kept as read, no longer rebuilt from its sources."""
     table = _table(structure_set)
     warnings = []
     for structure in structure_set:
-        recipe = structure.recipe or recipe_from_description(structure.description)
-        if recipe is None or "op" not in recipe:
+        try:
+            recipe = recipe_in_description(structure.description)
+        except ValueError as error:
+            structure.description = without_recipe(structure.description)
+            warnings.append(
+                f"{structure.name}: the recipe in its ROI Description in {file_name} is damaged ({error}); "
+                f"the recipe was left out: {structure.name} keeps its contours but is no longer rebuilt "
+                "from its sources"
+            )
+            continue
+        if recipe is None:
             continue
         recipe = {k: v for k, v in recipe.items() if k != "built_from"}
         missing = sorted(n for n in sources(recipe) if n not in table)

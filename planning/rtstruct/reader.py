@@ -29,9 +29,12 @@ exporters invent a new frame of reference UID) is read onto those images, with a
 Damage is confined to what it touches, each left out with a warning naming its ROI: contours
 whose ContourData is empty, absent, not numbers, not whole (x, y, z) points or 10¹¹ mm or more
 away; closed contours with fewer than 3 points; the later ROI and ROI Contour items of an ROI
-number used twice. Markers (POINT, OPEN_PLANAR) more than half a slice beyond the images are
-kept, with a warning. An ROI without contours is read as an empty structure, and a ROIDisplayColor
-that is not three numbers 0–255 gives way to the name's default colour, each said in a warning.
+number used twice; a derived structure's recipe in its ROI Description that is damaged (its
+JSON cut short, an unknown operation, a margin not a number of mm ≥ 0: the structure is read as
+drawn, `planning.derived.restore_recipes`). Markers (POINT, OPEN_PLANAR) more than half a slice
+beyond the images are kept, with a warning. An ROI without contours is read as an empty
+structure, and a ROIDisplayColor that is not three numbers 0–255 gives way to the name's default
+colour, each said in a warning.
 Contours wholly or partly beyond the images' in-plane edges are filled where they lie on the
 images, and counted in a warning naming their ROI.
 
@@ -140,7 +143,7 @@ def read_rtstruct(
             warnings.append(f"ROI name {record.name!r} is used twice; the second is named {added.name!r}")
     if on_progress is not None:
         on_progress("Reading RTSTRUCT", len(records), len(records))
-    warnings += restore_recipes(structure_set)
+    warnings += restore_recipes(structure_set, path.name)
     for warning in warnings:
         log.warning("%s: %s", path.name, warning)
     structure_set.warnings = warnings
