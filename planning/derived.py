@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 
 from planning import booleans, margins
 from planning.errors import DelineoError
-from planning.recipe_check import check_recipe
+from planning.recipe_check import check_recipe, cycles
 from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 
 Progress = Callable[[str, float, float], None]
@@ -260,7 +260,45 @@ def restore_recipes(structure_set: StructureSet, file_name: str) -> list[str]:
             structure.recipe = {**recipe, "built_from": {}}
         else:
             structure.recipe = {**recipe, "built_from": fingerprints(table, sources(recipe))}
+    return warnings + drop_recipes_in_cycles(structure_set, file_name)
+
+
+def drop_recipes_in_cycles(structure_set: StructureSet, file_name: str) -> list[str]:
+    """Leave out the recipes, read from `file_name`, of derived structures that read each other
+    in a cycle (a CTV grown from the PTV grown from it; a recipe reading its own structure): none
+    can be rebuilt before the others. Each structure keeps its geometry, and its description the
+    summary. Returns a warning for each cycle, naming it ("CTV → PTV → CTV")."""
+    reads = {s.name: sources(s.recipe) for s in structure_set if s.recipe and "op" in s.recipe}
+    warnings = []
+    for members, cycle in cycles(reads):
+        for name in members:
+            structure = structure_set[name]
+            structure.recipe = None
+            structure.description = without_recipe(structure.description)
+        warnings.append(_cycle_warning(members, cycle, file_name))
     return warnings
+
+
+def _cycle_warning(members: list[str], cycle: list[str], file_name: str) -> str:
+    path = " → ".join(cycle)
+    if len(members) == 1:
+        name = members[0]
+        return (
+            f"the recipe of {name} in {file_name} reads {name} itself ({path}); it was left out: {name} "
+            "keeps its contours but is no longer rebuilt from its sources"
+        )
+    names = _and(members)
+    some = "a cycle" if len(cycle) == len(members) + 1 else "cycles, one of them"
+    return (
+        f"the recipes of {names} in {file_name} read each other in {some} ({path}: each built from the "
+        f"one before it); they were left out: {names} keep their contours but are no longer rebuilt "
+        "from their sources"
+    )
+
+
+def _and(names: list[str]) -> str:
+    """Names joined: "A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def derive(

@@ -1,10 +1,13 @@
 """Checked recipes of derived structures (`planning.derived`), as read from a session file or an
 ROI description: `check_recipe` raises a `ValueError` saying in words what is wrong (an unknown
 operation, a missing source, a margin that is not a number of mm ≥ 0) before anything evaluates,
-describes or compares a recipe that would fail there.
+describes or compares a recipe that would fail there. `cycles` finds the derived structures
+whose recipes read each other in a cycle, none of which can be rebuilt before the others.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 from planning.session_fields import is_number, is_whole, shown
 
@@ -97,3 +100,52 @@ def _check_margins(value, where: str) -> None:
         values = [value]
     if not all(is_number(v) and v >= 0 for v in values):
         raise ValueError(f"{where} has margins {shown(value)}, not finite numbers of mm ≥ 0")
+
+
+def cycles(reads: Mapping[str, Iterable[str]]) -> list[tuple[list[str], list[str]]]:
+    """The derived structures whose recipes read each other in a cycle. `reads` gives each derived
+    structure, in the set's order, the names its recipe reads. For each group on cycles together:
+    its members in that order, and the shortest cycle through the first, each built from the one
+    before it: (["CTV", "PTV"], ["CTV", "PTV", "CTV"]) for a CTV and a PTV each grown from the
+    other, (["PTV"], ["PTV", "PTV"]) for a recipe reading its own structure."""
+    built_from = {name: _built_from(name, reads) for name in reads}
+    groups, grouped = [], set()
+    for name in reads:
+        if name in grouped or name not in built_from[name]:
+            continue
+        members = [other for other in reads if other in built_from[name] and name in built_from[other]]
+        grouped.update(members)
+        groups.append((members, _shortest_cycle(name, members, reads)))
+    return groups
+
+
+def _built_from(name: str, reads: Mapping[str, Iterable[str]]) -> set[str]:
+    """The structures `name` is built from, directly or through other derived structures."""
+    found, pending = set(), list(reads[name])
+    while pending:
+        source = pending.pop()
+        if source not in found:
+            found.add(source)
+            pending += reads.get(source, ())
+    return found
+
+
+def _shortest_cycle(first: str, members: list[str], reads: Mapping[str, Iterable[str]]) -> list[str]:
+    """`first`, the members built from it one after another, and `first` again."""
+    built_into = {name: [other for other in members if name in reads[other]] for name in members}
+    previous: dict[str, str | None] = {first: None}
+    frontier = [first]
+    while frontier:
+        following = []
+        for name in frontier:
+            for other in built_into[name]:
+                if other == first:
+                    path = [name]
+                    while previous[path[-1]] is not None:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), first]
+                if other not in previous:
+                    previous[other] = name
+                    following.append(other)
+        frontier = following
+    raise ValueError(f"{first} is on no cycle of {', '.join(members)}")

@@ -294,7 +294,8 @@ def load_session(path: str | os.PathLike) -> Session:
     """Read a session folder or archive written by `save_session`.
 
     A damaged history, view state, record of interpolated slices or derived structure's recipe
-    is left out, with a warning in `Session.warnings` naming it, so the structures still load.
+    (or recipes reading each other in a cycle) is left out, with a warning in `Session.warnings`
+    naming it, so the structures still load.
     Anything else damaged in the image reference or the structures refuses the file (nothing the
     user drew is dropped or guessed): the message names the entry, the structure, what it holds
     and what was expected.
@@ -330,6 +331,9 @@ def load_session(path: str | os.PathLike) -> Session:
             structures.add(structure, rename=False)
     except (KeyError, ValueError, TypeError, AttributeError, GeometryError) as error:
         raise FormatError(f"{path}: damaged Delineo session ({error})") from error
+    for warning in derived.drop_recipes_in_cycles(structures, "session.json"):
+        log.warning(warning)
+        dropped.append(warning)
     session = Session(reference, structures, saved_at=str(document.get("saved_at", "")), warnings=dropped)
     session.interpolated = _interpolated_from(document.get("interpolated", {}), session.warnings)
     session.drawn_in = _drawn_in_from(document.get("drawn_in", {}), session.warnings)

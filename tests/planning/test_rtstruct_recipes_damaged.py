@@ -42,7 +42,7 @@ def _with_description(source, target, name: str, edit) -> None:
     """Copy RTSTRUCT `source` to `target` with the ROI Description of `name` edited."""
     dataset = pydicom.dcmread(source)
     roi = next(r for r in dataset.StructureSetROISequence if r.ROIName == name)
-    roi.ROIDescription = edit(roi.ROIDescription)
+    roi.ROIDescription = edit(roi.get("ROIDescription", ""))
     dataset.save_as(target)
 
 
@@ -106,3 +106,45 @@ def test_a_recipe_too_long_for_a_description_cut_at_1024_characters_is_said_dama
     assert any(
         w.startswith("PTV: the recipe in its ROI Description in RS.cut.dcm is damaged") for w in back.warnings
     )
+
+
+def test_recipes_reading_each_other_in_a_cycle_are_left_out(exported, tmp_path):
+    """Another system gave the CTV a recipe shrinking it from the PTV grown from it: neither can be
+    rebuilt before the other, so both recipes are left out; the ring around the PTV stays derived."""
+    path, volume, masks = exported
+    damaged = tmp_path / "RS.cycle.dcm"
+    ctv = derived.description_for({"op": "shrink", "source": "PTV", "margins": 5})
+    _with_description(path, damaged, "CTV", lambda d: ctv)
+
+    back = read_rtstruct(damaged, volume)
+    assert back.names() == list(masks)
+    for structure in back:
+        assert np.array_equal(structure.mask.full(), masks[structure.name]), structure.name
+    assert back["CTV"].recipe is None and back["PTV"].recipe is None and back["Ring"].recipe is not None
+    assert back["CTV"].description == "Derived: PTV − 5 mm"
+    assert back.warnings == [
+        "the recipes of CTV and PTV in RS.cycle.dcm read each other in a cycle (CTV → PTV → CTV: each "
+        "built from the one before it); they were left out: CTV and PTV keep their contours but are no "
+        "longer rebuilt from their sources"
+    ]
+    assert derived.rebuild(back, ["Ring"]) == ["Ring"]
+
+
+def test_cycles_are_found_with_their_members_and_one_cycle_through_the_first():
+    from planning.recipe_check import cycles
+
+    reads = {
+        "PTV": {"CTV", "BODY"},
+        "CTV": {"PTV"},
+        "Ring": {"PTV"},  # built from a cycle, on none
+        "A": {"B"},
+        "B": {"A", "C"},
+        "C": {"B"},
+        "Self": {"Self"},
+    }
+    assert cycles(reads) == [
+        (["PTV", "CTV"], ["PTV", "CTV", "PTV"]),
+        (["A", "B", "C"], ["A", "B", "A"]),
+        (["Self"], ["Self", "Self"]),
+    ]
+    assert cycles({"PTV": {"CTV"}, "Ring": {"PTV", "BODY"}}) == []

@@ -130,3 +130,53 @@ def test_a_damaged_view_state_is_reset_and_the_history_kept(tmp_path, view, prob
     assert loaded.structures.names() == ["BODY", "CTV", "PTV", "Ring"]
     assert len(loaded.warnings) == 1
     assert loaded.warnings[0].startswith(f"{folder}: the view state is damaged and was reset ({problem}")
+
+
+#: Recipes making a cycle: a CTV shrunk from the PTV grown from it; a PTV grown from itself; a CTV
+#: cut from the BODY by the ring around the PTV grown from it.
+_CYCLES = [
+    (
+        {"CTV": {"op": "shrink", "source": "PTV", "margins": 5}},
+        ["CTV", "PTV"],
+        "the recipes of CTV and PTV in session.json read each other in a cycle (CTV → PTV → CTV: each "
+        "built from the one before it); they were left out: CTV and PTV keep their contours but are no "
+        "longer rebuilt from their sources",
+    ),
+    (
+        {"PTV": {"op": "expand", "source": "PTV", "margins": 5}},
+        ["PTV"],
+        "the recipe of PTV in session.json reads PTV itself (PTV → PTV); it was left out: PTV keeps its "
+        "contours but is no longer rebuilt from its sources",
+    ),
+    (
+        {"CTV": {"op": "subtract", "source": "BODY", "minus": [{"op": "fill_holes", "source": "Ring"}]}},
+        ["CTV", "PTV", "Ring"],
+        "the recipes of CTV, PTV and Ring in session.json read each other in a cycle (CTV → PTV → Ring → "
+        "CTV: each built from the one before it); they were left out",
+    ),
+]
+
+
+@pytest.mark.parametrize("recipes, in_cycle, warning", _CYCLES)
+def test_recipes_reading_each_other_in_a_cycle_are_left_out(tmp_path, recipes, in_cycle, warning):
+    """Recipes in a cycle cannot be rebuilt, none before the others: they are left out when the
+    session opens, the structures kept as they were and the others still derived."""
+    session = _session()
+    folder = save_session(session, tmp_path / "case")
+    document = json.loads((folder / "session.json").read_text())
+    for record in document["structures"]:
+        if record["name"] in recipes:
+            record["recipe"] = {**recipes[record["name"]], "built_from": {}}
+    (folder / "session.json").write_text(json.dumps(document))
+
+    loaded = load_session(folder)
+    assert loaded.structures.names() == ["BODY", "CTV", "PTV", "Ring"]
+    for original in session.structures:
+        assert np.array_equal(loaded.structures[original.name].mask.full(), original.mask.full())
+    for name in in_cycle:
+        assert loaded.structures[name].recipe is None
+        assert derived.RECIPE_TAG not in loaded.structures[name].description
+    still_derived = [s.name for s in loaded.structures if s.recipe is not None]
+    assert still_derived == [n for n in ("PTV", "Ring") if n not in in_cycle]
+    assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith(warning), loaded.warnings
+    assert derived.rebuild(loaded.structures, still_derived) == still_derived  # no cycle refused
