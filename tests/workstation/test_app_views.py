@@ -373,6 +373,26 @@ def test_no_two_actions_share_a_key_and_f1_sets_the_first_preset(window, qtbot):
     assert window.menus.preset_box.currentText() == "Soft tissue"
 
 
+def test_the_window_preset_box_stays_on_the_toolbar_at_1280_whatever_undo_names(window, qtbot, tmp_path):
+    """At 1280 × 800, "Undo Expand → PTV_aniso" on the Undo button pushed the Window preset box
+    into the toolbar's "››" overflow menu."""
+    from PyQt6.QtWidgets import QToolBar
+
+    from planning.structures import Structure
+
+    window.resize(1280, 800)
+    case = show_sample(window)
+    box = window.menus.preset_box
+    assert box.isVisible()
+    case.add_structures([Structure("PTV_aniso", case.structures["GTV"].mask.copy())], "Expand → PTV_aniso")
+    qtbot.wait(50)
+    window.grab().save(str(tmp_path / "toolbar.png"))
+    toolbar = window.findChild(QToolBar)
+    assert box.isVisible() and toolbar.rect().contains(box.geometry())
+    assert window.menus.undo_action.text() == "&Undo Expand → PTV_aniso"  # named in the Edit menu
+    assert toolbar.widgetForAction(window.menus.undo_action).toolTip() == "Undo Expand → PTV_aniso"
+
+
 def test_the_help_keeps_its_columns_at_1366_by_768(window, qtbot):
     """Help ▸ Mouse and keys wrapped its two-column lines to a 400-pixel box: columns ran together."""
     from PyQt6.QtGui import QFont, QFontMetrics

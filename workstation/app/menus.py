@@ -199,8 +199,8 @@ class WindowMenus:
         history = self.window.case.history if self.window.case is not None else None
         self.undo_action.setEnabled(bool(history and history.can_undo))
         self.redo_action.setEnabled(bool(history and history.can_redo))
-        _label(self.undo_action, f"Undo {history.undo_text}" if history and history.can_undo else "Undo")
-        _label(self.redo_action, f"Redo {history.redo_text}" if history and history.can_redo else "Redo")
+        _label(self.undo_action, "Undo", history.undo_text if history and history.can_undo else "")
+        _label(self.redo_action, "Redo", history.redo_text if history and history.can_redo else "")
         has_case = self.window.case is not None
         for action in (
             self.export_action,
@@ -259,9 +259,11 @@ class WindowMenus:
         return box
 
 
-def _label(action: QAction, text: str, toolbar_chars: int = 30) -> None:
-    """Name `action` `text` in menus and its tooltip; on a toolbar button, shortened to
-    `toolbar_chars` characters (a long one pushes the tools after it off the toolbar)."""
+def _label(action: QAction, verb: str, what: str) -> None:
+    """Name `action` "`verb` `what`" in menus and its tooltip, and just `verb` on its toolbar
+    button: a long name there pushed the tools after it, the Window preset box first, into the
+    toolbar's overflow menu."""
+    text = f"{verb} {what}" if what else verb
     action.setText(f"&{text}")
-    action.setIconText(text if len(text) <= toolbar_chars else f"{text[: toolbar_chars - 1].rstrip()}…")
+    action.setIconText(verb)
     action.setToolTip(text)
