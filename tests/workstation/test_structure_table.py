@@ -6,7 +6,7 @@ import pytest
 from support.app import show_sample
 
 from workstation.app import services, structure_table
-from workstation.app.structure_table import NAME, VOLUME
+from workstation.app.structure_table import NAME, UNCOUNTED, VOLUME
 
 pytestmark = pytest.mark.gui
 
@@ -57,7 +57,7 @@ def test_volumes_are_counted_off_the_gui_thread(window, qtbot, monkeypatch):
     )
     case = show_sample(window)
     table = window.table
-    qtbot.waitUntil(lambda: all(table.item(r, VOLUME).text() for r in range(table.rowCount())))
+    qtbot.waitUntil(lambda: all(table.item(r, VOLUME).text() != UNCOUNTED for r in range(table.rowCount())))
     shown = [float(table.item(r, VOLUME).text()) for r in range(table.rowCount())]
     assert counted_on and threading.main_thread() not in counted_on
     assert shown == pytest.approx([volume_cc.fget(s.mask) for s in case.structures], abs=0.01)
@@ -159,7 +159,7 @@ def test_a_filled_structure_shows_its_volume_while_another_is_being_edited(windo
     row = case.structures.names().index(name)
     case.edit_region("draw", name, (slice(10, 20), slice(10, 30), slice(10, 30)), np.ones((10, 20, 20), bool))
     expected = case.structures[name].volume_cc
-    assert table.item(row, VOLUME).text() == "0.00"  # counted once edits to it pause
+    assert table.item(row, VOLUME).text() == "…"  # counted once edits to it pause
     for z in range(30):  # a brush stroke on another structure: a dab every 40 ms for 1.2 s
         dab = (slice(z, z + 1), slice(0, 4), slice(0, 4))
         case.structures.edit_mask(painted, dab, np.ones((1, 4, 4), bool))
@@ -169,3 +169,26 @@ def test_a_filled_structure_shows_its_volume_while_another_is_being_edited(windo
     painted_now = case.structures[painted].volume_cc
     assert float(painted_before) != pytest.approx(painted_now, abs=0.01)
     qtbot.waitUntil(lambda: float(table.item(0, VOLUME).text()) == pytest.approx(painted_now, abs=0.01))
+
+
+def test_a_structure_filled_or_added_says_so_until_counted_never_a_false_zero(window, qtbot, tmp_path):
+    """A seeded GTV is added empty (0.00 cc, counted) and filled when the delineation ends: it
+    showed 0.00 cc for the 250 ms pause and the count after it. A structure not yet counted says
+    "…"; an empty one, 0.00."""
+    from planning.structures import Mask, Structure
+
+    case = show_sample(window)
+    table = window.table
+    name = window.commands.add_structure("GTV")
+    row = case.structures.names().index(name)
+    assert table.item(row, VOLUME).text() == "0.00"  # empty: counted at once
+    filled = Mask.from_full(case.grid, case.structures["GTV"].mask.full())
+    case.replace_mask(f"Seeded delineation of {name}", name, filled)
+    window.grab().save(str(tmp_path / "filled.png"))
+    assert table.item(row, VOLUME).text() == "…"
+    qtbot.waitUntil(lambda: table.volume_of(case.structures[name]) is not None)
+    assert float(table.item(row, VOLUME).text()) == pytest.approx(filled.volume_cc, abs=0.01)
+    case.add_structure(Structure("PTV", filled.copy()))
+    row = case.structures.names().index("PTV")
+    assert table.item(row, VOLUME).text() == "…"
+    qtbot.waitUntil(lambda: table.item(row, VOLUME).text() == table.item(row - 1, VOLUME).text())

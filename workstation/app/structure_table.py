@@ -2,12 +2,12 @@
 lock.
 
 Volumes are counted in a worker thread (100+ masks of a large CT take 100+ ms) and shown when
-done. Derived structures whose sources changed are marked ⟳; auto-contours not yet accepted or
-rejected are shown in italics, marked "?"; the table is never narrower than a typical TG-263
-name with its mark (longer names are elided in the middle, whole in their tooltip);
-their context menu accepts or rejects them. A padlock locks an approved structure (a click on
-it, or the context menu): its name and type are not edited, and the case refuses every tool's
-edit of it, said in the status bar.
+done; a structure not counted yet shows "…", never a 0.00 it does not have. Derived structures
+whose sources changed are marked ⟳; auto-contours not yet accepted or rejected are shown in
+italics, marked "?"; the table is never narrower than a typical TG-263 name with its mark (longer
+names are elided in the middle, whole in their tooltip); their context menu accepts or rejects
+them. A padlock locks an approved structure (a click on it, or the context menu): its name and
+type are not edited, and the case refuses every tool's edit of it, said in the status bar.
 
 The table follows the structure set's events (added / removed / changed) and writes user edits
 back through the `Case` (one undo step each); its own updates run under a signal blocker so they
@@ -47,6 +47,8 @@ from workstation.app.history import Locked
 log = logging.getLogger(__name__)
 
 VISIBLE, COLOR, NAME, TYPE, VOLUME, LOCK = range(6)
+#: the Volume column of a structure whose voxels are not counted yet
+UNCOUNTED = "…"
 #: a structure's volume is counted once its edits (brush dabs) pause this long (ms)
 EDIT_PAUSE_MS = 250
 HEADERS = ("", "", "Name", "Type", "Volume (cc)", "")
@@ -233,7 +235,7 @@ class StructureTable(QTableWidget):
         self.setItem(row, NAME, name)
         kind = QTableWidgetItem()
         self.setItem(row, TYPE, kind)
-        volume = QTableWidgetItem()
+        volume = QTableWidgetItem(UNCOUNTED)
         volume.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
         volume.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.setItem(row, VOLUME, volume)
@@ -324,6 +326,9 @@ class StructureTable(QTableWidget):
             return
         if box is not None:  # a mask edit (each brush dab): the row is refilled once edits to it pause
             self._stale_volumes[id(structure)] = time.monotonic()
+            if structure.mask.array.size and self.item(row, VOLUME).text() == f"{0.0:.2f}":
+                with QSignalBlocker(self):  # filled since counted empty (a seeded GTV): not 0.00
+                    self.item(row, VOLUME).setText(UNCOUNTED)
             if not self._volume_timer.isActive():
                 self._volume_timer.start(EDIT_PAUSE_MS)
             return
@@ -351,7 +356,8 @@ class StructureTable(QTableWidget):
             self._volume_timer.start(max(1, round(EDIT_PAUSE_MS - (now - first) * 1000)))
 
     def _show_volume(self, row: int, structure) -> None:
-        """An empty structure's volume at once, any other's once a worker has counted it."""
+        """An empty structure's volume at once, any other's once a worker has counted it (a new
+        one says `UNCOUNTED` until then, an edited one its last count)."""
         if structure.mask.array.size == 0:
             self.item(row, VOLUME).setText(f"{0.0:.2f}")
         else:
