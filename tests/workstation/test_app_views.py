@@ -165,6 +165,32 @@ def test_hover_shows_hu_and_patient_coordinates(window):
     assert f"voxel ({zyx[2]}, {zyx[1]}, {zyx[0]})" in text
 
 
+def test_the_hover_label_follows_structures_changed_under_a_still_pointer(window, tmp_path):
+    """A seeded GTV filled under the pointer was left out of the structures the hover label lists
+    until the mouse moved; so was a rename, or a structure hidden."""
+    from PyQt6.QtCore import QEvent
+    from support.app import send_mouse
+
+    from planning.structures import Mask
+
+    case = show_sample(window)
+    view = window.views["axial"]
+    gtv = case.structures["GTV"].mask.full()
+    zyx = np.rint(_centroid(gtv)).astype(int)
+    window.state.set_cursor(zyx)
+    send_mouse(view, QEvent.Type.MouseMove, widget_point(view, zyx), Qt.MouseButton.NoButton)
+    assert window.hover_label.text().endswith("in External, GTV")
+    name = window.commands.add_structure("GTV")  # a seeded click: an empty GTV_2, filled later
+    case.replace_mask(f"Seeded delineation of {name}", name, Mask.from_full(case.grid, gtv))
+    window.grab().save(str(tmp_path / "hover.png"))
+    assert window.hover_label.text().endswith(f"in External, GTV, {name}")
+    case.set_properties(name, "Rename", name="GTV_seeded")
+    case.set_visible("External", False)
+    assert window.hover_label.text().endswith("in GTV, GTV_seeded")
+    case.remove_structure("GTV")
+    assert window.hover_label.text().endswith("in GTV_seeded")
+
+
 def test_maximise_one_view_and_restore(window, qtbot):
     show_sample(window)
     window.grid.maximise("coronal")

@@ -78,6 +78,8 @@ class MainWindow(QMainWindow):
         self.dose_layer: DoseLayer | None = None
         self.dose_path: str | None = None
         self.last_dialog = None
+        #: the view and continuous voxel (z, y, x) the hover label describes; None: no image there
+        self._hover: tuple[SliceView, np.ndarray] | None = None
         self.setWindowTitle("Delineo")
         self.resize(1500, 950)
 
@@ -169,7 +171,10 @@ class MainWindow(QMainWindow):
             self.case.history.changed.disconnect(self.menus.update)
             self.case.history.changed.disconnect(self.commands.schedule_stale_check)
             self.case.history.changed.disconnect(self._structures_edited)
+            for event in _structure_events(self.case):
+                event.disconnect(self._refresh_hover)
         self.case = case
+        self._on_hover(None, None)  # it described the closed case's image
         self.dose_layer, self.dose_path = None, None
         for slice_view in self.views.values():
             slice_view.dose_layer = None
@@ -197,6 +202,8 @@ class MainWindow(QMainWindow):
         case.history.changed.connect(self.menus.update)
         case.history.changed.connect(self.commands.schedule_stale_check)
         case.history.changed.connect(self._structures_edited)
+        for event in _structure_events(case):
+            event.connect(self._refresh_hover)
         self.dvh_panel.mark_stale("New case")
         self.saved_generation = case.history.generation
         if view:
@@ -394,7 +401,13 @@ class MainWindow(QMainWindow):
         self.menus.preset_box.setCurrentText(match)
         self._view_changed()
 
-    def _on_hover(self, view: SliceView, zyx) -> None:
+    def _refresh_hover(self, *_) -> None:
+        """Name the structures under a still pointer anew: one was added, removed or changed."""
+        if self._hover is not None:
+            self._on_hover(*self._hover)
+
+    def _on_hover(self, view: SliceView | None, zyx) -> None:
+        self._hover = None if zyx is None else (view, zyx)
         if zyx is None or self.case is None:
             self.hover_label.setText("")
             return
@@ -540,3 +553,8 @@ def _initial_target(case: Case):
         if structure.roi_type.value in ("GTV", "CTV", "PTV") and structure.mask.box is not None:
             return structure
     return None
+
+
+def _structure_events(case: Case) -> tuple:
+    """The events of `case`'s structure set: a structure added, removed, changed."""
+    return (case.structures.added, case.structures.removed, case.structures.changed)
