@@ -351,7 +351,8 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
         if tiny:
             report.add(NOTE, f"{tiny} contour(s) enclose less than {TINY_ISLAND_MM2:g} mm²", name)
         for problem, count in counts.items():
-            severity = WARNING if "repeated" in problem or "not listed" in problem else ERROR
+            # a repeated first point only adds an edge of length zero: nothing for the user to fix
+            severity = NOTE if "repeated" in problem else WARNING if "not listed" in problem else ERROR
             report.add(severity, f"{count} contour(s) with {problem}", name)
 
 
