@@ -219,6 +219,35 @@ def test_session_of_a_nifti_image(window, qtbot, tmp_path):
     close_window(qtbot, other)
 
 
+def test_a_reopened_session_says_so_lists_its_series_and_replays_no_old_import_warning(
+    window, qtbot, tmp_path
+):
+    """Reopening IBSI-1's session put its RTSTRUCT's import warning back in the status bar and the
+    Messages as if new ("GTV-1: no RT ROI Interpreted Type; taken as GTV"), and left the Patients
+    list empty."""
+    from support.data import data_path
+
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    imported = "GTV-1: no RT ROI Interpreted Type"
+    assert imported in window.statusBar().currentMessage()
+    window.saving.save_session_to(tmp_path / "lung.delineo")
+    wait_idle(qtbot, window)
+    other = make_window(qtbot, tmp_path / "other.ini", tmp_path / "other")
+    other.opening.open_path(tmp_path / "lung.delineo")
+    wait_idle(qtbot, other)
+    other.grab().save(str(tmp_path / "reopened.png"))
+    said = other.statusBar().currentMessage()
+    assert said.startswith("Reopened session lung.delineo, saved ") and imported not in said
+    assert other.messages.button.text() == "Messages 1"  # a note, no warning to count
+    assert [m for m in other.messages.messages() if imported in m][0].startswith("When imported: ")
+    assert [item.text(0) for item in other.browser.series_items()] == [
+        item.text(0) for item in window.browser.series_items()
+    ]
+    assert other.browser.series_items()
+    close_window(qtbot, other)
+
+
 def test_opening_another_case_asks_before_dropping_unsaved_changes(window, qtbot, tmp_path):
     # the question comes once the other case has loaded, so edits made meanwhile count too
     from planning.sample_patient import make_sample_patient

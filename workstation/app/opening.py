@@ -17,6 +17,7 @@ from planning.dicom.scan import RT_OBJECT_KINDS, ImageSeries, ScanResult, scan
 from planning.errors import DelineoError
 from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
+from planning.volume import Volume
 from workstation.app import services
 from workstation.app.autosave import recoverable
 from workstation.app.browser import referencing
@@ -217,17 +218,19 @@ class CaseOpening:
             session = load_session(path)
             return session, _load_reference(session.image, on_progress, cancel)
 
-        def shown(session, volume):
-            if self.restore_session(session, volume):
+        def shown(session, volume, found):
+            saved = f", saved {session.saved_at.replace('T', ' ')}" if session.saved_at else ""
+            if self.restore_session(session, volume, found, f"Reopened session {path.name}{saved}"):
                 self.window.session_path = path
 
         self.window.jobs.run(title, work, lambda result: self._shown_or_located(title, *result, shown))
 
-    def _shown_or_located(self, title: str, session: Session, volume, shown) -> None:
-        """`shown(session, volume)`; when the session's images are no longer where they were
-        (`volume` None), once the user has said where they are now and they have loaded."""
-        if volume is not None:
-            shown(session, volume)
+    def _shown_or_located(self, title: str, session: Session, loaded, shown) -> None:
+        """`shown(session, volume, scan)` with what `_load_reference` `loaded`; when the session's
+        images are no longer where they were (`loaded` None), once the user has said where they
+        are now and they have loaded."""
+        if loaded is not None:
+            shown(session, *loaded)
             return
         where = self.ask_where_images_are(session.image)
         if where is None:
@@ -262,8 +265,10 @@ class CaseOpening:
             chosen = QFileDialog.getExistingDirectory(self.window, title, str(old.parent))
         return Path(chosen).resolve() if chosen else None
 
-    def restore_session(self, session: Session, volume) -> bool:
-        """Show a session's case, unless the open one keeps its unsaved changes; True when shown."""
+    def restore_session(self, session: Session, volume, found: ScanResult | None, opened: str) -> bool:
+        """Show a session's case, unless the open one keeps its unsaved changes; True when shown.
+        The status bar says `opened` ("Reopened session …") and the first new warning; the Patients
+        list shows the series scanned with it (`found`) or names its image file or sample."""
         if not session.image.grid.same_as(volume.grid):
             raise DelineoError(
                 f"the image at {session.image.path or 'the sample'} no longer has the session's grid "
@@ -273,14 +278,26 @@ class CaseOpening:
             return False
         self.window.session_path = None
         case = Case.from_session(session, volume)  # first: it may add a warning (a history left out)
-        # the images' (which part of a split series), a damaged history, import's
-        warnings = [*volume.warnings, *session.warnings, *session.structures.warnings]
+        for warning in session.structures.warnings:  # said when they were imported: not news
+            self.window.messages.add("INFO", f"When imported: {warning}")
+        warnings = [*volume.warnings, *session.warnings]  # which part of a split series, a damaged history
         for warning in warnings:
             self.window.messages.add("WARNING", warning)
-        if warnings:  # before the view state's own news (a dose no longer there), which it replaces
-            self._say(_first_of(warnings), 15000)
+        # before the view state's own news (a dose no longer there), which replaces it
+        self._say(f"{opened}: {_first_of(warnings)}" if warnings else opened, 15000)
         self.window.set_case(case, session.view)
+        self._list_image(session.image, volume, found)
         return True
+
+    def _list_image(self, reference: ImageReference, volume, found: ScanResult | None) -> None:
+        """Show in the Patients list the series a session was opened on (with the rest of its
+        folder, `found`), its image file or the sample."""
+        if found is not None:
+            self.window.browser.show_scan(found, reference.path)
+        elif reference.kind == "file":
+            self.window.browser.show_file(reference.path, volume)
+        else:
+            self.window.browser.show_note("Sample patient (phantom)", "Synthetic thorax")
 
     def recover(self, entry) -> None:
         """Restore a crashed session's autosave; it is removed once the recovered case has been
@@ -291,12 +308,12 @@ class CaseOpening:
             session = entry.load()
             return session, _load_reference(session.image, on_progress, cancel)
 
-        def shown(session, volume):
-            if not self.restore_session(session, volume):
+        def shown(session, volume, found):
+            opened = f"Recovered the session autosaved at {session.saved_at}"
+            if not self.restore_session(session, volume, found, opened):
                 return
             self.window.saved_generation = None  # recovered work is unsaved work
             self.window.autosaver.take_over(entry)
-            self._say(f"Recovered the session autosaved at {session.saved_at}", 10000)
 
         self.window.jobs.run(title, work, lambda result: self._shown_or_located(title, *result, shown))
 
@@ -334,23 +351,26 @@ def _is_session(path: Path) -> bool:
     )
 
 
-def _load_reference(reference: ImageReference, on_progress, cancel):
-    """Load the image a session refers to; None when it is no longer where it was."""
+def _load_reference(
+    reference: ImageReference, on_progress, cancel
+) -> tuple[Volume, ScanResult | None] | None:
+    """Load the image a session refers to, with the scan of its DICOM folder (None for a file or
+    the sample); None when it is no longer where it was."""
     if reference.kind == "sample":
         from planning.sample_patient import make_sample_patient
 
-        return make_sample_patient(reference.shape).volume
+        return make_sample_patient(reference.shape).volume, None
     path = Path(reference.path)
     if not path.exists():
         return None
     if reference.kind == "file":
-        return read_image_file(path)
+        return read_image_file(path), None
     found = scan(path, on_progress=on_progress, cancel=cancel)
     series, warning = _series_of(found, reference)
     volume = load_series(series, on_progress=on_progress, cancel=cancel)
     if warning:
         volume.warnings.insert(0, warning)
-    return volume
+    return volume, found
 
 
 def _series_of(found: ScanResult, reference: ImageReference) -> tuple[ImageSeries, str]:
