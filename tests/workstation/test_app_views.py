@@ -179,16 +179,43 @@ def test_the_hover_label_follows_structures_changed_under_a_still_pointer(window
     zyx = np.rint(_centroid(gtv)).astype(int)
     window.state.set_cursor(zyx)
     send_mouse(view, QEvent.Type.MouseMove, widget_point(view, zyx), Qt.MouseButton.NoButton)
-    assert window.hover_label.text().endswith("in External, GTV")
+    assert _hovered_in(window) == "External, GTV"
     name = window.commands.add_structure("GTV")  # a seeded click: an empty GTV_2, filled later
     case.replace_mask(f"Seeded delineation of {name}", name, Mask.from_full(case.grid, gtv))
     window.grab().save(str(tmp_path / "hover.png"))
-    assert window.hover_label.text().endswith(f"in External, GTV, {name}")
+    assert _hovered_in(window) == f"External, GTV, {name}"
     case.set_properties(name, "Rename", name="GTV_seeded")
     case.set_visible("External", False)
-    assert window.hover_label.text().endswith("in GTV, GTV_seeded")
+    assert _hovered_in(window) == "GTV, GTV_seeded"
     case.remove_structure("GTV")
-    assert window.hover_label.text().endswith("in GTV_seeded")
+    assert _hovered_in(window) == "GTV_seeded"
+
+
+def _hovered_in(window) -> str:
+    """The structures the hover label names, as written ("" for none)."""
+    import re
+
+    found = re.search(r"   in (.*?)   x ", window.hover_label.text())
+    return found.group(1) if found else ""
+
+
+def test_the_hover_label_names_the_structures_before_it_is_cut_at_1280_px(window):
+    """At 1280 px the status bar cut the label after the coordinates and the voxel, so the
+    structures under the pointer, listed last, were not seen: they now follow the value."""
+    from PyQt6.QtCore import QEvent
+    from support.app import send_mouse
+
+    case = show_sample(window)
+    window.resize(1280, 800)
+    view = window.views["axial"]
+    zyx = np.rint(_centroid(case.structures["GTV"].mask.full())).astype(int)
+    window.state.set_cursor(zyx)
+    send_mouse(view, QEvent.Type.MouseMove, widget_point(view, zyx), Qt.MouseButton.NoButton)
+    label = window.hover_label
+    text = label.text()
+    named = text[: text.index("GTV") + len("GTV")]
+    assert label.fontMetrics().horizontalAdvance(named) <= label.width()
+    assert label.toolTip() == text  # all of it, where the window is narrower still
 
 
 def test_maximise_one_view_and_restore(window, qtbot):

@@ -422,10 +422,15 @@ class MainWindow(QMainWindow):
             and s.mask.box is not None
             and s.mask.region(tuple(slice(v, v + 1) for v in voxel))[0, 0, 0]
         ]
-        self.hover_label.setText(
-            f"{value:g}{unit}   x {point[0]:.1f}  y {point[1]:.1f}  z {point[2]:.1f} mm (LPS)   "
-            f"voxel ({voxel[2]}, {voxel[1]}, {voxel[0]})" + (f"   in {', '.join(inside)}" if inside else "")
+        # the value and the structures first: a narrow window cuts the label's end off
+        text = (
+            f"{value:g}{unit}"
+            + (f"   in {', '.join(inside)}" if inside else "")
+            + f"   x {point[0]:.1f}  y {point[1]:.1f}  z {point[2]:.1f} mm (LPS)"
+            + f"   voxel ({voxel[2]}, {voxel[1]}, {voxel[0]})"
         )
+        self.hover_label.setText(text)
+        self.hover_label.setToolTip(text)
 
     def on_active_structure(self, name) -> None:
         """Redraw the views: the active structure's outline is drawn differently."""
