@@ -1,8 +1,9 @@
 """Comparison of two structure sets on one image (auto vs expert, two observers): a per-structure
 table of `planning.metrics` as CSV and as an HTML page with embedded plots.
 
-Structures are paired by name (exactly, then ignoring case, spaces and underscores); structures
-found in only one set are listed as unmatched, and sets with no pair at all are refused.
+Structures are paired by name (exactly, then ignoring case and punctuation, unless two names of one
+set are alike so: those are named in a warning); structures found in only one set are listed as
+unmatched, and sets with no pair at all are refused.
 Distances are mm, volumes cc; `inf` means one of the pair is empty (see planning.metrics).
 """
 
@@ -54,6 +55,8 @@ class SetComparison:
     rows: list[tuple[str, str, Comparison]] = field(default_factory=list)  # (ref name, test name, metrics)
     only_reference: list[str] = field(default_factory=list)
     only_test: list[str] = field(default_factory=list)
+    #: names of one set equal ignoring case and punctuation, and what was done (`NameMatch`)
+    same_names: list[SameNames] = field(default_factory=list)
 
 
 def compare_sets(
@@ -70,7 +73,10 @@ def compare_sets(
     """Pair structures by name and compute every metric for each pair."""
     if not reference.grid.same_as(test.grid):
         raise GeometryError("the two structure sets are on different image grids")
-    pairs, only_reference, only_test = match_names(reference.names(), test.names())
+    match = match_names(
+        reference.names(), test.names(), reference_label=reference_label, test_label=test_label
+    )
+    pairs = match.pairs
     if not pairs:
         raise DelineoError(
             f"no structure of the {test_label} set has the name of one in the {reference_label} set, so "
@@ -87,7 +93,9 @@ def compare_sets(
             )
         wanted = {_key(n) for n in names}
         pairs = [(a, b) for a, b in pairs if _key(a) in wanted or _key(b) in wanted]
-    result = SetComparison(reference_label, test_label, tolerance_mm, [], only_reference, only_test)
+    result = SetComparison(
+        reference_label, test_label, tolerance_mm, [], match.only_reference, match.only_test, match.same_names
+    )
     for n, (a, b) in enumerate(pairs):
         if cancel is not None and cancel.is_set():
             raise Cancelled("comparison cancelled")
@@ -97,8 +105,40 @@ def compare_sets(
     return result
 
 
-def match_names(reference: list[str], test: list[str]):
-    """(pairs, only in reference, only in test); exact matches first, then normalised names."""
+@dataclass(frozen=True)
+class SameNames:
+    """Names of one set (`side` 0 the reference, 1 the test set) that are one name ignoring case
+    and punctuation ("PTV-1", "PTV_1"); `others`, those of the other set that could be any of
+    them, hence paired with none; `text`, the sentence naming them and how each was paired."""
+
+    side: int
+    names: tuple[str, ...]
+    others: tuple[str, ...]
+    text: str
+
+
+@dataclass
+class NameMatch:
+    """How two structure sets' names were paired.
+
+    Attributes:
+        pairs: (reference name, test name), in the reference's order.
+        only_reference, only_test: names left unpaired.
+        same_names: names of one set that are one name ignoring case and punctuation.
+    """
+
+    pairs: list[tuple[str, str]]
+    only_reference: list[str]
+    only_test: list[str]
+    same_names: list[SameNames] = field(default_factory=list)
+
+
+def match_names(
+    reference: list[str], test: list[str], *, reference_label: str = "reference", test_label: str = "test"
+) -> NameMatch:
+    """Pair exact names first, then names equal ignoring case and punctuation ("GTV-1" ↔ "gtv_1").
+    Where two names of one set are equal so ("PTV-1", "PTV_1"), neither is paired but by its exact
+    name: which of them the other set's "ptv1" means is not for a guess."""
     pairs, left = [], list(test)
     unmatched = []
     for name in reference:
@@ -109,14 +149,43 @@ def match_names(reference: list[str], test: list[str]):
             unmatched.append(name)
     only_reference = []
     for name in unmatched:
-        found = next((t for t in left if _key(t) == _key(name)), None)
-        if found is None:
+        found = [t for t in left if _key(t) == _key(name)]
+        if len(found) != 1 or sum(_key(n) == _key(name) for n in unmatched) != 1:
             only_reference.append(name)
         else:
-            pairs.append((name, found))
-            left.remove(found)
+            pairs.append((name, found[0]))
+            left.remove(found[0])
     pairs.sort(key=lambda pair: reference.index(pair[0]))  # in the reference's order
-    return pairs, only_reference, left
+    match = NameMatch(pairs, only_reference, left)
+    match.same_names = _same_names(match, reference, reference_label, test_label, side=0)
+    match.same_names += _same_names(match, test, test_label, reference_label, side=1)
+    return match
+
+
+def _same_names(match: NameMatch, names: list[str], label: str, other_label: str, side: int):
+    """The groups of `names` (one set's, `side` 0 the reference) equal but for case and
+    punctuation, each with a sentence naming them and how each was paired."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_key(name), []).append(name)
+    partner = {pair[side]: pair[1 - side] for pair in match.pairs}
+    unpaired = match.only_test if side == 0 else match.only_reference
+    out = []
+    for group in (g for g in groups.values() if len(g) > 1):
+        text = f"{label}: {', '.join(group[:-1])} and {group[-1]} are one name ignoring case and punctuation"
+        fates = [
+            f"{n} was paired with {other_label}'s {partner[n]}" if n in partner else f"{n} was not compared"
+            for n in group
+        ]
+        text += "; " + ", ".join(fates)
+        rivals = [n for n in unpaired if _key(n) == _key(group[0])]
+        if rivals:
+            text += (
+                f"; {other_label}'s {', '.join(rivals)} could be any of them and was paired with none "
+                "(rename them to pair them)"
+            )
+        out.append(SameNames(side, tuple(group), tuple(rivals), text))
+    return out
 
 
 def _key(name: str) -> str:
@@ -137,12 +206,15 @@ def summary(result: SetComparison) -> str:
     for names, where in ((result.only_reference, "reference"), (result.only_test, "test set")):
         if names:
             text += f"; only in the {where} (not compared, not in the mean): {', '.join(names)}"
+    for same in result.same_names:
+        text += f"; warning: {same.text}"
     return text
 
 
 def write_csv(result: SetComparison, path: str | Path) -> None:
     """One row per structure pair, numbers unformatted (inf where a structure is empty); then a
-    row, without numbers, for each structure found in one set only, its note saying which."""
+    row, without numbers, for each structure found in one set only, its note saying which. A
+    structure named as another of its set but for case and punctuation has that in its note."""
     blank = [""] * len(COLUMNS)
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
@@ -150,11 +222,27 @@ def write_csv(result: SetComparison, path: str | Path) -> None:
         writer.writerow(["reference_structure", "test_structure", *names, "tolerance_mm", "note"])
         for a, b, metrics in result.rows:
             values = metrics.as_dict()
-            writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm, ""])
+            note = _same_name_note(result, a, b)
+            writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm, note])
         for name in result.only_reference:
-            writer.writerow([name, "", *blank, result.tolerance_mm, "only in the reference: not compared"])
+            note = "; ".join(
+                filter(None, ["only in the reference: not compared", _same_name_note(result, name)])
+            )
+            writer.writerow([name, "", *blank, result.tolerance_mm, note])
         for name in result.only_test:
-            writer.writerow(["", name, *blank, result.tolerance_mm, "only in the test set: not compared"])
+            note = "; ".join(
+                filter(None, ["only in the test set: not compared", _same_name_note(result, b=name)])
+            )
+            writer.writerow(["", name, *blank, result.tolerance_mm, note])
+
+
+def _same_name_note(result: SetComparison, a: str | None = None, b: str | None = None) -> str:
+    """The `same_names` sentences naming reference structure `a` or test structure `b`."""
+    return "; ".join(
+        same.text
+        for same in result.same_names
+        if (a, b)[same.side] in same.names or (a, b)[1 - same.side] in same.others
+    )
 
 
 def write_html(result: SetComparison, path: str | Path, *, title: str = "Structure comparison") -> None:
@@ -178,6 +266,8 @@ def render_html(result: SetComparison, *, title: str = "Structure comparison") -
             f"{html.escape(', '.join(result.only_reference) or 'none')}; only in test: "
             f"{html.escape(', '.join(result.only_test) or 'none')}.</p>"
         )
+    for same in result.same_names:
+        unmatched += f"<p><b>Names alike.</b> {html.escape(same.text)}.</p>"
     plots = "".join(
         f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' for alt, data in _plots(result)
     )

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from planning.compare_report import _figures, compare_sets, match_names, render_html, write_csv
+from planning.compare_report import _figures, compare_sets, match_names, render_html, summary, write_csv
 from planning.geometry import Grid
 from planning.structures import StructureSet
 
@@ -23,9 +23,10 @@ def label_set(shift: int, names: dict[int, str]) -> StructureSet:
 
 
 def test_pairs_by_name_and_reports_unmatched():
-    pairs, only_a, only_b = match_names(["Liver", "Spinal Cord", "GTV"], ["spinal_cord", "Liver", "Heart"])
-    assert pairs == [("Liver", "Liver"), ("Spinal Cord", "spinal_cord")]
-    assert only_a == ["GTV"] and only_b == ["Heart"]
+    match = match_names(["Liver", "Spinal Cord", "GTV"], ["spinal_cord", "Liver", "Heart"])
+    assert match.pairs == [("Liver", "Liver"), ("Spinal Cord", "spinal_cord")]
+    assert match.only_reference == ["GTV"] and match.only_test == ["Heart"]
+    assert match.same_names == []
 
 
 def test_report_values_csv_and_html(tmp_path):
@@ -84,3 +85,33 @@ def test_sets_without_a_common_name_are_refused():
         compare_sets(reference, StructureSet(GRID))
     with pytest.raises(DelineoError, match="nothing to compare; reference: Liver, Kidney_L; test: Heart"):
         compare_sets(reference, label_set(0, {1: "Heart"}))
+
+
+def test_names_of_one_set_alike_but_for_punctuation_are_not_paired_by_guess(tmp_path):
+    """PTV-1 and PTV_1 in one set: which the other set's ptv1 means is not guessed, and the
+    summary, the CSV and the page say so, naming both."""
+    match = match_names(["PTV-1", "PTV_1", "Liver"], ["ptv1", "liver"], test_label="model")
+    assert match.pairs == [("Liver", "liver")]
+    assert match.only_reference == ["PTV-1", "PTV_1"] and match.only_test == ["ptv1"]
+    (same,) = match.same_names
+    assert same.side == 0 and same.names == ("PTV-1", "PTV_1")
+    assert "PTV-1 and PTV_1 are one name ignoring case and punctuation" in same.text
+    assert "model's ptv1 could be any of them and was paired with none" in same.text
+    # an exact name still pairs; the other of the two is said not compared
+    exact = match_names(["PTV-1", "PTV_1"], ["PTV-1"]).same_names[0].text
+    assert "PTV-1 was paired with test's PTV-1, PTV_1 was not compared" in exact
+
+    reference = label_set(0, {1: "Liver", 2: "PTV-1", 3: "PTV_1"})
+    test = label_set(0, {1: "liver", 2: "ptv1"})
+    result = compare_sets(reference, test)
+    assert [a for a, _, _ in result.rows] == ["Liver"]
+    assert "warning: reference: PTV-1 and PTV_1 are one name" in summary(result)
+    write_csv(result, tmp_path / "table.csv")
+    notes = {
+        r["reference_structure"] or r["test_structure"]: r["note"]
+        for r in csv.DictReader(open(tmp_path / "table.csv", encoding="utf-8"))
+    }
+    assert notes["PTV-1"].startswith("only in the reference: not compared; reference: PTV-1 and PTV_1 are")
+    assert "PTV_1" in notes["PTV_1"] and "could be any of them" in notes["ptv1"]
+    assert notes["Liver"] == ""
+    assert "<b>Names alike.</b> reference: PTV-1 and PTV_1" in render_html(result)

@@ -225,6 +225,7 @@ class CompareDialog(QDialog):
                 f"{reference.name}: {extra}. "
                 f'Report: <a href="{out.as_uri()}">{out.name}</a> (and {out.with_suffix(".csv").name})'
                 + _reading_note(reference.name, warnings)
+                + "".join(f"<br><b>Warning</b>: {html.escape(same.text)}." for same in result.same_names)
             )
 
         def failed(error: Exception) -> None:

@@ -91,10 +91,9 @@ def _declared_but_absent(label_map, path: Path, declared, other) -> list[str]:
     from planning.compare_report import match_names
     from planning.structures import Mask, Structure
 
-    _, unpaired, _ = match_names(other.names(), label_map.names())
     notes = []
-    for name in unpaired:
-        pairs, _, _ = match_names([name], list(declared))
+    for name in match_names(other.names(), label_map.names()).only_reference:
+        pairs = match_names([name], list(declared)).pairs
         if pairs:
             label_map.add(Structure(pairs[0][1], Mask(label_map.grid)))
             notes.append(f"{pairs[0][1]}: named by the labels but absent from {path.name}; compared as empty")
