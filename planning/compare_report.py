@@ -57,6 +57,8 @@ class SetComparison:
     only_test: list[str] = field(default_factory=list)
     #: names of one set equal ignoring case and punctuation, and what was done (`NameMatch`)
     same_names: list[SameNames] = field(default_factory=list)
+    #: the pairs the user named (`compare_sets`'s `explicit`)
+    explicit: list[tuple[str, str]] = field(default_factory=list)
 
 
 def compare_sets(
@@ -65,22 +67,29 @@ def compare_sets(
     *,
     tolerance_mm: float = 2.0,
     names: list[str] | None = None,
+    explicit: list[tuple[str, str]] = (),
     reference_label: str = "reference",
     test_label: str = "test",
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> SetComparison:
-    """Pair structures by name and compute every metric for each pair."""
+    """Pair structures by name (`explicit`: (reference name, test name) pairs, taken before any
+    other, for names that differ: ("Lt Lung", "Lung_L")) and compute every metric for each pair."""
     if not reference.grid.same_as(test.grid):
         raise GeometryError("the two structure sets are on different image grids")
     match = match_names(
-        reference.names(), test.names(), reference_label=reference_label, test_label=test_label
+        reference.names(),
+        test.names(),
+        explicit=explicit,
+        reference_label=reference_label,
+        test_label=test_label,
     )
     pairs = match.pairs
     if not pairs:
         raise DelineoError(
             f"no structure of the {test_label} set has the name of one in the {reference_label} set, so "
-            f"there is nothing to compare; {reference_label}: {', '.join(reference.names()) or 'none'}; "
+            f"there is nothing to compare (structures named differently can be paired explicitly); "
+            f"{reference_label}: {', '.join(reference.names()) or 'none'}; "
             f"{test_label}: {', '.join(test.names()) or 'none (empty)'}"
         )
     if names is not None:
@@ -94,7 +103,14 @@ def compare_sets(
         wanted = {_key(n) for n in names}
         pairs = [(a, b) for a, b in pairs if _key(a) in wanted or _key(b) in wanted]
     result = SetComparison(
-        reference_label, test_label, tolerance_mm, [], match.only_reference, match.only_test, match.same_names
+        reference_label,
+        test_label,
+        tolerance_mm,
+        [],
+        match.only_reference,
+        match.only_test,
+        match.same_names,
+        match.explicit,
     )
     for n, (a, b) in enumerate(pairs):
         if cancel is not None and cancel.is_set():
@@ -125,23 +141,34 @@ class NameMatch:
         pairs: (reference name, test name), in the reference's order.
         only_reference, only_test: names left unpaired.
         same_names: names of one set that are one name ignoring case and punctuation.
+        explicit: the pairs given explicitly (also in `pairs`).
     """
 
     pairs: list[tuple[str, str]]
     only_reference: list[str]
     only_test: list[str]
     same_names: list[SameNames] = field(default_factory=list)
+    explicit: list[tuple[str, str]] = field(default_factory=list)
 
 
 def match_names(
-    reference: list[str], test: list[str], *, reference_label: str = "reference", test_label: str = "test"
+    reference: list[str],
+    test: list[str],
+    *,
+    explicit: list[tuple[str, str]] = (),
+    reference_label: str = "reference",
+    test_label: str = "test",
 ) -> NameMatch:
-    """Pair exact names first, then names equal ignoring case and punctuation ("GTV-1" ↔ "gtv_1").
-    Where two names of one set are equal so ("PTV-1", "PTV_1"), neither is paired but by its exact
-    name: which of them the other set's "ptv1" means is not for a guess."""
-    pairs, left = [], list(test)
+    """Pair the `explicit` (reference name, test name) pairs first, then exact names, then names
+    equal ignoring case and punctuation ("GTV-1" ↔ "gtv_1"). Where two names of one set are equal
+    so ("PTV-1", "PTV_1"), neither is paired but by its exact name or explicitly: which of them the
+    other set's "ptv1" means is not for a guess. Raises DelineoError for an explicit pair naming a
+    structure that is not in its set, or one named in two pairs."""
+    explicit_pairs = _explicit_pairs(explicit, reference, test, reference_label, test_label)
+    pairs = list(explicit_pairs.items())
+    left = [t for t in test if t not in {b for _, b in pairs}]
     unmatched = []
-    for name in reference:
+    for name in (r for r in reference if r not in explicit_pairs):
         if name in left:
             pairs.append((name, name))
             left.remove(name)
@@ -156,10 +183,44 @@ def match_names(
             pairs.append((name, found[0]))
             left.remove(found[0])
     pairs.sort(key=lambda pair: reference.index(pair[0]))  # in the reference's order
-    match = NameMatch(pairs, only_reference, left)
+    match = NameMatch(pairs, only_reference, left, explicit=list(explicit_pairs.items()))
     match.same_names = _same_names(match, reference, reference_label, test_label, side=0)
     match.same_names += _same_names(match, test, test_label, reference_label, side=1)
     return match
+
+
+def _explicit_pairs(
+    explicit: list[tuple[str, str]],
+    reference: list[str],
+    test: list[str],
+    reference_label: str,
+    test_label: str,
+) -> dict[str, str]:
+    """`explicit` as reference name → test name, checked: each name in its set and in one pair."""
+    for side, names, label in ((0, reference, reference_label), (1, test, test_label)):
+        absent = [pair[side] for pair in explicit if pair[side] not in names]
+        if absent:
+            raise DelineoError(
+                f"the {label} set has no structure {', '.join(map(repr, absent))} (named in an explicit "
+                f"pair); its structures are {', '.join(names) or 'none'}"
+            )
+        seen: dict[str, tuple[str, str]] = {}
+        for pair in explicit:
+            if pair[side] in seen:
+                raise DelineoError(
+                    f"{label}'s {pair[side]!r} is in two explicit pairs: "
+                    f"{'='.join(seen[pair[side]])} and {'='.join(pair)}"
+                )
+            seen[pair[side]] = pair
+    return dict(explicit)
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """'Lt Lung=Lung_L' → ('Lt Lung', 'Lung_L'): a reference name, '=', a test name."""
+    reference, equals, test = text.partition("=")
+    if not equals or not reference.strip() or not test.strip() or "=" in test:
+        raise DelineoError(f"{text!r} is not a pair: write the reference name, '=' and the test name")
+    return reference.strip(), test.strip()
 
 
 def _same_names(match: NameMatch, names: list[str], label: str, other_label: str, side: int):
@@ -182,7 +243,7 @@ def _same_names(match: NameMatch, names: list[str], label: str, other_label: str
         if rivals:
             text += (
                 f"; {other_label}'s {', '.join(rivals)} could be any of them and was paired with none "
-                "(rename them to pair them)"
+                "(pair it explicitly)"
             )
         out.append(SameNames(side, tuple(group), tuple(rivals), text))
     return out
@@ -222,7 +283,8 @@ def write_csv(result: SetComparison, path: str | Path) -> None:
         writer.writerow(["reference_structure", "test_structure", *names, "tolerance_mm", "note"])
         for a, b, metrics in result.rows:
             values = metrics.as_dict()
-            note = _same_name_note(result, a, b)
+            explicitly = "paired explicitly" if (a, b) in result.explicit else ""
+            note = "; ".join(filter(None, [explicitly, _same_name_note(result, a, b)]))
             writer.writerow([a, b, *[_plain(values[c[0]]) for c in COLUMNS], result.tolerance_mm, note])
         for name in result.only_reference:
             note = "; ".join(

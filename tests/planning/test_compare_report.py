@@ -79,11 +79,10 @@ def test_sets_without_a_common_name_are_refused():
     from planning.errors import DelineoError
 
     reference = label_set(0, {1: "Liver", 2: "Kidney_L"})
-    with pytest.raises(
-        DelineoError, match=r"nothing to compare; reference: Liver, Kidney_L; test: none \(empty\)"
-    ):
+    with pytest.raises(DelineoError, match=r"reference: Liver, Kidney_L; test: none \(empty\)"):
         compare_sets(reference, StructureSet(GRID))
-    with pytest.raises(DelineoError, match="nothing to compare; reference: Liver, Kidney_L; test: Heart"):
+    hint = r"nothing to compare \(structures named differently can be paired explicitly\)"
+    with pytest.raises(DelineoError, match=hint + "; reference: Liver, Kidney_L; test: Heart"):
         compare_sets(reference, label_set(0, {1: "Heart"}))
 
 
@@ -115,3 +114,26 @@ def test_names_of_one_set_alike_but_for_punctuation_are_not_paired_by_guess(tmp_
     assert "PTV_1" in notes["PTV_1"] and "could be any of them" in notes["ptv1"]
     assert notes["Liver"] == ""
     assert "<b>Names alike.</b> reference: PTV-1 and PTV_1" in render_html(result)
+
+
+def test_explicit_pairs_come_first_and_are_checked():
+    from planning.errors import DelineoError
+
+    match = match_names(
+        ["Lt Lung", "Liver", "A_Aorta"], ["liver", "Aorta", "Lung_L"], explicit=[("Lt Lung", "Lung_L")]
+    )
+    assert match.pairs == [("Lt Lung", "Lung_L"), ("Liver", "liver")]
+    assert match.explicit == [("Lt Lung", "Lung_L")]
+    assert match.only_reference == ["A_Aorta"] and match.only_test == ["Aorta"]
+    # an explicit pair takes a name before its exact namesake can
+    taken = match_names(["Liver"], ["Liver", "Liver_auto"], explicit=[("Liver", "Liver_auto")])
+    assert taken.pairs == [("Liver", "Liver_auto")] and taken.only_test == ["Liver"]
+    # it resolves names alike but for punctuation
+    chosen = match_names(["PTV-1", "PTV_1"], ["ptv1"], explicit=[("PTV_1", "ptv1")])
+    assert chosen.pairs == [("PTV_1", "ptv1")] and chosen.only_reference == ["PTV-1"]
+    with pytest.raises(DelineoError, match="the test set has no structure 'Lung_R'"):
+        match_names(["Lt Lung"], ["Lung_L"], explicit=[("Lt Lung", "Lung_R")])
+    with pytest.raises(
+        DelineoError, match="test's 'Lung_L' is in two explicit pairs: Lt Lung=Lung_L and Lung=Lung_L"
+    ):
+        match_names(["Lt Lung", "Lung"], ["Lung_L"], explicit=[("Lt Lung", "Lung_L"), ("Lung", "Lung_L")])

@@ -96,6 +96,33 @@ def test_the_case_against_a_reference_structure_set_file(window, qtbot, tmp_path
     assert "not in expert.nii.gz: External, Lung_R, Lung_L, SpinalCord, Bone" in note
 
 
+def test_the_report_pairs_names_the_user_pairs(window, qtbot, tmp_path):
+    """The expert's "Lt Lung" is the case's Lung_L when the pairs field says so; a pair that is
+    not one is said in the note and nothing is run."""
+    import csv
+
+    from planning.structure_io import save_structures
+    from planning.structures import Structure, StructureSet
+
+    case = show_sample(window)
+    expert = StructureSet(case.grid, case.structures.frame_of_reference_uid)
+    expert.add(Structure("Lt Lung", case.structures["Lung_L"].mask.copy()))
+    save_structures(expert, case.volume, tmp_path / "expert.nii.gz")
+    window.open_compare()
+    dialog = window.last_dialog
+    dialog.pairs.setText("Lt Lung")
+    dialog.report_against(tmp_path / "expert.nii.gz", tmp_path / "report.html")
+    assert "'Lt Lung' is not a pair" in dialog.report_note.text() and dialog.report_button.isEnabled()
+    dialog.pairs.setText("Lt Lung=Lung_L; ")
+    dialog.report_against(tmp_path / "expert.nii.gz", tmp_path / "report.html")
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    rows = list(csv.DictReader(open(tmp_path / "report.csv", encoding="utf-8")))
+    assert (rows[0]["reference_structure"], rows[0]["test_structure"]) == ("Lt Lung", "Lung_L")
+    assert float(rows[0]["dice"]) == 1.0 and rows[0]["note"] == "paired explicitly"
+    assert "1 structure pair(s) compared, mean Dice 1.000" in dialog.report_note.text()
+
+
 def test_a_reference_with_contours_beyond_the_images_is_read_as_the_case_was(window, qtbot, tmp_path):
     """dicompyler-breast holds 1 of its 98 CT images: the case opens with the contours beyond it
     left out, so its own RTSTRUCT as the reference must read the same way (it was refused, in an

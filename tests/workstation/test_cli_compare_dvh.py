@@ -332,3 +332,33 @@ def test_a_curves_file_that_cannot_be_finished_leaves_the_earlier_one_whole(tmp_
         "curves.csv",
         "d.csv",
     ]
+
+
+def test_compare_pairs_structures_named_differently_when_told(tmp_path, capsys):
+    """TG-263 names against clinical ones (Lung_L / Lt Lung): unmatched by name, paired by --pair,
+    and the CSV says the pair was named explicitly; a pair naming an absent structure is refused."""
+    _label_map(tmp_path / "a.nii.gz", 0)
+    _label_map(tmp_path / "b.nii.gz", 2)
+    (tmp_path / "a.json").write_text(json.dumps({"1": "Lt Lung", "2": "A_Aorta"}))
+    (tmp_path / "b.json").write_text(json.dumps({"1": "Lung_L", "2": "Aorta"}))
+    out = tmp_path / "r.html"
+    arguments = ["compare", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out)]
+    assert main([*arguments, "--pair", "Lt Lung=Lung_L", "--pair", "A_Aorta = Aorta"]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"), encoding="utf-8")))
+    assert [(r["reference_structure"], r["test_structure"], r["note"]) for r in rows] == [
+        ("Lt Lung", "Lung_L", "paired explicitly"),
+        ("A_Aorta", "Aorta", "paired explicitly"),
+    ]
+    assert float(rows[0]["dice"]) == pytest.approx(2 * 13 / 30) and float(rows[1]["dice"]) == 1.0
+    printed = capsys.readouterr().out
+    assert "Lt Lung ↔ Lung_L" in printed and "2 structure pair(s) compared" in printed
+    assert main([*arguments, "--pair", "Lt Lung=Lung_R"]) == 1
+    assert (
+        "the b.nii.gz set has no structure 'Lung_R' (named in an explicit pair); its structures are Lung_L"
+        in (capsys.readouterr().err)
+    )
+    with pytest.raises(SystemExit):
+        main([*arguments, "--pair", "Lt Lung"])
+    assert (
+        "'Lt Lung' is not a pair: write the reference name, '=' and the test name" in capsys.readouterr().err
+    )

@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -100,6 +101,13 @@ class CompareDialog(QDialog):
             "SEG or label map: an HTML and CSV report"
         )
         self.report_button.clicked.connect(self._choose_report)
+        self.pairs = QLineEdit(self)
+        self.pairs.setPlaceholderText("Pair names that differ: Lt Lung=Lung_L; …")
+        self.pairs.setToolTip(
+            "The reference file's name, '=', this case's name, for each pair of structures named "
+            "differently; separate pairs with ';'. Others are paired by name"
+        )
+        layout.addWidget(self.pairs)
         layout.addWidget(self.report_button)
         self.report_note = QLabel("", self)
         self.report_note.setWordWrap(True)
@@ -180,12 +188,18 @@ class CompareDialog(QDialog):
             self.report_against(Path(reference), Path(out))
 
     def report_against(self, reference: Path, out: Path) -> None:
-        """Compare the case's structures (test) with `reference`'s (paired by name) in a worker;
+        """Compare the case's structures (test) with `reference`'s (paired by name, and as the
+        pairs field says: "Lt Lung=Lung_L; …", reference name first) in a worker;
         write the HTML report to `out` and its table beside it as CSV. The reference is read as
         the case's structures are: contours off the loaded images are left out, with a warning
         that the note and the report carry."""
-        from planning.compare_report import compare_sets, summary, write_csv, write_html
+        from planning.compare_report import compare_sets, parse_pair, summary, write_csv, write_html
 
+        try:
+            explicit = [parse_pair(text) for text in self.pairs.text().split(";") if text.strip()]
+        except DelineoError as error:
+            self.report_note.setText(html.escape(str(error), quote=False))
+            return
         case = self.window_.case
         volume, tolerance = case.volume, self.tolerance.value()
         source = case.structures
@@ -200,6 +214,7 @@ class CompareDialog(QDialog):
                 expert,
                 structures,
                 tolerance_mm=tolerance,
+                explicit=explicit,
                 reference_label=label,
                 test_label="case",
                 on_progress=on_progress,
@@ -225,7 +240,10 @@ class CompareDialog(QDialog):
                 f"{reference.name}: {extra}. "
                 f'Report: <a href="{out.as_uri()}">{out.name}</a> (and {out.with_suffix(".csv").name})'
                 + _reading_note(reference.name, warnings)
-                + "".join(f"<br><b>Warning</b>: {html.escape(same.text)}." for same in result.same_names)
+                + "".join(
+                    f"<br><b>Warning</b>: {html.escape(same.text, quote=False)}."
+                    for same in result.same_names
+                )
             )
 
         def failed(error: Exception) -> None:

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         help="compare two structure sets (Dice, HD95, surface Dice, APL…) as an HTML/CSV report",
         description="Compare test structures B against reference structures A on the same image. "
         "A and B are RTSTRUCT files (or folders holding one), DICOM-SEG files or label maps "
-        "(NIfTI/NRRD/MHA). Structures are paired by name.",
+        "(NIfTI/NRRD/MHA). Structures are paired by name, ignoring case and punctuation; --pair pairs "
+        "structures named differently.",
     )
     parser.add_argument("reference", type=Path, help="reference structures (A), e.g. the expert's")
     parser.add_argument("test", type=Path, help="test structures (B), e.g. the auto-contours")
@@ -25,6 +26,15 @@ def register(subparsers) -> None:
     parser.add_argument("--csv", type=Path, help="also write the table as CSV (default: next to --out)")
     parser.add_argument("--tolerance", type=positive, default=2.0, help="surface Dice / APL tolerance, mm")
     parser.add_argument("--names", nargs="+", help="only these structures")
+    parser.add_argument(
+        "--pair",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="REFERENCE=TEST",
+        help='pair two differently named structures, e.g. --pair "Lt Lung=Lung_L" (repeat for more); '
+        "other structures are paired by name",
+    )
     parser.add_argument(
         "--labels",
         type=Path,
@@ -65,6 +75,7 @@ def run(args) -> int:
             test,
             tolerance_mm=args.tolerance,
             names=args.names,
+            explicit=args.pair,
             reference_label=args.reference.name,
             test_label=args.test.name,
             on_progress=progress,
@@ -82,6 +93,18 @@ def run(args) -> int:
     print(summary(result))
     print(f"wrote {args.out} and {csv_path}")
     return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """--pair's value: 'Lt Lung=Lung_L' → ('Lt Lung', 'Lung_L')."""
+    import argparse
+
+    from planning.compare_report import parse_pair
+
+    try:
+        return parse_pair(text)
+    except DelineoError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _declared_but_absent(label_map, path: Path, declared, other) -> list[str]:
