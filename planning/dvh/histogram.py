@@ -124,7 +124,8 @@ class DVH:
         return self.volumes_cc.first(self._count_at_least(self.bin_edges))
 
     def statistics(self, dose_levels: Sequence[float] = (), percents: Sequence[float] = (95, 50, 2)) -> dict:
-        """A flat dict of the usual numbers (Gy, cc) for tables."""
+        """A flat dict of the usual numbers (doses in `units`, cc) for tables; V_x keyed by
+        `level_name` ("V20Gy_cc", "V50%_cc" for a relative 0.5)."""
         out = {
             "volume_cc": self.volume_cc,
             "Dmean": self.mean,
@@ -134,5 +135,14 @@ class DVH:
         for p in percents:
             out[f"D{p:g}%"] = self.d_percent(p)
         for level in dose_levels:
-            out[f"V{level:g}Gy_cc"] = self.v_gy(level)
+            out[f"{level_name(level, self.units)}_cc"] = self.v_gy(level)
         return out
+
+
+def level_name(level: float, units: str) -> str:
+    """A V_x's name with its dose level in `units`: "V20Gy", "V20Gy(effective)", and for
+    relative doses (fractions of the planning system's reference dose) a percentage of it,
+    as clinicians write it: 0.5 → "V50%"."""
+    if units == "relative":
+        return f"V{100 * level:.6g}%"
+    return f"V{level:g}{units}"

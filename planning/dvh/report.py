@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from planning.dvh.histogram import DVH
+from planning.dvh.histogram import DVH, level_name
 from planning.files import write_atomically
 
 
@@ -28,7 +28,8 @@ def write_table(
     unit = dvhs[0].units if dvhs else "Gy"
     header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
     header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
-    header += [f"V{level:g}{unit}_cc" for level in levels] + [f"V{level:g}{unit}_%" for level in levels]
+    header += [f"{level_name(level, unit)}_cc" for level in levels]
+    header += [f"{level_name(level, unit)}_%" for level in levels]
     header += ["sampling", "warnings"]
 
     def write(target: Path) -> None:

@@ -746,6 +746,19 @@ def test_samples_of_a_few_unequal_volumes_hold_about_a_byte_each():
     assert statistics["Dmean"] == pytest.approx(np.dot(doses, volumes) / running[-1], rel=1e-12)
 
 
+def test_v_x_is_named_with_its_dose_unit():
+    """V_x keys say the level's unit: Gy, Gy(effective), and for relative doses (fractions of
+    the reference dose) the percentage clinicians write (V50%), not "V0.5Gy" or "V0.5relative"."""
+    from planning.dvh import DVH
+
+    doses, volumes = np.array([1.0, 0.6, 0.4]), np.array([1.0, 2.0, 4.0])
+    relative = DVH("PTV", doses, volumes, units="relative").statistics(dose_levels=(0.5, 0.95, 1.07))
+    assert relative["V50%_cc"] == 3.0 and relative["V95%_cc"] == 1.0 and relative["V107%_cc"] == 0.0
+    assert "V20Gy_cc" in DVH("PTV", 40 * doses, volumes).statistics(dose_levels=(20,))
+    effective = DVH("PTV", 40 * doses, volumes, units="Gy(effective)").statistics(dose_levels=(20,))
+    assert effective["V20Gy(effective)_cc"] == 3.0
+
+
 def test_the_running_volume_is_exact_within_and_across_stored_stretches():
     """The running volume is stored every `STRETCH` samples and summed between: it must equal the
     exact sum at every count (0, within, at and past a stretch's end, all of them) and rise with

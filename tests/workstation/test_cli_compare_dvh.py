@@ -271,9 +271,10 @@ def test_dvh_table_carries_what_the_dose_file_is(tmp_path, capsys):
     dataset.DoseSummationType, dataset.DoseType, dataset.DoseUnits = "PLAN", "PHYSICAL", "RELATIVE"
     dataset.save_as(tmp_path / "relative.dcm")
     out = tmp_path / "relative.csv"
-    assert main(["dvh", str(tmp_path / "relative.dcm"), *args, "--out", str(out)]) == 0
+    relative_args = [*args[:-1], "0.5"]  # half the reference dose: V50%, not V0.5relative
+    assert main(["dvh", str(tmp_path / "relative.dcm"), *relative_args, "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
-    assert "Dmean_relative" in rows[0]
+    assert {"Dmean_relative", "V50%_cc", "V50%_%"} <= set(rows[0])
     assert all("fractions of the planning system's reference dose, not Gy" in r["warnings"] for r in rows)
 
 

@@ -42,7 +42,12 @@ def register(subparsers) -> None:
     parser.add_argument("--plot", type=Path, help="also draw the cumulative DVHs (PNG, SVG or PDF)")
     parser.add_argument("--names", nargs="+", help="only these structures")
     parser.add_argument(
-        "--levels", nargs="+", type=non_negative, default=[], metavar="GY", help="V_x doses, e.g. 10 20"
+        "--levels",
+        nargs="+",
+        type=non_negative,
+        default=[],
+        metavar="GY",
+        help="V_x doses, e.g. 10 20; for relative doses fractions of the reference dose, e.g. 0.95 (V95%%)",
     )
     parser.add_argument(
         "--percents", nargs="+", type=percent, default=[98, 95, 50, 2], metavar="P", help="D_x%% to report"
