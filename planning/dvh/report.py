@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from planning.dvh.histogram import DVH, level_name
 from planning.files import write_atomically
+
+
+def format_dose(value: float, units: str) -> str:
+    """A dose for a person to read: 0.01 Gy (2 decimals) in Gy, and for relative doses
+    (fractions of the reference dose) 4 decimals, 0.01 % of it, where 2 would round 95.3 % and
+    95.7 % alike."""
+    return f"{value:.4f}" if units == "relative" else f"{value:.2f}"
+
+
+def format_volume(cc: float) -> str:
+    """A volume in cc for a person to read: 2 decimals, more under 1 cc so that 3 significant
+    digits show (0.500, 0.0340), where 2 decimals read a 0.034 cc structure as 0.03."""
+    if cc <= 0 or not math.isfinite(cc):
+        return f"{cc:.2f}"
+    return f"{cc:.{max(2, 2 - math.floor(math.log10(cc)))}f}"
 
 
 def write_table(

@@ -781,3 +781,18 @@ def test_the_running_volume_is_exact_within_and_across_stored_stretches():
         assert dvh.d_cc((exact[count - 1] + exact[count]) / 2) == doses[count - 1]
     assert dvh.d_cc(0.0) == doses[0] and dvh.d_cc(exact[-1] * 1.01) == 0.0
     assert np.allclose(dvh.differential().sum(), exact[-1], rtol=1e-12)
+
+
+def test_doses_and_volumes_are_written_with_the_digits_they_need():
+    from planning.dvh import format_dose, format_volume
+
+    assert format_dose(14.6789, "Gy") == "14.68" and format_dose(14.6789, "Gy(effective)") == "14.68"
+    assert format_dose(0.95312, "relative") == "0.9531"  # 0.01 % of the reference dose
+    assert [format_volume(v) for v in (14882.1, 13.157, 1.294, 0.6691, 0.03412, 0.0)] == [
+        "14882.10",
+        "13.16",
+        "1.29",
+        "0.669",
+        "0.0341",
+        "0.00",
+    ]

@@ -274,3 +274,29 @@ def test_the_metrics_and_curves_are_worked_out_in_the_worker(window, qtbot, monk
     assert not [name for name, on_main in threads if on_main]
     assert window.dvh_panel.values()["GTV"]["Dmean"] == pytest.approx(1.0)
     assert len(window.dvh_panel.canvas.figure.axes[0].lines) == len(window.dvh_panel.dvhs)
+
+
+def test_small_volumes_and_relative_doses_show_their_digits(window, qtbot):
+    """A 1-voxel structure's volume and relative doses (fractions of the reference dose) read
+    with the digits that tell them apart, as `delineo dvh` prints them: 2 decimals read 0.95."""
+    from planning.structures import Mask, Structure
+
+    case = show_sample(window)
+    grid = case.grid
+    dot = np.zeros(grid.shape, bool)
+    dot[10, 30, 30] = True
+    case.structures.add(Structure("Dot", Mask.from_full(grid, dot)))
+    window.docks.dvh_dock.show()
+    frame = case.volume.frame_of_reference_uid
+    relative = np.full(grid.shape, 0.9531, np.float32)
+    window.set_dose(Dose(relative, grid, units="RELATIVE", frame_of_reference_uid=frame))
+    panel = window.dvh_panel
+    qtbot.waitUntil(lambda: bool(panel.dvhs), timeout=60_000)
+    wait_idle(qtbot, window)
+    row = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 0).text() == "Dot")
+    voxel_cc = grid.voxel_volume_cc
+    assert voxel_cc < 1
+    volume = panel.table.item(row, 1).text()
+    assert float(volume) == pytest.approx(voxel_cc, rel=0.005)  # 3 significant digits
+    assert panel.table.item(row, 2).text() == "0.9531"  # Dmean
+    assert panel.table.horizontalHeaderItem(2).text() == "Dmean (relative)"

@@ -37,7 +37,15 @@ from PyQt6.QtWidgets import (
 )
 
 from planning.contour_slabs import ImageSlices
-from planning.dvh import DVH, compute_dvh, plot_dvhs, visible_on_white, write_table
+from planning.dvh import (
+    DVH,
+    compute_dvh,
+    format_dose,
+    format_volume,
+    plot_dvhs,
+    visible_on_white,
+    write_table,
+)
 from planning.errors import DelineoError
 from workstation.app.case import contours_left_out
 
@@ -277,7 +285,10 @@ class DvhPanel(QWidget):
                 name.setIcon(_swatch(colour))
             self.table.setItem(row, 0, name)
             for column, (_, key) in enumerate(COLUMNS, start=1):
-                item = QTableWidgetItem(f"{statistics[key]:.2f}")
+                value = statistics[key]
+                item = QTableWidgetItem(
+                    format_volume(value) if key == "volume_cc" else format_dose(value, units)
+                )
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()

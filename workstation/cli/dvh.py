@@ -75,7 +75,7 @@ def run(args) -> int:
     import numpy as np
 
     from planning.dose import load_dose
-    from planning.dvh import DVH, compute_dvh, plot_dvhs, write_table
+    from planning.dvh import DVH, compute_dvh, format_dose, format_volume, plot_dvhs, write_table
     from workstation.cli.outputs import check_distinct, check_output_file
 
     check_distinct(args.out, args.curves, args.plot)
@@ -127,9 +127,11 @@ def run(args) -> int:
         table, args.out, percents=args.percents, cc=args.cc, levels=args.levels, dose_warnings=dose.warnings
     )
     for dvh in dvhs:
+        dose = {"Dmean": dvh.mean, "Dmax": dvh.max, "D95%": dvh.d_percent(95)}
         print(
-            f"{dvh.name:<20} {dvh.volume_cc:9.2f} cc  Dmean {dvh.mean:7.3f}  Dmax {dvh.max:7.3f}  "
-            f"D95% {dvh.d_percent(95):7.3f} {unit}"
+            f"{dvh.name:<20} {format_volume(dvh.volume_cc):>9} cc  "
+            + "  ".join(f"{key} {format_dose(value, unit):>7}" for key, value in dose.items())
+            + f" {unit}"
         )
         for text in dvh.warnings:
             print(f"  warning: {text}")
