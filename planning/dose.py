@@ -180,7 +180,7 @@ def load_dose(path: str | os.PathLike) -> Dose:
 
 
 #: DoseSummationType values of a dose that is only part of the plan's, and what it is part by.
-_PARTIAL_SUMMATIONS = {
+PARTIAL_SUMMATIONS = {
     "FRACTION": "fraction",
     "FRACTION_SESSION": "fraction",
     "BEAM": "beam",
@@ -195,8 +195,8 @@ def _partial_dose_warnings(name: str, dose_type: str, summation_type: str, units
     """Say so when a file holds less than the plan's dose, a dose difference or relative doses:
     its DVH values (D95, V20Gy, …) are not the plan's in Gy."""
     warnings = []
-    if summation_type in _PARTIAL_SUMMATIONS:
-        part = _PARTIAL_SUMMATIONS[summation_type]
+    if summation_type in PARTIAL_SUMMATIONS:
+        part = PARTIAL_SUMMATIONS[summation_type]
         warnings.append(
             f"{name}: the dose of one {part} (DoseSummationType {summation_type}), not of the whole "
             f"plan: DVH values are per {part}"

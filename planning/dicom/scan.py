@@ -204,6 +204,8 @@ class RTObject:
         items: ROI names (RTSTRUCT), segment labels (SEG) or beam names (RTPLAN).
         dose: what an RTDOSE holds, "DoseSummationType DoseType DoseUnits" ("PLAN PHYSICAL GY",
             "BEAM …"), so that a plan's dose can be told from its beams' ("" for other kinds).
+        dose_summation: an RTDOSE's DoseSummationType ("PLAN", "BEAM", …; "" when not stated).
+        dose_plan_uid: the SOP Instance UID of the RTPLAN an RTDOSE is the dose of ("" if none).
     """
 
     kind: str
@@ -216,6 +218,8 @@ class RTObject:
     frames_of_reference: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     dose: str = ""
+    dose_summation: str = ""
+    dose_plan_uid: str = ""
 
     def describe(self) -> str:
         refs = ", ".join(self.referenced_series_uids) or "no image series"
@@ -620,7 +624,27 @@ def _rt_object(header: Header, kind: str) -> RTObject:
         obj.label = str(dataset.get("SeriesDescription", ""))
     if kind == "RTDOSE":
         obj.dose = _dose_kind(dataset)
+        obj.dose_summation = str(dataset.get("DoseSummationType", "") or "").strip().upper()
+        plans = dataset.get("ReferencedRTPlanSequence") or []
+        obj.dose_plan_uid = str(plans[0].get("ReferencedSOPInstanceUID", "")) if plans else ""
     return obj
+
+
+def plan_dose_of(doses: list[RTObject]) -> RTObject | None:
+    """Of several RTDOSEs of one series, the one that is the whole plan's dose without a doubt:
+    the only PLAN dose, when every other is a part of that plan's dose (a BEAM, FRACTION… dose
+    naming the same RTPLAN). None when another could be meant: two plans' doses, a MULTI_PLAN
+    dose, a dose naming no plan or another plan."""
+    from planning.dose import PARTIAL_SUMMATIONS
+
+    whole = [d for d in doses if d.dose_summation == "PLAN"]
+    if len(whole) != 1 or not whole[0].dose_plan_uid:
+        return None
+    plan = whole[0]
+    parts = [d for d in doses if d is not plan]
+    if all(d.dose_summation in PARTIAL_SUMMATIONS and d.dose_plan_uid == plan.dose_plan_uid for d in parts):
+        return plan
+    return None
 
 
 def _dose_kind(dataset) -> str:

@@ -1,6 +1,8 @@
 """Structures and doses added to the open case: File ▸ Import structures…, Open dose…, or a
 dropped RTSTRUCT / RTDOSE file."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from support.app import show_sample, wait_idle
@@ -59,11 +61,47 @@ def test_of_several_doses_of_the_series_none_is_shown_and_each_is_named(window, 
     window.opening.open_path(folder)
     wait_idle(qtbot, window)
     assert window.case is not None and window.dose_layer is None
-    said = "2 RT Doses reference this series (a_boost.dcm, rtdose.dcm): none is shown"
+    said = (
+        "2 RT Doses reference this series: a_boost.dcm (PLAN dose, PHYSICAL, GY), rtdose.dcm (PLAN "
+        "dose, PHYSICAL, GY): none is shown"
+    )
     assert any(said in m for m in window.messages.messages())
     window.opening.open_path(folder / "rtdose.dcm")  # the one wanted
     wait_idle(qtbot, window)
     assert window.dose_layer is not None
+
+
+def test_a_plans_dose_beside_its_beams_doses_is_shown_and_said_so(window, qtbot, tmp_path):
+    """A plan's dose and its beams' (DoseSummationType BEAM, naming the same RTPLAN): the plan's
+    is the one to evaluate, shown, and the warning names what each file holds; a beam dose of
+    another plan leaves the choice to the user."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "breast"
+    shutil.copytree(data_path("dicom", "dicompyler-breast"), folder)
+    beam = pydicom.dcmread(folder / "rtdose.dcm")
+    beam.SOPInstanceUID, beam.SeriesInstanceUID = generate_uid(), generate_uid()
+    beam.DoseSummationType = "BEAM"
+    beam.DoseGridScaling = float(beam.DoseGridScaling) / 4
+    beam.save_as(folder / "a_beam.dcm")
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    assert window.dose_layer is not None and Path(window.dose_path).name == "rtdose.dcm"
+    said = (
+        "2 RT Doses reference this series: a_beam.dcm (BEAM dose, PHYSICAL, GY), rtdose.dcm (PLAN "
+        "dose, PHYSICAL, GY): rtdose.dcm is shown, the whole plan's dose (the others are its beam doses)"
+    )
+    assert any(said in m for m in window.messages.messages())
+
+    beam.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = generate_uid()  # another plan's beam
+    beam.save_as(folder / "a_beam.dcm")
+    window.opening.open_path(folder)
+    wait_idle(qtbot, window)
+    assert window.dose_layer is None
+    assert "none is shown" in window.messages.messages()[-1]
 
 
 def test_menu_actions_need_a_case(window):

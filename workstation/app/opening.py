@@ -13,7 +13,8 @@ from PyQt6.QtWidgets import QFileDialog, QMessageBox
 
 from planning.dicom.headers import read_header
 from planning.dicom.load import load_series
-from planning.dicom.scan import RT_OBJECT_KINDS, ImageSeries, ScanResult, scan
+from planning.dicom.scan import RT_OBJECT_KINDS, ImageSeries, ScanResult, plan_dose_of, scan
+from planning.dose import PARTIAL_SUMMATIONS
 from planning.errors import DelineoError
 from planning.imageio import IMAGE_SUFFIXES, is_image_file, read_image_file
 from planning.session import ARCHIVE_SUFFIXES, ImageReference, Session, load_session
@@ -112,11 +113,14 @@ class CaseOpening:
         self.window.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
 
     def load_series(self, scan_result, series) -> None:
-        """Load an image series, the RTSTRUCTs referencing it and its RTDOSE; of several doses
-        none is shown (showing one would be a guess): the user opens the one wanted."""
+        """Load an image series, the RTSTRUCTs referencing it and its RTDOSE. Of several doses the
+        plan's is shown when the others are its beams' or fractions' (`plan_dose_of`), else none
+        (showing one would be a guess): the user opens the one wanted. Either way each is named
+        with what it holds."""
         structure_files = referencing(scan_result, series, "RTSTRUCT")
         doses = referencing(scan_result, series, "RTDOSE")
-        dose_files = doses if len(doses) == 1 else []
+        shown = doses[0] if len(doses) == 1 else plan_dose_of(doses)
+        dose_files = [shown] if shown is not None else []
         source = Path(series.headers[0].path).parent
 
         def work(on_progress, cancel):
@@ -145,10 +149,7 @@ class CaseOpening:
             if warnings:
                 self._say(f"Structures: {_first_of(warnings)}", 15000)
             if len(doses) > 1:
-                self._warn(
-                    f"{len(doses)} RT Doses reference this series ({', '.join(d.path.name for d in doses)}): "
-                    "none is shown; File ▸ Open dose… opens the one you want"
-                )
+                self._warn(_several_doses(doses, shown))
             for problem in problems:
                 self.window.on_job_failed("Reading RT objects", problem)
 
@@ -392,6 +393,20 @@ def _series_of(found: ScanResult, reference: ImageReference) -> tuple[ImageSerie
         f"This session names series {reference.series_uid}, which holds {len(fitting)} volumes of its "
         f"images' size ({fitting[0].split_note} and others); it was opened on the first: check that "
         "it is the one the contours were drawn on (File ▸ Open can load another and import them)"
+    )
+
+
+def _several_doses(doses, shown) -> str:
+    """What the window says when several RTDOSEs reference the series: each with what it holds
+    ("rtdose.dcm (PLAN dose, PHYSICAL, GY)"), and which is shown and why, or that none is."""
+    listed = ", ".join(f"{d.path.name} ({d.dose})" for d in doses)
+    text = f"{len(doses)} RT Doses reference this series: {listed}: "
+    if shown is None:
+        return text + "none is shown; File ▸ Open dose… opens the one you want"
+    parts = sorted({PARTIAL_SUMMATIONS[d.dose_summation] for d in doses if d is not shown})
+    return (
+        text + f"{shown.path.name} is shown, the whole plan's dose (the others are its "
+        f"{' and '.join(parts)} doses); File ▸ Open dose… opens another"
     )
 
 
