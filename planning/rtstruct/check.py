@@ -238,8 +238,8 @@ def _check_rois(dataset, records, report: ConformanceReport) -> None:
         report.add(ERROR, f"ROI number {number} is referenced but no ROI has it")
     for record in records:
         name = record.name
-        if record.color is None:
-            report.add(WARNING, "no valid ROIDisplayColor (three integers 0–255)", name)
+        if not record.color_stated:  # an invalid one is parse_rois's error
+            report.add(WARNING, "no ROIDisplayColor (three integers 0–255)", name)
         if observed[record.number] == 0:
             report.add(WARNING, "no RT ROI Observations item: its interpreted type is unknown", name)
         elif observed[record.number] > 1:

@@ -29,6 +29,8 @@ class RoiRecord:
         name, description, algorithm, interpreted_type: from the structure set and observations.
         frame_of_reference: the ROI's ReferencedFrameOfReferenceUID ('' when absent).
         color: ROIDisplayColor, None when absent or invalid.
+        color_stated: whether the file states a ROIDisplayColor (an invalid one is a problem
+            `parse_rois` reports).
         contours: every contour item: LPS points (N, 3), geometric type, referenced image UID.
         declared_points: NumberOfContourPoints of each contour (None where absent).
     """
@@ -40,6 +42,7 @@ class RoiRecord:
     interpreted_type: str = ""
     frame_of_reference: str = ""
     color: tuple[int, int, int] | None = None
+    color_stated: bool = False
     contours: list[PlanarContour] = field(default_factory=list)
     declared_points: list[int | None] = field(default_factory=list)
 
@@ -96,6 +99,7 @@ def parse_rois(dataset) -> tuple[list[RoiRecord], list[str]]:
         contoured.add(number)
         record = records[number]
         record.color = _color(color)
+        record.color_stated = color is not None
         if color is not None and record.color is None:
             problems.append(
                 f"{record.name}: ROIDisplayColor '{_shown(color)}' is not three whole numbers 0–255; "

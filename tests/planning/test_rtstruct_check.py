@@ -125,6 +125,20 @@ def test_open_contours_among_closed_ones_are_warned_of(written, tmp_path):
     assert [(f.severity, f.roi, f.message[:2]) for f in found] == [(WARNING, "Parotid_L", "1 ")]
 
 
+def test_an_invalid_display_colour_is_one_error_and_a_missing_one_a_warning(written, tmp_path):
+    """An invalid ROIDisplayColor was reported twice, as an error and as a warning."""
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    ds.ROIContourSequence[0].ROIDisplayColor = [300, -5, 1000]
+    del ds.ROIContourSequence[1].ROIDisplayColor
+    ds.save_as(tmp_path / "colours.dcm")
+    report = check_rtstruct(tmp_path / "colours.dcm", volume, run_dciodvfy=False)
+    found = [(f.severity, f.roi, f.message) for f in report.findings if "ROIDisplayColor" in f.message]
+    assert len(found) == 2
+    assert found[0][0] == ERROR and "Parotid_L: ROIDisplayColor '300\\-5\\1000' is not three" in found[0][2]
+    assert found[1] == (WARNING, "Lt Lung", "no ROIDisplayColor (three integers 0–255)")
+
+
 def test_real_files_without_image_references_or_study_chain(tmp_path):
     cerr = check_rtstruct(data_path("dicom", "ibsi1-lung-ct", "RS.dcm"), run_dciodvfy=False)
     assert "name no image" in messages(cerr, WARNING)
