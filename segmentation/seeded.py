@@ -304,20 +304,21 @@ def _doubts(full: np.ndarray, lesion: np.ndarray, spacing) -> list[str]:
 
 def _depth(lesion_like: np.ndarray, spacing) -> np.ndarray:
     """Each voxel's distance to the edge of `lesion_like` (mm; 0 outside it)."""
-    region = sitk.GetImageFromArray(lesion_like.astype(np.uint8))
-    region.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    depth = sitk.SignedMaurerDistanceMap(
-        region, insideIsPositive=True, squaredDistance=False, useImageSpacing=True
-    )
-    return np.clip(sitk.GetArrayFromImage(depth), 0, None)
+    return _clipped_distance(lesion_like, spacing, inside_is_positive=True)
 
 
 def _distance_to(mask: np.ndarray, spacing) -> np.ndarray:
     """Each voxel's distance to the nearest voxel of `mask` (mm; 0 in it)."""
+    return _clipped_distance(mask, spacing, inside_is_positive=False)
+
+
+def _clipped_distance(mask: np.ndarray, spacing, inside_is_positive: bool) -> np.ndarray:
+    """ITK's signed Maurer distance to the edge of `mask` (mm, `spacing` z, y, x), positive
+    inside or outside it as asked, the other side 0."""
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
     distance = sitk.SignedMaurerDistanceMap(
-        image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+        image, insideIsPositive=inside_is_positive, squaredDistance=False, useImageSpacing=True
     )
     return np.clip(sitk.GetArrayFromImage(distance), 0, None)
 
