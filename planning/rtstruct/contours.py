@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, depth_first_order
 
@@ -246,6 +247,61 @@ def small_loops(loops: Loops, min_area_mm2: float, spacing_xy: tuple[float, floa
     if min_area_mm2 <= 0 or not len(loops):
         return np.zeros(len(loops), bool)
     return np.abs(loops.areas()) * spacing_xy[0] * spacing_xy[1] < min_area_mm2
+
+
+def touch_adjacent_planes(
+    loops: Loops, which: np.ndarray, array: np.ndarray, offset_zyx=(0, 0, 0)
+) -> np.ndarray:
+    """Which of the outer loops `which` (bool, one per loop) enclose a piece of their plane that
+    touches the structure on the plane above or below (26-connectivity: a voxel of the piece has a
+    voxel of the structure among its 9 neighbours on either plane). An end cap of a round
+    structure and a thin vessel's cross-section touch; a speck on its own does not.
+
+    `array` is the structure's (z, y, x) bool mask that the loops were traced from (`trace`),
+    placed at `offset_zyx` in the grid. Each loop is looked at in its bounding box, one at a time:
+    meant for the few loops small enough to drop.
+    """
+    array = np.asarray(array, bool)
+    result = np.zeros(len(loops), bool)
+    for i in np.flatnonzero(which):
+        k = int(loops.planes[i]) - offset_zyx[0]
+        local = loops.loop(i) - (offset_zyx[2], offset_zyx[1])  # (u, v) in the array
+        # The piece lies inside its loop; one pixel more on each side holds all its neighbours.
+        x0, y0 = np.maximum(np.ceil(local.min(axis=0)).astype(int) - 1, 0)
+        x1, y1 = np.floor(local.max(axis=0)).astype(int) + 2
+        plane = array[k, y0:y1, x0:x1]
+        labels, _ = ndimage.label(plane, structure=np.ones((3, 3), bool))  # 8-connected, as traced
+        piece = labels == labels[_inside_pixel(plane, local[0] - (x0, y0))]
+        around = np.zeros_like(plane)
+        for other in (k - 1, k + 1):
+            if 0 <= other < len(array):
+                around |= array[other, y0:y1, x0:x1]
+        result[i] = bool((piece & ndimage.binary_dilation(around, np.ones((3, 3), bool))).any())
+    return result
+
+
+def _inside_pixel(plane: np.ndarray, vertex: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the inside pixel next to a traced vertex (u, v): the vertex lies half-way
+    between it and an outside pixel, along a row or a column."""
+    for u, v in (np.floor(vertex), np.ceil(vertex)):
+        row, column = int(v), int(u)
+        if 0 <= row < plane.shape[0] and 0 <= column < plane.shape[1] and plane[row, column]:
+            return row, column
+    raise ValueError(f"{tuple(vertex)} is not a vertex traced from this plane")
+
+
+def inside_any(loops: Loops, which: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """Which of the loops `which` lie inside one of the loops `around` of their plane (bool masks,
+    one per loop). Loops never cross, so one vertex tells."""
+    result = np.zeros(len(loops), bool)
+    for i in np.flatnonzero(which):
+        probe = loops.loop(i)[0]
+        result[i] = any(
+            _inside(probe, loops.loop(j))
+            for j in np.flatnonzero(around & (loops.planes == loops.planes[i]))
+            if j != i
+        )
+    return result
 
 
 def simplify(loops: Loops, tolerance_mm: float, spacing_xy: tuple[float, float]) -> Loops:

@@ -8,6 +8,9 @@ What the file carries (see ``shared/guides/rtstruct.md`` for why each rule matte
 - one CLOSED_PLANAR contour per boundary per image, each with its image reference, traced at
   sub-voxel accuracy (`planning.rtstruct.contours`) and placed in the plane of its own image
   (oblique series included); holes as separate contours for even-odd filling, or keyholes;
+- islands under 1 mm² dropped only when nothing of their structure touches them on the
+  neighbouring planes (specks), holes that small filled; a one-voxel end cap is kept, so the
+  structure keeps its first and last slices;
 - markers (POINT, OPEN_PLANAR) referencing the image they lie on, none when they lie on no
   loaded image (more than half a slice from it: a wrong reference would move them);
 - unique ROI numbers and names (case-insensitively: some planning systems ignore case), colours,
@@ -53,7 +56,7 @@ from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.geometry import Grid
 from planning.rtstruct import contours as planar
-from planning.structures import RoiType, Structure, StructureSet
+from planning.structures import Mask, RoiType, Structure, StructureSet
 from planning.volume import SliceRef, Volume
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,8 @@ log = logging.getLogger(__name__)
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: The SOP class named by RTReferencedStudySequence (Detached Study Management, as PS3.3 notes).
 STUDY_REFERENCE_CLASS = "1.2.840.10008.3.1.2.3.1"
-#: Islands (and holes) enclosing less than this are dropped by default, in mm².
+#: Islands enclosing less than this, in mm², are dropped by default when nothing of their structure
+#: touches them on the neighbouring planes (specks); holes that small are filled.
 DEFAULT_MIN_ISLAND_MM2 = 1.0
 #: Coordinates are written with this many decimals (mm): 1 µm, at most 16 characters.
 DECIMALS = 3
@@ -97,7 +101,9 @@ def write_rtstruct(
         simplify_mm: Douglas–Peucker tolerance in mm (0: keep every boundary vertex); a
             structure whose volume it changes by more than 2 % gets a warning.
         keyhole: join holes to their outer boundary (for systems that do not fill even-odd).
-        min_island_mm2: islands and holes enclosing less than this are dropped, with a warning.
+        min_island_mm2: islands enclosing less than this (mm²) that touch nothing of the structure
+            on the neighbouring planes are dropped, and holes that small filled, with a warning;
+            a small island touching the structure there (an end cap) is kept.
         label: StructureSetLabel (16 characters at most); default: the structure set's label.
         series_description: SeriesDescription of the new RTSTRUCT series.
         on_progress: called as (stage, structures done, structures total).
@@ -329,18 +335,20 @@ def _traced_contours(
         return []
     spacing_xy = planes.grid.spacing_xyz[:2]
     loops = planar.trace(mask.array, mask.offset)
-    small = planar.small_loops(loops, min_area_mm2=min_island_mm2, spacing_xy=spacing_xy)
-    if small.any():
-        areas = loops.areas()
-        islands, holes = small & (areas > 0), small & (areas < 0)
-        where = _describe_planes(planes, sorted(set(loops.planes[small].tolist())))
+    dropped, specks = _specks_and_small_holes(loops, mask, min_island_mm2, spacing_xy)
+    if dropped.any():
+        islands = int(np.count_nonzero(specks))
+        holes = int(np.count_nonzero(dropped & (loops.areas() < 0)))
         parts = []
-        if islands.any():
-            parts.append(f"{int(islands.sum())} island(s) dropped")
-        if holes.any():
-            parts.append(f"{int(holes.sum())} hole(s) filled")
+        if islands:
+            parts.append(
+                f"{islands} island(s) dropped (nothing of it touches them on the neighbouring slices)"
+            )
+        if holes:
+            parts.append(f"{holes} hole(s) filled")
+        where = _describe_planes(planes, sorted(set(loops.planes[dropped].tolist())))
         warnings.append(f"{name}: {' and '.join(parts)}, each under {min_island_mm2:g} mm² ({where})")
-        loops = loops.select(~small)
+        loops = loops.select(~dropped)
     if simplify_mm > 0:
         simplified = planar.simplify(loops, simplify_mm, spacing_xy)
         warnings += _volume_change(name, loops, simplified, planes.grid, simplify_mm)
@@ -372,6 +380,27 @@ def _traced_contours(
         (values, size, "CLOSED_PLANAR", planes.slices[k])
         for values, size, k in zip(data, sizes, loops.planes.tolist(), strict=True)
     ]
+
+
+def _specks_and_small_holes(
+    loops: planar.Loops, mask: Mask, min_island_mm2: float, spacing_xy: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loops to leave out, and of them the specks (bool, one per loop each).
+
+    Left out: holes under `min_island_mm2` (filled), and islands that small unless they touch the
+    structure on a neighbouring plane; those are part of it in 3D (the one-voxel end cap of a
+    round GTV, a thin vessel's cross-section), and dropping them would shorten the structure by a
+    slice. Such an island inside a small hole is left out too: filling the hole covers it.
+    """
+    small = planar.small_loops(loops, min_area_mm2=min_island_mm2, spacing_xy=spacing_xy)
+    if not small.any():
+        return small, small
+    areas = loops.areas()
+    islands, holes = small & (areas > 0), small & (areas < 0)
+    joined = planar.touch_adjacent_planes(loops, islands, mask.array, mask.offset)
+    covered = planar.inside_any(loops, joined, holes)
+    specks = islands & ~joined
+    return holes | covered | specks, specks
 
 
 def _volume_change(

@@ -2,8 +2,19 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from planning.rtstruct.contours import Loops, keyhole, parents, rasterize, simplify, small_loops, trace
+from planning.rtstruct.contours import (
+    Loops,
+    inside_any,
+    keyhole,
+    parents,
+    rasterize,
+    simplify,
+    small_loops,
+    touch_adjacent_planes,
+    trace,
+)
 
 
 def filled(loops: Loops, shape) -> np.ndarray:
@@ -136,3 +147,63 @@ def test_small_loops_are_the_islands_and_holes_below_the_area():
     small = small_loops(loops, min_area_mm2=1.0, spacing_xy=(1.0, 1.0))
     assert small.sum() == 2
     assert small_loops(loops, min_area_mm2=0.0, spacing_xy=(1.0, 1.0)).sum() == 0
+
+
+def test_islands_touching_the_structure_on_a_neighbouring_plane():
+    """End caps (also diagonally) and a one-voxel vessel's cross-sections touch the structure on a
+    neighbouring plane (26-connectivity); a speck beside it or far from it does not."""
+    mask = np.zeros((5, 20, 20), bool)
+    mask[1:4, 4:10, 4:10] = True  # a box on planes 1-3
+    mask[0, 6, 6] = mask[4, 10, 10] = True  # caps: straight above, diagonally below
+    mask[2, 12, 12] = True  # beside the box, two pixels from it: a speck
+    mask[0, 17, 2] = True  # far away: a speck
+    for k in range(5):
+        mask[k, 15 + k % 2, 15] = True  # a vessel, one voxel across, stepping sideways
+    loops = trace(mask)
+    outer = loops.areas() > 0
+    touching = touch_adjacent_planes(loops, outer, mask)
+    untouched = [
+        np.argwhere(filled(loops.select(np.arange(len(loops)) == i), mask.shape)).tolist()
+        for i in np.flatnonzero(outer & ~touching)
+    ]
+    assert sorted(untouched) == [[[0, 17, 2]], [[2, 12, 12]]]
+    assert np.count_nonzero(touching) == 3 + 2 + 5  # the box's planes, the caps, the vessel
+
+
+def test_touching_islands_match_a_3d_labelling_of_random_masks():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 12, 3))
+        offset = tuple(int(n) for n in rng.integers(0, 4, 3))  # a mask cropped from a larger grid
+        mask = rng.random(shape) < 0.2
+        loops = trace(mask, offset)
+        outer = loops.areas() > 0
+        touching = touch_adjacent_planes(loops, outer, mask, offset)
+        assert not touching[~outer].any()  # only the loops asked about
+        grid_shape = tuple(o + n for o, n in zip(offset, shape, strict=True))
+        for i in np.flatnonzero(outer):
+            k = int(loops.planes[i]) - offset[0]
+            enclosed = filled(loops.select(np.arange(len(loops)) == i), grid_shape)[
+                tuple(slice(o, None) for o in offset)
+            ][k]
+            # The loop's piece: of the pixels it encloses, the 8-connected part holding the first
+            # one in raster order (pieces in its holes never reach its top row).
+            parts, _ = ndimage.label(enclosed & mask[k], np.ones((3, 3)))
+            piece = parts == parts[tuple(np.argwhere(parts)[0])]
+            near = ndimage.binary_dilation(piece, np.ones((3, 3), bool))
+            expected = any((near & mask[j]).any() for j in (k - 1, k + 1) if 0 <= j < shape[0])
+            assert touching[i] == expected, (shape, i)
+
+
+def test_inside_any_finds_the_loops_inside_others_of_their_plane():
+    mask = np.zeros((2, 12, 12), bool)
+    mask[:, 1:11, 1:11] = True
+    mask[0, 3:8, 3:8] = False  # a hole on plane 0 …
+    mask[0, 5, 5] = True  # … with an island in it
+    mask[1, 5, 5] = False  # a hole on plane 1 only
+    loops = trace(mask)
+    areas = loops.areas()
+    island = (areas > 0) & (np.abs(areas) < 1)
+    holes = areas < 0
+    assert inside_any(loops, island, holes).tolist() == island.tolist()
+    assert not inside_any(loops, island, holes & (loops.planes == 1)).any()

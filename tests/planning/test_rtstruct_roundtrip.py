@@ -53,8 +53,11 @@ def analytic_shapes(grid: Grid) -> dict[str, tuple[np.ndarray, float | None]]:
         ),
     }
     island = r <= 12.0
-    island[30, 60, 70] = True  # a one-voxel island far from the sphere
+    island[30, 60, 70] = True  # a one-voxel island far from the sphere: a speck, dropped
     shapes["OneVoxelIsland"] = (island, None)
+    # Centred on a voxel, 8 mm (4 slices) to its poles: each pole is one voxel (0.4 mm² traced).
+    px, py, pz = grid.index_to_patient(np.array([40.0, 36.0, 18.0]))
+    shapes["PolarSphere"] = (np.sqrt((x - px) ** 2 + (y - py) ** 2 + (z - pz) ** 2) <= 8.02, None)
     edge = np.zeros(grid.shape, bool)
     edge[:8, 10:40, :12] = True  # touches the first slice and the first column
     shapes["EdgeBox"] = (edge, None)
@@ -97,7 +100,10 @@ def test_round_trip_on_analytic_shapes(case, kind, options):
     path = out / f"{kind}.dcm"
     warnings = write_rtstruct(structures, volume, path, **options)
     assert dciodvfy_errors(path) == []
-    assert any("OneVoxelIsland" in w and "island" in w for w in warnings)  # dropped and named
+    assert [w for w in warnings if "island" in w] == [
+        "OneVoxelIsland: 1 island(s) dropped (nothing of it touches them on the neighbouring slices), "
+        "each under 1 mm² (slice 31 of 36)"
+    ]  # the speck, dropped and named; the sphere's one-voxel poles are kept
     back = read_rtstruct(path, volume)
     assert back.names() == structures.names()
     half_diagonal = 0.5 * float(np.linalg.norm(SPACING))
@@ -110,6 +116,45 @@ def test_round_trip_on_analytic_shapes(case, kind, options):
         if true_cc is not None and true_cc >= 10:
             assert back[name].volume_cc == pytest.approx(true_cc, rel=0.01), name
             assert contour_volume_cc(path, name, SPACING[2]) == pytest.approx(true_cc, rel=0.01), name
+
+
+def test_one_voxel_poles_of_a_sphere_keep_its_first_and_last_slices(case):
+    """The one-voxel poles of a drawn sphere (0.4 mm² traced, under the 1 mm² speck threshold)
+    were dropped as islands: planning systems showed the GTV a slice shorter at each end. They
+    touch the sphere on the next slice, so they are kept; read back by Delineo and plastimatch."""
+    folder, volume, structures, truth, out = case
+    sphere = truth["PolarSphere"][0]
+    assert sphere[22].sum() == sphere[14].sum() == 1  # the poles are one voxel each
+    path = out / "poles.dcm"
+    subset = StructureSet(volume.grid, volume.frame_of_reference_uid, "Poles")
+    subset.add(Structure("GTV_sphere", Mask.from_full(volume.grid, sphere)))
+    assert write_rtstruct(subset, volume, path) == []
+    assert dciodvfy_errors(path) == []
+    ours = read_rtstruct(path, volume)["GTV_sphere"].mask.full()
+    np.testing.assert_array_equal(ours, sphere)
+    theirs = on_volume_grid(plastimatch_masks(path, folder, out / "poles")["GTV_sphere"], volume)
+    slices = [np.flatnonzero(mask.any(axis=(1, 2))) for mask in (sphere, ours, theirs)]
+    assert [(s[0], s[-1]) for s in slices] == [(14, 22)] * 3
+    assert theirs[14].sum() == theirs[22].sum() == 1
+
+
+def test_a_small_island_in_a_small_hole_is_covered_by_filling_the_hole(case):
+    """An island that touches the structure on the next slice is kept, but not inside a hole that
+    is filled: written alone, the even-odd rule would cut it out of the filled hole."""
+    folder, volume, _, _, out = case
+    box = np.zeros(volume.grid.shape, bool)
+    box[10:14, 20:30, 20:30] = True
+    box[12, 23:26, 23:26] = False  # a 3 × 3 hole (6.9 mm² traced) …
+    box[12, 24, 24] = True  # … with a voxel in it, touching the box on the slices next to it
+    structures = StructureSet(volume.grid, volume.frame_of_reference_uid, "Nested")
+    structures.add(Structure("Box", Mask.from_full(volume.grid, box)))
+    path = out / "nested.dcm"
+    assert write_rtstruct(structures, volume, path, min_island_mm2=10.0) == [
+        "Box: 1 hole(s) filled, each under 10 mm² (slice 13 of 36)"
+    ]
+    filled = box.copy()
+    filled[12, 23:26, 23:26] = True
+    np.testing.assert_array_equal(read_rtstruct(path, volume)["Box"].mask.full(), filled)
 
 
 def test_simplifying_that_changes_a_volume_by_more_than_2_percent_says_so(case):
