@@ -349,7 +349,12 @@ def _check_contours(records, chain: set[str], report: ConformanceReport) -> None
             )
         tiny = counts.pop("tiny", 0)
         if tiny:
-            report.add(NOTE, f"{tiny} contour(s) enclose less than {TINY_ISLAND_MM2:g} mm²", name)
+            report.add(
+                NOTE,
+                f"{tiny} contour(s) enclose less than {TINY_ISLAND_MM2:g} mm², about one voxel: usual at a "
+                "structure's first and last slices or across a thin part, a stray speck elsewhere",
+                name,
+            )
         for problem, count in counts.items():
             # a repeated first point only adds an edge of length zero: nothing for the user to fix
             severity = NOTE if "repeated" in problem else WARNING if "not listed" in problem else ERROR

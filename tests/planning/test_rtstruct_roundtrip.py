@@ -21,6 +21,7 @@ from support.rtstruct_checks import dciodvfy_errors, dice, hd95_mm, on_volume_gr
 from planning.errors import Cancelled, DelineoError, GeometryError
 from planning.geometry import Grid
 from planning.imageio import load_volume
+from planning.rtstruct.check import check_rtstruct
 from planning.rtstruct.contours import Loops, parents
 from planning.rtstruct.reader import read_rtstruct
 from planning.rtstruct.writer import write_rtstruct
@@ -127,7 +128,7 @@ def test_one_voxel_poles_of_a_sphere_keep_its_first_and_last_slices(case):
     assert sphere[22].sum() == sphere[14].sum() == 1  # the poles are one voxel each
     path = out / "poles.dcm"
     subset = StructureSet(volume.grid, volume.frame_of_reference_uid, "Poles")
-    subset.add(Structure("GTV_sphere", Mask.from_full(volume.grid, sphere)))
+    subset.add(Structure("GTV_sphere", Mask.from_full(volume.grid, sphere), roi_type=RoiType.GTV))
     assert write_rtstruct(subset, volume, path) == []
     assert dciodvfy_errors(path) == []
     ours = read_rtstruct(path, volume)["GTV_sphere"].mask.full()
@@ -136,6 +137,15 @@ def test_one_voxel_poles_of_a_sphere_keep_its_first_and_last_slices(case):
     slices = [np.flatnonzero(mask.any(axis=(1, 2))) for mask in (sphere, ours, theirs)]
     assert [(s[0], s[-1]) for s in slices] == [(14, 22)] * 3
     assert theirs[14].sum() == theirs[22].sum() == 1
+    report = check_rtstruct(path, volume, run_dciodvfy=False)
+    assert [(f.severity, f.roi, f.message) for f in report.findings] == [
+        (
+            "note",
+            "GTV_sphere",
+            "2 contour(s) enclose less than 1 mm², about one voxel: usual at a structure's first and "
+            "last slices or across a thin part, a stray speck elsewhere",
+        )
+    ]  # the poles are not alarmed about
 
 
 def test_a_small_island_in_a_small_hole_is_covered_by_filling_the_hole(case):
