@@ -47,7 +47,8 @@ def register(subparsers) -> None:
         "--min-island-mm2",
         type=non_negative,
         default=None,
-        help="drop islands and holes smaller than this (mm², default 1)",
+        help="drop islands smaller than this (mm², default 1) that touch nothing of their structure "
+        "on the neighbouring slices, and fill holes that small",
     )
     export.add_argument("--label", help="structure set label (16 characters at most)")
     export.add_argument(
