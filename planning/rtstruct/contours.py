@@ -119,6 +119,13 @@ class Loops:
         cross = u * v[following] - u[following] * v
         return 0.5 * np.add.reduceat(cross, self.starts[:-1])
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each loop's lowest and highest (u, v), (L, 2) each."""
+        if not len(self):
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        first = self.starts[:-1]
+        return np.minimum.reduceat(self.points, first), np.maximum.reduceat(self.points, first)
+
     def select(self, keep: np.ndarray) -> Loops:
         """The loops where `keep` (bool, one per loop) is True."""
         keep = np.asarray(keep, bool)
@@ -258,22 +265,30 @@ def touch_adjacent_planes(
     structure and a thin vessel's cross-section touch; a speck on its own does not.
 
     `array` is the structure's (z, y, x) bool mask that the loops were traced from (`trace`),
-    placed at `offset_zyx` in the grid. Each loop is looked at in its bounding box, one at a time:
-    meant for the few loops small enough to drop.
+    placed at `offset_zyx` in the grid. Meant for the loops small enough to drop: those around one
+    pixel (most) are looked at all at once, the others one at a time in their bounding box.
     """
     array = np.asarray(array, bool)
     result = np.zeros(len(loops), bool)
-    for i in np.flatnonzero(which):
-        k = int(loops.planes[i]) - offset_zyx[0]
-        local = loops.loop(i) - (offset_zyx[2], offset_zyx[1])  # (u, v) in the array
-        # The piece lies inside its loop; one pixel more on each side holds all its neighbours.
-        x0, y0 = np.maximum(np.ceil(local.min(axis=0)).astype(int) - 1, 0)
-        x1, y1 = np.floor(local.max(axis=0)).astype(int) + 2
-        plane = array[k, y0:y1, x0:x1]
+    low, high = loops.bounds()
+    shift = np.array([offset_zyx[2], offset_zyx[1]])
+    first = np.ceil(low - shift).astype(int)  # (column, row) of the first and last pixel centres
+    last = np.floor(high - shift).astype(int)  # inside each loop, in the array
+    k = loops.planes - offset_zyx[0]
+    one_pixel = np.flatnonzero(which & np.all(first == last, axis=1))
+    if len(one_pixel):
+        padded = np.pad(array, 1)
+        column, row = first[one_pixel].T
+        for dz, dy, dx in np.ndindex(2, 3, 3):  # the pixel's 18 neighbours on the planes next to it
+            result[one_pixel] |= padded[k[one_pixel] + 2 * dz, row + dy, column + dx]
+    for i in np.flatnonzero(which & np.any(first != last, axis=1)):
+        x0, y0 = np.maximum(first[i] - 1, 0)  # the loop's box and the pixels around it
+        x1, y1 = last[i] + 2
+        plane = array[k[i], y0:y1, x0:x1]
         labels, _ = ndimage.label(plane, structure=np.ones((3, 3), bool))  # 8-connected, as traced
-        piece = labels == labels[_inside_pixel(plane, local[0] - (x0, y0))]
+        piece = labels == labels[_inside_pixel(plane, loops.loop(i)[0] - shift - (x0, y0))]
         around = np.zeros_like(plane)
-        for other in (k - 1, k + 1):
+        for other in (k[i] - 1, k[i] + 1):
             if 0 <= other < len(array):
                 around |= array[other, y0:y1, x0:x1]
         result[i] = bool((piece & ndimage.binary_dilation(around, np.ones((3, 3), bool))).any())
@@ -292,15 +307,17 @@ def _inside_pixel(plane: np.ndarray, vertex: np.ndarray) -> tuple[int, int]:
 
 def inside_any(loops: Loops, which: np.ndarray, around: np.ndarray) -> np.ndarray:
     """Which of the loops `which` lie inside one of the loops `around` of their plane (bool masks,
-    one per loop). Loops never cross, so one vertex tells."""
+    one per loop). Loops never cross, so one vertex tells; bounding boxes pick the pairs to test."""
     result = np.zeros(len(loops), bool)
-    for i in np.flatnonzero(which):
-        probe = loops.loop(i)[0]
-        result[i] = any(
-            _inside(probe, loops.loop(j))
-            for j in np.flatnonzero(around & (loops.planes == loops.planes[i]))
-            if j != i
-        )
+    if not (np.any(which) and np.any(around)):
+        return result
+    low, high = loops.bounds()
+    for k in np.intersect1d(loops.planes[which], loops.planes[around]):
+        inner = np.flatnonzero(which & (loops.planes == k))
+        outer = np.flatnonzero(around & (loops.planes == k))
+        boxed = (low[inner, None] > low[None, outer]) & (high[inner, None] < high[None, outer])
+        for i, j in zip(*np.nonzero(boxed.all(axis=2)), strict=True):
+            result[inner[i]] |= _inside(loops.loop(inner[i])[0], loops.loop(outer[j]))
     return result
 
 
