@@ -22,11 +22,12 @@ import json
 import time
 
 import numpy as np
+from synthetic_organs import body_and_organs
 
 from planning.dose import Dose
 from planning.dvh import compute_dvh
 from planning.geometry import Grid
-from planning.structures import Mask, Structure
+from planning.structures import Structure
 
 GRID = Grid((600, 512, 512), (0.977, 0.977, 1.5), (-250.0, -250.0, -450.0))
 DOSE_GRID = Grid((360, 200, 200), (2.5, 2.5, 2.5), (-250.0, -250.0, -450.0))
@@ -43,26 +44,8 @@ def resident_mb() -> float:
 
 def structures(count: int = 117, seed: int = 5):
     """An External and `count - 1` ellipsoids with radii of 10–100 mm, as cropped masks."""
-    rng = np.random.default_rng(seed)
-    nz, ny, nx = GRID.shape
-    sx, sy, sz = GRID.spacing_xyz
-    yy = np.arange(ny)[:, None] * sy
-    xx = np.arange(nx)[None, :] * sx
-    body = ((yy - ny * sy / 2) / (0.42 * ny * sy)) ** 2 + ((xx - nx * sx / 2) / (0.46 * nx * sx)) ** 2 <= 1
-    yield Structure("External", Mask.from_full(GRID, np.broadcast_to(body, GRID.shape).copy()))
-    zz = np.arange(nz)[:, None, None] * sz
-    for index in range(count - 1):
-        radius = rng.uniform(10, 100, 3)
-        centre = rng.uniform(0.25, 0.75, 3) * np.array([nz * sz, ny * sy, nx * sx])
-        lo = np.maximum(((centre - radius) / (sz, sy, sx)).astype(int), 0)
-        hi = np.minimum(((centre + radius) / (sz, sy, sx)).astype(int) + 1, GRID.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        inside = (
-            ((zz[box[0]] - centre[0]) / radius[0]) ** 2
-            + ((yy[None, box[1], :1] - centre[1]) / radius[1]) ** 2
-            + ((xx[None, :, box[2]] - centre[2]) / radius[2]) ** 2
-        ) <= 1
-        yield Structure(f"Organ_{index + 1:03d}", Mask(GRID, inside, tuple(lo)))
+    for name, mask in body_and_organs(GRID, count, seed):
+        yield Structure(name, mask)
 
 
 def dose() -> Dose:

@@ -53,35 +53,15 @@ def peak_mb() -> float:
 
 def synthetic_structures(grid, count: int, seed: int = 1):
     """`count` ellipsoidal organs of 1 cm to 20 cm, plus a body outline, as cropped Masks."""
-    from planning.structures import Mask, Structure, StructureSet
+    from synthetic_organs import body_and_organs
+
+    from planning.structures import Structure, StructureSet
     from planning.tg263 import style_for
 
-    rng = np.random.default_rng(seed)
     structures = StructureSet(grid)
-    nz, ny, nx = grid.shape
-    sz, sy, sx = grid.spacing_zyx
-    zz = np.arange(nz)[:, None, None] * sz
-    yy = np.arange(ny)[None, :, None] * sy
-    xx = np.arange(nx)[None, None, :] * sx
-    body = ((yy - ny * sy / 2) / (0.42 * ny * sy)) ** 2 + ((xx - nx * sx / 2) / (0.46 * nx * sx)) ** 2 <= 1
-    structures.add(
-        Structure(
-            "External", Mask.from_full(grid, np.broadcast_to(body, grid.shape).copy()), *style_for("External")
-        )
-    )
-    for index in range(count - 1):
-        radius = rng.uniform(10, 100, 3)
-        centre = rng.uniform(0.25, 0.75, 3) * np.array([nz * sz, ny * sy, nx * sx])
-        lo = np.maximum(((centre - radius) / (sz, sy, sx)).astype(int), 0)
-        hi = np.minimum(((centre + radius) / (sz, sy, sx)).astype(int) + 1, grid.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        inside = (
-            ((zz[box[0]] - centre[0]) / radius[0]) ** 2
-            + ((yy[:, box[1]] - centre[1]) / radius[1]) ** 2
-            + ((xx[:, :, box[2]] - centre[2]) / radius[2]) ** 2
-        ) <= 1
-        name = f"Organ_{index + 1:03d}"
-        structures.add(Structure(name, Mask(grid, inside, tuple(lo)), style_for(name)[0]))
+    for name, mask in body_and_organs(grid, count, seed):
+        style = style_for(name)
+        structures.add(Structure(name, mask, *(style if name == "External" else style[:1])))
     return structures
 
 
