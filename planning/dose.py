@@ -117,7 +117,7 @@ def load_dose(path: str | os.PathLike) -> Dose:
         if keyword not in dataset:
             raise DicomReadError(f"{path.name}: RT Dose without {keyword}")
     warnings: list[str] = []
-    scaling = _dose_grid_scaling(dataset, path.name, warnings)
+    scaling = _dose_grid_scaling(dataset, path.name)
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types on damaged pixel data
@@ -229,12 +229,16 @@ def _dose_units(dataset, name: str, warnings: list[str]) -> tuple[str, float]:
     )
 
 
-def _dose_grid_scaling(dataset, name: str, warnings: list[str]) -> float:
-    """The factor from stored values to dose; refused unless a positive number."""
+def _dose_grid_scaling(dataset, name: str) -> float:
+    """The factor from stored values to dose; refused unless a positive number. A file without
+    one is refused too: the standard requires it with pixel data, and taking the stored integers as
+    Gy gave a breast plan's 14.7 Gy maximum as 1,048,626 Gy with a warning only."""
     value = dataset.get("DoseGridScaling")
     if value is None or value == "":
-        warnings.append(f"{name}: no DoseGridScaling; the stored values are taken as doses")
-        return 1.0
+        raise DicomReadError(
+            f"{name}: no DoseGridScaling, the factor from the stored integers to doses (required "
+            "with pixel data): the doses are unknown"
+        )
     try:
         scaling = float(value)
     except (TypeError, ValueError):

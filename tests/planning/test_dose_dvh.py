@@ -363,6 +363,17 @@ def test_a_dose_grid_scaling_that_is_not_a_positive_factor_is_refused(tmp_path, 
         load_dose(tmp_path / "RD.dcm")
 
 
+def test_a_dose_without_dose_grid_scaling_is_refused(tmp_path):
+    """It was taken as 1 with a warning: the breast plan's 14.7 Gy maximum read 1,048,626 Gy."""
+    import pydicom
+
+    dataset = pydicom.dcmread(data_path(*BREAST) / "rtdose.dcm")
+    del dataset.DoseGridScaling
+    dataset.save_as(tmp_path / "RD.dcm")
+    with pytest.raises(DicomReadError, match="RD.dcm: no DoseGridScaling.*the doses are unknown"):
+        load_dose(tmp_path / "RD.dcm")
+
+
 @pytest.mark.parametrize(
     "offsets, message",
     [
