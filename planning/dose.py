@@ -118,17 +118,14 @@ def load_dose(path: str | os.PathLike) -> Dose:
             raise DicomReadError(f"{path.name}: RT Dose without {keyword}")
     warnings: list[str] = []
     scaling = _dose_grid_scaling(dataset, path.name)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    _check_value_count(dataset, frames * rows * columns, _stored_value_count(dataset), path.name)
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types on damaged pixel data
         raise DicomReadError(f"{path.name}: dose pixel data cannot be decoded ({error})") from error
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    rows, columns = int(dataset.Rows), int(dataset.Columns)
-    if np.asarray(pixels).size != frames * rows * columns:
-        raise DicomReadError(
-            f"{path.name}: NumberOfFrames {frames} × Rows {rows} × Columns {columns} is "
-            f"{frames * rows * columns:,} dose values; the pixel data holds {np.asarray(pixels).size:,}"
-        )
+    _check_value_count(dataset, frames * rows * columns, np.asarray(pixels).size, path.name)
     pixels = np.asarray(pixels).reshape(frames, rows, columns)
     array = (pixels.astype(np.float64) * scaling).astype(np.float32)
 
@@ -263,9 +260,32 @@ def _plane_thickness(dataset, name: str, warnings: list[str]) -> float:
     return 1.0
 
 
+def _stored_value_count(dataset) -> int | None:
+    """How many values uncompressed pixel data holds; None when compressed (known once decoded)."""
+    syntax = dataset.get("file_meta", {}).get("TransferSyntaxUID")
+    if syntax is None or syntax.is_compressed or not dataset.get("BitsAllocated"):
+        return None
+    return len(dataset.PixelData) * 8 // int(dataset.BitsAllocated)
+
+
+def _check_value_count(dataset, expected: int, stored: int | None, name: str) -> None:
+    if stored is not None and stored != expected:
+        raise DicomReadError(
+            f"{name}: NumberOfFrames {dataset.get('NumberOfFrames', 1)} × Rows {dataset.Rows} × "
+            f"Columns {dataset.Columns} is {expected:,} dose values; the pixel data holds {stored:,}"
+        )
+
+
 def _frame_offsets(dataset, frames, position, normal, name, warnings) -> np.ndarray:
     if frames == 1:
         return np.zeros(1)
+    stated = dataset.get("GridFrameOffsetVector")
+    count = 0 if stated is None else len(stated) if isinstance(stated, Sequence) else 1
+    if count != frames:
+        raise DicomReadError(
+            f"{name}: GridFrameOffsetVector holds {count} offsets for NumberOfFrames {frames}: "
+            "the frames' positions are unknown"
+        )
     offsets = _numbers(dataset, "GridFrameOffsetVector", frames, name)  # one per frame
     order = np.argsort(offsets, kind="stable")
     repeats = np.flatnonzero(np.diff(offsets[order]) <= _UNIFORM_TOLERANCE_MM)

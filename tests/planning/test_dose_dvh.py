@@ -405,6 +405,15 @@ def _nan_offset(dataset) -> None:
             lambda d: setattr(d, "NumberOfFrames", 88),
             r"NumberOfFrames 88 × Rows 129 × Columns 194 is 2,202,288 dose",
         ),
+        (
+            lambda d: setattr(d, "NumberOfFrames", 101),
+            r"NumberOfFrames 101 × Rows 129 × Columns 194 is 2,527,626 dose values; the pixel data "
+            r"holds 2,452,548",
+        ),
+        (
+            lambda d: setattr(d, "GridFrameOffsetVector", list(d.GridFrameOffsetVector)[:93]),
+            "GridFrameOffsetVector holds 93 offsets for NumberOfFrames 98: the frames' positions are unknown",
+        ),
         (_nan_offset, r"GridFrameOffsetVector .*NaN.* is not 98 numbers"),
         (lambda d: setattr(d, "PixelSpacing", [0, 2.5]), r"PixelSpacing 0\\2.5 is not two positive sizes"),
         (
