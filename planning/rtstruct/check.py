@@ -462,14 +462,17 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
     normal = volume.grid.slice_normal
     for record in records:
         missing, beyond, between, off = 0, 0, 0, 0.0
+        edges: Counter[str] = Counter()
         for contour in record.contours:
             ref = planes.get(contour.image_uid)
             if contour.image_uid and ref is None:
                 missing += 1
             elif ref is not None:
                 off = max(off, float(np.abs((contour.points - ref.position_xyz) @ normal).max()))
+                k = by_position.uids[contour.image_uid][0]
+                edges[by_position.beyond_edges(by_position.in_plane(contour, k))] += 1
             else:
-                k, _, distance = by_position.place(contour)
+                k, uv, distance = by_position.place(contour)
                 where = by_position.where(k, distance)
                 if where == "beyond":
                     beyond += 1
@@ -477,6 +480,7 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
                     between += 1
                 else:
                     off = max(off, distance)
+                    edges[by_position.beyond_edges(uv)] += 1
         if missing:
             report.add(
                 ERROR, f"{missing} contour(s) lie on images that are not in the loaded series", record.name
@@ -485,6 +489,19 @@ def _check_against_images(records, frames: set[str], volume: Volume, report: Con
             report.add(ERROR, f"{beyond} contour(s) lie beyond the loaded images", record.name)
         if between:
             report.add(ERROR, f"{between} contour(s) lie on no loaded image plane", record.name)
+        if edges["wholly"]:
+            report.add(
+                ERROR,
+                f"{edges['wholly']} contour(s) lie wholly beyond the images' in-plane edges",
+                record.name,
+            )
+        if edges["partly"]:
+            report.add(
+                WARNING,
+                f"{edges['partly']} contour(s) reach beyond the images' in-plane edges: only what lies on "
+                "the images is filled",
+                record.name,
+            )
         if off > PLANARITY_TOLERANCE_MM:
             report.add(
                 ERROR if off > by_position.on_plane_mm else WARNING,

@@ -182,6 +182,27 @@ def test_contours_without_image_references_are_placed_by_position(tmp_path):
     assert "1 contour(s) lie on no loaded image plane" in errors
 
 
+@pytest.mark.parametrize("referenced", [True, False], ids=["by image", "by position"])
+def test_contours_beyond_the_in_plane_edges_are_reported(written, tmp_path, referenced):
+    """The check said nothing of contours off the images' sides, which the reader cuts off or
+    leaves empty: an RTSTRUCT shifted 1 m sideways passed with no error."""
+    path, volume = written
+    ds = pydicom.dcmread(path)
+    contours = ds.ROIContourSequence[0].ContourSequence
+    for contour, shift_mm in ((contours[0], 1000.0), (contours[1], 10.0)):
+        data = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        data[:, 0] += shift_mm
+        contour.ContourData = [f"{v:.3f}" for v in data.ravel()]
+    if not referenced:
+        for contour in contours:
+            del contour.ContourImageSequence
+    ds.save_as(tmp_path / "sideways.dcm")
+    report = check_rtstruct(tmp_path / "sideways.dcm", volume, run_dciodvfy=False)
+    assert "1 contour(s) lie wholly beyond the images' in-plane edges" in messages(report, ERROR)
+    assert "1 contour(s) reach beyond the images' in-plane edges" in messages(report, WARNING)
+    assert "in-plane" not in messages(check_rtstruct(path, volume, run_dciodvfy=False), WARNING)
+
+
 def test_dciodvfy_output_in_latin1_is_reported(written, tmp_path):
     require("dciodvfy")
     path, volume = written
