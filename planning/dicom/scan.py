@@ -56,6 +56,8 @@ _IMAGE_CLASSES = {
 } | ENHANCED_IMAGE_CLASSES
 #: Name endings of files that are surely not DICOM images (left out of a series' warnings).
 _NOT_IMAGE_SUFFIXES = {".txt", ".xml", ".json", ".html", ".htm", ".pdf", ".csv", ".md", ".ini", ".log"}
+#: Names only DICOM files are given: text under one is a slice replaced (an error page saved as it)
+_DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 
 
 def _is_text(path: Path) -> bool:
@@ -93,6 +95,8 @@ class FileProblem:
         """Whether the file could have been an image of a series (so a loaded series may lack it)."""
         if self.kind == "not DICOM":
             return self.path.suffix.lower() not in _NOT_IMAGE_SUFFIXES
+        if self.kind == "text":
+            return self.path.suffix.lower() in _DICOM_SUFFIXES
         return self.kind == "unreadable"
 
 

@@ -85,3 +85,12 @@ def test_text_files_beside_a_series_are_not_taken_for_missing_slices(tmp_path, h
     volume = load_volume(tmp_path)
     assert len(volume.warnings) == 1 and "IM9999" in volume.warnings[0]
     assert "LICENSE" not in volume.warnings[0] and "README" not in volume.warnings[0]
+
+
+def test_text_named_as_a_dicom_file_is_named_as_a_missing_slice(tmp_path, hu):
+    """An error page saved as a slice's .dcm was taken for a README: the series lost that slice
+    with only an 'irregular slice spacing' warning, naming no file."""
+    paths = write_ct_series(tmp_path, hu)
+    paths[3].write_text("<html><body>502 Bad Gateway</body></html>\n" * 20)
+    volume = load_volume(tmp_path)
+    assert any("CT0003.dcm: not a DICOM file" in warning for warning in volume.warnings)
