@@ -117,6 +117,8 @@ def read_image_file(path: str | os.PathLike) -> Volume:
             holds a shear (axes `SHEAR_LIMIT_DEG` or more from right angles).
     """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise FormatError(f"{path.name}: empty file (0 bytes)")
     nifti_header = _read_nifti_header(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     if nifti_header is not None:
         _check_nifti_complete(path, nifti_header)

@@ -31,6 +31,14 @@ def test_corrupt_nifti_gives_a_format_error(tmp_path):
         load_volume(path)
 
 
+@pytest.mark.parametrize("name", ["empty.nii.gz", "empty.nrrd", "empty.mha"])
+def test_an_empty_image_file_is_named_empty(tmp_path, name):
+    """It was 'cannot be read as an image (sitk::ERROR: Unable to determine ImageIO reader …)'."""
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(FormatError, match=rf"^{name}: empty file \(0 bytes\)$"):
+        load_volume(tmp_path / name)
+
+
 def test_unknown_output_format_and_missing_input(tmp_path):
     volume = Volume(np.zeros((1, 2, 2), np.uint8), Grid((1, 2, 2), (1, 1, 1)))
     with pytest.raises(FormatError, match="unknown image format"):
