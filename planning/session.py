@@ -508,6 +508,7 @@ def _structure_from_record(
         "number": check.whole(record["number"], where, "ROI number", low=1, high=MAX_ROI_NUMBER),
         "description": check.text(record.get("description", ""), where, "description"),
         "recipe": record.get("recipe"),
+        "drawn_elsewhere": _drawn_elsewhere(record.get("drawn_elsewhere"), where),
         **{key: check.flag(record.get(key, default), where, repr(key)) for key, default in _FLAGS.items()},
     }
     if properties["recipe"] is not None:
@@ -524,6 +525,16 @@ def _structure_from_record(
     contours = _unpack_contours(record.get("contours"), arrays, what, f"{where}: its contours")
     markers = _unpack_contours(record.get("markers"), arrays, what, f"{where}: its markers")
     return Structure.from_properties(properties, mask, contours=contours, markers=markers)
+
+
+def _drawn_elsewhere(value, where: str) -> dict | None:
+    """A structure record's `DrawnElsewhere` data (spacing mm, volumes cc), checked; None when absent."""
+    if value is None:
+        return None
+    check.mapping(value, where)
+    keys = ("spacing_mm", "drawn_cc", "placed_cc")
+    values = check.numbers([value.get(key) for key in keys], where, "drawn_elsewhere", len(keys), low=0)
+    return dict(zip(keys, values, strict=True))
 
 
 def _drop_damaged_recipe(properties: dict, where: str, warnings: list[str]) -> None:

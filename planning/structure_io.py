@@ -85,7 +85,9 @@ def load_structures(
 
 
 #: Options of the RTSTRUCT writer that the mask formats (SEG, label map) have no use for.
-_RTSTRUCT_ONLY = frozenset(("simplify_mm", "keyhole", "min_island_mm2", "label", "on_progress", "cancel"))
+_RTSTRUCT_ONLY = frozenset(
+    ("simplify_mm", "keyhole", "min_island_mm2", "label", "notes", "on_progress", "cancel")
+)
 
 
 def save_structures(
@@ -101,7 +103,7 @@ def save_structures(
 
     Args:
         options: passed to the writer (for RTSTRUCT: `simplify_mm`, `keyhole`, `min_island_mm2`,
-            `label`, `on_progress`, `cancel`, which the other formats ignore). An option no
+            `label`, `notes`, `on_progress`, `cancel`, which the other formats ignore). An option no
             writer knows is a TypeError.
 
     Returns:

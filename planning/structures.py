@@ -236,6 +236,27 @@ class PlanarContour:
         return self.geometric_type in CLOSED_TYPES and len(self.points) >= 3
 
 
+@dataclass(frozen=True)
+class DrawnElsewhere:
+    """Contours drawn on the planes of another reconstruction of the images' frame of reference,
+    each image plane taking the outline of the drawn plane nearest to it.
+
+    Attributes:
+        spacing_mm: the spacing of the planes they were drawn on.
+        drawn_cc: the volume they enclose there, each plane a slab one spacing thick.
+        placed_cc: the volume they enclose on the image planes, each one image slice thick.
+    """
+
+    spacing_mm: float
+    drawn_cc: float
+    placed_cc: float
+
+    @property
+    def change(self) -> float:
+        """The relative change of volume, placed / drawn − 1 (0 when nothing was drawn)."""
+        return self.placed_cc / self.drawn_cc - 1 if self.drawn_cc else 0.0
+
+
 @dataclass(eq=False)
 class Structure:
     """A named region of interest.
@@ -249,6 +270,8 @@ class Structure:
         number: ROI Number, unique in its structure set (assigned when added).
         description: free text; derived structures record their recipe here too.
         contours: planar contours as imported, kept until the mask is edited; None otherwise.
+        drawn_elsewhere: for contours drawn on another reconstruction's planes and moved onto
+            these images' planes, how that changed their volume; None otherwise.
         markers: POINT and OPEN_PLANAR items read from an RTSTRUCT (never rasterised).
         recipe: how a derived structure is rebuilt from others (see planning margins), or None.
         visible: display state (the GUI's; stored so sessions restore it).
@@ -266,6 +289,7 @@ class Structure:
     number: int = 0
     description: str = ""
     contours: list[PlanarContour] | None = None
+    drawn_elsewhere: DrawnElsewhere | None = None
     markers: list[PlanarContour] = field(default_factory=list)
     recipe: dict | None = None
     visible: bool = True
@@ -304,6 +328,7 @@ class Structure:
             "number": self.number,
             "description": self.description,
             "recipe": self.recipe,
+            "drawn_elsewhere": dataclasses.asdict(self.drawn_elsewhere) if self.drawn_elsewhere else None,
             "visible": self.visible,
             "awaiting_review": self.awaiting_review,
             "locked": self.locked,
@@ -325,6 +350,9 @@ class Structure:
             contours=contours,
             markers=list(markers or []),
             recipe=plain.get("recipe"),
+            drawn_elsewhere=DrawnElsewhere(**plain["drawn_elsewhere"])
+            if plain.get("drawn_elsewhere")
+            else None,
             visible=bool(plain.get("visible", True)),
             awaiting_review=bool(plain.get("awaiting_review", False)),
             locked=bool(plain.get("locked", False)),

@@ -403,6 +403,23 @@ def parents(loops: Loops) -> np.ndarray:
     return result
 
 
+def nesting_depths(loops: Loops) -> np.ndarray:
+    """How many loops of its plane enclose each loop (`parents`): odd for a hole."""
+    parent = parents(loops)
+    depths = np.zeros(len(loops), np.int64)
+    for i in range(len(loops)):
+        j = parent[i]
+        while j >= 0:
+            depths[i], j = depths[i] + 1, parent[j]
+    return depths
+
+
+def enclosed_area(loops: Loops) -> float:
+    """The area inside an odd number of its plane's loops, summed over the planes (pixel units)."""
+    signs = np.where(nesting_depths(loops) % 2, -1.0, 1.0)
+    return float(np.sum(signs * np.abs(loops.areas())))
+
+
 def _inside(point: np.ndarray, polygon: np.ndarray) -> bool:
     """Even-odd point-in-polygon test (the point is never on the boundary here)."""
     u, v = polygon[:, 0], polygon[:, 1]

@@ -77,6 +77,13 @@ class ImagePlanes:
         n = self.drawn.nearest(np.array([float((contour.points @ self.normal).mean())]))[0]
         return np.flatnonzero(self.taken == n).tolist() if n >= 0 else []
 
+    def onto_plane(self, contour: PlanarContour, k: int) -> PlanarContour:
+        """The contour moved along the slice normal onto image plane k, its outline unchanged,
+        referencing that plane's image."""
+        points = contour.points - np.outer((contour.points - self.origins[k]) @ self.normal, self.normal)
+        ref = self.slices[k]
+        return PlanarContour(points, contour.geometric_type, ref.sop_instance_uid if ref else "")
+
     def beyond_images(self, contour: PlanarContour) -> bool:
         """Whether a contour lies more than half an image slice beyond the first or last image."""
         along = float((contour.points @ self.normal).mean())
@@ -106,7 +113,9 @@ class ImagePlanes:
 
 @dataclass
 class PlacedRoi:
-    """A record's closed contours on their planes, and what did not fit."""
+    """A record's closed contours on their planes, and what did not fit. `contours` are those
+    kept as the structure's own: as drawn, or, drawn on other planes, moved onto each image
+    plane that takes them (`ImagePlanes.onto_plane`)."""
 
     contours: list[PlanarContour] = field(default_factory=list)
     loops: list[np.ndarray] = field(default_factory=list)
@@ -164,7 +173,8 @@ def _place_on_nearest_planes(contour: PlanarContour, placer: ImagePlanes, placed
     is beyond the images or on a plane between those taken (unused)."""
     planes = placer.nearest_planes(contour)
     if planes:
-        _keep(contour, [(k, placer.in_plane(contour, k)) for k in planes], placer, placed)
+        loops = [(k, placer.in_plane(contour, k)) for k in planes]
+        _keep(contour, loops, placer, placed, [placer.onto_plane(contour, k) for k in planes])
     elif placer.beyond_images(contour):
         placed.outside.append(contour)
     else:
@@ -172,12 +182,17 @@ def _place_on_nearest_planes(contour: PlanarContour, placer: ImagePlanes, placed
 
 
 def _keep(
-    contour: PlanarContour, loops: list[tuple[int, np.ndarray]], placer: ImagePlanes, placed: PlacedRoi
+    contour: PlanarContour,
+    loops: list[tuple[int, np.ndarray]],
+    placer: ImagePlanes,
+    placed: PlacedRoi,
+    own: list[PlanarContour] | None = None,
 ) -> None:
-    """Keep a contour with its (plane k, (u, v) loop) on each plane it goes on."""
+    """Keep a contour with its (plane k, (u, v) loop) on each plane it goes on; `own`: what the
+    structure keeps of it (default: the contour itself)."""
     if edges := placer.beyond_edges(loops[0][1]):
         placed.beyond_edges[edges] += 1
-    placed.contours.append(contour)
+    placed.contours += own or [contour]
     for k, uv in loops:
         placed.loops.append(uv)
         placed.planes.append(k)

@@ -12,8 +12,12 @@ Contours drawn on another reconstruction of the images' frame of reference (regu
 another spacing, in a file that references neither the loaded series nor its images) are placed
 by nearest plane: each image plane takes the contour plane nearest to it, within half their
 spacing (`planning.rtstruct.drawn_planes`), with a warning; contours of different planes are
-never combined, and such structures keep no contours of their own (`Structure.contours` is None:
-they are traced on these images when written).
+never combined. Such structures keep as their own contours those outlines moved along the slice
+normal onto the image planes that take them, each referencing its image: written back, they are
+the outlines as drawn, on these images' planes (not traced again on this pixel grid). What that
+does to each structure's volume (its contours' slabs on the drawn planes against those on the
+image planes) is kept (`Structure.drawn_elsewhere`) for the writer to report, and a change of more
+than 1 % is a warning here.
 
 Planes of the volume with no source image (interpolated on loading) get the shape interpolated
 between the neighbouring images, as a planning system does between contoured slices, unless the
@@ -52,6 +56,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from planning.derived import restore_recipes
 from planning.dicom.headers import read_dataset
 from planning.errors import Cancelled, DelineoError, DicomReadError
@@ -69,7 +75,7 @@ from planning.rtstruct.placement import (
 )
 from planning.rtstruct.rois import RoiRecord, parse_rois
 from planning.rtstruct.writer import RT_STRUCTURE_SET_STORAGE
-from planning.structures import GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
+from planning.structures import DrawnElsewhere, GenerationAlgorithm, Mask, RoiType, Structure, StructureSet
 from planning.tg263 import style_for
 from planning.volume import Volume
 
@@ -78,6 +84,9 @@ log = logging.getLogger(__name__)
 
 #: Contours farther than this from their image plane (mm) are reported.
 OFF_PLANE_REPORT_MM = 0.05
+#: Contours moved from another reconstruction's planes onto the images' are warned of when their
+#: volume changes by more than this.
+VOLUME_CHANGE_REPORTED = 0.01
 _ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -175,6 +184,7 @@ def _placed_by_nearest_plane(
         f"images' planes; placed on the image's {volume.grid.spacing_xyz[2]:.2f} mm planes by nearest "
         f"plane (each image plane takes the contour plane within {0.5 * drawn.spacing_mm:.2f} mm of it)"
         + (f"; {unused} contour(s) on planes no image plane is nearest to were not used" if unused else "")
+        + "; every structure keeps its outlines as drawn, moved onto the image planes that take them"
     )
 
 
@@ -213,6 +223,9 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
             f"{name}: contours beyond the images' in-plane edges: {counts}; only what lies on the images "
             "is filled"
         )
+    drawn_elsewhere = _drawn_elsewhere(record, placed, placer) if placer.drawn else None
+    if drawn_elsewhere is not None and abs(drawn_elsewhere.change) > VOLUME_CHANGE_REPORTED:
+        warnings.append(_volume_changed(name, drawn_elsewhere, placed, grid.spacing_xyz[2]))
     filled, offset = planar.rasterize(planar.Loops.from_list(placed.loops, placed.planes), grid.shape)
     mask = Mask(grid, filled, offset)
     if any(ref is None for ref in placer.slices) and not mask.is_empty:
@@ -241,6 +254,33 @@ def _structure(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes, warnin
         algorithm=algorithm,
         number=record.number,
         description=record.description,
-        contours=None if placer.drawn else placed.contours,  # not on these images: traced when written
+        contours=placed.contours,
+        drawn_elsewhere=drawn_elsewhere,
         markers=placed.markers,
+    )
+
+
+def _drawn_elsewhere(record: RoiRecord, placed: PlacedRoi, placer: ImagePlanes) -> DrawnElsewhere:
+    """The volume a record's contours enclose on the planes they were drawn on and on the image
+    planes that took them, each plane a slab one spacing thick."""
+    drawn = placer.drawn
+    closed = [c for c in record.contours if c.encloses_area]
+    along = np.array([float((c.points @ placer.normal).mean()) for c in closed])
+    as_drawn = planar.Loops.from_list([placer.in_plane(c, 0) for c in closed], drawn.nearest(along).tolist())
+    placed_loops = planar.Loops.from_list(placed.loops, placed.planes)
+    spacing_x, spacing_y, spacing_z = placer.grid.spacing_xyz
+    cc_per_pixel_mm = spacing_x * spacing_y / 1000.0
+    return DrawnElsewhere(
+        spacing_mm=drawn.spacing_mm,
+        drawn_cc=planar.enclosed_area(as_drawn) * cc_per_pixel_mm * drawn.spacing_mm,
+        placed_cc=planar.enclosed_area(placed_loops) * cc_per_pixel_mm * spacing_z,
+    )
+
+
+def _volume_changed(name: str, moved: DrawnElsewhere, placed: PlacedRoi, spacing_mm: float) -> str:
+    unused = f"; {placed.unused} of its contours lie on planes no image plane takes" if placed.unused else ""
+    return (
+        f"{name}: its contours enclose {moved.drawn_cc:.2f} cc on the {moved.spacing_mm:.2f} mm planes "
+        f"they were drawn on, {moved.placed_cc:.2f} cc on these {spacing_mm:.2f} mm images "
+        f"({100 * moved.change:+.1f} %){unused}"
     )

@@ -9,8 +9,9 @@ What the file carries (see ``shared/guides/rtstruct.md`` for why each rule matte
   sub-voxel accuracy (`planning.rtstruct.contours`) and placed in the plane of its own image
   (oblique series included); holes as separate contours for even-odd filling, or keyholes;
 - islands under 1 mm² dropped only when nothing of their structure touches them on the
-  neighbouring planes (specks), holes that small filled; a one-voxel end cap is kept, so the
-  structure keeps its first and last slices;
+  neighbouring planes (specks, a warning each), holes that small filled (one note naming all
+  such structures: they change no extent); a one-voxel end cap is kept, so the structure keeps
+  its first and last slices;
 - markers (POINT, OPEN_PLANAR) referencing the image they lie on, none when they lie on no
   loaded image (more than half a slice from it: a wrong reference would move them);
 - unique ROI numbers and names (case-insensitively: some planning systems ignore case), colours,
@@ -26,7 +27,9 @@ gantry-tilted (sheared) stack are not interpolated: each image lies in its grid 
 shifted within it, so contours are written on every image where the mask is.
 
 Structures imported from an RTSTRUCT and never edited are written from their kept contours, so
-an import → export round trip changes no coordinate by more than the 1 µm rounding.
+an import → export round trip changes no coordinate by more than the 1 µm rounding. Those read
+from another reconstruction's planes (`Structure.drawn_elsewhere`) keep their outlines as drawn,
+moved onto these images' planes; one warning names them with their volumes as drawn and as written.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from planning.errors import Cancelled, DelineoError, FormatError, GeometryError
 from planning.files import write_atomically
 from planning.geometry import Grid
 from planning.rtstruct import contours as planar
-from planning.structures import Mask, RoiType, Structure, StructureSet
+from planning.structures import DrawnElsewhere, Mask, RoiType, Structure, StructureSet
 from planning.volume import SliceRef, Volume
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ def write_rtstruct(
     min_island_mm2: float = DEFAULT_MIN_ISLAND_MM2,
     label: str | None = None,
     series_description: str = "Delineo structures",
+    notes: list[str] | None = None,
     on_progress: _ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> list[str]:
@@ -102,10 +106,13 @@ def write_rtstruct(
             structure whose volume it changes by more than 2 % gets a warning.
         keyhole: join holes to their outer boundary (for systems that do not fill even-odd).
         min_island_mm2: islands enclosing less than this (mm²) that touch nothing of the structure
-            on the neighbouring planes are dropped, and holes that small filled, with a warning;
-            a small island touching the structure there (an end cap) is kept.
+            on the neighbouring planes are dropped, with a warning each; a small island touching
+            the structure there (an end cap) is kept. Holes that small are filled, said in one
+            note for all structures.
         label: StructureSetLabel (16 characters at most); default: the structure set's label.
         series_description: SeriesDescription of the new RTSTRUCT series.
+        notes: when given, what the writer changed that alters no structure's extent is appended
+            here, in words (also logged at info level).
         on_progress: called as (stage, structures done, structures total).
         cancel: when set, writing stops between structures with `Cancelled`.
 
@@ -123,6 +130,8 @@ def write_rtstruct(
     rois = _roi_identities(list(structure_set), warnings)
     planes = _Planes(volume)
     roi_contours = []
+    holes_filled: list[str] = []  # the structures that had small holes filled
+    moved: list[tuple[str, DrawnElsewhere]] = []  # those drawn on another reconstruction's planes
     for done, (structure, (number, name)) in enumerate(zip(structure_set, rois, strict=True)):
         if cancel is not None and cancel.is_set():
             raise Cancelled("RTSTRUCT export cancelled")
@@ -131,9 +140,11 @@ def write_rtstruct(
         try:
             if structure.contours is not None:
                 items = _kept_contours(structure, name, planes, keyhole, warnings)
+                if structure.drawn_elsewhere is not None:
+                    moved.append((name, structure.drawn_elsewhere))
             else:
                 items = _traced_contours(
-                    structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings
+                    structure, name, planes, simplify_mm, keyhole, min_island_mm2, warnings, holes_filled
                 )
             items += _markers(structure, name, planes, warnings)
         except FormatError as error:
@@ -148,6 +159,13 @@ def write_rtstruct(
             )
     if on_progress is not None:
         on_progress("Writing RTSTRUCT", len(rois), len(rois))
+    if moved:
+        warnings.append(_drawn_elsewhere_summary(moved, volume.grid.spacing_xyz[2]))
+    if holes_filled:
+        note = _holes_filled_note(holes_filled, min_island_mm2)
+        log.info("%s: %s", Path(path).name, note)
+        if notes is not None:
+            notes.append(note)
     externals = [
         name for s, (_, name) in zip(structure_set, rois, strict=True) if s.roi_type == RoiType.EXTERNAL
     ]
@@ -281,8 +299,7 @@ def _keyholed(planes: _Planes, k: int, polygons: list[np.ndarray]) -> tuple[list
         for points in polygons
     ]
     loops = planar.Loops.from_list(uv, [k] * len(uv))
-    parent = planar.parents(loops)
-    depths = [_nesting_depth(parent, i) for i in range(len(uv))]
+    depths = planar.nesting_depths(loops)
     if not any(depth % 2 for depth in depths):
         return polygons, 0
     # planar.keyhole tells holes by their winding: outer boundaries positive, holes negative
@@ -294,14 +311,6 @@ def _keyholed(planes: _Planes, k: int, polygons: list[np.ndarray]) -> tuple[list
     return [
         planes.to_patient(np.full(len(joined.loop(i)), k), joined.loop(i)) for i in range(len(joined))
     ], unjoined
-
-
-def _nesting_depth(parent: np.ndarray, i: int) -> int:
-    """How many contours enclose contour i (`planar.parents`): odd for a hole."""
-    depth = 0
-    while parent[i] >= 0:
-        i, depth = int(parent[i]), depth + 1
-    return depth
 
 
 def _markers(structure: Structure, name: str, planes: _Planes, warnings: list[str]) -> list[_Contour]:
@@ -329,25 +338,25 @@ def _traced_contours(
     keyhole: bool,
     min_island_mm2: float,
     warnings: list[str],
+    holes_filled: list[str],
 ) -> list[_Contour]:
+    """The structure's mask traced on its image planes; `name` is added to `holes_filled` when
+    small holes were filled (a note for all structures, not a warning each: no extent changes)."""
     mask = structure.mask
     if mask.is_empty:
         return []
     spacing_xy = planes.grid.spacing_xyz[:2]
     loops = planar.trace(mask.array, mask.offset)
     dropped, specks = _specks_and_small_holes(loops, mask, min_island_mm2, spacing_xy)
+    if specks.any():
+        where = _describe_planes(planes, sorted(set(loops.planes[specks].tolist())))
+        warnings.append(
+            f"{name}: {np.count_nonzero(specks)} island(s) dropped (nothing of it touches them on the "
+            f"neighbouring slices), each under {min_island_mm2:g} mm² ({where})"
+        )
+    if (dropped & (loops.areas() < 0)).any():
+        holes_filled.append(name)
     if dropped.any():
-        islands = int(np.count_nonzero(specks))
-        holes = int(np.count_nonzero(dropped & (loops.areas() < 0)))
-        parts = []
-        if islands:
-            parts.append(
-                f"{islands} island(s) dropped (nothing of it touches them on the neighbouring slices)"
-            )
-        if holes:
-            parts.append(f"{holes} hole(s) filled")
-        where = _describe_planes(planes, sorted(set(loops.planes[dropped].tolist())))
-        warnings.append(f"{name}: {' and '.join(parts)}, each under {min_island_mm2:g} mm² ({where})")
         loops = loops.select(~dropped)
     if simplify_mm > 0:
         simplified = planar.simplify(loops, simplify_mm, spacing_xy)
@@ -401,6 +410,30 @@ def _specks_and_small_holes(
     covered = planar.inside_any(loops, joined, holes)
     specks = islands & ~joined
     return holes | covered | specks, specks
+
+
+def _holes_filled_note(names: list[str], min_island_mm2: float) -> str:
+    return (
+        f"holes under {min_island_mm2:g} mm² filled in {len(names)} structure(s) ({', '.join(names)}); "
+        "a hole that small changes no structure's extent"
+    )
+
+
+def _drawn_elsewhere_summary(moved: list[tuple[str, DrawnElsewhere]], spacing_mm: float) -> str:
+    """The warning for structures drawn on another reconstruction's planes, written on these
+    images' planes: each one's volume as drawn and as written, the largest changes first."""
+    moved = sorted(moved, key=lambda item: -abs(item[1].change))
+    shown = ", ".join(
+        f"{name} {m.drawn_cc:.2f} → {m.placed_cc:.2f} cc ({100 * m.change:+.1f} %)" for name, m in moved[:8]
+    )
+    if len(moved) > 8:
+        shown += f" and {len(moved) - 8} more, each within {100 * abs(moved[8][1].change):.1f} %"
+    drawn = ", ".join(sorted({f"{m.spacing_mm:.2f}" for _, m in moved}))
+    return (
+        f"{len(moved)} structure(s) were drawn on another reconstruction's planes ({drawn} mm apart) and "
+        f"are written on these images' {spacing_mm:.2f} mm planes, each image plane holding the outline "
+        f"of the drawn plane nearest to it as drawn; their volumes as drawn → as written: {shown}"
+    )
 
 
 def _volume_change(

@@ -311,12 +311,22 @@ def test_contours_of_another_reconstruction_go_on_the_image_planes_they_are_near
         structures = read_rtstruct(rtstruct, volume)
         np.testing.assert_array_equal(structures["Squares"].mask.full(), shape[planes], err_msg=str(spacing))
         unused = "; 3 contour(s) on planes no image plane is nearest to were not used" if spacing == 5 else ""
-        assert structures.warnings == [
+        assert structures.warnings[0] == (
             f"the contours of rs.dcm were drawn on planes spaced 2.50 mm, not on these images' planes; "
             f"placed on the image's {spacing:.2f} mm planes by nearest plane (each image plane takes the "
-            f"contour plane within 1.25 mm of it){unused}"
-        ]
-        assert structures["Squares"].contours is None  # written back traced on these images' planes
+            f"contour plane within 1.25 mm of it){unused}; every structure keeps its outlines as drawn, "
+            "moved onto the image planes that take them"
+        )
+        moved = structures["Squares"].drawn_elsewhere
+        assert structures.warnings[1:] == (
+            []
+            if spacing == 1.25
+            else [
+                f"Squares: its contours enclose {moved.drawn_cc:.2f} cc on the 2.50 mm planes they were "
+                f"drawn on, {moved.placed_cc:.2f} cc on these 5.00 mm images ({100 * moved.change:+.1f} %); "
+                "3 of its contours lie on planes no image plane takes"
+            ]
+        )
         write_rtstruct(structures, volume, tmp_path / f"again_{spacing}.dcm")
         again = read_rtstruct(tmp_path / f"again_{spacing}.dcm", volume)
         assert again.warnings == []
@@ -331,6 +341,86 @@ def test_contours_of_another_reconstruction_go_on_the_image_planes_they_are_near
     back = read_rtstruct(tmp_path / "sparse.dcm", volume)
     assert back.warnings == []
     np.testing.assert_array_equal(back["Sparse"].mask.full(), sparse["Sparse"].mask.full())
+
+
+def _contours_by_plane(path: Path) -> dict[float, list[pydicom.Dataset]]:
+    """The first ROI's contour items of an RTSTRUCT by their z (mm, to 1 µm)."""
+    by_z = {}
+    for item in pydicom.dcmread(path).ROIContourSequence[0].ContourSequence:
+        by_z.setdefault(round(float(item.ContourData[2]), 3), []).append(item)
+    return by_z
+
+
+def _points(item) -> np.ndarray:
+    return np.array(item.ContourData, float).reshape(-1, 3)
+
+
+def _slab_volume_cc(by_z: dict, thickness_mm: float) -> float:
+    """The volume of one outer contour per plane, each a slab `thickness_mm` thick (shoelace)."""
+    total = 0.0
+    for (item,) in by_z.values():
+        x, y = _points(item)[:, 0], _points(item)[:, 1]
+        total += 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return total * thickness_mm / 1000.0
+
+
+def test_structures_read_onto_another_reconstruction_are_written_with_their_outlines_as_drawn(tmp_path):
+    """A ball drawn on a 2.5 mm CT with 1 mm pixels, read onto 1.25 mm and 5 mm reconstructions
+    with 0.7 mm pixels of its frame of reference and exported there. Before, it was traced again on
+    the new pixels without a word: no exported contour was the drawn one (areas up to 2.1 % off on
+    the shared planes, twice the points on 1.25 mm). Now each image plane holds the outline of the
+    drawn plane nearest to it, exactly as drawn, referencing its image, and the export says so with
+    the volumes as drawn and as written."""
+    frame, study = generate_uid(), generate_uid()
+
+    def series(name: str, count: int, spacing_z: float, pixel_mm: float):
+        write_ct_series(
+            tmp_path / name,
+            ct_phantom((count, round(48 / pixel_mm), round(48 / pixel_mm))),
+            spacing_xyz=(pixel_mm, pixel_mm, spacing_z),
+            origin_xyz=(-24.0, -24.0, 0.0),
+            frame_of_reference_uid=frame,
+            study_uid=study,
+        )
+        return load_volume(tmp_path / name)
+
+    drawn_on = series("ct_2p5", 12, 2.5, 1.0)
+    k, j, i = np.indices(drawn_on.grid.shape)
+    x, y, z = np.moveaxis(drawn_on.grid.index_to_patient(np.stack([i, j, k], -1).astype(float)), -1, 0)
+    original = StructureSet(drawn_on.grid, drawn_on.frame_of_reference_uid)
+    original.add(Structure("Ball", Mask.from_full(drawn_on.grid, x**2 + y**2 + (z - 13.75) ** 2 <= 144)))
+    write_rtstruct(original, drawn_on, tmp_path / "rs.dcm")
+    drawn = _contours_by_plane(tmp_path / "rs.dcm")
+    drawn_z = np.array(sorted(drawn))
+    for spacing, count in ((1.25, 24), (5.0, 6)):
+        volume = series(f"ct_{spacing}", count, spacing, 0.7)
+        structures = read_rtstruct(tmp_path / "rs.dcm", volume)
+        moved = structures["Ball"].drawn_elsewhere
+        assert moved.spacing_mm == pytest.approx(2.5)
+        assert moved.drawn_cc == pytest.approx(_slab_volume_cc(drawn, 2.5), abs=1e-5)
+        path = tmp_path / f"rs_{spacing}.dcm"
+        assert write_rtstruct(structures, volume, path) == [
+            "1 structure(s) were drawn on another reconstruction's planes (2.50 mm apart) and are written "
+            f"on these images' {spacing:.2f} mm planes, each image plane holding the outline of the drawn "
+            f"plane nearest to it as drawn; their volumes as drawn → as written: Ball {moved.drawn_cc:.2f} → "
+            f"{moved.placed_cc:.2f} cc ({100 * moved.change:+.1f} %)"
+        ]
+        written = _contours_by_plane(path)
+        assert moved.placed_cc == pytest.approx(_slab_volume_cc(written, spacing), abs=1e-5)
+        images = {round(ref.position_xyz[2], 3): ref.sop_instance_uid for ref in volume.slices}
+        for plane, (item,) in written.items():
+            nearest = drawn_z[
+                np.argmin(np.abs(drawn_z - plane) - 1e-6 * (drawn_z > plane))
+            ]  # half-way: upper
+            np.testing.assert_array_equal(_points(item)[:, :2], _points(drawn[nearest][0])[:, :2])
+            np.testing.assert_allclose(_points(item)[:, 2], plane)
+            assert item.ContourImageSequence[0].ReferencedSOPInstanceUID == images[plane]
+        assert dciodvfy_errors(path) == []
+        again = read_rtstruct(path, volume)
+        assert again.warnings == []
+        np.testing.assert_array_equal(again["Ball"].mask.full(), structures["Ball"].mask.full())
+        theirs = plastimatch_masks(path, tmp_path / f"ct_{spacing}", tmp_path / f"pm_{spacing}")
+        assert dice(on_volume_grid(theirs["Ball"], volume), structures["Ball"].mask.full()) >= 0.98
 
 
 def test_the_ibsi_gtv_keeps_its_volume_on_1p5_and_6_mm_reconstructions(tmp_path):

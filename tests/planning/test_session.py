@@ -9,7 +9,7 @@ import pytest
 from planning.errors import FormatError
 from planning.geometry import Grid
 from planning.session import FilledPlanes, ImageReference, Session, load_session, save_session
-from planning.structures import Mask, PlanarContour, RoiType, Structure, StructureSet
+from planning.structures import DrawnElsewhere, Mask, PlanarContour, RoiType, Structure, StructureSet
 
 
 def _session() -> Session:
@@ -31,7 +31,12 @@ def _session() -> Session:
         )
     )
     contour = PlanarContour(np.array([[0, 0, 3.0], [5, 0, 3.0], [5, 5, 3.0]]), "CLOSED_PLANAR", "1.2.3.4")
-    structures.add(Structure("Imported", Mask(grid), (0, 0, 255), contours=[contour], visible=False))
+    moved = DrawnElsewhere(spacing_mm=5.0, drawn_cc=12.5, placed_cc=12.25)  # read from 5 mm planes
+    structures.add(
+        Structure(
+            "Imported", Mask(grid), (0, 0, 255), contours=[contour], drawn_elsewhere=moved, visible=False
+        )
+    )
     reference = ImageReference(
         "dicom",
         "/data/ct",
@@ -81,6 +86,8 @@ def test_round_trip(tmp_path, name):
     contour = loaded.structures["Imported"].contours[0]
     assert np.array_equal(contour.points, session.structures["Imported"].contours[0].points)
     assert contour.image_uid == "1.2.3.4" and loaded.structures["GTV"].contours is None
+    assert loaded.structures["Imported"].drawn_elsewhere == DrawnElsewhere(5.0, 12.5, 12.25)
+    assert loaded.structures["GTV"].drawn_elsewhere is None
     command = loaded.history[0]["commands"][0]
     assert (
         command["before"].dtype == bool and command["before"].shape == (2, 3, 4) and command["before"].all()
