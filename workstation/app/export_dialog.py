@@ -3,7 +3,7 @@ or send it to the planning system.
 
 The check runs first, in a worker, on a snapshot of the structures taken when it starts: the
 RTSTRUCT is written to a temporary file and checked the way a planning system would read it
-(`services.check_rtstruct`); the findings, the writer's own warnings, the derived structures out
+(`services.check_rtstruct`); the findings, the writer's own warnings and notes, the derived structures out
 of date (a PTV whose CTV was edited since) and the auto-contours not yet reviewed are listed.
 "Write" then puts exactly that checked file at the chosen path; "Send" sends it to a DICOM node
 (C-STORE, `planning.dicom.network`), remembered for next time. Any change to the case or the
@@ -251,11 +251,13 @@ class ExportDialog(QDialog):
         self.check_button.setEnabled(False)
 
         def work(on_progress, cancel):
+            notes: list[str] = []
             warnings = services.write_rtstruct(
-                subset, volume, target, on_progress=on_progress, cancel=cancel, **options
+                subset, volume, target, notes=notes, on_progress=on_progress, cancel=cancel, **options
             )
             on_progress("Checking the RTSTRUCT", 0, 1)
-            findings = [("warning", w) for w in warnings] + services.check_rtstruct(target, volume)
+            written = [("warning", w) for w in warnings] + [("note", n) for n in notes]
+            findings = written + services.check_rtstruct(target, volume)
             stale = _stale_findings(services.why_stale(everything), subset.names())
             return target, stale + _review_findings(everything, subset) + findings
 

@@ -113,12 +113,15 @@ def run_export(args) -> int:
     if args.min_island_mm2 is not None:
         options["min_island_mm2"] = args.min_island_mm2
     progress = ProgressBar()
+    notes: list[str] = []
     try:
-        warnings = save_structures(structures, volume, args.out, on_progress=progress, **options)
+        warnings = save_structures(structures, volume, args.out, notes=notes, on_progress=progress, **options)
     finally:
         progress.close()
     for warning in warnings:
         warn(warning)
+    for note in notes:
+        print(f"note: {note}")
     nonstandard = [check_name(s.name) for s in structures if not check_name(s.name).standard]
     if nonstandard:
         print(f"note: {len(nonstandard)} of {len(structures)} names are not TG-263:")
