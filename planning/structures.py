@@ -442,13 +442,13 @@ class StructureSet:
     def edit_mask(self, name: str, box: Box, values: np.ndarray) -> np.ndarray:
         """Replace a structure's mask inside `box`; return the previous values there (for undo).
 
-        Editing drops the imported planar contours and marks the structure SEMIAUTOMATIC if it
-        was AUTOMATIC (a model's contour a person changed).
+        Editing drops the imported planar contours (and what `drawn_elsewhere` says of them) and
+        marks the structure SEMIAUTOMATIC if it was AUTOMATIC (a model's contour a person changed).
         """
         structure = self[name]
         before = structure.mask.region(box)
         structure.mask.replace_region(box, values)
-        structure.contours = None
+        structure.contours = structure.drawn_elsewhere = None
         if structure.algorithm == GenerationAlgorithm.AUTOMATIC:
             structure.algorithm = GenerationAlgorithm.SEMIAUTOMATIC
         self.changed.emit(structure, box)
@@ -458,7 +458,7 @@ class StructureSet:
         """Replace a structure's whole geometry."""
         structure = self[name]
         old_box, structure.mask = structure.mask.box, mask
-        structure.contours = None
+        structure.contours = structure.drawn_elsewhere = None
         self.changed.emit(structure, _union_box(old_box, mask.box))
 
     def notify(self, structure: Structure) -> None:

@@ -421,6 +421,11 @@ def test_structures_read_onto_another_reconstruction_are_written_with_their_outl
         np.testing.assert_array_equal(again["Ball"].mask.full(), structures["Ball"].mask.full())
         theirs = plastimatch_masks(path, tmp_path / f"ct_{spacing}", tmp_path / f"pm_{spacing}")
         assert dice(on_volume_grid(theirs["Ball"], volume), structures["Ball"].mask.full()) >= 0.98
+    # edited, it is traced on these images: what drawn_elsewhere said of its contours goes with them
+    inside = tuple(slice(v, v + 1) for v in np.argwhere(structures["Ball"].mask.full())[0])
+    structures.edit_mask("Ball", inside, np.ones((1, 1, 1), bool))
+    assert structures["Ball"].contours is None and structures["Ball"].drawn_elsewhere is None
+    assert write_rtstruct(structures, volume, tmp_path / "edited.dcm") == []
 
 
 def test_the_ibsi_gtv_keeps_its_volume_on_1p5_and_6_mm_reconstructions(tmp_path):
