@@ -100,8 +100,7 @@ def pick_series(found: ScanResult, path: Path, series: str | None):
     if len(found.series) == 1:
         return found.series[0]
     if not found.series:
-        problems = "; ".join(p.reason for p in found.problems[:3])
-        raise DelineoError(f"{path}: no CT/MR image series found" + (f" ({problems})" if problems else ""))
+        raise DelineoError(found.nothing_to_open(path))
     listing = "\n  ".join(f"{s.key}: {s.describe()}" for s in found.series)
     raise DelineoError(f"{path} holds {len(found.series)} image series; choose one:\n  {listing}")
 

@@ -285,6 +285,12 @@ class ScanResult:
             raise DelineoError(f"series {key} {problem}; loadable series: {known}")
         return matches[0]
 
+    def nothing_to_open(self, path) -> str:
+        """Why a scan of `path` found no image series: the path and the first unread files."""
+        problems = "; ".join(p.reason for p in self.problems[:3])
+        more = f"; and {len(self.problems) - 3} more" if len(self.problems) > 3 else ""
+        return f"{path}: no CT/MR image series found" + (f" ({problems}{more})" if problems else "")
+
 
 def scan(
     paths: str | os.PathLike | Iterable[str | os.PathLike],

@@ -91,7 +91,7 @@ def test_errors_are_reported_in_words_and_the_window_carries_on(window, qtbot, t
     window.opening.open_path(broken)
     wait_idle(qtbot, window)
     assert window.case is None
-    assert "No image series found" in window.statusBar().currentMessage()
+    assert "broken: no CT/MR image series found (CT1.dcm: " in window.statusBar().currentMessage()
     window.opening.open_session(tmp_path / "missing.delineo")
     wait_idle(qtbot, window)
     assert window.jobs.errors and "missing.delineo: no such session" in window.jobs.errors[-1]

@@ -108,7 +108,7 @@ class CaseOpening:
             if loads:
                 self.load_series(result, loadable[0])
             elif not result.series:
-                self._say(f"No image series found in {path}", 8000)
+                self.window.on_job_failed(f"Opening {path.name}", result.nothing_to_open(path))
 
         self.window.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
 
