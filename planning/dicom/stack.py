@@ -24,6 +24,9 @@ DUPLICATE_TOLERANCE_MM = 0.01
 #: Relative deviation from the nominal step, of each step and of each position from the regular
 #: grid, still considered regular (positions rounded in the header jitter by about 1 %).
 SPACING_TOLERANCE = 0.05
+#: Fewest steps of one spacing in a row that make a run of regular slices, not a gap (a single
+#: longer step is slices missing; a spacing kept over several steps is the series' own).
+MIN_RUN_STEPS = 3
 #: In-plane drift per unit of through-plane distance above which the stack is sheared (tilt).
 TILT_THRESHOLD_DEGREES = 1.0
 #: Drift below the tilt threshold but above this many mm is reported and left as is.
@@ -112,9 +115,14 @@ def plan_stack(
         spacing_z = mean_step
         count = len(kept)
     else:
-        spacing_z = _nominal_step(steps)
+        changes = _spacing_changes(steps)
+        spacing_z = min(min(b, a) for _, b, a in changes) if changes else _nominal_step(steps)
         count = int(round(along[-1] / spacing_z)) + 1
-        warnings.append(_describe_irregular(steps, along, spacing_z, count - len(kept)))
+        if changes:
+            where = _place_namer(along, positions[kept], normal)
+            warnings.append(_describe_changes(changes, where, spacing_z))
+        else:
+            warnings.append(_describe_irregular(steps, along, spacing_z, count - len(kept)))
     grid = Grid((count, *shape_yx), (*pixel_spacing_xy, spacing_z), tuple(origin), direction)
     return StackPlan(kept, duplicates, grid, along, shifts, not regular, warnings)
 
@@ -220,6 +228,49 @@ def _nominal_step(steps: np.ndarray) -> float:
     if np.all(np.abs(multiples - np.rint(multiples)) <= 0.05):
         return float(np.mean(steps[np.rint(multiples) == 1]))
     return float(np.median(steps))
+
+
+def _spacing_changes(steps: np.ndarray) -> list[tuple[int, float, float]]:
+    """Where the spacing changes between runs of regular slices: (index of the slice the new
+    spacing starts from, spacing before, spacing after) in mm. A run is `MIN_RUN_STEPS` steps or
+    more within `SPACING_TOLERANCE` of its first; shorter ones (a gap, a step between two
+    spacings) are not runs."""
+    runs, start = [], 0
+    for i in range(1, len(steps) + 1):
+        if i == len(steps) or abs(steps[i] - steps[start]) > SPACING_TOLERANCE * steps[start]:
+            if i - start >= MIN_RUN_STEPS:
+                runs.append((start, float(np.mean(steps[start:i]))))
+            start = i
+    return [
+        (first, before, after)
+        for (_, before), (first, after) in zip(runs, runs[1:], strict=False)
+        if abs(after - before) > SPACING_TOLERANCE * before
+    ]
+
+
+def _place_namer(along: np.ndarray, positions: np.ndarray, normal: np.ndarray):
+    """Words for where slice i lies: its patient z for a stack of axial slices, else its distance
+    along the slice normal from the first slice."""
+    if abs(normal[2]) > 0.9:
+        return lambda i: f"z = {positions[i][2]:.1f} mm"
+    return lambda i: f"{along[i]:.1f} mm along the slice normal from the first slice"
+
+
+def _describe_changes(changes: list[tuple[int, float, float]], where, spacing: float) -> str:
+    listed = ", ".join(
+        f"from {_mm(before)} mm to {_mm(after)} mm at {where(i)}" for i, before, after in changes[:5]
+    )
+    more = f" and {len(changes) - 5} more times" if len(changes) > 5 else ""
+    return (
+        f"slice spacing changes {listed}{more}; resampled to a regular {_mm(spacing)} mm grid by "
+        "linear interpolation between neighbouring slices"
+    )
+
+
+def _mm(value: float) -> str:
+    """A spacing in mm to the micrometre, trailing zeros dropped but one: 3.0, 2.5, 0.625."""
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def _describe_irregular(steps: np.ndarray, along: np.ndarray, spacing: float, added: int) -> str:

@@ -80,10 +80,34 @@ def test_irregular_spacing_is_resampled_with_a_warning(tmp_path, hu):
     positions = [(ORIGIN[0], ORIGIN[1], ORIGIN[2] + a) for a in along]
     write_ct_series(tmp_path, hu, positions=positions)
     volume = load_volume(tmp_path)
-    assert any("irregular slice spacing" in w for w in volume.warnings)
+    assert any("slice spacing changes from 2.5 mm to 3.4 mm" in w for w in volume.warnings)
     z_spacing = volume.grid.spacing_xyz[2]
     assert z_spacing == pytest.approx(2.5, abs=0.5)
     assert (volume.shape[0] - 1) * z_spacing == pytest.approx(along[-1], abs=z_spacing)
+    one_step = [2.5] * 5 + [3.4] + [2.5] * 5  # no run of 3.4 mm: an irregular step
+    along = np.concatenate([[0.0], np.cumsum(one_step)])
+    write_ct_series(tmp_path / "one", hu, positions=[(ORIGIN[0], ORIGIN[1], ORIGIN[2] + a) for a in along])
+    [warning] = load_volume(tmp_path / "one").warnings
+    assert "irregular slice spacing: expected 2.5 mm, found gaps of 3.40 mm after 12.50 mm" in warning
+
+
+@pytest.mark.parametrize("thick", [5.0, 6.0])  # 6 mm: a multiple of 3 mm, still no slice missing
+def test_a_change_of_slice_spacing_is_said_so_not_taken_for_missing_slices(tmp_path, thick):
+    """3 mm slices then thicker ones, nothing missing: the warning said "about 19 slice(s)
+    missing" (or the grid was the median of both); the spacing change is named where it is, and
+    the volume keeps the finer spacing."""
+    steps = [3.0] * 24 + [thick] * 19
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    hu = ct_phantom((len(along), 24, 28))
+    write_ct_series(tmp_path, hu, positions=[(ORIGIN[0], ORIGIN[1], ORIGIN[2] + a) for a in along])
+    volume = load_volume(tmp_path)
+    assert volume.warnings == [
+        f"slice spacing changes from 3.0 mm to {thick:.1f} mm at z = {ORIGIN[2] + 72:.1f} mm; resampled "
+        "to a regular 3.0 mm grid by linear interpolation between neighbouring slices"
+    ]
+    assert volume.grid.spacing_xyz[2] == pytest.approx(3.0)
+    assert volume.shape[0] == round(along[-1] / 3.0) + 1
+    np.testing.assert_array_equal(volume.array[:25], hu[:25])  # the 3 mm part as it was
 
 
 def test_identical_duplicate_slice_is_dropped_with_a_warning(tmp_path, hu):
