@@ -2,8 +2,9 @@
 
 The domain logs the warnings it also returns (a file's, a series', a run's), and the commands
 print the returned ones, so without care each would show twice. `LogHandler` remembers what it
-wrote; `warn` prints a warning only when the log has not shown it. A log record written while
-a progress bar is drawing starts on a line of its own.
+wrote and leaves out a warning it has already shown (a file read twice, as the image and as the
+structures); `warn` prints a warning only when the log has not shown it. A log record written
+while a progress bar is drawing starts on a line of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from workstation.cli.progress import ProgressBar
 
 
 class LogHandler(logging.Handler):
-    """Log records on stderr as ``LEVEL: message``, remembering the messages shown."""
+    """Log records on stderr as ``LEVEL: message``, remembering the messages shown; a warning
+    or error already shown is not shown again."""
 
     def __init__(self):
         super().__init__()
@@ -24,8 +26,11 @@ class LogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING and message in self.shown:
+                return
             ProgressBar.interrupt()
-            self.shown.append(record.getMessage())
+            self.shown.append(message)
             print(self.format(record), file=sys.stderr, flush=True)
         except Exception:  # logging's own rule: a failing handler reports, never raises
             self.handleError(record)
