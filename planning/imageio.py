@@ -149,15 +149,12 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         raise GeometryError(f"{path.name}: {error}") from None
     except MemoryError:
         raise FormatError(f"{path.name}: not enough memory for its {_size_words(image)} image") from None
-    bad = 0
     if nifti_header is not None:
         _apply_sform(volume, path, nifti_header)
-        bad = _nifti_non_finite(path, nifti_header)  # read as 0 by ITK
     if _looks_like_ct(volume.array):
         volume.modality = "CT"
         log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
-    if volume.array.dtype.kind == "f":
-        bad = bad or volume.array.size - int(np.count_nonzero(np.isfinite(volume.array)))
+    bad = _non_finite(path, volume, nifti_header)
     if bad:
         volume.warnings.append(
             f"{path.name}: {bad:,} voxels are not numbers (NaN or infinite): the image may be damaged, "
@@ -166,6 +163,21 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     for warning in volume.warnings:
         log.warning("%s", warning)
     return volume
+
+
+def non_finite_voxels(path: str | os.PathLike, volume: Volume) -> int:
+    """How many voxels of the image file `path`, read as `volume`, are NaN or infinite."""
+    path = Path(path)
+    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    return _non_finite(path, volume, _read_nifti_header(path) if nifti else None)
+
+
+def _non_finite(path: Path, volume: Volume, nifti_header: bytes | None) -> int:
+    """NaN or infinite voxels: a NIfTI file's counted in its data (ITK reads them as 0)."""
+    bad = _nifti_non_finite(path, nifti_header) if nifti_header is not None else 0
+    if volume.array.dtype.kind == "f":
+        bad = bad or volume.array.size - int(np.count_nonzero(np.isfinite(volume.array)))
+    return bad
 
 
 def _looks_like_ct(array: np.ndarray) -> bool:
