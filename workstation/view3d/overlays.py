@@ -103,6 +103,7 @@ class Overlays:
         actor = self._actors.get(structure)
         if actor is not None:
             scene.show_scalars(actor, None)
+            self._restyle(structure, render=False)  # its mesh as the others'
         if not self._margin_maps and self._scalar_bar is not None:
             self.renderer.RemoveViewProp(self._scalar_bar)
             self._scalar_bar = None
@@ -158,6 +159,8 @@ class Overlays:
         ):
             return
         table = scene.margin_lookup_table(max_mm)
+        if structure in self._mappers:  # the values are the full mesh's points
+            actor.SetMapper(self._mappers[structure][0])
         scene.show_scalars(actor, values, table)
         if self._scalar_bar is None:
             self._scalar_bar = vtkScalarBarActor()

@@ -8,6 +8,10 @@ meshes at rest too and says so in a corner, because a view frozen for seconds ea
 camera stops, an edit lands or a dialog closes over it cannot be rotated. Full detail is then one
 frame drawn when asked (the toolbar's Full detail, a snapshot, a screenshot); it returns by
 itself once enough surfaces are hidden for its frame to fit the budget again.
+
+Full detail comes in a batch of surfaces per frame (`UPLOAD_TRIANGLES`), the others coarse,
+as long as those frames fit the budget: a case of 100+ surfaces never draws them all at once
+unless asked; on a GPU all are in within a second (a frame every `RENDER_COALESCE_MS`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ FULL_DETAIL_AFTER_MS = 1000
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 #: A full-detail frame estimated to take longer than this (ms) is drawn only when asked.
 FULL_DETAIL_BUDGET_MS = 250
+#: Full meshes never drawn before come in by about this many triangles per frame (new surfaces
+#: arrive with stand-ins), the rest drawn coarse until the next frame: the first frame of all of a
+#: 117-structure case's 3.4 M triangles blocked the GUI thread 0.8-1.5 s on software OpenGL, in
+#: one go, just to learn that full detail is too slow there. Frames stop bringing more in once one
+#: is over the budget.
+UPLOAD_TRIANGLES = 200_000
 #: What the view says while it keeps its coarse meshes because full detail is too slow here.
 COARSE_NOTE = "Coarse surfaces: a full-detail frame takes {seconds:.1f} s here (Full detail draws one)"
 
@@ -41,13 +51,15 @@ class RenderScheduling:
     `_camera_set`, `_framing`, `_coarse_note` (a text actor), and the surfaces' `_actors`,
     `_mappers` ((full, coarse) per structure), `_margin_maps` and `_coarse_jobs`, and its
     `_start_coarse`.
-    `_init_render_timers` makes the two timers it adds and starts timing the frames."""
+    `_init_render_timers` makes the three timers it adds, the set of surfaces whose full mesh
+    was drawn (`_uploaded`), and starts timing the frames."""
 
     def _init_render_timers(self) -> None:
         # (ms, triangles) of the last full-detail frame: how long it took, how much it drew
         self._full_frame: tuple[float, int] | None = None
         self._timed_while_busy = False  # that frame was drawn while coarse meshes were being made
         self._frame_start = 0.0
+        self._uploaded: set = set()  # structures whose full mesh is drawn in full-detail frames
         me = weakref.ref(self)  # VTK keeps the observers: they must not keep the view alive
         window = self._vtk.GetRenderWindow()
         window.AddObserver("StartEvent", lambda *_: (view := me()) and view._frame_started())
@@ -60,6 +72,10 @@ class RenderScheduling:
         self._detail_timer.setSingleShot(True)
         self._detail_timer.setInterval(FULL_DETAIL_AFTER_MS)
         self._detail_timer.timeout.connect(self._settle_detail)
+        self._upload_timer = QTimer(self)  # the next batch of full meshes, after a frame
+        self._upload_timer.setSingleShot(True)
+        self._upload_timer.setInterval(0)
+        self._upload_timer.timeout.connect(self._upload_more)
 
     def _render(self, force: bool = False) -> None:
         """Render now (`force`), or soon, once for all the requests made meanwhile. Nothing is
@@ -109,12 +125,18 @@ class RenderScheduling:
             self._swap_meshes(False)
             self._render()
 
+    def _upload_more(self) -> None:
+        """The next batch of full meshes, while full detail is shown and its frames fit the budget."""
+        if not (self._coarse or self._interacting) and self._full_detail_affordable():
+            self._swap_meshes(False)
+            self._render()
+
     def _show_full_detail(self) -> None:
-        """Full detail now, for an image someone keeps (it renders nothing itself); then
-        `_end_full_detail`."""
+        """Full detail now, every surface at once, for an image someone keeps (it renders nothing
+        itself); then `_end_full_detail`."""
         self._detail_timer.stop()
         if not self._interacting:
-            self._swap_meshes(False)
+            self._swap_meshes(False, at_once=True)
 
     def _end_full_detail(self) -> None:
         """Back to the coarse meshes after an image kept at full detail, if full detail is too
@@ -135,11 +157,23 @@ class RenderScheduling:
     def _full_detail_ms(self) -> float | None:
         """The expected time (ms) of a full-detail frame of the surfaces shown: unknown (None)
         until one is drawn; the last one's if it was within budget (each is timed anew), else
-        the last one's scaled by the triangles shown now over those it drew."""
+        the last one's scaled by the full meshes' triangles shown now over those it drew (some
+        of them coarse, if it was drawn while full meshes came in by batches)."""
         if self._full_frame is None:
             return None
         ms, triangles = self._full_frame
         return ms if ms <= FULL_DETAIL_BUDGET_MS else ms * self._full_triangles() / triangles
+
+    def _triangles_drawn(self) -> tuple[int, int]:
+        """Triangles (cells) of the full meshes drawn now, and of all meshes drawn now."""
+        full = total = 0
+        for structure, actor in self._actors.items():
+            if actor.GetVisibility():
+                cells = actor.GetMapper().GetInput().GetNumberOfCells()
+                total += cells
+                if structure not in self._mappers or actor.GetMapper() is self._mappers[structure][0]:
+                    full += cells
+        return full, total
 
     def _full_triangles(self) -> int:
         """Triangles (cells) of the full-detail meshes of the surfaces shown."""
@@ -154,13 +188,18 @@ class RenderScheduling:
         self._frame_start = perf_counter()
 
     def _frame_ended(self) -> None:
-        """Keep the time of a full-detail frame of surfaces (ms) with its triangles (a coarse
-        one too while no coarse mesh is made yet: it drew the full meshes); if it was too slow,
-        the frames after it (a repaint when a dialog closes) are coarse."""
-        if not (self._coarse and self._mappers) and (triangles := self._full_triangles()):
-            self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
-            self._timed_while_busy = bool(self._coarse_jobs)
-            self._end_full_detail()
+        """Keep the time of a full-detail frame of surfaces (ms) with the triangles it drew
+        (some surfaces may still be coarse, waiting for their batch); if it was too slow, the
+        frames after it (a repaint when a dialog closes) are coarse, else the next batch of
+        full meshes follows."""
+        full, triangles = self._triangles_drawn()
+        if self._coarse or not full:
+            return
+        self._full_frame = (1000 * (perf_counter() - self._frame_start), triangles)
+        self._timed_while_busy = bool(self._coarse_jobs)
+        self._end_full_detail()
+        if not self._coarse and self._waiting_uploads():
+            self._upload_timer.start()
 
     def _on_canvas_resized(self) -> None:
         """A new size is painted with the coarse meshes (dragging a splitter, maximising)."""
@@ -168,21 +207,58 @@ class RenderScheduling:
             self._swap_meshes(True)
             self._detail_timer.start()
 
-    def _swap_meshes(self, coarse: bool) -> None:
-        """Swap every surface to its coarse mesh (and drop anti-aliasing), or back (surfaces
-        showing a margin map keep their full mesh and colours)."""
+    def _swap_meshes(self, coarse: bool, at_once: bool = False) -> None:
+        """Swap every surface to its coarse mesh (and drop anti-aliasing), or back to full
+        detail: the full meshes drawn before, and of the others all `at_once` or the next batch
+        of `UPLOAD_TRIANGLES` (surfaces showing a margin map keep their full mesh and colours)."""
         note = coarse and not self._full_detail_affordable()
         self._coarse_note.SetVisibility(note)
         if note:
             self._coarse_note.SetInput(COARSE_NOTE.format(seconds=self._full_detail_ms() / 1000))
-        if coarse == self._coarse:
-            return
         self._coarse = coarse
         self.renderer.SetUseFXAA(not (coarse or self._software_gl))
-        for structure, (full, low) in self._mappers.items():
+        if not coarse:
+            self._uploaded.update(self._next_uploads(at_once))
+        for structure in self._mappers:
             actor = self._actors.get(structure)
             if actor is not None and structure not in self._margin_maps:
-                actor.SetMapper(low if coarse or structure.awaiting_review else full)
+                actor.SetMapper(self._mesh_for(structure))
+
+    def _mesh_for(self, structure):
+        """The mapper a surface with a coarse mesh draws now: the coarse one while the view
+        changes, awaiting review (a cage) or waiting for its full mesh's batch; else the full."""
+        full, coarse = self._mappers[structure]
+        use_full = not (self._coarse or structure.awaiting_review) and structure in self._uploaded
+        return full if use_full else coarse
+
+    def _waiting_uploads(self) -> list:
+        """Surfaces shown whose full mesh has not been drawn yet, smallest first: each batch
+        adds some `UPLOAD_TRIANGLES` to the frames, so the first frame over budget is over by
+        about that much (a body outline of 1 M triangles, if it comes, comes last)."""
+        waiting = [
+            structure
+            for structure, actor in self._actors.items()
+            if structure in self._mappers
+            and structure not in self._uploaded
+            and structure not in self._margin_maps
+            and not structure.awaiting_review
+            and actor.GetVisibility()
+        ]
+        return sorted(waiting, key=lambda s: self._mappers[s][0].GetInput().GetNumberOfCells())
+
+    def _next_uploads(self, at_once: bool) -> list:
+        """The next batch of full meshes to draw: all waiting `at_once`, else about
+        `UPLOAD_TRIANGLES` (at least one surface)."""
+        waiting = self._waiting_uploads()
+        if at_once:
+            return waiting
+        batch, triangles = [], 0
+        for structure in waiting:
+            triangles += self._mappers[structure][0].GetInput().GetNumberOfCells()
+            if batch and triangles > UPLOAD_TRIANGLES:
+                break
+            batch.append(structure)
+        return batch
 
 
 class Canvas(QVTKRenderWindowInteractor):

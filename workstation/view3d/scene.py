@@ -16,6 +16,7 @@ from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
 from vtkmodules.vtkRenderingCore import (
@@ -75,6 +76,19 @@ def polydata_actor(polydata, color) -> vtkActor:
     actor.SetMapper(mapper)
     style_actor(actor, color)
     return actor
+
+
+def stand_in(polydata: vtkPolyData, max_triangles: int) -> vtkPolyData:
+    """A rough copy of a surface's vtkPolyData, about `max_triangles` triangles (vertex
+    clustering: tens of ms, GIL free), drawn while the camera moves until its closed coarse
+    mesh is made (may be open or have flipped triangles: good enough for a few seconds)."""
+    divisions = max(4, round(np.sqrt(max_triangles / 6)))  # a closed shell crosses ~6·n² of n³ cells
+    clustering = vtkQuadricClustering()
+    clustering.SetInputData(polydata)
+    clustering.SetNumberOfDivisions(divisions, divisions, divisions)
+    clustering.AutoAdjustNumberOfDivisionsOn()
+    clustering.Update()
+    return clustering.GetOutput()
 
 
 def style_actor(actor: vtkActor, color, opacity: float = 1.0, wireframe: bool = False) -> None:

@@ -5,8 +5,10 @@ Surfaces follow a `StructureSet`: its `added`, `removed` and `changed` events re
 restyle the structure's surface. Geometry edits are gathered for a short while (a brush stroke
 sends many) and rebuilt in a worker thread (superqt) from copy-on-write copies of the masks, never
 on the GUI thread; a result that an edit has overtaken is dropped. Surfaces show as soon as they
-are built; their coarse meshes (drawn while the view changes) are made afterwards in another
-worker and swapped in as each is ready (until then the full mesh is drawn).
+are built; their closed coarse meshes (drawn while the view changes) are made afterwards in
+another worker and swapped in as each is ready; until then a rough stand-in made with the surface
+(vertex clustering) is drawn in their place, not the full mesh (117 surfaces on software OpenGL:
+0.6-0.8 s a frame while the camera moved).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class SurfaceSync:
                 surfaces = build_surfaces(copies, options, on_progress=progress, cancel=cancel)
             except Cancelled:
                 return None
-            return {name: (surface, surface.to_polydata()) for name, surface in surfaces.items()}
+            return {name: _with_polydata(surface) for name, surface in surfaces.items()}
 
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda surfaces: self._on_built(todo, generations, copies, surfaces))
@@ -177,13 +179,12 @@ class SurfaceSync:
 
     def _on_coarse(self, structure: Structure, surface: Surface, coarse) -> None:
         """A coarse mesh made: drawn from the next frame on while the view changes, unless its
-        surface was rebuilt or dropped meanwhile. (Not rendered now: with some surfaces still
-        at full detail, each such frame would cost a full one, a second or more for 100+
-        surfaces on software OpenGL.)"""
+        surface was rebuilt or dropped meanwhile (in place of its stand-in). Not rendered now:
+        they are drawn once, when all are in (`_on_coarse_finished`)."""
         actor = self._actors.get(structure)
         if coarse is None or actor is None or self._surfaces.get(structure) is not surface:
             return
-        full = actor.GetMapper()  # until now the actor has only ever drawn its full mesh
+        full = self._mappers[structure][0] if structure in self._mappers else actor.GetMapper()
         self._mappers[structure] = (full, scene.polydata_actor(coarse, surface.color).GetMapper())
         self._restyle(structure, render=False)
 
@@ -207,10 +208,14 @@ class SurfaceSync:
         if self._pending:
             self._timer.start()
 
-    def _replace_actor(self, structure: Structure, surface: Surface | None, polydata=None) -> None:
-        """Draw `surface` (its vtkPolyData made in the worker) for `structure`, or nothing; its
-        coarse mesh follows (`_on_coarse`)."""
+    def _replace_actor(
+        self, structure: Structure, surface: Surface | None, polydata=None, stand_in=None
+    ) -> None:
+        """Draw `surface` (its vtkPolyData and `stand_in`, if large, made in the worker) for
+        `structure`, or nothing; its closed coarse mesh follows (`_on_coarse`), the stand-in
+        drawn meanwhile wherever the coarse mesh would be."""
         self._mappers.pop(structure, None)
+        self._uploaded.discard(structure)
         old = self._actors.pop(structure, None)
         if old is not None:
             self.renderer.RemoveActor(old)
@@ -219,6 +224,11 @@ class SurfaceSync:
         if surface is None or surface.is_empty:
             return
         actor = scene.polydata_actor(polydata, surface.color)
+        if stand_in is not None:
+            self._mappers[structure] = (
+                actor.GetMapper(),
+                scene.polydata_actor(stand_in, surface.color).GetMapper(),
+            )
         self._actors[structure] = actor
         self._surfaces[structure] = surface
         self.renderer.AddActor(actor)
@@ -240,8 +250,7 @@ class SurfaceSync:
         unreviewed = structure.awaiting_review  # a wireframe, as the 2D views draw it dotted
         scene.style_actor(actor, structure.color, opacity, wireframe=unreviewed)
         if structure in self._mappers and structure not in self._margin_maps:
-            full, coarse = self._mappers[structure]  # a cage of the coarse mesh: lighter lines
-            actor.SetMapper(coarse if unreviewed or self._coarse else full)
+            actor.SetMapper(self._mesh_for(structure))  # a cage of the coarse mesh: lighter lines
         actor.SetVisibility(bool(structure.visible))
         if render:
             self._render()
@@ -264,3 +273,10 @@ class SurfaceSync:
         self._replace_actor(structure, None)
         self._render_coarse()
         self.surfaces_changed.emit()
+
+
+def _with_polydata(surface: Surface) -> tuple:
+    """(surface, its vtkPolyData, a `stand_in` for its coarse mesh or None if small already)."""
+    polydata = surface.to_polydata()
+    large = len(surface.triangles) > INTERACTIVE_TRIANGLES
+    return surface, polydata, scene.stand_in(polydata, INTERACTIVE_TRIANGLES) if large else None
