@@ -59,6 +59,34 @@ def view(qtbot):
     widget.shutdown()
 
 
+def test_coarse_meshes_finished_after_the_view_is_gone_change_nothing(qtbot, volume, structures):
+    """A coarse-mesh worker may finish after the view was shut down and deleted (the window
+    closed while they were being made): its results used to start the deleted view's timers,
+    raising "wrapped C/C++ object … has been deleted"."""
+    from PyQt6.QtCore import QCoreApplication, QEvent
+
+    from workstation.view3d import View3D
+    from workstation.view3d.rendering import FULL_DETAIL_BUDGET_MS
+
+    view = View3D(debounce_ms=50)  # not the fixture's: this one is deleted, not closed by qtbot
+    view.resize(520, 420)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_volume(volume)
+    view.set_structures(structures)
+    ready(qtbot, view)
+    # a full-detail frame found twice too slow while the coarse meshes were being made: when
+    # they are all in, full detail is to be timed again, the coarse meshes drawn meanwhile
+    view._timed_while_busy = True
+    view._full_frame = (2.0 * FULL_DETAIL_BUDGET_MS, view._full_triangles())
+    view.shutdown()
+    view.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    liver = structures["Liver"]
+    view._on_coarse(liver, view._surfaces.get(liver), None)
+    view._on_coarse_finished(object())
+
+
 def colour_at(view, point_lps, size=2) -> np.ndarray:
     image = view.render_image()
     column, row = (int(round(v)) for v in view.display_position(point_lps))

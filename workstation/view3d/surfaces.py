@@ -180,7 +180,10 @@ class SurfaceSync:
     def _on_coarse(self, structure: Structure, surface: Surface, coarse) -> None:
         """A coarse mesh made: drawn from the next frame on while the view changes, unless its
         surface was rebuilt or dropped meanwhile (in place of its stand-in). Not rendered now:
-        they are drawn once, when all are in (`_on_coarse_finished`)."""
+        they are drawn once, when all are in (`_on_coarse_finished`). Dropped once the view is
+        shut down (a worker may finish after it)."""
+        if self._closed:
+            return
         actor = self._actors.get(structure)
         if coarse is None or actor is None or self._surfaces.get(structure) is not surface:
             return
@@ -192,8 +195,10 @@ class SurfaceSync:
         """All coarse meshes of a build made: drawn once if they are on show. A full-detail
         frame found too slow while they were being made, by less than `BUSY_SLOWDOWN` times,
         shared the CPU with them (the sample patient's: 350-450 ms instead of 150 ms on
-        software OpenGL): full detail is timed again."""
+        software OpenGL): full detail is timed again. Nothing once the view is shut down."""
         self._coarse_jobs.pop(worker, None)
+        if self._closed:
+            return
         slowed = self._timed_while_busy and not self._full_detail_affordable()
         if not self._coarse_jobs and slowed and self._full_frame[0] <= BUSY_SLOWDOWN * FULL_DETAIL_BUDGET_MS:
             self._full_frame = None
