@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from trackball import trackball_drag
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -235,21 +236,8 @@ def bench_3d(app, data: Path) -> None:
     surfaces = [view3d.surface(s.name) for s in structures]
     triangles = sum(len(s.triangles) for s in surfaces if s is not None and hasattr(s, "triangles"))
     render_window = canvas.GetRenderWindow()
-    interactor = render_window.GetInteractor()
-    frames = 40
     width, height = render_window.GetSize()
-    x, y = width // 2, height // 2
-    # a real trackball drag: press, 40 mouse moves (each one rotation + render), release
-    interactor.SetEventInformationFlipY(x, y, 0, 0)
-    interactor.LeftButtonPressEvent()
-    times = []
-    for frame in range(frames):
-        begin = time.perf_counter()
-        interactor.SetEventInformationFlipY(x + 4 * (frame + 1), y, 0, 0)
-        interactor.MouseMoveEvent()
-        app.processEvents()
-        times.append(time.perf_counter() - begin)
-    interactor.LeftButtonReleaseEvent()
+    times = trackball_drag(app, render_window, moves=40, step_px=4)
     still = full_detail_frames(view3d, render_window)
     settings = full_detail_settings(app, window, view3d, render_window)
     floor = _render_floor((width, height))

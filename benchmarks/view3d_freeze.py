@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dvh_memory import structures as generated_structures  # noqa: E402
+from trackball import trackball_drag  # noqa: E402
 
 from planning.structures import StructureSet  # noqa: E402
 from planning.surfaces.mesh import Surface  # noqa: E402
@@ -123,21 +124,7 @@ def wait(app, seconds: float, until=lambda: False) -> None:
 
 def drag(app, view, moves: int = 10) -> list[float]:
     """A trackball drag across the view: ms per mouse move (each one a rotation and a frame)."""
-    interactor = view._vtk.GetRenderWindow().GetInteractor()
-    width, height = view._vtk.GetRenderWindow().GetSize()
-    x, y = width // 2, height // 2
-    interactor.SetEventInformationFlipY(x, y, 0, 0)
-    interactor.LeftButtonPressEvent()
-    times = []
-    for move in range(moves):
-        begin = time.perf_counter()
-        interactor.SetEventInformationFlipY(x + 8 * (move + 1), y, 0, 0)
-        interactor.MouseMoveEvent()
-        app.processEvents()
-        times.append(1000 * (time.perf_counter() - begin))
-    interactor.LeftButtonReleaseEvent()
-    app.processEvents()
-    return times
+    return [1000 * seconds for seconds in trackball_drag(app, view._vtk.GetRenderWindow(), moves, step_px=8)]
 
 
 def main() -> int:
