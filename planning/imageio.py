@@ -116,6 +116,73 @@ def read_image_file(path: str | os.PathLike) -> Volume:
             holds a shear (axes `SHEAR_LIMIT_DEG` or more from right angles).
     """
     path = Path(path)
+    volume, bad = _read_with_non_finite(path)
+    if _looks_like_ct(volume.array):
+        volume.modality = "CT"
+        log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
+    if bad:
+        volume.warnings.append(
+            f"{path.name}: {bad:,} voxels are not numbers (NaN or infinite): the image may be damaged, "
+            "and values computed over those voxels are meaningless"
+        )
+    for warning in volume.warnings:
+        log.warning("%s", warning)
+    return volume
+
+
+def read_label_map(path: str | os.PathLike) -> Volume:
+    """A NIfTI, NRRD or MetaImage label map as a `Volume` of labels 0, 1, 2, … in the smallest
+    unsigned integer type that holds them. The one rule every reader of label maps applies:
+    integer labels are read as they are; floating-point labels are read when every value is a
+    whole number (with a warning naming the file); NaN or infinite voxels are refused, since a
+    damaged label map must not lose structures to background unsaid.
+
+    Raises:
+        FormatError: the file cannot be read, or holds NaN or infinite voxels (with their count),
+            values that are not whole numbers or negative values (with an example).
+        GeometryError: as `read_image_file`.
+    """
+    path = Path(path)
+    labels, bad = _read_with_non_finite(path)
+    values = labels.array
+    if bad:
+        raise FormatError(
+            f"{path.name}: {bad:,} voxels are not numbers (NaN or infinite): the label map is damaged; "
+            f"{_LABELS}"
+        )
+    if values.dtype.kind not in "iub":
+        if values.dtype.kind != "f":
+            raise FormatError(f"{path.name}: holds {values.dtype} values; {_LABELS}")
+        fractional = values[values != np.rint(values)]
+        if fractional.size:
+            raise FormatError(
+                f"{path.name}: {fractional.size:,} voxels hold values that are not whole numbers (e.g. "
+                f"{fractional.flat[0]:g}): a probability map or an image, not a label map; {_LABELS}"
+            )
+        labels.warnings.append(
+            f"{path.name}: labels stored as {values.dtype} values, all whole numbers: read as integer labels"
+        )
+    lowest, highest = (values.min(), values.max()) if values.size else (0, 0)
+    if lowest < 0:
+        raise FormatError(f"{path.name}: holds negative values (e.g. {lowest:g}); {_LABELS}")
+    if highest > np.iinfo(np.uint32).max:
+        raise FormatError(
+            f"{path.name}: holds labels up to {highest:g}; {_LABELS} up to {np.iinfo(np.uint32).max:,}"
+        )
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32) if highest <= np.iinfo(t).max)
+    labels.array = values.astype(dtype, copy=False)
+    for warning in labels.warnings:
+        log.warning("%s", warning)
+    return labels
+
+
+#: What a label map holds, said when it holds something else.
+_LABELS = "a label map holds whole-number labels 0, 1, 2, …"
+
+
+def _read_with_non_finite(path: Path) -> tuple[Volume, int]:
+    """An image file as a `Volume`, placed by its NIfTI sform where it has one, and the count of
+    its voxels that are NaN or infinite (`read_image_file`'s Raises)."""
     if path.is_file() and path.stat().st_size == 0:
         raise FormatError(f"{path.name}: empty file (0 bytes)")
     nifti_header = _read_nifti_header(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
@@ -151,25 +218,7 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         raise FormatError(f"{path.name}: not enough memory for its {_size_words(image)} image") from None
     if nifti_header is not None:
         _apply_sform(volume, path, nifti_header)
-    if _looks_like_ct(volume.array):
-        volume.modality = "CT"
-        log.info("%s: values in Hounsfield units (air and water present): read as CT", path.name)
-    bad = _non_finite(path, volume, nifti_header)
-    if bad:
-        volume.warnings.append(
-            f"{path.name}: {bad:,} voxels are not numbers (NaN or infinite): the image may be damaged, "
-            "and values computed over those voxels are meaningless"
-        )
-    for warning in volume.warnings:
-        log.warning("%s", warning)
-    return volume
-
-
-def non_finite_voxels(path: str | os.PathLike, volume: Volume) -> int:
-    """How many voxels of the image file `path`, read as `volume`, are NaN or infinite."""
-    path = Path(path)
-    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
-    return _non_finite(path, volume, _read_nifti_header(path) if nifti else None)
+    return volume, _non_finite(path, volume, nifti_header)
 
 
 def _non_finite(path: Path, volume: Volume, nifti_header: bytes | None) -> int:

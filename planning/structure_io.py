@@ -27,7 +27,7 @@ from planning.dicom.headers import read_header
 from planning.dicom.scan import RT_OBJECT_KINDS, scan
 from planning.errors import DelineoError, FormatError, GeometryError
 from planning.geometry import Grid
-from planning.imageio import IMAGE_SUFFIXES, image_suffix, is_image_file, read_image_file, save_volume
+from planning.imageio import IMAGE_SUFFIXES, image_suffix, is_image_file, read_label_map, save_volume
 from planning.structures import GenerationAlgorithm, StructureSet
 from planning.volume import Volume
 
@@ -191,13 +191,21 @@ def read_names_file(path: str | os.PathLike) -> dict[int, str]:
 
 
 def _load_label_map(path: Path, volume: Volume, names: Names, algorithm: GenerationAlgorithm) -> StructureSet:
-    labels = read_image_file(path)
-    values = labels.array
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
-            raise FormatError(f"{path.name}: holds non-integer values; a label map holds integer labels")
-    if values.size and values.min() < 0:
-        raise FormatError(f"{path.name}: holds negative values; a label map holds labels 0, 1, 2, …")
+    return label_map_structures(read_label_map(path), path, volume, names, algorithm=algorithm)
+
+
+def label_map_structures(
+    labels: Volume,
+    path: str | os.PathLike,
+    volume: Volume,
+    names: Names = None,
+    *,
+    algorithm: GenerationAlgorithm = GenerationAlgorithm.AUTOMATIC,
+) -> StructureSet:
+    """The structures of a label map already read from `path` (`read_label_map`), on `volume`'s
+    grid; `load_structures` without a second read, for a label map that is also the image.
+    The label map's own warnings come first in the set's `warnings`."""
+    path = Path(path)
     warnings = []
     array = _on_grid(labels, volume, path, warnings)
     structure_set = StructureSet.from_label_map(
@@ -208,7 +216,7 @@ def _load_label_map(path: Path, volume: Volume, names: Names, algorithm: Generat
         algorithm=algorithm,
     )
     structure_set.label = path.name.split(".")[0][:16]
-    structure_set.warnings = warnings
+    structure_set.warnings = list(labels.warnings) + warnings
     for warning in warnings:
         log.warning("%s: %s", path.name, warning)
     return structure_set
@@ -218,7 +226,6 @@ def _on_grid(labels: Volume, volume: Volume, path: Path, warnings: list[str]) ->
     """The label values on the volume's grid (nearest label through patient coordinates)."""
     target, source = volume.grid, labels.grid
     array = labels.array
-    array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8, copy=False)
     if source.same_as(target):
         return array
     overlap = _overlap_fraction(source, target)

@@ -120,7 +120,7 @@ def test_rtstruct_and_folders_and_clear_refusals(ct, tmp_path):
         save_structures(structures, volume, tmp_path / "x.txt")
     floats = tmp_path / "floats.nii.gz"
     save_volume(volume.with_array(np.full(volume.grid.shape, 0.5, np.float32)), floats)
-    with pytest.raises(FormatError, match="non-integer"):
+    with pytest.raises(FormatError, match="not whole numbers"):
         load_structures(floats, volume)
     far = Volume(labels_on(volume), volume.grid.with_shape(volume.grid.shape, (500, 0, 0)))
     save_volume(far, tmp_path / "far.nii.gz")

@@ -76,6 +76,19 @@ def _seg_of_another_frame(folder, case):
     return folder / "SEG.dcm", ["SEG.dcm", "frame of reference"]
 
 
+def _label_map_with_nan(suffix):
+    def make(folder, case):
+        from planning.imageio import save_volume
+
+        labels = np.zeros(case.volume.grid.shape, np.float32)
+        labels[10:20, 100:140, 100:140] = 1
+        labels[15, 120, 120:124] = np.nan  # inside the structure: it would lose them unsaid
+        save_volume(case.volume.with_array(labels), folder / f"damaged{suffix}")
+        return folder / f"damaged{suffix}", [f"damaged{suffix}", "4 voxels are not numbers (NaN or infinite)"]
+
+    return make
+
+
 #: (what is tried, how it is built, "open": File ▸ Open or a drop; "import": File ▸ Import structures)
 BAD_INPUTS = [
     ("truncated CT series", _truncated_series, "open"),
@@ -89,7 +102,11 @@ BAD_INPUTS = [
     ("corrupt session", _corrupt_session, "open"),
     ("DICOM-SEG of another frame of reference", _seg_of_another_frame, "open"),
     ("DICOM-SEG of another frame of reference", _seg_of_another_frame, "import"),
+    ("NIfTI label map with NaN", _label_map_with_nan(".nii.gz"), "import"),
+    ("NRRD label map with NaN", _label_map_with_nan(".nrrd"), "import"),
 ]
+#: Those built from the open case.
+_FROM_CASE = {_seg_of_another_frame, *(make for what, make, _ in BAD_INPUTS if "label map" in what)}
 
 
 def _open_case_with_a_brushed_structure(window, qtbot):
@@ -126,7 +143,7 @@ def test_a_damaged_input_is_refused_naming_it_and_the_open_case_keeps_its_edits(
     steps = len(case.history.commands)
     folder = tmp_path / "inputs"
     folder.mkdir()
-    path, problem = make(folder, case) if make is _seg_of_another_frame else make(folder)
+    path, problem = make(folder, case) if make in _FROM_CASE else make(folder)
     asked = []
     window.ask_unsaved_changes = lambda about: asked.append(about) or "cancel"
 
@@ -154,3 +171,23 @@ def test_a_damaged_input_is_refused_naming_it_and_the_open_case_keeps_its_edits(
     window.redo()
     assert np.array_equal(case.structures[brushed].mask.full(), before[brushed])
     shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_a_float_label_map_of_whole_numbers_is_imported_saying_so(window, qtbot, tmp_path, suffix):
+    """The rule `delineo compare` and `delineo mesh` apply: read, with a warning naming the file."""
+    from planning.imageio import save_volume
+
+    window.opening.open_path(data_path("dicom", "ibsi1-lung-ct"))
+    wait_idle(qtbot, window)
+    case = window.case
+    labels = np.zeros(case.volume.grid.shape, np.float32)
+    labels[10:20, 100:140, 100:140] = 3
+    save_volume(case.volume.with_array(labels), tmp_path / f"floats{suffix}")
+
+    window.opening.import_structures(tmp_path / f"floats{suffix}")
+    wait_idle(qtbot, window)
+
+    assert case.structures["Label_3"].mask.voxel_count == 10 * 40 * 40
+    status, _ = _said(window)
+    assert f"floats{suffix}: labels stored as float32 values, all whole numbers" in status

@@ -117,24 +117,6 @@ def test_rtstruct_needs_its_series(tmp_path, capsys):
     assert (tmp_path / "GTV-1.ply").exists()
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])  # NIfTI: ITK reads NaN as 0
-def test_a_label_map_with_nan_is_refused_naming_the_nan(tmp_path, capsys, suffix):
-    """It stopped with "a label map holds integers, not float32 values", hiding the NaN."""
-    labels = label_map(tmp_path / "labels.nii.gz").astype(np.float32)
-    labels[0, 0, :3] = np.nan
-    path = tmp_path / f"damaged{suffix}"
-    sitk.WriteImage(sitk.GetImageFromArray(labels), str(path))
-    assert main(["mesh", str(path), "--out", str(tmp_path / "out")]) == 1
-    said = capsys.readouterr().err
-    assert (
-        f"error: damaged{suffix}: 3 voxels are not numbers (NaN or infinite): the label map is damaged"
-        in said
-    )
-    sitk.WriteImage(sitk.GetImageFromArray(np.nan_to_num(labels)), str(path))
-    assert main(["mesh", str(path), "--out", str(tmp_path / "out")]) == 1
-    assert "a label map holds integers, not float32 values" in capsys.readouterr().err
-
-
 def dots(path):
     """Ten one-voxel structures and a larger one (labels 1–10 and 20)."""
     labels = np.zeros((10, 10, 40), np.uint16)

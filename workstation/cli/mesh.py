@@ -178,7 +178,7 @@ def _label_map_surfaces(
     the sides where each reaches the edge of the images."""
     import numpy as np
 
-    from planning.imageio import is_image_file, non_finite_voxels, read_image_file
+    from planning.imageio import is_image_file, read_label_map
     from planning.margins import labels_at_edges
     from planning.structure_io import label_names
     from planning.surfaces.build import surfaces_from_label_map
@@ -187,15 +187,7 @@ def _label_map_surfaces(
         raise DelineoError(
             f"{args.source.name}: an RTSTRUCT or SEG needs --series, the images it was drawn on"
         )
-    labels = read_image_file(args.source)
-    if labels.array.dtype.kind not in "iub":
-        bad = non_finite_voxels(args.source, labels)
-        if bad:
-            raise FormatError(
-                f"{args.source.name}: {bad:,} voxels are not numbers (NaN or infinite): the label map "
-                "is damaged; a label map holds integer labels 0, 1, 2, …"
-            )
-        raise FormatError(f"{args.source.name}: a label map holds integers, not {labels.array.dtype} values")
+    labels = read_label_map(args.source)
     names = label_names(args.source, names)
     present = {int(v) for v in np.unique(labels.array) if v}
     name_of = {v: names.get(v, f"Label_{v}") for v in sorted(present | set(names))}
