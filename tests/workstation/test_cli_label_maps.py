@@ -88,3 +88,20 @@ def test_values_that_are_not_whole_numbers_are_refused_with_an_example(tmp_path,
         in said
     )
 
+
+def test_compare_without_series_reads_the_reference_label_map_once(tmp_path, monkeypatch):
+    """The reference is the image and the reference structures: one read serves both."""
+    reads = []
+    reader = sitk.ImageFileReader
+
+    class CountingReader(reader):
+        def Execute(self):
+            reads.append(self.GetFileName())
+            return super().Execute()
+
+    monkeypatch.setattr(sitk, "ImageFileReader", CountingReader)
+    _write(tmp_path / "reference.nii.gz", _labels())
+    assert _compare(tmp_path, tmp_path / "reference.nii.gz") == 0
+    assert [name for name in reads if name.endswith("reference.nii.gz")] == [
+        str(tmp_path / "reference.nii.gz")
+    ]

@@ -46,8 +46,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from planning.compare_report import compare_sets, summary, write_csv, write_html
-    from planning.imageio import is_image_file, load_volume, read_image_file
-    from planning.structure_io import label_names, load_structures, read_names_file
+    from planning.imageio import is_image_file, load_volume, read_label_map
+    from planning.structure_io import label_map_structures, label_names, load_structures, read_names_file
     from workstation.cli.outputs import check_distinct, check_output_file
     from workstation.cli.progress import ProgressBar
 
@@ -55,14 +55,15 @@ def run(args) -> int:
     check_distinct(args.out, csv_path)
     for path in (args.out, csv_path):
         check_output_file(path, [args.reference, args.test, args.series])
+    names = read_names_file(args.labels) if args.labels else None
     if args.series is not None:
         volume = load_volume(args.series)
+        reference = load_structures(args.reference, volume, names)
     elif args.reference.is_file() and is_image_file(args.reference):
-        volume = read_image_file(args.reference)
+        volume = read_label_map(args.reference)  # the image and the reference, read once
+        reference = label_map_structures(volume, args.reference, volume, names)
     else:
         raise DelineoError("--series is needed: RTSTRUCT and SEG structures are read onto their image series")
-    names = read_names_file(args.labels) if args.labels else None
-    reference = load_structures(args.reference, volume, names)
     test = load_structures(args.test, volume, names)
     for label_map, path, other in ((reference, args.reference, test), (test, args.test, reference)):
         if path.is_file() and is_image_file(path):
