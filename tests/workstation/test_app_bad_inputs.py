@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QApplication, QMessageBox
 from support.app import drag, wait_idle, widget_point
 from support.data import data_path
@@ -141,6 +142,8 @@ def test_a_damaged_input_is_refused_naming_it_and_the_open_case_keeps_its_edits(
     case, brushed = _open_case_with_a_brushed_structure(window, qtbot)
     before = {s.name: s.mask.full() for s in case.structures}
     steps = len(case.history.commands)
+    listing = window.browser.scan
+    assert listing is not None and listing.series
     folder = tmp_path / "inputs"
     folder.mkdir()
     path, problem = make(folder, case) if make in _FROM_CASE else make(folder)
@@ -157,6 +160,9 @@ def test_a_damaged_input_is_refused_naming_it_and_the_open_case_keeps_its_edits(
     for structure in case.structures:
         assert np.array_equal(structure.mask.full(), before[structure.name]), structure.name
     assert len(case.history.commands) == steps
+    assert window.browser.scan is listing, "the Patients panel no longer lists the open case's series"
+    shown = window.browser.topLevelItem(0).child(0).child(0).data(0, Qt.ItemDataRole.UserRole)
+    assert shown is listing.series[0]
     status, messages = _said(window)
     said = [m for m in messages if problem[0] in m]
     assert said, f"no message names {problem[0]}: {messages}"

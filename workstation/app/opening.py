@@ -99,24 +99,32 @@ class CaseOpening:
         self.window.menus.remember(path)
 
         def done(result):
-            self.window.browser.show_scan(result, str(path))
-            self.window.docks.browser_dock.show()
             loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
             loads = auto_load and len(loadable) == 1
             for view in self.window.views.values():
                 view.set_empty_hint("" if loads else _choose_hint(len(result.series)))
+            if not result.series:
+                self.window.on_job_failed(f"Opening {path.name}", result.nothing_to_open(path))
+            if self.window.case is not None and (loads or not result.series):
+                # the open case's listing stays until the folder's series replaces the case
+                if loads:
+                    self.load_series(result, loadable[0], then=lambda: self._list(result, path))
+                return
+            self._list(result, path)
             if loads:
                 self.load_series(result, loadable[0])
-            elif not result.series:
-                self.window.on_job_failed(f"Opening {path.name}", result.nothing_to_open(path))
 
         self.window.jobs.run(f"Scanning {path.name}", lambda p, c: scan(path, on_progress=p, cancel=c), done)
 
-    def load_series(self, scan_result, series) -> None:
+    def _list(self, result, path: Path) -> None:
+        self.window.browser.show_scan(result, str(path))
+        self.window.docks.browser_dock.show()
+
+    def load_series(self, scan_result, series, then=lambda: None) -> None:
         """Load an image series, the RTSTRUCTs referencing it and its RTDOSE. Of several doses the
         plan's is shown when the others are its beams' or fractions' (`plan_dose_of`), else none
         (showing one would be a guess): the user opens the one wanted. Either way each is named
-        with what it holds."""
+        with what it holds. `then()` is called once the series is the open case."""
         structure_files = referencing(scan_result, series, "RTSTRUCT")
         doses = referencing(scan_result, series, "RTDOSE")
         shown = doses[0] if len(doses) == 1 else plan_dose_of(doses)
@@ -142,7 +150,11 @@ class CaseOpening:
 
         def done(result):
             volume, sets, problems, dose = result
+            before = self.window.case
             self._show_volume(volume, "dicom", source, sets, series.key)
+            if self.window.case is before:  # the user kept the open case
+                return
+            then()
             if dose is not None:
                 self.window.set_dose(*dose)
             warnings = [w for loaded in sets for w in getattr(loaded, "warnings", [])]
