@@ -150,13 +150,15 @@ def mask_on_image_grid(mask: Volume, image: Grid, path: Path, image_name: str) -
 def read_mask_folder(folder: str | Path, structures: list[str]) -> Case:
     """A clinic's labelled case: a folder with ``image.<ext>`` (CT; NIfTI, NRRD, MHA or a DICOM
     sub-folder ``image/``) and one mask file per delineated structure named after it exactly
-    (``Parotid_L.nii.gz``; non-zero = inside), each on the image's voxels (the same grid, or the
-    same voxels stored in another axis order: `mask_on_image_grid`). This is the layout
-    ``delineo segment --out FOLDER`` writes, so corrected auto-contours can be trained on.
+    (``Parotid_L.nii.gz``; non-zero = inside; read by the rule of label maps,
+    `planning.imageio.read_label_map`: NaN or fractional values are refused), each on the image's
+    voxels (the same grid, or the same voxels stored in another axis order: `mask_on_image_grid`).
+    This is the layout ``delineo segment --out FOLDER`` writes, so corrected auto-contours can be
+    trained on.
     Structures without a file are unlabelled for this case; names are matched by
     `match_mask_files`.
     """
-    from planning.imageio import is_image_file, load_volume
+    from planning.imageio import is_image_file, load_volume, read_label_map
 
     folder = Path(folder)
     images = [p for p in folder.iterdir() if p.name.lower().startswith("image") and is_image_file(p)]
@@ -174,7 +176,7 @@ def read_mask_folder(folder: str | Path, structures: list[str]) -> Case:
         if structure not in masks:
             continue
         path = masks[structure]
-        mask = mask_on_image_grid(load_volume(path), volume.grid, path, images[0].name)
+        mask = mask_on_image_grid(read_label_map(path), volume.grid, path, images[0].name)
         labels |= (to_lps(mask, volume.grid.direction) != 0).astype(labels.dtype) << k
         labelled[k] = True
     lps_axis = np.abs(np.asarray(volume.grid.direction)).argmax(0)

@@ -231,6 +231,27 @@ def test_a_mask_off_the_image_s_voxels_is_refused_naming_the_file_and_what_diffe
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("Parotid_R.nrrd", np.nan, "voxels are not numbers"),  # ITK keeps an NRRD's NaN: was inside
+        ("Parotid_R.nii.gz", np.nan, "voxels are not numbers"),  # ITK reads a NIfTI's as 0: was outside
+        ("Parotid_R.nii.gz", 0.4, "not whole numbers"),  # a resampled edge: "non-zero" grew it
+    ],
+)
+def test_a_damaged_or_soft_training_mask_is_refused_naming_the_file(tmp_path, name, damage, message):
+    """A training reference read as "non-zero = inside" took NaN voxels in or out depending on
+    the file's format, and counted a fractional (interpolated) edge as inside: the network would
+    learn a reference nobody drew. Masks are read by the label-map rule."""
+    _, right = _write_case(tmp_path / "case", seed=0, with_right=False)
+    grid = Grid(right.shape, (4.0, 4.0, 2.5), (0.0, 0.0, 0.0), np.diag([1.0, 1.0, -1.0]))
+    values = right.astype(np.float32)
+    values[6, 16, 10] = damage
+    save_volume(Volume(values, grid), tmp_path / "case" / name)
+    with pytest.raises(DelineoError, match=f"{name}: .*{message}"):
+        read_mask_folder(tmp_path / "case", ["Parotid_L", "Parotid_R"])
+
+
 def test_mask_files_are_matched_to_structures_by_their_exact_names(tmp_path, caplog):
     structures = ["Parotid_L", "Parotid_R"]
     _write_case(tmp_path / "case", seed=0)
