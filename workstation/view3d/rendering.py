@@ -9,9 +9,10 @@ camera stops, an edit lands or a dialog closes over it cannot be rotated. Full d
 frame drawn when asked (the toolbar's Full detail, a snapshot, a screenshot); it returns by
 itself once enough surfaces are hidden for its frame to fit the budget again.
 
-Full detail comes in a batch of surfaces per frame (`UPLOAD_TRIANGLES`), the others coarse,
-as long as those frames fit the budget: a case of 100+ surfaces never draws them all at once
-unless asked; on a GPU all are in within a second (a frame every `RENDER_COALESCE_MS`).
+Full detail comes in a batch of surfaces per frame, the others coarse, as long as those frames
+fit the budget: a case of 100+ surfaces never draws them all at once unless asked. The first batch
+is `UPLOAD_TRIANGLES`; each next one grows with the room the last frame left within the budget, so
+a GPU has them all in its second batch frame and software OpenGL keeps batches of about that size.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ FULL_DETAIL_AFTER_MS = 1000
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
 #: A full-detail frame estimated to take longer than this (ms) is drawn only when asked.
 FULL_DETAIL_BUDGET_MS = 250
-#: Full meshes never drawn before come in by about this many triangles per frame (new surfaces
+#: Full meshes never drawn before come in by at least this many triangles per frame (new surfaces
 #: arrive with stand-ins), the rest drawn coarse until the next frame: the first frame of all of a
 #: 117-structure case's 3.4 M triangles blocked the GUI thread 0.8-1.5 s on software OpenGL, in
 #: one go, just to learn that full detail is too slow there. Frames stop bringing more in once one
@@ -210,7 +211,7 @@ class RenderScheduling:
     def _swap_meshes(self, coarse: bool, at_once: bool = False) -> None:
         """Swap every surface to its coarse mesh (and drop anti-aliasing), or back to full
         detail: the full meshes drawn before, and of the others all `at_once` or the next batch
-        of `UPLOAD_TRIANGLES` (surfaces showing a margin map keep their full mesh and colours)."""
+        (`_next_uploads`; surfaces showing a margin map keep their full mesh and colours)."""
         note = coarse and not self._full_detail_affordable()
         self._coarse_note.SetVisibility(note)
         if note:
@@ -233,7 +234,7 @@ class RenderScheduling:
 
     def _waiting_uploads(self) -> list:
         """Surfaces shown whose full mesh has not been drawn yet, smallest first: each batch
-        adds some `UPLOAD_TRIANGLES` to the frames, so the first frame over budget is over by
+        adds some `_batch_triangles` to the frames, so the first frame over budget is over by
         about that much (a body outline of 1 M triangles, if it comes, comes last)."""
         waiting = [
             structure
@@ -248,17 +249,29 @@ class RenderScheduling:
 
     def _next_uploads(self, at_once: bool) -> list:
         """The next batch of full meshes to draw: all waiting `at_once`, else about
-        `UPLOAD_TRIANGLES` (at least one surface)."""
+        `_batch_triangles` (at least one surface)."""
         waiting = self._waiting_uploads()
         if at_once:
             return waiting
-        batch, triangles = [], 0
+        batch, triangles, most = [], 0, self._batch_triangles()
         for structure in waiting:
             triangles += self._mappers[structure][0].GetInput().GetNumberOfCells()
-            if batch and triangles > UPLOAD_TRIANGLES:
+            if batch and triangles > most:
                 break
             batch.append(structure)
         return batch
+
+    def _batch_triangles(self) -> float:
+        """Triangles of full meshes the next batch may add: half of those the last full-detail
+        frame had time left for within the budget, at its ms per triangle drawn (the next frame
+        is then expected halfway between it and the budget), and at least `UPLOAD_TRIANGLES`.
+        After a frame of a few ms (a GPU's) it is millions of triangles; after one of 100+ ms
+        (software OpenGL) about `UPLOAD_TRIANGLES`."""
+        if self._full_frame is None:
+            return UPLOAD_TRIANGLES
+        ms, drawn = self._full_frame
+        room = drawn * (FULL_DETAIL_BUDGET_MS - ms) / max(ms, 1.0)
+        return max(UPLOAD_TRIANGLES, room / 2)
 
 
 class Canvas(QVTKRenderWindowInteractor):
