@@ -192,15 +192,21 @@ class SurfaceSync:
         self._restyle(structure, render=False)
 
     def _on_coarse_finished(self, worker) -> None:
-        """All coarse meshes of a build made: drawn once if they are on show. A full-detail
-        frame found too slow while they were being made, by less than `BUSY_SLOWDOWN` times,
-        shared the CPU with them (the sample patient's: 350-450 ms instead of 150 ms on
-        software OpenGL): full detail is timed again. Nothing once the view is shut down."""
+        """All coarse meshes of a build made: drawn once if they are on show. Full detail
+        estimated too slow from a frame drawn while they were being made, by less than
+        `BUSY_SLOWDOWN` times, shared the CPU with them (the sample patient's: 350-450 ms
+        instead of 150 ms on software OpenGL): it is timed again. The estimate, not that
+        frame's time: a batch frame just over the budget drew some of the full meshes only.
+        Nothing once the view is shut down."""
         self._coarse_jobs.pop(worker, None)
         if self._closed:
             return
         slowed = self._timed_while_busy and not self._full_detail_affordable()
-        if not self._coarse_jobs and slowed and self._full_frame[0] <= BUSY_SLOWDOWN * FULL_DETAIL_BUDGET_MS:
+        if (
+            not self._coarse_jobs
+            and slowed
+            and self._full_detail_ms() <= BUSY_SLOWDOWN * FULL_DETAIL_BUDGET_MS
+        ):
             self._full_frame = None
             self._render_coarse()
         elif self._coarse or any(structure.awaiting_review for structure in self._mappers):
