@@ -125,7 +125,11 @@ class SurfaceSync:
             self._replace_actor(structure, *surfaces.get(copy.name, (None, None)))
         self._frame_arrivals()
         self._coarse_waiting += [s for s in todo if s in self._surfaces]
+        editing = self._detail_timer.isActive()
         self._render_coarse()
+        if not editing:  # no edit to wait for: full detail by batches from the first frame on
+            self._detail_timer.stop()
+            self._settle_detail()
         self.surfaces_changed.emit()
 
     def _frame_arrivals(self) -> None:
