@@ -66,7 +66,8 @@ def run_loader(name: str, folder: Path) -> dict:
 
 def make_series(folder: Path, slices: int) -> Path:
     """A 512×512×`slices` CT series written by the test suite's DICOM factory."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root), str(root / "tests")]  # the repository first (see rtstruct.py)
     import numpy as np
     from support.dicom_factory import write_ct_series
 

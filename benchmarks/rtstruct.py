@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# the repository before tests/, whose planning/, segmentation/… test folders would else stand for
+# the packages where they are installed editable (a finder that Python asks after the path)
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
 from support.dicom_factory import write_ct_series  # noqa: E402
 
