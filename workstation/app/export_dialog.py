@@ -259,13 +259,15 @@ class ExportDialog(QDialog):
             written = [("warning", w) for w in warnings] + [("note", n) for n in notes]
             findings = written + services.check_rtstruct(target, volume)
             stale = _stale_findings(services.why_stale(everything), subset.names())
-            return target, stale + _review_findings(everything, subset) + findings
+            return target, stale + _review_findings(everything, subset) + findings, notes
 
         def done(result):
             if number != self._current_check:  # stale: a later check runs, or the case changed
                 self._end_stale_check()
                 return
-            self._checked_file, self.findings = result
+            self._checked_file, self.findings, notes = result
+            for note in notes:  # the warnings reach the panel logged; notes are logged as info
+                self.window_.messages.add("INFO", f"{target.name}: {note}")
             self._show_findings()
             self.check_button.setEnabled(True)
             conforming = not any(level == "error" for level, _ in self.findings)
