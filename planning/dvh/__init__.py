@@ -50,7 +50,15 @@ geometries), `planning.dvh.polygons` (a plane's contours as polygons: area, peri
 
 from planning.dvh.compute import compute_dvh
 from planning.dvh.histogram import DVH
-from planning.dvh.report import format_dose, format_volume, plot_dvhs, visible_on_white, write_table
+from planning.dvh.report import (
+    dose_unit,
+    format_dose,
+    format_volume,
+    plot_dvhs,
+    shown_dose,
+    visible_on_white,
+    write_table,
+)
 from planning.dvh.sampling import BOUNDARY_SHARE, MAX_FACTOR, SAMPLE_BUDGET, SMALL_STRUCTURE_VOXELS
 
 __all__ = [
@@ -60,9 +68,11 @@ __all__ = [
     "SAMPLE_BUDGET",
     "SMALL_STRUCTURE_VOXELS",
     "compute_dvh",
+    "dose_unit",
     "format_dose",
     "format_volume",
     "plot_dvhs",
+    "shown_dose",
     "visible_on_white",
     "write_table",
 ]

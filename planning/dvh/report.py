@@ -12,11 +12,22 @@ from planning.dvh.histogram import DVH, level_name
 from planning.files import write_atomically
 
 
+def dose_unit(units: str) -> str:
+    """A dose unit as shown to a person: "Gy", "Gy(effective)", and for relative doses (fractions
+    of the reference dose) "% of reference": they are shown as percentages, as V50% names them."""
+    return "% of reference" if units == "relative" else units
+
+
+def shown_dose(value, units: str):
+    """A dose (or an array of them) in `dose_unit(units)`: a relative dose (a fraction) as a
+    percentage of the reference."""
+    return 100.0 * value if units == "relative" else value
+
+
 def format_dose(value: float, units: str) -> str:
-    """A dose for a person to read: 0.01 Gy (2 decimals) in Gy, and for relative doses
-    (fractions of the reference dose) 4 decimals, 0.01 % of it, where 2 would round 95.3 % and
-    95.7 % alike."""
-    return f"{value:.4f}" if units == "relative" else f"{value:.2f}"
+    """A dose for a person to read, in `dose_unit(units)`: 0.01 Gy (2 decimals), and for relative
+    doses 0.01 % of the reference (95.31; a fraction to 2 decimals read 95.3 % and 95.4 % as 0.95)."""
+    return f"{shown_dose(value, units):.2f}"
 
 
 def format_volume(cc: float) -> str:
@@ -38,12 +49,14 @@ def write_table(
 ) -> None:
     """A CSV of one row per DVH: volume, Dmean, Dmin, Dmax, D_x%, D_xcc, V_x (cc and %), how the
     structure was sampled, and its warnings, after `dose_warnings` (the dose file's: a per-fraction
-    dose, relative doses), which hold for every row. Doses in the DVHs' unit (Gy, Gy(effective)
-    or relative). A DVH with no volume has its row, numbers left blank, and its warnings say why
-    (by default: a structure of points or open contours)."""
+    dose, relative doses), which hold for every row. Doses in the DVHs' unit (Gy, Gy(effective)),
+    relative doses in % of the reference ("Dmean_%_of_reference"), as the V_x name them. A DVH
+    with no volume has its row, numbers left blank, and its warnings say why (by default: a
+    structure of points or open contours)."""
     unit = dvhs[0].units if dvhs else "Gy"
-    header = ["structure", "volume_cc", f"Dmean_{unit}", f"Dmin_{unit}", f"Dmax_{unit}"]
-    header += [f"D{p:g}%_{unit}" for p in percents] + [f"D{c:g}cc_{unit}" for c in cc]
+    dose_column = dose_unit(unit).replace(" ", "_")  # "Gy", "%_of_reference"
+    header = ["structure", "volume_cc", f"Dmean_{dose_column}", f"Dmin_{dose_column}", f"Dmax_{dose_column}"]
+    header += [f"D{p:g}%_{dose_column}" for p in percents] + [f"D{c:g}cc_{dose_column}" for c in cc]
     header += [f"{level_name(level, unit)}_cc" for level in levels]
     header += [f"{level_name(level, unit)}_%" for level in levels]
     header += ["sampling", "warnings"]
@@ -59,11 +72,11 @@ def write_table(
                     warnings = [*dose_warnings, *why]
                     writer.writerow([dvh.name, "0", *blank, dvh.sampling, " | ".join(warnings)])
                     continue
-                row = [dvh.volume_cc, dvh.mean, dvh.min, dvh.max]
-                row += [dvh.d_percent(p) for p in percents]
+                doses = [dvh.mean, dvh.min, dvh.max] + [dvh.d_percent(p) for p in percents]
                 # D_xcc of a structure smaller than x cc is undefined: blank, not 0 (it read as 0 Gy)
                 larger = [c for c in cc if c > dvh.volume_cc * (1 + 1e-9)]
-                row += [None if c in larger else dvh.d_cc(c) for c in cc]
+                doses += [None if c in larger else dvh.d_cc(c) for c in cc]
+                row = [dvh.volume_cc] + [None if d is None else shown_dose(d, unit) for d in doses]
                 row += [dvh.v_gy(level) for level in levels] + [dvh.v_percent(level) for level in levels]
                 warnings = [*dose_warnings, *dvh.warnings]
                 if larger:
@@ -95,7 +108,7 @@ def plot_dvhs(
     for dvh in dvhs:
         if dvh.is_empty:
             continue
-        edges = dvh.bin_edges
+        edges = shown_dose(dvh.bin_edges, dvh.units)
         values = dvh.cumulative()
         if relative:
             values = 100 * values / dvh.volume_cc
@@ -103,7 +116,7 @@ def plot_dvhs(
         if colors and dvh.name in colors:
             color = visible_on_white(tuple(c / 255 for c in colors[dvh.name]))
         axes.plot(edges, values, label=dvh.name, color=color, linewidth=1.5)
-    axes.set_xlabel(f"Dose ({dvhs[0].units if dvhs else 'Gy'})")
+    axes.set_xlabel(f"Dose ({dose_unit(dvhs[0].units) if dvhs else 'Gy'})")
     axes.set_ylabel("Volume (%)" if relative else "Volume (cc)")
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0)

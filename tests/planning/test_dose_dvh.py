@@ -804,10 +804,11 @@ def test_the_running_volume_is_exact_within_and_across_stored_stretches():
 
 
 def test_doses_and_volumes_are_written_with_the_digits_they_need():
-    from planning.dvh import format_dose, format_volume
+    from planning.dvh import dose_unit, format_dose, format_volume
 
     assert format_dose(14.6789, "Gy") == "14.68" and format_dose(14.6789, "Gy(effective)") == "14.68"
-    assert format_dose(0.95312, "relative") == "0.9531"  # 0.01 % of the reference dose
+    # relative doses (fractions of the reference) in percent of it, as V95% names them: 0.01 %
+    assert format_dose(0.95312, "relative") == "95.31" and dose_unit("relative") == "% of reference"
     assert [format_volume(v) for v in (14882.1, 13.157, 1.294, 0.6691, 0.03412, 0.0)] == [
         "14882.10",
         "13.16",

@@ -277,8 +277,8 @@ def test_the_metrics_and_curves_are_worked_out_in_the_worker(window, qtbot, monk
 
 
 def test_small_volumes_and_relative_doses_show_their_digits(window, qtbot):
-    """A 1-voxel structure's volume and relative doses (fractions of the reference dose) read
-    with the digits that tell them apart, as `delineo dvh` prints them: 2 decimals read 0.95."""
+    """A 1-voxel structure's volume and relative doses (in % of the reference dose) read with the
+    digits that tell them apart, as `delineo dvh` prints them: 2 decimals of a fraction read 0.95."""
     from planning.structures import Mask, Structure
 
     case = show_sample(window)
@@ -298,5 +298,6 @@ def test_small_volumes_and_relative_doses_show_their_digits(window, qtbot):
     assert voxel_cc < 1
     volume = panel.table.item(row, 1).text()
     assert float(volume) == pytest.approx(voxel_cc, rel=0.005)  # 3 significant digits
-    assert panel.table.item(row, 2).text() == "0.9531"  # Dmean
-    assert panel.table.horizontalHeaderItem(2).text() == "Dmean (relative)"
+    # in percent of the reference dose, as the V_x name them (V95%): "Dmean (relative)" read 0.9531
+    assert panel.table.item(row, 2).text() == "95.31"  # Dmean
+    assert panel.table.horizontalHeaderItem(2).text() == "Dmean (% of reference)"

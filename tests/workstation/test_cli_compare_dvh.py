@@ -267,14 +267,35 @@ def test_dvh_table_carries_what_the_dose_file_is(tmp_path, capsys):
     assert main(["dvh", str(tmp_path / "fraction.dcm"), *args, "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert {"Dmean_Gy(effective)", "V10Gy(effective)_cc"} <= set(rows[0])
+    dmean = float(next(r for r in rows if r["structure"] == "Breast")["Dmean_Gy(effective)"])
     assert all(r["warnings"].startswith("fraction.dcm: the dose of one fraction") for r in rows)
     dataset.DoseSummationType, dataset.DoseType, dataset.DoseUnits = "PLAN", "PHYSICAL", "RELATIVE"
     dataset.save_as(tmp_path / "relative.dcm")
     out = tmp_path / "relative.csv"
+    curves = tmp_path / "relative_curves.csv"
     relative_args = [*args[:-1], "0.5"]  # half the reference dose: V50%, not V0.5relative
-    assert main(["dvh", str(tmp_path / "relative.dcm"), *relative_args, "--out", str(out)]) == 0
+    capsys.readouterr()
+    command = [
+        "dvh",
+        str(tmp_path / "relative.dcm"),
+        *relative_args,
+        "--out",
+        str(out),
+        "--curves",
+        str(curves),
+    ]
+    assert main(command) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
-    assert {"Dmean_relative", "V50%_cc", "V50%_%"} <= set(rows[0])
+    # doses in % of the reference, as the V_x name theirs (V50%); the D columns read "_relative"
+    assert {"Dmean_%_of_reference", "D95%_%_of_reference", "V50%_cc", "V50%_%"} <= set(rows[0])
+    breast = next(r for r in rows if r["structure"] == "Breast")
+    printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Breast"))
+    assert printed.endswith("% of reference")
+    assert f"Dmean {float(breast['Dmean_%_of_reference']):.2f}" in " ".join(printed.split())
+    assert float(breast["Dmean_%_of_reference"]) == pytest.approx(100 * dmean, abs=0.01)  # the same dose
+    curve = [r for r in csv.DictReader(open(curves, encoding="utf-8")) if r["structure"] == "Breast"]
+    highest = max(float(r["dose_%_of_reference"]) for r in curve)
+    assert highest == pytest.approx(float(breast["Dmax_%_of_reference"]), abs=1)  # its bins too
     assert all("fractions of the planning system's reference dose, not Gy" in r["warnings"] for r in rows)
 
 

@@ -40,6 +40,7 @@ from planning.contour_slabs import ImageSlices
 from planning.dvh import (
     DVH,
     compute_dvh,
+    dose_unit,
     format_dose,
     format_volume,
     plot_dvhs,
@@ -270,7 +271,7 @@ class DvhPanel(QWidget):
         self._filled = False  # no redraw per row while filling
         self.table.setColumnCount(1 + len(COLUMNS))
         self.table.setHorizontalHeaderLabels(
-            ["Structure"] + [h if key == "volume_cc" else f"{h} ({units})" for h, key in COLUMNS]
+            ["Structure"] + [h if key == "volume_cc" else f"{h} ({dose_unit(units)})" for h, key in COLUMNS]
         )
         self.table.setRowCount(len(dvhs))
         colours = self._colours()

@@ -75,7 +75,7 @@ def run(args) -> int:
     import numpy as np
 
     from planning.dose import load_dose
-    from planning.dvh import DVH, compute_dvh, format_dose, format_volume, plot_dvhs, write_table
+    from planning.dvh import DVH, compute_dvh, dose_unit, format_dose, format_volume, plot_dvhs, write_table
     from workstation.cli.outputs import check_distinct, check_output_file
 
     check_distinct(args.out, args.curves, args.plot)
@@ -131,7 +131,7 @@ def run(args) -> int:
         print(
             f"{dvh.name:<20} {format_volume(dvh.volume_cc):>9} cc  "
             + "  ".join(f"{key} {format_dose(value, unit):>7}" for key, value in dose.items())
-            + f" {unit}"
+            + f" {dose_unit(unit)}"
         )
         for text in dvh.warnings:
             print(f"  warning: {text}")
@@ -211,15 +211,18 @@ def _write_curves(dvhs, path: Path, unit: str) -> None:
     """Long format: structure, dose, the cumulative volume receiving at least it (cc and %), and
     the differential volume receiving from it up to the next dose (cc; blank on the last row).
     Written atomically: a failed write leaves any earlier file whole."""
+    from planning.dvh import dose_unit, shown_dose
     from planning.files import write_atomically
 
     def write(target: Path) -> None:
         with open(target, "w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream)
-            writer.writerow(["structure", f"dose_{unit}", "volume_cc", "volume_%", "bin_volume_cc"])
+            dose_column = f"dose_{dose_unit(unit).replace(' ', '_')}"  # relative doses in % of reference
+            writer.writerow(["structure", dose_column, "volume_cc", "volume_%", "bin_volume_cc"])
             for dvh in dvhs:
                 differential = [f"{cc:.5f}" for cc in dvh.differential()] + [""]
-                for dose, cc, in_bin in zip(dvh.bin_edges, dvh.cumulative(), differential, strict=True):
+                doses = shown_dose(dvh.bin_edges, unit)
+                for dose, cc, in_bin in zip(doses, dvh.cumulative(), differential, strict=True):
                     writer.writerow(
                         [dvh.name, f"{dose:.4f}", f"{cc:.5f}", f"{100 * cc / dvh.volume_cc:.4f}", in_bin]
                     )
