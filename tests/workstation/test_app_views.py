@@ -360,9 +360,10 @@ def test_patient_browser_double_click_loads_series_with_its_rtstruct(window, qtb
 
 
 def test_a_folder_of_several_series_says_in_the_views_how_to_open_one(window, qtbot, tmp_path):
-    """A folder of several series opens none (the user chooses): the views said only "No image".
-    They now say how many series were found and that a double-click in the Patients list opens
-    one, which it does; a folder whose one series opens at once leaves nothing to say."""
+    """A folder of several series opens none (the user chooses): the views said only "No image",
+    the 3D view nothing. They now say how many series were found and that a double-click in the
+    Patients list opens one, which it does; a folder whose one series opens at once leaves
+    nothing to say."""
     from support.dicom_factory import ct_phantom, write_ct_series
 
     from workstation.app.slice_view import SliceView
@@ -370,15 +371,23 @@ def test_a_folder_of_several_series_says_in_the_views_how_to_open_one(window, qt
     folder = tmp_path / "two"
     write_ct_series(folder / "a", ct_phantom((4, 16, 20)), series_description="first")
     write_ct_series(folder / "b", ct_phantom((4, 16, 20)), series_description="second")
+    assert window.view3d.empty_text == "No image"  # the 3D view was a blank gradient
     window.opening.open_folder(folder)
     wait_idle(qtbot, window)
     assert window.case is None
+    hint = "2 series found.\nDouble-click one in the Patients list to open it."
+    assert window.view3d.empty_text == f"No image\n\n{hint}"
+    window.view3d.resize(420, 300)
+    image = window.view3d.render_image()
+    rows, columns = image.shape[:2]
+    middle = image[rows // 2 - 30 : rows // 2 + 30, columns // 4 : 3 * columns // 4].astype(float)
+    assert middle.max() - middle.min() > 60  # the text, light on the dark gradient
     bare = SliceView("axial")  # what a view without a hint draws: "No image" alone
     for view in window.views.values():
         bare.resize(view.size())
         drawn = np.any(grab(view) != grab(bare), axis=(1, 2))
         assert drawn.any() and np.flatnonzero(drawn).min() > view.height() / 2  # under "No image"
-        assert view.empty_hint == "2 series found.\nDouble-click one in the Patients list to open it."
+        assert view.empty_hint == hint
     item = window.browser.series_items()[1]
     window.browser.scrollToItem(item)
     rect = window.browser.visualItemRect(item)
@@ -386,10 +395,11 @@ def test_a_folder_of_several_series_says_in_the_views_how_to_open_one(window, qt
         act(window.browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     wait_idle(qtbot, window)
     assert window.case is not None
+    assert "No image" not in window.view3d.empty_text  # an image: what the 3D view waits for
     write_ct_series(tmp_path / "one", ct_phantom((4, 16, 20)))
     window.opening.open_folder(tmp_path / "one")
     wait_idle(qtbot, window)
-    assert all(view.empty_hint == "" for view in window.views.values())
+    assert all(view.empty_hint == "" for view in [*window.views.values(), window.view3d])
 
 
 def test_a_folder_dropped_on_the_window_opens(window, qtbot):

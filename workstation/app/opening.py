@@ -101,7 +101,7 @@ class CaseOpening:
         def done(result):
             loadable = [s for s in result.series if s.modality not in ("", "OT") or len(result.series) == 1]
             loads = auto_load and len(loadable) == 1
-            for view in self.window.views.values():
+            for view in [*self.window.views.values(), self.window.view3d]:
                 view.set_empty_hint("" if loads else _choose_hint(len(result.series)))
             if not result.series:
                 self.window.on_job_failed(f"Opening {path.name}", result.nothing_to_open(path))

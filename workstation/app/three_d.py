@@ -23,6 +23,9 @@ class Placeholder3D(QLabel):
     def show_case(self, case) -> None:
         pass
 
+    def set_empty_hint(self, text: str) -> None:
+        pass  # it says why there is no 3D view
+
     def is_ready(self) -> bool:
         return True
 

@@ -57,6 +57,8 @@ _PRESET_NAMES: list[str | None] = [None, *PRESETS, INTENSITIES]
 
 #: What an empty 3D view says (an image open, no structure, no volume rendering).
 EMPTY_HINT = "No structures to show yet.\nDraw or import some, or choose a Volume rendering above."
+#: What the view says while no image is open, as the slice views do; `set_empty_hint` adds to it.
+NO_IMAGE = "No image"
 
 
 class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget):
@@ -151,8 +153,8 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         self._timer.timeout.connect(self._start_build)
         self._structure_event.connect(self._on_structure_event)
         self._orientation = orientation_marker()
-        self._empty_hint = scene.hint(EMPTY_HINT)
-        self._empty_hint.SetVisibility(False)
+        self.empty_hint = ""  # said under "No image" while no image is open, e.g. how to open one
+        self._empty_hint = scene.hint(NO_IMAGE)
         self.renderer.AddViewProp(self._empty_hint)
         self._coarse_note = scene.note("")
         self._coarse_note.SetVisibility(False)
@@ -276,11 +278,22 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
     def volume_rendering(self) -> str | None:
         return self._preset
 
+    def set_empty_hint(self, text: str) -> None:
+        """Say `text` under "No image" while no image is open ("" says nothing more), as the slice
+        views do."""
+        self.empty_hint = text
+        self._update_empty_hint()
+
     @property
     def shows_empty_hint(self) -> bool:
-        """Whether the view says it has nothing to show (an image open, no structure surface, no
-        volume rendering)."""
+        """Whether the view says it has nothing to show (no structure surface, no volume
+        rendering): "No image" (and `empty_hint`) without an image, else what it waits for."""
         return bool(self._empty_hint.GetVisibility())
+
+    @property
+    def empty_text(self) -> str:
+        """What the view says it has nothing to show ("" while it shows something)."""
+        return self._empty_hint.GetInput() if self.shows_empty_hint else ""
 
     @property
     def shows_coarse_note(self) -> bool:
@@ -288,10 +301,16 @@ class View3D(SurfaceSync, MeasurementTools, Overlays, RenderScheduling, QWidget)
         return bool(self._coarse_note.GetVisibility())
 
     def _update_empty_hint(self) -> None:
-        """Say what the view is waiting for while an image is open with nothing to draw in 3D."""
+        """Say "No image" (and the empty hint) while no image is open, and what the view is waiting
+        for while one is open with nothing to draw in 3D."""
         nothing = not self._pending and not any(self._surfaces.values())
-        empty = self._volume is not None and self._preset is None and nothing
-        if empty != self.shows_empty_hint:
+        empty = self._preset is None and nothing
+        if self._volume is None:
+            text = f"{NO_IMAGE}\n\n{self.empty_hint}" if self.empty_hint else NO_IMAGE
+        else:
+            text = EMPTY_HINT
+        if (empty, text) != (self.shows_empty_hint, self._empty_hint.GetInput()):
+            self._empty_hint.SetInput(text)
             self._empty_hint.SetVisibility(empty)
             self._render()
 
