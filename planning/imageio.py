@@ -31,6 +31,7 @@ from planning.geometry import Grid
 from planning.sform_shear import (
     SHEAR_LIMIT_DEG,
     SHEAR_NOISE_DEG,
+    Shear,
     perpendicular_grid,
     shear_of,
     voxels_moved_mm,
@@ -186,16 +187,18 @@ def _read_with_non_finite(path: Path) -> tuple[Volume, int]:
     if path.is_file() and path.stat().st_size == 0:
         raise FormatError(f"{path.name}: empty file (0 bytes)")
     nifti_header = _read_nifti_header(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
+    sform = _used_sform(nifti_header) if nifti_header is not None else None
     if nifti_header is not None:
         _check_nifti_complete(path, nifti_header)
-        _check_sform_shear(path, nifti_header)
+    if sform is not None:
+        _check_sform_shear(path, nifti_header, sform)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     suffix = image_suffix(path)
     if suffix is not None and not path.name.endswith(suffix):  # ITK knows endings in lower case only
         reader.SetImageIO(_IMAGE_IO[suffix])
     try:
-        with _sform_shear_allowed(nifti_header):
+        with _sform_shear_allowed(sform):
             image = reader.Execute()
     except RuntimeError as error:
         reason = _first_line(error)
@@ -217,7 +220,7 @@ def _read_with_non_finite(path: Path) -> tuple[Volume, int]:
     except MemoryError:
         raise FormatError(f"{path.name}: not enough memory for its {_size_words(image)} image") from None
     if nifti_header is not None:
-        _apply_sform(volume, path, nifti_header)
+        _apply_sform(volume, path, nifti_header, sform)
     return volume, _non_finite(path, volume, nifti_header)
 
 
@@ -353,9 +356,17 @@ def _nifti_sform(header: bytes) -> tuple[int, np.ndarray] | None:
     return code, np.array(rows, dtype=np.float64).reshape(3, 4)
 
 
-def _used_sform(header: bytes) -> tuple[int, np.ndarray] | None:
-    """sform_code and sform (3×4, voxel → LPS mm) of a NIfTI header whose sform is in use (code
-    > 0) and places every voxel (finite, no voxel step of length 0); else None."""
+class _UsedSform(NamedTuple):
+    """A NIfTI header's sform in use: its code, the sform (3×4, voxel → LPS mm) and its shear."""
+
+    code: int
+    lps: np.ndarray
+    shear: Shear
+
+
+def _used_sform(header: bytes) -> _UsedSform | None:
+    """The sform of a NIfTI header whose sform is in use (code > 0) and places every voxel
+    (finite, no voxel step of length 0); else None."""
     found = _nifti_sform(header)
     if found is None or found[0] <= 0:
         return None
@@ -363,18 +374,14 @@ def _used_sform(header: bytes) -> tuple[int, np.ndarray] | None:
     lps = np.diag([-1.0, -1.0, 1.0]) @ sform
     if not (np.all(np.isfinite(lps)) and np.all(np.linalg.norm(lps[:, :3], axis=0) > 0)):
         return None
-    return code, lps
+    return _UsedSform(code, lps, shear_of(lps))
 
 
-def _check_sform_shear(path: Path, header: bytes) -> None:
+def _check_sform_shear(path: Path, header: bytes, sform: _UsedSform) -> None:
     """Refuse a NIfTI file whose sform's voxel axes are `SHEAR_LIMIT_DEG` or more from right
     angles: no grid places its voxels where the file does (ITK would refuse it without saying
     why, or place it by its qform, elsewhere than nibabel and FSL do)."""
-    found = _used_sform(header)
-    if found is None:
-        return
-    code, lps = found
-    shear = shear_of(lps)
+    code, lps, shear = sform
     if shear.shear_deg < SHEAR_LIMIT_DEG:
         return
     shape = tuple(max(int(n), 1) for n in _nifti_layout(header).dims[3:0:-1])  # (z, y, x)
@@ -388,12 +395,11 @@ def _check_sform_shear(path: Path, header: bytes) -> None:
 
 
 @contextmanager
-def _sform_shear_allowed(header: bytes | None):
+def _sform_shear_allowed(sform: _UsedSform | None):
     """While ITK reads a NIfTI file whose sform holds a shear below `SHEAR_LIMIT_DEG` (rounding),
     let it (ITK refuses any above about 0.006° when the qform is not set); `_apply_sform` then
     makes the axes perpendicular. The variable is ITK's own switch, set for this read only."""
-    found = _used_sform(header) if header is not None else None
-    if found is None or shear_of(found[1]).shear_deg < SHEAR_NOISE_DEG:
+    if sform is None or sform.shear.shear_deg < SHEAR_NOISE_DEG:
         yield
         return
     with _PERMISSIVE_LOCK:
@@ -408,16 +414,15 @@ def _sform_shear_allowed(header: bytes | None):
                 os.environ[_ITK_PERMISSIVE] = previous
 
 
-def _apply_sform(volume: Volume, path: Path, header: bytes) -> None:
-    """Place `volume` by the file's sform (sform_code > 0) where ITK's geometry differs, with a
-    warning naming both. An sform sheared less than `SHEAR_LIMIT_DEG` (larger ones are refused
-    before reading) is made perpendicular, said unless the shear is mere rounding; a degenerate
-    sform is not used, said."""
+def _apply_sform(volume: Volume, path: Path, header: bytes, placed: _UsedSform | None) -> None:
+    """Place `volume` by the file's sform (sform_code > 0; `placed`, `_used_sform`'s) where ITK's
+    geometry differs, with a warning naming both. An sform sheared less than `SHEAR_LIMIT_DEG`
+    (larger ones are refused before reading) is made perpendicular, said unless the shear is mere
+    rounding; a degenerate sform is not used, said."""
     found = _nifti_sform(header)
     if found is None or found[0] <= 0:
         return
     code, itk = found[0], volume.grid
-    placed = _used_sform(header)
     if placed is None:
         stated = np.diag([-1.0, -1.0, 1.0]) @ found[1]
         if not np.allclose(stated, itk.affine[:3], atol=1e-3):
@@ -427,8 +432,8 @@ def _apply_sform(volume: Volume, path: Path, header: bytes) -> None:
                 f"is placed by {_describe(itk)}; the sform says {np.round(stated, 4).tolist()} (LPS mm)"
             )
         return
-    stated = placed[1]
-    grid, shear = perpendicular_grid(stated, itk.shape), shear_of(stated)
+    stated, shear = placed.lps, placed.shear
+    grid = perpendicular_grid(stated, itk.shape)
     if shear.shear_deg >= SHEAR_NOISE_DEG:
         volume.grid = grid
         volume.warnings.append(
