@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from planning.session_fields import is_number, is_whole, shown
+from planning.session_fields import entry, is_number, is_whole, shown
 
 #: The margin names a recipe's "margins" object may hold (`planning.margins.Margins`).
 _MARGIN_NAMES = ("right", "left", "anterior", "posterior", "superior", "inferior")
@@ -47,30 +47,24 @@ def _check_operation(recipe, where: str) -> None:
     if recipe.get("within") is not None:
         _check_operand(recipe["within"], f"{where}: its 'within'")
     if op in _ONE_SOURCE or (op == "subtract" and "sources" not in recipe):
-        _check_operand(_entry(recipe, "source", where), f"{where}: its source")
+        _check_operand(entry(recipe, "source", where), f"{where}: its source")
     if op in _MANY_SOURCES or (op == "subtract" and "sources" in recipe):
-        _check_operands(_entry(recipe, "sources", where), f"{where}: its sources")
+        _check_operands(entry(recipe, "sources", where), f"{where}: its sources")
     elif op == "subtract":
-        _check_operands(_entry(recipe, "minus", where), f"{where}: what it subtracts", empty=True)
+        _check_operands(entry(recipe, "minus", where), f"{where}: what it subtracts", empty=True)
     if op in ("expand", "shrink"):
-        _check_margins(_entry(recipe, "margins", where), where)
+        _check_margins(entry(recipe, "margins", where), where)
     elif op == "ring":
-        inner, outer = (_number(_entry(recipe, k, where), where, k) for k in ("inner_mm", "outer_mm"))
+        inner, outer = (_number(entry(recipe, k, where), where, k) for k in ("inner_mm", "outer_mm"))
         if outer <= inner:
             raise ValueError(f"{where} has outer_mm {outer:g} ≤ inner_mm {inner:g}")
     elif op == "remove_islands":
-        if _number(_entry(recipe, "min_cc", where), where, "min_cc") < 0:
+        if _number(entry(recipe, "min_cc", where), where, "min_cc") < 0:
             raise ValueError(f"{where} has min_cc {recipe['min_cc']:g}, not ≥ 0")
     elif op == "keep_largest" and not (is_whole(recipe.get("count", 1)) and recipe.get("count", 1) >= 1):
         raise ValueError(f"{where} has count {shown(recipe['count'])}, not a whole number ≥ 1")
     elif op == "fill_holes" and not isinstance(recipe.get("per_slice", False), bool):
         raise ValueError(f"{where} has per_slice {shown(recipe['per_slice'])}, not true or false")
-
-
-def _entry(recipe: dict, key: str, where: str):
-    if key not in recipe:
-        raise ValueError(f"{where} has no {key!r}")
-    return recipe[key]
 
 
 def _check_operands(operands, where: str, *, empty: bool = False) -> None:
